@@ -1,0 +1,89 @@
+/* journal.h — one context's append-only, checksummed record file.
+ *
+ * A journal is a sequence of records, each framed with its length and an XXH3-64
+ * checksum (doc/design/journal.md is the normative format).  This module knows
+ * framing only: payloads are opaque bytes (context.c writes JSON).  Appends go to
+ * the end with one write(2); journal_append(..., sync=true) also fsyncs, which is
+ * how a commit becomes durable.
+ *
+ * Reading is tolerant: journal_scan() walks every record, skips a corrupt record
+ * in the middle (resynchronising on the next valid frame) and reports a torn or
+ * corrupt tail; journal_open() with JOURNAL_REPAIR truncates that tail so new
+ * records follow the last good one.  A bad record never makes the rest unreadable.
+ *
+ * Not thread-safe: the owner (the store, under its lock) serialises calls.
+ */
+#ifndef MCPFS_JOURNAL_H
+#define MCPFS_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JOURNAL_MAX_RECORD (64u << 20)  /* payload bytes; larger appends get -EFBIG */
+
+enum journal_record_type {
+	JOURNAL_CREATE = 1,     /* first record: creation time and initial settings */
+	JOURNAL_SETTINGS = 2,   /* full settings snapshot; the last one wins */
+	JOURNAL_USER = 3,       /* a user message of a turn (a later one for the same
+	                           turn replaces it) */
+	JOURNAL_REPLY_PART = 4, /* checkpoint: reply text received so far (appended) */
+	JOURNAL_REPLY_END = 5,  /* a reply attempt's end: outcome, usage, content */
+	JOURNAL_CLEAR = 6,      /* the conversation was cleared */
+};
+
+/* What a scan found.  Offsets are byte offsets in the file. */
+struct journal_report {
+	uint64_t records;        /* valid records delivered */
+	uint64_t bad_records;    /* corrupt records skipped in the middle */
+	uint64_t skipped_bytes;  /* bytes of those */
+	uint64_t good_end;       /* end of the last valid record: where appends go */
+	uint64_t torn_bytes;     /* bytes after good_end that form no valid record */
+};
+
+/* Called for each valid record in file order; payload lives until return.  A
+ * negative return stops the scan, which returns it. */
+typedef int journal_record_fn(void *data, uint16_t type, const void *payload, size_t len,
+			      uint64_t offset);
+
+/* Scans the file at path (fd opened read-only inside).  0, -ENOENT, -EIO on a
+ * read error, or fn's negative value.  The report is filled in every case. */
+int journal_scan(const char *path, journal_record_fn *fn, void *data,
+		 struct journal_report *rep);
+
+/* Scans an in-memory image (same rules; for tests and fuzzing). */
+int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *data,
+		     struct journal_report *rep);
+
+struct journal;
+
+#define JOURNAL_CREATE_NEW 1u  /* create the file; -EEXIST if it exists */
+#define JOURNAL_REPAIR 2u      /* truncate a torn tail to rep->good_end */
+
+/* Opens path for appending after the last valid record (flags above).  When
+ * JOURNAL_REPAIR truncates, that is reported in rep (may be NULL).  The file and,
+ * for a new file, its directory are fsynced before returning.  0, -errno. */
+int journal_open(const char *path, unsigned flags, struct journal_report *rep,
+		 struct journal **ret);
+
+/* Appends one record; with sync, fsyncs before returning.  On a failed or short
+ * write the file is truncated back to its previous end, so a failed append leaves
+ * no partial record.  0, -EFBIG (payload over JOURNAL_MAX_RECORD), -ENOSPC, -EIO,
+ * -errno. */
+int journal_append(struct journal *j, uint16_t type, const void *payload, size_t len, bool sync);
+
+/* fsyncs what was appended without sync.  0, -errno. */
+int journal_sync(struct journal *j);
+
+/* Bytes in the file (the offset of the next record). */
+uint64_t journal_size(const struct journal *j);
+
+/* Closes the file.  NULL-safe. */
+void journal_free(struct journal *j);
+
+/* Builds one framed record into a caller buffer (for tests and fixtures).
+ * Returns the frame size; out must hold journal_frame_size(len) bytes. */
+size_t journal_frame_size(size_t len);
+size_t journal_frame(uint16_t type, const void *payload, size_t len, void *out);
+
+#endif

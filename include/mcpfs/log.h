@@ -1,0 +1,25 @@
+/* log.h — the one logging sink.
+ *
+ * Levels are syslog's.  Lines go to stderr (foreground) or syslog (daemon).  The
+ * level is the only global outside main.c.  core and util log at LOG_DEBUG only;
+ * the edges (fs, net, main) decide what a user sees.  Never pass the API key.
+ * Thread-safe: one write(2)/syslog(3) per line.
+ */
+#ifndef MCPFS_LOG_H
+#define MCPFS_LOG_H
+
+#include <syslog.h>
+
+extern int log_level;  /* messages above this level are dropped; default LOG_INFO */
+
+/* Chooses the sink: to_syslog non-zero opens syslog with ident "mcpfs". */
+void log_open(int to_syslog);
+
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,91 @@
+/* settings.h — the table of per-context settings, and its text and JSON forms.
+ *
+ * One table lists every key a context's `config` (and the root `.config`) knows:
+ * name, type, default, bounds and a one-line help.  The command line's context
+ * defaults (--model, --max-tokens, --budget-tokens), the `config` file, the HTTP
+ * shim's JSON and the journal all go through it, so a key means the same thing
+ * everywhere.  The system prompt is not a setting (it is multi-line text kept
+ * beside the settings).
+ *
+ * Pure functions over caller-owned structs; thread-safe.
+ */
+#ifndef MCPFS_SETTINGS_H
+#define MCPFS_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "mcpfs/buf.h"
+
+#define SETTINGS_MODEL_MAX 128           /* bytes of a model id */
+#define SETTINGS_SYSTEM_MAX (1u << 20)    /* bytes of a system prompt */
+#define SETTINGS_TEXT_MAX (64u << 10)     /* bytes of a config file */
+#define SETTINGS_DEFAULT_MODEL "claude-sonnet-4-5"
+
+struct settings {
+	char model[SETTINGS_MODEL_MAX + 1];
+	int64_t max_tokens;       /* 1..1000000, default 4096 */
+	double temperature;       /* 0..1; NaN: not sent (the API's default) */
+	int64_t budget_tokens;    /* pruning budget, tokens per call; default 100000 */
+	int64_t max_input_bytes;  /* message size limit; default 1 MiB */
+	int64_t max_retries;      /* 0..10, default 2 */
+	int64_t connect_timeout;  /* seconds, 1..300, default 10 */
+	int64_t idle_timeout;     /* seconds without a byte on a stream, 1..3600, default 90 */
+	int64_t thinking_budget;  /* 0 off, else >= 1024 and < max_tokens */
+	bool prompt_cache;        /* send cache_control breakpoints; default on */
+};
+
+enum setting_type { SETTING_STRING, SETTING_INT, SETTING_DOUBLE, SETTING_BOOL };
+
+struct setting_def {
+	const char *key;
+	enum setting_type type;
+	const char *defval;  /* default in its text form ("" for an unset double) */
+	double min, max;     /* bounds of INT and DOUBLE; max bytes of STRING */
+	const char *help;    /* one line, for --help, the man page and README */
+};
+
+/* The table, in the order settings are rendered.  *n receives its length. */
+const struct setting_def *settings_table(size_t *n);
+
+/* Fills s with the built-in defaults. */
+void settings_init(struct settings *s);
+
+/* Sets one key from its text form (surrounding white space ignored; a double
+ * accepts "" or "default" for unset; a bool accepts on/off, true/false, yes/no,
+ * 1/0).  On failure s is unchanged and why names the key and value:
+ * "temperature: '7' is out of range 0-1".  0, -EINVAL. */
+int settings_set(struct settings *s, const char *key, const char *value, char *why,
+		 size_t whylen);
+
+/* Applies a config text to s: `key = value` lines, blank lines and `#` comments.
+ * All or nothing: on failure s is unchanged and why names the line.  Keys not
+ * named keep their value in s (start from the defaults to get "replace").
+ * 0, -EINVAL, -EFBIG (text over SETTINGS_TEXT_MAX). */
+int settings_parse(struct settings *s, const char *text, size_t len, char *why, size_t whylen);
+
+/* Appends `key = value\n` for every key, in table order.  0, -EFBIG, -ENOMEM. */
+int settings_render(const struct settings *s, struct buf *out);
+
+/* Writes the value of one key in text form into out (NUL-terminated). */
+void settings_format(const struct settings *s, const struct setting_def *d, char *out,
+		     size_t outlen);
+
+/* Checks cross-key rules (thinking_budget < max_tokens).  0, -EINVAL + why. */
+int settings_check(const struct settings *s, char *why, size_t whylen);
+
+/* A model id: 1..SETTINGS_MODEL_MAX bytes of [A-Za-z0-9._:@/-].  Surrounding white
+ * space (a trailing newline) is the caller's to strip. */
+bool settings_model_valid(const char *s, size_t len);
+
+struct cJSON;
+
+/* Adds every key to a cJSON object (numbers, strings, bools; unset temperature as
+ * null).  0, -ENOMEM. */
+int settings_to_json(const struct settings *s, struct cJSON *obj);
+
+/* Applies the keys present in a cJSON object (unknown keys and wrong types fail).
+ * All or nothing.  0, -EINVAL + why. */
+int settings_from_json(struct settings *s, const struct cJSON *obj, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,113 @@
+/* wire.h — the Messages API's JSON, both ways.
+ *
+ * wire_request_build() writes the body of POST /v1/messages with cJSON, fields in
+ * a fixed order so that the prefix of the body is byte-stable across calls (prompt
+ * caching depends on it).  wire_event_decode() turns one SSE event of a streaming
+ * reply into a struct wire_event; wire_error_decode() reads an HTTP error body.
+ *
+ * What this module does not do: transport, retries, or deciding what a turn
+ * means.  Pure functions over caller-owned memory; thread-safe.
+ */
+#ifndef MCPFS_WIRE_H
+#define MCPFS_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "mcpfs/api_error.h"
+#include "mcpfs/buf.h"
+
+#define WIRE_ANTHROPIC_VERSION "2023-06-01"
+
+struct wire_message {
+	bool assistant;    /* role: false user, true assistant */
+	const char *text;  /* UTF-8, not NUL-terminated necessarily */
+	size_t len;
+	bool cache_mark;   /* put a cache_control breakpoint on this message's block */
+};
+
+struct wire_request {
+	const char *model;
+	int64_t max_tokens;
+	double temperature;        /* NaN: not sent */
+	const char *system;        /* NULL or "": not sent */
+	size_t system_len;
+	bool system_cache_mark;    /* cache_control breakpoint on the system block */
+	const struct wire_message *messages;
+	size_t n_messages;
+	int64_t thinking_budget;   /* 0: no "thinking" field */
+	bool stream;
+};
+
+/* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a
+ * string), -EFBIG (out's cap), -ENOMEM. */
+int wire_request_build(const struct wire_request *r, struct buf *out);
+
+enum wire_event_type {
+	WIRE_MESSAGE_START,
+	WIRE_BLOCK_START,
+	WIRE_BLOCK_DELTA,
+	WIRE_BLOCK_STOP,
+	WIRE_MESSAGE_DELTA,
+	WIRE_MESSAGE_STOP,
+	WIRE_PING,
+	WIRE_ERROR,
+	WIRE_UNKNOWN,  /* an event type this version does not know: ignore it */
+};
+
+enum wire_block {
+	WIRE_BLOCK_NONE,
+	WIRE_BLOCK_TEXT,      /* block_start of a text block, or a text_delta */
+	WIRE_BLOCK_THINKING,  /* thinking block, or a thinking_delta */
+	WIRE_BLOCK_SIGNATURE, /* a signature_delta (of a thinking block) */
+	WIRE_BLOCK_OTHER,     /* tool_use, redacted_thinking, input_json_delta, ... */
+};
+
+/* Usage figures; a field is meaningful only when its bit is in present. */
+struct wire_usage {
+	int64_t input_tokens;
+	int64_t output_tokens;
+	int64_t cache_creation_input_tokens;
+	int64_t cache_read_input_tokens;
+	unsigned present;  /* WIRE_USAGE_* bits */
+};
+#define WIRE_USAGE_INPUT 1u
+#define WIRE_USAGE_OUTPUT 2u
+#define WIRE_USAGE_CACHE_CREATION 4u
+#define WIRE_USAGE_CACHE_READ 8u
+
+struct wire_event {
+	enum wire_event_type type;
+	int index;               /* content block index, -1 when none */
+	enum wire_block block;   /* kind of block (BLOCK_START) or of delta (BLOCK_DELTA) */
+	char *text;              /* heap, NUL-terminated: delta text, thinking or
+	                            signature; the block's initial text at BLOCK_START */
+	size_t text_len;
+	char message_id[128];    /* MESSAGE_START */
+	char model[128];         /* MESSAGE_START */
+	char stop_reason[64];    /* MESSAGE_DELTA, "" when null */
+	struct wire_usage usage; /* MESSAGE_START (message.usage), MESSAGE_DELTA */
+	struct api_error error;  /* ERROR: type and message; retryable by type */
+};
+
+/* Decodes one event.  name is the SSE event name, data its data.  The JSON's own
+ * "type" decides (the name is used only when the JSON has none).  Unknown types
+ * give WIRE_UNKNOWN, not an error.  0, or -EINVAL for data that is not the JSON
+ * object the type requires (malformed JSON, a delta without its text).  On
+ * success the caller must wire_event_done(ev). */
+int wire_event_decode(const char *name, size_t name_len, const char *data, size_t len,
+		      struct wire_event *ev);
+void wire_event_done(struct wire_event *ev);
+
+/* Reads an HTTP error body ({"type":"error","error":{"type","message"},
+ * "request_id"}) into e's type, message and request_id (request_id only when e
+ * has none yet).  A body that is not that JSON (an HTML 413 from a proxy) leaves
+ * type "http_error" and a message quoting the status and the start of the body.
+ * Sets http_status and retryable from status.  Never fails. */
+void wire_error_decode(int status, const char *body, size_t len, struct api_error *e);
+
+/* Whether an error type named in a mid-stream error event is worth retrying:
+ * overloaded_error, api_error, rate_limit_error, timeout_error. */
+bool wire_error_type_retryable(const char *type);
+
+#endif

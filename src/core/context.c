@@ -1,0 +1,553 @@
+/* context.c — one context: loading its journal, committing to it, settings and
+ * messages (see store.h; the journal format is doc/design/journal.md).
+ *
+ * Everything here runs under the store lock.  A commit (message, settings,
+ * clear) is appended and fsynced before the function returns, so what a writer
+ * was told succeeded survives a crash.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/log.h"
+#include "mcpfs/utf8.h"
+#include "store_impl.h"
+
+int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
+{
+	if (!c->journal) {
+		cJSON_Delete(payload);
+		return -EIO;
+	}
+	char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+	cJSON_Delete(payload);
+	if (!text)
+		return -ENOMEM;
+	int r = journal_append(c->journal, type, text, strlen(text), sync);
+	free(text);
+	if (r == 0)
+		c->modified_ms = clock_wall_ms();
+	return r;
+}
+
+static cJSON *settings_record(const struct settings *st, const char *system)
+{
+	cJSON *o = cJSON_CreateObject(), *set = cJSON_CreateObject();
+	if (!o || !set || settings_to_json(st, set) < 0) {
+		cJSON_Delete(o);
+		cJSON_Delete(set);
+		return NULL;
+	}
+	cJSON_AddItemToObject(o, "settings", set);
+	cJSON_AddStringToObject(o, "system", system);
+	return o;
+}
+
+int context_save_settings(struct context *c, const struct settings *st, const char *system,
+			  size_t system_len)
+{
+	char *copy = NULL;
+	if (system != c->system) {
+		copy = malloc(system_len + 1);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, system, system_len);
+		copy[system_len] = '\0';
+	}
+	cJSON *rec = settings_record(st, copy ? copy : c->system);
+	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, true) : -ENOMEM;
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	c->settings = *st;
+	if (copy) {
+		free(c->system);
+		c->system = copy;
+		c->system_len = system_len;
+	}
+	return 0;
+}
+
+int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
+			  struct turn **ret)
+{
+	if (c->n_ex == c->cap_ex) {
+		size_t cap = c->cap_ex ? c->cap_ex * 2 : 8;
+		struct exchange *ex = realloc(c->ex, cap * sizeof(*ex));
+		if (!ex)
+			return -ENOMEM;
+		c->ex = ex;
+		c->cap_ex = cap;
+	}
+	struct exchange *e = &c->ex[c->n_ex];
+	memset(e, 0, sizeof(*e));
+	e->user = malloc(len + 1);
+	e->reply = turn_new(c, turn, 1);
+	if (!e->user || !e->reply) {
+		free(e->user);
+		turn_unref(NULL, e->reply);
+		return -ENOMEM;
+	}
+	memcpy(e->user, text, len);
+	e->user[len] = '\0';
+	e->user_len = len;
+	e->turn = turn;
+	e->user_ms = clock_wall_ms();
+	e->clear_before = c->pending_clear;
+	c->pending_clear = false;
+	c->n_ex++;
+	if (turn >= c->next_turn)
+		c->next_turn = turn + 1;
+	if (ret)
+		*ret = e->reply;
+	return 0;
+}
+
+void context_history_push(struct context *c, size_t i)
+{
+	struct exchange *e = &c->ex[i];
+	if (e->in_history || i < c->hist_start || e->reply->state != TURN_DONE)
+		return;
+	if (c->prune.n == c->hist_cap) {
+		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
+		size_t *h = realloc(c->hist, cap * sizeof(*h));
+		if (!h)
+			return;  /* stays out of history: only a smaller request */
+		c->hist = h;
+		c->hist_cap = cap;
+	}
+	if (prune_index_push(&c->prune, exchange_raw(e)) < 0)
+		return;
+	c->hist[c->prune.n - 1] = i;
+	e->in_history = true;
+}
+
+/* --- loading ------------------------------------------------------------------ */
+
+struct loader {
+	struct store *s;
+	struct context *c;
+};
+
+static struct exchange *find_exchange(struct context *c, uint64_t turn)
+{
+	for (size_t i = c->n_ex; i-- > 0;)
+		if (c->ex[i].turn == turn)
+			return &c->ex[i];
+	return NULL;
+}
+
+static const char *jstr(const cJSON *o, const char *key, size_t *len)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!cJSON_IsString(v))
+		return NULL;
+	if (len)
+		*len = strlen(v->valuestring);
+	return v->valuestring;
+}
+
+static int64_t jint(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+static void load_settings(struct loader *L, const cJSON *o)
+{
+	struct settings st = L->s->defaults;
+	char why[256];
+	const cJSON *set = cJSON_GetObjectItemCaseSensitive(o, "settings");
+	if (cJSON_IsObject(set) && settings_from_json(&st, set, why, sizeof(why)) == 0)
+		L->c->settings = st;
+	size_t len;
+	const char *sys = jstr(o, "system", &len);
+	char *copy = sys ? strdup(sys) : NULL;
+	if (copy) {
+		free(L->c->system);
+		L->c->system = copy;
+		L->c->system_len = len;
+	}
+	int64_t ms = jint(o, "created_ms");
+	if (ms > 0)
+		L->c->created_ms = ms;
+}
+
+static void load_user(struct loader *L, const cJSON *o)
+{
+	struct context *c = L->c;
+	int64_t turn = jint(o, "turn");
+	size_t len;
+	const char *text = jstr(o, "text", &len);
+	if (turn <= 0 || !text)
+		return;
+	struct exchange *e = c->n_ex ? &c->ex[c->n_ex - 1] : NULL;
+	if (e && e->turn == (uint64_t)turn) {
+		/* Re-staged: the writer's descriptor was flushed again. */
+		char *copy = strdup(text);
+		if (copy) {
+			free(e->user);
+			e->user = copy;
+			e->user_len = len;
+		}
+		return;
+	}
+	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
+		return;
+	e = &c->ex[c->n_ex - 1];
+	e->reply->state = TURN_QUEUED;  /* no end seen yet */
+	int64_t ms = jint(o, "ms");
+	if (ms > 0)
+		e->user_ms = ms;
+}
+
+/* The attempt a record talks about: a new turn object when it is a new one. */
+static struct turn *load_attempt(struct context *c, const cJSON *o)
+{
+	int64_t turn = jint(o, "turn"), attempt = jint(o, "attempt");
+	struct exchange *e = turn > 0 ? find_exchange(c, (uint64_t)turn) : NULL;
+	if (!e)
+		return NULL;
+	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
+		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
+		if (!t)
+			return NULL;
+		turn_unref(NULL, e->reply);
+		e->reply = t;
+		t->state = TURN_QUEUED;
+	}
+	return e->reply;
+}
+
+static void load_part(struct loader *L, const cJSON *o)
+{
+	struct turn *t = load_attempt(L->c, o);
+	size_t len;
+	const char *s;
+	if (!t)
+		return;
+	if ((s = jstr(o, "text", &len)))
+		buf_append(&t->text, s, len);
+	if ((s = jstr(o, "thinking", &len)))
+		buf_append(&t->thinking, s, len);
+	t->text_saved = t->text.len;
+	t->thinking_saved = t->thinking.len;
+}
+
+static void load_usage(struct wire_usage *u, const cJSON *o)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		unsigned bit;
+	} f[] = {
+		{"input_tokens", offsetof(struct wire_usage, input_tokens), WIRE_USAGE_INPUT},
+		{"output_tokens", offsetof(struct wire_usage, output_tokens), WIRE_USAGE_OUTPUT},
+		{"cache_creation_input_tokens", offsetof(struct wire_usage, cache_creation_input_tokens),
+		 WIRE_USAGE_CACHE_CREATION},
+		{"cache_read_input_tokens", offsetof(struct wire_usage, cache_read_input_tokens),
+		 WIRE_USAGE_CACHE_READ},
+	};
+	for (size_t i = 0; o && i < sizeof(f) / sizeof(f[0]); i++) {
+		int64_t v = jint(o, f[i].key);
+		if (v >= 0) {
+			*(int64_t *)((char *)u + f[i].off) = v;
+			u->present |= f[i].bit;
+		}
+	}
+}
+
+
+static void load_end(struct loader *L, const cJSON *o)
+{
+	struct turn *t = load_attempt(L->c, o);
+	if (!t)
+		return;
+	const char *st = jstr(o, "state", NULL);
+	t->state = st && !strcmp(st, "done") ? TURN_DONE : TURN_FAILED;
+	const char *s = jstr(o, "stop_reason", NULL);
+	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", s ? s : "");
+	load_usage(&t->usage, cJSON_GetObjectItemCaseSensitive(o, "usage"));
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+	if (cJSON_IsObject(err)) {
+		s = jstr(err, "type", NULL);
+		snprintf(t->error.type, sizeof(t->error.type), "%s", s ? s : "error");
+		s = jstr(err, "message", NULL);
+		snprintf(t->error.message, sizeof(t->error.message), "%s", s ? s : "");
+		s = jstr(err, "request_id", NULL);
+		snprintf(t->error.request_id, sizeof(t->error.request_id), "%s", s ? s : "");
+		t->error.http_status = (int)jint(err, "http_status");
+	}
+	s = jstr(o, "request_id", NULL);
+	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
+	t->raw_sent = jint(o, "raw_sent");
+	context_account(L->c, t);
+}
+
+static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
+{
+	struct loader *L = data;
+	cJSON *o = cJSON_ParseWithLength(payload, len);
+	if (!cJSON_IsObject(o)) {
+		/* Framing was sound but the payload is not ours: count it as bad. */
+		L->c->report.bad_records++;
+		cJSON_Delete(o);
+		return 0;
+	}
+	switch (type) {
+	case JOURNAL_CREATE:
+	case JOURNAL_SETTINGS:
+		load_settings(L, o);
+		break;
+	case JOURNAL_USER:
+		load_user(L, o);
+		break;
+	case JOURNAL_REPLY_PART:
+		load_part(L, o);
+		break;
+	case JOURNAL_REPLY_END:
+		load_end(L, o);
+		break;
+	case JOURNAL_CLEAR:
+		L->c->hist_start = L->c->n_ex;
+		L->c->pending_clear = true;
+		break;
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+/* A reply that was in flight (or queued) when the daemon stopped comes back
+ * failed as "interrupted", keeping the text its checkpoints saved. */
+static void mark_interrupted(struct context *c)
+{
+	for (size_t i = 0; i < c->n_ex; i++) {
+		struct turn *t = c->ex[i].reply;
+		if (t->state == TURN_DONE || t->state == TURN_FAILED)
+			continue;
+		t->state = TURN_FAILED;
+		api_error_clear(&t->error);
+		api_error_set(&t->error, "interrupted",
+			      "the daemon stopped before the reply was complete (%zu bytes kept); "
+			      "write 'retry' to ctl to send it again", t->text.len);
+		turn_end_record(c, t, false);
+	}
+	if (c->journal)
+		journal_sync(c->journal);
+}
+
+static int journal_path(struct store *s, struct context *c, char *out, size_t n)
+{
+	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->name) >= (int)n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int context_create_journal(struct store *s, struct context *c, const char *path)
+{
+	int r = journal_open(path, JOURNAL_CREATE_NEW, NULL, &c->journal);
+	if (r < 0)
+		return r;
+	cJSON *rec = settings_record(&c->settings, "");
+	if (rec) {
+		cJSON_AddNumberToObject(rec, "v", 1);
+		cJSON_AddNumberToObject(rec, "created_ms", (double)c->created_ms);
+	}
+	return rec ? context_write(c, JOURNAL_CREATE, rec, true) : -ENOMEM;
+}
+
+static void context_note_recovery(struct context *c)
+{
+	const struct journal_report *r = &c->report;
+	if (!r->bad_records && !r->torn_bytes)
+		return;
+	log_debug("context '%s': journal recovered: %llu corrupt record(s) skipped, "
+		  "%llu torn byte(s) truncated", c->name, (unsigned long long)r->bad_records,
+		  (unsigned long long)r->torn_bytes);
+}
+
+int context_load(struct store *s, struct context *c)
+{
+	char path[4200];
+	c->settings = s->defaults;
+	c->system = strdup("");
+	c->next_turn = 1;
+	c->created_ms = c->modified_ms = clock_wall_ms();
+	prune_index_init(&c->prune);
+	if (!c->system)
+		return -ENOMEM;
+	c->loaded = true;
+	int r = journal_path(s, c, path, sizeof(path));
+	struct loader L = {s, c};
+	if (r == 0)
+		r = journal_scan(path, on_record, &L, &c->report);
+	if (r == -ENOENT) {
+		r = context_create_journal(s, c, path);
+	} else if (r == 0) {
+		struct journal_report rep;
+		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);
+		context_note_recovery(c);
+		mark_interrupted(c);
+	}
+	if (r < 0) {
+		c->broken = true;
+		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
+		log_debug("context '%s': %s", c->name, c->note);
+	}
+	for (size_t i = c->hist_start; i < c->n_ex; i++)
+		context_history_push(c, i);
+	c->next_send = c->n_ex;
+	if (c->n_ex)
+		c->newest = turn_ref(NULL, c->ex[c->n_ex - 1].reply);
+	return 0;
+}
+
+void context_free(struct store *s, struct context *c)
+{
+	if (!c)
+		return;
+	struct notes ignored = {0};
+	if (c->loaded)
+		context_stop_all(s, c, "cancelled: the context was deleted", &ignored);
+	for (size_t i = 0; i < c->n_ex; i++) {
+		free(c->ex[i].user);
+		c->ex[i].reply->ctx = NULL;
+		turn_unref(NULL, c->ex[i].reply);
+	}
+	if (c->newest)
+		c->newest->ctx = NULL;
+	turn_unref(NULL, c->newest);
+	free(c->ex);
+	free(c->hist);
+	prune_index_done(&c->prune);
+	journal_free(c->journal);
+	free(c->system);
+	free(c->name);
+	free(c);
+}
+
+/* --- settings ------------------------------------------------------------------ */
+
+int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		       size_t whylen)
+{
+	if (len > SETTINGS_SYSTEM_MAX) {
+		snprintf(why, whylen, "system prompt is %zu bytes, over the limit of %u", len,
+			 SETTINGS_SYSTEM_MAX);
+		return -EFBIG;
+	}
+	if (!utf8_valid(text, len)) {
+		snprintf(why, whylen, "system prompt is not valid UTF-8");
+		return -EILSEQ;
+	}
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? context_save_settings(c, &c->settings, text, len) : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		snprintf(why, whylen, "cannot save the system prompt: %s", strerror(-r));
+	if (r == 0)
+		notes_add(&notes, id, STORE_CHANGED_SETTINGS | STORE_CHANGED_HISTORY);
+	store_unlock_notify(s, &notes);
+	return r;
+}
+
+static int context_apply(struct store *s, uint64_t id, const struct settings *st, char *why,
+			 size_t whylen)
+{
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? context_save_settings(c, st, c->system, c->system_len) : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
+	if (r == 0)
+		notes_add(&notes, id, STORE_CHANGED_SETTINGS | STORE_CHANGED_HISTORY);
+	store_unlock_notify(s, &notes);
+	return r;
+}
+
+/* The context's settings as they are now, for a change based on them. */
+static int context_settings(struct store *s, uint64_t id, struct settings *st, bool defaults)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	if (c)
+		*st = defaults ? s->defaults : c->settings;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+int context_set_model(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		      size_t whylen)
+{
+	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+		       text[len - 1] == '\t'))
+		len--;
+	while (len && (*text == ' ' || *text == '\t')) {
+		text++;
+		len--;
+	}
+	if (!settings_model_valid(text, len)) {
+		snprintf(why, whylen, "invalid model id '%.*s'", (int)(len > 64 ? 64 : len), text);
+		return -EINVAL;
+	}
+	struct settings st;
+	int r = context_settings(s, id, &st, false);
+	if (r < 0)
+		return r;
+	memcpy(st.model, text, len);
+	st.model[len] = '\0';
+	return context_apply(s, id, &st, why, whylen);
+}
+
+int context_set_config(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		       size_t whylen)
+{
+	struct settings st;
+	int r = context_settings(s, id, &st, true);
+	if (r == 0)
+		r = settings_parse(&st, text, len, why, whylen);
+	if (r == 0)
+		r = settings_check(&st, why, whylen);
+	return r < 0 ? r : context_apply(s, id, &st, why, whylen);
+}
+
+int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, size_t whylen)
+{
+	struct settings st;
+	int r = context_settings(s, id, &st, false);
+	if (r < 0)
+		return r;
+	const cJSON *model = cJSON_GetObjectItemCaseSensitive(patch, "model");
+	const cJSON *config = cJSON_GetObjectItemCaseSensitive(patch, "config");
+	const cJSON *system = cJSON_GetObjectItemCaseSensitive(patch, "system");
+	if ((model && !cJSON_IsString(model)) || (system && !cJSON_IsString(system)) ||
+	    (config && !cJSON_IsObject(config))) {
+		snprintf(why, whylen, "system and model must be strings, config an object");
+		return -EINVAL;
+	}
+	if (model) {
+		size_t len = strlen(model->valuestring);
+		if (!settings_model_valid(model->valuestring, len)) {
+			snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
+			return -EINVAL;
+		}
+		memcpy(st.model, model->valuestring, len + 1);
+	}
+	if (config && (r = settings_from_json(&st, config, why, whylen)) < 0)
+		return r;
+	if ((r = settings_check(&st, why, whylen)) < 0)
+		return r;
+	if (system && (r = context_set_system(s, id, system->valuestring,
+					      strlen(system->valuestring), why, whylen)) < 0)
+		return r;
+	return context_apply(s, id, &st, why, whylen);
+}

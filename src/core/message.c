@@ -1,0 +1,336 @@
+/* message.c — user messages in and replies out: staging, sending, the ctl
+ * commands, and reading a turn's text (see store.h).  Under the store lock. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/utf8.h"
+#include "store_impl.h"
+
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *copy = strndup(text, len);
+	if (!o || !copy) {
+		cJSON_Delete(o);
+		free(copy);
+		return -ENOMEM;
+	}
+	cJSON_AddNumberToObject(o, "turn", (double)turn);
+	cJSON_AddStringToObject(o, "text", copy);
+	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
+	free(copy);
+	return context_write(c, JOURNAL_USER, o, true);
+}
+
+static size_t exchange_index(const struct context *c, const struct turn *t)
+{
+	for (size_t i = c->n_ex; i-- > 0;)
+		if (c->ex[i].reply == t)
+			return i;
+	return c->n_ex;
+}
+
+/* Checks a message; on failure fills why and returns -errno. */
+static int message_check(const struct context *c, const char *text, size_t len, char *why,
+			 size_t whylen)
+{
+	if ((int64_t)len > c->settings.max_input_bytes) {
+		snprintf(why, whylen, "message is %zu bytes, over max_input_bytes (%lld); nothing "
+			 "was sent", len, (long long)c->settings.max_input_bytes);
+		return -EFBIG;
+	}
+	if (!utf8_valid(text, len)) {
+		snprintf(why, whylen, "message is not valid UTF-8; nothing was sent");
+		return -EILSEQ;
+	}
+	return 0;
+}
+
+/* Replaces the text of a staged message (a second flush of the same writer). */
+static int restage(struct context *c, struct turn *t, const char *text, size_t len)
+{
+	size_t i = exchange_index(c, t);
+	if (i == c->n_ex)
+		return -ENOENT;
+	struct exchange *e = &c->ex[i];
+	if (e->user_len == len && !memcmp(e->user, text, len))
+		return 0;
+	char *copy = strndup(text, len);
+	if (!copy)
+		return -ENOMEM;
+	int r = user_record(c, t->number, text, len);
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	free(e->user);
+	e->user = copy;
+	e->user_len = len;
+	return 0;
+}
+
+static int stage_new(struct context *c, const char *text, size_t len, struct turn **draft,
+		     struct notes *n)
+{
+	int r = user_record(c, c->next_turn, text, len);
+	if (r < 0)
+		return r;
+	struct turn *t;
+	r = context_exchange_push(c, c->next_turn, text, len, &t);
+	if (r < 0)
+		return r;
+	turn_unref(NULL, c->newest);
+	c->newest = turn_ref(NULL, t);
+	*draft = turn_ref(NULL, t);
+	c->note[0] = '\0';
+	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
+	return 0;
+}
+
+static void abandon_locked(struct store *s, struct turn *t, const char *why, struct notes *n)
+{
+	if (t->state != TURN_PENDING)
+		return;
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "rejected", "%s", why);
+	turn_end(s, t, TURN_FAILED, &e, n);
+	if (t->ctx)
+		context_pump(s, t->ctx, n);
+}
+
+int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text,
+		  size_t len, char *why, size_t whylen)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? message_check(c, text, len, why, whylen) : -ENOENT;
+	bool blank = utf8_blank(text, len);
+	if (r == 0 && *draft && (*draft)->state != TURN_PENDING)
+		r = -ECANCELED;  /* cleared or cancelled meanwhile */
+	else if (r == 0 && *draft && !blank)
+		r = restage(c, *draft, text, len);
+	else if (r == 0 && *draft) {
+		abandon_locked(s, *draft, "the message became empty; nothing was sent", &n);
+		turn_unref(NULL, *draft);
+		*draft = NULL;
+	} else if (r == 0 && !blank)
+		r = stage_new(c, text, len, draft, &n);
+	if (r < 0 && r != -ENOENT && r != -ECANCELED) {
+		if (r != -EFBIG && r != -EILSEQ)
+			snprintf(why, whylen, "cannot save the message: %s", strerror(-r));
+		snprintf(c->note, sizeof(c->note), "%s", why);
+		notes_add(&n, id, STORE_CHANGED_STATE);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+void context_submit(struct store *s, struct turn *draft)
+{
+	if (!draft)
+		return;
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	if (draft->state == TURN_PENDING && draft->ctx) {
+		draft->state = TURN_QUEUED;
+		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
+		context_pump(s, draft->ctx, &n);
+	}
+	turn_unref(NULL, draft);
+	store_unlock_notify(s, &n);
+}
+
+void context_abandon(struct store *s, struct turn *draft, const char *why)
+{
+	if (!draft)
+		return;
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	abandon_locked(s, draft, why, &n);
+	if (draft->ctx)
+		snprintf(draft->ctx->note, sizeof(draft->ctx->note), "%s", why);
+	turn_unref(NULL, draft);
+	store_unlock_notify(s, &n);
+}
+
+int context_reject(struct store *s, uint64_t id, const char *why)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	if (c) {
+		snprintf(c->note, sizeof(c->note), "%s", why);
+		notes_add(&n, id, STORE_CHANGED_STATE);
+	}
+	store_unlock_notify(s, &n);
+	return c ? 0 : -ENOENT;
+}
+
+int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
+		 char *why, size_t whylen)
+{
+	struct turn *draft = NULL;
+	int r = context_stage(s, id, &draft, text, len, why, whylen);
+	if (r == 0 && !draft) {
+		snprintf(why, whylen, "the message is empty; nothing was sent");
+		return -EINVAL;
+	}
+	if (r < 0)
+		return r;
+	if (turn_no)
+		*turn_no = draft->number;
+	context_submit(s, draft);
+	return 0;
+}
+
+int context_cancel(struct store *s, uint64_t id)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? context_stop_all(s, c, "cancelled by the user", &n) : -ENOENT;
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? 0 : -ENOENT;
+	struct exchange *e = c && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
+	if (c && (!e || e->reply->state != TURN_FAILED)) {
+		snprintf(why, whylen, "nothing to retry: %s",
+			 e ? "the newest turn did not fail" : "no message was sent yet");
+		r = -EINVAL;
+	}
+	struct turn *t = r == 0 ? turn_new(c, e->turn, e->reply->attempt + 1) : NULL;
+	if (r == 0 && !t)
+		r = -ENOMEM;
+	if (t) {
+		t->state = TURN_QUEUED;
+		turn_unref(NULL, e->reply);
+		e->reply = t;
+		turn_unref(NULL, c->newest);
+		c->newest = turn_ref(NULL, t);
+		if (c->next_send > c->n_ex - 1)
+			c->next_send = c->n_ex - 1;
+		c->note[0] = '\0';
+		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
+		context_pump(s, c, &n);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+int context_clear(struct store *s, uint64_t id)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? 0 : -ENOENT;
+	if (c) {
+		context_stop_all(s, c, "cancelled by clear", &n);
+		cJSON *o = cJSON_CreateObject();
+		if (o)
+			cJSON_AddNumberToObject(o, "turn", (double)c->next_turn);
+		r = o ? context_write(c, JOURNAL_CLEAR, o, true) : -ENOMEM;
+	}
+	if (r == 0) {
+		c->hist_start = c->n_ex;
+		c->next_send = c->n_ex > c->next_send ? c->next_send : c->n_ex;
+		prune_index_reset(&c->prune);
+		for (size_t i = 0; i < c->n_ex; i++)
+			c->ex[i].in_history = false;
+		c->pending_clear = true;
+		turn_unref(NULL, c->newest);
+		c->newest = NULL;
+		c->note[0] = '\0';
+		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+/* --- reading ------------------------------------------------------------------- */
+
+int context_output(struct store *s, uint64_t id, struct turn **ret)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	*ret = c && c->newest ? turn_ref(NULL, c->newest) : NULL;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
+{
+	pthread_mutex_lock(&s->lock);
+	ssize_t r;
+	if (off < t->text.len) {
+		size_t n = t->text.len - off < size ? t->text.len - (size_t)off : size;
+		/* What a reader has seen must survive a crash: save it first. */
+		if (t->text_saved < off + n)
+			turn_checkpoint(t, false);
+		memcpy(buf, t->text.data + off, n);
+		r = (ssize_t)n;
+	} else if (t->state == TURN_DONE) {
+		r = 0;
+	} else if (t->state == TURN_FAILED) {
+		r = -EIO;
+	} else {
+		r = -EAGAIN;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+uint64_t turn_size(struct store *s, struct turn *t)
+{
+	pthread_mutex_lock(&s->lock);
+	uint64_t n = t->text.len;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
+{
+	pthread_mutex_lock(&s->lock);
+	out->state = t->state;
+	snprintf(out->stop_reason, sizeof(out->stop_reason), "%s", t->stop_reason);
+	out->usage = t->usage;
+	out->error = t->error;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int context_info(struct store *s, uint64_t id, struct context_info *out)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	if (c) {
+		struct turn *t = c->newest;
+		memset(out, 0, sizeof(*out));
+		out->state = t ? t->state : TURN_DONE;
+		out->turn = t ? t->number : 0;
+		out->output_size = t ? t->text.len : 0;
+		for (size_t i = c->next_send; i < c->n_ex; i++) {
+			enum turn_state st = c->ex[i].reply->state;
+			if (st == TURN_QUEUED || st == TURN_PENDING)
+				out->queued++;
+		}
+		out->idle = !c->active && out->queued == 0;
+		out->created_ms = c->created_ms;
+		out->modified_ms = c->modified_ms;
+		out->max_input_bytes = c->settings.max_input_bytes;
+		snprintf(out->model, sizeof(out->model), "%s", c->settings.model);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}

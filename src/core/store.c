@@ -1,0 +1,537 @@
+/* store.c — the set of contexts and the state directory (see store.h).
+ *
+ * Layout of the state directory (doc/design/journal.md):
+ *   STATE/lock               flock'd while a daemon uses the directory
+ *   STATE/config             root defaults, `key = value` lines
+ *   STATE/contexts/NAME/journal
+ *   STATE/trash/             where deleted contexts go before removal
+ * Renaming and deleting a context are renames of its directory, so each is atomic.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/log.h"
+#include "store_impl.h"
+
+void notes_add(struct notes *n, uint64_t id, unsigned what)
+{
+	for (int i = 0; i < n->n; i++)
+		if (n->id[i] == id) {
+			n->what[i] |= what;
+			return;
+		}
+	if (n->n == NOTES_MAX) {
+		/* Full: merge into the last slot's id set by announcing it as the
+		 * broadest change for that id; observers re-check state anyway. */
+		n->what[NOTES_MAX - 1] |= what;
+		return;
+	}
+	n->id[n->n] = id;
+	n->what[n->n] = what;
+	n->n++;
+}
+
+void store_unlock_notify(struct store *s, struct notes *n)
+{
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < n->n; i++)
+		for (int k = 0; k < s->n_obs; k++)
+			s->obs[k].fn(s->obs[k].data, n->id[i], n->what[i]);
+	n->n = 0;
+}
+
+/* mkdir -p with mode 0700 for the directories we create. */
+static int mkdir_parents(const char *path)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int open_subdir(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Removes a context directory that was moved to trash/ (one level deep). */
+static void remove_tree(int parent_fd, const char *name)
+{
+	int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		DIR *d = fdopendir(fd);
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				unlinkat(fd, de->d_name, 0);
+		if (d)
+			closedir(d);
+		else
+			close(fd);
+	}
+	unlinkat(parent_fd, name, AT_REMOVEDIR);
+}
+
+static void empty_trash(struct store *s)
+{
+	int fd = openat(s->dir_fd, "trash", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	DIR *d = fdopendir(fd);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			remove_tree(fd, de->d_name);
+	if (d)
+		closedir(d);
+	else
+		close(fd);
+}
+
+/* Adds an entry for a context found on disk or just created: not loaded. */
+static struct context *store_add(struct store *s, const char *name)
+{
+	struct context *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->id = ++s->next_id;
+	c->name = strdup(name);
+	if (!c->name || map_put(&s->by_name, name, strlen(name), c) < 0) {
+		free(c->name);
+		free(c);
+		return NULL;
+	}
+	if (map_put_id(&s->by_id, c->id, c) < 0) {
+		map_del(&s->by_name, name, strlen(name));
+		free(c->name);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int store_scan(struct store *s)
+{
+	int fd = dup(s->contexts_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	lseek(fd, 0, SEEK_SET);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (store_name_check(de->d_name, strlen(de->d_name)) < 0)
+			continue;  /* ".", "..", and anything that is not ours */
+		if (!store_add(s, de->d_name)) {
+			closedir(d);
+			return -ENOMEM;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int load_defaults(struct store *s, const char *cli, char *why, size_t whylen)
+{
+	settings_init(&s->defaults);
+	int fd = openat(s->dir_fd, "config", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char text[SETTINGS_TEXT_MAX];
+		ssize_t n = read(fd, text, sizeof(text));
+		close(fd);
+		char w[256];
+		if (n > 0 && settings_parse(&s->defaults, text, (size_t)n, w, sizeof(w)) < 0)
+			log_debug("ignoring saved defaults in '%s/config': %s", s->dir, w);
+	}
+	if (cli && settings_parse(&s->defaults, cli, strlen(cli), why, whylen) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int store_open_dirs(struct store *s, char *why, size_t whylen)
+{
+	int r = mkdir_parents(s->dir);
+	if (r < 0) {
+		snprintf(why, whylen, "cannot create state directory '%s': %s", s->dir, strerror(-r));
+		return r;
+	}
+	s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dir_fd < 0) {
+		r = -errno;
+		snprintf(why, whylen, "cannot open state directory '%s': %s", s->dir, strerror(-r));
+		return r;
+	}
+	s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		snprintf(why, whylen, "state directory '%s' is %s", s->dir,
+			 r == -EBUSY ? "in use by another mcpfs" : strerror(-r));
+		return r;
+	}
+	s->contexts_fd = open_subdir(s->dir_fd, "contexts");
+	if (s->contexts_fd < 0 || (r = open_subdir(s->dir_fd, "trash")) < 0) {
+		r = s->contexts_fd < 0 ? s->contexts_fd : r;
+		snprintf(why, whylen, "cannot create '%s/contexts': %s", s->dir, strerror(-r));
+		return r;
+	}
+	close(r);
+	return 0;
+}
+
+int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
+	       size_t whylen)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	map_init(&s->by_name);
+	map_init(&s->by_id);
+	map_init(&s->calls);
+	s->dir_fd = s->contexts_fd = s->lock_fd = -1;
+	s->started_ms = clock_wall_ms();
+	s->dir = strdup(state_dir);
+	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
+	if (r == 0)
+		r = load_defaults(s, defaults_text, why, whylen);
+	if (r == 0) {
+		empty_trash(s);
+		r = store_scan(s);
+		if (r < 0)
+			snprintf(why, whylen, "cannot list '%s/contexts': %s", s->dir, strerror(-r));
+	}
+	if (r < 0) {
+		store_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+void store_free(struct store *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->by_id.nslots; i++)
+		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)
+			context_free(s, n->value);
+	map_done(&s->by_name);
+	map_done(&s->by_id);
+	map_done(&s->calls);
+	if (s->contexts_fd >= 0)
+		close(s->contexts_fd);
+	if (s->dir_fd >= 0)
+		close(s->dir_fd);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s->dir);
+	free(s);
+}
+
+void store_set_transport(struct store *s, const struct transport_ops *ops, void *impl)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ops = ops;
+	s->ops_impl = impl;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int store_observe(struct store *s, store_observer_fn *fn, void *data)
+{
+	if (s->n_obs == STORE_OBSERVERS)
+		return -ENOSPC;
+	s->obs[s->n_obs].fn = fn;
+	s->obs[s->n_obs].data = data;
+	s->n_obs++;
+	return 0;
+}
+
+void store_set_info(struct store *s, const char *key, const char *value)
+{
+	pthread_mutex_lock(&s->lock);
+	int i;
+	for (i = 0; i < INFO_KEYS && s->info_key[i][0]; i++)
+		if (!strcmp(s->info_key[i], key))
+			break;
+	if (i < INFO_KEYS) {
+		snprintf(s->info_key[i], sizeof(s->info_key[i]), "%s", key);
+		snprintf(s->info_val[i], sizeof(s->info_val[i]), "%s", value);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+struct context *store_get_unloaded(struct store *s, uint64_t id)
+{
+	return map_get_id(&s->by_id, id);
+}
+
+struct context *store_get(struct store *s, uint64_t id)
+{
+	struct context *c = map_get_id(&s->by_id, id);
+	if (c && !c->loaded && context_load(s, c) < 0)
+		return NULL;
+	return c;
+}
+
+int store_create(struct store *s, const char *name, uint64_t *id)
+{
+	size_t len = strlen(name);
+	int r = store_name_check(name, len);
+	if (r < 0)
+		return r;
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	if (map_get(&s->by_name, name, len)) {
+		pthread_mutex_unlock(&s->lock);
+		return -EEXIST;
+	}
+	if (mkdirat(s->contexts_fd, name, 0700) < 0) {
+		r = -errno;
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
+	struct context *c = store_add(s, name);
+	if (!c) {
+		unlinkat(s->contexts_fd, name, AT_REMOVEDIR);
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	/* context_load() on a directory without a journal creates it, with the
+	 * CREATE record, fsynced; then the directory entry itself is made durable. */
+	r = context_load(s, c);
+	if (r == 0 && c->broken)
+		r = -EIO;
+	if (r == 0)
+		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
+	if (r < 0) {
+		map_del(&s->by_name, name, len);
+		map_del_id(&s->by_id, c->id);
+		context_free(s, c);
+		remove_tree(s->contexts_fd, name);
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
+	if (id)
+		*id = c->id;
+	notes_add(&notes, c->id, STORE_CHANGED_CREATED);
+	store_unlock_notify(s, &notes);
+	return 0;
+}
+
+int store_delete(struct store *s, const char *name)
+{
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = map_get(&s->by_name, name, strlen(name));
+	if (!c) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOENT;
+	}
+	char trash[64];
+	snprintf(trash, sizeof(trash), "trash/%llu-%lld", (unsigned long long)c->id,
+		 (long long)clock_wall_ms());
+	if (renameat(s->contexts_fd, name, s->dir_fd, trash) < 0) {
+		int r = -errno;
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
+	fsync(s->contexts_fd);
+	map_del(&s->by_name, name, strlen(name));
+	map_del_id(&s->by_id, c->id);
+	uint64_t id = c->id;
+	context_free(s, c);  /* cancels the call, fails live turns */
+	remove_tree(s->dir_fd, trash);
+	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
+	store_unlock_notify(s, &notes);
+	return 0;
+}
+
+int store_rename(struct store *s, const char *from, const char *to)
+{
+	int r = store_name_check(to, strlen(to));
+	if (r < 0)
+		return r;
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = map_get(&s->by_name, from, strlen(from));
+	if (!c)
+		r = -ENOENT;
+	else if (!strcmp(from, to))
+		r = 0;
+	else if (map_get(&s->by_name, to, strlen(to)))
+		r = -EEXIST;
+	else if (renameat2(s->contexts_fd, from, s->contexts_fd, to, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r < 0 || !strcmp(from, to)) {
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
+	fsync(s->contexts_fd);
+	char *copy = strdup(to);
+	map_del(&s->by_name, from, strlen(from));
+	if (!copy || map_put(&s->by_name, to, strlen(to), c) < 0) {
+		/* Out of memory after the rename on disk: keep the old name in
+		 * memory; the next mount sees the new one. */
+		free(copy);
+		map_put(&s->by_name, from, strlen(from), c);
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	free(c->name);
+	c->name = copy;
+	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
+	store_unlock_notify(s, &notes);
+	return 0;
+}
+
+int store_lookup(struct store *s, const char *name, uint64_t *id)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = map_get(&s->by_name, name, strlen(name));
+	if (c)
+		*id = c->id;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+int store_name(struct store *s, uint64_t id, char *out, size_t outlen)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = map_get_id(&s->by_id, id);
+	int r = !c ? -ENOENT : strlen(c->name) >= outlen ? -ENAMETOOLONG : 0;
+	if (r == 0)
+		strcpy(out, c->name);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_entry *)a)->name, ((const struct store_entry *)b)->name);
+}
+
+int store_list(struct store *s, struct store_entry **ret, size_t *n)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t count = s->by_id.count, k = 0;
+	struct store_entry *e = calloc(count ? count : 1, sizeof(*e));
+	for (size_t i = 0; e && i < s->by_id.nslots; i++)
+		for (struct map_node *node = s->by_id.slots[i]; node; node = node->next) {
+			struct context *c = node->value;
+			e[k].id = c->id;
+			e[k].name = strdup(c->name);
+			if (!e[k++].name) {
+				store_list_free(e, k);
+				e = NULL;
+				break;
+			}
+		}
+	pthread_mutex_unlock(&s->lock);
+	if (!e)
+		return -ENOMEM;
+	qsort(e, k, sizeof(*e), entry_cmp);
+	*ret = e;
+	*n = k;
+	return 0;
+}
+
+void store_list_free(struct store_entry *e, size_t n)
+{
+	for (size_t i = 0; e && i < n; i++)
+		free(e[i].name);
+	free(e);
+}
+
+int store_render_defaults(struct store *s, struct buf *out)
+{
+	pthread_mutex_lock(&s->lock);
+	int r = settings_render(&s->defaults, out);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Writes STATE/config durably: temp file, fsync, rename, fsync the directory. */
+static int save_defaults(struct store *s, const struct settings *d)
+{
+	struct buf b;
+	buf_init(&b, SETTINGS_TEXT_MAX);
+	int r = settings_render(d, &b);
+	int fd = r < 0 ? -1 : openat(s->dir_fd, "config.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (r == 0 && fd < 0)
+		r = -errno;
+	if (r == 0 && (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) < 0))
+		r = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	if (r == 0 && renameat(s->dir_fd, "config.tmp", s->dir_fd, "config") < 0)
+		r = -errno;
+	if (r == 0)
+		fsync(s->dir_fd);
+	buf_done(&b);
+	return r;
+}
+
+int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen)
+{
+	struct settings d;
+	settings_init(&d);
+	int r = settings_parse(&d, text, len, why, whylen);
+	if (r == 0)
+		r = settings_check(&d, why, whylen);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	r = save_defaults(s, &d);
+	if (r == 0)
+		s->defaults = d;
+	else
+		snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+size_t store_calls_in_flight(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	size_t n = s->calls.count;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+int store_render_status(struct store *s, struct buf *out)
+{
+	pthread_mutex_lock(&s->lock);
+	char since[32];
+	clock_format_utc(s->started_ms, since);
+	int r = buf_printf(out, "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
+			   "started: %s\n", MCPFS_VERSION, s->dir, s->by_id.count, s->calls.count,
+			   since);
+	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
+		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}

@@ -1,0 +1,151 @@
+/* store_impl.h — the store's private structures, shared by store.c, context.c,
+ * turn.c and view.c.  Everything here is under store->lock unless a field says
+ * otherwise. */
+#ifndef MCPFS_CORE_STORE_IMPL_H
+#define MCPFS_CORE_STORE_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mcpfs/map.h"
+#include "mcpfs/journal.h"
+#include "mcpfs/prune.h"
+#include "mcpfs/store.h"
+
+#define CHECKPOINT_MS 100           /* longest a received, unread delta waits for disk */
+#define PART_MAX (1u << 20)         /* text bytes per REPLY_PART record */
+#define WHY_MAX 512
+
+struct turn {
+	int refs;                    /* the exchange's, readers', the call's */
+	uint64_t ctx_id;             /* immutable */
+	uint64_t number;             /* immutable: the exchange's turn number */
+	unsigned attempt;            /* reply attempt of this object (1, 2 after retry) */
+	enum turn_state state;
+	struct buf text;             /* reply text: what `output` shows */
+	struct buf thinking;         /* thinking text, kept for the transcript */
+	size_t text_saved;           /* bytes of text already in REPLY_PART records */
+	size_t thinking_saved;
+	int64_t saved_ms;            /* monotonic time of the last checkpoint */
+	char stop_reason[64];
+	struct wire_usage usage;
+	struct api_error error;      /* when FAILED */
+	int http_status;
+	char request_id[128];
+	uint64_t call_id;            /* non-zero while a call is in flight */
+	unsigned retries;            /* retries made in this attempt */
+	int64_t raw_sent;            /* prune estimate of the request sent */
+	int64_t started_ms;          /* wall clock */
+	struct context *ctx;         /* NULL once the context is deleted */
+};
+
+struct exchange {
+	uint64_t turn;
+	char *user;                  /* heap, NUL-terminated */
+	size_t user_len;
+	int64_t user_ms;             /* wall clock */
+	struct turn *reply;          /* current attempt (ref held); never NULL */
+	bool clear_before;           /* a clear happened just before this exchange */
+	bool in_history;             /* pushed into the prune index */
+};
+
+struct usage_totals {
+	int64_t input, output, cache_creation, cache_read;
+	uint64_t calls;
+};
+
+struct context {
+	uint64_t id;
+	char *name;
+	bool loaded;                 /* journal read; the fields below are valid */
+	bool broken;                 /* the journal could not be opened for writing */
+	struct journal *journal;
+	struct settings settings;
+	char *system;                /* heap, NUL-terminated, "" for none */
+	size_t system_len;
+	struct exchange *ex;
+	size_t n_ex, cap_ex;
+	size_t hist_start;           /* first exchange after the last clear */
+	bool pending_clear;          /* the next exchange starts after a clear */
+	size_t next_send;            /* every exchange before it has ended */
+	struct prune_index prune;    /* complete exchanges since hist_start */
+	size_t *hist;                /* prune index position -> exchange index */
+	size_t hist_cap;
+	struct turn *active;         /* the turn with a call in flight */
+	struct turn *newest;         /* what `output` opens (ref held) */
+	uint64_t next_turn;
+	int64_t created_ms, modified_ms;
+	struct usage_totals totals;
+	struct wire_usage last_usage;
+	char note[WHY_MAX];          /* last problem not tied to a turn (rejected
+	                                message, journal recovery), "" for none */
+	struct journal_report report;
+};
+
+#define STORE_OBSERVERS 4
+#define INFO_KEYS 4
+
+struct store {
+	pthread_mutex_t lock;
+	char *dir;                   /* state directory */
+	int dir_fd;
+	int contexts_fd;             /* STATE/contexts */
+	int lock_fd;                 /* flock'd STATE/lock */
+	struct map by_name;          /* name -> struct context */
+	struct map by_id;            /* id -> struct context */
+	struct map calls;            /* call id -> struct turn */
+	uint64_t next_id;
+	uint64_t next_call;
+	struct settings defaults;    /* root .config */
+	const struct transport_ops *ops;
+	void *ops_impl;
+	struct {
+		store_observer_fn *fn;
+		void *data;
+	} obs[STORE_OBSERVERS];
+	int n_obs;
+	char info_key[INFO_KEYS][16];
+	char info_val[INFO_KEYS][256];
+	int64_t started_ms;
+};
+
+/* Changes to announce once the lock is released. */
+#define NOTES_MAX 8
+struct notes {
+	uint64_t id[NOTES_MAX];
+	unsigned what[NOTES_MAX];
+	int n;
+};
+
+void notes_add(struct notes *n, uint64_t id, unsigned what);
+/* Unlocks the store and calls the observers for each note. */
+void store_unlock_notify(struct store *s, struct notes *n);
+
+/* store.c */
+struct context *store_get(struct store *s, uint64_t id);          /* loaded, or NULL */
+struct context *store_get_unloaded(struct store *s, uint64_t id); /* no disk I/O */
+
+/* context.c */
+int context_load(struct store *s, struct context *c);
+void context_free(struct store *s, struct context *c);
+int context_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
+int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
+			  struct turn **ret);
+void context_history_push(struct context *c, size_t ex_index);
+int context_save_settings(struct context *c, const struct settings *st, const char *system,
+			  size_t system_len);
+
+/* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
+struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
+void turn_end_record(struct context *c, struct turn *t, bool sync);
+void context_account(struct context *c, struct turn *t);
+/* Cancels the call in flight and fails every queued turn with why; 1 if any. */
+int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
+void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
+	      struct notes *n);
+void turn_checkpoint(struct turn *t, bool sync);
+void context_pump(struct store *s, struct context *c, struct notes *n);
+int64_t exchange_raw(const struct exchange *e);
+
+#endif

@@ -1,0 +1,457 @@
+/* turn.c — reply attempts: their life cycle, the order they are sent in, the
+ * calls that produce them, and checkpointing what streams in (see store.h).
+ *
+ * Under the store lock.  A turn moves PENDING -> QUEUED -> WAITING -> STREAMING
+ * -> DONE or FAILED; a context has at most one turn with a call in flight
+ * (c->active) and sends the others in turn order (context_pump).
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/log.h"
+#include "store_impl.h"
+
+#define REQUEST_MAX (32u << 20)  /* the API refuses bodies over 32 MB */
+
+static const char *const state_names[] = {"pending", "queued", "waiting", "streaming", "done",
+					  "failed"};
+
+const char *turn_state_name(enum turn_state st)
+{
+	return state_names[st];
+}
+
+struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
+{
+	struct turn *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->refs = 1;
+	t->ctx = c;
+	t->ctx_id = c->id;
+	t->number = number;
+	t->attempt = attempt;
+	t->state = TURN_PENDING;
+	buf_init(&t->text, STORE_REPLY_MAX);
+	buf_init(&t->thinking, STORE_REPLY_MAX);
+	api_error_clear(&t->error);
+	t->raw_sent = -1;
+	return t;
+}
+
+struct turn *turn_ref(struct store *s, struct turn *t)
+{
+	if (s)
+		pthread_mutex_lock(&s->lock);
+	t->refs++;
+	if (s)
+		pthread_mutex_unlock(&s->lock);
+	return t;
+}
+
+void turn_unref(struct store *s, struct turn *t)
+{
+	if (!t)
+		return;
+	if (s)
+		pthread_mutex_lock(&s->lock);
+	bool last = --t->refs == 0;
+	if (s)
+		pthread_mutex_unlock(&s->lock);
+	if (!last)
+		return;
+	buf_done(&t->text);
+	buf_done(&t->thinking);
+	free(t);
+}
+
+uint64_t turn_number(const struct turn *t)
+{
+	return t->number;
+}
+
+uint64_t turn_context(const struct turn *t)
+{
+	return t->ctx_id;
+}
+
+/* Appends a REPLY_PART with the text and thinking not yet saved. */
+void turn_checkpoint(struct turn *t, bool sync)
+{
+	struct context *c = t->ctx;
+	if (!c || !c->journal)
+		return;
+	while (t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) {
+		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
+		tn = tn > PART_MAX ? PART_MAX : tn;
+		hn = hn > PART_MAX ? PART_MAX : hn;
+		cJSON *o = cJSON_CreateObject();
+		char *tx = strndup(t->text.data ? t->text.data + t->text_saved : "", tn);
+		char *th = strndup(t->thinking.data ? t->thinking.data + t->thinking_saved : "", hn);
+		if (o && tx && th) {
+			cJSON_AddNumberToObject(o, "turn", (double)t->number);
+			cJSON_AddNumberToObject(o, "attempt", t->attempt);
+			cJSON_AddStringToObject(o, "text", tx);
+			if (hn)
+				cJSON_AddStringToObject(o, "thinking", th);
+		}
+		free(tx);
+		free(th);
+		/* Text is split only between characters: wire.c delivers whole UTF-8
+		 * deltas, and PART_MAX cuts are made on the saved offsets, which
+		 * cJSON re-encodes safely either way. */
+		if (!o || context_write(c, JOURNAL_REPLY_PART, o, false) < 0)
+			break;
+		t->text_saved += tn;
+		t->thinking_saved += hn;
+	}
+	t->saved_ms = clock_mono_ms();
+	if (sync)
+		journal_sync(c->journal);
+}
+
+static cJSON *usage_json(const struct wire_usage *u)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (u->present & WIRE_USAGE_INPUT)
+		cJSON_AddNumberToObject(o, "input_tokens", (double)u->input_tokens);
+	if (u->present & WIRE_USAGE_OUTPUT)
+		cJSON_AddNumberToObject(o, "output_tokens", (double)u->output_tokens);
+	if (u->present & WIRE_USAGE_CACHE_CREATION)
+		cJSON_AddNumberToObject(o, "cache_creation_input_tokens",
+					(double)u->cache_creation_input_tokens);
+	if (u->present & WIRE_USAGE_CACHE_READ)
+		cJSON_AddNumberToObject(o, "cache_read_input_tokens",
+					(double)u->cache_read_input_tokens);
+	return o;
+}
+
+void turn_end_record(struct context *c, struct turn *t, bool sync)
+{
+	turn_checkpoint(t, false);
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddNumberToObject(o, "turn", (double)t->number);
+	cJSON_AddNumberToObject(o, "attempt", t->attempt);
+	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
+	if (t->stop_reason[0])
+		cJSON_AddStringToObject(o, "stop_reason", t->stop_reason);
+	cJSON_AddItemToObject(o, "usage", usage_json(&t->usage));
+	if (t->request_id[0])
+		cJSON_AddStringToObject(o, "request_id", t->request_id);
+	if (t->state == TURN_FAILED) {
+		cJSON *e = cJSON_AddObjectToObject(o, "error");
+		cJSON_AddStringToObject(e, "type", t->error.type);
+		cJSON_AddStringToObject(e, "message", t->error.message);
+		cJSON_AddStringToObject(e, "request_id", t->error.request_id);
+		cJSON_AddNumberToObject(e, "http_status", t->error.http_status);
+	}
+	if (t->raw_sent >= 0)
+		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
+	context_write(c, JOURNAL_REPLY_END, o, sync);
+}
+
+/* Usage totals and the pruning calibration learn from every ended call. */
+void context_account(struct context *c, struct turn *t)
+{
+	const struct wire_usage *u = &t->usage;
+	if (!u->present)
+		return;
+	c->totals.input += u->input_tokens;
+	c->totals.output += u->output_tokens;
+	c->totals.cache_creation += u->cache_creation_input_tokens;
+	c->totals.cache_read += u->cache_read_input_tokens;
+	c->totals.calls++;
+	c->last_usage = *u;
+	int64_t sent = u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
+	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
+		prune_calibrate(&c->prune, t->raw_sent, sent);
+}
+
+int64_t exchange_raw(const struct exchange *e)
+{
+	return prune_estimate(e->user_len) + prune_estimate(e->reply->text.len);
+}
+
+void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
+	      struct notes *n)
+{
+	if (t->state == TURN_DONE || t->state == TURN_FAILED)
+		return;
+	t->state = st;
+	if (e)
+		t->error = *e;
+	if (t->call_id) {
+		if (map_del_id(&s->calls, t->call_id)) {
+			if (s->ops)
+				s->ops->cancel(s->ops_impl, t->call_id);
+			t->refs--;  /* the call's reference; the context still holds one */
+		}
+		t->call_id = 0;
+	}
+	struct context *c = t->ctx;
+	notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY);
+	if (!c)
+		return;
+	if (c->active == t)
+		c->active = NULL;
+	turn_end_record(c, t, true);
+	context_account(c, t);
+	for (size_t i = c->n_ex; i-- > c->hist_start;)
+		if (c->ex[i].reply == t) {
+			context_history_push(c, i);
+			break;
+		}
+}
+
+/* Fails a queued turn before any call: the budget or the request size. */
+static void turn_refuse(struct store *s, struct turn *t, const char *type, const char *msg,
+			struct notes *n)
+{
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, type, "%s", msg);
+	turn_end(s, t, TURN_FAILED, &e, n);
+}
+
+/* Builds the request for exchange k: system, the history that fits, the message. */
+static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *raw,
+			char *why, size_t whylen)
+{
+	const struct exchange *e = &c->ex[k];
+	const struct settings *st = &c->settings;
+	int64_t fixed = prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
+	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
+	if (first < 0) {
+		snprintf(why, whylen, "the message needs about %lld tokens with the system prompt, "
+			 "over budget_tokens (%lld); nothing was sent",
+			 (long long)prune_tokens(&c->prune, fixed), (long long)st->budget_tokens);
+		return -EFBIG;
+	}
+	size_t kept = c->prune.n - (size_t)first;
+	struct wire_message *m = calloc(kept * 2 + 1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	*raw = fixed;
+	for (size_t i = 0; i < kept; i++) {
+		const struct exchange *h = &c->ex[c->hist[(size_t)first + i]];
+		m[2 * i] = (struct wire_message){false, h->user, h->user_len, false};
+		m[2 * i + 1] = (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
+						     h->reply->text.len, false};
+		*raw += exchange_raw(h);
+	}
+	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
+	if (kept && st->prompt_cache)
+		m[2 * kept - 1].cache_mark = true;
+	struct wire_request r = {
+		.model = st->model, .max_tokens = st->max_tokens, .temperature = st->temperature,
+		.system = c->system, .system_len = c->system_len,
+		.system_cache_mark = st->prompt_cache && c->system_len > 0,
+		.messages = m, .n_messages = kept * 2 + 1,
+		.thinking_budget = st->thinking_budget, .stream = true,
+	};
+	int ret = wire_request_build(&r, body);
+	free(m);
+	if (ret == -EFBIG)
+		snprintf(why, whylen, "the request would exceed the API's 32 MB limit; nothing was sent");
+	else if (ret < 0)
+		snprintf(why, whylen, "cannot build the request: %s", strerror(-ret));
+	return ret;
+}
+
+/* Starts the call for exchange k.  0, or -errno with the turn failed. */
+static int turn_start(struct store *s, struct context *c, size_t k, struct notes *n)
+{
+	struct turn *t = c->ex[k].reply;
+	struct buf body;
+	char why[WHY_MAX];
+	buf_init(&body, REQUEST_MAX);
+	int r = turn_request(c, k, &body, &t->raw_sent, why, sizeof(why));
+	if (r < 0) {
+		buf_done(&body);
+		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);
+		return r;
+	}
+	struct call_spec spec = {
+		.call_id = ++s->next_call,
+		.max_retries = (int)c->settings.max_retries,
+		.connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
+		.idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
+	};
+	spec.body = buf_steal(&body, &spec.body_len);
+	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
+		free(spec.body);
+		turn_refuse(s, t, "request_error", "out of memory", n);
+		return -ENOMEM;
+	}
+	t->call_id = spec.call_id;
+	t->refs++;  /* the call's */
+	t->state = TURN_WAITING;
+	t->started_ms = clock_wall_ms();
+	c->active = t;
+	r = s->ops->start(s->ops_impl, &spec);
+	if (r < 0) {
+		free(spec.body);
+		turn_refuse(s, t, "request_error", "the network thread refused the call", n);
+		return r;
+	}
+	notes_add(n, c->id, STORE_CHANGED_STATE);
+	return 0;
+}
+
+void context_pump(struct store *s, struct context *c, struct notes *n)
+{
+	if (!s->ops)
+		return;  /* no transport (tests of the core alone): turns stay queued */
+	while (!c->active && c->next_send < c->n_ex) {
+		struct turn *t = c->ex[c->next_send].reply;
+		if (t->state == TURN_PENDING)
+			return;  /* its writer has not closed yet: later turns wait */
+		if (t->state == TURN_QUEUED && turn_start(s, c, c->next_send, n) == 0)
+			return;
+		c->next_send++;
+	}
+}
+
+int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n)
+{
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "cancelled", "%s", why);
+	int any = 0;
+	for (size_t i = c->next_send; i < c->n_ex; i++) {
+		struct turn *t = c->ex[i].reply;
+		if (t->state == TURN_QUEUED || t->state == TURN_WAITING || t->state == TURN_STREAMING) {
+			turn_end(s, t, TURN_FAILED, &e, n);
+			any = 1;
+		}
+	}
+	return any;
+}
+
+/* --- the transport's reports (network thread) ---------------------------------- */
+
+void store_call_response(struct store *s, uint64_t call_id, int http_status,
+			 const char *request_id)
+{
+	pthread_mutex_lock(&s->lock);
+	struct turn *t = map_get_id(&s->calls, call_id);
+	if (t) {
+		t->http_status = http_status;
+		snprintf(t->request_id, sizeof(t->request_id), "%s", request_id ? request_id : "");
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void usage_assign(struct wire_usage *to, const struct wire_usage *from)
+{
+	/* message_delta usage is cumulative: assign the fields it carries. */
+	if (from->present & WIRE_USAGE_INPUT)
+		to->input_tokens = from->input_tokens;
+	if (from->present & WIRE_USAGE_OUTPUT)
+		to->output_tokens = from->output_tokens;
+	if (from->present & WIRE_USAGE_CACHE_CREATION)
+		to->cache_creation_input_tokens = from->cache_creation_input_tokens;
+	if (from->present & WIRE_USAGE_CACHE_READ)
+		to->cache_read_input_tokens = from->cache_read_input_tokens;
+	to->present |= from->present;
+}
+
+static int turn_event(struct store *s, struct turn *t, const struct wire_event *ev,
+		      struct notes *n)
+{
+	int r = 0;
+	switch (ev->type) {
+	case WIRE_MESSAGE_START:
+		t->state = TURN_STREAMING;
+		usage_assign(&t->usage, &ev->usage);
+		notes_add(n, t->ctx_id, STORE_CHANGED_STATE);
+		break;
+	case WIRE_MESSAGE_DELTA:
+		if (ev->stop_reason[0])
+			snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", ev->stop_reason);
+		usage_assign(&t->usage, &ev->usage);
+		break;
+	case WIRE_BLOCK_DELTA:
+		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
+			t->state = TURN_STREAMING;
+			r = buf_append(&t->text, ev->text, ev->text_len);
+			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
+		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
+			r = buf_append(&t->thinking, ev->text, ev->text_len);
+		}
+		break;
+	default:
+		break;
+	}
+	if (r < 0) {
+		struct api_error e;
+		api_error_clear(&e);
+		api_error_set(&e, "reply_too_large", "the reply passed %u bytes and was cut",
+			      STORE_REPLY_MAX);
+		turn_end(s, t, TURN_FAILED, &e, n);
+		return -ECANCELED;
+	}
+	if (clock_mono_ms() - t->saved_ms >= CHECKPOINT_MS)
+		turn_checkpoint(t, false);
+	return 0;
+}
+
+int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct turn *t = map_get_id(&s->calls, call_id);
+	int r = t ? turn_event(s, t, ev, &n) : -ECANCELED;
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
+		      const struct api_error *err, int64_t delay_ms)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct turn *t = map_get_id(&s->calls, call_id);
+	if (t) {
+		t->retries = attempt;
+		t->state = TURN_WAITING;
+		buf_reset(&t->thinking);
+		t->thinking_saved = 0;
+		memset(&t->usage, 0, sizeof(t->usage));
+		t->error = *err;  /* shown in status while waiting; cleared on success */
+		notes_add(&n, t->ctx_id, STORE_CHANGED_STATE);
+	}
+	store_unlock_notify(s, &n);
+}
+
+void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct turn *t = map_del_id(&s->calls, call_id);
+	if (t) {
+		t->call_id = 0;
+		struct api_error why;
+		api_error_clear(&why);
+		if (err == 0)
+			t->error = why;
+		else if (e)
+			why = *e;
+		else
+			api_error_set(&why, err == -ETIMEDOUT ? "timeout_error" : "cancelled", "%s",
+				      strerror(-err));
+		turn_end(s, t, err == 0 ? TURN_DONE : TURN_FAILED, &why, &n);
+		struct context *c = t->ctx;
+		turn_unref(NULL, t);  /* the call's reference */
+		if (c)
+			context_pump(s, c, &n);
+	}
+	store_unlock_notify(s, &n);
+}

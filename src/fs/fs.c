@@ -1,0 +1,213 @@
+/* fs.c — session setup, the loop, and the notifier thread (see fs.h).
+ *
+ * FUSE raises no inotify events for a daemon's own changes, so `inotifywait -e
+ * modify,close_write output` would never fire.  The notifier makes them happen
+ * the only way the kernel reports them: by changing the file through the mount.
+ * While a reply grows it truncates `output` to its current size (a no-op for
+ * us, IN_MODIFY for watchers), at most every NOTIFY_MS per context; when the
+ * reply ends it opens `output` for writing and closes it (IN_CLOSE_WRITE).  It
+ * runs in its own thread, holding no lock, because those calls come back to our
+ * own handlers; fs_io.c lets only this thread open `output` for writing.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_impl.h"
+#include "mcpfs/clock.h"
+#include "mcpfs/log.h"
+
+#define NOTIFY_MS 100
+
+static int check_mountpoint(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		int e = errno;
+		snprintf(why, whylen, "mount point '%s': %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen, "mount point '%s' is not a directory", path);
+		return -ENOTDIR;
+	}
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int r = 0;
+	while (d && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			r = -ENOTEMPTY;
+	if (d)
+		closedir(d);
+	if (r < 0)
+		snprintf(why, whylen, "mount point '%s' is not empty", path);
+	return r;
+}
+
+int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, struct fs **ret,
+	   char *why, size_t whylen)
+{
+	int r = check_mountpoint(mountpoint, why, whylen);
+	if (r < 0)
+		return r;
+	struct fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->st = st;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	fs->mount_ms = clock_wall_ms();
+	fs->mountpoint = realpath(mountpoint, NULL);
+	pthread_mutex_init(&fs->park_lock, NULL);
+	pthread_mutex_init(&fs->scratch_lock, NULL);
+	pthread_mutex_init(&fs->note_lock, NULL);
+	pthread_cond_init(&fs->note_cond, NULL);
+	map_init(&fs->parked);
+	map_init(&fs->scratch_by_name);
+	map_init(&fs->scratch_by_ino);
+	map_init(&fs->touch);
+	fs->se = fs->mountpoint ? fuse_session_new(args, &fs_ops, sizeof(fs_ops), fs) : NULL;
+	if (!fs->se) {
+		snprintf(why, whylen, "cannot start a FUSE session for '%s'", mountpoint);
+		fs_free(fs);
+		return -EINVAL;
+	}
+	if (fuse_session_mount(fs->se, fs->mountpoint) != 0) {
+		snprintf(why, whylen, "cannot mount on '%s' (is /dev/fuse there, and fusermount3?)",
+			 mountpoint);
+		fs_free(fs);
+		return -EIO;
+	}
+	fs->mounted = true;
+	if (store_observe(st, fs_on_change, fs) < 0 || fuse_set_signal_handlers(fs->se) != 0) {
+		snprintf(why, whylen, "cannot set up the mount on '%s'", mountpoint);
+		fs_free(fs);
+		return -EIO;
+	}
+	*ret = fs;
+	return 0;
+}
+
+int fs_daemonize(struct fs *fs, bool foreground)
+{
+	return fuse_daemonize(foreground) == 0 ? 0 : -EIO;
+}
+
+int fs_run(struct fs *fs, unsigned max_threads)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_max_threads(cfg, max_threads);
+	int r = fuse_session_loop_mt(fs->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return r < 0 ? r : 0;
+}
+
+void fs_unmount(struct fs *fs)
+{
+	if (fs && fs->mounted) {
+		fuse_remove_signal_handlers(fs->se);
+		fuse_session_unmount(fs->se);
+		fs->mounted = false;
+	}
+}
+
+void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
+{
+	pthread_mutex_lock(&fs->note_lock);
+	uintptr_t old = (uintptr_t)map_get_id(&fs->touch, ctx);
+	if (old)
+		map_del_id(&fs->touch, ctx);
+	map_put_id(&fs->touch, ctx, (void *)(old | bits));
+	pthread_cond_signal(&fs->note_cond);
+	pthread_mutex_unlock(&fs->note_lock);
+}
+
+/* Raises the inotify events for one context's output. */
+static void notify_output(struct fs *fs, uint64_t ctx)
+{
+	char name[STORE_NAME_MAX + 1], path[4400];
+	struct context_info ci;
+	if (store_name(fs->st, ctx, name, sizeof(name)) < 0 || context_info(fs->st, ctx, &ci) < 0)
+		return;
+	snprintf(path, sizeof(path), "%s/%s/output", fs->mountpoint, name);
+	if (truncate(path, (off_t)ci.output_size) < 0)
+		return;
+	if (ci.idle && ci.turn) {
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+void *fs_notifier_run(void *arg)
+{
+	struct fs *fs = arg;
+	fs->notifier_tid = gettid();
+	pthread_mutex_lock(&fs->note_lock);
+	while (!fs->note_stop) {
+		if (!fs->touch.count) {
+			pthread_cond_wait(&fs->note_cond, &fs->note_lock);
+			continue;
+		}
+		struct map pending = fs->touch;
+		map_init(&fs->touch);
+		pthread_mutex_unlock(&fs->note_lock);
+		for (size_t i = 0; i < pending.nslots; i++)
+			for (struct map_node *n = pending.slots[i]; n; n = n->next) {
+				uint64_t id;
+				memcpy(&id, n->key, sizeof(id));
+				if ((uintptr_t)n->value & NOTE_MODIFY)
+					notify_output(fs, id);
+			}
+		map_done(&pending);
+		/* Coalesce: changes in the next NOTIFY_MS make one event per context. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += NOTIFY_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&fs->note_lock);
+		if (!fs->note_stop)
+			pthread_cond_timedwait(&fs->note_cond, &fs->note_lock, &ts);
+	}
+	pthread_mutex_unlock(&fs->note_lock);
+	return NULL;
+}
+
+void fs_stop_notifier(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->note_lock);
+	fs->note_stop = true;
+	pthread_cond_signal(&fs->note_cond);
+	pthread_mutex_unlock(&fs->note_lock);
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	fs_unmount(fs);
+	if (fs->se)
+		fuse_session_destroy(fs->se);
+	/* Requests still parked belong to the session just destroyed. */
+	for (size_t i = 0; i < fs->parked.nslots; i++)
+		for (struct map_node *n = fs->parked.slots[i]; n; n = n->next)
+			for (struct parked *p = n->value, *next; p; p = next) {
+				next = p->next;
+				free(p);
+			}
+	map_done(&fs->parked);
+	map_done(&fs->touch);
+	fs_scratch_free_all(fs);
+	free(fs->mountpoint);
+	free(fs);
+}

@@ -1,0 +1,233 @@
+/* fs_dir.c — directory operations: listing, mkdir/rmdir (create and delete a
+ * context), unlink, rename, and file creation (refused but for editors' scratch
+ * files). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_impl.h"
+
+/* A listing, taken at opendir so that offsets stay stable while it is read. */
+struct fs_dirlist {
+	struct store_entry *e;
+	size_t n;
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ctx;
+	int kind = fs_kind_of(ino, &ctx);
+	struct fs_dirlist *d = calloc(1, sizeof(*d));
+	int r = d ? 0 : -ENOMEM;
+	if (r == 0 && kind == K_ROOT)
+		r = store_list(fs->st, &d->e, &d->n);
+	else if (r == 0 && kind != K_DIR)
+		r = -ENOTDIR;
+	if (r < 0) {
+		free(d);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_dirlist *d = (struct fs_dirlist *)(uintptr_t)fi->fh;
+	store_list_free(d->e, d->n);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* Entry i of a directory: ".", "..", then the fixed names or the contexts. */
+static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_t i,
+			     struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFDIR;
+	if (i < 2) {
+		st->st_ino = i == 0 ? fs_ino(ctx, kind == K_ROOT ? K_ROOT : K_DIR) : FUSE_ROOT_ID;
+		return i == 0 ? "." : "..";
+	}
+	i -= 2;
+	if (kind == K_DIR) {
+		if (i + 1 >= K_NFIXED)
+			return NULL;
+		st->st_ino = fs_ino(ctx, (int)i + 1);
+		st->st_mode = S_IFREG;
+		return fs_files[i + 1].name;
+	}
+	if (i < 2) {
+		st->st_ino = i == 0 ? INO_STATUS : INO_CONFIG;
+		st->st_mode = S_IFREG;
+		return i == 0 ? ".status" : ".config";
+	}
+	i -= 2;
+	if (i >= d->n)
+		return NULL;
+	st->st_ino = fs_ino(d->e[i].id, K_DIR);
+	return d->e[i].name;
+}
+
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct fs_dirlist *d = (struct fs_dirlist *)(uintptr_t)fi->fh;
+	uint64_t ctx;
+	int kind = fs_kind_of(ino, &ctx);
+	char *buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	size_t used = 0;
+	struct stat st;
+	const char *name;
+	for (size_t i = (size_t)off; (name = dir_entry(d, kind, ctx, i, &st)); i++) {
+		size_t n = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)i + 1);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ctx, id;
+	if (fs_kind_of(parent, &ctx) != K_ROOT) {
+		fuse_reply_err(req, EACCES);  /* contexts do not nest */
+		return;
+	}
+	int r = store_create(fs->st, name, &id);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = fs_ino(id, K_DIR);
+	e.generation = 1;
+	e.entry_timeout = 1.0;
+	fs_stat(fs, e.ino, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ctx, id;
+	int kind = fs_kind_of(parent, &ctx);
+	int r;
+	if (kind == K_DIR)
+		r = fs_fixed_kind(name) >= 0 || fs_scratch_find(fs, parent, name) ? -ENOTDIR : -ENOENT;
+	else if (kind != K_ROOT)
+		r = -ENOTDIR;
+	else if (store_lookup(fs->st, name, &id) < 0)
+		r = !strcmp(name, ".status") || !strcmp(name, ".config") ? -ENOTDIR : -ENOENT;
+	else {
+		r = store_delete(fs->st, name);
+		if (r == 0)
+			fs_scratch_drop_dir(fs, fs_ino(id, K_DIR));
+	}
+	fuse_reply_err(req, -r);
+}
+
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ctx, id;
+	int kind = fs_kind_of(parent, &ctx);
+	int r;
+	if (fs_scratch_find(fs, parent, name))
+		r = fs_scratch_unlink(fs, parent, name);
+	else if (kind == K_DIR)
+		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT;  /* lets rm -r reach rmdir */
+	else if (!strcmp(name, ".status") || !strcmp(name, ".config"))
+		r = -EACCES;
+	else
+		r = store_lookup(fs->st, name, &id) == 0 ? -EISDIR : -ENOENT;
+	fuse_reply_err(req, -r);
+}
+
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		  const char *newname, unsigned int flags)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ctx, nctx;
+	int kind = fs_kind_of(parent, &ctx), nkind = fs_kind_of(newparent, &nctx);
+	int r;
+	if (flags & RENAME_EXCHANGE)
+		r = -EINVAL;
+	else if (kind == K_ROOT && nkind == K_ROOT)
+		r = store_rename(fs->st, name, newname);
+	else if (kind != nkind || ctx != nctx)
+		r = -EXDEV;
+	else if (kind == K_DIR && fs_fixed_kind(name) == K_INPUT)
+		r = 0;  /* Emacs backs up by renaming input to input~: keep input */
+	else
+		r = -EACCES;
+	/* rename(2) onto an existing directory that is not empty is ENOTEMPTY. */
+	fuse_reply_err(req, r == -EEXIST && !(flags & RENAME_NOREPLACE) ? ENOTEMPTY : -r);
+}
+
+/* Only editors' scratch files can be created (fs_scratch.c says which). */
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		  struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct scratch *sc;
+	if (strlen(name) > STORE_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (!fs_scratch_name_ok(fs, parent, name)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	int r = fs_scratch_create(fs, parent, name, &sc);
+	struct fs_handle *h = r == 0 ? calloc(1, sizeof(*h)) : NULL;
+	if (!h) {
+		fuse_reply_err(req, r < 0 ? -r : ENOMEM);
+		return;
+	}
+	h->kind = K_SCRATCH;
+	h->scratch = sc;
+	h->writer = true;
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = sc->ino;
+	e.generation = 1;
+	e.entry_timeout = 1.0;
+	fs_stat(fs, e.ino, &e.attr);
+	fuse_reply_create(req, &e, fi);
+}
+
+void fs_op_refuse_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev)
+{
+	fuse_reply_err(req, EACCES);
+}
+
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EACCES);  /* Emacs's lock file: it carries on without */
+}
+
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EACCES);
+}

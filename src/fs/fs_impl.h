@@ -1,0 +1,168 @@
+/* fs_impl.h — the FUSE adapter's private structures (see fs.h). */
+#ifndef MCPFS_FS_IMPL_H
+#define MCPFS_FS_IMPL_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mcpfs/buf.h"
+#include "mcpfs/fs.h"
+#include "mcpfs/map.h"
+#include "mcpfs/store.h"
+
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`; a context with id N is
+ * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
+ * are never reused while mounted, so inode numbers never go stale. */
+#define INO_STATUS 2
+#define INO_CONFIG 3
+#define INO_SCRATCH (1ULL << 62)
+
+enum fs_kind {
+	K_DIR = 0, K_INPUT, K_OUTPUT, K_HISTORY, K_HISTORY_JSON, K_TRANSCRIPT, K_SYSTEM,
+	K_MODEL, K_CONFIG, K_STATUS, K_USAGE, K_CTL, K_NFIXED,
+	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH,
+};
+
+struct fs_file {
+	const char *name;
+	mode_t mode;
+	int view;  /* enum view_kind rendered on read, -1 for none */
+};
+extern const struct fs_file fs_files[K_NFIXED];
+
+#define SCRATCH_MAX_FILES 64     /* editor scratch files in the whole mount */
+#define SCRATCH_MAX_BYTES (16u << 20)
+
+/* An editor's scratch file (a vim swap file): in memory only. */
+struct scratch {
+	uint64_t ino;
+	fuse_ino_t parent;
+	char name[256];
+	struct buf data;
+	int64_t mtime_ms;
+	int opens;      /* handles open on it; under scratch_lock */
+	bool gone;      /* unlinked: freed at the last release */
+};
+
+/* One open file.  Owned by the kernel's file (fi->fh) from open to release. */
+struct fs_handle {
+	int kind;                /* enum fs_kind */
+	uint64_t ctx;            /* context id, 0 at the root */
+	bool writer;             /* opened for writing */
+	bool dirty;              /* written (or truncated) since the last flush */
+	int rejected;            /* input: errno of the refusal of the message, 0 */
+	struct buf data;         /* input: the message; rw files: their new text;
+	                            read-only files: the rendered snapshot */
+	struct turn *turn;       /* output: the turn this open is bound to */
+	struct turn *draft;      /* input: the staged message */
+	uint64_t read_end;       /* output: end of the last read, for poll; under park_lock */
+	struct scratch *scratch;
+	char ctl_line[256];      /* ctl: a command line not yet ended */
+	size_t ctl_len;
+};
+
+/* A read waiting for reply bytes, or a poll waiting for readiness. */
+struct parked {
+	struct parked *next;
+	fuse_req_t req;          /* a read, or NULL for a poll waiter */
+	struct fs_handle *h;     /* the read's file (kept open by the read) */
+	off_t off;
+	size_t size;
+	struct fuse_pollhandle *ph;  /* a poll waiter's, owned */
+};
+
+struct fs {
+	struct store *st;
+	struct fuse_session *se;
+	char *mountpoint;
+	bool mounted;
+	uid_t uid;
+	gid_t gid;
+	int64_t mount_ms;
+
+	pthread_mutex_t park_lock;   /* parked reads and poll waiters */
+	struct map parked;           /* ctx id -> struct parked list */
+
+	pthread_mutex_t scratch_lock;
+	struct map scratch_by_name;  /* "parent/name" -> struct scratch */
+	struct map scratch_by_ino;
+	uint64_t next_scratch;
+
+	pthread_mutex_t note_lock;   /* the notifier's queue */
+	pthread_cond_t note_cond;
+	struct map touch;            /* ctx id -> pending bits (NOTE_*) */
+	bool note_stop;
+	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
+};
+
+#define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
+#define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */
+#define NOTE_INVAL 4u        /* the context appeared, vanished or was renamed */
+
+/* fs_node.c */
+uint64_t fs_ino(uint64_t ctx, int kind);
+int fs_kind_of(fuse_ino_t ino, uint64_t *ctx);
+int fs_stat(struct fs *fs, fuse_ino_t ino, struct stat *st);
+int fs_fixed_kind(const char *name);
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* fs_node.c and fs_dir.c */
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		   struct fuse_file_info *fi);
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		  const char *newname, unsigned int flags);
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		  struct fuse_file_info *fi);
+void fs_op_refuse_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		       dev_t rdev);
+void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+
+/* fs_io.c */
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		struct fuse_pollhandle *ph);
+int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
+int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
+
+/* fs_park.c */
+void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
+		   bool nonblock);
+void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+		    struct fuse_pollhandle *ph);
+void fs_on_change(void *fs, uint64_t ctx, unsigned what);
+
+/* fs_scratch.c */
+bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name);
+struct scratch *fs_scratch_find(struct fs *fs, fuse_ino_t parent, const char *name);
+struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino);
+int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, struct scratch **ret);
+int fs_scratch_unlink(struct fs *fs, fuse_ino_t parent, const char *name);
+void fs_scratch_drop_dir(struct fs *fs, fuse_ino_t parent);
+void fs_scratch_stat(struct fs *fs, const struct scratch *sc, struct stat *st);
+void fs_scratch_hold(struct fs *fs, struct scratch *sc);
+void fs_scratch_release(struct fs *fs, struct scratch *sc);
+void fs_scratch_free_all(struct fs *fs);
+
+/* fs.c */
+void fs_note(struct fs *fs, uint64_t ctx, unsigned bits);
+
+#endif

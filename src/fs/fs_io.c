@@ -1,0 +1,370 @@
+/* fs_io.c — open, read, write, flush, release and poll of the files.
+ *
+ * `input`: bytes written through one open file description form one message.
+ * FLUSH (every close) validates and stages it, so the writer sees an error and,
+ * once close() returns, `output` already belongs to the new turn; the last
+ * RELEASE sends it (CONTRACT §3.2, reference fuse-semantics §1.5).
+ * `system`, `model`, `config`, `.config`: the new text replaces the old at
+ * flush; opened without O_TRUNC the buffer starts with the current text, so
+ * `>>` appends.  Read-only renderings are rendered at a read at offset 0 and
+ * served from that snapshot, so one pass through the file is consistent.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs_impl.h"
+#include "mcpfs/log.h"
+#include "mcpfs/settings.h"
+
+#define VIEW_MAX (1u << 30)  /* a rendering larger than this fails with EFBIG */
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static bool kind_rw(int kind)
+{
+	return kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG || kind == K_ROOT_CONFIG;
+}
+
+static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
+{
+	if (h->kind == K_ROOT_STATUS)
+		return store_render_status(fs->st, out);
+	if (h->kind == K_ROOT_CONFIG)
+		return store_render_defaults(fs->st, out);
+	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
+}
+
+/* Sets up a handle for its kind; 0 or -errno. */
+static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int flags)
+{
+	struct context_info ci;
+	switch (h->kind) {
+	case K_ROOT:
+	case K_DIR:
+		return -EISDIR;
+	case K_SCRATCH:
+		if (h->writer && (flags & O_TRUNC)) {
+			pthread_mutex_lock(&fs->scratch_lock);
+			buf_resize(&h->scratch->data, 0);
+			pthread_mutex_unlock(&fs->scratch_lock);
+		}
+		return 0;
+	case K_INPUT: {
+		int r = context_info(fs->st, h->ctx, &ci);
+		buf_init(&h->data, r == 0 ? (size_t)ci.max_input_bytes : 0);
+		return r;
+	}
+	case K_OUTPUT:
+		if (h->writer)  /* only the notifier, to raise IN_CLOSE_WRITE */
+			return fuse_req_ctx(req)->pid == fs->notifier_tid ? 0 : -EACCES;
+		return context_output(fs->st, h->ctx, &h->turn);
+	case K_CTL:
+		return h->writer ? 0 : -EACCES;
+	default:
+		break;
+	}
+	if (!kind_rw(h->kind))
+		return h->writer ? -EACCES : 0;
+	buf_init(&h->data, h->kind == K_SYSTEM ? SETTINGS_SYSTEM_MAX : SETTINGS_TEXT_MAX);
+	if (!h->writer)
+		return 0;
+	if (flags & O_TRUNC) {
+		h->dirty = true;  /* `: > system` empties it */
+		return 0;
+	}
+	return render(fs, h, &h->data);
+}
+
+static void handle_release(struct fs *fs, struct fs_handle *h);
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->kind = fs_kind_of(ino, &h->ctx);
+	h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+	buf_init(&h->data, VIEW_MAX);
+	int r = h->kind < 0 ? -ENOENT : 0;
+	if (h->kind == K_SCRATCH) {
+		h->scratch = fs_scratch_by_ino(fs, ino);
+		if (h->scratch)
+			fs_scratch_hold(fs, h->scratch);
+		else
+			r = -ENOENT;
+	}
+	if (r == 0)
+		r = handle_init(fs, req, h, fi->flags);
+	if (r < 0) {
+		if (h->scratch)
+			fs_scratch_release(fs, h->scratch);
+		turn_unref(fs->st, h->turn);
+		buf_done(&h->data);
+		free(h);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;  /* every read reaches us: output can block, renders are fresh */
+	fi->keep_cache = 0;
+	fi->nonseekable = 0;  /* tail -f seeks */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_release(fs, h);  /* the opener was interrupted: no release will come */
+}
+
+static void reply_slice(fuse_req_t req, const char *data, size_t len, off_t off, size_t size)
+{
+	if ((size_t)off >= len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, data + off, len - (size_t)off < size ? len - (size_t)off : size);
+}
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	switch (h->kind) {
+	case K_OUTPUT:
+		if (!h->turn || h->writer)
+			fuse_reply_buf(req, NULL, 0);  /* no turn yet: empty */
+		else
+			fs_serve_read(fs, req, h, off, size, fi->flags & O_NONBLOCK);
+		return;
+	case K_INPUT:
+	case K_CTL:
+		fuse_reply_buf(req, NULL, 0);  /* input reads empty, so editors start blank */
+		return;
+	case K_SCRATCH:
+		pthread_mutex_lock(&fs->scratch_lock);
+		reply_slice(req, h->scratch->data.data, h->scratch->data.len, off, size);
+		pthread_mutex_unlock(&fs->scratch_lock);
+		return;
+	default:
+		break;
+	}
+	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data)) {
+		buf_reset(&h->data);
+		int r = render(fs, h, &h->data);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	reply_slice(req, h->data.data, h->data.len, off, size);
+}
+
+/* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
+ * with nothing to retry. */
+static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
+{
+	char *p = line, *end = line + strlen(line);
+	while (*p == ' ' || *p == '\t')
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	char why[512];
+	if (!*p)
+		return 0;
+	if (!strcmp(p, "cancel"))
+		return context_cancel(fs->st, ctx) < 0 ? -ENOENT : 0;
+	if (!strcmp(p, "clear"))
+		return context_clear(fs->st, ctx);
+	if (!strcmp(p, "retry"))
+		return context_retry(fs->st, ctx, why, sizeof(why));
+	log_debug("ctl: unknown command '%.64s'", p);
+	return -EINVAL;
+}
+
+/* Feeds bytes to the ctl line buffer, running each complete line. */
+static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		if (buf[i] != '\n') {
+			if (h->ctl_len + 1 >= sizeof(h->ctl_line))
+				return -EINVAL;  /* no command is this long */
+			h->ctl_line[h->ctl_len++] = buf[i];
+			continue;
+		}
+		h->ctl_line[h->ctl_len] = '\0';
+		h->ctl_len = 0;
+		int r = ctl_run(fs, h->ctx, h->ctl_line);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	int r = 0;
+	if (h->kind == K_CTL) {
+		r = ctl_write(fs, h, buf, size);
+	} else if (h->kind == K_SCRATCH) {
+		pthread_mutex_lock(&fs->scratch_lock);
+		r = buf_write_at(&h->scratch->data, (size_t)off, buf, size);
+		pthread_mutex_unlock(&fs->scratch_lock);
+	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
+		r = buf_write_at(&h->data, (size_t)off, buf, size);
+		h->dirty = true;
+		if (r == -EFBIG && h->kind == K_INPUT && !h->rejected) {
+			/* Nothing of an oversized message may be sent. */
+			char why[256];
+			snprintf(why, sizeof(why), "message is over max_input_bytes (%zu); nothing was "
+				 "sent", h->data.max);
+			h->rejected = EFBIG;
+			context_reject(fs->st, h->ctx, why);
+		}
+	} else if (h->kind != K_OUTPUT) {
+		r = -EBADF;
+	}
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
+}
+
+/* Applies a new text of system, model, config or .config. */
+static int apply_rw(struct fs *fs, struct fs_handle *h)
+{
+	char why[512] = "";
+	const char *text = h->data.data ? h->data.data : "";
+	int r;
+	switch (h->kind) {
+	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
+	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
+	case K_CONFIG: r = context_set_config(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
+	default: r = store_set_defaults(fs->st, text, h->data.len, why, sizeof(why)); break;
+	}
+	if (r < 0)
+		log_debug("refused new %s: %s", fs_files[h->kind < K_NFIXED ? h->kind : K_CONFIG].name, why);
+	return r;
+}
+
+/* Validates and stages the message; keeps the first refusal for later closes. */
+static int input_flush(struct fs *fs, struct fs_handle *h)
+{
+	if (h->rejected)
+		return -h->rejected;
+	if (!h->dirty)
+		return 0;
+	h->dirty = false;
+	char why[512];
+	int r = context_stage(fs->st, h->ctx, &h->draft, h->data.data ? h->data.data : "",
+			      h->data.len, why, sizeof(why));
+	if (r < 0 && r != -ECANCELED) {
+		h->rejected = -r;
+		context_abandon(fs->st, h->draft, why);
+		h->draft = NULL;
+	}
+	return r == -ECANCELED ? 0 : r;
+}
+
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	int r = 0;
+	if (h->kind == K_INPUT) {
+		r = input_flush(fs, h);
+	} else if (h->kind == K_CTL && h->ctl_len) {
+		h->ctl_line[h->ctl_len] = '\0';
+		h->ctl_len = 0;
+		r = ctl_run(fs, h->ctx, h->ctl_line);
+	} else if (kind_rw(h->kind) && h->dirty) {
+		h->dirty = false;
+		r = apply_rw(fs, h);
+	}
+	fuse_reply_err(req, -r);
+}
+
+static void handle_release(struct fs *fs, struct fs_handle *h)
+{
+	if (h->kind == K_INPUT) {
+		if (h->dirty)
+			input_flush(fs, h);
+		if (h->rejected)
+			context_abandon(fs->st, h->draft, "the message was refused");
+		else
+			context_submit(fs->st, h->draft);  /* the last reference: send */
+	} else if (kind_rw(h->kind) && h->dirty) {
+		apply_rw(fs, h);
+	} else if (h->kind == K_OUTPUT) {
+		turn_unref(fs->st, h->turn);
+	} else if (h->kind == K_SCRATCH) {
+		fs_scratch_release(fs, h->scratch);
+	}
+	buf_done(&h->data);
+	free(h);
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	handle_release(fs_of(req), (struct fs_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		struct fuse_pollhandle *ph)
+{
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	if (h->kind == K_OUTPUT && h->turn && !h->writer) {
+		fs_poll_output(fs_of(req), req, h, ph);
+		return;
+	}
+	if (ph)
+		fuse_pollhandle_destroy(ph);
+	fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+}
+
+int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
+{
+	if (h->kind == K_SCRATCH) {
+		pthread_mutex_lock(&fs->scratch_lock);
+		int r = buf_resize(&h->scratch->data, (size_t)size);
+		pthread_mutex_unlock(&fs->scratch_lock);
+		return r;
+	}
+	if (h->kind != K_INPUT && !kind_rw(h->kind))
+		return 0;  /* output and the renderings: accepted, nothing changes */
+	h->dirty = true;
+	return buf_resize(&h->data, (size_t)size);
+}
+
+/* truncate(2) by name: emptying system or config resets it; the rest accept
+ * it and change nothing (the notifier's truncate of output raises IN_MODIFY). */
+int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
+{
+	uint64_t ctx;
+	int kind = fs_kind_of(ino, &ctx);
+	char why[256];
+	if (kind == K_SCRATCH) {
+		struct scratch *sc = fs_scratch_by_ino(fs, ino);
+		if (!sc)
+			return -ENOENT;
+		pthread_mutex_lock(&fs->scratch_lock);
+		int r = buf_resize(&sc->data, (size_t)size);
+		pthread_mutex_unlock(&fs->scratch_lock);
+		return r;
+	}
+	if (size != 0)
+		return 0;
+	if (kind == K_SYSTEM)
+		return context_set_system(fs->st, ctx, "", 0, why, sizeof(why));
+	if (kind == K_CONFIG)
+		return context_set_config(fs->st, ctx, "", 0, why, sizeof(why));
+	return 0;
+}

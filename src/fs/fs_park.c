@@ -1,0 +1,145 @@
+/* fs_park.c — reads of `output` that wait for the reply, and poll waiters.
+ *
+ * A read that finds no new bytes of an unfinished reply is parked: its request
+ * is kept in a per-context list and the handler returns without replying (the
+ * low-level API allows a reply from any thread later).  Whenever the store says
+ * a context's output changed, every read parked on it is served again.  No
+ * thread waits for a parked read.
+ *
+ * Interrupts: the callback is registered before park_lock is taken (libfuse
+ * calls it with the request's own lock held, and it takes park_lock); it finds
+ * the request in the lists by pointer and answers EINTR.  A request taken off
+ * the lists to be served again is answered by whoever took it; the serving path
+ * re-checks fuse_req_interrupted() under park_lock before parking again.
+ * Lock order: park_lock, then the store's lock (turn_read takes it).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_impl.h"
+
+static void park_push(struct fs *fs, uint64_t ctx, struct parked *p)
+{
+	/* An emptied list may still have its (NULL) head in the map: replace it. */
+	p->next = map_del_id(&fs->parked, ctx);
+	if (map_put_id(&fs->parked, ctx, p) < 0) {
+		/* Out of memory for the list head: answer now rather than lose it. */
+		if (p->req)
+			fuse_reply_err(p->req, ENOMEM);
+		else
+			fuse_pollhandle_destroy(p->ph);
+		free(p);
+	}
+}
+
+static void on_interrupt(fuse_req_t req, void *data)
+{
+	struct fs *fs = data;
+	struct parked *found = NULL;
+	pthread_mutex_lock(&fs->park_lock);
+	for (size_t i = 0; !found && i < fs->parked.nslots; i++)
+		for (struct map_node *n = fs->parked.slots[i]; !found && n; n = n->next) {
+			struct parked **pp = (struct parked **)&n->value;
+			for (; *pp; pp = &(*pp)->next)
+				if ((*pp)->req == req) {
+					found = *pp;
+					*pp = found->next;
+					break;
+				}
+		}
+	pthread_mutex_unlock(&fs->park_lock);
+	if (found) {
+		fuse_reply_err(req, EINTR);
+		free(found);
+	}
+	/* Emptied lists keep their (NULL) head; fs_on_change drops them. */
+}
+
+void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
+		   bool nonblock)
+{
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (!nonblock)
+		fuse_req_interrupt_func(req, on_interrupt, fs);
+	pthread_mutex_lock(&fs->park_lock);
+	ssize_t n = turn_read(fs->st, h->turn, (uint64_t)off, buf, size);
+	if (n == -EAGAIN && !nonblock && !fuse_req_interrupted(req)) {
+		struct parked *p = calloc(1, sizeof(*p));
+		if (p) {
+			*p = (struct parked){NULL, req, h, off, size, NULL};
+			park_push(fs, turn_context(h->turn), p);
+			pthread_mutex_unlock(&fs->park_lock);
+			free(buf);
+			return;
+		}
+		n = -ENOMEM;
+	}
+	if (n >= 0)
+		h->read_end = (uint64_t)off + (uint64_t)n;
+	pthread_mutex_unlock(&fs->park_lock);
+	if (n == -EAGAIN && !nonblock)
+		n = -EINTR;  /* interrupted before it could park */
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+/* Readable: bytes past this handle's last read, or the reply has ended. */
+static bool output_ready(struct fs *fs, struct fs_handle *h)
+{
+	char c;
+	ssize_t n = turn_read(fs->st, h->turn, h->read_end, &c, 1);
+	return n != -EAGAIN;
+}
+
+/* A poll waiter owns its poll handle and refers to no file handle, so a file
+ * closed meanwhile leaves nothing dangling; the next change wakes it (the kernel
+ * ignores a wake-up for a file it no longer polls). */
+void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
+		    struct fuse_pollhandle *ph)
+{
+	pthread_mutex_lock(&fs->park_lock);
+	bool ready = output_ready(fs, h);
+	struct parked *p = !ready && ph ? calloc(1, sizeof(*p)) : NULL;
+	if (p) {
+		p->ph = ph;
+		park_push(fs, turn_context(h->turn), p);
+	} else if (ph) {
+		fuse_pollhandle_destroy(ph);
+	}
+	pthread_mutex_unlock(&fs->park_lock);
+	fuse_reply_poll(req, ready ? POLLIN | POLLRDNORM : 0);
+}
+
+/* The store's observer: serve again what waits on this context. */
+void fs_on_change(void *data, uint64_t ctx, unsigned what)
+{
+	struct fs *fs = data;
+	if (what & (STORE_CHANGED_CREATED | STORE_CHANGED_DELETED | STORE_CHANGED_RENAMED))
+		fs_note(fs, ctx, NOTE_INVAL);
+	if (!(what & STORE_CHANGED_OUTPUT))
+		return;
+	fs_note(fs, ctx, NOTE_MODIFY);
+	pthread_mutex_lock(&fs->park_lock);
+	struct parked *list = map_del_id(&fs->parked, ctx);
+	pthread_mutex_unlock(&fs->park_lock);
+	while (list) {
+		struct parked *p = list;
+		list = p->next;
+		if (p->req) {
+			fs_serve_read(fs, p->req, p->h, p->off, p->size, false);
+		} else {
+			fuse_lowlevel_notify_poll(p->ph);
+			fuse_pollhandle_destroy(p->ph);
+		}
+		free(p);
+	}
+}

@@ -1,0 +1,350 @@
+/* claude.c — the Messages API transport on one curl multi handle (see claude.h):
+ * its set-up, the command queue the transport ops feed, and the loop.  One call's
+ * transfer and retries are in claude_call.c.
+ *
+ * Threads: on_start(), on_cancel() and claude_stop() run on any thread; they only
+ * queue a command under c->lock and wake the loop with curl_multi_wakeup().
+ * Everything else — every curl call, every callback and every store_call_*()
+ * report — runs on the network thread inside claude_run().  c->lock is never held
+ * while the store is called: the store calls on_start() with its own lock held
+ * (from any thread, ours included, when a call's end starts the next turn), so
+ * the order is store lock, then c->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/log.h"
+#include "mcpfs/wire.h"
+#include "claude_impl.h"
+
+#define CLAUDE_DEFAULT_BASE "https://api.anthropic.com"
+#define CLAUDE_POLL_MAX_MS 60000  /* the loop wakes for commands anyway */
+
+enum claude_cmd_kind { CMD_START, CMD_CANCEL };
+
+struct claude_cmd {
+	enum claude_cmd_kind kind;
+	struct call_spec spec; /* CMD_START owns spec.body; CMD_CANCEL uses call_id */
+	struct claude_cmd *next;
+};
+
+/* --- set-up ------------------------------------------------------------------ */
+
+/* Appends "name: value" to the list; the temporary copy is wiped (it may be the key). */
+static int header_add(struct curl_slist **list, const char *name, const char *value)
+{
+	struct buf b;
+	buf_init(&b, 64u << 10);
+	int r = buf_printf(&b, "%s: %s", name, value);
+	if (r == 0) {
+		struct curl_slist *l = curl_slist_append(*list, b.data);
+		if (l)
+			*list = l;
+		else
+			r = -ENOMEM;
+	}
+	if (b.data)
+		explicit_bzero(b.data, b.len);
+	buf_done(&b);
+	return r;
+}
+
+/* A CR or LF in a header value would smuggle in another header. */
+static bool header_value_ok(const char *v)
+{
+	for (; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return false;
+	return true;
+}
+
+static int claude_headers(struct claude *c, const struct claude_config *cfg)
+{
+	const char *key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
+	const char *tok = cfg->auth_token && *cfg->auth_token ? cfg->auth_token : NULL;
+	int r = 0;
+
+	if ((key && !header_value_ok(key)) || (tok && !header_value_ok(tok)))
+		return -EINVAL;
+	if (key)
+		r = header_add(&c->headers, "x-api-key", key);
+	if (r == 0 && tok) {
+		char *v = NULL;
+		if (asprintf(&v, "Bearer %s", tok) < 0)
+			return -ENOMEM;
+		r = header_add(&c->headers, "Authorization", v);
+		explicit_bzero(v, strlen(v));
+		free(v);
+	}
+	c->have_auth = key || tok;
+	if (r == 0)
+		r = header_add(&c->headers, "anthropic-version", WIRE_ANTHROPIC_VERSION);
+	if (r == 0)
+		r = header_add(&c->headers, "content-type", "application/json");
+	if (r == 0)
+		r = header_add(&c->headers, "accept", "text/event-stream");
+	/* curl would send "Expect: 100-continue" for large bodies and wait for it. */
+	if (r == 0) {
+		struct curl_slist *l = curl_slist_append(c->headers, "Expect:");
+		if (l)
+			c->headers = l;
+		else
+			r = -ENOMEM;
+	}
+	return r;
+}
+
+int claude_new(const struct claude_config *cfg, struct store *st, struct claude **ret)
+{
+	const char *base = cfg->base_url && *cfg->base_url ? cfg->base_url : CLAUDE_DEFAULT_BASE;
+	*ret = NULL;
+	if (strncasecmp(base, "http://", 7) != 0 && strncasecmp(base, "https://", 8) != 0)
+		return -EINVAL;
+
+	struct claude *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->cmds_tail = &c->cmds;
+	c->st = st;
+	c->rng = (uint64_t)clock_mono_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+	if (!c->rng)
+		c->rng = 1;
+
+	int r = -ENOMEM;
+	size_t n = strlen(base);
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	if (asprintf(&c->url, "%.*s/v1/messages", (int)n, base) < 0) {
+		c->url = NULL;
+		goto fail;
+	}
+	r = claude_headers(c, cfg);
+	if (r < 0)
+		goto fail;
+	c->multi = curl_multi_init();
+	if (!c->multi) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	*ret = c;
+	return 0;
+fail:
+	claude_free(c);
+	return r;
+}
+
+void claude_ended(struct claude *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->in_flight--;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* --- the transport ops: any thread, never block ---------------------------------- */
+
+static int claude_push(struct claude *c, struct claude_cmd *cmd)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->stopping) {
+		pthread_mutex_unlock(&c->lock);
+		free(cmd->spec.body);
+		free(cmd);
+		return -ECANCELED;
+	}
+	cmd->next = NULL;
+	*c->cmds_tail = cmd;
+	c->cmds_tail = &cmd->next;
+	if (cmd->kind == CMD_START)
+		c->in_flight++;
+	pthread_mutex_unlock(&c->lock);
+	curl_multi_wakeup(c->multi);
+	return 0;
+}
+
+/* Takes spec->body on every path.  0, -EINVAL (no body), -ENOMEM, -ECANCELED
+ * (the transport is stopping). */
+static int on_start(void *impl, struct call_spec *spec)
+{
+	struct claude_cmd *cmd = NULL;
+	int r = -EINVAL;
+	if (!spec->body)
+		goto fail;
+	r = -ENOMEM;
+	cmd = calloc(1, sizeof(*cmd));
+	if (!cmd)
+		goto fail;
+	cmd->kind = CMD_START;
+	cmd->spec = *spec;
+	spec->body = NULL;
+	return claude_push(impl, cmd);
+fail:
+	free(spec->body);
+	spec->body = NULL;
+	return r;
+}
+
+static void on_cancel(void *impl, uint64_t call_id)
+{
+	struct claude_cmd *cmd = calloc(1, sizeof(*cmd));
+	if (!cmd) {
+		/* The store has already forgotten the call and ignores its reports, so
+		 * a lost cancel only wastes the rest of one transfer. */
+		log_warn("cannot cancel call %" PRIu64 ": out of memory", call_id);
+		return;
+	}
+	cmd->kind = CMD_CANCEL;
+	cmd->spec.call_id = call_id;
+	claude_push(impl, cmd);
+}
+
+static const struct transport_ops claude_ops = {
+	.start = on_start,
+	.cancel = on_cancel,
+};
+
+const struct transport_ops *claude_transport(void)
+{
+	return &claude_ops;
+}
+
+void claude_stop(struct claude *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	pthread_mutex_unlock(&c->lock);
+	curl_multi_wakeup(c->multi);
+}
+
+size_t claude_in_flight(struct claude *c)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t n = c->in_flight;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+double claude_random(struct claude *c)
+{
+	uint64_t x = c->rng;  /* xorshift64* */
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	c->rng = x;
+	return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
+}
+
+/* --- the loop -------------------------------------------------------------------- */
+
+static void claude_cancel(struct claude *c, uint64_t id)
+{
+	for (struct claude_call *call = c->calls; call; call = call->next)
+		if (call->id == id && !call->ended) {
+			claude_call_abort(call, "cancelled", "the call was cancelled");
+			return;
+		}
+}
+
+static void claude_commands(struct claude *c, struct claude_cmd *cmd)
+{
+	while (cmd) {
+		struct claude_cmd *next = cmd->next;
+		if (cmd->kind == CMD_START)
+			claude_call_new(c, &cmd->spec);
+		else
+			claude_cancel(c, cmd->spec.call_id);
+		free(cmd);
+		cmd = next;
+	}
+}
+
+static void claude_reap(struct claude *c)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(c->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		/* m does not survive curl_multi_remove_handle: copy it first. */
+		CURLcode rc = m->data.result;
+		void *priv = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+		claude_call_done(priv, rc);
+	}
+}
+
+/* Fires idle timeouts, drain limits and due retries; returns ms until the next. */
+static int claude_tick(struct claude *c)
+{
+	int64_t now = clock_mono_ms(), wait = CLAUDE_POLL_MAX_MS;
+	struct claude_call *call, *next;
+
+	for (call = c->calls; call; call = next) {
+		next = call->next;
+		int64_t deadline = claude_call_tick(call, now);
+		if (deadline - now < wait)
+			wait = deadline - now;
+	}
+	return wait < 0 ? 0 : (int)wait;
+}
+
+/* Every call still open ends as interrupted, starts queued meanwhile too. */
+static void claude_abort_all(struct claude *c)
+{
+	while (c->calls)
+		claude_call_abort(c->calls, "interrupted", "mcpfs stopped during the call");
+}
+
+int claude_run(struct claude *c)
+{
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		struct claude_cmd *cmds = c->cmds;
+		bool stop = c->stopping;
+		c->cmds = NULL;
+		c->cmds_tail = &c->cmds;
+		pthread_mutex_unlock(&c->lock);
+
+		claude_commands(c, cmds);
+		if (stop)
+			break;
+		int running;
+		curl_multi_perform(c->multi, &running);
+		claude_reap(c);
+		int wait = claude_tick(c);
+		/* curl_multi_poll also wakes for curl's own timers and for
+		 * curl_multi_wakeup() from the ops. */
+		if (wait > 0)
+			curl_multi_poll(c->multi, NULL, 0, wait, NULL);
+	}
+	claude_abort_all(c);
+	return 0;
+}
+
+void claude_free(struct claude *c)
+{
+	if (!c)
+		return;
+	while (c->cmds) {
+		struct claude_cmd *cmd = c->cmds;
+		c->cmds = cmd->next;
+		free(cmd->spec.body);
+		free(cmd);
+	}
+	while (c->calls)
+		claude_call_free(c->calls);
+	if (c->multi)
+		curl_multi_cleanup(c->multi);
+	for (struct curl_slist *l = c->headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(c->headers);
+	free(c->url);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}

@@ -1,0 +1,277 @@
+/* options.c — the command line (see options.h).
+ *
+ * Every option is one row of cli_options: its long form, its `-o` form (so an
+ * fstab line can say the same), its help and its default.  fuse_opt does the
+ * matching; the rows' keys say what each one sets.
+ */
+#include <errno.h>
+#include <fuse_opt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpfs/options.h"
+#include "mcpfs/settings.h"
+
+enum {
+	KEY_FOREGROUND = 1, KEY_DEBUG, KEY_STATE_DIR, KEY_MODEL, KEY_MAX_TOKENS, KEY_BUDGET,
+	KEY_HTTP, KEY_HTTP_TOKEN, KEY_API_KEY_FILE, KEY_NO_MOUNT, KEY_VERSION, KEY_HELP,
+};
+
+struct cli_option {
+	const char *flag;    /* as on the command line */
+	const char *o_name;  /* as in -o NAME=VALUE, or NULL */
+	const char *arg;     /* metavariable, NULL for a switch; "[=ADDR:PORT]" optional */
+	const char *help;
+	const char *defval;
+	int key;
+	const char *setting; /* the context setting it defaults, or NULL */
+};
+
+static const struct cli_option cli_options[] = {
+	{"-f", NULL, NULL, "stay in the foreground, log to stderr", "daemonize, log to syslog",
+	 KEY_FOREGROUND, NULL},
+	{"-d", NULL, NULL, "debug logging (implies -f)", "", KEY_DEBUG, NULL},
+	{"--state-dir", "state_dir", "DIR", "where contexts are kept",
+	 "$MCPFS_STATE_DIR, else $XDG_STATE_HOME/mcpfs, else ~/.local/state/mcpfs", KEY_STATE_DIR,
+	 NULL},
+	{"--model", "model", "ID", "default model of new contexts", SETTINGS_DEFAULT_MODEL,
+	 KEY_MODEL, "model"},
+	{"--max-tokens", "max_tokens", "N", "default max_tokens", "4096", KEY_MAX_TOKENS,
+	 "max_tokens"},
+	{"--budget-tokens", "budget_tokens", "N", "default pruning budget (tokens sent per call)",
+	 "100000", KEY_BUDGET, "budget_tokens"},
+	{"--http", "http", "[=ADDR:PORT]", "also serve the HTTP shim", "127.0.0.1:61900", KEY_HTTP,
+	 NULL},
+	{"--http-token-file", "http_token_file", "F", "require Authorization: Bearer <token>",
+	 "none (loopback only)", KEY_HTTP_TOKEN, NULL},
+	{"--api-key-file", "api_key_file", "F",
+	 "read the API key from F (must not be group/world readable)", "$ANTHROPIC_API_KEY",
+	 KEY_API_KEY_FILE, NULL},
+	{"--no-mount", NULL, NULL, "run only the HTTP shim (foreground)", "", KEY_NO_MOUNT, NULL},
+	{"--version", NULL, NULL, "print the version and exit", "", KEY_VERSION, NULL},
+	{"--help", NULL, NULL, "print this help and exit", "", KEY_HELP, NULL},
+};
+#define N_OPTIONS (sizeof(cli_options) / sizeof(cli_options[0]))
+
+/* fuse_opt templates: "--x=%s" and "--x %s" and "x=%s" for each row. */
+static struct fuse_opt templates[N_OPTIONS * 3 + 4];
+static char template_text[N_OPTIONS * 3][64];
+
+static void build_templates(void)
+{
+	size_t t = 0;
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cli_option *c = &cli_options[i];
+		if (!c->arg || c->arg[0] == '[') {
+			templates[t++] = (struct fuse_opt)FUSE_OPT_KEY(c->flag, c->key);
+		}
+		if (c->arg) {
+			snprintf(template_text[t], 64, "%s=%%s", c->flag);
+			templates[t] = (struct fuse_opt)FUSE_OPT_KEY(template_text[t], c->key);
+			t++;
+			if (c->arg[0] != '[') {
+				snprintf(template_text[t], 64, "%s %%s", c->flag);
+				templates[t] = (struct fuse_opt)FUSE_OPT_KEY(template_text[t], c->key);
+				t++;
+			}
+		}
+		if (c->o_name) {
+			snprintf(template_text[t], 64, c->arg ? "%s=%%s" : "%s", c->o_name);
+			templates[t] = (struct fuse_opt)FUSE_OPT_KEY(template_text[t], c->key);
+			t++;
+		}
+	}
+	templates[t++] = (struct fuse_opt)FUSE_OPT_KEY("-h", KEY_HELP);
+	templates[t++] = (struct fuse_opt)FUSE_OPT_KEY("-V", KEY_VERSION);
+	templates[t] = (struct fuse_opt)FUSE_OPT_END;
+}
+
+struct parse_state {
+	struct options *o;
+	char *why;
+	size_t whylen;
+	int err;
+};
+
+static const struct cli_option *option_of(int key)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (cli_options[i].key == key)
+			return &cli_options[i];
+	return NULL;
+}
+
+/* The value of "x=v" or "--x v" forms (fuse_opt passes "x=v" or "--xv"). */
+static const char *value_of(const char *arg, const struct cli_option *c)
+{
+	const char *eq = strchr(arg, '=');
+	if (eq)
+		return eq + 1;
+	size_t n = strlen(c->flag);
+	return !strncmp(arg, c->flag, n) ? arg + n : NULL;
+}
+
+static int set_string(char **dst, const char *v)
+{
+	free(*dst);
+	*dst = strdup(v);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static int take_setting(struct parse_state *ps, const struct cli_option *c, const char *v)
+{
+	struct settings st;
+	settings_init(&st);
+	char why[256];
+	if (settings_set(&st, c->setting, v, why, sizeof(why)) < 0) {
+		snprintf(ps->why, ps->whylen, "%s: %s", c->flag, why);
+		return -EINVAL;
+	}
+	size_t used = strlen(ps->o->defaults);
+	snprintf(ps->o->defaults + used, sizeof(ps->o->defaults) - used, "%s = %s\n", c->setting, v);
+	return 0;
+}
+
+static int take_value(struct parse_state *ps, int key, const char *arg)
+{
+	const struct cli_option *c = option_of(key);
+	const char *v = c && c->arg ? value_of(arg, c) : NULL;
+	struct options *o = ps->o;
+	if (c && c->arg && c->arg[0] != '[' && (!v || !*v)) {
+		snprintf(ps->why, ps->whylen, "%s needs a value (%s)", c->flag, c->arg);
+		return -EINVAL;
+	}
+	switch (key) {
+	case KEY_FOREGROUND: o->foreground = true; return 0;
+	case KEY_DEBUG: o->debug = o->foreground = true; return 0;
+	case KEY_NO_MOUNT: o->no_mount = true; return 0;
+	case KEY_VERSION: o->version = true; return 0;
+	case KEY_HELP: o->help = true; return 0;
+	case KEY_STATE_DIR: return set_string(&o->state_dir, v);
+	case KEY_API_KEY_FILE: return set_string(&o->api_key_file, v);
+	case KEY_HTTP_TOKEN: return set_string(&o->http_token_file, v);
+	case KEY_HTTP: {
+		int r = set_string(&o->http, v && *v ? v : "127.0.0.1:61900");
+		return r < 0 ? r : options_check_http(o->http, ps->why, ps->whylen);
+	}
+	default: return take_setting(ps, c, v);
+	}
+}
+
+static int on_option(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	struct parse_state *ps = data;
+	if (ps->err)
+		return -1;
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (!ps->o->mountpoint)
+			return set_string(&ps->o->mountpoint, arg) < 0 ? -1 : 0;
+		snprintf(ps->why, ps->whylen, "unexpected argument '%s' (one mount point only)", arg);
+		ps->err = -EINVAL;
+		return -1;
+	}
+	if (key == FUSE_OPT_KEY_OPT) {
+		if (arg[0] == '-' && arg[1] != 'o') {
+			snprintf(ps->why, ps->whylen, "unknown option '%s' (see --help)", arg);
+			ps->err = -EINVAL;
+			return -1;
+		}
+		return 1;  /* an -o option of FUSE's: keep it */
+	}
+	int r = take_value(ps, key, arg);
+	if (r < 0) {
+		ps->err = r;
+		return -1;
+	}
+	return 0;
+}
+
+int options_parse(struct fuse_args *args, struct options *o, char *why, size_t whylen)
+{
+	build_templates();
+	struct parse_state ps = {o, why, whylen, 0};
+	snprintf(why, whylen, "invalid command line");
+	if (fuse_opt_parse(args, &ps, templates, on_option) != 0)
+		return ps.err ? ps.err : -EINVAL;
+	return 0;
+}
+
+int options_default_state_dir(struct options *o, char *why, size_t whylen)
+{
+	if (o->state_dir)
+		return 0;
+	const char *env = getenv("MCPFS_STATE_DIR"), *xdg = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	char path[PATH_MAX];
+	if (env && *env)
+		snprintf(path, sizeof(path), "%s", env);
+	else if (xdg && *xdg)
+		snprintf(path, sizeof(path), "%s/mcpfs", xdg);
+	else if (home && *home)
+		snprintf(path, sizeof(path), "%s/.local/state/mcpfs", home);
+	else {
+		snprintf(why, whylen, "no state directory: set --state-dir, $MCPFS_STATE_DIR or $HOME");
+		return -EINVAL;
+	}
+	return set_string(&o->state_dir, path);
+}
+
+int options_check_http(const char *addr, char *why, size_t whylen)
+{
+	const char *colon = strrchr(addr, ':');
+	if (!colon || colon == addr) {
+		snprintf(why, whylen, "--http: '%s' is not ADDR:PORT", addr);
+		return -EINVAL;
+	}
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0') {
+		snprintf(why, whylen, "--http: port '%s' is not a number", colon + 1);
+		return -EINVAL;
+	}
+	if (errno || port < 1 || port > 65535) {
+		snprintf(why, whylen, "port %s is out of range 1-65535", colon + 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void options_print_help(FILE *out, const char *prog)
+{
+	fprintf(out, "usage: %s [OPTIONS] MOUNTPOINT\n"
+		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n\n"
+		     "Every conversation with Claude is a directory of MOUNTPOINT.\n\noptions:\n",
+		prog, prog);
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cli_option *c = &cli_options[i];
+		char left[64], oform[64] = "";
+		snprintf(left, sizeof(left), "%s%s%s", c->flag,
+			 c->arg && c->arg[0] != '[' ? "=" : "", c->arg ? c->arg : "");
+		if (c->o_name)
+			snprintf(oform, sizeof(oform), " (-o %s%s)", c->o_name, c->arg ? "=…" : "");
+		fprintf(out, "  %-28s %s%s\n", left, c->help, oform);
+		if (c->defval[0])
+			fprintf(out, "  %-28s default: %s\n", "", c->defval);
+	}
+	fprintf(out, "  %-28s any other -o option goes to FUSE (allow_other, ...)\n", "-o OPT[,OPT]");
+	fprintf(out, "\nenvironment: ANTHROPIC_API_KEY (sent as x-api-key), ANTHROPIC_AUTH_TOKEN "
+		     "(bearer),\n  ANTHROPIC_BASE_URL (default https://api.anthropic.com), "
+		     "MCPFS_STATE_DIR\n\nkeys of .config and of each context's config:\n");
+	size_t n;
+	const struct setting_def *d = settings_table(&n);
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "  %-18s %s (default: %s)\n", d[i].key, d[i].help,
+			d[i].defval[0] ? d[i].defval : "the API's");
+}
+
+void options_done(struct options *o)
+{
+	free(o->mountpoint);
+	free(o->state_dir);
+	free(o->api_key_file);
+	free(o->http);
+	free(o->http_token_file);
+}

@@ -1,0 +1,1347 @@
+#!/usr/bin/env python3
+"""fake_anthropic.py — a fake Anthropic Messages API for the mcpfs tests.
+
+It speaks the wire format of shared/reference/claude-api-and-shim.md §1-§3:
+POST /v1/messages with "stream": true answers 200, `content-type:
+text/event-stream; charset=utf-8`, a `request-id: req_…` header and the events
+message_start, content_block_start, content_block_delta (text_delta),
+content_block_stop, message_delta (stop_reason, cumulative usage), message_stop,
+each written as `event: X\\ndata: {json}\\n\\n` in HTTP/1.1 chunked encoding.
+Errors are {"type":"error","error":{"type","message"},"request_id"} with the
+status that fits.  Requests are validated (auth header, anthropic-version,
+content-type, body fields, roles alternating from "user") and every request is
+recorded so tests can assert what was sent.
+
+The default reply to a call is "reply to: " + the last user message's text with
+surrounding white space stripped, streamed in 4 deltas.  Usage: input_tokens =
+len(UTF-8 bytes of every text in messages + system) // 4 + 5, output_tokens =
+len(reply bytes) // 4 + 1.
+
+Use it in-process:
+
+    fake = FakeAnthropic().start()          # 127.0.0.1, random port
+    fake.base_url                           # "http://127.0.0.1:PORT"
+    fake.script("status", status=529, times=2)   # the next 2 calls
+    fake.script("slow", delay_ms=300)       # then this one
+    fake.set_default("normal")              # every call after the queue
+    fake.calls                              # recorded POST /v1/messages
+    fake.release()                          # let "hold" calls go on
+    fake.stop()
+
+or as a process with an HTTP control API (same behaviours, JSON):
+
+    python3 tests/fake/fake_anthropic.py --port 0 --port-file F
+    POST /_control/script   {"behaviours":[{"kind":"status","status":529}], "times":2}
+    POST /_control/default  {"kind":"slow","delay_ms":300}
+    POST /_control/reset    (forget requests, queue and default; abort streams in flight)
+    POST /_control/release  (same as FakeAnthropic.release())
+    GET  /_control/requests {"requests":[…RecordedRequest.to_dict()…]}
+    GET  /_control/counts   {"counts":{"normal":3,…},"calls":N}
+    GET  /_control/health   {"ok":true,"base_url":…}
+
+Behaviours are dicts {"kind": K, option: value, …}; a kind is a shortcut that
+sets default options (KINDS below) and any option can be combined with any kind.
+Options:
+
+  text             reply text (default "reply to: <last user text>")
+  pieces           explicit list of text deltas (overrides text)
+  deltas           number of text deltas the text is split into (default 4)
+  delta_size       characters per text delta (overrides deltas)
+  delay_ms         sleep before every text delta ("slow")
+  first_delay_ms   sleep after message_start, before the first block
+  header_delay_ms  sleep before the status line is sent
+  ping             a ping event before every other text delta
+  thinking         text of a thinking block (thinking_delta + signature_delta)
+                   sent as block 0 before the text block
+  crlf             CRLF line endings in the SSE body
+  fragment         write the SSE body in pieces of this many bytes, or
+                   "random" (1..7 bytes, seeded by fragment_seed), one HTTP
+                   chunk and one flush each, fragment_delay_ms apart (default 1)
+  http10           answer "HTTP/1.0 200 OK" and a close-delimited body
+  huge             reply of exactly this many bytes (ASCII), in 1000-char deltas
+  fixture          replay this .sse file (a path, or a name in tests/fixtures/sse
+                   such as "stream_A") byte for byte as the body
+  hold_after       int or list of ints: after that many text deltas, wait until
+                   release() (or hold_timeout seconds, default 60)
+  stall_after      after that many text deltas, send nothing for stall_seconds
+                   (default 30), then continue (stall_then="continue") or drop
+                   the connection (stall_then="close")
+  error_after      after that many text deltas, send an SSE error event
+                   (error_type, default overloaded_error; error_message) and
+                   end the body
+  disconnect_after after that many text deltas, drop the connection without
+                   finishing the chunked encoding
+  disconnect_after_bytes  drop the connection after this many body bytes
+  disconnect_mode  "fin" (default) or "rst"
+  status           answer this HTTP status with an error body instead (with
+                   error_type/error_message, retry_after, retry_after_ms,
+                   should_retry (bool), body (raw text, or "html" for a
+                   Cloudflare-like HTML page), content_type, close)
+  drop             read the request, then close the connection with no answer
+  headers          extra response headers (dict)
+  stop_reason      default "end_turn"
+  input_tokens, output_tokens   override the usage numbers
+  usage_in_delta   message_delta usage repeats input/cache counts (default True)
+  model            model echoed in message_start (default: the request's)
+
+"Text deltas" count only text_delta events (not thinking deltas or pings).  At
+one position the order is: holds, stall, error, disconnect.  A position past the
+last delta means "after all deltas, before content_block_stop".
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+API_VERSION = "2023-06-01"
+DEFAULT_KEY = "test-key-not-real"
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURE_DIR = os.path.normpath(os.path.join(HERE, "..", "fixtures", "sse"))
+
+# kind -> default options
+KINDS = {
+    "normal": {},
+    "reply": {},
+    "slow": {"delay_ms": 200},
+    "fragment": {"fragment": 1},
+    "status": {"status": 500},
+    "error": {"error_after": 1},
+    "disconnect": {"disconnect_after": 1},
+    "stall": {"stall_after": 1, "stall_seconds": 30.0},
+    "hold": {"hold_after": 0},
+    "thinking": {"thinking": "Let me think about this step by step."},
+    "ping": {"ping": True},
+    "huge": {"huge": 1 << 20},
+    "http10": {"http10": True},
+    "crlf": {"crlf": True},
+    "fixture": {},
+    "drop": {"drop": True},
+    "delay": {"header_delay_ms": 1000},
+}
+
+OPTIONS = {
+    "kind", "text", "pieces", "deltas", "delta_size", "delay_ms", "first_delay_ms",
+    "header_delay_ms", "ping", "thinking", "signature", "crlf", "fragment",
+    "fragment_seed", "fragment_delay_ms", "http10", "huge", "fixture", "hold_after",
+    "hold_timeout", "stall_after", "stall_seconds", "stall_then", "error_after",
+    "error_type", "error_message", "disconnect_after", "disconnect_after_bytes",
+    "disconnect_mode", "status", "retry_after", "retry_after_ms", "should_retry",
+    "body", "content_type", "close", "drop", "headers", "stop_reason", "input_tokens",
+    "output_tokens", "usage_in_delta", "model", "request_id",
+}
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+ERROR_MESSAGES = {
+    "invalid_request_error": "Invalid request",
+    "authentication_error": "invalid x-api-key",
+    "billing_error": "Your credit balance is too low",
+    "permission_error": "Your API key does not have permission to use the specified resource.",
+    "not_found_error": "Not found",
+    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit",
+    "api_error": "Internal server error",
+    "timeout_error": "Request timed out",
+    "overloaded_error": "Overloaded",
+}
+
+REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests",
+    500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 529: "Site Overloaded",
+}
+
+HTML_413 = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>cloudflare"
+    "</center>\r\n</body>\r\n</html>\r\n"
+)
+
+# Top-level body fields the Messages API accepts; anything else is a 400
+# ("Extra inputs are not permitted"), as on the real API.
+BODY_FIELDS = {
+    "model", "max_tokens", "messages", "system", "stream", "temperature", "top_p",
+    "top_k", "stop_sequences", "metadata", "cache_control", "thinking", "tools",
+    "tool_choice", "service_tier", "container", "mcp_servers", "inference_geo",
+}
+BLOCK_TYPES = {
+    "text", "image", "document", "tool_use", "tool_result", "thinking",
+    "redacted_thinking", "server_tool_use", "web_search_tool_result", "search_result",
+}
+
+
+def make_behaviour(kind="normal", **params):
+    """Returns a behaviour dict from a kind name (or a dict) and options."""
+    if isinstance(kind, dict):
+        merged = dict(kind)
+        merged.update(params)
+        params = merged
+        kind = params.pop("kind", "normal")
+    if kind not in KINDS:
+        raise ValueError("unknown behaviour kind %r (known: %s)" % (kind, ", ".join(sorted(KINDS))))
+    b = {"kind": kind}
+    b.update(KINDS[kind])
+    b.update(params)
+    unknown = set(b) - OPTIONS
+    if unknown:
+        raise ValueError("unknown behaviour option(s): %s" % ", ".join(sorted(unknown)))
+    if kind == "fixture" and not b.get("fixture"):
+        raise ValueError("kind 'fixture' needs fixture=<path or name>")
+    return b
+
+
+def content_text(content):
+    """The text of a message content: a string, or the text blocks joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(blk.get("text", "") for blk in content
+                       if isinstance(blk, dict) and blk.get("type") == "text")
+    return ""
+
+
+def system_text(system):
+    if system is None:
+        return ""
+    return content_text(system)
+
+
+def last_user_text(body):
+    for m in reversed((body or {}).get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            return content_text(m.get("content"))
+    return ""
+
+
+def default_reply(body):
+    return "reply to: " + last_user_text(body).strip()
+
+
+def estimate_input_tokens(body):
+    parts = [system_text((body or {}).get("system"))]
+    for m in (body or {}).get("messages") or []:
+        if isinstance(m, dict):
+            parts.append(content_text(m.get("content")))
+    return len("".join(parts).encode("utf-8")) // 4 + 5
+
+
+def fixture_path(name):
+    if os.path.sep in name or name.endswith(".sse"):
+        return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
+    return os.path.join(FIXTURE_DIR, name + ".sse")
+
+
+def parse_sse(data):
+    """Parses an SSE body (bytes) by the WHATWG rules the SDKs follow: lines end
+    in CRLF, LF or CR; one space after the colon is dropped; data lines join with
+    LF; comments and unknown fields are ignored; an event dispatches on an empty
+    line.  An unterminated last line is ignored.  Returns [(event, data_str)]."""
+    events = []
+    name, datas = "", []
+    lines = re.split(rb"\r\n|\r|\n", data)
+    for raw in lines[:-1]:
+        if raw == b"":
+            if datas:
+                events.append((name or "message", "\n".join(datas)))
+            name, datas = "", []
+            continue
+        if raw.startswith(b":"):
+            continue
+        field, sep, value = raw.partition(b":")
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        value = value.decode("utf-8")
+        if field == b"event":
+            name = value
+        elif field == b"data":
+            datas.append(value)
+    return events
+
+
+def sse_text(events):
+    """The text of the text_delta events of parsed SSE events."""
+    out = []
+    for _, data in events:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            continue
+        if obj.get("type") == "content_block_delta" and obj["delta"].get("type") == "text_delta":
+            out.append(obj["delta"]["text"])
+    return "".join(out)
+
+
+def validate_body(body):
+    """Checks a parsed Messages request body as the API would.  Returns None, or
+    an error message (the API answers 400 invalid_request_error)."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    extra = sorted(set(body) - BODY_FIELDS)
+    if extra:
+        return "%s: Extra inputs are not permitted" % extra[0]
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return "model: Field required"
+    mt = body.get("max_tokens")
+    if isinstance(mt, bool) or not isinstance(mt, int):
+        return "max_tokens: Field required (an integer)"
+    if mt < 1:
+        return "max_tokens: must be at least 1"
+    if "stream" in body and not isinstance(body["stream"], bool):
+        return "stream: Input should be a valid boolean"
+    if "temperature" in body:
+        t = body["temperature"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            return "temperature: Input should be a number between 0 and 1"
+    th = body.get("thinking")
+    if th is not None:
+        if not isinstance(th, dict) or th.get("type") not in ("enabled", "disabled"):
+            return "thinking: invalid"
+        if th.get("type") == "enabled":
+            bt = th.get("budget_tokens")
+            if not isinstance(bt, int) or bt < 1024:
+                return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            if bt >= mt:
+                return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    cache_blocks = 0
+    system = body.get("system")
+    if system is not None:
+        if isinstance(system, list):
+            for i, blk in enumerate(system):
+                if not isinstance(blk, dict) or blk.get("type") != "text" \
+                        or not isinstance(blk.get("text"), str):
+                    return "system.%d: Input should be a text block" % i
+                if blk["text"] == "":
+                    return "system: text content blocks must be non-empty"
+                if "cache_control" in blk:
+                    cache_blocks += 1
+        elif not isinstance(system, str):
+            return "system: Input should be a valid string or list of text blocks"
+    msgs = body.get("messages")
+    if not isinstance(msgs, list):
+        return "messages: Field required"
+    if not msgs:
+        return "messages: at least one message is required"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return "messages.%d: Input should be an object" % i
+        extra = sorted(set(m) - {"role", "content"})
+        if extra:
+            return "messages.%d.%s: Extra inputs are not permitted" % (i, extra[0])
+        role = m.get("role")
+        if role not in ("user", "assistant"):
+            return "messages.%d.role: Input should be 'user' or 'assistant'" % i
+        want = "user" if i % 2 == 0 else "assistant"
+        if role != want:
+            return ("messages: roles must alternate between \"user\" and \"assistant\", "
+                    "starting with \"user\" (messages.%d is %r)" % (i, role))
+        c = m.get("content")
+        last = i == len(msgs) - 1
+        if isinstance(c, str):
+            if c == "":
+                return "messages.%d: text content blocks must be non-empty" % i
+            if not c.strip() and not (last and role == "assistant"):
+                return "messages.%d: text content blocks must contain non-whitespace text" % i
+        elif isinstance(c, list):
+            if not c:
+                return "messages.%d.content: at least one content block is required" % i
+            for j, blk in enumerate(c):
+                if not isinstance(blk, dict) or blk.get("type") not in BLOCK_TYPES:
+                    return "messages.%d.content.%d: unknown block type" % (i, j)
+                if "cache_control" in blk:
+                    cache_blocks += 1
+                if blk["type"] == "text":
+                    if not isinstance(blk.get("text"), str):
+                        return "messages.%d.content.%d.text: Field required" % (i, j)
+                    if blk["text"] == "":
+                        return "messages.%d.content.%d: text content blocks must be non-empty" % (i, j)
+                if blk["type"] == "thinking" and not isinstance(blk.get("signature"), str):
+                    return "messages.%d.content.%d.signature: Field required" % (i, j)
+        else:
+            return "messages.%d.content: Input should be a string or a list of blocks" % i
+        if last and role == "assistant":
+            text = content_text(c)
+            if text != text.rstrip():
+                return "messages: final assistant content cannot end with trailing whitespace"
+    if cache_blocks > 4:
+        return "A maximum of 4 blocks with cache_control may be provided. Found %d." % cache_blocks
+    return None
+
+
+class RecordedRequest:
+    """One request the fake received (control requests are not recorded)."""
+
+    def __init__(self, index, method, path, query, headers, raw, record_body):
+        self.index = index
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers          # {lowercase name: value}
+        self.time = time.time()
+        self.mono = time.monotonic()
+        self.raw_len = len(raw)
+        self.body = None                # parsed JSON (None if not JSON or not kept)
+        self.model = None
+        self.max_tokens = None
+        self.system = ""                # system prompt as text
+        self.n_messages = 0
+        self.roles = []
+        self.user_texts = []
+        self.last_user_text = ""
+        self.stream = False
+        self.valid = None               # None while unchecked, then True/False
+        self.error = None               # validation error message
+        self.behaviour = None           # the behaviour dict used
+        self.kind = None                # its kind
+        self.status = None              # HTTP status answered (None: none)
+        self.request_id = None
+        self.message_id = None
+        self.reply_text = ""            # the whole reply this call would give
+        self.text_sent = ""             # text of the text deltas actually sent
+        self.deltas_sent = 0
+        self.events_sent = []           # SSE event names sent
+        self.bytes_sent = 0             # body bytes (not chunk framing)
+        self.input_tokens = None
+        self.output_tokens = None
+        self.held = False               # waiting in a hold now
+        self.holds_reached = 0
+        self.stalled = False            # in a stall now
+        self.completed = False          # message_stop was sent
+        self.closed_by_client = False   # the client went away before we were done
+        self.done = False               # the handler finished with this request
+        self.done_mono = None
+        self._raw = raw
+        try:
+            parsed = json.loads(raw.decode("utf-8")) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        self._parsed = parsed
+        if isinstance(parsed, dict):
+            self.model = parsed.get("model")
+            self.max_tokens = parsed.get("max_tokens")
+            self.stream = parsed.get("stream") is True
+            self.system = system_text(parsed.get("system"))
+            msgs = parsed.get("messages") if isinstance(parsed.get("messages"), list) else []
+            self.n_messages = len(msgs)
+            self.roles = [m.get("role") if isinstance(m, dict) else None for m in msgs]
+            self.user_texts = [content_text(m.get("content")) for m in msgs
+                               if isinstance(m, dict) and m.get("role") == "user"]
+            self.last_user_text = last_user_text(parsed)
+            if record_body:
+                self.body = parsed
+        if not record_body:
+            self._raw = b"" if parsed is not None else raw
+
+    @property
+    def messages(self):
+        return (self.body or {}).get("messages") or []
+
+    def texts(self):
+        """[(role, text)] of every message (needs the body kept)."""
+        return [(m.get("role"), content_text(m.get("content"))) for m in self.messages]
+
+    def to_dict(self):
+        d = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        if d["body"] is None and self._raw:
+            d["raw"] = self._raw.decode("utf-8", "replace")
+        return d
+
+    def __repr__(self):
+        return "<call #%d %s %s kind=%s status=%s last_user=%r>" % (
+            self.index, self.method, self.path, self.kind, self.status,
+            self.last_user_text[:40])
+
+
+class _Dropped(Exception):
+    """The exchange ended by dropping the connection."""
+
+
+class _ClientGone(Exception):
+    """The client closed the connection."""
+
+
+class _Aborted(Exception):
+    """The fake is stopping or was reset."""
+
+
+class _Done(Exception):
+    """The exchange ended early on purpose (error event sent)."""
+
+
+class _Exchange:
+    """Answers one API request according to one behaviour."""
+
+    def __init__(self, fake, handler, rec, beh, body, abort):
+        self.fake = fake
+        self.h = handler
+        self.sock = handler.connection
+        self.rec = rec
+        self.b = beh
+        self.body = body or {}
+        self.abort = abort
+        self.seen_gen = fake._gen
+        self.chunked = True
+        self.nl = "\r\n" if beh.get("crlf") else "\n"
+        frag = beh.get("fragment")
+        self.frag = frag
+        self.rng = random.Random(beh.get("fragment_seed", 1234))
+        self.frag_delay = beh.get("fragment_delay_ms", 1 if frag else 0) / 1000.0
+        self.byte_limit = beh.get("disconnect_after_bytes")
+
+    # --- low level ------------------------------------------------------------
+
+    def peer_closed(self):
+        try:
+            r, _, _ = select.select([self.sock], [], [], 0)
+            if not r:
+                return False
+            d = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return d == b""
+
+    def wait(self, seconds):
+        """Sleeps, noticing a stop/reset and the client going away."""
+        end = time.monotonic() + seconds
+        while True:
+            if self.abort.is_set():
+                raise _Aborted()
+            if self.peer_closed():
+                self.rec.closed_by_client = True
+                raise _ClientGone()
+            rem = end - time.monotonic()
+            if rem <= 0:
+                return
+            self.abort.wait(min(rem, 0.02))
+
+    def raw(self, data):
+        try:
+            self.h.wfile.write(data)
+            self.h.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.rec.closed_by_client = True
+            raise _ClientGone()
+        except OSError:
+            if self.abort.is_set():
+                raise _Aborted()
+            self.rec.closed_by_client = True
+            raise _ClientGone()
+
+    def piece(self, data):
+        if self.abort.is_set():
+            raise _Aborted()
+        if self.chunked:
+            self.raw(b"%x\r\n" % len(data) + data + b"\r\n")
+        else:
+            self.raw(data)
+        self.rec.bytes_sent += len(data)
+
+    def write(self, data):
+        """Writes body bytes: fragmented, chunked, cut at disconnect_after_bytes."""
+        cut = False
+        if self.byte_limit is not None and self.rec.bytes_sent + len(data) >= self.byte_limit:
+            data = data[:max(0, self.byte_limit - self.rec.bytes_sent)]
+            cut = True
+        if self.frag:
+            pos = 0
+            while pos < len(data):
+                n = self.rng.randint(1, 7) if self.frag == "random" else int(self.frag)
+                self.piece(data[pos:pos + n])
+                pos += n
+                if self.frag_delay:
+                    self.wait(self.frag_delay)
+        elif data:
+            self.piece(data)
+        if cut:
+            self.drop()
+
+    def end_body(self):
+        if self.chunked:
+            self.raw(b"0\r\n\r\n")
+
+    def drop(self):
+        """Closes the connection without finishing the response."""
+        self.h.close_connection = True
+        try:
+            if self.b.get("disconnect_mode") == "rst":
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.sock.close()
+            else:
+                self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        raise _Dropped()
+
+    def event(self, name, obj):
+        data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False,
+                                                           separators=(",", ":"))
+        nl = self.nl
+        self.write(("event: %s%sdata: %s%s%s" % (name, nl, data, nl, nl)).encode("utf-8"))
+        self.rec.events_sent.append(name)
+
+    def send_headers(self, status, headers, http10=False):
+        self.rec.status = status
+        if http10:
+            lines = ["HTTP/1.0 %d %s" % (status, REASONS.get(status, "Status"))]
+            lines += ["%s: %s" % kv for kv in headers]
+            lines += ["Connection: close", "", ""]
+            self.raw("\r\n".join(lines).encode("latin-1"))
+            self.h.close_connection = True
+            return
+        self.h.send_response(status, REASONS.get(status))
+        for k, v in headers:
+            self.h.send_header(k, v)
+        try:
+            self.h.end_headers()
+        except (BrokenPipeError, ConnectionResetError):
+            self.rec.closed_by_client = True
+            raise _ClientGone()
+
+    # --- the exchange ------------------------------------------------------------
+
+    def run(self):
+        b, rec = self.b, self.rec
+        try:
+            if b.get("header_delay_ms"):
+                self.wait(b["header_delay_ms"] / 1000.0)
+            if b.get("drop"):
+                self.drop()
+            if b.get("status") not in (None, 200):
+                self.error_response()
+            elif self.rec.path == "/v1/messages/count_tokens":
+                self.fake._send_json(self.h, 200, {"input_tokens": estimate_input_tokens(self.body)},
+                                     extra=[("request-id", rec.request_id)])
+                rec.status = 200
+            elif self.body.get("stream") is True:
+                self.stream()
+            else:
+                self.nonstream()
+        except (_Dropped, _ClientGone, _Aborted, _Done):
+            self.h.close_connection = True
+        finally:
+            rec.held = False
+            rec.stalled = False
+            rec.done = True
+            rec.done_mono = time.monotonic()
+
+    def error_response(self):
+        b, rec = self.b, self.rec
+        st = int(b["status"])
+        etype = b.get("error_type") or ERROR_TYPES.get(st, "api_error" if st >= 500
+                                                       else "invalid_request_error")
+        msg = b.get("error_message") or ERROR_MESSAGES.get(etype, "Error")
+        body = b.get("body")
+        if body is None:
+            data = json.dumps({"type": "error", "error": {"type": etype, "message": msg},
+                               "request_id": rec.request_id}).encode()
+            ctype = "application/json"
+        elif body == "html":
+            data = HTML_413.encode()
+            ctype = "text/html"
+        else:
+            data = body.encode() if isinstance(body, str) else bytes(body)
+            ctype = b.get("content_type", "text/plain")
+        headers = [("content-type", ctype), ("request-id", rec.request_id),
+                   ("content-length", str(len(data)))]
+        if b.get("retry_after") is not None:
+            headers.append(("retry-after", str(b["retry_after"])))
+        if b.get("retry_after_ms") is not None:
+            headers.append(("retry-after-ms", str(b["retry_after_ms"])))
+        if b.get("should_retry") is not None:
+            headers.append(("x-should-retry", "true" if b["should_retry"] else "false"))
+        headers += list((b.get("headers") or {}).items())
+        if b.get("close"):
+            headers.append(("connection", "close"))
+            self.h.close_connection = True
+        self.chunked = False
+        self.send_headers(st, headers)
+        self.raw(data)
+        rec.bytes_sent = len(data)
+
+    def reply_text(self):
+        b = self.b
+        if b.get("pieces") is not None:
+            return "".join(b["pieces"])
+        if b.get("huge") is not None:
+            n = int(b["huge"])
+            head = (b.get("text") or default_reply(self.body)) + "\n"
+            lines = [head]
+            size, i = len(head.encode()), 0
+            while size < n:
+                line = "%08d %s\n" % (i, "abcdefghijklmnopqrstuvwxyz0123456789" * 2)
+                lines.append(line)
+                size += len(line)
+                i += 1
+            text = "".join(lines)
+            if not text.isascii():
+                text = text.encode("utf-8")[:n].decode("utf-8", "ignore")
+            return text[:n]
+        if b.get("text") is not None:
+            return b["text"]
+        return default_reply(self.body)
+
+    def split(self, text):
+        b = self.b
+        if b.get("pieces") is not None:
+            return list(b["pieces"])
+        size = b.get("delta_size")
+        if size is None and b.get("huge") is not None:
+            size = 1000
+        if size is None:
+            n = max(1, int(b.get("deltas", 4)))
+            size = max(1, -(-len(text) // n))
+        return [text[i:i + size] for i in range(0, len(text), size)]
+
+    def usage(self):
+        rec, b = self.rec, self.b
+        itok = b.get("input_tokens")
+        if itok is None:
+            itok = estimate_input_tokens(self.body)
+        otok = b.get("output_tokens")
+        if otok is None:
+            otok = len((rec.reply_text + (b.get("thinking") or "")).encode()) // 4 + 1
+        rec.input_tokens, rec.output_tokens = itok, otok
+        return itok, otok
+
+    def stream_headers(self):
+        rec, b = self.rec, self.b
+        headers = [("content-type", "text/event-stream; charset=utf-8"),
+                   ("cache-control", "no-cache"),
+                   ("request-id", rec.request_id),
+                   ("anthropic-organization-id", "00000000-0000-0000-0000-00000000fa6e")]
+        headers += list((b.get("headers") or {}).items())
+        if b.get("http10"):
+            self.chunked = False
+            self.send_headers(200, headers, http10=True)
+        else:
+            headers.append(("transfer-encoding", "chunked"))
+            self.send_headers(200, headers)
+
+    def checkpoint(self, k, n):
+        b, rec = self.b, self.rec
+        holds = b.get("hold_after")
+        if holds is None:
+            holds = []
+        elif not isinstance(holds, (list, tuple)):
+            holds = [holds]
+        for h in holds:
+            if min(int(h), n) == k:
+                self.hold()
+        if b.get("stall_after") is not None and min(int(b["stall_after"]), n) == k:
+            rec.stalled = True
+            self.wait(float(b.get("stall_seconds", 30.0)))
+            rec.stalled = False
+            if b.get("stall_then") == "close":
+                self.drop()
+        if b.get("error_after") is not None and min(int(b["error_after"]), n) == k:
+            err = {"type": "error", "error": {"type": b.get("error_type") or "overloaded_error",
+                                              "message": b.get("error_message") or "Overloaded"}}
+            # The API spells this event with spaces after the colons (stream B).
+            self.event("error", json.dumps(err, ensure_ascii=False))
+            self.end_body()
+            self.h.close_connection = True
+            raise _Done()
+        if b.get("disconnect_after") is not None and min(int(b["disconnect_after"]), n) == k:
+            self.drop()
+
+    def hold(self):
+        rec = self.rec
+        rec.holds_reached += 1
+        rec.held = True
+        end = time.monotonic() + float(self.b.get("hold_timeout", 60))
+        while self.fake._gen <= self.seen_gen and time.monotonic() < end:
+            self.wait(0.02)
+        self.seen_gen = self.fake._gen
+        rec.held = False
+
+    def stream(self):
+        b, rec = self.b, self.rec
+        self.stream_headers()
+        if b.get("fixture"):
+            with open(fixture_path(b["fixture"]), "rb") as f:
+                data = f.read()
+            events = parse_sse(data)
+            rec.reply_text = sse_text(events)
+            self.write(data)
+            rec.text_sent = rec.reply_text
+            rec.events_sent = [e for e, _ in events]
+            rec.completed = "message_stop" in rec.events_sent
+            self.end_body()
+            if b.get("http10"):
+                self.h.close_connection = True
+            return
+        text = self.reply_text()
+        rec.reply_text = text
+        itok, otok = self.usage()
+        model = b.get("model") or self.body.get("model")
+        self.event("message_start", {"type": "message_start", "message": {
+            "id": rec.message_id, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": itok, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 1}}})
+        if b.get("first_delay_ms"):
+            self.wait(b["first_delay_ms"] / 1000.0)
+        idx = 0
+        thinking = b.get("thinking")
+        if thinking:
+            self.event("content_block_start", {"type": "content_block_start", "index": 0,
+                                               "content_block": {"type": "thinking", "thinking": "",
+                                                                 "signature": ""}})
+            half = max(1, len(thinking) // 2)
+            for part in (thinking[:half], thinking[half:]):
+                if part:
+                    self.event("content_block_delta", {
+                        "type": "content_block_delta", "index": 0,
+                        "delta": {"type": "thinking_delta", "thinking": part}})
+            self.event("content_block_delta", {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta",
+                          "signature": b.get("signature") or "RmFrZVNpZ25hdHVyZUZvclRlc3Rz"}})
+            self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            idx = 1
+        self.event("content_block_start", {"type": "content_block_start", "index": idx,
+                                           "content_block": {"type": "text", "text": ""}})
+        pieces = self.split(text)
+        n = len(pieces)
+        delay = (b.get("delay_ms") or 0) / 1000.0
+        for i, p in enumerate(pieces):
+            self.checkpoint(i, n)
+            if delay:
+                self.wait(delay)
+            if b.get("ping") and i % 2 == 0:
+                self.event("ping", '{"type": "ping"}')
+            self.event("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                               "delta": {"type": "text_delta", "text": p}})
+            rec.deltas_sent += 1
+            rec.text_sent += p
+        self.checkpoint(n, n)
+        self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
+        usage = {"output_tokens": otok}
+        if b.get("usage_in_delta", True):
+            usage = {"input_tokens": itok, "cache_creation_input_tokens": 0,
+                     "cache_read_input_tokens": 0, "output_tokens": otok}
+        self.event("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": b.get("stop_reason", "end_turn"),
+                                               "stop_sequence": None},
+                                     "usage": usage})
+        self.event("message_stop", {"type": "message_stop"})
+        rec.completed = True
+        self.end_body()
+
+    def nonstream(self):
+        b, rec = self.b, self.rec
+        text = self.reply_text()
+        rec.reply_text = text
+        itok, otok = self.usage()
+        content = []
+        if b.get("thinking"):
+            content.append({"type": "thinking", "thinking": b["thinking"],
+                            "signature": b.get("signature") or "RmFrZVNpZ25hdHVyZUZvclRlc3Rz"})
+        content.append({"type": "text", "text": text})
+        msg = {"id": rec.message_id, "type": "message", "role": "assistant",
+               "model": b.get("model") or self.body.get("model"), "content": content,
+               "stop_reason": b.get("stop_reason", "end_turn"), "stop_sequence": None,
+               "usage": {"input_tokens": itok, "cache_creation_input_tokens": 0,
+                         "cache_read_input_tokens": 0, "output_tokens": otok}}
+        data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
+        self.chunked = False
+        self.send_headers(200, [("content-type", "application/json"),
+                                ("request-id", rec.request_id),
+                                ("content-length", str(len(data)))])
+        self.raw(data)
+        rec.bytes_sent = len(data)
+        rec.text_sent = text
+        rec.completed = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 64
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-anthropic/1.0"
+    sys_version = ""
+    timeout = 120  # an idle keep-alive connection is closed after this
+
+    def version_string(self):
+        return self.server_version
+
+    def setup(self):
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.server.fake._track(self.connection, True)
+
+    def finish(self):
+        try:
+            super().finish()
+        except OSError:
+            pass
+        self.server.fake._track(self.connection, False)
+
+    def log_message(self, fmt, *args):
+        if self.server.fake.verbose:
+            sys.stderr.write("fake-anthropic: %s - %s\n" % (self.address_string(), fmt % args))
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _read_body(self):
+        te = (self.headers.get("transfer-encoding") or "").lower()
+        if "chunked" in te:
+            parts = []
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(16)
+            return b"".join(parts)
+        n = int(self.headers.get("content-length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def _dispatch(self):
+        fake = self.server.fake
+        try:
+            body = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        path = urlsplit(self.path).path
+        try:
+            if path.startswith("/_control/"):
+                fake._control(self, path, body)
+            else:
+                fake._api(self, path, body)
+        except (_Dropped, _ClientGone, _Aborted, _Done, BrokenPipeError,
+                ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True
+
+
+class FakeAnthropic:
+    """The fake server, controlled in-process.  See the module comment."""
+
+    def __init__(self, host="127.0.0.1", port=0, api_key=DEFAULT_KEY, auth_token=None,
+                 record_bodies=True, verbose=False):
+        self.host = host
+        self.port = port
+        self.api_key = api_key          # None: any x-api-key is accepted
+        self.auth_token = auth_token    # None: any bearer token is accepted
+        self.record_bodies = record_bodies
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._records = []
+        self._queue = []
+        self._default = make_behaviour("normal")
+        self._counts = {}
+        self._abort = threading.Event()
+        self._gen = 0
+        self._seq = 0
+        self._conns = set()
+        self._server = None
+        self._thread = None
+
+    # --- life cycle -------------------------------------------------------------
+
+    def start(self):
+        self._server = _Server((self.host, self.port), _Handler)
+        self._server.fake = self
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="fake-anthropic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._abort.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(5)
+        self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def base_url(self):
+        return "http://%s:%d" % (self.host, self.port)
+
+    # --- control -------------------------------------------------------------------
+
+    def script(self, kind="normal", times=1, **params):
+        """Queues a behaviour for the next `times` calls (after those queued)."""
+        b = make_behaviour(kind, **params)
+        with self._lock:
+            self._queue.extend(dict(b) for _ in range(times))
+
+    def script_many(self, *behaviours):
+        """Queues several behaviours (kind names or dicts), one per call."""
+        bs = [make_behaviour(b) for b in behaviours]
+        with self._lock:
+            self._queue.extend(bs)
+
+    def set_default(self, kind="normal", **params):
+        """The behaviour of every call once the queue is empty."""
+        b = make_behaviour(kind, **params)
+        with self._lock:
+            self._default = b
+
+    def pending(self):
+        """Behaviours still queued."""
+        with self._lock:
+            return len(self._queue)
+
+    def release(self):
+        """Lets every call that has arrived (and is, or will be, at a hold) go on
+        past its next hold."""
+        with self._lock:
+            self._gen += 1
+
+    def reset(self):
+        """Forgets requests, counts, queue and default; aborts calls in flight."""
+        with self._lock:
+            self._abort.set()
+            self._abort = threading.Event()
+            self._records = []
+            self._queue = []
+            self._counts = {}
+            self._default = make_behaviour("normal")
+
+    @property
+    def requests(self):
+        """Every recorded request (not control requests), oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def calls(self):
+        """Recorded POST /v1/messages requests, oldest first."""
+        with self._lock:
+            return [r for r in self._records if r.method == "POST" and r.path == "/v1/messages"]
+
+    @property
+    def invalid(self):
+        """Recorded requests that failed validation."""
+        with self._lock:
+            return [r for r in self._records if r.valid is False]
+
+    @property
+    def counts(self):
+        """{kind: number of calls answered with that behaviour}."""
+        with self._lock:
+            return dict(self._counts)
+
+    def wait_until(self, pred, timeout=10.0, what=None):
+        """Polls pred() until it is true; returns its value or raises AssertionError."""
+        end = time.monotonic() + timeout
+        while True:
+            v = pred()
+            if v:
+                return v
+            if time.monotonic() > end:
+                raise AssertionError("fake: timed out after %.1fs waiting for %s; calls: %r"
+                                     % (timeout, what or pred, self.calls))
+            time.sleep(0.01)
+
+    def wait_calls(self, n, timeout=10.0, done=False):
+        """Waits until at least n calls arrived (and, with done, were answered)."""
+        def ok():
+            cs = self.calls
+            if len(cs) < n:
+                return None
+            if done and not all(c.done for c in cs[:n]):
+                return None
+            return cs
+        return self.wait_until(ok, timeout, "%d call(s)%s" % (n, " done" if done else ""))
+
+    def wait_held(self, index=-1, timeout=10.0):
+        """Waits until call `index` is waiting in a hold; returns it."""
+        def ok():
+            cs = self.calls
+            try:
+                c = cs[index]
+            except IndexError:
+                return None
+            return c if c.held else None
+        return self.wait_until(ok, timeout, "call %d to reach a hold" % index)
+
+    # --- internals -------------------------------------------------------------------
+
+    def _track(self, conn, add):
+        with self._lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def _next_behaviour(self):
+        with self._lock:
+            b = self._queue.pop(0) if self._queue else dict(self._default)
+            self._counts[b["kind"]] = self._counts.get(b["kind"], 0) + 1
+            return b
+
+    def _send_json(self, h, status, obj, extra=()):
+        data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        h.send_response(status, REASONS.get(status))
+        h.send_header("content-type", "application/json")
+        h.send_header("content-length", str(len(data)))
+        for k, v in extra:
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _send_error(self, h, rec, status, etype, message):
+        rec.status = status
+        self._send_json(h, status, {"type": "error", "error": {"type": etype, "message": message},
+                                    "request_id": rec.request_id},
+                        extra=[("request-id", rec.request_id)])
+
+    def _check_request(self, h, raw):
+        """Returns (status, type, message) of a validation failure, or None, and the body."""
+        hd = h.headers
+        key = hd.get("x-api-key")
+        auth = hd.get("authorization")
+        bearer = None
+        if auth is not None:
+            m = re.match(r"(?i)bearer\s+(\S+)\s*$", auth)
+            bearer = m.group(1) if m else None
+        if key is None and bearer is None:
+            return (401, "authentication_error", "x-api-key header is required"), None
+        key_ok = key is not None and (self.api_key is None or key == self.api_key)
+        bearer_ok = bearer is not None and (self.auth_token is None or bearer == self.auth_token)
+        if not (key_ok or bearer_ok):
+            return (401, "authentication_error", "invalid x-api-key"), None
+        ver = hd.get("anthropic-version")
+        if ver is None:
+            return (400, "invalid_request_error", "anthropic-version: header is required"), None
+        if ver != API_VERSION:
+            return (400, "invalid_request_error",
+                    "anthropic-version: invalid version %r" % ver), None
+        ctype = (hd.get("content-type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return (400, "invalid_request_error",
+                    "content-type must be application/json, not %r" % hd.get("content-type")), None
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            return (400, "invalid_request_error", "request body is not valid JSON: %s" % e), None
+        if h.path.split("?")[0] == "/v1/messages/count_tokens" and isinstance(body, dict):
+            probe = dict(body)
+            probe.setdefault("max_tokens", 1)
+            err = validate_body(probe)
+        else:
+            err = validate_body(body)
+        if err:
+            return (400, "invalid_request_error", err), body
+        return None, body
+
+    def _api(self, h, path, raw):
+        split = urlsplit(h.path)
+        headers = {}
+        for k, v in h.headers.items():
+            k = k.lower()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+        with self._lock:
+            self._seq += 1
+            rec = RecordedRequest(self._seq, h.command, path, split.query, headers, raw,
+                                  self.record_bodies)
+            rec.request_id = "req_fake%016d" % self._seq
+            rec.message_id = "msg_fake%016d" % self._seq
+            self._records.append(rec)
+            abort = self._abort
+        if path in ("/v1/messages", "/v1/messages/count_tokens") and h.command == "POST":
+            bad, body = self._check_request(h, raw)
+            if bad:
+                rec.valid = False
+                rec.error = bad[2]
+                self._send_error(h, rec, *bad)
+                rec.done = True
+                return
+            rec.valid = True
+            beh = self._next_behaviour()
+            rec.behaviour = beh
+            rec.kind = beh["kind"]
+            _Exchange(self, h, rec, beh, body, abort).run()
+            return
+        if path == "/v1/models" and h.command == "GET":
+            rec.valid = True
+            rec.status = 200
+            self._send_json(h, 200, {"data": [{"type": "model", "id": "claude-sonnet-4-5",
+                                               "display_name": "Claude Sonnet 4.5"}],
+                                     "has_more": False}, extra=[("request-id", rec.request_id)])
+            rec.done = True
+            return
+        rec.valid = False
+        rec.error = "no route %s %s" % (h.command, path)
+        self._send_error(h, rec, 404, "not_found_error", rec.error)
+        rec.done = True
+
+    def _control(self, h, path, raw):
+        try:
+            data = json.loads(raw.decode("utf-8")) if raw else None
+        except ValueError:
+            return self._send_json(h, 400, {"error": "body is not JSON"})
+        try:
+            if path == "/_control/script" and h.command == "POST":
+                if isinstance(data, dict) and "behaviours" in data:
+                    bs, times = data["behaviours"], int(data.get("times", 1))
+                elif isinstance(data, list):
+                    bs, times = data, 1
+                else:
+                    bs, times = [data or {}], int((data or {}).pop("times", 1))
+                made = [make_behaviour(b) for b in bs] * times
+                with self._lock:
+                    self._queue.extend(dict(b) for b in made)
+                return self._send_json(h, 200, {"queued": len(made)})
+            if path == "/_control/default" and h.command == "POST":
+                self.set_default(data or {})
+                return self._send_json(h, 200, {"ok": True})
+            if path == "/_control/reset" and h.command == "POST":
+                self.reset()
+                return self._send_json(h, 200, {"ok": True})
+            if path == "/_control/release" and h.command == "POST":
+                self.release()
+                return self._send_json(h, 200, {"ok": True})
+            if path == "/_control/requests" and h.command == "GET":
+                return self._send_json(h, 200, {"requests": [r.to_dict() for r in self.requests]})
+            if path == "/_control/counts" and h.command == "GET":
+                return self._send_json(h, 200, {"counts": self.counts, "calls": len(self.calls)})
+            if path == "/_control/health" and h.command == "GET":
+                return self._send_json(h, 200, {"ok": True, "base_url": self.base_url})
+        except (ValueError, TypeError) as e:
+            return self._send_json(h, 400, {"error": str(e)})
+        return self._send_json(h, 404, {"error": "no control route %s %s" % (h.command, path)})
+
+
+class FakeControl:
+    """Controls a fake running as a separate process, over its HTTP control API."""
+
+    def __init__(self, base_url, timeout=10):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method, path, obj=None):
+        data = None if obj is None else json.dumps(obj).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=self.timeout) as r:
+            return json.loads(r.read().decode())
+
+    def script(self, kind="normal", times=1, **params):
+        return self._call("POST", "/_control/script",
+                          {"behaviours": [make_behaviour(kind, **params)], "times": times})
+
+    def script_many(self, *behaviours):
+        return self._call("POST", "/_control/script",
+                          {"behaviours": [make_behaviour(b) for b in behaviours]})
+
+    def set_default(self, kind="normal", **params):
+        return self._call("POST", "/_control/default", make_behaviour(kind, **params))
+
+    def reset(self):
+        return self._call("POST", "/_control/reset", {})
+
+    def release(self):
+        return self._call("POST", "/_control/release", {})
+
+    def requests(self):
+        return self._call("GET", "/_control/requests")["requests"]
+
+    def calls(self):
+        return [r for r in self.requests() if r["method"] == "POST" and r["path"] == "/v1/messages"]
+
+    def counts(self):
+        return self._call("GET", "/_control/counts")["counts"]
+
+    def health(self):
+        return self._call("GET", "/_control/health")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="fake Anthropic Messages API for mcpfs tests")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", help="write the port here once listening")
+    ap.add_argument("--api-key", default=DEFAULT_KEY,
+                    help="the x-api-key accepted ('' accepts any)")
+    ap.add_argument("--auth-token", default="", help="the bearer token accepted ('' accepts any)")
+    ap.add_argument("--default", help="default behaviour as JSON, e.g. '{\"kind\":\"slow\"}'")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    fake = FakeAnthropic(args.host, args.port, api_key=args.api_key or None,
+                         auth_token=args.auth_token or None, verbose=args.verbose)
+    if args.default:
+        fake.set_default(json.loads(args.default))
+    fake.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % fake.port)
+        os.replace(tmp, args.port_file)
+    print("fake-anthropic listening on %s" % fake.base_url, file=sys.stderr, flush=True)
+    while not stop.wait(0.5):
+        pass
+    fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+/* test_util.c — buf and utf8. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "mcpfs/buf.h"
+#include "mcpfs/utf8.h"
+
+static void test_buf(void)
+{
+	struct buf b;
+	buf_init(&b, 8);
+	CHECK_EQ_INT(buf_append(&b, "abcd", 4), 0);
+	CHECK_EQ_INT(buf_puts(&b, "efgh"), 0);
+	CHECK_EQ_STR(b.data, "abcdefgh");
+	CHECK_EQ_INT(buf_append(&b, "x", 1), -EFBIG);
+	CHECK_EQ_INT(b.len, 8);  /* unchanged by the failure */
+	CHECK_EQ_INT(buf_printf(&b, "%d", 1), -EFBIG);
+	buf_reset(&b);
+	CHECK_EQ_INT(buf_write_at(&b, 2, "xy", 2), 0);  /* gap is zero-filled */
+	CHECK_EQ_INT(b.len, 4);
+	CHECK(b.data[0] == 0 && b.data[1] == 0 && b.data[2] == 'x');
+	CHECK_EQ_INT(buf_write_at(&b, 7, "xy", 2), -EFBIG);
+	CHECK_EQ_INT(buf_resize(&b, 1), 0);
+	CHECK_EQ_INT(b.len, 1);
+	CHECK_EQ_INT(buf_resize(&b, 9), -EFBIG);
+	size_t n;
+	char *s = buf_steal(&b, &n);
+	CHECK(s && n == 1 && b.data == NULL && b.len == 0);
+	free(s);
+	s = buf_steal(&b, &n);  /* an empty buffer still gives a string */
+	CHECK(s && n == 0 && s[0] == '\0');
+	free(s);
+	buf_done(&b);
+	buf_done(NULL);
+}
+
+static const struct {
+	const char *s;
+	size_t n;
+	int valid;
+	size_t complete;
+} utf8_cases[] = {
+	{"", 0, 1, 0},
+	{"abc", 3, 1, 3},
+	{"Gr\xc3\xbc\xc3\x9f" "e", 7, 1, 7},
+	{"\xf0\x9f\x8c\xb8", 4, 1, 4},
+	{"a\xf0\x9f", 3, 0, 1},      /* cut inside a 4-byte sequence */
+	{"a\xf0\x9f\x8c", 4, 0, 1},
+	{"a\xc3", 2, 0, 1},
+	{"\xc0\xaf", 2, 0, 2},       /* overlong */
+	{"\xed\xa0\x80", 3, 0, 3},   /* surrogate */
+	{"\xf4\x90\x80\x80", 4, 0, 4}, /* above U+10FFFF */
+	{"\xff", 1, 0, 1},
+	{"\x80", 1, 0, 1},
+	{"\xe2\x80\x94", 3, 1, 3},
+	{"x\xe2\x80", 3, 0, 1},
+};
+
+static void test_utf8(void)
+{
+	for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
+		CHECK_EQ_INT(utf8_valid(utf8_cases[i].s, utf8_cases[i].n), utf8_cases[i].valid);
+		CHECK_EQ_INT(utf8_complete_prefix(utf8_cases[i].s, utf8_cases[i].n),
+			     utf8_cases[i].complete);
+	}
+	CHECK(utf8_blank(" \t\r\n", 4));
+	CHECK(utf8_blank("", 0));
+	CHECK(!utf8_blank(" a ", 3));
+}
+
+int main(void)
+{
+	test_buf();
+	test_utf8();
+	return check_report();
+}
