@@ -31,6 +31,7 @@
 #define FRAME_MAGIC 0x314a434du  /* "MCJ1" read as a little-endian u32 */
 #define SCAN_CHUNK (1u << 20)    /* bytes per read while scanning */
 
+/* Owned by one context; the store's lock serialises every call. */
 struct journal {
 	int fd;                   /* O_RDWR | O_APPEND */
 	uint64_t size;            /* bytes; end of the last record written */
@@ -205,10 +206,11 @@ static int src_avail(struct scan_src *s, uint64_t off, const uint8_t **p, size_t
 }
 
 /* Finds the next offset >= from where a valid record starts, or the image size
- * when none does.  Candidates are the magic's occurrences; each is verified whole,
- * because a false magic (or a stale copy inside a corrupt region) must not win.
- * Payloads are JSON text, which cannot hold the magic's binary neighbours (a
- * NUL-containing header), so no record hides a valid frame in its payload. */
+ * when none does.  Candidates are the magic's occurrences, each verified whole: a
+ * valid header holds NUL bytes (its zero field) and JSON text never does, so no
+ * payload can hide a frame that would be taken for a record here.  A candidate
+ * whose header verifies costs a hash of its claimed length; random damage makes
+ * such false candidates about 2^-32 rare, so the search stays linear in practice. */
 static int resync(struct scan_src *s, uint64_t from, uint64_t *next)
 {
 	static const uint8_t magic[4] = { 'M', 'C', 'J', '1' };
@@ -306,10 +308,12 @@ static int scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_rep
 	return r;
 }
 
+/* O_NONBLOCK only so that a FIFO given by mistake fails (not a regular file)
+ * instead of hanging in open(2); it changes nothing for regular files. */
 int journal_scan(const char *path, journal_record_fn *fn, void *data,
 		 struct journal_report *rep)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	int r;
 
 	if (fd < 0) {

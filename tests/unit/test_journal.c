@@ -23,8 +23,7 @@
 struct rec {
 	uint16_t type;
 	size_t len;
-	uint64_t offset;
-	uint64_t hash;  /* XXH3-64 of the payload */
+	uint64_t offset, hash;  /* hash: XXH3-64 of the payload */
 };
 
 /* Records as a scan delivered them, or as a test expects them. */
@@ -47,33 +46,37 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
  * record is, so expectations derive from it. */
 struct image {
 	uint8_t *data;
-	size_t len;
+	size_t len, cap;
 	struct seen recs;
 };
+
+/* Makes room for n more bytes, doubling: ASan's realloc always copies. */
+static void image_grow(struct image *img, size_t n)
+{
+	if (img->len + n > img->cap) {
+		img->cap = img->len + n > 2 * img->cap ? img->len + n : 2 * img->cap;
+		img->data = realloc(img->data, img->cap);
+	}
+	if (!img->data)
+		abort();
+}
 
 static void image_add(struct image *img, uint16_t type, const void *payload, size_t len)
 {
 	size_t fs = journal_frame_size(len);
 
-	img->data = realloc(img->data, img->len + fs);
-	if (!img->data)
-		abort();
+	image_grow(img, fs);
 	journal_frame(type, payload, len, img->data + img->len);
 	img->recs.r[img->recs.n++] = (struct rec){ type, len, img->len, XXH3_64bits(payload, len) };
 	img->len += fs;
 }
 
-static void image_add_str(struct image *img, uint16_t type, const char *s)
-{
-	image_add(img, type, s, strlen(s));
-}
+#define image_add_str(img, type, s) image_add(img, type, s, strlen(s))
 
 /* Inserts raw bytes at off (garbage, or a corrupt copy). */
 static void image_insert(struct image *img, size_t off, const void *p, size_t n)
 {
-	img->data = realloc(img->data, img->len + n);
-	if (!img->data)
-		abort();
+	image_grow(img, n);
 	memmove(img->data + off + n, img->data + off, img->len - off);
 	memcpy(img->data + off, p, n);
 	img->len += n;
@@ -152,8 +155,6 @@ static uint8_t *read_file(const char *path, size_t *n)
 	return ok ? p : (free(p), NULL);
 }
 
-/* --- round trip -------------------------------------------------------------- */
-
 struct rt_case {
 	uint16_t type;
 	const char *text;  /* NULL: big bytes of a pattern */
@@ -174,10 +175,8 @@ static const struct rt_case round_trip[] = {
 
 static uint8_t *pattern(size_t n)
 {
-	uint8_t *p = malloc(n ? n : 1);
+	uint8_t *p = malloc(n + 1);
 
-	if (!p)
-		abort();
 	for (size_t i = 0; i < n; i++)
 		p[i] = (uint8_t)(i * 131 + (i >> 9));
 	return p;
@@ -201,6 +200,8 @@ static void test_round_trip(const char *dir)
 		size_t len = c->text ? strlen(c->text) : i < 100 ? c->big : i % 7;
 		uint8_t *p = c->text ? (uint8_t *)strdup(c->text) : pattern(len);
 
+		if (!p)
+			abort();
 		CHECK_EQ_INT(journal_append(j, c->type, p, len, i % 3 == 0), 0);
 		image_add(&img, c->type, p, len);
 		free(p);
@@ -513,8 +514,7 @@ static void test_failed_append(const char *dir)
 	CHECK_EQ_INT(journal_open(path, JOURNAL_CREATE_NEW, NULL, &j), 0);
 	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, text, 50, true), 0);
 	size = journal_size(j);
-	if (getrlimit(RLIMIT_FSIZE, &old) < 0)
-		abort();
+	CHECK_EQ_INT(getrlimit(RLIMIT_FSIZE, &old), 0);
 	signal(SIGXFSZ, SIG_IGN);
 	lim = old;
 	lim.rlim_cur = size + 40;
