@@ -178,8 +178,9 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		r = 0;  /* Emacs backs up by renaming input to input~: keep input */
 	else
 		r = -EACCES;
-	/* rename(2) onto an existing directory that is not empty is ENOTEMPTY. */
-	fuse_reply_err(req, r == -EEXIST && !(flags & RENAME_NOREPLACE) ? ENOTEMPTY : -r);
+	/* Onto an existing context: EEXIST, the contract's answer for a taken name
+	 * (and one of the two POSIX allows for a directory that is not empty). */
+	fuse_reply_err(req, -r);
 }
 
 /* Only editors' scratch files can be created (fs_scratch.c says which). */
