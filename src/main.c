@@ -122,12 +122,13 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	if (options_parse(&args, &d.opt, why, sizeof(why)) < 0)
 		die(why);
-	if (d.opt.help) {
-		options_print_help(stdout, "mcpfs");
-		return 0;
-	}
-	if (d.opt.version) {
-		printf("mcpfs %s\n", MCPFS_VERSION);
+	if (d.opt.help || d.opt.version) {
+		if (d.opt.help)
+			options_print_help(stdout, "mcpfs");
+		else
+			printf("mcpfs %s\n", MCPFS_VERSION);
+		fuse_opt_free_args(&args);
+		options_done(&d.opt);
 		return 0;
 	}
 	log_level = d.opt.debug ? LOG_DEBUG : LOG_INFO;

@@ -221,19 +221,22 @@ int options_default_state_dir(struct options *o, char *why, size_t whylen)
 int options_check_http(const char *addr, char *why, size_t whylen)
 {
 	const char *colon = strrchr(addr, ':');
-	if (!colon || colon == addr) {
+	/* A bare port means the loopback address. */
+	bool bare = !colon && addr[0] && strspn(addr, "0123456789") == strlen(addr);
+	if (!bare && (!colon || colon == addr)) {
 		snprintf(why, whylen, "--http: '%s' is not ADDR:PORT", addr);
 		return -EINVAL;
 	}
+	const char *port_s = bare ? addr : colon + 1;
 	char *end;
 	errno = 0;
-	long port = strtol(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0') {
-		snprintf(why, whylen, "--http: port '%s' is not a number", colon + 1);
+	long port = strtol(port_s, &end, 10);
+	if (!*port_s || *end != '\0') {
+		snprintf(why, whylen, "--http: port '%s' is not a number", port_s);
 		return -EINVAL;
 	}
 	if (errno || port < 1 || port > 65535) {
-		snprintf(why, whylen, "port %s is out of range 1-65535", colon + 1);
+		snprintf(why, whylen, "port %s is out of range 1-65535", port_s);
 		return -EINVAL;
 	}
 	return 0;

@@ -123,7 +123,7 @@ int store_list(struct store *s, struct store_entry **ret, size_t *n);
 void store_list_free(struct store_entry *e, size_t n);
 
 /* Root files: `.status` and `.config` text; .config takes settings lines (the
- * new defaults replace the old, see settings_parse) and is saved durably. */
+ * keys named change, the others keep their value) and is saved durably. */
 int store_render_status(struct store *s, struct buf *out);
 int store_render_defaults(struct store *s, struct buf *out);
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen);
@@ -171,8 +171,8 @@ enum view_kind {
 /* Appends a rendering of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out);
 
-/* Replace the system prompt / model / config (settings lines; keys not named go
- * back to the root defaults).  Durable on return.  On -EINVAL (-EILSEQ, -EFBIG)
+/* Replace the system prompt / model / set config keys (settings lines: the
+ * keys named change, the others keep their value).  Durable on return.  On -EINVAL (-EILSEQ, -EFBIG)
  * nothing changed and why says why. */
 int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		       size_t whylen);

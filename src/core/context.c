@@ -110,10 +110,18 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 	return 0;
 }
 
+static const char *text_of_reply(const struct turn *t)
+{
+	return t->text.data ? t->text.data : "";
+}
+
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	if (e->in_history || i < c->hist_start || e->reply->state != TURN_DONE)
+	/* The API refuses an assistant turn without text, so an empty reply (a
+	 * refusal, a reply of thinking only) keeps its exchange out of the history. */
+	if (e->in_history || i < c->hist_start || e->reply->state != TURN_DONE ||
+	    utf8_blank(text_of_reply(e->reply), e->reply->text.len))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -288,6 +296,13 @@ static void load_end(struct loader *L, const cJSON *o)
 	s = jstr(o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
 	t->raw_sent = jint(o, "raw_sent");
+	int64_t want = jint(o, "text_bytes");
+	if (want >= 0 && (uint64_t)want != t->text.len) {
+		t->state = TURN_FAILED;
+		api_error_clear(&t->error);
+		api_error_set(&t->error, "damaged", "a corrupt journal record lost part of this reply "
+			      "(%zu of %lld bytes kept)", t->text.len, (long long)want);
+	}
 	context_account(L->c, t);
 }
 
@@ -404,7 +419,9 @@ int context_load(struct store *s, struct context *c)
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
 	c->next_send = c->n_ex;
-	if (c->n_ex)
+	/* After a clear `output` has no turn until the next message, as it had
+	 * before the restart. */
+	if (c->n_ex > c->hist_start)
 		c->newest = turn_ref(NULL, c->ex[c->n_ex - 1].reply);
 	return 0;
 }
@@ -512,7 +529,7 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 		       size_t whylen)
 {
 	struct settings st;
-	int r = context_settings(s, id, &st, true);
+	int r = context_settings(s, id, &st, false);
 	if (r == 0)
 		r = settings_parse(&st, text, len, why, whylen);
 	if (r == 0)

@@ -10,7 +10,8 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-static int user_record(struct context *c, uint64_t turn, const char *text, size_t len)
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len,
+		       int64_t ms)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
@@ -21,7 +22,7 @@ static int user_record(struct context *c, uint64_t turn, const char *text, size_
 	}
 	cJSON_AddNumberToObject(o, "turn", (double)turn);
 	cJSON_AddStringToObject(o, "text", copy);
-	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
+	cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
 	return context_write(c, JOURNAL_USER, o, true);
 }
@@ -62,7 +63,7 @@ static int restage(struct context *c, struct turn *t, const char *text, size_t l
 	char *copy = strndup(text, len);
 	if (!copy)
 		return -ENOMEM;
-	int r = user_record(c, t->number, text, len);
+	int r = user_record(c, t->number, text, len, clock_wall_ms());
 	if (r < 0) {
 		free(copy);
 		return r;
@@ -76,13 +77,17 @@ static int restage(struct context *c, struct turn *t, const char *text, size_t l
 static int stage_new(struct context *c, const char *text, size_t len, struct turn **draft,
 		     struct notes *n)
 {
-	int r = user_record(c, c->next_turn, text, len);
+	/* One timestamp for the record and the exchange: the fsync between them
+	 * would otherwise make the transcript's time change across a restart. */
+	int64_t ms = clock_wall_ms();
+	int r = user_record(c, c->next_turn, text, len, ms);
 	if (r < 0)
 		return r;
 	struct turn *t;
 	r = context_exchange_push(c, c->next_turn, text, len, &t);
 	if (r < 0)
 		return r;
+	c->ex[c->n_ex - 1].user_ms = ms;
 	turn_unref(NULL, c->newest);
 	c->newest = turn_ref(NULL, t);
 	*draft = turn_ref(NULL, t);

@@ -342,6 +342,18 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	return 0;
 }
 
+/* A message still being written has no call to cancel, yet readers of `output`
+ * already wait for its reply: end it, so that none of them waits forever. */
+static void store_end_drafts(struct store *s, struct context *c, struct notes *n)
+{
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "cancelled", "cancelled: the context was deleted");
+	for (size_t i = 0; c->loaded && i < c->n_ex; i++)
+		if (c->ex[i].reply->state == TURN_PENDING)
+			turn_end(s, c->ex[i].reply, TURN_FAILED, &e, n);
+}
+
 int store_delete(struct store *s, const char *name)
 {
 	struct notes notes = {0};
@@ -363,6 +375,7 @@ int store_delete(struct store *s, const char *name)
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, c->id);
 	uint64_t id = c->id;
+	store_end_drafts(s, c, &notes);
 	context_free(s, c);  /* cancels the call, fails live turns */
 	remove_tree(s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
@@ -498,7 +511,9 @@ static int save_defaults(struct store *s, const struct settings *d)
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen)
 {
 	struct settings d;
-	settings_init(&d);
+	pthread_mutex_lock(&s->lock);
+	d = s->defaults;
+	pthread_mutex_unlock(&s->lock);
 	int r = settings_parse(&d, text, len, why, whylen);
 	if (r == 0)
 		r = settings_check(&d, why, whylen);

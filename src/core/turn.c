@@ -154,6 +154,9 @@ void turn_end_record(struct context *c, struct turn *t, bool sync)
 	}
 	if (t->raw_sent >= 0)
 		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
+	/* Lets a loader tell a reply whose parts were all read from one that lost a
+	 * part to a corrupt record. */
+	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
 	context_write(c, JOURNAL_REPLY_END, o, sync);
 }
 

@@ -72,6 +72,7 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 	map_init(&fs->scratch_by_name);
 	map_init(&fs->scratch_by_ino);
 	map_init(&fs->touch);
+	map_init(&fs->closed);
 	fs->se = fs->mountpoint ? fuse_session_new(args, &fs_ops, sizeof(fs_ops), fs) : NULL;
 	if (!fs->se) {
 		snprintf(why, whylen, "cannot start a FUSE session for '%s'", mountpoint);
@@ -141,10 +142,14 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 	snprintf(path, sizeof(path), "%s/%s/output", fs->mountpoint, name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
 		return;
-	if (ci.idle && ci.turn) {
+	/* One IN_CLOSE_WRITE per finished turn. */
+	uintptr_t closed = (uintptr_t)map_get_id(&fs->closed, ctx);
+	if (ci.idle && ci.turn && closed != ci.turn) {
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
 		if (fd >= 0)
 			close(fd);
+		map_del_id(&fs->closed, ctx);
+		map_put_id(&fs->closed, ctx, (void *)(uintptr_t)ci.turn);
 	}
 }
 
@@ -207,6 +212,7 @@ void fs_free(struct fs *fs)
 			}
 	map_done(&fs->parked);
 	map_done(&fs->touch);
+	map_done(&fs->closed);
 	fs_scratch_free_all(fs);
 	free(fs->mountpoint);
 	free(fs);

@@ -96,6 +96,7 @@ struct fs {
 	pthread_cond_t note_cond;
 	struct map touch;            /* ctx id -> pending bits (NOTE_*) */
 	bool note_stop;
+	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
 };
 

@@ -122,12 +122,21 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_release(fs, h);  /* the opener was interrupted: no release will come */
 }
 
+/* Replies with a copy: once the reply is written the reader may close the
+ * file, and its release (on another thread) frees the handle's buffer while
+ * writev() is still returning here. */
 static void reply_slice(fuse_req_t req, const char *data, size_t len, off_t off, size_t size)
 {
-	if ((size_t)off >= len)
-		fuse_reply_buf(req, NULL, 0);
-	else
-		fuse_reply_buf(req, data + off, len - (size_t)off < size ? len - (size_t)off : size);
+	size_t n = (size_t)off >= len ? 0 : len - (size_t)off < size ? len - (size_t)off : size;
+	char *copy = n ? malloc(n) : NULL;
+	if (n && !copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (n)
+		memcpy(copy, data + off, n);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
 }
 
 /* GNU tail reads a file that is empty when it starts to its end before it

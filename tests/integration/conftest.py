@@ -33,10 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from mcpfs_testlib import (  # noqa: F401  (re-exported for tests)
-    DEFAULT_KEY, REPO, FakeAnthropic, Mount, is_mounted, read_file, test_tmp_base, tool_env as
-    _tool_env, wait_for, write_file,
-)
+from mcpfs_testlib import REPO, FakeAnthropic, Mount, test_tmp_base
+from mcpfs_testlib import tool_env as _tool_env
 
 
 def pytest_configure(config):

@@ -36,7 +36,7 @@ __all__ = [
     "sse_text", "REPO", "wait_for", "call_with_timeout", "read_file", "read_text",
     "read_partial", "read_available", "write_file", "Reader", "PipeReader", "Result", "run",
     "parse_status", "parse_kv", "reply_for", "is_mounted", "unmount", "has_open",
-    "wait_opened", "proc_state", "PtySession", "Mount", "tool_env", "daemon_env",
+    "wait_opened", "proc_state", "blocked_in_read", "PtySession", "Mount", "tool_env", "daemon_env",
     "test_tmp_base", "send", "output", "status", "wait_status", "sentinel_check",
 ]
 
@@ -449,6 +449,30 @@ def has_open(pid, path):
 def wait_opened(pid, path, timeout=10.0):
     return wait_for(lambda: has_open(pid, path), timeout,
                     what="process %d to open %s" % (pid, path))
+
+
+_READ_SYSCALLS = {"x86_64": {0, 17, 19}, "aarch64": {63, 65, 67}}
+
+
+def blocked_in_read(pid):
+    """True while process pid sleeps inside read(2) (from /proc/PID/syscall;
+    where that is unavailable, while it sleeps at all)."""
+    st = proc_state(pid)
+    if st not in ("S", "D"):
+        return False
+    import platform
+    nrs = _READ_SYSCALLS.get(platform.machine())
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            first = f.read().split()[0]
+    except (OSError, IndexError):
+        return True
+    if nrs is None or first == "running":
+        return first != "running"
+    try:
+        return int(first) in nrs
+    except ValueError:
+        return False
 
 
 def tool_env(home, extra=None):

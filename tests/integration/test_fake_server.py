@@ -3,7 +3,6 @@ used to judge the daemon.  Plain http.client and raw sockets, no mount."""
 
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys

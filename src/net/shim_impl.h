@@ -1,0 +1,131 @@
+/* shim_impl.h — what the shim's files share (see include/mcpfs/shim.h).
+ *
+ *   shim.c         life cycle, the socket, libmicrohttpd's access handler: the
+ *                  checks every request passes and the request body
+ *   shim_auth.c    Host, Origin and bearer-token checks; the token file
+ *   shim_route.c   the route table, path and name decoding, JSON handlers
+ *   shim_reply.c   responses: JSON, errors, the one errno-to-status table
+ *   shim_stream.c  streamed replies: suspend, resume, heartbeat, shutdown
+ *
+ * Threads: libmicrohttpd's pool calls the handlers and readers (one connection
+ * stays on one thread, so a struct shim_request or shim_stream is owned by it);
+ * the store's observer runs on whichever thread changed the store; the timer
+ * runs on its own thread.  They meet only under shim->lock.
+ */
+#ifndef MCPFS_SHIM_IMPL_H
+#define MCPFS_SHIM_IMPL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mcpfs/buf.h"
+#include "mcpfs/shim.h"
+#include "mcpfs/store.h"
+
+#define SHIM_TOKEN_MAX 4096     /* bytes of a bearer token file */
+#define SHIM_TOKEN_MIN 16       /* characters: shorter tokens are guessable */
+#define SHIM_HOSTS 5            /* allowed Host values */
+#define SHIM_ORIGINS 3          /* allowed Origin values */
+#define SHIM_JSON_SLACK (64u << 10) /* bytes of JSON around a message, over 2x its limit */
+#define SHIM_RENDER_MAX (1u << 30)  /* bytes of one rendered view (a transcript) */
+
+struct cJSON;
+struct shim_stream;
+
+struct shim {
+	struct store *st;
+	struct MHD_Daemon *mhd;     /* NULL until shim_start */
+	int listen_fd;              /* bound by shim_new; -1 once libmicrohttpd owns it */
+	int family;                 /* AF_INET or AF_INET6 */
+	bool loopback;              /* the bound address is a loopback address */
+	char address[64];           /* "127.0.0.1:61900", "[::1]:8080" */
+	char hosts[SHIM_HOSTS][72]; /* Host values accepted (compared ignoring case) */
+	size_t n_hosts;
+	char origins[SHIM_ORIGINS][80];
+	char *token;                /* NUL-terminated, or NULL: no token needed; wiped on free */
+	size_t token_len;
+	pthread_mutex_t lock;
+	pthread_cond_t timer_cond;  /* wakes the timer thread at shutdown */
+	struct shim_stream *streams; /* every live stream; under lock */
+	size_t n_streams;           /* under lock */
+	bool stopping;              /* under lock: no stream may suspend any more */
+};
+
+/* One request in progress: libmicrohttpd's per-request pointer. */
+struct shim_request {
+	const struct shim_route *route;  /* NULL until routed */
+	char name[STORE_NAME_MAX + 1];   /* the decoded context name, when the path has one */
+	uint64_t id;                     /* its context */
+	struct buf body;                 /* capped at the route's body limit */
+	bool too_big;                    /* the body passed the cap: answer 413 */
+};
+
+/* A handler runs when the whole request is in; it queues exactly one response
+ * (through shim_reply_*) and returns what that returned. */
+typedef enum MHD_Result shim_handler_fn(struct shim *sh, struct shim_request *rq,
+					struct MHD_Connection *c);
+
+/* --- shim_auth.c --- */
+
+/* Reads the token file (owner-only, one line of printable ASCII, at least
+ * SHIM_TOKEN_MIN characters).  0, -errno + why. */
+int shim_auth_load_token(struct shim *sh, const char *path, char *why, size_t whylen);
+
+/* Fills the Host and Origin allow-lists for the bound address and port. */
+void shim_auth_init(struct shim *sh, const char *bound_host, unsigned port);
+
+/* Checks Host, Origin and the token; on refusal queues the 403 or 401 and sets
+ * *refused.  Returns what queueing returned (MHD_YES when nothing was queued). */
+enum MHD_Result shim_auth_check(struct shim *sh, struct MHD_Connection *c, bool *refused);
+
+/* --- shim_route.c --- */
+
+/* Routes a request (first call of the access handler): parses the path,
+ * decodes the name, finds the context.  On failure queues the 404/405/400 and
+ * sets *refused. */
+enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct MHD_Connection *c,
+				const char *url, const char *method, bool *refused);
+
+/* The body limit of a routed request, in bytes. */
+size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq);
+
+/* Runs the routed request's handler. */
+enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct MHD_Connection *c);
+
+/* Decodes one percent-encoded path segment into out (a context name): refuses
+ * bad escapes, a decoded '/' or NUL, "." and "..", and what store_name_check
+ * refuses.  0, -EINVAL, -ENAMETOOLONG, with why. */
+int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char *why,
+		     size_t whylen);
+
+/* --- shim_reply.c --- */
+
+enum MHD_Result shim_reply_json(struct MHD_Connection *c, unsigned status, struct cJSON *json);
+enum MHD_Result shim_reply_buf(struct MHD_Connection *c, unsigned status, struct buf *b);
+enum MHD_Result shim_reply_empty(struct MHD_Connection *c, unsigned status);
+enum MHD_Result shim_reply_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Maps a negative errno through the one table; why is the message. */
+enum MHD_Result shim_reply_errno(struct MHD_Connection *c, int err, const char *why);
+enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *allow);
+enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials);
+/* Adds the headers every response carries. */
+void shim_reply_headers(struct MHD_Response *r);
+unsigned shim_status_of(int err);
+
+/* --- shim_stream.c --- */
+
+/* Answers with a stream of turn t (reference taken; NULL: an empty stream):
+ * text/plain of the reply, or SSE delta/done/error events when sse. */
+enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				  bool sse);
+
+/* The store observer: resumes the streams of a context that changed. */
+void shim_stream_on_change(void *sh, uint64_t ctx, unsigned what);
+
+/* Shutdown: no stream suspends from now on; suspended ones are resumed and end. */
+void shim_stream_stop_all(struct shim *sh);
+
+#endif

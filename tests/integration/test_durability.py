@@ -1,0 +1,185 @@
+"""CONTRACT §6: contexts, settings, messages and replies survive unmount,
+remount and kill -9; a reply in flight at a crash comes back interrupted; a torn
+or corrupt journal record does not take down the context."""
+
+import errno
+import json
+import os
+import re
+
+import pytest
+
+from mcpfs_testlib import (
+    Reader, content_text, output, read_file, read_partial, reply_for, send, status, wait_for,
+    wait_status, write_file,
+)
+
+
+def snapshot(ctx):
+    return {n: read_file(ctx / n) for n in ("history", "history.json", "transcript", "system",
+                                             "model", "config", "output")}
+
+
+def contexts(mount):
+    return sorted(n for n in os.listdir(mount.path) if not n.startswith("."))
+
+
+def populate(mount):
+    a, b = mount.ctx("a"), mount.ctx("b")
+    write_file(a / "system", "You are terse.\n")
+    write_file(a / "model", "claude-haiku-4-5\n")
+    write_file(a / "config", "max_tokens = 321\ntemperature = 0.25\n")
+    for word in ("hello", "again"):
+        send(a, word + "\n")
+        assert output(a) == reply_for(word)
+    send(b, "bee\n")
+    assert output(b) == reply_for("bee")
+    return a, b
+
+
+def test_restart_keeps_everything(mount, fake):
+    a, b = populate(mount)
+    before = {"a": snapshot(a), "b": snapshot(b)}
+    root_config = read_file(mount.path / ".config")
+    rc = mount.stop()
+    assert rc == 0
+    mount.start()
+    assert contexts(mount) == ["a", "b"]
+    assert {"a": snapshot(a), "b": snapshot(b)} == before
+    assert read_file(mount.path / ".config") == root_config
+    assert status(a).state == "idle"
+    send(a, "third\n")
+    assert output(a) == reply_for("third")
+    c = fake.calls[-1]
+    assert c.n_messages == 5 and c.system.strip() == "You are terse."
+    assert c.model == "claude-haiku-4-5" and c.max_tokens == 321
+
+
+def test_rename_delete_and_defaults_survive_remount(mount, fake):
+    a, b = populate(mount)
+    os.rename(a, mount.path / "renamed")
+    os.rmdir(b)
+    write_file(mount.path / ".config", "max_tokens = 555\n")
+    mount.remount()
+    assert contexts(mount) == ["renamed"]
+    assert output(mount.path / "renamed") == reply_for("again")
+    assert "max_tokens = 555" in read_file(mount.path / ".config")
+    n = mount.ctx("new")
+    assert "max_tokens = 555" in read_file(n / "config")
+
+
+def test_kill9_when_idle_keeps_committed_state(mount, fake):
+    a, b = populate(mount)
+    before = {"a": snapshot(a), "b": snapshot(b)}
+    mount.kill9()
+    mount.start()
+    assert contexts(mount) == ["a", "b"]
+    assert {"a": snapshot(a), "b": snapshot(b)} == before
+
+
+@pytest.mark.allow_errors()
+def test_kill9_mid_stream_comes_back_interrupted(mount, fake):
+    c = mount.ctx("c")
+    send(c, "before\n")
+    assert output(c) == reply_for("before")
+    fake.script("hold", hold_after=2)
+    send(c, "hello\n")
+    call = fake.wait_held(1)
+    partial = call.text_sent
+    reader = Reader(c / "output")
+    wait_for(lambda: reader.data == partial.encode(), 10, what="the partial reply")
+    mount.kill9()
+    reader.finish(10)
+    mount.start()
+    st = wait_status(c, "error", 10)
+    assert re.search(r"interrupted", st.text, re.I), st.text
+    data, err = read_partial(c / "output")
+    assert data.decode() == partial
+    assert err is not None and err.errno == errno.EIO
+    assert "hello" in read_file(c / "transcript")
+    # the context goes on: the next message is sent with a valid history
+    send(c, "after\n")
+    assert output(c) == reply_for("after")
+    assert fake.calls[-1].roles[0] == "user"
+
+
+@pytest.mark.allow_errors()
+def test_message_is_durable_before_it_is_sent(mount, fake):
+    c = mount.ctx("c")
+    fake.script("hold", hold_after=0)
+    send(c, "durable message\n")
+    fake.wait_held(0)  # the request is out, so the message must be on disk
+    mount.kill9()
+    mount.start()
+    assert "durable message" in read_file(c / "transcript")
+    st = wait_status(c, "error", 10)
+    assert re.search(r"interrupted", st.text, re.I), st.text
+    write_file(c / "ctl", "retry\n")
+    assert output(c) == reply_for("durable message")
+
+
+def journal_files(state, marker):
+    """Files of the state directory that hold `marker` (the journal of the
+    context that was sent it)."""
+    out = []
+    for root, _, files in os.walk(state):
+        for f in files:
+            p = os.path.join(root, f)
+            try:
+                with open(p, "rb") as fh:
+                    if marker.encode() in fh.read():
+                        out.append(p)
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.allow_errors()
+def test_torn_journal_tail_is_survived(mount, fake):
+    c = mount.ctx("c")
+    send(c, "keep me\n")
+    assert output(c) == reply_for("keep me")
+    assert mount.stop() == 0
+    files = journal_files(mount.state, "keep me")
+    assert files, "no state file holds the message"
+    for p in files:
+        with open(p, "ab") as f:
+            f.write(b"\x4d\x43\x00\x01\x00\x00\x10\x00torn record that never finish")
+    mount.start()
+    assert contexts(mount) == ["c"]
+    hj = json.loads(read_file(c / "history.json"))
+    assert [m["role"] for m in hj["messages"]] == ["user", "assistant"]
+    send(c, "still works\n")
+    assert output(c) == reply_for("still works")
+    assert fake.calls[-1].n_messages == 3
+
+
+@pytest.mark.allow_errors()
+def test_corrupt_last_record_keeps_the_rest(mount, fake):
+    c, d = mount.ctx("c"), mount.ctx("d")
+    send(c, "first exchange\n")
+    assert output(c) == reply_for("first exchange")
+    send(c, "second exchange\n")
+    assert output(c) == reply_for("second exchange")
+    send(d, "other context\n")
+    assert output(d) == reply_for("other context")
+    assert mount.stop() == 0
+    files = journal_files(mount.state, "second exchange")
+    assert files, "no state file holds the message"
+    for p in files:
+        with open(p, "r+b") as f:
+            data = bytearray(f.read())
+            # a bit flipped inside the last record (the end of the second reply)
+            data[len(data) - 6] ^= 0x20
+            f.seek(0)
+            f.write(data)
+    mount.start()
+    assert contexts(mount) == ["c", "d"]
+    assert output(d) == reply_for("other context")
+    hj = json.loads(read_file(c / "history.json"))
+    texts = [content_text(m["content"]).strip() for m in hj["messages"]]
+    assert texts[:2] == ["first exchange", reply_for("first exchange")]
+    assert [m["role"] for m in hj["messages"]][:1] == ["user"]
+    send(c, "third\n")
+    assert output(c) == reply_for("third")
+    assert fake.calls[-1].roles[0] == "user"

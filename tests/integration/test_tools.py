@@ -1,0 +1,248 @@
+"""CONTRACT §4: plain tools and editors on a real mount (outside /tmp)."""
+
+import json
+import re
+import threading
+
+import pytest
+
+from mcpfs_testlib import (
+    PipeReader, PtySession, output, read_file, reply_for, run, send, sentinel_check,
+    wait_for, wait_opened, which_or_fail,
+)
+
+LINES = ["first line\n", "second line\n", "third line\n"]
+
+
+# --- plain tools ----------------------------------------------------------------------------------
+
+
+def test_cat_output_into_another_input_while_streaming(mount, fake):
+    a, b = mount.ctx("a"), mount.ctx("b")
+    fake.script("hold", hold_after=[1], pieces=LINES)
+    send(a, "copy me\n")
+    fake.wait_held(0)
+    p = mount.spawn(["bash", "-c", "exec cat '%s/output' > '%s/input'" % (a, b)])
+    wait_opened(p.pid, a / "output")
+    fake.release()
+    assert p.wait(15) == 0, p.stderr.read()
+    calls = fake.wait_calls(2, done=True)
+    assert calls[1].last_user_text == "".join(LINES)
+    assert output(b) == reply_for("".join(LINES))
+
+
+def test_cp_output_while_streaming(mount, ctx, fake):
+    dest = mount.root / "copy.txt"
+    fake.script("hold", hold_after=[1], pieces=LINES)
+    send(ctx, "hello\n")
+    fake.wait_held(0)
+    p = mount.spawn(["cp", str(ctx / "output"), str(dest)])
+    wait_opened(p.pid, ctx / "output")
+    fake.release()
+    assert p.wait(15) == 0, p.stderr.read()
+    assert dest.read_text() == "".join(LINES)
+
+
+def test_cp_complete_output(mount, ctx, fake):
+    send(ctx, "hello\n")
+    assert output(ctx) == reply_for("hello")
+    dest = mount.root / "copy2.txt"
+    r = run(["cp", str(ctx / "output"), str(dest)])
+    assert r.rc == 0, r
+    assert dest.read_text() == reply_for("hello")
+
+
+def test_head_grep_wc(ctx, fake):
+    fake.script("reply", pieces=LINES)
+    send(ctx, "hello\n")
+    o = str(ctx / "output")
+    assert run(["head", "-n", "1", o]).out == "first line\n"
+    assert run(["grep", "-c", "line", o]).out == "3\n"
+    assert run(["grep", "second", o]).out == "second line\n"
+    assert run("wc -l < '%s'" % o).out.strip() == "3"
+
+
+def test_python_read_and_for_line(ctx, fake):
+    fake.script("hold", hold_after=[1], pieces=LINES)
+    send(ctx, "hello\n")
+    call = fake.wait_held(0)
+    lines = []
+
+    def body():
+        with open(ctx / "output") as f:
+            for line in f:
+                lines.append(line)
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    wait_for(lambda: lines == LINES[:1], 10, what="the first line while streaming")
+    assert call.held
+    fake.release()
+    t.join(10)
+    assert not t.is_alive()
+    assert lines == LINES
+    with open(ctx / "output") as f:
+        assert f.read() == "".join(LINES)
+
+
+def test_jq_reads_history_json(ctx, fake):
+    send(ctx, "hello\n")
+    assert output(ctx) == reply_for("hello")
+    hj = str(ctx / "history.json")
+    r = run(["jq", ".", hj])
+    assert r.rc == 0, r
+    assert json.loads(r.out)["messages"]
+    assert run(["jq", "-e", ".messages | length == 2", hj]).rc == 0
+    assert run(["jq", "-r", ".model", hj]).out.strip() == read_file(ctx / "model").strip()
+    assert run(["jq", "-r", ".messages[0].role", hj]).out.strip() == "user"
+
+
+def test_inotifywait_monitor_sees_modify_and_close_write(mount, ctx, fake):
+    which_or_fail("inotifywait")
+    fake.script("hold", hold_after=[1, 2], pieces=["one ", "two ", "three"])
+    send(ctx, "hello\n")
+    call = fake.wait_held(0)
+    p = mount.spawn(["inotifywait", "-m", "-e", "modify,close_write", str(ctx / "output")])
+    out, err = PipeReader(p.stdout), PipeReader(p.stderr)
+    err.wait_text("Watches established", 10)
+    fake.release()
+    fake.wait_until(lambda: call.holds_reached == 2 and call.held, 10, "the second hold")
+    out.wait_text("MODIFY", 10)  # while the reply is still streaming
+    assert not call.completed
+    fake.release()
+    out.wait_text("CLOSE_WRITE", 10)
+
+
+def test_inotifywait_once_returns_when_reply_arrives(mount, ctx, fake):
+    fake.script("hold", hold_after=[0])
+    send(ctx, "hello\n")
+    fake.wait_held(0)
+    p = mount.spawn(["inotifywait", "-e", "modify,close_write", str(ctx / "output")])
+    PipeReader(p.stderr).wait_text("Watches established", 10)
+    fake.release()
+    assert p.wait(10) == 0
+    assert re.search(r"MODIFY|CLOSE_WRITE", p.stdout.read().decode())
+
+
+# --- editors (CONTRACT §4) ----------------------------------------------------------------------------
+
+EDITOR_ERRORS = re.compile(r"\bE\d{2,4}:|ATTENTION|Cannot write backup|Error writing|"
+                           r"Close failed|Permission denied|Input/output error")
+
+
+def edit(session, keys_before_save, save, saved_rx, quit_keys, start_rx):
+    """Drives an editor: wait for its screen, type, save, wait for the save
+    message, quit; returns the exit code."""
+    try:
+        session.expect(start_rx, 15)
+        session.quiet(0.4)
+        session.send(keys_before_save)
+        session.send(save)
+        if saved_rx:
+            session.expect(saved_rx, 15)
+        if quit_keys:
+            session.send(quit_keys)
+        return session.wait(20)
+    finally:
+        session.kill()
+
+
+def vim(ctx, name, env):
+    which_or_fail("vim")
+    return PtySession(["vim", "-i", "NONE", name], env=env, cwd=ctx)
+
+
+def test_vim_saves_one_message(ctx, fake, tool_env):
+    s = vim(ctx, "input", tool_env)
+    rc = edit(s, "ihello from vim\x1b", ":wq\r", None, None, r'"input"')
+    assert rc == 0, s.screen[-2000:]
+    assert not EDITOR_ERRORS.search(s.screen), s.screen[-2000:]
+    assert output(ctx) == reply_for("hello from vim")
+    sentinel_check(fake, ctx, ["hello from vim"])
+
+
+def test_two_vims_on_two_contexts_at_once(mount, fake, tool_env):
+    a, b = mount.ctx("a"), mount.ctx("b")
+    sa, sb = vim(a, "input", tool_env), vim(b, "input", tool_env)
+    try:
+        for s in (sa, sb):
+            s.expect(r'"input"', 15)
+            s.quiet(0.4)
+        sa.send("ifrom vim a\x1b")
+        sb.send("ifrom vim b\x1b")
+        sa.send(":wq\r")
+        sb.send(":wq\r")
+        assert sa.wait(20) == 0 and sb.wait(20) == 0
+        for s in (sa, sb):
+            assert not EDITOR_ERRORS.search(s.screen), s.screen[-2000:]
+    finally:
+        sa.kill()
+        sb.kill()
+    assert output(a) == reply_for("from vim a")
+    assert output(b) == reply_for("from vim b")
+    assert sorted(c.last_user_text.strip() for c in fake.calls) == ["from vim a", "from vim b"]
+
+
+def test_vim_ex_mode_saves_one_message(ctx, fake, tool_env):
+    r = run(["vim", "-es", "-i", "NONE", "-c", "call setline(1, 'hello from ex')", "-c", "wq",
+             "input"], cwd=str(ctx), env=tool_env, timeout=20)
+    assert r.rc == 0, r
+    assert output(ctx) == reply_for("hello from ex")
+    sentinel_check(fake, ctx, ["hello from ex"])
+
+
+def test_vim_edits_system(ctx, fake, tool_env):
+    s = vim(ctx, "system", tool_env)
+    rc = edit(s, "iBe brief.\x1b", ":wq\r", None, None, r'"system"')
+    assert rc == 0 and not EDITOR_ERRORS.search(s.screen), s.screen[-2000:]
+    assert read_file(ctx / "system").rstrip("\n") == "Be brief."
+    send(ctx, "hello\n")
+    assert output(ctx) == reply_for("hello")
+    assert fake.calls[0].system.strip() == "Be brief."
+
+
+def test_nano_saves_one_message(ctx, fake, tool_env):
+    which_or_fail("nano")
+    s = PtySession(["nano", "input"], env=tool_env, cwd=ctx)
+    rc = edit(s, "hello from nano", "\x13", r"Wrote", "\x18", r"GNU nano")
+    assert rc == 0, s.screen[-2000:]
+    assert not EDITOR_ERRORS.search(s.screen), s.screen[-2000:]
+    assert output(ctx) == reply_for("hello from nano")
+    sentinel_check(fake, ctx, ["hello from nano"])
+
+
+def test_emacs_saves_one_message(ctx, fake, tool_env):
+    which_or_fail("emacs")
+    s = PtySession(["emacs", "-nw", "-Q", "input"], env=tool_env, cwd=ctx)
+    rc = edit(s, "hello from emacs", "\x18\x13", r"Wrote", "\x18\x03", r"input")
+    assert rc == 0, s.screen[-2000:]
+    assert not EDITOR_ERRORS.search(s.screen), s.screen[-2000:]
+    assert output(ctx) == reply_for("hello from emacs")
+    sentinel_check(fake, ctx, ["hello from emacs"])
+
+
+def test_emacs_batch_saves_one_message(ctx, fake, tool_env):
+    which_or_fail("emacs")
+    r = run(["emacs", "-Q", "--batch", "--eval",
+             '(progn (find-file "input") (insert "hello from batch") (save-buffer))'],
+            cwd=str(ctx), env=tool_env, timeout=30)
+    assert r.rc == 0, r
+    assert not EDITOR_ERRORS.search(r.err), r
+    assert output(ctx) == reply_for("hello from batch")
+    sentinel_check(fake, ctx, ["hello from batch"])
+
+
+@pytest.mark.parametrize("name,text", [("model", "claude-haiku-4-5"),
+                                       ("config", "max_tokens = 99")])
+def test_nano_edits_settings(ctx, fake, tool_env, name, text):
+    which_or_fail("nano")
+    s = PtySession(["nano", name], env=tool_env, cwd=ctx)
+    # replace the whole buffer: cut every line (^K repeatedly), then type
+    rc = edit(s, "\x0b" * 40 + text, "\x13", r"Wrote", "\x18", r"GNU nano")
+    assert rc == 0 and not EDITOR_ERRORS.search(s.screen), s.screen[-2000:]
+    assert text in read_file(ctx / name)
+    send(ctx, "hello\n")
+    assert output(ctx) == reply_for("hello")
+    if name == "model":
+        assert fake.calls[0].model == "claude-haiku-4-5"
+    else:
+        assert fake.calls[0].max_tokens == 99
