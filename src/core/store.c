@@ -178,6 +178,12 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot create state directory '%s': %s", s->dir, strerror(-r));
 		return r;
 	}
+	/* Absolute from here on: a daemon changes its directory to /. */
+	char *abs = realpath(s->dir, NULL);
+	if (abs) {
+		free(s->dir);
+		s->dir = abs;
+	}
 	s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dir_fd < 0) {
 		r = -errno;

@@ -34,12 +34,12 @@
 /* --- the fake transport ------------------------------------------------------ */
 
 struct fake {
-	struct call_spec spec[CALLS_MAX];  /* body NULL: parsed into json[] */
+	struct call_spec spec[CALLS_MAX]; /* body NULL: parsed into json[] */
 	cJSON *json[CALLS_MAX];
 	size_t n;
 	uint64_t cancelled[CALLS_MAX];
 	size_t n_cancelled;
-	bool body_len_ok;                  /* every body_len matched strlen(body) */
+	bool body_len_ok; /* every body_len matched strlen(body) */
 };
 
 static int fake_start(void *impl, struct call_spec *spec)
@@ -47,7 +47,7 @@ static int fake_start(void *impl, struct call_spec *spec)
 	struct fake *f = impl;
 
 	if (f->n == CALLS_MAX)
-		return -ENOSPC;  /* the store frees the body when start fails */
+		return -ENOSPC; /* the store frees the body when start fails */
 	if (strlen(spec->body) != spec->body_len)
 		f->body_len_ok = false;
 	f->json[f->n] = cJSON_ParseWithLength(spec->body, spec->body_len);
@@ -66,7 +66,7 @@ static void fake_cancel(void *impl, uint64_t call_id)
 		f->cancelled[f->n_cancelled++] = call_id;
 }
 
-static const struct transport_ops fake_ops = { fake_start, fake_cancel };
+static const struct transport_ops fake_ops = {fake_start, fake_cancel};
 
 static void fake_done(struct fake *f)
 {
@@ -99,7 +99,7 @@ static void on_change(void *data, uint64_t id, unsigned what)
 {
 	struct obs *o = data;
 
-	(void)store_calls_in_flight(o->s);  /* takes the lock: must not be held here */
+	(void)store_calls_in_flight(o->s); /* takes the lock: must not be held here */
 	if (o->n < SEEN_MAX) {
 		o->seen[o->n].id = id;
 		o->seen[o->n].what = what;
@@ -283,7 +283,8 @@ static void start_msg(struct env *e, uint64_t call, long long in_tokens)
 			 "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_%llu\",\"type\":"
 			 "\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],"
 			 "\"stop_reason\":null,\"usage\":{\"input_tokens\":%lld,"
-			 "\"output_tokens\":1}}}", (unsigned long long)call, in_tokens);
+			 "\"output_tokens\":1}}}",
+			 (unsigned long long)call, in_tokens);
 	else
 		snprintf(data, sizeof(data),
 			 "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_%llu\",\"type\":"
@@ -291,8 +292,10 @@ static void start_msg(struct env *e, uint64_t call, long long in_tokens)
 			 "\"stop_reason\":null,\"usage\":{\"output_tokens\":1}}}",
 			 (unsigned long long)call);
 	CHECK_EQ_INT(event(e, call, data), 0);
-	CHECK_EQ_INT(event(e, call, "{\"type\":\"content_block_start\",\"index\":0,"
-				    "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"), 0);
+	CHECK_EQ_INT(event(e, call,
+			   "{\"type\":\"content_block_start\",\"index\":0,"
+			   "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"),
+		     0);
 }
 
 static void finish_msg(struct env *e, uint64_t call, long long out_tokens)
@@ -300,7 +303,8 @@ static void finish_msg(struct env *e, uint64_t call, long long out_tokens)
 	char data[256];
 
 	CHECK_EQ_INT(event(e, call, "{\"type\":\"content_block_stop\",\"index\":0}"), 0);
-	snprintf(data, sizeof(data), "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+	snprintf(data, sizeof(data),
+		 "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
 		 "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":%lld}}",
 		 out_tokens);
 	CHECK_EQ_INT(event(e, call, data), 0);
@@ -368,8 +372,9 @@ static bool sent(const struct env *e, size_t i, const char *const *texts, size_t
 		const cJSON *m = cJSON_GetArrayItem(msgs, (int)k);
 		const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
 		const char *text = content_text(cJSON_GetObjectItemCaseSensitive(m, "content"));
-		ok = cJSON_IsString(role) && !strcmp(role->valuestring, k % 2 ? "assistant" : "user") &&
-		     text && !strcmp(text, texts[k]);
+		ok = cJSON_IsString(role) &&
+		     !strcmp(role->valuestring, k % 2 ? "assistant" : "user") && text &&
+		     !strcmp(text, texts[k]);
 	}
 	if (!ok) {
 		char *p = cJSON_PrintUnformatted(msgs);
@@ -442,7 +447,7 @@ static void test_open_layout(void)
 	CHECK(has(b.data, p));
 	buf_reset(&b);
 	CHECK_EQ_INT(store_render_defaults(s2, &b), 0);
-	CHECK(has(b.data, "max_tokens = 2048\n"));  /* the command line's defaults */
+	CHECK(has(b.data, "max_tokens = 2048\n")); /* the command line's defaults */
 	buf_done(&b);
 	store_free(s2);
 
@@ -485,7 +490,8 @@ static void test_open_uncreatable(void)
 	snprintf(dir, sizeof(dir), "%s/state", file);
 	e.why[0] = '\0';
 	CHECK_EQ_INT(store_open(dir, NULL, &s2, e.why, sizeof(e.why)), -ENOTDIR);
-	snprintf(want, sizeof(want), "cannot create state directory '%s': %s", dir, strerror(ENOTDIR));
+	snprintf(want, sizeof(want), "cannot create state directory '%s': %s", dir,
+		 strerror(ENOTDIR));
 	CHECK_EQ_STR(e.why, want);
 	env_done(&e);
 }
@@ -501,12 +507,22 @@ static void test_names(void)
 		const char *name;
 		int want;
 	} cases[] = {
-		{ "", -EINVAL },        { ".hidden", -EINVAL },     { ".", -EINVAL },
-		{ "..", -EINVAL },      { "a/b", -EINVAL },         { "tab\there", -EINVAL },
-		{ "new\nline", -EINVAL }, { "del\x7f", -EINVAL },   { "bad\xff", -EINVAL },
-		{ "over\xc0\xaflong", -EINVAL }, { too_long, -ENAMETOOLONG },
-		{ longest, 0 },         { "with space", 0 },        { "ünïcødé", 0 },
-		{ "-dash", 0 },         { "a.b", 0 },
+	    {"", -EINVAL},
+	    {".hidden", -EINVAL},
+	    {".", -EINVAL},
+	    {"..", -EINVAL},
+	    {"a/b", -EINVAL},
+	    {"tab\there", -EINVAL},
+	    {"new\nline", -EINVAL},
+	    {"del\x7f", -EINVAL},
+	    {"bad\xff", -EINVAL},
+	    {"over\xc0\xaflong", -EINVAL},
+	    {too_long, -ENAMETOOLONG},
+	    {longest, 0},
+	    {"with space", 0},
+	    {"ünïcødé", 0},
+	    {"-dash", 0},
+	    {"a.b", 0},
 	};
 	struct env e;
 	env_init(&e);
@@ -537,8 +553,8 @@ static void test_names(void)
 
 static void test_create_lookup_list(void)
 {
-	static const char *const names[] = { "b", "a", "ä", "c", "B" };
-	static const char *const sorted[] = { "B", "a", "b", "c", "ä" };
+	static const char *const names[] = {"b", "a", "ä", "c", "B"};
+	static const char *const sorted[] = {"B", "a", "b", "c", "ä"};
 	struct env e;
 	env_init(&e);
 	uint64_t ids[5];
@@ -569,7 +585,7 @@ static void test_create_lookup_list(void)
 
 	char p[256];
 	journal_path(&e, "ä", p, sizeof(p));
-	CHECK(file_size(p) > 0);  /* durable on return: the CREATE record is there */
+	CHECK(file_size(p) > 0); /* durable on return: the CREATE record is there */
 	struct context_info info;
 	CHECK_EQ_INT(context_info(e.s, ids[0], &info), 0);
 	CHECK(info.idle);
@@ -673,12 +689,12 @@ static void test_lazy_listing(void)
 	char name[8];
 	CHECK_EQ_INT(store_name(e.s, b, name, sizeof(name)), 0);
 	CHECK_EQ_INT(e.obs.n, seen);
-	CHECK_EQ_INT(file_size(p), size);  /* not repaired: not opened */
+	CHECK_EQ_INT(file_size(p), size); /* not repaired: not opened */
 
 	struct context_info info;
 	CHECK_EQ_INT(context_info(e.s, b, &info), 0);
-	CHECK_EQ_INT(info.turn, 0);  /* nothing survived */
-	CHECK_EQ_INT(file_size(p), 0);  /* the torn tail was truncated at load */
+	CHECK_EQ_INT(info.turn, 0);    /* nothing survived */
+	CHECK_EQ_INT(file_size(p), 0); /* the torn tail was truncated at load */
 	const char *st = view(&e, b, VIEW_STATUS);
 	CHECK(has(st, "journal_recovered: "));
 	char want[64];
@@ -706,25 +722,25 @@ static void test_turn(void)
 
 	CHECK_EQ_INT(context_set_system(e.s, id, "Be terse.", 9, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_output(e.s, id, &out), 0);
-	CHECK(out == NULL);  /* no turn yet */
+	CHECK(out == NULL); /* no turn yet */
 
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "hello", 5, e.why, sizeof(e.why)), 0);
 	CHECK(draft != NULL);
 	CHECK_EQ_INT(turn_number(draft), 1);
 	CHECK_EQ_INT(turn_context(draft), id);
 	CHECK_EQ_INT(context_output(e.s, id, &out), 0);
-	CHECK(out != NULL && turn_number(out) == 1);  /* bound as soon as staged */
+	CHECK(out != NULL && turn_number(out) == 1); /* bound as soon as staged */
 	CHECK_EQ_INT(turn_read(e.s, out, 0, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(context_info(e.s, id, &info), 0);
 	CHECK_EQ_INT(info.state, TURN_PENDING);
 	CHECK(!info.idle);
-	CHECK_EQ_INT(e.fake.n, 0);  /* not sent before the submit */
+	CHECK_EQ_INT(e.fake.n, 0); /* not sent before the submit */
 
 	/* Re-staging replaces the text with one more USER record; the same text
 	 * again writes nothing. */
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "hello world", 11, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "hello world", 11, e.why, sizeof(e.why)), 0);
-	size_t counts[8] = { 0 };
+	size_t counts[8] = {0};
 	struct journal_report rep;
 	journal_path(&e, "t", p, sizeof(p));
 	CHECK_EQ_INT(journal_scan(p, count_type, counts, &rep), 0);
@@ -735,14 +751,14 @@ static void test_turn(void)
 	context_submit(e.s, draft);
 	CHECK_EQ_INT(e.fake.n, 1);
 	CHECK(e.fake.body_len_ok);
-	const char *msgs[] = { "hello world" };
+	const char *msgs[] = {"hello world"};
 	CHECK(sent(&e, 0, msgs, 1));
 	const cJSON *model = body_field(&e, 0, "model");
 	CHECK(cJSON_IsString(model) && !strcmp(model->valuestring, SETTINGS_DEFAULT_MODEL));
 	const cJSON *mt = body_field(&e, 0, "max_tokens");
 	CHECK(cJSON_IsNumber(mt) && mt->valuedouble == 4096);
 	CHECK(cJSON_IsTrue(body_field(&e, 0, "stream")));
-	CHECK(body_field(&e, 0, "temperature") == NULL);  /* unset: not sent */
+	CHECK(body_field(&e, 0, "temperature") == NULL); /* unset: not sent */
 	const cJSON *sys = body_field(&e, 0, "system");
 	CHECK(has(content_text(sys), "Be terse."));
 	CHECK_EQ_INT(e.fake.spec[0].max_retries, 2);
@@ -768,12 +784,12 @@ static void test_turn(void)
 	CHECK(!memcmp(buf, "lo!", 3));
 	CHECK_EQ_INT(turn_read(e.s, out, 6, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(turn_read(e.s, out, 60, buf, sizeof(buf)), -EAGAIN);
-	struct wire_event ping = { .type = WIRE_PING, .index = -1 };
+	struct wire_event ping = {.type = WIRE_PING, .index = -1};
 	CHECK_EQ_INT(store_call_event(e.s, call, &ping), 0);
 	finish_msg(&e, call, 5);
 	CHECK_EQ_INT(turn_read(e.s, out, 6, buf, sizeof(buf)), 0);
 	CHECK_EQ_INT(read_all(&e, out, buf, sizeof(buf)), 0);
-	CHECK_EQ_STR(buf, "Hello!");  /* thinking is not output */
+	CHECK_EQ_STR(buf, "Hello!"); /* thinking is not output */
 	CHECK_EQ_INT(store_calls_in_flight(e.s), 0);
 
 	struct turn_outcome oc;
@@ -824,7 +840,7 @@ static void test_reader_binding(void)
 	CHECK_EQ_INT(context_output(e.s, id, &r1), 0);
 	start_msg(&e, c1, 0);
 	CHECK_EQ_INT(delta(&e, c1, "text", "first "), 0);
-	say(&e, id, "two");  /* queued behind turn 1 */
+	say(&e, id, "two"); /* queued behind turn 1 */
 	CHECK_EQ_INT(context_output(e.s, id, &r2), 0);
 	CHECK(r2 != NULL && turn_number(r2) == 2);
 	CHECK_EQ_INT(delta(&e, c1, "text", "reply"), 0);
@@ -857,10 +873,11 @@ static void test_stage_refused(void)
 	struct turn *draft = NULL;
 	struct context_info info;
 
-	const char *blanks[] = { "", " ", "\n", " \t\r\n  \n" };
+	const char *blanks[] = {"", " ", "\n", " \t\r\n  \n"};
 	for (size_t i = 0; i < 4; i++) {
 		CHECK_EQ_INT(context_stage(e.s, id, &draft, blanks[i], strlen(blanks[i]), e.why,
-					   sizeof(e.why)), 0);
+					   sizeof(e.why)),
+			     0);
 		CHECK(draft == NULL);
 	}
 	context_submit(e.s, NULL);
@@ -883,18 +900,18 @@ static void test_stage_refused(void)
 	CHECK_EQ_INT(info.turn, 0);
 
 	/* Over max_input_bytes. */
-	CHECK_EQ_INT(context_set_config(e.s, id, "max_input_bytes = 10\n", 21, e.why, sizeof(e.why)),
-		     0);
+	CHECK_EQ_INT(
+	    context_set_config(e.s, id, "max_input_bytes = 10\n", 21, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789", 10, e.why, sizeof(e.why)), 0);
 	CHECK(draft != NULL);
-	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n"));  /* the note went */
+	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n")); /* the note went */
 	e.why[0] = '\0';
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789a", 11, e.why, sizeof(e.why)),
 		     -EFBIG);
 	CHECK(has(e.why, "max_input_bytes"));
 	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: message is 11 bytes"));
-	context_submit(e.s, draft);  /* the staged 10 bytes stand */
-	const char *m[] = { "0123456789" };
+	context_submit(e.s, draft); /* the staged 10 bytes stand */
+	const char *m[] = {"0123456789"};
 	CHECK(sent(&e, 0, m, 1));
 	reply(&e, last_call(&e), "ok", 0, 1);
 
@@ -917,7 +934,7 @@ static void test_stage_refused(void)
 	/* The next message is sent normally, without the abandoned ones. */
 	CHECK_EQ_INT(context_send(e.s, id, "z", 1, &n, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(n, 4);
-	const char *m2[] = { "0123456789", "ok", "z" };
+	const char *m2[] = {"0123456789", "ok", "z"};
 	CHECK(sent(&e, 1, m2, 3));
 	CHECK_EQ_INT(context_stage(e.s, 9999, &draft, "x", 1, e.why, sizeof(e.why)), -ENOENT);
 	env_done(&e);
@@ -943,9 +960,9 @@ static void test_queue(void)
 	CHECK(starts(st, "waiting\n"));
 	CHECK(has(st, "queued: 2\n"));
 
-	const char *s1[] = { "m1" };
-	const char *s2[] = { "m1", "r1", "m2" };
-	const char *s3[] = { "m1", "r1", "m2", "r2", "m3" };
+	const char *s1[] = {"m1"};
+	const char *s2[] = {"m1", "r1", "m2"};
+	const char *s3[] = {"m1", "r1", "m2", "r2", "m3"};
 	CHECK(sent(&e, 0, s1, 1));
 	reply(&e, e.fake.spec[0].call_id, "r1", 0, 1);
 	CHECK_EQ_INT(e.fake.n, 2);
@@ -1022,18 +1039,18 @@ static void test_failure_retry(void)
 	/* retry sends the same message again as attempt 2 of turn 1. */
 	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(e.fake.n, 2);
-	const char *m[] = { "question" };
+	const char *m[] = {"question"};
 	CHECK(sent(&e, 1, m, 1));
 	CHECK_EQ_INT(context_output(e.s, id, &t2), 0);
 	CHECK(t2 != t1 && turn_number(t2) == 1);
 	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "waiting\n"));
 	CHECK(has(st, "attempt: 2\n"));
-	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL);  /* in flight */
+	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL); /* in flight */
 	reply(&e, last_call(&e), "answer", 0, 1);
 	CHECK_EQ_INT(read_all(&e, t2, buf, sizeof(buf)), 0);
 	CHECK_EQ_STR(buf, "answer");
-	CHECK_EQ_INT(read_all(&e, t1, buf, sizeof(buf)), -EIO);  /* the old reader's turn */
+	CHECK_EQ_INT(read_all(&e, t1, buf, sizeof(buf)), -EIO); /* the old reader's turn */
 	CHECK_EQ_STR(buf, "partial text");
 	e.why[0] = '\0';
 	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL);
@@ -1048,7 +1065,7 @@ static void test_failure_retry(void)
 	store_call_end(e.s, call, -ETIMEDOUT, NULL);
 	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: timeout_error"));
 	say(&e, id, "third");
-	const char *m3[] = { "question", "answer", "third" };
+	const char *m3[] = {"question", "answer", "third"};
 	CHECK(sent(&e, e.fake.n - 1, m3, 3));
 	reply(&e, last_call(&e), "r3", 0, 1);
 	turn_unref(e.s, t1);
@@ -1066,7 +1083,7 @@ static void test_failure_retry(void)
 	CHECK(has(st, "http_status: 400\n"));
 	size_t before = e.fake.n;
 	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), 0);
-	const char *m4[] = { "question", "answer", "third", "r3", "fourth" };
+	const char *m4[] = {"question", "answer", "third", "r3", "fourth"};
 	CHECK(sent(&e, before, m4, 5));
 	env_done(&e);
 }
@@ -1083,21 +1100,21 @@ static void test_cancel(void)
 	CHECK_EQ_INT(context_cancel(e.s, 9999), -ENOENT);
 	say(&e, id, "one");
 	uint64_t call = last_call(&e);
-	say(&e, id, "two");  /* queued: dropped by the cancel too */
+	say(&e, id, "two"); /* queued: dropped by the cancel too */
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "abc"), 0);
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK_EQ_INT(context_cancel(e.s, id), 1);
 	CHECK(fake_was_cancelled(&e.fake, call));
 	CHECK_EQ_INT(store_calls_in_flight(e.s), 0);
-	CHECK_EQ_INT(e.fake.n, 1);  /* turn 2 was not started */
+	CHECK_EQ_INT(e.fake.n, 1); /* turn 2 was not started */
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
-	store_call_end(e.s, call, -ECANCELED, NULL);  /* the transport's late report */
+	store_call_end(e.s, call, -ECANCELED, NULL); /* the transport's late report */
 	struct turn_outcome oc;
 	turn_outcome(e.s, t, &oc);
 	CHECK_EQ_INT(oc.state, TURN_FAILED);
 	CHECK_EQ_STR(oc.error.type, "cancelled");
-	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EIO);  /* turn 2: nothing, then EIO */
+	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EIO); /* turn 2: nothing, then EIO */
 	CHECK_EQ_STR(buf, "");
 	turn_unref(e.s, t);
 	const char *st = view(&e, id, VIEW_STATUS);
@@ -1108,7 +1125,7 @@ static void test_cancel(void)
 
 	/* The next message goes, without the cancelled exchanges. */
 	say(&e, id, "three");
-	const char *m[] = { "three" };
+	const char *m[] = {"three"};
 	CHECK(sent(&e, 1, m, 1));
 	reply(&e, last_call(&e), "ok", 0, 1);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
@@ -1125,7 +1142,7 @@ static void test_clear(void)
 	reply(&e, last_call(&e), "r1", 0, 1);
 	say(&e, id, "m2");
 	reply(&e, last_call(&e), "r2", 0, 1);
-	say(&e, id, "m3");  /* in flight: the clear cancels it */
+	say(&e, id, "m3"); /* in flight: the clear cancels it */
 	uint64_t call = last_call(&e);
 	CHECK_EQ_INT(context_clear(e.s, id), 0);
 	CHECK(fake_was_cancelled(&e.fake, call));
@@ -1153,11 +1170,11 @@ static void test_clear(void)
 	/* The next message starts a new history. */
 	size_t before = e.fake.n;
 	CHECK_EQ_INT(say(&e, id, "m4"), 4);
-	const char *m[] = { "m4" };
+	const char *m[] = {"m4"};
 	CHECK(sent(&e, before, m, 1));
 	reply(&e, last_call(&e), "r4", 0, 1);
 	say(&e, id, "m5");
-	const char *m5[] = { "m4", "r4", "m5" };
+	const char *m5[] = {"m4", "r4", "m5"};
 	CHECK(sent(&e, before + 1, m5, 3));
 	reply(&e, last_call(&e), "r5", 0, 1);
 	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
@@ -1186,18 +1203,19 @@ static void test_prune(void)
 	big_a[300] = '\0';
 	memset(huge, 'h', 700);
 	huge[700] = '\0';
-	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 200", 19, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 200", 19, e.why, sizeof(e.why)),
+		     0);
 
 	/* ~104 estimated tokens each way: the exchange cannot go with another message. */
 	say(&e, id, big_q);
 	reply(&e, last_call(&e), big_a, 0, 1);
-	CHECK(has(view(&e, id, VIEW_HISTORY), "pruned"));  /* alone over the budget */
+	CHECK(has(view(&e, id, VIEW_HISTORY), "pruned")); /* alone over the budget */
 	say(&e, id, "second question");
-	const char *m2[] = { "second question" };
+	const char *m2[] = {"second question"};
 	CHECK(sent(&e, 1, m2, 1));
 	reply(&e, last_call(&e), "short answer", 0, 1);
 	say(&e, id, "third");
-	const char *m3[] = { "second question", "short answer", "third" };
+	const char *m3[] = {"second question", "short answer", "third"};
 	CHECK(sent(&e, 2, m3, 3));
 	reply(&e, last_call(&e), "ok", 0, 1);
 
@@ -1244,8 +1262,8 @@ static void test_prune(void)
 static void test_reopen_same(void)
 {
 	static const enum view_kind kinds[] = {
-		VIEW_HISTORY, VIEW_HISTORY_JSON, VIEW_TRANSCRIPT, VIEW_TRANSCRIPT_JSON, VIEW_SYSTEM,
-		VIEW_MODEL, VIEW_CONFIG, VIEW_STATUS, VIEW_USAGE, VIEW_INFO_JSON,
+	    VIEW_HISTORY, VIEW_HISTORY_JSON, VIEW_TRANSCRIPT, VIEW_TRANSCRIPT_JSON, VIEW_SYSTEM,
+	    VIEW_MODEL,	  VIEW_CONFIG,	     VIEW_STATUS,     VIEW_USAGE,	    VIEW_INFO_JSON,
 	};
 	enum { NK = sizeof(kinds) / sizeof(kinds[0]) };
 	struct env e;
@@ -1254,7 +1272,8 @@ static void test_reopen_same(void)
 	struct api_error err;
 
 	CHECK_EQ_INT(context_set_config(e.s, id, "max_tokens = 512\ntemperature = 0.25\n", 36,
-					e.why, sizeof(e.why)), 0);
+					e.why, sizeof(e.why)),
+		     0);
 	CHECK_EQ_INT(context_set_model(e.s, id, "claude-opus-4-1\n", 16, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_set_system(e.s, id, "Be brief.\nVery.", 15, e.why, sizeof(e.why)), 0);
 	say(&e, id, "m1");
@@ -1283,14 +1302,14 @@ static void test_reopen_same(void)
 	for (size_t k = 0; k < NK; k++)
 		before[k] = view_dup(&e, id, kinds[k]);
 	CHECK(has(before[8], "total_input_tokens: 60\n"));
-	CHECK(has(before[8], "calls: 4\n"));  /* the failed call reported usage too */
+	CHECK(has(before[8], "calls: 4\n")); /* the failed call reported usage too */
 	env_reopen(&e);
 	CHECK_EQ_INT(store_lookup(e.s, "d", &id), 0);
 	for (size_t k = 0; k < NK; k++) {
 		const char *after = view(&e, id, kinds[k]);
 		if (strcmp(after, before[k]))
-			fprintf(stderr, "  view %d differs after reopen:\n%s---\n%s===\n", (int)kinds[k],
-				before[k], after);
+			fprintf(stderr, "  view %d differs after reopen:\n%s---\n%s===\n",
+				(int)kinds[k], before[k], after);
 		CHECK_EQ_STR(after, before[k]);
 		free(before[k]);
 	}
@@ -1298,9 +1317,23 @@ static void test_reopen_same(void)
 	CHECK_EQ_INT(context_info(e.s, id, &info), 0);
 	CHECK_EQ_INT(info.turn, 4);
 	CHECK_EQ_STR(info.model, "claude-opus-4-1");
+
+	/* A message's time is the one its record keeps: each USER record is
+	 * fsynced, so a time taken after the fsync would often differ. */
+	uint64_t times = make(&e, "times");
+	for (int i = 0; i < 16; i++) {
+		say(&e, times, "tick");
+		reply(&e, last_call(&e), "tock", 0, 1);
+	}
+	char *tj = view_dup(&e, times, VIEW_TRANSCRIPT_JSON);
+	env_reopen(&e);
+	CHECK_EQ_INT(store_lookup(e.s, "times", &times), 0);
+	CHECK_EQ_STR(view(&e, times, VIEW_TRANSCRIPT_JSON), tj);
+	free(tj);
+	CHECK_EQ_INT(store_lookup(e.s, "d", &id), 0);
 	/* Turn numbers go on after a reload. */
 	CHECK_EQ_INT(say(&e, id, "m5"), 5);
-	const char *m[] = { "m4", "r4", "m5" };
+	const char *m[] = {"m4", "r4", "m5"};
 	CHECK(sent(&e, e.fake.n - 1, m, 3));
 	env_done(&e);
 }
@@ -1323,10 +1356,10 @@ static void test_crash_mid_reply(void)
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "Hello "), 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "world"), 0);
-	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EAGAIN);  /* what was read is saved */
+	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EAGAIN); /* what was read is saved */
 	CHECK_EQ_STR(buf, "Hello world");
 	CHECK_EQ_INT(delta(&e, call, "text", ", unread"), 0);
-	say(&e, id, "queued");  /* committed, never sent */
+	say(&e, id, "queued"); /* committed, never sent */
 
 	struct env c;
 	env_init(&c);
@@ -1341,7 +1374,7 @@ static void test_crash_mid_reply(void)
 	struct context_info info;
 	CHECK_EQ_INT(context_info(c.s, cid, &info), 0);
 	CHECK_EQ_INT(info.turn, 3);
-	CHECK(info.idle);  /* nothing is sent again by itself */
+	CHECK(info.idle); /* nothing is sent again by itself */
 	CHECK_EQ_INT(c.fake.n, 0);
 	const char *tr = view(&c, cid, VIEW_TRANSCRIPT);
 	CHECK(has(tr, "--- assistant (turn 2, failed: interrupted"));
@@ -1364,15 +1397,15 @@ static void test_crash_mid_reply(void)
 
 	/* retry sends the newest (turn 3) again, with turn 1 as history. */
 	CHECK_EQ_INT(context_retry(c.s, cid, c.why, sizeof(c.why)), 0);
-	const char *m[] = { "m1", "r1", "queued" };
+	const char *m[] = {"m1", "r1", "queued"};
 	CHECK(sent(&c, 0, m, 3));
 	reply(&c, last_call(&c), "done now", 0, 1);
 	env_done(&c);
 
 	/* The checkpoint timer saves unread text within 100 ms of the next event. */
-	struct timespec ts = { 0, 150 * 1000 * 1000 };
+	struct timespec ts = {0, 150 * 1000 * 1000};
 	nanosleep(&ts, NULL);
-	struct wire_event ping = { .type = WIRE_PING, .index = -1 };
+	struct wire_event ping = {.type = WIRE_PING, .index = -1};
 	CHECK_EQ_INT(store_call_event(e.s, call, &ping), 0);
 	env_init(&c);
 	store_free(c.s);
@@ -1390,7 +1423,7 @@ static void test_crash_mid_reply(void)
 		     "Hello world, unread");
 	cJSON_Delete(j);
 	CHECK_EQ_INT(context_output(c.s, cid, &ct), 0);
-	CHECK_EQ_INT(read_all(&c, ct, buf, sizeof(buf)), -EIO);  /* turn 3: no text */
+	CHECK_EQ_INT(read_all(&c, ct, buf, sizeof(buf)), -EIO); /* turn 3: no text */
 	turn_unref(c.s, ct);
 	env_done(&c);
 
@@ -1413,20 +1446,20 @@ static void test_torn_tail(void)
 	e.s = NULL;
 	journal_path(&e, "torn", p, sizeof(p));
 	off_t size = file_size(p);
-	CHECK_EQ_INT(truncate(p, size - 5), 0);  /* into the REPLY_END of turn 2 */
+	CHECK_EQ_INT(truncate(p, size - 5), 0); /* into the REPLY_END of turn 2 */
 
 	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
 	CHECK_EQ_INT(store_lookup(e.s, "torn", &id), 0);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(has(st, "journal_recovered: 0 corrupt record(s) skipped"));
-	CHECK(starts(st, "error\n"));  /* turn 2 lost its end: interrupted */
+	CHECK(starts(st, "error\n")); /* turn 2 lost its end: interrupted */
 	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
 	CHECK(has(tr, "--- assistant (turn 1) ---\nr1\n"));
 	CHECK(has(tr, "--- assistant (turn 2, failed: interrupted"));
-	CHECK(has(tr, "\nr2\n"));  /* its text was in a part before the end */
+	CHECK(has(tr, "\nr2\n")); /* its text was in a part before the end */
 
 	CHECK_EQ_INT(say(&e, id, "m3"), 3);
-	const char *m[] = { "m1", "r1", "m3" };
+	const char *m[] = {"m1", "r1", "m3"};
 	CHECK(sent(&e, e.fake.n - 1, m, 3));
 	reply(&e, last_call(&e), "r3", 0, 1);
 	env_reopen(&e);
@@ -1478,26 +1511,32 @@ static void test_settings(void)
 	CHECK_EQ_STR(view(&e, id, VIEW_SYSTEM), "You are terse.\n");
 	CHECK_EQ_INT(context_set_system(e.s, id, "bad \xff", 5, e.why, sizeof(e.why)), -EILSEQ);
 	memset(big, 'x', SETTINGS_SYSTEM_MAX + 1);
-	CHECK_EQ_INT(context_set_system(e.s, id, big, SETTINGS_SYSTEM_MAX + 1, e.why,
-					sizeof(e.why)), -EFBIG);
+	CHECK_EQ_INT(
+	    context_set_system(e.s, id, big, SETTINGS_SYSTEM_MAX + 1, e.why, sizeof(e.why)),
+	    -EFBIG);
 	free(big);
 	CHECK_EQ_STR(view(&e, id, VIEW_SYSTEM), "You are terse.\n");
 	CHECK_EQ_INT(context_set_system(e.s, 9999, "x", 1, e.why, sizeof(e.why)), -ENOENT);
 
 	CHECK(config_set(&e, id, "# tuned\nmax_tokens = 100\n\ntemperature = 0.5\n"));
 	char *saved = view_dup(&e, id, VIEW_CONFIG);
-	const char *bad[] = { "max_tokens = 0\n", "max_tokens = lots\n", "nonsense = 1\n",
-			      "temperature = 7\n", "max_tokens = 2000\nthinking_budget = 4000\n",
-			      "just words\n" };
+	const char *bad[] = {"max_tokens = 0\n",
+			     "max_tokens = lots\n",
+			     "nonsense = 1\n",
+			     "temperature = 7\n",
+			     "max_tokens = 2000\nthinking_budget = 4000\n",
+			     "just words\n"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		e.why[0] = '\0';
-		CHECK_EQ_INT(context_set_config(e.s, id, bad[i], strlen(bad[i]), e.why,
-						sizeof(e.why)), -EINVAL);
+		CHECK_EQ_INT(
+		    context_set_config(e.s, id, bad[i], strlen(bad[i]), e.why, sizeof(e.why)),
+		    -EINVAL);
 		CHECK(e.why[0] != '\0');
 		CHECK_EQ_STR(view(&e, id, VIEW_CONFIG), saved);
 	}
 	free(saved);
-	CHECK_EQ_INT(context_set_model(e.s, id, "  claude-opus-4-1 \n", 19, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(context_set_model(e.s, id, "  claude-opus-4-1 \n", 19, e.why, sizeof(e.why)),
+		     0);
 	CHECK_EQ_STR(view(&e, id, VIEW_MODEL), "claude-opus-4-1\n");
 	e.why[0] = '\0';
 	CHECK_EQ_INT(context_set_model(e.s, id, "bad model\n", 10, e.why, sizeof(e.why)), -EINVAL);
@@ -1534,10 +1573,10 @@ static void test_settings(void)
 	say(&e, id, "unset");
 	CHECK(body_field(&e, e.fake.n - 1, "temperature") == NULL);
 	reply(&e, last_call(&e), "ok", 0, 1);
-	CHECK_EQ_STR(view(&e, id, VIEW_SYSTEM), "You are terse.\n");  /* not a setting */
+	CHECK_EQ_STR(view(&e, id, VIEW_SYSTEM), "You are terse.\n"); /* not a setting */
 	CHECK_EQ_INT(context_set_system(e.s, id, "", 0, e.why, sizeof(e.why)), 0);
 	say(&e, id, "again");
-	CHECK(body_field(&e, e.fake.n - 1, "system") == NULL);  /* empty: not sent */
+	CHECK(body_field(&e, e.fake.n - 1, "system") == NULL); /* empty: not sent */
 	env_done(&e);
 }
 
@@ -1550,7 +1589,8 @@ static void test_defaults(void)
 
 	buf_init(&b, 1 << 16);
 	e.why[0] = '\0';
-	CHECK_EQ_INT(store_set_defaults(e.s, "max_tokens = -1\n", 16, e.why, sizeof(e.why)), -EINVAL);
+	CHECK_EQ_INT(store_set_defaults(e.s, "max_tokens = -1\n", 16, e.why, sizeof(e.why)),
+		     -EINVAL);
 	CHECK(has(e.why, "max_tokens"));
 	CHECK_EQ_INT(store_render_defaults(e.s, &b), 0);
 	CHECK(has(b.data, "max_tokens = 4096\n"));
@@ -1585,7 +1625,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(store_render_defaults(e.s, &b), 0);
 	CHECK(has(b.data, "max_tokens = 777\n"));
 	CHECK(has(b.data, "budget_tokens = 5000\n"));
-	CHECK(!has(view(&e, a, VIEW_CONFIG), "budget_tokens = 5000\n"));  /* new contexts only */
+	CHECK(!has(view(&e, a, VIEW_CONFIG), "budget_tokens = 5000\n")); /* new contexts only */
 	buf_done(&b);
 	env_done(&e);
 }
@@ -1596,7 +1636,8 @@ static void test_patch(void)
 	env_init(&e);
 	uint64_t id = make(&e, "p");
 
-	CHECK_EQ_INT(context_set_config(e.s, id, "temperature = 0.5\n", 18, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(context_set_config(e.s, id, "temperature = 0.5\n", 18, e.why, sizeof(e.why)),
+		     0);
 	cJSON *ok = cJSON_Parse("{\"model\":\"claude-x-1\",\"system\":\"Patched.\","
 				"\"config\":{\"max_tokens\":321}}");
 	CHECK_EQ_INT(context_patch(e.s, id, ok, e.why, sizeof(e.why)), 0);
@@ -1605,17 +1646,17 @@ static void test_patch(void)
 	CHECK_EQ_STR(view(&e, id, VIEW_SYSTEM), "Patched.");
 	const char *cfg = view(&e, id, VIEW_CONFIG);
 	CHECK(has(cfg, "max_tokens = 321\n"));
-	CHECK(has(cfg, "temperature = 0.5\n"));  /* keys not named stay */
+	CHECK(has(cfg, "temperature = 0.5\n")); /* keys not named stay */
 	char *saved = view_dup(&e, id, VIEW_CONFIG);
 
 	const char *bad[] = {
-		"{\"config\":{\"max_tokens\":\"lots\"}}",
-		"{\"config\":{\"no_such_key\":1}}",
-		"{\"model\":\"bad model\"}",
-		"{\"model\":5}",
-		"{\"config\":[1]}",
-		"{\"system\":\"Changed.\",\"config\":{\"max_tokens\":0}}",
-		"{\"config\":{\"max_tokens\":2000,\"thinking_budget\":4000}}",
+	    "{\"config\":{\"max_tokens\":\"lots\"}}",
+	    "{\"config\":{\"no_such_key\":1}}",
+	    "{\"model\":\"bad model\"}",
+	    "{\"model\":5}",
+	    "{\"config\":[1]}",
+	    "{\"system\":\"Changed.\",\"config\":{\"max_tokens\":0}}",
+	    "{\"config\":{\"max_tokens\":2000,\"thinking_budget\":4000}}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cJSON *p = cJSON_Parse(bad[i]);
@@ -1676,11 +1717,11 @@ static void test_observers(void)
 	CHECK_EQ_INT(store_rename(e.s, "o2", "o2"), 0);
 	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_RENAMED), 1);
 	CHECK_EQ_INT(context_cancel(e.s, id), 0);
-	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 0);  /* nothing changed */
+	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 0); /* nothing changed */
 	CHECK_EQ_INT(store_delete(e.s, "o2"), 0);
 	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_DELETED), 1);
 	CHECK_EQ_INT(store_create(e.s, "o2", NULL), 0);
-	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_CREATED), 0);  /* a new id */
+	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_CREATED), 0); /* a new id */
 	env_done(&e);
 }
 
@@ -1712,7 +1753,7 @@ static void test_delete_live(void)
 	CHECK(!is_dir(p));
 	snprintf(p, sizeof(p), "%s/trash", e.dir);
 	CHECK(is_dir(p));
-	CHECK_EQ_INT(context_info(e.s, id, &(struct context_info){ 0 }), -ENOENT);
+	CHECK_EQ_INT(context_info(e.s, id, &(struct context_info){0}), -ENOENT);
 	CHECK_EQ_INT(context_render(e.s, id, VIEW_STATUS, &e.views[0]), -ENOENT);
 
 	id = make(&e, "draft");
@@ -1724,7 +1765,7 @@ static void test_delete_live(void)
 	context_submit(e.s, draft);
 	CHECK_EQ_INT(e.fake.n, 1);
 	turn_unref(e.s, pending);
-	CHECK_EQ_INT(store_create(e.s, "draft", NULL), 0);  /* the name is free again */
+	CHECK_EQ_INT(store_create(e.s, "draft", NULL), 0); /* the name is free again */
 	env_done(&e);
 }
 
@@ -1734,29 +1775,29 @@ int main(void)
 		const char *name;
 		void (*fn)(void);
 	} tests[] = {
-		{ "open_layout", test_open_layout },
-		{ "open_busy", test_open_busy },
-		{ "open_uncreatable", test_open_uncreatable },
-		{ "names", test_names },
-		{ "create_lookup_list", test_create_lookup_list },
-		{ "rename", test_rename },
-		{ "lazy_listing", test_lazy_listing },
-		{ "turn", test_turn },
-		{ "reader_binding", test_reader_binding },
-		{ "stage_refused", test_stage_refused },
-		{ "queue", test_queue },
-		{ "failure_retry", test_failure_retry },
-		{ "cancel", test_cancel },
-		{ "clear", test_clear },
-		{ "prune", test_prune },
-		{ "reopen_same", test_reopen_same },
-		{ "crash_mid_reply", test_crash_mid_reply },
-		{ "torn_tail", test_torn_tail },
-		{ "settings", test_settings },
-		{ "defaults", test_defaults },
-		{ "patch", test_patch },
-		{ "observers", test_observers },
-		{ "delete_live", test_delete_live },
+	    {"open_layout", test_open_layout},
+	    {"open_busy", test_open_busy},
+	    {"open_uncreatable", test_open_uncreatable},
+	    {"names", test_names},
+	    {"create_lookup_list", test_create_lookup_list},
+	    {"rename", test_rename},
+	    {"lazy_listing", test_lazy_listing},
+	    {"turn", test_turn},
+	    {"reader_binding", test_reader_binding},
+	    {"stage_refused", test_stage_refused},
+	    {"queue", test_queue},
+	    {"failure_retry", test_failure_retry},
+	    {"cancel", test_cancel},
+	    {"clear", test_clear},
+	    {"prune", test_prune},
+	    {"reopen_same", test_reopen_same},
+	    {"crash_mid_reply", test_crash_mid_reply},
+	    {"torn_tail", test_torn_tail},
+	    {"settings", test_settings},
+	    {"defaults", test_defaults},
+	    {"patch", test_patch},
+	    {"observers", test_observers},
+	    {"delete_live", test_delete_live},
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int failed = check_failed;
