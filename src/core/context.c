@@ -296,6 +296,9 @@ static void load_end(struct loader *L, const cJSON *o)
 	s = jstr(o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
 	t->raw_sent = jint(o, "raw_sent");
+	int64_t first = jint(o, "first_turn");
+	if (first > 0)
+		L->c->floor_turn = (uint64_t)first;
 	int64_t want = jint(o, "text_bytes");
 	if (want >= 0 && (uint64_t)want != t->text.len) {
 		t->state = TURN_FAILED;
@@ -418,6 +421,9 @@ int context_load(struct store *s, struct context *c)
 	}
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
+	while (c->floor_turn && c->prune.floor < c->prune.n &&
+	       c->ex[c->hist[c->prune.floor]].turn < c->floor_turn)
+		c->prune.floor++;
 	c->next_send = c->n_ex;
 	/* After a clear `output` has no turn until the next message, as it had
 	 * before the restart. */
@@ -430,9 +436,6 @@ void context_free(struct store *s, struct context *c)
 {
 	if (!c)
 		return;
-	struct notes ignored = {0};
-	if (c->loaded)
-		context_stop_all(s, c, "cancelled: the context was deleted", &ignored);
 	for (size_t i = 0; i < c->n_ex; i++) {
 		free(c->ex[i].user);
 		c->ex[i].reply->ctx = NULL;
@@ -452,22 +455,30 @@ void context_free(struct store *s, struct context *c)
 
 /* --- settings ------------------------------------------------------------------ */
 
-int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
-		       size_t whylen)
+static int system_check(const char *text, size_t len, char *why, size_t whylen)
 {
 	if (len > SETTINGS_SYSTEM_MAX) {
 		snprintf(why, whylen, "system prompt is %zu bytes, over the limit of %u", len,
 			 SETTINGS_SYSTEM_MAX);
 		return -EFBIG;
 	}
-	if (!utf8_valid(text, len)) {
-		snprintf(why, whylen, "system prompt is not valid UTF-8");
+	if (!utf8_valid(text, len) || memchr(text, '\0', len)) {
+		snprintf(why, whylen, "system prompt is not valid UTF-8 text");
 		return -EILSEQ;
 	}
+	return 0;
+}
+
+int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		       size_t whylen)
+{
+	int r = system_check(text, len, why, whylen);
+	if (r < 0)
+		return r;
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_save_settings(c, &c->settings, text, len) : -ENOENT;
+	r = c ? context_save_settings(c, &c->settings, text, len) : -ENOENT;
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save the system prompt: %s", strerror(-r));
 	if (r == 0)
@@ -537,6 +548,8 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 	return r < 0 ? r : context_apply(s, id, &st, why, whylen);
 }
 
+/* The system prompt and the settings of a patch are checked first and saved in
+ * one SETTINGS record, so a patch is applied whole or not at all. */
 int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, size_t whylen)
 {
 	struct settings st;
@@ -551,20 +564,30 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 		snprintf(why, whylen, "system and model must be strings, config an object");
 		return -EINVAL;
 	}
-	if (model) {
-		size_t len = strlen(model->valuestring);
-		if (!settings_model_valid(model->valuestring, len)) {
-			snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
-			return -EINVAL;
-		}
-		memcpy(st.model, model->valuestring, len + 1);
+	size_t mlen = model ? strlen(model->valuestring) : 0;
+	if (model && !settings_model_valid(model->valuestring, mlen)) {
+		snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
+		return -EINVAL;
 	}
+	if (model)
+		memcpy(st.model, model->valuestring, mlen + 1);
 	if (config && (r = settings_from_json(&st, config, why, whylen)) < 0)
 		return r;
 	if ((r = settings_check(&st, why, whylen)) < 0)
 		return r;
-	if (system && (r = context_set_system(s, id, system->valuestring,
-					      strlen(system->valuestring), why, whylen)) < 0)
+	const char *sys = system ? system->valuestring : NULL;
+	size_t slen = sys ? strlen(sys) : 0;
+	if (sys && (r = system_check(sys, slen, why, whylen)) < 0)
 		return r;
-	return context_apply(s, id, &st, why, whylen);
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	r = c ? context_save_settings(c, &st, sys ? sys : c->system, sys ? slen : c->system_len)
+	      : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
+	if (r == 0)
+		notes_add(&notes, id, STORE_CHANGED_SETTINGS | STORE_CHANGED_HISTORY);
+	store_unlock_notify(s, &notes);
+	return r;
 }

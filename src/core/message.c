@@ -221,6 +221,7 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 		r = -ENOMEM;
 	if (t) {
 		t->state = TURN_QUEUED;
+		e->reply->ctx = NULL;  /* readers may keep the failed attempt */
 		turn_unref(NULL, e->reply);
 		e->reply = t;
 		turn_unref(NULL, c->newest);
@@ -255,8 +256,11 @@ int context_clear(struct store *s, uint64_t id)
 		for (size_t i = 0; i < c->n_ex; i++)
 			c->ex[i].in_history = false;
 		c->pending_clear = true;
-		turn_unref(NULL, c->newest);
-		c->newest = NULL;
+		/* A message being written stays what `output` waits for. */
+		if (c->newest && c->newest->state != TURN_PENDING) {
+			turn_unref(NULL, c->newest);
+			c->newest = NULL;
+		}
 		c->note[0] = '\0';
 		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 	}

@@ -244,6 +244,10 @@ void store_free(struct store *s)
 	for (size_t i = 0; i < s->by_id.nslots; i++)
 		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)
 			context_free(s, n->value);
+	/* Calls the transport never ended (it was stopped first) hold a reference. */
+	for (size_t i = 0; i < s->calls.nslots; i++)
+		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
+			turn_unref(NULL, n->value);
 	map_done(&s->by_name);
 	map_done(&s->by_id);
 	map_done(&s->calls);
@@ -381,8 +385,14 @@ int store_delete(struct store *s, const char *name)
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, c->id);
 	uint64_t id = c->id;
+	/* End every live turn, so no reader waits; the journal is already in
+	 * trash/, so nothing more is written to it. */
+	journal_free(c->journal);
+	c->journal = NULL;
+	if (c->loaded)
+		context_stop_all(s, c, "cancelled: the context was deleted", &notes);
 	store_end_drafts(s, c, &notes);
-	context_free(s, c);  /* cancels the call, fails live turns */
+	context_free(s, c);
 	remove_tree(s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);

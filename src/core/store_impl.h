@@ -36,6 +36,7 @@ struct turn {
 	uint64_t call_id;            /* non-zero while a call is in flight */
 	unsigned retries;            /* retries made in this attempt */
 	int64_t raw_sent;            /* prune estimate of the request sent */
+	uint64_t first_turn;         /* turn of the first exchange sent, 0 for none */
 	int64_t started_ms;          /* wall clock */
 	struct context *ctx;         /* NULL once the context is deleted */
 };
@@ -70,6 +71,7 @@ struct context {
 	bool pending_clear;          /* the next exchange starts after a clear */
 	size_t next_send;            /* every exchange before it has ended */
 	struct prune_index prune;    /* complete exchanges since hist_start */
+	uint64_t floor_turn;         /* loading: first_turn of the last call */
 	size_t *hist;                /* prune index position -> exchange index */
 	size_t hist_cap;
 	struct turn *active;         /* the turn with a call in flight */
@@ -128,6 +130,8 @@ struct context *store_get_unloaded(struct store *s, uint64_t id); /* no disk I/O
 
 /* context.c */
 int context_load(struct store *s, struct context *c);
+/* Frees a context's memory and detaches its turns from it (readers keep theirs);
+ * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
 int context_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,

@@ -86,6 +86,10 @@ void turn_checkpoint(struct turn *t, bool sync)
 	struct context *c = t->ctx;
 	if (!c || !c->journal)
 		return;
+	/* Before any text an attempt may still be retried, which drops its
+	 * thinking; saving it now would bring it back on the next load. */
+	if (!t->text.len && t->state != TURN_DONE && t->state != TURN_FAILED)
+		return;
 	while (t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) {
 		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
 		tn = tn > PART_MAX ? PART_MAX : tn;
@@ -157,6 +161,10 @@ void turn_end_record(struct context *c, struct turn *t, bool sync)
 	/* Lets a loader tell a reply whose parts were all read from one that lost a
 	 * part to a corrupt record. */
 	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
+	/* Where the last call's history started, so that pruning resumes from
+	 * the same place after a restart (and the cached prefix stays valid). */
+	if (t->first_turn)
+		cJSON_AddNumberToObject(o, "first_turn", (double)t->first_turn);
 	context_write(c, JOURNAL_REPLY_END, o, sync);
 }
 
@@ -238,6 +246,7 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 		return -EFBIG;
 	}
 	size_t kept = c->prune.n - (size_t)first;
+	c->ex[k].reply->first_turn = kept ? c->ex[c->hist[first]].turn : 0;
 	struct wire_message *m = calloc(kept * 2 + 1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;

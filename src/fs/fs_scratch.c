@@ -3,10 +3,11 @@
  * vim keeps its swap file beside the file it edits, as `.NAME.swp` (then .swo,
  * .swn, ... and .swpx while probing); nano takes `.NAME.swp` as a lock.  If the
  * directory refuses them vim falls back to /var/tmp, where two contexts' `input`
- * collide (E325).  So those names, and only those, may be created beside a file
- * that exists; they live in memory, capped, hidden from listings, and vanish on
- * unmount or when their context is deleted.  vim's "can I rename?" probe file
- * (4913) and backup (input~) stay refused, which keeps vim writing in place.
+ * collide (E325); likewise its backup `NAME~` would go to ~/NAME~ (E207).  So
+ * those names, and only those, may be created beside a file that exists; they
+ * live in memory, capped, hidden from listings, and vanish on unmount or when
+ * their context is deleted.  vim's "can I rename?" probe file (4913) stays
+ * refused, which keeps vim writing in place (one message per save).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,13 +22,27 @@ static int key_of(fuse_ino_t parent, const char *name, char *key, size_t n)
 	return snprintf(key, n, "%llx/%s", (unsigned long long)parent, name);
 }
 
+/* vim's backup "NAME~" of a file of a context: refused, vim would put it in
+ * ~/NAME~, where two vims editing two contexts' input collide (E207). */
+static bool backup_name_ok(int kind, const char *name, size_t len)
+{
+	char base[256];
+	if (kind != K_DIR || len < 2 || len >= sizeof(base) || name[len - 1] != '~')
+		return false;
+	memcpy(base, name, len - 1);
+	base[len - 1] = '\0';
+	return fs_fixed_kind(base) > 0;
+}
+
 /* ".input.swp", ".input.swa" ... ".input.swp" for any file NAME of the
- * directory, also "..config.swp" and ".config.swp" at the root. */
+ * directory, also "..config.swp" and ".config.swp" at the root; and "input~". */
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name)
 {
 	uint64_t ctx;
 	int kind = fs_kind_of(parent, &ctx);
 	size_t len = strlen(name);
+	if (backup_name_ok(kind, name, len))
+		return true;
 	if (len < 6 || name[0] != '.')
 		return false;
 	const char *dot = strrchr(name, '.');

@@ -7,7 +7,8 @@ Fixtures
                 (unless marked @pytest.mark.fake_invalid_ok)
   mcpfs_bin     path of the daemon: $MCPFS_BIN, else <repo>/build/mcpfs
   workdir       a fresh directory under $MCPFS_TEST_TMPDIR or /var/tmp (never /tmp)
-  mount_factory make(args=(), env=None, name="mnt", start=True) -> Mount; every
+  mount_factory make(args=(), env=None, name="mnt", start=True, base_url=None,
+                allow_errors=(regex, ...)) -> Mount (see mcpfs_testlib.Mount); every
                 Mount is unmounted and its daemon stopped at teardown, and the
                 test fails on unexpected daemon error lines, a crash, or a hang
   mount         mount_factory() with the args of @pytest.mark.mcpfs_args(...) and
@@ -100,10 +101,10 @@ def mount_factory(request, mcpfs_bin, fake, workdir):
     mounts = []
     m = _markers(request)
 
-    def make(args=(), env=None, name="mnt", start=True, base_url=None):
+    def make(args=(), env=None, name="mnt", start=True, base_url=None, allow_errors=()):
         mt = Mount(mcpfs_bin, base_url or fake.base_url, workdir, name=name, args=args, env=env,
-                   allowed_errors=m["allowed"], allow_all_errors=m["allow_all"],
-                   watchdog=m["watchdog"])
+                   allowed_errors=list(m["allowed"]) + list(allow_errors),
+                   allow_all_errors=m["allow_all"], watchdog=m["watchdog"])
         mounts.append(mt)
         if start:
             mt.start()
