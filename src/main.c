@@ -3,16 +3,18 @@
  *
  * Threads (the only place they are named): libfuse's session loop and its
  * workers (fs_run, at most FUSE_THREADS, never waiting on the model), the
- * network thread (claude_run: one curl multi handle for every call), and the
- * notifier (fs_notifier_run: inotify events through the mount).  The store's
- * lock is the one lock they share.  Threads start after fuse_daemonize(),
- * since fork() keeps only the calling thread.
+ * network thread (claude_run: one curl multi handle for every call), the
+ * notifier (fs_notifier_run: inotify events through the mount), and with
+ * --http libmicrohttpd's pool (shim_start) and the shim's heartbeat timer
+ * (shim_timer_run).  The store's lock is the one lock they share.  Threads
+ * start after fuse_daemonize(), since fork() keeps only the calling thread.
  */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_opt.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include "mcpfs/fs.h"
 #include "mcpfs/log.h"
 #include "mcpfs/options.h"
+#include "mcpfs/shim.h"
 #include "mcpfs/store.h"
 
 #define FUSE_THREADS 32
@@ -74,20 +77,36 @@ struct daemon {
 	struct options opt;
 	struct store *st;
 	struct claude *net;
-	struct fs *fs;
+	struct fs *fs;     /* NULL with --no-mount */
+	struct shim *shim; /* NULL without --http */
+	pthread_t shim_timer;
+	bool shim_timer_started;
 	char *key;
 };
+
+/* A mount point, or --no-mount with --http (which then runs in the foreground). */
+static void setup_mode(struct daemon *d)
+{
+	char why[1024];
+	if (d->opt.no_mount && !d->opt.http)
+		die("--no-mount needs --http[=ADDR:PORT]");
+	if (d->opt.no_mount && d->opt.mountpoint) {
+		snprintf(why, sizeof(why), "--no-mount takes no mount point (got '%s')",
+			 d->opt.mountpoint);
+		die(why);
+	}
+	if (!d->opt.no_mount && !d->opt.mountpoint)
+		die("no mount point given (see --help)");
+	if (d->opt.no_mount)
+		d->opt.foreground = true;
+}
 
 static void setup(struct daemon *d, struct fuse_args *args)
 {
 	char why[1024];
 	if (options_default_state_dir(&d->opt, why, sizeof(why)) < 0)
 		die(why);
-	if (!d->opt.mountpoint)
-		die(d->opt.no_mount ? "--no-mount needs the HTTP shim, which this build does not have"
-				    : "no mount point given (see --help)");
-	if (d->opt.http)
-		die("--http: the HTTP shim is not part of this build yet");
+	setup_mode(d);
 	if (d->opt.api_key_file && !(d->key = read_key_file(d->opt.api_key_file, why, sizeof(why))))
 		die(why);
 	if (store_open(d->opt.state_dir, d->opt.defaults, &d->st, why, sizeof(why)) < 0)
@@ -109,9 +128,61 @@ static void setup(struct daemon *d, struct fuse_args *args)
 	store_set_transport(d->st, claude_transport(), d->net);
 	store_set_info(d->st, "base_url", base && *base ? base : "https://api.anthropic.com");
 	store_set_info(d->st, "api_key", cc.api_key || cc.auth_token ? "set" : "missing");
-	store_set_info(d->st, "http", "off");
-	if (fs_new(d->st, args, d->opt.mountpoint, &d->fs, why, sizeof(why)) < 0)
+	/* Bound before mounting: a port in use leaves nothing mounted behind. */
+	struct shim_config hc = {d->opt.http, d->opt.http_token_file};
+	if (d->opt.http && shim_new(d->st, &hc, &d->shim, why, sizeof(why)) < 0)
 		die(why);
+	store_set_info(d->st, "http", d->shim ? shim_address(d->shim) : "off");
+	if (!d->opt.no_mount &&
+	    fs_new(d->st, args, d->opt.mountpoint, &d->fs, why, sizeof(why)) < 0)
+		die(why);
+}
+
+/* libmicrohttpd's threads and the heartbeat timer; after daemonizing. */
+static int shim_threads_start(struct daemon *d)
+{
+	char why[256];
+	if (!d->shim)
+		return 0;
+	if (shim_start(d->shim, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		return -1;
+	}
+	if (pthread_create(&d->shim_timer, NULL, shim_timer_run, d->shim) != 0) {
+		log_error("cannot start threads");
+		return -1;
+	}
+	d->shim_timer_started = true;
+	log_info("serving HTTP on http://%s/", shim_address(d->shim));
+	return 0;
+}
+
+static void shim_threads_stop(struct daemon *d)
+{
+	shim_stop(d->shim);
+	if (d->shim_timer_started)
+		pthread_join(d->shim_timer, NULL);
+	d->shim_timer_started = false;
+}
+
+/* --no-mount: the signals that stop the daemon are taken by sigwait, so they
+ * are blocked before any thread starts (threads inherit the mask). */
+static void block_stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int wait_for_stop(const sigset_t *set)
+{
+	int sig = 0;
+	sigwait(set, &sig);
+	log_info("stopping on signal %d", sig);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -135,32 +206,53 @@ int main(int argc, char **argv)
 	fuse_opt_add_arg(&args, "-osubtype=mcpfs,fsname=mcpfs");
 	setup(&d, &args);
 	log_open(!d.opt.foreground);
-	if (fs_daemonize(d.fs, d.opt.foreground) < 0)
+	if (d.fs && fs_daemonize(d.fs, d.opt.foreground) < 0)
 		die("cannot daemonize");
-	pthread_t net, notifier;
+	sigset_t stop_signals;
+	if (!d.fs)
+		block_stop_signals(&stop_signals);
+	pthread_t net, notifier = 0;
 	if (pthread_create(&net, NULL, net_thread, d.net) != 0 ||
-	    pthread_create(&notifier, NULL, fs_notifier_run, d.fs) != 0) {
+	    (d.fs && pthread_create(&notifier, NULL, fs_notifier_run, d.fs) != 0)) {
 		log_error("cannot start threads");
 		fs_free(d.fs);
 		return 1;
 	}
-	log_info("mounted on '%s', state in '%s'", d.opt.mountpoint, d.opt.state_dir);
-	int r = fs_run(d.fs, FUSE_THREADS);
+	if (shim_threads_start(&d) < 0) {
+		fs_free(d.fs);
+		return 1;
+	}
+	int r;
+	if (d.fs) {
+		log_info("mounted on '%s', state in '%s'", d.opt.mountpoint, d.opt.state_dir);
+		r = fs_run(d.fs, FUSE_THREADS);
+	} else {
+		log_info("no mount; state in '%s'", d.opt.state_dir);
+		r = wait_for_stop(&stop_signals);
+	}
+	/* HTTP first: its streams hold turns, and no request may start while
+	 * the rest goes down. */
+	shim_threads_stop(&d);
 	/* Unmount first: the notifier may be inside a call on the mount, which
 	 * returns once the connection is gone. */
-	fs_unmount(d.fs);
-	fs_stop_notifier(d.fs);
-	pthread_join(notifier, NULL);
+	if (d.fs) {
+		fs_unmount(d.fs);
+		fs_stop_notifier(d.fs);
+		pthread_join(notifier, NULL);
+	}
+	/* No new calls from here: turns still queued load as interrupted next
+	 * time instead of failing against a stopped transport. */
+	store_set_transport(d.st, NULL, NULL);
 	claude_stop(d.net);
 	pthread_join(net, NULL);
-	store_set_transport(d.st, NULL, NULL);
 	fs_free(d.fs);
 	claude_free(d.net);
+	shim_free(d.shim);
 	store_free(d.st);
 	fuse_opt_free_args(&args);
 	free(d.key);
 	options_done(&d.opt);
 	curl_global_cleanup();
-	log_info("unmounted");
+	log_info(d.opt.no_mount ? "stopped" : "unmounted");
 	return r < 0 ? 1 : 0;
 }

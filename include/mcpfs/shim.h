@@ -32,13 +32,13 @@
 #include "mcpfs/store.h"
 
 #define SHIM_DEFAULT_ADDRESS "127.0.0.1:61900"
-#define SHIM_HEARTBEAT_MS 15000  /* idle time after which an SSE stream sends ": keep-alive" */
+#define SHIM_HEARTBEAT_MS 15000 /* idle time after which an SSE stream sends ": keep-alive" */
 
 struct shim;
 
 struct shim_config {
-	const char *address;     /* "ADDR:PORT": an IPv4 literal, [IPv6] literal or localhost */
-	const char *token_file;  /* NULL: no token (then only a loopback address is allowed) */
+	const char *address;	/* "ADDR:PORT": an IPv4 literal, [IPv6] literal or localhost */
+	const char *token_file; /* NULL: no token (then only a loopback address is allowed) */
 };
 
 /* Checks the address, reads the token file (refusing one that group or others

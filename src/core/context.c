@@ -142,6 +142,7 @@ void context_history_push(struct context *c, size_t i)
 struct loader {
 	struct store *s;
 	struct context *c;
+	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read */
 };
 
 static struct exchange *find_exchange(struct context *c, uint64_t turn)
@@ -314,8 +315,7 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	struct loader *L = data;
 	cJSON *o = cJSON_ParseWithLength(payload, len);
 	if (!cJSON_IsObject(o)) {
-		/* Framing was sound but the payload is not ours: count it as bad. */
-		L->c->report.bad_records++;
+		L->bad_payloads++;
 		cJSON_Delete(o);
 		return 0;
 	}
@@ -406,6 +406,7 @@ int context_load(struct store *s, struct context *c)
 	struct loader L = {s, c};
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
+	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
 		r = context_create_journal(s, c, path);
 	} else if (r == 0) {
@@ -415,7 +416,7 @@ int context_load(struct store *s, struct context *c)
 		mark_interrupted(c);
 	}
 	if (r < 0) {
-		c->broken = true;
+		c->broken = r;
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
 		log_debug("context '%s': %s", c->name, c->note);
 	}

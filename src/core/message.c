@@ -48,6 +48,12 @@ static int message_check(const struct context *c, const char *text, size_t len, 
 		snprintf(why, whylen, "message is not valid UTF-8; nothing was sent");
 		return -EILSEQ;
 	}
+	/* The journal and the request hold text as C strings: a NUL would cut the
+	 * message there, so it is refused like the system prompt's. */
+	if (memchr(text, '\0', len)) {
+		snprintf(why, whylen, "message is not valid UTF-8 text (a NUL byte); nothing was sent");
+		return -EILSEQ;
+	}
 	return 0;
 }
 

@@ -334,7 +334,7 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	 * CREATE record, fsynced; then the directory entry itself is made durable. */
 	r = context_load(s, c);
 	if (r == 0 && c->broken)
-		r = -EIO;
+		r = c->broken;  /* ENOSPC on a full disk, not a vague EIO */
 	if (r == 0)
 		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
 	if (r < 0) {
@@ -518,6 +518,8 @@ static int save_defaults(struct store *s, const struct settings *d)
 		close(fd);
 	if (r == 0 && renameat(s->dir_fd, "config.tmp", s->dir_fd, "config") < 0)
 		r = -errno;
+	if (r < 0 && fd >= 0)
+		unlinkat(s->dir_fd, "config.tmp", 0);  /* no stale temp file (ENOSPC) */
 	if (r == 0)
 		fsync(s->dir_fd);
 	buf_done(&b);

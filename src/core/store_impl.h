@@ -60,7 +60,8 @@ struct context {
 	uint64_t id;
 	char *name;
 	bool loaded;                 /* journal read; the fields below are valid */
-	bool broken;                 /* the journal could not be opened for writing */
+	int broken;                  /* 0, or the -errno that kept the journal from opening
+	                                for writing */
 	struct journal *journal;
 	struct settings settings;
 	char *system;                /* heap, NUL-terminated, "" for none */

@@ -30,7 +30,8 @@ static int token_file_open(const char *path, char *why, size_t whylen)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		snprintf(why, whylen, "cannot read HTTP token file '%s': %s", path, strerror(errno));
+		snprintf(why, whylen, "cannot read HTTP token file '%s': %s", path,
+			 strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -EACCES;
@@ -41,8 +42,10 @@ static int token_file_open(const char *path, char *why, size_t whylen)
 		return -EINVAL;
 	}
 	if (st.st_mode & 077) {
-		snprintf(why, whylen, "HTTP token file '%s' is readable by group or others "
-			 "(mode %04o): chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+		snprintf(why, whylen,
+			 "HTTP token file '%s' is readable by group or others "
+			 "(mode %04o): chmod 600 it",
+			 path, (unsigned)(st.st_mode & 07777));
 		close(fd);
 		return -EACCES;
 	}
@@ -66,17 +69,22 @@ static int token_validate(const char *path, const char *t, ssize_t n, char *why,
 		return -EIO;
 	}
 	if (n > SHIM_TOKEN_MAX) {
-		snprintf(why, whylen, "HTTP token file '%s' is over %d bytes", path, SHIM_TOKEN_MAX);
+		snprintf(why, whylen, "HTTP token file '%s' is over %d bytes", path,
+			 SHIM_TOKEN_MAX);
 		return -EFBIG;
 	}
 	if (!token_chars_ok(t, (size_t)n)) {
-		snprintf(why, whylen, "HTTP token file '%s' must hold one line of printable "
-			 "characters without spaces", path);
+		snprintf(why, whylen,
+			 "HTTP token file '%s' must hold one line of printable "
+			 "characters without spaces",
+			 path);
 		return -EINVAL;
 	}
 	if (n < SHIM_TOKEN_MIN) {
-		snprintf(why, whylen, "HTTP token in '%s' is too short: use at least %d characters "
-			 "(head -c 32 /dev/urandom | base64)", path, SHIM_TOKEN_MIN);
+		snprintf(why, whylen,
+			 "HTTP token in '%s' is too short: use at least %d characters "
+			 "(head -c 32 /dev/urandom | base64)",
+			 path, SHIM_TOKEN_MIN);
 		return -EINVAL;
 	}
 	return 0;
@@ -87,7 +95,7 @@ int shim_auth_load_token(struct shim *sh, const char *path, char *why, size_t wh
 	int fd = token_file_open(path, why, whylen);
 	if (fd < 0)
 		return fd;
-	char *t = calloc(1, SHIM_TOKEN_MAX + 2);
+	char *t = calloc(1, SHIM_TOKEN_MAX + 2); /* shim_free wipes all of it */
 	if (!t) {
 		close(fd);
 		return -ENOMEM;
@@ -110,10 +118,16 @@ int shim_auth_load_token(struct shim *sh, const char *path, char *why, size_t wh
 void shim_auth_init(struct shim *sh, const char *bound_host, unsigned port)
 {
 	static const char *const loopback[] = {"127.0.0.1", "localhost", "[::1]"};
+	/* Browsers leave the default port out of an origin. */
+	char oport[8] = "";
+	if (port != 80)
+		snprintf(oport, sizeof(oport), ":%u", port);
+	sh->port = port;
 	sh->n_hosts = 0;
 	for (size_t i = 0; i < SHIM_ORIGINS; i++) {
-		snprintf(sh->hosts[sh->n_hosts++], sizeof(sh->hosts[0]), "%s:%u", loopback[i], port);
-		snprintf(sh->origins[i], sizeof(sh->origins[0]), "http://%s:%u", loopback[i], port);
+		snprintf(sh->hosts[sh->n_hosts++], sizeof(sh->hosts[0]), "%s:%u", loopback[i],
+			 port);
+		snprintf(sh->origins[i], sizeof(sh->origins[0]), "http://%s%s", loopback[i], oport);
 	}
 	/* A client of a non-loopback bind names that address; a loopback bind such
 	 * as 127.0.0.2 is named by its own address too. */
@@ -149,7 +163,16 @@ static const char *header_one(struct MHD_Connection *c, const char *name, bool *
 
 static bool host_ok(const struct shim *sh, const char *host)
 {
-	for (size_t i = 0; host && i < sh->n_hosts; i++)
+	if (!host)
+		return false;
+	/* Clients of port 80 may leave the port out (curl does). */
+	char with_port[96];
+	const char *end = host[0] == '[' ? strchr(host, ']') : host;
+	if (sh->port == 80 && end && !strchr(end, ':')) {
+		snprintf(with_port, sizeof(with_port), "%s:80", host);
+		host = with_port;
+	}
+	for (size_t i = 0; i < sh->n_hosts; i++)
 		if (!strcasecmp(host, sh->hosts[i]))
 			return true;
 	return false;
@@ -197,13 +220,17 @@ enum MHD_Result shim_auth_check(struct shim *sh, struct MHD_Connection *c, bool 
 	*refused = true;
 	const char *host = header_one(c, MHD_HTTP_HEADER_HOST, &twice);
 	if (twice || !host_ok(sh, host))
-		return shim_reply_error(c, MHD_HTTP_FORBIDDEN, "Host %s%s%s is not this server's "
-					"loopback address (%s)", host ? "'" : "", host ? host : "missing",
-					host ? "'" : "", sh->hosts[0]);
+		return shim_reply_error(c, MHD_HTTP_FORBIDDEN,
+					"Host %s%s%s is not this server's "
+					"loopback address (%s)",
+					host ? "'" : "", host ? host : "missing", host ? "'" : "",
+					sh->hosts[0]);
 	const char *origin = header_one(c, MHD_HTTP_HEADER_ORIGIN, &twice);
 	if (twice || (origin && !origin_ok(sh, origin)))
-		return shim_reply_error(c, MHD_HTTP_FORBIDDEN, "cross-origin requests are refused "
-					"(Origin '%s')", origin ? origin : "given twice");
+		return shim_reply_error(c, MHD_HTTP_FORBIDDEN,
+					"cross-origin requests are refused "
+					"(Origin '%s')",
+					origin ? origin : "given twice");
 	if (sh->token) {
 		int t = token_check(sh, c);
 		if (t != 0)

@@ -24,42 +24,47 @@
 #include "mcpfs/shim.h"
 #include "mcpfs/store.h"
 
-#define SHIM_TOKEN_MAX 4096     /* bytes of a bearer token file */
-#define SHIM_TOKEN_MIN 16       /* characters: shorter tokens are guessable */
-#define SHIM_HOSTS 5            /* allowed Host values */
-#define SHIM_ORIGINS 3          /* allowed Origin values */
+#define SHIM_TOKEN_MAX 4096	    /* bytes of a bearer token file */
+#define SHIM_TOKEN_MIN 16	    /* characters: shorter tokens are guessable */
+#define SHIM_HOSTS 5		    /* allowed Host values */
+#define SHIM_ORIGINS 3		    /* allowed Origin values */
 #define SHIM_JSON_SLACK (64u << 10) /* bytes of JSON around a message, over 2x its limit */
 #define SHIM_RENDER_MAX (1u << 30)  /* bytes of one rendered view (a transcript) */
 
 struct cJSON;
 struct shim_stream;
 
+/* Everything above `lock` is set by shim_new/shim_start and read-only while
+ * requests are served. */
 struct shim {
 	struct store *st;
-	struct MHD_Daemon *mhd;     /* NULL until shim_start */
-	int listen_fd;              /* bound by shim_new; -1 once libmicrohttpd owns it */
-	int family;                 /* AF_INET or AF_INET6 */
-	bool loopback;              /* the bound address is a loopback address */
-	char address[64];           /* "127.0.0.1:61900", "[::1]:8080" */
+	struct MHD_Daemon *mhd;	    /* NULL until shim_start */
+	int listen_fd;		    /* bound by shim_new; -1 once libmicrohttpd owns it */
+	int family;		    /* AF_INET or AF_INET6 */
+	unsigned port;		    /* listening port */
+	char address[64];	    /* "127.0.0.1:61900", "[::1]:8080" */
 	char hosts[SHIM_HOSTS][72]; /* Host values accepted (compared ignoring case) */
 	size_t n_hosts;
 	char origins[SHIM_ORIGINS][80];
-	char *token;                /* NUL-terminated, or NULL: no token needed; wiped on free */
+	char *token; /* NUL-terminated, or NULL: no token needed; wiped on free */
 	size_t token_len;
 	pthread_mutex_t lock;
-	pthread_cond_t timer_cond;  /* wakes the timer thread at shutdown */
+	pthread_cond_t timer_cond;   /* wakes the timer thread at shutdown */
 	struct shim_stream *streams; /* every live stream; under lock */
-	size_t n_streams;           /* under lock */
-	bool stopping;              /* under lock: no stream may suspend any more */
+	bool stopping;		     /* under lock: no stream may suspend any more */
 };
 
 /* One request in progress: libmicrohttpd's per-request pointer. */
 struct shim_request {
-	const struct shim_route *route;  /* NULL until routed */
-	char name[STORE_NAME_MAX + 1];   /* the decoded context name, when the path has one */
-	uint64_t id;                     /* its context */
-	struct buf body;                 /* capped at the route's body limit */
-	bool too_big;                    /* the body passed the cap: answer 413 */
+	const struct shim_route *route; /* NULL until routed */
+	char name[STORE_NAME_MAX + 1];	/* the decoded context name, when the path has one */
+	uint64_t id;			/* its context */
+	struct buf body;		/* capped at the route's body limit */
+	bool has_body;			/* a Content-Length over 0, or chunked */
+	bool checked;			/* request_check ran */
+	size_t received;		/* bytes of body received, kept or not */
+	unsigned refused;		/* a status to answer once the body is in, or 0 */
+	char refusal[160];		/* its message */
 };
 
 /* A handler runs when the whole request is in; it queues exactly one response
@@ -106,7 +111,7 @@ enum MHD_Result shim_reply_json(struct MHD_Connection *c, unsigned status, struc
 enum MHD_Result shim_reply_buf(struct MHD_Connection *c, unsigned status, struct buf *b);
 enum MHD_Result shim_reply_empty(struct MHD_Connection *c, unsigned status);
 enum MHD_Result shim_reply_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Maps a negative errno through the one table; why is the message. */
 enum MHD_Result shim_reply_errno(struct MHD_Connection *c, int err, const char *why);
 enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *allow);

@@ -21,34 +21,34 @@ static const struct {
 	int err;
 	unsigned status;
 } errno_table[] = {
-	{ENOENT, MHD_HTTP_NOT_FOUND},
-	{EEXIST, MHD_HTTP_CONFLICT},
-	{EINVAL, MHD_HTTP_BAD_REQUEST},
-	{ENAMETOOLONG, MHD_HTTP_BAD_REQUEST},
-	{EILSEQ, MHD_HTTP_BAD_REQUEST},
-	{EFBIG, MHD_HTTP_CONTENT_TOO_LARGE},
-	{ECANCELED, MHD_HTTP_CONFLICT},  /* the message was cancelled or cleared meanwhile */
-	{EBUSY, MHD_HTTP_CONFLICT},
-	{ENOSPC, MHD_HTTP_INSUFFICIENT_STORAGE},
-	{EDQUOT, MHD_HTTP_INSUFFICIENT_STORAGE},
-	{ENOMEM, MHD_HTTP_INTERNAL_SERVER_ERROR},
-	{EOVERFLOW, MHD_HTTP_INTERNAL_SERVER_ERROR},  /* a rendering past SHIM_RENDER_MAX */
-	{EIO, MHD_HTTP_INTERNAL_SERVER_ERROR},
+    {ENOENT, MHD_HTTP_NOT_FOUND},
+    {EEXIST, MHD_HTTP_CONFLICT},
+    {EINVAL, MHD_HTTP_BAD_REQUEST},
+    {ENAMETOOLONG, MHD_HTTP_BAD_REQUEST},
+    {EILSEQ, MHD_HTTP_BAD_REQUEST},
+    {EFBIG, MHD_HTTP_CONTENT_TOO_LARGE},
+    {ECANCELED, MHD_HTTP_CONFLICT}, /* the message was cancelled or cleared meanwhile */
+    {EBUSY, MHD_HTTP_CONFLICT},
+    {ENOSPC, MHD_HTTP_INSUFFICIENT_STORAGE},
+    {EDQUOT, MHD_HTTP_INSUFFICIENT_STORAGE},
+    {ENOMEM, MHD_HTTP_INTERNAL_SERVER_ERROR},
+    {EOVERFLOW, MHD_HTTP_INTERNAL_SERVER_ERROR}, /* a rendering past SHIM_RENDER_MAX */
+    {EIO, MHD_HTTP_INTERNAL_SERVER_ERROR},
 };
 
 static const struct {
 	unsigned status;
 	const char *type;
 } type_table[] = {
-	{MHD_HTTP_BAD_REQUEST, "invalid_request_error"},
-	{MHD_HTTP_UNAUTHORIZED, "authentication_error"},
-	{MHD_HTTP_FORBIDDEN, "permission_error"},
-	{MHD_HTTP_NOT_FOUND, "not_found_error"},
-	{MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed_error"},
-	{MHD_HTTP_CONFLICT, "conflict_error"},
-	{MHD_HTTP_CONTENT_TOO_LARGE, "request_too_large"},
-	{MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type_error"},
-	{MHD_HTTP_INSUFFICIENT_STORAGE, "storage_error"},
+    {MHD_HTTP_BAD_REQUEST, "invalid_request_error"},
+    {MHD_HTTP_UNAUTHORIZED, "authentication_error"},
+    {MHD_HTTP_FORBIDDEN, "permission_error"},
+    {MHD_HTTP_NOT_FOUND, "not_found_error"},
+    {MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed_error"},
+    {MHD_HTTP_CONFLICT, "conflict_error"},
+    {MHD_HTTP_CONTENT_TOO_LARGE, "request_too_large"},
+    {MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type_error"},
+    {MHD_HTTP_INSUFFICIENT_STORAGE, "storage_error"},
 };
 
 unsigned shim_status_of(int err)
@@ -93,7 +93,7 @@ static struct MHD_Response *buf_response(struct buf *b)
 	size_t len;
 	char *data = buf_steal(b, &len);
 	struct MHD_Response *r =
-		data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE) : NULL;
+	    data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE) : NULL;
 	if (!r)
 		free(data);
 	return r;
@@ -135,9 +135,8 @@ enum MHD_Result shim_reply_empty(struct MHD_Connection *c, unsigned status)
 		     NULL);
 }
 
-static enum MHD_Result reply_error_v(struct MHD_Connection *c, unsigned status,
-				     const char *header, const char *value, const char *fmt,
-				     va_list ap)
+static enum MHD_Result reply_error_v(struct MHD_Connection *c, unsigned status, const char *header,
+				     const char *value, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -165,8 +164,8 @@ enum MHD_Result shim_reply_error(struct MHD_Connection *c, unsigned status, cons
 }
 
 static enum MHD_Result reply_error_header(struct MHD_Connection *c, unsigned status,
-					  const char *header, const char *value,
-					  const char *fmt, ...)
+					  const char *header, const char *value, const char *fmt,
+					  ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -189,9 +188,10 @@ enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *all
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials)
 {
 	/* RFC 6750: say which scheme, and whether the token offered was wrong. */
-	return reply_error_header(c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-				  had_credentials ? "Bearer realm=\"mcpfs\", error=\"invalid_token\""
-						  : "Bearer realm=\"mcpfs\"",
-				  had_credentials ? "the bearer token is wrong"
-						  : "this server needs Authorization: Bearer <token>");
+	return reply_error_header(
+	    c, MHD_HTTP_UNAUTHORIZED, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+	    had_credentials ? "Bearer realm=\"mcpfs\", error=\"invalid_token\""
+			    : "Bearer realm=\"mcpfs\"",
+	    had_credentials ? "the bearer token is wrong"
+			    : "this server needs Authorization: Bearer <token>");
 }

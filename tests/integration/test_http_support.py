@@ -155,8 +155,9 @@ class CurlApi(Api):
         headers = self.auth(headers)
         with tempfile.TemporaryDirectory(prefix="mcpfs-curl-", dir="/var/tmp") as d:
             hdr, out, inp = (os.path.join(d, n) for n in ("h", "o", "i"))
-            argv = ["curl", "-sS", "--path-as-is", "-X", method, "-D", hdr, "-o", out,
-                    "--max-time", str(timeout)]
+            # -X HEAD would wait for a body; -I is curl's HEAD.
+            argv = ["curl", "-sS", "--path-as-is", "-D", hdr, "-o", out, "--max-time",
+                    str(timeout)] + (["-I"] if method == "HEAD" else ["-X", method])
             # curl adds a form Content-Type to --data-binary; "Name:" removes it.
             if body is not None and not any(k.lower() == "content-type" for k in headers):
                 argv += ["-H", "Content-Type:"]
@@ -240,20 +241,21 @@ def client(request, shim):
 class NoMount:
     """`mcpfs --no-mount --http=…` in the foreground."""
 
-    def __init__(self, binary, fake, workdir, args=(), token=None):
-        self.port = free_port()
+    def __init__(self, binary, fake, workdir, args=(), token=None, host="127.0.0.1", port=None):
+        self.port = port or free_port()
         self.home = workdir / "home"
         self.home.mkdir(exist_ok=True)
         self.state = workdir / "nomount-state"
         self.log_path = workdir / "nomount.log"
+        shown = "[%s]" % host if ":" in host else host
         argv = [binary, "--state-dir=%s" % self.state, "--no-mount",
-                "--http=127.0.0.1:%d" % self.port] + list(args)
+                "--http=%s:%d" % (shown, self.port)] + list(args)
         if token:
             argv.append("--http-token-file=%s" % _token_file(workdir, token))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=self.log, env=daemon_env(self.home, fake.base_url))
-        self.api = Api(self.port, token=token)
+        self.api = Api(self.port, host=host, token=token)
         wait_for(lambda: self.proc.poll() is not None or self.api.healthy(), 10,
                  what="--no-mount daemon to answer")
         assert self.proc.poll() is None, self.log_text()
@@ -278,8 +280,8 @@ class NoMount:
 def nomount(mcpfs_bin, fake, workdir):
     made = []
 
-    def make(args=(), token=None):
-        nm = NoMount(mcpfs_bin, fake, workdir, args, token)
+    def make(args=(), token=None, host="127.0.0.1", port=None):
+        nm = NoMount(mcpfs_bin, fake, workdir, args, token, host, port)
         made.append(nm)
         return nm
     yield make
@@ -287,7 +289,7 @@ def nomount(mcpfs_bin, fake, workdir):
     for nm in made:
         rc = nm.stop()
         bad = [line for line in nm.log_text().splitlines()
-               if re.search(r"mcpfs: (error|crit|alert|emerg):|AddressSanitizer|runtime error:",
+               if re.search(r"mcpfs: (error|crit|alert|emerg):|Sanitizer|runtime error:",
                             line)]
         if rc != 0 or bad:
             problems.append("--no-mount daemon: exit %r, log lines %r" % (rc, bad))

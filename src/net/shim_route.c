@@ -1,0 +1,526 @@
+/* shim_route.c — the routes of CONTRACT §7 and their JSON handlers.
+ *
+ * One table lists every (resource, method) pair; a path that names no
+ * resource is 404, a resource without the method is 405 with the Allow header
+ * built from the same table.  Paths are matched before any decoding, then the
+ * one name segment is percent-decoded strictly here (libmicrohttpd's own
+ * unescaping is turned off in shim.c, or "%2F" would become a '/' and a path
+ * separator): a decoded '/', NUL, "." or ".." is refused, never followed.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "mcpfs/utf8.h"
+#include "shim_impl.h"
+
+#define STATUS_TEXT_MAX (64u << 10) /* bytes of a rendered `status` */
+#define ALLOW_MAX 64
+
+/* clang-format off */
+enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
+		R_CANCEL };
+
+/* The path after /v1/contexts/NAME/, per resource below a context. */
+static const char *const sub_path[] = {
+	[R_MESSAGES] = "messages", [R_OUTPUT] = "output", [R_HISTORY] = "history",
+	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel",
+};
+
+struct shim_route {
+	enum resource res;
+	const char *method;
+	shim_handler_fn *run;
+};
+
+static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
+	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
+	shim_get_history, shim_get_transcript, shim_post_cancel;
+
+static const struct shim_route routes[] = {
+	{R_HEALTH, "GET", shim_get_health},
+	{R_CONTEXTS, "GET", shim_get_contexts},
+	{R_CONTEXTS, "POST", shim_post_contexts},
+	{R_CONTEXT, "GET", shim_get_context},
+	{R_CONTEXT, "PATCH", shim_patch_context},
+	{R_CONTEXT, "DELETE", shim_delete_context},
+	{R_MESSAGES, "POST", shim_post_messages},
+	{R_OUTPUT, "GET", shim_get_output},
+	{R_HISTORY, "GET", shim_get_history},
+	{R_TRANSCRIPT, "GET", shim_get_transcript},
+	{R_CANCEL, "POST", shim_post_cancel},
+};
+/* clang-format on */
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* --- paths and names ------------------------------------------------------- */
+
+/* The resource a raw path names, and its (still encoded) name segment. */
+static int path_parse(const char *url, enum resource *res, const char **seg, size_t *seg_len)
+{
+	static const char prefix[] = "/v1/contexts/";
+	*seg = NULL;
+	*seg_len = 0;
+	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts")) {
+		*res = !strcmp(url, "/v1/health") ? R_HEALTH : R_CONTEXTS;
+		return 0;
+	}
+	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0)
+		return -ENOENT;
+	const char *s = url + sizeof(prefix) - 1, *slash = strchr(s, '/');
+	const char *sub = slash ? slash + 1 : NULL; /* NULL: the context itself */
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	if (n == 0)
+		return -ENOENT;
+	for (int r = R_CONTEXT; r <= R_CANCEL; r++) {
+		if (r == R_CONTEXT ? sub != NULL : !sub || strcmp(sub, sub_path[r]) != 0)
+			continue;
+		*res = (enum resource)r;
+		*seg = s;
+		*seg_len = n;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void name_problem(char *why, size_t whylen)
+{
+	snprintf(why, whylen,
+		 "invalid context name: names are 1-%d bytes of UTF-8 without '/' "
+		 "or control characters, not starting with '.'",
+		 STORE_NAME_MAX);
+}
+
+int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char *why,
+		     size_t whylen)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		int ch = (unsigned char)seg[i];
+		if (ch == '%') {
+			int hi = i + 2 < len ? hex_value(seg[i + 1]) : -1;
+			int lo = hi >= 0 ? hex_value(seg[i + 2]) : -1;
+			if (lo < 0) {
+				snprintf(why, whylen, "bad percent-encoding in the context name");
+				return -EINVAL;
+			}
+			ch = hi * 16 + lo;
+			i += 2;
+		}
+		if (o + 1 >= outlen) {
+			snprintf(why, whylen, "context name is over %zu bytes", outlen - 1);
+			return -ENAMETOOLONG;
+		}
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	if (memchr(out, '/', o) || memchr(out, '\0', o)) {
+		snprintf(why, whylen, "a context name cannot contain '/' or NUL");
+		return -EINVAL;
+	}
+	if (!strcmp(out, ".") || !strcmp(out, "..")) {
+		snprintf(why, whylen, "'%s' is not a context name", out);
+		return -EINVAL;
+	}
+	int r = store_name_check(out, o);
+	if (r < 0)
+		name_problem(why, whylen);
+	return r;
+}
+
+static void allow_list(enum resource res, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < N_ROUTES; i++)
+		if (routes[i].res == res) {
+			size_t used = strlen(out);
+			snprintf(out + used, outlen - used, "%s%s", used ? ", " : "",
+				 routes[i].method);
+		}
+}
+
+enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct MHD_Connection *c,
+				const char *url, const char *method, bool *refused)
+{
+	enum resource res;
+	const char *seg;
+	size_t seg_len;
+	char why[256];
+	*refused = true;
+	if (path_parse(url, &res, &seg, &seg_len) < 0)
+		return shim_reply_error(c, MHD_HTTP_NOT_FOUND,
+					"no such resource (see doc/http-api.md)");
+	for (size_t i = 0; i < N_ROUTES && !rq->route; i++)
+		if (routes[i].res == res && !strcmp(routes[i].method, method))
+			rq->route = &routes[i];
+	if (!rq->route) {
+		char allow[ALLOW_MAX];
+		allow_list(res, allow, sizeof(allow));
+		return shim_reply_not_allowed(c, allow);
+	}
+	if (seg) {
+		int r =
+		    shim_name_decode(seg, seg_len, rq->name, sizeof(rq->name), why, sizeof(why));
+		if (r < 0)
+			return shim_reply_errno(c, r, why);
+		if (store_lookup(sh->st, rq->name, &rq->id) < 0)
+			return shim_reply_error(c, MHD_HTTP_NOT_FOUND, "no context named '%s'",
+						rq->name);
+	}
+	*refused = false;
+	return MHD_YES;
+}
+
+size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq)
+{
+	/* A JSON string may take more bytes than its text (escapes): allow twice
+	 * the text limit and some room for the rest of the object; the core
+	 * enforces the exact limit on the decoded text (413 as well). */
+	struct context_info ci;
+	switch (rq->route->res) {
+	case R_MESSAGES:
+		if (context_info(sh->st, rq->id, &ci) == 0)
+			return 2 * (size_t)ci.max_input_bytes + SHIM_JSON_SLACK;
+		return 2 * (size_t)(1u << 20) + SHIM_JSON_SLACK;
+	case R_CONTEXTS:
+	case R_CONTEXT:
+		return 2 * (size_t)SETTINGS_SYSTEM_MAX + SHIM_JSON_SLACK;
+	default:
+		return SHIM_JSON_SLACK; /* a body is ignored; it must still be small */
+	}
+}
+
+enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct MHD_Connection *c)
+{
+	return rq->route->run(sh, rq, c);
+}
+
+/* --- request bodies ------------------------------------------------------------------ */
+
+/* cJSON ends strings at NUL, so "\u0000" would silently cut a message short:
+ * find it in the raw text (outside strings a backslash is a syntax error). */
+static bool json_has_nul(const char *s, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++)
+		if (s[i] == '\\') {
+			if (s[i + 1] == 'u' && i + 5 < n && !strncmp(s + i + 2, "0000", 4))
+				return true;
+			i++;
+		}
+	return false;
+}
+
+static bool key_known(const char *key, const char *const *keys)
+{
+	for (; *keys; keys++)
+		if (!strcmp(key, *keys))
+			return true;
+	return false;
+}
+
+/* The body as a JSON object with only the given keys; an empty body is {} when
+ * optional.  NULL when refused, with the 400 queued in *ret. */
+static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, bool optional,
+			  const char *const *keys, enum MHD_Result *ret)
+{
+	const char *s = rq->body.data ? rq->body.data : "";
+	size_t n = rq->body.len;
+	const char *problem = NULL, *end = NULL;
+	cJSON *o = NULL;
+	if (n == 0 && optional)
+		return cJSON_CreateObject();
+	if (!utf8_valid(s, n))
+		problem = "the body is not valid UTF-8";
+	else if (json_has_nul(s, n))
+		problem = "NUL characters (\\u0000) are not allowed";
+	else if (!(o = cJSON_ParseWithLengthOpts(s, n, &end, false)) || !cJSON_IsObject(o))
+		problem = "the body must be a JSON object";
+	while (!problem && end < s + n && strchr(" \t\r\n", *end))
+		end++;
+	if (!problem && end != s + n)
+		problem = "the body has text after its JSON object";
+	for (cJSON *k = o && !problem ? o->child : NULL; k && !problem; k = k->next)
+		if (!key_known(k->string, keys)) {
+			*ret = shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "unknown key '%.64s'",
+						k->string);
+			cJSON_Delete(o);
+			return NULL;
+		}
+	if (problem) {
+		cJSON_Delete(o);
+		*ret = shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", problem);
+		return NULL;
+	}
+	return o;
+}
+
+static bool wants_sse(struct MHD_Connection *c)
+{
+	const char *accept =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	return accept && strcasestr(accept, "text/event-stream");
+}
+
+/* --- handlers -------------------------------------------------------------------------- */
+
+static enum MHD_Result shim_get_health(struct shim *sh, struct shim_request *rq,
+				       struct MHD_Connection *c)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (o && (!cJSON_AddStringToObject(o, "status", "ok") ||
+		  !cJSON_AddStringToObject(o, "version", MCPFS_VERSION))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_OK, o);
+}
+
+/* The first line of `status`: the one word a listing shows. */
+static void status_word(struct shim *sh, uint64_t id, char *out, size_t outlen)
+{
+	struct buf b;
+	buf_init(&b, STATUS_TEXT_MAX);
+	if (context_render(sh->st, id, VIEW_STATUS, &b) == 0 && b.len)
+		snprintf(out, outlen, "%.*s", (int)strcspn(b.data, "\n"), b.data);
+	else
+		snprintf(out, outlen, "error");
+	buf_done(&b);
+}
+
+static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *rq,
+					 struct MHD_Connection *c)
+{
+	struct store_entry *e;
+	size_t n;
+	int r = store_list(sh->st, &e, &n);
+	if (r < 0)
+		return shim_reply_errno(c, r, "cannot list the contexts");
+	cJSON *o = cJSON_CreateObject(), *list = o ? cJSON_AddArrayToObject(o, "contexts") : NULL;
+	for (size_t i = 0; list && i < n; i++) {
+		char word[32];
+		status_word(sh, e[i].id, word, sizeof(word));
+		cJSON *item = cJSON_CreateObject();
+		if (!item || !cJSON_AddStringToObject(item, "name", e[i].name) ||
+		    !cJSON_AddStringToObject(item, "status", word) ||
+		    !cJSON_AddItemToArray(list, item)) {
+			cJSON_Delete(item);
+			list = NULL;
+		}
+	}
+	store_list_free(e, n);
+	if (!list) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_OK, o);
+}
+
+/* A name for a context created without one: "ctx-" and 8 random hex digits. */
+static int create_unnamed(struct shim *sh, char *name, size_t len, uint64_t *id)
+{
+	int r = -EEXIST;
+	for (int i = 0; i < 16 && r == -EEXIST; i++) {
+		uint32_t x;
+		if (getrandom(&x, sizeof(x), 0) != sizeof(x))
+			return -EIO;
+		snprintf(name, len, "ctx-%08x", (unsigned)x);
+		r = store_create(sh->st, name, id);
+	}
+	return r;
+}
+
+static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *rq,
+					  struct MHD_Connection *c)
+{
+	static const char *const keys[] = {"name", "system", "model", "config", NULL};
+	enum MHD_Result ret;
+	cJSON *o = body_object(rq, c, true, keys, &ret);
+	if (!o)
+		return ret;
+	const cJSON *jname = cJSON_GetObjectItemCaseSensitive(o, "name");
+	char name[STORE_NAME_MAX + 1], why[512] = "";
+	uint64_t id;
+	int r;
+	if (jname && !cJSON_IsString(jname)) {
+		r = -EINVAL;
+		snprintf(why, sizeof(why), "name must be a string");
+	} else if (jname) {
+		snprintf(name, sizeof(name), "%s", jname->valuestring);
+		r = strlen(jname->valuestring) > STORE_NAME_MAX ? -ENAMETOOLONG
+								: store_create(sh->st, name, &id);
+		if (r == -EEXIST)
+			snprintf(why, sizeof(why), "a context named '%s' exists", name);
+		else if (r == -EINVAL || r == -ENAMETOOLONG)
+			name_problem(why, sizeof(why));
+	} else {
+		r = create_unnamed(sh, name, sizeof(name), &id);
+	}
+	/* The settings go in after the create; if they are refused, the context
+	 * goes again, so a 400 leaves nothing behind. */
+	if (r == 0 && o->child && (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0)
+		store_delete(sh->st, name);
+	cJSON_Delete(o);
+	if (r < 0)
+		return shim_reply_errno(c, r, why);
+	cJSON *res = cJSON_CreateObject();
+	if (res && !cJSON_AddStringToObject(res, "name", name)) {
+		cJSON_Delete(res);
+		res = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_CREATED, res);
+}
+
+static enum MHD_Result reply_view(struct shim *sh, uint64_t id, enum view_kind kind,
+				  struct MHD_Connection *c)
+{
+	struct buf b;
+	buf_init(&b, SHIM_RENDER_MAX);
+	int r = context_render(sh->st, id, kind, &b);
+	if (r < 0) {
+		buf_done(&b);
+		/* -EFBIG here is the server's own limit, not a client's body. */
+		return shim_reply_errno(c, r == -EFBIG ? -EOVERFLOW : r,
+					r == -EFBIG ? "the rendering is over its size limit"
+						    : NULL);
+	}
+	return shim_reply_buf(c, MHD_HTTP_OK, &b);
+}
+
+static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq,
+					struct MHD_Connection *c)
+{
+	return reply_view(sh, rq->id, VIEW_INFO_JSON, c);
+}
+
+static enum MHD_Result shim_patch_context(struct shim *sh, struct shim_request *rq,
+					  struct MHD_Connection *c)
+{
+	static const char *const keys[] = {"system", "model", "config", NULL};
+	enum MHD_Result ret;
+	cJSON *o = body_object(rq, c, false, keys, &ret);
+	if (!o)
+		return ret;
+	char why[512] = "";
+	int r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	cJSON_Delete(o);
+	if (r < 0)
+		return shim_reply_errno(c, r, why);
+	return reply_view(sh, rq->id, VIEW_INFO_JSON, c);
+}
+
+static enum MHD_Result shim_delete_context(struct shim *sh, struct shim_request *rq,
+					   struct MHD_Connection *c)
+{
+	int r = store_delete(sh->st, rq->name);
+	if (r < 0)
+		return shim_reply_errno(c, r, r == -ENOENT ? "no such context" : NULL);
+	return shim_reply_empty(c, MHD_HTTP_NO_CONTENT);
+}
+
+/* context_send, done in its two steps so that the stream follows exactly
+ * this message's turn: a message written through the mount a moment later
+ * becomes the newest turn, and context_output would return that one. */
+static int send_message(struct shim *sh, uint64_t id, const char *text, struct turn **turn,
+			uint64_t *turn_no, char *why, size_t whylen)
+{
+	struct turn *draft = NULL;
+	int r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
+	if (r == 0 && !draft) {
+		snprintf(why, whylen, "the message is empty; nothing was sent");
+		return -EINVAL;
+	}
+	if (r < 0)
+		return r;
+	*turn_no = turn_number(draft);
+	if (turn)
+		*turn = turn_ref(sh->st, draft);
+	context_submit(sh->st, draft);
+	return 0;
+}
+
+static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *rq,
+					  struct MHD_Connection *c)
+{
+	static const char *const keys[] = {"content", NULL};
+	enum MHD_Result ret;
+	cJSON *o = body_object(rq, c, false, keys, &ret);
+	if (!o)
+		return ret;
+	const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
+	bool sse = wants_sse(c);
+	struct turn *t = NULL;
+	char why[512] = "";
+	uint64_t turn_no = 0;
+	int r = -EINVAL;
+	if (!cJSON_IsString(content))
+		snprintf(why, sizeof(why), "content must be a string");
+	else
+		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no, why,
+				 sizeof(why));
+	cJSON_Delete(o);
+	if (r < 0)
+		return shim_reply_errno(c, r, why);
+	if (sse)
+		return shim_stream_reply(sh, c, t, true);
+	cJSON *res = cJSON_CreateObject();
+	if (res && !cJSON_AddNumberToObject(res, "turn", (double)turn_no)) {
+		cJSON_Delete(res);
+		res = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_ACCEPTED, res);
+}
+
+static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
+				       struct MHD_Connection *c)
+{
+	struct turn *t = NULL;
+	int r = context_output(sh->st, rq->id, &t);
+	if (r < 0)
+		return shim_reply_errno(c, r, "no such context");
+	return shim_stream_reply(sh, c, t, wants_sse(c));
+}
+
+static enum MHD_Result shim_get_history(struct shim *sh, struct shim_request *rq,
+					struct MHD_Connection *c)
+{
+	return reply_view(sh, rq->id, VIEW_HISTORY_JSON, c);
+}
+
+static enum MHD_Result shim_get_transcript(struct shim *sh, struct shim_request *rq,
+					   struct MHD_Connection *c)
+{
+	return reply_view(sh, rq->id, VIEW_TRANSCRIPT_JSON, c);
+}
+
+static enum MHD_Result shim_post_cancel(struct shim *sh, struct shim_request *rq,
+					struct MHD_Connection *c)
+{
+	int r = context_cancel(sh->st, rq->id);
+	if (r < 0)
+		return shim_reply_errno(c, r, "no such context");
+	if (r == 0)
+		return shim_reply_error(c, MHD_HTTP_CONFLICT,
+					"nothing to cancel: no call is in "
+					"flight or queued");
+	cJSON *res = cJSON_CreateObject();
+	if (res && !cJSON_AddTrueToObject(res, "cancelled")) {
+		cJSON_Delete(res);
+		res = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_OK, res);
+}

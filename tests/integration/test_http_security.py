@@ -1,0 +1,388 @@
+"""CONTRACT §7 security and §1 start-up errors of the HTTP shim (SECURITY.md):
+Host allow-list (DNS rebinding), Origin (cross-site requests), bearer token,
+content type, body limits, odd names, no CORS, loopback-only binding, and the
+one-line start-up errors."""
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from mcpfs_testlib import daemon_env, is_mounted, run, wait_for
+from test_http_support import (  # noqa: F401  (fixtures)
+    Api, CurlApi, client, free_port, ipv6_loopback_works, non_loopback_ipv4, nomount, shim,
+    shim_factory, start_failure,
+)
+
+TOKEN = "s3cret-token-0123456789abcdef"
+
+
+def raw(port, data, host="127.0.0.1", family=socket.AF_INET, timeout=10):
+    """Sends raw request bytes; returns (status, response bytes)."""
+    s = socket.socket(family)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+            if b"\r\n\r\n" in out and b"Connection: close" not in out:
+                head, _, body = out.partition(b"\r\n\r\n")
+                n = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")]
+                if n and len(body) >= n[0]:
+                    break
+    finally:
+        s.close()
+    return int(out.split(b" ", 2)[1]), out
+
+
+# --- Host: DNS rebinding ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["evil.example:{p}", "evil.example", "127.0.0.1:{q}",
+                                  "localhost:{q}", "127.0.0.1", "localhost", "0.0.0.0:{p}",
+                                  "127.0.0.2:{p}", "localhost.:{p}", "[::1]", "evil.localhost:{p}",
+                                  "127.0.0.1:{p}.evil.example", ""])
+def test_foreign_host_is_403(shim, host):
+    h = host.format(p=shim.port, q=shim.port + 1)
+    for method, path, body in [("GET", "/v1/health", None), ("GET", "/v1/contexts", None),
+                               ("POST", "/v1/contexts", {"name": "evil"})]:
+        r = shim.api.request(method, path, body, headers={"Host": h})
+        assert r.status == 403, (h, r)
+        assert r.error()[0] == "permission_error"
+    assert not (shim.path / "evil").exists()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{p}", "localhost:{p}", "[::1]:{p}", "LOCALHOST:{p}"])
+def test_loopback_hosts_are_accepted(shim, host):
+    r = shim.api.request("GET", "/v1/health", headers={"Host": host.format(p=shim.port)})
+    assert r.status == 200
+
+
+def test_port_80_clients_may_omit_the_port(nomount):
+    try:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 80))
+        s.close()
+    except OSError:
+        pytest.skip("cannot listen on port 80 here (not root, or taken)")
+    api = nomount(port=80).api
+    for host in ["localhost", "127.0.0.1", "[::1]", "localhost:80", "LocalHost"]:
+        assert api.request("GET", "/v1/health", headers={"Host": host}).status == 200, host
+    for host in ["evil.example", "localhost:81", "[::1]:8080"]:
+        assert api.request("GET", "/v1/health", headers={"Host": host}).status == 403, host
+    assert api.request("GET", "/v1/health", headers={"Origin": "http://localhost"}).status == 200
+    assert api.request("GET", "/v1/health", headers={"Origin": "http://evil"}).status == 403
+
+
+def test_missing_or_repeated_host(shim):
+    p = shim.port
+    status, _ = raw(p, b"GET /v1/health HTTP/1.0\r\n\r\n")
+    assert status == 403
+    status, _ = raw(p, b"GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status in (400, 403)
+    status, _ = raw(p, ("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nHost: evil.example\r\n"
+                        "Connection: close\r\n\r\n" % p).encode())
+    assert status in (400, 403)
+
+
+def test_host_check_with_curl(shim):
+    c = shim.curl()
+    assert c.request("GET", "/v1/contexts", headers={"Host": "rebind.example:%d" % shim.port}) \
+        .status == 403
+    assert c.request("GET", "/v1/contexts").status == 200
+
+
+# --- Origin: cross-site requests ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "https://127.0.0.1:{p}", "null",
+                                    "http://127.0.0.1:{q}", "http://localhost:{p}.evil.example",
+                                    "http://127.0.0.1", "file://", ""])
+def test_foreign_origin_is_403(client, shim, fake, origin):
+    o = origin.format(p=shim.port, q=shim.port + 1)
+    shim.api.create("o")
+    for method, path, body in [("GET", "/v1/contexts/o", None),
+                               ("POST", "/v1/contexts/o/messages", {"content": "csrf"}),
+                               ("DELETE", "/v1/contexts/o", None)]:
+        r = client.request(method, path, body, headers={"Origin": o})
+        assert r.status == 403, (o, r)
+        assert r.error()[0] == "permission_error"
+    assert fake.calls == []
+    assert (shim.path / "o").is_dir()
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:{p}", "http://localhost:{p}",
+                                    "http://[::1]:{p}"])
+def test_own_origin_is_accepted(shim, origin):
+    r = shim.api.request("GET", "/v1/health", headers={"Origin": origin.format(p=shim.port)})
+    assert r.status == 200
+
+
+def test_no_cors_and_no_preflight(client, shim):
+    r = client.request("OPTIONS", "/v1/contexts", headers={
+        "Origin": "http://127.0.0.1:%d" % shim.port, "Access-Control-Request-Method": "POST"})
+    assert r.status == 405
+    for path in ("/v1/health", "/v1/contexts", "/v1/nothing"):
+        r = client.request("GET", path)
+        assert not [k for k in r.headers if k.startswith("access-control-")], r.headers
+
+
+# --- content type: the preflight-free CSRF bodies ----------------------------------------------------
+
+
+@pytest.mark.parametrize("ctype", [None, "text/plain", "application/x-www-form-urlencoded",
+                                   "multipart/form-data; boundary=x", "application/jsonx",
+                                   "text/json"])
+def test_wrong_content_type_is_415(client, shim, fake, ctype):
+    shim.api.create("t")
+    headers = {"Content-Type": ctype} if ctype else {}
+    for path, body in [("/v1/contexts/t/messages", b'{"content":"csrf"}'),
+                       ("/v1/contexts", b'{"name":"made"}')]:
+        r = client.request("POST", path, body, headers=headers)
+        assert r.status == 415, (ctype, r)
+        assert r.error()[0] == "unsupported_media_type_error"
+    r = client.request("PATCH", "/v1/contexts/t", b'{"system":"x"}', headers=headers)
+    assert r.status == 415
+    assert fake.calls == [] and not (shim.path / "made").exists()
+    r = client.request("POST", "/v1/contexts/t/messages", b'{"content":"ok"}',
+                       headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status == 202
+
+
+# --- body limits --------------------------------------------------------------------------------------
+
+
+def test_oversized_bodies_are_413(client, shim, fake):
+    shim.api.create("big")
+    limit = 2 * (1 << 20) + (64 << 10)
+    big = b'{"content":"' + b"a" * limit + b'"}'
+    r = client.request("POST", "/v1/contexts/big/messages", big,
+                       headers={"Content-Type": "application/json"})
+    assert r.status == 413, r
+    assert r.error()[0] == "request_too_large"
+    # Under the body cap but over max_input_bytes: the core's limit, same status.
+    text = "b" * ((1 << 20) + 1)
+    r = client.request("POST", "/v1/contexts/big/messages", {"content": text})
+    assert r.status == 413, r
+    # A smaller per-context limit moves both.
+    assert shim.api.request("PATCH", "/v1/contexts/big",
+                            {"config": {"max_input_bytes": 100}}).status == 200
+    r = client.request("POST", "/v1/contexts/big/messages", {"content": "c" * 101})
+    assert r.status == 413
+    r = client.request("POST", "/v1/contexts/big/messages", {"content": "d" * 100000})
+    assert r.status == 413
+    r = client.request("POST", "/v1/contexts/big/messages", {"content": "e" * 100})
+    assert r.status == 202
+    fake.wait_calls(1)
+    assert [c.last_user_text for c in fake.calls] == ["e" * 100]
+
+
+def test_chunked_body_over_the_limit(shim):
+    """No Content-Length: the running total decides."""
+    body = b'{"system":"' + b"s" * (3 << 20) + b'"}'
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 65536]), body[i:i + 65536])
+                      for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+    shim.api.create("ch")
+    head = ("PATCH /v1/contexts/ch HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+            "application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            % shim.port).encode()
+    status, out = raw(shim.port, head + chunks)
+    assert status == 413, out[:300]
+    small = b'{"system":"chunked ok"}'
+    status, out = raw(shim.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
+    assert status == 200, out[:300]
+
+
+def test_413_with_expect_100_continue(shim):
+    """curl waits for 100 Continue on big bodies; the refusal comes first."""
+    big = shim.path.parent / "big.json"
+    big.write_bytes(b'{"content":"' + b"x" * (3 << 20) + b'"}')
+    shim.api.create("ex")
+    r = run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+             "Content-Type: application/json", "-H", "Expect: 100-continue", "--data-binary",
+             "@%s" % big, "http://127.0.0.1:%d/v1/contexts/ex/messages" % shim.port])
+    assert r.out == "413", r
+
+
+def test_malformed_json_is_400(client, shim, fake):
+    shim.api.create("j")
+    for body in [b"{", b"", b"[]", b'"str"', b"{'single': 1}", b'{"content":"x",}',
+                 b'{"content":"\xc3\x28"}', b'{"content":"\\ud800"}', b"\xef\xbb\xbf{}"]:
+        r = client.request("POST", "/v1/contexts/j/messages", body,
+                           headers={"Content-Type": "application/json"})
+        assert r.status == 400, (body, r)
+        assert r.error()[0] == "invalid_request_error"
+    assert fake.calls == []
+
+
+# --- the bearer token ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tshim(shim_factory):
+    return shim_factory(token=TOKEN)
+
+
+def test_token_required(tshim, fake):
+    port = tshim.port
+    for c in (Api(port), CurlApi(port)):
+        r = c.request("GET", "/v1/health")
+        assert r.status == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.error()[0] == "authentication_error"
+        r = c.request("POST", "/v1/contexts", {"name": "x"})
+        assert r.status == 401
+        for bad in ["Bearer wrong", "Bearer " + TOKEN[:-1], "Bearer " + TOKEN + "x",
+                    "Basic " + TOKEN, TOKEN, "Bearer", "Bearer  "]:
+            r = c.request("GET", "/v1/contexts", headers={"Authorization": bad})
+            assert r.status == 401, (bad, r)
+        r = c.request("GET", "/v1/contexts", headers={"Authorization": "bearer " + TOKEN})
+        assert r.status == 200
+    ok = Api(port, token=TOKEN)
+    assert ok.request("POST", "/v1/contexts", {"name": "t"}).status == 201
+    assert Api(port).request("POST", "/v1/contexts/t/messages", {"content": "x"}).status == 401
+    assert fake.calls == []
+    ok.send("t", "with token")
+    assert ok.output("t") == "reply to: with token"
+    # Host and Origin still apply with a valid token.
+    assert ok.request("GET", "/v1/health", headers={"Host": "evil.example:%d" % port}) \
+        .status == 403
+    assert ok.request("GET", "/v1/health", headers={"Origin": "http://evil.example"}).status == 403
+
+
+def test_token_file_is_never_served(tshim):
+    assert TOKEN not in tshim.mount.log()
+    for r in Api(tshim.port).seen:
+        assert TOKEN.encode() not in r.body
+
+
+# --- start-up errors (one line on stderr, exit 1) -------------------------------------------------------
+
+
+@pytest.fixture
+def env(fake, workdir):
+    (workdir / "home").mkdir(exist_ok=True)
+    return daemon_env(workdir / "home", fake.base_url)
+
+
+def one_line(rc, lines, *values):
+    assert rc == 1, (rc, lines)
+    assert len(lines) == 1, lines
+    for v in values:
+        assert str(v) in lines[0], (v, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("no_mount", [False, True], ids=["mount", "no-mount"])
+def test_port_in_use(mcpfs_bin, env, workdir, no_mount):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    args = ["--state-dir=%s" % (workdir / "st"), "--http=127.0.0.1:%d" % port]
+    args += ["--no-mount"] if no_mount else ["-f", str(mnt)]
+    try:
+        rc, lines = start_failure(mcpfs_bin, args, env)
+    finally:
+        s.close()
+    line = one_line(rc, lines, "127.0.0.1:%d" % port)
+    assert "in use" in line
+    assert not is_mounted(str(mnt))
+
+
+@pytest.mark.parametrize("addr,named", [
+    ("192.0.2.77:{p}", "192.0.2.77"), ("[fd00::77]:{p}", "fd00::77"),
+    ("0.0.0.0:{p}", "0.0.0.0"), ("[::]:{p}", "[::]"), ("example.com:{p}", "example.com"),
+    ("::1:{p}", "::1"), ("127.0.0.1:0", "port 0"), ("619009", "619009"),
+])
+def test_bad_or_non_loopback_address(mcpfs_bin, env, workdir, addr, named):
+    a = addr.format(p=free_port())
+    rc, lines = start_failure(mcpfs_bin, ["--state-dir=%s" % (workdir / "st"), "--no-mount",
+                                          "--http=%s" % a], env)
+    one_line(rc, lines, named)
+
+
+def test_non_loopback_needs_token_and_binds_only_it(mcpfs_bin, env, workdir, nomount):
+    ip = non_loopback_ipv4()
+    if not ip:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    port = free_port()
+    rc, lines = start_failure(mcpfs_bin, ["--state-dir=%s" % (workdir / "st"), "--no-mount",
+                                          "--http=%s:%d" % (ip, port)], env)
+    assert "--http-token-file" in one_line(rc, lines, ip)
+    nm = nomount(token=TOKEN)  # loopback first, for comparison
+    assert nm.api.request("GET", "/v1/health").status == 200
+    tok = workdir / "tok"
+    tok.write_text(TOKEN)
+    os.chmod(tok, 0o600)
+    p = subprocess.Popen([mcpfs_bin, "--state-dir=%s" % (workdir / "st2"), "--no-mount",
+                          "--http=%s:%d" % (ip, port), "--http-token-file=%s" % tok],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env)
+    try:
+        api = Api(port, host=ip, token=TOKEN)
+        wait_for(lambda: p.poll() is not None or api.healthy(), 10, what="shim on " + ip)
+        assert api.request("GET", "/v1/health").status == 200
+        # Only that address: nothing listens on loopback at this port.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+        assert api.request("GET", "/v1/health", headers={"Host": "localhost:%d" % port}) \
+            .status == 200
+        assert api.request("GET", "/v1/health", headers={"Host": "evil:%d" % port}).status == 403
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_token_file_permissions(mcpfs_bin, env, workdir, mode):
+    tok = workdir / "token"
+    tok.write_text(TOKEN + "\n")
+    os.chmod(tok, mode)
+    rc, lines = start_failure(mcpfs_bin, ["--state-dir=%s" % (workdir / "st"), "--no-mount",
+                                          "--http=127.0.0.1:%d" % free_port(),
+                                          "--http-token-file=%s" % tok], env)
+    assert "chmod 600" in one_line(rc, lines, tok)
+
+
+@pytest.mark.parametrize("content", ["", "short", "has space inside token", "\x01" * 20])
+def test_token_file_contents(mcpfs_bin, env, workdir, content):
+    tok = workdir / "token"
+    tok.write_text(content)
+    os.chmod(tok, 0o600)
+    rc, lines = start_failure(mcpfs_bin, ["--state-dir=%s" % (workdir / "st"), "--no-mount",
+                                          "--http=127.0.0.1:%d" % free_port(),
+                                          "--http-token-file=%s" % tok], env)
+    one_line(rc, lines, tok)
+
+
+def test_missing_token_file(mcpfs_bin, env, workdir):
+    tok = workdir / "missing-token"
+    rc, lines = start_failure(mcpfs_bin, ["--state-dir=%s" % (workdir / "st"), "--no-mount",
+                                          "--http=127.0.0.1:%d" % free_port(),
+                                          "--http-token-file=%s" % tok], env)
+    one_line(rc, lines, tok)
+
+
+def test_ipv6_loopback(nomount):
+    if not ipv6_loopback_works():
+        pytest.skip("no IPv6 loopback on this machine")
+    nm = nomount(host="::1")
+    api, port = nm.api, nm.port
+    assert api.request("GET", "/v1/health").status == 200
+    assert api.request("GET", "/v1/health", headers={"Host": "[::1]:%d" % port}).status == 200
+    assert api.request("GET", "/v1/health", headers={"Host": "evil:%d" % port}).status == 403
+    assert api.request("POST", "/v1/contexts", {"name": "six"}).status == 201
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    assert nm.proc.poll() is None
