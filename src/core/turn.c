@@ -7,6 +7,7 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,15 @@ uint64_t turn_context(const struct turn *t)
 	return t->ctx_id;
 }
 
+/* A reply that cannot be saved (a full disk) is still shown, but status must
+ * say that it will not survive a restart. */
+static void turn_save_failed(struct context *c, int err)
+{
+	if (!c->note[0])
+		snprintf(c->note, sizeof(c->note), "cannot save the reply: %s; it will not "
+			 "survive a restart", strerror(-err));
+}
+
 /* Appends a REPLY_PART with the text and thinking not yet saved. */
 void turn_checkpoint(struct turn *t, bool sync)
 {
@@ -109,8 +119,11 @@ void turn_checkpoint(struct turn *t, bool sync)
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which
 		 * cJSON re-encodes safely either way. */
-		if (!o || context_write(c, JOURNAL_REPLY_PART, o, false) < 0)
+		int r = o ? context_write(c, JOURNAL_REPLY_PART, o, false) : -ENOMEM;
+		if (r < 0) {
+			turn_save_failed(c, r);
 			break;
+		}
 		t->text_saved += tn;
 		t->thinking_saved += hn;
 	}
@@ -165,7 +178,9 @@ void turn_end_record(struct context *c, struct turn *t, bool sync)
 	 * the same place after a restart (and the cached prefix stays valid). */
 	if (t->first_turn)
 		cJSON_AddNumberToObject(o, "first_turn", (double)t->first_turn);
-	context_write(c, JOURNAL_REPLY_END, o, sync);
+	int r = context_write(c, JOURNAL_REPLY_END, o, sync);
+	if (r < 0)
+		turn_save_failed(c, r);
 }
 
 /* Usage totals and the pruning calibration learn from every ended call. */
@@ -210,6 +225,13 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY);
 	if (!c)
 		return;
+	if (log_level >= LOG_DEBUG) {
+		char q[1024], name[STORE_NAME_MAX * 2 + 8];
+		log_quote(q, sizeof(q), t->text.data ? t->text.data : "", t->text.len);
+		log_quote(name, sizeof(name), c->name, strlen(c->name));
+		log_debug("context '%s', turn %" PRIu64 ": reply '%s' (%zu bytes, %s)", name,
+			  t->number, q, t->text.len, st == TURN_DONE ? "done" : "failed");
+	}
 	if (c->active == t)
 		c->active = NULL;
 	turn_end_record(c, t, true);
@@ -296,6 +318,8 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		.connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
 		.idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
 	};
+	snprintf(spec.context, sizeof(spec.context), "%s", c->name);
+	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);
@@ -307,6 +331,15 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	t->state = TURN_WAITING;
 	t->started_ms = clock_wall_ms();
 	c->active = t;
+	if (log_level >= LOG_DEBUG) {
+		/* Content is logged with -d only; the transport logs the call itself. */
+		char q[1024], name[STORE_NAME_MAX * 2 + 8];
+		log_quote(q, sizeof(q), c->ex[k].user, c->ex[k].user_len);
+		log_quote(name, sizeof(name), c->name, strlen(c->name));
+		log_debug("call %" PRIu64 ": context '%s', turn %" PRIu64
+			  ": message '%s' (%zu bytes)",
+			  spec.call_id, name, t->number, q, c->ex[k].user_len);
+	}
 	r = s->ops->start(s->ops_impl, &spec);
 	if (r < 0) {
 		free(spec.body);

@@ -54,6 +54,8 @@ struct fs_handle {
 	uint64_t ctx;            /* context id, 0 at the root */
 	bool writer;             /* opened for writing */
 	bool dirty;              /* written (or truncated) since the last flush */
+	bool append;             /* O_APPEND: writes go to the end of data */
+	bool written;            /* a write came since the last flush */
 	int rejected;            /* input: errno of the refusal of the message, 0 */
 	struct buf data;         /* input: the message; rw files: their new text;
 	                            read-only files: the rendered snapshot */

@@ -94,6 +94,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->kind = fs_kind_of(ino, &h->ctx);
 	h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+	h->append = (fi->flags & O_APPEND) != 0;
 	buf_init(&h->data, VIEW_MAX);
 	int r = h->kind < 0 ? -ENOENT : 0;
 	if (h->kind == K_SCRATCH) {
@@ -246,8 +247,15 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		r = buf_write_at(&h->scratch->data, (size_t)off, buf, size);
 		pthread_mutex_unlock(&fs->scratch_lock);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
+		/* The kernel puts an O_APPEND write at its cached file size, which for
+		 * input is the previous message's (reads stay empty): `>>` after `>`
+		 * would start the message with that many NULs.  The end of this open's
+		 * own text is where an append goes. */
+		if (h->append)
+			off = (off_t)h->data.len;
 		r = buf_write_at(&h->data, (size_t)off, buf, size);
 		h->dirty = true;
+		h->written = true;
 		if (r == -EFBIG && h->kind == K_INPUT && !h->rejected) {
 			/* Nothing of an oversized message may be sent. */
 			char why[256];
@@ -312,9 +320,15 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
 		r = ctl_run(fs, h->ctx, h->ctl_line);
-	} else if (kind_rw(h->kind) && h->dirty) {
-		h->dirty = false;
+	} else if (kind_rw(h->kind) && h->dirty && h->written) {
+		/* Only after a write: `echo x > system` closes a copy of its descriptor
+		 * before echo writes, and that close must not apply an empty prompt.
+		 * A truncation alone (`: > system`) is applied at release. */
+		h->dirty = h->written = false;
 		r = apply_rw(fs, h);
+	} else if (h->kind == K_MODEL && h->dirty && !h->data.len) {
+		h->dirty = false;  /* an emptied model file: refused now, never applied */
+		r = -EINVAL;
 	}
 	fuse_reply_err(req, -r);
 }
