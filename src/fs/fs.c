@@ -4,7 +4,8 @@
  * modify,close_write output` would never fire.  The notifier makes them happen
  * the only way the kernel reports them: by changing the file through the mount.
  * While a reply grows it truncates `output` to its current size (a no-op for
- * us, IN_MODIFY for watchers), at most every NOTIFY_MS per context; when the
+ * us, IN_MODIFY for watchers), at most every NOTIFY_MS per context (longer
+ * when a pass over many streaming contexts takes long); when the
  * reply ends it opens `output` for writing and closes it (IN_CLOSE_WRITE).  It
  * runs in its own thread, holding no lock, because those calls come back to our
  * own handlers; fs_io.c lets only this thread open `output` for writing.
@@ -12,10 +13,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,7 +26,8 @@
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
 
-#define NOTIFY_MS 100
+#define NOTIFY_MS 100   /* shortest time between two events of one context */
+#define NOTIFY_BUSY 4   /* wait at least this many times the last pass's duration */
 
 static int check_mountpoint(const char *path, char *why, size_t whylen)
 {
@@ -67,6 +71,7 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 	pthread_mutex_init(&fs->park_lock, NULL);
 	pthread_mutex_init(&fs->scratch_lock, NULL);
 	pthread_mutex_init(&fs->note_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_cond_init(&fs->note_cond, NULL);
 	map_init(&fs->parked);
 	map_init(&fs->scratch_by_name);
@@ -153,10 +158,30 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 	}
 }
 
+/* The notifier's calls on our own mount must not outlive a SIGKILL.  Once a
+ * worker has read such a request, the kernel waits uninterruptibly for the
+ * reply; a killed process keeps its file table, and with it /dev/fuse (and the
+ * flock'd state lock), until that thread returns, and the connection is only
+ * aborted when /dev/fuse is closed: an unkillable zombie and a hung mount.
+ * So this thread gets a file table of its own without /dev/fuse.  The other
+ * descriptors it copies live as long as the daemon anyway.  A raw close: a
+ * sanitizer's interceptor would take it for the whole process's. */
+static void notifier_own_files(struct fs *fs)
+{
+	int dev = fuse_session_fd(fs->se);
+	if (unshare(CLONE_FILES) < 0) {
+		log_warn("notifier: cannot unshare its file table: %s", strerror(errno));
+		return;
+	}
+	if (dev >= 0)
+		syscall(SYS_close, dev);
+}
+
 void *fs_notifier_run(void *arg)
 {
 	struct fs *fs = arg;
 	fs->notifier_tid = gettid();
+	notifier_own_files(fs);
 	pthread_mutex_lock(&fs->note_lock);
 	while (!fs->note_stop) {
 		if (!fs->touch.count) {
@@ -166,6 +191,7 @@ void *fs_notifier_run(void *arg)
 		struct map pending = fs->touch;
 		map_init(&fs->touch);
 		pthread_mutex_unlock(&fs->note_lock);
+		int64_t pass_start = clock_mono_ms();
 		for (size_t i = 0; i < pending.nslots; i++)
 			for (struct map_node *n = pending.slots[i]; n; n = n->next) {
 				uint64_t id;
@@ -174,10 +200,18 @@ void *fs_notifier_run(void *arg)
 					notify_output(fs, id);
 			}
 		map_done(&pending);
-		/* Coalesce: changes in the next NOTIFY_MS make one event per context. */
+		/* Coalesce: changes in the next NOTIFY_MS make one event per context.
+		 * Each event is a truncate through the mount (~4 FUSE round trips), so
+		 * with many streams at once a pass can take a large share of a core:
+		 * wait NOTIFY_BUSY times as long as the pass took, which keeps the
+		 * notifier under ~1/(NOTIFY_BUSY+1) of a core (bench/run, section 3). */
+		int64_t wait_ms = (clock_mono_ms() - pass_start) * NOTIFY_BUSY;
+		if (wait_ms < NOTIFY_MS)
+			wait_ms = NOTIFY_MS;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += NOTIFY_MS * 1000000L;
+		ts.tv_sec += wait_ms / 1000;
+		ts.tv_nsec += (wait_ms % 1000) * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		pthread_mutex_lock(&fs->note_lock);
@@ -203,6 +237,7 @@ void fs_free(struct fs *fs)
 	fs_unmount(fs);
 	if (fs->se)
 		fuse_session_destroy(fs->se);
+	fs_handles_free(fs);
 	/* Requests still parked belong to the session just destroyed. */
 	for (size_t i = 0; i < fs->parked.nslots; i++)
 		for (struct map_node *n = fs->parked.slots[i]; n; n = n->next)

@@ -71,6 +71,19 @@ Options:
                    end the body
   disconnect_after after that many text deltas, drop the connection without
                    finishing the chunked encoding
+  inject_after     after that many text deltas, write `inject` into the SSE
+                   body as it is (then the stream goes on as usual)
+  inject           raw text to inject (default "garbage"), or a preset:
+                   "garbage"   lines that are no SSE field a client knows (bare
+                               words, binary junk, a comment, id:, retry:), and
+                               an empty line that dispatches nothing: a WHATWG
+                               parser ignores them all
+                   "bad_json"  a content_block_delta event whose data is JSON
+                               cut off in the middle of the text
+                   "not_json"  a content_block_delta event whose data is not
+                               JSON at all
+                   "bad_delta" a content_block_delta event of valid JSON whose
+                               text_delta has a number for its text
   disconnect_after_bytes  drop the connection after this many body bytes
   disconnect_mode  "fin" (default) or "rst"
   status           answer this HTTP status with an error body instead (with
@@ -83,10 +96,28 @@ Options:
   input_tokens, output_tokens   override the usage numbers
   usage_in_delta   message_delta usage repeats input/cache counts (default True)
   model            model echoed in message_start (default: the request's)
+  stamp            prefix every text delta with "@<CLOCK_MONOTONIC ns> " taken just
+                   before it is written (latency benchmarks)
+  cache            apply the prompt-caching rules (default True; see below)
+  cache_min_tokens shortest cacheable prefix in tokens (default 1024, Sonnet)
+  cache_ttl        seconds a cache entry lives after its last write or hit
+                   (default 300)
+
+Prompt caching (claude-api-and-shim.md §4.2), when the request carries
+cache_control (on blocks, at most 4, or at the top level: the last block): the
+prompt is the blocks tools → system → messages (string content counts as one
+text block; cache_control itself is not content).  A prefix's tokens are the
+UTF-8 bytes of its texts // 4.  cache_read_input_tokens is the longest prefix
+ending at a block boundary within 20 blocks before a breakpoint that an earlier
+request wrote and that has not expired (a hit refreshes it);
+cache_creation_input_tokens is the rest up to the last breakpoint; every
+breakpoint prefix of at least cache_min_tokens is written.  input_tokens is
+what remains.  FakeAnthropic.prompt_cache.skew (seconds) moves the cache's
+clock so tests can let entries expire.
 
 "Text deltas" count only text_delta events (not thinking deltas or pings).  At
-one position the order is: holds, stall, error, disconnect.  A position past the
-last delta means "after all deltas, before content_block_stop".
+one position the order is: holds, stall, inject, error, disconnect.  A position
+past the last delta means "after all deltas, before content_block_stop".
 """
 
 import argparse
@@ -139,7 +170,8 @@ OPTIONS = {
     "error_type", "error_message", "disconnect_after", "disconnect_after_bytes",
     "disconnect_mode", "status", "retry_after", "retry_after_ms", "should_retry",
     "body", "content_type", "close", "drop", "headers", "stop_reason", "input_tokens",
-    "output_tokens", "usage_in_delta", "model", "request_id",
+    "output_tokens", "usage_in_delta", "model", "request_id", "inject_after", "inject",
+    "stamp", "cache", "cache_min_tokens", "cache_ttl",
 }
 
 ERROR_TYPES = {
@@ -252,6 +284,85 @@ def estimate_input_tokens(body):
         if isinstance(m, dict):
             parts.append(content_text(m.get("content")))
     return len("".join(parts).encode("utf-8")) // 4 + 5
+
+
+CACHE_LOOKBACK = 20  # blocks before a breakpoint searched for an earlier prefix
+
+
+def prompt_blocks(body):
+    """The texts of the prompt in cache order, and the indices of the blocks that
+    carry a breakpoint."""
+    texts, marks = [], []
+
+    def add(content):
+        if isinstance(content, str):
+            texts.append(content)
+            return
+        for blk in content if isinstance(content, list) else []:
+            if isinstance(blk, dict):
+                texts.append(json.dumps(blk.get("input"), sort_keys=True)
+                             if blk.get("type") == "tool_use" else
+                             blk.get("text") or blk.get("thinking") or
+                             json.dumps({k: v for k, v in blk.items() if k != "cache_control"},
+                                        sort_keys=True))
+                if "cache_control" in blk:
+                    marks.append(len(texts) - 1)
+    body = body or {}
+    for tool in body.get("tools") or []:
+        add([tool])
+    if body.get("system") is not None:
+        add(body["system"])
+    for m in body.get("messages") or []:
+        if isinstance(m, dict):
+            texts.append("\x00role:" + str(m.get("role")))  # a role switch is content
+            add(m.get("content"))
+    if body.get("cache_control") and texts:
+        marks.append(len(texts) - 1)
+    return texts, sorted(set(marks))
+
+
+class PromptCache:
+    """The API's prompt cache as the module comment describes it; thread-safe."""
+
+    def __init__(self):
+        self.entries = {}  # prefix digest -> expiry (monotonic seconds)
+        self.skew = 0.0
+        self.lock = threading.Lock()
+
+    def usage(self, body, total, min_tokens=1024, ttl=300.0):
+        """(input_tokens, cache_creation, cache_read) for a request whose input
+        is total tokens."""
+        import hashlib
+        texts, marks = prompt_blocks(body)
+        if not marks:
+            return total, 0, 0
+        h = hashlib.sha256(str((body or {}).get("model")).encode())
+        keys, toks, size = [], [], 0
+        for t in texts:
+            b = t.encode("utf-8")
+            h.update(b"%d:" % len(b) + b)
+            if not t.startswith("\x00role:"):  # hashed, but no tokens
+                size += len(b)
+            keys.append(h.digest())
+            toks.append(size // 4)
+        now = time.monotonic() + self.skew
+        last = marks[-1]
+        with self.lock:
+            read, hit = 0, None
+            for j in range(last, -1, -1):
+                near = any(0 <= bp - j < CACHE_LOOKBACK for bp in marks)
+                if near and toks[j] >= min_tokens and self.entries.get(keys[j], -1) > now:
+                    read, hit = toks[j], keys[j]
+                    break
+            if hit is not None:
+                self.entries[hit] = now + ttl
+            creation = 0
+            if toks[last] >= min_tokens:
+                creation = toks[last] - read
+                for bp in marks:
+                    if toks[bp] >= min_tokens:
+                        self.entries[keys[bp]] = now + ttl
+        return max(0, total - read - creation), creation, read
 
 
 def fixture_path(name):
@@ -432,6 +543,8 @@ class RecordedRequest:
         self.bytes_sent = 0             # body bytes (not chunk framing)
         self.input_tokens = None
         self.output_tokens = None
+        self.cache_creation_input_tokens = 0  # as reported (prompt caching rules)
+        self.cache_read_input_tokens = 0
         self.held = False               # waiting in a hold now
         self.holds_reached = 0
         self.stalled = False            # in a stall now
@@ -516,6 +629,7 @@ class _Exchange:
         self.rng = random.Random(beh.get("fragment_seed", 1234))
         self.frag_delay = beh.get("fragment_delay_ms", 1 if frag else 0) / 1000.0
         self.byte_limit = beh.get("disconnect_after_bytes")
+        self.text_index = 0
 
     # --- low level ------------------------------------------------------------
 
@@ -726,8 +840,15 @@ class _Exchange:
     def usage(self):
         rec, b = self.rec, self.b
         itok = b.get("input_tokens")
+        self.cache_creation = self.cache_read = 0
         if itok is None:
             itok = estimate_input_tokens(self.body)
+            if b.get("cache", True):
+                itok, self.cache_creation, self.cache_read = self.fake.prompt_cache.usage(
+                    self.body, itok, int(b.get("cache_min_tokens", 1024)),
+                    float(b.get("cache_ttl", 300)))
+                rec.cache_creation_input_tokens = self.cache_creation
+                rec.cache_read_input_tokens = self.cache_read
         otok = b.get("output_tokens")
         if otok is None:
             otok = len((rec.reply_text + (b.get("thinking") or "")).encode()) // 4 + 1
@@ -764,6 +885,8 @@ class _Exchange:
             rec.stalled = False
             if b.get("stall_then") == "close":
                 self.drop()
+        if b.get("inject_after") is not None and min(int(b["inject_after"]), n) == k:
+            self.inject(b.get("inject") or "garbage")
         if b.get("error_after") is not None and min(int(b["error_after"]), n) == k:
             err = {"type": "error", "error": {"type": b.get("error_type") or "overloaded_error",
                                               "message": b.get("error_message") or "Overloaded"}}
@@ -774,6 +897,23 @@ class _Exchange:
             raise _Done()
         if b.get("disconnect_after") is not None and min(int(b["disconnect_after"]), n) == k:
             self.drop()
+
+    def inject(self, what):
+        """Writes a preset (see the module comment) or raw text into the body."""
+        nl, idx = self.nl, self.text_index
+        delta = '{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta",' % idx
+        presets = {
+            "garbage": nl.join(["this line is no SSE field", "\x01\x02\x7f junk \ufffd",
+                                "field-without-colon", ": a comment", "id: 7",
+                                "retry: soon", "", ""]),
+            "bad_json": "event: content_block_delta" + nl + "data: " + delta
+                        + '"text":"cut off' + nl + nl,
+            "not_json": "event: content_block_delta" + nl + "data: <html>oops</html>" + nl + nl,
+            "bad_delta": "event: content_block_delta" + nl + "data: " + delta + '"text":42}}'
+                         + nl + nl,
+        }
+        self.write(presets.get(what, what).encode("utf-8"))
+        self.rec.events_sent.append("inject:" + (what if what in presets else "raw"))
 
     def hold(self):
         rec = self.rec
@@ -808,8 +948,9 @@ class _Exchange:
         self.event("message_start", {"type": "message_start", "message": {
             "id": rec.message_id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": itok, "cache_creation_input_tokens": 0,
-                      "cache_read_input_tokens": 0, "output_tokens": 1}}})
+            "usage": {"input_tokens": itok,
+                      "cache_creation_input_tokens": self.cache_creation,
+                      "cache_read_input_tokens": self.cache_read, "output_tokens": 1}}})
         if b.get("first_delay_ms"):
             self.wait(b["first_delay_ms"] / 1000.0)
         idx = 0
@@ -830,10 +971,12 @@ class _Exchange:
                           "signature": b.get("signature") or "RmFrZVNpZ25hdHVyZUZvclRlc3Rz"}})
             self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
             idx = 1
+        self.text_index = idx
         self.event("content_block_start", {"type": "content_block_start", "index": idx,
                                            "content_block": {"type": "text", "text": ""}})
         pieces = self.split(text)
         n = len(pieces)
+        sent = []
         delay = (b.get("delay_ms") or 0) / 1000.0
         for i, p in enumerate(pieces):
             self.checkpoint(i, n)
@@ -841,16 +984,23 @@ class _Exchange:
                 self.wait(delay)
             if b.get("ping") and i % 2 == 0:
                 self.event("ping", '{"type": "ping"}')
+            if b.get("stamp"):
+                p = "@%d %s" % (time.monotonic_ns(), p)
             self.event("content_block_delta", {"type": "content_block_delta", "index": idx,
                                                "delta": {"type": "text_delta", "text": p}})
             rec.deltas_sent += 1
-            rec.text_sent += p
+            if b.get("huge") is None:
+                rec.text_sent += p
+            else:  # += on an attribute copies: quadratic for a huge reply
+                sent.append(p)
+        if sent:
+            rec.text_sent += "".join(sent)
         self.checkpoint(n, n)
         self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
         usage = {"output_tokens": otok}
         if b.get("usage_in_delta", True):
-            usage = {"input_tokens": itok, "cache_creation_input_tokens": 0,
-                     "cache_read_input_tokens": 0, "output_tokens": otok}
+            usage = {"input_tokens": itok, "cache_creation_input_tokens": self.cache_creation,
+                     "cache_read_input_tokens": self.cache_read, "output_tokens": otok}
         self.event("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": b.get("stop_reason", "end_turn"),
                                                "stop_sequence": None},
@@ -872,8 +1022,8 @@ class _Exchange:
         msg = {"id": rec.message_id, "type": "message", "role": "assistant",
                "model": b.get("model") or self.body.get("model"), "content": content,
                "stop_reason": b.get("stop_reason", "end_turn"), "stop_sequence": None,
-               "usage": {"input_tokens": itok, "cache_creation_input_tokens": 0,
-                         "cache_read_input_tokens": 0, "output_tokens": otok}}
+               "usage": {"input_tokens": itok, "cache_creation_input_tokens": self.cache_creation,
+                         "cache_read_input_tokens": self.cache_read, "output_tokens": otok}}
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
         self.chunked = False
         self.send_headers(200, [("content-type", "application/json"),
@@ -890,6 +1040,14 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
     request_queue_size = 64
+
+    def handle_error(self, request, client_address):
+        # A client resetting a kept-alive connection (the daemon abandoning a
+        # stream it found malformed) is not the fake's error: no traceback.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError,
+                                          ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -980,6 +1138,7 @@ class FakeAnthropic:
         self._gen = 0
         self._seq = 0
         self._conns = set()
+        self.prompt_cache = PromptCache()
         self._server = None
         self._thread = None
 
@@ -1061,6 +1220,7 @@ class FakeAnthropic:
             self._queue = []
             self._counts = {}
             self._default = make_behaviour("normal")
+            self.prompt_cache = PromptCache()
 
     @property
     def requests(self):
