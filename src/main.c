@@ -193,6 +193,17 @@ int main(int argc, char **argv)
 	memset(&d, 0, sizeof(d));
 	if (options_parse(&args, &d.opt, why, sizeof(why)) < 0)
 		die(why);
+	if (d.opt.table) {
+		int r = options_print_table(stdout, d.opt.table);
+		if (r < 0) {
+			snprintf(why, sizeof(why), "--options-table: unknown format '%s' "
+				 "(tsv, markdown, scdoc, scdoc-keys, bash)", d.opt.table);
+			die(why);
+		}
+		fuse_opt_free_args(&args);
+		options_done(&d.opt);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	if (d.opt.help || d.opt.version) {
 		if (d.opt.help)
 			options_print_help(stdout, "mcpfs");

@@ -2,7 +2,9 @@
  *
  * Every option is one row of cli_options: its long form, its `-o` form (so an
  * fstab line can say the same), its help and its default.  fuse_opt does the
- * matching; the rows' keys say what each one sets.
+ * matching; the rows' keys say what each one sets.  The same rows print --help
+ * and, through the hidden --options-table=FORMAT, the man page's option list,
+ * README's tables and the bash completion's words, so these cannot drift.
  */
 #include <errno.h>
 #include <fuse_opt.h>
@@ -17,6 +19,7 @@
 enum {
 	KEY_FOREGROUND = 1, KEY_DEBUG, KEY_STATE_DIR, KEY_MODEL, KEY_MAX_TOKENS, KEY_BUDGET,
 	KEY_HTTP, KEY_HTTP_TOKEN, KEY_API_KEY_FILE, KEY_NO_MOUNT, KEY_VERSION, KEY_HELP,
+	KEY_TABLE,
 };
 
 struct cli_option {
@@ -56,7 +59,7 @@ static const struct cli_option cli_options[] = {
 #define N_OPTIONS (sizeof(cli_options) / sizeof(cli_options[0]))
 
 /* fuse_opt templates: "--x=%s" and "--x %s" and "x=%s" for each row. */
-static struct fuse_opt templates[N_OPTIONS * 3 + 4];
+static struct fuse_opt templates[N_OPTIONS * 3 + 5];
 static char template_text[N_OPTIONS * 3][64];
 
 static void build_templates(void)
@@ -85,6 +88,8 @@ static void build_templates(void)
 	}
 	templates[t++] = (struct fuse_opt)FUSE_OPT_KEY("-h", KEY_HELP);
 	templates[t++] = (struct fuse_opt)FUSE_OPT_KEY("-V", KEY_VERSION);
+	/* Hidden: the build makes the man page and bash completion from it. */
+	templates[t++] = (struct fuse_opt)FUSE_OPT_KEY("--options-table=%s", KEY_TABLE);
 	templates[t] = (struct fuse_opt)FUSE_OPT_END;
 }
 
@@ -152,6 +157,7 @@ static int take_value(struct parse_state *ps, int key, const char *arg)
 	case KEY_STATE_DIR: return set_string(&o->state_dir, v);
 	case KEY_API_KEY_FILE: return set_string(&o->api_key_file, v);
 	case KEY_HTTP_TOKEN: return set_string(&o->http_token_file, v);
+	case KEY_TABLE: return set_string(&o->table, strchr(arg, '=') + 1);
 	case KEY_HTTP: {
 		int r = set_string(&o->http, v && *v ? v : "127.0.0.1:61900");
 		return r < 0 ? r : options_check_http(o->http, ps->why, ps->whylen);
@@ -166,9 +172,16 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 	if (ps->err)
 		return -1;
 	if (key == FUSE_OPT_KEY_NONOPT) {
-		if (!ps->o->mountpoint)
-			return set_string(&ps->o->mountpoint, arg) < 0 ? -1 : 0;
-		snprintf(ps->why, ps->whylen, "unexpected argument '%s' (one mount point only)", arg);
+		struct options *o = ps->o;
+		if (o->mountpoint && !o->source) {
+			/* mount(8) and mount.fuse3 run "mcpfs SOURCE MOUNTPOINT -o ...". */
+			o->source = o->mountpoint;
+			o->mountpoint = NULL;
+		}
+		if (!o->mountpoint)
+			return set_string(&o->mountpoint, arg) < 0 ? -1 : 0;
+		snprintf(ps->why, ps->whylen,
+			 "unexpected argument '%s' (at most SOURCE and MOUNTPOINT)", arg);
 		ps->err = -EINVAL;
 		return -1;
 	}
@@ -178,6 +191,10 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 			ps->err = -EINVAL;
 			return -1;
 		}
+		/* x-* options of an fstab line are for other programs (systemd's
+		 * x-systemd.*); mount(8) drops them, mount.fuse3 run by hand does not. */
+		if (strncmp(arg, "x-", 2) == 0)
+			return 0;
 		return 1;  /* an -o option of FUSE's: keep it */
 	}
 	int r = take_value(ps, key, arg);
@@ -244,9 +261,10 @@ int options_check_http(const char *addr, char *why, size_t whylen)
 
 void options_print_help(FILE *out, const char *prog)
 {
-	fprintf(out, "usage: %s [OPTIONS] MOUNTPOINT\n"
+	fprintf(out, "usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
 		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n\n"
-		     "Every conversation with Claude is a directory of MOUNTPOINT.\n\noptions:\n",
+		     "Every conversation with Claude is a directory of MOUNTPOINT.  SOURCE, which\n"
+		     "mount(8) and fstab put first, is ignored: write mcpfs.\n\noptions:\n",
 		prog, prog);
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct cli_option *c = &cli_options[i];
@@ -270,9 +288,188 @@ void options_print_help(FILE *out, const char *prog)
 			d[i].defval[0] ? d[i].defval : "the API's");
 }
 
+/* --- the tables for the man page, README and the bash completion ------------- */
+
+/* "--state-dir=DIR", "--http[=ADDR:PORT]", "-f". */
+static void usage_of(const struct cli_option *c, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s%s", c->flag, c->arg && c->arg[0] != '[' ? "=" : "",
+		 c->arg ? c->arg : "");
+}
+
+/* The metavariable without "[=" and "]": "ADDR:PORT". */
+static void arg_of(const struct cli_option *c, char *out, size_t len)
+{
+	const char *a = c->arg ? c->arg : "";
+	if (a[0] == '[')
+		snprintf(out, len, "%.*s", (int)strlen(a) - 3, a + 2);
+	else
+		snprintf(out, len, "%s", a);
+}
+
+/* "state_dir=DIR", "http=ADDR:PORT", "" without an -o form. */
+static void oform_of(const struct cli_option *c, char *out, size_t len)
+{
+	char arg[32];
+	arg_of(c, arg, sizeof(arg));
+	if (!c->o_name)
+		out[0] = '\0';
+	else
+		snprintf(out, len, "%s%s%s", c->o_name, arg[0] ? "=" : "", arg);
+}
+
+static const char *key_default(const struct setting_def *d)
+{
+	return d->defval[0] ? d->defval : "the API's";
+}
+
+/* scdoc text: its markup characters escaped. */
+static void scdoc_put(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '*' || *s == '_' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+}
+
+static void print_tsv(FILE *out)
+{
+	char u[128], o[128];
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		usage_of(&cli_options[i], u, sizeof(u));
+		oform_of(&cli_options[i], o, sizeof(o));
+		fprintf(out, "option\t%s\t%s\t%s\t%s\n", u, o, cli_options[i].help,
+			cli_options[i].defval);
+	}
+	size_t n;
+	const struct setting_def *d = settings_table(&n);
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "key\t%s\t%s\t%s\n", d[i].key, key_default(&d[i]), d[i].help);
+}
+
+static void print_markdown(FILE *out)
+{
+	char u[128], o[128];
+	fprintf(out, "| option | `-o` form (fstab) | meaning | default |\n|---|---|---|---|\n");
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct cli_option *c = &cli_options[i];
+		usage_of(c, u, sizeof(u));
+		oform_of(c, o, sizeof(o));
+		const char *tick = o[0] ? "`" : "";
+		fprintf(out, "| `%s` | %s%s%s | %s | %s |\n", u, tick, o, tick, c->help, c->defval);
+	}
+	size_t n;
+	const struct setting_def *d = settings_table(&n);
+	fprintf(out, "\n| key | default | meaning |\n|---|---|---|\n");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "| `%s` | %s | %s |\n", d[i].key, key_default(&d[i]), d[i].help);
+}
+
+/* *--state-dir*=_DIR_, *-o state_dir*=_DIR_ */
+static void scdoc_option(FILE *out, const struct cli_option *c)
+{
+	char arg[64];
+	arg_of(c, arg, sizeof(arg));
+	fputc('*', out);
+	scdoc_put(out, c->flag);
+	fputc('*', out);
+	if (arg[0]) {
+		fputs(c->arg[0] == '[' ? "[=_" : "=_", out);
+		scdoc_put(out, arg);
+		fputs(c->arg[0] == '[' ? "_]" : "_", out);
+	}
+	if (c->o_name) {
+		fputs(", *-o ", out);
+		scdoc_put(out, c->o_name);
+		fputc('*', out);
+		if (arg[0]) {
+			fputs("=_", out);
+			scdoc_put(out, arg);
+			fputc('_', out);
+		}
+	}
+	fputs("\n\t", out);
+	scdoc_put(out, c->help);
+	fputc('.', out);
+	if (c->defval[0]) {
+		fputs(" Default: ", out);
+		scdoc_put(out, c->defval);
+		fputc('.', out);
+	}
+	fputs("\n\n", out);
+}
+
+static void print_scdoc(FILE *out, bool keys)
+{
+	if (!keys) {
+		for (size_t i = 0; i < N_OPTIONS; i++)
+			scdoc_option(out, &cli_options[i]);
+		return;
+	}
+	size_t n;
+	const struct setting_def *d = settings_table(&n);
+	for (size_t i = 0; i < n; i++) {
+		fputc('*', out);
+		scdoc_put(out, d[i].key);
+		fputs("* (default: ", out);
+		scdoc_put(out, key_default(&d[i]));
+		fputs(")\n\t", out);
+		scdoc_put(out, d[i].help);
+		fputs(".\n\n", out);
+	}
+}
+
+/* Shell words: flags (with "=" when they take a value), -o names, and which of
+ * them take a directory or a file. */
+static void print_bash(FILE *out)
+{
+	const char *lists[4] = {"_mcpfs_flags", "_mcpfs_o_names", "_mcpfs_dir_args",
+				"_mcpfs_file_args"};
+	for (int l = 0; l < 4; l++) {
+		fprintf(out, "%s='", lists[l]);
+		const char *sep = "";
+		for (size_t i = 0; i < N_OPTIONS; i++) {
+			const struct cli_option *c = &cli_options[i];
+			bool dir = c->arg && !strcmp(c->arg, "DIR");
+			bool file = c->arg && !strcmp(c->arg, "F");
+			if (l == 0 && c->arg && c->arg[0] == '[')
+				fprintf(out, "%s%s %s=", sep, c->flag, c->flag);
+			else if (l == 0)
+				fprintf(out, "%s%s%s", sep, c->flag, c->arg ? "=" : "");
+			else if (l == 1 && c->o_name)
+				fprintf(out, "%s%s%s", sep, c->o_name, c->arg ? "=" : "");
+			else if ((l == 2 && dir) || (l == 3 && file))
+				fprintf(out, "%s%s%s%s", sep, c->flag,
+					c->o_name ? " " : "", c->o_name ? c->o_name : "");
+			else
+				continue;
+			sep = " ";
+		}
+		fprintf(out, "'\n");
+	}
+}
+
+int options_print_table(FILE *out, const char *format)
+{
+	if (!strcmp(format, "tsv"))
+		print_tsv(out);
+	else if (!strcmp(format, "markdown"))
+		print_markdown(out);
+	else if (!strcmp(format, "scdoc") || !strcmp(format, "scdoc-keys"))
+		print_scdoc(out, !strcmp(format, "scdoc-keys"));
+	else if (!strcmp(format, "bash"))
+		print_bash(out);
+	else
+		return -EINVAL;
+	return 0;
+}
+
 void options_done(struct options *o)
 {
+	free(o->source);
 	free(o->mountpoint);
+	free(o->table);
 	free(o->state_dir);
 	free(o->api_key_file);
 	free(o->http);

@@ -8,6 +8,7 @@
 #ifndef MCPFS_LOG_H
 #define MCPFS_LOG_H
 
+#include <stddef.h>
 #include <syslog.h>
 
 extern int log_level;  /* messages above this level are dropped; default LOG_INFO */
@@ -16,6 +17,12 @@ extern int log_level;  /* messages above this level are dropped; default LOG_INF
 void log_open(int to_syslog);
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes len bytes of s into out (NUL-terminated) as one line, to quote user text
+ * in a log line: backslash, quote and control characters escaped (\n, \t,
+ * \xHH), cut at a character boundary with "..." when out is too small.
+ * outlen >= 8. */
+void log_quote(char *out, size_t outlen, const char *s, size_t len);
 
 #define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)

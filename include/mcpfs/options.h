@@ -10,6 +10,7 @@
 struct fuse_args;
 
 struct options {
+	char *source;           /* mount(8)'s SOURCE before the mount point; ignored */
 	char *mountpoint;
 	char *state_dir;
 	char *api_key_file;
@@ -20,10 +21,14 @@ struct options {
 	bool no_mount;
 	bool help;
 	bool version;
+	char *table;            /* --options-table=FORMAT (hidden), or NULL */
 	char defaults[512];     /* `key = value` lines for new contexts' defaults */
 };
 
-/* Parses args (removing ours, keeping FUSE's -o options in args).  0, or -EINVAL
+/* Parses args (removing ours, keeping FUSE's -o options in args).  Up to two
+ * arguments that are not options: "MOUNTPOINT", or "SOURCE MOUNTPOINT" as mount(8)
+ * and mount.fuse3 pass them (SOURCE is kept in o->source and otherwise ignored).
+ * `-o x-*` options (fstab's, for other programs) are dropped.  0, or -EINVAL
  * with why naming the option and value. */
 int options_parse(struct fuse_args *args, struct options *o, char *why, size_t whylen);
 
@@ -36,6 +41,13 @@ int options_default_state_dir(struct options *o, char *why, size_t whylen);
 int options_check_http(const char *addr, char *why, size_t whylen);
 
 void options_print_help(FILE *out, const char *prog);
+
+/* Prints the option table and the config keys in FORMAT, all from the tables
+ * that --help prints: "tsv" (`option` and `key` rows, tab-separated: the tests
+ * compare README with it), "markdown" (README's two tables), "scdoc" and
+ * "scdoc-keys" (the man page's OPTIONS and CONFIGURATION KEYS sections), "bash"
+ * (the word lists of the bash completion).  0, or -EINVAL for another FORMAT. */
+int options_print_table(FILE *out, const char *format);
 void options_done(struct options *o);
 
 #endif

@@ -65,6 +65,9 @@ struct call_spec {
 	int max_retries;
 	int connect_timeout_ms;
 	int idle_timeout_ms;
+	/* What the transport's log line names the call by: */
+	char context[STORE_NAME_MAX + 1];  /* the context's name when the call started */
+	char model[SETTINGS_MODEL_MAX + 1]; /* the model the request asks for */
 };
 struct transport_ops {
 	int (*start)(void *impl, struct call_spec *spec);

@@ -143,6 +143,7 @@ struct loader {
 	struct store *s;
 	struct context *c;
 	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read */
+	bool settings_seen;     /* a CREATE or SETTINGS record was read */
 };
 
 static struct exchange *find_exchange(struct context *c, uint64_t turn)
@@ -173,6 +174,7 @@ static void load_settings(struct loader *L, const cJSON *o)
 {
 	struct settings st = L->s->defaults;
 	char why[256];
+	L->settings_seen = true;
 	const cJSON *set = cJSON_GetObjectItemCaseSensitive(o, "settings");
 	if (cJSON_IsObject(set) && settings_from_json(&st, set, why, sizeof(why)) == 0)
 		L->c->settings = st;
@@ -412,6 +414,11 @@ int context_load(struct store *s, struct context *c)
 	} else if (r == 0) {
 		struct journal_report rep;
 		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);
+		/* No CREATE (a crash right after the file was made): the root
+		 * defaults it loads with are saved now, or they would follow every
+		 * later change of .config until the context's own next change. */
+		if (r == 0 && !L.settings_seen)
+			context_save_settings(c, &c->settings, c->system, c->system_len);
 		context_note_recovery(c);
 		mark_interrupted(c);
 	}

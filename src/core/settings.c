@@ -252,6 +252,9 @@ static int put_double(struct settings *s, size_t k, double x, const char *shown,
 {
 	if (!isnan(x) && !(x >= table[k].min && x <= table[k].max))
 		return out_of_range(k, shown, why, whylen);
+	/* JSON's -0 passes the bounds too; stored, it would render as "-0". */
+	if (x == 0)
+		x = 0;
 	put(s, k, &x, sizeof x);
 	return 0;
 }

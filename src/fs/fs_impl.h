@@ -65,6 +65,7 @@ struct fs_handle {
 	struct scratch *scratch;
 	char ctl_line[256];      /* ctl: a command line not yet ended */
 	size_t ctl_len;
+	struct fs_handle *prev, *next;  /* fs->handles; under fs->handles_lock */
 };
 
 /* A read waiting for reply bytes, or a poll waiting for readiness. */
@@ -100,6 +101,11 @@ struct fs {
 	bool note_stop;
 	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
+
+	/* Open files.  The kernel drops the RELEASE of a file closed just before
+	 * an unmount, so fs_free frees what is left here. */
+	pthread_mutex_t handles_lock;
+	struct fs_handle *handles;
 };
 
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
@@ -145,6 +151,8 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		struct fuse_pollhandle *ph);
 int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
 int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
+/* Frees the handles whose release never came; the session is destroyed. */
+void fs_handles_free(struct fs *fs);
 
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,

@@ -116,6 +116,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)h;
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 	fi->direct_io = 1;  /* every read reaches us: output can block, renders are fresh */
 	fi->keep_cache = 0;
 	fi->nonseekable = 0;  /* tail -f seeks */
@@ -335,6 +341,14 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void handle_release(struct fs *fs, struct fs_handle *h)
 {
+	pthread_mutex_lock(&fs->handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (fs->handles == h)
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->handles_lock);
 	if (h->kind == K_INPUT) {
 		if (h->dirty)
 			input_flush(fs, h);
@@ -351,6 +365,18 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	}
 	buf_done(&h->data);
 	free(h);
+}
+
+void fs_handles_free(struct fs *fs)
+{
+	for (struct fs_handle *h = fs->handles, *next; h; h = next) {
+		next = h->next;
+		turn_unref(fs->st, h->turn);
+		turn_unref(fs->st, h->draft);  /* never sent: loads as interrupted */
+		buf_done(&h->data);
+		free(h);
+	}
+	fs->handles = NULL;
 }
 
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -55,25 +55,58 @@ static void call_fail(struct claude_call *call, int code, bool retryable, const 
 	call->fail = code;
 }
 
-/* Reports the end once: store, log, in-flight count.  Safe inside callbacks. */
+/* One token count of the log line: the number, or "-" when the API sent none. */
+static const char *usage_field(char *out, size_t len, unsigned present, unsigned bit, int64_t n)
+{
+	if (present & bit)
+		snprintf(out, len, "%" PRId64, n);
+	else
+		snprintf(out, len, "-");
+	return out;
+}
+
+/* "context 'c', model m, tokens in=1 out=2 cache_creation=0 cache_read=0" */
+static void call_label(const struct claude_call *call, char *out, size_t len)
+{
+	const struct wire_usage *u = &call->usage;
+	char a[24], b[24], c[24], d[24], name[STORE_NAME_MAX * 2 + 8];
+	log_quote(name, sizeof(name), call->context, strlen(call->context));
+	snprintf(out, len, "context '%s', model %s, tokens in=%s out=%s cache_creation=%s "
+		 "cache_read=%s", name, call->model,
+		 usage_field(a, sizeof(a), u->present, WIRE_USAGE_INPUT, u->input_tokens),
+		 usage_field(b, sizeof(b), u->present, WIRE_USAGE_OUTPUT, u->output_tokens),
+		 usage_field(c, sizeof(c), u->present, WIRE_USAGE_CACHE_CREATION,
+			     u->cache_creation_input_tokens),
+		 usage_field(d, sizeof(d), u->present, WIRE_USAGE_CACHE_READ,
+			     u->cache_read_input_tokens));
+}
+
+/* Reports the end once: store, log, in-flight count.  Safe inside callbacks.
+ * The log line is the one line per call at info level (warning when it failed):
+ * status, latency, retries, context, model, tokens, request id — never content,
+ * which only the core's debug lines carry. */
 static void call_end(struct claude_call *call, int code)
 {
 	struct claude *c = call->c;
 	struct api_error *e = &call->err;
 	long long ms = (long long)(clock_mono_ms() - call->start_ms);
+	char label[STORE_NAME_MAX * 2 + SETTINGS_MODEL_MAX + 256];
 
 	if (call->ended)
 		return;
 	call->ended = true;
+	call_label(call, label, sizeof(label));
 	if (code == 0)
-		log_info("call %" PRIu64 ": HTTP %ld, %lld ms, %d retries, request id '%s'", call->id,
-			 call->status, ms, call->retries, call->request_id);
+		log_info("call %" PRIu64 ": HTTP %ld, %lld ms, %d retries, %s, stop %s, "
+			 "request id '%s'", call->id, call->status, ms, call->retries, label,
+			 call->stop_reason[0] ? call->stop_reason : "-", call->request_id);
 	else if (code == -ECANCELED)
-		log_info("call %" PRIu64 ": %s after %lld ms", call->id, e->type, ms);
+		log_info("call %" PRIu64 ": %s after %lld ms, %d retries, %s, request id '%s'",
+			 call->id, e->type, ms, call->retries, label, call->request_id);
 	else
-		log_warn("call %" PRIu64 " failed: %s: %s (HTTP %d, %lld ms, %d retries, "
+		log_warn("call %" PRIu64 " failed: %s: %s (HTTP %d, %lld ms, %d retries, %s, "
 			 "request id '%s')",
-			 call->id, e->type, e->message, e->http_status, ms, call->retries,
+			 call->id, e->type, e->message, e->http_status, ms, call->retries, label,
 			 e->request_id);
 	/* Counted out first: once the store hears of the end, the count agrees. */
 	claude_ended(c);
@@ -105,6 +138,26 @@ static void call_finish(struct claude_call *call, int code)
 	claude_call_free(call);
 }
 
+/* message_start carries the input side, message_delta the cumulative counts:
+ * each assigns the fields it has. */
+static void usage_merge(struct claude_call *call, const struct wire_event *we)
+{
+	const struct wire_usage *f = &we->usage;
+	struct wire_usage *u = &call->usage;
+	if (f->present & WIRE_USAGE_INPUT)
+		u->input_tokens = f->input_tokens;
+	if (f->present & WIRE_USAGE_OUTPUT)
+		u->output_tokens = f->output_tokens;
+	if (f->present & WIRE_USAGE_CACHE_CREATION)
+		u->cache_creation_input_tokens = f->cache_creation_input_tokens;
+	if (f->present & WIRE_USAGE_CACHE_READ)
+		u->cache_read_input_tokens = f->cache_read_input_tokens;
+	u->present |= f->present;
+	if (we->type == WIRE_MESSAGE_DELTA && we->stop_reason[0])
+		copy_str(call->stop_reason, sizeof(call->stop_reason), we->stop_reason,
+			 strlen(we->stop_reason));
+}
+
 static int on_sse_event(void *data, const struct sse_event *ev)
 {
 	struct claude_call *call = data;
@@ -127,6 +180,8 @@ static int on_sse_event(void *data, const struct sse_event *ev)
 		call->fail = -EIO;
 		r = -EIO;
 	} else {
+		if (we.type == WIRE_MESSAGE_START || we.type == WIRE_MESSAGE_DELTA)
+			usage_merge(call, &we);
 		if ((we.type == WIRE_BLOCK_START || we.type == WIRE_BLOCK_DELTA) &&
 		    we.block == WIRE_BLOCK_TEXT && we.text_len > 0)
 			call->text_delivered = true;
@@ -328,6 +383,8 @@ static void call_attempt(struct claude_call *call)
 	call->hint_ms = call->hint_s_ms = -1;
 	call->request_id[0] = '\0';
 	call->errbuf[0] = '\0';
+	memset(&call->usage, 0, sizeof(call->usage));
+	call->stop_reason[0] = '\0';
 	call->retry_at_ms = 0;
 	call->sent = 0;
 	call->last_byte_ms = clock_mono_ms();
@@ -364,6 +421,8 @@ void claude_call_new(struct claude *c, struct call_spec *spec)
 	call->max_retries = spec->max_retries > 0 ? spec->max_retries : 0;
 	call->connect_timeout_ms = spec->connect_timeout_ms;
 	call->idle_timeout_ms = spec->idle_timeout_ms;
+	copy_str(call->context, sizeof(call->context), spec->context, strlen(spec->context));
+	copy_str(call->model, sizeof(call->model), spec->model, strlen(spec->model));
 	call->start_ms = clock_mono_ms();
 	buf_init(&call->errbody, CLAUDE_MAX_ERROR_BODY);
 	sse_init(&call->sse, CLAUDE_MAX_EVENT);

@@ -19,6 +19,8 @@
 #include "mcpfs/buf.h"
 #include "mcpfs/claude.h"
 #include "mcpfs/sse.h"
+#include "mcpfs/store.h"
+#include "mcpfs/wire.h"
 
 struct claude_cmd;
 
@@ -49,6 +51,10 @@ struct claude_call {
 	int64_t hint_ms;         /* retry-after-ms, -1 none */
 	int64_t hint_s_ms;       /* retry-after (seconds or HTTP-date) in ms, -1 none */
 	char request_id[128];
+	struct wire_usage usage; /* this attempt's, from message_start and message_delta */
+	char stop_reason[64];    /* this attempt's, "" until message_delta names one */
+	char context[STORE_NAME_MAX + 1];   /* for the log line: call_spec's */
+	char model[SETTINGS_MODEL_MAX + 1]; /* for the log line: call_spec's */
 	struct api_error err;
 	struct buf errbody;      /* start of a non-200 body */
 	struct sse sse;

@@ -4,6 +4,7 @@
 
 #include "check.h"
 #include "mcpfs/buf.h"
+#include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 
 static void test_buf(void)
@@ -69,9 +70,35 @@ static void test_utf8(void)
 	CHECK(!utf8_blank(" a ", 3));
 }
 
+static const struct {
+	const char *in;
+	size_t outlen;
+	const char *out;
+} quote_cases[] = {
+	{"hello", 64, "hello"},
+	{"two\nlines\tand 'q' \\", 64, "two\\nlines\\tand \\'q\\' \\\\"},
+	{"bell\x07 del\x7f", 64, "bell\\x07 del\\x7f"},
+	{"abcdefghij", 8, "abcd..."},
+	{"ab\xc3\xa9\xc3\xa9", 8, "ab\xc3\xa9..."},  /* never half a character */
+	{"a\nb\nc", 8, "a\\nb..."},
+	{"", 8, ""},
+};
+
+static void test_log_quote(void)
+{
+	char out[64];
+	for (size_t i = 0; i < sizeof(quote_cases) / sizeof(quote_cases[0]); i++) {
+		memset(out, 'Z', sizeof(out));
+		log_quote(out, quote_cases[i].outlen, quote_cases[i].in, strlen(quote_cases[i].in));
+		CHECK_EQ_STR(out, quote_cases[i].out);
+		CHECK(strlen(out) < quote_cases[i].outlen);
+	}
+}
+
 int main(void)
 {
 	test_buf();
 	test_utf8();
+	test_log_quote();
 	return check_report();
 }

@@ -1,0 +1,113 @@
+"""--help, the man page's option list and README's tables come from one table
+(STYLE "Habits"): `mcpfs --options-table=tsv` prints it, and each of the three is
+compared with it here, so that none can drift.  Also the documents the
+ecosystem issue promised: CHANGELOG, SECURITY's key handling, HACKING."""
+
+import re
+
+import pytest
+
+from ecosystem_lib import build_dir, check_man_page, render_man, table_rows
+from mcpfs_testlib import REPO, run
+
+
+def markdown_table_after(text, heading):
+    """The rows (lists of cells, backticks removed) of the first table after a
+    heading line."""
+    start = text.index(heading)
+    rows = []
+    started = False
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("|"):
+            started = True
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if all(re.fullmatch(r":?-+:?", c) for c in cells):
+                continue
+            rows.append([c.replace("`", "").replace("\\|", "|") for c in cells])
+        elif started:
+            break
+    assert rows, "no table after %r" % heading
+    return rows
+
+
+def test_readme_option_table_is_the_table(mcpfs_bin):
+    opts, keys = table_rows(mcpfs_bin)
+    readme = (REPO / "README.md").read_text()
+    rows = markdown_table_after(readme, "\n## Options\n")
+    assert rows[0] == ["option", "-o form (fstab)", "meaning", "default"]
+    got = [tuple(r) for r in rows[1:]]
+    assert got == opts, ("README's option table differs from the table of --help; "
+                         "paste `mcpfs --options-table=markdown`:\n%r\n%r" % (got, opts))
+    rows = markdown_table_after(readme, "\n### Config keys")
+    assert rows[0] == ["key", "default", "meaning"]
+    assert [tuple(r) for r in rows[1:]] == keys
+
+
+def test_help_lists_every_option_and_key(mcpfs_bin):
+    opts, keys = table_rows(mcpfs_bin)
+    r = run([mcpfs_bin, "--help"])
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    for usage, oform, help_, default in opts:
+        line = next((ln for ln in lines if ln.strip().startswith(usage + " ")), None)
+        assert line is not None, "--help has no line for %s:\n%s" % (usage, r.out)
+        assert help_ in line, (usage, line)
+        if oform:
+            assert "(-o %s" % oform.split("=")[0] in line, (usage, line)
+        if default:
+            assert "default: " + default in r.out, (usage, default)
+    for key, default, help_ in keys:
+        assert re.search(r"^  %s +%s \(default: %s\)$" % (re.escape(key), re.escape(help_),
+                                                         re.escape(default)),
+                         r.out, re.M), (key, r.out)
+    # The hidden table is not an option users see.
+    assert "--options-table" not in r.out
+
+
+def test_man_page_option_list_is_the_table(mcpfs_bin):
+    opts, keys = table_rows(mcpfs_bin)
+    page = build_dir(mcpfs_bin) / "mcpfs.1"
+    assert page.is_file(), "%s was not built (is scdoc installed? packaging/build-deps.txt)" \
+        % page
+    check_man_page(render_man(page), opts, keys)
+
+
+def test_drift_is_caught(mcpfs_bin):
+    """The comparisons above fail on a changed row (a test that cannot fail is a
+    defect)."""
+    opts, keys = table_rows(mcpfs_bin)
+    text = render_man(build_dir(mcpfs_bin) / "mcpfs.1")
+    changed = [(u, o, h + " (changed)", d) for (u, o, h, d) in opts]
+    with pytest.raises(AssertionError):
+        check_man_page(text, changed, keys)
+    with pytest.raises(AssertionError):
+        check_man_page(text, opts[:-1], keys)
+    readme = (REPO / "README.md").read_text()
+    rows = markdown_table_after(readme, "\n## Options\n")
+    assert [tuple(r) for r in rows[1:]] != changed
+
+
+def test_options_table_formats(mcpfs_bin):
+    for fmt in ("tsv", "markdown", "scdoc", "scdoc-keys", "bash"):
+        r = run([mcpfs_bin, "--options-table=" + fmt])
+        assert r.rc == 0 and r.out.strip(), r
+    r = run([mcpfs_bin, "--options-table=html"])
+    assert r.rc == 1
+    assert r.err.strip() == ("mcpfs: --options-table: unknown format 'html' "
+                             "(tsv, markdown, scdoc, scdoc-keys, bash)")
+
+
+def test_changelog_security_hacking():
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    unreleased = changelog.split("## Unreleased", 1)[1].split("\n## ", 1)[0]
+    for word in ("meson install", "Debian package", "fstab", "mcpfs@.service", "log line"):
+        assert word in unreleased, "CHANGELOG's Unreleased section does not mention %r" % word
+    security = (REPO / "SECURITY.md").read_text()
+    assert "## The API key" in security
+    key = security.split("## The API key", 1)[1].split("\n## ", 1)[0]
+    for word in ("--api-key-file", "log", "-d", "environment", "fstab"):
+        assert word in key, "SECURITY.md's key section does not cover %r" % word
+    hacking = (REPO / "HACKING.md").read_text()
+    for word in ("## Build", "## Test", "scripts/fuzz", "## Layout", "dpkg-buildpackage",
+                 "bench"):
+        assert word in hacking, "HACKING.md does not cover %r" % word
