@@ -142,8 +142,10 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 {
 	char name[STORE_NAME_MAX + 1], path[4400];
 	struct context_info ci;
-	if (store_name(fs->st, ctx, name, sizeof(name)) < 0 || context_info(fs->st, ctx, &ci) < 0)
+	if (store_name(fs->st, ctx, name, sizeof(name)) < 0 || context_info(fs->st, ctx, &ci) < 0) {
+		map_del_id(&fs->closed, ctx);  /* deleted: ids are never reused */
 		return;
+	}
 	snprintf(path, sizeof(path), "%s/%s/output", fs->mountpoint, name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
 		return;
