@@ -477,37 +477,30 @@ static int system_check(const char *text, size_t len, char *why, size_t whylen)
 	return 0;
 }
 
-int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
-		       size_t whylen)
-{
-	int r = system_check(text, len, why, whylen);
-	if (r < 0)
-		return r;
-	struct notes notes = {0};
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	r = c ? context_save_settings(c, &c->settings, text, len) : -ENOENT;
-	if (r < 0 && r != -ENOENT)
-		snprintf(why, whylen, "cannot save the system prompt: %s", strerror(-r));
-	if (r == 0)
-		notes_add(&notes, id, STORE_CHANGED_SETTINGS | STORE_CHANGED_HISTORY);
-	store_unlock_notify(s, &notes);
-	return r;
-}
-
-static int context_apply(struct store *s, uint64_t id, const struct settings *st, char *why,
-			 size_t whylen)
+/* Saves new settings and a new system prompt (NULL: keep the current one) in
+ * one SETTINGS record, so a change is applied whole or not at all. */
+static int context_commit(struct store *s, uint64_t id, const struct settings *st,
+			  const char *sys, size_t slen, char *why, size_t whylen)
 {
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_save_settings(c, st, c->system, c->system_len) : -ENOENT;
+	int r = c ? context_save_settings(c, st ? st : &c->settings, sys ? sys : c->system,
+					  sys ? slen : c->system_len)
+		  : -ENOENT;
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
 	if (r == 0)
 		notes_add(&notes, id, STORE_CHANGED_SETTINGS | STORE_CHANGED_HISTORY);
 	store_unlock_notify(s, &notes);
 	return r;
+}
+
+int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		       size_t whylen)
+{
+	int r = system_check(text, len, why, whylen);
+	return r < 0 ? r : context_commit(s, id, NULL, text, len, why, whylen);
 }
 
 /* The context's settings as they are now, for a change based on them. */
@@ -541,7 +534,7 @@ int context_set_model(struct store *s, uint64_t id, const char *text, size_t len
 		return r;
 	memcpy(st.model, text, len);
 	st.model[len] = '\0';
-	return context_apply(s, id, &st, why, whylen);
+	return context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
 int context_set_config(struct store *s, uint64_t id, const char *text, size_t len, char *why,
@@ -553,7 +546,7 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 		r = settings_parse(&st, text, len, why, whylen);
 	if (r == 0)
 		r = settings_check(&st, why, whylen);
-	return r < 0 ? r : context_apply(s, id, &st, why, whylen);
+	return r < 0 ? r : context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
 /* The system prompt and the settings of a patch are checked first and saved in
@@ -587,15 +580,5 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 	size_t slen = sys ? strlen(sys) : 0;
 	if (sys && (r = system_check(sys, slen, why, whylen)) < 0)
 		return r;
-	struct notes notes = {0};
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	r = c ? context_save_settings(c, &st, sys ? sys : c->system, sys ? slen : c->system_len)
-	      : -ENOENT;
-	if (r < 0 && r != -ENOENT)
-		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
-	if (r == 0)
-		notes_add(&notes, id, STORE_CHANGED_SETTINGS | STORE_CHANGED_HISTORY);
-	store_unlock_notify(s, &notes);
-	return r;
+	return context_commit(s, id, &st, sys, slen, why, whylen);
 }

@@ -34,6 +34,14 @@ class Tmux:
     def wait_screen(self, text, timeout=10.0):
         wait_for(lambda: text in self.screen(), timeout, what="%r on the screen" % text)
 
+    def save_and_quit_nano(self):
+        self.keys("C-o")
+        self.wait_screen("File Name to Write")
+        self.keys("Enter")
+        self.wait_screen("Wrote")
+        self.keys("C-x")
+        wait_for(lambda: not self.alive(), 5, what="nano to exit")
+
     def alive(self):
         return self.tmux("has-session", "-t", "0").returncode == 0
 
@@ -69,12 +77,7 @@ def test_nano_in_tmux_saves_one_message_and_a_setting(ctx, fake, term_env):
     try:
         t.wait_screen("GNU nano")
         t.keys("-l", "hello from tmux nano")
-        t.keys("C-o")
-        t.wait_screen("File Name to Write")
-        t.keys("Enter")
-        t.wait_screen("Wrote")
-        t.keys("C-x")
-        wait_for(lambda: not t.alive(), 5, what="nano to exit")
+        t.save_and_quit_nano()
     finally:
         t.close()
     assert output(ctx) == reply_for("hello from tmux nano")
@@ -84,12 +87,7 @@ def test_nano_in_tmux_saves_one_message_and_a_setting(ctx, fake, term_env):
         t.wait_screen("GNU nano")
         t.keys("C-k")  # cut the line
         t.keys("-l", "claude-haiku-4-5")
-        t.keys("C-o")
-        t.wait_screen("File Name to Write")
-        t.keys("Enter")
-        t.wait_screen("Wrote")
-        t.keys("C-x")
-        wait_for(lambda: not t.alive(), 5, what="nano to exit")
+        t.save_and_quit_nano()
     finally:
         t.close()
     assert read_file(ctx / "model").strip() == "claude-haiku-4-5"
