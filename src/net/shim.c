@@ -45,15 +45,22 @@ struct bind_addr {
 	bool loopback, wildcard;
 };
 
-static int address_parse(const char *spec, struct bind_addr *a, char *why, size_t whylen)
+static int address_parse(const char *given, struct bind_addr *a, char *why, size_t whylen)
 {
+	/* A bare port (--http=8080) means that port on the IPv4 loopback address. */
+	char with_host[32];
+	const char *spec = given;
+	if (given[0] && strspn(given, "0123456789") == strlen(given) && strlen(given) < 16) {
+		snprintf(with_host, sizeof(with_host), "127.0.0.1:%s", given);
+		spec = with_host;
+	}
 	const char *colon = strrchr(spec, ':');
 	char host[INET6_ADDRSTRLEN + 2], *end;
 	size_t hl = colon ? (size_t)(colon - spec) : 0;
 	long port = colon ? strtol(colon + 1, &end, 10) : 0;
 	if (!colon || hl == 0 || hl >= sizeof(host) || colon[1] == '\0' || *end || port < 1 ||
 	    port > 65535) {
-		snprintf(why, whylen, "--http: '%s' is not ADDR:PORT with a port of 1-65535", spec);
+		snprintf(why, whylen, "--http: '%s' is not ADDR:PORT with a port of 1-65535", given);
 		return -EINVAL;
 	}
 	memcpy(host, spec, hl);
@@ -208,6 +215,31 @@ static enum MHD_Result request_check(struct shim *sh, struct shim_request *rq,
 	return rq->has_body ? body_check(rq, c, answered) : MHD_YES;
 }
 
+static enum MHD_Result on_header_count(void *cls, enum MHD_ValueKind kind, const char *key,
+				       const char *value)
+{
+	if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+		(*(unsigned *)cls)++;
+	return MHD_YES;
+}
+
+/* Where the body ends must be beyond doubt (RFC 9112 §6.3): two Content-Length
+ * headers, or Transfer-Encoding beside one, are how requests are smuggled past
+ * a proxy; a transfer coding other than chunked has no length at all. */
+static const char *framing_error(struct MHD_Connection *c)
+{
+	unsigned lengths = 0;
+	MHD_get_connection_values(c, MHD_HEADER_KIND, on_header_count, &lengths);
+	const char *te = header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (lengths > 1)
+		return "more than one Content-Length header";
+	if (te && strcasecmp(te, "chunked") != 0)
+		return "the only Transfer-Encoding accepted is chunked";
+	if (te && lengths)
+		return "Transfer-Encoding and Content-Length together";
+	return NULL;
+}
+
 /* The first call (see the top for when the checks run). */
 static enum MHD_Result request_begin(struct shim *sh, struct MHD_Connection *c, const char *url,
 				     const char *method, void **con_cls)
@@ -217,6 +249,9 @@ static enum MHD_Result request_begin(struct shim *sh, struct MHD_Connection *c, 
 		return MHD_NO;
 	*con_cls = rq;
 	buf_init(&rq->body, 0);
+	const char *bad = framing_error(c);
+	if (bad)
+		return shim_reply_bad_framing(c, bad);
 	rq->has_body = has_body(c);
 	bool answered;
 	return rq->has_body ? request_check(sh, rq, c, url, method, &answered) : MHD_YES;

@@ -115,6 +115,9 @@ enum MHD_Result shim_reply_error(struct MHD_Connection *c, unsigned status, cons
 /* Maps a negative errno through the one table; why is the message. */
 enum MHD_Result shim_reply_errno(struct MHD_Connection *c, int err, const char *why);
 enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *allow);
+/* 400 with Connection: close, for a request whose body cannot be framed safely
+ * (the rest of the connection's bytes cannot be trusted to start a request). */
+enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why);
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials);
 /* Adds the headers every response carries. */
 void shim_reply_headers(struct MHD_Response *r);

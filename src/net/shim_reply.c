@@ -185,6 +185,12 @@ enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *all
 				  "method not allowed here (allowed: %s)", allow);
 }
 
+enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why)
+{
+	return reply_error_header(c, MHD_HTTP_BAD_REQUEST, MHD_HTTP_HEADER_CONNECTION, "close",
+				  "%s", why);
+}
+
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials)
 {
 	/* RFC 6750: say which scheme, and whether the token offered was wrong. */

@@ -257,10 +257,47 @@ def test_token_required(tshim, fake):
     assert ok.request("GET", "/v1/health", headers={"Origin": "http://evil.example"}).status == 403
 
 
-def test_token_file_is_never_served(tshim):
+def test_token_file_is_never_served(tshim, fake):
+    """Neither a response (headers or body), nor the mount, nor the log shows the token."""
+    api = Api(tshim.port, token=TOKEN)
+    api.create("tk")
+    api.send("tk", "hello")
+    assert api.output("tk") == "reply to: hello"
+    for path in ["/v1/health", "/v1/contexts", "/v1/contexts/tk", "/v1/contexts/tk/history",
+                 "/v1/contexts/tk/transcript", "/v1/contexts/nope"]:
+        api.request("GET", path)
+    Api(tshim.port).request("GET", "/v1/contexts")  # refused: 401
+    assert len(api.seen) >= 8
+    for r in api.seen:
+        assert TOKEN.encode() not in r.body, r
+        assert all(TOKEN not in v for _, v in r.headers.items()), r
     assert TOKEN not in tshim.mount.log()
-    for r in Api(tshim.port).seen:
-        assert TOKEN.encode() not in r.body
+    for f in tshim.path.rglob("*"):
+        if f.is_file() and f.name != "ctl":  # ctl is write-only
+            assert TOKEN.encode() not in f.read_bytes(), f
+
+
+# --- request framing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing,why", [
+    ("Content-Length: 2\r\nContent-Length: 3", "more than one Content-Length"),
+    ("Transfer-Encoding: gzip", "only Transfer-Encoding accepted is chunked"),
+    ("Transfer-Encoding: chunked\r\nContent-Length: 2", "Transfer-Encoding and Content-Length"),
+], ids=["two-lengths", "te-gzip", "te-and-length"])
+def test_ambiguous_body_framing_is_400_and_closes(shim, framing, why):
+    """Request smuggling needs a body whose end two parsers see differently: refused."""
+    body = b'2\r\n{}\r\n0\r\n\r\n' if "chunked" in framing else b"{}"
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+           "application/json\r\n%s\r\n\r\n" % (shim.port, framing)).encode() + body
+    status, out = raw(shim.port, req + b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
+                      timeout=5)
+    head, _, text = out.partition(b"\r\n\r\n")
+    assert status == 400, out[:300]
+    assert b"Connection: close" in head
+    assert why.encode() in text
+    assert out.count(b"HTTP/1.1 ") == 1, "a second request was read from the same bytes"
+    assert shim.api.request("GET", "/v1/contexts").json()["contexts"] == []
 
 
 # --- start-up errors (one line on stderr, exit 1) -------------------------------------------------------
@@ -280,8 +317,8 @@ def one_line(rc, lines, *values):
     return lines[0]
 
 
-@pytest.mark.parametrize("no_mount", [False, True], ids=["mount", "no-mount"])
-def test_port_in_use(mcpfs_bin, env, workdir, no_mount):
+@pytest.mark.parametrize("mode", ["mount", "no-mount", "daemon"])
+def test_port_in_use(mcpfs_bin, env, workdir, mode):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1)
@@ -289,7 +326,7 @@ def test_port_in_use(mcpfs_bin, env, workdir, no_mount):
     mnt = workdir / "mnt"
     mnt.mkdir()
     args = ["--state-dir=%s" % (workdir / "st"), "--http=127.0.0.1:%d" % port]
-    args += ["--no-mount"] if no_mount else ["-f", str(mnt)]
+    args += {"mount": ["-f", str(mnt)], "no-mount": ["--no-mount"], "daemon": [str(mnt)]}[mode]
     try:
         rc, lines = start_failure(mcpfs_bin, args, env)
     finally:
@@ -386,3 +423,47 @@ def test_ipv6_loopback(nomount):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2)
     assert nm.proc.poll() is None
+
+
+def test_bare_port_means_loopback(mcpfs_bin, env, workdir):
+    """--http=PORT serves 127.0.0.1:PORT (and only there)."""
+    port = free_port()
+    log = open(workdir / "bare.log", "wb")
+    p = subprocess.Popen([mcpfs_bin, "--state-dir=%s" % (workdir / "st"), "--no-mount",
+                          "--http=%d" % port], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         env=env)
+    try:
+        api = Api(port)
+        wait_for(lambda: p.poll() is not None or api.healthy(), 10, what="--http=PORT")
+        assert p.poll() is None, (workdir / "bare.log").read_text()
+        assert api.request("GET", "/v1/health").json()["status"] == "ok"
+        host = non_loopback_ipv4()
+        if host:
+            with pytest.raises(OSError):
+                socket.create_connection((host, port), timeout=2).close()
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
+        log.close()
+
+
+def test_http_without_value_is_127_0_0_1_61900(mcpfs_bin, env, workdir):
+    """CONTRACT §1: --http alone serves on the default address."""
+    try:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 61900))
+        s.close()
+    except OSError:
+        pytest.skip("port 61900 is taken on this machine")
+    log = open(workdir / "default.log", "wb")
+    p = subprocess.Popen([mcpfs_bin, "--state-dir=%s" % (workdir / "st"), "--no-mount",
+                          "--http"], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    try:
+        api = Api(61900)
+        wait_for(lambda: p.poll() is not None or api.healthy(), 10, what="--http on 61900")
+        assert p.poll() is None, (workdir / "default.log").read_text()
+        assert api.request("GET", "/v1/contexts").status == 200
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
+        log.close()

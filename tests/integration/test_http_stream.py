@@ -4,6 +4,8 @@ live, whichever front end sent its message; a waiting stream costs no thread
 daemon stops cleanly with streams open."""
 
 import json
+import os
+import select
 import socket
 import subprocess
 import threading
@@ -21,6 +23,18 @@ def first_deltas(text, k, n=4):
     """The text of the first k of the fake's n deltas of text."""
     size = max(1, -(-len(text) // n))
     return text[:k * size]
+
+
+def read_at_least(pipe, n, timeout):
+    """Bytes from a pipe as they come, until there are n (or the time is up)."""
+    data, end = b"", time.monotonic() + timeout
+    while len(data) < n and time.monotonic() < end:
+        if select.select([pipe], [], [], 0.2)[0]:
+            b = os.read(pipe.fileno(), 65536)
+            if not b:
+                break
+            data += b
+    return data
 
 
 def no_retries(api, name):
@@ -66,6 +80,33 @@ def test_slow_reply_arrives_in_pieces(shim, fake):
     assert c.data == want
     partial = [d for d in seen if d and d != want]
     assert len(partial) >= 2, "the reply came in one piece: %r" % seen
+
+
+def test_curl_n_prints_a_reply_while_it_streams(shim, fake):
+    """`curl -N` gets the text/plain stream chunked, piece by piece."""
+    ctx = shim.mount.ctx("cn")
+    fake.script("hold", hold_after=2)
+    send(ctx, "to curl")
+    want = reply_for("to curl")
+    head = shim.path.parent / "cn.headers"
+    p = subprocess.Popen(["curl", "-sS", "-N", "-D", str(head),
+                          "http://127.0.0.1:%d/v1/contexts/cn/output" % shim.port],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        got = read_at_least(p.stdout, len(first_deltas(want, 2)), 15)
+        assert got == first_deltas(want, 2).encode()
+        assert p.poll() is None, "curl ended before the reply did"
+        headers = head.read_text().lower()
+        assert "transfer-encoding: chunked" in headers
+        assert "content-type: text/plain" in headers
+        fake.release()
+        rest, err = p.communicate(timeout=15)
+        assert p.returncode == 0, err
+        assert got + rest == want.encode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 def test_http_message_streams_to_fs(shim, fake):
@@ -189,6 +230,10 @@ def test_200_sse_clients_on_50_contexts(shim, fake):
     # All 200 wait at once, each holding its turn's first delta.
     wait_for(lambda: all(c.events for c in every), 30, what="every client's first delta")
     assert not any(c.done for c in every)
+    # Suspended, not a thread each: libfuse's workers, the network thread, the
+    # notifier and libmicrohttpd's small pool, whatever the number of streams.
+    threads = len(os.listdir("/proc/%d/task" % shim.mount.proc.pid))
+    assert threads < 60, "%d threads for 200 waiting streams" % threads
     fake.set_default("normal")
     fake.release()
     for n, cs in clients.items():
