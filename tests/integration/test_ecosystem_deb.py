@@ -1,6 +1,9 @@
 """packaging/debian builds an installable .deb (`dpkg-buildpackage -us -uc -b` on
 a copy of the source tree, so that nothing lands in the checkout), whose binary
-mounts for real against the fake API once unpacked with `dpkg -x`."""
+mounts for real against the fake API once unpacked with `dpkg -x`, and which
+`dpkg -i` installs (and `dpkg -r` removes) for real in a sealed copy of the
+machine's root: overlays on /usr, /etc and /var/lib in a private mount
+namespace, so the machine itself is never changed."""
 
 import os
 import re
@@ -8,9 +11,9 @@ import shutil
 
 import pytest
 
-from ecosystem_lib import (copy_source, meson_project_version, render_man, rmtree_unless_mounted,
-                           scratch_dir)
-from mcpfs_testlib import Mount, output, reply_for, run, send
+from ecosystem_lib import (copy_source, in_namespace, meson_project_version, render_man,
+                           require_unshare, rmtree_unless_mounted, scratch_dir)
+from mcpfs_testlib import Mount, daemon_env, output, reply_for, run, send
 
 BUILD_TIMEOUT = 300  # seconds; about 30 on 2 cores
 
@@ -113,3 +116,55 @@ def test_unpacked_binary_mounts_for_real(package, fake):
         rmtree_unless_mounted(work)
     assert not problems, "%s\n%s" % (problems, tail)
     assert [c.last_user_text.strip() for c in fake.calls] == ["hello from dpkg"]
+
+
+def test_dpkg_installs_mounts_and_removes_in_a_sealed_root(package, fake):
+    """A real `dpkg -i` (dependencies checked, files and man-db trigger), the
+    installed /usr/bin/mcpfs mounting, then `dpkg -r` leaving nothing behind."""
+    require_unshare()
+    before = run(["dpkg-query", "-W", "-f=${Status}", "mcpfs"]).out
+    work = scratch_dir("mcpfs-deb-install-")
+    mnt, home = work / "mnt", work / "home"
+    mnt.mkdir()
+    home.mkdir()
+    try:
+        r = in_namespace(r"""
+            t=%(work)s/overlay
+            mkdir -p $t && mount -t tmpfs tmpfs $t || exit 20
+            for d in usr etc var/lib var/cache var/log; do
+                u=$t/$(echo $d | tr / _)
+                mkdir -p $u.up $u.work
+                mount -t overlay overlay -o lowerdir=/$d,upperdir=$u.up,workdir=$u.work /$d \
+                    || exit 21
+            done
+            dpkg -i %(deb)s || exit 22
+            echo "STATUS $(dpkg-query -W -f='${Status} ${Version}' mcpfs)"
+            echo "WHICH $(command -v mcpfs)"
+            echo "MAN $(man -w mcpfs)"
+            ns_mounts="%(mnt)s"
+            /usr/bin/mcpfs --state-dir=%(work)s/state %(mnt)s || exit 23
+            mkdir %(mnt)s/pkg && echo "installed for real" > %(mnt)s/pkg/input || exit 24
+            echo "OUTPUT $(cat %(mnt)s/pkg/output)"
+            ns_umount %(mnt)s || exit 25
+            ns_wait_daemons || exit 26
+            dpkg -r mcpfs || exit 27
+            echo "AFTER $(dpkg-query -W -f='${Status}' mcpfs 2>&1)"
+            left=$(ls /usr/bin/mcpfs /usr/share/man/man1/mcpfs.1.gz \
+                   /usr/lib/systemd/user/mcpfs@.service 2>/dev/null)
+            echo "LEFT ${left:-none}"
+            echo DONE
+            """ % dict(work=work, deb=package["deb"], mnt=mnt),
+            env=daemon_env(home, fake.base_url), timeout=120)
+        assert r.rc == 0 and "DONE" in r.out, r
+        out = dict(line.split(" ", 1) for line in r.out.splitlines() if " " in line)
+        assert out["STATUS"] == "install ok installed " + meson_project_version(), out
+        assert out["WHICH"] == "/usr/bin/mcpfs"
+        assert out["MAN"] == "/usr/share/man/man1/mcpfs.1.gz"
+        assert out["OUTPUT"] == reply_for("installed for real")
+        assert "install ok installed" not in out["AFTER"], out["AFTER"]
+        assert out["LEFT"] == "none"
+        assert [c.last_user_text.strip() for c in fake.calls] == ["installed for real"]
+    finally:
+        rmtree_unless_mounted(work)
+    # The machine's own package database never saw it.
+    assert run(["dpkg-query", "-W", "-f=${Status}", "mcpfs"]).out == before
