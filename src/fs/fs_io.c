@@ -10,6 +10,7 @@
  * served from that snapshot, so one pass through the file is consistent.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,21 +147,49 @@ static void reply_slice(fuse_req_t req, const char *data, size_t len, off_t off,
 	free(copy);
 }
 
-/* GNU tail reads a file that is empty when it starts to its end before it
- * follows it; a read that waits for the reply would hold it there until the
- * reply is complete, so `echo hi > input; tail -f output` would show nothing
- * while it streams.  So tail alone sees an empty reply as empty for now. */
-static bool caller_is_tail(fuse_req_t req)
+/* GNU tail, when it follows a file that is empty as it starts, first reads it
+ * to its end (as it would a pipe); a read that waits for the reply would hold
+ * it there until the reply is complete, so `echo hi > input; tail -f output`
+ * would show nothing while it streams.  tail cannot be told apart by what it
+ * asks of the file system, so a following tail is recognised by its command
+ * line and sees an empty reply as empty for now; it then follows st_size as it
+ * grows.  Every other reader, `tail` without -f included, waits for the reply. */
+static bool arg_follows(const char *a)
 {
-	char path[64], comm[32] = "";
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)fuse_req_ctx(req)->pid);
-	FILE *f = fopen(path, "re");
-	if (f) {
-		if (!fgets(comm, sizeof(comm), f))
-			comm[0] = '\0';
-		fclose(f);
+	if (!strcmp(a, "--follow") || !strncmp(a, "--follow=", 9))
+		return true;
+	if (a[0] != '-' || a[1] == '-')
+		return false;
+	for (a++; *a; a++) {
+		if (*a == 'f' || *a == 'F')
+			return true;
+		if (strchr("ncs", *a))
+			return false;  /* the rest of the cluster is that option's value */
 	}
-	return !strcmp(comm, "tail\n");
+	return false;
+}
+
+static bool caller_is_following_tail(fuse_req_t req)
+{
+	char path[64], cmd[4096];
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)fuse_req_ctx(req)->pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, cmd, sizeof(cmd) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	cmd[n] = '\0';
+	const char *base = strrchr(cmd, '/');
+	if (strcmp(base ? base + 1 : cmd, "tail") != 0)
+		return false;
+	for (const char *a = cmd + strlen(cmd) + 1; a < cmd + n; a += strlen(a) + 1) {
+		if (!strcmp(a, "--"))
+			break;
+		if (arg_follows(a))
+			return true;
+	}
+	return false;
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -171,7 +200,8 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	case K_OUTPUT:
 		if (!h->turn || h->writer)
 			fuse_reply_buf(req, NULL, 0);  /* no turn yet: empty */
-		else if (off == 0 && turn_size(fs->st, h->turn) == 0 && caller_is_tail(req))
+		else if (off == 0 && turn_size(fs->st, h->turn) == 0 &&
+			 caller_is_following_tail(req))
 			fuse_reply_buf(req, NULL, 0);
 		else
 			fs_serve_read(fs, req, h, off, size, fi->flags & O_NONBLOCK);

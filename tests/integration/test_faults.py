@@ -303,6 +303,51 @@ def test_connection_refused(mount_factory, fake):
         late.stop()
 
 
+def unanswered_port():
+    """A loopback listener that completes no handshake: its accept queue is
+    full (listen(0) and connections never accepted), so the kernel drops every
+    further SYN and a connect() waits until the client gives up.  Returns
+    (port, sockets to close)."""
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(0)
+    port = lsn.getsockname()[1]
+    held = [lsn]
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        held.append(c)
+    time.sleep(0.2)
+    return port, held
+
+
+@pytest.mark.parametrize("seconds", [1, 3])
+def test_connect_timeout_bounds_each_attempt(mount_factory, fake, seconds):
+    """A server that never completes the TCP handshake: each attempt ends after
+    connect_timeout, whatever it is set to, and the turn fails clearly."""
+    port, held = unanswered_port()
+    try:
+        mt = mount_factory(base_url="http://127.0.0.1:%d" % port)
+        c = mt.ctx("c")
+        write_file(c / "config", "connect_timeout = %d\nmax_retries = 0\n" % seconds)
+        r, elapsed = cat_output(c, timeout=seconds + 20)
+        report("connect-timeout-%ds" % seconds, 0, elapsed, seconds + SLACK)
+        assert seconds - 0.1 <= elapsed <= seconds + SLACK, elapsed
+        assert_eio_after(c, r, "")
+        st = wait_status(c, "error", 10)
+        assert re.match(r"connection_error: .*(timed? ?out|timeout)", st.get("last_error", ""),
+                        re.I), st.text
+        assert mt.proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+    assert fake.calls == []
+
+
 @pytest.mark.parametrize("host,per_attempt", [
     # Never resolves (RFC 6761), but the resolver may ask a name server:
     # connect_timeout bounds each attempt.

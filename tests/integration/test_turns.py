@@ -311,6 +311,43 @@ def test_tail_f_shows_reply_while_it_streams(mount, ctx, fake):
     out.wait_text("alpha\nbeta\ngamma\ndelta\n", 10)
 
 
+@pytest.mark.parametrize("argv", [["tail", "-f"], ["tail", "-n", "3", "--follow"],
+                                  ["/usr/bin/tail", "-F"], ["tail", "-fn3"]],
+                         ids=["-f", "--follow", "-F", "-fn3"])
+def test_tail_f_started_before_the_reply_follows_it(mount, ctx, fake, argv):
+    """tail -f opened while the reply is still empty shows it as it streams."""
+    fake.script("hold", hold_after=[0, 2], pieces=["alpha\n", "beta\n", "gamma\n", "delta\n"])
+    send(ctx, "hello\n")
+    fake.wait_held(0)
+    p = mount.spawn(argv + [str(ctx / "output")])
+    out = PipeReader(p.stdout)
+    time.sleep(0.3)
+    fake.release()
+    out.wait_text("alpha\nbeta\n", 5)
+    call = fake.wait_held(0)
+    assert not call.completed and out.text == "alpha\nbeta\n"
+    fake.release()
+    out.wait_text("alpha\nbeta\ngamma\ndelta\n", 10)
+
+
+@pytest.mark.parametrize("argv,want", [(["tail", "-n", "2"], "gamma\ndelta\n"),
+                                       (["tail", "-c", "6"], "delta\n"),
+                                       (["head", "-n", "1"], "alpha\n")])
+def test_tail_without_follow_waits_for_the_reply(mount, ctx, fake, argv, want):
+    """Only a following tail is shown an empty reply as empty: plain tail (and
+    head) read the reply once it is there."""
+    fake.script("hold", hold_after=[0], pieces=["alpha\n", "beta\n", "gamma\n", "delta\n"])
+    send(ctx, "hello\n")
+    fake.wait_held(0)
+    p = mount.spawn(argv + [str(ctx / "output")])
+    time.sleep(0.5)
+    assert p.poll() is None, "%s returned before the reply began" % argv[0]
+    fake.release()
+    out, _ = p.communicate(timeout=10)
+    assert p.returncode == 0
+    assert out.decode() == want
+
+
 def test_thinking_is_not_in_output(ctx, fake):
     fake.script("thinking", thinking="SECRET-THOUGHTS about the answer")
     send(ctx, "hello\n")
