@@ -161,6 +161,12 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	fuse_reply_err(req, -r);
 }
 
+/* The files an editor saves: input and the settings. */
+static bool editable(int kind)
+{
+	return kind == K_INPUT || kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG;
+}
+
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
 {
@@ -174,8 +180,8 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		r = store_rename(fs->st, name, newname);
 	else if (kind != nkind || ctx != nctx)
 		r = -EXDEV;
-	else if (kind == K_DIR && fs_fixed_kind(name) == K_INPUT)
-		r = 0;  /* Emacs backs up by renaming input to input~: keep input */
+	else if (kind == K_DIR && editable(fs_fixed_kind(name)))
+		r = 0;  /* Emacs backs up by renaming NAME to NAME~: keep NAME */
 	else
 		r = -EACCES;
 	/* Onto an existing context: EEXIST, the contract's answer for a taken name

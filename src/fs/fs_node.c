@@ -4,8 +4,8 @@
  * Errno choices (CONTRACT §2, §4): a name that is not allowed is EINVAL (too
  * long: ENAMETOOLONG); any other new file is EACCES unless it is an editor's
  * scratch file; unlink of a fixed file is accepted and changes nothing, so that
- * `rm -r` reaches rmdir; rename of `input` to anything (Emacs's backup) is
- * likewise accepted and changes nothing.
+ * `rm -r` reaches rmdir; rename of `input`, `system`, `model` or `config` to
+ * anything (Emacs's backup) is likewise accepted and changes nothing.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -47,12 +47,11 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 	fuse_reply_err(req, ENOTSUP);
 }
 
+/* Listing too: tools that copy attributes (cp -a, vim's backups) take ENOTSUP
+ * as "this file system has none", exactly as on a file system without xattrs. */
 static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	if (size == 0)
-		fuse_reply_xattr(req, 0);  /* no attributes */
-	else
-		fuse_reply_buf(req, NULL, 0);
+	fuse_reply_err(req, ENOTSUP);
 }
 
 static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

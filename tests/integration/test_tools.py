@@ -1,6 +1,8 @@
 """CONTRACT §4: plain tools and editors on a real mount (outside /tmp)."""
 
+import errno
 import json
+import os
 import re
 import threading
 
@@ -229,6 +231,69 @@ def test_emacs_batch_saves_one_message(ctx, fake, tool_env):
     assert not EDITOR_ERRORS.search(r.err), r
     assert output(ctx) == reply_for("hello from batch")
     sentinel_check(fake, ctx, ["hello from batch"])
+
+
+@pytest.mark.parametrize("name,text,check", [
+    ("system", "You answer in haiku.", lambda call: call.system == "You answer in haiku."),
+    ("config", "max_tokens = 77", lambda call: call.max_tokens == 77),
+    ("model", "claude-haiku-4-5", lambda call: call.model == "claude-haiku-4-5"),
+])
+def test_emacs_batch_edits_settings(ctx, fake, tool_env, name, text, check):
+    """Emacs replaces the whole setting (its backup rename included) on save."""
+    which_or_fail("emacs")
+    r = run(["emacs", "-Q", "--batch", "--eval",
+             '(progn (find-file "%s") (erase-buffer) (insert "%s") (save-buffer))'
+             % (name, text)], cwd=str(ctx), env=tool_env, timeout=30)
+    assert r.rc == 0, r
+    assert not EDITOR_ERRORS.search(r.err), r
+    assert text in read_file(ctx / name).splitlines()
+    assert not [n for n in os.listdir(ctx) if n.endswith("~") or n.startswith("#")]
+    send(ctx, "hello\n")
+    assert output(ctx) == reply_for("hello")
+    assert check(fake.calls[0]), fake.calls[0]
+
+
+@pytest.mark.allow_errors()
+def test_emacs_batch_invalid_config_fails_and_changes_nothing(ctx, fake, tool_env):
+    which_or_fail("emacs")
+    before = read_file(ctx / "config")
+    r = run(["emacs", "-Q", "--batch", "--eval",
+             '(progn (find-file "config") (erase-buffer) (insert "max_tokens = lots")'
+             ' (save-buffer))'], cwd=str(ctx), env=tool_env, timeout=30)
+    assert r.rc != 0, r
+    assert read_file(ctx / "config") == before
+
+
+def test_copy_file_range_on_output_falls_back(ctx, fake, tmp_path):
+    """A copy offload from `output` is refused with EINVAL (so tools read and
+    write instead); it never copies part of a reply that is still streaming."""
+    fake.script("hold", hold_after=[1], pieces=["one ", "two ", "three"])
+    send(ctx, "hello\n")
+    fake.wait_held(0)
+    src = os.open(ctx / "output", os.O_RDONLY)
+    dst = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT, 0o600)
+    other = ctx.parent / "cfr-target"
+    other.mkdir()
+    tgt = os.open(other / "input", os.O_WRONLY)
+    try:
+        for out in (dst, tgt):
+            with pytest.raises(OSError) as ei:
+                os.copy_file_range(src, out, 1 << 20)
+            assert ei.value.errno in (errno.EINVAL, errno.EXDEV), ei.value
+        fake.release()
+        got = b""  # reads still work on the same descriptor
+        while True:
+            b = os.read(src, 1 << 20)
+            if not b:
+                break
+            got += b
+        assert got == b"one two three"
+    finally:
+        for fd in (src, dst, tgt):
+            os.close(fd)
+    assert output(ctx) == "one two three"
+    assert os.path.getsize(tmp_path / "copy") == 0
+    assert len(fake.calls) == 1  # nothing reached the other context
 
 
 @pytest.mark.parametrize("name,text", [("model", "claude-haiku-4-5"),
