@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import re
+import shutil
 
 import pytest
 
@@ -149,6 +150,10 @@ def test_torn_journal_tail_is_survived(mount, fake):
     assert contexts(mount) == ["c"]
     hj = json.loads(read_file(c / "history.json"))
     assert [m["role"] for m in hj["messages"]] == ["user", "assistant"]
+    # reported where the user looks, and the daemon keeps working
+    recovered = status(c).get("journal_recovered", "")
+    assert re.match(r"0 corrupt record\(s\) skipped, [1-9]\d* torn byte\(s\) truncated$",
+                    recovered), status(c).text
     send(c, "still works\n")
     assert output(c) == reply_for("still works")
     assert fake.calls[-1].n_messages == 3
@@ -176,6 +181,10 @@ def test_corrupt_last_record_keeps_the_rest(mount, fake):
     mount.start()
     assert contexts(mount) == ["c", "d"]
     assert output(d) == reply_for("other context")
+    # (a bad last record cannot be told from a torn write: either is reported)
+    assert re.match(r"\d+ corrupt record\(s\) skipped, \d+ torn byte\(s\) truncated$",
+                    status(c).get("journal_recovered", "")), status(c).text
+    assert status(d).get("journal_recovered") is None, status(d).text
     hj = json.loads(read_file(c / "history.json"))
     texts = [content_text(m["content"]).strip() for m in hj["messages"]]
     assert texts[:2] == ["first exchange", reply_for("first exchange")]
@@ -183,3 +192,40 @@ def test_corrupt_last_record_keeps_the_rest(mount, fake):
     send(c, "third\n")
     assert output(c) == reply_for("third")
     assert fake.calls[-1].roles[0] == "user"
+
+
+def daemon_rchar(mount):
+    with open("/proc/%d/io" % mount.proc.pid) as f:
+        return int(next(ln for ln in f if ln.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.mcpfs_timeout(240)
+def test_contexts_load_lazily(mount, fake):
+    """Listing (and stat of every context) reads no journal: 3,000 contexts of
+    ~1 KB journals, and the daemon reads a small fraction of one per context."""
+    c = mount.ctx("seed")
+    send(c, "a journal to copy " + "x" * 600 + "\n")
+    assert output(c).startswith("reply to:")
+    assert mount.stop() == 0
+    roots = [p.parent for p in mount.state.rglob("*") if p.is_file() and b"a journal to copy"
+             in p.read_bytes()]
+    assert len(roots) == 1, roots
+    ctxdir = roots[0]
+    journal_bytes = sum(p.stat().st_size for p in ctxdir.rglob("*") if p.is_file())
+    assert journal_bytes > 600
+    n = 3000
+    for i in range(n):
+        shutil.copytree(ctxdir, ctxdir.parent / ("%s-%04d" % (ctxdir.name, i)))
+    mount.start()
+    before = daemon_rchar(mount)
+    names = os.listdir(mount.path)
+    assert len([x for x in names if not x.startswith(".")]) == n + 1
+    for x in names[:500]:
+        os.stat(mount.path / x)
+    read = daemon_rchar(mount) - before
+    assert read < (n * journal_bytes) // 20, "listing read %d bytes of %d journals of %d bytes" \
+        % (read, n, journal_bytes)
+    # first use of one context loads it
+    one = sorted(x for x in names if not x.startswith("."))[7]
+    text = read_file(mount.path / one / "transcript")
+    assert text.startswith("--- user (turn 1, ") and "a journal to copy xxx" in text

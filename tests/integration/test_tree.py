@@ -274,3 +274,27 @@ def test_stat_reports_current_output_size(ctx, fake):
     wait_for(lambda: os.stat(ctx / "output").st_size == len("alpha beta gamma delta"), 5,
              what="st_size of the whole reply")
     assert output(ctx) == "alpha beta gamma delta"
+
+
+def as_nobody(*argv):
+    return run(["runuser", "-u", "nobody", "--"] + list(argv))
+
+
+@pytest.mark.parametrize("allow_other", [False, True], ids=["private", "allow_other"])
+def test_mount_is_private_unless_allow_other(mount_factory, fake, allow_other):
+    """CONTRACT §2: only the mounting user sees the mount, unless -o allow_other."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    mt = mount_factory(args=["-o", "allow_other"] if allow_other else [])
+    c = mt.ctx("c")
+    send(c, "mine\n")
+    assert output(c) == reply_for("mine")
+    os.chmod(mt.path.parent, 0o755)  # the way to the mount point is open to all
+    r = as_nobody("cat", str(c / "output"))
+    if allow_other:
+        assert r.rc == 0 and r.out == reply_for("mine"), r
+    else:
+        assert r.rc != 0 and "Permission denied" in r.err, r
+        assert as_nobody("ls", str(mt.path)).rc != 0
+        assert as_nobody("mkdir", str(mt.path / "theirs")).rc != 0
+        assert sorted(os.listdir(mt.path)) == [".config", ".status", "c"]

@@ -285,6 +285,33 @@ def test_signal_ends_blocked_cat_at_once(mount, ctx, fake, sig):
     assert elapsed < 0.5, "cat took %.2fs to die" % elapsed
 
 
+@pytest.mark.mcpfs_timeout(120)
+def test_waiting_readers_hold_no_worker_thread(mount, fake):
+    """More blocked `cat output` than libfuse has workers (32): the mount still
+    answers everything else, and every reader gets its whole reply."""
+    n = 48
+    fake.set_default("hold", hold_after=1)
+    ctxs = [mount.ctx("r%02d" % i) for i in range(n)]
+    for i, c in enumerate(ctxs):
+        send(c, "reader %d\n" % i)
+    fake.wait_calls(n)
+    cats = [mount.spawn(["cat", str(c / "output")]) for c in ctxs]
+    for p in cats:
+        wait_for(lambda: blocked_in_read(p.pid), 10, what="cat to block in read")
+    threads = len(os.listdir("/proc/%d/task" % mount.proc.pid))
+    assert threads < n, "%d daemon threads for %d waiting readers" % (threads, n)
+    # the mount is not starved: metadata, another context's whole turn
+    assert len(os.listdir(mount.path)) >= n
+    other = mount.ctx("other")
+    fake.set_default("normal")
+    send(other, "not starved\n")
+    assert output(other, timeout=10) == reply_for("not starved")
+    fake.release()
+    for i, p in enumerate(cats):
+        out, _ = p.communicate(timeout=20)
+        assert p.returncode == 0 and out.decode() == reply_for("reader %d" % i)
+
+
 def test_cat_streams_and_blocks_until_complete(mount, ctx, fake):
     fake.script("hold", hold_after=[2], pieces=["first ", "second ", "third"])
     send(ctx, "hello\n")
