@@ -57,8 +57,8 @@ int64_t prune_peek(const struct prune_index *p, int64_t fixed_raw, int64_t budge
 int64_t prune_tokens(const struct prune_index *p, int64_t raw);
 
 /* Learns from a call: raw_sent is the raw estimate of what was sent, api_tokens
- * what the API counted (input + cache creation + cache read).  Moving average,
- * clamped to [0.2, 5]. */
+ * what the API counted (input + cache creation + cache read).  A higher ratio is
+ * taken at once, a lower one averaged in; clamped to [0.2, 5]. */
 void prune_calibrate(struct prune_index *p, int64_t raw_sent, int64_t api_tokens);
 
 #endif

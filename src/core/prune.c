@@ -15,9 +15,12 @@
 
 #define PRUNE_RATIO_MIN 0.2
 #define PRUNE_RATIO_MAX 5.0
-/* Weight of the newest call in the ratio's moving average: heavy enough that
- * the pessimistic start (1.0) gives way within a few calls, light enough that
- * one odd call (a reply full of code, a huge cached prefix) does not swing it. */
+/* Weight of the newest call in the ratio's moving average when the API counted
+ * fewer tokens than the ratio says: heavy enough that the pessimistic start
+ * (1.0) gives way within a few calls, light enough that one odd call does not
+ * swing it.  A call that counted more is adopted at once: an average that
+ * approached a denser tokenizer from below would keep every call just over the
+ * budget. */
 #define PRUNE_RATIO_WEIGHT 0.5
 /* Per-message overhead of the estimate: role and framing tokens. */
 #define PRUNE_MESSAGE_OVERHEAD 4
@@ -153,5 +156,9 @@ void prune_calibrate(struct prune_index *p, int64_t raw_sent, int64_t api_tokens
 	/* Clamp the sample as well as the result, so one absurd report cannot
 	 * drag the average far. */
 	seen = clamp_ratio(seen);
-	p->ratio = clamp_ratio(PRUNE_RATIO_WEIGHT * seen + (1 - PRUNE_RATIO_WEIGHT) * p->ratio);
+	if (seen >= p->ratio)
+		p->ratio = seen;
+	else
+		p->ratio = clamp_ratio(PRUNE_RATIO_WEIGHT * seen +
+				       (1 - PRUNE_RATIO_WEIGHT) * p->ratio);
 }

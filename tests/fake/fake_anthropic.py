@@ -94,6 +94,8 @@ Options:
   headers          extra response headers (dict)
   stop_reason      default "end_turn"
   input_tokens, output_tokens   override the usage numbers
+  input_tokens_scale  report input tokens as the estimate times this (a tokenizer
+                   that counts more, or fewer, tokens than bytes // 4); no cache
   usage_in_delta   message_delta usage repeats input/cache counts (default True)
   model            model echoed in message_start (default: the request's)
   stamp            prefix every text delta with "@<CLOCK_MONOTONIC ns> " taken just
@@ -171,7 +173,7 @@ OPTIONS = {
     "disconnect_mode", "status", "retry_after", "retry_after_ms", "should_retry",
     "body", "content_type", "close", "drop", "headers", "stop_reason", "input_tokens",
     "output_tokens", "usage_in_delta", "model", "request_id", "inject_after", "inject",
-    "stamp", "cache", "cache_min_tokens", "cache_ttl",
+    "stamp", "cache", "cache_min_tokens", "cache_ttl", "input_tokens_scale",
 }
 
 ERROR_TYPES = {
@@ -841,7 +843,9 @@ class _Exchange:
         rec, b = self.rec, self.b
         itok = b.get("input_tokens")
         self.cache_creation = self.cache_read = 0
-        if itok is None:
+        if itok is None and b.get("input_tokens_scale") is not None:
+            itok = int(estimate_input_tokens(self.body) * float(b["input_tokens_scale"]))
+        elif itok is None:
             itok = estimate_input_tokens(self.body)
             if b.get("cache", True):
                 itok, self.cache_creation, self.cache_read = self.fake.prompt_cache.usage(

@@ -262,6 +262,36 @@ def test_pruning_sends_only_what_fits(ctx, fake):
         assert "message %d: " % i in t
 
 
+def test_pruning_is_calibrated_by_the_tokens_the_api_counts(mount, fake):
+    """CONTRACT §5: the estimate is corrected with the input_tokens the API
+    reports.  Two contexts get the same conversation; for one the API counts
+    three times the tokens (a denser tokenizer).  That one must keep fewer
+    exchanges, and keep what it sends within the budget by the API's count."""
+    budget, n = 6000, 12
+    sent = {}
+    for name, scale in (("light", 1.0), ("dense", 3.0)):
+        c = mount.ctx(name)
+        write_file(c / "config", "budget_tokens = %d\nprompt_cache = off\n" % budget)
+        fake.set_default("normal", input_tokens_scale=scale)
+        first = len(fake.calls)
+        for i in range(1, n + 1):
+            msg = long_message(i, 1600)
+            send(c, msg + "\n")
+            assert output(c) == reply_for(msg)
+        calls = fake.calls[first:]
+        sent[name] = calls
+        for call in calls:
+            assert call.roles[0] == "user"
+            assert all(a != b for a, b in zip(call.roles, call.roles[1:])), call.roles
+    light, dense = sent["light"][-1], sent["dense"][-1]
+    assert dense.n_messages < light.n_messages, (dense.n_messages, light.n_messages)
+    # Once calibrated (the first calls teach it), what is sent fits the budget
+    # as the API counts it.
+    for call in sent["dense"][4:]:
+        assert call.input_tokens <= budget, [c.input_tokens for c in sent["dense"]]
+    assert light.input_tokens > budget // 2  # the light one really uses its budget
+
+
 def test_message_alone_over_budget_fails_without_a_call(ctx, fake):
     write_file(ctx / "config", "budget_tokens = 2000\n")
     send(ctx, long_message(1, 12000) + "\n")

@@ -212,9 +212,15 @@ static void test_calibrate(void)
 	prune_calibrate(&p, 100, 0);
 	prune_calibrate(&p, -5, 10);
 	CHECK(dist(p.ratio, 0.625) < 1e-12);
-	/* A sample is clamped before it is averaged: 1000x counts as 5. */
+	/* A sample is clamped: 1000x counts as 5; and a rise is taken at once. */
 	prune_calibrate(&p, 100, 100000);
-	CHECK(dist(p.ratio, 2.8125) < 1e-12);
+	CHECK(dist(p.ratio, 5.0) < 1e-12);
+	prune_calibrate(&p, 100, 100);  /* a fall is averaged: (1 + 5) / 2 */
+	CHECK(dist(p.ratio, 3.0) < 1e-12);
+	prune_calibrate(&p, 100, 200);  /* (2 + 3) / 2 */
+	CHECK(dist(p.ratio, 2.5) < 1e-12);
+	prune_calibrate(&p, 100, 400);  /* a denser tokenizer than thought: at once */
+	CHECK(dist(p.ratio, 4.0) < 1e-12);
 	for (int i = 0; i < 100; i++)
 		prune_calibrate(&p, 1, INT64_MAX);
 	CHECK(p.ratio <= 5.0);
