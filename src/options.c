@@ -58,12 +58,17 @@ static const struct cli_option cli_options[] = {
 };
 #define N_OPTIONS (sizeof(cli_options) / sizeof(cli_options[0]))
 
-/* fuse_opt templates: "--x=%s" and "--x %s" and "x=%s" for each row. */
-static struct fuse_opt templates[N_OPTIONS * 3 + 5];
-static char template_text[N_OPTIONS * 3][64];
+/* fuse_opt templates: "--x=%s" and "--x %s" and "x=%s" for each row; they
+ * only need to live while fuse_opt_parse runs. */
+struct templates {
+	struct fuse_opt opt[N_OPTIONS * 3 + 5];
+	char text[N_OPTIONS * 3][64];
+};
 
-static void build_templates(void)
+static void build_templates(struct templates *tp)
 {
+	struct fuse_opt *templates = tp->opt;
+	char(*template_text)[64] = tp->text;
 	size_t t = 0;
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct cli_option *c = &cli_options[i];
@@ -207,10 +212,11 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 
 int options_parse(struct fuse_args *args, struct options *o, char *why, size_t whylen)
 {
-	build_templates();
+	struct templates tp;
+	build_templates(&tp);
 	struct parse_state ps = {o, why, whylen, 0};
 	snprintf(why, whylen, "invalid command line");
-	if (fuse_opt_parse(args, &ps, templates, on_option) != 0)
+	if (fuse_opt_parse(args, &ps, tp.opt, on_option) != 0)
 		return ps.err ? ps.err : -EINVAL;
 	return 0;
 }
