@@ -30,9 +30,7 @@ def markdown_table_after(text, heading):
     return rows
 
 
-def test_readme_option_table_is_the_table(mcpfs_bin):
-    opts, keys = table_rows(mcpfs_bin)
-    readme = (REPO / "README.md").read_text()
+def check_readme_tables(readme, opts, keys):
     rows = markdown_table_after(readme, "\n## Options\n")
     assert rows[0] == ["option", "-o form (fstab)", "meaning", "default"]
     got = [tuple(r) for r in rows[1:]]
@@ -41,6 +39,11 @@ def test_readme_option_table_is_the_table(mcpfs_bin):
     rows = markdown_table_after(readme, "\n### Config keys")
     assert rows[0] == ["key", "default", "meaning"]
     assert [tuple(r) for r in rows[1:]] == keys
+
+
+def test_readme_option_table_is_the_table(mcpfs_bin):
+    opts, keys = table_rows(mcpfs_bin)
+    check_readme_tables((REPO / "README.md").read_text(), opts, keys)
 
 
 def test_help_lists_every_option_and_key(mcpfs_bin):
@@ -83,8 +86,16 @@ def test_drift_is_caught(mcpfs_bin):
     with pytest.raises(AssertionError):
         check_man_page(text, opts[:-1], keys)
     readme = (REPO / "README.md").read_text()
-    rows = markdown_table_after(readme, "\n## Options\n")
-    assert [tuple(r) for r in rows[1:]] != changed
+    check_readme_tables(readme, opts, keys)
+    # one option's help text edited in README alone, and one key row dropped
+    row = next(ln for ln in readme.splitlines() if ln.startswith("| `%s" % opts[1][0]))
+    edited = readme.replace(row, row[:-2] + " (edited) |", 1)
+    assert edited != readme
+    with pytest.raises(AssertionError):
+        check_readme_tables(edited, opts, keys)
+    key_line = next(ln for ln in readme.splitlines() if ln.startswith("| `%s`" % keys[0][0]))
+    with pytest.raises(AssertionError):
+        check_readme_tables(readme.replace(key_line + "\n", "", 1), opts, keys)
 
 
 def test_options_table_formats(mcpfs_bin):
