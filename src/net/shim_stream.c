@@ -15,7 +15,10 @@
  * SHIM_HEARTBEAT_MS while idle: the timer thread resumes them for it, and a
  * write to a vanished client fails, libmicrohttpd closes the connection and
  * on_stream_free releases the turn.  Plain-text streams cannot carry a
- * heartbeat; they end with their turn (whose own idle timeout bounds that).
+ * heartbeat, so the timer looks at their sockets instead: a client that closed
+ * its end (recv with MSG_PEEK sees end-of-file or a reset) has its stream ended
+ * within a tick.  (A client that half-closes after its request and still reads
+ * would be ended too; HTTP clients do not do that.)
  *
  * SSE: `delta` {"text"} for each piece of text (never splitting a UTF-8
  * character), then `done` {"stop_reason","usage"} or `error` {"type","message"}.
@@ -26,6 +29,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "mcpfs/clock.h"
@@ -54,6 +58,7 @@ struct shim_stream {
 	bool ended;			 /* the final event is in out */
 	int64_t last_write_ms;		 /* monotonic; written only while not suspended */
 	bool suspended;			 /* under sh->lock */
+	bool gone;			 /* its client closed the connection; under sh->lock */
 	struct shim_stream *prev, *next; /* sh->streams; under sh->lock */
 };
 
@@ -72,7 +77,7 @@ static ssize_t text_next(struct shim_stream *s, char *dst, size_t max)
 	if (!s->turn)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	pthread_mutex_lock(&s->sh->lock);
-	ssize_t n = turn_read(s->sh->st, s->turn, s->off, dst, max);
+	ssize_t n = s->gone ? -ECONNRESET : turn_read(s->sh->st, s->turn, s->off, dst, max);
 	if (n == -EAGAIN) {
 		ssize_t p = park_locked(s);
 		pthread_mutex_unlock(&s->sh->lock);
@@ -295,15 +300,35 @@ void shim_stream_on_change(void *data, uint64_t ctx, unsigned what)
 	pthread_mutex_unlock(&sh->lock);
 }
 
+/* Under sh->lock, for a suspended stream (libmicrohttpd leaves its socket
+ * alone meanwhile): has the client closed its end? */
+static bool client_gone(struct shim_stream *s)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char b;
+	if (!ci)
+		return false;
+	ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 void *shim_timer_run(void *arg)
 {
 	struct shim *sh = arg;
 	pthread_mutex_lock(&sh->lock);
 	while (!sh->stopping) {
 		int64_t now = clock_mono_ms();
-		for (struct shim_stream *s = sh->streams; s; s = s->next)
-			if (s->suspended && s->sse && now - s->last_write_ms >= SHIM_HEARTBEAT_MS)
+		for (struct shim_stream *s = sh->streams; s; s = s->next) {
+			if (!s->suspended)
+				continue;
+			if (s->sse && now - s->last_write_ms >= SHIM_HEARTBEAT_MS)
 				wake_locked(s);
+			else if (!s->sse && client_gone(s)) {
+				s->gone = true;
+				wake_locked(s);
+			}
+		}
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += TIMER_TICK_MS / 1000;

@@ -5,6 +5,7 @@ daemon stops cleanly with streams open."""
 
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -268,6 +269,28 @@ def test_heartbeat_and_gone_client(shim, fake):
     fake.release()
     assert stay.wait_done().text() == reply_for("wait")
     assert stay.final()[0] == "done"
+
+
+@pytest.mark.mcpfs_args("-d")
+def test_plain_text_client_that_left_is_released(shim, fake):
+    """A text/plain stream carries no heartbeat; its client's socket is watched
+    instead, so one that closed is noticed within seconds, not at the reply's end."""
+    shim.api.create("pt")
+    fake.script("hold", hold_after=1, hold_timeout=60)
+    shim.api.send("pt", "wait")
+    fake.wait_held()
+    gone = SseClient(shim.port, "GET", "/v1/contexts/pt/output", sse=False)
+    stay = SseClient(shim.port, "GET", "/v1/contexts/pt/output", sse=False)
+    wait_for(lambda: gone.data and stay.data, what="both clients' first bytes")
+    released = re.compile(r"http: stream of context \d+ turn 1 closed after \d+ bytes$", re.M)
+    assert not released.search(shim.mount.log())
+    gone.close()
+    t0 = time.monotonic()
+    wait_for(lambda: released.search(shim.mount.log()), 10, what="the gone stream released")
+    assert time.monotonic() - t0 < 5
+    assert len(released.findall(shim.mount.log())) == 1  # the other one stays
+    fake.release()
+    assert stay.wait_done().data == reply_for("wait").encode()
 
 
 def test_stop_with_streams_open(shim_factory, fake):
