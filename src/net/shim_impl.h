@@ -99,6 +99,18 @@ size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq);
 /* Runs the routed request's handler. */
 enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct MHD_Connection *c);
 
+/* The resource a raw (undecoded) path names, as an index into the route table's
+ * resources, and its still-encoded name segment (*seg NULL when the path names
+ * none; else *seg points into url).  0, or -ENOENT for a path of no resource. */
+int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len);
+
+/* A request body as a JSON object (*ret, the caller's to delete) whose keys are
+ * all in keys (NULL-terminated); an empty body is {} when optional.  Refuses
+ * invalid UTF-8, "\u0000" anywhere, anything but one object, text after it and
+ * an unknown key: -EINVAL with why.  -ENOMEM.  Needs no connection. */
+int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
+		    struct cJSON **ret, char *why, size_t whylen);
+
 /* Decodes one percent-encoded path segment into out (a context name): refuses
  * bad escapes, a decoded '/' or NUL, "." and "..", and what store_name_check
  * refuses.  0, -EINVAL, -ENAMETOOLONG, with why. */

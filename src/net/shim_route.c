@@ -59,8 +59,7 @@ static const struct shim_route routes[] = {
 
 /* --- paths and names ------------------------------------------------------- */
 
-/* The resource a raw path names, and its (still encoded) name segment. */
-static int path_parse(const char *url, enum resource *res, const char **seg, size_t *seg_len)
+int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len)
 {
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
@@ -79,7 +78,7 @@ static int path_parse(const char *url, enum resource *res, const char **seg, siz
 	for (int r = R_CONTEXT; r <= R_CANCEL; r++) {
 		if (r == R_CONTEXT ? sub != NULL : !sub || strcmp(sub, sub_path[r]) != 0)
 			continue;
-		*res = (enum resource)r;
+		*res = r;
 		*seg = s;
 		*seg_len = n;
 		return 0;
@@ -143,11 +142,11 @@ int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char
 	return r;
 }
 
-static void allow_list(enum resource res, char *out, size_t outlen)
+static void allow_list(int res, char *out, size_t outlen)
 {
 	out[0] = '\0';
 	for (size_t i = 0; i < N_ROUTES; i++)
-		if (routes[i].res == res) {
+		if ((int)routes[i].res == res) {
 			size_t used = strlen(out);
 			snprintf(out + used, outlen - used, "%s%s", used ? ", " : "",
 				 routes[i].method);
@@ -157,16 +156,16 @@ static void allow_list(enum resource res, char *out, size_t outlen)
 enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct MHD_Connection *c,
 				const char *url, const char *method, bool *refused)
 {
-	enum resource res;
+	int res;
 	const char *seg;
 	size_t seg_len;
 	char why[256];
 	*refused = true;
-	if (path_parse(url, &res, &seg, &seg_len) < 0)
+	if (shim_path_parse(url, &res, &seg, &seg_len) < 0)
 		return shim_reply_error(c, MHD_HTTP_NOT_FOUND,
 					"no such resource (see doc/http-api.md)");
 	for (size_t i = 0; i < N_ROUTES && !rq->route; i++)
-		if (routes[i].res == res && !strcmp(routes[i].method, method))
+		if ((int)routes[i].res == res && !strcmp(routes[i].method, method))
 			rq->route = &routes[i];
 	if (!rq->route) {
 		char allow[ALLOW_MAX];
@@ -233,17 +232,16 @@ static bool key_known(const char *key, const char *const *keys)
 	return false;
 }
 
-/* The body as a JSON object with only the given keys; an empty body is {} when
- * optional.  NULL when refused, with the 400 queued in *ret. */
-static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, bool optional,
-			  const char *const *keys, enum MHD_Result *ret)
+int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
+		    cJSON **ret, char *why, size_t whylen)
 {
-	const char *s = rq->body.data ? rq->body.data : "";
-	size_t n = rq->body.len;
 	const char *problem = NULL, *end = NULL;
 	cJSON *o = NULL;
-	if (n == 0 && optional)
-		return cJSON_CreateObject();
+	*ret = NULL;
+	if (n == 0 && optional) {
+		*ret = cJSON_CreateObject();
+		return *ret ? 0 : -ENOMEM;
+	}
 	if (!utf8_valid(s, n))
 		problem = "the body is not valid UTF-8";
 	else if (json_has_nul(s, n))
@@ -256,16 +254,32 @@ static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, boo
 		problem = "the body has text after its JSON object";
 	for (cJSON *k = o && !problem ? o->child : NULL; k && !problem; k = k->next)
 		if (!key_known(k->string, keys)) {
-			*ret = shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "unknown key '%.64s'",
-						k->string);
+			snprintf(why, whylen, "unknown key '%.64s'", k->string);
 			cJSON_Delete(o);
-			return NULL;
+			return -EINVAL;
 		}
 	if (problem) {
 		cJSON_Delete(o);
-		*ret = shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", problem);
-		return NULL;
+		snprintf(why, whylen, "%s", problem);
+		return -EINVAL;
 	}
+	*ret = o;
+	return 0;
+}
+
+/* The body as a JSON object with only the given keys; an empty body is {} when
+ * optional.  NULL when refused, with the 400 queued in *ret. */
+static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, bool optional,
+			  const char *const *keys, enum MHD_Result *ret)
+{
+	char why[128];
+	cJSON *o;
+	int r = shim_body_parse(rq->body.data ? rq->body.data : "", rq->body.len, optional, keys,
+				&o, why, sizeof(why));
+	if (r == -ENOMEM)
+		*ret = MHD_NO;
+	else if (r < 0)
+		*ret = shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	return o;
 }
 

@@ -251,8 +251,37 @@ def seeds_shim():
     write("shim", "small-buffer", b"\xf0" + b"abcdefghijklmnop%41")
 
 
+# --- http: selector byte (even: a path; odd: a body, bits 1-2 pick keys and optional)
+
+
+def seeds_http():
+    paths = {
+        "health": "/v1/health", "contexts": "/v1/contexts", "context": "/v1/contexts/demo",
+        "messages": "/v1/contexts/demo/messages", "output": "/v1/contexts/d%C3%A9mo/output",
+        "history": "/v1/contexts/a%2Fb/history", "transcript": "/v1/contexts/x/transcript",
+        "cancel": "/v1/contexts/x/cancel", "unknown-sub": "/v1/contexts/x/nope",
+        "empty-name": "/v1/contexts//output", "trailing-slash": "/v1/contexts/x/",
+        "dotdot": "/v1/contexts/%2e%2e/output", "prefix-only": "/v1/contexts/",
+        "other": "/v2/health", "query": "/v1/health?x=1", "deep": "/v1/contexts/x/output/y",
+    }
+    for name, path in paths.items():
+        write("http", "path-" + name, b"\x00" + path.encode())
+    bodies = {
+        "message": (1, b'{"content":"hello"}'),
+        "create": (3, b'{"name":"n","system":"s","model":"m","config":{"max_tokens":5}}'),
+        "empty-optional": (7, b""), "empty-required": (1, b""),
+        "unknown-key": (1, b'{"content":"x","extra":1}'), "array": (1, b"[1]"),
+        "trailing": (1, b'{"content":"x"} x'), "trailing-space": (1, b'{"content":"x"}\r\n'),
+        "nul": (1, b'{"content":"a\\u0000b"}'), "bad-utf8": (1, b'{"content":"\xc3\x28"}'),
+        "escapes": (1, b'{"content":"\\ud83d\\ude00 \\n \\\\u0000"}'),
+        "no-keys": (5, b"{}"), "no-keys-extra": (5, b'{"a":1}'),
+    }
+    for name, (sel, body) in bodies.items():
+        write("http", "body-" + name, bytes([sel]) + body)
+
+
 def main():
-    for seeds in (seeds_sse, seeds_wire, seeds_journal, seeds_settings, seeds_shim):
+    for seeds in (seeds_sse, seeds_wire, seeds_journal, seeds_settings, seeds_shim, seeds_http):
         seeds()
     return 0
 
