@@ -216,7 +216,7 @@ int context_reject(struct store *s, uint64_t id, const char *why);
 int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
 		 char *why, size_t whylen);
 
-/* ctl commands.  cancel: ends the call in flight and drops queued turns;
+/* ctl commands.  cancel: ends the call in flight (queued turns are then sent);
  * returns 1 when something was cancelled, 0 when nothing was.  retry: sends the
  * newest turn's message again when that turn failed; -EINVAL otherwise.
  * clear: cancels everything and starts an empty history (the transcript keeps

@@ -205,7 +205,17 @@ int context_cancel(struct store *s, uint64_t id)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_stop_all(s, c, "cancelled by the user", &n) : -ENOENT;
+	int r = c ? 0 : -ENOENT;
+	if (c && c->active) {
+		/* Only the call in flight: messages queued behind it are sent next,
+		 * in order (CONTRACT §3.4: nothing queued is dropped). */
+		struct api_error e;
+		api_error_clear(&e);
+		api_error_set(&e, "cancelled", "cancelled by the user");
+		turn_end(s, c->active, TURN_FAILED, &e, &n);
+		context_pump(s, c, &n);
+		r = 1;
+	}
 	store_unlock_notify(s, &n);
 	return r;
 }

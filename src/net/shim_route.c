@@ -528,9 +528,7 @@ static enum MHD_Result shim_post_cancel(struct shim *sh, struct shim_request *rq
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
 	if (r == 0)
-		return shim_reply_error(c, MHD_HTTP_CONFLICT,
-					"nothing to cancel: no call is in "
-					"flight or queued");
+		return shim_reply_error(c, MHD_HTTP_CONFLICT, "nothing to cancel: no call is in flight");
 	cJSON *res = cJSON_CreateObject();
 	if (res && !cJSON_AddTrueToObject(res, "cancelled")) {
 		cJSON_Delete(res);

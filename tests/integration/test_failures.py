@@ -8,8 +8,8 @@ import re
 import pytest
 
 from mcpfs_testlib import (
-    Reader, content_text, output, read_file, read_partial, reply_for, run, send, wait_for,
-    wait_status, write_file,
+    Reader, content_text, output, read_file, read_partial, reply_for, run, send, status,
+    wait_for, wait_status, write_file,
 )
 
 # Every test here makes calls fail on purpose; the daemon may log them as errors.
@@ -183,6 +183,31 @@ def test_ctl_cancel_during_stream(ctx, fake):
     fake.wait_until(lambda: call.closed_by_client, 10, "the daemon to close the call")
     assert_failed_read(ctx, call.text_sent)
     assert len(fake.calls) == 1
+
+
+def test_ctl_cancel_ends_only_the_call_in_flight(ctx, fake):
+    """CONTRACT §3.4: queued messages are never dropped; cancel ends the call in
+    flight, and the messages queued behind it go next, in order."""
+    fake.script("hold", hold_after=1)
+    send(ctx, "first\n")
+    call = fake.wait_held(0)
+    first = Reader(ctx / "output")
+    send(ctx, "second\n")
+    send(ctx, "third\n")
+    assert status(ctx).get("queued") == "2", status(ctx).text
+    r = run("echo cancel > '%s/ctl'" % ctx)
+    assert r.rc == 0, r
+    first.finish(10)
+    assert first.error is not None and first.error.errno == errno.EIO
+    assert output(ctx, timeout=20) == reply_for("third")
+    calls = fake.wait_calls(3, done=True)
+    assert [c.last_user_text.strip() for c in calls] == ["first", "second", "third"]
+    # the cancelled exchange is not history; the others are
+    assert calls[2].user_texts[:-1] == ["second\n"] and calls[2].n_messages == 3
+    t = read_file(ctx / "transcript")
+    assert re.search(r"turn 1, failed: cancelled", t), t
+    assert wait_status(ctx, "idle")
+    assert call.closed_by_client
 
 
 def test_next_message_after_failed_turn_is_sent(ctx, fake):

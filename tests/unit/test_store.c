@@ -1106,33 +1106,47 @@ static void test_cancel(void)
 	CHECK_EQ_INT(context_cancel(e.s, 9999), -ENOENT);
 	say(&e, id, "one");
 	uint64_t call = last_call(&e);
-	say(&e, id, "two"); /* queued: dropped by the cancel too */
+	say(&e, id, "two"); /* queued: sent once the cancelled call has ended */
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "abc"), 0);
-	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
+	CHECK_EQ_INT(context_output(e.s, id, &t), 0); /* the newest: turn 2 */
 	CHECK_EQ_INT(context_cancel(e.s, id), 1);
 	CHECK(fake_was_cancelled(&e.fake, call));
-	CHECK_EQ_INT(store_calls_in_flight(e.s), 0);
-	CHECK_EQ_INT(e.fake.n, 1); /* turn 2 was not started */
+	CHECK_EQ_INT(e.fake.n, 2); /* turn 2 went at once */
+	CHECK_EQ_INT(store_calls_in_flight(e.s), 1);
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
 	store_call_end(e.s, call, -ECANCELED, NULL); /* the transport's late report */
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- assistant (turn 1, failed: cancelled"));
+	const char *m2[] = {"two"}; /* the cancelled exchange is not history */
+	CHECK(sent(&e, 1, m2, 1));
+	reply(&e, last_call(&e), "ok", 0, 1);
+	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), 0);
+	CHECK_EQ_STR(buf, "ok");
+	turn_unref(e.s, t);
+	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
+	CHECK_EQ_INT(context_cancel(e.s, id), 0);
+
+	/* Cancelled with nothing queued: the turn fails, readers get EIO. */
+	say(&e, id, "three");
+	call = last_call(&e);
+	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
+	CHECK_EQ_INT(context_cancel(e.s, id), 1);
+	store_call_end(e.s, call, -ECANCELED, NULL);
 	struct turn_outcome oc;
 	turn_outcome(e.s, t, &oc);
 	CHECK_EQ_INT(oc.state, TURN_FAILED);
 	CHECK_EQ_STR(oc.error.type, "cancelled");
-	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EIO); /* turn 2: nothing, then EIO */
+	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EIO);
 	CHECK_EQ_STR(buf, "");
 	turn_unref(e.s, t);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
 	CHECK(has(st, "cancelled"));
-	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- assistant (turn 1, failed: cancelled"));
-	CHECK_EQ_INT(context_cancel(e.s, id), 0);
 
 	/* The next message goes, without the cancelled exchanges. */
-	say(&e, id, "three");
-	const char *m[] = {"three"};
-	CHECK(sent(&e, 1, m, 1));
+	say(&e, id, "four");
+	const char *m[] = {"two", "ok", "four"};
+	CHECK(sent(&e, 3, m, 3));
 	reply(&e, last_call(&e), "ok", 0, 1);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
 	env_done(&e);
