@@ -106,8 +106,9 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 
 /* A request body as a JSON object (*ret, the caller's to delete) whose keys are
  * all in keys (NULL-terminated); an empty body is {} when optional.  Refuses
- * invalid UTF-8, "\u0000" anywhere, anything but one object, text after it and
- * an unknown key: -EINVAL with why.  -ENOMEM.  Needs no connection. */
+ * invalid UTF-8, "\u0000" anywhere, anything but one object, text after it, an
+ * unknown key, a key given twice at any depth and an inner object of more than
+ * 256 keys: -EINVAL with why.  -ENOMEM.  Needs no connection. */
 int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
 		    struct cJSON **ret, char *why, size_t whylen);
 

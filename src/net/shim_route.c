@@ -224,12 +224,37 @@ static bool json_has_nul(const char *s, size_t n)
 	return false;
 }
 
-static bool key_known(const char *key, const char *const *keys)
+/* The index of key in keys, or -1. */
+static int key_index(const char *key, const char *const *keys)
 {
-	for (; *keys; keys++)
-		if (!strcmp(key, *keys))
-			return true;
-	return false;
+	for (int i = 0; keys[i]; i++)
+		if (!strcmp(key, keys[i]))
+			return i;
+	return -1;
+}
+
+/* A key given twice means different things to different parsers (cJSON's
+ * lookups take the first, most others the last): refused at every depth.  An
+ * object below the top may have at most SHIM_JSON_KEYS_MAX members, which
+ * bounds the pairwise comparison. */
+#define SHIM_JSON_KEYS_MAX 256
+static const char *json_key_problem(const cJSON *o, char *why, size_t whylen)
+{
+	int n = 0;
+	for (const cJSON *a = o ? o->child : NULL; a; a = a->next, n++) {
+		if (cJSON_IsObject(o) && n == SHIM_JSON_KEYS_MAX) {
+			snprintf(why, whylen, "an object has more than %d keys", SHIM_JSON_KEYS_MAX);
+			return why;
+		}
+		for (const cJSON *b = cJSON_IsObject(o) ? o->child : NULL; b && b != a; b = b->next)
+			if (!strcmp(a->string, b->string)) {
+				snprintf(why, whylen, "duplicate key '%.64s'", a->string);
+				return why;
+			}
+		if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && json_key_problem(a, why, whylen))
+			return why;
+	}
+	return NULL;
 }
 
 int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
@@ -252,12 +277,21 @@ int shim_body_parse(const char *s, size_t n, bool optional, const char *const *k
 		end++;
 	if (!problem && end != s + n)
 		problem = "the body has text after its JSON object";
-	for (cJSON *k = o && !problem ? o->child : NULL; k && !problem; k = k->next)
-		if (!key_known(k->string, keys)) {
-			snprintf(why, whylen, "unknown key '%.64s'", k->string);
+	unsigned seen = 0;
+	for (cJSON *k = o && !problem ? o->child : NULL; k && !problem; k = k->next) {
+		int i = key_index(k->string, keys);
+		if (i < 0 || seen & (1u << i)) {
+			snprintf(why, whylen, "%s key '%.64s'", i < 0 ? "unknown" : "duplicate",
+				 k->string);
 			cJSON_Delete(o);
 			return -EINVAL;
 		}
+		seen |= 1u << i;
+		if ((cJSON_IsObject(k) || cJSON_IsArray(k)) && json_key_problem(k, why, whylen)) {
+			cJSON_Delete(o);
+			return -EINVAL;
+		}
+	}
 	if (problem) {
 		cJSON_Delete(o);
 		snprintf(why, whylen, "%s", problem);

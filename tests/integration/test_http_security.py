@@ -211,10 +211,28 @@ def test_413_with_expect_100_continue(shim):
     assert r.out == "413", r
 
 
+def test_duplicate_keys_are_400(client, shim, fake):
+    """A key given twice means different things to different JSON parsers."""
+    shim.api.create("dup")
+    for path, method, body in [
+            ("/v1/contexts", "POST", b'{"name":"x","name":"y"}'),
+            ("/v1/contexts/dup", "PATCH", b'{"system":"a","system":"b"}'),
+            ("/v1/contexts/dup", "PATCH", b'{"config":{"max_tokens":5,"max_tokens":6}}'),
+            ("/v1/contexts/dup/messages", "POST", b'{"content":"a","content":"b"}')]:
+        r = client.request(method, path, body, headers={"Content-Type": "application/json"})
+        assert r.status == 400, (body, r)
+        assert "duplicate key" in r.error()[1]
+    assert sorted(c["name"] for c in shim.api.request("GET", "/v1/contexts").json()
+                  ["contexts"]) == ["dup"]
+    assert shim.api.request("GET", "/v1/contexts/dup").json()["system"] == ""
+    assert fake.calls == []
+
+
 def test_malformed_json_is_400(client, shim, fake):
     shim.api.create("j")
     for body in [b"{", b"", b"[]", b'"str"', b"{'single': 1}", b'{"content":"x",}',
-                 b'{"content":"\xc3\x28"}', b'{"content":"\\ud800"}', b"\xef\xbb\xbf{}"]:
+                 b'{"content":"\xc3\x28"}', b'{"content":"\\ud800"}', b"\xef\xbb\xbf{}",
+                 b'{"content":"a","content":"b"}']:
         r = client.request("POST", "/v1/contexts/j/messages", body,
                            headers={"Content-Type": "application/json"})
         assert r.status == 400, (body, r)
