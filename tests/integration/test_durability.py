@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import pytest
 
@@ -229,3 +230,56 @@ def test_contexts_load_lazily(mount, fake):
     one = sorted(x for x in names if not x.startswith("."))[7]
     text = read_file(mount.path / one / "transcript")
     assert text.startswith("--- user (turn 1, ") and "a journal to copy xxx" in text
+
+
+def synced_journals(log, after, before):
+    """Journals fsynced (fsync/fdatasync returning 0) with entry times in [after, before)."""
+    out = []
+    for line in log.read_text().splitlines():
+        m = re.search(r"^\d+ +(\d+\.\d+) f(?:data)?sync\(\d+<([^>]*)>\) = 0", line)
+        if m and after <= float(m.group(1)) < before and m.group(2).endswith("/journal"):
+            out.append(m.group(2))
+    return out
+
+
+def test_every_commit_is_fsynced_before_it_is_acknowledged(mount_factory, fake, workdir):
+    """CONTRACT §6: the journal is fsynced at each commit — a message before the
+    writer's close() returns, a reply before its reader sees end-of-file, a
+    setting before its close() returns — watched with strace."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is not installed (packaging/test-deps.txt)")
+    trace = workdir / "fsync.trace"
+    mt = mount_factory(start=False)
+    plain = mt.argv
+    mt.argv = lambda: ["strace", "-f", "-y", "-ttt", "-e", "trace=fsync,fdatasync",
+                       "-o", str(trace)] + plain()
+    mt.start()
+    c = mt.ctx("c")
+    journal = "/contexts/c/journal"
+    fake.script("hold", hold_after=1)
+
+    t0 = time.time()
+    fd = os.open(c / "input", os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"commit me\n")
+    os.close(fd)
+    t1 = time.time()
+    assert any(j.endswith(journal) for j in synced_journals(trace, t0, t1)), \
+        "no journal fsync while the writer closed"
+    call = fake.wait_held(0)
+    reader = Reader(c / "output")
+    wait_for(lambda: reader.data, 10, what="the first delta")
+    t2 = time.time()
+    fake.release()
+    reader.finish(10)
+    t3 = time.time()
+    assert reader.error is None and reader.data == reply_for("commit me").encode()
+    assert call.completed
+    assert any(j.endswith(journal) for j in synced_journals(trace, t2, t3)), \
+        "no journal fsync between the reply's end and its reader's end-of-file"
+
+    t4 = time.time()
+    write_file(c / "system", "Be brief.\n")
+    t5 = time.time()
+    assert any(j.endswith(journal) for j in synced_journals(trace, t4, t5)), \
+        "no journal fsync while the setting was saved"
+    assert mt.stop() == 0
