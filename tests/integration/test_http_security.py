@@ -421,6 +421,20 @@ def test_token_file_contents(mcpfs_bin, env, workdir, content):
     one_line(rc, lines, tok)
 
 
+def test_token_file_as_an_o_option(mount_factory, workdir):
+    """The fstab form: -o http=ADDR:PORT,http_token_file=F."""
+    port = free_port()
+    token_file = workdir / "o-token"
+    token_file.write_text(TOKEN + "\n")
+    os.chmod(token_file, 0o600)
+    m = mount_factory(args=["-o", "http=127.0.0.1:%d,http_token_file=%s" % (port, token_file)])
+    ok = Api(port, token=TOKEN)
+    wait_for(ok.healthy, 10, what="the HTTP shim to answer")
+    assert Api(port).request("GET", "/v1/contexts").status == 401
+    assert ok.request("GET", "/v1/contexts").status == 200
+    assert m.proc.poll() is None
+
+
 def test_missing_token_file(mcpfs_bin, env, workdir):
     tok = workdir / "missing-token"
     rc, lines = start_failure(mcpfs_bin, ["--state-dir=%s" % (workdir / "st"), "--no-mount",

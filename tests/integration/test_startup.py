@@ -151,6 +151,15 @@ def test_missing_key_file(mcpfs_bin, env, workdir, mnt):
     assert_one_line_naming(rc, lines, missing)
 
 
+def test_unreadable_key_file(mcpfs_bin, env, workdir, mnt):
+    """A key file that exists but cannot be read (here: a directory)."""
+    bad = workdir / "key-dir"
+    bad.mkdir(mode=0o700)
+    rc, lines = start_expecting_failure(
+        mcpfs_bin, [state_arg(workdir), "--api-key-file=%s" % bad], env, mnt)
+    assert_one_line_naming(rc, lines, bad)
+
+
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
 def test_too_open_key_file(mcpfs_bin, env, workdir, mnt, mode):
     key = workdir / "key"
@@ -187,15 +196,21 @@ def test_fstab_style_o_options(mount_factory, fake):
     assert "budget_tokens = 60000" in read_file(c / "config")
 
 
-@pytest.mark.parametrize("how", ["MCPFS_STATE_DIR", "XDG_STATE_HOME"])
+@pytest.mark.parametrize("how", ["MCPFS_STATE_DIR", "XDG_STATE_HOME", "HOME"])
 def test_default_state_dir(mount_factory, fake, workdir, how):
+    """CONTRACT §1: $MCPFS_STATE_DIR, else $XDG_STATE_HOME/mcpfs, else
+    ~/.local/state/mcpfs."""
     m = mount_factory(start=False)
     m.argv = lambda: [m.bin, "-f", str(m.path)]
     if how == "MCPFS_STATE_DIR":
         expected = workdir / "env-state"
         m.env_overrides = {"MCPFS_STATE_DIR": str(expected)}
+    elif how == "XDG_STATE_HOME":
+        expected = workdir / "xdg" / "mcpfs"
+        m.env_overrides = {"XDG_STATE_HOME": str(workdir / "xdg")}
     else:
         expected = m.home / ".local" / "state" / "mcpfs"
+        m.env_overrides = {"XDG_STATE_HOME": None}
     m.start()
     c = m.ctx("somecontext")
     send(c, "hello\n")

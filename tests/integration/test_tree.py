@@ -252,6 +252,12 @@ def test_root_status_shows_daemon_facts(mount, fake):
     assert output(c) == reply_for("hello")
     wait_for(lambda: _kv(read_file(mount.path / ".status")).get(flight[0]) == "0", 5,
              what=".status to show 0 calls in flight")
+    # the number of contexts follows mkdir and rmdir
+    assert _kv(read_file(mount.path / ".status"))["contexts"] == "1"
+    mount.ctx("d")
+    assert _kv(read_file(mount.path / ".status"))["contexts"] == "2"
+    os.rmdir(c.parent / "d")
+    assert _kv(read_file(mount.path / ".status"))["contexts"] == "1"
 
 
 def _kv(text):
