@@ -169,19 +169,30 @@ static bool arg_follows(const char *a)
 	return false;
 }
 
-static bool caller_is_following_tail(fuse_req_t req)
+/* The first n bytes of /proc/PID/NAME (NUL-terminated), or -1. */
+static ssize_t proc_read(pid_t pid, const char *name, char *out, size_t n)
 {
-	char path[64], cmd[4096];
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)fuse_req_ctx(req)->pid);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, cmd, sizeof(cmd) - 1) : -1;
+	ssize_t r = fd >= 0 ? read(fd, out, n - 1) : -1;
 	if (fd >= 0)
 		close(fd);
-	if (n <= 0)
+	out[r > 0 ? r : 0] = '\0';
+	return r;
+}
+
+/* comm first: reading it touches nothing of the process, while cmdline takes
+ * its memory map's lock, which a multi-threaded reader faulting on the mount
+ * could hold (or queue a writer on) while it waits for this very request. */
+static bool caller_is_following_tail(fuse_req_t req)
+{
+	pid_t pid = fuse_req_ctx(req)->pid;
+	char comm[32], cmd[4096];
+	if (proc_read(pid, "comm", comm, sizeof(comm)) <= 0 || strcmp(comm, "tail\n") != 0)
 		return false;
-	cmd[n] = '\0';
-	const char *base = strrchr(cmd, '/');
-	if (strcmp(base ? base + 1 : cmd, "tail") != 0)
+	ssize_t n = proc_read(pid, "cmdline", cmd, sizeof(cmd));
+	if (n <= 0)
 		return false;
 	for (const char *a = cmd + strlen(cmd) + 1; a < cmd + n; a += strlen(a) + 1) {
 		if (!strcmp(a, "--"))
