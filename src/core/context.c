@@ -365,7 +365,7 @@ static void mark_interrupted(struct context *c)
 
 static int journal_path(struct store *s, struct context *c, char *out, size_t n)
 {
-	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->name) >= (int)n)
+	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->slot->name) >= (int)n)
 		return -ENAMETOOLONG;
 	return 0;
 }
@@ -389,21 +389,28 @@ static void context_note_recovery(struct context *c)
 	if (!r->bad_records && !r->torn_bytes)
 		return;
 	log_debug("context '%s': journal recovered: %llu corrupt record(s) skipped, "
-		  "%llu torn byte(s) truncated", c->name, (unsigned long long)r->bad_records,
+		  "%llu torn byte(s) truncated", c->slot->name, (unsigned long long)r->bad_records,
 		  (unsigned long long)r->torn_bytes);
 }
 
-int context_load(struct store *s, struct context *c)
+int context_load(struct store *s, struct store_slot *slot)
 {
 	char path[4200];
+	struct context *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->id = slot->id;
+	c->slot = slot;
 	c->settings = s->defaults;
 	c->system = strdup("");
 	c->next_turn = 1;
 	c->created_ms = c->modified_ms = clock_wall_ms();
 	prune_index_init(&c->prune);
-	if (!c->system)
+	if (!c->system) {
+		free(c);
 		return -ENOMEM;
-	c->loaded = true;
+	}
+	slot->ctx = c;
 	int r = journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	if (r == 0)
@@ -425,7 +432,7 @@ int context_load(struct store *s, struct context *c)
 	if (r < 0) {
 		c->broken = r;
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
-		log_debug("context '%s': %s", c->name, c->note);
+		log_debug("context '%s': %s", c->slot->name, c->note);
 	}
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
@@ -457,7 +464,6 @@ void context_free(struct store *s, struct context *c)
 	prune_index_done(&c->prune);
 	journal_free(c->journal);
 	free(c->system);
-	free(c->name);
 	free(c);
 }
 

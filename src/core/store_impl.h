@@ -56,10 +56,21 @@ struct usage_totals {
 	uint64_t calls;
 };
 
-struct context {
+/* What every context known to the store costs, loaded or not (100,000
+ * contexts listed at start-up must not cost 100,000 full contexts): its id, its
+ * name, and the loaded state once its journal was read.  Owned by the store's
+ * by_id map; by_name points to the same slot. */
+struct store_slot {
 	uint64_t id;
-	char *name;
-	bool loaded;                 /* journal read; the fields below are valid */
+	char *name;                  /* heap; the current name (renames change it) */
+	struct context *ctx;         /* NULL until first use loads the journal */
+};
+
+/* A loaded context: allocated by context_load(), freed when the context is
+ * deleted or the store is freed. */
+struct context {
+	uint64_t id;                 /* == slot->id */
+	struct store_slot *slot;     /* the owner; slot->name is the context's name */
 	int broken;                  /* 0, or the -errno that kept the journal from opening
 	                                for writing */
 	struct journal *journal;
@@ -95,8 +106,8 @@ struct store {
 	int dir_fd;
 	int contexts_fd;             /* STATE/contexts */
 	int lock_fd;                 /* flock'd STATE/lock */
-	struct map by_name;          /* name -> struct context */
-	struct map by_id;            /* id -> struct context */
+	struct map by_name;          /* name -> struct store_slot */
+	struct map by_id;            /* id -> struct store_slot (owner) */
 	struct map calls;            /* call id -> struct turn */
 	uint64_t next_id;
 	uint64_t next_call;
@@ -126,11 +137,13 @@ void notes_add(struct notes *n, uint64_t id, unsigned what);
 void store_unlock_notify(struct store *s, struct notes *n);
 
 /* store.c */
-struct context *store_get(struct store *s, uint64_t id);          /* loaded, or NULL */
-struct context *store_get_unloaded(struct store *s, uint64_t id); /* no disk I/O */
+struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need be), or NULL */
 
 /* context.c */
-int context_load(struct store *s, struct context *c);
+/* Reads the slot's journal (creating it when the directory has none) into a
+ * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
+ * opened still loads, with ctx->broken set. */
+int context_load(struct store *s, struct store_slot *slot);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);

@@ -228,7 +228,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	if (log_level >= LOG_DEBUG) {
 		char q[1024], name[STORE_NAME_MAX * 2 + 8];
 		log_quote(q, sizeof(q), t->text.data ? t->text.data : "", t->text.len);
-		log_quote(name, sizeof(name), c->name, strlen(c->name));
+		log_quote(name, sizeof(name), c->slot->name, strlen(c->slot->name));
 		log_debug("context '%s', turn %" PRIu64 ": reply '%s' (%zu bytes, %s)", name,
 			  t->number, q, t->text.len, st == TURN_DONE ? "done" : "failed");
 	}
@@ -318,7 +318,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		.connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
 		.idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
 	};
-	snprintf(spec.context, sizeof(spec.context), "%s", c->name);
+	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
@@ -335,7 +335,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		/* Content is logged with -d only; the transport logs the call itself. */
 		char q[1024], name[STORE_NAME_MAX * 2 + 8];
 		log_quote(q, sizeof(q), c->ex[k].user, c->ex[k].user_len);
-		log_quote(name, sizeof(name), c->name, strlen(c->name));
+		log_quote(name, sizeof(name), c->slot->name, strlen(c->slot->name));
 		log_debug("call %" PRIu64 ": context '%s', turn %" PRIu64
 			  ": message '%s' (%zu bytes)",
 			  spec.call_id, name, t->number, q, c->ex[k].user_len);

@@ -252,7 +252,7 @@ static int render_info_json(const struct context *c, struct buf *out)
 {
 	size_t queued;
 	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "name", c->name);
+	cJSON_AddStringToObject(o, "name", c->slot->name);
 	cJSON_AddStringToObject(o, "status", status_word(c, &queued));
 	cJSON_AddNumberToObject(o, "turn", c->newest ? (double)c->newest->number : 0);
 	cJSON_AddNumberToObject(o, "queued", (double)queued);
