@@ -33,6 +33,7 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 	free(text);
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
+	context_changed(c);  /* a record is a change, whether or not it was saved */
 	return r;
 }
 
@@ -72,6 +73,7 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 		c->system = copy;
 		c->system_len = system_len;
 	}
+	context_changed(c);
 	return 0;
 }
 
@@ -135,6 +137,7 @@ void context_history_push(struct context *c, size_t i)
 		return;
 	c->hist[c->prune.n - 1] = i;
 	e->in_history = true;
+	context_changed(c);
 }
 
 /* --- loading ------------------------------------------------------------------ */
@@ -462,6 +465,7 @@ void context_free(struct store *s, struct context *c)
 	free(c->ex);
 	free(c->hist);
 	prune_index_done(&c->prune);
+	context_views_done(c);
 	journal_free(c->journal);
 	free(c->system);
 	free(c);

@@ -41,6 +41,14 @@ void notes_add(struct notes *n, uint64_t id, unsigned what)
 
 void store_unlock_notify(struct store *s, struct notes *n)
 {
+	/* Every change announced is a change for the rendering cache too (the
+	 * functions that change a context also say so themselves; text growing
+	 * in `output` alone changes no cached view). */
+	for (int i = 0; i < n->n; i++) {
+		struct store_slot *slot = map_get_id(&s->by_id, n->id[i]);
+		if (slot && slot->ctx && (n->what[i] & ~STORE_CHANGED_OUTPUT))
+			context_changed(slot->ctx);
+	}
 	pthread_mutex_unlock(&s->lock);
 	for (int i = 0; i < n->n; i++)
 		for (int k = 0; k < s->n_obs; k++)

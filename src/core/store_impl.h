@@ -66,6 +66,15 @@ struct store_slot {
 	struct context *ctx;         /* NULL until first use loads the journal */
 };
 
+/* A rendering kept until the context changes: `history` and `history.json` are
+ * read (and stat'ed, for st_size) far more often than the context changes. */
+#define VIEW_CACHED 2                /* VIEW_HISTORY, VIEW_HISTORY_JSON */
+struct view_cache {
+	char *data;                  /* heap, or NULL for none */
+	size_t len;                  /* bytes */
+	uint64_t version;            /* context->version it was rendered at */
+};
+
 /* A loaded context: allocated by context_load(), freed when the context is
  * deleted or the store is freed. */
 struct context {
@@ -95,7 +104,17 @@ struct context {
 	char note[WHY_MAX];          /* last problem not tied to a turn (rejected
 	                                message, journal recovery), "" for none */
 	struct journal_report report;
+	uint64_t version;            /* bumped by context_changed() on every change */
+	struct view_cache views[VIEW_CACHED];
 };
+
+/* Every change of what a context shows (a message, a reply's end, settings, the
+ * pruning floor or calibration, a clear) must call this before the lock is
+ * released, or a cached rendering outlives it. */
+static inline void context_changed(struct context *c)
+{
+	c->version++;
+}
 
 #define STORE_OBSERVERS 4
 #define INFO_KEYS 4
@@ -153,6 +172,9 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 void context_history_push(struct context *c, size_t ex_index);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
+
+/* view.c: frees the cached renderings. */
+void context_views_done(struct context *c);
 
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);

@@ -198,6 +198,7 @@ void context_account(struct context *c, struct turn *t)
 	int64_t sent = u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
+	context_changed(c);
 }
 
 int64_t exchange_raw(const struct exchange *e)
@@ -261,6 +262,7 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 	const struct settings *st = &c->settings;
 	int64_t fixed = prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
+	context_changed(c);  /* the floor may have moved: `history` shows it */
 	if (first < 0) {
 		snprintf(why, whylen, "the message needs about %lld tokens with the system prompt, "
 			 "over budget_tokens (%lld); nothing was sent",
