@@ -44,14 +44,13 @@ static bool read_index(const char **p, const char *end, int *out)
 	const char *s = *p;
 	int v = 0, n = 0;
 
-	while (s < end && *s >= '0' && *s <= '9' && n <= INDEX_DIGITS_MAX) {
-		v = v * 10 + (*s - '0');
-		s++;
+	while (s + n < end && s[n] >= '0' && s[n] <= '9' && n <= INDEX_DIGITS_MAX)
 		n++;
-	}
-	if (n == 0 || n > INDEX_DIGITS_MAX || (n > 1 && **p == '0'))
+	if (n == 0 || n > INDEX_DIGITS_MAX || (n > 1 && s[0] == '0'))
 		return false;
-	*p = s;
+	for (int i = 0; i < n; i++)
+		v = v * 10 + (s[i] - '0');
+	*p = s + n;
 	*out = v;
 	return true;
 }

@@ -68,6 +68,9 @@ static const struct delta_case {
 			  "{\"type\":\"text_delta\",\"text\":\"x\"}}", false, -EINVAL, NULL},
 	{"index 10 digits", "{\"type\":\"content_block_delta\",\"index\":1000000000,\"delta\":"
 			    "{\"type\":\"text_delta\",\"text\":\"x\"}}", false, 0, "x"},
+	{"index 10 digits, int overflow", "{\"type\":\"content_block_delta\",\"index\":7777777777,"
+					  "\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}", false,
+	 -EINVAL, NULL},
 	{"index negative", "{\"type\":\"content_block_delta\",\"index\":-1,\"delta\":{\"type\":"
 			   "\"text_delta\",\"text\":\"x\"}}", false, -EINVAL, NULL},
 	{"index fraction", "{\"type\":\"content_block_delta\",\"index\":0.5,\"delta\":{\"type\":"
