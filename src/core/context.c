@@ -373,17 +373,21 @@ static int journal_path(struct store *s, struct context *c, char *out, size_t n)
 	return 0;
 }
 
-static int context_create_journal(struct store *s, struct context *c, const char *path)
+/* The file and its CREATE record are made durable by one fsync. */
+static int context_create_journal(struct context *c, const char *path)
 {
-	int r = journal_open(path, JOURNAL_CREATE_NEW, NULL, &c->journal);
-	if (r < 0)
-		return r;
 	cJSON *rec = settings_record(&c->settings, "");
 	if (rec) {
 		cJSON_AddNumberToObject(rec, "v", 1);
 		cJSON_AddNumberToObject(rec, "created_ms", (double)c->created_ms);
 	}
-	return rec ? context_write(c, JOURNAL_CREATE, rec, true) : -ENOMEM;
+	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
+	cJSON_Delete(rec);
+	if (!text)
+		return -ENOMEM;
+	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), &c->journal);
+	free(text);
+	return r;
 }
 
 static void context_note_recovery(struct context *c)
@@ -420,7 +424,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		r = journal_scan(path, on_record, &L, &c->report);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
-		r = context_create_journal(s, c, path);
+		r = context_create_journal(c, path);
 	} else if (r == 0) {
 		struct journal_report rep;
 		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);
