@@ -136,6 +136,30 @@ static char simple_escape(char c)
 	}
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Skips the bytes that need no attention (not '"', not '\\', not a control
+ * character), eight at a time while none of the eight can be one: a word has a
+ * byte below x when (w - x * ONES) & ~w & HIGHS is non-zero, and a byte equal
+ * to c when the same holds for w ^ c * ONES against 1.  A false alarm only
+ * hands the word to the byte loop of the caller. */
+static const char *plain_run(const char *s, const char *end)
+{
+	while (end - s >= 8) {
+		uint64_t w, q, b;
+		memcpy(&w, s, 8);
+		q = w ^ ('"' * ONES);
+		b = w ^ ('\\' * ONES);
+		if ((((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - 0x20 * ONES) & ~w)) & HIGHS)
+			break;
+		s += 8;
+	}
+	while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
+		s++;
+	return s;
+}
+
 /* Unescapes the JSON string body at *p (after its opening quote) into out,
  * which has room for end - *p bytes (unescaping never grows a string).  Stops
  * at the closing quote, leaving *p after it.  False for anything left to cJSON. */
@@ -147,8 +171,7 @@ static bool unescape(const char **p, const char *end, char *out, size_t *out_len
 	while (s < end) {
 		const char *run = s;
 
-		while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
-			s++;
+		s = plain_run(s, end);
 		memcpy(o, run, (size_t)(s - run));
 		o += s - run;
 		if (s == end || (unsigned char)*s < 0x20)

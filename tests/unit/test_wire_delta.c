@@ -255,9 +255,82 @@ static void test_random(void)
 	CHECK_EQ_INT(took, 2000);
 }
 
+/* One character that needs attention (a quote, a backslash, a control written
+ * as an escape, a non-ASCII character) at every position of texts of every
+ * length around the eight-byte steps of the scan: the fast path must take each
+ * and give the text back. */
+static void test_positions(void)
+{
+	static const char *const specials[] = {"\"", "\\", "\n", "\x01", "\xc3\xa9", "/"};
+
+	for (size_t len = 0; len <= 26; len++) {
+		for (size_t pos = 0; pos <= len; pos++) {
+			for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+				char text[64];
+				size_t sl = strlen(specials[k]);
+				memset(text, 'x', len);
+				memcpy(text + pos, specials[k], sl);
+				if (pos < len)
+					memset(text + pos + sl, 'y', len - pos);
+				text[len + sl] = '\0';
+				cJSON *o = cJSON_CreateObject(), *d = cJSON_CreateObject();
+				cJSON_AddStringToObject(o, "type", "content_block_delta");
+				cJSON_AddNumberToObject(o, "index", 0);
+				cJSON_AddStringToObject(d, "type", "text_delta");
+				cJSON_AddStringToObject(d, "text", text);
+				cJSON_AddItemToObject(o, "delta", d);
+				char *data = cJSON_PrintUnformatted(o);
+				cJSON_Delete(o);
+				struct wire_event ev;
+				int f = wire_text_delta_fast(data, strlen(data), &ev);
+				CHECK_EQ_INT(f, 1);
+				if (f == 1) {
+					CHECK_EQ_STR(ev.text, text);
+					wire_event_done(&ev);
+				}
+				free(data);
+			}
+		}
+	}
+}
+
+/* What the fast path must leave to cJSON wherever it sits in the eight-byte
+ * steps: a raw control character, and a quote that ends the string early with
+ * more bytes after it (cJSON refuses that; read on, it would look like text). */
+static void test_stray(void)
+{
+	for (size_t pos = 0; pos <= 17; pos++) {
+		for (int c = 0x01; c <= 0x20; c++) {
+			char data[256], text[32];
+			memset(text, 'a', pos);
+			text[pos] = (char)c;
+			memset(text + pos + 1, 'b', 9);
+			text[pos + 10] = '\0';
+			snprintf(data, sizeof(data), HEAD "\"%s\"}}", text);
+			struct wire_event ev;
+			int f = wire_text_delta_fast(data, strlen(data), &ev);
+			if (f == 1)
+				wire_event_done(&ev);
+			CHECK_EQ_INT(f, c == 0x20 ? 1 : 0);
+			if (c != 0x20)  /* once per position */
+				continue;
+			text[pos] = '"';
+			snprintf(data, sizeof(data), HEAD "\"%s\"}}", text);
+			int r;
+			char *got;
+			CHECK_EQ_INT(wire_text_delta_fast(data, strlen(data), &ev), 0);
+			CHECK(both_ways(NULL, data, strlen(data), &r, &got));
+			CHECK_EQ_INT(r, -EINVAL);
+			free(got);
+		}
+	}
+}
+
 int main(void)
 {
+	test_stray();
 	test_table();
+	test_positions();
 	test_splits();
 	test_random();
 	return check_report();
