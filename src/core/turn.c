@@ -90,6 +90,29 @@ static void turn_save_failed(struct context *c, int err)
 			 "survive a restart", strerror(-err));
 }
 
+/* The n bytes of b from off, as a C string that cJSON can hold by reference:
+ * the buffer itself when they run to its end (a buf is NUL-terminated at len),
+ * else a copy in *owned.  Checkpoints mostly save the tail of a growing reply,
+ * and copying each delta twice more (strndup, then cJSON's own copy) was a fair
+ * part of the daemon's CPU per byte of a fast reply. */
+static const char *part_text(const struct buf *b, size_t off, size_t n, char **owned)
+{
+	*owned = NULL;
+	if (!b->data || off + n == b->len)
+		return b->data ? b->data + off : "";
+	*owned = strndup(b->data + off, n);
+	return *owned;
+}
+
+static bool add_reference(cJSON *o, const char *key, const char *s)
+{
+	cJSON *v = cJSON_CreateStringReference(s);
+	if (v && cJSON_AddItemToObject(o, key, v))
+		return true;
+	cJSON_Delete(v);
+	return false;
+}
+
 /* Appends a REPLY_PART with the text and thinking not yet saved. */
 void turn_checkpoint(struct turn *t, bool sync)
 {
@@ -105,21 +128,21 @@ void turn_checkpoint(struct turn *t, bool sync)
 		tn = tn > PART_MAX ? PART_MAX : tn;
 		hn = hn > PART_MAX ? PART_MAX : hn;
 		cJSON *o = cJSON_CreateObject();
-		char *tx = strndup(t->text.data ? t->text.data + t->text_saved : "", tn);
-		char *th = strndup(t->thinking.data ? t->thinking.data + t->thinking_saved : "", hn);
-		if (o && tx && th) {
-			cJSON_AddNumberToObject(o, "turn", (double)t->number);
-			cJSON_AddNumberToObject(o, "attempt", t->attempt);
-			cJSON_AddStringToObject(o, "text", tx);
-			if (hn)
-				cJSON_AddStringToObject(o, "thinking", th);
-		}
-		free(tx);
-		free(th);
+		char *own_tx, *own_th = NULL;
+		const char *tx = part_text(&t->text, t->text_saved, tn, &own_tx);
+		const char *th = hn ? part_text(&t->thinking, t->thinking_saved, hn, &own_th) : "";
+		bool ok = o && tx && th && cJSON_AddNumberToObject(o, "turn", (double)t->number) &&
+			  cJSON_AddNumberToObject(o, "attempt", t->attempt) &&
+			  add_reference(o, "text", tx) && (!hn || add_reference(o, "thinking", th));
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which
-		 * cJSON re-encodes safely either way. */
-		int r = o ? context_write(c, JOURNAL_REPLY_PART, o, false) : -ENOMEM;
+		 * cJSON re-encodes safely either way.  context_write() prints and
+		 * deletes o (never the referenced strings) before they are freed. */
+		int r = ok ? context_write(c, JOURNAL_REPLY_PART, o, false) : -ENOMEM;
+		if (!ok)
+			cJSON_Delete(o);
+		free(own_tx);
+		free(own_th);
 		if (r < 0) {
 			turn_save_failed(c, r);
 			break;
