@@ -66,6 +66,13 @@ struct journal;
 int journal_open(const char *path, unsigned flags, struct journal_report *rep,
 		 struct journal **ret);
 
+/* Creates path (-EEXIST if it exists) holding one first record, then fsyncs
+ * the file and its directory once each: the name, the file and the record are
+ * durable together on return.  On failure nothing is left at path.  0, -EFBIG,
+ * -ENOSPC, -errno. */
+int journal_create(const char *path, uint16_t type, const void *payload, size_t len,
+		   struct journal **ret);
+
 /* Appends one record; with sync, fsyncs before returning.  On a failed or short
  * write the file is truncated back to its previous end, so a failed append leaves
  * no partial record.  0, -EFBIG (payload over JOURNAL_MAX_RECORD), -ENOSPC, -EIO,

@@ -99,6 +99,18 @@ int wire_event_decode(const char *name, size_t name_len, const char *data, size_
 		      struct wire_event *ev);
 void wire_event_done(struct wire_event *ev);
 
+/* The two ways wire_event_decode() works, exposed so that the tests can hold
+ * one against the other.  wire_text_delta_fast() reads only a text_delta event
+ * in the API's own compact form (no white space, keys in the API's order, an
+ * index without a leading zero, a string without \u0000, lone surrogates or raw
+ * control characters, valid UTF-8): 1 when it decoded data into ev exactly as
+ * wire_event_decode_json() would, 0 when data is not in that form (ev is
+ * untouched), -ENOMEM.  wire_event_decode_json() decodes any event with cJSON,
+ * with wire_event_decode()'s contract. */
+int wire_text_delta_fast(const char *data, size_t len, struct wire_event *ev);
+int wire_event_decode_json(const char *name, size_t name_len, const char *data, size_t len,
+			   struct wire_event *ev);
+
 /* Reads an HTTP error body ({"type":"error","error":{"type","message"},
  * "request_id"}) into e's type, message and request_id (request_id only when e
  * has none yet).  A body that is not that JSON (an HTML 413 from a proxy) leaves

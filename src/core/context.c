@@ -33,6 +33,7 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 	free(text);
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
+	context_changed(c);  /* a record is a change, whether or not it was saved */
 	return r;
 }
 
@@ -72,6 +73,7 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 		c->system = copy;
 		c->system_len = system_len;
 	}
+	context_changed(c);
 	return 0;
 }
 
@@ -135,6 +137,7 @@ void context_history_push(struct context *c, size_t i)
 		return;
 	c->hist[c->prune.n - 1] = i;
 	e->in_history = true;
+	context_changed(c);
 }
 
 /* --- loading ------------------------------------------------------------------ */
@@ -365,22 +368,26 @@ static void mark_interrupted(struct context *c)
 
 static int journal_path(struct store *s, struct context *c, char *out, size_t n)
 {
-	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->name) >= (int)n)
+	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->slot->name) >= (int)n)
 		return -ENAMETOOLONG;
 	return 0;
 }
 
-static int context_create_journal(struct store *s, struct context *c, const char *path)
+/* The file and its CREATE record are made durable by one fsync. */
+static int context_create_journal(struct context *c, const char *path)
 {
-	int r = journal_open(path, JOURNAL_CREATE_NEW, NULL, &c->journal);
-	if (r < 0)
-		return r;
 	cJSON *rec = settings_record(&c->settings, "");
 	if (rec) {
 		cJSON_AddNumberToObject(rec, "v", 1);
 		cJSON_AddNumberToObject(rec, "created_ms", (double)c->created_ms);
 	}
-	return rec ? context_write(c, JOURNAL_CREATE, rec, true) : -ENOMEM;
+	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
+	cJSON_Delete(rec);
+	if (!text)
+		return -ENOMEM;
+	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), &c->journal);
+	free(text);
+	return r;
 }
 
 static void context_note_recovery(struct context *c)
@@ -389,28 +396,35 @@ static void context_note_recovery(struct context *c)
 	if (!r->bad_records && !r->torn_bytes)
 		return;
 	log_debug("context '%s': journal recovered: %llu corrupt record(s) skipped, "
-		  "%llu torn byte(s) truncated", c->name, (unsigned long long)r->bad_records,
+		  "%llu torn byte(s) truncated", c->slot->name, (unsigned long long)r->bad_records,
 		  (unsigned long long)r->torn_bytes);
 }
 
-int context_load(struct store *s, struct context *c)
+int context_load(struct store *s, struct store_slot *slot)
 {
 	char path[4200];
+	struct context *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->id = slot->id;
+	c->slot = slot;
 	c->settings = s->defaults;
 	c->system = strdup("");
 	c->next_turn = 1;
 	c->created_ms = c->modified_ms = clock_wall_ms();
 	prune_index_init(&c->prune);
-	if (!c->system)
+	if (!c->system) {
+		free(c);
 		return -ENOMEM;
-	c->loaded = true;
+	}
+	slot->ctx = c;
 	int r = journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
-		r = context_create_journal(s, c, path);
+		r = context_create_journal(c, path);
 	} else if (r == 0) {
 		struct journal_report rep;
 		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);
@@ -425,7 +439,7 @@ int context_load(struct store *s, struct context *c)
 	if (r < 0) {
 		c->broken = r;
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
-		log_debug("context '%s': %s", c->name, c->note);
+		log_debug("context '%s': %s", c->slot->name, c->note);
 	}
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
@@ -455,9 +469,9 @@ void context_free(struct store *s, struct context *c)
 	free(c->ex);
 	free(c->hist);
 	prune_index_done(&c->prune);
+	context_views_done(c);
 	journal_free(c->journal);
 	free(c->system);
-	free(c->name);
 	free(c);
 }
 

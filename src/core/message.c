@@ -269,6 +269,7 @@ int context_clear(struct store *s, uint64_t id)
 		c->hist_start = c->n_ex;
 		c->next_send = c->n_ex > c->next_send ? c->next_send : c->n_ex;
 		prune_index_reset(&c->prune);
+		context_changed(c);
 		for (size_t i = 0; i < c->n_ex; i++)
 			c->ex[i].in_history = false;
 		c->pending_clear = true;

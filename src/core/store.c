@@ -41,6 +41,14 @@ void notes_add(struct notes *n, uint64_t id, unsigned what)
 
 void store_unlock_notify(struct store *s, struct notes *n)
 {
+	/* Every change announced is a change for the rendering cache too (the
+	 * functions that change a context also say so themselves; text growing
+	 * in `output` alone changes no cached view). */
+	for (int i = 0; i < n->n; i++) {
+		struct store_slot *slot = map_get_id(&s->by_id, n->id[i]);
+		if (slot && slot->ctx && (n->what[i] & ~STORE_CHANGED_OUTPUT))
+			context_changed(slot->ctx);
+	}
 	pthread_mutex_unlock(&s->lock);
 	for (int i = 0; i < n->n; i++)
 		for (int k = 0; k < s->n_obs; k++)
@@ -109,26 +117,31 @@ static void empty_trash(struct store *s)
 		close(fd);
 }
 
-/* Adds an entry for a context found on disk or just created: not loaded. */
-static struct context *store_add(struct store *s, const char *name)
+static void slot_free(struct store *s, struct store_slot *slot)
 {
-	struct context *c = calloc(1, sizeof(*c));
-	if (!c)
+	context_free(s, slot->ctx);
+	free(slot->name);
+	free(slot);
+}
+
+/* Adds a slot for a context found on disk or just created: not loaded. */
+static struct store_slot *store_add(struct store *s, const char *name)
+{
+	struct store_slot *slot = calloc(1, sizeof(*slot));
+	if (!slot)
 		return NULL;
-	c->id = ++s->next_id;
-	c->name = strdup(name);
-	if (!c->name || map_put(&s->by_name, name, strlen(name), c) < 0) {
-		free(c->name);
-		free(c);
+	slot->id = ++s->next_id;
+	slot->name = strdup(name);
+	if (!slot->name || map_put(&s->by_name, name, strlen(name), slot) < 0) {
+		slot_free(s, slot);
 		return NULL;
 	}
-	if (map_put_id(&s->by_id, c->id, c) < 0) {
+	if (map_put_id(&s->by_id, slot->id, slot) < 0) {
 		map_del(&s->by_name, name, strlen(name));
-		free(c->name);
-		free(c);
+		slot_free(s, slot);
 		return NULL;
 	}
-	return c;
+	return slot;
 }
 
 static int store_scan(struct store *s)
@@ -243,7 +256,7 @@ void store_free(struct store *s)
 		return;
 	for (size_t i = 0; i < s->by_id.nslots; i++)
 		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)
-			context_free(s, n->value);
+			slot_free(s, n->value);
 	/* Calls the transport never ended (it was stopped first) hold a reference. */
 	for (size_t i = 0; i < s->calls.nslots; i++)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
@@ -294,17 +307,12 @@ void store_set_info(struct store *s, const char *key, const char *value)
 	pthread_mutex_unlock(&s->lock);
 }
 
-struct context *store_get_unloaded(struct store *s, uint64_t id)
-{
-	return map_get_id(&s->by_id, id);
-}
-
 struct context *store_get(struct store *s, uint64_t id)
 {
-	struct context *c = map_get_id(&s->by_id, id);
-	if (c && !c->loaded && context_load(s, c) < 0)
+	struct store_slot *slot = map_get_id(&s->by_id, id);
+	if (!slot || (!slot->ctx && context_load(s, slot) < 0))
 		return NULL;
-	return c;
+	return slot->ctx;
 }
 
 int store_create(struct store *s, const char *name, uint64_t *id)
@@ -324,30 +332,30 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
-	struct context *c = store_add(s, name);
-	if (!c) {
+	struct store_slot *slot = store_add(s, name);
+	if (!slot) {
 		unlinkat(s->contexts_fd, name, AT_REMOVEDIR);
 		pthread_mutex_unlock(&s->lock);
 		return -ENOMEM;
 	}
 	/* context_load() on a directory without a journal creates it, with the
 	 * CREATE record, fsynced; then the directory entry itself is made durable. */
-	r = context_load(s, c);
-	if (r == 0 && c->broken)
-		r = c->broken;  /* ENOSPC on a full disk, not a vague EIO */
+	r = context_load(s, slot);
+	if (r == 0 && slot->ctx->broken)
+		r = slot->ctx->broken;  /* ENOSPC on a full disk, not a vague EIO */
 	if (r == 0)
 		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
 	if (r < 0) {
 		map_del(&s->by_name, name, len);
-		map_del_id(&s->by_id, c->id);
-		context_free(s, c);
+		map_del_id(&s->by_id, slot->id);
+		slot_free(s, slot);
 		remove_tree(s->contexts_fd, name);
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
 	if (id)
-		*id = c->id;
-	notes_add(&notes, c->id, STORE_CHANGED_CREATED);
+		*id = slot->id;
+	notes_add(&notes, slot->id, STORE_CHANGED_CREATED);
 	store_unlock_notify(s, &notes);
 	return 0;
 }
@@ -359,7 +367,7 @@ static void store_end_drafts(struct store *s, struct context *c, struct notes *n
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "cancelled: the context was deleted");
-	for (size_t i = 0; c->loaded && i < c->n_ex; i++)
+	for (size_t i = 0; i < c->n_ex; i++)
 		if (c->ex[i].reply->state == TURN_PENDING)
 			turn_end(s, c->ex[i].reply, TURN_FAILED, &e, n);
 }
@@ -368,13 +376,13 @@ int store_delete(struct store *s, const char *name)
 {
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
-	struct context *c = map_get(&s->by_name, name, strlen(name));
-	if (!c) {
+	struct store_slot *slot = map_get(&s->by_name, name, strlen(name));
+	if (!slot) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
 	}
 	char trash[64];
-	snprintf(trash, sizeof(trash), "trash/%llu-%lld", (unsigned long long)c->id,
+	snprintf(trash, sizeof(trash), "trash/%llu-%lld", (unsigned long long)slot->id,
 		 (long long)clock_wall_ms());
 	if (renameat(s->contexts_fd, name, s->dir_fd, trash) < 0) {
 		int r = -errno;
@@ -383,16 +391,18 @@ int store_delete(struct store *s, const char *name)
 	}
 	fsync(s->contexts_fd);
 	map_del(&s->by_name, name, strlen(name));
-	map_del_id(&s->by_id, c->id);
-	uint64_t id = c->id;
+	map_del_id(&s->by_id, slot->id);
+	uint64_t id = slot->id;
 	/* End every live turn, so no reader waits; the journal is already in
 	 * trash/, so nothing more is written to it. */
-	journal_free(c->journal);
-	c->journal = NULL;
-	if (c->loaded)
+	struct context *c = slot->ctx;
+	if (c) {
+		journal_free(c->journal);
+		c->journal = NULL;
 		context_stop_all(s, c, "cancelled: the context was deleted", &notes);
-	store_end_drafts(s, c, &notes);
-	context_free(s, c);
+		store_end_drafts(s, c, &notes);
+	}
+	slot_free(s, slot);
 	remove_tree(s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
@@ -406,7 +416,7 @@ int store_rename(struct store *s, const char *from, const char *to)
 		return r;
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
-	struct context *c = map_get(&s->by_name, from, strlen(from));
+	struct store_slot *c = map_get(&s->by_name, from, strlen(from));
 	if (!c)
 		r = -ENOENT;
 	else if (!strcmp(from, to))
@@ -440,7 +450,7 @@ int store_rename(struct store *s, const char *from, const char *to)
 int store_lookup(struct store *s, const char *name, uint64_t *id)
 {
 	pthread_mutex_lock(&s->lock);
-	struct context *c = map_get(&s->by_name, name, strlen(name));
+	struct store_slot *c = map_get(&s->by_name, name, strlen(name));
 	if (c)
 		*id = c->id;
 	pthread_mutex_unlock(&s->lock);
@@ -450,7 +460,7 @@ int store_lookup(struct store *s, const char *name, uint64_t *id)
 int store_name(struct store *s, uint64_t id, char *out, size_t outlen)
 {
 	pthread_mutex_lock(&s->lock);
-	struct context *c = map_get_id(&s->by_id, id);
+	struct store_slot *c = map_get_id(&s->by_id, id);
 	int r = !c ? -ENOENT : strlen(c->name) >= outlen ? -ENAMETOOLONG : 0;
 	if (r == 0)
 		strcpy(out, c->name);
@@ -470,7 +480,7 @@ int store_list(struct store *s, struct store_entry **ret, size_t *n)
 	struct store_entry *e = calloc(count ? count : 1, sizeof(*e));
 	for (size_t i = 0; e && i < s->by_id.nslots; i++)
 		for (struct map_node *node = s->by_id.slots[i]; node; node = node->next) {
-			struct context *c = node->value;
+			struct store_slot *c = node->value;
 			e[k].id = c->id;
 			e[k].name = strdup(c->name);
 			if (!e[k++].name) {

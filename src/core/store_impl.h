@@ -56,10 +56,30 @@ struct usage_totals {
 	uint64_t calls;
 };
 
-struct context {
+/* What every context known to the store costs, loaded or not (100,000
+ * contexts listed at start-up must not cost 100,000 full contexts): its id, its
+ * name, and the loaded state once its journal was read.  Owned by the store's
+ * by_id map; by_name points to the same slot. */
+struct store_slot {
 	uint64_t id;
-	char *name;
-	bool loaded;                 /* journal read; the fields below are valid */
+	char *name;                  /* heap; the current name (renames change it) */
+	struct context *ctx;         /* NULL until first use loads the journal */
+};
+
+/* A rendering kept until the context changes: `history` and `history.json` are
+ * read (and stat'ed, for st_size) far more often than the context changes. */
+#define VIEW_CACHED 2                /* VIEW_HISTORY, VIEW_HISTORY_JSON */
+struct view_cache {
+	char *data;                  /* heap, or NULL for none */
+	size_t len;                  /* bytes */
+	uint64_t version;            /* context->version it was rendered at */
+};
+
+/* A loaded context: allocated by context_load(), freed when the context is
+ * deleted or the store is freed. */
+struct context {
+	uint64_t id;                 /* == slot->id */
+	struct store_slot *slot;     /* the owner; slot->name is the context's name */
 	int broken;                  /* 0, or the -errno that kept the journal from opening
 	                                for writing */
 	struct journal *journal;
@@ -84,7 +104,17 @@ struct context {
 	char note[WHY_MAX];          /* last problem not tied to a turn (rejected
 	                                message, journal recovery), "" for none */
 	struct journal_report report;
+	uint64_t version;            /* bumped by context_changed() on every change */
+	struct view_cache views[VIEW_CACHED];
 };
+
+/* Every change of what a context shows (a message, a reply's end, settings, the
+ * pruning floor or calibration, a clear) must call this before the lock is
+ * released, or a cached rendering outlives it. */
+static inline void context_changed(struct context *c)
+{
+	c->version++;
+}
 
 #define STORE_OBSERVERS 4
 #define INFO_KEYS 4
@@ -95,8 +125,8 @@ struct store {
 	int dir_fd;
 	int contexts_fd;             /* STATE/contexts */
 	int lock_fd;                 /* flock'd STATE/lock */
-	struct map by_name;          /* name -> struct context */
-	struct map by_id;            /* id -> struct context */
+	struct map by_name;          /* name -> struct store_slot */
+	struct map by_id;            /* id -> struct store_slot (owner) */
 	struct map calls;            /* call id -> struct turn */
 	uint64_t next_id;
 	uint64_t next_call;
@@ -126,11 +156,13 @@ void notes_add(struct notes *n, uint64_t id, unsigned what);
 void store_unlock_notify(struct store *s, struct notes *n);
 
 /* store.c */
-struct context *store_get(struct store *s, uint64_t id);          /* loaded, or NULL */
-struct context *store_get_unloaded(struct store *s, uint64_t id); /* no disk I/O */
+struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need be), or NULL */
 
 /* context.c */
-int context_load(struct store *s, struct context *c);
+/* Reads the slot's journal (creating it when the directory has none) into a
+ * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
+ * opened still loads, with ctx->broken set. */
+int context_load(struct store *s, struct store_slot *slot);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
@@ -140,6 +172,9 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 void context_history_push(struct context *c, size_t ex_index);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
+
+/* view.c: frees the cached renderings. */
+void context_views_done(struct context *c);
 
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);

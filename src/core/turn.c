@@ -90,6 +90,29 @@ static void turn_save_failed(struct context *c, int err)
 			 "survive a restart", strerror(-err));
 }
 
+/* The n bytes of b from off, as a C string that cJSON can hold by reference:
+ * the buffer itself when they run to its end (a buf is NUL-terminated at len),
+ * else a copy in *owned.  Checkpoints mostly save the tail of a growing reply,
+ * and copying each delta twice more (strndup, then cJSON's own copy) was a fair
+ * part of the daemon's CPU per byte of a fast reply. */
+static const char *part_text(const struct buf *b, size_t off, size_t n, char **owned)
+{
+	*owned = NULL;
+	if (!b->data || off + n == b->len)
+		return b->data ? b->data + off : "";
+	*owned = strndup(b->data + off, n);
+	return *owned;
+}
+
+static bool add_reference(cJSON *o, const char *key, const char *s)
+{
+	cJSON *v = cJSON_CreateStringReference(s);
+	if (v && cJSON_AddItemToObject(o, key, v))
+		return true;
+	cJSON_Delete(v);
+	return false;
+}
+
 /* Appends a REPLY_PART with the text and thinking not yet saved. */
 void turn_checkpoint(struct turn *t, bool sync)
 {
@@ -105,21 +128,21 @@ void turn_checkpoint(struct turn *t, bool sync)
 		tn = tn > PART_MAX ? PART_MAX : tn;
 		hn = hn > PART_MAX ? PART_MAX : hn;
 		cJSON *o = cJSON_CreateObject();
-		char *tx = strndup(t->text.data ? t->text.data + t->text_saved : "", tn);
-		char *th = strndup(t->thinking.data ? t->thinking.data + t->thinking_saved : "", hn);
-		if (o && tx && th) {
-			cJSON_AddNumberToObject(o, "turn", (double)t->number);
-			cJSON_AddNumberToObject(o, "attempt", t->attempt);
-			cJSON_AddStringToObject(o, "text", tx);
-			if (hn)
-				cJSON_AddStringToObject(o, "thinking", th);
-		}
-		free(tx);
-		free(th);
+		char *own_tx, *own_th = NULL;
+		const char *tx = part_text(&t->text, t->text_saved, tn, &own_tx);
+		const char *th = hn ? part_text(&t->thinking, t->thinking_saved, hn, &own_th) : "";
+		bool ok = o && tx && th && cJSON_AddNumberToObject(o, "turn", (double)t->number) &&
+			  cJSON_AddNumberToObject(o, "attempt", t->attempt) &&
+			  add_reference(o, "text", tx) && (!hn || add_reference(o, "thinking", th));
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which
-		 * cJSON re-encodes safely either way. */
-		int r = o ? context_write(c, JOURNAL_REPLY_PART, o, false) : -ENOMEM;
+		 * cJSON re-encodes safely either way.  context_write() prints and
+		 * deletes o (never the referenced strings) before they are freed. */
+		int r = ok ? context_write(c, JOURNAL_REPLY_PART, o, false) : -ENOMEM;
+		if (!ok)
+			cJSON_Delete(o);
+		free(own_tx);
+		free(own_th);
 		if (r < 0) {
 			turn_save_failed(c, r);
 			break;
@@ -198,6 +221,7 @@ void context_account(struct context *c, struct turn *t)
 	int64_t sent = u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
+	context_changed(c);
 }
 
 int64_t exchange_raw(const struct exchange *e)
@@ -228,7 +252,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	if (log_level >= LOG_DEBUG) {
 		char q[1024], name[STORE_NAME_MAX * 2 + 8];
 		log_quote(q, sizeof(q), t->text.data ? t->text.data : "", t->text.len);
-		log_quote(name, sizeof(name), c->name, strlen(c->name));
+		log_quote(name, sizeof(name), c->slot->name, strlen(c->slot->name));
 		log_debug("context '%s', turn %" PRIu64 ": reply '%s' (%zu bytes, %s)", name,
 			  t->number, q, t->text.len, st == TURN_DONE ? "done" : "failed");
 	}
@@ -261,6 +285,7 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 	const struct settings *st = &c->settings;
 	int64_t fixed = prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
+	context_changed(c);  /* the floor may have moved: `history` shows it */
 	if (first < 0) {
 		snprintf(why, whylen, "the message needs about %lld tokens with the system prompt, "
 			 "over budget_tokens (%lld); nothing was sent",
@@ -318,7 +343,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		.connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
 		.idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
 	};
-	snprintf(spec.context, sizeof(spec.context), "%s", c->name);
+	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
@@ -335,7 +360,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		/* Content is logged with -d only; the transport logs the call itself. */
 		char q[1024], name[STORE_NAME_MAX * 2 + 8];
 		log_quote(q, sizeof(q), c->ex[k].user, c->ex[k].user_len);
-		log_quote(name, sizeof(name), c->name, strlen(c->name));
+		log_quote(name, sizeof(name), c->slot->name, strlen(c->slot->name));
 		log_debug("call %" PRIu64 ": context '%s', turn %" PRIu64
 			  ": message '%s' (%zu bytes)",
 			  spec.call_id, name, t->number, q, c->ex[k].user_len);

@@ -252,7 +252,7 @@ static int render_info_json(const struct context *c, struct buf *out)
 {
 	size_t queued;
 	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "name", c->name);
+	cJSON_AddStringToObject(o, "name", c->slot->name);
 	cJSON_AddStringToObject(o, "status", status_word(c, &queued));
 	cJSON_AddNumberToObject(o, "turn", c->newest ? (double)c->newest->number : 0);
 	cJSON_AddNumberToObject(o, "queued", (double)queued);
@@ -278,14 +278,45 @@ static int render_info_json(const struct context *c, struct buf *out)
 	return print_json(o, out);
 }
 
+void context_views_done(struct context *c)
+{
+	for (int i = 0; i < VIEW_CACHED; i++) {
+		free(c->views[i].data);
+		c->views[i].data = NULL;
+	}
+}
+
+/* Appends the cached rendering when the context has not changed since it was
+ * made; otherwise renders and keeps a copy.  A copy that cannot be made only
+ * costs the next call a rendering. */
+static int render_cached(struct context *c, enum view_kind kind, struct buf *out)
+{
+	struct view_cache *v = &c->views[kind == VIEW_HISTORY ? 0 : 1];
+	if (v->data && v->version == c->version)
+		return buf_append(out, v->data, v->len);
+	size_t start = out->len;
+	int r = kind == VIEW_HISTORY ? render_history(c, out) : render_history_json(c, out);
+	if (r < 0)
+		return r;
+	char *copy = malloc(out->len - start + 1);
+	free(v->data);
+	v->data = copy;
+	if (copy) {
+		v->len = out->len - start;
+		memcpy(copy, out->data ? out->data + start : "", v->len);
+		v->version = c->version;
+	}
+	return 0;
+}
+
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out)
 {
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? 0 : -ENOENT;
 	switch (c ? kind : (enum view_kind)-1) {
-	case VIEW_HISTORY: r = render_history(c, out); break;
-	case VIEW_HISTORY_JSON: r = render_history_json(c, out); break;
+	case VIEW_HISTORY:
+	case VIEW_HISTORY_JSON: r = render_cached(c, kind, out); break;
 	case VIEW_TRANSCRIPT: r = render_transcript(c, out); break;
 	case VIEW_TRANSCRIPT_JSON: r = render_transcript_json(c, out); break;
 	case VIEW_SYSTEM: r = buf_append(out, c->system, c->system_len); break;

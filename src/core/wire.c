@@ -493,6 +493,16 @@ static bool wire_event_foreign(const char *name, size_t name_len)
 int wire_event_decode(const char *name, size_t name_len, const char *data, size_t len,
 		      struct wire_event *ev)
 {
+	int r = wire_text_delta_fast(data, len, ev);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return wire_event_decode_json(name, name_len, data, len, ev);
+}
+
+int wire_event_decode_json(const char *name, size_t name_len, const char *data, size_t len,
+			   struct wire_event *ev)
+{
 	memset(ev, 0, sizeof(*ev));
 	ev->index = -1;
 	api_error_clear(&ev->error);

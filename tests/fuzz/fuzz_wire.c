@@ -2,7 +2,9 @@
  *
  * One input is read three ways:
  *  - events: "NAME LF DATA" (no LF: no name, all data) for wire_event_decode,
- *    and the whole input as data without a name.  Checked: the JSON's "type"
+ *    and the whole input as data without a name.  Checked: the answer (code and
+ *    every field) equals wire_event_decode_json's, so the text_delta fast path
+ *    can never differ from cJSON; the JSON's "type"
  *    (else the name) decides the kind; a non-object or a non-string "type" is
  *    -EINVAL, except that an event named as no known kind is skipped whatever
  *    its data; an unknown kind decodes; every field keeps its contract (checked
@@ -170,10 +172,32 @@ static void check_fields(const struct wire_event *ev)
 		FUZZ_CHECK(ev->text != NULL);
 }
 
+/* The text_delta fast path (wire_delta.c) must answer exactly as cJSON does. */
+static void check_same_as_json(const char *name, size_t name_len, const char *data, size_t len,
+			       int r, const struct wire_event *ev)
+{
+	struct wire_event j;
+	int rj = wire_event_decode_json(name, name_len, data, len, &j);
+
+	FUZZ_CHECK(r == rj);
+	if (r == 0) {
+		FUZZ_CHECK(ev->type == j.type && ev->index == j.index && ev->block == j.block);
+		FUZZ_CHECK(ev->text_len == j.text_len && !ev->text == !j.text);
+		FUZZ_CHECK(!ev->text || memcmp(ev->text, j.text, j.text_len + 1) == 0);
+		FUZZ_CHECK(!memcmp(ev->message_id, j.message_id, sizeof(j.message_id)) &&
+			   !memcmp(ev->model, j.model, sizeof(j.model)) &&
+			   !memcmp(ev->stop_reason, j.stop_reason, sizeof(j.stop_reason)) &&
+			   !memcmp(&ev->usage, &j.usage, sizeof(j.usage)) &&
+			   !memcmp(&ev->error, &j.error, sizeof(j.error)));
+	}
+	wire_event_done(&j);
+}
+
 static void check_event(const char *name, size_t name_len, const char *data, size_t len)
 {
 	struct wire_event ev;
 	int r = wire_event_decode(name, name_len, data, len, &ev);
+	check_same_as_json(name, name_len, data, len, r, &ev);
 	cJSON *root = cJSON_ParseWithLength(data, len);
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
 	const char *s = cJSON_IsString(type) ? type->valuestring : NULL;

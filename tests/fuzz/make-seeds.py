@@ -132,6 +132,32 @@ def seeds_wire():
         "long-id": ("message_start", '{"type":"message_start","message":{"id":"' + "m" * 130
                     + '","model":"claude","usage":{"input_tokens":1.5}}}'),
     }
+    # The text_delta fast path (wire_delta.c): its exact form, and forms one
+    # byte away from it that must go to cJSON and come out the same.
+    fast = {
+        "plain": '"Hello, world"',
+        "escapes": '"a\\n\\t\\"q\\" \\\\ \\/ \\b\\f\\r"',
+        "u-escapes": '"\\u00e9\\u20AC\\ud83d\\ude00 \\uFFFF"',
+        "u0000": '"a\\u0000b"',
+        "lone-high": '"\\ud83dx"',
+        "lone-low": '"\\ude00"',
+        "bad-hex": '"\\u12g4"',
+        "raw-utf8": '"\u00e9\u6f22\U0001F600"',
+        "bad-utf8": b'"\xc3\x28"',
+        "control": '"a\tb"',
+        "empty": '""',
+    }
+    for name, text in fast.items():
+        head = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+        if isinstance(text, str):
+            text = text.encode()
+        write("wire", "fast-" + name, b"content_block_delta\n" + head + text + b"}}")
+    write("wire", "fast-index-zero-lead", '{"type":"content_block_delta","index":01,"delta":'
+          '{"type":"text_delta","text":"x"}}')
+    write("wire", "fast-trailing", '{"type":"content_block_delta","index":3,"delta":'
+          '{"type":"text_delta","text":"x"}} ')
+    write("wire", "fast-spaces", '{"type": "content_block_delta", "index": 0, "delta": '
+          '{"type": "text_delta", "text": "x"}}')
     for name, (event, data) in events.items():
         write("wire", "event-" + name, event + "\n" + data)
 

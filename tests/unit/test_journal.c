@@ -499,6 +499,44 @@ static void test_open(const char *dir)
 	unlink(path);
 }
 
+/* journal_create: the file holds its first record at once; an existing name
+ * and a record over the limit fail without leaving or touching a file. */
+static void test_create(const char *dir)
+{
+	char path[4096];
+	struct journal *j = NULL;
+	struct journal_report rep;
+	struct seen seen = { .n = 0 };
+	struct stat st;
+	static const char first[] = "{\"settings\":{}}";
+
+	snprintf(path, sizeof(path), "%s/create.mcj", dir);
+	CHECK_EQ_INT(journal_create(path, JOURNAL_CREATE, first, strlen(first), &j), 0);
+	CHECK(j != NULL);
+	CHECK_EQ_INT(stat(path, &st), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+	CHECK_EQ_INT(journal_size(j), journal_frame_size(strlen(first)));
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "x", 1, true), 0);
+	journal_free(j);
+	CHECK_EQ_INT(journal_scan(path, on_record, &seen, &rep), 0);
+	CHECK_EQ_INT(seen.n, 2);
+	CHECK_EQ_INT(seen.r[0].type, JOURNAL_CREATE);
+	CHECK_EQ_INT(seen.r[0].len, strlen(first));
+	CHECK_EQ_INT(seen.r[0].hash, XXH3_64bits(first, strlen(first)));
+	CHECK_EQ_INT(seen.r[1].offset, journal_frame_size(strlen(first)));
+
+	CHECK_EQ_INT(journal_create(path, JOURNAL_CREATE, "y", 1, &j), -EEXIST);
+	CHECK(j == NULL);
+	CHECK_EQ_INT(file_size(path), journal_frame_size(strlen(first)) + journal_frame_size(1));
+	unlink(path);
+
+	CHECK_EQ_INT(journal_create(path, JOURNAL_CREATE, "z", JOURNAL_MAX_RECORD + 1, &j),
+		     -EFBIG);
+	CHECK(j == NULL);
+	CHECK_EQ_INT(stat(path, &st), -1);
+	CHECK_EQ_INT(errno, ENOENT);
+}
+
 /* A write that fails half way (the file size limit) leaves no partial record. */
 static void test_failed_append(const char *dir)
 {
@@ -593,6 +631,7 @@ int main(void)
 	test_bit_flips(dir);
 	test_garbage(dir);
 	test_open(dir);
+	test_create(dir);
 	test_failed_append(dir);
 	test_fixtures();
 	CHECK_EQ_INT(rmdir(dir), 0);  /* every test removed its files */

@@ -1277,6 +1277,97 @@ static void test_prune(void)
 	env_done(&e);
 }
 
+/* --- the rendering cache ------------------------------------------------------------ */
+
+/* Renders history and history.json twice (the second comes from the cache) and
+ * checks that the two agree. */
+static void warm(struct env *e, uint64_t id)
+{
+	static const enum view_kind kinds[] = {VIEW_HISTORY, VIEW_HISTORY_JSON};
+
+	for (size_t i = 0; i < 2; i++) {
+		char *first = view_dup(e, id, kinds[i]);
+		CHECK_EQ_STR(view(e, id, kinds[i]), first);
+		free(first);
+	}
+}
+
+/* What the cache shows equals what a fresh load of the journal renders. */
+static void like_fresh(struct env *e, const char *name, uint64_t *id)
+{
+	char *h = view_dup(e, *id, VIEW_HISTORY), *j = view_dup(e, *id, VIEW_HISTORY_JSON);
+
+	env_reopen(e);
+	CHECK_EQ_INT(store_lookup(e->s, name, id), 0);
+	CHECK_EQ_STR(view(e, *id, VIEW_HISTORY), h);
+	CHECK_EQ_STR(view(e, *id, VIEW_HISTORY_JSON), j);
+	free(h);
+	free(j);
+}
+
+/* Every kind of change shows at once in history and history.json although their
+ * previous renderings were cached. */
+static void test_view_cache(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "vc");
+	char q[32], a[32];
+
+	warm(&e, id);
+	CHECK_EQ_INT(context_set_system(e.s, id, "SYS-A", 5, e.why, sizeof(e.why)), 0);
+	CHECK(has(view(&e, id, VIEW_HISTORY), "SYS-A"));
+	CHECK(has(view(&e, id, VIEW_HISTORY_JSON), "\"SYS-A\""));
+	warm(&e, id);
+	CHECK_EQ_INT(context_set_system(e.s, id, "", 0, e.why, sizeof(e.why)), 0);
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "SYS-A"));
+	warm(&e, id);
+	CHECK_EQ_INT(context_set_model(e.s, id, "claude-cache-test", 17, e.why, sizeof(e.why)), 0);
+	CHECK(has(view(&e, id, VIEW_HISTORY_JSON), "claude-cache-test"));
+	like_fresh(&e, "vc", &id);
+
+	/* Three exchanges of 28 raw tokens each fit a budget of 100 at the start
+	 * (ratio 1); the reply appears in history when its turn ends. */
+	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 100", 19, e.why, sizeof(e.why)),
+		     0);
+	for (int i = 1; i <= 3; i++) {
+		snprintf(q, sizeof(q), "%-30d", i);
+		snprintf(a, sizeof(a), "answer %-23d", i);
+		say(&e, id, q);
+		warm(&e, id);
+		CHECK(!has(view(&e, id, VIEW_HISTORY), a));
+		reply(&e, last_call(&e), a, 0, 1);
+		CHECK(has(view(&e, id, VIEW_HISTORY), a));
+		CHECK(has(view(&e, id, VIEW_HISTORY_JSON), a));
+		warm(&e, id);
+	}
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "pruned"));
+	like_fresh(&e, "vc", &id);
+
+	/* A blank reply stays out of history, but the input tokens it reports
+	 * calibrate the estimate: the same history no longer fits. */
+	say(&e, id, "c");
+	warm(&e, id);
+	reply(&e, last_call(&e), " ", 2000, 1);
+	CHECK(has(view(&e, id, VIEW_HISTORY), "pruned: 6 earlier message(s)"));
+	const char *j = view(&e, id, VIEW_HISTORY_JSON);
+	CHECK(has(j, "\"pruned_messages\":\t6") || has(j, "\"pruned_messages\": 6"));
+	like_fresh(&e, "vc", &id);
+
+	/* A larger budget brings them back; a clear empties the history. */
+	warm(&e, id);
+	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 100000", 22, e.why,
+					sizeof(e.why)),
+		     0);
+	CHECK(has(view(&e, id, VIEW_HISTORY), "answer 1"));
+	warm(&e, id);
+	CHECK_EQ_INT(context_clear(e.s, id), 0);
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "answer"));
+	CHECK(!has(view(&e, id, VIEW_HISTORY_JSON), "answer"));
+	like_fresh(&e, "vc", &id);
+	env_done(&e);
+}
+
 /* --- durability ------------------------------------------------------------------------ */
 
 static void test_reopen_same(void)
@@ -1810,6 +1901,7 @@ int main(void)
 	    {"cancel", test_cancel},
 	    {"clear", test_clear},
 	    {"prune", test_prune},
+	    {"view_cache", test_view_cache},
 	    {"reopen_same", test_reopen_same},
 	    {"crash_mid_reply", test_crash_mid_reply},
 	    {"torn_tail", test_torn_tail},

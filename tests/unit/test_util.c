@@ -65,6 +65,19 @@ static void test_utf8(void)
 		CHECK_EQ_INT(utf8_complete_prefix(utf8_cases[i].s, utf8_cases[i].n),
 			     utf8_cases[i].complete);
 	}
+	/* The same cases among ASCII bytes at every alignment: utf8_valid reads
+	 * ASCII eight bytes at a time, and must still see each case whole. */
+	for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
+		for (size_t pre = 0; pre <= 17; pre++) {
+			for (size_t post = 0; post <= 9; post++) {
+				char text[64];
+				size_t n = utf8_cases[i].n;
+				memset(text, 'a', sizeof(text));
+				memcpy(text + pre, utf8_cases[i].s, n);
+				CHECK_EQ_INT(utf8_valid(text, pre + n + post), utf8_cases[i].valid);
+			}
+		}
+	}
 	CHECK(utf8_blank(" \t\r\n", 4));
 	CHECK(utf8_blank("", 0));
 	CHECK(!utf8_blank(" a ", 3));
