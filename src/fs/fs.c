@@ -154,9 +154,13 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 	/* One IN_CLOSE_WRITE per finished turn. */
 	uintptr_t closed = (uintptr_t)map_get_id(&fs->closed, ctx);
 	if (ci.idle && ci.turn && closed != ci.turn) {
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		/* Raw calls, as in notifier_own_files(): a descriptor of this
+		 * thread's own file table is no descriptor of the process, and a
+		 * sanitizer that took it for one would lose track of the one with
+		 * that number elsewhere (/dev/fuse, most often). */
+		long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
 		if (fd >= 0)
-			close(fd);
+			syscall(SYS_close, fd);
 		map_del_id(&fs->closed, ctx);
 		map_put_id(&fs->closed, ctx, (void *)(uintptr_t)ci.turn);
 	}
