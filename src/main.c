@@ -244,18 +244,20 @@ int main(int argc, char **argv)
 	/* HTTP first: its streams hold turns, and no request may start while
 	 * the rest goes down. */
 	shim_threads_stop(&d);
-	/* Unmount first: the notifier may be inside a call on the mount, which
-	 * returns once the connection is gone. */
+	/* No new calls from here: turns still queued load as interrupted next
+	 * time instead of failing against a stopped transport.  Before the
+	 * unmount: the end of each call in flight answers its parked readers
+	 * through /dev/fuse, which the unmount closes. */
+	store_set_transport(d.st, NULL, NULL);
+	claude_stop(d.net);
+	pthread_join(net, NULL);
+	/* Then unmount, and only then stop the notifier: it may be inside a call
+	 * on the mount, which returns once the connection is gone. */
 	if (d.fs) {
 		fs_unmount(d.fs);
 		fs_stop_notifier(d.fs);
 		pthread_join(notifier, NULL);
 	}
-	/* No new calls from here: turns still queued load as interrupted next
-	 * time instead of failing against a stopped transport. */
-	store_set_transport(d.st, NULL, NULL);
-	claude_stop(d.net);
-	pthread_join(net, NULL);
 	fs_free(d.fs);
 	claude_free(d.net);
 	shim_free(d.shim);
