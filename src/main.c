@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,21 @@ static void shim_threads_stop(struct daemon *d)
 
 /* --no-mount: the signals that stop the daemon are taken by sigwait, so they
  * are blocked before any thread starts (threads inherit the mask). */
+/* Each loaded context keeps its journal open for the daemon's life.  The usual
+ * soft limit of 1024 descriptors ran out at about a thousand contexts (mkdir and
+ * loading failed with EMFILE, and at exit libfuse could not even load libgcc_s
+ * to stop its threads), while the hard limit is far higher.  Nothing here uses
+ * select(), whose sets end at 1024 (curl polls, libmicrohttpd uses epoll). */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the limit of open files: %s", strerror(errno));
+	}
+}
+
 static void block_stop_signals(sigset_t *set)
 {
 	sigemptyset(set);
@@ -214,6 +230,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_level = d.opt.debug ? LOG_DEBUG : LOG_INFO;
+	raise_nofile_limit();
 	fuse_opt_add_arg(&args, "-osubtype=mcpfs,fsname=mcpfs");
 	setup(&d, &args);
 	log_open(!d.opt.foreground);
