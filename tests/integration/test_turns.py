@@ -331,7 +331,10 @@ def test_signal_ends_blocked_cat_at_once(mount, ctx, fake, sig):
     fake.set_default("stall", stall_after=0, stall_seconds=60)
     send(ctx, "hello\n")
     fake.wait_until(lambda: fake.calls and fake.calls[0].stalled, 10, "the stall")
-    p = mount.spawn(["cat", str(ctx / "output")])
+    # SIGINT as at a terminal, also when the test run is a background job of a
+    # shell (which starts it with SIGINT ignored, and cat would inherit that)
+    p = mount.spawn(["cat", str(ctx / "output")],
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_opened(p.pid, ctx / "output")
     wait_for(lambda: blocked_in_read(p.pid), 5, what="cat to block in read")
     t0 = time.monotonic()
