@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,21 @@ static void shim_threads_stop(struct daemon *d)
 
 /* --no-mount: the signals that stop the daemon are taken by sigwait, so they
  * are blocked before any thread starts (threads inherit the mask). */
+/* Each loaded context keeps its journal open for the daemon's life.  The usual
+ * soft limit of 1024 descriptors ran out at about a thousand contexts (mkdir and
+ * loading failed with EMFILE, and at exit libfuse could not even load libgcc_s
+ * to stop its threads), while the hard limit is far higher.  Nothing here uses
+ * select(), whose sets end at 1024 (curl polls, libmicrohttpd uses epoll). */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the limit of open files: %s", strerror(errno));
+	}
+}
+
 static void block_stop_signals(sigset_t *set)
 {
 	sigemptyset(set);
@@ -214,6 +230,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_level = d.opt.debug ? LOG_DEBUG : LOG_INFO;
+	raise_nofile_limit();
 	fuse_opt_add_arg(&args, "-osubtype=mcpfs,fsname=mcpfs");
 	setup(&d, &args);
 	log_open(!d.opt.foreground);
@@ -244,18 +261,20 @@ int main(int argc, char **argv)
 	/* HTTP first: its streams hold turns, and no request may start while
 	 * the rest goes down. */
 	shim_threads_stop(&d);
-	/* Unmount first: the notifier may be inside a call on the mount, which
-	 * returns once the connection is gone. */
+	/* No new calls from here: turns still queued load as interrupted next
+	 * time instead of failing against a stopped transport.  Before the
+	 * unmount: the end of each call in flight answers its parked readers
+	 * through /dev/fuse, which the unmount closes. */
+	store_set_transport(d.st, NULL, NULL);
+	claude_stop(d.net);
+	pthread_join(net, NULL);
+	/* Then unmount, and only then stop the notifier: it may be inside a call
+	 * on the mount, which returns once the connection is gone. */
 	if (d.fs) {
 		fs_unmount(d.fs);
 		fs_stop_notifier(d.fs);
 		pthread_join(notifier, NULL);
 	}
-	/* No new calls from here: turns still queued load as interrupted next
-	 * time instead of failing against a stopped transport. */
-	store_set_transport(d.st, NULL, NULL);
-	claude_stop(d.net);
-	pthread_join(net, NULL);
 	fs_free(d.fs);
 	claude_free(d.net);
 	shim_free(d.shim);

@@ -72,6 +72,8 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 	pthread_mutex_init(&fs->scratch_lock, NULL);
 	pthread_mutex_init(&fs->note_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
+	for (size_t i = 0; i < FS_HANDLE_LOCKS; i++)
+		pthread_mutex_init(&fs->handle_locks[i], NULL);
 	pthread_cond_init(&fs->note_cond, NULL);
 	map_init(&fs->parked);
 	map_init(&fs->scratch_by_name);
@@ -152,9 +154,13 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 	/* One IN_CLOSE_WRITE per finished turn. */
 	uintptr_t closed = (uintptr_t)map_get_id(&fs->closed, ctx);
 	if (ci.idle && ci.turn && closed != ci.turn) {
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		/* Raw calls, as in notifier_own_files(): a descriptor of this
+		 * thread's own file table is no descriptor of the process, and a
+		 * sanitizer that took it for one would lose track of the one with
+		 * that number elsewhere (/dev/fuse, most often). */
+		long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
 		if (fd >= 0)
-			close(fd);
+			syscall(SYS_close, fd);
 		map_del_id(&fs->closed, ctx);
 		map_put_id(&fs->closed, ctx, (void *)(uintptr_t)ci.turn);
 	}

@@ -209,6 +209,8 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, r < 0 ? -r : ENOMEM);
 		return;
 	}
+	pthread_mutex_t *lock = fs_handle_lock(fs, h);  /* until the reply: see fs_op_open */
+	pthread_mutex_lock(lock);
 	h->kind = K_SCRATCH;
 	h->scratch = sc;
 	h->writer = true;
@@ -221,6 +223,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	e.entry_timeout = 1.0;
 	fs_stat(fs, e.ino, &e.attr);
 	fuse_reply_create(req, &e, fi);
+	pthread_mutex_unlock(lock);
 }
 
 void fs_op_refuse_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

@@ -34,6 +34,7 @@ struct fs_file {
 };
 extern const struct fs_file fs_files[K_NFIXED];
 
+#define FS_HANDLE_LOCKS 64       /* stripes of fs->handle_locks */
 #define SCRATCH_MAX_FILES 64     /* editor scratch files in the whole mount */
 #define SCRATCH_MAX_BYTES (16u << 20)
 
@@ -49,6 +50,9 @@ struct scratch {
 };
 
 /* One open file.  Owned by the kernel's file (fi->fh) from open to release. */
+/* An open file.  kind, ctx, writer, append, turn and scratch are set at open and
+ * never change; the other fields are under fs_handle_lock(h) unless they say
+ * otherwise. */
 struct fs_handle {
 	int kind;                /* enum fs_kind */
 	uint64_t ctx;            /* context id, 0 at the root */
@@ -106,7 +110,24 @@ struct fs {
 	 * an unmount, so fs_free frees what is left here. */
 	pthread_mutex_t handles_lock;
 	struct fs_handle *handles;
+
+	/* The kernel runs requests on one open file in parallel: reads of one
+	 * descriptor from two threads, or a flush (a process closing its copy)
+	 * beside a write through the same open file from another process.  So a
+	 * handle's fields are under a lock, taken first, before any other lock of
+	 * the adapter or the store's.  A stripe of locks made at start-up rather
+	 * than a mutex in each handle: the first request on a file may run on a
+	 * thread that knows of the handle only through the kernel, which orders it
+	 * after the OPEN reply — an order that ThreadSanitizer cannot see, so a
+	 * mutex created in the handle would look unsynchronised to it. */
+	pthread_mutex_t handle_locks[FS_HANDLE_LOCKS];
 };
+
+/* The lock of the fields of the handle at h (fs->handle_locks). */
+static inline pthread_mutex_t *fs_handle_lock(struct fs *fs, const void *h)
+{
+	return &fs->handle_locks[((uintptr_t)h >> 4) % FS_HANDLE_LOCKS];
+}
 
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
 #define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */

@@ -93,6 +93,10 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Held until the reply is sent: the file's next request, on any thread,
+	 * then finds the handle whole. */
+	pthread_mutex_t *lock = fs_handle_lock(fs, h);
+	pthread_mutex_lock(lock);
 	h->kind = fs_kind_of(ino, &h->ctx);
 	h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
 	h->append = (fi->flags & O_APPEND) != 0;
@@ -113,6 +117,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		turn_unref(fs->st, h->turn);
 		buf_done(&h->data);
 		free(h);
+		pthread_mutex_unlock(lock);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -126,7 +131,9 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->direct_io = 1;  /* every read reaches us: output can block, renders are fresh */
 	fi->keep_cache = 0;
 	fi->nonseekable = 0;  /* tail -f seeks */
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	int sent = fuse_reply_open(req, fi);
+	pthread_mutex_unlock(lock);
+	if (sent == -ENOENT)
 		handle_release(fs, h);  /* the opener was interrupted: no release will come */
 }
 
@@ -203,10 +210,9 @@ static bool caller_is_following_tail(fuse_req_t req)
 	return false;
 }
 
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size, off_t off,
+			int flags)
 {
-	struct fs *fs = fs_of(req);
-	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	switch (h->kind) {
 	case K_OUTPUT:
 		if (!h->turn || h->writer)
@@ -215,7 +221,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 			 caller_is_following_tail(req))
 			fuse_reply_buf(req, NULL, 0);
 		else
-			fs_serve_read(fs, req, h, off, size, fi->flags & O_NONBLOCK);
+			fs_serve_read(fs, req, h, off, size, flags & O_NONBLOCK);
 		return;
 	case K_INPUT:
 	case K_CTL:
@@ -238,6 +244,17 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 		}
 	}
 	reply_slice(req, h->data.data, h->data.len, off, size);
+}
+
+/* Two reads of one descriptor may come at once (threads sharing it): a read at
+ * offset 0 renders into the handle's snapshot that the other is copying. */
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	handle_read(fs, req, h, size, off, fi->flags);
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
 }
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
@@ -287,6 +304,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	struct fs *fs = fs_of(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	int r = 0;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_CTL) {
 		r = ctl_write(fs, h, buf, size);
 	} else if (h->kind == K_SCRATCH) {
@@ -314,6 +332,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	} else if (h->kind != K_OUTPUT) {
 		r = -EBADF;
 	}
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -361,6 +380,9 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_of(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	int r = 0;
+	/* A flush is not ordered with a write through the same open file by
+	 * another process (`cmd1 & cmd2` sharing the shell's descriptor). */
+	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_INPUT) {
 		r = input_flush(fs, h);
 	} else if (h->kind == K_CTL && h->ctl_len) {
@@ -377,11 +399,14 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->dirty = false;  /* an emptied model file: refused now, never applied */
 		r = -EINVAL;
 	}
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	fuse_reply_err(req, -r);
 }
 
 static void handle_release(struct fs *fs, struct fs_handle *h)
 {
+	pthread_mutex_t *lock = fs_handle_lock(fs, h);
+	pthread_mutex_lock(lock);
 	pthread_mutex_lock(&fs->handles_lock);
 	if (h->prev)
 		h->prev->next = h->next;
@@ -400,12 +425,19 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	} else if (kind_rw(h->kind) && h->dirty) {
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT) {
+		/* The last read may have been answered by the thread that delivered
+		 * its bytes (fs_on_change), which wrote read_end under park_lock; the
+		 * kernel releases the file only after that answer, and the lock makes
+		 * the order hold in memory as well. */
+		pthread_mutex_lock(&fs->park_lock);
+		pthread_mutex_unlock(&fs->park_lock);
 		turn_unref(fs->st, h->turn);
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
 	}
 	buf_done(&h->data);
 	free(h);
+	pthread_mutex_unlock(lock);
 }
 
 void fs_handles_free(struct fs *fs)
@@ -429,28 +461,33 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		struct fuse_pollhandle *ph)
 {
+	struct fs *fs = fs_of(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_OUTPUT && h->turn && !h->writer) {
-		fs_poll_output(fs_of(req), req, h, ph);
-		return;
+		fs_poll_output(fs, req, h, ph);
+	} else {
+		if (ph)
+			fuse_pollhandle_destroy(ph);
+		fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
 	}
-	if (ph)
-		fuse_pollhandle_destroy(ph);
-	fuse_reply_poll(req, POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM);
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
 }
 
 int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 {
+	int r = 0;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_SCRATCH) {
 		pthread_mutex_lock(&fs->scratch_lock);
-		int r = buf_resize(&h->scratch->data, (size_t)size);
+		r = buf_resize(&h->scratch->data, (size_t)size);
 		pthread_mutex_unlock(&fs->scratch_lock);
-		return r;
-	}
-	if (h->kind != K_INPUT && !kind_rw(h->kind))
-		return 0;  /* output and the renderings: accepted, nothing changes */
-	h->dirty = true;
-	return buf_resize(&h->data, (size_t)size);
+	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
+		h->dirty = true;
+		r = buf_resize(&h->data, (size_t)size);
+	}  /* else output and the renderings: accepted, nothing changes */
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	return r;
 }
 
 /* truncate(2) by name: emptying system or config resets it; the rest accept

@@ -89,7 +89,8 @@ Options:
   status           answer this HTTP status with an error body instead (with
                    error_type/error_message, retry_after, retry_after_ms,
                    should_retry (bool), body (raw text, or "html" for a
-                   Cloudflare-like HTML page), content_type, close)
+                   Cloudflare-like HTML page), content_type, close); 200
+                   with a body answers that body instead of a stream
   drop             read the request, then close the connection with no answer
   headers          extra response headers (dict)
   stop_reason      default "end_turn"
@@ -753,7 +754,8 @@ class _Exchange:
                 self.wait(b["header_delay_ms"] / 1000.0)
             if b.get("drop"):
                 self.drop()
-            if b.get("status") not in (None, 200):
+            if b.get("status") not in (None, 200) or (b.get("status") == 200
+                                                       and b.get("body") is not None):
                 self.error_response()
             elif self.rec.path == "/v1/messages/count_tokens":
                 self.fake._send_json(self.h, 200, {"input_tokens": estimate_input_tokens(self.body)},

@@ -130,6 +130,14 @@ CASES = [
     Case("delta-text-not-a-string", {"kind": "normal", "inject_after": 3,
                                      "inject": "bad_delta"}, 1,
          "stream_error", "malformed", http=200, partial=3),
+    # a 200 that is no event stream (a proxy's page): said so, not parsed, not retried
+    Case("200-html-not-a-stream", {"kind": "status", "status": 200, "body": "html"}, 1,
+         "stream_error", "content-type .text/html., not an event stream", http=200),
+    # an event past the parser's 16 MiB cap (a line that never ends): refused, not
+    # buffered without bound, and not retried (the reply would not shrink)
+    Case("event-over-16-MiB", {"kind": "normal", "inject_after": 1,
+                               "inject": "data: " + "x" * (16 << 20)}, 1,
+         "stream_error", "event of the stream is over 16777216 bytes", http=200, partial=1),
     # a close-delimited body cut short: only the missing message_stop tells
     Case("http10-cut-after-text", {"kind": "http10", "disconnect_after": 1}, 1,
          "stream_error", "before message_stop", http=200, partial=1),

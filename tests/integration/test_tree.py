@@ -304,3 +304,38 @@ def test_mount_is_private_unless_allow_other(mount_factory, fake, allow_other):
         assert as_nobody("ls", str(mt.path)).rc != 0
         assert as_nobody("mkdir", str(mt.path / "theirs")).rc != 0
         assert sorted(os.listdir(mt.path)) == [".config", ".status", "c"]
+
+
+def open_files_limit(pid):
+    """(soft, hard) of the process's limit of open files."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no 'Max open files' in /proc/%d/limits" % pid)
+
+
+def test_more_contexts_than_the_soft_limit_of_open_files(mount_factory, fake, workdir):
+    """Each loaded context keeps its journal open: started with a soft limit of
+    64 descriptors, the daemon takes its hard limit, and 150 contexts all work,
+    also after a remount that loads them again."""
+    wrapper = workdir / "mcpfs-nofile-64"
+    mt = mount_factory(start=False)
+    wrapper.write_text("#!/bin/sh\nexec prlimit --nofile=64: -- '%s' \"$@\"\n" % mt.bin)
+    wrapper.chmod(0o755)
+    mt.bin = str(wrapper)
+    mt.start()
+    soft, hard = open_files_limit(mt.proc.pid)
+    assert hard > 256 and soft == hard, (soft, hard)
+    names = ["n%03d" % i for i in range(150)]
+    for n in names:
+        os.mkdir(mt.path / n)
+    for n in names[::30] + names[-1:]:
+        send(mt.path / n, "hello %s\n" % n)
+        assert output(mt.path / n) == reply_for("hello %s" % n)
+    mt.remount()
+    assert contexts(mt) == names
+    for n in names:  # every journal loaded again
+        assert status(mt.path / n).state == "idle", n
+    assert output(mt.path / names[-1]) == reply_for("hello %s" % names[-1])

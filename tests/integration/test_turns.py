@@ -8,6 +8,7 @@ import os
 import re
 import select
 import signal
+import threading
 import time
 
 import pytest
@@ -96,6 +97,62 @@ def test_one_message_per_open_file_description_exec_fd(ctx, fake):
     assert r.rc == 0, r
     assert r.out == reply_for("a\nb")
     sentinel_check(fake, ctx, ["a\nb"])
+
+
+def test_closes_of_copies_beside_writes_form_one_message(ctx, fake):
+    """Each close of a copy of the descriptor is a FLUSH, which the kernel does
+    not order with writes through the same open file (a process closing its
+    copy while another writes): the message is still every byte written, once."""
+    piece = b"0123456789abcdef" * 8
+    n = 1500
+    fd = os.open(ctx / "input", os.O_WRONLY | os.O_TRUNC)
+    done = threading.Event()
+
+    def closer():
+        while not done.is_set():
+            os.close(os.dup(fd))
+
+    t = threading.Thread(target=closer)
+    t.start()
+    try:
+        for _ in range(n):
+            assert os.write(fd, piece) == len(piece)
+    finally:
+        done.set()
+        t.join()
+    os.close(fd)
+    assert output(ctx, timeout=20) == reply_for((piece * n).decode())
+    assert len(fake.calls) == 1
+    assert fake.calls[0].last_user_text == (piece * n).decode()
+
+
+def test_threads_reading_one_descriptor_get_the_same_text(ctx, fake):
+    """Reads at offset 0 render a fresh snapshot into the open file's buffer;
+    two threads reading one descriptor must not see each other's half-made one."""
+    for i in range(30):
+        send(ctx, "message %d %s\n" % (i, "z" * 500))
+        output(ctx)
+    for name in ("history", "transcript"):
+        fd = os.open(ctx / name, os.O_RDONLY)
+        try:
+            want = os.pread(fd, 1 << 20, 0)
+            assert len(want) > 8000
+            bad = []
+
+            def reader():
+                for _ in range(1500):
+                    got = os.pread(fd, 1 << 20, 0)
+                    if got != want:
+                        bad.append(len(got))
+
+            ts = [threading.Thread(target=reader) for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            assert bad == [], "%s: %d reads of 6000 differed" % (name, len(bad))
+        finally:
+            os.close(fd)
 
 
 def test_many_writes_form_one_message(ctx, fake):
@@ -277,7 +334,10 @@ def test_signal_ends_blocked_cat_at_once(mount, ctx, fake, sig):
     fake.set_default("stall", stall_after=0, stall_seconds=60)
     send(ctx, "hello\n")
     fake.wait_until(lambda: fake.calls and fake.calls[0].stalled, 10, "the stall")
-    p = mount.spawn(["cat", str(ctx / "output")])
+    # SIGINT as at a terminal, also when the test run is a background job of a
+    # shell (which starts it with SIGINT ignored, and cat would inherit that)
+    p = mount.spawn(["cat", str(ctx / "output")],
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_opened(p.pid, ctx / "output")
     wait_for(lambda: blocked_in_read(p.pid), 5, what="cat to block in read")
     t0 = time.monotonic()
