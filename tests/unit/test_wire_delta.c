@@ -220,6 +220,20 @@ static size_t random_text(char *out, size_t max_chars)
 	return n;
 }
 
+/* A content_block_delta event as cJSON writes it (the caller frees it). */
+static char *delta_json(const char *text, unsigned index)
+{
+	cJSON *o = cJSON_CreateObject(), *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "content_block_delta");
+	cJSON_AddNumberToObject(o, "index", (double)index);
+	cJSON_AddStringToObject(d, "type", "text_delta");
+	cJSON_AddStringToObject(d, "text", text);
+	cJSON_AddItemToObject(o, "delta", d);
+	char *data = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return data;
+}
+
 static void test_random(void)
 {
 	int took = 0;
@@ -227,14 +241,7 @@ static void test_random(void)
 	for (int i = 0; i < 2000; i++) {
 		char text[64 * 4 + 1];
 		size_t n = random_text(text, 64);
-		cJSON *o = cJSON_CreateObject(), *d = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "type", "content_block_delta");
-		cJSON_AddNumberToObject(o, "index", (double)(next() % 3));
-		cJSON_AddStringToObject(d, "type", "text_delta");
-		cJSON_AddStringToObject(d, "text", text);
-		cJSON_AddItemToObject(o, "delta", d);
-		char *data = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
+		char *data = delta_json(text, next() % 3);
 
 		struct wire_event ev;
 		int f = wire_text_delta_fast(data, strlen(data), &ev);
@@ -273,14 +280,7 @@ static void test_positions(void)
 				if (pos < len)
 					memset(text + pos + sl, 'y', len - pos);
 				text[len + sl] = '\0';
-				cJSON *o = cJSON_CreateObject(), *d = cJSON_CreateObject();
-				cJSON_AddStringToObject(o, "type", "content_block_delta");
-				cJSON_AddNumberToObject(o, "index", 0);
-				cJSON_AddStringToObject(d, "type", "text_delta");
-				cJSON_AddStringToObject(d, "text", text);
-				cJSON_AddItemToObject(o, "delta", d);
-				char *data = cJSON_PrintUnformatted(o);
-				cJSON_Delete(o);
+				char *data = delta_json(text, 0);
 				struct wire_event ev;
 				int f = wire_text_delta_fast(data, strlen(data), &ev);
 				CHECK_EQ_INT(f, 1);
