@@ -262,6 +262,11 @@ void turn_unref(struct store *s, struct turn *t);  /* NULL-safe */
 void store_call_response(struct store *s, uint64_t call_id, int http_status,
 			 const char *request_id);
 int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev);
+/* Observers hear of what store_call_event() changed at the next
+ * store_call_flush() (or at any notification before it): the transport flushes
+ * after each chunk of bytes it received, so that a reader of `output` is answered
+ * once per chunk, not once per event of it. */
+void store_call_flush(struct store *s);
 /* A new attempt begins after a failure (err describes it); partial state of the
  * failed attempt (never text: attempts are retried only before any text) is
  * dropped. */

@@ -19,6 +19,17 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
+int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync)
+{
+	if (!c->journal)
+		return -EIO;
+	int r = journal_append(c->journal, type, payload, len, sync);
+	if (r == 0)
+		c->modified_ms = clock_wall_ms();
+	context_changed(c);  /* a record is a change, whether or not it was saved */
+	return r;
+}
+
 int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 {
 	if (!c->journal) {
@@ -29,11 +40,8 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 	cJSON_Delete(payload);
 	if (!text)
 		return -ENOMEM;
-	int r = journal_append(c->journal, type, text, strlen(text), sync);
+	int r = context_append(c, type, text, strlen(text), sync);
 	free(text);
-	if (r == 0)
-		c->modified_ms = clock_wall_ms();
-	context_changed(c);  /* a record is a change, whether or not it was saved */
 	return r;
 }
 

@@ -41,6 +41,9 @@ void notes_add(struct notes *n, uint64_t id, unsigned what)
 
 void store_unlock_notify(struct store *s, struct notes *n)
 {
+	for (int i = 0; i < s->held.n; i++)
+		notes_add(n, s->held.id[i], s->held.what[i]);
+	s->held.n = 0;
 	/* Every change announced is a change for the rendering cache too (the
 	 * functions that change a context also say so themselves; text growing
 	 * in `output` alone changes no cached view). */

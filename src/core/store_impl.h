@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mcpfs/reply_part.h"
 #include "mcpfs/map.h"
 #include "mcpfs/journal.h"
 #include "mcpfs/prune.h"
@@ -27,6 +28,7 @@ struct turn {
 	struct buf thinking;         /* thinking text, kept for the transcript */
 	size_t text_saved;           /* bytes of text already in REPLY_PART records */
 	size_t thinking_saved;
+	struct reply_part_buf part;  /* the last REPLY_PART printed; freed at the end */
 	int64_t saved_ms;            /* monotonic time of the last checkpoint */
 	char stop_reason[64];
 	struct wire_usage usage;
@@ -119,6 +121,14 @@ static inline void context_changed(struct context *c)
 #define STORE_OBSERVERS 4
 #define INFO_KEYS 4
 
+/* Changes to announce once the lock is released. */
+#define NOTES_MAX 8
+struct notes {
+	uint64_t id[NOTES_MAX];
+	unsigned what[NOTES_MAX];
+	int n;
+};
+
 struct store {
 	pthread_mutex_t lock;
 	char *dir;                   /* state directory */
@@ -141,18 +151,13 @@ struct store {
 	char info_key[INFO_KEYS][16];
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
+	struct notes held;           /* store_call_event()'s, until store_call_flush() */
 };
 
-/* Changes to announce once the lock is released. */
-#define NOTES_MAX 8
-struct notes {
-	uint64_t id[NOTES_MAX];
-	unsigned what[NOTES_MAX];
-	int n;
-};
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
-/* Unlocks the store and calls the observers for each note. */
+/* Unlocks the store and calls the observers for each note, and for the held
+ * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);
 
 /* store.c */
@@ -166,7 +171,9 @@ int context_load(struct store *s, struct store_slot *slot);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
+/* Appends a record (prints and deletes payload) to the context's journal. */
 int context_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
+int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync);
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);

@@ -68,6 +68,7 @@ void turn_unref(struct store *s, struct turn *t)
 		return;
 	buf_done(&t->text);
 	buf_done(&t->thinking);
+	free(t->part.data);
 	free(t);
 }
 
@@ -90,27 +91,10 @@ static void turn_save_failed(struct context *c, int err)
 			 "survive a restart", strerror(-err));
 }
 
-/* The n bytes of b from off, as a C string that cJSON can hold by reference:
- * the buffer itself when they run to its end (a buf is NUL-terminated at len),
- * else a copy in *owned.  Checkpoints mostly save the tail of a growing reply,
- * and copying each delta twice more (strndup, then cJSON's own copy) was a fair
- * part of the daemon's CPU per byte of a fast reply. */
-static const char *part_text(const struct buf *b, size_t off, size_t n, char **owned)
+/* The bytes of b from off on ("" for an empty buffer, never NULL). */
+static const char *buf_at(const struct buf *b, size_t off)
 {
-	*owned = NULL;
-	if (!b->data || off + n == b->len)
-		return b->data ? b->data + off : "";
-	*owned = strndup(b->data + off, n);
-	return *owned;
-}
-
-static bool add_reference(cJSON *o, const char *key, const char *s)
-{
-	cJSON *v = cJSON_CreateStringReference(s);
-	if (v && cJSON_AddItemToObject(o, key, v))
-		return true;
-	cJSON_Delete(v);
-	return false;
+	return b->data ? b->data + off : "";
 }
 
 /* Appends a REPLY_PART with the text and thinking not yet saved. */
@@ -127,22 +111,13 @@ void turn_checkpoint(struct turn *t, bool sync)
 		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
 		tn = tn > PART_MAX ? PART_MAX : tn;
 		hn = hn > PART_MAX ? PART_MAX : hn;
-		cJSON *o = cJSON_CreateObject();
-		char *own_tx, *own_th = NULL;
-		const char *tx = part_text(&t->text, t->text_saved, tn, &own_tx);
-		const char *th = hn ? part_text(&t->thinking, t->thinking_saved, hn, &own_th) : "";
-		bool ok = o && tx && th && cJSON_AddNumberToObject(o, "turn", (double)t->number) &&
-			  cJSON_AddNumberToObject(o, "attempt", t->attempt) &&
-			  add_reference(o, "text", tx) && (!hn || add_reference(o, "thinking", th));
 		/* Text is split only between characters: wire.c delivers whole UTF-8
-		 * deltas, and PART_MAX cuts are made on the saved offsets, which
-		 * cJSON re-encodes safely either way.  context_write() prints and
-		 * deletes o (never the referenced strings) before they are freed. */
-		int r = ok ? context_write(c, JOURNAL_REPLY_PART, o, false) : -ENOMEM;
-		if (!ok)
-			cJSON_Delete(o);
-		free(own_tx);
-		free(own_th);
+		 * deltas, and PART_MAX cuts are made on the saved offsets, which the
+		 * record's escaping keeps intact either way. */
+		long len = reply_part_print(&t->part, t->number, t->attempt, buf_at(&t->text, t->text_saved),
+					    tn, buf_at(&t->thinking, t->thinking_saved), hn);
+		int r = len < 0 ? (int)len
+				: context_append(c, JOURNAL_REPLY_PART, t->part.data, (size_t)len, false);
 		if (r < 0) {
 			turn_save_failed(c, r);
 			break;
@@ -174,6 +149,8 @@ static cJSON *usage_json(const struct wire_usage *u)
 void turn_end_record(struct context *c, struct turn *t, bool sync)
 {
 	turn_checkpoint(t, false);
+	free(t->part.data);  /* the reply's last part is saved */
+	t->part = (struct reply_part_buf){0};
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return;
@@ -475,12 +452,18 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 
 int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
 {
-	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct turn *t = map_get_id(&s->calls, call_id);
-	int r = t ? turn_event(s, t, ev, &n) : -ECANCELED;
-	store_unlock_notify(s, &n);
+	int r = t ? turn_event(s, t, ev, &s->held) : -ECANCELED;
+	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+void store_call_flush(struct store *s)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	store_unlock_notify(s, &n);
 }
 
 void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,

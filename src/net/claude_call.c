@@ -214,6 +214,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *data)
 		return call->fail ? 0 : len;
 	}
 	int r = sse_feed(&call->sse, p, len, on_sse_event, call);
+	store_call_flush(call->c->st);  /* readers see the chunk's events at once */
 	if (r < 0 && !call->fail) {
 		if (r == -EFBIG)  /* not worth retrying: the reply would not shrink */
 			call_fail(call, -EIO, false, "stream_error",

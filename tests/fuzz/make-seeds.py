@@ -306,8 +306,23 @@ def seeds_http():
         write("http", "body-" + name, bytes([sel]) + body)
 
 
+# --- reply_part: turn(8) attempt(4) split(2), then text and thinking bytes ----------
+
+
+def seeds_reply_part():
+    def part(turn, attempt, text, thinking=b""):
+        return struct.pack(">QIH", turn, attempt, len(text)) + text + thinking
+    write("reply_part", "plain", part(1, 1, b"Hello! How can I help you today?"))
+    write("reply_part", "escapes", part(7, 2, b'say "hi"\n\\\t', b"\x01\x1f\x7f\r\b\f"))
+    write("reply_part", "utf8", part(3, 1, "Grüße — 東京 🌸".encode(), "thought".encode()))
+    write("reply_part", "nul", part(2, 1, b"a\0b", b"c\0"))
+    write("reply_part", "empty", part(0, 0, b""))
+    write("reply_part", "big-turn", part(2**40, 2**31 - 1, b"x" * 300, b"y" * 40))
+
+
 def main():
-    for seeds in (seeds_sse, seeds_wire, seeds_journal, seeds_settings, seeds_shim, seeds_http):
+    for seeds in (seeds_sse, seeds_wire, seeds_journal, seeds_settings, seeds_shim, seeds_http,
+                  seeds_reply_part):
         seeds()
     return 0
 

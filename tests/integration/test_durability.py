@@ -285,3 +285,36 @@ def test_every_commit_is_fsynced_before_it_is_acknowledged(mount_factory, fake, 
     assert any(j.endswith(journal) for j in synced_journals(trace, t4, t5)), \
         "no journal fsync while the setting was saved"
     assert mt.stop() == 0
+
+
+def test_a_long_reply_is_written_back_while_it_streams(mount_factory, fake, workdir):
+    """A reply's checkpoints are appended without fsync; every MiB the daemon
+    starts their writeback (sync_file_range), so that the commit at the reply's
+    end waits for the last MiB only — watched with strace.  The reply is whole,
+    also after a remount."""
+    if not shutil.which("strace"):
+        pytest.fail("strace is not installed (packaging/test-deps.txt)")
+    trace = workdir / "wb.trace"
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    mt = mount_factory(start=False, env={"ASAN_OPTIONS": asan + ":detect_leaks=0"})
+    plain = mt.argv
+    mt.argv = lambda: ["strace", "-f", "-y", "-e", "trace=sync_file_range,fdatasync",
+                       "-o", str(trace)] + plain()
+    mt.start()
+    c = mt.ctx("c")
+    size = 5 << 20
+    fake.script("huge", huge=size, delta_size=4096)
+    write_file(c / "input", "a long one\n")
+    with open(c / "output", "rb") as f:
+        got = f.read()
+    assert len(got) == size
+    calls = [ln for ln in trace.read_text().splitlines()
+             if "sync_file_range(" in ln and "/contexts/c/journal>" in ln]
+    assert 3 <= len(calls) <= 6, "\n".join(calls) or "no sync_file_range on the journal"
+    assert all(ln.rstrip().endswith("= 0") and "SYNC_FILE_RANGE_WRITE" in ln for ln in calls)
+    assert mt.stop() == 0
+    mt.argv = plain
+    mt.start()
+    with open(c / "output", "rb") as f:
+        assert f.read() == got
+    assert mt.stop() == 0

@@ -76,6 +76,7 @@ struct store {
 	pthread_cond_t cond;
 	int cancel_at;          /* store_call_event says -ECANCELED at this text event */
 	int responses, status, text_events, stops, retries, ends, end_code;
+	int held, flushes;      /* events not yet flushed; store_call_flush calls with some */
 	char request_id[128];
 	char text[4096];
 	size_t text_len;
@@ -101,6 +102,7 @@ int store_call_event(struct store *s, uint64_t call_id, const struct wire_event 
 {
 	int r = 0;
 	pthread_mutex_lock(&s->lock);
+	s->held++;
 	if (ev->type == WIRE_BLOCK_DELTA && ev->block == WIRE_BLOCK_TEXT) {
 		if (++s->text_events == s->cancel_at) {
 			r = -ECANCELED;
@@ -117,6 +119,16 @@ int store_call_event(struct store *s, uint64_t call_id, const struct wire_event 
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+void store_call_flush(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->held)
+		s->flushes++;
+	s->held = 0;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
 void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
@@ -136,6 +148,7 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
 {
 	pthread_mutex_lock(&s->lock);
+	s->held = 0; /* the end announces what was held */
 	s->ends++;
 	s->end_code = err;
 	if (e)
@@ -555,6 +568,8 @@ static void run_scenario(const struct scenario *sc)
 	CHECK(spec.body == NULL);
 	if (sc->mode == CANCEL || sc->mode == STOP) {
 		CHECK(store_wait(&s, NULL, &s.text_len, 5000));
+		/* The stream waits here: the chunk's events were announced. */
+		CHECK(store_wait(&s, &s.flushes, NULL, 5000));
 		if (sc->mode == CANCEL)
 			claude_transport()->cancel(r.c, 7);
 		else

@@ -251,6 +251,7 @@ static int event(struct env *e, uint64_t call, const char *data)
 	if (r < 0)
 		return r;
 	r = store_call_event(e->s, call, &ev);
+	store_call_flush(e->s); /* one event per chunk of bytes */
 	wire_event_done(&ev);
 	return r;
 }
@@ -1813,6 +1814,21 @@ static void test_observers(void)
 	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 1);
 	CHECK_EQ_INT(delta(&e, call, "text", "b"), 0);
 	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 2);
+	/* The events of one chunk are announced once, at its flush. */
+	mark = e.obs.n;
+	struct wire_event ev;
+	const char *d = "{\"type\":\"content_block_delta\",\"index\":0,"
+			"\"delta\":{\"type\":\"text_delta\",\"text\":\"c\"}}";
+	CHECK_EQ_INT(wire_event_decode(NULL, 0, d, strlen(d), &ev), 0);
+	CHECK_EQ_INT(store_call_event(e.s, call, &ev), 0);
+	CHECK_EQ_INT(store_call_event(e.s, call, &ev), 0);
+	wire_event_done(&ev);
+	CHECK_EQ_INT(e.obs.n, mark);
+	store_call_flush(e.s);
+	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 1);
+	CHECK_EQ_INT(e.obs.n, mark + 1);
+	store_call_flush(e.s);
+	CHECK_EQ_INT(e.obs.n, mark + 1); /* nothing held: nothing announced */
 	mark = e.obs.n;
 	CHECK_EQ_INT(delta(&e, call, "thinking", "x"), 0);
 	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 0);

@@ -1,0 +1,107 @@
+/* reply_part.c — REPLY_PART payloads without cJSON's printer (see reply_part.h).
+ *
+ * cJSON escapes '"', '\\' and every byte below 0x20 (the usual two-character
+ * forms where JSON has one, \u00xx in lower-case hex otherwise) and copies
+ * everything else, UTF-8 included, as it is.  So does this file; a NUL byte,
+ * where cJSON would stop the string, becomes \u0000.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpfs/reply_part.h"
+
+/* For each byte: 0 copied as is, else the letter after '\\' ('u' for \u00xx). */
+static const char escape_of[256] = {
+	['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r',
+	[0] = 'u', [1] = 'u', [2] = 'u', [3] = 'u', [4] = 'u', [5] = 'u', [6] = 'u', [7] = 'u',
+	[11] = 'u', [14] = 'u', [15] = 'u', [16] = 'u', [17] = 'u', [18] = 'u', [19] = 'u',
+	[20] = 'u', [21] = 'u', [22] = 'u', [23] = 'u', [24] = 'u', [25] = 'u', [26] = 'u',
+	[27] = 'u', [28] = 'u', [29] = 'u', [30] = 'u', [31] = 'u',
+	['"'] = '"', ['\\'] = '\\',
+};
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Whether any of the 8 bytes at s is escaped: below 0x20, '"' or '\\'
+ * (the usual bit tricks, exact as a yes or no). */
+static bool any_escaped(const unsigned char *s)
+{
+	uint64_t v, q, b;
+	memcpy(&v, s, 8);
+	q = v ^ (ONES * '"');
+	b = v ^ (ONES * '\\');
+	return (((v - ONES * 0x20) & ~v) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
+}
+
+/* The length of the run of bytes from s[i] on that are copied as they are. */
+static size_t plain_run(const unsigned char *s, size_t i, size_t n)
+{
+	size_t j = i;
+	while (j + 8 <= n && !any_escaped(s + j))
+		j += 8;
+	while (j < n && !escape_of[s[j]])
+		j++;
+	return j - i;
+}
+
+/* Writes "s" (quoted, escaped) at p; returns the end. */
+static char *put_string(char *p, const unsigned char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	*p++ = '"';
+	size_t i = 0;
+	while (i < n) {
+		size_t run = i + plain_run(s, i, n);
+		memcpy(p, s + i, run - i);
+		p += run - i;
+		if (run == n)
+			break;
+		char e = escape_of[s[run]];
+		*p++ = '\\';
+		*p++ = e;
+		if (e == 'u') {
+			*p++ = '0';
+			*p++ = '0';
+			*p++ = hex[s[run] >> 4];
+			*p++ = hex[s[run] & 15];
+		}
+		i = run + 1;
+	}
+	*p++ = '"';
+	return p;
+}
+
+long reply_part_print(struct reply_part_buf *out, uint64_t turn, unsigned attempt,
+		      const char *text, size_t tn, const char *thinking, size_t hn)
+{
+	const unsigned char *tx = (const unsigned char *)text, *th = (const unsigned char *)thinking;
+	char head[80];
+	int hl = snprintf(head, sizeof(head), "{\"turn\":%" PRIu64 ",\"attempt\":%u,\"text\":", turn,
+			  attempt);
+	/* Room for the worst case (every byte \u00xx): one pass over the text,
+	 * and pages of the buffer beyond what is written are never touched. */
+	size_t need = (size_t)hl + 6 * tn + 2 + 1;
+	if (hn)
+		need += sizeof(",\"thinking\":") - 1 + 6 * hn + 2;
+	if (need > out->cap) {
+		char *d = realloc(out->data, need);
+		if (!d)
+			return -ENOMEM;
+		out->data = d;
+		out->cap = need;
+	}
+	char *p = out->data;
+	memcpy(p, head, (size_t)hl);
+	p = put_string(p + hl, tx, tn);
+	if (hn) {
+		memcpy(p, ",\"thinking\":", sizeof(",\"thinking\":") - 1);
+		p = put_string(p + sizeof(",\"thinking\":") - 1, th, hn);
+	}
+	*p++ = '}';
+	return (long)(p - out->data);
+}
