@@ -242,20 +242,27 @@ def synced_journals(log, after, before):
     return out
 
 
-def test_every_commit_is_fsynced_before_it_is_acknowledged(mount_factory, fake, workdir):
-    """CONTRACT §6: the journal is fsynced at each commit — a message before the
-    writer's close() returns, a reply before its reader sees end-of-file, a
-    setting before its close() returns — watched with strace."""
+def traced_mount(mount_factory, trace, calls):
+    """A mount whose daemon runs under strace, logging these system calls (with
+    file names and times) to trace; returns it and its plain argv."""
     if not shutil.which("strace"):
         pytest.fail("strace is not installed (packaging/test-deps.txt)")
-    trace = workdir / "fsync.trace"
     # LeakSanitizer cannot run under ptrace: no leak check in this one daemon.
     asan = os.environ.get("ASAN_OPTIONS", "")
     mt = mount_factory(start=False, env={"ASAN_OPTIONS": asan + ":detect_leaks=0"})
     plain = mt.argv
-    mt.argv = lambda: ["strace", "-f", "-y", "-ttt", "-e", "trace=fsync,fdatasync",
+    mt.argv = lambda: ["strace", "-f", "-y", "-ttt", "-e", "trace=" + calls,
                        "-o", str(trace)] + plain()
     mt.start()
+    return mt, plain
+
+
+def test_every_commit_is_fsynced_before_it_is_acknowledged(mount_factory, fake, workdir):
+    """CONTRACT §6: the journal is fsynced at each commit — a message before the
+    writer's close() returns, a reply before its reader sees end-of-file, a
+    setting before its close() returns — watched with strace."""
+    trace = workdir / "fsync.trace"
+    mt, _ = traced_mount(mount_factory, trace, "fsync,fdatasync")
     c = mt.ctx("c")
     journal = "/contexts/c/journal"
     fake.script("hold", hold_after=1)
@@ -292,15 +299,8 @@ def test_a_long_reply_is_written_back_while_it_streams(mount_factory, fake, work
     starts their writeback (sync_file_range), so that the commit at the reply's
     end waits for the last MiB only — watched with strace.  The reply is whole,
     also after a remount."""
-    if not shutil.which("strace"):
-        pytest.fail("strace is not installed (packaging/test-deps.txt)")
     trace = workdir / "wb.trace"
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    mt = mount_factory(start=False, env={"ASAN_OPTIONS": asan + ":detect_leaks=0"})
-    plain = mt.argv
-    mt.argv = lambda: ["strace", "-f", "-y", "-e", "trace=sync_file_range,fdatasync",
-                       "-o", str(trace)] + plain()
-    mt.start()
+    mt, plain = traced_mount(mount_factory, trace, "sync_file_range,fdatasync")
     c = mt.ctx("c")
     size = 5 << 20
     fake.script("huge", huge=size, delta_size=4096)

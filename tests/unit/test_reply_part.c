@@ -9,31 +9,14 @@
 
 #include "check.h"
 #include "mcpfs/reply_part.h"
-
-/* cJSON's print of the object, from NUL-free text and thinking. */
-static char *by_cjson(uint64_t turn, unsigned attempt, const char *tx, size_t tn, const char *th,
-		      size_t hn)
-{
-	char *t = strndup(tx, tn), *h = strndup(th, hn);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddNumberToObject(o, "turn", (double)turn);
-	cJSON_AddNumberToObject(o, "attempt", attempt);
-	cJSON_AddStringToObject(o, "text", t);
-	if (hn)
-		cJSON_AddStringToObject(o, "thinking", h);
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	free(t);
-	free(h);
-	return s;
-}
+#include "reply_part_cjson.h"
 
 /* Both printers agree byte for byte, and the record parses back. */
 static void same(struct reply_part_buf *b, uint64_t turn, unsigned attempt, const char *tx,
 		 size_t tn, const char *th, size_t hn)
 {
 	long n = reply_part_print(b, turn, attempt, tx, tn, th, hn);
-	char *want = by_cjson(turn, attempt, tx, tn, th, hn);
+	char *want = reply_part_by_cjson(turn, attempt, tx, tn, th, hn);
 	CHECK(n >= 0 && want && (size_t)n == strlen(want) && memcmp(b->data, want, (size_t)n) == 0);
 	cJSON *o = n >= 0 ? cJSON_ParseWithLength(b->data, (size_t)n) : NULL;
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
