@@ -307,7 +307,8 @@ static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, boo
 			  const char *const *keys, enum MHD_Result *ret)
 {
 	char why[128];
-	cJSON *o;
+	cJSON *o = NULL;
+	*ret = MHD_NO;  /* out of memory, unless a reply is queued below */
 	int r = shim_body_parse(rq->body.data ? rq->body.data : "", rq->body.len, optional, keys,
 				&o, why, sizeof(why));
 	if (r == -ENOMEM)

@@ -4,8 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "mcpfs/buf.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  /* Linux 5.14 */
+#endif
 
 void buf_init(struct buf *b, size_t max)
 {
@@ -52,6 +58,27 @@ static int buf_reserve(struct buf *b, size_t want)
 	return 0;
 }
 
+/* A buffer that grows to megabytes (a long reply) takes a page fault for every
+ * 4 KiB it fills, and a fault is costly in a VM.  Past PREFAULT_FROM bytes, each
+ * time the content enters a new PREFAULT_STEP window, the next window is
+ * populated in one madvise(2) call; at most a window of unused memory is
+ * touched ahead.  Only a hint: a kernel that refuses it changes nothing. */
+#define PREFAULT_FROM (1u << 20)
+#define PREFAULT_STEP (2u << 20)
+
+static void buf_prefault(struct buf *b, size_t old_len)
+{
+	if (b->len < PREFAULT_FROM || old_len / PREFAULT_STEP == b->len / PREFAULT_STEP)
+		return;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t from = ((uintptr_t)b->data + b->len + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)b->data + b->cap + 1) & ~(page - 1);
+	if (end > from + PREFAULT_STEP)
+		end = from + PREFAULT_STEP;
+	if (end > from)
+		madvise((void *)from, end - from, MADV_POPULATE_WRITE);
+}
+
 int buf_append(struct buf *b, const void *p, size_t n)
 {
 	if (n > b->max - b->len)
@@ -63,6 +90,7 @@ int buf_append(struct buf *b, const void *p, size_t n)
 		memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';
+	buf_prefault(b, b->len - n);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /* test_util.c — buf and utf8. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "mcpfs/buf.h"
@@ -58,6 +59,29 @@ static const struct {
 	{"x\xe2\x80", 3, 0, 1},
 };
 
+/* Past 1 MiB a growing buffer populates the pages ahead of its content: what
+ * was appended is still all there, in order, and the cap still holds. */
+static void test_buf_large(void)
+{
+	struct buf b;
+	char piece[4096];
+	size_t total = 9u << 20;
+	buf_init(&b, total);
+	for (size_t off = 0; off < total; off += sizeof(piece)) {
+		memset(piece, 'a' + (int)(off / sizeof(piece) % 26), sizeof(piece));
+		if (buf_append(&b, piece, sizeof(piece)) < 0)
+			break;
+	}
+	CHECK_EQ_INT(b.len, total);
+	size_t bad = 0;
+	for (size_t off = 0; off < b.len; off++)
+		bad += b.data[off] != 'a' + (int)(off / sizeof(piece) % 26);
+	CHECK_EQ_INT(bad, 0);
+	CHECK_EQ_INT(b.data[b.len], 0);
+	CHECK_EQ_INT(buf_append(&b, "x", 1), -EFBIG);
+	buf_done(&b);
+}
+
 static void test_utf8(void)
 {
 	for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
@@ -111,6 +135,7 @@ static void test_log_quote(void)
 int main(void)
 {
 	test_buf();
+	test_buf_large();
 	test_utf8();
 	test_log_quote();
 	return check_report();
