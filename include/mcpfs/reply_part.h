@@ -5,7 +5,9 @@
  * Building a cJSON object and printing it cost ~13 % of the daemon's CPU on a
  * 64 MiB reply (escaping, and the printer's growing buffer), so the record is
  * printed here, byte for byte as cJSON_PrintUnformatted() prints the same object
- * (tests/unit/test_reply_part.c and the reply_part fuzz target compare the two);
+ * (tests/unit/test_reply_part.c and the reply_part fuzz target compare the two;
+ * a turn number from 10^15 on, which cJSON would print with an exponent, keeps
+ * its digits here and parses to the same number);
  * it is read back with cJSON like every other record.
  */
 #ifndef MCPFS_REPLY_PART_H
