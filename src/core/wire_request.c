@@ -1,0 +1,181 @@
+/* wire_request.c — the body of a Messages API request, built with cJSON (see
+ * wire.h).  Every cJSON tree is built, printed and deleted inside one call.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "mcpfs/utf8.h"
+#include "mcpfs/wire.h"
+
+/* cJSON strings end at the first NUL, so a NUL byte would silently cut the text:
+ * it is refused like bad UTF-8. */
+static bool text_ok(const char *s, size_t n)
+{
+	if (!s)
+		return n == 0;
+	return utf8_valid(s, n) && !memchr(s, '\0', n);
+}
+
+/* Every check that can fail on the caller's values, done before building, so
+ * that a failure while building can only mean -ENOMEM. */
+static int wire_request_check(const struct wire_request *r)
+{
+	if (!r->model || !*r->model || !text_ok(r->model, strlen(r->model)))
+		return -EINVAL;
+	if (!r->messages || r->n_messages == 0)
+		return -EINVAL;
+	if (r->max_tokens < 0 || r->thinking_budget < 0 || isinf(r->temperature))
+		return -EINVAL;
+	if (r->system && !text_ok(r->system, r->system_len))
+		return -EINVAL;
+	for (size_t i = 0; i < r->n_messages; i++)
+		if (!text_ok(r->messages[i].text, r->messages[i].len))
+			return -EINVAL;
+	return 0;
+}
+
+static cJSON *json_string(const char *s, size_t n)
+{
+	char *z = malloc(n + 1);
+
+	if (!z)
+		return NULL;
+	if (n)
+		memcpy(z, s, n);
+	z[n] = '\0';
+	cJSON *item = cJSON_CreateString(z);
+	free(z);
+	return item;
+}
+
+/* Adds item to obj under key; item is owned by obj afterwards or freed. */
+static bool json_add(cJSON *obj, const char *key, cJSON *item)
+{
+	if (!item)
+		return false;
+	if (!cJSON_AddItemToObject(obj, key, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
+}
+
+/* Integers go out as raw text: cJSON prints numbers through a double and
+ * valueint, which turns large values into "1e+15"-style output. */
+static bool json_add_int(cJSON *obj, const char *key, int64_t v)
+{
+	char num[24];
+
+	snprintf(num, sizeof(num), "%" PRId64, v);
+	return cJSON_AddRawToObject(obj, key, num) != NULL;
+}
+
+/* The content of a message or the system prompt.  A plain string is shorter and
+ * means the same single text block, so the block form is used only when it has
+ * to carry a cache_control breakpoint. */
+static cJSON *json_content(const char *s, size_t n, bool cache_mark)
+{
+	if (!cache_mark)
+		return json_string(s, n);
+
+	cJSON *arr = cJSON_CreateArray();
+	cJSON *block = cJSON_CreateObject();
+	cJSON *cc;
+
+	if (!arr || !block || !cJSON_AddItemToArray(arr, block)) {
+		cJSON_Delete(arr);
+		cJSON_Delete(block);
+		return NULL;
+	}
+	if (!cJSON_AddStringToObject(block, "type", "text") ||
+	    !json_add(block, "text", json_string(s, n)) ||
+	    !(cc = cJSON_AddObjectToObject(block, "cache_control")) ||
+	    !cJSON_AddStringToObject(cc, "type", "ephemeral")) {
+		cJSON_Delete(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+static cJSON *json_messages(const struct wire_request *r)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	if (!arr)
+		return NULL;
+	for (size_t i = 0; i < r->n_messages; i++) {
+		const struct wire_message *m = &r->messages[i];
+		cJSON *obj = cJSON_CreateObject();
+
+		if (!obj || !cJSON_AddItemToArray(arr, obj)) {
+			cJSON_Delete(obj);
+			goto fail;
+		}
+		if (!cJSON_AddStringToObject(obj, "role", m->assistant ? "assistant" : "user") ||
+		    !json_add(obj, "content", json_content(m->text, m->len, m->cache_mark)))
+			goto fail;
+	}
+	return arr;
+fail:
+	cJSON_Delete(arr);
+	return NULL;
+}
+
+static bool json_add_thinking(cJSON *root, int64_t budget)
+{
+	cJSON *t = cJSON_AddObjectToObject(root, "thinking");
+
+	return t && cJSON_AddStringToObject(t, "type", "enabled") &&
+	       json_add_int(t, "budget_tokens", budget);
+}
+
+/* The field order is fixed (cJSON keeps insertion order): the same conversation
+ * must give the same bytes every time. */
+static cJSON *wire_request_json(const struct wire_request *r)
+{
+	cJSON *root = cJSON_CreateObject();
+	bool ok = root && cJSON_AddStringToObject(root, "model", r->model) &&
+		  json_add_int(root, "max_tokens", r->max_tokens);
+
+	if (ok && !isnan(r->temperature))
+		ok = cJSON_AddNumberToObject(root, "temperature", r->temperature) != NULL;
+	if (ok && r->system && r->system_len)
+		ok = json_add(root, "system",
+			      json_content(r->system, r->system_len, r->system_cache_mark));
+	if (ok)
+		ok = json_add(root, "messages", json_messages(r));
+	if (ok && r->thinking_budget > 0)
+		ok = json_add_thinking(root, r->thinking_budget);
+	if (ok)
+		ok = cJSON_AddBoolToObject(root, "stream", r->stream) != NULL;
+	if (!ok) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
+int wire_request_build(const struct wire_request *r, struct buf *out)
+{
+	int rc = wire_request_check(r);
+
+	if (rc < 0)
+		return rc;
+	cJSON *root = wire_request_json(r);
+	if (!root)
+		return -ENOMEM;
+	char *s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!s)
+		return -ENOMEM;
+	rc = buf_puts(out, s);
+	cJSON_free(s);
+	return rc;
+}
