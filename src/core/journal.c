@@ -32,9 +32,9 @@
 #define FRAME_MAGIC 0x314a434du  /* "MCJ1" read as a little-endian u32 */
 #define SCAN_CHUNK (1u << 20)    /* bytes per read while scanning */
 
-/* Owned by one context; the store's lock serialises every call. */
-#define WRITEBACK_STEP (1u << 20)
+#define WRITEBACK_STEP (1u << 20) /* appended bytes between writeback starts */
 
+/* Owned by one context; the store's lock serialises every call. */
 struct journal {
 	int fd;                   /* O_RDWR | O_APPEND */
 	uint64_t size;            /* bytes; end of the last record written */
