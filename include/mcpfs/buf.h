@@ -29,6 +29,10 @@ void buf_done(struct buf *b);
 /* Drops the content but keeps the storage. */
 void buf_reset(struct buf *b);
 
+/* Makes room for want bytes in all (plus the terminator) without changing the
+ * content, for a caller that writes into data itself.  0, -EFBIG, -ENOMEM. */
+int buf_reserve(struct buf *b, size_t want);
+
 /* Appends n bytes.  0, -EFBIG past the cap, -ENOMEM. */
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);

@@ -16,15 +16,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A reusable output buffer: freed with free(data). */
-struct reply_part_buf {
-	char *data;
-	size_t cap;
-};
+#include "mcpfs/buf.h"
+
+/* Room a record may need: every byte escaped as \u00xx, and the keys. */
+#define REPLY_PART_SIZE(tn, hn) (6 * (tn) + 6 * (hn) + 128)
 
 /* Prints the record for text[0..tn) and thinking[0..hn) (thinking omitted when
- * hn is 0) into out; returns its length, or -ENOMEM (out is unchanged then). */
-long reply_part_print(struct reply_part_buf *out, uint64_t turn, unsigned attempt,
-		      const char *text, size_t tn, const char *thinking, size_t hn);
+ * hn is 0) into out, replacing its content.  0, or -EFBIG past out's cap
+ * (REPLY_PART_SIZE gives enough), -ENOMEM; out is emptied on failure. */
+int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text,
+		     size_t tn, const char *thinking, size_t hn);
 
 #endif

@@ -76,32 +76,29 @@ static char *put_string(char *p, const unsigned char *s, size_t n)
 	return p;
 }
 
-long reply_part_print(struct reply_part_buf *out, uint64_t turn, unsigned attempt,
-		      const char *text, size_t tn, const char *thinking, size_t hn)
+int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text,
+		     size_t tn, const char *thinking, size_t hn)
 {
+	static const char think_key[] = ",\"thinking\":";
 	const unsigned char *tx = (const unsigned char *)text, *th = (const unsigned char *)thinking;
 	char head[80];
 	int hl = snprintf(head, sizeof(head), "{\"turn\":%" PRIu64 ",\"attempt\":%u,\"text\":", turn,
 			  attempt);
-	/* Room for the worst case (every byte \u00xx): one pass over the text,
-	 * and pages of the buffer beyond what is written are never touched. */
-	size_t need = (size_t)hl + 6 * tn + 2 + 1;
-	if (hn)
-		need += sizeof(",\"thinking\":") - 1 + 6 * hn + 2;
-	if (need > out->cap) {
-		char *d = realloc(out->data, need);
-		if (!d)
-			return -ENOMEM;
-		out->data = d;
-		out->cap = need;
-	}
+	/* Room for the worst case: one pass over the text, and pages of the buffer
+	 * beyond what is written are never touched. */
+	buf_reset(out);
+	int r = buf_reserve(out, REPLY_PART_SIZE(tn, hn));
+	if (r < 0)
+		return r;
 	char *p = out->data;
 	memcpy(p, head, (size_t)hl);
 	p = put_string(p + hl, tx, tn);
 	if (hn) {
-		memcpy(p, ",\"thinking\":", sizeof(",\"thinking\":") - 1);
-		p = put_string(p + sizeof(",\"thinking\":") - 1, th, hn);
+		memcpy(p, think_key, sizeof(think_key) - 1);
+		p = put_string(p + sizeof(think_key) - 1, th, hn);
 	}
 	*p++ = '}';
-	return (long)(p - out->data);
+	*p = '\0';
+	out->len = (size_t)(p - out->data);
+	return 0;
 }

@@ -28,7 +28,7 @@ struct turn {
 	struct buf thinking;         /* thinking text, kept for the transcript */
 	size_t text_saved;           /* bytes of text already in REPLY_PART records */
 	size_t thinking_saved;
-	struct reply_part_buf part;  /* the last REPLY_PART printed; freed at the end */
+	struct buf part;             /* the last REPLY_PART printed; freed at the end */
 	int64_t saved_ms;            /* monotonic time of the last checkpoint */
 	char stop_reason[64];
 	struct wire_usage usage;
@@ -171,7 +171,8 @@ int context_load(struct store *s, struct store_slot *slot);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
-/* Appends a record (prints and deletes payload) to the context's journal. */
+/* Appends a record to the context's journal: payload printed (and deleted), or
+ * payload bytes as they are. */
 int context_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
 int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync);
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,

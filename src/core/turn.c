@@ -40,6 +40,7 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
 	t->state = TURN_PENDING;
 	buf_init(&t->text, STORE_REPLY_MAX);
 	buf_init(&t->thinking, STORE_REPLY_MAX);
+	buf_init(&t->part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
 	api_error_clear(&t->error);
 	t->raw_sent = -1;
 	return t;
@@ -68,7 +69,7 @@ void turn_unref(struct store *s, struct turn *t)
 		return;
 	buf_done(&t->text);
 	buf_done(&t->thinking);
-	free(t->part.data);
+	buf_done(&t->part);
 	free(t);
 }
 
@@ -114,10 +115,10 @@ void turn_checkpoint(struct turn *t, bool sync)
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which the
 		 * record's escaping keeps intact either way. */
-		long len = reply_part_print(&t->part, t->number, t->attempt, buf_at(&t->text, t->text_saved),
-					    tn, buf_at(&t->thinking, t->thinking_saved), hn);
-		int r = len < 0 ? (int)len
-				: context_append(c, JOURNAL_REPLY_PART, t->part.data, (size_t)len, false);
+		int r = reply_part_print(&t->part, t->number, t->attempt, buf_at(&t->text, t->text_saved),
+					 tn, buf_at(&t->thinking, t->thinking_saved), hn);
+		if (r == 0)
+			r = context_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
 		if (r < 0) {
 			turn_save_failed(c, r);
 			break;
@@ -149,8 +150,7 @@ static cJSON *usage_json(const struct wire_usage *u)
 void turn_end_record(struct context *c, struct turn *t, bool sync)
 {
 	turn_checkpoint(t, false);
-	free(t->part.data);  /* the reply's last part is saved */
-	t->part = (struct reply_part_buf){0};
+	buf_done(&t->part);  /* the reply's last part is saved */
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return;

@@ -38,8 +38,7 @@ void buf_reset(struct buf *b)
 		b->data[0] = '\0';
 }
 
-/* Makes room for want bytes plus the terminator. */
-static int buf_reserve(struct buf *b, size_t want)
+int buf_reserve(struct buf *b, size_t want)
 {
 	if (want > b->max)
 		return -EFBIG;

@@ -40,9 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t tn = split < in.n ? split : in.n, hn = in.n - tn;
 	const char *th = tx + tn;
 
-	struct reply_part_buf b = {0};
-	long n = reply_part_print(&b, turn, attempt, tx, tn, th, hn);
-	FUZZ_CHECK(n > 0 && (size_t)n <= b.cap);
+	struct buf b;
+	buf_init(&b, SIZE_MAX);
+	long n = reply_part_len(&b, turn, attempt, tx, tn, th, hn);
+	FUZZ_CHECK(n > 0 && (size_t)n <= b.cap && b.data[n] == '\0');
 	cJSON *o = cJSON_ParseWithLength(b.data, (size_t)n);
 	FUZZ_CHECK(o != NULL);
 	FUZZ_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "turn")) == (double)turn);
@@ -57,12 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(want);
 	}
 	/* Reused, shorter: the same bytes as a fresh print. */
-	long m = reply_part_print(&b, turn, attempt, tx, tn / 2, th, hn / 2);
-	struct reply_part_buf fresh = {0};
-	long k = reply_part_print(&fresh, turn, attempt, tx, tn / 2, th, hn / 2);
+	long m = reply_part_len(&b, turn, attempt, tx, tn / 2, th, hn / 2);
+	struct buf fresh;
+	buf_init(&fresh, SIZE_MAX);
+	long k = reply_part_len(&fresh, turn, attempt, tx, tn / 2, th, hn / 2);
 	FUZZ_CHECK(m == k && m > 0 && memcmp(b.data, fresh.data, (size_t)m) == 0);
-	free(fresh.data);
+	buf_done(&fresh);
 	cJSON_Delete(o);
-	free(b.data);
+	buf_done(&b);
 	return 0;
 }

@@ -12,10 +12,10 @@
 #include "reply_part_cjson.h"
 
 /* Both printers agree byte for byte, and the record parses back. */
-static void same(struct reply_part_buf *b, uint64_t turn, unsigned attempt, const char *tx,
+static void same(struct buf *b, uint64_t turn, unsigned attempt, const char *tx,
 		 size_t tn, const char *th, size_t hn)
 {
-	long n = reply_part_print(b, turn, attempt, tx, tn, th, hn);
+	long n = reply_part_len(b, turn, attempt, tx, tn, th, hn);
 	char *want = reply_part_by_cjson(turn, attempt, tx, tn, th, hn);
 	CHECK(n >= 0 && want && (size_t)n == strlen(want) && memcmp(b->data, want, (size_t)n) == 0);
 	cJSON *o = n >= 0 ? cJSON_ParseWithLength(b->data, (size_t)n) : NULL;
@@ -29,7 +29,8 @@ static void same(struct reply_part_buf *b, uint64_t turn, unsigned attempt, cons
 
 static void test_every_byte(void)
 {
-	struct reply_part_buf b = {0};
+	struct buf b;
+	buf_init(&b, SIZE_MAX);
 	for (int c = 1; c < 256; c++) {
 		char s[3] = {'a', (char)c, 'z'};
 		same(&b, 1, 1, s, 3, s + 1, 1);
@@ -42,24 +43,31 @@ static void test_every_byte(void)
 			same(&b, 1, 1, run, sizeof(run), run + 1, (size_t)k);
 		}
 	}
-	free(b.data);
+	buf_done(&b);
 }
 
 static void test_edges(void)
 {
-	struct reply_part_buf b = {0};
+	struct buf b;
+	buf_init(&b, SIZE_MAX);
 	same(&b, 0, 0, "", 0, "", 0);
 	same(&b, 7, 2, "\"\\\"\\", 4, "", 0);
 	same(&b, 2147483647, 3, "\x1f\x7f\n\r\t\b\f", 7, "think \"x\"", 9);
 	same(&b, 1000000000000ull, 1, "Gr\xc3\xbc\xc3\x9f" "e \xf0\x9f\x8c\xb8", 12, "", 0);
 	/* A NUL, where cJSON would end the string, is kept as \u0000. */
-	long n = reply_part_print(&b, 1, 1, "a\0b", 3, "", 0);
+	long n = reply_part_len(&b, 1, 1, "a\0b", 3, "", 0);
 	const char want[] = "{\"turn\":1,\"attempt\":1,\"text\":\"a\\u0000b\"}";
 	CHECK(n == (long)sizeof(want) - 1 && memcmp(b.data, want, sizeof(want) - 1) == 0);
 	/* A NULL pointer with no bytes is no text. */
-	CHECK_EQ_INT(reply_part_print(&b, 1, 1, NULL, 0, NULL, 0),
+	CHECK_EQ_INT(reply_part_len(&b, 1, 1, NULL, 0, NULL, 0),
 		     strlen("{\"turn\":1,\"attempt\":1,\"text\":\"\"}"));
-	free(b.data);
+	/* A buffer capped below the worst case refuses, and is left empty. */
+	struct buf small;
+	buf_init(&small, REPLY_PART_SIZE(4, 0) - 1);
+	CHECK_EQ_INT(reply_part_print(&small, 1, 1, "abcd", 4, "", 0), -EFBIG);
+	CHECK_EQ_INT(small.len, 0);
+	buf_done(&small);
+	buf_done(&b);
 }
 
 /* Random texts over an alphabet rich in what must be escaped, in one reused
@@ -67,7 +75,8 @@ static void test_edges(void)
 static void test_random(void)
 {
 	static const char alpha[] = "ab \"\\\n\r\t\x01\x1f\x7f\xc3\xa9/{}";
-	struct reply_part_buf b = {0};
+	struct buf b;
+	buf_init(&b, SIZE_MAX);
 	unsigned seed = 12345;
 	char tx[4096], th[512];
 	for (int i = 0; i < 2000; i++) {
@@ -79,7 +88,7 @@ static void test_random(void)
 			th[k] = alpha[(size_t)rand_r(&seed) % (sizeof(alpha) - 1)];
 		same(&b, (uint64_t)i, (unsigned)i % 5, tx, tn, th, hn);
 	}
-	free(b.data);
+	buf_done(&b);
 }
 
 int main(void)
