@@ -233,7 +233,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
-	s->dir_fd = s->contexts_fd = s->lock_fd = -1;
+	s->dir_fd = s->contexts_fd = s->lock_fd = s->reserve_fd = -1;
 	s->started_ms = clock_wall_ms();
 	s->dir = strdup(state_dir);
 	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
@@ -273,6 +273,8 @@ void store_free(struct store *s)
 		close(s->dir_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
 	pthread_mutex_destroy(&s->lock);
 	free(s->dir);
 	free(s);

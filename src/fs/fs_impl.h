@@ -60,7 +60,10 @@ struct fs_handle {
 	bool dirty;              /* written (or truncated) since the last flush */
 	bool append;             /* O_APPEND: writes go to the end of data */
 	bool written;            /* a write came since the last flush */
-	int rejected;            /* input: errno of the refusal of the message, 0 */
+	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
+	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
+	uint64_t cost;           /* input: bytes its journal record takes (store_text_cost) */
+	uint64_t held;           /* input: disk room held for that record (store_reserve) */
 	struct buf data;         /* input: the message; rw files: their new text;
 	                            read-only files: the rendered snapshot */
 	struct turn *turn;       /* output: the turn this open is bound to */
@@ -174,6 +177,15 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
 int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
 /* Frees the handles whose release never came; the session is destroyed. */
 void fs_handles_free(struct fs *fs);
+
+/* fs_check.c */
+/* A write to input, system, model, config or .config: applies it to h->data
+ * and refuses it (-errno, reported) when it makes the text invalid already
+ * (CONTRACT §3.3); a refused text refuses every later write and close. */
+int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+/* Reports a refused write or close: a warning in the log and `last_refused`
+ * in the context's status. */
+void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,

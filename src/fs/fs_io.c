@@ -4,6 +4,7 @@
  * FLUSH (every close) validates and stages it, so the writer sees an error and,
  * once close() returns, `output` already belongs to the new turn; the last
  * RELEASE sends it (CONTRACT §3.2, reference fuse-semantics §1.5).
+ * What a write can already refuse is refused by that write (fs_check.c).
  * `system`, `model`, `config`, `.config`: the new text replaces the old at
  * flush; opened without O_TRUNC the buffer starts with the current text, so
  * `>>` appends.  Read-only renderings are rendered at a read at offset 0 and
@@ -312,23 +313,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		r = buf_write_at(&h->scratch->data, (size_t)off, buf, size);
 		pthread_mutex_unlock(&fs->scratch_lock);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
-		/* The kernel puts an O_APPEND write at its cached file size, which for
-		 * input is the previous message's (reads stay empty): `>>` after `>`
-		 * would start the message with that many NULs.  The end of this open's
-		 * own text is where an append goes. */
-		if (h->append)
-			off = (off_t)h->data.len;
-		r = buf_write_at(&h->data, (size_t)off, buf, size);
-		h->dirty = true;
-		h->written = true;
-		if (r == -EFBIG && h->kind == K_INPUT && !h->rejected) {
-			/* Nothing of an oversized message may be sent. */
-			char why[256];
-			snprintf(why, sizeof(why), "message is over max_input_bytes (%zu); nothing was "
-				 "sent", h->data.max);
-			h->rejected = EFBIG;
-			context_reject(fs->st, h->ctx, why);
-		}
+		r = fs_write_text(fs, h, buf, size, off);
 	} else if (h->kind != K_OUTPUT) {
 		r = -EBADF;
 	}
@@ -352,7 +337,7 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	default: r = store_set_defaults(fs->st, text, h->data.len, why, sizeof(why)); break;
 	}
 	if (r < 0)
-		log_debug("refused new %s: %s", fs_files[h->kind < K_NFIXED ? h->kind : K_CONFIG].name, why);
+		fs_refuse(fs, h, true, why);
 	return r;
 }
 
@@ -365,10 +350,12 @@ static int input_flush(struct fs *fs, struct fs_handle *h)
 		return 0;
 	h->dirty = false;
 	char why[512];
-	int r = context_stage(fs->st, h->ctx, &h->draft, h->data.data ? h->data.data : "",
-			      h->data.len, why, sizeof(why));
+	int r = context_stage_held(fs->st, h->ctx, &h->draft, &h->held,
+				   h->data.data ? h->data.data : "", h->data.len, why, sizeof(why));
 	if (r < 0 && r != -ECANCELED) {
 		h->rejected = -r;
+		if (r != -ENOENT)
+			fs_refuse(fs, h, true, why);
 		context_abandon(fs->st, h->draft, why);
 		h->draft = NULL;
 	}
@@ -389,6 +376,8 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
 		r = ctl_run(fs, h->ctx, h->ctl_line);
+	} else if (kind_rw(h->kind) && h->rejected) {
+		r = -h->rejected;  /* reported at its write */
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {
 		/* Only after a write: `echo x > system` closes a copy of its descriptor
 		 * before echo writes, and that close must not apply an empty prompt.
@@ -422,7 +411,8 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 			context_abandon(fs->st, h->draft, "the message was refused");
 		else
 			context_submit(fs->st, h->draft);  /* the last reference: send */
-	} else if (kind_rw(h->kind) && h->dirty) {
+		store_unreserve(fs->st, &h->held);
+	} else if (kind_rw(h->kind) && h->dirty && !h->rejected) {
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT) {
 		/* The last read may have been answered by the thread that delivered
@@ -485,6 +475,10 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		h->dirty = true;
 		r = buf_resize(&h->data, (size_t)size);
+		if (h->valid > h->data.len)
+			h->valid = h->data.len;
+		if (h->kind == K_INPUT)
+			h->cost = store_text_cost(h->data.data, h->data.len);
 	}  /* else output and the renderings: accepted, nothing changes */
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	return r;

@@ -900,9 +900,11 @@ static void test_stage_refused(void)
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "caf\xc3(", 5, e.why, sizeof(e.why)), -EILSEQ);
 	CHECK(draft == NULL);
 	CHECK(has(e.why, "UTF-8"));
+	/* A refusal is not a state of the context: the first line stays. */
 	const char *st = view(&e, id, VIEW_STATUS);
-	CHECK(starts(st, "error\n"));
-	CHECK(has(st, "last_error: message is not valid UTF-8"));
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "last_refused: message is not valid UTF-8"));
+	CHECK(!has(st, "last_error"));
 	CHECK_EQ_INT(context_info(e.s, id, &info), 0);
 	CHECK_EQ_INT(info.turn, 0);
 
@@ -911,12 +913,13 @@ static void test_stage_refused(void)
 	    context_set_config(e.s, id, "max_input_bytes = 10\n", 21, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789", 10, e.why, sizeof(e.why)), 0);
 	CHECK(draft != NULL);
-	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n")); /* the note went */
+	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n"));
+	CHECK(!has(view(&e, id, VIEW_STATUS), "last_refused")); /* a message was accepted */
 	e.why[0] = '\0';
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789a", 11, e.why, sizeof(e.why)),
 		     -EFBIG);
 	CHECK(has(e.why, "max_input_bytes"));
-	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: message is 11 bytes"));
+	CHECK(has(view(&e, id, VIEW_STATUS), "last_refused: message is 11 bytes"));
 	context_submit(e.s, draft); /* the staged 10 bytes stand */
 	const char *m[] = {"0123456789"};
 	CHECK(sent(&e, 0, m, 1));
@@ -1018,7 +1021,10 @@ static void test_failure_retry(void)
 	store_call_retry(e.s, call, 1, &err, 500);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "waiting\n"));
-	CHECK(has(st, "retrying: attempt 2 after overloaded_error: Overloaded"));
+	CHECK(has(st, "turn_attempt: 1\n"));
+	CHECK(has(st, "call_turn: 1\ncall_retries: 1 of 2\n"));
+	CHECK(has(st, "retrying: after overloaded_error: Overloaded\n"));
+	CHECK(!has(st, "last_error"));
 	store_call_response(e.s, call, 200, "req_b");
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "partial "), 0);
@@ -1254,11 +1260,21 @@ static void test_prune(void)
 	cJSON_Delete(j);
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), big_q));
 
-	/* A message that alone is over the budget fails without a call; the next
-	 * one is sent. */
+	/* A message that alone is over the budget is refused when it is staged;
+	 * with the system prompt over it, its turn fails without a call; the
+	 * next one is sent. */
 	size_t before = e.fake.n;
 	struct turn *t = NULL;
-	say(&e, id, huge);
+	CHECK_EQ_INT(context_input_check(e.s, id, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
+	CHECK(has(e.why, "budget_tokens"));
+	CHECK_EQ_INT(context_stage(e.s, id, &t, huge, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
+	CHECK(t == NULL);
+	CHECK(has(e.why, "message alone needs about"));
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "last_refused: message alone needs about"));
+	CHECK_EQ_INT(context_set_system(e.s, id, big_q, 300, e.why, sizeof(e.why)), 0);
+	say(&e, id, big_q);
 	CHECK_EQ_INT(e.fake.n, before);
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	struct turn_outcome oc;
@@ -1269,9 +1285,11 @@ static void test_prune(void)
 	char buf[16];
 	CHECK_EQ_INT(turn_read(e.s, t, 0, buf, sizeof(buf)), -EIO);
 	turn_unref(e.s, t);
-	const char *st = view(&e, id, VIEW_STATUS);
+	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
-	CHECK(has(st, "budget_exceeded"));
+	CHECK(has(st, "turn_state: failed\n"));
+	CHECK(has(st, "last_error: budget_exceeded"));
+	CHECK_EQ_INT(context_set_system(e.s, id, "", 0, e.why, sizeof(e.why)), 0);
 	say(&e, id, "small");
 	CHECK_EQ_INT(e.fake.n, before + 1);
 	reply(&e, last_call(&e), "fine", 0, 1);
