@@ -225,6 +225,11 @@ uint64_t store_text_cost(const char *text, size_t len);
  * then meets a full disk as it would without). */
 int store_reserve(struct store *s, uint64_t *held, uint64_t bytes);
 
+/* Bytes the settings record of a change of system, model or config takes
+ * beyond the new system prompt's (store_text_cost): the keys, and the current
+ * prompt that the record repeats.  0, -ENOENT. */
+int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes);
+
 /* Gives back the room *held holds (a refused or dropped message); *held = 0. */
 void store_unreserve(struct store *s, uint64_t *held);
 

@@ -334,6 +334,7 @@ int context_clear(struct store *s, uint64_t id)
 
 #define RESERVE_PAGE 4096u       /* the unit file systems allocate in */
 #define RESERVE_OVERHEAD 512u    /* a record's frame and JSON around the text */
+#define SETTINGS_RECORD_KEYS 1024u  /* a settings record's keys and values, at most */
 
 uint64_t store_text_cost(const char *text, size_t len)
 {
@@ -348,6 +349,17 @@ uint64_t store_text_cost(const char *text, size_t len)
 			n += 5;
 	}
 	return n;
+}
+
+int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	/* A settings record repeats the system prompt beside every key. */
+	if (c)
+		*bytes = store_text_cost(c->system, c->system_len) + SETTINGS_RECORD_KEYS;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
 }
 
 /* The file that holds the space: unlinked from the start, so nothing is left

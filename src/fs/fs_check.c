@@ -6,8 +6,8 @@
  * `config` or `.config`, an invalid complete line of `model`, a complete
  * invalid UTF-8 sequence (or a NUL) in `input` or `system`, a message over
  * max_input_bytes or whose estimate alone exceeds budget_tokens (EFBIG), and a
- * full state disk (the message's record is given room on disk as its bytes
- * arrive, store_reserve).  What needs the whole content (cross-key rules of
+ * full state disk (the record that the close will write is given room on disk
+ * as the bytes arrive, store_reserve).  What needs the whole content (cross-key rules of
  * config, a sequence cut off at the very end) waits for the flush.
  *
  * Every refusal, at a write or a close, is logged here at warning level and
@@ -95,6 +95,32 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 	}
 }
 
+/* Holds disk room for the record that applying the text will write: a
+ * settings record (the system prompt and every key), or the defaults file of
+ * `.config`.  Given back just before the text is applied (fs_io.c). */
+static int rw_reserve(struct fs *fs, struct fs_handle *h, bool appended, const char *buf,
+		      size_t size, char *why, size_t whylen)
+{
+	uint64_t need = 2048;  /* .config: its rendering, a line per key */
+	int r = 0;
+	if (h->kind == K_SYSTEM) {
+		h->cost = appended ? h->cost + store_text_cost(buf, size)
+				   : store_text_cost(h->data.data, h->data.len);
+		if (!h->base_cost)
+			r = context_settings_cost(fs->st, h->ctx, &h->base_cost);
+		need = h->cost + h->base_cost;
+	} else if (h->kind != K_ROOT_CONFIG) {
+		if (!h->base_cost)
+			r = context_settings_cost(fs->st, h->ctx, &h->base_cost);
+		need = h->base_cost;
+	}
+	if (r == 0)
+		r = store_reserve(fs->st, &h->held, need);
+	if (r < 0)
+		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
+	return r;
+}
+
 /* Checks the message after a write, and holds disk room for its record. */
 static int input_check(struct fs *fs, struct fs_handle *h, size_t from, bool appended,
 		       const char *buf, size_t size, char *why, size_t whylen)
@@ -143,10 +169,11 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
 		r = input_check(fs, h, from, at == old, buf, size, why, sizeof(why));
 	else if (r == 0)
 		r = rw_check(h, from, why, sizeof(why));
+	if (r == 0 && h->kind != K_INPUT)
+		r = rw_reserve(fs, h, at == old, buf, size, why, sizeof(why));
 	if (r < 0) {
 		h->rejected = -r;
-		if (h->kind == K_INPUT)
-			store_unreserve(fs->st, &h->held);
+		store_unreserve(fs->st, &h->held);
 		fs_refuse(fs, h, false, why);
 	}
 	return r;

@@ -62,8 +62,12 @@ struct fs_handle {
 	bool written;            /* a write came since the last flush */
 	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
 	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
-	uint64_t cost;           /* input: bytes its journal record takes (store_text_cost) */
-	uint64_t held;           /* input: disk room held for that record (store_reserve) */
+	uint64_t cost;           /* input, system: bytes the text takes in a journal record
+	                            (store_text_cost) */
+	uint64_t base_cost;      /* system, model, config: the rest of a settings record
+	                            (context_settings_cost), 0 until the first write */
+	uint64_t held;           /* disk room held for the record the close writes
+	                            (store_reserve) */
 	struct buf data;         /* input: the message; rw files: their new text;
 	                            read-only files: the rendered snapshot */
 	struct turn *turn;       /* output: the turn this open is bound to */

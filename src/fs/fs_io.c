@@ -330,6 +330,11 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	char why[512] = "";
 	const char *text = h->data.data ? h->data.data : "";
 	int r;
+	/* The room held for the record goes back just before it is written.
+	 * Unlike a message's (context_stage_held), not under the same lock: a
+	 * reply's record written in between may take it, and the close then
+	 * fails with ENOSPC as it would have without. */
+	store_unreserve(fs->st, &h->held);
 	switch (h->kind) {
 	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
 	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
@@ -411,7 +416,6 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 			context_abandon(fs->st, h->draft, "the message was refused");
 		else
 			context_submit(fs->st, h->draft);  /* the last reference: send */
-		store_unreserve(fs->st, &h->held);
 	} else if (kind_rw(h->kind) && h->dirty && !h->rejected) {
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT) {
@@ -425,6 +429,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
 	}
+	store_unreserve(fs->st, &h->held);  /* a text never applied */
 	buf_done(&h->data);
 	free(h);
 	pthread_mutex_unlock(lock);

@@ -209,8 +209,15 @@ def test_settings_change_under_enospc_fails_and_changes_nothing(small, fake):
             write_file(path, text)
         assert ei.value.errno == errno.ENOSPC, (path, ei.value)
         assert settings_snapshot(mt, c) == before, path
-    r = run("/bin/echo 'max_tokens = 5' > '%s/config'" % c)  # bash's builtin ignores close errors
+    r = run("/bin/echo 'max_tokens = 5' > '%s/config'" % c)
     assert r.rc != 0 and "No space left on device" in r.err, r
+    # bash's builtin ignores close errors: the write itself fails (CONTRACT §3.3)
+    for path, text in changes:
+        r = run("echo '%s' > '%s'" % (text.strip(), path))
+        assert r.rc != 0 and "No space left on device" in r.err, r
+    st = status(c)
+    assert re.search(r"write of (config|model|system): cannot save settings: No space left",
+                      st.get("last_refused", "")), st.text
     assert settings_snapshot(mt, c) == before
     assert status(c).state == "idle"  # a refused setting is not a failed turn
     assert mt.proc.poll() is None
