@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 #include "shim_impl.h"
 
@@ -522,6 +523,13 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no, why,
 				 sizeof(why));
 	cJSON_Delete(o);
+	if (r < 0 && r != -ENOENT && r != -EINVAL) {
+		/* Refused like a write of `input`: logged as the mount logs it, and
+		 * in the context's status (last_refused) already. */
+		char quoted[STORE_NAME_MAX * 4 + 8];
+		log_quote(quoted, sizeof(quoted), rq->name, strlen(rq->name));
+		log_warn("http: context '%s': refused a message: %s", quoted, why);
+	}
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
 	if (sse)

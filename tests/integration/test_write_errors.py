@@ -20,6 +20,7 @@ from mcpfs_testlib import (
     write_file,
 )
 from test_disk_full import Filler, assert_journals_valid, small  # noqa: F401 (fixture)
+from test_http_support import shim, shim_factory  # noqa: F401 (fixtures)
 
 SHELLS = [s for s in ("bash", "dash") if shutil.which(s)]
 
@@ -202,6 +203,27 @@ def test_refused_write_after_a_failed_turn_keeps_last_error(mount, fake):
     assert st.state == "error" and st.get("last_error") == err, st.text
     assert st.get("turn_state") == "failed", st.text
     assert "temperature" in st.get("last_refused", ""), st.text
+
+
+def test_the_mount_and_the_shim_give_the_same_reason(shim, fake):
+    """A message refused through the shim and through the mount: the same
+    reason in the HTTP answer, in `status` and in the warning of the log."""
+    c = shim.path / "c"
+    os.mkdir(c)
+    write_file(c / "config", "budget_tokens = 1000\n")
+    big = "w" * 4000  # one write of printf's: the same length refused both ways
+    r = shim.api.request("POST", "/v1/contexts/c/messages", {"content": big})
+    assert r.status == 413, r
+    http_reason = r.error()[1]
+    st = status(c)
+    assert st.get("last_refused", "").startswith(http_reason), (http_reason, st.text)
+    warned(shim.mount, r"http: context 'c': refused a message: %s" % re.escape(http_reason))
+    r2 = run("printf %s > '%s/input'" % (big, c))
+    assert r2.rc != 0 and "File too large" in r2.err, r2
+    mount_reason = status(c)["last_refused"]
+    assert mount_reason.startswith("write of input: " + http_reason), (http_reason, mount_reason)
+    warned(shim.mount, r"context 'c': refused a write of input: %s" % re.escape(http_reason))
+    assert fake.calls == []
 
 
 # --- a full disk -----------------------------------------------------------------------------
