@@ -73,6 +73,30 @@ static size_t complete_lines(const struct buf *b)
 	return 0;
 }
 
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* A model line not yet ended: refused already when no ending can make it
+ * valid — a byte no id has, an id over the length limit, or a second word. */
+static int model_prefix_check(const struct buf *b, char *why, size_t whylen)
+{
+	const char *d = b->data, *end = d + b->len, *p = d, *q;
+	const char *id;
+	size_t idlen;
+	while (p < end && is_space(*p))
+		p++;
+	for (q = p; q < end && !is_space(*q); q++)
+		;
+	for (const char *r = q; r < end; r++)
+		if (!is_space(*r))
+			return settings_model_text(d, b->len, &id, &idlen, why, whylen);
+	if (q == p || settings_model_valid(p, (size_t)(q - p)))
+		return 0;
+	return settings_model_text(p, (size_t)(q - p), &id, &idlen, why, whylen);
+}
+
 static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 {
 	size_t end = h->data.len ? complete_lines(&h->data) : 0;
@@ -88,7 +112,8 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 		return r < 0 ? -EILSEQ : 0;
 	case K_MODEL:
 		/* One line: once it is complete, it is the whole id. */
-		return end ? settings_model_text(h->data.data, end, &id, &idlen, why, whylen) : 0;
+		return end ? settings_model_text(h->data.data, end, &id, &idlen, why, whylen)
+			   : model_prefix_check(&h->data, why, whylen);
 	default:  /* config, .config: each line alone; cross-key rules at close */
 		settings_init(&scratch);
 		return end ? settings_parse(&scratch, h->data.data, end, why, whylen) : 0;
@@ -160,8 +185,10 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
 	if (r == 0)
 		r = buf_write_at(&h->data, at, buf, size);
 	if (r == -EFBIG && !why[0])
-		snprintf(why, sizeof(why), "%s is over its limit of %zu bytes",
-			 h->kind == K_INPUT ? "message" : file_name(h), h->data.max);
+		snprintf(why, sizeof(why), "%s is %zu bytes, over the limit of %zu",
+			 h->kind == K_INPUT ? "message" : h->kind == K_SYSTEM ? "system prompt"
+									  : file_name(h),
+			 end, h->data.max);
 	h->dirty = true;
 	h->written = true;
 	size_t from = at < old ? at : old;

@@ -259,15 +259,14 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 }
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
- * with nothing to retry. */
-static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
+ * with nothing to retry (why says which). */
+static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t whylen)
 {
 	char *p = line, *end = line + strlen(line);
 	while (*p == ' ' || *p == '\t')
 		p++;
 	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
 		*--end = '\0';
-	char why[512];
 	if (!*p)
 		return 0;
 	if (!strcmp(p, "cancel"))
@@ -275,24 +274,30 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
 	if (!strcmp(p, "clear"))
 		return context_clear(fs->st, ctx);
 	if (!strcmp(p, "retry"))
-		return context_retry(fs->st, ctx, why, sizeof(why));
-	log_debug("ctl: unknown command '%.64s'", p);
+		return context_retry(fs->st, ctx, why, whylen);
+	char quoted[80];
+	log_quote(quoted, sizeof(quoted), p, strlen(p));
+	snprintf(why, whylen, "unknown command '%s' (cancel, retry, clear)", quoted);
 	return -EINVAL;
 }
 
 /* Feeds bytes to the ctl line buffer, running each complete line. */
-static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size)
+static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size,
+		     char *why, size_t whylen)
 {
 	for (size_t i = 0; i < size; i++) {
 		if (buf[i] != '\n') {
-			if (h->ctl_len + 1 >= sizeof(h->ctl_line))
+			if (h->ctl_len + 1 >= sizeof(h->ctl_line)) {
+				snprintf(why, whylen, "a command line is at most %zu bytes",
+					 sizeof(h->ctl_line) - 1);
 				return -EINVAL;  /* no command is this long */
+			}
 			h->ctl_line[h->ctl_len++] = buf[i];
 			continue;
 		}
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		int r = ctl_run(fs, h->ctx, h->ctl_line);
+		int r = ctl_run(fs, h->ctx, h->ctl_line, why, whylen);
 		if (r < 0)
 			return r;
 	}
@@ -307,7 +312,10 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	int r = 0;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_CTL) {
-		r = ctl_write(fs, h, buf, size);
+		char why[512] = "";
+		r = ctl_write(fs, h, buf, size, why, sizeof(why));
+		if (r < 0 && r != -ENOENT)
+			fs_refuse(fs, h, false, why);
 	} else if (h->kind == K_SCRATCH) {
 		pthread_mutex_lock(&fs->scratch_lock);
 		r = buf_write_at(&h->scratch->data, (size_t)off, buf, size);
@@ -380,7 +388,10 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (h->kind == K_CTL && h->ctl_len) {
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		r = ctl_run(fs, h->ctx, h->ctl_line);
+		char why[512] = "";
+		r = ctl_run(fs, h->ctx, h->ctl_line, why, sizeof(why));
+		if (r < 0 && r != -ENOENT)
+			fs_refuse(fs, h, true, why);
 	} else if (kind_rw(h->kind) && h->rejected) {
 		r = -h->rejected;  /* reported at its write */
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {

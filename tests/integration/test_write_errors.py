@@ -119,6 +119,13 @@ def test_shell_sees_an_invalid_model_and_system(mount, fake, shell):
     assert read_file(c / "model") == model
     refused(c, r"write of model: invalid model id 'not a model!'")
     warned(mount, r"refused a write of model: invalid model id")
+    # a line not yet ended is refused as soon as no ending can make it valid
+    r = sh(shell, "printf 'claude haiku' > '%s/model'; echo \"rc=$?\"" % c)
+    failed_in(shell, r, "Invalid argument")
+    refused(c, r"write of model: invalid model id 'claude haiku'")
+    failed, closed = write_pieces(c / "model", [b"claude-", b"x" * 200])
+    assert failed == (1, errno.EINVAL) and closed == errno.EINVAL, (failed, closed)
+    assert read_file(c / "model") == model
     r = sh(shell, "echo claude-haiku-4-5 > '%s/model'; echo \"rc=$?\"" % c)
     assert "rc=0" in r.out and r.err == "", r
     assert read_file(c / "model") == "claude-haiku-4-5\n"
@@ -128,6 +135,18 @@ def test_shell_sees_an_invalid_model_and_system(mount, fake, shell):
     failed_in(shell, r, "Invalid or incomplete multibyte")
     assert read_file(c / "system") == ""
     refused(c, r"write of system: system prompt is not valid UTF-8 text")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_shell_sees_a_refused_ctl_command(mount, fake, shell):
+    c = mount.ctx("c")
+    r = sh(shell, "echo frobnicate > '%s/ctl'; echo \"rc=$?\"" % c)
+    failed_in(shell, r, "Invalid argument")
+    refused(c, r"write of ctl: unknown command 'frobnicate'")
+    r = sh(shell, "echo retry > '%s/ctl'; echo \"rc=$?\"" % c)
+    failed_in(shell, r, "Invalid argument")
+    refused(c, r"write of ctl: nothing to retry")
+    warned(mount, r"context 'c': refused a write of ctl: nothing to retry")
 
 
 # --- input -----------------------------------------------------------------------------------
