@@ -21,6 +21,7 @@
 #include "fs_impl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/settings.h"
+#include "mcpfs/utf8.h"
 
 #define VIEW_MAX (1u << 30)  /* a rendering larger than this fails with EFBIG */
 
@@ -275,8 +276,9 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t wh
 		return context_clear(fs->st, ctx);
 	if (!strcmp(p, "retry"))
 		return context_retry(fs->st, ctx, why, whylen);
-	char quoted[80];
-	log_quote(quoted, sizeof(quoted), p, strlen(p));
+	char quoted[80] = "(not UTF-8 text)";
+	if (utf8_valid(p, strlen(p)))  /* why goes to status: always text */
+		log_quote(quoted, sizeof(quoted), p, strlen(p));
 	snprintf(why, whylen, "unknown command '%s' (cancel, retry, clear)", quoted);
 	return -EINVAL;
 }
