@@ -130,6 +130,9 @@ void store_list_free(struct store_entry *e, size_t n);
 int store_render_status(struct store *s, struct buf *out);
 int store_render_defaults(struct store *s, struct buf *out);
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen);
+/* Records a refused write or close of `.config`: `.status` shows it as
+ * `last_refused`, with the time. */
+void store_refuse(struct store *s, const char *why);
 
 /* --- one context ------------------------------------------------------------- */
 

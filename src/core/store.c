@@ -562,6 +562,14 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 	return r;
 }
 
+void store_refuse(struct store *s, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->refused, sizeof(s->refused), "%s", why);
+	s->refused_ms = clock_wall_ms();
+	pthread_mutex_unlock(&s->lock);
+}
+
 size_t store_calls_in_flight(struct store *s)
 {
 	pthread_mutex_lock(&s->lock);
@@ -580,6 +588,11 @@ int store_render_status(struct store *s, struct buf *out)
 			   since);
 	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
 		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
+	if (r == 0 && s->refused[0]) {
+		char when[32];
+		clock_format_utc(s->refused_ms, when);
+		r = buf_printf(out, "last_refused: %s (at %s)\n", s->refused, when);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

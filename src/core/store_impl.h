@@ -155,6 +155,8 @@ struct store {
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
 	struct notes held;           /* store_call_event()'s, until store_call_flush() */
+	char refused[WHY_MAX];       /* the last refused write of .config, "" for none */
+	int64_t refused_ms;          /* wall clock of that refusal */
 	int reserve_fd;              /* unlinked file holding reserved space, -1 none yet */
 	uint64_t reserved;           /* bytes held in it: the sum of every writer's */
 };

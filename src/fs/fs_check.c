@@ -11,7 +11,8 @@
  * config, a sequence cut off at the very end) waits for the flush.
  *
  * Every refusal, at a write or a close, is logged here at warning level and
- * recorded in the context's `status` (`last_refused`), with the reason the
+ * recorded in the context's `status` (`.status` for `.config`) as
+ * `last_refused`, with the reason the
  * writer's errno stands for — the same text the HTTP shim answers with.
  * Called with the handle's lock held.
  */
@@ -34,15 +35,16 @@ void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *wh
 {
 	char name[STORE_NAME_MAX + 1], quoted[STORE_NAME_MAX * 4 + 8];
 	const char *what = at_close ? "close" : "write";
-	if (h->kind == K_ROOT_CONFIG || store_name(fs->st, h->ctx, name, sizeof(name)) < 0) {
-		log_warn("refused a %s of %s: %s", what, file_name(h), why);
-		return;
-	}
-	log_quote(quoted, sizeof(quoted), name, strlen(name));
-	log_warn("context '%s': refused a %s of %s: %s", quoted, what, file_name(h), why);
 	char line[600];
 	snprintf(line, sizeof(line), "%s of %s: %s", what, file_name(h), why);
-	context_refuse(fs->st, h->ctx, line);
+	if (h->kind == K_ROOT_CONFIG) {
+		log_warn("refused a %s of .config: %s", what, why);
+		store_refuse(fs->st, line);
+	} else if (store_name(fs->st, h->ctx, name, sizeof(name)) == 0) {
+		log_quote(quoted, sizeof(quoted), name, strlen(name));
+		log_warn("context '%s': refused a %s of %s: %s", quoted, what, file_name(h), why);
+		context_refuse(fs->st, h->ctx, line);
+	}
 }
 
 /* A complete invalid UTF-8 sequence or a NUL among the bytes a write changed

@@ -93,6 +93,9 @@ def test_shell_sees_an_invalid_config_line(mount, fake, shell):
     failed_in(shell, r, "Invalid argument")
     assert read_file(mount.path / ".config") == root
     warned(mount, r"refused a write of \.config: line 1: unknown key 'no_such_key'")
+    st = read_file(mount.path / ".status")
+    assert re.search(r"(?m)^last_refused: write of \.config: line 1: unknown key 'no_such_key' "
+                     r"\(at ", st), st
 
     # a line is judged when its newline comes: the second, bad one fails its write
     failed, closed = write_pieces(c / "config", [b"max_tokens = 7", b"7\nmax_tok",
