@@ -9,6 +9,7 @@
  * test gets a fresh state directory under /tmp, removed afterwards.
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1914,6 +1915,45 @@ static void test_delete_live(void)
 	env_done(&e);
 }
 
+/* Room held for writers: whole pages, summed in one unlinked file of the
+ * state directory, handed to the record by context_stage_held. */
+static void test_reserve(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "r");
+	CHECK_EQ_INT(store_text_cost("abc", 3), 3);
+	CHECK_EQ_INT(store_text_cost("a\"b\\c\n", 6), 9);
+	CHECK_EQ_INT(store_text_cost("\x01", 1), 6);
+	CHECK_EQ_INT(store_text_cost("\xc3\xa9", 2), 2);
+	uint64_t a = 0, b = 0;
+	CHECK_EQ_INT(store_reserve(e.s, &a, 10), 0);
+	CHECK_EQ_INT(a, 4096);
+	CHECK_EQ_INT(store_reserve(e.s, &a, 5000), 0);
+	CHECK_EQ_INT(a, 8192);
+	CHECK_EQ_INT(store_reserve(e.s, &a, 100), 0);  /* never shrinks */
+	CHECK_EQ_INT(a, 8192);
+	CHECK_EQ_INT(store_reserve(e.s, &b, 1), 0);
+	CHECK_EQ_INT(b, 4096);
+	/* nothing of it is visible in the state directory */
+	DIR *d = opendir(e.dir);
+	size_t tmp = 0;
+	for (struct dirent *de; d && (de = readdir(d));)
+		tmp += strstr(de->d_name, "reserve") != NULL;
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(tmp, 0);
+	store_unreserve(e.s, &b);
+	CHECK_EQ_INT(b, 0);
+	struct turn *draft = NULL;
+	CHECK_EQ_INT(context_stage_held(e.s, id, &draft, &a, "hello", 5, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(a, 0);
+	CHECK(draft != NULL);
+	context_submit(e.s, draft);
+	store_unreserve(e.s, &a);  /* 0: nothing */
+	env_done(&e);
+}
+
 int main(void)
 {
 	static const struct {
@@ -1944,6 +1984,7 @@ int main(void)
 	    {"patch", test_patch},
 	    {"observers", test_observers},
 	    {"delete_live", test_delete_live},
+	    {"reserve", test_reserve},
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int failed = check_failed;
