@@ -298,3 +298,25 @@ def test_api_key_never_appears(mount_factory, fake, workdir):
             assert key.encode() not in data and key[-16:].encode() not in data, f
     log = m.log()
     assert key not in log and key[-16:] not in log
+
+
+# --- the state directory's lock (issue 17, point 7) ---------------------------------------------
+
+
+def test_deleted_lock_file_still_locks_the_state_dir(mount_factory, mcpfs_bin, env, workdir):
+    """Deleting STATE/lock under a running daemon does not let a second daemon
+    start on the same state directory: the directory itself is locked."""
+    first = mount_factory(name="first")
+    c = first.ctx("c")
+    send(c, "hello\n")
+    assert output(c) == reply_for("hello")
+    os.unlink(first.state / "lock")
+    second = workdir / "second"
+    second.mkdir()
+    rc, lines = start_expecting_failure(mcpfs_bin, ["--state-dir=%s" % first.state], env, second)
+    assert_one_line_naming(rc, lines, first.state)
+    assert "in use by another mcpfs" in lines[0]
+    assert not is_mounted(str(second))
+    # The first daemon goes on undisturbed.
+    send(c, "again\n")
+    assert output(c) == reply_for("again")
