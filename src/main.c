@@ -41,12 +41,18 @@ static void die(const char *why)
 /* Reads the API key from a file that only its owner can read. */
 static char *read_key_file(const char *path, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO would block the open until a writer came. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(why, whylen, "cannot read API key file '%s': %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "API key file '%s' is not a regular file", path);
+		close(fd);
 		return NULL;
 	}
 	if (st.st_mode & 077) {
@@ -117,17 +123,24 @@ static void setup(struct daemon *d, struct fuse_args *args)
 	const char *base = getenv("ANTHROPIC_BASE_URL");
 	struct claude_config cc = {base && *base ? base : NULL, key && *key ? key : NULL,
 				   token && *token ? token : NULL};
+	if (cc.base_url && claude_check_base_url(cc.base_url, why, sizeof(why)) < 0)
+		die(why);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		die("cannot initialise libcurl");
-	if (claude_new(&cc, d->st, &d->net) < 0) {
-		snprintf(why, sizeof(why), "invalid ANTHROPIC_BASE_URL '%s' (http:// or https://)",
-			 base ? base : "");
+	int r = claude_new(&cc, d->st, &d->net);
+	if (r == -EINVAL)
+		die("invalid API key or token: it holds a control character (a newline?)");
+	if (r < 0) {
+		snprintf(why, sizeof(why), "cannot set up the API transport: %s", strerror(-r));
 		die(why);
 	}
 	if (d->key)
 		explicit_bzero(d->key, strlen(d->key));
 	store_set_transport(d->st, claude_transport(), d->net);
-	store_set_info(d->st, "base_url", base && *base ? base : "https://api.anthropic.com");
+	char shown[CLAUDE_URL_MAX + 64];
+	claude_url_shown(cc.base_url ? cc.base_url : "https://api.anthropic.com", shown,
+			 sizeof(shown));
+	store_set_info(d->st, "base_url", shown);
 	store_set_info(d->st, "api_key", cc.api_key || cc.auth_token ? "set" : "missing");
 	/* Bound before mounting: a port in use leaves nothing mounted behind. */
 	struct shim_config hc = {d->opt.http, d->opt.http_token_file};
