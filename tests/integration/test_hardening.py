@@ -1,0 +1,54 @@
+"""Issue 17 (the red-team battery): an upstream that keeps sending after
+message_stop, a NUL in a text delta, a lazy unmount while a reply streams, and
+SIGTERM with reads parked on output.  Each test failed before its fix."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from mcpfs_testlib import (
+    PipeReader, blocked_in_read, is_mounted, output, read_file, reply_for, send, status, unmount,
+    wait_for, wait_status,
+)
+
+
+# --- point 10: the drain after message_stop is bounded ------------------------------------------
+
+
+def test_bytes_trickled_after_message_stop_do_not_hold_the_connection(mount, fake):
+    """An upstream that sends a byte every 100 ms after message_stop kept its
+    connection forever (each byte moved the drain's deadline).  The turn is
+    complete at message_stop, and the connection is closed within the drain's
+    bound (2 s in all) while the fake still has a minute of bytes to send."""
+    fake.set_default("normal", trickle_after_stop=True, trickle_bytes=1, trickle_ms=100,
+                     trickle_seconds=60)
+    c = mount.ctx("c")
+    send(c, "hello\n")
+    assert output(c) == reply_for("hello")
+    assert status(c)["state"] == "done"
+    rec = fake.calls[0]
+    wait_for(lambda: rec.done, 20, what="the daemon to close the trickling connection")
+    assert rec.completed and rec.closed_by_client, rec.to_dict()
+    assert rec.trickled > 0
+    # The next call works (on a new connection).
+    fake.set_default("normal")
+    send(c, "again\n")
+    assert output(c) == reply_for("again")
+
+
+def test_a_flood_after_message_stop_is_cut_by_bytes(mount, fake):
+    """Bytes as fast as the fake can send them after message_stop: the drain
+    stops at 64 KiB, long before the fake's 64 MiB are through."""
+    total = 64 << 20
+    fake.set_default("normal", trickle_after_stop=True, trickle_bytes=64 << 10, trickle_ms=0,
+                     trickle_total=total)
+    c = mount.ctx("c")
+    send(c, "hello\n")
+    assert output(c) == reply_for("hello")
+    rec = fake.calls[0]
+    wait_for(lambda: rec.done, 20, what="the daemon to close the flooding connection")
+    assert rec.closed_by_client, rec.to_dict()
+    # What the kernel's socket buffers hold is on top of the 64 KiB read.
+    assert rec.trickled < total // 2, rec.trickled
