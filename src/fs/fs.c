@@ -122,6 +122,7 @@ int fs_run(struct fs *fs, unsigned max_threads)
 void fs_unmount(struct fs *fs)
 {
 	if (fs && fs->mounted) {
+		fs_park_drain(fs);  /* answered while /dev/fuse is still open */
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_unmount(fs->se);
 		fs->mounted = false;
@@ -243,16 +244,10 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	fs_unmount(fs);
+	fs_park_drain(fs);  /* nothing left after fs_unmount's */
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	fs_handles_free(fs);
-	/* Requests still parked belong to the session just destroyed. */
-	for (size_t i = 0; i < fs->parked.nslots; i++)
-		for (struct map_node *n = fs->parked.slots[i]; n; n = n->next)
-			for (struct parked *p = n->value, *next; p; p = next) {
-				next = p->next;
-				free(p);
-			}
 	map_done(&fs->parked);
 	map_done(&fs->touch);
 	map_done(&fs->closed);

@@ -181,6 +181,9 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
 		    struct fuse_pollhandle *ph);
 void fs_on_change(void *fs, uint64_t ctx, unsigned what);
+/* Answers every parked read with EIO and drops every poll waiter; after the
+ * session loop has returned. */
+void fs_park_drain(struct fs *fs);
 
 /* fs_scratch.c */
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name);

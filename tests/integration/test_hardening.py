@@ -52,3 +52,37 @@ def test_a_flood_after_message_stop_is_cut_by_bytes(mount, fake):
     assert rec.closed_by_client, rec.to_dict()
     # What the kernel's socket buffers hold is on top of the 64 KiB read.
     assert rec.trickled < total // 2, rec.trickled
+
+
+# --- point 14: SIGTERM with reads parked on output ----------------------------------------------
+
+
+def test_sigterm_answers_parked_reads(mount, fake):
+    """Readers of a queued reply (its context busy with the turn before) are
+    parked when SIGTERM comes.  libfuse frees a request only once it is
+    answered: they leaked (LeakSanitizer, exit 1, in the sanitizer build) and
+    the readers saw the mount vanish.  Now each read is answered EIO, like a
+    reply cut short, and the daemon exits 0 with no leak report."""
+    fake.set_default("hold", hold_after=1)
+    c = mount.ctx("c")
+    send(c, "first\n")
+    wait_for(lambda: fake.calls and fake.calls[0].held, 10, what="the first call to hold")
+    send(c, "second\n")  # queued behind the first
+    readers = [mount.spawn(["cat", c / "output"]) for _ in range(4)]
+    for r in readers:
+        wait_for(lambda: blocked_in_read(r.pid), 10, what="cat to block in read")
+    mount._expect_exit = True
+    os.kill(mount.proc.pid, signal.SIGTERM)
+    rc = mount.proc.wait(30)
+    fake.release()
+    errs = []
+    for r in readers:
+        _, err = r.communicate(timeout=10)
+        errs.append(err.decode("utf-8", "replace"))
+    log = mount.log()
+    assert "LeakSanitizer" not in log, log
+    assert rc == 0, log
+    for e in errs:
+        # The read's own answer, not the mount gone from under it.
+        assert e.splitlines()[0].endswith("Input/output error"), errs
+    assert not is_mounted(mount.path)
