@@ -9,6 +9,16 @@
  * reply ends it opens `output` for writing and closes it (IN_CLOSE_WRITE).  It
  * runs in its own thread, holding no lock, because those calls come back to our
  * own handlers; fs_io.c lets only this thread open `output` for writing.
+ *
+ * It never touches a path outside the mount: after `fusermount3 -uz` the mount
+ * point is an ordinary directory again, where MOUNTPOINT/NAME/output may be a
+ * user's file (which a truncate by path cut to the reply's size).  So each pass
+ * opens the mount point, checks that it is this mount's root (device and inode,
+ * read without a request: AT_STATX_DONT_SYNC), makes it the thread's working
+ * directory (the thread has its own, CLONE_FS) and works by relative paths from
+ * there; while the mount point is anything else the pass does nothing.  No
+ * descriptor of the mount is kept between passes: one would keep a lazily
+ * unmounted mount alive, and the daemon with it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +104,14 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 		return -EIO;
 	}
 	fs->mounted = true;
+	/* The root's device, from the mount alone: a request could not be served
+	 * before the session loop runs. */
+	struct statx sx;
+	if (statx(AT_FDCWD, fs->mountpoint, AT_STATX_DONT_SYNC, STATX_INO, &sx) == 0 &&
+	    sx.stx_ino == FUSE_ROOT_ID) {
+		fs->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+		fs->have_dev = true;
+	}
 	if (store_observe(st, fs_on_change, fs) < 0 || fuse_set_signal_handlers(fs->se) != 0) {
 		snprintf(why, whylen, "cannot set up the mount on '%s'", mountpoint);
 		fs_free(fs);
@@ -143,13 +162,14 @@ void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
 /* Raises the inotify events for one context's output. */
 static void notify_output(struct fs *fs, uint64_t ctx)
 {
-	char name[STORE_NAME_MAX + 1], path[4400];
+	char name[STORE_NAME_MAX + 1], path[STORE_NAME_MAX + 16];
 	struct context_info ci;
 	if (store_name(fs->st, ctx, name, sizeof(name)) < 0 || context_info(fs->st, ctx, &ci) < 0) {
 		map_del_id(&fs->closed, ctx);  /* deleted: ids are never reused */
 		return;
 	}
-	snprintf(path, sizeof(path), "%s/%s/output", fs->mountpoint, name);
+	/* Relative to the working directory, the mount's root (notifier_enter). */
+	snprintf(path, sizeof(path), "%s/output", name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
 		return;
 	/* One IN_CLOSE_WRITE per finished turn. */
@@ -159,7 +179,7 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 		 * thread's own file table is no descriptor of the process, and a
 		 * sanitizer that took it for one would lose track of the one with
 		 * that number elsewhere (/dev/fuse, most often). */
-		long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+		long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd >= 0)
 			syscall(SYS_close, fd);
 		map_del_id(&fs->closed, ctx);
@@ -175,22 +195,50 @@ static void notify_output(struct fs *fs, uint64_t ctx)
  * So this thread gets a file table of its own without /dev/fuse.  The other
  * descriptors it copies live as long as the daemon anyway.  A raw close: a
  * sanitizer's interceptor would take it for the whole process's. */
-static void notifier_own_files(struct fs *fs)
+static bool notifier_own_files(struct fs *fs)
 {
 	int dev = fuse_session_fd(fs->se);
-	if (unshare(CLONE_FILES) < 0) {
+	if (unshare(CLONE_FILES | CLONE_FS) < 0) {
 		log_warn("notifier: cannot unshare its file table: %s", strerror(errno));
-		return;
+		return false;
 	}
 	if (dev >= 0)
 		syscall(SYS_close, dev);
+	return true;
+}
+
+/* Makes the mount's root this thread's working directory: 0, or -ESTALE when
+ * the mount point is not this mount (lazily unmounted, or mounted over). */
+static int notifier_enter(struct fs *fs)
+{
+	struct statx sx;
+	long fd = syscall(SYS_openat, AT_FDCWD, fs->mountpoint,
+			  O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = -ESTALE;
+	if (syscall(SYS_statx, (int)fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO,
+		    &sx) == 0 && sx.stx_ino == FUSE_ROOT_ID &&
+	    makedev(sx.stx_dev_major, sx.stx_dev_minor) == fs->dev)
+		r = syscall(SYS_fchdir, (int)fd) == 0 ? 0 : -errno;
+	syscall(SYS_close, fd);
+	return r;
+}
+
+/* Leaves the mount, so that no reference to it outlives the pass. */
+static void notifier_leave(void)
+{
+	if (chdir("/") < 0)
+		log_debug("notifier: chdir /: %s", strerror(errno));
 }
 
 void *fs_notifier_run(void *arg)
 {
 	struct fs *fs = arg;
 	fs->notifier_tid = gettid();
-	notifier_own_files(fs);
+	/* Without a working directory of its own it cannot work relative to the
+	 * mount's root without moving the whole daemon's: it then raises no events. */
+	bool can = notifier_own_files(fs) && fs->have_dev;
 	pthread_mutex_lock(&fs->note_lock);
 	while (!fs->note_stop) {
 		if (!fs->touch.count) {
@@ -201,13 +249,16 @@ void *fs_notifier_run(void *arg)
 		map_init(&fs->touch);
 		pthread_mutex_unlock(&fs->note_lock);
 		int64_t pass_start = clock_mono_ms();
-		for (size_t i = 0; i < pending.nslots; i++)
+		bool inside = can && notifier_enter(fs) == 0;
+		for (size_t i = 0; inside && i < pending.nslots; i++)
 			for (struct map_node *n = pending.slots[i]; n; n = n->next) {
 				uint64_t id;
 				memcpy(&id, n->key, sizeof(id));
 				if ((uintptr_t)n->value & NOTE_MODIFY)
 					notify_output(fs, id);
 			}
+		if (inside)
+			notifier_leave();
 		map_done(&pending);
 		/* Coalesce: changes in the next NOTIFY_MS make one event per context.
 		 * Each event is a truncate through the mount (~4 FUSE round trips), so

@@ -105,6 +105,9 @@ struct fs {
 	bool note_stop;
 	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
+	dev_t dev;                   /* the mount's device: the notifier touches files
+	                                only while the mount point is this mount */
+	bool have_dev;
 
 	/* Open files.  The kernel drops the RELEASE of a file closed just before
 	 * an unmount, so fs_free frees what is left here. */

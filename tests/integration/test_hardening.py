@@ -9,8 +9,7 @@ import time
 import pytest
 
 from mcpfs_testlib import (
-    PipeReader, blocked_in_read, is_mounted, output, read_file, reply_for, send, status, unmount,
-    wait_for, wait_status,
+    Reader, blocked_in_read, is_mounted, output, reply_for, send, status, unmount, wait_for,
 )
 
 
@@ -86,3 +85,38 @@ def test_sigterm_answers_parked_reads(mount, fake):
         # The read's own answer, not the mount gone from under it.
         assert e.splitlines()[0].endswith("Input/output error"), errs
     assert not is_mounted(mount.path)
+
+
+# --- point 5: nothing outside the mount after a lazy unmount -----------------------------------
+
+
+def test_lazy_unmount_leaves_files_at_the_old_path_alone(mount, fake):
+    """After `fusermount3 -uz` the daemon goes on serving the open files of the
+    detached mount, and its notifier went on truncating MOUNTPOINT/NAME/output
+    by path: a user's file created there went from 2,000 bytes to the reply's
+    size.  The notifier now works only inside its own mount."""
+    text = "".join("word%03d " % i for i in range(40))
+    fake.set_default("slow", text=text, deltas=40, delay_ms=100)
+    c = mount.ctx("c")
+    send(c, "hello\n")
+    reader = Reader(c / "output")  # keeps the detached mount, and the daemon, alive
+    wait_for(lambda: len(reader.data) > 0, 10, what="the reply to start")
+    # A descriptor in the mount that outlives the stream, so that the daemon's
+    # last passes after the reply's end still happen while it is alive.
+    held = os.open(c / "status", os.O_RDONLY)
+    mount._expect_exit = True
+    assert unmount(mount.path, lazy=True)
+    assert not is_mounted(mount.path)
+    # The mount point is an ordinary directory again; a user's file appears
+    # where output was.
+    os.mkdir(mount.path / "c")
+    mine = mount.path / "c" / "output"
+    data = b"x" * 2000
+    mine.write_bytes(data)
+    reader.finish(30)
+    assert reader.error is None and reader.data.decode() == text
+    time.sleep(0.5)  # the notifier's passes after the end (it wakes every 100 ms)
+    os.close(held)
+    assert mount.proc.wait(10) == 0, mount.log_tail()
+    assert mine.read_bytes() == data
+    assert os.listdir(mount.path / "c") == ["output"]
