@@ -9,7 +9,8 @@ import time
 import pytest
 
 from mcpfs_testlib import (
-    Reader, blocked_in_read, is_mounted, output, reply_for, send, status, unmount, wait_for,
+    Reader, blocked_in_read, is_mounted, output, read_file, reply_for, send, status, unmount,
+    wait_for,
 )
 
 
@@ -120,3 +121,25 @@ def test_lazy_unmount_leaves_files_at_the_old_path_alone(mount, fake):
     assert mount.proc.wait(10) == 0, mount.log_tail()
     assert mine.read_bytes() == data
     assert os.listdir(mount.path / "c") == ["output"]
+
+
+# --- point 9: a NUL in a text delta ---------------------------------------------------------------
+
+
+def test_nul_in_a_text_delta_is_kept(mount, fake):
+    """A text delta holding \\u0000 was cut at the NUL (a strlen on decoded
+    text) and the reply still showed done.  The NUL byte and everything after
+    it reach output, survive a remount, and go back to the API in the history."""
+    fake.set_default("normal", pieces=["before ", "a\u0000b", " after"])
+    c = mount.ctx("c")
+    send(c, "hello\n")
+    want = b"before a\x00b after"
+    assert read_file(c / "output", binary=True) == want
+    assert status(c)["output_bytes"] == str(len(want))
+    mount.remount()
+    assert read_file(c / "output", binary=True) == want
+    assert status(c)["state"] == "done"
+    fake.set_default("normal")
+    send(c, "next\n")
+    assert output(c) == reply_for("next")
+    assert fake.calls[-1].texts()[1] == ("assistant", "before a\u0000b after")
