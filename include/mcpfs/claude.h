@@ -43,7 +43,7 @@ int claude_new(const struct claude_config *cfg, struct store *st, struct claude 
 /* Checks a base URL before claude_new(): http:// or https://, a host, at most
  * CLAUDE_URL_MAX bytes, no query or fragment ('?', '#': the path /v1/messages is
  * appended), no space or control character.  0, or -EINVAL with one line in why
- * that quotes the URL as claude_url_shown() does. */
+ * that quotes the URL as claude_url_shown() does (its first 150 bytes or so). */
 int claude_check_base_url(const char *url, char *why, size_t whylen);
 
 /* The URL to show (in .status, in messages): user:password@ replaced by ***@,

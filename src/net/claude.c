@@ -125,7 +125,7 @@ void claude_url_shown(const char *url, char *out, size_t outlen)
 
 int claude_check_base_url(const char *url, char *why, size_t whylen)
 {
-	char shown[CLAUDE_URL_MAX + 64];
+	char shown[160];  /* quoted, cut with "...": the line stays one short line */
 	const char *rest = url_after_scheme(url), *fault = NULL;
 	claude_url_shown(url, shown, sizeof(shown));
 	if (!rest)

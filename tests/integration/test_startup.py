@@ -327,8 +327,8 @@ def test_deleted_lock_file_still_locks_the_state_dir(mount_factory, mcpfs_bin, e
 
 @pytest.mark.parametrize("suffix, what", [
     ("/?beta=1", "query"), ("#top", "fragment"), ("/\nX-Injected: 1", "control character"),
-    (" /v1", "space"),
-], ids=["query", "fragment", "newline", "space"])
+    (" /v1", "space"), ("/" + "a" * 2100, "too long"),
+], ids=["query", "fragment", "newline", "space", "long"])
 def test_bad_base_url_is_refused(mcpfs_bin, fake, workdir, mnt, suffix, what):
     """A base URL with a query, a fragment or a newline made every call fail
     later; it is refused at start-up with one line that names it."""
