@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs_impl.h"
+#include "mcpfs/log.h"
 
 /* A listing, taken at opendir so that offsets stay stable while it is read. */
 struct fs_dirlist {
@@ -102,16 +103,30 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/* mkdir's errno reaches the shell as a bare "Invalid argument"; the log says
+ * which rule the name broke.  EEXIST is routine (`mkdir -p`), so only debug. */
+static void mkdir_refused(const char *name, int r, const char *why)
+{
+	char q[300];
+	log_quote(q, sizeof(q), name, strlen(name));
+	log_msg(r == -EEXIST ? LOG_DEBUG : LOG_WARNING, "mkdir '%s' refused: %s", q,
+		why ? why : strerror(-r));
+}
+
 void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, id;
 	if (fs_kind_of(parent, &ctx) != K_ROOT) {
-		fuse_reply_err(req, EACCES);  /* contexts do not nest */
+		mkdir_refused(name, -EACCES, "contexts do not nest");
+		fuse_reply_err(req, EACCES);
 		return;
 	}
 	int r = store_create(fs->st, name, &id);
 	if (r < 0) {
+		const char *why = NULL;
+		store_name_check_why(name, strlen(name), &why);
+		mkdir_refused(name, r, why);
 		fuse_reply_err(req, -r);
 		return;
 	}
