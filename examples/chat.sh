@@ -110,9 +110,9 @@ read_line() {
 	if [ $tty_in = 1 ]; then
 		# In a subshell, which Ctrl-C ends (readline alone would go on
 		# reading); it inherits the history that Up recalls.
-		line=$(read -r -e -p "$1" l && printf '%s' "$l")
+		line=$(IFS= read -r -e -p "$1" l && printf '%s' "$l")
 	else
-		read -r line
+		IFS= read -r line
 	fi
 	local rc=$?
 	if [ $interrupted = 1 ] || [ $rc -gt 128 ]; then

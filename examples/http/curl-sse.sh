@@ -47,9 +47,12 @@ case $(printf '%s\n' "$health" | tail -n 1) in
 	echo "curl-sse.sh: the shim at $base wants a token (set MCPFS_HTTP_TOKEN_FILE)" >&2
 	exit 1
 	;;
+000 | "")
+	echo "curl-sse.sh: nothing answers at $base (start mcpfs --http, or set MCPFS_HTTP)" >&2
+	exit 1
+	;;
 *)
-	echo "curl-sse.sh: $base is not an mcpfs HTTP shim (start one with mcpfs --http," \
-		"or set MCPFS_HTTP)" >&2
+	echo "curl-sse.sh: $base is not an mcpfs HTTP shim (set MCPFS_HTTP)" >&2
 	exit 1
 	;;
 esac
