@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mcpfs_testlib import REPO, PtySession, read_file, reply_for, status, wait_for
+from mcpfs_testlib import REPO, PtySession, read_file, reply_for, send, status, wait_for
 
 CHAT = REPO / "examples" / "chat.sh"
 UP = "\x1b[A"
@@ -33,6 +33,14 @@ def prompts(p):
     return p.screen.count("you> ")
 
 
+def ctrl_d(p):
+    """Ctrl-D at the prompt, once readline reads (typed earlier, while the
+    terminal is still in canonical mode, the end-of-file could be lost)."""
+    wait_for(lambda: p.screen.rstrip().endswith("you>"), 10, what="the prompt")
+    p.quiet(0.2)
+    p.send("\x04")
+
+
 def test_ctrl_c_cancels_the_streaming_reply_and_returns_to_the_prompt(mount, fake, chat):
     fake.script("hold", hold_after=1)
     p = chat()
@@ -51,7 +59,7 @@ def test_ctrl_c_cancels_the_streaming_reply_and_returns_to_the_prompt(mount, fak
     # The next message goes normally.
     p.send("and now?\r")
     p.expect(re.escape(reply_for("and now?")))
-    p.send("\x04")  # Ctrl-D leaves
+    ctrl_d(p)  # Ctrl-D leaves
     assert p.wait(10) == 0
     assert [c.last_user_text.strip() for c in fake.calls] == ["tell me a long story", "and now?"]
 
@@ -90,7 +98,7 @@ def test_help_and_unknown_commands_send_nothing(mount, fake, chat):
     p.expect(r"nothing to cancel")
     p.send("/retry\r")
     p.expect(r"nothing to retry")
-    p.send("\x04")
+    ctrl_d(p)
     assert p.wait(10) == 0
     assert fake.requests == []  # not one request reached the API
     assert "frobnicate" not in read_file(mount.path / "talk" / "transcript")
@@ -106,7 +114,7 @@ def test_multi_line_message_and_double_slash(mount, fake, chat):
     p.expect(re.escape(reply_for("line one")))
     p.send("//etc is a directory\r")
     p.expect(re.escape(reply_for("/etc is a directory")))
-    p.send("\x04")
+    ctrl_d(p)
     assert p.wait(10) == 0
     assert [c.last_user_text for c in fake.calls] == \
         ["line one\n  line two\n", "/etc is a directory\n"]
@@ -124,7 +132,7 @@ def test_retry_after_a_failed_turn_says_so_and_resends(mount, fake, chat):
     p.send("/retry\r")
     p.expect(r"\[sending the newest message again\]")
     p.expect(re.escape(reply_for("please")))
-    p.send("\x04")
+    ctrl_d(p)
     assert p.wait(10) == 0
     assert [c.last_user_text.strip() for c in fake.calls] == ["please", "please"]
 
@@ -138,6 +146,20 @@ def test_retries_show_as_retrying(mount, fake, chat):
     p.send("are you there\r")
     p.expect(r"retrying… \(.*overloaded_error")
     p.expect(re.escape(reply_for("are you there")))
-    p.send("\x04")
+    ctrl_d(p)
     assert p.wait(10) == 0
     assert len(fake.calls) == 2
+
+
+def test_cancel_command_stops_another_writers_call(mount, fake, chat):
+    fake.script("hold", hold_after=1)
+    c = mount.ctx("talk")
+    p = chat()
+    send(c, "from another terminal\n")
+    call = fake.wait_held(0)
+    p.send("/cancel\r")
+    p.expect(r"\[cancelled the call in flight\]")
+    fake.wait_until(lambda: call.closed_by_client, 10, "the daemon to close the call")
+    ctrl_d(p)
+    assert p.wait(10) == 0
+    assert len(fake.calls) == 1
