@@ -83,7 +83,7 @@ struct daemon {
 	pthread_t shim_timer;
 	bool shim_timer_started;
 	char *key;
-	bool no_key;       /* neither an API key nor an auth token */
+	bool no_key; /* neither an API key nor an auth token */
 };
 
 /* A mount point, or --no-mount with --http (which then runs in the foreground). */

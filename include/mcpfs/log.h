@@ -1,9 +1,9 @@
 /* log.h — the one logging sink.
  *
  * Levels are syslog's.  Lines go to stderr (foreground), syslog (daemon) or a
- * file (--log-file).  The level is the only global outside main.c.  core and util log at LOG_DEBUG only;
- * the edges (fs, net, main) decide what a user sees.  Never pass the API key.
- * Thread-safe: one write(2)/syslog(3) per line.
+ * file (--log-file).  The level is the only global outside main.c.  core and
+ * util log at LOG_DEBUG only; the edges (fs, net, main) decide what a user
+ * sees.  Never pass the API key.  Thread-safe: one write(2)/syslog(3) per line.
  */
 #ifndef MCPFS_LOG_H
 #define MCPFS_LOG_H

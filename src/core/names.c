@@ -40,7 +40,8 @@ int store_name_check_why(const char *name, size_t len, const char **why)
 		/* Control bytes (NUL included) would garble `ls`, terminals and
 		 * the line-based files that show names. */
 		if (c == '/' || c < 0x20 || c == 0x7F) {
-			*why = c == '/' ? "a name cannot hold '/'" : "a name cannot hold control characters";
+			*why = c == '/' ? "a name cannot hold '/'"
+					: "a name cannot hold control characters";
 			return -EINVAL;
 		}
 	}

@@ -68,9 +68,10 @@ int fs_check_mountpoint(const char *path, char *why, size_t whylen)
 	if (stat(path, &st) < 0) {
 		int e = errno;
 		if (e == ENOTCONN)
-			snprintf(why, whylen, "mount point '%s': %s (an mcpfs that stopped without "
-				 "unmounting?): run 'fusermount3 -uz %s' and mount again", path,
-				 strerror(e), path);
+			snprintf(why, whylen,
+				 "mount point '%s': %s (an mcpfs that stopped without "
+				 "unmounting?): run 'fusermount3 -uz %s' and mount again",
+				 path, strerror(e), path);
 		else
 			snprintf(why, whylen, "mount point '%s': %s", path, strerror(e));
 		return -e;
@@ -83,8 +84,10 @@ int fs_check_mountpoint(const char *path, char *why, size_t whylen)
 	if (realpath(path, real))
 		mounted_type(real, type, sizeof(type));
 	if (!strcmp(type, "fuse.mcpfs")) {
-		snprintf(why, whylen, "mount point '%s' is already mounted (mcpfs): unmount it "
-			 "first with 'fusermount3 -u %s'", path, path);
+		snprintf(why, whylen,
+			 "mount point '%s' is already mounted (mcpfs): unmount it "
+			 "first with 'fusermount3 -u %s'",
+			 path, path);
 		return -EBUSY;
 	}
 	DIR *d = opendir(path);

@@ -11,7 +11,7 @@
 
 int log_level = LOG_INFO;
 static int log_syslog;
-static int log_fd = -1;  /* --log-file, or -1 */
+static int log_fd = -1; /* --log-file, or -1 */
 
 void log_open(int to_syslog)
 {

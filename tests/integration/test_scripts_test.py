@@ -59,5 +59,6 @@ def test_summary_counts_skips(workdir):
 
 
 def test_last_line_names_all_three():
-    lines = [ln for ln in SCRIPT.read_text().splitlines() if ln.strip().startswith("echo \"$passed")]
+    lines = [ln for ln in SCRIPT.read_text().splitlines()
+             if ln.strip().startswith("echo \"$passed")]
     assert lines == ['echo "$passed passed, $failed failed, $skipped skipped"'], lines

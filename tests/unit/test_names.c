@@ -135,12 +135,12 @@ static void test_why(void)
 		size_t len;
 		const char *why;
 	} whys[] = {
-		{ "", 0, "a name has 1 to 255 bytes" },
-		{ ".x", 2, "names that start with '.' are reserved" },
-		{ "a/b", 3, "a name cannot hold '/'" },
-		{ "a\tb", 3, "a name cannot hold control characters" },
-		{ "a\xFF", 2, "a name must be valid UTF-8" },
-		{ "ok", 2, NULL },
+	    {"", 0, "a name has 1 to 255 bytes"},
+	    {".x", 2, "names that start with '.' are reserved"},
+	    {"a/b", 3, "a name cannot hold '/'"},
+	    {"a\tb", 3, "a name cannot hold control characters"},
+	    {"a\xFF", 2, "a name must be valid UTF-8"},
+	    {"ok", 2, NULL},
 	};
 	for (size_t i = 0; i < sizeof whys / sizeof whys[0]; i++) {
 		const char *why = "unset";
