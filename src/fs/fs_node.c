@@ -3,9 +3,9 @@
  *
  * Errno choices (CONTRACT §2, §4): a name that is not allowed is EINVAL (too
  * long: ENAMETOOLONG); any other new file is EACCES unless it is an editor's
- * scratch file; unlink of a fixed file is accepted and changes nothing, so that
- * `rm -r` reaches rmdir; rename of `input`, `system`, `model` or `config` to
- * anything (Emacs's backup) is likewise accepted and changes nothing.
+ * scratch file or a tool's temporary file (fs_scratch.c); unlink of a fixed
+ * file is accepted and changes nothing, so that `rm -r` reaches rmdir; rename
+ * is in fs_dir.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ const struct fs_file fs_files[K_NFIXED] = {
 	[K_CONFIG] = {"config", 0644 | S_IFREG, VIEW_CONFIG},
 	[K_STATUS] = {"status", 0444 | S_IFREG, VIEW_STATUS},
 	[K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
-	[K_CTL] = {"ctl", 0200 | S_IFREG, -1},
+	[K_CTL] = {"ctl", 0600 | S_IFREG, -1},  /* reads list the commands */
 };
 
 #define ENTRY_TIMEOUT 1.0  /* names change only through us, or with an invalidation */
@@ -84,6 +84,8 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 {
 	if (kind == K_OUTPUT)
 		return (int64_t)ci->output_size;
+	if (kind == K_CTL)
+		return (int64_t)strlen(fs_ctl_help);
 	if (fs_files[kind].view < 0)
 		return 0;
 	struct buf b;
@@ -162,7 +164,9 @@ static void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 	}
 	e.ino = ino;
 	e.generation = 1;
-	e.entry_timeout = ENTRY_TIMEOUT;
+	/* A scratch file's name is never cached: renamed onto `config`, its entry
+	 * would stand for `config` in the kernel until it timed out. */
+	e.entry_timeout = ino & INO_SCRATCH ? 0 : ENTRY_TIMEOUT;
 	e.attr_timeout = 0;  /* sizes change as replies stream: always ask */
 	fuse_reply_entry(req, &e);
 }

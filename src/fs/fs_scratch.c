@@ -1,15 +1,28 @@
-/* fs_scratch.c — editors' scratch files.
+/* fs_scratch.c — editors' scratch files and tools' temporary files.
  *
  * vim keeps its swap file beside the file it edits, as `.NAME.swp` (then .swo,
  * .swn, ... and .swpx while probing); nano takes `.NAME.swp` as a lock.  If the
  * directory refuses them vim falls back to /var/tmp, where two contexts' `input`
  * collide (E325); likewise its backup `NAME~` would go to ~/NAME~ (E207).  So
- * those names, and only those, may be created beside a file that exists; they
- * live in memory, capped, hidden from listings, and vanish on unmount or when
- * their context is deleted.  vim's "can I rename?" probe file (4913) stays
- * refused, which keeps vim writing in place (one message per save).
+ * those names may be created beside a file that exists.
+ *
+ * Tools that save by renaming (sed -i, perl -i, Python's tempfile + os.replace,
+ * editors' atomic save) create their temporary file beside the target with
+ * O_CREAT|O_EXCL (mkstemp(3)), under names of their own (sedXXXXXX, 8 random
+ * characters, tmpXXXXXXXX...).  So inside a context any other name may be
+ * created exclusively; a plain create (`touch`, `>`) stays EACCES.  vim's "can
+ * I rename?" probe file (4913, then 4913 + 123k) stays refused, which keeps vim
+ * writing in place (one message per save).
+ *
+ * All of them live in memory, bounded (fs_impl.h: SCRATCH_*), hidden from
+ * listings, and vanish when unlinked, renamed onto a file of the context
+ * (fs_dir.c), on unmount or when their context is deleted.  One left behind by
+ * a tool that died is reclaimed when a bound is reached: one that no file has
+ * open and whose creator has exited.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +47,25 @@ static bool backup_name_ok(int kind, const char *name, size_t len)
 	return fs_fixed_kind(base) > 0;
 }
 
+/* vim's probe names: 4913, 5036, 5159... */
+static bool vim_probe_name(const char *name)
+{
+	char *end;
+	unsigned long n = strtoul(name, &end, 10);
+	return *name >= '0' && *name <= '9' && !*end && n >= 4913 && (n - 4913) % 123 == 0;
+}
+
 /* ".input.swp", ".input.swa" ... ".input.swp" for any file NAME of the
- * directory, also "..config.swp" and ".config.swp" at the root; and "input~". */
-bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name)
+ * directory, also "..config.swp" and ".config.swp" at the root; and "input~";
+ * in a context, any new name created with O_EXCL but vim's probe. */
+bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags)
 {
 	uint64_t ctx;
 	int kind = fs_kind_of(parent, &ctx);
 	size_t len = strlen(name);
 	if (backup_name_ok(kind, name, len))
+		return true;
+	if (kind == K_DIR && (flags & O_EXCL) && fs_fixed_kind(name) < 0 && !vim_probe_name(name))
 		return true;
 	if (len < 6 || name[0] != '.')
 		return false;
@@ -81,20 +105,62 @@ struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino)
 	return sc;
 }
 
-int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, struct scratch **ret)
+static void scratch_remove_locked(struct fs *fs, struct scratch *sc);
+
+/* Drops the files left behind (no file open on them, their creator gone) but
+ * keep; how many.  kill(pid, 0) sends nothing: ESRCH says that no such thread
+ * exists any more. */
+static int reclaim_locked(struct fs *fs, const struct scratch *keep)
+{
+	int n = 0;
+	for (size_t i = 0; i < fs->scratch_by_ino.nslots; i++) {
+		struct map_node *node = fs->scratch_by_ino.slots[i];
+		while (node) {
+			struct map_node *next = node->next;
+			struct scratch *sc = node->value;
+			if (sc != keep && !sc->opens && sc->creator > 0 &&
+			    kill(sc->creator, 0) < 0 && errno == ESRCH) {
+				scratch_remove_locked(fs, sc);
+				n++;
+			}
+			node = next;
+		}
+	}
+	return n;
+}
+
+static size_t count_in_locked(struct fs *fs, fuse_ino_t parent)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < fs->scratch_by_ino.nslots; i++)
+		for (struct map_node *node = fs->scratch_by_ino.slots[i]; node; node = node->next)
+			n += ((struct scratch *)node->value)->parent == parent;
+	return n;
+}
+
+static bool room_for_one_locked(struct fs *fs, fuse_ino_t parent)
+{
+	return fs->scratch_by_ino.count < SCRATCH_MAX_FILES &&
+	       count_in_locked(fs, parent) < SCRATCH_DIR_MAX_FILES;
+}
+
+int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, pid_t creator,
+		      struct scratch **ret)
 {
 	char key[300];
 	key_of(parent, name, key, sizeof(key));
 	pthread_mutex_lock(&fs->scratch_lock);
 	struct scratch *sc = map_get(&fs->scratch_by_name, key, strlen(key));
 	int r = 0;
-	if (!sc && fs->scratch_by_ino.count >= SCRATCH_MAX_FILES)
+	if (!sc && !room_for_one_locked(fs, parent) &&
+	    (!reclaim_locked(fs, NULL) || !room_for_one_locked(fs, parent)))
 		r = -ENOSPC;
 	else if (!sc && !(sc = calloc(1, sizeof(*sc))))
 		r = -ENOMEM;
 	else if (!sc->ino) {
 		sc->ino = INO_SCRATCH | ++fs->next_scratch;
 		sc->parent = parent;
+		sc->creator = creator;
 		snprintf(sc->name, sizeof(sc->name), "%s", name);
 		buf_init(&sc->data, SCRATCH_MAX_BYTES);
 		sc->mtime_ms = clock_wall_ms();
@@ -113,12 +179,68 @@ int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, struct
 	return r;
 }
 
+/* 0 when sc may grow to len bytes, -ENOSPC past SCRATCH_TOTAL_BYTES (after
+ * reclaiming what was left behind).  A file already removed counts no more. */
+static int account_locked(struct fs *fs, struct scratch *sc, size_t len)
+{
+	if (sc->gone || len <= sc->data.len)
+		return 0;
+	size_t grow = len - sc->data.len;
+	if (fs->scratch_bytes + grow > SCRATCH_TOTAL_BYTES)
+		reclaim_locked(fs, sc);
+	return fs->scratch_bytes + grow > SCRATCH_TOTAL_BYTES ? -ENOSPC : 0;
+}
+
+/* Writes n bytes at off: -EFBIG past SCRATCH_MAX_BYTES, -ENOSPC past the total. */
+int fs_scratch_write(struct fs *fs, struct scratch *sc, size_t off, const char *data, size_t n)
+{
+	pthread_mutex_lock(&fs->scratch_lock);
+	size_t old = sc->data.len;
+	size_t end = off + n < off ? SIZE_MAX : off + n;
+	int r = end > SCRATCH_MAX_BYTES ? -EFBIG : account_locked(fs, sc, end);
+	if (r == 0)
+		r = buf_write_at(&sc->data, off, data, n);
+	if (r >= 0 && !sc->gone)
+		fs->scratch_bytes = fs->scratch_bytes - old + sc->data.len;
+	sc->mtime_ms = clock_wall_ms();
+	pthread_mutex_unlock(&fs->scratch_lock);
+	return r;
+}
+
+/* truncate(2) and O_TRUNC: as fs_scratch_write. */
+int fs_scratch_resize(struct fs *fs, struct scratch *sc, size_t len)
+{
+	pthread_mutex_lock(&fs->scratch_lock);
+	size_t old = sc->data.len;
+	int r = len > SCRATCH_MAX_BYTES ? -EFBIG : account_locked(fs, sc, len);
+	if (r == 0)
+		r = buf_resize(&sc->data, len);
+	if (r >= 0 && !sc->gone)
+		fs->scratch_bytes = fs->scratch_bytes - old + sc->data.len;
+	pthread_mutex_unlock(&fs->scratch_lock);
+	return r;
+}
+
+/* A copy of the content of parent/name into out (a rename onto a file of the
+ * context reads it): -ENOENT, or buf's errors. */
+int fs_scratch_copy(struct fs *fs, fuse_ino_t parent, const char *name, struct buf *out)
+{
+	char key[300];
+	key_of(parent, name, key, sizeof(key));
+	pthread_mutex_lock(&fs->scratch_lock);
+	struct scratch *sc = map_get(&fs->scratch_by_name, key, strlen(key));
+	int r = sc ? buf_append(out, sc->data.data ? sc->data.data : "", sc->data.len) : -ENOENT;
+	pthread_mutex_unlock(&fs->scratch_lock);
+	return r;
+}
+
 static void scratch_remove_locked(struct fs *fs, struct scratch *sc)
 {
 	char key[300];
 	key_of(sc->parent, sc->name, key, sizeof(key));
 	map_del(&fs->scratch_by_name, key, strlen(key));
 	map_del_id(&fs->scratch_by_ino, sc->ino);
+	fs->scratch_bytes -= sc->data.len;
 	/* An open handle may still point at it: the last release frees it. */
 	sc->gone = true;
 	if (!sc->opens) {
