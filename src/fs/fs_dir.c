@@ -183,14 +183,14 @@ static bool backup_of(const char *name, const char *newname)
 	return t > newname + n + 2 && !strcmp(t, "~");
 }
 
-/* A temporary file renamed onto input or a setting: a write of its content
- * (fs_content_apply), then it is gone.  A content refused (invalid, not UTF-8,
- * too large) is EINVAL, and both files stay as they were. */
+/* A temporary file renamed onto input, a setting or `.config`: a write of its
+ * content (fs_content_apply), then it is gone.  A content refused (invalid, not
+ * UTF-8, too large) is EINVAL, and both files stay as they were. */
 static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, const char *name,
 			    const char *newname, unsigned int flags)
 {
-	int kind = fs_fixed_kind(newname);
-	if (!editable(kind))
+	int kind = ctx ? fs_fixed_kind(newname) : !strcmp(newname, ".config") ? K_ROOT_CONFIG : -1;
+	if (!editable(kind) && kind != K_ROOT_CONFIG)
 		return -EACCES;
 	if (flags & RENAME_NOREPLACE)
 		return -EEXIST;
@@ -208,7 +208,7 @@ static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, cons
 }
 
 /* Renames: a context (at the root); a temporary file onto input or a setting
- * (a save by rename); NAME to its backup name (Emacs), which is accepted and
+ * (a save by rename), or at the root onto `.config`; NAME to its backup name (Emacs), which is accepted and
  * changes nothing.  Any other rename of a context's file is EACCES. */
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
@@ -217,8 +217,12 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	uint64_t ctx, nctx;
 	int kind = fs_kind_of(parent, &ctx), nkind = fs_kind_of(newparent, &nctx);
 	int r;
+	uint64_t id;
 	if (flags & ~RENAME_NOREPLACE)
 		r = -EINVAL;
+	else if (kind == K_ROOT && nkind == K_ROOT && store_lookup(fs->st, name, &id) < 0 &&
+		 fs_scratch_find(fs, parent, name))
+		r = rename_temporary(fs, parent, 0, name, newname, flags);
 	else if (kind == K_ROOT && nkind == K_ROOT)
 		r = store_rename(fs->st, name, newname);
 	else if (kind != nkind || ctx != nctx)

@@ -198,6 +198,7 @@ void fs_on_change(void *fs, uint64_t ctx, unsigned what);
 /* fs_scratch.c */
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags);
 struct scratch *fs_scratch_find(struct fs *fs, fuse_ino_t parent, const char *name);
+uint64_t fs_scratch_ino(struct fs *fs, fuse_ino_t parent, const char *name);
 struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino);
 int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, pid_t creator,
 		      struct scratch **ret);

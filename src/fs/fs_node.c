@@ -180,21 +180,24 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	struct scratch *sc = fs_scratch_find(fs, parent, name);
-	if (sc) {
-		reply_entry(req, fs, sc->ino);
-		return;
-	}
+	/* At the root a context goes first: one made (over HTTP) with the name
+	 * of a temporary file hides it. */
+	uint64_t id, sc_ino = fs_scratch_ino(fs, parent, name);
 	if (pkind == K_ROOT) {
-		uint64_t id;
 		if (!strcmp(name, ".status"))
 			reply_entry(req, fs, INO_STATUS);
 		else if (!strcmp(name, ".config"))
 			reply_entry(req, fs, INO_CONFIG);
 		else if (store_lookup(fs->st, name, &id) == 0)
 			reply_entry(req, fs, fs_ino(id, K_DIR));
+		else if (sc_ino)
+			reply_entry(req, fs, sc_ino);
 		else
 			fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (sc_ino) {
+		reply_entry(req, fs, sc_ino);
 		return;
 	}
 	int k = pkind == K_DIR ? fs_fixed_kind(name) : -1;

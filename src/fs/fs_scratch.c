@@ -9,8 +9,9 @@
  * Tools that save by renaming (sed -i, perl -i, Python's tempfile + os.replace,
  * editors' atomic save) create their temporary file beside the target with
  * O_CREAT|O_EXCL (mkstemp(3)), under names of their own (sedXXXXXX, 8 random
- * characters, tmpXXXXXXXX...).  So inside a context any other name may be
- * created exclusively; a plain create (`touch`, `>`) stays EACCES.  vim's "can
+ * characters, tmpXXXXXXXX...).  So inside a context (and at the root, for
+ * `.config`) any other name may be created exclusively; a plain create
+ * (`touch`, `>`) stays EACCES.  vim's "can
  * I rename?" probe file (4913, then 4913 + 123k) stays refused, which keeps vim
  * writing in place (one message per save).
  *
@@ -57,7 +58,8 @@ static bool vim_probe_name(const char *name)
 
 /* ".input.swp", ".input.swa" ... ".input.swp" for any file NAME of the
  * directory, also "..config.swp" and ".config.swp" at the root; and "input~";
- * in a context, any new name created with O_EXCL but vim's probe. */
+ * in a context or at the root, any new name created with O_EXCL but vim's
+ * probe. */
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags)
 {
 	uint64_t ctx;
@@ -65,7 +67,11 @@ bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int 
 	size_t len = strlen(name);
 	if (backup_name_ok(kind, name, len))
 		return true;
+	uint64_t id;
 	if (kind == K_DIR && (flags & O_EXCL) && fs_fixed_kind(name) < 0 && !vim_probe_name(name))
+		return true;
+	if (kind == K_ROOT && (flags & O_EXCL) && strcmp(name, ".status") && strcmp(name, ".config") &&
+	    store_lookup(fs->st, name, &id) < 0 && !vim_probe_name(name))
 		return true;
 	if (len < 6 || name[0] != '.')
 		return false;
@@ -95,6 +101,19 @@ struct scratch *fs_scratch_find(struct fs *fs, fuse_ino_t parent, const char *na
 	struct scratch *sc = map_get(&fs->scratch_by_name, key, strlen(key));
 	pthread_mutex_unlock(&fs->scratch_lock);
 	return sc;
+}
+
+/* The inode number of parent/name, 0 for none (read under the lock: the file
+ * may be removed at any time). */
+uint64_t fs_scratch_ino(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	char key[300];
+	key_of(parent, name, key, sizeof(key));
+	pthread_mutex_lock(&fs->scratch_lock);
+	struct scratch *sc = map_get(&fs->scratch_by_name, key, strlen(key));
+	uint64_t ino = sc ? sc->ino : 0;
+	pthread_mutex_unlock(&fs->scratch_lock);
+	return ino;
 }
 
 struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino)

@@ -230,3 +230,30 @@ def test_temporary_file_size_limits(mount):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_sed_i_and_os_replace_edit_root_config(mount, fake):
+    root = mount.path
+    r = run(["sed", "-i", "s/^max_tokens = .*/max_tokens = 88/", str(root / ".config")])
+    assert r.rc == 0 and r.err == "", r
+    assert re.search(r"(?m)^max_tokens = 88$", read_file(root / ".config"))
+    c = mount.ctx("c")
+    assert config_value(c, "max_tokens") == "88"
+    before = read_file(root / ".config")
+    with tempfile.NamedTemporaryFile(dir=root, delete=False) as t:
+        t.write(before.replace("max_tokens = 88", "max_tokens = many").encode())
+    with pytest.raises(OSError) as ei:
+        os.replace(t.name, root / ".config")
+    assert ei.value.errno == errno.EINVAL
+    assert read_file(root / ".config") == before
+    for new in ("c", ".status", "other"):  # only .config takes a temporary file
+        with pytest.raises(OSError) as ei:
+            os.rename(t.name, root / new)
+        assert ei.value.errno in (errno.EACCES, errno.EISDIR), (new, ei.value)
+    os.unlink(t.name)
+    assert sorted(os.listdir(root)) == [".config", ".status", "c"]
+    r = run(["touch", str(root / "notes")])  # a plain create stays refused
+    assert r.rc != 0 and "Permission denied" in r.err, r
+    send(c, "hello\n")
+    assert output(c) == reply_for("hello")
+    assert fake.calls[0].max_tokens == 88
