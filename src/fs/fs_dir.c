@@ -256,6 +256,8 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	int r = fs_scratch_create(fs, parent, name, fuse_req_ctx(req)->pid, &sc);
 	struct fs_handle *h = r == 0 ? calloc(1, sizeof(*h)) : NULL;
 	if (!h) {
+		if (r == 0)
+			fs_scratch_release(fs, sc);
 		fuse_reply_err(req, r < 0 ? -r : ENOMEM);
 		return;
 	}

@@ -199,7 +199,8 @@ void fs_on_change(void *fs, uint64_t ctx, unsigned what);
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags);
 struct scratch *fs_scratch_find(struct fs *fs, fuse_ino_t parent, const char *name);
 uint64_t fs_scratch_ino(struct fs *fs, fuse_ino_t parent, const char *name);
-struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino);
+/* The file of inode ino with one more open on it (fs_scratch_release), or NULL. */
+struct scratch *fs_scratch_hold_ino(struct fs *fs, uint64_t ino);
 int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, pid_t creator,
 		      struct scratch **ret);
 int fs_scratch_write(struct fs *fs, struct scratch *sc, size_t off, const char *data, size_t n);
@@ -207,8 +208,7 @@ int fs_scratch_resize(struct fs *fs, struct scratch *sc, size_t len);
 int fs_scratch_copy(struct fs *fs, fuse_ino_t parent, const char *name, struct buf *out);
 int fs_scratch_unlink(struct fs *fs, fuse_ino_t parent, const char *name);
 void fs_scratch_drop_dir(struct fs *fs, fuse_ino_t parent);
-void fs_scratch_stat(struct fs *fs, const struct scratch *sc, struct stat *st);
-void fs_scratch_hold(struct fs *fs, struct scratch *sc);
+int fs_scratch_stat(struct fs *fs, uint64_t ino, struct stat *st);
 void fs_scratch_release(struct fs *fs, struct scratch *sc);
 void fs_scratch_free_all(struct fs *fs);
 

@@ -100,10 +100,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	buf_init(&h->data, VIEW_MAX);
 	int r = h->kind < 0 ? -ENOENT : 0;
 	if (h->kind == K_SCRATCH) {
-		h->scratch = fs_scratch_by_ino(fs, ino);
-		if (h->scratch)
-			fs_scratch_hold(fs, h->scratch);
-		else
+		h->scratch = fs_scratch_hold_ino(fs, ino);
+		if (!h->scratch)
 			r = -ENOENT;
 	}
 	if (r == 0)
@@ -475,6 +473,8 @@ void fs_handles_free(struct fs *fs)
 		next = h->next;
 		turn_unref(fs->st, h->turn);
 		turn_unref(fs->st, h->draft);  /* never sent: loads as interrupted */
+		if (h->scratch)
+			fs_scratch_release(fs, h->scratch);  /* frees one renamed away */
 		buf_done(&h->data);
 		free(h);
 	}
@@ -525,8 +525,11 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 	int kind = fs_kind_of(ino, &ctx);
 	char why[256];
 	if (kind == K_SCRATCH) {
-		struct scratch *sc = fs_scratch_by_ino(fs, ino);
-		return sc ? fs_scratch_resize(fs, sc, (size_t)size) : -ENOENT;
+		struct scratch *sc = fs_scratch_hold_ino(fs, ino);
+		int r = sc ? fs_scratch_resize(fs, sc, (size_t)size) : -ENOENT;
+		if (sc)
+			fs_scratch_release(fs, sc);
+		return r;
 	}
 	if (size != 0)
 		return 0;

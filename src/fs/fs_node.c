@@ -128,10 +128,7 @@ int fs_stat(struct fs *fs, fuse_ino_t ino, struct stat *st)
 	if (kind >= K_ROOT && kind != K_SCRATCH)
 		r = root_stat(fs, kind, st);
 	else if (kind == K_SCRATCH) {
-		struct scratch *sc = fs_scratch_by_ino(fs, ino);
-		if (!sc)
-			return -ENOENT;
-		fs_scratch_stat(fs, sc, st);
+		r = fs_scratch_stat(fs, ino, st);
 	} else if (kind == K_DIR) {
 		char name[STORE_NAME_MAX + 1];
 		r = store_name(fs->st, ctx, name, sizeof(name));

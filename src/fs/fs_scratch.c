@@ -116,14 +116,15 @@ uint64_t fs_scratch_ino(struct fs *fs, fuse_ino_t parent, const char *name)
 	return ino;
 }
 
-struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino)
+struct scratch *fs_scratch_hold_ino(struct fs *fs, uint64_t ino)
 {
 	pthread_mutex_lock(&fs->scratch_lock);
 	struct scratch *sc = map_get_id(&fs->scratch_by_ino, ino);
+	if (sc)
+		sc->opens++;
 	pthread_mutex_unlock(&fs->scratch_lock);
 	return sc;
 }
-
 static void scratch_remove_locked(struct fs *fs, struct scratch *sc);
 
 /* Drops the files left behind (no file open on them, their creator gone) but
@@ -268,13 +269,6 @@ static void scratch_remove_locked(struct fs *fs, struct scratch *sc)
 	}
 }
 
-void fs_scratch_hold(struct fs *fs, struct scratch *sc)
-{
-	pthread_mutex_lock(&fs->scratch_lock);
-	sc->opens++;
-	pthread_mutex_unlock(&fs->scratch_lock);
-}
-
 void fs_scratch_release(struct fs *fs, struct scratch *sc)
 {
 	pthread_mutex_lock(&fs->scratch_lock);
@@ -326,13 +320,17 @@ void fs_scratch_drop_dir(struct fs *fs, fuse_ino_t parent)
 	pthread_mutex_unlock(&fs->scratch_lock);
 }
 
-void fs_scratch_stat(struct fs *fs, const struct scratch *sc, struct stat *st)
+int fs_scratch_stat(struct fs *fs, uint64_t ino, struct stat *st)
 {
-	st->st_mode = S_IFREG | 0600;
-	st->st_nlink = 1;
 	pthread_mutex_lock(&fs->scratch_lock);
-	st->st_size = (off_t)sc->data.len;
+	struct scratch *sc = map_get_id(&fs->scratch_by_ino, ino);
+	if (sc) {
+		st->st_mode = S_IFREG | 0600;
+		st->st_nlink = 1;
+		st->st_size = (off_t)sc->data.len;
+		st->st_mtim.tv_sec = sc->mtime_ms / 1000;
+		st->st_mtim.tv_nsec = (sc->mtime_ms % 1000) * 1000000;
+	}
 	pthread_mutex_unlock(&fs->scratch_lock);
-	st->st_mtim.tv_sec = sc->mtime_ms / 1000;
-	st->st_mtim.tv_nsec = (sc->mtime_ms % 1000) * 1000000;
+	return sc ? 0 : -ENOENT;
 }
