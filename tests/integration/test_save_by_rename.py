@@ -12,7 +12,9 @@ import tempfile
 
 import pytest
 
-from mcpfs_testlib import output, read_file, reply_for, run, send, sentinel_check, write_file
+from mcpfs_testlib import (
+    output, read_file, reply_for, run, send, sentinel_check, which_or_fail, write_file,
+)
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
              "config", "status", "usage", "ctl"}
@@ -97,6 +99,23 @@ def test_python_tempfile_replace_onto_input_sends_one_message(ctx, fake):
     assert read_file(ctx / "input") == ""
     assert set(os.listdir(ctx)) == CTX_FILES
     sentinel_check(fake, ctx, ["hello by rename", "second by rename"])
+
+
+def test_emacs_atomic_save_of_config_and_input(ctx, fake, tool_env):
+    """Emacs with file-precious-flag saves into tmpXXXXXX and renames it over
+    the file: an editor's atomic save."""
+    which_or_fail("emacs")
+    for name, text in (("config", "max_tokens = 66"), ("input", "precious hello")):
+        r = run(["emacs", "-Q", "--batch", "--eval",
+                 '(progn (setq file-precious-flag t) (find-file "%s") (erase-buffer)'
+                 ' (insert "%s") (save-buffer))' % (name, text)],
+                cwd=str(ctx), env=tool_env, timeout=30)
+        assert r.rc == 0 and "rror" not in r.err, r
+    assert config_value(ctx, "max_tokens") == "66"
+    assert output(ctx) == reply_for("precious hello")
+    assert set(os.listdir(ctx)) == CTX_FILES
+    sentinel_check(fake, ctx, ["precious hello"])
+    assert fake.calls[0].max_tokens == 66
 
 
 def test_invalid_content_fails_the_rename_and_changes_nothing(ctx, fake):
