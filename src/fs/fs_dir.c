@@ -207,17 +207,18 @@ static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, cons
 	return r;
 }
 
-/* Renames: a context (at the root); a temporary file onto input or a setting
- * (a save by rename), or at the root onto `.config`; NAME to its backup name (Emacs), which is accepted and
- * changes nothing.  Any other rename of a context's file is EACCES. */
+/* Renames: a context (at the root); a temporary file onto input or a setting,
+ * or at the root onto `.config` (a save by rename); NAME to its backup name
+ * (Emacs), which is accepted and changes nothing.  Any other rename of a
+ * context's file is EACCES (CONTRACT §4: never a false success). */
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, nctx;
 	int kind = fs_kind_of(parent, &ctx), nkind = fs_kind_of(newparent, &nctx);
-	int r;
 	uint64_t id;
+	int r;
 	if (flags & ~RENAME_NOREPLACE)
 		r = -EINVAL;
 	else if (kind == K_ROOT && nkind == K_ROOT && store_lookup(fs->st, name, &id) < 0 &&

@@ -11,9 +11,9 @@
  * O_CREAT|O_EXCL (mkstemp(3)), under names of their own (sedXXXXXX, 8 random
  * characters, tmpXXXXXXXX...).  So inside a context (and at the root, for
  * `.config`) any other name may be created exclusively; a plain create
- * (`touch`, `>`) stays EACCES.  vim's "can
- * I rename?" probe file (4913, then 4913 + 123k) stays refused, which keeps vim
- * writing in place (one message per save).
+ * (`touch`, `>`) stays EACCES.  vim's "can I rename?" probe file (4913, then
+ * 4913 + 123k) stays refused, which keeps vim writing in place (one message
+ * per save).
  *
  * All of them live in memory, bounded (fs_impl.h: SCRATCH_*), hidden from
  * listings, and vanish when unlinked, renamed onto a file of the context
@@ -56,22 +56,28 @@ static bool vim_probe_name(const char *name)
 	return *name >= '0' && *name <= '9' && !*end && n >= 4913 && (n - 4913) % 123 == 0;
 }
 
+/* A temporary file: created with O_EXCL, in a context or at the root, under
+ * a name that is none of the directory's own. */
+static bool temporary_name_ok(struct fs *fs, int kind, const char *name, int flags)
+{
+	uint64_t id;
+	if (!(flags & O_EXCL) || vim_probe_name(name))
+		return false;
+	if (kind == K_DIR)
+		return fs_fixed_kind(name) < 0;
+	return kind == K_ROOT && strcmp(name, ".status") && strcmp(name, ".config") &&
+	       store_lookup(fs->st, name, &id) < 0;
+}
+
 /* ".input.swp", ".input.swa" ... ".input.swp" for any file NAME of the
- * directory, also "..config.swp" and ".config.swp" at the root; and "input~";
- * in a context or at the root, any new name created with O_EXCL but vim's
- * probe. */
+ * directory, also "..config.swp" and ".config.swp" at the root; "input~"; and
+ * temporary files. */
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags)
 {
 	uint64_t ctx;
 	int kind = fs_kind_of(parent, &ctx);
 	size_t len = strlen(name);
-	if (backup_name_ok(kind, name, len))
-		return true;
-	uint64_t id;
-	if (kind == K_DIR && (flags & O_EXCL) && fs_fixed_kind(name) < 0 && !vim_probe_name(name))
-		return true;
-	if (kind == K_ROOT && (flags & O_EXCL) && strcmp(name, ".status") && strcmp(name, ".config") &&
-	    store_lookup(fs->st, name, &id) < 0 && !vim_probe_name(name))
+	if (backup_name_ok(kind, name, len) || temporary_name_ok(fs, kind, name, flags))
 		return true;
 	if (len < 6 || name[0] != '.')
 		return false;
@@ -125,6 +131,7 @@ struct scratch *fs_scratch_hold_ino(struct fs *fs, uint64_t ino)
 	pthread_mutex_unlock(&fs->scratch_lock);
 	return sc;
 }
+
 static void scratch_remove_locked(struct fs *fs, struct scratch *sc);
 
 /* Drops the files left behind (no file open on them, their creator gone) but
