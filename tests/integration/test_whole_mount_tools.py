@@ -107,7 +107,7 @@ def assert_same_tree(got, want):
 def test_rsync_copies_the_whole_mount(populated, workdir):
     dest = workdir / "rsync-copy"
     r = run(["rsync", "-a", str(populated.path) + "/", str(dest) + "/"], timeout=60)
-    assert r.rc == 0, r
+    assert r.rc == 0 and r.err == "", r
     want = expected_tree(populated)
     check_sizes(populated, want)
     assert_same_tree(copied_tree(dest), want)
@@ -129,7 +129,7 @@ def test_tar_archives_the_whole_mount(populated, workdir):
 def test_cp_r_copies_the_whole_mount(populated, workdir):
     dest = workdir / "cp-copy"
     r = run(["cp", "-r", str(populated.path), str(dest)], timeout=60)
-    assert r.rc == 0, r
+    assert r.rc == 0 and r.err == "", r
     want = expected_tree(populated)
     assert_same_tree(copied_tree(dest), want)
 
