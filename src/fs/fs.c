@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,17 +41,65 @@
 #define NOTIFY_MS 100   /* shortest time between two events of one context */
 #define NOTIFY_BUSY 4   /* wait at least this many times the last pass's duration */
 
-static int check_mountpoint(const char *path, char *why, size_t whylen)
+/* The file system type mounted exactly at path ("fuse.mcpfs"), from
+ * /proc/self/mountinfo, or "" (path is no mount point).  The last mount there
+ * wins: it is the one a lookup sees. */
+static void mounted_type(const char *path, char *type, size_t len)
+{
+	type[0] = '\0';
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	while (f && fgets(line, sizeof(line), f)) {
+		/* "36 35 98:0 / /mnt/x rw,noatime - fuse.mcpfs mcpfs rw,..."; the
+		 * mount point escapes space, tab, newline and backslash as \ooo. */
+		char mnt[PATH_MAX], fstype[64], *sep = strstr(line, " - ");
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s", fstype) != 1)
+			continue;
+		char *o = mnt;
+		for (const char *p = mnt; *p; p++) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+				*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+				p += 3;
+			} else {
+				*o++ = *p;
+			}
+		}
+		*o = '\0';
+		if (!strcmp(mnt, path))
+			snprintf(type, len, "%s", fstype);
+	}
+	if (f)
+		fclose(f);
+}
+
+int fs_check_mountpoint(const char *path, char *why, size_t whylen)
 {
 	struct stat st;
 	if (stat(path, &st) < 0) {
 		int e = errno;
-		snprintf(why, whylen, "mount point '%s': %s", path, strerror(e));
+		if (e == ENOTCONN)
+			snprintf(why, whylen,
+				 "mount point '%s': %s (an mcpfs that stopped without "
+				 "unmounting?): run 'fusermount3 -uz %s' and mount again",
+				 path, strerror(e), path);
+		else
+			snprintf(why, whylen, "mount point '%s': %s", path, strerror(e));
 		return -e;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		snprintf(why, whylen, "mount point '%s' is not a directory", path);
 		return -ENOTDIR;
+	}
+	char real[PATH_MAX], type[64] = "";
+	if (realpath(path, real))
+		mounted_type(real, type, sizeof(type));
+	if (!strcmp(type, "fuse.mcpfs")) {
+		snprintf(why, whylen,
+			 "mount point '%s' is already mounted (mcpfs): unmount it "
+			 "first with 'fusermount3 -u %s'",
+			 path, path);
+		return -EBUSY;
 	}
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -68,7 +117,7 @@ static int check_mountpoint(const char *path, char *why, size_t whylen)
 int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, struct fs **ret,
 	   char *why, size_t whylen)
 {
-	int r = check_mountpoint(mountpoint, why, whylen);
+	int r = fs_check_mountpoint(mountpoint, why, whylen);
 	if (r < 0)
 		return r;
 	struct fs *fs = calloc(1, sizeof(*fs));

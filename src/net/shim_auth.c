@@ -225,7 +225,7 @@ enum MHD_Result shim_auth_check(struct shim *sh, struct MHD_Connection *c, bool 
 					"Host %s%s%s is not this server's "
 					"loopback address (%s)",
 					host ? "'" : "", host ? host : "missing", host ? "'" : "",
-					sh->hosts[0]);
+					sh->address);
 	const char *origin = header_one(c, MHD_HTTP_HEADER_ORIGIN, &twice);
 	if (twice || (origin && !origin_ok(sh, origin)))
 		return shim_reply_error(c, MHD_HTTP_FORBIDDEN,
