@@ -140,7 +140,7 @@ static void setup(struct daemon *d, struct fuse_args *args)
 		die(why);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		die("cannot initialise libcurl");
-	int r = claude_new(&cc, d->st, &d->net);
+	r = claude_new(&cc, d->st, &d->net);
 	if (r == -EINVAL)
 		die("invalid API key or token: it holds a control character (a newline?)");
 	if (r < 0) {
