@@ -34,15 +34,15 @@ static const char *file_name(const struct fs_handle *h)
 void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why)
 {
 	char name[STORE_NAME_MAX + 1], quoted[STORE_NAME_MAX * 4 + 8];
-	const char *what = at_close ? "close" : "write";
+	const char *what = h->renamed ? "rename onto" : at_close ? "close of" : "write of";
 	char line[600];
-	snprintf(line, sizeof(line), "%s of %s: %s", what, file_name(h), why);
+	snprintf(line, sizeof(line), "%s %s: %s", what, file_name(h), why);
 	if (h->kind == K_ROOT_CONFIG) {
-		log_warn("refused a %s of .config: %s", what, why);
+		log_warn("refused a %s .config: %s", what, why);
 		store_refuse(fs->st, line);
 	} else if (store_name(fs->st, h->ctx, name, sizeof(name)) == 0) {
 		log_quote(quoted, sizeof(quoted), name, strlen(name));
-		log_warn("context '%s': refused a %s of %s: %s", quoted, what, file_name(h), why);
+		log_warn("context '%s': refused a %s %s: %s", quoted, what, file_name(h), why);
 		context_refuse(fs->st, h->ctx, line);
 	}
 }
