@@ -82,8 +82,8 @@ bool settings_model_valid(const char *s, size_t len);
  * trailing newline) stripped, then checked with settings_model_valid.  *id and
  * *idlen receive the id inside text.  0, or -EINVAL and why: "invalid model id
  * 'x y'". */
-int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen,
-			char *why, size_t whylen);
+int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen, char *why,
+			size_t whylen);
 
 struct cJSON;
 

@@ -241,8 +241,6 @@ int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes);
 /* Gives back the room *held holds (a refused or dropped message); *held = 0. */
 void store_unreserve(struct store *s, uint64_t *held);
 
-
-
 /* Queues a staged message for sending (the last reference to the writer's file
  * was released).  Consumes the draft reference.  NULL-safe. */
 void context_submit(struct store *s, struct turn *draft);

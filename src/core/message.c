@@ -50,9 +50,10 @@ static int message_size_check(const struct context *c, size_t len, char *why, si
 	}
 	int64_t tokens = prune_tokens(&c->prune, prune_estimate(len));
 	if (tokens > c->settings.budget_tokens) {
-		snprintf(why, whylen, "message alone needs about %lld tokens, over budget_tokens "
-			 "(%lld); nothing was sent", (long long)tokens,
-			 (long long)c->settings.budget_tokens);
+		snprintf(why, whylen,
+			 "message alone needs about %lld tokens, over budget_tokens "
+			 "(%lld); nothing was sent",
+			 (long long)tokens, (long long)c->settings.budget_tokens);
 		return -EFBIG;
 	}
 	return 0;
@@ -182,8 +183,8 @@ int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64
 	return r;
 }
 
-int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text,
-		  size_t len, char *why, size_t whylen)
+int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text, size_t len,
+		  char *why, size_t whylen)
 {
 	return context_stage_held(s, id, draft, NULL, text, len, why, whylen);
 }
@@ -332,9 +333,9 @@ int context_clear(struct store *s, uint64_t id)
 
 /* --- space for messages being written ------------------------------------------ */
 
-#define RESERVE_PAGE 4096u       /* the unit file systems allocate in */
-#define RESERVE_OVERHEAD 512u    /* a record's frame and JSON around the text */
-#define SETTINGS_RECORD_KEYS 1024u  /* a settings record's keys and values, at most */
+#define RESERVE_PAGE 4096u	   /* the unit file systems allocate in */
+#define RESERVE_OVERHEAD 512u	   /* a record's frame and JSON around the text */
+#define SETTINGS_RECORD_KEYS 1024u /* a settings record's keys and values, at most */
 
 uint64_t store_text_cost(const char *text, size_t len)
 {
@@ -415,10 +416,10 @@ int store_reserve(struct store *s, uint64_t *held, uint64_t bytes)
 		s->reserved = total;
 		*held = want;
 	} else if (r == -ENOSPC || r == -EDQUOT) {
-		reserve_set(s, s->reserved);  /* drops what a failed allocation left */
+		reserve_set(s, s->reserved); /* drops what a failed allocation left */
 	} else {
 		log_debug("reserve: %s", strerror(-r));
-		r = 0;  /* a file system without the call: no promise, as above */
+		r = 0; /* a file system without the call: no promise, as above */
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;

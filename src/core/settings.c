@@ -504,8 +504,8 @@ bool settings_model_valid(const char *s, size_t len)
 	return true;
 }
 
-int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen,
-			char *why, size_t whylen)
+int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen, char *why,
+			size_t whylen)
 {
 	char shown[QUOTE_BUF];
 
@@ -515,8 +515,10 @@ int settings_model_text(const char *text, size_t len, const char **id, size_t *i
 	if (settings_model_valid(text, len))
 		return 0;
 	quote(text, len, shown, sizeof shown);
-	return fail(-EINVAL, why, whylen, "invalid model id '%s' (1-%d bytes of A-Z a-z 0-9 . _ : "
-		    "@ / -)", shown, SETTINGS_MODEL_MAX);
+	return fail(-EINVAL, why, whylen,
+		    "invalid model id '%s' (1-%d bytes of A-Z a-z 0-9 . _ : "
+		    "@ / -)",
+		    shown, SETTINGS_MODEL_MAX);
 }
 
 static cJSON *json_value(const struct settings *s, size_t k)

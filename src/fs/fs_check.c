@@ -27,8 +27,9 @@
 
 static const char *file_name(const struct fs_handle *h)
 {
-	return h->kind == K_ROOT_CONFIG ? ".config" : h->kind < K_NFIXED ? fs_files[h->kind].name
-									 : "file";
+	return h->kind == K_ROOT_CONFIG ? ".config"
+	       : h->kind < K_NFIXED	? fs_files[h->kind].name
+					: "file";
 }
 
 void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why)
@@ -56,7 +57,7 @@ static int text_check(struct fs_handle *h, size_t from)
 	const char *d = h->data.data;
 	size_t len = h->data.len;
 	if (from < len && memchr(d + from, '\0', len - from))
-		return -EINVAL;  /* told apart by the caller: a NUL */
+		return -EINVAL; /* told apart by the caller: a NUL */
 	size_t v = h->valid < from ? h->valid : from;
 	while (v > 0 && v < len && ((unsigned char)d[v] & 0xC0) == 0x80)
 		v--;
@@ -116,7 +117,7 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 		/* One line: once it is complete, it is the whole id. */
 		return end ? settings_model_text(h->data.data, end, &id, &idlen, why, whylen)
 			   : model_prefix_check(&h->data, why, whylen);
-	default:  /* config, .config: each line alone; cross-key rules at close */
+	default: /* config, .config: each line alone; cross-key rules at close */
 		settings_init(&scratch);
 		return end ? settings_parse(&scratch, h->data.data, end, why, whylen) : 0;
 	}
@@ -128,7 +129,7 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 static int rw_reserve(struct fs *fs, struct fs_handle *h, bool appended, const char *buf,
 		      size_t size, char *why, size_t whylen)
 {
-	uint64_t need = 2048;  /* .config: its rendering, a line per key */
+	uint64_t need = 2048; /* .config: its rendering, a line per key */
 	int r = 0;
 	if (h->kind == K_SYSTEM) {
 		h->cost = appended ? h->cost + store_text_cost(buf, size)
@@ -154,7 +155,8 @@ static int input_check(struct fs *fs, struct fs_handle *h, size_t from, bool app
 {
 	int r = text_check(h, from);
 	if (r == -EINVAL) {
-		snprintf(why, whylen, "message is not valid UTF-8 text (a NUL byte); nothing was sent");
+		snprintf(why, whylen,
+			 "message is not valid UTF-8 text (a NUL byte); nothing was sent");
 		return -EILSEQ;
 	}
 	if (r < 0) {
@@ -173,7 +175,7 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
 {
 	char why[512] = "";
 	if (h->rejected)
-		return -h->rejected;  /* the whole message (or text) was refused already */
+		return -h->rejected; /* the whole message (or text) was refused already */
 	size_t old = h->data.len;
 	/* The kernel puts an O_APPEND write at its cached file size, which for
 	 * input is the previous message's (reads stay empty): `>>` after `>`
@@ -188,8 +190,9 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
 		r = buf_write_at(&h->data, at, buf, size);
 	if (r == -EFBIG && !why[0])
 		snprintf(why, sizeof(why), "%s is %zu bytes, over the limit of %zu",
-			 h->kind == K_INPUT ? "message" : h->kind == K_SYSTEM ? "system prompt"
-									  : file_name(h),
+			 h->kind == K_INPUT    ? "message"
+			 : h->kind == K_SYSTEM ? "system prompt"
+					       : file_name(h),
 			 end, h->data.max);
 	h->dirty = true;
 	h->written = true;

@@ -280,15 +280,15 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t wh
 	if (!strcmp(p, "retry"))
 		return context_retry(fs->st, ctx, why, whylen);
 	char quoted[80] = "(not UTF-8 text)";
-	if (utf8_valid(p, strlen(p)))  /* why goes to status: always text */
+	if (utf8_valid(p, strlen(p))) /* why goes to status: always text */
 		log_quote(quoted, sizeof(quoted), p, strlen(p));
 	snprintf(why, whylen, "unknown command '%s' (cancel, retry, clear)", quoted);
 	return -EINVAL;
 }
 
 /* Feeds bytes to the ctl line buffer, running each complete line. */
-static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size,
-		     char *why, size_t whylen)
+static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, char *why,
+		     size_t whylen)
 {
 	for (size_t i = 0; i < size; i++) {
 		if (buf[i] != '\n') {
@@ -396,7 +396,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (r < 0 && r != -ENOENT)
 			fs_refuse(fs, h, true, why);
 	} else if (kind_rw(h->kind) && h->rejected) {
-		r = -h->rejected;  /* reported at its write */
+		r = -h->rejected; /* reported at its write */
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {
 		/* Only after a write: `echo x > system` closes a copy of its descriptor
 		 * before echo writes, and that close must not apply an empty prompt.
@@ -443,7 +443,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
 	}
-	store_unreserve(fs->st, &h->held);  /* a text never applied */
+	store_unreserve(fs->st, &h->held); /* a text never applied */
 	buf_done(&h->data);
 	free(h);
 	pthread_mutex_unlock(lock);

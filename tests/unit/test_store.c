@@ -1982,7 +1982,7 @@ static void test_reserve(void)
 	CHECK_EQ_INT(a, 4096);
 	CHECK_EQ_INT(store_reserve(e.s, &a, 5000), 0);
 	CHECK_EQ_INT(a, 8192);
-	CHECK_EQ_INT(store_reserve(e.s, &a, 100), 0);  /* never shrinks */
+	CHECK_EQ_INT(store_reserve(e.s, &a, 100), 0); /* never shrinks */
 	CHECK_EQ_INT(a, 8192);
 	CHECK_EQ_INT(store_reserve(e.s, &b, 1), 0);
 	CHECK_EQ_INT(b, 4096);
@@ -2001,7 +2001,7 @@ static void test_reserve(void)
 	CHECK_EQ_INT(a, 0);
 	CHECK(draft != NULL);
 	context_submit(e.s, draft);
-	store_unreserve(e.s, &a);  /* 0: nothing */
+	store_unreserve(e.s, &a); /* 0: nothing */
 	env_done(&e);
 }
 
