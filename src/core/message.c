@@ -129,6 +129,7 @@ static int stage_new(struct context *c, const char *text, size_t len, struct tur
 	c->newest = turn_ref(NULL, t);
 	*draft = turn_ref(NULL, t);
 	c->refused[0] = '\0';
+	c->note[0] = '\0';  /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
 	return 0;
 }
@@ -325,6 +326,7 @@ int context_clear(struct store *s, uint64_t id)
 			c->newest = NULL;
 		}
 		c->refused[0] = '\0';
+		c->note[0] = '\0';
 		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 	}
 	store_unlock_notify(s, &n);
