@@ -295,7 +295,13 @@ def test_full_disk_fails_the_write_not_the_close(small, fake):
     with pytest.raises(OSError) as ei:
         call_with_timeout(write_once, 10, "writing input")
     assert ei.value.errno == errno.ENOSPC
+    # and the shells' own echo: the status is non-zero and the shell says so
+    for shell in SHELLS:
+        r = sh(shell, "echo 'from %s' > '%s/input'; echo \"rc=$?\"" % (shell, c))
+        failed_in(shell, r, "No space left on device")
+    n = len(fake.calls)
     filler.remove()
     send(c, "after\n")
     assert output(c) == reply_for("after")
+    assert [x.last_user_text.strip() for x in fake.calls[n:]] == ["after"]
     assert_journals_valid(mt, ["c"])
