@@ -3,18 +3,19 @@
  *
  * Shells ignore the result of close(), so an error known when a write arrives
  * is returned by that write (CONTRACT §3.3): a complete invalid line of
- * `config` or `.config`, an invalid complete line of `model`, a complete
- * invalid UTF-8 sequence (or a NUL) in `input` or `system`, a message over
- * max_input_bytes or whose estimate alone exceeds budget_tokens (EFBIG), and a
- * full state disk (the record that the close will write is given room on disk
- * as the bytes arrive, store_reserve).  What needs the whole content (cross-key rules of
- * config, a sequence cut off at the very end) waits for the flush.
+ * `config` or `.config`, an invalid `model` line (or one that no ending can
+ * make valid), a complete invalid UTF-8 sequence (or a NUL) in `input` or
+ * `system`, a message over max_input_bytes or whose estimate alone exceeds
+ * budget_tokens (EFBIG), and a full state disk: the record that the close will
+ * write is given room on disk as the bytes arrive (store_reserve).  What needs
+ * the whole content (a rule between two keys of config, a UTF-8 sequence cut
+ * off at the very end) waits for the flush.  A refused text stays refused:
+ * every later write and flush of that open fails the same way.
  *
  * Every refusal, at a write or a close, is logged here at warning level and
- * recorded in the context's `status` (`.status` for `.config`) as
- * `last_refused`, with the reason the
- * writer's errno stands for — the same text the HTTP shim answers with.
- * Called with the handle's lock held.
+ * recorded as `last_refused` in the context's `status` (`.status` for
+ * `.config`), with the reason the writer's errno stands for: the same text the
+ * HTTP shim answers with.  Called with the handle's lock held.
  */
 #include <errno.h>
 #include <stdio.h>
