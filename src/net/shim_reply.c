@@ -49,6 +49,7 @@ static const struct {
     {MHD_HTTP_CONTENT_TOO_LARGE, "request_too_large"},
     {MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type_error"},
     {MHD_HTTP_INSUFFICIENT_STORAGE, "storage_error"},
+    {MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded_error"},
 };
 
 unsigned shim_status_of(int err)
@@ -189,6 +190,14 @@ enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why
 {
 	return reply_error_header(c, MHD_HTTP_BAD_REQUEST, MHD_HTTP_HEADER_CONNECTION, "close",
 				  "%s", why);
+}
+
+enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why)
+{
+	char after[16];
+	snprintf(after, sizeof(after), "%d", SHIM_RETRY_AFTER_S);
+	return reply_error_header(c, MHD_HTTP_SERVICE_UNAVAILABLE, MHD_HTTP_HEADER_RETRY_AFTER,
+				  after, "%s; retry in %d s", why, SHIM_RETRY_AFTER_S);
 }
 
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials)
