@@ -40,6 +40,7 @@ struct shim_conn {
 	int fd;
 	enum conn_phase phase;
 	int64_t deadline_ms;		/* monotonic; WAITING and BODY */
+	int64_t since_ms;		/* monotonic: the phase began */
 	bool closing;			/* shut down by us */
 	struct shim_conn *prev, *next;	/* shim->conns; under shim->lock */
 };
@@ -50,6 +51,7 @@ static void conn_close_locked(struct shim *sh, struct shim_conn *k, const char *
 	if (k->closing)
 		return;
 	k->closing = true;
+	sh->n_closing++;
 	sh->evicted++;
 	log_debug("http: closing connection %d: %s", k->fd, why);
 	shutdown(k->fd, SHUT_RDWR);
@@ -66,16 +68,20 @@ static void conn_unlink_locked(struct shim *sh, struct shim_conn *k)
 	else
 		sh->conns_tail = k->prev;
 	sh->n_conns--;
+	sh->n_closing -= k->closing;
 }
 
-/* Under sh->lock: the oldest connection still waiting for headers. */
-static void evict_one_locked(struct shim *sh, const struct shim_conn *except)
+/* Under sh->lock: while the reserve is in use, closes the connections waiting
+ * longest for their headers, those waiting SHIM_EVICT_AGE_MS at least (a
+ * client that sends its request at once is never one of them). */
+static void keep_reserve_locked(struct shim *sh, int64_t now_ms)
 {
-	for (struct shim_conn *k = sh->conns; k; k = k->next)
-		if (k != except && k->phase == WAITING && !k->closing) {
-			conn_close_locked(sh, k, "the connection reserve is needed");
+	for (struct shim_conn *k = sh->conns; k; k = k->next) {
+		if (sh->n_conns - sh->n_closing <= SHIM_MAX_CONNECTIONS - SHIM_RESERVE)
 			return;
-		}
+		if (k->phase == WAITING && !k->closing && now_ms - k->since_ms >= SHIM_EVICT_AGE_MS)
+			conn_close_locked(sh, k, "the connection reserve is needed");
+	}
 }
 
 void shim_conn_on_notify(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -100,7 +106,8 @@ void shim_conn_on_notify(void *cls, struct MHD_Connection *c, void **socket_cont
 		return; /* unlisted: no deadline, never evicted */
 	k->fd = ci->connect_fd;
 	k->phase = WAITING;
-	k->deadline_ms = clock_mono_ms() + SHIM_HEADER_TIMEOUT_MS;
+	k->since_ms = clock_mono_ms();
+	k->deadline_ms = k->since_ms + SHIM_HEADER_TIMEOUT_MS;
 	pthread_mutex_lock(&sh->lock);
 	k->prev = sh->conns_tail;
 	if (k->prev)
@@ -109,8 +116,7 @@ void shim_conn_on_notify(void *cls, struct MHD_Connection *c, void **socket_cont
 		sh->conns = k;
 	sh->conns_tail = k;
 	sh->n_conns++;
-	if (sh->n_conns > SHIM_MAX_CONNECTIONS - SHIM_RESERVE)
-		evict_one_locked(sh, k);
+	keep_reserve_locked(sh, k->since_ms);
 	pthread_mutex_unlock(&sh->lock);
 	*socket_context = k;
 }
@@ -130,7 +136,8 @@ static void conn_set(struct shim *sh, struct MHD_Connection *c, enum conn_phase 
 		return;
 	pthread_mutex_lock(&sh->lock);
 	k->phase = phase;
-	k->deadline_ms = clock_mono_ms() + timeout_ms;
+	k->since_ms = clock_mono_ms();
+	k->deadline_ms = k->since_ms + timeout_ms;
 	pthread_mutex_unlock(&sh->lock);
 }
 
@@ -151,6 +158,7 @@ void shim_conn_done(struct shim *sh, struct MHD_Connection *c)
 
 void shim_conn_tick_locked(struct shim *sh, int64_t now_ms)
 {
+	keep_reserve_locked(sh, now_ms);
 	for (struct shim_conn *k = sh->conns; k; k = k->next)
 		if (k->phase != RUNNING && now_ms >= k->deadline_ms)
 			conn_close_locked(sh, k,

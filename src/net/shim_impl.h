@@ -54,6 +54,8 @@
 #define SHIM_HEADER_TIMEOUT_MS 10000 /* a request's whole header block, from the
 				      * connection's start or its previous answer */
 #define SHIM_BODY_TIMEOUT_MS 60000   /* a request's whole body, from its headers */
+#define SHIM_EVICT_AGE_MS 500	     /* waiting this long for headers: may be closed to
+				      * keep the reserve */
 #define SHIM_RETRY_AFTER_S 2	     /* Retry-After of a 503 */
 
 struct cJSON;
@@ -81,6 +83,7 @@ struct shim {
 	bool stopping;		     /* under lock: no stream may suspend any more */
 	struct shim_conn *conns, *conns_tail; /* every connection, oldest first; under lock */
 	unsigned n_conns, n_streams;	      /* under lock */
+	unsigned n_closing;		      /* of n_conns, shut down by shim_conn.c */
 	size_t body_bytes;		      /* of bodies admitted, not yet done; under lock */
 	size_t view_bytes;		      /* of live snapshots; under lock */
 	struct shim_view *views;	      /* live snapshots; under lock */

@@ -152,6 +152,9 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, unsigned status, 
 	struct MHD_Response *r = json_response(o);
 	if (r && header)
 		MHD_add_response_header(r, header, value);
+	/* A busy server frees the connection too. */
+	if (r && status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	return queue(c, status, r, "application/json");
 }
 
