@@ -16,6 +16,7 @@
  * gets an error saying so (the mount still serves it, from the file).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,9 +135,12 @@ enum MHD_Result shim_view_reply(struct shim *sh, uint64_t id, enum view_kind kin
 	if (r == -EAGAIN)
 		return shim_reply_busy(c, "renderings being sent use the shim's memory for "
 					  "them");
-	if (r == -EOVERFLOW)
-		return shim_reply_errno(c, r, "the rendering is over the shim's limit; read it "
-					      "from the mount");
+	if (r == -EOVERFLOW) {
+		char why[128];
+		snprintf(why, sizeof(why), "the rendering is over the shim's limit of %u MiB; read "
+			 "it from the mount", SHIM_VIEWS_MAX >> 20);
+		return shim_reply_errno(c, r, why);
+	}
 	if (r < 0)
 		return shim_reply_errno(c, r, NULL);
 	struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(

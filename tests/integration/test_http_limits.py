@@ -200,7 +200,7 @@ def test_bodies_in_flight_have_a_budget(nomount, fake):
 @pytest.mark.parametrize("body,why", [
     (b'{"config":' + b"[" * 40 + b"]" * 40 + b"}", "nested too deeply"),
     (b'{"config":{"x":[' + b"1," * 5000 + b'1]}}', "too many values"),
-])
+], ids=["depth-40", "5001-values"])
 def test_json_shape_is_bounded_before_parsing(nomount, body, why):
     nm = nomount()
     nm.api.create("c")
@@ -236,6 +236,28 @@ def test_renderings_in_flight_have_a_budget(nomount):
     wait_for(lambda: api.request("GET", "/v1/contexts/two/transcript", timeout=60).status == 200,
              20, what="the second transcript once the first reader left")
     assert vm(nm.proc.pid, "VmHWM") < 2 * RSS_BOUND_MIB
+
+
+def test_a_transcript_over_the_limit_is_refused_without_rendering(nomount):
+    """100 MiB of messages refused for the budget (kept, as the mount keeps them):
+    the transcript is over the 96 MiB of renderings, so it is refused before a
+    JSON tree of it is built; six clients asking cost nothing."""
+    nm = nomount()
+    api = nm.api
+    assert api.request("POST", "/v1/contexts", {"name": "huge"}).status == 201
+    assert api.request("PATCH", "/v1/contexts/huge",
+                       {"config": {"budget_tokens": 1000}}).status == 200
+    for i in range(100):
+        assert api.request("POST", "/v1/contexts/huge/messages",
+                           {"content": "h%02d" % i * (MIB // 3)}).status == 202
+    got = parallel(6, lambda: api.request("GET", "/v1/contexts/huge/transcript", timeout=60))
+    for r in got:
+        assert r.status == 500, r
+        assert "over the shim's limit of 96 MiB" in r.error()[1]
+    hwm = vm(nm.proc.pid, "VmHWM")
+    assert hwm < RSS_BOUND_MIB, "peak %.0f MiB" % hwm
+    r = api.request("GET", "/v1/contexts/huge/history")
+    assert r.status == 200, r
 
 
 # --- connections -------------------------------------------------------------------------
