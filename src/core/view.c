@@ -328,7 +328,9 @@ int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf
 	switch (c ? kind : (enum view_kind)-1) {
 	case VIEW_HISTORY:
 	case VIEW_HISTORY_JSON: r = render_cached(c, kind, out); break;
-	case VIEW_TRANSCRIPT: r = transcript_fits(c, c->system_len, out) ?: render_transcript(c, out); break;
+	case VIEW_TRANSCRIPT:
+		r = transcript_fits(c, c->system_len, out) ?: render_transcript(c, out);
+		break;
 	case VIEW_TRANSCRIPT_JSON:
 		r = transcript_fits(c, 0, out) ?: render_transcript_json(c, out);
 		break;

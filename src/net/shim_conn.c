@@ -39,10 +39,10 @@ enum conn_phase { WAITING, BODY, RUNNING };
 struct shim_conn {
 	int fd;
 	enum conn_phase phase;
-	int64_t deadline_ms;		/* monotonic; WAITING and BODY */
-	int64_t since_ms;		/* monotonic: the phase began */
-	bool closing;			/* shut down by us */
-	struct shim_conn *prev, *next;	/* shim->conns; under shim->lock */
+	int64_t deadline_ms;	       /* monotonic; WAITING and BODY */
+	int64_t since_ms;	       /* monotonic: the phase began */
+	bool closing;		       /* shut down by us */
+	struct shim_conn *prev, *next; /* shim->conns; under shim->lock */
 };
 
 /* Under sh->lock. */

@@ -104,8 +104,8 @@ static enum MHD_Result on_header(void *cls, enum MHD_ValueKind kind, const char 
  * a proxy; chunked bodies are not taken (see the top). */
 static const char *framing_problem(const struct walk *w, struct MHD_Connection *c)
 {
-	const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	const char *te =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if (w->lengths > 1)
 		return "more than one Content-Length header";
 	if (w->encodings > 1)

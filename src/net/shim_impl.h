@@ -37,26 +37,32 @@
 #define SHIM_JSON_SLACK (64u << 10) /* bytes of JSON around a message, over 2x its limit */
 
 /* Memory (SECURITY.md §7, doc/reliability.md "Hostile HTTP clients"): what
- * the shim holds for its clients at once is bounded whatever they send. */
-#define SHIM_BODY_CEILING ((8u << 20) + SHIM_JSON_SLACK) /* bytes of one body, whatever
-							 * max_input_bytes says */
-#define SHIM_BODIES_MAX (24u << 20) /* bytes of request bodies held at once, all clients */
-#define SHIM_VIEWS_MAX (96u << 20)  /* bytes of renderings being sent at once */
-#define SHIM_RENDER_MAX SHIM_VIEWS_MAX /* bytes of one rendered view (a transcript) */
-#define SHIM_JSON_DEPTH_MAX 32	    /* nesting of a request body's JSON */
-#define SHIM_JSON_TOKENS_MAX 4096   /* values (commas, colons, brackets) in a body */
+ * the shim holds for its clients at once is bounded whatever they send.
+ * SHIM_BODY_CEILING: bytes of one body, whatever max_input_bytes says;
+ * SHIM_BODIES_MAX: of request bodies held at once, all clients together;
+ * SHIM_VIEWS_MAX: of renderings being sent at once (and of one rendering);
+ * SHIM_JSON_*: nesting and values (commas, colons, brackets) of a body. */
+#define SHIM_BODY_CEILING ((8u << 20) + SHIM_JSON_SLACK)
+#define SHIM_BODIES_MAX (24u << 20)
+#define SHIM_VIEWS_MAX (96u << 20)
+#define SHIM_RENDER_MAX SHIM_VIEWS_MAX
+#define SHIM_JSON_DEPTH_MAX 32
+#define SHIM_JSON_TOKENS_MAX 4096
 
-/* Connections (doc/reliability.md "Connection exhaustion"). */
-#define SHIM_MAX_CONNECTIONS 1024 /* libmicrohttpd's hard limit */
-#define SHIM_RESERVE 64		  /* of those, kept for short requests: streams and
-				   * clients still sending headers never take them */
+/* Connections (doc/reliability.md "Connection exhaustion").  Of libmicrohttpd's
+ * SHIM_MAX_CONNECTIONS, SHIM_RESERVE are kept for short requests: streams and
+ * clients still sending headers never take them.  A request's whole header
+ * block has SHIM_HEADER_TIMEOUT_MS from the connection's start or its previous
+ * answer, its whole body SHIM_BODY_TIMEOUT_MS from its headers; a connection
+ * waiting SHIM_EVICT_AGE_MS for its headers may be closed to keep the reserve.
+ * Retry-After of a 503: SHIM_RETRY_AFTER_S. */
+#define SHIM_MAX_CONNECTIONS 1024
+#define SHIM_RESERVE 64
 #define SHIM_STREAMS_MAX (SHIM_MAX_CONNECTIONS - SHIM_RESERVE)
-#define SHIM_HEADER_TIMEOUT_MS 10000 /* a request's whole header block, from the
-				      * connection's start or its previous answer */
-#define SHIM_BODY_TIMEOUT_MS 60000   /* a request's whole body, from its headers */
-#define SHIM_EVICT_AGE_MS 500	     /* waiting this long for headers: may be closed to
-				      * keep the reserve */
-#define SHIM_RETRY_AFTER_S 2	     /* Retry-After of a 503 */
+#define SHIM_HEADER_TIMEOUT_MS 10000
+#define SHIM_BODY_TIMEOUT_MS 60000
+#define SHIM_EVICT_AGE_MS 500
+#define SHIM_RETRY_AFTER_S 2
 
 struct cJSON;
 struct shim_stream;

@@ -85,8 +85,8 @@ static int view_render(struct shim *sh, uint64_t id, enum view_kind kind, struct
 	struct shim_view *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	*v = (struct shim_view){.sh = sh, .ctx = id, .kind = kind, .fresh = true, .pending = true,
-				.refs = 1};
+	*v = (struct shim_view){
+	    .sh = sh, .ctx = id, .kind = kind, .fresh = true, .pending = true, .refs = 1};
 	pthread_mutex_lock(&sh->lock);
 	size_t room = SHIM_VIEWS_MAX - sh->view_bytes;
 	v->next = sh->views;
@@ -137,8 +137,10 @@ enum MHD_Result shim_view_reply(struct shim *sh, uint64_t id, enum view_kind kin
 					  "them");
 	if (r == -EOVERFLOW) {
 		char why[128];
-		snprintf(why, sizeof(why), "the rendering is over the shim's limit of %u MiB; read "
-			 "it from the mount", SHIM_VIEWS_MAX >> 20);
+		snprintf(why, sizeof(why),
+			 "the rendering is over the shim's limit of %u MiB; read "
+			 "it from the mount",
+			 SHIM_VIEWS_MAX >> 20);
 		return shim_reply_errno(c, r, why);
 	}
 	if (r < 0)

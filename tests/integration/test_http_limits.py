@@ -11,6 +11,7 @@ import http.client
 import json
 import resource
 import socket
+import subprocess
 import threading
 import time
 
@@ -21,6 +22,25 @@ from test_http_support import nomount  # noqa: F401  (fixture)
 
 MIB = 1 << 20
 RSS_BOUND_MIB = 256  # SECURITY.md §7: the daemon's peak through this battery
+
+
+def sanitized(binary):
+    """Whether the binary links a sanitizer runtime: its shadow memory and
+    quarantine make RSS mean nothing (as in test_soak.py); the peaks are then
+    not checked, the rest of each test is."""
+    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    return any(w.startswith(("libasan", "libtsan", "libubsan", "liblsan"))
+               for w in r.stdout.split())
+
+
+def peak_ok(nm, bound=RSS_BOUND_MIB):
+    """The daemon's peak resident size is under bound MiB (always true for a
+    sanitizer build)."""
+    if sanitized(nm.proc.args[0]):
+        return True
+    hwm = vm(nm.proc.pid, "VmHWM")
+    assert hwm < bound, "peak %.0f MiB, over %d MiB" % (hwm, bound)
+    return True
 
 
 def vm(pid, key):
@@ -91,7 +111,7 @@ def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
     limit); a 40 MiB context built of messages refused for the budget, read by six
     clients that do not read.  Before the bounds: 1.8 GB resident."""
     nm = nomount()
-    api, pid, p = nm.api, nm.proc.pid, nm.port
+    api, p = nm.api, nm.port
     assert api.request("POST", "/v1/contexts", {"name": "a"}).status == 201
     r = api.request("PATCH", "/v1/contexts/a", {"config": {"max_input_bytes": 16 * MIB}})
     assert r.status == 200, r
@@ -99,7 +119,7 @@ def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
     status, out = send_raw(p, "POST", "/v1/contexts/a/messages", zeros)
     assert status == 413, out[:300]
     assert b"over the limit of %d" % ((8 << 20) + (64 << 10)) in out
-    assert vm(pid, "VmHWM") < RSS_BOUND_MIB
+    assert peak_ok(nm)
     # Defaults again: 2.1 MB bodies fit the body limit (2 MiB + 64 KiB).
     assert api.request("PATCH", "/v1/contexts/a",
                        {"config": {"max_input_bytes": MIB}}).status == 200
@@ -109,7 +129,7 @@ def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
         got = parallel(8, lambda: send_raw(p, "POST", "/v1/contexts/a/messages", body))
         assert {s for s, _ in got} <= {want, 503}, [o[:200] for _, o in got]
         assert want in {s for s, _ in got}
-    assert vm(pid, "VmHWM") < RSS_BOUND_MIB
+    assert peak_ok(nm)
     assert fake.calls == []
     # A 40 MiB context for free: each message is over the budget, fails without
     # a call, and is kept (as the mount keeps it).
@@ -129,15 +149,14 @@ def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
     try:
         for s in readers:
             assert s.recv(12) == b"HTTP/1.1 200"
-        hwm = vm(pid, "VmHWM")
-        assert hwm < RSS_BOUND_MIB, "peak %.0f MiB with six readers" % hwm
+        assert peak_ok(nm)
         # One copy for the six: the next reader is sent the same snapshot.
         r = api.request("GET", "/v1/contexts/big/transcript", timeout=60)
         assert r.status == 200 and len(r.json()["messages"]) == 80
     finally:
         for s in readers:
             s.close()
-    assert vm(pid, "VmHWM") < RSS_BOUND_MIB
+    assert peak_ok(nm)
 
 
 def test_a_patch_cannot_lift_the_body_ceiling(nomount, fake):
@@ -235,7 +254,7 @@ def test_renderings_in_flight_have_a_budget(nomount):
         s.close()
     wait_for(lambda: api.request("GET", "/v1/contexts/two/transcript", timeout=60).status == 200,
              20, what="the second transcript once the first reader left")
-    assert vm(nm.proc.pid, "VmHWM") < 2 * RSS_BOUND_MIB
+    assert peak_ok(nm, 2 * RSS_BOUND_MIB)
 
 
 def test_a_transcript_over_the_limit_is_refused_without_rendering(nomount):
@@ -254,8 +273,7 @@ def test_a_transcript_over_the_limit_is_refused_without_rendering(nomount):
     for r in got:
         assert r.status == 500, r
         assert "over the shim's limit of 96 MiB" in r.error()[1]
-    hwm = vm(nm.proc.pid, "VmHWM")
-    assert hwm < RSS_BOUND_MIB, "peak %.0f MiB" % hwm
+    assert peak_ok(nm)
     r = api.request("GET", "/v1/contexts/huge/history")
     assert r.status == 200, r
 
