@@ -343,6 +343,33 @@ def test_1100_slowloris_clients_do_not_lock_others_out(nomount, fake, many_fds):
     assert nm.proc.poll() is None
 
 
+def test_a_body_has_60_seconds_in_total(nomount, fake):
+    """A body trickling one byte every 5 s never lets libmicrohttpd's idle
+    timeout fire; the body's deadline, 60 s from its headers, does.  (About a
+    minute: the limit itself.)"""
+    nm = nomount()
+    api, p = nm.api, nm.port
+    api.create("sb")
+    s = socket.create_connection(("127.0.0.1", p), timeout=1)
+    s.sendall(head(p, "POST", "/v1/contexts/sb/messages", 100))
+    start, closed = time.monotonic(), False
+    try:
+        while not closed and time.monotonic() - start < 90:
+            try:
+                s.send(b" ")
+                closed = s.recv(100) == b""
+            except socket.timeout:
+                time.sleep(4)
+            except OSError:
+                closed = True
+    finally:
+        s.close()
+    assert closed, "the slow body's connection is still open after 90 s"
+    assert api.request("POST", "/v1/contexts/sb/messages", {"content": "after"}).status == 202
+    fake.wait_calls(1)
+    assert [c.last_user_text for c in fake.calls] == ["after"]
+
+
 def test_1030_streams_leave_the_reserve(nomount, fake, many_fds):
     """Streams on a waiting reply stop at 960 (1024 less the reserve of 64): the
     rest get 503 with Retry-After, and health and cancel still answer."""
