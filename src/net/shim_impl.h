@@ -40,12 +40,11 @@
  * the shim holds for its clients at once is bounded whatever they send.
  * SHIM_BODY_CEILING: bytes of one body, whatever max_input_bytes says;
  * SHIM_BODIES_MAX: of request bodies held at once, all clients together;
- * SHIM_VIEWS_MAX: of renderings being sent at once (and of one rendering);
+ * SHIM_VIEWS_MAX: of renderings being sent at once (and so of one rendering);
  * SHIM_JSON_*: nesting and values (commas, colons, brackets) of a body. */
 #define SHIM_BODY_CEILING ((8u << 20) + SHIM_JSON_SLACK)
 #define SHIM_BODIES_MAX (24u << 20)
 #define SHIM_VIEWS_MAX (96u << 20)
-#define SHIM_RENDER_MAX SHIM_VIEWS_MAX
 #define SHIM_JSON_DEPTH_MAX 32
 #define SHIM_JSON_TOKENS_MAX 4096
 
@@ -222,7 +221,6 @@ int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char
 /* --- shim_reply.c --- */
 
 enum MHD_Result shim_reply_json(struct MHD_Connection *c, unsigned status, struct cJSON *json);
-enum MHD_Result shim_reply_buf(struct MHD_Connection *c, unsigned status, struct buf *b);
 enum MHD_Result shim_reply_empty(struct MHD_Connection *c, unsigned status);
 enum MHD_Result shim_reply_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

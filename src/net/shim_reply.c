@@ -32,7 +32,7 @@ static const struct {
     {ENOSPC, MHD_HTTP_INSUFFICIENT_STORAGE},
     {EDQUOT, MHD_HTTP_INSUFFICIENT_STORAGE},
     {ENOMEM, MHD_HTTP_INTERNAL_SERVER_ERROR},
-    {EOVERFLOW, MHD_HTTP_INTERNAL_SERVER_ERROR}, /* a rendering past SHIM_RENDER_MAX */
+    {EOVERFLOW, MHD_HTTP_INTERNAL_SERVER_ERROR}, /* a rendering past SHIM_VIEWS_MAX */
     {EIO, MHD_HTTP_INTERNAL_SERVER_ERROR},
 };
 
@@ -118,11 +118,6 @@ static struct MHD_Response *json_response(cJSON *json)
 		return NULL;
 	}
 	return buf_response(&b);
-}
-
-enum MHD_Result shim_reply_buf(struct MHD_Connection *c, unsigned status, struct buf *b)
-{
-	return queue(c, status, buf_response(b), "application/json");
 }
 
 enum MHD_Result shim_reply_json(struct MHD_Connection *c, unsigned status, struct cJSON *json)
