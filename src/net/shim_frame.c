@@ -16,6 +16,9 @@
  * that cut a value, a bare LF, a folded line (its name was moved elsewhere)
  * and any byte the pointers do not account for show up as a gap.  The check
  * only reads that block, which libmicrohttpd keeps until the request ends.
+ * This is libmicrohttpd 0.9.75's way of parsing (Debian 12's); were a later
+ * version to copy headers elsewhere, every request would be refused here, and
+ * every HTTP test would say so at once.
  *
  * The path is seen earlier, by the URI log callback, before libmicrohttpd
  * splits off the query: its length then, compared with where the version
