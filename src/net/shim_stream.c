@@ -51,6 +51,8 @@ struct shim_stream {
 	struct turn *turn; /* a reference; NULL: a context without any turn */
 	uint64_t ctx;
 	bool sse;
+	const struct shim_stream_fmt *fmt; /* NULL: the shim's own delta/done/error events */
+	void *fmt_arg;
 	uint64_t off;	/* bytes of the turn's text already sent */
 	char *text;	/* SSE_TEXT_MAX + 1 bytes of scratch (SSE only) */
 	struct buf out; /* formatted bytes not yet handed over */
@@ -110,6 +112,8 @@ static int put_delta(struct shim_stream *s, size_t n)
 		k = n; /* never happens with whole characters in the turn; do not stall */
 	s->off += k;
 	s->text[k] = '\0';
+	if (s->fmt)
+		return s->fmt->delta(s->fmt_arg, &s->out, s->text, k);
 	cJSON *o = cJSON_CreateObject();
 	if (o && !cJSON_AddStringToObject(o, "text", s->text)) {
 		cJSON_Delete(o);
@@ -132,6 +136,10 @@ static bool add_usage(cJSON *o, const struct wire_usage *u)
 /* The final event: done after a complete reply (read returned 0), else error. */
 static int put_end(struct shim_stream *s, ssize_t n)
 {
+	if (s->fmt) {
+		s->ended = true;
+		return s->fmt->end(s->fmt_arg, &s->out, s->turn, n == 0);
+	}
 	struct turn_outcome oc;
 	turn_outcome(s->sh->st, s->turn, &oc);
 	cJSON *o = cJSON_CreateObject();
@@ -216,7 +224,10 @@ static void on_stream_free(void *cls)
 		sh->streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	bool stopping = sh->stopping;
 	pthread_mutex_unlock(&sh->lock);
+	if (s->fmt)
+		s->fmt->closed(s->fmt_arg, s->turn, s->ended, stopping);
 	log_debug("http: stream of context %llu turn %llu closed after %llu bytes%s",
 		  (unsigned long long)s->ctx,
 		  (unsigned long long)(s->turn ? turn_number(s->turn) : 0),
@@ -248,15 +259,24 @@ static struct shim_stream *stream_new(struct shim *sh, struct MHD_Connection *c,
 	return s;
 }
 
-enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
-				  bool sse)
+static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				    bool sse, const struct shim_stream_fmt *fmt, void *arg)
 {
 	struct shim_stream *s = stream_new(sh, c, t, sse);
-	if (!s)
+	if (!s) {
+		if (fmt)
+			fmt->closed(arg, NULL, false, true);
 		return MHD_NO;
+	}
+	s->fmt = fmt;
+	s->fmt_arg = arg;
+	if (fmt)
+		s->out.max = SHIM_RENDER_MAX; /* a whole reply goes in the final message */
 	struct MHD_Response *r = MHD_create_response_from_callback(
 	    MHD_SIZE_UNKNOWN, STREAM_BLOCK, on_stream_read, s, on_stream_free);
 	if (!r) {
+		if (fmt)
+			fmt->closed(arg, s->turn, false, true);
 		turn_unref(sh->st, s->turn);
 		free(s->text);
 		free(s);
@@ -347,4 +367,16 @@ void shim_stream_stop_all(struct shim *sh)
 			wake_locked(s);
 	pthread_cond_broadcast(&sh->timer_cond);
 	pthread_mutex_unlock(&sh->lock);
+}
+
+enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				  bool sse)
+{
+	return stream_reply(sh, c, t, sse, NULL, NULL);
+}
+
+enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				      const struct shim_stream_fmt *fmt, void *arg)
+{
+	return stream_reply(sh, c, t, true, fmt, arg);
 }
