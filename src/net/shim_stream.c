@@ -14,10 +14,11 @@
  * unnoticed until the next write, so SSE streams send a comment every
  * SHIM_HEARTBEAT_MS while idle: the timer thread resumes them for it, and a
  * write to a vanished client fails, libmicrohttpd closes the connection and
- * on_stream_free releases the turn.  Plain-text streams cannot carry a
- * heartbeat, so the timer looks at their sockets instead: a client that closed
- * its end (recv with MSG_PEEK sees end-of-file or a reset) has its stream ended
- * within a tick.  (A client that half-closes after its request and still reads
+ * on_stream_free releases the turn.  The timer also looks at every suspended
+ * stream's socket (plain-text streams cannot carry a heartbeat, and an MCP
+ * client closing its stream means "cancel", which should not wait for one): a
+ * client that closed its end (recv with MSG_PEEK sees end-of-file or a reset)
+ * has its stream ended within a tick.  (A client that half-closes after its request and still reads
  * would be ended too; HTTP clients do not do that.)
  *
  * SSE: `delta` {"text"} for each piece of text (never splitting a UTF-8
@@ -171,6 +172,10 @@ static ssize_t sse_next(struct shim_stream *s)
 	if (!s->turn)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	pthread_mutex_lock(&s->sh->lock);
+	if (s->gone) {
+		pthread_mutex_unlock(&s->sh->lock);
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
 	ssize_t n = turn_read(s->sh->st, s->turn, s->off, s->text, SSE_TEXT_MAX);
 	if (n == -EAGAIN && !heartbeat_due(s)) {
 		ssize_t p = park_locked(s);
@@ -342,10 +347,10 @@ void *shim_timer_run(void *arg)
 		for (struct shim_stream *s = sh->streams; s; s = s->next) {
 			if (!s->suspended)
 				continue;
-			if (s->sse && now - s->last_write_ms >= SHIM_HEARTBEAT_MS)
-				wake_locked(s);
-			else if (!s->sse && client_gone(s)) {
+			if (client_gone(s)) {
 				s->gone = true;
+				wake_locked(s);
+			} else if (s->sse && now - s->last_write_ms >= SHIM_HEARTBEAT_MS) {
 				wake_locked(s);
 			}
 		}
