@@ -465,3 +465,121 @@ def test_body_bounded(rpc, shim):
     st, _, _ = rpc.post(b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' +
                         b"a" * (5 << 20) + b'"}}')
     assert st == 413
+
+
+# --- the stdio bridge and the documented client lines ----------------------------------
+
+
+def bridge(mcpfs_bin, port, lines, extra=(), timeout=30):
+    """Runs `mcpfs --mcp-stdio` with lines on stdin; returns (rc, messages, stderr)."""
+    import subprocess
+    p = subprocess.run([mcpfs_bin, "--mcp-stdio", "--http=127.0.0.1:%d" % port] + list(extra),
+                       input="".join(json.dumps(x) + "\n" for x in lines),
+                       capture_output=True, text=True, timeout=timeout)
+    return p.returncode, [json.loads(x) for x in p.stdout.splitlines()], p.stderr
+
+
+def test_bridge_both_versions(shim, mcpfs_bin, workdir):
+    """A stateless request, then a whole 2025-11-25 session, through one bridge;
+    it never touches a state directory (one that cannot exist is named)."""
+    os.mkdir(shim.path / "bé")
+    send(shim.path / "bé", "hi")
+    wait_for(lambda: read_text(shim.path / "bé" / "output") == reply_for("hi"))
+    rc, msgs, err = bridge(mcpfs_bin, shim.port, [
+        {"jsonrpc": "2.0", "id": "d", "method": "server/discover",
+         "params": {"_meta": meta()}},
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": LEGACY, "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"}}},
+    ], extra=["--state-dir=/nonexistent/mcpfs-state"])
+    assert rc == 0, err
+    by = {m["id"]: m for m in msgs}  # answers may come in any order
+    assert sorted(by, key=str) == [1, "d"]
+    assert by["d"]["result"]["supportedVersions"] == [MODERN, LEGACY]
+    assert by[1]["result"]["protocolVersion"] == LEGACY
+    assert not os.path.exists("/nonexistent/mcpfs-state")
+    # a URI that is not plain ASCII goes through Mcp-Name's base64 form
+    uri = "mcpfs://contexts/bé/output"
+    rc, msgs, err = bridge(mcpfs_bin, shim.port, [
+        {"jsonrpc": "2.0", "id": 2, "method": "resources/read",
+         "params": {"uri": uri, "_meta": meta()}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+         "params": {"name": "send_message", "arguments": {"context": "bé", "text": "two"},
+                    "_meta": meta(progressToken="p")}},
+    ])
+    assert rc == 0, err
+    read = [m for m in msgs if m.get("id") == 2]
+    assert read[0]["result"]["contents"][0]["text"] == reply_for("hi")
+    final = [m for m in msgs if m.get("id") == 3]
+    assert len(final) == 1 and text_of(final[0]["result"]) == reply_for("two")
+    notes = [m for m in msgs if "id" not in m]
+    assert notes and all(m["method"] == "notifications/progress" for m in notes)
+
+
+def test_bridge_errors(shim_factory, mcpfs_bin, workdir):
+    s = shim_factory(token="bridge-token-" + "z" * 16)
+    line = {"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {"_meta": meta()}}
+    rc, msgs, _ = bridge(mcpfs_bin, s.port, [line])
+    assert rc == 0 and msgs[0]["id"] == 7 and "401" in msgs[0]["error"]["message"]
+    tok = workdir / "tok"
+    tok.write_text(s.token + "\n")
+    os.chmod(tok, 0o600)
+    rc, msgs, _ = bridge(mcpfs_bin, s.port, [line], extra=["--http-token-file=%s" % tok])
+    assert rc == 0 and msgs[0]["result"]["resultType"] == "complete"
+    os.chmod(tok, 0o644)
+    rc, msgs, err = bridge(mcpfs_bin, s.port, [line], extra=["--http-token-file=%s" % tok])
+    assert rc == 1 and "readable by group or others" in err and not msgs
+    # nothing listening: a JSON-RPC error naming the address, for the request only
+    import socket as _s
+    k = _s.socket()
+    k.bind(("127.0.0.1", 0))
+    port = k.getsockname()[1]
+    k.close()
+    rc, msgs, _ = bridge(mcpfs_bin, port, [line, {"jsonrpc": "2.0",
+                                                   "method": "notifications/initialized"}])
+    assert rc == 0 and len(msgs) == 1
+    assert msgs[0]["id"] == 7 and "127.0.0.1:%d" % port in msgs[0]["error"]["message"]
+
+
+def test_doc_lines(shim, mcpfs_bin):
+    """doc/mcp.md's Claude Code URL and Claude Desktop command work as written."""
+    import re
+    import subprocess
+    from mcpfs_testlib import REPO
+    doc = (REPO / "doc" / "mcp.md").read_text()
+    assert "claude mcp add --transport http mcpfs http://127.0.0.1:61900/mcp" in doc
+    cfg = json.loads(re.search(r"```json\n(.*?)```", doc, re.S).group(1))
+    server = cfg["mcpServers"]["mcpfs"]
+    assert server["command"] == "mcpfs"
+    args = [a.replace("61900", str(shim.port)) for a in server["args"]]
+    p = subprocess.run([mcpfs_bin] + args, capture_output=True, text=True, timeout=30,
+                       input=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                         "params": {"protocolVersion": LEGACY,
+                                                    "capabilities": {}, "clientInfo":
+                                                    {"name": "desktop", "version": "1"}}})
+                       + "\n")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["result"]["serverInfo"]["name"] == "mcpfs"
+
+
+@pytest.mark.fake_invalid_ok
+def test_example_ask(shim, fake, workdir):
+    import subprocess
+    from mcpfs_testlib import REPO
+    ex = str(REPO / "examples" / "mcp" / "ask.py")
+    url = "http://127.0.0.1:%d/mcp" % shim.port
+    fake.script("slow", delay_ms=20)
+    p = subprocess.run([ex, "--url", url, "ex ample", "two", "words"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == reply_for("two words") + "\n"
+    assert read_text(shim.path / "ex ample" / "output") == reply_for("two words")
+    fake.script("status", status=400, times=1)
+    p = subprocess.run([ex, "--url", url, "ex ample", "again"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1 and p.stderr.startswith("ask.py: ")
+    assert p.stderr.strip()[len("ask.py: "):] in read_text(shim.path / "ex ample" / "status")
+    # not mcpfs: a clear line, not a traceback
+    p = subprocess.run([ex, "--url", "http://127.0.0.1:%d/v1/health" % shim.port, "x", "y"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "Traceback" not in p.stderr and p.stderr.startswith("ask.py:")
