@@ -168,10 +168,9 @@ static enum MHD_Result reply_unsupported(struct MHD_Connection *c, const cJSON *
 		cJSON_Delete(list);
 		return MHD_NO;
 	}
-	return reply(c, MHD_HTTP_BAD_REQUEST,
-		     error_message(id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version",
-				   data),
-		     NULL);
+	return reply(
+	    c, MHD_HTTP_BAD_REQUEST,
+	    error_message(id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version", data), NULL);
 }
 
 static const char *header(struct MHD_Connection *c, const char *name)
@@ -233,8 +232,8 @@ static int session_use(struct mcp *m, const char *id, bool drop)
 static cJSON *capabilities(void)
 {
 	cJSON *o = cJSON_CreateObject();
-	if (o && (!cJSON_AddObjectToObject(o, "tools") ||
-		  !cJSON_AddObjectToObject(o, "resources"))) {
+	if (o &&
+	    (!cJSON_AddObjectToObject(o, "tools") || !cJSON_AddObjectToObject(o, "resources"))) {
 		cJSON_Delete(o);
 		o = NULL;
 	}
@@ -389,6 +388,11 @@ static enum MHD_Result run_modern(struct mcp_req *rq, const char *method, const 
 	const char *hv = header(c, "MCP-Protocol-Version"), *bv = string_at(meta, META_VERSION);
 	const char *hm = header(c, "Mcp-Method"), *hn = header(c, "Mcp-Name");
 	char msg[640], name[HEADER_NAME_MAX];
+	/* No client notification is defined over HTTP in this version (a closed
+	 * stream is the cancellation) and none has header rules: accepted and
+	 * ignored. */
+	if (!rq->id)
+		return shim_reply_empty(c, MHD_HTTP_ACCEPTED);
 	if (!hv)
 		return reply_error(c, MHD_HTTP_BAD_REQUEST, rq->id, MCP_HEADER_MISMATCH,
 				   "Header mismatch: the MCP-Protocol-Version header is missing");
@@ -424,10 +428,6 @@ static enum MHD_Result run_modern(struct mcp_req *rq, const char *method, const 
 			 hn ? hn : "(none)", bn);
 		return reply_error(c, MHD_HTTP_BAD_REQUEST, rq->id, MCP_HEADER_MISMATCH, msg);
 	}
-	/* No client notification is defined over HTTP in this version (a closed
-	 * stream is the cancellation): accepted and ignored. */
-	if (!rq->id)
-		return shim_reply_empty(c, MHD_HTTP_ACCEPTED);
 	rq->progress = cJSON_GetObjectItemCaseSensitive(meta, "progressToken");
 	return run_method(rq, method, params);
 }
@@ -438,9 +438,10 @@ static enum MHD_Result run_legacy(struct mcp_req *rq, const char *method, const 
 	struct MHD_Connection *c = rq->c;
 	const char *sid = header(c, "Mcp-Session-Id"), *hv = header(c, "MCP-Protocol-Version");
 	if (!sid)
-		return reply_error(c, MHD_HTTP_BAD_REQUEST, rq->id, RPC_INVALID_REQUEST,
-				   "no Mcp-Session-Id: send initialize first (protocol 2025-11-25), "
-				   "or give params._meta per protocol 2026-07-28");
+		return reply_error(
+		    c, MHD_HTTP_BAD_REQUEST, rq->id, RPC_INVALID_REQUEST,
+		    "no Mcp-Session-Id: send initialize first (protocol 2025-11-25), "
+		    "or give params._meta per protocol 2026-07-28");
 	if (session_use(rq->sh->mcp, sid, false) < 0)
 		return reply_error(c, MHD_HTTP_NOT_FOUND, rq->id, RPC_INVALID_REQUEST,
 				   "no such session: send initialize again");
@@ -485,8 +486,8 @@ static const char *envelope_problem(const cJSON *msg, const cJSON **id, const ch
 
 enum MHD_Result mcp_post(struct shim *sh, struct shim_request *hrq, struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"jsonrpc", "id", "method", "params", "result", "error",
-					   NULL};
+	static const char *const keys[] = {"jsonrpc", "id",    "method", "params",
+					   "result",  "error", NULL};
 	const char *body = hrq->body.data ? hrq->body.data : "";
 	size_t n = hrq->body.len, lead = 0;
 	char why[160];
@@ -511,8 +512,8 @@ enum MHD_Result mcp_post(struct shim *sh, struct shim_request *hrq, struct MHD_C
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
 	const char *hv = header(c, "MCP-Protocol-Version"), *sid = header(c, "Mcp-Session-Id");
 	enum MHD_Result ret;
-	rq.modern = string_at(meta, META_VERSION) ||
-		    (!sid && hv && !strcmp(hv, MCP_VERSION_MODERN));
+	rq.modern =
+	    string_at(meta, META_VERSION) || (!sid && hv && !strcmp(hv, MCP_VERSION_MODERN));
 	if (problem)
 		ret = reply_error(c, MHD_HTTP_BAD_REQUEST, rq.id, RPC_INVALID_REQUEST, problem);
 	else if (!method && !rq.modern && sid && session_use(sh->mcp, sid, false) == 0)

@@ -31,19 +31,19 @@
 #include "mcpfs/sse.h"
 #include "mcp_impl.h"
 
-#define LINE_MAX_BYTES MCP_BODY_MAX   /* one message from stdin */
-#define ANSWER_MAX (256u << 20)	      /* bytes of one JSON answer */
-#define EVENT_MAX (256u << 20)	      /* bytes of one SSE event */
+#define LINE_MAX_BYTES MCP_BODY_MAX /* one message from stdin */
+#define ANSWER_MAX (256u << 20)	    /* bytes of one JSON answer */
+#define EVENT_MAX (256u << 20)	    /* bytes of one SSE event */
 
 struct xfer {
 	struct bridge *b;
 	CURL *easy;
 	struct curl_slist *headers;
-	char *body;		/* the message, as read */
-	char *id;		/* its id printed, NULL for a notification */
+	char *body; /* the message, as read */
+	char *id;   /* its id printed, NULL for a notification */
 	bool initialize;
-	int sse;		/* -1 unknown yet, 0 JSON, 1 SSE */
-	struct buf answer;	/* a JSON answer */
+	int sse;	   /* -1 unknown yet, 0 JSON, 1 SSE */
+	struct buf answer; /* a JSON answer */
 	struct sse parser;
 	char session[MCP_SESSION_ID_LEN + 8];
 	struct xfer *next;
@@ -53,11 +53,11 @@ struct bridge {
 	char url[128];
 	char auth[SHIM_TOKEN_MAX + 32]; /* "Authorization: Bearer …", or "" */
 	char session[MCP_SESSION_ID_LEN + 8];
-	char version[32];	/* agreed by initialize, or "" */
+	char version[32]; /* agreed by initialize, or "" */
 	CURLM *multi;
 	struct xfer *xfers;
 	struct buf line;
-	bool dropping;		/* the current line is over the cap: skip to its end */
+	bool dropping; /* the current line is over the cap: skip to its end */
 };
 
 static void emit(const char *json, size_t n)
@@ -231,8 +231,8 @@ static struct curl_slist *headers_for(struct bridge *b, const cJSON *msg)
 	const cJSON *method = cJSON_GetObjectItemCaseSensitive(msg, "method");
 	const cJSON *params = cJSON_GetObjectItemCaseSensitive(msg, "params");
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(params, "_meta");
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(
-	    meta, "io.modelcontextprotocol/protocolVersion");
+	const cJSON *v =
+	    cJSON_GetObjectItemCaseSensitive(meta, "io.modelcontextprotocol/protocolVersion");
 	const char *m = cJSON_IsString(method) ? method->valuestring : NULL;
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
 	h = curl_slist_append(h, "Accept: application/json, text/event-stream");
@@ -342,8 +342,7 @@ static bool stdin_read(struct bridge *b)
 			    "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
 			    "\"message\":\"the message is over the size limit\"}}";
 			emit(over, sizeof(over) - 1);
-		}
-		else if (b->line.len && strspn(b->line.data, " \t\r") < b->line.len)
+		} else if (b->line.len && strspn(b->line.data, " \t\r") < b->line.len)
 			line_send(b, b->line.data, b->line.len);
 		b->dropping = false;
 		buf_reset(&b->line);
@@ -364,8 +363,8 @@ static void finished(struct bridge *b)
 		}
 }
 
-static int bridge_setup(struct bridge *b, const char *address, const char *token_file,
-			char *why, size_t whylen)
+static int bridge_setup(struct bridge *b, const char *address, const char *token_file, char *why,
+			size_t whylen)
 {
 	const char *a = address ? address : SHIM_DEFAULT_ADDRESS;
 	bool bare = a[0] && strspn(a, "0123456789") == strlen(a);

@@ -19,8 +19,8 @@
 #include "shim_impl.h"
 
 #define MCP_BODY_MAX ((4u << 20) + SHIM_JSON_SLACK) /* bytes of one POST body */
-#define MCP_SESSIONS_MAX 256	/* 2025-11-25 sessions kept; the least recent goes */
-#define MCP_SESSION_ID_LEN 32	/* hex digits: 128 random bits */
+#define MCP_SESSIONS_MAX 256  /* 2025-11-25 sessions kept; the least recent goes */
+#define MCP_SESSION_ID_LEN 32 /* hex digits: 128 random bits */
 #define MCP_VERSION_MODERN "2026-07-28"
 #define MCP_VERSION_LEGACY "2025-11-25"
 
@@ -45,7 +45,7 @@ struct mcp_session {
 struct mcp {
 	pthread_mutex_t lock;
 	struct mcp_session sessions[MCP_SESSIONS_MAX]; /* under lock */
-	struct mcp_flight *flights;		       /* send_message calls streaming; under lock */
+	struct mcp_flight *flights; /* send_message calls streaming; under lock */
 };
 
 /* One request being answered. */

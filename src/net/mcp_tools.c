@@ -23,19 +23,19 @@
 #include "mcp_impl.h"
 
 #define URI_PREFIX "mcpfs://contexts/"
-#define STATUS_MAX (64u << 10)	  /* bytes of a rendered status */
-#define RESOURCES_PAGE 100	  /* contexts per resources/list page */
+#define STATUS_MAX (64u << 10) /* bytes of a rendered status */
+#define RESOURCES_PAGE 100     /* contexts per resources/list page */
 
 struct mcp_flight {
 	struct mcp *m;
 	struct store *st;
-	cJSON *id;	  /* the request's id (a copy) */
-	char *id_text;	  /* the same, printed: what notifications/cancelled names */
-	cJSON *token;	  /* the progress token (a copy), or NULL */
+	cJSON *id;     /* the request's id (a copy) */
+	char *id_text; /* the same, printed: what notifications/cancelled names */
+	cJSON *token;  /* the progress token (a copy), or NULL */
 	bool modern;
 	char session[MCP_SESSION_ID_LEN + 1];
-	struct turn *t;	  /* the stream's reference, valid while linked */
-	uint64_t sent;	  /* bytes of text reported: the progress value */
+	struct turn *t;			/* the stream's reference, valid while linked */
+	uint64_t sent;			/* bytes of text reported: the progress value */
 	struct mcp_flight *prev, *next; /* m->flights; under m->lock */
 };
 
@@ -273,8 +273,9 @@ int mcp_resource_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *wh
 	for (size_t i = 0; i < N_VIEWS; i++)
 		if (!strcmp(slash + 1, views[i].file))
 			v = &views[i];
-	if (!v || shim_name_decode(seg, (size_t)(slash - seg), name, sizeof(name), problem,
-				   sizeof(problem)) < 0 ||
+	if (!v ||
+	    shim_name_decode(seg, (size_t)(slash - seg), name, sizeof(name), problem,
+			     sizeof(problem)) < 0 ||
 	    store_lookup(rq->sh->st, name, &id) < 0)
 		return -ENOENT;
 	struct buf b;

@@ -301,6 +301,9 @@ def test_modern_discover_and_tools(rpc, shim):
                                    "params": {"requestId": 1, "_meta": meta()}},
                                   modern_headers("notifications/cancelled"))
     assert status == 202 and payload == b""
+    status, _, payload = rpc.post({"jsonrpc": "2.0", "method": "notifications/whatever",
+                                   "params": {"_meta": meta()}})
+    assert status == 202 and payload == b""
 
 
 def test_modern_header_rules(rpc, shim):
