@@ -263,6 +263,14 @@ static cJSON *keyed(const char *key, cJSON *item)
 	return o;
 }
 
+/* The server's own failure (out of memory, a rendering over its cap). */
+static enum MHD_Result reply_internal(struct mcp_req *rq, int err)
+{
+	char msg[160];
+	snprintf(msg, sizeof(msg), "Internal error: %s", strerror(-err));
+	return reply_error(rq->c, MHD_HTTP_INTERNAL_SERVER_ERROR, rq->id, RPC_INTERNAL_ERROR, msg);
+}
+
 /* Runs a request's method: queues its answer. */
 static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const cJSON *params)
 {
@@ -279,8 +287,9 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 		result = keyed("resourceTemplates", mcp_templates_list());
 	} else if (!strcmp(method, "resources/list")) {
 		rq->cursor = string_at(params, "cursor");
-		if (mcp_resources_list(rq, &result) < 0)
-			return MHD_NO;
+		int r = mcp_resources_list(rq, &result);
+		if (r < 0)
+			return reply_internal(rq, r);
 	} else if (!strcmp(method, "resources/read")) {
 		const char *uri = string_at(params, "uri");
 		if (!uri)
@@ -292,7 +301,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 					   rq->modern ? RPC_INVALID_PARAMS : MCP_RESOURCE_NOT_FOUND,
 					   why);
 		if (r < 0)
-			return MHD_NO;
+			return reply_internal(rq, r);
 	} else if (!strcmp(method, "tools/call")) {
 		const char *name = string_at(params, "name");
 		const cJSON *args = cJSON_GetObjectItemCaseSensitive(params, "arguments");
@@ -307,6 +316,8 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 			snprintf(why, sizeof(why), "no tool named '%.200s'", name);
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id, RPC_INVALID_PARAMS, why);
 		}
+		if (r < 0)
+			return reply_internal(rq, r);
 	} else {
 		snprintf(why, sizeof(why), "Method not found: '%.200s'", method);
 		/* 2026-07-28 answers an unknown method with 404 as well. */
@@ -472,8 +483,12 @@ static const char *envelope_problem(const cJSON *msg, const cJSON **id, const ch
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(msg, "params");
 	*id = NULL;
 	*method = string_at(msg, "method");
-	if (i && (cJSON_IsString(i) ||
-		  (cJSON_IsNumber(i) && i->valuedouble == (double)(long long)i->valuedouble)))
+	/* An integer, within the range a double holds exactly (and a cast to
+	 * long long is defined for). */
+	if (i &&
+	    (cJSON_IsString(i) || (cJSON_IsNumber(i) && i->valuedouble >= -9007199254740992.0 &&
+				   i->valuedouble <= 9007199254740992.0 &&
+				   i->valuedouble == (double)(long long)i->valuedouble)))
 		*id = i;
 	if (!cJSON_IsString(v) || strcmp(v->valuestring, "2.0") != 0)
 		return "\"jsonrpc\" must be \"2.0\"";

@@ -292,7 +292,7 @@ int mcp_resource_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *wh
 		cJSON_Delete(item);
 		cJSON_Delete(o);
 		buf_done(&b);
-		return r == -ENOENT ? -ENOENT : -ENOMEM;
+		return r < 0 ? r : -ENOMEM;
 	}
 	buf_done(&b);
 	*ret = o;
@@ -306,12 +306,20 @@ static cJSON *result_new(const char *text, bool is_error, cJSON *structured)
 {
 	cJSON *o = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(o, "content");
 	cJSON *item = cJSON_CreateObject();
-	if (!content || !cJSON_AddStringToObject(item, "type", "text") ||
-	    !cJSON_AddStringToObject(item, "text", text) || !cJSON_AddItemToArray(content, item) ||
-	    (structured && !put(o, "structuredContent", structured)) ||
-	    !cJSON_AddBoolToObject(o, "isError", is_error)) {
-		if (!cJSON_IsArray(content) || !content->child)
-			cJSON_Delete(item);
+	bool ok = cJSON_AddStringToObject(item, "type", "text") &&
+		  cJSON_AddStringToObject(item, "text", text);
+	if (ok && content && cJSON_AddItemToArray(content, item))
+		item = NULL; /* content's now */
+	else
+		ok = false;
+	if (structured && !(ok && put(o, "structuredContent", structured))) {
+		if (ok)
+			structured = NULL; /* put freed it */
+		ok = false;
+	}
+	if (!ok || !cJSON_AddBoolToObject(o, "isError", is_error)) {
+		cJSON_Delete(item);
+		cJSON_Delete(structured);
 		cJSON_Delete(o);
 		return NULL;
 	}
@@ -531,14 +539,12 @@ static int on_flight_delta(void *arg, struct buf *out, const char *text, size_t 
 	f->sent += n;
 	if (!f->token)
 		return 0;
-	cJSON *msg = cJSON_CreateObject(), *p = cJSON_CreateObject();
+	cJSON *msg = cJSON_CreateObject(), *p = cJSON_AddObjectToObject(msg, "params");
 	if (!cJSON_AddStringToObject(msg, "jsonrpc", "2.0") ||
 	    !cJSON_AddStringToObject(msg, "method", "notifications/progress") ||
 	    !put(p, "progressToken", cJSON_Duplicate(f->token, true)) ||
 	    !cJSON_AddNumberToObject(p, "progress", (double)f->sent) ||
-	    !cJSON_AddStringToObject(p, "message", text) || !put(msg, "params", p)) {
-		if (!cJSON_GetObjectItem(msg, "params"))
-			cJSON_Delete(p);
+	    !cJSON_AddStringToObject(p, "message", text)) {
 		cJSON_Delete(msg);
 		return -ENOMEM;
 	}

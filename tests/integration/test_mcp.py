@@ -367,6 +367,9 @@ def test_jsonrpc_errors(rpc, shim):
     assert st == 400 and json.loads(payload)["error"]["code"] == -32600
     st, _, payload = rpc.post({"jsonrpc": "2.0", "id": None, "method": "ping"})
     assert st == 400 and json.loads(payload)["error"]["code"] == -32600
+    for bad_id in (b"1.5", b"1e300", b"true", b"[1]"):
+        st, _, payload = rpc.post(b'{"jsonrpc":"2.0","id":' + bad_id + b',"method":"ping"}')
+        assert st == 400 and json.loads(payload)["error"]["code"] == -32600, bad_id
     rpc.initialize()
     r = rpc.request("no/such/method")[0]
     assert r["error"]["code"] == -32601
