@@ -16,7 +16,7 @@ import pytest
 
 from mcpfs_testlib import read_text, reply_for, send, wait_for, wait_status
 from test_http_support import (  # noqa: F401  (fixtures)
-    parse_sse, shim, shim_factory,
+    DEFAULT_KEY, parse_sse, shim, shim_factory,
 )
 
 MODERN = "2026-07-28"
@@ -34,6 +34,7 @@ class Rpc:
         self.token = token
         self.session = None
         self.next_id = 1
+        self.seen = []  # every answer's bytes, for the "no API key" check
 
     def post(self, body, headers=None, raw=False, timeout=20):
         h = {"Content-Type": "application/json",
@@ -51,6 +52,7 @@ class Rpc:
             conn.request("POST", "/mcp", body=data, headers=h)
             r = conn.getresponse()
             payload = r.read()
+            self.seen.append(payload)
             return r.status, {k.lower(): v for k, v in r.getheaders()}, payload
         finally:
             conn.close()
@@ -163,6 +165,9 @@ def test_legacy_handshake_and_tools(rpc, shim):
     hist = text_of(rpc.request("tools/call", {"name": "get_history",
                                               "arguments": {"context": "rev"}})[0]["result"])
     assert hist == read_text(shim.path / "rev" / "history") and "hello" in hist
+    for v in VIEWS:
+        rpc.request("resources/read", {"uri": "mcpfs://contexts/rev/" + v})
+    assert not [p for p in rpc.seen if DEFAULT_KEY.encode() in p]
 
 
 def test_legacy_progress_deltas(rpc, shim, fake):
