@@ -594,3 +594,39 @@ def test_example_ask(shim, fake, workdir):
     p = subprocess.run([ex, "--url", "http://127.0.0.1:%d/v1/health" % shim.port, "x", "y"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "Traceback" not in p.stderr and p.stderr.startswith("ask.py:")
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def test_resources_pages(rpc, shim):
+    """resources/list: 100 contexts (500 resources) a page; the cursor is the last name."""
+    names = sorted("p%03d" % i for i in range(130))
+    for n in names:
+        os.mkdir(shim.path / n)
+    rpc.initialize()
+    page1 = rpc.request("resources/list")[0]["result"]
+    assert len(page1["resources"]) == 500 and page1["nextCursor"] == names[99]
+    # a context created meanwhile before the cursor shifts nothing
+    os.mkdir(shim.path / "a-new")
+    page2 = rpc.request("resources/list", {"cursor": page1["nextCursor"]})[0]["result"]
+    assert "nextCursor" not in page2
+    got = [r["uri"] for r in page1["resources"] + page2["resources"]]
+    assert got == ["mcpfs://contexts/%s/%s" % (n, v) for n in names for v in VIEWS]
+
+
+def test_sessions_bounded(shim):
+    """At most 256 sessions: the least recently used one is evicted (404 after)."""
+    first = Rpc(shim.port)
+    first.initialize()
+    keep = Rpc(shim.port)
+    keep.initialize()
+    for _ in range(255):
+        Rpc(shim.port).initialize()
+        keep.request("ping")  # kept recent
+    assert keep.request("ping")[0]["result"] == {}
+    st, _, _ = first.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert st == 404
+    first.session = None
+    first.initialize()  # and it may start again
+    assert first.request("ping")[0]["result"] == {}
