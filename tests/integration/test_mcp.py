@@ -9,12 +9,13 @@ import base64
 import http.client
 import json
 import os
+import re
 import socket
-import time
+import subprocess
 
 import pytest
 
-from mcpfs_testlib import read_text, reply_for, send, wait_for, wait_status
+from mcpfs_testlib import REPO, read_text, reply_for, send, wait_for, wait_status
 from test_http_support import (  # noqa: F401  (fixtures)
     DEFAULT_KEY, parse_sse, shim, shim_factory,
 )
@@ -483,7 +484,6 @@ def test_body_bounded(rpc, shim):
 
 def bridge(mcpfs_bin, port, lines, extra=(), timeout=30):
     """Runs `mcpfs --mcp-stdio` with lines on stdin; returns (rc, messages, stderr)."""
-    import subprocess
     p = subprocess.run([mcpfs_bin, "--mcp-stdio", "--http=127.0.0.1:%d" % port] + list(extra),
                        input="".join(json.dumps(x) + "\n" for x in lines),
                        capture_output=True, text=True, timeout=timeout)
@@ -513,14 +513,17 @@ def test_bridge_both_versions(shim, mcpfs_bin, workdir):
     uri = "mcpfs://contexts/bé/output"
     rc, msgs, err = bridge(mcpfs_bin, shim.port, [
         {"jsonrpc": "2.0", "id": 2, "method": "resources/read",
-         "params": {"uri": uri, "_meta": meta()}},
+         "params": {"uri": uri, "_meta": meta()}}])
+    assert rc == 0, err
+    assert msgs[0]["result"]["contents"][0]["text"] == reply_for("hi")
+    # (separately: requests on one bridge run concurrently, and a new message
+    # would make `output` the next, still empty, reply)
+    rc, msgs, err = bridge(mcpfs_bin, shim.port, [
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
          "params": {"name": "send_message", "arguments": {"context": "bé", "text": "two"},
                     "_meta": meta(progressToken="p")}},
     ])
     assert rc == 0, err
-    read = [m for m in msgs if m.get("id") == 2]
-    assert read[0]["result"]["contents"][0]["text"] == reply_for("hi")
     final = [m for m in msgs if m.get("id") == 3]
     assert len(final) == 1 and text_of(final[0]["result"]) == reply_for("two")
     notes = [m for m in msgs if "id" not in m]
@@ -541,8 +544,7 @@ def test_bridge_errors(shim_factory, mcpfs_bin, workdir):
     rc, msgs, err = bridge(mcpfs_bin, s.port, [line], extra=["--http-token-file=%s" % tok])
     assert rc == 1 and "readable by group or others" in err and not msgs
     # nothing listening: a JSON-RPC error naming the address, for the request only
-    import socket as _s
-    k = _s.socket()
+    k = socket.socket()
     k.bind(("127.0.0.1", 0))
     port = k.getsockname()[1]
     k.close()
@@ -554,9 +556,6 @@ def test_bridge_errors(shim_factory, mcpfs_bin, workdir):
 
 def test_doc_lines(shim, mcpfs_bin):
     """doc/mcp.md's Claude Code URL and Claude Desktop command work as written."""
-    import re
-    import subprocess
-    from mcpfs_testlib import REPO
     doc = (REPO / "doc" / "mcp.md").read_text()
     assert "claude mcp add --transport http mcpfs http://127.0.0.1:61900/mcp" in doc
     cfg = json.loads(re.search(r"```json\n(.*?)```", doc, re.S).group(1))
@@ -575,8 +574,6 @@ def test_doc_lines(shim, mcpfs_bin):
 
 @pytest.mark.fake_invalid_ok
 def test_example_ask(shim, fake, workdir):
-    import subprocess
-    from mcpfs_testlib import REPO
     ex = str(REPO / "examples" / "mcp" / "ask.py")
     url = "http://127.0.0.1:%d/mcp" % shim.port
     fake.script("slow", delay_ms=20)

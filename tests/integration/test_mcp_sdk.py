@@ -90,8 +90,11 @@ def test_sdk_client(transport, sdk_dir, shim, fake, mcpfs_bin):
         s = node.step("sent")
         assert text_of(s["result"]) == "alpha beta gamma delta"
         assert s["result"]["structuredContent"]["usage"]["output_tokens"] > 0
+        # The SDK handles notifications a microtask after a response that came in
+        # the same read, and drops progress whose request has been answered: the
+        # last piece may be missing (test_mcp.py checks that mcpfs sends them all).
         assert len(s["progress"]) >= 2
-        assert "".join(p["message"] for p in s["progress"]) == "alpha beta gamma delta"
+        assert "alpha beta gamma delta".startswith("".join(p["message"] for p in s["progress"]))
         assert [p["progress"] for p in s["progress"]] == \
             sorted({p["progress"] for p in s["progress"]})
         assert read_text(ctx / "output") == "alpha beta gamma delta"
