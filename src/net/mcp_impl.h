@@ -2,7 +2,8 @@
  *
  *   mcp.c        POST and DELETE /mcp: JSON-RPC framing, the two protocol
  *                versions, headers against the body, sessions, the methods
- *   mcp_tools.c  the tools, the resources, and send_message's stream
+ *   mcp_tools.c  the tools, and send_message's stream
+ *   mcp_resources.c  the resources
  *   mcp_bridge.c the stdio bridge (a client of the endpoint; shares nothing)
  *
  * Threads: libmicrohttpd's pool runs all of it; struct mcp's lock guards the
@@ -71,15 +72,26 @@ shim_handler_fn mcp_post, mcp_delete;
  * serverInfo added for 2026-07-28.  NULL on ENOMEM. */
 struct cJSON *mcp_response(const struct cJSON *id, bool modern, struct cJSON *result);
 
-/* --- mcp_tools.c --- */
+/* --- mcp_resources.c --- */
 
-struct cJSON *mcp_tools_list(void);
 struct cJSON *mcp_templates_list(void);
+/* resources/list from rq->cursor.  0, -ENOMEM. */
 int mcp_resources_list(struct mcp_req *rq, struct cJSON **ret);
 
 /* resources/read: 0 with *ret the result; -ENOENT: no such resource (why). */
 int mcp_resource_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, char *why,
 		      size_t whylen);
+
+/* Appends the view kind (an enum view_kind, or -1: the newest reply as far
+ * as it has arrived) of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
+int mcp_render(struct store *st, uint64_t id, int kind, struct buf *out);
+
+/* Appends the text turn t has now (the call may still be streaming). */
+int mcp_turn_text(struct store *st, struct turn *t, struct buf *out);
+
+/* --- mcp_tools.c --- */
+
+struct cJSON *mcp_tools_list(void);
 
 /* tools/call: 0 with *ret the result (isError inside for a tool's failure);
  * 1 when a stream was queued instead (*mhd is what queueing returned);
