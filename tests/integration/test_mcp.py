@@ -554,6 +554,21 @@ def test_bridge_errors(shim_factory, mcpfs_bin, workdir):
     assert msgs[0]["id"] == 7 and "127.0.0.1:%d" % port in msgs[0]["error"]["message"]
 
 
+def test_bridge_bad_lines(shim, mcpfs_bin):
+    """A line that is not JSON gets the shim's parse error; one over the body cap
+    is refused by the bridge itself; blank lines are skipped; then it goes on."""
+    p = subprocess.run([mcpfs_bin, "--mcp-stdio", "--http=127.0.0.1:%d" % shim.port],
+                       input="{not json\n\n" + "x" * (5 << 20) + "\n" + json.dumps(
+                           {"jsonrpc": "2.0", "id": 1, "method": "ping",
+                            "params": {"_meta": meta()}}) + "\n",
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    msgs = [json.loads(x) for x in p.stdout.splitlines()]
+    codes = sorted(m["error"]["code"] for m in msgs if "error" in m)
+    assert codes == [-32700, -32600]
+    assert [m["id"] for m in msgs if "result" in m] == [1]
+
+
 def test_doc_lines(shim, mcpfs_bin):
     """doc/mcp.md's Claude Code URL and Claude Desktop command work as written."""
     doc = (REPO / "doc" / "mcp.md").read_text()
