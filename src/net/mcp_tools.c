@@ -34,6 +34,7 @@ struct mcp_flight {
 	char session[MCP_SESSION_ID_LEN + 1];
 	struct turn *t;			/* the stream's reference, valid while linked */
 	uint64_t sent;			/* bytes of text reported: the progress value */
+	bool cancelled;			/* by notifications/cancelled; under m->lock */
 	struct mcp_flight *prev, *next; /* m->flights; under m->lock */
 };
 
@@ -433,6 +434,13 @@ static cJSON *flight_result(struct mcp_flight *f, struct turn *t, bool complete)
 static int on_flight_end(void *arg, struct buf *out, struct turn *t, bool complete)
 {
 	struct mcp_flight *f = arg;
+	pthread_mutex_lock(&f->m->lock);
+	bool cancelled = f->cancelled;
+	pthread_mutex_unlock(&f->m->lock);
+	/* A request the client cancelled gets no response (2025-11-25
+	 * cancellation): the stream just ends. */
+	if (cancelled && !complete)
+		return 0;
 	return put_message(out, mcp_response(f->id, f->modern, flight_result(f, t, complete)));
 }
 
@@ -469,6 +477,7 @@ void mcp_flight_cancel(struct mcp *m, const char *session, const cJSON *request_
 	pthread_mutex_lock(&m->lock);
 	for (struct mcp_flight *f = m->flights; id && f && !t; f = f->next)
 		if (!strcmp(f->session, session) && !strcmp(f->id_text, id)) {
+			f->cancelled = true;
 			st = f->st;
 			t = turn_ref(st, f->t);
 		}
