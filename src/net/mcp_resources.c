@@ -154,7 +154,7 @@ int mcp_resource_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *wh
 	    store_lookup(rq->sh->st, name, &id) < 0)
 		return -ENOENT;
 	struct buf b;
-	buf_init(&b, SHIM_RENDER_MAX);
+	buf_init(&b, SHIM_VIEWS_MAX);
 	int r = mcp_render(rq->sh->st, id, v->kind, &b);
 	if (r == 0 && buf_append(&b, "", 1) < 0) /* NUL-terminated for cJSON */
 		r = -ENOMEM;

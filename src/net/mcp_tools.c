@@ -208,7 +208,7 @@ static int context_of(struct mcp_req *rq, const cJSON *args, const char *name,
 static int view_result(struct mcp_req *rq, uint64_t id, int kind, cJSON **ret)
 {
 	struct buf b;
-	buf_init(&b, SHIM_RENDER_MAX);
+	buf_init(&b, SHIM_VIEWS_MAX);
 	int r = mcp_render(rq->sh->st, id, kind, &b);
 	if (r == 0)
 		r = buf_append(&b, "", 1);

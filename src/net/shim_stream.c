@@ -277,7 +277,7 @@ static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, s
 	s->fmt = fmt;
 	s->fmt_arg = arg;
 	if (fmt)
-		s->out.max = SHIM_RENDER_MAX; /* a whole reply goes in the final message */
+		s->out.max = SHIM_VIEWS_MAX; /* a whole reply goes in the final message */
 	struct MHD_Response *r = MHD_create_response_from_callback(
 	    MHD_SIZE_UNKNOWN, STREAM_BLOCK, on_stream_read, s, on_stream_free);
 	if (!r) {
