@@ -39,6 +39,8 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_status(fs->st, out);
 	if (h->kind == K_ROOT_CONFIG)
 		return store_render_defaults(fs->st, out);
+	if (h->kind == K_ROOT_MODELS)
+		return store_render_models(fs->st, out, true);
 	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
 }
 
