@@ -303,6 +303,14 @@ void store_models_list(struct store *s, const char *const *pages, const size_t *
 int store_model_check(struct store *s, const char *old, const char *model, char *why,
 		      size_t whylen);
 
+/* The same check at write() time (a shell ignores the errors of close()): the
+ * complete lines written so far to a context's `model` (what 0), `config` (1)
+ * or the root's `.config` (2; id unused) are read for a new model id, which is
+ * checked as store_model_check() does.  Text that does not parse yet is left
+ * to the close.  0, -EINVAL + why, -ENOENT. */
+int store_model_check_text(struct store *s, uint64_t id, int what, const char *text, size_t len,
+			   char *why, size_t whylen);
+
 /* `.models`: the list of models (models_render), fetched first when the cached
  * one is older than a day, waiting at most MODELS_WAIT_MS; offline, the cached
  * list however old, or one `# cannot list models: WHY` line.  With fetch false

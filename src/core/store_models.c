@@ -309,6 +309,42 @@ int store_model_check(struct store *s, const char *old, const char *model, char 
 	return r;
 }
 
+int store_model_check_text(struct store *s, uint64_t id, int what, const char *text, size_t len,
+			   char *why, size_t whylen)
+{
+	struct settings st;
+	char old[SETTINGS_MODEL_MAX + 1], w[256];
+
+	while (len && text[len - 1] != '\n')
+		len--;  /* complete lines only */
+	if (!len)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	struct context *c = what == 2 ? NULL : store_get(s, id);
+	if (c || what == 2)
+		st = c ? c->settings : s->defaults;
+	pthread_mutex_unlock(&s->lock);
+	if (!c && what != 2)
+		return -ENOENT;
+	memcpy(old, st.model, sizeof(old));
+	if (what == 0) {
+		const char *p = text;
+		while (len && strchr(" \t\r\n", text[len - 1]))
+			len--;
+		while (len && strchr(" \t", *p)) {
+			p++;
+			len--;
+		}
+		if (!settings_model_valid(p, len) || memchr(p, '\n', len))
+			return 0;
+		memcpy(st.model, p, len);
+		st.model[len] = '\0';
+	} else if (settings_parse(&st, text, len, w, sizeof(w)) < 0) {
+		return 0;
+	}
+	return store_model_check(s, old, st.model, why, whylen);
+}
+
 int store_render_models(struct store *s, struct buf *out, bool fetch)
 {
 	int64_t deadline = clock_mono_ms() + MODELS_WAIT_MS;

@@ -303,6 +303,30 @@ static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t
 	return 0;
 }
 
+/* A model id written to model, config or .config is checked with the Models API
+ * at write() (CONTRACT §3.3), on a copy taken under the handle's lock: the check
+ * may wait (MODELS_WAIT_MS at most) and must not hold the stripe meanwhile. */
+static int model_write_check(struct fs *fs, struct fs_handle *h)
+{
+	if (h->kind != K_MODEL && h->kind != K_CONFIG && h->kind != K_ROOT_CONFIG)
+		return 0;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	size_t len = h->data.len;
+	char *copy = len ? malloc(len) : NULL;
+	if (copy)
+		memcpy(copy, h->data.data, len);
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	char why[512];
+	int r = copy ? store_model_check_text(fs->st, h->ctx, h->kind == K_MODEL ? 0 :
+					      h->kind == K_CONFIG ? 1 : 2, copy, len, why,
+					      sizeof(why))
+		     : 0;
+	free(copy);
+	if (r < 0)
+		log_debug("refused new %s: %s", h->kind == K_MODEL ? "model" : "config", why);
+	return r == -ENOENT ? 0 : r;
+}
+
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
@@ -336,6 +360,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		r = -EBADF;
 	}
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	if (r == 0)
+		r = model_write_check(fs, h);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

@@ -1278,6 +1278,7 @@ class FakeAnthropic:
         self.prompt_cache = PromptCache()
         self.models = [dict(m) for m in DEFAULT_MODELS]   # newest first
         self.models_page_max = 1000     # the API's largest page
+        self.models_status = 200        # else the Models API answers this error status
         self._server = None
         self._thread = None
 
@@ -1603,6 +1604,10 @@ class FakeAnthropic:
             return
         if (path == "/v1/models" or path.startswith("/v1/models/")) and h.command == "GET":
             bad = self._check_get(h)
+            if not bad and self.models_status != 200:
+                bad = (self.models_status, ERROR_TYPES.get(self.models_status, "api_error"),
+                       ERROR_MESSAGES.get(ERROR_TYPES.get(self.models_status, "api_error"),
+                                          "error"))
             if bad:
                 rec.valid = False
                 rec.error = bad[2]
@@ -1617,7 +1622,7 @@ class FakeAnthropic:
                 mid = unquote(path[len("/v1/models/"):])
                 info = self.model(mid)
                 if info is None:
-                    rec.valid = False
+                    rec.valid = True  # asking is well-formed: the answer is "no such model"
                     rec.error = "model: %s" % mid
                     self._send_error(h, rec, 404, "not_found_error", rec.error)
                 else:
