@@ -314,7 +314,7 @@ int store_model_check_text(struct store *s, uint64_t id, int what, const char *t
 /* `.models`: the list of models (models_render), fetched first when the cached
  * one is older than a day, waiting at most MODELS_WAIT_MS; offline, the cached
  * list however old, or one `# cannot list models: WHY` line.  With fetch false
- * it renders what the cache has and never waits (stat).  0, -EFBIG, -ENOMEM. */
+ * it renders what the cache has and never waits.  0, -EFBIG, -ENOMEM. */
 int store_render_models(struct store *s, struct buf *out, bool fetch);
 
 /* Calls in flight (for .status and tests). */

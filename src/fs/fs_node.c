@@ -111,10 +111,11 @@ static int root_stat(struct fs *fs, int kind, struct stat *st)
 		return 0;
 	struct buf b;
 	buf_init(&b, 1u << 20);
-	/* `.models` shows the size of what the cache has: stat never waits for
-	 * the Models API (a read does, MODELS_WAIT_MS at most). */
+	/* `.models` fetches a list older than a day here already (waiting
+	 * MODELS_WAIT_MS at most), so that its size is that of what a read gives:
+	 * rsync and tar trust the size. */
 	int r = kind == K_ROOT_STATUS   ? store_render_status(fs->st, &b)
-		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, false)
+		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, true)
 					: store_render_defaults(fs->st, &b);
 	st->st_size = r < 0 ? 0 : (off_t)b.len;
 	buf_done(&b);
