@@ -147,7 +147,7 @@ static void shape_thinking(const struct settings *st, const struct model_caps *c
 		return;
 	if (!caps) {  /* only what the user set */
 		out->thinking = st->thinking > 0 ? SHAPE_THINKING_BUDGET : SHAPE_THINKING_ADAPTIVE;
-		out->budget = st->thinking;
+		out->budget = st->thinking > 0 ? st->thinking : 0;
 		return;
 	}
 	if (st->thinking > 0 && caps->thinking_enabled) {
