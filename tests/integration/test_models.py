@@ -14,6 +14,7 @@ import pytest
 from mcpfs_testlib import (
     read_file, read_partial, reply_for, run, send, output, status, wait_status, write_file,
 )
+from test_http_support import client, shim, shim_factory  # noqa: F401  (fixtures)
 
 
 def configure(ctx, model, config):
@@ -217,3 +218,22 @@ def test_without_capabilities_only_what_the_user_set_is_sent(mount, fake):
     assert "thinking.type.enabled is not supported" in st["last_error"]
     assert st["model_check"].startswith("unchecked (HTTP 500: api_error")
     assert st.get("ignored") is None
+
+
+def test_shim_checks_model_ids_and_takes_the_new_keys(client, shim, fake):
+    r = client.request("POST", "/v1/contexts", {"name": "s", "model": "claude-nope-9"})
+    assert r.status == 400 and r.json()["error"]["type"] == "invalid_request_error", r
+    assert client.request("GET", "/v1/contexts/s").status == 404  # nothing was created
+    r = client.request("POST", "/v1/contexts", {"name": "s", "model": "claude-sonnet-4-6",
+                                                "config": {"thinking": 2048, "effort": "low",
+                                                           "prompt_cache": False}})
+    assert r.status == 201, r
+    r = client.request("PATCH", "/v1/contexts/s", {"model": "claude-nope-9"})
+    assert r.status == 400 and "does not exist" in r.json()["error"]["message"], r
+    info = client.request("GET", "/v1/contexts/s").json()
+    assert info["model"] == "claude-sonnet-4-6"
+    assert info["config"]["thinking"] == 2048 and info["config"]["effort"] == "low"
+    send(shim.path / "s", "hi\n")
+    assert output(shim.path / "s") == reply_for("hi")
+    assert fake.calls[-1].body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert fake.calls[-1].body["output_config"] == {"effort": "low"}
