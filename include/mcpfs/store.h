@@ -8,7 +8,8 @@
  * hands calls to a transport (the network thread) through struct transport_ops.
  *
  * Locking: one mutex, inside the store, guards everything here; every function
- * takes it and none blocks on the network.  Functions that commit (a message, a
+ * takes it and none blocks on the network, except store_model_check() and
+ * store_render_models(), which wait at most MODELS_WAIT_MS for the Models API.  Functions that commit (a message, a
  * reply's end, a settings change) fsync the journal before returning.  Observers
  * are called after a change with the lock released, from whichever thread made
  * the change (a FUSE worker, the network thread, an HTTP thread); they must not
