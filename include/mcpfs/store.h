@@ -72,13 +72,15 @@ struct call_spec {
 };
 /* models(), when the transport has it, asks the Models API about one model id
  * (GET /v1/models/{id}) or, with model NULL, for the whole list (GET
- * /v1/models, every page); it is called with the store lock held, copies
- * model, only queues, and is answered later, on the transport's thread, with
+ * /v1/models, every page), connecting within connect_timeout_ms (a turn's
+ * connect_timeout: a turn that waits for the answer must not wait longer for
+ * the connection than its call would); it is called with the store lock held,
+ * copies model, only queues, and is answered later, on the transport's thread, with
  * store_models_answer() or store_models_list() — always exactly once. */
 struct transport_ops {
 	int (*start)(void *impl, struct call_spec *spec);
 	void (*cancel)(void *impl, uint64_t call_id);
-	void (*models)(void *impl, const char *model);
+	void (*models)(void *impl, const char *model, int connect_timeout_ms);
 };
 void store_set_transport(struct store *s, const struct transport_ops *ops, void *impl);
 

@@ -94,10 +94,12 @@ static void models_store_save(struct store *s)
 	buf_done(&b);
 }
 
-/* Asks for one model (NULL: the list) unless a fetch is under way.  false
- * when there is no transport that can ask. */
-static bool models_fetch(struct store *s, const char *model)
+/* Asks for one model (NULL: the list) unless a fetch is under way, connecting
+ * within connect_timeout seconds.  false when there is no transport that can ask. */
+static bool models_fetch(struct store *s, const char *model, int64_t connect_timeout)
 {
+	int ms = (int)connect_timeout * 1000;
+
 	struct models_entry *e;
 
 	if (!s->ops || !s->ops->models)
@@ -105,7 +107,7 @@ static bool models_fetch(struct store *s, const char *model)
 	if (!model) {
 		if (!s->models.list_fetching) {
 			s->models.list_fetching = true;
-			s->ops->models(s->ops_impl, NULL);
+			s->ops->models(s->ops_impl, NULL, ms);
 		}
 		return true;
 	}
@@ -113,24 +115,25 @@ static bool models_fetch(struct store *s, const char *model)
 		return false;
 	if (!e->fetching) {
 		e->fetching = true;
-		s->ops->models(s->ops_impl, model);
+		s->ops->models(s->ops_impl, model, ms);
 	}
 	return true;
 }
 
 /* The state of a model id, after asking for it when it is needed. */
-static enum models_state models_need(struct store *s, const char *model, int64_t now)
+static enum models_state models_need(struct store *s, const char *model, int64_t now,
+				     int64_t connect_timeout)
 {
 	enum models_state st = models_state(&s->models, model, now);
-	if (st == MODELS_NEED && models_fetch(s, model))
+	if (st == MODELS_NEED && models_fetch(s, model, connect_timeout))
 		st = MODELS_FETCHING;
 	return st;
 }
 
-static enum models_state list_need(struct store *s, int64_t now)
+static enum models_state list_need(struct store *s, int64_t now, int64_t connect_timeout)
 {
 	enum models_state st = models_list_state(&s->models, now);
-	if (st == MODELS_NEED && models_fetch(s, NULL))
+	if (st == MODELS_NEED && models_fetch(s, NULL, connect_timeout))
 		st = MODELS_FETCHING;
 	return st;
 }
@@ -156,7 +159,8 @@ int store_models_ready(struct store *s, struct context *c, struct turn *t,
 {
 	const char *model = c->settings.model;
 	int64_t now = clock_wall_ms();
-	enum models_state st = models_need(s, model, now);
+	int64_t ct = c->settings.connect_timeout;
+	enum models_state st = models_need(s, model, now, ct);
 	const struct models_entry *e;
 
 	*caps = NULL;
@@ -169,7 +173,7 @@ int store_models_ready(struct store *s, struct context *c, struct turn *t,
 	if (!*caps || (*caps)->lifecycle == MODEL_ACTIVE)
 		return 0;
 	/* Deprecated or retired: the advice names the newest model of its line. */
-	if (list_need(s, now) == MODELS_FETCHING)
+	if (list_need(s, now, ct) == MODELS_FETCHING)
 		goto wait;
 	e = models_find(&s->models, model);
 	*caps = e && e->status == 200 ? &e->caps : NULL;
@@ -296,7 +300,8 @@ int store_model_check(struct store *s, const char *old, const char *model, char 
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		enum models_state st = models_need(s, model, clock_wall_ms());
+		enum models_state st = models_need(s, model, clock_wall_ms(),
+						   s->defaults.connect_timeout);
 		if (st == MODELS_ABSENT) {
 			snprintf(why, whylen, "model '%s' does not exist (the Models API answered "
 				 "404); .models lists the models there are", model);
@@ -350,7 +355,8 @@ int store_render_models(struct store *s, struct buf *out, bool fetch)
 	int64_t deadline = clock_mono_ms() + MODELS_WAIT_MS;
 
 	pthread_mutex_lock(&s->lock);
-	while (fetch && list_need(s, clock_wall_ms()) == MODELS_FETCHING &&
+	while (fetch && list_need(s, clock_wall_ms(), s->defaults.connect_timeout) ==
+				MODELS_FETCHING &&
 	       models_wait_until(s, deadline))
 		;
 	int r = models_render(&s->models, out);

@@ -222,7 +222,7 @@ static void on_cancel(void *impl, uint64_t call_id)
 	claude_push(impl, cmd);
 }
 
-static void on_models(void *impl, const char *model)
+static void on_models(void *impl, const char *model, int connect_timeout_ms)
 {
 	struct claude_cmd *cmd = calloc(1, sizeof(*cmd));
 	if (!cmd) {
@@ -234,6 +234,7 @@ static void on_models(void *impl, const char *model)
 		return;
 	}
 	cmd->kind = CMD_MODELS;
+	cmd->spec.connect_timeout_ms = connect_timeout_ms;
 	snprintf(cmd->spec.model, sizeof(cmd->spec.model), "%s", model ? model : "");
 	claude_push(impl, cmd);
 }
@@ -293,7 +294,8 @@ static void claude_commands(struct claude *c, struct claude_cmd *cmd)
 		if (cmd->kind == CMD_START)
 			claude_call_new(c, &cmd->spec);
 		else if (cmd->kind == CMD_MODELS)
-			claude_fetch_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL);
+			claude_fetch_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL,
+					 cmd->spec.connect_timeout_ms);
 		else
 			claude_cancel(c, cmd->spec.call_id);
 		free(cmd);

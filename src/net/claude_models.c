@@ -4,7 +4,11 @@
  * the list.  Every fetch answers the store exactly once.
  *
  * These GETs run on the same curl multi handle as the calls, so they never
- * block a FUSE worker or a call; each is bounded by CLAUDE_FETCH_TIMEOUT_MS.
+ * block a FUSE worker or a call; each is bounded by CLAUDE_FETCH_TIMEOUT_MS,
+ * its connection by the asking turn's connect_timeout.  Their connection is
+ * not kept for reuse: a call sent on a kept connection that the server has
+ * meanwhile closed is resent by curl itself, which would make two requests of
+ * one attempt (and these GETs come once a day).
  * A 404 counts as "no such model" only when its body says not_found_error (a
  * proxy without the Models API answers 404 too: that is a failure, and the
  * model stays unchecked).
@@ -26,6 +30,7 @@ struct claude_fetch {
 	struct claude_fetch *next;
 	char model[SETTINGS_MODEL_MAX + 1]; /* "" for the list */
 	CURL *easy;
+	int connect_timeout_ms; /* <= 0: curl's default */
 	struct buf body;        /* the current page */
 	char **pages;           /* the list's pages so far (heap each) */
 	size_t *lens;
@@ -85,10 +90,14 @@ static int fetch_get(struct claude_fetch *f, const char *url)
 		  curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
 		  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
 		  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)CLAUDE_FETCH_TIMEOUT_MS) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK &&
 		  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
 		  curl_easy_setopt(e, CURLOPT_WRITEDATA, f) == CURLE_OK &&
 		  curl_easy_setopt(e, CURLOPT_PRIVATE, f) == CURLE_OK &&
 		  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf) == CURLE_OK;
+	if (ok && f->connect_timeout_ms > 0)
+		ok = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->connect_timeout_ms) ==
+		     CURLE_OK;
 	if (!ok)
 		return -ENOMEM;
 	return curl_multi_add_handle(c->multi, e) == CURLM_OK ? 0 : -EIO;
@@ -128,7 +137,7 @@ static void fetch_start(struct claude_fetch *f, const char *cursor)
 		fetch_fail(f, "cannot start the request");
 }
 
-void claude_fetch_new(struct claude *c, const char *model)
+void claude_fetch_new(struct claude *c, const char *model, int connect_timeout_ms)
 {
 	struct claude_fetch *f = calloc(1, sizeof(*f));
 
@@ -140,6 +149,7 @@ void claude_fetch_new(struct claude *c, const char *model)
 		return;
 	}
 	f->c = c;
+	f->connect_timeout_ms = connect_timeout_ms;
 	snprintf(f->model, sizeof(f->model), "%s", model ? model : "");
 	buf_init(&f->body, FETCH_BODY_MAX);
 	f->next = c->fetches;
