@@ -30,8 +30,8 @@ static int64_t number(const cJSON *obj, const char *key)
 {
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, key);
 	return cJSON_IsNumber(n) && n->valuedouble >= 0 && n->valuedouble < 9e15
-		       ? (int64_t)n->valuedouble
-		       : -1;
+		   ? (int64_t)n->valuedouble
+		   : -1;
 }
 
 static const char *string(const cJSON *obj, const char *key)
@@ -74,8 +74,10 @@ static void caps_capabilities(const cJSON *caps, struct model_caps *c)
 	static const struct {
 		const char *name;
 		unsigned bit;
-	} levels[] = {{"low", MODEL_EFFORT_LOW}, {"medium", MODEL_EFFORT_MEDIUM},
-		      {"high", MODEL_EFFORT_HIGH}, {"xhigh", MODEL_EFFORT_XHIGH},
+	} levels[] = {{"low", MODEL_EFFORT_LOW},
+		      {"medium", MODEL_EFFORT_MEDIUM},
+		      {"high", MODEL_EFFORT_HIGH},
+		      {"xhigh", MODEL_EFFORT_XHIGH},
 		      {"max", MODEL_EFFORT_MAX}};
 	const cJSON *th = cJSON_GetObjectItemCaseSensitive(caps, "thinking");
 	const cJSON *types = cJSON_GetObjectItemCaseSensitive(th, "types");
@@ -145,7 +147,7 @@ static void shape_thinking(const struct settings *st, const struct model_caps *c
 
 	if (st->thinking == SETTINGS_THINKING_OFF)
 		return;
-	if (!caps) {  /* only what the user set */
+	if (!caps) { /* only what the user set */
 		out->thinking = st->thinking > 0 ? SHAPE_THINKING_BUDGET : SHAPE_THINKING_ADAPTIVE;
 		out->budget = st->thinking > 0 ? st->thinking : 0;
 		return;
@@ -165,8 +167,7 @@ static void shape_thinking(const struct settings *st, const struct model_caps *c
 	}
 }
 
-void model_shape(const struct settings *st, const struct model_caps *caps,
-		 struct model_shape *out)
+void model_shape(const struct settings *st, const struct model_caps *caps, struct model_shape *out)
 {
 	const char *level = settings_effort_name(st->effort);
 	char what[160], list[64];
@@ -338,11 +339,11 @@ static int page_fields(const cJSON *o, bool *has_more, char *last_id, size_t las
 	if (!cJSON_IsArray(data))
 		return -EINVAL;
 	*has_more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "has_more"));
-	if (!last && cJSON_GetArraySize(data) > 0)  /* the SDKs' fallback: the last item */
+	if (!last && cJSON_GetArraySize(data) > 0) /* the SDKs' fallback: the last item */
 		last = string(cJSON_GetArrayItem(data, cJSON_GetArraySize(data) - 1), "id");
 	copy(last_id, last_id_len, last);
 	if (*has_more && !last_id[0])
-		*has_more = false;  /* no cursor to go on with */
+		*has_more = false; /* no cursor to go on with */
 	return 0;
 }
 
@@ -356,22 +357,23 @@ int models_page_cursor(const char *body, size_t len, bool *has_more, char *last_
 }
 
 int models_page(struct models *m, const char *body, size_t len, int64_t now,
-		char (**list)[SETTINGS_MODEL_MAX + 1], size_t *n, bool *has_more,
-		char *last_id, size_t last_id_len)
+		char (**list)[SETTINGS_MODEL_MAX + 1], size_t *n, bool *has_more, char *last_id,
+		size_t last_id_len)
 {
 	cJSON *o = cJSON_ParseWithLength(body, len);
 	int r = page_fields(o, has_more, last_id, last_id_len);
 	const cJSON *it;
 
 	const cJSON *data = r == 0 ? cJSON_GetObjectItemCaseSensitive(o, "data") : NULL;
-	cJSON_ArrayForEach(it, data) {
+	cJSON_ArrayForEach(it, data)
+	{
 		if (answer_known(m, it, now) < 0)
-			continue;  /* an item mcpfs cannot read is left out */
+			continue; /* an item mcpfs cannot read is left out */
 		if (*n >= MODELS_MAX) {
 			r = -EFBIG;
 			break;
 		}
-		char (*nl)[SETTINGS_MODEL_MAX + 1] = realloc(*list, (*n + 1) * sizeof(**list));
+		char(*nl)[SETTINGS_MODEL_MAX + 1] = realloc(*list, (*n + 1) * sizeof(**list));
 		if (!nl) {
 			r = -ENOMEM;
 			break;
@@ -407,7 +409,8 @@ int models_render(const struct models *m, struct buf *out)
 
 	if (m->list_status != 200)
 		return buf_printf(out, "# cannot list models: %s\n",
-				  m->list_why[0] ? m->list_why : "no answer from the Models API yet");
+				  m->list_why[0] ? m->list_why
+						 : "no answer from the Models API yet");
 	for (size_t i = 0; r == 0 && i < m->n_list; i++) {
 		const struct models_entry *e = models_find(m, m->list[i]);
 		if (!e || e->status != 200)
@@ -498,10 +501,11 @@ void models_load(struct models *m, const char *text, size_t len)
 {
 	cJSON *root = cJSON_ParseWithLength(text, len);
 	const cJSON *it;
-	char (*list)[SETTINGS_MODEL_MAX + 1] = NULL;
+	char(*list)[SETTINGS_MODEL_MAX + 1] = NULL;
 	size_t n = 0;
 
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "models")) {
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "models"))
+	{
 		int64_t ms = number(it, "ms");
 		const char *id = string(it, "id");
 		int64_t status = number(it, "status");
@@ -515,10 +519,11 @@ void models_load(struct models *m, const char *text, size_t len)
 			e->at_ms = ms;
 		}
 	}
-	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "list")) {
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(root, "list"))
+	{
 		if (!cJSON_IsString(it) || n >= MODELS_MAX)
 			continue;
-		char (*nl)[SETTINGS_MODEL_MAX + 1] = realloc(list, (n + 1) * sizeof(*list));
+		char(*nl)[SETTINGS_MODEL_MAX + 1] = realloc(list, (n + 1) * sizeof(*list));
 		if (!nl)
 			break;
 		list = nl;

@@ -184,7 +184,7 @@ int store_models_ready(struct store *s, struct context *c, struct turn *t,
 	return 0;
 wait:
 	if (mwait_push(s, t) < 0)
-		return 0;  /* no memory to wait: send with what is known */
+		return 0; /* no memory to wait: send with what is known */
 	t->state = TURN_WAITING;
 	c->active = t;
 	return 1;
@@ -196,7 +196,7 @@ void store_models_unwait(struct store *s, struct turn *t)
 		if (s->mwait[i] == t) {
 			s->mwait[i] = s->mwait[--s->n_mwait];
 			t->models_wait = false;
-			t->refs--;  /* the context still holds one */
+			t->refs--; /* the context still holds one */
 			return;
 		}
 }
@@ -248,7 +248,7 @@ void store_models_list(struct store *s, const char *const *pages, const size_t *
 		       const char *why)
 {
 	struct notes no = {0};
-	char (*list)[SETTINGS_MODEL_MAX + 1] = NULL;
+	char(*list)[SETTINGS_MODEL_MAX + 1] = NULL;
 	size_t count = 0;
 	int64_t now = clock_wall_ms();
 	int r = 0;
@@ -264,7 +264,9 @@ void store_models_list(struct store *s, const char *const *pages, const size_t *
 		free(list);
 		models_list_answer(&s->models, NULL, 0,
 				   r < 0 ? "the Models API answered a page mcpfs cannot read"
-					 : why ? why : "the Models API did not answer", now);
+				   : why ? why
+					 : "the Models API did not answer",
+				   now);
 	} else {
 		models_list_answer(&s->models, list, count, NULL, now);
 		models_store_save(s);
@@ -290,8 +292,7 @@ static bool models_wait_until(struct store *s, int64_t deadline)
 	return true;
 }
 
-int store_model_check(struct store *s, const char *old, const char *model, char *why,
-		      size_t whylen)
+int store_model_check(struct store *s, const char *old, const char *model, char *why, size_t whylen)
 {
 	int64_t deadline = clock_mono_ms() + MODELS_WAIT_MS;
 	int r = 0;
@@ -300,11 +301,13 @@ int store_model_check(struct store *s, const char *old, const char *model, char 
 		return 0;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		enum models_state st = models_need(s, model, clock_wall_ms(),
-						   s->defaults.connect_timeout);
+		enum models_state st =
+		    models_need(s, model, clock_wall_ms(), s->defaults.connect_timeout);
 		if (st == MODELS_ABSENT) {
-			snprintf(why, whylen, "model '%s' does not exist (the Models API answered "
-				 "404); .models lists the models there are", model);
+			snprintf(why, whylen,
+				 "model '%s' does not exist (the Models API answered "
+				 "404); .models lists the models there are",
+				 model);
 			r = -EINVAL;
 		}
 		if (st != MODELS_FETCHING || !models_wait_until(s, deadline))
@@ -321,7 +324,7 @@ int store_model_check_text(struct store *s, uint64_t id, int what, const char *t
 	char old[SETTINGS_MODEL_MAX + 1], w[256];
 
 	while (len && text[len - 1] != '\n')
-		len--;  /* complete lines only */
+		len--; /* complete lines only */
 	if (!len)
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -355,8 +358,8 @@ int store_render_models(struct store *s, struct buf *out, bool fetch)
 	int64_t deadline = clock_mono_ms() + MODELS_WAIT_MS;
 
 	pthread_mutex_lock(&s->lock);
-	while (fetch && list_need(s, clock_wall_ms(), s->defaults.connect_timeout) ==
-				MODELS_FETCHING &&
+	while (fetch &&
+	       list_need(s, clock_wall_ms(), s->defaults.connect_timeout) == MODELS_FETCHING &&
 	       models_wait_until(s, deadline))
 		;
 	int r = models_render(&s->models, out);

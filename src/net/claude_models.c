@@ -23,7 +23,7 @@
 #include "mcpfs/wire.h"
 #include "claude_impl.h"
 
-#define FETCH_BODY_MAX (8u << 20)  /* bytes of one answer */
+#define FETCH_BODY_MAX (8u << 20) /* bytes of one answer */
 
 struct claude_fetch {
 	struct claude *c;
@@ -31,8 +31,8 @@ struct claude_fetch {
 	char model[SETTINGS_MODEL_MAX + 1]; /* "" for the list */
 	CURL *easy;
 	int connect_timeout_ms; /* <= 0: curl's default */
-	struct buf body;        /* the current page */
-	char **pages;           /* the list's pages so far (heap each) */
+	struct buf body;	/* the current page */
+	char **pages;		/* the list's pages so far (heap each) */
 	size_t *lens;
 	size_t n_pages;
 	char errbuf[CURL_ERROR_SIZE];
@@ -83,18 +83,19 @@ static int fetch_get(struct claude_fetch *f, const char *url)
 
 	buf_reset(&f->body);
 	f->errbuf[0] = '\0';
-	bool ok = curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->get_headers) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_USERAGENT, "mcpfs/" MCPFS_VERSION) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)CLAUDE_FETCH_TIMEOUT_MS) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_WRITEDATA, f) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_PRIVATE, f) == CURLE_OK &&
-		  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf) == CURLE_OK;
+	bool ok =
+	    curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->get_headers) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_USERAGENT, "mcpfs/" MCPFS_VERSION) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)CLAUDE_FETCH_TIMEOUT_MS) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, f) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_PRIVATE, f) == CURLE_OK &&
+	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf) == CURLE_OK;
 	if (ok && f->connect_timeout_ms > 0)
 		ok = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->connect_timeout_ms) ==
 		     CURLE_OK;

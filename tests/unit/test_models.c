@@ -50,8 +50,8 @@ static void test_parse(void)
 	CHECK_EQ_INT(c.lifecycle, MODEL_DEPRECATED);
 	CHECK_EQ_STR(c.retires_at, "2027-01-05T00:00:00Z");
 	CHECK(c.thinking_adaptive && !c.thinking_enabled && c.effort);
-	CHECK_EQ_INT(c.effort_levels, MODEL_EFFORT_LOW | MODEL_EFFORT_MEDIUM | MODEL_EFFORT_HIGH |
-					      MODEL_EFFORT_MAX);
+	CHECK_EQ_INT(c.effort_levels,
+		     MODEL_EFFORT_LOW | MODEL_EFFORT_MEDIUM | MODEL_EFFORT_HIGH | MODEL_EFFORT_MAX);
 	CHECK(c.image_input && !c.pdf_input && c.structured_outputs);
 	CHECK_EQ_INT(c.max_input_tokens, 200000);
 	/* lifecycle as an object */
@@ -66,8 +66,8 @@ static void test_parse(void)
 	CHECK_EQ_INT(model_caps_parse(j, strlen(j), &c), 0);
 	CHECK(!c.thinking_adaptive && !c.effort && c.lifecycle == MODEL_ACTIVE);
 	/* not a ModelInfo */
-	const char *bad[] = {"", "[]", "{}", "{\"id\":3}", "{\"id\":\"a b\"}", "{\"id\":\"\"}",
-			     "{\"id\":\"m\""};
+	const char *bad[] = {
+	    "", "[]", "{}", "{\"id\":3}", "{\"id\":\"a b\"}", "{\"id\":\"\"}", "{\"id\":\"m\""};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK_EQ_INT(model_caps_parse(bad[i], strlen(bad[i]), &c), -EINVAL);
 	/* thinking.supported false hides the types */
@@ -79,44 +79,44 @@ static void test_parse(void)
 
 struct shape_case {
 	const char *config;
-	int caps;               /* index into the caps below, -1 none */
+	int caps; /* index into the caps below, -1 none */
 	enum shape_thinking thinking;
 	int64_t budget;
-	const char *effort;     /* NULL: none */
+	const char *effort; /* NULL: none */
 	const char *ignored;
 };
 
 /* 0 adaptive only + low..max (Claude 5); 1 both forms + low/medium/high/max (4.6);
  * 2 budgets only, no effort (4.5); 3 no thinking, no effort; 4 adaptive + low..high. */
 static const struct shape_case shapes[] = {
-	{"thinking = off", 0, SHAPE_THINKING_NONE, 0, NULL, ""},
-	{"thinking = on", 0, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
-	{"thinking = 2048", 0, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
-	{"thinking_budget = 2048", 0, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
-	{"effort = max", 0, SHAPE_THINKING_NONE, 0, "max", ""},
-	{"effort = xhigh", 0, SHAPE_THINKING_NONE, 0, NULL,
-	 "effort xhigh (the model takes low, medium, high, max)"},
-	{"thinking = on\neffort = low", 0, SHAPE_THINKING_ADAPTIVE, 0, "low", ""},
-	{"thinking = 2048", 1, SHAPE_THINKING_BUDGET, 2048, NULL, ""},
-	{"thinking = on", 1, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
-	{"effort = medium", 1, SHAPE_THINKING_NONE, 0, "medium", ""},
-	{"thinking = on", 2, SHAPE_THINKING_BUDGET, 1024, NULL, ""},
-	{"max_tokens = 8000\nthinking = on", 2, SHAPE_THINKING_BUDGET, 2000, NULL, ""},
-	{"max_tokens = 100000\nthinking = on", 2, SHAPE_THINKING_BUDGET, 25000, NULL, ""},
-	{"max_tokens = 1024\nthinking = on", 2, SHAPE_THINKING_NONE, 0, NULL,
-	 "thinking (max_tokens leaves no room for a budget of 1024)"},
-	{"thinking = 3000", 2, SHAPE_THINKING_BUDGET, 3000, NULL, ""},
-	{"effort = high", 2, SHAPE_THINKING_NONE, 0, NULL, "effort (the model takes none)"},
-	{"thinking = on\neffort = high", 3, SHAPE_THINKING_NONE, 0, NULL,
-	 "thinking (the model takes none), effort (the model takes none)"},
-	{"thinking = 2048", 3, SHAPE_THINKING_NONE, 0, NULL, "thinking (the model takes none)"},
-	{"effort = max", 4, SHAPE_THINKING_NONE, 0, NULL,
-	 "effort max (the model takes low, medium, high)"},
-	{"effort = default", 4, SHAPE_THINKING_NONE, 0, NULL, ""},
-	/* no capabilities: only what the user set */
-	{"thinking = on", -1, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
-	{"thinking = 2048\neffort = xhigh", -1, SHAPE_THINKING_BUDGET, 2048, "xhigh", ""},
-	{"thinking = off\neffort = low", -1, SHAPE_THINKING_NONE, 0, "low", ""},
+    {"thinking = off", 0, SHAPE_THINKING_NONE, 0, NULL, ""},
+    {"thinking = on", 0, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
+    {"thinking = 2048", 0, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
+    {"thinking_budget = 2048", 0, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
+    {"effort = max", 0, SHAPE_THINKING_NONE, 0, "max", ""},
+    {"effort = xhigh", 0, SHAPE_THINKING_NONE, 0, NULL,
+     "effort xhigh (the model takes low, medium, high, max)"},
+    {"thinking = on\neffort = low", 0, SHAPE_THINKING_ADAPTIVE, 0, "low", ""},
+    {"thinking = 2048", 1, SHAPE_THINKING_BUDGET, 2048, NULL, ""},
+    {"thinking = on", 1, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
+    {"effort = medium", 1, SHAPE_THINKING_NONE, 0, "medium", ""},
+    {"thinking = on", 2, SHAPE_THINKING_BUDGET, 1024, NULL, ""},
+    {"max_tokens = 8000\nthinking = on", 2, SHAPE_THINKING_BUDGET, 2000, NULL, ""},
+    {"max_tokens = 100000\nthinking = on", 2, SHAPE_THINKING_BUDGET, 25000, NULL, ""},
+    {"max_tokens = 1024\nthinking = on", 2, SHAPE_THINKING_NONE, 0, NULL,
+     "thinking (max_tokens leaves no room for a budget of 1024)"},
+    {"thinking = 3000", 2, SHAPE_THINKING_BUDGET, 3000, NULL, ""},
+    {"effort = high", 2, SHAPE_THINKING_NONE, 0, NULL, "effort (the model takes none)"},
+    {"thinking = on\neffort = high", 3, SHAPE_THINKING_NONE, 0, NULL,
+     "thinking (the model takes none), effort (the model takes none)"},
+    {"thinking = 2048", 3, SHAPE_THINKING_NONE, 0, NULL, "thinking (the model takes none)"},
+    {"effort = max", 4, SHAPE_THINKING_NONE, 0, NULL,
+     "effort max (the model takes low, medium, high)"},
+    {"effort = default", 4, SHAPE_THINKING_NONE, 0, NULL, ""},
+    /* no capabilities: only what the user set */
+    {"thinking = on", -1, SHAPE_THINKING_ADAPTIVE, 0, NULL, ""},
+    {"thinking = 2048\neffort = xhigh", -1, SHAPE_THINKING_BUDGET, 2048, "xhigh", ""},
+    {"thinking = off\neffort = low", -1, SHAPE_THINKING_NONE, 0, "low", ""},
 };
 
 static void test_shape(void)
@@ -139,7 +139,8 @@ static void test_shape(void)
 		struct model_shape sh;
 		char why[256];
 		settings_init(&st);
-		CHECK_EQ_INT(settings_parse(&st, t->config, strlen(t->config), why, sizeof(why)), 0);
+		CHECK_EQ_INT(settings_parse(&st, t->config, strlen(t->config), why, sizeof(why)),
+			     0);
 		model_shape(&st, t->caps < 0 ? NULL : &caps[t->caps], &sh);
 		if (sh.thinking != t->thinking || sh.budget != t->budget)
 			fprintf(stderr, "case %zu: %s\n", i, t->config);
@@ -162,17 +163,19 @@ static void test_wire(void)
 	r.thinking_adaptive = true;
 	r.effort = "high";
 	CHECK_EQ_INT(wire_request_build(&r, &b), 0);
-	CHECK_EQ_STR(b.data, "{\"model\":\"m\",\"max_tokens\":4096,\"messages\":[{\"role\":\"user\","
-			     "\"content\":\"Hi\"}],\"thinking\":{\"type\":\"adaptive\"},"
-			     "\"output_config\":{\"effort\":\"high\"},\"stream\":true}");
+	CHECK_EQ_STR(b.data,
+		     "{\"model\":\"m\",\"max_tokens\":4096,\"messages\":[{\"role\":\"user\","
+		     "\"content\":\"Hi\"}],\"thinking\":{\"type\":\"adaptive\"},"
+		     "\"output_config\":{\"effort\":\"high\"},\"stream\":true}");
 	buf_reset(&b);
 	r.thinking_adaptive = false;
 	r.thinking_budget = 2048;
 	r.effort = NULL;
 	CHECK_EQ_INT(wire_request_build(&r, &b), 0);
-	CHECK_EQ_STR(b.data, "{\"model\":\"m\",\"max_tokens\":4096,\"messages\":[{\"role\":\"user\","
-			     "\"content\":\"Hi\"}],\"thinking\":{\"type\":\"enabled\","
-			     "\"budget_tokens\":2048},\"stream\":true}");
+	CHECK_EQ_STR(b.data,
+		     "{\"model\":\"m\",\"max_tokens\":4096,\"messages\":[{\"role\":\"user\","
+		     "\"content\":\"Hi\"}],\"thinking\":{\"type\":\"enabled\","
+		     "\"budget_tokens\":2048},\"stream\":true}");
 	buf_reset(&b);
 	r.effort = "";
 	CHECK_EQ_INT(wire_request_build(&r, &b), -EINVAL);
@@ -190,18 +193,17 @@ static void test_alias(void)
 	CHECK_EQ_INT(st.thinking, 2048);
 	CHECK_EQ_INT(settings_parse(&st, "thinking_budget = 0\n", 20, why, sizeof(why)), 0);
 	CHECK_EQ_INT(st.thinking, SETTINGS_THINKING_OFF);
-	CHECK_EQ_INT(settings_parse(&st, "thinking_budget = 100\n", 22, why, sizeof(why)),
-		     -EINVAL);
+	CHECK_EQ_INT(settings_parse(&st, "thinking_budget = 100\n", 22, why, sizeof(why)), -EINVAL);
 	CHECK_EQ_STR(why, "line 1: thinking: '100' must be off, on, or at least 1024");
 	CHECK_EQ_INT(settings_set(&st, "thinking", "on", why, sizeof(why)), 0);
 	buf_init(&b, 1 << 16);
 	CHECK_EQ_INT(settings_render(&st, &b), 0);
 	CHECK(strstr(b.data, "\nthinking = on\neffort = default\n") != NULL);
-	CHECK(strstr(b.data, "thinking_budget") == NULL);  /* never written */
+	CHECK(strstr(b.data, "thinking_budget") == NULL); /* never written */
 	buf_done(&b);
 	/* a budget still needs room below max_tokens; on does not */
-	CHECK_EQ_INT(settings_parse(&st, "max_tokens = 1000\nthinking = on\n", 32, why,
-				    sizeof(why)), 0);
+	CHECK_EQ_INT(
+	    settings_parse(&st, "max_tokens = 1000\nthinking = on\n", 32, why, sizeof(why)), 0);
 	CHECK_EQ_INT(settings_check(&st, why, sizeof(why)), 0);
 	st.thinking = 2000;
 	CHECK_EQ_INT(settings_check(&st, why, sizeof(why)), -EINVAL);
@@ -222,7 +224,7 @@ static void test_cache(void)
 	CHECK_EQ_INT(models_answer(&m, "a", 200, j, strlen(j), NULL, t0), 0);
 	CHECK_EQ_INT(models_state(&m, "a", t0), MODELS_KNOWN);
 	CHECK_EQ_INT(models_state(&m, "a", t0 + DAY - 1), MODELS_KNOWN);
-	CHECK_EQ_INT(models_state(&m, "a", t0 + DAY), MODELS_NEED);  /* a day old */
+	CHECK_EQ_INT(models_state(&m, "a", t0 + DAY), MODELS_NEED); /* a day old */
 	/* a failure keeps the caps but is not retried at once */
 	CHECK_EQ_INT(models_answer(&m, "a", 0, NULL, 0, "offline", t0 + DAY), 0);
 	CHECK_EQ_INT(models_state(&m, "a", t0 + DAY + 1), MODELS_FAILED);
@@ -239,30 +241,34 @@ static void test_cache(void)
 	CHECK_EQ_INT(models_state(&m, "claude-x", t0 + 1), MODELS_KNOWN);
 
 	/* pages */
-	char (*list)[SETTINGS_MODEL_MAX + 1] = NULL;
+	char(*list)[SETTINGS_MODEL_MAX + 1] = NULL;
 	size_t n = 0;
 	bool more;
 	char last[64];
 	char page[8192];
-	snprintf(page, sizeof(page), "{\"data\":[%s,", info("new", true, false, "low", ","
-				     "\"line\":\"l\""));
+	snprintf(page, sizeof(page), "{\"data\":[%s,",
+		 info("new", true, false, "low",
+		      ","
+		      "\"line\":\"l\""));
 	size_t o = strlen(page);
-	snprintf(page + o, sizeof(page) - o, "%s],\"has_more\":true,\"first_id\":\"new\","
-		 "\"last_id\":\"old\"}", info("old", false, true, "", ",\"line\":\"l\","
-					      "\"lifecycle\":\"deprecated\",\"retires_at\":"
-					      "\"2027-01-05T00:00:00Z\""));
+	snprintf(page + o, sizeof(page) - o,
+		 "%s],\"has_more\":true,\"first_id\":\"new\","
+		 "\"last_id\":\"old\"}",
+		 info("old", false, true, "",
+		      ",\"line\":\"l\","
+		      "\"lifecycle\":\"deprecated\",\"retires_at\":"
+		      "\"2027-01-05T00:00:00Z\""));
 	CHECK_EQ_INT(models_page_cursor(page, strlen(page), &more, last, sizeof(last)), 0);
 	CHECK(more);
 	CHECK_EQ_STR(last, "old");
-	CHECK_EQ_INT(models_page(&m, page, strlen(page), t0, &list, &n, &more, last,
-				 sizeof(last)), 0);
+	CHECK_EQ_INT(models_page(&m, page, strlen(page), t0, &list, &n, &more, last, sizeof(last)),
+		     0);
 	CHECK_EQ_INT(n, 2);
 	const char *p2 = "{\"data\":[{\"id\":\"gone\",\"display_name\":\"Gone\","
 			 "\"lifecycle\":\"retired\",\"line\":\"l\"},{\"id\":\"a b\"}],"
 			 "\"has_more\":false}";
-	CHECK_EQ_INT(models_page(&m, p2, strlen(p2), t0, &list, &n, &more, last, sizeof(last)),
-		     0);
-	CHECK(!more && n == 3);  /* the unreadable item is left out */
+	CHECK_EQ_INT(models_page(&m, p2, strlen(p2), t0, &list, &n, &more, last, sizeof(last)), 0);
+	CHECK(!more && n == 3); /* the unreadable item is left out */
 	CHECK_EQ_INT(models_page_cursor("{\"nope\":1}", 10, &more, last, sizeof(last)), -EINVAL);
 	CHECK_EQ_INT(models_list_state(&m, t0), MODELS_NEED);
 	models_list_answer(&m, list, n, NULL, t0);
