@@ -151,6 +151,7 @@ def test_mount_t_fuse_mcpfs(workdir, lbin, ns_env, fake):
     mnt.mkdir()
     key = key_file(workdir / "key")
     port = free_port()
+    fake.add_model("m-fstab")  # the Models API (and so the Messages API) knows it
     opts = ("state_dir=%s,model=m-fstab,http=127.0.0.1:%d,api_key_file=%s,"
             "rw,nosuid,nodev,noatime,_netdev,nofail" % (state, port, key))
     sink = SyslogSink(workdir / "log.sock")
