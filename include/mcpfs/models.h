@@ -36,6 +36,9 @@
 #define MODELS_INFO_MAX (64u << 10)         /* bytes of one ModelInfo kept */
 #define MODELS_PAGES_MAX 100                /* pages of GET /v1/models followed */
 #define MODELS_PAGE_LIMIT 1000              /* ?limit= asked for (the API's maximum) */
+/* A fetch not answered within this is taken as lost (the transport could not
+ * queue it) and asked again: longer than any fetch of the transport may take. */
+#define MODELS_LOST_MS (5 * 60 * 1000LL)
 
 enum model_lifecycle { MODEL_ACTIVE, MODEL_DEPRECATED, MODEL_RETIRED };
 
@@ -92,6 +95,7 @@ struct models_entry {
 	struct model_caps caps;  /* status 200 */
 	char *info;              /* heap: the ModelInfo text (status 200), for the file */
 	bool fetching;           /* a fetch is under way */
+	int64_t fetch_ms;        /* wall clock when it was asked for */
 	char why[160];           /* failed_ms: why the fetch failed */
 };
 
@@ -104,6 +108,7 @@ struct models {
 	int64_t list_ms;         /* wall clock of the list's last answer */
 	int64_t list_failed_ms;  /* wall clock of the last failed fetch, 0 none since */
 	bool list_fetching;
+	int64_t list_fetch_ms;   /* wall clock when it was asked for */
 	char list_why[160];
 };
 

@@ -218,9 +218,9 @@ enum models_state models_state(const struct models *m, const char *id, int64_t n
 {
 	const struct models_entry *e = models_find(m, id);
 
-	if (e && e->fetching)
+	if (e && e->fetching && now - e->fetch_ms < MODELS_LOST_MS)
 		return MODELS_FETCHING;
-	if (!e)
+	if (!e || e->fetching)
 		return MODELS_NEED;
 	if (e->failed_ms && now - e->failed_ms < MODELS_RETRY_MS)
 		return MODELS_FAILED;
@@ -231,8 +231,10 @@ enum models_state models_state(const struct models *m, const char *id, int64_t n
 
 enum models_state models_list_state(const struct models *m, int64_t now)
 {
-	if (m->list_fetching)
+	if (m->list_fetching && now - m->list_fetch_ms < MODELS_LOST_MS)
 		return MODELS_FETCHING;
+	if (m->list_fetching)
+		return MODELS_NEED;
 	if (m->list_failed_ms && now - m->list_failed_ms < MODELS_RETRY_MS)
 		return MODELS_FAILED;
 	if (m->list_status == 200 && now - m->list_ms < MODELS_TTL_MS)

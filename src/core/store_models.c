@@ -99,22 +99,23 @@ static void models_store_save(struct store *s)
 static bool models_fetch(struct store *s, const char *model, int64_t connect_timeout)
 {
 	int ms = (int)connect_timeout * 1000;
-
 	struct models_entry *e;
 
 	if (!s->ops || !s->ops->models)
 		return false;
 	if (!model) {
-		if (!s->models.list_fetching) {
+		if (models_list_state(&s->models, clock_wall_ms()) == MODELS_NEED) {
 			s->models.list_fetching = true;
+			s->models.list_fetch_ms = clock_wall_ms();
 			s->ops->models(s->ops_impl, NULL, ms);
 		}
 		return true;
 	}
 	if (models_entry(&s->models, model, &e) < 0)
 		return false;
-	if (!e->fetching) {
+	if (models_state(&s->models, model, clock_wall_ms()) == MODELS_NEED) {
 		e->fetching = true;
+		e->fetch_ms = clock_wall_ms();
 		s->ops->models(s->ops_impl, model, ms);
 	}
 	return true;
@@ -313,6 +314,11 @@ int store_model_check(struct store *s, const char *old, const char *model, char 
 		if (st != MODELS_FETCHING || !models_wait_until(s, deadline))
 			break;
 	}
+	/* A deprecated or retired model: `status` names the newest of its line,
+	 * which the list tells; ask for it now (no waiting for it here). */
+	const struct models_entry *e = models_find(&s->models, model);
+	if (r == 0 && e && e->status == 200 && e->caps.lifecycle != MODEL_ACTIVE)
+		list_need(s, clock_wall_ms(), s->defaults.connect_timeout);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -12,7 +12,8 @@ import math
 import pytest
 
 from mcpfs_testlib import (
-    read_file, read_partial, reply_for, run, send, output, status, wait_status, write_file,
+    read_file, read_partial, reply_for, run, send, output, status, wait_for, wait_status,
+    write_file,
 )
 from test_http_support import client, shim, shim_factory  # noqa: F401  (fixtures)
 
@@ -108,6 +109,9 @@ def test_temperature_to_claude_5_fails_with_the_api_message(ctx, fake):
 
 def test_deprecated_model_says_so_and_still_calls(ctx, fake):
     configure(ctx, "claude-opus-4-1", "")
+    # the write asked for the list too: the advice is there before any turn
+    wait_for(lambda: "claude-opus-5-1" in (status(ctx).get("lifecycle") or ""), 10,
+             what="the advice in status")
     send(ctx, "hi\n")
     assert output(ctx) == reply_for("hi")
     assert fake.calls[-1].model == "claude-opus-4-1"

@@ -220,7 +220,10 @@ static void test_cache(void)
 	CHECK_EQ_INT(models_state(&m, "a", t0), MODELS_NEED);
 	CHECK_EQ_INT(models_entry(&m, "a", &e), 0);
 	e->fetching = true;
+	e->fetch_ms = t0;
 	CHECK_EQ_INT(models_state(&m, "a", t0), MODELS_FETCHING);
+	/* a fetch never answered is taken as lost, and asked again */
+	CHECK_EQ_INT(models_state(&m, "a", t0 + MODELS_LOST_MS), MODELS_NEED);
 	CHECK_EQ_INT(models_answer(&m, "a", 200, j, strlen(j), NULL, t0), 0);
 	CHECK_EQ_INT(models_state(&m, "a", t0), MODELS_KNOWN);
 	CHECK_EQ_INT(models_state(&m, "a", t0 + DAY - 1), MODELS_KNOWN);
