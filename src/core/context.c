@@ -601,13 +601,15 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 		snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
 		return -EINVAL;
 	}
-	if (model && (r = store_model_check(s, st.model, model->valuestring, why, whylen)) < 0)
-		return r;
+	char old[SETTINGS_MODEL_MAX + 1];
+	memcpy(old, st.model, sizeof(old));
 	if (model)
 		memcpy(st.model, model->valuestring, mlen + 1);
 	if (config && (r = settings_from_json(&st, config, why, whylen)) < 0)
 		return r;
 	if ((r = settings_check(&st, why, whylen)) < 0)
+		return r;
+	if ((r = store_model_check(s, old, st.model, why, whylen)) < 0)
 		return r;
 	const char *sys = system ? system->valuestring : NULL;
 	size_t slen = sys ? strlen(sys) : 0;

@@ -234,6 +234,8 @@ def test_shim_checks_model_ids_and_takes_the_new_keys(client, shim, fake):
     assert r.status == 201, r
     r = client.request("PATCH", "/v1/contexts/s", {"model": "claude-nope-9"})
     assert r.status == 400 and "does not exist" in r.json()["error"]["message"], r
+    r = client.request("PATCH", "/v1/contexts/s", {"config": {"model": "claude-nope-9"}})
+    assert r.status == 400 and "does not exist" in r.json()["error"]["message"], r
     info = client.request("GET", "/v1/contexts/s").json()
     assert info["model"] == "claude-sonnet-4-6"
     assert info["config"]["thinking"] == 2048 and info["config"]["effort"] == "low"
