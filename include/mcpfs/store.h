@@ -8,7 +8,8 @@
  * hands calls to a transport (the network thread) through struct transport_ops.
  *
  * Locking: one mutex, inside the store, guards everything here; every function
- * takes it and none blocks on the network.  Functions that commit (a message, a
+ * takes it and none blocks on the network, except store_model_check() and
+ * store_render_models(), which wait at most MODELS_WAIT_MS for the Models API.  Functions that commit (a message, a
  * reply's end, a settings change) fsync the journal before returning.  Observers
  * are called after a change with the lock released, from whichever thread made
  * the change (a FUSE worker, the network thread, an HTTP thread); they must not
@@ -69,9 +70,17 @@ struct call_spec {
 	char context[STORE_NAME_MAX + 1];  /* the context's name when the call started */
 	char model[SETTINGS_MODEL_MAX + 1]; /* the model the request asks for */
 };
+/* models(), when the transport has it, asks the Models API about one model id
+ * (GET /v1/models/{id}) or, with model NULL, for the whole list (GET
+ * /v1/models, every page), connecting within connect_timeout_ms (a turn's
+ * connect_timeout: a turn that waits for the answer must not wait longer for
+ * the connection than its call would); it is called with the store lock held,
+ * copies model, only queues, and is answered later, on the transport's thread, with
+ * store_models_answer() or store_models_list() — always exactly once. */
 struct transport_ops {
 	int (*start)(void *impl, struct call_spec *spec);
 	void (*cancel)(void *impl, uint64_t call_id);
+	void (*models)(void *impl, const char *model, int connect_timeout_ms);
 };
 void store_set_transport(struct store *s, const struct transport_ops *ops, void *impl);
 
@@ -324,6 +333,41 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 /* The call is over: err 0 (message_stop seen), -EIO with e, -ETIMEDOUT,
  * -ECANCELED. */
 void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e);
+
+/* The Models API's answers (transport_ops.models).  store_models_answer: status
+ * 200 with the ModelInfo body, 404 (no such model), or 0 with why (the fetch
+ * failed: no key, offline, another status).  store_models_list: the bodies of
+ * every page in order, or n 0 and why on failure.  Both update the capability
+ * cache (memory and STATE/models.json), wake the writes and opens waiting for
+ * it, and send the turns that waited. */
+void store_models_answer(struct store *s, const char *model, int status, const char *body,
+			 size_t len, const char *why);
+void store_models_list(struct store *s, const char *const *pages, const size_t *lens, size_t n,
+		       const char *why);
+
+/* Checks a model id that is about to replace old (nothing to do when they are
+ * equal): from the cache, or by asking the transport and waiting at most
+ * MODELS_WAIT_MS (5 s) for its answer — the only store function that waits on
+ * the network, and only that long.  -EINVAL with why when the Models API says
+ * the model does not exist (404); 0 when it exists or nobody could say (no
+ * key, offline, no answer in time: `status` then shows `model_check:
+ * unchecked`).  Call without the store lock. */
+int store_model_check(struct store *s, const char *old, const char *model, char *why,
+		      size_t whylen);
+
+/* The same check at write() time (a shell ignores the errors of close()): the
+ * complete lines written so far to a context's `model` (what 0), `config` (1)
+ * or the root's `.config` (2; id unused) are read for a new model id, which is
+ * checked as store_model_check() does.  Text that does not parse yet is left
+ * to the close.  0, -EINVAL + why, -ENOENT. */
+int store_model_check_text(struct store *s, uint64_t id, int what, const char *text, size_t len,
+			   char *why, size_t whylen);
+
+/* `.models`: the list of models (models_render), fetched first when the cached
+ * one is older than a day, waiting at most MODELS_WAIT_MS; offline, the cached
+ * list however old, or one `# cannot list models: WHY` line.  With fetch false
+ * it renders what the cache has and never waits.  0, -EFBIG, -ENOMEM. */
+int store_render_models(struct store *s, struct buf *out, bool fetch);
 
 /* Calls in flight (for .status and tests). */
 size_t store_calls_in_flight(struct store *s);

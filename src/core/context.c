@@ -605,11 +605,15 @@ int context_set_model(struct store *s, uint64_t id, const char *text, size_t len
 	if (settings_model_text(text, len, &model, &mlen, why, whylen) < 0)
 		return -EINVAL;
 	struct settings st;
+	char mid[SETTINGS_MODEL_MAX + 1];
 	int r = context_settings(s, id, &st, false);
 	if (r < 0)
 		return r;
-	memcpy(st.model, model, mlen);
-	st.model[mlen] = '\0';
+	memcpy(mid, model, mlen);
+	mid[mlen] = '\0';
+	if ((r = store_model_check(s, st.model, mid, why, whylen)) < 0)
+		return r;
+	memcpy(st.model, mid, mlen + 1);
 	return context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
@@ -617,11 +621,16 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 		       size_t whylen)
 {
 	struct settings st;
+	char old[SETTINGS_MODEL_MAX + 1] = "";
 	int r = context_settings(s, id, &st, false);
-	if (r == 0)
+	if (r == 0) {
+		memcpy(old, st.model, sizeof(old));
 		r = settings_parse(&st, text, len, why, whylen);
+	}
 	if (r == 0)
 		r = settings_check(&st, why, whylen);
+	if (r == 0)
+		r = store_model_check(s, old, st.model, why, whylen);
 	return r < 0 ? r : context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
@@ -646,11 +655,15 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 		snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
 		return -EINVAL;
 	}
+	char old[SETTINGS_MODEL_MAX + 1];
+	memcpy(old, st.model, sizeof(old));
 	if (model)
 		memcpy(st.model, model->valuestring, mlen + 1);
 	if (config && (r = settings_from_json(&st, config, why, whylen)) < 0)
 		return r;
 	if ((r = settings_check(&st, why, whylen)) < 0)
+		return r;
+	if ((r = store_model_check(s, old, st.model, why, whylen)) < 0)
 		return r;
 	const char *sys = system ? system->valuestring : NULL;
 	size_t slen = sys ? strlen(sys) : 0;

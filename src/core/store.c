@@ -236,6 +236,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	store_models_init(s);
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
@@ -245,6 +246,8 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
 	if (r == 0)
 		r = load_defaults(s, defaults_text, why, whylen);
+	if (r == 0)
+		store_models_load(s);
 	if (r == 0) {
 		empty_trash(s);
 		r = store_scan(s);
@@ -270,6 +273,7 @@ void store_free(struct store *s)
 	for (size_t i = 0; i < s->calls.nslots; i++)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
 			turn_unref(NULL, n->value);
+	store_models_done(s);
 	map_done(&s->by_name);
 	map_done(&s->by_id);
 	map_done(&s->calls);
@@ -553,9 +557,13 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 	pthread_mutex_lock(&s->lock);
 	d = s->defaults;
 	pthread_mutex_unlock(&s->lock);
+	char old[SETTINGS_MODEL_MAX + 1];
+	memcpy(old, d.model, sizeof(old));
 	int r = settings_parse(&d, text, len, why, whylen);
 	if (r == 0)
 		r = settings_check(&d, why, whylen);
+	if (r == 0)
+		r = store_model_check(s, old, d.model, why, whylen);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&s->lock);

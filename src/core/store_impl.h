@@ -10,6 +10,7 @@
 
 #include "mcpfs/reply_part.h"
 #include "mcpfs/map.h"
+#include "mcpfs/models.h"
 #include "mcpfs/journal.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/store.h"
@@ -40,6 +41,8 @@ struct turn {
 	int64_t raw_sent;            /* prune estimate of the request sent */
 	uint64_t first_turn;         /* turn of the first exchange sent, 0 for none */
 	int64_t started_ms;          /* wall clock */
+	bool models_wait;            /* waiting for the Models API (in store->mwait, which
+	                                holds a reference) before its call is built */
 	struct context *ctx;         /* NULL once the context is deleted */
 };
 
@@ -159,6 +162,10 @@ struct store {
 	int64_t refused_ms;          /* wall clock of that refusal */
 	int reserve_fd;              /* unlinked file holding reserved space, -1 none yet */
 	uint64_t reserved;           /* bytes held in it: the sum of every writer's */
+	struct models models;        /* the Models API's answers (store_models.c) */
+	pthread_cond_t models_cond;  /* broadcast at each answer; with lock */
+	struct turn **mwait;         /* turns waiting for an answer (a reference each) */
+	size_t n_mwait, cap_mwait;
 };
 
 
@@ -166,6 +173,21 @@ void notes_add(struct notes *n, uint64_t id, unsigned what);
 /* Unlocks the store and calls the observers for each note, and for the held
  * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);
+
+/* store_models.c */
+void store_models_init(struct store *s);
+void store_models_load(struct store *s);
+void store_models_done(struct store *s);
+/* Before a turn's call is built: 0 with *caps (NULL: none known; borrowed until
+ * the lock is released), 1 when the turn now waits for the Models API (its
+ * state WAITING, c->active set, resumed by an answer), -EINVAL with why when
+ * the model is retired. */
+int store_models_ready(struct store *s, struct context *c, struct turn *t,
+		       const struct model_caps **caps, char *why, size_t whylen);
+/* A waiting turn ends (turn_end): it leaves the wait list. */
+void store_models_unwait(struct store *s, struct turn *t);
+/* `status` lines about the context's model: model_check, lifecycle, ignored. */
+int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need be), or NULL */

@@ -222,6 +222,8 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	t->state = st;
 	if (e)
 		t->error = *e;
+	if (t->models_wait)
+		store_models_unwait(s, t);
 	if (t->call_id) {
 		if (map_del_id(&s->calls, t->call_id)) {
 			if (s->ops)
@@ -262,9 +264,10 @@ static void turn_refuse(struct store *s, struct turn *t, const char *type, const
 	turn_end(s, t, TURN_FAILED, &e, n);
 }
 
-/* Builds the request for exchange k: system, the history that fits, the message. */
-static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *raw,
-			char *why, size_t whylen)
+/* Builds the request for exchange k: system, the history that fits, the message;
+ * thinking and effort shaped from the model's capabilities (caps NULL: none known). */
+static int turn_request(struct context *c, size_t k, const struct model_caps *caps,
+			struct buf *body, int64_t *raw, char *why, size_t whylen)
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
@@ -293,12 +296,16 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
+	struct model_shape shape;
+	model_shape(st, caps, &shape);
 	struct wire_request r = {
 		.model = st->model, .max_tokens = st->max_tokens, .temperature = st->temperature,
 		.system = c->system, .system_len = c->system_len,
 		.system_cache_mark = st->prompt_cache && c->system_len > 0,
 		.messages = m, .n_messages = kept * 2 + 1,
-		.thinking_budget = st->thinking_budget, .stream = true,
+		.thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
+		.thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
+		.effort = shape.effort, .stream = true,
 	};
 	int ret = wire_request_build(&r, body);
 	free(m);
@@ -313,10 +320,20 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 static int turn_start(struct store *s, struct context *c, size_t k, struct notes *n)
 {
 	struct turn *t = c->ex[k].reply;
+	const struct model_caps *caps;
 	struct buf body;
 	char why[WHY_MAX];
+	int r = store_models_ready(s, c, t, &caps, why, sizeof(why));
+	if (r > 0) {  /* waits for the Models API; an answer starts it again */
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+		return 0;
+	}
+	if (r < 0) {
+		turn_refuse(s, t, "model_retired", why, n);
+		return r;
+	}
 	buf_init(&body, REQUEST_MAX);
-	int r = turn_request(c, k, &body, &t->raw_sent, why, sizeof(why));
+	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
 	if (r < 0) {
 		buf_done(&body);
 		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);

@@ -232,7 +232,7 @@ static int status_call(const struct context *c, struct buf *out)
 	return r;
 }
 
-static int render_status(const struct context *c, struct buf *out)
+static int render_status(struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
 	const struct turn *t = c->newest;
@@ -256,6 +256,8 @@ static int render_status(const struct context *c, struct buf *out)
 			       (unsigned long long)c->report.torn_bytes);
 	if (r == 0 && c->broken)
 		r = buf_puts(out, "journal: read-only (it could not be opened for writing)\n");
+	if (r == 0)
+		r = store_models_status(s, c, out);
 	return r;
 }
 
@@ -369,7 +371,7 @@ int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf
 	case VIEW_SYSTEM: r = buf_append(out, c->system, c->system_len); break;
 	case VIEW_MODEL: r = buf_printf(out, "%s\n", c->settings.model); break;
 	case VIEW_CONFIG: r = settings_render(&c->settings, out); break;
-	case VIEW_STATUS: r = render_status(c, out); break;
+	case VIEW_STATUS: r = render_status(s, c, out); break;
 	case VIEW_USAGE: r = render_usage(c, out); break;
 	case VIEW_INFO_JSON: r = render_info_json(c, out); break;
 	default: break;

@@ -14,17 +14,18 @@
 #include "mcpfs/map.h"
 #include "mcpfs/store.h"
 
-/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`; a context with id N is
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`; a context with id N is
  * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
  * are never reused while mounted, so inode numbers never go stale. */
 #define INO_STATUS 2
 #define INO_CONFIG 3
+#define INO_MODELS 4
 #define INO_SCRATCH (1ULL << 62)
 
 enum fs_kind {
 	K_DIR = 0, K_INPUT, K_OUTPUT, K_HISTORY, K_HISTORY_JSON, K_TRANSCRIPT, K_SYSTEM,
 	K_MODEL, K_CONFIG, K_STATUS, K_USAGE, K_CTL, K_NFIXED,
-	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH,
+	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH, K_ROOT_MODELS,
 };
 
 struct fs_file {

@@ -41,6 +41,8 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_status(fs->st, out);
 	if (h->kind == K_ROOT_CONFIG)
 		return store_render_defaults(fs->st, out);
+	if (h->kind == K_ROOT_MODELS)
+		return store_render_models(fs->st, out, true);
 	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
 }
 
@@ -309,6 +311,38 @@ static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t
 	return 0;
 }
 
+/* A model id written to model, config or .config is checked with the Models API
+ * at write() (CONTRACT §3.3), on a copy taken under the handle's lock: the check
+ * may wait (MODELS_WAIT_MS at most) and must not hold the stripe meanwhile. */
+static int model_write_check(struct fs *fs, struct fs_handle *h)
+{
+	if (h->kind != K_MODEL && h->kind != K_CONFIG && h->kind != K_ROOT_CONFIG)
+		return 0;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	size_t len = h->data.len;
+	char *copy = len ? malloc(len) : NULL;
+	if (copy)
+		memcpy(copy, h->data.data, len);
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	char why[512];
+	int r = copy ? store_model_check_text(fs->st, h->ctx, h->kind == K_MODEL ? 0 :
+					      h->kind == K_CONFIG ? 1 : 2, copy, len, why,
+					      sizeof(why))
+		     : 0;
+	free(copy);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		/* Refused like any other write (status, log), and the open file
+		 * stays refused: its close applies nothing. */
+		pthread_mutex_lock(fs_handle_lock(fs, h));
+		h->rejected = -r;
+		fs_refuse(fs, h, false, why);
+		pthread_mutex_unlock(fs_handle_lock(fs, h));
+	}
+	return r;
+}
+
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
@@ -329,6 +363,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		r = -EBADF;
 	}
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	if (r == 0)
+		r = model_write_check(fs, h);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else

@@ -261,6 +261,13 @@ def seeds_settings():
     write("settings", "json-fraction", '{"max_tokens":4096.5}')
     write("settings", "json-huge", '{"budget_tokens":1e300}')
     write("settings", "json-unknown", '{"colour":"blue"}')
+    write("settings", "thinking-effort", "thinking = on\neffort = max\nthinking = 2048\n"
+          "effort = XHIGH\nthinking = off\neffort = default\n")
+    write("settings", "bad-effort", "effort = extreme\n")
+    write("settings", "bad-thinking-word", "thinking = maybe\n")
+    write("settings", "json-thinking-effort", '{"thinking":"on","effort":"low"}')
+    write("settings", "json-thinking-number", '{"thinking":4096,"max_tokens":8192}')
+    write("settings", "json-bad-effort", '{"effort":3}')
     write("settings", "json-array", "[1,2]")
 
 

@@ -336,7 +336,8 @@ def bad_config_lines():
 
 def test_config_bad_values_are_einval_and_change_nothing(mount, fake, record_property):
     c = mount.ctx("c")
-    write_file(c / "config", "max_tokens = 321\ntemperature = 0.25\n")
+    # The default model (Claude 5) refuses temperature: one that takes it.
+    write_file(c / "config", "model = claude-haiku-4-5\nmax_tokens = 321\ntemperature = 0.25\n")
     write_file(mount.path / ".config", "max_tokens = 654\n")
     targets = [c / "config", mount.path / ".config"]
     before = {t: read_file(t) for t in targets}
@@ -371,6 +372,9 @@ BAD_MODELS = ["", "\n", "   \n", "a b", "x" * 129, "\u00fc", "claude;rm -rf /", 
 def test_invalid_model_ids_are_einval(mount, fake, record_property):
     ctx = mount.ctx("c")
     n = 0
+    # Well-formed ids are checked with the Models API too: these exist there.
+    fake.add_model("x" * 128)
+    fake.add_model("a/b:c@d.e_f-g")
     for good in ("x" * 128, " claude-haiku-4-5 \n", "a/b:c@d.e_f-g\r\n", "claude-sonnet-4-5\n"):
         write_file(ctx / "model", good)
         assert read_file(ctx / "model") == good.strip() + "\n"

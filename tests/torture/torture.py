@@ -220,6 +220,10 @@ class Torture:
     def __init__(self, mount, fake, seed=1, log=None, max_phase=1.2, hang_timeout=60.0):
         self.m = mount
         self.fake = fake
+        # The torture is about durability, not models: a default model that
+        # takes every temperature the settings actions write (the Claude 5
+        # default refuses them).
+        self.m.args = list(self.m.args) + ["--model=" + DEFAULT_MODEL]
         self.rng = random.Random(seed)
         self.log = log or (lambda s: None)
         self.max_phase = max_phase
@@ -501,6 +505,7 @@ class Torture:
         if ctx is None:
             return self.a_mkdir()
         model = "claude-torture-%d" % self.next_value()
+        self.fake.add_model(model, enabled=True)  # the Models API knows it
         r, _ = self.op(self.write_once(self.path(ctx) / "model", (model + "\n").encode()))
         self.commit_set(ctx.model, model, r)
         return r

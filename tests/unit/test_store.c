@@ -69,6 +69,22 @@ static void fake_cancel(void *impl, uint64_t call_id)
 
 static const struct transport_ops fake_ops = {fake_start, fake_cancel};
 
+/* The same transport with the Models API: it only records what it was asked
+ * (the test answers with store_models_answer, as the network thread would). */
+static char models_asked[16][SETTINGS_MODEL_MAX + 2];
+static size_t n_models_asked;
+
+static void fake_models(void *impl, const char *model, int connect_timeout_ms)
+{
+	(void)impl;
+	(void)connect_timeout_ms;
+	if (n_models_asked < 16)
+		snprintf(models_asked[n_models_asked++], sizeof(models_asked[0]), "%s",
+			 model ? model : "*");
+}
+
+static const struct transport_ops fake_models_ops = {fake_start, fake_cancel, fake_models};
+
 static void fake_done(struct fake *f)
 {
 	for (size_t i = 0; i < f->n; i++)
@@ -1102,6 +1118,75 @@ static void test_failure_retry(void)
 	env_done(&e);
 }
 
+/* A turn waits for the Models API's answer, is shaped from it, and a warm
+ * cache asks nothing more; cancel works while it waits; a retired model fails
+ * before any call; an unknown model fails the write. */
+static void test_models(void)
+{
+	struct env e;
+	env_init(&e);
+	store_set_transport(e.s, &fake_models_ops, &e.fake);
+	n_models_asked = 0;
+	uint64_t id = make(&e, "c");
+	const char *caps5 = "{\"id\":\"claude-sonnet-5-5\",\"capabilities\":{\"thinking\":"
+			    "{\"supported\":true,\"types\":{\"adaptive\":{\"supported\":true},"
+			    "\"enabled\":{\"supported\":false}}},\"effort\":{\"supported\":true,"
+			    "\"low\":{\"supported\":true}}}}";
+
+	CHECK_EQ_INT(context_set_config(e.s, id, "thinking = 2048\neffort = high\n", 30, e.why,
+					sizeof(e.why)), 0);
+	say(&e, id, "one");
+	CHECK_EQ_INT(e.fake.n, 0); /* no call before the answer */
+	CHECK_EQ_INT(n_models_asked, 1);
+	CHECK_EQ_STR(models_asked[0], SETTINGS_DEFAULT_MODEL);
+	CHECK(starts(view(&e, id, VIEW_STATUS), "waiting\n"));
+	say(&e, id, "two"); /* queued behind; asks nothing more */
+	CHECK_EQ_INT(n_models_asked, 1);
+	CHECK_EQ_INT(context_cancel(e.s, id), 1); /* the waiting turn goes */
+	CHECK_EQ_INT(e.fake.n, 0);
+	store_models_answer(e.s, SETTINGS_DEFAULT_MODEL, 200, caps5, strlen(caps5), NULL);
+	CHECK_EQ_INT(e.fake.n, 1); /* turn 2, shaped: adaptive, effort high ignored */
+	const cJSON *th = body_field(&e, 0, "thinking");
+	CHECK(th && !strcmp(cJSON_GetObjectItem(th, "type")->valuestring, "adaptive"));
+	CHECK(body_field(&e, 0, "output_config") == NULL);
+	CHECK(has(view(&e, id, VIEW_STATUS),
+		  "ignored: effort high (the model takes low)\n"));
+	reply(&e, last_call(&e), "ok", 0, 1);
+	for (int i = 0; i < 5; i++) {
+		say(&e, id, "more");
+		reply(&e, last_call(&e), "ok", 0, 1);
+	}
+	CHECK_EQ_INT(n_models_asked, 1); /* warm: no more questions */
+	CHECK_EQ_INT(e.fake.n, 6);
+
+	/* retired: the list is asked for (the advice), then the turn fails */
+	const char *old = "{\"id\":\"old-1\",\"line\":\"l\",\"lifecycle\":\"retired\"}";
+	const char *page = "{\"data\":[{\"id\":\"new-2\",\"line\":\"l\"},{\"id\":\"old-1\","
+			   "\"line\":\"l\",\"lifecycle\":\"retired\"}],\"has_more\":false}";
+	store_models_answer(e.s, "old-1", 200, old, strlen(old), NULL);
+	CHECK_EQ_INT(context_set_model(e.s, id, "old-1\n", 6, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(n_models_asked, 2);
+	CHECK_EQ_STR(models_asked[1], "*"); /* the write asked for the list */
+	say(&e, id, "to the retired");
+	CHECK_EQ_INT(e.fake.n, 6);
+	size_t lens[] = {strlen(page)};
+	store_models_list(e.s, &page, lens, 1, NULL);
+	CHECK_EQ_INT(e.fake.n, 6); /* no call */
+	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: model_retired: old-1 is retired; the "
+					       "newest active model of line 'l' is new-2\n"));
+
+	/* unknown: the write fails */
+	store_models_answer(e.s, "nope-9", 404, NULL, 0, NULL);
+	CHECK_EQ_INT(context_set_model(e.s, id, "nope-9\n", 7, e.why, sizeof(e.why)), -EINVAL);
+	CHECK(has(e.why, "does not exist"));
+	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9\n", 15, e.why,
+					    sizeof(e.why)), -EINVAL);
+	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9", 14, e.why,
+					    sizeof(e.why)), 0); /* not a whole line yet */
+	CHECK(has(view(&e, id, VIEW_MODEL), "old-1"));
+	env_done(&e);
+}
+
 static void test_cancel(void)
 {
 	struct env e;
@@ -2063,6 +2148,7 @@ int main(void)
 	    {"failure_retry", test_failure_retry},
 	    {"cancel", test_cancel},
 	    {"turn_cancel", test_turn_cancel},
+	    {"models", test_models},
 	    {"clear", test_clear},
 	    {"prune", test_prune},
 	    {"view_cache", test_view_cache},
