@@ -294,6 +294,12 @@ struct turn_outcome {
 };
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
 
+/* Cancels this one turn when it is queued or in flight (the MCP endpoint: a
+ * client cancelled its own send_message); other turns are not touched and the
+ * next queued one is sent.  1 when it was cancelled, 0 when it had already
+ * ended (or was still being written). */
+int turn_cancel(struct store *s, struct turn *t);
+
 struct turn *turn_ref(struct store *s, struct turn *t);
 void turn_unref(struct store *s, struct turn *t);  /* NULL-safe */
 

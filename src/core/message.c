@@ -268,6 +268,26 @@ int context_cancel(struct store *s, uint64_t id)
 	return r;
 }
 
+int turn_cancel(struct store *s, struct turn *t)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = t->ctx;
+	int r = 0;
+	if (c && (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
+		  t->state == TURN_STREAMING)) {
+		/* This one turn only, queued or in flight; the others go on. */
+		struct api_error e;
+		api_error_clear(&e);
+		api_error_set(&e, "cancelled", "cancelled by the client");
+		turn_end(s, t, TURN_FAILED, &e, &n);
+		context_pump(s, c, &n);
+		r = 1;
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
 int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 {
 	struct notes n = {0};

@@ -1160,6 +1160,44 @@ static void test_cancel(void)
 	env_done(&e);
 }
 
+/* turn_cancel: one turn, queued or in flight; the others go on. */
+static void test_turn_cancel(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "tc");
+	struct turn *t2 = NULL, *t3 = NULL;
+
+	say(&e, id, "m1");
+	uint64_t call1 = last_call(&e);
+	say(&e, id, "m2");
+	CHECK_EQ_INT(context_output(e.s, id, &t2), 0);
+	say(&e, id, "m3");
+	CHECK_EQ_INT(context_output(e.s, id, &t3), 0);
+	CHECK_EQ_INT(turn_number(t3), 3);
+	CHECK_EQ_INT(turn_cancel(e.s, t3), 1); /* queued: never sent */
+	CHECK_EQ_INT(e.fake.n, 1);
+	CHECK_EQ_INT(e.fake.n_cancelled, 0);
+	reply(&e, call1, "r1", 0, 1);
+	CHECK_EQ_INT(e.fake.n, 2); /* m2 next, m3 not at all */
+	const char *s2[] = {"m1", "r1", "m2"};
+	CHECK(sent(&e, 1, s2, 3));
+	uint64_t call2 = last_call(&e);
+	CHECK_EQ_INT(turn_cancel(e.s, t2), 1); /* in flight */
+	CHECK(fake_was_cancelled(&e.fake, call2));
+	store_call_end(e.s, call2, -ECANCELED, NULL);
+	struct turn_outcome oc;
+	turn_outcome(e.s, t2, &oc);
+	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	CHECK_EQ_STR(oc.error.type, "cancelled");
+	CHECK_EQ_INT(turn_cancel(e.s, t2), 0); /* ended already */
+	CHECK_EQ_INT(turn_cancel(e.s, t3), 0);
+	CHECK_EQ_INT(e.fake.n, 2);
+	turn_unref(e.s, t2);
+	turn_unref(e.s, t3);
+	env_done(&e);
+}
+
 static void test_clear(void)
 {
 	struct env e;
@@ -2024,6 +2062,7 @@ int main(void)
 	    {"queue", test_queue},
 	    {"failure_retry", test_failure_retry},
 	    {"cancel", test_cancel},
+	    {"turn_cancel", test_turn_cancel},
 	    {"clear", test_clear},
 	    {"prune", test_prune},
 	    {"view_cache", test_view_cache},
