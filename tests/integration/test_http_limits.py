@@ -18,7 +18,7 @@ import time
 import pytest
 
 from mcpfs_testlib import wait_for
-from test_http_support import nomount  # noqa: F401  (fixture)
+from http_support import nomount  # noqa: F401  (fixture)
 
 MIB = 1 << 20
 RSS_BOUND_MIB = 256  # SECURITY.md §7: the daemon's peak through this battery

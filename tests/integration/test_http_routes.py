@@ -8,7 +8,7 @@ import os
 import pytest
 
 from mcpfs_testlib import output, read_text, reply_for, send, wait_for, write_file
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     DEFAULT_KEY, client, parse_sse, quote, shim, shim_factory,
 )
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from mcpfs_testlib import daemon_env, is_mounted, run, wait_for
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     Api, CurlApi, client, free_port, ipv6_loopback_works, non_loopback_ipv4, nomount, shim,
     shim_factory, start_failure,
 )

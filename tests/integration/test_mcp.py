@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from mcpfs_testlib import REPO, read_text, reply_for, send, wait_for, wait_status
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     DEFAULT_KEY, parse_sse, shim, shim_factory,
 )
 

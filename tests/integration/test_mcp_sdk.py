@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from mcpfs_testlib import REPO, read_available, read_text, reply_for, wait_status
-from test_http_support import shim, shim_factory  # noqa: F401  (fixtures)
+from http_support import shim, shim_factory  # noqa: F401  (fixtures)
 
 TOOLS = ["list_contexts", "create_context", "send_message", "get_history", "ctl",
          "delete_context"]

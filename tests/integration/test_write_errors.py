@@ -20,7 +20,7 @@ from mcpfs_testlib import (
     write_file,
 )
 from test_disk_full import Filler, assert_journals_valid, small  # noqa: F401 (fixture)
-from test_http_support import shim, shim_factory  # noqa: F401 (fixtures)
+from http_support import shim, shim_factory  # noqa: F401 (fixtures)
 
 SHELLS = [s for s in ("bash", "dash") if shutil.which(s)]
 
