@@ -15,7 +15,7 @@ from mcpfs_testlib import (
     read_file, read_partial, reply_for, run, send, output, status, wait_for, wait_status,
     write_file,
 )
-from test_http_support import client, shim, shim_factory  # noqa: F401  (fixtures)
+from http_support import client, shim, shim_factory  # noqa: F401  (fixtures)
 
 
 def configure(ctx, model, config):
