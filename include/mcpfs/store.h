@@ -218,7 +218,12 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 
 /* ctl commands.  cancel: ends the call in flight (queued turns are then sent);
  * returns 1 when something was cancelled, 0 when nothing was.  retry: sends the
- * newest turn's message again when that turn failed; -EINVAL otherwise.
+ * newest turn's message again as a new attempt when that turn has ended: after
+ * a failure it is sent again, after a complete reply it is regenerated (the
+ * reply leaves the history at once, the new one takes its place when it is
+ * complete; the transcript keeps both).  Durable on return (a RETRY record), and
+ * `output` refers to the new attempt; -EINVAL when the newest turn is still being
+ * written or in flight, or there is none since the last clear.
  * clear: cancels everything and starts an empty history (the transcript keeps
  * all, marked).  0/1, -ENOENT, -EINVAL + why. */
 int context_cancel(struct store *s, uint64_t id);

@@ -3,8 +3,9 @@
  * FUSE raises no inotify events for a daemon's own changes, so `inotifywait -e
  * modify,close_write output` would never fire.  The notifier makes them happen
  * the only way the kernel reports them: by changing the file through the mount.
- * While a reply grows it truncates `output` to its current size (a no-op for
- * us, IN_MODIFY for watchers), at most every NOTIFY_MS per context (longer
+ * While a reply grows it truncates `output` to its current size and
+ * `transcript` (no-ops for us, IN_MODIFY for watchers), at most every NOTIFY_MS
+ * per context (longer
  * when a pass over many streaming contexts takes long); when the
  * reply ends it opens `output` for writing and closes it (IN_CLOSE_WRITE).  It
  * runs in its own thread, holding no lock, because those calls come back to our
@@ -139,8 +140,8 @@ void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
 	pthread_mutex_unlock(&fs->note_lock);
 }
 
-/* Raises the inotify events for one context's output. */
-static void notify_output(struct fs *fs, uint64_t ctx)
+/* Raises the inotify events for one context's output and transcript. */
+static void notify_output(struct fs *fs, uint64_t ctx, unsigned bits)
 {
 	char name[STORE_NAME_MAX + 1], path[4400];
 	struct context_info ci;
@@ -148,6 +149,13 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 		map_del_id(&fs->closed, ctx);  /* deleted: ids are never reused */
 		return;
 	}
+	/* Any size: a truncate of a rendering changes nothing (fs_path_truncate),
+	 * and 0 spares a rendering to learn the transcript's size. */
+	snprintf(path, sizeof(path), "%s/%s/transcript", fs->mountpoint, name);
+	if ((bits & NOTE_TRANSCRIPT) && truncate(path, 0) < 0)
+		return;
+	if (!(bits & NOTE_MODIFY))
+		return;
 	snprintf(path, sizeof(path), "%s/%s/output", fs->mountpoint, name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
 		return;
@@ -204,8 +212,9 @@ void *fs_notifier_run(void *arg)
 			for (struct map_node *n = pending.slots[i]; n; n = n->next) {
 				uint64_t id;
 				memcpy(&id, n->key, sizeof(id));
-				if ((uintptr_t)n->value & NOTE_MODIFY)
-					notify_output(fs, id);
+				unsigned bits = (unsigned)(uintptr_t)n->value;
+				if (bits & (NOTE_MODIFY | NOTE_TRANSCRIPT))
+					notify_output(fs, id, bits);
 			}
 		map_done(&pending);
 		/* Coalesce: changes in the next NOTIFY_MS make one event per context.

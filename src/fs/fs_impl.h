@@ -132,6 +132,7 @@ static inline pthread_mutex_t *fs_handle_lock(struct fs *fs, const void *h)
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
 #define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */
 #define NOTE_INVAL 4u        /* the context appeared, vanished or was renamed */
+#define NOTE_TRANSCRIPT 8u   /* the transcript grew: truncate it (a no-op) */
 
 /* fs_node.c */
 uint64_t fs_ino(uint64_t ctx, int kind);

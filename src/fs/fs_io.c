@@ -7,7 +7,8 @@
  * `system`, `model`, `config`, `.config`: the new text replaces the old at
  * flush; opened without O_TRUNC the buffer starts with the current text, so
  * `>>` appends.  Read-only renderings are rendered at a read at offset 0 and
- * served from that snapshot, so one pass through the file is consistent.
+ * served from that snapshot, so one pass through the file is consistent; the
+ * transcript, which only grows, is rendered again by a read past the snapshot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -235,7 +236,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 	default:
 		break;
 	}
-	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data)) {
+	/* The transcript only grows, so a snapshot stays a prefix of it: a read
+	 * past its end (tail -f, a reader while a reply streams) renders anew. */
+	bool grown = h->kind == K_TRANSCRIPT && (size_t)off >= h->data.len;
+	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data || grown)) {
 		buf_reset(&h->data);
 		int r = render(fs, h, &h->data);
 		if (r < 0) {
