@@ -197,12 +197,6 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 void context_history_push(struct context *c, size_t ex_index);
 /* Records a clear or a new system prompt (text copied) for the transcript. */
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
-/* Puts a new attempt in place of exchange e's reply, keeping the old one among
- * e->earlier.  0, -ENOMEM. */
-int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
-/* true when the reply may go into the history: complete, with text, and not a
- * refusal (the API wants a refused exchange left out). */
-bool turn_in_history(const struct turn *t);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
 
@@ -220,5 +214,11 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 void turn_checkpoint(struct turn *t, bool sync);
 void context_pump(struct store *s, struct context *c, struct notes *n);
 int64_t exchange_raw(const struct exchange *e);
+/* Puts a new attempt in place of exchange e's reply, keeping the old one among
+ * e->earlier.  0, -ENOMEM. */
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
+/* true when the reply may go into the history: complete, with text, and not a
+ * refusal (the API wants a refused exchange left out). */
+bool turn_in_history(const struct turn *t);
 
 #endif
