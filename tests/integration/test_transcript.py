@@ -10,7 +10,9 @@ history.
 import errno
 import json
 import os
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -189,6 +191,10 @@ def test_regenerate_replaces_the_reply_in_the_history(mount, fake):
     # durable: the same history, transcript and output after a remount
     hist, trans = read_file(c / "history.json"), read_file(c / "transcript")
     mount.remount()
+    dump = os.environ.get("MCPFS_JOURNAL_DUMP") or str(Path(mount.bin).parent /
+                                                         "mcpfs-journal-dump")
+    r = run([dump, str(mount.state / "contexts" / "c" / "journal")])
+    assert r.rc == 0 and re.search(r"RETRY .*\"turn\":1,\"attempt\":2", r.out), r
     assert read_file(c / "history.json") == hist
     assert read_file(c / "transcript") == trans
     send(c, "after\n")
