@@ -157,13 +157,15 @@ static int render_outcome(const struct turn *t, bool replaced, struct buf *out)
 static int render_attempt(const struct turn *t, bool replaced, struct buf *out)
 {
 	bool ended = t->state == TURN_DONE || t->state == TURN_FAILED;
-	/* Before its first text an attempt may still be retried, which drops its
-	 * thinking: nothing of it is final yet. */
-	if (!t->text.len && !ended)
+	/* Of a streaming reply only what is in the journal, so that a restart
+	 * shows it again.  Before its first text an attempt may still be retried,
+	 * which drops its thinking: nothing of it is final yet. */
+	size_t shown = ended ? t->text.len : t->text_saved;
+	if (!shown && !ended)
 		return 0;
 	size_t lead = t->text.len ? t->thinking_lead : t->thinking.len;
 	const char *thinking = text_of(&t->thinking);
-	bool head = t->text.len || t->state == TURN_DONE;
+	bool head = shown || t->state == TURN_DONE;
 	char h[96];
 	int r = 0;
 	if (lead) {
@@ -175,8 +177,8 @@ static int render_attempt(const struct turn *t, bool replaced, struct buf *out)
 			       (unsigned long long)t->number, t->attempt);
 	else if (r == 0 && head)
 		r = buf_printf(out, "--- assistant (turn %llu) ---\n", (unsigned long long)t->number);
-	if (r == 0 && t->text.len)
-		r = buf_append(out, t->text.data, t->text.len);
+	if (r == 0 && shown)
+		r = buf_append(out, t->text.data, shown);
 	if (r < 0 || !ended)
 		return r;
 	if (head)
