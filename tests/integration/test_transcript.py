@@ -42,6 +42,11 @@ class Snapshots:
                 "snapshot %d changed: %r\nis no prefix of\n%r" % (i, old[-400:], final[-800:])
 
 
+def turn_key(st, key):
+    """A per-turn key of `status`, named `turn_KEY` (or, before, `KEY`)."""
+    return st.get("turn_" + key, st.get(key))
+
+
 def ctl(ctx, command):
     return run("echo %s > '%s/ctl'" % (command, ctx))
 
@@ -222,7 +227,7 @@ def test_regenerate_is_durable_before_its_reply(mount, fake):
     assert "turn 1, failed: interrupted" in t, t
     assert json.loads(read_file(c / "history.json"))["messages"] == []
     st = status(c)
-    assert st.state == "error" and st.get("attempt") == "2", st.text
+    assert st.state == "error" and turn_key(st, "attempt") == "2", st.text
 
 
 def test_crash_mid_stream_keeps_the_transcript_prefix(mount, fake):
@@ -254,7 +259,7 @@ def test_refusal_is_complete_and_left_out_of_the_history(ctx, fake):
     assert data == b"I can't help with that request."
     st = wait_status(ctx, "idle")
     assert st.get("stop_reason") == "refusal", st.text
-    assert st.get("state") == "done", st.text
+    assert turn_key(st, "state") == "done", st.text
     hj = json.loads(read_file(ctx / "history.json"))
     assert [m["content"] for m in hj["messages"]] == ["fine\n", reply_for("fine")]
     t = read_file(ctx / "transcript")
