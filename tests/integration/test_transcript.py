@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from test_http_support import parse_sse, shim, shim_factory  # noqa: F401  (fixtures)
 from mcpfs_testlib import (PipeReader, read_file, read_partial, reply_for, run, send, status,
                            output, wait_for, wait_status, write_file)
 
@@ -186,8 +187,6 @@ def test_regenerate_replaces_the_reply_in_the_history(mount, fake):
     t = read_file(c / "transcript")
     assert t.startswith(before)
     assert reply_for("hello") in t and "a better hello" in t and "regenerated" in t
-    tj = json.loads(read_file(c / "transcript.json")) if (c / "transcript.json").exists() else None
-    assert tj is None or any(m.get("replaced") for m in tj["messages"])
 
     send(c, "next\n")
     assert output(c) == reply_for("next")
@@ -293,3 +292,28 @@ def test_retry_with_nothing_to_retry_is_einval(ctx, fake):
         assert e.value.errno == errno.EINVAL
     finally:
         os.close(fd)
+
+
+def test_shim_shows_regeneration_and_refusal(shim, fake):
+    """Over HTTP: the transcript lists every attempt (the replaced one marked),
+    and a refused reply's stream ends with `done`, stop_reason refusal."""
+    api = shim.api
+    assert api.request("POST", "/v1/contexts", {"name": "h"}).status == 201
+    api.request("POST", "/v1/contexts/h/messages", {"content": "hello"})
+    assert api.request("GET", "/v1/contexts/h/output").text == reply_for("hello")
+    fake.script("normal", text="hello again")
+    assert ctl(shim.path / "h", "retry").rc == 0
+    assert api.request("GET", "/v1/contexts/h/output").text == "hello again"
+    msgs = api.request("GET", "/v1/contexts/h/transcript").json()["messages"]
+    assert [(m["role"], m["content"], m.get("attempt"), m.get("replaced", False))
+            for m in msgs] == [("user", "hello", None, False),
+                               ("assistant", reply_for("hello"), 1, True),
+                               ("assistant", "hello again", 2, False)]
+    fake.script("refusal")
+    r = api.request("POST", "/v1/contexts/h/messages", {"content": "bad"},
+                    headers={"Accept": "text/event-stream"})
+    events = parse_sse(r.body)
+    assert events[-1][0] == "done", events
+    assert json.loads(events[-1][1])["stop_reason"] == "refusal"
+    hist = api.request("GET", "/v1/contexts/h/history").json()
+    assert [m["content"] for m in hist["messages"]] == ["hello", "hello again"]
