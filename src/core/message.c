@@ -281,7 +281,8 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 		if (c->next_send > c->n_ex - 1)
 			c->next_send = c->n_ex - 1;
 		c->note[0] = '\0';
-		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+		notes_add(&n, id,
+			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 		context_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);

@@ -176,7 +176,8 @@ static int render_attempt(const struct turn *t, bool replaced, struct buf *out)
 		r = buf_printf(out, "--- assistant (turn %llu, attempt %u) ---\n",
 			       (unsigned long long)t->number, t->attempt);
 	else if (r == 0 && head)
-		r = buf_printf(out, "--- assistant (turn %llu) ---\n", (unsigned long long)t->number);
+		r = buf_printf(out, "--- assistant (turn %llu) ---\n",
+			       (unsigned long long)t->number);
 	if (r == 0 && shown)
 		r = buf_append(out, t->text.data, shown);
 	if (r < 0 || !ended)
