@@ -30,6 +30,8 @@ struct turn {
 	size_t thinking_lead;        /* bytes of thinking that came before the first text
 	                                (the transcript shows them ahead of it) */
 	size_t thinking_saved;
+	size_t marks_before;         /* a retry's: context->n_marks when it was asked for
+	                                (the transcript shows those marks before it) */
 	struct buf part;             /* the last REPLY_PART printed; freed at the end */
 	int64_t saved_ms;            /* monotonic time of the last checkpoint */
 	char stop_reason[64];

@@ -227,6 +227,7 @@ int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
 	e->reply->ctx = NULL;  /* ended: nothing more is saved of it */
 	v[e->n_earlier++] = e->reply;
 	e->reply = t;
+	t->marks_before = c->n_marks;
 	context_changed(c);
 	return 0;
 }

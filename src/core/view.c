@@ -132,7 +132,7 @@ static int render_mark(const struct mark *m, struct buf *out)
 }
 
 /* What is appended once attempt t has ended. */
-static int render_outcome(const struct turn *t, bool replaced, struct buf *out)
+static int render_outcome(const struct turn *t, struct buf *out)
 {
 	unsigned long long n = (unsigned long long)t->number;
 	const char *text = text_of(&t->text);
@@ -146,15 +146,12 @@ static int render_outcome(const struct turn *t, bool replaced, struct buf *out)
 	else if (utf8_blank(text, t->text.len))
 		r = buf_printf(out, "--- turn %llu: the reply has no text: left out of the history "
 			       "---\n\n", n);
-	if (r == 0 && replaced)
-		r = buf_printf(out, "--- turn %llu, regenerated: the reply above is replaced by "
-			       "attempt %u ---\n\n", n, t->attempt + 1);
 	return r;
 }
 
 /* Renders attempt t: 1 when it has ended (the rendering goes on after it), 0
  * when it stops here, -errno. */
-static int render_attempt(const struct turn *t, bool replaced, struct buf *out)
+static int render_attempt(const struct turn *t, struct buf *out)
 {
 	bool ended = t->state == TURN_DONE || t->state == TURN_FAILED;
 	/* Of a streaming reply only what is in the journal, so that a restart
@@ -190,27 +187,48 @@ static int render_attempt(const struct turn *t, bool replaced, struct buf *out)
 		r = put_block(out, h, thinking + lead, t->thinking.len - lead);
 	}
 	if (r == 0)
-		r = render_outcome(t, replaced, out);
+		r = render_outcome(t, out);
 	return r < 0 ? r : 1;
 }
 
-/* Renders exchange e: 1 when all of it is final, 0 when the rendering stops in
- * it, -errno. */
-static int render_exchange(const struct exchange *e, struct buf *out)
+/* Renders the marks from *m on that came before attempt t: those made before
+ * it was asked for (a new system prompt between a reply and its regeneration). */
+static int render_marks_before(const struct context *c, size_t *m, size_t before,
+			       struct buf *out)
 {
+	int r = 0;
+	for (; r == 0 && *m < c->n_marks && *m < before; (*m)++)
+		r = render_mark(&c->marks[*m], out);
+	return r;
+}
+
+/* Renders exchange i: 1 when all of it is final, 0 when the rendering stops in
+ * it, -errno.  *m is the next mark to render. */
+static int render_exchange(const struct context *c, size_t i, size_t *m, struct buf *out)
+{
+	const struct exchange *e = &c->ex[i];
 	if (e->reply->state == TURN_PENDING && !e->n_earlier)
 		return 0;  /* its writer may still change it */
 	char head[96], when[32];
 	clock_format_utc(e->user_ms, when);
 	snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
 	int r = put_block(out, head, e->user, e->user_len);
-	for (size_t k = 0; r >= 0 && k < e->n_earlier; k++) {
-		const struct turn *t = e->earlier[k];
-		r = render_attempt(t, t->state == TURN_DONE, out);
+	for (size_t k = 0; r >= 0 && k <= e->n_earlier; k++) {
+		const struct turn *t = k < e->n_earlier ? e->earlier[k] : e->reply;
+		if (k > 0 && (r = render_marks_before(c, m, t->marks_before, out)) < 0)
+			break;
+		/* A regeneration is told where its attempt begins: all before it
+		 * was shown when it was asked for. */
+		if (k > 0 && e->earlier[k - 1]->state == TURN_DONE &&
+		    (r = buf_printf(out, "--- turn %llu, regenerated: the reply above is replaced by "
+				    "attempt %u ---\n\n", (unsigned long long)e->turn,
+				    t->attempt)) < 0)
+			break;
+		r = render_attempt(t, out);
 		if (r == 0)
 			return 0;
 	}
-	return r < 0 ? r : render_attempt(e->reply, false, out);
+	return r;
 }
 
 static int render_transcript(const struct context *c, struct buf *out)
@@ -223,7 +241,7 @@ static int render_transcript(const struct context *c, struct buf *out)
 			r = x < 0 ? x : 1;
 		}
 		if (r > 0 && i < c->n_ex)
-			r = render_exchange(&c->ex[i], out);
+			r = render_exchange(c, i, &m, out);
 	}
 	return r < 0 ? r : 0;
 }

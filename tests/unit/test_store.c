@@ -1123,15 +1123,25 @@ static void test_regenerate(void)
 	char *t2 = view_dup(&e, id, VIEW_TRANSCRIPT);
 	CHECK(starts(t2, t1));
 	CHECK(has(t2, "r2\n\n--- thinking (turn 2, after the text) ---\nlater\n\n"));
+	/* A new system prompt between the reply and its regeneration stays where
+	 * it was shown. */
+	CHECK_EQ_INT(context_set_system(e.s, id, "be kind", 7, e.why, sizeof(e.why)), 0);
+	free(t2);
+	t2 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(has(t2, "later\n\n--- system prompt set ---\nbe kind\n\n"));
 
 	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), 0);
+	char *t2r = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t2r, t2));
+	CHECK(has(t2r, "be kind\n\n--- turn 2, regenerated: the reply above is replaced by "
+		  "attempt 2 ---\n\n"));
 	const char *m[] = {"one", "r1", "two"};
 	CHECK(sent(&e, e.fake.n - 1, m, 3));
 	CHECK(!has(view(&e, id, VIEW_HISTORY), "r2"));
 	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL); /* in flight */
 	reply(&e, last_call(&e), "better", 0, 1);
 	char *t3 = view_dup(&e, id, VIEW_TRANSCRIPT);
-	CHECK(starts(t3, t2));
+	CHECK(starts(t3, t2r));
 	CHECK(has(t3, "--- turn 2, regenerated: the reply above is replaced by attempt 2 ---\n\n"
 		  "--- assistant (turn 2, attempt 2) ---\nbetter\n\n"));
 	CHECK(has(view(&e, id, VIEW_HISTORY), "\nbetter\n"));
@@ -1150,6 +1160,7 @@ static void test_regenerate(void)
 	free(t0);
 	free(t1);
 	free(t2);
+	free(t2r);
 	free(t3);
 	free(t4);
 	free(h4);
