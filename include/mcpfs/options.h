@@ -14,6 +14,7 @@ struct options {
 	char *mountpoint;
 	char *state_dir;
 	char *api_key_file;
+	char *log_file;         /* --log-file: lines appended there, or NULL */
 	char *http;             /* ADDR:PORT, or NULL when the shim is off */
 	char *http_token_file;
 	bool foreground;

@@ -99,6 +99,11 @@ void store_set_info(struct store *s, const char *key, const char *value);
  * control characters, not starting with '.'.  -EINVAL, -ENAMETOOLONG. */
 int store_name_check(const char *name, size_t len);
 
+/* store_name_check, and *why (when why is not NULL) a static phrase saying which
+ * rule a refused name breaks ("names that start with '.' are reserved"), NULL
+ * for a valid name: for the adapters' log lines. */
+int store_name_check_why(const char *name, size_t len, const char **why);
+
 /* Creates a context with the root defaults; durable on return.  -EEXIST,
  * -EINVAL, -ENAMETOOLONG, -ENOSPC, -errno. */
 int store_create(struct store *s, const char *name, uint64_t *id);

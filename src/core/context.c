@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mcpfs/clock.h"
+#include "mcpfs/json_nul.h"
 #include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
@@ -171,8 +172,11 @@ void context_history_push(struct context *c, size_t i)
 struct loader {
 	struct store *s;
 	struct context *c;
-	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read */
+	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read, or a
+	                           record where the format allows none (§5) */
 	bool settings_seen;     /* a CREATE or SETTINGS record was read */
+	bool nul_hidden;        /* this payload's \u0000 are marks (json_nul.h) */
+	struct buf hidden;      /* the payload with its \u0000 as marks */
 };
 
 static struct exchange *find_exchange(struct context *c, uint64_t turn)
@@ -183,20 +187,42 @@ static struct exchange *find_exchange(struct context *c, uint64_t turn)
 	return NULL;
 }
 
-static const char *jstr(const cJSON *o, const char *key, size_t *len)
+/* A string member, len bytes long: a \u0000 of the payload is a NUL inside it
+ * (the caller that takes no length sees the string end there).  Read each
+ * member once: its marks are turned back into NULs in place. */
+static const char *jstr(const struct loader *L, const cJSON *o, const char *key, size_t *len)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 	if (!cJSON_IsString(v))
 		return NULL;
+	size_t n = strlen(v->valuestring);
+	if (L->nul_hidden)
+		json_nul_show(v->valuestring, n);
 	if (len)
-		*len = strlen(v->valuestring);
+		*len = n;
 	return v->valuestring;
 }
 
+/* A whole number from 0 to 2^53 (exact in a double, as the API's counts are
+ * read), else -1: a value out of range converted to int64_t is undefined, and
+ * sums of them overflow. */
 static int64_t jint(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
+		return -1;
+	return (int64_t)d;
+}
+
+static char *memdup_z(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
 }
 
 static void load_settings(struct loader *L, const cJSON *o)
@@ -208,8 +234,8 @@ static void load_settings(struct loader *L, const cJSON *o)
 	if (cJSON_IsObject(set) && settings_from_json(&st, set, why, sizeof(why)) == 0)
 		L->c->settings = st;
 	size_t len;
-	const char *sys = jstr(o, "system", &len);
-	char *copy = sys ? strdup(sys) : NULL;
+	const char *sys = jstr(L, o, "system", &len);
+	char *copy = sys ? memdup_z(sys, len) : NULL;
 	if (copy && (len != L->c->system_len || memcmp(copy, L->c->system, len)))
 		context_mark(L->c, MARK_SYSTEM, copy, len);
 	if (copy) {
@@ -222,23 +248,31 @@ static void load_settings(struct loader *L, const cJSON *o)
 		L->c->created_ms = ms;
 }
 
+/* §5 rule 2: USER N creates turn N, or replaces its text if turn N exists.
+ * Turns increase: a USER for a missing turn below the newest is misplaced. */
 static void load_user(struct loader *L, const cJSON *o)
 {
 	struct context *c = L->c;
 	int64_t turn = jint(o, "turn");
 	size_t len;
-	const char *text = jstr(o, "text", &len);
-	if (turn <= 0 || !text)
+	const char *text = jstr(L, o, "text", &len);
+	if (turn <= 0 || !text) {
+		L->bad_payloads++;
 		return;
-	struct exchange *e = c->n_ex ? &c->ex[c->n_ex - 1] : NULL;
-	if (e && e->turn == (uint64_t)turn) {
+	}
+	struct exchange *e = find_exchange(c, (uint64_t)turn);
+	if (e) {
 		/* Re-staged: the writer's descriptor was flushed again. */
-		char *copy = strdup(text);
+		char *copy = memdup_z(text, len);
 		if (copy) {
 			free(e->user);
 			e->user = copy;
 			e->user_len = len;
 		}
+		return;
+	}
+	if (c->n_ex && c->ex[c->n_ex - 1].turn > (uint64_t)turn) {
+		L->bad_payloads++;
 		return;
 	}
 	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
@@ -250,13 +284,23 @@ static void load_user(struct loader *L, const cJSON *o)
 		e->user_ms = ms;
 }
 
-/* The attempt a record talks about: a new turn object when it is a new one. */
-static struct turn *load_attempt(struct context *c, const cJSON *o)
+/* The attempt a record talks about: a new turn object when it is a higher one
+ * (§5 rule 3); NULL for a record of a lower attempt (ignored), of a turn
+ * without a USER record (dropped), or of an attempt that has ended (misplaced:
+ * its REPLY_END came after every byte of it, so nothing may follow). */
+static struct turn *load_attempt(struct loader *L, const cJSON *o)
 {
+	struct context *c = L->c;
 	int64_t turn = jint(o, "turn"), attempt = jint(o, "attempt");
 	struct exchange *e = turn > 0 ? find_exchange(c, (uint64_t)turn) : NULL;
 	if (!e)
 		return NULL;
+	if (attempt > 0 && (uint64_t)attempt < e->reply->attempt)
+		return NULL;
+	if (attempt > UINT32_MAX) {
+		L->bad_payloads++;
+		return NULL;
+	}
 	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
 		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
 		if (t && e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
@@ -269,23 +313,27 @@ static struct turn *load_attempt(struct context *c, const cJSON *o)
 		}
 		t->state = TURN_QUEUED;
 	}
+	if (e->reply->state == TURN_DONE || e->reply->state == TURN_FAILED) {
+		L->bad_payloads++;
+		return NULL;
+	}
 	return e->reply;
 }
 
 static void load_part(struct loader *L, const cJSON *o)
 {
-	struct turn *t = load_attempt(L->c, o);
+	struct turn *t = load_attempt(L, o);
 	size_t len;
 	const char *s;
 	if (!t)
 		return;
 	/* The writer puts the thinking that came before the first text in parts
 	 * of its own (turn_checkpoint), so where it ends is known again here. */
-	if ((s = jstr(o, "text", &len)) && len && !t->text.len)
+	if ((s = jstr(L, o, "text", &len)) && len && !t->text.len)
 		t->thinking_lead = t->thinking.len;
 	if (s)
 		buf_append(&t->text, s, len);
-	if ((s = jstr(o, "thinking", &len)))
+	if ((s = jstr(L, o, "thinking", &len)))
 		buf_append(&t->thinking, s, len);
 	t->text_saved = t->text.len;
 	t->thinking_saved = t->thinking.len;
@@ -317,25 +365,25 @@ static void load_usage(struct wire_usage *u, const cJSON *o)
 
 static void load_end(struct loader *L, const cJSON *o)
 {
-	struct turn *t = load_attempt(L->c, o);
+	struct turn *t = load_attempt(L, o);
 	if (!t)
 		return;
-	const char *st = jstr(o, "state", NULL);
+	const char *st = jstr(L, o, "state", NULL);
 	t->state = st && !strcmp(st, "done") ? TURN_DONE : TURN_FAILED;
-	const char *s = jstr(o, "stop_reason", NULL);
+	const char *s = jstr(L, o, "stop_reason", NULL);
 	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", s ? s : "");
 	load_usage(&t->usage, cJSON_GetObjectItemCaseSensitive(o, "usage"));
 	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
 	if (cJSON_IsObject(err)) {
-		s = jstr(err, "type", NULL);
+		s = jstr(L, err, "type", NULL);
 		snprintf(t->error.type, sizeof(t->error.type), "%s", s ? s : "error");
-		s = jstr(err, "message", NULL);
+		s = jstr(L, err, "message", NULL);
 		snprintf(t->error.message, sizeof(t->error.message), "%s", s ? s : "");
-		s = jstr(err, "request_id", NULL);
+		s = jstr(L, err, "request_id", NULL);
 		snprintf(t->error.request_id, sizeof(t->error.request_id), "%s", s ? s : "");
 		t->error.http_status = (int)jint(err, "http_status");
 	}
-	s = jstr(o, "request_id", NULL);
+	s = jstr(L, o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
 	t->raw_sent = jint(o, "raw_sent");
 	int64_t first = jint(o, "first_turn");
@@ -354,7 +402,18 @@ static void load_end(struct loader *L, const cJSON *o)
 static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
 {
 	struct loader *L = data;
-	cJSON *o = cJSON_ParseWithLength(payload, len);
+	/* Every payload is UTF-8 (§4): a string of bytes that are not would be
+	 * served as they are (over HTTP too). */
+	if (!utf8_valid(payload, len)) {
+		L->bad_payloads++;
+		return 0;
+	}
+	L->nul_hidden = json_nul_escaped(payload, len);
+	buf_reset(&L->hidden);
+	if (L->nul_hidden && json_nul_hide(payload, len, &L->hidden) < 0)
+		return -ENOMEM;
+	cJSON *o = L->nul_hidden ? cJSON_ParseWithLength(L->hidden.data, L->hidden.len)
+				 : cJSON_ParseWithLength(payload, len);
 	if (!cJSON_IsObject(o)) {
 		L->bad_payloads++;
 		cJSON_Delete(o);
@@ -380,7 +439,7 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		context_mark(L->c, MARK_CLEAR, NULL, 0);
 		break;
 	case JOURNAL_RETRY:
-		load_attempt(L->c, o);
+		load_attempt(L, o);
 		break;
 	}
 	cJSON_Delete(o);
@@ -460,8 +519,10 @@ int context_load(struct store *s, struct store_slot *slot)
 	slot->ctx = c;
 	int r = journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
+	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
+	buf_done(&L.hidden);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
 		r = context_create_journal(c, path);

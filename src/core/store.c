@@ -1,7 +1,8 @@
 /* store.c — the set of contexts and the state directory (see store.h).
  *
  * Layout of the state directory (doc/design/journal.md):
- *   STATE/lock               flock'd while a daemon uses the directory
+ *   STATE/lock               flock'd while a daemon uses the directory, and so is
+ *                            STATE itself (deleting the file unlocks nothing)
  *   STATE/config             root defaults, `key = value` lines
  *   STATE/contexts/NAME/journal
  *   STATE/trash/             where deleted contexts go before removal
@@ -206,8 +207,13 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot open state directory '%s': %s", s->dir, strerror(-r));
 		return r;
 	}
+	/* The directory itself is what is locked: STATE/lock can be deleted while a
+	 * daemon holds it, and a second daemon would then lock a new file of the
+	 * same name.  The file is still locked too, for a daemon of an earlier
+	 * version, which locks only the file. */
 	s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	if (s->lock_fd < 0 || flock(s->dir_fd, LOCK_EX | LOCK_NB) < 0 ||
+	    flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		snprintf(why, whylen, "state directory '%s' is %s", s->dir,
 			 r == -EBUSY ? "in use by another mcpfs" : strerror(-r));

@@ -151,7 +151,7 @@ struct notes {
 struct store {
 	pthread_mutex_t lock;
 	char *dir;                   /* state directory */
-	int dir_fd;
+	int dir_fd;                  /* STATE, flock'd: open for the store's whole life */
 	int contexts_fd;             /* STATE/contexts */
 	int lock_fd;                 /* flock'd STATE/lock */
 	struct map by_name;          /* name -> struct store_slot */

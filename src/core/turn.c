@@ -191,16 +191,24 @@ void turn_end_record(struct context *c, struct turn *t, bool sync)
 		turn_save_failed(c, r);
 }
 
+/* Adds a count (each is 0 to 2^53, as wire.c and the loader read them) to a
+ * total that stops at INT64_MAX: a journal can hold any number of records. */
+static void total_add(int64_t *total, int64_t n)
+{
+	if (n > 0)
+		*total = *total > INT64_MAX - n ? INT64_MAX : *total + n;
+}
+
 /* Usage totals and the pruning calibration learn from every ended call. */
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
 	if (!u->present)
 		return;
-	c->totals.input += u->input_tokens;
-	c->totals.output += u->output_tokens;
-	c->totals.cache_creation += u->cache_creation_input_tokens;
-	c->totals.cache_read += u->cache_read_input_tokens;
+	total_add(&c->totals.input, u->input_tokens);
+	total_add(&c->totals.output, u->output_tokens);
+	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
+	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
 	c->totals.calls++;
 	c->last_usage = *u;
 	int64_t sent = u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;

@@ -11,16 +11,17 @@
 
 #include <cjson/cJSON.h>
 
+#include "mcpfs/json_nul.h"
 #include "mcpfs/utf8.h"
 #include "mcpfs/wire.h"
 
-/* cJSON strings end at the first NUL, so a NUL byte would silently cut the text:
- * it is refused like bad UTF-8. */
+/* cJSON strings end at the first NUL, so a NUL byte of the text crosses cJSON
+ * as a mark (json_nul.h) and is printed as \u0000. */
 static bool text_ok(const char *s, size_t n)
 {
 	if (!s)
 		return n == 0;
-	return utf8_valid(s, n) && !memchr(s, '\0', n);
+	return utf8_valid(s, n);
 }
 
 /* Every check that can fail on the caller's values, done before building, so
@@ -50,6 +51,7 @@ static cJSON *json_string(const char *s, size_t n)
 	if (n)
 		memcpy(z, s, n);
 	z[n] = '\0';
+	json_nul_mark(z, n);
 	cJSON *item = cJSON_CreateString(z);
 	free(z);
 	return item;
@@ -175,7 +177,7 @@ int wire_request_build(const struct wire_request *r, struct buf *out)
 	cJSON_Delete(root);
 	if (!s)
 		return -ENOMEM;
-	rc = buf_puts(out, s);
+	rc = json_nul_print(s, strlen(s), out);
 	cJSON_free(s);
 	return rc;
 }

@@ -35,18 +35,24 @@ struct fs_file {
 extern const struct fs_file fs_files[K_NFIXED];
 
 #define FS_HANDLE_LOCKS 64       /* stripes of fs->handle_locks */
-#define SCRATCH_MAX_FILES 64     /* editor scratch files in the whole mount */
-#define SCRATCH_MAX_BYTES (16u << 20)
+/* Scratch and temporary files (fs_scratch.c); past a count, ENOSPC at create;
+ * past a file's size, EFBIG at write; past the total, ENOSPC at write. */
+#define SCRATCH_MAX_FILES 64             /* in the whole mount */
+#define SCRATCH_DIR_MAX_FILES 16         /* in one directory */
+#define SCRATCH_MAX_BYTES (16u << 20)    /* one file */
+#define SCRATCH_TOTAL_BYTES (64u << 20)  /* all of them together */
 
-/* An editor's scratch file (a vim swap file): in memory only. */
+/* An editor's scratch file (a vim swap file) or a tool's temporary file (sed
+ * -i's): in memory only.  data's length and opens are under scratch_lock. */
 struct scratch {
 	uint64_t ino;
 	fuse_ino_t parent;
 	char name[256];
 	struct buf data;
 	int64_t mtime_ms;
+	pid_t creator;  /* the thread that created it (FUSE's pid of the request) */
 	int opens;      /* handles open on it; under scratch_lock */
-	bool gone;      /* unlinked: freed at the last release */
+	bool gone;      /* unlinked or renamed away: freed at the last release */
 };
 
 /* One open file.  Owned by the kernel's file (fi->fh) from open to release. */
@@ -98,6 +104,7 @@ struct fs {
 	struct map scratch_by_name;  /* "parent/name" -> struct scratch */
 	struct map scratch_by_ino;
 	uint64_t next_scratch;
+	size_t scratch_bytes;        /* bytes of the files in scratch_by_ino; under scratch_lock */
 
 	pthread_mutex_t note_lock;   /* the notifier's queue */
 	pthread_cond_t note_cond;
@@ -105,6 +112,9 @@ struct fs {
 	bool note_stop;
 	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
+	dev_t dev;                   /* the mount's device: the notifier touches files
+	                                only while the mount point is this mount */
+	bool have_dev;
 
 	/* Open files.  The kernel drops the RELEASE of a file closed just before
 	 * an unmount, so fs_free frees what is left here. */
@@ -175,6 +185,12 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
 int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
 /* Frees the handles whose release never came; the session is destroyed. */
 void fs_handles_free(struct fs *fs);
+/* The whole new content of input or a setting, given at once (a temporary file
+ * renamed onto it): checked and applied as a writer's text is at close; input
+ * gets one message.  0 or the -errno that close would give. */
+int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
+/* What reading ctl shows: its commands, one a line, each with a few words. */
+extern const char fs_ctl_help[];
 
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
@@ -182,16 +198,24 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
 		    struct fuse_pollhandle *ph);
 void fs_on_change(void *fs, uint64_t ctx, unsigned what);
+/* Answers every parked read with EIO and drops every poll waiter; after the
+ * session loop has returned. */
+void fs_park_drain(struct fs *fs);
 
 /* fs_scratch.c */
-bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name);
+bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags);
 struct scratch *fs_scratch_find(struct fs *fs, fuse_ino_t parent, const char *name);
-struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino);
-int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, struct scratch **ret);
+uint64_t fs_scratch_ino(struct fs *fs, fuse_ino_t parent, const char *name);
+/* The file of inode ino with one more open on it (fs_scratch_release), or NULL. */
+struct scratch *fs_scratch_hold_ino(struct fs *fs, uint64_t ino);
+int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, pid_t creator,
+		      struct scratch **ret);
+int fs_scratch_write(struct fs *fs, struct scratch *sc, size_t off, const char *data, size_t n);
+int fs_scratch_resize(struct fs *fs, struct scratch *sc, size_t len);
+int fs_scratch_copy(struct fs *fs, fuse_ino_t parent, const char *name, struct buf *out);
 int fs_scratch_unlink(struct fs *fs, fuse_ino_t parent, const char *name);
 void fs_scratch_drop_dir(struct fs *fs, fuse_ino_t parent);
-void fs_scratch_stat(struct fs *fs, const struct scratch *sc, struct stat *st);
-void fs_scratch_hold(struct fs *fs, struct scratch *sc);
+int fs_scratch_stat(struct fs *fs, uint64_t ino, struct stat *st);
 void fs_scratch_release(struct fs *fs, struct scratch *sc);
 void fs_scratch_free_all(struct fs *fs);
 

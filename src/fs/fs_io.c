@@ -52,11 +52,8 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	case K_DIR:
 		return -EISDIR;
 	case K_SCRATCH:
-		if (h->writer && (flags & O_TRUNC)) {
-			pthread_mutex_lock(&fs->scratch_lock);
-			buf_resize(&h->scratch->data, 0);
-			pthread_mutex_unlock(&fs->scratch_lock);
-		}
+		if (h->writer && (flags & O_TRUNC))
+			fs_scratch_resize(fs, h->scratch, 0);
 		return 0;
 	case K_INPUT: {
 		int r = context_info(fs->st, h->ctx, &ci);
@@ -68,7 +65,7 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 			return fuse_req_ctx(req)->pid == fs->notifier_tid ? 0 : -EACCES;
 		return context_output(fs->st, h->ctx, &h->turn);
 	case K_CTL:
-		return h->writer ? 0 : -EACCES;
+		return 0;
 	default:
 		break;
 	}
@@ -104,10 +101,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	buf_init(&h->data, VIEW_MAX);
 	int r = h->kind < 0 ? -ENOENT : 0;
 	if (h->kind == K_SCRATCH) {
-		h->scratch = fs_scratch_by_ino(fs, ino);
-		if (h->scratch)
-			fs_scratch_hold(fs, h->scratch);
-		else
+		h->scratch = fs_scratch_hold_ino(fs, ino);
+		if (!h->scratch)
 			r = -ENOENT;
 	}
 	if (r == 0)
@@ -225,8 +220,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 			fs_serve_read(fs, req, h, off, size, flags & O_NONBLOCK);
 		return;
 	case K_INPUT:
-	case K_CTL:
 		fuse_reply_buf(req, NULL, 0);  /* input reads empty, so editors start blank */
+		return;
+	case K_CTL:
+		reply_slice(req, fs_ctl_help, strlen(fs_ctl_help), off, size);
 		return;
 	case K_SCRATCH:
 		pthread_mutex_lock(&fs->scratch_lock);
@@ -260,6 +257,12 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	handle_read(fs, req, h, size, off, fi->flags);
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 }
+
+/* Every command ctl_run() knows, in its order (a new command adds its line). */
+const char fs_ctl_help[] =
+	"cancel\tend the call in flight; queued messages are sent next\n"
+	"clear\tstart an empty history (the transcript keeps everything)\n"
+	"retry\tsend the newest message again after its turn failed\n";
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
  * with nothing to retry. */
@@ -312,9 +315,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	if (h->kind == K_CTL) {
 		r = ctl_write(fs, h, buf, size);
 	} else if (h->kind == K_SCRATCH) {
-		pthread_mutex_lock(&fs->scratch_lock);
-		r = buf_write_at(&h->scratch->data, (size_t)off, buf, size);
-		pthread_mutex_unlock(&fs->scratch_lock);
+		r = fs_scratch_write(fs, h->scratch, (size_t)off, buf, size);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		/* The kernel puts an O_APPEND write at its cached file size, which for
 		 * input is the previous message's (reads stay empty): `>>` after `>`
@@ -444,12 +445,40 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	pthread_mutex_unlock(lock);
 }
 
+int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len)
+{
+	/* The open (O_TRUNC), write and close of a writer that is never shared. */
+	struct fs_handle h = {.kind = kind, .ctx = ctx, .writer = true};
+	buf_init(&h.data, VIEW_MAX);
+	int r = handle_init(fs, NULL, &h, O_WRONLY | O_TRUNC);
+	if (r == 0) {
+		h.dirty = h.written = true;
+		r = buf_write_at(&h.data, 0, data, len);
+	}
+	if (r == -EFBIG && kind == K_INPUT) {
+		char why[256];
+		snprintf(why, sizeof(why), "message is over max_input_bytes (%zu); nothing was sent",
+			 h.data.max);
+		context_reject(fs->st, ctx, why);
+	} else if (r == 0 && kind == K_INPUT) {
+		r = input_flush(fs, &h);
+		if (r == 0)
+			context_submit(fs->st, h.draft);  /* input_flush gave up the draft on failure */
+	} else if (r == 0) {
+		r = apply_rw(fs, &h);
+	}
+	buf_done(&h.data);
+	return r;
+}
+
 void fs_handles_free(struct fs *fs)
 {
 	for (struct fs_handle *h = fs->handles, *next; h; h = next) {
 		next = h->next;
 		turn_unref(fs->st, h->turn);
 		turn_unref(fs->st, h->draft);  /* never sent: loads as interrupted */
+		if (h->scratch)
+			fs_scratch_release(fs, h->scratch);  /* frees one renamed away */
 		buf_done(&h->data);
 		free(h);
 	}
@@ -483,9 +512,7 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 	int r = 0;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_SCRATCH) {
-		pthread_mutex_lock(&fs->scratch_lock);
-		r = buf_resize(&h->scratch->data, (size_t)size);
-		pthread_mutex_unlock(&fs->scratch_lock);
+		r = fs_scratch_resize(fs, h->scratch, (size_t)size);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		h->dirty = true;
 		r = buf_resize(&h->data, (size_t)size);
@@ -502,12 +529,10 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 	int kind = fs_kind_of(ino, &ctx);
 	char why[256];
 	if (kind == K_SCRATCH) {
-		struct scratch *sc = fs_scratch_by_ino(fs, ino);
-		if (!sc)
-			return -ENOENT;
-		pthread_mutex_lock(&fs->scratch_lock);
-		int r = buf_resize(&sc->data, (size_t)size);
-		pthread_mutex_unlock(&fs->scratch_lock);
+		struct scratch *sc = fs_scratch_hold_ino(fs, ino);
+		int r = sc ? fs_scratch_resize(fs, sc, (size_t)size) : -ENOENT;
+		if (sc)
+			fs_scratch_release(fs, sc);
 		return r;
 	}
 	if (size != 0)

@@ -100,6 +100,51 @@ static int claude_headers(struct claude *c, const struct claude_config *cfg)
 	return r;
 }
 
+/* The part of url after its scheme's "//": [authority][/path]. */
+static const char *url_after_scheme(const char *url)
+{
+	if (!strncasecmp(url, "http://", 7))
+		return url + 7;
+	if (!strncasecmp(url, "https://", 8))
+		return url + 8;
+	return NULL;
+}
+
+void claude_url_shown(const char *url, char *out, size_t outlen)
+{
+	const char *rest = url ? url_after_scheme(url) : NULL;
+	size_t auth = rest ? strcspn(rest, "/?#") : 0;
+	const char *at = rest ? memrchr(rest, '@', auth) : NULL;
+	char raw[CLAUDE_URL_MAX + 16];
+	if (at)  /* user:password@ is masked: it is a credential */
+		snprintf(raw, sizeof(raw), "%.*s***%s", (int)(rest - url), url, at);
+	else
+		snprintf(raw, sizeof(raw), "%s", url ? url : "");
+	log_quote(out, outlen, raw, strlen(raw));
+}
+
+int claude_check_base_url(const char *url, char *why, size_t whylen)
+{
+	char shown[160];  /* quoted, cut with "...": the line stays one short line */
+	const char *rest = url_after_scheme(url), *fault = NULL;
+	claude_url_shown(url, shown, sizeof(shown));
+	if (!rest)
+		fault = "is not an http:// or https:// URL";
+	else if (strlen(url) > CLAUDE_URL_MAX)
+		fault = "is too long (at most " CLAUDE_URL_MAX_TEXT " bytes)";
+	else if (strcspn(rest, "/?#") == 0)
+		fault = "has no host";
+	else if (strpbrk(rest, "?#"))
+		fault = "has a query or a fragment ('?' or '#'): give the base URL alone";
+	for (const char *p = url; !fault && *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
+			fault = "holds a space or a control character (a newline?)";
+	if (!fault)
+		return 0;
+	snprintf(why, whylen, "invalid ANTHROPIC_BASE_URL \"%s\": it %s", shown, fault);
+	return -EINVAL;
+}
+
 int claude_new(const struct claude_config *cfg, struct store *st, struct claude **ret)
 {
 	const char *base = cfg->base_url && *cfg->base_url ? cfg->base_url : CLAUDE_DEFAULT_BASE;

@@ -37,6 +37,8 @@ struct claude_call {
 	CURL *easy;
 	bool active;             /* easy is in the multi handle */
 	bool ended;              /* store_call_end was reported; easy may still drain */
+	int64_t ended_ms;        /* monotonic: when it ended (the drain's start) */
+	size_t drained;          /* bytes received since it ended */
 	bool text_delivered;     /* a text delta reached the store: no more retries */
 	int retries;             /* retries made */
 	int64_t start_ms;        /* monotonic: the call's first attempt */

@@ -84,6 +84,12 @@ Options:
                                JSON at all
                    "bad_delta" a content_block_delta event of valid JSON whose
                                text_delta has a number for its text
+  trickle_after_stop  after message_stop, do not end the body: keep sending
+                   bytes (SSE comment lines, trickle_bytes at a time, default 1,
+                   trickle_ms apart, default 100) until the client closes the
+                   connection, trickle_total bytes (default 64 MiB) or
+                   trickle_seconds (default 60) have gone; records
+                   trickled (bytes sent after message_stop) and closed_by_client
   disconnect_after_bytes  drop the connection after this many body bytes
   disconnect_mode  "fin" (default) or "rst"
   status           answer this HTTP status with an error body instead (with
@@ -178,6 +184,7 @@ OPTIONS = {
     "body", "content_type", "close", "drop", "headers", "stop_reason", "input_tokens",
     "output_tokens", "usage_in_delta", "model", "request_id", "inject_after", "inject",
     "stamp", "cache", "cache_min_tokens", "cache_ttl", "input_tokens_scale",
+    "trickle_after_stop", "trickle_bytes", "trickle_ms", "trickle_total", "trickle_seconds",
 }
 
 ERROR_TYPES = {
@@ -556,6 +563,7 @@ class RecordedRequest:
         self.stalled = False            # in a stall now
         self.completed = False          # message_stop was sent
         self.closed_by_client = False   # the client went away before we were done
+        self.trickled = 0               # bytes sent after message_stop (trickle_after_stop)
         self.done = False               # the handler finished with this request
         self.done_mono = None
         self._raw = raw
@@ -1016,7 +1024,26 @@ class _Exchange:
                                      "usage": usage})
         self.event("message_stop", {"type": "message_stop"})
         rec.completed = True
+        if b.get("trickle_after_stop"):
+            self.trickle()
         self.end_body()
+
+    def trickle(self):
+        """Bytes after message_stop until the client closes (or the limits)."""
+        b, rec = self.b, self.rec
+        n = max(1, int(b.get("trickle_bytes", 1)))
+        gap = b.get("trickle_ms", 100) / 1000.0
+        total = b.get("trickle_total", 64 << 20)
+        end = time.monotonic() + b.get("trickle_seconds", 60.0)
+        data = b":" * (n - 1) + b"\n"
+        while rec.trickled < total and time.monotonic() < end:
+            self.piece(data)  # _ClientGone once the client has closed
+            rec.trickled += n
+            if gap:
+                self.wait(gap)
+            elif self.peer_closed():
+                rec.closed_by_client = True
+                raise _ClientGone()
 
     def nonstream(self):
         b, rec = self.b, self.rec

@@ -129,6 +129,9 @@ def seeds_wire():
         "escapes": ("content_block_delta",
                     '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta",'
                     '"text":"\\u00e9\\ud83c\\udf38\\u2028\\n\\t\\"\\\\ \\ud800"}}'),
+        "nul-spaced": ("content_block_delta",
+                       '{ "type": "content_block_delta", "index": 0, "delta": '
+                       '{"text": "a\\u0000b\\\\u0000", "type": "text_delta"} }'),
         "long-id": ("message_start", '{"type":"message_start","message":{"id":"' + "m" * 130
                     + '","model":"claude","usage":{"input_tokens":1.5}}}'),
     }
@@ -197,7 +200,7 @@ def seeds_wire():
 
 def seeds_journal():
     for name in ("good", "bad-middle", "garbage-tail", "interrupted", "oversize-length",
-                 "torn-tail", "empty"):
+                 "torn-tail", "misplaced", "empty"):
         write("journal", name, fixture("journal", name + ".mcj"))
     lines = b"\n".join([
         b'\x01{"v":1,"created_ms":1700000000000,"settings":{},"system":""}',

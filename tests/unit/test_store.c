@@ -1659,6 +1659,57 @@ static void test_torn_tail(void)
 	env_done(&e);
 }
 
+/* tests/fixtures/journal/misplaced.mcj: valid records in the wrong place load by
+ * the format's rules (doc/design/journal.md §5; issue 17). */
+static void test_misplaced_records(void)
+{
+	struct env e;
+	env_init(&e);
+	char p[256], cmd[600];
+	uint64_t id;
+
+	store_free(e.s);
+	e.s = NULL;
+	snprintf(p, sizeof(p), "%s/contexts/mis", e.dir);
+	CHECK_EQ_INT(mkdir(p, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s/journal/misplaced.mcj' '%s/journal'", FIXTURES, p);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
+	CHECK_EQ_INT(store_lookup(e.s, "mis", &id), 0);
+
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "turn: 5\n"));
+	CHECK(has(st, "journal_recovered: 4 corrupt record(s) skipped"));
+	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
+	/* One turn 1, its text replaced; turn 3 done with its own text only. */
+	const char *first = strstr(tr, "--- user (turn 1,");
+	CHECK(first && !strstr(first + 1, "--- user (turn 1,"));
+	CHECK(first && starts(strstr(first, "---\n") + 4, "Hello again\n"));
+	CHECK(has(tr, "--- assistant (turn 1) ---\nHi there.\n"));
+	CHECK(has(tr, "--- assistant (turn 3) ---\nOui.\n"));
+	CHECK(has(tr, "--- user (turn 5,"));
+	CHECK(!has(tr, "Non.") && !has(tr, "stale") && !has(tr, "Quatre") && !has(tr, "bad "));
+	CHECK(!has(tr, "(turn 4)") && !has(tr, "(turn 6)"));
+	/* Usage past 2^53 is not read; the totals are those of turns 1-3. */
+	const char *u = view(&e, id, VIEW_USAGE);
+	CHECK(has(u, "total_input_tokens: 51\n"));
+	CHECK(has(u, "total_output_tokens: 13\n"));
+	/* Turn 5's reply keeps its NUL and what follows it. */
+	struct turn *t = NULL;
+	char out[64];
+	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
+	CHECK(t != NULL);
+	if (t) {
+		CHECK_EQ_INT(turn_number(t), 5);
+		CHECK_EQ_INT(read_all(&e, t, out, sizeof(out)), 0);
+		CHECK_EQ_INT(turn_size(e.s, t), 6);
+		CHECK(memcmp(out, "5\0five", 6) == 0);
+		turn_unref(e.s, t);
+	}
+	env_done(&e);
+}
+
 /* --- settings ------------------------------------------------------------------------- */
 
 /* Sets a context's config to text and checks the result: the keys text names
@@ -1994,6 +2045,7 @@ int main(void)
 	    {"reopen_same", test_reopen_same},
 	    {"crash_mid_reply", test_crash_mid_reply},
 	    {"torn_tail", test_torn_tail},
+	    {"misplaced_records", test_misplaced_records},
 	    {"settings", test_settings},
 	    {"defaults", test_defaults},
 	    {"patch", test_patch},
