@@ -179,6 +179,15 @@ enum view_kind {
 /* Appends a rendering of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out);
 
+/* The same, and *version receives the context's version as of that rendering.
+ * The version moves with every change that a rendering may show (the text of
+ * a streaming reply too, as the transcript shows it: what is in the journal),
+ * so a reader at the end of a `transcript` it read renders it again only when
+ * context_version() says it moved.  0, -ENOENT. */
+int context_render_version(struct store *s, uint64_t id, enum view_kind kind, struct buf *out,
+			   uint64_t *version);
+int context_version(struct store *s, uint64_t id, uint64_t *version);
+
 /* Replace the system prompt / model / set config keys (settings lines: the
  * keys named change, the others keep their value).  Durable on return.  On -EINVAL (-EILSEQ, -EFBIG)
  * nothing changed and why says why. */

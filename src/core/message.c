@@ -150,6 +150,7 @@ void context_submit(struct store *s, struct turn *draft)
 	pthread_mutex_lock(&s->lock);
 	if (draft->state == TURN_PENDING && draft->ctx) {
 		draft->state = TURN_QUEUED;
+		context_changed(draft->ctx);  /* the transcript shows it now */
 		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
 		context_pump(s, draft->ctx, &n);
 	}

@@ -274,6 +274,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	}
 	if (c->active == t)
 		c->active = NULL;
+	context_changed(c);  /* the transcript shows the end, saved or not */
 	turn_end_record(c, t, true);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)

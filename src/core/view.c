@@ -424,6 +424,25 @@ static int render_cached(struct context *c, enum view_kind kind, struct buf *out
 
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out)
 {
+	return context_render_version(s, id, kind, out, NULL);
+}
+
+int context_version(struct store *s, uint64_t id, uint64_t *version)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	/* Text received but not yet checkpointed is a change too: the transcript
+	 * shows it once a rendering has saved it (no rendering has this value). */
+	if (c)
+		*version = c->active && c->active->text_saved < c->active->text.len ? UINT64_MAX
+										     : c->version;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+int context_render_version(struct store *s, uint64_t id, enum view_kind kind, struct buf *out,
+			   uint64_t *version)
+{
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? 0 : -ENOENT;
@@ -446,6 +465,8 @@ int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf
 	case VIEW_INFO_JSON: r = render_info_json(c, out); break;
 	default: break;
 	}
+	if (c && version)
+		*version = c->version;  /* after the checkpoint above */
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -72,6 +72,7 @@ struct fs_handle {
 	struct turn *turn;       /* output: the turn this open is bound to */
 	struct turn *draft;      /* input: the staged message */
 	uint64_t read_end;       /* output: end of the last read, for poll; under park_lock */
+	uint64_t version;        /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
 	char ctl_line[256];      /* ctl: a command line not yet ended */
 	size_t ctl_len;

@@ -206,6 +206,28 @@ static bool caller_is_following_tail(fuse_req_t req)
 	return false;
 }
 
+/* The transcript only grows, so a snapshot stays a prefix of it: a read past
+ * its end (tail -f, a reader while a reply streams) renders it again, when the
+ * context changed since the snapshot was made. */
+static void transcript_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size,
+			    off_t off)
+{
+	uint64_t now;
+	bool stale = off == 0 || !h->data.data ||
+		     ((size_t)off >= h->data.len &&
+		      (context_version(fs->st, h->ctx, &now) < 0 || now != h->version));
+	if (stale) {
+		buf_reset(&h->data);
+		int r = context_render_version(fs->st, h->ctx, VIEW_TRANSCRIPT, &h->data,
+					       &h->version);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	reply_slice(req, h->data.data, h->data.len, off, size);
+}
+
 static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size, off_t off,
 			int flags)
 {
@@ -233,10 +255,11 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 	default:
 		break;
 	}
-	/* The transcript only grows, so a snapshot stays a prefix of it: a read
-	 * past its end (tail -f, a reader while a reply streams) renders anew. */
-	bool grown = h->kind == K_TRANSCRIPT && (size_t)off >= h->data.len;
-	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data || grown)) {
+	if (h->kind == K_TRANSCRIPT) {
+		transcript_read(fs, req, h, size, off);
+		return;
+	}
+	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data)) {
 		buf_reset(&h->data);
 		int r = render(fs, h, &h->data);
 		if (r < 0) {

@@ -122,7 +122,7 @@ def test_transcript_reader_keeps_reading_as_it_grows(ctx, fake):
     """One open descriptor, read to its end, then again after the reply grew:
     the new bytes follow the old ones (no rewrite, no stale snapshot), and
     stat's size matches what reads return."""
-    fake.script("hold", pieces=["first half, ", "second half"], hold_after=1)
+    fake.script("hold", pieces=["first half, ", "second half", "."], hold_after=[1, 2])
     send(ctx, "grow\n")
     fake.wait_held(-1)
     fd = os.open(ctx / "transcript", os.O_RDONLY)
@@ -132,10 +132,20 @@ def test_transcript_reader_keeps_reading_as_it_grows(ctx, fake):
         head = os.pread(fd, 1 << 20, 0)
         assert os.fstat(fd).st_size == len(head)
         assert os.pread(fd, 4096, len(head)) == b""
+        # more text while the reply still streams: a read at the end gets it
         fake.release()
-        assert output(ctx) == "first half, second half"
-        rest = os.pread(fd, 1 << 20, len(head))
-        assert rest == b"second half\n\n", rest
+        wait_for(lambda: os.pread(fd, 4096, len(head)) == b"second half", 10,
+                 what="the next piece at the end of the transcript")
+        assert os.fstat(fd).st_size == len(head) + len(b"second half")
+        fake.release()
+        assert output(ctx) == "first half, second half."
+        rest = b""  # a short read is no end of file: read on to one, as tail does
+        while True:
+            b = os.pread(fd, 1 << 20, len(head) + len(rest))
+            if not b:
+                break
+            rest += b
+        assert rest == b"second half.\n\n", rest
         assert os.fstat(fd).st_size == len(head) + len(rest)
     finally:
         os.close(fd)
