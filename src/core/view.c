@@ -422,6 +422,17 @@ static int render_cached(struct context *c, enum view_kind kind, struct buf *out
 	return 0;
 }
 
+/* A transcript holds at least the texts of its exchanges: when they alone are
+ * over what out may take, -EFBIG at once, rather than after building a JSON
+ * tree and a printed copy of a context that can be hundreds of megabytes. */
+static int transcript_fits(const struct context *c, size_t need, const struct buf *out)
+{
+	size_t room = out->max - out->len;
+	for (size_t i = 0; i < c->n_ex && need <= room; i++)
+		need += c->ex[i].user_len + c->ex[i].reply->text.len;
+	return need <= room ? 0 : -EFBIG;
+}
+
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out)
 {
 	return context_render_version(s, id, kind, out, NULL);
@@ -454,9 +465,11 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		 * (a restart shows the same bytes, then the interruption). */
 		if (c->active && c->active->text_saved < c->active->text.len)
 			turn_checkpoint(c->active, false);
-		r = render_transcript(c, out);
+		r = transcript_fits(c, c->system_len, out) ?: render_transcript(c, out);
 		break;
-	case VIEW_TRANSCRIPT_JSON: r = render_transcript_json(c, out); break;
+	case VIEW_TRANSCRIPT_JSON:
+		r = transcript_fits(c, 0, out) ?: render_transcript_json(c, out);
+		break;
 	case VIEW_SYSTEM: r = buf_append(out, c->system, c->system_len); break;
 	case VIEW_MODEL: r = buf_printf(out, "%s\n", c->settings.model); break;
 	case VIEW_CONFIG: r = settings_render(&c->settings, out); break;

@@ -434,20 +434,11 @@ static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *
 	return shim_reply_json(c, MHD_HTTP_CREATED, res);
 }
 
+/* Renderings are shared snapshots, one copy for all their readers (shim_view.c). */
 static enum MHD_Result reply_view(struct shim *sh, uint64_t id, enum view_kind kind,
 				  struct MHD_Connection *c)
 {
-	struct buf b;
-	buf_init(&b, SHIM_RENDER_MAX);
-	int r = context_render(sh->st, id, kind, &b);
-	if (r < 0) {
-		buf_done(&b);
-		/* -EFBIG here is the server's own limit, not a client's body. */
-		return shim_reply_errno(c, r == -EFBIG ? -EOVERFLOW : r,
-					r == -EFBIG ? "the rendering is over its size limit"
-						    : NULL);
-	}
-	return shim_reply_buf(c, MHD_HTTP_OK, &b);
+	return shim_view_reply(sh, id, kind, c);
 }
 
 static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq,
@@ -507,6 +498,8 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 {
 	static const char *const keys[] = {"content", NULL};
 	enum MHD_Result ret;
+	if (wants_sse(c) && !shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open; nothing was sent");
 	cJSON *o = body_object(rq, c, false, keys, &ret);
 	if (!o)
 		return ret;
@@ -538,6 +531,8 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 				       struct MHD_Connection *c)
 {
 	struct turn *t = NULL;
+	if (!shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open");
 	int r = context_output(sh->st, rq->id, &t);
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");

@@ -216,6 +216,7 @@ static void on_stream_free(void *cls)
 		sh->streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	sh->n_streams--;
 	pthread_mutex_unlock(&sh->lock);
 	log_debug("http: stream of context %llu turn %llu closed after %llu bytes%s",
 		  (unsigned long long)s->ctx,
@@ -267,6 +268,7 @@ enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, str
 	if (s->next)
 		s->next->prev = s;
 	sh->streams = s;
+	sh->n_streams++;
 	pthread_mutex_unlock(&sh->lock);
 	shim_reply_headers(r);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -319,6 +321,7 @@ void *shim_timer_run(void *arg)
 	pthread_mutex_lock(&sh->lock);
 	while (!sh->stopping) {
 		int64_t now = clock_mono_ms();
+		shim_conn_tick_locked(sh, now);
 		for (struct shim_stream *s = sh->streams; s; s = s->next) {
 			if (!s->suspended)
 				continue;
