@@ -78,6 +78,13 @@ int settings_check(const struct settings *s, char *why, size_t whylen);
  * space (a trailing newline) is the caller's to strip. */
 bool settings_model_valid(const char *s, size_t len);
 
+/* The model id written to a `model` file: surrounding white space (the
+ * trailing newline) stripped, then checked with settings_model_valid.  *id and
+ * *idlen receive the id inside text.  0, or -EINVAL and why: "invalid model id
+ * 'x y'". */
+int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen, char *why,
+			size_t whylen);
+
 struct cJSON;
 
 /* Adds every key to a cJSON object (numbers, strings, bools; unset temperature as

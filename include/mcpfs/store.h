@@ -135,6 +135,9 @@ void store_list_free(struct store_entry *e, size_t n);
 int store_render_status(struct store *s, struct buf *out);
 int store_render_defaults(struct store *s, struct buf *out);
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen);
+/* Records a refused write or close of `.config`: `.status` shows it as
+ * `last_refused`, with the time. */
+void store_refuse(struct store *s, const char *why);
 
 /* --- one context ------------------------------------------------------------- */
 
@@ -210,9 +213,42 @@ int context_patch(struct store *s, uint64_t id, const struct cJSON *patch, char 
  * Returns 0 with *draft left NULL for an empty or all-white-space message
  * (nothing will be sent).  -EFBIG (over max_input_bytes), -EILSEQ (not UTF-8),
  * -ENOSPC or -EIO (the journal could not be written), -ENOENT; on failure why
- * says why and `status` shows it. */
+ * says why and `status` shows it as `last_refused`.  -EFBIG also for a message
+ * whose estimate alone exceeds budget_tokens. */
 int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text,
 		  size_t len, char *why, size_t whylen);
+/* The same for a writer that holds space (store_reserve): what *held holds is
+ * handed to the message's record, and *held is 0 on return, whatever the
+ * outcome. */
+int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64_t *held,
+		       const char *text, size_t len, char *why, size_t whylen);
+
+/* The limits that a message's length alone decides, for a writer to check as
+ * its bytes arrive: max_input_bytes, and the message's own token estimate
+ * against budget_tokens.  0, -EFBIG with why, -ENOENT. */
+int context_input_check(struct store *s, uint64_t id, size_t len, char *why, size_t whylen);
+
+/* Bytes the journal record of a message takes for this text (its JSON escapes
+ * counted), for store_reserve. */
+uint64_t store_text_cost(const char *text, size_t len);
+
+/* Holds room on the state directory's file system for a message being
+ * written, so that a full disk fails the write() that brings its bytes
+ * (CONTRACT §3.3) rather than the close that commits them.  *held (the
+ * writer's count, 0 at first) grows to cover a record of `bytes` text bytes
+ * (store_text_cost), in whole pages.  The room is an unlinked file of the
+ * state directory; context_stage_held() hands it to the record.  0, -ENOSPC,
+ * -EDQUOT; 0 also when the file system cannot hold room this way (the close
+ * then meets a full disk as it would without). */
+int store_reserve(struct store *s, uint64_t *held, uint64_t bytes);
+
+/* Bytes the settings record of a change of system, model or config takes
+ * beyond the new system prompt's (store_text_cost): the keys, and the current
+ * prompt that the record repeats.  0, -ENOENT. */
+int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes);
+
+/* Gives back the room *held holds (a refused or dropped message); *held = 0. */
+void store_unreserve(struct store *s, uint64_t *held);
 
 /* Queues a staged message for sending (the last reference to the writer's file
  * was released).  Consumes the draft reference.  NULL-safe. */
@@ -222,9 +258,11 @@ void context_submit(struct store *s, struct turn *draft);
  * why, nothing is sent.  Consumes the reference.  NULL-safe. */
 void context_abandon(struct store *s, struct turn *draft, const char *why);
 
-/* Records why a message was refused before it could be staged (a write past
- * the size limit): `status` shows it until the next message.  -ENOENT. */
-int context_reject(struct store *s, uint64_t id, const char *why);
+/* Records a refused write or close of one of the context's files (the reason
+ * the writer got an errno for): `status` shows it as `last_refused`, with the
+ * time, until a message is accepted or the context is cleared.  It is not a
+ * turn's error (`last_error`).  -ENOENT. */
+int context_refuse(struct store *s, uint64_t id, const char *why);
 
 /* Stage + submit in one (the HTTP shim).  *turn_no receives the turn number. */
 int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
@@ -269,6 +307,12 @@ struct turn_outcome {
 	struct api_error error;  /* when FAILED */
 };
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
+
+/* Cancels this one turn when it is queued or in flight (the MCP endpoint: a
+ * client cancelled its own send_message); other turns are not touched and the
+ * next queued one is sent.  1 when it was cancelled, 0 when it had already
+ * ended (or was still being written). */
+int turn_cancel(struct store *s, struct turn *t);
 
 struct turn *turn_ref(struct store *s, struct turn *t);
 void turn_unref(struct store *s, struct turn *t);  /* NULL-safe */

@@ -639,23 +639,16 @@ static int context_settings(struct store *s, uint64_t id, struct settings *st, b
 int context_set_model(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		      size_t whylen)
 {
-	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
-		       text[len - 1] == '\t'))
-		len--;
-	while (len && (*text == ' ' || *text == '\t')) {
-		text++;
-		len--;
-	}
-	if (!settings_model_valid(text, len)) {
-		snprintf(why, whylen, "invalid model id '%.*s'", (int)(len > 64 ? 64 : len), text);
+	const char *model;
+	size_t mlen;
+	if (settings_model_text(text, len, &model, &mlen, why, whylen) < 0)
 		return -EINVAL;
-	}
 	struct settings st;
 	int r = context_settings(s, id, &st, false);
 	if (r < 0)
 		return r;
-	memcpy(st.model, text, len);
-	st.model[len] = '\0';
+	memcpy(st.model, model, mlen);
+	st.model[mlen] = '\0';
 	return context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 

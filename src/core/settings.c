@@ -504,6 +504,23 @@ bool settings_model_valid(const char *s, size_t len)
 	return true;
 }
 
+int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen, char *why,
+			size_t whylen)
+{
+	char shown[QUOTE_BUF];
+
+	trim(&text, &len);
+	*id = text;
+	*idlen = len;
+	if (settings_model_valid(text, len))
+		return 0;
+	quote(text, len, shown, sizeof shown);
+	return fail(-EINVAL, why, whylen,
+		    "invalid model id '%s' (1-%d bytes of A-Z a-z 0-9 . _ : "
+		    "@ / -)",
+		    shown, SETTINGS_MODEL_MAX);
+}
+
 static cJSON *json_value(const struct settings *s, size_t k)
 {
 	int64_t i;

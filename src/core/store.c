@@ -239,7 +239,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
-	s->dir_fd = s->contexts_fd = s->lock_fd = -1;
+	s->dir_fd = s->contexts_fd = s->lock_fd = s->reserve_fd = -1;
 	s->started_ms = clock_wall_ms();
 	s->dir = strdup(state_dir);
 	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
@@ -279,6 +279,8 @@ void store_free(struct store *s)
 		close(s->dir_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
 	pthread_mutex_destroy(&s->lock);
 	free(s->dir);
 	free(s);
@@ -566,6 +568,14 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 	return r;
 }
 
+void store_refuse(struct store *s, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->refused, sizeof(s->refused), "%s", why);
+	s->refused_ms = clock_wall_ms();
+	pthread_mutex_unlock(&s->lock);
+}
+
 size_t store_calls_in_flight(struct store *s)
 {
 	pthread_mutex_lock(&s->lock);
@@ -584,6 +594,11 @@ int store_render_status(struct store *s, struct buf *out)
 			   since);
 	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
 		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
+	if (r == 0 && s->refused[0]) {
+		char when[32];
+		clock_format_utc(s->refused_ms, when);
+		r = buf_printf(out, "last_refused: %s (at %s)\n", s->refused, when);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -122,8 +122,11 @@ struct context {
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
 	struct wire_usage last_usage;
-	char note[WHY_MAX];          /* last problem not tied to a turn (rejected
-	                                message, journal recovery), "" for none */
+	char note[WHY_MAX];          /* a journal problem not tied to a turn (it
+	                                cannot be opened, a reply cannot be saved),
+	                                "" for none */
+	char refused[WHY_MAX];       /* the last refused write or close, "" for none */
+	int64_t refused_ms;          /* wall clock of that refusal */
 	struct journal_report report;
 	uint64_t version;            /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
@@ -171,6 +174,10 @@ struct store {
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
 	struct notes held;           /* store_call_event()'s, until store_call_flush() */
+	char refused[WHY_MAX];       /* the last refused write of .config, "" for none */
+	int64_t refused_ms;          /* wall clock of that refusal */
+	int reserve_fd;              /* unlinked file holding reserved space, -1 none yet */
+	uint64_t reserved;           /* bytes held in it: the sum of every writer's */
 };
 
 
@@ -201,6 +208,10 @@ void context_history_push(struct context *c, size_t ex_index);
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
+
+/* message.c: gives the space *held holds back (to the journal record written
+ * next, under the same lock); sets *held to 0.  Under the lock. */
+void reserve_give_back(struct store *s, uint64_t *held);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);

@@ -293,6 +293,10 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
 }
 
+/* The first line of `status`: the context as a whole (CONTRACT §2).  A call in
+ * flight decides it; else a message waiting to be sent; else the newest turn's
+ * failure (or a journal that cannot be written).  A refused write is not a
+ * state of the context: it shows as `last_refused` only. */
 static const char *status_word(const struct context *c, size_t *queued)
 {
 	*queued = 0;
@@ -305,9 +309,40 @@ static const char *status_word(const struct context *c, size_t *queued)
 		return c->active->state == TURN_STREAMING ? "streaming" : "waiting";
 	if (*queued)
 		return "queued";
-	if (c->note[0] || (c->newest && c->newest->state == TURN_FAILED))
+	if (c->broken || (c->newest && c->newest->state == TURN_FAILED))
 		return "error";
 	return "idle";
+}
+
+/* The newest turn's keys: what `output` opens.  Each is named for the turn. */
+static int status_turn(const struct turn *t, struct buf *out)
+{
+	int r = buf_printf(out, "turn_state: %s\nturn_attempt: %u\nturn_output_bytes: %zu\n",
+			   turn_state_name(t->state), t->attempt, t->text.len);
+	if (r == 0 && t->stop_reason[0])
+		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
+	if (r == 0 && t->request_id[0])
+		r = buf_printf(out, "request_id: %s\n", t->request_id);
+	if (r == 0 && t->state == TURN_FAILED) {
+		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
+		if (r == 0 && t->error.http_status > 0)
+			r = buf_printf(out, "http_status: %d\n", t->error.http_status);
+		if (r == 0 && t->error.request_id[0] && strcmp(t->error.request_id, t->request_id))
+			r = buf_printf(out, "error_request_id: %s\n", t->error.request_id);
+	}
+	return r;
+}
+
+/* The call in flight, which may be an older turn's than the newest. */
+static int status_call(const struct context *c, struct buf *out)
+{
+	const struct turn *a = c->active;
+	int r = buf_printf(out, "call_turn: %llu\ncall_retries: %u of %lld\n",
+			   (unsigned long long)a->number, a->retries,
+			   (long long)c->settings.max_retries);
+	if (r == 0 && a->retries && a->state == TURN_WAITING)
+		r = buf_printf(out, "retrying: after %s: %s\n", a->error.type, a->error.message);
+	return r;
 }
 
 static int render_status(const struct context *c, struct buf *out)
@@ -318,24 +353,16 @@ static int render_status(const struct context *c, struct buf *out)
 	int r = buf_printf(out, "%s\nturn: %llu\nqueued: %zu\nmodel: %s\n", word,
 			   t ? (unsigned long long)t->number : 0ULL, queued, c->settings.model);
 	if (r == 0 && t)
-		r = buf_printf(out, "state: %s\nattempt: %u\noutput_bytes: %zu\n",
-			       turn_state_name(t->state), t->attempt, t->text.len);
-	if (r == 0 && c->active && c->active->retries)
-		r = buf_printf(out, "retrying: attempt %u after %s: %s\n", c->active->retries + 1,
-			       c->active->error.type, c->active->error.message);
-	if (r == 0 && t && t->stop_reason[0])
-		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
-	if (r == 0 && t && t->request_id[0])
-		r = buf_printf(out, "request_id: %s\n", t->request_id);
-	if (r == 0 && c->note[0])
-		r = buf_printf(out, "last_error: %s\n", c->note);
-	else if (r == 0 && t && t->state == TURN_FAILED) {
-		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
-		if (r == 0 && t->error.http_status > 0)
-			r = buf_printf(out, "http_status: %d\n", t->error.http_status);
-		if (r == 0 && t->error.request_id[0] && strcmp(t->error.request_id, t->request_id))
-			r = buf_printf(out, "error_request_id: %s\n", t->error.request_id);
+		r = status_turn(t, out);
+	if (r == 0 && c->active)
+		r = status_call(c, out);
+	if (r == 0 && c->refused[0]) {
+		char when[32];
+		clock_format_utc(c->refused_ms, when);
+		r = buf_printf(out, "last_refused: %s (at %s)\n", c->refused, when);
 	}
+	if (r == 0 && c->note[0])
+		r = buf_printf(out, "journal_error: %s\n", c->note);
 	if (r == 0 && (c->report.bad_records || c->report.torn_bytes))
 		r = buf_printf(out, "journal_recovered: %llu corrupt record(s) skipped, %llu torn "
 			       "byte(s) truncated\n", (unsigned long long)c->report.bad_records,
@@ -383,10 +410,15 @@ static int render_info_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
 	}
 	const struct turn *t = c->newest;
-	if (c->note[0] || (t && t->state == TURN_FAILED)) {
+	if (t && t->state == TURN_FAILED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
-		cJSON_AddStringToObject(e, "type", c->note[0] ? "rejected" : t->error.type);
-		cJSON_AddStringToObject(e, "message", c->note[0] ? c->note : t->error.message);
+		cJSON_AddStringToObject(e, "type", t->error.type);
+		cJSON_AddStringToObject(e, "message", t->error.message);
+	}
+	if (c->refused[0]) {
+		cJSON *e = cJSON_AddObjectToObject(o, "last_refused");
+		cJSON_AddStringToObject(e, "reason", c->refused);
+		cJSON_AddNumberToObject(e, "time_ms", (double)c->refused_ms);
 	}
 	return print_json(o, out);
 }

@@ -66,7 +66,15 @@ struct fs_handle {
 	bool dirty;              /* written (or truncated) since the last flush */
 	bool append;             /* O_APPEND: writes go to the end of data */
 	bool written;            /* a write came since the last flush */
-	int rejected;            /* input: errno of the refusal of the message, 0 */
+	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
+	bool renamed;            /* the content of a temporary file renamed onto it */
+	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
+	uint64_t cost;           /* input, system: bytes the text takes in a journal record
+	                            (store_text_cost) */
+	uint64_t base_cost;      /* system, model, config: the rest of a settings record
+	                            (context_settings_cost), 0 until the first write */
+	uint64_t held;           /* disk room held for the record the close writes
+	                            (store_reserve) */
 	struct buf data;         /* input: the message; rw files: their new text;
 	                            read-only files: the rendered snapshot */
 	struct turn *turn;       /* output: the turn this open is bound to */
@@ -192,6 +200,15 @@ void fs_handles_free(struct fs *fs);
 int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
 /* What reading ctl shows: its commands, one a line, each with a few words. */
 extern const char fs_ctl_help[];
+
+/* fs_check.c */
+/* A write to input, system, model, config or .config: applies it to h->data
+ * and refuses it (-errno, reported) when it makes the text invalid already
+ * (CONTRACT §3.3); a refused text refuses every later write and close. */
+int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+/* Reports a refused write or close: a warning in the log and `last_refused`
+ * in the context's status. */
+void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,

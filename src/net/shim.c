@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "mcpfs/log.h"
+#include "mcp_impl.h"
 #include "shim_impl.h"
 
 #define SHIM_THREADS 4		     /* libmicrohttpd's pool: a slow fsync stalls one */
@@ -364,7 +365,8 @@ int shim_new(struct store *st, const struct shim_config *cfg, struct shim **ret,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&sh->timer_cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (cfg->token_file)
+	r = mcp_new(&sh->mcp);
+	if (r == 0 && cfg->token_file)
 		r = shim_auth_load_token(sh, cfg->token_file, why, whylen);
 	if (r == 0)
 		r = listen_on(sh, &a, why, whylen);
@@ -437,6 +439,7 @@ void shim_free(struct shim *sh)
 		explicit_bzero(sh->token, SHIM_TOKEN_MAX + 2);
 		free(sh->token);
 	}
+	mcp_free(sh->mcp);
 	pthread_cond_destroy(&sh->timer_cond);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);

@@ -64,6 +64,7 @@
 #define SHIM_RETRY_AFTER_S 2
 
 struct cJSON;
+struct mcp;
 struct shim_stream;
 struct shim_conn;
 struct shim_view;
@@ -85,6 +86,7 @@ struct shim {
 	pthread_mutex_t lock;
 	pthread_cond_t timer_cond;   /* wakes the timer thread at shutdown */
 	struct shim_stream *streams; /* every live stream; under lock */
+	struct mcp *mcp;	     /* the MCP endpoint's sessions (src/net/mcp.c) */
 	bool stopping;		     /* under lock: no stream may suspend any more */
 	struct shim_conn *conns, *conns_tail; /* every connection, oldest first; under lock */
 	unsigned n_conns, n_streams;	      /* under lock */
@@ -243,6 +245,24 @@ unsigned shim_status_of(int err);
  * text/plain of the reply, or SSE delta/done/error events when sse. */
 enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
 				  bool sse);
+
+/* A stream in another format than the shim's own events (the MCP endpoint's
+ * JSON-RPC messages over SSE).  delta: bytes of reply text (whole UTF-8
+ * characters, NUL-terminated) to format into out, which may stay empty.  end:
+ * the final bytes; complete is false for a failed turn.  closed: the stream
+ * is gone (finished: end ran; stopping: the shim is shutting down) and arg may
+ * be freed; also called, with t NULL, when the stream could not be set up.
+ * All three run on the connection's thread without shim->lock. */
+struct shim_stream_fmt {
+	int (*delta)(void *arg, struct buf *out, const char *text, size_t n);
+	int (*end)(void *arg, struct buf *out, struct turn *t, bool complete);
+	void (*closed)(void *arg, struct turn *t, bool finished, bool stopping);
+};
+
+/* shim_stream_reply as SSE in fmt's format; fmt->closed(arg) is called exactly
+ * once, whatever happens. */
+enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				      const struct shim_stream_fmt *fmt, void *arg);
 
 /* The store observer: resumes the streams of a context that changed. */
 void shim_stream_on_change(void *sh, uint64_t ctx, unsigned what);

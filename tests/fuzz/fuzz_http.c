@@ -3,7 +3,7 @@
  * its name segment) and its JSON body (shim_body_parse), src/net/shim_route.c.
  *
  * Input: one selector byte, then the rest.  Selector even: the rest is a path.
- * Checked: a path is routed exactly when it is /v1/health, /v1/contexts, or
+ * Checked: a path is routed exactly when it is /v1/health, /v1/contexts, /mcp, or
  * /v1/contexts/SEG[/SUB] with a non-empty SEG and SUB one of the routes' own;
  * the segment returned lies inside the path, between the prefix and the next
  * '/'; its decoding, when it succeeds, is a name that store_name_check accepts
@@ -33,7 +33,7 @@ static const char *const subs[] = {"messages", "output", "history", "transcript"
 static bool ref_routed(const char *url)
 {
 	static const char prefix[] = "/v1/contexts/";
-	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts"))
+	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts") || !strcmp(url, "/mcp"))
 		return true;
 	if (strncmp(url, prefix, sizeof(prefix) - 1))
 		return false;
@@ -72,7 +72,8 @@ static void check_path(const uint8_t *data, size_t size)
 		else
 			FUZZ_CHECK(why[0] != '\0');
 	} else if (r == 0) {
-		FUZZ_CHECK(!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts"));
+		FUZZ_CHECK(!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts") ||
+			   !strcmp(url, "/mcp"));
 	}
 	free(url);
 }

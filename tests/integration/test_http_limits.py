@@ -105,6 +105,16 @@ def many_fds():
 # --- memory ----------------------------------------------------------------------------
 
 
+def no_calls(api, name):
+    """Messages of 0.6 to 1 MiB are accepted but none is sent: each alone fits
+    budget_tokens (a message over it alone is refused, 413), and with the
+    system prompt (200,000 tokens) each is over it, so its turn fails before
+    any call and the message is kept (CONTRACT §3.3, §5)."""
+    r = api.request("PATCH", "/v1/contexts/" + name,
+                    {"system": "s" * 600000, "config": {"budget_tokens": 360000}})
+    assert r.status == 200, r
+
+
 def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
     """The issue's battery: a PATCH raising max_input_bytes then a 32 MiB body of
     zeros; eight parallel 2.1 MB bodies (an array of zeros, and text over the
@@ -131,11 +141,10 @@ def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
         assert want in {s for s, _ in got}
     assert peak_ok(nm)
     assert fake.calls == []
-    # A 40 MiB context for free: each message is over the budget, fails without
-    # a call, and is kept (as the mount keeps it).
+    # A 40 MiB context for free: each message with the system prompt is over
+    # the budget, fails without a call, and is kept (as the mount keeps it).
     assert api.request("POST", "/v1/contexts", {"name": "big"}).status == 201
-    assert api.request("PATCH", "/v1/contexts/big",
-                       {"config": {"budget_tokens": 1000}}).status == 200
+    no_calls(api, "big")
     for i in range(40):
         r = api.request("POST", "/v1/contexts/big/messages", {"content": "m%d" % i * (MIB // 3)})
         assert r.status == 202, r
@@ -236,8 +245,7 @@ def test_renderings_in_flight_have_a_budget(nomount):
     api, p = nm.api, nm.port
     for name in ("one", "two"):
         assert api.request("POST", "/v1/contexts", {"name": name}).status == 201
-        assert api.request("PATCH", "/v1/contexts/" + name,
-                           {"config": {"budget_tokens": 1000}}).status == 200
+        no_calls(api, name)
         for i in range(50):
             assert api.request("POST", "/v1/contexts/%s/messages" % name,
                                {"content": "%s%02d" % (name, i) * (MIB // 5)}).status == 202
@@ -258,14 +266,13 @@ def test_renderings_in_flight_have_a_budget(nomount):
 
 
 def test_a_transcript_over_the_limit_is_refused_without_rendering(nomount):
-    """100 MiB of messages refused for the budget (kept, as the mount keeps them):
+    """100 MiB of messages whose turns fail for the budget (kept, as the mount keeps them):
     the transcript is over the 96 MiB of renderings, so it is refused before a
     JSON tree of it is built; six clients asking cost nothing."""
     nm = nomount()
     api = nm.api
     assert api.request("POST", "/v1/contexts", {"name": "huge"}).status == 201
-    assert api.request("PATCH", "/v1/contexts/huge",
-                       {"config": {"budget_tokens": 1000}}).status == 200
+    no_calls(api, "huge")
     for i in range(100):
         assert api.request("POST", "/v1/contexts/huge/messages",
                            {"content": "h%02d" % i * (MIB // 3)}).status == 202

@@ -210,16 +210,22 @@ def test_message_over_size_limit_is_efbig(ctx, fake):
 
 
 @pytest.mark.allow_errors()
-def test_invalid_utf8_is_eilseq_on_close(ctx, fake):
+def test_invalid_utf8_is_eilseq_at_the_write(ctx, fake):
+    """CONTRACT §3.3: the write that completes an invalid sequence fails, and
+    so does the close; a sequence cut off at the very end fails the close."""
     fd = os.open(ctx / "input", os.O_WRONLY | os.O_TRUNC)
-    os.write(fd, b"caf\xc3 and \xff\xfe\n")
-    with pytest.raises(OSError) as ei:
-        os.close(fd)
-    assert ei.value.errno == errno.EILSEQ
+    try:
+        with pytest.raises(OSError) as ei:
+            os.write(fd, b"caf\xc3 and \xff\xfe\n")
+        assert ei.value.errno == errno.EILSEQ
+    finally:
+        with pytest.raises(OSError) as ei:
+            os.close(fd)
+        assert ei.value.errno == errno.EILSEQ
     assert re.search(r"utf-?8", status(ctx).text, re.I), status(ctx).text
     with pytest.raises(OSError) as ei:
         with open(ctx / "input", "wb") as f:
-            f.write(b"\xc0\xaf overlong\n")
+            f.write(b"cut off \xe6\x97")
     assert ei.value.errno == errno.EILSEQ
     sentinel_check(fake, ctx, [])
 

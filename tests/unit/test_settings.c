@@ -436,6 +436,18 @@ static void test_model_valid(void)
 		CHECK(settings_model_valid(cases[i].id, strlen(cases[i].id)) == cases[i].ok);
 	CHECK(!settings_model_valid("a\0b", 3));
 	CHECK(settings_model_valid("ab\n", 2));  /* only len bytes count */
+
+	/* The text of a model file: white space around the id is not part of it. */
+	const char *id;
+	size_t n;
+	char why[256];
+	CHECK_EQ_INT(settings_model_text(" claude-x\r\n", 11, &id, &n, why, sizeof(why)), 0);
+	CHECK(n == 8 && !memcmp(id, "claude-x", 8));
+	CHECK_EQ_INT(settings_model_text("a b\n", 4, &id, &n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "invalid model id 'a b'") != NULL);
+	CHECK_EQ_INT(settings_model_text("\n", 1, &id, &n, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(settings_model_text("caf\xc3(\n", 6, &id, &n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "\\xc3") != NULL);  /* not UTF-8: quoted as bytes */
 }
 
 static void test_json_out(void)

@@ -9,6 +9,7 @@
  * test gets a fresh state directory under /tmp, removed afterwards.
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -902,9 +903,11 @@ static void test_stage_refused(void)
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "caf\xc3(", 5, e.why, sizeof(e.why)), -EILSEQ);
 	CHECK(draft == NULL);
 	CHECK(has(e.why, "UTF-8"));
+	/* A refusal is not a state of the context: the first line stays. */
 	const char *st = view(&e, id, VIEW_STATUS);
-	CHECK(starts(st, "error\n"));
-	CHECK(has(st, "last_error: message is not valid UTF-8"));
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "last_refused: message is not valid UTF-8"));
+	CHECK(!has(st, "last_error"));
 	CHECK_EQ_INT(context_info(e.s, id, &info), 0);
 	CHECK_EQ_INT(info.turn, 0);
 
@@ -913,12 +916,13 @@ static void test_stage_refused(void)
 	    context_set_config(e.s, id, "max_input_bytes = 10\n", 21, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789", 10, e.why, sizeof(e.why)), 0);
 	CHECK(draft != NULL);
-	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n")); /* the note went */
+	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n"));
+	CHECK(!has(view(&e, id, VIEW_STATUS), "last_refused")); /* a message was accepted */
 	e.why[0] = '\0';
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789a", 11, e.why, sizeof(e.why)),
 		     -EFBIG);
 	CHECK(has(e.why, "max_input_bytes"));
-	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: message is 11 bytes"));
+	CHECK(has(view(&e, id, VIEW_STATUS), "last_refused: message is 11 bytes"));
 	context_submit(e.s, draft); /* the staged 10 bytes stand */
 	const char *m[] = {"0123456789"};
 	CHECK(sent(&e, 0, m, 1));
@@ -1020,7 +1024,10 @@ static void test_failure_retry(void)
 	store_call_retry(e.s, call, 1, &err, 500);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "waiting\n"));
-	CHECK(has(st, "retrying: attempt 2 after overloaded_error: Overloaded"));
+	CHECK(has(st, "turn_attempt: 1\n"));
+	CHECK(has(st, "call_turn: 1\ncall_retries: 1 of 2\n"));
+	CHECK(has(st, "retrying: after overloaded_error: Overloaded\n"));
+	CHECK(!has(st, "last_error"));
 	store_call_response(e.s, call, 200, "req_b");
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "partial "), 0);
@@ -1225,6 +1232,44 @@ static void test_cancel(void)
 	env_done(&e);
 }
 
+/* turn_cancel: one turn, queued or in flight; the others go on. */
+static void test_turn_cancel(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "tc");
+	struct turn *t2 = NULL, *t3 = NULL;
+
+	say(&e, id, "m1");
+	uint64_t call1 = last_call(&e);
+	say(&e, id, "m2");
+	CHECK_EQ_INT(context_output(e.s, id, &t2), 0);
+	say(&e, id, "m3");
+	CHECK_EQ_INT(context_output(e.s, id, &t3), 0);
+	CHECK_EQ_INT(turn_number(t3), 3);
+	CHECK_EQ_INT(turn_cancel(e.s, t3), 1); /* queued: never sent */
+	CHECK_EQ_INT(e.fake.n, 1);
+	CHECK_EQ_INT(e.fake.n_cancelled, 0);
+	reply(&e, call1, "r1", 0, 1);
+	CHECK_EQ_INT(e.fake.n, 2); /* m2 next, m3 not at all */
+	const char *s2[] = {"m1", "r1", "m2"};
+	CHECK(sent(&e, 1, s2, 3));
+	uint64_t call2 = last_call(&e);
+	CHECK_EQ_INT(turn_cancel(e.s, t2), 1); /* in flight */
+	CHECK(fake_was_cancelled(&e.fake, call2));
+	store_call_end(e.s, call2, -ECANCELED, NULL);
+	struct turn_outcome oc;
+	turn_outcome(e.s, t2, &oc);
+	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	CHECK_EQ_STR(oc.error.type, "cancelled");
+	CHECK_EQ_INT(turn_cancel(e.s, t2), 0); /* ended already */
+	CHECK_EQ_INT(turn_cancel(e.s, t3), 0);
+	CHECK_EQ_INT(e.fake.n, 2);
+	turn_unref(e.s, t2);
+	turn_unref(e.s, t3);
+	env_done(&e);
+}
+
 static void test_clear(void)
 {
 	struct env e;
@@ -1326,11 +1371,21 @@ static void test_prune(void)
 	cJSON_Delete(j);
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), big_q));
 
-	/* A message that alone is over the budget fails without a call; the next
-	 * one is sent. */
+	/* A message that alone is over the budget is refused when it is staged;
+	 * with the system prompt over it, its turn fails without a call; the
+	 * next one is sent. */
 	size_t before = e.fake.n;
 	struct turn *t = NULL;
-	say(&e, id, huge);
+	CHECK_EQ_INT(context_input_check(e.s, id, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
+	CHECK(has(e.why, "budget_tokens"));
+	CHECK_EQ_INT(context_stage(e.s, id, &t, huge, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
+	CHECK(t == NULL);
+	CHECK(has(e.why, "message alone needs about"));
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "last_refused: message alone needs about"));
+	CHECK_EQ_INT(context_set_system(e.s, id, big_q, 300, e.why, sizeof(e.why)), 0);
+	say(&e, id, big_q);
 	CHECK_EQ_INT(e.fake.n, before);
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	struct turn_outcome oc;
@@ -1341,9 +1396,11 @@ static void test_prune(void)
 	char buf[16];
 	CHECK_EQ_INT(turn_read(e.s, t, 0, buf, sizeof(buf)), -EIO);
 	turn_unref(e.s, t);
-	const char *st = view(&e, id, VIEW_STATUS);
+	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
-	CHECK(has(st, "budget_exceeded"));
+	CHECK(has(st, "turn_state: failed\n"));
+	CHECK(has(st, "last_error: budget_exceeded"));
+	CHECK_EQ_INT(context_set_system(e.s, id, "", 0, e.why, sizeof(e.why)), 0);
 	say(&e, id, "small");
 	CHECK_EQ_INT(e.fake.n, before + 1);
 	reply(&e, last_call(&e), "fine", 0, 1);
@@ -2019,6 +2076,45 @@ static void test_delete_live(void)
 	env_done(&e);
 }
 
+/* Room held for writers: whole pages, summed in one unlinked file of the
+ * state directory, handed to the record by context_stage_held. */
+static void test_reserve(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "r");
+	CHECK_EQ_INT(store_text_cost("abc", 3), 3);
+	CHECK_EQ_INT(store_text_cost("a\"b\\c\n", 6), 9);
+	CHECK_EQ_INT(store_text_cost("\x01", 1), 6);
+	CHECK_EQ_INT(store_text_cost("\xc3\xa9", 2), 2);
+	uint64_t a = 0, b = 0;
+	CHECK_EQ_INT(store_reserve(e.s, &a, 10), 0);
+	CHECK_EQ_INT(a, 4096);
+	CHECK_EQ_INT(store_reserve(e.s, &a, 5000), 0);
+	CHECK_EQ_INT(a, 8192);
+	CHECK_EQ_INT(store_reserve(e.s, &a, 100), 0); /* never shrinks */
+	CHECK_EQ_INT(a, 8192);
+	CHECK_EQ_INT(store_reserve(e.s, &b, 1), 0);
+	CHECK_EQ_INT(b, 4096);
+	/* nothing of it is visible in the state directory */
+	DIR *d = opendir(e.dir);
+	size_t tmp = 0;
+	for (struct dirent *de; d && (de = readdir(d));)
+		tmp += strstr(de->d_name, "reserve") != NULL;
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(tmp, 0);
+	store_unreserve(e.s, &b);
+	CHECK_EQ_INT(b, 0);
+	struct turn *draft = NULL;
+	CHECK_EQ_INT(context_stage_held(e.s, id, &draft, &a, "hello", 5, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(a, 0);
+	CHECK(draft != NULL);
+	context_submit(e.s, draft);
+	store_unreserve(e.s, &a); /* 0: nothing */
+	env_done(&e);
+}
+
 int main(void)
 {
 	static const struct {
@@ -2039,6 +2135,7 @@ int main(void)
 	    {"failure_retry", test_failure_retry},
 	    {"regenerate", test_regenerate},
 	    {"cancel", test_cancel},
+	    {"turn_cancel", test_turn_cancel},
 	    {"clear", test_clear},
 	    {"prune", test_prune},
 	    {"view_cache", test_view_cache},
@@ -2051,6 +2148,7 @@ int main(void)
 	    {"patch", test_patch},
 	    {"observers", test_observers},
 	    {"delete_live", test_delete_live},
+	    {"reserve", test_reserve},
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int failed = check_failed;
