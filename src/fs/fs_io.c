@@ -287,7 +287,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 const char fs_ctl_help[] =
 	"cancel\tend the call in flight; queued messages are sent next\n"
 	"clear\tstart an empty history (the transcript keeps everything)\n"
-	"retry\tsend the newest message again after its turn failed\n";
+	"retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
  * with nothing to retry (why says which). */
