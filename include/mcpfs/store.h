@@ -191,6 +191,15 @@ enum view_kind {
 /* Appends a rendering of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out);
 
+/* The same, and *version receives the context's version as of that rendering.
+ * The version moves with every change that a rendering may show (the text of
+ * a streaming reply too, as the transcript shows it: what is in the journal),
+ * so a reader at the end of a `transcript` it read renders it again only when
+ * context_version() says it moved.  0, -ENOENT. */
+int context_render_version(struct store *s, uint64_t id, enum view_kind kind, struct buf *out,
+			   uint64_t *version);
+int context_version(struct store *s, uint64_t id, uint64_t *version);
+
 /* Replace the system prompt / model / set config keys (settings lines: the
  * keys named change, the others keep their value).  Durable on return.  On -EINVAL (-EILSEQ, -EFBIG)
  * nothing changed and why says why. */
@@ -270,7 +279,12 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 
 /* ctl commands.  cancel: ends the call in flight (queued turns are then sent);
  * returns 1 when something was cancelled, 0 when nothing was.  retry: sends the
- * newest turn's message again when that turn failed; -EINVAL otherwise.
+ * newest turn's message again as a new attempt when that turn has ended: after
+ * a failure it is sent again, after a complete reply it is regenerated (the
+ * reply leaves the history at once, the new one takes its place when it is
+ * complete; the transcript keeps both).  Durable on return (a RETRY record), and
+ * `output` refers to the new attempt; -EINVAL when the newest turn is still being
+ * written or in flight, or there is none since the last clear.
  * clear: cancels everything and starts an empty history (the transcript keeps
  * all, marked).  0/1, -ENOENT, -EINVAL + why. */
 int context_cancel(struct store *s, uint64_t id);

@@ -77,6 +77,8 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 		return r;
 	}
 	c->settings = *st;
+	if (copy && (system_len != c->system_len || memcmp(copy, c->system, system_len)))
+		context_mark(c, MARK_SYSTEM, copy, system_len);
 	if (copy) {
 		free(c->system);
 		c->system = copy;
@@ -121,18 +123,34 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 	return 0;
 }
 
-static const char *text_of_reply(const struct turn *t)
+int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len)
 {
-	return t->text.data ? t->text.data : "";
+	/* Two clears in a row show as one, as they always have. */
+	if (kind == MARK_CLEAR && c->n_marks && c->marks[c->n_marks - 1].kind == MARK_CLEAR &&
+	    c->marks[c->n_marks - 1].at == c->n_ex)
+		return 0;
+	if (c->n_marks == c->cap_marks) {
+		size_t cap = c->cap_marks ? c->cap_marks * 2 : 4;
+		struct mark *m = realloc(c->marks, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		c->marks = m;
+		c->cap_marks = cap;
+	}
+	struct mark *m = &c->marks[c->n_marks];
+	*m = (struct mark){c->n_ex, kind, NULL, 0};
+	if (text && !(m->text = strndup(text, len)))
+		return -ENOMEM;
+	m->len = len;
+	c->n_marks++;
+	context_changed(c);
+	return 0;
 }
 
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	/* The API refuses an assistant turn without text, so an empty reply (a
-	 * refusal, a reply of thinking only) keeps its exchange out of the history. */
-	if (e->in_history || i < c->hist_start || e->reply->state != TURN_DONE ||
-	    utf8_blank(text_of_reply(e->reply), e->reply->text.len))
+	if (e->in_history || i < c->hist_start || !turn_in_history(e->reply))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -218,6 +236,8 @@ static void load_settings(struct loader *L, const cJSON *o)
 	size_t len;
 	const char *sys = jstr(L, o, "system", &len);
 	char *copy = sys ? memdup_z(sys, len) : NULL;
+	if (copy && (len != L->c->system_len || memcmp(copy, L->c->system, len)))
+		context_mark(L->c, MARK_SYSTEM, copy, len);
 	if (copy) {
 		free(L->c->system);
 		L->c->system = copy;
@@ -283,10 +303,14 @@ static struct turn *load_attempt(struct loader *L, const cJSON *o)
 	}
 	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
 		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
-		if (!t)
+		if (t && e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
+			e->reply->state = TURN_FAILED;  /* its end was lost */
+			api_error_set(&e->reply->error, "interrupted", "the reply was not complete");
+		}
+		if (!t || exchange_replace(c, e, t) < 0) {
+			turn_unref(NULL, t);
 			return NULL;
-		turn_unref(NULL, e->reply);
-		e->reply = t;
+		}
 		t->state = TURN_QUEUED;
 	}
 	if (e->reply->state == TURN_DONE || e->reply->state == TURN_FAILED) {
@@ -303,7 +327,11 @@ static void load_part(struct loader *L, const cJSON *o)
 	const char *s;
 	if (!t)
 		return;
-	if ((s = jstr(L, o, "text", &len)))
+	/* The writer puts the thinking that came before the first text in parts
+	 * of its own (turn_checkpoint), so where it ends is known again here. */
+	if ((s = jstr(L, o, "text", &len)) && len && !t->text.len)
+		t->thinking_lead = t->thinking.len;
+	if (s)
 		buf_append(&t->text, s, len);
 	if ((s = jstr(L, o, "thinking", &len)))
 		buf_append(&t->thinking, s, len);
@@ -408,6 +436,10 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	case JOURNAL_CLEAR:
 		L->c->hist_start = L->c->n_ex;
 		L->c->pending_clear = true;
+		context_mark(L->c, MARK_CLEAR, NULL, 0);
+		break;
+	case JOURNAL_RETRY:
+		load_attempt(L, o);
 		break;
 	}
 	cJSON_Delete(o);
@@ -528,10 +560,17 @@ void context_free(struct store *s, struct context *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n_ex; i++) {
-		free(c->ex[i].user);
-		c->ex[i].reply->ctx = NULL;
-		turn_unref(NULL, c->ex[i].reply);
+		struct exchange *e = &c->ex[i];
+		free(e->user);
+		e->reply->ctx = NULL;
+		turn_unref(NULL, e->reply);
+		for (size_t k = 0; k < e->n_earlier; k++)
+			turn_unref(NULL, e->earlier[k]);  /* ctx already NULL */
+		free(e->earlier);
 	}
+	for (size_t i = 0; i < c->n_marks; i++)
+		free(c->marks[i].text);
+	free(c->marks);
 	if (c->newest)
 		c->newest->ctx = NULL;
 	turn_unref(NULL, c->newest);

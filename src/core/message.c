@@ -198,6 +198,7 @@ void context_submit(struct store *s, struct turn *draft)
 	pthread_mutex_lock(&s->lock);
 	if (draft->state == TURN_PENDING && draft->ctx) {
 		draft->state = TURN_QUEUED;
+		context_changed(draft->ctx);  /* the transcript shows it now */
 		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
 		context_pump(s, draft->ctx, &n);
 	}
@@ -288,6 +289,34 @@ int turn_cancel(struct store *s, struct turn *t)
 	return r;
 }
 
+/* The RETRY record makes the new attempt durable before the write to ctl
+ * returns: a restart then shows it (interrupted), not the attempt it replaced. */
+static int retry_record(struct context *c, const struct turn *t)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return -ENOMEM;
+	cJSON_AddNumberToObject(o, "turn", (double)t->number);
+	cJSON_AddNumberToObject(o, "attempt", t->attempt);
+	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
+	return context_write(c, JOURNAL_RETRY, o, true);
+}
+
+/* Checks that exchange e (the newest, or NULL) can be sent again. */
+static int retry_check(const struct exchange *e, char *why, size_t whylen)
+{
+	if (!e) {
+		snprintf(why, whylen, "nothing to retry: no message was sent yet");
+		return -EINVAL;
+	}
+	if (e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
+		snprintf(why, whylen, "nothing to retry: the newest turn is %s",
+			 e->reply->state == TURN_PENDING ? "still being written" : "in flight");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 {
 	struct notes n = {0};
@@ -295,24 +324,33 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 	struct context *c = store_get(s, id);
 	int r = c ? 0 : -ENOENT;
 	struct exchange *e = c && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
-	if (c && (!e || e->reply->state != TURN_FAILED)) {
-		snprintf(why, whylen, "nothing to retry: %s",
-			 e ? "the newest turn did not fail" : "no message was sent yet");
-		r = -EINVAL;
-	}
+	if (c)
+		r = retry_check(e, why, whylen);
 	struct turn *t = r == 0 ? turn_new(c, e->turn, e->reply->attempt + 1) : NULL;
 	if (r == 0 && !t)
 		r = -ENOMEM;
+	if (t && (r = retry_record(c, t)) < 0)
+		snprintf(why, whylen, "cannot save the retry: %s", strerror(-r));
+	if (t && r == 0)
+		r = exchange_replace(c, e, t);
+	if (t && r < 0) {
+		turn_unref(NULL, t);
+		t = NULL;
+	}
 	if (t) {
+		/* Regenerating: the reply being replaced leaves the history now, so
+		 * the new call and `history` go without it. */
+		if (e->in_history && c->prune.n && c->hist[c->prune.n - 1] == c->n_ex - 1) {
+			prune_index_pop(&c->prune);
+			e->in_history = false;
+		}
 		t->state = TURN_QUEUED;
-		e->reply->ctx = NULL;  /* readers may keep the failed attempt */
-		turn_unref(NULL, e->reply);
-		e->reply = t;
 		turn_unref(NULL, c->newest);
 		c->newest = turn_ref(NULL, t);
 		if (c->next_send > c->n_ex - 1)
 			c->next_send = c->n_ex - 1;
-		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
+		notes_add(&n, id,
+			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 		context_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);
@@ -333,6 +371,7 @@ int context_clear(struct store *s, uint64_t id)
 		r = o ? context_write(c, JOURNAL_CLEAR, o, true) : -ENOMEM;
 	}
 	if (r == 0) {
+		context_mark(c, MARK_CLEAR, NULL, 0);
 		c->hist_start = c->n_ex;
 		c->next_send = c->n_ex > c->next_send ? c->next_send : c->n_ex;
 		prune_index_reset(&c->prune);

@@ -28,7 +28,11 @@ struct turn {
 	struct buf text;             /* reply text: what `output` shows */
 	struct buf thinking;         /* thinking text, kept for the transcript */
 	size_t text_saved;           /* bytes of text already in REPLY_PART records */
+	size_t thinking_lead;        /* bytes of thinking that came before the first text
+	                                (the transcript shows them ahead of it) */
 	size_t thinking_saved;
+	size_t marks_before;         /* a retry's: context->n_marks when it was asked for
+	                                (the transcript shows those marks before it) */
 	struct buf part;             /* the last REPLY_PART printed; freed at the end */
 	int64_t saved_ms;            /* monotonic time of the last checkpoint */
 	char stop_reason[64];
@@ -52,6 +56,9 @@ struct exchange {
 	size_t user_len;
 	int64_t user_ms;             /* wall clock */
 	struct turn *reply;          /* current attempt (ref held); never NULL */
+	struct turn **earlier;       /* attempts it replaced, oldest first (refs held):
+	                                the transcript keeps them */
+	size_t n_earlier;
 	bool clear_before;           /* a clear happened just before this exchange */
 	bool in_history;             /* pushed into the prune index */
 };
@@ -69,6 +76,16 @@ struct store_slot {
 	uint64_t id;
 	char *name;                  /* heap; the current name (renames change it) */
 	struct context *ctx;         /* NULL until first use loads the journal */
+};
+
+/* Something the transcript shows between exchanges: a clear, or a new system
+ * prompt.  Marks are kept in the order they happened. */
+enum mark_kind { MARK_CLEAR, MARK_SYSTEM };
+struct mark {
+	size_t at;                   /* shown before exchange `at` (c->n_ex when it came) */
+	enum mark_kind kind;
+	char *text;                  /* MARK_SYSTEM: the new prompt (heap), else NULL */
+	size_t len;
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
@@ -96,6 +113,8 @@ struct context {
 	size_t hist_start;           /* first exchange after the last clear */
 	bool pending_clear;          /* the next exchange starts after a clear */
 	size_t next_send;            /* every exchange before it has ended */
+	struct mark *marks;          /* clears and system prompts, in order (transcript) */
+	size_t n_marks, cap_marks;
 	struct prune_index prune;    /* complete exchanges since hist_start */
 	uint64_t floor_turn;         /* loading: first_turn of the last call */
 	size_t *hist;                /* prune index position -> exchange index */
@@ -207,6 +226,8 @@ int context_append(struct context *c, uint16_t type, const char *payload, size_t
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);
+/* Records a clear or a new system prompt (text copied) for the transcript. */
+int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
 
@@ -228,5 +249,11 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 void turn_checkpoint(struct turn *t, bool sync);
 void context_pump(struct store *s, struct context *c, struct notes *n);
 int64_t exchange_raw(const struct exchange *e);
+/* Puts a new attempt in place of exchange e's reply, keeping the old one among
+ * e->earlier.  0, -ENOMEM. */
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
+/* true when the reply may go into the history: complete, with text, and not a
+ * refusal (the API wants a refused exchange left out). */
+bool turn_in_history(const struct turn *t);
 
 #endif

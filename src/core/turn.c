@@ -15,6 +15,7 @@
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
+#include "mcpfs/utf8.h"
 #include "store_impl.h"
 
 #define REQUEST_MAX (32u << 20)  /* the API refuses bodies over 32 MB */
@@ -110,6 +111,13 @@ void turn_checkpoint(struct turn *t, bool sync)
 		return;
 	while (t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) {
 		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
+		/* The thinking that came before the text goes in parts without text,
+		 * so that a loader knows where it ends (the transcript shows it ahead
+		 * of the text, the rest after). */
+		if (!t->text_saved && t->thinking_saved < t->thinking_lead) {
+			tn = 0;
+			hn = t->thinking_lead - t->thinking_saved;
+		}
 		tn = tn > PART_MAX ? PART_MAX : tn;
 		hn = hn > PART_MAX ? PART_MAX : hn;
 		/* Text is split only between characters: wire.c delivers whole UTF-8
@@ -209,6 +217,29 @@ void context_account(struct context *c, struct turn *t)
 	context_changed(c);
 }
 
+bool turn_in_history(const struct turn *t)
+{
+	/* The API refuses an assistant turn without text, so an empty reply (a
+	 * reply of thinking only) keeps its exchange out of the history; so does a
+	 * refusal, which the API wants left out of later calls. */
+	return t->state == TURN_DONE && strcmp(t->stop_reason, "refusal") != 0 &&
+	       !utf8_blank(t->text.data ? t->text.data : "", t->text.len);
+}
+
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
+{
+	struct turn **v = realloc(e->earlier, (e->n_earlier + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	e->earlier = v;
+	e->reply->ctx = NULL;  /* ended: nothing more is saved of it */
+	v[e->n_earlier++] = e->reply;
+	e->reply = t;
+	t->marks_before = c->n_marks;
+	context_changed(c);
+	return 0;
+}
+
 int64_t exchange_raw(const struct exchange *e)
 {
 	return prune_estimate(e->user_len) + prune_estimate(e->reply->text.len);
@@ -245,6 +276,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	}
 	if (c->active == t)
 		c->active = NULL;
+	context_changed(c);  /* the transcript shows the end, saved or not */
 	turn_end_record(c, t, true);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
@@ -453,6 +485,8 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 	case WIRE_BLOCK_DELTA:
 		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
 			t->state = TURN_STREAMING;
+			if (!t->text.len)
+				t->thinking_lead = t->thinking.len;
 			r = buf_append(&t->text, ev->text, ev->text_len);
 			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
 		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mcpfs/clock.h"
+#include "mcpfs/utf8.h"
 #include "store_impl.h"
 
 /* The part of the history that the next call sends (with an empty message). */
@@ -105,44 +106,168 @@ static int render_history_json(const struct context *c, struct buf *out)
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
 }
 
-static void describe_turn(const struct turn *t, char *out, size_t n)
+/* --- transcript: a log that only grows ------------------------------------------
+ *
+ * `tail -f transcript` follows the conversation, so no byte once rendered may
+ * change (any prefix ever read stays a prefix, across restarts too): a part is
+ * rendered only once it is final.  Exchanges, clears and new system prompts come
+ * in the order they happened; the rendering stops at the first part that is
+ * not final yet (a message still being written, a reply not yet begun), and a
+ * streaming reply is its last part, growing.  What ends a reply (the blank line
+ * after its text, its failure, a refusal, its replacement by a regeneration) is
+ * appended when it happens.  The format is in README.md ("The transcript"). */
+
+static int put_end(struct buf *out, const char *text, size_t len)
 {
-	if (t->state == TURN_DONE)
-		snprintf(out, n, "assistant (turn %llu)", (unsigned long long)t->number);
-	else if (t->state == TURN_FAILED)
-		snprintf(out, n, "assistant (turn %llu, failed: %s: %s)",
-			 (unsigned long long)t->number, t->error.type, t->error.message);
-	else
-		snprintf(out, n, "assistant (turn %llu, %s)", (unsigned long long)t->number,
-			 turn_state_name(t->state));
+	return buf_puts(out, len && text[len - 1] == '\n' ? "\n" : "\n\n");
+}
+
+static int render_mark(const struct mark *m, struct buf *out)
+{
+	if (m->kind == MARK_CLEAR)
+		return buf_puts(out, "--- cleared: the history starts again here ---\n\n");
+	if (!m->len)
+		return buf_puts(out, "--- system prompt removed ---\n\n");
+	return put_block(out, "system prompt set", m->text, m->len);
+}
+
+/* What is appended once attempt t has ended. */
+static int render_outcome(const struct turn *t, struct buf *out)
+{
+	unsigned long long n = (unsigned long long)t->number;
+	const char *text = text_of(&t->text);
+	if (t->state == TURN_FAILED)
+		return buf_printf(out, "--- turn %llu, failed: %s: %s ---\n\n", n, t->error.type,
+				  t->error.message);
+	int r = 0;
+	if (!strcmp(t->stop_reason, "refusal"))
+		r = buf_printf(out, "--- turn %llu, refused (stop_reason: refusal): left out of the "
+			       "history ---\n\n", n);
+	else if (utf8_blank(text, t->text.len))
+		r = buf_printf(out, "--- turn %llu: the reply has no text: left out of the history "
+			       "---\n\n", n);
+	return r;
+}
+
+/* Renders attempt t: 1 when it has ended (the rendering goes on after it), 0
+ * when it stops here, -errno. */
+static int render_attempt(const struct turn *t, struct buf *out)
+{
+	bool ended = t->state == TURN_DONE || t->state == TURN_FAILED;
+	/* Of a streaming reply only what is in the journal, so that a restart
+	 * shows it again.  Before its first text an attempt may still be retried,
+	 * which drops its thinking: nothing of it is final yet. */
+	size_t shown = ended ? t->text.len : t->text_saved;
+	if (!shown && !ended)
+		return 0;
+	size_t lead = t->text.len ? t->thinking_lead : t->thinking.len;
+	const char *thinking = text_of(&t->thinking);
+	bool head = shown || t->state == TURN_DONE;
+	char h[96];
+	int r = 0;
+	if (lead) {
+		snprintf(h, sizeof(h), "thinking (turn %llu)", (unsigned long long)t->number);
+		r = put_block(out, h, thinking, lead);
+	}
+	if (r == 0 && head && t->attempt > 1)
+		r = buf_printf(out, "--- assistant (turn %llu, attempt %u) ---\n",
+			       (unsigned long long)t->number, t->attempt);
+	else if (r == 0 && head)
+		r = buf_printf(out, "--- assistant (turn %llu) ---\n",
+			       (unsigned long long)t->number);
+	if (r == 0 && shown)
+		r = buf_append(out, t->text.data, shown);
+	if (r < 0 || !ended)
+		return r;
+	if (head)
+		r = put_end(out, text_of(&t->text), t->text.len);
+	if (r == 0 && t->thinking.len > lead) {
+		snprintf(h, sizeof(h), "thinking (turn %llu, after the text)",
+			 (unsigned long long)t->number);
+		r = put_block(out, h, thinking + lead, t->thinking.len - lead);
+	}
+	if (r == 0)
+		r = render_outcome(t, out);
+	return r < 0 ? r : 1;
+}
+
+/* Renders the marks from *m on that came before attempt t: those made before
+ * it was asked for (a new system prompt between a reply and its regeneration). */
+static int render_marks_before(const struct context *c, size_t *m, size_t before,
+			       struct buf *out)
+{
+	int r = 0;
+	for (; r == 0 && *m < c->n_marks && *m < before; (*m)++)
+		r = render_mark(&c->marks[*m], out);
+	return r;
+}
+
+/* Renders exchange i: 1 when all of it is final, 0 when the rendering stops in
+ * it, -errno.  *m is the next mark to render. */
+static int render_exchange(const struct context *c, size_t i, size_t *m, struct buf *out)
+{
+	const struct exchange *e = &c->ex[i];
+	if (e->reply->state == TURN_PENDING && !e->n_earlier)
+		return 0;  /* its writer may still change it */
+	char head[96], when[32];
+	clock_format_utc(e->user_ms, when);
+	snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
+	int r = put_block(out, head, e->user, e->user_len);
+	for (size_t k = 0; r >= 0 && k <= e->n_earlier; k++) {
+		const struct turn *t = k < e->n_earlier ? e->earlier[k] : e->reply;
+		if (k > 0 && (r = render_marks_before(c, m, t->marks_before, out)) < 0)
+			break;
+		/* A regeneration is told where its attempt begins: all before it
+		 * was shown when it was asked for. */
+		if (k > 0 && e->earlier[k - 1]->state == TURN_DONE &&
+		    (r = buf_printf(out, "--- turn %llu, regenerated: the reply above is replaced by "
+				    "attempt %u ---\n\n", (unsigned long long)e->turn,
+				    t->attempt)) < 0)
+			break;
+		r = render_attempt(t, out);
+		if (r == 0)
+			return 0;
+	}
+	return r;
 }
 
 static int render_transcript(const struct context *c, struct buf *out)
 {
-	int r = 0;
-	if (c->system_len)
-		r = put_block(out, "system (current)", c->system, c->system_len);
-	for (size_t i = 0; r == 0 && i < c->n_ex; i++) {
-		const struct exchange *e = &c->ex[i];
-		char head[800], when[32];
-		if (e->clear_before)
-			r = buf_puts(out, "--- cleared: the history starts again here ---\n\n");
-		clock_format_utc(e->user_ms, when);
-		snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
-		if (r == 0)
-			r = put_block(out, head, e->user, e->user_len);
-		const struct turn *t = e->reply;
-		if (r == 0 && t->thinking.len) {
-			snprintf(head, sizeof(head), "thinking (turn %llu)", (unsigned long long)e->turn);
-			r = put_block(out, head, text_of(&t->thinking), t->thinking.len);
+	size_t m = 0;
+	int r = 1;
+	for (size_t i = 0; r > 0 && i <= c->n_ex; i++) {
+		for (; r > 0 && m < c->n_marks && c->marks[m].at <= i; m++) {
+			int x = render_mark(&c->marks[m], out);
+			r = x < 0 ? x : 1;
 		}
-		describe_turn(t, head, sizeof(head));
-		if (r == 0 && t->state != TURN_PENDING)
-			r = put_block(out, head, text_of(&t->text), t->text.len);
+		if (r > 0 && i < c->n_ex)
+			r = render_exchange(c, i, &m, out);
 	}
-	if (r == 0 && c->pending_clear)
-		r = buf_puts(out, "--- cleared: the history starts again here ---\n\n");
-	return r;
+	return r < 0 ? r : 0;
+}
+
+/* One reply attempt in transcript.json; replaced: a later attempt took its place. */
+static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
+{
+	int r = add_message(arr, "assistant", text_of(&t->text), t->text.len);
+	if (r < 0)
+		return r;
+	cJSON *a = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
+	cJSON_AddNumberToObject(a, "turn", (double)t->number);
+	cJSON_AddNumberToObject(a, "attempt", t->attempt);
+	cJSON_AddStringToObject(a, "state", turn_state_name(t->state));
+	if (replaced)
+		cJSON_AddTrueToObject(a, "replaced");
+	if (t->stop_reason[0])
+		cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
+	if (t->thinking.len)
+		cJSON_AddStringToObject(a, "thinking", text_of(&t->thinking));
+	if (t->state == TURN_FAILED) {
+		cJSON *err = cJSON_AddObjectToObject(a, "error");
+		cJSON_AddStringToObject(err, "type", t->error.type);
+		cJSON_AddStringToObject(err, "message", t->error.message);
+	}
+	return 0;
 }
 
 static int render_transcript_json(const struct context *c, struct buf *out)
@@ -160,22 +285,10 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "time_ms", (double)e->user_ms);
 		if (e->clear_before)
 			cJSON_AddTrueToObject(u, "after_clear");
-		if (t->state == TURN_PENDING)
-			continue;
-		if ((r = add_message(arr, "assistant", text_of(&t->text), t->text.len)) < 0)
-			break;
-		cJSON *a = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
-		cJSON_AddNumberToObject(a, "turn", (double)e->turn);
-		cJSON_AddStringToObject(a, "state", turn_state_name(t->state));
-		if (t->stop_reason[0])
-			cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
-		if (t->thinking.len)
-			cJSON_AddStringToObject(a, "thinking", text_of(&t->thinking));
-		if (t->state == TURN_FAILED) {
-			cJSON *err = cJSON_AddObjectToObject(a, "error");
-			cJSON_AddStringToObject(err, "type", t->error.type);
-			cJSON_AddStringToObject(err, "message", t->error.message);
-		}
+		for (size_t k = 0; r == 0 && k < e->n_earlier; k++)
+			r = add_attempt(arr, e->earlier[k], true);
+		if (r == 0 && t->state != TURN_PENDING)
+			r = add_attempt(arr, t, false);
 	}
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
 }
@@ -356,6 +469,25 @@ static int transcript_fits(const struct context *c, size_t need, const struct bu
 
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out)
 {
+	return context_render_version(s, id, kind, out, NULL);
+}
+
+int context_version(struct store *s, uint64_t id, uint64_t *version)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	/* Text received but not yet checkpointed is a change too: the transcript
+	 * shows it once a rendering has saved it (no rendering has this value). */
+	if (c)
+		*version = c->active && c->active->text_saved < c->active->text.len ? UINT64_MAX
+										     : c->version;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+int context_render_version(struct store *s, uint64_t id, enum view_kind kind, struct buf *out,
+			   uint64_t *version)
+{
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? 0 : -ENOENT;
@@ -363,6 +495,10 @@ int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf
 	case VIEW_HISTORY:
 	case VIEW_HISTORY_JSON: r = render_cached(c, kind, out); break;
 	case VIEW_TRANSCRIPT:
+		/* What a reader is shown of a streaming reply must survive a crash
+		 * (a restart shows the same bytes, then the interruption). */
+		if (c->active && c->active->text_saved < c->active->text.len)
+			turn_checkpoint(c->active, false);
 		r = transcript_fits(c, c->system_len, out) ?: render_transcript(c, out);
 		break;
 	case VIEW_TRANSCRIPT_JSON:
@@ -376,6 +512,8 @@ int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf
 	case VIEW_INFO_JSON: r = render_info_json(c, out); break;
 	default: break;
 	}
+	if (c && version)
+		*version = c->version;  /* after the checkpoint above */
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -81,6 +81,7 @@ struct fs_handle {
 	struct turn *turn;       /* output: the turn this open is bound to */
 	struct turn *draft;      /* input: the staged message */
 	uint64_t read_end;       /* output: end of the last read, for poll; under park_lock */
+	uint64_t version;        /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
 	char ctl_line[256];      /* ctl: a command line not yet ended */
 	size_t ctl_len;
@@ -151,6 +152,7 @@ static inline pthread_mutex_t *fs_handle_lock(struct fs *fs, const void *h)
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
 #define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */
 #define NOTE_INVAL 4u        /* the context appeared, vanished or was renamed */
+#define NOTE_TRANSCRIPT 8u   /* the transcript grew: truncate it (a no-op) */
 
 /* fs_node.c */
 uint64_t fs_ino(uint64_t ctx, int kind);

@@ -8,7 +8,8 @@
  * `system`, `model`, `config`, `.config`: the new text replaces the old at
  * flush; opened without O_TRUNC the buffer starts with the current text, so
  * `>>` appends.  Read-only renderings are rendered at a read at offset 0 and
- * served from that snapshot, so one pass through the file is consistent.
+ * served from that snapshot, so one pass through the file is consistent; the
+ * transcript, which only grows, is rendered again by a read past the snapshot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -209,6 +210,28 @@ static bool caller_is_following_tail(fuse_req_t req)
 	return false;
 }
 
+/* The transcript only grows, so a snapshot stays a prefix of it: a read past
+ * its end (tail -f, a reader while a reply streams) renders it again, when the
+ * context changed since the snapshot was made. */
+static void transcript_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size,
+			    off_t off)
+{
+	uint64_t now;
+	bool stale = off == 0 || !h->data.data ||
+		     ((size_t)off >= h->data.len &&
+		      (context_version(fs->st, h->ctx, &now) < 0 || now != h->version));
+	if (stale) {
+		buf_reset(&h->data);
+		int r = context_render_version(fs->st, h->ctx, VIEW_TRANSCRIPT, &h->data,
+					       &h->version);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	reply_slice(req, h->data.data, h->data.len, off, size);
+}
+
 static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size, off_t off,
 			int flags)
 {
@@ -236,6 +259,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 	default:
 		break;
 	}
+	if (h->kind == K_TRANSCRIPT) {
+		transcript_read(fs, req, h, size, off);
+		return;
+	}
 	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data)) {
 		buf_reset(&h->data);
 		int r = render(fs, h, &h->data);
@@ -262,7 +289,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 const char fs_ctl_help[] =
 	"cancel\tend the call in flight; queued messages are sent next\n"
 	"clear\tstart an empty history (the transcript keeps everything)\n"
-	"retry\tsend the newest message again after its turn failed\n";
+	"retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
  * with nothing to retry (why says which). */

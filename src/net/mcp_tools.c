@@ -77,8 +77,8 @@ static const struct tool {
 	 "\"required\":[\"context\"],\"additionalProperties\":false}",
 	 true, false, true, false, tool_history},
 	{"ctl", "Control a context", "Runs a command of the context's ctl file: cancel (the "
-	 "call in flight), clear (start an empty history), retry (the newest message after "
-	 "its turn failed).",
+	 "call in flight), clear (start an empty history), retry (the newest message again, "
+	 "after its turn failed or to regenerate a complete reply).",
 	 "{\"type\":\"object\",\"properties\":{"
 	 "\"context\":{\"type\":\"string\",\"description\":\"the context's name\"},"
 	 "\"command\":{\"type\":\"string\",\"enum\":[\"cancel\",\"clear\",\"retry\"]}},"

@@ -111,7 +111,7 @@ Options:
                    with a body answers that body instead of a stream
   drop             read the request, then close the connection with no answer
   headers          extra response headers (dict)
-  stop_reason      default "end_turn"
+  stop_reason      default "end_turn"; kind "refusal" sets "refusal" and a refusing text
   input_tokens, output_tokens   override the usage numbers
   input_tokens_scale  report input tokens as the estimate times this (a tokenizer
                    that counts more, or fewer, tokens than bytes // 4); no cache
@@ -181,6 +181,9 @@ KINDS = {
     "fixture": {},
     "drop": {"drop": True},
     "delay": {"header_delay_ms": 1000},
+    # A reply the model declined: the stream ends normally with stop_reason
+    # "refusal" (CONTRACT §3.7); the text says so, as the API's does.
+    "refusal": {"stop_reason": "refusal", "text": "I can't help with that request."},
 }
 
 OPTIONS = {

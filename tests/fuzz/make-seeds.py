@@ -207,6 +207,7 @@ def seeds_journal():
         b'\x03{"turn":1,"text":"Hello","ms":1700000001000}',
         b'\x04{"turn":1,"attempt":1,"text":"Hi","thinking":""}',
         b'\x05{"turn":1,"attempt":1,"state":"done","stop_reason":"end_turn"}',
+        b'\x07{"turn":1,"attempt":2,"ms":1700000002000}',
         b'\x06{"turn":2}',
         b"",
         b"\x07MCJ1 a magic in a payload",

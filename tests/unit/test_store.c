@@ -769,10 +769,12 @@ static void test_turn(void)
 	journal_path(&e, "t", p, sizeof(p));
 	CHECK_EQ_INT(journal_scan(p, count_type, counts, &rep), 0);
 	CHECK_EQ_INT(counts[JOURNAL_USER], 2);
-	CHECK(!has(view(&e, id, VIEW_TRANSCRIPT), "\nhello\n"));
-	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "\nhello world\n"));
+	/* A message still being written is not in the transcript yet: its text
+	 * may change, and the transcript never changes what it showed. */
+	CHECK(!has(view(&e, id, VIEW_TRANSCRIPT), "hello"));
 
 	context_submit(e.s, draft);
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "\nhello world\n"));
 	CHECK_EQ_INT(e.fake.n, 1);
 	CHECK(e.fake.body_len_ok);
 	const char *msgs[] = {"hello world"};
@@ -1063,7 +1065,7 @@ static void test_failure_retry(void)
 	CHECK_EQ_STR(oc.error.type, "api_error");
 	CHECK_EQ_STR(oc.error.request_id, "req_b");
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT),
-		  "assistant (turn 1, failed: api_error: Internal server error)"));
+		  "--- turn 1, failed: api_error: Internal server error ---"));
 	CHECK(has(view(&e, id, VIEW_INFO_JSON), "\"api_error\""));
 
 	/* retry sends the same message again as attempt 2 of turn 1. */
@@ -1082,12 +1084,12 @@ static void test_failure_retry(void)
 	CHECK_EQ_STR(buf, "answer");
 	CHECK_EQ_INT(read_all(&e, t1, buf, sizeof(buf)), -EIO); /* the old reader's turn */
 	CHECK_EQ_STR(buf, "partial text");
-	e.why[0] = '\0';
-	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL);
-	CHECK(has(e.why, "did not fail"));
+	/* (retry after a complete reply regenerates it: test_regenerate) */
 	CHECK_EQ_INT(context_retry(e.s, 9999, e.why, sizeof(e.why)), -ENOENT);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
-	CHECK(!has(view(&e, id, VIEW_TRANSCRIPT), "partial text"));
+	/* The transcript keeps the failed attempt, then the new one. */
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "partial text\n\n--- turn 1, failed: api_error: "
+		  "Internal server error ---\n\n--- assistant (turn 1, attempt 2) ---\nanswer\n\n"));
 
 	/* A failed turn is left out of the next request; the next message goes. */
 	say(&e, id, "second");
@@ -1187,6 +1189,76 @@ static void test_models(void)
 	env_done(&e);
 }
 
+/* retry after a complete reply regenerates it: the same request again, the new
+ * reply in the history in place of the old, both in the transcript, the same
+ * after a reload.  The transcript only grows: every rendering starts with the
+ * one before (thinking before the text is shown once the text begins). */
+static void test_regenerate(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "g");
+	say(&e, id, "one");
+	reply(&e, last_call(&e), "r1", 0, 1);
+	say(&e, id, "two");
+	uint64_t call = last_call(&e);
+	start_msg(&e, call, 0);
+	CHECK_EQ_INT(delta(&e, call, "thinking", "hmm"), 0);
+	char *t0 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(!has(t0, "hmm")); /* a retry could still drop it */
+	CHECK_EQ_INT(delta(&e, call, "text", "r2"), 0);
+	CHECK_EQ_INT(delta(&e, call, "thinking", "later"), 0);
+	char *t1 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t1, t0));
+	CHECK(has(t1, "--- thinking (turn 2) ---\nhmm\n\n--- assistant (turn 2) ---\nr2"));
+	finish_msg(&e, call, 1);
+	char *t2 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t2, t1));
+	CHECK(has(t2, "r2\n\n--- thinking (turn 2, after the text) ---\nlater\n\n"));
+	/* A new system prompt between the reply and its regeneration stays where
+	 * it was shown. */
+	CHECK_EQ_INT(context_set_system(e.s, id, "be kind", 7, e.why, sizeof(e.why)), 0);
+	free(t2);
+	t2 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(has(t2, "later\n\n--- system prompt set ---\nbe kind\n\n"));
+
+	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), 0);
+	char *t2r = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t2r, t2));
+	CHECK(has(t2r, "be kind\n\n--- turn 2, regenerated: the reply above is replaced by "
+		  "attempt 2 ---\n\n"));
+	const char *m[] = {"one", "r1", "two"};
+	CHECK(sent(&e, e.fake.n - 1, m, 3));
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "r2"));
+	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL); /* in flight */
+	reply(&e, last_call(&e), "better", 0, 1);
+	char *t3 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t3, t2r));
+	CHECK(has(t3, "--- turn 2, regenerated: the reply above is replaced by attempt 2 ---\n\n"
+		  "--- assistant (turn 2, attempt 2) ---\nbetter\n\n"));
+	CHECK(has(view(&e, id, VIEW_HISTORY), "\nbetter\n"));
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "\nr2\n"));
+	say(&e, id, "three");
+	const char *m3[] = {"one", "r1", "two", "better", "three"};
+	CHECK(sent(&e, e.fake.n - 1, m3, 5));
+	reply(&e, last_call(&e), "r3", 0, 1);
+	char *t4 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	char *h4 = view_dup(&e, id, VIEW_HISTORY_JSON);
+
+	env_reopen(&e);
+	CHECK_EQ_INT(store_lookup(e.s, "g", &id), 0);
+	CHECK_EQ_STR(view(&e, id, VIEW_TRANSCRIPT), t4);
+	CHECK_EQ_STR(view(&e, id, VIEW_HISTORY_JSON), h4);
+	free(t0);
+	free(t1);
+	free(t2);
+	free(t2r);
+	free(t3);
+	free(t4);
+	free(h4);
+	env_done(&e);
+}
+
 static void test_cancel(void)
 {
 	struct env e;
@@ -1209,7 +1281,7 @@ static void test_cancel(void)
 	CHECK_EQ_INT(store_calls_in_flight(e.s), 1);
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
 	store_call_end(e.s, call, -ECANCELED, NULL); /* the transport's late report */
-	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- assistant (turn 1, failed: cancelled"));
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- turn 1, failed: cancelled"));
 	const char *m2[] = {"two"}; /* the cancelled exchange is not history */
 	CHECK(sent(&e, 1, m2, 1));
 	reply(&e, last_call(&e), "ok", 0, 1);
@@ -1631,8 +1703,8 @@ static void test_crash_mid_reply(void)
 	CHECK(info.idle); /* nothing is sent again by itself */
 	CHECK_EQ_INT(c.fake.n, 0);
 	const char *tr = view(&c, cid, VIEW_TRANSCRIPT);
-	CHECK(has(tr, "--- assistant (turn 2, failed: interrupted"));
-	CHECK(has(tr, "--- assistant (turn 3, failed: interrupted"));
+	CHECK(has(tr, "--- turn 2, failed: interrupted"));
+	CHECK(has(tr, "--- turn 3, failed: interrupted"));
 	CHECK(has(tr, "\nqueued\n"));
 	CHECK(starts(view(&c, cid, VIEW_STATUS), "error\n"));
 
@@ -1709,7 +1781,7 @@ static void test_torn_tail(void)
 	CHECK(starts(st, "error\n")); /* turn 2 lost its end: interrupted */
 	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
 	CHECK(has(tr, "--- assistant (turn 1) ---\nr1\n"));
-	CHECK(has(tr, "--- assistant (turn 2, failed: interrupted"));
+	CHECK(has(tr, "--- turn 2, failed: interrupted"));
 	CHECK(has(tr, "\nr2\n")); /* its text was in a part before the end */
 
 	CHECK_EQ_INT(say(&e, id, "m3"), 3);
@@ -2146,6 +2218,7 @@ int main(void)
 	    {"stage_refused", test_stage_refused},
 	    {"queue", test_queue},
 	    {"failure_retry", test_failure_retry},
+	    {"regenerate", test_regenerate},
 	    {"cancel", test_cancel},
 	    {"turn_cancel", test_turn_cancel},
 	    {"models", test_models},
