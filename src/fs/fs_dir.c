@@ -226,10 +226,36 @@ static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, cons
 	return r;
 }
 
+/* NAME renamed to its backup name (Emacs; vim with backupcopy=no): NAME stays
+ * as it is, and the backup name becomes a scratch file (in memory, hidden from
+ * listings) holding NAME's content, as if NAME had been copied there.  So the
+ * editor's later unlink of its backup (vim) finds it, and a rename back
+ * restores that content. */
+static int rename_to_backup(struct fs *fs, fuse_req_t req, fuse_ino_t parent, uint64_t ctx,
+			    const char *name, const char *newname)
+{
+	struct buf b;
+	struct scratch *sc;
+	buf_init(&b, SCRATCH_MAX_BYTES);
+	int r = context_render(fs->st, ctx, (enum view_kind)fs_files[fs_fixed_kind(name)].view, &b);
+	if (r == 0)
+		r = fs_scratch_create(fs, parent, newname, fuse_req_ctx(req)->pid, &sc);
+	if (r == 0) {
+		r = fs_scratch_resize(fs, sc, 0);
+		if (r == 0)
+			r = fs_scratch_write(fs, sc, 0, b.data ? b.data : "", b.len);
+		if (r > 0)
+			r = 0;
+		fs_scratch_release(fs, sc);
+	}
+	buf_done(&b);
+	return r;
+}
+
 /* Renames: a context (at the root); a temporary file onto input or a setting,
  * or at the root onto `.config` (a save by rename); NAME to its backup name
- * (Emacs), which is accepted and changes nothing.  Any other rename of a
- * context's file is EACCES (CONTRACT §4: never a false success). */
+ * (rename_to_backup).  Any other rename of a context's file is EACCES
+ * (CONTRACT §4: never a false success). */
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
 {
@@ -250,7 +276,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	else if (kind == K_DIR && fs_scratch_find(fs, parent, name))
 		r = rename_temporary(fs, parent, ctx, name, newname, flags);
 	else if (kind == K_DIR && editable(fs_fixed_kind(name)) && backup_of(name, newname))
-		r = 0;  /* Emacs backs up by renaming NAME to NAME~: keep NAME */
+		r = rename_to_backup(fs, req, parent, ctx, name, newname);
 	else
 		r = -EACCES;
 	/* Onto an existing context: EEXIST, the contract's answer for a taken name

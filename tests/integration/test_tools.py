@@ -202,6 +202,37 @@ def test_vim_edits_system(ctx, fake, tool_env):
     assert fake.calls[0].system.strip() == "Be brief."
 
 
+@pytest.mark.parametrize("opts", ["set backupcopy=no writebackup", "set backupcopy=no backup",
+                                  ""])
+@pytest.mark.parametrize("name,text,check", [
+    ("system", "Be brief.", lambda call: call.system.strip() == "Be brief."),
+    ("config", "max_tokens = 77", lambda call: call.max_tokens == 77),
+    ("input", "hello from vim", None),
+])
+def test_vim_backup_by_rename_saves(ctx, fake, tool_env, opts, name, text, check):
+    """vim with backupcopy=no renames NAME to NAME~, writes NAME, then deletes
+    NAME~: the backup rename leaves a (hidden) copy that the unlink finds, so
+    the save ends without E207.  "" is vim's default settings."""
+    which_or_fail("vim")
+    args = ["vim", "-u", "NONE", "-N", "-es", "-i", "NONE"]
+    if opts:
+        args += ["-c", opts]
+    r = run(args + ["-c", "%delete", "-c", "call setline(1, %r)" % text, "-c", "w", "-c", "q!",
+                    name],
+            cwd=str(ctx), env=tool_env, timeout=20)
+    assert r.rc == 0, r
+    assert not EDITOR_ERRORS.search(r.out + r.err), r
+    assert not [n for n in os.listdir(ctx) if n.endswith("~")]
+    if name == "input":
+        assert output(ctx) == reply_for(text)
+        assert [c.last_user_text.strip() for c in fake.calls] == [text]  # exactly one
+        return
+    assert text in read_file(ctx / name).splitlines()
+    send(ctx, "hello\n")
+    assert output(ctx) == reply_for("hello")
+    assert check(fake.calls[0]), fake.calls[0]
+
+
 def test_nano_saves_one_message(ctx, fake, tool_env):
     which_or_fail("nano")
     s = PtySession(["nano", "input"], env=tool_env, cwd=ctx)
