@@ -49,7 +49,11 @@ watch_retries() {
 	while sleep 0.2; do
 		line=$(grep -m 1 'retrying' "$dir/status" 2>/dev/null) || line=""
 		if [ -n "$line" ] && [ "$line" != "$shown" ]; then
+			# Over the "claude> " prompt, which then comes back
+			# below it, where the reply goes on.
+			[ -t 1 ] && printf '\r'
 			say "retrying… (${line#*retrying: })"
+			[ -t 1 ] && printf 'claude> '
 			shown=$line
 		fi
 		case $(status_word) in
@@ -63,7 +67,9 @@ watch_retries() {
 stream() {
 	[ -t 1 ] && printf 'claude> '
 	interrupted=0
-	cat "$dir/output" &
+	# cat's own error (EIO: a cancelled or failed call) is not shown: the
+	# lines below say what happened.
+	cat "$dir/output" 2>/dev/null &
 	local cat_pid=$! rc
 	watch_retries &
 	local watch_pid=$!
@@ -79,7 +85,9 @@ stream() {
 		say "[cancelled: the call was stopped; your next message is sent normally]"
 	elif [ $rc -ne 0 ]; then
 		echo
-		say "error: $(status_key last_error)"
+		local why
+		why=$(status_key last_error)
+		say "error: ${why:-reading the reply failed}"
 	else
 		echo
 	fi

@@ -50,6 +50,8 @@ def test_ctrl_c_cancels_the_streaming_reply_and_returns_to_the_prompt(mount, fak
     p.send("\x03")
     p.expect(r"\[cancelled")
     wait_for(lambda: prompts(p) == 2, 10, what="the prompt to come back")
+    # The cancel is expected: no "cat: …/output: Input/output error" before it.
+    assert "Input/output error" not in p.screen and "cat:" not in p.screen, p.screen
     # The call was cancelled, not left running: the daemon closed it and the
     # context says why.
     fake.wait_until(lambda: call.closed_by_client, 10, "the daemon to close the call")
@@ -146,9 +148,29 @@ def test_retries_show_as_retrying(mount, fake, chat):
     p.send("are you there\r")
     p.expect(r"retrying… \(.*overloaded_error")
     p.expect(re.escape(reply_for("are you there")))
+    # The reply goes on on a "claude> " line of its own, below the retrying line.
+    assert re.search(r"retrying… \([^\n]*overloaded_error[^\n]*\)\r?\n\r?claude> " +
+                     re.escape(reply_for("are you there")), p.screen), p.screen
     ctrl_d(p)
     assert p.wait(10) == 0
     assert len(fake.calls) == 2
+
+
+def test_a_failed_reply_shows_the_reason_without_cats_error(mount, fake, chat):
+    """The reply stops with EIO (here: the call is cancelled from another
+    terminal while it streams): the REPL says why, from status, and cat's own
+    "Input/output error" is not shown (as for Ctrl-C, where it raced)."""
+    fake.script("hold", hold_after=1)
+    p = chat()
+    p.send("tell me a long story\r")
+    call = fake.wait_held(0)
+    p.expect(re.escape(call.text_sent))
+    (mount.path / "talk" / "ctl").write_text("cancel\n")
+    p.expect(r"error: .*cancel")
+    wait_for(lambda: prompts(p) == 2, 10, what="the prompt to come back")
+    assert "Input/output error" not in p.screen and "cat:" not in p.screen, p.screen
+    ctrl_d(p)
+    assert p.wait(10) == 0
 
 
 def test_cancel_command_stops_another_writers_call(mount, fake, chat):

@@ -73,7 +73,6 @@ def test_ask_an_empty_question_fails_clearly(mount, fake, tool_env, question):
     assert fake.calls == [] and contexts(mount) == []
 
 
-@pytest.mark.allow_errors()  # the refused writes are logged as warnings
 @pytest.mark.parametrize("how", ["not-utf8", "too-large"])
 def test_ask_a_refused_question_says_why_and_removes_its_context(mount, fake, tool_env, how):
     env = example_env(mount, tool_env)
