@@ -15,6 +15,9 @@
  * 4913 + 123k) stays refused, which keeps vim writing in place (one message
  * per save).
  *
+ * An editor's backup rename of a file of a context (Emacs; vim with
+ * backupcopy=no) makes its backup name one of them, a copy (fs_dir.c).
+ *
  * All of them live in memory, bounded (fs_impl.h: SCRATCH_*), hidden from
  * listings, and vanish when unlinked, renamed onto a file of the context
  * (fs_dir.c), on unmount or when their context is deleted.  One left behind by

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mcpfs_testlib import REPO, read_file, reply_for, run, wait_for
+from mcpfs_testlib import REPO, read_file, reply_for, run, status, wait_for
 
 EXAMPLES = REPO / "examples"
 
@@ -88,15 +88,20 @@ def test_ask_a_refused_question_says_why_and_removes_its_context(mount, fake, to
     assert fake.calls == [] and contexts(mount) == []
 
 
-def test_ask_ctrl_c_cancels_the_call_and_removes_its_context(mount, fake, tool_env):
+@pytest.mark.parametrize("named", [False, True])
+def test_ask_ctrl_c_cancels_the_call_and_removes_its_context(mount, fake, tool_env, named):
+    """Ctrl-C cancels the call (`cancel` to ctl: with -c the context stays, and
+    says so) and removes the scratch context."""
     fake.script("hold", hold_after=1)
-    p = subprocess.Popen([str(EXAMPLES / "ask.sh"), "tell me a long story"],
+    args = ["-c", "story"] if named else []
+    p = subprocess.Popen([str(EXAMPLES / "ask.sh")] + args + ["tell me a long story"],
                          env=example_env(mount, tool_env), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                          start_new_session=True)
     try:
         call = fake.wait_held(0)
-        wait_for(lambda: contexts(mount) == ["ask-%d" % p.pid], 10, what="the context")
+        ctx = "story" if named else "ask-%d" % p.pid
+        wait_for(lambda: contexts(mount) == [ctx], 10, what="the context")
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C: to the whole process group
         out, err = p.communicate(timeout=20)
     finally:
@@ -106,8 +111,12 @@ def test_ask_ctrl_c_cancels_the_call_and_removes_its_context(mount, fake, tool_e
     assert p.returncode == 130, (out, err)
     assert err.decode().splitlines()[-1] == "ask.sh: interrupted: the call was cancelled", err
     fake.wait_until(lambda: call.closed_by_client, 10, "the daemon to close the call")
-    assert contexts(mount) == []
+    assert contexts(mount) == (["story"] if named else [])
     assert len(fake.calls) == 1
+    assert "call 1: cancelled" in mount.log(), mount.log()
+    if named:
+        st = status(mount.path / "story")
+        assert st.state == "error" and "cancelled by the user" in st.text, st.text
 
 
 def test_chat_repl_sends_each_line_and_handles_commands(mount, fake, tool_env):
