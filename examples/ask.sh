@@ -47,9 +47,11 @@ fi
 dir="$mnt/$ctx"
 # The scratch context goes on every way out: the EXIT trap runs on exit, and
 # Ctrl-C (SIGINT) first cancels the call in flight so that it stops spending.
+# shellcheck disable=SC2317  # the traps call these
 cleanup() {
-	[ $keep = 1 ] || rmdir "$dir" 2>/dev/null || true
+	[ "$keep" = 1 ] || rmdir "$dir" 2>/dev/null || true
 }
+# shellcheck disable=SC2317
 interrupted() {
 	trap - INT
 	echo cancel 2>/dev/null >"$dir/ctl" || true
