@@ -758,6 +758,11 @@ class PtySession:
         pid, fd = pty.fork()
         if pid == 0:  # child
             try:
+                # As at a terminal, also when the test run is a background job
+                # of a shell (which starts it with SIGINT and SIGQUIT ignored,
+                # and a shell cannot trap a signal ignored at its start).
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGQUIT, signal.SIG_DFL)
                 if cwd:
                     os.chdir(cwd)
                 os.execvpe(self.argv[0], self.argv, env)

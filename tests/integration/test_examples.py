@@ -88,6 +88,12 @@ def test_ask_a_refused_question_says_why_and_removes_its_context(mount, fake, to
     assert fake.calls == [] and contexts(mount) == []
 
 
+def default_sigint():
+    """SIGINT as at a terminal, also when the test run is a background job of
+    a shell (started with SIGINT ignored, which a shell cannot trap)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("named", [False, True])
 def test_ask_ctrl_c_cancels_the_call_and_removes_its_context(mount, fake, tool_env, named):
     """Ctrl-C cancels the call (`cancel` to ctl: with -c the context stays, and
@@ -97,7 +103,7 @@ def test_ask_ctrl_c_cancels_the_call_and_removes_its_context(mount, fake, tool_e
     p = subprocess.Popen([str(EXAMPLES / "ask.sh")] + args + ["tell me a long story"],
                          env=example_env(mount, tool_env), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=default_sigint)
     try:
         call = fake.wait_held(0)
         ctx = "story" if named else "ask-%d" % p.pid
