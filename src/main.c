@@ -25,6 +25,7 @@
 #include "mcpfs/claude.h"
 #include "mcpfs/fs.h"
 #include "mcpfs/log.h"
+#include "mcpfs/mcp.h"
 #include "mcpfs/options.h"
 #include "mcpfs/shim.h"
 #include "mcpfs/store.h"
@@ -240,6 +241,28 @@ static int wait_for_stop(const sigset_t *set)
 	return 0;
 }
 
+/* --mcp-stdio: the bridge to a running shim; no state directory, no mount,
+ * no daemon.  Exits when stdin ends. */
+static int run_mcp_stdio(struct options *o, struct fuse_args *args)
+{
+	char why[1024] = "";
+	if (o->mountpoint || o->no_mount) {
+		snprintf(why, sizeof(why), "--mcp-stdio takes no mount point and no --no-mount%s%s%s",
+			 o->mountpoint ? " (got '" : "", o->mountpoint ? o->mountpoint : "",
+			 o->mountpoint ? "')" : "");
+		die(why);
+	}
+	log_level = o->debug ? LOG_DEBUG : LOG_WARNING;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int r = mcp_bridge_run(o->http, o->http_token_file, why, sizeof(why));
+	curl_global_cleanup();
+	fuse_opt_free_args(args);
+	options_done(o);
+	if (r < 0)
+		die(why);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -268,6 +291,8 @@ int main(int argc, char **argv)
 		options_done(&d.opt);
 		return 0;
 	}
+	if (d.opt.mcp_stdio)
+		return run_mcp_stdio(&d.opt, &args);
 	log_level = d.opt.debug ? LOG_DEBUG : LOG_INFO;
 	raise_nofile_limit();
 	fuse_opt_add_arg(&args, "-osubtype=mcpfs,fsname=mcpfs");

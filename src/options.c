@@ -19,7 +19,7 @@
 enum {
 	KEY_FOREGROUND = 1, KEY_DEBUG, KEY_STATE_DIR, KEY_MODEL, KEY_MAX_TOKENS, KEY_BUDGET,
 	KEY_HTTP, KEY_HTTP_TOKEN, KEY_API_KEY_FILE, KEY_LOG_FILE, KEY_NO_MOUNT, KEY_VERSION,
-	KEY_HELP, KEY_TABLE,
+	KEY_HELP, KEY_TABLE, KEY_MCP_STDIO,
 };
 
 struct cli_option {
@@ -55,6 +55,9 @@ static const struct cli_option cli_options[] = {
 	{"--log-file", "log_file", "F", "log to F (appended) instead of syslog",
 	 "syslog when daemonized", KEY_LOG_FILE, NULL},
 	{"--no-mount", NULL, NULL, "run only the HTTP shim (foreground)", "", KEY_NO_MOUNT, NULL},
+	{"--mcp-stdio", NULL, NULL,
+	 "speak MCP on stdin/stdout, forwarding to a running shim (doc/mcp.md)", "", KEY_MCP_STDIO,
+	 NULL},
 	{"--version", NULL, NULL, "print the version and exit", "", KEY_VERSION, NULL},
 	{"--help", NULL, NULL, "print this help and exit", "", KEY_HELP, NULL},
 };
@@ -159,6 +162,7 @@ static int take_value(struct parse_state *ps, int key, const char *arg)
 	case KEY_FOREGROUND: o->foreground = true; return 0;
 	case KEY_DEBUG: o->debug = o->foreground = true; return 0;
 	case KEY_NO_MOUNT: o->no_mount = true; return 0;
+	case KEY_MCP_STDIO: o->mcp_stdio = true; return 0;
 	case KEY_VERSION: o->version = true; return 0;
 	case KEY_HELP: o->help = true; return 0;
 	case KEY_STATE_DIR: return set_string(&o->state_dir, v);
@@ -271,10 +275,11 @@ int options_check_http(const char *addr, char *why, size_t whylen)
 void options_print_help(FILE *out, const char *prog)
 {
 	fprintf(out, "usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
-		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n\n"
+		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n"
+		     "       %s --mcp-stdio [--http=ADDR:PORT] [--http-token-file=F]\n\n"
 		     "Every conversation with Claude is a directory of MOUNTPOINT.  SOURCE, which\n"
 		     "mount(8) and fstab put first, is ignored: write mcpfs.\n\noptions:\n",
-		prog, prog);
+		prog, prog, prog);
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct cli_option *c = &cli_options[i];
 		char left[64], oform[64] = "";

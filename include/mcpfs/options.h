@@ -20,6 +20,7 @@ struct options {
 	bool foreground;
 	bool debug;
 	bool no_mount;
+	bool mcp_stdio;         /* --mcp-stdio: the MCP stdio bridge, nothing else */
 	bool help;
 	bool version;
 	char *table;            /* --options-table=FORMAT (hidden), or NULL */

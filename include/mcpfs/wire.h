@@ -35,8 +35,10 @@ struct wire_request {
 	bool system_cache_mark;    /* cache_control breakpoint on the system block */
 	const struct wire_message *messages;
 	size_t n_messages;
-	int64_t thinking_budget;   /* 0: no "thinking" field */
+	int64_t thinking_budget;   /* > 0: {"type":"enabled","budget_tokens":N} */
 	bool stream;
+	bool thinking_adaptive;    /* {"type":"adaptive"} (wins over a budget) */
+	const char *effort;        /* NULL: no output_config; else output_config.effort */
 };
 
 /* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a

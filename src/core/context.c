@@ -77,6 +77,8 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 		return r;
 	}
 	c->settings = *st;
+	if (copy && (system_len != c->system_len || memcmp(copy, c->system, system_len)))
+		context_mark(c, MARK_SYSTEM, copy, system_len);
 	if (copy) {
 		free(c->system);
 		c->system = copy;
@@ -121,18 +123,34 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 	return 0;
 }
 
-static const char *text_of_reply(const struct turn *t)
+int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len)
 {
-	return t->text.data ? t->text.data : "";
+	/* Two clears in a row show as one, as they always have. */
+	if (kind == MARK_CLEAR && c->n_marks && c->marks[c->n_marks - 1].kind == MARK_CLEAR &&
+	    c->marks[c->n_marks - 1].at == c->n_ex)
+		return 0;
+	if (c->n_marks == c->cap_marks) {
+		size_t cap = c->cap_marks ? c->cap_marks * 2 : 4;
+		struct mark *m = realloc(c->marks, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		c->marks = m;
+		c->cap_marks = cap;
+	}
+	struct mark *m = &c->marks[c->n_marks];
+	*m = (struct mark){c->n_ex, kind, NULL, 0};
+	if (text && !(m->text = strndup(text, len)))
+		return -ENOMEM;
+	m->len = len;
+	c->n_marks++;
+	context_changed(c);
+	return 0;
 }
 
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	/* The API refuses an assistant turn without text, so an empty reply (a
-	 * refusal, a reply of thinking only) keeps its exchange out of the history. */
-	if (e->in_history || i < c->hist_start || e->reply->state != TURN_DONE ||
-	    utf8_blank(text_of_reply(e->reply), e->reply->text.len))
+	if (e->in_history || i < c->hist_start || !turn_in_history(e->reply))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -218,6 +236,8 @@ static void load_settings(struct loader *L, const cJSON *o)
 	size_t len;
 	const char *sys = jstr(L, o, "system", &len);
 	char *copy = sys ? memdup_z(sys, len) : NULL;
+	if (copy && (len != L->c->system_len || memcmp(copy, L->c->system, len)))
+		context_mark(L->c, MARK_SYSTEM, copy, len);
 	if (copy) {
 		free(L->c->system);
 		L->c->system = copy;
@@ -283,10 +303,14 @@ static struct turn *load_attempt(struct loader *L, const cJSON *o)
 	}
 	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
 		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
-		if (!t)
+		if (t && e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
+			e->reply->state = TURN_FAILED;  /* its end was lost */
+			api_error_set(&e->reply->error, "interrupted", "the reply was not complete");
+		}
+		if (!t || exchange_replace(c, e, t) < 0) {
+			turn_unref(NULL, t);
 			return NULL;
-		turn_unref(NULL, e->reply);
-		e->reply = t;
+		}
 		t->state = TURN_QUEUED;
 	}
 	if (e->reply->state == TURN_DONE || e->reply->state == TURN_FAILED) {
@@ -303,7 +327,11 @@ static void load_part(struct loader *L, const cJSON *o)
 	const char *s;
 	if (!t)
 		return;
-	if ((s = jstr(L, o, "text", &len)))
+	/* The writer puts the thinking that came before the first text in parts
+	 * of its own (turn_checkpoint), so where it ends is known again here. */
+	if ((s = jstr(L, o, "text", &len)) && len && !t->text.len)
+		t->thinking_lead = t->thinking.len;
+	if (s)
 		buf_append(&t->text, s, len);
 	if ((s = jstr(L, o, "thinking", &len)))
 		buf_append(&t->thinking, s, len);
@@ -408,6 +436,10 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	case JOURNAL_CLEAR:
 		L->c->hist_start = L->c->n_ex;
 		L->c->pending_clear = true;
+		context_mark(L->c, MARK_CLEAR, NULL, 0);
+		break;
+	case JOURNAL_RETRY:
+		load_attempt(L, o);
 		break;
 	}
 	cJSON_Delete(o);
@@ -528,10 +560,17 @@ void context_free(struct store *s, struct context *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n_ex; i++) {
-		free(c->ex[i].user);
-		c->ex[i].reply->ctx = NULL;
-		turn_unref(NULL, c->ex[i].reply);
+		struct exchange *e = &c->ex[i];
+		free(e->user);
+		e->reply->ctx = NULL;
+		turn_unref(NULL, e->reply);
+		for (size_t k = 0; k < e->n_earlier; k++)
+			turn_unref(NULL, e->earlier[k]);  /* ctx already NULL */
+		free(e->earlier);
 	}
+	for (size_t i = 0; i < c->n_marks; i++)
+		free(c->marks[i].text);
+	free(c->marks);
 	if (c->newest)
 		c->newest->ctx = NULL;
 	turn_unref(NULL, c->newest);
@@ -600,23 +639,20 @@ static int context_settings(struct store *s, uint64_t id, struct settings *st, b
 int context_set_model(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		      size_t whylen)
 {
-	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
-		       text[len - 1] == '\t'))
-		len--;
-	while (len && (*text == ' ' || *text == '\t')) {
-		text++;
-		len--;
-	}
-	if (!settings_model_valid(text, len)) {
-		snprintf(why, whylen, "invalid model id '%.*s'", (int)(len > 64 ? 64 : len), text);
+	const char *model;
+	size_t mlen;
+	if (settings_model_text(text, len, &model, &mlen, why, whylen) < 0)
 		return -EINVAL;
-	}
 	struct settings st;
+	char mid[SETTINGS_MODEL_MAX + 1];
 	int r = context_settings(s, id, &st, false);
 	if (r < 0)
 		return r;
-	memcpy(st.model, text, len);
-	st.model[len] = '\0';
+	memcpy(mid, model, mlen);
+	mid[mlen] = '\0';
+	if ((r = store_model_check(s, st.model, mid, why, whylen)) < 0)
+		return r;
+	memcpy(st.model, mid, mlen + 1);
 	return context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
@@ -624,11 +660,16 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 		       size_t whylen)
 {
 	struct settings st;
+	char old[SETTINGS_MODEL_MAX + 1] = "";
 	int r = context_settings(s, id, &st, false);
-	if (r == 0)
+	if (r == 0) {
+		memcpy(old, st.model, sizeof(old));
 		r = settings_parse(&st, text, len, why, whylen);
+	}
 	if (r == 0)
 		r = settings_check(&st, why, whylen);
+	if (r == 0)
+		r = store_model_check(s, old, st.model, why, whylen);
 	return r < 0 ? r : context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
@@ -653,11 +694,15 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 		snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
 		return -EINVAL;
 	}
+	char old[SETTINGS_MODEL_MAX + 1];
+	memcpy(old, st.model, sizeof(old));
 	if (model)
 		memcpy(st.model, model->valuestring, mlen + 1);
 	if (config && (r = settings_from_json(&st, config, why, whylen)) < 0)
 		return r;
 	if ((r = settings_check(&st, why, whylen)) < 0)
+		return r;
+	if ((r = store_model_check(s, old, st.model, why, whylen)) < 0)
 		return r;
 	const char *sys = system ? system->valuestring : NULL;
 	size_t slen = sys ? strlen(sys) : 0;

@@ -34,6 +34,8 @@ static int wire_request_check(const struct wire_request *r)
 		return -EINVAL;
 	if (r->max_tokens < 0 || r->thinking_budget < 0 || isinf(r->temperature))
 		return -EINVAL;
+	if (r->effort && (!*r->effort || !text_ok(r->effort, strlen(r->effort))))
+		return -EINVAL;
 	if (r->system && !text_ok(r->system, r->system_len))
 		return -EINVAL;
 	for (size_t i = 0; i < r->n_messages; i++)
@@ -130,12 +132,21 @@ fail:
 	return NULL;
 }
 
-static bool json_add_thinking(cJSON *root, int64_t budget)
+static bool json_add_thinking(cJSON *root, const struct wire_request *r)
 {
 	cJSON *t = cJSON_AddObjectToObject(root, "thinking");
 
+	if (r->thinking_adaptive)
+		return t && cJSON_AddStringToObject(t, "type", "adaptive");
 	return t && cJSON_AddStringToObject(t, "type", "enabled") &&
-	       json_add_int(t, "budget_tokens", budget);
+	       json_add_int(t, "budget_tokens", r->thinking_budget);
+}
+
+static bool json_add_output_config(cJSON *root, const char *effort)
+{
+	cJSON *o = cJSON_AddObjectToObject(root, "output_config");
+
+	return o && cJSON_AddStringToObject(o, "effort", effort);
 }
 
 /* The field order is fixed (cJSON keeps insertion order): the same conversation
@@ -153,8 +164,10 @@ static cJSON *wire_request_json(const struct wire_request *r)
 			      json_content(r->system, r->system_len, r->system_cache_mark));
 	if (ok)
 		ok = json_add(root, "messages", json_messages(r));
-	if (ok && r->thinking_budget > 0)
-		ok = json_add_thinking(root, r->thinking_budget);
+	if (ok && (r->thinking_adaptive || r->thinking_budget > 0))
+		ok = json_add_thinking(root, r);
+	if (ok && r->effort)
+		ok = json_add_output_config(root, r->effort);
 	if (ok)
 		ok = cJSON_AddBoolToObject(root, "stream", r->stream) != NULL;
 	if (!ok) {

@@ -3,10 +3,11 @@
  * FUSE raises no inotify events for a daemon's own changes, so `inotifywait -e
  * modify,close_write output` would never fire.  The notifier makes them happen
  * the only way the kernel reports them: by changing the file through the mount.
- * While a reply grows it truncates `output` to its current size (a no-op for
- * us, IN_MODIFY for watchers), at most every NOTIFY_MS per context (longer
- * when a pass over many streaming contexts takes long); when the
- * reply ends it opens `output` for writing and closes it (IN_CLOSE_WRITE).  It
+ * While a reply grows it truncates `output` to its current size and
+ * `transcript` (no-ops for us, IN_MODIFY for watchers), at most every NOTIFY_MS
+ * per context (longer when a pass over many streaming contexts takes long);
+ * when the reply ends it opens `output` for writing and closes it
+ * (IN_CLOSE_WRITE).  It
  * runs in its own thread, holding no lock, because those calls come back to our
  * own handlers; fs_io.c lets only this thread open `output` for writing.
  *
@@ -208,14 +209,14 @@ void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
 	}
 	/* Only an idle notifier is woken: one that waits out its pause after a
 	 * pass finds the changes when it ends.  A wake-up per delta would cost a
-	 * futex call here and a pass there per delta (bench/run, section 8). */
+	 * futex call here and a pass there per delta (bench/run, section 9). */
 	if (fs->note_idle)
 		pthread_cond_signal(&fs->note_cond);
 	pthread_mutex_unlock(&fs->note_lock);
 }
 
-/* Raises the inotify events for one context's output. */
-static void notify_output(struct fs *fs, uint64_t ctx)
+/* Raises the inotify events for one context's output and transcript. */
+static void notify_output(struct fs *fs, uint64_t ctx, unsigned bits)
 {
 	char name[STORE_NAME_MAX + 1], path[STORE_NAME_MAX + 16];
 	struct context_info ci;
@@ -223,7 +224,14 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 		map_del_id(&fs->closed, ctx);  /* deleted: ids are never reused */
 		return;
 	}
-	/* Relative to the working directory, the mount's root (notifier_enter). */
+	/* Relative to the working directory, the mount's root (notifier_enter).
+	 * Any size for the transcript: a truncate of a rendering changes nothing
+	 * (fs_path_truncate), and 0 spares a rendering to learn its size. */
+	snprintf(path, sizeof(path), "%s/transcript", name);
+	if ((bits & NOTE_TRANSCRIPT) && truncate(path, 0) < 0)
+		return;
+	if (!(bits & NOTE_MODIFY))
+		return;
 	snprintf(path, sizeof(path), "%s/output", name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
 		return;
@@ -332,8 +340,9 @@ void *fs_notifier_run(void *arg)
 			for (struct map_node *n = pending.slots[i]; n; n = n->next) {
 				uint64_t id;
 				memcpy(&id, n->key, sizeof(id));
-				if ((uintptr_t)n->value & NOTE_MODIFY)
-					notify_output(fs, id);
+				unsigned bits = (unsigned)(uintptr_t)n->value;
+				if (bits & (NOTE_MODIFY | NOTE_TRANSCRIPT))
+					notify_output(fs, id, bits);
 			}
 		if (inside)
 			notifier_leave();

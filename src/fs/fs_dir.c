@@ -67,12 +67,14 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 		st->st_mode = S_IFREG;
 		return fs_files[i + 1].name;
 	}
-	if (i < 2) {
-		st->st_ino = i == 0 ? INO_STATUS : INO_CONFIG;
+	if (i < 3) {
+		static const char *const root_files[] = {".status", ".config", ".models"};
+		static const fuse_ino_t root_inos[] = {INO_STATUS, INO_CONFIG, INO_MODELS};
+		st->st_ino = root_inos[i];
 		st->st_mode = S_IFREG;
-		return i == 0 ? ".status" : ".config";
+		return root_files[i];
 	}
-	i -= 2;
+	i -= 3;
 	if (i >= d->n)
 		return NULL;
 	st->st_ino = fs_ino(d->e[i].id, K_DIR);
@@ -150,7 +152,9 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else if (kind != K_ROOT)
 		r = -ENOTDIR;
 	else if (store_lookup(fs->st, name, &id) < 0)
-		r = !strcmp(name, ".status") || !strcmp(name, ".config") ? -ENOTDIR : -ENOENT;
+		r = !strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models")
+			    ? -ENOTDIR
+			    : -ENOENT;
 	else {
 		r = store_delete(fs->st, name);
 		if (r == 0)
@@ -169,7 +173,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = fs_scratch_unlink(fs, parent, name);
 	else if (kind == K_DIR)
 		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT;  /* lets rm -r reach rmdir */
-	else if (!strcmp(name, ".status") || !strcmp(name, ".config"))
+	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models"))
 		r = -EACCES;
 	else
 		r = store_lookup(fs->st, name, &id) == 0 ? -EISDIR : -ENOENT;

@@ -14,17 +14,18 @@
 #include "mcpfs/map.h"
 #include "mcpfs/store.h"
 
-/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`; a context with id N is
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`; a context with id N is
  * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
  * are never reused while mounted, so inode numbers never go stale. */
 #define INO_STATUS 2
 #define INO_CONFIG 3
+#define INO_MODELS 4
 #define INO_SCRATCH (1ULL << 62)
 
 enum fs_kind {
 	K_DIR = 0, K_INPUT, K_OUTPUT, K_HISTORY, K_HISTORY_JSON, K_TRANSCRIPT, K_SYSTEM,
 	K_MODEL, K_CONFIG, K_STATUS, K_USAGE, K_CTL, K_NFIXED,
-	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH,
+	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH, K_ROOT_MODELS,
 };
 
 struct fs_file {
@@ -66,12 +67,21 @@ struct fs_handle {
 	bool dirty;              /* written (or truncated) since the last flush */
 	bool append;             /* O_APPEND: writes go to the end of data */
 	bool written;            /* a write came since the last flush */
-	int rejected;            /* input: errno of the refusal of the message, 0 */
+	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
+	bool renamed;            /* the content of a temporary file renamed onto it */
+	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
+	uint64_t cost;           /* input, system: bytes the text takes in a journal record
+	                            (store_text_cost) */
+	uint64_t base_cost;      /* system, model, config: the rest of a settings record
+	                            (context_settings_cost), 0 until the first write */
+	uint64_t held;           /* disk room held for the record the close writes
+	                            (store_reserve) */
 	struct buf data;         /* input: the message; rw files: their new text;
 	                            read-only files: the rendered snapshot */
 	struct turn *turn;       /* output: the turn this open is bound to */
 	struct turn *draft;      /* input: the staged message */
 	uint64_t read_end;       /* output: end of the last read, for poll; under park_lock */
+	uint64_t version;        /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
 	char ctl_line[256];      /* ctl: a command line not yet ended */
 	size_t ctl_len;
@@ -143,6 +153,7 @@ static inline pthread_mutex_t *fs_handle_lock(struct fs *fs, const void *h)
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
 #define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */
 #define NOTE_INVAL 4u        /* the context appeared, vanished or was renamed */
+#define NOTE_TRANSCRIPT 8u   /* the transcript grew: truncate it (a no-op) */
 
 /* fs_node.c */
 uint64_t fs_ino(uint64_t ctx, int kind);
@@ -191,6 +202,15 @@ void fs_handles_free(struct fs *fs);
 int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
 /* What reading ctl shows: its commands, one a line, each with a few words. */
 extern const char fs_ctl_help[];
+
+/* fs_check.c */
+/* A write to input, system, model, config or .config: applies it to h->data
+ * and refuses it (-errno, reported) when it makes the text invalid already
+ * (CONTRACT §3.3); a refused text refuses every later write and close. */
+int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+/* Reports a refused write or close: a warning in the log and `last_refused`
+ * in the context's status. */
+void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,

@@ -4,10 +4,12 @@
  * FLUSH (every close) validates and stages it, so the writer sees an error and,
  * once close() returns, `output` already belongs to the new turn; the last
  * RELEASE sends it (CONTRACT §3.2, reference fuse-semantics §1.5).
+ * What a write can already refuse is refused by that write (fs_check.c).
  * `system`, `model`, `config`, `.config`: the new text replaces the old at
  * flush; opened without O_TRUNC the buffer starts with the current text, so
  * `>>` appends.  Read-only renderings are rendered at a read at offset 0 and
- * served from that snapshot, so one pass through the file is consistent.
+ * served from that snapshot, so one pass through the file is consistent; the
+ * transcript, which only grows, is rendered again by a read past the snapshot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include "fs_impl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/settings.h"
+#include "mcpfs/utf8.h"
 
 #define VIEW_MAX (1u << 30)  /* a rendering larger than this fails with EFBIG */
 
@@ -39,6 +42,8 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_status(fs->st, out);
 	if (h->kind == K_ROOT_CONFIG)
 		return store_render_defaults(fs->st, out);
+	if (h->kind == K_ROOT_MODELS)
+		return store_render_models(fs->st, out, true);
 	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
 }
 
@@ -205,6 +210,28 @@ static bool caller_is_following_tail(fuse_req_t req)
 	return false;
 }
 
+/* The transcript only grows, so a snapshot stays a prefix of it: a read past
+ * its end (tail -f, a reader while a reply streams) renders it again, when the
+ * context changed since the snapshot was made. */
+static void transcript_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size,
+			    off_t off)
+{
+	uint64_t now;
+	bool stale = off == 0 || !h->data.data ||
+		     ((size_t)off >= h->data.len &&
+		      (context_version(fs->st, h->ctx, &now) < 0 || now != h->version));
+	if (stale) {
+		buf_reset(&h->data);
+		int r = context_render_version(fs->st, h->ctx, VIEW_TRANSCRIPT, &h->data,
+					       &h->version);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	reply_slice(req, h->data.data, h->data.len, off, size);
+}
+
 static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size, off_t off,
 			int flags)
 {
@@ -232,6 +259,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 	default:
 		break;
 	}
+	if (h->kind == K_TRANSCRIPT) {
+		transcript_read(fs, req, h, size, off);
+		return;
+	}
 	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data)) {
 		buf_reset(&h->data);
 		int r = render(fs, h, &h->data);
@@ -258,18 +289,17 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 const char fs_ctl_help[] =
 	"cancel\tend the call in flight; queued messages are sent next\n"
 	"clear\tstart an empty history (the transcript keeps everything)\n"
-	"retry\tsend the newest message again after its turn failed\n";
+	"retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
- * with nothing to retry. */
-static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
+ * with nothing to retry (why says which). */
+static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t whylen)
 {
 	char *p = line, *end = line + strlen(line);
 	while (*p == ' ' || *p == '\t')
 		p++;
 	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
 		*--end = '\0';
-	char why[512];
 	if (!*p)
 		return 0;
 	if (!strcmp(p, "cancel"))
@@ -277,28 +307,67 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
 	if (!strcmp(p, "clear"))
 		return context_clear(fs->st, ctx);
 	if (!strcmp(p, "retry"))
-		return context_retry(fs->st, ctx, why, sizeof(why));
-	log_debug("ctl: unknown command '%.64s'", p);
+		return context_retry(fs->st, ctx, why, whylen);
+	char quoted[80] = "(not UTF-8 text)";
+	if (utf8_valid(p, strlen(p))) /* why goes to status: always text */
+		log_quote(quoted, sizeof(quoted), p, strlen(p));
+	snprintf(why, whylen, "unknown command '%s' (cancel, retry, clear)", quoted);
 	return -EINVAL;
 }
 
 /* Feeds bytes to the ctl line buffer, running each complete line. */
-static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size)
+static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, char *why,
+		     size_t whylen)
 {
 	for (size_t i = 0; i < size; i++) {
 		if (buf[i] != '\n') {
-			if (h->ctl_len + 1 >= sizeof(h->ctl_line))
+			if (h->ctl_len + 1 >= sizeof(h->ctl_line)) {
+				snprintf(why, whylen, "a command line is at most %zu bytes",
+					 sizeof(h->ctl_line) - 1);
 				return -EINVAL;  /* no command is this long */
+			}
 			h->ctl_line[h->ctl_len++] = buf[i];
 			continue;
 		}
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		int r = ctl_run(fs, h->ctx, h->ctl_line);
+		int r = ctl_run(fs, h->ctx, h->ctl_line, why, whylen);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+/* A model id written to model, config or .config is checked with the Models API
+ * at write() (CONTRACT §3.3), on a copy taken under the handle's lock: the check
+ * may wait (MODELS_WAIT_MS at most) and must not hold the stripe meanwhile. */
+static int model_write_check(struct fs *fs, struct fs_handle *h)
+{
+	if (h->kind != K_MODEL && h->kind != K_CONFIG && h->kind != K_ROOT_CONFIG)
+		return 0;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	size_t len = h->data.len;
+	char *copy = len ? malloc(len) : NULL;
+	if (copy)
+		memcpy(copy, h->data.data, len);
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	char why[512];
+	int r = copy ? store_model_check_text(fs->st, h->ctx, h->kind == K_MODEL ? 0 :
+					      h->kind == K_CONFIG ? 1 : 2, copy, len, why,
+					      sizeof(why))
+		     : 0;
+	free(copy);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		/* Refused like any other write (status, log), and the open file
+		 * stays refused: its close applies nothing. */
+		pthread_mutex_lock(fs_handle_lock(fs, h));
+		h->rejected = -r;
+		fs_refuse(fs, h, false, why);
+		pthread_mutex_unlock(fs_handle_lock(fs, h));
+	}
+	return r;
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -309,31 +378,20 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	int r = 0;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_CTL) {
-		r = ctl_write(fs, h, buf, size);
+		char why[512] = "";
+		r = ctl_write(fs, h, buf, size, why, sizeof(why));
+		if (r < 0 && r != -ENOENT)
+			fs_refuse(fs, h, false, why);
 	} else if (h->kind == K_SCRATCH) {
 		r = fs_scratch_write(fs, h->scratch, (size_t)off, buf, size);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
-		/* The kernel puts an O_APPEND write at its cached file size, which for
-		 * input is the previous message's (reads stay empty): `>>` after `>`
-		 * would start the message with that many NULs.  The end of this open's
-		 * own text is where an append goes. */
-		if (h->append)
-			off = (off_t)h->data.len;
-		r = buf_write_at(&h->data, (size_t)off, buf, size);
-		h->dirty = true;
-		h->written = true;
-		if (r == -EFBIG && h->kind == K_INPUT && !h->rejected) {
-			/* Nothing of an oversized message may be sent. */
-			char why[256];
-			snprintf(why, sizeof(why), "message is over max_input_bytes (%zu); nothing was "
-				 "sent", h->data.max);
-			h->rejected = EFBIG;
-			context_reject(fs->st, h->ctx, why);
-		}
+		r = fs_write_text(fs, h, buf, size, off);
 	} else if (h->kind != K_OUTPUT) {
 		r = -EBADF;
 	}
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	if (r == 0)
+		r = model_write_check(fs, h);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -346,6 +404,11 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	char why[512] = "";
 	const char *text = h->data.data ? h->data.data : "";
 	int r;
+	/* The room held for the record goes back just before it is written.
+	 * Unlike a message's (context_stage_held), not under the same lock: a
+	 * reply's record written in between may take it, and the close then
+	 * fails with ENOSPC as it would have without. */
+	store_unreserve(fs->st, &h->held);
 	switch (h->kind) {
 	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
 	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
@@ -353,7 +416,7 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	default: r = store_set_defaults(fs->st, text, h->data.len, why, sizeof(why)); break;
 	}
 	if (r < 0)
-		log_debug("refused new %s: %s", fs_files[h->kind < K_NFIXED ? h->kind : K_CONFIG].name, why);
+		fs_refuse(fs, h, true, why);
 	return r;
 }
 
@@ -366,10 +429,12 @@ static int input_flush(struct fs *fs, struct fs_handle *h)
 		return 0;
 	h->dirty = false;
 	char why[512];
-	int r = context_stage(fs->st, h->ctx, &h->draft, h->data.data ? h->data.data : "",
-			      h->data.len, why, sizeof(why));
+	int r = context_stage_held(fs->st, h->ctx, &h->draft, &h->held,
+				   h->data.data ? h->data.data : "", h->data.len, why, sizeof(why));
 	if (r < 0 && r != -ECANCELED) {
 		h->rejected = -r;
+		if (r != -ENOENT)
+			fs_refuse(fs, h, true, why);
 		context_abandon(fs->st, h->draft, why);
 		h->draft = NULL;
 	}
@@ -389,7 +454,12 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (h->kind == K_CTL && h->ctl_len) {
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		r = ctl_run(fs, h->ctx, h->ctl_line);
+		char why[512] = "";
+		r = ctl_run(fs, h->ctx, h->ctl_line, why, sizeof(why));
+		if (r < 0 && r != -ENOENT)
+			fs_refuse(fs, h, true, why);
+	} else if (kind_rw(h->kind) && h->rejected) {
+		r = -h->rejected; /* reported at its write */
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {
 		/* Only after a write: `echo x > system` closes a copy of its descriptor
 		 * before echo writes, and that close must not apply an empty prompt.
@@ -423,7 +493,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 			context_abandon(fs->st, h->draft, "the message was refused");
 		else
 			context_submit(fs->st, h->draft);  /* the last reference: send */
-	} else if (kind_rw(h->kind) && h->dirty) {
+	} else if (kind_rw(h->kind) && h->dirty && !h->rejected) {
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT) {
 		/* The last read may have been answered by the thread that delivered
@@ -436,6 +506,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
 	}
+	store_unreserve(fs->st, &h->held); /* a text never applied */
 	buf_done(&h->data);
 	free(h);
 	pthread_mutex_unlock(lock);
@@ -443,26 +514,22 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 
 int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len)
 {
-	/* The open (O_TRUNC), write and close of a writer that is never shared. */
-	struct fs_handle h = {.kind = kind, .ctx = ctx, .writer = true};
+	/* The open (O_TRUNC), write and close of a writer that is never shared:
+	 * the same checks as a write's, refusals reported the same way. */
+	struct fs_handle h = {.kind = kind, .ctx = ctx, .writer = true, .renamed = true};
 	buf_init(&h.data, VIEW_MAX);
 	int r = handle_init(fs, NULL, &h, O_WRONLY | O_TRUNC);
-	if (r == 0) {
-		h.dirty = h.written = true;
-		r = buf_write_at(&h.data, 0, data, len);
-	}
-	if (r == -EFBIG && kind == K_INPUT) {
-		char why[256];
-		snprintf(why, sizeof(why), "message is over max_input_bytes (%zu); nothing was sent",
-			 h.data.max);
-		context_reject(fs->st, ctx, why);
-	} else if (r == 0 && kind == K_INPUT) {
+	if (r == 0 && len)
+		r = fs_write_text(fs, &h, data, len, 0);
+	h.dirty = h.written = true;
+	if (r == 0 && kind == K_INPUT) {
 		r = input_flush(fs, &h);
 		if (r == 0)
 			context_submit(fs->st, h.draft);  /* input_flush gave up the draft on failure */
 	} else if (r == 0) {
 		r = apply_rw(fs, &h);
 	}
+	store_unreserve(fs->st, &h.held);
 	buf_done(&h.data);
 	return r;
 }
@@ -512,6 +579,10 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		h->dirty = true;
 		r = buf_resize(&h->data, (size_t)size);
+		if (h->valid > h->data.len)
+			h->valid = h->data.len;
+		if (h->kind == K_INPUT)
+			h->cost = store_text_cost(h->data.data, h->data.len);
 	}  /* else output and the renderings: accepted, nothing changes */
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	return r;

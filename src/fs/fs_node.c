@@ -46,6 +46,8 @@ uint64_t fs_ino(uint64_t ctx, int kind)
 		return INO_STATUS;
 	if (kind == K_ROOT_CONFIG)
 		return INO_CONFIG;
+	if (kind == K_ROOT_MODELS)
+		return INO_MODELS;
 	return ctx << 8 | (uint64_t)kind;
 }
 
@@ -58,6 +60,8 @@ int fs_kind_of(fuse_ino_t ino, uint64_t *ctx)
 		return K_ROOT_STATUS;
 	if (ino == INO_CONFIG)
 		return K_ROOT_CONFIG;
+	if (ino == INO_MODELS)
+		return K_ROOT_MODELS;
 	if (ino & INO_SCRATCH)
 		return K_SCRATCH;
 	*ctx = ino >> 8;
@@ -98,16 +102,21 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 
 static int root_stat(struct fs *fs, int kind, struct stat *st)
 {
-	st->st_mode = kind == K_ROOT ? (S_IFDIR | 0755) : kind == K_ROOT_STATUS ? (S_IFREG | 0444)
-									: (S_IFREG | 0644);
+	st->st_mode = kind == K_ROOT		 ? (S_IFDIR | 0755)
+		      : kind == K_ROOT_CONFIG ? (S_IFREG | 0644)
+					      : (S_IFREG | 0444);
 	st->st_nlink = kind == K_ROOT ? 2 : 1;
 	fill_time(&st->st_mtim, fs->mount_ms);
 	if (kind == K_ROOT)
 		return 0;
 	struct buf b;
 	buf_init(&b, 1u << 20);
-	int r = kind == K_ROOT_STATUS ? store_render_status(fs->st, &b)
-				      : store_render_defaults(fs->st, &b);
+	/* `.models` fetches a list older than a day here already (waiting
+	 * MODELS_WAIT_MS at most), so that its size is that of what a read gives:
+	 * rsync and tar trust the size. */
+	int r = kind == K_ROOT_STATUS   ? store_render_status(fs->st, &b)
+		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, true)
+					: store_render_defaults(fs->st, &b);
 	st->st_size = r < 0 ? 0 : (off_t)b.len;
 	buf_done(&b);
 	return 0;
@@ -185,6 +194,8 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_entry(req, fs, INO_STATUS);
 		else if (!strcmp(name, ".config"))
 			reply_entry(req, fs, INO_CONFIG);
+		else if (!strcmp(name, ".models"))
+			reply_entry(req, fs, INO_MODELS);
 		else if (store_lookup(fs->st, name, &id) == 0)
 			reply_entry(req, fs, fs_ino(id, K_DIR));
 		else if (sc_ino)

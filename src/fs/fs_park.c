@@ -138,6 +138,9 @@ void fs_on_change(void *data, uint64_t ctx, unsigned what)
 	struct fs *fs = data;
 	if (what & (STORE_CHANGED_CREATED | STORE_CHANGED_DELETED | STORE_CHANGED_RENAMED))
 		fs_note(fs, ctx, NOTE_INVAL);
+	if (what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY |
+		    STORE_CHANGED_SETTINGS))
+		fs_note(fs, ctx, NOTE_TRANSCRIPT);
 	if (!(what & STORE_CHANGED_OUTPUT))
 		return;
 	fs_note(fs, ctx, NOTE_MODIFY);

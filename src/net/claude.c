@@ -29,11 +29,12 @@
 #define CLAUDE_POLL_MAX_MS 60000  /* the loop wakes for commands anyway */
 #define CLAUDE_EVENTS 64          /* epoll events taken per wake */
 
-enum claude_cmd_kind { CMD_START, CMD_CANCEL };
+enum claude_cmd_kind { CMD_START, CMD_CANCEL, CMD_MODELS };
 
 struct claude_cmd {
 	enum claude_cmd_kind kind;
-	struct call_spec spec; /* CMD_START owns spec.body; CMD_CANCEL uses call_id */
+	struct call_spec spec; /* CMD_START owns spec.body; CMD_CANCEL uses call_id;
+	                          CMD_MODELS uses model ("" for the list) */
 	struct claude_cmd *next;
 };
 
@@ -86,6 +87,20 @@ static int claude_headers(struct claude *c, const struct claude_config *cfg)
 		free(v);
 	}
 	c->have_auth = key || tok;
+	if (r == 0 && key)
+		r = header_add(&c->get_headers, "x-api-key", key);
+	if (r == 0 && tok) {
+		char *v = NULL;
+		if (asprintf(&v, "Bearer %s", tok) < 0)
+			return -ENOMEM;
+		r = header_add(&c->get_headers, "Authorization", v);
+		explicit_bzero(v, strlen(v));
+		free(v);
+	}
+	if (r == 0)
+		r = header_add(&c->get_headers, "anthropic-version", WIRE_ANTHROPIC_VERSION);
+	if (r == 0)
+		r = header_add(&c->get_headers, "accept", "application/json");
 	if (r == 0)
 		r = header_add(&c->headers, "anthropic-version", WIRE_ANTHROPIC_VERSION);
 	if (r == 0)
@@ -180,7 +195,7 @@ static int on_timer(CURLM *multi, long ms, void *data)
 /* The multi handle, driven by events: a wake-up costs the sockets that have
  * something, not a poll(2) of every open transfer and a pass over every handle
  * (curl_multi_perform), which made a paced delta's cost grow with the number
- * of streams (bench/run, section 8). */
+ * of streams (bench/run, section 9). */
 static int claude_multi_new(struct claude *c)
 {
 	c->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -234,6 +249,9 @@ int claude_new(const struct claude_config *cfg, struct store *st, struct claude 
 		c->url = NULL;
 		goto fail;
 	}
+	c->base = strndup(base, n);
+	if (!c->base)
+		goto fail;
 	r = claude_headers(c, cfg);
 	if (r < 0)
 		goto fail;
@@ -311,9 +329,27 @@ static void on_cancel(void *impl, uint64_t call_id)
 	claude_push(impl, cmd);
 }
 
+static void on_models(void *impl, const char *model, int connect_timeout_ms)
+{
+	struct claude_cmd *cmd = calloc(1, sizeof(*cmd));
+	if (!cmd) {
+		/* Answered at once, from here: the store's lock is held, so the
+		 * answer must wait for the loop; with no memory, nothing can.  The
+		 * entry stays "fetching" and its waiters time out (MODELS_WAIT_MS)
+		 * or wait for the next answer. */
+		log_warn("cannot ask the Models API: out of memory");
+		return;
+	}
+	cmd->kind = CMD_MODELS;
+	cmd->spec.connect_timeout_ms = connect_timeout_ms;
+	snprintf(cmd->spec.model, sizeof(cmd->spec.model), "%s", model ? model : "");
+	claude_push(impl, cmd);
+}
+
 static const struct transport_ops claude_ops = {
 	.start = on_start,
 	.cancel = on_cancel,
+	.models = on_models,
 };
 
 const struct transport_ops *claude_transport(void)
@@ -364,6 +400,9 @@ static void claude_commands(struct claude *c, struct claude_cmd *cmd)
 		struct claude_cmd *next = cmd->next;
 		if (cmd->kind == CMD_START)
 			claude_call_new(c, &cmd->spec);
+		else if (cmd->kind == CMD_MODELS)
+			claude_fetch_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL,
+					 cmd->spec.connect_timeout_ms);
 		else
 			claude_cancel(c, cmd->spec.call_id);
 		free(cmd);
@@ -383,6 +422,8 @@ static bool claude_reap(struct claude *c)
 		any = true;
 		/* m does not survive curl_multi_remove_handle: copy it first. */
 		CURLcode rc = m->data.result;
+		if (claude_fetch_done(c, m->easy_handle, rc))
+			continue;
 		void *priv = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
 		claude_call_done(priv, rc);
@@ -410,6 +451,7 @@ static void claude_abort_all(struct claude *c)
 {
 	while (c->calls)
 		claude_call_abort(c->calls, "interrupted", "mcpfs stopped during the call");
+	claude_fetch_abort_all(c);
 }
 
 /* Runs curl's timer if it is due. */
@@ -488,6 +530,7 @@ void claude_free(struct claude *c)
 	}
 	while (c->calls)
 		claude_call_free(c->calls);
+	claude_fetch_abort_all(c);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
 	if (c->epfd >= 0)
@@ -497,7 +540,11 @@ void claude_free(struct claude *c)
 	for (struct curl_slist *l = c->headers; l; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(c->headers);
+	for (struct curl_slist *l = c->get_headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(c->get_headers);
 	free(c->url);
+	free(c->base);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

@@ -207,6 +207,7 @@ def seeds_journal():
         b'\x03{"turn":1,"text":"Hello","ms":1700000001000}',
         b'\x04{"turn":1,"attempt":1,"text":"Hi","thinking":""}',
         b'\x05{"turn":1,"attempt":1,"state":"done","stop_reason":"end_turn"}',
+        b'\x07{"turn":1,"attempt":2,"ms":1700000002000}',
         b'\x06{"turn":2}',
         b"",
         b"\x07MCJ1 a magic in a payload",
@@ -261,6 +262,13 @@ def seeds_settings():
     write("settings", "json-fraction", '{"max_tokens":4096.5}')
     write("settings", "json-huge", '{"budget_tokens":1e300}')
     write("settings", "json-unknown", '{"colour":"blue"}')
+    write("settings", "thinking-effort", "thinking = on\neffort = max\nthinking = 2048\n"
+          "effort = XHIGH\nthinking = off\neffort = default\n")
+    write("settings", "bad-effort", "effort = extreme\n")
+    write("settings", "bad-thinking-word", "thinking = maybe\n")
+    write("settings", "json-thinking-effort", '{"thinking":"on","effort":"low"}')
+    write("settings", "json-thinking-number", '{"thinking":4096,"max_tokens":8192}')
+    write("settings", "json-bad-effort", '{"effort":3}')
     write("settings", "json-array", "[1,2]")
 
 

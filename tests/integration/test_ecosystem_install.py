@@ -249,6 +249,7 @@ def test_systemd_unit_commands_mount_restart_and_stop(installed, workdir, fake):
     name, unit = instance_unit(installed, mnt, workdir)
     instance = name[len("mcpfs@"):-len(".service")]
     env_file = config / "mcpfs" / (instance + ".env")
+    fake.add_model("m-unit")  # the Models API (and so the Messages API) knows it
     env_file.write_text("MCPFS_OPTIONS=--state-dir=%s --model=m-unit\n"
                         "ANTHROPIC_API_KEY=%s\nANTHROPIC_BASE_URL=%s\n"
                         % (workdir / "state", DEFAULT_KEY, fake.base_url))

@@ -10,7 +10,7 @@ import shlex
 import pytest
 
 from mcpfs_testlib import REPO, run, tool_env
-from test_http_support import free_port, shim, shim_factory  # noqa: F401  (fixtures)
+from http_support import free_port, shim, shim_factory  # noqa: F401  (fixtures)
 
 EXAMPLES = REPO / "examples"
 

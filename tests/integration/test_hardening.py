@@ -27,7 +27,7 @@ def test_bytes_trickled_after_message_stop_do_not_hold_the_connection(mount, fak
     c = mount.ctx("c")
     send(c, "hello\n")
     assert output(c) == reply_for("hello")
-    assert status(c)["state"] == "done"
+    assert status(c)["turn_state"] == "done"
     rec = fake.calls[0]
     wait_for(lambda: rec.done, 20, what="the daemon to close the trickling connection")
     assert rec.completed and rec.closed_by_client, rec.to_dict()
@@ -135,10 +135,10 @@ def test_nul_in_a_text_delta_is_kept(mount, fake):
     send(c, "hello\n")
     want = b"before a\x00b after"
     assert read_file(c / "output", binary=True) == want
-    assert status(c)["output_bytes"] == str(len(want))
+    assert status(c)["turn_output_bytes"] == str(len(want))
     mount.remount()
     assert read_file(c / "output", binary=True) == want
-    assert status(c)["state"] == "done"
+    assert status(c)["turn_state"] == "done"
     fake.set_default("normal")
     send(c, "next\n")
     assert output(c) == reply_for("next")

@@ -1,6 +1,7 @@
 """scripts/test's summary counts skips (issue 11, point 9): its integration()
-and unit() functions are run here on a stand-in pytest and stand-in unit
-binaries, and the last line's format is checked."""
+and unit() functions are run here on a stand-in pytest and a stand-in meson
+project whose tests exit 0, 77 or 1 (unit() runs `meson test`, issue 12,
+point 6), and the last line's format is checked."""
 
 import os
 import re
@@ -25,13 +26,16 @@ def functions():
 
 
 def count(top, pytest_summary, unit_codes):
+    """unit() runs `meson test`: here on a real meson project whose tests exit
+    with unit_codes (77: skipped, as meson counts it)."""
     workdir = Path(tempfile.mkdtemp(dir=str(top)))
-    bd = workdir / "bd"
-    (bd / "tests").mkdir(parents=True)
-    for i, rc in enumerate(unit_codes):
-        t = bd / "tests" / ("test_%d" % i)
-        t.write_text("#!/bin/sh\necho 'unit %d'\nexit %d\n" % (i, rc))
-        os.chmod(t, 0o755)
+    src = workdir / "src"
+    src.mkdir()
+    tests = "".join("test('t%d', find_program('sh'), args : ['-c', 'echo unit %d; exit %d'])\n"
+                    % (i, i, rc) for i, rc in enumerate(unit_codes))
+    (src / "meson.build").write_text("project('stand-in', 'c')\n" + tests)
+    r = run(["meson", "setup", str(workdir / "bd"), str(src)], timeout=120)
+    assert r.rc == 0, r
     fake_py = workdir / "py"
     fake_py.write_text("#!/bin/sh\necho '%s'\n" % pytest_summary)
     os.chmod(fake_py, 0o755)
@@ -62,3 +66,17 @@ def test_last_line_names_all_three():
     lines = [ln for ln in SCRIPT.read_text().splitlines()
              if ln.strip().startswith("echo \"$passed")]
     assert lines == ['echo "$passed passed, $failed failed, $skipped skipped"'], lines
+
+
+def test_meson_test_runs_unit_tests_and_fuzz_replays(mcpfs_bin):
+    """What unit() runs: every unit test binary and every corpus replay of
+    tests/meson.build and tests/fuzz/meson.build is a meson test."""
+    from ecosystem_lib import build_dir
+    r = run(["meson", "test", "-C", str(build_dir(mcpfs_bin)), "--no-rebuild", "--list"],
+            timeout=60)
+    assert r.rc == 0, r
+    names = set(ln.strip() for ln in r.out.splitlines())
+    for unit in sorted((REPO / "tests" / "unit").glob("test_*.c")):
+        assert "mcpfs:unit / %s" % unit.stem[len("test_"):] in names, (unit, names)
+    for fuzz in sorted((REPO / "tests" / "fuzz").glob("fuzz_*.c")):
+        assert "mcpfs:fuzz / %s" % fuzz.stem in names, (fuzz, names)

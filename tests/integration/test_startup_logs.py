@@ -15,7 +15,7 @@ from mcpfs_testlib import (
     REPO, daemon_env, is_mounted, read_partial, reply_for, run, send, output, unmount,
     wait_for, wait_status,
 )
-from test_http_support import free_port, ipv6_loopback_works, nomount  # noqa: F401
+from http_support import free_port, ipv6_loopback_works, nomount  # noqa: F401
 
 NO_KEY = re.compile(r"^mcpfs: warning: no API key \(.*\): the mount works, but every call "
                     r"fails until a key is given$")
