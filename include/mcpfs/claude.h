@@ -4,7 +4,7 @@
  * claude_run() is the network thread's body (main.c starts the thread).  The
  * store hands calls in through the struct transport_ops that claude_transport()
  * returns; start() and cancel() only queue a command and wake the thread
- * (curl_multi_wakeup), so they never block.  For each call the thread POSTs
+ * (an eventfd in its epoll set), so they never block.  For each call the thread POSTs
  * {base_url}/v1/messages with the key headers, parses the 200 body as SSE with an
  * incremental parser (core/sse) and decodes each event (core/wire), reporting to
  * the store with store_call_*().  Failures are retried by the rules of

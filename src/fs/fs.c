@@ -202,10 +202,16 @@ void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
 {
 	pthread_mutex_lock(&fs->note_lock);
 	uintptr_t old = (uintptr_t)map_get_id(&fs->touch, ctx);
-	if (old)
-		map_del_id(&fs->touch, ctx);
-	map_put_id(&fs->touch, ctx, (void *)(old | bits));
-	pthread_cond_signal(&fs->note_cond);
+	if ((old | bits) != old) {
+		if (old)
+			map_del_id(&fs->touch, ctx);
+		map_put_id(&fs->touch, ctx, (void *)(old | bits));
+	}
+	/* Only an idle notifier is woken: one that waits out its pause after a
+	 * pass finds the changes when it ends.  A wake-up per delta would cost a
+	 * futex call here and a pass there per delta (bench/run, section 9). */
+	if (fs->note_idle)
+		pthread_cond_signal(&fs->note_cond);
 	pthread_mutex_unlock(&fs->note_lock);
 }
 
@@ -289,6 +295,21 @@ static void notifier_leave(void)
 		log_debug("notifier: chdir /: %s", strerror(errno));
 }
 
+/* Waits on note_cond until mono_ms (CLOCK_MONOTONIC) or a signal. */
+static void notifier_wait_until(struct fs *fs, int64_t mono_ms)
+{
+	int64_t wait_ms = mono_ms - clock_mono_ms();
+	if (wait_ms <= 0)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += wait_ms / 1000;
+	ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&fs->note_cond, &fs->note_lock, &ts);
+}
+
 void *fs_notifier_run(void *arg)
 {
 	struct fs *fs = arg;
@@ -296,10 +317,18 @@ void *fs_notifier_run(void *arg)
 	/* Without a working directory of its own it cannot work relative to the
 	 * mount's root without moving the whole daemon's: it then raises no events. */
 	bool can = notifier_own_files(fs) && fs->have_dev;
+	int64_t next_pass = 0;  /* no pass before this (clock_mono_ms) */
 	pthread_mutex_lock(&fs->note_lock);
 	while (!fs->note_stop) {
 		if (!fs->touch.count) {
+			fs->note_idle = true;
 			pthread_cond_wait(&fs->note_cond, &fs->note_lock);
+			fs->note_idle = false;
+			continue;
+		}
+		if (clock_mono_ms() < next_pass) {
+			/* Woken only by fs_stop_notifier meanwhile. */
+			notifier_wait_until(fs, next_pass);
 			continue;
 		}
 		struct map pending = fs->touch;
@@ -323,18 +352,9 @@ void *fs_notifier_run(void *arg)
 		 * with many streams at once a pass can take a large share of a core:
 		 * wait NOTIFY_BUSY times as long as the pass took, which keeps the
 		 * notifier under ~1/(NOTIFY_BUSY+1) of a core (bench/run, section 3). */
-		int64_t wait_ms = (clock_mono_ms() - pass_start) * NOTIFY_BUSY;
-		if (wait_ms < NOTIFY_MS)
-			wait_ms = NOTIFY_MS;
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += wait_ms / 1000;
-		ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		int64_t now = clock_mono_ms(), wait_ms = (now - pass_start) * NOTIFY_BUSY;
+		next_pass = now + (wait_ms < NOTIFY_MS ? NOTIFY_MS : wait_ms);
 		pthread_mutex_lock(&fs->note_lock);
-		if (!fs->note_stop)
-			pthread_cond_timedwait(&fs->note_cond, &fs->note_lock, &ts);
 	}
 	pthread_mutex_unlock(&fs->note_lock);
 	return NULL;

@@ -120,6 +120,7 @@ struct fs {
 	pthread_cond_t note_cond;
 	struct map touch;            /* ctx id -> pending bits (NOTE_*) */
 	bool note_stop;
+	bool note_idle;              /* the notifier waits for a first change: wake it */
 	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
 	dev_t dev;                   /* the mount's device: the notifier touches files

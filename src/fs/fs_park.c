@@ -67,22 +67,27 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 	size_t want = have > (uint64_t)off && have - (uint64_t)off < size ? (size_t)(have - (uint64_t)off)
 									   : size;
 	size = want ? want : 1;
-	char *buf = malloc(size);
-	if (!buf) {
+	/* Nothing new yet (a reader that keeps up, once per delta): it will most
+	 * likely park, so no buffer of the reader's size is allocated for it; a
+	 * delta that arrives meanwhile is answered from the probe, short. */
+	char probe[256], *buf = probe;
+	size_t bufsize = have > (uint64_t)off ? size : size < sizeof(probe) ? size : sizeof(probe);
+	if (have > (uint64_t)off && !(buf = malloc(bufsize))) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	if (!nonblock)
 		fuse_req_interrupt_func(req, on_interrupt, fs);
 	pthread_mutex_lock(&fs->park_lock);
-	ssize_t n = turn_read(fs->st, h->turn, (uint64_t)off, buf, size);
+	ssize_t n = turn_read(fs->st, h->turn, (uint64_t)off, buf, bufsize);
 	if (n == -EAGAIN && !nonblock && !fuse_req_interrupted(req)) {
 		struct parked *p = calloc(1, sizeof(*p));
 		if (p) {
 			*p = (struct parked){NULL, req, h, off, size, NULL};
 			park_push(fs, turn_context(h->turn), p);
 			pthread_mutex_unlock(&fs->park_lock);
-			free(buf);
+			if (buf != probe)
+				free(buf);
 			return;
 		}
 		n = -ENOMEM;
@@ -96,7 +101,8 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	if (buf != probe)
+		free(buf);
 }
 
 /* Readable: bytes past this handle's last read, or the reply has ended. */

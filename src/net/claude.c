@@ -3,7 +3,7 @@
  * transfer and retries are in claude_call.c.
  *
  * Threads: on_start(), on_cancel() and claude_stop() run on any thread; they only
- * queue a command under c->lock and wake the loop with curl_multi_wakeup().
+ * queue a command under c->lock and wake the loop through an eventfd.
  * Everything else — every curl call, every callback and every store_call_*()
  * report — runs on the network thread inside claude_run().  c->lock is never held
  * while the store is called: the store calls on_start() with its own lock held
@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "mcpfs/clock.h"
@@ -25,6 +27,7 @@
 
 #define CLAUDE_DEFAULT_BASE "https://api.anthropic.com"
 #define CLAUDE_POLL_MAX_MS 60000  /* the loop wakes for commands anyway */
+#define CLAUDE_EVENTS 64          /* epoll events taken per wake */
 
 enum claude_cmd_kind { CMD_START, CMD_CANCEL, CMD_MODELS };
 
@@ -160,6 +163,65 @@ int claude_check_base_url(const char *url, char *why, size_t whylen)
 	return -EINVAL;
 }
 
+/* curl's CURLMOPT_SOCKETFUNCTION: the sockets it wants watched, in c->epfd. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *data, void *sockp)
+{
+	struct claude *c = data;
+	(void)easy;
+	(void)sockp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(c->epfd, EPOLL_CTL_DEL, s, NULL);  /* ENOENT/EBADF: closed already */
+		return 0;
+	}
+	struct epoll_event ev = {.data.fd = s};
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) < 0 &&
+	    (errno != ENOENT || epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) < 0)) {
+		log_warn("network: cannot watch a socket: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* curl's CURLMOPT_TIMERFUNCTION: when to call it with CURL_SOCKET_TIMEOUT. */
+static int on_timer(CURLM *multi, long ms, void *data)
+{
+	struct claude *c = data;
+	(void)multi;
+	c->curl_due = ms < 0 ? -1 : clock_mono_ms() + ms;
+	return 0;
+}
+
+/* The multi handle, driven by events: a wake-up costs the sockets that have
+ * something, not a poll(2) of every open transfer and a pass over every handle
+ * (curl_multi_perform), which made a paced delta's cost grow with the number
+ * of streams (bench/run, section 9). */
+static int claude_multi_new(struct claude *c)
+{
+	c->epfd = epoll_create1(EPOLL_CLOEXEC);
+	c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->epfd < 0 || c->evfd < 0)
+		return -errno;
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = c->evfd};
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->evfd, &ev) < 0)
+		return -errno;
+	c->multi = curl_multi_init();
+	if (!c->multi)
+		return -ENOMEM;
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+	return 0;
+}
+
+static void claude_wakeup(struct claude *c)
+{
+	uint64_t one = 1;
+	if (write(c->evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_debug("network: eventfd: %s", strerror(errno));
+}
+
 int claude_new(const struct claude_config *cfg, struct store *st, struct claude **ret)
 {
 	const char *base = cfg->base_url && *cfg->base_url ? cfg->base_url : CLAUDE_DEFAULT_BASE;
@@ -173,6 +235,8 @@ int claude_new(const struct claude_config *cfg, struct store *st, struct claude 
 	pthread_mutex_init(&c->lock, NULL);
 	c->cmds_tail = &c->cmds;
 	c->st = st;
+	c->epfd = c->evfd = -1;
+	c->curl_due = -1;
 	c->rng = (uint64_t)clock_mono_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
 	if (!c->rng)
 		c->rng = 1;
@@ -191,11 +255,9 @@ int claude_new(const struct claude_config *cfg, struct store *st, struct claude 
 	r = claude_headers(c, cfg);
 	if (r < 0)
 		goto fail;
-	c->multi = curl_multi_init();
-	if (!c->multi) {
-		r = -ENOMEM;
+	r = claude_multi_new(c);
+	if (r < 0)
 		goto fail;
-	}
 	*ret = c;
 	return 0;
 fail:
@@ -227,7 +289,7 @@ static int claude_push(struct claude *c, struct claude_cmd *cmd)
 	if (cmd->kind == CMD_START)
 		c->in_flight++;
 	pthread_mutex_unlock(&c->lock);
-	curl_multi_wakeup(c->multi);
+	claude_wakeup(c);
 	return 0;
 }
 
@@ -300,7 +362,7 @@ void claude_stop(struct claude *c)
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_mutex_unlock(&c->lock);
-	curl_multi_wakeup(c->multi);
+	claude_wakeup(c);
 }
 
 size_t claude_in_flight(struct claude *c)
@@ -348,13 +410,16 @@ static void claude_commands(struct claude *c, struct claude_cmd *cmd)
 	}
 }
 
-static void claude_reap(struct claude *c)
+/* Whether a transfer ended. */
+static bool claude_reap(struct claude *c)
 {
 	CURLMsg *m;
 	int left;
+	bool any = false;
 	while ((m = curl_multi_info_read(c->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
+		any = true;
 		/* m does not survive curl_multi_remove_handle: copy it first. */
 		CURLcode rc = m->data.result;
 		if (claude_fetch_done(c, m->easy_handle, rc))
@@ -363,6 +428,7 @@ static void claude_reap(struct claude *c)
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
 		claude_call_done(priv, rc);
 	}
+	return any;
 }
 
 /* Fires idle timeouts, drain limits and due retries; returns ms until the next. */
@@ -388,8 +454,43 @@ static void claude_abort_all(struct claude *c)
 	claude_fetch_abort_all(c);
 }
 
+/* Runs curl's timer if it is due. */
+static void claude_timer(struct claude *c)
+{
+	int running;
+	if (c->curl_due >= 0 && clock_mono_ms() >= c->curl_due) {
+		c->curl_due = -1;  /* on_timer may set it again meanwhile */
+		curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
+/* Waits up to wait_ms for a socket, a command or curl's timer, and hands the
+ * sockets that have something to curl. */
+static void claude_wait(struct claude *c, int64_t wait_ms)
+{
+	struct epoll_event ev[CLAUDE_EVENTS];
+	int64_t now = clock_mono_ms();
+	if (c->curl_due >= 0 && c->curl_due - now < wait_ms)
+		wait_ms = c->curl_due - now;
+	int n = epoll_wait(c->epfd, ev, CLAUDE_EVENTS, wait_ms > 0 ? (int)wait_ms : 0);
+	for (int i = 0; i < n; i++) {
+		int running, fd = ev[i].data.fd;
+		uint64_t v;
+		if (fd == c->evfd) {
+			if (read(c->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				log_debug("network: eventfd: %s", strerror(errno));
+			continue;
+		}
+		uint32_t e = ev[i].events;
+		int mask = (e & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
+			   (e & EPOLLOUT ? CURL_CSELECT_OUT : 0) | (e & EPOLLERR ? CURL_CSELECT_ERR : 0);
+		curl_multi_socket_action(c->multi, fd, mask, &running);
+	}
+}
+
 int claude_run(struct claude *c)
 {
+	int64_t tick_at = 0;  /* claude_tick's next deadline */
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		struct claude_cmd *cmds = c->cmds;
@@ -398,17 +499,20 @@ int claude_run(struct claude *c)
 		c->cmds_tail = &c->cmds;
 		pthread_mutex_unlock(&c->lock);
 
+		bool came = cmds != NULL;
 		claude_commands(c, cmds);
 		if (stop)
 			break;
-		int running;
-		curl_multi_perform(c->multi, &running);
-		claude_reap(c);
-		int wait = claude_tick(c);
-		/* curl_multi_poll also wakes for curl's own timers and for
-		 * curl_multi_wakeup() from the ops. */
-		if (wait > 0)
-			curl_multi_poll(c->multi, NULL, 0, wait, NULL);
+		claude_timer(c);
+		bool changed = claude_reap(c) || came || c->retick;
+		/* The pass over every call only when a deadline is due or calls
+		 * came, went or ended: data only moves an idle deadline later. */
+		int64_t now = clock_mono_ms();
+		if (changed || now >= tick_at) {
+			c->retick = false;
+			tick_at = now + claude_tick(c);
+		}
+		claude_wait(c, tick_at - now);
 	}
 	claude_abort_all(c);
 	return 0;
@@ -429,6 +533,10 @@ void claude_free(struct claude *c)
 	claude_fetch_abort_all(c);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
+	if (c->epfd >= 0)
+		close(c->epfd);
+	if (c->evfd >= 0)
+		close(c->evfd);
 	for (struct curl_slist *l = c->headers; l; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(c->headers);

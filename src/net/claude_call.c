@@ -99,6 +99,7 @@ static void call_end(struct claude_call *call, int code)
 		return;
 	call->ended = true;
 	call->ended_ms = clock_mono_ms();
+	call->c->retick = true;  /* its drain deadline is new */
 	call_label(call, label, sizeof(label));
 	if (code == 0)
 		log_info("call %" PRIu64 ": HTTP %ld, %lld ms, %d retries, %s, stop %s, "

@@ -72,7 +72,11 @@ struct claude {
 	struct curl_slist *get_headers; /* the Models API's GETs: key, version, accept JSON */
 	bool have_auth;             /* a key or a token is set */
 	struct store *st;
-	CURLM *multi;               /* created in claude_new so wakeups always work */
+	CURLM *multi;               /* driven by curl_multi_socket_action() */
+	int epfd;                   /* epoll: curl's sockets (CURLMOPT_SOCKETFUNCTION) and evfd */
+	int evfd;                   /* eventfd: written by the ops to wake the loop */
+	int64_t curl_due;           /* curl's timer (clock_mono_ms), -1 none; network thread */
+	bool retick;                /* a call's deadline came nearer: claude_tick() at once */
 	pthread_mutex_t lock;
 	struct claude_cmd *cmds;    /* FIFO; under lock */
 	struct claude_cmd **cmds_tail; /* under lock */

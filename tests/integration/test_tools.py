@@ -5,6 +5,7 @@ import json
 import os
 import re
 import threading
+import time
 
 import pytest
 
@@ -123,6 +124,34 @@ def test_inotifywait_once_returns_when_reply_arrives(mount, ctx, fake):
     fake.release()
     assert p.wait(10) == 0
     assert re.search(r"MODIFY|CLOSE_WRITE", p.stdout.read().decode())
+
+
+def test_inotifywait_modify_is_coalesced_on_a_paced_reply(mount, ctx, fake):
+    """A reply paced like the API's (small deltas 2 ms apart) raises MODIFY at most
+    once per notifier pass (one per 100 ms), not once per delta: each event is a
+    truncate through the mount, several FUSE round trips.  A blocked `cat output`
+    reads every delta meanwhile, and CLOSE_WRITE still comes at the end."""
+    which_or_fail("inotifywait")
+    pieces = ["d%03d " % i for i in range(200)]
+    fake.script("normal", hold_after=[1], pieces=pieces, delay_ms=2)
+    send(ctx, "hello\n")
+    call = fake.wait_held(0)
+    p = mount.spawn(["inotifywait", "-m", "-e", "modify,close_write", str(ctx / "output")])
+    out, err = PipeReader(p.stdout), PipeReader(p.stderr)
+    err.wait_text("Watches established", 10)
+    cat = mount.spawn(["cat", str(ctx / "output")])
+    wait_opened(cat.pid, ctx / "output")
+    t0 = time.monotonic()
+    fake.release()
+    out.wait_text("CLOSE_WRITE", 30)
+    elapsed = time.monotonic() - t0
+    assert call.completed
+    assert cat.wait(10) == 0
+    assert cat.stdout.read().decode() == "".join(pieces)
+    modify = out.text.count("MODIFY")
+    # passes at least 100 ms apart: the first at the first delta, the last at the
+    # end (its truncate is a MODIFY too); one more for the clocks' rounding
+    assert 1 <= modify <= elapsed / 0.1 + 3, (modify, elapsed, out.text[-500:])
 
 
 # --- editors (CONTRACT §4) ----------------------------------------------------------------------------
