@@ -15,6 +15,13 @@
  * also closes that request's stream: on HTTP, closing is the cancellation.
  * Answers that are not JSON-RPC (the shim's 401, 403, 413) and transport
  * failures become a JSON-RPC error for the request, naming the cause.
+ *
+ * While an initialize is in flight every later line is held, in order, and
+ * stdin is not read further: those lines need the Mcp-Session-Id its answer
+ * gives, so a client that pipelines initialize, notifications/initialized and
+ * a first request works.  Other lines run concurrently.  A notification is
+ * never answered on stdout, even when the shim refuses it: that goes to
+ * stderr.
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -41,12 +48,20 @@ struct xfer {
 	struct curl_slist *headers;
 	char *body; /* the message, as read */
 	char *id;   /* its id printed, NULL for a notification */
+	char *notification; /* its method when it is a notification, else NULL */
 	bool initialize;
 	int sse;	   /* -1 unknown yet, 0 JSON, 1 SSE */
 	struct buf answer; /* a JSON answer */
 	struct sse parser;
 	char session[MCP_SESSION_ID_LEN + 8];
 	struct xfer *next;
+};
+
+/* A line read while an initialize was in flight, waiting for its answer. */
+struct held {
+	struct held *next;
+	size_t len;
+	char text[];
 };
 
 struct bridge {
@@ -56,6 +71,7 @@ struct bridge {
 	char version[32]; /* agreed by initialize, or "" */
 	CURLM *multi;
 	struct xfer *xfers;
+	struct held *held, **held_tail; /* in arrival order */
 	struct buf line;
 	bool dropping; /* the current line is over the cap: skip to its end */
 };
@@ -97,9 +113,20 @@ static void note_initialize(struct bridge *b, const char *json, size_t n)
 	cJSON_Delete(o);
 }
 
+/* What the shim said to a notification: stderr, never stdout. */
+static void note_refused(const struct bridge *b, const struct xfer *x, const char *what,
+			 size_t n)
+{
+	fprintf(stderr, "mcpfs --mcp-stdio: %s to %s: %.*s\n", x->notification, b->url,
+		(int)(n > 400 ? 400 : n), what);
+}
+
 static int on_event(void *data, const struct sse_event *ev)
 {
-	if (ev->data_len)
+	struct xfer *x = data;
+	if (ev->data_len && x->notification)
+		note_refused(x->b, x, ev->data, ev->data_len);
+	else if (ev->data_len)
 		emit(ev->data, ev->data_len);
 	return 0;
 }
@@ -143,6 +170,8 @@ static void xfer_done(struct bridge *b, struct xfer *x, CURLcode rc)
 	if (rc != CURLE_OK) {
 		snprintf(msg, sizeof(msg), "cannot reach mcpfs at %s: %s", b->url,
 			 curl_easy_strerror(rc));
+		if (x->notification)
+			note_refused(b, x, msg, strlen(msg));
 		emit_error(x->id, RPC_INTERNAL_ERROR, msg);
 		return;
 	}
@@ -150,6 +179,10 @@ static void xfer_done(struct bridge *b, struct xfer *x, CURLcode rc)
 		snprintf(b->session, sizeof(b->session), "%s", x->session);
 	if (x->sse || !x->answer.len)
 		return;
+	if (x->notification) {
+		note_refused(b, x, x->answer.data, x->answer.len);
+		return;
+	}
 	cJSON *o = cJSON_ParseWithLength(x->answer.data, x->answer.len);
 	bool rpc = cJSON_GetObjectItemCaseSensitive(o, "jsonrpc") != NULL;
 	if (rpc) {
@@ -181,6 +214,7 @@ static void xfer_free(struct bridge *b, struct xfer *x)
 	buf_done(&x->answer);
 	free(x->body);
 	free(x->id);
+	free(x->notification);
 	free(x);
 }
 
@@ -272,7 +306,7 @@ static void cancel_named(struct bridge *b, const cJSON *msg)
 	free(id);
 }
 
-static void line_send(struct bridge *b, const char *text, size_t n)
+static void line_post(struct bridge *b, const char *text, size_t n)
 {
 	cJSON *msg = cJSON_ParseWithLength(text, n);
 	if (!cJSON_IsObject(msg)) {
@@ -297,6 +331,8 @@ static void line_send(struct bridge *b, const char *text, size_t n)
 	x->b = b;
 	x->sse = -1;
 	x->id = id && !cJSON_IsNull(id) ? cJSON_PrintUnformatted(id) : NULL;
+	if (msg && !id && cJSON_IsString(method))
+		x->notification = strdup(method->valuestring);
 	x->initialize = cJSON_IsString(method) && !strcmp(method->valuestring, "initialize");
 	buf_init(&x->answer, ANSWER_MAX);
 	sse_init(&x->parser, EVENT_MAX);
@@ -316,6 +352,45 @@ static void line_send(struct bridge *b, const char *text, size_t n)
 	x->next = b->xfers;
 	b->xfers = x;
 	curl_multi_add_handle(b->multi, x->easy);
+}
+
+static bool initializing(const struct bridge *b)
+{
+	for (const struct xfer *x = b->xfers; x; x = x->next)
+		if (x->initialize)
+			return true;
+	return false;
+}
+
+/* Posts the line, or holds it while an initialize is in flight. */
+static void line_send(struct bridge *b, const char *text, size_t n)
+{
+	if (!b->held && !initializing(b)) {
+		line_post(b, text, n);
+		return;
+	}
+	struct held *h = malloc(sizeof(*h) + n);
+	if (!h)
+		return;
+	h->next = NULL;
+	h->len = n;
+	memcpy(h->text, text, n);
+	if (!b->held)
+		b->held_tail = &b->held;
+	*b->held_tail = h;
+	b->held_tail = &h->next;
+}
+
+/* Posts the held lines once no initialize is in flight; stops after the next
+ * initialize, whose answer the lines after it wait for in turn. */
+static void held_release(struct bridge *b)
+{
+	while (b->held && !initializing(b)) {
+		struct held *h = b->held;
+		b->held = h->next;
+		line_post(b, h->text, h->len);
+		free(h);
+	}
 }
 
 /* --- the loop ------------------------------------------------------------------------ */
@@ -403,14 +478,22 @@ int mcp_bridge_run(const char *address, const char *token_file, char *why, size_
 		int running;
 		curl_multi_perform(b->multi, &running);
 		finished(b);
+		held_release(b);
 		if (!open && !b->xfers)
 			break;
-		curl_multi_poll(b->multi, &in, open ? 1 : 0, 1000, NULL);
-		if (open && in.revents)
+		/* Held lines wait in memory; the lines after them wait in stdin. */
+		bool reading = open && !b->held && !initializing(b);
+		curl_multi_poll(b->multi, &in, reading ? 1 : 0, 1000, NULL);
+		if (reading && in.revents)
 			open = stdin_read(b);
 	}
 	while (b->xfers)
 		xfer_free(b, b->xfers);
+	while (b->held) {
+		struct held *h = b->held;
+		b->held = h->next;
+		free(h);
+	}
 	if (b->multi)
 		curl_multi_cleanup(b->multi);
 	buf_done(&b->line);

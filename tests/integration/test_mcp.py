@@ -569,6 +569,46 @@ def test_bridge_bad_lines(shim, mcpfs_bin):
     assert [m["id"] for m in msgs if "result" in m] == [1]
 
 
+def test_bridge_pipelined_session(shim, mcpfs_bin):
+    """A 2025-11-25 client that writes initialize, notifications/initialized and
+    a tools/call in one write, without waiting: the lines after initialize wait
+    for its Mcp-Session-Id; the notification gets no answer."""
+    os.mkdir(shim.path / "piped")
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": LEGACY, "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "list_contexts", "arguments": {}}},
+    ]
+    p = subprocess.Popen([mcpfs_bin, "--mcp-stdio", "--http=127.0.0.1:%d" % shim.port],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    data = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    assert os.write(p.stdin.fileno(), data) == len(data)  # one write
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    msgs = [json.loads(x) for x in out.decode().splitlines()]
+    assert [m.get("id") for m in msgs] == [1, 2], msgs
+    assert msgs[0]["result"]["protocolVersion"] == LEGACY
+    assert "error" not in msgs[1] and not msgs[1]["result"].get("isError")
+    assert "piped" in text_of(msgs[1]["result"])
+    assert b"error" not in err, err
+
+
+def test_bridge_refused_notification(shim, mcpfs_bin):
+    """A notification the shim refuses (no session) is reported on stderr, never
+    answered on stdout; the request after it is answered as usual."""
+    rc, msgs, err = bridge(mcpfs_bin, shim.port, [
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": meta()}},
+    ])
+    assert rc == 0, err
+    assert [m.get("id") for m in msgs] == [1] and msgs[0]["result"] is not None
+    assert "notifications/initialized" in err and "Mcp-Session-Id" in err, err
+
+
 def test_doc_lines(shim, mcpfs_bin):
     """doc/mcp.md's Claude Code URL and Claude Desktop command work as written."""
     doc = (REPO / "doc" / "mcp.md").read_text()
