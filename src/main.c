@@ -4,7 +4,7 @@
  * Threads (the only place they are named): libfuse's session loop and its
  * workers (fs_run, at most FUSE_THREADS, never waiting on the model), the
  * network thread (claude_run: one curl multi handle for every call), the
- * notifier (fs_notifier_run: inotify events through the mount), and with
+ * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify events through the mount), and with
  * --http libmicrohttpd's pool (shim_start) and the shim's heartbeat timer
  * (shim_timer_run).  The store's lock is the one lock they share.  Threads
  * start after fuse_daemonize(), since fork() keeps only the calling thread.
@@ -71,6 +71,15 @@ static char *read_key_file(const char *path, char *why, size_t whylen)
 static void *net_thread(void *c)
 {
 	claude_run(c);
+	return NULL;
+}
+
+/* Two, so that one journal's slow fsync does not hold every other reply's end. */
+#define COMMIT_THREADS 2
+
+static void *commit_thread(void *st)
+{
+	store_commit_run(st);
 	return NULL;
 }
 
@@ -239,7 +248,11 @@ int main(int argc, char **argv)
 	sigset_t stop_signals;
 	if (!d.fs)
 		block_stop_signals(&stop_signals);
-	pthread_t net, notifier = 0;
+	pthread_t net, notifier = 0, commit[COMMIT_THREADS];
+	int commits = 0;
+	while (commits < COMMIT_THREADS &&
+	       pthread_create(&commit[commits], NULL, commit_thread, d.st) == 0)
+		commits++;
 	if (pthread_create(&net, NULL, net_thread, d.net) != 0 ||
 	    (d.fs && pthread_create(&notifier, NULL, fs_notifier_run, d.fs) != 0)) {
 		log_error("cannot start threads");
@@ -268,6 +281,11 @@ int main(int argc, char **argv)
 	store_set_transport(d.st, NULL, NULL);
 	claude_stop(d.net);
 	pthread_join(net, NULL);
+	/* The ends of those calls are made durable, and their readers answered,
+	 * before the unmount. */
+	store_commit_stop(d.st);
+	for (int i = 0; i < commits; i++)
+		pthread_join(commit[i], NULL);
 	/* Then unmount, and only then stop the notifier: it may be inside a call
 	 * on the mount, which returns once the connection is gone. */
 	if (d.fs) {

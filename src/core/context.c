@@ -21,9 +21,9 @@
 
 int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync)
 {
-	if (!c->journal)
-		return -EIO;
-	int r = journal_append(c->journal, type, payload, len, sync);
+	int r = context_journal_ready(c->store, c);
+	if (r == 0)
+		r = journal_append(c->journal, type, payload, len, sync);
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
 	context_changed(c);  /* a record is a change, whether or not it was saved */
@@ -58,23 +58,31 @@ static cJSON *settings_record(const struct settings *st, const char *system)
 	return o;
 }
 
-int context_save_settings(struct context *c, const struct settings *st, const char *system,
-			  size_t system_len)
+/* Appends a SETTINGS record; with sync under the lock (a load), else the caller
+ * syncs it.  *copy receives the new system prompt's copy (NULL: unchanged). */
+static int settings_append(struct context *c, const struct settings *st, const char *system,
+			   size_t system_len, bool sync, char **copy)
 {
-	char *copy = NULL;
+	*copy = NULL;
 	if (system != c->system) {
-		copy = malloc(system_len + 1);
-		if (!copy)
+		*copy = malloc(system_len + 1);
+		if (!*copy)
 			return -ENOMEM;
-		memcpy(copy, system, system_len);
-		copy[system_len] = '\0';
+		memcpy(*copy, system, system_len);
+		(*copy)[system_len] = '\0';
 	}
-	cJSON *rec = settings_record(st, copy ? copy : c->system);
-	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, true) : -ENOMEM;
+	cJSON *rec = settings_record(st, *copy ? *copy : c->system);
+	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
-		free(copy);
-		return r;
+		free(*copy);
+		*copy = NULL;
 	}
+	return r;
+}
+
+static void settings_apply(struct context *c, const struct settings *st, char *copy,
+			   size_t system_len)
+{
 	c->settings = *st;
 	if (copy) {
 		free(c->system);
@@ -82,7 +90,16 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 		c->system_len = system_len;
 	}
 	context_changed(c);
-	return 0;
+}
+
+int context_save_settings(struct context *c, const struct settings *st, const char *system,
+			  size_t system_len)
+{
+	char *copy;
+	int r = settings_append(c, st, system, system_len, true, &copy);
+	if (r == 0)
+		settings_apply(c, st, copy, system_len);
+	return r;
 }
 
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
@@ -374,7 +391,7 @@ static void mark_interrupted(struct context *c)
 		journal_sync(c->journal);
 }
 
-static int journal_path(struct store *s, struct context *c, char *out, size_t n)
+int context_journal_path(struct store *s, struct context *c, char *out, size_t n)
 {
 	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->slot->name) >= (int)n)
 		return -ENAMETOOLONG;
@@ -425,8 +442,10 @@ int context_load(struct store *s, struct store_slot *slot)
 		free(c);
 		return -ENOMEM;
 	}
+	c->store = s;
 	slot->ctx = c;
-	int r = journal_path(s, c, path, sizeof(path));
+	store_journal_make_room(s);
+	int r = context_journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
@@ -444,6 +463,8 @@ int context_load(struct store *s, struct store_slot *slot)
 		context_note_recovery(c);
 		mark_interrupted(c);
 	}
+	context_journal_opened(s, c);
+	context_mark_synced(c);
 	if (r < 0) {
 		c->broken = r;
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
@@ -478,6 +499,7 @@ void context_free(struct store *s, struct context *c)
 	free(c->hist);
 	prune_index_done(&c->prune);
 	context_views_done(c);
+	context_journal_forget(s, c);
 	journal_free(c->journal);
 	free(c->system);
 	free(c);
@@ -507,9 +529,21 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_save_settings(c, st ? st : &c->settings, sys ? sys : c->system,
-					  sys ? slen : c->system_len)
-		  : -ENOENT;
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	struct settings set;
+	char *copy = NULL;
+	if (r == 0) {
+		set = st ? *st : c->settings;
+		slen = sys ? slen : c->system_len;
+		r = settings_append(c, &set, sys ? sys : c->system, slen, false, &copy);
+	}
+	/* Applied once durable: nothing shows a change that a crash would undo. */
+	if (r == 0)
+		r = context_sync(s, &c, &notes);
+	if (r == 0)
+		settings_apply(c, &set, copy, slen);
+	else
+		free(copy);
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
 	if (r == 0)

@@ -34,12 +34,17 @@
 
 #define WRITEBACK_STEP (1u << 20) /* appended bytes between writeback starts */
 
-/* Owned by one context; the store's lock serialises every call. */
+/* Owned by one context; the store's lock serialises every call.  While busy (a
+ * sync runs without that lock, journal_sync_begin() to journal_sync_end()), the
+ * syncing thread alone reads fd and synced, and nobody writes any field. */
 struct journal {
-	int fd;                   /* O_RDWR | O_APPEND */
+	int fd;                   /* O_RDWR | O_APPEND; -1 while parked */
 	uint64_t size;            /* bytes; end of the last record written */
+	uint64_t synced;          /* bytes made durable by the last successful sync */
 	uint64_t kicked;          /* writeback started (or synced) up to here */
 	bool no_kick;             /* sync_file_range(2) is refused here */
+	bool busy;                /* a sync runs without the owner's lock */
+	bool orphan;              /* freed by its owner while busy */
 	int failed;               /* 0, or the -errno that made appends stop */
 	XXH3_state_t *xxh;        /* reused by every append */
 };
@@ -383,7 +388,7 @@ static int open_existing(struct journal *j, const char *path, unsigned flags,
 		if (ftruncate(j->fd, (off_t)rep->good_end) < 0)
 			return -errno;
 	}
-	j->size = j->kicked = rep->good_end;
+	j->size = j->kicked = j->synced = rep->good_end;
 	return fsync(j->fd) < 0 ? -errno : 0;
 }
 
@@ -447,6 +452,7 @@ int journal_create(const char *path, uint16_t type, const void *payload, size_t 
 	r = journal_append(j, type, payload, len, false);
 	if (r == 0)
 		r = fsync(j->fd) < 0 ? -errno : fsync_parent(path);
+	j->synced = j->size;
 	if (r < 0) {
 		unlink(path);  /* a create that failed must not leave the name taken */
 		journal_free(j);
@@ -515,6 +521,10 @@ int journal_append(struct journal *j, uint16_t type, const void *payload, size_t
 
 	if (j->failed)
 		return j->failed;
+	if (j->busy)
+		return -EBUSY;
+	if (j->fd < 0)
+		return -EBADF;
 	if (len > JOURNAL_MAX_RECORD)
 		return -EFBIG;
 	header_build(type, len, hdr);
@@ -553,6 +563,7 @@ int journal_append(struct journal *j, uint16_t type, const void *payload, size_t
 		j->size = prev;
 		return journal_fail(j, r);
 	}
+	j->synced = j->size;
 	return 0;
 }
 
@@ -562,9 +573,14 @@ int journal_sync(struct journal *j)
 {
 	if (j->failed)
 		return j->failed;
+	if (j->busy)
+		return -EBUSY;
+	if (j->fd < 0)
+		return -EBADF;
 	j->kicked = j->size;
 	if (fdatasync(j->fd) < 0)
 		return journal_fail(j, -errno);
+	j->synced = j->size;
 	return 0;
 }
 
@@ -573,10 +589,153 @@ uint64_t journal_size(const struct journal *j)
 	return j->size;
 }
 
+uint64_t journal_synced(const struct journal *j)
+{
+	return j->synced;
+}
+
+bool journal_busy(const struct journal *j)
+{
+	return j->busy;
+}
+
+int journal_failed(const struct journal *j)
+{
+	return j->failed;
+}
+
+bool journal_parked(const struct journal *j)
+{
+	return j->fd < 0;
+}
+
+/* --- syncing without the owner's lock, and recovering -------------------------- */
+
+/* Opens path anew, drops everything after keep (what the last good sync covered),
+ * verifies what is left, truncates a torn tail and makes the rest durable. */
+static int reopen_at(const char *path, uint64_t keep, int *fd_out, uint64_t *size_out)
+{
+	struct journal_report rep;
+	int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = ftruncate(fd, (off_t)keep) < 0 ? -errno : scan_fd(fd, NULL, NULL, &rep);
+	if (r == 0 && rep.torn_bytes && ftruncate(fd, (off_t)rep.good_end) < 0)
+		r = -errno;
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*fd_out = fd;
+	*size_out = rep.good_end;
+	return 0;
+}
+
+static void journal_swap_fd(struct journal *j, int fd, uint64_t size)
+{
+	if (j->fd >= 0)
+		close(j->fd);
+	j->fd = fd;
+	j->size = j->synced = j->kicked = size;
+	j->failed = 0;
+}
+
+int journal_recover(struct journal *j, const char *path)
+{
+	int fd;
+	uint64_t size;
+	int r;
+
+	if (j->busy)
+		return -EBUSY;
+	r = reopen_at(path, j->synced, &fd, &size);
+	if (r < 0)
+		return journal_fail(j, r);
+	journal_swap_fd(j, fd, size);
+	return 0;
+}
+
+int journal_sync_begin(struct journal *j, struct journal_sync *t)
+{
+	if (j->failed)
+		return j->failed;
+	if (j->busy)
+		return -EBUSY;
+	if (j->fd < 0)
+		return -EBADF;
+	if (j->synced == j->size)
+		return 0;
+	j->busy = true;
+	j->kicked = j->size;
+	*t = (struct journal_sync){ .fd = j->fd, .target = j->size, .keep = j->synced,
+				    .new_fd = -1 };
+	return 1;
+}
+
+void journal_sync_run(struct journal_sync *t, const char *path)
+{
+	t->err = fdatasync(t->fd) < 0 ? -errno : 0;
+	if (t->err && path)
+		t->recover_err = reopen_at(path, t->keep, &t->new_fd, &t->new_size);
+}
+
+int journal_sync_end(struct journal *j, const struct journal_sync *t)
+{
+	j->busy = false;
+	if (j->orphan) {
+		if (t->new_fd >= 0)
+			close(t->new_fd);
+		journal_free(j);
+		return -ESTALE;
+	}
+	if (t->err == 0) {
+		j->synced = t->target;
+		return 0;
+	}
+	if (t->new_fd >= 0)
+		journal_swap_fd(j, t->new_fd, t->new_size);
+	else
+		journal_fail(j, t->err);
+	return t->err;
+}
+
+int journal_park(struct journal *j)
+{
+	if (j->busy)
+		return -EBUSY;
+	if (j->fd >= 0)
+		close(j->fd);
+	j->fd = -1;
+	return 0;
+}
+
+/* The file must be as it was left: anything else wrote to it meanwhile. */
+int journal_unpark(struct journal *j, const char *path)
+{
+	struct stat st;
+
+	if (j->fd >= 0)
+		return 0;
+	j->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+	if (j->fd < 0)
+		return -errno;
+	if (fstat(j->fd, &st) < 0 || (uint64_t)st.st_size != j->size)
+		return journal_fail(j, -EIO);
+	return 0;
+}
+
 void journal_free(struct journal *j)
 {
 	if (!j)
 		return;
+	if (j->busy) {
+		j->orphan = true;  /* journal_sync_end() frees it */
+		return;
+	}
 	if (j->fd >= 0)
 		close(j->fd);
 	XXH3_freeState(j->xxh);

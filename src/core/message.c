@@ -10,6 +10,7 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
+/* Appends the USER record; the caller syncs it (context_sync). */
 static int user_record(struct context *c, uint64_t turn, const char *text, size_t len,
 		       int64_t ms)
 {
@@ -24,7 +25,7 @@ static int user_record(struct context *c, uint64_t turn, const char *text, size_
 	cJSON_AddStringToObject(o, "text", copy);
 	cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
-	return context_write(c, JOURNAL_USER, o, true);
+	return context_write(c, JOURNAL_USER, o, false);
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -57,9 +58,13 @@ static int message_check(const struct context *c, const char *text, size_t len, 
 	return 0;
 }
 
-/* Replaces the text of a staged message (a second flush of the same writer). */
-static int restage(struct context *c, struct turn *t, const char *text, size_t len)
+/* Replaces the text of a staged message (a second flush of the same writer),
+ * once the new text is durable.  *cp is looked up again (the lock is released
+ * during the fsync). */
+static int restage(struct store *s, struct context **cp, struct turn *t, const char *text,
+		   size_t len, struct notes *n)
 {
+	struct context *c = *cp;
 	size_t i = exchange_index(c, t);
 	if (i == c->n_ex)
 		return -ENOENT;
@@ -70,27 +75,39 @@ static int restage(struct context *c, struct turn *t, const char *text, size_t l
 	if (!copy)
 		return -ENOMEM;
 	int r = user_record(c, t->number, text, len, clock_wall_ms());
+	if (r == 0)
+		r = context_sync(s, cp, n);
+	if (r == 0 && t->state != TURN_PENDING)
+		r = -ECANCELED;  /* cleared or cancelled meanwhile */
+	if (r == 0 && (i = exchange_index(*cp, t)) == (*cp)->n_ex)
+		r = -ENOENT;
 	if (r < 0) {
 		free(copy);
 		return r;
 	}
+	e = &(*cp)->ex[i];
 	free(e->user);
 	e->user = copy;
 	e->user_len = len;
 	return 0;
 }
 
-static int stage_new(struct context *c, const char *text, size_t len, struct turn **draft,
-		     struct notes *n)
+/* The message becomes a turn once its record is durable. */
+static int stage_new(struct store *s, struct context **cp, const char *text, size_t len,
+		     struct turn **draft, struct notes *n)
 {
 	/* One timestamp for the record and the exchange: the fsync between them
 	 * would otherwise make the transcript's time change across a restart. */
 	int64_t ms = clock_wall_ms();
-	int r = user_record(c, c->next_turn, text, len, ms);
+	uint64_t turn = (*cp)->next_turn;
+	int r = user_record(*cp, turn, text, len, ms);
+	if (r == 0)
+		r = context_sync(s, cp, n);
 	if (r < 0)
 		return r;
+	struct context *c = *cp;
 	struct turn *t;
-	r = context_exchange_push(c, c->next_turn, text, len, &t);
+	r = context_exchange_push(c, turn, text, len, &t);
 	if (r < 0)
 		return r;
 	c->ex[c->n_ex - 1].user_ms = ms;
@@ -120,19 +137,21 @@ int context_stage(struct store *s, uint64_t id, struct turn **draft, const char 
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? message_check(c, text, len, why, whylen) : -ENOENT;
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	if (r == 0)
+		r = message_check(c, text, len, why, whylen);
 	bool blank = utf8_blank(text, len);
 	if (r == 0 && *draft && (*draft)->state != TURN_PENDING)
 		r = -ECANCELED;  /* cleared or cancelled meanwhile */
 	else if (r == 0 && *draft && !blank)
-		r = restage(c, *draft, text, len);
+		r = restage(s, &c, *draft, text, len, &n);
 	else if (r == 0 && *draft) {
 		abandon_locked(s, *draft, "the message became empty; nothing was sent", &n);
 		turn_unref(NULL, *draft);
 		*draft = NULL;
 	} else if (r == 0 && !blank)
-		r = stage_new(c, text, len, draft, &n);
-	if (r < 0 && r != -ENOENT && r != -ECANCELED) {
+		r = stage_new(s, &c, text, len, draft, &n);
+	if (r < 0 && c && r != -ENOENT && r != -ECANCELED) {
 		if (r != -EFBIG && r != -EILSEQ)
 			snprintf(why, whylen, "cannot save the message: %s", strerror(-r));
 		snprintf(c->note, sizeof(c->note), "%s", why);
@@ -257,14 +276,17 @@ int context_clear(struct store *s, uint64_t id)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? 0 : -ENOENT;
-	if (c) {
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	if (r == 0) {
 		context_stop_all(s, c, "cancelled by clear", &n);
 		cJSON *o = cJSON_CreateObject();
 		if (o)
 			cJSON_AddNumberToObject(o, "turn", (double)c->next_turn);
-		r = o ? context_write(c, JOURNAL_CLEAR, o, true) : -ENOMEM;
+		r = o ? context_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
 	}
+	/* Applied once durable, with the ends of the turns it stopped. */
+	if (r == 0)
+		r = context_sync(s, &c, &n);
 	if (r == 0) {
 		c->hist_start = c->n_ex;
 		c->next_send = c->n_ex > c->next_send ? c->next_send : c->n_ex;
@@ -302,13 +324,20 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 	ssize_t r;
 	if (off < t->text.len) {
 		size_t n = t->text.len - off < size ? t->text.len - (size_t)off : size;
-		/* What a reader has seen must survive a crash: save it first. */
+		/* What a reader has seen must survive a crash: save it first (while
+		 * a sync runs on the journal, once it is over: readers are told). */
 		if (t->text_saved < off + n)
 			turn_checkpoint(t, false);
-		memcpy(buf, t->text.data + off, n);
-		r = (ssize_t)n;
+		if (t->text_saved < off + n && t->ctx && t->ctx->journal &&
+		    journal_busy(t->ctx->journal)) {
+			r = -EAGAIN;
+		} else {
+			memcpy(buf, t->text.data + off, n);
+			r = (ssize_t)n;
+		}
 	} else if (t->state == TURN_DONE) {
-		r = 0;
+		/* The end of a reply is reported once it is durable. */
+		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
 	} else if (t->state == TURN_FAILED) {
 		r = -EIO;
 	} else {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -223,6 +224,17 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 	return 0;
 }
 
+/* Open journals: a quarter of the descriptors this process may open, so that
+ * connections, FUSE and the rest keep three quarters (1,024 -> 256). */
+static size_t journal_fd_bound(void)
+{
+	struct rlimit rl;
+	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 4 : STORE_JOURNALS_OPEN_MAX;
+	if (n > STORE_JOURNALS_OPEN_MAX)
+		n = STORE_JOURNALS_OPEN_MAX;
+	return n < STORE_JOURNALS_OPEN_MIN ? STORE_JOURNALS_OPEN_MIN : (size_t)n;
+}
+
 int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
 	       size_t whylen)
 {
@@ -230,6 +242,9 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->synced, NULL);
+	pthread_cond_init(&s->commit_wake, NULL);
+	s->journal_fd_max = journal_fd_bound();
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
@@ -274,6 +289,9 @@ void store_free(struct store *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->synced);
+	pthread_cond_destroy(&s->commit_wake);
+	free(s->commit_q);
 	free(s->dir);
 	free(s);
 }
@@ -400,6 +418,7 @@ int store_delete(struct store *s, const char *name)
 	 * trash/, so nothing more is written to it. */
 	struct context *c = slot->ctx;
 	if (c) {
+		context_journal_forget(s, c);
 		journal_free(c->journal);
 		c->journal = NULL;
 		context_stop_all(s, c, "cancelled: the context was deleted", &notes);

@@ -28,6 +28,11 @@ struct turn {
 	struct buf thinking;         /* thinking text, kept for the transcript */
 	size_t text_saved;           /* bytes of text already in REPLY_PART records */
 	size_t thinking_saved;
+	size_t text_synced;          /* of those, bytes a journal sync made durable */
+	size_t thinking_synced;
+	bool end_unsynced;           /* its REPLY_END is appended, not yet durable */
+	bool end_deferred;           /* ended; its REPLY_END waits to be appended (the
+	                                journal was busy, or a failed sync lost it) */
 	struct buf part;             /* the last REPLY_PART printed; freed at the end */
 	int64_t saved_ms;            /* monotonic time of the last checkpoint */
 	char stop_reason[64];
@@ -66,6 +71,7 @@ struct store_slot {
 	uint64_t id;
 	char *name;                  /* heap; the current name (renames change it) */
 	struct context *ctx;         /* NULL until first use loads the journal */
+	char word[12];               /* status word read without loading, "" unknown */
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
@@ -82,6 +88,13 @@ struct view_cache {
 struct context {
 	uint64_t id;                 /* == slot->id */
 	struct store_slot *slot;     /* the owner; slot->name is the context's name */
+	struct store *store;         /* the store it belongs to */
+	struct context *lru_prev, *lru_next; /* open journals, commit.c */
+	bool in_lru;                 /* its journal's descriptor is open and counted */
+	bool sync_queued;            /* in the commit thread's queue */
+	int64_t sync_failed_ms;      /* wall clock of the last failed journal sync, 0 none */
+	int sync_failed_err;         /* its -errno */
+	int sync_recover_err;        /* 0 once the journal was recovered, else -errno */
 	int broken;                  /* 0, or the -errno that kept the journal from opening
 	                                for writing */
 	struct journal *journal;
@@ -152,6 +165,16 @@ struct store {
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
 	struct notes held;           /* store_call_event()'s, until store_call_flush() */
+	/* commit.c: journal syncs run with the lock released */
+	pthread_cond_t synced;       /* broadcast whenever a journal sync ends */
+	pthread_cond_t commit_wake;  /* the commit threads' queue has work, or stop */
+	uint64_t *commit_q;          /* ids of contexts with an unsynced reply end */
+	size_t commit_n, commit_cap;
+	int committers;              /* commit threads running (0: sync under the lock) */
+	bool commit_stop;
+	struct context *lru_head, *lru_tail; /* open journals, least recently used first */
+	size_t open_journals;        /* descriptors of journals open now */
+	size_t journal_fd_max;       /* their bound (store_open: from RLIMIT_NOFILE) */
 };
 
 
@@ -181,12 +204,43 @@ void context_history_push(struct context *c, size_t ex_index);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
 
+/* context.c: STATE/contexts/NAME/journal for the context's current name. */
+int context_journal_path(struct store *s, struct context *c, char *out, size_t n);
+#define JOURNAL_PATH_MAX 4200
+
+/* commit.c: a context's journal, its durability and its descriptor. */
+/* The journal's descriptor is open (reopened if it was parked) and the journal
+ * is not failed (a failed one is recovered first).  0, -errno. */
+int context_journal_ready(struct store *s, struct context *c);
+/* Room for one more open journal: parks the least recently used idle one when
+ * the bound is reached; context_journal_opened() counts a journal just opened. */
+void store_journal_make_room(struct store *s);
+void context_journal_opened(struct store *s, struct context *c);
+/* Forgets c's journal in the count (before it is freed). */
+void context_journal_forget(struct store *s, struct context *c);
+/* Waits (lock released) until no sync runs on c's journal; *cp is looked up
+ * again afterwards.  0, -ENOENT (deleted meanwhile). */
+int context_sync_idle(struct store *s, struct context **cp);
+/* Makes what c's journal holds durable, the lock released during the fsync; *cp
+ * is looked up again (NULL and -ENOENT when deleted meanwhile).  0, or the sync's
+ * -errno: then every record since the last good sync is gone (the journal was
+ * recovered, or stays failed until the next commit recovers it). */
+int context_sync(struct store *s, struct context **cp, struct notes *n);
+/* A reply's end was appended: a commit thread syncs it (readers see EOF once it
+ * is durable); without commit threads it is synced now, under the lock. */
+void context_sync_later(struct store *s, struct context *c, struct notes *n);
+/* Saves t's end: appends REPLY_END (deferred while a sync runs) and has it
+ * synced. */
+void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n);
+/* After a load: everything read is durable. */
+void context_mark_synced(struct context *c);
+
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);
 
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
-void turn_end_record(struct context *c, struct turn *t, bool sync);
+int turn_end_record(struct context *c, struct turn *t, bool sync);
 void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);

@@ -197,6 +197,20 @@ static const char *status_word(const struct context *c, size_t *queued)
 	return "idle";
 }
 
+/* The last failed fsync of the journal and what became of it (commit.c). */
+static int render_sync_failure(const struct context *c, struct buf *out)
+{
+	char when[32];
+	clock_format_utc(c->sync_failed_ms, when);
+	if (!c->sync_recover_err)
+		return buf_printf(out, "journal_fsync: failed at %s (%s); recovered: what it had "
+				  "not saved was truncated, the journal rescanned\n", when,
+				  strerror(-c->sync_failed_err));
+	return buf_printf(out, "journal_fsync: failed at %s (%s); not recovered yet (%s), the "
+			  "next change retries\n", when, strerror(-c->sync_failed_err),
+			  strerror(-c->sync_recover_err));
+}
+
 static int render_status(const struct context *c, struct buf *out)
 {
 	size_t queued;
@@ -229,6 +243,8 @@ static int render_status(const struct context *c, struct buf *out)
 			       (unsigned long long)c->report.torn_bytes);
 	if (r == 0 && c->broken)
 		r = buf_puts(out, "journal: read-only (it could not be opened for writing)\n");
+	if (r == 0 && c->sync_failed_ms)
+		r = render_sync_failure(c, out);
 	return r;
 }
 
