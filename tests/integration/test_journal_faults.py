@@ -1,0 +1,257 @@
+"""Slow and failing fsync of one context's journal (CONTRACT §3.2, §6), injected
+with an LD_PRELOAD library built here (preload/fsync_fault.c), so that the
+daemon has no test hooks: a held fsync of context b's journal stalls neither
+another context's turn nor its `status`, and b's writer or reader still waits
+for its own commit; a failed fsync reaches the writer (close() fails with EIO)
+or the reader (the text, then EIO), `status` says what happened, the journal is
+recovered without a restart, and a remount shows the same state.
+
+The assertions are about progress while b's fsync is held (a whole turn of a
+is read, a's status answers), never about how long anything took."""
+
+import errno
+import os
+import re
+import subprocess
+import threading
+
+import pytest
+
+from mcpfs_testlib import (
+    REPO, Reader, output, read_file, reply_for, run, send, status, wait_for, write_file,
+)
+
+PRELOAD_SRC = REPO / "tests" / "integration" / "preload" / "fsync_fault.c"
+
+
+@pytest.fixture(scope="module")
+def preload(tmp_path_factory):
+    """The fault library, compiled once per module."""
+    out = tmp_path_factory.mktemp("preload") / "fsync_fault.so"
+    cc = os.environ.get("CC", "cc")
+    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(PRELOAD_SRC),
+                        "-ldl"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+class Faults:
+    """The control directory of fsync_fault.c."""
+
+    def __init__(self, d):
+        self.dir = d
+        d.mkdir(exist_ok=True)
+
+    def hold(self):
+        (self.dir / "hold").touch()
+
+    def release(self):
+        (self.dir / "hold").unlink()
+
+    def held(self):
+        return (self.dir / "held").exists()
+
+    def fail_next(self):
+        (self.dir / "fail").touch()
+
+    def failed(self):
+        """The armed failure was used."""
+        return not (self.dir / "fail").exists()
+
+
+@pytest.fixture
+def faults(mount_factory, workdir):
+    """Set up after the mount factory, so torn down before it: a hold left by a
+    failing test is released before the daemon is stopped."""
+    f = Faults(workdir / "faults")
+    yield f
+    for name in ("hold", "fail"):
+        try:
+            (f.dir / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def faulty_mount(mount_factory, preload, faults, match, **kw):
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"LD_PRELOAD": str(preload), "MCPFS_FAULT_DIR": str(faults.dir),
+           "MCPFS_FAULT_MATCH": match,
+           # the library is loaded before the sanitizer's runtime
+           "ASAN_OPTIONS": asan + ":verify_asan_link_order=0"}
+    mt = mount_factory(env=env, **kw)
+    return mt
+
+
+class Background:
+    """fn() in a thread; .done, .error, join()."""
+
+    def __init__(self, fn):
+        self.error = None
+        self.done = False
+
+        def body():
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 — reported by join()
+                self.error = e
+            self.done = True
+        self.thread = threading.Thread(target=body, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout=20):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "still blocked"
+
+
+def a_whole_turn(a, fake, word):
+    """A message to a, its reply read whole in 20 deltas, and a's status."""
+    fake.script("normal", deltas=20)
+    send(a, word + "\n")
+    assert output(a) == reply_for(word)
+    assert status(a).state == "idle"
+
+
+def test_a_held_fsync_of_b_stalls_neither_a_turn_nor_status(mount_factory, fake, faults,
+                                                             preload):
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/b/journal")
+    a, b = mt.ctx("a"), mt.ctx("b")
+
+    # b's message: the writer's close() waits for its fsync, held
+    faults.hold()
+    writer = Background(lambda: send(b, "bee\n", timeout=60))
+    wait_for(faults.held, 10, what="b's fsync to be held")
+    a_whole_turn(a, fake, "alpha")
+    assert faults.held() and not writer.done, "b's fsync was not held throughout"
+    faults.release()
+    writer.join()
+    assert writer.error is None, writer.error
+    assert output(b) == reply_for("bee")
+
+    # b's reply end: its reader sees the end once it is durable
+    fake.script("hold", hold_after=2)
+    send(b, "second\n")
+    fake.wait_held()
+    reader = Reader(b / "output")
+    wait_for(lambda: reader.data, 10, what="b's first deltas")
+    faults.hold()
+    fake.release()
+    wait_for(faults.held, 10, what="the fsync of b's reply end to be held")
+    a_whole_turn(a, fake, "again")
+    assert faults.held() and not reader.eof, "b's reply ended before its fsync"
+    faults.release()
+    reader.finish(20)
+    assert reader.error is None and reader.data == reply_for("second").encode()
+    assert mt.stop() == 0
+    mt.start()
+    assert output(b) == reply_for("second")
+    assert output(a) == reply_for("again")
+
+
+def sync_line(ctx):
+    return status(ctx).get("journal_fsync", "")
+
+
+def verify_journal(mt, name):
+    exe = os.environ.get("MCPFS_JOURNAL_DUMP") or str(REPO / "build" / "mcpfs-journal-dump")
+    r = run([exe, "--verify", str(mt.state / "contexts" / name / "journal")])
+    assert r.rc == 0 and re.search(r"bad records 0 .* torn bytes 0", r.out), r
+
+
+@pytest.mark.allow_errors(r"Input/output error")
+def test_a_failed_fsync_of_a_message_fails_its_close_and_is_recovered(mount_factory, fake,
+                                                                     faults, preload):
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/c/journal")
+    c = mt.ctx("c")
+    send(c, "first\n")
+    assert output(c) == reply_for("first")
+    calls = len(fake.calls)
+
+    faults.fail_next()
+    with pytest.raises(OSError) as e:
+        send(c, "lost\n")
+    assert e.value.errno == errno.EIO
+    assert faults.failed()
+    assert len(fake.calls) == calls, "a message whose commit failed was sent"
+    st = status(c)
+    assert st.state == "error", st.text
+    assert re.match(r"failed at \S+ \(Input/output error\); recovered", sync_line(c)), st.text
+    assert "lost" not in read_file(c / "transcript")
+
+    # the same context works without a restart, and the failed message is not in it
+    send(c, "next\n")
+    assert output(c) == reply_for("next")
+    assert fake.calls[-1].n_messages == 3
+    before = read_file(c / "transcript")
+    assert mt.stop() == 0
+    verify_journal(mt, "c")
+    mt.start()
+    assert read_file(c / "transcript") == before
+    assert status(c).state == "idle"
+
+
+@pytest.mark.allow_errors(r"Input/output error")
+def test_a_failed_fsync_of_a_reply_end_reaches_its_reader(mount_factory, fake, faults,
+                                                          preload):
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/c/journal")
+    c = mt.ctx("c")
+    fake.script("hold", hold_after=2)
+    send(c, "question\n")
+    fake.wait_held(0)
+    reader = Reader(c / "output")
+    wait_for(lambda: reader.data, 10, what="the first deltas")
+    faults.fail_next()
+    fake.release()
+    reader.finish(20)
+    assert faults.failed()
+    # the text, then EIO: the reply was not committed
+    assert reader.data == reply_for("question").encode()
+    assert isinstance(reader.error, OSError) and reader.error.errno == errno.EIO, reader.error
+    st = status(c)
+    assert st.state == "error", st.text
+    assert st.get("last_error", "").startswith("journal_error: the reply could not be saved"), \
+        st.text
+    assert re.match(r"failed at \S+ \(Input/output error\); recovered", sync_line(c)), st.text
+    assert "--- assistant (turn 1, failed: journal_error: the reply could not be saved" \
+        in read_file(c / "transcript")
+
+    # retry and a new message work without a restart
+    write_file(c / "ctl", "retry\n")
+    assert output(c) == reply_for("question")
+    send(c, "next\n")
+    assert output(c) == reply_for("next")
+    before = read_file(c / "transcript")
+    assert mt.stop() == 0
+    verify_journal(mt, "c")
+    mt.start()
+    assert read_file(c / "transcript") == before
+    assert status(c).state == "idle"
+
+
+@pytest.mark.allow_errors(r"Input/output error")
+def test_a_failed_reply_end_after_restart_is_failed_not_interrupted(mount_factory, fake,
+                                                                    faults, preload):
+    """The reader saw EIO; after a remount the turn is the same failure, with
+    the same text, not an interrupted one."""
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/c/journal")
+    c = mt.ctx("c")
+    fake.script("hold", hold_after=1)
+    send(c, "question\n")
+    fake.wait_held(0)
+    faults.fail_next()
+    fake.release()
+    reader = Reader(c / "output")
+    reader.finish(20)
+    assert faults.failed()
+    assert reader.error is not None and reader.error.errno == errno.EIO
+    wait_for(lambda: "recovered" in sync_line(c), 10, what="the recovery in status")
+    assert mt.stop() == 0
+    verify_journal(mt, "c")
+    mt.start()
+    st = status(c)
+    assert st.get("last_error", "").startswith("journal_error:"), st.text
+    with pytest.raises(OSError) as e:
+        read_file(c / "output")
+    assert e.value.errno == errno.EIO
+    text = read_file(c / "transcript")
+    assert re.search(r"--- assistant \(turn 1, failed: journal_error: [^\n]*---\n%s\n"
+                     % re.escape(reply_for("question")), text), text
