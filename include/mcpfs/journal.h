@@ -54,6 +54,13 @@ typedef int journal_record_fn(void *data, uint16_t type, const void *payload, si
 int journal_scan(const char *path, journal_record_fn *fn, void *data,
 		 struct journal_report *rep);
 
+/* Scans the records that lie whole in the last tail bytes of the file (all of
+ * it when smaller): the scan starts at the first valid record there.  The
+ * report covers that part.  For a look at a journal's end without reading it
+ * all.  Same returns as journal_scan(). */
+int journal_scan_tail(const char *path, uint64_t tail, journal_record_fn *fn, void *data,
+		      struct journal_report *rep);
+
 /* Scans an in-memory image (same rules; for tests and fuzzing). */
 int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *data,
 		     struct journal_report *rep);

@@ -187,6 +187,13 @@ enum view_kind {
 	VIEW_INFO_JSON,     /* the shim's GET /v1/contexts/{name} */
 };
 
+/* The first line of a context's `status`, without loading it (a listing of
+ * every context, GET /v1/contexts): a context not loaded has nothing in flight,
+ * so it is "idle", or "error" when its newest reply failed or has no end (it
+ * loads as interrupted), as the last 64 KiB of its journal say (all of it when
+ * they hold no turn); read once, no descriptor kept.  0, -ENOENT. */
+int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen);
+
 /* Appends a rendering of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out);
 

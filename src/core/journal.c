@@ -253,12 +253,21 @@ static int resync(struct scan_src *s, uint64_t from, uint64_t *next)
 	return 0;
 }
 
-static int scan_run(struct scan_src *s, journal_record_fn *fn, void *data,
+/* From offset from on: a scan that starts in the middle begins at the first
+ * valid record there (resync). */
+static int scan_run(struct scan_src *s, uint64_t from, journal_record_fn *fn, void *data,
 		    struct journal_report *rep)
 {
 	uint64_t off = 0;
 
 	memset(rep, 0, sizeof(*rep));
+	if (from) {
+		int r = resync(s, from, &off);
+
+		if (r < 0)
+			return r;
+		rep->good_end = off;
+	}
 	while (off < s->size) {
 		const uint8_t *payload;
 		uint16_t type;
@@ -296,10 +305,11 @@ int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *dat
 {
 	struct scan_src s = { .mem = mem, .size = n, .fd = -1, .win_len = n };
 
-	return scan_run(&s, fn, data, rep);
+	return scan_run(&s, 0, fn, data, rep);
 }
 
-static int scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_report *rep)
+static int scan_fd_from(int fd, uint64_t tail, journal_record_fn *fn, void *data,
+			struct journal_report *rep)
 {
 	struct scan_src s = { .fd = fd };
 	struct stat st;
@@ -313,9 +323,14 @@ static int scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_rep
 	s.size = (uint64_t)st.st_size;
 	/* The scan is one forward pass. */
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	r = scan_run(&s, fn, data, rep);
+	r = scan_run(&s, tail && s.size > tail ? s.size - tail : 0, fn, data, rep);
 	free(s.buf);
 	return r;
+}
+
+static int scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_report *rep)
+{
+	return scan_fd_from(fd, 0, fn, data, rep);
 }
 
 /* O_NONBLOCK only so that a FIFO given by mistake fails (not a regular file)
@@ -331,6 +346,21 @@ int journal_scan(const char *path, journal_record_fn *fn, void *data,
 		return -errno;
 	}
 	r = scan_fd(fd, fn, data, rep);
+	close(fd);
+	return r;
+}
+
+int journal_scan_tail(const char *path, uint64_t tail, journal_record_fn *fn, void *data,
+		      struct journal_report *rep)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int r;
+
+	if (fd < 0) {
+		memset(rep, 0, sizeof(*rep));
+		return -errno;
+	}
+	r = scan_fd_from(fd, tail, fn, data, rep);
 	close(fd);
 	return r;
 }

@@ -294,6 +294,30 @@ static int render_info_json(const struct context *c, struct buf *out)
 	return print_json(o, out);
 }
 
+int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
+{
+	char path[JOURNAL_PATH_MAX];
+	size_t queued;
+	pthread_mutex_lock(&s->lock);
+	struct store_slot *slot = map_get_id(&s->by_id, id);
+	int r = !slot ? -ENOENT : slot->ctx || slot->word[0] ? 0
+		: slot_journal_path(s, slot, path, sizeof(path)) == 0 ? 1 : -ENAMETOOLONG;
+	if (r == 0)
+		snprintf(out, outlen, "%s", slot->ctx ? status_word(slot->ctx, &queued) : slot->word);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 1)
+		return r;
+	/* Read without the lock; the word holds until the context is loaded. */
+	const char *w = context_peek_word(path);
+	pthread_mutex_lock(&s->lock);
+	slot = map_get_id(&s->by_id, id);
+	if (slot && !slot->ctx)
+		snprintf(slot->word, sizeof(slot->word), "%s", w);
+	snprintf(out, outlen, "%s", slot && slot->ctx ? status_word(slot->ctx, &queued) : w);
+	pthread_mutex_unlock(&s->lock);
+	return slot ? 0 : -ENOENT;
+}
+
 void context_views_done(struct context *c)
 {
 	for (int i = 0; i < VIEW_CACHED; i++) {
