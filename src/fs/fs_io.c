@@ -257,6 +257,43 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 }
 
+/* A store commit ends with an fsync, which must not hold the handle's lock:
+ * other files share that lock (a stripe), and one writer's slow disk would hold
+ * every file of every context that hashes to it.  So a commit runs between
+ * commit_begin() and commit_end(), with the lock released: the mark keeps two
+ * commits of one handle in order, and every commit copies what it sends. */
+static void commit_wait(struct fs *fs, struct fs_handle *h)
+{
+	while (h->committing)
+		pthread_cond_wait(fs_handle_cond(fs, h), fs_handle_lock(fs, h));
+}
+
+static void commit_begin(struct fs *fs, struct fs_handle *h)
+{
+	commit_wait(fs, h);
+	h->committing = true;
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+}
+
+static void commit_end(struct fs *fs, struct fs_handle *h)
+{
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	h->committing = false;
+	pthread_cond_broadcast(fs_handle_cond(fs, h));
+}
+
+/* A copy of the handle's text (NUL-terminated), or NULL. */
+static char *data_dup(const struct fs_handle *h)
+{
+	char *copy = malloc(h->data.len + 1);
+	if (copy) {
+		if (h->data.len)
+			memcpy(copy, h->data.data, h->data.len);
+		copy[h->data.len] = '\0';
+	}
+	return copy;
+}
+
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
  * with nothing to retry. */
 static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
@@ -279,6 +316,17 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
 	return -EINVAL;
 }
 
+/* Runs the line in h->ctl_line (a copy of it, without the handle's lock). */
+static int ctl_commit(struct fs *fs, struct fs_handle *h)
+{
+	char line[sizeof(h->ctl_line)];
+	memcpy(line, h->ctl_line, sizeof(line));
+	commit_begin(fs, h);
+	int r = ctl_run(fs, h->ctx, line);
+	commit_end(fs, h);
+	return r;
+}
+
 /* Feeds bytes to the ctl line buffer, running each complete line. */
 static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size)
 {
@@ -291,7 +339,7 @@ static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t
 		}
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		int r = ctl_run(fs, h->ctx, h->ctl_line);
+		int r = ctl_commit(fs, h);
 		if (r < 0)
 			return r;
 	}
@@ -339,39 +387,57 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fuse_reply_write(req, size);
 }
 
-/* Applies a new text of system, model, config or .config. */
+/* Applies a new text of system, model, config or .config (handle's lock held;
+ * released during the commit). */
 static int apply_rw(struct fs *fs, struct fs_handle *h)
 {
 	char why[512] = "";
-	const char *text = h->data.data ? h->data.data : "";
+	size_t len = h->data.len;
+	char *text = data_dup(h);
 	int r;
+	if (!text)
+		return -ENOMEM;
+	commit_begin(fs, h);
 	switch (h->kind) {
-	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
-	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
-	case K_CONFIG: r = context_set_config(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
-	default: r = store_set_defaults(fs->st, text, h->data.len, why, sizeof(why)); break;
+	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, len, why, sizeof(why)); break;
+	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, len, why, sizeof(why)); break;
+	case K_CONFIG: r = context_set_config(fs->st, h->ctx, text, len, why, sizeof(why)); break;
+	default: r = store_set_defaults(fs->st, text, len, why, sizeof(why)); break;
 	}
+	commit_end(fs, h);
+	free(text);
 	if (r < 0)
 		log_debug("refused new %s: %s", fs_files[h->kind < K_NFIXED ? h->kind : K_CONFIG].name, why);
 	return r;
 }
 
-/* Validates and stages the message; keeps the first refusal for later closes. */
+/* Validates and stages the message; keeps the first refusal for later closes.
+ * The handle's lock is held, and released during the commit. */
 static int input_flush(struct fs *fs, struct fs_handle *h)
 {
+	commit_wait(fs, h);  /* another close's commit of this message first */
 	if (h->rejected)
 		return -h->rejected;
 	if (!h->dirty)
 		return 0;
+	size_t len = h->data.len;
+	char *text = data_dup(h);
+	if (!text)
+		return -ENOMEM;
 	h->dirty = false;
 	char why[512];
-	int r = context_stage(fs->st, h->ctx, &h->draft, h->data.data ? h->data.data : "",
-			      h->data.len, why, sizeof(why));
+	struct turn *draft = h->draft;
+	commit_begin(fs, h);
+	int r = context_stage(fs->st, h->ctx, &draft, text, len, why, sizeof(why));
 	if (r < 0 && r != -ECANCELED) {
-		h->rejected = -r;
-		context_abandon(fs->st, h->draft, why);
-		h->draft = NULL;
+		context_abandon(fs->st, draft, why);
+		draft = NULL;
 	}
+	commit_end(fs, h);
+	free(text);
+	h->draft = draft;
+	if (r < 0 && r != -ECANCELED)
+		h->rejected = -r;
 	return r == -ECANCELED ? 0 : r;
 }
 
@@ -388,7 +454,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (h->kind == K_CTL && h->ctl_len) {
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		r = ctl_run(fs, h->ctx, h->ctl_line);
+		r = ctl_commit(fs, h);
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {
 		/* Only after a write: `echo x > system` closes a copy of its descriptor
 		 * before echo writes, and that close must not apply an empty prompt.

@@ -120,7 +120,8 @@ def test_a_held_fsync_of_b_stalls_neither_a_turn_nor_status(mount_factory, fake,
     faults.hold()
     writer = Background(lambda: send(b, "bee\n", timeout=60))
     wait_for(faults.held, 10, what="b's fsync to be held")
-    a_whole_turn(a, fake, "alpha")
+    for i in range(5):  # each its own files: none may share a lock with b's input
+        a_whole_turn(a, fake, "alpha %d" % i)
     assert faults.held() and not writer.done, "b's fsync was not held throughout"
     faults.release()
     writer.join()
