@@ -242,6 +242,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->defaults_lock, NULL);
 	pthread_cond_init(&s->synced, NULL);
 	pthread_cond_init(&s->commit_wake, NULL);
 	s->journal_fd_max = journal_fd_bound();
@@ -289,6 +290,7 @@ void store_free(struct store *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->defaults_lock);
 	pthread_cond_destroy(&s->synced);
 	pthread_cond_destroy(&s->commit_wake);
 	free(s->commit_q);
@@ -558,24 +560,28 @@ static int save_defaults(struct store *s, const struct settings *d)
 	return r;
 }
 
+/* Saved under defaults_lock, not the store lock: its fsyncs hold no context. */
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen)
 {
 	struct settings d;
+	pthread_mutex_lock(&s->defaults_lock);
 	pthread_mutex_lock(&s->lock);
 	d = s->defaults;
 	pthread_mutex_unlock(&s->lock);
 	int r = settings_parse(&d, text, len, why, whylen);
 	if (r == 0)
 		r = settings_check(&d, why, whylen);
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&s->lock);
-	r = save_defaults(s, &d);
-	if (r == 0)
+	if (r == 0) {
+		r = save_defaults(s, &d);
+		if (r < 0)
+			snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
 		s->defaults = d;
-	else
-		snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
-	pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->defaults_lock);
 	return r;
 }
 

@@ -144,6 +144,7 @@ struct notes {
 
 struct store {
 	pthread_mutex_t lock;
+	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	char *dir;                   /* state directory */
 	int dir_fd;
 	int contexts_fd;             /* STATE/contexts */
