@@ -177,11 +177,11 @@ static void shim_threads_stop(struct daemon *d)
 
 /* --no-mount: the signals that stop the daemon are taken by sigwait, so they
  * are blocked before any thread starts (threads inherit the mask). */
-/* Each loaded context keeps its journal open for the daemon's life.  The usual
- * soft limit of 1024 descriptors ran out at about a thousand contexts (mkdir and
- * loading failed with EMFILE, and at exit libfuse could not even load libgcc_s
- * to stop its threads), while the hard limit is far higher.  Nothing here uses
- * select(), whose sets end at 1024 (curl polls, libmicrohttpd uses epoll). */
+/* The store keeps a quarter of the soft limit of descriptors for open
+ * journals (store.h, STORE_JOURNALS_OPEN_*), and many streams and connections
+ * want their own: the usual soft limit of 1024 is raised to the hard one, far
+ * higher.  Nothing here uses select(), whose sets end at 1024 (curl polls,
+ * libmicrohttpd uses epoll). */
 static void raise_nofile_limit(void)
 {
 	struct rlimit rl;
