@@ -145,22 +145,29 @@ static void turn_lose_end(struct context *c, size_t i, int err)
 	}
 }
 
-/* Appends the ends that are due (deferred while a sync ran, or lost by one). */
+/* Appends the ends that are due (deferred while a sync ran, or lost by one).
+ * An end that cannot be appended is not waited for: its reply stays as it is
+ * in memory, and status says that it will not survive a restart (as when the
+ * disk is full). */
 static bool context_flush_ends(struct store *s, struct context *c)
 {
 	bool any = false;
+	int ready = 1;
 	for (size_t i = 0; i < c->n_ex; i++) {
 		struct turn *t = c->ex[i].reply;
 		if (!t->end_deferred)
 			continue;
-		if (context_journal_ready(s, c) < 0)
-			return any;
+		if (ready == 1)
+			ready = context_journal_ready(s, c);
 		t->end_deferred = false;
-		if (turn_end_record(c, t, false) == 0) {
+		if (ready == 0 && turn_end_record(c, t, false) == 0) {
 			t->end_unsynced = true;
 			any = true;
 		}
 	}
+	if (ready < 0 && !c->note[0])
+		snprintf(c->note, sizeof(c->note), "cannot save the reply: %s; it will not "
+			 "survive a restart", strerror(-ready));
 	return any;
 }
 
@@ -194,8 +201,7 @@ static void context_after_sync(struct store *s, struct context *c, int r, struct
 	/* Ends deferred while the sync ran, or lost by it, are appended now.
 	 * After a failure they are synced by a commit thread, or without one by
 	 * the next commit: never a loop of failing syncs here. */
-	if ((r == 0 || !c->sync_recover_err) && context_flush_ends(s, c) &&
-	    (r == 0 || s->committers))
+	if (context_flush_ends(s, c) && (r == 0 || s->committers))
 		context_sync_later(s, c, n);
 	if (wake)
 		notes_add(n, c->id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE);
