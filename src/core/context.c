@@ -583,20 +583,43 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
-	struct settings set;
-	char *copy = NULL;
+	struct settings set, old;
+	char *copy = NULL, *old_system = NULL;
+	size_t old_len = 0;
+	bool applied = false;
 	if (r == 0) {
 		set = st ? *st : c->settings;
 		slen = sys ? slen : c->system_len;
 		r = settings_append(c, &set, sys ? sys : c->system, slen, false, &copy);
 	}
-	/* Applied once durable: nothing shows a change that a crash would undo. */
-	if (r == 0)
+	/* Shown at once, as when the fsync was under the lock (a truncation of
+	 * `system` is applied at the release, which close() does not wait for, and
+	 * a read right after it finds the new text), and put back if the fsync
+	 * fails. */
+	if (r == 0) {
+		old = c->settings;
+		old_len = c->system_len;
+		old_system = copy ? c->system : NULL;  /* kept for a failure */
+		c->settings = set;
+		if (copy) {
+			c->system = copy;
+			c->system_len = slen;
+		}
+		context_changed(c);
+		applied = true;
 		r = context_sync(s, &c, &notes);
-	if (r == 0)
-		settings_apply(c, &set, copy, slen);
-	else
-		free(copy);
+	}
+	if (applied && r < 0 && c) {
+		if (old_system) {
+			free(c->system);
+			c->system = old_system;
+			c->system_len = old_len;
+			old_system = NULL;
+		}
+		c->settings = old;
+		context_changed(c);
+	}
+	free(old_system);  /* replaced, or its context is gone */
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
 	if (r == 0)
