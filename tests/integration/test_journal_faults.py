@@ -256,3 +256,26 @@ def test_a_failed_reply_end_after_restart_is_failed_not_interrupted(mount_factor
     text = read_file(c / "transcript")
     assert re.search(r"--- assistant \(turn 1, failed: journal_error: [^\n]*---\n%s\n"
                      % re.escape(reply_for("question")), text), text
+
+
+@pytest.mark.allow_errors(r"Input/output error")
+def test_a_failed_fsync_of_a_setting_changes_nothing(mount_factory, fake, faults, preload):
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/c/journal")
+    c = mt.ctx("c")
+    write_file(c / "config", "max_tokens = 111\n")
+    faults.fail_next()
+    with pytest.raises(OSError) as e:
+        write_file(c / "config", "max_tokens = 222\n")
+    assert e.value.errno == errno.EIO
+    assert faults.failed()
+    assert "max_tokens = 111" in read_file(c / "config")
+    assert re.match(r"failed at \S+ \(Input/output error\); recovered", sync_line(c))
+    write_file(c / "system", "Be brief.\n")
+    send(c, "hi\n")
+    assert output(c) == reply_for("hi")
+    assert fake.calls[-1].max_tokens == 111 and fake.calls[-1].system.strip() == "Be brief."
+    assert mt.stop() == 0
+    verify_journal(mt, "c")
+    mt.start()
+    assert "max_tokens = 111" in read_file(c / "config")
+    assert read_file(c / "system") == "Be brief.\n"
