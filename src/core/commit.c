@@ -248,6 +248,8 @@ int context_sync(struct store *s, struct context **cp, struct notes *n)
 			return -ENOENT;
 		}
 		*cp = loaded(s, id);  /* alive: freeing it would have freed j */
+		if (!*cp)
+			return -ENOENT;
 		context_after_sync(s, *cp, r, n);
 		return r;
 	}
