@@ -510,54 +510,6 @@ void context_free(struct store *s, struct context *c)
 	free(c);
 }
 
-/* --- the status word of a context not loaded ------------------------------------- */
-
-#define PEEK_TAIL (64u << 10)  /* bytes of a journal's end read for it */
-
-struct peek {
-	int64_t turn;  /* newest turn a record named, 0 for none or after a clear */
-	bool done;     /* its last record is a REPLY_END saying done */
-	bool seen;     /* a record about turns was read */
-};
-
-static int on_peek(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
-{
-	struct peek *p = data;
-	(void)off;
-	if (type != JOURNAL_USER && type != JOURNAL_REPLY_PART && type != JOURNAL_REPLY_END &&
-	    type != JOURNAL_CLEAR)
-		return 0;
-	p->seen = true;
-	if (type == JOURNAL_CLEAR) {
-		p->turn = 0;
-		return 0;
-	}
-	cJSON *o = cJSON_ParseWithLength(payload, len);
-	int64_t turn = cJSON_IsObject(o) ? jint(o, "turn") : -1;
-	if (turn > 0 && turn >= p->turn) {
-		const char *st = type == JOURNAL_REPLY_END ? jstr(o, "state", NULL) : NULL;
-		p->turn = turn;
-		p->done = st && !strcmp(st, "done");
-	}
-	cJSON_Delete(o);
-	return 0;
-}
-
-/* A context that is not loaded has nothing in flight: it is idle, unless its
- * newest reply failed or has no end (it loads as interrupted).  The end of the
- * journal says which; the whole of it only when that end holds no turn. */
-const char *context_peek_word(const char *path)
-{
-	struct peek p = {0};
-	struct journal_report rep;
-	int r = journal_scan_tail(path, PEEK_TAIL, on_peek, &p, &rep);
-	if (r == 0 && !p.seen)
-		r = journal_scan(path, on_peek, &p, &rep);
-	if (r == -ENOENT)
-		return "idle";  /* loading creates it */
-	return r < 0 || (p.turn && !p.done) ? "error" : "idle";
-}
-
 /* --- settings ------------------------------------------------------------------ */
 
 static int system_check(const char *text, size_t len, char *why, size_t whylen)

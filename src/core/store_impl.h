@@ -208,8 +208,6 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 /* context.c: STATE/contexts/NAME/journal for the context's current name. */
 int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n);
 int context_journal_path(struct store *s, struct context *c, char *out, size_t n);
-/* The status word of a context not loaded, read from its journal's end. */
-const char *context_peek_word(const char *path);
 #define JOURNAL_PATH_MAX 4200
 
 /* commit.c: a context's journal, its durability and its descriptor. */

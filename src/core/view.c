@@ -1,5 +1,6 @@
 /* view.c — the text and JSON renderings of a context (see store.h, enum
- * view_kind).  Under the store lock; pure formatting of struct context. */
+ * view_kind).  Under the store lock; pure formatting of struct context, except
+ * the status word of a context not loaded, read from its journal's end. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -292,6 +293,56 @@ static int render_info_json(const struct context *c, struct buf *out)
 		cJSON_AddStringToObject(e, "message", c->note[0] ? c->note : t->error.message);
 	}
 	return print_json(o, out);
+}
+
+/* --- the status word of a context not loaded ------------------------------------- */
+
+#define PEEK_TAIL (64u << 10)  /* bytes of a journal's end read for it */
+
+struct peek {
+	int64_t turn;  /* newest turn a record named, 0 for none or after a clear */
+	bool done;     /* its last record is a REPLY_END saying done */
+	bool seen;     /* a record about turns was read */
+};
+
+static int on_peek(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
+{
+	struct peek *p = data;
+	(void)off;
+	if (type != JOURNAL_USER && type != JOURNAL_REPLY_PART && type != JOURNAL_REPLY_END &&
+	    type != JOURNAL_CLEAR)
+		return 0;
+	p->seen = true;
+	if (type == JOURNAL_CLEAR) {
+		p->turn = 0;
+		return 0;
+	}
+	cJSON *o = cJSON_ParseWithLength(payload, len);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turn");
+	int64_t turn = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : -1;
+	if (turn > 0 && turn >= p->turn) {
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+		p->turn = turn;
+		p->done = type == JOURNAL_REPLY_END && cJSON_IsString(st) &&
+			  !strcmp(st->valuestring, "done");
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+/* A context that is not loaded has nothing in flight: it is idle, unless its
+ * newest reply failed or has no end (it loads as interrupted).  The end of the
+ * journal says which; the whole of it only when that end holds no turn. */
+static const char *context_peek_word(const char *path)
+{
+	struct peek p = {0};
+	struct journal_report rep;
+	int r = journal_scan_tail(path, PEEK_TAIL, on_peek, &p, &rep);
+	if (r == 0 && !p.seen)
+		r = journal_scan(path, on_peek, &p, &rep);
+	if (r == -ENOENT)
+		return "idle";  /* loading creates it */
+	return r < 0 || (p.turn && !p.done) ? "error" : "idle";
 }
 
 int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
