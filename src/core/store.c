@@ -412,7 +412,6 @@ int store_delete(struct store *s, const char *name)
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
-	fsync(s->contexts_fd);
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, slot->id);
 	uint64_t id = slot->id;
@@ -430,6 +429,7 @@ int store_delete(struct store *s, const char *name)
 	remove_tree(s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
+	fsync(s->contexts_fd);  /* the rename into trash/, without the lock */
 	return 0;
 }
 
@@ -453,7 +453,6 @@ int store_rename(struct store *s, const char *from, const char *to)
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
-	fsync(s->contexts_fd);
 	char *copy = strdup(to);
 	map_del(&s->by_name, from, strlen(from));
 	if (!copy || map_put(&s->by_name, to, strlen(to), c) < 0) {
@@ -468,6 +467,7 @@ int store_rename(struct store *s, const char *from, const char *to)
 	c->name = copy;
 	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
 	store_unlock_notify(s, &notes);
+	fsync(s->contexts_fd);  /* durable before rename() returns, without the lock */
 	return 0;
 }
 
