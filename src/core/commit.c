@@ -301,6 +301,12 @@ void context_save_end(struct store *s, struct context *c, struct turn *t, struct
 	context_sync_later(s, c, n);
 }
 
+void context_drop_ends(struct context *c)
+{
+	for (size_t i = 0; i < c->n_ex; i++)
+		c->ex[i].reply->end_unsynced = c->ex[i].reply->end_deferred = false;
+}
+
 void context_mark_synced(struct context *c)
 {
 	for (size_t i = 0; i < c->n_ex; i++) {

@@ -424,6 +424,7 @@ int store_delete(struct store *s, const char *name)
 		c->journal = NULL;
 		context_stop_all(s, c, "cancelled: the context was deleted", &notes);
 		store_end_drafts(s, c, &notes);
+		context_drop_ends(c);
 	}
 	slot_free(s, slot);
 	remove_tree(s->dir_fd, trash);

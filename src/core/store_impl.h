@@ -236,6 +236,9 @@ void context_sync_later(struct store *s, struct context *c, struct notes *n);
 void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n);
 /* After a load: everything read is durable. */
 void context_mark_synced(struct context *c);
+/* The context is deleted: no end will be synced, and none is waited for (a
+ * complete reply's reader sees its end). */
+void context_drop_ends(struct context *c);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);

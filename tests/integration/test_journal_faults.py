@@ -279,3 +279,28 @@ def test_a_failed_fsync_of_a_setting_changes_nothing(mount_factory, fake, faults
     mt.start()
     assert "max_tokens = 111" in read_file(c / "config")
     assert read_file(c / "system") == "Be brief.\n"
+
+
+def test_deleting_a_context_while_its_reply_end_is_synced(mount_factory, fake, faults, preload):
+    """The reader of a complete reply whose end is being synced sees its end when
+    the context is deleted meanwhile, and the sync that outlives the context
+    harms nothing."""
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/d/journal")
+    d = mt.ctx("d")
+    fake.script("hold", hold_after=1)
+    send(d, "question\n")
+    fake.wait_held(0)
+    reader = Reader(d / "output")
+    wait_for(lambda: reader.data, 10, what="the first delta")
+    faults.hold()
+    fake.release()
+    wait_for(faults.held, 10, what="the fsync of the reply's end to be held")
+    assert not reader.eof
+    os.rmdir(d)
+    reader.finish(10)
+    assert reader.error is None and reader.data == reply_for("question").encode()
+    faults.release()
+    e = mt.ctx("e")
+    send(e, "still here\n")
+    assert output(e) == reply_for("still here")
+    assert "d" not in os.listdir(mt.path)
