@@ -404,20 +404,56 @@ int context_journal_path(struct store *s, struct context *c, char *out, size_t n
 }
 
 /* The file and its CREATE record are made durable by one fsync. */
-static int context_create_journal(struct context *c, const char *path)
+int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
+			struct journal **ret)
 {
-	cJSON *rec = settings_record(&c->settings, "");
+	cJSON *rec = settings_record(st, "");
 	if (rec) {
 		cJSON_AddNumberToObject(rec, "v", 1);
-		cJSON_AddNumberToObject(rec, "created_ms", (double)c->created_ms);
+		cJSON_AddNumberToObject(rec, "created_ms", (double)created_ms);
 	}
 	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
 	cJSON_Delete(rec);
 	if (!text)
 		return -ENOMEM;
-	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), &c->journal);
+	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), ret);
 	free(text);
 	return r;
+}
+
+static struct context *context_alloc(struct store *s, struct store_slot *slot)
+{
+	struct context *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->id = slot->id;
+	c->slot = slot;
+	c->settings = s->defaults;
+	c->system = strdup("");
+	c->next_turn = 1;
+	c->created_ms = c->modified_ms = clock_wall_ms();
+	prune_index_init(&c->prune);
+	if (!c->system) {
+		free(c);
+		return NULL;
+	}
+	c->store = s;
+	return c;
+}
+
+int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
+		  const struct settings *st, int64_t created_ms)
+{
+	struct context *c = context_alloc(s, slot);
+	if (!c)
+		return -ENOMEM;
+	c->settings = *st;
+	c->created_ms = c->modified_ms = created_ms;
+	store_journal_make_room(s);
+	c->journal = j;
+	slot->ctx = c;
+	context_journal_opened(s, c);
+	return 0;
 }
 
 static void context_note_recovery(struct context *c)
@@ -433,21 +469,9 @@ static void context_note_recovery(struct context *c)
 int context_load(struct store *s, struct store_slot *slot)
 {
 	char path[4200];
-	struct context *c = calloc(1, sizeof(*c));
+	struct context *c = context_alloc(s, slot);
 	if (!c)
 		return -ENOMEM;
-	c->id = slot->id;
-	c->slot = slot;
-	c->settings = s->defaults;
-	c->system = strdup("");
-	c->next_turn = 1;
-	c->created_ms = c->modified_ms = clock_wall_ms();
-	prune_index_init(&c->prune);
-	if (!c->system) {
-		free(c);
-		return -ENOMEM;
-	}
-	c->store = s;
 	slot->ctx = c;
 	store_journal_make_room(s);
 	int r = context_journal_path(s, c, path, sizeof(path));
@@ -456,7 +480,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		r = journal_scan(path, on_record, &L, &c->report);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
-		r = context_create_journal(c, path);
+		r = context_create_file(path, &c->settings, c->created_ms, &c->journal);
 	} else if (r == 0) {
 		struct journal_report rep;
 		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);

@@ -330,9 +330,19 @@ void store_set_info(struct store *s, const char *key, const char *value)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A slot being created is waited for (store_create). */
+static struct store_slot *slot_wait(struct store *s, struct store_slot *slot, uint64_t id)
+{
+	while (slot && slot->creating) {
+		pthread_cond_wait(&s->synced, &s->lock);
+		slot = map_get_id(&s->by_id, id);
+	}
+	return slot;
+}
+
 struct context *store_get(struct store *s, uint64_t id)
 {
-	struct store_slot *slot = map_get_id(&s->by_id, id);
+	struct store_slot *slot = slot_wait(s, map_get_id(&s->by_id, id), id);
 	if (!slot || (!slot->ctx && context_load(s, slot) < 0))
 		return NULL;
 	return slot->ctx;
@@ -361,14 +371,29 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 		pthread_mutex_unlock(&s->lock);
 		return -ENOMEM;
 	}
-	/* context_load() on a directory without a journal creates it, with the
-	 * CREATE record, fsynced; then the directory entry itself is made durable. */
-	r = context_load(s, slot);
-	if (r == 0 && slot->ctx->broken)
-		r = slot->ctx->broken;  /* ENOSPC on a full disk, not a vague EIO */
+	/* The journal with its CREATE record, then the directory entry, are made
+	 * durable without the lock (three fsyncs); meanwhile the name is taken
+	 * and whoever wants the context waits. */
+	slot->creating = true;
+	uint64_t sid = slot->id;
+	struct settings st = s->defaults;
+	char path[JOURNAL_PATH_MAX];
+	r = slot_journal_path(s, slot, path, sizeof(path));
+	pthread_mutex_unlock(&s->lock);
+	int64_t created = clock_wall_ms();
+	struct journal *j = NULL;
+	if (r == 0)
+		r = context_create_file(path, &st, created, &j);  /* ENOSPC when full */
 	if (r == 0)
 		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
+	pthread_mutex_lock(&s->lock);
+	slot = map_get_id(&s->by_id, sid);  /* neither deleted nor renamed meanwhile */
+	slot->creating = false;
+	pthread_cond_broadcast(&s->synced);
+	if (r == 0 && context_adopt(s, slot, j, &st, created) < 0)
+		journal_free(j);  /* out of memory: it loads at first use */
 	if (r < 0) {
+		journal_free(j);
 		map_del(&s->by_name, name, len);
 		map_del_id(&s->by_id, slot->id);
 		slot_free(s, slot);
@@ -400,6 +425,8 @@ int store_delete(struct store *s, const char *name)
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *slot = map_get(&s->by_name, name, strlen(name));
+	if (slot && slot->creating)
+		slot = slot_wait(s, slot, slot->id);  /* then deleted, or failed */
 	if (!slot) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
@@ -442,6 +469,8 @@ int store_rename(struct store *s, const char *from, const char *to)
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *c = map_get(&s->by_name, from, strlen(from));
+	if (c && c->creating)
+		c = slot_wait(s, c, c->id);
 	if (!c)
 		r = -ENOENT;
 	else if (!strcmp(from, to))

@@ -72,6 +72,8 @@ struct store_slot {
 	char *name;                  /* heap; the current name (renames change it) */
 	struct context *ctx;         /* NULL until first use loads the journal */
 	char word[12];               /* status word read without loading, "" unknown */
+	bool creating;               /* store_create() makes its journal, the lock
+	                                released: store_get() and deletes wait */
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
@@ -192,6 +194,14 @@ struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need
  * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
  * opened still loads, with ctx->broken set. */
 int context_load(struct store *s, struct store_slot *slot);
+/* Creates a context's journal file at path with its CREATE record (st,
+ * created_ms), durable with its name on return; no lock needed.  0, -errno. */
+int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
+			struct journal **ret);
+/* Makes slot->ctx a new, empty context on the journal just created (owned from
+ * now on).  0, -ENOMEM (the journal stays the caller's). */
+int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
+		  const struct settings *st, int64_t created_ms);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);

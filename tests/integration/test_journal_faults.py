@@ -114,7 +114,17 @@ def a_whole_turn(a, fake, word):
 def test_a_held_fsync_of_b_stalls_neither_a_turn_nor_status(mount_factory, fake, faults,
                                                              preload):
     mt = faulty_mount(mount_factory, preload, faults, "/contexts/b/journal")
-    a, b = mt.ctx("a"), mt.ctx("b")
+    a, b = mt.ctx("a"), mt.path / "b"
+
+    # mkdir b: it returns once b's new journal is durable
+    faults.hold()
+    maker = Background(lambda: os.mkdir(b))
+    wait_for(faults.held, 10, what="the fsync of b's new journal to be held")
+    a_whole_turn(a, fake, "first")
+    assert faults.held() and not maker.done, "mkdir returned before its fsync"
+    faults.release()
+    maker.join()
+    assert maker.error is None, maker.error
 
     # b's message: the writer's close() waits for its fsync, held
     faults.hold()
