@@ -11,6 +11,12 @@
 # Uses the mount at $MCPFS_MOUNT (default ~/mcp).
 set -eu
 mnt=${MCPFS_MOUNT:-$HOME/mcp}
+# Refuse anything but an mcpfs mount: in a plain directory the files below
+# would be written and nothing would ever answer.
+if [ "$(findmnt -n -o FSTYPE -M "$mnt" 2>/dev/null)" != fuse.mcpfs ]; then
+	echo "${0##*/}: '$mnt' is not an mcpfs mount (mount one there, or set MCPFS_MOUNT)" >&2
+	exit 1
+fi
 file=system
 if [ "${1:-}" = "-c" ]; then
 	file=config

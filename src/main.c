@@ -25,6 +25,7 @@
 #include "mcpfs/claude.h"
 #include "mcpfs/fs.h"
 #include "mcpfs/log.h"
+#include "mcpfs/mcp.h"
 #include "mcpfs/options.h"
 #include "mcpfs/shim.h"
 #include "mcpfs/store.h"
@@ -41,12 +42,18 @@ static void die(const char *why)
 /* Reads the API key from a file that only its owner can read. */
 static char *read_key_file(const char *path, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO would block the open until a writer came. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(why, whylen, "cannot read API key file '%s': %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "API key file '%s' is not a regular file", path);
+		close(fd);
 		return NULL;
 	}
 	if (st.st_mode & 077) {
@@ -92,6 +99,7 @@ struct daemon {
 	pthread_t shim_timer;
 	bool shim_timer_started;
 	char *key;
+	bool no_key; /* neither an API key nor an auth token */
 };
 
 /* A mount point, or --no-mount with --http (which then runs in the foreground). */
@@ -117,6 +125,18 @@ static void setup(struct daemon *d, struct fuse_args *args)
 	if (options_default_state_dir(&d->opt, why, sizeof(why)) < 0)
 		die(why);
 	setup_mode(d);
+	/* First: a start-up error about the log file goes to the terminal, and
+	 * the descriptor outlives fuse_daemonize()'s chdir("/"). */
+	int r = d->opt.log_file ? log_open_file(d->opt.log_file) : 0;
+	if (r < 0) {
+		snprintf(why, sizeof(why), "cannot open log file '%s': %s", d->opt.log_file,
+			 strerror(-r));
+		die(why);
+	}
+	/* Before the state directory: mounting twice on one mount point says
+	 * "already mounted", not that the state directory is in use. */
+	if (!d->opt.no_mount && fs_check_mountpoint(d->opt.mountpoint, why, sizeof(why)) < 0)
+		die(why);
 	if (d->opt.api_key_file && !(d->key = read_key_file(d->opt.api_key_file, why, sizeof(why))))
 		die(why);
 	if (store_open(d->opt.state_dir, d->opt.defaults, &d->st, why, sizeof(why)) < 0)
@@ -126,18 +146,26 @@ static void setup(struct daemon *d, struct fuse_args *args)
 	const char *base = getenv("ANTHROPIC_BASE_URL");
 	struct claude_config cc = {base && *base ? base : NULL, key && *key ? key : NULL,
 				   token && *token ? token : NULL};
+	if (cc.base_url && claude_check_base_url(cc.base_url, why, sizeof(why)) < 0)
+		die(why);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		die("cannot initialise libcurl");
-	if (claude_new(&cc, d->st, &d->net) < 0) {
-		snprintf(why, sizeof(why), "invalid ANTHROPIC_BASE_URL '%s' (http:// or https://)",
-			 base ? base : "");
+	r = claude_new(&cc, d->st, &d->net);
+	if (r == -EINVAL)
+		die("invalid API key or token: it holds a control character (a newline?)");
+	if (r < 0) {
+		snprintf(why, sizeof(why), "cannot set up the API transport: %s", strerror(-r));
 		die(why);
 	}
 	if (d->key)
 		explicit_bzero(d->key, strlen(d->key));
 	store_set_transport(d->st, claude_transport(), d->net);
-	store_set_info(d->st, "base_url", base && *base ? base : "https://api.anthropic.com");
+	char shown[CLAUDE_URL_MAX + 64];
+	claude_url_shown(cc.base_url ? cc.base_url : "https://api.anthropic.com", shown,
+			 sizeof(shown));
+	store_set_info(d->st, "base_url", shown);
 	store_set_info(d->st, "api_key", cc.api_key || cc.auth_token ? "set" : "missing");
+	d->no_key = !cc.api_key && !cc.auth_token;
 	/* Bound before mounting: a port in use leaves nothing mounted behind. */
 	struct shim_config hc = {d->opt.http, d->opt.http_token_file};
 	if (d->opt.http && shim_new(d->st, &hc, &d->shim, why, sizeof(why)) < 0)
@@ -146,6 +174,18 @@ static void setup(struct daemon *d, struct fuse_args *args)
 	if (!d->opt.no_mount &&
 	    fs_new(d->st, args, d->opt.mountpoint, &d->fs, why, sizeof(why)) < 0)
 		die(why);
+}
+
+/* A missing key is no start-up error (CONTRACT §1): one line on the terminal,
+ * and the same line in the log when that is elsewhere (syslog, --log-file). */
+static void warn_no_key(const struct daemon *d)
+{
+	static const char msg[] = "no API key (ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN or "
+				  "--api-key-file): the mount works, but every call fails until "
+				  "a key is given";
+	if (!d->opt.foreground || log_to_file())
+		fprintf(stderr, "mcpfs: warning: %s\n", msg);
+	log_warn("%s", msg);
 }
 
 /* libmicrohttpd's threads and the heartbeat timer; after daemonizing. */
@@ -210,6 +250,28 @@ static int wait_for_stop(const sigset_t *set)
 	return 0;
 }
 
+/* --mcp-stdio: the bridge to a running shim; no state directory, no mount,
+ * no daemon.  Exits when stdin ends. */
+static int run_mcp_stdio(struct options *o, struct fuse_args *args)
+{
+	char why[1024] = "";
+	if (o->mountpoint || o->no_mount) {
+		snprintf(why, sizeof(why), "--mcp-stdio takes no mount point and no --no-mount%s%s%s",
+			 o->mountpoint ? " (got '" : "", o->mountpoint ? o->mountpoint : "",
+			 o->mountpoint ? "')" : "");
+		die(why);
+	}
+	log_level = o->debug ? LOG_DEBUG : LOG_WARNING;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int r = mcp_bridge_run(o->http, o->http_token_file, why, sizeof(why));
+	curl_global_cleanup();
+	fuse_opt_free_args(args);
+	options_done(o);
+	if (r < 0)
+		die(why);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -238,11 +300,15 @@ int main(int argc, char **argv)
 		options_done(&d.opt);
 		return 0;
 	}
+	if (d.opt.mcp_stdio)
+		return run_mcp_stdio(&d.opt, &args);
 	log_level = d.opt.debug ? LOG_DEBUG : LOG_INFO;
 	raise_nofile_limit();
 	fuse_opt_add_arg(&args, "-osubtype=mcpfs,fsname=mcpfs");
 	setup(&d, &args);
 	log_open(!d.opt.foreground);
+	if (d.no_key)
+		warn_no_key(&d);
 	if (d.fs && fs_daemonize(d.fs, d.opt.foreground) < 0)
 		die("cannot daemonize");
 	sigset_t stop_signals;

@@ -18,8 +18,8 @@
 
 enum {
 	KEY_FOREGROUND = 1, KEY_DEBUG, KEY_STATE_DIR, KEY_MODEL, KEY_MAX_TOKENS, KEY_BUDGET,
-	KEY_HTTP, KEY_HTTP_TOKEN, KEY_API_KEY_FILE, KEY_NO_MOUNT, KEY_VERSION, KEY_HELP,
-	KEY_TABLE,
+	KEY_HTTP, KEY_HTTP_TOKEN, KEY_API_KEY_FILE, KEY_LOG_FILE, KEY_NO_MOUNT, KEY_VERSION,
+	KEY_HELP, KEY_TABLE, KEY_MCP_STDIO,
 };
 
 struct cli_option {
@@ -52,7 +52,12 @@ static const struct cli_option cli_options[] = {
 	{"--api-key-file", "api_key_file", "F",
 	 "read the API key from F (must not be group/world readable)", "$ANTHROPIC_API_KEY",
 	 KEY_API_KEY_FILE, NULL},
+	{"--log-file", "log_file", "F", "log to F (appended) instead of syslog",
+	 "syslog when daemonized", KEY_LOG_FILE, NULL},
 	{"--no-mount", NULL, NULL, "run only the HTTP shim (foreground)", "", KEY_NO_MOUNT, NULL},
+	{"--mcp-stdio", NULL, NULL,
+	 "speak MCP on stdin/stdout, forwarding to a running shim (doc/mcp.md)", "", KEY_MCP_STDIO,
+	 NULL},
 	{"--version", NULL, NULL, "print the version and exit", "", KEY_VERSION, NULL},
 	{"--help", NULL, NULL, "print this help and exit", "", KEY_HELP, NULL},
 };
@@ -157,10 +162,12 @@ static int take_value(struct parse_state *ps, int key, const char *arg)
 	case KEY_FOREGROUND: o->foreground = true; return 0;
 	case KEY_DEBUG: o->debug = o->foreground = true; return 0;
 	case KEY_NO_MOUNT: o->no_mount = true; return 0;
+	case KEY_MCP_STDIO: o->mcp_stdio = true; return 0;
 	case KEY_VERSION: o->version = true; return 0;
 	case KEY_HELP: o->help = true; return 0;
 	case KEY_STATE_DIR: return set_string(&o->state_dir, v);
 	case KEY_API_KEY_FILE: return set_string(&o->api_key_file, v);
+	case KEY_LOG_FILE: return set_string(&o->log_file, v);
 	case KEY_HTTP_TOKEN: return set_string(&o->http_token_file, v);
 	case KEY_TABLE: return set_string(&o->table, strchr(arg, '=') + 1);
 	case KEY_HTTP: {
@@ -268,10 +275,11 @@ int options_check_http(const char *addr, char *why, size_t whylen)
 void options_print_help(FILE *out, const char *prog)
 {
 	fprintf(out, "usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
-		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n\n"
+		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n"
+		     "       %s --mcp-stdio [--http=ADDR:PORT] [--http-token-file=F]\n\n"
 		     "Every conversation with Claude is a directory of MOUNTPOINT.  SOURCE, which\n"
 		     "mount(8) and fstab put first, is ignored: write mcpfs.\n\noptions:\n",
-		prog, prog);
+		prog, prog, prog);
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct cli_option *c = &cli_options[i];
 		char left[64], oform[64] = "";
@@ -478,6 +486,7 @@ void options_done(struct options *o)
 	free(o->table);
 	free(o->state_dir);
 	free(o->api_key_file);
+	free(o->log_file);
 	free(o->http);
 	free(o->http_token_file);
 }

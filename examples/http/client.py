@@ -7,13 +7,16 @@ only.
 
 URL defaults to $MCPFS_HTTP, else http://127.0.0.1:61900; the token file to
 $MCPFS_HTTP_TOKEN_FILE.  CONTEXT is created when it does not exist.  Exits 1
-with the error on standard error when a request or the turn fails.
+with the error on standard error when a request or the turn fails, and before
+sending anything when the URL is not an mcpfs shim.  Like other Unix tools it
+ends quietly when its reader goes away (`client.py … | head`).
 """
 
 import argparse
 import http.client
 import json
 import os
+import signal
 import sys
 import urllib.parse
 
@@ -36,6 +39,27 @@ class Shim:
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp
+
+
+def check_shim(shim, url):
+    """Exits unless an mcpfs shim answers at url: the requests that follow
+    would create a context on whatever else is there."""
+    try:
+        status, resp = shim.request("GET", "/v1/health")
+        body = resp.read()
+    except OSError as e:
+        sys.exit("client.py: nothing answers at %s (%s); start mcpfs --http or set "
+                 "MCPFS_HTTP" % (url, e.strerror or e))
+    if status == 401:
+        sys.exit("client.py: the shim at %s wants a token (set MCPFS_HTTP_TOKEN_FILE)" % url)
+    try:
+        health = json.loads(body)
+        ok = status == 200 and health.get("status") == "ok" and \
+            isinstance(health.get("version"), str)
+    except (ValueError, AttributeError):
+        ok = False
+    if not ok:
+        sys.exit("client.py: %s is not an mcpfs HTTP shim (set MCPFS_HTTP)" % url)
 
 
 def fail(resp):
@@ -109,6 +133,7 @@ def main():
         with open(a.token_file) as f:
             token = f.read().strip()
     shim = Shim(a.url, token)
+    check_shim(shim, a.url)
     if a.list:
         return list_contexts(shim)
     if not a.context or not a.message:
@@ -117,4 +142,7 @@ def main():
 
 
 if __name__ == "__main__":
+    # A closed pipe (`| head`) ends the program as it ends cat or grep, with no
+    # BrokenPipeError traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

@@ -5,7 +5,8 @@
 # The shim is at $MCPFS_HTTP (default http://127.0.0.1:61900); when
 # $MCPFS_HTTP_TOKEN_FILE is set, its content is sent as the bearer token.
 # CONTEXT is created when it does not exist.  Exits 1, with the error on
-# standard error, when the request or the turn fails.
+# standard error, when the request or the turn fails, and before sending
+# anything when $MCPFS_HTTP is not an mcpfs shim.
 set -eu
 base=${MCPFS_HTTP:-http://127.0.0.1:61900}
 if [ $# -lt 2 ]; then
@@ -29,6 +30,32 @@ req() {
 		curl "$@"
 	fi
 }
+
+# Refuse anything but an mcpfs shim: the requests below would create a
+# context on whatever else answers at that address.
+health=$(req -sS --max-time 10 -w '\n%{http_code}' "$base/v1/health" 2>/dev/null) || health=""
+case $(printf '%s\n' "$health" | tail -n 1) in
+200)
+	if [ "$(printf '%s\n' "$health" | sed '$d' | jq -r \
+		'if .status == "ok" and (.version | type) == "string" then "ok" else "" end' \
+		2>/dev/null)" != ok ]; then
+		echo "curl-sse.sh: $base is not an mcpfs HTTP shim (set MCPFS_HTTP)" >&2
+		exit 1
+	fi
+	;;
+401)
+	echo "curl-sse.sh: the shim at $base wants a token (set MCPFS_HTTP_TOKEN_FILE)" >&2
+	exit 1
+	;;
+000 | "")
+	echo "curl-sse.sh: nothing answers at $base (start mcpfs --http, or set MCPFS_HTTP)" >&2
+	exit 1
+	;;
+*)
+	echo "curl-sse.sh: $base is not an mcpfs HTTP shim (set MCPFS_HTTP)" >&2
+	exit 1
+	;;
+esac
 
 # Names go into the path percent-encoded.
 enc=$(jq -rn --arg n "$ctx" '$n | @uri')

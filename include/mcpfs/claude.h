@@ -37,6 +37,19 @@ struct claude_config {
  * character such as a trailing newline). */
 int claude_new(const struct claude_config *cfg, struct store *st, struct claude **ret);
 
+#define CLAUDE_URL_MAX 2048     /* bytes of ANTHROPIC_BASE_URL */
+#define CLAUDE_URL_MAX_TEXT "2048"
+
+/* Checks a base URL before claude_new(): http:// or https://, a host, at most
+ * CLAUDE_URL_MAX bytes, no query or fragment ('?', '#': the path /v1/messages is
+ * appended), no space or control character.  0, or -EINVAL with one line in why
+ * that quotes the URL as claude_url_shown() does (its first 150 bytes or so). */
+int claude_check_base_url(const char *url, char *why, size_t whylen);
+
+/* The URL to show (in .status, in messages): user:password@ replaced by ***@,
+ * control characters escaped; NUL-terminated, cut to outlen. */
+void claude_url_shown(const char *url, char *out, size_t outlen);
+
 /* The ops to pass to store_set_transport() with the struct claude as impl. */
 const struct transport_ops *claude_transport(void);
 

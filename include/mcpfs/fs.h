@@ -19,6 +19,13 @@
 struct fs;
 struct fuse_args;
 
+/* Checks that mountpoint can be mounted on: an existing, empty directory.  0,
+ * or -errno with why naming the value and what to do: -EBUSY "mount point '/x'
+ * is already mounted (mcpfs)..." when an mcpfs is mounted there, -ENOTCONN
+ * with the fusermount3 -uz advice when a dead FUSE mount (a crashed daemon)
+ * is in the way, -ENOTEMPTY, -ENOTDIR, -ENOENT.  Reads /proc/self/mountinfo. */
+int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
+
 /* Creates the session and mounts at mountpoint (which must be an empty
  * directory).  args are the FUSE arguments (-o options not ours); consumed.
  * 0, or -errno with why naming the value: "mount point '/x' is not empty". */

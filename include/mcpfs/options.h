@@ -14,11 +14,13 @@ struct options {
 	char *mountpoint;
 	char *state_dir;
 	char *api_key_file;
+	char *log_file;         /* --log-file: lines appended there, or NULL */
 	char *http;             /* ADDR:PORT, or NULL when the shim is off */
 	char *http_token_file;
 	bool foreground;
 	bool debug;
 	bool no_mount;
+	bool mcp_stdio;         /* --mcp-stdio: the MCP stdio bridge, nothing else */
 	bool help;
 	bool version;
 	char *table;            /* --options-table=FORMAT (hidden), or NULL */

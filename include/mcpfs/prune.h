@@ -39,6 +39,10 @@ void prune_index_reset(struct prune_index *p);
 /* Appends one exchange of raw estimated tokens.  0, -ENOMEM. */
 int prune_index_push(struct prune_index *p, int64_t raw_tokens);
 
+/* Takes the newest exchange off again (its reply is being regenerated); the
+ * floor stays at most the new count.  No-op on an empty index. */
+void prune_index_pop(struct prune_index *p);
+
 /* Raw token estimate of one message's text (bytes/3 rounded up, plus a per-message
  * overhead).  Deliberately pessimistic until calibrated. */
 int64_t prune_estimate(size_t bytes);

@@ -20,7 +20,7 @@
 #define SETTINGS_MODEL_MAX 128           /* bytes of a model id */
 #define SETTINGS_SYSTEM_MAX (1u << 20)    /* bytes of a system prompt */
 #define SETTINGS_TEXT_MAX (64u << 10)     /* bytes of a config file */
-#define SETTINGS_DEFAULT_MODEL "claude-sonnet-4-5"
+#define SETTINGS_DEFAULT_MODEL "claude-sonnet-5-5"  /* the one default model */
 
 struct settings {
 	char model[SETTINGS_MODEL_MAX + 1];
@@ -31,11 +31,25 @@ struct settings {
 	int64_t max_retries;      /* 0..10, default 2 */
 	int64_t connect_timeout;  /* seconds, 1..300, default 10 */
 	int64_t idle_timeout;     /* seconds without a byte on a stream, 1..3600, default 90 */
-	int64_t thinking_budget;  /* 0 off, else >= 1024 and < max_tokens */
+	int64_t thinking;         /* SETTINGS_THINKING_OFF, _ON, or a budget >= 1024 and
+	                             < max_tokens; `thinking_budget` is its old spelling */
+	int effort;               /* enum settings_effort */
 	bool prompt_cache;        /* send cache_control breakpoints; default on */
 };
 
-enum setting_type { SETTING_STRING, SETTING_INT, SETTING_DOUBLE, SETTING_BOOL };
+#define SETTINGS_THINKING_OFF 0
+#define SETTINGS_THINKING_ON (-1)  /* think in the form the model takes */
+
+/* output_config.effort; DEFAULT sends none. */
+enum settings_effort { EFFORT_DEFAULT, EFFORT_LOW, EFFORT_MEDIUM, EFFORT_HIGH, EFFORT_XHIGH,
+		       EFFORT_MAX };
+
+/* The API's name of an effort level ("low"...), NULL for EFFORT_DEFAULT. */
+const char *settings_effort_name(int effort);
+
+/* THINKING: off | on | a budget (min..max); EFFORT: a word of enum settings_effort. */
+enum setting_type { SETTING_STRING, SETTING_INT, SETTING_DOUBLE, SETTING_BOOL, SETTING_THINKING,
+		    SETTING_EFFORT };
 
 struct setting_def {
 	const char *key;
@@ -71,12 +85,19 @@ int settings_render(const struct settings *s, struct buf *out);
 void settings_format(const struct settings *s, const struct setting_def *d, char *out,
 		     size_t outlen);
 
-/* Checks cross-key rules (thinking_budget < max_tokens).  0, -EINVAL + why. */
+/* Checks cross-key rules (a thinking budget < max_tokens).  0, -EINVAL + why. */
 int settings_check(const struct settings *s, char *why, size_t whylen);
 
 /* A model id: 1..SETTINGS_MODEL_MAX bytes of [A-Za-z0-9._:@/-].  Surrounding white
  * space (a trailing newline) is the caller's to strip. */
 bool settings_model_valid(const char *s, size_t len);
+
+/* The model id written to a `model` file: surrounding white space (the
+ * trailing newline) stripped, then checked with settings_model_valid.  *id and
+ * *idlen receive the id inside text.  0, or -EINVAL and why: "invalid model id
+ * 'x y'". */
+int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen, char *why,
+			size_t whylen);
 
 struct cJSON;
 

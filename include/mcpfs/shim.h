@@ -16,7 +16,11 @@
  * given, which must be a loopback address unless a token file is given; every
  * request must carry a loopback Host of the listening port (DNS rebinding), no
  * foreign Origin (cross-site requests), the bearer token when there is one, a
- * JSON content type for a body, and a body under the message limit.  The API
+ * JSON content type for a body, and a body under the message limit.  A request
+ * that could be read two ways (request smuggling) is refused and its connection
+ * closed.  What clients can hold is bounded: bodies and renderings in flight
+ * (shared snapshots), header and body time, streams (a reserve of connections
+ * stays for short requests); past a shared limit, 503 with Retry-After.  The API
  * key is never known here.
  *
  * Life cycle: shim_new (before daemonizing: binds, so "address in use" is a

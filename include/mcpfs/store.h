@@ -8,11 +8,12 @@
  * hands calls to a transport (the network thread) through struct transport_ops.
  *
  * Locking: one mutex, inside the store, guards everything here; every function
- * takes it and none blocks on the network.  Functions that commit (a message, a
- * settings change, a clear) fsync the journal before returning, with the lock
- * released during the fsync: only the same context's commits wait for it.  A
- * reply's end is fsynced by a commit thread before turn_read() reports the end.
- * Observers
+ * takes it and none blocks on the network, except store_model_check() and
+ * store_render_models(), which wait at most MODELS_WAIT_MS for the Models API.
+ * Functions that commit (a message, a settings change, a clear) fsync the
+ * journal before returning, with the lock released during the fsync: only the
+ * same context's commits wait for it.  A reply's end is fsynced by a commit
+ * thread before turn_read() reports the end.  Observers
  * are called after a change with the lock released, from whichever thread made
  * the change (a FUSE worker, the network thread, an HTTP thread); they must not
  * block and may call back into the store.
@@ -85,9 +86,17 @@ struct call_spec {
 	char context[STORE_NAME_MAX + 1];  /* the context's name when the call started */
 	char model[SETTINGS_MODEL_MAX + 1]; /* the model the request asks for */
 };
+/* models(), when the transport has it, asks the Models API about one model id
+ * (GET /v1/models/{id}) or, with model NULL, for the whole list (GET
+ * /v1/models, every page), connecting within connect_timeout_ms (a turn's
+ * connect_timeout: a turn that waits for the answer must not wait longer for
+ * the connection than its call would); it is called with the store lock held,
+ * copies model, only queues, and is answered later, on the transport's thread, with
+ * store_models_answer() or store_models_list() — always exactly once. */
 struct transport_ops {
 	int (*start)(void *impl, struct call_spec *spec);
 	void (*cancel)(void *impl, uint64_t call_id);
+	void (*models)(void *impl, const char *model, int connect_timeout_ms);
 };
 void store_set_transport(struct store *s, const struct transport_ops *ops, void *impl);
 
@@ -114,6 +123,11 @@ void store_set_info(struct store *s, const char *key, const char *value);
 /* 0 for a valid context name: 1..STORE_NAME_MAX bytes of valid UTF-8, no '/', no
  * control characters, not starting with '.'.  -EINVAL, -ENAMETOOLONG. */
 int store_name_check(const char *name, size_t len);
+
+/* store_name_check, and *why (when why is not NULL) a static phrase saying which
+ * rule a refused name breaks ("names that start with '.' are reserved"), NULL
+ * for a valid name: for the adapters' log lines. */
+int store_name_check_why(const char *name, size_t len, const char **why);
 
 /* Creates a context with the root defaults; durable on return.  -EEXIST,
  * -EINVAL, -ENAMETOOLONG, -ENOSPC, -errno. */
@@ -146,6 +160,9 @@ void store_list_free(struct store_entry *e, size_t n);
 int store_render_status(struct store *s, struct buf *out);
 int store_render_defaults(struct store *s, struct buf *out);
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen);
+/* Records a refused write or close of `.config`: `.status` shows it as
+ * `last_refused`, with the time. */
+void store_refuse(struct store *s, const char *why);
 
 /* --- one context ------------------------------------------------------------- */
 
@@ -197,6 +214,15 @@ int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen);
 /* Appends a rendering of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out);
 
+/* The same, and *version receives the context's version as of that rendering.
+ * The version moves with every change that a rendering may show (the text of
+ * a streaming reply too, as the transcript shows it: what is in the journal),
+ * so a reader at the end of a `transcript` it read renders it again only when
+ * context_version() says it moved.  0, -ENOENT. */
+int context_render_version(struct store *s, uint64_t id, enum view_kind kind, struct buf *out,
+			   uint64_t *version);
+int context_version(struct store *s, uint64_t id, uint64_t *version);
+
 /* Replace the system prompt / model / set config keys (settings lines: the
  * keys named change, the others keep their value).  Durable on return.  On -EINVAL (-EILSEQ, -EFBIG)
  * nothing changed and why says why. */
@@ -219,9 +245,42 @@ int context_patch(struct store *s, uint64_t id, const struct cJSON *patch, char 
  * Returns 0 with *draft left NULL for an empty or all-white-space message
  * (nothing will be sent).  -EFBIG (over max_input_bytes), -EILSEQ (not UTF-8),
  * -ENOSPC or -EIO (the journal could not be written), -ENOENT; on failure why
- * says why and `status` shows it. */
+ * says why and `status` shows it as `last_refused`.  -EFBIG also for a message
+ * whose estimate alone exceeds budget_tokens. */
 int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text,
 		  size_t len, char *why, size_t whylen);
+/* The same for a writer that holds space (store_reserve): what *held holds is
+ * handed to the message's record, and *held is 0 on return, whatever the
+ * outcome. */
+int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64_t *held,
+		       const char *text, size_t len, char *why, size_t whylen);
+
+/* The limits that a message's length alone decides, for a writer to check as
+ * its bytes arrive: max_input_bytes, and the message's own token estimate
+ * against budget_tokens.  0, -EFBIG with why, -ENOENT. */
+int context_input_check(struct store *s, uint64_t id, size_t len, char *why, size_t whylen);
+
+/* Bytes the journal record of a message takes for this text (its JSON escapes
+ * counted), for store_reserve. */
+uint64_t store_text_cost(const char *text, size_t len);
+
+/* Holds room on the state directory's file system for a message being
+ * written, so that a full disk fails the write() that brings its bytes
+ * (CONTRACT §3.3) rather than the close that commits them.  *held (the
+ * writer's count, 0 at first) grows to cover a record of `bytes` text bytes
+ * (store_text_cost), in whole pages.  The room is an unlinked file of the
+ * state directory; context_stage_held() hands it to the record.  0, -ENOSPC,
+ * -EDQUOT; 0 also when the file system cannot hold room this way (the close
+ * then meets a full disk as it would without). */
+int store_reserve(struct store *s, uint64_t *held, uint64_t bytes);
+
+/* Bytes the settings record of a change of system, model or config takes
+ * beyond the new system prompt's (store_text_cost): the keys, and the current
+ * prompt that the record repeats.  0, -ENOENT. */
+int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes);
+
+/* Gives back the room *held holds (a refused or dropped message); *held = 0. */
+void store_unreserve(struct store *s, uint64_t *held);
 
 /* Queues a staged message for sending (the last reference to the writer's file
  * was released).  Consumes the draft reference.  NULL-safe. */
@@ -231,9 +290,11 @@ void context_submit(struct store *s, struct turn *draft);
  * why, nothing is sent.  Consumes the reference.  NULL-safe. */
 void context_abandon(struct store *s, struct turn *draft, const char *why);
 
-/* Records why a message was refused before it could be staged (a write past
- * the size limit): `status` shows it until the next message.  -ENOENT. */
-int context_reject(struct store *s, uint64_t id, const char *why);
+/* Records a refused write or close of one of the context's files (the reason
+ * the writer got an errno for): `status` shows it as `last_refused`, with the
+ * time, until a message is accepted or the context is cleared.  It is not a
+ * turn's error (`last_error`).  -ENOENT. */
+int context_refuse(struct store *s, uint64_t id, const char *why);
 
 /* Stage + submit in one (the HTTP shim).  *turn_no receives the turn number. */
 int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
@@ -241,7 +302,12 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 
 /* ctl commands.  cancel: ends the call in flight (queued turns are then sent);
  * returns 1 when something was cancelled, 0 when nothing was.  retry: sends the
- * newest turn's message again when that turn failed; -EINVAL otherwise.
+ * newest turn's message again as a new attempt when that turn has ended: after
+ * a failure it is sent again, after a complete reply it is regenerated (the
+ * reply leaves the history at once, the new one takes its place when it is
+ * complete; the transcript keeps both).  Durable on return (a RETRY record), and
+ * `output` refers to the new attempt; -EINVAL when the newest turn is still being
+ * written or in flight, or there is none since the last clear.
  * clear: cancels everything and starts an empty history (the transcript keeps
  * all, marked).  0/1, -ENOENT, -EINVAL + why. */
 int context_cancel(struct store *s, uint64_t id);
@@ -274,6 +340,12 @@ struct turn_outcome {
 };
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
 
+/* Cancels this one turn when it is queued or in flight (the MCP endpoint: a
+ * client cancelled its own send_message); other turns are not touched and the
+ * next queued one is sent.  1 when it was cancelled, 0 when it had already
+ * ended (or was still being written). */
+int turn_cancel(struct store *s, struct turn *t);
+
 struct turn *turn_ref(struct store *s, struct turn *t);
 void turn_unref(struct store *s, struct turn *t);  /* NULL-safe */
 
@@ -298,6 +370,41 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 /* The call is over: err 0 (message_stop seen), -EIO with e, -ETIMEDOUT,
  * -ECANCELED. */
 void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e);
+
+/* The Models API's answers (transport_ops.models).  store_models_answer: status
+ * 200 with the ModelInfo body, 404 (no such model), or 0 with why (the fetch
+ * failed: no key, offline, another status).  store_models_list: the bodies of
+ * every page in order, or n 0 and why on failure.  Both update the capability
+ * cache (memory and STATE/models.json), wake the writes and opens waiting for
+ * it, and send the turns that waited. */
+void store_models_answer(struct store *s, const char *model, int status, const char *body,
+			 size_t len, const char *why);
+void store_models_list(struct store *s, const char *const *pages, const size_t *lens, size_t n,
+		       const char *why);
+
+/* Checks a model id that is about to replace old (nothing to do when they are
+ * equal): from the cache, or by asking the transport and waiting at most
+ * MODELS_WAIT_MS (5 s) for its answer — the only store function that waits on
+ * the network, and only that long.  -EINVAL with why when the Models API says
+ * the model does not exist (404); 0 when it exists or nobody could say (no
+ * key, offline, no answer in time: `status` then shows `model_check:
+ * unchecked`).  Call without the store lock. */
+int store_model_check(struct store *s, const char *old, const char *model, char *why,
+		      size_t whylen);
+
+/* The same check at write() time (a shell ignores the errors of close()): the
+ * complete lines written so far to a context's `model` (what 0), `config` (1)
+ * or the root's `.config` (2; id unused) are read for a new model id, which is
+ * checked as store_model_check() does.  Text that does not parse yet is left
+ * to the close.  0, -EINVAL + why, -ENOENT. */
+int store_model_check_text(struct store *s, uint64_t id, int what, const char *text, size_t len,
+			   char *why, size_t whylen);
+
+/* `.models`: the list of models (models_render), fetched first when the cached
+ * one is older than a day, waiting at most MODELS_WAIT_MS; offline, the cached
+ * list however old, or one `# cannot list models: WHY` line.  With fetch false
+ * it renders what the cache has and never waits.  0, -EFBIG, -ENOMEM. */
+int store_render_models(struct store *s, struct buf *out, bool fetch);
 
 /* Calls in flight (for .status and tests). */
 size_t store_calls_in_flight(struct store *s);

@@ -35,8 +35,10 @@ struct wire_request {
 	bool system_cache_mark;    /* cache_control breakpoint on the system block */
 	const struct wire_message *messages;
 	size_t n_messages;
-	int64_t thinking_budget;   /* 0: no "thinking" field */
+	int64_t thinking_budget;   /* > 0: {"type":"enabled","budget_tokens":N} */
 	bool stream;
+	bool thinking_adaptive;    /* {"type":"adaptive"} (wins over a budget) */
+	const char *effort;        /* NULL: no output_config; else output_config.effort */
 };
 
 /* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a
@@ -81,7 +83,8 @@ struct wire_event {
 	int index;               /* content block index, -1 when none */
 	enum wire_block block;   /* kind of block (BLOCK_START) or of delta (BLOCK_DELTA) */
 	char *text;              /* heap, NUL-terminated: delta text, thinking or
-	                            signature; the block's initial text at BLOCK_START */
+	                            signature; the block's initial text at BLOCK_START;
+	                            text_len long (a \u0000 is a NUL byte inside it) */
 	size_t text_len;
 	char message_id[128];    /* MESSAGE_START */
 	char model[128];         /* MESSAGE_START */
@@ -102,7 +105,7 @@ void wire_event_done(struct wire_event *ev);
 /* The two ways wire_event_decode() works, exposed so that the tests can hold
  * one against the other.  wire_text_delta_fast() reads only a text_delta event
  * in the API's own compact form (no white space, keys in the API's order, an
- * index without a leading zero, a string without \u0000, lone surrogates or raw
+ * index without a leading zero, a string without lone surrogates or raw
  * control characters, valid UTF-8): 1 when it decoded data into ev exactly as
  * wire_event_decode_json() would, 0 when data is not in that form (ev is
  * untouched), -ENOMEM.  wire_event_decode_json() decodes any event with cJSON,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mcpfs/clock.h"
+#include "mcpfs/json_nul.h"
 #include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
@@ -84,6 +85,8 @@ static void settings_apply(struct context *c, const struct settings *st, char *c
 			   size_t system_len)
 {
 	c->settings = *st;
+	if (copy && (system_len != c->system_len || memcmp(copy, c->system, system_len)))
+		context_mark(c, MARK_SYSTEM, copy, system_len);
 	if (copy) {
 		free(c->system);
 		c->system = copy;
@@ -137,18 +140,34 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 	return 0;
 }
 
-static const char *text_of_reply(const struct turn *t)
+int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len)
 {
-	return t->text.data ? t->text.data : "";
+	/* Two clears in a row show as one, as they always have. */
+	if (kind == MARK_CLEAR && c->n_marks && c->marks[c->n_marks - 1].kind == MARK_CLEAR &&
+	    c->marks[c->n_marks - 1].at == c->n_ex)
+		return 0;
+	if (c->n_marks == c->cap_marks) {
+		size_t cap = c->cap_marks ? c->cap_marks * 2 : 4;
+		struct mark *m = realloc(c->marks, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		c->marks = m;
+		c->cap_marks = cap;
+	}
+	struct mark *m = &c->marks[c->n_marks];
+	*m = (struct mark){c->n_ex, kind, NULL, 0};
+	if (text && !(m->text = strndup(text, len)))
+		return -ENOMEM;
+	m->len = len;
+	c->n_marks++;
+	context_changed(c);
+	return 0;
 }
 
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	/* The API refuses an assistant turn without text, so an empty reply (a
-	 * refusal, a reply of thinking only) keeps its exchange out of the history. */
-	if (e->in_history || i < c->hist_start || e->reply->state != TURN_DONE ||
-	    utf8_blank(text_of_reply(e->reply), e->reply->text.len))
+	if (e->in_history || i < c->hist_start || !turn_in_history(e->reply))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -170,8 +189,11 @@ void context_history_push(struct context *c, size_t i)
 struct loader {
 	struct store *s;
 	struct context *c;
-	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read */
+	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read, or a
+	                           record where the format allows none (§5) */
 	bool settings_seen;     /* a CREATE or SETTINGS record was read */
+	bool nul_hidden;        /* this payload's \u0000 are marks (json_nul.h) */
+	struct buf hidden;      /* the payload with its \u0000 as marks */
 };
 
 static struct exchange *find_exchange(struct context *c, uint64_t turn)
@@ -182,20 +204,42 @@ static struct exchange *find_exchange(struct context *c, uint64_t turn)
 	return NULL;
 }
 
-static const char *jstr(const cJSON *o, const char *key, size_t *len)
+/* A string member, len bytes long: a \u0000 of the payload is a NUL inside it
+ * (the caller that takes no length sees the string end there).  Read each
+ * member once: its marks are turned back into NULs in place. */
+static const char *jstr(const struct loader *L, const cJSON *o, const char *key, size_t *len)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 	if (!cJSON_IsString(v))
 		return NULL;
+	size_t n = strlen(v->valuestring);
+	if (L->nul_hidden)
+		json_nul_show(v->valuestring, n);
 	if (len)
-		*len = strlen(v->valuestring);
+		*len = n;
 	return v->valuestring;
 }
 
+/* A whole number from 0 to 2^53 (exact in a double, as the API's counts are
+ * read), else -1: a value out of range converted to int64_t is undefined, and
+ * sums of them overflow. */
 static int64_t jint(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
+		return -1;
+	return (int64_t)d;
+}
+
+static char *memdup_z(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
 }
 
 static void load_settings(struct loader *L, const cJSON *o)
@@ -207,8 +251,10 @@ static void load_settings(struct loader *L, const cJSON *o)
 	if (cJSON_IsObject(set) && settings_from_json(&st, set, why, sizeof(why)) == 0)
 		L->c->settings = st;
 	size_t len;
-	const char *sys = jstr(o, "system", &len);
-	char *copy = sys ? strdup(sys) : NULL;
+	const char *sys = jstr(L, o, "system", &len);
+	char *copy = sys ? memdup_z(sys, len) : NULL;
+	if (copy && (len != L->c->system_len || memcmp(copy, L->c->system, len)))
+		context_mark(L->c, MARK_SYSTEM, copy, len);
 	if (copy) {
 		free(L->c->system);
 		L->c->system = copy;
@@ -219,23 +265,31 @@ static void load_settings(struct loader *L, const cJSON *o)
 		L->c->created_ms = ms;
 }
 
+/* §5 rule 2: USER N creates turn N, or replaces its text if turn N exists.
+ * Turns increase: a USER for a missing turn below the newest is misplaced. */
 static void load_user(struct loader *L, const cJSON *o)
 {
 	struct context *c = L->c;
 	int64_t turn = jint(o, "turn");
 	size_t len;
-	const char *text = jstr(o, "text", &len);
-	if (turn <= 0 || !text)
+	const char *text = jstr(L, o, "text", &len);
+	if (turn <= 0 || !text) {
+		L->bad_payloads++;
 		return;
-	struct exchange *e = c->n_ex ? &c->ex[c->n_ex - 1] : NULL;
-	if (e && e->turn == (uint64_t)turn) {
+	}
+	struct exchange *e = find_exchange(c, (uint64_t)turn);
+	if (e) {
 		/* Re-staged: the writer's descriptor was flushed again. */
-		char *copy = strdup(text);
+		char *copy = memdup_z(text, len);
 		if (copy) {
 			free(e->user);
 			e->user = copy;
 			e->user_len = len;
 		}
+		return;
+	}
+	if (c->n_ex && c->ex[c->n_ex - 1].turn > (uint64_t)turn) {
+		L->bad_payloads++;
 		return;
 	}
 	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
@@ -247,34 +301,56 @@ static void load_user(struct loader *L, const cJSON *o)
 		e->user_ms = ms;
 }
 
-/* The attempt a record talks about: a new turn object when it is a new one. */
-static struct turn *load_attempt(struct context *c, const cJSON *o)
+/* The attempt a record talks about: a new turn object when it is a higher one
+ * (§5 rule 3); NULL for a record of a lower attempt (ignored), of a turn
+ * without a USER record (dropped), or of an attempt that has ended (misplaced:
+ * its REPLY_END came after every byte of it, so nothing may follow). */
+static struct turn *load_attempt(struct loader *L, const cJSON *o)
 {
+	struct context *c = L->c;
 	int64_t turn = jint(o, "turn"), attempt = jint(o, "attempt");
 	struct exchange *e = turn > 0 ? find_exchange(c, (uint64_t)turn) : NULL;
 	if (!e)
 		return NULL;
+	if (attempt > 0 && (uint64_t)attempt < e->reply->attempt)
+		return NULL;
+	if (attempt > UINT32_MAX) {
+		L->bad_payloads++;
+		return NULL;
+	}
 	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
 		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
-		if (!t)
+		if (t && e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
+			e->reply->state = TURN_FAILED;  /* its end was lost */
+			api_error_set(&e->reply->error, "interrupted", "the reply was not complete");
+		}
+		if (!t || exchange_replace(c, e, t) < 0) {
+			turn_unref(NULL, t);
 			return NULL;
-		turn_unref(NULL, e->reply);
-		e->reply = t;
+		}
 		t->state = TURN_QUEUED;
+	}
+	if (e->reply->state == TURN_DONE || e->reply->state == TURN_FAILED) {
+		L->bad_payloads++;
+		return NULL;
 	}
 	return e->reply;
 }
 
 static void load_part(struct loader *L, const cJSON *o)
 {
-	struct turn *t = load_attempt(L->c, o);
+	struct turn *t = load_attempt(L, o);
 	size_t len;
 	const char *s;
 	if (!t)
 		return;
-	if ((s = jstr(o, "text", &len)))
+	/* The writer puts the thinking that came before the first text in parts
+	 * of its own (turn_checkpoint), so where it ends is known again here. */
+	if ((s = jstr(L, o, "text", &len)) && len && !t->text.len)
+		t->thinking_lead = t->thinking.len;
+	if (s)
 		buf_append(&t->text, s, len);
-	if ((s = jstr(o, "thinking", &len)))
+	if ((s = jstr(L, o, "thinking", &len)))
 		buf_append(&t->thinking, s, len);
 	t->text_saved = t->text.len;
 	t->thinking_saved = t->thinking.len;
@@ -306,25 +382,25 @@ static void load_usage(struct wire_usage *u, const cJSON *o)
 
 static void load_end(struct loader *L, const cJSON *o)
 {
-	struct turn *t = load_attempt(L->c, o);
+	struct turn *t = load_attempt(L, o);
 	if (!t)
 		return;
-	const char *st = jstr(o, "state", NULL);
+	const char *st = jstr(L, o, "state", NULL);
 	t->state = st && !strcmp(st, "done") ? TURN_DONE : TURN_FAILED;
-	const char *s = jstr(o, "stop_reason", NULL);
+	const char *s = jstr(L, o, "stop_reason", NULL);
 	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", s ? s : "");
 	load_usage(&t->usage, cJSON_GetObjectItemCaseSensitive(o, "usage"));
 	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
 	if (cJSON_IsObject(err)) {
-		s = jstr(err, "type", NULL);
+		s = jstr(L, err, "type", NULL);
 		snprintf(t->error.type, sizeof(t->error.type), "%s", s ? s : "error");
-		s = jstr(err, "message", NULL);
+		s = jstr(L, err, "message", NULL);
 		snprintf(t->error.message, sizeof(t->error.message), "%s", s ? s : "");
-		s = jstr(err, "request_id", NULL);
+		s = jstr(L, err, "request_id", NULL);
 		snprintf(t->error.request_id, sizeof(t->error.request_id), "%s", s ? s : "");
 		t->error.http_status = (int)jint(err, "http_status");
 	}
-	s = jstr(o, "request_id", NULL);
+	s = jstr(L, o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
 	t->raw_sent = jint(o, "raw_sent");
 	int64_t first = jint(o, "first_turn");
@@ -343,7 +419,18 @@ static void load_end(struct loader *L, const cJSON *o)
 static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
 {
 	struct loader *L = data;
-	cJSON *o = cJSON_ParseWithLength(payload, len);
+	/* Every payload is UTF-8 (§4): a string of bytes that are not would be
+	 * served as they are (over HTTP too). */
+	if (!utf8_valid(payload, len)) {
+		L->bad_payloads++;
+		return 0;
+	}
+	L->nul_hidden = json_nul_escaped(payload, len);
+	buf_reset(&L->hidden);
+	if (L->nul_hidden && json_nul_hide(payload, len, &L->hidden) < 0)
+		return -ENOMEM;
+	cJSON *o = L->nul_hidden ? cJSON_ParseWithLength(L->hidden.data, L->hidden.len)
+				 : cJSON_ParseWithLength(payload, len);
 	if (!cJSON_IsObject(o)) {
 		L->bad_payloads++;
 		cJSON_Delete(o);
@@ -366,6 +453,10 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	case JOURNAL_CLEAR:
 		L->c->hist_start = L->c->n_ex;
 		L->c->pending_clear = true;
+		context_mark(L->c, MARK_CLEAR, NULL, 0);
+		break;
+	case JOURNAL_RETRY:
+		load_attempt(L, o);
 		break;
 	}
 	cJSON_Delete(o);
@@ -476,8 +567,10 @@ int context_load(struct store *s, struct store_slot *slot)
 	store_journal_make_room(s);
 	int r = context_journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
+	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
+	buf_done(&L.hidden);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
 		r = context_create_file(path, &c->settings, c->created_ms, &c->journal);
@@ -517,10 +610,17 @@ void context_free(struct store *s, struct context *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n_ex; i++) {
-		free(c->ex[i].user);
-		c->ex[i].reply->ctx = NULL;
-		turn_unref(NULL, c->ex[i].reply);
+		struct exchange *e = &c->ex[i];
+		free(e->user);
+		e->reply->ctx = NULL;
+		turn_unref(NULL, e->reply);
+		for (size_t k = 0; k < e->n_earlier; k++)
+			turn_unref(NULL, e->earlier[k]);  /* ctx already NULL */
+		free(e->earlier);
 	}
+	for (size_t i = 0; i < c->n_marks; i++)
+		free(c->marks[i].text);
+	free(c->marks);
 	if (c->newest)
 		c->newest->ctx = NULL;
 	turn_unref(NULL, c->newest);
@@ -550,6 +650,13 @@ static int system_check(const char *text, size_t len, char *why, size_t whylen)
 	return 0;
 }
 
+/* Forgets the marks after the first n (a change whose fsync failed). */
+static void marks_drop(struct context *c, size_t n)
+{
+	while (c->n_marks > n)
+		free(c->marks[--c->n_marks].text);
+}
+
 /* Saves new settings and a new system prompt (NULL: keep the current one) in
  * one SETTINGS record, so a change is applied whole or not at all. */
 static int context_commit(struct store *s, uint64_t id, const struct settings *st,
@@ -572,11 +679,15 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	 * `system` is applied at the release, which close() does not wait for, and
 	 * a read right after it finds the new text), and put back if the fsync
 	 * fails. */
+	size_t marks = 0;
 	if (r == 0) {
 		old = c->settings;
 		old_len = c->system_len;
 		old_system = copy ? c->system : NULL;  /* kept for a failure */
 		c->settings = set;
+		marks = c->n_marks;
+		if (copy && (slen != c->system_len || memcmp(copy, c->system, slen)))
+			context_mark(c, MARK_SYSTEM, copy, slen);
 		if (copy) {
 			c->system = copy;
 			c->system_len = slen;
@@ -593,6 +704,7 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 			old_system = NULL;
 		}
 		c->settings = old;
+		marks_drop(c, marks);
 		context_changed(c);
 	}
 	free(old_system);  /* replaced, or its context is gone */
@@ -625,23 +737,20 @@ static int context_settings(struct store *s, uint64_t id, struct settings *st, b
 int context_set_model(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		      size_t whylen)
 {
-	while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
-		       text[len - 1] == '\t'))
-		len--;
-	while (len && (*text == ' ' || *text == '\t')) {
-		text++;
-		len--;
-	}
-	if (!settings_model_valid(text, len)) {
-		snprintf(why, whylen, "invalid model id '%.*s'", (int)(len > 64 ? 64 : len), text);
+	const char *model;
+	size_t mlen;
+	if (settings_model_text(text, len, &model, &mlen, why, whylen) < 0)
 		return -EINVAL;
-	}
 	struct settings st;
+	char mid[SETTINGS_MODEL_MAX + 1];
 	int r = context_settings(s, id, &st, false);
 	if (r < 0)
 		return r;
-	memcpy(st.model, text, len);
-	st.model[len] = '\0';
+	memcpy(mid, model, mlen);
+	mid[mlen] = '\0';
+	if ((r = store_model_check(s, st.model, mid, why, whylen)) < 0)
+		return r;
+	memcpy(st.model, mid, mlen + 1);
 	return context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
@@ -649,11 +758,16 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 		       size_t whylen)
 {
 	struct settings st;
+	char old[SETTINGS_MODEL_MAX + 1] = "";
 	int r = context_settings(s, id, &st, false);
-	if (r == 0)
+	if (r == 0) {
+		memcpy(old, st.model, sizeof(old));
 		r = settings_parse(&st, text, len, why, whylen);
+	}
 	if (r == 0)
 		r = settings_check(&st, why, whylen);
+	if (r == 0)
+		r = store_model_check(s, old, st.model, why, whylen);
 	return r < 0 ? r : context_commit(s, id, &st, NULL, 0, why, whylen);
 }
 
@@ -678,11 +792,15 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 		snprintf(why, whylen, "invalid model id '%.64s'", model->valuestring);
 		return -EINVAL;
 	}
+	char old[SETTINGS_MODEL_MAX + 1];
+	memcpy(old, st.model, sizeof(old));
 	if (model)
 		memcpy(st.model, model->valuestring, mlen + 1);
 	if (config && (r = settings_from_json(&st, config, why, whylen)) < 0)
 		return r;
 	if ((r = settings_check(&st, why, whylen)) < 0)
+		return r;
+	if ((r = store_model_check(s, old, st.model, why, whylen)) < 0)
 		return r;
 	const char *sys = system ? system->valuestring : NULL;
 	size_t slen = sys ? strlen(sys) : 0;

@@ -2,11 +2,14 @@
  * commands, and reading a turn's text (see store.h).  Under the store lock. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mcpfs/clock.h"
+#include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
@@ -36,15 +39,43 @@ static size_t exchange_index(const struct context *c, const struct turn *t)
 	return c->n_ex;
 }
 
-/* Checks a message; on failure fills why and returns -errno. */
-static int message_check(const struct context *c, const char *text, size_t len, char *why,
-			 size_t whylen)
+/* The limits a message's length alone decides: max_input_bytes, and the token
+ * estimate of the message alone against budget_tokens (with the system prompt
+ * it is checked again when the turn starts).  0, -EFBIG with why. */
+static int message_size_check(const struct context *c, size_t len, char *why, size_t whylen)
 {
 	if ((int64_t)len > c->settings.max_input_bytes) {
 		snprintf(why, whylen, "message is %zu bytes, over max_input_bytes (%lld); nothing "
 			 "was sent", len, (long long)c->settings.max_input_bytes);
 		return -EFBIG;
 	}
+	int64_t tokens = prune_tokens(&c->prune, prune_estimate(len));
+	if (tokens > c->settings.budget_tokens) {
+		snprintf(why, whylen,
+			 "message alone needs about %lld tokens, over budget_tokens "
+			 "(%lld); nothing was sent",
+			 (long long)tokens, (long long)c->settings.budget_tokens);
+		return -EFBIG;
+	}
+	return 0;
+}
+
+int context_input_check(struct store *s, uint64_t id, size_t len, char *why, size_t whylen)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? message_size_check(c, len, why, whylen) : -ENOENT;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+/* Checks a message; on failure fills why and returns -errno. */
+static int message_check(const struct context *c, const char *text, size_t len, char *why,
+			 size_t whylen)
+{
+	int r = message_size_check(c, len, why, whylen);
+	if (r < 0)
+		return r;
 	if (!utf8_valid(text, len)) {
 		snprintf(why, whylen, "message is not valid UTF-8; nothing was sent");
 		return -EILSEQ;
@@ -114,7 +145,8 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	turn_unref(NULL, c->newest);
 	c->newest = turn_ref(NULL, t);
 	*draft = turn_ref(NULL, t);
-	c->note[0] = '\0';
+	c->refused[0] = '\0';
+	c->note[0] = '\0';  /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
 	return 0;
 }
@@ -131,13 +163,24 @@ static void abandon_locked(struct store *s, struct turn *t, const char *why, str
 		context_pump(s, t->ctx, n);
 }
 
-int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text,
-		  size_t len, char *why, size_t whylen)
+static void refused_locked(struct context *c, const char *why)
+{
+	snprintf(c->refused, sizeof(c->refused), "%s", why);
+	c->refused_ms = clock_wall_ms();
+}
+
+int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64_t *held,
+		       const char *text, size_t len, char *why, size_t whylen)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	/* The space held for this message goes to its record now, once no sync
+	 * runs on the journal (the wait releases the lock), under the lock that
+	 * every journal write takes: nothing of mcpfs can take it between. */
+	if (held)
+		reserve_give_back(s, held);
 	if (r == 0)
 		r = message_check(c, text, len, why, whylen);
 	bool blank = utf8_blank(text, len);
@@ -154,11 +197,17 @@ int context_stage(struct store *s, uint64_t id, struct turn **draft, const char 
 	if (r < 0 && c && r != -ENOENT && r != -ECANCELED) {
 		if (r != -EFBIG && r != -EILSEQ)
 			snprintf(why, whylen, "cannot save the message: %s", strerror(-r));
-		snprintf(c->note, sizeof(c->note), "%s", why);
+		refused_locked(c, why);
 		notes_add(&n, id, STORE_CHANGED_STATE);
 	}
 	store_unlock_notify(s, &n);
 	return r;
+}
+
+int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text, size_t len,
+		  char *why, size_t whylen)
+{
+	return context_stage_held(s, id, draft, NULL, text, len, why, whylen);
 }
 
 void context_submit(struct store *s, struct turn *draft)
@@ -169,6 +218,7 @@ void context_submit(struct store *s, struct turn *draft)
 	pthread_mutex_lock(&s->lock);
 	if (draft->state == TURN_PENDING && draft->ctx) {
 		draft->state = TURN_QUEUED;
+		context_changed(draft->ctx);  /* the transcript shows it now */
 		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
 		context_pump(s, draft->ctx, &n);
 	}
@@ -184,18 +234,18 @@ void context_abandon(struct store *s, struct turn *draft, const char *why)
 	pthread_mutex_lock(&s->lock);
 	abandon_locked(s, draft, why, &n);
 	if (draft->ctx)
-		snprintf(draft->ctx->note, sizeof(draft->ctx->note), "%s", why);
+		refused_locked(draft->ctx, why);
 	turn_unref(NULL, draft);
 	store_unlock_notify(s, &n);
 }
 
-int context_reject(struct store *s, uint64_t id, const char *why)
+int context_refuse(struct store *s, uint64_t id, const char *why)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	if (c) {
-		snprintf(c->note, sizeof(c->note), "%s", why);
+		refused_locked(c, why);
 		notes_add(&n, id, STORE_CHANGED_STATE);
 	}
 	store_unlock_notify(s, &n);
@@ -239,32 +289,98 @@ int context_cancel(struct store *s, uint64_t id)
 	return r;
 }
 
+int turn_cancel(struct store *s, struct turn *t)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = t->ctx;
+	int r = 0;
+	if (c && (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
+		  t->state == TURN_STREAMING)) {
+		/* This one turn only, queued or in flight; the others go on. */
+		struct api_error e;
+		api_error_clear(&e);
+		api_error_set(&e, "cancelled", "cancelled by the client");
+		turn_end(s, t, TURN_FAILED, &e, &n);
+		context_pump(s, c, &n);
+		r = 1;
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+/* The RETRY record makes the new attempt durable before the write to ctl
+ * returns: a restart then shows it (interrupted), not the attempt it replaced.
+ * Appended here; the caller syncs it (context_sync, the lock released). */
+static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return -ENOMEM;
+	cJSON_AddNumberToObject(o, "turn", (double)turn);
+	cJSON_AddNumberToObject(o, "attempt", attempt);
+	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
+	return context_write(c, JOURNAL_RETRY, o, false);
+}
+
+/* Checks that exchange e (the newest, or NULL) can be sent again. */
+static int retry_check(const struct exchange *e, char *why, size_t whylen)
+{
+	if (!e) {
+		snprintf(why, whylen, "nothing to retry: no message was sent yet");
+		return -EINVAL;
+	}
+	if (e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
+		snprintf(why, whylen, "nothing to retry: the newest turn is %s",
+			 e->reply->state == TURN_PENDING ? "still being written" : "in flight");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? 0 : -ENOENT;
-	struct exchange *e = c && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
-	if (c && (!e || e->reply->state != TURN_FAILED)) {
-		snprintf(why, whylen, "nothing to retry: %s",
-			 e ? "the newest turn did not fail" : "no message was sent yet");
-		r = -EINVAL;
-	}
-	struct turn *t = r == 0 ? turn_new(c, e->turn, e->reply->attempt + 1) : NULL;
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	struct exchange *e = r == 0 && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
+	if (r == 0)
+		r = retry_check(e, why, whylen);
+	uint64_t number = e ? e->turn : 0;
+	unsigned attempt = e ? e->reply->attempt + 1 : 0;
+	if (r == 0)
+		r = retry_record(c, number, attempt);
+	/* Applied once durable.  Every other commit of the context waits for the
+	 * sync, so the newest exchange is still the one checked. */
+	if (r == 0)
+		r = context_sync(s, &c, &n);
+	if (r < 0 && r != -ENOENT && r != -EINVAL)
+		snprintf(why, whylen, "cannot save the retry: %s", strerror(-r));
+	e = r == 0 ? &c->ex[c->n_ex - 1] : NULL;
+	struct turn *t = r == 0 ? turn_new(c, number, attempt) : NULL;
 	if (r == 0 && !t)
 		r = -ENOMEM;
+	if (t)
+		r = exchange_replace(c, e, t);
+	if (t && r < 0) {
+		turn_unref(NULL, t);
+		t = NULL;
+	}
 	if (t) {
+		/* Regenerating: the reply being replaced leaves the history now, so
+		 * the new call and `history` go without it. */
+		if (e->in_history && c->prune.n && c->hist[c->prune.n - 1] == c->n_ex - 1) {
+			prune_index_pop(&c->prune);
+			e->in_history = false;
+		}
 		t->state = TURN_QUEUED;
-		e->reply->ctx = NULL;  /* readers may keep the failed attempt */
-		turn_unref(NULL, e->reply);
-		e->reply = t;
 		turn_unref(NULL, c->newest);
 		c->newest = turn_ref(NULL, t);
 		if (c->next_send > c->n_ex - 1)
 			c->next_send = c->n_ex - 1;
-		c->note[0] = '\0';
-		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
+		notes_add(&n, id,
+			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 		context_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);
@@ -288,6 +404,7 @@ int context_clear(struct store *s, uint64_t id)
 	if (r == 0)
 		r = context_sync(s, &c, &n);
 	if (r == 0) {
+		context_mark(c, MARK_CLEAR, NULL, 0);
 		c->hist_start = c->n_ex;
 		c->next_send = c->n_ex > c->next_send ? c->next_send : c->n_ex;
 		prune_index_reset(&c->prune);
@@ -300,11 +417,115 @@ int context_clear(struct store *s, uint64_t id)
 			turn_unref(NULL, c->newest);
 			c->newest = NULL;
 		}
+		c->refused[0] = '\0';
 		c->note[0] = '\0';
 		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 	}
 	store_unlock_notify(s, &n);
 	return r;
+}
+
+/* --- space for messages being written ------------------------------------------ */
+
+#define RESERVE_PAGE 4096u	   /* the unit file systems allocate in */
+#define RESERVE_OVERHEAD 512u	   /* a record's frame and JSON around the text */
+#define SETTINGS_RECORD_KEYS 1024u /* a settings record's keys and values, at most */
+
+uint64_t store_text_cost(const char *text, size_t len)
+{
+	/* cJSON's escapes: two bytes for these, \u00XX for other controls. */
+	uint64_t n = len;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		    ch == '\r' || ch == '\t')
+			n += 1;
+		else if (ch < 0x20)
+			n += 5;
+	}
+	return n;
+}
+
+int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	/* A settings record repeats the system prompt beside every key. */
+	if (c)
+		*bytes = store_text_cost(c->system, c->system_len) + SETTINGS_RECORD_KEYS;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+/* The file that holds the space: unlinked from the start, so nothing is left
+ * behind by a crash.  -errno when none can be made. */
+static int reserve_open(struct store *s)
+{
+	if (s->reserve_fd >= 0)
+		return 0;
+	int fd = openat(s->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		fd = openat(s->dir_fd, "reserve.tmp", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			unlinkat(s->dir_fd, "reserve.tmp", 0);
+	}
+	if (fd < 0)
+		return -errno;
+	s->reserve_fd = fd;
+	return 0;
+}
+
+/* Shrinks the file to what is still held; under the lock. */
+static void reserve_set(struct store *s, uint64_t total)
+{
+	s->reserved = total;
+	if (s->reserve_fd >= 0 && ftruncate(s->reserve_fd, (off_t)total) < 0)
+		log_debug("reserve: cannot truncate to %llu bytes: %s", (unsigned long long)total,
+			  strerror(errno));
+}
+
+void reserve_give_back(struct store *s, uint64_t *held)
+{
+	if (*held)
+		reserve_set(s, s->reserved - *held);
+	*held = 0;
+}
+
+int store_reserve(struct store *s, uint64_t *held, uint64_t bytes)
+{
+	uint64_t want = (bytes + RESERVE_OVERHEAD + RESERVE_PAGE - 1) / RESERVE_PAGE * RESERVE_PAGE;
+	if (want <= *held)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	int r = reserve_open(s);
+	if (r < 0) {
+		/* No file, no promise: the close finds a full disk as it always did. */
+		log_debug("reserve: cannot make the file: %s", strerror(-r));
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	uint64_t total = s->reserved - *held + want;
+	r = -posix_fallocate(s->reserve_fd, 0, (off_t)total);
+	if (r == 0) {
+		s->reserved = total;
+		*held = want;
+	} else if (r == -ENOSPC || r == -EDQUOT) {
+		reserve_set(s, s->reserved); /* drops what a failed allocation left */
+	} else {
+		log_debug("reserve: %s", strerror(-r));
+		r = 0; /* a file system without the call: no promise, as above */
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void store_unreserve(struct store *s, uint64_t *held)
+{
+	if (!*held)
+		return;
+	pthread_mutex_lock(&s->lock);
+	reserve_give_back(s, held);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* --- reading ------------------------------------------------------------------- */

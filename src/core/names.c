@@ -13,22 +13,42 @@
 
 int store_name_check(const char *name, size_t len)
 {
-	if (len == 0)
+	return store_name_check_why(name, len, NULL);
+}
+
+int store_name_check_why(const char *name, size_t len, const char **why)
+{
+	const char *dummy;
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (len == 0) {
+		*why = "a name has 1 to 255 bytes";
 		return -EINVAL;
+	}
 	/* Before the UTF-8 check: an over-long name is ENAMETOOLONG whatever it holds. */
-	if (len > STORE_NAME_MAX)
+	if (len > STORE_NAME_MAX) {
+		*why = "longer than 255 bytes";
 		return -ENAMETOOLONG;
-	if (name[0] == '.')
+	}
+	if (name[0] == '.') {
+		*why = "names that start with '.' are reserved";
 		return -EINVAL;
+	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)name[i];
 		/* Control bytes (NUL included) would garble `ls`, terminals and
 		 * the line-based files that show names. */
-		if (c == '/' || c < 0x20 || c == 0x7F)
+		if (c == '/' || c < 0x20 || c == 0x7F) {
+			*why = c == '/' ? "a name cannot hold '/'"
+					: "a name cannot hold control characters";
 			return -EINVAL;
+		}
 	}
 	/* The contract says EINVAL here, not the EILSEQ used for message text. */
-	if (!utf8_valid(name, len))
+	if (!utf8_valid(name, len)) {
+		*why = "a name must be valid UTF-8";
 		return -EINVAL;
+	}
 	return 0;
 }

@@ -74,6 +74,15 @@ int prune_index_push(struct prune_index *p, int64_t raw_tokens)
 	return 0;
 }
 
+void prune_index_pop(struct prune_index *p)
+{
+	if (!p->n)
+		return;
+	p->n--;
+	if (p->floor > p->n)
+		p->floor = p->n;
+}
+
 int64_t prune_estimate(size_t bytes)
 {
 	return (int64_t)(bytes / 3 + (bytes % 3 != 0)) + PRUNE_MESSAGE_OVERHEAD;

@@ -25,7 +25,7 @@
 /* Indices into the table; the table order is the rendering order. */
 enum {
 	K_MODEL, K_MAX_TOKENS, K_TEMPERATURE, K_BUDGET_TOKENS, K_MAX_INPUT_BYTES,
-	K_MAX_RETRIES, K_CONNECT_TIMEOUT, K_IDLE_TIMEOUT, K_THINKING_BUDGET, K_PROMPT_CACHE,
+	K_MAX_RETRIES, K_CONNECT_TIMEOUT, K_IDLE_TIMEOUT, K_THINKING, K_EFFORT, K_PROMPT_CACHE,
 	K_COUNT
 };
 
@@ -53,8 +53,12 @@ static const struct setting_def table[K_COUNT] = {
 				"seconds to wait for a connection to the API" },
 	[K_IDLE_TIMEOUT] = { "idle_timeout", SETTING_INT, "90", 1, 3600,
 			     "seconds a reply stream may stay silent" },
-	[K_THINKING_BUDGET] = { "thinking_budget", SETTING_INT, "0", 0, 999999,
-				"thinking tokens: 0 off, else 1024 or more and below max_tokens" },
+	[K_THINKING] = { "thinking", SETTING_THINKING, "off", 0, 999999,
+			 "off, on (the form the model takes), or a budget of 1024 or more tokens "
+			 "below max_tokens; thinking_budget = N is its old spelling" },
+	[K_EFFORT] = { "effort", SETTING_EFFORT, "default", 0, 0,
+		       "low, medium, high, xhigh or max where the model takes that level; "
+		       "default sends none" },
 	[K_PROMPT_CACHE] = { "prompt_cache", SETTING_BOOL, "on", 0, 1,
 			     "mark the history for prompt caching (on/off)" },
 };
@@ -65,7 +69,8 @@ static const size_t field_off[K_COUNT] = {
 	[K_TEMPERATURE] = OFF(temperature), [K_BUDGET_TOKENS] = OFF(budget_tokens),
 	[K_MAX_INPUT_BYTES] = OFF(max_input_bytes), [K_MAX_RETRIES] = OFF(max_retries),
 	[K_CONNECT_TIMEOUT] = OFF(connect_timeout), [K_IDLE_TIMEOUT] = OFF(idle_timeout),
-	[K_THINKING_BUDGET] = OFF(thinking_budget), [K_PROMPT_CACHE] = OFF(prompt_cache),
+	[K_THINKING] = OFF(thinking), [K_EFFORT] = OFF(effort),
+	[K_PROMPT_CACHE] = OFF(prompt_cache),
 };
 #undef OFF
 
@@ -163,11 +168,30 @@ static bool word_is(const char *v, size_t len, const char *w)
 	return strlen(w) == len && strncasecmp(v, w, len) == 0;
 }
 
+/* Words of enum settings_effort, in its order. */
+static const char *const effort_words[] = {"default", "low", "medium", "high", "xhigh", "max"};
+#define EFFORT_COUNT (sizeof(effort_words) / sizeof(effort_words[0]))
+
+const char *settings_effort_name(int effort)
+{
+	return effort > EFFORT_DEFAULT && (size_t)effort < EFFORT_COUNT ? effort_words[effort]
+									   : NULL;
+}
+
+/* Old spellings still read (never written): thinking_budget = N is thinking = N. */
+static const struct {
+	const char *key;
+	int k;
+} aliases[] = {{"thinking_budget", K_THINKING}};
+
 static int find_key(const char *key, size_t len)
 {
 	for (int k = 0; k < K_COUNT; k++)
 		if (strlen(table[k].key) == len && memcmp(table[k].key, key, len) == 0)
 			return k;
+	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+		if (strlen(aliases[i].key) == len && memcmp(aliases[i].key, key, len) == 0)
+			return aliases[i].k;
 	return -1;
 }
 
@@ -240,8 +264,8 @@ static int put_int(struct settings *s, size_t k, double x, const char *shown, ch
 	if (!(x >= table[k].min && x <= table[k].max))
 		return out_of_range(k, shown, why, whylen);
 	int64_t i = (int64_t)x;
-	if (k == K_THINKING_BUDGET && i > 0 && i < THINKING_MIN)
-		return fail(-EINVAL, why, whylen, "%s: '%s' must be 0 (off) or at least %d",
+	if (k == K_THINKING && i > 0 && i < THINKING_MIN)
+		return fail(-EINVAL, why, whylen, "%s: '%s' must be off, on, or at least %d",
 			    table[k].key, shown, THINKING_MIN);
 	put(s, k, &i, sizeof i);
 	return 0;
@@ -288,6 +312,28 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 	switch (table[k].type) {
 	case SETTING_STRING:
 		return set_string(s, k, v, len, shown, why, whylen);
+	case SETTING_THINKING:
+		if (word_is(v, len, "off") || word_is(v, len, "on")) {
+			i = word_is(v, len, "on") ? SETTINGS_THINKING_ON : SETTINGS_THINKING_OFF;
+			put(s, k, &i, sizeof i);
+			return 0;
+		}
+		r = text_int(v, len, &i);
+		if (r == -EINVAL)
+			return fail(r, why, whylen, "%s: '%s' is not off, on or a number of tokens",
+				    key, shown);
+		if (r < 0)
+			return out_of_range(k, shown, why, whylen);
+		return put_int(s, k, (double)i, shown, why, whylen);
+	case SETTING_EFFORT:
+		for (size_t e = 0; e < EFFORT_COUNT; e++)
+			if (word_is(v, len, effort_words[e])) {
+				int ev = (int)e;
+				put(s, k, &ev, sizeof ev);
+				return 0;
+			}
+		return fail(-EINVAL, why, whylen,
+			    "%s: '%s' is not low, medium, high, xhigh, max or default", key, shown);
 	case SETTING_INT:
 		r = text_int(v, len, &i);
 		if (r == -EINVAL)
@@ -435,6 +481,19 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 		get(s, (size_t)k, &i, sizeof i);
 		snprintf(out, outlen, "%" PRId64, i);
 		break;
+	case SETTING_THINKING:
+		get(s, (size_t)k, &i, sizeof i);
+		if (i == SETTINGS_THINKING_OFF || i == SETTINGS_THINKING_ON)
+			snprintf(out, outlen, "%s", i ? "on" : "off");
+		else
+			snprintf(out, outlen, "%" PRId64, i);
+		break;
+	case SETTING_EFFORT: {
+		int e;
+		get(s, (size_t)k, &e, sizeof e);
+		snprintf(out, outlen, "%s", e >= 0 && (size_t)e < EFFORT_COUNT ? effort_words[e] : "?");
+		break;
+	}
 	case SETTING_DOUBLE:
 		get(s, (size_t)k, &x, sizeof x);
 		if (isnan(x))
@@ -481,13 +540,14 @@ int settings_check(const struct settings *s, char *why, size_t whylen)
 		if (r < 0)
 			return r;
 	}
-	if (s->thinking_budget && s->thinking_budget >= s->max_tokens)
-		return fail(-EINVAL, why, whylen, "thinking_budget (%" PRId64 ") must be less than "
-			    "max_tokens (%" PRId64 ")", s->thinking_budget, s->max_tokens);
-	/* The API rejects any other temperature while thinking is on. */
-	if (s->thinking_budget && !isnan(s->temperature) && s->temperature != 1)
+	if (s->thinking > 0 && s->thinking >= s->max_tokens)
+		return fail(-EINVAL, why, whylen, "thinking (%" PRId64 ") must be less than "
+			    "max_tokens (%" PRId64 ")", s->thinking, s->max_tokens);
+	/* The API rejects any other temperature with a thinking budget.  (With
+	 * `on` the form depends on the model: the API's answer speaks then.) */
+	if (s->thinking > 0 && !isnan(s->temperature) && s->temperature != 1)
 		return fail(-EINVAL, why, whylen,
-			    "temperature must be default or 1 while thinking_budget is on");
+			    "temperature must be default or 1 with a thinking budget");
 	return 0;
 }
 
@@ -502,6 +562,23 @@ bool settings_model_valid(const char *s, size_t len)
 			return false;
 	}
 	return true;
+}
+
+int settings_model_text(const char *text, size_t len, const char **id, size_t *idlen, char *why,
+			size_t whylen)
+{
+	char shown[QUOTE_BUF];
+
+	trim(&text, &len);
+	*id = text;
+	*idlen = len;
+	if (settings_model_valid(text, len))
+		return 0;
+	quote(text, len, shown, sizeof shown);
+	return fail(-EINVAL, why, whylen,
+		    "invalid model id '%s' (1-%d bytes of A-Z a-z 0-9 . _ : "
+		    "@ / -)",
+		    shown, SETTINGS_MODEL_MAX);
 }
 
 static cJSON *json_value(const struct settings *s, size_t k)
@@ -522,6 +599,16 @@ static cJSON *json_value(const struct settings *s, size_t k)
 	case SETTING_BOOL:
 		get(s, k, &b, sizeof b);
 		return cJSON_CreateBool(b);
+	case SETTING_THINKING:
+		get(s, k, &i, sizeof i);
+		if (i > 0)
+			return cJSON_CreateNumber((double)i);
+		return cJSON_CreateString(i ? "on" : "off");
+	case SETTING_EFFORT: {
+		char w[16];
+		settings_format(s, &table[k], w, sizeof w);
+		return cJSON_CreateString(w);
+	}
 	}
 	return NULL;
 }
@@ -573,6 +660,20 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 		bool b = cJSON_IsTrue(it);
 		put(s, k, &b, sizeof b);
 		return 0;
+	case SETTING_THINKING:
+		if (cJSON_IsString(it))
+			return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
+		if (!cJSON_IsNumber(it))
+			return fail(-EINVAL, why, whylen, "%s: expected \"off\", \"on\" or a number",
+				    key);
+		if (x >= table[k].min && x <= table[k].max && !is_whole(x))
+			return fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
+				    shown);
+		return put_int(s, k, x, shown, why, whylen);
+	case SETTING_EFFORT:
+		if (!cJSON_IsString(it))
+			return fail(-EINVAL, why, whylen, "%s: expected a string", key);
+		return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
 	}
 	return -EINVAL;
 }

@@ -1,7 +1,8 @@
 /* store.c — the set of contexts and the state directory (see store.h).
  *
  * Layout of the state directory (doc/design/journal.md):
- *   STATE/lock               flock'd while a daemon uses the directory
+ *   STATE/lock               flock'd while a daemon uses the directory, and so is
+ *                            STATE itself (deleting the file unlocks nothing)
  *   STATE/config             root defaults, `key = value` lines
  *   STATE/contexts/NAME/journal
  *   STATE/trash/             where deleted contexts go before removal
@@ -207,8 +208,13 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot open state directory '%s': %s", s->dir, strerror(-r));
 		return r;
 	}
+	/* The directory itself is what is locked: STATE/lock can be deleted while a
+	 * daemon holds it, and a second daemon would then lock a new file of the
+	 * same name.  The file is still locked too, for a daemon of an earlier
+	 * version, which locks only the file. */
 	s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	if (s->lock_fd < 0 || flock(s->dir_fd, LOCK_EX | LOCK_NB) < 0 ||
+	    flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		snprintf(why, whylen, "state directory '%s' is %s", s->dir,
 			 r == -EBUSY ? "in use by another mcpfs" : strerror(-r));
@@ -246,15 +252,18 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	pthread_cond_init(&s->synced, NULL);
 	pthread_cond_init(&s->commit_wake, NULL);
 	s->journal_fd_max = journal_fd_bound();
+	store_models_init(s);
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
-	s->dir_fd = s->contexts_fd = s->lock_fd = -1;
+	s->dir_fd = s->contexts_fd = s->lock_fd = s->reserve_fd = -1;
 	s->started_ms = clock_wall_ms();
 	s->dir = strdup(state_dir);
 	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
 	if (r == 0)
 		r = load_defaults(s, defaults_text, why, whylen);
+	if (r == 0)
+		store_models_load(s);
 	if (r == 0) {
 		empty_trash(s);
 		r = store_scan(s);
@@ -280,6 +289,7 @@ void store_free(struct store *s)
 	for (size_t i = 0; i < s->calls.nslots; i++)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
 			turn_unref(NULL, n->value);
+	store_models_done(s);
 	map_done(&s->by_name);
 	map_done(&s->by_id);
 	map_done(&s->calls);
@@ -289,6 +299,8 @@ void store_free(struct store *s)
 		close(s->dir_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->defaults_lock);
 	pthread_cond_destroy(&s->synced);
@@ -598,9 +610,13 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 	pthread_mutex_lock(&s->lock);
 	d = s->defaults;
 	pthread_mutex_unlock(&s->lock);
+	char old[SETTINGS_MODEL_MAX + 1];
+	memcpy(old, d.model, sizeof(old));
 	int r = settings_parse(&d, text, len, why, whylen);
 	if (r == 0)
 		r = settings_check(&d, why, whylen);
+	if (r == 0)
+		r = store_model_check(s, old, d.model, why, whylen);
 	if (r == 0) {
 		r = save_defaults(s, &d);
 		if (r < 0)
@@ -613,6 +629,14 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 	}
 	pthread_mutex_unlock(&s->defaults_lock);
 	return r;
+}
+
+void store_refuse(struct store *s, const char *why)
+{
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->refused, sizeof(s->refused), "%s", why);
+	s->refused_ms = clock_wall_ms();
+	pthread_mutex_unlock(&s->lock);
 }
 
 size_t store_calls_in_flight(struct store *s)
@@ -633,6 +657,11 @@ int store_render_status(struct store *s, struct buf *out)
 			   since);
 	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
 		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
+	if (r == 0 && s->refused[0]) {
+		char when[32];
+		clock_format_utc(s->refused_ms, when);
+		r = buf_printf(out, "last_refused: %s (at %s)\n", s->refused, when);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

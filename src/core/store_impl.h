@@ -10,6 +10,7 @@
 
 #include "mcpfs/reply_part.h"
 #include "mcpfs/map.h"
+#include "mcpfs/models.h"
 #include "mcpfs/journal.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/store.h"
@@ -27,12 +28,16 @@ struct turn {
 	struct buf text;             /* reply text: what `output` shows */
 	struct buf thinking;         /* thinking text, kept for the transcript */
 	size_t text_saved;           /* bytes of text already in REPLY_PART records */
+	size_t thinking_lead;        /* bytes of thinking that came before the first text
+	                                (the transcript shows them ahead of it) */
 	size_t thinking_saved;
 	size_t text_synced;          /* of those, bytes a journal sync made durable */
 	size_t thinking_synced;
 	bool end_unsynced;           /* its REPLY_END is appended, not yet durable */
 	bool end_deferred;           /* ended; its REPLY_END waits to be appended (the
 	                                journal was busy, or a failed sync lost it) */
+	size_t marks_before;         /* a retry's: context->n_marks when it was asked for
+	                                (the transcript shows those marks before it) */
 	struct buf part;             /* the last REPLY_PART printed; freed at the end */
 	int64_t saved_ms;            /* monotonic time of the last checkpoint */
 	char stop_reason[64];
@@ -45,6 +50,8 @@ struct turn {
 	int64_t raw_sent;            /* prune estimate of the request sent */
 	uint64_t first_turn;         /* turn of the first exchange sent, 0 for none */
 	int64_t started_ms;          /* wall clock */
+	bool models_wait;            /* waiting for the Models API (in store->mwait, which
+	                                holds a reference) before its call is built */
 	struct context *ctx;         /* NULL once the context is deleted */
 };
 
@@ -54,6 +61,9 @@ struct exchange {
 	size_t user_len;
 	int64_t user_ms;             /* wall clock */
 	struct turn *reply;          /* current attempt (ref held); never NULL */
+	struct turn **earlier;       /* attempts it replaced, oldest first (refs held):
+	                                the transcript keeps them */
+	size_t n_earlier;
 	bool clear_before;           /* a clear happened just before this exchange */
 	bool in_history;             /* pushed into the prune index */
 };
@@ -74,6 +84,16 @@ struct store_slot {
 	char word[12];               /* status word read without loading, "" unknown */
 	bool creating;               /* store_create() makes its journal, the lock
 	                                released: store_get() and deletes wait */
+};
+
+/* Something the transcript shows between exchanges: a clear, or a new system
+ * prompt.  Marks are kept in the order they happened. */
+enum mark_kind { MARK_CLEAR, MARK_SYSTEM };
+struct mark {
+	size_t at;                   /* shown before exchange `at` (c->n_ex when it came) */
+	enum mark_kind kind;
+	char *text;                  /* MARK_SYSTEM: the new prompt (heap), else NULL */
+	size_t len;
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
@@ -108,6 +128,8 @@ struct context {
 	size_t hist_start;           /* first exchange after the last clear */
 	bool pending_clear;          /* the next exchange starts after a clear */
 	size_t next_send;            /* every exchange before it has ended */
+	struct mark *marks;          /* clears and system prompts, in order (transcript) */
+	size_t n_marks, cap_marks;
 	struct prune_index prune;    /* complete exchanges since hist_start */
 	uint64_t floor_turn;         /* loading: first_turn of the last call */
 	size_t *hist;                /* prune index position -> exchange index */
@@ -118,8 +140,11 @@ struct context {
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
 	struct wire_usage last_usage;
-	char note[WHY_MAX];          /* last problem not tied to a turn (rejected
-	                                message, journal recovery), "" for none */
+	char note[WHY_MAX];          /* a journal problem not tied to a turn (it
+	                                cannot be opened, a reply cannot be saved),
+	                                "" for none */
+	char refused[WHY_MAX];       /* the last refused write or close, "" for none */
+	int64_t refused_ms;          /* wall clock of that refusal */
 	struct journal_report report;
 	uint64_t version;            /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
@@ -148,7 +173,7 @@ struct store {
 	pthread_mutex_t lock;
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	char *dir;                   /* state directory */
-	int dir_fd;
+	int dir_fd;                  /* STATE, flock'd: open for the store's whole life */
 	int contexts_fd;             /* STATE/contexts */
 	int lock_fd;                 /* flock'd STATE/lock */
 	struct map by_name;          /* name -> struct store_slot */
@@ -178,6 +203,14 @@ struct store {
 	struct context *lru_head, *lru_tail; /* open journals, least recently used first */
 	size_t open_journals;        /* descriptors of journals open now */
 	size_t journal_fd_max;       /* their bound (store_open: from RLIMIT_NOFILE) */
+	char refused[WHY_MAX];       /* the last refused write of .config, "" for none */
+	int64_t refused_ms;          /* wall clock of that refusal */
+	int reserve_fd;              /* unlinked file holding reserved space, -1 none yet */
+	uint64_t reserved;           /* bytes held in it: the sum of every writer's */
+	struct models models;        /* the Models API's answers (store_models.c) */
+	pthread_cond_t models_cond;  /* broadcast at each answer; with lock */
+	struct turn **mwait;         /* turns waiting for an answer (a reference each) */
+	size_t n_mwait, cap_mwait;
 };
 
 
@@ -185,6 +218,21 @@ void notes_add(struct notes *n, uint64_t id, unsigned what);
 /* Unlocks the store and calls the observers for each note, and for the held
  * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);
+
+/* store_models.c */
+void store_models_init(struct store *s);
+void store_models_load(struct store *s);
+void store_models_done(struct store *s);
+/* Before a turn's call is built: 0 with *caps (NULL: none known; borrowed until
+ * the lock is released), 1 when the turn now waits for the Models API (its
+ * state WAITING, c->active set, resumed by an answer), -EINVAL with why when
+ * the model is retired. */
+int store_models_ready(struct store *s, struct context *c, struct turn *t,
+		       const struct model_caps **caps, char *why, size_t whylen);
+/* A waiting turn ends (turn_end): it leaves the wait list. */
+void store_models_unwait(struct store *s, struct turn *t);
+/* `status` lines about the context's model: model_check, lifecycle, ignored. */
+int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need be), or NULL */
@@ -212,6 +260,8 @@ int context_append(struct context *c, uint16_t type, const char *payload, size_t
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);
+/* Records a clear or a new system prompt (text copied) for the transcript. */
+int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
 
@@ -249,6 +299,9 @@ void context_mark_synced(struct context *c);
 /* The context is deleted: no end will be synced, and none is waited for (a
  * complete reply's reader sees its end). */
 void context_drop_ends(struct context *c);
+/* message.c: gives the space *held holds back (to the journal record written
+ * next, under the same lock); sets *held to 0.  Under the lock. */
+void reserve_give_back(struct store *s, uint64_t *held);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);
@@ -264,5 +317,11 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 void turn_checkpoint(struct turn *t, bool sync);
 void context_pump(struct store *s, struct context *c, struct notes *n);
 int64_t exchange_raw(const struct exchange *e);
+/* Puts a new attempt in place of exchange e's reply, keeping the old one among
+ * e->earlier.  0, -ENOMEM. */
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
+/* true when the reply may go into the history: complete, with text, and not a
+ * refusal (the API wants a refused exchange left out). */
+bool turn_in_history(const struct turn *t);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
+#include "mcpfs/utf8.h"
 #include "store_impl.h"
 
 #define REQUEST_MAX (32u << 20)  /* the API refuses bodies over 32 MB */
@@ -110,6 +111,13 @@ void turn_checkpoint(struct turn *t, bool sync)
 		return;
 	while (t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) {
 		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
+		/* The thinking that came before the text goes in parts without text,
+		 * so that a loader knows where it ends (the transcript shows it ahead
+		 * of the text, the rest after). */
+		if (!t->text_saved && t->thinking_saved < t->thinking_lead) {
+			tn = 0;
+			hn = t->thinking_lead - t->thinking_saved;
+		}
 		tn = tn > PART_MAX ? PART_MAX : tn;
 		hn = hn > PART_MAX ? PART_MAX : hn;
 		/* Text is split only between characters: wire.c delivers whole UTF-8
@@ -184,22 +192,53 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	return r;
 }
 
+/* Adds a count (each is 0 to 2^53, as wire.c and the loader read them) to a
+ * total that stops at INT64_MAX: a journal can hold any number of records. */
+static void total_add(int64_t *total, int64_t n)
+{
+	if (n > 0)
+		*total = *total > INT64_MAX - n ? INT64_MAX : *total + n;
+}
+
 /* Usage totals and the pruning calibration learn from every ended call. */
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
 	if (!u->present)
 		return;
-	c->totals.input += u->input_tokens;
-	c->totals.output += u->output_tokens;
-	c->totals.cache_creation += u->cache_creation_input_tokens;
-	c->totals.cache_read += u->cache_read_input_tokens;
+	total_add(&c->totals.input, u->input_tokens);
+	total_add(&c->totals.output, u->output_tokens);
+	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
+	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
 	c->totals.calls++;
 	c->last_usage = *u;
 	int64_t sent = u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
 	context_changed(c);
+}
+
+bool turn_in_history(const struct turn *t)
+{
+	/* The API refuses an assistant turn without text, so an empty reply (a
+	 * reply of thinking only) keeps its exchange out of the history; so does a
+	 * refusal, which the API wants left out of later calls. */
+	return t->state == TURN_DONE && strcmp(t->stop_reason, "refusal") != 0 &&
+	       !utf8_blank(t->text.data ? t->text.data : "", t->text.len);
+}
+
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
+{
+	struct turn **v = realloc(e->earlier, (e->n_earlier + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	e->earlier = v;
+	e->reply->ctx = NULL;  /* ended: nothing more is saved of it */
+	v[e->n_earlier++] = e->reply;
+	e->reply = t;
+	t->marks_before = c->n_marks;
+	context_changed(c);
+	return 0;
 }
 
 int64_t exchange_raw(const struct exchange *e)
@@ -215,6 +254,8 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	t->state = st;
 	if (e)
 		t->error = *e;
+	if (t->models_wait)
+		store_models_unwait(s, t);
 	if (t->call_id) {
 		if (map_del_id(&s->calls, t->call_id)) {
 			if (s->ops)
@@ -236,6 +277,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	}
 	if (c->active == t)
 		c->active = NULL;
+	context_changed(c);  /* the transcript shows the end, saved or not */
 	context_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
@@ -255,9 +297,10 @@ static void turn_refuse(struct store *s, struct turn *t, const char *type, const
 	turn_end(s, t, TURN_FAILED, &e, n);
 }
 
-/* Builds the request for exchange k: system, the history that fits, the message. */
-static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *raw,
-			char *why, size_t whylen)
+/* Builds the request for exchange k: system, the history that fits, the message;
+ * thinking and effort shaped from the model's capabilities (caps NULL: none known). */
+static int turn_request(struct context *c, size_t k, const struct model_caps *caps,
+			struct buf *body, int64_t *raw, char *why, size_t whylen)
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
@@ -286,12 +329,16 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
+	struct model_shape shape;
+	model_shape(st, caps, &shape);
 	struct wire_request r = {
 		.model = st->model, .max_tokens = st->max_tokens, .temperature = st->temperature,
 		.system = c->system, .system_len = c->system_len,
 		.system_cache_mark = st->prompt_cache && c->system_len > 0,
 		.messages = m, .n_messages = kept * 2 + 1,
-		.thinking_budget = st->thinking_budget, .stream = true,
+		.thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
+		.thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
+		.effort = shape.effort, .stream = true,
 	};
 	int ret = wire_request_build(&r, body);
 	free(m);
@@ -306,10 +353,20 @@ static int turn_request(struct context *c, size_t k, struct buf *body, int64_t *
 static int turn_start(struct store *s, struct context *c, size_t k, struct notes *n)
 {
 	struct turn *t = c->ex[k].reply;
+	const struct model_caps *caps;
 	struct buf body;
 	char why[WHY_MAX];
+	int r = store_models_ready(s, c, t, &caps, why, sizeof(why));
+	if (r > 0) {  /* waits for the Models API; an answer starts it again */
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+		return 0;
+	}
+	if (r < 0) {
+		turn_refuse(s, t, "model_retired", why, n);
+		return r;
+	}
 	buf_init(&body, REQUEST_MAX);
-	int r = turn_request(c, k, &body, &t->raw_sent, why, sizeof(why));
+	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
 	if (r < 0) {
 		buf_done(&body);
 		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);
@@ -429,6 +486,8 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 	case WIRE_BLOCK_DELTA:
 		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
 			t->state = TURN_STREAMING;
+			if (!t->text.len)
+				t->thinking_lead = t->thinking.len;
 			r = buf_append(&t->text, ev->text, ev->text_len);
 			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
 		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {

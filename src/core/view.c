@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mcpfs/clock.h"
+#include "mcpfs/utf8.h"
 #include "store_impl.h"
 
 /* The part of the history that the next call sends (with an empty message). */
@@ -106,44 +107,168 @@ static int render_history_json(const struct context *c, struct buf *out)
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
 }
 
-static void describe_turn(const struct turn *t, char *out, size_t n)
+/* --- transcript: a log that only grows ------------------------------------------
+ *
+ * `tail -f transcript` follows the conversation, so no byte once rendered may
+ * change (any prefix ever read stays a prefix, across restarts too): a part is
+ * rendered only once it is final.  Exchanges, clears and new system prompts come
+ * in the order they happened; the rendering stops at the first part that is
+ * not final yet (a message still being written, a reply not yet begun), and a
+ * streaming reply is its last part, growing.  What ends a reply (the blank line
+ * after its text, its failure, a refusal, its replacement by a regeneration) is
+ * appended when it happens.  The format is in README.md ("The transcript"). */
+
+static int put_end(struct buf *out, const char *text, size_t len)
 {
-	if (t->state == TURN_DONE)
-		snprintf(out, n, "assistant (turn %llu)", (unsigned long long)t->number);
-	else if (t->state == TURN_FAILED)
-		snprintf(out, n, "assistant (turn %llu, failed: %s: %s)",
-			 (unsigned long long)t->number, t->error.type, t->error.message);
-	else
-		snprintf(out, n, "assistant (turn %llu, %s)", (unsigned long long)t->number,
-			 turn_state_name(t->state));
+	return buf_puts(out, len && text[len - 1] == '\n' ? "\n" : "\n\n");
+}
+
+static int render_mark(const struct mark *m, struct buf *out)
+{
+	if (m->kind == MARK_CLEAR)
+		return buf_puts(out, "--- cleared: the history starts again here ---\n\n");
+	if (!m->len)
+		return buf_puts(out, "--- system prompt removed ---\n\n");
+	return put_block(out, "system prompt set", m->text, m->len);
+}
+
+/* What is appended once attempt t has ended. */
+static int render_outcome(const struct turn *t, struct buf *out)
+{
+	unsigned long long n = (unsigned long long)t->number;
+	const char *text = text_of(&t->text);
+	if (t->state == TURN_FAILED)
+		return buf_printf(out, "--- turn %llu, failed: %s: %s ---\n\n", n, t->error.type,
+				  t->error.message);
+	int r = 0;
+	if (!strcmp(t->stop_reason, "refusal"))
+		r = buf_printf(out, "--- turn %llu, refused (stop_reason: refusal): left out of the "
+			       "history ---\n\n", n);
+	else if (utf8_blank(text, t->text.len))
+		r = buf_printf(out, "--- turn %llu: the reply has no text: left out of the history "
+			       "---\n\n", n);
+	return r;
+}
+
+/* Renders attempt t: 1 when it has ended (the rendering goes on after it), 0
+ * when it stops here, -errno. */
+static int render_attempt(const struct turn *t, struct buf *out)
+{
+	bool ended = t->state == TURN_DONE || t->state == TURN_FAILED;
+	/* Of a streaming reply only what is in the journal, so that a restart
+	 * shows it again.  Before its first text an attempt may still be retried,
+	 * which drops its thinking: nothing of it is final yet. */
+	size_t shown = ended ? t->text.len : t->text_saved;
+	if (!shown && !ended)
+		return 0;
+	size_t lead = t->text.len ? t->thinking_lead : t->thinking.len;
+	const char *thinking = text_of(&t->thinking);
+	bool head = shown || t->state == TURN_DONE;
+	char h[96];
+	int r = 0;
+	if (lead) {
+		snprintf(h, sizeof(h), "thinking (turn %llu)", (unsigned long long)t->number);
+		r = put_block(out, h, thinking, lead);
+	}
+	if (r == 0 && head && t->attempt > 1)
+		r = buf_printf(out, "--- assistant (turn %llu, attempt %u) ---\n",
+			       (unsigned long long)t->number, t->attempt);
+	else if (r == 0 && head)
+		r = buf_printf(out, "--- assistant (turn %llu) ---\n",
+			       (unsigned long long)t->number);
+	if (r == 0 && shown)
+		r = buf_append(out, t->text.data, shown);
+	if (r < 0 || !ended)
+		return r;
+	if (head)
+		r = put_end(out, text_of(&t->text), t->text.len);
+	if (r == 0 && t->thinking.len > lead) {
+		snprintf(h, sizeof(h), "thinking (turn %llu, after the text)",
+			 (unsigned long long)t->number);
+		r = put_block(out, h, thinking + lead, t->thinking.len - lead);
+	}
+	if (r == 0)
+		r = render_outcome(t, out);
+	return r < 0 ? r : 1;
+}
+
+/* Renders the marks from *m on that came before attempt t: those made before
+ * it was asked for (a new system prompt between a reply and its regeneration). */
+static int render_marks_before(const struct context *c, size_t *m, size_t before,
+			       struct buf *out)
+{
+	int r = 0;
+	for (; r == 0 && *m < c->n_marks && *m < before; (*m)++)
+		r = render_mark(&c->marks[*m], out);
+	return r;
+}
+
+/* Renders exchange i: 1 when all of it is final, 0 when the rendering stops in
+ * it, -errno.  *m is the next mark to render. */
+static int render_exchange(const struct context *c, size_t i, size_t *m, struct buf *out)
+{
+	const struct exchange *e = &c->ex[i];
+	if (e->reply->state == TURN_PENDING && !e->n_earlier)
+		return 0;  /* its writer may still change it */
+	char head[96], when[32];
+	clock_format_utc(e->user_ms, when);
+	snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
+	int r = put_block(out, head, e->user, e->user_len);
+	for (size_t k = 0; r >= 0 && k <= e->n_earlier; k++) {
+		const struct turn *t = k < e->n_earlier ? e->earlier[k] : e->reply;
+		if (k > 0 && (r = render_marks_before(c, m, t->marks_before, out)) < 0)
+			break;
+		/* A regeneration is told where its attempt begins: all before it
+		 * was shown when it was asked for. */
+		if (k > 0 && e->earlier[k - 1]->state == TURN_DONE &&
+		    (r = buf_printf(out, "--- turn %llu, regenerated: the reply above is replaced by "
+				    "attempt %u ---\n\n", (unsigned long long)e->turn,
+				    t->attempt)) < 0)
+			break;
+		r = render_attempt(t, out);
+		if (r == 0)
+			return 0;
+	}
+	return r;
 }
 
 static int render_transcript(const struct context *c, struct buf *out)
 {
-	int r = 0;
-	if (c->system_len)
-		r = put_block(out, "system (current)", c->system, c->system_len);
-	for (size_t i = 0; r == 0 && i < c->n_ex; i++) {
-		const struct exchange *e = &c->ex[i];
-		char head[800], when[32];
-		if (e->clear_before)
-			r = buf_puts(out, "--- cleared: the history starts again here ---\n\n");
-		clock_format_utc(e->user_ms, when);
-		snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
-		if (r == 0)
-			r = put_block(out, head, e->user, e->user_len);
-		const struct turn *t = e->reply;
-		if (r == 0 && t->thinking.len) {
-			snprintf(head, sizeof(head), "thinking (turn %llu)", (unsigned long long)e->turn);
-			r = put_block(out, head, text_of(&t->thinking), t->thinking.len);
+	size_t m = 0;
+	int r = 1;
+	for (size_t i = 0; r > 0 && i <= c->n_ex; i++) {
+		for (; r > 0 && m < c->n_marks && c->marks[m].at <= i; m++) {
+			int x = render_mark(&c->marks[m], out);
+			r = x < 0 ? x : 1;
 		}
-		describe_turn(t, head, sizeof(head));
-		if (r == 0 && t->state != TURN_PENDING)
-			r = put_block(out, head, text_of(&t->text), t->text.len);
+		if (r > 0 && i < c->n_ex)
+			r = render_exchange(c, i, &m, out);
 	}
-	if (r == 0 && c->pending_clear)
-		r = buf_puts(out, "--- cleared: the history starts again here ---\n\n");
-	return r;
+	return r < 0 ? r : 0;
+}
+
+/* One reply attempt in transcript.json; replaced: a later attempt took its place. */
+static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
+{
+	int r = add_message(arr, "assistant", text_of(&t->text), t->text.len);
+	if (r < 0)
+		return r;
+	cJSON *a = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
+	cJSON_AddNumberToObject(a, "turn", (double)t->number);
+	cJSON_AddNumberToObject(a, "attempt", t->attempt);
+	cJSON_AddStringToObject(a, "state", turn_state_name(t->state));
+	if (replaced)
+		cJSON_AddTrueToObject(a, "replaced");
+	if (t->stop_reason[0])
+		cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
+	if (t->thinking.len)
+		cJSON_AddStringToObject(a, "thinking", text_of(&t->thinking));
+	if (t->state == TURN_FAILED) {
+		cJSON *err = cJSON_AddObjectToObject(a, "error");
+		cJSON_AddStringToObject(err, "type", t->error.type);
+		cJSON_AddStringToObject(err, "message", t->error.message);
+	}
+	return 0;
 }
 
 static int render_transcript_json(const struct context *c, struct buf *out)
@@ -161,26 +286,18 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "time_ms", (double)e->user_ms);
 		if (e->clear_before)
 			cJSON_AddTrueToObject(u, "after_clear");
-		if (t->state == TURN_PENDING)
-			continue;
-		if ((r = add_message(arr, "assistant", text_of(&t->text), t->text.len)) < 0)
-			break;
-		cJSON *a = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
-		cJSON_AddNumberToObject(a, "turn", (double)e->turn);
-		cJSON_AddStringToObject(a, "state", turn_state_name(t->state));
-		if (t->stop_reason[0])
-			cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
-		if (t->thinking.len)
-			cJSON_AddStringToObject(a, "thinking", text_of(&t->thinking));
-		if (t->state == TURN_FAILED) {
-			cJSON *err = cJSON_AddObjectToObject(a, "error");
-			cJSON_AddStringToObject(err, "type", t->error.type);
-			cJSON_AddStringToObject(err, "message", t->error.message);
-		}
+		for (size_t k = 0; r == 0 && k < e->n_earlier; k++)
+			r = add_attempt(arr, e->earlier[k], true);
+		if (r == 0 && t->state != TURN_PENDING)
+			r = add_attempt(arr, t, false);
 	}
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
 }
 
+/* The first line of `status`: the context as a whole (CONTRACT §2).  A call in
+ * flight decides it; else a message waiting to be sent; else the newest turn's
+ * failure (or a journal that cannot be written).  A refused write is not a
+ * state of the context: it shows as `last_refused` only. */
 static const char *status_word(const struct context *c, size_t *queued)
 {
 	*queued = 0;
@@ -193,7 +310,7 @@ static const char *status_word(const struct context *c, size_t *queued)
 		return c->active->state == TURN_STREAMING ? "streaming" : "waiting";
 	if (*queued)
 		return "queued";
-	if (c->note[0] || (c->newest && c->newest->state == TURN_FAILED))
+	if (c->broken || (c->newest && c->newest->state == TURN_FAILED))
 		return "error";
 	return "idle";
 }
@@ -212,7 +329,38 @@ static int render_sync_failure(const struct context *c, struct buf *out)
 			  strerror(-c->sync_recover_err));
 }
 
-static int render_status(const struct context *c, struct buf *out)
+/* The newest turn's keys: what `output` opens.  Each is named for the turn. */
+static int status_turn(const struct turn *t, struct buf *out)
+{
+	int r = buf_printf(out, "turn_state: %s\nturn_attempt: %u\nturn_output_bytes: %zu\n",
+			   turn_state_name(t->state), t->attempt, t->text.len);
+	if (r == 0 && t->stop_reason[0])
+		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
+	if (r == 0 && t->request_id[0])
+		r = buf_printf(out, "request_id: %s\n", t->request_id);
+	if (r == 0 && t->state == TURN_FAILED) {
+		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
+		if (r == 0 && t->error.http_status > 0)
+			r = buf_printf(out, "http_status: %d\n", t->error.http_status);
+		if (r == 0 && t->error.request_id[0] && strcmp(t->error.request_id, t->request_id))
+			r = buf_printf(out, "error_request_id: %s\n", t->error.request_id);
+	}
+	return r;
+}
+
+/* The call in flight, which may be an older turn's than the newest. */
+static int status_call(const struct context *c, struct buf *out)
+{
+	const struct turn *a = c->active;
+	int r = buf_printf(out, "call_turn: %llu\ncall_retries: %u of %lld\n",
+			   (unsigned long long)a->number, a->retries,
+			   (long long)c->settings.max_retries);
+	if (r == 0 && a->retries && a->state == TURN_WAITING)
+		r = buf_printf(out, "retrying: after %s: %s\n", a->error.type, a->error.message);
+	return r;
+}
+
+static int render_status(struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
 	const struct turn *t = c->newest;
@@ -220,24 +368,16 @@ static int render_status(const struct context *c, struct buf *out)
 	int r = buf_printf(out, "%s\nturn: %llu\nqueued: %zu\nmodel: %s\n", word,
 			   t ? (unsigned long long)t->number : 0ULL, queued, c->settings.model);
 	if (r == 0 && t)
-		r = buf_printf(out, "state: %s\nattempt: %u\noutput_bytes: %zu\n",
-			       turn_state_name(t->state), t->attempt, t->text.len);
-	if (r == 0 && c->active && c->active->retries)
-		r = buf_printf(out, "retrying: attempt %u after %s: %s\n", c->active->retries + 1,
-			       c->active->error.type, c->active->error.message);
-	if (r == 0 && t && t->stop_reason[0])
-		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
-	if (r == 0 && t && t->request_id[0])
-		r = buf_printf(out, "request_id: %s\n", t->request_id);
-	if (r == 0 && c->note[0])
-		r = buf_printf(out, "last_error: %s\n", c->note);
-	else if (r == 0 && t && t->state == TURN_FAILED) {
-		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
-		if (r == 0 && t->error.http_status > 0)
-			r = buf_printf(out, "http_status: %d\n", t->error.http_status);
-		if (r == 0 && t->error.request_id[0] && strcmp(t->error.request_id, t->request_id))
-			r = buf_printf(out, "error_request_id: %s\n", t->error.request_id);
+		r = status_turn(t, out);
+	if (r == 0 && c->active)
+		r = status_call(c, out);
+	if (r == 0 && c->refused[0]) {
+		char when[32];
+		clock_format_utc(c->refused_ms, when);
+		r = buf_printf(out, "last_refused: %s (at %s)\n", c->refused, when);
 	}
+	if (r == 0 && c->note[0])
+		r = buf_printf(out, "journal_error: %s\n", c->note);
 	if (r == 0 && (c->report.bad_records || c->report.torn_bytes))
 		r = buf_printf(out, "journal_recovered: %llu corrupt record(s) skipped, %llu torn "
 			       "byte(s) truncated\n", (unsigned long long)c->report.bad_records,
@@ -246,6 +386,8 @@ static int render_status(const struct context *c, struct buf *out)
 		r = buf_puts(out, "journal: read-only (it could not be opened for writing)\n");
 	if (r == 0 && c->sync_failed_ms)
 		r = render_sync_failure(c, out);
+	if (r == 0)
+		r = store_models_status(s, c, out);
 	return r;
 }
 
@@ -287,10 +429,15 @@ static int render_info_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
 	}
 	const struct turn *t = c->newest;
-	if (c->note[0] || (t && t->state == TURN_FAILED)) {
+	if (t && t->state == TURN_FAILED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
-		cJSON_AddStringToObject(e, "type", c->note[0] ? "rejected" : t->error.type);
-		cJSON_AddStringToObject(e, "message", c->note[0] ? c->note : t->error.message);
+		cJSON_AddStringToObject(e, "type", t->error.type);
+		cJSON_AddStringToObject(e, "message", t->error.message);
+	}
+	if (c->refused[0]) {
+		cJSON *e = cJSON_AddObjectToObject(o, "last_refused");
+		cJSON_AddStringToObject(e, "reason", c->refused);
+		cJSON_AddNumberToObject(e, "time_ms", (double)c->refused_ms);
 	}
 	return print_json(o, out);
 }
@@ -400,7 +547,37 @@ static int render_cached(struct context *c, enum view_kind kind, struct buf *out
 	return 0;
 }
 
+/* A transcript holds at least the texts of its exchanges: when they alone are
+ * over what out may take, -EFBIG at once, rather than after building a JSON
+ * tree and a printed copy of a context that can be hundreds of megabytes. */
+static int transcript_fits(const struct context *c, size_t need, const struct buf *out)
+{
+	size_t room = out->max - out->len;
+	for (size_t i = 0; i < c->n_ex && need <= room; i++)
+		need += c->ex[i].user_len + c->ex[i].reply->text.len;
+	return need <= room ? 0 : -EFBIG;
+}
+
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out)
+{
+	return context_render_version(s, id, kind, out, NULL);
+}
+
+int context_version(struct store *s, uint64_t id, uint64_t *version)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	/* Text received but not yet checkpointed is a change too: the transcript
+	 * shows it once a rendering has saved it (no rendering has this value). */
+	if (c)
+		*version = c->active && c->active->text_saved < c->active->text.len ? UINT64_MAX
+										     : c->version;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+int context_render_version(struct store *s, uint64_t id, enum view_kind kind, struct buf *out,
+			   uint64_t *version)
 {
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
@@ -408,16 +585,26 @@ int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf
 	switch (c ? kind : (enum view_kind)-1) {
 	case VIEW_HISTORY:
 	case VIEW_HISTORY_JSON: r = render_cached(c, kind, out); break;
-	case VIEW_TRANSCRIPT: r = render_transcript(c, out); break;
-	case VIEW_TRANSCRIPT_JSON: r = render_transcript_json(c, out); break;
+	case VIEW_TRANSCRIPT:
+		/* What a reader is shown of a streaming reply must survive a crash
+		 * (a restart shows the same bytes, then the interruption). */
+		if (c->active && c->active->text_saved < c->active->text.len)
+			turn_checkpoint(c->active, false);
+		r = transcript_fits(c, c->system_len, out) ?: render_transcript(c, out);
+		break;
+	case VIEW_TRANSCRIPT_JSON:
+		r = transcript_fits(c, 0, out) ?: render_transcript_json(c, out);
+		break;
 	case VIEW_SYSTEM: r = buf_append(out, c->system, c->system_len); break;
 	case VIEW_MODEL: r = buf_printf(out, "%s\n", c->settings.model); break;
 	case VIEW_CONFIG: r = settings_render(&c->settings, out); break;
-	case VIEW_STATUS: r = render_status(c, out); break;
+	case VIEW_STATUS: r = render_status(s, c, out); break;
 	case VIEW_USAGE: r = render_usage(c, out); break;
 	case VIEW_INFO_JSON: r = render_info_json(c, out); break;
 	default: break;
 	}
+	if (c && version)
+		*version = c->version;  /* after the checkpoint above */
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mcpfs/json_nul.h"
 #include "mcpfs/utf8.h"
 #include "mcpfs/wire.h"
 
@@ -160,7 +161,8 @@ static int copy_field(const cJSON *obj, const char *key, char *dst, size_t size,
 }
 
 /* Copies obj's string member key into ev->text.  cJSON does not check the UTF-8
- * of raw bytes in strings; what leaves here is checked text. */
+ * of raw bytes in strings: wire_event_decode_json() checks the text, once its
+ * NULs are back (json_nul.h). */
 static int take_text(const cJSON *obj, const char *key, struct wire_event *ev, bool required)
 {
 	const char *s = json_str(obj, key);
@@ -171,8 +173,6 @@ static int take_text(const cJSON *obj, const char *key, struct wire_event *ev, b
 		return 0;
 	}
 	size_t n = strlen(s);
-	if (!utf8_valid(s, n))
-		return -EINVAL;
 	ev->text = malloc(n + 1);
 	if (!ev->text)
 		return -ENOMEM;
@@ -340,7 +340,19 @@ int wire_event_decode_json(const char *name, size_t name_len, const char *data, 
 	ev->index = -1;
 	api_error_clear(&ev->error);
 
-	cJSON *root = data ? cJSON_ParseWithLength(data, len) : NULL;
+	/* A \u0000 crosses cJSON as a mark (json_nul.h), which needs an event of
+	 * valid UTF-8 (its text has to be anyway). */
+	struct buf hidden;
+	bool hide = data && json_nul_escaped(data, len), bad = hide && !utf8_valid(data, len);
+	buf_init(&hidden, len + 1);
+	if (hide && !bad && json_nul_hide(data, len, &hidden) < 0) {
+		buf_done(&hidden);
+		return -ENOMEM;
+	}
+	cJSON *root = !data || bad ? NULL
+		      : hide	   ? cJSON_ParseWithLength(hidden.data, hidden.len)
+				   : cJSON_ParseWithLength(data, len);
+	buf_done(&hidden);
 	int r = 0;
 
 	if (!cJSON_IsObject(root) && wire_event_foreign(name, name_len)) {
@@ -356,6 +368,12 @@ int wire_event_decode_json(const char *name, size_t name_len, const char *data, 
 	ev->type = k < 0 ? WIRE_UNKNOWN : wire_events[k].type;
 	if (k >= 0 && wire_events[k].decode)
 		r = wire_events[k].decode(root, ev);
+	if (r == 0 && ev->text) {
+		if (hide)
+			json_nul_show(ev->text, ev->text_len);
+		if (!utf8_valid(ev->text, ev->text_len))
+			r = -EINVAL;
+	}
 out:
 	cJSON_Delete(root);
 	if (r < 0)

@@ -11,7 +11,7 @@
  * bytes are compared, the index's digits read and the string unescaped in one
  * pass, and the result validated as UTF-8 once.  Everything else — another key
  * order, white space, a leading zero, an escape this code does not take on
- * (\u0000, a lone surrogate, anything invalid), a raw control character, bytes
+ * (a lone surrogate, anything invalid), a raw control character, bytes
  * after the object, text that is not UTF-8 — is left to cJSON, so that the two
  * paths can only ever give the same answer (the unit tests and the wire fuzz
  * target compare them on every input they have).
@@ -100,13 +100,14 @@ static size_t put_utf8(char *o, uint32_t cp)
 }
 
 /* A \u escape at s (pointing after the backslash and 'u'): a BMP character
- * other than U+0000, or a high surrogate followed by \u and a low one.  Returns
- * the escape's length after "\u", or 0 to leave the string to cJSON. */
+ * (U+0000 too: text keeps its length, not a terminator), or a high surrogate
+ * followed by \u and a low one.  Returns the escape's length after "\u", or 0
+ * to leave the string to cJSON. */
 static size_t read_u_escape(const char *s, const char *end, uint32_t *cp)
 {
 	int hi = end - s >= 4 ? hex4(s) : -1;
 
-	if (hi <= 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
+	if (hi < 0 || (hi >= 0xDC00 && hi <= 0xDFFF))
 		return 0;
 	if (hi < 0xD800 || hi > 0xDBFF) {
 		*cp = (uint32_t)hi;

@@ -11,16 +11,17 @@
 
 #include <cjson/cJSON.h>
 
+#include "mcpfs/json_nul.h"
 #include "mcpfs/utf8.h"
 #include "mcpfs/wire.h"
 
-/* cJSON strings end at the first NUL, so a NUL byte would silently cut the text:
- * it is refused like bad UTF-8. */
+/* cJSON strings end at the first NUL, so a NUL byte of the text crosses cJSON
+ * as a mark (json_nul.h) and is printed as \u0000. */
 static bool text_ok(const char *s, size_t n)
 {
 	if (!s)
 		return n == 0;
-	return utf8_valid(s, n) && !memchr(s, '\0', n);
+	return utf8_valid(s, n);
 }
 
 /* Every check that can fail on the caller's values, done before building, so
@@ -32,6 +33,8 @@ static int wire_request_check(const struct wire_request *r)
 	if (!r->messages || r->n_messages == 0)
 		return -EINVAL;
 	if (r->max_tokens < 0 || r->thinking_budget < 0 || isinf(r->temperature))
+		return -EINVAL;
+	if (r->effort && (!*r->effort || !text_ok(r->effort, strlen(r->effort))))
 		return -EINVAL;
 	if (r->system && !text_ok(r->system, r->system_len))
 		return -EINVAL;
@@ -50,6 +53,7 @@ static cJSON *json_string(const char *s, size_t n)
 	if (n)
 		memcpy(z, s, n);
 	z[n] = '\0';
+	json_nul_mark(z, n);
 	cJSON *item = cJSON_CreateString(z);
 	free(z);
 	return item;
@@ -128,12 +132,21 @@ fail:
 	return NULL;
 }
 
-static bool json_add_thinking(cJSON *root, int64_t budget)
+static bool json_add_thinking(cJSON *root, const struct wire_request *r)
 {
 	cJSON *t = cJSON_AddObjectToObject(root, "thinking");
 
+	if (r->thinking_adaptive)
+		return t && cJSON_AddStringToObject(t, "type", "adaptive");
 	return t && cJSON_AddStringToObject(t, "type", "enabled") &&
-	       json_add_int(t, "budget_tokens", budget);
+	       json_add_int(t, "budget_tokens", r->thinking_budget);
+}
+
+static bool json_add_output_config(cJSON *root, const char *effort)
+{
+	cJSON *o = cJSON_AddObjectToObject(root, "output_config");
+
+	return o && cJSON_AddStringToObject(o, "effort", effort);
 }
 
 /* The field order is fixed (cJSON keeps insertion order): the same conversation
@@ -151,8 +164,10 @@ static cJSON *wire_request_json(const struct wire_request *r)
 			      json_content(r->system, r->system_len, r->system_cache_mark));
 	if (ok)
 		ok = json_add(root, "messages", json_messages(r));
-	if (ok && r->thinking_budget > 0)
-		ok = json_add_thinking(root, r->thinking_budget);
+	if (ok && (r->thinking_adaptive || r->thinking_budget > 0))
+		ok = json_add_thinking(root, r);
+	if (ok && r->effort)
+		ok = json_add_output_config(root, r->effort);
 	if (ok)
 		ok = cJSON_AddBoolToObject(root, "stream", r->stream) != NULL;
 	if (!ok) {
@@ -175,7 +190,7 @@ int wire_request_build(const struct wire_request *r, struct buf *out)
 	cJSON_Delete(root);
 	if (!s)
 		return -ENOMEM;
-	rc = buf_puts(out, s);
+	rc = json_nul_print(s, strlen(s), out);
 	cJSON_free(s);
 	return rc;
 }

@@ -3,22 +3,35 @@
  * FUSE raises no inotify events for a daemon's own changes, so `inotifywait -e
  * modify,close_write output` would never fire.  The notifier makes them happen
  * the only way the kernel reports them: by changing the file through the mount.
- * While a reply grows it truncates `output` to its current size (a no-op for
- * us, IN_MODIFY for watchers), at most every NOTIFY_MS per context (longer
- * when a pass over many streaming contexts takes long); when the
- * reply ends it opens `output` for writing and closes it (IN_CLOSE_WRITE).  It
+ * While a reply grows it truncates `output` to its current size and
+ * `transcript` (no-ops for us, IN_MODIFY for watchers), at most every NOTIFY_MS
+ * per context (longer when a pass over many streaming contexts takes long);
+ * when the reply ends it opens `output` for writing and closes it
+ * (IN_CLOSE_WRITE).  It
  * runs in its own thread, holding no lock, because those calls come back to our
  * own handlers; fs_io.c lets only this thread open `output` for writing.
+ *
+ * It never touches a path outside the mount: after `fusermount3 -uz` the mount
+ * point is an ordinary directory again, where MOUNTPOINT/NAME/output may be a
+ * user's file (which a truncate by path cut to the reply's size).  So each pass
+ * opens the mount point, checks that it is this mount's root (device and inode,
+ * read without a request: AT_STATX_DONT_SYNC), makes it the thread's working
+ * directory (the thread has its own, CLONE_FS) and works by relative paths from
+ * there; while the mount point is anything else the pass does nothing.  No
+ * descriptor of the mount is kept between passes: one would keep a lazily
+ * unmounted mount alive, and the daemon with it.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,17 +42,65 @@
 #define NOTIFY_MS 100   /* shortest time between two events of one context */
 #define NOTIFY_BUSY 4   /* wait at least this many times the last pass's duration */
 
-static int check_mountpoint(const char *path, char *why, size_t whylen)
+/* The file system type mounted exactly at path ("fuse.mcpfs"), from
+ * /proc/self/mountinfo, or "" (path is no mount point).  The last mount there
+ * wins: it is the one a lookup sees. */
+static void mounted_type(const char *path, char *type, size_t len)
+{
+	type[0] = '\0';
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	while (f && fgets(line, sizeof(line), f)) {
+		/* "36 35 98:0 / /mnt/x rw,noatime - fuse.mcpfs mcpfs rw,..."; the
+		 * mount point escapes space, tab, newline and backslash as \ooo. */
+		char mnt[PATH_MAX], fstype[64], *sep = strstr(line, " - ");
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s", fstype) != 1)
+			continue;
+		char *o = mnt;
+		for (const char *p = mnt; *p; p++) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
+				*o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+				p += 3;
+			} else {
+				*o++ = *p;
+			}
+		}
+		*o = '\0';
+		if (!strcmp(mnt, path))
+			snprintf(type, len, "%s", fstype);
+	}
+	if (f)
+		fclose(f);
+}
+
+int fs_check_mountpoint(const char *path, char *why, size_t whylen)
 {
 	struct stat st;
 	if (stat(path, &st) < 0) {
 		int e = errno;
-		snprintf(why, whylen, "mount point '%s': %s", path, strerror(e));
+		if (e == ENOTCONN)
+			snprintf(why, whylen,
+				 "mount point '%s': %s (an mcpfs that stopped without "
+				 "unmounting?): run 'fusermount3 -uz %s' and mount again",
+				 path, strerror(e), path);
+		else
+			snprintf(why, whylen, "mount point '%s': %s", path, strerror(e));
 		return -e;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		snprintf(why, whylen, "mount point '%s' is not a directory", path);
 		return -ENOTDIR;
+	}
+	char real[PATH_MAX], type[64] = "";
+	if (realpath(path, real))
+		mounted_type(real, type, sizeof(type));
+	if (!strcmp(type, "fuse.mcpfs")) {
+		snprintf(why, whylen,
+			 "mount point '%s' is already mounted (mcpfs): unmount it "
+			 "first with 'fusermount3 -u %s'",
+			 path, path);
+		return -EBUSY;
 	}
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -57,7 +118,7 @@ static int check_mountpoint(const char *path, char *why, size_t whylen)
 int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, struct fs **ret,
 	   char *why, size_t whylen)
 {
-	int r = check_mountpoint(mountpoint, why, whylen);
+	int r = fs_check_mountpoint(mountpoint, why, whylen);
 	if (r < 0)
 		return r;
 	struct fs *fs = calloc(1, sizeof(*fs));
@@ -95,6 +156,14 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 		return -EIO;
 	}
 	fs->mounted = true;
+	/* The root's device, from the mount alone: a request could not be served
+	 * before the session loop runs. */
+	struct statx sx;
+	if (statx(AT_FDCWD, fs->mountpoint, AT_STATX_DONT_SYNC, STATX_INO, &sx) == 0 &&
+	    sx.stx_ino == FUSE_ROOT_ID) {
+		fs->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+		fs->have_dev = true;
+	}
 	if (store_observe(st, fs_on_change, fs) < 0 || fuse_set_signal_handlers(fs->se) != 0) {
 		snprintf(why, whylen, "cannot set up the mount on '%s'", mountpoint);
 		fs_free(fs);
@@ -124,6 +193,7 @@ int fs_run(struct fs *fs, unsigned max_threads)
 void fs_unmount(struct fs *fs)
 {
 	if (fs && fs->mounted) {
+		fs_park_drain(fs);  /* answered while /dev/fuse is still open */
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_unmount(fs->se);
 		fs->mounted = false;
@@ -141,16 +211,24 @@ void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
 	pthread_mutex_unlock(&fs->note_lock);
 }
 
-/* Raises the inotify events for one context's output. */
-static void notify_output(struct fs *fs, uint64_t ctx)
+/* Raises the inotify events for one context's output and transcript. */
+static void notify_output(struct fs *fs, uint64_t ctx, unsigned bits)
 {
-	char name[STORE_NAME_MAX + 1], path[4400];
+	char name[STORE_NAME_MAX + 1], path[STORE_NAME_MAX + 16];
 	struct context_info ci;
 	if (store_name(fs->st, ctx, name, sizeof(name)) < 0 || context_info(fs->st, ctx, &ci) < 0) {
 		map_del_id(&fs->closed, ctx);  /* deleted: ids are never reused */
 		return;
 	}
-	snprintf(path, sizeof(path), "%s/%s/output", fs->mountpoint, name);
+	/* Relative to the working directory, the mount's root (notifier_enter).
+	 * Any size for the transcript: a truncate of a rendering changes nothing
+	 * (fs_path_truncate), and 0 spares a rendering to learn its size. */
+	snprintf(path, sizeof(path), "%s/transcript", name);
+	if ((bits & NOTE_TRANSCRIPT) && truncate(path, 0) < 0)
+		return;
+	if (!(bits & NOTE_MODIFY))
+		return;
+	snprintf(path, sizeof(path), "%s/output", name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
 		return;
 	/* One IN_CLOSE_WRITE per finished turn. */
@@ -160,7 +238,7 @@ static void notify_output(struct fs *fs, uint64_t ctx)
 		 * thread's own file table is no descriptor of the process, and a
 		 * sanitizer that took it for one would lose track of the one with
 		 * that number elsewhere (/dev/fuse, most often). */
-		long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+		long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd >= 0)
 			syscall(SYS_close, fd);
 		map_del_id(&fs->closed, ctx);
@@ -176,22 +254,50 @@ static void notify_output(struct fs *fs, uint64_t ctx)
  * So this thread gets a file table of its own without /dev/fuse.  The other
  * descriptors it copies live as long as the daemon anyway.  A raw close: a
  * sanitizer's interceptor would take it for the whole process's. */
-static void notifier_own_files(struct fs *fs)
+static bool notifier_own_files(struct fs *fs)
 {
 	int dev = fuse_session_fd(fs->se);
-	if (unshare(CLONE_FILES) < 0) {
+	if (unshare(CLONE_FILES | CLONE_FS) < 0) {
 		log_warn("notifier: cannot unshare its file table: %s", strerror(errno));
-		return;
+		return false;
 	}
 	if (dev >= 0)
 		syscall(SYS_close, dev);
+	return true;
+}
+
+/* Makes the mount's root this thread's working directory: 0, or -ESTALE when
+ * the mount point is not this mount (lazily unmounted, or mounted over). */
+static int notifier_enter(struct fs *fs)
+{
+	struct statx sx;
+	long fd = syscall(SYS_openat, AT_FDCWD, fs->mountpoint,
+			  O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = -ESTALE;
+	if (syscall(SYS_statx, (int)fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO,
+		    &sx) == 0 && sx.stx_ino == FUSE_ROOT_ID &&
+	    makedev(sx.stx_dev_major, sx.stx_dev_minor) == fs->dev)
+		r = syscall(SYS_fchdir, (int)fd) == 0 ? 0 : -errno;
+	syscall(SYS_close, fd);
+	return r;
+}
+
+/* Leaves the mount, so that no reference to it outlives the pass. */
+static void notifier_leave(void)
+{
+	if (chdir("/") < 0)
+		log_debug("notifier: chdir /: %s", strerror(errno));
 }
 
 void *fs_notifier_run(void *arg)
 {
 	struct fs *fs = arg;
 	fs->notifier_tid = gettid();
-	notifier_own_files(fs);
+	/* Without a working directory of its own it cannot work relative to the
+	 * mount's root without moving the whole daemon's: it then raises no events. */
+	bool can = notifier_own_files(fs) && fs->have_dev;
 	pthread_mutex_lock(&fs->note_lock);
 	while (!fs->note_stop) {
 		if (!fs->touch.count) {
@@ -202,13 +308,17 @@ void *fs_notifier_run(void *arg)
 		map_init(&fs->touch);
 		pthread_mutex_unlock(&fs->note_lock);
 		int64_t pass_start = clock_mono_ms();
-		for (size_t i = 0; i < pending.nslots; i++)
+		bool inside = can && notifier_enter(fs) == 0;
+		for (size_t i = 0; inside && i < pending.nslots; i++)
 			for (struct map_node *n = pending.slots[i]; n; n = n->next) {
 				uint64_t id;
 				memcpy(&id, n->key, sizeof(id));
-				if ((uintptr_t)n->value & NOTE_MODIFY)
-					notify_output(fs, id);
+				unsigned bits = (unsigned)(uintptr_t)n->value;
+				if (bits & (NOTE_MODIFY | NOTE_TRANSCRIPT))
+					notify_output(fs, id, bits);
 			}
+		if (inside)
+			notifier_leave();
 		map_done(&pending);
 		/* Coalesce: changes in the next NOTIFY_MS make one event per context.
 		 * Each event is a truncate through the mount (~4 FUSE round trips), so
@@ -245,16 +355,10 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	fs_unmount(fs);
+	fs_park_drain(fs);  /* nothing left after fs_unmount's */
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	fs_handles_free(fs);
-	/* Requests still parked belong to the session just destroyed. */
-	for (size_t i = 0; i < fs->parked.nslots; i++)
-		for (struct map_node *n = fs->parked.slots[i]; n; n = n->next)
-			for (struct parked *p = n->value, *next; p; p = next) {
-				next = p->next;
-				free(p);
-			}
 	map_done(&fs->parked);
 	map_done(&fs->touch);
 	map_done(&fs->closed);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs_impl.h"
+#include "mcpfs/log.h"
 
 /* A listing, taken at opendir so that offsets stay stable while it is read. */
 struct fs_dirlist {
@@ -66,12 +67,14 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 		st->st_mode = S_IFREG;
 		return fs_files[i + 1].name;
 	}
-	if (i < 2) {
-		st->st_ino = i == 0 ? INO_STATUS : INO_CONFIG;
+	if (i < 3) {
+		static const char *const root_files[] = {".status", ".config", ".models"};
+		static const fuse_ino_t root_inos[] = {INO_STATUS, INO_CONFIG, INO_MODELS};
+		st->st_ino = root_inos[i];
 		st->st_mode = S_IFREG;
-		return i == 0 ? ".status" : ".config";
+		return root_files[i];
 	}
-	i -= 2;
+	i -= 3;
 	if (i >= d->n)
 		return NULL;
 	st->st_ino = fs_ino(d->e[i].id, K_DIR);
@@ -102,16 +105,30 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/* mkdir's errno reaches the shell as a bare "Invalid argument"; the log says
+ * which rule the name broke.  EEXIST is routine (`mkdir -p`), so only debug. */
+static void mkdir_refused(const char *name, int r, const char *why)
+{
+	char q[300];
+	log_quote(q, sizeof(q), name, strlen(name));
+	log_msg(r == -EEXIST ? LOG_DEBUG : LOG_WARNING, "mkdir '%s' refused: %s", q,
+		why ? why : strerror(-r));
+}
+
 void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, id;
 	if (fs_kind_of(parent, &ctx) != K_ROOT) {
-		fuse_reply_err(req, EACCES);  /* contexts do not nest */
+		mkdir_refused(name, -EACCES, "contexts do not nest");
+		fuse_reply_err(req, EACCES);
 		return;
 	}
 	int r = store_create(fs->st, name, &id);
 	if (r < 0) {
+		const char *why = NULL;
+		store_name_check_why(name, strlen(name), &why);
+		mkdir_refused(name, r, why);
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -135,7 +152,9 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else if (kind != K_ROOT)
 		r = -ENOTDIR;
 	else if (store_lookup(fs->st, name, &id) < 0)
-		r = !strcmp(name, ".status") || !strcmp(name, ".config") ? -ENOTDIR : -ENOENT;
+		r = !strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models")
+			    ? -ENOTDIR
+			    : -ENOENT;
 	else {
 		r = store_delete(fs->st, name);
 		if (r == 0)
@@ -154,7 +173,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = fs_scratch_unlink(fs, parent, name);
 	else if (kind == K_DIR)
 		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT;  /* lets rm -r reach rmdir */
-	else if (!strcmp(name, ".status") || !strcmp(name, ".config"))
+	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models"))
 		r = -EACCES;
 	else
 		r = store_lookup(fs->st, name, &id) == 0 ? -EISDIR : -ENOENT;
@@ -167,20 +186,70 @@ static bool editable(int kind)
 	return kind == K_INPUT || kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG;
 }
 
+/* Emacs's backup names of NAME: "NAME~" and, numbered, "NAME.~N~". */
+static bool backup_of(const char *name, const char *newname)
+{
+	size_t n = strlen(name);
+	if (strncmp(newname, name, n))
+		return false;
+	const char *t = newname + n;
+	if (!strcmp(t, "~"))
+		return true;
+	if (strncmp(t, ".~", 2) || !t[2])
+		return false;
+	for (t += 2; *t >= '0' && *t <= '9'; t++)
+		;
+	return t > newname + n + 2 && !strcmp(t, "~");
+}
+
+/* A temporary file renamed onto input, a setting or `.config`: a write of its
+ * content (fs_content_apply), then it is gone.  A content refused (invalid, not
+ * UTF-8, too large) is EINVAL, and both files stay as they were. */
+static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, const char *name,
+			    const char *newname, unsigned int flags)
+{
+	int kind = ctx ? fs_fixed_kind(newname) : !strcmp(newname, ".config") ? K_ROOT_CONFIG : -1;
+	if (!editable(kind) && kind != K_ROOT_CONFIG)
+		return -EACCES;
+	if (flags & RENAME_NOREPLACE)
+		return -EEXIST;
+	struct buf b;
+	buf_init(&b, SCRATCH_MAX_BYTES);
+	int r = fs_scratch_copy(fs, parent, name, &b);
+	if (r == 0)
+		r = fs_content_apply(fs, ctx, kind, b.data ? b.data : "", b.len);
+	buf_done(&b);
+	if (r == -EILSEQ || r == -EFBIG)
+		r = -EINVAL;
+	if (r == 0)
+		fs_scratch_unlink(fs, parent, name);
+	return r;
+}
+
+/* Renames: a context (at the root); a temporary file onto input or a setting,
+ * or at the root onto `.config` (a save by rename); NAME to its backup name
+ * (Emacs), which is accepted and changes nothing.  Any other rename of a
+ * context's file is EACCES (CONTRACT §4: never a false success). */
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		  const char *newname, unsigned int flags)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, nctx;
 	int kind = fs_kind_of(parent, &ctx), nkind = fs_kind_of(newparent, &nctx);
+	uint64_t id;
 	int r;
-	if (flags & RENAME_EXCHANGE)
+	if (flags & ~RENAME_NOREPLACE)
 		r = -EINVAL;
+	else if (kind == K_ROOT && nkind == K_ROOT && store_lookup(fs->st, name, &id) < 0 &&
+		 fs_scratch_find(fs, parent, name))
+		r = rename_temporary(fs, parent, 0, name, newname, flags);
 	else if (kind == K_ROOT && nkind == K_ROOT)
 		r = store_rename(fs->st, name, newname);
 	else if (kind != nkind || ctx != nctx)
 		r = -EXDEV;
-	else if (kind == K_DIR && editable(fs_fixed_kind(name)))
+	else if (kind == K_DIR && fs_scratch_find(fs, parent, name))
+		r = rename_temporary(fs, parent, ctx, name, newname, flags);
+	else if (kind == K_DIR && editable(fs_fixed_kind(name)) && backup_of(name, newname))
 		r = 0;  /* Emacs backs up by renaming NAME to NAME~: keep NAME */
 	else
 		r = -EACCES;
@@ -189,7 +258,8 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 	fuse_reply_err(req, -r);
 }
 
-/* Only editors' scratch files can be created (fs_scratch.c says which). */
+/* Only editors' scratch files and tools' temporary files can be created
+ * (fs_scratch.c says which). */
 void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		  struct fuse_file_info *fi)
 {
@@ -199,13 +269,15 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	if (!fs_scratch_name_ok(fs, parent, name)) {
+	if (!fs_scratch_name_ok(fs, parent, name, fi->flags)) {
 		fuse_reply_err(req, EACCES);
 		return;
 	}
-	int r = fs_scratch_create(fs, parent, name, &sc);
+	int r = fs_scratch_create(fs, parent, name, fuse_req_ctx(req)->pid, &sc);
 	struct fs_handle *h = r == 0 ? calloc(1, sizeof(*h)) : NULL;
 	if (!h) {
+		if (r == 0)
+			fs_scratch_release(fs, sc);
 		fuse_reply_err(req, r < 0 ? -r : ENOMEM);
 		return;
 	}
@@ -220,7 +292,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	memset(&e, 0, sizeof(e));
 	e.ino = sc->ino;
 	e.generation = 1;
-	e.entry_timeout = 1.0;
+	e.entry_timeout = 0;  /* see reply_entry() */
 	fs_stat(fs, e.ino, &e.attr);
 	fuse_reply_create(req, &e, fi);
 	pthread_mutex_unlock(lock);

@@ -14,17 +14,18 @@
 #include "mcpfs/map.h"
 #include "mcpfs/store.h"
 
-/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`; a context with id N is
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`; a context with id N is
  * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
  * are never reused while mounted, so inode numbers never go stale. */
 #define INO_STATUS 2
 #define INO_CONFIG 3
+#define INO_MODELS 4
 #define INO_SCRATCH (1ULL << 62)
 
 enum fs_kind {
 	K_DIR = 0, K_INPUT, K_OUTPUT, K_HISTORY, K_HISTORY_JSON, K_TRANSCRIPT, K_SYSTEM,
 	K_MODEL, K_CONFIG, K_STATUS, K_USAGE, K_CTL, K_NFIXED,
-	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH,
+	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH, K_ROOT_MODELS,
 };
 
 struct fs_file {
@@ -35,18 +36,24 @@ struct fs_file {
 extern const struct fs_file fs_files[K_NFIXED];
 
 #define FS_HANDLE_LOCKS 64       /* stripes of fs->handle_locks */
-#define SCRATCH_MAX_FILES 64     /* editor scratch files in the whole mount */
-#define SCRATCH_MAX_BYTES (16u << 20)
+/* Scratch and temporary files (fs_scratch.c); past a count, ENOSPC at create;
+ * past a file's size, EFBIG at write; past the total, ENOSPC at write. */
+#define SCRATCH_MAX_FILES 64             /* in the whole mount */
+#define SCRATCH_DIR_MAX_FILES 16         /* in one directory */
+#define SCRATCH_MAX_BYTES (16u << 20)    /* one file */
+#define SCRATCH_TOTAL_BYTES (64u << 20)  /* all of them together */
 
-/* An editor's scratch file (a vim swap file): in memory only. */
+/* An editor's scratch file (a vim swap file) or a tool's temporary file (sed
+ * -i's): in memory only.  data's length and opens are under scratch_lock. */
 struct scratch {
 	uint64_t ino;
 	fuse_ino_t parent;
 	char name[256];
 	struct buf data;
 	int64_t mtime_ms;
+	pid_t creator;  /* the thread that created it (FUSE's pid of the request) */
 	int opens;      /* handles open on it; under scratch_lock */
-	bool gone;      /* unlinked: freed at the last release */
+	bool gone;      /* unlinked or renamed away: freed at the last release */
 };
 
 /* One open file.  Owned by the kernel's file (fi->fh) from open to release. */
@@ -60,14 +67,23 @@ struct fs_handle {
 	bool dirty;              /* written (or truncated) since the last flush */
 	bool append;             /* O_APPEND: writes go to the end of data */
 	bool written;            /* a write came since the last flush */
-	int rejected;            /* input: errno of the refusal of the message, 0 */
+	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
 	bool committing;         /* a flush or release is in a store commit, which
 	                            runs without the handle's lock (fs_io.c) */
+	bool renamed;            /* the content of a temporary file renamed onto it */
+	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
+	uint64_t cost;           /* input, system: bytes the text takes in a journal record
+	                            (store_text_cost) */
+	uint64_t base_cost;      /* system, model, config: the rest of a settings record
+	                            (context_settings_cost), 0 until the first write */
+	uint64_t held;           /* disk room held for the record the close writes
+	                            (store_reserve) */
 	struct buf data;         /* input: the message; rw files: their new text;
 	                            read-only files: the rendered snapshot */
 	struct turn *turn;       /* output: the turn this open is bound to */
 	struct turn *draft;      /* input: the staged message */
 	uint64_t read_end;       /* output: end of the last read, for poll; under park_lock */
+	uint64_t version;        /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
 	char ctl_line[256];      /* ctl: a command line not yet ended */
 	size_t ctl_len;
@@ -100,6 +116,7 @@ struct fs {
 	struct map scratch_by_name;  /* "parent/name" -> struct scratch */
 	struct map scratch_by_ino;
 	uint64_t next_scratch;
+	size_t scratch_bytes;        /* bytes of the files in scratch_by_ino; under scratch_lock */
 
 	pthread_mutex_t note_lock;   /* the notifier's queue */
 	pthread_cond_t note_cond;
@@ -107,6 +124,9 @@ struct fs {
 	bool note_stop;
 	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
+	dev_t dev;                   /* the mount's device: the notifier touches files
+	                                only while the mount point is this mount */
+	bool have_dev;
 
 	/* Open files.  The kernel drops the RELEASE of a file closed just before
 	 * an unmount, so fs_free frees what is left here. */
@@ -140,6 +160,7 @@ static inline pthread_cond_t *fs_handle_cond(struct fs *fs, const void *h)
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
 #define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */
 #define NOTE_INVAL 4u        /* the context appeared, vanished or was renamed */
+#define NOTE_TRANSCRIPT 8u   /* the transcript grew: truncate it (a no-op) */
 
 /* fs_node.c */
 uint64_t fs_ino(uint64_t ctx, int kind);
@@ -182,6 +203,21 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
 int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
 /* Frees the handles whose release never came; the session is destroyed. */
 void fs_handles_free(struct fs *fs);
+/* The whole new content of input or a setting, given at once (a temporary file
+ * renamed onto it): checked and applied as a writer's text is at close; input
+ * gets one message.  0 or the -errno that close would give. */
+int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
+/* What reading ctl shows: its commands, one a line, each with a few words. */
+extern const char fs_ctl_help[];
+
+/* fs_check.c */
+/* A write to input, system, model, config or .config: applies it to h->data
+ * and refuses it (-errno, reported) when it makes the text invalid already
+ * (CONTRACT §3.3); a refused text refuses every later write and close. */
+int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+/* Reports a refused write or close: a warning in the log and `last_refused`
+ * in the context's status. */
+void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
@@ -189,16 +225,24 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
 		    struct fuse_pollhandle *ph);
 void fs_on_change(void *fs, uint64_t ctx, unsigned what);
+/* Answers every parked read with EIO and drops every poll waiter; after the
+ * session loop has returned. */
+void fs_park_drain(struct fs *fs);
 
 /* fs_scratch.c */
-bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name);
+bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags);
 struct scratch *fs_scratch_find(struct fs *fs, fuse_ino_t parent, const char *name);
-struct scratch *fs_scratch_by_ino(struct fs *fs, uint64_t ino);
-int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, struct scratch **ret);
+uint64_t fs_scratch_ino(struct fs *fs, fuse_ino_t parent, const char *name);
+/* The file of inode ino with one more open on it (fs_scratch_release), or NULL. */
+struct scratch *fs_scratch_hold_ino(struct fs *fs, uint64_t ino);
+int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, pid_t creator,
+		      struct scratch **ret);
+int fs_scratch_write(struct fs *fs, struct scratch *sc, size_t off, const char *data, size_t n);
+int fs_scratch_resize(struct fs *fs, struct scratch *sc, size_t len);
+int fs_scratch_copy(struct fs *fs, fuse_ino_t parent, const char *name, struct buf *out);
 int fs_scratch_unlink(struct fs *fs, fuse_ino_t parent, const char *name);
 void fs_scratch_drop_dir(struct fs *fs, fuse_ino_t parent);
-void fs_scratch_stat(struct fs *fs, const struct scratch *sc, struct stat *st);
-void fs_scratch_hold(struct fs *fs, struct scratch *sc);
+int fs_scratch_stat(struct fs *fs, uint64_t ino, struct stat *st);
 void fs_scratch_release(struct fs *fs, struct scratch *sc);
 void fs_scratch_free_all(struct fs *fs);
 

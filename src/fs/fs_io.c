@@ -4,10 +4,12 @@
  * FLUSH (every close) validates and stages it, so the writer sees an error and,
  * once close() returns, `output` already belongs to the new turn; the last
  * RELEASE sends it (CONTRACT §3.2, reference fuse-semantics §1.5).
+ * What a write can already refuse is refused by that write (fs_check.c).
  * `system`, `model`, `config`, `.config`: the new text replaces the old at
  * flush; opened without O_TRUNC the buffer starts with the current text, so
  * `>>` appends.  Read-only renderings are rendered at a read at offset 0 and
- * served from that snapshot, so one pass through the file is consistent.
+ * served from that snapshot, so one pass through the file is consistent; the
+ * transcript, which only grows, is rendered again by a read past the snapshot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include "fs_impl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/settings.h"
+#include "mcpfs/utf8.h"
 
 #define VIEW_MAX (1u << 30)  /* a rendering larger than this fails with EFBIG */
 
@@ -39,6 +42,8 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_status(fs->st, out);
 	if (h->kind == K_ROOT_CONFIG)
 		return store_render_defaults(fs->st, out);
+	if (h->kind == K_ROOT_MODELS)
+		return store_render_models(fs->st, out, true);
 	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
 }
 
@@ -51,11 +56,8 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	case K_DIR:
 		return -EISDIR;
 	case K_SCRATCH:
-		if (h->writer && (flags & O_TRUNC)) {
-			pthread_mutex_lock(&fs->scratch_lock);
-			buf_resize(&h->scratch->data, 0);
-			pthread_mutex_unlock(&fs->scratch_lock);
-		}
+		if (h->writer && (flags & O_TRUNC))
+			fs_scratch_resize(fs, h->scratch, 0);
 		return 0;
 	case K_INPUT: {
 		int r = context_info(fs->st, h->ctx, &ci);
@@ -67,7 +69,7 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 			return fuse_req_ctx(req)->pid == fs->notifier_tid ? 0 : -EACCES;
 		return context_output(fs->st, h->ctx, &h->turn);
 	case K_CTL:
-		return h->writer ? 0 : -EACCES;
+		return 0;
 	default:
 		break;
 	}
@@ -103,10 +105,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	buf_init(&h->data, VIEW_MAX);
 	int r = h->kind < 0 ? -ENOENT : 0;
 	if (h->kind == K_SCRATCH) {
-		h->scratch = fs_scratch_by_ino(fs, ino);
-		if (h->scratch)
-			fs_scratch_hold(fs, h->scratch);
-		else
+		h->scratch = fs_scratch_hold_ino(fs, ino);
+		if (!h->scratch)
 			r = -ENOENT;
 	}
 	if (r == 0)
@@ -210,6 +210,28 @@ static bool caller_is_following_tail(fuse_req_t req)
 	return false;
 }
 
+/* The transcript only grows, so a snapshot stays a prefix of it: a read past
+ * its end (tail -f, a reader while a reply streams) renders it again, when the
+ * context changed since the snapshot was made. */
+static void transcript_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size,
+			    off_t off)
+{
+	uint64_t now;
+	bool stale = off == 0 || !h->data.data ||
+		     ((size_t)off >= h->data.len &&
+		      (context_version(fs->st, h->ctx, &now) < 0 || now != h->version));
+	if (stale) {
+		buf_reset(&h->data);
+		int r = context_render_version(fs->st, h->ctx, VIEW_TRANSCRIPT, &h->data,
+					       &h->version);
+		if (r < 0) {
+			fuse_reply_err(req, -r);
+			return;
+		}
+	}
+	reply_slice(req, h->data.data, h->data.len, off, size);
+}
+
 static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size, off_t off,
 			int flags)
 {
@@ -224,8 +246,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 			fs_serve_read(fs, req, h, off, size, flags & O_NONBLOCK);
 		return;
 	case K_INPUT:
-	case K_CTL:
 		fuse_reply_buf(req, NULL, 0);  /* input reads empty, so editors start blank */
+		return;
+	case K_CTL:
+		reply_slice(req, fs_ctl_help, strlen(fs_ctl_help), off, size);
 		return;
 	case K_SCRATCH:
 		pthread_mutex_lock(&fs->scratch_lock);
@@ -234,6 +258,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 		return;
 	default:
 		break;
+	}
+	if (h->kind == K_TRANSCRIPT) {
+		transcript_read(fs, req, h, size, off);
+		return;
 	}
 	if (!(kind_rw(h->kind) && h->writer) && (off == 0 || !h->data.data)) {
 		buf_reset(&h->data);
@@ -294,16 +322,21 @@ static char *data_dup(const struct fs_handle *h)
 	return copy;
 }
 
+/* Every command ctl_run() knows, in its order (a new command adds its line). */
+const char fs_ctl_help[] =
+	"cancel\tend the call in flight; queued messages are sent next\n"
+	"clear\tstart an empty history (the transcript keeps everything)\n"
+	"retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
+
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
- * with nothing to retry. */
-static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
+ * with nothing to retry (why says which). */
+static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t whylen)
 {
 	char *p = line, *end = line + strlen(line);
 	while (*p == ' ' || *p == '\t')
 		p++;
 	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
 		*--end = '\0';
-	char why[512];
 	if (!*p)
 		return 0;
 	if (!strcmp(p, "cancel"))
@@ -311,39 +344,78 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line)
 	if (!strcmp(p, "clear"))
 		return context_clear(fs->st, ctx);
 	if (!strcmp(p, "retry"))
-		return context_retry(fs->st, ctx, why, sizeof(why));
-	log_debug("ctl: unknown command '%.64s'", p);
+		return context_retry(fs->st, ctx, why, whylen);
+	char quoted[80] = "(not UTF-8 text)";
+	if (utf8_valid(p, strlen(p))) /* why goes to status: always text */
+		log_quote(quoted, sizeof(quoted), p, strlen(p));
+	snprintf(why, whylen, "unknown command '%s' (cancel, retry, clear)", quoted);
 	return -EINVAL;
 }
 
 /* Runs the line in h->ctl_line (a copy of it, without the handle's lock). */
-static int ctl_commit(struct fs *fs, struct fs_handle *h)
+static int ctl_commit(struct fs *fs, struct fs_handle *h, char *why, size_t whylen)
 {
 	char line[sizeof(h->ctl_line)];
 	memcpy(line, h->ctl_line, sizeof(line));
 	commit_begin(fs, h);
-	int r = ctl_run(fs, h->ctx, line);
+	int r = ctl_run(fs, h->ctx, line, why, whylen);
 	commit_end(fs, h);
 	return r;
 }
 
 /* Feeds bytes to the ctl line buffer, running each complete line. */
-static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size)
+static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, char *why,
+		     size_t whylen)
 {
 	for (size_t i = 0; i < size; i++) {
 		if (buf[i] != '\n') {
-			if (h->ctl_len + 1 >= sizeof(h->ctl_line))
+			if (h->ctl_len + 1 >= sizeof(h->ctl_line)) {
+				snprintf(why, whylen, "a command line is at most %zu bytes",
+					 sizeof(h->ctl_line) - 1);
 				return -EINVAL;  /* no command is this long */
+			}
 			h->ctl_line[h->ctl_len++] = buf[i];
 			continue;
 		}
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		int r = ctl_commit(fs, h);
+		int r = ctl_commit(fs, h, why, whylen);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+/* A model id written to model, config or .config is checked with the Models API
+ * at write() (CONTRACT §3.3), on a copy taken under the handle's lock: the check
+ * may wait (MODELS_WAIT_MS at most) and must not hold the stripe meanwhile. */
+static int model_write_check(struct fs *fs, struct fs_handle *h)
+{
+	if (h->kind != K_MODEL && h->kind != K_CONFIG && h->kind != K_ROOT_CONFIG)
+		return 0;
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	size_t len = h->data.len;
+	char *copy = len ? malloc(len) : NULL;
+	if (copy)
+		memcpy(copy, h->data.data, len);
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	char why[512];
+	int r = copy ? store_model_check_text(fs->st, h->ctx, h->kind == K_MODEL ? 0 :
+					      h->kind == K_CONFIG ? 1 : 2, copy, len, why,
+					      sizeof(why))
+		     : 0;
+	free(copy);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0) {
+		/* Refused like any other write (status, log), and the open file
+		 * stays refused: its close applies nothing. */
+		pthread_mutex_lock(fs_handle_lock(fs, h));
+		h->rejected = -r;
+		fs_refuse(fs, h, false, why);
+		pthread_mutex_unlock(fs_handle_lock(fs, h));
+	}
+	return r;
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -354,33 +426,20 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	int r = 0;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_CTL) {
-		r = ctl_write(fs, h, buf, size);
+		char why[512] = "";
+		r = ctl_write(fs, h, buf, size, why, sizeof(why));
+		if (r < 0 && r != -ENOENT)
+			fs_refuse(fs, h, false, why);
 	} else if (h->kind == K_SCRATCH) {
-		pthread_mutex_lock(&fs->scratch_lock);
-		r = buf_write_at(&h->scratch->data, (size_t)off, buf, size);
-		pthread_mutex_unlock(&fs->scratch_lock);
+		r = fs_scratch_write(fs, h->scratch, (size_t)off, buf, size);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
-		/* The kernel puts an O_APPEND write at its cached file size, which for
-		 * input is the previous message's (reads stay empty): `>>` after `>`
-		 * would start the message with that many NULs.  The end of this open's
-		 * own text is where an append goes. */
-		if (h->append)
-			off = (off_t)h->data.len;
-		r = buf_write_at(&h->data, (size_t)off, buf, size);
-		h->dirty = true;
-		h->written = true;
-		if (r == -EFBIG && h->kind == K_INPUT && !h->rejected) {
-			/* Nothing of an oversized message may be sent. */
-			char why[256];
-			snprintf(why, sizeof(why), "message is over max_input_bytes (%zu); nothing was "
-				 "sent", h->data.max);
-			h->rejected = EFBIG;
-			context_reject(fs->st, h->ctx, why);
-		}
+		r = fs_write_text(fs, h, buf, size, off);
 	} else if (h->kind != K_OUTPUT) {
 		r = -EBADF;
 	}
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
+	if (r == 0)
+		r = model_write_check(fs, h);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -397,6 +456,11 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	int r;
 	if (!text)
 		return -ENOMEM;
+	/* The room held for the record goes back just before it is written.
+	 * Unlike a message's (context_stage_held), not under the same lock: a
+	 * reply's record written in between may take it, and the close then
+	 * fails with ENOSPC as it would have without. */
+	store_unreserve(fs->st, &h->held);
 	commit_begin(fs, h);
 	switch (h->kind) {
 	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, len, why, sizeof(why)); break;
@@ -407,7 +471,7 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	commit_end(fs, h);
 	free(text);
 	if (r < 0)
-		log_debug("refused new %s: %s", fs_files[h->kind < K_NFIXED ? h->kind : K_CONFIG].name, why);
+		fs_refuse(fs, h, true, why);
 	return r;
 }
 
@@ -427,17 +491,25 @@ static int input_flush(struct fs *fs, struct fs_handle *h)
 	h->dirty = false;
 	char why[512];
 	struct turn *draft = h->draft;
+	/* The room held so far goes with this text to its record (given back by
+	 * context_stage_held under the store lock); a write meanwhile holds anew. */
+	uint64_t held = h->held;
+	h->held = 0;
 	commit_begin(fs, h);
-	int r = context_stage(fs->st, h->ctx, &draft, text, len, why, sizeof(why));
+	int r = context_stage_held(fs->st, h->ctx, &draft, &held, text, len, why, sizeof(why));
 	if (r < 0 && r != -ECANCELED) {
 		context_abandon(fs->st, draft, why);
 		draft = NULL;
 	}
 	commit_end(fs, h);
 	free(text);
+	store_unreserve(fs->st, &held);  /* none left: context_stage_held gave it */
 	h->draft = draft;
-	if (r < 0 && r != -ECANCELED)
+	if (r < 0 && r != -ECANCELED) {
 		h->rejected = -r;
+		if (r != -ENOENT)
+			fs_refuse(fs, h, true, why);
+	}
 	return r == -ECANCELED ? 0 : r;
 }
 
@@ -454,7 +526,12 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (h->kind == K_CTL && h->ctl_len) {
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		r = ctl_commit(fs, h);
+		char why[512] = "";
+		r = ctl_commit(fs, h, why, sizeof(why));
+		if (r < 0 && r != -ENOENT)
+			fs_refuse(fs, h, true, why);
+	} else if (kind_rw(h->kind) && h->rejected) {
+		r = -h->rejected; /* reported at its write */
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {
 		/* Only after a write: `echo x > system` closes a copy of its descriptor
 		 * before echo writes, and that close must not apply an empty prompt.
@@ -488,7 +565,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 			context_abandon(fs->st, h->draft, "the message was refused");
 		else
 			context_submit(fs->st, h->draft);  /* the last reference: send */
-	} else if (kind_rw(h->kind) && h->dirty) {
+	} else if (kind_rw(h->kind) && h->dirty && !h->rejected) {
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT) {
 		/* The last read may have been answered by the thread that delivered
@@ -501,9 +578,35 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
 	}
+	store_unreserve(fs->st, &h->held); /* a text never applied */
 	buf_done(&h->data);
 	free(h);
 	pthread_mutex_unlock(lock);
+}
+
+int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len)
+{
+	/* The open (O_TRUNC), write and close of a writer that is never shared:
+	 * the same checks as a write's, refusals reported the same way. */
+	struct fs_handle h = {.kind = kind, .ctx = ctx, .writer = true, .renamed = true};
+	buf_init(&h.data, VIEW_MAX);
+	int r = handle_init(fs, NULL, &h, O_WRONLY | O_TRUNC);
+	if (r == 0 && len)
+		r = fs_write_text(fs, &h, data, len, 0);
+	h.dirty = h.written = true;
+	/* input_flush and apply_rw release the handle's lock around the commit. */
+	pthread_mutex_lock(fs_handle_lock(fs, &h));
+	if (r == 0 && kind == K_INPUT) {
+		r = input_flush(fs, &h);
+		if (r == 0)
+			context_submit(fs->st, h.draft);  /* input_flush gave up the draft on failure */
+	} else if (r == 0) {
+		r = apply_rw(fs, &h);
+	}
+	pthread_mutex_unlock(fs_handle_lock(fs, &h));
+	store_unreserve(fs->st, &h.held);
+	buf_done(&h.data);
+	return r;
 }
 
 void fs_handles_free(struct fs *fs)
@@ -512,6 +615,8 @@ void fs_handles_free(struct fs *fs)
 		next = h->next;
 		turn_unref(fs->st, h->turn);
 		turn_unref(fs->st, h->draft);  /* never sent: loads as interrupted */
+		if (h->scratch)
+			fs_scratch_release(fs, h->scratch);  /* frees one renamed away */
 		buf_done(&h->data);
 		free(h);
 	}
@@ -545,12 +650,14 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 	int r = 0;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_SCRATCH) {
-		pthread_mutex_lock(&fs->scratch_lock);
-		r = buf_resize(&h->scratch->data, (size_t)size);
-		pthread_mutex_unlock(&fs->scratch_lock);
+		r = fs_scratch_resize(fs, h->scratch, (size_t)size);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		h->dirty = true;
 		r = buf_resize(&h->data, (size_t)size);
+		if (h->valid > h->data.len)
+			h->valid = h->data.len;
+		if (h->kind == K_INPUT)
+			h->cost = store_text_cost(h->data.data, h->data.len);
 	}  /* else output and the renderings: accepted, nothing changes */
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	return r;
@@ -564,12 +671,10 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 	int kind = fs_kind_of(ino, &ctx);
 	char why[256];
 	if (kind == K_SCRATCH) {
-		struct scratch *sc = fs_scratch_by_ino(fs, ino);
-		if (!sc)
-			return -ENOENT;
-		pthread_mutex_lock(&fs->scratch_lock);
-		int r = buf_resize(&sc->data, (size_t)size);
-		pthread_mutex_unlock(&fs->scratch_lock);
+		struct scratch *sc = fs_scratch_hold_ino(fs, ino);
+		int r = sc ? fs_scratch_resize(fs, sc, (size_t)size) : -ENOENT;
+		if (sc)
+			fs_scratch_release(fs, sc);
 		return r;
 	}
 	if (size != 0)

@@ -3,9 +3,9 @@
  *
  * Errno choices (CONTRACT §2, §4): a name that is not allowed is EINVAL (too
  * long: ENAMETOOLONG); any other new file is EACCES unless it is an editor's
- * scratch file; unlink of a fixed file is accepted and changes nothing, so that
- * `rm -r` reaches rmdir; rename of `input`, `system`, `model` or `config` to
- * anything (Emacs's backup) is likewise accepted and changes nothing.
+ * scratch file or a tool's temporary file (fs_scratch.c); unlink of a fixed
+ * file is accepted and changes nothing, so that `rm -r` reaches rmdir; rename
+ * is in fs_dir.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ const struct fs_file fs_files[K_NFIXED] = {
 	[K_CONFIG] = {"config", 0644 | S_IFREG, VIEW_CONFIG},
 	[K_STATUS] = {"status", 0444 | S_IFREG, VIEW_STATUS},
 	[K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
-	[K_CTL] = {"ctl", 0200 | S_IFREG, -1},
+	[K_CTL] = {"ctl", 0600 | S_IFREG, -1},  /* reads list the commands */
 };
 
 #define ENTRY_TIMEOUT 1.0  /* names change only through us, or with an invalidation */
@@ -46,6 +46,8 @@ uint64_t fs_ino(uint64_t ctx, int kind)
 		return INO_STATUS;
 	if (kind == K_ROOT_CONFIG)
 		return INO_CONFIG;
+	if (kind == K_ROOT_MODELS)
+		return INO_MODELS;
 	return ctx << 8 | (uint64_t)kind;
 }
 
@@ -58,6 +60,8 @@ int fs_kind_of(fuse_ino_t ino, uint64_t *ctx)
 		return K_ROOT_STATUS;
 	if (ino == INO_CONFIG)
 		return K_ROOT_CONFIG;
+	if (ino == INO_MODELS)
+		return K_ROOT_MODELS;
 	if (ino & INO_SCRATCH)
 		return K_SCRATCH;
 	*ctx = ino >> 8;
@@ -84,6 +88,8 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 {
 	if (kind == K_OUTPUT)
 		return (int64_t)ci->output_size;
+	if (kind == K_CTL)
+		return (int64_t)strlen(fs_ctl_help);
 	if (fs_files[kind].view < 0)
 		return 0;
 	struct buf b;
@@ -96,16 +102,21 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 
 static int root_stat(struct fs *fs, int kind, struct stat *st)
 {
-	st->st_mode = kind == K_ROOT ? (S_IFDIR | 0755) : kind == K_ROOT_STATUS ? (S_IFREG | 0444)
-									: (S_IFREG | 0644);
+	st->st_mode = kind == K_ROOT		 ? (S_IFDIR | 0755)
+		      : kind == K_ROOT_CONFIG ? (S_IFREG | 0644)
+					      : (S_IFREG | 0444);
 	st->st_nlink = kind == K_ROOT ? 2 : 1;
 	fill_time(&st->st_mtim, fs->mount_ms);
 	if (kind == K_ROOT)
 		return 0;
 	struct buf b;
 	buf_init(&b, 1u << 20);
-	int r = kind == K_ROOT_STATUS ? store_render_status(fs->st, &b)
-				      : store_render_defaults(fs->st, &b);
+	/* `.models` fetches a list older than a day here already (waiting
+	 * MODELS_WAIT_MS at most), so that its size is that of what a read gives:
+	 * rsync and tar trust the size. */
+	int r = kind == K_ROOT_STATUS   ? store_render_status(fs->st, &b)
+		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, true)
+					: store_render_defaults(fs->st, &b);
 	st->st_size = r < 0 ? 0 : (off_t)b.len;
 	buf_done(&b);
 	return 0;
@@ -126,10 +137,7 @@ int fs_stat(struct fs *fs, fuse_ino_t ino, struct stat *st)
 	if (kind >= K_ROOT && kind != K_SCRATCH)
 		r = root_stat(fs, kind, st);
 	else if (kind == K_SCRATCH) {
-		struct scratch *sc = fs_scratch_by_ino(fs, ino);
-		if (!sc)
-			return -ENOENT;
-		fs_scratch_stat(fs, sc, st);
+		r = fs_scratch_stat(fs, ino, st);
 	} else if (kind == K_DIR) {
 		char name[STORE_NAME_MAX + 1];
 		r = store_name(fs->st, ctx, name, sizeof(name));
@@ -162,7 +170,9 @@ static void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 	}
 	e.ino = ino;
 	e.generation = 1;
-	e.entry_timeout = ENTRY_TIMEOUT;
+	/* A scratch file's name is never cached: renamed onto `config`, its entry
+	 * would stand for `config` in the kernel until it timed out. */
+	e.entry_timeout = ino & INO_SCRATCH ? 0 : ENTRY_TIMEOUT;
 	e.attr_timeout = 0;  /* sizes change as replies stream: always ask */
 	fuse_reply_entry(req, &e);
 }
@@ -176,21 +186,26 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	struct scratch *sc = fs_scratch_find(fs, parent, name);
-	if (sc) {
-		reply_entry(req, fs, sc->ino);
-		return;
-	}
+	/* At the root a context goes first: one made (over HTTP) with the name
+	 * of a temporary file hides it. */
+	uint64_t id, sc_ino = fs_scratch_ino(fs, parent, name);
 	if (pkind == K_ROOT) {
-		uint64_t id;
 		if (!strcmp(name, ".status"))
 			reply_entry(req, fs, INO_STATUS);
 		else if (!strcmp(name, ".config"))
 			reply_entry(req, fs, INO_CONFIG);
+		else if (!strcmp(name, ".models"))
+			reply_entry(req, fs, INO_MODELS);
 		else if (store_lookup(fs->st, name, &id) == 0)
 			reply_entry(req, fs, fs_ino(id, K_DIR));
+		else if (sc_ino)
+			reply_entry(req, fs, sc_ino);
 		else
 			fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (sc_ino) {
+		reply_entry(req, fs, sc_ino);
 		return;
 	}
 	int k = pkind == K_DIR ? fs_fixed_kind(name) : -1;

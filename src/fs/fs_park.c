@@ -132,6 +132,9 @@ void fs_on_change(void *data, uint64_t ctx, unsigned what)
 	struct fs *fs = data;
 	if (what & (STORE_CHANGED_CREATED | STORE_CHANGED_DELETED | STORE_CHANGED_RENAMED))
 		fs_note(fs, ctx, NOTE_INVAL);
+	if (what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY |
+		    STORE_CHANGED_SETTINGS))
+		fs_note(fs, ctx, NOTE_TRANSCRIPT);
 	if (!(what & STORE_CHANGED_OUTPUT))
 		return;
 	fs_note(fs, ctx, NOTE_MODIFY);
@@ -147,6 +150,35 @@ void fs_on_change(void *data, uint64_t ctx, unsigned what)
 			fuse_lowlevel_notify_poll(p->ph);
 			fuse_pollhandle_destroy(p->ph);
 		}
+		free(p);
+	}
+}
+
+/* At shutdown, after the session loop: reads still parked wait on turns that
+ * will not go on here (a queued turn, left to load as interrupted next time).
+ * libfuse frees a request only when it is answered, so each is answered (EIO,
+ * as for a reply cut short) and each poll handle destroyed. */
+void fs_park_drain(struct fs *fs)
+{
+	struct parked *all = NULL;
+	pthread_mutex_lock(&fs->park_lock);
+	for (size_t i = 0; i < fs->parked.nslots; i++)
+		for (struct map_node *n = fs->parked.slots[i]; n; n = n->next)
+			for (struct parked *p = n->value, *next; p; p = next) {
+				next = p->next;
+				p->next = all;
+				all = p;
+			}
+	map_done(&fs->parked);
+	map_init(&fs->parked);
+	pthread_mutex_unlock(&fs->park_lock);
+	while (all) {
+		struct parked *p = all;
+		all = p->next;
+		if (p->req)
+			fuse_reply_err(p->req, EIO);
+		else
+			fuse_pollhandle_destroy(p->ph);
 		free(p);
 	}
 }

@@ -26,11 +26,12 @@
 #define CLAUDE_DEFAULT_BASE "https://api.anthropic.com"
 #define CLAUDE_POLL_MAX_MS 60000  /* the loop wakes for commands anyway */
 
-enum claude_cmd_kind { CMD_START, CMD_CANCEL };
+enum claude_cmd_kind { CMD_START, CMD_CANCEL, CMD_MODELS };
 
 struct claude_cmd {
 	enum claude_cmd_kind kind;
-	struct call_spec spec; /* CMD_START owns spec.body; CMD_CANCEL uses call_id */
+	struct call_spec spec; /* CMD_START owns spec.body; CMD_CANCEL uses call_id;
+	                          CMD_MODELS uses model ("" for the list) */
 	struct claude_cmd *next;
 };
 
@@ -83,6 +84,20 @@ static int claude_headers(struct claude *c, const struct claude_config *cfg)
 		free(v);
 	}
 	c->have_auth = key || tok;
+	if (r == 0 && key)
+		r = header_add(&c->get_headers, "x-api-key", key);
+	if (r == 0 && tok) {
+		char *v = NULL;
+		if (asprintf(&v, "Bearer %s", tok) < 0)
+			return -ENOMEM;
+		r = header_add(&c->get_headers, "Authorization", v);
+		explicit_bzero(v, strlen(v));
+		free(v);
+	}
+	if (r == 0)
+		r = header_add(&c->get_headers, "anthropic-version", WIRE_ANTHROPIC_VERSION);
+	if (r == 0)
+		r = header_add(&c->get_headers, "accept", "application/json");
 	if (r == 0)
 		r = header_add(&c->headers, "anthropic-version", WIRE_ANTHROPIC_VERSION);
 	if (r == 0)
@@ -98,6 +113,51 @@ static int claude_headers(struct claude *c, const struct claude_config *cfg)
 			r = -ENOMEM;
 	}
 	return r;
+}
+
+/* The part of url after its scheme's "//": [authority][/path]. */
+static const char *url_after_scheme(const char *url)
+{
+	if (!strncasecmp(url, "http://", 7))
+		return url + 7;
+	if (!strncasecmp(url, "https://", 8))
+		return url + 8;
+	return NULL;
+}
+
+void claude_url_shown(const char *url, char *out, size_t outlen)
+{
+	const char *rest = url ? url_after_scheme(url) : NULL;
+	size_t auth = rest ? strcspn(rest, "/?#") : 0;
+	const char *at = rest ? memrchr(rest, '@', auth) : NULL;
+	char raw[CLAUDE_URL_MAX + 16];
+	if (at)  /* user:password@ is masked: it is a credential */
+		snprintf(raw, sizeof(raw), "%.*s***%s", (int)(rest - url), url, at);
+	else
+		snprintf(raw, sizeof(raw), "%s", url ? url : "");
+	log_quote(out, outlen, raw, strlen(raw));
+}
+
+int claude_check_base_url(const char *url, char *why, size_t whylen)
+{
+	char shown[160];  /* quoted, cut with "...": the line stays one short line */
+	const char *rest = url_after_scheme(url), *fault = NULL;
+	claude_url_shown(url, shown, sizeof(shown));
+	if (!rest)
+		fault = "is not an http:// or https:// URL";
+	else if (strlen(url) > CLAUDE_URL_MAX)
+		fault = "is too long (at most " CLAUDE_URL_MAX_TEXT " bytes)";
+	else if (strcspn(rest, "/?#") == 0)
+		fault = "has no host";
+	else if (strpbrk(rest, "?#"))
+		fault = "has a query or a fragment ('?' or '#'): give the base URL alone";
+	for (const char *p = url; !fault && *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
+			fault = "holds a space or a control character (a newline?)";
+	if (!fault)
+		return 0;
+	snprintf(why, whylen, "invalid ANTHROPIC_BASE_URL \"%s\": it %s", shown, fault);
+	return -EINVAL;
 }
 
 int claude_new(const struct claude_config *cfg, struct store *st, struct claude **ret)
@@ -125,6 +185,9 @@ int claude_new(const struct claude_config *cfg, struct store *st, struct claude 
 		c->url = NULL;
 		goto fail;
 	}
+	c->base = strndup(base, n);
+	if (!c->base)
+		goto fail;
 	r = claude_headers(c, cfg);
 	if (r < 0)
 		goto fail;
@@ -204,9 +267,27 @@ static void on_cancel(void *impl, uint64_t call_id)
 	claude_push(impl, cmd);
 }
 
+static void on_models(void *impl, const char *model, int connect_timeout_ms)
+{
+	struct claude_cmd *cmd = calloc(1, sizeof(*cmd));
+	if (!cmd) {
+		/* Answered at once, from here: the store's lock is held, so the
+		 * answer must wait for the loop; with no memory, nothing can.  The
+		 * entry stays "fetching" and its waiters time out (MODELS_WAIT_MS)
+		 * or wait for the next answer. */
+		log_warn("cannot ask the Models API: out of memory");
+		return;
+	}
+	cmd->kind = CMD_MODELS;
+	cmd->spec.connect_timeout_ms = connect_timeout_ms;
+	snprintf(cmd->spec.model, sizeof(cmd->spec.model), "%s", model ? model : "");
+	claude_push(impl, cmd);
+}
+
 static const struct transport_ops claude_ops = {
 	.start = on_start,
 	.cancel = on_cancel,
+	.models = on_models,
 };
 
 const struct transport_ops *claude_transport(void)
@@ -257,6 +338,9 @@ static void claude_commands(struct claude *c, struct claude_cmd *cmd)
 		struct claude_cmd *next = cmd->next;
 		if (cmd->kind == CMD_START)
 			claude_call_new(c, &cmd->spec);
+		else if (cmd->kind == CMD_MODELS)
+			claude_fetch_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL,
+					 cmd->spec.connect_timeout_ms);
 		else
 			claude_cancel(c, cmd->spec.call_id);
 		free(cmd);
@@ -273,6 +357,8 @@ static void claude_reap(struct claude *c)
 			continue;
 		/* m does not survive curl_multi_remove_handle: copy it first. */
 		CURLcode rc = m->data.result;
+		if (claude_fetch_done(c, m->easy_handle, rc))
+			continue;
 		void *priv = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
 		claude_call_done(priv, rc);
@@ -299,6 +385,7 @@ static void claude_abort_all(struct claude *c)
 {
 	while (c->calls)
 		claude_call_abort(c->calls, "interrupted", "mcpfs stopped during the call");
+	claude_fetch_abort_all(c);
 }
 
 int claude_run(struct claude *c)
@@ -339,12 +426,17 @@ void claude_free(struct claude *c)
 	}
 	while (c->calls)
 		claude_call_free(c->calls);
+	claude_fetch_abort_all(c);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
 	for (struct curl_slist *l = c->headers; l; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(c->headers);
+	for (struct curl_slist *l = c->get_headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(c->get_headers);
 	free(c->url);
+	free(c->base);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

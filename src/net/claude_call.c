@@ -26,9 +26,12 @@
 #define CLAUDE_MAX_EVENT (16u << 20)      /* bytes of one SSE event */
 #define CLAUDE_MAX_ERROR_BODY (64u << 10) /* bytes of a non-200 body kept to quote */
 #define CLAUDE_MAX_HINT_MS 60000          /* a longer retry-after is ignored (SDK rule) */
-/* After message_stop the transfer may drain this long, so that the connection can
- * be reused, before it is dropped. */
+/* After message_stop the transfer may drain, so that the connection can be
+ * reused, for this long in all (not since the last byte: an upstream that keeps
+ * trickling bytes would keep its connection forever) and this many bytes; then
+ * the connection is dropped. */
 #define CLAUDE_DRAIN_MS 2000
+#define CLAUDE_DRAIN_MAX_BYTES (64u << 10)
 
 static void copy_str(char *dst, size_t size, const char *src, size_t len)
 {
@@ -95,6 +98,7 @@ static void call_end(struct claude_call *call, int code)
 	if (call->ended)
 		return;
 	call->ended = true;
+	call->ended_ms = clock_mono_ms();
 	call_label(call, label, sizeof(label));
 	if (code == 0)
 		log_info("call %" PRIu64 ": HTTP %ld, %lld ms, %d retries, %s, stop %s, "
@@ -202,8 +206,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *data)
 	size_t len = size * n;
 
 	call->last_byte_ms = clock_mono_ms();
-	if (call->ended)
-		return len;  /* draining after message_stop */
+	if (call->ended) {  /* draining after message_stop */
+		call->drained += len;
+		return call->drained > CLAUDE_DRAIN_MAX_BYTES ? 0 : len;
+	}
 	if (call->fail)
 		return 0;
 	if (!call->sse_mode) {
@@ -571,7 +577,7 @@ int64_t claude_call_tick(struct claude_call *call, int64_t now)
 	int64_t deadline;
 
 	if (call->ended) {
-		deadline = call->last_byte_ms + CLAUDE_DRAIN_MS;
+		deadline = call->ended_ms + CLAUDE_DRAIN_MS;
 		if (!call->active || now >= deadline) {
 			claude_call_free(call);
 			return INT64_MAX;

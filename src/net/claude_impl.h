@@ -37,6 +37,8 @@ struct claude_call {
 	CURL *easy;
 	bool active;             /* easy is in the multi handle */
 	bool ended;              /* store_call_end was reported; easy may still drain */
+	int64_t ended_ms;        /* monotonic: when it ended (the drain's start) */
+	size_t drained;          /* bytes received since it ended */
 	bool text_delivered;     /* a text delta reached the store: no more retries */
 	int retries;             /* retries made */
 	int64_t start_ms;        /* monotonic: the call's first attempt */
@@ -61,9 +63,13 @@ struct claude_call {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
+struct claude_fetch;
+
 struct claude {
 	char *url;                  /* {base_url}/v1/messages */
+	char *base;                 /* {base_url} without a trailing slash */
 	struct curl_slist *headers; /* holds the key: wiped on free */
+	struct curl_slist *get_headers; /* the Models API's GETs: key, version, accept JSON */
 	bool have_auth;             /* a key or a token is set */
 	struct store *st;
 	CURLM *multi;               /* created in claude_new so wakeups always work */
@@ -73,6 +79,7 @@ struct claude {
 	bool stopping;              /* under lock */
 	size_t in_flight;           /* calls started and not ended; under lock */
 	struct claude_call *calls;  /* network thread */
+	struct claude_fetch *fetches; /* Models API requests; network thread */
 	uint64_t rng;               /* jitter state; network thread */
 };
 
@@ -100,5 +107,17 @@ void claude_call_abort(struct claude_call *call, const char *type, const char *m
 
 /* Unlinks from c->calls and frees, removing the transfer.  Not from a callback. */
 void claude_call_free(struct claude_call *call);
+
+/* claude_models.c: the Models API.  claude_fetch_new starts GET
+ * /v1/models/{model} (model NULL: every page of GET /v1/models), connecting
+ * within connect_timeout_ms (<= 0: curl's default), and answers the
+ * store once, with store_models_answer() or store_models_list(), whatever
+ * happens.  claude_fetch_done handles a finished transfer when it is one of
+ * these (true) — following the next page or answering.  claude_fetch_abort_all
+ * answers every fetch still open as failed (the thread is stopping). */
+#define CLAUDE_FETCH_TIMEOUT_MS 10000  /* a whole GET, connection included */
+void claude_fetch_new(struct claude *c, const char *model, int connect_timeout_ms);
+bool claude_fetch_done(struct claude *c, CURL *easy, CURLcode rc);
+void claude_fetch_abort_all(struct claude *c);
 
 #endif

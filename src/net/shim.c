@@ -11,9 +11,15 @@
  * size) run in the first call when a body follows, so a refused client is not
  * read further, else in the last, so that a refusal keeps the connection open
  * (an answer queued in the first call closes it).  A refusal that concerns the
- * body itself (413, 415) is answered only after the body was read and dropped:
- * closing a socket with unread input makes the kernel send a reset, and the
- * client would then often see the reset instead of the answer.
+ * body itself (413, 415, 503) is answered only after the body was read and
+ * dropped: closing a socket with unread input makes the kernel send a reset,
+ * and the client would then often see the reset instead of the answer.
+ *
+ * Before any of that, the request's own bytes are checked (shim_frame.c) and
+ * a request that could be read two ways is refused with 400 and the connection
+ * closed.  A body is admitted against the shim's budget by its Content-Length
+ * before a byte of it is kept (shim_conn.c), its buffer is sized once, and its
+ * JSON's shape is checked before cJSON builds a tree of it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,10 +33,10 @@
 #include <unistd.h>
 
 #include "mcpfs/log.h"
+#include "mcp_impl.h"
 #include "shim_impl.h"
 
 #define SHIM_THREADS 4		     /* libmicrohttpd's pool: a slow fsync stalls one */
-#define SHIM_MAX_CONNECTIONS 1024    /* streams included; they cost a socket, not a thread */
 #define SHIM_IDLE_TIMEOUT_S 60	     /* a connection silent this long is closed */
 #define SHIM_CONN_MEMORY (64u << 10) /* bytes per connection: headers and buffers */
 #define SHIM_DISCARD_MAX (64u << 20) /* bytes of refused body read before hanging up */
@@ -161,6 +167,13 @@ static const char *header(struct MHD_Connection *c, const char *name)
 	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
+static enum MHD_Result answer_refusal(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		return shim_reply_busy(c, msg);
+	return shim_reply_error(c, status, "%s", msg);
+}
+
 /* Refusals about the body: answered at once when the client waits for "100
  * Continue" before sending it, else after it was read (see the top). */
 static enum MHD_Result refuse_body(struct shim_request *rq, struct MHD_Connection *c,
@@ -169,7 +182,7 @@ static enum MHD_Result refuse_body(struct shim_request *rq, struct MHD_Connectio
 	const char *expect = header(c, MHD_HTTP_HEADER_EXPECT);
 	*answered = expect && strcasestr(expect, "100-continue");
 	if (*answered)
-		return shim_reply_error(c, status, "%s", msg);
+		return answer_refusal(c, status, msg);
 	rq->refused = status;
 	snprintf(rq->refusal, sizeof(rq->refusal), "%s", msg);
 	return MHD_YES;
@@ -178,11 +191,13 @@ static enum MHD_Result refuse_body(struct shim_request *rq, struct MHD_Connectio
 static bool has_body(struct MHD_Connection *c)
 {
 	const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	/* libmicrohttpd has refused a malformed Content-Length already. */
-	return header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING) || (cl && strtoull(cl, NULL, 10) > 0);
+	/* libmicrohttpd has refused a malformed Content-Length already, and
+	 * shim_frame_check any Transfer-Encoding. */
+	return cl && strtoull(cl, NULL, 10) > 0;
 }
 
-static enum MHD_Result body_check(struct shim_request *rq, struct MHD_Connection *c, bool *answered)
+static enum MHD_Result body_check(struct shim *sh, struct shim_request *rq,
+				  struct MHD_Connection *c, bool *answered)
 {
 	const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
@@ -196,6 +211,13 @@ static enum MHD_Result body_check(struct shim_request *rq, struct MHD_Connection
 			 rq->body.max);
 		return refuse_body(rq, c, MHD_HTTP_CONTENT_TOO_LARGE, msg, answered);
 	}
+	if (shim_conn_body_admit(sh, rq, (size_t)len) < 0)
+		return refuse_body(rq, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				   "request bodies being received use the shim's memory for them",
+				   answered);
+	/* Sized once: growing by doubling would hold up to twice the body. */
+	if (buf_reserve(&rq->body, (size_t)len) < 0)
+		return MHD_NO;
 	return MHD_YES;
 }
 
@@ -211,48 +233,25 @@ static enum MHD_Result request_check(struct shim *sh, struct shim_request *rq,
 		ret = shim_route_find(sh, rq, c, url, method, answered);
 	if (*answered)
 		return ret;
-	buf_init(&rq->body, shim_route_body_max(sh, rq));
-	return rq->has_body ? body_check(rq, c, answered) : MHD_YES;
-}
-
-static enum MHD_Result on_header_count(void *cls, enum MHD_ValueKind kind, const char *key,
-				       const char *value)
-{
-	if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
-		(*(unsigned *)cls)++;
-	return MHD_YES;
-}
-
-/* Where the body ends must be beyond doubt (RFC 9112 §6.3): two Content-Length
- * headers, or Transfer-Encoding beside one, are how requests are smuggled past
- * a proxy; a transfer coding other than chunked has no length at all. */
-static const char *framing_error(struct MHD_Connection *c)
-{
-	unsigned lengths = 0;
-	MHD_get_connection_values(c, MHD_HEADER_KIND, on_header_count, &lengths);
-	const char *te = header(c, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-	if (lengths > 1)
-		return "more than one Content-Length header";
-	if (te && strcasecmp(te, "chunked") != 0)
-		return "the only Transfer-Encoding accepted is chunked";
-	if (te && lengths)
-		return "Transfer-Encoding and Content-Length together";
-	return NULL;
+	size_t max = shim_route_body_max(sh, rq);
+	buf_init(&rq->body, max < SHIM_BODY_CEILING ? max : SHIM_BODY_CEILING);
+	return rq->has_body ? body_check(sh, rq, c, answered) : MHD_YES;
 }
 
 /* The first call (see the top for when the checks run). */
 static enum MHD_Result request_begin(struct shim *sh, struct MHD_Connection *c, const char *url,
-				     const char *method, void **con_cls)
+				     const char *method, const char *version, void **con_cls)
 {
-	struct shim_request *rq = calloc(1, sizeof(*rq));
-	if (!rq)
+	struct shim_request *rq = *con_cls; /* from shim_frame_on_uri */
+	const char *bad = shim_frame_check(rq, c, method, url, version);
+	if (!rq && !(rq = calloc(1, sizeof(*rq))))
 		return MHD_NO;
 	*con_cls = rq;
-	buf_init(&rq->body, 0);
-	const char *bad = framing_error(c);
+	rq->begun = true;
 	if (bad)
 		return shim_reply_bad_framing(c, bad);
 	rq->has_body = has_body(c);
+	shim_conn_headers_in(sh, c, rq->has_body);
 	bool answered;
 	return rq->has_body ? request_check(sh, rq, c, url, method, &answered) : MHD_YES;
 }
@@ -280,8 +279,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
 	struct shim *sh = cls;
 	struct shim_request *rq = *con_cls;
-	if (!rq)
-		return request_begin(sh, c, url, method, con_cls);
+	if (!rq || !rq->begun)
+		return request_begin(sh, c, url, method, version, con_cls);
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
@@ -294,20 +293,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return ret;
 	}
 	if (rq->refused)
-		return shim_reply_error(c, rq->refused, "%s", rq->refusal);
+		return answer_refusal(c, rq->refused, rq->refusal);
+	const char *shape = shim_frame_json_shape(rq->body.data, rq->body.len);
+	if (shape)
+		return shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", shape);
 	log_debug("http: %s %s", method, url);
+	shim_conn_running(sh, c);
 	return shim_route_run(sh, rq, c);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	struct shim *sh = cls;
 	struct shim_request *rq = *con_cls;
 	if (rq) {
+		shim_conn_body_release(sh, rq);
 		buf_done(&rq->body);
 		free(rq);
 		*con_cls = NULL;
 	}
+	shim_conn_done(sh, c);
+}
+
+/* The store's observer: streams follow their turn, snapshots go stale. */
+static void on_store_change(void *data, uint64_t ctx, unsigned what)
+{
+	shim_view_on_change(data, ctx);
+	shim_stream_on_change(data, ctx, what);
 }
 
 /* Paths are decoded by shim_route.c, one segment at a time: libmicrohttpd's
@@ -352,11 +365,12 @@ int shim_new(struct store *st, const struct shim_config *cfg, struct shim **ret,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&sh->timer_cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (cfg->token_file)
+	r = mcp_new(&sh->mcp);
+	if (r == 0 && cfg->token_file)
 		r = shim_auth_load_token(sh, cfg->token_file, why, whylen);
 	if (r == 0)
 		r = listen_on(sh, &a, why, whylen);
-	if (r == 0 && store_observe(st, shim_stream_on_change, sh) < 0) {
+	if (r == 0 && store_observe(st, on_store_change, sh) < 0) {
 		snprintf(why, whylen, "cannot watch the store for the HTTP shim");
 		r = -ENOSPC;
 	}
@@ -386,9 +400,13 @@ int shim_start(struct shim *sh, char *why, size_t whylen)
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHIM_MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SHIM_IDLE_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SHIM_CONN_MEMORY,
-		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,  /* HTTP/1.1 without Host: 400 */
+		/* Not 1: that closes the connection without an answer on a space in
+		 * the path; shim_frame.c and shim_auth.c refuse what it would. */
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)0,
+		MHD_OPTION_URI_LOG_CALLBACK, shim_frame_on_uri, NULL,
 		MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, sh,
+		MHD_OPTION_NOTIFY_CONNECTION, shim_conn_on_notify, sh,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		MHD_OPTION_END);
 	/* clang-format on */
@@ -421,6 +439,7 @@ void shim_free(struct shim *sh)
 		explicit_bzero(sh->token, SHIM_TOKEN_MAX + 2);
 		free(sh->token);
 	}
+	mcp_free(sh->mcp);
 	pthread_cond_destroy(&sh->timer_cond);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);

@@ -27,7 +27,8 @@
 
 static int token_file_open(const char *path, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO would block the open until a writer came. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(why, whylen, "cannot read HTTP token file '%s': %s", path,
@@ -224,7 +225,7 @@ enum MHD_Result shim_auth_check(struct shim *sh, struct MHD_Connection *c, bool 
 					"Host %s%s%s is not this server's "
 					"loopback address (%s)",
 					host ? "'" : "", host ? host : "missing", host ? "'" : "",
-					sh->hosts[0]);
+					sh->address);
 	const char *origin = header_one(c, MHD_HTTP_HEADER_ORIGIN, &twice);
 	if (twice || (origin && !origin_ok(sh, origin)))
 		return shim_reply_error(c, MHD_HTTP_FORBIDDEN,

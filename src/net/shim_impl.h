@@ -6,6 +6,12 @@
  *   shim_route.c   the route table, path and name decoding, JSON handlers
  *   shim_reply.c   responses: JSON, errors, the one errno-to-status table
  *   shim_stream.c  streamed replies: suspend, resume, heartbeat, shutdown
+ *   shim_frame.c   the request's own bytes: what libmicrohttpd tolerates and
+ *                  the shim refuses (request smuggling, NULs, bare LFs)
+ *   shim_conn.c    connections: header deadlines, the reserve, eviction, the
+ *                  budgets of bodies and renderings in flight
+ *   shim_view.c    renderings (history, transcript) as shared immutable
+ *                  snapshots, one copy however many clients read them
  *
  * Threads: libmicrohttpd's pool calls the handlers and readers (one connection
  * stays on one thread, so a struct shim_request or shim_stream is owned by it);
@@ -29,10 +35,39 @@
 #define SHIM_HOSTS 5		    /* allowed Host values */
 #define SHIM_ORIGINS 3		    /* allowed Origin values */
 #define SHIM_JSON_SLACK (64u << 10) /* bytes of JSON around a message, over 2x its limit */
-#define SHIM_RENDER_MAX (1u << 30)  /* bytes of one rendered view (a transcript) */
+
+/* Memory (SECURITY.md §7, doc/reliability.md "Hostile HTTP clients"): what
+ * the shim holds for its clients at once is bounded whatever they send.
+ * SHIM_BODY_CEILING: bytes of one body, whatever max_input_bytes says;
+ * SHIM_BODIES_MAX: of request bodies held at once, all clients together;
+ * SHIM_VIEWS_MAX: of renderings being sent at once (and so of one rendering);
+ * SHIM_JSON_*: nesting and values (commas, colons, brackets) of a body. */
+#define SHIM_BODY_CEILING ((8u << 20) + SHIM_JSON_SLACK)
+#define SHIM_BODIES_MAX (24u << 20)
+#define SHIM_VIEWS_MAX (96u << 20)
+#define SHIM_JSON_DEPTH_MAX 32
+#define SHIM_JSON_TOKENS_MAX 4096
+
+/* Connections (doc/reliability.md "Connection exhaustion").  Of libmicrohttpd's
+ * SHIM_MAX_CONNECTIONS, SHIM_RESERVE are kept for short requests: streams and
+ * clients still sending headers never take them.  A request's whole header
+ * block has SHIM_HEADER_TIMEOUT_MS from the connection's start or its previous
+ * answer, its whole body SHIM_BODY_TIMEOUT_MS from its headers; a connection
+ * waiting SHIM_EVICT_AGE_MS for its headers may be closed to keep the reserve.
+ * Retry-After of a 503: SHIM_RETRY_AFTER_S. */
+#define SHIM_MAX_CONNECTIONS 1024
+#define SHIM_RESERVE 64
+#define SHIM_STREAMS_MAX (SHIM_MAX_CONNECTIONS - SHIM_RESERVE)
+#define SHIM_HEADER_TIMEOUT_MS 10000
+#define SHIM_BODY_TIMEOUT_MS 60000
+#define SHIM_EVICT_AGE_MS 500
+#define SHIM_RETRY_AFTER_S 2
 
 struct cJSON;
+struct mcp;
 struct shim_stream;
+struct shim_conn;
+struct shim_view;
 
 /* Everything above `lock` is set by shim_new/shim_start and read-only while
  * requests are served. */
@@ -51,7 +86,16 @@ struct shim {
 	pthread_mutex_t lock;
 	pthread_cond_t timer_cond;   /* wakes the timer thread at shutdown */
 	struct shim_stream *streams; /* every live stream; under lock */
+	struct mcp *mcp;	     /* the MCP endpoint's sessions (src/net/mcp.c) */
 	bool stopping;		     /* under lock: no stream may suspend any more */
+	struct shim_conn *conns, *conns_tail; /* every connection, oldest first; under lock */
+	unsigned n_conns, n_streams;	      /* under lock */
+	unsigned n_closing;		      /* of n_conns, shut down by shim_conn.c */
+	size_t body_bytes;		      /* of bodies admitted, not yet done; under lock */
+	size_t view_bytes;		      /* of live snapshots; under lock */
+	struct shim_view *views;	      /* live snapshots; under lock */
+	uint64_t evicted;		      /* connections closed for their deadline or
+					       * to keep the reserve; under lock */
 };
 
 /* One request in progress: libmicrohttpd's per-request pointer. */
@@ -60,8 +104,14 @@ struct shim_request {
 	char name[STORE_NAME_MAX + 1];	/* the decoded context name, when the path has one */
 	uint64_t id;			/* its context */
 	struct buf body;		/* capped at the route's body limit */
-	bool has_body;			/* a Content-Length over 0, or chunked */
+	bool has_body;			/* a Content-Length over 0 */
+	bool begun;			/* the access handler's first call ran */
 	bool checked;			/* request_check ran */
+	const char *uri;		/* the raw request target as libmicrohttpd first
+					 * saw it (URI log callback), or NULL */
+	size_t uri_len;			/* its length up to the first NUL */
+	bool uri_bad;			/* it has a space or a control character */
+	size_t admitted;		/* bytes counted in shim->body_bytes */
 	size_t received;		/* bytes of body received, kept or not */
 	unsigned refused;		/* a status to answer once the body is in, or 0 */
 	char refusal[160];		/* its message */
@@ -71,6 +121,58 @@ struct shim_request {
  * (through shim_reply_*) and returns what that returned. */
 typedef enum MHD_Result shim_handler_fn(struct shim *sh, struct shim_request *rq,
 					struct MHD_Connection *c);
+
+/* --- shim_frame.c --- */
+
+/* libmicrohttpd's URI log callback: the request line was just parsed.  Returns
+ * the request's struct shim_request (NULL when out of memory). */
+void *shim_frame_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
+
+/* Checks the bytes of the request line and header block as received (not as
+ * libmicrohttpd parsed them): NULL when sound, else why it is refused (400,
+ * connection closed).  Call in the access handler's first call. */
+const char *shim_frame_check(const struct shim_request *rq, struct MHD_Connection *c,
+			     const char *method, const char *url, const char *version);
+
+/* A request body's JSON shape before parsing: raw control characters in
+ * strings, nesting over SHIM_JSON_DEPTH_MAX, over SHIM_JSON_TOKENS_MAX values.
+ * NULL when acceptable, else why (400). */
+const char *shim_frame_json_shape(const char *s, size_t n);
+
+/* --- shim_conn.c --- */
+
+/* libmicrohttpd's connection notifier: counts connections, keeps the reserve
+ * (evicting the connection waiting longest for its headers). */
+void shim_conn_on_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+			 enum MHD_ConnectionNotificationCode toe);
+
+/* The request's headers are in (its body follows until the body deadline), or
+ * its handler ran (no deadline), or it was answered (the next request's header
+ * deadline starts). */
+void shim_conn_headers_in(struct shim *sh, struct MHD_Connection *c, bool body_follows);
+void shim_conn_running(struct shim *sh, struct MHD_Connection *c);
+void shim_conn_done(struct shim *sh, struct MHD_Connection *c);
+
+/* Under sh->lock, from the timer: closes connections past their deadline. */
+void shim_conn_tick_locked(struct shim *sh, int64_t now_ms);
+
+/* Admits n more bytes of body (all or nothing).  0, or -EAGAIN over
+ * SHIM_BODIES_MAX. */
+int shim_conn_body_admit(struct shim *sh, struct shim_request *rq, size_t n);
+void shim_conn_body_release(struct shim *sh, struct shim_request *rq);
+
+/* A stream may start: fewer than SHIM_STREAMS_MAX are live. */
+bool shim_conn_stream_room(struct shim *sh);
+
+/* --- shim_view.c --- */
+
+/* Answers 200 with a rendering of context id, shared with every other reader
+ * of the same unchanged rendering; 503 when SHIM_VIEWS_MAX is in use. */
+enum MHD_Result shim_view_reply(struct shim *sh, uint64_t id, enum view_kind kind,
+				struct MHD_Connection *c);
+
+/* The store observer's part: renderings of ctx are stale from now on. */
+void shim_view_on_change(struct shim *sh, uint64_t ctx);
 
 /* --- shim_auth.c --- */
 
@@ -121,7 +223,6 @@ int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char
 /* --- shim_reply.c --- */
 
 enum MHD_Result shim_reply_json(struct MHD_Connection *c, unsigned status, struct cJSON *json);
-enum MHD_Result shim_reply_buf(struct MHD_Connection *c, unsigned status, struct buf *b);
 enum MHD_Result shim_reply_empty(struct MHD_Connection *c, unsigned status);
 enum MHD_Result shim_reply_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -132,6 +233,8 @@ enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *all
  * (the rest of the connection's bytes cannot be trusted to start a request). */
 enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why);
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials);
+/* 503 with Retry-After: SHIM_RETRY_AFTER_S, for a limit that frees itself. */
+enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why);
 /* Adds the headers every response carries. */
 void shim_reply_headers(struct MHD_Response *r);
 unsigned shim_status_of(int err);
@@ -142,6 +245,24 @@ unsigned shim_status_of(int err);
  * text/plain of the reply, or SSE delta/done/error events when sse. */
 enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
 				  bool sse);
+
+/* A stream in another format than the shim's own events (the MCP endpoint's
+ * JSON-RPC messages over SSE).  delta: bytes of reply text (whole UTF-8
+ * characters, NUL-terminated) to format into out, which may stay empty.  end:
+ * the final bytes; complete is false for a failed turn.  closed: the stream
+ * is gone (finished: end ran; stopping: the shim is shutting down) and arg may
+ * be freed; also called, with t NULL, when the stream could not be set up.
+ * All three run on the connection's thread without shim->lock. */
+struct shim_stream_fmt {
+	int (*delta)(void *arg, struct buf *out, const char *text, size_t n);
+	int (*end)(void *arg, struct buf *out, struct turn *t, bool complete);
+	void (*closed)(void *arg, struct turn *t, bool finished, bool stopping);
+};
+
+/* shim_stream_reply as SSE in fmt's format; fmt->closed(arg) is called exactly
+ * once, whatever happens. */
+enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				      const struct shim_stream_fmt *fmt, void *arg);
 
 /* The store observer: resumes the streams of a context that changed. */
 void shim_stream_on_change(void *sh, uint64_t ctx, unsigned what);

@@ -32,7 +32,7 @@ static const struct {
     {ENOSPC, MHD_HTTP_INSUFFICIENT_STORAGE},
     {EDQUOT, MHD_HTTP_INSUFFICIENT_STORAGE},
     {ENOMEM, MHD_HTTP_INTERNAL_SERVER_ERROR},
-    {EOVERFLOW, MHD_HTTP_INTERNAL_SERVER_ERROR}, /* a rendering past SHIM_RENDER_MAX */
+    {EOVERFLOW, MHD_HTTP_INTERNAL_SERVER_ERROR}, /* a rendering past SHIM_VIEWS_MAX */
     {EIO, MHD_HTTP_INTERNAL_SERVER_ERROR},
 };
 
@@ -49,6 +49,7 @@ static const struct {
     {MHD_HTTP_CONTENT_TOO_LARGE, "request_too_large"},
     {MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type_error"},
     {MHD_HTTP_INSUFFICIENT_STORAGE, "storage_error"},
+    {MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded_error"},
 };
 
 unsigned shim_status_of(int err)
@@ -119,11 +120,6 @@ static struct MHD_Response *json_response(cJSON *json)
 	return buf_response(&b);
 }
 
-enum MHD_Result shim_reply_buf(struct MHD_Connection *c, unsigned status, struct buf *b)
-{
-	return queue(c, status, buf_response(b), "application/json");
-}
-
 enum MHD_Result shim_reply_json(struct MHD_Connection *c, unsigned status, struct cJSON *json)
 {
 	return queue(c, status, json_response(json), "application/json");
@@ -151,6 +147,9 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, unsigned status, 
 	struct MHD_Response *r = json_response(o);
 	if (r && header)
 		MHD_add_response_header(r, header, value);
+	/* A busy server frees the connection too. */
+	if (r && status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	return queue(c, status, r, "application/json");
 }
 
@@ -189,6 +188,14 @@ enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why
 {
 	return reply_error_header(c, MHD_HTTP_BAD_REQUEST, MHD_HTTP_HEADER_CONNECTION, "close",
 				  "%s", why);
+}
+
+enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why)
+{
+	char after[16];
+	snprintf(after, sizeof(after), "%d", SHIM_RETRY_AFTER_S);
+	return reply_error_header(c, MHD_HTTP_SERVICE_UNAVAILABLE, MHD_HTTP_HEADER_RETRY_AFTER,
+				  after, "%s; retry in %d s", why, SHIM_RETRY_AFTER_S);
 }
 
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials)

@@ -15,14 +15,16 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
+#include "mcp_impl.h"
 #include "shim_impl.h"
 
 #define ALLOW_MAX 64
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL };
+		R_CANCEL, R_MCP };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
@@ -52,6 +54,8 @@ static const struct shim_route routes[] = {
 	{R_HISTORY, "GET", shim_get_history},
 	{R_TRANSCRIPT, "GET", shim_get_transcript},
 	{R_CANCEL, "POST", shim_post_cancel},
+	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
+	{R_MCP, "DELETE", mcp_delete},
 };
 /* clang-format on */
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -63,6 +67,10 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
 	*seg_len = 0;
+	if (!strcmp(url, "/mcp")) {
+		*res = R_MCP;
+		return 0;
+	}
 	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts")) {
 		*res = !strcmp(url, "/v1/health") ? R_HEALTH : R_CONTEXTS;
 		return 0;
@@ -195,6 +203,8 @@ size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq)
 		if (context_info(sh->st, rq->id, &ci) == 0)
 			return 2 * (size_t)ci.max_input_bytes + SHIM_JSON_SLACK;
 		return 2 * (size_t)(1u << 20) + SHIM_JSON_SLACK;
+	case R_MCP:
+		return MCP_BODY_MAX;
 	case R_CONTEXTS:
 	case R_CONTEXT:
 		return 2 * (size_t)SETTINGS_SYSTEM_MAX + SHIM_JSON_SLACK;
@@ -429,20 +439,11 @@ static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *
 	return shim_reply_json(c, MHD_HTTP_CREATED, res);
 }
 
+/* Renderings are shared snapshots, one copy for all their readers (shim_view.c). */
 static enum MHD_Result reply_view(struct shim *sh, uint64_t id, enum view_kind kind,
 				  struct MHD_Connection *c)
 {
-	struct buf b;
-	buf_init(&b, SHIM_RENDER_MAX);
-	int r = context_render(sh->st, id, kind, &b);
-	if (r < 0) {
-		buf_done(&b);
-		/* -EFBIG here is the server's own limit, not a client's body. */
-		return shim_reply_errno(c, r == -EFBIG ? -EOVERFLOW : r,
-					r == -EFBIG ? "the rendering is over its size limit"
-						    : NULL);
-	}
-	return shim_reply_buf(c, MHD_HTTP_OK, &b);
+	return shim_view_reply(sh, id, kind, c);
 }
 
 static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq,
@@ -502,6 +503,8 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 {
 	static const char *const keys[] = {"content", NULL};
 	enum MHD_Result ret;
+	if (wants_sse(c) && !shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open; nothing was sent");
 	cJSON *o = body_object(rq, c, false, keys, &ret);
 	if (!o)
 		return ret;
@@ -517,6 +520,13 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no, why,
 				 sizeof(why));
 	cJSON_Delete(o);
+	if (r < 0 && r != -ENOENT && r != -EINVAL) {
+		/* Refused like a write of `input`: logged as the mount logs it, and
+		 * in the context's status (last_refused) already. */
+		char quoted[STORE_NAME_MAX * 4 + 8];
+		log_quote(quoted, sizeof(quoted), rq->name, strlen(rq->name));
+		log_warn("http: context '%s': refused a message: %s", quoted, why);
+	}
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
 	if (sse)
@@ -533,6 +543,8 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 				       struct MHD_Connection *c)
 {
 	struct turn *t = NULL;
+	if (!shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open");
 	int r = context_output(sh->st, rq->id, &t);
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");

@@ -14,10 +14,11 @@
  * unnoticed until the next write, so SSE streams send a comment every
  * SHIM_HEARTBEAT_MS while idle: the timer thread resumes them for it, and a
  * write to a vanished client fails, libmicrohttpd closes the connection and
- * on_stream_free releases the turn.  Plain-text streams cannot carry a
- * heartbeat, so the timer looks at their sockets instead: a client that closed
- * its end (recv with MSG_PEEK sees end-of-file or a reset) has its stream ended
- * within a tick.  (A client that half-closes after its request and still reads
+ * on_stream_free releases the turn.  The timer also looks at every suspended
+ * stream's socket (plain-text streams cannot carry a heartbeat, and an MCP
+ * client closing its stream means "cancel", which should not wait for one): a
+ * client that closed its end (recv with MSG_PEEK sees end-of-file or a reset)
+ * has its stream ended within a tick.  (A client that half-closes after its request and still reads
  * would be ended too; HTTP clients do not do that.)
  *
  * SSE: `delta` {"text"} for each piece of text (never splitting a UTF-8
@@ -51,6 +52,8 @@ struct shim_stream {
 	struct turn *turn; /* a reference; NULL: a context without any turn */
 	uint64_t ctx;
 	bool sse;
+	const struct shim_stream_fmt *fmt; /* NULL: the shim's own delta/done/error events */
+	void *fmt_arg;
 	uint64_t off;	/* bytes of the turn's text already sent */
 	char *text;	/* SSE_TEXT_MAX + 1 bytes of scratch (SSE only) */
 	struct buf out; /* formatted bytes not yet handed over */
@@ -110,6 +113,8 @@ static int put_delta(struct shim_stream *s, size_t n)
 		k = n; /* never happens with whole characters in the turn; do not stall */
 	s->off += k;
 	s->text[k] = '\0';
+	if (s->fmt)
+		return s->fmt->delta(s->fmt_arg, &s->out, s->text, k);
 	cJSON *o = cJSON_CreateObject();
 	if (o && !cJSON_AddStringToObject(o, "text", s->text)) {
 		cJSON_Delete(o);
@@ -132,6 +137,10 @@ static bool add_usage(cJSON *o, const struct wire_usage *u)
 /* The final event: done after a complete reply (read returned 0), else error. */
 static int put_end(struct shim_stream *s, ssize_t n)
 {
+	if (s->fmt) {
+		s->ended = true;
+		return s->fmt->end(s->fmt_arg, &s->out, s->turn, n == 0);
+	}
 	struct turn_outcome oc;
 	turn_outcome(s->sh->st, s->turn, &oc);
 	cJSON *o = cJSON_CreateObject();
@@ -163,6 +172,10 @@ static ssize_t sse_next(struct shim_stream *s)
 	if (!s->turn)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	pthread_mutex_lock(&s->sh->lock);
+	if (s->gone) {
+		pthread_mutex_unlock(&s->sh->lock);
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
 	ssize_t n = turn_read(s->sh->st, s->turn, s->off, s->text, SSE_TEXT_MAX);
 	if (n == -EAGAIN && !heartbeat_due(s)) {
 		ssize_t p = park_locked(s);
@@ -216,7 +229,11 @@ static void on_stream_free(void *cls)
 		sh->streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	sh->n_streams--;
+	bool stopping = sh->stopping;
 	pthread_mutex_unlock(&sh->lock);
+	if (s->fmt)
+		s->fmt->closed(s->fmt_arg, s->turn, s->ended, stopping);
 	log_debug("http: stream of context %llu turn %llu closed after %llu bytes%s",
 		  (unsigned long long)s->ctx,
 		  (unsigned long long)(s->turn ? turn_number(s->turn) : 0),
@@ -248,15 +265,24 @@ static struct shim_stream *stream_new(struct shim *sh, struct MHD_Connection *c,
 	return s;
 }
 
-enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
-				  bool sse)
+static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				    bool sse, const struct shim_stream_fmt *fmt, void *arg)
 {
 	struct shim_stream *s = stream_new(sh, c, t, sse);
-	if (!s)
+	if (!s) {
+		if (fmt)
+			fmt->closed(arg, NULL, false, true);
 		return MHD_NO;
+	}
+	s->fmt = fmt;
+	s->fmt_arg = arg;
+	if (fmt)
+		s->out.max = SHIM_VIEWS_MAX; /* a whole reply goes in the final message */
 	struct MHD_Response *r = MHD_create_response_from_callback(
 	    MHD_SIZE_UNKNOWN, STREAM_BLOCK, on_stream_read, s, on_stream_free);
 	if (!r) {
+		if (fmt)
+			fmt->closed(arg, s->turn, false, true);
 		turn_unref(sh->st, s->turn);
 		free(s->text);
 		free(s);
@@ -267,6 +293,7 @@ enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, str
 	if (s->next)
 		s->next->prev = s;
 	sh->streams = s;
+	sh->n_streams++;
 	pthread_mutex_unlock(&sh->lock);
 	shim_reply_headers(r);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -319,13 +346,14 @@ void *shim_timer_run(void *arg)
 	pthread_mutex_lock(&sh->lock);
 	while (!sh->stopping) {
 		int64_t now = clock_mono_ms();
+		shim_conn_tick_locked(sh, now);
 		for (struct shim_stream *s = sh->streams; s; s = s->next) {
 			if (!s->suspended)
 				continue;
-			if (s->sse && now - s->last_write_ms >= SHIM_HEARTBEAT_MS)
-				wake_locked(s);
-			else if (!s->sse && client_gone(s)) {
+			if (client_gone(s)) {
 				s->gone = true;
+				wake_locked(s);
+			} else if (s->sse && now - s->last_write_ms >= SHIM_HEARTBEAT_MS) {
 				wake_locked(s);
 			}
 		}
@@ -347,4 +375,16 @@ void shim_stream_stop_all(struct shim *sh)
 			wake_locked(s);
 	pthread_cond_broadcast(&sh->timer_cond);
 	pthread_mutex_unlock(&sh->lock);
+}
+
+enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				  bool sse)
+{
+	return stream_reply(sh, c, t, sse, NULL, NULL);
+}
+
+enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+				      const struct shim_stream_fmt *fmt, void *arg)
+{
+	return stream_reply(sh, c, t, true, fmt, arg);
 }

@@ -46,6 +46,30 @@ static size_t utf8_seq(const unsigned char *s, size_t n, bool *incomplete)
 
 #define HIGH_BITS 0x8080808080808080ull
 
+size_t utf8_valid_prefix(const char *str, size_t n, bool *cut)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+
+	*cut = false;
+	while (i < n) {
+		uint64_t w;
+		if (n - i >= 8 && (memcpy(&w, s + i, 8), !(w & HIGH_BITS))) {
+			i += 8;
+			continue;
+		}
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k = utf8_seq(s + i, n - i, cut);
+		if (!k)
+			return i;
+		i += k;
+	}
+	return n;
+}
+
 bool utf8_valid(const char *str, size_t n)
 {
 	const unsigned char *s = (const unsigned char *)str;

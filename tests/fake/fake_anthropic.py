@@ -38,6 +38,18 @@ or as a process with an HTTP control API (same behaviours, JSON):
     GET  /_control/requests {"requests":[…RecordedRequest.to_dict()…]}
     GET  /_control/counts   {"counts":{"normal":3,…},"calls":N}
     GET  /_control/health   {"ok":true,"base_url":…}
+    POST /_control/models   {"id":…, "name"?, "created"?, model_info() options} (add a model)
+
+The Models API: GET /v1/models (?limit 1-1000, default 20, capped by
+fake.models_page_max; ?after_id / ?before_id; {"data", "has_more", "first_id",
+"last_id"}, newest first) and GET /v1/models/{id} (a ModelInfo, or 404
+not_found_error) serve fake.models (DEFAULT_MODELS: both generations, one
+deprecated, one retired; fake.add_model() adds more).  A Messages request is
+also checked against its model as the real API does: an unknown or retired
+model is a 404 not_found_error; a thinking budget to a model that takes only
+adaptive thinking, adaptive thinking to a model without it, an effort level the
+model lacks, temperature/top_p/top_k (other than temperature 1) to the Claude 5
+family, an image to a model without image input are 400 invalid_request_error.
 
 Behaviours are dicts {"kind": K, option: value, …}; a kind is a shortcut that
 sets default options (KINDS below) and any option can be combined with any kind.
@@ -84,6 +96,12 @@ Options:
                                JSON at all
                    "bad_delta" a content_block_delta event of valid JSON whose
                                text_delta has a number for its text
+  trickle_after_stop  after message_stop, do not end the body: keep sending
+                   bytes (SSE comment lines, trickle_bytes at a time, default 1,
+                   trickle_ms apart, default 100) until the client closes the
+                   connection, trickle_total bytes (default 64 MiB) or
+                   trickle_seconds (default 60) have gone; records
+                   trickled (bytes sent after message_stop) and closed_by_client
   disconnect_after_bytes  drop the connection after this many body bytes
   disconnect_mode  "fin" (default) or "rst"
   status           answer this HTTP status with an error body instead (with
@@ -93,7 +111,7 @@ Options:
                    with a body answers that body instead of a stream
   drop             read the request, then close the connection with no answer
   headers          extra response headers (dict)
-  stop_reason      default "end_turn"
+  stop_reason      default "end_turn"; kind "refusal" sets "refusal" and a refusing text
   input_tokens, output_tokens   override the usage numbers
   input_tokens_scale  report input tokens as the estimate times this (a tokenizer
                    that counts more, or fewer, tokens than bytes // 4); no cache
@@ -163,6 +181,9 @@ KINDS = {
     "fixture": {},
     "drop": {"drop": True},
     "delay": {"header_delay_ms": 1000},
+    # A reply the model declined: the stream ends normally with stop_reason
+    # "refusal" (CONTRACT §3.7); the text says so, as the API's does.
+    "refusal": {"stop_reason": "refusal", "text": "I can't help with that request."},
 }
 
 OPTIONS = {
@@ -175,6 +196,7 @@ OPTIONS = {
     "body", "content_type", "close", "drop", "headers", "stop_reason", "input_tokens",
     "output_tokens", "usage_in_delta", "model", "request_id", "inject_after", "inject",
     "stamp", "cache", "cache_min_tokens", "cache_ttl", "input_tokens_scale",
+    "trickle_after_stop", "trickle_bytes", "trickle_ms", "trickle_total", "trickle_seconds",
 }
 
 ERROR_TYPES = {
@@ -227,11 +249,123 @@ BODY_FIELDS = {
     "model", "max_tokens", "messages", "system", "stream", "temperature", "top_p",
     "top_k", "stop_sequences", "metadata", "cache_control", "thinking", "tools",
     "tool_choice", "service_tier", "container", "mcp_servers", "inference_geo",
+    "output_config",
 }
 BLOCK_TYPES = {
     "text", "image", "document", "tool_use", "tool_result", "thinking",
     "redacted_thinking", "server_tool_use", "web_search_tool_result", "search_result",
 }
+
+
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+
+
+def model_info(mid, name, created, line=None, adaptive=False, enabled=False, effort=(),
+               image=True, pdf=True, structured=True, window=200000, max_tokens=64000,
+               lifecycle="active", retires_at=None, family5=False):
+    """A ModelInfo as GET /v1/models/{id} answers it: the SDKs' fields
+    (capabilities with thinking.types, effort levels, image_input, pdf_input,
+    structured_outputs; max_input_tokens, max_tokens) plus the ones mcpfs reads
+    beyond them: lifecycle, retires_at, line.  family5 (not sent) makes the
+    model refuse temperature/top_p/top_k, as the Claude 5 family does."""
+    sup = lambda b: {"supported": bool(b)}
+    eff = {lv: sup(lv in effort) for lv in EFFORT_LEVELS}
+    eff["supported"] = bool(effort)
+    info = {
+        "type": "model", "id": mid, "display_name": name, "created_at": created,
+        "max_input_tokens": window, "max_tokens": max_tokens,
+        "capabilities": {
+            "batch": sup(True), "citations": sup(True), "code_execution": sup(family5),
+            "context_management": {"supported": False},
+            "effort": eff, "image_input": sup(image), "pdf_input": sup(pdf),
+            "structured_outputs": sup(structured),
+            "thinking": {"supported": adaptive or enabled,
+                         "types": {"adaptive": sup(adaptive), "enabled": sup(enabled)}},
+        },
+        "lifecycle": lifecycle, "retires_at": retires_at, "line": line,
+        "_family5": family5,
+    }
+    return info
+
+
+# The models the fake serves, newest first (the order of GET /v1/models).
+DEFAULT_MODELS = [
+    model_info("claude-mythos-5-1", "Claude Mythos 5.1", "2026-11-04T00:00:00Z", "claude-mythos",
+               adaptive=True, effort=EFFORT_LEVELS, window=1000000, max_tokens=128000,
+               family5=True),
+    model_info("claude-fable-5-1", "Claude Fable 5.1", "2026-10-20T00:00:00Z", "claude-fable",
+               adaptive=True, effort=("low", "medium", "high"), image=False, pdf=False,
+               window=500000, max_tokens=64000, family5=True),
+    model_info("claude-sonnet-5-5", "Claude Sonnet 5.5", "2026-09-22T00:00:00Z", "claude-sonnet",
+               adaptive=True, effort=("low", "medium", "high", "max"), window=1000000,
+               max_tokens=128000, family5=True),
+    model_info("claude-opus-5-1", "Claude Opus 5.1", "2026-08-11T00:00:00Z", "claude-opus",
+               adaptive=True, effort=EFFORT_LEVELS, window=1000000, max_tokens=128000,
+               family5=True),
+    model_info("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17T00:00:00Z", "claude-sonnet",
+               adaptive=True, enabled=True, effort=("low", "medium", "high", "max"),
+               window=1000000),
+    model_info("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15T00:00:00Z", "claude-haiku",
+               enabled=True),
+    model_info("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z", "claude-sonnet",
+               enabled=True),
+    model_info("claude-opus-4-1", "Claude Opus 4.1", "2025-08-05T00:00:00Z", "claude-opus",
+               enabled=True, max_tokens=32000, lifecycle="deprecated",
+               retires_at="2027-01-05T00:00:00Z"),
+    model_info("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z",
+               "claude-haiku", pdf=False, structured=False, max_tokens=8192,
+               lifecycle="retired", retires_at="2026-02-19T00:00:00Z"),
+    model_info("claude-test-model", "Test Model", "2024-01-01T00:00:00Z", None),
+]
+
+
+def public_info(info):
+    return {k: v for k, v in info.items() if not k.startswith("_")}
+
+
+def validate_for_model(body, info):
+    """The rules a model's capabilities add to a Messages request (the real API
+    answers 400 invalid_request_error).  Returns None or the message."""
+    if not isinstance(body, dict) or info is None:
+        return None
+    caps = info["capabilities"]
+    mid = info["id"]
+    if info.get("_family5"):
+        for key in ("temperature", "top_p", "top_k"):
+            if key in body and not (key == "temperature" and body[key] == 1):
+                return "%s: is not supported for %s; only the default is accepted" % (key, mid)
+    th = body.get("thinking")
+    if isinstance(th, dict) and th.get("type") in ("enabled", "adaptive"):
+        kind = th["type"]
+        if not caps["thinking"]["supported"]:
+            return "thinking: %s does not support extended thinking" % mid
+        if not caps["thinking"]["types"][kind]["supported"]:
+            if kind == "enabled":
+                return ("thinking.type.enabled is not supported for %s; use "
+                        "thinking.type.adaptive with output_config.effort instead" % mid)
+            return "thinking.type.adaptive is not supported for %s" % mid
+    oc = body.get("output_config")
+    if oc is not None:
+        if not isinstance(oc, dict):
+            return "output_config: Input should be an object"
+        eff = oc.get("effort")
+        if eff is not None:
+            if eff not in EFFORT_LEVELS:
+                return "output_config.effort: Input should be %s" % ", ".join(EFFORT_LEVELS)
+            if not caps["effort"]["supported"]:
+                return "output_config.effort: %s does not support effort" % mid
+            if not caps["effort"][eff]["supported"]:
+                return "output_config.effort: '%s' is not supported for %s" % (eff, mid)
+    for i, m in enumerate(body.get("messages") or []):
+        c = m.get("content") if isinstance(m, dict) else None
+        for j, blk in enumerate(c if isinstance(c, list) else []):
+            t = blk.get("type") if isinstance(blk, dict) else None
+            if t == "image" and not caps["image_input"]["supported"]:
+                return "messages.%d.content.%d: %s does not support image input" % (i, j, mid)
+            if t == "document" and (blk.get("source") or {}).get("media_type") == \
+                    "application/pdf" and not caps["pdf_input"]["supported"]:
+                return "messages.%d.content.%d: %s does not support PDF input" % (i, j, mid)
+    return None
 
 
 def make_behaviour(kind="normal", **params):
@@ -438,8 +572,11 @@ def validate_body(body):
             return "temperature: Input should be a number between 0 and 1"
     th = body.get("thinking")
     if th is not None:
-        if not isinstance(th, dict) or th.get("type") not in ("enabled", "disabled"):
+        if not isinstance(th, dict) or th.get("type") not in ("enabled", "disabled", "adaptive"):
             return "thinking: invalid"
+        if th.get("type") == "adaptive" and set(th) - {"type", "display"}:
+            return "thinking.adaptive.%s: Extra inputs are not permitted" % sorted(
+                set(th) - {"type", "display"})[0]
         if th.get("type") == "enabled":
             bt = th.get("budget_tokens")
             if not isinstance(bt, int) or bt < 1024:
@@ -553,6 +690,7 @@ class RecordedRequest:
         self.stalled = False            # in a stall now
         self.completed = False          # message_stop was sent
         self.closed_by_client = False   # the client went away before we were done
+        self.trickled = 0               # bytes sent after message_stop (trickle_after_stop)
         self.done = False               # the handler finished with this request
         self.done_mono = None
         self._raw = raw
@@ -1013,7 +1151,26 @@ class _Exchange:
                                      "usage": usage})
         self.event("message_stop", {"type": "message_stop"})
         rec.completed = True
+        if b.get("trickle_after_stop"):
+            self.trickle()
         self.end_body()
+
+    def trickle(self):
+        """Bytes after message_stop until the client closes (or the limits)."""
+        b, rec = self.b, self.rec
+        n = max(1, int(b.get("trickle_bytes", 1)))
+        gap = b.get("trickle_ms", 100) / 1000.0
+        total = b.get("trickle_total", 64 << 20)
+        end = time.monotonic() + b.get("trickle_seconds", 60.0)
+        data = b":" * (n - 1) + b"\n"
+        while rec.trickled < total and time.monotonic() < end:
+            self.piece(data)  # _ClientGone once the client has closed
+            rec.trickled += n
+            if gap:
+                self.wait(gap)
+            elif self.peer_closed():
+                rec.closed_by_client = True
+                raise _ClientGone()
 
     def nonstream(self):
         b, rec = self.b, self.rec
@@ -1149,6 +1306,9 @@ class FakeAnthropic:
         self._seq = 0
         self._conns = set()
         self.prompt_cache = PromptCache()
+        self.models = [dict(m) for m in DEFAULT_MODELS]   # newest first
+        self.models_page_max = 1000     # the API's largest page
+        self.models_status = 200        # else the Models API answers this error status
         self._server = None
         self._thread = None
 
@@ -1231,6 +1391,28 @@ class FakeAnthropic:
             self._counts = {}
             self._default = make_behaviour("normal")
             self.prompt_cache = PromptCache()
+
+    def add_model(self, mid, name=None, created="2026-01-01T00:00:00Z", **kw):
+        """Serves one more model (newest first by created); kw as model_info()."""
+        with self._lock:
+            self.models = [m for m in self.models if m["id"] != mid]
+            self.models.append(model_info(mid, name or mid, created, **kw))
+            self.models.sort(key=lambda m: m["created_at"], reverse=True)
+
+    def remove_model(self, mid):
+        with self._lock:
+            self.models = [m for m in self.models if m["id"] != mid]
+
+    def model(self, mid):
+        with self._lock:
+            return next((m for m in self.models if m["id"] == mid), None)
+
+    @property
+    def models_requests(self):
+        """Recorded GET /v1/models and /v1/models/{id} requests."""
+        with self._lock:
+            return [r for r in self._records
+                    if r.path == "/v1/models" or r.path.startswith("/v1/models/")]
 
     @property
     def requests(self):
@@ -1358,7 +1540,69 @@ class FakeAnthropic:
             err = validate_body(body)
         if err:
             return (400, "invalid_request_error", err), body
+        mid = body.get("model") if isinstance(body, dict) else None
+        info = self.model(mid) if isinstance(mid, str) else None
+        if isinstance(mid, str) and (info is None or info["lifecycle"] == "retired"):
+            return (404, "not_found_error", "model: %s" % mid), body
+        err = validate_for_model(body, info)
+        if err:
+            return (400, "invalid_request_error", err), body
         return None, body
+
+    def _check_get(self, h):
+        """The headers of a GET of the Models API: (status, type, message) or None."""
+        hd = h.headers
+        key = hd.get("x-api-key")
+        auth = hd.get("authorization")
+        m = re.match(r"(?i)bearer\s+(\S+)\s*$", auth or "")
+        bearer = m.group(1) if m else None
+        key_ok = key is not None and (self.api_key is None or key == self.api_key)
+        bearer_ok = bearer is not None and (self.auth_token is None or bearer == self.auth_token)
+        if key is None and bearer is None:
+            return 401, "authentication_error", "x-api-key header is required"
+        if not (key_ok or bearer_ok):
+            return 401, "authentication_error", "invalid x-api-key"
+        if hd.get("anthropic-version") != API_VERSION:
+            return 400, "invalid_request_error", "anthropic-version: header is required"
+        return None
+
+    def _models_page(self, query):
+        """GET /v1/models: after_id/before_id/limit as the API pages them."""
+        from urllib.parse import parse_qs
+        q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        try:
+            limit = int(q.get("limit", "20"))
+        except ValueError:
+            return 400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                    "message": "limit: Input should be a valid integer"}}
+        if not 1 <= limit <= 1000:
+            return 400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                    "message": "limit: must be between 1 and 1000"}}
+        limit = min(limit, self.models_page_max)
+        with self._lock:
+            ids = [m["id"] for m in self.models]
+            infos = [public_info(m) for m in self.models]
+        start, end = 0, len(ids)
+        if "after_id" in q:
+            if q["after_id"] not in ids:
+                return 400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                        "message": "after_id: unknown id"}}
+            start = ids.index(q["after_id"]) + 1
+            page = infos[start:start + limit]
+            more = start + limit < len(ids)
+        elif "before_id" in q:
+            if q["before_id"] not in ids:
+                return 400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                        "message": "before_id: unknown id"}}
+            end = ids.index(q["before_id"])
+            page = infos[max(0, end - limit):end]
+            more = end - limit > 0
+        else:
+            page = infos[:limit]
+            more = limit < len(ids)
+        return 200, {"data": page, "has_more": more,
+                     "first_id": page[0]["id"] if page else None,
+                     "last_id": page[-1]["id"] if page else None}
 
     def _api(self, h, path, raw):
         split = urlsplit(h.path)
@@ -1388,12 +1632,34 @@ class FakeAnthropic:
             rec.kind = beh["kind"]
             _Exchange(self, h, rec, beh, body, abort).run()
             return
-        if path == "/v1/models" and h.command == "GET":
-            rec.valid = True
-            rec.status = 200
-            self._send_json(h, 200, {"data": [{"type": "model", "id": "claude-sonnet-4-5",
-                                               "display_name": "Claude Sonnet 4.5"}],
-                                     "has_more": False}, extra=[("request-id", rec.request_id)])
+        if (path == "/v1/models" or path.startswith("/v1/models/")) and h.command == "GET":
+            bad = self._check_get(h)
+            if not bad and self.models_status != 200:
+                bad = (self.models_status, ERROR_TYPES.get(self.models_status, "api_error"),
+                       ERROR_MESSAGES.get(ERROR_TYPES.get(self.models_status, "api_error"),
+                                          "error"))
+            if bad:
+                rec.valid = False
+                rec.error = bad[2]
+                self._send_error(h, rec, *bad)
+            elif path == "/v1/models":
+                status, obj = self._models_page(split.query)
+                rec.valid = status == 200
+                rec.status = status
+                self._send_json(h, status, obj, extra=[("request-id", rec.request_id)])
+            else:
+                from urllib.parse import unquote
+                mid = unquote(path[len("/v1/models/"):])
+                info = self.model(mid)
+                if info is None:
+                    rec.valid = True  # asking is well-formed: the answer is "no such model"
+                    rec.error = "model: %s" % mid
+                    self._send_error(h, rec, 404, "not_found_error", rec.error)
+                else:
+                    rec.valid = True
+                    rec.status = 200
+                    self._send_json(h, 200, public_info(info),
+                                    extra=[("request-id", rec.request_id)])
             rec.done = True
             return
         rec.valid = False
@@ -1420,6 +1686,11 @@ class FakeAnthropic:
                 return self._send_json(h, 200, {"queued": len(made)})
             if path == "/_control/default" and h.command == "POST":
                 self.set_default(data or {})
+                return self._send_json(h, 200, {"ok": True})
+            if path == "/_control/models" and h.command == "POST":
+                d = dict(data or {})
+                self.add_model(d.pop("id"), d.pop("name", None),
+                               d.pop("created", "2026-01-01T00:00:00Z"), **d)
                 return self._send_json(h, 200, {"ok": True})
             if path == "/_control/reset" and h.command == "POST":
                 self.reset()

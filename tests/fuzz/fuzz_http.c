@@ -3,7 +3,7 @@
  * its name segment) and its JSON body (shim_body_parse), src/net/shim_route.c.
  *
  * Input: one selector byte, then the rest.  Selector even: the rest is a path.
- * Checked: a path is routed exactly when it is /v1/health, /v1/contexts, or
+ * Checked: a path is routed exactly when it is /v1/health, /v1/contexts, /mcp, or
  * /v1/contexts/SEG[/SUB] with a non-empty SEG and SUB one of the routes' own;
  * the segment returned lies inside the path, between the prefix and the next
  * '/'; its decoding, when it succeeds, is a name that store_name_check accepts
@@ -13,7 +13,10 @@
  * around it allowed) whose keys are all in the list, with no key twice at any
  * depth, or empty and optional;
  * printing the object returned and parsing it again is stable; a refusal
- * returns NULL with a reason.  Everything allocated is freed.
+ * returns NULL with a reason.  The same body's shape count
+ * (shim_frame_json_shape, src/net/shim_frame.c) agrees with a reference: the
+ * first of a raw control character inside a string, nesting past 32, more than
+ * 4,096 of '{' '[' ',' ':' outside strings.  Everything allocated is freed.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -30,7 +33,7 @@ static const char *const subs[] = {"messages", "output", "history", "transcript"
 static bool ref_routed(const char *url)
 {
 	static const char prefix[] = "/v1/contexts/";
-	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts"))
+	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts") || !strcmp(url, "/mcp"))
 		return true;
 	if (strncmp(url, prefix, sizeof(prefix) - 1))
 		return false;
@@ -69,7 +72,8 @@ static void check_path(const uint8_t *data, size_t size)
 		else
 			FUZZ_CHECK(why[0] != '\0');
 	} else if (r == 0) {
-		FUZZ_CHECK(!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts"));
+		FUZZ_CHECK(!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts") ||
+			   !strcmp(url, "/mcp"));
 	}
 	free(url);
 }
@@ -85,6 +89,52 @@ static bool ref_has_nul_escape(const uint8_t *s, size_t n)
 	return false;
 }
 
+/* 0 sound, 1 control character in a string, 2 too deep, 3 too many values:
+ * whichever comes first, reading left to right. */
+static int ref_shape(const uint8_t *s, size_t n)
+{
+	long depth = 0, tokens = 0;
+	bool str = false, esc = false;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = s[i];
+		if (str) {
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
+				str = false;
+			else if (ch < 0x20)
+				return 1;
+			continue;
+		}
+		if (ch == '"')
+			str = true;
+		if ((ch == '{' || ch == '[') && ++depth > SHIM_JSON_DEPTH_MAX)
+			return 2;
+		if ((ch == '}' || ch == ']') && depth > 0)
+			depth--;
+		if ((ch == '{' || ch == '[' || ch == ',' || ch == ':') &&
+		    ++tokens > SHIM_JSON_TOKENS_MAX)
+			return 3;
+	}
+	return 0;
+}
+
+static void check_shape(const char *body, const uint8_t *data, size_t size)
+{
+	const char *why = shim_frame_json_shape(body, size);
+	int want = ref_shape(data, size);
+	if (!why)
+		FUZZ_CHECK(want == 0);
+	else if (strstr(why, "control character"))
+		FUZZ_CHECK(want == 1);
+	else if (strstr(why, "nested too deeply"))
+		FUZZ_CHECK(want == 2);
+	else
+		FUZZ_CHECK(want == 3 && strstr(why, "too many values"));
+}
+
 static void check_body(unsigned sel, const uint8_t *data, size_t size)
 {
 	static const char *const lists[][4] = {
@@ -94,6 +144,7 @@ static void check_body(unsigned sel, const uint8_t *data, size_t size)
 	char *body = malloc(size ? size : 1), why[160];
 	FUZZ_ALLOC(body);
 	memcpy(body, data, size);  /* exactly size bytes: no terminator to lean on */
+	check_shape(body, data, size);
 	why[0] = '\0';
 	cJSON *o = (cJSON *)1;
 	int r = shim_body_parse(body, size, optional, keys, &o, why, sizeof(why));

@@ -44,8 +44,8 @@ static bool settings_equal(const struct settings *a, const struct settings *b, b
 	       same_double(a->temperature, b->temperature, near) &&
 	       a->budget_tokens == b->budget_tokens && a->max_input_bytes == b->max_input_bytes &&
 	       a->max_retries == b->max_retries && a->connect_timeout == b->connect_timeout &&
-	       a->idle_timeout == b->idle_timeout && a->thinking_budget == b->thinking_budget &&
-	       a->prompt_cache == b->prompt_cache;
+	       a->idle_timeout == b->idle_timeout && a->thinking == b->thinking &&
+	       a->effort == b->effort && a->prompt_cache == b->prompt_cache;
 }
 
 static void check_why(const char *why, size_t whylen)
@@ -75,15 +75,17 @@ static void check_bounds(const struct settings *s)
 	FUZZ_CHECK(int_in(s->max_retries, 0, 10));
 	FUZZ_CHECK(int_in(s->connect_timeout, 1, 300));
 	FUZZ_CHECK(int_in(s->idle_timeout, 1, 3600));
-	FUZZ_CHECK(s->thinking_budget == 0 || int_in(s->thinking_budget, 1024, 999999));
+	FUZZ_CHECK(s->thinking == SETTINGS_THINKING_OFF || s->thinking == SETTINGS_THINKING_ON ||
+		   int_in(s->thinking, 1024, 999999));
+	FUZZ_CHECK(int_in(s->effort, EFFORT_DEFAULT, EFFORT_MAX));
 }
 
 /* settings_check fails only for its cross-key rules. */
 static void check_check(const struct settings *s)
 {
 	char why[WHY];
-	bool cross = s->thinking_budget && (s->thinking_budget >= s->max_tokens ||
-					    (!isnan(s->temperature) && s->temperature != 1));
+	bool cross = s->thinking > 0 && (s->thinking >= s->max_tokens ||
+					 (!isnan(s->temperature) && s->temperature != 1));
 	int r = settings_check(s, why, sizeof(why));
 
 	FUZZ_CHECK(r == (cross ? -EINVAL : 0));

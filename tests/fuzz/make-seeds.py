@@ -129,6 +129,9 @@ def seeds_wire():
         "escapes": ("content_block_delta",
                     '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta",'
                     '"text":"\\u00e9\\ud83c\\udf38\\u2028\\n\\t\\"\\\\ \\ud800"}}'),
+        "nul-spaced": ("content_block_delta",
+                       '{ "type": "content_block_delta", "index": 0, "delta": '
+                       '{"text": "a\\u0000b\\\\u0000", "type": "text_delta"} }'),
         "long-id": ("message_start", '{"type":"message_start","message":{"id":"' + "m" * 130
                     + '","model":"claude","usage":{"input_tokens":1.5}}}'),
     }
@@ -197,13 +200,14 @@ def seeds_wire():
 
 def seeds_journal():
     for name in ("good", "bad-middle", "garbage-tail", "interrupted", "oversize-length",
-                 "torn-tail", "empty"):
+                 "torn-tail", "misplaced", "empty"):
         write("journal", name, fixture("journal", name + ".mcj"))
     lines = b"\n".join([
         b'\x01{"v":1,"created_ms":1700000000000,"settings":{},"system":""}',
         b'\x03{"turn":1,"text":"Hello","ms":1700000001000}',
         b'\x04{"turn":1,"attempt":1,"text":"Hi","thinking":""}',
         b'\x05{"turn":1,"attempt":1,"state":"done","stop_reason":"end_turn"}',
+        b'\x07{"turn":1,"attempt":2,"ms":1700000002000}',
         b'\x06{"turn":2}',
         b"",
         b"\x07MCJ1 a magic in a payload",
@@ -258,6 +262,13 @@ def seeds_settings():
     write("settings", "json-fraction", '{"max_tokens":4096.5}')
     write("settings", "json-huge", '{"budget_tokens":1e300}')
     write("settings", "json-unknown", '{"colour":"blue"}')
+    write("settings", "thinking-effort", "thinking = on\neffort = max\nthinking = 2048\n"
+          "effort = XHIGH\nthinking = off\neffort = default\n")
+    write("settings", "bad-effort", "effort = extreme\n")
+    write("settings", "bad-thinking-word", "thinking = maybe\n")
+    write("settings", "json-thinking-effort", '{"thinking":"on","effort":"low"}')
+    write("settings", "json-thinking-number", '{"thinking":4096,"max_tokens":8192}')
+    write("settings", "json-bad-effort", '{"effort":3}')
     write("settings", "json-array", "[1,2]")
 
 

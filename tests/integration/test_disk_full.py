@@ -1,6 +1,7 @@
 """A full disk (CONTRACT §3.2-§3.3, §4, §6): the state directory on a 512 KiB
 tmpfs, filled to the last byte by a filler file.  A message then fails at the
-writer's close with ENOSPC, `status` says why and nothing is sent; settings
+write that brings its bytes with ENOSPC (room for its record is held on disk
+as it arrives; test_write_errors.py has the many-writers case), `status` says why and nothing is sent; settings
 changes and mkdir fail with ENOSPC and change nothing; every journal stays
 valid (mcpfs-journal-dump --verify); operations that need no space (reading,
 mv, rm -rf) keep working; and once the filler is gone everything works again,
@@ -131,29 +132,29 @@ def history_texts(ctx):
 # --- a message --------------------------------------------------------------------------------
 
 
-def test_message_under_enospc_fails_at_close_and_sends_nothing(small, fake):
+def test_message_under_enospc_fails_at_the_write_and_sends_nothing(small, fake):
     mt, filler = small, Filler(small.state)
     c = mt.ctx("c")
     send(c, "before\n")
     assert output(c) == reply_for("before")
     filler.fill()
 
-    # Python: the write is taken, the close fails with ENOSPC.
+    # Python: the write fails with ENOSPC (CONTRACT §3.3), and so does the close.
     def write_then_close():
         fd = os.open(c / "input", os.O_WRONLY | os.O_TRUNC)
         try:
-            assert os.write(fd, BIG_MESSAGE.encode()) == len(BIG_MESSAGE)
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+            os.write(fd, BIG_MESSAGE.encode())
+        finally:
+            with pytest.raises(OSError) as ei:
+                os.close(fd)
+            assert ei.value.errno == errno.ENOSPC
     with pytest.raises(OSError) as ei:
         call_with_timeout(write_then_close, 10, "writing input")
     assert ei.value.errno == errno.ENOSPC
     st = status(c)
-    assert st.state == "error", st.text
-    assert re.match(r"cannot save the message: No space left on device",
-                    st.get("last_error", "")), st.text
+    assert st.state == "idle", st.text  # a refused message is not a failed turn
+    assert re.match(r"write of input: cannot save the message: No space left on device",
+                    st.get("last_refused", "")), st.text
     # A shell redirection sees it too.
     r = run("head -c %d /dev/zero | tr '\\0' z > '%s/input'" % (3 * PAGE, c))
     assert r.rc != 0 and "No space left on device" in r.err, r
@@ -169,7 +170,7 @@ def test_message_under_enospc_fails_at_close_and_sends_nothing(small, fake):
     assert output(c) == reply_for("after")
     assert [x.last_user_text.strip() for x in fake.calls] == ["before", "after"]
     st = wait_status(c, "idle")
-    assert st.get("last_error") is None, st.text
+    assert st.get("last_error") is None and st.get("last_refused") is None, st.text
     assert_journals_valid(mt, ["c"])
 
     mt.remount()
@@ -208,8 +209,15 @@ def test_settings_change_under_enospc_fails_and_changes_nothing(small, fake):
             write_file(path, text)
         assert ei.value.errno == errno.ENOSPC, (path, ei.value)
         assert settings_snapshot(mt, c) == before, path
-    r = run("/bin/echo 'max_tokens = 5' > '%s/config'" % c)  # bash's builtin ignores close errors
+    r = run("/bin/echo 'max_tokens = 5' > '%s/config'" % c)
     assert r.rc != 0 and "No space left on device" in r.err, r
+    # bash's builtin ignores close errors: the write itself fails (CONTRACT §3.3)
+    for path, text in changes:
+        r = run("echo '%s' > '%s'" % (text.strip(), path))
+        assert r.rc != 0 and "No space left on device" in r.err, r
+    st = status(c)
+    assert re.search(r"write of (config|model|system): cannot save settings: No space left",
+                      st.get("last_refused", "")), st.text
     assert settings_snapshot(mt, c) == before
     assert status(c).state == "idle"  # a refused setting is not a failed turn
     assert mt.proc.poll() is None

@@ -74,6 +74,8 @@ def test_contents(package):
     assert r.rc == 0, r
     paths = {ln.split()[-1].lstrip(".") for ln in r.out.splitlines()}
     for p in ("/usr/bin/mcpfs", "/usr/bin/mcpfs-journal-dump", "/usr/share/man/man1/mcpfs.1.gz",
+              "/usr/bin/mcpfs-ask", "/usr/bin/mcpfs-chat", "/usr/share/man/man1/mcpfs-ask.1.gz",
+              "/usr/share/man/man1/mcpfs-chat.1.gz", "/usr/share/doc/mcpfs/interface.md.gz",
               "/usr/share/bash-completion/completions/mcpfs",
               "/usr/lib/systemd/user/mcpfs@.service", "/usr/share/doc/mcpfs/copyright",
               "/usr/share/doc/mcpfs/examples/ask.sh", "/usr/share/doc/mcpfs/http-api.md.gz"):
@@ -102,6 +104,12 @@ def test_unpacked_binary_mounts_for_real(package, fake):
     assert re.search(r"^ExecStart=/usr/bin/mcpfs -f \$MCPFS_OPTIONS %f$", unit, re.M)
     text = render_man(root / "usr/share/man/man1/mcpfs.1.gz")
     assert "--state-dir=DIR, -o state_dir=DIR" in text
+    # FILES names the package's paths (prefix /usr), not meson's default /usr/local.
+    files = text.split("\nFILES\n", 1)[1]
+    assert "/usr/bin/mcpfs-chat" in files and "/usr/share/doc/mcpfs/" in files, files
+    assert "/usr/local" not in files, files
+    for cmd in ("mcpfs-ask", "mcpfs-chat"):
+        assert os.access(root / "usr/bin" / cmd, os.X_OK), cmd
     work = scratch_dir("mcpfs-deb-mount-")
     m = Mount(binary, fake.base_url, work)
     try:

@@ -3,6 +3,7 @@
 compared with it here, so that none can drift.  Also the documents the
 ecosystem issue promised: CHANGELOG, SECURITY's key handling, HACKING."""
 
+import os
 import re
 
 import pytest
@@ -122,3 +123,108 @@ def test_changelog_security_hacking():
     for word in ("## Build", "## Test", "scripts/fuzz", "## Layout", "dpkg-buildpackage",
                  "bench"):
         assert word in hacking, "HACKING.md does not cover %r" % word
+
+
+# --- the repository is its own reference ----------------------------------------------------
+
+MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+MD_NAME = re.compile(r"(?<![\w*.])([\w./-]*[A-Za-z_][\w-]*\.md)\b")
+
+
+def reference_docs():
+    """README, HACKING, SECURITY, every document of doc/, the man page sources."""
+    docs = [REPO / "README.md", REPO / "HACKING.md", REPO / "SECURITY.md"]
+    docs += sorted((REPO / "doc").rglob("*.md"))
+    docs += sorted((REPO / "packaging" / "man").glob("*.scd"))
+    return docs
+
+
+def repo_md_names():
+    skip = {"build", "build-asan", "build-tsan", "build-fuzz", ".git", "bench"}
+    out = set()
+    for p in REPO.rglob("*.md"):
+        if not skip & set(p.relative_to(REPO).parts):
+            out.add(p.name)
+    return out
+
+
+def outside_references(path, text, md_names):
+    """What a document cites that is not in the repository: ../shared, links that
+    leave the tree or name a missing file, .md files that do not exist here, and
+    the word CONTRACT outside doc/interface.md (which explains that name)."""
+    bad = []
+    if "../shared" in text or "/work/shared" in text:
+        bad.append("mentions ../shared")
+    for target in MD_LINK.findall(text):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        resolved = (path.parent / target.split("#")[0]).resolve()
+        if REPO.resolve() not in (resolved, *resolved.parents):
+            bad.append("link %r leaves the repository" % target)
+        elif not resolved.exists():
+            bad.append("link %r names a missing file" % target)
+    for name in MD_NAME.findall(re.sub(r"[a-z]+://\S+", "", text)):
+        if name.split("/")[-1] not in md_names and not (path.parent / name).exists():
+            bad.append("names %r, which is not in the repository" % name)
+    # The one allowed mention: the sentence that says what "CONTRACT §N" means.
+    if path.name != "interface.md" and re.search(r'\bCONTRACT\b(?! §N")', text):
+        bad.append("cites CONTRACT (say doc/interface.md)")
+    return bad
+
+
+def test_documents_cite_only_the_repository():
+    names = repo_md_names()
+    problems = []
+    for doc in reference_docs():
+        for p in outside_references(doc, doc.read_text(), names):
+            problems.append("%s: %s" % (doc.relative_to(REPO), p))
+    assert not problems, "\n".join(problems)
+
+
+def test_outside_references_are_caught():
+    names = repo_md_names()
+    readme = REPO / "README.md"
+    for text in ("see [`CONTRACT.md`](../shared/CONTRACT.md)", "[x](../../etc/passwd)",
+                 "[x](doc/missing.md)", "`STYLE.md` of the project",
+                 "as CONTRACT §2 says"):
+        assert outside_references(readme, text, names), text
+    assert outside_references(readme, "[i](doc/interface.md), `HACKING.md`, "
+                              "[w](https://example.com/x.md), reliability*.md", names) == []
+
+
+def test_interface_reference_and_style_ship():
+    """The interface the code cites as "CONTRACT §N" and the style rules are
+    documents of the repository, installed with the others."""
+    interface = (REPO / "doc" / "interface.md").read_text()
+    for n in range(1, 8):
+        assert re.search(r"^## §%d " % n, interface, re.M), "no §%d in doc/interface.md" % n
+    style = (REPO / "doc" / "style.md").read_text()
+    for word in ("negative errno", "## Layers", "## Tests"):
+        assert word in style, word
+    assert "doc/style.md" in (REPO / "HACKING.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert "](doc/interface.md)" in readme
+
+
+def test_man_page_files_follow_the_prefix(mcpfs_bin):
+    """FILES names the configured prefix's paths (packaging/fill.sh fills them
+    in from meson's prefix, bindir and datadir)."""
+    import json
+    bd = build_dir(mcpfs_bin)
+    r = run(["meson", "introspect", "--buildoptions", str(bd)], timeout=30)
+    assert r.rc == 0, r
+    opts = {o["name"]: o["value"] for o in json.loads(r.out)}
+    bindir = os.path.join(opts["prefix"], opts["bindir"])
+    docdir = os.path.join(opts["prefix"], opts["datadir"], "doc", "mcpfs")
+    want = {
+        "mcpfs.1": [bindir + "/mcpfs-journal-dump", bindir + "/mcpfs-chat", docdir + "/",
+                    opts["prefix"] + "/lib/systemd/user/mcpfs@.service"],
+        "mcpfs-ask.1": [bindir + "/mcpfs-ask", docdir + "/examples/ask.sh"],
+        "mcpfs-chat.1": [bindir + "/mcpfs-chat", docdir + "/examples/chat.sh"],
+    }
+    for page, paths in want.items():
+        text = render_man(bd / page)
+        files = text.split("\nFILES\n", 1)[1].split("\nSEE ALSO\n")[0]
+        for path in paths:
+            assert path in files, (page, path, files)
+        assert not re.search(r"@[A-Z_]+@", files), (page, files)

@@ -97,7 +97,7 @@ def test_history_jq_views(mount, fake, env):
     r = run([tool, "talk", "stats"], env=env)
     assert r.rc == 0, r
     assert r.out.splitlines() == [
-        "model: claude-sonnet-4-5", "messages: 4", "pruned_messages: 0",
+        "model: claude-sonnet-5-5", "messages: 4", "pruned_messages: 0",
         "user_bytes: 41",
         "assistant_bytes: %d" % (len(first_reply.encode()) + len(reply_for("second ✓").encode())),
     ]

@@ -151,6 +151,7 @@ def test_mount_t_fuse_mcpfs(workdir, lbin, ns_env, fake):
     mnt.mkdir()
     key = key_file(workdir / "key")
     port = free_port()
+    fake.add_model("m-fstab")  # the Models API (and so the Messages API) knows it
     opts = ("state_dir=%s,model=m-fstab,http=127.0.0.1:%d,api_key_file=%s,"
             "rw,nosuid,nodev,noatime,_netdev,nofail" % (state, port, key))
     sink = SyslogSink(workdir / "log.sock")
@@ -234,7 +235,7 @@ def test_fstab_line_of_readme_as_root(workdir, lbin, ns_env, fake):
     assert r.rc == 0 and "DONE" in r.out, r
     assert "FINDMNT fuse.mcpfs mcpfs" in r.out
     assert "OUTPUT " + reply_for("from fstab") in r.out
-    check_fake_saw(fake, "claude-sonnet-4-5", ["from fstab"])
+    check_fake_saw(fake, "claude-sonnet-5-5", ["from fstab"])
     assert (home / ".local" / "state" / "mcpfs" / "contexts").is_dir()
 
 
@@ -293,7 +294,7 @@ def test_fstab_user_option_lets_an_ordinary_user_mount(workdir, lbin, ns_env, fa
     assert "DAEMON_UID %d" % user.pw_uid in r.out
     assert "OUTPUT " + reply_for("as a user") in r.out
     assert "ROOT_SEES no" in r.out
-    check_fake_saw(fake, "claude-sonnet-4-5", ["as a user"])
+    check_fake_saw(fake, "claude-sonnet-5-5", ["as a user"])
     state = home / ".local" / "state" / "mcpfs"
     assert state.is_dir() and state.stat().st_uid == user.pw_uid
 

@@ -13,7 +13,7 @@ import pytest
 from ecosystem_lib import (check_man_page, in_namespace, meson_install, meson_project_version,
                            render_man, require_unshare, rmtree_unless_mounted, scratch_dir,
                            table_rows)
-from mcpfs_testlib import DEFAULT_KEY, REPO, reply_for, run
+from mcpfs_testlib import DEFAULT_KEY, REPO, Mount, reply_for, run, tool_env
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,13 @@ def real_prefix(installed):
 
 def test_every_file_in_its_place(installed):
     _, p = installed
-    executables = ["bin/mcpfs", "bin/mcpfs-journal-dump",
+    executables = ["bin/mcpfs", "bin/mcpfs-journal-dump", "bin/mcpfs-ask", "bin/mcpfs-chat",
                    "share/doc/mcpfs/examples/ask.sh", "share/doc/mcpfs/examples/summarize.sh",
                    "share/doc/mcpfs/examples/history-jq.sh",
                    "share/doc/mcpfs/examples/edit-system.sh"]
-    files = ["share/man/man1/mcpfs.1", "share/bash-completion/completions/mcpfs",
+    files = ["share/man/man1/mcpfs.1", "share/man/man1/mcpfs-ask.1",
+             "share/man/man1/mcpfs-chat.1", "share/bash-completion/completions/mcpfs",
+             "share/doc/mcpfs/interface.md", "share/doc/mcpfs/style.md",
              "lib/systemd/user/mcpfs@.service",
              "share/doc/mcpfs/README.md", "share/doc/mcpfs/SECURITY.md",
              "share/doc/mcpfs/CHANGELOG.md", "share/doc/mcpfs/HACKING.md",
@@ -54,6 +56,41 @@ def test_every_file_in_its_place(installed):
     assert r.rc == 0 and r.out.strip() == "mcpfs " + meson_project_version(), r
     r = run([p / "bin/mcpfs-journal-dump"])
     assert r.rc != 0 and "usage" in (r.out + r.err).lower(), r
+    for cmd, example in (("mcpfs-ask", "ask.sh"), ("mcpfs-chat", "chat.sh")):
+        assert (p / "bin" / cmd).read_bytes() == (REPO / "examples" / example).read_bytes()
+
+
+def test_ask_and_chat_commands(installed, workdir, fake):
+    """mcpfs-ask and mcpfs-chat as installed: their man pages are found, they
+    refuse a plain directory, and they talk over a real mount."""
+    _, p = installed
+    env = dict(os.environ, MANPATH=str(p / "share/man"))
+    for cmd in ("mcpfs-ask", "mcpfs-chat"):
+        r = run(["man", "-w", cmd], env=env)
+        assert r.rc == 0 and r.out.strip() == str(p / "share/man/man1" / (cmd + ".1")), r
+        text = render_man(p / "share/man/man1" / (cmd + ".1"))
+        assert re.search(r"^NAME\n +%s - " % cmd, text, re.M), text[:300]
+    plain = workdir / "plain"
+    plain.mkdir()
+    tenv = tool_env(workdir, {"MCPFS_MOUNT": str(plain)})
+    r = run([p / "bin/mcpfs-ask", "hello"], env=tenv)
+    assert r.rc == 1 and r.err == ("mcpfs-ask: '%s' is not an mcpfs mount (mount one there, "
+                                   "or set MCPFS_MOUNT)\n" % plain), r
+    r = run([p / "bin/mcpfs-chat"], env=tenv, input="hello\n")
+    assert r.rc == 1 and r.err.startswith("mcpfs-chat: '%s' is not an mcpfs mount" % plain), r
+    assert os.listdir(plain) == []
+    m = Mount(p / "bin/mcpfs", fake.base_url, workdir / "m")
+    try:
+        m.start()
+        tenv["MCPFS_MOUNT"] = str(m.path)
+        r = run([p / "bin/mcpfs-ask", "installed", "question"], env=tenv)
+        assert r.rc == 0 and r.out == reply_for("installed question") + "\n", r
+        r = run([p / "bin/mcpfs-chat", "c"], env=tenv, input="from chat\n")
+        assert r.rc == 0 and reply_for("from chat") in r.out, r
+        assert m.stop() == 0
+    finally:
+        m.cleanup()
+    assert not m.problems(), m.problems()
 
 
 def test_man_page_renders_and_lists_the_table(installed, mcpfs_bin):
@@ -212,6 +249,7 @@ def test_systemd_unit_commands_mount_restart_and_stop(installed, workdir, fake):
     name, unit = instance_unit(installed, mnt, workdir)
     instance = name[len("mcpfs@"):-len(".service")]
     env_file = config / "mcpfs" / (instance + ".env")
+    fake.add_model("m-unit")  # the Models API (and so the Messages API) knows it
     env_file.write_text("MCPFS_OPTIONS=--state-dir=%s --model=m-unit\n"
                         "ANTHROPIC_API_KEY=%s\nANTHROPIC_BASE_URL=%s\n"
                         % (workdir / "state", DEFAULT_KEY, fake.base_url))

@@ -51,7 +51,7 @@ def test_one_line_per_successful_call(mount, fake):
     assert len(lines) == 2 and len(call_lines(log)) == 2, log
     for m, rec in zip(lines, fake.calls):
         assert m["status"] == "200" and m["retries"] == "0"
-        assert m["ctx"] == "notes" and m["model"] == "claude-sonnet-4-5"
+        assert m["ctx"] == "notes" and m["model"] == "claude-sonnet-5-5"
         assert m["stop"] == "end_turn"
         assert m["rid"] == rec.request_id and m["rid"].startswith("req_")
         assert int(m["tin"]) == rec.input_tokens and int(m["tout"]) == rec.output_tokens
@@ -93,7 +93,7 @@ def test_one_line_per_failed_call(mount, fake):
     (m,) = wait_line(mount, FAIL_LINE)
     assert m["type"] == "authentication_error" and m["msg"] == "invalid x-api-key"
     assert m["status"] == "401" and m["retries"] == "0"
-    assert m["ctx"] == "c" and m["model"] == "claude-sonnet-4-5"
+    assert m["ctx"] == "c" and m["model"] == "claude-sonnet-5-5"
     assert (m["tin"], m["tout"], m["tcc"], m["tcr"]) == ("-", "-", "-", "-")
     assert m["rid"] == fake.calls[-1].request_id
     # A mid-stream error after some text: the tokens of message_start are known.
@@ -118,7 +118,7 @@ def test_cancelled_call_is_one_info_line(mount, fake):
     wait_status(c, "error")
     rid = fake.calls[-1].request_id
     m = wait_for(lambda: re.search(r"^mcpfs: info: call 1: cancelled after \d+ ms, 0 retries, "
-                                   r"context 'c', model claude-sonnet-4-5, tokens in=(\d+) out=1 "
+                                   r"context 'c', model claude-sonnet-5-5, tokens in=(\d+) out=1 "
                                    r"cache_creation=0 cache_read=0, request id '%s'$" % rid,
                                    mount.log(), re.M), 10, what="the cancel line")
     assert int(m.group(1)) == fake.calls[-1].input_tokens

@@ -318,14 +318,34 @@ def test_pruning_is_calibrated_by_the_tokens_the_api_counts(mount, fake):
     assert light.input_tokens > budget // 2  # the light one really uses its budget
 
 
-def test_message_alone_over_budget_fails_without_a_call(ctx, fake):
+def test_message_alone_over_budget_fails_its_write(ctx, fake):
+    """CONTRACT §3.3, §5: a message whose estimate alone exceeds budget_tokens
+    fails the write that takes it over (EFBIG); nothing is sent."""
     write_file(ctx / "config", "budget_tokens = 2000\n")
-    send(ctx, long_message(1, 12000) + "\n")
-    st = wait_status(ctx, "error", 10)
-    assert re.search(r"budget", st.text, re.I), st.text
+    with pytest.raises(OSError) as ei:
+        send(ctx, long_message(1, 12000) + "\n")
+    assert ei.value.errno == errno.EFBIG
+    st = status(ctx)
+    assert st.state == "idle", st.text
+    assert re.search(r"over budget_tokens \(2000\)", st.get("last_refused", "")), st.text
     assert fake.calls == []
-    data, err = read_partial(ctx / "output")
-    assert data == b"" and err is not None and err.errno == errno.EIO
     send(ctx, "small\n")  # the context still works
     assert output(ctx) == reply_for("small")
     assert [content_text(m["content"]).strip() for m in fake.calls[0].messages][-1] == "small"
+
+
+def test_message_with_system_prompt_over_budget_fails_without_a_call(ctx, fake):
+    """With the system prompt the message no longer fits: the turn fails
+    before any call, with the reason in last_error."""
+    write_file(ctx / "config", "budget_tokens = 2000\n")
+    write_file(ctx / "system", long_message(0, 4000))
+    send(ctx, long_message(1, 4000) + "\n")
+    st = wait_status(ctx, "error", 10)
+    assert re.match(r"budget_exceeded: .*budget", st.get("last_error", "")), st.text
+    assert st.get("turn_state") == "failed", st.text
+    assert fake.calls == []
+    data, err = read_partial(ctx / "output")
+    assert data == b"" and err is not None and err.errno == errno.EIO
+    write_file(ctx / "system", "")
+    send(ctx, "small\n")
+    assert output(ctx) == reply_for("small")

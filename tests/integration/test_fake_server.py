@@ -626,7 +626,7 @@ def test_record_bodies_off_keeps_summaries():
 
 
 def test_count_tokens_and_models(fake):
-    resp, data = call(fake, {"model": "m", "messages": [{"role": "user", "content": "abcdefgh"}]},
+    resp, data = call(fake, {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "abcdefgh"}]},
                       path="/v1/messages/count_tokens")
     assert resp.status == 200 and json.loads(data) == {"input_tokens": 7}
     conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
@@ -676,3 +676,126 @@ def test_subprocess_with_http_control(workdir):
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
+
+
+# --- the Models API and the per-model rules ---------------------------------------------------
+
+
+def get_json(fake, path, headers=HEADERS):
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    conn.request("GET", path, headers={k: v for k, v in headers.items() if k != "content-type"})
+    r = conn.getresponse()
+    data = json.loads(r.read())
+    conn.close()
+    return r.status, data
+
+
+def test_models_retrieve_is_a_model_info(fake):
+    status, m = get_json(fake, "/v1/models/claude-sonnet-5-5")
+    assert status == 200 and m["type"] == "model" and m["id"] == "claude-sonnet-5-5"
+    caps = m["capabilities"]
+    assert caps["thinking"]["types"] == {"adaptive": {"supported": True},
+                                         "enabled": {"supported": False}}
+    assert caps["effort"]["supported"] and caps["effort"]["max"] == {"supported": True}
+    assert caps["image_input"] == {"supported": True} and m["max_input_tokens"] == 1000000
+    assert not any(k.startswith("_") for k in m)
+    status, m = get_json(fake, "/v1/models/claude-opus-4-1")
+    assert m["lifecycle"] == "deprecated" and m["retires_at"].startswith("2027-01-05")
+    status, err = get_json(fake, "/v1/models/claude-nope-9")
+    assert status == 404 and err["type"] == "error" and \
+        err["error"]["type"] == "not_found_error"
+    status, err = get_json(fake, "/v1/models/claude-sonnet-5-5", headers={})
+    assert status == 401
+
+
+def test_models_list_pages_newest_first(fake):
+    status, page = get_json(fake, "/v1/models")
+    ids = [m["id"] for m in fake.models]
+    assert status == 200 and [m["id"] for m in page["data"]] == ids[:20]
+    assert ids[0] == "claude-mythos-5-1"
+    created = [m["created_at"] for m in fake.models]
+    assert created == sorted(created, reverse=True)
+    fake.models_page_max = 3
+    seen, after = [], None
+    while True:
+        status, page = get_json(fake, "/v1/models?limit=100" +
+                                ("&after_id=" + after if after else ""))
+        assert status == 200 and len(page["data"]) <= 3
+        seen += [m["id"] for m in page["data"]]
+        assert page["first_id"] == page["data"][0]["id"] and page["last_id"] == seen[-1]
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert seen == ids
+    status, page = get_json(fake, "/v1/models?limit=2&before_id=" + ids[4])
+    assert [m["id"] for m in page["data"]] == ids[2:4] and page["has_more"]
+    assert get_json(fake, "/v1/models?limit=0")[0] == 400
+    assert get_json(fake, "/v1/models?after_id=nope")[0] == 400
+
+
+REFUSALS = [
+    # (model, extra body fields or messages, status, words of the message)
+    ("claude-sonnet-5-5", {"thinking": {"type": "enabled", "budget_tokens": 2048},
+                           "max_tokens": 4096}, 400,
+     "thinking.type.enabled is not supported"),
+    ("claude-sonnet-5-5", {"temperature": 0.5}, 400, "temperature"),
+    ("claude-mythos-5-1", {"top_p": 0.9}, 400, "top_p"),
+    ("claude-opus-5-1", {"top_k": 5}, 400, "top_k"),
+    ("claude-sonnet-4-5", {"thinking": {"type": "adaptive"}}, 400,
+     "thinking.type.adaptive is not supported"),
+    ("claude-3-5-haiku-20241022", {}, 404, "model"),
+    ("claude-test-model", {"thinking": {"type": "adaptive"}}, 400, "does not support"),
+    ("claude-fable-5-1", {"output_config": {"effort": "max"}}, 400, "'max' is not supported"),
+    ("claude-sonnet-4-5", {"output_config": {"effort": "low"}}, 400, "does not support effort"),
+    ("claude-sonnet-5-5", {"output_config": {"effort": "huge"}}, 400, "output_config.effort"),
+    ("claude-fable-5-1", {"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
+        {"type": "text", "text": "what is this"}]}]}, 400, "does not support image input"),
+    ("claude-sonnet-5-5", {"messages": [{"role": "user", "content": "a"},
+                                        {"role": "assistant", "content": ""},
+                                        {"role": "user", "content": "b"}]}, 400, "non-empty"),
+    ("claude-sonnet-5-5", {"messages": [{"role": "user", "content": "a"},
+                                        {"role": "user", "content": "b"}]}, 400, "alternate"),
+    ("claude-sonnet-5-5", {"messages": [{"role": "assistant", "content": "a"}]}, 400,
+     "alternate"),
+    ("claude-nope-9", {}, 404, "model: claude-nope-9"),
+]
+
+
+@pytest.mark.parametrize("model,extra,status,words", REFUSALS)
+def test_refuses_what_the_model_does_not_take(fake, model, extra, status, words):
+    resp, data = call(fake, body("hi", model=model, **extra))
+    err = json.loads(data)
+    assert resp.status == status, err
+    assert err["type"] == "error" and err["error"]["type"] == (
+        "invalid_request_error" if status == 400 else "not_found_error")
+    assert words in err["error"]["message"] and err["request_id"].startswith("req_")
+    assert len(fake.calls) == 1 and fake.calls[0].valid is False
+
+
+ACCEPTED = [
+    ("claude-sonnet-5-5", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}),
+    ("claude-sonnet-5-5", {"temperature": 1}),
+    ("claude-sonnet-4-6", {"thinking": {"type": "enabled", "budget_tokens": 2048},
+                           "temperature": 1, "max_tokens": 4096}),
+    ("claude-sonnet-4-6", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}),
+    ("claude-sonnet-4-5", {"thinking": {"type": "enabled", "budget_tokens": 1024},
+                           "temperature": 1, "max_tokens": 4096}),
+    ("claude-haiku-4-5", {"temperature": 0.2}),
+    ("claude-opus-4-1", {}),
+    ("claude-mythos-5-1", {"output_config": {"effort": "xhigh"}}),
+]
+
+
+@pytest.mark.parametrize("model,extra", ACCEPTED)
+def test_accepts_what_the_model_takes(fake, model, extra):
+    resp, data = call(fake, body("hi", model=model, **extra))
+    assert resp.status == 200, data
+    assert fake.calls[0].valid is True
+
+
+def test_add_model_serves_it(fake):
+    assert call(fake, body("hi", model="my-model"))[0].status == 404
+    fake.add_model("my-model", enabled=True)
+    assert call(fake, body("hi", model="my-model"))[0].status == 200
+    assert get_json(fake, "/v1/models/my-model")[1]["display_name"] == "my-model"

@@ -213,7 +213,7 @@ def test_fault(mount, fctx, fake, case):
     assert m, "last_error of type /%s/ expected:\n%s" % (case.etype, st.text)
     assert re.search(case.message, m.group(2), re.I), st.text
     assert st.get("http_status") == (str(case.http) if case.http else None), st.text
-    assert st.get("output_bytes") == str(len(partial)), st.text
+    assert st.get("turn_output_bytes") == str(len(partial)), st.text
     if case.request_id:
         assert calls[-1].request_id in st.text, st.text
 

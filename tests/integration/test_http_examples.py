@@ -13,7 +13,7 @@ import pytest
 from mcpfs_testlib import (
     REPO, daemon_env, output, read_text, reply_for, run, tool_env, unmount, wait_for,
 )
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     Api, free_port, nomount, parse_sse, shim, shim_factory, start_failure,
 )
 

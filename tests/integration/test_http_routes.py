@@ -8,7 +8,7 @@ import os
 import pytest
 
 from mcpfs_testlib import output, read_text, reply_for, send, wait_for, write_file
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     DEFAULT_KEY, client, parse_sse, quote, shim, shim_factory,
 )
 
@@ -44,7 +44,7 @@ def test_list_create_get_delete(client, shim):
     assert r.status == 200
     info = r.json()
     assert info["name"] == "alpha" and info["status"] == "idle" and info["turn"] == 0
-    assert info["system"] == "" and info["model"] == "claude-sonnet-4-5"
+    assert info["system"] == "" and info["model"] == "claude-sonnet-5-5"
     assert info["config"]["max_tokens"] == 4096
     assert set(info["usage"]) >= {"input_tokens", "output_tokens", "calls"}
     r = client.request("DELETE", "/v1/contexts/alpha")
@@ -279,7 +279,7 @@ def test_bad_names_in_paths(client, shim, seg):
                            {"content": "x"} if method == "POST" else None)
         assert r.status == 400, (seg, sub, r)
         assert r.error()[0] == "invalid_request_error"
-    assert sorted(os.listdir(shim.path)) == [".config", ".status", "b"]
+    assert sorted(os.listdir(shim.path)) == [".config", ".models", ".status", "b"]
 
 
 def test_encoded_slash_is_never_a_separator(client, shim):

@@ -3,6 +3,7 @@ Host allow-list (DNS rebinding), Origin (cross-site requests), bearer token,
 content type, body limits, odd names, no CORS, loopback-only binding, and the
 one-line start-up errors."""
 
+import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import subprocess
 import pytest
 
 from mcpfs_testlib import daemon_env, is_mounted, run, wait_for
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     Api, CurlApi, client, free_port, ipv6_loopback_works, non_loopback_ipv4, nomount, shim,
     shim_factory, start_failure,
 )
@@ -184,20 +185,18 @@ def test_oversized_bodies_are_413(client, shim, fake):
     assert [c.last_user_text for c in fake.calls] == ["e" * 100]
 
 
-def test_chunked_body_over_the_limit(shim):
-    """No Content-Length: the running total decides."""
-    body = b'{"system":"' + b"s" * (3 << 20) + b'"}'
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 65536]), body[i:i + 65536])
-                      for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+def test_chunked_bodies_are_refused(shim):
+    """Chunk lines are parsed below any hook, bare LFs accepted: no chunked bodies."""
     shim.api.create("ch")
     head = ("PATCH /v1/contexts/ch HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
-            "application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            % shim.port).encode()
-    status, out = raw(shim.port, head + chunks)
-    assert status == 413, out[:300]
-    small = b'{"system":"chunked ok"}'
-    status, out = raw(shim.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
-    assert status == 200, out[:300]
+            "application/json\r\nTransfer-Encoding: chunked\r\n\r\n" % shim.port).encode()
+    small = b'{"system":"chunked"}'
+    for eol in (b"\r\n", b"\n"):
+        chunks = b"%x%s%s%s0%s%s" % (len(small), eol, small, eol, eol, eol)
+        status, out = raw(shim.port, head + chunks)
+        assert status == 400, out[:300]
+        assert b"Content-Length" in out and b"Connection: close" in out
+    assert shim.api.request("GET", "/v1/contexts/ch").json()["system"] == ""
 
 
 def test_413_with_expect_100_continue(shim):
@@ -316,6 +315,106 @@ def test_ambiguous_body_framing_is_400_and_closes(shim, framing, why):
     assert why.encode() in text
     assert out.count(b"HTTP/1.1 ") == 1, "a second request was read from the same bytes"
     assert shim.api.request("GET", "/v1/contexts").json()["contexts"] == []
+
+
+def one_answer(port, data):
+    """Sends data and a second request after it; returns the one answer read."""
+    follow = b"DELETE /v1/contexts/victim HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
+    status, out = raw(port, data + follow, timeout=5)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert out.count(b"HTTP/1.1 ") == 1, out
+    assert b"Connection: close" in head, out
+    return status, body
+
+
+SMUGGLED = [
+    # name, request head (after the request line and Host), body
+    ("obs-folded-te", "Content-Length: {n}\r\nX-A: b\r\n Transfer-Encoding: chunked\r\n",
+     b'{"name":"made"}'),
+    ("folded-te-value", "Transfer-Encoding:\r\n chunked\r\nContent-Length: {n}\r\n",
+     b'{"name":"made"}'),
+    ("two-te", "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+     b'f\r\n{"name":"made"}\r\n0\r\n\r\n'),
+    ("bare-lf-chunks", "Transfer-Encoding: chunked\r\n", b'f\n{"name":"made"}\n0\n\n'),
+    ("space-before-colon", "Origin : http://evil.example\r\nContent-Length: {n}\r\n",
+     b'{"name":"made"}'),
+    ("tab-before-colon", "Origin\t: http://evil.example\r\nContent-Length: {n}\r\n",
+     b'{"name":"made"}'),
+    ("nul-in-value", "Origin: http://127.0.0.1:{p}\x00evil\r\nContent-Length: {n}\r\n",
+     b'{"name":"made"}'),
+    ("cr-in-value", "X-A: a\rb\r\nContent-Length: {n}\r\n", b'{"name":"made"}'),
+    ("bare-lf-header", "Content-Length: {n}\nX-A: b\r\n", b'{"name":"made"}'),
+]
+
+
+@pytest.mark.parametrize("name,head,body", SMUGGLED, ids=[c[0] for c in SMUGGLED])
+def test_request_smuggling_is_400_and_closes(shim, name, head, body):
+    """Header blocks libmicrohttpd reads one way and a proxy may read another:
+    folded lines, two Transfer-Encodings, bare LFs, names with a space before
+    the colon (which hid an Origin), NULs and CRs in values."""
+    shim.api.create("victim")
+    p = shim.port
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json"
+           "\r\n" % p).encode() + head.format(n=len(body), p=p).encode("latin-1") + b"\r\n" + body
+    status, text = one_answer(p, req)
+    assert status == 400, text
+    assert json.loads(text)["error"]["type"] == "invalid_request_error"
+    names = [c["name"] for c in shim.api.request("GET", "/v1/contexts").json()["contexts"]]
+    assert names == ["victim"]
+
+
+@pytest.mark.parametrize("line", [b"GET /v1/health\x00/../contexts HTTP/1.1",
+                                  b"GET /v1/con texts HTTP/1.1", b"GET /v1/health HTTP/1.1\n",
+                                  b"DELETE /v1/contexts/victim\x00 HTTP/1.1",
+                                  b"GET /v1/health\x01 HTTP/1.1"],
+                         ids=["nul-in-path", "space-in-path", "bare-lf", "nul-delete", "ctl"])
+def test_odd_request_lines_get_one_clean_400(shim, line):
+    shim.api.create("victim")
+    req = line.rstrip(b"\n") + (b"\n" if line.endswith(b"\n") else b"\r\n")
+    req += b"Host: 127.0.0.1:%d\r\n\r\n" % shim.port
+    status, text = one_answer(shim.port, req)
+    assert status == 400, text
+    assert json.loads(text)["error"]["type"] == "invalid_request_error"
+    assert (shim.path / "victim").is_dir()
+
+
+@pytest.mark.xfail(strict=True, reason="libmicrohttpd 0.9.75 answers a malformed Content-Length "
+                   "itself, before any mcpfs code runs, and writes its header block twice "
+                   "(SECURITY.md §7); the connection is closed and nothing is done")
+@pytest.mark.parametrize("value", ["1x", "+2", "-1", "2 2", "0x2", ""])
+def test_malformed_content_length_gets_one_clean_400(shim, value):
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+           "application/json\r\nContent-Length: %s\r\n\r\n{}" % (shim.port, value)).encode()
+    status, out = raw(shim.port, req, timeout=5)
+    assert status == 400, out
+    assert out.count(b"HTTP/1.1 ") == 1, out
+    assert b"Connection: close" in out.partition(b"\r\n\r\n")[0]
+
+
+def test_malformed_content_length_is_refused_and_closes(shim):
+    """What holds today: 400, nothing created, the bytes after it never read."""
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+           "application/json\r\nContent-Length: 1x\r\n\r\n" % shim.port).encode()
+    follow = b'POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: ' \
+        b'application/json\r\nContent-Length: 15\r\n\r\n{"name":"made"}' % shim.port
+    status, out = raw(shim.port, req + follow, timeout=5)
+    assert status == 400, out
+    assert shim.api.request("GET", "/v1/contexts").json()["contexts"] == []
+
+
+def test_control_characters_in_json_strings_are_400(client, shim, fake):
+    """cJSON takes a raw control character inside a string; JSON does not."""
+    shim.api.create("cc")
+    for body in [b'{"content":"a\x01b"}', b'{"content":"tab\there"}',
+                 b'{"content":"line\nbreak"}']:
+        r = client.request("POST", "/v1/contexts/cc/messages", body,
+                           headers={"Content-Type": "application/json"})
+        assert r.status == 400, (body, r)
+        assert "control character" in r.error()[1]
+    r = shim.api.request("POST", "/v1/contexts/cc/messages", {"content": "a\x01\tb\n"})
+    assert r.status == 202, r  # the same characters escaped are fine
+    fake.wait_calls(1)
+    assert [c.last_user_text for c in fake.calls] == ["a\x01\tb\n"]
 
 
 # --- start-up errors (one line on stderr, exit 1) -------------------------------------------------------

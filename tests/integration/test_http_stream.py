@@ -15,7 +15,7 @@ import time
 import pytest
 
 from mcpfs_testlib import Reader, read_partial, reply_for, send, wait_for
-from test_http_support import (  # noqa: F401  (fixtures)
+from http_support import (  # noqa: F401  (fixtures)
     SseClient, quote, shim, shim_factory,
 )
 

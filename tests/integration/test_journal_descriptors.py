@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from mcpfs_testlib import output, read_file, reply_for, send, status, wait_for
-from test_http_support import Api, free_port
+from http_support import Api, free_port
 
 N = 600
 NOFILE = 256

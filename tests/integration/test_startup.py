@@ -298,3 +298,71 @@ def test_api_key_never_appears(mount_factory, fake, workdir):
             assert key.encode() not in data and key[-16:].encode() not in data, f
     log = m.log()
     assert key not in log and key[-16:] not in log
+
+
+# --- the state directory's lock (issue 17, point 7) ---------------------------------------------
+
+
+def test_deleted_lock_file_still_locks_the_state_dir(mount_factory, mcpfs_bin, env, workdir):
+    """Deleting STATE/lock under a running daemon does not let a second daemon
+    start on the same state directory: the directory itself is locked."""
+    first = mount_factory(name="first")
+    c = first.ctx("c")
+    send(c, "hello\n")
+    assert output(c) == reply_for("hello")
+    os.unlink(first.state / "lock")
+    second = workdir / "second"
+    second.mkdir()
+    rc, lines = start_expecting_failure(mcpfs_bin, ["--state-dir=%s" % first.state], env, second)
+    assert_one_line_naming(rc, lines, first.state)
+    assert "in use by another mcpfs" in lines[0]
+    assert not is_mounted(str(second))
+    # The first daemon goes on undisturbed.
+    send(c, "again\n")
+    assert output(c) == reply_for("again")
+
+
+# --- start-up checks of the environment and the secret files (issue 17, point 11) ---------------
+
+
+@pytest.mark.parametrize("suffix, what", [
+    ("/?beta=1", "query"), ("#top", "fragment"), ("/\nX-Injected: 1", "control character"),
+    (" /v1", "space"), ("/" + "a" * 2100, "too long"),
+], ids=["query", "fragment", "newline", "space", "long"])
+def test_bad_base_url_is_refused(mcpfs_bin, fake, workdir, mnt, suffix, what):
+    """A base URL with a query, a fragment or a newline made every call fail
+    later; it is refused at start-up with one line that names it."""
+    (workdir / "home").mkdir(exist_ok=True)
+    env = daemon_env(workdir / "home", fake.base_url + suffix)
+    rc, lines = start_expecting_failure(mcpfs_bin, [state_arg(workdir)], env, mnt)
+    assert_one_line_naming(rc, lines, "ANTHROPIC_BASE_URL", fake.base_url)
+    assert what in lines[0]
+    assert not fake.calls
+
+
+def test_base_url_credentials_are_masked(mount_factory, fake):
+    """user:password@ in ANTHROPIC_BASE_URL never shows in .status (nor the
+    log); the rest of the URL does."""
+    url = fake.base_url.replace("http://", "http://alice:s3cret-pw@")
+    m = mount_factory(env={"ANTHROPIC_BASE_URL": url})
+    st = read_file(m.path / ".status")
+    assert "s3cret-pw" not in st and "alice" not in st, st
+    assert fake.base_url.replace("http://", "http://***@") in st, st
+    c = m.ctx("c")
+    send(c, "hello\n")
+    assert output(c) == reply_for("hello")
+    assert "s3cret-pw" not in m.log()
+
+
+@pytest.mark.parametrize("which", ["api-key-file", "http-token-file"])
+def test_fifo_secret_file_is_refused(mcpfs_bin, env, workdir, mnt, which):
+    """A FIFO as the key or token file blocked start-up forever (open(2) waits for
+    a writer); it is refused as not a regular file."""
+    fifo = workdir / "secret.fifo"
+    os.mkfifo(fifo, 0o600)
+    args = [state_arg(workdir), "--%s=%s" % (which, fifo)]
+    if which == "http-token-file":
+        args.append("--http=127.0.0.1:%d" % free_port())
+    rc, lines = start_expecting_failure(mcpfs_bin, args, env, mnt, timeout=10)
+    assert_one_line_naming(rc, lines, fifo)
+    assert "not a regular file" in lines[0]

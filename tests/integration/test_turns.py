@@ -43,7 +43,7 @@ def test_request_wire_format(ctx, fake):
     assert c.headers["anthropic-version"] == "2023-06-01"
     assert c.headers["content-type"].split(";")[0].strip() == "application/json"
     assert c.body["stream"] is True
-    assert c.body["model"] == "claude-sonnet-4-5"
+    assert c.body["model"] == "claude-sonnet-5-5"
     assert c.body["max_tokens"] == 4096
     assert c.roles == ["user"]
     assert content_text(c.messages[0]["content"]).rstrip("\n") == "hello"
@@ -210,16 +210,22 @@ def test_message_over_size_limit_is_efbig(ctx, fake):
 
 
 @pytest.mark.allow_errors()
-def test_invalid_utf8_is_eilseq_on_close(ctx, fake):
+def test_invalid_utf8_is_eilseq_at_the_write(ctx, fake):
+    """CONTRACT §3.3: the write that completes an invalid sequence fails, and
+    so does the close; a sequence cut off at the very end fails the close."""
     fd = os.open(ctx / "input", os.O_WRONLY | os.O_TRUNC)
-    os.write(fd, b"caf\xc3 and \xff\xfe\n")
-    with pytest.raises(OSError) as ei:
-        os.close(fd)
-    assert ei.value.errno == errno.EILSEQ
+    try:
+        with pytest.raises(OSError) as ei:
+            os.write(fd, b"caf\xc3 and \xff\xfe\n")
+        assert ei.value.errno == errno.EILSEQ
+    finally:
+        with pytest.raises(OSError) as ei:
+            os.close(fd)
+        assert ei.value.errno == errno.EILSEQ
     assert re.search(r"utf-?8", status(ctx).text, re.I), status(ctx).text
     with pytest.raises(OSError) as ei:
         with open(ctx / "input", "wb") as f:
-            f.write(b"\xc0\xaf overlong\n")
+            f.write(b"cut off \xe6\x97")
     assert ei.value.errno == errno.EILSEQ
     sentinel_check(fake, ctx, [])
 
@@ -555,7 +561,7 @@ def test_system_file(ctx, fake):
 
 
 def test_model_file(ctx, fake):
-    assert read_file(ctx / "model") == "claude-sonnet-4-5\n"
+    assert read_file(ctx / "model") == "claude-sonnet-5-5\n"
     r = run("echo claude-haiku-4-5 > '%s/model'" % ctx)
     assert r.rc == 0, r
     assert read_file(ctx / "model") == "claude-haiku-4-5\n"
@@ -566,7 +572,8 @@ def test_model_file(ctx, fake):
 
 
 def test_config_file(ctx, fake):
-    write_file(ctx / "config", "max_tokens = 123\ntemperature = 0.5\n")
+    # The default model (Claude 5) refuses temperature: one that takes it.
+    write_file(ctx / "config", "model = claude-haiku-4-5\nmax_tokens = 123\ntemperature = 0.5\n")
     cfg = parse_kv(read_file(ctx / "config"), "=")
     assert cfg["max_tokens"] == "123"
     assert float(cfg["temperature"]) == 0.5
@@ -598,7 +605,7 @@ def test_invalid_model_is_einval_and_changes_nothing(ctx):
     with pytest.raises(OSError) as ei:
         write_file(ctx / "model", "not a model!\n")
     assert ei.value.errno == errno.EINVAL
-    assert read_file(ctx / "model") == "claude-sonnet-4-5\n"
+    assert read_file(ctx / "model") == "claude-sonnet-5-5\n"
 
 
 def test_root_config_sets_defaults_for_new_contexts(mount, fake):

@@ -89,7 +89,9 @@ WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 TRACKED_CONFIG = ("max_tokens", "temperature", "max_retries")
 HDR = re.compile(r"^--- (.*) ---$", re.M)
 USER_HDR = re.compile(r"^user \(turn (\d+), [^)]*\)$")
-ASSIST_HDR = re.compile(r"^assistant \(turn (\d+)(?:, (.*))?\)$")
+ASSIST_HDR = re.compile(r"^assistant \(turn (\d+)(?:, attempt \d+)?\)$")
+FAILED_HDR = re.compile(r"^turn (\d+), failed: ([^:]*):")
+MARK_HDR = re.compile(r"^turn (\d+)[,:] ")
 
 
 def fuse_conn_of(path):
@@ -220,6 +222,10 @@ class Torture:
     def __init__(self, mount, fake, seed=1, log=None, max_phase=1.2, hang_timeout=60.0):
         self.m = mount
         self.fake = fake
+        # The torture is about durability, not models: a default model that
+        # takes every temperature the settings actions write (the Claude 5
+        # default refuses them).
+        self.m.args = list(self.m.args) + ["--model=" + DEFAULT_MODEL]
         self.rng = random.Random(seed)
         self.log = log or (lambda s: None)
         self.max_phase = max_phase
@@ -416,12 +422,11 @@ class Torture:
             return self.a_send()
         turn = ctx.turns[-1]
         r, _ = self.op(self.write_once(self.path(ctx) / "ctl", b"retry\n"), expect=(errno.EINVAL,))
-        if r == "errno" and turn.exact and turn.exact[0] == "failed":
-            self.violation("retry of %s turn %d (known failed) was refused"
-                           % (ctx.name, turn.number))
-        if r == "ok" and turn.exact and turn.exact[0] == "done":
-            self.violation("retry of %s turn %d (known done) was accepted"
-                           % (ctx.name, turn.number))
+        # An ended reply is sent again: a failed one, or a complete one to
+        # regenerate it (the fake's reply to the same message is the same text).
+        if r == "errno" and turn.exact:
+            self.violation("retry of %s turn %d (known %s) was refused"
+                           % (ctx.name, turn.number, turn.exact[0]))
         if r in ("ok", "killed"):
             turn.reset()
             self.stats.add("retries" if r == "ok" else "retries_uncertain")
@@ -501,6 +506,7 @@ class Torture:
         if ctx is None:
             return self.a_mkdir()
         model = "claude-torture-%d" % self.next_value()
+        self.fake.add_model(model, enabled=True)  # the Models API knows it
         r, _ = self.op(self.write_once(self.path(ctx) / "model", (model + "\n").encode()))
         self.commit_set(ctx.model, model, r)
         return r
@@ -945,31 +951,37 @@ class Torture:
 
 
 def parse_transcript(text):
-    """`transcript` → ([(turn, user text)], {turn: (state, error type, reply text)}).
-    The driver's texts never contain a `--- … ---` line; a user block is its
-    text (which ends in a newline) plus one newline, a reply block its text
-    (which never does) plus two."""
-    users, replies = [], {}
+    """`transcript` → ([(turn, user text)], {turn: (state, error type, reply text)})
+    for the newest attempt of each turn.  The driver's texts never contain a
+    `--- … ---` line; a user block is its text (which ends in a newline) plus one
+    newline, a reply block its text (which never does) plus two once it ended.
+    A failure is a marker after the reply's block (or alone, when the attempt
+    failed before any text); a regeneration's marker ends the attempt before."""
+    users, replies, open_turns = [], {}, set()
     ms = list(HDR.finditer(text))
     for k, m in enumerate(ms):
         body = text[m.end() + 1:ms[k + 1].start() if k + 1 < len(ms) else len(text)]
         head = m.group(1)
         u = USER_HDR.match(head)
         a = ASSIST_HDR.match(head)
+        f = FAILED_HDR.match(head)
         if u:
             users.append((int(u.group(1)), body[:-1]))
         elif a:
-            extra = a.group(2) or ""
             if not body.endswith("\n\n"):
                 raise ValueError("reply block of turn %s does not end in a blank line"
                                  % a.group(1))
-            if extra.startswith("failed: "):
-                state, etype = "failed", extra[len("failed: "):].split(":", 1)[0]
-            elif extra:
-                state, etype = extra, None
-            else:
-                state, etype = "done", None
-            replies[int(a.group(1))] = (state, etype, body[:-2])
+            replies[int(a.group(1))] = ("done", None, body[:-2])
+            open_turns.add(int(a.group(1)))
+        elif f:
+            n = int(f.group(1))
+            # the failure of the attempt whose block came just before, or of
+            # one that failed before any text
+            prior = replies.get(n, (None, None, ""))[2] if n in open_turns else ""
+            replies[n] = ("failed", f.group(2), prior)
+            open_turns.discard(n)
+        elif MARK_HDR.match(head):
+            open_turns.discard(int(MARK_HDR.match(head).group(1)))
         elif not head.startswith(("system", "cleared", "thinking")):
             raise ValueError("unknown block %r" % head)
     return users, replies

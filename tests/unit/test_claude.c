@@ -145,6 +145,18 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 	pthread_mutex_unlock(&s->lock);
 }
 
+void store_models_answer(struct store *s, const char *model, int status, const char *body,
+			 size_t len, const char *why)
+{
+	(void)s, (void)model, (void)status, (void)body, (void)len, (void)why;
+}
+
+void store_models_list(struct store *s, const char *const *pages, const size_t *lens, size_t n,
+		       const char *why)
+{
+	(void)s, (void)pages, (void)lens, (void)n, (void)why;
+}
+
 void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
 {
 	pthread_mutex_lock(&s->lock);

@@ -1,4 +1,5 @@
-/* test_names.c — store_name_check: what a context may be called. */
+/* test_names.c — store_name_check: what a context may be called, and
+ * store_name_check_why: which rule a refused name breaks. */
 #include <errno.h>
 #include <string.h>
 
@@ -126,10 +127,51 @@ static void test_every_byte(void)
 	CHECK_EQ_INT(bad, 0);
 }
 
+/* The reason names the rule, and agrees with store_name_check on every case. */
+static void test_why(void)
+{
+	static const struct {
+		const char *name;
+		size_t len;
+		const char *why;
+	} whys[] = {
+	    {"", 0, "a name has 1 to 255 bytes"},
+	    {".x", 2, "names that start with '.' are reserved"},
+	    {"a/b", 3, "a name cannot hold '/'"},
+	    {"a\tb", 3, "a name cannot hold control characters"},
+	    {"a\xFF", 2, "a name must be valid UTF-8"},
+	    {"ok", 2, NULL},
+	};
+	for (size_t i = 0; i < sizeof whys / sizeof whys[0]; i++) {
+		const char *why = "unset";
+		int r = store_name_check_why(whys[i].name, whys[i].len, &why);
+		CHECK_EQ_INT(r, store_name_check(whys[i].name, whys[i].len));
+		if (whys[i].why)
+			CHECK_EQ_STR(why, whys[i].why);
+		else
+			CHECK(why == NULL && r == 0);
+	}
+	char buf[300];
+	memset(buf, 'x', sizeof buf);
+	const char *why = NULL;
+	CHECK_EQ_INT(store_name_check_why(buf, 256, &why), -ENAMETOOLONG);
+	CHECK_EQ_STR(why, "longer than 255 bytes");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].name);
+		why = NULL;
+		int r = store_name_check_why(cases[i].name, len, &why);
+		CHECK_EQ_INT(r, cases[i].want);
+		CHECK((r == 0) == (why == NULL));
+	}
+	CHECK_EQ_INT(store_name_check_why("fine", 4, NULL), 0);
+	CHECK_EQ_INT(store_name_check_why(".no", 3, NULL), -EINVAL);
+}
+
 int main(void)
 {
 	test_table();
 	test_lengths();
+	test_why();
 	test_every_byte();
 	return check_report();
 }

@@ -10,7 +10,7 @@
 #include "mcpfs/settings.h"
 
 static const char default_text[] =
-	"model = claude-sonnet-4-5\n"
+	"model = claude-sonnet-5-5\n"
 	"max_tokens = 4096\n"
 	"temperature = default\n"
 	"budget_tokens = 100000\n"
@@ -18,7 +18,8 @@ static const char default_text[] =
 	"max_retries = 2\n"
 	"connect_timeout = 10\n"
 	"idle_timeout = 90\n"
-	"thinking_budget = 0\n"
+	"thinking = off\n"
+	"effort = default\n"
 	"prompt_cache = on\n";
 
 /* Field by field, NaN equal to NaN. */
@@ -29,7 +30,7 @@ static bool same(const struct settings *a, const struct settings *b)
 	return t && strcmp(a->model, b->model) == 0 && a->max_tokens == b->max_tokens &&
 	       a->budget_tokens == b->budget_tokens && a->max_input_bytes == b->max_input_bytes &&
 	       a->max_retries == b->max_retries && a->connect_timeout == b->connect_timeout &&
-	       a->idle_timeout == b->idle_timeout && a->thinking_budget == b->thinking_budget &&
+	       a->idle_timeout == b->idle_timeout && a->thinking == b->thinking &&
 	       a->prompt_cache == b->prompt_cache;
 }
 
@@ -47,14 +48,14 @@ static void test_table(void)
 {
 	static const char *const order[] = { "model", "max_tokens", "temperature",
 		"budget_tokens", "max_input_bytes", "max_retries", "connect_timeout",
-		"idle_timeout", "thinking_budget", "prompt_cache" };
+		"idle_timeout", "thinking", "effort", "prompt_cache" };
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
 
-	CHECK_EQ_INT(n, 10);
+	CHECK_EQ_INT(n, 11);
 	settings_init(&d);
-	for (size_t i = 0; i < n && i < 10; i++) {
+	for (size_t i = 0; i < n && i < 11; i++) {
 		char v[256];
 		CHECK_EQ_STR(t[i].key, order[i]);
 		CHECK(t[i].help && t[i].help[0]);
@@ -76,7 +77,7 @@ static void test_table(void)
 	CHECK_EQ_INT(d.max_retries, 2);
 	CHECK_EQ_INT(d.connect_timeout, 10);
 	CHECK_EQ_INT(d.idle_timeout, 90);
-	CHECK_EQ_INT(d.thinking_budget, 0);
+	CHECK_EQ_INT(d.thinking, 0);
 	CHECK(d.prompt_cache);
 	CHECK_EQ_INT(settings_check(&d, NULL, 0), 0);
 }
@@ -155,13 +156,22 @@ static const struct set_case set_cases[] = {
 	{ "idle_timeout", "0", NULL },
 	{ "idle_timeout", "3600", "3600" },
 	{ "idle_timeout", "3601", NULL },
-	{ "thinking_budget", "0", "0" },
-	{ "thinking_budget", "-1", NULL },
-	{ "thinking_budget", "1", NULL },
-	{ "thinking_budget", "1023", NULL },
-	{ "thinking_budget", "1024", "1024" },
-	{ "thinking_budget", "999999", "999999" },
-	{ "thinking_budget", "1000000", NULL },
+	{ "thinking", "0", "off" },
+	{ "thinking", "off", "off" },
+	{ "thinking", "ON", "on" },
+	{ "thinking", "maybe", NULL },
+	{ "effort", "high", "high" },
+	{ "effort", "Max", "max" },
+	{ "effort", "xhigh", "xhigh" },
+	{ "effort", "default", "default" },
+	{ "effort", "extreme", NULL },
+	{ "effort", "", NULL },
+	{ "thinking", "-1", NULL },
+	{ "thinking", "1", NULL },
+	{ "thinking", "1023", NULL },
+	{ "thinking", "1024", "1024" },
+	{ "thinking", "999999", "999999" },
+	{ "thinking", "1000000", NULL },
 	{ "prompt_cache", "off", "off" },
 	{ "prompt_cache", "on", "on" },
 	{ "prompt_cache", "false", "off" },
@@ -228,8 +238,8 @@ static const struct why_case why_cases[] = {
 	{ "max_tokens = 0", "line 1: max_tokens: '0' is out of range 1-1000000" },
 	{ "max_tokens = 5 # five", "line 1: max_tokens: '5 # five' is not a whole number" },
 	{ "temperature = warm", "line 1: temperature: 'warm' is not a number" },
-	{ "thinking_budget = 100",
-	  "line 1: thinking_budget: '100' must be 0 (off) or at least 1024" },
+	{ "thinking = 100",
+	  "line 1: thinking: '100' must be off, on, or at least 1024" },
 	{ "prompt_cache = maybe",
 	  "line 1: prompt_cache: 'maybe' is not on/off (or true/false, yes/no, 1/0)" },
 	{ "model = a b",
@@ -343,7 +353,7 @@ static void test_render(void)
 		s.max_retries = 10;
 		s.connect_timeout = 300;
 		s.idle_timeout = 1;
-		s.thinking_budget = i % 2 ? 0 : 1024;
+		s.thinking = i % 2 ? 0 : 1024;
 		s.prompt_cache = i % 2;
 		buf_reset(&b);
 		CHECK_EQ_INT(settings_render(&s, &b), 0);
@@ -373,20 +383,20 @@ static void test_check(void)
 	char why[256];
 
 	settings_init(&s);
-	s.thinking_budget = 2048;
+	s.thinking = 2048;
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), 0);
 	s.max_tokens = 2049;
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), 0);
 	s.max_tokens = 2048;
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), -EINVAL);
-	CHECK_EQ_STR(why, "thinking_budget (2048) must be less than max_tokens (2048)");
+	CHECK_EQ_STR(why, "thinking (2048) must be less than max_tokens (2048)");
 	s.max_tokens = 4096;
 	s.temperature = 1;
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), 0);
 	s.temperature = 0.5;
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), -EINVAL);
-	CHECK(strstr(why, "temperature") && strstr(why, "thinking_budget"));
-	s.thinking_budget = 0;
+	CHECK(strstr(why, "temperature") && strstr(why, "thinking"));
+	s.thinking = 0;
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), 0);
 
 	/* Values set by code, not parsed, are held to the table too. */
@@ -397,8 +407,8 @@ static void test_check(void)
 	} ints[] = {
 		{ offsetof(struct settings, max_tokens), 0,
 		  "max_tokens: '0' is out of range 1-1000000" },
-		{ offsetof(struct settings, thinking_budget), 1000,
-		  "thinking_budget: '1000' must be 0 (off) or at least 1024" },
+		{ offsetof(struct settings, thinking), 1000,
+		  "thinking: '1000' must be off, on, or at least 1024" },
 		{ offsetof(struct settings, idle_timeout), 3601,
 		  "idle_timeout: '3601' is out of range 1-3600" },
 		{ offsetof(struct settings, max_retries), -1,
@@ -427,7 +437,7 @@ static void test_model_valid(void)
 		const char *id;
 		bool ok;
 	} cases[] = {
-		{ "claude-sonnet-4-5", true }, { "claude-3-5-haiku@20241022", true },
+		{ "claude-sonnet-5-5", true }, { "claude-3-5-haiku@20241022", true },
 		{ "us.anthropic.claude:0", true }, { "a/b_c.d", true }, { "x", true },
 		{ M128, true }, { M128 "x", false }, { "", false }, { "a b", false },
 		{ "a\n", false }, { "a\"b", false }, { "caf\xC3\xA9", false }, { "a#b", false },
@@ -436,6 +446,18 @@ static void test_model_valid(void)
 		CHECK(settings_model_valid(cases[i].id, strlen(cases[i].id)) == cases[i].ok);
 	CHECK(!settings_model_valid("a\0b", 3));
 	CHECK(settings_model_valid("ab\n", 2));  /* only len bytes count */
+
+	/* The text of a model file: white space around the id is not part of it. */
+	const char *id;
+	size_t n;
+	char why[256];
+	CHECK_EQ_INT(settings_model_text(" claude-x\r\n", 11, &id, &n, why, sizeof(why)), 0);
+	CHECK(n == 8 && !memcmp(id, "claude-x", 8));
+	CHECK_EQ_INT(settings_model_text("a b\n", 4, &id, &n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "invalid model id 'a b'") != NULL);
+	CHECK_EQ_INT(settings_model_text("\n", 1, &id, &n, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(settings_model_text("caf\xc3(\n", 6, &id, &n, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "\\xc3") != NULL);  /* not UTF-8: quoted as bytes */
 }
 
 static void test_json_out(void)
@@ -446,10 +468,10 @@ static void test_json_out(void)
 	settings_init(&s);
 	CHECK_EQ_INT(settings_to_json(&s, o), 0);
 	char *text = cJSON_PrintUnformatted(o);
-	CHECK_EQ_STR(text, "{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":4096,"
+	CHECK_EQ_STR(text, "{\"model\":\"claude-sonnet-5-5\",\"max_tokens\":4096,"
 			   "\"temperature\":null,\"budget_tokens\":100000,"
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
-			   "\"idle_timeout\":90,\"thinking_budget\":0,\"prompt_cache\":true}");
+			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\",\"prompt_cache\":true}");
 	free(text);
 	cJSON_Delete(o);
 
@@ -490,8 +512,8 @@ static const struct json_case json_cases[] = {
 	{ "{\"model\":5}", "model: expected a string" },
 	{ "{\"model\":\"a b\"}",
 	  "model: 'a b' is not a model id (1-128 bytes of A-Z a-z 0-9 . _ : @ / -)" },
-	{ "{\"thinking_budget\":10}",
-	  "thinking_budget: '10' must be 0 (off) or at least 1024" },
+	{ "{\"thinking\":10}",
+	  "thinking: '10' must be off, on, or at least 1024" },
 	{ "{\"foo\":1}", "unknown key 'foo'" },
 	{ "{\"max_tokens\":100,\"foo\":1}", "unknown key 'foo'" },
 	{ "[]", "settings must be a JSON object" },

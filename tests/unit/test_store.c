@@ -9,6 +9,7 @@
  * test gets a fresh state directory under /tmp, removed afterwards.
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -67,6 +68,22 @@ static void fake_cancel(void *impl, uint64_t call_id)
 }
 
 static const struct transport_ops fake_ops = {fake_start, fake_cancel};
+
+/* The same transport with the Models API: it only records what it was asked
+ * (the test answers with store_models_answer, as the network thread would). */
+static char models_asked[16][SETTINGS_MODEL_MAX + 2];
+static size_t n_models_asked;
+
+static void fake_models(void *impl, const char *model, int connect_timeout_ms)
+{
+	(void)impl;
+	(void)connect_timeout_ms;
+	if (n_models_asked < 16)
+		snprintf(models_asked[n_models_asked++], sizeof(models_asked[0]), "%s",
+			 model ? model : "*");
+}
+
+static const struct transport_ops fake_models_ops = {fake_start, fake_cancel, fake_models};
 
 static void fake_done(struct fake *f)
 {
@@ -825,10 +842,12 @@ static void test_turn(void)
 	journal_path(&e, "t", p, sizeof(p));
 	CHECK_EQ_INT(journal_scan(p, count_type, counts, &rep), 0);
 	CHECK_EQ_INT(counts[JOURNAL_USER], 2);
-	CHECK(!has(view(&e, id, VIEW_TRANSCRIPT), "\nhello\n"));
-	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "\nhello world\n"));
+	/* A message still being written is not in the transcript yet: its text
+	 * may change, and the transcript never changes what it showed. */
+	CHECK(!has(view(&e, id, VIEW_TRANSCRIPT), "hello"));
 
 	context_submit(e.s, draft);
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "\nhello world\n"));
 	CHECK_EQ_INT(e.fake.n, 1);
 	CHECK(e.fake.body_len_ok);
 	const char *msgs[] = {"hello world"};
@@ -973,9 +992,11 @@ static void test_stage_refused(void)
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "caf\xc3(", 5, e.why, sizeof(e.why)), -EILSEQ);
 	CHECK(draft == NULL);
 	CHECK(has(e.why, "UTF-8"));
+	/* A refusal is not a state of the context: the first line stays. */
 	const char *st = view(&e, id, VIEW_STATUS);
-	CHECK(starts(st, "error\n"));
-	CHECK(has(st, "last_error: message is not valid UTF-8"));
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "last_refused: message is not valid UTF-8"));
+	CHECK(!has(st, "last_error"));
 	CHECK_EQ_INT(context_info(e.s, id, &info), 0);
 	CHECK_EQ_INT(info.turn, 0);
 
@@ -984,12 +1005,13 @@ static void test_stage_refused(void)
 	    context_set_config(e.s, id, "max_input_bytes = 10\n", 21, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789", 10, e.why, sizeof(e.why)), 0);
 	CHECK(draft != NULL);
-	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n")); /* the note went */
+	CHECK(starts(view(&e, id, VIEW_STATUS), "queued\n"));
+	CHECK(!has(view(&e, id, VIEW_STATUS), "last_refused")); /* a message was accepted */
 	e.why[0] = '\0';
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "0123456789a", 11, e.why, sizeof(e.why)),
 		     -EFBIG);
 	CHECK(has(e.why, "max_input_bytes"));
-	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: message is 11 bytes"));
+	CHECK(has(view(&e, id, VIEW_STATUS), "last_refused: message is 11 bytes"));
 	context_submit(e.s, draft); /* the staged 10 bytes stand */
 	const char *m[] = {"0123456789"};
 	CHECK(sent(&e, 0, m, 1));
@@ -1091,7 +1113,10 @@ static void test_failure_retry(void)
 	store_call_retry(e.s, call, 1, &err, 500);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "waiting\n"));
-	CHECK(has(st, "retrying: attempt 2 after overloaded_error: Overloaded"));
+	CHECK(has(st, "turn_attempt: 1\n"));
+	CHECK(has(st, "call_turn: 1\ncall_retries: 1 of 2\n"));
+	CHECK(has(st, "retrying: after overloaded_error: Overloaded\n"));
+	CHECK(!has(st, "last_error"));
 	store_call_response(e.s, call, 200, "req_b");
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "partial "), 0);
@@ -1113,7 +1138,7 @@ static void test_failure_retry(void)
 	CHECK_EQ_STR(oc.error.type, "api_error");
 	CHECK_EQ_STR(oc.error.request_id, "req_b");
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT),
-		  "assistant (turn 1, failed: api_error: Internal server error)"));
+		  "--- turn 1, failed: api_error: Internal server error ---"));
 	CHECK(has(view(&e, id, VIEW_INFO_JSON), "\"api_error\""));
 
 	/* retry sends the same message again as attempt 2 of turn 1. */
@@ -1132,12 +1157,12 @@ static void test_failure_retry(void)
 	CHECK_EQ_STR(buf, "answer");
 	CHECK_EQ_INT(read_all(&e, t1, buf, sizeof(buf)), -EIO); /* the old reader's turn */
 	CHECK_EQ_STR(buf, "partial text");
-	e.why[0] = '\0';
-	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL);
-	CHECK(has(e.why, "did not fail"));
+	/* (retry after a complete reply regenerates it: test_regenerate) */
 	CHECK_EQ_INT(context_retry(e.s, 9999, e.why, sizeof(e.why)), -ENOENT);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
-	CHECK(!has(view(&e, id, VIEW_TRANSCRIPT), "partial text"));
+	/* The transcript keeps the failed attempt, then the new one. */
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "partial text\n\n--- turn 1, failed: api_error: "
+		  "Internal server error ---\n\n--- assistant (turn 1, attempt 2) ---\nanswer\n\n"));
 
 	/* A failed turn is left out of the next request; the next message goes. */
 	say(&e, id, "second");
@@ -1168,6 +1193,145 @@ static void test_failure_retry(void)
 	env_done(&e);
 }
 
+/* A turn waits for the Models API's answer, is shaped from it, and a warm
+ * cache asks nothing more; cancel works while it waits; a retired model fails
+ * before any call; an unknown model fails the write. */
+static void test_models(void)
+{
+	struct env e;
+	env_init(&e);
+	store_set_transport(e.s, &fake_models_ops, &e.fake);
+	n_models_asked = 0;
+	uint64_t id = make(&e, "c");
+	const char *caps5 = "{\"id\":\"claude-sonnet-5-5\",\"capabilities\":{\"thinking\":"
+			    "{\"supported\":true,\"types\":{\"adaptive\":{\"supported\":true},"
+			    "\"enabled\":{\"supported\":false}}},\"effort\":{\"supported\":true,"
+			    "\"low\":{\"supported\":true}}}}";
+
+	CHECK_EQ_INT(context_set_config(e.s, id, "thinking = 2048\neffort = high\n", 30, e.why,
+					sizeof(e.why)), 0);
+	say(&e, id, "one");
+	CHECK_EQ_INT(e.fake.n, 0); /* no call before the answer */
+	CHECK_EQ_INT(n_models_asked, 1);
+	CHECK_EQ_STR(models_asked[0], SETTINGS_DEFAULT_MODEL);
+	CHECK(starts(view(&e, id, VIEW_STATUS), "waiting\n"));
+	say(&e, id, "two"); /* queued behind; asks nothing more */
+	CHECK_EQ_INT(n_models_asked, 1);
+	CHECK_EQ_INT(context_cancel(e.s, id), 1); /* the waiting turn goes */
+	CHECK_EQ_INT(e.fake.n, 0);
+	store_models_answer(e.s, SETTINGS_DEFAULT_MODEL, 200, caps5, strlen(caps5), NULL);
+	CHECK_EQ_INT(e.fake.n, 1); /* turn 2, shaped: adaptive, effort high ignored */
+	const cJSON *th = body_field(&e, 0, "thinking");
+	CHECK(th && !strcmp(cJSON_GetObjectItem(th, "type")->valuestring, "adaptive"));
+	CHECK(body_field(&e, 0, "output_config") == NULL);
+	CHECK(has(view(&e, id, VIEW_STATUS),
+		  "ignored: effort high (the model takes low)\n"));
+	reply(&e, last_call(&e), "ok", 0, 1);
+	for (int i = 0; i < 5; i++) {
+		say(&e, id, "more");
+		reply(&e, last_call(&e), "ok", 0, 1);
+	}
+	CHECK_EQ_INT(n_models_asked, 1); /* warm: no more questions */
+	CHECK_EQ_INT(e.fake.n, 6);
+
+	/* retired: the list is asked for (the advice), then the turn fails */
+	const char *old = "{\"id\":\"old-1\",\"line\":\"l\",\"lifecycle\":\"retired\"}";
+	const char *page = "{\"data\":[{\"id\":\"new-2\",\"line\":\"l\"},{\"id\":\"old-1\","
+			   "\"line\":\"l\",\"lifecycle\":\"retired\"}],\"has_more\":false}";
+	store_models_answer(e.s, "old-1", 200, old, strlen(old), NULL);
+	CHECK_EQ_INT(context_set_model(e.s, id, "old-1\n", 6, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(n_models_asked, 2);
+	CHECK_EQ_STR(models_asked[1], "*"); /* the write asked for the list */
+	say(&e, id, "to the retired");
+	CHECK_EQ_INT(e.fake.n, 6);
+	size_t lens[] = {strlen(page)};
+	store_models_list(e.s, &page, lens, 1, NULL);
+	CHECK_EQ_INT(e.fake.n, 6); /* no call */
+	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: model_retired: old-1 is retired; the "
+					       "newest active model of line 'l' is new-2\n"));
+
+	/* unknown: the write fails */
+	store_models_answer(e.s, "nope-9", 404, NULL, 0, NULL);
+	CHECK_EQ_INT(context_set_model(e.s, id, "nope-9\n", 7, e.why, sizeof(e.why)), -EINVAL);
+	CHECK(has(e.why, "does not exist"));
+	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9\n", 15, e.why,
+					    sizeof(e.why)), -EINVAL);
+	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9", 14, e.why,
+					    sizeof(e.why)), 0); /* not a whole line yet */
+	CHECK(has(view(&e, id, VIEW_MODEL), "old-1"));
+	env_done(&e);
+}
+
+/* retry after a complete reply regenerates it: the same request again, the new
+ * reply in the history in place of the old, both in the transcript, the same
+ * after a reload.  The transcript only grows: every rendering starts with the
+ * one before (thinking before the text is shown once the text begins). */
+static void test_regenerate(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "g");
+	say(&e, id, "one");
+	reply(&e, last_call(&e), "r1", 0, 1);
+	say(&e, id, "two");
+	uint64_t call = last_call(&e);
+	start_msg(&e, call, 0);
+	CHECK_EQ_INT(delta(&e, call, "thinking", "hmm"), 0);
+	char *t0 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(!has(t0, "hmm")); /* a retry could still drop it */
+	CHECK_EQ_INT(delta(&e, call, "text", "r2"), 0);
+	CHECK_EQ_INT(delta(&e, call, "thinking", "later"), 0);
+	char *t1 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t1, t0));
+	CHECK(has(t1, "--- thinking (turn 2) ---\nhmm\n\n--- assistant (turn 2) ---\nr2"));
+	finish_msg(&e, call, 1);
+	char *t2 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t2, t1));
+	CHECK(has(t2, "r2\n\n--- thinking (turn 2, after the text) ---\nlater\n\n"));
+	/* A new system prompt between the reply and its regeneration stays where
+	 * it was shown. */
+	CHECK_EQ_INT(context_set_system(e.s, id, "be kind", 7, e.why, sizeof(e.why)), 0);
+	free(t2);
+	t2 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(has(t2, "later\n\n--- system prompt set ---\nbe kind\n\n"));
+
+	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), 0);
+	char *t2r = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t2r, t2));
+	CHECK(has(t2r, "be kind\n\n--- turn 2, regenerated: the reply above is replaced by "
+		  "attempt 2 ---\n\n"));
+	const char *m[] = {"one", "r1", "two"};
+	CHECK(sent(&e, e.fake.n - 1, m, 3));
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "r2"));
+	CHECK_EQ_INT(context_retry(e.s, id, e.why, sizeof(e.why)), -EINVAL); /* in flight */
+	reply(&e, last_call(&e), "better", 0, 1);
+	char *t3 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(t3, t2r));
+	CHECK(has(t3, "--- turn 2, regenerated: the reply above is replaced by attempt 2 ---\n\n"
+		  "--- assistant (turn 2, attempt 2) ---\nbetter\n\n"));
+	CHECK(has(view(&e, id, VIEW_HISTORY), "\nbetter\n"));
+	CHECK(!has(view(&e, id, VIEW_HISTORY), "\nr2\n"));
+	say(&e, id, "three");
+	const char *m3[] = {"one", "r1", "two", "better", "three"};
+	CHECK(sent(&e, e.fake.n - 1, m3, 5));
+	reply(&e, last_call(&e), "r3", 0, 1);
+	char *t4 = view_dup(&e, id, VIEW_TRANSCRIPT);
+	char *h4 = view_dup(&e, id, VIEW_HISTORY_JSON);
+
+	env_reopen(&e);
+	CHECK_EQ_INT(store_lookup(e.s, "g", &id), 0);
+	CHECK_EQ_STR(view(&e, id, VIEW_TRANSCRIPT), t4);
+	CHECK_EQ_STR(view(&e, id, VIEW_HISTORY_JSON), h4);
+	free(t0);
+	free(t1);
+	free(t2);
+	free(t2r);
+	free(t3);
+	free(t4);
+	free(h4);
+	env_done(&e);
+}
+
 static void test_cancel(void)
 {
 	struct env e;
@@ -1190,7 +1354,7 @@ static void test_cancel(void)
 	CHECK_EQ_INT(store_calls_in_flight(e.s), 1);
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
 	store_call_end(e.s, call, -ECANCELED, NULL); /* the transport's late report */
-	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- assistant (turn 1, failed: cancelled"));
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- turn 1, failed: cancelled"));
 	const char *m2[] = {"two"}; /* the cancelled exchange is not history */
 	CHECK(sent(&e, 1, m2, 1));
 	reply(&e, last_call(&e), "ok", 0, 1);
@@ -1223,6 +1387,44 @@ static void test_cancel(void)
 	CHECK(sent(&e, 3, m, 3));
 	reply(&e, last_call(&e), "ok", 0, 1);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
+	env_done(&e);
+}
+
+/* turn_cancel: one turn, queued or in flight; the others go on. */
+static void test_turn_cancel(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "tc");
+	struct turn *t2 = NULL, *t3 = NULL;
+
+	say(&e, id, "m1");
+	uint64_t call1 = last_call(&e);
+	say(&e, id, "m2");
+	CHECK_EQ_INT(context_output(e.s, id, &t2), 0);
+	say(&e, id, "m3");
+	CHECK_EQ_INT(context_output(e.s, id, &t3), 0);
+	CHECK_EQ_INT(turn_number(t3), 3);
+	CHECK_EQ_INT(turn_cancel(e.s, t3), 1); /* queued: never sent */
+	CHECK_EQ_INT(e.fake.n, 1);
+	CHECK_EQ_INT(e.fake.n_cancelled, 0);
+	reply(&e, call1, "r1", 0, 1);
+	CHECK_EQ_INT(e.fake.n, 2); /* m2 next, m3 not at all */
+	const char *s2[] = {"m1", "r1", "m2"};
+	CHECK(sent(&e, 1, s2, 3));
+	uint64_t call2 = last_call(&e);
+	CHECK_EQ_INT(turn_cancel(e.s, t2), 1); /* in flight */
+	CHECK(fake_was_cancelled(&e.fake, call2));
+	store_call_end(e.s, call2, -ECANCELED, NULL);
+	struct turn_outcome oc;
+	turn_outcome(e.s, t2, &oc);
+	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	CHECK_EQ_STR(oc.error.type, "cancelled");
+	CHECK_EQ_INT(turn_cancel(e.s, t2), 0); /* ended already */
+	CHECK_EQ_INT(turn_cancel(e.s, t3), 0);
+	CHECK_EQ_INT(e.fake.n, 2);
+	turn_unref(e.s, t2);
+	turn_unref(e.s, t3);
 	env_done(&e);
 }
 
@@ -1327,11 +1529,21 @@ static void test_prune(void)
 	cJSON_Delete(j);
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), big_q));
 
-	/* A message that alone is over the budget fails without a call; the next
-	 * one is sent. */
+	/* A message that alone is over the budget is refused when it is staged;
+	 * with the system prompt over it, its turn fails without a call; the
+	 * next one is sent. */
 	size_t before = e.fake.n;
 	struct turn *t = NULL;
-	say(&e, id, huge);
+	CHECK_EQ_INT(context_input_check(e.s, id, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
+	CHECK(has(e.why, "budget_tokens"));
+	CHECK_EQ_INT(context_stage(e.s, id, &t, huge, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
+	CHECK(t == NULL);
+	CHECK(has(e.why, "message alone needs about"));
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "last_refused: message alone needs about"));
+	CHECK_EQ_INT(context_set_system(e.s, id, big_q, 300, e.why, sizeof(e.why)), 0);
+	say(&e, id, big_q);
 	CHECK_EQ_INT(e.fake.n, before);
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	struct turn_outcome oc;
@@ -1342,9 +1554,11 @@ static void test_prune(void)
 	char buf[16];
 	CHECK_EQ_INT(turn_read(e.s, t, 0, buf, sizeof(buf)), -EIO);
 	turn_unref(e.s, t);
-	const char *st = view(&e, id, VIEW_STATUS);
+	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
-	CHECK(has(st, "budget_exceeded"));
+	CHECK(has(st, "turn_state: failed\n"));
+	CHECK(has(st, "last_error: budget_exceeded"));
+	CHECK_EQ_INT(context_set_system(e.s, id, "", 0, e.why, sizeof(e.why)), 0);
 	say(&e, id, "small");
 	CHECK_EQ_INT(e.fake.n, before + 1);
 	reply(&e, last_call(&e), "fine", 0, 1);
@@ -1562,8 +1776,8 @@ static void test_crash_mid_reply(void)
 	CHECK(info.idle); /* nothing is sent again by itself */
 	CHECK_EQ_INT(c.fake.n, 0);
 	const char *tr = view(&c, cid, VIEW_TRANSCRIPT);
-	CHECK(has(tr, "--- assistant (turn 2, failed: interrupted"));
-	CHECK(has(tr, "--- assistant (turn 3, failed: interrupted"));
+	CHECK(has(tr, "--- turn 2, failed: interrupted"));
+	CHECK(has(tr, "--- turn 3, failed: interrupted"));
 	CHECK(has(tr, "\nqueued\n"));
 	CHECK(starts(view(&c, cid, VIEW_STATUS), "error\n"));
 
@@ -1640,7 +1854,7 @@ static void test_torn_tail(void)
 	CHECK(starts(st, "error\n")); /* turn 2 lost its end: interrupted */
 	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
 	CHECK(has(tr, "--- assistant (turn 1) ---\nr1\n"));
-	CHECK(has(tr, "--- assistant (turn 2, failed: interrupted"));
+	CHECK(has(tr, "--- turn 2, failed: interrupted"));
 	CHECK(has(tr, "\nr2\n")); /* its text was in a part before the end */
 
 	CHECK_EQ_INT(say(&e, id, "m3"), 3);
@@ -1657,6 +1871,57 @@ static void test_torn_tail(void)
 	CHECK_EQ_INT(journal_scan(p, NULL, NULL, &rep), 0);
 	CHECK_EQ_INT(rep.torn_bytes, 0);
 	CHECK_EQ_INT(rep.bad_records, 0);
+	env_done(&e);
+}
+
+/* tests/fixtures/journal/misplaced.mcj: valid records in the wrong place load by
+ * the format's rules (doc/design/journal.md §5; issue 17). */
+static void test_misplaced_records(void)
+{
+	struct env e;
+	env_init(&e);
+	char p[256], cmd[600];
+	uint64_t id;
+
+	store_free(e.s);
+	e.s = NULL;
+	snprintf(p, sizeof(p), "%s/contexts/mis", e.dir);
+	CHECK_EQ_INT(mkdir(p, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s/journal/misplaced.mcj' '%s/journal'", FIXTURES, p);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
+	CHECK_EQ_INT(store_lookup(e.s, "mis", &id), 0);
+
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "turn: 5\n"));
+	CHECK(has(st, "journal_recovered: 4 corrupt record(s) skipped"));
+	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
+	/* One turn 1, its text replaced; turn 3 done with its own text only. */
+	const char *first = strstr(tr, "--- user (turn 1,");
+	CHECK(first && !strstr(first + 1, "--- user (turn 1,"));
+	CHECK(first && starts(strstr(first, "---\n") + 4, "Hello again\n"));
+	CHECK(has(tr, "--- assistant (turn 1) ---\nHi there.\n"));
+	CHECK(has(tr, "--- assistant (turn 3) ---\nOui.\n"));
+	CHECK(has(tr, "--- user (turn 5,"));
+	CHECK(!has(tr, "Non.") && !has(tr, "stale") && !has(tr, "Quatre") && !has(tr, "bad "));
+	CHECK(!has(tr, "(turn 4)") && !has(tr, "(turn 6)"));
+	/* Usage past 2^53 is not read; the totals are those of turns 1-3. */
+	const char *u = view(&e, id, VIEW_USAGE);
+	CHECK(has(u, "total_input_tokens: 51\n"));
+	CHECK(has(u, "total_output_tokens: 13\n"));
+	/* Turn 5's reply keeps its NUL and what follows it. */
+	struct turn *t = NULL;
+	char out[64];
+	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
+	CHECK(t != NULL);
+	if (t) {
+		CHECK_EQ_INT(turn_number(t), 5);
+		CHECK_EQ_INT(read_all(&e, t, out, sizeof(out)), 0);
+		CHECK_EQ_INT(turn_size(e.s, t), 6);
+		CHECK(memcmp(out, "5\0five", 6) == 0);
+		turn_unref(e.s, t);
+	}
 	env_done(&e);
 }
 
@@ -1969,6 +2234,45 @@ static void test_delete_live(void)
 	env_done(&e);
 }
 
+/* Room held for writers: whole pages, summed in one unlinked file of the
+ * state directory, handed to the record by context_stage_held. */
+static void test_reserve(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id = make(&e, "r");
+	CHECK_EQ_INT(store_text_cost("abc", 3), 3);
+	CHECK_EQ_INT(store_text_cost("a\"b\\c\n", 6), 9);
+	CHECK_EQ_INT(store_text_cost("\x01", 1), 6);
+	CHECK_EQ_INT(store_text_cost("\xc3\xa9", 2), 2);
+	uint64_t a = 0, b = 0;
+	CHECK_EQ_INT(store_reserve(e.s, &a, 10), 0);
+	CHECK_EQ_INT(a, 4096);
+	CHECK_EQ_INT(store_reserve(e.s, &a, 5000), 0);
+	CHECK_EQ_INT(a, 8192);
+	CHECK_EQ_INT(store_reserve(e.s, &a, 100), 0); /* never shrinks */
+	CHECK_EQ_INT(a, 8192);
+	CHECK_EQ_INT(store_reserve(e.s, &b, 1), 0);
+	CHECK_EQ_INT(b, 4096);
+	/* nothing of it is visible in the state directory */
+	DIR *d = opendir(e.dir);
+	size_t tmp = 0;
+	for (struct dirent *de; d && (de = readdir(d));)
+		tmp += strstr(de->d_name, "reserve") != NULL;
+	if (d)
+		closedir(d);
+	CHECK_EQ_INT(tmp, 0);
+	store_unreserve(e.s, &b);
+	CHECK_EQ_INT(b, 0);
+	struct turn *draft = NULL;
+	CHECK_EQ_INT(context_stage_held(e.s, id, &draft, &a, "hello", 5, e.why, sizeof(e.why)), 0);
+	CHECK_EQ_INT(a, 0);
+	CHECK(draft != NULL);
+	context_submit(e.s, draft);
+	store_unreserve(e.s, &a); /* 0: nothing */
+	env_done(&e);
+}
+
 int main(void)
 {
 	static const struct {
@@ -1988,18 +2292,23 @@ int main(void)
 	    {"stage_refused", test_stage_refused},
 	    {"queue", test_queue},
 	    {"failure_retry", test_failure_retry},
+	    {"regenerate", test_regenerate},
 	    {"cancel", test_cancel},
+	    {"turn_cancel", test_turn_cancel},
+	    {"models", test_models},
 	    {"clear", test_clear},
 	    {"prune", test_prune},
 	    {"view_cache", test_view_cache},
 	    {"reopen_same", test_reopen_same},
 	    {"crash_mid_reply", test_crash_mid_reply},
 	    {"torn_tail", test_torn_tail},
+	    {"misplaced_records", test_misplaced_records},
 	    {"settings", test_settings},
 	    {"defaults", test_defaults},
 	    {"patch", test_patch},
 	    {"observers", test_observers},
 	    {"delete_live", test_delete_live},
+	    {"reserve", test_reserve},
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		int failed = check_failed;

@@ -102,6 +102,24 @@ static void test_utf8(void)
 			}
 		}
 	}
+	/* The prefix: whole for valid text; a cut-short sequence at the end is
+	 * cut, any other stop is invalid whatever follows. */
+	for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
+		bool cut;
+		size_t k = utf8_valid_prefix(utf8_cases[i].s, utf8_cases[i].n, &cut);
+		CHECK_EQ_INT(k == utf8_cases[i].n, utf8_cases[i].valid);
+		/* The table's incomplete cases are exactly those held back. */
+		CHECK_EQ_INT(cut, utf8_cases[i].complete < utf8_cases[i].n);
+		if (cut)
+			CHECK_EQ_INT(k, utf8_cases[i].complete);
+	}
+	bool cut;
+	CHECK_EQ_INT(utf8_valid_prefix("ab\xe6\x97", 4, &cut), 2);
+	CHECK(cut);
+	CHECK_EQ_INT(utf8_valid_prefix("ab\xe6\x28", 4, &cut), 2);
+	CHECK(!cut);
+	CHECK_EQ_INT(utf8_valid_prefix("abcdefghij\xc3", 11, &cut), 10);
+	CHECK(cut);
 	CHECK(utf8_blank(" \t\r\n", 4));
 	CHECK(utf8_blank("", 0));
 	CHECK(!utf8_blank(" a ", 3));

@@ -409,7 +409,6 @@ static void test_request_errors(void)
 	EXPECT_BUILD(-EINVAL, r.n_messages = 0);
 	EXPECT_BUILD(-EINVAL, r.messages = NULL);
 	EXPECT_BUILD(-EINVAL, r.messages = &bad_utf8);
-	EXPECT_BUILD(-EINVAL, r.messages = &nul);
 	EXPECT_BUILD(-EINVAL, r.messages = &null_text);
 	EXPECT_BUILD(-EINVAL, r.system = "\xFF", r.system_len = 1);
 	EXPECT_BUILD(-EINVAL, r.model = NULL);
@@ -421,6 +420,13 @@ static void test_request_errors(void)
 	out.max = 20;
 	EXPECT_BUILD(-EFBIG, (void)0);
 #undef EXPECT_BUILD
+	/* A NUL is text like any other, sent as \u0000 (issue 17). */
+	out.max = 4096;
+	buf_reset(&out);
+	r = base;
+	r.messages = &nul;
+	CHECK_EQ_INT(wire_request_build(&r, &out), 0);
+	CHECK(out.data && strstr(out.data, "\"content\":\"a\\u0000b\"") != NULL);
 	buf_done(&out);
 }
 

@@ -48,7 +48,7 @@ static const struct delta_case {
 	{"raw U+2028", HEAD "\"a\xe2\x80\xa8" "b\"}}", true, 0, "a\xe2\x80\xa8" "b"},
 	{"escaped quote at end", HEAD "\"q\\\"\"}}", true, 0, "q\""},
 	/* Left to cJSON, which decides. */
-	{"u0000 cuts", HEAD "\"a\\u0000b\"}}", false, 0, "a"},
+	{"u0000 kept", HEAD "\"a\\u0000b\"}}", true, 0, "a"},
 	{"lone high surrogate", HEAD "\"\\ud83dx\"}}", false, -EINVAL, NULL},
 	{"high then not low", HEAD "\"\\ud83d\\u0041\"}}", false, -EINVAL, NULL},
 	{"lone low surrogate", HEAD "\"\\ude00\"}}", false, -EINVAL, NULL},
@@ -326,8 +326,43 @@ static void test_stray(void)
 	}
 }
 
+/* A \u0000 is a NUL byte inside the text, which goes on after it (issue 17):
+ * the fast path, and cJSON's for any other form of the event. */
+static void test_nul(void)
+{
+	static const char *const forms[] = {
+		HEAD "\"a\\u0000b\\u0000\"}}",
+		"{ \"type\": \"content_block_delta\", \"index\": 0, \"delta\": "
+		"{\"text\": \"a\\u0000b\\u0000\", \"type\": \"text_delta\"} }",
+		"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+		"{\"type\":\"text\",\"text\":\"a\\u0000b\\u0000\"}}",
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		struct wire_event ev;
+		CHECK_EQ_INT(wire_event_decode(NULL, 0, forms[i], strlen(forms[i]), &ev), 0);
+		CHECK_EQ_INT((int)ev.text_len, 4);
+		CHECK(ev.text && memcmp(ev.text, "a\0b\0", 5) == 0);
+		wire_event_done(&ev);
+		int r;
+		char *text;
+		CHECK(both_ways(NULL, forms[i], strlen(forms[i]), &r, &text));
+		free(text);
+	}
+	/* An escaped backslash before u0000 is no NUL; invalid UTF-8 elsewhere in
+	 * the event is still refused. */
+	const char *lit = HEAD "\"\\\\u0000\"}}";
+	struct wire_event ev;
+	CHECK_EQ_INT(wire_event_decode(NULL, 0, lit, strlen(lit), &ev), 0);
+	CHECK_EQ_STR(ev.text, "\\u0000");
+	wire_event_done(&ev);
+	const char *bad = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+			  "{\"type\":\"text_delta\",\"text\":\"\\u0000\xff\"}}";
+	CHECK_EQ_INT(wire_event_decode(NULL, 0, bad, strlen(bad), &ev), -EINVAL);
+}
+
 int main(void)
 {
+	test_nul();
 	test_stray();
 	test_table();
 	test_positions();
