@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_http_support import parse_sse, shim, shim_factory  # noqa: F401  (fixtures)
+from http_support import parse_sse, shim, shim_factory  # noqa: F401  (fixtures)
 from mcpfs_testlib import (PipeReader, read_file, read_partial, reply_for, run, send, status,
                            output, wait_for, wait_status, write_file)
 
