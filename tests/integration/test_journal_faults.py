@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -317,3 +318,55 @@ def test_deleting_a_context_while_its_reply_end_is_synced(mount_factory, fake, f
     send(e, "still here\n")
     assert output(e) == reply_for("still here")
     assert "d" not in os.listdir(mt.path)
+
+
+def test_a_message_keeps_its_disk_room_while_its_journal_syncs(mount_factory, fake, faults,
+                                                               preload):
+    """The room a message's writes held on disk (store_reserve) goes to its
+    record only once no fsync runs on its journal: given back before the wait,
+    anything writing meanwhile (here a filler) took it, and the close failed
+    with ENOSPC although every write had succeeded."""
+    import test_disk_full as disk  # the module, so that its tests are not collected here
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for the state directory needs root")
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/c/journal", start=False)
+    mt.state.mkdir()
+    r = run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % disk.TMPFS_SIZE, "tmpfs",
+             str(mt.state)])
+    assert r.rc == 0, r
+    try:
+        mt.start()
+        c = mt.ctx("c")
+        send(c, "before\n")
+        assert output(c) == reply_for("before")
+        fake.script("hold", hold_after=0)  # b's reply waits for the room to come back
+        # both messages written, their room held, then the disk is filled
+        fb = os.open(c / "input", os.O_WRONLY | os.O_TRUNC)
+        os.write(fb, b"b first\n")
+        fa = os.open(c / "input", os.O_WRONLY | os.O_TRUNC)
+        os.write(fa, disk.BIG_MESSAGE.encode())
+        filler = disk.Filler(mt.state)
+        filler.fill()
+        # b's close commits, its fsync held: the journal is busy
+        faults.hold()
+        closer_b = Background(lambda: os.close(fb))
+        wait_for(faults.held, 10, what="the fsync of b's message to be held")
+        # a's close waits for that fsync; whatever it held must stay held
+        closer_a = Background(lambda: os.close(fa))
+        time.sleep(0.5)  # lets a's close reach the wait (the failure needs no more)
+        filler.fill()  # takes any room given back meanwhile
+        assert not closer_a.done and not closer_b.done
+        faults.release()
+        closer_b.join()
+        closer_a.join()
+        assert closer_b.error is None, closer_b.error
+        assert closer_a.error is None, "a's close: %r" % closer_a.error
+        filler.remove()
+        fake.release()
+        wait_for(lambda: len(fake.calls) >= 3 and status(c).state == "idle", 20,
+                 what="both messages sent")
+        assert [x.last_user_text.strip() for x in fake.calls[1:]] == \
+            ["b first", disk.BIG_MESSAGE.strip()]
+    finally:
+        mt.cleanup()
+        disk.umount(mt.state)
