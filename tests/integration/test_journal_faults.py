@@ -370,3 +370,34 @@ def test_a_message_keeps_its_disk_room_while_its_journal_syncs(mount_factory, fa
     finally:
         mt.cleanup()
         disk.umount(mt.state)
+
+
+def test_a_retry_waits_for_the_sync_of_the_reply_it_replaces(mount_factory, fake, faults,
+                                                             preload):
+    """`retry` right after a reply ended, while that end's fsync is held: its
+    RETRY record waits for that sync (it was refused with EBUSY), is synced
+    with the store lock released (another context's turn goes on), and the
+    regenerated reply follows."""
+    mt = faulty_mount(mount_factory, preload, faults, "/contexts/c/journal")
+    a, c = mt.ctx("a"), mt.ctx("c")
+    fake.script("hold", hold_after=2)
+    send(c, "question\n")
+    fake.wait_held(0)
+    faults.hold()
+    fake.release()
+    wait_for(faults.held, 10, what="the fsync of c's reply end to be held")
+    wait_for(lambda: status(c).get("turn_state") == "done", 10, what="c's reply to end")
+    retry = Background(lambda: write_file(c / "ctl", "retry\n", 60))
+    a_whole_turn(a, fake, "meanwhile")
+    assert faults.held() and not retry.done, "the retry did not wait for the sync"
+    faults.release()
+    retry.join()
+    assert retry.error is None, retry.error
+    wait_for(lambda: status(c).state == "idle" and status(c).get("turn_attempt") == "2", 20,
+             what="the regenerated reply")
+    assert output(c) == reply_for("question")
+    assert "--- turn 1, regenerated" in read_file(c / "transcript")
+    assert mt.stop() == 0
+    mt.start()
+    st = status(c)
+    assert st.get("turn_attempt") == "2" and st.get("turn_state") == "done", st.text
