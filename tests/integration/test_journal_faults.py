@@ -284,7 +284,16 @@ def test_a_failed_fsync_of_a_setting_changes_nothing(mount_factory, fake, faults
     assert faults.failed()
     assert "max_tokens = 111" in read_file(c / "config")
     assert re.match(r"failed at \S+ \(Input/output error\); recovered", sync_line(c))
+    # a new system prompt whose fsync fails: neither it nor its mark in the
+    # transcript stays (the transcript shows only what the journal holds)
+    faults.fail_next()
+    with pytest.raises(OSError) as e:
+        write_file(c / "system", "Lost prompt.\n")
+    assert e.value.errno == errno.EIO
+    assert read_file(c / "system") == ""
+    assert "Lost prompt" not in read_file(c / "transcript")
     write_file(c / "system", "Be brief.\n")
+    assert "--- system prompt set ---\nBe brief." in read_file(c / "transcript")
     send(c, "hi\n")
     assert output(c) == reply_for("hi")
     assert fake.calls[-1].max_tokens == 111 and fake.calls[-1].system.strip() == "Be brief."
