@@ -13,6 +13,7 @@ import pytest
 
 from mcpfs_testlib import output, read_file, reply_for, send, status, wait_for
 from http_support import Api, free_port
+from test_mcp import Rpc
 
 N = 600
 NOFILE = 256
@@ -69,6 +70,12 @@ def test_600_contexts_under_256_descriptors(mount_factory, fake):
     assert listed["cut"] == "error" and listed["seed"] == listed["c599"] == "idle"
     assert set(listed.values()) == {"idle", "error"}
     assert journals_open(mt) == 0, "listing opened journals"
+    # the MCP tool list_contexts lists the same way
+    rpc = Rpc(port)
+    rpc.initialize()
+    res = rpc.request("tools/call", {"name": "list_contexts", "arguments": {}})[0]["result"]
+    assert {e["name"]: e["status"] for e in res["structuredContent"]["contexts"]} == listed
+    assert journals_open(mt) == 0, "list_contexts opened journals"
     assert status(mt.path / "cut").state == "error"  # the same word once loaded
 
     names = sorted(n for n in listed if n != "cut")
