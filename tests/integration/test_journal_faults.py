@@ -370,6 +370,7 @@ def test_a_message_keeps_its_disk_room_while_its_journal_syncs(mount_factory, fa
         closer_a.join()
         assert closer_b.error is None, closer_b.error
         assert closer_a.error is None, "a's close: %r" % closer_a.error
+        fake.wait_held(1)  # b's call: released only once it has arrived
         filler.remove()
         fake.release()
         wait_for(lambda: len(fake.calls) >= 3 and status(c).state == "idle", 20,
