@@ -4,7 +4,7 @@
  * Threads (the only place they are named): libfuse's session loop and its
  * workers (fs_run, at most FUSE_THREADS, never waiting on the model), the
  * network thread (claude_run: one curl multi handle for every call), the
- * notifier (fs_notifier_run: inotify events through the mount), and with
+ * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify events through the mount), and with
  * --http libmicrohttpd's pool (shim_start) and the shim's heartbeat timer
  * (shim_timer_run).  The store's lock is the one lock they share.  Threads
  * start after fuse_daemonize(), since fork() keeps only the calling thread.
@@ -78,6 +78,15 @@ static char *read_key_file(const char *path, char *why, size_t whylen)
 static void *net_thread(void *c)
 {
 	claude_run(c);
+	return NULL;
+}
+
+/* Two, so that one journal's slow fsync does not hold every other reply's end. */
+#define COMMIT_THREADS 2
+
+static void *commit_thread(void *st)
+{
+	store_commit_run(st);
 	return NULL;
 }
 
@@ -208,11 +217,11 @@ static void shim_threads_stop(struct daemon *d)
 
 /* --no-mount: the signals that stop the daemon are taken by sigwait, so they
  * are blocked before any thread starts (threads inherit the mask). */
-/* Each loaded context keeps its journal open for the daemon's life.  The usual
- * soft limit of 1024 descriptors ran out at about a thousand contexts (mkdir and
- * loading failed with EMFILE, and at exit libfuse could not even load libgcc_s
- * to stop its threads), while the hard limit is far higher.  Nothing here uses
- * select(), whose sets end at 1024 (curl polls, libmicrohttpd uses epoll). */
+/* The store keeps a quarter of the soft limit of descriptors for open
+ * journals (store.h, STORE_JOURNALS_OPEN_*), and many streams and connections
+ * want their own: the usual soft limit of 1024 is raised to the hard one, far
+ * higher.  Nothing here uses select(), whose sets end at 1024 (curl polls,
+ * libmicrohttpd uses epoll). */
 static void raise_nofile_limit(void)
 {
 	struct rlimit rl;
@@ -305,7 +314,11 @@ int main(int argc, char **argv)
 	sigset_t stop_signals;
 	if (!d.fs)
 		block_stop_signals(&stop_signals);
-	pthread_t net, notifier = 0;
+	pthread_t net, notifier = 0, commit[COMMIT_THREADS];
+	int commits = 0;
+	while (commits < COMMIT_THREADS &&
+	       pthread_create(&commit[commits], NULL, commit_thread, d.st) == 0)
+		commits++;
 	if (pthread_create(&net, NULL, net_thread, d.net) != 0 ||
 	    (d.fs && pthread_create(&notifier, NULL, fs_notifier_run, d.fs) != 0)) {
 		log_error("cannot start threads");
@@ -334,6 +347,11 @@ int main(int argc, char **argv)
 	store_set_transport(d.st, NULL, NULL);
 	claude_stop(d.net);
 	pthread_join(net, NULL);
+	/* The ends of those calls are made durable, and their readers answered,
+	 * before the unmount. */
+	store_commit_stop(d.st);
+	for (int i = 0; i < commits; i++)
+		pthread_join(commit[i], NULL);
 	/* Then unmount, and only then stop the notifier: it may be inside a call
 	 * on the mount, which returns once the connection is gone. */
 	if (d.fs) {

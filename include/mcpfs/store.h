@@ -9,8 +9,11 @@
  *
  * Locking: one mutex, inside the store, guards everything here; every function
  * takes it and none blocks on the network, except store_model_check() and
- * store_render_models(), which wait at most MODELS_WAIT_MS for the Models API.  Functions that commit (a message, a
- * reply's end, a settings change) fsync the journal before returning.  Observers
+ * store_render_models(), which wait at most MODELS_WAIT_MS for the Models API.
+ * Functions that commit (a message, a settings change, a clear) fsync the
+ * journal before returning, with the lock released during the fsync: only the
+ * same context's commits wait for it.  A reply's end is fsynced by a commit
+ * thread before turn_read() reports the end.  Observers
  * are called after a change with the lock released, from whichever thread made
  * the change (a FUSE worker, the network thread, an HTTP thread); they must not
  * block and may call back into the store.
@@ -37,6 +40,11 @@
 
 #define STORE_NAME_MAX 255               /* bytes of a context name */
 #define STORE_REPLY_MAX (256u << 20)      /* bytes of one reply's text */
+/* Journals kept open at once: a quarter of RLIMIT_NOFILE's soft limit at
+ * store_open(), within these bounds; the least recently used idle one is closed
+ * to open another (reopened when used). */
+#define STORE_JOURNALS_OPEN_MIN 8
+#define STORE_JOURNALS_OPEN_MAX 4096
 
 struct store;
 struct turn;
@@ -52,8 +60,16 @@ struct turn;
 int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
 	       size_t whylen);
 
-/* Frees everything.  The transport must be stopped first.  NULL-safe. */
+/* Frees everything.  The transport and the commit threads must be stopped
+ * first.  NULL-safe. */
 void store_free(struct store *s);
+
+/* A commit thread's body: syncs the journals of replies that ended (their
+ * readers see the end once it is durable) until store_commit_stop(), then
+ * finishes the work queued and returns.  Without any, replies' ends are synced
+ * under the store lock by whichever thread ends them. */
+void store_commit_run(struct store *s);
+void store_commit_stop(struct store *s);
 
 /* Calls the transport makes, and the one it takes back.  start() is called with
  * the store lock held and must only queue the call (never block, never call the
@@ -187,6 +203,13 @@ enum view_kind {
 	VIEW_USAGE,
 	VIEW_INFO_JSON,     /* the shim's GET /v1/contexts/{name} */
 };
+
+/* The first line of a context's `status`, without loading it (a listing of
+ * every context, GET /v1/contexts): a context not loaded has nothing in flight,
+ * so it is "idle", or "error" when its newest reply failed or has no end (it
+ * loads as interrupted), as the last 64 KiB of its journal say (all of it when
+ * they hold no turn); read once, no descriptor kept.  0, -ENOENT. */
+int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen);
 
 /* Appends a rendering of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
 int context_render(struct store *s, uint64_t id, enum view_kind kind, struct buf *out);

@@ -22,9 +22,9 @@
 
 int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync)
 {
-	if (!c->journal)
-		return -EIO;
-	int r = journal_append(c->journal, type, payload, len, sync);
+	int r = context_journal_ready(c->store, c);
+	if (r == 0)
+		r = journal_append(c->journal, type, payload, len, sync);
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
 	context_changed(c);  /* a record is a change, whether or not it was saved */
@@ -59,23 +59,31 @@ static cJSON *settings_record(const struct settings *st, const char *system)
 	return o;
 }
 
-int context_save_settings(struct context *c, const struct settings *st, const char *system,
-			  size_t system_len)
+/* Appends a SETTINGS record; with sync under the lock (a load), else the caller
+ * syncs it.  *copy receives the new system prompt's copy (NULL: unchanged). */
+static int settings_append(struct context *c, const struct settings *st, const char *system,
+			   size_t system_len, bool sync, char **copy)
 {
-	char *copy = NULL;
+	*copy = NULL;
 	if (system != c->system) {
-		copy = malloc(system_len + 1);
-		if (!copy)
+		*copy = malloc(system_len + 1);
+		if (!*copy)
 			return -ENOMEM;
-		memcpy(copy, system, system_len);
-		copy[system_len] = '\0';
+		memcpy(*copy, system, system_len);
+		(*copy)[system_len] = '\0';
 	}
-	cJSON *rec = settings_record(st, copy ? copy : c->system);
-	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, true) : -ENOMEM;
+	cJSON *rec = settings_record(st, *copy ? *copy : c->system);
+	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
-		free(copy);
-		return r;
+		free(*copy);
+		*copy = NULL;
 	}
+	return r;
+}
+
+static void settings_apply(struct context *c, const struct settings *st, char *copy,
+			   size_t system_len)
+{
 	c->settings = *st;
 	if (copy && (system_len != c->system_len || memcmp(copy, c->system, system_len)))
 		context_mark(c, MARK_SYSTEM, copy, system_len);
@@ -85,7 +93,16 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 		c->system_len = system_len;
 	}
 	context_changed(c);
-	return 0;
+}
+
+int context_save_settings(struct context *c, const struct settings *st, const char *system,
+			  size_t system_len)
+{
+	char *copy;
+	int r = settings_append(c, st, system, system_len, true, &copy);
+	if (r == 0)
+		settings_apply(c, st, copy, system_len);
+	return r;
 }
 
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
@@ -465,28 +482,69 @@ static void mark_interrupted(struct context *c)
 		journal_sync(c->journal);
 }
 
-static int journal_path(struct store *s, struct context *c, char *out, size_t n)
+int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n)
 {
-	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, c->slot->name) >= (int)n)
+	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, slot->name) >= (int)n)
 		return -ENAMETOOLONG;
 	return 0;
 }
 
-/* The file and its CREATE record are made durable by one fsync. */
-static int context_create_journal(struct context *c, const char *path)
+int context_journal_path(struct store *s, struct context *c, char *out, size_t n)
 {
-	cJSON *rec = settings_record(&c->settings, "");
+	return slot_journal_path(s, c->slot, out, n);
+}
+
+/* The file and its CREATE record are made durable by one fsync. */
+int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
+			struct journal **ret)
+{
+	cJSON *rec = settings_record(st, "");
 	if (rec) {
 		cJSON_AddNumberToObject(rec, "v", 1);
-		cJSON_AddNumberToObject(rec, "created_ms", (double)c->created_ms);
+		cJSON_AddNumberToObject(rec, "created_ms", (double)created_ms);
 	}
 	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
 	cJSON_Delete(rec);
 	if (!text)
 		return -ENOMEM;
-	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), &c->journal);
+	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), ret);
 	free(text);
 	return r;
+}
+
+static struct context *context_alloc(struct store *s, struct store_slot *slot)
+{
+	struct context *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->id = slot->id;
+	c->slot = slot;
+	c->settings = s->defaults;
+	c->system = strdup("");
+	c->next_turn = 1;
+	c->created_ms = c->modified_ms = clock_wall_ms();
+	prune_index_init(&c->prune);
+	if (!c->system) {
+		free(c);
+		return NULL;
+	}
+	c->store = s;
+	return c;
+}
+
+int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
+		  const struct settings *st, int64_t created_ms)
+{
+	struct context *c = context_alloc(s, slot);
+	if (!c)
+		return -ENOMEM;
+	c->settings = *st;
+	c->created_ms = c->modified_ms = created_ms;
+	store_journal_make_room(s);
+	c->journal = j;
+	slot->ctx = c;
+	context_journal_opened(s, c);
+	return 0;
 }
 
 static void context_note_recovery(struct context *c)
@@ -502,22 +560,12 @@ static void context_note_recovery(struct context *c)
 int context_load(struct store *s, struct store_slot *slot)
 {
 	char path[4200];
-	struct context *c = calloc(1, sizeof(*c));
+	struct context *c = context_alloc(s, slot);
 	if (!c)
 		return -ENOMEM;
-	c->id = slot->id;
-	c->slot = slot;
-	c->settings = s->defaults;
-	c->system = strdup("");
-	c->next_turn = 1;
-	c->created_ms = c->modified_ms = clock_wall_ms();
-	prune_index_init(&c->prune);
-	if (!c->system) {
-		free(c);
-		return -ENOMEM;
-	}
 	slot->ctx = c;
-	int r = journal_path(s, c, path, sizeof(path));
+	store_journal_make_room(s);
+	int r = context_journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
 	if (r == 0)
@@ -525,7 +573,7 @@ int context_load(struct store *s, struct store_slot *slot)
 	buf_done(&L.hidden);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
-		r = context_create_journal(c, path);
+		r = context_create_file(path, &c->settings, c->created_ms, &c->journal);
 	} else if (r == 0) {
 		struct journal_report rep;
 		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);
@@ -537,6 +585,8 @@ int context_load(struct store *s, struct store_slot *slot)
 		context_note_recovery(c);
 		mark_interrupted(c);
 	}
+	context_journal_opened(s, c);
+	context_mark_synced(c);
 	if (r < 0) {
 		c->broken = r;
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
@@ -578,6 +628,7 @@ void context_free(struct store *s, struct context *c)
 	free(c->hist);
 	prune_index_done(&c->prune);
 	context_views_done(c);
+	context_journal_forget(s, c);
 	journal_free(c->journal);
 	free(c->system);
 	free(c);
@@ -599,6 +650,13 @@ static int system_check(const char *text, size_t len, char *why, size_t whylen)
 	return 0;
 }
 
+/* Forgets the marks after the first n (a change whose fsync failed). */
+static void marks_drop(struct context *c, size_t n)
+{
+	while (c->n_marks > n)
+		free(c->marks[--c->n_marks].text);
+}
+
 /* Saves new settings and a new system prompt (NULL: keep the current one) in
  * one SETTINGS record, so a change is applied whole or not at all. */
 static int context_commit(struct store *s, uint64_t id, const struct settings *st,
@@ -607,9 +665,49 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_save_settings(c, st ? st : &c->settings, sys ? sys : c->system,
-					  sys ? slen : c->system_len)
-		  : -ENOENT;
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	struct settings set, old;
+	char *copy = NULL, *old_system = NULL;
+	size_t old_len = 0;
+	bool applied = false;
+	if (r == 0) {
+		set = st ? *st : c->settings;
+		slen = sys ? slen : c->system_len;
+		r = settings_append(c, &set, sys ? sys : c->system, slen, false, &copy);
+	}
+	/* Shown at once, as when the fsync was under the lock (a truncation of
+	 * `system` is applied at the release, which close() does not wait for, and
+	 * a read right after it finds the new text), and put back if the fsync
+	 * fails. */
+	size_t marks = 0;
+	if (r == 0) {
+		old = c->settings;
+		old_len = c->system_len;
+		old_system = copy ? c->system : NULL;  /* kept for a failure */
+		c->settings = set;
+		marks = c->n_marks;
+		if (copy && (slen != c->system_len || memcmp(copy, c->system, slen)))
+			context_mark(c, MARK_SYSTEM, copy, slen);
+		if (copy) {
+			c->system = copy;
+			c->system_len = slen;
+		}
+		context_changed(c);
+		applied = true;
+		r = context_sync(s, &c, &notes);
+	}
+	if (applied && r < 0 && c) {
+		if (old_system) {
+			free(c->system);
+			c->system = old_system;
+			c->system_len = old_len;
+			old_system = NULL;
+		}
+		c->settings = old;
+		marks_drop(c, marks);
+		context_changed(c);
+	}
+	free(old_system);  /* replaced, or its context is gone */
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
 	if (r == 0)

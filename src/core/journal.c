@@ -1,4 +1,5 @@
-/* journal.c — framing, tolerant scanning and durable appends of a journal.
+/* journal.c — framing and tolerant scanning of a journal; journal_write.c
+ * appends, syncs and recovers.
  *
  * doc/design/journal.md is the normative format; in short, every record is
  *
@@ -25,24 +26,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "mcpfs/journal.h"
+#include "journal_impl.h"
 
-#define HDR_SIZE 16u
-#define SUM_SIZE 8u
 #define FRAME_MAGIC 0x314a434du  /* "MCJ1" read as a little-endian u32 */
 #define SCAN_CHUNK (1u << 20)    /* bytes per read while scanning */
-
-#define WRITEBACK_STEP (1u << 20) /* appended bytes between writeback starts */
-
-/* Owned by one context; the store's lock serialises every call. */
-struct journal {
-	int fd;                   /* O_RDWR | O_APPEND */
-	uint64_t size;            /* bytes; end of the last record written */
-	uint64_t kicked;          /* writeback started (or synced) up to here */
-	bool no_kick;             /* sync_file_range(2) is refused here */
-	int failed;               /* 0, or the -errno that made appends stop */
-	XXH3_state_t *xxh;        /* reused by every append */
-};
 
 /* --- frames ---------------------------------------------------------------- */
 
@@ -58,12 +45,6 @@ static void put_le32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static uint32_t get_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -74,7 +55,7 @@ static uint64_t get_le64(const uint8_t *p)
 	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
 }
 
-static void header_build(uint16_t type, size_t len, uint8_t hdr[HDR_SIZE])
+void journal_header(uint16_t type, size_t len, uint8_t hdr[HDR_SIZE])
 {
 	put_le32(hdr, FRAME_MAGIC);
 	put_le16(hdr + 4, type);
@@ -105,7 +86,7 @@ size_t journal_frame(uint16_t type, const void *payload, size_t len, void *out)
 {
 	uint8_t *p = out;
 
-	header_build(type, len, p);
+	journal_header(type, len, p);
 	if (len)
 		memcpy(p + HDR_SIZE, payload, len);
 	put_le64(p + HDR_SIZE + len, XXH3_64bits(p, HDR_SIZE + len));
@@ -248,12 +229,21 @@ static int resync(struct scan_src *s, uint64_t from, uint64_t *next)
 	return 0;
 }
 
-static int scan_run(struct scan_src *s, journal_record_fn *fn, void *data,
+/* From offset from on: a scan that starts in the middle begins at the first
+ * valid record there (resync). */
+static int scan_run(struct scan_src *s, uint64_t from, journal_record_fn *fn, void *data,
 		    struct journal_report *rep)
 {
 	uint64_t off = 0;
 
 	memset(rep, 0, sizeof(*rep));
+	if (from) {
+		int r = resync(s, from, &off);
+
+		if (r < 0)
+			return r;
+		rep->good_end = off;
+	}
 	while (off < s->size) {
 		const uint8_t *payload;
 		uint16_t type;
@@ -291,10 +281,11 @@ int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *dat
 {
 	struct scan_src s = { .mem = mem, .size = n, .fd = -1, .win_len = n };
 
-	return scan_run(&s, fn, data, rep);
+	return scan_run(&s, 0, fn, data, rep);
 }
 
-static int scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_report *rep)
+static int scan_fd_from(int fd, uint64_t tail, journal_record_fn *fn, void *data,
+			struct journal_report *rep)
 {
 	struct scan_src s = { .fd = fd };
 	struct stat st;
@@ -308,9 +299,14 @@ static int scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_rep
 	s.size = (uint64_t)st.st_size;
 	/* The scan is one forward pass. */
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	r = scan_run(&s, fn, data, rep);
+	r = scan_run(&s, tail && s.size > tail ? s.size - tail : 0, fn, data, rep);
 	free(s.buf);
 	return r;
+}
+
+int journal_scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_report *rep)
+{
+	return scan_fd_from(fd, 0, fn, data, rep);
 }
 
 /* O_NONBLOCK only so that a FIFO given by mistake fails (not a regular file)
@@ -325,260 +321,22 @@ int journal_scan(const char *path, journal_record_fn *fn, void *data,
 		memset(rep, 0, sizeof(*rep));
 		return -errno;
 	}
-	r = scan_fd(fd, fn, data, rep);
+	r = journal_scan_fd(fd, fn, data, rep);
 	close(fd);
 	return r;
 }
 
-/* --- writing --------------------------------------------------------------- */
-
-/* A new file's name is durable only once its directory is synced. */
-static int fsync_parent(const char *path)
+int journal_scan_tail(const char *path, uint64_t tail, journal_record_fn *fn, void *data,
+		      struct journal_report *rep)
 {
-	const char *slash = strrchr(path, '/');
-	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : NULL;
-	int fd, r = 0;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int r;
 
-	if (slash && !dir)
-		return -ENOMEM;
-	fd = open(dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(dir);
-	if (fd < 0)
+	if (fd < 0) {
+		memset(rep, 0, sizeof(*rep));
 		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
+	}
+	r = scan_fd_from(fd, tail, fn, data, rep);
 	close(fd);
 	return r;
-}
-
-static int open_new(struct journal *j, const char *path)
-{
-	int r;
-
-	j->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (j->fd < 0)
-		return -errno;
-	r = fsync(j->fd) < 0 ? -errno : fsync_parent(path);
-	if (r < 0)
-		unlink(path);  /* a create that failed must not leave the name taken */
-	return r;
-}
-
-/* Without JOURNAL_REPAIR a torn tail is left as evidence and the open fails with
- * -EBADMSG: appending after it would turn it into a corrupt middle record. */
-static int open_existing(struct journal *j, const char *path, unsigned flags,
-			 struct journal_report *rep)
-{
-	int r;
-
-	j->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
-	if (j->fd < 0)
-		return -errno;
-	r = scan_fd(j->fd, NULL, NULL, rep);
-	if (r < 0)
-		return r;
-	if (rep->torn_bytes) {
-		if (!(flags & JOURNAL_REPAIR))
-			return -EBADMSG;
-		if (ftruncate(j->fd, (off_t)rep->good_end) < 0)
-			return -errno;
-	}
-	j->size = j->kicked = rep->good_end;
-	return fsync(j->fd) < 0 ? -errno : 0;
-}
-
-int journal_open(const char *path, unsigned flags, struct journal_report *rep,
-		 struct journal **ret)
-{
-	struct journal_report dummy;
-	struct journal *j;
-	int r;
-
-	*ret = NULL;
-	if (!rep)
-		rep = &dummy;
-	memset(rep, 0, sizeof(*rep));
-	if (flags & ~(JOURNAL_CREATE_NEW | JOURNAL_REPAIR))
-		return -EINVAL;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	j->fd = -1;
-	j->xxh = XXH3_createState();
-	if (!j->xxh) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	r = (flags & JOURNAL_CREATE_NEW) ? open_new(j, path) : open_existing(j, path, flags, rep);
-	if (r < 0)
-		goto fail;
-	*ret = j;
-	return 0;
-fail:
-	journal_free(j);
-	return r;
-}
-
-/* One fsync of the file covers both its creation and the first record, where
- * creating (fsync) and then appending (fsync again) took two: a context is made
- * with three fsyncs in all (file, its directory, and the store's contexts
- * directory) instead of four. */
-int journal_create(const char *path, uint16_t type, const void *payload, size_t len,
-		   struct journal **ret)
-{
-	struct journal *j = calloc(1, sizeof(*j));
-	int r;
-
-	*ret = NULL;
-	if (!j)
-		return -ENOMEM;
-	j->fd = -1;
-	j->xxh = XXH3_createState();
-	if (!j->xxh) {
-		journal_free(j);
-		return -ENOMEM;
-	}
-	j->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (j->fd < 0) {
-		r = -errno;
-		journal_free(j);
-		return r;
-	}
-	r = journal_append(j, type, payload, len, false);
-	if (r == 0)
-		r = fsync(j->fd) < 0 ? -errno : fsync_parent(path);
-	if (r < 0) {
-		unlink(path);  /* a create that failed must not leave the name taken */
-		journal_free(j);
-		return r;
-	}
-	*ret = j;
-	return 0;
-}
-
-static int write_all(int fd, struct iovec *iov, int n)
-{
-	while (n > 0) {
-		ssize_t w = writev(fd, iov, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
-/* After a failed fsync the kernel may have dropped the dirty pages and cleared
- * the error, so what is on disk is unknown and a retry could report a success
- * that is not one.  The journal stops taking appends; reopening rescans the file
- * and finds out what survived. */
-static int journal_fail(struct journal *j, int err)
-{
-	if (!j->failed)
-		j->failed = err;
-	return err;
-}
-
-/* A reply streaming in is appended without fsync, then committed with one: start
- * the disk writes every WRITEBACK_STEP bytes, so that the commit waits for the
- * last step only, not for megabytes (a 64 MiB reply's fdatasync took ~80 ms).
- * Only a hint: SYNC_FILE_RANGE_WRITE neither waits nor consumes a write error,
- * which the commit's fdatasync still reports. */
-static void writeback_kick(struct journal *j)
-{
-	if (j->no_kick || j->kicked > j->size || j->size - j->kicked < WRITEBACK_STEP)
-		return;
-	if (sync_file_range(j->fd, (off_t)j->kicked, (off_t)(j->size - j->kicked),
-			    SYNC_FILE_RANGE_WRITE) < 0 && errno != EINTR && errno != EIO)
-		j->no_kick = true;
-	j->kicked = j->size;
-}
-
-int journal_append(struct journal *j, uint16_t type, const void *payload, size_t len, bool sync)
-{
-	uint8_t hdr[HDR_SIZE], sum[SUM_SIZE];
-	struct iovec iov[3];
-	uint64_t prev = j->size;
-	int r;
-
-	if (j->failed)
-		return j->failed;
-	if (len > JOURNAL_MAX_RECORD)
-		return -EFBIG;
-	header_build(type, len, hdr);
-	XXH3_64bits_reset(j->xxh);
-	XXH3_64bits_update(j->xxh, hdr, HDR_SIZE);
-	if (len)  /* xxHash refuses a NULL input even when empty */
-		XXH3_64bits_update(j->xxh, payload, len);
-	put_le64(sum, XXH3_64bits_digest(j->xxh));
-	/* One writev(2): the record goes out in one system call without a copy of a
-	 * payload that may be megabytes. */
-	iov[0] = (struct iovec){ hdr, HDR_SIZE };
-	iov[1] = (struct iovec){ (void *)(uintptr_t)payload, len };
-	iov[2] = (struct iovec){ sum, SUM_SIZE };
-	r = write_all(j->fd, iov, 3);
-	if (r < 0) {
-		/* No partial record may stay: the next append would follow it and the
-		 * scan would report it as corrupt. */
-		if (ftruncate(j->fd, (off_t)prev) < 0)
-			return journal_fail(j, r);
-		return r;
-	}
-	j->size = prev + journal_frame_size(len);
-	if (!sync) {
-		writeback_kick(j);
-		return 0;
-	}
-	j->kicked = j->size;
-	if (fdatasync(j->fd) < 0) {
-		r = -errno;
-		/* The caller is told the commit failed; drop the record if we still can
-		 * so that a reload agrees.  Its failure changes nothing: the journal
-		 * fails either way.  (A (void) cast does not silence glibc's
-		 * warn_unused_result under _FORTIFY_SOURCE.) */
-		int t = ftruncate(j->fd, (off_t)prev);
-		(void)t;
-		j->size = prev;
-		return journal_fail(j, r);
-	}
-	return 0;
-}
-
-/* fdatasync is enough: an append's size change is metadata needed to read the
- * data back, which fdatasync flushes. */
-int journal_sync(struct journal *j)
-{
-	if (j->failed)
-		return j->failed;
-	j->kicked = j->size;
-	if (fdatasync(j->fd) < 0)
-		return journal_fail(j, -errno);
-	return 0;
-}
-
-uint64_t journal_size(const struct journal *j)
-{
-	return j->size;
-}
-
-void journal_free(struct journal *j)
-{
-	if (!j)
-		return;
-	if (j->fd >= 0)
-		close(j->fd);
-	XXH3_freeState(j->xxh);
-	free(j);
 }

@@ -13,6 +13,7 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
+/* Appends the USER record; the caller syncs it (context_sync). */
 static int user_record(struct context *c, uint64_t turn, const char *text, size_t len,
 		       int64_t ms)
 {
@@ -27,7 +28,7 @@ static int user_record(struct context *c, uint64_t turn, const char *text, size_
 	cJSON_AddStringToObject(o, "text", copy);
 	cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
-	return context_write(c, JOURNAL_USER, o, true);
+	return context_write(c, JOURNAL_USER, o, false);
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -88,9 +89,13 @@ static int message_check(const struct context *c, const char *text, size_t len, 
 	return 0;
 }
 
-/* Replaces the text of a staged message (a second flush of the same writer). */
-static int restage(struct context *c, struct turn *t, const char *text, size_t len)
+/* Replaces the text of a staged message (a second flush of the same writer),
+ * once the new text is durable.  *cp is looked up again (the lock is released
+ * during the fsync). */
+static int restage(struct store *s, struct context **cp, struct turn *t, const char *text,
+		   size_t len, struct notes *n)
 {
+	struct context *c = *cp;
 	size_t i = exchange_index(c, t);
 	if (i == c->n_ex)
 		return -ENOENT;
@@ -101,27 +106,39 @@ static int restage(struct context *c, struct turn *t, const char *text, size_t l
 	if (!copy)
 		return -ENOMEM;
 	int r = user_record(c, t->number, text, len, clock_wall_ms());
+	if (r == 0)
+		r = context_sync(s, cp, n);
+	if (r == 0 && t->state != TURN_PENDING)
+		r = -ECANCELED;  /* cleared or cancelled meanwhile */
+	if (r == 0 && (i = exchange_index(*cp, t)) == (*cp)->n_ex)
+		r = -ENOENT;
 	if (r < 0) {
 		free(copy);
 		return r;
 	}
+	e = &(*cp)->ex[i];
 	free(e->user);
 	e->user = copy;
 	e->user_len = len;
 	return 0;
 }
 
-static int stage_new(struct context *c, const char *text, size_t len, struct turn **draft,
-		     struct notes *n)
+/* The message becomes a turn once its record is durable. */
+static int stage_new(struct store *s, struct context **cp, const char *text, size_t len,
+		     struct turn **draft, struct notes *n)
 {
 	/* One timestamp for the record and the exchange: the fsync between them
 	 * would otherwise make the transcript's time change across a restart. */
 	int64_t ms = clock_wall_ms();
-	int r = user_record(c, c->next_turn, text, len, ms);
+	uint64_t turn = (*cp)->next_turn;
+	int r = user_record(*cp, turn, text, len, ms);
+	if (r == 0)
+		r = context_sync(s, cp, n);
 	if (r < 0)
 		return r;
+	struct context *c = *cp;
 	struct turn *t;
-	r = context_exchange_push(c, c->next_turn, text, len, &t);
+	r = context_exchange_push(c, turn, text, len, &t);
 	if (r < 0)
 		return r;
 	c->ex[c->n_ex - 1].user_ms = ms;
@@ -157,24 +174,27 @@ int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
-	/* The space held for this message goes to its record now, under the lock
-	 * that every journal write takes: nothing of mcpfs can take it between. */
+	struct context *c = store_get(s, id);
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	/* The space held for this message goes to its record now, once no sync
+	 * runs on the journal (the wait releases the lock), under the lock that
+	 * every journal write takes: nothing of mcpfs can take it between. */
 	if (held)
 		reserve_give_back(s, held);
-	struct context *c = store_get(s, id);
-	int r = c ? message_check(c, text, len, why, whylen) : -ENOENT;
+	if (r == 0)
+		r = message_check(c, text, len, why, whylen);
 	bool blank = utf8_blank(text, len);
 	if (r == 0 && *draft && (*draft)->state != TURN_PENDING)
 		r = -ECANCELED;  /* cleared or cancelled meanwhile */
 	else if (r == 0 && *draft && !blank)
-		r = restage(c, *draft, text, len);
+		r = restage(s, &c, *draft, text, len, &n);
 	else if (r == 0 && *draft) {
 		abandon_locked(s, *draft, "the message became empty; nothing was sent", &n);
 		turn_unref(NULL, *draft);
 		*draft = NULL;
 	} else if (r == 0 && !blank)
-		r = stage_new(c, text, len, draft, &n);
-	if (r < 0 && r != -ENOENT && r != -ECANCELED) {
+		r = stage_new(s, &c, text, len, draft, &n);
+	if (r < 0 && c && r != -ENOENT && r != -ECANCELED) {
 		if (r != -EFBIG && r != -EILSEQ)
 			snprintf(why, whylen, "cannot save the message: %s", strerror(-r));
 		refused_locked(c, why);
@@ -290,16 +310,17 @@ int turn_cancel(struct store *s, struct turn *t)
 }
 
 /* The RETRY record makes the new attempt durable before the write to ctl
- * returns: a restart then shows it (interrupted), not the attempt it replaced. */
-static int retry_record(struct context *c, const struct turn *t)
+ * returns: a restart then shows it (interrupted), not the attempt it replaced.
+ * Appended here; the caller syncs it (context_sync, the lock released). */
+static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
 {
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return -ENOMEM;
-	cJSON_AddNumberToObject(o, "turn", (double)t->number);
-	cJSON_AddNumberToObject(o, "attempt", t->attempt);
+	cJSON_AddNumberToObject(o, "turn", (double)turn);
+	cJSON_AddNumberToObject(o, "attempt", attempt);
 	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
-	return context_write(c, JOURNAL_RETRY, o, true);
+	return context_write(c, JOURNAL_RETRY, o, false);
 }
 
 /* Checks that exchange e (the newest, or NULL) can be sent again. */
@@ -322,16 +343,25 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? 0 : -ENOENT;
-	struct exchange *e = c && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
-	if (c)
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	struct exchange *e = r == 0 && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
+	if (r == 0)
 		r = retry_check(e, why, whylen);
-	struct turn *t = r == 0 ? turn_new(c, e->turn, e->reply->attempt + 1) : NULL;
+	uint64_t number = e ? e->turn : 0;
+	unsigned attempt = e ? e->reply->attempt + 1 : 0;
+	if (r == 0)
+		r = retry_record(c, number, attempt);
+	/* Applied once durable.  Every other commit of the context waits for the
+	 * sync, so the newest exchange is still the one checked. */
+	if (r == 0)
+		r = context_sync(s, &c, &n);
+	if (r < 0 && r != -ENOENT && r != -EINVAL)
+		snprintf(why, whylen, "cannot save the retry: %s", strerror(-r));
+	e = r == 0 ? &c->ex[c->n_ex - 1] : NULL;
+	struct turn *t = r == 0 ? turn_new(c, number, attempt) : NULL;
 	if (r == 0 && !t)
 		r = -ENOMEM;
-	if (t && (r = retry_record(c, t)) < 0)
-		snprintf(why, whylen, "cannot save the retry: %s", strerror(-r));
-	if (t && r == 0)
+	if (t)
 		r = exchange_replace(c, e, t);
 	if (t && r < 0) {
 		turn_unref(NULL, t);
@@ -362,14 +392,17 @@ int context_clear(struct store *s, uint64_t id)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? 0 : -ENOENT;
-	if (c) {
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	if (r == 0) {
 		context_stop_all(s, c, "cancelled by clear", &n);
 		cJSON *o = cJSON_CreateObject();
 		if (o)
 			cJSON_AddNumberToObject(o, "turn", (double)c->next_turn);
-		r = o ? context_write(c, JOURNAL_CLEAR, o, true) : -ENOMEM;
+		r = o ? context_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
 	}
+	/* Applied once durable, with the ends of the turns it stopped. */
+	if (r == 0)
+		r = context_sync(s, &c, &n);
 	if (r == 0) {
 		context_mark(c, MARK_CLEAR, NULL, 0);
 		c->hist_start = c->n_ex;
@@ -512,13 +545,20 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 	ssize_t r;
 	if (off < t->text.len) {
 		size_t n = t->text.len - off < size ? t->text.len - (size_t)off : size;
-		/* What a reader has seen must survive a crash: save it first. */
+		/* What a reader has seen must survive a crash: save it first (while
+		 * a sync runs on the journal, once it is over: readers are told). */
 		if (t->text_saved < off + n)
 			turn_checkpoint(t, false);
-		memcpy(buf, t->text.data + off, n);
-		r = (ssize_t)n;
+		if (t->text_saved < off + n && t->ctx && t->ctx->journal &&
+		    journal_busy(t->ctx->journal)) {
+			r = -EAGAIN;
+		} else {
+			memcpy(buf, t->text.data + off, n);
+			r = (ssize_t)n;
+		}
 	} else if (t->state == TURN_DONE) {
-		r = 0;
+		/* The end of a reply is reported once it is durable. */
+		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
 	} else if (t->state == TURN_FAILED) {
 		r = -EIO;
 	} else {

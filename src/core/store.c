@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -229,6 +230,17 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 	return 0;
 }
 
+/* Open journals: a quarter of the descriptors this process may open, so that
+ * connections, FUSE and the rest keep three quarters (1,024 -> 256). */
+static size_t journal_fd_bound(void)
+{
+	struct rlimit rl;
+	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 4 : STORE_JOURNALS_OPEN_MAX;
+	if (n > STORE_JOURNALS_OPEN_MAX)
+		n = STORE_JOURNALS_OPEN_MAX;
+	return n < STORE_JOURNALS_OPEN_MIN ? STORE_JOURNALS_OPEN_MIN : (size_t)n;
+}
+
 int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
 	       size_t whylen)
 {
@@ -236,6 +248,10 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->defaults_lock, NULL);
+	pthread_cond_init(&s->synced, NULL);
+	pthread_cond_init(&s->commit_wake, NULL);
+	s->journal_fd_max = journal_fd_bound();
 	store_models_init(s);
 	map_init(&s->by_name);
 	map_init(&s->by_id);
@@ -286,6 +302,10 @@ void store_free(struct store *s)
 	if (s->reserve_fd >= 0)
 		close(s->reserve_fd);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->defaults_lock);
+	pthread_cond_destroy(&s->synced);
+	pthread_cond_destroy(&s->commit_wake);
+	free(s->commit_q);
 	free(s->dir);
 	free(s);
 }
@@ -322,9 +342,19 @@ void store_set_info(struct store *s, const char *key, const char *value)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A slot being created is waited for (store_create). */
+static struct store_slot *slot_wait(struct store *s, struct store_slot *slot, uint64_t id)
+{
+	while (slot && slot->creating) {
+		pthread_cond_wait(&s->synced, &s->lock);
+		slot = map_get_id(&s->by_id, id);
+	}
+	return slot;
+}
+
 struct context *store_get(struct store *s, uint64_t id)
 {
-	struct store_slot *slot = map_get_id(&s->by_id, id);
+	struct store_slot *slot = slot_wait(s, map_get_id(&s->by_id, id), id);
 	if (!slot || (!slot->ctx && context_load(s, slot) < 0))
 		return NULL;
 	return slot->ctx;
@@ -353,14 +383,29 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 		pthread_mutex_unlock(&s->lock);
 		return -ENOMEM;
 	}
-	/* context_load() on a directory without a journal creates it, with the
-	 * CREATE record, fsynced; then the directory entry itself is made durable. */
-	r = context_load(s, slot);
-	if (r == 0 && slot->ctx->broken)
-		r = slot->ctx->broken;  /* ENOSPC on a full disk, not a vague EIO */
+	/* The journal with its CREATE record, then the directory entry, are made
+	 * durable without the lock (three fsyncs); meanwhile the name is taken
+	 * and whoever wants the context waits. */
+	slot->creating = true;
+	uint64_t sid = slot->id;
+	struct settings st = s->defaults;
+	char path[JOURNAL_PATH_MAX];
+	r = slot_journal_path(s, slot, path, sizeof(path));
+	pthread_mutex_unlock(&s->lock);
+	int64_t created = clock_wall_ms();
+	struct journal *j = NULL;
+	if (r == 0)
+		r = context_create_file(path, &st, created, &j);  /* ENOSPC when full */
 	if (r == 0)
 		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
+	pthread_mutex_lock(&s->lock);
+	slot = map_get_id(&s->by_id, sid);  /* neither deleted nor renamed meanwhile */
+	slot->creating = false;
+	pthread_cond_broadcast(&s->synced);
+	if (r == 0 && context_adopt(s, slot, j, &st, created) < 0)
+		journal_free(j);  /* out of memory: it loads at first use */
 	if (r < 0) {
+		journal_free(j);
 		map_del(&s->by_name, name, len);
 		map_del_id(&s->by_id, slot->id);
 		slot_free(s, slot);
@@ -392,6 +437,8 @@ int store_delete(struct store *s, const char *name)
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *slot = map_get(&s->by_name, name, strlen(name));
+	if (slot && slot->creating)
+		slot = slot_wait(s, slot, slot->id);  /* then deleted, or failed */
 	if (!slot) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
@@ -404,7 +451,6 @@ int store_delete(struct store *s, const char *name)
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
-	fsync(s->contexts_fd);
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, slot->id);
 	uint64_t id = slot->id;
@@ -412,15 +458,18 @@ int store_delete(struct store *s, const char *name)
 	 * trash/, so nothing more is written to it. */
 	struct context *c = slot->ctx;
 	if (c) {
+		context_journal_forget(s, c);
 		journal_free(c->journal);
 		c->journal = NULL;
 		context_stop_all(s, c, "cancelled: the context was deleted", &notes);
 		store_end_drafts(s, c, &notes);
+		context_drop_ends(c);
 	}
 	slot_free(s, slot);
 	remove_tree(s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
+	fsync(s->contexts_fd);  /* the rename into trash/, without the lock */
 	return 0;
 }
 
@@ -432,6 +481,8 @@ int store_rename(struct store *s, const char *from, const char *to)
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *c = map_get(&s->by_name, from, strlen(from));
+	if (c && c->creating)
+		c = slot_wait(s, c, c->id);
 	if (!c)
 		r = -ENOENT;
 	else if (!strcmp(from, to))
@@ -444,7 +495,6 @@ int store_rename(struct store *s, const char *from, const char *to)
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
-	fsync(s->contexts_fd);
 	char *copy = strdup(to);
 	map_del(&s->by_name, from, strlen(from));
 	if (!copy || map_put(&s->by_name, to, strlen(to), c) < 0) {
@@ -459,6 +509,7 @@ int store_rename(struct store *s, const char *from, const char *to)
 	c->name = copy;
 	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
 	store_unlock_notify(s, &notes);
+	fsync(s->contexts_fd);  /* durable before rename() returns, without the lock */
 	return 0;
 }
 
@@ -551,9 +602,11 @@ static int save_defaults(struct store *s, const struct settings *d)
 	return r;
 }
 
+/* Saved under defaults_lock, not the store lock: its fsyncs hold no context. */
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen)
 {
 	struct settings d;
+	pthread_mutex_lock(&s->defaults_lock);
 	pthread_mutex_lock(&s->lock);
 	d = s->defaults;
 	pthread_mutex_unlock(&s->lock);
@@ -564,15 +617,17 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 		r = settings_check(&d, why, whylen);
 	if (r == 0)
 		r = store_model_check(s, old, d.model, why, whylen);
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&s->lock);
-	r = save_defaults(s, &d);
-	if (r == 0)
+	if (r == 0) {
+		r = save_defaults(s, &d);
+		if (r < 0)
+			snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
+	}
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
 		s->defaults = d;
-	else
-		snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
-	pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->defaults_lock);
 	return r;
 }
 

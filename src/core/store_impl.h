@@ -31,6 +31,11 @@ struct turn {
 	size_t thinking_lead;        /* bytes of thinking that came before the first text
 	                                (the transcript shows them ahead of it) */
 	size_t thinking_saved;
+	size_t text_synced;          /* of those, bytes a journal sync made durable */
+	size_t thinking_synced;
+	bool end_unsynced;           /* its REPLY_END is appended, not yet durable */
+	bool end_deferred;           /* ended; its REPLY_END waits to be appended (the
+	                                journal was busy, or a failed sync lost it) */
 	size_t marks_before;         /* a retry's: context->n_marks when it was asked for
 	                                (the transcript shows those marks before it) */
 	struct buf part;             /* the last REPLY_PART printed; freed at the end */
@@ -76,6 +81,9 @@ struct store_slot {
 	uint64_t id;
 	char *name;                  /* heap; the current name (renames change it) */
 	struct context *ctx;         /* NULL until first use loads the journal */
+	char word[12];               /* status word read without loading, "" unknown */
+	bool creating;               /* store_create() makes its journal, the lock
+	                                released: store_get() and deletes wait */
 };
 
 /* Something the transcript shows between exchanges: a clear, or a new system
@@ -102,6 +110,13 @@ struct view_cache {
 struct context {
 	uint64_t id;                 /* == slot->id */
 	struct store_slot *slot;     /* the owner; slot->name is the context's name */
+	struct store *store;         /* the store it belongs to */
+	struct context *lru_prev, *lru_next; /* open journals, commit.c */
+	bool in_lru;                 /* its journal's descriptor is open and counted */
+	bool sync_queued;            /* in the commit thread's queue */
+	int64_t sync_failed_ms;      /* wall clock of the last failed journal sync, 0 none */
+	int sync_failed_err;         /* its -errno */
+	int sync_recover_err;        /* 0 once the journal was recovered, else -errno */
 	int broken;                  /* 0, or the -errno that kept the journal from opening
 	                                for writing */
 	struct journal *journal;
@@ -156,6 +171,7 @@ struct notes {
 
 struct store {
 	pthread_mutex_t lock;
+	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	char *dir;                   /* state directory */
 	int dir_fd;                  /* STATE, flock'd: open for the store's whole life */
 	int contexts_fd;             /* STATE/contexts */
@@ -177,6 +193,16 @@ struct store {
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
 	struct notes held;           /* store_call_event()'s, until store_call_flush() */
+	/* commit.c: journal syncs run with the lock released */
+	pthread_cond_t synced;       /* broadcast whenever a journal sync ends */
+	pthread_cond_t commit_wake;  /* the commit threads' queue has work, or stop */
+	uint64_t *commit_q;          /* ids of contexts with an unsynced reply end */
+	size_t commit_n, commit_cap;
+	int committers;              /* commit threads running (0: sync under the lock) */
+	bool commit_stop;
+	struct context *lru_head, *lru_tail; /* open journals, least recently used first */
+	size_t open_journals;        /* descriptors of journals open now */
+	size_t journal_fd_max;       /* their bound (store_open: from RLIMIT_NOFILE) */
 	char refused[WHY_MAX];       /* the last refused write of .config, "" for none */
 	int64_t refused_ms;          /* wall clock of that refusal */
 	int reserve_fd;              /* unlinked file holding reserved space, -1 none yet */
@@ -216,6 +242,14 @@ struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need
  * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
  * opened still loads, with ctx->broken set. */
 int context_load(struct store *s, struct store_slot *slot);
+/* Creates a context's journal file at path with its CREATE record (st,
+ * created_ms), durable with its name on return; no lock needed.  0, -errno. */
+int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
+			struct journal **ret);
+/* Makes slot->ctx a new, empty context on the journal just created (owned from
+ * now on).  0, -ENOMEM (the journal stays the caller's). */
+int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
+		  const struct settings *st, int64_t created_ms);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
@@ -231,6 +265,40 @@ int context_mark(struct context *c, enum mark_kind kind, const char *text, size_
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
 
+/* context.c: STATE/contexts/NAME/journal for the context's current name. */
+int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n);
+int context_journal_path(struct store *s, struct context *c, char *out, size_t n);
+#define JOURNAL_PATH_MAX 4200
+
+/* commit.c: a context's journal, its durability and its descriptor. */
+/* The journal's descriptor is open (reopened if it was parked) and the journal
+ * is not failed (a failed one is recovered first).  0, -errno. */
+int context_journal_ready(struct store *s, struct context *c);
+/* Room for one more open journal: parks the least recently used idle one when
+ * the bound is reached; context_journal_opened() counts a journal just opened. */
+void store_journal_make_room(struct store *s);
+void context_journal_opened(struct store *s, struct context *c);
+/* Forgets c's journal in the count (before it is freed). */
+void context_journal_forget(struct store *s, struct context *c);
+/* Waits (lock released) until no sync runs on c's journal; *cp is looked up
+ * again afterwards.  0, -ENOENT (deleted meanwhile). */
+int context_sync_idle(struct store *s, struct context **cp);
+/* Makes what c's journal holds durable, the lock released during the fsync; *cp
+ * is looked up again (NULL and -ENOENT when deleted meanwhile).  0, or the sync's
+ * -errno: then every record since the last good sync is gone (the journal was
+ * recovered, or stays failed until the next commit recovers it). */
+int context_sync(struct store *s, struct context **cp, struct notes *n);
+/* A reply's end was appended: a commit thread syncs it (readers see EOF once it
+ * is durable); without commit threads it is synced now, under the lock. */
+void context_sync_later(struct store *s, struct context *c, struct notes *n);
+/* Saves t's end: appends REPLY_END (deferred while a sync runs) and has it
+ * synced. */
+void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n);
+/* After a load: everything read is durable. */
+void context_mark_synced(struct context *c);
+/* The context is deleted: no end will be synced, and none is waited for (a
+ * complete reply's reader sees its end). */
+void context_drop_ends(struct context *c);
 /* message.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
 void reserve_give_back(struct store *s, uint64_t *held);
@@ -240,7 +308,7 @@ void context_views_done(struct context *c);
 
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
-void turn_end_record(struct context *c, struct turn *t, bool sync);
+int turn_end_record(struct context *c, struct turn *t, bool sync);
 void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);

@@ -103,8 +103,8 @@ static const char *buf_at(const struct buf *b, size_t off)
 void turn_checkpoint(struct turn *t, bool sync)
 {
 	struct context *c = t->ctx;
-	if (!c || !c->journal)
-		return;
+	if (!c || !c->journal || journal_busy(c->journal))
+		return;  /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
 	if (!t->text.len && t->state != TURN_DONE && t->state != TURN_FAILED)
@@ -155,13 +155,13 @@ static cJSON *usage_json(const struct wire_usage *u)
 	return o;
 }
 
-void turn_end_record(struct context *c, struct turn *t, bool sync)
+int turn_end_record(struct context *c, struct turn *t, bool sync)
 {
 	turn_checkpoint(t, false);
 	buf_done(&t->part);  /* the reply's last part is saved */
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
-		return;
+		return -ENOMEM;
 	cJSON_AddNumberToObject(o, "turn", (double)t->number);
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
@@ -189,6 +189,7 @@ void turn_end_record(struct context *c, struct turn *t, bool sync)
 	int r = context_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
 		turn_save_failed(c, r);
+	return r;
 }
 
 /* Adds a count (each is 0 to 2^53, as wire.c and the loader read them) to a
@@ -277,7 +278,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	if (c->active == t)
 		c->active = NULL;
 	context_changed(c);  /* the transcript shows the end, saved or not */
-	turn_end_record(c, t, true);
+	context_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
 		if (c->ex[i].reply == t) {

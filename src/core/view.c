@@ -1,5 +1,6 @@
 /* view.c — the text and JSON renderings of a context (see store.h, enum
- * view_kind).  Under the store lock; pure formatting of struct context. */
+ * view_kind).  Under the store lock; pure formatting of struct context, except
+ * the status word of a context not loaded, read from its journal's end. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -314,6 +315,20 @@ static const char *status_word(const struct context *c, size_t *queued)
 	return "idle";
 }
 
+/* The last failed fsync of the journal and what became of it (commit.c). */
+static int render_sync_failure(const struct context *c, struct buf *out)
+{
+	char when[32];
+	clock_format_utc(c->sync_failed_ms, when);
+	if (!c->sync_recover_err)
+		return buf_printf(out, "journal_fsync: failed at %s (%s); recovered: what it had "
+				  "not saved was truncated, the journal rescanned\n", when,
+				  strerror(-c->sync_failed_err));
+	return buf_printf(out, "journal_fsync: failed at %s (%s); not recovered yet (%s), the "
+			  "next change retries\n", when, strerror(-c->sync_failed_err),
+			  strerror(-c->sync_recover_err));
+}
+
 /* The newest turn's keys: what `output` opens.  Each is named for the turn. */
 static int status_turn(const struct turn *t, struct buf *out)
 {
@@ -369,6 +384,8 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 			       (unsigned long long)c->report.torn_bytes);
 	if (r == 0 && c->broken)
 		r = buf_puts(out, "journal: read-only (it could not be opened for writing)\n");
+	if (r == 0 && c->sync_failed_ms)
+		r = render_sync_failure(c, out);
 	if (r == 0)
 		r = store_models_status(s, c, out);
 	return r;
@@ -423,6 +440,80 @@ static int render_info_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(e, "time_ms", (double)c->refused_ms);
 	}
 	return print_json(o, out);
+}
+
+/* --- the status word of a context not loaded ------------------------------------- */
+
+#define PEEK_TAIL (64u << 10)  /* bytes of a journal's end read for it */
+
+struct peek {
+	int64_t turn;  /* newest turn a record named, 0 for none or after a clear */
+	bool done;     /* its last record is a REPLY_END saying done */
+	bool seen;     /* a record about turns was read */
+};
+
+static int on_peek(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
+{
+	struct peek *p = data;
+	(void)off;
+	if (type != JOURNAL_USER && type != JOURNAL_REPLY_PART && type != JOURNAL_REPLY_END &&
+	    type != JOURNAL_CLEAR)
+		return 0;
+	p->seen = true;
+	if (type == JOURNAL_CLEAR) {
+		p->turn = 0;
+		return 0;
+	}
+	cJSON *o = cJSON_ParseWithLength(payload, len);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turn");
+	int64_t turn = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : -1;
+	if (turn > 0 && turn >= p->turn) {
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+		p->turn = turn;
+		p->done = type == JOURNAL_REPLY_END && cJSON_IsString(st) &&
+			  !strcmp(st->valuestring, "done");
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+/* A context that is not loaded has nothing in flight: it is idle, unless its
+ * newest reply failed or has no end (it loads as interrupted).  The end of the
+ * journal says which; the whole of it only when that end holds no turn. */
+static const char *context_peek_word(const char *path)
+{
+	struct peek p = {0};
+	struct journal_report rep;
+	int r = journal_scan_tail(path, PEEK_TAIL, on_peek, &p, &rep);
+	if (r == 0 && !p.seen)
+		r = journal_scan(path, on_peek, &p, &rep);
+	if (r == -ENOENT)
+		return "idle";  /* loading creates it */
+	return r < 0 || (p.turn && !p.done) ? "error" : "idle";
+}
+
+int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
+{
+	char path[JOURNAL_PATH_MAX];
+	size_t queued;
+	pthread_mutex_lock(&s->lock);
+	struct store_slot *slot = map_get_id(&s->by_id, id);
+	int r = !slot ? -ENOENT : slot->ctx || slot->word[0] ? 0
+		: slot_journal_path(s, slot, path, sizeof(path)) == 0 ? 1 : -ENAMETOOLONG;
+	if (r == 0)
+		snprintf(out, outlen, "%s", slot->ctx ? status_word(slot->ctx, &queued) : slot->word);
+	pthread_mutex_unlock(&s->lock);
+	if (r != 1)
+		return r;
+	/* Read without the lock; the word holds until the context is loaded. */
+	const char *w = context_peek_word(path);
+	pthread_mutex_lock(&s->lock);
+	slot = map_get_id(&s->by_id, id);
+	if (slot && !slot->ctx)
+		snprintf(slot->word, sizeof(slot->word), "%s", w);
+	snprintf(out, outlen, "%s", slot && slot->ctx ? status_word(slot->ctx, &queued) : w);
+	pthread_mutex_unlock(&s->lock);
+	return slot ? 0 : -ENOENT;
 }
 
 void context_views_done(struct context *c)

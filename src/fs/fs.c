@@ -133,8 +133,10 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 	pthread_mutex_init(&fs->scratch_lock, NULL);
 	pthread_mutex_init(&fs->note_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
-	for (size_t i = 0; i < FS_HANDLE_LOCKS; i++)
+	for (size_t i = 0; i < FS_HANDLE_LOCKS; i++) {
 		pthread_mutex_init(&fs->handle_locks[i], NULL);
+		pthread_cond_init(&fs->handle_conds[i], NULL);
+	}
 	pthread_cond_init(&fs->note_cond, NULL);
 	map_init(&fs->parked);
 	map_init(&fs->scratch_by_name);

@@ -68,6 +68,8 @@ struct fs_handle {
 	bool append;             /* O_APPEND: writes go to the end of data */
 	bool written;            /* a write came since the last flush */
 	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
+	bool committing;         /* a flush or release is in a store commit, which
+	                            runs without the handle's lock (fs_io.c) */
 	bool renamed;            /* the content of a temporary file renamed onto it */
 	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
 	uint64_t cost;           /* input, system: bytes the text takes in a journal record
@@ -142,12 +144,18 @@ struct fs {
 	 * after the OPEN reply — an order that ThreadSanitizer cannot see, so a
 	 * mutex created in the handle would look unsynchronised to it. */
 	pthread_mutex_t handle_locks[FS_HANDLE_LOCKS];
+	pthread_cond_t handle_conds[FS_HANDLE_LOCKS];  /* a handle's commit ended */
 };
 
 /* The lock of the fields of the handle at h (fs->handle_locks). */
 static inline pthread_mutex_t *fs_handle_lock(struct fs *fs, const void *h)
 {
 	return &fs->handle_locks[((uintptr_t)h >> 4) % FS_HANDLE_LOCKS];
+}
+
+static inline pthread_cond_t *fs_handle_cond(struct fs *fs, const void *h)
+{
+	return &fs->handle_conds[((uintptr_t)h >> 4) % FS_HANDLE_LOCKS];
 }
 
 #define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */

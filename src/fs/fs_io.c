@@ -285,6 +285,43 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 }
 
+/* A store commit ends with an fsync, which must not hold the handle's lock:
+ * other files share that lock (a stripe), and one writer's slow disk would hold
+ * every file of every context that hashes to it.  So a commit runs between
+ * commit_begin() and commit_end(), with the lock released: the mark keeps two
+ * commits of one handle in order, and every commit copies what it sends. */
+static void commit_wait(struct fs *fs, struct fs_handle *h)
+{
+	while (h->committing)
+		pthread_cond_wait(fs_handle_cond(fs, h), fs_handle_lock(fs, h));
+}
+
+static void commit_begin(struct fs *fs, struct fs_handle *h)
+{
+	commit_wait(fs, h);
+	h->committing = true;
+	pthread_mutex_unlock(fs_handle_lock(fs, h));
+}
+
+static void commit_end(struct fs *fs, struct fs_handle *h)
+{
+	pthread_mutex_lock(fs_handle_lock(fs, h));
+	h->committing = false;
+	pthread_cond_broadcast(fs_handle_cond(fs, h));
+}
+
+/* A copy of the handle's text (NUL-terminated), or NULL. */
+static char *data_dup(const struct fs_handle *h)
+{
+	char *copy = malloc(h->data.len + 1);
+	if (copy) {
+		if (h->data.len)
+			memcpy(copy, h->data.data, h->data.len);
+		copy[h->data.len] = '\0';
+	}
+	return copy;
+}
+
 /* Every command ctl_run() knows, in its order (a new command adds its line). */
 const char fs_ctl_help[] =
 	"cancel\tend the call in flight; queued messages are sent next\n"
@@ -315,6 +352,17 @@ static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t wh
 	return -EINVAL;
 }
 
+/* Runs the line in h->ctl_line (a copy of it, without the handle's lock). */
+static int ctl_commit(struct fs *fs, struct fs_handle *h, char *why, size_t whylen)
+{
+	char line[sizeof(h->ctl_line)];
+	memcpy(line, h->ctl_line, sizeof(line));
+	commit_begin(fs, h);
+	int r = ctl_run(fs, h->ctx, line, why, whylen);
+	commit_end(fs, h);
+	return r;
+}
+
 /* Feeds bytes to the ctl line buffer, running each complete line. */
 static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, char *why,
 		     size_t whylen)
@@ -331,7 +379,7 @@ static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t
 		}
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
-		int r = ctl_run(fs, h->ctx, h->ctl_line, why, whylen);
+		int r = ctl_commit(fs, h, why, whylen);
 		if (r < 0)
 			return r;
 	}
@@ -398,45 +446,69 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fuse_reply_write(req, size);
 }
 
-/* Applies a new text of system, model, config or .config. */
+/* Applies a new text of system, model, config or .config (handle's lock held;
+ * released during the commit). */
 static int apply_rw(struct fs *fs, struct fs_handle *h)
 {
 	char why[512] = "";
-	const char *text = h->data.data ? h->data.data : "";
+	size_t len = h->data.len;
+	char *text = data_dup(h);
 	int r;
+	if (!text)
+		return -ENOMEM;
 	/* The room held for the record goes back just before it is written.
 	 * Unlike a message's (context_stage_held), not under the same lock: a
 	 * reply's record written in between may take it, and the close then
 	 * fails with ENOSPC as it would have without. */
 	store_unreserve(fs->st, &h->held);
+	commit_begin(fs, h);
 	switch (h->kind) {
-	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
-	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
-	case K_CONFIG: r = context_set_config(fs->st, h->ctx, text, h->data.len, why, sizeof(why)); break;
-	default: r = store_set_defaults(fs->st, text, h->data.len, why, sizeof(why)); break;
+	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, len, why, sizeof(why)); break;
+	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, len, why, sizeof(why)); break;
+	case K_CONFIG: r = context_set_config(fs->st, h->ctx, text, len, why, sizeof(why)); break;
+	default: r = store_set_defaults(fs->st, text, len, why, sizeof(why)); break;
 	}
+	commit_end(fs, h);
+	free(text);
 	if (r < 0)
 		fs_refuse(fs, h, true, why);
 	return r;
 }
 
-/* Validates and stages the message; keeps the first refusal for later closes. */
+/* Validates and stages the message; keeps the first refusal for later closes.
+ * The handle's lock is held, and released during the commit. */
 static int input_flush(struct fs *fs, struct fs_handle *h)
 {
+	commit_wait(fs, h);  /* another close's commit of this message first */
 	if (h->rejected)
 		return -h->rejected;
 	if (!h->dirty)
 		return 0;
+	size_t len = h->data.len;
+	char *text = data_dup(h);
+	if (!text)
+		return -ENOMEM;
 	h->dirty = false;
 	char why[512];
-	int r = context_stage_held(fs->st, h->ctx, &h->draft, &h->held,
-				   h->data.data ? h->data.data : "", h->data.len, why, sizeof(why));
+	struct turn *draft = h->draft;
+	/* The room held so far goes with this text to its record (given back by
+	 * context_stage_held under the store lock); a write meanwhile holds anew. */
+	uint64_t held = h->held;
+	h->held = 0;
+	commit_begin(fs, h);
+	int r = context_stage_held(fs->st, h->ctx, &draft, &held, text, len, why, sizeof(why));
+	if (r < 0 && r != -ECANCELED) {
+		context_abandon(fs->st, draft, why);
+		draft = NULL;
+	}
+	commit_end(fs, h);
+	free(text);
+	store_unreserve(fs->st, &held);  /* none left: context_stage_held gave it */
+	h->draft = draft;
 	if (r < 0 && r != -ECANCELED) {
 		h->rejected = -r;
 		if (r != -ENOENT)
 			fs_refuse(fs, h, true, why);
-		context_abandon(fs->st, h->draft, why);
-		h->draft = NULL;
 	}
 	return r == -ECANCELED ? 0 : r;
 }
@@ -455,7 +527,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
 		char why[512] = "";
-		r = ctl_run(fs, h->ctx, h->ctl_line, why, sizeof(why));
+		r = ctl_commit(fs, h, why, sizeof(why));
 		if (r < 0 && r != -ENOENT)
 			fs_refuse(fs, h, true, why);
 	} else if (kind_rw(h->kind) && h->rejected) {
@@ -522,6 +594,8 @@ int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, si
 	if (r == 0 && len)
 		r = fs_write_text(fs, &h, data, len, 0);
 	h.dirty = h.written = true;
+	/* input_flush and apply_rw release the handle's lock around the commit. */
+	pthread_mutex_lock(fs_handle_lock(fs, &h));
 	if (r == 0 && kind == K_INPUT) {
 		r = input_flush(fs, &h);
 		if (r == 0)
@@ -529,6 +603,7 @@ int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, si
 	} else if (r == 0) {
 		r = apply_rw(fs, &h);
 	}
+	pthread_mutex_unlock(fs_handle_lock(fs, &h));
 	store_unreserve(fs->st, &h.held);
 	buf_done(&h.data);
 	return r;

@@ -222,15 +222,12 @@ static int view_result(struct mcp_req *rq, uint64_t id, int kind, cJSON **ret)
 
 /* --- the tools ------------------------------------------------------------------ */
 
+/* The first line of `status` without loading the context (a listing opens no
+ * journal), as GET /v1/contexts. */
 static void status_word(struct store *st, uint64_t id, char *out, size_t outlen)
 {
-	struct buf b;
-	buf_init(&b, STATUS_MAX);
-	if (context_render(st, id, VIEW_STATUS, &b) == 0 && b.len)
-		snprintf(out, outlen, "%.*s", (int)strcspn(b.data, "\n"), b.data);
-	else
+	if (context_status_word(st, id, out, outlen) < 0)
 		snprintf(out, outlen, "error");
-	buf_done(&b);
 }
 
 static int tool_list(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MHD_Result *mhd)

@@ -20,7 +20,6 @@
 #include "mcp_impl.h"
 #include "shim_impl.h"
 
-#define STATUS_TEXT_MAX (64u << 10) /* bytes of a rendered `status` */
 #define ALLOW_MAX 64
 
 /* clang-format off */
@@ -349,16 +348,12 @@ static enum MHD_Result shim_get_health(struct shim *sh, struct shim_request *rq,
 	return shim_reply_json(c, MHD_HTTP_OK, o);
 }
 
-/* The first line of `status`: the one word a listing shows. */
+/* The first line of `status`: the one word a listing shows (without loading
+ * the context: a listing opens no journal). */
 static void status_word(struct shim *sh, uint64_t id, char *out, size_t outlen)
 {
-	struct buf b;
-	buf_init(&b, STATUS_TEXT_MAX);
-	if (context_render(sh->st, id, VIEW_STATUS, &b) == 0 && b.len)
-		snprintf(out, outlen, "%.*s", (int)strcspn(b.data, "\n"), b.data);
-	else
+	if (context_status_word(sh->st, id, out, outlen) < 0)
 		snprintf(out, outlen, "error");
-	buf_done(&b);
 }
 
 static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *rq,

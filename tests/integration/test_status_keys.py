@@ -18,7 +18,8 @@ from mcpfs_testlib import (
 KEYS = ["turn", "queued", "model", "turn_state", "turn_attempt", "turn_output_bytes",
         "stop_reason", "request_id", "last_error", "http_status", "error_request_id",
         "call_turn", "call_retries", "retrying", "last_refused", "journal_error",
-        "journal_recovered", "journal", "model_check", "lifecycle", "ignored"]
+        "journal_recovered", "journal", "journal_fsync", "model_check", "lifecycle",
+        "ignored"]
 WORDS = ("idle", "queued", "waiting", "streaming", "error")
 
 

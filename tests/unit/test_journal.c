@@ -570,6 +570,115 @@ static void test_failed_append(const char *dir)
 	unlink(path);
 }
 
+/* A sync without the owner's lock: begin, run, end; a failed one recovers the
+ * journal at what the last good sync covered; a journal freed meanwhile is freed
+ * by the end. */
+static void test_sync_steps(const char *dir)
+{
+	char path[4096];
+	struct journal *j;
+	struct journal_sync t;
+	struct journal_report rep;
+	struct seen seen = { .n = 0 };
+	uint64_t durable;
+
+	snprintf(path, sizeof(path), "%s/sync.mcj", dir);
+	CHECK_EQ_INT(journal_open(path, JOURNAL_CREATE_NEW, NULL, &j), 0);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "one", 3, false), 0);
+	CHECK(journal_synced(j) < journal_size(j));
+	CHECK_EQ_INT(journal_sync_begin(j, &t), 1);
+	CHECK(journal_busy(j));
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "no", 2, false), -EBUSY);
+	CHECK_EQ_INT(journal_sync_begin(j, &t), -EBUSY);
+	CHECK_EQ_INT(journal_park(j), -EBUSY);
+	journal_sync_run(&t, path);
+	CHECK_EQ_INT(journal_sync_end(j, &t), 0);
+	CHECK(!journal_busy(j));
+	durable = journal_synced(j);
+	CHECK_EQ_INT(durable, journal_size(j));
+	CHECK_EQ_INT(journal_sync_begin(j, &t), 0);  /* nothing to do */
+
+	/* a failed fdatasync (a descriptor that is no more): what followed the
+	 * last good sync is gone, and the journal takes appends again */
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "lost", 4, false), 0);
+	CHECK_EQ_INT(journal_sync_begin(j, &t), 1);
+	t.fd = -1;
+	journal_sync_run(&t, path);
+	CHECK_EQ_INT(journal_sync_end(j, &t), -EBADF);
+	CHECK_EQ_INT(journal_failed(j), 0);
+	CHECK_EQ_INT(journal_size(j), durable);
+	CHECK_EQ_INT(file_size(path), durable);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "two", 3, true), 0);
+
+	/* freed by its owner while busy: the end frees it (LeakSanitizer checks) */
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "end", 3, false), 0);
+	CHECK_EQ_INT(journal_sync_begin(j, &t), 1);
+	journal_free(j);
+	journal_sync_run(&t, path);
+	CHECK_EQ_INT(journal_sync_end(j, &t), -ESTALE);
+
+	CHECK_EQ_INT(journal_scan(path, on_record, &seen, &rep), 0);
+	CHECK_EQ_INT(seen.n, 3);
+	CHECK_EQ_INT(seen.r[1].len, 3);
+	CHECK_EQ_INT(rep.torn_bytes + rep.bad_records, 0);
+	unlink(path);
+}
+
+/* A parked journal holds no descriptor; it reopens as it was left, and fails
+ * when something else changed the file meanwhile.  A failed one recovers. */
+static void test_park(const char *dir)
+{
+	char path[4096];
+	struct journal *j;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/park.mcj", dir);
+	CHECK_EQ_INT(journal_open(path, JOURNAL_CREATE_NEW, NULL, &j), 0);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "a", 1, true), 0);
+	CHECK_EQ_INT(journal_park(j), 0);
+	CHECK(journal_parked(j));
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "b", 1, false), -EBADF);
+	CHECK_EQ_INT(journal_unpark(j, path), 0);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "b", 1, true), 0);
+	CHECK_EQ_INT(journal_park(j), 0);
+	fd = open(path, O_WRONLY | O_APPEND);
+	CHECK(fd >= 0 && write(fd, "junk", 4) == 4);
+	close(fd);
+	CHECK_EQ_INT(journal_unpark(j, path), -EIO);
+	CHECK_EQ_INT(journal_failed(j), -EIO);
+	CHECK_EQ_INT(journal_recover(j, path), 0);
+	CHECK_EQ_INT(file_size(path), journal_size(j));
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, "c", 1, true), 0);
+	journal_free(j);
+	unlink(path);
+}
+
+/* The tail scan delivers the records that lie whole in the last bytes. */
+static void test_scan_tail(const char *dir)
+{
+	char path[4096], big[300];
+	struct journal *j;
+	struct journal_report rep;
+	struct seen seen = { .n = 0 };
+
+	snprintf(path, sizeof(path), "%s/tail.mcj", dir);
+	memset(big, 'x', sizeof(big));
+	CHECK_EQ_INT(journal_open(path, JOURNAL_CREATE_NEW, NULL, &j), 0);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_USER, big, sizeof(big), false), 0);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_REPLY_PART, "p", 1, false), 0);
+	CHECK_EQ_INT(journal_append(j, JOURNAL_REPLY_END, "e", 1, true), 0);
+	journal_free(j);
+	CHECK_EQ_INT(journal_scan_tail(path, 2 * journal_frame_size(1) + 5, on_record, &seen,
+				       &rep), 0);
+	CHECK_EQ_INT(seen.n, 2);
+	CHECK_EQ_INT(seen.r[0].type, JOURNAL_REPLY_PART);
+	CHECK_EQ_INT(rep.torn_bytes, 0);
+	seen.n = 0;
+	CHECK_EQ_INT(journal_scan_tail(path, 1 << 20, on_record, &seen, &rep), 0);
+	CHECK_EQ_INT(seen.n, 3);
+	unlink(path);
+}
+
 /* --- fixtures ------------------------------------------------------------------- */
 
 /* What each file of tests/fixtures/journal (made by make-fixtures.sh, described in
@@ -633,6 +742,9 @@ int main(void)
 	test_open(dir);
 	test_create(dir);
 	test_failed_append(dir);
+	test_sync_steps(dir);
+	test_park(dir);
+	test_scan_tail(dir);
 	test_fixtures();
 	CHECK_EQ_INT(rmdir(dir), 0);  /* every test removed its files */
 	return check_report();

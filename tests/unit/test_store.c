@@ -733,6 +733,79 @@ static void test_lazy_listing(void)
 	env_done(&e);
 }
 
+/* The status word of a context not loaded comes from its journal's end, which
+ * it neither repairs nor extends, and agrees with the word once loaded. */
+static void test_status_word_unloaded(void)
+{
+	static const struct {
+		const char *name;
+		const char *word;
+	} want[] = {
+		{"done", "idle"}, {"failed", "error"}, {"cut", "error"}, {"cleared", "idle"},
+		{"empty", "idle"}, {"big-done", "idle"}, {"big-failed", "error"},
+	};
+	struct env e;
+	env_init(&e);
+	struct api_error err;
+	api_error_clear(&err);
+	api_error_set(&err, "overloaded_error", "try later");
+	uint64_t id = make(&e, "done");
+	say(&e, id, "q");
+	reply(&e, last_call(&e), "a", 0, 1);
+	id = make(&e, "failed");
+	say(&e, id, "q");
+	store_call_end(e.s, last_call(&e), -EIO, &err);
+	id = make(&e, "cut");
+	say(&e, id, "q");
+	start_msg(&e, last_call(&e), 0);
+	CHECK_EQ_INT(delta(&e, last_call(&e), "text", "half"), 0);
+	id = make(&e, "cleared");
+	say(&e, id, "q");
+	store_call_end(e.s, last_call(&e), -EIO, &err);
+	CHECK_EQ_INT(context_clear(e.s, id), 0);
+	make(&e, "empty");
+	/* turns whose records lie before the last 64 KiB of the journal */
+	char *big = malloc(60000);
+	memset(big, 's', 60000);
+	for (int k = 0; k < 2; k++) {
+		id = make(&e, k ? "big-failed" : "big-done");
+		say(&e, id, "q");
+		if (k)
+			store_call_end(e.s, last_call(&e), -EIO, &err);
+		else
+			reply(&e, last_call(&e), "a", 0, 1);
+		for (int i = 0; i < 2; i++) {
+			big[0] = (char)('a' + i);
+			CHECK_EQ_INT(context_set_system(e.s, id, big, 60000, e.why, sizeof(e.why)), 0);
+		}
+	}
+	free(big);
+	store_free(e.s);  /* "cut" is in flight: it loads as interrupted */
+	e.s = NULL;
+	fake_done(&e.fake);
+
+	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
+	off_t sizes[7];
+	char p[256], word[16];
+	for (size_t i = 0; i < 7; i++) {
+		journal_path(&e, want[i].name, p, sizeof(p));
+		sizes[i] = file_size(p);
+		CHECK_EQ_INT(store_lookup(e.s, want[i].name, &id), 0);
+		CHECK_EQ_INT(context_status_word(e.s, id, word, sizeof(word)), 0);
+		CHECK_EQ_STR(word, want[i].word);
+		CHECK_EQ_INT(file_size(p), sizes[i]);  /* not loaded: nothing written */
+	}
+	for (size_t i = 0; i < 7; i++) {
+		CHECK_EQ_INT(store_lookup(e.s, want[i].name, &id), 0);
+		const char *st = view(&e, id, VIEW_STATUS);
+		CHECK(starts(st, want[i].word) && st[strlen(want[i].word)] == '\n');
+		CHECK_EQ_INT(context_status_word(e.s, id, word, sizeof(word)), 0);
+		CHECK_EQ_STR(word, want[i].word);
+	}
+	CHECK_EQ_INT(context_status_word(e.s, 999999, word, sizeof(word)), -ENOENT);
+	env_done(&e);
+}
+
 /* --- a turn ------------------------------------------------------------------------- */
 
 static void test_turn(void)
@@ -2213,6 +2286,7 @@ int main(void)
 	    {"create_lookup_list", test_create_lookup_list},
 	    {"rename", test_rename},
 	    {"lazy_listing", test_lazy_listing},
+	    {"status_word_unloaded", test_status_word_unloaded},
 	    {"turn", test_turn},
 	    {"reader_binding", test_reader_binding},
 	    {"stage_refused", test_stage_refused},

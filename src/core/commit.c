@@ -1,0 +1,351 @@
+/* commit.c — when a context's journal becomes durable, what a failed sync
+ * undoes, and how many journals are open (see store_impl.h and
+ * doc/design/threads.md).
+ *
+ * A commit appends its record under the store lock and fsyncs with the lock
+ * released: the journal is busy meanwhile (journal_sync_begin), nothing else is
+ * appended to it, and every other context goes on.  Messages, settings and
+ * clears are synced by the thread that commits them (the writer's close() waits
+ * for its own fsync only); replies' ends by a commit thread (store_commit_run),
+ * and a reader sees the end of a reply only once it is durable.
+ *
+ * A failed sync loses every record after the last good one: the journal is
+ * recovered (reopened, truncated there, rescanned, synced), the turns' saved
+ * offsets go back so that their text is written again, a reply whose end was
+ * lost fails (its reader gets EIO) with its end written again, and `status`
+ * says when it happened.
+ *
+ * Descriptors: at most s->journal_fd_max journals are open; the least recently
+ * used idle one is parked (closed) to open another, and reopened when used.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpfs/clock.h"
+#include "store_impl.h"
+
+static struct context *loaded(struct store *s, uint64_t id)
+{
+	struct store_slot *slot = map_get_id(&s->by_id, id);
+	return slot ? slot->ctx : NULL;
+}
+
+/* --- open journals ---------------------------------------------------------- */
+
+static void lru_unlink(struct store *s, struct context *c)
+{
+	if (c->lru_prev)
+		c->lru_prev->lru_next = c->lru_next;
+	else
+		s->lru_head = c->lru_next;
+	if (c->lru_next)
+		c->lru_next->lru_prev = c->lru_prev;
+	else
+		s->lru_tail = c->lru_prev;
+	c->lru_prev = c->lru_next = NULL;
+}
+
+static void lru_push(struct store *s, struct context *c)
+{
+	c->lru_prev = s->lru_tail;
+	c->lru_next = NULL;
+	if (s->lru_tail)
+		s->lru_tail->lru_next = c;
+	else
+		s->lru_head = c;
+	s->lru_tail = c;
+}
+
+void context_journal_forget(struct store *s, struct context *c)
+{
+	if (!c->in_lru)
+		return;
+	lru_unlink(s, c);
+	c->in_lru = false;
+	s->open_journals--;
+}
+
+void context_journal_opened(struct store *s, struct context *c)
+{
+	if (c->in_lru || !c->journal || journal_parked(c->journal))
+		return;
+	lru_push(s, c);
+	c->in_lru = true;
+	s->open_journals++;
+}
+
+void store_journal_make_room(struct store *s)
+{
+	struct context *c = s->lru_head;
+	while (c && s->open_journals >= s->journal_fd_max) {
+		struct context *next = c->lru_next;
+		if (journal_park(c->journal) == 0)
+			context_journal_forget(s, c);
+		c = next;
+	}
+}
+
+/* A journal whose sync failed and could not be recovered then is recovered
+ * here, by the next commit. */
+static int journal_recover_now(struct store *s, struct context *c)
+{
+	char path[JOURNAL_PATH_MAX];
+	int r = context_journal_path(s, c, path, sizeof(path));
+	if (r == 0)
+		r = journal_recover(c->journal, path);
+	if (r == 0 && c->sync_failed_ms)
+		c->sync_recover_err = 0;
+	return r;
+}
+
+int context_journal_ready(struct store *s, struct context *c)
+{
+	char path[JOURNAL_PATH_MAX];
+	if (!c->journal)
+		return c->broken ? c->broken : -EIO;
+	if (journal_busy(c->journal))
+		return -EBUSY;
+	if (journal_parked(c->journal)) {
+		int r = context_journal_path(s, c, path, sizeof(path));
+		store_journal_make_room(s);
+		if (r == 0)
+			r = journal_unpark(c->journal, path);
+		context_journal_opened(s, c);
+		if (r < 0)
+			return r;
+	} else if (c->in_lru && s->lru_tail != c) {
+		lru_unlink(s, c);
+		lru_push(s, c);
+	}
+	if (journal_failed(c->journal))
+		return journal_recover_now(s, c);
+	return 0;
+}
+
+/* --- after a sync --------------------------------------------------------------- */
+
+/* A reply that was complete in memory lost its end: it fails, and leaves the
+ * history if it is its newest exchange (the usual case: it just ended). */
+static void turn_lose_end(struct context *c, size_t i, int err)
+{
+	struct turn *t = c->ex[i].reply;
+	if (t->state == TURN_DONE) {
+		t->state = TURN_FAILED;
+		api_error_clear(&t->error);
+		api_error_set(&t->error, "journal_error", "the reply could not be saved (fsync: %s); "
+			      "write 'retry' to ctl to send it again", strerror(-err));
+	}
+	if (c->ex[i].in_history && c->prune.n && c->hist[c->prune.n - 1] == i) {
+		c->prune.n--;
+		if (c->prune.floor > c->prune.n)
+			c->prune.floor = c->prune.n;
+		c->ex[i].in_history = false;
+	}
+}
+
+/* Appends the ends that are due (deferred while a sync ran, or lost by one).
+ * An end that cannot be appended is not waited for: its reply stays as it is
+ * in memory, and status says that it will not survive a restart (as when the
+ * disk is full). */
+static bool context_flush_ends(struct store *s, struct context *c)
+{
+	bool any = false;
+	int ready = 1;
+	for (size_t i = 0; i < c->n_ex; i++) {
+		struct turn *t = c->ex[i].reply;
+		if (!t->end_deferred)
+			continue;
+		if (ready == 1)
+			ready = context_journal_ready(s, c);
+		t->end_deferred = false;
+		if (ready == 0 && turn_end_record(c, t, false) == 0) {
+			t->end_unsynced = true;
+			any = true;
+		}
+	}
+	if (ready < 0 && !c->note[0])
+		snprintf(c->note, sizeof(c->note), "cannot save the reply: %s; it will not "
+			 "survive a restart", strerror(-ready));
+	return any;
+}
+
+static void context_after_sync(struct store *s, struct context *c, int r, struct notes *n)
+{
+	/* Readers wait for an end to be durable, or for text to be saved. */
+	bool wake = r < 0 || (c->active && c->active->text_saved < c->active->text.len);
+	for (size_t i = 0; i < c->n_ex; i++) {
+		struct turn *t = c->ex[i].reply;
+		wake |= t->end_unsynced || t->end_deferred;
+		if (r == 0) {
+			t->text_synced = t->text_saved;
+			t->thinking_synced = t->thinking_saved;
+			t->end_unsynced = false;
+			continue;
+		}
+		t->text_saved = t->text_synced;
+		t->thinking_saved = t->thinking_synced;
+		if (t->end_unsynced) {
+			t->end_unsynced = false;
+			t->end_deferred = true;
+			turn_lose_end(c, i, r);
+		}
+	}
+	if (r < 0) {
+		c->sync_failed_ms = clock_wall_ms();
+		c->sync_failed_err = r;
+		c->sync_recover_err = c->journal ? journal_failed(c->journal) : -EIO;
+		context_changed(c);
+	}
+	/* Ends deferred while the sync ran, or lost by it, are appended now.
+	 * After a failure they are synced by a commit thread, or without one by
+	 * the next commit: never a loop of failing syncs here. */
+	if (context_flush_ends(s, c) && (r == 0 || s->committers))
+		context_sync_later(s, c, n);
+	if (wake)
+		notes_add(n, c->id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE);
+}
+
+/* --- syncing -------------------------------------------------------------------- */
+
+int context_sync_idle(struct store *s, struct context **cp)
+{
+	uint64_t id = (*cp)->id;
+	while ((*cp)->journal && journal_busy((*cp)->journal)) {
+		pthread_cond_wait(&s->synced, &s->lock);
+		if (!(*cp = loaded(s, id)))
+			return -ENOENT;
+	}
+	return 0;
+}
+
+int context_sync(struct store *s, struct context **cp, struct notes *n)
+{
+	uint64_t id = (*cp)->id;
+	for (;;) {
+		int r = context_sync_idle(s, cp);
+		struct context *c = *cp;
+		if (r == 0)
+			r = context_journal_ready(s, c);
+		struct journal_sync t;
+		if (r == 0)
+			r = journal_sync_begin(c->journal, &t);
+		if (r == 0)
+			context_after_sync(s, c, 0, n);
+		if (r <= 0)
+			return r;
+		char path[JOURNAL_PATH_MAX];
+		bool named = context_journal_path(s, c, path, sizeof(path)) == 0;
+		struct journal *j = c->journal;
+		pthread_mutex_unlock(&s->lock);
+		journal_sync_run(&t, named ? path : NULL);
+		pthread_mutex_lock(&s->lock);
+		r = journal_sync_end(j, &t);
+		pthread_cond_broadcast(&s->synced);
+		if (r == -ESTALE) {
+			*cp = NULL;
+			return -ENOENT;
+		}
+		*cp = loaded(s, id);  /* alive: freeing it would have freed j */
+		if (!*cp)
+			return -ENOENT;
+		context_after_sync(s, *cp, r, n);
+		return r;
+	}
+}
+
+/* Without commit threads (the core's unit tests), under the lock as before. */
+static void context_sync_locked(struct store *s, struct context *c, struct notes *n)
+{
+	int r = context_journal_ready(s, c);
+	if (r == -EBUSY)
+		return;  /* the sync running began after the append: it covers it */
+	if (r == 0)
+		r = journal_sync(c->journal);
+	context_after_sync(s, c, r, n);
+}
+
+void context_sync_later(struct store *s, struct context *c, struct notes *n)
+{
+	if (!s->committers) {
+		context_sync_locked(s, c, n);
+		return;
+	}
+	if (c->sync_queued)
+		return;
+	if (s->commit_n == s->commit_cap) {
+		size_t cap = s->commit_cap ? s->commit_cap * 2 : 64;
+		uint64_t *q = realloc(s->commit_q, cap * sizeof(*q));
+		if (!q) {
+			context_sync_locked(s, c, n);
+			return;
+		}
+		s->commit_q = q;
+		s->commit_cap = cap;
+	}
+	s->commit_q[s->commit_n++] = c->id;
+	c->sync_queued = true;
+	pthread_cond_signal(&s->commit_wake);
+}
+
+void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n)
+{
+	if (c->journal && journal_busy(c->journal)) {
+		t->end_deferred = true;  /* appended when that sync ends */
+		return;
+	}
+	if (context_journal_ready(s, c) < 0 || turn_end_record(c, t, false) < 0)
+		return;  /* turn_end_record said so in status */
+	t->end_unsynced = true;
+	context_sync_later(s, c, n);
+}
+
+void context_drop_ends(struct context *c)
+{
+	for (size_t i = 0; i < c->n_ex; i++)
+		c->ex[i].reply->end_unsynced = c->ex[i].reply->end_deferred = false;
+}
+
+void context_mark_synced(struct context *c)
+{
+	for (size_t i = 0; i < c->n_ex; i++) {
+		struct turn *t = c->ex[i].reply;
+		t->text_synced = t->text_saved;
+		t->thinking_synced = t->thinking_saved;
+	}
+}
+
+/* --- the commit threads --------------------------------------------------------- */
+
+void store_commit_run(struct store *s)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	s->committers++;
+	for (;;) {
+		while (!s->commit_n && !s->commit_stop)
+			pthread_cond_wait(&s->commit_wake, &s->lock);
+		if (!s->commit_n)
+			break;
+		struct context *c = loaded(s, s->commit_q[--s->commit_n]);
+		if (!c)
+			continue;
+		c->sync_queued = false;
+		if (c->journal && journal_busy(c->journal))
+			continue;  /* that sync began after the append: it covers it */
+		context_sync(s, &c, &n);
+		store_unlock_notify(s, &n);
+		pthread_mutex_lock(&s->lock);
+	}
+	s->committers--;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_commit_stop(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->commit_stop = true;
+	pthread_cond_broadcast(&s->commit_wake);
+	pthread_mutex_unlock(&s->lock);
+}
