@@ -32,7 +32,8 @@ int main(int argc, char **argv)
 		sink += prune_peek(&p, fixed, budget);
 		t_peek += now_ns() - t1;
 		t_decide += t1 - t0;
-		if (prune_index_push(&p, prune_estimate(200 + i % 1000) + prune_estimate(600 + i % 3000)) < 0)
+		if (prune_index_push(&p, prune_estimate(200 + i % 1000) +
+					     prune_estimate(600 + i % 3000)) < 0)
 			return 1;
 	}
 	printf("%.1f %.1f %lld\n", (double)t_decide / (double)n, (double)t_peek / (double)n,

@@ -23,8 +23,8 @@ static int64_t now_ns(void)
 
 static char *event_data(size_t size)
 {
-	static const char *const words[] = {"lorem ", "ipsum ", "dolor ", "sit ", "amet, ",
-					    "\"quoted\" ", "caf\xc3\xa9 ", "line\n"};
+	static const char *const words[] = {"lorem ", "ipsum ",	     "dolor ",	     "sit ",
+					    "amet, ", "\"quoted\" ", "caf\xc3\xa9 ", "line\n"};
 	char *text = malloc(size + 16);
 	size_t n = 0;
 	for (unsigned i = 0; n < size; i++) {
@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	char *data = event_data(size);
 	size_t len = strlen(data);
 	int64_t fast = INT64_MAX, json = INT64_MAX;
-	for (int round = 0; round < 3; round++) {  /* best of 3, interleaved */
+	for (int round = 0; round < 3; round++) { /* best of 3, interleaved */
 		int64_t f = run(1, data, len, n), j = run(0, data, len, n);
 		fast = f < fast ? f : fast;
 		json = j < json ? j : json;

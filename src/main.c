@@ -4,7 +4,8 @@
  * Threads (the only place they are named): libfuse's session loop and its
  * workers (fs_run, at most FUSE_THREADS, never waiting on the model), the
  * network thread (claude_run: one curl multi handle for every call), the
- * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify events through the mount), and with
+ * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify
+ * events through the mount), and with
  * --http libmicrohttpd's pool (shim_start) and the shim's heartbeat timer
  * (shim_timer_run).  The store's lock is the one lock they share.  Threads
  * start after fuse_daemonize(), since fork() keeps only the calling thread.
@@ -57,8 +58,10 @@ static char *read_key_file(const char *path, char *why, size_t whylen)
 		return NULL;
 	}
 	if (st.st_mode & 077) {
-		snprintf(why, whylen, "API key file '%s' is readable by group or others (mode %04o): "
-			 "chmod 600 it", path, (unsigned)(st.st_mode & 07777));
+		snprintf(why, whylen,
+			 "API key file '%s' is readable by group or others (mode %04o): "
+			 "chmod 600 it",
+			 path, (unsigned)(st.st_mode & 07777));
 		close(fd);
 		return NULL;
 	}
@@ -94,7 +97,7 @@ struct daemon {
 	struct options opt;
 	struct store *st;
 	struct claude *net;
-	struct fs *fs;     /* NULL with --no-mount */
+	struct fs *fs;	   /* NULL with --no-mount */
 	struct shim *shim; /* NULL without --http */
 	pthread_t shim_timer;
 	bool shim_timer_started;
@@ -256,7 +259,8 @@ static int run_mcp_stdio(struct options *o, struct fuse_args *args)
 {
 	char why[1024] = "";
 	if (o->mountpoint || o->no_mount) {
-		snprintf(why, sizeof(why), "--mcp-stdio takes no mount point and no --no-mount%s%s%s",
+		snprintf(why, sizeof(why),
+			 "--mcp-stdio takes no mount point and no --no-mount%s%s%s",
 			 o->mountpoint ? " (got '" : "", o->mountpoint ? o->mountpoint : "",
 			 o->mountpoint ? "')" : "");
 		die(why);
@@ -283,8 +287,10 @@ int main(int argc, char **argv)
 	if (d.opt.table) {
 		int r = options_print_table(stdout, d.opt.table);
 		if (r < 0) {
-			snprintf(why, sizeof(why), "--options-table: unknown format '%s' "
-				 "(tsv, markdown, scdoc, scdoc-keys, bash)", d.opt.table);
+			snprintf(why, sizeof(why),
+				 "--options-table: unknown format '%s' "
+				 "(tsv, markdown, scdoc, scdoc-keys, bash)",
+				 d.opt.table);
 			die(why);
 		}
 		fuse_opt_free_args(&args);

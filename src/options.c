@@ -17,15 +17,27 @@
 #include "mcpfs/settings.h"
 
 enum {
-	KEY_FOREGROUND = 1, KEY_DEBUG, KEY_STATE_DIR, KEY_MODEL, KEY_MAX_TOKENS, KEY_BUDGET,
-	KEY_HTTP, KEY_HTTP_TOKEN, KEY_API_KEY_FILE, KEY_LOG_FILE, KEY_NO_MOUNT, KEY_VERSION,
-	KEY_HELP, KEY_TABLE, KEY_MCP_STDIO,
+	KEY_FOREGROUND = 1,
+	KEY_DEBUG,
+	KEY_STATE_DIR,
+	KEY_MODEL,
+	KEY_MAX_TOKENS,
+	KEY_BUDGET,
+	KEY_HTTP,
+	KEY_HTTP_TOKEN,
+	KEY_API_KEY_FILE,
+	KEY_LOG_FILE,
+	KEY_NO_MOUNT,
+	KEY_VERSION,
+	KEY_HELP,
+	KEY_TABLE,
+	KEY_MCP_STDIO,
 };
 
 struct cli_option {
-	const char *flag;    /* as on the command line */
-	const char *o_name;  /* as in -o NAME=VALUE, or NULL */
-	const char *arg;     /* metavariable, NULL for a switch; "[=ADDR:PORT]" optional */
+	const char *flag;   /* as on the command line */
+	const char *o_name; /* as in -o NAME=VALUE, or NULL */
+	const char *arg;    /* metavariable, NULL for a switch; "[=ADDR:PORT]" optional */
 	const char *help;
 	const char *defval;
 	int key;
@@ -33,33 +45,32 @@ struct cli_option {
 };
 
 static const struct cli_option cli_options[] = {
-	{"-f", NULL, NULL, "stay in the foreground, log to stderr", "daemonize, log to syslog",
-	 KEY_FOREGROUND, NULL},
-	{"-d", NULL, NULL, "debug logging (implies -f)", "", KEY_DEBUG, NULL},
-	{"--state-dir", "state_dir", "DIR", "where contexts are kept",
-	 "$MCPFS_STATE_DIR, else $XDG_STATE_HOME/mcpfs, else ~/.local/state/mcpfs", KEY_STATE_DIR,
-	 NULL},
-	{"--model", "model", "ID", "default model of new contexts", SETTINGS_DEFAULT_MODEL,
-	 KEY_MODEL, "model"},
-	{"--max-tokens", "max_tokens", "N", "default max_tokens", "4096", KEY_MAX_TOKENS,
-	 "max_tokens"},
-	{"--budget-tokens", "budget_tokens", "N", "default pruning budget (tokens sent per call)",
-	 "100000", KEY_BUDGET, "budget_tokens"},
-	{"--http", "http", "[=ADDR:PORT]", "also serve the HTTP shim", "127.0.0.1:61900", KEY_HTTP,
-	 NULL},
-	{"--http-token-file", "http_token_file", "F", "require Authorization: Bearer <token>",
-	 "none (loopback only)", KEY_HTTP_TOKEN, NULL},
-	{"--api-key-file", "api_key_file", "F",
-	 "read the API key from F (must not be group/world readable)", "$ANTHROPIC_API_KEY",
-	 KEY_API_KEY_FILE, NULL},
-	{"--log-file", "log_file", "F", "log to F (appended) instead of syslog",
-	 "syslog when daemonized", KEY_LOG_FILE, NULL},
-	{"--no-mount", NULL, NULL, "run only the HTTP shim (foreground)", "", KEY_NO_MOUNT, NULL},
-	{"--mcp-stdio", NULL, NULL,
-	 "speak MCP on stdin/stdout, forwarding to a running shim (doc/mcp.md)", "", KEY_MCP_STDIO,
-	 NULL},
-	{"--version", NULL, NULL, "print the version and exit", "", KEY_VERSION, NULL},
-	{"--help", NULL, NULL, "print this help and exit", "", KEY_HELP, NULL},
+    {"-f", NULL, NULL, "stay in the foreground, log to stderr", "daemonize, log to syslog",
+     KEY_FOREGROUND, NULL},
+    {"-d", NULL, NULL, "debug logging (implies -f)", "", KEY_DEBUG, NULL},
+    {"--state-dir", "state_dir", "DIR", "where contexts are kept",
+     "$MCPFS_STATE_DIR, else $XDG_STATE_HOME/mcpfs, else ~/.local/state/mcpfs", KEY_STATE_DIR,
+     NULL},
+    {"--model", "model", "ID", "default model of new contexts", SETTINGS_DEFAULT_MODEL, KEY_MODEL,
+     "model"},
+    {"--max-tokens", "max_tokens", "N", "default max_tokens", "4096", KEY_MAX_TOKENS, "max_tokens"},
+    {"--budget-tokens", "budget_tokens", "N", "default pruning budget (tokens sent per call)",
+     "100000", KEY_BUDGET, "budget_tokens"},
+    {"--http", "http", "[=ADDR:PORT]", "also serve the HTTP shim", "127.0.0.1:61900", KEY_HTTP,
+     NULL},
+    {"--http-token-file", "http_token_file", "F", "require Authorization: Bearer <token>",
+     "none (loopback only)", KEY_HTTP_TOKEN, NULL},
+    {"--api-key-file", "api_key_file", "F",
+     "read the API key from F (must not be group/world readable)", "$ANTHROPIC_API_KEY",
+     KEY_API_KEY_FILE, NULL},
+    {"--log-file", "log_file", "F", "log to F (appended) instead of syslog",
+     "syslog when daemonized", KEY_LOG_FILE, NULL},
+    {"--no-mount", NULL, NULL, "run only the HTTP shim (foreground)", "", KEY_NO_MOUNT, NULL},
+    {"--mcp-stdio", NULL, NULL,
+     "speak MCP on stdin/stdout, forwarding to a running shim (doc/mcp.md)", "", KEY_MCP_STDIO,
+     NULL},
+    {"--version", NULL, NULL, "print the version and exit", "", KEY_VERSION, NULL},
+    {"--help", NULL, NULL, "print this help and exit", "", KEY_HELP, NULL},
 };
 #define N_OPTIONS (sizeof(cli_options) / sizeof(cli_options[0]))
 
@@ -86,7 +97,8 @@ static void build_templates(struct templates *tp)
 			t++;
 			if (c->arg[0] != '[') {
 				snprintf(template_text[t], 64, "%s %%s", c->flag);
-				templates[t] = (struct fuse_opt)FUSE_OPT_KEY(template_text[t], c->key);
+				templates[t] =
+				    (struct fuse_opt)FUSE_OPT_KEY(template_text[t], c->key);
 				t++;
 			}
 		}
@@ -145,7 +157,8 @@ static int take_setting(struct parse_state *ps, const struct cli_option *c, cons
 		return -EINVAL;
 	}
 	size_t used = strlen(ps->o->defaults);
-	snprintf(ps->o->defaults + used, sizeof(ps->o->defaults) - used, "%s = %s\n", c->setting, v);
+	snprintf(ps->o->defaults + used, sizeof(ps->o->defaults) - used, "%s = %s\n", c->setting,
+		 v);
 	return 0;
 }
 
@@ -159,22 +172,40 @@ static int take_value(struct parse_state *ps, int key, const char *arg)
 		return -EINVAL;
 	}
 	switch (key) {
-	case KEY_FOREGROUND: o->foreground = true; return 0;
-	case KEY_DEBUG: o->debug = o->foreground = true; return 0;
-	case KEY_NO_MOUNT: o->no_mount = true; return 0;
-	case KEY_MCP_STDIO: o->mcp_stdio = true; return 0;
-	case KEY_VERSION: o->version = true; return 0;
-	case KEY_HELP: o->help = true; return 0;
-	case KEY_STATE_DIR: return set_string(&o->state_dir, v);
-	case KEY_API_KEY_FILE: return set_string(&o->api_key_file, v);
-	case KEY_LOG_FILE: return set_string(&o->log_file, v);
-	case KEY_HTTP_TOKEN: return set_string(&o->http_token_file, v);
-	case KEY_TABLE: return set_string(&o->table, strchr(arg, '=') + 1);
+	case KEY_FOREGROUND:
+		o->foreground = true;
+		return 0;
+	case KEY_DEBUG:
+		o->debug = o->foreground = true;
+		return 0;
+	case KEY_NO_MOUNT:
+		o->no_mount = true;
+		return 0;
+	case KEY_MCP_STDIO:
+		o->mcp_stdio = true;
+		return 0;
+	case KEY_VERSION:
+		o->version = true;
+		return 0;
+	case KEY_HELP:
+		o->help = true;
+		return 0;
+	case KEY_STATE_DIR:
+		return set_string(&o->state_dir, v);
+	case KEY_API_KEY_FILE:
+		return set_string(&o->api_key_file, v);
+	case KEY_LOG_FILE:
+		return set_string(&o->log_file, v);
+	case KEY_HTTP_TOKEN:
+		return set_string(&o->http_token_file, v);
+	case KEY_TABLE:
+		return set_string(&o->table, strchr(arg, '=') + 1);
 	case KEY_HTTP: {
 		int r = set_string(&o->http, v && *v ? v : "127.0.0.1:61900");
 		return r < 0 ? r : options_check_http(o->http, ps->why, ps->whylen);
 	}
-	default: return take_setting(ps, c, v);
+	default:
+		return take_setting(ps, c, v);
 	}
 }
 
@@ -207,7 +238,7 @@ static int on_option(void *data, const char *arg, int key, struct fuse_args *out
 		 * x-systemd.*); mount(8) drops them, mount.fuse3 run by hand does not. */
 		if (strncmp(arg, "x-", 2) == 0)
 			return 0;
-		return 1;  /* an -o option of FUSE's: keep it */
+		return 1; /* an -o option of FUSE's: keep it */
 	}
 	int r = take_value(ps, key, arg);
 	if (r < 0) {
@@ -242,7 +273,8 @@ int options_default_state_dir(struct options *o, char *why, size_t whylen)
 	else if (home && *home)
 		snprintf(path, sizeof(path), "%s/.local/state/mcpfs", home);
 	else {
-		snprintf(why, whylen, "no state directory: set --state-dir, $MCPFS_STATE_DIR or $HOME");
+		snprintf(why, whylen,
+			 "no state directory: set --state-dir, $MCPFS_STATE_DIR or $HOME");
 		return -EINVAL;
 	}
 	return set_string(&o->state_dir, path);
@@ -274,11 +306,12 @@ int options_check_http(const char *addr, char *why, size_t whylen)
 
 void options_print_help(FILE *out, const char *prog)
 {
-	fprintf(out, "usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
-		     "       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n"
-		     "       %s --mcp-stdio [--http=ADDR:PORT] [--http-token-file=F]\n\n"
-		     "Every conversation with Claude is a directory of MOUNTPOINT.  SOURCE, which\n"
-		     "mount(8) and fstab put first, is ignored: write mcpfs.\n\noptions:\n",
+	fprintf(out,
+		"usage: %s [OPTIONS] [SOURCE] MOUNTPOINT\n"
+		"       %s [OPTIONS] --no-mount --http[=ADDR:PORT]\n"
+		"       %s --mcp-stdio [--http=ADDR:PORT] [--http-token-file=F]\n\n"
+		"Every conversation with Claude is a directory of MOUNTPOINT.  SOURCE, which\n"
+		"mount(8) and fstab put first, is ignored: write mcpfs.\n\noptions:\n",
 		prog, prog, prog);
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		const struct cli_option *c = &cli_options[i];
@@ -291,7 +324,8 @@ void options_print_help(FILE *out, const char *prog)
 		if (c->defval[0])
 			fprintf(out, "  %-28s default: %s\n", "", c->defval);
 	}
-	fprintf(out, "  %-28s any other -o option goes to FUSE (allow_other, ...)\n", "-o OPT[,OPT]");
+	fprintf(out, "  %-28s any other -o option goes to FUSE (allow_other, ...)\n",
+		"-o OPT[,OPT]");
 	fprintf(out, "\nenvironment: ANTHROPIC_API_KEY (sent as x-api-key), ANTHROPIC_AUTH_TOKEN "
 		     "(bearer),\n  ANTHROPIC_BASE_URL (default https://api.anthropic.com), "
 		     "MCPFS_STATE_DIR\n\nkeys of .config and of each context's config:\n");
@@ -454,8 +488,8 @@ static void print_bash(FILE *out)
 			else if (l == 1 && c->o_name)
 				fprintf(out, "%s%s%s", sep, c->o_name, c->arg ? "=" : "");
 			else if ((l == 2 && dir) || (l == 3 && file))
-				fprintf(out, "%s%s%s%s", sep, c->flag,
-					c->o_name ? " " : "", c->o_name ? c->o_name : "");
+				fprintf(out, "%s%s%s%s", sep, c->flag, c->o_name ? " " : "",
+					c->o_name ? c->o_name : "");
 			else
 				continue;
 			sep = " ";

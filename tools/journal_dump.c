@@ -18,23 +18,23 @@
 #include "mcpfs/journal.h"
 #include "mcpfs/utf8.h"
 
-#define SHOW_MAX 120  /* payload bytes shown without -v: one terminal line, roughly */
+#define SHOW_MAX 120 /* payload bytes shown without -v: one terminal line, roughly */
 
 enum { EXIT_CLEAN = 0, EXIT_DAMAGED = 1, EXIT_TROUBLE = 2 };
 
 struct dump {
-	bool verbose;    /* whole payloads */
-	bool verify;     /* summary lines only */
-	uint64_t next;   /* where the next record should start: a gap is corrupt bytes */
+	bool verbose;  /* whole payloads */
+	bool verify;   /* summary lines only */
+	uint64_t next; /* where the next record should start: a gap is corrupt bytes */
 };
 
 static const char *type_name(uint16_t type, char *buf, size_t n)
 {
 	static const char *const names[] = {
-		[JOURNAL_CREATE] = "CREATE",         [JOURNAL_SETTINGS] = "SETTINGS",
-		[JOURNAL_USER] = "USER",             [JOURNAL_REPLY_PART] = "REPLY_PART",
-		[JOURNAL_REPLY_END] = "REPLY_END",   [JOURNAL_CLEAR] = "CLEAR",
-		[JOURNAL_RETRY] = "RETRY",
+	    [JOURNAL_CREATE] = "CREATE",       [JOURNAL_SETTINGS] = "SETTINGS",
+	    [JOURNAL_USER] = "USER",	       [JOURNAL_REPLY_PART] = "REPLY_PART",
+	    [JOURNAL_REPLY_END] = "REPLY_END", [JOURNAL_CLEAR] = "CLEAR",
+	    [JOURNAL_RETRY] = "RETRY",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -100,36 +100,36 @@ static int dump_file(const char *path, struct dump *d, bool heading)
 		       rep.good_end, "(torn)", rep.torn_bytes);
 	printf("%s: records %" PRIu64 ", bad records %" PRIu64 " (%" PRIu64
 	       " bytes skipped), torn bytes %" PRIu64 ", good end %" PRIu64 "\n",
-	       path, rep.records, rep.bad_records, rep.skipped_bytes, rep.torn_bytes,
-	       rep.good_end);
+	       path, rep.records, rep.bad_records, rep.skipped_bytes, rep.torn_bytes, rep.good_end);
 	return rep.bad_records || rep.torn_bytes ? EXIT_DAMAGED : EXIT_CLEAN;
 }
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: mcpfs-journal-dump [-v] [--verify] FILE...\n"
-		   "Prints the records of mcpfs context journals and checks their framing.\n"
-		   "\n"
-		   "  -v, --verbose  print whole payloads (default: the first %d bytes)\n"
-		   "      --verify   print only one summary line per file\n"
-		   "  -h, --help     this text\n"
-		   "      --version  the mcpfs version\n"
-		   "\n"
-		   "Exit status: 0 all clean, 1 a bad record or torn tail was found,\n"
-		   "2 a usage or read error.\n",
+	fprintf(f,
+		"usage: mcpfs-journal-dump [-v] [--verify] FILE...\n"
+		"Prints the records of mcpfs context journals and checks their framing.\n"
+		"\n"
+		"  -v, --verbose  print whole payloads (default: the first %d bytes)\n"
+		"      --verify   print only one summary line per file\n"
+		"  -h, --help     this text\n"
+		"      --version  the mcpfs version\n"
+		"\n"
+		"Exit status: 0 all clean, 1 a bad record or torn tail was found,\n"
+		"2 a usage or read error.\n",
 		SHOW_MAX);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "verify", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'R' },
-		{ 0 },
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"verify", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'R'},
+	    {0},
 	};
-	struct dump d = { 0 };
+	struct dump d = {0};
 	int c, status = EXIT_CLEAN;
 
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {

@@ -11,13 +11,13 @@
 #include <stdint.h>
 
 struct api_error {
-	int http_status;        /* 0 when no HTTP status was received */
-	char type[64];          /* API error.type, or our own: "connection_error",
-	                           "timeout_error", "stream_error", "cancelled",
-	                           "interrupted", "no_api_key", "budget_exceeded" */
-	char message[512];      /* human-readable detail */
-	char request_id[128];   /* request-id header or body field, "" if none */
-	bool retryable;         /* worth another attempt by the §3.8 rules */
+	int http_status;	/* 0 when no HTTP status was received */
+	char type[64];		/* API error.type, or our own: "connection_error",
+				   "timeout_error", "stream_error", "cancelled",
+				   "interrupted", "no_api_key", "budget_exceeded" */
+	char message[512];	/* human-readable detail */
+	char request_id[128];	/* request-id header or body field, "" if none */
+	bool retryable;		/* worth another attempt by the §3.8 rules */
 	int64_t retry_after_ms; /* server's retry-after(-ms) hint, -1 if none */
 };
 
@@ -26,7 +26,7 @@ void api_error_clear(struct api_error *e);
 
 /* Sets type and a printf-formatted message; other fields unchanged. */
 void api_error_set(struct api_error *e, const char *type, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* The §3.8 retry rule for an HTTP status: 408, 409, 429 and >= 500. */
 bool api_error_status_retryable(int http_status);

@@ -14,10 +14,10 @@
 #include <sys/types.h>
 
 struct buf {
-	char *data;  /* NULL until the first byte is stored */
-	size_t len;  /* bytes stored */
-	size_t cap;  /* bytes allocated, excluding the terminator */
-	size_t max;  /* hard cap on len */
+	char *data; /* NULL until the first byte is stored */
+	size_t len; /* bytes stored */
+	size_t cap; /* bytes allocated, excluding the terminator */
+	size_t max; /* hard cap on len */
 };
 
 /* Prepares an empty buffer that may hold at most max bytes.  Never fails. */

@@ -27,9 +27,9 @@
 struct claude;
 
 struct claude_config {
-	const char *base_url;    /* without /v1; NULL: https://api.anthropic.com */
-	const char *api_key;     /* may be NULL: each call then fails "no_api_key" */
-	const char *auth_token;  /* may be NULL */
+	const char *base_url;	/* without /v1; NULL: https://api.anthropic.com */
+	const char *api_key;	/* may be NULL: each call then fails "no_api_key" */
+	const char *auth_token; /* may be NULL */
 };
 
 /* Creates the transport (no thread yet); copies every string.  0, -ENOMEM,
@@ -37,7 +37,7 @@ struct claude_config {
  * character such as a trailing newline). */
 int claude_new(const struct claude_config *cfg, struct store *st, struct claude **ret);
 
-#define CLAUDE_URL_MAX 2048     /* bytes of ANTHROPIC_BASE_URL */
+#define CLAUDE_URL_MAX 2048 /* bytes of ANTHROPIC_BASE_URL */
 #define CLAUDE_URL_MAX_TEXT "2048"
 
 /* Checks a base URL before claude_new(): http:// or https://, a host, at most

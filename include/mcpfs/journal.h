@@ -23,26 +23,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JOURNAL_MAX_RECORD (64u << 20)  /* payload bytes; larger appends get -EFBIG */
+#define JOURNAL_MAX_RECORD (64u << 20) /* payload bytes; larger appends get -EFBIG */
 
 enum journal_record_type {
-	JOURNAL_CREATE = 1,     /* first record: creation time and initial settings */
-	JOURNAL_SETTINGS = 2,   /* full settings snapshot; the last one wins */
-	JOURNAL_USER = 3,       /* a user message of a turn (a later one for the same
-	                           turn replaces it) */
+	JOURNAL_CREATE = 1,	/* first record: creation time and initial settings */
+	JOURNAL_SETTINGS = 2,	/* full settings snapshot; the last one wins */
+	JOURNAL_USER = 3,	/* a user message of a turn (a later one for the same
+				   turn replaces it) */
 	JOURNAL_REPLY_PART = 4, /* checkpoint: reply text received so far (appended) */
-	JOURNAL_REPLY_END = 5,  /* a reply attempt's end: outcome, usage, content */
-	JOURNAL_CLEAR = 6,      /* the conversation was cleared */
-	JOURNAL_RETRY = 7,      /* a new attempt of a turn was asked for (ctl retry) */
+	JOURNAL_REPLY_END = 5,	/* a reply attempt's end: outcome, usage, content */
+	JOURNAL_CLEAR = 6,	/* the conversation was cleared */
+	JOURNAL_RETRY = 7,	/* a new attempt of a turn was asked for (ctl retry) */
 };
 
 /* What a scan found.  Offsets are byte offsets in the file. */
 struct journal_report {
-	uint64_t records;        /* valid records delivered */
-	uint64_t bad_records;    /* corrupt records skipped in the middle */
-	uint64_t skipped_bytes;  /* bytes of those */
-	uint64_t good_end;       /* end of the last valid record: where appends go */
-	uint64_t torn_bytes;     /* bytes after good_end that form no valid record */
+	uint64_t records;	/* valid records delivered */
+	uint64_t bad_records;	/* corrupt records skipped in the middle */
+	uint64_t skipped_bytes; /* bytes of those */
+	uint64_t good_end;	/* end of the last valid record: where appends go */
+	uint64_t torn_bytes;	/* bytes after good_end that form no valid record */
 };
 
 /* Called for each valid record in file order; payload lives until return.  A
@@ -52,8 +52,7 @@ typedef int journal_record_fn(void *data, uint16_t type, const void *payload, si
 
 /* Scans the file at path (fd opened read-only inside).  0, -ENOENT, -EIO on a
  * read error, or fn's negative value.  The report is filled in every case. */
-int journal_scan(const char *path, journal_record_fn *fn, void *data,
-		 struct journal_report *rep);
+int journal_scan(const char *path, journal_record_fn *fn, void *data, struct journal_report *rep);
 
 /* Scans the records that lie whole in the last tail bytes of the file (all of
  * it when smaller): the scan starts at the first valid record there.  The
@@ -68,8 +67,8 @@ int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *dat
 
 struct journal;
 
-#define JOURNAL_CREATE_NEW 1u  /* create the file; -EEXIST if it exists */
-#define JOURNAL_REPAIR 2u      /* truncate a torn tail to rep->good_end */
+#define JOURNAL_CREATE_NEW 1u /* create the file; -EEXIST if it exists */
+#define JOURNAL_REPAIR 2u     /* truncate a torn tail to rep->good_end */
 
 /* Opens path for appending after the last valid record (flags above).  When
  * JOURNAL_REPAIR truncates, that is reported in rep (may be NULL).  The file and,
@@ -119,11 +118,11 @@ bool journal_parked(const struct journal *j); /* its descriptor is closed */
  *    recovery worked (journal_failed() == 0); -ESTALE when the owner freed it
  *    meanwhile (it is freed now: do not touch it). */
 struct journal_sync {
-	int fd;             /* the descriptor to sync */
-	uint64_t target;    /* journal size at begin */
-	uint64_t keep;      /* synced offset at begin: where a recovery truncates to */
-	int err;            /* the sync's outcome */
-	int new_fd;         /* the recovered descriptor, or -1 */
+	int fd;		 /* the descriptor to sync */
+	uint64_t target; /* journal size at begin */
+	uint64_t keep;	 /* synced offset at begin: where a recovery truncates to */
+	int err;	 /* the sync's outcome */
+	int new_fd;	 /* the recovered descriptor, or -1 */
 	uint64_t new_size;
 	int recover_err;
 };

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <syslog.h>
 
-extern int log_level;  /* messages above this level are dropped; default LOG_INFO */
+extern int log_level; /* messages above this level are dropped; default LOG_INFO */
 
 /* Chooses the sink: to_syslog non-zero opens syslog with ident "mcpfs".  A file
  * opened by log_open_file takes precedence over both. */

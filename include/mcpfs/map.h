@@ -12,17 +12,17 @@ struct map_node {
 	uint64_t hash;
 	void *value;
 	size_t klen;
-	char key[];  /* klen bytes + NUL */
+	char key[]; /* klen bytes + NUL */
 };
 
 struct map {
 	struct map_node **slots;
-	size_t nslots;  /* power of two */
+	size_t nslots; /* power of two */
 	size_t count;
 };
 
 void map_init(struct map *m);
-void map_done(struct map *m);  /* frees nodes, not values */
+void map_done(struct map *m); /* frees nodes, not values */
 void *map_get(const struct map *m, const void *key, size_t klen);
 /* 0, -EEXIST, -ENOMEM */
 int map_put(struct map *m, const void *key, size_t klen, void *value);

@@ -29,13 +29,13 @@
 #include "mcpfs/buf.h"
 #include "mcpfs/settings.h"
 
-#define MODELS_TTL_MS (24 * 3600 * 1000LL)  /* an answer is good for a day */
-#define MODELS_RETRY_MS (5 * 60 * 1000LL)   /* a failed fetch is not repeated sooner */
-#define MODELS_WAIT_MS 5000                 /* longest a write or an open waits for one */
-#define MODELS_MAX 1000                     /* models kept; more: -EFBIG */
-#define MODELS_INFO_MAX (64u << 10)         /* bytes of one ModelInfo kept */
-#define MODELS_PAGES_MAX 100                /* pages of GET /v1/models followed */
-#define MODELS_PAGE_LIMIT 1000              /* ?limit= asked for (the API's maximum) */
+#define MODELS_TTL_MS (24 * 3600 * 1000LL) /* an answer is good for a day */
+#define MODELS_RETRY_MS (5 * 60 * 1000LL)  /* a failed fetch is not repeated sooner */
+#define MODELS_WAIT_MS 5000		   /* longest a write or an open waits for one */
+#define MODELS_MAX 1000			   /* models kept; more: -EFBIG */
+#define MODELS_INFO_MAX (64u << 10)	   /* bytes of one ModelInfo kept */
+#define MODELS_PAGES_MAX 100		   /* pages of GET /v1/models followed */
+#define MODELS_PAGE_LIMIT 1000		   /* ?limit= asked for (the API's maximum) */
 /* A fetch not answered within this is taken as lost (the transport could not
  * queue it) and asked again: longer than any fetch of the transport may take. */
 #define MODELS_LOST_MS (5 * 60 * 1000LL)
@@ -51,15 +51,15 @@ enum model_lifecycle { MODEL_ACTIVE, MODEL_DEPRECATED, MODEL_RETIRED };
 struct model_caps {
 	char id[SETTINGS_MODEL_MAX + 1];
 	char display_name[128];
-	char line[64];                /* "" when the API names none */
-	char retires_at[40];          /* as the API wrote it; "" when none */
+	char line[64];	     /* "" when the API names none */
+	char retires_at[40]; /* as the API wrote it; "" when none */
 	enum model_lifecycle lifecycle;
-	int64_t max_input_tokens;     /* the context window; -1 unknown */
-	int64_t max_tokens;           /* -1 unknown */
-	bool thinking_adaptive;       /* thinking.types.adaptive.supported */
-	bool thinking_enabled;        /* thinking.types.enabled.supported (budgets) */
-	bool effort;                  /* effort.supported */
-	unsigned effort_levels;       /* MODEL_EFFORT_* of the levels supported */
+	int64_t max_input_tokens; /* the context window; -1 unknown */
+	int64_t max_tokens;	  /* -1 unknown */
+	bool thinking_adaptive;	  /* thinking.types.adaptive.supported */
+	bool thinking_enabled;	  /* thinking.types.enabled.supported (budgets) */
+	bool effort;		  /* effort.supported */
+	unsigned effort_levels;	  /* MODEL_EFFORT_* of the levels supported */
 	bool image_input, pdf_input, structured_outputs;
 };
 
@@ -74,29 +74,28 @@ enum shape_thinking { SHAPE_THINKING_NONE, SHAPE_THINKING_ADAPTIVE, SHAPE_THINKI
 
 struct model_shape {
 	enum shape_thinking thinking;
-	int64_t budget;          /* SHAPE_THINKING_BUDGET: budget_tokens */
-	const char *effort;      /* output_config.effort, or NULL: not sent */
-	char ignored[256];       /* settings left out, for `status`; "" none */
+	int64_t budget;	    /* SHAPE_THINKING_BUDGET: budget_tokens */
+	const char *effort; /* output_config.effort, or NULL: not sent */
+	char ignored[256];  /* settings left out, for `status`; "" none */
 };
 
 /* The rules of CONTRACT §8.  caps NULL (no answer from the Models API): only
  * what the user set is sent — `thinking = N` as a budget, `on` as adaptive,
  * the effort level as it is.  Never fails. */
-void model_shape(const struct settings *st, const struct model_caps *caps,
-		 struct model_shape *out);
+void model_shape(const struct settings *st, const struct model_caps *caps, struct model_shape *out);
 
 /* --- the cache ----------------------------------------------------------------- */
 
 struct models_entry {
 	char id[SETTINGS_MODEL_MAX + 1];
-	int status;              /* last answer: 200 known, 404 does not exist, -1 none */
-	int64_t at_ms;           /* wall clock of that answer */
-	int64_t failed_ms;       /* wall clock of the last failed fetch, 0 none since */
-	struct model_caps caps;  /* status 200 */
-	char *info;              /* heap: the ModelInfo text (status 200), for the file */
-	bool fetching;           /* a fetch is under way */
-	int64_t fetch_ms;        /* wall clock when it was asked for */
-	char why[160];           /* failed_ms: why the fetch failed */
+	int status;		/* last answer: 200 known, 404 does not exist, -1 none */
+	int64_t at_ms;		/* wall clock of that answer */
+	int64_t failed_ms;	/* wall clock of the last failed fetch, 0 none since */
+	struct model_caps caps; /* status 200 */
+	char *info;		/* heap: the ModelInfo text (status 200), for the file */
+	bool fetching;		/* a fetch is under way */
+	int64_t fetch_ms;	/* wall clock when it was asked for */
+	char why[160];		/* failed_ms: why the fetch failed */
 };
 
 struct models {
@@ -104,21 +103,21 @@ struct models {
 	size_t n, cap;
 	char (*list)[SETTINGS_MODEL_MAX + 1]; /* GET /v1/models order: newest first */
 	size_t n_list;
-	int list_status;         /* 200, -1 never fetched */
-	int64_t list_ms;         /* wall clock of the list's last answer */
-	int64_t list_failed_ms;  /* wall clock of the last failed fetch, 0 none since */
+	int list_status;	/* 200, -1 never fetched */
+	int64_t list_ms;	/* wall clock of the list's last answer */
+	int64_t list_failed_ms; /* wall clock of the last failed fetch, 0 none since */
 	bool list_fetching;
-	int64_t list_fetch_ms;   /* wall clock when it was asked for */
+	int64_t list_fetch_ms; /* wall clock when it was asked for */
 	char list_why[160];
 };
 
 enum models_state {
-	MODELS_NEED,      /* no answer, or a stale one: fetch */
-	MODELS_FETCHING,  /* a fetch is under way */
-	MODELS_KNOWN,     /* a fresh 200 */
-	MODELS_ABSENT,    /* a fresh 404 */
-	MODELS_FAILED,    /* the last fetch failed less than MODELS_RETRY_MS ago (an
-	                     older answer, if any, is still in the entry) */
+	MODELS_NEED,	 /* no answer, or a stale one: fetch */
+	MODELS_FETCHING, /* a fetch is under way */
+	MODELS_KNOWN,	 /* a fresh 200 */
+	MODELS_ABSENT,	 /* a fresh 404 */
+	MODELS_FAILED,	 /* the last fetch failed less than MODELS_RETRY_MS ago (an
+			    older answer, if any, is still in the entry) */
 };
 
 void models_init(struct models *m);
@@ -149,8 +148,8 @@ int models_answer(struct models *m, const char *id, int status, const char *body
  * *n entries; the caller frees).  *has_more and last_id (the cursor for
  * ?after_id=) are set.  0, -EINVAL (not a page), -EFBIG, -ENOMEM. */
 int models_page(struct models *m, const char *body, size_t len, int64_t now,
-		char (**list)[SETTINGS_MODEL_MAX + 1], size_t *n, bool *has_more,
-		char *last_id, size_t last_id_len);
+		char (**list)[SETTINGS_MODEL_MAX + 1], size_t *n, bool *has_more, char *last_id,
+		size_t last_id_len);
 
 /* Only the paging fields of a page (for the transport, which follows
  * has_more).  0, -EINVAL. */

@@ -10,21 +10,21 @@
 struct fuse_args;
 
 struct options {
-	char *source;           /* mount(8)'s SOURCE before the mount point; ignored */
+	char *source; /* mount(8)'s SOURCE before the mount point; ignored */
 	char *mountpoint;
 	char *state_dir;
 	char *api_key_file;
-	char *log_file;         /* --log-file: lines appended there, or NULL */
-	char *http;             /* ADDR:PORT, or NULL when the shim is off */
+	char *log_file; /* --log-file: lines appended there, or NULL */
+	char *http;	/* ADDR:PORT, or NULL when the shim is off */
 	char *http_token_file;
 	bool foreground;
 	bool debug;
 	bool no_mount;
-	bool mcp_stdio;         /* --mcp-stdio: the MCP stdio bridge, nothing else */
+	bool mcp_stdio; /* --mcp-stdio: the MCP stdio bridge, nothing else */
 	bool help;
 	bool version;
-	char *table;            /* --options-table=FORMAT (hidden), or NULL */
-	char defaults[512];     /* `key = value` lines for new contexts' defaults */
+	char *table;	    /* --options-table=FORMAT (hidden), or NULL */
+	char defaults[512]; /* `key = value` lines for new contexts' defaults */
 };
 
 /* Parses args (removing ours, keeping FUSE's -o options in args).  Up to two

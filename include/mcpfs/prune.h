@@ -20,14 +20,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PRUNE_LOW_WATER 0.75  /* fraction of the budget kept after a cut */
+#define PRUNE_LOW_WATER 0.75 /* fraction of the budget kept after a cut */
 
 struct prune_index {
-	int64_t *sum;  /* sum[i]: raw tokens of exchanges 0..i-1; sum[0] = 0 */
-	size_t n;      /* exchanges indexed */
+	int64_t *sum; /* sum[i]: raw tokens of exchanges 0..i-1; sum[0] = 0 */
+	size_t n;     /* exchanges indexed */
 	size_t cap;
-	size_t floor;  /* first exchange kept by the last decision */
-	double ratio;  /* calibration: API tokens per estimated token; starts at 1.0 */
+	size_t floor; /* first exchange kept by the last decision */
+	double ratio; /* calibration: API tokens per estimated token; starts at 1.0 */
 };
 
 void prune_index_init(struct prune_index *p);

@@ -24,7 +24,7 @@
 /* Prints the record for text[0..tn) and thinking[0..hn) (thinking omitted when
  * hn is 0) into out, replacing its content.  0, or -EFBIG past out's cap
  * (REPLY_PART_SIZE gives enough), -ENOMEM; out is emptied on failure. */
-int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text,
-		     size_t tn, const char *thinking, size_t hn);
+int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text, size_t tn,
+		     const char *thinking, size_t hn);
 
 #endif

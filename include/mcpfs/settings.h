@@ -17,46 +17,58 @@
 #include <stdint.h>
 #include "mcpfs/buf.h"
 
-#define SETTINGS_MODEL_MAX 128           /* bytes of a model id */
-#define SETTINGS_SYSTEM_MAX (1u << 20)    /* bytes of a system prompt */
-#define SETTINGS_TEXT_MAX (64u << 10)     /* bytes of a config file */
-#define SETTINGS_DEFAULT_MODEL "claude-sonnet-5-5"  /* the one default model */
+#define SETTINGS_MODEL_MAX 128			   /* bytes of a model id */
+#define SETTINGS_SYSTEM_MAX (1u << 20)		   /* bytes of a system prompt */
+#define SETTINGS_TEXT_MAX (64u << 10)		   /* bytes of a config file */
+#define SETTINGS_DEFAULT_MODEL "claude-sonnet-5-5" /* the one default model */
 
 struct settings {
 	char model[SETTINGS_MODEL_MAX + 1];
-	int64_t max_tokens;       /* 1..1000000, default 4096 */
-	double temperature;       /* 0..1; NaN: not sent (the API's default) */
-	int64_t budget_tokens;    /* pruning budget, tokens per call; default 100000 */
-	int64_t max_input_bytes;  /* message size limit; default 1 MiB */
-	int64_t max_retries;      /* 0..10, default 2 */
-	int64_t connect_timeout;  /* seconds, 1..300, default 10 */
-	int64_t idle_timeout;     /* seconds without a byte on a stream, 1..3600, default 90 */
-	int64_t thinking;         /* SETTINGS_THINKING_OFF, _ON, or a budget >= 1024 and
-	                             < max_tokens; `thinking_budget` is its old spelling */
-	int effort;               /* enum settings_effort */
-	bool prompt_cache;        /* send cache_control breakpoints; default on */
+	int64_t max_tokens;	 /* 1..1000000, default 4096 */
+	double temperature;	 /* 0..1; NaN: not sent (the API's default) */
+	int64_t budget_tokens;	 /* pruning budget, tokens per call; default 100000 */
+	int64_t max_input_bytes; /* message size limit; default 1 MiB */
+	int64_t max_retries;	 /* 0..10, default 2 */
+	int64_t connect_timeout; /* seconds, 1..300, default 10 */
+	int64_t idle_timeout;	 /* seconds without a byte on a stream, 1..3600, default 90 */
+	int64_t thinking;	 /* SETTINGS_THINKING_OFF, _ON, or a budget >= 1024 and
+				    < max_tokens; `thinking_budget` is its old spelling */
+	int effort;		 /* enum settings_effort */
+	bool prompt_cache;	 /* send cache_control breakpoints; default on */
 };
 
 #define SETTINGS_THINKING_OFF 0
-#define SETTINGS_THINKING_ON (-1)  /* think in the form the model takes */
+#define SETTINGS_THINKING_ON (-1) /* think in the form the model takes */
 
 /* output_config.effort; DEFAULT sends none. */
-enum settings_effort { EFFORT_DEFAULT, EFFORT_LOW, EFFORT_MEDIUM, EFFORT_HIGH, EFFORT_XHIGH,
-		       EFFORT_MAX };
+enum settings_effort {
+	EFFORT_DEFAULT,
+	EFFORT_LOW,
+	EFFORT_MEDIUM,
+	EFFORT_HIGH,
+	EFFORT_XHIGH,
+	EFFORT_MAX
+};
 
 /* The API's name of an effort level ("low"...), NULL for EFFORT_DEFAULT. */
 const char *settings_effort_name(int effort);
 
 /* THINKING: off | on | a budget (min..max); EFFORT: a word of enum settings_effort. */
-enum setting_type { SETTING_STRING, SETTING_INT, SETTING_DOUBLE, SETTING_BOOL, SETTING_THINKING,
-		    SETTING_EFFORT };
+enum setting_type {
+	SETTING_STRING,
+	SETTING_INT,
+	SETTING_DOUBLE,
+	SETTING_BOOL,
+	SETTING_THINKING,
+	SETTING_EFFORT
+};
 
 struct setting_def {
 	const char *key;
 	enum setting_type type;
-	const char *defval;  /* default in its text form ("" for an unset double) */
-	double min, max;     /* bounds of INT and DOUBLE; max bytes of STRING */
-	const char *help;    /* one line, for --help, the man page and README */
+	const char *defval; /* default in its text form ("" for an unset double) */
+	double min, max;    /* bounds of INT and DOUBLE; max bytes of STRING */
+	const char *help;   /* one line, for --help, the man page and README */
 };
 
 /* The table, in the order settings are rendered.  *n receives its length. */
@@ -69,8 +81,7 @@ void settings_init(struct settings *s);
  * accepts "" or "default" for unset; a bool accepts on/off, true/false, yes/no,
  * 1/0).  On failure s is unchanged and why names the key and value:
  * "temperature: '7' is out of range 0-1".  0, -EINVAL. */
-int settings_set(struct settings *s, const char *key, const char *value, char *why,
-		 size_t whylen);
+int settings_set(struct settings *s, const char *key, const char *value, char *why, size_t whylen);
 
 /* Applies a config text to s: `key = value` lines, blank lines and `#` comments.
  * All or nothing: on failure s is unchanged and why names the line.  Keys not

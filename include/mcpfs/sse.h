@@ -19,9 +19,9 @@
 #include "mcpfs/buf.h"
 
 struct sse_event {
-	const char *name;  /* "message" when the event had no event: field */
+	const char *name; /* "message" when the event had no event: field */
 	size_t name_len;
-	const char *data;  /* joined data lines, NUL-terminated */
+	const char *data; /* joined data lines, NUL-terminated */
 	size_t data_len;
 };
 
@@ -30,12 +30,12 @@ struct sse_event {
 typedef int sse_event_fn(void *data, const struct sse_event *ev);
 
 struct sse {
-	struct buf line;   /* current incomplete line */
-	struct buf name;   /* event name of the event being built */
-	struct buf data;   /* data of the event being built */
-	int have_data;     /* a data: line was seen in this event */
-	int last_cr;       /* previous fragment ended in CR: skip a leading LF */
-	size_t max_event;  /* bytes */
+	struct buf line;  /* current incomplete line */
+	struct buf name;  /* event name of the event being built */
+	struct buf data;  /* data of the event being built */
+	int have_data;	  /* a data: line was seen in this event */
+	int last_cr;	  /* previous fragment ended in CR: skip a leading LF */
+	size_t max_event; /* bytes */
 };
 
 /* Prepares a parser whose events (and lines) may be at most max_event bytes. */

@@ -38,8 +38,8 @@
 #include "mcpfs/settings.h"
 #include "mcpfs/wire.h"
 
-#define STORE_NAME_MAX 255               /* bytes of a context name */
-#define STORE_REPLY_MAX (256u << 20)      /* bytes of one reply's text */
+#define STORE_NAME_MAX 255	     /* bytes of a context name */
+#define STORE_REPLY_MAX (256u << 20) /* bytes of one reply's text */
 /* Journals kept open at once: a quarter of RLIMIT_NOFILE's soft limit at
  * store_open(), within these bounds; the least recently used idle one is closed
  * to open another (reopened when used). */
@@ -77,13 +77,13 @@ void store_commit_stop(struct store *s);
  * then reports store_call_end(-ECANCELED) or nothing further. */
 struct call_spec {
 	uint64_t call_id;
-	char *body;               /* request JSON, heap; the transport frees it */
+	char *body; /* request JSON, heap; the transport frees it */
 	size_t body_len;
 	int max_retries;
 	int connect_timeout_ms;
 	int idle_timeout_ms;
 	/* What the transport's log line names the call by: */
-	char context[STORE_NAME_MAX + 1];  /* the context's name when the call started */
+	char context[STORE_NAME_MAX + 1];   /* the context's name when the call started */
 	char model[SETTINGS_MODEL_MAX + 1]; /* the model the request asks for */
 };
 /* models(), when the transport has it, asks the Models API about one model id
@@ -101,13 +101,13 @@ struct transport_ops {
 void store_set_transport(struct store *s, const struct transport_ops *ops, void *impl);
 
 /* What changed, for observers. */
-#define STORE_CHANGED_OUTPUT 1u    /* a turn's text grew or it ended */
-#define STORE_CHANGED_STATE 2u     /* status changed (queued, waiting, error...) */
-#define STORE_CHANGED_SETTINGS 4u  /* system, model or config */
+#define STORE_CHANGED_OUTPUT 1u	  /* a turn's text grew or it ended */
+#define STORE_CHANGED_STATE 2u	  /* status changed (queued, waiting, error...) */
+#define STORE_CHANGED_SETTINGS 4u /* system, model or config */
 #define STORE_CHANGED_CREATED 8u
 #define STORE_CHANGED_DELETED 16u
 #define STORE_CHANGED_RENAMED 32u
-#define STORE_CHANGED_HISTORY 64u  /* a message or reply was committed, or a clear */
+#define STORE_CHANGED_HISTORY 64u /* a message or reply was committed, or a clear */
 
 typedef void store_observer_fn(void *data, uint64_t ctx_id, unsigned changes);
 
@@ -167,23 +167,23 @@ void store_refuse(struct store *s, const char *why);
 /* --- one context ------------------------------------------------------------- */
 
 enum turn_state {
-	TURN_PENDING,    /* message being written (validated at flush, not yet sent) */
-	TURN_QUEUED,     /* committed, waiting for the turn before it */
-	TURN_WAITING,    /* request sent, no reply byte yet (includes retry back-off) */
-	TURN_STREAMING,  /* reply bytes arriving */
-	TURN_DONE,       /* reply complete */
-	TURN_FAILED,     /* error, cancel, or interrupted by a crash */
+	TURN_PENDING,	/* message being written (validated at flush, not yet sent) */
+	TURN_QUEUED,	/* committed, waiting for the turn before it */
+	TURN_WAITING,	/* request sent, no reply byte yet (includes retry back-off) */
+	TURN_STREAMING, /* reply bytes arriving */
+	TURN_DONE,	/* reply complete */
+	TURN_FAILED,	/* error, cancel, or interrupted by a crash */
 };
 const char *turn_state_name(enum turn_state st);
 
 struct context_info {
-	enum turn_state state;   /* of the newest turn; TURN_DONE when there is none */
-	bool idle;               /* nothing pending, queued or in flight */
-	uint64_t turn;           /* newest turn number, 0 when none */
-	size_t queued;           /* turns waiting behind the one in flight */
-	uint64_t output_size;    /* bytes of the newest turn's text */
-	int64_t created_ms;      /* wall clock */
-	int64_t modified_ms;     /* wall clock of the last change */
+	enum turn_state state;	 /* of the newest turn; TURN_DONE when there is none */
+	bool idle;		 /* nothing pending, queued or in flight */
+	uint64_t turn;		 /* newest turn number, 0 when none */
+	size_t queued;		 /* turns waiting behind the one in flight */
+	uint64_t output_size;	 /* bytes of the newest turn's text */
+	int64_t created_ms;	 /* wall clock */
+	int64_t modified_ms;	 /* wall clock of the last change */
 	int64_t max_input_bytes; /* the message size limit in force */
 	char model[SETTINGS_MODEL_MAX + 1];
 };
@@ -192,16 +192,16 @@ struct context_info {
 int context_info(struct store *s, uint64_t id, struct context_info *out);
 
 enum view_kind {
-	VIEW_HISTORY,       /* `history`: what the next call sends, pruned part marked */
-	VIEW_HISTORY_JSON,  /* `history.json` */
-	VIEW_TRANSCRIPT,    /* `transcript`: everything, never pruned */
+	VIEW_HISTORY,	   /* `history`: what the next call sends, pruned part marked */
+	VIEW_HISTORY_JSON, /* `history.json` */
+	VIEW_TRANSCRIPT,   /* `transcript`: everything, never pruned */
 	VIEW_TRANSCRIPT_JSON,
 	VIEW_SYSTEM,
-	VIEW_MODEL,         /* one line */
-	VIEW_CONFIG,        /* `key = value` lines */
+	VIEW_MODEL,  /* one line */
+	VIEW_CONFIG, /* `key = value` lines */
 	VIEW_STATUS,
 	VIEW_USAGE,
-	VIEW_INFO_JSON,     /* the shim's GET /v1/contexts/{name} */
+	VIEW_INFO_JSON, /* the shim's GET /v1/contexts/{name} */
 };
 
 /* The first line of a context's `status`, without loading it (a listing of
@@ -224,8 +224,8 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 int context_version(struct store *s, uint64_t id, uint64_t *version);
 
 /* Replace the system prompt / model / set config keys (settings lines: the
- * keys named change, the others keep their value).  Durable on return.  On -EINVAL (-EILSEQ, -EFBIG)
- * nothing changed and why says why. */
+ * keys named change, the others keep their value).  Durable on return.  On -EINVAL (-EILSEQ,
+ * -EFBIG) nothing changed and why says why. */
 int context_set_system(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		       size_t whylen);
 int context_set_model(struct store *s, uint64_t id, const char *text, size_t len, char *why,
@@ -247,8 +247,8 @@ int context_patch(struct store *s, uint64_t id, const struct cJSON *patch, char 
  * -ENOSPC or -EIO (the journal could not be written), -ENOENT; on failure why
  * says why and `status` shows it as `last_refused`.  -EFBIG also for a message
  * whose estimate alone exceeds budget_tokens. */
-int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text,
-		  size_t len, char *why, size_t whylen);
+int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text, size_t len,
+		  char *why, size_t whylen);
 /* The same for a writer that holds space (store_reserve): what *held holds is
  * handed to the message's record, and *held is 0 on return, whatever the
  * outcome. */
@@ -336,7 +336,7 @@ struct turn_outcome {
 	enum turn_state state;
 	char stop_reason[64];
 	struct wire_usage usage;
-	struct api_error error;  /* when FAILED */
+	struct api_error error; /* when FAILED */
 };
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
 
@@ -347,7 +347,7 @@ void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
 int turn_cancel(struct store *s, struct turn *t);
 
 struct turn *turn_ref(struct store *s, struct turn *t);
-void turn_unref(struct store *s, struct turn *t);  /* NULL-safe */
+void turn_unref(struct store *s, struct turn *t); /* NULL-safe */
 
 /* --- the transport's side ---------------------------------------------------- */
 

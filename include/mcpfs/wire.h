@@ -20,25 +20,25 @@
 #define WIRE_ANTHROPIC_VERSION "2023-06-01"
 
 struct wire_message {
-	bool assistant;    /* role: false user, true assistant */
-	const char *text;  /* UTF-8, not NUL-terminated necessarily */
+	bool assistant;	  /* role: false user, true assistant */
+	const char *text; /* UTF-8, not NUL-terminated necessarily */
 	size_t len;
-	bool cache_mark;   /* put a cache_control breakpoint on this message's block */
+	bool cache_mark; /* put a cache_control breakpoint on this message's block */
 };
 
 struct wire_request {
 	const char *model;
 	int64_t max_tokens;
-	double temperature;        /* NaN: not sent */
-	const char *system;        /* NULL or "": not sent */
+	double temperature; /* NaN: not sent */
+	const char *system; /* NULL or "": not sent */
 	size_t system_len;
-	bool system_cache_mark;    /* cache_control breakpoint on the system block */
+	bool system_cache_mark; /* cache_control breakpoint on the system block */
 	const struct wire_message *messages;
 	size_t n_messages;
-	int64_t thinking_budget;   /* > 0: {"type":"enabled","budget_tokens":N} */
+	int64_t thinking_budget; /* > 0: {"type":"enabled","budget_tokens":N} */
 	bool stream;
-	bool thinking_adaptive;    /* {"type":"adaptive"} (wins over a budget) */
-	const char *effort;        /* NULL: no output_config; else output_config.effort */
+	bool thinking_adaptive; /* {"type":"adaptive"} (wins over a budget) */
+	const char *effort;	/* NULL: no output_config; else output_config.effort */
 };
 
 /* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a
@@ -54,7 +54,7 @@ enum wire_event_type {
 	WIRE_MESSAGE_STOP,
 	WIRE_PING,
 	WIRE_ERROR,
-	WIRE_UNKNOWN,  /* an event type this version does not know: ignore it */
+	WIRE_UNKNOWN, /* an event type this version does not know: ignore it */
 };
 
 enum wire_block {
@@ -71,7 +71,7 @@ struct wire_usage {
 	int64_t output_tokens;
 	int64_t cache_creation_input_tokens;
 	int64_t cache_read_input_tokens;
-	unsigned present;  /* WIRE_USAGE_* bits */
+	unsigned present; /* WIRE_USAGE_* bits */
 };
 #define WIRE_USAGE_INPUT 1u
 #define WIRE_USAGE_OUTPUT 2u
@@ -80,17 +80,17 @@ struct wire_usage {
 
 struct wire_event {
 	enum wire_event_type type;
-	int index;               /* content block index, -1 when none */
-	enum wire_block block;   /* kind of block (BLOCK_START) or of delta (BLOCK_DELTA) */
-	char *text;              /* heap, NUL-terminated: delta text, thinking or
-	                            signature; the block's initial text at BLOCK_START;
-	                            text_len long (a \u0000 is a NUL byte inside it) */
+	int index;	       /* content block index, -1 when none */
+	enum wire_block block; /* kind of block (BLOCK_START) or of delta (BLOCK_DELTA) */
+	char *text;	       /* heap, NUL-terminated: delta text, thinking or
+				  signature; the block's initial text at BLOCK_START;
+				  text_len long (a \u0000 is a NUL byte inside it) */
 	size_t text_len;
-	char message_id[128];    /* MESSAGE_START */
-	char model[128];         /* MESSAGE_START */
-	char stop_reason[64];    /* MESSAGE_DELTA, "" when null */
+	char message_id[128];	 /* MESSAGE_START */
+	char model[128];	 /* MESSAGE_START */
+	char stop_reason[64];	 /* MESSAGE_DELTA, "" when null */
 	struct wire_usage usage; /* MESSAGE_START (message.usage), MESSAGE_DELTA */
-	struct api_error error;  /* ERROR: type and message; retryable by type */
+	struct api_error error;	 /* ERROR: type and message; retryable by type */
 };
 
 /* Decodes one event.  name is the SSE event name, data its data.  The JSON's own

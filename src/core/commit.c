@@ -134,8 +134,10 @@ static void turn_lose_end(struct context *c, size_t i, int err)
 	if (t->state == TURN_DONE) {
 		t->state = TURN_FAILED;
 		api_error_clear(&t->error);
-		api_error_set(&t->error, "journal_error", "the reply could not be saved (fsync: %s); "
-			      "write 'retry' to ctl to send it again", strerror(-err));
+		api_error_set(&t->error, "journal_error",
+			      "the reply could not be saved (fsync: %s); "
+			      "write 'retry' to ctl to send it again",
+			      strerror(-err));
 	}
 	if (c->ex[i].in_history && c->prune.n && c->hist[c->prune.n - 1] == i) {
 		c->prune.n--;
@@ -166,8 +168,10 @@ static bool context_flush_ends(struct store *s, struct context *c)
 		}
 	}
 	if (ready < 0 && !c->note[0])
-		snprintf(c->note, sizeof(c->note), "cannot save the reply: %s; it will not "
-			 "survive a restart", strerror(-ready));
+		snprintf(c->note, sizeof(c->note),
+			 "cannot save the reply: %s; it will not "
+			 "survive a restart",
+			 strerror(-ready));
 	return any;
 }
 
@@ -247,7 +251,7 @@ int context_sync(struct store *s, struct context **cp, struct notes *n)
 			*cp = NULL;
 			return -ENOENT;
 		}
-		*cp = loaded(s, id);  /* alive: freeing it would have freed j */
+		*cp = loaded(s, id); /* alive: freeing it would have freed j */
 		if (!*cp)
 			return -ENOENT;
 		context_after_sync(s, *cp, r, n);
@@ -260,7 +264,7 @@ static void context_sync_locked(struct store *s, struct context *c, struct notes
 {
 	int r = context_journal_ready(s, c);
 	if (r == -EBUSY)
-		return;  /* the sync running began after the append: it covers it */
+		return; /* the sync running began after the append: it covers it */
 	if (r == 0)
 		r = journal_sync(c->journal);
 	context_after_sync(s, c, r, n);
@@ -292,11 +296,11 @@ void context_sync_later(struct store *s, struct context *c, struct notes *n)
 void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n)
 {
 	if (c->journal && journal_busy(c->journal)) {
-		t->end_deferred = true;  /* appended when that sync ends */
+		t->end_deferred = true; /* appended when that sync ends */
 		return;
 	}
 	if (context_journal_ready(s, c) < 0 || turn_end_record(c, t, false) < 0)
-		return;  /* turn_end_record said so in status */
+		return; /* turn_end_record said so in status */
 	t->end_unsynced = true;
 	context_sync_later(s, c, n);
 }
@@ -333,7 +337,7 @@ void store_commit_run(struct store *s)
 			continue;
 		c->sync_queued = false;
 		if (c->journal && journal_busy(c->journal))
-			continue;  /* that sync began after the append: it covers it */
+			continue; /* that sync began after the append: it covers it */
 		context_sync(s, &c, &n);
 		store_unlock_notify(s, &n);
 		pthread_mutex_lock(&s->lock);

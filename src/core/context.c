@@ -27,7 +27,7 @@ int context_append(struct context *c, uint16_t type, const char *payload, size_t
 		r = journal_append(c->journal, type, payload, len, sync);
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
-	context_changed(c);  /* a record is a change, whether or not it was saved */
+	context_changed(c); /* a record is a change, whether or not it was saved */
 	return r;
 }
 
@@ -173,7 +173,7 @@ void context_history_push(struct context *c, size_t i)
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
 		size_t *h = realloc(c->hist, cap * sizeof(*h));
 		if (!h)
-			return;  /* stays out of history: only a smaller request */
+			return; /* stays out of history: only a smaller request */
 		c->hist = h;
 		c->hist_cap = cap;
 	}
@@ -189,11 +189,11 @@ void context_history_push(struct context *c, size_t i)
 struct loader {
 	struct store *s;
 	struct context *c;
-	uint64_t bad_payloads;  /* framed soundly, but not a payload we can read, or a
-	                           record where the format allows none (§5) */
-	bool settings_seen;     /* a CREATE or SETTINGS record was read */
-	bool nul_hidden;        /* this payload's \u0000 are marks (json_nul.h) */
-	struct buf hidden;      /* the payload with its \u0000 as marks */
+	uint64_t bad_payloads; /* framed soundly, but not a payload we can read, or a
+				  record where the format allows none (§5) */
+	bool settings_seen;    /* a CREATE or SETTINGS record was read */
+	bool nul_hidden;       /* this payload's \u0000 are marks (json_nul.h) */
+	struct buf hidden;     /* the payload with its \u0000 as marks */
 };
 
 static struct exchange *find_exchange(struct context *c, uint64_t turn)
@@ -295,7 +295,7 @@ static void load_user(struct loader *L, const cJSON *o)
 	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
 		return;
 	e = &c->ex[c->n_ex - 1];
-	e->reply->state = TURN_QUEUED;  /* no end seen yet */
+	e->reply->state = TURN_QUEUED; /* no end seen yet */
 	int64_t ms = jint(o, "ms");
 	if (ms > 0)
 		e->user_ms = ms;
@@ -321,8 +321,9 @@ static struct turn *load_attempt(struct loader *L, const cJSON *o)
 	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
 		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
 		if (t && e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
-			e->reply->state = TURN_FAILED;  /* its end was lost */
-			api_error_set(&e->reply->error, "interrupted", "the reply was not complete");
+			e->reply->state = TURN_FAILED; /* its end was lost */
+			api_error_set(&e->reply->error, "interrupted",
+				      "the reply was not complete");
 		}
 		if (!t || exchange_replace(c, e, t) < 0) {
 			turn_unref(NULL, t);
@@ -363,12 +364,12 @@ static void load_usage(struct wire_usage *u, const cJSON *o)
 		size_t off;
 		unsigned bit;
 	} f[] = {
-		{"input_tokens", offsetof(struct wire_usage, input_tokens), WIRE_USAGE_INPUT},
-		{"output_tokens", offsetof(struct wire_usage, output_tokens), WIRE_USAGE_OUTPUT},
-		{"cache_creation_input_tokens", offsetof(struct wire_usage, cache_creation_input_tokens),
-		 WIRE_USAGE_CACHE_CREATION},
-		{"cache_read_input_tokens", offsetof(struct wire_usage, cache_read_input_tokens),
-		 WIRE_USAGE_CACHE_READ},
+	    {"input_tokens", offsetof(struct wire_usage, input_tokens), WIRE_USAGE_INPUT},
+	    {"output_tokens", offsetof(struct wire_usage, output_tokens), WIRE_USAGE_OUTPUT},
+	    {"cache_creation_input_tokens",
+	     offsetof(struct wire_usage, cache_creation_input_tokens), WIRE_USAGE_CACHE_CREATION},
+	    {"cache_read_input_tokens", offsetof(struct wire_usage, cache_read_input_tokens),
+	     WIRE_USAGE_CACHE_READ},
 	};
 	for (size_t i = 0; o && i < sizeof(f) / sizeof(f[0]); i++) {
 		int64_t v = jint(o, f[i].key);
@@ -378,7 +379,6 @@ static void load_usage(struct wire_usage *u, const cJSON *o)
 		}
 	}
 }
-
 
 static void load_end(struct loader *L, const cJSON *o)
 {
@@ -410,8 +410,10 @@ static void load_end(struct loader *L, const cJSON *o)
 	if (want >= 0 && (uint64_t)want != t->text.len) {
 		t->state = TURN_FAILED;
 		api_error_clear(&t->error);
-		api_error_set(&t->error, "damaged", "a corrupt journal record lost part of this reply "
-			      "(%zu of %lld bytes kept)", t->text.len, (long long)want);
+		api_error_set(&t->error, "damaged",
+			      "a corrupt journal record lost part of this reply "
+			      "(%zu of %lld bytes kept)",
+			      t->text.len, (long long)want);
 	}
 	context_account(L->c, t);
 }
@@ -475,7 +477,8 @@ static void mark_interrupted(struct context *c)
 		api_error_clear(&t->error);
 		api_error_set(&t->error, "interrupted",
 			      "the daemon stopped before the reply was complete (%zu bytes kept); "
-			      "write 'retry' to ctl to send it again", t->text.len);
+			      "write 'retry' to ctl to send it again",
+			      t->text.len);
 		turn_end_record(c, t, false);
 	}
 	if (c->journal)
@@ -553,7 +556,8 @@ static void context_note_recovery(struct context *c)
 	if (!r->bad_records && !r->torn_bytes)
 		return;
 	log_debug("context '%s': journal recovered: %llu corrupt record(s) skipped, "
-		  "%llu torn byte(s) truncated", c->slot->name, (unsigned long long)r->bad_records,
+		  "%llu torn byte(s) truncated",
+		  c->slot->name, (unsigned long long)r->bad_records,
 		  (unsigned long long)r->torn_bytes);
 }
 
@@ -615,7 +619,7 @@ void context_free(struct store *s, struct context *c)
 		e->reply->ctx = NULL;
 		turn_unref(NULL, e->reply);
 		for (size_t k = 0; k < e->n_earlier; k++)
-			turn_unref(NULL, e->earlier[k]);  /* ctx already NULL */
+			turn_unref(NULL, e->earlier[k]); /* ctx already NULL */
 		free(e->earlier);
 	}
 	for (size_t i = 0; i < c->n_marks; i++)
@@ -659,8 +663,8 @@ static void marks_drop(struct context *c, size_t n)
 
 /* Saves new settings and a new system prompt (NULL: keep the current one) in
  * one SETTINGS record, so a change is applied whole or not at all. */
-static int context_commit(struct store *s, uint64_t id, const struct settings *st,
-			  const char *sys, size_t slen, char *why, size_t whylen)
+static int context_commit(struct store *s, uint64_t id, const struct settings *st, const char *sys,
+			  size_t slen, char *why, size_t whylen)
 {
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
@@ -683,7 +687,7 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	if (r == 0) {
 		old = c->settings;
 		old_len = c->system_len;
-		old_system = copy ? c->system : NULL;  /* kept for a failure */
+		old_system = copy ? c->system : NULL; /* kept for a failure */
 		c->settings = set;
 		marks = c->n_marks;
 		if (copy && (slen != c->system_len || memcmp(copy, c->system, slen)))
@@ -707,7 +711,7 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 		marks_drop(c, marks);
 		context_changed(c);
 	}
-	free(old_system);  /* replaced, or its context is gone */
+	free(old_system); /* replaced, or its context is gone */
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
 	if (r == 0)

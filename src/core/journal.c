@@ -28,8 +28,8 @@
 
 #include "journal_impl.h"
 
-#define FRAME_MAGIC 0x314a434du  /* "MCJ1" read as a little-endian u32 */
-#define SCAN_CHUNK (1u << 20)    /* bytes per read while scanning */
+#define FRAME_MAGIC 0x314a434du /* "MCJ1" read as a little-endian u32 */
+#define SCAN_CHUNK (1u << 20)	/* bytes per read while scanning */
 
 /* --- frames ---------------------------------------------------------------- */
 
@@ -96,12 +96,12 @@ size_t journal_frame(uint16_t type, const void *payload, size_t len, void *out)
 /* --- reading: a window over memory or a file -------------------------------- */
 
 struct scan_src {
-	const uint8_t *mem;   /* whole image (memory), or the window (file) */
-	uint64_t size;        /* bytes in the image or file */
-	int fd;               /* -1 for memory */
-	uint64_t win_off;     /* file offset of mem[0] */
-	size_t win_len;       /* bytes valid in mem */
-	uint8_t *buf;         /* heap window (file only) */
+	const uint8_t *mem; /* whole image (memory), or the window (file) */
+	uint64_t size;	    /* bytes in the image or file */
+	int fd;		    /* -1 for memory */
+	uint64_t win_off;   /* file offset of mem[0] */
+	size_t win_len;	    /* bytes valid in mem */
+	uint8_t *buf;	    /* heap window (file only) */
 	size_t buf_cap;
 };
 
@@ -124,12 +124,12 @@ static int src_fill(struct scan_src *s, uint64_t off, size_t len)
 	s->win_off = off;
 	s->win_len = 0;
 	while (s->win_len < want) {
-		ssize_t n = pread(s->fd, s->buf + s->win_len, want - s->win_len,
-				  (off_t)(off + s->win_len));
+		ssize_t n =
+		    pread(s->fd, s->buf + s->win_len, want - s->win_len, (off_t)(off + s->win_len));
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)  /* an error, or the file shrank under us */
+		if (n <= 0) /* an error, or the file shrank under us */
 			return -EIO;
 		s->win_len += (size_t)n;
 	}
@@ -199,7 +199,7 @@ static int src_avail(struct scan_src *s, uint64_t off, const uint8_t **p, size_t
  * such false candidates about 2^-32 rare, so the search stays linear in practice. */
 static int resync(struct scan_src *s, uint64_t from, uint64_t *next)
 {
-	static const uint8_t magic[4] = { 'M', 'C', 'J', '1' };
+	static const uint8_t magic[4] = {'M', 'C', 'J', '1'};
 	uint64_t off = from;
 
 	*next = s->size;
@@ -213,7 +213,7 @@ static int resync(struct scan_src *s, uint64_t from, uint64_t *next)
 			return r;
 		hit = memmem(p, span, magic, sizeof(magic));
 		if (!hit) {
-			off += span - (sizeof(magic) - 1);  /* a magic may straddle two reads */
+			off += span - (sizeof(magic) - 1); /* a magic may straddle two reads */
 			continue;
 		}
 		off += (uint64_t)(hit - p);
@@ -258,7 +258,7 @@ static int scan_run(struct scan_src *s, uint64_t from, journal_record_fn *fn, vo
 			if (r < 0)
 				return r;
 			if (next == s->size)
-				break;  /* nothing valid follows: a torn tail */
+				break; /* nothing valid follows: a torn tail */
 			rep->bad_records++;
 			rep->skipped_bytes += next - off;
 			off = next;
@@ -279,7 +279,7 @@ static int scan_run(struct scan_src *s, uint64_t from, journal_record_fn *fn, vo
 int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *data,
 		     struct journal_report *rep)
 {
-	struct scan_src s = { .mem = mem, .size = n, .fd = -1, .win_len = n };
+	struct scan_src s = {.mem = mem, .size = n, .fd = -1, .win_len = n};
 
 	return scan_run(&s, 0, fn, data, rep);
 }
@@ -287,7 +287,7 @@ int journal_scan_mem(const void *mem, size_t n, journal_record_fn *fn, void *dat
 static int scan_fd_from(int fd, uint64_t tail, journal_record_fn *fn, void *data,
 			struct journal_report *rep)
 {
-	struct scan_src s = { .fd = fd };
+	struct scan_src s = {.fd = fd};
 	struct stat st;
 	int r;
 
@@ -311,8 +311,7 @@ int journal_scan_fd(int fd, journal_record_fn *fn, void *data, struct journal_re
 
 /* O_NONBLOCK only so that a FIFO given by mistake fails (not a regular file)
  * instead of hanging in open(2); it changes nothing for regular files. */
-int journal_scan(const char *path, journal_record_fn *fn, void *data,
-		 struct journal_report *rep)
+int journal_scan(const char *path, journal_record_fn *fn, void *data, struct journal_report *rep)
 {
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	int r;

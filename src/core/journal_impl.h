@@ -16,15 +16,15 @@
  * sync runs without that lock, journal_sync_begin() to journal_sync_end()), the
  * syncing thread alone reads fd and synced, and nobody writes any field. */
 struct journal {
-	int fd;                   /* O_RDWR | O_APPEND; -1 while parked */
-	uint64_t size;            /* bytes; end of the last record written */
-	uint64_t synced;          /* bytes made durable by the last successful sync */
-	uint64_t kicked;          /* writeback started (or synced) up to here */
-	bool no_kick;             /* sync_file_range(2) is refused here */
-	bool busy;                /* a sync runs without the owner's lock */
-	bool orphan;              /* freed by its owner while busy */
-	int failed;               /* 0, or the -errno that made appends stop */
-	XXH3_state_t *xxh;        /* reused by every append */
+	int fd;		   /* O_RDWR | O_APPEND; -1 while parked */
+	uint64_t size;	   /* bytes; end of the last record written */
+	uint64_t synced;   /* bytes made durable by the last successful sync */
+	uint64_t kicked;   /* writeback started (or synced) up to here */
+	bool no_kick;	   /* sync_file_range(2) is refused here */
+	bool busy;	   /* a sync runs without the owner's lock */
+	bool orphan;	   /* freed by its owner while busy */
+	int failed;	   /* 0, or the -errno that made appends stop */
+	XXH3_state_t *xxh; /* reused by every append */
 };
 
 static inline void put_le64(uint8_t *p, uint64_t v)

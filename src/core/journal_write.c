@@ -44,7 +44,7 @@ static int open_new(struct journal *j, const char *path)
 		return -errno;
 	r = fsync(j->fd) < 0 ? -errno : fsync_parent(path);
 	if (r < 0)
-		unlink(path);  /* a create that failed must not leave the name taken */
+		unlink(path); /* a create that failed must not leave the name taken */
 	return r;
 }
 
@@ -71,8 +71,7 @@ static int open_existing(struct journal *j, const char *path, unsigned flags,
 	return fsync(j->fd) < 0 ? -errno : 0;
 }
 
-int journal_open(const char *path, unsigned flags, struct journal_report *rep,
-		 struct journal **ret)
+int journal_open(const char *path, unsigned flags, struct journal_report *rep, struct journal **ret)
 {
 	struct journal_report dummy;
 	struct journal *j;
@@ -133,7 +132,7 @@ int journal_create(const char *path, uint16_t type, const void *payload, size_t 
 		r = fsync(j->fd) < 0 ? -errno : fsync_parent(path);
 	j->synced = j->size;
 	if (r < 0) {
-		unlink(path);  /* a create that failed must not leave the name taken */
+		unlink(path); /* a create that failed must not leave the name taken */
 		journal_free(j);
 		return r;
 	}
@@ -186,7 +185,8 @@ static void writeback_kick(struct journal *j)
 	if (j->no_kick || j->kicked > j->size || j->size - j->kicked < WRITEBACK_STEP)
 		return;
 	if (sync_file_range(j->fd, (off_t)j->kicked, (off_t)(j->size - j->kicked),
-			    SYNC_FILE_RANGE_WRITE) < 0 && errno != EINTR && errno != EIO)
+			    SYNC_FILE_RANGE_WRITE) < 0 &&
+	    errno != EINTR && errno != EIO)
 		j->no_kick = true;
 	j->kicked = j->size;
 }
@@ -209,14 +209,14 @@ int journal_append(struct journal *j, uint16_t type, const void *payload, size_t
 	journal_header(type, len, hdr);
 	XXH3_64bits_reset(j->xxh);
 	XXH3_64bits_update(j->xxh, hdr, HDR_SIZE);
-	if (len)  /* xxHash refuses a NULL input even when empty */
+	if (len) /* xxHash refuses a NULL input even when empty */
 		XXH3_64bits_update(j->xxh, payload, len);
 	put_le64(sum, XXH3_64bits_digest(j->xxh));
 	/* One writev(2): the record goes out in one system call without a copy of a
 	 * payload that may be megabytes. */
-	iov[0] = (struct iovec){ hdr, HDR_SIZE };
-	iov[1] = (struct iovec){ (void *)(uintptr_t)payload, len };
-	iov[2] = (struct iovec){ sum, SUM_SIZE };
+	iov[0] = (struct iovec){hdr, HDR_SIZE};
+	iov[1] = (struct iovec){(void *)(uintptr_t)payload, len};
+	iov[2] = (struct iovec){sum, SUM_SIZE};
 	r = write_all(j->fd, iov, 3);
 	if (r < 0) {
 		/* No partial record may stay: the next append would follow it and the
@@ -350,8 +350,7 @@ int journal_sync_begin(struct journal *j, struct journal_sync *t)
 		return 0;
 	j->busy = true;
 	j->kicked = j->size;
-	*t = (struct journal_sync){ .fd = j->fd, .target = j->size, .keep = j->synced,
-				    .new_fd = -1 };
+	*t = (struct journal_sync){.fd = j->fd, .target = j->size, .keep = j->synced, .new_fd = -1};
 	return 1;
 }
 
@@ -412,7 +411,7 @@ void journal_free(struct journal *j)
 	if (!j)
 		return;
 	if (j->busy) {
-		j->orphan = true;  /* journal_sync_end() frees it */
+		j->orphan = true; /* journal_sync_end() frees it */
 		return;
 	}
 	if (j->fd >= 0)

@@ -27,8 +27,7 @@ void map_done(struct map *m)
 	map_init(m);
 }
 
-static struct map_node **map_find(const struct map *m, const void *key, size_t klen,
-				  uint64_t hash)
+static struct map_node **map_find(const struct map *m, const void *key, size_t klen, uint64_t hash)
 {
 	struct map_node **pp = &m->slots[hash & (m->nslots - 1)];
 	for (; *pp; pp = &(*pp)->next)

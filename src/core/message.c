@@ -14,8 +14,7 @@
 #include "store_impl.h"
 
 /* Appends the USER record; the caller syncs it (context_sync). */
-static int user_record(struct context *c, uint64_t turn, const char *text, size_t len,
-		       int64_t ms)
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
@@ -45,8 +44,10 @@ static size_t exchange_index(const struct context *c, const struct turn *t)
 static int message_size_check(const struct context *c, size_t len, char *why, size_t whylen)
 {
 	if ((int64_t)len > c->settings.max_input_bytes) {
-		snprintf(why, whylen, "message is %zu bytes, over max_input_bytes (%lld); nothing "
-			 "was sent", len, (long long)c->settings.max_input_bytes);
+		snprintf(why, whylen,
+			 "message is %zu bytes, over max_input_bytes (%lld); nothing "
+			 "was sent",
+			 len, (long long)c->settings.max_input_bytes);
 		return -EFBIG;
 	}
 	int64_t tokens = prune_tokens(&c->prune, prune_estimate(len));
@@ -83,7 +84,8 @@ static int message_check(const struct context *c, const char *text, size_t len, 
 	/* The journal and the request hold text as C strings: a NUL would cut the
 	 * message there, so it is refused like the system prompt's. */
 	if (memchr(text, '\0', len)) {
-		snprintf(why, whylen, "message is not valid UTF-8 text (a NUL byte); nothing was sent");
+		snprintf(why, whylen,
+			 "message is not valid UTF-8 text (a NUL byte); nothing was sent");
 		return -EILSEQ;
 	}
 	return 0;
@@ -109,7 +111,7 @@ static int restage(struct store *s, struct context **cp, struct turn *t, const c
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	if (r == 0 && t->state != TURN_PENDING)
-		r = -ECANCELED;  /* cleared or cancelled meanwhile */
+		r = -ECANCELED; /* cleared or cancelled meanwhile */
 	if (r == 0 && (i = exchange_index(*cp, t)) == (*cp)->n_ex)
 		r = -ENOENT;
 	if (r < 0) {
@@ -146,7 +148,7 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	c->newest = turn_ref(NULL, t);
 	*draft = turn_ref(NULL, t);
 	c->refused[0] = '\0';
-	c->note[0] = '\0';  /* the journal takes records again */
+	c->note[0] = '\0'; /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
 	return 0;
 }
@@ -185,7 +187,7 @@ int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64
 		r = message_check(c, text, len, why, whylen);
 	bool blank = utf8_blank(text, len);
 	if (r == 0 && *draft && (*draft)->state != TURN_PENDING)
-		r = -ECANCELED;  /* cleared or cancelled meanwhile */
+		r = -ECANCELED; /* cleared or cancelled meanwhile */
 	else if (r == 0 && *draft && !blank)
 		r = restage(s, &c, *draft, text, len, &n);
 	else if (r == 0 && *draft) {
@@ -218,7 +220,7 @@ void context_submit(struct store *s, struct turn *draft)
 	pthread_mutex_lock(&s->lock);
 	if (draft->state == TURN_PENDING && draft->ctx) {
 		draft->state = TURN_QUEUED;
-		context_changed(draft->ctx);  /* the transcript shows it now */
+		context_changed(draft->ctx); /* the transcript shows it now */
 		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
 		context_pump(s, draft->ctx, &n);
 	}
@@ -295,8 +297,8 @@ int turn_cancel(struct store *s, struct turn *t)
 	pthread_mutex_lock(&s->lock);
 	struct context *c = t->ctx;
 	int r = 0;
-	if (c && (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
-		  t->state == TURN_STREAMING)) {
+	if (c &&
+	    (t->state == TURN_QUEUED || t->state == TURN_WAITING || t->state == TURN_STREAMING)) {
 		/* This one turn only, queued or in flight; the others go on. */
 		struct api_error e;
 		api_error_clear(&e);
@@ -419,7 +421,8 @@ int context_clear(struct store *s, uint64_t id)
 		}
 		c->refused[0] = '\0';
 		c->note[0] = '\0';
-		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+		notes_add(&n, id,
+			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 	}
 	store_unlock_notify(s, &n);
 	return r;

@@ -94,7 +94,7 @@ int64_t prune_tokens(const struct prune_index *p, int64_t raw)
 	/* 9.2e18 is just under INT64_MAX; beyond it any budget is exceeded anyway. */
 	if (x >= 9.2e18)
 		return INT64_MAX;
-	int64_t t = (int64_t)x;  /* toward zero: below 0 that is already the ceiling */
+	int64_t t = (int64_t)x; /* toward zero: below 0 that is already the ceiling */
 	return (double)t < x ? t + 1 : t;
 }
 
@@ -127,7 +127,7 @@ int64_t prune_peek(const struct prune_index *p, int64_t fixed_raw, int64_t budge
 {
 	size_t floor_k = p->floor < p->n ? p->floor : p->n;
 
-	assert(fixed_raw >= 0);  /* estimates are never negative */
+	assert(fixed_raw >= 0); /* estimates are never negative */
 	if (prune_tokens(p, fixed_raw) > budget)
 		return -EFBIG;
 	/* Keeping what was kept last time keeps the prefix byte-identical, which is
@@ -139,7 +139,7 @@ int64_t prune_peek(const struct prune_index *p, int64_t fixed_raw, int64_t budge
 	 * which the conversion gives (budget >= 0 here, as the fixed part fitted). */
 	int64_t low = (int64_t)(PRUNE_LOW_WATER * (double)budget);
 	if (prune_tokens(p, fixed_raw) > low)
-		low = budget;  /* the fixed part alone is above low water: keep what fits */
+		low = budget; /* the fixed part alone is above low water: keep what fits */
 	return (int64_t)first_fitting(p, fixed_raw, floor_k + 1, low);
 }
 
@@ -168,6 +168,6 @@ void prune_calibrate(struct prune_index *p, int64_t raw_sent, int64_t api_tokens
 	if (seen >= p->ratio)
 		p->ratio = seen;
 	else
-		p->ratio = clamp_ratio(PRUNE_RATIO_WEIGHT * seen +
-				       (1 - PRUNE_RATIO_WEIGHT) * p->ratio);
+		p->ratio =
+		    clamp_ratio(PRUNE_RATIO_WEIGHT * seen + (1 - PRUNE_RATIO_WEIGHT) * p->ratio);
 }

@@ -16,12 +16,11 @@
 
 /* For each byte: 0 copied as is, else the letter after '\\' ('u' for \u00xx). */
 static const char escape_of[256] = {
-	['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r',
-	[0] = 'u', [1] = 'u', [2] = 'u', [3] = 'u', [4] = 'u', [5] = 'u', [6] = 'u', [7] = 'u',
-	[11] = 'u', [14] = 'u', [15] = 'u', [16] = 'u', [17] = 'u', [18] = 'u', [19] = 'u',
-	[20] = 'u', [21] = 'u', [22] = 'u', [23] = 'u', [24] = 'u', [25] = 'u', [26] = 'u',
-	[27] = 'u', [28] = 'u', [29] = 'u', [30] = 'u', [31] = 'u',
-	['"'] = '"', ['\\'] = '\\',
+    ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r', [0] = 'u',	 [1] = 'u',
+    [2] = 'u',	  [3] = 'u',	[4] = 'u',    [5] = 'u',    [6] = 'u',	  [7] = 'u',	 [11] = 'u',
+    [14] = 'u',	  [15] = 'u',	[16] = 'u',   [17] = 'u',   [18] = 'u',	  [19] = 'u',	 [20] = 'u',
+    [21] = 'u',	  [22] = 'u',	[23] = 'u',   [24] = 'u',   [25] = 'u',	  [26] = 'u',	 [27] = 'u',
+    [28] = 'u',	  [29] = 'u',	[30] = 'u',   [31] = 'u',   ['"'] = '"',  ['\\'] = '\\',
 };
 
 #define ONES 0x0101010101010101ull
@@ -91,11 +90,12 @@ static char *put_u64(char *p, uint64_t v)
 	return p;
 }
 
-int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text,
-		     size_t tn, const char *thinking, size_t hn)
+int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text, size_t tn,
+		     const char *thinking, size_t hn)
 {
 	static const char think_key[] = ",\"thinking\":";
-	const unsigned char *tx = (const unsigned char *)text, *th = (const unsigned char *)thinking;
+	const unsigned char *tx = (const unsigned char *)text,
+			    *th = (const unsigned char *)thinking;
 	char head[80], *h = head;
 	memcpy(h, "{\"turn\":", 8);
 	h = put_u64(h + 8, turn);

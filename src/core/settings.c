@@ -24,8 +24,17 @@
 
 /* Indices into the table; the table order is the rendering order. */
 enum {
-	K_MODEL, K_MAX_TOKENS, K_TEMPERATURE, K_BUDGET_TOKENS, K_MAX_INPUT_BYTES,
-	K_MAX_RETRIES, K_CONNECT_TIMEOUT, K_IDLE_TIMEOUT, K_THINKING, K_EFFORT, K_PROMPT_CACHE,
+	K_MODEL,
+	K_MAX_TOKENS,
+	K_TEMPERATURE,
+	K_BUDGET_TOKENS,
+	K_MAX_INPUT_BYTES,
+	K_MAX_RETRIES,
+	K_CONNECT_TIMEOUT,
+	K_IDLE_TIMEOUT,
+	K_THINKING,
+	K_EFFORT,
+	K_PROMPT_CACHE,
 	K_COUNT
 };
 
@@ -37,40 +46,45 @@ enum {
  * and max_input_bytes stops at 16 MiB so one message cannot pin much memory in
  * the FUSE write buffer or the shim's request body. */
 static const struct setting_def table[K_COUNT] = {
-	[K_MODEL] = { "model", SETTING_STRING, SETTINGS_DEFAULT_MODEL, 1, SETTINGS_MODEL_MAX,
-		      "model id sent with each call" },
-	[K_MAX_TOKENS] = { "max_tokens", SETTING_INT, "4096", 1, 1000000,
-			   "most tokens a reply may have" },
-	[K_TEMPERATURE] = { "temperature", SETTING_DOUBLE, "", 0, 1,
-			    "sampling temperature 0-1; 'default' leaves it to the API" },
-	[K_BUDGET_TOKENS] = { "budget_tokens", SETTING_INT, "100000", 1, 10000000,
-			      "pruning budget: most input tokens sent per call" },
-	[K_MAX_INPUT_BYTES] = { "max_input_bytes", SETTING_INT, "1048576", 1, 16777216,
-				"largest message accepted, in bytes" },
-	[K_MAX_RETRIES] = { "max_retries", SETTING_INT, "2", 0, 10,
-			    "retries of a failed call before its reply starts" },
-	[K_CONNECT_TIMEOUT] = { "connect_timeout", SETTING_INT, "10", 1, 300,
-				"seconds to wait for a connection to the API" },
-	[K_IDLE_TIMEOUT] = { "idle_timeout", SETTING_INT, "90", 1, 3600,
-			     "seconds a reply stream may stay silent" },
-	[K_THINKING] = { "thinking", SETTING_THINKING, "off", 0, 999999,
-			 "off, on (the form the model takes), or a budget of 1024 or more tokens "
-			 "below max_tokens; thinking_budget = N is its old spelling" },
-	[K_EFFORT] = { "effort", SETTING_EFFORT, "default", 0, 0,
-		       "low, medium, high, xhigh or max where the model takes that level; "
-		       "default sends none" },
-	[K_PROMPT_CACHE] = { "prompt_cache", SETTING_BOOL, "on", 0, 1,
-			     "mark the history for prompt caching (on/off)" },
+    [K_MODEL] = {"model", SETTING_STRING, SETTINGS_DEFAULT_MODEL, 1, SETTINGS_MODEL_MAX,
+		 "model id sent with each call"},
+    [K_MAX_TOKENS] = {"max_tokens", SETTING_INT, "4096", 1, 1000000,
+		      "most tokens a reply may have"},
+    [K_TEMPERATURE] = {"temperature", SETTING_DOUBLE, "", 0, 1,
+		       "sampling temperature 0-1; 'default' leaves it to the API"},
+    [K_BUDGET_TOKENS] = {"budget_tokens", SETTING_INT, "100000", 1, 10000000,
+			 "pruning budget: most input tokens sent per call"},
+    [K_MAX_INPUT_BYTES] = {"max_input_bytes", SETTING_INT, "1048576", 1, 16777216,
+			   "largest message accepted, in bytes"},
+    [K_MAX_RETRIES] = {"max_retries", SETTING_INT, "2", 0, 10,
+		       "retries of a failed call before its reply starts"},
+    [K_CONNECT_TIMEOUT] = {"connect_timeout", SETTING_INT, "10", 1, 300,
+			   "seconds to wait for a connection to the API"},
+    [K_IDLE_TIMEOUT] = {"idle_timeout", SETTING_INT, "90", 1, 3600,
+			"seconds a reply stream may stay silent"},
+    [K_THINKING] = {"thinking", SETTING_THINKING, "off", 0, 999999,
+		    "off, on (the form the model takes), or a budget of 1024 or more tokens "
+		    "below max_tokens; thinking_budget = N is its old spelling"},
+    [K_EFFORT] = {"effort", SETTING_EFFORT, "default", 0, 0,
+		  "low, medium, high, xhigh or max where the model takes that level; "
+		  "default sends none"},
+    [K_PROMPT_CACHE] = {"prompt_cache", SETTING_BOOL, "on", 0, 1,
+			"mark the history for prompt caching (on/off)"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
 static const size_t field_off[K_COUNT] = {
-	[K_MODEL] = OFF(model), [K_MAX_TOKENS] = OFF(max_tokens),
-	[K_TEMPERATURE] = OFF(temperature), [K_BUDGET_TOKENS] = OFF(budget_tokens),
-	[K_MAX_INPUT_BYTES] = OFF(max_input_bytes), [K_MAX_RETRIES] = OFF(max_retries),
-	[K_CONNECT_TIMEOUT] = OFF(connect_timeout), [K_IDLE_TIMEOUT] = OFF(idle_timeout),
-	[K_THINKING] = OFF(thinking), [K_EFFORT] = OFF(effort),
-	[K_PROMPT_CACHE] = OFF(prompt_cache),
+    [K_MODEL] = OFF(model),
+    [K_MAX_TOKENS] = OFF(max_tokens),
+    [K_TEMPERATURE] = OFF(temperature),
+    [K_BUDGET_TOKENS] = OFF(budget_tokens),
+    [K_MAX_INPUT_BYTES] = OFF(max_input_bytes),
+    [K_MAX_RETRIES] = OFF(max_retries),
+    [K_CONNECT_TIMEOUT] = OFF(connect_timeout),
+    [K_IDLE_TIMEOUT] = OFF(idle_timeout),
+    [K_THINKING] = OFF(thinking),
+    [K_EFFORT] = OFF(effort),
+    [K_PROMPT_CACHE] = OFF(prompt_cache),
 };
 #undef OFF
 
@@ -175,7 +189,7 @@ static const char *const effort_words[] = {"default", "low", "medium", "high", "
 const char *settings_effort_name(int effort)
 {
 	return effort > EFFORT_DEFAULT && (size_t)effort < EFFORT_COUNT ? effort_words[effort]
-									   : NULL;
+									: NULL;
 }
 
 /* Old spellings still read (never written): thinking_budget = N is thinking = N. */
@@ -240,7 +254,7 @@ static int text_double(const char *v, size_t len, double *out)
 		return -EINVAL;
 	if (!isfinite(x))
 		return -ERANGE;
-	*out = x == 0 ? 0 : x;  /* no "-0" */
+	*out = x == 0 ? 0 : x; /* no "-0" */
 	return 0;
 }
 
@@ -283,8 +297,8 @@ static int put_double(struct settings *s, size_t k, double x, const char *shown,
 	return 0;
 }
 
-static int set_string(struct settings *s, size_t k, const char *v, size_t len,
-		      const char *shown, char *why, size_t whylen)
+static int set_string(struct settings *s, size_t k, const char *v, size_t len, const char *shown,
+		      char *why, size_t whylen)
 {
 	/* The one string key is the model id. */
 	if (!settings_model_valid(v, len))
@@ -385,8 +399,8 @@ void settings_init(struct settings *s)
 }
 
 /* Sets a key named by text from its text form, both trimmed. */
-static int set_key(struct settings *s, const char *key, size_t klen, const char *value,
-		   size_t vlen, char *why, size_t whylen)
+static int set_key(struct settings *s, const char *key, size_t klen, const char *value, size_t vlen,
+		   char *why, size_t whylen)
 {
 	char shown[QUOTE_BUF];
 	int k = find_key(key, klen);
@@ -398,8 +412,7 @@ static int set_key(struct settings *s, const char *key, size_t klen, const char 
 	return set_text(s, (size_t)k, value, vlen, why, whylen);
 }
 
-int settings_set(struct settings *s, const char *key, const char *value, char *why,
-		 size_t whylen)
+int settings_set(struct settings *s, const char *key, const char *value, char *why, size_t whylen)
 {
 	size_t klen = strlen(key), vlen = strlen(value);
 
@@ -462,8 +475,8 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 		     size_t outlen)
 {
 	/* A copy of a table entry is found by its key. */
-	int k = d >= table && d < table + K_COUNT ? (int)(d - table)
-						  : find_key(d->key, strlen(d->key));
+	int k =
+	    d >= table && d < table + K_COUNT ? (int)(d - table) : find_key(d->key, strlen(d->key));
 	int64_t i;
 	double x;
 	bool b;
@@ -491,7 +504,8 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 	case SETTING_EFFORT: {
 		int e;
 		get(s, (size_t)k, &e, sizeof e);
-		snprintf(out, outlen, "%s", e >= 0 && (size_t)e < EFFORT_COUNT ? effort_words[e] : "?");
+		snprintf(out, outlen, "%s",
+			 e >= 0 && (size_t)e < EFFORT_COUNT ? effort_words[e] : "?");
 		break;
 	}
 	case SETTING_DOUBLE:
@@ -517,7 +531,7 @@ int settings_render(const struct settings *s, struct buf *out)
 		settings_format(s, &table[k], v, sizeof v);
 		int r = buf_printf(out, "%s = %s\n", table[k].key, v);
 		if (r < 0) {
-			buf_resize(out, old);  /* shrinking cannot fail */
+			buf_resize(out, old); /* shrinking cannot fail */
 			return r;
 		}
 	}
@@ -541,8 +555,10 @@ int settings_check(const struct settings *s, char *why, size_t whylen)
 			return r;
 	}
 	if (s->thinking > 0 && s->thinking >= s->max_tokens)
-		return fail(-EINVAL, why, whylen, "thinking (%" PRId64 ") must be less than "
-			    "max_tokens (%" PRId64 ")", s->thinking, s->max_tokens);
+		return fail(-EINVAL, why, whylen,
+			    "thinking (%" PRId64 ") must be less than "
+			    "max_tokens (%" PRId64 ")",
+			    s->thinking, s->max_tokens);
 	/* The API rejects any other temperature with a thinking budget.  (With
 	 * `on` the form depends on the model: the API's answer speaks then.) */
 	if (s->thinking > 0 && !isnan(s->temperature) && s->temperature != 1)
@@ -662,10 +678,11 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 		return 0;
 	case SETTING_THINKING:
 		if (cJSON_IsString(it))
-			return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
+			return set_text(s, k, it->valuestring, strlen(it->valuestring), why,
+					whylen);
 		if (!cJSON_IsNumber(it))
-			return fail(-EINVAL, why, whylen, "%s: expected \"off\", \"on\" or a number",
-				    key);
+			return fail(-EINVAL, why, whylen,
+				    "%s: expected \"off\", \"on\" or a number", key);
 		if (x >= table[k].min && x <= table[k].max && !is_whole(x))
 			return fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
 				    shown);

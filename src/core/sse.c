@@ -71,10 +71,10 @@ static int sse_dispatch(struct sse *p, sse_event_fn *fn, void *data)
 		return 0;
 	}
 	struct sse_event ev = {
-		.name = p->name.len ? p->name.data : "message",
-		.name_len = p->name.len ? p->name.len : strlen("message"),
-		.data = p->data.data ? p->data.data : "",
-		.data_len = p->data.len,
+	    .name = p->name.len ? p->name.data : "message",
+	    .name_len = p->name.len ? p->name.len : strlen("message"),
+	    .data = p->data.data ? p->data.data : "",
+	    .data_len = p->data.len,
 	};
 	int r = fn(data, &ev);
 	sse_event_clear(p);

@@ -162,7 +162,7 @@ static int store_scan(struct store *s)
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (store_name_check(de->d_name, strlen(de->d_name)) < 0)
-			continue;  /* ".", "..", and anything that is not ours */
+			continue; /* ".", "..", and anything that is not ours */
 		if (!store_add(s, de->d_name)) {
 			closedir(d);
 			return -ENOMEM;
@@ -193,7 +193,8 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 {
 	int r = mkdir_parents(s->dir);
 	if (r < 0) {
-		snprintf(why, whylen, "cannot create state directory '%s': %s", s->dir, strerror(-r));
+		snprintf(why, whylen, "cannot create state directory '%s': %s", s->dir,
+			 strerror(-r));
 		return r;
 	}
 	/* Absolute from here on: a daemon changes its directory to /. */
@@ -268,7 +269,8 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 		empty_trash(s);
 		r = store_scan(s);
 		if (r < 0)
-			snprintf(why, whylen, "cannot list '%s/contexts': %s", s->dir, strerror(-r));
+			snprintf(why, whylen, "cannot list '%s/contexts': %s", s->dir,
+				 strerror(-r));
 	}
 	if (r < 0) {
 		store_free(s);
@@ -395,15 +397,15 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	int64_t created = clock_wall_ms();
 	struct journal *j = NULL;
 	if (r == 0)
-		r = context_create_file(path, &st, created, &j);  /* ENOSPC when full */
+		r = context_create_file(path, &st, created, &j); /* ENOSPC when full */
 	if (r == 0)
 		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
 	pthread_mutex_lock(&s->lock);
-	slot = map_get_id(&s->by_id, sid);  /* neither deleted nor renamed meanwhile */
+	slot = map_get_id(&s->by_id, sid); /* neither deleted nor renamed meanwhile */
 	slot->creating = false;
 	pthread_cond_broadcast(&s->synced);
 	if (r == 0 && context_adopt(s, slot, j, &st, created) < 0)
-		journal_free(j);  /* out of memory: it loads at first use */
+		journal_free(j); /* out of memory: it loads at first use */
 	if (r < 0) {
 		journal_free(j);
 		map_del(&s->by_name, name, len);
@@ -438,7 +440,7 @@ int store_delete(struct store *s, const char *name)
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *slot = map_get(&s->by_name, name, strlen(name));
 	if (slot && slot->creating)
-		slot = slot_wait(s, slot, slot->id);  /* then deleted, or failed */
+		slot = slot_wait(s, slot, slot->id); /* then deleted, or failed */
 	if (!slot) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
@@ -469,7 +471,7 @@ int store_delete(struct store *s, const char *name)
 	remove_tree(s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
-	fsync(s->contexts_fd);  /* the rename into trash/, without the lock */
+	fsync(s->contexts_fd); /* the rename into trash/, without the lock */
 	return 0;
 }
 
@@ -509,7 +511,7 @@ int store_rename(struct store *s, const char *from, const char *to)
 	c->name = copy;
 	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
 	store_unlock_notify(s, &notes);
-	fsync(s->contexts_fd);  /* durable before rename() returns, without the lock */
+	fsync(s->contexts_fd); /* durable before rename() returns, without the lock */
 	return 0;
 }
 
@@ -585,7 +587,9 @@ static int save_defaults(struct store *s, const struct settings *d)
 	struct buf b;
 	buf_init(&b, SETTINGS_TEXT_MAX);
 	int r = settings_render(d, &b);
-	int fd = r < 0 ? -1 : openat(s->dir_fd, "config.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd =
+	    r < 0 ? -1
+		  : openat(s->dir_fd, "config.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (r == 0 && fd < 0)
 		r = -errno;
 	if (r == 0 && (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) < 0))
@@ -595,7 +599,7 @@ static int save_defaults(struct store *s, const struct settings *d)
 	if (r == 0 && renameat(s->dir_fd, "config.tmp", s->dir_fd, "config") < 0)
 		r = -errno;
 	if (r < 0 && fd >= 0)
-		unlinkat(s->dir_fd, "config.tmp", 0);  /* no stale temp file (ENOSPC) */
+		unlinkat(s->dir_fd, "config.tmp", 0); /* no stale temp file (ENOSPC) */
 	if (r == 0)
 		fsync(s->dir_fd);
 	buf_done(&b);
@@ -652,9 +656,10 @@ int store_render_status(struct store *s, struct buf *out)
 	pthread_mutex_lock(&s->lock);
 	char since[32];
 	clock_format_utc(s->started_ms, since);
-	int r = buf_printf(out, "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
-			   "started: %s\n", MCPFS_VERSION, s->dir, s->by_id.count, s->calls.count,
-			   since);
+	int r = buf_printf(out,
+			   "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
+			   "started: %s\n",
+			   MCPFS_VERSION, s->dir, s->by_id.count, s->calls.count, since);
 	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
 		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
 	if (r == 0 && s->refused[0]) {

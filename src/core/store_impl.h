@@ -15,57 +15,57 @@
 #include "mcpfs/prune.h"
 #include "mcpfs/store.h"
 
-#define CHECKPOINT_MS 100           /* longest a received, unread delta waits for disk */
-#define PART_MAX (1u << 20)         /* text bytes per REPLY_PART record */
+#define CHECKPOINT_MS 100   /* longest a received, unread delta waits for disk */
+#define PART_MAX (1u << 20) /* text bytes per REPLY_PART record */
 #define WHY_MAX 512
 
 struct turn {
-	int refs;                    /* the exchange's, readers', the call's */
-	uint64_t ctx_id;             /* immutable */
-	uint64_t number;             /* immutable: the exchange's turn number */
-	unsigned attempt;            /* reply attempt of this object (1, 2 after retry) */
+	int refs;	  /* the exchange's, readers', the call's */
+	uint64_t ctx_id;  /* immutable */
+	uint64_t number;  /* immutable: the exchange's turn number */
+	unsigned attempt; /* reply attempt of this object (1, 2 after retry) */
 	enum turn_state state;
-	struct buf text;             /* reply text: what `output` shows */
-	struct buf thinking;         /* thinking text, kept for the transcript */
-	size_t text_saved;           /* bytes of text already in REPLY_PART records */
-	size_t thinking_lead;        /* bytes of thinking that came before the first text
-	                                (the transcript shows them ahead of it) */
+	struct buf text;      /* reply text: what `output` shows */
+	struct buf thinking;  /* thinking text, kept for the transcript */
+	size_t text_saved;    /* bytes of text already in REPLY_PART records */
+	size_t thinking_lead; /* bytes of thinking that came before the first text
+				 (the transcript shows them ahead of it) */
 	size_t thinking_saved;
-	size_t text_synced;          /* of those, bytes a journal sync made durable */
+	size_t text_synced; /* of those, bytes a journal sync made durable */
 	size_t thinking_synced;
-	bool end_unsynced;           /* its REPLY_END is appended, not yet durable */
-	bool end_deferred;           /* ended; its REPLY_END waits to be appended (the
-	                                journal was busy, or a failed sync lost it) */
-	size_t marks_before;         /* a retry's: context->n_marks when it was asked for
-	                                (the transcript shows those marks before it) */
-	struct buf part;             /* the last REPLY_PART printed; freed at the end */
-	int64_t saved_ms;            /* monotonic time of the last checkpoint */
+	bool end_unsynced;   /* its REPLY_END is appended, not yet durable */
+	bool end_deferred;   /* ended; its REPLY_END waits to be appended (the
+				journal was busy, or a failed sync lost it) */
+	size_t marks_before; /* a retry's: context->n_marks when it was asked for
+				(the transcript shows those marks before it) */
+	struct buf part;     /* the last REPLY_PART printed; freed at the end */
+	int64_t saved_ms;    /* monotonic time of the last checkpoint */
 	char stop_reason[64];
 	struct wire_usage usage;
-	struct api_error error;      /* when FAILED */
+	struct api_error error; /* when FAILED */
 	int http_status;
 	char request_id[128];
-	uint64_t call_id;            /* non-zero while a call is in flight */
-	unsigned retries;            /* retries made in this attempt */
-	int64_t raw_sent;            /* prune estimate of the request sent */
-	uint64_t first_turn;         /* turn of the first exchange sent, 0 for none */
-	int64_t started_ms;          /* wall clock */
-	bool models_wait;            /* waiting for the Models API (in store->mwait, which
-	                                holds a reference) before its call is built */
-	struct context *ctx;         /* NULL once the context is deleted */
+	uint64_t call_id;    /* non-zero while a call is in flight */
+	unsigned retries;    /* retries made in this attempt */
+	int64_t raw_sent;    /* prune estimate of the request sent */
+	uint64_t first_turn; /* turn of the first exchange sent, 0 for none */
+	int64_t started_ms;  /* wall clock */
+	bool models_wait;    /* waiting for the Models API (in store->mwait, which
+				holds a reference) before its call is built */
+	struct context *ctx; /* NULL once the context is deleted */
 };
 
 struct exchange {
 	uint64_t turn;
-	char *user;                  /* heap, NUL-terminated */
+	char *user; /* heap, NUL-terminated */
 	size_t user_len;
-	int64_t user_ms;             /* wall clock */
-	struct turn *reply;          /* current attempt (ref held); never NULL */
-	struct turn **earlier;       /* attempts it replaced, oldest first (refs held):
-	                                the transcript keeps them */
+	int64_t user_ms;       /* wall clock */
+	struct turn *reply;    /* current attempt (ref held); never NULL */
+	struct turn **earlier; /* attempts it replaced, oldest first (refs held):
+				  the transcript keeps them */
 	size_t n_earlier;
-	bool clear_before;           /* a clear happened just before this exchange */
-	bool in_history;             /* pushed into the prune index */
+	bool clear_before; /* a clear happened just before this exchange */
+	bool in_history;   /* pushed into the prune index */
 };
 
 struct usage_totals {
@@ -79,74 +79,74 @@ struct usage_totals {
  * by_id map; by_name points to the same slot. */
 struct store_slot {
 	uint64_t id;
-	char *name;                  /* heap; the current name (renames change it) */
-	struct context *ctx;         /* NULL until first use loads the journal */
-	char word[12];               /* status word read without loading, "" unknown */
-	bool creating;               /* store_create() makes its journal, the lock
-	                                released: store_get() and deletes wait */
+	char *name;	     /* heap; the current name (renames change it) */
+	struct context *ctx; /* NULL until first use loads the journal */
+	char word[12];	     /* status word read without loading, "" unknown */
+	bool creating;	     /* store_create() makes its journal, the lock
+				released: store_get() and deletes wait */
 };
 
 /* Something the transcript shows between exchanges: a clear, or a new system
  * prompt.  Marks are kept in the order they happened. */
 enum mark_kind { MARK_CLEAR, MARK_SYSTEM };
 struct mark {
-	size_t at;                   /* shown before exchange `at` (c->n_ex when it came) */
+	size_t at; /* shown before exchange `at` (c->n_ex when it came) */
 	enum mark_kind kind;
-	char *text;                  /* MARK_SYSTEM: the new prompt (heap), else NULL */
+	char *text; /* MARK_SYSTEM: the new prompt (heap), else NULL */
 	size_t len;
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
  * read (and stat'ed, for st_size) far more often than the context changes. */
-#define VIEW_CACHED 2                /* VIEW_HISTORY, VIEW_HISTORY_JSON */
+#define VIEW_CACHED 2 /* VIEW_HISTORY, VIEW_HISTORY_JSON */
 struct view_cache {
-	char *data;                  /* heap, or NULL for none */
-	size_t len;                  /* bytes */
-	uint64_t version;            /* context->version it was rendered at */
+	char *data;	  /* heap, or NULL for none */
+	size_t len;	  /* bytes */
+	uint64_t version; /* context->version it was rendered at */
 };
 
 /* A loaded context: allocated by context_load(), freed when the context is
  * deleted or the store is freed. */
 struct context {
-	uint64_t id;                 /* == slot->id */
-	struct store_slot *slot;     /* the owner; slot->name is the context's name */
-	struct store *store;         /* the store it belongs to */
+	uint64_t id;			     /* == slot->id */
+	struct store_slot *slot;	     /* the owner; slot->name is the context's name */
+	struct store *store;		     /* the store it belongs to */
 	struct context *lru_prev, *lru_next; /* open journals, commit.c */
-	bool in_lru;                 /* its journal's descriptor is open and counted */
-	bool sync_queued;            /* in the commit thread's queue */
-	int64_t sync_failed_ms;      /* wall clock of the last failed journal sync, 0 none */
-	int sync_failed_err;         /* its -errno */
-	int sync_recover_err;        /* 0 once the journal was recovered, else -errno */
-	int broken;                  /* 0, or the -errno that kept the journal from opening
-	                                for writing */
+	bool in_lru;			     /* its journal's descriptor is open and counted */
+	bool sync_queued;		     /* in the commit thread's queue */
+	int64_t sync_failed_ms; /* wall clock of the last failed journal sync, 0 none */
+	int sync_failed_err;	/* its -errno */
+	int sync_recover_err;	/* 0 once the journal was recovered, else -errno */
+	int broken;		/* 0, or the -errno that kept the journal from opening
+				   for writing */
 	struct journal *journal;
 	struct settings settings;
-	char *system;                /* heap, NUL-terminated, "" for none */
+	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
 	struct exchange *ex;
 	size_t n_ex, cap_ex;
-	size_t hist_start;           /* first exchange after the last clear */
-	bool pending_clear;          /* the next exchange starts after a clear */
-	size_t next_send;            /* every exchange before it has ended */
-	struct mark *marks;          /* clears and system prompts, in order (transcript) */
+	size_t hist_start;  /* first exchange after the last clear */
+	bool pending_clear; /* the next exchange starts after a clear */
+	size_t next_send;   /* every exchange before it has ended */
+	struct mark *marks; /* clears and system prompts, in order (transcript) */
 	size_t n_marks, cap_marks;
-	struct prune_index prune;    /* complete exchanges since hist_start */
-	uint64_t floor_turn;         /* loading: first_turn of the last call */
-	size_t *hist;                /* prune index position -> exchange index */
+	struct prune_index prune; /* complete exchanges since hist_start */
+	uint64_t floor_turn;	  /* loading: first_turn of the last call */
+	size_t *hist;		  /* prune index position -> exchange index */
 	size_t hist_cap;
-	struct turn *active;         /* the turn with a call in flight */
-	struct turn *newest;         /* what `output` opens (ref held) */
+	struct turn *active; /* the turn with a call in flight */
+	struct turn *newest; /* what `output` opens (ref held) */
 	uint64_t next_turn;
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
 	struct wire_usage last_usage;
-	char note[WHY_MAX];          /* a journal problem not tied to a turn (it
-	                                cannot be opened, a reply cannot be saved),
-	                                "" for none */
-	char refused[WHY_MAX];       /* the last refused write or close, "" for none */
-	int64_t refused_ms;          /* wall clock of that refusal */
+	char note[WHY_MAX];    /* a journal problem not tied to a turn (it
+				  cannot be opened, a reply cannot be saved),
+				  "" for none */
+	char refused[WHY_MAX]; /* the last refused write or close, "" for none */
+	int64_t refused_ms;    /* wall clock of that refusal */
 	struct journal_report report;
-	uint64_t version;            /* bumped by context_changed() on every change */
+	uint64_t version; /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
 };
 
@@ -172,16 +172,16 @@ struct notes {
 struct store {
 	pthread_mutex_t lock;
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
-	char *dir;                   /* state directory */
-	int dir_fd;                  /* STATE, flock'd: open for the store's whole life */
-	int contexts_fd;             /* STATE/contexts */
-	int lock_fd;                 /* flock'd STATE/lock */
-	struct map by_name;          /* name -> struct store_slot */
-	struct map by_id;            /* id -> struct store_slot (owner) */
-	struct map calls;            /* call id -> struct turn */
+	char *dir;		       /* state directory */
+	int dir_fd;		       /* STATE, flock'd: open for the store's whole life */
+	int contexts_fd;	       /* STATE/contexts */
+	int lock_fd;		       /* flock'd STATE/lock */
+	struct map by_name;	       /* name -> struct store_slot */
+	struct map by_id;	       /* id -> struct store_slot (owner) */
+	struct map calls;	       /* call id -> struct turn */
 	uint64_t next_id;
 	uint64_t next_call;
-	struct settings defaults;    /* root .config */
+	struct settings defaults; /* root .config */
 	const struct transport_ops *ops;
 	void *ops_impl;
 	struct {
@@ -192,27 +192,26 @@ struct store {
 	char info_key[INFO_KEYS][16];
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
-	struct notes held;           /* store_call_event()'s, until store_call_flush() */
+	struct notes held; /* store_call_event()'s, until store_call_flush() */
 	/* commit.c: journal syncs run with the lock released */
-	pthread_cond_t synced;       /* broadcast whenever a journal sync ends */
-	pthread_cond_t commit_wake;  /* the commit threads' queue has work, or stop */
-	uint64_t *commit_q;          /* ids of contexts with an unsynced reply end */
+	pthread_cond_t synced;	    /* broadcast whenever a journal sync ends */
+	pthread_cond_t commit_wake; /* the commit threads' queue has work, or stop */
+	uint64_t *commit_q;	    /* ids of contexts with an unsynced reply end */
 	size_t commit_n, commit_cap;
-	int committers;              /* commit threads running (0: sync under the lock) */
+	int committers; /* commit threads running (0: sync under the lock) */
 	bool commit_stop;
 	struct context *lru_head, *lru_tail; /* open journals, least recently used first */
-	size_t open_journals;        /* descriptors of journals open now */
-	size_t journal_fd_max;       /* their bound (store_open: from RLIMIT_NOFILE) */
-	char refused[WHY_MAX];       /* the last refused write of .config, "" for none */
-	int64_t refused_ms;          /* wall clock of that refusal */
-	int reserve_fd;              /* unlinked file holding reserved space, -1 none yet */
-	uint64_t reserved;           /* bytes held in it: the sum of every writer's */
-	struct models models;        /* the Models API's answers (store_models.c) */
-	pthread_cond_t models_cond;  /* broadcast at each answer; with lock */
-	struct turn **mwait;         /* turns waiting for an answer (a reference each) */
+	size_t open_journals;		     /* descriptors of journals open now */
+	size_t journal_fd_max;		     /* their bound (store_open: from RLIMIT_NOFILE) */
+	char refused[WHY_MAX];		     /* the last refused write of .config, "" for none */
+	int64_t refused_ms;		     /* wall clock of that refusal */
+	int reserve_fd;			     /* unlinked file holding reserved space, -1 none yet */
+	uint64_t reserved;		     /* bytes held in it: the sum of every writer's */
+	struct models models;		     /* the Models API's answers (store_models.c) */
+	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
+	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
 };
-
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
 /* Unlocks the store and calls the observers for each note, and for the held
@@ -235,7 +234,7 @@ void store_models_unwait(struct store *s, struct turn *t);
 int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
 /* store.c */
-struct context *store_get(struct store *s, uint64_t id);  /* loaded (now if need be), or NULL */
+struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
 
 /* context.c */
 /* Reads the slot's journal (creating it when the directory has none) into a

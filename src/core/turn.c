@@ -18,10 +18,10 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-#define REQUEST_MAX (32u << 20)  /* the API refuses bodies over 32 MB */
+#define REQUEST_MAX (32u << 20) /* the API refuses bodies over 32 MB */
 
-static const char *const state_names[] = {"pending", "queued", "waiting", "streaming", "done",
-					  "failed"};
+static const char *const state_names[] = {"pending",   "queued", "waiting",
+					  "streaming", "done",	 "failed"};
 
 const char *turn_state_name(enum turn_state st)
 {
@@ -89,8 +89,10 @@ uint64_t turn_context(const struct turn *t)
 static void turn_save_failed(struct context *c, int err)
 {
 	if (!c->note[0])
-		snprintf(c->note, sizeof(c->note), "cannot save the reply: %s; it will not "
-			 "survive a restart", strerror(-err));
+		snprintf(c->note, sizeof(c->note),
+			 "cannot save the reply: %s; it will not "
+			 "survive a restart",
+			 strerror(-err));
 }
 
 /* The bytes of b from off on ("" for an empty buffer, never NULL). */
@@ -104,7 +106,7 @@ void turn_checkpoint(struct turn *t, bool sync)
 {
 	struct context *c = t->ctx;
 	if (!c || !c->journal || journal_busy(c->journal))
-		return;  /* while a sync runs: at the next event, or when it ends */
+		return; /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
 	if (!t->text.len && t->state != TURN_DONE && t->state != TURN_FAILED)
@@ -123,8 +125,9 @@ void turn_checkpoint(struct turn *t, bool sync)
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which the
 		 * record's escaping keeps intact either way. */
-		int r = reply_part_print(&t->part, t->number, t->attempt, buf_at(&t->text, t->text_saved),
-					 tn, buf_at(&t->thinking, t->thinking_saved), hn);
+		int r = reply_part_print(&t->part, t->number, t->attempt,
+					 buf_at(&t->text, t->text_saved), tn,
+					 buf_at(&t->thinking, t->thinking_saved), hn);
 		if (r == 0)
 			r = context_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
 		if (r < 0) {
@@ -158,7 +161,7 @@ static cJSON *usage_json(const struct wire_usage *u)
 int turn_end_record(struct context *c, struct turn *t, bool sync)
 {
 	turn_checkpoint(t, false);
-	buf_done(&t->part);  /* the reply's last part is saved */
+	buf_done(&t->part); /* the reply's last part is saved */
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
 		return -ENOMEM;
@@ -212,7 +215,8 @@ void context_account(struct context *c, struct turn *t)
 	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
 	c->totals.calls++;
 	c->last_usage = *u;
-	int64_t sent = u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
+	int64_t sent =
+	    u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
 	context_changed(c);
@@ -233,7 +237,7 @@ int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
 	if (!v)
 		return -ENOMEM;
 	e->earlier = v;
-	e->reply->ctx = NULL;  /* ended: nothing more is saved of it */
+	e->reply->ctx = NULL; /* ended: nothing more is saved of it */
 	v[e->n_earlier++] = e->reply;
 	e->reply = t;
 	t->marks_before = c->n_marks;
@@ -260,7 +264,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 		if (map_del_id(&s->calls, t->call_id)) {
 			if (s->ops)
 				s->ops->cancel(s->ops_impl, t->call_id);
-			t->refs--;  /* the call's reference; the context still holds one */
+			t->refs--; /* the call's reference; the context still holds one */
 		}
 		t->call_id = 0;
 	}
@@ -277,7 +281,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	}
 	if (c->active == t)
 		c->active = NULL;
-	context_changed(c);  /* the transcript shows the end, saved or not */
+	context_changed(c); /* the transcript shows the end, saved or not */
 	context_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
@@ -304,11 +308,13 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
-	int64_t fixed = prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
+	int64_t fixed =
+	    prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
-	context_changed(c);  /* the floor may have moved: `history` shows it */
+	context_changed(c); /* the floor may have moved: `history` shows it */
 	if (first < 0) {
-		snprintf(why, whylen, "the message needs about %lld tokens with the system prompt, "
+		snprintf(why, whylen,
+			 "the message needs about %lld tokens with the system prompt, "
 			 "over budget_tokens (%lld); nothing was sent",
 			 (long long)prune_tokens(&c->prune, fixed), (long long)st->budget_tokens);
 		return -EFBIG;
@@ -322,8 +328,9 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	for (size_t i = 0; i < kept; i++) {
 		const struct exchange *h = &c->ex[c->hist[(size_t)first + i]];
 		m[2 * i] = (struct wire_message){false, h->user, h->user_len, false};
-		m[2 * i + 1] = (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
-						     h->reply->text.len, false};
+		m[2 * i + 1] =
+		    (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
+					  h->reply->text.len, false};
 		*raw += exchange_raw(h);
 	}
 	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
@@ -332,18 +339,24 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	struct model_shape shape;
 	model_shape(st, caps, &shape);
 	struct wire_request r = {
-		.model = st->model, .max_tokens = st->max_tokens, .temperature = st->temperature,
-		.system = c->system, .system_len = c->system_len,
-		.system_cache_mark = st->prompt_cache && c->system_len > 0,
-		.messages = m, .n_messages = kept * 2 + 1,
-		.thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
-		.thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
-		.effort = shape.effort, .stream = true,
+	    .model = st->model,
+	    .max_tokens = st->max_tokens,
+	    .temperature = st->temperature,
+	    .system = c->system,
+	    .system_len = c->system_len,
+	    .system_cache_mark = st->prompt_cache && c->system_len > 0,
+	    .messages = m,
+	    .n_messages = kept * 2 + 1,
+	    .thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
+	    .thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
+	    .effort = shape.effort,
+	    .stream = true,
 	};
 	int ret = wire_request_build(&r, body);
 	free(m);
 	if (ret == -EFBIG)
-		snprintf(why, whylen, "the request would exceed the API's 32 MB limit; nothing was sent");
+		snprintf(why, whylen,
+			 "the request would exceed the API's 32 MB limit; nothing was sent");
 	else if (ret < 0)
 		snprintf(why, whylen, "cannot build the request: %s", strerror(-ret));
 	return ret;
@@ -357,7 +370,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	struct buf body;
 	char why[WHY_MAX];
 	int r = store_models_ready(s, c, t, &caps, why, sizeof(why));
-	if (r > 0) {  /* waits for the Models API; an answer starts it again */
+	if (r > 0) { /* waits for the Models API; an answer starts it again */
 		notes_add(n, c->id, STORE_CHANGED_STATE);
 		return 0;
 	}
@@ -373,10 +386,10 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		return r;
 	}
 	struct call_spec spec = {
-		.call_id = ++s->next_call,
-		.max_retries = (int)c->settings.max_retries,
-		.connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
-		.idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
+	    .call_id = ++s->next_call,
+	    .max_retries = (int)c->settings.max_retries,
+	    .connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
+	    .idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
@@ -387,7 +400,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		return -ENOMEM;
 	}
 	t->call_id = spec.call_id;
-	t->refs++;  /* the call's */
+	t->refs++; /* the call's */
 	t->state = TURN_WAITING;
 	t->started_ms = clock_wall_ms();
 	c->active = t;
@@ -413,11 +426,11 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 void context_pump(struct store *s, struct context *c, struct notes *n)
 {
 	if (!s->ops)
-		return;  /* no transport (tests of the core alone): turns stay queued */
+		return; /* no transport (tests of the core alone): turns stay queued */
 	while (!c->active && c->next_send < c->n_ex) {
 		struct turn *t = c->ex[c->next_send].reply;
 		if (t->state == TURN_PENDING)
-			return;  /* its writer has not closed yet: later turns wait */
+			return; /* its writer has not closed yet: later turns wait */
 		if (t->state == TURN_QUEUED && turn_start(s, c, c->next_send, n) == 0)
 			return;
 		c->next_send++;
@@ -432,7 +445,8 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 	int any = 0;
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
 		struct turn *t = c->ex[i].reply;
-		if (t->state == TURN_QUEUED || t->state == TURN_WAITING || t->state == TURN_STREAMING) {
+		if (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
+		    t->state == TURN_STREAMING) {
 			turn_end(s, t, TURN_FAILED, &e, n);
 			any = 1;
 		}
@@ -442,8 +456,7 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 
 /* --- the transport's reports (network thread) ---------------------------------- */
 
-void store_call_response(struct store *s, uint64_t call_id, int http_status,
-			 const char *request_id)
+void store_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
 {
 	pthread_mutex_lock(&s->lock);
 	struct turn *t = map_get_id(&s->calls, call_id);
@@ -468,8 +481,7 @@ static void usage_assign(struct wire_usage *to, const struct wire_usage *from)
 	to->present |= from->present;
 }
 
-static int turn_event(struct store *s, struct turn *t, const struct wire_event *ev,
-		      struct notes *n)
+static int turn_event(struct store *s, struct turn *t, const struct wire_event *ev, struct notes *n)
 {
 	int r = 0;
 	switch (ev->type) {
@@ -538,7 +550,7 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 		buf_reset(&t->thinking);
 		t->thinking_saved = 0;
 		memset(&t->usage, 0, sizeof(t->usage));
-		t->error = *err;  /* shown in status while waiting; cleared on success */
+		t->error = *err; /* shown in status while waiting; cleared on success */
 		notes_add(&n, t->ctx_id, STORE_CHANGED_STATE);
 	}
 	store_unlock_notify(s, &n);
@@ -562,7 +574,7 @@ void store_call_end(struct store *s, uint64_t call_id, int err, const struct api
 				      strerror(-err));
 		turn_end(s, t, err == 0 ? TURN_DONE : TURN_FAILED, &why, &n);
 		struct context *c = t->ctx;
-		turn_unref(NULL, t);  /* the call's reference */
+		turn_unref(NULL, t); /* the call's reference */
 		if (c)
 			context_pump(s, c, &n);
 	}

@@ -43,9 +43,10 @@ static int render_history(const struct context *c, struct buf *out)
 		r = put_block(out, "system", c->system, c->system_len);
 	if (r == 0 && first > 0) {
 		const struct exchange *a = &c->ex[c->hist[0]], *b = &c->ex[c->hist[first - 1]];
-		r = buf_printf(out, "--- pruned: %zu earlier message(s), turns %llu-%llu, not sent "
-			       "(budget_tokens = %lld) ---\n\n", first * 2,
-			       (unsigned long long)a->turn, (unsigned long long)b->turn,
+		r = buf_printf(out,
+			       "--- pruned: %zu earlier message(s), turns %llu-%llu, not sent "
+			       "(budget_tokens = %lld) ---\n\n",
+			       first * 2, (unsigned long long)a->turn, (unsigned long long)b->turn,
 			       (long long)c->settings.budget_tokens);
 	}
 	for (size_t i = first; r == 0 && i < c->prune.n; i++) {
@@ -101,7 +102,8 @@ static int render_history_json(const struct context *c, struct buf *out)
 		const struct exchange *e = &c->ex[c->hist[i]];
 		r = add_message(arr, "user", e->user, e->user_len);
 		if (r == 0)
-			r = add_message(arr, "assistant", text_of(&e->reply->text), e->reply->text.len);
+			r = add_message(arr, "assistant", text_of(&e->reply->text),
+					e->reply->text.len);
 	}
 	cJSON_AddNumberToObject(o, "pruned_messages", (double)(first * 2));
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
@@ -142,11 +144,15 @@ static int render_outcome(const struct turn *t, struct buf *out)
 				  t->error.message);
 	int r = 0;
 	if (!strcmp(t->stop_reason, "refusal"))
-		r = buf_printf(out, "--- turn %llu, refused (stop_reason: refusal): left out of the "
-			       "history ---\n\n", n);
+		r = buf_printf(out,
+			       "--- turn %llu, refused (stop_reason: refusal): left out of the "
+			       "history ---\n\n",
+			       n);
 	else if (utf8_blank(text, t->text.len))
-		r = buf_printf(out, "--- turn %llu: the reply has no text: left out of the history "
-			       "---\n\n", n);
+		r = buf_printf(out,
+			       "--- turn %llu: the reply has no text: left out of the history "
+			       "---\n\n",
+			       n);
 	return r;
 }
 
@@ -194,8 +200,7 @@ static int render_attempt(const struct turn *t, struct buf *out)
 
 /* Renders the marks from *m on that came before attempt t: those made before
  * it was asked for (a new system prompt between a reply and its regeneration). */
-static int render_marks_before(const struct context *c, size_t *m, size_t before,
-			       struct buf *out)
+static int render_marks_before(const struct context *c, size_t *m, size_t before, struct buf *out)
 {
 	int r = 0;
 	for (; r == 0 && *m < c->n_marks && *m < before; (*m)++)
@@ -209,7 +214,7 @@ static int render_exchange(const struct context *c, size_t i, size_t *m, struct 
 {
 	const struct exchange *e = &c->ex[i];
 	if (e->reply->state == TURN_PENDING && !e->n_earlier)
-		return 0;  /* its writer may still change it */
+		return 0; /* its writer may still change it */
 	char head[96], when[32];
 	clock_format_utc(e->user_ms, when);
 	snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
@@ -221,9 +226,10 @@ static int render_exchange(const struct context *c, size_t i, size_t *m, struct 
 		/* A regeneration is told where its attempt begins: all before it
 		 * was shown when it was asked for. */
 		if (k > 0 && e->earlier[k - 1]->state == TURN_DONE &&
-		    (r = buf_printf(out, "--- turn %llu, regenerated: the reply above is replaced by "
-				    "attempt %u ---\n\n", (unsigned long long)e->turn,
-				    t->attempt)) < 0)
+		    (r = buf_printf(out,
+				    "--- turn %llu, regenerated: the reply above is replaced by "
+				    "attempt %u ---\n\n",
+				    (unsigned long long)e->turn, t->attempt)) < 0)
 			break;
 		r = render_attempt(t, out);
 		if (r == 0)
@@ -321,12 +327,14 @@ static int render_sync_failure(const struct context *c, struct buf *out)
 	char when[32];
 	clock_format_utc(c->sync_failed_ms, when);
 	if (!c->sync_recover_err)
-		return buf_printf(out, "journal_fsync: failed at %s (%s); recovered: what it had "
-				  "not saved was truncated, the journal rescanned\n", when,
-				  strerror(-c->sync_failed_err));
-	return buf_printf(out, "journal_fsync: failed at %s (%s); not recovered yet (%s), the "
-			  "next change retries\n", when, strerror(-c->sync_failed_err),
-			  strerror(-c->sync_recover_err));
+		return buf_printf(out,
+				  "journal_fsync: failed at %s (%s); recovered: what it had "
+				  "not saved was truncated, the journal rescanned\n",
+				  when, strerror(-c->sync_failed_err));
+	return buf_printf(out,
+			  "journal_fsync: failed at %s (%s); not recovered yet (%s), the "
+			  "next change retries\n",
+			  when, strerror(-c->sync_failed_err), strerror(-c->sync_recover_err));
 }
 
 /* The newest turn's keys: what `output` opens.  Each is named for the turn. */
@@ -379,8 +387,10 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 	if (r == 0 && c->note[0])
 		r = buf_printf(out, "journal_error: %s\n", c->note);
 	if (r == 0 && (c->report.bad_records || c->report.torn_bytes))
-		r = buf_printf(out, "journal_recovered: %llu corrupt record(s) skipped, %llu torn "
-			       "byte(s) truncated\n", (unsigned long long)c->report.bad_records,
+		r = buf_printf(out,
+			       "journal_recovered: %llu corrupt record(s) skipped, %llu torn "
+			       "byte(s) truncated\n",
+			       (unsigned long long)c->report.bad_records,
 			       (unsigned long long)c->report.torn_bytes);
 	if (r == 0 && c->broken)
 		r = buf_puts(out, "journal: read-only (it could not be opened for writing)\n");
@@ -395,16 +405,17 @@ static int render_usage(const struct context *c, struct buf *out)
 {
 	const struct wire_usage *u = &c->last_usage;
 	const struct usage_totals *t = &c->totals;
-	return buf_printf(out,
-			  "last_input_tokens: %lld\nlast_output_tokens: %lld\n"
-			  "last_cache_creation_input_tokens: %lld\nlast_cache_read_input_tokens: %lld\n"
-			  "total_input_tokens: %lld\ntotal_output_tokens: %lld\n"
-			  "total_cache_creation_input_tokens: %lld\ntotal_cache_read_input_tokens: %lld\n"
-			  "calls: %llu\n",
-			  (long long)u->input_tokens, (long long)u->output_tokens,
-			  (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
-			  (long long)t->input, (long long)t->output, (long long)t->cache_creation,
-			  (long long)t->cache_read, (unsigned long long)t->calls);
+	return buf_printf(
+	    out,
+	    "last_input_tokens: %lld\nlast_output_tokens: %lld\n"
+	    "last_cache_creation_input_tokens: %lld\nlast_cache_read_input_tokens: %lld\n"
+	    "total_input_tokens: %lld\ntotal_output_tokens: %lld\n"
+	    "total_cache_creation_input_tokens: %lld\ntotal_cache_read_input_tokens: %lld\n"
+	    "calls: %llu\n",
+	    (long long)u->input_tokens, (long long)u->output_tokens,
+	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
+	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
+	    (long long)t->cache_read, (unsigned long long)t->calls);
 }
 
 static int render_info_json(const struct context *c, struct buf *out)
@@ -424,7 +435,8 @@ static int render_info_json(const struct context *c, struct buf *out)
 	if (u) {
 		cJSON_AddNumberToObject(u, "input_tokens", (double)c->totals.input);
 		cJSON_AddNumberToObject(u, "output_tokens", (double)c->totals.output);
-		cJSON_AddNumberToObject(u, "cache_creation_input_tokens", (double)c->totals.cache_creation);
+		cJSON_AddNumberToObject(u, "cache_creation_input_tokens",
+					(double)c->totals.cache_creation);
 		cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)c->totals.cache_read);
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
 	}
@@ -444,12 +456,12 @@ static int render_info_json(const struct context *c, struct buf *out)
 
 /* --- the status word of a context not loaded ------------------------------------- */
 
-#define PEEK_TAIL (64u << 10)  /* bytes of a journal's end read for it */
+#define PEEK_TAIL (64u << 10) /* bytes of a journal's end read for it */
 
 struct peek {
-	int64_t turn;  /* newest turn a record named, 0 for none or after a clear */
-	bool done;     /* its last record is a REPLY_END saying done */
-	bool seen;     /* a record about turns was read */
+	int64_t turn; /* newest turn a record named, 0 for none or after a clear */
+	bool done;    /* its last record is a REPLY_END saying done */
+	bool seen;    /* a record about turns was read */
 };
 
 static int on_peek(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
@@ -488,7 +500,7 @@ static const char *context_peek_word(const char *path)
 	if (r == 0 && !p.seen)
 		r = journal_scan(path, on_peek, &p, &rep);
 	if (r == -ENOENT)
-		return "idle";  /* loading creates it */
+		return "idle"; /* loading creates it */
 	return r < 0 || (p.turn && !p.done) ? "error" : "idle";
 }
 
@@ -498,10 +510,13 @@ int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
 	size_t queued;
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *slot = map_get_id(&s->by_id, id);
-	int r = !slot ? -ENOENT : slot->ctx || slot->word[0] ? 0
-		: slot_journal_path(s, slot, path, sizeof(path)) == 0 ? 1 : -ENAMETOOLONG;
+	int r = !slot						      ? -ENOENT
+		: slot->ctx || slot->word[0]			      ? 0
+		: slot_journal_path(s, slot, path, sizeof(path)) == 0 ? 1
+								      : -ENAMETOOLONG;
 	if (r == 0)
-		snprintf(out, outlen, "%s", slot->ctx ? status_word(slot->ctx, &queued) : slot->word);
+		snprintf(out, outlen, "%s",
+			 slot->ctx ? status_word(slot->ctx, &queued) : slot->word);
 	pthread_mutex_unlock(&s->lock);
 	if (r != 1)
 		return r;
@@ -571,7 +586,7 @@ int context_version(struct store *s, uint64_t id, uint64_t *version)
 	 * shows it once a rendering has saved it (no rendering has this value). */
 	if (c)
 		*version = c->active && c->active->text_saved < c->active->text.len ? UINT64_MAX
-										     : c->version;
+										    : c->version;
 	pthread_mutex_unlock(&s->lock);
 	return c ? 0 : -ENOENT;
 }
@@ -582,9 +597,11 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? 0 : -ENOENT;
-	switch (c ? kind : (enum view_kind)-1) {
+	switch (c ? kind : (enum view_kind) - 1) {
 	case VIEW_HISTORY:
-	case VIEW_HISTORY_JSON: r = render_cached(c, kind, out); break;
+	case VIEW_HISTORY_JSON:
+		r = render_cached(c, kind, out);
+		break;
 	case VIEW_TRANSCRIPT:
 		/* What a reader is shown of a streaming reply must survive a crash
 		 * (a restart shows the same bytes, then the interruption). */
@@ -595,16 +612,29 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 	case VIEW_TRANSCRIPT_JSON:
 		r = transcript_fits(c, 0, out) ?: render_transcript_json(c, out);
 		break;
-	case VIEW_SYSTEM: r = buf_append(out, c->system, c->system_len); break;
-	case VIEW_MODEL: r = buf_printf(out, "%s\n", c->settings.model); break;
-	case VIEW_CONFIG: r = settings_render(&c->settings, out); break;
-	case VIEW_STATUS: r = render_status(s, c, out); break;
-	case VIEW_USAGE: r = render_usage(c, out); break;
-	case VIEW_INFO_JSON: r = render_info_json(c, out); break;
-	default: break;
+	case VIEW_SYSTEM:
+		r = buf_append(out, c->system, c->system_len);
+		break;
+	case VIEW_MODEL:
+		r = buf_printf(out, "%s\n", c->settings.model);
+		break;
+	case VIEW_CONFIG:
+		r = settings_render(&c->settings, out);
+		break;
+	case VIEW_STATUS:
+		r = render_status(s, c, out);
+		break;
+	case VIEW_USAGE:
+		r = render_usage(c, out);
+		break;
+	case VIEW_INFO_JSON:
+		r = render_info_json(c, out);
+		break;
+	default:
+		break;
 	}
 	if (c && version)
-		*version = c->version;  /* after the checkpoint above */
+		*version = c->version; /* after the checkpoint above */
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -53,14 +53,16 @@ void api_error_set(struct api_error *e, const char *type, const char *fmt, ...)
 
 bool api_error_status_retryable(int http_status)
 {
-	return http_status == 408 || http_status == 409 || http_status == 429 ||
-	       http_status >= 500;
+	return http_status == 408 || http_status == 409 || http_status == 429 || http_status >= 500;
 }
 
 bool wire_error_type_retryable(const char *type)
 {
 	static const char *const retryable[] = {
-		"overloaded_error", "api_error", "rate_limit_error", "timeout_error",
+	    "overloaded_error",
+	    "api_error",
+	    "rate_limit_error",
+	    "timeout_error",
 	};
 
 	if (!type)
@@ -102,16 +104,22 @@ static int json_count(const cJSON *obj, const char *key, int64_t *out)
 static int decode_usage(const cJSON *usage, struct wire_usage *u)
 {
 	static const char *const keys[] = {
-		"input_tokens", "output_tokens", "cache_creation_input_tokens",
-		"cache_read_input_tokens",
+	    "input_tokens",
+	    "output_tokens",
+	    "cache_creation_input_tokens",
+	    "cache_read_input_tokens",
 	};
 	static const unsigned bits[] = {
-		WIRE_USAGE_INPUT, WIRE_USAGE_OUTPUT, WIRE_USAGE_CACHE_CREATION,
-		WIRE_USAGE_CACHE_READ,
+	    WIRE_USAGE_INPUT,
+	    WIRE_USAGE_OUTPUT,
+	    WIRE_USAGE_CACHE_CREATION,
+	    WIRE_USAGE_CACHE_READ,
 	};
 	int64_t *dst[] = {
-		&u->input_tokens, &u->output_tokens, &u->cache_creation_input_tokens,
-		&u->cache_read_input_tokens,
+	    &u->input_tokens,
+	    &u->output_tokens,
+	    &u->cache_creation_input_tokens,
+	    &u->cache_read_input_tokens,
 	};
 
 	if (!usage || cJSON_IsNull(usage))
@@ -221,9 +229,9 @@ static int decode_block_delta(const cJSON *root, struct wire_event *ev)
 		enum wire_block block;
 		const char *field;
 	} deltas[] = {
-		{ "text_delta", WIRE_BLOCK_TEXT, "text" },
-		{ "thinking_delta", WIRE_BLOCK_THINKING, "thinking" },
-		{ "signature_delta", WIRE_BLOCK_SIGNATURE, "signature" },
+	    {"text_delta", WIRE_BLOCK_TEXT, "text"},
+	    {"thinking_delta", WIRE_BLOCK_THINKING, "thinking"},
+	    {"signature_delta", WIRE_BLOCK_SIGNATURE, "signature"},
 	};
 	const cJSON *delta = cJSON_GetObjectItemCaseSensitive(root, "delta");
 	const char *type = cJSON_IsObject(delta) ? json_str(delta, "type") : NULL;
@@ -284,14 +292,14 @@ static const struct {
 	enum wire_event_type type;
 	wire_decode_fn *decode;
 } wire_events[] = {
-	{ "message_start", WIRE_MESSAGE_START, decode_message_start },
-	{ "content_block_start", WIRE_BLOCK_START, decode_block_start },
-	{ "content_block_delta", WIRE_BLOCK_DELTA, decode_block_delta },
-	{ "content_block_stop", WIRE_BLOCK_STOP, decode_block_stop },
-	{ "message_delta", WIRE_MESSAGE_DELTA, decode_message_delta },
-	{ "message_stop", WIRE_MESSAGE_STOP, NULL },
-	{ "ping", WIRE_PING, NULL },
-	{ "error", WIRE_ERROR, decode_error },
+    {"message_start", WIRE_MESSAGE_START, decode_message_start},
+    {"content_block_start", WIRE_BLOCK_START, decode_block_start},
+    {"content_block_delta", WIRE_BLOCK_DELTA, decode_block_delta},
+    {"content_block_stop", WIRE_BLOCK_STOP, decode_block_stop},
+    {"message_delta", WIRE_MESSAGE_DELTA, decode_message_delta},
+    {"message_stop", WIRE_MESSAGE_STOP, NULL},
+    {"ping", WIRE_PING, NULL},
+    {"error", WIRE_ERROR, decode_error},
 };
 
 /* The entry named by the JSON's "type", or failing that by the SSE event name;
@@ -395,8 +403,8 @@ void wire_event_done(struct wire_event *ev)
 static bool wire_error_json(const char *body, size_t len, struct api_error *e)
 {
 	cJSON *root = cJSON_ParseWithLength(body, len);
-	const cJSON *err = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "error")
-						: NULL;
+	const cJSON *err =
+	    cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "error") : NULL;
 	const char *type = cJSON_IsObject(err) ? json_str(err, "type") : NULL;
 	const char *msg = type ? json_str(err, "message") : NULL;
 	const char *rid = type ? json_str(root, "request_id") : NULL;

@@ -27,8 +27,8 @@
 
 #define HEAD "{\"type\":\"content_block_delta\",\"index\":"
 #define MIDDLE ",\"delta\":{\"type\":\"text_delta\",\"text\":\""
-#define TAIL "}}"  /* of delta and of the event; the quote was read */
-#define INDEX_DIGITS_MAX 9  /* below INT_MAX, so no overflow check is needed */
+#define TAIL "}}"	   /* of delta and of the event; the quote was read */
+#define INDEX_DIGITS_MAX 9 /* below INT_MAX, so no overflow check is needed */
 
 static bool has_prefix(const char **p, const char *end, const char *lit, size_t n)
 {
@@ -125,15 +125,24 @@ static size_t read_u_escape(const char *s, const char *end, uint32_t *cp)
 static char simple_escape(char c)
 {
 	switch (c) {
-	case '"': return '"';
-	case '\\': return '\\';
-	case '/': return '/';
-	case 'b': return '\b';
-	case 'f': return '\f';
-	case 'n': return '\n';
-	case 'r': return '\r';
-	case 't': return '\t';
-	default: return 0;
+	case '"':
+		return '"';
+	case '\\':
+		return '\\';
+	case '/':
+		return '/';
+	case 'b':
+		return '\b';
+	case 'f':
+		return '\f';
+	case 'n':
+		return '\n';
+	case 'r':
+		return '\r';
+	case 't':
+		return '\t';
+	default:
+		return 0;
 	}
 }
 

@@ -39,8 +39,8 @@
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
 
-#define NOTIFY_MS 100   /* shortest time between two events of one context */
-#define NOTIFY_BUSY 4   /* wait at least this many times the last pass's duration */
+#define NOTIFY_MS 100 /* shortest time between two events of one context */
+#define NOTIFY_BUSY 4 /* wait at least this many times the last pass's duration */
 
 /* The file system type mounted exactly at path ("fuse.mcpfs"), from
  * /proc/self/mountinfo, or "" (path is no mount point).  The last mount there
@@ -193,7 +193,7 @@ int fs_run(struct fs *fs, unsigned max_threads)
 void fs_unmount(struct fs *fs)
 {
 	if (fs && fs->mounted) {
-		fs_park_drain(fs);  /* answered while /dev/fuse is still open */
+		fs_park_drain(fs); /* answered while /dev/fuse is still open */
 		fuse_remove_signal_handlers(fs->se);
 		fuse_session_unmount(fs->se);
 		fs->mounted = false;
@@ -223,7 +223,7 @@ static void notify_output(struct fs *fs, uint64_t ctx, unsigned bits)
 	char name[STORE_NAME_MAX + 1], path[STORE_NAME_MAX + 16];
 	struct context_info ci;
 	if (store_name(fs->st, ctx, name, sizeof(name)) < 0 || context_info(fs->st, ctx, &ci) < 0) {
-		map_del_id(&fs->closed, ctx);  /* deleted: ids are never reused */
+		map_del_id(&fs->closed, ctx); /* deleted: ids are never reused */
 		return;
 	}
 	/* Relative to the working directory, the mount's root (notifier_enter).
@@ -282,9 +282,9 @@ static int notifier_enter(struct fs *fs)
 	if (fd < 0)
 		return -errno;
 	int r = -ESTALE;
-	if (syscall(SYS_statx, (int)fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO,
-		    &sx) == 0 && sx.stx_ino == FUSE_ROOT_ID &&
-	    makedev(sx.stx_dev_major, sx.stx_dev_minor) == fs->dev)
+	if (syscall(SYS_statx, (int)fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &sx) ==
+		0 &&
+	    sx.stx_ino == FUSE_ROOT_ID && makedev(sx.stx_dev_major, sx.stx_dev_minor) == fs->dev)
 		r = syscall(SYS_fchdir, (int)fd) == 0 ? 0 : -errno;
 	syscall(SYS_close, fd);
 	return r;
@@ -319,7 +319,7 @@ void *fs_notifier_run(void *arg)
 	/* Without a working directory of its own it cannot work relative to the
 	 * mount's root without moving the whole daemon's: it then raises no events. */
 	bool can = notifier_own_files(fs) && fs->have_dev;
-	int64_t next_pass = 0;  /* no pass before this (clock_mono_ms) */
+	int64_t next_pass = 0; /* no pass before this (clock_mono_ms) */
 	pthread_mutex_lock(&fs->note_lock);
 	while (!fs->note_stop) {
 		if (!fs->touch.count) {
@@ -375,7 +375,7 @@ void fs_free(struct fs *fs)
 	if (!fs)
 		return;
 	fs_unmount(fs);
-	fs_park_drain(fs);  /* nothing left after fs_unmount's */
+	fs_park_drain(fs); /* nothing left after fs_unmount's */
 	if (fs->se)
 		fuse_session_destroy(fs->se);
 	fs_handles_free(fs);

@@ -148,13 +148,14 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int kind = fs_kind_of(parent, &ctx);
 	int r;
 	if (kind == K_DIR)
-		r = fs_fixed_kind(name) >= 0 || fs_scratch_find(fs, parent, name) ? -ENOTDIR : -ENOENT;
+		r = fs_fixed_kind(name) >= 0 || fs_scratch_find(fs, parent, name) ? -ENOTDIR
+										  : -ENOENT;
 	else if (kind != K_ROOT)
 		r = -ENOTDIR;
 	else if (store_lookup(fs->st, name, &id) < 0)
 		r = !strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models")
-			    ? -ENOTDIR
-			    : -ENOENT;
+			? -ENOTDIR
+			: -ENOENT;
 	else {
 		r = store_delete(fs->st, name);
 		if (r == 0)
@@ -172,7 +173,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (fs_scratch_find(fs, parent, name))
 		r = fs_scratch_unlink(fs, parent, name);
 	else if (kind == K_DIR)
-		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT;  /* lets rm -r reach rmdir */
+		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT; /* lets rm -r reach rmdir */
 	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models"))
 		r = -EACCES;
 	else
@@ -307,7 +308,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, r < 0 ? -r : ENOMEM);
 		return;
 	}
-	pthread_mutex_t *lock = fs_handle_lock(fs, h);  /* until the reply: see fs_op_open */
+	pthread_mutex_t *lock = fs_handle_lock(fs, h); /* until the reply: see fs_op_open */
 	pthread_mutex_lock(lock);
 	h->kind = K_SCRATCH;
 	h->scratch = sc;
@@ -318,21 +319,20 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	memset(&e, 0, sizeof(e));
 	e.ino = sc->ino;
 	e.generation = 1;
-	e.entry_timeout = 0;  /* see reply_entry() */
+	e.entry_timeout = 0; /* see reply_entry() */
 	fs_stat(fs, e.ino, &e.attr);
 	fuse_reply_create(req, &e, fi);
 	pthread_mutex_unlock(lock);
 }
 
-void fs_op_refuse_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		       dev_t rdev)
+void fs_op_refuse_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	fuse_reply_err(req, EACCES);
 }
 
 void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-	fuse_reply_err(req, EACCES);  /* Emacs's lock file: it carries on without */
+	fuse_reply_err(req, EACCES); /* Emacs's lock file: it carries on without */
 }
 
 void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)

@@ -23,25 +23,40 @@
 #define INO_SCRATCH (1ULL << 62)
 
 enum fs_kind {
-	K_DIR = 0, K_INPUT, K_OUTPUT, K_HISTORY, K_HISTORY_JSON, K_TRANSCRIPT, K_SYSTEM,
-	K_MODEL, K_CONFIG, K_STATUS, K_USAGE, K_CTL, K_NFIXED,
-	K_ROOT = 100, K_ROOT_STATUS, K_ROOT_CONFIG, K_SCRATCH, K_ROOT_MODELS,
+	K_DIR = 0,
+	K_INPUT,
+	K_OUTPUT,
+	K_HISTORY,
+	K_HISTORY_JSON,
+	K_TRANSCRIPT,
+	K_SYSTEM,
+	K_MODEL,
+	K_CONFIG,
+	K_STATUS,
+	K_USAGE,
+	K_CTL,
+	K_NFIXED,
+	K_ROOT = 100,
+	K_ROOT_STATUS,
+	K_ROOT_CONFIG,
+	K_SCRATCH,
+	K_ROOT_MODELS,
 };
 
 struct fs_file {
 	const char *name;
 	mode_t mode;
-	int view;  /* enum view_kind rendered on read, -1 for none */
+	int view; /* enum view_kind rendered on read, -1 for none */
 };
 extern const struct fs_file fs_files[K_NFIXED];
 
-#define FS_HANDLE_LOCKS 64       /* stripes of fs->handle_locks */
+#define FS_HANDLE_LOCKS 64 /* stripes of fs->handle_locks */
 /* Scratch and temporary files (fs_scratch.c); past a count, ENOSPC at create;
  * past a file's size, EFBIG at write; past the total, ENOSPC at write. */
-#define SCRATCH_MAX_FILES 64             /* in the whole mount */
-#define SCRATCH_DIR_MAX_FILES 16         /* in one directory */
-#define SCRATCH_MAX_BYTES (16u << 20)    /* one file */
-#define SCRATCH_TOTAL_BYTES (64u << 20)  /* all of them together */
+#define SCRATCH_MAX_FILES 64		/* in the whole mount */
+#define SCRATCH_DIR_MAX_FILES 16	/* in one directory */
+#define SCRATCH_MAX_BYTES (16u << 20)	/* one file */
+#define SCRATCH_TOTAL_BYTES (64u << 20) /* all of them together */
 
 /* An editor's scratch file (a vim swap file) or a tool's temporary file (sed
  * -i's): in memory only.  data's length and opens are under scratch_lock. */
@@ -51,9 +66,9 @@ struct scratch {
 	char name[256];
 	struct buf data;
 	int64_t mtime_ms;
-	pid_t creator;  /* the thread that created it (FUSE's pid of the request) */
-	int opens;      /* handles open on it; under scratch_lock */
-	bool gone;      /* unlinked or renamed away: freed at the last release */
+	pid_t creator; /* the thread that created it (FUSE's pid of the request) */
+	int opens;     /* handles open on it; under scratch_lock */
+	bool gone;     /* unlinked or renamed away: freed at the last release */
 };
 
 /* One open file.  Owned by the kernel's file (fi->fh) from open to release. */
@@ -61,43 +76,43 @@ struct scratch {
  * never change; the other fields are under fs_handle_lock(h) unless they say
  * otherwise. */
 struct fs_handle {
-	int kind;                /* enum fs_kind */
-	uint64_t ctx;            /* context id, 0 at the root */
-	bool writer;             /* opened for writing */
-	bool dirty;              /* written (or truncated) since the last flush */
-	bool append;             /* O_APPEND: writes go to the end of data */
-	bool written;            /* a write came since the last flush */
-	int rejected;            /* input, rw files: errno of the refusal of the text, 0 */
-	bool committing;         /* a flush or release is in a store commit, which
-	                            runs without the handle's lock (fs_io.c) */
-	bool renamed;            /* the content of a temporary file renamed onto it */
-	size_t valid;            /* input, system: bytes of data known to be valid UTF-8 */
-	uint64_t cost;           /* input, system: bytes the text takes in a journal record
-	                            (store_text_cost) */
-	uint64_t base_cost;      /* system, model, config: the rest of a settings record
-	                            (context_settings_cost), 0 until the first write */
-	uint64_t held;           /* disk room held for the record the close writes
-	                            (store_reserve) */
-	struct buf data;         /* input: the message; rw files: their new text;
-	                            read-only files: the rendered snapshot */
-	struct turn *turn;       /* output: the turn this open is bound to */
-	struct turn *draft;      /* input: the staged message */
-	uint64_t read_end;       /* output: end of the last read, for poll; under park_lock */
-	uint64_t version;        /* transcript: the context's version of the snapshot */
+	int kind;	    /* enum fs_kind */
+	uint64_t ctx;	    /* context id, 0 at the root */
+	bool writer;	    /* opened for writing */
+	bool dirty;	    /* written (or truncated) since the last flush */
+	bool append;	    /* O_APPEND: writes go to the end of data */
+	bool written;	    /* a write came since the last flush */
+	int rejected;	    /* input, rw files: errno of the refusal of the text, 0 */
+	bool committing;    /* a flush or release is in a store commit, which
+			       runs without the handle's lock (fs_io.c) */
+	bool renamed;	    /* the content of a temporary file renamed onto it */
+	size_t valid;	    /* input, system: bytes of data known to be valid UTF-8 */
+	uint64_t cost;	    /* input, system: bytes the text takes in a journal record
+			       (store_text_cost) */
+	uint64_t base_cost; /* system, model, config: the rest of a settings record
+			       (context_settings_cost), 0 until the first write */
+	uint64_t held;	    /* disk room held for the record the close writes
+			       (store_reserve) */
+	struct buf data;    /* input: the message; rw files: their new text;
+			       read-only files: the rendered snapshot */
+	struct turn *turn;  /* output: the turn this open is bound to */
+	struct turn *draft; /* input: the staged message */
+	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
+	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
-	char ctl_line[256];      /* ctl: a command line not yet ended */
+	char ctl_line[256]; /* ctl: a command line not yet ended */
 	size_t ctl_len;
-	struct fs_handle *prev, *next;  /* fs->handles; under fs->handles_lock */
+	struct fs_handle *prev, *next; /* fs->handles; under fs->handles_lock */
 };
 
 /* A read waiting for reply bytes, or a poll waiting for readiness. */
 struct parked {
 	struct parked *next;
-	fuse_req_t req;          /* a read, or NULL for a poll waiter */
-	struct fs_handle *h;     /* the read's file (kept open by the read) */
+	fuse_req_t req;	     /* a read, or NULL for a poll waiter */
+	struct fs_handle *h; /* the read's file (kept open by the read) */
 	off_t off;
 	size_t size;
-	struct fuse_pollhandle *ph;  /* a poll waiter's, owned */
+	struct fuse_pollhandle *ph; /* a poll waiter's, owned */
 };
 
 struct fs {
@@ -109,24 +124,24 @@ struct fs {
 	gid_t gid;
 	int64_t mount_ms;
 
-	pthread_mutex_t park_lock;   /* parked reads and poll waiters */
-	struct map parked;           /* ctx id -> struct parked list */
+	pthread_mutex_t park_lock; /* parked reads and poll waiters */
+	struct map parked;	   /* ctx id -> struct parked list */
 
 	pthread_mutex_t scratch_lock;
-	struct map scratch_by_name;  /* "parent/name" -> struct scratch */
+	struct map scratch_by_name; /* "parent/name" -> struct scratch */
 	struct map scratch_by_ino;
 	uint64_t next_scratch;
-	size_t scratch_bytes;        /* bytes of the files in scratch_by_ino; under scratch_lock */
+	size_t scratch_bytes; /* bytes of the files in scratch_by_ino; under scratch_lock */
 
-	pthread_mutex_t note_lock;   /* the notifier's queue */
+	pthread_mutex_t note_lock; /* the notifier's queue */
 	pthread_cond_t note_cond;
-	struct map touch;            /* ctx id -> pending bits (NOTE_*) */
+	struct map touch; /* ctx id -> pending bits (NOTE_*) */
 	bool note_stop;
-	bool note_idle;              /* the notifier waits for a first change: wake it */
-	struct map closed;           /* ctx id -> last turn announced as ended; notifier only */
-	pid_t notifier_tid;          /* its thread id: its opens of output are allowed */
-	dev_t dev;                   /* the mount's device: the notifier touches files
-	                                only while the mount point is this mount */
+	bool note_idle;	    /* the notifier waits for a first change: wake it */
+	struct map closed;  /* ctx id -> last turn announced as ended; notifier only */
+	pid_t notifier_tid; /* its thread id: its opens of output are allowed */
+	dev_t dev;	    /* the mount's device: the notifier touches files
+			       only while the mount point is this mount */
 	bool have_dev;
 
 	/* Open files.  The kernel drops the RELEASE of a file closed just before
@@ -144,7 +159,7 @@ struct fs {
 	 * after the OPEN reply — an order that ThreadSanitizer cannot see, so a
 	 * mutex created in the handle would look unsynchronised to it. */
 	pthread_mutex_t handle_locks[FS_HANDLE_LOCKS];
-	pthread_cond_t handle_conds[FS_HANDLE_LOCKS];  /* a handle's commit ended */
+	pthread_cond_t handle_conds[FS_HANDLE_LOCKS]; /* a handle's commit ended */
 };
 
 /* The lock of the fields of the handle at h (fs->handle_locks). */
@@ -158,10 +173,10 @@ static inline pthread_cond_t *fs_handle_cond(struct fs *fs, const void *h)
 	return &fs->handle_conds[((uintptr_t)h >> 4) % FS_HANDLE_LOCKS];
 }
 
-#define NOTE_MODIFY 1u       /* the reply grew: truncate output to its size */
-#define NOTE_CLOSE_WRITE 2u  /* the reply ended: open output for writing and close */
-#define NOTE_INVAL 4u        /* the context appeared, vanished or was renamed */
-#define NOTE_TRANSCRIPT 8u   /* the transcript grew: truncate it (a no-op) */
+#define NOTE_MODIFY 1u	    /* the reply grew: truncate output to its size */
+#define NOTE_CLOSE_WRITE 2u /* the reply ended: open output for writing and close */
+#define NOTE_INVAL 4u	    /* the context appeared, vanished or was renamed */
+#define NOTE_TRANSCRIPT 8u  /* the transcript grew: truncate it (a no-op) */
 
 /* fs_node.c */
 uint64_t fs_ino(uint64_t ctx, int kind);
@@ -223,8 +238,7 @@ void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *wh
 /* fs_park.c */
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
 		   bool nonblock);
-void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
-		    struct fuse_pollhandle *ph);
+void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);
 void fs_on_change(void *fs, uint64_t ctx, unsigned what);
 /* Answers every parked read with EIO and drops every poll waiter; after the
  * session loop has returned. */

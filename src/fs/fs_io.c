@@ -24,7 +24,7 @@
 #include "mcpfs/settings.h"
 #include "mcpfs/utf8.h"
 
-#define VIEW_MAX (1u << 30)  /* a rendering larger than this fails with EFBIG */
+#define VIEW_MAX (1u << 30) /* a rendering larger than this fails with EFBIG */
 
 static struct fs *fs_of(fuse_req_t req)
 {
@@ -65,7 +65,7 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 		return r;
 	}
 	case K_OUTPUT:
-		if (h->writer)  /* only the notifier, to raise IN_CLOSE_WRITE */
+		if (h->writer) /* only the notifier, to raise IN_CLOSE_WRITE */
 			return fuse_req_ctx(req)->pid == fs->notifier_tid ? 0 : -EACCES;
 		return context_output(fs->st, h->ctx, &h->turn);
 	case K_CTL:
@@ -79,7 +79,7 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	if (!h->writer)
 		return 0;
 	if (flags & O_TRUNC) {
-		h->dirty = true;  /* `: > system` empties it */
+		h->dirty = true; /* `: > system` empties it */
 		return 0;
 	}
 	return render(fs, h, &h->data);
@@ -128,13 +128,13 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->next->prev = h;
 	fs->handles = h;
 	pthread_mutex_unlock(&fs->handles_lock);
-	fi->direct_io = 1;  /* every read reaches us: output can block, renders are fresh */
+	fi->direct_io = 1; /* every read reaches us: output can block, renders are fresh */
 	fi->keep_cache = 0;
-	fi->nonseekable = 0;  /* tail -f seeks */
+	fi->nonseekable = 0; /* tail -f seeks */
 	int sent = fuse_reply_open(req, fi);
 	pthread_mutex_unlock(lock);
 	if (sent == -ENOENT)
-		handle_release(fs, h);  /* the opener was interrupted: no release will come */
+		handle_release(fs, h); /* the opener was interrupted: no release will come */
 }
 
 /* Replies with a copy: once the reply is written the reader may close the
@@ -171,7 +171,7 @@ static bool arg_follows(const char *a)
 		if (*a == 'f' || *a == 'F')
 			return true;
 		if (strchr("ncs", *a))
-			return false;  /* the rest of the cluster is that option's value */
+			return false; /* the rest of the cluster is that option's value */
 	}
 	return false;
 }
@@ -222,8 +222,8 @@ static void transcript_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, 
 		      (context_version(fs->st, h->ctx, &now) < 0 || now != h->version));
 	if (stale) {
 		buf_reset(&h->data);
-		int r = context_render_version(fs->st, h->ctx, VIEW_TRANSCRIPT, &h->data,
-					       &h->version);
+		int r =
+		    context_render_version(fs->st, h->ctx, VIEW_TRANSCRIPT, &h->data, &h->version);
 		if (r < 0) {
 			fuse_reply_err(req, -r);
 			return;
@@ -238,7 +238,7 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 	switch (h->kind) {
 	case K_OUTPUT:
 		if (!h->turn || h->writer)
-			fuse_reply_buf(req, NULL, 0);  /* no turn yet: empty */
+			fuse_reply_buf(req, NULL, 0); /* no turn yet: empty */
 		else if (off == 0 && turn_size(fs->st, h->turn) == 0 &&
 			 caller_is_following_tail(req))
 			fuse_reply_buf(req, NULL, 0);
@@ -246,7 +246,7 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 			fs_serve_read(fs, req, h, off, size, flags & O_NONBLOCK);
 		return;
 	case K_INPUT:
-		fuse_reply_buf(req, NULL, 0);  /* input reads empty, so editors start blank */
+		fuse_reply_buf(req, NULL, 0); /* input reads empty, so editors start blank */
 		return;
 	case K_CTL:
 		reply_slice(req, fs_ctl_help, strlen(fs_ctl_help), off, size);
@@ -324,9 +324,9 @@ static char *data_dup(const struct fs_handle *h)
 
 /* Every command ctl_run() knows, in its order (a new command adds its line). */
 const char fs_ctl_help[] =
-	"cancel\tend the call in flight; queued messages are sent next\n"
-	"clear\tstart an empty history (the transcript keeps everything)\n"
-	"retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
+    "cancel\tend the call in flight; queued messages are sent next\n"
+    "clear\tstart an empty history (the transcript keeps everything)\n"
+    "retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
 
 /* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
  * with nothing to retry (why says which). */
@@ -372,7 +372,7 @@ static int ctl_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t
 			if (h->ctl_len + 1 >= sizeof(h->ctl_line)) {
 				snprintf(why, whylen, "a command line is at most %zu bytes",
 					 sizeof(h->ctl_line) - 1);
-				return -EINVAL;  /* no command is this long */
+				return -EINVAL; /* no command is this long */
 			}
 			h->ctl_line[h->ctl_len++] = buf[i];
 			continue;
@@ -400,9 +400,11 @@ static int model_write_check(struct fs *fs, struct fs_handle *h)
 		memcpy(copy, h->data.data, len);
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	char why[512];
-	int r = copy ? store_model_check_text(fs->st, h->ctx, h->kind == K_MODEL ? 0 :
-					      h->kind == K_CONFIG ? 1 : 2, copy, len, why,
-					      sizeof(why))
+	int r = copy ? store_model_check_text(fs->st, h->ctx,
+					      h->kind == K_MODEL    ? 0
+					      : h->kind == K_CONFIG ? 1
+								    : 2,
+					      copy, len, why, sizeof(why))
 		     : 0;
 	free(copy);
 	if (r == -ENOENT)
@@ -463,10 +465,18 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	store_unreserve(fs->st, &h->held);
 	commit_begin(fs, h);
 	switch (h->kind) {
-	case K_SYSTEM: r = context_set_system(fs->st, h->ctx, text, len, why, sizeof(why)); break;
-	case K_MODEL: r = context_set_model(fs->st, h->ctx, text, len, why, sizeof(why)); break;
-	case K_CONFIG: r = context_set_config(fs->st, h->ctx, text, len, why, sizeof(why)); break;
-	default: r = store_set_defaults(fs->st, text, len, why, sizeof(why)); break;
+	case K_SYSTEM:
+		r = context_set_system(fs->st, h->ctx, text, len, why, sizeof(why));
+		break;
+	case K_MODEL:
+		r = context_set_model(fs->st, h->ctx, text, len, why, sizeof(why));
+		break;
+	case K_CONFIG:
+		r = context_set_config(fs->st, h->ctx, text, len, why, sizeof(why));
+		break;
+	default:
+		r = store_set_defaults(fs->st, text, len, why, sizeof(why));
+		break;
 	}
 	commit_end(fs, h);
 	free(text);
@@ -479,7 +489,7 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
  * The handle's lock is held, and released during the commit. */
 static int input_flush(struct fs *fs, struct fs_handle *h)
 {
-	commit_wait(fs, h);  /* another close's commit of this message first */
+	commit_wait(fs, h); /* another close's commit of this message first */
 	if (h->rejected)
 		return -h->rejected;
 	if (!h->dirty)
@@ -503,7 +513,7 @@ static int input_flush(struct fs *fs, struct fs_handle *h)
 	}
 	commit_end(fs, h);
 	free(text);
-	store_unreserve(fs->st, &held);  /* none left: context_stage_held gave it */
+	store_unreserve(fs->st, &held); /* none left: context_stage_held gave it */
 	h->draft = draft;
 	if (r < 0 && r != -ECANCELED) {
 		h->rejected = -r;
@@ -539,7 +549,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->dirty = h->written = false;
 		r = apply_rw(fs, h);
 	} else if (h->kind == K_MODEL && h->dirty && !h->data.len) {
-		h->dirty = false;  /* an emptied model file: refused now, never applied */
+		h->dirty = false; /* an emptied model file: refused now, never applied */
 		r = -EINVAL;
 	}
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
@@ -564,7 +574,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 		if (h->rejected)
 			context_abandon(fs->st, h->draft, "the message was refused");
 		else
-			context_submit(fs->st, h->draft);  /* the last reference: send */
+			context_submit(fs->st, h->draft); /* the last reference: send */
 	} else if (kind_rw(h->kind) && h->dirty && !h->rejected) {
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT) {
@@ -599,7 +609,8 @@ int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, si
 	if (r == 0 && kind == K_INPUT) {
 		r = input_flush(fs, &h);
 		if (r == 0)
-			context_submit(fs->st, h.draft);  /* input_flush gave up the draft on failure */
+			context_submit(fs->st,
+				       h.draft); /* input_flush gave up the draft on failure */
 	} else if (r == 0) {
 		r = apply_rw(fs, &h);
 	}
@@ -614,9 +625,9 @@ void fs_handles_free(struct fs *fs)
 	for (struct fs_handle *h = fs->handles, *next; h; h = next) {
 		next = h->next;
 		turn_unref(fs->st, h->turn);
-		turn_unref(fs->st, h->draft);  /* never sent: loads as interrupted */
+		turn_unref(fs->st, h->draft); /* never sent: loads as interrupted */
 		if (h->scratch)
-			fs_scratch_release(fs, h->scratch);  /* frees one renamed away */
+			fs_scratch_release(fs, h->scratch); /* frees one renamed away */
 		buf_done(&h->data);
 		free(h);
 	}
@@ -658,7 +669,7 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 			h->valid = h->data.len;
 		if (h->kind == K_INPUT)
 			h->cost = store_text_cost(h->data.data, h->data.len);
-	}  /* else output and the renderings: accepted, nothing changes */
+	} /* else output and the renderings: accepted, nothing changes */
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 	return r;
 }

@@ -17,21 +17,21 @@
 #include "mcpfs/clock.h"
 
 const struct fs_file fs_files[K_NFIXED] = {
-	[K_DIR] = {"", 0755 | S_IFDIR, -1},
-	[K_INPUT] = {"input", 0644 | S_IFREG, -1},
-	[K_OUTPUT] = {"output", 0444 | S_IFREG, -1},
-	[K_HISTORY] = {"history", 0444 | S_IFREG, VIEW_HISTORY},
-	[K_HISTORY_JSON] = {"history.json", 0444 | S_IFREG, VIEW_HISTORY_JSON},
-	[K_TRANSCRIPT] = {"transcript", 0444 | S_IFREG, VIEW_TRANSCRIPT},
-	[K_SYSTEM] = {"system", 0644 | S_IFREG, VIEW_SYSTEM},
-	[K_MODEL] = {"model", 0644 | S_IFREG, VIEW_MODEL},
-	[K_CONFIG] = {"config", 0644 | S_IFREG, VIEW_CONFIG},
-	[K_STATUS] = {"status", 0444 | S_IFREG, VIEW_STATUS},
-	[K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
-	[K_CTL] = {"ctl", 0600 | S_IFREG, -1},  /* reads list the commands */
+    [K_DIR] = {"", 0755 | S_IFDIR, -1},
+    [K_INPUT] = {"input", 0644 | S_IFREG, -1},
+    [K_OUTPUT] = {"output", 0444 | S_IFREG, -1},
+    [K_HISTORY] = {"history", 0444 | S_IFREG, VIEW_HISTORY},
+    [K_HISTORY_JSON] = {"history.json", 0444 | S_IFREG, VIEW_HISTORY_JSON},
+    [K_TRANSCRIPT] = {"transcript", 0444 | S_IFREG, VIEW_TRANSCRIPT},
+    [K_SYSTEM] = {"system", 0644 | S_IFREG, VIEW_SYSTEM},
+    [K_MODEL] = {"model", 0644 | S_IFREG, VIEW_MODEL},
+    [K_CONFIG] = {"config", 0644 | S_IFREG, VIEW_CONFIG},
+    [K_STATUS] = {"status", 0444 | S_IFREG, VIEW_STATUS},
+    [K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
+    [K_CTL] = {"ctl", 0600 | S_IFREG, -1}, /* reads list the commands */
 };
 
-#define ENTRY_TIMEOUT 1.0  /* names change only through us, or with an invalidation */
+#define ENTRY_TIMEOUT 1.0 /* names change only through us, or with an invalidation */
 
 static struct fs *fs_of(fuse_req_t req)
 {
@@ -102,7 +102,7 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 
 static int root_stat(struct fs *fs, int kind, struct stat *st)
 {
-	st->st_mode = kind == K_ROOT		 ? (S_IFDIR | 0755)
+	st->st_mode = kind == K_ROOT	      ? (S_IFDIR | 0755)
 		      : kind == K_ROOT_CONFIG ? (S_IFREG | 0644)
 					      : (S_IFREG | 0444);
 	st->st_nlink = kind == K_ROOT ? 2 : 1;
@@ -114,7 +114,7 @@ static int root_stat(struct fs *fs, int kind, struct stat *st)
 	/* `.models` fetches a list older than a day here already (waiting
 	 * MODELS_WAIT_MS at most), so that its size is that of what a read gives:
 	 * rsync and tar trust the size. */
-	int r = kind == K_ROOT_STATUS   ? store_render_status(fs->st, &b)
+	int r = kind == K_ROOT_STATUS	? store_render_status(fs->st, &b)
 		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, true)
 					: store_render_defaults(fs->st, &b);
 	st->st_size = r < 0 ? 0 : (off_t)b.len;
@@ -173,7 +173,7 @@ static void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
 	/* A scratch file's name is never cached: renamed onto `config`, its entry
 	 * would stand for `config` in the kernel until it timed out. */
 	e.entry_timeout = ino & INO_SCRATCH ? 0 : ENTRY_TIMEOUT;
-	e.attr_timeout = 0;  /* sizes change as replies stream: always ask */
+	e.attr_timeout = 0; /* sizes change as replies stream: always ask */
 	fuse_reply_entry(req, &e);
 }
 
@@ -228,12 +228,13 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* chmod, chown and utimens are accepted and change nothing (editors call them
  * after saving); a size change is the file's own business (fs_io.c). */
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-			  struct fuse_file_info *fi)
+		   struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	int r = 0;
 	if (to_set & FUSE_SET_ATTR_SIZE)
-		r = fi ? fs_handle_truncate(fs, (struct fs_handle *)(uintptr_t)fi->fh, attr->st_size)
+		r = fi ? fs_handle_truncate(fs, (struct fs_handle *)(uintptr_t)fi->fh,
+					    attr->st_size)
 		       : fs_path_truncate(fs, ino, attr->st_size);
 	if (r < 0) {
 		fuse_reply_err(req, -r);

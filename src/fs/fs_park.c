@@ -64,8 +64,9 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 	 * read is no end of file): a buffer of the reader's whole size (1 MiB for
 	 * cat) for a 4 KiB delta costs page faults on every read. */
 	uint64_t have = turn_size(fs->st, h->turn);
-	size_t want = have > (uint64_t)off && have - (uint64_t)off < size ? (size_t)(have - (uint64_t)off)
-									   : size;
+	size_t want = have > (uint64_t)off && have - (uint64_t)off < size
+			  ? (size_t)(have - (uint64_t)off)
+			  : size;
 	size = want ? want : 1;
 	/* Nothing new yet (a reader that keeps up, once per delta): it will most
 	 * likely park, so no buffer of the reader's size is allocated for it; a
@@ -96,7 +97,7 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 		h->read_end = (uint64_t)off + (uint64_t)n;
 	pthread_mutex_unlock(&fs->park_lock);
 	if (n == -EAGAIN && !nonblock)
-		n = -EINTR;  /* interrupted before it could park */
+		n = -EINTR; /* interrupted before it could park */
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -116,8 +117,7 @@ static bool output_ready(struct fs *fs, struct fs_handle *h)
 /* A poll waiter owns its poll handle and refers to no file handle, so a file
  * closed meanwhile leaves nothing dangling; the next change wakes it (the kernel
  * ignores a wake-up for a file it no longer polls). */
-void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h,
-		    struct fuse_pollhandle *ph)
+void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph)
 {
 	pthread_mutex_lock(&fs->park_lock);
 	bool ready = output_ready(fs, h);

@@ -88,8 +88,9 @@ bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int 
 	if (dot == name)
 		return false;
 	const char *ext = dot + 1;
-	bool swap = (strlen(ext) == 3 && !strncmp(ext, "sw", 2) && ext[2] >= 'a' && ext[2] <= 'p') ||
-		    !strcmp(ext, "swpx") || !strcmp(ext, "swx");
+	bool swap =
+	    (strlen(ext) == 3 && !strncmp(ext, "sw", 2) && ext[2] >= 'a' && ext[2] <= 'p') ||
+	    !strcmp(ext, "swpx") || !strcmp(ext, "swx");
 	if (!swap)
 		return false;
 	char base[256];
@@ -202,7 +203,7 @@ int fs_scratch_create(struct fs *fs, fuse_ino_t parent, const char *name, pid_t 
 		}
 	}
 	if (r == 0)
-		sc->opens++;  /* the creating handle's */
+		sc->opens++; /* the creating handle's */
 	pthread_mutex_unlock(&fs->scratch_lock);
 	if (r == 0)
 		*ret = sc;

@@ -26,15 +26,15 @@
 #include "claude_impl.h"
 
 #define CLAUDE_DEFAULT_BASE "https://api.anthropic.com"
-#define CLAUDE_POLL_MAX_MS 60000  /* the loop wakes for commands anyway */
-#define CLAUDE_EVENTS 64          /* epoll events taken per wake */
+#define CLAUDE_POLL_MAX_MS 60000 /* the loop wakes for commands anyway */
+#define CLAUDE_EVENTS 64	 /* epoll events taken per wake */
 
 enum claude_cmd_kind { CMD_START, CMD_CANCEL, CMD_MODELS };
 
 struct claude_cmd {
 	enum claude_cmd_kind kind;
 	struct call_spec spec; /* CMD_START owns spec.body; CMD_CANCEL uses call_id;
-	                          CMD_MODELS uses model ("" for the list) */
+				  CMD_MODELS uses model ("" for the list) */
 	struct claude_cmd *next;
 };
 
@@ -134,7 +134,7 @@ void claude_url_shown(const char *url, char *out, size_t outlen)
 	size_t auth = rest ? strcspn(rest, "/?#") : 0;
 	const char *at = rest ? memrchr(rest, '@', auth) : NULL;
 	char raw[CLAUDE_URL_MAX + 16];
-	if (at)  /* user:password@ is masked: it is a credential */
+	if (at) /* user:password@ is masked: it is a credential */
 		snprintf(raw, sizeof(raw), "%.*s***%s", (int)(rest - url), url, at);
 	else
 		snprintf(raw, sizeof(raw), "%s", url ? url : "");
@@ -143,7 +143,7 @@ void claude_url_shown(const char *url, char *out, size_t outlen)
 
 int claude_check_base_url(const char *url, char *why, size_t whylen)
 {
-	char shown[160];  /* quoted, cut with "...": the line stays one short line */
+	char shown[160]; /* quoted, cut with "...": the line stays one short line */
 	const char *rest = url_after_scheme(url), *fault = NULL;
 	claude_url_shown(url, shown, sizeof(shown));
 	if (!rest)
@@ -170,7 +170,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *data, void *so
 	(void)easy;
 	(void)sockp;
 	if (what == CURL_POLL_REMOVE) {
-		epoll_ctl(c->epfd, EPOLL_CTL_DEL, s, NULL);  /* ENOENT/EBADF: closed already */
+		epoll_ctl(c->epfd, EPOLL_CTL_DEL, s, NULL); /* ENOENT/EBADF: closed already */
 		return 0;
 	}
 	struct epoll_event ev = {.data.fd = s};
@@ -347,9 +347,9 @@ static void on_models(void *impl, const char *model, int connect_timeout_ms)
 }
 
 static const struct transport_ops claude_ops = {
-	.start = on_start,
-	.cancel = on_cancel,
-	.models = on_models,
+    .start = on_start,
+    .cancel = on_cancel,
+    .models = on_models,
 };
 
 const struct transport_ops *claude_transport(void)
@@ -375,7 +375,7 @@ size_t claude_in_flight(struct claude *c)
 
 double claude_random(struct claude *c)
 {
-	uint64_t x = c->rng;  /* xorshift64* */
+	uint64_t x = c->rng; /* xorshift64* */
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;
@@ -459,7 +459,7 @@ static void claude_timer(struct claude *c)
 {
 	int running;
 	if (c->curl_due >= 0 && clock_mono_ms() >= c->curl_due) {
-		c->curl_due = -1;  /* on_timer may set it again meanwhile */
+		c->curl_due = -1; /* on_timer may set it again meanwhile */
 		curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
 }
@@ -483,14 +483,15 @@ static void claude_wait(struct claude *c, int64_t wait_ms)
 		}
 		uint32_t e = ev[i].events;
 		int mask = (e & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
-			   (e & EPOLLOUT ? CURL_CSELECT_OUT : 0) | (e & EPOLLERR ? CURL_CSELECT_ERR : 0);
+			   (e & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+			   (e & EPOLLERR ? CURL_CSELECT_ERR : 0);
 		curl_multi_socket_action(c->multi, fd, mask, &running);
 	}
 }
 
 int claude_run(struct claude *c)
 {
-	int64_t tick_at = 0;  /* claude_tick's next deadline */
+	int64_t tick_at = 0; /* claude_tick's next deadline */
 	for (;;) {
 		pthread_mutex_lock(&c->lock);
 		struct claude_cmd *cmds = c->cmds;

@@ -23,9 +23,9 @@
 #include "mcpfs/wire.h"
 #include "claude_impl.h"
 
-#define CLAUDE_MAX_EVENT (16u << 20)      /* bytes of one SSE event */
+#define CLAUDE_MAX_EVENT (16u << 20)	  /* bytes of one SSE event */
 #define CLAUDE_MAX_ERROR_BODY (64u << 10) /* bytes of a non-200 body kept to quote */
-#define CLAUDE_MAX_HINT_MS 60000          /* a longer retry-after is ignored (SDK rule) */
+#define CLAUDE_MAX_HINT_MS 60000	  /* a longer retry-after is ignored (SDK rule) */
 /* After message_stop the transfer may drain, so that the connection can be
  * reused, for this long in all (not since the last byte: an upstream that keeps
  * trickling bytes would keep its connection forever) and this many bytes; then
@@ -74,8 +74,10 @@ static void call_label(const struct claude_call *call, char *out, size_t len)
 	const struct wire_usage *u = &call->usage;
 	char a[24], b[24], c[24], d[24], name[STORE_NAME_MAX * 2 + 8];
 	log_quote(name, sizeof(name), call->context, strlen(call->context));
-	snprintf(out, len, "context '%s', model %s, tokens in=%s out=%s cache_creation=%s "
-		 "cache_read=%s", name, call->model,
+	snprintf(out, len,
+		 "context '%s', model %s, tokens in=%s out=%s cache_creation=%s "
+		 "cache_read=%s",
+		 name, call->model,
 		 usage_field(a, sizeof(a), u->present, WIRE_USAGE_INPUT, u->input_tokens),
 		 usage_field(b, sizeof(b), u->present, WIRE_USAGE_OUTPUT, u->output_tokens),
 		 usage_field(c, sizeof(c), u->present, WIRE_USAGE_CACHE_CREATION,
@@ -99,11 +101,12 @@ static void call_end(struct claude_call *call, int code)
 		return;
 	call->ended = true;
 	call->ended_ms = clock_mono_ms();
-	call->c->retick = true;  /* its drain deadline is new */
+	call->c->retick = true; /* its drain deadline is new */
 	call_label(call, label, sizeof(label));
 	if (code == 0)
 		log_info("call %" PRIu64 ": HTTP %ld, %lld ms, %d retries, %s, stop %s, "
-			 "request id '%s'", call->id, call->status, ms, call->retries, label,
+			 "request id '%s'",
+			 call->id, call->status, ms, call->retries, label,
 			 call->stop_reason[0] ? call->stop_reason : "-", call->request_id);
 	else if (code == -ECANCELED)
 		log_info("call %" PRIu64 ": %s after %lld ms, %d retries, %s, request id '%s'",
@@ -191,7 +194,8 @@ static int on_sse_event(void *data, const struct sse_event *ev)
 		    we.block == WIRE_BLOCK_TEXT && we.text_len > 0)
 			call->text_delivered = true;
 		if (store_call_event(call->c->st, call->id, &we) == -ECANCELED) {
-			call_fail(call, -ECANCELED, false, "cancelled", "the call is no longer wanted");
+			call_fail(call, -ECANCELED, false, "cancelled",
+				  "the call is no longer wanted");
 			r = -ECANCELED;
 		} else if (we.type == WIRE_MESSAGE_STOP) {
 			call_end(call, 0);
@@ -207,7 +211,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *data)
 	size_t len = size * n;
 
 	call->last_byte_ms = clock_mono_ms();
-	if (call->ended) {  /* draining after message_stop */
+	if (call->ended) { /* draining after message_stop */
 		call->drained += len;
 		return call->drained > CLAUDE_DRAIN_MAX_BYTES ? 0 : len;
 	}
@@ -221,9 +225,9 @@ static size_t on_write(char *p, size_t size, size_t n, void *data)
 		return call->fail ? 0 : len;
 	}
 	int r = sse_feed(&call->sse, p, len, on_sse_event, call);
-	store_call_flush(call->c->st);  /* readers see the chunk's events at once */
+	store_call_flush(call->c->st); /* readers see the chunk's events at once */
 	if (r < 0 && !call->fail) {
-		if (r == -EFBIG)  /* not worth retrying: the reply would not shrink */
+		if (r == -EFBIG) /* not worth retrying: the reply would not shrink */
 			call_fail(call, -EIO, false, "stream_error",
 				  "an event of the stream is over %u bytes", CLAUDE_MAX_EVENT);
 		else
@@ -293,10 +297,10 @@ static int header_end(struct claude_call *call)
 	long status = 0;
 	char *ct = NULL;
 	if (call->status)
-		return 0;  /* trailers after a chunked body */
+		return 0; /* trailers after a chunked body */
 	curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200)
-		return 0;  /* 1xx: the real header block follows */
+		return 0; /* 1xx: the real header block follows */
 	call->status = status;
 	curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ct);
 	if (status != 200)
@@ -352,29 +356,28 @@ static int call_setup(struct claude_call *call)
 	if (!e)
 		return -ENOMEM;
 	call->easy = e;
-	bool ok =
-		curl_easy_setopt(e, CURLOPT_URL, c->url) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_USERAGENT, "mcpfs/" MCPFS_VERSION) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len) ==
-			CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 15L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_XFERINFODATA, call) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_HEADERDATA, call) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_WRITEDATA, call) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_PRIVATE, call) == CURLE_OK &&
-		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf) == CURLE_OK;
+	bool ok = curl_easy_setopt(e, CURLOPT_URL, c->url) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_USERAGENT, "mcpfs/" MCPFS_VERSION) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_POST, 1L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len) ==
+		      CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 15L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_XFERINFODATA, call) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_HEADERDATA, call) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_WRITEDATA, call) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_PRIVATE, call) == CURLE_OK &&
+		  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf) == CURLE_OK;
 	if (ok && call->connect_timeout_ms > 0)
 		ok = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 				      (long)call->connect_timeout_ms) == CURLE_OK;

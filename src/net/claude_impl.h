@@ -33,32 +33,32 @@ struct claude_call {
 	size_t body_len;
 	int max_retries;
 	int connect_timeout_ms;
-	int idle_timeout_ms;     /* <= 0: none */
+	int idle_timeout_ms; /* <= 0: none */
 	CURL *easy;
-	bool active;             /* easy is in the multi handle */
-	bool ended;              /* store_call_end was reported; easy may still drain */
-	int64_t ended_ms;        /* monotonic: when it ended (the drain's start) */
-	size_t drained;          /* bytes received since it ended */
-	bool text_delivered;     /* a text delta reached the store: no more retries */
-	int retries;             /* retries made */
-	int64_t start_ms;        /* monotonic: the call's first attempt */
-	int64_t last_byte_ms;    /* monotonic: last byte received or sent, or attempt start */
-	int64_t retry_at_ms;     /* monotonic: when the next attempt starts; 0 none */
+	bool active;	      /* easy is in the multi handle */
+	bool ended;	      /* store_call_end was reported; easy may still drain */
+	int64_t ended_ms;     /* monotonic: when it ended (the drain's start) */
+	size_t drained;	      /* bytes received since it ended */
+	bool text_delivered;  /* a text delta reached the store: no more retries */
+	int retries;	      /* retries made */
+	int64_t start_ms;     /* monotonic: the call's first attempt */
+	int64_t last_byte_ms; /* monotonic: last byte received or sent, or attempt start */
+	int64_t retry_at_ms;  /* monotonic: when the next attempt starts; 0 none */
 	/* the current attempt */
-	long status;             /* final HTTP status, 0 until the headers end */
-	bool sse_mode;           /* 200 text/event-stream: the body goes to the parser */
-	int fail;                /* 0, or the errno the attempt failed with (err filled) */
-	curl_off_t sent;         /* bytes of the body sent */
-	int should_retry;        /* x-should-retry: -1 absent, 0 false, 1 true */
-	int64_t hint_ms;         /* retry-after-ms, -1 none */
-	int64_t hint_s_ms;       /* retry-after (seconds or HTTP-date) in ms, -1 none */
+	long status;	   /* final HTTP status, 0 until the headers end */
+	bool sse_mode;	   /* 200 text/event-stream: the body goes to the parser */
+	int fail;	   /* 0, or the errno the attempt failed with (err filled) */
+	curl_off_t sent;   /* bytes of the body sent */
+	int should_retry;  /* x-should-retry: -1 absent, 0 false, 1 true */
+	int64_t hint_ms;   /* retry-after-ms, -1 none */
+	int64_t hint_s_ms; /* retry-after (seconds or HTTP-date) in ms, -1 none */
 	char request_id[128];
-	struct wire_usage usage; /* this attempt's, from message_start and message_delta */
-	char stop_reason[64];    /* this attempt's, "" until message_delta names one */
-	char context[STORE_NAME_MAX + 1];   /* for the log line: call_spec's */
+	struct wire_usage usage;	  /* this attempt's, from message_start and message_delta */
+	char stop_reason[64];		  /* this attempt's, "" until message_delta names one */
+	char context[STORE_NAME_MAX + 1]; /* for the log line: call_spec's */
 	char model[SETTINGS_MODEL_MAX + 1]; /* for the log line: call_spec's */
 	struct api_error err;
-	struct buf errbody;      /* start of a non-200 body */
+	struct buf errbody; /* start of a non-200 body */
 	struct sse sse;
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -66,25 +66,25 @@ struct claude_call {
 struct claude_fetch;
 
 struct claude {
-	char *url;                  /* {base_url}/v1/messages */
-	char *base;                 /* {base_url} without a trailing slash */
-	struct curl_slist *headers; /* holds the key: wiped on free */
+	char *url;			/* {base_url}/v1/messages */
+	char *base;			/* {base_url} without a trailing slash */
+	struct curl_slist *headers;	/* holds the key: wiped on free */
 	struct curl_slist *get_headers; /* the Models API's GETs: key, version, accept JSON */
-	bool have_auth;             /* a key or a token is set */
+	bool have_auth;			/* a key or a token is set */
 	struct store *st;
-	CURLM *multi;               /* driven by curl_multi_socket_action() */
-	int epfd;                   /* epoll: curl's sockets (CURLMOPT_SOCKETFUNCTION) and evfd */
-	int evfd;                   /* eventfd: written by the ops to wake the loop */
-	int64_t curl_due;           /* curl's timer (clock_mono_ms), -1 none; network thread */
-	bool retick;                /* a call's deadline came nearer: claude_tick() at once */
+	CURLM *multi;	  /* driven by curl_multi_socket_action() */
+	int epfd;	  /* epoll: curl's sockets (CURLMOPT_SOCKETFUNCTION) and evfd */
+	int evfd;	  /* eventfd: written by the ops to wake the loop */
+	int64_t curl_due; /* curl's timer (clock_mono_ms), -1 none; network thread */
+	bool retick;	  /* a call's deadline came nearer: claude_tick() at once */
 	pthread_mutex_t lock;
-	struct claude_cmd *cmds;    /* FIFO; under lock */
+	struct claude_cmd *cmds;       /* FIFO; under lock */
 	struct claude_cmd **cmds_tail; /* under lock */
-	bool stopping;              /* under lock */
-	size_t in_flight;           /* calls started and not ended; under lock */
-	struct claude_call *calls;  /* network thread */
-	struct claude_fetch *fetches; /* Models API requests; network thread */
-	uint64_t rng;               /* jitter state; network thread */
+	bool stopping;		       /* under lock */
+	size_t in_flight;	       /* calls started and not ended; under lock */
+	struct claude_call *calls;     /* network thread */
+	struct claude_fetch *fetches;  /* Models API requests; network thread */
+	uint64_t rng;		       /* jitter state; network thread */
 };
 
 /* claude.c: one call fewer in flight (takes c->lock). */
@@ -119,7 +119,7 @@ void claude_call_free(struct claude_call *call);
  * happens.  claude_fetch_done handles a finished transfer when it is one of
  * these (true) — following the next page or answering.  claude_fetch_abort_all
  * answers every fetch still open as failed (the thread is stopping). */
-#define CLAUDE_FETCH_TIMEOUT_MS 10000  /* a whole GET, connection included */
+#define CLAUDE_FETCH_TIMEOUT_MS 10000 /* a whole GET, connection included */
 void claude_fetch_new(struct claude *c, const char *model, int connect_timeout_ms);
 bool claude_fetch_done(struct claude *c, CURL *easy, CURLcode rc);
 void claude_fetch_abort_all(struct claude *c);

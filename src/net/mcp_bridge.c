@@ -46,8 +46,8 @@ struct xfer {
 	struct bridge *b;
 	CURL *easy;
 	struct curl_slist *headers;
-	char *body; /* the message, as read */
-	char *id;   /* its id printed, NULL for a notification */
+	char *body;	    /* the message, as read */
+	char *id;	    /* its id printed, NULL for a notification */
 	char *notification; /* its method when it is a notification, else NULL */
 	bool initialize;
 	int sse;	   /* -1 unknown yet, 0 JSON, 1 SSE */
@@ -114,8 +114,7 @@ static void note_initialize(struct bridge *b, const char *json, size_t n)
 }
 
 /* What the shim said to a notification: stderr, never stdout. */
-static void note_refused(const struct bridge *b, const struct xfer *x, const char *what,
-			 size_t n)
+static void note_refused(const struct bridge *b, const struct xfer *x, const char *what, size_t n)
 {
 	fprintf(stderr, "mcpfs --mcp-stdio: %s to %s: %.*s\n", x->notification, b->url,
 		(int)(n > 400 ? 400 : n), what);

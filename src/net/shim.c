@@ -66,7 +66,8 @@ static int address_parse(const char *given, struct bind_addr *a, char *why, size
 	long port = colon ? strtol(colon + 1, &end, 10) : 0;
 	if (!colon || hl == 0 || hl >= sizeof(host) || colon[1] == '\0' || *end || port < 1 ||
 	    port > 65535) {
-		snprintf(why, whylen, "--http: '%s' is not ADDR:PORT with a port of 1-65535", given);
+		snprintf(why, whylen, "--http: '%s' is not ADDR:PORT with a port of 1-65535",
+			 given);
 		return -EINVAL;
 	}
 	memcpy(host, spec, hl);

@@ -84,10 +84,10 @@ struct shim {
 	char *token; /* NUL-terminated, or NULL: no token needed; wiped on free */
 	size_t token_len;
 	pthread_mutex_t lock;
-	pthread_cond_t timer_cond;   /* wakes the timer thread at shutdown */
-	struct shim_stream *streams; /* every live stream; under lock */
-	struct mcp *mcp;	     /* the MCP endpoint's sessions (src/net/mcp.c) */
-	bool stopping;		     /* under lock: no stream may suspend any more */
+	pthread_cond_t timer_cond;	      /* wakes the timer thread at shutdown */
+	struct shim_stream *streams;	      /* every live stream; under lock */
+	struct mcp *mcp;		      /* the MCP endpoint's sessions (src/net/mcp.c) */
+	bool stopping;			      /* under lock: no stream may suspend any more */
 	struct shim_conn *conns, *conns_tail; /* every connection, oldest first; under lock */
 	unsigned n_conns, n_streams;	      /* under lock */
 	unsigned n_closing;		      /* of n_conns, shut down by shim_conn.c */

@@ -252,7 +252,8 @@ static const char *json_key_problem(const cJSON *o, char *why, size_t whylen)
 	int n = 0;
 	for (const cJSON *a = o ? o->child : NULL; a; a = a->next, n++) {
 		if (cJSON_IsObject(o) && n == SHIM_JSON_KEYS_MAX) {
-			snprintf(why, whylen, "an object has more than %d keys", SHIM_JSON_KEYS_MAX);
+			snprintf(why, whylen, "an object has more than %d keys",
+				 SHIM_JSON_KEYS_MAX);
 			return why;
 		}
 		for (const cJSON *b = cJSON_IsObject(o) ? o->child : NULL; b && b != a; b = b->next)
@@ -266,8 +267,8 @@ static const char *json_key_problem(const cJSON *o, char *why, size_t whylen)
 	return NULL;
 }
 
-int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
-		    cJSON **ret, char *why, size_t whylen)
+int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys, cJSON **ret,
+		    char *why, size_t whylen)
 {
 	const char *problem = NULL, *end = NULL;
 	cJSON *o = NULL;
@@ -317,7 +318,7 @@ static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, boo
 {
 	char why[128];
 	cJSON *o = NULL;
-	*ret = MHD_NO;  /* out of memory, unless a reply is queued below */
+	*ret = MHD_NO; /* out of memory, unless a reply is queued below */
 	int r = shim_body_parse(rq->body.data ? rq->body.data : "", rq->body.len, optional, keys,
 				&o, why, sizeof(why));
 	if (r == -ENOMEM)
@@ -570,7 +571,8 @@ static enum MHD_Result shim_post_cancel(struct shim *sh, struct shim_request *rq
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
 	if (r == 0)
-		return shim_reply_error(c, MHD_HTTP_CONFLICT, "nothing to cancel: no call is in flight");
+		return shim_reply_error(c, MHD_HTTP_CONFLICT,
+					"nothing to cancel: no call is in flight");
 	cJSON *res = cJSON_CreateObject();
 	if (res && !cJSON_AddTrueToObject(res, "cancelled")) {
 		cJSON_Delete(res);

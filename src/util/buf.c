@@ -10,7 +10,7 @@
 #include "mcpfs/buf.h"
 
 #ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  /* Linux 5.14 */
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
 void buf_init(struct buf *b, size_t max)

@@ -59,6 +59,6 @@ int json_nul_print(const char *s, size_t n, struct buf *out)
 	if (r == 0 && from < n)
 		r = buf_append(out, s + from, n - from);
 	if (r < 0)
-		buf_resize(out, start);  /* a shrink: cannot fail */
+		buf_resize(out, start); /* a shrink: cannot fail */
 	return r;
 }

@@ -62,7 +62,7 @@ void log_msg(int level, const char *fmt, ...)
 		syslog(level, "%s", line);
 		return;
 	}
-	static const char *const names[] = {"emerg", "alert", "crit", "error",
+	static const char *const names[] = {"emerg",   "alert",	 "crit", "error",
 					    "warning", "notice", "info", "debug"};
 	char who[128] = "mcpfs";
 	if (log_fd >= 0)
@@ -82,7 +82,7 @@ void log_msg(int level, const char *fmt, ...)
 void log_quote(char *out, size_t outlen, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0, room = outlen - 4;  /* "..." and the NUL */
+	size_t o = 0, room = outlen - 4; /* "..." and the NUL */
 	for (size_t i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		char e[4] = {'\\', 0, 0, 0};

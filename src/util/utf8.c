@@ -21,15 +21,15 @@ static size_t utf8_seq(const unsigned char *s, size_t n, bool *incomplete)
 	else if (c >= 0xE0 && c <= 0xEF) {
 		need = 3;
 		if (c == 0xE0)
-			lo = 0xA0;  /* no overlong forms */
+			lo = 0xA0; /* no overlong forms */
 		if (c == 0xED)
-			hi = 0x9F;  /* no surrogates */
+			hi = 0x9F; /* no surrogates */
 	} else if (c >= 0xF0 && c <= 0xF4) {
 		need = 4;
 		if (c == 0xF0)
 			lo = 0x90;
 		if (c == 0xF4)
-			hi = 0x8F;  /* nothing above U+10FFFF */
+			hi = 0x8F; /* nothing above U+10FFFF */
 	} else
 		return 0;
 	for (size_t i = 1; i < need; i++) {
@@ -115,7 +115,12 @@ bool utf8_blank(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		switch (s[i]) {
-		case ' ': case '\t': case '\n': case '\r': case '\v': case '\f':
+		case ' ':
+		case '\t':
+		case '\n':
+		case '\r':
+		case '\v':
+		case '\f':
 			continue;
 		default:
 			return false;

@@ -53,7 +53,7 @@ static void check_path(const uint8_t *data, size_t size)
 	char *url = malloc(size + 1), name[STORE_NAME_MAX + 1], why[256];
 	FUZZ_ALLOC(url);
 	memcpy(url, data, size);
-	url[size] = '\0';  /* libmicrohttpd hands the handler a C string */
+	url[size] = '\0'; /* libmicrohttpd hands the handler a C string */
 	int res = -1;
 	const char *seg;
 	size_t seg_len;
@@ -143,7 +143,7 @@ static void check_body(unsigned sel, const uint8_t *data, size_t size)
 	bool optional = sel & 4;
 	char *body = malloc(size ? size : 1), why[160];
 	FUZZ_ALLOC(body);
-	memcpy(body, data, size);  /* exactly size bytes: no terminator to lean on */
+	memcpy(body, data, size); /* exactly size bytes: no terminator to lean on */
 	check_shape(body, data, size);
 	why[0] = '\0';
 	cJSON *o = (cJSON *)1;

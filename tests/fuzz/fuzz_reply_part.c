@@ -33,7 +33,7 @@ static void check_field(const cJSON *o, const char *key, const uint8_t *s, size_
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = {data, size};
-	uint64_t turn = fuzz_bytes(&in, 8) & ((1ull << 53) - 1);  /* a double holds it exactly */
+	uint64_t turn = fuzz_bytes(&in, 8) & ((1ull << 53) - 1); /* a double holds it exactly */
 	unsigned attempt = (unsigned)fuzz_bytes(&in, 4) & 0x7fffffff;
 	size_t split = (size_t)fuzz_bytes(&in, 2);
 	const char *tx = (const char *)in.p;
@@ -46,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(n > 0 && (size_t)n <= b.cap && b.data[n] == '\0');
 	cJSON *o = cJSON_ParseWithLength(b.data, (size_t)n);
 	FUZZ_CHECK(o != NULL);
-	FUZZ_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "turn")) == (double)turn);
+	FUZZ_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "turn")) ==
+		   (double)turn);
 	FUZZ_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "attempt")) == attempt);
 	check_field(o, "text", (const uint8_t *)tx, tn, true);
 	check_field(o, "thinking", (const uint8_t *)th, hn, hn != 0);

@@ -19,7 +19,8 @@ static inline char *reply_part_by_cjson(uint64_t turn, unsigned attempt, const c
 	char *t = strndup(tx, tn), *h = strndup(th, hn), *s = NULL;
 	cJSON *o = cJSON_CreateObject();
 	if (t && h && o && cJSON_AddNumberToObject(o, "turn", (double)turn) &&
-	    cJSON_AddNumberToObject(o, "attempt", attempt) && cJSON_AddStringToObject(o, "text", t) &&
+	    cJSON_AddNumberToObject(o, "attempt", attempt) &&
+	    cJSON_AddStringToObject(o, "text", t) &&
 	    (!hn || cJSON_AddStringToObject(o, "thinking", h)))
 		s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);

@@ -29,67 +29,71 @@
 
 #define EV(name, json) "event: " name "\ndata: " json "\n\n"
 
-#define START_EV                                                                            \
-	EV("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","    \
-			    "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\","  \
-			    "\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"   \
-			    "\"usage\":{\"input_tokens\":18,\"output_tokens\":1}}}")         \
-	EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,"         \
+#define START_EV                                                                                   \
+	EV("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","           \
+			    "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\","         \
+			    "\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"          \
+			    "\"usage\":{\"input_tokens\":18,\"output_tokens\":1}}}")               \
+	EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,"                 \
 				  "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}")
-#define DELTA(t)                                                                            \
-	EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,"         \
+#define DELTA(t)                                                                                   \
+	EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,"                 \
 				  "\"delta\":{\"type\":\"text_delta\",\"text\":\"" t "\"}}")
-#define END_EV                                                                              \
-	EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}")          \
-	EV("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"      \
-			    "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":12}}") \
+#define END_EV                                                                                     \
+	EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}")                  \
+	EV("message_delta",                                                                        \
+	   "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"                               \
+	   "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":12}}")               \
 	EV("message_stop", "{\"type\":\"message_stop\"}")
-#define OVERLOADED_EV                                                                       \
-	EV("error", "{\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", "   \
+#define OVERLOADED_EV                                                                              \
+	EV("error", "{\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", "           \
 		    "\"message\": \"Overloaded\"}}")
 
 static const char stream_a[] =
-	START_EV DELTA("Hello") DELTA("! How can I help") DELTA(" you today?") END_EV;
+    START_EV DELTA("Hello") DELTA("! How can I help") DELTA(" you today?") END_EV;
 static const char text_a[] = "Hello! How can I help you today?";
 /* Multi-byte UTF-8, which 7-byte fragments split mid-character. */
-static const char stream_c[] =
-	START_EV DELTA("Gr\xc3\xbc\xc3\x9f" "e") DELTA(" \xe2\x80\x94 \xe6\x9d\xb1\xe4\xba\xac")
-	DELTA(" \xf0\x9f\x8c\xb8") END_EV;
-static const char text_c[] = "Gr\xc3\xbc\xc3\x9f" "e \xe2\x80\x94 \xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x8c\xb8";
-static const char stream_b[] = START_EV EV("ping", "{\"type\": \"ping\"}")
-	DELTA("The first three") DELTA(" primes are 2, 3") OVERLOADED_EV;
+static const char stream_c[] = START_EV DELTA("Gr\xc3\xbc\xc3\x9f"
+					      "e") DELTA(" \xe2\x80\x94 \xe6\x9d\xb1\xe4\xba\xac")
+    DELTA(" \xf0\x9f\x8c\xb8") END_EV;
+static const char text_c[] = "Gr\xc3\xbc\xc3\x9f"
+			     "e \xe2\x80\x94 \xe6\x9d\xb1\xe4\xba\xac \xf0\x9f\x8c\xb8";
+static const char stream_b[] = START_EV EV("ping", "{\"type\": \"ping\"}") DELTA("The first three")
+    DELTA(" primes are 2, 3") OVERLOADED_EV;
 static const char stream_partial[] = START_EV DELTA("Hello");
 static const char request_body[] = "{\"model\":\"m\",\"max_tokens\":16,\"stream\":true,"
 				   "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
 
-#define SSE_HEAD "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n" \
-		 "request-id: req_A"
-#define JSON_ERR(code, text) "HTTP/1.1 " code " " text "\r\nContent-Type: application/json\r\n" \
-		"request-id: req_" code
-#define ERR_BODY(type, msg) "{\"type\":\"error\",\"error\":{\"type\":\"" type "\",\"message\":\"" \
-		msg "\"},\"request_id\":\"req_body\"}"
+#define SSE_HEAD                                                                                   \
+	"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"                    \
+	"request-id: req_A"
+#define JSON_ERR(code, text)                                                                       \
+	"HTTP/1.1 " code " " text "\r\nContent-Type: application/json\r\n"                         \
+	"request-id: req_" code
+#define ERR_BODY(type, msg)                                                                        \
+	"{\"type\":\"error\",\"error\":{\"type\":\"" type "\",\"message\":\"" msg                  \
+	"\"},\"request_id\":\"req_body\"}"
 
 /* --- the recording store ---------------------------------------------------------- */
 
 struct store {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int cancel_at;          /* store_call_event says -ECANCELED at this text event */
+	int cancel_at; /* store_call_event says -ECANCELED at this text event */
 	int responses, status, text_events, stops, retries, ends, end_code;
-	int held, flushes;      /* events not yet flushed; store_call_flush calls with some */
+	int held, flushes; /* events not yet flushed; store_call_flush calls with some */
 	char request_id[128];
 	char text[4096];
 	size_t text_len;
 	int64_t output_tokens;
 	int64_t delays[8];
 	unsigned attempts[8];
-	bool text_at_retry;     /* a retry came after text: never allowed */
+	bool text_at_retry; /* a retry came after text: never allowed */
 	struct api_error end_err;
 	int64_t end_ms;
 };
 
-void store_call_response(struct store *s, uint64_t call_id, int http_status,
-			 const char *request_id)
+void store_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
 {
 	pthread_mutex_lock(&s->lock);
 	s->responses++;
@@ -193,14 +197,14 @@ static bool store_wait(struct store *s, const int *ip, const size_t *zp, int ms)
 /* --- the scripted server ---------------------------------------------------------- */
 
 struct fake_resp {
-	const char *head;  /* status line and headers without the blank line; NULL: the
-			      script ends here */
+	const char *head; /* status line and headers without the blank line; NULL: the
+			     script ends here */
 	const char *body;
-	size_t frag;       /* send the body in pieces of this many bytes (0: whole) */
-	bool chunked;      /* Transfer-Encoding: chunked, one chunk per piece */
-	bool cut;          /* chunked: close without the last chunk */
-	int hold_ms;       /* then hold the connection this long, or until the client closes */
-	bool drop;         /* close without answering */
+	size_t frag;  /* send the body in pieces of this many bytes (0: whole) */
+	bool chunked; /* Transfer-Encoding: chunked, one chunk per piece */
+	bool cut;     /* chunked: close without the last chunk */
+	int hold_ms;  /* then hold the connection this long, or until the client closes */
+	bool drop;    /* close without answering */
 };
 
 struct fake {
@@ -208,13 +212,13 @@ struct fake {
 	int port;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	bool stop;                    /* under lock */
+	bool stop;		      /* under lock */
 	const struct fake_resp *resp; /* the script */
 	size_t n_resp;
-	size_t served;                /* requests read; under lock */
-	int64_t req_ms[8];            /* when each request arrived; under lock */
-	char first[8192];             /* the first request, head and body; under lock */
-	int64_t closed_ms;            /* when the client closed a held connection; under lock */
+	size_t served;	   /* requests read; under lock */
+	int64_t req_ms[8]; /* when each request arrived; under lock */
+	char first[8192];  /* the first request, head and body; under lock */
+	int64_t closed_ms; /* when the client closed a held connection; under lock */
 };
 
 static bool send_all(int fd, const char *p, size_t n)
@@ -234,7 +238,7 @@ static ssize_t read_request(int fd, char *buf, size_t size)
 {
 	size_t len = 0, want = 0;
 	while (len < size - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 3000) <= 0)
 			return -1;
 		ssize_t r = recv(fd, buf + len, size - 1 - len, 0);
@@ -278,7 +282,7 @@ static void fake_answer(struct fake *f, int fd, const struct fake_resp *r)
 	if (r->chunked && !r->cut)
 		send_all(fd, "0\r\n\r\n", 5);
 	if (r->hold_ms) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, r->hold_ms) > 0) {
 			pthread_mutex_lock(&f->lock);
 			f->closed_ms = clock_mono_ms();
@@ -291,7 +295,8 @@ static void *fake_main(void *data)
 {
 	struct fake *f = data;
 	static const struct fake_resp unexpected = {
-		"HTTP/1.1 400 Bad Request\r\nx-should-retry: false", ERR_BODY("unexpected", "no script"),
+	    "HTTP/1.1 400 Bad Request\r\nx-should-retry: false",
+	    ERR_BODY("unexpected", "no script"),
 	};
 	for (;;) {
 		pthread_mutex_lock(&f->lock);
@@ -299,7 +304,7 @@ static void *fake_main(void *data)
 		pthread_mutex_unlock(&f->lock);
 		if (stop)
 			break;
-		struct pollfd p = { .fd = f->fd, .events = POLLIN };
+		struct pollfd p = {.fd = f->fd, .events = POLLIN};
 		if (poll(&p, 1, 20) <= 0)
 			continue;
 		int fd = accept(f->fd, NULL, NULL);
@@ -328,10 +333,11 @@ static void *fake_main(void *data)
 static int loopback_socket(bool listen_too, int *port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t alen = sizeof(a);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    (listen_too && listen(fd, 16) < 0) || getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
+	    (listen_too && listen(fd, 16) < 0) ||
+	    getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
 		perror("loopback socket");
 		exit(1);
 	}
@@ -364,13 +370,13 @@ static void fake_stop(struct fake *f, bool listening)
 /* --- scenarios ---------------------------------------------------------------------- */
 
 enum mode {
-	RUN,       /* start and wait for the end */
-	NO_KEY,    /* no key and no token */
-	TOKEN,     /* an auth token instead of a key */
-	REFUSED,   /* nothing listens on the port */
-	CANCEL,    /* cancel once text has arrived */
-	STOP,      /* claude_stop once text has arrived */
-	DRAIN,     /* the server holds the connection after message_stop */
+	RUN,	 /* start and wait for the end */
+	NO_KEY,	 /* no key and no token */
+	TOKEN,	 /* an auth token instead of a key */
+	REFUSED, /* nothing listens on the port */
+	CANCEL,	 /* cancel once text has arrived */
+	STOP,	 /* claude_stop once text has arrived */
+	DRAIN,	 /* the server holds the connection after message_stop */
 };
 
 struct scenario {
@@ -378,108 +384,518 @@ struct scenario {
 	enum mode mode;
 	struct fake_resp resp[4];
 	int max_retries;
-	int idle_ms;         /* 0: 5000 */
-	int cancel_at;       /* the store refuses the n-th text event */
+	int idle_ms;   /* 0: 5000 */
+	int cancel_at; /* the store refuses the n-th text event */
 	/* expected */
 	int code;
-	const char *type;    /* of the end's error; NULL for success */
-	int requests;        /* -1: not checked */
+	const char *type; /* of the end's error; NULL for success */
+	int requests;	  /* -1: not checked */
 	int retries;
 	const char *text;
-	int status;          /* of the end's error, or of the response for success */
+	int status; /* of the end's error, or of the response for success */
 	const char *request_id;
-	int min_ms, max_ms;  /* from start to end */
-	int64_t delay0_min, delay0_max, delay1_min, delay1_max;  /* -1: not checked */
+	int min_ms, max_ms;					/* from start to end */
+	int64_t delay0_min, delay0_max, delay1_min, delay1_max; /* -1: not checked */
 };
 
 #define NO_DELAY -1, -1, -1, -1
 
 static const struct scenario scenarios[] = {
-	{ "stream", RUN, { { SSE_HEAD, stream_a, 0, true } }, 2, 0, 0,
-	  0, NULL, 1, 0, text_a, 200, "req_A", 0, 2000, NO_DELAY },
-	{ "fragments split UTF-8", RUN, { { SSE_HEAD, stream_c, 7, true } }, 2, 0, 0,
-	  0, NULL, 1, 0, text_c, 200, "req_A", 0, 3000, NO_DELAY },
-	{ "one byte at a time, body to close", RUN, { { SSE_HEAD, stream_a, 1 } }, 2, 0, 0,
-	  0, NULL, 1, 0, text_a, 200, "req_A", 0, 5000, NO_DELAY },
-	{ "401 not retried", RUN,
-	  { { JSON_ERR("401", "Unauthorized"), ERR_BODY("authentication_error", "invalid x-api-key") } },
-	  2, 0, 0, -EIO, "authentication_error", 1, 0, "", 401, "req_401", 0, 1000, NO_DELAY },
-	{ "529 twice then 200", RUN,
-	  { { JSON_ERR("529", "Overloaded"), ERR_BODY("overloaded_error", "Overloaded") },
-	    { JSON_ERR("529", "Overloaded"), ERR_BODY("overloaded_error", "Overloaded") },
-	    { SSE_HEAD, stream_a, 0, true } },
-	  2, 0, 0, 0, NULL, 3, 2, text_a, 200, "req_A", 1125, 3000, 375, 500, 750, 1000 },
-	{ "429 retry-after-ms", RUN,
-	  { { JSON_ERR("429", "Too Many Requests") "\r\nretry-after-ms: 300",
-	      ERR_BODY("rate_limit_error", "slow down") },
-	    { SSE_HEAD, stream_a, 0, true } },
-	  2, 0, 0, 0, NULL, 2, 1, text_a, 200, "req_A", 300, 2000, 300, 300, -1, -1 },
-	{ "429 retry-after seconds", RUN,
-	  { { JSON_ERR("429", "Too Many Requests") "\r\nretry-after: 1",
-	      ERR_BODY("rate_limit_error", "slow down") },
-	    { SSE_HEAD, stream_a, 0, true } },
-	  2, 0, 0, 0, NULL, 2, 1, text_a, 200, "req_A", 1000, 3000, 1000, 1000, -1, -1 },
-	{ "429 retry-after too long: back-off", RUN,
-	  { { JSON_ERR("429", "Too Many Requests") "\r\nretry-after: 3600",
-	      ERR_BODY("rate_limit_error", "slow down") },
-	    { SSE_HEAD, stream_a, 0, true } },
-	  2, 0, 0, 0, NULL, 2, 1, text_a, 200, "req_A", 375, 2000, 375, 500, -1, -1 },
-	{ "500 x-should-retry false", RUN,
-	  { { JSON_ERR("500", "Internal Server Error") "\r\nx-should-retry: false",
-	      ERR_BODY("api_error", "boom") } },
-	  2, 0, 0, -EIO, "api_error", 1, 0, "", 500, "req_500", 0, 1000, NO_DELAY },
-	{ "400 x-should-retry true", RUN,
-	  { { JSON_ERR("400", "Bad Request") "\r\nx-should-retry: true",
-	      ERR_BODY("invalid_request_error", "try again") },
-	    { SSE_HEAD, stream_a, 0, true } },
-	  2, 0, 0, 0, NULL, 2, 1, text_a, 200, "req_A", 375, 2000, 375, 500, -1, -1 },
-	{ "413 from a proxy", RUN,
-	  { { "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/html",
-	      "<html><body>413 Request Entity Too Large</body></html>" } },
-	  2, 0, 0, -EIO, "http_error", 1, 0, "", 413, "", 0, 1000, NO_DELAY },
-	{ "retries exhausted", RUN,
-	  { { JSON_ERR("503", "Unavailable"), ERR_BODY("api_error", "down") },
-	    { JSON_ERR("503", "Unavailable"), ERR_BODY("api_error", "down") } },
-	  1, 0, 0, -EIO, "api_error", 2, 1, "", 503, "req_503", 375, 2000, 375, 500, -1, -1 },
-	{ "error event after text", RUN, { { SSE_HEAD, stream_b } }, 2, 0, 0,
-	  -EIO, "overloaded_error", 1, 0, "The first three primes are 2, 3", 200, "req_A", 0, 1000,
-	  NO_DELAY },
-	{ "error event before text", RUN,
-	  { { SSE_HEAD, START_EV OVERLOADED_EV }, { SSE_HEAD, stream_a, 0, true } }, 2, 0, 0,
-	  0, NULL, 2, 1, text_a, 200, "req_A", 375, 2000, 375, 500, -1, -1 },
-	{ "disconnect before the first byte", RUN,
-	  { { "", .drop = true }, { SSE_HEAD, stream_a, 0, true } }, 2, 0, 0,
-	  0, NULL, 2, 1, text_a, 200, "req_A", 375, 2000, 375, 500, -1, -1 },
-	{ "cut after text", RUN, { { SSE_HEAD, stream_partial, 0, true, true } }, 2, 0, 0,
-	  -EIO, "stream_error", 1, 0, "Hello", 200, "req_A", 0, 1000, NO_DELAY },
-	{ "ended without message_stop", RUN, { { SSE_HEAD, stream_partial } }, 2, 0, 0,
-	  -EIO, "stream_error", 1, 0, "Hello", 200, "req_A", 0, 1000, NO_DELAY },
-	{ "malformed event", RUN,
-	  { { SSE_HEAD, START_EV EV("content_block_delta", "{not json") },
-	    { SSE_HEAD, START_EV EV("content_block_delta", "{not json") } }, 1, 0, 0,
-	  -EIO, "stream_error", 2, 1, "", 200, "req_A", 375, 2000, 375, 500, -1, -1 },
-	{ "200 that is not a stream", RUN,
-	  { { "HTTP/1.1 200 OK\r\nContent-Type: application/json", "{\"type\":\"message\"}" } },
-	  2, 0, 0, -EIO, "stream_error", 1, 0, "", 200, "", 0, 1000, NO_DELAY },
-	{ "stall after text", RUN, { { SSE_HEAD, stream_partial, 0, false, false, 5000 } }, 2, 400,
-	  0, -ETIMEDOUT, "timeout_error", 1, 0, "Hello", 200, "req_A", 400, 1000, NO_DELAY },
-	{ "stall before text is retried", RUN,
-	  { { SSE_HEAD, START_EV, 0, false, false, 5000 }, { SSE_HEAD, stream_a, 0, true } }, 2,
-	  300, 0, 0, NULL, 2, 1, text_a, 200, "req_A", 675, 2500, 375, 500, -1, -1 },
-	{ "cancel while streaming", CANCEL, { { SSE_HEAD, stream_partial, 0, false, false, 5000 } },
-	  2, 0, 0, -ECANCELED, "cancelled", 1, 0, "Hello", 200, "req_A", 0, 2000, NO_DELAY },
-	{ "the store drops the call", RUN, { { SSE_HEAD, stream_a, 0, true } }, 2, 0, 2,
-	  -ECANCELED, "cancelled", 1, 0, "Hello", 200, "req_A", 0, 1000, NO_DELAY },
-	{ "stop while streaming", STOP, { { SSE_HEAD, stream_partial, 0, false, false, 5000 } },
-	  2, 0, 0, -ECANCELED, "interrupted", 1, 0, "Hello", 200, "req_A", 0, 2000, NO_DELAY },
-	{ "held open after message_stop", DRAIN, { { SSE_HEAD, stream_a, 0, false, false, 5000 } },
-	  2, 0, 0, 0, NULL, 1, 0, text_a, 200, "req_A", 0, 1000, NO_DELAY },
-	{ "no key", NO_KEY, { { SSE_HEAD, stream_a, 0, true } }, 2, 0, 0,
-	  -EIO, "no_api_key", 0, 0, "", 0, "", 0, 200, NO_DELAY },
-	{ "auth token", TOKEN, { { SSE_HEAD, stream_a, 0, true } }, 2, 0, 0,
-	  0, NULL, 1, 0, text_a, 200, "req_A", 0, 2000, NO_DELAY },
-	{ "connection refused", REFUSED, { { NULL } }, 2, 0, 0,
-	  -EIO, "connection_error", 0, 2, "", 0, "", 1125, 3000, 375, 500, 750, 1000 },
+    {"stream",
+     RUN,
+     {{SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     1,
+     0,
+     text_a,
+     200,
+     "req_A",
+     0,
+     2000,
+     NO_DELAY},
+    {"fragments split UTF-8",
+     RUN,
+     {{SSE_HEAD, stream_c, 7, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     1,
+     0,
+     text_c,
+     200,
+     "req_A",
+     0,
+     3000,
+     NO_DELAY},
+    {"one byte at a time, body to close",
+     RUN,
+     {{SSE_HEAD, stream_a, 1}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     1,
+     0,
+     text_a,
+     200,
+     "req_A",
+     0,
+     5000,
+     NO_DELAY},
+    {"401 not retried",
+     RUN,
+     {{JSON_ERR("401", "Unauthorized"), ERR_BODY("authentication_error", "invalid x-api-key")}},
+     2,
+     0,
+     0,
+     -EIO,
+     "authentication_error",
+     1,
+     0,
+     "",
+     401,
+     "req_401",
+     0,
+     1000,
+     NO_DELAY},
+    {"529 twice then 200",
+     RUN,
+     {{JSON_ERR("529", "Overloaded"), ERR_BODY("overloaded_error", "Overloaded")},
+      {JSON_ERR("529", "Overloaded"), ERR_BODY("overloaded_error", "Overloaded")},
+      {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     3,
+     2,
+     text_a,
+     200,
+     "req_A",
+     1125,
+     3000,
+     375,
+     500,
+     750,
+     1000},
+    {"429 retry-after-ms",
+     RUN,
+     {{JSON_ERR("429", "Too Many Requests") "\r\nretry-after-ms: 300",
+       ERR_BODY("rate_limit_error", "slow down")},
+      {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     300,
+     2000,
+     300,
+     300,
+     -1,
+     -1},
+    {"429 retry-after seconds",
+     RUN,
+     {{JSON_ERR("429", "Too Many Requests") "\r\nretry-after: 1",
+       ERR_BODY("rate_limit_error", "slow down")},
+      {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     1000,
+     3000,
+     1000,
+     1000,
+     -1,
+     -1},
+    {"429 retry-after too long: back-off",
+     RUN,
+     {{JSON_ERR("429", "Too Many Requests") "\r\nretry-after: 3600",
+       ERR_BODY("rate_limit_error", "slow down")},
+      {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     375,
+     2000,
+     375,
+     500,
+     -1,
+     -1},
+    {"500 x-should-retry false",
+     RUN,
+     {{JSON_ERR("500", "Internal Server Error") "\r\nx-should-retry: false",
+       ERR_BODY("api_error", "boom")}},
+     2,
+     0,
+     0,
+     -EIO,
+     "api_error",
+     1,
+     0,
+     "",
+     500,
+     "req_500",
+     0,
+     1000,
+     NO_DELAY},
+    {"400 x-should-retry true",
+     RUN,
+     {{JSON_ERR("400", "Bad Request") "\r\nx-should-retry: true",
+       ERR_BODY("invalid_request_error", "try again")},
+      {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     375,
+     2000,
+     375,
+     500,
+     -1,
+     -1},
+    {"413 from a proxy",
+     RUN,
+     {{"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/html",
+       "<html><body>413 Request Entity Too Large</body></html>"}},
+     2,
+     0,
+     0,
+     -EIO,
+     "http_error",
+     1,
+     0,
+     "",
+     413,
+     "",
+     0,
+     1000,
+     NO_DELAY},
+    {"retries exhausted",
+     RUN,
+     {{JSON_ERR("503", "Unavailable"), ERR_BODY("api_error", "down")},
+      {JSON_ERR("503", "Unavailable"), ERR_BODY("api_error", "down")}},
+     1,
+     0,
+     0,
+     -EIO,
+     "api_error",
+     2,
+     1,
+     "",
+     503,
+     "req_503",
+     375,
+     2000,
+     375,
+     500,
+     -1,
+     -1},
+    {"error event after text",
+     RUN,
+     {{SSE_HEAD, stream_b}},
+     2,
+     0,
+     0,
+     -EIO,
+     "overloaded_error",
+     1,
+     0,
+     "The first three primes are 2, 3",
+     200,
+     "req_A",
+     0,
+     1000,
+     NO_DELAY},
+    {"error event before text",
+     RUN,
+     {{SSE_HEAD, START_EV OVERLOADED_EV}, {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     375,
+     2000,
+     375,
+     500,
+     -1,
+     -1},
+    {"disconnect before the first byte",
+     RUN,
+     {{"", .drop = true}, {SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     375,
+     2000,
+     375,
+     500,
+     -1,
+     -1},
+    {"cut after text",
+     RUN,
+     {{SSE_HEAD, stream_partial, 0, true, true}},
+     2,
+     0,
+     0,
+     -EIO,
+     "stream_error",
+     1,
+     0,
+     "Hello",
+     200,
+     "req_A",
+     0,
+     1000,
+     NO_DELAY},
+    {"ended without message_stop",
+     RUN,
+     {{SSE_HEAD, stream_partial}},
+     2,
+     0,
+     0,
+     -EIO,
+     "stream_error",
+     1,
+     0,
+     "Hello",
+     200,
+     "req_A",
+     0,
+     1000,
+     NO_DELAY},
+    {"malformed event",
+     RUN,
+     {{SSE_HEAD, START_EV EV("content_block_delta", "{not json")},
+      {SSE_HEAD, START_EV EV("content_block_delta", "{not json")}},
+     1,
+     0,
+     0,
+     -EIO,
+     "stream_error",
+     2,
+     1,
+     "",
+     200,
+     "req_A",
+     375,
+     2000,
+     375,
+     500,
+     -1,
+     -1},
+    {"200 that is not a stream",
+     RUN,
+     {{"HTTP/1.1 200 OK\r\nContent-Type: application/json", "{\"type\":\"message\"}"}},
+     2,
+     0,
+     0,
+     -EIO,
+     "stream_error",
+     1,
+     0,
+     "",
+     200,
+     "",
+     0,
+     1000,
+     NO_DELAY},
+    {"stall after text",
+     RUN,
+     {{SSE_HEAD, stream_partial, 0, false, false, 5000}},
+     2,
+     400,
+     0,
+     -ETIMEDOUT,
+     "timeout_error",
+     1,
+     0,
+     "Hello",
+     200,
+     "req_A",
+     400,
+     1000,
+     NO_DELAY},
+    {"stall before text is retried",
+     RUN,
+     {{SSE_HEAD, START_EV, 0, false, false, 5000}, {SSE_HEAD, stream_a, 0, true}},
+     2,
+     300,
+     0,
+     0,
+     NULL,
+     2,
+     1,
+     text_a,
+     200,
+     "req_A",
+     675,
+     2500,
+     375,
+     500,
+     -1,
+     -1},
+    {"cancel while streaming",
+     CANCEL,
+     {{SSE_HEAD, stream_partial, 0, false, false, 5000}},
+     2,
+     0,
+     0,
+     -ECANCELED,
+     "cancelled",
+     1,
+     0,
+     "Hello",
+     200,
+     "req_A",
+     0,
+     2000,
+     NO_DELAY},
+    {"the store drops the call",
+     RUN,
+     {{SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     2,
+     -ECANCELED,
+     "cancelled",
+     1,
+     0,
+     "Hello",
+     200,
+     "req_A",
+     0,
+     1000,
+     NO_DELAY},
+    {"stop while streaming",
+     STOP,
+     {{SSE_HEAD, stream_partial, 0, false, false, 5000}},
+     2,
+     0,
+     0,
+     -ECANCELED,
+     "interrupted",
+     1,
+     0,
+     "Hello",
+     200,
+     "req_A",
+     0,
+     2000,
+     NO_DELAY},
+    {"held open after message_stop",
+     DRAIN,
+     {{SSE_HEAD, stream_a, 0, false, false, 5000}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     1,
+     0,
+     text_a,
+     200,
+     "req_A",
+     0,
+     1000,
+     NO_DELAY},
+    {"no key",
+     NO_KEY,
+     {{SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     -EIO,
+     "no_api_key",
+     0,
+     0,
+     "",
+     0,
+     "",
+     0,
+     200,
+     NO_DELAY},
+    {"auth token",
+     TOKEN,
+     {{SSE_HEAD, stream_a, 0, true}},
+     2,
+     0,
+     0,
+     0,
+     NULL,
+     1,
+     0,
+     text_a,
+     200,
+     "req_A",
+     0,
+     2000,
+     NO_DELAY},
+    {"connection refused",
+     REFUSED,
+     {{NULL}},
+     2,
+     0,
+     0,
+     -EIO,
+     "connection_error",
+     0,
+     2,
+     "",
+     0,
+     "",
+     1125,
+     3000,
+     375,
+     500,
+     750,
+     1000},
 };
 
 struct runner {
@@ -546,7 +962,7 @@ static void check_end(const struct scenario *sc, struct store *s, int64_t ms)
 
 static void run_scenario(const struct scenario *sc)
 {
-	struct store s = { .cancel_at = sc->cancel_at };
+	struct store s = {.cancel_at = sc->cancel_at};
 	fprintf(stderr, "%s\n", sc->name);
 	struct fake f;
 	size_t n_resp = 0;
@@ -559,11 +975,11 @@ static void run_scenario(const struct scenario *sc)
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f.port, sc->mode == TOKEN ? "/" : "");
 	struct claude_config cfg = {
-		.base_url = url,
-		.api_key = sc->mode == NO_KEY || sc->mode == TOKEN ? NULL : "sk-test-key",
-		.auth_token = sc->mode == TOKEN ? "tok-123" : NULL,
+	    .base_url = url,
+	    .api_key = sc->mode == NO_KEY || sc->mode == TOKEN ? NULL : "sk-test-key",
+	    .auth_token = sc->mode == TOKEN ? "tok-123" : NULL,
 	};
-	struct runner r = { .ret = -1 };
+	struct runner r = {.ret = -1};
 	pthread_t thread;
 	CHECK_EQ_INT(claude_new(&cfg, &s, &r.c), 0);
 	if (!r.c)
@@ -571,9 +987,12 @@ static void run_scenario(const struct scenario *sc)
 	pthread_create(&thread, NULL, run_thread, &r);
 
 	struct call_spec spec = {
-		.call_id = 7, .body = strdup(request_body), .body_len = strlen(request_body),
-		.max_retries = sc->max_retries, .connect_timeout_ms = 2000,
-		.idle_timeout_ms = sc->idle_ms ? sc->idle_ms : 5000,
+	    .call_id = 7,
+	    .body = strdup(request_body),
+	    .body_len = strlen(request_body),
+	    .max_retries = sc->max_retries,
+	    .connect_timeout_ms = 2000,
+	    .idle_timeout_ms = sc->idle_ms ? sc->idle_ms : 5000,
 	};
 	int64_t t0 = clock_mono_ms();
 	CHECK_EQ_INT(claude_transport()->start(r.c, &spec), 0);
@@ -618,7 +1037,8 @@ static void run_scenario(const struct scenario *sc)
 		CHECK_EQ_INT(f.served, sc->requests);
 	if (f.served > 0)
 		check_request(sc, f.first);
-	if (sc->mode == RUN && sc->delay0_min == sc->delay0_max && sc->delay0_min > 0 && f.served >= 2)
+	if (sc->mode == RUN && sc->delay0_min == sc->delay0_max && sc->delay0_min > 0 &&
+	    f.served >= 2)
 		CHECK(f.req_ms[1] - f.req_ms[0] >= sc->delay0_min);
 	if (sc->mode == NO_KEY) {
 		CHECK_EQ_STR(s.end_err.message,
@@ -639,21 +1059,21 @@ static void test_new(void)
 		const char *base_url, *key, *token;
 		int ret;
 	} cases[] = {
-		{ NULL, "k", NULL, 0 },
-		{ "https://api.example.com/", "k", NULL, 0 },
-		{ "HTTP://127.0.0.1:1", NULL, NULL, 0 },
-		{ "ftp://example.com", "k", NULL, -EINVAL },
-		{ "127.0.0.1:8080", "k", NULL, -EINVAL },
-		{ "http://x", "sk-bad\r\nx-evil: 1", NULL, -EINVAL },
-		{ "http://x", NULL, "tok\n", -EINVAL },
+	    {NULL, "k", NULL, 0},
+	    {"https://api.example.com/", "k", NULL, 0},
+	    {"HTTP://127.0.0.1:1", NULL, NULL, 0},
+	    {"ftp://example.com", "k", NULL, -EINVAL},
+	    {"127.0.0.1:8080", "k", NULL, -EINVAL},
+	    {"http://x", "sk-bad\r\nx-evil: 1", NULL, -EINVAL},
+	    {"http://x", NULL, "tok\n", -EINVAL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct claude_config cfg = { cases[i].base_url, cases[i].key, cases[i].token };
+		struct claude_config cfg = {cases[i].base_url, cases[i].key, cases[i].token};
 		struct claude *c = (struct claude *)&cfg;
 		CHECK_EQ_INT(claude_new(&cfg, NULL, &c), cases[i].ret);
 		CHECK((c != NULL) == (cases[i].ret == 0));
 		if (c) {
-			struct call_spec spec = { .call_id = 1 };
+			struct call_spec spec = {.call_id = 1};
 			CHECK_EQ_INT(claude_transport()->start(c, &spec), -EINVAL);
 			CHECK_EQ_INT(claude_in_flight(c), 0);
 		}

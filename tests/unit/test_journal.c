@@ -23,14 +23,14 @@
 struct rec {
 	uint16_t type;
 	size_t len;
-	uint64_t offset, hash;  /* hash: XXH3-64 of the payload */
+	uint64_t offset, hash; /* hash: XXH3-64 of the payload */
 };
 
 /* Records as a scan delivered them, or as a test expects them. */
 struct seen {
 	struct rec r[SEEN_MAX];
 	size_t n;
-	size_t stop_after;  /* > 0: the callback fails after this many records */
+	size_t stop_after; /* > 0: the callback fails after this many records */
 };
 
 static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t offset)
@@ -38,7 +38,7 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	struct seen *s = data;
 
 	if (s->n < SEEN_MAX)
-		s->r[s->n++] = (struct rec){ type, len, offset, XXH3_64bits(payload, len) };
+		s->r[s->n++] = (struct rec){type, len, offset, XXH3_64bits(payload, len)};
 	return s->stop_after && s->n == s->stop_after ? -ECANCELED : 0;
 }
 
@@ -67,7 +67,7 @@ static void image_add(struct image *img, uint16_t type, const void *payload, siz
 
 	image_grow(img, fs);
 	journal_frame(type, payload, len, img->data + img->len);
-	img->recs.r[img->recs.n++] = (struct rec){ type, len, img->len, XXH3_64bits(payload, len) };
+	img->recs.r[img->recs.n++] = (struct rec){type, len, img->len, XXH3_64bits(payload, len)};
 	img->len += fs;
 }
 
@@ -113,14 +113,14 @@ static bool seen_equal(const struct seen *a, const struct seen *b)
 
 static bool report_equal(const struct journal_report *a, const struct journal_report *b)
 {
-	return memcmp(a, b, sizeof(*a)) == 0;  /* all uint64_t: no padding */
+	return memcmp(a, b, sizeof(*a)) == 0; /* all uint64_t: no padding */
 }
 
 /* Scans n bytes both from memory and from a file at path; both must agree. */
 static void scan_both(const char *path, const void *p, size_t n, struct seen *seen,
 		      struct journal_report *rep)
 {
-	struct seen mseen = { .n = 0 };
+	struct seen mseen = {.n = 0};
 	struct journal_report mrep;
 
 	write_file(path, p, n);
@@ -157,20 +157,20 @@ static uint8_t *read_file(const char *path, size_t *n)
 
 struct rt_case {
 	uint16_t type;
-	const char *text;  /* NULL: big bytes of a pattern */
+	const char *text; /* NULL: big bytes of a pattern */
 	size_t big;
 };
 
 static const struct rt_case round_trip[] = {
-	{ JOURNAL_CREATE, "{\"v\":1,\"created_ms\":1,\"settings\":{},\"system\":\"\"}", 0 },
-	{ JOURNAL_USER, "", 0 },  /* empty payload */
-	{ JOURNAL_SETTINGS, "{\"settings\":{\"max_tokens\":5},\"system\":\"s\"}", 0 },
-	{ JOURNAL_REPLY_PART, NULL, 3u << 20 },  /* larger than one read chunk */
-	{ JOURNAL_REPLY_END, "{\"turn\":1,\"attempt\":1,\"state\":\"done\"}", 0 },
-	{ 0, "type 0 passes through", 0 },
-	{ 0xffff, "so does 0xffff", 0 },
-	{ JOURNAL_CLEAR, "{\"turn\":2}", 0 },
-	{ JOURNAL_USER, NULL, 1 },
+    {JOURNAL_CREATE, "{\"v\":1,\"created_ms\":1,\"settings\":{},\"system\":\"\"}", 0},
+    {JOURNAL_USER, "", 0}, /* empty payload */
+    {JOURNAL_SETTINGS, "{\"settings\":{\"max_tokens\":5},\"system\":\"s\"}", 0},
+    {JOURNAL_REPLY_PART, NULL, 3u << 20}, /* larger than one read chunk */
+    {JOURNAL_REPLY_END, "{\"turn\":1,\"attempt\":1,\"state\":\"done\"}", 0},
+    {0, "type 0 passes through", 0},
+    {0xffff, "so does 0xffff", 0},
+    {JOURNAL_CLEAR, "{\"turn\":2}", 0},
+    {JOURNAL_USER, NULL, 1},
 };
 
 static uint8_t *pattern(size_t n)
@@ -185,7 +185,7 @@ static uint8_t *pattern(size_t n)
 static void test_round_trip(const char *dir)
 {
 	char path[4096];
-	struct image img = { 0 };
+	struct image img = {0};
 	struct journal *j;
 	struct journal_report rep;
 	static struct seen seen;
@@ -195,7 +195,8 @@ static void test_round_trip(const char *dir)
 	snprintf(path, sizeof(path), "%s/round-trip.mcj", dir);
 	CHECK_EQ_INT(journal_open(path, JOURNAL_CREATE_NEW, NULL, &j), 0);
 	for (size_t i = 0; i < 1000; i++) {
-		const struct rt_case *c = &round_trip[i % (sizeof(round_trip) / sizeof(round_trip[0]))];
+		const struct rt_case *c =
+		    &round_trip[i % (sizeof(round_trip) / sizeof(round_trip[0]))];
 		/* Big ones only early, to keep the test fast. */
 		size_t len = c->text ? strlen(c->text) : i < 100 ? c->big : i % 7;
 		uint8_t *p = c->text ? (uint8_t *)strdup(c->text) : pattern(len);
@@ -238,7 +239,8 @@ static void test_round_trip(const char *dir)
 /* Five records; the middle one and the last one are what the damage tests hit. */
 static void image_five(struct image *img)
 {
-	image_add_str(img, JOURNAL_CREATE, "{\"v\":1,\"created_ms\":5,\"settings\":{},\"system\":\"\"}");
+	image_add_str(img, JOURNAL_CREATE,
+		      "{\"v\":1,\"created_ms\":5,\"settings\":{},\"system\":\"\"}");
 	image_add_str(img, JOURNAL_USER, "{\"turn\":1,\"text\":\"hello\",\"ms\":6}");
 	image_add_str(img, JOURNAL_REPLY_PART, "{\"turn\":1,\"attempt\":1,\"text\":\"hi\"}");
 	image_add(img, JOURNAL_REPLY_END, "", 0);
@@ -250,7 +252,7 @@ static void image_five(struct image *img)
 static void test_torn_tail(const char *dir)
 {
 	char path[4096];
-	struct image img = { 0 };
+	struct image img = {0};
 	struct seen want, seen;
 	struct journal_report rep;
 	struct journal *j;
@@ -276,8 +278,9 @@ static void test_torn_tail(const char *dir)
 		CHECK_EQ_INT(rep.good_end, last->offset);
 		CHECK_EQ_INT(file_size(path), last->offset);
 		CHECK_EQ_INT(journal_size(j), last->offset);
-		CHECK_EQ_INT(journal_append(j, last->type, img.data + last->offset + 16, last->len,
-					    true), 0);
+		CHECK_EQ_INT(
+		    journal_append(j, last->type, img.data + last->offset + 16, last->len, true),
+		    0);
 		journal_free(j);
 		seen.n = 0;
 		CHECK_EQ_INT(journal_scan(path, on_record, &seen, &rep), 0);
@@ -292,7 +295,7 @@ static void test_torn_tail(const char *dir)
 static void test_bit_flips(const char *dir)
 {
 	char path[4096];
-	struct image img = { 0 };
+	struct image img = {0};
 	struct seen want, seen;
 	struct journal_report rep;
 	size_t mid = 2;
@@ -305,11 +308,11 @@ static void test_bit_flips(const char *dir)
 		for (int bit = 0; bit < 8; bit++) {
 			img.data[i] ^= (uint8_t)(1u << bit);
 			seen.n = 0;
-			if (bit == (int)(i % 8))  /* one bit per byte also through a file */
+			if (bit == (int)(i % 8)) /* one bit per byte also through a file */
 				scan_both(path, img.data, img.len, &seen, &rep);
 			else
-				CHECK_EQ_INT(journal_scan_mem(img.data, img.len, on_record, &seen,
-							      &rep), 0);
+				CHECK_EQ_INT(
+				    journal_scan_mem(img.data, img.len, on_record, &seen, &rep), 0);
 			CHECK(seen_equal(&seen, &want));
 			CHECK_EQ_INT(rep.bad_records, 1);
 			CHECK_EQ_INT(rep.skipped_bytes, journal_frame_size(r->len));
@@ -349,18 +352,18 @@ static const struct {
 	enum garbage_kind kind;
 	const char *bytes;
 	size_t len;
-	uint32_t claim, reserved, hxor;  /* G_FORGED: forge()'s arguments */
+	uint32_t claim, reserved, hxor; /* G_FORGED: forge()'s arguments */
 } garbage[] = {
-	{ "one byte", G_BYTES, "\xff", 1 },
-	{ "zeros", G_BYTES, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 28 },
-	{ "text", G_BYTES, "{\"turn\":9,\"text\":\"stray\"}\n", 26 },
-	{ "magics", G_BYTES, "MCJ1MCJ1MCJ1MCJ1MCJ1MCJ1MCJ1MCJ1MCJ", 35 },
-	{ "magic and zeros", G_BYTES, "MCJ1\x03\0\0\0\x10\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24 },
-	{ "length over the limit", G_FORGED, NULL, 16, JOURNAL_MAX_RECORD + 1, 0, 0 },
-	{ "length 0xffffffff", G_FORGED, NULL, 16, UINT32_MAX, 0, 0 },
-	{ "bad header check, good record check", G_FORGED, NULL, 40, 16, 0, 1 },
-	{ "zero field set, both checks good", G_FORGED, NULL, 40, 16, 0x100, 0 },
-	{ "a frame's first 40 bytes", G_FRAME_PREFIX, NULL, 40 },
+    {"one byte", G_BYTES, "\xff", 1},
+    {"zeros", G_BYTES, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 28},
+    {"text", G_BYTES, "{\"turn\":9,\"text\":\"stray\"}\n", 26},
+    {"magics", G_BYTES, "MCJ1MCJ1MCJ1MCJ1MCJ1MCJ1MCJ1MCJ1MCJ", 35},
+    {"magic and zeros", G_BYTES, "MCJ1\x03\0\0\0\x10\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24},
+    {"length over the limit", G_FORGED, NULL, 16, JOURNAL_MAX_RECORD + 1, 0, 0},
+    {"length 0xffffffff", G_FORGED, NULL, 16, UINT32_MAX, 0, 0},
+    {"bad header check, good record check", G_FORGED, NULL, 40, 16, 0, 1},
+    {"zero field set, both checks good", G_FORGED, NULL, 40, 16, 0x100, 0},
+    {"a frame's first 40 bytes", G_FRAME_PREFIX, NULL, 40},
 };
 
 /* Fills out (64 + 8 bytes) with garbage number i. */
@@ -388,7 +391,7 @@ static void test_limits(const char *dir)
 	uint8_t *big = calloc(1, (size_t)JOURNAL_MAX_RECORD + 1);
 	struct journal *j;
 	struct journal_report rep;
-	struct seen seen = { .n = 0 };
+	struct seen seen = {.n = 0};
 
 	snprintf(path, sizeof(path), "%s/limits.mcj", dir);
 	CHECK_EQ_INT(journal_open(path, JOURNAL_CREATE_NEW, NULL, &j), 0);
@@ -417,10 +420,9 @@ static void test_limits(const char *dir)
 /* Inserts n junk bytes into the five-record image at its end (where 0), before
  * its third record (1) or at its start (2): at the end they are a torn tail,
  * elsewhere one bad record skipped whole. */
-static void check_junk(const char *path, const uint8_t *junk, size_t n, int where,
-		       const char *what)
+static void check_junk(const char *path, const uint8_t *junk, size_t n, int where, const char *what)
 {
-	struct image img = { 0 };
+	struct image img = {0};
 	static struct seen want, seen;
 	struct journal_report rep;
 
@@ -470,7 +472,7 @@ static void test_open(const char *dir)
 	char path[4096];
 	struct journal *j = NULL;
 	struct journal_report rep;
-	struct seen seen = { .n = 0, .stop_after = 2 };
+	struct seen seen = {.n = 0, .stop_after = 2};
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/open.mcj", dir);
@@ -506,7 +508,7 @@ static void test_create(const char *dir)
 	char path[4096];
 	struct journal *j = NULL;
 	struct journal_report rep;
-	struct seen seen = { .n = 0 };
+	struct seen seen = {.n = 0};
 	struct stat st;
 	static const char first[] = "{\"settings\":{}}";
 
@@ -530,8 +532,7 @@ static void test_create(const char *dir)
 	CHECK_EQ_INT(file_size(path), journal_frame_size(strlen(first)) + journal_frame_size(1));
 	unlink(path);
 
-	CHECK_EQ_INT(journal_create(path, JOURNAL_CREATE, "z", JOURNAL_MAX_RECORD + 1, &j),
-		     -EFBIG);
+	CHECK_EQ_INT(journal_create(path, JOURNAL_CREATE, "z", JOURNAL_MAX_RECORD + 1, &j), -EFBIG);
 	CHECK(j == NULL);
 	CHECK_EQ_INT(stat(path, &st), -1);
 	CHECK_EQ_INT(errno, ENOENT);
@@ -544,7 +545,7 @@ static void test_failed_append(const char *dir)
 	struct journal *j;
 	struct journal_report rep;
 	struct rlimit old, lim;
-	struct seen seen = { .n = 0 };
+	struct seen seen = {.n = 0};
 	uint64_t size;
 
 	snprintf(path, sizeof(path), "%s/fsize.mcj", dir);
@@ -579,7 +580,7 @@ static void test_sync_steps(const char *dir)
 	struct journal *j;
 	struct journal_sync t;
 	struct journal_report rep;
-	struct seen seen = { .n = 0 };
+	struct seen seen = {.n = 0};
 	uint64_t durable;
 
 	snprintf(path, sizeof(path), "%s/sync.mcj", dir);
@@ -596,7 +597,7 @@ static void test_sync_steps(const char *dir)
 	CHECK(!journal_busy(j));
 	durable = journal_synced(j);
 	CHECK_EQ_INT(durable, journal_size(j));
-	CHECK_EQ_INT(journal_sync_begin(j, &t), 0);  /* nothing to do */
+	CHECK_EQ_INT(journal_sync_begin(j, &t), 0); /* nothing to do */
 
 	/* a failed fdatasync (a descriptor that is no more): what followed the
 	 * last good sync is gone, and the journal takes appends again */
@@ -659,7 +660,7 @@ static void test_scan_tail(const char *dir)
 	char path[4096], big[300];
 	struct journal *j;
 	struct journal_report rep;
-	struct seen seen = { .n = 0 };
+	struct seen seen = {.n = 0};
 
 	snprintf(path, sizeof(path), "%s/tail.mcj", dir);
 	memset(big, 'x', sizeof(big));
@@ -668,8 +669,8 @@ static void test_scan_tail(const char *dir)
 	CHECK_EQ_INT(journal_append(j, JOURNAL_REPLY_PART, "p", 1, false), 0);
 	CHECK_EQ_INT(journal_append(j, JOURNAL_REPLY_END, "e", 1, true), 0);
 	journal_free(j);
-	CHECK_EQ_INT(journal_scan_tail(path, 2 * journal_frame_size(1) + 5, on_record, &seen,
-				       &rep), 0);
+	CHECK_EQ_INT(journal_scan_tail(path, 2 * journal_frame_size(1) + 5, on_record, &seen, &rep),
+		     0);
 	CHECK_EQ_INT(seen.n, 2);
 	CHECK_EQ_INT(seen.r[0].type, JOURNAL_REPLY_PART);
 	CHECK_EQ_INT(rep.torn_bytes, 0);
@@ -688,13 +689,13 @@ static const struct {
 	struct journal_report want;
 	const char *types;
 } fixtures[] = {
-	{ "good.mcj", { 13, 0, 0, 2100, 0 }, "1344523556345" },
-	{ "interrupted.mcj", { 17, 0, 0, 2407, 0 }, "13445235563453344" },
-	{ "torn-tail.mcj", { 17, 0, 0, 2407, 37 }, "13445235563453344" },
-	{ "bad-middle.mcj", { 12, 1, 73, 2100, 0 }, "134452556345" },
-	{ "garbage-tail.mcj", { 13, 0, 0, 2100, 26 }, "1344523556345" },
-	{ "oversize-length.mcj", { 13, 1, 16, 2116, 0 }, "1344523556345" },
-	{ "empty.mcj", { 0, 0, 0, 0, 0 }, "" },
+    {"good.mcj", {13, 0, 0, 2100, 0}, "1344523556345"},
+    {"interrupted.mcj", {17, 0, 0, 2407, 0}, "13445235563453344"},
+    {"torn-tail.mcj", {17, 0, 0, 2407, 37}, "13445235563453344"},
+    {"bad-middle.mcj", {12, 1, 73, 2100, 0}, "134452556345"},
+    {"garbage-tail.mcj", {13, 0, 0, 2100, 26}, "1344523556345"},
+    {"oversize-length.mcj", {13, 1, 16, 2116, 0}, "1344523556345"},
+    {"empty.mcj", {0, 0, 0, 0, 0}, ""},
 };
 
 static void test_fixtures(void)
@@ -746,6 +747,6 @@ int main(void)
 	test_park(dir);
 	test_scan_tail(dir);
 	test_fixtures();
-	CHECK_EQ_INT(rmdir(dir), 0);  /* every test removed its files */
+	CHECK_EQ_INT(rmdir(dir), 0); /* every test removed its files */
 	return check_report();
 }

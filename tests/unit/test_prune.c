@@ -79,8 +79,8 @@ static void test_estimate(void)
 		size_t bytes;
 		int64_t want;
 	} cases[] = {
-		{ 0, 4 }, { 1, 5 }, { 2, 5 }, { 3, 5 }, { 4, 6 }, { 6, 6 }, { 7, 7 },
-		{ 300, 104 }, { 301, 105 }, { 1u << 20, 349530 },
+	    {0, 4}, {1, 5}, {2, 5},	{3, 5},	    {4, 6},
+	    {6, 6}, {7, 7}, {300, 104}, {301, 105}, {1u << 20, 349530},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		CHECK_EQ_INT(prune_estimate(cases[i].bytes), cases[i].want);
@@ -94,12 +94,12 @@ static void test_tokens(void)
 	CHECK_EQ_INT(prune_tokens(&p, 0), 0);
 	CHECK_EQ_INT(prune_tokens(&p, 12345), 12345);
 	p.ratio = 0.5;
-	CHECK_EQ_INT(prune_tokens(&p, 3), 2);  /* ceil(1.5) */
+	CHECK_EQ_INT(prune_tokens(&p, 3), 2); /* ceil(1.5) */
 	CHECK_EQ_INT(prune_tokens(&p, 4), 2);
 	p.ratio = 2.0;
 	CHECK_EQ_INT(prune_tokens(&p, 3), 6);
 	p.ratio = 5.0;
-	CHECK_EQ_INT(prune_tokens(&p, INT64_MAX / 2), INT64_MAX);  /* saturates */
+	CHECK_EQ_INT(prune_tokens(&p, INT64_MAX / 2), INT64_MAX); /* saturates */
 	prune_index_done(&p);
 	prune_index_done(NULL);
 }
@@ -114,14 +114,14 @@ static void load(struct prune_index *p, const int64_t *ex, size_t n)
 
 static void test_edges(void)
 {
-	static const int64_t three[] = { 10, 10, 10 };
-	static const int64_t one[] = { 10 };
+	static const int64_t three[] = {10, 10, 10};
+	static const int64_t one[] = {10};
 	struct prune_index p;
 
 	/* No exchanges: the answer is n = 0, or EFBIG. */
 	prune_index_init(&p);
 	CHECK_EQ_INT(prune_decide(&p, 10, 100), 0);
-	CHECK_EQ_INT(prune_decide(&p, 100, 100), 0);  /* exactly at the budget */
+	CHECK_EQ_INT(prune_decide(&p, 100, 100), 0); /* exactly at the budget */
 	CHECK_EQ_INT(prune_decide(&p, 101, 100), -EFBIG);
 	prune_index_done(&p);
 
@@ -131,7 +131,7 @@ static void test_edges(void)
 	CHECK_EQ_INT(p.sum[3], 30);
 	CHECK_EQ_INT(prune_peek(&p, 10, 40), 0);
 	CHECK_EQ_INT(prune_peek(&p, 10, 39), 2);
-	CHECK_EQ_INT(p.floor, 0);  /* peek does not move it */
+	CHECK_EQ_INT(p.floor, 0); /* peek does not move it */
 	CHECK_EQ_INT(prune_decide(&p, 10, 39), 2);
 	CHECK_EQ_INT(p.floor, 2);
 	/* The floor holds even though more would fit now. */
@@ -160,7 +160,7 @@ static void test_edges(void)
 	CHECK_EQ_INT(prune_decide(&p, 5, 10), 0);
 	CHECK_EQ_INT(prune_index_push(&p, 7), 0);
 	CHECK_EQ_INT(p.sum[1], 7);
-	CHECK_EQ_INT(prune_decide(&p, 5, 24), 0);   /* 2 * 12 = 24 */
+	CHECK_EQ_INT(prune_decide(&p, 5, 24), 0); /* 2 * 12 = 24 */
 	CHECK_EQ_INT(prune_decide(&p, 5, 23), 1);
 	prune_index_done(&p);
 }
@@ -186,7 +186,7 @@ static void test_floor_sticks(void)
 			/* Before this push the old prefix fitted; now it does not. */
 			CHECK(fixed + p.sum[p.n] - p.sum[last] > budget);
 			CHECK(kept <= 750);
-			CHECK(kept + 100 > 750);  /* the smallest such cut */
+			CHECK(kept + 100 > 750); /* the smallest such cut */
 		}
 		last = (size_t)k;
 	}
@@ -204,22 +204,22 @@ static void test_calibrate(void)
 	struct prune_index p;
 	prune_index_init(&p);
 
-	prune_calibrate(&p, 100, 50);  /* seen 0.5: (0.5 + 1) / 2 */
+	prune_calibrate(&p, 100, 50); /* seen 0.5: (0.5 + 1) / 2 */
 	CHECK(dist(p.ratio, 0.75) < 1e-12);
 	prune_calibrate(&p, 100, 50);
 	CHECK(dist(p.ratio, 0.625) < 1e-12);
-	prune_calibrate(&p, 0, 50);    /* nothing sent, nothing learnt */
+	prune_calibrate(&p, 0, 50); /* nothing sent, nothing learnt */
 	prune_calibrate(&p, 100, 0);
 	prune_calibrate(&p, -5, 10);
 	CHECK(dist(p.ratio, 0.625) < 1e-12);
 	/* A sample is clamped: 1000x counts as 5; and a rise is taken at once. */
 	prune_calibrate(&p, 100, 100000);
 	CHECK(dist(p.ratio, 5.0) < 1e-12);
-	prune_calibrate(&p, 100, 100);  /* a fall is averaged: (1 + 5) / 2 */
+	prune_calibrate(&p, 100, 100); /* a fall is averaged: (1 + 5) / 2 */
 	CHECK(dist(p.ratio, 3.0) < 1e-12);
-	prune_calibrate(&p, 100, 200);  /* (2 + 3) / 2 */
+	prune_calibrate(&p, 100, 200); /* (2 + 3) / 2 */
 	CHECK(dist(p.ratio, 2.5) < 1e-12);
-	prune_calibrate(&p, 100, 400);  /* a denser tokenizer than thought: at once */
+	prune_calibrate(&p, 100, 400); /* a denser tokenizer than thought: at once */
 	CHECK(dist(p.ratio, 4.0) < 1e-12);
 	for (int i = 0; i < 100; i++)
 		prune_calibrate(&p, 1, INT64_MAX);
@@ -294,7 +294,7 @@ static void test_random_large(void)
 	}
 	CHECK_EQ_INT(p.n, 10000);
 	CHECK_EQ_INT(bad, 0);
-	CHECK(cuts > 10);  /* the test did exercise cutting */
+	CHECK(cuts > 10); /* the test did exercise cutting */
 	int64_t total = 0;
 	for (size_t i = 0; i < m.n; i++)
 		total += m.ex[i];

@@ -12,8 +12,8 @@
 #include "reply_part_cjson.h"
 
 /* Both printers agree byte for byte, and the record parses back. */
-static void same(struct buf *b, uint64_t turn, unsigned attempt, const char *tx,
-		 size_t tn, const char *th, size_t hn)
+static void same(struct buf *b, uint64_t turn, unsigned attempt, const char *tx, size_t tn,
+		 const char *th, size_t hn)
 {
 	long n = reply_part_len(b, turn, attempt, tx, tn, th, hn);
 	char *want = reply_part_by_cjson(turn, attempt, tx, tn, th, hn);
@@ -53,7 +53,10 @@ static void test_edges(void)
 	same(&b, 0, 0, "", 0, "", 0);
 	same(&b, 7, 2, "\"\\\"\\", 4, "", 0);
 	same(&b, 2147483647, 3, "\x1f\x7f\n\r\t\b\f", 7, "think \"x\"", 9);
-	same(&b, 1000000000000ull, 1, "Gr\xc3\xbc\xc3\x9f" "e \xf0\x9f\x8c\xb8", 12, "", 0);
+	same(&b, 1000000000000ull, 1,
+	     "Gr\xc3\xbc\xc3\x9f"
+	     "e \xf0\x9f\x8c\xb8",
+	     12, "", 0);
 	/* A NUL, where cJSON would end the string, is kept as \u0000. */
 	long n = reply_part_len(&b, 1, 1, "a\0b", 3, "", 0);
 	const char want[] = "{\"turn\":1,\"attempt\":1,\"text\":\"a\\u0000b\"}";

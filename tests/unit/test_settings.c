@@ -9,24 +9,23 @@
 #include "check.h"
 #include "mcpfs/settings.h"
 
-static const char default_text[] =
-	"model = claude-sonnet-5-5\n"
-	"max_tokens = 4096\n"
-	"temperature = default\n"
-	"budget_tokens = 100000\n"
-	"max_input_bytes = 1048576\n"
-	"max_retries = 2\n"
-	"connect_timeout = 10\n"
-	"idle_timeout = 90\n"
-	"thinking = off\n"
-	"effort = default\n"
-	"prompt_cache = on\n";
+static const char default_text[] = "model = claude-sonnet-5-5\n"
+				   "max_tokens = 4096\n"
+				   "temperature = default\n"
+				   "budget_tokens = 100000\n"
+				   "max_input_bytes = 1048576\n"
+				   "max_retries = 2\n"
+				   "connect_timeout = 10\n"
+				   "idle_timeout = 90\n"
+				   "thinking = off\n"
+				   "effort = default\n"
+				   "prompt_cache = on\n";
 
 /* Field by field, NaN equal to NaN. */
 static bool same(const struct settings *a, const struct settings *b)
 {
-	bool t = (isnan(a->temperature) && isnan(b->temperature)) ||
-		 a->temperature == b->temperature;
+	bool t =
+	    (isnan(a->temperature) && isnan(b->temperature)) || a->temperature == b->temperature;
 	return t && strcmp(a->model, b->model) == 0 && a->max_tokens == b->max_tokens &&
 	       a->budget_tokens == b->budget_tokens && a->max_input_bytes == b->max_input_bytes &&
 	       a->max_retries == b->max_retries && a->connect_timeout == b->connect_timeout &&
@@ -46,9 +45,10 @@ static const struct setting_def *def_of(const char *key)
 
 static void test_table(void)
 {
-	static const char *const order[] = { "model", "max_tokens", "temperature",
-		"budget_tokens", "max_input_bytes", "max_retries", "connect_timeout",
-		"idle_timeout", "thinking", "effort", "prompt_cache" };
+	static const char *const order[] = {"model",	       "max_tokens",	  "temperature",
+					    "budget_tokens",   "max_input_bytes", "max_retries",
+					    "connect_timeout", "idle_timeout",	  "thinking",
+					    "effort",	       "prompt_cache"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
@@ -85,108 +85,109 @@ static void test_table(void)
 struct set_case {
 	const char *key;
 	const char *value;
-	const char *want;  /* the value formatted after success; NULL: -EINVAL */
+	const char *want; /* the value formatted after success; NULL: -EINVAL */
 };
 
-#define M128 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" \
-	     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define M128                                                                                       \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"                         \
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 static const struct set_case set_cases[] = {
-	{ "model", "claude-opus-4-1", "claude-opus-4-1" },
-	{ "model", "a", "a" },
-	{ "model", M128, M128 },
-	{ "model", M128 "a", NULL },
-	{ "model", "", NULL },
-	{ "model", "a b", NULL },
-	{ "model", "vendor/m:1@v2.0_x", "vendor/m:1@v2.0_x" },
-	{ "model", "mod\xC3\xA9l", NULL },
-	{ "model", "  spaced\n", "spaced" },
-	{ "max_tokens", "1", "1" },
-	{ "max_tokens", "0", NULL },
-	{ "max_tokens", "-1", NULL },
-	{ "max_tokens", "1000000", "1000000" },
-	{ "max_tokens", "1000001", NULL },
-	{ "max_tokens", "99999999999999999999999", NULL },
-	{ "max_tokens", "12abc", NULL },
-	{ "max_tokens", "1.5", NULL },
-	{ "max_tokens", "1e3", NULL },
-	{ "max_tokens", "0x10", NULL },
-	{ "max_tokens", "", NULL },
-	{ "max_tokens", "-", NULL },
-	{ "max_tokens", "1 2", NULL },
-	{ "max_tokens", " 4096 ", "4096" },
-	{ "max_tokens", "+7", "7" },
-	{ "max_tokens", "0000000000000000000000000007", "7" },
-	{ "temperature", "0", "0" },
-	{ "temperature", "1", "1" },
-	{ "temperature", "0.7", "0.7" },
-	{ "temperature", "1.0", "1" },
-	{ "temperature", ".5", "0.5" },
-	{ "temperature", "1e-1", "0.1" },
-	{ "temperature", "-0", "0" },
-	{ "temperature", "1.0001", NULL },
-	{ "temperature", "-0.1", NULL },
-	{ "temperature", "7", NULL },
-	{ "temperature", "1e999", NULL },
-	{ "temperature", "nan", NULL },
-	{ "temperature", "inf", NULL },
-	{ "temperature", "0x0.8p0", NULL },
-	{ "temperature", "0.5x", NULL },
-	{ "temperature", "e", NULL },
-	{ "temperature", "default", "default" },
-	{ "temperature", "Default", "default" },
-	{ "temperature", "", "default" },
-	{ "budget_tokens", "1", "1" },
-	{ "budget_tokens", "0", NULL },
-	{ "budget_tokens", "10000000", "10000000" },
-	{ "budget_tokens", "10000001", NULL },
-	{ "max_input_bytes", "1", "1" },
-	{ "max_input_bytes", "0", NULL },
-	{ "max_input_bytes", "16777216", "16777216" },
-	{ "max_input_bytes", "16777217", NULL },
-	{ "max_retries", "0", "0" },
-	{ "max_retries", "-1", NULL },
-	{ "max_retries", "10", "10" },
-	{ "max_retries", "11", NULL },
-	{ "connect_timeout", "1", "1" },
-	{ "connect_timeout", "0", NULL },
-	{ "connect_timeout", "300", "300" },
-	{ "connect_timeout", "301", NULL },
-	{ "idle_timeout", "1", "1" },
-	{ "idle_timeout", "0", NULL },
-	{ "idle_timeout", "3600", "3600" },
-	{ "idle_timeout", "3601", NULL },
-	{ "thinking", "0", "off" },
-	{ "thinking", "off", "off" },
-	{ "thinking", "ON", "on" },
-	{ "thinking", "maybe", NULL },
-	{ "effort", "high", "high" },
-	{ "effort", "Max", "max" },
-	{ "effort", "xhigh", "xhigh" },
-	{ "effort", "default", "default" },
-	{ "effort", "extreme", NULL },
-	{ "effort", "", NULL },
-	{ "thinking", "-1", NULL },
-	{ "thinking", "1", NULL },
-	{ "thinking", "1023", NULL },
-	{ "thinking", "1024", "1024" },
-	{ "thinking", "999999", "999999" },
-	{ "thinking", "1000000", NULL },
-	{ "prompt_cache", "off", "off" },
-	{ "prompt_cache", "on", "on" },
-	{ "prompt_cache", "false", "off" },
-	{ "prompt_cache", "true", "on" },
-	{ "prompt_cache", "no", "off" },
-	{ "prompt_cache", "yes", "on" },
-	{ "prompt_cache", "0", "off" },
-	{ "prompt_cache", "1", "on" },
-	{ "prompt_cache", "OFF", "off" },
-	{ "prompt_cache", "2", NULL },
-	{ "prompt_cache", "", NULL },
-	{ "prompt_cache", "maybe", NULL },
-	{ "foo", "1", NULL },
-	{ "", "1", NULL },
-	{ "Max_tokens", "1", NULL },
+    {"model", "claude-opus-4-1", "claude-opus-4-1"},
+    {"model", "a", "a"},
+    {"model", M128, M128},
+    {"model", M128 "a", NULL},
+    {"model", "", NULL},
+    {"model", "a b", NULL},
+    {"model", "vendor/m:1@v2.0_x", "vendor/m:1@v2.0_x"},
+    {"model", "mod\xC3\xA9l", NULL},
+    {"model", "  spaced\n", "spaced"},
+    {"max_tokens", "1", "1"},
+    {"max_tokens", "0", NULL},
+    {"max_tokens", "-1", NULL},
+    {"max_tokens", "1000000", "1000000"},
+    {"max_tokens", "1000001", NULL},
+    {"max_tokens", "99999999999999999999999", NULL},
+    {"max_tokens", "12abc", NULL},
+    {"max_tokens", "1.5", NULL},
+    {"max_tokens", "1e3", NULL},
+    {"max_tokens", "0x10", NULL},
+    {"max_tokens", "", NULL},
+    {"max_tokens", "-", NULL},
+    {"max_tokens", "1 2", NULL},
+    {"max_tokens", " 4096 ", "4096"},
+    {"max_tokens", "+7", "7"},
+    {"max_tokens", "0000000000000000000000000007", "7"},
+    {"temperature", "0", "0"},
+    {"temperature", "1", "1"},
+    {"temperature", "0.7", "0.7"},
+    {"temperature", "1.0", "1"},
+    {"temperature", ".5", "0.5"},
+    {"temperature", "1e-1", "0.1"},
+    {"temperature", "-0", "0"},
+    {"temperature", "1.0001", NULL},
+    {"temperature", "-0.1", NULL},
+    {"temperature", "7", NULL},
+    {"temperature", "1e999", NULL},
+    {"temperature", "nan", NULL},
+    {"temperature", "inf", NULL},
+    {"temperature", "0x0.8p0", NULL},
+    {"temperature", "0.5x", NULL},
+    {"temperature", "e", NULL},
+    {"temperature", "default", "default"},
+    {"temperature", "Default", "default"},
+    {"temperature", "", "default"},
+    {"budget_tokens", "1", "1"},
+    {"budget_tokens", "0", NULL},
+    {"budget_tokens", "10000000", "10000000"},
+    {"budget_tokens", "10000001", NULL},
+    {"max_input_bytes", "1", "1"},
+    {"max_input_bytes", "0", NULL},
+    {"max_input_bytes", "16777216", "16777216"},
+    {"max_input_bytes", "16777217", NULL},
+    {"max_retries", "0", "0"},
+    {"max_retries", "-1", NULL},
+    {"max_retries", "10", "10"},
+    {"max_retries", "11", NULL},
+    {"connect_timeout", "1", "1"},
+    {"connect_timeout", "0", NULL},
+    {"connect_timeout", "300", "300"},
+    {"connect_timeout", "301", NULL},
+    {"idle_timeout", "1", "1"},
+    {"idle_timeout", "0", NULL},
+    {"idle_timeout", "3600", "3600"},
+    {"idle_timeout", "3601", NULL},
+    {"thinking", "0", "off"},
+    {"thinking", "off", "off"},
+    {"thinking", "ON", "on"},
+    {"thinking", "maybe", NULL},
+    {"effort", "high", "high"},
+    {"effort", "Max", "max"},
+    {"effort", "xhigh", "xhigh"},
+    {"effort", "default", "default"},
+    {"effort", "extreme", NULL},
+    {"effort", "", NULL},
+    {"thinking", "-1", NULL},
+    {"thinking", "1", NULL},
+    {"thinking", "1023", NULL},
+    {"thinking", "1024", "1024"},
+    {"thinking", "999999", "999999"},
+    {"thinking", "1000000", NULL},
+    {"prompt_cache", "off", "off"},
+    {"prompt_cache", "on", "on"},
+    {"prompt_cache", "false", "off"},
+    {"prompt_cache", "true", "on"},
+    {"prompt_cache", "no", "off"},
+    {"prompt_cache", "yes", "on"},
+    {"prompt_cache", "0", "off"},
+    {"prompt_cache", "1", "on"},
+    {"prompt_cache", "OFF", "off"},
+    {"prompt_cache", "2", NULL},
+    {"prompt_cache", "", NULL},
+    {"prompt_cache", "maybe", NULL},
+    {"foo", "1", NULL},
+    {"", "1", NULL},
+    {"Max_tokens", "1", NULL},
 };
 
 /* Every case through settings_set, then through settings_parse as a line. */
@@ -199,7 +200,7 @@ static void test_set(void)
 		char why[256] = "", v[256], text[512];
 
 		settings_init(&s);
-		s.prompt_cache = false;  /* so a "set to on" is visible */
+		s.prompt_cache = false; /* so a "set to on" is visible */
 		before = s;
 		int r = settings_set(&s, c->key, c->value, why, sizeof why);
 		CHECK_EQ_INT(r, c->want ? 0 : -EINVAL);
@@ -227,32 +228,30 @@ static void test_set(void)
 struct why_case {
 	const char *text;
 	const char *why;
-	size_t len;  /* 0: strlen(text) */
+	size_t len; /* 0: strlen(text) */
 };
 
 static const struct why_case why_cases[] = {
-	{ "max_tokens = 5\n# x\ntemperature = 7\n",
-	  "line 3: temperature: '7' is out of range 0-1" },
-	{ "foo = 1", "line 1: unknown key 'foo'" },
-	{ "\n\nmax_tokens = 12abc\r\n", "line 3: max_tokens: '12abc' is not a whole number" },
-	{ "max_tokens = 0", "line 1: max_tokens: '0' is out of range 1-1000000" },
-	{ "max_tokens = 5 # five", "line 1: max_tokens: '5 # five' is not a whole number" },
-	{ "temperature = warm", "line 1: temperature: 'warm' is not a number" },
-	{ "thinking = 100",
-	  "line 1: thinking: '100' must be off, on, or at least 1024" },
-	{ "prompt_cache = maybe",
-	  "line 1: prompt_cache: 'maybe' is not on/off (or true/false, yes/no, 1/0)" },
-	{ "model = a b",
-	  "line 1: model: 'a b' is not a model id (1-128 bytes of A-Z a-z 0-9 . _ : @ / -)" },
-	{ "max_tokens 5", "line 1: expected 'key = value', got 'max_tokens 5'" },
-	{ " = 5", "line 1: no key before '='" },
-	{ "fo\x01o = 1", "line 1: unknown key 'fo\\x01o'" },
-	{ "k\xFF = 1", "line 1: unknown key 'k\\xff'" },
-	{ "caf\xC3\xA9 = 1", "line 1: unknown key 'caf\xC3\xA9'" },
-	{ "max_tokens = 1\0002", "line 1: max_tokens: '1\\x002' is not a whole number", 16 },
-	{ "model = 0123456789012345678901234567890123456789 xyz",
-	  "line 1: model: '0123456789012345678901234567890123456789...' is not a model id "
-	  "(1-128 bytes of A-Z a-z 0-9 . _ : @ / -)" },
+    {"max_tokens = 5\n# x\ntemperature = 7\n", "line 3: temperature: '7' is out of range 0-1"},
+    {"foo = 1", "line 1: unknown key 'foo'"},
+    {"\n\nmax_tokens = 12abc\r\n", "line 3: max_tokens: '12abc' is not a whole number"},
+    {"max_tokens = 0", "line 1: max_tokens: '0' is out of range 1-1000000"},
+    {"max_tokens = 5 # five", "line 1: max_tokens: '5 # five' is not a whole number"},
+    {"temperature = warm", "line 1: temperature: 'warm' is not a number"},
+    {"thinking = 100", "line 1: thinking: '100' must be off, on, or at least 1024"},
+    {"prompt_cache = maybe",
+     "line 1: prompt_cache: 'maybe' is not on/off (or true/false, yes/no, 1/0)"},
+    {"model = a b",
+     "line 1: model: 'a b' is not a model id (1-128 bytes of A-Z a-z 0-9 . _ : @ / -)"},
+    {"max_tokens 5", "line 1: expected 'key = value', got 'max_tokens 5'"},
+    {" = 5", "line 1: no key before '='"},
+    {"fo\x01o = 1", "line 1: unknown key 'fo\\x01o'"},
+    {"k\xFF = 1", "line 1: unknown key 'k\\xff'"},
+    {"caf\xC3\xA9 = 1", "line 1: unknown key 'caf\xC3\xA9'"},
+    {"max_tokens = 1\0002", "line 1: max_tokens: '1\\x002' is not a whole number", 16},
+    {"model = 0123456789012345678901234567890123456789 xyz",
+     "line 1: model: '0123456789012345678901234567890123456789...' is not a model id "
+     "(1-128 bytes of A-Z a-z 0-9 . _ : @ / -)"},
 };
 
 static void test_why(void)
@@ -291,7 +290,7 @@ static void test_parse(void)
 	CHECK_EQ_INT(s.max_tokens, 5);
 	CHECK(s.temperature == 0.3);
 	CHECK(!s.prompt_cache);
-	CHECK_EQ_INT(s.budget_tokens, 100000);  /* keys not named keep their value */
+	CHECK_EQ_INT(s.budget_tokens, 100000); /* keys not named keep their value */
 
 	/* Empty and comment-only texts change nothing. */
 	s = d;
@@ -342,7 +341,7 @@ static void test_render(void)
 	CHECK_EQ_STR(b.data, default_text);
 
 	/* Round trips: render, parse over defaults, same settings. */
-	static const double temps[] = { 0.7, 0.1 + 0.2, 1e-7, 0.123456789012345, 1, 0 };
+	static const double temps[] = {0.7, 0.1 + 0.2, 1e-7, 0.123456789012345, 1, 0};
 	for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) {
 		settings_init(&s);
 		snprintf(s.model, sizeof s.model, "m-%zu", i);
@@ -405,14 +404,12 @@ static void test_check(void)
 		int64_t v;
 		const char *why;
 	} ints[] = {
-		{ offsetof(struct settings, max_tokens), 0,
-		  "max_tokens: '0' is out of range 1-1000000" },
-		{ offsetof(struct settings, thinking), 1000,
-		  "thinking: '1000' must be off, on, or at least 1024" },
-		{ offsetof(struct settings, idle_timeout), 3601,
-		  "idle_timeout: '3601' is out of range 1-3600" },
-		{ offsetof(struct settings, max_retries), -1,
-		  "max_retries: '-1' is out of range 0-10" },
+	    {offsetof(struct settings, max_tokens), 0, "max_tokens: '0' is out of range 1-1000000"},
+	    {offsetof(struct settings, thinking), 1000,
+	     "thinking: '1000' must be off, on, or at least 1024"},
+	    {offsetof(struct settings, idle_timeout), 3601,
+	     "idle_timeout: '3601' is out of range 1-3600"},
+	    {offsetof(struct settings, max_retries), -1, "max_retries: '-1' is out of range 0-10"},
 	};
 	for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
 		settings_init(&s);
@@ -427,7 +424,7 @@ static void test_check(void)
 	strcpy(s.model, "bad model");
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), -EINVAL);
 	CHECK(strncmp(why, "model: ", 7) == 0);
-	memset(s.model, 'a', sizeof s.model);  /* not terminated */
+	memset(s.model, 'a', sizeof s.model); /* not terminated */
 	CHECK_EQ_INT(settings_check(&s, why, sizeof why), -EINVAL);
 }
 
@@ -437,15 +434,24 @@ static void test_model_valid(void)
 		const char *id;
 		bool ok;
 	} cases[] = {
-		{ "claude-sonnet-5-5", true }, { "claude-3-5-haiku@20241022", true },
-		{ "us.anthropic.claude:0", true }, { "a/b_c.d", true }, { "x", true },
-		{ M128, true }, { M128 "x", false }, { "", false }, { "a b", false },
-		{ "a\n", false }, { "a\"b", false }, { "caf\xC3\xA9", false }, { "a#b", false },
+	    {"claude-sonnet-5-5", true},
+	    {"claude-3-5-haiku@20241022", true},
+	    {"us.anthropic.claude:0", true},
+	    {"a/b_c.d", true},
+	    {"x", true},
+	    {M128, true},
+	    {M128 "x", false},
+	    {"", false},
+	    {"a b", false},
+	    {"a\n", false},
+	    {"a\"b", false},
+	    {"caf\xC3\xA9", false},
+	    {"a#b", false},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		CHECK(settings_model_valid(cases[i].id, strlen(cases[i].id)) == cases[i].ok);
 	CHECK(!settings_model_valid("a\0b", 3));
-	CHECK(settings_model_valid("ab\n", 2));  /* only len bytes count */
+	CHECK(settings_model_valid("ab\n", 2)); /* only len bytes count */
 
 	/* The text of a model file: white space around the id is not part of it. */
 	const char *id;
@@ -457,7 +463,7 @@ static void test_model_valid(void)
 	CHECK(strstr(why, "invalid model id 'a b'") != NULL);
 	CHECK_EQ_INT(settings_model_text("\n", 1, &id, &n, why, sizeof(why)), -EINVAL);
 	CHECK_EQ_INT(settings_model_text("caf\xc3(\n", 6, &id, &n, why, sizeof(why)), -EINVAL);
-	CHECK(strstr(why, "\\xc3") != NULL);  /* not UTF-8: quoted as bytes */
+	CHECK(strstr(why, "\\xc3") != NULL); /* not UTF-8: quoted as bytes */
 }
 
 static void test_json_out(void)
@@ -471,7 +477,8 @@ static void test_json_out(void)
 	CHECK_EQ_STR(text, "{\"model\":\"claude-sonnet-5-5\",\"max_tokens\":4096,"
 			   "\"temperature\":null,\"budget_tokens\":100000,"
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
-			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\",\"prompt_cache\":true}");
+			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\","
+			   "\"prompt_cache\":true}");
 	free(text);
 	cJSON_Delete(o);
 
@@ -492,32 +499,31 @@ static void test_json_out(void)
 
 struct json_case {
 	const char *json;
-	const char *why;  /* NULL: accepted */
+	const char *why; /* NULL: accepted */
 };
 
 static const struct json_case json_cases[] = {
-	{ "{}", NULL },
-	{ "{\"max_tokens\":100}", NULL },
-	{ "{\"temperature\":null}", NULL },
-	{ "{\"temperature\":0.5,\"prompt_cache\":false,\"model\":\"m\"}", NULL },
-	{ "{\"max_tokens\":1,\"max_tokens\":2}", NULL },
-	{ "{\"max_tokens\":\"100\"}", "max_tokens: expected a whole number" },
-	{ "{\"max_tokens\":100.5}", "max_tokens: '100.5' is not a whole number" },
-	{ "{\"max_tokens\":1e300}", "max_tokens: '1e+300' is out of range 1-1000000" },
-	{ "{\"max_tokens\":0}", "max_tokens: '0' is out of range 1-1000000" },
-	{ "{\"max_tokens\":null}", "max_tokens: expected a whole number" },
-	{ "{\"temperature\":\"0.5\"}", "temperature: expected a number or null" },
-	{ "{\"temperature\":1.5}", "temperature: '1.5' is out of range 0-1" },
-	{ "{\"prompt_cache\":1}", "prompt_cache: expected true or false" },
-	{ "{\"model\":5}", "model: expected a string" },
-	{ "{\"model\":\"a b\"}",
-	  "model: 'a b' is not a model id (1-128 bytes of A-Z a-z 0-9 . _ : @ / -)" },
-	{ "{\"thinking\":10}",
-	  "thinking: '10' must be off, on, or at least 1024" },
-	{ "{\"foo\":1}", "unknown key 'foo'" },
-	{ "{\"max_tokens\":100,\"foo\":1}", "unknown key 'foo'" },
-	{ "[]", "settings must be a JSON object" },
-	{ "5", "settings must be a JSON object" },
+    {"{}", NULL},
+    {"{\"max_tokens\":100}", NULL},
+    {"{\"temperature\":null}", NULL},
+    {"{\"temperature\":0.5,\"prompt_cache\":false,\"model\":\"m\"}", NULL},
+    {"{\"max_tokens\":1,\"max_tokens\":2}", NULL},
+    {"{\"max_tokens\":\"100\"}", "max_tokens: expected a whole number"},
+    {"{\"max_tokens\":100.5}", "max_tokens: '100.5' is not a whole number"},
+    {"{\"max_tokens\":1e300}", "max_tokens: '1e+300' is out of range 1-1000000"},
+    {"{\"max_tokens\":0}", "max_tokens: '0' is out of range 1-1000000"},
+    {"{\"max_tokens\":null}", "max_tokens: expected a whole number"},
+    {"{\"temperature\":\"0.5\"}", "temperature: expected a number or null"},
+    {"{\"temperature\":1.5}", "temperature: '1.5' is out of range 0-1"},
+    {"{\"prompt_cache\":1}", "prompt_cache: expected true or false"},
+    {"{\"model\":5}", "model: expected a string"},
+    {"{\"model\":\"a b\"}",
+     "model: 'a b' is not a model id (1-128 bytes of A-Z a-z 0-9 . _ : @ / -)"},
+    {"{\"thinking\":10}", "thinking: '10' must be off, on, or at least 1024"},
+    {"{\"foo\":1}", "unknown key 'foo'"},
+    {"{\"max_tokens\":100,\"foo\":1}", "unknown key 'foo'"},
+    {"[]", "settings must be a JSON object"},
+    {"5", "settings must be a JSON object"},
 };
 
 static void test_json_in(void)
@@ -537,7 +543,7 @@ static void test_json_in(void)
 		CHECK_EQ_INT(r, c->why ? -EINVAL : 0);
 		if (c->why) {
 			CHECK_EQ_STR(why, c->why);
-			CHECK(same(&s, &before));  /* all or nothing */
+			CHECK(same(&s, &before)); /* all or nothing */
 		}
 		cJSON_Delete(o);
 	}

@@ -25,8 +25,8 @@ struct run {
 	struct rec ev[MAX_EVENTS];
 	int n;
 	int rc;
-	int stop_at;  /* the callback fails with -ECANCELED at this event (1-based) */
-	bool bad;     /* the callback saw an event breaking the sse_event contract */
+	int stop_at; /* the callback fails with -ECANCELED at this event (1-based) */
+	bool bad;    /* the callback saw an event breaking the sse_event contract */
 };
 
 static int on_event(void *data, const struct sse_event *ev)
@@ -89,8 +89,8 @@ static bool run_equal(const struct run *a, const struct run *b)
 }
 
 /* Feeds in every way and compares each run with want. */
-static void check_every_way(const char *label, const char *in, size_t len, size_t max,
-			    int stop_at, const struct run *want)
+static void check_every_way(const char *label, const char *in, size_t len, size_t max, int stop_at,
+			    const struct run *want)
 {
 	struct run got;
 	size_t *cuts = malloc((len ? len : 1) * sizeof(*cuts));
@@ -127,7 +127,7 @@ static void check_every_way(const char *label, const char *in, size_t len, size_
 struct want_ev {
 	const char *name;
 	const char *data;
-	size_t data_len;  /* 0: strlen(data) */
+	size_t data_len; /* 0: strlen(data) */
 };
 
 static void want_build(struct run *want, int rc, const struct want_ev *ev)
@@ -148,48 +148,57 @@ static void want_build(struct run *want, int rc, const struct want_ev *ev)
 static const struct parse_case {
 	const char *label;
 	const char *in;
-	size_t len;  /* 0: strlen(in) */
-	size_t max;  /* 0: DEFAULT_MAX */
+	size_t len; /* 0: strlen(in) */
+	size_t max; /* 0: DEFAULT_MAX */
 	int stop_at;
 	int rc;
 	struct want_ev ev[5];
 } parse_cases[] = {
-	{ "LF", "event: e\ndata: x\n\n", .ev = { { "e", "x" } } },
-	{ "CRLF", "event: e\r\ndata: x\r\n\r\n", .ev = { { "e", "x" } } },
-	{ "lone CR", "event: e\rdata: x\r\r", .ev = { { "e", "x" } } },
-	{ "mixed line ends", "data: a\r\ndata: b\rdata: c\n\r\n", .ev = { { "message", "a\nb\nc" } } },
-	/* a CRLF pair is one line end: read as two, the LF would dispatch "a" alone */
-	{ "CRLF not two ends", "data: a\r\ndata: b\n\n", .ev = { { "message", "a\nb" } } },
-	{ "CR then LF line", "data: a\r\n\ndata: b\r\r", .ev = { { "message", "a" }, { "message", "b" } } },
-	{ "comments", ": hello\nevent: e\n: mid\ndata: x\n\n: tail\n\n:\n\n", .ev = { { "e", "x" } } },
-	{ "multiple data lines", "data: a\ndata:\ndata: b\n\n", .ev = { { "message", "a\n\nb" } } },
-	{ "no space after colon", "event:e\ndata:x\n\n", .ev = { { "e", "x" } } },
-	{ "only one space stripped", "data:  x \n\n", .ev = { { "message", " x " } } },
-	{ "no event field", "data: x\n\n", .ev = { { "message", "x" } } },
-	{ "empty event name", "event:\ndata: x\n\n", .ev = { { "message", "x" } } },
-	{ "field without colon", "data\n\nevent\ndata\n\n", .ev = { { "message", "" }, { "message", "" } } },
-	{ "colon in value", "data: a: b\n\n", .ev = { { "message", "a: b" } } },
-	{ "unknown fields", "id: 1\nretry: 5\nfoo: bar\nDATA: no\ndata: x\n\n", .ev = { { "message", "x" } } },
-	{ "last event field wins", "event: a\nevent: b\ndata: x\n\n", .ev = { { "b", "x" } } },
-	{ "no data, not dispatched", "event: e\n\n\ndata: x\n\n", .ev = { { "message", "x" } } },
-	{ "name per event", "event: e\ndata: 1\n\ndata: 2\n\n", .ev = { { "e", "1" }, { "message", "2" } } },
-	{ "incomplete final event", "data: a\n\ndata: b\n", .ev = { { "message", "a" } } },
-	{ "incomplete final line", "data: a\n\nevent: e\ndata: b", .ev = { { "message", "a" } } },
-	{ "empty input", "" },
-	{ "blank lines only", "\n\r\n\r\r\n" },
-	{ "NUL byte kept", "data: a\0b\n\n", 12, .ev = { { "message", "a\0b", 3 } } },
-	{ "U+2028 is no line end", "data: a\xE2\x80\xA8" "b\n\n", .ev = { { "message", "a\xE2\x80\xA8" "b" } } },
-	{ "split UTF-8", "data: {\"text\":\" \xF0\x9F\x8C\xB8\"}\n\n", .ev = { { "message", "{\"text\":\" \xF0\x9F\x8C\xB8\"}" } } },
-	/* the cap: name, data so far and the line being read, together */
-	{ "line at the cap", "data: 0123456789\n\n", .max = 16, .ev = { { "message", "0123456789" } } },
-	{ "line over the cap", "data: 0123456789a\n\n", .max = 16, .rc = -EFBIG },
-	{ "unterminated line over the cap", "data: 0123456789abcdef", .max = 16, .rc = -EFBIG },
-	{ "comment over the cap", ": 0123456789abcdef\n\n", .max = 16, .rc = -EFBIG },
-	{ "events before the cap", "data: a\n\ndata: 0123456789abcdef\n\n", .max = 16, .rc = -EFBIG, .ev = { { "message", "a" } } },
-	{ "data lines add up", "data: 12345\ndata: 12345\ndata: 12345\n\n", .max = 16, .rc = -EFBIG },
-	{ "name counts", "event: abcdefgh\ndata: 1234\n\n", .max = 16, .rc = -EFBIG },
-	{ "name and data at the cap", "event: abcdefgh\ndata: 12\n\n", .max = 16, .ev = { { "abcdefgh", "12" } } },
-	{ "callback error stops", "data: a\n\ndata: b\n\n", .stop_at = 1, .rc = -ECANCELED, .ev = { { "message", "a" } } },
+    {"LF", "event: e\ndata: x\n\n", .ev = {{"e", "x"}}},
+    {"CRLF", "event: e\r\ndata: x\r\n\r\n", .ev = {{"e", "x"}}},
+    {"lone CR", "event: e\rdata: x\r\r", .ev = {{"e", "x"}}},
+    {"mixed line ends", "data: a\r\ndata: b\rdata: c\n\r\n", .ev = {{"message", "a\nb\nc"}}},
+    /* a CRLF pair is one line end: read as two, the LF would dispatch "a" alone */
+    {"CRLF not two ends", "data: a\r\ndata: b\n\n", .ev = {{"message", "a\nb"}}},
+    {"CR then LF line", "data: a\r\n\ndata: b\r\r", .ev = {{"message", "a"}, {"message", "b"}}},
+    {"comments", ": hello\nevent: e\n: mid\ndata: x\n\n: tail\n\n:\n\n", .ev = {{"e", "x"}}},
+    {"multiple data lines", "data: a\ndata:\ndata: b\n\n", .ev = {{"message", "a\n\nb"}}},
+    {"no space after colon", "event:e\ndata:x\n\n", .ev = {{"e", "x"}}},
+    {"only one space stripped", "data:  x \n\n", .ev = {{"message", " x "}}},
+    {"no event field", "data: x\n\n", .ev = {{"message", "x"}}},
+    {"empty event name", "event:\ndata: x\n\n", .ev = {{"message", "x"}}},
+    {"field without colon", "data\n\nevent\ndata\n\n", .ev = {{"message", ""}, {"message", ""}}},
+    {"colon in value", "data: a: b\n\n", .ev = {{"message", "a: b"}}},
+    {"unknown fields", "id: 1\nretry: 5\nfoo: bar\nDATA: no\ndata: x\n\n",
+     .ev = {{"message", "x"}}},
+    {"last event field wins", "event: a\nevent: b\ndata: x\n\n", .ev = {{"b", "x"}}},
+    {"no data, not dispatched", "event: e\n\n\ndata: x\n\n", .ev = {{"message", "x"}}},
+    {"name per event", "event: e\ndata: 1\n\ndata: 2\n\n", .ev = {{"e", "1"}, {"message", "2"}}},
+    {"incomplete final event", "data: a\n\ndata: b\n", .ev = {{"message", "a"}}},
+    {"incomplete final line", "data: a\n\nevent: e\ndata: b", .ev = {{"message", "a"}}},
+    {"empty input", ""},
+    {"blank lines only", "\n\r\n\r\r\n"},
+    {"NUL byte kept", "data: a\0b\n\n", 12, .ev = {{"message", "a\0b", 3}}},
+    {"U+2028 is no line end",
+     "data: a\xE2\x80\xA8"
+     "b\n\n",
+     .ev = {{"message", "a\xE2\x80\xA8"
+			"b"}}},
+    {"split UTF-8", "data: {\"text\":\" \xF0\x9F\x8C\xB8\"}\n\n",
+     .ev = {{"message", "{\"text\":\" \xF0\x9F\x8C\xB8\"}"}}},
+    /* the cap: name, data so far and the line being read, together */
+    {"line at the cap", "data: 0123456789\n\n", .max = 16, .ev = {{"message", "0123456789"}}},
+    {"line over the cap", "data: 0123456789a\n\n", .max = 16, .rc = -EFBIG},
+    {"unterminated line over the cap", "data: 0123456789abcdef", .max = 16, .rc = -EFBIG},
+    {"comment over the cap", ": 0123456789abcdef\n\n", .max = 16, .rc = -EFBIG},
+    {"events before the cap", "data: a\n\ndata: 0123456789abcdef\n\n", .max = 16, .rc = -EFBIG,
+     .ev = {{"message", "a"}}},
+    {"data lines add up", "data: 12345\ndata: 12345\ndata: 12345\n\n", .max = 16, .rc = -EFBIG},
+    {"name counts", "event: abcdefgh\ndata: 1234\n\n", .max = 16, .rc = -EFBIG},
+    {"name and data at the cap", "event: abcdefgh\ndata: 12\n\n", .max = 16,
+     .ev = {{"abcdefgh", "12"}}},
+    {"callback error stops", "data: a\n\ndata: b\n\n", .stop_at = 1, .rc = -ECANCELED,
+     .ev = {{"message", "a"}}},
 };
 
 static void test_parse_table(void)
@@ -207,7 +216,7 @@ static void test_parse_table(void)
 
 static size_t count_feed(struct sse *p, const char *s, int *rc)
 {
-	struct run run = { 0 };
+	struct run run = {0};
 
 	*rc = sse_feed(p, s, strlen(s), on_event, &run);
 	size_t n = (size_t)run.n;
@@ -225,14 +234,14 @@ static void test_state(void)
 
 	sse_init(&p, 16);
 	CHECK_EQ_INT(count_feed(&p, "data: ok\r", &rc), 0);
-	CHECK_EQ_INT(sse_feed(&p, "", 0, on_event, NULL), 0);  /* an empty fragment keeps the CR */
+	CHECK_EQ_INT(sse_feed(&p, "", 0, on_event, NULL), 0); /* an empty fragment keeps the CR */
 	CHECK_EQ_INT(count_feed(&p, "\n\n", &rc), 1);
 
 	CHECK_EQ_INT(count_feed(&p, "event: x\ndata: partial", &rc), 0);
 	sse_reset(&p);
 	CHECK_EQ_INT(count_feed(&p, "data: ok\n\n", &rc), 1);
 	CHECK_EQ_INT(count_feed(&p, "data: a\r", &rc), 0);
-	sse_reset(&p);  /* forgets the CR too: the LF below is an empty line */
+	sse_reset(&p); /* forgets the CR too: the LF below is an empty line */
 	CHECK_EQ_INT(count_feed(&p, "\ndata: ok\n\n", &rc), 1);
 
 	/* past the cap the held name and partial line are dropped with the event */
@@ -246,7 +255,7 @@ static void test_state(void)
 
 	/* an empty fragment between a CR and its LF keeps them one line end */
 	static const char crlf[] = "data: a\r\ndata: b\n\n";
-	static const size_t cuts[] = { 8, 8, 8 };
+	static const size_t cuts[] = {8, 8, 8};
 	struct run got;
 	feed(crlf, strlen(crlf), DEFAULT_MAX, cuts, 3, 0, &got);
 	CHECK_EQ_INT(got.rc, 0);
@@ -297,21 +306,25 @@ static const struct fixture_case {
 	size_t size;
 	const char *names[MAX_EVENTS];
 } fixture_cases[] = {
-	{ "stream_A.sse", 1089, { "message_start", "content_block_start", "content_block_delta",
-				  "content_block_delta", "content_block_delta", "content_block_stop",
-				  "message_delta", "message_stop" } },
-	{ "stream_B.sse", 851, { "message_start", "content_block_start", "ping",
-				 "content_block_delta", "content_block_delta", "error" } },
-	{ "stream_C.sse", 1158, { "message_start", "content_block_start", "content_block_delta",
-				  "content_block_delta", "content_block_delta", "content_block_stop",
-				  "message_delta", "message_stop" } },
+    {"stream_A.sse",
+     1089,
+     {"message_start", "content_block_start", "content_block_delta", "content_block_delta",
+      "content_block_delta", "content_block_stop", "message_delta", "message_stop"}},
+    {"stream_B.sse",
+     851,
+     {"message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
+      "error"}},
+    {"stream_C.sse",
+     1158,
+     {"message_start", "content_block_start", "content_block_delta", "content_block_delta",
+      "content_block_delta", "content_block_stop", "message_delta", "message_stop"}},
 };
 
 /* Builds the expected run from the file the simple way: these fixtures have one
  * "event:" and one "data:" line per event. */
 static void fixture_want(const char *s, const struct fixture_case *c, struct run *want)
 {
-	struct want_ev ev[MAX_EVENTS + 1] = { { 0 } };
+	struct want_ev ev[MAX_EVENTS + 1] = {{0}};
 	char *copy = strdup(s), *save = NULL;
 	int n = 0;
 
@@ -389,24 +402,24 @@ static void test_fixture_emoji_split(void)
 static const struct write_case {
 	const char *name;
 	const char *data;
-	size_t len;  /* 0 with data: strlen(data) */
+	size_t len; /* 0 with data: strlen(data) */
 	const char *out;
 } write_cases[] = {
-	{ "e", "x", 0, "event: e\ndata: x\n\n" },
-	{ NULL, "x", 0, "data: x\n\n" },
-	{ "e", "a\nb", 0, "event: e\ndata: a\ndata: b\n\n" },
-	{ "e", "", 0, "event: e\ndata: \n\n" },
-	{ NULL, "a\n", 0, "data: a\ndata: \n\n" },
-	{ NULL, "\n\n", 0, "data: \ndata: \ndata: \n\n" },
-	{ NULL, " lead", 0, "data:  lead\n\n" },
-	{ "message_stop", "{\"type\":\"message_stop\"}", 0,
-	  "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n" },
+    {"e", "x", 0, "event: e\ndata: x\n\n"},
+    {NULL, "x", 0, "data: x\n\n"},
+    {"e", "a\nb", 0, "event: e\ndata: a\ndata: b\n\n"},
+    {"e", "", 0, "event: e\ndata: \n\n"},
+    {NULL, "a\n", 0, "data: a\ndata: \n\n"},
+    {NULL, "\n\n", 0, "data: \ndata: \ndata: \n\n"},
+    {NULL, " lead", 0, "data:  lead\n\n"},
+    {"message_stop", "{\"type\":\"message_stop\"}", 0,
+     "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"},
 };
 
 static void test_write(void)
 {
 	struct buf out;
-	struct want_ev ev[MAX_EVENTS + 1] = { { 0 } };
+	struct want_ev ev[MAX_EVENTS + 1] = {{0}};
 	struct run want;
 	int n = 0;
 
@@ -424,7 +437,7 @@ static void test_write(void)
 	}
 	/* a NUL and a split character survive too */
 	CHECK_EQ_INT(sse_write_event(&out, "u", "\xF0\x9F\x8C\xB8\0z", 6), 0);
-	ev[n++] = (struct want_ev){ "u", "\xF0\x9F\x8C\xB8\0z", 6 };
+	ev[n++] = (struct want_ev){"u", "\xF0\x9F\x8C\xB8\0z", 6};
 	CHECK_EQ_INT(sse_write_comment(&out, "keep-alive"), 0);
 	CHECK(strcmp(out.data + out.len - 14, ": keep-alive\n\n") == 0);
 

@@ -711,7 +711,7 @@ static void test_lazy_listing(void)
 
 	struct context_info info;
 	CHECK_EQ_INT(context_info(e.s, b, &info), 0);
-	CHECK_EQ_INT(info.turn, 0);    /* nothing survived */
+	CHECK_EQ_INT(info.turn, 0); /* nothing survived */
 	/* The torn tail was truncated at load, and the root defaults the context
 	 * now has (its CREATE was lost) were saved: one SETTINGS record. */
 	size_t counts[8] = {0};
@@ -741,8 +741,8 @@ static void test_status_word_unloaded(void)
 		const char *name;
 		const char *word;
 	} want[] = {
-		{"done", "idle"}, {"failed", "error"}, {"cut", "error"}, {"cleared", "idle"},
-		{"empty", "idle"}, {"big-done", "idle"}, {"big-failed", "error"},
+	    {"done", "idle"},  {"failed", "error"},  {"cut", "error"},	      {"cleared", "idle"},
+	    {"empty", "idle"}, {"big-done", "idle"}, {"big-failed", "error"},
 	};
 	struct env e;
 	env_init(&e);
@@ -776,11 +776,12 @@ static void test_status_word_unloaded(void)
 			reply(&e, last_call(&e), "a", 0, 1);
 		for (int i = 0; i < 2; i++) {
 			big[0] = (char)('a' + i);
-			CHECK_EQ_INT(context_set_system(e.s, id, big, 60000, e.why, sizeof(e.why)), 0);
+			CHECK_EQ_INT(context_set_system(e.s, id, big, 60000, e.why, sizeof(e.why)),
+				     0);
 		}
 	}
 	free(big);
-	store_free(e.s);  /* "cut" is in flight: it loads as interrupted */
+	store_free(e.s); /* "cut" is in flight: it loads as interrupted */
 	e.s = NULL;
 	fake_done(&e.fake);
 
@@ -793,7 +794,7 @@ static void test_status_word_unloaded(void)
 		CHECK_EQ_INT(store_lookup(e.s, want[i].name, &id), 0);
 		CHECK_EQ_INT(context_status_word(e.s, id, word, sizeof(word)), 0);
 		CHECK_EQ_STR(word, want[i].word);
-		CHECK_EQ_INT(file_size(p), sizes[i]);  /* not loaded: nothing written */
+		CHECK_EQ_INT(file_size(p), sizes[i]); /* not loaded: nothing written */
 	}
 	for (size_t i = 0; i < 7; i++) {
 		CHECK_EQ_INT(store_lookup(e.s, want[i].name, &id), 0);
@@ -1161,8 +1162,10 @@ static void test_failure_retry(void)
 	CHECK_EQ_INT(context_retry(e.s, 9999, e.why, sizeof(e.why)), -ENOENT);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
 	/* The transcript keeps the failed attempt, then the new one. */
-	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "partial text\n\n--- turn 1, failed: api_error: "
-		  "Internal server error ---\n\n--- assistant (turn 1, attempt 2) ---\nanswer\n\n"));
+	CHECK(
+	    has(view(&e, id, VIEW_TRANSCRIPT),
+		"partial text\n\n--- turn 1, failed: api_error: "
+		"Internal server error ---\n\n--- assistant (turn 1, attempt 2) ---\nanswer\n\n"));
 
 	/* A failed turn is left out of the next request; the next message goes. */
 	say(&e, id, "second");
@@ -1209,7 +1212,8 @@ static void test_models(void)
 			    "\"low\":{\"supported\":true}}}}";
 
 	CHECK_EQ_INT(context_set_config(e.s, id, "thinking = 2048\neffort = high\n", 30, e.why,
-					sizeof(e.why)), 0);
+					sizeof(e.why)),
+		     0);
 	say(&e, id, "one");
 	CHECK_EQ_INT(e.fake.n, 0); /* no call before the answer */
 	CHECK_EQ_INT(n_models_asked, 1);
@@ -1224,8 +1228,7 @@ static void test_models(void)
 	const cJSON *th = body_field(&e, 0, "thinking");
 	CHECK(th && !strcmp(cJSON_GetObjectItem(th, "type")->valuestring, "adaptive"));
 	CHECK(body_field(&e, 0, "output_config") == NULL);
-	CHECK(has(view(&e, id, VIEW_STATUS),
-		  "ignored: effort high (the model takes low)\n"));
+	CHECK(has(view(&e, id, VIEW_STATUS), "ignored: effort high (the model takes low)\n"));
 	reply(&e, last_call(&e), "ok", 0, 1);
 	for (int i = 0; i < 5; i++) {
 		say(&e, id, "more");
@@ -1248,16 +1251,17 @@ static void test_models(void)
 	store_models_list(e.s, &page, lens, 1, NULL);
 	CHECK_EQ_INT(e.fake.n, 6); /* no call */
 	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: model_retired: old-1 is retired; the "
-					       "newest active model of line 'l' is new-2\n"));
+					     "newest active model of line 'l' is new-2\n"));
 
 	/* unknown: the write fails */
 	store_models_answer(e.s, "nope-9", 404, NULL, 0, NULL);
 	CHECK_EQ_INT(context_set_model(e.s, id, "nope-9\n", 7, e.why, sizeof(e.why)), -EINVAL);
 	CHECK(has(e.why, "does not exist"));
-	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9\n", 15, e.why,
-					    sizeof(e.why)), -EINVAL);
-	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9", 14, e.why,
-					    sizeof(e.why)), 0); /* not a whole line yet */
+	CHECK_EQ_INT(
+	    store_model_check_text(e.s, id, 1, "model = nope-9\n", 15, e.why, sizeof(e.why)),
+	    -EINVAL);
+	CHECK_EQ_INT(store_model_check_text(e.s, id, 1, "model = nope-9", 14, e.why, sizeof(e.why)),
+		     0); /* not a whole line yet */
 	CHECK(has(view(&e, id, VIEW_MODEL), "old-1"));
 	env_done(&e);
 }
@@ -1299,7 +1303,7 @@ static void test_regenerate(void)
 	char *t2r = view_dup(&e, id, VIEW_TRANSCRIPT);
 	CHECK(starts(t2r, t2));
 	CHECK(has(t2r, "be kind\n\n--- turn 2, regenerated: the reply above is replaced by "
-		  "attempt 2 ---\n\n"));
+		       "attempt 2 ---\n\n"));
 	const char *m[] = {"one", "r1", "two"};
 	CHECK(sent(&e, e.fake.n - 1, m, 3));
 	CHECK(!has(view(&e, id, VIEW_HISTORY), "r2"));
@@ -1308,7 +1312,7 @@ static void test_regenerate(void)
 	char *t3 = view_dup(&e, id, VIEW_TRANSCRIPT);
 	CHECK(starts(t3, t2r));
 	CHECK(has(t3, "--- turn 2, regenerated: the reply above is replaced by attempt 2 ---\n\n"
-		  "--- assistant (turn 2, attempt 2) ---\nbetter\n\n"));
+		      "--- assistant (turn 2, attempt 2) ---\nbetter\n\n"));
 	CHECK(has(view(&e, id, VIEW_HISTORY), "\nbetter\n"));
 	CHECK(!has(view(&e, id, VIEW_HISTORY), "\nr2\n"));
 	say(&e, id, "three");
@@ -1644,9 +1648,8 @@ static void test_view_cache(void)
 
 	/* A larger budget brings them back; a clear empties the history. */
 	warm(&e, id);
-	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 100000", 22, e.why,
-					sizeof(e.why)),
-		     0);
+	CHECK_EQ_INT(
+	    context_set_config(e.s, id, "budget_tokens = 100000", 22, e.why, sizeof(e.why)), 0);
 	CHECK(has(view(&e, id, VIEW_HISTORY), "answer 1"));
 	warm(&e, id);
 	CHECK_EQ_INT(context_clear(e.s, id), 0);

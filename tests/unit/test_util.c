@@ -16,10 +16,10 @@ static void test_buf(void)
 	CHECK_EQ_INT(buf_puts(&b, "efgh"), 0);
 	CHECK_EQ_STR(b.data, "abcdefgh");
 	CHECK_EQ_INT(buf_append(&b, "x", 1), -EFBIG);
-	CHECK_EQ_INT(b.len, 8);  /* unchanged by the failure */
+	CHECK_EQ_INT(b.len, 8); /* unchanged by the failure */
 	CHECK_EQ_INT(buf_printf(&b, "%d", 1), -EFBIG);
 	buf_reset(&b);
-	CHECK_EQ_INT(buf_write_at(&b, 2, "xy", 2), 0);  /* gap is zero-filled */
+	CHECK_EQ_INT(buf_write_at(&b, 2, "xy", 2), 0); /* gap is zero-filled */
 	CHECK_EQ_INT(b.len, 4);
 	CHECK(b.data[0] == 0 && b.data[1] == 0 && b.data[2] == 'x');
 	CHECK_EQ_INT(buf_write_at(&b, 7, "xy", 2), -EFBIG);
@@ -30,7 +30,7 @@ static void test_buf(void)
 	char *s = buf_steal(&b, &n);
 	CHECK(s && n == 1 && b.data == NULL && b.len == 0);
 	free(s);
-	s = buf_steal(&b, &n);  /* an empty buffer still gives a string */
+	s = buf_steal(&b, &n); /* an empty buffer still gives a string */
 	CHECK(s && n == 0 && s[0] == '\0');
 	free(s);
 	buf_done(&b);
@@ -43,20 +43,22 @@ static const struct {
 	int valid;
 	size_t complete;
 } utf8_cases[] = {
-	{"", 0, 1, 0},
-	{"abc", 3, 1, 3},
-	{"Gr\xc3\xbc\xc3\x9f" "e", 7, 1, 7},
-	{"\xf0\x9f\x8c\xb8", 4, 1, 4},
-	{"a\xf0\x9f", 3, 0, 1},      /* cut inside a 4-byte sequence */
-	{"a\xf0\x9f\x8c", 4, 0, 1},
-	{"a\xc3", 2, 0, 1},
-	{"\xc0\xaf", 2, 0, 2},       /* overlong */
-	{"\xed\xa0\x80", 3, 0, 3},   /* surrogate */
-	{"\xf4\x90\x80\x80", 4, 0, 4}, /* above U+10FFFF */
-	{"\xff", 1, 0, 1},
-	{"\x80", 1, 0, 1},
-	{"\xe2\x80\x94", 3, 1, 3},
-	{"x\xe2\x80", 3, 0, 1},
+    {"", 0, 1, 0},
+    {"abc", 3, 1, 3},
+    {"Gr\xc3\xbc\xc3\x9f"
+     "e",
+     7, 1, 7},
+    {"\xf0\x9f\x8c\xb8", 4, 1, 4},
+    {"a\xf0\x9f", 3, 0, 1}, /* cut inside a 4-byte sequence */
+    {"a\xf0\x9f\x8c", 4, 0, 1},
+    {"a\xc3", 2, 0, 1},
+    {"\xc0\xaf", 2, 0, 2},	   /* overlong */
+    {"\xed\xa0\x80", 3, 0, 3},	   /* surrogate */
+    {"\xf4\x90\x80\x80", 4, 0, 4}, /* above U+10FFFF */
+    {"\xff", 1, 0, 1},
+    {"\x80", 1, 0, 1},
+    {"\xe2\x80\x94", 3, 1, 3},
+    {"x\xe2\x80", 3, 0, 1},
 };
 
 /* Past 1 MiB a growing buffer populates the pages ahead of its content: what
@@ -130,13 +132,13 @@ static const struct {
 	size_t outlen;
 	const char *out;
 } quote_cases[] = {
-	{"hello", 64, "hello"},
-	{"two\nlines\tand 'q' \\", 64, "two\\nlines\\tand \\'q\\' \\\\"},
-	{"bell\x07 del\x7f", 64, "bell\\x07 del\\x7f"},
-	{"abcdefghij", 8, "abcd..."},
-	{"ab\xc3\xa9\xc3\xa9", 8, "ab\xc3\xa9..."},  /* never half a character */
-	{"a\nb\nc", 8, "a\\nb..."},
-	{"", 8, ""},
+    {"hello", 64, "hello"},
+    {"two\nlines\tand 'q' \\", 64, "two\\nlines\\tand \\'q\\' \\\\"},
+    {"bell\x07 del\x7f", 64, "bell\\x07 del\\x7f"},
+    {"abcdefghij", 8, "abcd..."},
+    {"ab\xc3\xa9\xc3\xa9", 8, "ab\xc3\xa9..."}, /* never half a character */
+    {"a\nb\nc", 8, "a\\nb..."},
+    {"", 8, ""},
 };
 
 static void test_log_quote(void)

@@ -21,74 +21,102 @@
 #include "mcpfs/sse.h"
 #include "mcpfs/wire.h"
 
-#define HEAD "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":"
+#define HEAD                                                                                       \
+	"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\","        \
+	"\"text\":"
 
 static const struct delta_case {
 	const char *label;
 	const char *data;
-	bool fast;         /* the fast path must take it */
-	int r;             /* what both paths answer */
-	const char *text;  /* the decoded text when r == 0 and it is a text delta */
+	bool fast;	  /* the fast path must take it */
+	int r;		  /* what both paths answer */
+	const char *text; /* the decoded text when r == 0 and it is a text delta */
 } cases[] = {
-	{"plain", HEAD "\"Hello\"}}", true, 0, "Hello"},
-	{"empty", HEAD "\"\"}}", true, 0, ""},
-	{"index 7", "{\"type\":\"content_block_delta\",\"index\":7,\"delta\":{\"type\":"
-		    "\"text_delta\",\"text\":\"x\"}}", true, 0, "x"},
-	{"index 999999999", "{\"type\":\"content_block_delta\",\"index\":999999999,\"delta\":"
-			    "{\"type\":\"text_delta\",\"text\":\"x\"}}", true, 0, "x"},
-	{"simple escapes", HEAD "\"a\\n\\t\\r\\b\\f\\\"\\\\\\/z\"}}", true, 0,
-	 "a\n\t\r\b\f\"\\/z"},
-	{"u escapes", HEAD "\"\\u00e9\\u00E9\\u20ac\\uFFFF\\u0041\"}}", true, 0,
-	 "\xc3\xa9\xc3\xa9\xe2\x82\xac\xef\xbf\xbf" "A"},
-	{"u escape one byte", HEAD "\"\\u0001\\u001f\"}}", true, 0, "\x01\x1f"},
-	{"surrogate pair", HEAD "\"\\ud83d\\ude00!\"}}", true, 0, "\xf0\x9f\x98\x80!"},
-	{"surrogate pair max", HEAD "\"\\udbff\\udfff\"}}", true, 0, "\xf4\x8f\xbf\xbf"},
-	{"raw utf8", HEAD "\"\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x98\x80\"}}", true, 0,
-	 "\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x98\x80"},
-	{"raw U+2028", HEAD "\"a\xe2\x80\xa8" "b\"}}", true, 0, "a\xe2\x80\xa8" "b"},
-	{"escaped quote at end", HEAD "\"q\\\"\"}}", true, 0, "q\""},
-	/* Left to cJSON, which decides. */
-	{"u0000 kept", HEAD "\"a\\u0000b\"}}", true, 0, "a"},
-	{"lone high surrogate", HEAD "\"\\ud83dx\"}}", false, -EINVAL, NULL},
-	{"high then not low", HEAD "\"\\ud83d\\u0041\"}}", false, -EINVAL, NULL},
-	{"lone low surrogate", HEAD "\"\\ude00\"}}", false, -EINVAL, NULL},
-	{"high at end", HEAD "\"\\ud83d\"}}", false, -EINVAL, NULL},
-	/* cJSON reads an invalid hex digit as 0: the escape u12g4 ends the text as u0000 does. */
-	{"bad hex", HEAD "\"\\u12g4\"}}", false, 0, ""},
-	{"short u", HEAD "\"\\u12\"}}", false, -EINVAL, NULL},
-	{"bad escape", HEAD "\"\\x41\"}}", false, -EINVAL, NULL},
-	{"raw tab", HEAD "\"a\tb\"}}", false, 0, "a\tb"},
-	{"bad utf8", HEAD "\"\xc3\x28\"}}", false, -EINVAL, NULL},
-	{"overlong utf8", HEAD "\"\xc0\xaf\"}}", false, -EINVAL, NULL},
-	{"surrogate in utf8", HEAD "\"\xed\xa0\x80\"}}", false, -EINVAL, NULL},
-	{"truncated utf8", HEAD "\"\xe2\x82\"}}", false, -EINVAL, NULL},
-	{"index leading zero", "{\"type\":\"content_block_delta\",\"index\":01,\"delta\":{\"type\":"
-			       "\"text_delta\",\"text\":\"x\"}}", false, 0, "x"},
-	{"index too big", "{\"type\":\"content_block_delta\",\"index\":2147483648,\"delta\":"
-			  "{\"type\":\"text_delta\",\"text\":\"x\"}}", false, -EINVAL, NULL},
-	{"index 10 digits", "{\"type\":\"content_block_delta\",\"index\":1000000000,\"delta\":"
-			    "{\"type\":\"text_delta\",\"text\":\"x\"}}", false, 0, "x"},
-	{"index 10 digits, int overflow", "{\"type\":\"content_block_delta\",\"index\":7777777777,"
-					  "\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}", false,
-	 -EINVAL, NULL},
-	{"index negative", "{\"type\":\"content_block_delta\",\"index\":-1,\"delta\":{\"type\":"
-			   "\"text_delta\",\"text\":\"x\"}}", false, -EINVAL, NULL},
-	{"index fraction", "{\"type\":\"content_block_delta\",\"index\":0.5,\"delta\":{\"type\":"
-			   "\"text_delta\",\"text\":\"x\"}}", false, -EINVAL, NULL},
-	{"spaces", "{\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": "
-		   "\"text_delta\", \"text\": \"x\"}}", false, 0, "x"},
-	{"trailing space", HEAD "\"x\"}} ", false, 0, "x"},
-	{"trailing garbage", HEAD "\"x\"}}}", false, 0, "x"},
-	{"extra key", HEAD "\"x\",\"y\":1}}", false, 0, "x"},
-	{"text twice", HEAD "\"x\",\"text\":\"y\"}}", false, 0, "x"},
-	{"unterminated", HEAD "\"x}}", false, -EINVAL, NULL},
-	{"cut", HEAD "\"x\"}", false, -EINVAL, NULL},
-	{"text not string", HEAD "7}}", false, -EINVAL, NULL},
-	{"thinking delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
-			   "\"thinking_delta\",\"thinking\":\"hm\"}}", false, 0, "hm"},
-	{"key order", "{\"index\":0,\"type\":\"content_block_delta\",\"delta\":{\"type\":"
-		      "\"text_delta\",\"text\":\"x\"}}", false, 0, "x"},
-	{"ping", "{\"type\":\"ping\"}", false, 0, NULL},
+    {"plain", HEAD "\"Hello\"}}", true, 0, "Hello"},
+    {"empty", HEAD "\"\"}}", true, 0, ""},
+    {"index 7",
+     "{\"type\":\"content_block_delta\",\"index\":7,\"delta\":{\"type\":"
+     "\"text_delta\",\"text\":\"x\"}}",
+     true, 0, "x"},
+    {"index 999999999",
+     "{\"type\":\"content_block_delta\",\"index\":999999999,\"delta\":"
+     "{\"type\":\"text_delta\",\"text\":\"x\"}}",
+     true, 0, "x"},
+    {"simple escapes", HEAD "\"a\\n\\t\\r\\b\\f\\\"\\\\\\/z\"}}", true, 0, "a\n\t\r\b\f\"\\/z"},
+    {"u escapes", HEAD "\"\\u00e9\\u00E9\\u20ac\\uFFFF\\u0041\"}}", true, 0,
+     "\xc3\xa9\xc3\xa9\xe2\x82\xac\xef\xbf\xbf"
+     "A"},
+    {"u escape one byte", HEAD "\"\\u0001\\u001f\"}}", true, 0, "\x01\x1f"},
+    {"surrogate pair", HEAD "\"\\ud83d\\ude00!\"}}", true, 0, "\xf0\x9f\x98\x80!"},
+    {"surrogate pair max", HEAD "\"\\udbff\\udfff\"}}", true, 0, "\xf4\x8f\xbf\xbf"},
+    {"raw utf8", HEAD "\"\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x98\x80\"}}", true, 0,
+     "\xc3\xa9\xe6\xbc\xa2\xf0\x9f\x98\x80"},
+    {"raw U+2028",
+     HEAD "\"a\xe2\x80\xa8"
+	  "b\"}}",
+     true, 0,
+     "a\xe2\x80\xa8"
+     "b"},
+    {"escaped quote at end", HEAD "\"q\\\"\"}}", true, 0, "q\""},
+    /* Left to cJSON, which decides. */
+    {"u0000 kept", HEAD "\"a\\u0000b\"}}", true, 0, "a"},
+    {"lone high surrogate", HEAD "\"\\ud83dx\"}}", false, -EINVAL, NULL},
+    {"high then not low", HEAD "\"\\ud83d\\u0041\"}}", false, -EINVAL, NULL},
+    {"lone low surrogate", HEAD "\"\\ude00\"}}", false, -EINVAL, NULL},
+    {"high at end", HEAD "\"\\ud83d\"}}", false, -EINVAL, NULL},
+    /* cJSON reads an invalid hex digit as 0: the escape u12g4 ends the text as u0000 does. */
+    {"bad hex", HEAD "\"\\u12g4\"}}", false, 0, ""},
+    {"short u", HEAD "\"\\u12\"}}", false, -EINVAL, NULL},
+    {"bad escape", HEAD "\"\\x41\"}}", false, -EINVAL, NULL},
+    {"raw tab", HEAD "\"a\tb\"}}", false, 0, "a\tb"},
+    {"bad utf8", HEAD "\"\xc3\x28\"}}", false, -EINVAL, NULL},
+    {"overlong utf8", HEAD "\"\xc0\xaf\"}}", false, -EINVAL, NULL},
+    {"surrogate in utf8", HEAD "\"\xed\xa0\x80\"}}", false, -EINVAL, NULL},
+    {"truncated utf8", HEAD "\"\xe2\x82\"}}", false, -EINVAL, NULL},
+    {"index leading zero",
+     "{\"type\":\"content_block_delta\",\"index\":01,\"delta\":{\"type\":"
+     "\"text_delta\",\"text\":\"x\"}}",
+     false, 0, "x"},
+    {"index too big",
+     "{\"type\":\"content_block_delta\",\"index\":2147483648,\"delta\":"
+     "{\"type\":\"text_delta\",\"text\":\"x\"}}",
+     false, -EINVAL, NULL},
+    {"index 10 digits",
+     "{\"type\":\"content_block_delta\",\"index\":1000000000,\"delta\":"
+     "{\"type\":\"text_delta\",\"text\":\"x\"}}",
+     false, 0, "x"},
+    {"index 10 digits, int overflow",
+     "{\"type\":\"content_block_delta\",\"index\":7777777777,"
+     "\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}",
+     false, -EINVAL, NULL},
+    {"index negative",
+     "{\"type\":\"content_block_delta\",\"index\":-1,\"delta\":{\"type\":"
+     "\"text_delta\",\"text\":\"x\"}}",
+     false, -EINVAL, NULL},
+    {"index fraction",
+     "{\"type\":\"content_block_delta\",\"index\":0.5,\"delta\":{\"type\":"
+     "\"text_delta\",\"text\":\"x\"}}",
+     false, -EINVAL, NULL},
+    {"spaces",
+     "{\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": "
+     "\"text_delta\", \"text\": \"x\"}}",
+     false, 0, "x"},
+    {"trailing space", HEAD "\"x\"}} ", false, 0, "x"},
+    {"trailing garbage", HEAD "\"x\"}}}", false, 0, "x"},
+    {"extra key", HEAD "\"x\",\"y\":1}}", false, 0, "x"},
+    {"text twice", HEAD "\"x\",\"text\":\"y\"}}", false, 0, "x"},
+    {"unterminated", HEAD "\"x}}", false, -EINVAL, NULL},
+    {"cut", HEAD "\"x\"}", false, -EINVAL, NULL},
+    {"text not string", HEAD "7}}", false, -EINVAL, NULL},
+    {"thinking delta",
+     "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+     "\"thinking_delta\",\"thinking\":\"hm\"}}",
+     false, 0, "hm"},
+    {"key order",
+     "{\"index\":0,\"type\":\"content_block_delta\",\"delta\":{\"type\":"
+     "\"text_delta\",\"text\":\"x\"}}",
+     false, 0, "x"},
+    {"ping", "{\"type\":\"ping\"}", false, 0, NULL},
 };
 
 static bool same_event(const struct wire_event *a, const struct wire_event *b)
@@ -183,7 +211,8 @@ static void test_splits(void)
 
 			sse_init(&p, 4096);
 			CHECK_EQ_INT(sse_feed(&p, stream, (size_t)cut, on_event, &s), 0);
-			CHECK_EQ_INT(sse_feed(&p, stream + cut, (size_t)(n - cut), on_event, &s), 0);
+			CHECK_EQ_INT(sse_feed(&p, stream + cut, (size_t)(n - cut), on_event, &s),
+				     0);
 			sse_done(&p);
 			CHECK_EQ_INT(s.events, 1);
 			CHECK_EQ_INT(s.agreed, 1);
@@ -206,8 +235,22 @@ static uint32_t next(void)
 static size_t random_text(char *out, size_t max_chars)
 {
 	static const char *const pieces[] = {
-		"\x01", "\x1f", "\n", "\t", "\"", "\\", "/", "a", "Z", " ", "\xc3\xa9",
-		"\xe2\x80\xa8", "\xef\xbf\xbf", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "}}",
+	    "\x01",
+	    "\x1f",
+	    "\n",
+	    "\t",
+	    "\"",
+	    "\\",
+	    "/",
+	    "a",
+	    "Z",
+	    " ",
+	    "\xc3\xa9",
+	    "\xe2\x80\xa8",
+	    "\xef\xbf\xbf",
+	    "\xf0\x9f\x98\x80",
+	    "\xf4\x8f\xbf\xbf",
+	    "}}",
 	};
 	size_t n = 0, chars = next() % max_chars;
 
@@ -312,7 +355,7 @@ static void test_stray(void)
 			if (f == 1)
 				wire_event_done(&ev);
 			CHECK_EQ_INT(f, c == 0x20 ? 1 : 0);
-			if (c != 0x20)  /* once per position */
+			if (c != 0x20) /* once per position */
 				continue;
 			text[pos] = '"';
 			snprintf(data, sizeof(data), HEAD "\"%s\"}}", text);
@@ -331,11 +374,11 @@ static void test_stray(void)
 static void test_nul(void)
 {
 	static const char *const forms[] = {
-		HEAD "\"a\\u0000b\\u0000\"}}",
-		"{ \"type\": \"content_block_delta\", \"index\": 0, \"delta\": "
-		"{\"text\": \"a\\u0000b\\u0000\", \"type\": \"text_delta\"} }",
-		"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
-		"{\"type\":\"text\",\"text\":\"a\\u0000b\\u0000\"}}",
+	    HEAD "\"a\\u0000b\\u0000\"}}",
+	    "{ \"type\": \"content_block_delta\", \"index\": 0, \"delta\": "
+	    "{\"text\": \"a\\u0000b\\u0000\", \"type\": \"text_delta\"} }",
+	    "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+	    "{\"type\":\"text\",\"text\":\"a\\u0000b\\u0000\"}}",
 	};
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
 		struct wire_event ev;

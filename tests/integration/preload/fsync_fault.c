@@ -44,7 +44,7 @@ static void ctl_path(char *out, size_t n, const char *name)
 static int fault(int fd)
 {
 	char hold[PATH_MAX], held[PATH_MAX], fail[PATH_MAX];
-	struct timespec tick = { 0, 5 * 1000 * 1000 };
+	struct timespec tick = {0, 5 * 1000 * 1000};
 
 	if (!matches(fd))
 		return 0;
