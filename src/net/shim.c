@@ -365,6 +365,7 @@ int shim_new(struct store *st, const struct shim_config *cfg, struct shim **ret,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&sh->timer_cond, &ca);
+	pthread_cond_init(&sh->view_cond, NULL);
 	pthread_condattr_destroy(&ca);
 	r = mcp_new(&sh->mcp);
 	if (r == 0 && cfg->token_file)
@@ -442,6 +443,7 @@ void shim_free(struct shim *sh)
 	}
 	mcp_free(sh->mcp);
 	pthread_cond_destroy(&sh->timer_cond);
+	pthread_cond_destroy(&sh->view_cond);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
 }

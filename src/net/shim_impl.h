@@ -94,6 +94,7 @@ struct shim {
 	size_t body_bytes;		      /* of bodies admitted, not yet done; under lock */
 	size_t view_bytes;		      /* of live snapshots; under lock */
 	struct shim_view *views;	      /* live snapshots; under lock */
+	pthread_cond_t view_cond;	      /* a snapshot stopped being rendered; with lock */
 	uint64_t evicted;		      /* connections closed for their deadline or
 					       * to keep the reserve; under lock */
 };

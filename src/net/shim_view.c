@@ -35,15 +35,27 @@ struct shim_view {
 	struct shim_view *prev, *next; /* sh->views; under sh->lock */
 };
 
-/* Under sh->lock. */
+/* Under sh->lock.  Readers arriving while the same view is being rendered
+ * wait for that rendering rather than make copies of their own (six readers
+ * at once would otherwise each render, and all but the first find the budget
+ * gone).  A rendering takes milliseconds and never waits for the network. */
 static struct shim_view *view_find_locked(struct shim *sh, uint64_t ctx, enum view_kind kind)
 {
-	for (struct shim_view *v = sh->views; v; v = v->next)
-		if (v->fresh && !v->pending && v->ctx == ctx && v->kind == kind) {
-			v->refs++;
-			return v;
+	for (;;) {
+		bool rendering = false;
+		for (struct shim_view *v = sh->views; v; v = v->next) {
+			if (!v->fresh || v->ctx != ctx || v->kind != kind)
+				continue;
+			if (!v->pending) {
+				v->refs++;
+				return v;
+			}
+			rendering = true;
 		}
-	return NULL;
+		if (!rendering)
+			return NULL;
+		pthread_cond_wait(&sh->view_cond, &sh->lock);
+	}
 }
 
 /* Under sh->lock. */
@@ -115,6 +127,7 @@ static int view_render(struct shim *sh, uint64_t id, enum view_kind kind, struct
 	} else {
 		view_unlink_locked(sh, v);
 	}
+	pthread_cond_broadcast(&sh->view_cond);
 	pthread_mutex_unlock(&sh->lock);
 	if (r < 0) {
 		free(data);

@@ -115,6 +115,18 @@ def no_calls(api, name):
     assert r.status == 200, r
 
 
+def settled(api, name, turns):
+    """Waits until every one of the context's turns has failed: a turn first
+    waits for the model's capabilities, so the context may still change (and
+    a rendering of it be made anew) for a moment after its 202s."""
+    def done():
+        # The listing, not GET /v1/contexts/NAME: that is a shared rendering
+        # itself, and a live one would count against the renderings' budget.
+        j = api.request("GET", "/v1/contexts").json()
+        return {"name": name, "status": "error"} in j["contexts"]
+    wait_for(done, 30, what="the %d turns of %s to end" % (turns, name))
+
+
 def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
     """The issue's battery: a PATCH raising max_input_bytes then a 32 MiB body of
     zeros; eight parallel 2.1 MB bodies (an array of zeros, and text over the
@@ -148,6 +160,7 @@ def test_memory_stays_bounded_through_hostile_bodies_and_readers(nomount, fake):
     for i in range(40):
         r = api.request("POST", "/v1/contexts/big/messages", {"content": "m%d" % i * (MIB // 3)})
         assert r.status == 202, r
+    settled(api, "big", 40)
     assert fake.calls == []
     readers = []
     for _ in range(6):
@@ -249,6 +262,7 @@ def test_renderings_in_flight_have_a_budget(nomount):
         for i in range(50):
             assert api.request("POST", "/v1/contexts/%s/messages" % name,
                                {"content": "%s%02d" % (name, i) * (MIB // 5)}).status == 202
+        settled(api, name, 50)
     s = socket.create_connection(("127.0.0.1", p), timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.sendall(b"GET /v1/contexts/one/transcript HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % p)
@@ -276,6 +290,7 @@ def test_a_transcript_over_the_limit_is_refused_without_rendering(nomount):
     for i in range(100):
         assert api.request("POST", "/v1/contexts/huge/messages",
                            {"content": "h%02d" % i * (MIB // 3)}).status == 202
+    settled(api, "huge", 100)
     got = parallel(6, lambda: api.request("GET", "/v1/contexts/huge/transcript", timeout=60))
     for r in got:
         assert r.status == 500, r
