@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mcpfs/clock.h"
+#include "mcpfs/json_nul.h"
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
@@ -61,18 +62,28 @@ static int render_history(const struct context *c, struct buf *out)
 	return r;
 }
 
+/* A text of len bytes as a JSON string: a NUL in it crosses cJSON as the mark
+ * and print_json writes it as \u0000 (json_nul.h), so nothing after it is lost. */
+static cJSON *add_text(cJSON *o, const char *key, const char *text, size_t len)
+{
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	json_nul_mark(copy, len);
+	cJSON *item = cJSON_AddStringToObject(o, key, copy);
+	free(copy);
+	return item;
+}
+
 static int add_message(cJSON *arr, const char *role, const char *text, size_t len)
 {
 	cJSON *m = cJSON_CreateObject();
-	char *copy = strndup(text, len);
-	if (!m || !copy) {
+	if (!m || !cJSON_AddStringToObject(m, "role", role) || !add_text(m, "content", text, len)) {
 		cJSON_Delete(m);
-		free(copy);
 		return -ENOMEM;
 	}
-	cJSON_AddStringToObject(m, "role", role);
-	cJSON_AddStringToObject(m, "content", copy);
-	free(copy);
 	cJSON_AddItemToArray(arr, m);
 	return 0;
 }
@@ -83,7 +94,7 @@ static int print_json(cJSON *o, struct buf *out)
 	cJSON_Delete(o);
 	if (!text)
 		return -ENOMEM;
-	int r = buf_puts(out, text);
+	int r = json_nul_print(text, strlen(text), out);
 	if (r == 0)
 		r = buf_puts(out, "\n");
 	free(text);
@@ -268,7 +279,7 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 	if (t->stop_reason[0])
 		cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
 	if (t->thinking.len)
-		cJSON_AddStringToObject(a, "thinking", text_of(&t->thinking));
+		add_text(a, "thinking", text_of(&t->thinking), t->thinking.len);
 	if (t->state == TURN_FAILED) {
 		cJSON *err = cJSON_AddObjectToObject(a, "error");
 		cJSON_AddStringToObject(err, "type", t->error.type);

@@ -12,6 +12,7 @@ from mcpfs_testlib import (
     Reader, blocked_in_read, is_mounted, output, read_file, reply_for, send, status, unmount,
     wait_for,
 )
+from http_support import shim, shim_factory  # noqa: F401  (fixtures)
 
 
 # --- point 10: the drain after message_stop is bounded ------------------------------------------
@@ -143,3 +144,27 @@ def test_nul_in_a_text_delta_is_kept(mount, fake):
     send(c, "next\n")
     assert output(c) == reply_for("next")
     assert fake.calls[-1].texts()[1] == ("assistant", "before a\u0000b after")
+
+
+def test_nul_in_a_text_is_kept_in_transcript_and_json(shim, fake):
+    """JSON renderings went through cJSON as C strings: history.json and the
+    shim's GET …/history and …/transcript ended the reply at the NUL.  Each now
+    holds \\u0000 and what follows it; the transcript file holds the byte."""
+    fake.set_default("normal", pieces=["before ", "a\u0000b", " after"])
+    r = shim.api.request("POST", "/v1/contexts", {"name": "n"})
+    assert r.status in (200, 201), r.body
+    c = shim.path / "n"
+    send(c, "hello tail\n")
+    want = "before a\u0000b after"
+    assert read_file(c / "output", binary=True) == want.encode()
+    text = read_file(c / "transcript", binary=True)
+    assert b"before a\x00b after" in text and b"hello tail" in text, text
+    for where in ("history", "transcript"):
+        r = shim.api.request("GET", "/v1/contexts/n/" + where)
+        assert r.status == 200, r.body
+        assert b"a\\u0000b after" in r.body, r.body
+        texts = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+                 for m in r.json()["messages"]]
+        assert want in texts and "hello tail\n" in texts, texts
+    hist = read_file(c / "history.json", binary=True)
+    assert b"a\\u0000b after" in hist, hist
