@@ -9,8 +9,9 @@
  * Tools that save by renaming (sed -i, perl -i, Python's tempfile + os.replace,
  * editors' atomic save) create their temporary file beside the target with
  * O_CREAT|O_EXCL (mkstemp(3)), under names of their own ("sed" and six random
- * characters, 8 random characters, "tmp" and eight random characters...).  So inside a context (and at the root, for
- * `.config`) any other name may be created exclusively; a plain create
+ * characters, 8 random characters, "tmp" and eight random characters...).
+ * So inside a context (and at the root, for `.config`) any other name may be
+ * created exclusively; a plain create
  * (`touch`, `>`) stays EACCES.  vim's "can I rename?" probe file (4913, then
  * 4913 + 123k) stays refused, which keeps vim writing in place (one message
  * per save).
