@@ -1,0 +1,275 @@
+"""CONTRACT §2 (`thinking`, `transcript.json`), §3.6 and §8: every block of a
+reply is kept in the journal and shown in `transcript` and `transcript.json`;
+`thinking` streams the thinking; replies go back to the API with the blocks it
+requires; a reply that ends with pause_turn is continued, at most 3 times."""
+
+import errno
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+
+import pytest
+
+from fake_anthropic import fake_signature
+from mcpfs_testlib import (
+    Reader, output, parse_kv, read_file, read_partial, reply_for, send, status, wait_for,
+    wait_status,
+)
+
+THOUGHT = "First I weigh the options, then I answer."
+TOOL = {"type": "tool_use", "id": "toolu_01A", "name": "get_weather",
+        "input": {"city": "Paris", "units": ["C", "F"]}}
+MYSTERY = {"type": "mystery_block", "payload": {"x": 1},
+           "_delta": {"type": "mystery_delta", "more": True}}
+CITATION = {"type": "web_search_result_location", "cited_text": "Paris is sunny.",
+            "encrypted_index": "EncIdx1", "title": "Weather in Paris",
+            "url": "https://weather.example/paris"}
+CITED = {"type": "text", "text": " It is sunny.", "citations": [CITATION]}
+SEARCH = {"type": "server_tool_use", "id": "srvtoolu_01B", "name": "web_search",
+          "input": {"query": "weather paris"}}
+RESULTS = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01B", "content": [
+    {"type": "web_search_result", "title": "Paris forecast", "url": "https://a.example/p",
+     "encrypted_content": "EncA", "page_age": None},
+    {"type": "web_search_result", "title": "Météo Paris", "url": "https://b.example/m",
+     "encrypted_content": "EncB", "page_age": "1 day"}]}
+
+
+def every_block(fake):
+    fake.script("normal", text="Answer.",
+                blocks=[{"type": "thinking", "thinking": THOUGHT},
+                        {"type": "redacted_thinking", "data": "RedactedOpaque=="},
+                        TOOL, MYSTERY],
+                blocks_after=[CITED])
+
+
+def reply_json(ctx, turn=None):
+    msgs = json.loads(read_file(ctx / "transcript.json"))["messages"]
+    got = [m for m in msgs if m["role"] == "assistant" and not m.get("replaced")]
+    return got[-1] if turn is None else [m for m in got if m["turn"] == turn][-1]
+
+
+def check_every_block(ctx):
+    blocks = reply_json(ctx, 1)["blocks"]
+    assert [b["type"] for b in blocks] == ["thinking", "redacted_thinking", "tool_use",
+                                           "mystery_block", "text", "text"]
+    th, red, tool, mys, text, cited = blocks
+    assert th == {"type": "thinking", "thinking": THOUGHT,
+                  "signature": fake_signature(THOUGHT)}
+    assert red == {"type": "redacted_thinking", "data": "RedactedOpaque=="}
+    assert tool == dict(TOOL)
+    assert mys == {"type": "mystery_block", "payload": {"x": 1}}
+    assert text == {"type": "text", "text": "Answer."}
+    assert cited == {"type": "text", "text": " It is sunny.", "citations": [CITATION]}
+
+
+def test_every_block_kept_and_shown(mount, ctx, fake):
+    every_block(fake)
+    send(ctx, "weather?\n")
+    # Only text goes to output (§3.6): the cited text block is text.
+    assert output(ctx) == "Answer. It is sunny."
+    assert read_file(ctx / "thinking") == THOUGHT + "\n\n[redacted]"
+    tr = read_file(ctx / "transcript")
+    assert THOUGHT in tr
+    for line in ("[redacted thinking]",
+                 '[tool use: get_weather {"city":"Paris","units":["C","F"]}]',
+                 "[block: mystery_block]",
+                 "[citation: Weather in Paris <https://weather.example/paris>]"):
+        assert line + "\n" in tr, (line, tr)
+    check_every_block(ctx)
+    # jq reads it.
+    jq = shutil.which("jq")
+    if jq:
+        r = subprocess.run([jq, "-r", ".messages[1].blocks[].type", str(ctx / "transcript.json")],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0 and r.stdout.split() == [
+            "thinking", "redacted_thinking", "tool_use", "mystery_block", "text", "text"]
+    # Back to the API: the text with its citation; the tool use (it would want
+    # a tool_result), the unknown block and the thinking stay out.
+    send(ctx, "and tomorrow?\n")
+    assert output(ctx) == reply_for("and tomorrow?")
+    sent = fake.calls[-1].messages[1]
+    assert sent["role"] == "assistant" and strip_cache(sent["content"]) == [
+        {"type": "text", "text": "Answer."}, CITED]
+    # The prompt cache's breakpoint is on the last text block.
+    assert sent["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    hist = json.loads(read_file(ctx / "history.json"))["messages"][1]
+    assert hist["content"] == strip_cache(sent["content"])
+
+
+def strip_cache(blocks):
+    return [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks]
+
+
+def test_every_block_survives_remount_and_kill9(mount, ctx, fake):
+    every_block(fake)
+    send(ctx, "weather?\n")
+    assert output(ctx) == "Answer. It is sunny."
+    before = {n: read_file(ctx / n) for n in ("transcript", "transcript.json", "thinking")}
+    mount.stop()
+    mount.start()
+    assert {n: read_file(ctx / n) for n in before} == before
+    check_every_block(ctx)
+    mount.kill9()
+    mount.start()
+    assert {n: read_file(ctx / n) for n in before} == before
+    assert "journal_recovered" not in read_file(ctx / "status")
+
+
+def test_server_tool_blocks_and_thinking_go_back(mount, ctx, fake):
+    fake.script("normal", text="It will rain.",
+                blocks=[{"type": "thinking", "thinking": THOUGHT}, SEARCH, RESULTS])
+    send(ctx, "forecast?\n")
+    assert output(ctx) == "It will rain."
+    tr = read_file(ctx / "transcript")
+    assert '[server tool use: web_search {"query":"weather paris"}]\n' in tr
+    assert ("[web_search_tool_result]\n  Paris forecast <https://a.example/p>\n"
+            "  Météo Paris <https://b.example/m>\n") in tr
+    send(ctx, "thanks\n")
+    assert output(ctx) == reply_for("thanks")
+    # The fake checks the signature against the thinking it was given for.
+    assert strip_cache(fake.calls[-1].messages[1]["content"]) == [
+        {"type": "thinking", "thinking": THOUGHT, "signature": fake_signature(THOUGHT)},
+        SEARCH, RESULTS, {"type": "text", "text": "It will rain."}]
+
+
+def test_the_fake_refuses_what_the_api_refuses(fake):
+    """The checks the tests above rely on: a thinking block without its
+    signature, or with one given for other text, a tool use without its
+    result, are 400s."""
+    import urllib.error
+    import urllib.request
+
+    def post(content):
+        body = {"model": "claude-sonnet-5-5", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "a"}, {"role": "assistant", "content": content},
+            {"role": "user", "content": "b"}]}
+        rq = urllib.request.Request(fake.base_url + "/v1/messages", json.dumps(body).encode(),
+                                    {"x-api-key": "test-key-not-real",
+                                     "anthropic-version": "2023-06-01",
+                                     "content-type": "application/json"})
+        try:
+            return urllib.request.urlopen(rq, timeout=10).status
+        except urllib.error.HTTPError as e:
+            return e.code
+    text = {"type": "text", "text": "ok"}
+    assert post([{"type": "thinking", "thinking": "t"}, text]) == 400
+    assert post([{"type": "thinking", "thinking": "t", "signature": ""}, text]) == 400
+    assert post([{"type": "thinking", "thinking": "t", "signature": fake_signature("u")},
+                 text]) == 400
+    assert post([dict(TOOL), text]) == 400
+    assert post([SEARCH, text]) == 400
+    assert post([{"type": "thinking", "thinking": "t", "signature": fake_signature("t")},
+                 SEARCH, RESULTS, text]) == 200
+    fake.reset()
+
+
+def test_thinking_streams_like_output(mount, ctx, fake):
+    fake.script("normal", blocks=[{"type": "thinking", "thinking": THOUGHT}],
+                pieces=["one ", "two ", "three"], hold_after=[1])
+    send(ctx, "think\n")
+    fake.wait_held(0)
+    tail = mount.spawn(["tail", "-f", str(ctx / "thinking")])
+    reader = Reader(ctx / "thinking")
+    wait_for(lambda: reader.data == THOUGHT.encode(), 10, what="the thinking")
+    assert not reader.done  # the reply goes on: readers wait
+    fd = os.open(ctx / "thinking", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert os.read(fd, 4096) == THOUGHT.encode()
+        with pytest.raises(BlockingIOError):
+            os.read(fd, 4096)
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        assert p.poll(0) == []
+        fake.release()
+        assert p.poll(10000) != []
+        wait_for(lambda: os.read(fd, 4096) == b"", 10, what="EOF on the non-blocking reader")
+    finally:
+        os.close(fd)
+    reader.finish(10)
+    assert reader.eof and reader.data == THOUGHT.encode()
+    wait_for(lambda: THOUGHT in os.read(tail.stdout.fileno(), 65536).decode(), 10,
+             what="tail -f thinking")
+    tail.kill()
+    assert output(ctx) == "one two three"
+
+
+def test_thinking_of_a_reply_without_thinking_is_empty(ctx, fake):
+    assert read_file(ctx / "thinking") == ""
+    send(ctx, "plain\n")
+    assert output(ctx) == reply_for("plain")
+    assert read_file(ctx / "thinking") == ""
+    assert os.stat(ctx / "thinking").st_size == 0
+    assert reply_json(ctx)["blocks"] == [{"type": "text", "text": reply_for("plain")}]
+
+
+@pytest.mark.allow_errors()
+def test_kill9_mid_block_keeps_the_complete_blocks(mount, ctx, fake):
+    hold_tool = dict(TOOL, _hold=True)
+    fake.script("normal", text="Let me check.",
+                blocks=[{"type": "thinking", "thinking": THOUGHT}],
+                blocks_after=[hold_tool])
+    send(ctx, "weather?\n")
+    fake.wait_held(0)
+    reader = Reader(ctx / "output")
+    wait_for(lambda: reader.data == b"Let me check.", 10, what="the text")
+    mount.kill9()
+    reader.finish(10)
+    mount.start()
+    st = wait_status(ctx, "error", 10)
+    assert re.search(r"interrupted", st.text), st.text
+    data, err = read_partial(ctx / "output")
+    assert data == b"Let me check." and err is not None and err.errno == errno.EIO
+    blocks = reply_json(ctx, 1)["blocks"]
+    # The tool use was cut off mid-way: it is not kept; what was complete is.
+    assert blocks == [{"type": "thinking", "thinking": THOUGHT,
+                       "signature": fake_signature(THOUGHT)},
+                      {"type": "text", "text": "Let me check."}]
+    assert read_file(ctx / "thinking") == THOUGHT
+    assert "journal_recovered" not in st.text
+
+
+def test_pause_turn_is_continued(mount, ctx, fake):
+    fake.script("normal", text="Let me search. ", blocks_after=[SEARCH],
+                stop_reason="pause_turn")
+    fake.script("normal", text="It will rain.", blocks=[RESULTS])
+    send(ctx, "forecast?\n")
+    reader = Reader(ctx / "output")
+    reader.finish(10)
+    assert reader.eof and reader.data == b"Let me search. It will rain."
+    assert len(fake.calls) == 2
+    cont = fake.calls[1].messages
+    assert [m["role"] for m in cont] == ["user", "assistant"]
+    # The paused reply goes back as it is.
+    assert cont[1]["content"] == [{"type": "text", "text": "Let me search. "}, SEARCH]
+    st = status(ctx)
+    assert st.state == "idle" and st["continued"].startswith("1")
+    assert st["stop_reason"] == "end_turn" and st.get("paused") is None
+    blocks = reply_json(ctx)["blocks"]
+    assert [b["type"] for b in blocks] == ["text", "server_tool_use",
+                                           "web_search_tool_result", "text"]
+    assert parse_kv(read_file(ctx / "usage"))["calls"] == "2"
+    # The next call sends the one reply with its search and results.
+    send(ctx, "thanks\n")
+    assert output(ctx) == reply_for("thanks")
+    assert strip_cache(fake.calls[-1].messages[1]["content"]) == [
+        {"type": "text", "text": "Let me search. "}, SEARCH, RESULTS,
+        {"type": "text", "text": "It will rain."}]
+
+
+def test_pause_turn_continued_at_most_three_times(mount, ctx, fake):
+    for i in range(4):
+        fake.script("normal", text="part %d. " % i, stop_reason="pause_turn")
+    send(ctx, "go\n")
+    assert output(ctx) == "part 0. part 1. part 2. part 3. "
+    assert len(fake.calls) == 4
+    st = status(ctx)
+    assert st.state == "idle" and st["stop_reason"] == "pause_turn"
+    assert re.search(r"after 3 continuations", st["paused"]), st.text
+    assert st["continued"].startswith("3")
+    # Each continuation sent the reply so far (ending without white space, as
+    # the API wants a last assistant message to end).
+    assert fake.calls[3].messages[-1]["content"] == [
+        {"type": "text", "text": "part 0. part 1. part 2."}]
