@@ -542,7 +542,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
 		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
 			r = buf_append(&t->thinking, ev->text, ev->text_len);
-			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT); /* `thinking` */
+			notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
 		} else if (ev->block != WIRE_BLOCK_TEXT && ev->block != WIRE_BLOCK_THINKING) {
 			r = blocks_event(t, ev);
 		}
@@ -552,7 +552,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		size_t had = t->thinking.len;
 		r = blocks_event(t, ev);
 		if (t->thinking.len != had) /* "[redacted]", or the separator */
-			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
+			notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
 		break;
 	}
 	default:

@@ -1,4 +1,5 @@
-/* fs_park.c — reads of `output` that wait for the reply, and poll waiters.
+/* fs_park.c — reads of `output` (and `thinking`) that wait for the reply, and
+ * poll waiters.
  *
  * A read that finds no new bytes of an unfinished reply is parked: its request
  * is kept in a per-context list and the handler returns without replying (the
@@ -155,9 +156,10 @@ void fs_on_change(void *data, uint64_t ctx, unsigned what)
 	if (what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY |
 		    STORE_CHANGED_SETTINGS))
 		fs_note(fs, ctx, NOTE_TRANSCRIPT);
-	if (!(what & STORE_CHANGED_OUTPUT))
+	if (!(what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_THINKING)))
 		return;
-	fs_note(fs, ctx, NOTE_MODIFY);
+	if (what & STORE_CHANGED_OUTPUT)
+		fs_note(fs, ctx, NOTE_MODIFY);
 	pthread_mutex_lock(&fs->park_lock);
 	struct parked *list = map_del_id(&fs->parked, ctx);
 	pthread_mutex_unlock(&fs->park_lock);
