@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from fake_anthropic import fake_signature
+from http_support import shim, shim_factory  # noqa: F401  (fixtures)
 from mcpfs_testlib import (
     Reader, output, parse_kv, read_file, read_partial, reply_for, send, status, wait_for,
     wait_status,
@@ -273,3 +274,33 @@ def test_pause_turn_continued_at_most_three_times(mount, ctx, fake):
     # the API wants a last assistant message to end).
     assert fake.calls[3].messages[-1]["content"] == [
         {"type": "text", "text": "part 0. part 1. part 2."}]
+
+
+def test_shim_serves_blocks_and_thinking(shim, fake):
+    """The shim's transcript is transcript.json, every block included, and
+    GET .../thinking streams the thinking like GET .../output."""
+    api = shim.api
+    assert api.request("POST", "/v1/contexts", {"name": "h"}).status == 201
+    fake.script("normal", blocks=[{"type": "thinking", "thinking": THOUGHT}],
+                pieces=["one ", "two"], hold_after=[1])
+    assert api.request("POST", "/v1/contexts/h/messages", {"content": "hi"}).status == 202
+    fake.wait_held(-1)
+    got = {}
+
+    def get_thinking():
+        got["r"] = api.request("GET", "/v1/contexts/h/thinking")
+    import threading
+    th = threading.Thread(target=get_thinking, daemon=True)
+    th.start()
+    th.join(0.5)
+    assert th.is_alive()  # the reply goes on: the thinking stream stays open
+    fake.release()
+    th.join(10)
+    r = got["r"]
+    assert r.status == 200 and r.body.decode() == THOUGHT
+    assert r.headers["content-type"].startswith("text/plain")
+    assert read_file(shim.path / "h" / "thinking") == THOUGHT
+    t = api.request("GET", "/v1/contexts/h/transcript")
+    assert t.status == 200
+    assert json.loads(t.body) == json.loads(read_file(shim.path / "h" / "transcript.json"))
+    assert json.loads(t.body)["messages"][1]["blocks"][0]["signature"] == fake_signature(THOUGHT)
