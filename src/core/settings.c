@@ -72,8 +72,8 @@ static const struct setting_def table[K_COUNT] = {
     [K_PROMPT_CACHE] = {"prompt_cache", SETTING_BOOL, "on", 0, 1,
 			"mark the history for prompt caching (on/off)"},
     [K_TOOLS] = {"tools", SETTING_TOOLS, "none", 0, 0,
-		 "server tools offered to the model: web_search, web_fetch (comma-separated); "
-		 "empty for none"},
+		 "Anthropic's server tools offered to the model: web_search, web_fetch "
+		 "(comma-separated), or none (also written as nothing)"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
@@ -209,11 +209,11 @@ const char *settings_tool_name(unsigned bit)
 	return NULL;
 }
 
-/* "web_search, web_fetch": the list of a tools value, "" for none. */
+/* "web_search, web_fetch": the list of a tools value, "none" for none. */
 static void format_tools(unsigned tools, char *out, size_t outlen)
 {
 	size_t o = 0;
-	out[0] = '\0';
+	snprintf(out, outlen, "none");
 	for (size_t i = 0; i < TOOL_COUNT && o < outlen; i++)
 		if (tools & (1u << i))
 			o += (size_t)snprintf(out + o, outlen - o, "%s%s", o ? ", " : "",
@@ -608,7 +608,7 @@ int settings_render(const struct settings *s, struct buf *out)
 
 	for (size_t k = 0; k < K_COUNT; k++) {
 		settings_format(s, &table[k], v, sizeof v);
-		int r = buf_printf(out, "%s =%s%s\n", table[k].key, v[0] ? " " : "", v);
+		int r = buf_printf(out, "%s = %s\n", table[k].key, v);
 		if (r < 0) {
 			buf_resize(out, old); /* shrinking cannot fail */
 			return r;

@@ -20,7 +20,7 @@ static const char default_text[] = "model = claude-sonnet-5-5\n"
 				   "thinking = off\n"
 				   "effort = default\n"
 				   "prompt_cache = on\n"
-				   "tools =\n";
+				   "tools = none\n";
 
 /* Field by field, NaN equal to NaN. */
 static bool same(const struct settings *a, const struct settings *b)
