@@ -182,3 +182,46 @@ def test_the_shim_reads_and_patches_the_schema(client, shim, fake):
     r = client.request("POST", "/v1/contexts", {"name": "t", "schema": json.dumps(SCHEMA)})
     assert r.status == 201, r
     assert client.request("GET", "/v1/contexts/t").json()["schema"] == SCHEMA
+
+
+@pytest.mark.fake_invalid_ok
+@pytest.mark.parametrize("model,schema,msg", [
+    ("claude-unstructured-1", SCHEMA, "structured outputs are not supported"),
+    ("claude-sonnet-5-5", {"type": "strng"}, "'strng' is not a valid JSON Schema type"),
+    ("claude-sonnet-5-5", [1], "output_config.format.schema: Input should be an object"),
+    ("claude-sonnet-5-5", {"type": "object", "properties": {}},
+     "additionalProperties must be set to false"),
+])
+def test_the_fake_refuses_a_format_as_the_api_does(fake, model, schema, msg):
+    import http.client
+    from mcpfs_testlib import API_VERSION, DEFAULT_KEY
+    fake.add_model("claude-unstructured-1", "Unstructured", structured=False)
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    conn.request("POST", "/v1/messages", json.dumps(
+        {"model": model, "max_tokens": 100, "stream": True,
+         "messages": [{"role": "user", "content": "hi"}],
+         "output_config": {"format": {"type": "json_schema", "schema": schema}}}),
+        {"x-api-key": DEFAULT_KEY, "anthropic-version": API_VERSION,
+         "content-type": "application/json"})
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 400 and msg in data["error"]["message"], data
+
+
+def test_a_schema_over_64_kib_fails_the_write(ctx, fake):
+    big = '{"description": "%s"}' % ("x" * (64 << 10))
+    assert close_error(ctx / "schema", big) == ("write", errno.EFBIG)
+    assert "over the limit of 65536" in status(ctx).get("last_refused", "")
+
+
+def test_sed_i_edits_the_schema(ctx, fake):
+    run(["bash", "-c", "printf '%s' \"$SCHEMA\" > schema"], cwd=str(ctx),
+        env=dict(os.environ, SCHEMA=json.dumps(SCHEMA)))
+    r = sh("sed -i 's/\"answer\"/\"reply\"/g' schema && echo q > input && jq -r .reply output",
+           ctx)
+    assert r.rc == 0, r
+    assert r.out == reply_for("q") + "\n"
+    r = sh("sed -i 's/\"string\"/\"strung\"/' schema", ctx)
+    assert r.rc != 0  # the rename onto schema fails with EINVAL
+    assert "not a JSON Schema type" in status(ctx).get("last_refused", "")

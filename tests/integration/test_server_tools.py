@@ -11,9 +11,15 @@ web_fetch_tool_result, then text opening with a citations_delta) and refuses,
 as the API does, a tool version the model does not take and an unknown type,
 so a request it accepts is well-formed for its model."""
 
+import http.client
+import json
+
 import pytest
 
-from mcpfs_testlib import read_file, reply_for, run, status, wait_status
+from mcpfs_testlib import (
+    API_VERSION, DEFAULT_KEY, parse_sse, read_file, reply_for, run, sse_text, status,
+    wait_status,
+)
 
 LEAD = "Let me look that up. "
 
@@ -137,3 +143,80 @@ def test_tools_survive_a_remount_and_dot_config_defaults_them(mount, fake):
     sh("echo hi > input && cat output", d)
     assert tools_of(fake.calls[-1].body) == [{"type": "web_search_20260318",
                                               "name": "web_search"}]
+
+
+# --- the fake's side, spoken to directly ------------------------------------------------
+
+
+def fake_post(fake, body):
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    conn.request("POST", "/v1/messages", json.dumps(body),
+                 {"x-api-key": DEFAULT_KEY, "anthropic-version": API_VERSION,
+                  "content-type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+def request(model, tools, text="find it https://example.org/x"):
+    return {"model": model, "max_tokens": 1024, "stream": True, "tools": tools,
+            "messages": [{"role": "user", "content": text}]}
+
+
+@pytest.mark.fake_invalid_ok
+@pytest.mark.parametrize("model,tool,msg", [
+    ("claude-sonnet-4-5", {"type": "web_search_20260209", "name": "web_search"},
+     "'web_search_20260209' is not supported for claude-sonnet-4-5"),
+    ("claude-sonnet-4-5", {"type": "web_fetch_20260318", "name": "web_fetch"},
+     "'web_fetch_20260318' is not supported for claude-sonnet-4-5"),
+    ("claude-sonnet-5-5", {"type": "web_search_20991231", "name": "web_search"},
+     "Input tag 'web_search_20991231'"),
+    ("claude-sonnet-5-5", {"type": "web_browse_20250305", "name": "web_browse"},
+     "Input tag 'web_browse_20250305'"),
+    ("claude-sonnet-5-5", {"type": "web_search_20250305", "name": "search"},
+     "tools.0.name: Input should be 'web_search'"),
+])
+def test_the_fake_refuses_what_the_api_refuses(fake, model, tool, msg):
+    status_code, data = fake_post(fake, request(model, [tool]))
+    assert status_code == 400, data
+    err = json.loads(data)["error"]
+    assert err["type"] == "invalid_request_error" and msg in err["message"], err
+
+
+def test_the_fake_streams_the_wire_shape_of_a_search_and_a_fetch(fake):
+    status_code, data = fake_post(fake, request("claude-sonnet-5-5", [
+        {"type": "web_search_20260318", "name": "web_search"},
+        {"type": "web_fetch_20260318", "name": "web_fetch"}]))
+    assert status_code == 200
+    events = [json.loads(d) for _, d in parse_sse(data)]
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert [b["type"] for b in starts] == ["text", "server_tool_use", "web_search_tool_result",
+                                          "server_tool_use", "web_fetch_tool_result", "text"]
+    assert [b.get("name") for b in starts if b["type"] == "server_tool_use"] == \
+        ["web_search", "web_fetch"]
+    # Each call's input arrives as input_json_delta pieces, the first one empty.
+    for i, want in ((1, {"query": "find it https://example.org/x"}),
+                    (3, {"url": "https://example.org/x"})):
+        parts = [e["delta"]["partial_json"] for e in events
+                 if e["type"] == "content_block_delta" and e["index"] == i]
+        assert parts[0] == "" and json.loads("".join(parts)) == want
+    assert starts[2]["tool_use_id"] == starts[1]["id"]
+    assert starts[2]["content"][0]["type"] == "web_search_result"
+    assert starts[4]["content"]["type"] == "web_fetch_result"
+    assert starts[4]["content"]["url"] == "https://example.org/x"
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"
+              and e["index"] == 5]
+    assert deltas[0]["type"] == "citations_delta"
+    assert deltas[0]["citation"]["type"] == "web_search_result_location"
+    assert sse_text(parse_sse(data)) == LEAD + reply_for("find it https://example.org/x")
+    usage = [e for e in events if e["type"] == "message_delta"][0]["usage"]
+    assert usage["server_tool_use"] == {"web_search_requests": 1, "web_fetch_requests": 1}
+
+
+def test_the_fake_describes_server_tools_as_the_sdk_types_do(fake):
+    caps = fake.model("claude-sonnet-4-5")["capabilities"]
+    assert caps["server_tools"] == {"supported": True, "web_search": {"supported": True},
+                                    "code_execution": {"supported": False}}
+    assert fake.model("claude-sonnet-5-5")["capabilities"]["code_execution"] == \
+        {"supported": True}
