@@ -707,8 +707,7 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	const char *sys = ct ? ct->sys : NULL;
 	size_t old_len = 0, slen = ct ? ct->slen : 0;
 	bool applied = false, new_schema = ct && ct->schema;
-	if (r == 0 && new_schema && ct->schema_len &&
-	    !(sch = strndup(ct->schema, ct->schema_len)))
+	if (r == 0 && new_schema && ct->schema_len && !(sch = strndup(ct->schema, ct->schema_len)))
 		r = -ENOMEM;
 	if (r == 0) {
 		set = st ? *st : c->settings;

@@ -98,9 +98,9 @@ static void caps_capabilities(const cJSON *caps, struct model_caps *c)
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(caps, "server_tools");
 	c->server_tools_known = cJSON_IsObject(st);
 	c->web_search = !c->server_tools_known || supported(st, "web_search");
-	c->web_fetch = !c->server_tools_known ||
-		       (cJSON_GetObjectItemCaseSensitive(st, "web_fetch") ? supported(st, "web_fetch")
-									  : supported(st, NULL));
+	c->web_fetch = !c->server_tools_known || (cJSON_GetObjectItemCaseSensitive(st, "web_fetch")
+						      ? supported(st, "web_fetch")
+						      : supported(st, NULL));
 }
 
 static int caps_from_json(const cJSON *o, struct model_caps *c)

@@ -37,7 +37,7 @@ int schema_prefix_check(const char *text, size_t len, char *why, size_t whylen)
 			return 0;
 		snprintf(why, whylen, "schema must be a JSON object ({...}), not '%c'...",
 			 (unsigned char)text[i] >= 0x20 && (unsigned char)text[i] < 0x7f ? text[i]
-											  : '?');
+											 : '?');
 		return -EINVAL;
 	}
 	return 0;
@@ -72,13 +72,20 @@ static bool type_ok(const cJSON *t)
 static int walk(const cJSON *s, char *path, size_t pathlen, char *why, size_t whylen);
 
 /* Keywords whose value is a schema, an array of schemas, or an object of them. */
-static const char *const one_schema[] = {"items",	 "additionalProperties", "not",
-					 "if",		 "then",		 "else",
-					 "contains",	 "propertyNames",	 "additionalItems",
-					 "unevaluatedItems", "unevaluatedProperties"};
+static const char *const one_schema[] = {"items",
+					 "additionalProperties",
+					 "not",
+					 "if",
+					 "then",
+					 "else",
+					 "contains",
+					 "propertyNames",
+					 "additionalItems",
+					 "unevaluatedItems",
+					 "unevaluatedProperties"};
 static const char *const schema_array[] = {"anyOf", "allOf", "oneOf", "prefixItems", "items"};
-static const char *const schema_map[] = {"properties", "patternProperties", "$defs",
-					 "definitions", "dependentSchemas"};
+static const char *const schema_map[] = {"properties", "patternProperties", "$defs", "definitions",
+					 "dependentSchemas"};
 
 /* Walks child (a schema, or an array or map of them when kind is 1 or 2),
  * its path extended by key. */
