@@ -9,7 +9,10 @@
  *                                                        "enabled": {"supported"}}},
  *                     "effort": {"supported", "low"|"medium"|"high"|"xhigh"|"max":
  *                                {"supported"}},
- *                     "image_input", "pdf_input", "structured_outputs": {"supported"}, ...}}
+ *                     "image_input", "pdf_input", "structured_outputs": {"supported"},
+ *                     "code_execution": {"supported"},
+ *                     "server_tools": {"supported", "web_search": {"supported"},
+ *                                      "code_execution": {"supported"}}, ...}}
  * mcpfs reads three fields the SDK types (August 2026) do not have yet:
  * "lifecycle" ("active" | "deprecated" | "retired", or an object {"status", "retires_at"}),
  * "retires_at" (RFC 3339) and "line" (the family a model belongs to).  Absent,
