@@ -35,6 +35,7 @@ enum fs_kind {
 	K_STATUS,
 	K_USAGE,
 	K_CTL,
+	K_SCHEMA,
 	K_NFIXED,
 	K_ROOT = 100,
 	K_ROOT_STATUS,
