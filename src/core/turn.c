@@ -372,6 +372,12 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	}
 	struct model_shape shape;
 	model_shape(st, caps, &shape);
+	const char *tools[2];
+	size_t n_tools = 0;
+	if (shape.web_search)
+		tools[n_tools++] = shape.web_search;
+	if (shape.web_fetch)
+		tools[n_tools++] = shape.web_fetch;
 	struct wire_request r = {
 	    .model = st->model,
 	    .max_tokens = st->max_tokens,
@@ -385,6 +391,10 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
 	    .effort = shape.effort,
 	    .stream = true,
+	    .tool_types = tools,
+	    .n_tools = n_tools,
+	    .schema = c->schema,
+	    .schema_len = c->schema_len,
 	};
 	int ret = t->continued && !blocks[kept] ? -ENODATA : wire_request_build(&r, body);
 	for (size_t i = 0; i <= kept; i++)
@@ -414,6 +424,14 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	if (r < 0) {
 		turn_refuse(s, t, "model_retired", why, n);
 		return r;
+	}
+	if (c->schema && caps && !caps->structured_outputs) {
+		snprintf(why, sizeof(why),
+			 "model '%s' does not take structured output, and `schema` is set: "
+			 "empty `schema` or choose a model that takes it; nothing was sent",
+			 c->settings.model);
+		turn_refuse(s, t, "structured_output_unsupported", why, n);
+		return -EINVAL;
 	}
 	buf_init(&body, REQUEST_MAX);
 	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));

@@ -471,6 +471,9 @@ static int render_info_json(const struct context *c, struct buf *out)
 	cJSON_AddNumberToObject(o, "queued", (double)queued);
 	cJSON_AddStringToObject(o, "model", c->settings.model);
 	cJSON_AddStringToObject(o, "system", c->system);
+	cJSON *sch = c->schema ? cJSON_Parse(c->schema) : NULL;
+	if (!cJSON_AddItemToObject(o, "schema", sch ? sch : cJSON_CreateNull()))
+		cJSON_Delete(sch);
 	cJSON *cfg = cJSON_AddObjectToObject(o, "config");
 	if (cfg)
 		settings_to_json(&c->settings, cfg);
@@ -657,6 +660,9 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		break;
 	case VIEW_SYSTEM:
 		r = buf_append(out, c->system, c->system_len);
+		break;
+	case VIEW_SCHEMA:
+		r = c->schema ? buf_append(out, c->schema, c->schema_len) : 0;
 		break;
 	case VIEW_MODEL:
 		r = buf_printf(out, "%s\n", c->settings.model);

@@ -35,6 +35,7 @@ enum fs_kind {
 	K_STATUS,
 	K_USAGE,
 	K_CTL,
+	K_SCHEMA,
 	K_THINKING,	   /* streamed like output (fs_park.c) */
 	K_TRANSCRIPT_JSON, /* rendered like transcript */
 	K_NFIXED,
