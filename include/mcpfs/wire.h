@@ -101,11 +101,11 @@ struct wire_event {
 				  signature; the block's initial text at BLOCK_START;
 				  text_len long (a \u0000 is a NUL byte inside it) */
 	size_t text_len;
-	char *raw;	/* heap, NUL-terminated, or NULL: a WIRE_BLOCK_OTHER event's
-			   JSON as printed by cJSON (the content_block of a
-			   BLOCK_START, the delta of a BLOCK_DELTA: tool_use,
-			   redacted_thinking, input_json_delta, citations_delta,
-			   a type this version does not know) */
+	char *raw; /* heap, NUL-terminated, or NULL: a WIRE_BLOCK_OTHER event's
+		      JSON as printed by cJSON (the content_block of a
+		      BLOCK_START, the delta of a BLOCK_DELTA: tool_use,
+		      redacted_thinking, input_json_delta, citations_delta,
+		      a type this version does not know) */
 	size_t raw_len;
 	char message_id[128];	 /* MESSAGE_START */
 	char model[128];	 /* MESSAGE_START */

@@ -83,8 +83,8 @@ static int block_start(struct turn *t, const struct wire_event *ev)
 		return 0;
 	}
 	cJSON *json = ev->block == WIRE_BLOCK_THINKING ? cJSON_CreateObject()
-		      : ev->raw				 ? cJSON_ParseWithLength(ev->raw, ev->raw_len)
-							 : NULL;
+		      : ev->raw			       ? cJSON_ParseWithLength(ev->raw, ev->raw_len)
+						       : NULL;
 	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(json, "type");
 	enum tblock_kind kind = ev->block == WIRE_BLOCK_THINKING ? TB_THINKING : TB_OTHER;
 	if (ev->block == WIRE_BLOCK_THINKING)
@@ -405,7 +405,8 @@ static bool add_block(cJSON *arr, const struct turn *t, const struct tblock *k)
 		ok = add_str(o, "text", t->text.data ? t->text.data + k->text_at : "",
 			     k->text_end - k->text_at);
 	if (ok && k->kind == TB_THINKING)
-		ok = add_str(o, "thinking", t->thinking.data ? t->thinking.data + k->thinking_at : "",
+		ok = add_str(o, "thinking",
+			     t->thinking.data ? t->thinking.data + k->thinking_at : "",
 			     k->thinking_end - k->thinking_at);
 	for (const cJSON *m = k->json ? k->json->child : NULL; ok && m; m = m->next)
 		if (strcmp(m->string, "type")) {
@@ -550,9 +551,10 @@ static int render_one(struct buf *out, const struct tblock *k)
 	}
 	const char *name = str_of(k->json, "name");
 	if (name) {
-		char *in = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(k->json, "input"));
+		char *in =
+		    cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(k->json, "input"));
 		int r = buf_printf(out, "[%s: %s %s]\n",
-				   !strcmp(type, "tool_use") ? "tool use"
+				   !strcmp(type, "tool_use")	      ? "tool use"
 				   : !strcmp(type, "server_tool_use") ? "server tool use"
 								      : type,
 				   name, in ? in : "{}");

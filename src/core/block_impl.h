@@ -38,9 +38,9 @@ struct tblock {
 	bool open;  /* its content_block_stop has not come yet */
 	bool saved; /* in a BLOCK record */
 	size_t text_at, text_end, thinking_at, thinking_end;
-	struct cJSON *json;  /* the block without its text or thinking */
-	struct buf partial;  /* while open: the input_json_delta pieces */
-	size_t bytes;	     /* of its JSON once printed (the pruning estimate) */
+	struct cJSON *json; /* the block without its text or thinking */
+	struct buf partial; /* while open: the input_json_delta pieces */
+	size_t bytes;	    /* of its JSON once printed (the pruning estimate) */
 };
 
 struct turn_blocks {

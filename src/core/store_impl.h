@@ -54,12 +54,14 @@ struct turn {
 	int64_t started_ms;  /* wall clock */
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
 				holds a reference) before its call is built */
-	struct turn_blocks blocks;   /* every block but plain text (block_impl.h) */
-	size_t call_thinking;	     /* thinking.len when the current call began */
-	uint64_t thinking_read;	     /* bytes of thinking a reader was given */
-	unsigned continued;	     /* calls that continued a pause_turn */
-	struct wire_usage paused_usage; /* the usage of the calls before them */
 	struct context *ctx; /* NULL once the context is deleted */
+
+	/* Every block but plain text (block_impl.h), and pause_turn: */
+	struct turn_blocks blocks;
+	size_t call_thinking;		/* thinking.len when the current call began */
+	uint64_t thinking_read;		/* bytes of thinking a reader was given */
+	unsigned continued;		/* calls that continued a pause_turn */
+	struct wire_usage paused_usage; /* the usage of the calls before them */
 };
 
 struct exchange {

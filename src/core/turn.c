@@ -636,8 +636,7 @@ static bool turn_continue(struct store *s, struct turn *t, struct notes *n)
 	size_t k = c ? c->n_ex : 0;
 	while (k-- > 0 && c->ex[k].reply != t)
 		;
-	if (!c || k >= c->n_ex || strcmp(t->stop_reason, "pause_turn") ||
-	    t->continued >= PAUSE_MAX)
+	if (!c || k >= c->n_ex || strcmp(t->stop_reason, "pause_turn") || t->continued >= PAUSE_MAX)
 		return false;
 	context_account(c, t);
 	usage_add(&t->paused_usage, &t->usage);

@@ -65,8 +65,7 @@ uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h)
 				     : turn_size(fs->st, h->turn);
 }
 
-static ssize_t stream_read(struct fs *fs, struct fs_handle *h, uint64_t off, void *buf,
-			   size_t size)
+static ssize_t stream_read(struct fs *fs, struct fs_handle *h, uint64_t off, void *buf, size_t size)
 {
 	return h->kind == K_THINKING ? turn_read_thinking(fs->st, h->turn, off, buf, size)
 				     : turn_read(fs->st, h->turn, off, buf, size);

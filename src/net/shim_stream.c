@@ -81,7 +81,7 @@ static ssize_t text_next(struct shim_stream *s, char *dst, size_t max)
 	if (!s->turn)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	pthread_mutex_lock(&s->sh->lock);
-	ssize_t n = s->gone	 ? -ECONNRESET
+	ssize_t n = s->gone	  ? -ECONNRESET
 		    : s->thinking ? turn_read_thinking(s->sh->st, s->turn, s->off, dst, max)
 				  : turn_read(s->sh->st, s->turn, s->off, dst, max);
 	if (n == -EAGAIN) {

@@ -133,7 +133,7 @@ static int event(struct env *e, const char *data)
 #define STOP(i) "{\"type\":\"content_block_stop\",\"index\":" #i "}"
 #define MSG_START                                                                                  \
 	"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\","          \
-	"\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":10,"   \
+	"\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":10,"    \
 	"\"output_tokens\":1}}}"
 
 static void end_msg(struct env *e, const char *stop_reason)
@@ -154,7 +154,8 @@ static void every_block(struct env *e)
 {
 	static const char *const events[] = {
 	    MSG_START,
-	    START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}",
+	    START
+	    "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}",
 	    DELTA "0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Hmm.\"}}",
 	    DELTA "0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2ln\"}}",
 	    STOP(0),
@@ -185,13 +186,13 @@ static void every_block(struct env *e)
 }
 
 #define CITATION                                                                                   \
-	"{\"type\":\"web_search_result_location\",\"title\":\"T\",\"url\":\"https://u.example/\","  \
+	"{\"type\":\"web_search_result_location\",\"title\":\"T\",\"url\":\"https://u.example/\"," \
 	"\"cited_text\":\"c\",\"encrypted_index\":\"E\"}"
 #define EVERY_BLOCK                                                                                \
-	"[{\"type\":\"thinking\",\"thinking\":\"Hmm.\",\"signature\":\"c2ln\"},"                    \
+	"[{\"type\":\"thinking\",\"thinking\":\"Hmm.\",\"signature\":\"c2ln\"},"                   \
 	"{\"type\":\"redacted_thinking\",\"data\":\"b3BhcXVl\"},"                                  \
 	"{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"w\",\"input\":{\"c\":[1,2]}},"       \
-	"{\"type\":\"mystery\",\"x\":true},{\"type\":\"text\",\"text\":\"Sunny.\"},"                \
+	"{\"type\":\"mystery\",\"x\":true},{\"type\":\"text\",\"text\":\"Sunny.\"},"               \
 	"{\"type\":\"text\",\"text\":\" Cited.\",\"citations\":[" CITATION "]}]"
 
 /* The blocks of the newest reply in transcript.json, printed compactly. */
@@ -222,10 +223,11 @@ static void test_every_block_kept(void)
 	every_block(&e);
 	check_blocks(&e, id, EVERY_BLOCK);
 	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
-	CHECK(has(tr, "--- thinking (turn 1) ---\nHmm.\n\n[redacted]\n\n--- assistant (turn 1) ---\n"
-		      "Sunny. Cited.\n\n--- blocks (turn 1) ---\n[redacted thinking]\n"
-		      "[tool use: w {\"c\":[1,2]}]\n[block: mystery]\n"
-		      "[citation: T <https://u.example/>]\n\n"));
+	CHECK(has(tr,
+		  "--- thinking (turn 1) ---\nHmm.\n\n[redacted]\n\n--- assistant (turn 1) ---\n"
+		  "Sunny. Cited.\n\n--- blocks (turn 1) ---\n[redacted thinking]\n"
+		  "[tool use: w {\"c\":[1,2]}]\n[block: mystery]\n"
+		  "[citation: T <https://u.example/>]\n\n"));
 	/* Read back from the journal: the same. */
 	env_reopen(&e);
 	CHECK_EQ_INT(store_lookup(e.s, "b", &id), 0);
@@ -258,22 +260,22 @@ static void test_retry_and_thinking_reads(void)
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
 	CHECK_EQ_INT(turn_read_thinking(e.s, t, 0, buf, sizeof(buf)), -EAGAIN);
-	CHECK_EQ_INT(event(&e, START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"),
-		     0);
-	CHECK_EQ_INT(event(&e, DELTA "0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"a\"}}"),
-		     0);
+	CHECK_EQ_INT(
+	    event(&e, START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"), 0);
+	CHECK_EQ_INT(
+	    event(&e, DELTA "0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"a\"}}"), 0);
 	struct api_error err;
 	api_error_clear(&err);
 	api_error_set(&err, "overloaded_error", "busy");
 	store_call_retry(e.s, e.call[0], 1, &err, 0);
 	CHECK_EQ_INT(turn_thinking_size(e.s, t), 0);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
-	CHECK_EQ_INT(event(&e, START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"),
-		     0);
-	CHECK_EQ_INT(event(&e, DELTA "0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"b\"}}"),
-		     0);
-	CHECK_EQ_INT(event(&e, DELTA "0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"s\"}}"),
-		     0);
+	CHECK_EQ_INT(
+	    event(&e, START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"), 0);
+	CHECK_EQ_INT(
+	    event(&e, DELTA "0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"b\"}}"), 0);
+	CHECK_EQ_INT(
+	    event(&e, DELTA "0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"s\"}}"), 0);
 	CHECK_EQ_INT(turn_read_thinking(e.s, t, 0, buf, sizeof(buf)), 1);
 	CHECK(buf[0] == 'b');
 	CHECK_EQ_INT(turn_read_thinking(e.s, t, 1, buf, sizeof(buf)), -EAGAIN);
@@ -288,8 +290,9 @@ static void test_retry_and_thinking_reads(void)
 	CHECK_EQ_INT(turn_read_thinking(e.s, t, 1, buf, sizeof(buf)), 0);
 	turn_unref(e.s, t);
 	/* The first try's block is gone: the thinking kept has no block. */
-	check_blocks(&e, id, "[{\"type\":\"thinking\",\"thinking\":\"b\"},{\"type\":\"text\","
-			     "\"text\":\"ok\"}]");
+	check_blocks(&e, id,
+		     "[{\"type\":\"thinking\",\"thinking\":\"b\"},{\"type\":\"text\","
+		     "\"text\":\"ok\"}]");
 	env_done(&e);
 }
 
@@ -305,8 +308,8 @@ static void test_pause_turn(void)
 		char data[256];
 		CHECK_EQ_INT(e.n, (size_t)i + 1);
 		CHECK_EQ_INT(event(&e, MSG_START), 0);
-		CHECK_EQ_INT(event(&e, START "0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"),
-			     0);
+		CHECK_EQ_INT(
+		    event(&e, START "0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"), 0);
 		snprintf(data, sizeof(data),
 			 DELTA "0,\"delta\":{\"type\":\"text_delta\",\"text\":\"p%d \"}}", i);
 		CHECK_EQ_INT(event(&e, data), 0);
