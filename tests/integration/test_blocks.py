@@ -8,7 +8,6 @@ import json
 import os
 import re
 import select
-import shutil
 import subprocess
 
 import pytest
@@ -16,8 +15,8 @@ import pytest
 from fake_anthropic import fake_signature
 from http_support import shim, shim_factory  # noqa: F401  (fixtures)
 from mcpfs_testlib import (
-    Reader, output, parse_kv, read_file, read_partial, reply_for, send, status, wait_for,
-    wait_status,
+    PipeReader, Reader, output, parse_kv, read_file, read_partial, reply_for, send, status, wait_for,
+    wait_status, which_or_fail,
 )
 
 THOUGHT = "First I weigh the options, then I answer."
@@ -81,12 +80,10 @@ def test_every_block_kept_and_shown(mount, ctx, fake):
         assert line + "\n" in tr, (line, tr)
     check_every_block(ctx)
     # jq reads it.
-    jq = shutil.which("jq")
-    if jq:
-        r = subprocess.run([jq, "-r", ".messages[1].blocks[].type", str(ctx / "transcript.json")],
-                           capture_output=True, text=True, timeout=10)
-        assert r.returncode == 0 and r.stdout.split() == [
-            "thinking", "redacted_thinking", "tool_use", "mystery_block", "text", "text"]
+    r = subprocess.run([which_or_fail("jq"), "-r", ".messages[1].blocks[].type",
+                        str(ctx / "transcript.json")], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout.split() == [
+        "thinking", "redacted_thinking", "tool_use", "mystery_block", "text", "text"]
     # Back to the API: the text with its citation; the tool use (it would want
     # a tool_result), the unknown block and the thinking stay out.
     send(ctx, "and tomorrow?\n")
@@ -191,8 +188,7 @@ def test_thinking_streams_like_output(mount, ctx, fake):
         os.close(fd)
     reader.finish(10)
     assert reader.eof and reader.data == THOUGHT.encode()
-    wait_for(lambda: THOUGHT in os.read(tail.stdout.fileno(), 65536).decode(), 10,
-             what="tail -f thinking")
+    PipeReader(tail.stdout).wait_text(THOUGHT)
     tail.kill()
     assert output(ctx) == "one two three"
 
