@@ -167,6 +167,7 @@ static int block_delta(struct turn *t, const struct wire_event *ev)
 		struct tblock *k = blocks_find(t, ev->index);
 		if (k && cJSON_IsString(p))
 			r = buf_puts(&k->partial, p->valuestring);
+		r = r == -EFBIG ? -E2BIG : r;
 	} else if (!strcmp(ty->valuestring, "citations_delta")) {
 		const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "citation");
 		if (cJSON_IsObject(c))
@@ -203,6 +204,9 @@ static int block_stop(struct turn *t, const struct wire_event *ev)
 
 int blocks_event(struct turn *t, const struct wire_event *ev)
 {
+	t->blocks.received += ev->raw_len + (ev->block == WIRE_BLOCK_SIGNATURE ? ev->text_len : 0);
+	if (t->blocks.received > BLOCKS_MAX)
+		return -E2BIG;
 	switch (ev->type) {
 	case WIRE_BLOCK_START:
 		return block_start(t, ev);

@@ -28,6 +28,7 @@ struct turn;
 struct context;
 
 #define BLOCK_INPUT_MAX (16u << 20) /* bytes of one tool block's input JSON */
+#define BLOCKS_MAX (256u << 20)	    /* bytes of block events of one reply */
 #define BLOCK_REDACTED "[redacted]" /* what `thinking` shows of redacted thinking */
 
 enum tblock_kind { TB_TEXT, TB_THINKING, TB_REDACTED, TB_OTHER };
@@ -50,6 +51,7 @@ struct turn_blocks {
 	size_t call_first; /* the first block of the current call (pause_turn) */
 	int text_index;	   /* the open text block's index, -1 none */
 	size_t text_start; /* the text's length when that block began */
+	size_t received;   /* bytes of block events (BLOCKS_MAX) */
 };
 
 /* What blocks_json() gives. */
@@ -66,8 +68,9 @@ void blocks_done(struct turn_blocks *b);
 void blocks_drop_call(struct turn_blocks *b);
 
 /* A block event of the stream (BLOCK_START, BLOCK_STOP, and deltas that are
- * neither text nor thinking).  0, -ENOMEM, -EFBIG (a tool input over
- * BLOCK_INPUT_MAX). */
+ * neither text nor thinking).  0, -ENOMEM, -E2BIG (a tool's input over
+ * BLOCK_INPUT_MAX, or the reply's block events over BLOCKS_MAX), -EFBIG (the
+ * thinking over STORE_REPLY_MAX). */
 int blocks_event(struct turn *t, const struct wire_event *ev);
 
 /* Appends a BLOCK record for each complete block not saved yet, in order, up

@@ -579,8 +579,14 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 	if (r < 0) {
 		struct api_error e;
 		api_error_clear(&e);
-		api_error_set(&e, "reply_too_large", "the reply passed %u bytes and was cut",
-			      STORE_REPLY_MAX);
+		if (r == -E2BIG) /* block.c */
+			api_error_set(&e, "reply_too_large",
+				      "a block of the reply passed its limit (%u bytes of a tool's "
+				      "input, %u of blocks in all) and was cut",
+				      BLOCK_INPUT_MAX, BLOCKS_MAX);
+		else
+			api_error_set(&e, "reply_too_large",
+				      "the reply passed %u bytes and was cut", STORE_REPLY_MAX);
 		turn_end(s, t, TURN_FAILED, &e, n);
 		return -ECANCELED;
 	}

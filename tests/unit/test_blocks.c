@@ -371,11 +371,41 @@ static void test_fixture(void)
 	env_done(&e);
 }
 
+/* A tool's input past BLOCK_INPUT_MAX (16 MiB) fails the turn, saying so. */
+static void test_input_limit(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id;
+	CHECK_EQ_INT(store_create(e.s, "l", &id), 0);
+	say(&e, id, "big");
+	CHECK_EQ_INT(event(&e, MSG_START), 0);
+	CHECK_EQ_INT(event(&e, START "0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\","
+				     "\"name\":\"w\",\"input\":{}}}"),
+		     0);
+	size_t piece = 1u << 20;
+	char *data = malloc(piece + 128);
+	int n = snprintf(data, 128,
+			 DELTA "0,\"delta\":{\"type\":\"input_json_delta\","
+			       "\"partial_json\":\"");
+	memset(data + n, 'a', piece);
+	strcpy(data + n + piece, "\"}}");
+	int r = 0;
+	for (int i = 0; i < 17 && r == 0; i++)
+		r = event(&e, data);
+	free(data);
+	CHECK_EQ_INT(r, -ECANCELED);
+	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: reply_too_large: a block of the reply "
+					     "passed its limit (16777216 bytes of a tool's input"));
+	env_done(&e);
+}
+
 int main(void)
 {
 	test_every_block_kept();
 	test_retry_and_thinking_reads();
 	test_pause_turn();
 	test_fixture();
+	test_input_limit();
 	return check_report();
 }
