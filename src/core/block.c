@@ -75,6 +75,27 @@ static int thinking_begin(struct turn *t)
 	return t->thinking.len ? buf_puts(&t->thinking, THINKING_SEP) : 0;
 }
 
+/* An event's printed block or delta, parsed: a \u0000 in a string stays in
+ * it as the mark (json_nul.h), as in a block read back from the journal, and
+ * goes out as \u0000 again wherever the block is printed. */
+static cJSON *parse_marked(const char *s, size_t n)
+{
+	if (!s || !json_nul_escaped(s, n) || !utf8_valid(s, n))
+		return s ? cJSON_ParseWithLength(s, n) : NULL;
+	struct buf hidden;
+	buf_init(&hidden, n + 1);
+	cJSON *o = json_nul_hide(s, n, &hidden) == 0
+		       ? cJSON_ParseWithLength(hidden.data, hidden.len)
+		       : NULL;
+	buf_done(&hidden);
+	return o;
+}
+
+static cJSON *parse_raw(const struct wire_event *ev)
+{
+	return parse_marked(ev->raw, ev->raw_len);
+}
+
 static int block_start(struct turn *t, const struct wire_event *ev)
 {
 	if (ev->block == WIRE_BLOCK_TEXT) {
@@ -82,9 +103,7 @@ static int block_start(struct turn *t, const struct wire_event *ev)
 		t->blocks.text_start = t->text.len;
 		return 0;
 	}
-	cJSON *json = ev->block == WIRE_BLOCK_THINKING ? cJSON_CreateObject()
-		      : ev->raw			       ? cJSON_ParseWithLength(ev->raw, ev->raw_len)
-						       : NULL;
+	cJSON *json = ev->block == WIRE_BLOCK_THINKING ? cJSON_CreateObject() : parse_raw(ev);
 	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(json, "type");
 	enum tblock_kind kind = ev->block == WIRE_BLOCK_THINKING ? TB_THINKING : TB_OTHER;
 	if (ev->block == WIRE_BLOCK_THINKING)
@@ -157,7 +176,7 @@ static int block_delta(struct turn *t, const struct wire_event *ev)
 		return block_signature(t, ev);
 	if (ev->block != WIRE_BLOCK_OTHER || !ev->raw)
 		return 0;
-	cJSON *d = cJSON_ParseWithLength(ev->raw, ev->raw_len);
+	cJSON *d = parse_raw(ev);
 	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(d, "type");
 	int r = 0;
 	if (!cJSON_IsString(ty)) {
@@ -190,7 +209,7 @@ static int block_stop(struct turn *t, const struct wire_event *ev)
 	k->text_end = t->text.len;
 	k->thinking_end = t->thinking.len;
 	if (k->partial.len) {
-		cJSON *in = cJSON_ParseWithLength(k->partial.data, k->partial.len);
+		cJSON *in = parse_marked(k->partial.data, k->partial.len);
 		if (!in)
 			in = cJSON_CreateObject(); /* the API sent no JSON: none */
 		if (!in)
@@ -240,11 +259,20 @@ int blocks_save(struct context *c, struct turn *t)
 		cJSON_AddNumberToObject(o, "thinking_at", (double)k->thinking_at);
 		cJSON_AddNumberToObject(o, "thinking_end", (double)k->thinking_end);
 		cJSON_AddItemToObject(o, "block", copy);
-		size_t before = c->journal ? journal_size(c->journal) : 0;
-		int r = context_write(c, JOURNAL_BLOCK, o, false);
+		/* Printed with its NUL marks as \u0000 (json_nul.h). */
+		char *text = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		struct buf rec;
+		buf_init(&rec, JOURNAL_MAX_RECORD);
+		int r = text ? json_nul_print(text, strlen(text), &rec) : -ENOMEM;
+		free(text);
+		if (r == 0)
+			r = context_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
+					   false);
+		k->bytes = rec.len;
+		buf_done(&rec);
 		if (r < 0)
 			return r;
-		k->bytes = c->journal ? (size_t)(journal_size(c->journal) - before) : 0;
 		k->saved = true;
 		b->saved++;
 	}

@@ -400,6 +400,43 @@ static void test_input_limit(void)
 	env_done(&e);
 }
 
+/* A \u0000 in a block's strings (a tool's input, an unknown block) is kept,
+ * through the journal too. */
+static void test_nul(void)
+{
+	struct env e;
+	env_init(&e);
+	uint64_t id;
+	CHECK_EQ_INT(store_create(e.s, "n", &id), 0);
+	say(&e, id, "nul");
+	static const char *const events[] = {
+	    MSG_START,
+	    START "0,\"content_block\":{\"type\":\"mystery\",\"note\":\"a\\u0000b\"}}",
+	    STOP(0),
+	    START "1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"w\","
+		  "\"input\":{}}}",
+	    DELTA "1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":"
+		  "\"{\\\"q\\\":\\\"x\\\\u0000y\\\"}\"}}",
+	    STOP(1),
+	    START "2,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
+	    DELTA "2,\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}",
+	    STOP(2),
+	};
+	for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+		CHECK_EQ_INT(event(&e, events[i]), 0);
+	end_msg(&e, "end_turn");
+	const char *tj = view(&e, id, VIEW_TRANSCRIPT_JSON);
+	CHECK(has(tj, "\"note\":\t\"a\\u0000b\""));
+	CHECK(has(tj, "\"q\":\t\"x\\u0000y\""));
+	env_reopen(&e);
+	CHECK_EQ_INT(store_lookup(e.s, "n", &id), 0);
+	tj = view(&e, id, VIEW_TRANSCRIPT_JSON);
+	CHECK(has(tj, "\"note\":\t\"a\\u0000b\""));
+	CHECK(has(tj, "\"q\":\t\"x\\u0000y\""));
+	CHECK(!strstr(view(&e, id, VIEW_STATUS), "journal_recovered"));
+	env_done(&e);
+}
+
 int main(void)
 {
 	test_every_block_kept();
@@ -407,5 +444,6 @@ int main(void)
 	test_pause_turn();
 	test_fixture();
 	test_input_limit();
+	test_nul();
 	return check_report();
 }
