@@ -231,9 +231,14 @@ def test_kill9_mid_block_keeps_the_complete_blocks(mount, ctx, fake):
 def test_pause_turn_is_continued(mount, ctx, fake):
     fake.script("normal", text="Let me search. ", blocks_after=[SEARCH],
                 stop_reason="pause_turn")
-    fake.script("normal", text="It will rain.", blocks=[RESULTS])
+    fake.script("normal", text="It will rain.", blocks=[RESULTS], hold_after=[0])
     send(ctx, "forecast?\n")
     reader = Reader(ctx / "output")
+    fake.wait_held(1)
+    # Between the calls the reader has the first part and waits: no end yet.
+    wait_for(lambda: reader.data == b"Let me search. ", 10, what="the paused part")
+    assert not reader.done
+    fake.release()
     reader.finish(10)
     assert reader.eof and reader.data == b"Let me search. It will rain."
     assert len(fake.calls) == 2
