@@ -150,6 +150,7 @@ def replay(mount, fake, name, mode):
 def test_recorded_stream(mount, fake, name):
     """Each corpus stream whole, in 1-byte pieces and with CRLF: the same result."""
     results = {mode: replay(mount, fake, name, mode) for mode in MODES}
+    print("replayed %s: %s" % (name, "; ".join("%s %s" % kv for kv in results.items())))
     assert len(set(results.values())) == 1, results
 
 
