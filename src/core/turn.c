@@ -505,6 +505,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 			snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", ev->stop_reason);
 		usage_assign(&t->usage, &ev->usage);
 		break;
+	case WIRE_BLOCK_START: /* a block may start with text (the SDKs keep it) */
 	case WIRE_BLOCK_DELTA:
 		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
 			t->state = TURN_STREAMING;

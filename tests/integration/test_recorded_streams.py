@@ -6,7 +6,8 @@ licence).  Every one is replayed by the fake through a real mount three ways:
 whole, in 1-byte pieces, and with every LF sent as CRLF.  What mcpfs must do is
 read from the stream itself, never written down per file:
 
-* `output` is the concatenated text of its text deltas;
+* `output` is the concatenated text of its text blocks (a block's initial text
+  in content_block_start, then its text deltas);
 * a stream that reaches message_stop is a complete turn (EOF); one with an
   `error` event first, or an event that is not JSON, fails with EIO, the
   error's type in `status`; one that ends without message_stop fails with EIO;
@@ -82,6 +83,8 @@ def expectation(data):
             break
         if kind == "content_block_delta" and obj["delta"].get("type") == "text_delta":
             exp["text"] += obj["delta"]["text"]
+        elif kind == "content_block_start" and obj["content_block"].get("type") == "text":
+            exp["text"] += obj["content_block"].get("text") or ""  # a block may start with text
         elif kind == "message_delta" and obj["delta"].get("stop_reason"):
             exp["stop_reason"] = obj["delta"]["stop_reason"]
         elif kind == "message_stop":
@@ -165,6 +168,7 @@ def test_corpus_is_complete():
     assert {"end_turn", "tool_use", "refusal", "max_tokens", None} <= kinds
     blob = b"".join((CORPUS / (f + ".sse")).read_bytes() for f in FILES)
     for need in (b'"thinking_delta"', b'"signature_delta"', b'"tool_use"', b'"server_tool_use"',
+                 b'"redacted_thinking"', b'"citations_delta"',
                  b'"web_search_tool_result"', b'event: ping', b'event: error'):
         assert need in blob, need
     ends = {(CORPUS / (f + ".sse")).read_bytes()[-2:] for f in FILES}
