@@ -182,6 +182,12 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	}
 	if (t->raw_sent >= 0)
 		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
+	/* A stream counts as a call with or without usage; the retries its call
+	 * made stay in status after a restart. */
+	if (t->http_status == 200)
+		cJSON_AddNumberToObject(o, "http_status", 200);
+	if (t->retries)
+		cJSON_AddNumberToObject(o, "retries", t->retries);
 	/* Lets a loader tell a reply whose parts were all read from one that lost a
 	 * part to a corrupt record. */
 	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
@@ -203,23 +209,27 @@ static void total_add(int64_t *total, int64_t n)
 		*total = *total > INT64_MAX - n ? INT64_MAX : *total + n;
 }
 
-/* Usage totals and the pruning calibration learn from every ended call. */
+/* Usage totals and the pruning calibration learn from every ended call.  A call
+ * counts when it reported usage or its answer was a stream (HTTP 200): a stream
+ * without a usage is still a call the API answered (CONTRACT §8). */
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
+	if (!u->present && t->http_status != 200)
+		return;
+	c->totals.calls++;
+	c->last_usage = *u;
+	context_changed(c);
 	if (!u->present)
 		return;
 	total_add(&c->totals.input, u->input_tokens);
 	total_add(&c->totals.output, u->output_tokens);
 	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
 	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
-	c->totals.calls++;
-	c->last_usage = *u;
 	int64_t sent =
 	    u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
-	context_changed(c);
 }
 
 bool turn_in_history(const struct turn *t)
@@ -513,6 +523,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 			snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", ev->stop_reason);
 		usage_assign(&t->usage, &ev->usage);
 		break;
+	case WIRE_BLOCK_START: /* a block may start with text (the SDKs keep it) */
 	case WIRE_BLOCK_DELTA:
 		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
 			t->state = TURN_STREAMING;
@@ -564,6 +575,7 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 	struct turn *t = map_get_id(&s->calls, call_id);
 	if (t) {
 		t->retries = attempt;
+		t->http_status = 0; /* the next attempt's answer decides */
 		t->state = TURN_WAITING;
 		buf_reset(&t->thinking);
 		t->thinking_saved = 0;
