@@ -201,6 +201,12 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	}
 	if (t->raw_sent >= 0)
 		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
+	/* A stream counts as a call with or without usage; the retries its call
+	 * made stay in status after a restart. */
+	if (t->http_status == 200)
+		cJSON_AddNumberToObject(o, "http_status", 200);
+	if (t->retries)
+		cJSON_AddNumberToObject(o, "retries", t->retries);
 	/* Lets a loader tell a reply whose parts were all read from one that lost a
 	 * part to a corrupt record. */
 	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
@@ -222,23 +228,27 @@ static void total_add(int64_t *total, int64_t n)
 		*total = *total > INT64_MAX - n ? INT64_MAX : *total + n;
 }
 
-/* Usage totals and the pruning calibration learn from every ended call. */
+/* Usage totals and the pruning calibration learn from every ended call.  A call
+ * counts when it reported usage or its answer was a stream (HTTP 200): a stream
+ * without a usage is still a call the API answered (CONTRACT §8). */
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
+	if (!u->present && t->http_status != 200)
+		return;
+	c->totals.calls++;
+	c->last_usage = *u;
+	context_changed(c);
 	if (!u->present)
 		return;
 	total_add(&c->totals.input, u->input_tokens);
 	total_add(&c->totals.output, u->output_tokens);
 	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
 	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
-	c->totals.calls++;
-	c->last_usage = *u;
 	int64_t sent =
 	    u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
-	context_changed(c);
 }
 
 bool turn_in_history(const struct turn *t)
@@ -537,6 +547,23 @@ static void usage_assign(struct wire_usage *to, const struct wire_usage *from)
 	to->present |= from->present;
 }
 
+/* The text or thinking an event brings (a delta, or a block's start). */
+static inline int turn_text(struct turn *t, const struct wire_event *ev, struct notes *n)
+{
+	int r = 0;
+	if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
+		t->state = TURN_STREAMING;
+		if (!t->text.len)
+			t->thinking_lead = t->thinking.len;
+		r = buf_append(&t->text, ev->text, ev->text_len);
+		notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
+	} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
+		r = buf_append(&t->thinking, ev->text, ev->text_len);
+		notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
+	}
+	return r;
+}
+
 static int turn_event(struct store *s, struct turn *t, const struct wire_event *ev, struct notes *n)
 {
 	int r = 0;
@@ -552,23 +579,17 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		usage_assign(&t->usage, &ev->usage);
 		break;
 	case WIRE_BLOCK_DELTA:
-		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
-			t->state = TURN_STREAMING;
-			if (!t->text.len)
-				t->thinking_lead = t->thinking.len;
-			r = buf_append(&t->text, ev->text, ev->text_len);
-			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
-		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
-			r = buf_append(&t->thinking, ev->text, ev->text_len);
-			notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
-		} else if (ev->block != WIRE_BLOCK_TEXT && ev->block != WIRE_BLOCK_THINKING) {
+		if (ev->block == WIRE_BLOCK_TEXT || ev->block == WIRE_BLOCK_THINKING)
+			r = turn_text(t, ev, n);
+		else
 			r = blocks_event(t, ev);
-		}
 		break;
-	case WIRE_BLOCK_START:
+	case WIRE_BLOCK_START: /* a block may start with text (the SDKs keep it) */
 	case WIRE_BLOCK_STOP: {
 		size_t had = t->thinking.len;
-		r = blocks_event(t, ev);
+		r = blocks_event(t, ev); /* first: where the block begins */
+		if (r == 0 && ev->type == WIRE_BLOCK_START)
+			r = turn_text(t, ev, n);
 		if (t->thinking.len != had) /* "[redacted]", or the separator */
 			notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
 		break;
@@ -619,6 +640,7 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 	struct turn *t = map_get_id(&s->calls, call_id);
 	if (t) {
 		t->retries = attempt;
+		t->http_status = 0; /* the next attempt's answer decides */
 		t->state = TURN_WAITING;
 		/* The failed try's thinking goes, unless a reader of `thinking`
 		 * was shown it: then it stays, as thinking without a block. */

@@ -378,8 +378,16 @@ static int status_turn(const struct turn *t, struct buf *out)
 {
 	int r = buf_printf(out, "turn_state: %s\nturn_attempt: %u\nturn_output_bytes: %zu\n",
 			   turn_state_name(t->state), t->attempt, t->text.len);
+	if (r == 0 && t->retries)
+		r = buf_printf(out, "turn_retries: %u\n", t->retries);
 	if (r == 0 && t->stop_reason[0])
 		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
+	if (r == 0 && t->state == TURN_DONE && !turn_in_history(t))
+		r = buf_printf(out, "turn_history: left out: %s\n",
+			       !strcmp(t->stop_reason, "refusal")
+				   ? "the reply was refused (stop_reason: refusal)"
+				   : "the reply has no text (the API takes no assistant turn "
+				     "without text)");
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
 	if (r == 0 && t->continued)

@@ -84,7 +84,10 @@ Options:
   http10           answer "HTTP/1.0 200 OK" and a close-delimited body
   huge             reply of exactly this many bytes (ASCII), in 1000-char deltas
   fixture          replay this .sse file (a path, or a name in tests/fixtures/sse
-                   such as "stream_A") byte for byte as the body
+                   such as "stream_A", or "recorded:NAME" for
+                   tests/fixtures/recorded/NAME.sse, the corpus of recorded API
+                   streams) byte for byte as the body; with crlf, every LF
+                   not already after a CR is sent as CRLF
   hold_after       int or list of ints: after that many text deltas, wait until
                    release() (or hold_timeout seconds, default 60)
   stall_after      after that many text deltas, send nothing for stall_seconds
@@ -173,6 +176,7 @@ API_VERSION = "2023-06-01"
 DEFAULT_KEY = "test-key-not-real"
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE_DIR = os.path.normpath(os.path.join(HERE, "..", "fixtures", "sse"))
+RECORDED_DIR = os.path.normpath(os.path.join(HERE, "..", "fixtures", "recorded"))
 
 # kind -> default options
 KINDS = {
@@ -733,6 +737,8 @@ class PromptCache:
 
 
 def fixture_path(name):
+    if name.startswith("recorded:"):
+        return os.path.join(RECORDED_DIR, name[len("recorded:"):] + ".sse")
     if os.path.sep in name or name.endswith(".sse"):
         return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
     return os.path.join(FIXTURE_DIR, name + ".sse")
@@ -1328,6 +1334,8 @@ class _Exchange:
         if b.get("fixture"):
             with open(fixture_path(b["fixture"]), "rb") as f:
                 data = f.read()
+            if b.get("crlf"):
+                data = re.sub(rb"(?<!\r)\n", b"\r\n", data)
             events = parse_sse(data)
             rec.reply_text = sse_text(events)
             self.write(data)
