@@ -221,6 +221,16 @@ static int block_stop(struct turn *t, const struct wire_event *ev)
 	return 0;
 }
 
+void blocks_finish(struct turn *t)
+{
+	for (size_t i = t->blocks.call_first; i < t->blocks.n; i++)
+		if (t->blocks.v[i].open) {
+			struct wire_event ev = {.type = WIRE_BLOCK_STOP,
+						.index = t->blocks.v[i].index};
+			block_stop(t, &ev);
+		}
+}
+
 int blocks_event(struct turn *t, const struct wire_event *ev)
 {
 	t->blocks.received += ev->raw_len + (ev->block == WIRE_BLOCK_SIGNATURE ? ev->text_len : 0);

@@ -73,6 +73,11 @@ void blocks_drop_call(struct turn_blocks *b);
  * thinking over STORE_REPLY_MAX). */
 int blocks_event(struct turn *t, const struct wire_event *ev);
 
+/* The message ended (message_stop): a block it left open (cut off by
+ * max_tokens) ends with it, its input what its pieces make ({} when they make
+ * no JSON), as the SDKs keep it. */
+void blocks_finish(struct turn *t);
+
 /* Appends a BLOCK record for each complete block not saved yet, in order, up
  * to the first one still open.  0 or the append's -errno. */
 int blocks_save(struct context *c, struct turn *t);

@@ -573,6 +573,9 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		usage_assign(&t->usage, &ev->usage);
 		notes_add(n, t->ctx_id, STORE_CHANGED_STATE);
 		break;
+	case WIRE_MESSAGE_STOP:
+		blocks_finish(t);
+		break;
 	case WIRE_MESSAGE_DELTA:
 		if (ev->stop_reason[0])
 			snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", ev->stop_reason);

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -305,3 +306,106 @@ def test_shim_serves_blocks_and_thinking(shim, fake):
     assert t.status == 200
     assert json.loads(t.body) == json.loads(read_file(shim.path / "h" / "transcript.json"))
     assert json.loads(t.body)["messages"][1]["blocks"][0]["signature"] == fake_signature(THOUGHT)
+
+
+# --- the recorded streams of tests/fixtures/recorded (real API output) ---------------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
+
+
+def accumulate(data):
+    """The content of a recorded stream's message, accumulated as the SDKs do;
+    None when the stream does not end with message_stop."""
+    blocks, partial = {}, {}
+    for name, payload in parse_events(data):
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return None  # a stream mcpfs fails (test_recorded_streams.py)
+        kind = obj.get("type") or name
+        if kind == "content_block_start":
+            blocks[obj["index"]] = dict(obj["content_block"])
+        elif kind == "content_block_delta":
+            b, d = blocks[obj["index"]], obj["delta"]
+            t = d.get("type")
+            if t == "text_delta":
+                b["text"] = b.get("text", "") + d["text"]
+            elif t == "thinking_delta":
+                b["thinking"] = b.get("thinking", "") + d["thinking"]
+            elif t == "signature_delta":
+                b["signature"] = b.get("signature", "") + d["signature"]
+            elif t == "input_json_delta":
+                partial[obj["index"]] = partial.get(obj["index"], "") + d["partial_json"]
+            elif t == "citations_delta":
+                b.setdefault("citations", []).append(d["citation"])
+        elif kind == "error":
+            return None
+        elif kind == "message_stop":
+            # A block cut off (max_tokens) ends with the message, as in the SDKs;
+            # its input is what its pieces make, {} when they make no JSON.
+            for i, p in partial.items():
+                try:
+                    blocks[i]["input"] = json.loads(p) if p else blocks[i]["input"]
+                except ValueError:
+                    blocks[i]["input"] = {}
+            return [blocks[i] for i in sorted(blocks)]
+    return None
+
+
+def parse_events(data):
+    name, datas = None, []
+    for raw in data.replace(b"\r\n", b"\n").split(b"\n") + [b""]:
+        if not raw:
+            if datas:
+                yield name, "\n".join(datas)
+            name, datas = None, []
+        elif raw.startswith(b"event:"):
+            name = raw[6:].strip().decode()
+        elif raw.startswith(b"data:"):
+            datas.append(raw[5:].lstrip(b" ").decode())
+
+
+def normal(blocks):
+    """Plain text blocks side by side are one text, empty ones none (mcpfs keeps
+    the text of a reply as one stream); a text block's empty citations none."""
+    out = []
+    for b in blocks:
+        b = dict(b)
+        if b.get("type") == "text" and not b.get("citations"):
+            b.pop("citations", None)
+            if not b["text"]:
+                continue
+            if out and out[-1].get("type") == "text" and "citations" not in out[-1]:
+                out[-1] = {"type": "text", "text": out[-1]["text"] + b["text"]}
+                continue
+        if b.get("type") == "thinking":
+            b.setdefault("signature", "")
+            if not b["signature"]:
+                b.pop("signature")
+        out.append(b)
+    return out
+
+
+def test_recorded_streams_keep_every_block(mount, fake):
+    """Each real recorded stream that completes: transcript.json holds every
+    block the SDKs accumulate from it, in order, before and after a remount."""
+    names = []
+    for path in sorted(CORPUS.glob("*.sse")):
+        want = accumulate(path.read_bytes())
+        if want is None:
+            continue
+        c = mount.ctx(path.stem)
+        fake.script("fixture", fixture="recorded:" + path.stem)
+        send(c, "replay\n")
+        read_partial(c / "output")
+        wait_for(lambda: status(c).state in ("idle", "error"), 10, what=path.stem)
+        got = reply_json(c)["blocks"]
+        assert normal(got) == normal(want), path.stem
+        names.append(path.stem)
+    assert len(names) >= 30 and any("redacted" in n for n in names)
+    mount.stop()
+    mount.start()
+    for n in names:
+        c = mount.path / n
+        assert normal(reply_json(c)["blocks"]) == normal(
+            accumulate((CORPUS / (n + ".sse")).read_bytes())), n
