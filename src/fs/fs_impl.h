@@ -223,8 +223,6 @@ void fs_handles_free(struct fs *fs);
  * renamed onto it): checked and applied as a writer's text is at close; input
  * gets one message.  0 or the -errno that close would give. */
 int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
-/* What reading ctl shows: its commands, one a line, each with a few words. */
-extern const char fs_ctl_help[];
 
 /* fs_check.c */
 /* A write to input, system, model, config or .config: applies it to h->data

@@ -15,6 +15,7 @@
 
 #include "fs_impl.h"
 #include "mcpfs/clock.h"
+#include "mcpfs/ctl.h"
 
 const struct fs_file fs_files[K_NFIXED] = {
     [K_DIR] = {"", 0755 | S_IFDIR, -1},
@@ -89,7 +90,7 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 	if (kind == K_OUTPUT)
 		return (int64_t)ci->output_size;
 	if (kind == K_CTL)
-		return (int64_t)strlen(fs_ctl_help);
+		return (int64_t)strlen(ctl_help);
 	if (fs_files[kind].view < 0)
 		return 0;
 	struct buf b;
