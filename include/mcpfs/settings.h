@@ -36,6 +36,7 @@ struct settings {
 	int effort;		 /* enum settings_effort */
 	bool prompt_cache;	 /* send cache_control breakpoints; default on */
 	unsigned tools;		 /* SETTINGS_TOOL_* bits: server tools offered; default none */
+	bool response_cache;	 /* answer a request seen before from the cache; default off */
 };
 
 /* Anthropic's server tools (`tools = web_search, web_fetch`). */

@@ -36,6 +36,7 @@ enum {
 	K_EFFORT,
 	K_PROMPT_CACHE,
 	K_TOOLS,
+	K_RESPONSE_CACHE,
 	K_COUNT
 };
 
@@ -74,6 +75,9 @@ static const struct setting_def table[K_COUNT] = {
     [K_TOOLS] = {"tools", SETTING_TOOLS, "none", 0, 0,
 		 "Anthropic's server tools offered to the model: web_search, web_fetch "
 		 "(comma-separated), or none (also written as nothing)"},
+    [K_RESPONSE_CACHE] = {"response_cache", SETTING_BOOL, "off", 0, 1,
+			  "answer a request sent before (the same body) from the response "
+			  "cache, without a call (on/off)"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
@@ -90,6 +94,7 @@ static const size_t field_off[K_COUNT] = {
     [K_EFFORT] = OFF(effort),
     [K_PROMPT_CACHE] = OFF(prompt_cache),
     [K_TOOLS] = OFF(tools),
+    [K_RESPONSE_CACHE] = OFF(response_cache),
 };
 #undef OFF
 
