@@ -29,8 +29,8 @@
 #include "mcpfs/buf.h"
 
 #define RCACHE_KEY_LEN 16
-#define RCACHE_HEADER 32	    /* bytes of a file before the value */
-#define RCACHE_OVERHEAD 40	    /* bytes of a file besides the value */
+#define RCACHE_HEADER 32		   /* bytes of a file before the value */
+#define RCACHE_OVERHEAD 40		   /* bytes of a file besides the value */
 #define RCACHE_BYTES_DEFAULT (256ll << 20) /* `.config` response_cache_bytes */
 #define RCACHE_BYTES_MIN 1024ll
 #define RCACHE_BYTES_MAX (1ll << 40)
@@ -65,8 +65,7 @@ int rcache_get(struct rcache *rc, const uint8_t key[RCACHE_KEY_LEN], struct buf 
  * recently used, then evicts the least recently used entries until the bound
  * holds.  0; -EFBIG when the entry alone is over the bound (nothing stored);
  * -errno of the write (nothing stored). */
-int rcache_put(struct rcache *rc, const uint8_t key[RCACHE_KEY_LEN], const void *value,
-	       size_t len);
+int rcache_put(struct rcache *rc, const uint8_t key[RCACHE_KEY_LEN], const void *value, size_t len);
 
 /* A new bound: evicts at once what passes it. */
 void rcache_set_max(struct rcache *rc, int64_t max_bytes);

@@ -24,8 +24,8 @@ static const char magic[8] = {'M', 'C', 'P', 'F', 'S', 'R', 'C', '1'};
 
 struct rcache_entry {
 	uint8_t key[RCACHE_KEY_LEN];
-	uint64_t size;	/* bytes of its file */
-	int64_t stamp;	/* ns: its file's mtime */
+	uint64_t size; /* bytes of its file */
+	int64_t stamp; /* ns: its file's mtime */
 	struct rcache_entry *prev, *next;
 };
 
@@ -253,8 +253,7 @@ void rcache_free(struct rcache *rc)
 	free(rc);
 }
 
-void rcache_key(const void *const *parts, const size_t *lens, size_t n,
-		uint8_t key[RCACHE_KEY_LEN])
+void rcache_key(const void *const *parts, const size_t *lens, size_t n, uint8_t key[RCACHE_KEY_LEN])
 {
 	XXH3_state_t *st = XXH3_createState();
 	XXH128_hash_t h;
@@ -301,8 +300,7 @@ static int entry_read(struct rcache *rc, const struct rcache_entry *e, struct bu
 	}
 	uint64_t len = get_le64(p + 24);
 	if (memcmp(p, magic, 8) || memcmp(p + 8, e->key, RCACHE_KEY_LEN) ||
-	    len != size - RCACHE_OVERHEAD ||
-	    get_le64(p + size - 8) != XXH3_64bits(p, size - 8))
+	    len != size - RCACHE_OVERHEAD || get_le64(p + size - 8) != XXH3_64bits(p, size - 8))
 		goto out;
 	r = buf_append(out, p + RCACHE_HEADER, (size_t)len);
 out:
@@ -386,8 +384,7 @@ static int entry_write(struct rcache *rc, const uint8_t key[RCACHE_KEY_LEN], con
 	return r;
 }
 
-int rcache_put(struct rcache *rc, const uint8_t key[RCACHE_KEY_LEN], const void *value,
-	       size_t len)
+int rcache_put(struct rcache *rc, const uint8_t key[RCACHE_KEY_LEN], const void *value, size_t len)
 {
 	uint64_t size = (uint64_t)len + RCACHE_OVERHEAD;
 	if (size > (uint64_t)rc->max)

@@ -185,12 +185,12 @@ static int load_defaults(struct store *s, const char *cli, char *why, size_t why
 		ssize_t n = read(fd, text, sizeof(text));
 		close(fd);
 		char w[256];
-		if (n > 0 && store_defaults_parse(&s->defaults, &s->rcache_bytes, text, (size_t)n, w,
-						  sizeof(w)) < 0)
+		if (n > 0 && store_defaults_parse(&s->defaults, &s->rcache_bytes, text, (size_t)n,
+						  w, sizeof(w)) < 0)
 			log_debug("ignoring saved defaults in '%s/config': %s", s->dir, w);
 	}
-	if (cli && store_defaults_parse(&s->defaults, &s->rcache_bytes, cli, strlen(cli), why,
-					whylen) < 0)
+	if (cli &&
+	    store_defaults_parse(&s->defaults, &s->rcache_bytes, cli, strlen(cli), why, whylen) < 0)
 		return -EINVAL;
 	return 0;
 }

@@ -65,8 +65,8 @@ struct turn {
 	struct wire_usage paused_usage; /* the usage of the calls before them */
 
 	/* The response cache (store_rcache.c): */
-	bool cache_keyed;		     /* cache_key is its request's */
-	bool cache_hit;			     /* answered from the cache, no call */
+	bool cache_keyed; /* cache_key is its request's */
+	bool cache_hit;	  /* answered from the cache, no call */
 	uint8_t cache_key[RCACHE_KEY_LEN];
 };
 
@@ -158,7 +158,7 @@ struct context {
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
 	struct wire_usage last_usage;
-	bool last_hit; /* the last turn ended was a response cache hit */
+	bool last_hit;	       /* the last turn ended was a response cache hit */
 	char note[WHY_MAX];    /* a journal problem not tied to a turn (it
 				  cannot be opened, a reply cannot be saved),
 				  "" for none */

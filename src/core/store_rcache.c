@@ -220,8 +220,9 @@ static int blocks_restore(struct turn *t, const char *p, size_t n)
 	buf_init(&hidden, BLOCKS_MAX);
 	bool nul = json_nul_escaped(p, n);
 	int r = nul ? json_nul_hide(p, n, &hidden) : 0;
-	cJSON *arr = r < 0 ? NULL : nul ? cJSON_ParseWithLength(hidden.data, hidden.len)
-					: cJSON_ParseWithLength(p, n);
+	cJSON *arr = r < 0 ? NULL
+		     : nul ? cJSON_ParseWithLength(hidden.data, hidden.len)
+			   : cJSON_ParseWithLength(p, n);
 	buf_done(&hidden);
 	if (!cJSON_IsArray(arr)) {
 		cJSON_Delete(arr);
@@ -295,8 +296,8 @@ bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const
 	t->cache_hit = true;
 	snprintf(t->stop_reason, sizeof(t->stop_reason), "end_turn");
 	t->started_ms = clock_wall_ms();
-	log_debug("context %" PRIu64 ", turn %" PRIu64 ": answered from the response cache",
-		  c->id, t->number);
+	log_debug("context %" PRIu64 ", turn %" PRIu64 ": answered from the response cache", c->id,
+		  t->number);
 	notes_add(n, c->id, STORE_CHANGED_THINKING);
 	turn_end(s, t, TURN_DONE, NULL, n);
 	return true;

@@ -252,10 +252,11 @@ static void test_store_kept_only_end_turn(void)
 	uint64_t call = last_call(&e);
 	start_msg(&e, call, 5);
 	CHECK_EQ_INT(delta(&e, call, "text", "cut"), 0);
-	CHECK_EQ_INT(event(&e, call,
-			   "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-			   "\"max_tokens\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":1}}"),
-		     0);
+	CHECK_EQ_INT(
+	    event(&e, call,
+		  "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+		  "\"max_tokens\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":1}}"),
+	    0);
 	CHECK_EQ_INT(event(&e, call, "{\"type\":\"message_stop\"}"), 0);
 	store_call_end(e.s, call, 0, NULL);
 	uint64_t b = cached_ctx(&e, "b");
@@ -273,7 +274,8 @@ static void test_store_kept_only_end_turn(void)
 static void test_defaults(void)
 {
 	char why[256];
-	CHECK_EQ_INT(store_defaults_check("response_cache_bytes = 4096\n", 28, why, sizeof(why)), 0);
+	CHECK_EQ_INT(store_defaults_check("response_cache_bytes = 4096\n", 28, why, sizeof(why)),
+		     0);
 	CHECK_EQ_INT(store_defaults_check("response_cache_bytes=1023", 25, why, sizeof(why)),
 		     -EINVAL);
 	CHECK(has(why, "line 1: response_cache_bytes: '1023' is out of range"));
@@ -298,9 +300,9 @@ static void test_defaults(void)
 	uint64_t a = make(&e, "a"); /* .config's response_cache is a default */
 	CHECK(has(view(&e, a, VIEW_CONFIG), "response_cache = on\n"));
 	/* a context has no bound of its own */
-	CHECK_EQ_INT(context_set_config(e.s, a, "response_cache_bytes = 2048\n", 28, why,
-					sizeof(why)),
-		     -EINVAL);
+	CHECK_EQ_INT(
+	    context_set_config(e.s, a, "response_cache_bytes = 2048\n", 28, why, sizeof(why)),
+	    -EINVAL);
 	env_reopen(&e);
 	buf_reset(&b);
 	CHECK_EQ_INT(store_render_defaults(e.s, &b), 0);
