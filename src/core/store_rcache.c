@@ -308,6 +308,9 @@ void turn_cache_keep(struct store *s, struct turn *t)
 	if (!t->cache_keyed || t->cache_hit || t->continued || !s->rcache ||
 	    strcmp(t->stop_reason, "end_turn"))
 		return;
+	/* A reply over the whole bound is not copied only to be refused. */
+	if ((int64_t)(t->text.len + t->thinking.len) > s->rcache_bytes)
+		return;
 	struct buf v;
 	buf_init(&v, (size_t)RCACHE_BYTES_MAX);
 	int r = reply_value(t, &v);
