@@ -314,6 +314,33 @@ static void test_defaults(void)
 	env_done(&e);
 }
 
+/* STATE/cache cannot be made: turns go on, every one a call. */
+static void test_store_unavailable(void)
+{
+	struct env e;
+	env_init(&e);
+	store_free(e.s);
+	e.s = NULL;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/cache", e.dir);
+	rm_rf(path);
+	close(open(path, O_WRONLY | O_CREAT, 0600)); /* a file where the directory goes */
+	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
+	struct buf b;
+	buf_init(&b, 1 << 16);
+	CHECK_EQ_INT(store_render_status(e.s, &b), 0);
+	CHECK(has(b.data, "response_cache: unavailable (Not a directory)\n"));
+	buf_done(&b);
+	for (int i = 0; i < 2; i++) {
+		uint64_t id = cached_ctx(&e, i ? "b" : "a");
+		say(&e, id, "q");
+		CHECK_EQ_INT(e.fake.n, (size_t)i + 1);
+		reply(&e, last_call(&e), "answer", 10, 3);
+		CHECK(has(view(&e, id, VIEW_USAGE), "last_call: api\n"));
+	}
+	env_done(&e);
+}
+
 int main(void)
 {
 	static const struct store_env_test tests[] = {
@@ -324,6 +351,7 @@ int main(void)
 	    {"store_hit", test_store_hit},
 	    {"store_kept_only_end_turn", test_store_kept_only_end_turn},
 	    {"defaults", test_defaults},
+	    {"store_unavailable", test_store_unavailable},
 	};
 	return store_env_run(tests, sizeof(tests) / sizeof(tests[0]));
 }
