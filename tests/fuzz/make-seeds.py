@@ -231,7 +231,7 @@ def seeds_wire():
 
 def seeds_journal():
     for name in ("good", "bad-middle", "garbage-tail", "interrupted", "oversize-length",
-                 "torn-tail", "misplaced", "empty"):
+                 "torn-tail", "misplaced", "empty", "forked-undone"):
         write("journal", name, fixture("journal", name + ".mcj"))
     lines = b"\n".join([
         b'\x01{"v":1,"created_ms":1700000000000,"settings":{},"system":""}',

@@ -243,6 +243,36 @@ static void test_undo_past_failure(void)
 	env_done(&e);
 }
 
+/* tests/fixtures/journal/forked-undone.mcj: FORKED_FROM and UNDO as the format
+ * says (doc/design/journal.md §4-5); an UNDO naming no turn is a bad record. */
+static void test_fixture(void)
+{
+	struct env e;
+	env_init(&e);
+	char p[256], cmd[600];
+	store_free(e.s);
+	e.s = NULL;
+	snprintf(p, sizeof(p), "%s/contexts/f", e.dir);
+	CHECK_EQ_INT(mkdir(p, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s/journal/forked-undone.mcj' '%s/journal'", FIXTURES, p);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
+	uint64_t id = lookup(&e, "f");
+	const char *tr = view(&e, id, VIEW_TRANSCRIPT);
+	CHECK(starts(tr, "--- forked from 'src' at turn 2 ---\n\n--- system prompt set ---\n"
+			 "You are terse.\n\n--- user (turn 1, "));
+	CHECK(has(tr, "--- assistant (turn 3) ---\nA3\n\n--- turn 3 undone: taken out of the "
+		      "history ---\n\n"));
+	const char *h = view(&e, id, VIEW_HISTORY);
+	CHECK(has(h, "A2") && !has(h, "A3"));
+	CHECK_EQ_STR(output_text(&e, id), "A2");
+	CHECK(has(view(&e, id, VIEW_STATUS), "journal_recovered: 1 corrupt record(s) skipped"));
+	say(&e, id, "Q4");
+	static const char *const sent4[] = {"Q1", "A1", "Q2", "A2", "Q4"};
+	CHECK(sent(&e, 0, sent4, 5));
+	env_done(&e);
+}
+
 int main(void)
 {
 	static const struct store_env_test tests[] = {
@@ -251,6 +281,7 @@ int main(void)
 	    {"fork_errors", test_fork_errors},
 	    {"undo", test_undo},
 	    {"undo_past_failure", test_undo_past_failure},
+	    {"fixture", test_fixture},
 	};
 	return store_env_run(tests, sizeof(tests) / sizeof(tests[0]));
 }
