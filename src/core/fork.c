@@ -12,7 +12,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +27,7 @@ static int64_t json_count(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-	if (!(d >= 0 && d <= 9007199254740992.0) || d != floor(d))
+	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
 		return -1;
 	return (int64_t)d;
 }
