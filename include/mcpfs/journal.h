@@ -35,7 +35,8 @@ enum journal_record_type {
 	JOURNAL_CLEAR = 6,	/* the conversation was cleared */
 	JOURNAL_RETRY = 7,	/* a new attempt of a turn was asked for (ctl retry) */
 	JOURNAL_UNDO = 10,	/* a turn was taken out of the history (ctl undo) */
-	JOURNAL_FORKED_FROM = 11, /* a fork's origin: the context and turn it copied */
+	/* a fork's origin: the context and turn it copied (ctl fork) */
+	JOURNAL_FORKED_FROM = 11,
 };
 
 /* What a scan found.  Offsets are byte offsets in the file. */

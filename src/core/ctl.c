@@ -60,8 +60,9 @@ static int ctl_fork(struct store *s, uint64_t id, const char *p, const char *end
 	const char *name = next_word(&p, end, &nl), *turn = next_word(&p, end, &tl);
 	next_word(&p, end, &xl);
 	if (!nl || xl) {
-		snprintf(why, whylen, "usage: fork NEW [TURN] (NEW a name without blanks, "
-				      "TURN a turn number)");
+		snprintf(why, whylen,
+			 "usage: fork NEW [TURN] (NEW a name without blanks, "
+			 "TURN a turn number)");
 		return -EINVAL;
 	}
 	char copy[STORE_NAME_MAX + 1];

@@ -153,7 +153,8 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 	turn_unref(NULL, was);
 	if (r == 0) {
 		c->refused[0] = '\0';
-		notes_add(&n, id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+		notes_add(&n, id,
+			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 	}
 	store_unlock_notify(s, &n);
 	return r;
@@ -344,8 +345,8 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	buf_init(&part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
 	for (size_t i = 0; r == 0 && i < p->n; i++) {
 		const struct fork_ex *x = &p->ex[i];
-		r = append_json(j, JOURNAL_USER, user_payload(x->turn, x->user, x->user_len,
-							      x->user_ms));
+		r = append_json(j, JOURNAL_USER,
+				user_payload(x->turn, x->user, x->user_len, x->user_ms));
 		if (r == 0)
 			r = append_parts(j, &part, x->turn, x->reply);
 		if (r == 0)
@@ -359,8 +360,7 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 }
 
 /* Writes the fork in trash/, then renames its directory to contexts/NAME. */
-static int fork_make(struct store *s, const char *name, uint64_t slot_id,
-		     const struct fork_plan *p)
+static int fork_make(struct store *s, const char *name, uint64_t slot_id, const struct fork_plan *p)
 {
 	int64_t now = clock_wall_ms();
 	char tmp[64], path[JOURNAL_PATH_MAX];

@@ -324,8 +324,8 @@ static int refuse(cJSON **ret, const char *msg)
 
 /* The ctl line of a command and fork's `name` and `turn` ("fork NAME TURN").
  * 0, 1 with the tool's error result in *ret, -ENOMEM. */
-static int ctl_line(const cJSON *args, const char *cmd, const char *fork_name, char *line,
-		    size_t n, cJSON **ret)
+static int ctl_line(const cJSON *args, const char *cmd, const char *fork_name, char *line, size_t n,
+		    cJSON **ret)
 {
 	const cJSON *turn = cJSON_GetObjectItemCaseSensitive(args, "turn");
 	bool fork = !strcmp(cmd, "fork");
@@ -338,8 +338,7 @@ static int ctl_line(const cJSON *args, const char *cmd, const char *fork_name, c
 		      turn->valuedouble == (double)(uint64_t)turn->valuedouble))
 		return refuse(ret, "'turn' must be a whole number from 0");
 	if (fork && turn)
-		snprintf(line, n, "fork %s %llu", fork_name,
-			 (unsigned long long)turn->valuedouble);
+		snprintf(line, n, "fork %s %llu", fork_name, (unsigned long long)turn->valuedouble);
 	else if (fork)
 		snprintf(line, n, "fork %s", fork_name);
 	else
@@ -361,8 +360,7 @@ static int tool_ctl(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MHD
 	char why[512] = "", line[STORE_NAME_MAX * 2 + 64];
 	const char *done = NULL;
 	if (strlen(cmd) > STORE_NAME_MAX || (fork_name && strlen(fork_name) > STORE_NAME_MAX))
-		return fail(ret, "the command or the name is longer than %d bytes",
-			    STORE_NAME_MAX);
+		return fail(ret, "the command or the name is longer than %d bytes", STORE_NAME_MAX);
 	if ((r = ctl_line(args, cmd, fork_name, line, sizeof(line), ret)) != 0)
 		return r < 0 ? r : 0;
 	r = ctl_run(rq->sh->st, id, line, strlen(line), &done, why, sizeof(why));

@@ -41,8 +41,7 @@ static char *output_text(struct env *e, uint64_t id)
 	return out;
 }
 
-static int count_records(void *data, uint16_t type, const void *payload, size_t len,
-			 uint64_t off)
+static int count_records(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
 {
 	size_t *counts = data;
 	(void)payload, (void)len, (void)off;
@@ -68,7 +67,8 @@ static void test_fork_copies(void)
 	CHECK(has(view(&e, b, VIEW_CONFIG), "max_tokens = 1234"));
 	CHECK_EQ_STR(view(&e, b, VIEW_SYSTEM), "be brief");
 	const char *tr = view(&e, b, VIEW_TRANSCRIPT);
-	CHECK(starts(tr, "--- forked from 'a' at turn 2 ---\n\n--- system prompt set ---\nbe brief"));
+	CHECK(
+	    starts(tr, "--- forked from 'a' at turn 2 ---\n\n--- system prompt set ---\nbe brief"));
 	CHECK(has(tr, "--- user (turn 2,") && has(tr, "re: two"));
 	CHECK(has(view(&e, b, VIEW_USAGE), "calls: 0\n"));
 	CHECK(has(view(&e, b, VIEW_TRANSCRIPT_JSON), "\"forked_from\""));
