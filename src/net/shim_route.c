@@ -25,12 +25,13 @@
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL, R_CTL, R_MCP };
+		R_CANCEL, R_THINKING, R_CTL, R_MCP };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
 	[R_MESSAGES] = "messages", [R_OUTPUT] = "output", [R_HISTORY] = "history",
-	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel", [R_CTL] = "ctl",
+	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel", [R_THINKING] = "thinking",
+	[R_CTL] = "ctl",
 };
 
 struct shim_route {
@@ -41,7 +42,7 @@ struct shim_route {
 
 static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
 	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
-	shim_get_history, shim_get_transcript, shim_post_cancel, shim_post_ctl;
+	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking, shim_post_ctl;
 
 static const struct shim_route routes[] = {
 	{R_HEALTH, "GET", shim_get_health},
@@ -55,6 +56,7 @@ static const struct shim_route routes[] = {
 	{R_HISTORY, "GET", shim_get_history},
 	{R_TRANSCRIPT, "GET", shim_get_transcript},
 	{R_CANCEL, "POST", shim_post_cancel},
+	{R_THINKING, "GET", shim_get_thinking},
 	{R_CTL, "POST", shim_post_ctl},
 	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
 	{R_MCP, "DELETE", mcp_delete},
@@ -552,6 +554,18 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
 	return shim_stream_reply(sh, c, t, wants_sse(c));
+}
+
+static enum MHD_Result shim_get_thinking(struct shim *sh, struct shim_request *rq,
+					 struct MHD_Connection *c)
+{
+	struct turn *t = NULL;
+	if (!shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open");
+	int r = context_output(sh->st, rq->id, &t);
+	if (r < 0)
+		return shim_reply_errno(c, r, "no such context");
+	return shim_stream_thinking(sh, c, t);
 }
 
 static enum MHD_Result shim_get_history(struct shim *sh, struct shim_request *rq,
