@@ -20,6 +20,7 @@
 
 #include "mcpfs/clock.h"
 #include "mcpfs/utf8.h"
+#include "block_impl.h"
 #include "store_impl.h"
 
 /* A whole number from 0 to 2^53 of key, else -1 (as the loader reads numbers). */
@@ -292,6 +293,23 @@ static int append_parts(struct journal *j, struct buf *part, uint64_t turn, cons
 	return r;
 }
 
+/* The reply's blocks other than plain text (block_impl.h), after all its
+ * parts: every offset is then within what the parts hold. */
+static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < t->blocks.n; i++) {
+		struct buf rec;
+		buf_init(&rec, JOURNAL_MAX_RECORD);
+		r = block_payload(&t->blocks.v[i], turn, 1, &rec);
+		if (r == 0)
+			r = journal_append(j, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
+					   false);
+		buf_done(&rec);
+	}
+	return r;
+}
+
 /* The reply's end as attempt 1 of the fork, without the source's usage: the
  * fork made no call (its usage starts at zero). */
 static cJSON *end_payload(const struct turn *t)
@@ -349,6 +367,8 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 				user_payload(x->turn, x->user, x->user_len, x->user_ms));
 		if (r == 0)
 			r = append_parts(j, &part, x->turn, x->reply);
+		if (r == 0)
+			r = append_blocks(j, x->turn, x->reply);
 		if (r == 0)
 			r = append_json(j, JOURNAL_REPLY_END, end_payload(x->reply));
 	}

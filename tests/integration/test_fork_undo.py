@@ -17,6 +17,7 @@ from mcpfs_testlib import (
     output, read_file, reply_for, run, send, status, wait_status, write_file,
 )
 from http_support import quote, shim, shim_factory  # noqa: F401  (fixtures)
+from test_blocks import CITED, every_block, strip_cache
 from test_mcp import Rpc, text_of
 
 
@@ -68,6 +69,8 @@ def test_fork_copies_settings_and_history(mount, fake):
     t = read_file(b / "transcript")
     assert t.startswith("--- forked from 'a' at turn 2 ---\n\n--- system prompt set ---\n"), t
     assert reply_for("one") in t and reply_for("two") in t
+    assert json.loads(read_file(b / "transcript.json"))["forked_from"] == \
+        {"context": "a", "turn": 2}
     assert output(b) == reply_for("two")
     assert "calls: 0" in read_file(b / "usage")
     # the fork's next call carries the copied exchanges and settings
@@ -147,6 +150,31 @@ def test_fork_while_a_call_is_in_flight(mount, fake):
     assert output(m) == reply_for("other")
     assert [t for _, t in texts(fake.calls[-1])] == \
         ["one", reply_for("one"), "two", reply_for("two"), "other"]
+
+
+def test_fork_keeps_every_block(mount, fake):
+    """Thinking, tool use, unknown blocks and citations of a copied reply are
+    the fork's too: in transcript.json, and sent back as the source sends them."""
+    a = mount.ctx("a")
+    every_block(fake)
+    send(a, "weather?\n")
+    assert output(a) == "Answer. It is sunny."
+    assert ctl(a, "fork b").rc == 0
+    b = mount.path / "b"
+    src = json.loads(read_file(a / "transcript.json"))
+    dst = json.loads(read_file(b / "transcript.json"))
+    assert dst["forked_from"] == {"context": "a", "turn": 1}
+    assert [m["blocks"] for m in dst["messages"] if m["role"] == "assistant"] == \
+        [m["blocks"] for m in src["messages"] if m["role"] == "assistant"]
+    assert read_file(b / "thinking") == read_file(a / "thinking")
+    assert read_file(b / "transcript").endswith(read_file(a / "transcript"))
+    send(b, "and tomorrow?\n")
+    assert output(b) == reply_for("and tomorrow?")
+    assert strip_cache(fake.calls[-1].messages[1]["content"]) == \
+        [{"type": "text", "text": "Answer."}, CITED]
+    mount.remount()
+    assert json.loads(read_file(b / "transcript.json"))["messages"][1]["blocks"] == \
+        src["messages"][1]["blocks"]
 
 
 # --- undo through the mount ---------------------------------------------------------------
