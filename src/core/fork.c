@@ -4,7 +4,8 @@
  * and UNDO, are written and read here (doc/design/journal.md).
  *
  * A fork is written as a journal of ordinary records (CREATE, FORKED_FROM,
- * SETTINGS, then USER, REPLY_PART and REPLY_END for each exchange copied), in a
+ * SETTINGS, then USER, REPLY_PART, BLOCK and REPLY_END for each exchange
+ * copied, each encoded by the module that owns the record), in a
  * directory of the state directory's trash/ that is renamed into contexts/ once
  * it is durable: the fork appears whole or not at all (trash/ is emptied at
  * start-up), and the store's lock is not held over its fsyncs.
