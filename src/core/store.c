@@ -8,6 +8,7 @@
  *   STATE/trash/             where deleted contexts go before removal
  * Renaming and deleting a context are renames of its directory, so each is atomic.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -127,6 +128,7 @@ static void empty_trash(struct store *s)
 static void slot_free(struct store *s, struct store_slot *slot)
 {
 	context_free(s, slot->ctx);
+	cJSON_Delete(slot->meta);
 	free(slot->name);
 	free(slot);
 }
