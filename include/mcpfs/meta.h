@@ -62,6 +62,12 @@ int context_meta_remove(struct store *s, uint64_t id, const char *key, size_t ke
 int context_meta_patch(struct store *s, uint64_t id, const struct cJSON *patch, char *why,
 		       size_t whylen);
 
+/* The same checks against the context's metadata now, changing nothing: for a
+ * caller that applies other changes first (PATCH) and wants the client's
+ * mistakes (these errnos) before any of them. */
+int context_meta_patch_check(struct store *s, uint64_t id, const struct cJSON *patch, char *why,
+			     size_t whylen);
+
 /* Appends key's value to out.  -ENODATA, -ENOENT, -ENOMEM. */
 int context_meta_get(struct store *s, uint64_t id, const char *key, size_t key_len,
 		     struct buf *out);

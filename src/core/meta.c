@@ -300,7 +300,7 @@ cJSON *meta_copy(const struct store_slot *slot)
 /* Applies ops to a copy of the set, then saves it: a META record, fsynced with
  * the lock released, the set shown meanwhile and put back if the sync fails. */
 static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, size_t n,
-		       char *why, size_t whylen)
+		       bool dry, char *why, size_t whylen)
 {
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
@@ -312,11 +312,15 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = meta_apply(&next, &ops[i], why, whylen);
-	if (next && !next->child) {
+	if ((next && !next->child) || dry) {
 		cJSON_Delete(next);
 		next = NULL;
 	}
-	char *text = r == 0 ? meta_print(next) : NULL;
+	char *text = r == 0 && !dry ? meta_print(next) : NULL;
+	if (dry) {
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
 	if (r == 0 && !text)
 		r = -ENOMEM;
 	if (r == 0)
@@ -351,17 +355,18 @@ int context_meta_set(struct store *s, uint64_t id, const char *key, size_t key_l
 		     const char *value, size_t len, int flags, char *why, size_t whylen)
 {
 	struct meta_op op = {key, key_len, value ? value : "", len, flags, false};
-	return meta_update(s, id, &op, 1, why, whylen);
+	return meta_update(s, id, &op, 1, false, why, whylen);
 }
 
 int context_meta_remove(struct store *s, uint64_t id, const char *key, size_t key_len, char *why,
 			size_t whylen)
 {
 	struct meta_op op = {key, key_len, NULL, 0, 0, true};
-	return meta_update(s, id, &op, 1, why, whylen);
+	return meta_update(s, id, &op, 1, false, why, whylen);
 }
 
-int context_meta_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, size_t whylen)
+static int meta_patch(struct store *s, uint64_t id, const cJSON *patch, bool dry, char *why,
+		      size_t whylen)
 {
 	if (!cJSON_IsObject(patch)) {
 		snprintf(why, whylen, "meta must be an object of strings (null removes a key)");
@@ -385,9 +390,20 @@ int context_meta_patch(struct store *s, uint64_t id, const cJSON *patch, char *w
 		ops[i].len = ops[i].value ? strlen(ops[i].value) : 0;
 	}
 	if (r == 0)
-		r = meta_update(s, id, ops, n, why, whylen);
+		r = meta_update(s, id, ops, n, dry, why, whylen);
 	free(ops);
 	return r;
+}
+
+int context_meta_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, size_t whylen)
+{
+	return meta_patch(s, id, patch, false, why, whylen);
+}
+
+int context_meta_patch_check(struct store *s, uint64_t id, const cJSON *patch, char *why,
+			     size_t whylen)
+{
+	return meta_patch(s, id, patch, true, why, whylen);
 }
 
 /* --- reading ---------------------------------------------------------------------- */
