@@ -68,12 +68,13 @@ int context_meta_patch(struct store *s, uint64_t id, const struct cJSON *patch, 
 int context_meta_patch_check(struct store *s, uint64_t id, const struct cJSON *patch, char *why,
 			     size_t whylen);
 
-/* Appends key's value to out.  -ENODATA, -ENOENT, -ENOMEM. */
+/* Appends key's value to out (the context is loaded: the journal is the
+ * record).  -ENODATA, -ENOENT, -ENOMEM. */
 int context_meta_get(struct store *s, uint64_t id, const char *key, size_t key_len,
 		     struct buf *out);
 
 /* Appends every name as listxattr(2) lists them: "user.KEY\0" each, in the
- * order the keys were first set.  -ENOENT, -ENOMEM. */
+ * order the keys were first set (the context is loaded).  -ENOENT, -ENOMEM. */
 int context_meta_names(struct store *s, uint64_t id, struct buf *out);
 
 /* *ret receives a copy of the metadata as a JSON object of strings ({} for

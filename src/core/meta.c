@@ -89,6 +89,8 @@ struct meta_op {
 	bool must_exist; /* removing: -ENODATA when missing */
 };
 
+/* The count is not checked here: a patch may remove as many as it adds
+ * (meta_update checks the result). */
 static int meta_apply(cJSON **o, const struct meta_op *op, char *why, size_t whylen)
 {
 	int r = meta_key_check(op->key, op->key_len, why, whylen);
@@ -117,10 +119,6 @@ static int meta_apply(cJSON **o, const struct meta_op *op, char *why, size_t why
 			 (int)(op->key_len > 64 ? 64 : op->key_len), op->key);
 		return -ENODATA;
 	}
-	if (!k && count_keys(*o) >= META_KEYS_MAX) {
-		snprintf(why, whylen, "a context has at most %d metadata names", META_KEYS_MAX);
-		return -ENOSPC;
-	}
 	char *name = strndup(op->key, op->key_len), *text = strndup(op->value, op->len);
 	cJSON *v = text ? cJSON_CreateString(text) : NULL;
 	if (!*o && !(*o = cJSON_CreateObject()))
@@ -128,7 +126,7 @@ static int meta_apply(cJSON **o, const struct meta_op *op, char *why, size_t why
 	if (r == 0 && (!name || !v))
 		r = -ENOMEM;
 	if (r == 0 && k)
-		r = cJSON_ReplaceItemViaPointer(*o, k, v) ? 0 : -ENOMEM;
+		r = cJSON_ReplaceItemInObjectCaseSensitive(*o, name, v) ? 0 : -ENOMEM;
 	else if (r == 0)
 		r = cJSON_AddItemToObject(*o, name, v) ? 0 : -ENOMEM;
 	if (r < 0) {
@@ -232,7 +230,7 @@ static cJSON *meta_from_payload(const cJSON *o)
 	cJSON *out = NULL;
 	char why[128];
 	for (const cJSON *k = cJSON_IsObject(m) ? m->child : NULL; k; k = k->next) {
-		if (!cJSON_IsString(k))
+		if (!cJSON_IsString(k) || count_keys(out) == META_KEYS_MAX)
 			continue;
 		struct meta_op op = {k->string, strlen(k->string), k->valuestring,
 				     strlen(k->valuestring), 0, false};
@@ -312,6 +310,10 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 		r = -ENOMEM;
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = meta_apply(&next, &ops[i], why, whylen);
+	if (r == 0 && count_keys(next) > META_KEYS_MAX) {
+		snprintf(why, whylen, "a context has at most %d metadata names", META_KEYS_MAX);
+		r = -ENOSPC;
+	}
 	if ((next && !next->child) || dry) {
 		cJSON_Delete(next);
 		next = NULL;
@@ -408,9 +410,15 @@ int context_meta_patch_check(struct store *s, uint64_t id, const cJSON *patch, c
 
 /* --- reading ---------------------------------------------------------------------- */
 
-/* The slot of id with its set known, the lock held; NULL and *r when not. */
-static struct store_slot *meta_slot(struct store *s, uint64_t id, int *r)
+/* The slot of id with its set known, the lock held; NULL and *r when not.
+ * With load, from the journal (the record: the file may be a change behind
+ * after a crash), else from whatever is at hand (a listing). */
+static struct store_slot *meta_slot(struct store *s, uint64_t id, bool load, int *r)
 {
+	if (load && !store_get(s, id)) {
+		*r = -ENOENT;
+		return NULL;
+	}
 	struct store_slot *slot = map_get_id(&s->by_id, id);
 	while (slot && slot->creating) {
 		pthread_cond_wait(&s->synced, &s->lock);
@@ -425,7 +433,7 @@ int context_meta_get(struct store *s, uint64_t id, const char *key, size_t key_l
 {
 	int r;
 	pthread_mutex_lock(&s->lock);
-	struct store_slot *slot = meta_slot(s, id, &r);
+	struct store_slot *slot = meta_slot(s, id, true, &r);
 	const cJSON *k = slot ? find_key(slot->meta, key, key_len) : NULL;
 	if (slot && !k)
 		r = -ENODATA;
@@ -439,7 +447,7 @@ int context_meta_names(struct store *s, uint64_t id, struct buf *out)
 {
 	int r;
 	pthread_mutex_lock(&s->lock);
-	struct store_slot *slot = meta_slot(s, id, &r);
+	struct store_slot *slot = meta_slot(s, id, true, &r);
 	for (const cJSON *k = slot && slot->meta ? slot->meta->child : NULL; k && r == 0;
 	     k = k->next) {
 		r = buf_append(out, META_PREFIX, META_PREFIX_LEN);
@@ -454,7 +462,7 @@ int context_meta_json(struct store *s, uint64_t id, cJSON **ret)
 {
 	int r;
 	pthread_mutex_lock(&s->lock);
-	struct store_slot *slot = meta_slot(s, id, &r);
+	struct store_slot *slot = meta_slot(s, id, false, &r);
 	*ret = slot ? meta_copy(slot) : NULL;
 	if (slot && !*ret)
 		r = -ENOMEM;
@@ -466,7 +474,7 @@ int context_meta_match(struct store *s, uint64_t id, const struct meta_filter *f
 {
 	int r;
 	pthread_mutex_lock(&s->lock);
-	struct store_slot *slot = meta_slot(s, id, &r);
+	struct store_slot *slot = meta_slot(s, id, false, &r);
 	for (size_t i = 0; slot && i < n && r == 0; i++) {
 		const cJSON *k = slot->meta ? find_key(slot->meta, f[i].key, strlen(f[i].key)) : NULL;
 		if (!k || (f[i].value && strcmp(k->valuestring, f[i].value)))
