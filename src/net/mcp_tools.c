@@ -52,7 +52,8 @@ static const struct tool {
 	tool_fn *run;
 } tools[] = {
 	{"list_contexts", "List contexts", "Lists every context (a durable Claude conversation) "
-	 "with the first word of its status.",
+	 "with the first word of its status and its metadata (the user.* attributes of its "
+	 "directory).",
 	 "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
 	 true, false, true, false, tool_list},
 	{"create_context", "Create a context", "Creates a context, optionally with a system "
