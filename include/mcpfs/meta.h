@@ -28,12 +28,13 @@
 struct store;
 struct cJSON;
 
-#define META_PREFIX "user."	/* the xattr namespace of metadata */
+#define META_PREFIX "user." /* the xattr namespace of metadata */
 #define META_PREFIX_LEN 5
-#define META_KEYS_MAX 64	/* keys of one context; one more is -ENOSPC */
-#define META_VALUE_MAX 4096	/* bytes of one value; more is -E2BIG */
-#define META_NAME_MAX 255	/* bytes of "user." + key (the kernel's XATTR_NAME_MAX);
-				   a longer name is -ERANGE, as the kernel says */
+#define META_KEYS_MAX 64    /* keys of one context; one more is -ENOSPC */
+#define META_VALUE_MAX 4096 /* bytes of one value; more is -E2BIG */
+/* Bytes of "user." + key (the kernel's XATTR_NAME_MAX); a longer name is
+ * -ERANGE, as the kernel says. */
+#define META_NAME_MAX 255
 #define META_KEY_MAX (META_NAME_MAX - META_PREFIX_LEN)
 
 /* setxattr(2)'s flags. */

@@ -200,8 +200,9 @@ static int meta_file_write(struct store *s, const struct store_slot *slot)
 	char *text = r == 0 ? meta_print(slot->meta) : NULL;
 	if (r == 0 && !text)
 		r = -ENOMEM;
-	int fd = r < 0 ? -1
-		       : openat(s->contexts_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = r < 0
+		     ? -1
+		     : openat(s->contexts_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (r == 0 && fd < 0)
 		r = -errno;
 	size_t len = text ? strlen(text) : 0, done = 0;
@@ -232,8 +233,8 @@ static cJSON *meta_from_payload(const cJSON *o)
 	for (const cJSON *k = cJSON_IsObject(m) ? m->child : NULL; k; k = k->next) {
 		if (!cJSON_IsString(k) || count_keys(out) == META_KEYS_MAX)
 			continue;
-		struct meta_op op = {k->string, strlen(k->string), k->valuestring,
-				     strlen(k->valuestring), 0, false};
+		struct meta_op op = {
+		    k->string, strlen(k->string), k->valuestring, strlen(k->valuestring), 0, false};
 		meta_apply(&out, &op, why, sizeof(why)); /* a bad entry is left out */
 	}
 	if (out && !out->child) {
@@ -297,8 +298,8 @@ cJSON *meta_copy(const struct store_slot *slot)
 
 /* Applies ops to a copy of the set, then saves it: a META record, fsynced with
  * the lock released, the set shown meanwhile and put back if the sync fails. */
-static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, size_t n,
-		       bool dry, char *why, size_t whylen)
+static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, size_t n, bool dry,
+		       char *why, size_t whylen)
 {
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
@@ -428,8 +429,7 @@ static struct store_slot *meta_slot(struct store *s, uint64_t id, bool load, int
 	return *r == 0 ? slot : NULL;
 }
 
-int context_meta_get(struct store *s, uint64_t id, const char *key, size_t key_len,
-		     struct buf *out)
+int context_meta_get(struct store *s, uint64_t id, const char *key, size_t key_len, struct buf *out)
 {
 	int r;
 	pthread_mutex_lock(&s->lock);
@@ -476,7 +476,8 @@ int context_meta_match(struct store *s, uint64_t id, const struct meta_filter *f
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *slot = meta_slot(s, id, false, &r);
 	for (size_t i = 0; slot && i < n && r == 0; i++) {
-		const cJSON *k = slot->meta ? find_key(slot->meta, f[i].key, strlen(f[i].key)) : NULL;
+		const cJSON *k =
+		    slot->meta ? find_key(slot->meta, f[i].key, strlen(f[i].key)) : NULL;
 		if (!k || (f[i].value && strcmp(k->valuestring, f[i].value)))
 			r = 1; /* no match */
 	}

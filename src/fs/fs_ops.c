@@ -59,10 +59,10 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 	}
 	char why[256];
 	const char *key = name + META_PREFIX_LEN;
-	int mflags = (flags & XATTR_CREATE ? META_CREATE : 0) |
-		     (flags & XATTR_REPLACE ? META_REPLACE : 0);
-	int r = context_meta_set(fs->st, ctx, key, strlen(key), value, size, mflags, why,
-				 sizeof(why));
+	int mflags =
+	    (flags & XATTR_CREATE ? META_CREATE : 0) | (flags & XATTR_REPLACE ? META_REPLACE : 0);
+	int r =
+	    context_meta_set(fs->st, ctx, key, strlen(key), value, size, mflags, why, sizeof(why));
 	if (r < 0 && r != -ENOENT)
 		log_debug("setxattr '%s': %s", name, why);
 	fuse_reply_err(req, -r);

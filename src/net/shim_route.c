@@ -412,9 +412,8 @@ static int create_unnamed(struct shim *sh, char *name, size_t len, uint64_t *id)
 static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"name",   "system", "model",
-					   "config", "schema", "meta",
-					   NULL};
+	static const char *const keys[] = {"name",   "system", "model", "config",
+					   "schema", "meta",   NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, true, keys, &ret);
 	if (!o)
