@@ -252,10 +252,11 @@ static int meta_known(struct store *s, struct store_slot *slot)
 		return 0;
 	char *text = NULL;
 	int r = meta_file_read(s, slot, &text);
+	bool none = !text;
 	cJSON *o = text ? cJSON_Parse(text) : NULL;
 	free(text);
-	if (r == 0 && (!text || cJSON_IsObject(o))) {
-		slot->meta = text ? meta_from_payload(o) : NULL;
+	if (r == 0 && (none || cJSON_IsObject(o))) {
+		slot->meta = none ? NULL : meta_from_payload(o);
 		slot->meta_known = true;
 	}
 	cJSON_Delete(o);

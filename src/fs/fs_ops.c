@@ -65,6 +65,9 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 	    context_meta_set(fs->st, ctx, key, strlen(key), value, size, mflags, why, sizeof(why));
 	if (r < 0 && r != -ENOENT)
 		log_debug("setxattr '%s': %s", name, why);
+	/* A limit broken shows in `status` (last_refused), as a refused write does. */
+	if (r == -ENOSPC || r == -E2BIG || r == -EINVAL || r == -ERANGE)
+		context_refuse(fs->st, ctx, why);
 	fuse_reply_err(req, -r);
 }
 

@@ -12,6 +12,8 @@
  *                  budgets of bodies and renderings in flight
  *   shim_view.c    renderings (history, transcript) as shared immutable
  *                  snapshots, one copy however many clients read them
+ *   shim_meta.c    metadata: the meta.KEY=VALUE filter of the listing, and
+ *                  the "meta" member of POST and PATCH bodies
  *
  * Threads: libmicrohttpd's pool calls the handlers and readers (one connection
  * stays on one thread, so a struct shim_request or shim_stream is owned by it);

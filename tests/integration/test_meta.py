@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from mcpfs_testlib import REPO, run, write_file
+from mcpfs_testlib import REPO, read_text, run, write_file
 from http_support import (  # noqa: F401  (fixtures)
     client, quote, shim, shim_factory,
 )
@@ -121,6 +121,7 @@ def test_size_probes_and_erange(ctx):
 def test_limits(ctx):
     os.setxattr(ctx, "user.v", b"v" * VALUE_MAX)
     assert errno_of(os.setxattr, ctx, "user.v", b"v" * (VALUE_MAX + 1)) == errno.E2BIG
+    assert "last_refused: a metadata value is at most 4096 bytes" in read_text(ctx / "status")
     assert os.getxattr(ctx, "user.v") == b"v" * VALUE_MAX
     long_name = "user." + "n" * (NAME_MAX - 5)
     os.setxattr(ctx, long_name, b"1")
@@ -134,6 +135,7 @@ def test_limits(ctx):
         os.setxattr(ctx, "user.k%d" % i, b"x")
     assert len(os.listxattr(ctx)) == KEYS_MAX
     assert errno_of(os.setxattr, ctx, "user.one-more", b"x") == errno.ENOSPC
+    assert "at most 64 metadata names" in read_text(ctx / "status")
     os.setxattr(ctx, "user.k0", b"replacing stays possible")
     os.removexattr(ctx, "user.k0")
     os.setxattr(ctx, "user.one-more", b"x")
