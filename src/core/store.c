@@ -5,6 +5,7 @@
  *                            STATE itself (deleting the file unlocks nothing)
  *   STATE/config             root defaults, `key = value` lines
  *   STATE/contexts/NAME/journal
+ *   STATE/contexts/NAME/meta    its user metadata for listings (meta.c), if any
  *   STATE/trash/             where deleted contexts go before removal
  * Renaming and deleting a context are renames of its directory, so each is atomic.
  */
