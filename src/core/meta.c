@@ -325,10 +325,12 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
-	if (r == 0 && !text)
+	if (r == 0 && !text) {
+		snprintf(why, whylen, "out of memory");
 		r = -ENOMEM;
-	if (r == 0)
-		r = context_append(c, JOURNAL_META, text, strlen(text), false);
+	}
+	if (r == 0 && (r = context_append(c, JOURNAL_META, text, strlen(text), false)) < 0)
+		snprintf(why, whylen, "cannot save metadata: %s", strerror(-r));
 	free(text);
 	cJSON *old = NULL;
 	if (r == 0) {

@@ -57,7 +57,7 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 		fuse_reply_err(req, ENOTSUP);
 		return;
 	}
-	char why[256];
+	char why[256] = "";
 	const char *key = name + META_PREFIX_LEN;
 	int mflags =
 	    (flags & XATTR_CREATE ? META_CREATE : 0) | (flags & XATTR_REPLACE ? META_REPLACE : 0);
@@ -123,7 +123,7 @@ static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, ENOTSUP);
 		return;
 	}
-	char why[256];
+	char why[256] = "";
 	const char *key = name + META_PREFIX_LEN;
 	int r = context_meta_remove(fs->st, ctx, key, strlen(key), why, sizeof(why));
 	if (r < 0 && r != -ENOENT)

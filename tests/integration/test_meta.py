@@ -8,9 +8,7 @@ MCP tool list_contexts."""
 
 import ctypes
 import errno
-import json
 import os
-import subprocess
 
 import pytest
 
@@ -275,3 +273,43 @@ def test_mcp_list_contexts_shows_meta(shim):
     assert r[0]["result"]["structuredContent"] == {"contexts": [
         {"name": "a", "status": "idle", "meta": {"project": "acme"}},
         {"name": "b", "status": "idle", "meta": {}}]}
+
+
+# --- a full disk ------------------------------------------------------------------------
+
+
+def test_setxattr_under_enospc_fails_and_changes_nothing(mount_factory, fake):
+    """The state directory on a full 512 KiB tmpfs (test_disk_full.py's): a change
+    of metadata fails with ENOSPC, `status` says why, the set and the journal stay
+    as they were; once there is room it works and survives a remount."""
+    import test_disk_full
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for the state directory needs root")
+    mt = mount_factory(start=False)
+    mt.state.mkdir()
+    r = run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % test_disk_full.TMPFS_SIZE,
+             "tmpfs", str(mt.state)])
+    assert r.rc == 0, r
+    try:
+        mt.start()
+        filler = test_disk_full.Filler(mt.state)
+        c = mt.ctx("c")
+        big = b"v" * VALUE_MAX  # each record repeats every value: more than a page
+        os.setxattr(c, "user.a", big)
+        os.setxattr(c, "user.b", big)
+        before = (os.listxattr(c), (mt.state / "contexts" / "c" / "meta").read_bytes())
+        filler.fill()
+        assert errno_of(os.setxattr, c, "user.c", big) == errno.ENOSPC
+        assert errno_of(os.removexattr, c, "user.a") == errno.ENOSPC
+        assert (os.listxattr(c), (mt.state / "contexts" / "c" / "meta").read_bytes()) == before
+        assert "cannot save metadata: No space left" in read_text(c / "status")
+        test_disk_full.assert_journals_valid(mt, ["c"])
+        filler.remove()
+        os.setxattr(c, "user.c", b"room again")
+        mt.remount()
+        assert os.listxattr(c) == ["user.a", "user.b", "user.c"]
+        assert os.getxattr(c, "user.c") == b"room again"
+        test_disk_full.assert_journals_valid(mt, ["c"])
+    finally:
+        mt.cleanup()  # the daemon first: it holds the journals open
+        test_disk_full.umount(mt.state)
