@@ -41,6 +41,7 @@ static const char *type_name(uint16_t type, char *buf, size_t n)
 	    [JOURNAL_BLOCK] = "BLOCK",
 	    [JOURNAL_UNDO] = "UNDO",
 	    [JOURNAL_FORKED_FROM] = "FORKED_FROM",
+	    [JOURNAL_META] = "META",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

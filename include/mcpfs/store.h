@@ -109,6 +109,7 @@ void store_set_transport(struct store *s, const struct transport_ops *ops, void 
 #define STORE_CHANGED_RENAMED 32u
 #define STORE_CHANGED_HISTORY 64u   /* a message or reply was committed, or a clear */
 #define STORE_CHANGED_THINKING 128u /* a turn's thinking grew (`thinking`) */
+#define STORE_CHANGED_META 256u	    /* user metadata (meta.h) */
 
 typedef void store_observer_fn(void *data, uint64_t ctx_id, unsigned changes);
 

@@ -501,6 +501,9 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	case JOURNAL_BLOCK:
 		load_block(L, o, len);
 		break;
+	case JOURNAL_META:
+		meta_load_record(L->c->slot, o);
+		break;
 	}
 	cJSON_Delete(o);
 	return 0;
@@ -587,6 +590,7 @@ int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
 	store_journal_make_room(s);
 	c->journal = j;
 	slot->ctx = c;
+	slot->meta_known = true; /* a new context has none */
 	context_journal_opened(s, c);
 	return 0;
 }
@@ -613,8 +617,10 @@ int context_load(struct store *s, struct store_slot *slot)
 	int r = context_journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
+	meta_load_begin(slot);
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
+	meta_load_end(s, slot);
 	buf_done(&L.hidden);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {

@@ -5,9 +5,11 @@
  *                            STATE itself (deleting the file unlocks nothing)
  *   STATE/config             root defaults, `key = value` lines
  *   STATE/contexts/NAME/journal
+ *   STATE/contexts/NAME/meta    its user metadata for listings (meta.c), if any
  *   STATE/trash/             where deleted contexts go before removal
  * Renaming and deleting a context are renames of its directory, so each is atomic.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -127,6 +129,7 @@ static void empty_trash(struct store *s)
 static void slot_free(struct store *s, struct store_slot *slot)
 {
 	context_free(s, slot->ctx);
+	cJSON_Delete(slot->meta);
 	free(slot->name);
 	free(slot);
 }

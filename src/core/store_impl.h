@@ -95,6 +95,8 @@ struct store_slot {
 	char word[12];	     /* status word read without loading, "" unknown */
 	bool creating;	     /* store_create() makes its journal, the lock
 				released: store_get() and deletes wait */
+	struct cJSON *meta;  /* user metadata (meta.c), an object; NULL for none */
+	bool meta_known;     /* meta is read (from the journal or STATE/.../meta) */
 };
 
 /* Something the transcript shows between exchanges: a clear, a new system
@@ -343,6 +345,15 @@ void context_drop_ends(struct context *c);
 /* message.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
 void reserve_give_back(struct store *s, uint64_t *held);
+
+/* meta.c: loading a journal sets the slot's metadata from its META records
+ * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */
+void meta_load_begin(struct store_slot *slot);
+void meta_load_record(struct store_slot *slot, const struct cJSON *o);
+void meta_load_end(struct store *s, struct store_slot *slot);
+/* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
+ * of memory. */
+struct cJSON *meta_copy(const struct store_slot *slot);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);

@@ -498,6 +498,9 @@ static int render_info_json(const struct context *c, struct buf *out)
 	cJSON *cfg = cJSON_AddObjectToObject(o, "config");
 	if (cfg)
 		settings_to_json(&c->settings, cfg);
+	cJSON *meta = meta_copy(c->slot); /* user.* attributes of the directory */
+	if (!cJSON_AddItemToObject(o, "meta", meta))
+		cJSON_Delete(meta);
 	cJSON *u = cJSON_AddObjectToObject(o, "usage");
 	if (u) {
 		cJSON_AddNumberToObject(u, "input_tokens", (double)c->totals.input);

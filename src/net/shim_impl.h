@@ -12,6 +12,8 @@
  *                  budgets of bodies and renderings in flight
  *   shim_view.c    renderings (history, transcript) as shared immutable
  *                  snapshots, one copy however many clients read them
+ *   shim_meta.c    metadata: the meta.KEY=VALUE filter of the listing, and
+ *                  the "meta" member of POST and PATCH bodies
  *
  * Threads: libmicrohttpd's pool calls the handlers and readers (one connection
  * stays on one thread, so a struct shim_request or shim_stream is owned by it);
@@ -27,6 +29,7 @@
 #include <stdint.h>
 
 #include "mcpfs/buf.h"
+#include "mcpfs/meta.h"
 #include "mcpfs/shim.h"
 #include "mcpfs/store.h"
 
@@ -273,5 +276,24 @@ void shim_stream_on_change(void *sh, uint64_t ctx, unsigned what);
 
 /* Shutdown: no stream suspends from now on; suspended ones are resumed and end. */
 void shim_stream_stop_all(struct shim *sh);
+
+/* shim_meta.c: GET /v1/contexts?meta.KEY=VALUE (several: all must hold;
+ * meta.KEY alone: the key is present), and a body's "meta" member. */
+struct shim_filter {
+	char *keys[META_KEYS_MAX]; /* decoded parameter names, heap */
+	char *values[META_KEYS_MAX];
+	struct meta_filter c[META_KEYS_MAX];
+	size_t n;
+};
+/* 0, or -EINVAL with why (a bad encoding, key or value, too many). */
+int shim_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen);
+void shim_filter_done(struct shim_filter *f);
+bool shim_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
+/* The body's "meta" checked (-EINVAL + why for any mistake of the client),
+ * then applied (context_meta_patch's errnos). */
+int shim_meta_check(struct shim *sh, uint64_t id, const struct cJSON *body, char *why,
+		    size_t whylen);
+int shim_meta_apply(struct shim *sh, uint64_t id, const struct cJSON *body, char *why,
+		    size_t whylen);
 
 #endif

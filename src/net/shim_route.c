@@ -366,11 +366,19 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 {
 	struct store_entry *e;
 	size_t n;
+	struct shim_filter f;
+	char why[256];
+	if (shim_filter_parse(c, &f, why, sizeof(why)) < 0)
+		return shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	int r = store_list(sh->st, &e, &n);
-	if (r < 0)
+	if (r < 0) {
+		shim_filter_done(&f);
 		return shim_reply_errno(c, r, "cannot list the contexts");
+	}
 	cJSON *o = cJSON_CreateObject(), *list = o ? cJSON_AddArrayToObject(o, "contexts") : NULL;
 	for (size_t i = 0; list && i < n; i++) {
+		if (!shim_filter_match(sh, &f, e[i].id))
+			continue;
 		char word[32];
 		status_word(sh, e[i].id, word, sizeof(word));
 		cJSON *item = cJSON_CreateObject();
@@ -382,6 +390,7 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 		}
 	}
 	store_list_free(e, n);
+	shim_filter_done(&f);
 	if (!list) {
 		cJSON_Delete(o);
 		o = NULL;
@@ -406,7 +415,8 @@ static int create_unnamed(struct shim *sh, char *name, size_t len, uint64_t *id)
 static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"name", "system", "model", "config", "schema", NULL};
+	static const char *const keys[] = {"name",   "system", "model", "config",
+					   "schema", "meta",   NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, true, keys, &ret);
 	if (!o)
@@ -431,7 +441,10 @@ static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *
 	}
 	/* The settings go in after the create; if they are refused, the context
 	 * goes again, so a 400 leaves nothing behind. */
-	if (r == 0 && o->child && (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0)
+	if (r == 0 && o->child &&
+	    ((r = shim_meta_check(sh, id, o, why, sizeof(why))) < 0 ||
+	     (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0 ||
+	     (r = shim_meta_apply(sh, id, o, why, sizeof(why))) < 0))
 		store_delete(sh->st, name);
 	cJSON_Delete(o);
 	if (r < 0)
@@ -460,13 +473,18 @@ static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq
 static enum MHD_Result shim_patch_context(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"system", "model", "config", "schema", NULL};
+	static const char *const keys[] = {"system", "model", "config", "schema", "meta", NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, false, keys, &ret);
 	if (!o)
 		return ret;
 	char why[512] = "";
-	int r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	/* meta is checked first and saved last: a refused patch changes nothing. */
+	int r = shim_meta_check(sh, rq->id, o, why, sizeof(why));
+	if (r == 0)
+		r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	if (r == 0)
+		r = shim_meta_apply(sh, rq->id, o, why, sizeof(why));
 	cJSON_Delete(o);
 	if (r < 0)
 		return shim_reply_errno(c, r, why);

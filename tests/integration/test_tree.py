@@ -222,8 +222,13 @@ def test_metadata_calls_are_noops(ctx, fake):
 
 
 def test_xattrs_are_not_supported(mount, ctx):
-    """CONTRACT §4: ENOTSUP for every extended-attribute call, on every node."""
-    for path in (ctx / "input", ctx / "output", ctx, mount.path / ".status", mount.path):
+    """CONTRACT §4: ENOTSUP for every extended-attribute call on every node but a
+    context's directory, which takes user.* ones (§10, test_meta.py) and no others."""
+    for name in ("security.test", "trusted.test"):
+        with pytest.raises(OSError) as ei:
+            os.getxattr(ctx, name)
+        assert ei.value.errno == errno.ENOTSUP, (name, ei.value)
+    for path in (ctx / "input", ctx / "output", mount.path / ".status", mount.path):
         for call in (lambda: os.getxattr(path, "user.test"),
                      lambda: os.setxattr(path, "user.test", b"x"),
                      lambda: os.removexattr(path, "user.test"),
