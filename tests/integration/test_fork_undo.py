@@ -18,6 +18,9 @@ from mcpfs_testlib import (
 )
 from http_support import quote, shim, shim_factory  # noqa: F401  (fixtures)
 from test_blocks import CITED, every_block, strip_cache
+from test_disk_full import (  # noqa: F401  (the fixture `small`)
+    BIG_MESSAGE, Filler, assert_journals_valid, assert_no_leftovers, contexts, small,
+)
 from test_mcp import Rpc, text_of
 
 
@@ -301,3 +304,42 @@ def test_fork_and_undo_over_mcp(shim, fake):
     assert output(shim.path / "m2") == reply_for("more")
     assert [t for _, t in texts(fake.calls[-1])] == \
         ["one", reply_for("one"), "two", reply_for("two"), "more"]
+
+
+def test_fork_and_undo_survive_kill9(mount, fake):
+    """Durable when the write to ctl returns: a kill -9 right after loses
+    neither the fork nor the undo."""
+    a = mount.ctx("a")
+    two_turns(a)
+    assert ctl(a, "fork b").rc == 0 and ctl(a, "undo").rc == 0
+    fork_hist = read_file(mount.path / "b" / "history")
+    mount.kill9()
+    mount.start()
+    assert read_file(mount.path / "b" / "history") == fork_hist
+    assert reply_for("two") in fork_hist
+    h = read_file(a / "history")
+    assert reply_for("one") in h and "two" not in h, h
+    assert read_file(a / "transcript").endswith(
+        "--- turn 2 undone: taken out of the history ---\n\n")
+    assert os.listdir(mount.state / "trash") == []
+
+
+def test_fork_under_enospc_leaves_nothing(small, fake):
+    """A full disk fails the fork at the write with ENOSPC, and leaves no fork,
+    whole or half, on disk or in the mount; with room again it works."""
+    mt, filler = small, Filler(small.state)
+    a = mt.ctx("a")
+    send(a, BIG_MESSAGE)
+    assert output(a) == reply_for(BIG_MESSAGE)
+    filler.fill()
+    r = ctl(a, "fork b")
+    assert r.rc != 0 and "No space left on device" in r.err, r
+    refused(a, r"cannot create the fork: No space left on device")
+    assert contexts(mt) == ["a"]
+    assert_journals_valid(mt, ["a"])
+    assert_no_leftovers(mt)
+    filler.remove()
+    assert ctl(a, "fork b").rc == 0
+    assert contexts(mt) == ["a", "b"]
+    assert_journals_valid(mt, ["a", "b"])
+    assert reply_for(BIG_MESSAGE) in read_file(mt.path / "b" / "history")
