@@ -325,7 +325,7 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen);
 int context_clear(struct store *s, uint64_t id);
 
 /* fork (fork.c): creates context `name` with context id's settings, system
- * prompt and schema, and the exchanges of its history (since the last clear,
+ * prompt, schema and user metadata, and the exchanges of its history (since the last clear,
  * complete, not undone) whose turn is at most upto (CONTEXT_FORK_ALL: every
  * one); the new context keeps their turn numbers and usage starts at zero, and
  * its transcript starts with "forked from 'SOURCE' at turn N".  A call in

@@ -191,6 +191,7 @@ struct fork_plan {
 	char *system; /* "" for none */
 	char *schema; /* NULL for none */
 	char *from;   /* the source's name */
+	char *meta;   /* its user metadata: a META payload, NULL for none */
 	uint64_t at;  /* the turn it is forked at (the marker's) */
 	struct fork_ex *ex;
 	size_t n;
@@ -206,6 +207,7 @@ static void fork_plan_done(struct store *s, struct fork_plan *p)
 	free(p->system);
 	free(p->schema);
 	free(p->from);
+	free(p->meta);
 }
 
 /* The newest turn that has ended: the highest TURN a fork may name. */
@@ -231,6 +233,7 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 	p->system = strndup(c->system, c->system_len);
 	p->schema = c->schema ? strdup(c->schema) : NULL;
 	p->from = strdup(c->slot->name);
+	p->meta = meta_payload(c->slot); /* tags describe the conversation: kept */
 	p->ex = calloc(c->prune.n ? c->prune.n : 1, sizeof(*p->ex));
 	if (!p->system || (c->schema && !p->schema) || !p->from || !p->ex)
 		goto nomem;
@@ -360,6 +363,8 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	if (r == 0 && (p->system[0] || p->schema))
 		r = append_json(j, JOURNAL_SETTINGS,
 				settings_record(&p->settings, p->system, p->schema));
+	if (r == 0 && p->meta)
+		r = journal_append(j, JOURNAL_META, p->meta, strlen(p->meta), false);
 	struct buf part;
 	buf_init(&part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
 	for (size_t i = 0; r == 0 && i < p->n; i++) {
@@ -380,6 +385,21 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	return r;
 }
 
+/* The meta file beside the fork's journal (meta.c: what filtered listings read
+ * without loading the journal).  Best effort: the journal is the record, and
+ * loading the context writes the file again. */
+static void meta_file(struct store *s, const char *dir, const char *text)
+{
+	char path[JOURNAL_PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s/meta", s->dir, dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	size_t len = strlen(text);
+	if (fd >= 0 && (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0))
+		unlink(path);
+	if (fd >= 0)
+		close(fd);
+}
+
 /* Writes the fork in trash/, then renames its directory to contexts/NAME. */
 static int fork_make(struct store *s, const char *name, uint64_t slot_id, const struct fork_plan *p)
 {
@@ -392,6 +412,8 @@ static int fork_make(struct store *s, const char *name, uint64_t slot_id, const 
 	if (mkdirat(s->dir_fd, tmp, 0700) < 0)
 		return -errno;
 	int r = fork_write(path, p, now);
+	if (r == 0 && p->meta)
+		meta_file(s, tmp, p->meta);
 	if (r == 0 && renameat2(s->dir_fd, tmp, s->contexts_fd, name, RENAME_NOREPLACE) < 0)
 		r = -errno;
 	if (r == 0 && fsync(s->contexts_fd) < 0) {
@@ -399,6 +421,8 @@ static int fork_make(struct store *s, const char *name, uint64_t slot_id, const 
 		renameat(s->contexts_fd, name, s->dir_fd, tmp); /* not there after all */
 	}
 	if (r < 0) {
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s/meta", s->dir, tmp);
 		unlink(path);
 		unlinkat(s->dir_fd, tmp, AT_REMOVEDIR);
 	}

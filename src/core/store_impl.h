@@ -354,6 +354,9 @@ void meta_load_end(struct store *s, struct store_slot *slot);
 /* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
  * of memory. */
 struct cJSON *meta_copy(const struct store_slot *slot);
+/* The slot's metadata as the payload of a META record and the text of the
+ * meta file (heap); NULL for none or when out of memory (fork.c). */
+char *meta_payload(const struct store_slot *slot);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);

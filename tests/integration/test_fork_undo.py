@@ -343,3 +343,23 @@ def test_fork_under_enospc_leaves_nothing(small, fake):
     assert contexts(mt) == ["a", "b"]
     assert_journals_valid(mt, ["a", "b"])
     assert reply_for(BIG_MESSAGE) in read_file(mt.path / "b" / "history")
+
+
+def test_fork_keeps_the_metadata(shim, fake):
+    """user.* attributes describe the conversation: the fork has them too, in
+    getfattr's view and in the shim's metadata filter, also after a remount."""
+    a = shim.mount.ctx("a")
+    os.setxattr(a, "user.project", b"acme")
+    two_turns(a)
+    assert ctl(a, "fork b").rc == 0
+    b = shim.path / "b"
+    assert os.getxattr(b, "user.project") == b"acme"
+
+    def names():
+        r = shim.api.request("GET", "/v1/contexts?meta.project=acme")
+        assert r.status == 200, r
+        return sorted(c["name"] for c in r.json()["contexts"])
+    assert names() == ["a", "b"]
+    shim.mount.remount()
+    assert names() == ["a", "b"]
+    assert os.getxattr(b, "user.project") == b"acme"
