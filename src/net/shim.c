@@ -392,12 +392,12 @@ const char *shim_address(const struct shim *sh)
 int shim_start(struct shim *sh, char *why, size_t whylen)
 {
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+			 MHD_USE_ITC;
 	if (sh->family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	/* clang-format off */
 	sh->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, sh,
-		MHD_OPTION_LISTEN_SOCKET, sh->listen_fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SHIM_THREADS,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHIM_MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SHIM_IDLE_TIMEOUT_S,
@@ -416,7 +416,15 @@ int shim_start(struct shim *sh, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot start the HTTP server on %s", sh->address);
 		return -EIO;
 	}
-	sh->listen_fd = -1; /* libmicrohttpd's now: MHD_stop_daemon closes it */
+	/* Connections come through shim_accept.c, which looks at their first
+	 * header block before libmicrohttpd does. */
+	int r = shim_accept_start(sh);
+	if (r < 0) {
+		MHD_stop_daemon(sh->mhd);
+		sh->mhd = NULL;
+		snprintf(why, whylen, "cannot start the HTTP server on %s", sh->address);
+		return r;
+	}
 	return 0;
 }
 
@@ -425,6 +433,7 @@ void shim_stop(struct shim *sh)
 	if (!sh)
 		return;
 	/* libmicrohttpd must not be stopped with suspended connections. */
+	shim_accept_stop(sh);
 	shim_stream_stop_all(sh);
 	if (sh->mhd)
 		MHD_stop_daemon(sh->mhd);

@@ -62,19 +62,29 @@
 #define SHIM_BODY_TIMEOUT_MS 60000
 #define SHIM_EVICT_AGE_MS 500
 #define SHIM_RETRY_AFTER_S 2
+/* shim_accept.c: a new connection's first header block is looked at before
+ * libmicrohttpd's, when it is in within SHIM_PEEK_MS and SHIM_PEEK_MAX bytes;
+ * SHIM_PENDING_MAX connections wait for theirs at once; a Content-Length of
+ * more than SHIM_LENGTH_DIGITS digits is over any ceiling (413). */
+#define SHIM_PEEK_MAX 8192
+#define SHIM_PEEK_MS 1000
+#define SHIM_PENDING_MAX 256
+#define SHIM_LENGTH_DIGITS 15
 
 struct cJSON;
 struct mcp;
 struct shim_stream;
 struct shim_conn;
 struct shim_view;
+struct shim_accept;
 
 /* Everything above `lock` is set by shim_new/shim_start and read-only while
  * requests are served. */
 struct shim {
 	struct store *st;
 	struct MHD_Daemon *mhd;	    /* NULL until shim_start */
-	int listen_fd;		    /* bound by shim_new; -1 once libmicrohttpd owns it */
+	int listen_fd;		    /* bound by shim_new; accepted on by shim_accept.c */
+	struct shim_accept *acceptor; /* its thread, from shim_start to shim_stop */
 	int family;		    /* AF_INET or AF_INET6 */
 	unsigned port;		    /* listening port */
 	char address[64];	    /* "127.0.0.1:61900", "[::1]:8080" */
@@ -122,6 +132,19 @@ struct shim_request {
  * (through shim_reply_*) and returns what that returned. */
 typedef enum MHD_Result shim_handler_fn(struct shim *sh, struct shim_request *rq,
 					struct MHD_Connection *c);
+
+/* --- shim_accept.c --- */
+
+/* Starts the thread that accepts on listen_fd and hands connections to
+ * sh->mhd (started with MHD_USE_NO_LISTEN_SOCKET) once their first header
+ * block passed the Content-Length check below.  0 or -errno. */
+int shim_accept_start(struct shim *sh);
+/* Stops that thread (before MHD_stop_daemon); closes the connections it held. */
+void shim_accept_stop(struct shim *sh);
+/* What is wrong with a Content-Length value in the header block s[0..n)
+ * (request line first), or NULL; *status is set to 413 for too many digits and
+ * left as it is otherwise. */
+const char *shim_accept_length_problem(const char *s, size_t n, unsigned *status);
 
 /* --- shim_frame.c --- */
 
