@@ -399,7 +399,8 @@ int shim_start(struct shim *sh, char *why, size_t whylen)
 	/* clang-format off */
 	sh->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, sh,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SHIM_THREADS,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHIM_MAX_CONNECTIONS,
+		/* Above what shim_accept.c ever hands over (see there). */
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHIM_MAX_CONNECTIONS + 64,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SHIM_IDLE_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SHIM_CONN_MEMORY,
 		/* Not 1: that closes the connection without an answer on a space in
@@ -444,6 +445,7 @@ void shim_free(struct shim *sh)
 {
 	if (!sh)
 		return;
+	shim_accept_free(sh);
 	if (sh->listen_fd >= 0)
 		close(sh->listen_fd);
 	if (sh->token) {

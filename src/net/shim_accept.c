@@ -15,11 +15,18 @@
  * A connection whose header block is not complete within SHIM_PEEK_MS, or is
  * longer than SHIM_PEEK_MAX bytes, is handed over as it is: a slow client
  * costs a place here for SHIM_PEEK_MS at most, and at most SHIM_PENDING_MAX
- * wait at once (past that, the oldest is handed over).  Only the first request
+ * wait at once (past that, the oldest is handed over).  Connections held here
+ * and by libmicrohttpd together are at most SHIM_MAX_CONNECTIONS: past that the
+ * listening socket is left alone (the kernel's backlog keeps the rest) until one
+ * closes, and so libmicrohttpd never meets its own limit, set above it (a
+ * connection handed over at that limit deadlocked its workers in 0.9.75).  When
+ * accept(2) fails for want of descriptors, accepting pauses SHIM_PAUSE_MS.
+ * Only the first request
  * of a connection is looked at: a later one on a kept-alive connection is
  * libmicrohttpd's alone (its 400 is then the doubled one).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +42,7 @@
 
 #define WAKE_TAG UINT32_MAX
 #define LISTEN_TAG 0u
+#define SHIM_PAUSE_MS 100
 
 struct pending {
 	int fd; /* -1: a free slot */
@@ -47,6 +55,11 @@ struct shim_accept {
 	struct shim *sh;
 	int epfd, wakefd;
 	pthread_t thread;
+	atomic_bool stopping;
+	atomic_uint live;	/* handed over, not closed yet */
+	unsigned n_pending;	/* slots in use */
+	bool paused;		/* listen_fd is out of the epoll set */
+	int64_t resume_ms;	/* paused for an accept error: when to try again; or 0 */
 	struct pending slot[SHIM_PENDING_MAX];
 };
 
@@ -106,10 +119,37 @@ static void hand_over(struct shim_accept *a, struct pending *p)
 {
 	epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
 	/* libmicrohttpd closes the socket itself when it cannot take it. */
-	if (MHD_add_connection(a->sh->mhd, p->fd, (const struct sockaddr *)&p->addr, p->addrlen) !=
+	if (MHD_add_connection(a->sh->mhd, p->fd, (const struct sockaddr *)&p->addr, p->addrlen) ==
 	    MHD_YES)
+		atomic_fetch_add(&a->live, 1);
+	else
 		log_debug("http: a connection could not be handed to libmicrohttpd");
 	p->fd = -1;
+	a->n_pending--;
+}
+
+static void drop(struct shim_accept *a, struct pending *p)
+{
+	epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+	p->fd = -1;
+	a->n_pending--;
+}
+
+static void listening(struct shim_accept *a, bool on, int64_t resume_ms)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = LISTEN_TAG};
+	if (on == !a->paused)
+		return;
+	if (on ? epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->sh->listen_fd, &ev)
+	       : epoll_ctl(a->epfd, EPOLL_CTL_DEL, a->sh->listen_fd, NULL))
+		return;
+	a->paused = !on;
+	a->resume_ms = resume_ms;
+}
+
+static bool full(struct shim_accept *a)
+{
+	return a->n_pending + atomic_load(&a->live) >= SHIM_MAX_CONNECTIONS;
 }
 
 /* The header block of p, if it is all in: refused here or handed over. */
@@ -120,9 +160,9 @@ static void look(struct shim_accept *a, struct pending *p)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) { /* closed or failed before a request: nothing to answer */
-		epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-		close(p->fd);
-		p->fd = -1;
+		int fd = p->fd;
+		drop(a, p);
+		close(fd);
 		return;
 	}
 	const char *end = memmem(buf, (size_t)n, "\n\r\n", 3);
@@ -138,9 +178,9 @@ static void look(struct shim_accept *a, struct pending *p)
 		return;
 	}
 	log_debug("http: refused before libmicrohttpd: %s", why);
-	epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-	refuse(p->fd, status, why);
-	p->fd = -1;
+	int fd = p->fd;
+	drop(a, p);
+	refuse(fd, status, why);
 }
 
 static struct pending *free_slot(struct shim_accept *a)
@@ -159,13 +199,24 @@ static struct pending *free_slot(struct shim_accept *a)
 static void accept_all(struct shim_accept *a)
 {
 	for (;;) {
+		if (full(a)) {
+			listening(a, false, 0);
+			return;
+		}
 		struct pending t = {.addrlen = sizeof(t.addr)};
 		t.fd = accept4(a->sh->listen_fd, (struct sockaddr *)&t.addr, &t.addrlen,
 			       SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (t.fd < 0)
-			return; /* EAGAIN, or EMFILE and the like: the backlog keeps it */
+		if (t.fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED) /* EMFILE and the like: the backlog keeps it */
+				listening(a, false, clock_mono_ms() + SHIM_PAUSE_MS);
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return;
+		}
 		struct pending *p = free_slot(a);
 		*p = t;
+		a->n_pending++;
 		p->since_ms = clock_mono_ms();
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
 					 .data.u32 = (uint32_t)(p - a->slot) + 1};
@@ -180,6 +231,10 @@ static void accept_all(struct shim_accept *a)
 static int expire(struct shim_accept *a)
 {
 	int64_t now = clock_mono_ms(), next = -1;
+	if (a->paused && (a->resume_ms ? now >= a->resume_ms : !full(a)))
+		listening(a, true, 0);
+	if (a->paused && a->resume_ms)
+		next = a->resume_ms - now;
 	for (size_t i = 0; i < SHIM_PENDING_MAX; i++) {
 		struct pending *p = &a->slot[i];
 		if (p->fd < 0)
@@ -200,8 +255,12 @@ static void *accept_loop(void *arg)
 		int n = epoll_wait(a->epfd, evs, 64, expire(a));
 		for (int i = 0; i < n; i++) {
 			uint32_t tag = evs[i].data.u32;
-			if (tag == WAKE_TAG)
+			uint64_t v;
+			if (tag == WAKE_TAG && read(a->wakefd, &v, sizeof(v)) >= 0 &&
+			    atomic_load(&a->stopping))
 				return NULL;
+			if (tag == WAKE_TAG)
+				continue;
 			if (tag == LISTEN_TAG)
 				accept_all(a);
 			else if (a->slot[tag - 1].fd >= 0)
@@ -225,11 +284,13 @@ int shim_accept_start(struct shim *sh)
 	int r;
 	if (a->epfd >= 0 && a->wakefd >= 0 &&
 	    epoll_ctl(a->epfd, EPOLL_CTL_ADD, sh->listen_fd, &lev) == 0 &&
-	    epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wakefd, &wev) == 0)
+	    epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->wakefd, &wev) == 0) {
+		sh->acceptor = a; /* before the thread: its connections report here */
 		r = -pthread_create(&a->thread, NULL, accept_loop, a);
-	else
+	} else
 		r = -errno;
 	if (r < 0) {
+		sh->acceptor = NULL;
 		if (a->epfd >= 0)
 			close(a->epfd);
 		if (a->wakefd >= 0)
@@ -237,24 +298,47 @@ int shim_accept_start(struct shim *sh)
 		free(a);
 		return r;
 	}
-	sh->acceptor = a;
 	return 0;
 }
 
 void shim_accept_stop(struct shim *sh)
 {
 	struct shim_accept *a = sh->acceptor;
-	if (!a)
+	if (!a || atomic_load(&a->stopping))
 		return;
 	uint64_t one = 1;
+	atomic_store(&a->stopping, true);
 	if (write(a->wakefd, &one, sizeof(one)) != sizeof(one))
 		log_debug("http: cannot wake the accept thread");
 	pthread_join(a->thread, NULL);
 	for (size_t i = 0; i < SHIM_PENDING_MAX; i++)
-		if (a->slot[i].fd >= 0)
-			close(a->slot[i].fd);
+		if (a->slot[i].fd >= 0) {
+			int fd = a->slot[i].fd;
+			drop(a, &a->slot[i]);
+			close(fd);
+		}
+}
+
+void shim_accept_free(struct shim *sh)
+{
+	struct shim_accept *a = sh->acceptor;
+	if (!a)
+		return;
 	close(a->epfd);
 	close(a->wakefd);
 	free(a);
 	sh->acceptor = NULL;
+}
+
+void shim_accept_closed(struct shim *sh)
+{
+	struct shim_accept *a = sh->acceptor;
+	uint64_t one = 1;
+	if (!a || !atomic_load(&a->live))
+		return;
+	/* Near SHIM_MAX_CONNECTIONS: the accept thread may be waiting for this
+	 * (n_pending is the thread's own, so all it may hold is assumed). */
+	if (atomic_fetch_sub(&a->live, 1) + SHIM_PENDING_MAX >= SHIM_MAX_CONNECTIONS &&
+	    write(a->wakefd, &one, sizeof(one)) != sizeof(one))
+		log_debug("http: cannot wake the accept thread");
 }

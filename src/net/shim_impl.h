@@ -139,8 +139,13 @@ typedef enum MHD_Result shim_handler_fn(struct shim *sh, struct shim_request *rq
  * sh->mhd (started with MHD_USE_NO_LISTEN_SOCKET) once their first header
  * block passed the Content-Length check below.  0 or -errno. */
 int shim_accept_start(struct shim *sh);
-/* Stops that thread (before MHD_stop_daemon); closes the connections it held. */
+/* Stops that thread (before MHD_stop_daemon); closes the connections it held.
+ * shim_accept_free, after MHD_stop_daemon (whose workers call
+ * shim_accept_closed until then), frees what is left. */
 void shim_accept_stop(struct shim *sh);
+void shim_accept_free(struct shim *sh);
+/* A connection it handed over closed (libmicrohttpd's CLOSED notification). */
+void shim_accept_closed(struct shim *sh);
 /* What is wrong with a Content-Length value in the header block s[0..n)
  * (request line first), or NULL; *status is set to 413 for too many digits and
  * left as it is otherwise. */
