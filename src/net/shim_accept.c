@@ -56,10 +56,10 @@ struct shim_accept {
 	int epfd, wakefd;
 	pthread_t thread;
 	atomic_bool stopping;
-	atomic_uint live;	/* handed over, not closed yet */
-	unsigned n_pending;	/* slots in use */
-	bool paused;		/* listen_fd is out of the epoll set */
-	int64_t resume_ms;	/* paused for an accept error: when to try again; or 0 */
+	atomic_uint live;   /* handed over, not closed yet */
+	unsigned n_pending; /* slots in use */
+	bool paused;	    /* listen_fd is out of the epoll set */
+	int64_t resume_ms;  /* paused for an accept error: when to try again; or 0 */
 	struct pending slot[SHIM_PENDING_MAX];
 };
 
@@ -100,13 +100,15 @@ const char *shim_accept_length_problem(const char *s, size_t n, unsigned *status
 static void refuse(int fd, unsigned status, const char *why)
 {
 	char body[256], head[512], sink[4096];
-	int nb = snprintf(body, sizeof(body),
-			  "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"%s\"}}\n", why);
-	int nh = snprintf(head, sizeof(head),
-			  "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-			  "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-			  "Content-Length: %d\r\n\r\n",
-			  status, status == 413 ? "Content Too Large" : "Bad Request", nb);
+	int nb =
+	    snprintf(body, sizeof(body),
+		     "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"%s\"}}\n", why);
+	int nh =
+	    snprintf(head, sizeof(head),
+		     "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+		     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+		     "Content-Length: %d\r\n\r\n",
+		     status, status == 413 ? "Content Too Large" : "Bad Request", nb);
 	for (int i = 0; i < 64 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
 		;
 	if (send(fd, head, (size_t)nh, MSG_NOSIGNAL | MSG_DONTWAIT) == nh)

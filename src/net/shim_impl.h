@@ -82,13 +82,13 @@ struct shim_accept;
  * requests are served. */
 struct shim {
 	struct store *st;
-	struct MHD_Daemon *mhd;	    /* NULL until shim_start */
-	int listen_fd;		    /* bound by shim_new; accepted on by shim_accept.c */
-	struct shim_accept *acceptor; /* its thread, from shim_start to shim_stop */
-	int family;		    /* AF_INET or AF_INET6 */
-	unsigned port;		    /* listening port */
-	char address[64];	    /* "127.0.0.1:61900", "[::1]:8080" */
-	char hosts[SHIM_HOSTS][72]; /* Host values accepted (compared ignoring case) */
+	struct MHD_Daemon *mhd;	      /* NULL until shim_start */
+	int listen_fd;		      /* bound by shim_new; accepted on by shim_accept.c */
+	struct shim_accept *acceptor; /* its thread: shim_start to shim_free */
+	int family;		      /* AF_INET or AF_INET6 */
+	unsigned port;		      /* listening port */
+	char address[64];	      /* "127.0.0.1:61900", "[::1]:8080" */
+	char hosts[SHIM_HOSTS][72];   /* Host values accepted (compared ignoring case) */
 	size_t n_hosts;
 	char origins[SHIM_ORIGINS][80];
 	char *token; /* NUL-terminated, or NULL: no token needed; wiped on free */

@@ -387,6 +387,17 @@ def test_malformed_content_length_gets_one_clean_400(shim, value):
     assert b"Connection: close" in out.partition(b"\r\n\r\n")[0]
 
 
+def test_a_content_length_of_too_many_digits_gets_one_clean_413(shim):
+    """Twenty digits overflow libmicrohttpd's counter: it answered 413 itself."""
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+           "application/json\r\nContent-Length: 99999999999999999999\r\n\r\n{}"
+           % shim.port).encode()
+    status, out = raw(shim.port, req, timeout=5)
+    assert status == 413, out
+    assert out.count(b"HTTP/1.1 ") == 1, out
+    assert b"Connection: close" in out.partition(b"\r\n\r\n")[0]
+
+
 def test_malformed_content_length_is_refused_and_closes(shim):
     """What holds today: 400, nothing created, the bytes after it never read."""
     req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
