@@ -399,8 +399,9 @@ int shim_start(struct shim *sh, char *why, size_t whylen)
 	/* clang-format off */
 	sh->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, sh,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SHIM_THREADS,
-		/* Above what shim_accept.c ever hands over (see there). */
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHIM_MAX_CONNECTIONS + 64,
+		/* Split between the threads: each one's share is above what
+		 * shim_accept.c ever hands over to all of them (see there). */
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(SHIM_MAX_CONNECTIONS + 64) * SHIM_THREADS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SHIM_IDLE_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SHIM_CONN_MEMORY,
 		/* Not 1: that closes the connection without an answer on a space in
@@ -417,8 +418,8 @@ int shim_start(struct shim *sh, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot start the HTTP server on %s", sh->address);
 		return -EIO;
 	}
-	/* Connections come through shim_accept.c, which looks at their first
-	 * header block before libmicrohttpd does. */
+	/* Connections come through shim_accept.c, which checks their request
+	 * line and header block before libmicrohttpd reads them. */
 	int r = shim_accept_start(sh);
 	if (r < 0) {
 		MHD_stop_daemon(sh->mhd);

@@ -1,36 +1,40 @@
-/* shim_accept.c — the shim's own accept loop, which looks at a connection's
- * first header block before libmicrohttpd reads a byte of it.
+/* shim_accept.c — the shim's own accept loop: every request line and header
+ * block is checked here, before libmicrohttpd reads a byte of it.
  *
- * libmicrohttpd 0.9.75 answers a malformed Content-Length ("1x", "-1", "2 2",
- * empty) itself while it parses the header block, before any callback of the
- * shim runs, and its state machine then writes that answer's header block a
- * second time.  So the shim accepts connections itself: each new connection is
- * kept here until its header block is in the socket (read with MSG_PEEK, so
- * nothing is consumed), and a Content-Length that is not 1 to
- * SHIM_LENGTH_DIGITS digits is answered here, one 400 (413 for too many
- * digits) with Connection: close; every other connection is handed to
- * libmicrohttpd (MHD_add_connection) with its bytes untouched, which then
- * applies every other check (shim_frame.c) and limit (shim_conn.c).
+ * libmicrohttpd 0.9.75 answers some bytes itself, before any callback of the
+ * shim runs, and not cleanly: a malformed Content-Length ("1x", "-1", "2 2",
+ * "2 " with a space after it, empty) gets a 400 whose header block its state
+ * machine writes twice; a request line without a method (" GET / HTTP/1.1")
+ * no answer at all.  So the shim accepts connections itself: each is held here
+ * until its request line and header block are in the socket (read with
+ * MSG_PEEK, so nothing is consumed) and checked (shim_frame_peek_check); then
+ * it is refused here, one answer and the connection closed, or handed to
+ * libmicrohttpd (MHD_add_connection) with its bytes untouched.  Every response
+ * of the shim says Connection: close (shim_reply_headers), so libmicrohttpd
+ * never reads a second request from a connection: each request is the first
+ * of its connection and is checked here.  A connection is never handed over
+ * unchecked.
  *
- * A connection whose header block is not complete within SHIM_PEEK_MS, or is
- * longer than SHIM_PEEK_MAX bytes, is handed over as it is: a slow client
- * costs a place here for SHIM_PEEK_MS at most, and at most SHIM_PENDING_MAX
- * wait at once (past that, the oldest is handed over).  Connections held here
- * and by libmicrohttpd together are at most SHIM_MAX_CONNECTIONS: past that the
- * listening socket is left alone (the kernel's backlog keeps the rest) until one
- * closes, and so libmicrohttpd never meets its own limit, set above it (a
- * connection handed over at that limit deadlocked its workers in 0.9.75).  When
- * accept(2) fails for want of descriptors, accepting pauses SHIM_PAUSE_MS.
- * Only the first request
- * of a connection is looked at: a later one on a kept-alive connection is
- * libmicrohttpd's alone (its 400 is then the doubled one).
+ * Held here: a connection waits for its header block SHIM_HEADER_TIMEOUT_MS at
+ * most from its accept (then it is closed without an answer); one whose
+ * header block passes SHIM_HEADER_MAX bytes gets 431.  Connections held here
+ * and handed over (until libmicrohttpd's CLOSED notification) are at most
+ * SHIM_MAX_CONNECTIONS together; while more than SHIM_MAX_CONNECTIONS -
+ * SHIM_RESERVE are, each new connection closes the ones held here longest
+ * (SHIM_EVICT_AGE_MS at least), so a client that sends its request at once
+ * gets a place however many slow ones there are.  When every place is taken
+ * and none may be freed so, the listening socket is left alone (the kernel's
+ * backlog keeps the rest) until a connection closes or one held here has
+ * waited SHIM_EVICT_AGE_MS.  When accept(2) fails for want of descriptors,
+ * accepting pauses PAUSE_MS.  libmicrohttpd's own connection limit is set
+ * above anything it can be handed (shim.c): a connection handed over past its
+ * limit is closed without a notification, which would lose count of it.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -42,11 +46,14 @@
 
 #define WAKE_TAG UINT32_MAX
 #define LISTEN_TAG 0u
-#define SHIM_PAUSE_MS 100
+#define PAUSE_MS 100	     /* after accept(2) failed for want of descriptors */
+#define FULL_RECHECK_MS 100 /* while every place is taken, at the latest */
 
 struct pending {
-	int fd; /* -1: a free slot */
+	int fd;	      /* -1: a free slot */
+	uint32_t gen; /* counts the slot's uses: an event of an earlier one is stale */
 	int64_t since_ms;
+	struct pending *prev, *next; /* the held list, oldest first; or the free list */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 };
@@ -56,59 +63,39 @@ struct shim_accept {
 	int epfd, wakefd;
 	pthread_t thread;
 	atomic_bool stopping;
-	atomic_uint live;   /* handed over, not closed yet */
-	unsigned n_pending; /* slots in use */
-	bool paused;	    /* listen_fd is out of the epoll set */
-	int64_t resume_ms;  /* paused for an accept error: when to try again; or 0 */
-	struct pending slot[SHIM_PENDING_MAX];
+	atomic_uint live;	/* handed over, not closed yet */
+	atomic_bool want_close; /* the thread waits for a connection to close */
+	unsigned n_held;
+	struct pending *head, *tail; /* held, oldest first */
+	struct pending *free;
+	bool paused;	   /* listen_fd is out of the epoll set */
+	int64_t resume_ms; /* paused for an accept error: when to try again; or 0 */
+	char peek[SHIM_HEADER_MAX];
+	struct pending slot[SHIM_MAX_CONNECTIONS];
 };
 
-/* What is wrong with the Content-Length headers of the header block s[0..n),
- * or NULL.  Only the value's syntax: how many there are is shim_frame.c's. */
-const char *shim_accept_length_problem(const char *s, size_t n, unsigned *status)
+static unsigned in_use(struct shim_accept *a)
 {
-	static const char name[] = "content-length";
-	const char *end = s + n, *p = memchr(s, '\n', n);
-	while (p && ++p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		size_t len = (size_t)((eol ? eol : end) - p);
-		if (len > sizeof(name) - 1 && p[sizeof(name) - 1] == ':' &&
-		    !strncasecmp(p, name, sizeof(name) - 1)) {
-			const char *v = p + sizeof(name), *e = p + len;
-			while (v < e && (*v == ' ' || *v == '\t'))
-				v++;
-			while (e > v && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-				e--;
-			if (v == e)
-				return "an empty Content-Length";
-			for (const char *q = v; q < e; q++)
-				if (*q < '0' || *q > '9')
-					return "a Content-Length that is not a number of bytes "
-					       "(digits only)";
-			if (e - v > SHIM_LENGTH_DIGITS) {
-				*status = 413;
-				return "a Content-Length over the shim's ceiling";
-			}
-		}
-		p = eol;
-	}
-	return NULL;
+	return a->n_held + atomic_load(&a->live);
 }
 
 /* One answer, then the connection closed: what the client sent is read first,
  * so that closing does not reset the connection under the answer. */
 static void refuse(int fd, unsigned status, const char *why)
 {
-	char body[256], head[512], sink[4096];
-	int nb =
-	    snprintf(body, sizeof(body),
-		     "{\"error\":{\"type\":\"invalid_request_error\",\"message\":\"%s\"}}\n", why);
-	int nh =
-	    snprintf(head, sizeof(head),
-		     "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-		     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-		     "Content-Length: %d\r\n\r\n",
-		     status, status == 413 ? "Content Too Large" : "Bad Request", nb);
+	char body[320], head[512], sink[4096];
+	int nb = snprintf(body, sizeof(body), "{\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}\n",
+			  shim_reply_type(status), why);
+	int nh = snprintf(head, sizeof(head),
+			  "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+			  "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+			  "Content-Length: %d\r\n\r\n",
+			  status,
+			  status == MHD_HTTP_CONTENT_TOO_LARGE		      ? "Content Too Large"
+			  : status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE ? "Request Header "
+										 "Fields Too Large"
+									       : "Bad Request",
+			  nb);
 	for (int i = 0; i < 64 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
 		;
 	if (send(fd, head, (size_t)nh, MSG_NOSIGNAL | MSG_DONTWAIT) == nh)
@@ -117,136 +104,182 @@ static void refuse(int fd, unsigned status, const char *why)
 	close(fd);
 }
 
-static void hand_over(struct shim_accept *a, struct pending *p)
+/* Takes p off the held list (and the epoll set) and frees its slot; returns
+ * its descriptor. */
+static int unhold(struct shim_accept *a, struct pending *p)
 {
-	epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-	/* libmicrohttpd closes the socket itself when it cannot take it. */
-	if (MHD_add_connection(a->sh->mhd, p->fd, (const struct sockaddr *)&p->addr, p->addrlen) ==
-	    MHD_YES)
-		atomic_fetch_add(&a->live, 1);
+	int fd = p->fd;
+	epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+	if (p->prev)
+		p->prev->next = p->next;
 	else
-		log_debug("http: a connection could not be handed to libmicrohttpd");
+		a->head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		a->tail = p->prev;
 	p->fd = -1;
-	a->n_pending--;
+	p->prev = NULL;
+	p->next = a->free;
+	a->free = p;
+	a->n_held--;
+	return fd;
 }
 
-static void drop(struct shim_accept *a, struct pending *p)
+static void drop(struct shim_accept *a, struct pending *p, const char *why)
 {
-	epoll_ctl(a->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-	p->fd = -1;
-	a->n_pending--;
+	log_debug("http: closing a connection: %s", why);
+	close(unhold(a, p));
+}
+
+static void hand_over(struct shim_accept *a, struct pending *p)
+{
+	struct sockaddr_storage addr = p->addr;
+	socklen_t addrlen = p->addrlen;
+	int fd = unhold(a, p);
+	/* Counted first: libmicrohttpd may close it before it returns.  On
+	 * failure it closed the socket itself, without a notification. */
+	atomic_fetch_add(&a->live, 1);
+	if (MHD_add_connection(a->sh->mhd, fd, (const struct sockaddr *)&addr, addrlen) !=
+	    MHD_YES) {
+		atomic_fetch_sub(&a->live, 1);
+		log_debug("http: a connection could not be handed to libmicrohttpd");
+	}
 }
 
 static void listening(struct shim_accept *a, bool on, int64_t resume_ms)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = LISTEN_TAG};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = LISTEN_TAG};
+	a->resume_ms = resume_ms;
 	if (on == !a->paused)
 		return;
 	if (on ? epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->sh->listen_fd, &ev)
 	       : epoll_ctl(a->epfd, EPOLL_CTL_DEL, a->sh->listen_fd, NULL))
 		return;
 	a->paused = !on;
-	a->resume_ms = resume_ms;
+	atomic_store(&a->want_close, false);
 }
 
-static bool full(struct shim_accept *a)
+/* Every place is taken: waits for a close (shim_accept_closed wakes the
+ * thread) or for the oldest held connection to be old enough to be closed. */
+static void pause_full(struct shim_accept *a)
 {
-	return a->n_pending + atomic_load(&a->live) >= SHIM_MAX_CONNECTIONS;
+	listening(a, false, 0);
+	atomic_store(&a->want_close, true);
+	if (in_use(a) < SHIM_MAX_CONNECTIONS) /* one closed meanwhile */
+		listening(a, true, 0);
 }
 
-/* The header block of p, if it is all in: refused here or handed over. */
-static void look(struct shim_accept *a, struct pending *p)
+/* Closes the connection held longest, if it waited SHIM_EVICT_AGE_MS. */
+static bool evict_oldest(struct shim_accept *a, int64_t now_ms)
 {
-	char buf[SHIM_PEEK_MAX];
-	ssize_t n = recv(p->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	if (!a->head || now_ms - a->head->since_ms < SHIM_EVICT_AGE_MS)
+		return false;
+	drop(a, a->head, "the connection reserve is needed");
+	return true;
+}
+
+/* p's bytes so far: refused, handed over, or left to wait for more. */
+static void look(struct shim_accept *a, struct pending *p, uint32_t events)
+{
+	ssize_t n = recv(p->fd, a->peek, sizeof(a->peek), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
-	if (n <= 0) { /* closed or failed before a request: nothing to answer */
-		int fd = p->fd;
-		drop(a, p);
-		close(fd);
+	if (n <= 0) {
+		drop(a, p, "closed or failed before a request");
 		return;
 	}
-	const char *end = memmem(buf, (size_t)n, "\n\r\n", 3);
-	if (!end)
-		end = memmem(buf, (size_t)n, "\n\n", 2);
-	if (!end && (size_t)n < sizeof(buf))
-		return; /* more to come */
-	unsigned status = 400;
-	const char *why =
-	    end ? shim_accept_length_problem(buf, (size_t)(end - buf) + 1, &status) : NULL;
-	if (!why) {
+	size_t len;
+	unsigned status = MHD_HTTP_BAD_REQUEST;
+	const char *why = shim_frame_peek_check(a->peek, (size_t)n, &len, &status);
+	if (!why && len) {
 		hand_over(a, p);
 		return;
 	}
-	log_debug("http: refused before libmicrohttpd: %s", why);
-	int fd = p->fd;
-	drop(a, p);
-	refuse(fd, status, why);
-}
-
-static struct pending *free_slot(struct shim_accept *a)
-{
-	struct pending *oldest = NULL;
-	for (size_t i = 0; i < SHIM_PENDING_MAX; i++) {
-		if (a->slot[i].fd < 0)
-			return &a->slot[i];
-		if (!oldest || a->slot[i].since_ms < oldest->since_ms)
-			oldest = &a->slot[i];
+	if (!why && (size_t)n == sizeof(a->peek)) {
+		status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+		why = "the request line and headers are over the shim's limit of 32 KiB";
 	}
-	hand_over(a, oldest);
-	return oldest;
+	if (why) {
+		log_debug("http: %u before libmicrohttpd: %s", status, why);
+		refuse(unhold(a, p), status, why);
+	} else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		drop(a, p, "the client ended before its headers did");
 }
 
+/* Accepts what waits in the backlog, while places are left. */
 static void accept_all(struct shim_accept *a)
 {
-	for (;;) {
-		if (full(a)) {
-			listening(a, false, 0);
+	for (bool first = true;; first = false) {
+		int64_t now = clock_mono_ms();
+		/* Only when someone waits (the first time round, epoll said so;
+		 * later, epoll will say so again) is a held connection closed. */
+		if (in_use(a) >= SHIM_MAX_CONNECTIONS && (!first || !evict_oldest(a, now))) {
+			if (first)
+				pause_full(a);
 			return;
 		}
-		struct pending t = {.addrlen = sizeof(t.addr)};
-		t.fd = accept4(a->sh->listen_fd, (struct sockaddr *)&t.addr, &t.addrlen,
-			       SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (t.fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED) /* EMFILE and the like: the backlog keeps it */
-				listening(a, false, clock_mono_ms() + SHIM_PAUSE_MS);
+		struct pending *p = a->free;
+		p->addrlen = sizeof(p->addr);
+		p->fd = accept4(a->sh->listen_fd, (struct sockaddr *)&p->addr, &p->addrlen,
+				SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (p->fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) /* EMFILE and the like */
+				listening(a, false, now + PAUSE_MS);
 			return;
 		}
-		struct pending *p = free_slot(a);
-		*p = t;
-		a->n_pending++;
-		p->since_ms = clock_mono_ms();
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
-					 .data.u32 = (uint32_t)(p - a->slot) + 1};
-		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
-			hand_over(a, p);
+		a->free = p->next;
+		p->since_ms = now;
+		p->next = NULL;
+		p->prev = a->tail;
+		if (a->tail)
+			a->tail->next = p;
 		else
-			look(a, p); /* its bytes may be there already */
+			a->head = p;
+		a->tail = p;
+		a->n_held++;
+		while (in_use(a) > SHIM_MAX_CONNECTIONS - SHIM_RESERVE && evict_oldest(a, now))
+			;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+					 .data.u64 = (uint64_t)++p->gen << 32 |
+						     ((uint32_t)(p - a->slot) + 1)};
+		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
+			drop(a, p, "cannot watch it");
+		else
+			look(a, p, 0); /* its bytes may be there already */
 	}
 }
 
-/* Hands over what waited SHIM_PEEK_MS; returns the ms until the next one is due. */
+/* Closes what waited too long for its headers, listens again when it may;
+ * returns the ms until the next of these is due, or -1. */
 static int expire(struct shim_accept *a)
 {
 	int64_t now = clock_mono_ms(), next = -1;
-	if (a->paused && (a->resume_ms ? now >= a->resume_ms : !full(a)))
-		listening(a, true, 0);
-	if (a->paused && a->resume_ms)
-		next = a->resume_ms - now;
-	for (size_t i = 0; i < SHIM_PENDING_MAX; i++) {
-		struct pending *p = &a->slot[i];
-		if (p->fd < 0)
-			continue;
-		if (now - p->since_ms >= SHIM_PEEK_MS)
-			hand_over(a, p);
-		else if (next < 0 || p->since_ms + SHIM_PEEK_MS - now < next)
-			next = p->since_ms + SHIM_PEEK_MS - now;
+	while (a->head && now - a->head->since_ms >= SHIM_HEADER_TIMEOUT_MS)
+		drop(a, a->head, "no complete request header in time");
+	if (a->head)
+		next = a->head->since_ms + SHIM_HEADER_TIMEOUT_MS - now;
+	if (!a->paused)
+		return (int)next;
+	if (a->resume_ms) {
+		if (now >= a->resume_ms)
+			listening(a, true, 0);
+		else if (next < 0 || a->resume_ms - now < next)
+			next = a->resume_ms - now;
+		return (int)next;
 	}
-	return (int)next;
+	/* Paused with every place taken. */
+	if (in_use(a) < SHIM_MAX_CONNECTIONS ||
+	    (a->head && now - a->head->since_ms >= SHIM_EVICT_AGE_MS)) {
+		listening(a, true, 0);
+		return (int)next;
+	}
+	int64_t due = a->head ? a->head->since_ms + SHIM_EVICT_AGE_MS - now : FULL_RECHECK_MS;
+	if (due > FULL_RECHECK_MS)
+		due = FULL_RECHECK_MS;
+	return (int)(next < 0 || due < next ? due : next);
 }
 
 static void *accept_loop(void *arg)
@@ -256,7 +289,7 @@ static void *accept_loop(void *arg)
 	for (;;) {
 		int n = epoll_wait(a->epfd, evs, 64, expire(a));
 		for (int i = 0; i < n; i++) {
-			uint32_t tag = evs[i].data.u32;
+			uint32_t tag = (uint32_t)evs[i].data.u64, gen = evs[i].data.u64 >> 32;
 			uint64_t v;
 			if (tag == WAKE_TAG && read(a->wakefd, &v, sizeof(v)) >= 0 &&
 			    atomic_load(&a->stopping))
@@ -265,8 +298,8 @@ static void *accept_loop(void *arg)
 				continue;
 			if (tag == LISTEN_TAG)
 				accept_all(a);
-			else if (a->slot[tag - 1].fd >= 0)
-				look(a, &a->slot[tag - 1]);
+			else if (a->slot[tag - 1].fd >= 0 && a->slot[tag - 1].gen == gen)
+				look(a, &a->slot[tag - 1], evs[i].events);
 		}
 	}
 }
@@ -277,12 +310,15 @@ int shim_accept_start(struct shim *sh)
 	if (!a)
 		return -ENOMEM;
 	a->sh = sh;
-	for (size_t i = 0; i < SHIM_PENDING_MAX; i++)
+	for (size_t i = SHIM_MAX_CONNECTIONS; i-- > 0;) {
 		a->slot[i].fd = -1;
+		a->slot[i].next = a->free;
+		a->free = &a->slot[i];
+	}
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	a->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	struct epoll_event lev = {.events = EPOLLIN, .data.u32 = LISTEN_TAG};
-	struct epoll_event wev = {.events = EPOLLIN, .data.u32 = WAKE_TAG};
+	struct epoll_event lev = {.events = EPOLLIN, .data.u64 = LISTEN_TAG};
+	struct epoll_event wev = {.events = EPOLLIN, .data.u64 = WAKE_TAG};
 	int r;
 	if (a->epfd >= 0 && a->wakefd >= 0 &&
 	    epoll_ctl(a->epfd, EPOLL_CTL_ADD, sh->listen_fd, &lev) == 0 &&
@@ -313,12 +349,8 @@ void shim_accept_stop(struct shim *sh)
 	if (write(a->wakefd, &one, sizeof(one)) != sizeof(one))
 		log_debug("http: cannot wake the accept thread");
 	pthread_join(a->thread, NULL);
-	for (size_t i = 0; i < SHIM_PENDING_MAX; i++)
-		if (a->slot[i].fd >= 0) {
-			int fd = a->slot[i].fd;
-			drop(a, &a->slot[i]);
-			close(fd);
-		}
+	while (a->head)
+		close(unhold(a, a->head));
 }
 
 void shim_accept_free(struct shim *sh)
@@ -336,11 +368,10 @@ void shim_accept_closed(struct shim *sh)
 {
 	struct shim_accept *a = sh->acceptor;
 	uint64_t one = 1;
-	if (!a || !atomic_load(&a->live))
+	if (!a)
 		return;
-	/* Near SHIM_MAX_CONNECTIONS: the accept thread may be waiting for this
-	 * (n_pending is the thread's own, so all it may hold is assumed). */
-	if (atomic_fetch_sub(&a->live, 1) + SHIM_PENDING_MAX >= SHIM_MAX_CONNECTIONS &&
-	    write(a->wakefd, &one, sizeof(one)) != sizeof(one))
+	atomic_fetch_sub(&a->live, 1);
+	/* After the count (seq_cst): pause_full sets the flag, then counts. */
+	if (atomic_load(&a->want_close) && write(a->wakefd, &one, sizeof(one)) != sizeof(one))
 		log_debug("http: cannot wake the accept thread");
 }

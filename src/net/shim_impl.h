@@ -62,13 +62,10 @@
 #define SHIM_BODY_TIMEOUT_MS 60000
 #define SHIM_EVICT_AGE_MS 500
 #define SHIM_RETRY_AFTER_S 2
-/* shim_accept.c: a new connection's first header block is looked at before
- * libmicrohttpd's, when it is in within SHIM_PEEK_MS and SHIM_PEEK_MAX bytes;
- * SHIM_PENDING_MAX connections wait for theirs at once; a Content-Length of
- * more than SHIM_LENGTH_DIGITS digits is over any ceiling (413). */
-#define SHIM_PEEK_MAX 8192
-#define SHIM_PEEK_MS 1000
-#define SHIM_PENDING_MAX 256
+/* shim_accept.c: a request line and header block of more than
+ * SHIM_HEADER_MAX bytes get 431; a Content-Length of more than
+ * SHIM_LENGTH_DIGITS digits is over any ceiling (413). */
+#define SHIM_HEADER_MAX (32u << 10)
 #define SHIM_LENGTH_DIGITS 15
 
 struct cJSON;
@@ -135,9 +132,10 @@ typedef enum MHD_Result shim_handler_fn(struct shim *sh, struct shim_request *rq
 
 /* --- shim_accept.c --- */
 
-/* Starts the thread that accepts on listen_fd and hands connections to
- * sh->mhd (started with MHD_USE_NO_LISTEN_SOCKET) once their first header
- * block passed the Content-Length check below.  0 or -errno. */
+/* Starts the thread that accepts on listen_fd, holds each connection until
+ * its request line and header block are in and pass shim_frame_peek_check,
+ * and then hands it to sh->mhd (started with MHD_USE_NO_LISTEN_SOCKET).
+ * 0 or -errno. */
 int shim_accept_start(struct shim *sh);
 /* Stops that thread (before MHD_stop_daemon); closes the connections it held.
  * shim_accept_free, after MHD_stop_daemon (whose workers call
@@ -146,10 +144,6 @@ void shim_accept_stop(struct shim *sh);
 void shim_accept_free(struct shim *sh);
 /* A connection it handed over closed (libmicrohttpd's CLOSED notification). */
 void shim_accept_closed(struct shim *sh);
-/* What is wrong with a Content-Length value in the header block s[0..n)
- * (request line first), or NULL; *status is set to 413 for too many digits and
- * left as it is otherwise. */
-const char *shim_accept_length_problem(const char *s, size_t n, unsigned *status);
 
 /* --- shim_frame.c --- */
 
@@ -162,6 +156,13 @@ void *shim_frame_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
  * connection closed).  Call in the access handler's first call. */
 const char *shim_frame_check(const struct shim_request *rq, struct MHD_Connection *c,
 			     const char *method, const char *url, const char *version);
+
+/* The first n bytes s of a connection, as they wait in its socket: NULL when
+ * nothing in them is wrong, with *len the length of the request line and
+ * header block (its empty line included) when they are all in s, else 0;
+ * else why the request is refused, *status set to 413 for a Content-Length of
+ * more than SHIM_LENGTH_DIGITS digits and left as it is (400) otherwise. */
+const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned *status);
 
 /* A request body's JSON shape before parsing: raw control characters in
  * strings, nesting over SHIM_JSON_DEPTH_MAX, over SHIM_JSON_TOKENS_MAX values.
@@ -264,8 +265,10 @@ enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials);
 /* 503 with Retry-After: SHIM_RETRY_AFTER_S, for a limit that frees itself. */
 enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why);
-/* Adds the headers every response carries. */
+/* Adds the headers every response carries, Connection: close among them. */
 void shim_reply_headers(struct MHD_Response *r);
+/* The error type of a status ("invalid_request_error" for 400). */
+const char *shim_reply_type(unsigned status);
 unsigned shim_status_of(int err);
 
 /* --- shim_stream.c --- */
