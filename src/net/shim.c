@@ -38,7 +38,10 @@
 
 #define SHIM_THREADS 4		     /* libmicrohttpd's pool: a slow fsync stalls one */
 #define SHIM_IDLE_TIMEOUT_S 60	     /* a connection silent this long is closed */
-#define SHIM_CONN_MEMORY (64u << 10) /* bytes per connection: headers and buffers */
+/* Bytes per connection (headers, buffers): a pool over 32 KiB is mmap'ed and
+ * unmapped per connection by libmicrohttpd 0.9.75, which halved the request
+ * rate with one connection per request (shim_accept.c). */
+#define SHIM_CONN_MEMORY (32u << 10)
 #define SHIM_DISCARD_MAX (64u << 20) /* bytes of refused body read before hanging up */
 
 /* --- the address ------------------------------------------------------------- */

@@ -198,7 +198,7 @@ static void look(struct shim_accept *a, struct pending *p, uint32_t events)
 	}
 	if (!why && (size_t)n == sizeof(a->peek)) {
 		status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
-		why = "the request line and headers are over the shim's limit of 32 KiB";
+		why = "the request line and headers are over the shim's limit of 16 KiB";
 	}
 	if (why) {
 		log_debug("http: %u before libmicrohttpd: %s", status, why);

@@ -260,6 +260,7 @@ const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned
 {
 	const char *p = s, *end = s + n;
 	bool request_line = true;
+	unsigned lines = 0;
 	*len = 0;
 	for (;;) {
 		const char *lf = memchr(p, '\n', (size_t)(end - p));
@@ -277,6 +278,10 @@ const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned
 			why = request_line ? peek_request_line(p, e) : peek_header_line(p, e, status);
 		if (why)
 			return why;
+		if (!request_line && ++lines > SHIM_HEADER_LINES) {
+			*status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+			return "more than 100 header lines";
+		}
 		request_line = request_line && e == p;
 		p = lf + 1;
 	}

@@ -63,9 +63,11 @@
 #define SHIM_EVICT_AGE_MS 500
 #define SHIM_RETRY_AFTER_S 2
 /* shim_accept.c: a request line and header block of more than
- * SHIM_HEADER_MAX bytes get 431; a Content-Length of more than
- * SHIM_LENGTH_DIGITS digits is over any ceiling (413). */
-#define SHIM_HEADER_MAX (32u << 10)
+ * SHIM_HEADER_MAX bytes or SHIM_HEADER_LINES header lines get 431 (what
+ * passes fits libmicrohttpd's SHIM_CONN_MEMORY); a Content-Length of more
+ * than SHIM_LENGTH_DIGITS digits is over any ceiling (413). */
+#define SHIM_HEADER_MAX (16u << 10)
+#define SHIM_HEADER_LINES 100
 #define SHIM_LENGTH_DIGITS 15
 
 struct cJSON;
@@ -161,7 +163,8 @@ const char *shim_frame_check(const struct shim_request *rq, struct MHD_Connectio
  * nothing in them is wrong, with *len the length of the request line and
  * header block (its empty line included) when they are all in s, else 0;
  * else why the request is refused, *status set to 413 for a Content-Length of
- * more than SHIM_LENGTH_DIGITS digits and left as it is (400) otherwise. */
+ * more than SHIM_LENGTH_DIGITS digits, 431 past SHIM_HEADER_LINES header
+ * lines, and left as it is (400) otherwise. */
 const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned *status);
 
 /* A request body's JSON shape before parsing: raw control characters in
