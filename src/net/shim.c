@@ -36,8 +36,8 @@
 #include "mcp_impl.h"
 #include "shim_impl.h"
 
-#define SHIM_THREADS 4		     /* libmicrohttpd's pool: a slow fsync stalls one */
-#define SHIM_IDLE_TIMEOUT_S 60	     /* a connection silent this long is closed */
+#define SHIM_THREADS 4	       /* libmicrohttpd's pool: a slow fsync stalls one */
+#define SHIM_IDLE_TIMEOUT_S 60 /* a connection silent this long is closed */
 /* Bytes per connection (headers, buffers): a pool over 32 KiB is mmap'ed and
  * unmapped per connection by libmicrohttpd 0.9.75, which halved the request
  * rate with one connection per request (shim_accept.c). */

@@ -46,7 +46,7 @@
 
 #define WAKE_TAG UINT32_MAX
 #define LISTEN_TAG 0u
-#define PAUSE_MS 100	     /* after accept(2) failed for want of descriptors */
+#define PAUSE_MS 100	    /* after accept(2) failed for want of descriptors */
 #define FULL_RECHECK_MS 100 /* while every place is taken, at the latest */
 
 struct pending {
@@ -86,16 +86,17 @@ static void refuse(int fd, unsigned status, const char *why)
 	char body[320], head[512], sink[4096];
 	int nb = snprintf(body, sizeof(body), "{\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}\n",
 			  shim_reply_type(status), why);
-	int nh = snprintf(head, sizeof(head),
-			  "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-			  "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-			  "Content-Length: %d\r\n\r\n",
-			  status,
-			  status == MHD_HTTP_CONTENT_TOO_LARGE		      ? "Content Too Large"
-			  : status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE ? "Request Header "
-										 "Fields Too Large"
-									       : "Bad Request",
-			  nb);
+	int nh =
+	    snprintf(head, sizeof(head),
+		     "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+		     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+		     "Content-Length: %d\r\n\r\n",
+		     status,
+		     status == MHD_HTTP_CONTENT_TOO_LARGE		  ? "Content Too Large"
+		     : status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE ? "Request Header "
+									    "Fields Too Large"
+									  : "Bad Request",
+		     nb);
 	for (int i = 0; i < 64 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
 		;
 	if (send(fd, head, (size_t)nh, MSG_NOSIGNAL | MSG_DONTWAIT) == nh)

@@ -275,7 +275,8 @@ const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned
 		}
 		/* Empty lines before the request line are skipped, as libmicrohttpd does. */
 		if (e != p)
-			why = request_line ? peek_request_line(p, e) : peek_header_line(p, e, status);
+			why =
+			    request_line ? peek_request_line(p, e) : peek_header_line(p, e, status);
 		if (why)
 			return why;
 		if (!request_line && ++lines > SHIM_HEADER_LINES) {
