@@ -484,6 +484,51 @@ def test_a_header_block_over_16_kib_or_100_lines_gets_one_clean_431(shim, size, 
         assert json.loads(out.partition(b"\r\n\r\n")[2])["error"]["type"] == "request_too_large"
 
 
+def test_a_content_length_of_too_many_digits_gets_one_clean_413(shim):
+    """Twenty digits overflow libmicrohttpd's counter: it answered 413 itself,
+    its header block twice."""
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+           "application/json\r\nContent-Length: 99999999999999999999\r\n\r\n{}"
+           % shim.port).encode()
+    status, out = raw(shim.port, req, timeout=5)
+    assert status == 413, out
+    assert out.count(b"HTTP/1.1 ") == 1, out
+    assert b"Connection: close" in out.partition(b"\r\n\r\n")[0]
+
+
+def test_malformed_content_length_is_refused_and_closes(shim):
+    """What holds today: 400, nothing created, the bytes after it never read."""
+    req = ("POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: "
+           "application/json\r\nContent-Length: 1x\r\n\r\n" % shim.port).encode()
+    follow = b'POST /v1/contexts HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: ' \
+        b'application/json\r\nContent-Length: 15\r\n\r\n{"name":"made"}' % shim.port
+    status, out = raw(shim.port, req + follow, timeout=5)
+    assert status == 400, out
+    assert shim.api.request("GET", "/v1/contexts").json()["contexts"] == []
+
+
+def test_control_characters_in_json_strings_are_400(client, shim, fake):
+    """cJSON takes a raw control character inside a string; JSON does not."""
+    shim.api.create("cc")
+    for body in [b'{"content":"a\x01b"}', b'{"content":"tab\there"}',
+                 b'{"content":"line\nbreak"}']:
+        r = client.request("POST", "/v1/contexts/cc/messages", body,
+                           headers={"Content-Type": "application/json"})
+        assert r.status == 400, (body, r)
+        assert "control character" in r.error()[1]
+    # As bytes on the wire: one answer, its header block once.
+    body = b'{"content":"a\x01b"}'
+    status, out = raw(shim.port, b"POST /v1/contexts/cc/messages HTTP/1.1\r\nHost: 127.0.0.1:%d"
+                      b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                      % (shim.port, len(body), body), timeout=5)
+    assert status == 400 and out.count(b"HTTP/1.1 ") == 1, out
+    assert "control character" in json.loads(out.partition(b"\r\n\r\n")[2])["error"]["message"]
+    r = shim.api.request("POST", "/v1/contexts/cc/messages", {"content": "a\x01\tb\n"})
+    assert r.status == 202, r  # the same characters escaped are fine
+    fake.wait_calls(1)
+    assert [c.last_user_text for c in fake.calls] == ["a\x01\tb\n"]
+
+
 # --- start-up errors (one line on stderr, exit 1) -------------------------------------------------------
 
 
