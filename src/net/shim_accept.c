@@ -52,6 +52,7 @@
 struct pending {
 	int fd;	      /* -1: a free slot */
 	uint32_t gen; /* counts the slot's uses: an event of an earlier one is stale */
+	bool watched; /* in the epoll set */
 	int64_t since_ms;
 	struct pending *prev, *next; /* the held list, oldest first; or the free list */
 	struct sockaddr_storage addr;
@@ -110,7 +111,9 @@ static void refuse(int fd, unsigned status, const char *why)
 static int unhold(struct shim_accept *a, struct pending *p)
 {
 	int fd = p->fd;
-	epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+	if (p->watched)
+		epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+	p->watched = false;
 	if (p->prev)
 		p->prev->next = p->next;
 	else
@@ -243,13 +246,20 @@ static void accept_all(struct shim_accept *a)
 		a->n_held++;
 		while (in_use(a) > SHIM_MAX_CONNECTIONS - SHIM_RESERVE && evict_oldest(a, now))
 			;
+		/* Its request is often in already: no epoll_ctl for it then. */
+		p->gen++;
+		look(a, p, 0);
+		if (p->fd < 0) /* refused, handed over or dropped */
+			continue;
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
-					 .data.u64 = (uint64_t)++p->gen << 32 |
+					 .data.u64 = (uint64_t)p->gen << 32 |
 						     ((uint32_t)(p - a->slot) + 1)};
 		if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
 			drop(a, p, "cannot watch it");
-		else
-			look(a, p, 0); /* its bytes may be there already */
+		else {
+			p->watched = true;
+			look(a, p, 0); /* bytes that came in between */
+		}
 	}
 }
 
