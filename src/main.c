@@ -6,9 +6,9 @@
  * network thread (claude_run: one curl multi handle for every call), the
  * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify
  * events through the mount), and with
- * --http libmicrohttpd's pool (shim_start) and the shim's heartbeat timer
- * (shim_timer_run).  The store's lock is the one lock they share.  Threads
- * start after fuse_daemonize(), since fork() keeps only the calling thread.
+ * --http libmicrohttpd's pool and the shim's accept thread (shim_start) and
+ * the shim's heartbeat timer (shim_timer_run).  The store's lock is the one lock they share.
+ * Threads start after fuse_daemonize(), since fork() keeps only the calling thread.
  */
 #include <curl/curl.h>
 #include <errno.h>
