@@ -420,7 +420,7 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 	return r;
 }
 
-static int render_usage(const struct context *c, struct buf *out)
+static int render_usage(const struct store *s, const struct context *c, struct buf *out)
 {
 	const struct wire_usage *u = &c->last_usage;
 	const struct usage_totals *t = &c->totals;
@@ -434,10 +434,11 @@ static int render_usage(const struct context *c, struct buf *out)
 	    (long long)u->input_tokens, (long long)u->output_tokens,
 	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
 	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
-	    (long long)t->cache_read, (unsigned long long)t->calls);
+	    (long long)t->cache_read, (unsigned long long)t->calls) ?:
+	    context_render_cost(s, c, out);
 }
 
-static int render_info_json(const struct context *c, struct buf *out)
+static int render_info_json(const struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
 	cJSON *o = cJSON_CreateObject();
@@ -461,6 +462,7 @@ static int render_info_json(const struct context *c, struct buf *out)
 					(double)c->totals.cache_creation);
 		cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)c->totals.cache_read);
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
+		context_cost_json(s, c, u);
 	}
 	const struct turn *t = c->newest;
 	if (t && t->state == TURN_FAILED) {
@@ -650,10 +652,10 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		r = render_status(s, c, out);
 		break;
 	case VIEW_USAGE:
-		r = render_usage(c, out);
+		r = render_usage(s, c, out);
 		break;
 	case VIEW_INFO_JSON:
-		r = render_info_json(c, out);
+		r = render_info_json(s, c, out);
 		break;
 	default:
 		break;
