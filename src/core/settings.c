@@ -172,6 +172,19 @@ static void format_double(double v, char *out, size_t outlen)
 	}
 }
 
+/* An amount in USD as a plain decimal (0.000001, not 1e-06), to the nano-dollar. */
+static void format_usd(double v, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%.9f", v);
+	if (n < 0 || (size_t)n >= outlen || !strchr(out, '.'))
+		return;
+	char *e = out + n - 1;
+	while (*e == '0')
+		*e-- = '\0';
+	if (*e == '.')
+		*e = '\0';
+}
+
 static bool is_space(char c)
 {
 	return c && strchr(" \t\r\n\v\f", c);
@@ -603,10 +616,16 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 		break;
 	}
 	case SETTING_USD:
+		get(s, (size_t)k, &x, sizeof x);
+		if (isnan(x))
+			snprintf(out, outlen, "none");
+		else
+			format_usd(x, out, outlen);
+		break;
 	case SETTING_DOUBLE:
 		get(s, (size_t)k, &x, sizeof x);
 		if (isnan(x))
-			snprintf(out, outlen, table[k].type == SETTING_USD ? "none" : "default");
+			snprintf(out, outlen, "default");
 		else
 			format_double(x, out, outlen);
 		break;

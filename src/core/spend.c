@@ -136,8 +136,9 @@ int context_render_cost(const struct store *s, const struct context *c, struct b
 {
 	char last[PRICES_USD_TEXT], total[PRICES_USD_TEXT];
 	bool lu = false, tu = false;
-	usd_text(last_cost(s, c, &lu), lu, last, sizeof(last));
-	usd_text(context_spent(s, c, &tu), tu, total, sizeof(total));
+	int64_t l = last_cost(s, c, &lu), t = context_spent(s, c, &tu);
+	usd_text(l, lu, last, sizeof(last));
+	usd_text(t, tu, total, sizeof(total));
 	return buf_printf(out, "last_cost_usd: %s\ntotal_cost_usd: %s\nprices_as_of: %s\n", last,
 			  total, s->prices.as_of[0] ? s->prices.as_of : "none");
 }
