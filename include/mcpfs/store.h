@@ -179,6 +179,11 @@ void store_set_prices(struct store *s, struct prices *p);
  * "models":[{"model",...}], "total":{...}}, cost_usd null when unknown.  Loads
  * every context not loaded yet.  0, -ENOMEM, -EFBIG. */
 int store_render_usage(struct store *s, struct buf *out);
+/* The size of `.usage` for stat: its rendering's when every context is loaded
+ * (no journal is read for a stat: `ls -l` of a root over 100,000 contexts must
+ * not load them), else 0 — reads (direct I/O) return all of it regardless,
+ * and once it was read every context is loaded.  0, -errno. */
+int store_usage_size(struct store *s, uint64_t *size);
 int store_render_usage_json(struct store *s, struct buf *out);
 
 /* Whether a new message may start: -EDQUOT with why ("spend limit 0.50 USD

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,25 @@ int store_render_usage(struct store *s, struct buf *out)
 	if (r == 0)
 		r = sum_line(out, "total", "-", "-", &a.total);
 	usage_all_done(&a);
+	return r;
+}
+
+int store_usage_size(struct store *s, uint64_t *size)
+{
+	bool all = true;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; all && i < s->by_id.nslots; i++)
+		for (struct map_node *node = s->by_id.slots[i]; node && all; node = node->next)
+			all = ((const struct store_slot *)node->value)->ctx != NULL;
+	pthread_mutex_unlock(&s->lock);
+	*size = 0;
+	if (!all)
+		return 0;
+	struct buf b;
+	buf_init(&b, SIZE_MAX / 2);
+	int r = store_render_usage(s, &b);
+	*size = r == 0 ? b.len : 0;
+	buf_done(&b);
 	return r;
 }
 

@@ -122,11 +122,12 @@ static int root_stat(struct fs *fs, int kind, struct stat *st)
 	/* `.models` fetches a list older than a day here already (waiting
 	 * MODELS_WAIT_MS at most), so that its size is that of what a read gives:
 	 * rsync and tar trust the size. */
+	uint64_t usage_size = 0;
 	int r = kind == K_ROOT_STATUS	? store_render_status(fs->st, &b)
 		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, true)
-		: kind == K_ROOT_USAGE	? store_render_usage(fs->st, &b)
+		: kind == K_ROOT_USAGE	? store_usage_size(fs->st, &usage_size)
 					: store_render_defaults(fs->st, &b);
-	st->st_size = r < 0 ? 0 : (off_t)b.len;
+	st->st_size = r < 0 ? 0 : kind == K_ROOT_USAGE ? (off_t)usage_size : (off_t)b.len;
 	buf_done(&b);
 	return 0;
 }

@@ -9,6 +9,7 @@ Expected costs are computed here from the token counts `usage` shows and the
 prices of the table, in exact decimals, so a test fails on a wrong price, a
 missed cache count or a wrong rounding."""
 
+import os
 import subprocess
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -177,6 +178,18 @@ def test_totals_survive_a_remount(mount):
     assert usage(ctx) == before
     assert read_file(mount.path / ".usage") == table
     assert "claude-fable-5-1\t1\t" in table and "claude-sonnet-5-5\t1\t" in table
+
+
+def test_stat_of_dot_usage_loads_no_journal(mount):
+    """`ls -l` of the root must not load every context: until a read of
+    `.usage` loaded them, its size is 0 (reads return it all regardless)."""
+    for name in ("a", "b"):
+        exchange(mount.ctx(name), "hi " + name)
+    mount.remount()
+    assert os.stat(mount.path / ".usage").st_size == 0
+    text = read_file(mount.path / ".usage")
+    assert "context\ta\t-\t1\t" in text and "context\tb\t-\t1\t" in text
+    assert os.stat(mount.path / ".usage").st_size == len(text.encode())
 
 
 def test_prices_file_replaces_the_table(mount_factory, workdir):
