@@ -24,10 +24,10 @@
 #include <stdint.h>
 #include "mcpfs/settings.h"
 
-#define PRICES_FILE_MAX (1u << 20)	/* bytes of a price table */
-#define PRICES_ROWS_MAX 1024		/* models in it */
-#define PRICES_AMOUNT_MAX 1000000	/* USD per million tokens, the largest price */
-#define PRICES_USD_TEXT 32		/* bytes prices_format_usd needs */
+#define PRICES_FILE_MAX (1u << 20) /* bytes of a price table */
+#define PRICES_ROWS_MAX 1024	   /* models in it */
+#define PRICES_AMOUNT_MAX 1000000  /* USD per million tokens, the largest price */
+#define PRICES_USD_TEXT 32	   /* bytes prices_format_usd needs */
 
 struct price {
 	char model[SETTINGS_MODEL_MAX + 1];
@@ -36,9 +36,9 @@ struct price {
 };
 
 struct prices {
-	char as_of[11];	 /* YYYY-MM-DD */
+	char as_of[11];	  /* YYYY-MM-DD */
 	char source[256]; /* where it came from: a path, or "built-in" */
-	struct price *v; /* heap, n rows */
+	struct price *v;  /* heap, n rows */
 	size_t n;
 };
 

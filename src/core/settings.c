@@ -452,8 +452,8 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			return put_double(s, k, (double)NAN, shown, why, whylen);
 		r = text_double(v, len, &x);
 		if (r == -EINVAL)
-			return fail(-EINVAL, why, whylen, "%s: '%s' is not an amount in USD or none",
-				    key, shown);
+			return fail(-EINVAL, why, whylen,
+				    "%s: '%s' is not an amount in USD or none", key, shown);
 		if (r < 0)
 			return out_of_range(k, shown, why, whylen);
 		return put_double(s, k, x, shown, why, whylen);

@@ -424,7 +424,7 @@ static int render_usage(const struct store *s, const struct context *c, struct b
 {
 	const struct wire_usage *u = &c->last_usage;
 	const struct usage_totals *t = &c->totals;
-	return buf_printf(
+	int r = buf_printf(
 	    out,
 	    "last_input_tokens: %lld\nlast_output_tokens: %lld\n"
 	    "last_cache_creation_input_tokens: %lld\nlast_cache_read_input_tokens: %lld\n"
@@ -434,8 +434,8 @@ static int render_usage(const struct store *s, const struct context *c, struct b
 	    (long long)u->input_tokens, (long long)u->output_tokens,
 	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
 	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
-	    (long long)t->cache_read, (unsigned long long)t->calls) ?:
-	    context_render_cost(s, c, out);
+	    (long long)t->cache_read, (unsigned long long)t->calls);
+	return r < 0 ? r : context_render_cost(s, c, out);
 }
 
 static int render_info_json(const struct store *s, const struct context *c, struct buf *out)

@@ -182,8 +182,8 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = fs_scratch_unlink(fs, parent, name);
 	else if (kind == K_DIR)
 		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT; /* lets rm -r reach rmdir */
-	else if (!strcmp(name, ".status") || !strcmp(name, ".config") ||
-		 !strcmp(name, ".models") || !strcmp(name, ".usage"))
+	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models") ||
+		 !strcmp(name, ".usage"))
 		r = -EACCES;
 	else
 		r = store_lookup(fs->st, name, &id) == 0 ? -EISDIR : -ENOENT;

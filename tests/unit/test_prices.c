@@ -66,7 +66,8 @@ static void test_parse_errors(void)
 	    {"", -EINVAL, "no as_of date line"},
 	    {"# only\n", -EINVAL, "no as_of"},
 	    {"claude-x 1 2 3 4\n", -EINVAL, "line 1: a row before the as_of"},
-	    {"as_of 2026-13-01\n", -EINVAL, "line 1: as_of wants a date YYYY-MM-DD, not '2026-13-01'"},
+	    {"as_of 2026-13-01\n", -EINVAL,
+	     "line 1: as_of wants a date YYYY-MM-DD, not '2026-13-01'"},
 	    {"as_of\n", -EINVAL, "line 1: as_of wants a date"},
 	    {"as_of 2026-01-01 x\n", -EINVAL, "as_of takes one date"},
 	    {"as_of 2026-01-01\nas_of 2026-01-02\n", -EINVAL, "line 2: a second as_of"},
@@ -85,7 +86,8 @@ static void test_parse_errors(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct prices p = {0};
 		char why[256] = "";
-		int r = prices_parse(cases[i].text, strlen(cases[i].text), "t", &p, why, sizeof(why));
+		int r =
+		    prices_parse(cases[i].text, strlen(cases[i].text), "t", &p, why, sizeof(why));
 		CHECK_EQ_INT(r, cases[i].err);
 		if (!strstr(why, cases[i].why))
 			fprintf(stderr, "case %zu: why '%s' lacks '%s'\n", i, why, cases[i].why);
@@ -210,10 +212,18 @@ static void test_parse_usd(void)
 		int err;
 		int64_t nano;
 	} cases[] = {
-	    {"0", 0, 0},	      {"0.5", 0, 500000000}, {"12", 0, 12000000000},
-	    {"0.000001", 0, 1000}, {".25", 0, 250000000}, {"3.", -EINVAL, 0},
-	    {"", -EINVAL, 0},      {"-1", -EINVAL, 0},    {"1e2", -EINVAL, 0},
-	    {"1.0000001", -EINVAL, 0}, {"100", 0, 100000000000}, {"100.01", -EINVAL, 0},
+	    {"0", 0, 0},
+	    {"0.5", 0, 500000000},
+	    {"12", 0, 12000000000},
+	    {"0.000001", 0, 1000},
+	    {".25", 0, 250000000},
+	    {"3.", -EINVAL, 0},
+	    {"", -EINVAL, 0},
+	    {"-1", -EINVAL, 0},
+	    {"1e2", -EINVAL, 0},
+	    {"1.0000001", -EINVAL, 0},
+	    {"100", 0, 100000000000},
+	    {"100.01", -EINVAL, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int64_t nano = -1;

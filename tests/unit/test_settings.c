@@ -49,11 +49,10 @@ static const struct setting_def *def_of(const char *key)
 
 static void test_table(void)
 {
-	static const char *const order[] = {"model",	       "max_tokens",	  "temperature",
-					    "budget_tokens",   "max_input_bytes", "max_retries",
-					    "connect_timeout", "idle_timeout",	  "thinking",
-					    "effort",	       "prompt_cache",	  "tools",
-					    "spend_limit_usd"};
+	static const char *const order[] = {
+	    "model",	    "max_tokens",      "temperature",	 "budget_tokens", "max_input_bytes",
+	    "max_retries",  "connect_timeout", "idle_timeout",	 "thinking",	  "effort",
+	    "prompt_cache", "tools",	       "spend_limit_usd"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
