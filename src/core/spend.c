@@ -257,8 +257,10 @@ static int usage_collect(struct store *s, struct usage_all *a)
 			r = add_context(s, a, c, c->slot->name);
 	}
 	free(ids);
-	qsort(a->ctx, a->n_ctx, sizeof(*a->ctx), sum_cmp);
-	qsort(a->model, a->n_model, sizeof(*a->model), sum_cmp);
+	if (a->n_ctx)
+		qsort(a->ctx, a->n_ctx, sizeof(*a->ctx), sum_cmp);
+	if (a->n_model)
+		qsort(a->model, a->n_model, sizeof(*a->model), sum_cmp);
 	return r;
 }
 

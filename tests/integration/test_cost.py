@@ -262,12 +262,12 @@ def test_http_cost_limit_and_usage(shim):
     assert api.request("POST", "/v1/usage").status == 405
 
 
-def test_journal_dump_shows_the_model_of_each_call(mount, mcpfs_bin):
+def test_journal_dump_shows_the_model_of_each_call(mount):
     """The REPLY_END of a call names its model, so a later change of `model`
     does not reprice it (a key older loaders ignore, no new record type)."""
     ctx = mount.ctx("c")
     exchange(ctx, "hi")
-    dump = REPO / "build" / "mcpfs-journal-dump"
+    dump = os.environ.get("MCPFS_JOURNAL_DUMP") or str(REPO / "build" / "mcpfs-journal-dump")
     journal = mount.state / "contexts" / "c" / "journal"
     p = subprocess.run([str(dump), str(journal)], capture_output=True, text=True, timeout=20)
     assert '"model":"claude-sonnet-5-5"' in p.stdout.replace(" ", ""), p.stdout
