@@ -376,6 +376,27 @@ static int refuse(double limit, const char *which, char *why, size_t whylen)
 	return -EDQUOT;
 }
 
+/* What all contexts cost together (what has a price), in nano-USD; the lock
+ * held.  Contexts not loaded yet are loaded. */
+static int store_spent(struct store *s, int64_t *spent)
+{
+	size_t n = s->by_id.count, k = 0;
+	uint64_t *ids = calloc(n ? n : 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->by_id.nslots; i++)
+		for (struct map_node *node = s->by_id.slots[i]; node && k < n; node = node->next)
+			ids[k++] = ((const struct store_slot *)node->value)->id;
+	bool unknown = false;
+	for (size_t i = 0; i < k; i++) {
+		const struct context *c = store_get(s, ids[i]);
+		if (c)
+			*spent = prices_add(*spent, context_spent(s, c, &unknown));
+	}
+	free(ids);
+	return 0;
+}
+
 int context_spend_check(struct store *s, uint64_t id, char *why, size_t whylen)
 {
 	int r = 0;
@@ -389,11 +410,10 @@ int context_spend_check(struct store *s, uint64_t id, char *why, size_t whylen)
 		r = refuse(c->settings.spend_limit_usd, "context", why, whylen);
 	else if (!isnan(s->defaults.spend_limit_usd)) {
 		double limit = s->defaults.spend_limit_usd;
-		struct usage_all a;
-		r = usage_collect(s, &a);
-		if (r == 0 && a.total.cost >= usd_nano(limit))
+		int64_t spent = 0;
+		r = store_spent(s, &spent);
+		if (r == 0 && spent >= usd_nano(limit))
 			r = refuse(limit, "all contexts", why, whylen);
-		usage_all_done(&a);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
