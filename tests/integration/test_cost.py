@@ -271,3 +271,22 @@ def test_journal_dump_shows_the_model_of_each_call(mount):
     journal = mount.state / "contexts" / "c" / "journal"
     p = subprocess.run([str(dump), str(journal)], capture_output=True, text=True, timeout=20)
     assert '"model":"claude-sonnet-5-5"' in p.stdout.replace(" ", ""), p.stdout
+
+
+def test_mcp_send_message_refused_by_the_limit(shim):
+    """MCP's send_message is a new message too: refused as a tool error."""
+    from test_mcp import Rpc, text_of
+    rpc = Rpc(shim.port)
+    rpc.initialize()
+
+    def call(name, args):
+        return rpc.request("tools/call", {"name": name, "arguments": args})[0]["result"]
+    assert call("create_context", {"name": "m"})["isError"] is False
+    write_file(shim.path / "m" / "config", "spend_limit_usd = 0\n")
+    r = call("send_message", {"context": "m", "text": "hi"})
+    assert r["isError"] is True
+    assert text_of(r) == "spend limit 0.00 USD reached (context)", text_of(r)
+    assert "spend limit 0.00 USD reached (context)" in status(shim.path / "m")["last_refused"]
+    write_file(shim.path / "m" / "config", "spend_limit_usd = none\n")
+    r = call("send_message", {"context": "m", "text": "hi"})
+    assert r["isError"] is False and "reply to: hi" in text_of(r), r
