@@ -9,6 +9,7 @@ Expected costs are computed here from the token counts `usage` shows and the
 prices of the table, in exact decimals, so a test fails on a wrong price, a
 missed cache count or a wrong rounding."""
 
+import errno
 import os
 import subprocess
 from decimal import ROUND_HALF_UP, Decimal
@@ -290,3 +291,21 @@ def test_mcp_send_message_refused_by_the_limit(shim):
     write_file(shim.path / "m" / "config", "spend_limit_usd = none\n")
     r = call("send_message", {"context": "m", "text": "hi"})
     assert r["isError"] is False and "reply to: hi" in text_of(r), r
+
+
+def test_a_message_being_written_is_not_cut_off(mount):
+    """The limit is checked at a message's first write(): one already started
+    when the limit is reached is written and sent whole."""
+    ctx = mount.ctx("c")
+    exchange(ctx, "first")
+    fd = os.open(ctx / "input", os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"second, ")
+        write_file(ctx / "config", "spend_limit_usd = 0\n")  # reached now
+        os.write(fd, b"whole")
+    finally:
+        os.close(fd)
+    assert output(ctx) == "reply to: second, whole"
+    with pytest.raises(OSError) as e:
+        write_file(ctx / "input", "third")
+    assert e.value.errno == errno.EDQUOT
