@@ -50,6 +50,7 @@ static const struct {
     {MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request_too_large"},
     {MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type_error"},
     {MHD_HTTP_INSUFFICIENT_STORAGE, "storage_error"},
+    {MHD_HTTP_PAYMENT_REQUIRED, "spend_limit_error"}, /* spend_limit_usd reached */
     {MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded_error"},
 };
 
