@@ -252,7 +252,7 @@ static char *memdup_z(const char *s, size_t n)
 
 static void load_settings(struct loader *L, const cJSON *o)
 {
-	struct settings st = L->s->defaults;
+	struct settings st = store_context_defaults(L->s);
 	char why[256];
 	L->settings_seen = true;
 	const cJSON *set = cJSON_GetObjectItemCaseSensitive(o, "settings");
@@ -428,6 +428,10 @@ static void load_end(struct loader *L, const cJSON *o)
 	}
 	s = jstr(L, o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
+	/* Journals from before the key: the model in force when it was loaded. */
+	s = jstr(L, o, "model", NULL);
+	snprintf(t->model, sizeof(t->model), "%s",
+		 s && settings_model_valid(s, strlen(s)) ? s : L->c->settings.model);
 	t->raw_sent = jint(o, "raw_sent");
 	t->http_status = jint(o, "http_status") == 200 ? 200 : 0;
 	int64_t retries = jint(o, "retries");
@@ -566,7 +570,7 @@ static struct context *context_alloc(struct store *s, struct store_slot *slot)
 		return NULL;
 	c->id = slot->id;
 	c->slot = slot;
-	c->settings = s->defaults;
+	c->settings = store_context_defaults(s);
 	c->system = strdup("");
 	c->next_turn = 1;
 	c->created_ms = c->modified_ms = clock_wall_ms();
@@ -679,6 +683,7 @@ void context_free(struct store *s, struct context *c)
 	turn_unref(NULL, c->newest);
 	free(c->ex);
 	free(c->hist);
+	context_ledger_done(c);
 	prune_index_done(&c->prune);
 	context_views_done(c);
 	context_journal_forget(s, c);
@@ -821,7 +826,7 @@ static int context_settings(struct store *s, uint64_t id, struct settings *st, b
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	if (c)
-		*st = defaults ? s->defaults : c->settings;
+		*st = defaults ? store_context_defaults(s) : c->settings;
 	pthread_mutex_unlock(&s->lock);
 	return c ? 0 : -ENOENT;
 }

@@ -297,6 +297,7 @@ void store_free(struct store *s)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
 			turn_unref(NULL, n->value);
 	store_models_done(s);
+	prices_done(&s->prices);
 	map_done(&s->by_name);
 	map_done(&s->by_id);
 	map_done(&s->calls);
@@ -395,7 +396,7 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	 * and whoever wants the context waits. */
 	slot->creating = true;
 	uint64_t sid = slot->id;
-	struct settings st = s->defaults;
+	struct settings st = store_context_defaults(s);
 	char path[JOURNAL_PATH_MAX];
 	r = slot_journal_path(s, slot, path, sizeof(path));
 	pthread_mutex_unlock(&s->lock);

@@ -551,7 +551,11 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 	f->st = st;
 	f->modern = rq->modern;
 	snprintf(f->session, sizeof(f->session), "%s", rq->session);
-	r = context_stage(st, id, &draft, text, strlen(text), why, sizeof(why));
+	r = context_spend_check(st, id, why, sizeof(why));
+	if (r == -EDQUOT)
+		context_refuse(st, id, why);
+	if (r == 0)
+		r = context_stage(st, id, &draft, text, strlen(text), why, sizeof(why));
 	if (r < 0 || !draft) {
 		on_flight_closed(f, NULL, true, true);
 		return fail(ret, "%s", r < 0 ? why : "the message is empty; nothing was sent");

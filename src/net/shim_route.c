@@ -22,10 +22,11 @@
 #include "shim_impl.h"
 
 #define ALLOW_MAX 64
+#define SHIM_USAGE_MAX (64u << 20) /* bytes of GET /v1/usage's rendering */
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL, R_THINKING, R_CTL, R_MCP };
+		R_CANCEL, R_THINKING, R_CTL, R_MCP, R_USAGE };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
@@ -42,7 +43,8 @@ struct shim_route {
 
 static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
 	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
-	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking, shim_post_ctl;
+	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking,
+	shim_get_usage, shim_post_ctl;
 
 static const struct shim_route routes[] = {
 	{R_HEALTH, "GET", shim_get_health},
@@ -60,6 +62,7 @@ static const struct shim_route routes[] = {
 	{R_CTL, "POST", shim_post_ctl},
 	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
 	{R_MCP, "DELETE", mcp_delete},
+	{R_USAGE, "GET", shim_get_usage},
 };
 /* clang-format on */
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -71,8 +74,8 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
 	*seg_len = 0;
-	if (!strcmp(url, "/mcp")) {
-		*res = R_MCP;
+	if (!strcmp(url, "/mcp") || !strcmp(url, "/v1/usage")) {
+		*res = !strcmp(url, "/mcp") ? R_MCP : R_USAGE;
 		return 0;
 	}
 	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts")) {
@@ -504,10 +507,17 @@ static enum MHD_Result shim_delete_context(struct shim *sh, struct shim_request 
  * this message's turn: a message written through the mount a moment later
  * becomes the newest turn, and context_output would return that one. */
 static int send_message(struct shim *sh, uint64_t id, const char *text, struct turn **turn,
-			uint64_t *turn_no, char *why, size_t whylen)
+			uint64_t *turn_no, bool *over_limit, char *why, size_t whylen)
 {
 	struct turn *draft = NULL;
-	int r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
+	int r = context_spend_check(sh->st, id, why, whylen);
+	if (r == -EDQUOT) {
+		*over_limit = true;
+		context_refuse(sh->st, id, why);
+		return -EDQUOT;
+	}
+	if (r == 0)
+		r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
 	if (r == 0 && !draft) {
 		snprintf(why, whylen, "the message is empty; nothing was sent");
 		return -EINVAL;
@@ -536,12 +546,13 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	struct turn *t = NULL;
 	char why[512] = "";
 	uint64_t turn_no = 0;
+	bool over_limit = false;
 	int r = -EINVAL;
 	if (!cJSON_IsString(content))
 		snprintf(why, sizeof(why), "content must be a string");
 	else
-		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no, why,
-				 sizeof(why));
+		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no,
+				 &over_limit, why, sizeof(why));
 	cJSON_Delete(o);
 	if (r < 0 && r != -ENOENT && r != -EINVAL) {
 		/* Refused like a write of `input`: logged as the mount logs it, and
@@ -550,6 +561,9 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		log_quote(quoted, sizeof(quoted), rq->name, strlen(rq->name));
 		log_warn("http: context '%s': refused a message: %s", quoted, why);
 	}
+	/* A spending limit is not a full disk (the table's EDQUOT): 402. */
+	if (over_limit)
+		return shim_reply_error(c, MHD_HTTP_PAYMENT_REQUIRED, "%s", why);
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
 	if (sse)
@@ -560,6 +574,20 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		res = NULL;
 	}
 	return shim_reply_json(c, MHD_HTTP_ACCEPTED, res);
+}
+
+/* GET /v1/usage: `.usage` as JSON (spend.c). */
+static enum MHD_Result shim_get_usage(struct shim *sh, struct shim_request *rq,
+				      struct MHD_Connection *c)
+{
+	struct buf b;
+	buf_init(&b, SHIM_USAGE_MAX);
+	int r = store_render_usage_json(sh->st, &b);
+	cJSON *o = r == 0 ? cJSON_ParseWithLength(b.data, b.len) : NULL;
+	buf_done(&b);
+	if (r < 0)
+		return shim_reply_errno(c, r, "cannot render the usage");
+	return shim_reply_json(c, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,

@@ -25,7 +25,7 @@ def contexts(mount):
 
 def test_fresh_mount_has_root_files_and_no_contexts(mount):
     assert contexts(mount) == []
-    for name in (".status", ".config", ".models"):
+    for name in (".status", ".config", ".models", ".usage"):
         st = os.stat(mount.path / name)
         assert stat.S_ISREG(st.st_mode), name
         assert st.st_mode & stat.S_IRUSR
@@ -308,7 +308,7 @@ def test_mount_is_private_unless_allow_other(mount_factory, fake, allow_other):
         assert r.rc != 0 and "Permission denied" in r.err, r
         assert as_nobody("ls", str(mt.path)).rc != 0
         assert as_nobody("mkdir", str(mt.path / "theirs")).rc != 0
-        assert sorted(os.listdir(mt.path)) == [".config", ".models", ".status", "c"]
+        assert sorted(os.listdir(mt.path)) == [".config", ".models", ".status", ".usage", "c"]
 
 
 def open_files_limit(pid):
