@@ -105,7 +105,8 @@ struct fs_handle {
 	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
 	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
-	char ctl_line[256]; /* ctl: a command line not yet ended */
+	char ctl_line[320]; /* ctl: a command line not yet ended ("fork NEW TURN"
+			     with a 255-byte NEW fits) */
 	size_t ctl_len;
 	struct fs_handle *prev, *next; /* fs->handles; under fs->handles_lock */
 };
