@@ -13,21 +13,27 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* Appends the USER record; the caller syncs it (context_sync). */
-static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms)
+cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
 	if (!o || !copy) {
 		cJSON_Delete(o);
 		free(copy);
-		return -ENOMEM;
+		return NULL;
 	}
 	cJSON_AddNumberToObject(o, "turn", (double)turn);
 	cJSON_AddStringToObject(o, "text", copy);
 	cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
-	return context_write(c, JOURNAL_USER, o, false);
+	return o;
+}
+
+/* Appends the USER record; the caller syncs it (context_sync). */
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms)
+{
+	cJSON *o = user_payload(turn, text, len, ms);
+	return o ? context_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -258,7 +264,13 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 		 char *why, size_t whylen)
 {
 	struct turn *draft = NULL;
-	int r = context_stage(s, id, &draft, text, len, why, whylen);
+	int r = context_spend_check(s, id, why, whylen);
+	if (r == -EDQUOT) {
+		context_refuse(s, id, why);
+		return r;
+	}
+	if (r == 0)
+		r = context_stage(s, id, &draft, text, len, why, whylen);
 	if (r == 0 && !draft) {
 		snprintf(why, whylen, "the message is empty; nothing was sent");
 		return -EINVAL;
@@ -335,6 +347,11 @@ static int retry_check(const struct exchange *e, char *why, size_t whylen)
 	if (e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
 		snprintf(why, whylen, "nothing to retry: the newest turn is %s",
 			 e->reply->state == TURN_PENDING ? "still being written" : "in flight");
+		return -EINVAL;
+	}
+	if (e->undone) {
+		snprintf(why, whylen, "nothing to retry: turn %llu was undone",
+			 (unsigned long long)e->turn);
 		return -EINVAL;
 	}
 	return 0;

@@ -175,13 +175,11 @@ static void usage_add(struct wire_usage *to, const struct wire_usage *from)
 	to->present |= from->present;
 }
 
-int turn_end_record(struct context *c, struct turn *t, bool sync)
+cJSON *turn_end_payload(const struct turn *t)
 {
-	turn_checkpoint(t, false);
-	buf_done(&t->part); /* the reply's last part is saved */
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
-		return -ENOMEM;
+		return NULL;
 	cJSON_AddNumberToObject(o, "turn", (double)t->number);
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
@@ -194,6 +192,9 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	cJSON_AddItemToObject(o, "usage", usage_json(&u));
 	if (t->request_id[0])
 		cJSON_AddStringToObject(o, "request_id", t->request_id);
+	/* What its usage is priced as (the settings may change meanwhile). */
+	if (t->model[0])
+		cJSON_AddStringToObject(o, "model", t->model);
 	if (t->state == TURN_FAILED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "error");
 		cJSON_AddStringToObject(e, "type", t->error.type);
@@ -216,6 +217,16 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	 * the same place after a restart (and the cached prefix stays valid). */
 	if (t->first_turn)
 		cJSON_AddNumberToObject(o, "first_turn", (double)t->first_turn);
+	return o;
+}
+
+int turn_end_record(struct context *c, struct turn *t, bool sync)
+{
+	turn_checkpoint(t, false);
+	buf_done(&t->part); /* the reply's last part is saved */
+	cJSON *o = turn_end_payload(t);
+	if (!o)
+		return -ENOMEM;
 	int r = context_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
 		turn_save_failed(c, r);
@@ -248,6 +259,7 @@ void context_account(struct context *c, struct turn *t)
 	c->totals.calls++;
 	c->last_usage = *u;
 	c->last_hit = false;
+	context_ledger_add(c, t);
 	context_changed(c);
 	if (!u->present)
 		return;
@@ -476,6 +488,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
+	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);

@@ -157,6 +157,12 @@ static int render_mark(const struct mark *m, struct buf *out)
 {
 	if (m->kind == MARK_CLEAR)
 		return buf_puts(out, "--- cleared: the history starts again here ---\n\n");
+	if (m->kind == MARK_FORK)
+		return buf_printf(out, "--- forked from '%s' at turn %llu ---\n\n", m->text,
+				  (unsigned long long)m->turn);
+	if (m->kind == MARK_UNDO)
+		return buf_printf(out, "--- turn %llu undone: taken out of the history ---\n\n",
+				  (unsigned long long)m->turn);
 	if (!m->len)
 		return buf_puts(out, "--- system prompt removed ---\n\n");
 	return put_block(out, "system prompt set", m->text, m->len);
@@ -316,6 +322,11 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 static int render_transcript_json(const struct context *c, struct buf *out)
 {
 	cJSON *o = cJSON_CreateObject();
+	if (c->n_marks && c->marks[0].kind == MARK_FORK) {
+		cJSON *f = cJSON_AddObjectToObject(o, "forked_from");
+		cJSON_AddStringToObject(f, "context", c->marks[0].text);
+		cJSON_AddNumberToObject(f, "turn", (double)c->marks[0].turn);
+	}
 	cJSON *arr = cJSON_AddArrayToObject(o, "messages");
 	int r = arr ? 0 : -ENOMEM;
 	for (size_t i = 0; r == 0 && i < c->n_ex; i++) {
@@ -328,6 +339,8 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "time_ms", (double)e->user_ms);
 		if (e->clear_before)
 			cJSON_AddTrueToObject(u, "after_clear");
+		if (e->undone)
+			cJSON_AddTrueToObject(u, "undone");
 		for (size_t k = 0; r == 0 && k < e->n_earlier; k++)
 			r = add_attempt(arr, e->earlier[k], true);
 		if (r == 0 && t->state != TURN_PENDING)
@@ -460,7 +473,7 @@ static const char *last_call(const struct context *c)
 	return c->last_hit ? "cache_hit" : c->totals.calls ? "api" : "none";
 }
 
-static int render_usage(const struct context *c, struct buf *out)
+static int render_usage(const struct store *s, const struct context *c, struct buf *out)
 {
 	const struct wire_usage *u = &c->last_usage;
 	const struct usage_totals *t = &c->totals;
@@ -478,10 +491,10 @@ static int render_usage(const struct context *c, struct buf *out)
 	if (r == 0)
 		r = buf_printf(out, "cache_hits: %llu\nlast_call: %s\n",
 			       (unsigned long long)t->cache_hits, last_call(c));
-	return r;
+	return r < 0 ? r : context_render_cost(s, c, out);
 }
 
-static int render_info_json(const struct context *c, struct buf *out)
+static int render_info_json(const struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
 	cJSON *o = cJSON_CreateObject();
@@ -497,6 +510,9 @@ static int render_info_json(const struct context *c, struct buf *out)
 	cJSON *cfg = cJSON_AddObjectToObject(o, "config");
 	if (cfg)
 		settings_to_json(&c->settings, cfg);
+	cJSON *meta = meta_copy(c->slot); /* user.* attributes of the directory */
+	if (!cJSON_AddItemToObject(o, "meta", meta))
+		cJSON_Delete(meta);
 	cJSON *u = cJSON_AddObjectToObject(o, "usage");
 	if (u) {
 		cJSON_AddNumberToObject(u, "input_tokens", (double)c->totals.input);
@@ -507,6 +523,7 @@ static int render_info_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
 		cJSON_AddNumberToObject(u, "cache_hits", (double)c->totals.cache_hits);
 		cJSON_AddStringToObject(u, "last_call", last_call(c));
+		context_cost_json(s, c, u);
 	}
 	const struct turn *t = c->newest;
 	if (t && t->state == TURN_FAILED) {
@@ -696,10 +713,10 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		r = render_status(s, c, out);
 		break;
 	case VIEW_USAGE:
-		r = render_usage(c, out);
+		r = render_usage(s, c, out);
 		break;
 	case VIEW_INFO_JSON:
-		r = render_info_json(c, out);
+		r = render_info_json(s, c, out);
 		break;
 	default:
 		break;

@@ -14,12 +14,13 @@
 #include "mcpfs/map.h"
 #include "mcpfs/store.h"
 
-/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`; a context with id N is
- * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
- * are never reused while mounted, so inode numbers never go stale. */
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`, 5 `.usage`; a context with id N
+ * is N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids are never reused
+ * while mounted, so inode numbers never go stale. */
 #define INO_STATUS 2
 #define INO_CONFIG 3
 #define INO_MODELS 4
+#define INO_USAGE 5
 #define INO_SCRATCH (1ULL << 62)
 
 enum fs_kind {
@@ -44,6 +45,7 @@ enum fs_kind {
 	K_ROOT_CONFIG,
 	K_SCRATCH,
 	K_ROOT_MODELS,
+	K_ROOT_USAGE,
 };
 
 struct fs_file {
@@ -103,7 +105,8 @@ struct fs_handle {
 	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
 	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
-	char ctl_line[256]; /* ctl: a command line not yet ended */
+	char ctl_line[320]; /* ctl: a command line not yet ended ("fork NEW TURN"
+			     with a 255-byte NEW fits) */
 	size_t ctl_len;
 	struct fs_handle *prev, *next; /* fs->handles; under fs->handles_lock */
 };
