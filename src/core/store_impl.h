@@ -251,7 +251,7 @@ struct store {
 	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
 	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
-	struct prices prices; /* what cost_usd is computed with (store_set_prices) */
+	struct prices prices;  /* what cost_usd is computed with (store_set_prices) */
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
 	int rcache_err;	       /* then why: -errno */
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */

@@ -475,6 +475,8 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);
 		return r;
 	}
+	/* What the reply is priced as, and what REPLY_END names, hit or call. */
+	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	if (turn_cache_answer(s, c, t, body.data ? body.data : "", body.len, n)) {
 		buf_done(&body);
 		return 1;
@@ -488,7 +490,6 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
-	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);

@@ -12,7 +12,7 @@ import pytest
 
 from http_support import shim, shim_factory  # noqa: F401  (fixtures)
 from mcpfs_testlib import (
-    output, parse_kv, read_file, reply_for, run, send, status, wait_status, write_file,
+    REPO, output, parse_kv, read_file, reply_for, run, send, status, wait_status, write_file,
 )
 
 TOOL = {"type": "tool_use", "id": "toolu_01A", "name": "get_weather",
@@ -328,9 +328,87 @@ def test_shim_post_message_hit(shim, fake):
     assert info["config"]["response_cache"] is True
     assert info["usage"]["cache_hits"] == 1 and info["usage"]["last_call"] == "cache_hit", info
     assert info["usage"]["calls"] == 0, info
+    assert info["usage"]["last_cost_usd"] == 0 and info["usage"]["cost_usd"] == 0, info
     # off for a context over HTTP: a call
     api.create("c", config={"response_cache": False})
     api.send("c", "hello")
     assert api.output("c") == reply_for("hello")
     assert len(fake.calls) == 2
     assert api.request("GET", "/v1/contexts/c").json()["usage"]["last_call"] == "api"
+
+
+# --- with cost (CONTRACT §10, Cost) and fork --------------------------------------------
+
+
+def journal_ends(mount, name):
+    """The REPLY_END records of a context's journal, as mcpfs-journal-dump prints them."""
+    dump = os.environ.get("MCPFS_JOURNAL_DUMP") or str(REPO / "build" / "mcpfs-journal-dump")
+    r = run([dump, str(mount.state / "contexts" / name / "journal")])
+    assert r.rc == 0, r
+    return [ln.replace(" ", "") for ln in r.out.splitlines() if "REPLY_END" in ln]
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-haiku-4-5"])
+def test_a_hit_costs_nothing(mount, fake, model):
+    """A hit is no call: last_cost_usd is 0 (not the last call's, and not
+    `unknown` for a model without a price), total_cost_usd and `.usage` stay
+    as they were, and its REPLY_END names the model its request named."""
+    write_file(mount.path / ".config", "model = %s\nresponse_cache = on\n" % model)
+    a, _ = ask(mount, "a", "one")
+    send(a, "two\n")
+    assert output(a) == reply_for("two") and len(fake.calls) == 2
+    b = mount.ctx("b")
+    write_file(b / "config", "response_cache = off\n")
+    send(b, "one\n")                 # a call: b's own cost
+    assert output(b) == reply_for("one") and len(fake.calls) == 3
+    before = usage(b)
+    assert before["last_call"] == "api", before
+    if model == "claude-sonnet-5-5":
+        assert before["total_cost_usd"] != "0.000000", before
+        assert before["last_cost_usd"] == before["total_cost_usd"], before
+    else:
+        assert before["last_cost_usd"] == before["total_cost_usd"] == "unknown", before
+    rows = read_file(mount.path / ".usage")
+    write_file(b / "config", "response_cache = on\n")
+    send(b, "two\n")                 # the same body as a's second call: a hit
+    assert output(b) == reply_for("two") and len(fake.calls) == 3
+    for _ in range(2):
+        u = usage(b)
+        assert u["last_call"] == "cache_hit" and u["cache_hits"] == "1", u
+        assert u["last_cost_usd"] == "0.000000", u
+        assert u["total_cost_usd"] == before["total_cost_usd"] and u["calls"] == "1", u
+        assert read_file(mount.path / ".usage") == rows
+        mount.remount()              # the same from the journal
+    ends = journal_ends(mount, "b")
+    assert len(ends) == 2 and '"cache_hit":true' in ends[1], ends
+    assert '"model":"%s"' % model in ends[1], ends
+
+
+def test_fork_copies_a_hit_as_a_reply(mount, fake):
+    """A fork copies a reply the cache answered like any other: its text and
+    blocks, not its hit (the fork's usage starts at zero, cache_hits too)."""
+    cache_on(mount)
+    fake.script("normal", text="Answer.", blocks=[TOOL], blocks_after=[CITED])
+    a, out_a = ask(mount, "a", "weather?")
+    b, out_b = ask(mount, "b", "weather?")
+    assert out_b == out_a and len(fake.calls) == 1
+    assert usage(b)["cache_hits"] == "1"
+    assert run("echo 'fork f' > '%s/ctl'" % b).rc == 0
+    f = mount.path / "f"
+    for _ in range(2):
+        assert output(f) == out_a
+        assert assistant_blocks(f) == assistant_blocks(a)
+        u = usage(f)
+        assert u["cache_hits"] == "0" and u["calls"] == "0" and u["last_call"] == "none", u
+        assert u["last_cost_usd"] == u["total_cost_usd"] == "0.000000", u
+        assert status(f).get("turn_source") is None
+        assert usage(b)["cache_hits"] == "1"
+        mount.remount()
+    ends = journal_ends(mount, "f")
+    assert len(ends) == 1 and "cache_hit" not in ends[0], ends
+    # the copied reply is history: the next turn sends it (the body is new: a call)
+    send(f, "and tomorrow?\n")
+    assert output(f) == reply_for("and tomorrow?") and len(fake.calls) == 2
+    sent = fake.calls[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert any(blk.get("citations") == [CITATION] for blk in sent[1]["content"]), sent[1]

@@ -50,10 +50,11 @@ static const struct setting_def *def_of(const char *key)
 
 static void test_table(void)
 {
-	static const char *const order[] = {
-	    "model",	    "max_tokens",      "temperature",	 "budget_tokens", "max_input_bytes",
-	    "max_retries",  "connect_timeout", "idle_timeout",	 "thinking",	  "effort",
-	    "prompt_cache", "tools",	       "spend_limit_usd", "response_cache"};
+	static const char *const order[] = {"model",	       "max_tokens",	  "temperature",
+					    "budget_tokens",   "max_input_bytes", "max_retries",
+					    "connect_timeout", "idle_timeout",	  "thinking",
+					    "effort",	       "prompt_cache",	  "tools",
+					    "spend_limit_usd", "response_cache"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
