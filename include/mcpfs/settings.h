@@ -38,6 +38,7 @@ struct settings {
 	unsigned tools;		 /* SETTINGS_TOOL_* bits: server tools offered; default none */
 	double spend_limit_usd;	 /* USD, 0..1e9; NaN: none (the default).  In the root
 				    .config: the limit of all contexts together */
+	bool response_cache;	 /* answer a request seen before from the cache; default off */
 };
 
 /* Anthropic's server tools (`tools = web_search, web_fetch`). */

@@ -434,6 +434,7 @@ static void load_end(struct loader *L, const cJSON *o)
 		 s && settings_model_valid(s, strlen(s)) ? s : L->c->settings.model);
 	t->raw_sent = jint(o, "raw_sent");
 	t->http_status = jint(o, "http_status") == 200 ? 200 : 0;
+	t->cache_hit = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cache_hit"));
 	int64_t retries = jint(o, "retries");
 	t->retries = retries > 0 && retries <= UINT32_MAX ? (unsigned)retries : 0;
 	int64_t first = jint(o, "first_turn");

@@ -319,8 +319,10 @@ static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
 static cJSON *end_payload(const struct turn *t)
 {
 	cJSON *o = turn_end_payload(t);
-	static const char *const drop[] = {"usage",    "http_status", "retries",
-					   "raw_sent", "first_turn",  NULL};
+	/* The fork's usage starts at zero: a hit of the response cache is no
+	 * hit of the fork's either. */
+	static const char *const drop[] = {"usage",	 "http_status", "retries", "raw_sent",
+					   "first_turn", "cache_hit",	NULL};
 	for (int i = 0; o && drop[i]; i++)
 		cJSON_DeleteItemFromObjectCaseSensitive(o, drop[i]);
 	if (o && !cJSON_ReplaceItemInObjectCaseSensitive(o, "attempt", cJSON_CreateNumber(1))) {

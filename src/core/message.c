@@ -636,6 +636,7 @@ void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
 	snprintf(out->stop_reason, sizeof(out->stop_reason), "%s", t->stop_reason);
 	out->usage = t->usage;
 	out->error = t->error;
+	out->cache_hit = t->cache_hit;
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -14,6 +14,7 @@
 #include "mcpfs/journal.h"
 #include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
+#include "mcpfs/rcache.h"
 #include "mcpfs/store.h"
 #include "block_impl.h"
 
@@ -64,6 +65,11 @@ struct turn {
 	uint64_t thinking_read;		/* bytes of thinking a reader was given */
 	unsigned continued;		/* calls that continued a pause_turn */
 	struct wire_usage paused_usage; /* the usage of the calls before them */
+
+	/* The response cache (store_rcache.c): */
+	bool cache_keyed; /* cache_key is its request's */
+	bool cache_hit;	  /* answered from the cache, no call */
+	uint8_t cache_key[RCACHE_KEY_LEN];
 };
 
 struct exchange {
@@ -84,6 +90,7 @@ struct exchange {
 struct usage_totals {
 	int64_t input, output, cache_creation, cache_read;
 	uint64_t calls;
+	uint64_t cache_hits; /* turns the response cache answered */
 };
 
 /* A context's usage per model its calls asked for (spend.c): what cost_usd
@@ -171,6 +178,7 @@ struct context {
 	char last_model[SETTINGS_MODEL_MAX + 1]; /* the model of last_usage's call */
 	struct ledger_row *ledger;		 /* heap, n_ledger rows (spend.c) */
 	size_t n_ledger;
+	bool last_hit;	       /* the last turn ended was a response cache hit */
 	char note[WHY_MAX];    /* a journal problem not tied to a turn (it
 				  cannot be opened, a reply cannot be saved),
 				  "" for none */
@@ -243,7 +251,10 @@ struct store {
 	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
 	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
-	struct prices prices; /* what cost_usd is computed with (store_set_prices) */
+	struct prices prices;  /* what cost_usd is computed with (store_set_prices) */
+	struct rcache *rcache; /* the response cache, NULL when unavailable */
+	int rcache_err;	       /* then why: -errno */
+	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -277,6 +288,24 @@ struct settings store_context_defaults(const struct store *s);
 /* `usage`'s cost lines, and the cost members of a JSON usage object. */
 int context_render_cost(const struct store *s, const struct context *c, struct buf *out);
 void context_cost_json(const struct store *s, const struct context *c, struct cJSON *usage);
+/* store_rcache.c: the response cache. */
+/* Opens STATE/cache into s->rcache (NULL, with rcache_err, when it cannot). */
+void store_rcache_open(struct store *s);
+/* Applies a `.config` text: response_cache_bytes into *bytes, every other key
+ * into d (settings_parse).  All or nothing.  0, -EINVAL/-EFBIG + why. */
+int store_defaults_parse(struct settings *d, int64_t *bytes, const char *text, size_t len,
+			 char *why, size_t whylen);
+/* `response_cache_bytes = N` for `.config` and STATE/config. */
+int store_rcache_render(struct store *s, int64_t bytes, struct buf *out);
+/* `.status`'s response_cache lines. */
+int store_rcache_status(struct store *s, struct buf *out);
+/* Before t's call: keys t by its request body; with the context's
+ * response_cache on, a first attempt whose request was answered before with
+ * end_turn is answered now from the cache and ended (true: no call to make). */
+bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+		       size_t len, struct notes *n);
+/* t ended done: its reply is kept in the cache when it ended with end_turn. */
+void turn_cache_keep(struct store *s, struct turn *t);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */

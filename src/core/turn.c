@@ -185,6 +185,8 @@ cJSON *turn_end_payload(const struct turn *t)
 	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
 	if (t->stop_reason[0])
 		cJSON_AddStringToObject(o, "stop_reason", t->stop_reason);
+	if (t->cache_hit)
+		cJSON_AddTrueToObject(o, "cache_hit");
 	struct wire_usage u = t->paused_usage; /* the calls a pause_turn continued too */
 	usage_add(&u, &t->usage);
 	cJSON_AddItemToObject(o, "usage", usage_json(&u));
@@ -245,10 +247,18 @@ static void total_add(int64_t *total, int64_t n)
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
+	if (t->cache_hit) { /* no call, no tokens (CONTRACT §10) */
+		c->totals.cache_hits++;
+		memset(&c->last_usage, 0, sizeof(c->last_usage));
+		c->last_hit = true;
+		context_changed(c);
+		return;
+	}
 	if (!u->present && t->http_status != 200)
 		return;
 	c->totals.calls++;
 	c->last_usage = *u;
+	c->last_hit = false;
 	context_ledger_add(c, t);
 	context_changed(c);
 	if (!u->present)
@@ -324,6 +334,8 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	if (c->active == t)
 		c->active = NULL;
 	context_changed(c); /* the transcript shows the end, saved or not */
+	if (st == TURN_DONE)
+		turn_cache_keep(s, t);
 	context_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
@@ -431,7 +443,8 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	return ret;
 }
 
-/* Starts the call for exchange k.  0, or -errno with the turn failed. */
+/* Starts the call for exchange k.  0, 1 when the response cache answered it
+ * (it has ended, no call), or -errno with the turn failed. */
 static int turn_start(struct store *s, struct context *c, size_t k, struct notes *n)
 {
 	struct turn *t = c->ex[k].reply;
@@ -462,6 +475,12 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);
 		return r;
 	}
+	/* What the reply is priced as, and what REPLY_END names, hit or call. */
+	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
+	if (turn_cache_answer(s, c, t, body.data ? body.data : "", body.len, n)) {
+		buf_done(&body);
+		return 1;
+	}
 	struct call_spec spec = {
 	    .call_id = ++s->next_call,
 	    /* A continuation is not retried: its reply's text has been shown. */
@@ -471,7 +490,6 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
-	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);
@@ -510,6 +528,7 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 		struct turn *t = c->ex[c->next_send].reply;
 		if (t->state == TURN_PENDING)
 			return; /* its writer has not closed yet: later turns wait */
+		/* A turn the response cache answered has ended: on to the next. */
 		if (t->state == TURN_QUEUED && turn_start(s, c, c->next_send, n) == 0)
 			return;
 		c->next_send++;

@@ -401,6 +401,8 @@ static int status_turn(const struct turn *t, struct buf *out)
 				   ? "the reply was refused (stop_reason: refusal)"
 				   : "the reply has no text (the API takes no assistant turn "
 				     "without text)");
+	if (r == 0 && t->cache_hit)
+		r = buf_puts(out, "turn_source: cache_hit\n");
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
 	if (r == 0 && t->continued)
@@ -465,6 +467,12 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 	return r;
 }
 
+/* What the last turn that ended was answered by (CONTRACT §10). */
+static const char *last_call(const struct context *c)
+{
+	return c->last_hit ? "cache_hit" : c->totals.calls ? "api" : "none";
+}
+
 static int render_usage(const struct store *s, const struct context *c, struct buf *out)
 {
 	const struct wire_usage *u = &c->last_usage;
@@ -480,6 +488,9 @@ static int render_usage(const struct store *s, const struct context *c, struct b
 	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
 	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
 	    (long long)t->cache_read, (unsigned long long)t->calls);
+	if (r == 0)
+		r = buf_printf(out, "cache_hits: %llu\nlast_call: %s\n",
+			       (unsigned long long)t->cache_hits, last_call(c));
 	return r < 0 ? r : context_render_cost(s, c, out);
 }
 
@@ -510,6 +521,8 @@ static int render_info_json(const struct store *s, const struct context *c, stru
 					(double)c->totals.cache_creation);
 		cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)c->totals.cache_read);
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
+		cJSON_AddNumberToObject(u, "cache_hits", (double)c->totals.cache_hits);
+		cJSON_AddStringToObject(u, "last_call", last_call(c));
 		context_cost_json(s, c, u);
 	}
 	const struct turn *t = c->newest;
