@@ -19,11 +19,21 @@
 
 #define WIRE_ANTHROPIC_VERSION "2023-06-01"
 
+/* A content block given as JSON text, put into the body as it is (an
+ * attachment's block, whose base64 is encoded once and kept: store_attach.c). */
+struct wire_raw {
+	const char *json;
+	size_t len;
+};
+
 struct wire_message {
 	bool assistant;	  /* role: false user, true assistant */
 	const char *text; /* UTF-8, not NUL-terminated necessarily */
 	size_t len;
 	bool cache_mark; /* put a cache_control breakpoint on this message's block */
+	const struct wire_raw *pre; /* blocks before the text (content is then an
+				       array), n_pre of them */
+	size_t n_pre;
 };
 
 struct wire_request {

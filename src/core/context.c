@@ -286,6 +286,7 @@ static void load_user(struct loader *L, const cJSON *o)
 			e->user = copy;
 			e->user_len = len;
 		}
+		attach_load_user(c, e, o);
 		return;
 	}
 	if (c->n_ex && c->ex[c->n_ex - 1].turn > (uint64_t)turn) {
@@ -295,6 +296,7 @@ static void load_user(struct loader *L, const cJSON *o)
 	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
 		return;
 	e = &c->ex[c->n_ex - 1];
+	attach_load_user(c, e, o);
 	e->reply->state = TURN_QUEUED; /* no end seen yet */
 	int64_t ms = jint(o, "ms");
 	if (ms > 0)
@@ -460,6 +462,10 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	case JOURNAL_RETRY:
 		load_attempt(L, o);
 		break;
+	case JOURNAL_ATTACH:
+	case JOURNAL_DETACH:
+		attach_load_record(L->c, type, o);
+		break;
 	}
 	cJSON_Delete(o);
 	return 0;
@@ -596,6 +602,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
 		log_debug("context '%s': %s", c->slot->name, c->note);
 	}
+	attach_loaded(s, c);
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
 	while (c->floor_turn && c->prune.floor < c->prune.n &&
@@ -616,6 +623,9 @@ void context_free(struct store *s, struct context *c)
 	for (size_t i = 0; i < c->n_ex; i++) {
 		struct exchange *e = &c->ex[i];
 		free(e->user);
+		for (size_t k = 0; k < e->n_att; k++)
+			attachment_free(&e->att[k]);
+		free(e->att);
 		e->reply->ctx = NULL;
 		turn_unref(NULL, e->reply);
 		for (size_t k = 0; k < e->n_earlier; k++)
@@ -625,6 +635,7 @@ void context_free(struct store *s, struct context *c)
 	for (size_t i = 0; i < c->n_marks; i++)
 		free(c->marks[i].text);
 	free(c->marks);
+	attach_files_free(c);
 	if (c->newest)
 		c->newest->ctx = NULL;
 	turn_unref(NULL, c->newest);
