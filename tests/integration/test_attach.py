@@ -1,0 +1,224 @@
+"""Attachments (CONTRACT §9) through a real mount: attach/ takes files by
+content (cp, cat >, python), refuses other types and every limit at write()
+with its errno and the reason in `status`, sends them with the next message
+(the fake's recorded request holds the blocks), empties attach/, resends them
+with their turn, survives a remount, and collects blobs no turn refers to."""
+
+import base64
+import errno
+import os
+import subprocess
+
+import pytest
+
+from attach_files import TYPES, png, pdf, zipfile_bytes, jpeg
+from mcpfs_testlib import read_text, run, send, output, status, wait_for, wait_status
+
+ALLOW = (r"refused a write of file", r"refused a close of file")
+
+
+def put(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def write_errno(path, data):
+    """The errno of writing data to path in one open, or 0."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as e:
+        return e.errno
+    try:
+        for i in range(0, len(data), 1 << 20):
+            os.write(fd, data[i:i + (1 << 20)])
+    except OSError as e:
+        return e.errno
+    finally:
+        try:
+            os.close(fd)
+        except OSError as e:
+            return e.errno
+    return 0
+
+
+def last_user_blocks(fake):
+    call = fake.calls[-1]
+    content = call.messages[-1]["content"]
+    assert isinstance(content, list)
+    return content
+
+
+def blobs(mount, name="c"):
+    return sorted(p for p in os.listdir(mount.state / "contexts" / name) if p.startswith("blob-"))
+
+
+@pytest.fixture
+def m(mount):
+    for a in ALLOW:
+        mount.allow_error(a)
+    return mount
+
+
+def test_every_type_sent_in_name_order_then_attach_empty(m, fake, ctx, tmp_path):
+    files = {}
+    for name, (_, _, _, make) in TYPES.items():
+        files[name] = make()
+        src = tmp_path / name
+        src.write_bytes(files[name])
+        assert run(["cp", str(src), str(ctx / "attach") + "/"]).rc == 0
+    assert sorted(os.listdir(ctx / "attach")) == sorted(TYPES)
+    for name, data in files.items():
+        assert os.stat(ctx / "attach" / name).st_size == len(data)
+        assert (ctx / "attach" / name).read_bytes() == data
+    send(ctx, "what are these?")
+    assert output(ctx) == "reply to: what are these?"
+    blocks = last_user_blocks(fake)
+    assert [b["type"] for b in blocks] == [TYPES[n][1] for n in sorted(TYPES)] + ["text"]
+    for name, b in zip(sorted(TYPES), blocks):
+        kind, block, media, _ = TYPES[name]
+        assert b["source"]["media_type"] == media
+        if kind == "text":
+            assert b["source"]["type"] == "text"
+            assert b["source"]["data"] == files[name].decode()
+            assert b["title"] == name
+        else:
+            assert base64.b64decode(b["source"]["data"], validate=True) == files[name]
+    assert blocks[-1]["type"] == "text" and blocks[-1]["text"] == "what are these?"
+    assert os.listdir(ctx / "attach") == []
+    hist = read_text(ctx / "history")
+    assert "[attached: e.pdf, PDF, %d B]" % len(files["e.pdf"]) in hist
+    assert "[attached: f.md, text," in hist
+    assert "[attached: a.png, PNG," in read_text(ctx / "transcript")
+    import json
+    hj = json.loads(read_text(ctx / "history.json"))
+    names = [a["name"] for a in hj["messages"][0]["attachments"]]
+    assert names == sorted(TYPES)
+    # The turn's files go with it in later calls.
+    send(ctx, "and again")
+    output(ctx)
+    first = fake.calls[-1].messages[0]["content"]
+    assert [b.get("title") or b["source"]["media_type"] for b in first[:-1]] == [
+        TYPES[n][2] if TYPES[n][1] == "image" else n for n in sorted(TYPES)]
+    assert fake.calls[-1].texts()[-1] == ("user", "and again")
+
+
+def test_cat_and_python_and_rm(m, fake, ctx):
+    p = subprocess.run("printf 'line one\\nline two\\n' | cat > %s/attach/notes.txt" % ctx,
+                       shell=True)
+    assert p.returncode == 0
+    put(ctx / "attach" / "pic.png", png())
+    with open(ctx / "attach" / "report.pdf", "wb") as f:   # python, in pieces
+        data = pdf(pad=1_260_000)
+        for i in range(0, len(data), 4096):
+            f.write(data[i:i + 4096])
+    assert sorted(os.listdir(ctx / "attach")) == ["notes.txt", "pic.png", "report.pdf"]
+    assert run(["rm", str(ctx / "attach" / "report.pdf")]).rc == 0
+    put(ctx / "attach" / "report.pdf", data)
+    assert run(["rm", str(ctx / "attach" / "pic.png")]).rc == 0
+    assert sorted(os.listdir(ctx / "attach")) == ["notes.txt", "report.pdf"]
+    send(ctx, "read it")
+    output(ctx)
+    assert "[attached: report.pdf, PDF, 1.2 MiB]" in read_text(ctx / "history")
+    blocks = last_user_blocks(fake)
+    assert len(blocks) == 3 and blocks[0]["title"] == "notes.txt"
+    assert blocks[1]["title"] == "report.pdf"
+    assert blocks[0]["source"]["data"] == "line one\nline two\n"
+
+
+def test_unsupported_type_refused_at_write(m, fake, ctx, tmp_path):
+    src = tmp_path / "x.pdf"   # the name says PDF; the content is a zip archive
+    src.write_bytes(zipfile_bytes())
+    r = run(["cp", str(src), str(ctx / "attach") + "/"])
+    assert r.rc != 0 and "Invalid argument" in r.err
+    assert os.listdir(ctx / "attach") == []
+    assert "unsupported type: zip archive" in status(ctx).get("last_refused", "")
+    assert write_errno(ctx / "attach" / "bin", b"hello\0world") == errno.EINVAL
+    assert "binary data" in status(ctx)["last_refused"]
+    assert os.listdir(ctx / "attach") == []
+
+
+def test_limits(m, fake, ctx):
+    big_image = png() + b"\0" * (5 << 20)
+    assert write_errno(ctx / "attach" / "big.png", big_image) == errno.EFBIG
+    assert "an image is at most 5 MiB" in status(ctx)["last_refused"]
+    assert os.listdir(ctx / "attach") == []
+    assert write_errno(ctx / "attach" / "huge.pdf", pdf(pad=(24 << 20) + 1)) == errno.EFBIG
+    assert "a file is at most 24 MiB" in status(ctx)["last_refused"]
+    assert write_errno(ctx / "attach" / "one.pdf", pdf(pad=13 << 20)) == 0
+    assert write_errno(ctx / "attach" / "two.pdf", pdf(pad=12 << 20)) == errno.ENOSPC
+    assert "at most 24 MiB together" in status(ctx)["last_refused"]
+    assert os.listdir(ctx / "attach") == ["one.pdf"]
+    os.unlink(ctx / "attach" / "one.pdf")
+    for i in range(20):
+        assert write_errno(ctx / "attach" / ("n%02d.txt" % i), b"x%d\n" % i) == 0
+    assert write_errno(ctx / "attach" / "n20.txt", b"one more\n") == errno.ENOSPC
+    assert "holds 20 files" in status(ctx)["last_refused"]
+    assert len(os.listdir(ctx / "attach")) == 20
+
+
+def test_remount_keeps_pending_and_sent(m, fake, ctx):
+    put(ctx / "attach" / "a.jpg", jpeg())
+    send(ctx, "one")
+    output(ctx)
+    put(ctx / "attach" / "b.pdf", pdf())
+    m.remount()
+    c = m.path / "c"
+    assert os.listdir(c / "attach") == ["b.pdf"]
+    assert (c / "attach" / "b.pdf").read_bytes() == pdf()
+    send(c, "two")
+    output(c)
+    msgs = fake.calls[-1].messages
+    assert msgs[0]["content"][0]["source"]["media_type"] == "image/jpeg"
+    assert base64.b64decode(msgs[0]["content"][0]["source"]["data"]) == jpeg()
+    assert msgs[2]["content"][0]["title"] == "b.pdf"
+    assert os.listdir(c / "attach") == []
+
+
+def test_gc_after_rm_clear_rmdir(m, fake, ctx):
+    put(ctx / "attach" / "a.png", png())
+    put(ctx / "attach" / "same.png", png())   # the same content: one blob
+    assert len(blobs(m)) == 1
+    os.unlink(ctx / "attach" / "same.png")
+    assert len(blobs(m)) == 1                  # a.png still refers to it
+    os.unlink(ctx / "attach" / "a.png")
+    assert blobs(m) == []
+    put(ctx / "attach" / "a.png", png())
+    send(ctx, "look")
+    output(ctx)
+    assert len(blobs(m)) == 1
+    (ctx / "ctl").write_text("clear\n")
+    wait_for(lambda: blobs(m) == [], what="blob collected after clear")
+    assert "[attached: a.png, PNG," in read_text(ctx / "transcript")
+    put(ctx / "attach" / "b.pdf", pdf())
+    assert len(blobs(m)) == 1
+    os.rmdir(ctx)
+    assert not (m.state / "contexts" / "c").exists()
+
+
+def test_model_without_image_input_fails_before_any_call(m, fake, ctx):
+    (ctx / "model").write_text("claude-fable-5-1\n")
+    put(ctx / "attach" / "a.png", png())
+    calls = len(fake.calls)
+    send(ctx, "see?")
+    wait_status(ctx, "error")
+    st = status(ctx)
+    assert "takes no image input" in st["last_error"] and "a.png" in st["last_error"]
+    assert len(fake.calls) == calls
+
+
+def test_lost_blob_sends_a_note(m, fake, ctx):
+    put(ctx / "attach" / "a.png", png())
+    send(ctx, "one")
+    output(ctx)
+    m.stop()
+    for b in blobs(m):
+        os.unlink(m.state / "contexts" / "c" / b)
+    m.start()
+    c = m.path / "c"
+    assert "attachments_lost: 1" in read_text(c / "status")
+    send(c, "two")
+    output(c)
+    first = fake.calls[-1].messages[0]["content"]
+    assert first[0]["type"] == "text" and "is not sent: its stored copy is missing" in \
+        first[0]["text"]
+    assert "[attached: a.png, PNG, " in read_text(c / "history")
