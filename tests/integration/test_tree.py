@@ -14,7 +14,7 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl"}
+             "config", "status", "usage", "ctl", "attach"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 READ_WRITE = ["input", "system", "model", "config"]
 
@@ -40,7 +40,7 @@ def test_mkdir_creates_context_with_its_files(mount):
     assert set(os.listdir(c)) == CTX_FILES
     for name in CTX_FILES:
         st = os.stat(c / name)
-        assert stat.S_ISREG(st.st_mode), name
+        assert (stat.S_ISDIR if name == "attach" else stat.S_ISREG)(st.st_mode), name
         assert st.st_uid == os.getuid(), name
 
 
