@@ -141,10 +141,10 @@ int attach_sniff(const void *data, size_t n, bool complete, const char **why)
 		}
 		maybe |= m == 0 && !complete && !wordlike;
 	}
-	if (attach_text_check(p, n, 0, complete, why) < 0)
-		return -EINVAL;
 	if (maybe)
 		return ATTACH_UNDECIDED;
+	if (attach_text_check(p, n, 0, complete, why) < 0)
+		return -EINVAL;
 	return ATTACH_TEXT;
 }
 

@@ -548,6 +548,50 @@ def sse_text(events):
     return "".join(out)
 
 
+# An image's or PDF's first bytes, as the API checks them against media_type.
+IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff",
+               "image/gif": b"GIF8", "image/webp": b"RIFF"}
+
+
+def validate_source(blk):
+    """The source of an image or document block as the API checks it: base64
+    data that decodes, a media type it takes, and content of that type.
+    Returns None or the error's path and message."""
+    import base64
+    import binascii
+    src = blk.get("source")
+    if not isinstance(src, dict):
+        return "source: Field required"
+    kind, media, data = src.get("type"), src.get("media_type"), src.get("data")
+    if blk["type"] == "document" and kind == "text":
+        if media != "text/plain" or not isinstance(data, str):
+            return "source: a text source needs media_type text/plain and string data"
+        return None
+    if kind != "base64":
+        return "source.type: Input should be 'base64' or 'text'"
+    if not isinstance(data, str) or not data:
+        return "source.data: Field required"
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return "source.data: invalid base64 data"
+    if blk["type"] == "image":
+        if media not in IMAGE_MAGIC:
+            return ("source.media_type: Input should be 'image/jpeg', 'image/png', "
+                    "'image/gif' or 'image/webp'")
+        if not raw.startswith(IMAGE_MAGIC[media]) or \
+                (media == "image/webp" and raw[8:12] != b"WEBP"):
+            return "source: Image does not match the provided media type %s" % media
+        if len(raw) > 5 * 1024 * 1024:
+            return "source: image exceeds 5 MB maximum"
+        return None
+    if media != "application/pdf":
+        return "source.media_type: Input should be 'application/pdf'"
+    if not raw.startswith(b"%PDF-"):
+        return "source: The PDF specified was not valid"
+    return None
+
+
 def validate_body(body):
     """Checks a parsed Messages request body as the API would.  Returns None, or
     an error message (the API answers 400 invalid_request_error)."""
@@ -637,6 +681,10 @@ def validate_body(body):
                         return "messages.%d.content.%d: text content blocks must be non-empty" % (i, j)
                 if blk["type"] == "thinking" and not isinstance(blk.get("signature"), str):
                     return "messages.%d.content.%d.signature: Field required" % (i, j)
+                if blk["type"] in ("image", "document"):
+                    bad = validate_source(blk)
+                    if bad:
+                        return "messages.%d.content.%d.%s" % (i, j, bad)
         else:
             return "messages.%d.content: Input should be a string or a list of blocks" % i
         if last and role == "assistant":

@@ -222,3 +222,26 @@ def test_lost_blob_sends_a_note(m, fake, ctx):
     assert first[0]["type"] == "text" and "is not sent: its stored copy is missing" in \
         first[0]["text"]
     assert "[attached: a.png, PNG, " in read_text(c / "history")
+
+
+def test_fake_checks_sources_like_the_api():
+    """The fake refuses what the API refuses of an image or document block, so a
+    request it accepted above had well-formed blocks."""
+    from fake_anthropic import validate_body
+
+    def body(block):
+        return {"model": "claude-sonnet-5-5", "max_tokens": 10,
+                "messages": [{"role": "user", "content": [block, {"type": "text",
+                                                                  "text": "hi"}]}]}
+
+    def image(media, data):
+        return {"type": "image", "source": {"type": "base64", "media_type": media,
+                                            "data": data}}
+    good = base64.b64encode(png()).decode()
+    assert validate_body(body(image("image/png", good))) is None
+    assert "does not match" in validate_body(body(image("image/jpeg", good)))
+    assert "invalid base64" in validate_body(body(image("image/png", good[:-3] + "!!!")))
+    assert "media_type" in validate_body(body(image("image/bmp", good)))
+    doc = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                          "data": good}}
+    assert "not valid" in validate_body(body(doc))
