@@ -48,6 +48,8 @@ struct turn {
 	uint64_t call_id;    /* non-zero while a call is in flight */
 	unsigned retries;    /* retries made in this attempt */
 	int64_t raw_sent;    /* prune estimate of the request sent */
+	uint64_t req_bytes;  /* its body's bytes, and the microseconds it took to */
+	int64_t req_us;	     /* build (`status`: turn_request), 0 before a call */
 	uint64_t first_turn; /* turn of the first exchange sent, 0 for none */
 	int64_t started_ms;  /* wall clock */
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which

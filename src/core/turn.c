@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
@@ -426,7 +427,12 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		return r;
 	}
 	buf_init(&body, REQUEST_MAX);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t->req_bytes = body.len;
+	t->req_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
 	if (r < 0) {
 		buf_done(&body);
 		turn_refuse(s, t,

@@ -376,6 +376,10 @@ static int status_turn(const struct turn *t, struct buf *out)
 		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
+	if (r == 0 && t->req_bytes)
+		r = buf_printf(out, "turn_request: %llu bytes, built in %lld.%03lld ms\n",
+			       (unsigned long long)t->req_bytes, (long long)(t->req_us / 1000),
+			       (long long)(t->req_us % 1000));
 	if (r == 0 && t->state == TURN_FAILED) {
 		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
 		if (r == 0 && t->error.http_status > 0)
