@@ -415,12 +415,41 @@ def default_reply(body):
     return "reply to: " + last_user_text(body).strip()
 
 
+def media_tokens(blk):
+    """Input tokens of an image or document block as the API counts them,
+    roughly: an image width*height/750 (PNG and GIF sizes read, 1000 for
+    others), a PDF 2300 a page, a text document its text; 0 for other blocks."""
+    import base64
+    import binascii
+    src = blk.get("source") if isinstance(blk, dict) else None
+    if blk.get("type") not in ("image", "document") or not isinstance(src, dict):
+        return 0
+    if src.get("type") == "text":
+        return len(str(src.get("data", "")).encode("utf-8")) // 4
+    try:
+        raw = base64.b64decode(src.get("data") or "", validate=True)
+    except (binascii.Error, ValueError):
+        return 0
+    if blk["type"] == "document":
+        return 2300 * max(1, raw.count(b"/Type /Page") - raw.count(b"/Type /Pages"))
+    if raw.startswith(b"\x89PNG") and len(raw) >= 24:
+        w, h = struct.unpack(">II", raw[16:24])
+    elif raw.startswith(b"GIF8") and len(raw) >= 10:
+        w, h = struct.unpack("<HH", raw[6:10])
+    else:
+        return 1000
+    return min(1600, max(1, w * h // 750))
+
+
 def estimate_input_tokens(body):
-    parts = [system_text((body or {}).get("system"))]
+    parts, media = [system_text((body or {}).get("system"))], 0
     for m in (body or {}).get("messages") or []:
         if isinstance(m, dict):
             parts.append(content_text(m.get("content")))
-    return len("".join(parts).encode("utf-8")) // 4 + 5
+            c = m.get("content")
+            media += sum(media_tokens(b) for b in (c if isinstance(c, list) else [])
+                         if isinstance(b, dict))
+    return len("".join(parts).encode("utf-8")) // 4 + 5 + media
 
 
 CACHE_LOOKBACK = 20  # blocks before a breakpoint searched for an earlier prefix
@@ -437,11 +466,18 @@ def prompt_blocks(body):
             return
         for blk in content if isinstance(content, list) else []:
             if isinstance(blk, dict):
-                texts.append(json.dumps(blk.get("input"), sort_keys=True)
-                             if blk.get("type") == "tool_use" else
-                             blk.get("text") or blk.get("thinking") or
-                             json.dumps({k: v for k, v in blk.items() if k != "cache_control"},
-                                        sort_keys=True))
+                mt = media_tokens(blk)
+                if mt:  # hashed by content, counted as the API counts it
+                    import hashlib
+                    key = "\x00media:" + hashlib.sha256(json.dumps(
+                        blk.get("source"), sort_keys=True).encode()).hexdigest()
+                    texts.append(key + " " * max(0, 4 * mt - len(key)))
+                else:
+                    texts.append(json.dumps(blk.get("input"), sort_keys=True)
+                                 if blk.get("type") == "tool_use" else
+                                 blk.get("text") or blk.get("thinking") or
+                                 json.dumps({k: v for k, v in blk.items()
+                                             if k != "cache_control"}, sort_keys=True))
                 if "cache_control" in blk:
                     marks.append(len(texts) - 1)
     body = body or {}
