@@ -102,6 +102,7 @@ int blob_get(int dirfd, const char *hex, uint64_t size, struct buf *out)
 	if ((uint64_t)got != size)
 		return -EBADMSG;
 	out->len = start + size;
+	out->data[out->len] = '\0'; /* the buffer keeps a byte for it (buf.h) */
 	char h[33];
 	attach_hash(out->data + start, size, h);
 	if (strcmp(h, hex)) {
