@@ -405,6 +405,9 @@ static void load_end(struct loader *L, const cJSON *o)
 	s = jstr(L, o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
 	t->raw_sent = jint(o, "raw_sent");
+	int64_t rb = jint(o, "request_bytes"), ru = jint(o, "request_us");
+	t->req_bytes = rb > 0 ? (uint64_t)rb : 0;
+	t->req_us = ru > 0 ? ru : 0;
 	int64_t first = jint(o, "first_turn");
 	if (first > 0)
 		L->c->floor_turn = (uint64_t)first;

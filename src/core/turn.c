@@ -183,6 +183,10 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	}
 	if (t->raw_sent >= 0)
 		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
+	if (t->req_bytes) { /* `status` shows them after a restart too */
+		cJSON_AddNumberToObject(o, "request_bytes", (double)t->req_bytes);
+		cJSON_AddNumberToObject(o, "request_us", (double)t->req_us);
+	}
 	/* Lets a loader tell a reply whose parts were all read from one that lost a
 	 * part to a corrupt record. */
 	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
