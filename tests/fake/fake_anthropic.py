@@ -628,6 +628,19 @@ def validate_source(blk):
     return None
 
 
+def validate_sources(body):
+    """Every image and document block's source (validate_source), checked after
+    the model's capabilities as the API does.  None or the message."""
+    for i, m in enumerate((body or {}).get("messages") or []):
+        c = m.get("content") if isinstance(m, dict) else None
+        for j, blk in enumerate(c if isinstance(c, list) else []):
+            if isinstance(blk, dict) and blk.get("type") in ("image", "document"):
+                bad = validate_source(blk)
+                if bad:
+                    return "messages.%d.content.%d.%s" % (i, j, bad)
+    return None
+
+
 def validate_body(body):
     """Checks a parsed Messages request body as the API would.  Returns None, or
     an error message (the API answers 400 invalid_request_error)."""
@@ -717,10 +730,7 @@ def validate_body(body):
                         return "messages.%d.content.%d: text content blocks must be non-empty" % (i, j)
                 if blk["type"] == "thinking" and not isinstance(blk.get("signature"), str):
                     return "messages.%d.content.%d.signature: Field required" % (i, j)
-                if blk["type"] in ("image", "document"):
-                    bad = validate_source(blk)
-                    if bad:
-                        return "messages.%d.content.%d.%s" % (i, j, bad)
+
         else:
             return "messages.%d.content: Input should be a string or a list of blocks" % i
         if last and role == "assistant":
@@ -1628,7 +1638,7 @@ class FakeAnthropic:
         info = self.model(mid) if isinstance(mid, str) else None
         if isinstance(mid, str) and (info is None or info["lifecycle"] == "retired"):
             return (404, "not_found_error", "model: %s" % mid), body
-        err = validate_for_model(body, info)
+        err = validate_for_model(body, info) or validate_sources(body)
         if err:
             return (400, "invalid_request_error", err), body
         return None, body

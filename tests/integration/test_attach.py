@@ -227,7 +227,10 @@ def test_lost_blob_sends_a_note(m, fake, ctx):
 def test_fake_checks_sources_like_the_api():
     """The fake refuses what the API refuses of an image or document block, so a
     request it accepted above had well-formed blocks."""
-    from fake_anthropic import validate_body
+    from fake_anthropic import validate_body, validate_sources
+
+    def check(b):
+        return validate_body(b) or validate_sources(b)
 
     def body(block):
         return {"model": "claude-sonnet-5-5", "max_tokens": 10,
@@ -238,10 +241,10 @@ def test_fake_checks_sources_like_the_api():
         return {"type": "image", "source": {"type": "base64", "media_type": media,
                                             "data": data}}
     good = base64.b64encode(png()).decode()
-    assert validate_body(body(image("image/png", good))) is None
-    assert "does not match" in validate_body(body(image("image/jpeg", good)))
-    assert "invalid base64" in validate_body(body(image("image/png", good[:-3] + "!!!")))
-    assert "media_type" in validate_body(body(image("image/bmp", good)))
+    assert check(body(image("image/png", good))) is None
+    assert "does not match" in check(body(image("image/jpeg", good)))
+    assert "invalid base64" in check(body(image("image/png", good[:-3] + "!!!")))
+    assert "media_type" in check(body(image("image/bmp", good)))
     doc = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
                                           "data": good}}
-    assert "not valid" in validate_body(body(doc))
+    assert "not valid" in check(body(doc))
