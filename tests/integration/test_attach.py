@@ -248,3 +248,30 @@ def test_fake_checks_sources_like_the_api():
     doc = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
                                           "data": good}}
     assert "not valid" in check(body(doc))
+
+
+def test_names_attach_takes(m, fake, ctx):
+    for name in (".hidden", "a\x01b"):
+        with pytest.raises(OSError) as ei:
+            open(ctx / "attach" / name, "wb").close()
+        assert ei.value.errno == errno.EINVAL, name
+    with pytest.raises(OSError) as ei:
+        os.mkdir(ctx / "attach" / "sub")
+    assert ei.value.errno == errno.EACCES
+    assert os.listdir(ctx / "attach") == []
+
+
+def test_pruning_counts_attachments(m, fake, ctx):
+    """A PDF's pages count against budget_tokens (2,500 tokens a page): 4 pages
+    alone are over a budget of 8,000, so the turn fails before any call."""
+    (ctx / "config").write_text("budget_tokens = 8000\n")
+    put(ctx / "attach" / "r.pdf", pdf(pages=4))
+    calls = len(fake.calls)
+    send(ctx, "read it")
+    wait_status(ctx, "error")
+    assert status(ctx)["last_error"].startswith("budget_exceeded: the message needs about 10")
+    assert len(fake.calls) == calls
+    # Three pages fit, and the next turn's history holds them: 7,500 + 2 messages.
+    put(ctx / "attach" / "s.pdf", pdf(pages=3))
+    send(ctx, "this one")
+    assert output(ctx) == "reply to: this one"
