@@ -50,8 +50,8 @@ int context_attach_open(struct store *s, uint64_t id, const char *name, bool cre
  * -EFBIG (an image over ATTACH_IMAGE_MAX, a file over ATTACH_FILE_MAX),
  * -ENOSPC (all files over ATTACH_TOTAL_MAX): the file is dropped, and why
  * says why.  -ENOENT when the file is gone. */
-int context_attach_write(struct store *s, uint64_t id, uint32_t seq, uint64_t off,
-			 const void *data, size_t n, char *why, size_t whylen);
+int context_attach_write(struct store *s, uint64_t id, uint32_t seq, uint64_t off, const void *data,
+			 size_t n, char *why, size_t whylen);
 int context_attach_truncate(struct store *s, uint64_t id, uint32_t seq, uint64_t size, char *why,
 			    size_t whylen);
 
@@ -73,7 +73,7 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name);
 
 /* A whole file at once (the shim): open, write, flush, release.  On failure
  * nothing is kept. */
-int context_attach_add(struct store *s, uint64_t id, const char *name, const void *data,
-		       size_t n, char *why, size_t whylen);
+int context_attach_add(struct store *s, uint64_t id, const char *name, const void *data, size_t n,
+		       char *why, size_t whylen);
 
 #endif

@@ -30,7 +30,7 @@ struct wire_message {
 	bool assistant;	  /* role: false user, true assistant */
 	const char *text; /* UTF-8, not NUL-terminated necessarily */
 	size_t len;
-	bool cache_mark; /* put a cache_control breakpoint on this message's block */
+	bool cache_mark;	    /* put a cache_control breakpoint on this message's block */
 	const struct wire_raw *pre; /* blocks before the text (content is then an
 				       array), n_pre of them */
 	size_t n_pre;

@@ -23,11 +23,15 @@ static const struct magic refused[] = {
     {"PK\x05\x06", 4, 0, "unsupported type: zip archive"},
     {"\x1f\x8b", 2, 0, "unsupported type: gzip data"},
     {"BZh", 3, 0, "unsupported type: bzip2 data"},
-    {"\xfd" "7zXZ\0", 6, 0, "unsupported type: xz data"},
+    {"\xfd"
+     "7zXZ\0",
+     6, 0, "unsupported type: xz data"},
     {"7z\xbc\xaf\x27\x1c", 6, 0, "unsupported type: 7-zip archive"},
     {"\x28\xb5\x2f\xfd", 4, 0, "unsupported type: zstd data"},
     {"Rar!\x1a\x07", 6, 0, "unsupported type: RAR archive"},
-    {"\x7f" "ELF", 4, 0, "unsupported type: ELF executable"},
+    {"\x7f"
+     "ELF",
+     4, 0, "unsupported type: ELF executable"},
     {"MZ", 2, 0, "unsupported type: Windows executable"},
     {"\xca\xfe\xba\xbe", 4, 0, "unsupported type: Java class file"},
     {"\0asm", 4, 0, "unsupported type: WebAssembly module"},
@@ -155,8 +159,8 @@ bool attach_is_image(int type)
 }
 
 static const char *const type_names[] = {"?", "PNG", "JPEG", "GIF", "WebP", "PDF", "text"};
-static const char *const media_types[] = {"", "image/png", "image/jpeg", "image/gif",
-					  "image/webp", "application/pdf", "text/plain"};
+static const char *const media_types[] = {
+    "", "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"};
 
 const char *attach_type_name(int type)
 {

@@ -138,8 +138,8 @@ static bool attachment_from_json(const cJSON *o, struct attachment *a)
 	const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(o, "tokens");
 	const char *why;
 	memset(a, 0, sizeof(*a));
-	if (!cJSON_IsString(name) || attach_name_check(name->valuestring,
-						       strlen(name->valuestring), &why) < 0 ||
+	if (!cJSON_IsString(name) ||
+	    attach_name_check(name->valuestring, strlen(name->valuestring), &why) < 0 ||
 	    !cJSON_IsString(type) || !cJSON_IsNumber(size) || size->valuedouble < 0 ||
 	    size->valuedouble > ATTACH_FILE_MAX || !cJSON_IsString(hash) ||
 	    !attach_hash_valid(hash->valuestring))
@@ -150,8 +150,8 @@ static bool attachment_from_json(const cJSON *o, struct attachment *a)
 	a->size = (uint64_t)size->valuedouble;
 	snprintf(a->hash, sizeof(a->hash), "%s", hash->valuestring);
 	a->raw = cJSON_IsNumber(tokens) && tokens->valuedouble >= 0 && tokens->valuedouble < 1e12
-			 ? (int64_t)tokens->valuedouble
-			 : (a->type == ATTACH_TEXT ? prune_estimate(a->size) : ATTACH_IMAGE_TOKENS_MAX);
+		     ? (int64_t)tokens->valuedouble
+		     : (a->type == ATTACH_TEXT ? prune_estimate(a->size) : ATTACH_IMAGE_TOKENS_MAX);
 	return true;
 }
 
@@ -341,9 +341,9 @@ static int lost_block(struct attachment *a)
 {
 	char text[512], size[32];
 	attach_size_text(a->size, size, sizeof(size));
-	snprintf(text, sizeof(text),
-		 "[attachment %s (%s, %s) is not sent: its stored copy is %s]", a->name,
-		 attach_type_name(a->type), size, a->lost == -ENOENT ? "missing" : "damaged");
+	snprintf(text, sizeof(text), "[attachment %s (%s, %s) is not sent: its stored copy is %s]",
+		 a->name, attach_type_name(a->type), size,
+		 a->lost == -ENOENT ? "missing" : "damaged");
 	size_t n;
 	char *q = json_quoted(text, &n);
 	if (!q)
@@ -374,11 +374,12 @@ static int build_block(struct attachment *a, const struct buf *content)
 		return -ENOMEM;
 	}
 	char head[192];
-	int hl = snprintf(head, sizeof(head),
-			  "{\"type\":\"%s\",\"source\":{\"type\":\"%s\",\"media_type\":\"%s\","
-			  "\"data\":%s",
-			  attach_is_image(a->type) ? "image" : "document", is_text ? "text" : "base64",
-			  attach_media_type(a->type), is_text ? "" : "\"");
+	int hl =
+	    snprintf(head, sizeof(head),
+		     "{\"type\":\"%s\",\"source\":{\"type\":\"%s\",\"media_type\":\"%s\","
+		     "\"data\":%s",
+		     attach_is_image(a->type) ? "image" : "document", is_text ? "text" : "base64",
+		     attach_media_type(a->type), is_text ? "" : "\"");
 	size_t blen = is_text ? dlen : attach_b64_len(content->len);
 	size_t cap = (size_t)hl + blen + tlen + 32;
 	char *p = malloc(cap);

@@ -131,8 +131,8 @@ static int load_content(struct store *s, struct context *c, struct attach_file *
 	return r;
 }
 
-int context_attach_open(struct store *s, uint64_t id, const char *name, bool create_it,
-			bool writer, bool trunc, uint32_t *seq, char *why, size_t whylen)
+int context_attach_open(struct store *s, uint64_t id, const char *name, bool create_it, bool writer,
+			bool trunc, uint32_t *seq, char *why, size_t whylen)
 {
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
@@ -178,8 +178,8 @@ static int file_check(struct context *c, struct attach_file *f, size_t from, boo
 		from = 0;
 	}
 	if (f->a.type == ATTACH_TEXT) {
-		long v = attach_text_check(p, f->data.len, from < f->text_valid ? from : f->text_valid,
-					   complete, &w);
+		long v = attach_text_check(
+		    p, f->data.len, from < f->text_valid ? from : f->text_valid, complete, &w);
 		if (v < 0) {
 			snprintf(why, whylen, "attach/%s: %s; the file is not kept", f->a.name, w);
 			return -EINVAL;
@@ -222,17 +222,16 @@ static void refuse(struct context *c, struct attach_file *f, const char *why)
 	c->refused_ms = clock_wall_ms();
 }
 
-int context_attach_write(struct store *s, uint64_t id, uint32_t seq, uint64_t off,
-			 const void *data, size_t n, char *why, size_t whylen)
+int context_attach_write(struct store *s, uint64_t id, uint32_t seq, uint64_t off, const void *data,
+			 size_t n, char *why, size_t whylen)
 {
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	struct attach_file *f = find(c, NULL, seq);
 	int r = f ? 0 : -ENOENT;
 	if (f && off + n > ATTACH_FILE_MAX) {
-		snprintf(why, whylen,
-			 "attach/%s: a file is at most %u MiB; the file is not kept", f->a.name,
-			 ATTACH_FILE_MAX >> 20);
+		snprintf(why, whylen, "attach/%s: a file is at most %u MiB; the file is not kept",
+			 f->a.name, ATTACH_FILE_MAX >> 20);
 		r = -EFBIG;
 	} else if (f) {
 		r = buf_write_at(&f->data, (size_t)off, data, n);
@@ -442,8 +441,8 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name)
 	return r;
 }
 
-int context_attach_add(struct store *s, uint64_t id, const char *name, const void *data,
-		       size_t n, char *why, size_t whylen)
+int context_attach_add(struct store *s, uint64_t id, const char *name, const void *data, size_t n,
+		       char *why, size_t whylen)
 {
 	uint32_t seq;
 	int r = context_attach_open(s, id, name, true, true, true, &seq, why, whylen);

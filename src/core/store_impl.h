@@ -62,10 +62,10 @@ struct attachment {
 	char *name; /* heap */
 	int type;   /* enum attach_type */
 	uint64_t size;
-	char hash[33];	 /* XXH3-128 of the content: its blob's name */
-	int64_t raw;	 /* token estimate (attach_estimate) */
-	char *block;	 /* the request's content block, JSON, built at its first
-			    call and kept (store_attach.c); NULL until then */
+	char hash[33]; /* XXH3-128 of the content: its blob's name */
+	int64_t raw;   /* token estimate (attach_estimate) */
+	char *block;   /* the request's content block, JSON, built at its first
+			  call and kept (store_attach.c); NULL until then */
 	size_t block_len;
 	int lost; /* 0, or -ENOENT/-EBADMSG: its blob is missing or damaged */
 };

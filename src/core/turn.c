@@ -375,16 +375,19 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	*raw = fixed;
 	for (size_t i = 0; i < kept; i++) {
 		const struct exchange *h = &c->ex[c->hist[(size_t)first + i]];
-		m[2 * i] = (struct wire_message){false, h->user, h->user_len, false, pre + np,
-						 h->n_att};
+		const char *reply = h->reply->text.data ? h->reply->text.data : "";
+		m[2 * i] = (struct wire_message){
+		    .text = h->user, .len = h->user_len, .pre = pre + np, .n_pre = h->n_att};
 		np += h->n_att;
-		m[2 * i + 1] =
-		    (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
-					  h->reply->text.len, false, NULL, 0};
+		m[2 * i + 1] = (struct wire_message){
+		    .assistant = true, .text = reply, .len = h->reply->text.len};
 		*raw += exchange_raw(h);
 	}
-	m[2 * kept] = (struct wire_message){false, e->user,	    e->user_len, st->prompt_cache,
-					    pre + np, e->n_att};
+	m[2 * kept] = (struct wire_message){.text = e->user,
+					    .len = e->user_len,
+					    .cache_mark = st->prompt_cache,
+					    .pre = pre + np,
+					    .n_pre = e->n_att};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
 	struct model_shape shape;
@@ -440,7 +443,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	if (r < 0) {
 		buf_done(&body);
 		turn_refuse(s, t,
-			    r == -EFBIG	     ? "budget_exceeded"
+			    r == -EFBIG	    ? "budget_exceeded"
 			    : r == -ENOTSUP ? "unsupported_input"
 					    : "request_error",
 			    why, n);

@@ -128,7 +128,8 @@ static int render_history_json(const struct context *c, struct buf *out)
 		const struct exchange *e = &c->ex[c->hist[i]];
 		r = add_message(arr, "user", e->user, e->user_len);
 		if (r == 0)
-			r = attach_render_json(e, cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1));
+			r = attach_render_json(
+			    e, cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1));
 		if (r == 0)
 			r = add_message(arr, "assistant", text_of(&e->reply->text),
 					e->reply->text.len);

@@ -200,8 +200,7 @@ void fs_attach_release(struct fs *fs, struct fs_handle *h)
 		context_attach_release(fs->st, h->ctx, h->att_seq);
 }
 
-int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size,
-		       struct fs_handle *h)
+int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size, struct fs_handle *h)
 {
 	char why[512] = "";
 	int r = context_attach_truncate(fs->st, ctx, seq, (uint64_t)size, why, sizeof(why));

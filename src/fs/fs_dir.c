@@ -62,7 +62,7 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR;
 	if (i < 2) {
-		st->st_ino = i == 0	    ? fs_ino(ctx, kind)
+		st->st_ino = i == 0		? fs_ino(ctx, kind)
 			     : kind == K_ATTACH ? fs_ino(ctx, K_DIR)
 						: FUSE_ROOT_ID;
 		return i == 0 ? "." : "..";

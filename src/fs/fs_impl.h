@@ -106,7 +106,7 @@ struct fs_handle {
 	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
 	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
-	uint32_t att_seq; /* attach/ file: its seq (store_attach.h) */
+	uint32_t att_seq;   /* attach/ file: its seq (store_attach.h) */
 	char ctl_line[256]; /* ctl: a command line not yet ended */
 	size_t ctl_len;
 	struct fs_handle *prev, *next; /* fs->handles; under fs->handles_lock */
@@ -280,8 +280,7 @@ void fs_attach_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t s
 int fs_attach_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
 int fs_attach_flush(struct fs *fs, struct fs_handle *h);
 void fs_attach_release(struct fs *fs, struct fs_handle *h);
-int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size,
-		       struct fs_handle *h);
+int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size, struct fs_handle *h);
 
 /* fs.c */
 void fs_note(struct fs *fs, uint64_t ctx, unsigned bits);

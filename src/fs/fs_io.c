@@ -705,8 +705,8 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 		return r;
 	}
 	if (kind == K_ATTACH_FILE)
-		return fs_attach_truncate(fs, ctx, (uint32_t)(ino & ((1u << INO_ATTACH_SEQ_BITS) - 1)),
-					  size, NULL);
+		return fs_attach_truncate(
+		    fs, ctx, (uint32_t)(ino & ((1u << INO_ATTACH_SEQ_BITS) - 1)), size, NULL);
 	if (size != 0)
 		return 0;
 	if (kind == K_SYSTEM)

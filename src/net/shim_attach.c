@@ -17,8 +17,8 @@
 void shim_attachments_undo(struct shim *sh, uint64_t id, const cJSON *arr, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		const cJSON *name = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, (int)i),
-								     "name");
+		const cJSON *name =
+		    cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, (int)i), "name");
 		if (cJSON_IsString(name))
 			context_attach_remove(sh->st, id, name->valuestring);
 	}
@@ -32,8 +32,8 @@ static int add_one(struct shim *sh, uint64_t id, const cJSON *it, size_t i, unsi
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(it, "data");
 	*status = MHD_HTTP_BAD_REQUEST;
 	if (!cJSON_IsObject(it) || !cJSON_IsString(name) || !cJSON_IsString(data)) {
-		snprintf(why, whylen, "attachments[%zu] must be {\"name\": string, \"data\": base64}",
-			 i);
+		snprintf(why, whylen,
+			 "attachments[%zu] must be {\"name\": string, \"data\": base64}", i);
 		return -EINVAL;
 	}
 	size_t n = strlen(data->valuestring);

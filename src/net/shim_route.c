@@ -205,8 +205,7 @@ size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq)
 	switch (rq->route->res) {
 	case R_MESSAGES:
 		if (context_info(sh->st, rq->id, &ci) == 0)
-			return 2 * (size_t)ci.max_input_bytes + SHIM_JSON_SLACK +
-			       SHIM_ATTACH_BODY;
+			return 2 * (size_t)ci.max_input_bytes + SHIM_JSON_SLACK + SHIM_ATTACH_BODY;
 		return 2 * (size_t)(1u << 20) + SHIM_JSON_SLACK + SHIM_ATTACH_BODY;
 	case R_MCP:
 		return MCP_BODY_MAX;

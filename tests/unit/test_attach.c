@@ -31,7 +31,10 @@ static void test_sniff(void)
 	CHECK_EQ_STR(why, "unsupported type: zip archive");
 	CHECK_EQ_INT(sniff("\x1f\x8b\x08", 3, false, &why), -EINVAL);
 	CHECK_EQ_STR(why, "unsupported type: gzip data");
-	CHECK_EQ_INT(sniff("\x7f" "ELF\x02", 5, false, &why), -EINVAL);
+	CHECK_EQ_INT(sniff("\x7f"
+			   "ELF\x02",
+			   5, false, &why),
+		     -EINVAL);
 	CHECK_EQ_STR(why, "unsupported type: ELF executable");
 	CHECK_EQ_INT(sniff("\xff\xfeh\0i\0", 6, false, &why), -EINVAL);
 	CHECK(why && strstr(why, "UTF-16"));
@@ -78,8 +81,8 @@ static void test_sizes_and_estimates(void)
 	CHECK_EQ_INT(attach_estimate(ATTACH_PNG, png, 10), ATTACH_IMAGE_TOKENS_MAX);
 	unsigned char gif[10] = "GIF89a\x20\x00\x10\x00";
 	CHECK(attach_image_size(ATTACH_GIF, gif, sizeof(gif), &w, &h) && w == 32 && h == 16);
-	unsigned char jpg[] = {0xff, 0xd8, 0xff, 0xe0, 0, 4, 0, 0, 0xff, 0xc0, 0, 11, 8,
-			       0x01, 0xe0, 0x02, 0x80, 1, 1, 0x11, 0};
+	unsigned char jpg[] = {0xff, 0xd8, 0xff, 0xe0, 0,    4,	   0, 0, 0xff, 0xc0, 0,
+			       11,   8,	   0x01, 0xe0, 0x02, 0x80, 1, 1, 0x11, 0};
 	CHECK(attach_image_size(ATTACH_JPEG, jpg, sizeof(jpg), &w, &h) && w == 640 && h == 480);
 	const char *pdf = "%PDF-1.4 << /Type /Pages /Count 7 >> << /Type /Page >>";
 	CHECK_EQ_INT(attach_pdf_pages(pdf, strlen(pdf)), 7);
@@ -94,8 +97,8 @@ static void test_sizes_and_estimates(void)
 static void test_base64_hash_names(void)
 {
 	char out[16];
-	const char *v[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
-			      {"foobar", "Zm9vYmFy"}};
+	const char *v[][2] = {
+	    {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foobar", "Zm9vYmFy"}};
 	for (size_t i = 0; i < 5; i++) {
 		size_t n = strlen(v[i][0]);
 		CHECK_EQ_INT(attach_b64_len(n), strlen(v[i][1]));
