@@ -9,7 +9,10 @@
  *                                                        "enabled": {"supported"}}},
  *                     "effort": {"supported", "low"|"medium"|"high"|"xhigh"|"max":
  *                                {"supported"}},
- *                     "image_input", "pdf_input", "structured_outputs": {"supported"}, ...}}
+ *                     "image_input", "pdf_input", "structured_outputs": {"supported"},
+ *                     "code_execution": {"supported"},
+ *                     "server_tools": {"supported", "web_search": {"supported"},
+ *                                      "code_execution": {"supported"}}, ...}}
  * mcpfs reads three fields the SDK types (August 2026) do not have yet:
  * "lifecycle" ("active" | "deprecated" | "retired", or an object {"status", "retires_at"}),
  * "retires_at" (RFC 3339) and "line" (the family a model belongs to).  Absent,
@@ -61,6 +64,16 @@ struct model_caps {
 	bool effort;		  /* effort.supported */
 	unsigned effort_levels;	  /* MODEL_EFFORT_* of the levels supported */
 	bool image_input, pdf_input, structured_outputs;
+	/* capabilities.server_tools ({"supported", "web_search": {"supported"},
+	 * "code_execution": {"supported"}}; web_fetch has no entry of its own in
+	 * the SDK types, so "web_fetch" is read where present and the
+	 * capability's own "supported" stands for it otherwise).  Absent from an
+	 * older answer: server_tools_known false, and both are taken. */
+	bool server_tools_known, web_search, web_fetch;
+	/* capabilities.code_execution: code run by the code execution tool can
+	 * call the request's other tools ("dynamic filtering for web search and
+	 * web fetch"), which the newer tool versions need. */
+	bool code_execution;
 };
 
 /* Reads one ModelInfo JSON object.  0, -EINVAL (not JSON, no "id", an id that
@@ -72,16 +85,30 @@ const char *model_lifecycle_name(enum model_lifecycle l);
 /* How a call is shaped from the settings and the model's capabilities. */
 enum shape_thinking { SHAPE_THINKING_NONE, SHAPE_THINKING_ADAPTIVE, SHAPE_THINKING_BUDGET };
 
+/* The server tool versions mcpfs sends (Messages API tool types).  The basic
+ * ones every model with the tool takes; the newest named in the SDK types
+ * (web_search_20260318, web_fetch_20260318: dynamic filtering and
+ * response_inclusion) need code execution (capabilities.code_execution). */
+#define MODEL_WEB_SEARCH_BASIC "web_search_20250305"
+#define MODEL_WEB_FETCH_BASIC "web_fetch_20250910"
+#define MODEL_WEB_SEARCH_NEWEST "web_search_20260318"
+#define MODEL_WEB_FETCH_NEWEST "web_fetch_20260318"
+
 struct model_shape {
 	enum shape_thinking thinking;
-	int64_t budget;	    /* SHAPE_THINKING_BUDGET: budget_tokens */
-	const char *effort; /* output_config.effort, or NULL: not sent */
-	char ignored[256];  /* settings left out, for `status`; "" none */
+	int64_t budget;		/* SHAPE_THINKING_BUDGET: budget_tokens */
+	const char *effort;	/* output_config.effort, or NULL: not sent */
+	const char *web_search; /* the web search tool's type, or NULL: not sent */
+	const char *web_fetch;	/* the web fetch tool's type, or NULL: not sent */
+	char ignored[256];	/* settings left out, for `status`; "" none */
 };
 
 /* The rules of CONTRACT §8.  caps NULL (no answer from the Models API): only
  * what the user set is sent — `thinking = N` as a budget, `on` as adaptive,
- * the effort level as it is.  Never fails. */
+ * the effort level as it is, the tools in their newest versions.  Tools: a
+ * model with code execution gets the newest versions, any other the basic
+ * ones; a tool the model does not take is left out and named in ignored.
+ * Never fails. */
 void model_shape(const struct settings *st, const struct model_caps *caps, struct model_shape *out);
 
 /* --- the cache ----------------------------------------------------------------- */

@@ -35,7 +35,12 @@ struct settings {
 				    < max_tokens; `thinking_budget` is its old spelling */
 	int effort;		 /* enum settings_effort */
 	bool prompt_cache;	 /* send cache_control breakpoints; default on */
+	unsigned tools;		 /* SETTINGS_TOOL_* bits: server tools offered; default none */
 };
+
+/* Anthropic's server tools (`tools = web_search, web_fetch`). */
+#define SETTINGS_TOOL_WEB_SEARCH 1u
+#define SETTINGS_TOOL_WEB_FETCH 2u
 
 #define SETTINGS_THINKING_OFF 0
 #define SETTINGS_THINKING_ON (-1) /* think in the form the model takes */
@@ -53,14 +58,19 @@ enum settings_effort {
 /* The API's name of an effort level ("low"...), NULL for EFFORT_DEFAULT. */
 const char *settings_effort_name(int effort);
 
-/* THINKING: off | on | a budget (min..max); EFFORT: a word of enum settings_effort. */
+/* The name of one SETTINGS_TOOL_* bit ("web_search"), NULL for anything else. */
+const char *settings_tool_name(unsigned bit);
+
+/* THINKING: off | on | a budget (min..max); EFFORT: a word of enum settings_effort;
+ * TOOLS: web_search and/or web_fetch, comma-separated (JSON: an array of names). */
 enum setting_type {
 	SETTING_STRING,
 	SETTING_INT,
 	SETTING_DOUBLE,
 	SETTING_BOOL,
 	SETTING_THINKING,
-	SETTING_EFFORT
+	SETTING_EFFORT,
+	SETTING_TOOLS /* a comma-separated list of server tool names, "" none */
 };
 
 struct setting_def {

@@ -6,8 +6,11 @@
  * fragments), strips one space after the colon, joins several data lines with
  * "\n", ignores comment lines (":") and unknown fields, and dispatches an event at
  * each empty line (an event with no data line is not dispatched, per the WHATWG
- * rules).  A stream that ends without a final empty line loses its incomplete
- * event: that is the caller's "stream ended early" case.
+ * rules).  An event not yet ended by an empty line is held until sse_finish():
+ * the caller calls it when the stream ended cleanly, so that a last event
+ * written without its blank line (as the SDKs' recorded fixtures are) is still
+ * dispatched; a stream cut off is not finished and loses its incomplete event:
+ * that is the caller's "stream ended early" case.
  *
  * Every buffer is capped: an event larger than max_event bytes fails with -EFBIG.
  * A parser belongs to one thread at a time.
@@ -49,6 +52,12 @@ void sse_reset(struct sse *p);
  * 0, -EFBIG (an event over the cap; the parser is then reset), -ENOMEM, or the
  * callback's negative value. */
 int sse_feed(struct sse *p, const char *bytes, size_t n, sse_event_fn *fn, void *data);
+
+/* The stream ended cleanly: a held unterminated last line is taken as a line,
+ * and an event with data that no empty line ended is dispatched.  An event with
+ * no data line is dropped (WHATWG).  Then the parser is reset.  0, or the
+ * callback's negative value. */
+int sse_finish(struct sse *p, sse_event_fn *fn, void *data);
 
 /* Appends one event to out in the wire form the parser reads: "event: NAME\n",
  * one "data: " line per line of data (split on "\n"), then "\n".  name may be

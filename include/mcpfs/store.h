@@ -197,6 +197,7 @@ enum view_kind {
 	VIEW_TRANSCRIPT,   /* `transcript`: everything, never pruned */
 	VIEW_TRANSCRIPT_JSON,
 	VIEW_SYSTEM,
+	VIEW_SCHEMA, /* `schema`: the JSON Schema as written, "" none */
 	VIEW_MODEL,  /* one line */
 	VIEW_CONFIG, /* `key = value` lines */
 	VIEW_STATUS,
@@ -232,9 +233,15 @@ int context_set_model(struct store *s, uint64_t id, const char *text, size_t len
 		      size_t whylen);
 int context_set_config(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		       size_t whylen);
+/* Replaces the `schema` (empty or white space: none), checked by schema_check.
+ * Durable on return; kept in the settings record.  -EINVAL (-EILSEQ, -EFBIG)
+ * + why, nothing changed. */
+int context_set_schema(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		       size_t whylen);
 
-/* Applies a JSON patch {"system"?, "model"?, "config"?: {key: value}} (HTTP
- * shim); config keys named change, others stay.  All or nothing.  -EINVAL+why. */
+/* Applies a JSON patch {"system"?, "model"?, "config"?: {key: value},
+ * "schema"?: object | its text | null} (HTTP shim); config keys named change,
+ * others stay.  All or nothing.  -EINVAL+why. */
 int context_patch(struct store *s, uint64_t id, const struct cJSON *patch, char *why,
 		  size_t whylen);
 

@@ -49,10 +49,19 @@ struct wire_request {
 	bool stream;
 	bool thinking_adaptive; /* {"type":"adaptive"} (wins over a budget) */
 	const char *effort;	/* NULL: no output_config; else output_config.effort */
+	/* Server tools: "tools":[{"type":T,"name":N}], N being T without its
+	 * "_YYYYMMDD" version ("web_search_20250305" -> "web_search"). */
+	const char *const *tool_types;
+	size_t n_tools;
+	/* A JSON Schema (a JSON object's text, checked by schema_check) sent as
+	 * output_config.format {"type":"json_schema","schema":…}; NULL: none. */
+	const char *schema;
+	size_t schema_len;
 };
 
 /* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a
- * string), -EFBIG (out's cap), -ENOMEM. */
+ * string, a schema that is not a JSON object, a tool type without a version),
+ * -EFBIG (out's cap), -ENOMEM. */
 int wire_request_build(const struct wire_request *r, struct buf *out);
 
 enum wire_event_type {

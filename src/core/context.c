@@ -16,6 +16,7 @@
 
 #include "mcpfs/clock.h"
 #include "mcpfs/json_nul.h"
+#include "mcpfs/schema.h"
 #include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
@@ -46,7 +47,7 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 	return r;
 }
 
-static cJSON *settings_record(const struct settings *st, const char *system)
+static cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
 	cJSON *o = cJSON_CreateObject(), *set = cJSON_CreateObject();
 	if (!o || !set || settings_to_json(st, set) < 0) {
@@ -56,13 +57,19 @@ static cJSON *settings_record(const struct settings *st, const char *system)
 	}
 	cJSON_AddItemToObject(o, "settings", set);
 	cJSON_AddStringToObject(o, "system", system);
+	if (schema && *schema && !cJSON_AddStringToObject(o, "schema", schema)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 
-/* Appends a SETTINGS record; with sync under the lock (a load), else the caller
- * syncs it.  *copy receives the new system prompt's copy (NULL: unchanged). */
+/* Appends a SETTINGS record (with schema, the schema text it carries: the
+ * context's own by default); with sync under the lock (a load), else the
+ * caller syncs it.  *copy receives the new system prompt's copy (NULL:
+ * unchanged). */
 static int settings_append(struct context *c, const struct settings *st, const char *system,
-			   size_t system_len, bool sync, char **copy)
+			   size_t system_len, bool sync, char **copy, const char *schema)
 {
 	*copy = NULL;
 	if (system != c->system) {
@@ -72,7 +79,7 @@ static int settings_append(struct context *c, const struct settings *st, const c
 		memcpy(*copy, system, system_len);
 		(*copy)[system_len] = '\0';
 	}
-	cJSON *rec = settings_record(st, *copy ? *copy : c->system);
+	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema);
 	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
 		free(*copy);
@@ -99,7 +106,7 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 			  size_t system_len)
 {
 	char *copy;
-	int r = settings_append(c, st, system, system_len, true, &copy);
+	int r = settings_append(c, st, system, system_len, true, &copy, NULL);
 	if (r == 0)
 		settings_apply(c, st, copy, system_len);
 	return r;
@@ -260,6 +267,14 @@ static void load_settings(struct loader *L, const cJSON *o)
 		L->c->system = copy;
 		L->c->system_len = len;
 	}
+	/* Every record carries the schema of its time: none when absent. */
+	const char *sch = jstr(L, o, "schema", &len);
+	char *scopy = sch && len ? memdup_z(sch, len) : NULL;
+	if (scopy || !sch) {
+		free(L->c->schema);
+		L->c->schema = scopy;
+		L->c->schema_len = scopy ? len : 0;
+	}
 	int64_t ms = jint(o, "created_ms");
 	if (ms > 0)
 		L->c->created_ms = ms;
@@ -405,6 +420,9 @@ static void load_end(struct loader *L, const cJSON *o)
 	s = jstr(L, o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
 	t->raw_sent = jint(o, "raw_sent");
+	t->http_status = jint(o, "http_status") == 200 ? 200 : 0;
+	int64_t retries = jint(o, "retries");
+	t->retries = retries > 0 && retries <= UINT32_MAX ? (unsigned)retries : 0;
 	int64_t rb = jint(o, "request_bytes"), ru = jint(o, "request_us");
 	t->req_bytes = rb > 0 ? (uint64_t)rb : 0;
 	t->req_us = ru > 0 ? ru : 0;
@@ -510,7 +528,7 @@ int context_journal_path(struct store *s, struct context *c, char *out, size_t n
 int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
 			struct journal **ret)
 {
-	cJSON *rec = settings_record(st, "");
+	cJSON *rec = settings_record(st, "", NULL);
 	if (rec) {
 		cJSON_AddNumberToObject(rec, "v", 1);
 		cJSON_AddNumberToObject(rec, "created_ms", (double)created_ms);
@@ -649,6 +667,7 @@ void context_free(struct store *s, struct context *c)
 	context_journal_forget(s, c);
 	journal_free(c->journal);
 	free(c->system);
+	free(c->schema);
 	free(c);
 }
 
@@ -675,23 +694,43 @@ static void marks_drop(struct context *c, size_t n)
 		free(c->marks[--c->n_marks].text);
 }
 
-/* Saves new settings and a new system prompt (NULL: keep the current one) in
- * one SETTINGS record, so a change is applied whole or not at all. */
-static int context_commit(struct store *s, uint64_t id, const struct settings *st, const char *sys,
-			  size_t slen, char *why, size_t whylen)
+/* What a commit changes besides the settings: a new system prompt and a new
+ * schema, each NULL to keep the current one (a schema "" removes it). */
+struct commit_text {
+	const char *sys, *schema;
+	size_t slen, schema_len;
+};
+
+/* Installs a new schema copy (NULL: none) and returns the old one. */
+static char *schema_swap(struct context *c, char *copy, size_t len)
+{
+	char *old = c->schema;
+	c->schema = copy;
+	c->schema_len = copy ? len : 0;
+	return old;
+}
+
+/* Saves new settings, a new system prompt and a new schema in one SETTINGS
+ * record, so a change is applied whole or not at all. */
+static int context_commit(struct store *s, uint64_t id, const struct settings *st,
+			  const struct commit_text *ct, char *why, size_t whylen)
 {
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
 	struct settings set, old;
-	char *copy = NULL, *old_system = NULL;
-	size_t old_len = 0;
-	bool applied = false;
+	char *copy = NULL, *old_system = NULL, *sch = NULL, *old_schema = NULL;
+	const char *sys = ct ? ct->sys : NULL;
+	size_t old_len = 0, slen = ct ? ct->slen : 0;
+	bool applied = false, new_schema = ct && ct->schema;
+	if (r == 0 && new_schema && ct->schema_len && !(sch = strndup(ct->schema, ct->schema_len)))
+		r = -ENOMEM;
 	if (r == 0) {
 		set = st ? *st : c->settings;
 		slen = sys ? slen : c->system_len;
-		r = settings_append(c, &set, sys ? sys : c->system, slen, false, &copy);
+		r = settings_append(c, &set, sys ? sys : c->system, slen, false, &copy,
+				    new_schema ? (sch ? sch : "") : NULL);
 	}
 	/* Shown at once, as when the fsync was under the lock (a truncation of
 	 * `system` is applied at the release, which close() does not wait for, and
@@ -710,6 +749,9 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 			c->system = copy;
 			c->system_len = slen;
 		}
+		if (new_schema)
+			old_schema = schema_swap(c, sch, ct->schema_len);
+		sch = NULL;
 		context_changed(c);
 		applied = true;
 		r = context_sync(s, &c, &notes);
@@ -721,11 +763,16 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 			c->system_len = old_len;
 			old_system = NULL;
 		}
+		if (new_schema)
+			free(schema_swap(c, old_schema, old_schema ? strlen(old_schema) : 0));
+		old_schema = NULL;
 		c->settings = old;
 		marks_drop(c, marks);
 		context_changed(c);
 	}
 	free(old_system); /* replaced, or its context is gone */
+	free(old_schema);
+	free(sch);
 	if (r < 0 && r != -ENOENT)
 		snprintf(why, whylen, "cannot save settings: %s", strerror(-r));
 	if (r == 0)
@@ -738,7 +785,17 @@ int context_set_system(struct store *s, uint64_t id, const char *text, size_t le
 		       size_t whylen)
 {
 	int r = system_check(text, len, why, whylen);
-	return r < 0 ? r : context_commit(s, id, NULL, text, len, why, whylen);
+	struct commit_text ct = {.sys = text, .slen = len};
+	return r < 0 ? r : context_commit(s, id, NULL, &ct, why, whylen);
+}
+
+int context_set_schema(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+		       size_t whylen)
+{
+	int r = schema_check(text, len, why, whylen);
+	/* White space alone is no schema. */
+	struct commit_text ct = {.schema = text, .schema_len = schema_empty(text, len) ? 0 : len};
+	return r < 0 ? r : context_commit(s, id, NULL, &ct, why, whylen);
 }
 
 /* The context's settings as they are now, for a change based on them. */
@@ -769,7 +826,7 @@ int context_set_model(struct store *s, uint64_t id, const char *text, size_t len
 	if ((r = store_model_check(s, st.model, mid, why, whylen)) < 0)
 		return r;
 	memcpy(st.model, mid, mlen + 1);
-	return context_commit(s, id, &st, NULL, 0, why, whylen);
+	return context_commit(s, id, &st, NULL, why, whylen);
 }
 
 int context_set_config(struct store *s, uint64_t id, const char *text, size_t len, char *why,
@@ -786,7 +843,36 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
 		r = settings_check(&st, why, whylen);
 	if (r == 0)
 		r = store_model_check(s, old, st.model, why, whylen);
-	return r < 0 ? r : context_commit(s, id, &st, NULL, 0, why, whylen);
+	return r < 0 ? r : context_commit(s, id, &st, NULL, why, whylen);
+}
+
+/* A patch's "schema": the schema's text (a string), the schema itself (an
+ * object, printed into *text, which the caller frees with cJSON_free), or
+ * null or "" for none; checked as the file's text is. */
+static int patch_schema(const cJSON *patch, struct commit_text *ct, char **text, char *why,
+			size_t whylen)
+{
+	const cJSON *sc = cJSON_GetObjectItemCaseSensitive(patch, "schema");
+	if (!sc)
+		return 0;
+	if (cJSON_IsNull(sc)) {
+		ct->schema = "";
+		return 0;
+	}
+	if (cJSON_IsObject(sc) && !(*text = cJSON_PrintUnformatted(sc))) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!*text && !cJSON_IsString(sc)) {
+		snprintf(why, whylen, "schema must be a JSON object, its text, or null");
+		return -EINVAL;
+	}
+	const char *t = *text ? *text : sc->valuestring;
+	size_t len = strlen(t);
+	int r = schema_check(t, len, why, whylen);
+	ct->schema = t;
+	ct->schema_len = schema_empty(t, len) ? 0 : len;
+	return r;
 }
 
 /* The system prompt and the settings of a patch are checked first and saved in
@@ -824,5 +910,10 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 	size_t slen = sys ? strlen(sys) : 0;
 	if (sys && (r = system_check(sys, slen, why, whylen)) < 0)
 		return r;
-	return context_commit(s, id, &st, sys, slen, why, whylen);
+	struct commit_text ct = {.sys = sys, .slen = slen};
+	char *sch = NULL;
+	if ((r = patch_schema(patch, &ct, &sch, why, whylen)) == 0)
+		r = context_commit(s, id, &st, &ct, why, whylen);
+	cJSON_free(sch);
+	return r;
 }

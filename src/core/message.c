@@ -473,9 +473,12 @@ int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes)
 {
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	/* A settings record repeats the system prompt beside every key. */
+	/* A settings record repeats the system prompt and the schema beside
+	 * every key. */
 	if (c)
-		*bytes = store_text_cost(c->system, c->system_len) + SETTINGS_RECORD_KEYS;
+		*bytes = store_text_cost(c->system, c->system_len) +
+			 (c->schema ? store_text_cost(c->schema, c->schema_len) : 0) +
+			 SETTINGS_RECORD_KEYS;
 	pthread_mutex_unlock(&s->lock);
 	return c ? 0 : -ENOENT;
 }

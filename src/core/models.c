@@ -94,6 +94,13 @@ static void caps_capabilities(const cJSON *caps, struct model_caps *c)
 	c->image_input = supported(caps, "image_input");
 	c->pdf_input = supported(caps, "pdf_input");
 	c->structured_outputs = supported(caps, "structured_outputs");
+	c->code_execution = supported(caps, "code_execution");
+	const cJSON *st = cJSON_GetObjectItemCaseSensitive(caps, "server_tools");
+	c->server_tools_known = cJSON_IsObject(st);
+	c->web_search = !c->server_tools_known || supported(st, "web_search");
+	c->web_fetch = !c->server_tools_known || (cJSON_GetObjectItemCaseSensitive(st, "web_fetch")
+						      ? supported(st, "web_fetch")
+						      : supported(st, NULL));
 }
 
 static int caps_from_json(const cJSON *o, struct model_caps *c)
@@ -167,6 +174,28 @@ static void shape_thinking(const struct settings *st, const struct model_caps *c
 	}
 }
 
+/* The server tools of `tools`, in the versions the model takes. */
+static void shape_tools(const struct settings *st, const struct model_caps *caps,
+			struct model_shape *out)
+{
+	bool newest = !caps || caps->code_execution;
+	bool search = st->tools & SETTINGS_TOOL_WEB_SEARCH;
+	bool fetch = st->tools & SETTINGS_TOOL_WEB_FETCH;
+
+	if (search && (!caps || caps->web_search))
+		out->web_search = newest ? MODEL_WEB_SEARCH_NEWEST : MODEL_WEB_SEARCH_BASIC;
+	if (fetch && (!caps || caps->web_fetch))
+		out->web_fetch = newest ? MODEL_WEB_FETCH_NEWEST : MODEL_WEB_FETCH_BASIC;
+	if (!(search && !out->web_search) && !(fetch && !out->web_fetch))
+		return;
+	if (!caps->web_search && !caps->web_fetch)
+		ignore(out, "tools (the model takes no server tools)");
+	else
+		ignore(out, search && !out->web_search
+				? "tools: web_search (the model does not take it)"
+				: "tools: web_fetch (the model does not take it)");
+}
+
 void model_shape(const struct settings *st, const struct model_caps *caps, struct model_shape *out)
 {
 	const char *level = settings_effort_name(st->effort);
@@ -174,6 +203,7 @@ void model_shape(const struct settings *st, const struct model_caps *caps, struc
 
 	memset(out, 0, sizeof(*out));
 	shape_thinking(st, caps, out);
+	shape_tools(st, caps, out);
 	if (!level)
 		return;
 	if (!caps) {

@@ -35,6 +35,7 @@ enum {
 	K_THINKING,
 	K_EFFORT,
 	K_PROMPT_CACHE,
+	K_TOOLS,
 	K_COUNT
 };
 
@@ -70,6 +71,9 @@ static const struct setting_def table[K_COUNT] = {
 		  "default sends none"},
     [K_PROMPT_CACHE] = {"prompt_cache", SETTING_BOOL, "on", 0, 1,
 			"mark the history for prompt caching (on/off)"},
+    [K_TOOLS] = {"tools", SETTING_TOOLS, "none", 0, 0,
+		 "Anthropic's server tools offered to the model: web_search, web_fetch "
+		 "(comma-separated), or none (also written as nothing)"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
@@ -85,6 +89,7 @@ static const size_t field_off[K_COUNT] = {
     [K_THINKING] = OFF(thinking),
     [K_EFFORT] = OFF(effort),
     [K_PROMPT_CACHE] = OFF(prompt_cache),
+    [K_TOOLS] = OFF(tools),
 };
 #undef OFF
 
@@ -190,6 +195,38 @@ const char *settings_effort_name(int effort)
 {
 	return effort > EFFORT_DEFAULT && (size_t)effort < EFFORT_COUNT ? effort_words[effort]
 									: NULL;
+}
+
+/* Names of the SETTINGS_TOOL_* bits, bit i at index i. */
+static const char *const tool_words[] = {"web_search", "web_fetch"};
+#define TOOL_COUNT (sizeof(tool_words) / sizeof(tool_words[0]))
+
+const char *settings_tool_name(unsigned bit)
+{
+	for (size_t i = 0; i < TOOL_COUNT; i++)
+		if (bit == 1u << i)
+			return tool_words[i];
+	return NULL;
+}
+
+/* "web_search, web_fetch": the list of a tools value, "none" for none. */
+static void format_tools(unsigned tools, char *out, size_t outlen)
+{
+	size_t o = 0;
+	snprintf(out, outlen, "none");
+	for (size_t i = 0; i < TOOL_COUNT && o < outlen; i++)
+		if (tools & (1u << i))
+			o += (size_t)snprintf(out + o, outlen - o, "%s%s", o ? ", " : "",
+					      tool_words[i]);
+}
+
+/* One name of a tools list (trimmed); its bit, or 0 for none. */
+static unsigned tool_bit(const char *v, size_t len)
+{
+	for (size_t i = 0; i < TOOL_COUNT; i++)
+		if (strlen(tool_words[i]) == len && memcmp(tool_words[i], v, len) == 0)
+			return 1u << i;
+	return 0;
 }
 
 /* Old spellings still read (never written): thinking_budget = N is thinking = N. */
@@ -311,6 +348,40 @@ static int set_string(struct settings *s, size_t k, const char *v, size_t len, c
 	return 0;
 }
 
+/* A tools list: names separated by commas (white space around them ignored),
+ * "" or "none" for none; a name twice is the same as once. */
+static int set_tools(struct settings *s, size_t k, const char *v, size_t len, char *why,
+		     size_t whylen)
+{
+	char shown[QUOTE_BUF];
+	unsigned bits = 0;
+	size_t pos = 0;
+
+	if (word_is(v, len, "none"))
+		len = 0;
+	while (pos < len) {
+		const char *comma = memchr(v + pos, ',', len - pos);
+		size_t end = comma ? (size_t)(comma - v) : len;
+		const char *w = v + pos;
+		size_t wlen = end - pos;
+		trim(&w, &wlen);
+		unsigned bit = tool_bit(w, wlen);
+		if (!bit) {
+			quote(w, wlen, shown, sizeof shown);
+			return fail(-EINVAL, why, whylen,
+				    "%s: '%s' is not a server tool mcpfs knows (web_search, "
+				    "web_fetch)",
+				    table[k].key, shown);
+		}
+		bits |= bit;
+		pos = end + 1;
+		if (comma && pos == len)
+			return fail(-EINVAL, why, whylen, "%s: a ',' ends the list", table[k].key);
+	}
+	put(s, k, &bits, sizeof bits);
+	return 0;
+}
+
 /* Sets key k from its text form (already trimmed). */
 static int set_text(struct settings *s, size_t k, const char *v, size_t len, char *why,
 		    size_t whylen)
@@ -348,6 +419,8 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			}
 		return fail(-EINVAL, why, whylen,
 			    "%s: '%s' is not low, medium, high, xhigh, max or default", key, shown);
+	case SETTING_TOOLS:
+		return set_tools(s, k, v, len, why, whylen);
 	case SETTING_INT:
 		r = text_int(v, len, &i);
 		if (r == -EINVAL)
@@ -508,6 +581,12 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 			 e >= 0 && (size_t)e < EFFORT_COUNT ? effort_words[e] : "?");
 		break;
 	}
+	case SETTING_TOOLS: {
+		unsigned t;
+		get(s, (size_t)k, &t, sizeof t);
+		format_tools(t, out, outlen);
+		break;
+	}
 	case SETTING_DOUBLE:
 		get(s, (size_t)k, &x, sizeof x);
 		if (isnan(x))
@@ -625,6 +704,18 @@ static cJSON *json_value(const struct settings *s, size_t k)
 		settings_format(s, &table[k], w, sizeof w);
 		return cJSON_CreateString(w);
 	}
+	case SETTING_TOOLS: {
+		unsigned t;
+		cJSON *arr = cJSON_CreateArray();
+		get(s, k, &t, sizeof t);
+		for (size_t ti = 0; arr && ti < TOOL_COUNT; ti++)
+			if ((t & (1u << ti)) &&
+			    !cJSON_AddItemToArray(arr, cJSON_CreateString(tool_words[ti]))) {
+				cJSON_Delete(arr);
+				return NULL;
+			}
+		return arr;
+	}
 	}
 	return NULL;
 }
@@ -639,6 +730,34 @@ int settings_to_json(const struct settings *s, struct cJSON *obj)
 			return -ENOMEM;
 		}
 	}
+	return 0;
+}
+
+/* A tools value in JSON: an array of names, or the text form as a string. */
+static int set_tools_json(struct settings *s, size_t k, const cJSON *it, char *why, size_t whylen)
+{
+	unsigned bits = 0;
+	const cJSON *e;
+
+	if (cJSON_IsString(it))
+		return set_tools(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
+	if (!cJSON_IsArray(it))
+		return fail(-EINVAL, why, whylen, "%s: expected an array of tool names",
+			    table[k].key);
+	cJSON_ArrayForEach(e, it)
+	{
+		struct settings one;
+		if (!cJSON_IsString(e))
+			return fail(-EINVAL, why, whylen, "%s: expected an array of tool names",
+				    table[k].key);
+		if (!*e->valuestring ||
+		    set_tools(&one, k, e->valuestring, strlen(e->valuestring), why, whylen) < 0)
+			return *e->valuestring ? -EINVAL
+					       : fail(-EINVAL, why, whylen,
+						      "%s: an empty tool name", table[k].key);
+		bits |= one.tools;
+	}
+	put(s, k, &bits, sizeof bits);
 	return 0;
 }
 
@@ -691,6 +810,8 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 		if (!cJSON_IsString(it))
 			return fail(-EINVAL, why, whylen, "%s: expected a string", key);
 		return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
+	case SETTING_TOOLS:
+		return set_tools_json(s, k, it, why, whylen);
 	}
 	return -EINVAL;
 }

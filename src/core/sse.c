@@ -184,6 +184,23 @@ int sse_feed(struct sse *p, const char *bytes, size_t n, sse_event_fn *fn, void 
 	return r;
 }
 
+int sse_finish(struct sse *p, sse_event_fn *fn, void *data)
+{
+	int r = 0;
+
+	/* The unterminated last line is a line (a truncated one fails as what it
+	 * is: bad JSON, or an event without its data), then the event is ended as
+	 * an empty line would end it. */
+	if (p->line.len) {
+		r = sse_line(p, p->line.data, p->line.len, fn, data);
+		buf_reset(&p->line);
+	}
+	if (r == 0)
+		r = sse_dispatch(p, fn, data);
+	sse_reset(p);
+	return r;
+}
+
 /* Appends the pieces in order; on any failure out is put back as it was, so a
  * caller never sends half an event. */
 static int sse_put(struct buf *out, size_t start, int r)

@@ -153,6 +153,8 @@ struct context {
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
+	char *schema; /* heap, NUL-terminated JSON Schema text; NULL for none */
+	size_t schema_len;
 	struct exchange *ex;
 	size_t n_ex, cap_ex;
 	size_t hist_start;  /* first exchange after the last clear */

@@ -183,6 +183,12 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	}
 	if (t->raw_sent >= 0)
 		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
+	/* A stream counts as a call with or without usage; the retries its call
+	 * made stay in status after a restart. */
+	if (t->http_status == 200)
+		cJSON_AddNumberToObject(o, "http_status", 200);
+	if (t->retries)
+		cJSON_AddNumberToObject(o, "retries", t->retries);
 	if (t->req_bytes) { /* `status` shows them after a restart too */
 		cJSON_AddNumberToObject(o, "request_bytes", (double)t->req_bytes);
 		cJSON_AddNumberToObject(o, "request_us", (double)t->req_us);
@@ -208,23 +214,27 @@ static void total_add(int64_t *total, int64_t n)
 		*total = *total > INT64_MAX - n ? INT64_MAX : *total + n;
 }
 
-/* Usage totals and the pruning calibration learn from every ended call. */
+/* Usage totals and the pruning calibration learn from every ended call.  A call
+ * counts when it reported usage or its answer was a stream (HTTP 200): a stream
+ * without a usage is still a call the API answered (CONTRACT §8). */
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
+	if (!u->present && t->http_status != 200)
+		return;
+	c->totals.calls++;
+	c->last_usage = *u;
+	context_changed(c);
 	if (!u->present)
 		return;
 	total_add(&c->totals.input, u->input_tokens);
 	total_add(&c->totals.output, u->output_tokens);
 	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
 	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
-	c->totals.calls++;
-	c->last_usage = *u;
 	int64_t sent =
 	    u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
 	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
 		prune_calibrate(&c->prune, t->raw_sent, sent);
-	context_changed(c);
 }
 
 bool turn_in_history(const struct turn *t)
@@ -392,6 +402,12 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 		m[2 * kept - 1].cache_mark = true;
 	struct model_shape shape;
 	model_shape(st, caps, &shape);
+	const char *tools[2];
+	size_t n_tools = 0;
+	if (shape.web_search)
+		tools[n_tools++] = shape.web_search;
+	if (shape.web_fetch)
+		tools[n_tools++] = shape.web_fetch;
 	struct wire_request r = {
 	    .model = st->model,
 	    .max_tokens = st->max_tokens,
@@ -405,6 +421,10 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
 	    .effort = shape.effort,
 	    .stream = true,
+	    .tool_types = tools,
+	    .n_tools = n_tools,
+	    .schema = c->schema,
+	    .schema_len = c->schema_len,
 	};
 	ret = wire_request_build(&r, body);
 	free(m);
@@ -432,6 +452,14 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	if (r < 0) {
 		turn_refuse(s, t, "model_retired", why, n);
 		return r;
+	}
+	if (c->schema && caps && !caps->structured_outputs) {
+		snprintf(why, sizeof(why),
+			 "model '%s' does not take structured output, and `schema` is set: "
+			 "empty `schema` or choose a model that takes it; nothing was sent",
+			 c->settings.model);
+		turn_refuse(s, t, "structured_output_unsupported", why, n);
+		return -EINVAL;
 	}
 	buf_init(&body, REQUEST_MAX);
 	struct timespec t0, t1;
@@ -559,6 +587,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 			snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", ev->stop_reason);
 		usage_assign(&t->usage, &ev->usage);
 		break;
+	case WIRE_BLOCK_START: /* a block may start with text (the SDKs keep it) */
 	case WIRE_BLOCK_DELTA:
 		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
 			t->state = TURN_STREAMING;
@@ -610,6 +639,7 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 	struct turn *t = map_get_id(&s->calls, call_id);
 	if (t) {
 		t->retries = attempt;
+		t->http_status = 0; /* the next attempt's answer decides */
 		t->state = TURN_WAITING;
 		buf_reset(&t->thinking);
 		t->thinking_saved = 0;

@@ -373,8 +373,16 @@ static int status_turn(const struct turn *t, struct buf *out)
 {
 	int r = buf_printf(out, "turn_state: %s\nturn_attempt: %u\nturn_output_bytes: %zu\n",
 			   turn_state_name(t->state), t->attempt, t->text.len);
+	if (r == 0 && t->retries)
+		r = buf_printf(out, "turn_retries: %u\n", t->retries);
 	if (r == 0 && t->stop_reason[0])
 		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
+	if (r == 0 && t->state == TURN_DONE && !turn_in_history(t))
+		r = buf_printf(out, "turn_history: left out: %s\n",
+			       !strcmp(t->stop_reason, "refusal")
+				   ? "the reply was refused (stop_reason: refusal)"
+				   : "the reply has no text (the API takes no assistant turn "
+				     "without text)");
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
 	if (r == 0 && t->req_bytes)
@@ -465,6 +473,9 @@ static int render_info_json(const struct context *c, struct buf *out)
 	cJSON_AddNumberToObject(o, "queued", (double)queued);
 	cJSON_AddStringToObject(o, "model", c->settings.model);
 	cJSON_AddStringToObject(o, "system", c->system);
+	cJSON *sch = c->schema ? cJSON_Parse(c->schema) : NULL;
+	if (!cJSON_AddItemToObject(o, "schema", sch ? sch : cJSON_CreateNull()))
+		cJSON_Delete(sch);
 	cJSON *cfg = cJSON_AddObjectToObject(o, "config");
 	if (cfg)
 		settings_to_json(&c->settings, cfg);
@@ -651,6 +662,9 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		break;
 	case VIEW_SYSTEM:
 		r = buf_append(out, c->system, c->system_len);
+		break;
+	case VIEW_SCHEMA:
+		r = c->schema ? buf_append(out, c->schema, c->schema_len) : 0;
 		break;
 	case VIEW_MODEL:
 		r = buf_printf(out, "%s\n", c->settings.model);

@@ -43,6 +43,18 @@ static int wire_request_check(const struct wire_request *r)
 	for (size_t i = 0; i < r->n_messages; i++)
 		if (!text_ok(r->messages[i].text, r->messages[i].len))
 			return -EINVAL;
+	for (size_t i = 0; i < r->n_tools; i++) {
+		const char *u = r->tool_types[i] ? strrchr(r->tool_types[i], '_') : NULL;
+		if (!u || u == r->tool_types[i] || !text_ok(u, strlen(u)))
+			return -EINVAL;
+	}
+	if (r->schema) {
+		cJSON *o = cJSON_ParseWithLength(r->schema, r->schema_len);
+		bool ok = cJSON_IsObject(o);
+		cJSON_Delete(o);
+		if (!ok)
+			return -EINVAL;
+	}
 	return 0;
 }
 
@@ -155,11 +167,43 @@ static bool json_add_thinking(cJSON *root, const struct wire_request *r)
 	       json_add_int(t, "budget_tokens", r->thinking_budget);
 }
 
-static bool json_add_output_config(cJSON *root, const char *effort)
+/* output_config: the effort level and the structured output's format, each
+ * when set. */
+static bool json_add_output_config(cJSON *root, const struct wire_request *r)
 {
 	cJSON *o = cJSON_AddObjectToObject(root, "output_config");
+	cJSON *f;
 
-	return o && cJSON_AddStringToObject(o, "effort", effort);
+	if (!o || (r->effort && !cJSON_AddStringToObject(o, "effort", r->effort)))
+		return false;
+	if (!r->schema)
+		return true;
+	return (f = cJSON_AddObjectToObject(o, "format")) &&
+	       cJSON_AddStringToObject(f, "type", "json_schema") &&
+	       json_add(f, "schema", cJSON_ParseWithLength(r->schema, r->schema_len));
+}
+
+/* "tools": one {"type","name"} per server tool. */
+static cJSON *json_tools(const struct wire_request *r)
+{
+	cJSON *arr = cJSON_CreateArray();
+
+	for (size_t i = 0; arr && i < r->n_tools; i++) {
+		const char *t = r->tool_types[i];
+		size_t n = (size_t)(strrchr(t, '_') - t);
+		cJSON *tool = cJSON_CreateObject();
+		if (!tool || !cJSON_AddItemToArray(arr, tool)) {
+			cJSON_Delete(tool);
+			cJSON_Delete(arr);
+			return NULL;
+		}
+		if (!cJSON_AddStringToObject(tool, "type", t) ||
+		    !json_add(tool, "name", json_string(t, n))) {
+			cJSON_Delete(arr);
+			return NULL;
+		}
+	}
+	return arr;
 }
 
 /* The field order is fixed (cJSON keeps insertion order): the same conversation
@@ -179,8 +223,10 @@ static cJSON *wire_request_json(const struct wire_request *r)
 		ok = json_add(root, "messages", json_messages(r));
 	if (ok && (r->thinking_adaptive || r->thinking_budget > 0))
 		ok = json_add_thinking(root, r);
-	if (ok && r->effort)
-		ok = json_add_output_config(root, r->effort);
+	if (ok && r->n_tools)
+		ok = json_add(root, "tools", json_tools(r));
+	if (ok && (r->effort || r->schema))
+		ok = json_add_output_config(root, r);
 	if (ok)
 		ok = cJSON_AddBoolToObject(root, "stream", r->stream) != NULL;
 	if (!ok) {

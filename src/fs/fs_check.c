@@ -23,6 +23,7 @@
 
 #include "fs_impl.h"
 #include "mcpfs/log.h"
+#include "mcpfs/schema.h"
 #include "mcpfs/settings.h"
 #include "mcpfs/utf8.h"
 
@@ -114,6 +115,14 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 		if (r < 0)
 			snprintf(why, whylen, "system prompt is not valid UTF-8 text");
 		return r < 0 ? -EILSEQ : 0;
+	case K_SCHEMA:
+		/* UTF-8 and the first byte here; the whole document at the flush. */
+		r = text_check(h, from);
+		if (r < 0) {
+			snprintf(why, whylen, "schema is not valid UTF-8 text");
+			return -EILSEQ;
+		}
+		return schema_prefix_check(h->data.data, h->data.len, why, whylen);
 	case K_MODEL:
 		/* One line: once it is complete, it is the whole id. */
 		return end ? settings_model_text(h->data.data, end, &id, &idlen, why, whylen)
@@ -132,7 +141,7 @@ static int rw_reserve(struct fs *fs, struct fs_handle *h, bool appended, const c
 {
 	uint64_t need = 2048; /* .config: its rendering, a line per key */
 	int r = 0;
-	if (h->kind == K_SYSTEM) {
+	if (h->kind == K_SYSTEM || h->kind == K_SCHEMA) {
 		h->cost = appended ? h->cost + store_text_cost(buf, size)
 				   : store_text_cost(h->data.data, h->data.len);
 		if (!h->base_cost)

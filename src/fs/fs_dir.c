@@ -209,7 +209,8 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 /* The files an editor saves: input and the settings. */
 static bool editable(int kind)
 {
-	return kind == K_INPUT || kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG;
+	return kind == K_INPUT || kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG ||
+	       kind == K_SCHEMA;
 }
 
 /* Emacs's backup names of NAME: "NAME~" and, numbered, "NAME.~N~". */

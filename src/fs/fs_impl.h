@@ -39,6 +39,7 @@ enum fs_kind {
 	K_STATUS,
 	K_USAGE,
 	K_CTL,
+	K_SCHEMA,
 	K_ATTACH, /* the attach/ directory (CONTRACT §9; fs_attach.c) */
 	K_NFIXED,
 	K_ROOT = 100,

@@ -21,6 +21,7 @@
 
 #include "fs_impl.h"
 #include "mcpfs/log.h"
+#include "mcpfs/schema.h"
 #include "mcpfs/settings.h"
 #include "mcpfs/utf8.h"
 
@@ -33,7 +34,8 @@ static struct fs *fs_of(fuse_req_t req)
 
 static bool kind_rw(int kind)
 {
-	return kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG || kind == K_ROOT_CONFIG;
+	return kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG || kind == K_ROOT_CONFIG ||
+	       kind == K_SCHEMA;
 }
 
 static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
@@ -78,7 +80,9 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	}
 	if (!kind_rw(h->kind))
 		return h->writer ? -EACCES : 0;
-	buf_init(&h->data, h->kind == K_SYSTEM ? SETTINGS_SYSTEM_MAX : SETTINGS_TEXT_MAX);
+	buf_init(&h->data, h->kind == K_SYSTEM	 ? SETTINGS_SYSTEM_MAX
+			   : h->kind == K_SCHEMA ? SCHEMA_MAX
+						 : SETTINGS_TEXT_MAX);
 	if (!h->writer)
 		return 0;
 	if (flags & O_TRUNC) {
@@ -484,6 +488,9 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	case K_CONFIG:
 		r = context_set_config(fs->st, h->ctx, text, len, why, sizeof(why));
 		break;
+	case K_SCHEMA:
+		r = context_set_schema(fs->st, h->ctx, text, len, why, sizeof(why));
+		break;
 	default:
 		r = store_set_defaults(fs->st, text, len, why, sizeof(why));
 		break;
@@ -713,5 +720,7 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 		return context_set_system(fs->st, ctx, "", 0, why, sizeof(why));
 	if (kind == K_CONFIG)
 		return context_set_config(fs->st, ctx, "", 0, why, sizeof(why));
+	if (kind == K_SCHEMA)
+		return context_set_schema(fs->st, ctx, "", 0, why, sizeof(why));
 	return 0;
 }

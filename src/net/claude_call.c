@@ -556,10 +556,26 @@ static void call_conclude(struct claude_call *call, int code)
 	store_call_retry(call->c->st, call->id, (unsigned)call->retries, e, delay);
 }
 
+/* The stream ended cleanly (the whole body arrived): its last event may lack the
+ * blank line that ends it, and is taken as complete (sse_finish).  A body cut
+ * off (rc not CURLE_OK) is not finished: its partial event is lost, and the
+ * call fails as ended before message_stop. */
+static void call_eof(struct claude_call *call, CURLcode rc)
+{
+	if (call->ended || call->fail || !call->sse_mode || rc != CURLE_OK)
+		return;
+	int r = sse_finish(&call->sse, on_sse_event, call);
+	store_call_flush(call->c->st);
+	if (r < 0 && !call->fail)
+		call_fail(call, -EIO, true, "stream_error", "cannot parse the stream: %s",
+			  strerror(-r));
+}
+
 void claude_call_done(struct claude_call *call, CURLcode rc)
 {
 	curl_multi_remove_handle(call->c->multi, call->easy);
 	call->active = false;
+	call_eof(call, rc);
 	if (call->ended) {
 		claude_call_free(call);
 		return;

@@ -406,7 +406,7 @@ static int create_unnamed(struct shim *sh, char *name, size_t len, uint64_t *id)
 static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"name", "system", "model", "config", NULL};
+	static const char *const keys[] = {"name", "system", "model", "config", "schema", NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, true, keys, &ret);
 	if (!o)
@@ -460,7 +460,7 @@ static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq
 static enum MHD_Result shim_patch_context(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"system", "model", "config", NULL};
+	static const char *const keys[] = {"system", "model", "config", "schema", NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, false, keys, &ret);
 	if (!o)

@@ -51,6 +51,18 @@ adaptive thinking, adaptive thinking to a model without it, an effort level the
 model lacks, temperature/top_p/top_k (other than temperature 1) to the Claude 5
 family, an image to a model without image input are 400 invalid_request_error.
 
+Server tools and structured output: a request whose tools name web_search or
+web_fetch (types of SERVER_TOOLS; an unknown type, a tool the model does not
+take, or a newer version than the basic one to a model without code execution
+is a 400) is answered as the API streams such a turn: a short text block, then
+per tool a server_tool_use block (input_json_delta of its query or URL) and
+its web_search_tool_result / web_fetch_tool_result block, then the reply's
+text block opening with a citations_delta (server_tool_calls()).  A request
+with output_config.format {"type":"json_schema","schema":…} (refused with 400
+for a model without structured_outputs, or a schema the API refuses:
+schema_problem()) is answered with a JSON document the schema takes
+(schema_instance()).
+
 Behaviours are dicts {"kind": K, option: value, …}; a kind is a shortcut that
 sets default options (KINDS below) and any option can be combined with any kind.
 Options:
@@ -72,7 +84,10 @@ Options:
   http10           answer "HTTP/1.0 200 OK" and a close-delimited body
   huge             reply of exactly this many bytes (ASCII), in 1000-char deltas
   fixture          replay this .sse file (a path, or a name in tests/fixtures/sse
-                   such as "stream_A") byte for byte as the body
+                   such as "stream_A", or "recorded:NAME" for
+                   tests/fixtures/recorded/NAME.sse, the corpus of recorded API
+                   streams) byte for byte as the body; with crlf, every LF
+                   not already after a CR is sent as CRLF
   hold_after       int or list of ints: after that many text deltas, wait until
                    release() (or hold_timeout seconds, default 60)
   stall_after      after that many text deltas, send nothing for stall_seconds
@@ -161,6 +176,7 @@ API_VERSION = "2023-06-01"
 DEFAULT_KEY = "test-key-not-real"
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE_DIR = os.path.normpath(os.path.join(HERE, "..", "fixtures", "sse"))
+RECORDED_DIR = os.path.normpath(os.path.join(HERE, "..", "fixtures", "recorded"))
 
 # kind -> default options
 KINDS = {
@@ -262,12 +278,18 @@ EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 
 def model_info(mid, name, created, line=None, adaptive=False, enabled=False, effort=(),
                image=True, pdf=True, structured=True, window=200000, max_tokens=64000,
-               lifecycle="active", retires_at=None, family5=False):
+               lifecycle="active", retires_at=None, family5=False, web_search=True,
+               web_fetch=True):
     """A ModelInfo as GET /v1/models/{id} answers it: the SDKs' fields
     (capabilities with thinking.types, effort levels, image_input, pdf_input,
     structured_outputs; max_input_tokens, max_tokens) plus the ones mcpfs reads
     beyond them: lifecycle, retires_at, line.  family5 (not sent) makes the
-    model refuse temperature/top_p/top_k, as the Claude 5 family does."""
+    model refuse temperature/top_p/top_k, as the Claude 5 family does, and
+    gives it code execution (capabilities.code_execution and
+    server_tools.code_execution), which the newer server tool versions need.
+    server_tools has the SDK types' shape ({"supported", "web_search",
+    "code_execution"}: no entry of web_fetch's own, which the capability's
+    "supported" stands for); web_fetch (not sent) is whether the model takes it."""
     sup = lambda b: {"supported": bool(b)}
     eff = {lv: sup(lv in effort) for lv in EFFORT_LEVELS}
     eff["supported"] = bool(effort)
@@ -279,11 +301,13 @@ def model_info(mid, name, created, line=None, adaptive=False, enabled=False, eff
             "context_management": {"supported": False},
             "effort": eff, "image_input": sup(image), "pdf_input": sup(pdf),
             "structured_outputs": sup(structured),
+            "server_tools": {"supported": bool(web_search or web_fetch),
+                             "web_search": sup(web_search), "code_execution": sup(family5)},
             "thinking": {"supported": adaptive or enabled,
                          "types": {"adaptive": sup(adaptive), "enabled": sup(enabled)}},
         },
         "lifecycle": lifecycle, "retires_at": retires_at, "line": line,
-        "_family5": family5,
+        "_family5": family5, "_web_fetch": bool(web_fetch),
     }
     return info
 
@@ -323,6 +347,160 @@ def public_info(info):
     return {k: v for k, v in info.items() if not k.startswith("_")}
 
 
+# Server tool versions the API names (SDK types), oldest first: a model without
+# code execution takes only the first (basic) version of each.
+SERVER_TOOLS = {
+    "web_search": ("web_search_20250305", "web_search_20260209", "web_search_20260318"),
+    "web_fetch": ("web_fetch_20250910", "web_fetch_20260209", "web_fetch_20260309",
+                  "web_fetch_20260318"),
+}
+SCHEMA_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
+
+
+def validate_tools(tools):
+    """The tools array itself (any model): a list of objects, each a server
+    tool of a known type and its name, or a client tool (name + input_schema)."""
+    if not isinstance(tools, list):
+        return "tools: Input should be a valid list"
+    known = [t for v in SERVER_TOOLS.values() for t in v]
+    for i, t in enumerate(tools):
+        if not isinstance(t, dict):
+            return "tools.%d: Input should be an object" % i
+        ty = t.get("type")
+        if ty is None or ty == "custom":
+            if not isinstance(t.get("name"), str) or not isinstance(t.get("input_schema"), dict):
+                return "tools.%d: name and input_schema are required" % i
+            continue
+        if ty not in known:
+            return ("tools.%d: Input tag '%s' found using 'type' does not match any of the "
+                    "expected tags" % (i, ty))
+        if t.get("name") != ty.rsplit("_", 1)[0]:
+            return "tools.%d.name: Input should be '%s'" % (i, ty.rsplit("_", 1)[0])
+    return None
+
+
+def schema_problem(sch, path="schema"):
+    """What the API refuses in a structured output schema: not an object, a
+    `type` that is no JSON Schema type, an object type without
+    additionalProperties: false (the API's documented rule)."""
+    if not isinstance(sch, dict):
+        return "%s: Input should be an object" % path
+    ty = sch.get("type")
+    tys = ty if isinstance(ty, list) else [ty] if ty is not None else []
+    for t in tys:
+        if t not in SCHEMA_TYPES:
+            return "%s.type: %r is not a valid JSON Schema type" % (path, t)
+    if "object" in tys and sch.get("additionalProperties") is not False:
+        return "%s: additionalProperties must be set to false for object types" % path
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (sch.get(key) or {}).items() if isinstance(sch.get(key), dict) else []:
+            err = schema_problem(sub, "%s.%s.%s" % (path, key, name))
+            if err:
+                return err
+    if isinstance(sch.get("items"), dict):
+        err = schema_problem(sch["items"], path + ".items")
+        if err:
+            return err
+    for key in ("anyOf", "allOf", "oneOf"):
+        for j, sub in enumerate(sch.get(key) or []):
+            err = schema_problem(sub, "%s.%s.%d" % (path, key, j))
+            if err:
+                return err
+    return None
+
+
+def validate_format(fmt):
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return "output_config.format.type: Input should be 'json_schema'"
+    extra = sorted(set(fmt) - {"type", "schema"})
+    if extra:
+        return "output_config.format.%s: Extra inputs are not permitted" % extra[0]
+    if "schema" not in fmt:
+        return "output_config.format.schema: Field required"
+    return schema_problem(fmt["schema"], "output_config.format.schema")
+
+
+def validate_tools_for_model(tools, info):
+    caps, mid = info["capabilities"], info["id"]
+    for i, t in enumerate(tools or []):
+        ty = t.get("type") if isinstance(t, dict) else None
+        for name, versions in SERVER_TOOLS.items():
+            if ty not in versions:
+                continue
+            takes = caps["server_tools"]["web_search"]["supported"] if name == "web_search" \
+                else info.get("_web_fetch", True)
+            if not takes:
+                return "tools.%d: %s is not supported for %s" % (i, name, mid)
+            if ty != versions[0] and not caps["code_execution"]["supported"]:
+                return ("tools.%d.type: '%s' is not supported for %s; use '%s'"
+                        % (i, ty, mid, versions[0]))
+    return None
+
+
+def schema_instance(sch, text, depth=0):
+    """A JSON value valid for a simple schema, deterministic: every property,
+    the first enum value or anyOf branch, text for strings, len(text) for
+    integers, one item in arrays."""
+    if not isinstance(sch, dict) or depth > 20:
+        return None
+    if "const" in sch:
+        return sch["const"]
+    if isinstance(sch.get("enum"), list) and sch["enum"]:
+        return sch["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(sch.get(key), list) and sch[key]:
+            return schema_instance(sch[key][0], text, depth + 1)
+    ty = sch.get("type")
+    if isinstance(ty, list):
+        ty = ty[0] if ty else None
+    if ty == "object":
+        return {k: schema_instance(v, text, depth + 1)
+                for k, v in (sch.get("properties") or {}).items()}
+    if ty == "array":
+        items = sch.get("items")
+        return [schema_instance(items, text, depth + 1)] if isinstance(items, dict) else []
+    return {"string": text, "integer": len(text), "number": len(text) / 2,
+            "boolean": True}.get(ty)
+
+
+def server_tool_calls(body):
+    """The calls the fake makes for the request's server tools, in order: one
+    search of the last user text, one fetch of the first URL in it
+    (https://example.com/ when none).  Deterministic ids, inputs and results."""
+    import base64
+    q = last_user_text(body).strip()[:200] or "query"
+    m = re.search(r"https?://\S+", q)
+    url = m.group(0) if m else "https://example.com/"
+    calls = []
+    for t in (body or {}).get("tools") or []:
+        ty = t.get("type") if isinstance(t, dict) else None
+        sid = "srvtoolu_01Fake%018d" % (len(calls) + 1)
+        if ty in SERVER_TOOLS["web_search"]:
+            title = "Result for: " + q[:60]
+            rurl = "https://example.com/results/1"
+            calls.append({"id": sid, "name": "web_search", "input": {"query": q},
+                          "result": {"type": "web_search_tool_result", "tool_use_id": sid,
+                                     "content": [{"type": "web_search_result", "title": title,
+                                                  "url": rurl, "page_age": "April 1, 2026",
+                                                  "encrypted_content": base64.b64encode(
+                                                      ("fake:" + q[:60]).encode()).decode()}]},
+                          "citation": {"type": "web_search_result_location",
+                                       "cited_text": "The fake's answer to " + q[:40],
+                                       "url": rurl, "title": title,
+                                       "encrypted_index": "RmFrZUVuY3J5cHRlZEluZGV4"}})
+        elif ty in SERVER_TOOLS["web_fetch"]:
+            calls.append({"id": sid, "name": "web_fetch", "input": {"url": url},
+                          "result": {"type": "web_fetch_tool_result", "tool_use_id": sid,
+                                     "content": {"type": "web_fetch_result", "url": url,
+                                                 "retrieved_at": "2026-04-01T00:00:00Z",
+                                                 "content": {"type": "document",
+                                                             "source": {"type": "text",
+                                                                        "media_type": "text/plain",
+                                                                        "data": "Fetched text of " + url},
+                                                             "title": "Page at " + url}}}})
+    return calls
+
+
 def validate_for_model(body, info):
     """The rules a model's capabilities add to a Messages request (the real API
     answers 400 invalid_request_error).  Returns None or the message."""
@@ -344,10 +522,15 @@ def validate_for_model(body, info):
                 return ("thinking.type.enabled is not supported for %s; use "
                         "thinking.type.adaptive with output_config.effort instead" % mid)
             return "thinking.type.adaptive is not supported for %s" % mid
+    err = validate_tools_for_model(body.get("tools"), info)
+    if err:
+        return err
     oc = body.get("output_config")
     if oc is not None:
         if not isinstance(oc, dict):
             return "output_config: Input should be an object"
+        if oc.get("format") is not None and not caps["structured_outputs"]["supported"]:
+            return "output_config.format: structured outputs are not supported for %s" % mid
         eff = oc.get("effort")
         if eff is not None:
             if eff not in EFFORT_LEVELS:
@@ -539,6 +722,8 @@ class PromptCache:
 
 
 def fixture_path(name):
+    if name.startswith("recorded:"):
+        return os.path.join(RECORDED_DIR, name[len("recorded:"):] + ".sse")
     if os.path.sep in name or name.endswith(".sse"):
         return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
     return os.path.join(FIXTURE_DIR, name + ".sse")
@@ -676,6 +861,18 @@ def validate_body(body):
                 return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
             if bt >= mt:
                 return "`max_tokens` must be greater than `thinking.budget_tokens`"
+    if "tools" in body:
+        err = validate_tools(body["tools"])
+        if err:
+            return err
+    oc = body.get("output_config")
+    if isinstance(oc, dict) and oc.get("format") is not None:
+        extra = sorted(set(oc) - {"effort", "format", "task_budget"})
+        if extra:
+            return "output_config.%s: Extra inputs are not permitted" % extra[0]
+        err = validate_format(oc["format"])
+        if err:
+            return err
     cache_blocks = 0
     system = body.get("system")
     if system is not None:
@@ -859,6 +1056,7 @@ class _Exchange:
         self.seen_gen = fake._gen
         self.chunked = True
         self.nl = "\r\n" if beh.get("crlf") else "\n"
+        self.tool_calls = []  # server tool calls made (server_tool_blocks)
         frag = beh.get("fragment")
         self.frag = frag
         self.rng = random.Random(beh.get("fragment_seed", 1234))
@@ -1059,6 +1257,10 @@ class _Exchange:
             return text[:n]
         if b.get("text") is not None:
             return b["text"]
+        fmt = ((self.body or {}).get("output_config") or {}).get("format")
+        if isinstance(fmt, dict):  # structured output: a document the schema takes
+            return json.dumps(schema_instance(fmt.get("schema"), default_reply(self.body)),
+                              ensure_ascii=False)
         return default_reply(self.body)
 
     def split(self, text):
@@ -1169,6 +1371,8 @@ class _Exchange:
         if b.get("fixture"):
             with open(fixture_path(b["fixture"]), "rb") as f:
                 data = f.read()
+            if b.get("crlf"):
+                data = re.sub(rb"(?<!\r)\n", b"\r\n", data)
             events = parse_sse(data)
             rec.reply_text = sse_text(events)
             self.write(data)
@@ -1209,9 +1413,17 @@ class _Exchange:
                           "signature": b.get("signature") or "RmFrZVNpZ25hdHVyZUZvclRlc3Rz"}})
             self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
             idx = 1
+        idx, cite = self.server_tool_blocks(idx)
         self.text_index = idx
+        block = {"type": "text", "text": ""}
+        if cite:
+            block["citations"] = []
         self.event("content_block_start", {"type": "content_block_start", "index": idx,
-                                           "content_block": {"type": "text", "text": ""}})
+                                           "content_block": block})
+        if cite:
+            self.event("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                               "delta": {"type": "citations_delta",
+                                                         "citation": cite}})
         pieces = self.split(text)
         n = len(pieces)
         sent = []
@@ -1239,6 +1451,10 @@ class _Exchange:
         if b.get("usage_in_delta", True):
             usage = {"input_tokens": itok, "cache_creation_input_tokens": self.cache_creation,
                      "cache_read_input_tokens": self.cache_read, "output_tokens": otok}
+        if self.tool_calls:
+            usage["server_tool_use"] = {
+                "web_search_requests": sum(c["name"] == "web_search" for c in self.tool_calls),
+                "web_fetch_requests": sum(c["name"] == "web_fetch" for c in self.tool_calls)}
         self.event("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": b.get("stop_reason", "end_turn"),
                                                "stop_sequence": None},
@@ -1248,6 +1464,44 @@ class _Exchange:
         if b.get("trickle_after_stop"):
             self.trickle()
         self.end_body()
+
+    def server_tool_blocks(self, idx):
+        """With server tools in the request, before the reply's text block: a
+        short text block, then each call's server_tool_use block (its input
+        streamed as input_json_delta) and its result block (whole in
+        content_block_start, as the API sends it).  Returns the next index and
+        the citation the reply's text block carries (None: none)."""
+        self.tool_calls = server_tool_calls(self.body)
+        if not self.tool_calls:
+            return idx, None
+        rec, lead = self.rec, "Let me look that up. "
+        self.event("content_block_start", {"type": "content_block_start", "index": idx,
+                                           "content_block": {"type": "text", "text": ""}})
+        self.event("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                           "delta": {"type": "text_delta", "text": lead}})
+        self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
+        rec.text_sent += lead
+        rec.reply_text = lead + rec.reply_text
+        idx += 1
+        cite = None
+        for c in self.tool_calls:
+            self.event("content_block_start", {"type": "content_block_start", "index": idx,
+                                               "content_block": {"type": "server_tool_use",
+                                                                 "id": c["id"], "name": c["name"],
+                                                                 "input": {}}})
+            js = json.dumps(c["input"], ensure_ascii=False)
+            for part in ("", js[:len(js) // 2], js[len(js) // 2:]):
+                self.event("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                                   "delta": {"type": "input_json_delta",
+                                                             "partial_json": part}})
+            self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
+            idx += 1
+            self.event("content_block_start", {"type": "content_block_start", "index": idx,
+                                               "content_block": c["result"]})
+            self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
+            idx += 1
+            cite = cite or c.get("citation")
+        return idx, cite
 
     def trickle(self):
         """Bytes after message_stop until the client closes (or the limits)."""

@@ -10,7 +10,10 @@
  *  - every event keeps the sse_event contract (NUL after data, no CR in data, no
  *    line end in the name, name and data together within the cap);
  *  - with a cap the body cannot reach, the events are those of an independent,
- *    naive reading of the WHATWG rules (reference() below);
+ *    naive reading of the WHATWG rules (reference() below), and so are they
+ *    when the stream is then finished (sse_finish: the unterminated last line
+ *    is a line, and the last event is dispatched without its blank line), fed
+ *    whole or in the fragments the cuts give;
  *  - writing the events with sse_write_event and parsing that gives them back;
  *  - the whole input taken as "name NUL data" for sse_write_event and
  *    sse_write_comment: refused exactly when the wire form cannot carry it,
@@ -164,6 +167,28 @@ static void feed(const char *body, size_t len, const size_t *cuts, size_t n_cuts
 	sse_done(&p);
 }
 
+/* feed(), then sse_finish() as a caller does when the stream ended cleanly. */
+static void feed_finished(const char *body, size_t len, const size_t *cuts, size_t n_cuts,
+			  size_t stop_at, struct evlist *out)
+{
+	struct sse p;
+	size_t from = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->max_event = BIG_CAP;
+	out->stop_at = stop_at;
+	sse_init(&p, BIG_CAP);
+	for (size_t i = 0; i <= n_cuts && out->rc == 0; i++) {
+		size_t to = i < n_cuts ? cuts[i] : len;
+
+		out->rc = sse_feed(&p, body + from, to - from, on_event, out);
+		from = to;
+	}
+	if (out->rc == 0)
+		out->rc = sse_finish(&p, on_event, out);
+	sse_done(&p);
+}
+
 static void feed_bytewise(const char *body, size_t len, size_t max, size_t stop_at,
 			  struct evlist *out)
 {
@@ -223,7 +248,7 @@ static void ref_line(struct ref_state *st, const char *s, size_t n)
 	}
 }
 
-static void reference(const char *body, size_t len, struct evlist *out)
+static void reference(const char *body, size_t len, bool finish, struct evlist *out)
 {
 	/* Data grows by at most one byte per input byte (a line's "\n" stands
 	 * for its own terminator). */
@@ -238,13 +263,18 @@ static void reference(const char *body, size_t len, struct evlist *out)
 
 		while (e < len && body[e] != '\r' && body[e] != '\n')
 			e++;
-		if (e == len)
-			break; /* an unterminated line is never read */
+		if (e == len) { /* an unterminated line is read only at the finish */
+			if (finish)
+				ref_line(&st, body + i, e - i);
+			break;
+		}
 		ref_line(&st, body + i, e - i);
 		i = e + 1;
 		if (body[e] == '\r' && i < len && body[i] == '\n')
 			i++;
 	}
+	if (finish)
+		ref_line(&st, "", 0);
 	free(st.name);
 	free(st.data);
 }
@@ -335,6 +365,27 @@ static void check_writer(const uint8_t *raw, size_t size)
 	free(name);
 }
 
+/* The stream finished: fed whole or in fragments, the events of the reference
+ * read with its unterminated last line and a final dispatch. */
+static void check_finish(const char *body, size_t len, const size_t *cuts, size_t n_cuts,
+			 size_t stop_at)
+{
+	struct evlist a, b, ref;
+
+	feed_finished(body, len, NULL, 0, stop_at, &a);
+	feed_finished(body, len, cuts, n_cuts, stop_at, &b);
+	FUZZ_CHECK(evlist_equal(&a, &b));
+	reference(body, len, true, &ref);
+	FUZZ_CHECK(a.rc == (stop_at && ref.n >= stop_at ? -ECANCELED : 0));
+	if (a.rc == -ECANCELED)
+		ref.n = stop_at;
+	ref.rc = a.rc;
+	FUZZ_CHECK(evlist_equal(&a, &ref));
+	evlist_free(&a);
+	evlist_free(&b);
+	evlist_free(&ref);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const size_t caps[] = {16, 64, 1024, BIG_CAP};
@@ -373,7 +424,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (max == BIG_CAP && len < BIG_CAP) {
 		size_t all;
 
-		reference(body, len, &other);
+		reference(body, len, false, &other);
 		all = other.n;
 		FUZZ_CHECK(whole.rc == (stop_at && all >= stop_at ? -ECANCELED : 0));
 		if (whole.rc == -ECANCELED)
@@ -381,6 +432,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		other.rc = whole.rc;
 		FUZZ_CHECK(evlist_equal(&whole, &other));
 		evlist_free(&other);
+		check_finish(body, len, cuts, n_cuts, stop_at);
 	}
 	check_roundtrip(&whole, cuts, n_cuts, len);
 	evlist_free(&whole);

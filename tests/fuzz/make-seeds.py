@@ -8,6 +8,7 @@ kept by `scripts/fuzz --merge`.  The output is deterministic: rerunning this
 changes nothing unless the seeds below changed.
 """
 import os
+import re
 import struct
 import sys
 
@@ -64,6 +65,28 @@ SSE_CASES = {
 }
 
 
+RECORDED_SSE = ("py-basic-response", "py-refusal-response", "py-fable-stream-a-refusal",
+                "py-server-tool-result-response", "go-cassette-next-streaming-0",
+                "go-inline-error-malformed")
+
+
+def recorded_events():
+    """One event of each kind in tests/fixtures/recorded: (kind, event, data)."""
+    seen = {}
+    for fn in sorted(os.listdir(os.path.join(FIXTURES, "recorded"))):
+        if not fn.endswith(".sse"):
+            continue
+        event = b"message"
+        for line in fixture("recorded", fn).replace(b"\r", b"").split(b"\n"):
+            if line.startswith(b"event: "):
+                event = line[7:]
+            elif line.startswith(b"data: "):
+                kind = re.findall(rb'"type": ?"([a-z_]+)"', line)[:2]
+                key = event + b"-" + b"-".join(kind[1:] or kind)
+                seen.setdefault(key.decode(), (event, line[6:]))
+    return seen
+
+
 def seeds_sse():
     for name in ("stream_A", "stream_B", "stream_C"):
         s = fixture("sse", name + ".sse")
@@ -81,6 +104,12 @@ def seeds_sse():
     write("sse", "crlf-split", sse(cut_at(crlf, 8)) + crlf)
     utf8 = "data: \u00e9\U0001F338\n\n".encode()
     write("sse", "utf8-split", sse(cut_at(utf8, 7, 9, 11)) + utf8)
+    # recorded API streams (tests/fixtures/recorded): a last event without its
+    # blank line, padded JSON, thinking and server tools, a malformed error
+    for name in RECORDED_SSE:
+        s = fixture("recorded", name + ".sse")
+        write("sse", "rec-" + name, sse((33, 200)) + s)
+        write("sse", "rec-" + name + "-crlf", sse((90,)) + s.replace(b"\n", b"\r\n"))
     # the writer reads the raw input as "name NUL data"
     write("sse", "writer", sse() + b"ping\0line 1\nline 2\n")
     write("sse", "writer-cr", sse() + b"ev\0a\rb")
@@ -163,6 +192,8 @@ def seeds_wire():
           '{"type": "text_delta", "text": "x"}}')
     for name, (event, data) in events.items():
         write("wire", "event-" + name, event + "\n" + data)
+    for kind, (event, data) in recorded_events().items():
+        write("wire", "rec-" + kind.replace("_", "-"), event + b"\n" + data)
 
     def status(code):
         return struct.pack(">h", code)

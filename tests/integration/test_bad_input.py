@@ -19,7 +19,7 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "attach"}
+             "config", "status", "usage", "ctl", "schema", "attach"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 
 

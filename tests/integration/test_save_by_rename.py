@@ -17,7 +17,7 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "attach"}
+             "config", "status", "usage", "ctl", "schema", "attach"}
 
 # fs_impl.h
 DIR_MAX_FILES = 16

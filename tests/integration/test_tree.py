@@ -14,9 +14,9 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "attach"}
+             "config", "status", "usage", "ctl", "schema", "attach"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
-READ_WRITE = ["input", "system", "model", "config"]
+READ_WRITE = ["input", "system", "model", "config", "schema"]
 
 
 def contexts(mount):
