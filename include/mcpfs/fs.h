@@ -3,9 +3,13 @@
  * A thin layer on the core API using libfuse's low-level interface.  Handlers
  * never wait: a read of `output` that has to wait for the reply is parked and
  * answered later from whichever thread changes the turn (the store's observer),
- * and a FUSE interrupt answers it at once with EINTR.  What the kernel must be
- * told (entry invalidations, and the inotify events FUSE does not raise for a
- * daemon's own changes) is done by a notifier thread through the mount itself.
+ * and a FUSE interrupt answers it at once with EINTR.  The inotify events FUSE
+ * does not raise for a daemon's own changes (IN_MODIFY on `output` and
+ * `transcript`, IN_CLOSE_WRITE on `output` when a reply ends) are made by a
+ * notifier thread, through the mount itself.  No entry is invalidated: the
+ * kernel keeps a name it looked up for at most 1 s (fs_node.c, ENTRY_TIMEOUT),
+ * so a context deleted or renamed through the HTTP shim or MCP may keep its old
+ * entry that long; what is then asked of it answers ENOENT.
  *
  * Threads: libfuse's session loop and workers (fs_run), the notifier
  * (fs_notifier_run); both are started by main.c.

@@ -31,8 +31,10 @@ void notes_add(struct notes *n, uint64_t id, unsigned what)
 			return;
 		}
 	if (n->n == NOTES_MAX) {
-		/* Full: merge into the last slot's id set by announcing it as the
-		 * broadest change for that id; observers re-check state anyway. */
+		/* Full: what is added to the last slot's bits, so that context
+		 * is told of more than changed, and id is told nothing: its
+		 * change is lost.  The callers note one context, or a few, under
+		 * one hold of the lock. */
 		n->what[NOTES_MAX - 1] |= what;
 		return;
 	}

@@ -196,7 +196,8 @@ static inline void context_changed(struct context *c)
 #define STORE_OBSERVERS 4
 #define INFO_KEYS 4
 
-/* Changes to announce once the lock is released. */
+/* Changes to announce to the observers once the lock is released (notes_add,
+ * store_unlock_notify): at most NOTES_MAX contexts; a ninth is not announced. */
 #define NOTES_MAX 8
 struct notes {
 	uint64_t id[NOTES_MAX];

@@ -131,13 +131,13 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 	fs->mountpoint = realpath(mountpoint, NULL);
 	pthread_mutex_init(&fs->park_lock, NULL);
 	pthread_mutex_init(&fs->scratch_lock, NULL);
-	pthread_mutex_init(&fs->note_lock, NULL);
+	pthread_mutex_init(&fs->notifier_lock, NULL);
 	pthread_mutex_init(&fs->handles_lock, NULL);
 	for (size_t i = 0; i < FS_HANDLE_LOCKS; i++) {
 		pthread_mutex_init(&fs->handle_locks[i], NULL);
 		pthread_cond_init(&fs->handle_conds[i], NULL);
 	}
-	pthread_cond_init(&fs->note_cond, NULL);
+	pthread_cond_init(&fs->notifier_cond, NULL);
 	map_init(&fs->parked);
 	map_init(&fs->scratch_by_name);
 	map_init(&fs->scratch_by_ino);
@@ -200,9 +200,9 @@ void fs_unmount(struct fs *fs)
 	}
 }
 
-void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
+void fs_notifier_add(struct fs *fs, uint64_t ctx, unsigned bits)
 {
-	pthread_mutex_lock(&fs->note_lock);
+	pthread_mutex_lock(&fs->notifier_lock);
 	uintptr_t old = (uintptr_t)map_get_id(&fs->touch, ctx);
 	if ((old | bits) != old) {
 		if (old)
@@ -212,9 +212,9 @@ void fs_note(struct fs *fs, uint64_t ctx, unsigned bits)
 	/* Only an idle notifier is woken: one that waits out its pause after a
 	 * pass finds the changes when it ends.  A wake-up per delta would cost a
 	 * futex call here and a pass there per delta (bench/run, section 9). */
-	if (fs->note_idle)
-		pthread_cond_signal(&fs->note_cond);
-	pthread_mutex_unlock(&fs->note_lock);
+	if (fs->notifier_idle)
+		pthread_cond_signal(&fs->notifier_cond);
+	pthread_mutex_unlock(&fs->notifier_lock);
 }
 
 /* Raises the inotify events for one context's output and transcript. */
@@ -230,9 +230,9 @@ static void notify_output(struct fs *fs, uint64_t ctx, unsigned bits)
 	 * Any size for the transcript: a truncate of a rendering changes nothing
 	 * (fs_path_truncate), and 0 spares a rendering to learn its size. */
 	snprintf(path, sizeof(path), "%s/transcript", name);
-	if ((bits & NOTE_TRANSCRIPT) && truncate(path, 0) < 0)
+	if ((bits & NOTIFIER_TRANSCRIPT) && truncate(path, 0) < 0)
 		return;
-	if (!(bits & NOTE_MODIFY))
+	if (!(bits & NOTIFIER_OUTPUT))
 		return;
 	snprintf(path, sizeof(path), "%s/output", name);
 	if (truncate(path, (off_t)ci.output_size) < 0)
@@ -297,7 +297,7 @@ static void notifier_leave(void)
 		log_debug("notifier: chdir /: %s", strerror(errno));
 }
 
-/* Waits on note_cond until mono_ms (CLOCK_MONOTONIC) or a signal. */
+/* Waits on notifier_cond until mono_ms (CLOCK_MONOTONIC) or a signal. */
 static void notifier_wait_until(struct fs *fs, int64_t mono_ms)
 {
 	int64_t wait_ms = mono_ms - clock_mono_ms();
@@ -309,7 +309,7 @@ static void notifier_wait_until(struct fs *fs, int64_t mono_ms)
 	ts.tv_nsec += (wait_ms % 1000) * 1000000L;
 	ts.tv_sec += ts.tv_nsec / 1000000000L;
 	ts.tv_nsec %= 1000000000L;
-	pthread_cond_timedwait(&fs->note_cond, &fs->note_lock, &ts);
+	pthread_cond_timedwait(&fs->notifier_cond, &fs->notifier_lock, &ts);
 }
 
 void *fs_notifier_run(void *arg)
@@ -320,12 +320,12 @@ void *fs_notifier_run(void *arg)
 	 * mount's root without moving the whole daemon's: it then raises no events. */
 	bool can = notifier_own_files(fs) && fs->have_dev;
 	int64_t next_pass = 0; /* no pass before this (clock_mono_ms) */
-	pthread_mutex_lock(&fs->note_lock);
-	while (!fs->note_stop) {
+	pthread_mutex_lock(&fs->notifier_lock);
+	while (!fs->notifier_stop) {
 		if (!fs->touch.count) {
-			fs->note_idle = true;
-			pthread_cond_wait(&fs->note_cond, &fs->note_lock);
-			fs->note_idle = false;
+			fs->notifier_idle = true;
+			pthread_cond_wait(&fs->notifier_cond, &fs->notifier_lock);
+			fs->notifier_idle = false;
 			continue;
 		}
 		if (clock_mono_ms() < next_pass) {
@@ -335,7 +335,7 @@ void *fs_notifier_run(void *arg)
 		}
 		struct map pending = fs->touch;
 		map_init(&fs->touch);
-		pthread_mutex_unlock(&fs->note_lock);
+		pthread_mutex_unlock(&fs->notifier_lock);
 		int64_t pass_start = clock_mono_ms();
 		bool inside = can && notifier_enter(fs) == 0;
 		for (size_t i = 0; inside && i < pending.nslots; i++)
@@ -343,7 +343,7 @@ void *fs_notifier_run(void *arg)
 				uint64_t id;
 				memcpy(&id, n->key, sizeof(id));
 				unsigned bits = (unsigned)(uintptr_t)n->value;
-				if (bits & (NOTE_MODIFY | NOTE_TRANSCRIPT))
+				if (bits & (NOTIFIER_OUTPUT | NOTIFIER_TRANSCRIPT))
 					notify_output(fs, id, bits);
 			}
 		if (inside)
@@ -356,18 +356,18 @@ void *fs_notifier_run(void *arg)
 		 * notifier under ~1/(NOTIFY_BUSY+1) of a core (bench/run, section 3). */
 		int64_t now = clock_mono_ms(), wait_ms = (now - pass_start) * NOTIFY_BUSY;
 		next_pass = now + (wait_ms < NOTIFY_MS ? NOTIFY_MS : wait_ms);
-		pthread_mutex_lock(&fs->note_lock);
+		pthread_mutex_lock(&fs->notifier_lock);
 	}
-	pthread_mutex_unlock(&fs->note_lock);
+	pthread_mutex_unlock(&fs->notifier_lock);
 	return NULL;
 }
 
 void fs_stop_notifier(struct fs *fs)
 {
-	pthread_mutex_lock(&fs->note_lock);
-	fs->note_stop = true;
-	pthread_cond_signal(&fs->note_cond);
-	pthread_mutex_unlock(&fs->note_lock);
+	pthread_mutex_lock(&fs->notifier_lock);
+	fs->notifier_stop = true;
+	pthread_cond_signal(&fs->notifier_cond);
+	pthread_mutex_unlock(&fs->notifier_lock);
 }
 
 void fs_free(struct fs *fs)

@@ -1,6 +1,12 @@
 /* fs_dir.c — directory operations: listing, mkdir/rmdir (create and delete a
  * context), unlink, rename, and file creation (refused but for editors' scratch
- * files). */
+ * files).
+ *
+ * Errno choices (CONTRACT §2, §4): a name that is not allowed is EINVAL (too
+ * long: ENAMETOOLONG); any other new file is EACCES unless it is an editor's
+ * scratch file or a tool's temporary file (fs_scratch.c); unlink of a fixed
+ * file is accepted and changes nothing, so that `rm -r` reaches rmdir.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -141,11 +141,11 @@ struct fs {
 	uint64_t next_scratch;
 	size_t scratch_bytes; /* bytes of the files in scratch_by_ino; under scratch_lock */
 
-	pthread_mutex_t note_lock; /* the notifier's queue */
-	pthread_cond_t note_cond;
-	struct map touch; /* ctx id -> pending bits (NOTE_*) */
-	bool note_stop;
-	bool note_idle;	    /* the notifier waits for a first change: wake it */
+	pthread_mutex_t notifier_lock; /* the notifier's queue */
+	pthread_cond_t notifier_cond;
+	struct map touch; /* ctx id -> pending bits (NOTIFIER_*) */
+	bool notifier_stop;
+	bool notifier_idle; /* the notifier waits for a first change: wake it */
 	struct map closed;  /* ctx id -> last turn announced as ended; notifier only */
 	pid_t notifier_tid; /* its thread id: its opens of output are allowed */
 	dev_t dev;	    /* the mount's device: the notifier touches files
@@ -181,19 +181,23 @@ static inline pthread_cond_t *fs_handle_cond(struct fs *fs, const void *h)
 	return &fs->handle_conds[((uintptr_t)h >> 4) % FS_HANDLE_LOCKS];
 }
 
-#define NOTE_MODIFY 1u	    /* the reply grew: truncate output to its size */
-#define NOTE_CLOSE_WRITE 2u /* the reply ended: open output for writing and close */
-#define NOTE_INVAL 4u	    /* the context appeared, vanished or was renamed */
-#define NOTE_TRANSCRIPT 8u  /* the transcript grew: truncate it (a no-op) */
+/* What the notifier is to do for a context (fs_notifier_add; fs.c says how).
+ * NOTIFIER_OUTPUT: the reply grew or ended: IN_MODIFY on output, and
+ * IN_CLOSE_WRITE once when its turn has ended.  NOTIFIER_TRANSCRIPT: the
+ * transcript grew: IN_MODIFY on it. */
+#define NOTIFIER_OUTPUT 1u
+#define NOTIFIER_TRANSCRIPT 2u
 
 /* fs_node.c */
 uint64_t fs_ino(uint64_t ctx, int kind);
 int fs_kind_of(fuse_ino_t ino, uint64_t *ctx);
 int fs_stat(struct fs *fs, fuse_ino_t ino, struct stat *st);
 int fs_fixed_kind(const char *name);
+
+/* fs_ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;
 
-/* fs_node.c and fs_dir.c */
+/* fs_node.c (lookup, getattr, setattr) and fs_dir.c (the others) */
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -231,8 +235,6 @@ void fs_handles_free(struct fs *fs);
  * renamed onto it): checked and applied as a writer's text is at close; input
  * gets one message.  0 or the -errno that close would give. */
 int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
-/* What reading ctl shows: its commands, one a line, each with a few words. */
-extern const char fs_ctl_help[];
 
 /* fs_check.c */
 /* A write to input, system, model, config or .config: applies it to h->data
@@ -284,6 +286,8 @@ void fs_attach_release(struct fs *fs, struct fs_handle *h);
 int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size, struct fs_handle *h);
 
 /* fs.c */
-void fs_note(struct fs *fs, uint64_t ctx, unsigned bits);
+/* Queues bits (NOTIFIER_*) for ctx: the notifier acts on them at its next pass
+ * (at most every NOTIFY_MS per context).  Takes notifier_lock only. */
+void fs_notifier_add(struct fs *fs, uint64_t ctx, unsigned bits);
 
 #endif

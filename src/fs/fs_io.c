@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fs_impl.h"
+#include "mcpfs/ctl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/schema.h"
 #include "mcpfs/settings.h"
@@ -258,7 +259,7 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 		fuse_reply_buf(req, NULL, 0); /* input reads empty, so editors start blank */
 		return;
 	case K_CTL:
-		reply_slice(req, fs_ctl_help, strlen(fs_ctl_help), off, size);
+		reply_slice(req, ctl_help, strlen(ctl_help), off, size);
 		return;
 	case K_SCRATCH:
 		pthread_mutex_lock(&fs->scratch_lock);
@@ -334,45 +335,15 @@ static char *data_dup(const struct fs_handle *h)
 	return copy;
 }
 
-/* Every command ctl_run() knows, in its order (a new command adds its line). */
-const char fs_ctl_help[] =
-    "cancel\tend the call in flight; queued messages are sent next\n"
-    "clear\tstart an empty history (the transcript keeps everything)\n"
-    "retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
-
-/* Runs one ctl command line.  0, -EINVAL for an unknown command or a retry
- * with nothing to retry (why says which). */
-static int ctl_run(struct fs *fs, uint64_t ctx, char *line, char *why, size_t whylen)
-{
-	char *p = line, *end = line + strlen(line);
-	while (*p == ' ' || *p == '\t')
-		p++;
-	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
-		*--end = '\0';
-	if (!*p)
-		return 0;
-	if (!strcmp(p, "cancel"))
-		return context_cancel(fs->st, ctx) < 0 ? -ENOENT : 0;
-	if (!strcmp(p, "clear"))
-		return context_clear(fs->st, ctx);
-	if (!strcmp(p, "retry"))
-		return context_retry(fs->st, ctx, why, whylen);
-	char quoted[80] = "(not UTF-8 text)";
-	if (utf8_valid(p, strlen(p))) /* why goes to status: always text */
-		log_quote(quoted, sizeof(quoted), p, strlen(p));
-	snprintf(why, whylen, "unknown command '%s' (cancel, retry, clear)", quoted);
-	return -EINVAL;
-}
-
 /* Runs the line in h->ctl_line (a copy of it, without the handle's lock). */
 static int ctl_commit(struct fs *fs, struct fs_handle *h, char *why, size_t whylen)
 {
 	char line[sizeof(h->ctl_line)];
 	memcpy(line, h->ctl_line, sizeof(line));
 	commit_begin(fs, h);
-	int r = ctl_run(fs, h->ctx, line, why, whylen);
+	int r = ctl_run(fs->st, h->ctx, line, strlen(line), NULL, why, whylen);
 	commit_end(fs, h);
-	return r;
+	return r < 0 ? r : 0; /* 1: a cancel that ended a call, success too */
 }
 
 /* Feeds bytes to the ctl line buffer, running each complete line. */

@@ -1,11 +1,11 @@
-/* fs_node.c — names, inodes and attributes: lookup, getattr, setattr, readdir,
- * mkdir, rmdir, unlink, rename, create; and the operations table.
+/* fs_node.c — the fixed files of a context (fs_files), inode numbers and
+ * kinds, attributes and sizes: lookup, getattr, setattr.  Directory operations
+ * (readdir, mkdir, rmdir, unlink, rename, create) are in fs_dir.c, the
+ * operations table in fs_ops.c.
  *
- * Errno choices (CONTRACT §2, §4): a name that is not allowed is EINVAL (too
- * long: ENAMETOOLONG); any other new file is EACCES unless it is an editor's
- * scratch file or a tool's temporary file (fs_scratch.c); unlink of a fixed
- * file is accepted and changes nothing, so that `rm -r` reaches rmdir; rename
- * is in fs_dir.c.
+ * A lookup of a name longer than STORE_NAME_MAX is ENAMETOOLONG, of any other
+ * unknown name ENOENT (an editor's scratch file or a tool's temporary file is
+ * known: fs_scratch.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 
 #include "fs_impl.h"
 #include "mcpfs/clock.h"
+#include "mcpfs/ctl.h"
 
 const struct fs_file fs_files[K_NFIXED] = {
     [K_DIR] = {"", 0755 | S_IFDIR, -1},
@@ -33,7 +34,9 @@ const struct fs_file fs_files[K_NFIXED] = {
     [K_ATTACH] = {"attach", 0755 | S_IFDIR, -1},
 };
 
-#define ENTRY_TIMEOUT 1.0 /* names change only through us, or with an invalidation */
+/* Names change through the mount (the kernel then updates its cache itself)
+ * or through the shim, which invalidates nothing: an entry is kept 1 s. */
+#define ENTRY_TIMEOUT 1.0
 
 static struct fs *fs_of(fuse_req_t req)
 {
@@ -95,7 +98,7 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 	if (kind == K_OUTPUT)
 		return (int64_t)ci->output_size;
 	if (kind == K_CTL)
-		return (int64_t)strlen(fs_ctl_help);
+		return (int64_t)strlen(ctl_help);
 	if (fs_files[kind].view < 0)
 		return 0;
 	struct buf b;

@@ -136,14 +136,12 @@ void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct f
 void fs_on_change(void *data, uint64_t ctx, unsigned what)
 {
 	struct fs *fs = data;
-	if (what & (STORE_CHANGED_CREATED | STORE_CHANGED_DELETED | STORE_CHANGED_RENAMED))
-		fs_note(fs, ctx, NOTE_INVAL);
 	if (what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY |
 		    STORE_CHANGED_SETTINGS))
-		fs_note(fs, ctx, NOTE_TRANSCRIPT);
+		fs_notifier_add(fs, ctx, NOTIFIER_TRANSCRIPT);
 	if (!(what & STORE_CHANGED_OUTPUT))
 		return;
-	fs_note(fs, ctx, NOTE_MODIFY);
+	fs_notifier_add(fs, ctx, NOTIFIER_OUTPUT);
 	pthread_mutex_lock(&fs->park_lock);
 	struct parked *list = map_del_id(&fs->parked, ctx);
 	pthread_mutex_unlock(&fs->park_lock);

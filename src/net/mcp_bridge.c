@@ -103,7 +103,8 @@ static void emit_error(const char *id, int code, const char *msg)
 
 /* --- answers ---------------------------------------------------------------------- */
 
-static void note_initialize(struct bridge *b, const char *json, size_t n)
+/* initialize's answer: the protocol version the shim chose. */
+static void keep_version(struct bridge *b, const char *json, size_t n)
 {
 	cJSON *o = cJSON_ParseWithLength(json, n);
 	const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "result");
@@ -114,7 +115,7 @@ static void note_initialize(struct bridge *b, const char *json, size_t n)
 }
 
 /* What the shim said to a notification: stderr, never stdout. */
-static void note_refused(const struct bridge *b, const struct xfer *x, const char *what, size_t n)
+static void report_refused(const struct bridge *b, const struct xfer *x, const char *what, size_t n)
 {
 	fprintf(stderr, "mcpfs --mcp-stdio: %s to %s: %.*s\n", x->notification, b->url,
 		(int)(n > 400 ? 400 : n), what);
@@ -124,7 +125,7 @@ static int on_event(void *data, const struct sse_event *ev)
 {
 	struct xfer *x = data;
 	if (ev->data_len && x->notification)
-		note_refused(x->b, x, ev->data, ev->data_len);
+		report_refused(x->b, x, ev->data, ev->data_len);
 	else if (ev->data_len)
 		emit(ev->data, ev->data_len);
 	return 0;
@@ -170,7 +171,7 @@ static void xfer_done(struct bridge *b, struct xfer *x, CURLcode rc)
 		snprintf(msg, sizeof(msg), "cannot reach mcpfs at %s: %s", b->url,
 			 curl_easy_strerror(rc));
 		if (x->notification)
-			note_refused(b, x, msg, strlen(msg));
+			report_refused(b, x, msg, strlen(msg));
 		emit_error(x->id, RPC_INTERNAL_ERROR, msg);
 		return;
 	}
@@ -179,14 +180,14 @@ static void xfer_done(struct bridge *b, struct xfer *x, CURLcode rc)
 	if (x->sse || !x->answer.len)
 		return;
 	if (x->notification) {
-		note_refused(b, x, x->answer.data, x->answer.len);
+		report_refused(b, x, x->answer.data, x->answer.len);
 		return;
 	}
 	cJSON *o = cJSON_ParseWithLength(x->answer.data, x->answer.len);
 	bool rpc = cJSON_GetObjectItemCaseSensitive(o, "jsonrpc") != NULL;
 	if (rpc) {
 		if (x->initialize)
-			note_initialize(b, x->answer.data, x->answer.len);
+			keep_version(b, x->answer.data, x->answer.len);
 		emit(x->answer.data, x->answer.len);
 	} else {
 		/* The shim's own error object: {"error":{"type","message"}}. */

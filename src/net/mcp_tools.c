@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcpfs/ctl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/sse.h"
 #include "mcp_impl.h"
@@ -322,18 +323,7 @@ static int tool_ctl(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MHD
 		return bad < 0 ? bad : r < 0 ? r : 0;
 	char why[512] = "";
 	const char *done = NULL;
-	if (!strcmp(cmd, "cancel")) {
-		r = context_cancel(rq->sh->st, id);
-		done = r == 1 ? "cancelled the call in flight" : "nothing to cancel";
-	} else if (!strcmp(cmd, "clear")) {
-		r = context_clear(rq->sh->st, id);
-		done = "cleared the history";
-	} else if (!strcmp(cmd, "retry")) {
-		r = context_retry(rq->sh->st, id, why, sizeof(why));
-		done = "sent the newest message again";
-	} else {
-		return fail(ret, "unknown command '%.64s' (cancel, clear or retry)", cmd);
-	}
+	r = ctl_run(rq->sh->st, id, cmd, strlen(cmd), &done, why, sizeof(why));
 	if (r < 0)
 		return fail(ret, "%s", why[0] ? why : strerror(-r));
 	*ret = result_new(done, false, NULL);

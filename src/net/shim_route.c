@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/random.h>
 
+#include "mcpfs/ctl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
 #include "mcp_impl.h"
@@ -580,12 +581,13 @@ static enum MHD_Result shim_get_transcript(struct shim *sh, struct shim_request 
 static enum MHD_Result shim_post_cancel(struct shim *sh, struct shim_request *rq,
 					struct MHD_Connection *c)
 {
-	int r = context_cancel(sh->st, rq->id);
+	const char *done = NULL;
+	char why[256] = "";
+	int r = ctl_run(sh->st, rq->id, "cancel", 6, &done, why, sizeof(why));
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
-	if (r == 0)
-		return shim_reply_error(c, MHD_HTTP_CONFLICT,
-					"nothing to cancel: no call is in flight");
+	if (r == 0) /* "nothing to cancel: ...", as the ctl file and the MCP tool say */
+		return shim_reply_error(c, MHD_HTTP_CONFLICT, "%s", done);
 	cJSON *res = cJSON_CreateObject();
 	if (res && !cJSON_AddTrueToObject(res, "cancelled")) {
 		cJSON_Delete(res);

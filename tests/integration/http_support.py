@@ -29,20 +29,28 @@ import time
 import pytest
 
 from mcpfs_testlib import (
-    DEFAULT_KEY, daemon_env, parse_sse, wait_for,
+    DEFAULT_KEY, daemon_env, free_port, parse_sse, wait_for,
 )
 
-__all__ = ["Resp", "Api", "CurlApi", "Shim", "NoMount", "SseClient", "free_port", "quote",
+__all__ = ["Resp", "Api", "CurlApi", "Shim", "NoMount", "SseClient", "free_port", "recv_all", "quote",
            "shim", "shim_factory", "client", "nomount", "start_failure", "non_loopback_ipv4",
            "ipv6_loopback_works", "parse_sse", "DEFAULT_KEY"]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def recv_all(s, done=None):
+    """Receives from socket s until the peer closes it, an error, or done(bytes
+    so far) is true.  Returns (bytes, OSError or None)."""
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out, None
+            out += b
+            if done is not None and done(out):
+                return out, None
+    except OSError as e:
+        return out, e
 
 
 def quote(name):

@@ -1,6 +1,11 @@
-"""mcpfs_testlib.py — helpers for the mcpfs integration tests.
+"""mcpfs_testlib.py — the one Python harness of mcpfs: the mount (Mount), the
+fake Anthropic API (in this process, FakeAnthropic, or as its own process,
+FakeProcess), the tools' environment and the file, process and /proc helpers.
+The integration tests (tests/integration/), the soak, torture, fsync-stall and
+valgrind drivers (tests/torture/) and the benchmark (bench/run) all import it;
+a helper two of them need belongs here, not in either.
 
-Everything here waits with a timeout: a test must fail, never hang.  Reads of a
+What a test calls waits with a timeout: a test must fail, never hang.  Reads of a
 file on the mount that may block (output) run in a thread or a subprocess, so
 a daemon that never answers costs a timeout, and the mount's watchdog (see
 Mount) kills the daemon, which aborts every blocked request.
@@ -16,9 +21,11 @@ import re
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -34,7 +41,9 @@ from fake_anthropic import (  # noqa: E402  (after the path is set)
 __all__ = [
     "API_VERSION", "DEFAULT_KEY", "FakeAnthropic", "FakeControl", "content_text", "parse_sse",
     "sse_text", "REPO", "wait_for", "call_with_timeout", "read_file", "read_text",
-    "read_partial", "read_available", "write_file", "Reader", "PipeReader", "Result", "run",
+    "read_partial", "read_available", "write_file", "write_all", "write_pieces", "read_all", "read_to_end",
+    "free_port", "FakeProcess", "proc_status", "fd_count", "fuse_conn_of", "abort_conn",
+    "thread_stacks", "Reader", "PipeReader", "Result", "run",
     "parse_status", "parse_kv", "reply_for", "is_mounted", "unmount", "has_open",
     "wait_opened", "proc_state", "blocked_in_read", "PtySession", "Mount", "tool_env", "daemon_env",
     "test_tmp_base", "send", "output", "status", "wait_status", "sentinel_check",
@@ -111,77 +120,125 @@ def read_text(path, timeout=10.0):
     return read_file(path, timeout)
 
 
+def read_to_end(path, flags=0, chunk=65536):
+    """Opens path (O_RDONLY | flags) and reads until EOF or an error, in this
+    thread and without a timeout.  Returns (bytes, OSError or None)."""
+    data = []
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        while True:
+            try:
+                b = os.read(fd, chunk)
+            except OSError as e:
+                return b"".join(data), e
+            if not b:
+                return b"".join(data), None
+            data.append(b)
+    finally:
+        os.close(fd)
+
+
+def read_all(path, chunk=65536):
+    """The whole content of a file, read in this thread without a timeout (the
+    drivers and the benchmark; a test uses read_file).  An OSError propagates."""
+    data, err = read_to_end(path, 0, chunk)
+    if err is not None:
+        raise err
+    return data
+
+
+def write_all(path, data):
+    """open(O_WRONLY | O_TRUNC), every byte written, close, in this thread
+    without a timeout; text is written as UTF-8.  OSErrors (from a write or the
+    close) propagate, so the caller sees the errno a writer sees."""
+    b = data.encode("utf-8") if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        view = memoryview(b)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+
+
+def write_pieces(path, pieces, flags=os.O_WRONLY | os.O_TRUNC, timeout=10.0):
+    """Writes each of pieces (bytes) whole through one descriptor, then closes
+    it, stopping at the first write that fails.  Returns ((index of that piece,
+    its errno) or None, errno of the close or None)."""
+    def body():
+        fd = os.open(path, flags)
+        failed = closed = None
+        try:
+            for i, p in enumerate(pieces):
+                try:
+                    view = memoryview(p)
+                    while view:
+                        view = view[os.write(fd, view):]
+                except OSError as e:
+                    failed = (i, e.errno)
+                    break
+        finally:
+            try:
+                os.close(fd)
+            except OSError as e:
+                closed = e.errno
+        return failed, closed
+    return call_with_timeout(body, timeout, "writing %s" % path)
+
+
 def read_partial(path, timeout=10.0, chunk=65536):
     """Reads until EOF or an error.  Returns (bytes, OSError or None)."""
-    def body():
-        data = b""
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            while True:
-                try:
-                    b = os.read(fd, chunk)
-                except OSError as e:
-                    return data, e
-                if not b:
-                    return data, None
-                data += b
-        finally:
-            os.close(fd)
-    return call_with_timeout(body, timeout, "reading %s" % path)
+    return call_with_timeout(lambda: read_to_end(path, 0, chunk), timeout,
+                             "reading %s" % path)
 
 
 def read_available(path, timeout=5.0):
     """What an O_NONBLOCK reader gets now: (bytes, errno or None at the end).
     Reads until EAGAIN, EOF or an error."""
     def body():
-        data = b""
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            while True:
-                try:
-                    b = os.read(fd, 65536)
-                except OSError as e:
-                    return data, e.errno
-                if not b:
-                    return data, None
-                data += b
-        finally:
-            os.close(fd)
+        data, err = read_to_end(path, os.O_NONBLOCK)
+        return data, err.errno if err is not None else None
     return call_with_timeout(body, timeout, "non-blocking read of %s" % path)
 
 
 def write_file(path, data, timeout=10.0):
     """open(path, "w"), one write, close.  OSErrors (from the write or the close)
     propagate, so a test can check the errno a writer sees."""
-    def body():
-        b = data.encode("utf-8") if isinstance(data, str) else data
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-        try:
-            view = memoryview(b)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-        except BaseException:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            raise
-        os.close(fd)
-    call_with_timeout(body, timeout, "writing %s" % path)
+    call_with_timeout(lambda: write_all(path, data), timeout, "writing %s" % path)
 
 
-class Reader:
+class _Collected:
+    """Bytes a background thread collects: ._add(b) there, .data anywhere."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._data = b""
+
+    def _add(self, b):
+        with self._lock:
+            self._data += b
+
+    @property
+    def data(self):
+        with self._lock:
+            return self._data
+
+
+class Reader(_Collected):
     """Opens a file now (in the caller's thread) and reads it in a background
     thread until EOF or an error.  .data (bytes so far), .error (OSError or
     None), .eof; finish() joins with a timeout."""
 
     def __init__(self, path, chunk=65536):
+        super().__init__()
         self.path = str(path)
         self.fd = os.open(self.path, os.O_RDONLY)
         self.chunk = chunk
-        self._lock = threading.Lock()
-        self._data = b""
         self.error = None
         self.eof = False
         self.thread = threading.Thread(target=self._run, daemon=True, name="reader")
@@ -194,8 +251,7 @@ class Reader:
                 if not b:
                     self.eof = True
                     return
-                with self._lock:
-                    self._data += b
+                self._add(b)
         except OSError as e:
             self.error = e
         finally:
@@ -203,11 +259,6 @@ class Reader:
                 os.close(self.fd)
             except OSError:
                 pass
-
-    @property
-    def data(self):
-        with self._lock:
-            return self._data
 
     @property
     def text(self):
@@ -225,13 +276,12 @@ class Reader:
         return self
 
 
-class PipeReader:
+class PipeReader(_Collected):
     """Collects a subprocess pipe in a background thread."""
 
     def __init__(self, pipe):
+        super().__init__()
         self.pipe = pipe
-        self._lock = threading.Lock()
-        self._data = b""
         self.thread = threading.Thread(target=self._run, daemon=True, name="pipe-reader")
         self.thread.start()
 
@@ -244,13 +294,7 @@ class PipeReader:
                 return
             if not b:
                 return
-            with self._lock:
-                self._data += b
-
-    @property
-    def data(self):
-        with self._lock:
-            return self._data
+            self._add(b)
 
     @property
     def text(self):
@@ -421,6 +465,72 @@ def unmount(path, lazy=False, timeout=10.0):
     return not is_mounted(path)
 
 
+def fuse_conn_of(path):
+    """The FUSE connection number (minor device) of the mount at path, or None."""
+    path = str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            p = line.split()
+            if len(p) > 4 and _unescape_mountinfo(p[4]) == path:
+                return int(p[2].split(":")[1])
+    return None
+
+
+def abort_conn(conn):
+    """Aborts a FUSE connection through fusectl (mounting it if needed); True
+    when the abort was written."""
+    d = "/sys/fs/fuse/connections"
+    if not os.path.exists(os.path.join(d, str(conn))):
+        subprocess.run(["mount", "-t", "fusectl", "none", d], stderr=subprocess.DEVNULL)
+    try:
+        with open(os.path.join(d, str(conn), "abort"), "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status(pid, key):
+    """The number of a /proc/PID/status line (VmRSS, VmHWM: KiB; Threads), or
+    None when pid has no such line."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def fd_count(pid):
+    """How many descriptors pid has open."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def thread_stacks(pid):
+    """State and kernel stack of each thread of pid (for a hang report)."""
+    out = []
+    try:
+        tids = sorted(os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return "(gone)"
+    for t in tids:
+        base = "/proc/%d/task/%s/" % (pid, t)
+        try:
+            state = open(base + "stat").read().rsplit(")", 1)[1].split()[0]
+            stack = " < ".join(l.split()[-1].split("+")[0]
+                               for l in open(base + "stack").read().splitlines()[:5])
+        except OSError:
+            continue
+        out.append("tid %s %s %s" % (t, state, stack))
+    return "; ".join(out)
+
+
 def proc_state(pid):
     """The one-letter state of a process (R, S, D, Z…), or None when gone."""
     try:
@@ -505,6 +615,36 @@ def daemon_env(home, base_url, overrides=None):
         else:
             env[k] = v
     return env
+
+
+class FakeProcess:
+    """The fake API server as its own process (its GIL is not the caller's:
+    bench/run), on a free port it writes to a file.  .port, .url, .ctl (a
+    FakeControl, the same scripting as FakeAnthropic's through HTTP), .stop()."""
+
+    def __init__(self, timeout=60, base=None):
+        self.dir = tempfile.mkdtemp(prefix="mcpfs-fake-", dir=base or test_tmp_base())
+        pf = os.path.join(self.dir, "port")
+        python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+        with open(os.path.join(self.dir, "log"), "w") as log:
+            self.proc = subprocess.Popen(
+                [python, str(REPO / "tests" / "fake" / "fake_anthropic.py"), "--port", "0",
+                 "--port-file", pf], stdout=subprocess.DEVNULL, stderr=log)
+
+        def port():
+            try:
+                with open(pf) as f:
+                    return f.read().strip()
+            except OSError:
+                return None
+        self.port = int(wait_for(port, 10, what="the fake API's port file"))
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.ctl = FakeControl(self.url, timeout=timeout)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 ERROR_LINE = re.compile(r"mcpfs: error:")

@@ -15,7 +15,7 @@ import re
 
 from mcpfs_testlib import (
     call_with_timeout, output, read_file, read_partial, reply_for, run, send,
-    status, wait_for, wait_status, write_file,
+    status, wait_for, wait_status, write_file, write_pieces,
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
@@ -153,31 +153,6 @@ def test_context_names_via_mkdir_and_mv(mount, fake, record_property):
 # --- the message size limit -------------------------------------------------------------------
 
 
-def write_pieces(path, pieces, flags=os.O_WRONLY | os.O_TRUNC):
-    """Writes pieces through one descriptor.  Returns (index of the piece whose
-    write failed or None, its errno, errno of close or None)."""
-    def body():
-        fd = os.open(path, flags)
-        failed = None
-        try:
-            for i, p in enumerate(pieces):
-                try:
-                    view = memoryview(p)
-                    while view:
-                        view = view[os.write(fd, view):]
-                except OSError as e:
-                    failed = (i, e.errno)
-                    break
-        finally:
-            try:
-                os.close(fd)
-                closed = None
-            except OSError as e:
-                closed = e.errno
-        return (failed or (None, None)) + (closed,)
-    return call_with_timeout(body, 30, "writing %s" % path)
-
-
 def test_message_size_limit(mount, fake, record_property):
     big = mount.ctx("big")  # the default limit: 1 MiB
     write_file(big / "config", "budget_tokens = 10000000\n")
@@ -203,8 +178,9 @@ def test_message_size_limit(mount, fake, record_property):
     for cid, ctx, pieces, ok, flags in cases:
         n += 1
         before = read_file(ctx / "output", timeout=30)
-        failed, err, closed = write_pieces(ctx / "input", pieces,
-                                           flags or os.O_WRONLY | os.O_TRUNC)
+        fail, closed = write_pieces(ctx / "input", pieces, flags or os.O_WRONLY | os.O_TRUNC,
+                                    timeout=30)
+        failed, err = fail or (None, None)
         text = b"".join(pieces).decode()
         if ok:
             assert failed is None and closed is None, (cid, failed, err, closed)
@@ -277,7 +253,8 @@ def test_invalid_utf8_is_eilseq(mount, fake, record_property):
     n = 0
     for cid, pieces in UTF8:
         n += 1
-        failed, err, closed = write_pieces(ctx / "input", pieces)
+        fail, closed = write_pieces(ctx / "input", pieces, timeout=30)
+        failed, err = fail or (None, None)
         if cid.startswith("truncated-") and cid.endswith("-at-end"):
             assert failed is None, (cid, failed, err)  # the writes are taken...
         else:

@@ -17,13 +17,9 @@ from pathlib import Path
 import pytest
 
 from ecosystem_lib import in_namespace, require_unshare
-from mcpfs_testlib import DEFAULT_KEY, REPO, is_mounted, output, reply_for, run, send
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mcpfs_testlib import (
+    DEFAULT_KEY, REPO, free_port, is_mounted, output, reply_for, run, send,
+)
 
 
 def readme_fstab_line():

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from mcpfs_testlib import wait_for
-from http_support import nomount  # noqa: F401  (fixture)
+from mcpfs_testlib import proc_status, wait_for
+from http_support import nomount, recv_all  # noqa: F401  (fixture)
 
 MIB = 1 << 20
 RSS_BOUND_MIB = 256  # SECURITY.md §7: the daemon's peak through this battery
@@ -45,11 +45,9 @@ def peak_ok(nm, bound=RSS_BOUND_MIB):
 
 def vm(pid, key):
     """VmRSS or VmHWM of pid, in MiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no %s in /proc/%d/status" % (key, pid))
+    kib = proc_status(pid, key)
+    assert kib is not None, "no %s in /proc/%d/status" % (key, pid)
+    return kib / 1024
 
 
 def head(port, method, path, length, extra=""):
@@ -64,15 +62,7 @@ def send_raw(port, method, path, body, timeout=60):
         s.sendall(head(port, method, path, len(body), "Connection: close\r\n") + body)
     except OSError:
         pass  # answered and closed before the whole body went: read the answer
-    out = b""
-    try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-    except OSError:
-        pass
+    out, _ = recv_all(s)  # an error (a reset) ends what was answered
     s.close()
     assert out.startswith(b"HTTP/1.1 "), out[:200]
     return int(out.split(b" ", 2)[1]), out

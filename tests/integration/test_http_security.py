@@ -12,8 +12,8 @@ import pytest
 
 from mcpfs_testlib import daemon_env, is_mounted, run, wait_for
 from http_support import (  # noqa: F401  (fixtures)
-    Api, CurlApi, client, free_port, ipv6_loopback_works, non_loopback_ipv4, nomount, shim,
-    shim_factory, start_failure,
+    Api, CurlApi, client, free_port, ipv6_loopback_works, non_loopback_ipv4, nomount, recv_all,
+    shim, shim_factory, start_failure,
 )
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -25,21 +25,20 @@ def raw(port, data, host="127.0.0.1", family=socket.AF_INET, timeout=10):
     s.settimeout(timeout)
     s.connect((host, port))
     s.sendall(data)
-    out = b""
+
+    def whole(out):
+        if b"\r\n\r\n" in out and b"Connection: close" not in out:
+            head, _, body = out.partition(b"\r\n\r\n")
+            n = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                 if line.lower().startswith(b"content-length:")]
+            return n and len(body) >= n[0]
+        return False
     try:
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-            if b"\r\n\r\n" in out and b"Connection: close" not in out:
-                head, _, body = out.partition(b"\r\n\r\n")
-                n = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                     if line.lower().startswith(b"content-length:")]
-                if n and len(body) >= n[0]:
-                    break
+        out, err = recv_all(s, whole)
     finally:
         s.close()
+    if err is not None:
+        raise err
     return int(out.split(b" ", 2)[1]), out
 
 

@@ -6,6 +6,7 @@ closing the stream and by notifications/cancelled, and the error cases.  The
 official TypeScript SDK's runs are in test_mcp_sdk.py."""
 
 import base64
+import errno
 import http.client
 import json
 import os
@@ -15,7 +16,9 @@ import subprocess
 
 import pytest
 
-from mcpfs_testlib import REPO, read_text, reply_for, send, wait_for, wait_status
+from mcpfs_testlib import (
+    REPO, read_text, reply_for, send, status, wait_for, wait_status, write_file,
+)
 from http_support import (  # noqa: F401  (fixtures)
     DEFAULT_KEY, parse_sse, shim, shim_factory,
 )
@@ -412,6 +415,37 @@ def test_tool_errors_are_results(rpc, shim):
     assert r["isError"] is True and "unknown argument 'extra'" in text_of(r)
     r = call("delete_context", {"context": "e"})
     assert r["isError"] is False and not (shim.path / "e").exists()
+
+
+def test_ctl_says_the_same_through_the_file_mcp_and_http(rpc, shim):
+    """One parser (ctl.h) behind the ctl file, the MCP tool `ctl` and POST
+    .../cancel: an unknown command, a retry with nothing to retry and a cancel
+    with nothing to cancel read the same in all of them."""
+    rpc.initialize()
+
+    def call(args):
+        r = rpc.request("tools/call", {"name": "ctl", "arguments": args})[0]["result"]
+        return r["isError"], text_of(r)
+    c = shim.mount.ctx("e")
+
+    def refused_in_file(line):
+        with pytest.raises(OSError) as e:
+            write_file(c / "ctl", line + "\n")
+        assert e.value.errno == errno.EINVAL
+        v = status(c).get("last_refused", "")
+        m = re.match(r"write of ctl: (.*) \(at \d{4}-", v)
+        assert m, v
+        return m.group(1)
+    for word in ("frobnicate", "retry"):
+        in_file = refused_in_file(word)
+        assert call({"context": "e", "command": word}) == (True, in_file)
+    assert refused_in_file("frobnicate") == "unknown command 'frobnicate' (cancel, clear, retry)"
+    r = shim.api.request("POST", "/v1/contexts/e/cancel")
+    assert r.status == 409, r
+    said = r.json()["error"]["message"]
+    assert said == "nothing to cancel: no call is in flight"
+    assert call({"context": "e", "command": "cancel"}) == (False, said)
+    write_file(c / "ctl", "cancel\n")  # the file: success, doing nothing
 
 
 @pytest.mark.fake_invalid_ok

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from mcpfs_testlib import (
-    daemon_env, is_mounted, output, read_file, read_partial, reply_for, run, send, unmount,
-    wait_for, wait_status,
+    daemon_env, free_port, is_mounted, output, read_file, read_partial, reply_for, run, send,
+    unmount, wait_for, wait_status,
 )
 
 
@@ -64,14 +64,6 @@ def mnt(workdir):
 
 def state_arg(workdir):
     return "--state-dir=%s" % (workdir / "state")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # --- start-up errors -----------------------------------------------------------------------------

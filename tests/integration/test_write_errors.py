@@ -16,8 +16,8 @@ import shutil
 import pytest
 
 from mcpfs_testlib import (
-    call_with_timeout, output, read_file, reply_for, run, send, status, wait_status,
-    write_file,
+    call_with_timeout, output, read_file, reply_for, run, send, status, wait_status, write_file,
+    write_pieces,
 )
 from test_disk_full import Filler, assert_journals_valid, small  # noqa: F401 (fixture)
 from http_support import shim, shim_factory  # noqa: F401 (fixtures)
@@ -27,28 +27,6 @@ SHELLS = [s for s in ("bash", "dash") if shutil.which(s)]
 
 def sh(shell, script):
     return run([shell, "-c", script])
-
-
-def write_pieces(path, pieces, flags=os.O_WRONLY | os.O_TRUNC):
-    """(index of the failing write or None, its errno, errno of close or None)."""
-    def body():
-        fd = os.open(path, flags)
-        failed = None
-        try:
-            for i, p in enumerate(pieces):
-                try:
-                    os.write(fd, p)
-                except OSError as e:
-                    failed = (i, e.errno)
-                    break
-        finally:
-            try:
-                os.close(fd)
-                closed = None
-            except OSError as e:
-                closed = e.errno
-        return failed, closed
-    return call_with_timeout(body, 10, "writing %s" % path)
 
 
 def failed_in(shell, r, message):

@@ -24,26 +24,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from mcpfs_testlib import FakeAnthropic, Mount, reply_for, test_tmp_base  # noqa: E402
-
-
-def write_msg(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def read_all(path):
-    with open(path, "rb") as f:
-        return f.read()
+from mcpfs_testlib import (  # noqa: E402
+    FakeAnthropic, Mount, read_all, reply_for, test_tmp_base, write_all,
+)
 
 
 def one_round(mt, ctl, hold, n):
     a, b = mt.path / "a", mt.path / "b"
     (ctl / "hold").touch()
-    writer = threading.Thread(target=write_msg, args=(b / "input", "b %d\n" % n))
+    writer = threading.Thread(target=write_all, args=(b / "input", "b %d\n" % n))
     writer.start()
     while not (ctl / "held").exists():
         time.sleep(0.001)
@@ -60,7 +49,7 @@ def one_round(mt, ctl, hold, n):
     t.start()
     while not done[0]:
         word = "a %d %d" % (n, turns)
-        write_msg(a / "input", word + "\n")
+        write_all(a / "input", word + "\n")
         if done[0]:
             break
         got = read_all(a / "output").decode()

@@ -33,44 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from mcpfs_testlib import FakeAnthropic, Mount, reply_for, test_tmp_base  # noqa: E402
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def write_msg(path, data):
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+from mcpfs_testlib import (  # noqa: E402
+    FakeAnthropic, Mount, fd_count, proc_status, read_to_end, reply_for, test_tmp_base, write_all,
+)
 
 
 def read_all(path):
     """(bytes, errno or None): reads to EOF or an error."""
-    fd = os.open(path, os.O_RDONLY)
-    data = b""
-    try:
-        while True:
-            try:
-                b = os.read(fd, 65536)
-            except OSError as e:
-                return data, e.errno
-            if not b:
-                return data, None
-            data += b
-    finally:
-        os.close(fd)
+    data, err = read_to_end(path)
+    return data, err.errno if err is not None else None
 
 
 class Soak:
@@ -115,7 +86,7 @@ class Soak:
         name = self.rng.choice(self.names)
         p = self.m.path / name
         text = self.message()
-        write_msg(p / "input", text.encode())
+        write_all(p / "input", text.encode())
         data, err = read_all(p / "output")
         if err is not None or data != reply_for(text).encode():
             self.stats["bad_replies"] += 1
@@ -129,10 +100,10 @@ class Soak:
         n = len(self.fake.calls)
         self.fake.script("hold", hold_after=1)
         text = self.message()
-        write_msg(p / "input", text.encode())
+        write_all(p / "input", text.encode())
         self.fake.wait_until(lambda: len(self.fake.calls) > n and self.fake.calls[n].held,
                              self.hang_timeout, "the held call")
-        write_msg(p / "ctl", b"cancel\n")
+        write_all(p / "ctl", b"cancel\n")
         data, err = read_all(p / "output")
         if err != errno.EIO or not reply_for(text).encode().startswith(data):
             self.error("%s: cancelled turn gave %r then %s" % (name, data[:80], err))
@@ -148,7 +119,7 @@ class Soak:
 
     def sample(self):
         pid = self.m.proc.pid
-        return rss_kb(pid), fd_count(pid)
+        return proc_status(pid, "VmRSS") or 0, fd_count(pid)
 
     def start_segment(self, at):
         self.segments.append({"start_turn": at, "pid": self.m.proc.pid, "warm": None,

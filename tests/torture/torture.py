@@ -79,7 +79,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from mcpfs_testlib import (  # noqa: E402
-    FakeAnthropic, Mount, is_mounted, read_partial, reply_for, test_tmp_base,
+    FakeAnthropic, Mount, abort_conn, fuse_conn_of, is_mounted, read_all, read_partial, reply_for,
+    test_tmp_base, thread_stacks, write_all,
 )
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -92,48 +93,6 @@ USER_HDR = re.compile(r"^user \(turn (\d+), [^)]*\)$")
 ASSIST_HDR = re.compile(r"^assistant \(turn (\d+)(?:, attempt \d+)?\)$")
 FAILED_HDR = re.compile(r"^turn (\d+), failed: ([^:]*):")
 MARK_HDR = re.compile(r"^turn (\d+)[,:] ")
-
-
-def fuse_conn_of(path):
-    """The FUSE connection number (minor device) of the mount at path, or None."""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            p = line.split()
-            if len(p) > 4 and p[4] == str(path):
-                return int(p[2].split(":")[1])
-    return None
-
-
-def abort_conn(conn):
-    """Aborts a FUSE connection through fusectl (mounting it if needed)."""
-    d = "/sys/fs/fuse/connections"
-    if not os.path.exists(os.path.join(d, str(conn))):
-        subprocess.run(["mount", "-t", "fusectl", "none", d], stderr=subprocess.DEVNULL)
-    try:
-        with open(os.path.join(d, str(conn), "abort"), "w") as f:
-            f.write("1")
-        return True
-    except OSError:
-        return False
-
-
-def thread_stacks(pid):
-    """State and kernel stack of each thread of pid (for a hang report)."""
-    out = []
-    try:
-        tids = sorted(os.listdir("/proc/%d/task" % pid))
-    except OSError:
-        return "(gone)"
-    for t in tids:
-        base = "/proc/%d/task/%s/" % (pid, t)
-        try:
-            state = open(base + "stat").read().rsplit(")", 1)[1].split()[0]
-            stack = " < ".join(l.split()[-1].split("+")[0]
-                               for l in open(base + "stack").read().splitlines()[:5])
-        except OSError:
-            continue
-        out.append("tid %s %s %s" % (t, state, stack))
-    return "; ".join(out)
 
 
 class Turn:
@@ -294,26 +253,14 @@ class Torture:
     def write_once(path, data):
         """open(O_WRONLY|O_TRUNC), write, close: one message or one setting."""
         def fn():
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            except BaseException:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                raise
-            os.close(fd)
+            write_all(path, data)
         fn.what = "writing %s" % path
         return fn
 
     @staticmethod
     def read_bytes(path):
         def fn():
-            with open(path, "rb") as f:
-                return f.read()
+            return read_all(path)
         fn.what = "reading %s" % path
         return fn
 
