@@ -623,7 +623,10 @@ int context_load(struct store *s, struct store_slot *slot)
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
 		log_debug("context '%s': %s", c->slot->name, c->note);
 	}
-	attach_loaded(s, c);
+	/* Blobs are checked and swept only against a journal read whole: one that
+	 * could not be read refers to nothing, and nothing of it may go. */
+	if (r == 0)
+		attach_loaded(s, c);
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
 	while (c->floor_turn && c->prune.floor < c->prune.n &&

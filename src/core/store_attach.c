@@ -462,9 +462,9 @@ int attach_render_lines(const struct exchange *e, struct buf *out)
 	for (size_t i = 0; r == 0 && i < e->n_att; i++) {
 		char size[32];
 		attach_size_text(e->att[i].size, size, sizeof(size));
-		r = buf_printf(out, "[attached: %s, %s, %s%s]\n", e->att[i].name,
-			       attach_type_name(e->att[i].type), size,
-			       e->att[i].lost ? ", lost" : "");
+		/* Nothing that can change later: the transcript only grows. */
+		r = buf_printf(out, "[attached: %s, %s, %s]\n", e->att[i].name,
+			       attach_type_name(e->att[i].type), size);
 	}
 	return r;
 }
