@@ -207,21 +207,36 @@ def test_model_without_image_input_fails_before_any_call(m, fake, ctx):
 
 
 def test_lost_blob_sends_a_note(m, fake, ctx):
+    """A blob missing, or damaged (same size, other bytes), is reported and a
+    note goes in its place; an orphan blob or a crash's .tmp is swept at load."""
     put(ctx / "attach" / "a.png", png())
+    put(ctx / "attach" / "b.pdf", pdf())
     send(ctx, "one")
     output(ctx)
     m.stop()
-    for b in blobs(m):
-        os.unlink(m.state / "contexts" / "c" / b)
+    d = m.state / "contexts" / "c"
+    by_size = {os.stat(d / b).st_size: b for b in blobs(m)}
+    os.unlink(d / by_size[len(png())])
+    damaged = bytearray((d / by_size[len(pdf())]).read_bytes())
+    damaged[-3] ^= 0xff
+    (d / by_size[len(pdf())]).write_bytes(bytes(damaged))
+    (d / ("blob-" + "0" * 32)).write_bytes(b"orphan")
+    (d / ("blob-" + "1" * 32 + ".tmp")).write_bytes(b"torn")
     m.start()
     c = m.path / "c"
-    assert "attachments_lost: 1" in read_text(c / "status")
+    st = read_text(c / "status")
+    assert "attachments_lost: 1" in st   # the missing one; the damaged one once read
+    assert not (d / ("blob-" + "0" * 32)).exists()
+    assert not (d / ("blob-" + "1" * 32 + ".tmp")).exists()
     send(c, "two")
     output(c)
     first = fake.calls[-1].messages[0]["content"]
-    assert first[0]["type"] == "text" and "is not sent: its stored copy is missing" in \
-        first[0]["text"]
-    assert "[attached: a.png, PNG, " in read_text(c / "history")
+    assert first[0]["type"] == "text" and "a.png (PNG, 164 B) is not sent: its stored copy " \
+        "is missing" in first[0]["text"]
+    assert first[1]["type"] == "text" and "b.pdf" in first[1]["text"] and \
+        "is damaged" in first[1]["text"]
+    assert "attachments_lost: 2" in read_text(c / "status")
+    assert "[attached: a.png, PNG, 164 B]" in read_text(c / "history")
 
 
 def test_fake_checks_sources_like_the_api():
