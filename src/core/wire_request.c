@@ -243,8 +243,10 @@ static int splice_raw(const struct wire_request *r, const char *s, size_t n, str
 	for (size_t i = 0; i < r->n_messages; i++)
 		for (size_t j = 0; j < r->messages[i].n_pre; j++)
 			total += r->messages[i].pre[j].len;
-	int rc = buf_reserve(out, out->len + total);
-	if (rc == 0 && total - n >= (1u << 20)) {
+	bool large = total - n >= (1u << 20);
+	int rc =
+	    large ? buf_reserve_exact(out, out->len + total) : buf_reserve(out, out->len + total);
+	if (rc == 0 && large) {
 		/* Megabytes of attachments land in fresh memory: its pages are
 		 * populated in one call, not by a fault every 4 KiB (buf.c). */
 		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);

@@ -138,8 +138,24 @@ static void test_base64_hash_names(void)
 	CHECK_EQ_STR(attach_media_type(ATTACH_TEXT), "text/plain");
 }
 
+/* util's buf_reserve_exact, which request bodies with attachments use. */
+static void test_reserve_exact(void)
+{
+	struct buf b;
+	buf_init(&b, 100);
+	CHECK_EQ_INT(buf_reserve_exact(&b, 37), 0);
+	CHECK_EQ_INT(b.cap, 37);
+	CHECK_EQ_INT(buf_append(&b, "0123456789", 10), 0);
+	CHECK_EQ_INT(buf_reserve_exact(&b, 20), 0); /* enough already: unchanged */
+	CHECK_EQ_INT(b.cap, 37);
+	CHECK_EQ_INT(buf_reserve_exact(&b, 101), -EFBIG);
+	CHECK(b.len == 10 && !memcmp(b.data, "0123456789", 10));
+	buf_done(&b);
+}
+
 int main(void)
 {
+	test_reserve_exact();
 	test_sniff();
 	test_text_check();
 	test_sizes_and_estimates();
