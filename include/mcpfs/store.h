@@ -107,7 +107,8 @@ void store_set_transport(struct store *s, const struct transport_ops *ops, void 
 #define STORE_CHANGED_CREATED 8u
 #define STORE_CHANGED_DELETED 16u
 #define STORE_CHANGED_RENAMED 32u
-#define STORE_CHANGED_HISTORY 64u /* a message or reply was committed, or a clear */
+#define STORE_CHANGED_HISTORY 64u   /* a message or reply was committed, or a clear */
+#define STORE_CHANGED_THINKING 128u /* a turn's thinking grew (`thinking`) */
 
 typedef void store_observer_fn(void *data, uint64_t ctx_id, unsigned changes);
 
@@ -182,6 +183,7 @@ struct context_info {
 	uint64_t turn;		 /* newest turn number, 0 when none */
 	size_t queued;		 /* turns waiting behind the one in flight */
 	uint64_t output_size;	 /* bytes of the newest turn's text */
+	uint64_t thinking_size;	 /* bytes of its thinking */
 	int64_t created_ms;	 /* wall clock */
 	int64_t modified_ms;	 /* wall clock of the last change */
 	int64_t max_input_bytes; /* the message size limit in force */
@@ -334,6 +336,12 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 
 /* Bytes of text so far. */
 uint64_t turn_size(struct store *s, struct turn *t);
+
+/* The same two for the turn's thinking (`thinking`: the text of its thinking
+ * blocks, a blank line between two, "[redacted]" for redacted thinking): bytes,
+ * 0 at the end of the reply (complete or failed), -EAGAIN while more may come. */
+ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size);
+uint64_t turn_thinking_size(struct store *s, struct turn *t);
 
 /* Turn number and context id: fixed for the turn's life, no lock needed. */
 uint64_t turn_number(const struct turn *t);

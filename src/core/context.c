@@ -374,6 +374,15 @@ static void load_part(struct loader *L, const cJSON *o)
 	t->thinking_saved = t->thinking.len;
 }
 
+/* A BLOCK record: one complete block of the attempt, after the parts that
+ * hold the text and thinking before it (misplaced otherwise). */
+static void load_block(struct loader *L, const cJSON *o, size_t len)
+{
+	struct turn *t = load_attempt(L, o);
+	if (t && blocks_load(t, o, len) == -EINVAL)
+		L->bad_payloads++;
+}
+
 static void load_usage(struct wire_usage *u, const cJSON *o)
 {
 	static const struct {
@@ -482,6 +491,9 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		break;
 	case JOURNAL_RETRY:
 		load_attempt(L, o);
+		break;
+	case JOURNAL_BLOCK:
+		load_block(L, o, len);
 		break;
 	case JOURNAL_ATTACH:
 	case JOURNAL_DETACH:

@@ -602,6 +602,36 @@ uint64_t turn_size(struct store *s, struct turn *t)
 	return n;
 }
 
+ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
+{
+	pthread_mutex_lock(&s->lock);
+	ssize_t r;
+	if (off < t->thinking.len) {
+		size_t n = t->thinking.len - off < size ? t->thinking.len - (size_t)off : size;
+		memcpy(buf, t->thinking.data + off, n);
+		/* A retry keeps what a reader was shown (store_call_retry). */
+		if (t->thinking_read < off + n)
+			t->thinking_read = off + n;
+		r = (ssize_t)n;
+	} else if (t->state == TURN_DONE || t->state == TURN_FAILED) {
+		/* The end, whatever the outcome (`output` and `status` tell a
+		 * failure), so that cp -r and tar copy a failed turn's thinking. */
+		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
+	} else {
+		r = -EAGAIN;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+uint64_t turn_thinking_size(struct store *s, struct turn *t)
+{
+	pthread_mutex_lock(&s->lock);
+	uint64_t n = t->thinking.len;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
 {
 	pthread_mutex_lock(&s->lock);
@@ -622,6 +652,7 @@ int context_info(struct store *s, uint64_t id, struct context_info *out)
 		out->state = t ? t->state : TURN_DONE;
 		out->turn = t ? t->number : 0;
 		out->output_size = t ? t->text.len : 0;
+		out->thinking_size = t ? t->thinking.len : 0;
 		for (size_t i = c->next_send; i < c->n_ex; i++) {
 			enum turn_state st = c->ex[i].reply->state;
 			if (st == TURN_QUEUED || st == TURN_PENDING)

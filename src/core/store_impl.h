@@ -14,10 +14,12 @@
 #include "mcpfs/journal.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/store.h"
+#include "block_impl.h"
 
 #define CHECKPOINT_MS 100   /* longest a received, unread delta waits for disk */
 #define PART_MAX (1u << 20) /* text bytes per REPLY_PART record */
 #define WHY_MAX 512
+#define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
 
 struct turn {
 	int refs;	  /* the exchange's, readers', the call's */
@@ -55,6 +57,13 @@ struct turn {
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
 				holds a reference) before its call is built */
 	struct context *ctx; /* NULL once the context is deleted */
+
+	/* Every block but plain text (block_impl.h), and pause_turn: */
+	struct turn_blocks blocks;
+	size_t call_thinking;		/* thinking.len when the current call began */
+	uint64_t thinking_read;		/* bytes of thinking a reader was given */
+	unsigned continued;		/* calls that continued a pause_turn */
+	struct wire_usage paused_usage; /* the usage of the calls before them */
 };
 
 /* An attachment of a message, or a file of attach/ (CONTRACT §9). */

@@ -116,6 +116,24 @@ static int print_json(cJSON *o, struct buf *out)
 	return r;
 }
 
+/* A reply in history.json: its text, or the blocks the next call sends of it
+ * (block.c: citations, server tool blocks). */
+static int add_reply(cJSON *arr, const struct turn *t)
+{
+	cJSON *blocks = blocks_json(t, BLOCKS_HISTORY);
+	if (!blocks)
+		return add_message(arr, "assistant", text_of(&t->text), t->text.len);
+	cJSON *m = cJSON_CreateObject();
+	if (!m || !cJSON_AddStringToObject(m, "role", "assistant")) {
+		cJSON_Delete(m);
+		cJSON_Delete(blocks);
+		return -ENOMEM;
+	}
+	cJSON_AddItemToObject(m, "content", blocks);
+	cJSON_AddItemToArray(arr, m);
+	return 0;
+}
+
 static int render_history_json(const struct context *c, struct buf *out)
 {
 	size_t first = history_first(c);
@@ -131,8 +149,7 @@ static int render_history_json(const struct context *c, struct buf *out)
 			r = attach_render_json(
 			    e, cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1));
 		if (r == 0)
-			r = add_message(arr, "assistant", text_of(&e->reply->text),
-					e->reply->text.len);
+			r = add_reply(arr, e->reply);
 	}
 	cJSON_AddNumberToObject(o, "pruned_messages", (double)(first * 2));
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
@@ -223,6 +240,8 @@ static int render_attempt(const struct turn *t, struct buf *out)
 		r = put_block(out, h, thinking + lead, t->thinking.len - lead);
 	}
 	if (r == 0)
+		r = blocks_render(t, out);
+	if (r == 0)
 		r = render_outcome(t, out);
 	return r < 0 ? r : 1;
 }
@@ -298,6 +317,12 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 		cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
 	if (t->thinking.len)
 		add_text(a, "thinking", text_of(&t->thinking), t->thinking.len);
+	cJSON *blocks = blocks_json(t, BLOCKS_ALL);
+	if (!blocks)
+		return -ENOMEM;
+	cJSON_AddItemToObject(a, "blocks", blocks);
+	if (t->continued)
+		cJSON_AddNumberToObject(a, "continued", t->continued);
 	if (t->state == TURN_FAILED) {
 		cJSON *err = cJSON_AddObjectToObject(a, "error");
 		cJSON_AddStringToObject(err, "type", t->error.type);
@@ -385,6 +410,13 @@ static int status_turn(const struct turn *t, struct buf *out)
 				     "without text)");
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
+	if (r == 0 && t->continued)
+		r = buf_printf(out, "continued: %u (stop_reason pause_turn)\n", t->continued);
+	if (r == 0 && t->state == TURN_DONE && !strcmp(t->stop_reason, "pause_turn"))
+		r = buf_printf(out,
+			       "paused: the reply still paused after %u continuations (the "
+			       "most mcpfs makes); it ends here\n",
+			       t->continued);
 	if (r == 0 && t->req_bytes)
 		r = buf_printf(out, "turn_request: %llu bytes, built in %lld.%03lld ms\n",
 			       (unsigned long long)t->req_bytes, (long long)(t->req_us / 1000),

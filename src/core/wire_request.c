@@ -41,7 +41,8 @@ static int wire_request_check(const struct wire_request *r)
 	if (r->system && !text_ok(r->system, r->system_len))
 		return -EINVAL;
 	for (size_t i = 0; i < r->n_messages; i++)
-		if (!text_ok(r->messages[i].text, r->messages[i].len))
+		if (!text_ok(r->messages[i].text, r->messages[i].len) ||
+		    (r->messages[i].blocks && r->messages[i].n_pre))
 			return -EINVAL;
 	for (size_t i = 0; i < r->n_tools; i++) {
 		const char *u = r->tool_types[i] ? strrchr(r->tool_types[i], '_') : NULL;
@@ -132,6 +133,25 @@ static cJSON *json_content(const char *s, size_t n, bool cache_mark, size_t n_pr
 	return arr;
 }
 
+/* A copy of a message's blocks, the breakpoint on its last text block. */
+static cJSON *json_blocks(const cJSON *blocks, bool cache_mark)
+{
+	cJSON *arr = cJSON_Duplicate(blocks, true), *mark = NULL, *it, *cc;
+	cJSON *scan = cache_mark ? arr : NULL;
+	cJSON_ArrayForEach(it, scan)
+	{
+		const cJSON *ty = cJSON_GetObjectItemCaseSensitive(it, "type");
+		if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "text"))
+			mark = it;
+	}
+	if (mark && (!(cc = cJSON_AddObjectToObject(mark, "cache_control")) ||
+		     !cJSON_AddStringToObject(cc, "type", "ephemeral"))) {
+		cJSON_Delete(arr);
+		return NULL;
+	}
+	return arr;
+}
+
 static cJSON *json_messages(const struct wire_request *r)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -148,7 +168,8 @@ static cJSON *json_messages(const struct wire_request *r)
 		}
 		if (!cJSON_AddStringToObject(obj, "role", m->assistant ? "assistant" : "user") ||
 		    !json_add(obj, "content",
-			      json_content(m->text, m->len, m->cache_mark, m->n_pre)))
+			      m->blocks ? json_blocks(m->blocks, m->cache_mark)
+					: json_content(m->text, m->len, m->cache_mark, m->n_pre)))
 			goto fail;
 	}
 	return arr;

@@ -40,6 +40,8 @@ enum fs_kind {
 	K_USAGE,
 	K_CTL,
 	K_SCHEMA,
+	K_THINKING,	   /* streamed like output (fs_park.c) */
+	K_TRANSCRIPT_JSON, /* rendered like transcript */
 	K_ATTACH, /* the attach/ directory (CONTRACT §9; fs_attach.c) */
 	K_NFIXED,
 	K_ROOT = 100,
@@ -245,7 +247,8 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
  * in the context's status. */
 void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
-/* fs_park.c */
+/* fs_park.c: reads of output and thinking (h->kind says which) */
+uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h);
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
 		   bool nonblock);
 void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);

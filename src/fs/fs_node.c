@@ -31,6 +31,8 @@ const struct fs_file fs_files[K_NFIXED] = {
     [K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
     [K_CTL] = {"ctl", 0600 | S_IFREG, -1}, /* reads list the commands */
     [K_SCHEMA] = {"schema", 0644 | S_IFREG, VIEW_SCHEMA},
+    [K_THINKING] = {"thinking", 0444 | S_IFREG, -1},
+    [K_TRANSCRIPT_JSON] = {"transcript.json", 0444 | S_IFREG, VIEW_TRANSCRIPT_JSON},
     [K_ATTACH] = {"attach", 0755 | S_IFDIR, -1},
 };
 
@@ -97,6 +99,8 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 {
 	if (kind == K_OUTPUT)
 		return (int64_t)ci->output_size;
+	if (kind == K_THINKING)
+		return (int64_t)ci->thinking_size;
 	if (kind == K_CTL)
 		return (int64_t)strlen(ctl_help);
 	if (fs_files[kind].view < 0)

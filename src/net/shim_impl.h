@@ -258,6 +258,9 @@ void shim_attachments_undo(struct shim *sh, uint64_t id, const struct cJSON *arr
  * text/plain of the reply, or SSE delta/done/error events when sse. */
 enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
 				  bool sse);
+/* The same for the turn's thinking (GET .../thinking): text/plain, streamed
+ * while it grows, ending with the reply. */
+enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct turn *t);
 
 /* A stream in another format than the shim's own events (the MCP endpoint's
  * JSON-RPC messages over SSE).  delta: bytes of reply text (whole UTF-8

@@ -25,12 +25,12 @@
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL, R_MCP };
+		R_CANCEL, R_THINKING, R_MCP };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
 	[R_MESSAGES] = "messages", [R_OUTPUT] = "output", [R_HISTORY] = "history",
-	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel",
+	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel", [R_THINKING] = "thinking",
 };
 
 struct shim_route {
@@ -41,7 +41,7 @@ struct shim_route {
 
 static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
 	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
-	shim_get_history, shim_get_transcript, shim_post_cancel;
+	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking;
 
 static const struct shim_route routes[] = {
 	{R_HEALTH, "GET", shim_get_health},
@@ -55,6 +55,7 @@ static const struct shim_route routes[] = {
 	{R_HISTORY, "GET", shim_get_history},
 	{R_TRANSCRIPT, "GET", shim_get_transcript},
 	{R_CANCEL, "POST", shim_post_cancel},
+	{R_THINKING, "GET", shim_get_thinking},
 	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
 	{R_MCP, "DELETE", mcp_delete},
 };
@@ -83,7 +84,7 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	size_t n = slash ? (size_t)(slash - s) : strlen(s);
 	if (n == 0)
 		return -ENOENT;
-	for (int r = R_CONTEXT; r <= R_CANCEL; r++) {
+	for (int r = R_CONTEXT; r <= R_THINKING; r++) {
 		if (r == R_CONTEXT ? sub != NULL : !sub || strcmp(sub, sub_path[r]) != 0)
 			continue;
 		*res = r;
@@ -564,6 +565,18 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
 	return shim_stream_reply(sh, c, t, wants_sse(c));
+}
+
+static enum MHD_Result shim_get_thinking(struct shim *sh, struct shim_request *rq,
+					 struct MHD_Connection *c)
+{
+	struct turn *t = NULL;
+	if (!shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open");
+	int r = context_output(sh->st, rq->id, &t);
+	if (r < 0)
+		return shim_reply_errno(c, r, "no such context");
+	return shim_stream_thinking(sh, c, t);
 }
 
 static enum MHD_Result shim_get_history(struct shim *sh, struct shim_request *rq,

@@ -144,6 +144,16 @@ def seeds_wire():
         "json-delta": ("content_block_delta",
                        '{"type":"content_block_delta","index":1,'
                        '"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}'),
+        "redacted": ("content_block_start",
+                     '{"type":"content_block_start","index":0,"content_block":'
+                     '{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix"}}'),
+        "citations-delta": ("content_block_delta",
+                            '{"type":"content_block_delta","index":2,"delta":{"type":'
+                            '"citations_delta","citation":{"type":"web_search_result_location",'
+                            '"cited_text":"x","title":"T","url":"https://u.example/"}}}'),
+        "unknown-block-nul": ("content_block_start",
+                              '{"type":"content_block_start","index":3,"content_block":'
+                              '{"type":"mystery","note":"a\\u0000b"}}'),
         "usage-null": ("message_delta",
                        '{"type":"message_delta","delta":{"stop_reason":"max_tokens",'
                        '"stop_sequence":null},"usage":{"output_tokens":4096,'
@@ -231,7 +241,7 @@ def seeds_wire():
 
 def seeds_journal():
     for name in ("good", "bad-middle", "garbage-tail", "interrupted", "oversize-length",
-                 "torn-tail", "misplaced", "empty"):
+                 "torn-tail", "misplaced", "empty", "blocks"):
         write("journal", name, fixture("journal", name + ".mcj"))
     lines = b"\n".join([
         b'\x01{"v":1,"created_ms":1700000000000,"settings":{},"system":""}',

@@ -14,7 +14,8 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "attach"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "attach"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 READ_WRITE = ["input", "system", "model", "config", "schema"]
 
