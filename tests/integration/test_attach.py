@@ -290,3 +290,52 @@ def test_pruning_counts_attachments(m, fake, ctx):
     put(ctx / "attach" / "s.pdf", pdf(pages=3))
     send(ctx, "this one")
     assert output(ctx) == "reply to: this one"
+
+
+def test_attachments_and_reply_blocks_together(m, fake, ctx):
+    """A turn with an attachment whose reply has blocks (thinking, a server
+    tool's use and result): the next call sends the user message's image before
+    its text and the reply's blocks as the API wants them; history.json shows
+    the attachment on the user message and the blocks as the reply's content,
+    the same after a remount (ATTACH/USER and BLOCK records replayed together)."""
+    from fake_anthropic import fake_signature
+    import json
+    thought = "The image is a gradient."
+    search = {"type": "server_tool_use", "id": "srvtoolu_01C", "name": "web_search",
+              "input": {"query": "gradient"}}
+    results = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01C",
+               "content": [{"type": "web_search_result", "title": "Gradients",
+                            "url": "https://g.example/", "encrypted_content": "EncG",
+                            "page_age": None}]}
+    put(ctx / "attach" / "a.png", png())
+    fake.script("normal", text="A gradient.",
+                blocks=[{"type": "thinking", "thinking": thought}, search, results])
+    send(ctx, "what is it?")
+    assert output(ctx) == "A gradient."
+    send(ctx, "sure?")
+    assert output(ctx) == "reply to: sure?"
+    sent = fake.calls[-1].messages
+    assert [b["type"] for b in sent[0]["content"]] == ["image", "text"]
+    assert sent[0]["content"][1]["text"] == "what is it?"
+    reply = [{k: v for k, v in b.items() if k != "cache_control"} for b in sent[1]["content"]]
+    assert reply == [{"type": "thinking", "thinking": thought,
+                      "signature": fake_signature(thought)},
+                     search, results, {"type": "text", "text": "A gradient."}]
+
+    def check():
+        msgs = json.loads(read_text(ctx / "history.json"))["messages"]
+        assert msgs[0]["content"] == "what is it?"
+        assert [a["name"] for a in msgs[0]["attachments"]] == ["a.png"]
+        assert msgs[1]["content"] == reply
+        assert "attachments" not in msgs[2] and msgs[3]["content"] == "reply to: sure?"
+        tj = json.loads(read_text(ctx / "transcript.json"))["messages"]
+        assert [a["name"] for a in tj[0]["attachments"]] == ["a.png"]
+        assert [b["type"] for b in tj[1]["blocks"]] == [
+            "thinking", "server_tool_use", "web_search_tool_result", "text"]
+        assert "[attached: a.png, PNG," in read_text(ctx / "history")
+        return msgs
+
+    before = check()
+    m.stop()
+    m.start()
+    assert check() == before
