@@ -401,8 +401,8 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	struct wire_message *m = calloc(nm, sizeof(*m));
 	cJSON **blocks = calloc(kept + 1, sizeof(*blocks));
 	struct wire_raw *pre = NULL;
-	int ret = m && blocks ? turn_attachments(c, k, (size_t)first, caps, &pre, why, whylen)
-			      : -ENOMEM;
+	int ret =
+	    m && blocks ? turn_attachments(c, k, (size_t)first, caps, &pre, why, whylen) : -ENOMEM;
 	if (ret < 0) {
 		free(m);
 		free(blocks);
