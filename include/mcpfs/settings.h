@@ -36,6 +36,8 @@ struct settings {
 	int effort;		 /* enum settings_effort */
 	bool prompt_cache;	 /* send cache_control breakpoints; default on */
 	unsigned tools;		 /* SETTINGS_TOOL_* bits: server tools offered; default none */
+	double spend_limit_usd;	 /* USD, 0..1e9; NaN: none (the default).  In the root
+				    .config: the limit of all contexts together */
 };
 
 /* Anthropic's server tools (`tools = web_search, web_fetch`). */
@@ -70,7 +72,8 @@ enum setting_type {
 	SETTING_BOOL,
 	SETTING_THINKING,
 	SETTING_EFFORT,
-	SETTING_TOOLS /* a comma-separated list of server tool names, "" none */
+	SETTING_TOOLS, /* a comma-separated list of server tool names, "" none */
+	SETTING_USD    /* an amount in USD, or none ("" too; JSON null): NaN */
 };
 
 struct setting_def {

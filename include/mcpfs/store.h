@@ -109,6 +109,7 @@ void store_set_transport(struct store *s, const struct transport_ops *ops, void 
 #define STORE_CHANGED_RENAMED 32u
 #define STORE_CHANGED_HISTORY 64u   /* a message or reply was committed, or a clear */
 #define STORE_CHANGED_THINKING 128u /* a turn's thinking grew (`thinking`) */
+#define STORE_CHANGED_META 256u	    /* user metadata (meta.h) */
 
 typedef void store_observer_fn(void *data, uint64_t ctx_id, unsigned changes);
 
@@ -164,6 +165,35 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 /* Records a refused write or close of `.config`: `.status` shows it as
  * `last_refused`, with the time. */
 void store_refuse(struct store *s, const char *why);
+
+/* --- cost and spending limits (spend.c, CONTRACT §10) ----------------------- */
+
+struct prices;
+/* Replaces the price table cost_usd is computed with; takes *p (left empty). */
+void store_set_prices(struct store *s, struct prices *p);
+
+/* `.usage`: a comment line naming the price table, a comment line naming the
+ * columns, then one tab-separated line per context (`context NAME - ...`, in
+ * name order), per model (`model - MODEL ...`) and the total (`total - - ...`):
+ * calls, input, output, cache creation and cache read tokens, cost_usd (6
+ * decimals, or `unknown` when a model without a price was used).  The JSON
+ * form (GET /v1/usage): {"prices":{"source","as_of"}, "contexts":[{"name",...}],
+ * "models":[{"model",...}], "total":{...}}, cost_usd null when unknown.  Loads
+ * every context not loaded yet.  0, -ENOMEM, -EFBIG. */
+int store_render_usage(struct store *s, struct buf *out);
+/* The size of `.usage` for stat: its rendering's when every context is loaded
+ * (no journal is read for a stat: `ls -l` of a root over 100,000 contexts must
+ * not load them), else 0 — reads (direct I/O) return all of it regardless,
+ * and once it was read every context is loaded.  0, -errno. */
+int store_usage_size(struct store *s, uint64_t *size);
+int store_render_usage_json(struct store *s, struct buf *out);
+
+/* Whether a new message may start: -EDQUOT with why ("spend limit 0.50 USD
+ * reached (context)", or "(all contexts)" for the root's limit) once the
+ * context's cost, or that of all contexts together, reached its
+ * spend_limit_usd; 0 otherwise.  Costs of models without a price count 0.
+ * -ENOENT. */
+int context_spend_check(struct store *s, uint64_t id, char *why, size_t whylen);
 
 /* --- one context ------------------------------------------------------------- */
 
@@ -305,7 +335,9 @@ void context_abandon(struct store *s, struct turn *draft, const char *why);
  * turn's error (`last_error`).  -ENOENT. */
 int context_refuse(struct store *s, uint64_t id, const char *why);
 
-/* Stage + submit in one (the HTTP shim).  *turn_no receives the turn number. */
+/* Stage + submit in one (the HTTP shim).  *turn_no receives the turn number.
+ * -EDQUOT with why when a spending limit is reached (context_spend_check),
+ * shown in `status` as `last_refused`. */
 int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
 		 char *why, size_t whylen);
 

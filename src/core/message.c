@@ -277,7 +277,13 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 		 char *why, size_t whylen)
 {
 	struct turn *draft = NULL;
-	int r = context_stage(s, id, &draft, text, len, why, whylen);
+	int r = context_spend_check(s, id, why, whylen);
+	if (r == -EDQUOT) {
+		context_refuse(s, id, why);
+		return r;
+	}
+	if (r == 0)
+		r = context_stage(s, id, &draft, text, len, why, whylen);
 	if (r == 0 && !draft) {
 		snprintf(why, whylen, "the message is empty; nothing was sent");
 		return -EINVAL;

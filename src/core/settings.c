@@ -36,6 +36,7 @@ enum {
 	K_EFFORT,
 	K_PROMPT_CACHE,
 	K_TOOLS,
+	K_SPEND_LIMIT,
 	K_COUNT
 };
 
@@ -74,6 +75,9 @@ static const struct setting_def table[K_COUNT] = {
     [K_TOOLS] = {"tools", SETTING_TOOLS, "none", 0, 0,
 		 "Anthropic's server tools offered to the model: web_search, web_fetch "
 		 "(comma-separated), or none (also written as nothing)"},
+    [K_SPEND_LIMIT] = {"spend_limit_usd", SETTING_USD, "none", 0, 1e9,
+		       "writing input fails (EDQUOT) once the context's cost_usd reaches it; "
+		       "in .config: the limit of all contexts together; none: no limit"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
@@ -90,6 +94,7 @@ static const size_t field_off[K_COUNT] = {
     [K_EFFORT] = OFF(effort),
     [K_PROMPT_CACHE] = OFF(prompt_cache),
     [K_TOOLS] = OFF(tools),
+    [K_SPEND_LIMIT] = OFF(spend_limit_usd),
 };
 #undef OFF
 
@@ -165,6 +170,19 @@ static void format_double(double v, char *out, size_t outlen)
 		if (strtod(out, NULL) == v)
 			return;
 	}
+}
+
+/* An amount in USD as a plain decimal (0.000001, not 1e-06), to the nano-dollar. */
+static void format_usd(double v, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%.9f", v);
+	if (n < 0 || (size_t)n >= outlen || !strchr(out, '.'))
+		return;
+	char *e = out + n - 1;
+	while (*e == '0')
+		*e-- = '\0';
+	if (*e == '.')
+		*e = '\0';
 }
 
 static bool is_space(char c)
@@ -429,6 +447,16 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			return out_of_range(k, shown, why, whylen);
 		/* Bounds are far below 2^53, so anything in range converts exactly. */
 		return put_int(s, k, (double)i, shown, why, whylen);
+	case SETTING_USD:
+		if (len == 0 || word_is(v, len, "none"))
+			return put_double(s, k, (double)NAN, shown, why, whylen);
+		r = text_double(v, len, &x);
+		if (r == -EINVAL)
+			return fail(-EINVAL, why, whylen,
+				    "%s: '%s' is not an amount in USD or none", key, shown);
+		if (r < 0)
+			return out_of_range(k, shown, why, whylen);
+		return put_double(s, k, x, shown, why, whylen);
 	case SETTING_DOUBLE:
 		if (len == 0 || word_is(v, len, "default"))
 			return put_double(s, k, (double)NAN, shown, why, whylen);
@@ -587,6 +615,13 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 		format_tools(t, out, outlen);
 		break;
 	}
+	case SETTING_USD:
+		get(s, (size_t)k, &x, sizeof x);
+		if (isnan(x))
+			snprintf(out, outlen, "none");
+		else
+			format_usd(x, out, outlen);
+		break;
 	case SETTING_DOUBLE:
 		get(s, (size_t)k, &x, sizeof x);
 		if (isnan(x))
@@ -688,6 +723,7 @@ static cJSON *json_value(const struct settings *s, size_t k)
 	case SETTING_INT:
 		get(s, k, &i, sizeof i);
 		return cJSON_CreateNumber((double)i);
+	case SETTING_USD:
 	case SETTING_DOUBLE:
 		get(s, k, &x, sizeof x);
 		return isnan(x) ? cJSON_CreateNull() : cJSON_CreateNumber(x);
@@ -783,6 +819,7 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 			return fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
 				    shown);
 		return put_int(s, k, x, shown, why, whylen);
+	case SETTING_USD:
 	case SETTING_DOUBLE:
 		if (cJSON_IsNull(it))
 			return put_double(s, k, (double)NAN, "null", why, whylen);

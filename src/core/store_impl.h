@@ -12,6 +12,7 @@
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
 #include "mcpfs/journal.h"
+#include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/store.h"
 #include "block_impl.h"
@@ -44,7 +45,8 @@ struct turn {
 	int64_t saved_ms;    /* monotonic time of the last checkpoint */
 	char stop_reason[64];
 	struct wire_usage usage;
-	struct api_error error; /* when FAILED */
+	char model[SETTINGS_MODEL_MAX + 1]; /* the model its call asked for ("" none) */
+	struct api_error error;		    /* when FAILED */
 	int http_status;
 	char request_id[128];
 	uint64_t call_id;    /* non-zero while a call is in flight */
@@ -112,6 +114,13 @@ struct usage_totals {
 	uint64_t calls;
 };
 
+/* A context's usage per model its calls asked for (spend.c): what cost_usd
+ * and spend_limit_usd are computed from, with the prices in force. */
+struct ledger_row {
+	char model[SETTINGS_MODEL_MAX + 1];
+	struct usage_totals t;
+};
+
 /* What every context known to the store costs, loaded or not (100,000
  * contexts listed at start-up must not cost 100,000 full contexts): its id, its
  * name, and the loaded state once its journal was read.  Owned by the store's
@@ -123,6 +132,8 @@ struct store_slot {
 	char word[12];	     /* status word read without loading, "" unknown */
 	bool creating;	     /* store_create() makes its journal, the lock
 				released: store_get() and deletes wait */
+	struct cJSON *meta;  /* user metadata (meta.c), an object; NULL for none */
+	bool meta_known;     /* meta is read (from the journal or STATE/.../meta) */
 };
 
 /* Something the transcript shows between exchanges: a clear, or a new system
@@ -181,6 +192,9 @@ struct context {
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
 	struct wire_usage last_usage;
+	char last_model[SETTINGS_MODEL_MAX + 1]; /* the model of last_usage's call */
+	struct ledger_row *ledger;		 /* heap, n_ledger rows (spend.c) */
+	size_t n_ledger;
 	char note[WHY_MAX];    /* a journal problem not tied to a turn (it
 				  cannot be opened, a reply cannot be saved),
 				  "" for none */
@@ -256,6 +270,7 @@ struct store {
 	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
 	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
+	struct prices prices; /* what cost_usd is computed with (store_set_prices) */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -277,6 +292,18 @@ int store_models_ready(struct store *s, struct context *c, struct turn *t,
 void store_models_unwait(struct store *s, struct turn *t);
 /* `status` lines about the context's model: model_check, lifecycle, ignored. */
 int store_models_status(struct store *s, const struct context *c, struct buf *out);
+
+/* spend.c: costs and spending limits (CONTRACT §10, Cost). */
+/* Counts a call's usage under its model (t->model, else the context's). */
+void context_ledger_add(struct context *c, const struct turn *t);
+void context_ledger_done(struct context *c);
+/* The context's settings for a new context or a replaced config: the root
+ * defaults, without the root's spend_limit_usd (which is the limit of all
+ * contexts together, not each one's). */
+struct settings store_context_defaults(const struct store *s);
+/* `usage`'s cost lines, and the cost members of a JSON usage object. */
+int context_render_cost(const struct store *s, const struct context *c, struct buf *out);
+void context_cost_json(const struct store *s, const struct context *c, struct cJSON *usage);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
@@ -378,6 +405,15 @@ int attach_render_json(const struct exchange *e, struct cJSON *msg);
 int attach_status(const struct context *c, struct buf *out);
 void attachment_free(struct attachment *a);
 void attach_files_free(struct context *c);
+
+/* meta.c: loading a journal sets the slot's metadata from its META records
+ * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */
+void meta_load_begin(struct store_slot *slot);
+void meta_load_record(struct store_slot *slot, const struct cJSON *o);
+void meta_load_end(struct store *s, struct store_slot *slot);
+/* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
+ * of memory. */
+struct cJSON *meta_copy(const struct store_slot *slot);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);

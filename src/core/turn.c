@@ -193,6 +193,9 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	cJSON_AddItemToObject(o, "usage", usage_json(&u));
 	if (t->request_id[0])
 		cJSON_AddStringToObject(o, "request_id", t->request_id);
+	/* What its usage is priced as (the settings may change meanwhile). */
+	if (t->model[0])
+		cJSON_AddStringToObject(o, "model", t->model);
 	if (t->state == TURN_FAILED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "error");
 		cJSON_AddStringToObject(e, "type", t->error.type);
@@ -243,6 +246,7 @@ void context_account(struct context *c, struct turn *t)
 		return;
 	c->totals.calls++;
 	c->last_usage = *u;
+	context_ledger_add(c, t);
 	context_changed(c);
 	if (!u->present)
 		return;
@@ -522,6 +526,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
+	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);

@@ -478,11 +478,11 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 	return r;
 }
 
-static int render_usage(const struct context *c, struct buf *out)
+static int render_usage(const struct store *s, const struct context *c, struct buf *out)
 {
 	const struct wire_usage *u = &c->last_usage;
 	const struct usage_totals *t = &c->totals;
-	return buf_printf(
+	int r = buf_printf(
 	    out,
 	    "last_input_tokens: %lld\nlast_output_tokens: %lld\n"
 	    "last_cache_creation_input_tokens: %lld\nlast_cache_read_input_tokens: %lld\n"
@@ -493,9 +493,10 @@ static int render_usage(const struct context *c, struct buf *out)
 	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
 	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
 	    (long long)t->cache_read, (unsigned long long)t->calls);
+	return r < 0 ? r : context_render_cost(s, c, out);
 }
 
-static int render_info_json(const struct context *c, struct buf *out)
+static int render_info_json(const struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
 	cJSON *o = cJSON_CreateObject();
@@ -511,6 +512,9 @@ static int render_info_json(const struct context *c, struct buf *out)
 	cJSON *cfg = cJSON_AddObjectToObject(o, "config");
 	if (cfg)
 		settings_to_json(&c->settings, cfg);
+	cJSON *meta = meta_copy(c->slot); /* user.* attributes of the directory */
+	if (!cJSON_AddItemToObject(o, "meta", meta))
+		cJSON_Delete(meta);
 	cJSON *u = cJSON_AddObjectToObject(o, "usage");
 	if (u) {
 		cJSON_AddNumberToObject(u, "input_tokens", (double)c->totals.input);
@@ -519,6 +523,7 @@ static int render_info_json(const struct context *c, struct buf *out)
 					(double)c->totals.cache_creation);
 		cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)c->totals.cache_read);
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
+		context_cost_json(s, c, u);
 	}
 	const struct turn *t = c->newest;
 	if (t && t->state == TURN_FAILED) {
@@ -708,10 +713,10 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		r = render_status(s, c, out);
 		break;
 	case VIEW_USAGE:
-		r = render_usage(c, out);
+		r = render_usage(s, c, out);
 		break;
 	case VIEW_INFO_JSON:
-		r = render_info_json(c, out);
+		r = render_info_json(s, c, out);
 		break;
 	default:
 		break;

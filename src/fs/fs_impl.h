@@ -14,12 +14,13 @@
 #include "mcpfs/map.h"
 #include "mcpfs/store.h"
 
-/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`; a context with id N is
- * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
- * are never reused while mounted, so inode numbers never go stale. */
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`, 5 `.usage`; a context with id N
+ * is N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids are never reused
+ * while mounted, so inode numbers never go stale. */
 #define INO_STATUS 2
 #define INO_CONFIG 3
 #define INO_MODELS 4
+#define INO_USAGE 5
 #define INO_SCRATCH (1ULL << 62)
 /* A file of a context's attach/: this bit, the context id << 20 and the file's
  * seq (store_attach.h) in the low 20 bits. */
@@ -49,6 +50,7 @@ enum fs_kind {
 	K_ROOT_CONFIG,
 	K_SCRATCH,
 	K_ROOT_MODELS,
+	K_ROOT_USAGE,
 	K_ATTACH_FILE = 110, /* a file of attach/ */
 };
 

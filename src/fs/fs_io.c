@@ -47,6 +47,8 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_defaults(fs->st, out);
 	if (h->kind == K_ROOT_MODELS)
 		return store_render_models(fs->st, out, true);
+	if (h->kind == K_ROOT_USAGE)
+		return store_render_usage(fs->st, out);
 	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
 }
 

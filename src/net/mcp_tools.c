@@ -21,6 +21,7 @@
 #include "mcpfs/ctl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/sse.h"
+#include "mcpfs/meta.h"
 #include "mcp_impl.h"
 
 #define STATUS_MAX (64u << 10) /* bytes of a rendered status */
@@ -51,7 +52,8 @@ static const struct tool {
 	tool_fn *run;
 } tools[] = {
 	{"list_contexts", "List contexts", "Lists every context (a durable Claude conversation) "
-	 "with the first word of its status.",
+	 "with the first word of its status and its metadata (the user.* attributes of its "
+	 "directory).",
 	 "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
 	 true, false, true, false, tool_list},
 	{"create_context", "Create a context", "Creates a context, optionally with a system "
@@ -243,9 +245,12 @@ static int tool_list(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 	for (size_t i = 0; list && i < n; i++) {
 		char word[32];
 		status_word(rq->sh->st, e[i].id, word, sizeof(word));
-		cJSON *item = cJSON_CreateObject();
-		if (!cJSON_AddStringToObject(item, "name", e[i].name) ||
+		cJSON *item = cJSON_CreateObject(), *meta = NULL;
+		/* user metadata, from the store's light part: no journal read */
+		if (context_meta_json(rq->sh->st, e[i].id, &meta) == -ENOMEM ||
+		    !cJSON_AddStringToObject(item, "name", e[i].name) ||
 		    !cJSON_AddStringToObject(item, "status", word) ||
+		    !cJSON_AddItemToObject(item, "meta", meta ? meta : cJSON_CreateObject()) ||
 		    !cJSON_AddItemToArray(list, item)) {
 			cJSON_Delete(item);
 			list = NULL;
@@ -506,7 +511,11 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 	f->st = st;
 	f->modern = rq->modern;
 	snprintf(f->session, sizeof(f->session), "%s", rq->session);
-	r = context_stage(st, id, &draft, text, strlen(text), why, sizeof(why));
+	r = context_spend_check(st, id, why, sizeof(why));
+	if (r == -EDQUOT)
+		context_refuse(st, id, why);
+	if (r == 0)
+		r = context_stage(st, id, &draft, text, strlen(text), why, sizeof(why));
 	if (r < 0 || !draft) {
 		on_flight_closed(f, NULL, true, true);
 		return fail(ret, "%s", r < 0 ? why : "the message is empty; nothing was sent");

@@ -22,10 +22,11 @@
 #include "shim_impl.h"
 
 #define ALLOW_MAX 64
+#define SHIM_USAGE_MAX (64u << 20) /* bytes of GET /v1/usage's rendering */
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL, R_THINKING, R_MCP };
+		R_CANCEL, R_THINKING, R_MCP, R_USAGE };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
@@ -41,7 +42,8 @@ struct shim_route {
 
 static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
 	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
-	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking;
+	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking,
+	shim_get_usage;
 
 static const struct shim_route routes[] = {
 	{R_HEALTH, "GET", shim_get_health},
@@ -58,6 +60,7 @@ static const struct shim_route routes[] = {
 	{R_THINKING, "GET", shim_get_thinking},
 	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
 	{R_MCP, "DELETE", mcp_delete},
+	{R_USAGE, "GET", shim_get_usage},
 };
 /* clang-format on */
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -69,8 +72,8 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
 	*seg_len = 0;
-	if (!strcmp(url, "/mcp")) {
-		*res = R_MCP;
+	if (!strcmp(url, "/mcp") || !strcmp(url, "/v1/usage")) {
+		*res = !strcmp(url, "/mcp") ? R_MCP : R_USAGE;
 		return 0;
 	}
 	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts")) {
@@ -368,11 +371,19 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 {
 	struct store_entry *e;
 	size_t n;
+	struct shim_filter f;
+	char why[256];
+	if (shim_filter_parse(c, &f, why, sizeof(why)) < 0)
+		return shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	int r = store_list(sh->st, &e, &n);
-	if (r < 0)
+	if (r < 0) {
+		shim_filter_done(&f);
 		return shim_reply_errno(c, r, "cannot list the contexts");
+	}
 	cJSON *o = cJSON_CreateObject(), *list = o ? cJSON_AddArrayToObject(o, "contexts") : NULL;
 	for (size_t i = 0; list && i < n; i++) {
+		if (!shim_filter_match(sh, &f, e[i].id))
+			continue;
 		char word[32];
 		status_word(sh, e[i].id, word, sizeof(word));
 		cJSON *item = cJSON_CreateObject();
@@ -384,6 +395,7 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 		}
 	}
 	store_list_free(e, n);
+	shim_filter_done(&f);
 	if (!list) {
 		cJSON_Delete(o);
 		o = NULL;
@@ -408,7 +420,8 @@ static int create_unnamed(struct shim *sh, char *name, size_t len, uint64_t *id)
 static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"name", "system", "model", "config", "schema", NULL};
+	static const char *const keys[] = {"name",   "system", "model", "config",
+					   "schema", "meta",   NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, true, keys, &ret);
 	if (!o)
@@ -433,7 +446,10 @@ static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *
 	}
 	/* The settings go in after the create; if they are refused, the context
 	 * goes again, so a 400 leaves nothing behind. */
-	if (r == 0 && o->child && (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0)
+	if (r == 0 && o->child &&
+	    ((r = shim_meta_check(sh, id, o, why, sizeof(why))) < 0 ||
+	     (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0 ||
+	     (r = shim_meta_apply(sh, id, o, why, sizeof(why))) < 0))
 		store_delete(sh->st, name);
 	cJSON_Delete(o);
 	if (r < 0)
@@ -462,13 +478,18 @@ static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq
 static enum MHD_Result shim_patch_context(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"system", "model", "config", "schema", NULL};
+	static const char *const keys[] = {"system", "model", "config", "schema", "meta", NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, false, keys, &ret);
 	if (!o)
 		return ret;
 	char why[512] = "";
-	int r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	/* meta is checked first and saved last: a refused patch changes nothing. */
+	int r = shim_meta_check(sh, rq->id, o, why, sizeof(why));
+	if (r == 0)
+		r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	if (r == 0)
+		r = shim_meta_apply(sh, rq->id, o, why, sizeof(why));
 	cJSON_Delete(o);
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
@@ -488,10 +509,17 @@ static enum MHD_Result shim_delete_context(struct shim *sh, struct shim_request 
  * this message's turn: a message written through the mount a moment later
  * becomes the newest turn, and context_output would return that one. */
 static int send_message(struct shim *sh, uint64_t id, const char *text, struct turn **turn,
-			uint64_t *turn_no, char *why, size_t whylen)
+			uint64_t *turn_no, bool *over_limit, char *why, size_t whylen)
 {
 	struct turn *draft = NULL;
-	int r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
+	int r = context_spend_check(sh->st, id, why, whylen);
+	if (r == -EDQUOT) {
+		*over_limit = true;
+		context_refuse(sh->st, id, why);
+		return -EDQUOT;
+	}
+	if (r == 0)
+		r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
 	if (r == 0 && !draft) {
 		snprintf(why, whylen, "the message is empty; nothing was sent");
 		return -EINVAL;
@@ -520,6 +548,7 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	struct turn *t = NULL;
 	char why[512] = "";
 	uint64_t turn_no = 0;
+	bool over_limit = false;
 	int r = -EINVAL;
 	const cJSON *att = cJSON_GetObjectItemCaseSensitive(o, "attachments");
 	size_t added = 0;
@@ -527,8 +556,8 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	if (!cJSON_IsString(content))
 		snprintf(why, sizeof(why), "content must be a string");
 	else if ((r = shim_attachments_add(sh, rq->id, att, &added, &st, why, sizeof(why))) == 0)
-		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no, why,
-				 sizeof(why));
+		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no,
+				 &over_limit, why, sizeof(why));
 	else
 		added = 0; /* refused: nothing was kept */
 	if (r < 0 && added)
@@ -541,6 +570,9 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		log_quote(quoted, sizeof(quoted), rq->name, strlen(rq->name));
 		log_warn("http: context '%s': refused a message: %s", quoted, why);
 	}
+	/* A spending limit is not a full disk (the table's EDQUOT): 402. */
+	if (over_limit)
+		return shim_reply_error(c, MHD_HTTP_PAYMENT_REQUIRED, "%s", why);
 	if (r < 0 && st)
 		return shim_reply_error(c, st, "%s", why);
 	if (r < 0)
@@ -553,6 +585,20 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		res = NULL;
 	}
 	return shim_reply_json(c, MHD_HTTP_ACCEPTED, res);
+}
+
+/* GET /v1/usage: `.usage` as JSON (spend.c). */
+static enum MHD_Result shim_get_usage(struct shim *sh, struct shim_request *rq,
+				      struct MHD_Connection *c)
+{
+	struct buf b;
+	buf_init(&b, SHIM_USAGE_MAX);
+	int r = store_render_usage_json(sh->st, &b);
+	cJSON *o = r == 0 ? cJSON_ParseWithLength(b.data, b.len) : NULL;
+	buf_done(&b);
+	if (r < 0)
+		return shim_reply_errno(c, r, "cannot render the usage");
+	return shim_reply_json(c, MHD_HTTP_OK, o);
 }
 
 static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,

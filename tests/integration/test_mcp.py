@@ -155,7 +155,7 @@ def test_legacy_handshake_and_tools(rpc, shim):
     assert read_text(shim.path / "rev" / "system") == "Be brief."
     r = rpc.request("tools/call", {"name": "list_contexts", "arguments": {}})
     assert r[0]["result"]["structuredContent"] == {
-        "contexts": [{"name": "rev", "status": "idle"}]}
+        "contexts": [{"name": "rev", "status": "idle", "meta": {}}]}
     # without a progress token: the result alone, still on an SSE stream
     msgs = rpc.request("tools/call", {"name": "send_message",
                                       "arguments": {"context": "rev", "text": "hello"}})

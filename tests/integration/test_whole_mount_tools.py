@@ -77,7 +77,8 @@ def expected_tree(mount):
     """Every file of the mount and its content, read directly."""
     want = {".status": read_file(mount.path / ".status", binary=True),
             ".config": read_file(mount.path / ".config", binary=True),
-            ".models": read_file(mount.path / ".models", binary=True)}
+            ".models": read_file(mount.path / ".models", binary=True),
+            ".usage": read_file(mount.path / ".usage", binary=True)}
     for c in ("alpha", "beta"):
         for f in CTX_FILES:
             want["%s/%s" % (c, f)] = read_file(mount.path / c / f, binary=True)
