@@ -339,3 +339,22 @@ def test_attachments_and_reply_blocks_together(m, fake, ctx):
     m.stop()
     m.start()
     assert check() == before
+
+
+def test_spend_limit_leaves_attach_waiting(m, fake, ctx):
+    """A message refused by a reached spend limit (EDQUOT at write) takes no
+    file of attach/: they wait there and go with the next message sent."""
+    m.allow_error(r"refused a message|spend limit")
+    send(ctx, "one")
+    assert output(ctx) == "reply to: one"
+    (ctx / "config").write_text("spend_limit_usd = 0.000001\n")
+    put(ctx / "attach" / "a.png", png())
+    calls = len(fake.calls)
+    assert write_errno(ctx / "input", b"two\n") == errno.EDQUOT
+    assert os.listdir(ctx / "attach") == ["a.png"]
+    assert len(fake.calls) == calls
+    (ctx / "config").write_text("spend_limit_usd = none\n")
+    send(ctx, "three")
+    assert output(ctx) == "reply to: three"
+    assert [b["type"] for b in last_user_blocks(fake)] == ["image", "text"]
+    assert os.listdir(ctx / "attach") == []

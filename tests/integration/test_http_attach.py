@@ -67,3 +67,26 @@ def test_post_attachments_refused(client, shim, fake):
     assert r.status == 413 and "at most 24 MiB together" in r.error()[1]
     assert os.listdir(shim.path / "h" / "attach") == ["big.pdf"]
     assert len(fake.calls) == calls
+
+
+def test_post_attachments_over_the_spend_limit(client, shim, fake):
+    """A message refused by a reached spend limit (402) keeps none of its
+    attachments; once the limit is lifted they go with the message."""
+    shim.mount.allow_error(r"refused a message")
+    assert client.request("POST", "/v1/contexts", {"name": "h"}).status == 201
+    assert client.request("POST", "/v1/contexts/h/messages", {"content": "one"}).status == 202
+    assert client.output("h") == "reply to: one"
+    r = client.request("PATCH", "/v1/contexts/h", {"config": {"spend_limit_usd": 0.000001}})
+    assert r.status == 200, r
+    body = {"content": "two", "attachments": [{"name": "p.png", "data": b64(png())}]}
+    calls = len(fake.calls)
+    r = client.request("POST", "/v1/contexts/h/messages", body)
+    assert r.status == 402, r
+    assert "spend limit 0.000001 USD reached (context)" in r.error()[1]
+    assert os.listdir(shim.path / "h" / "attach") == []
+    assert len(fake.calls) == calls
+    r = client.request("PATCH", "/v1/contexts/h", {"config": {"spend_limit_usd": None}})
+    assert r.status == 200, r
+    assert client.request("POST", "/v1/contexts/h/messages", body).status == 202
+    assert client.output("h") == "reply to: two"
+    assert [b["type"] for b in fake.calls[-1].messages[-1]["content"]] == ["image", "text"]
