@@ -355,6 +355,29 @@ int context_cancel(struct store *s, uint64_t id);
 int context_retry(struct store *s, uint64_t id, char *why, size_t whylen);
 int context_clear(struct store *s, uint64_t id);
 
+/* fork (fork.c): creates context `name` with context id's settings, system
+ * prompt, schema and user metadata, and the exchanges of its history (since the last clear,
+ * complete, not undone) whose turn is at most upto (CONTEXT_FORK_ALL: every
+ * one); the new context keeps their turn numbers and usage starts at zero, and
+ * its transcript starts with "forked from 'SOURCE' at turn N".  A call in
+ * flight on the source is not waited for: only complete exchanges are copied.
+ * The new context appears whole or not at all (made in the state directory's
+ * trash/, fsynced, renamed into place); durable on return.
+ * 0; -EEXIST (the name is taken), -EINVAL or -ENAMETOOLONG (an invalid name),
+ * -EINVAL (upto past the newest turn that has ended), -ENOENT (no context id),
+ * another -errno (the disk); why says each. */
+#define CONTEXT_FORK_ALL UINT64_MAX
+int context_fork(struct store *s, uint64_t id, const char *name, uint64_t upto, char *why,
+		 size_t whylen);
+
+/* undo (fork.c): takes the newest exchange of the history out of it (an UNDO
+ * record, durable on return; the transcript marks it, nothing is deleted); the
+ * next call goes without it, and `output` refers to the reply that is now the
+ * history's newest (none when it is empty), as after a clear.  A message being
+ * written stays what `output` waits for.  0; -EINVAL + why when the history
+ * has no complete exchange, or a call is in flight or queued; -ENOENT. */
+int context_undo(struct store *s, uint64_t id, char *why, size_t whylen);
+
 /* --- output: reading a turn ------------------------------------------------- */
 
 /* A reference to the newest turn (*ret NULL when the context has none yet).

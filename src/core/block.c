@@ -250,32 +250,38 @@ int blocks_event(struct turn *t, const struct wire_event *ev)
 
 /* --- BLOCK records ------------------------------------------------------------ */
 
+int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struct buf *rec)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *copy = cJSON_Duplicate(k->json, true);
+	if (!o || !copy) {
+		cJSON_Delete(o);
+		cJSON_Delete(copy);
+		return -ENOMEM;
+	}
+	cJSON_AddNumberToObject(o, "turn", (double)turn);
+	cJSON_AddNumberToObject(o, "attempt", attempt);
+	cJSON_AddNumberToObject(o, "text_at", (double)k->text_at);
+	cJSON_AddNumberToObject(o, "text_end", (double)k->text_end);
+	cJSON_AddNumberToObject(o, "thinking_at", (double)k->thinking_at);
+	cJSON_AddNumberToObject(o, "thinking_end", (double)k->thinking_end);
+	cJSON_AddItemToObject(o, "block", copy);
+	/* Printed with its NUL marks as \u0000 (json_nul.h). */
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	int r = text ? json_nul_print(text, strlen(text), rec) : -ENOMEM;
+	free(text);
+	return r;
+}
+
 int blocks_save(struct context *c, struct turn *t)
 {
 	struct turn_blocks *b = &t->blocks;
 	while (b->saved < b->n && !b->v[b->saved].open) {
 		struct tblock *k = &b->v[b->saved];
-		cJSON *o = cJSON_CreateObject();
-		cJSON *copy = cJSON_Duplicate(k->json, true);
-		if (!o || !copy) {
-			cJSON_Delete(o);
-			cJSON_Delete(copy);
-			return -ENOMEM;
-		}
-		cJSON_AddNumberToObject(o, "turn", (double)t->number);
-		cJSON_AddNumberToObject(o, "attempt", t->attempt);
-		cJSON_AddNumberToObject(o, "text_at", (double)k->text_at);
-		cJSON_AddNumberToObject(o, "text_end", (double)k->text_end);
-		cJSON_AddNumberToObject(o, "thinking_at", (double)k->thinking_at);
-		cJSON_AddNumberToObject(o, "thinking_end", (double)k->thinking_end);
-		cJSON_AddItemToObject(o, "block", copy);
-		/* Printed with its NUL marks as \u0000 (json_nul.h). */
-		char *text = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
 		struct buf rec;
 		buf_init(&rec, JOURNAL_MAX_RECORD);
-		int r = text ? json_nul_print(text, strlen(text), &rec) : -ENOMEM;
-		free(text);
+		int r = block_payload(k, t->number, t->attempt, &rec);
 		if (r == 0)
 			r = context_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
 					   false);

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mcpfs/buf.h"
 #include "mcpfs/wire.h"
@@ -81,6 +82,10 @@ void blocks_finish(struct turn *t);
 /* Appends a BLOCK record for each complete block not saved yet, in order, up
  * to the first one still open.  0 or the append's -errno. */
 int blocks_save(struct context *c, struct turn *t);
+
+/* The payload of block k's BLOCK record as a part of attempt `attempt` of
+ * turn `turn`, appended to rec.  0, -ENOMEM, -EFBIG (rec's cap). */
+int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struct buf *rec);
 
 /* A BLOCK record read back (payload o): 0, or -EINVAL when it is not one
  * (misplaced: not in order, or past the text and thinking read so far). */

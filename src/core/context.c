@@ -47,7 +47,7 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 	return r;
 }
 
-static cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
+cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
 	cJSON *o = cJSON_CreateObject(), *set = cJSON_CreateObject();
 	if (!o || !set || settings_to_json(st, set) < 0) {
@@ -174,7 +174,7 @@ int context_mark(struct context *c, enum mark_kind kind, const char *text, size_
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	if (e->in_history || i < c->hist_start || !turn_in_history(e->reply))
+	if (e->in_history || e->undone || i < c->hist_start || !turn_in_history(e->reply))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -200,6 +200,7 @@ struct loader {
 				  record where the format allows none (§5) */
 	bool settings_seen;    /* a CREATE or SETTINGS record was read */
 	bool nul_hidden;       /* this payload's \u0000 are marks (json_nul.h) */
+	bool undo_last;	       /* an UNDO came after the newest exchange began */
 	struct buf hidden;     /* the payload with its \u0000 as marks */
 };
 
@@ -310,6 +311,7 @@ static void load_user(struct loader *L, const cJSON *o)
 	}
 	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
 		return;
+	L->undo_last = false;
 	e = &c->ex[c->n_ex - 1];
 	attach_load_user(c, e, o);
 	e->reply->state = TURN_QUEUED; /* no end seen yet */
@@ -495,6 +497,15 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		break;
 	case JOURNAL_RETRY:
 		load_attempt(L, o);
+		L->undo_last = false;
+		break;
+	case JOURNAL_UNDO: /* fork.c */
+		if (context_load_undo(L->c, o, &L->undo_last) < 0)
+			L->bad_payloads++;
+		break;
+	case JOURNAL_FORKED_FROM:
+		if (context_load_origin(L->c, o) < 0)
+			L->bad_payloads++;
 		break;
 	case JOURNAL_BLOCK:
 		load_block(L, o, len);
@@ -656,8 +667,10 @@ int context_load(struct store *s, struct store_slot *slot)
 		c->prune.floor++;
 	c->next_send = c->n_ex;
 	/* After a clear `output` has no turn until the next message, as it had
-	 * before the restart. */
-	if (c->n_ex > c->hist_start)
+	 * before the restart; after an undo, the history's newest reply. */
+	if (L.undo_last)
+		context_undo_newest(c);
+	else if (c->n_ex > c->hist_start)
 		c->newest = turn_ref(NULL, c->ex[c->n_ex - 1].reply);
 	return 0;
 }

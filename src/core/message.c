@@ -13,16 +13,16 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* Appends the USER record; the caller syncs it (context_sync). */
-static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
-		       const struct attachment *att, size_t n_att)
+/* A USER record's payload; att: the files the message took from attach/. */
+cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
+		    const struct attachment *att, size_t n_att)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
 	if (!o || !copy) {
 		cJSON_Delete(o);
 		free(copy);
-		return -ENOMEM;
+		return NULL;
 	}
 	cJSON_AddNumberToObject(o, "turn", (double)turn);
 	cJSON_AddStringToObject(o, "text", copy);
@@ -30,9 +30,17 @@ static int user_record(struct context *c, uint64_t turn, const char *text, size_
 	free(copy);
 	if (attach_user_json(att, n_att, o) < 0) {
 		cJSON_Delete(o);
-		return -ENOMEM;
+		return NULL;
 	}
-	return context_write(c, JOURNAL_USER, o, false);
+	return o;
+}
+
+/* Appends the USER record; the caller syncs it (context_sync). */
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
+		       const struct attachment *att, size_t n_att)
+{
+	cJSON *o = user_payload(turn, text, len, ms, att, n_att);
+	return o ? context_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -360,6 +368,11 @@ static int retry_check(const struct exchange *e, char *why, size_t whylen)
 	if (e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
 		snprintf(why, whylen, "nothing to retry: the newest turn is %s",
 			 e->reply->state == TURN_PENDING ? "still being written" : "in flight");
+		return -EINVAL;
+	}
+	if (e->undone) {
+		snprintf(why, whylen, "nothing to retry: turn %llu was undone",
+			 (unsigned long long)e->turn);
 		return -EINVAL;
 	}
 	return 0;

@@ -290,6 +290,11 @@ void meta_load_end(struct store *s, struct store_slot *slot)
 	free(want);
 }
 
+char *meta_payload(const struct store_slot *slot)
+{
+	return slot->meta ? meta_print(slot->meta) : NULL;
+}
+
 cJSON *meta_copy(const struct store_slot *slot)
 {
 	return slot->meta ? cJSON_Duplicate(slot->meta, true) : cJSON_CreateObject();

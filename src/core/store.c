@@ -428,6 +428,26 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	return 0;
 }
 
+struct store_slot *store_slot_reserve(struct store *s, const char *name)
+{
+	struct store_slot *slot = store_add(s, name);
+	if (slot)
+		slot->creating = true;
+	return slot;
+}
+
+void store_slot_settle(struct store *s, uint64_t slot_id, int r)
+{
+	struct store_slot *slot = map_get_id(&s->by_id, slot_id);
+	slot->creating = false;
+	pthread_cond_broadcast(&s->synced);
+	if (r < 0) {
+		map_del(&s->by_name, slot->name, strlen(slot->name));
+		map_del_id(&s->by_id, slot->id);
+		slot_free(s, slot);
+	}
+}
+
 /* A message still being written has no call to cancel, yet readers of `output`
  * already wait for its reply: end it, so that none of them waits forever. */
 static void store_end_drafts(struct store *s, struct context *c, struct notes *n)

@@ -107,6 +107,8 @@ struct exchange {
 	size_t n_earlier;
 	bool clear_before; /* a clear happened just before this exchange */
 	bool in_history;   /* pushed into the prune index */
+	bool undone;	   /* taken out of the history by `undo` (fork.c): never
+			      pushed into it again */
 };
 
 struct usage_totals {
@@ -136,14 +138,18 @@ struct store_slot {
 	bool meta_known;     /* meta is read (from the journal or STATE/.../meta) */
 };
 
-/* Something the transcript shows between exchanges: a clear, or a new system
- * prompt.  Marks are kept in the order they happened. */
-enum mark_kind { MARK_CLEAR, MARK_SYSTEM };
+/* Something the transcript shows between exchanges: a clear, a new system
+ * prompt, where a fork came from, an undo.  Marks are kept in the order they
+ * happened. */
+enum mark_kind { MARK_CLEAR, MARK_SYSTEM, MARK_FORK, MARK_UNDO };
 struct mark {
 	size_t at; /* shown before exchange `at` (c->n_ex when it came) */
 	enum mark_kind kind;
-	char *text; /* MARK_SYSTEM: the new prompt (heap), else NULL */
+	char *text; /* MARK_SYSTEM: the new prompt (heap); MARK_FORK: the
+		       context it was forked from; else NULL */
 	size_t len;
+	uint64_t turn; /* MARK_FORK: the turn it was forked at; MARK_UNDO: the
+			  turn undone */
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
@@ -307,6 +313,13 @@ void context_cost_json(const struct store *s, const struct context *c, struct cJ
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
+/* Takes name for a context whose directory is made with the lock released
+ * (fork.c): a slot marked creating, which store_get() and deletes wait for.
+ * Under the lock; NULL when out of memory.  store_slot_settle() ends it (under
+ * the lock): r == 0 keeps the slot (its journal loads at first use), else the
+ * slot is dropped. */
+struct store_slot *store_slot_reserve(struct store *s, const char *name);
+void store_slot_settle(struct store *s, uint64_t slot_id, int r);
 
 /* context.c */
 /* Reads the slot's journal (creating it when the directory has none) into a
@@ -335,6 +348,25 @@ void context_history_push(struct context *c, size_t ex_index);
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
+/* The payload of a SETTINGS record (and of CREATE, with "v" and "created_ms"
+ * added): st, the system prompt, the schema (NULL or "": none).  NULL when out
+ * of memory. */
+struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
+
+/* message.c: the payload of a USER record, with the "attach" list of att (n_att
+ * of them; none when 0).  NULL when out of memory. */
+struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
+			   const struct attachment *att, size_t n_att);
+
+/* fork.c: the records a loader hands over (UNDO, FORKED_FROM): -EINVAL for a
+ * payload that names no turn of the context (a bad record).  *undo_last is
+ * set when the undo leaves `output` on the history's newest reply (no message
+ * was being written). */
+int context_load_undo(struct context *c, const struct cJSON *o, bool *undo_last);
+int context_load_origin(struct context *c, const struct cJSON *o);
+/* `output` after an undo: the reply of the history's newest exchange, or none;
+ * a message being written stays what `output` waits for. */
+void context_undo_newest(struct context *c);
 
 /* context.c: STATE/contexts/NAME/journal for the context's current name. */
 int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n);
@@ -414,6 +446,9 @@ void meta_load_end(struct store *s, struct store_slot *slot);
 /* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
  * of memory. */
 struct cJSON *meta_copy(const struct store_slot *slot);
+/* The slot's metadata as the payload of a META record and the text of the
+ * meta file (heap); NULL for none or when out of memory (fork.c). */
+char *meta_payload(const struct store_slot *slot);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);
@@ -421,6 +456,8 @@ void context_views_done(struct context *c);
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
 int turn_end_record(struct context *c, struct turn *t, bool sync);
+/* The payload of attempt t's REPLY_END (t has ended).  NULL when out of memory. */
+struct cJSON *turn_end_payload(const struct turn *t);
 void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);

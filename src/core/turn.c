@@ -176,13 +176,11 @@ static void usage_add(struct wire_usage *to, const struct wire_usage *from)
 	to->present |= from->present;
 }
 
-int turn_end_record(struct context *c, struct turn *t, bool sync)
+cJSON *turn_end_payload(const struct turn *t)
 {
-	turn_checkpoint(t, false);
-	buf_done(&t->part); /* the reply's last part is saved */
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
-		return -ENOMEM;
+		return NULL;
 	cJSON_AddNumberToObject(o, "turn", (double)t->number);
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
@@ -222,6 +220,16 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	 * the same place after a restart (and the cached prefix stays valid). */
 	if (t->first_turn)
 		cJSON_AddNumberToObject(o, "first_turn", (double)t->first_turn);
+	return o;
+}
+
+int turn_end_record(struct context *c, struct turn *t, bool sync)
+{
+	turn_checkpoint(t, false);
+	buf_done(&t->part); /* the reply's last part is saved */
+	cJSON *o = turn_end_payload(t);
+	if (!o)
+		return -ENOMEM;
 	int r = context_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
 		turn_save_failed(c, r);

@@ -175,6 +175,12 @@ static int render_mark(const struct mark *m, struct buf *out)
 {
 	if (m->kind == MARK_CLEAR)
 		return buf_puts(out, "--- cleared: the history starts again here ---\n\n");
+	if (m->kind == MARK_FORK)
+		return buf_printf(out, "--- forked from '%s' at turn %llu ---\n\n", m->text,
+				  (unsigned long long)m->turn);
+	if (m->kind == MARK_UNDO)
+		return buf_printf(out, "--- turn %llu undone: taken out of the history ---\n\n",
+				  (unsigned long long)m->turn);
 	if (!m->len)
 		return buf_puts(out, "--- system prompt removed ---\n\n");
 	return put_block(out, "system prompt set", m->text, m->len);
@@ -334,6 +340,11 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 static int render_transcript_json(const struct context *c, struct buf *out)
 {
 	cJSON *o = cJSON_CreateObject();
+	if (c->n_marks && c->marks[0].kind == MARK_FORK) {
+		cJSON *f = cJSON_AddObjectToObject(o, "forked_from");
+		cJSON_AddStringToObject(f, "context", c->marks[0].text);
+		cJSON_AddNumberToObject(f, "turn", (double)c->marks[0].turn);
+	}
 	cJSON *arr = cJSON_AddArrayToObject(o, "messages");
 	int r = arr ? 0 : -ENOMEM;
 	for (size_t i = 0; r == 0 && i < c->n_ex; i++) {
@@ -348,6 +359,8 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 			break;
 		if (e->clear_before)
 			cJSON_AddTrueToObject(u, "after_clear");
+		if (e->undone)
+			cJSON_AddTrueToObject(u, "undone");
 		for (size_t k = 0; r == 0 && k < e->n_earlier; k++)
 			r = add_attempt(arr, e->earlier[k], true);
 		if (r == 0 && t->state != TURN_PENDING)

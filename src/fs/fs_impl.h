@@ -112,7 +112,8 @@ struct fs_handle {
 	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
 	uint32_t att_seq;   /* attach/ file: its seq (store_attach.h) */
-	char ctl_line[256]; /* ctl: a command line not yet ended */
+	char ctl_line[320]; /* ctl: a command line not yet ended ("fork NEW TURN"
+			     with a 255-byte NEW fits) */
 	size_t ctl_len;
 	struct fs_handle *prev, *next; /* fs->handles; under fs->handles_lock */
 };

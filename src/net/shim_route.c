@@ -26,12 +26,13 @@
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL, R_THINKING, R_MCP, R_USAGE };
+		R_CANCEL, R_THINKING, R_CTL, R_MCP, R_USAGE };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
 	[R_MESSAGES] = "messages", [R_OUTPUT] = "output", [R_HISTORY] = "history",
 	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel", [R_THINKING] = "thinking",
+	[R_CTL] = "ctl",
 };
 
 struct shim_route {
@@ -43,7 +44,7 @@ struct shim_route {
 static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
 	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
 	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking,
-	shim_get_usage;
+	shim_get_usage, shim_post_ctl;
 
 static const struct shim_route routes[] = {
 	{R_HEALTH, "GET", shim_get_health},
@@ -58,6 +59,7 @@ static const struct shim_route routes[] = {
 	{R_TRANSCRIPT, "GET", shim_get_transcript},
 	{R_CANCEL, "POST", shim_post_cancel},
 	{R_THINKING, "GET", shim_get_thinking},
+	{R_CTL, "POST", shim_post_ctl},
 	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
 	{R_MCP, "DELETE", mcp_delete},
 	{R_USAGE, "GET", shim_get_usage},
@@ -87,7 +89,7 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	size_t n = slash ? (size_t)(slash - s) : strlen(s);
 	if (n == 0)
 		return -ENOENT;
-	for (int r = R_CONTEXT; r <= R_THINKING; r++) {
+	for (int r = R_CONTEXT; r <= R_CTL; r++) {
 		if (r == R_CONTEXT ? sub != NULL : !sub || strcmp(sub, sub_path[r]) != 0)
 			continue;
 		*res = r;
@@ -649,6 +651,33 @@ static enum MHD_Result shim_post_cancel(struct shim *sh, struct shim_request *rq
 		return shim_reply_error(c, MHD_HTTP_CONFLICT, "%s", done);
 	cJSON *res = cJSON_CreateObject();
 	if (res && !cJSON_AddTrueToObject(res, "cancelled")) {
+		cJSON_Delete(res);
+		res = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_OK, res);
+}
+
+/* A line of the ctl file, {"command":"fork notes-2 3"}: every command, with its
+ * words and errors, as `echo … > NAME/ctl` runs it (ctl.h). */
+static enum MHD_Result shim_post_ctl(struct shim *sh, struct shim_request *rq,
+				     struct MHD_Connection *c)
+{
+	static const char *const keys[] = {"command", NULL};
+	enum MHD_Result ret;
+	cJSON *o = body_object(rq, c, false, keys, &ret);
+	if (!o)
+		return ret;
+	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(o, "command");
+	const char *done = NULL;
+	char why[512] = "command must be a string: a line of the ctl file";
+	int r = cJSON_IsString(cmd) ? ctl_run(sh->st, rq->id, cmd->valuestring,
+					      strlen(cmd->valuestring), &done, why, sizeof(why))
+				    : -EINVAL;
+	cJSON_Delete(o);
+	if (r < 0)
+		return shim_reply_errno(c, r, r == -ENOENT ? "no such context" : why);
+	cJSON *res = cJSON_CreateObject();
+	if (res && !cJSON_AddStringToObject(res, "done", done)) {
 		cJSON_Delete(res);
 		res = NULL;
 	}

@@ -241,7 +241,7 @@ def seeds_wire():
 
 def seeds_journal():
     for name in ("good", "bad-middle", "garbage-tail", "interrupted", "oversize-length",
-                 "torn-tail", "misplaced", "empty", "blocks"):
+                 "torn-tail", "misplaced", "empty", "blocks", "forked-undone"):
         write("journal", name, fixture("journal", name + ".mcj"))
     lines = b"\n".join([
         b'\x01{"v":1,"created_ms":1700000000000,"settings":{},"system":""}',
@@ -337,7 +337,8 @@ def seeds_http():
         "health": "/v1/health", "contexts": "/v1/contexts", "context": "/v1/contexts/demo",
         "messages": "/v1/contexts/demo/messages", "output": "/v1/contexts/d%C3%A9mo/output",
         "history": "/v1/contexts/a%2Fb/history", "transcript": "/v1/contexts/x/transcript",
-        "cancel": "/v1/contexts/x/cancel", "unknown-sub": "/v1/contexts/x/nope",
+        "cancel": "/v1/contexts/x/cancel", "ctl": "/v1/contexts/x/ctl",
+        "unknown-sub": "/v1/contexts/x/nope",
         "empty-name": "/v1/contexts//output", "trailing-slash": "/v1/contexts/x/",
         "dotdot": "/v1/contexts/%2e%2e/output", "prefix-only": "/v1/contexts/",
         "other": "/v2/health", "query": "/v1/health?x=1", "deep": "/v1/contexts/x/output/y",

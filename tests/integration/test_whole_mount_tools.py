@@ -44,10 +44,11 @@ def test_ctl_lists_its_commands_and_each_is_accepted(ctx, fake):
         fake.script("status", status=400, error_message="bad thing")
         send(ctx, "fails %d\n" % i)
         wait_status(ctx, "error")
-        write_file(ctx / "ctl", cmd + "\n")  # raises if refused
+        # fork takes the new context's name (CONTRACT §10)
+        write_file(ctx / "ctl", cmd + (" copy%d" % i if cmd == "fork" else "") + "\n")
         if cmd == "retry":
             assert output(ctx) == reply_for("fails %d" % i)
-        wait_status(ctx, "idle" if cmd != "cancel" else "error")
+        wait_status(ctx, "idle" if cmd not in ("cancel", "fork") else "error")
     # reading it changed nothing, and it still reads the same
     assert read_file(ctx / "ctl") == text
 
