@@ -35,6 +35,11 @@ long blob_pread(int dirfd, const char *hex, void *buf, size_t n, uint64_t off);
 /* 0 when a blob of that size is there, -ENOENT, -EBADMSG (another size). */
 int blob_stat(int dirfd, const char *hex, uint64_t size);
 
+/* Links the blob of hash hex of directory from into directory to (a fork:
+ * blobs never change, so both contexts may share the file); 0 when to has it
+ * already, -ENOENT when from has none, -errno.  The caller fsyncs to. */
+int blob_link(int from, int to, const char *hex);
+
 /* Removes a blob (nothing if missing). */
 void blob_remove(int dirfd, const char *hex);
 

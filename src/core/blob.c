@@ -112,6 +112,15 @@ int blob_get(int dirfd, const char *hex, uint64_t size, struct buf *out)
 	return 0;
 }
 
+int blob_link(int from, int to, const char *hex)
+{
+	char name[BLOB_NAME_MAX];
+	blob_name(name, hex, false);
+	if (linkat(from, name, to, name, 0) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
 void blob_remove(int dirfd, const char *hex)
 {
 	char name[BLOB_NAME_MAX];

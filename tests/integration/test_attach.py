@@ -358,3 +358,41 @@ def test_spend_limit_leaves_attach_waiting(m, fake, ctx):
     assert output(ctx) == "reply to: three"
     assert [b["type"] for b in last_user_blocks(fake)] == ["image", "text"]
     assert os.listdir(ctx / "attach") == []
+
+
+def test_fork_keeps_attachments(m, fake, ctx):
+    """`ctl fork` copies a turn's attachments: the fork's USER record lists
+    them and its directory holds their blobs (hard links), so its next call
+    sends them, after a remount and after the source is gone too; the files
+    waiting in attach/ stay with the source."""
+    put(ctx / "attach" / "a.png", png())
+    put(ctx / "attach" / "r.pdf", pdf())
+    send(ctx, "look")
+    assert output(ctx) == "reply to: look"
+    put(ctx / "attach" / "w.pdf", pdf(pages=3))
+    (ctx / "ctl").write_text("fork d\n")
+    d = m.path / "d"
+    src, dst = m.state / "contexts" / "c", m.state / "contexts" / "d"
+    assert len(blobs(m, "c")) == 3 and len(blobs(m, "d")) == 2
+    for b in blobs(m, "d"):
+        assert os.stat(dst / b).st_ino == os.stat(src / b).st_ino
+    assert os.listdir(d / "attach") == []
+    assert "[attached: a.png, PNG," in read_text(d / "history")
+
+    def check():
+        send(d, "again?")
+        assert output(d) == "reply to: again?"
+        first = fake.calls[-1].messages[0]["content"]
+        assert [b["type"] for b in first] == ["image", "document", "text"]
+        assert base64.b64decode(first[0]["source"]["data"]) == png()
+        assert base64.b64decode(first[1]["source"]["data"]) == pdf()
+        assert "attachments_lost" not in read_text(d / "status")
+    check()
+    m.remount()
+    check()
+    for f in os.listdir(ctx / "attach"):
+        os.unlink(ctx / "attach" / f)
+    (ctx / "ctl").write_text("clear\n")
+    os.rmdir(ctx)
+    m.remount()
+    check()
