@@ -36,7 +36,8 @@ static const char *type_name(uint16_t type, char *buf, size_t n)
 	    [JOURNAL_REPLY_END] = "REPLY_END", [JOURNAL_CLEAR] = "CLEAR",
 	    [JOURNAL_RETRY] = "RETRY",	       [JOURNAL_BLOCK] = "BLOCK",
 	    [JOURNAL_UNDO] = "UNDO",	       [JOURNAL_FORKED_FROM] = "FORKED_FROM",
-	    [JOURNAL_META] = "META",
+	    [JOURNAL_META] = "META",	       [JOURNAL_ATTACH] = "ATTACH",
+	    [JOURNAL_DETACH] = "DETACH",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

@@ -53,6 +53,8 @@ struct turn {
 	uint64_t call_id;    /* non-zero while a call is in flight */
 	unsigned retries;    /* retries made in this attempt */
 	int64_t raw_sent;    /* prune estimate of the request sent */
+	uint64_t req_bytes;  /* its body's bytes, and the microseconds it took to */
+	int64_t req_us;	     /* build (`status`: turn_request), 0 before a call */
 	uint64_t first_turn; /* turn of the first exchange sent, 0 for none */
 	int64_t started_ms;  /* wall clock */
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
@@ -72,8 +74,36 @@ struct turn {
 	uint8_t cache_key[RCACHE_KEY_LEN];
 };
 
+/* An attachment of a message, or a file of attach/ (CONTRACT §9). */
+struct attachment {
+	char *name; /* heap */
+	int type;   /* enum attach_type */
+	uint64_t size;
+	char hash[33]; /* XXH3-128 of the content: its blob's name */
+	int64_t raw;   /* token estimate (attach_estimate) */
+	char *block;   /* the request's content block, JSON, built at its first
+			  call and kept (store_attach.c); NULL until then */
+	size_t block_len;
+	int lost; /* 0, or -ENOENT/-EBADMSG: its blob is missing or damaged */
+};
+
+/* A file of attach/: written in memory, then kept as a blob with an ATTACH
+ * record; taken by the next message. */
+struct attach_file {
+	struct attachment a; /* a.hash once committed */
+	uint32_t seq;	     /* its inode's part: never reused in the context */
+	int writers;	     /* opens for writing */
+	bool dirty;	     /* data holds bytes no blob has yet */
+	bool committed;	     /* a blob and an ATTACH record hold it */
+	struct buf data;     /* the content while it is open for writing */
+	size_t text_valid;   /* text: bytes of data known to be UTF-8 */
+	int64_t mtime_ms;
+};
+
 struct exchange {
 	uint64_t turn;
+	struct attachment *att; /* the files sent with the message, in name order */
+	size_t n_att;
 	char *user; /* heap, NUL-terminated */
 	size_t user_len;
 	int64_t user_ms;       /* wall clock */
@@ -187,6 +217,9 @@ struct context {
 	struct journal_report report;
 	uint64_t version; /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
+	struct attach_file *files; /* attach/, in name order */
+	size_t n_files, cap_files;
+	uint32_t attach_seq; /* the last attach_file.seq given */
 };
 
 /* Every change of what a context shows (a message, a reply's end, settings, the
@@ -349,8 +382,10 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
  * of memory. */
 struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
 
-/* message.c: the payload of a USER record.  NULL when out of memory. */
-struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms);
+/* message.c: the payload of a USER record, with the "attach" list of att (n_att
+ * of them; none when 0).  NULL when out of memory. */
+struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
+			   const struct attachment *att, size_t n_att);
 
 /* fork.c: the records a loader hands over (UNDO, FORKED_FROM): -EINVAL for a
  * payload that names no turn of the context (a bad record).  *undo_last is
@@ -399,6 +434,38 @@ void context_drop_ends(struct context *c);
 /* message.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
 void reserve_give_back(struct store *s, uint64_t *held);
+
+/* store_attach.c: the attach/ side of a context (store_attach.h is the API). */
+/* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
+void attach_load_record(struct context *c, uint16_t type, const struct cJSON *o);
+void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *o);
+/* After a load: blobs checked (lost ones marked) and unreferenced ones swept. */
+void attach_loaded(struct store *s, struct context *c);
+/* Removes the blobs no turn of the history nor attach/ refers to (a clear). */
+void attach_gc(struct store *s, struct context *c);
+/* The "attach" list of a USER record (nothing when n is 0).  0, -ENOMEM. */
+int attach_user_json(const struct attachment *att, size_t n, struct cJSON *o);
+/* Moves the committed, closed files of attach/ out (a message is being staged)
+ * into *att (heap, n entries, in name order; NULL and 0 for none); a message
+ * that could not be saved gives them back (attach_untake).  0, -ENOMEM. */
+int attach_take(struct context *c, struct attachment **att, size_t *n);
+void attach_untake(struct context *c, struct attachment *att, size_t n);
+/* Raw token estimate of e's attachments. */
+int64_t attach_raw(const struct exchange *e);
+/* The request block of a, built now if need be (a blob read, base64): 0, or
+ * -errno with why (a lost blob gives a text block saying so, and 0). */
+int attach_block(struct store *s, struct context *c, struct attachment *a);
+/* -ENOTSUP with why when caps say the model takes no image or PDF input and
+ * one of e's attachments is one. */
+int attach_caps_check(const struct exchange *e, const struct model_caps *caps, const char *model,
+		      char *why, size_t whylen);
+/* `[attached: report.pdf, PDF, 1.2 MiB]` lines; JSON "attachments". */
+int attach_render_lines(const struct exchange *e, struct buf *out);
+int attach_render_json(const struct exchange *e, struct cJSON *msg);
+/* `status` lines about attach/ and lost blobs. */
+int attach_status(const struct context *c, struct buf *out);
+void attachment_free(struct attachment *a);
+void attach_files_free(struct context *c);
 
 /* meta.c: loading a journal sets the slot's metadata from its META records
  * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */

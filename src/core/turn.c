@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
@@ -210,6 +211,10 @@ cJSON *turn_end_payload(const struct turn *t)
 		cJSON_AddNumberToObject(o, "http_status", 200);
 	if (t->retries)
 		cJSON_AddNumberToObject(o, "retries", t->retries);
+	if (t->req_bytes) { /* `status` shows them after a restart too */
+		cJSON_AddNumberToObject(o, "request_bytes", (double)t->req_bytes);
+		cJSON_AddNumberToObject(o, "request_us", (double)t->req_us);
+	}
 	/* Lets a loader tell a reply whose parts were all read from one that lost a
 	 * part to a corrupt record. */
 	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
@@ -299,7 +304,7 @@ int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
 int64_t exchange_raw(const struct exchange *e)
 {
 	return prune_estimate(e->user_len) +
-	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply));
+	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply)) + attach_raw(e);
 }
 
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
@@ -355,6 +360,44 @@ static void turn_refuse(struct store *s, struct turn *t, const char *type, const
 	turn_end(s, t, TURN_FAILED, &e, n);
 }
 
+/* The attachments' blocks of the exchanges sent (the history from first, then
+ * exchange k), in order: *pre (heap, NULL for none) points into the
+ * attachments' kept blocks.  -ENOTSUP when the model takes no image or PDF
+ * input (CONTRACT §9), -errno; why says why. */
+static int turn_attachments(struct context *c, size_t k, size_t first,
+			    const struct model_caps *caps, struct wire_raw **pre, char *why,
+			    size_t whylen)
+{
+	size_t n = c->ex[k].n_att;
+	for (size_t i = first; i < c->prune.n; i++)
+		n += c->ex[c->hist[i]].n_att;
+	*pre = NULL;
+	if (!n)
+		return 0;
+	struct wire_raw *v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	size_t j = 0;
+	int r = 0;
+	for (size_t i = first; r == 0 && i <= c->prune.n; i++) {
+		struct exchange *e = i < c->prune.n ? &c->ex[c->hist[i]] : &c->ex[k];
+		r = attach_caps_check(e, caps, c->settings.model, why, whylen);
+		for (size_t a = 0; r == 0 && a < e->n_att; a++) {
+			r = attach_block(c->store, c, &e->att[a]);
+			if (r < 0)
+				snprintf(why, whylen, "cannot read attachment %s: %s",
+					 e->att[a].name, strerror(-r));
+			else
+				v[j++] = (struct wire_raw){e->att[a].block, e->att[a].block_len};
+		}
+	}
+	if (r < 0)
+		free(v);
+	else
+		*pre = v;
+	return r;
+}
+
 /* Builds the request for exchange k: system, the history that fits, the message;
  * thinking and effort shaped from the model's capabilities (caps NULL: none known). */
 static int turn_request(struct context *c, size_t k, const struct model_caps *caps,
@@ -362,8 +405,8 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
-	int64_t fixed =
-	    prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
+	int64_t fixed = prune_estimate(e->user_len) + attach_raw(e) +
+			(c->system_len ? prune_estimate(c->system_len) : 0);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
 	context_changed(c); /* the floor may have moved: `history` shows it */
 	if (first < 0) {
@@ -381,22 +424,32 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	size_t nm = kept * 2 + 1 + (t->continued ? 1 : 0);
 	struct wire_message *m = calloc(nm, sizeof(*m));
 	cJSON **blocks = calloc(kept + 1, sizeof(*blocks));
-	if (!m || !blocks) {
+	struct wire_raw *pre = NULL;
+	int ret =
+	    m && blocks ? turn_attachments(c, k, (size_t)first, caps, &pre, why, whylen) : -ENOMEM;
+	if (ret < 0) {
 		free(m);
 		free(blocks);
-		return -ENOMEM;
+		return ret;
 	}
+	size_t np = 0;
 	*raw = fixed;
 	for (size_t i = 0; i < kept; i++) {
 		const struct exchange *h = &c->ex[c->hist[(size_t)first + i]];
-		m[2 * i] = (struct wire_message){false, h->user, h->user_len, false};
-		m[2 * i + 1] =
-		    (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
-					  h->reply->text.len, false};
+		const char *reply = h->reply->text.data ? h->reply->text.data : "";
+		m[2 * i] = (struct wire_message){
+		    .text = h->user, .len = h->user_len, .pre = pre + np, .n_pre = h->n_att};
+		np += h->n_att;
+		m[2 * i + 1] = (struct wire_message){
+		    .assistant = true, .text = reply, .len = h->reply->text.len};
 		m[2 * i + 1].blocks = blocks[i] = blocks_json(h->reply, BLOCKS_HISTORY);
 		*raw += exchange_raw(h);
 	}
-	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
+	m[2 * kept] = (struct wire_message){.text = e->user,
+					    .len = e->user_len,
+					    .cache_mark = st->prompt_cache,
+					    .pre = pre + np,
+					    .n_pre = e->n_att};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
 	if (t->continued) {
@@ -430,11 +483,12 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .schema = c->schema,
 	    .schema_len = c->schema_len,
 	};
-	int ret = t->continued && !blocks[kept] ? -ENODATA : wire_request_build(&r, body);
+	ret = t->continued && !blocks[kept] ? -ENODATA : wire_request_build(&r, body);
 	for (size_t i = 0; i <= kept; i++)
 		cJSON_Delete(blocks[i]);
 	free(blocks);
 	free(m);
+	free(pre);
 	if (ret == -EFBIG)
 		snprintf(why, whylen,
 			 "the request would exceed the API's 32 MB limit; nothing was sent");
@@ -469,10 +523,19 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		return -EINVAL;
 	}
 	buf_init(&body, REQUEST_MAX);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t->req_bytes = body.len;
+	t->req_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
 	if (r < 0) {
 		buf_done(&body);
-		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);
+		turn_refuse(s, t,
+			    r == -EFBIG	    ? "budget_exceeded"
+			    : r == -ENOTSUP ? "unsupported_input"
+					    : "request_error",
+			    why, n);
 		return r;
 	}
 	/* What the reply is priced as, and what REPLY_END names, hit or call. */

@@ -19,7 +19,8 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "attach"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 
 
@@ -443,7 +444,7 @@ def test_random_bytes_into_every_writable_file(mount, fake, record_property):
     read_file(mount.path / ".config")
     for name, c in ctxs.items():
         assert set(os.listdir(c)) == CTX_FILES
-        for f in CTX_FILES - {"output", "ctl"}:
+        for f in CTX_FILES - {"output", "ctl", "attach"}:
             read_file(c / f)
         read_partial(c / "output")
         write_file(c / "model", "claude-sonnet-4-5\n")
@@ -474,7 +475,7 @@ def open_close(path, flags, write=None, read=False):
 
 
 def snapshot(mount, c):
-    snap = {f: read_file(c / f) for f in CTX_FILES - {"output", "ctl", "input", "status"}}
+    snap = {f: read_file(c / f) for f in CTX_FILES - {"output", "ctl", "input", "status", "attach"}}
     snap["output"] = read_partial(c / "output")[0]
     snap["status"] = status(c).state
     snap[".config"] = read_file(mount.path / ".config")

@@ -17,7 +17,8 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "attach"}
 
 # fs_impl.h
 DIR_MAX_FILES = 16
