@@ -78,7 +78,8 @@ def test_doc_routes_run(shim, fake):
         check(cmd, expected, res)
     # The doc's story, seen on the mount: notes was made, talked to, deleted.
     assert not (shim.path / "notes").exists()
-    assert [c.last_user_text for c in fake.calls] == ["What is a monad?", "Shorter, please."]
+    assert [c.last_user_text for c in fake.calls] == ["What is a monad?", "Shorter, please.",
+                                                           "Summarise it."]
 
 
 def test_doc_token_section_runs(shim_factory, workdir):
