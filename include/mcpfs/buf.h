@@ -5,11 +5,18 @@
  * buffer unchanged.  The data is always NUL-terminated one byte past len (not
  * counted), so text can be handed to C string functions.  Not thread-safe: the
  * owner of the buffer serialises access.
+ *
+ * A counting buffer (buf_init_count) stores nothing: appends and printfs only
+ * add to len, with the same cap, and data stays NULL.  It measures what a
+ * rendering would take without copying it; a call that needs the bytes or the
+ * storage (buf_reserve, growing by buf_resize or buf_write_at, buf_steal) fails
+ * with -EINVAL (buf_steal: NULL) on it.
  */
 #ifndef MCPFS_BUF_H
 #define MCPFS_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,10 +25,14 @@ struct buf {
 	size_t len; /* bytes stored */
 	size_t cap; /* bytes allocated, excluding the terminator */
 	size_t max; /* hard cap on len */
+	bool count; /* a counting buffer: only len is kept */
 };
 
 /* Prepares an empty buffer that may hold at most max bytes.  Never fails. */
 void buf_init(struct buf *b, size_t max);
+
+/* Prepares an empty counting buffer (see above).  Never fails. */
+void buf_init_count(struct buf *b, size_t max);
 
 /* Frees the storage; the buffer is empty and reusable afterwards.  NULL-safe. */
 void buf_done(struct buf *b);

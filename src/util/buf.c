@@ -19,6 +19,13 @@ void buf_init(struct buf *b, size_t max)
 	b->len = 0;
 	b->cap = 0;
 	b->max = max;
+	b->count = false;
+}
+
+void buf_init_count(struct buf *b, size_t max)
+{
+	buf_init(b, max);
+	b->count = true;
 }
 
 void buf_done(struct buf *b)
@@ -56,6 +63,8 @@ int buf_reserve(struct buf *b, size_t want)
 {
 	if (want > b->max)
 		return -EFBIG;
+	if (b->count)
+		return -EINVAL;
 	if (want <= b->cap && b->data)
 		return 0;
 	size_t cap = b->cap ? b->cap : 64;
@@ -96,6 +105,10 @@ int buf_append(struct buf *b, const void *p, size_t n)
 {
 	if (n > b->max - b->len)
 		return -EFBIG;
+	if (b->count) {
+		b->len += n;
+		return 0;
+	}
 	int r = buf_reserve(b, b->len + n);
 	if (r < 0)
 		return r;
@@ -122,6 +135,10 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 		return -EINVAL;
 	if ((size_t)n > b->max - b->len)
 		return -EFBIG;
+	if (b->count) {
+		b->len += (size_t)n;
+		return 0;
+	}
 	int r = buf_reserve(b, b->len + (size_t)n);
 	if (r < 0)
 		return r;
