@@ -74,6 +74,15 @@ void pg_message(const struct pg_store *p, const char *msg, char *out, size_t n)
 	out[o] = '\0';
 }
 
+/* libpq prints notices, and a server's message on an idle connection (a
+ * terminated session), to stderr by default: a daemon's stderr is its log, and
+ * the engine never logs.  The failure itself reaches the caller as -EIO. */
+static void on_notice(void *data, const PGresult *r)
+{
+	(void)data;
+	(void)r;
+}
+
 /* A new connection with mcpfs's defaults (which the URL overrides), its session
  * set up for commits: synchronous_commit on, statements bounded.  NULL on
  * failure, with one line in why. */
@@ -95,6 +104,7 @@ PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 		PQfinish(c);
 		return NULL;
 	}
+	PQsetNoticeReceiver(c, on_notice, NULL);
 	snprintf(set, sizeof(set),
 		 "SET synchronous_commit = on; SET statement_timeout = %d; "
 		 "SET client_min_messages = warning",

@@ -39,6 +39,8 @@ def run_case(case, url, timeout=120):
     assert r.returncode == 0, "test_pg_store %s: exit %d\n%s%s" % (case, r.returncode, r.stdout,
                                                                   r.stderr)
     assert r.stdout.rstrip().endswith(" 0 failed"), r.stdout
+    # the engine never writes to stderr (a daemon's log): libpq's notices neither
+    assert r.stderr == "", r.stderr
     return r.stdout
 
 
@@ -86,6 +88,7 @@ def test_server_restart_mid_append_loses_nothing_committed(pg, mode):
     out = "".join(lines) + out
     assert p.returncode == 0, out + err
     assert "ERROR -5 unreachable: " in out, out
+    assert err == "", err
     assert out.rstrip().endswith(" 0 failed"), out
 
 
