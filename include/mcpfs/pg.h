@@ -23,12 +23,12 @@
 
 #include "mcpfs/storage.h"
 
-#define PG_SCHEMA_VERSION 1	 /* the schema this mcpfs writes (doc/design/shared-store.md) */
-#define PG_CONNECT_TIMEOUT "5"	 /* seconds, unless the URL says otherwise */
+#define PG_SCHEMA_VERSION 1    /* the schema this mcpfs writes (doc/design/shared-store.md) */
+#define PG_CONNECT_TIMEOUT "5" /* seconds, unless the URL says otherwise */
 #define PG_STATEMENT_TIMEOUT_MS 15000 /* no statement waits longer (locks included) */
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
-#define PG_FEED_QUEUE 1024 /* hints kept between drains; beyond: resync */
+#define PG_FEED_QUEUE 1024	   /* hints kept between drains; beyond: resync */
 #define PG_LEASE_MAX_TTL_MS 600000 /* longest lease (-EINVAL beyond) */
 
 /* Connects to url (a libpq URI or key=value string), creates or migrates the

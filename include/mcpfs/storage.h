@@ -90,8 +90,8 @@ struct storage_hint {
 
 /* A call lease (shared engines): one call at a time per context across daemons. */
 struct storage_lease {
-	uint64_t token;			  /* fencing token: grows at every acquisition */
-	bool took_over;			  /* the previous holder's lease had expired */
+	uint64_t token;			      /* fencing token: grows at every acquisition */
+	bool took_over;			      /* the previous holder's lease had expired */
 	char prev_holder[STORAGE_MAX_HOLDER]; /* who held it before ("" for nobody) */
 };
 
@@ -110,8 +110,8 @@ struct storage_ops {
 	int (*remove)(struct storage *s, uint64_t id);
 	/* Appends one record; *seq (may be NULL) gets its sequence number.  With
 	 * STORAGE_COMMIT durable on return.  -ENOENT, -EFBIG. */
-	int (*append)(struct storage *s, uint64_t id, uint16_t type, const void *payload, size_t len,
-		      unsigned flags, uint64_t *seq);
+	int (*append)(struct storage *s, uint64_t id, uint16_t type, const void *payload,
+		      size_t len, unsigned flags, uint64_t *seq);
 	/* Makes every record appended to id so far durable.  -ENOENT. */
 	int (*sync)(struct storage *s, uint64_t id);
 	/* Every live context, by id, without reading records.  0 or fn's value. */

@@ -10,8 +10,8 @@
 #include "mcpfs/clock.h"
 #include "pg_impl.h"
 
-/* Replaces the value after each "password=" (up to '&', ' ' or the end) and the
- * password of a URI's user info with "***". */
+/* Replaces the value after each "password=" (up to '&', ' ' or the end; a
+ * 'quoted' value whole) and the password of a URI's user info with "***". */
 void pg_mask_url(const char *url, char *out, size_t n)
 {
 	size_t o = 0;
@@ -33,12 +33,18 @@ void pg_mask_url(const char *url, char *out, size_t n)
 		const char *skip_to = NULL;
 		if (colon && c == colon + 1)
 			skip_to = auth_end;
-		else if (strncmp(c, "password=", 9) == 0 && (c == url || c[-1] == '?' || c[-1] == '&' ||
-							     c[-1] == ' ')) {
+		else if (strncmp(c, "password=", 9) == 0 &&
+			 (c == url || c[-1] == '?' || c[-1] == '&' || c[-1] == ' ')) {
 			size_t k = 9;
 			while (k && o + 1 < n)
 				out[o++] = *c++, k--;
 			skip_to = c + strcspn(c, "& ");
+			if (*c == '\'') /* key='quoted value' (\' and \\ escaped) */
+				for (skip_to = c + 1; *skip_to && *skip_to != '\''; skip_to++)
+					if (*skip_to == '\\' && skip_to[1])
+						skip_to++;
+			if (*c == '\'' && *skip_to)
+				skip_to++;
 		}
 		if (skip_to) {
 			for (const char *m = "***"; *m && o + 1 < n; m++)
@@ -88,8 +94,13 @@ static void on_notice(void *data, const PGresult *r)
  * failure, with one line in why. */
 PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 {
-	const char *keys[] = {"connect_timeout", "application_name", "keepalives_idle",
-			      "keepalives_interval", "keepalives_count", "dbname", NULL};
+	const char *keys[] = {"connect_timeout",
+			      "application_name",
+			      "keepalives_idle",
+			      "keepalives_interval",
+			      "keepalives_count",
+			      "dbname",
+			      NULL};
 	const char *vals[] = {PG_CONNECT_TIMEOUT, app, "5", "2", "3", p->url, NULL};
 	char set[160], line[PG_ERR_MAX / 2];
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
@@ -196,7 +207,7 @@ int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const 
 	if (err < 0)
 		return err;
 	PGresult *r =
-		PQexecParams(p->conn, sql, nparams, NULL, values, lengths, formats, result_binary);
+	    PQexecParams(p->conn, sql, nparams, NULL, values, lengths, formats, result_binary);
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		*ret = r;

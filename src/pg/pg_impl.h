@@ -33,10 +33,10 @@ struct pg_store {
 	char *url;
 	char *password; /* to mask in server messages; NULL when none */
 	char masked[PG_ERR_MAX / 2];
-	PGconn *conn;	   /* NULL while down */
-	int64_t retry_at;  /* monotonic ms: no reconnect before */
-	int backoff_ms;	   /* next back-off; 0 after a success */
-	bool unsynced;	   /* an append without STORAGE_COMMIT since the last commit */
+	PGconn *conn;	      /* NULL while down */
+	int64_t retry_at;     /* monotonic ms: no reconnect before */
+	int backoff_ms;	      /* next back-off; 0 after a success */
+	bool unsynced;	      /* an append without STORAGE_COMMIT since the last commit */
 	char err[PG_ERR_MAX]; /* the last connection failure, "" when up */
 	struct pg_feed feed;
 };

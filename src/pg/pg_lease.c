@@ -124,10 +124,11 @@ int pg_lease_renew(struct storage *s, uint64_t id, uint64_t token, uint32_t ttl_
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	snprintf(tok, sizeof(tok), "%" PRIu64, token);
 	snprintf(ttl, sizeof(ttl), "%" PRIu32, ttl_ms);
-	return lease_update((struct pg_store *)s,
-			    "UPDATE mcpfs.leases SET expires = " LEASE_EXPIRY
-			    " WHERE context_id = $1 AND token = $2 AND holder <> '' RETURNING token",
-			    3, v);
+	return lease_update(
+	    (struct pg_store *)s,
+	    "UPDATE mcpfs.leases SET expires = " LEASE_EXPIRY
+	    " WHERE context_id = $1 AND token = $2 AND holder <> '' RETURNING token",
+	    3, v);
 }
 
 int pg_lease_release(struct storage *s, uint64_t id, uint64_t token)

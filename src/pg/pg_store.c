@@ -23,26 +23,26 @@
 /* Version 1.  Deleted contexts stay as rows without a name (tombstones), so
  * that a daemon catching up by change position sees the deletion. */
 static const char *const migrations[PG_SCHEMA_VERSION] = {
-	"CREATE SEQUENCE mcpfs.changes;"
-	"CREATE TABLE mcpfs.contexts ("
-	" id bigserial PRIMARY KEY,"
-	" name text UNIQUE,"
-	" created_ms bigint NOT NULL,"
-	" last_seq bigint NOT NULL DEFAULT 0,"
-	" change bigint NOT NULL);"
-	"CREATE INDEX contexts_change ON mcpfs.contexts (change);"
-	"CREATE TABLE mcpfs.records ("
-	" context_id bigint NOT NULL REFERENCES mcpfs.contexts (id),"
-	" seq bigint NOT NULL,"
-	" type smallint NOT NULL,"
-	" payload bytea NOT NULL,"
-	" PRIMARY KEY (context_id, seq));"
-	"CREATE TABLE mcpfs.leases ("
-	" context_id bigint PRIMARY KEY REFERENCES mcpfs.contexts (id),"
-	" holder text NOT NULL,"
-	" token bigint NOT NULL,"
-	" expires timestamptz NOT NULL);"
-	"CREATE TABLE mcpfs.defaults (id int PRIMARY KEY CHECK (id = 1), payload bytea NOT NULL);",
+    "CREATE SEQUENCE mcpfs.changes;"
+    "CREATE TABLE mcpfs.contexts ("
+    " id bigserial PRIMARY KEY,"
+    " name text UNIQUE,"
+    " created_ms bigint NOT NULL,"
+    " last_seq bigint NOT NULL DEFAULT 0,"
+    " change bigint NOT NULL);"
+    "CREATE INDEX contexts_change ON mcpfs.contexts (change);"
+    "CREATE TABLE mcpfs.records ("
+    " context_id bigint NOT NULL REFERENCES mcpfs.contexts (id),"
+    " seq bigint NOT NULL,"
+    " type smallint NOT NULL,"
+    " payload bytea NOT NULL,"
+    " PRIMARY KEY (context_id, seq));"
+    "CREATE TABLE mcpfs.leases ("
+    " context_id bigint PRIMARY KEY REFERENCES mcpfs.contexts (id),"
+    " holder text NOT NULL,"
+    " token bigint NOT NULL,"
+    " expires timestamptz NOT NULL);"
+    "CREATE TABLE mcpfs.defaults (id int PRIMARY KEY CHECK (id = 1), payload bytea NOT NULL);",
 };
 
 static struct pg_store *pg_of(struct storage *s)
@@ -60,9 +60,10 @@ static uint64_t pg_u64(PGresult *r, int row, int col)
 int pg_migrate(struct pg_store *p, char *why, size_t n)
 {
 	PGresult *r = NULL;
-	int err = pg_simple(p, "BEGIN; SELECT pg_advisory_xact_lock(7306915501);"
-			       "CREATE SCHEMA IF NOT EXISTS mcpfs;"
-			       "CREATE TABLE IF NOT EXISTS mcpfs.schema_version (version int NOT NULL)");
+	int err =
+	    pg_simple(p, "BEGIN; SELECT pg_advisory_xact_lock(7306915501);"
+			 "CREATE SCHEMA IF NOT EXISTS mcpfs;"
+			 "CREATE TABLE IF NOT EXISTS mcpfs.schema_version (version int NOT NULL)");
 	if (err == 0)
 		err = pg_exec(p, "SELECT coalesce(max(version), 0) FROM mcpfs.schema_version", 0,
 			      NULL, NULL, NULL, 0, &r);
@@ -99,10 +100,10 @@ static int pg_create(struct storage *s, const char *name, int64_t created_ms, co
 		     size_t len, uint64_t *id)
 {
 	static const char sql[] =
-		"WITH c AS (INSERT INTO mcpfs.contexts (name, created_ms, last_seq, change)"
-		" VALUES ($1, $2::bigint, 1, nextval('mcpfs.changes')) RETURNING id),"
-		" r AS (INSERT INTO mcpfs.records SELECT id, 1, $3::smallint, $4::bytea FROM c)"
-		" SELECT id, pg_notify('" PG_CHANNEL "', id || ' 0') FROM c";
+	    "WITH c AS (INSERT INTO mcpfs.contexts (name, created_ms, last_seq, change)"
+	    " VALUES ($1, $2::bigint, 1, nextval('mcpfs.changes')) RETURNING id),"
+	    " r AS (INSERT INTO mcpfs.records SELECT id, 1, $3::smallint, $4::bytea FROM c)"
+	    " SELECT id, pg_notify('" PG_CHANNEL "', id || ' 0') FROM c";
 	struct pg_store *p = pg_of(s);
 	char ms[24], type[8];
 	const char *v[] = {name, ms, type, payload};
@@ -140,23 +141,25 @@ static int pg_on_context(struct storage *s, const char *sql, uint64_t id, const 
 
 static int pg_rename(struct storage *s, uint64_t id, const char *to)
 {
-	return pg_on_context(s,
-			     "UPDATE mcpfs.contexts SET name = $2, change = nextval('mcpfs.changes')"
-			     " WHERE id = $1 AND name IS NOT NULL"
-			     " RETURNING pg_notify('" PG_CHANNEL "', id || ' 0')",
-			     id, to);
+	return pg_on_context(
+	    s,
+	    "UPDATE mcpfs.contexts SET name = $2, change = nextval('mcpfs.changes')"
+	    " WHERE id = $1 AND name IS NOT NULL"
+	    " RETURNING pg_notify('" PG_CHANNEL "', id || ' 0')",
+	    id, to);
 }
 
 static int pg_remove(struct storage *s, uint64_t id)
 {
-	return pg_on_context(s,
-			     "WITH c AS (UPDATE mcpfs.contexts SET name = NULL,"
-			     " change = nextval('mcpfs.changes') WHERE id = $1 AND name IS NOT NULL"
-			     " RETURNING id),"
-			     " d AS (DELETE FROM mcpfs.records WHERE context_id IN (SELECT id FROM c)),"
-			     " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c))"
-			     " SELECT pg_notify('" PG_CHANNEL "', id || ' 0') FROM c",
-			     id, NULL);
+	return pg_on_context(
+	    s,
+	    "WITH c AS (UPDATE mcpfs.contexts SET name = NULL,"
+	    " change = nextval('mcpfs.changes') WHERE id = $1 AND name IS NOT NULL"
+	    " RETURNING id),"
+	    " d AS (DELETE FROM mcpfs.records WHERE context_id IN (SELECT id FROM c)),"
+	    " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c))"
+	    " SELECT pg_notify('" PG_CHANNEL "', id || ' 0') FROM c",
+	    id, NULL);
 }
 
 /* The sequence number comes from the context's row, whose lock orders every
@@ -165,12 +168,12 @@ static int pg_append_locked(struct pg_store *p, const char *const *v, const int 
 			    const int *fmts, unsigned flags, uint64_t *seq)
 {
 	static const char sql[] =
-		"WITH c AS (UPDATE mcpfs.contexts SET last_seq = last_seq + 1,"
-		" change = nextval('mcpfs.changes') WHERE id = $1::bigint AND name IS NOT NULL"
-		" RETURNING id, last_seq),"
-		" r AS (INSERT INTO mcpfs.records SELECT id, last_seq, $2::smallint, $3::bytea FROM c"
-		" RETURNING seq)"
-		" SELECT seq, pg_notify('" PG_CHANNEL "', $1 || ' ' || seq) FROM r";
+	    "WITH c AS (UPDATE mcpfs.contexts SET last_seq = last_seq + 1,"
+	    " change = nextval('mcpfs.changes') WHERE id = $1::bigint AND name IS NOT NULL"
+	    " RETURNING id, last_seq),"
+	    " r AS (INSERT INTO mcpfs.records SELECT id, last_seq, $2::smallint, $3::bytea FROM c"
+	    " RETURNING seq)"
+	    " SELECT seq, pg_notify('" PG_CHANNEL "', $1 || ' ' || seq) FROM r";
 	bool commit = flags & STORAGE_COMMIT;
 	PGresult *r;
 	int err = 0;
@@ -245,11 +248,11 @@ static int on_context_row(void *data, PGresult *r)
 {
 	struct ctx_walk *w = data;
 	struct storage_context c = {
-		.id = pg_u64(r, 0, 0),
-		.name = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1),
-		.created_ms = strtoll(PQgetvalue(r, 0, 2), NULL, 10),
-		.last_seq = pg_u64(r, 0, 3),
-		.change = pg_u64(r, 0, 4),
+	    .id = pg_u64(r, 0, 0),
+	    .name = PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1),
+	    .created_ms = strtoll(PQgetvalue(r, 0, 2), NULL, 10),
+	    .last_seq = pg_u64(r, 0, 3),
+	    .change = pg_u64(r, 0, 4),
 	};
 	w->last_change = c.change;
 	return w->fn(w->data, &c);
@@ -260,10 +263,11 @@ static int pg_list(struct storage *s, storage_context_fn *fn, void *data)
 	struct pg_store *p = pg_of(s);
 	struct ctx_walk w = {fn, data, 0};
 
-	return LOCKED(p, pg_single_rows(p,
-					"SELECT id, name, created_ms, last_seq, change FROM mcpfs.contexts"
-					" WHERE name IS NOT NULL ORDER BY id",
-					0, NULL, 0, on_context_row, &w));
+	return LOCKED(
+	    p, pg_single_rows(p,
+			      "SELECT id, name, created_ms, last_seq, change FROM mcpfs.contexts"
+			      " WHERE name IS NOT NULL ORDER BY id",
+			      0, NULL, 0, on_context_row, &w));
 }
 
 static int pg_changes(struct storage *s, uint64_t after, uint32_t max, storage_context_fn *fn,
@@ -321,13 +325,15 @@ static int pg_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max,
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	snprintf(a, sizeof(a), "%" PRIu64, after);
 	snprintf(m, sizeof(m), "%" PRIu32, max);
-	int err = LOCKED(p, pg_single_rows(p,
-					   "SELECT seq, type, payload FROM mcpfs.records"
-					   " WHERE context_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-					   3, v, 1, on_record_row, &w));
+	int err =
+	    LOCKED(p, pg_single_rows(p,
+				     "SELECT seq, type, payload FROM mcpfs.records"
+				     " WHERE context_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+				     3, v, 1, on_record_row, &w));
 	if (err == 0 && w.rows == 0)
-		err = pg_on_context(s, "SELECT id FROM mcpfs.contexts WHERE id = $1 AND name IS NOT NULL",
-				    id, NULL);
+		err = pg_on_context(
+		    s, "SELECT id FROM mcpfs.contexts WHERE id = $1 AND name IS NOT NULL", id,
+		    NULL);
 	if (last)
 		*last = w.last;
 	return err;
@@ -364,10 +370,11 @@ static int pg_defaults_set(struct storage *s, const void *json, size_t len)
 
 	if (len > STORAGE_MAX_RECORD)
 		return -EFBIG;
-	int err = LOCKED(p, pg_exec(p,
-				    "INSERT INTO mcpfs.defaults VALUES (1, $1::bytea) ON CONFLICT (id)"
-				    " DO UPDATE SET payload = excluded.payload",
-				    1, v, lens, fmts, 0, &r));
+	int err =
+	    LOCKED(p, pg_exec(p,
+			      "INSERT INTO mcpfs.defaults VALUES (1, $1::bytea) ON CONFLICT (id)"
+			      " DO UPDATE SET payload = excluded.payload",
+			      1, v, lens, fmts, 0, &r));
 	PQclear(r);
 	return err;
 }
@@ -386,23 +393,41 @@ static void pg_free(struct storage *s)
 }
 
 static const struct storage_ops pg_ops = {
-	.create = pg_create,
-	.rename = pg_rename,
-	.remove = pg_remove,
-	.append = pg_append,
-	.sync = pg_sync,
-	.list = pg_list,
-	.load = pg_load,
-	.defaults_get = pg_defaults_get,
-	.defaults_set = pg_defaults_set,
-	.feed_fd = pg_feed_fd,
-	.feed_drain = pg_feed_drain,
-	.changes = pg_changes,
-	.lease_acquire = pg_lease_acquire,
-	.lease_renew = pg_lease_renew,
-	.lease_release = pg_lease_release,
-	.free = pg_free,
+    .create = pg_create,
+    .rename = pg_rename,
+    .remove = pg_remove,
+    .append = pg_append,
+    .sync = pg_sync,
+    .list = pg_list,
+    .load = pg_load,
+    .defaults_get = pg_defaults_get,
+    .defaults_set = pg_defaults_set,
+    .feed_fd = pg_feed_fd,
+    .feed_drain = pg_feed_drain,
+    .changes = pg_changes,
+    .lease_acquire = pg_lease_acquire,
+    .lease_renew = pg_lease_renew,
+    .lease_release = pg_lease_release,
+    .free = pg_free,
 };
+
+/* libpq's complaint about a URL it cannot parse quotes the bad part, which may
+ * be (part of) the password: quoted text other than a plain keyword becomes
+ * "***". */
+static void pg_unquote(char *msg)
+{
+	char *q = msg, *end;
+
+	while ((q = strchr(q, '"')) && (end = strchr(q + 1, '"'))) {
+		size_t len = (size_t)(end - q - 1);
+		if (len == 0 || strspn(q + 1, "abcdefghijklmnopqrstuvwxyz_") != len) {
+			memmove(q + 4, end, strlen(end) + 1);
+			memcpy(q + 1, "***", 3);
+			end = q + 4;
+		}
+		q = end + 1;
+	}
+}
 
 /* The password libpq would use from the URL itself, to mask it in messages. */
 static int pg_password_of(const char *url, char **password, char *err, size_t n)
@@ -413,6 +438,7 @@ static int pg_password_of(const char *url, char **password, char *err, size_t n)
 	*password = NULL;
 	if (!opts) {
 		snprintf(err, n, "%s", perr ? perr : "out of memory");
+		pg_unquote(err);
 		PQfreemem(perr);
 		return -EINVAL;
 	}

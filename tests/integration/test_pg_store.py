@@ -99,6 +99,8 @@ def test_unreachable_url_one_line_password_masked(pg):
          "postgresql://mcpfs:***@127.0.0.1:1/mcpfs"),
         ("postgresql:///mcpfs?host=%s/nowhere&user=mcpfs&password=%s" % (pg.dir, secret),
          "postgresql:///mcpfs?host=%s/nowhere&user=mcpfs&password=***" % pg.dir),
+        ("host=%s/nowhere password='%s x\\'y' user=mcpfs" % (pg.dir, secret),
+         "host=%s/nowhere password=*** user=mcpfs" % pg.dir),
     ):
         r = subprocess.run([driver(), "unreachable", url], capture_output=True, text=True,
                            timeout=60)
@@ -109,6 +111,16 @@ def test_unreachable_url_one_line_password_masked(pg):
         assert why.startswith("store: cannot connect to " + shown + ": "), why
         assert secret not in r.stdout + r.stderr
         assert len(lines) == 3  # the one line, then the checks' summary
+
+    # a URL libpq cannot parse: its complaint quotes the password, masked too
+    r = subprocess.run([driver(), "unreachable", "postgresql://mcpfs:p%%zz%s@localhost/x" % secret],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "-22"
+    assert lines[1].startswith("store: postgresql://mcpfs:***@localhost/x is not a PostgreSQL URL: "
+                               "invalid percent-encoded token: "), lines[1]
+    assert secret not in r.stdout + r.stderr and "zz" not in r.stdout
 
     # a server that stopped: the same, naming its URL
     pg.stop()

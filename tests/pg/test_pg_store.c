@@ -109,13 +109,15 @@ static void case_basic(const char *url)
 	CHECK_EQ_INT(w.n, 2);
 	CHECK(has_name(&w, "alpha") && has_name(&w, "gamma") && !has_name(&w, "beta"));
 
-	CHECK_EQ_INT(storage_append(s, a, JOURNAL_USER, "{\"turn\":1}", 10, STORAGE_COMMIT, &seq), 0);
+	CHECK_EQ_INT(storage_append(s, a, JOURNAL_USER, "{\"turn\":1}", 10, STORAGE_COMMIT, &seq),
+		     0);
 	CHECK_EQ_INT(seq, 2);
 	CHECK_EQ_INT(storage_append(s, a, JOURNAL_REPLY_PART, "{\"p\":1}", 7, 0, &seq), 0);
 	CHECK_EQ_INT(seq, 3);
 	CHECK_EQ_INT(storage_append(s, a, JOURNAL_REPLY_PART, "{\"p\":2}", 7, 0, &seq), 0);
 	CHECK_EQ_INT(storage_sync(s, a), 0);
-	CHECK_EQ_INT(storage_append(s, 999999, JOURNAL_USER, "{}", 2, STORAGE_COMMIT, NULL), -ENOENT);
+	CHECK_EQ_INT(storage_append(s, 999999, JOURNAL_USER, "{}", 2, STORAGE_COMMIT, NULL),
+		     -ENOENT);
 	/* a payload of bytes a JSON text never holds (NUL, 0xff) comes back whole */
 	CHECK_EQ_INT(storage_append(s, a, 99, "x\0\xff", 3, STORAGE_COMMIT, &seq), 0);
 	CHECK_EQ_INT(storage_append(s, a, JOURNAL_USER, "", (size_t)STORAGE_MAX_RECORD + 1,
@@ -237,7 +239,8 @@ static void case_feed(const char *url)
 
 	CHECK_EQ_INT(storage_load(b, id, 0, 0, on_record, &r, &last), 0);
 	CHECK_EQ_INT(last, 1);
-	CHECK_EQ_INT(storage_append(a, id, JOURNAL_USER, "{\"turn\":1}", 10, STORAGE_COMMIT, &seq), 0);
+	CHECK_EQ_INT(storage_append(a, id, JOURNAL_USER, "{\"turn\":1}", 10, STORAGE_COMMIT, &seq),
+		     0);
 	CHECK_EQ_INT(storage_append(a, id, JOURNAL_REPLY_PART, "{\"t\":\"hi\"}", 10, 0, &seq), 0);
 	CHECK_EQ_INT(seq, 3);
 	CHECK(wait_hint(b, id, 3));
@@ -385,7 +388,8 @@ static void case_restart(const char *url)
 	CHECK_EQ_INT(storage_create(s, "durable", 1, CREATE, strlen(CREATE), &id), 0);
 	for (i = 1; i < 4096 && clock_mono_ms() < end && after < 20; i++) {
 		int n = snprintf(payload, sizeof(payload), "{\"i\":%d}", i);
-		int err = storage_append(s, id, JOURNAL_USER, payload, (size_t)n, STORAGE_COMMIT, NULL);
+		int err =
+		    storage_append(s, id, JOURNAL_USER, payload, (size_t)n, STORAGE_COMMIT, NULL);
 		if (err == 0) {
 			ok[i] = 1;
 			acked++;
@@ -423,15 +427,15 @@ static void case_restart(const char *url)
 	storage_free(s);
 }
 
-/* start-up with an unreachable URL: one line, password masked */
+/* start-up with an unreachable or invalid URL: one line, password masked */
 static int case_unreachable(const char *url)
 {
 	char why[512];
 	struct storage *s = NULL;
 	int err = pg_store_new(url, why, sizeof(why), &s);
 
-	printf("%d\n%s\n", err, why);
-	CHECK_EQ_INT(err, -EIO);
+	printf("%d\n%s\n", err, why); /* test_pg_store.py checks them */
+	CHECK(err < 0);
 	CHECK(s == NULL);
 	return check_report();
 }
@@ -439,7 +443,8 @@ static int case_unreachable(const char *url)
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: test_pg_store basic|feed|lost|lease|restart|unreachable URL\n");
+		fprintf(stderr,
+			"usage: test_pg_store basic|feed|lost|lease|restart|unreachable URL\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
