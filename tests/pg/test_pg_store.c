@@ -357,8 +357,10 @@ static void case_lease(const char *url)
 	storage_free(b);
 }
 
+#define RESTART_MAX 8192 /* appends at most: 20 ms apart, more than the 90 s allowed */
+
 struct acked {
-	char seen[4096];
+	char seen[RESTART_MAX];
 	int dup;
 };
 
@@ -368,7 +370,7 @@ static int on_acked(void *data, uint64_t seq, uint16_t type, const void *payload
 	int i = 0;
 
 	if (type == JOURNAL_USER && sscanf((const char *)payload, "{\"i\":%d}", &i) == 1 && i > 0 &&
-	    i < 4096) {
+	    i < RESTART_MAX) {
 		k->dup += k->seen[i];
 		k->seen[i] = 1;
 	}
@@ -380,13 +382,13 @@ static int on_acked(void *data, uint64_t seq, uint16_t type, const void *payload
 static void case_restart(const char *url)
 {
 	struct storage *s = open_store(url);
-	char ok[4096] = {0}, payload[32], st[256];
+	char ok[RESTART_MAX] = {0}, payload[32], st[256];
 	int acked = 0, errors = 0, after = 0, first_err = 0, i;
 	uint64_t id;
 	int64_t end = clock_mono_ms() + 90000;
 
 	CHECK_EQ_INT(storage_create(s, "durable", 1, CREATE, strlen(CREATE), &id), 0);
-	for (i = 1; i < 4096 && clock_mono_ms() < end && after < 20; i++) {
+	for (i = 1; i < RESTART_MAX && clock_mono_ms() < end && after < 20; i++) {
 		int n = snprintf(payload, sizeof(payload), "{\"i\":%d}", i);
 		int err =
 		    storage_append(s, id, JOURNAL_USER, payload, (size_t)n, STORAGE_COMMIT, NULL);
@@ -408,7 +410,7 @@ static void case_restart(const char *url)
 			fflush(stdout);
 		}
 		if (errors == 0 && i >= 20)
-			sleep_ms(5); /* keep appending until the driver restarts the server */
+			sleep_ms(20); /* keep appending until the driver restarts the server */
 	}
 	printf("acked %d, failed %d\n", acked, errors);
 	CHECK(errors > 0);
@@ -420,7 +422,7 @@ static void case_restart(const char *url)
 	struct acked k = {{0}, 0};
 	CHECK_EQ_INT(storage_load(s, id, 0, 0, on_acked, &k, NULL), 0);
 	int lost = 0;
-	for (int j = 1; j < 4096; j++)
+	for (int j = 1; j < RESTART_MAX; j++)
 		lost += ok[j] && !k.seen[j];
 	CHECK_EQ_INT(lost, 0);
 	CHECK_EQ_INT(k.dup, 0);
