@@ -10,7 +10,6 @@ server around it.
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,10 @@ def driver():
     b = os.environ.get("MCPFS_BIN") or str(REPO / "build" / "mcpfs")
     path = Path(b).resolve().parent / "tests" / "test_pg_store"
     if not path.is_file():
-        pytest.fail("%s was not built (meson found no libpq? apt-get install libpq-dev)" % path)
+        msg = "%s was not built (meson found no libpq: apt-get install libpq-dev)" % path
+        if os.environ.get("MCPFS_CI"):
+            pytest.fail(msg + ", and CI (MCPFS_CI) must have it: packaging/build-deps.txt")
+        pytest.skip(msg)
     return str(path)
 
 
