@@ -63,6 +63,10 @@ def test_lost_notification_caught_up_by_the_next_poll(pg):
     run_case("lost", pg.url)
 
 
+def test_concurrent_appends_from_two_connections_one_order(pg):
+    run_case("concurrent", pg.url)
+
+
 def test_lease_takeover_after_expiry(pg):
     run_case("lease", pg.url)
 

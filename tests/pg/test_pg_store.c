@@ -3,7 +3,8 @@
  * Run by tests/integration/test_pg_store.py, which starts a PostgreSQL 15 of its
  * own (pg_support.py) and passes its URL:
  *     test_pg_store CASE URL
- * CASE is basic, feed, lost, lease, restart or unreachable (see each function).
+ * CASE is basic, feed, lost, concurrent, lease, restart or unreachable (see each
+ * function).
  * Exits 0 when every check passed and prints "N passed, M failed".  The
  * restart case talks to the driver on stdout: "READY" when it wants the server
  * restarted, then keeps appending through the restart.
@@ -12,6 +13,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +359,79 @@ static void case_lease(const char *url)
 	storage_free(b);
 }
 
+#define WRITES 50 /* appends per writer in case_concurrent */
+
+struct writer {
+	const char *url;
+	uint64_t id;
+	int who;
+	int err;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct storage *s = open_store(w->url);
+	char payload[32];
+
+	for (int i = 1; i <= WRITES && !w->err; i++) {
+		int n = snprintf(payload, sizeof(payload), "{\"w\":%d,\"i\":%d}", w->who, i);
+		w->err = storage_append(s, w->id, JOURNAL_USER, payload, (size_t)n, STORAGE_COMMIT,
+					NULL);
+	}
+	storage_free(s);
+	return NULL;
+}
+
+struct order {
+	uint64_t next_seq;
+	int next_i[2];
+	int bad;
+};
+
+static int on_ordered(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
+{
+	struct order *o = data;
+	int who = -1, i = 0;
+
+	o->bad += seq != o->next_seq++;
+	if (type != JOURNAL_USER)
+		return 0;
+	if (sscanf((const char *)payload, "{\"w\":%d,\"i\":%d}", &who, &i) != 2 || who < 0 ||
+	    who > 1 || i != o->next_i[who] + 1)
+		o->bad++;
+	else
+		o->next_i[who] = i;
+	return 0;
+}
+
+/* two daemons append to one context at once: every record kept, one order
+ * (seqs without gaps), each daemon's records in the order it wrote them */
+static void case_concurrent(const char *url)
+{
+	struct storage *s = open_store(url);
+	struct writer w[2] = {{url, 0, 0, 0}, {url, 0, 1, 0}};
+	pthread_t t[2];
+	struct order o = {1, {0, 0}, 0};
+	uint64_t id, last = 0;
+
+	CHECK_EQ_INT(storage_create(s, "busy", 1, CREATE, strlen(CREATE), &id), 0);
+	for (int k = 0; k < 2; k++) {
+		w[k].id = id;
+		CHECK_EQ_INT(pthread_create(&t[k], NULL, writer_main, &w[k]), 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		pthread_join(t[k], NULL);
+		CHECK_EQ_INT(w[k].err, 0);
+	}
+	CHECK_EQ_INT(storage_load(s, id, 0, 0, on_ordered, &o, &last), 0);
+	CHECK_EQ_INT(last, 2 * WRITES + 1);
+	CHECK_EQ_INT(o.bad, 0);
+	CHECK_EQ_INT(o.next_i[0], WRITES);
+	CHECK_EQ_INT(o.next_i[1], WRITES);
+	storage_free(s);
+}
+
 #define RESTART_MAX 8192 /* appends at most: 20 ms apart, more than the 90 s allowed */
 
 struct acked {
@@ -445,8 +520,8 @@ static int case_unreachable(const char *url)
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr,
-			"usage: test_pg_store basic|feed|lost|lease|restart|unreachable URL\n");
+		fprintf(stderr, "usage: test_pg_store "
+				"basic|feed|lost|concurrent|lease|restart|unreachable URL\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -456,6 +531,8 @@ int main(int argc, char **argv)
 		case_feed(argv[2]);
 	else if (strcmp(argv[1], "lost") == 0)
 		case_lost(argv[2]);
+	else if (strcmp(argv[1], "concurrent") == 0)
+		case_concurrent(argv[2]);
 	else if (strcmp(argv[1], "lease") == 0)
 		case_lease(argv[2]);
 	else if (strcmp(argv[1], "restart") == 0)
