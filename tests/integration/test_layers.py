@@ -39,6 +39,15 @@ FORBIDDEN = [
      'src/util/utf8.c:1: util may not include "mcpfs/store.h" (core)'),
     ("tools/journal_dump.c", '#include "mcpfs/shim.h"',
      'tools/journal_dump.c:1: tools may not include "mcpfs/shim.h" (net)'),
+    # only the PostgreSQL engine (src/pg/) sees libpq; the others see it through pg.h
+    ("src/core/store.c", "#include <libpq-fe.h>",
+     "src/core/store.c:1: core may not include <libpq-fe.h> (libpq)"),
+    ("src/main.c", "#include <libpq-fe.h>",
+     "src/main.c:1: main may not include <libpq-fe.h> (libpq)"),
+    ("src/net/shim.c", '#include "mcpfs/pg.h"',
+     'src/net/shim.c:1: net may not include "mcpfs/pg.h" (pg)'),
+    ("src/pg/pg_conn.c", '#include "mcpfs/shim.h"',
+     'src/pg/pg_conn.c:1: pg may not include "mcpfs/shim.h" (net)'),
 ]
 
 

@@ -1,0 +1,69 @@
+/* pg_impl.h — the PostgreSQL engine's insides, shared by the files of src/pg/ only:
+ * pg_conn.c (connecting, back-off, masking, running statements), pg_store.c
+ * (the schema and the storage_ops), pg_feed.c (the listener thread),
+ * pg_lease.c (call leases). */
+#ifndef MCPFS_PG_IMPL_H
+#define MCPFS_PG_IMPL_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mcpfs/pg.h"
+
+#define PG_CHANNEL "mcpfs"
+#define PG_ERR_MAX 512
+
+struct pg_feed {
+	pthread_t thread;
+	bool started;
+	int event_fd; /* the stable wakeup descriptor (eventfd) */
+	int stop_fd;  /* written to stop the thread (eventfd) */
+	pthread_mutex_t lock;
+	struct storage_hint queue[PG_FEED_QUEUE];
+	int count;
+	bool resync;
+	PGconn *conn; /* the LISTEN connection, the thread's own */
+};
+
+struct pg_store {
+	struct storage base;
+	pthread_mutex_t lock; /* the command connection and the fields below */
+	char *url;
+	char *password; /* to mask in server messages; NULL when none */
+	char masked[PG_ERR_MAX / 2];
+	PGconn *conn;	      /* NULL while down */
+	int64_t retry_at;     /* monotonic ms: no reconnect before */
+	int backoff_ms;	      /* next back-off; 0 after a success */
+	bool unsynced;	      /* an append without STORAGE_COMMIT since the last commit */
+	char err[PG_ERR_MAX]; /* the last connection failure, "" when up */
+	struct pg_feed feed;
+};
+
+/* pg_conn.c */
+PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n);
+void pg_message(const struct pg_store *p, const char *msg, char *out, size_t n);
+int pg_ready(struct pg_store *p);
+int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const *values,
+	    const int *lengths, const int *formats, int result_binary, PGresult **ret);
+int pg_simple(struct pg_store *p, const char *sql);
+int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char *const *values,
+		   int result_binary, int (*row_fn)(void *data, PGresult *r), void *data);
+
+/* pg_store.c */
+int pg_migrate(struct pg_store *p, char *why, size_t n);
+
+/* pg_feed.c */
+int pg_feed_start(struct pg_store *p);
+void pg_feed_stop(struct pg_store *p);
+int pg_feed_fd(struct storage *s);
+int pg_feed_drain(struct storage *s, struct storage_hint *hints, int max, bool *resync);
+
+/* pg_lease.c */
+int pg_lease_acquire(struct storage *s, uint64_t id, const char *holder, uint32_t ttl_ms,
+		     struct storage_lease *l);
+int pg_lease_renew(struct storage *s, uint64_t id, uint64_t token, uint32_t ttl_ms);
+int pg_lease_release(struct storage *s, uint64_t id, uint64_t token);
+
+#endif
