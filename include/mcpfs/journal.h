@@ -34,6 +34,7 @@ enum journal_record_type {
 	JOURNAL_REPLY_END = 5,	/* a reply attempt's end: outcome, usage, content */
 	JOURNAL_CLEAR = 6,	/* the conversation was cleared */
 	JOURNAL_RETRY = 7,	/* a new attempt of a turn was asked for (ctl retry) */
+	JOURNAL_SUMMARY = 9,	/* the rolling summary (text, turns covered); the last wins */
 };
 
 /* What a scan found.  Offsets are byte offsets in the file. */

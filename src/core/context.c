@@ -436,6 +436,26 @@ static void load_end(struct loader *L, const cJSON *o)
 	context_account(L->c, t);
 }
 
+/* SUMMARY: the last one wins ("" removes it); a summary call's usage counts. */
+static void load_summary(struct loader *L, const cJSON *o)
+{
+	size_t len = 0;
+	const char *text = jstr(L, o, "text", &len);
+	int64_t first = jint(o, "first_turn"), last = jint(o, "last_turn");
+	if (!text || first < 0 || last < first || len > SUMMARY_MAX) {
+		L->bad_payloads++;
+		return;
+	}
+	summary_adopt(L->c, text, len, (uint64_t)first, (uint64_t)last);
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "usage");
+	struct turn *t = cJSON_IsObject(u) ? turn_new(L->c, 0, 1) : NULL;
+	if (t) {
+		load_usage(&t->usage, u);
+		context_account(L->c, t);
+		turn_unref(NULL, t);
+	}
+}
+
 static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
 {
 	struct loader *L = data;
@@ -474,9 +494,13 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		L->c->hist_start = L->c->n_ex;
 		L->c->pending_clear = true;
 		context_mark(L->c, MARK_CLEAR, NULL, 0);
+		summary_forget(L->c);
 		break;
 	case JOURNAL_RETRY:
 		load_attempt(L, o);
+		break;
+	case JOURNAL_SUMMARY:
+		load_summary(L, o);
 		break;
 	}
 	cJSON_Delete(o);
@@ -619,6 +643,7 @@ int context_load(struct store *s, struct store_slot *slot)
 	while (c->floor_turn && c->prune.floor < c->prune.n &&
 	       c->ex[c->hist[c->prune.floor]].turn < c->floor_turn)
 		c->prune.floor++;
+	summary_after_load(c);
 	c->next_send = c->n_ex;
 	/* After a clear `output` has no turn until the next message, as it had
 	 * before the restart. */
@@ -654,6 +679,11 @@ void context_free(struct store *s, struct context *c)
 	journal_free(c->journal);
 	free(c->system);
 	free(c->schema);
+	if (c->summ_call) { /* its call's reference stays with the call */
+		c->summ_call->ctx = NULL;
+		turn_unref(NULL, c->summ_call);
+	}
+	free(c->summary);
 	free(c);
 }
 

@@ -52,6 +52,7 @@ struct turn {
 	int64_t started_ms;  /* wall clock */
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
 				holds a reference) before its call is built */
+	bool summary_call;   /* a summary call (summary.c), not an exchange's reply */
 	struct context *ctx; /* NULL once the context is deleted */
 };
 
@@ -150,6 +151,17 @@ struct context {
 	struct journal_report report;
 	uint64_t version; /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
+	/* summary.c: the rolling summary and its call */
+	char *summary; /* heap, NUL-terminated; NULL for none */
+	size_t summary_len;
+	uint64_t summ_first, summ_last; /* turns it covers; 0 0: none named */
+	struct turn *summ_call;		/* the summary call in flight (ref held) */
+	size_t summ_cut;		/* the floor its success moves to */
+	uint64_t summ_cut_turn;		/* the turn of the last exchange it folds */
+	bool summ_compact;		/* asked for by ctl compact */
+	bool summ_drop;			/* a summary call failed: the next cut drops */
+	bool summ_unsaved;		/* its SUMMARY record waits for the journal */
+	char summ_error[WHY_MAX];	/* the last failed summary call, "" none */
 };
 
 /* Every change of what a context shows (a message, a reply's end, settings, the
@@ -304,6 +316,26 @@ void context_drop_ends(struct context *c);
 /* message.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
 void reserve_give_back(struct store *s, uint64_t *held);
+
+/* summary.c (see there).  summary_before: before exchange k's call is built;
+ * 1 when a summary call started and the turn waits for it.  summary_call_end:
+ * turn_end() of a summary call.  summary_raw: the raw estimate of the summary
+ * block (0 for none); summary_block appends its text as sent. */
+extern const char summary_prompt_default[];
+int summary_before(struct store *s, struct context *c, size_t k, struct notes *n);
+int summary_start(struct store *s, struct context *c, size_t cut, const char *focus, size_t flen,
+		  bool compact, struct notes *n);
+void summary_call_end(struct store *s, struct turn *t, struct notes *n);
+void summary_cancel(struct store *s, struct context *c, const char *why, struct notes *n);
+void summary_flush(struct store *s, struct context *c, struct notes *n);
+int64_t summary_raw(const struct context *c);
+int summary_block(const struct context *c, struct buf *out);
+void summary_forget(struct context *c);
+int summary_adopt(struct context *c, const char *text, size_t len, uint64_t first, uint64_t last);
+void summary_after_load(struct context *c);
+int summary_render_history(const struct context *c, struct buf *out);
+int summary_json(const struct context *c, struct cJSON *o);
+int summary_status(const struct context *c, struct buf *out);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);

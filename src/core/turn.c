@@ -105,7 +105,7 @@ static const char *buf_at(const struct buf *b, size_t off)
 void turn_checkpoint(struct turn *t, bool sync)
 {
 	struct context *c = t->ctx;
-	if (!c || !c->journal || journal_busy(c->journal))
+	if (!c || !c->journal || journal_busy(c->journal) || t->summary_call)
 		return; /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
@@ -278,6 +278,10 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 		}
 		t->call_id = 0;
 	}
+	if (t->summary_call) {
+		summary_call_end(s, t, n);
+		return;
+	}
 	struct context *c = t->ctx;
 	notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY);
 	if (!c)
@@ -318,8 +322,8 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
-	int64_t fixed =
-	    prune_estimate(e->user_len) + (c->system_len ? prune_estimate(c->system_len) : 0);
+	int64_t fixed = prune_estimate(e->user_len) +
+			(c->system_len ? prune_estimate(c->system_len) : 0) + summary_raw(c);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
 	context_changed(c); /* the floor may have moved: `history` shows it */
 	if (first < 0) {
@@ -346,6 +350,14 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
+	struct buf block; /* the summary, a second system block */
+	buf_init(&block, REQUEST_MAX);
+	if (summary_block(c, &block) < 0) {
+		buf_done(&block);
+		free(m);
+		snprintf(why, whylen, "cannot build the request: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	struct model_shape shape;
 	model_shape(st, caps, &shape);
 	const char *tools[2];
@@ -360,7 +372,9 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .temperature = st->temperature,
 	    .system = c->system,
 	    .system_len = c->system_len,
-	    .system_cache_mark = st->prompt_cache && c->system_len > 0,
+	    .system_cache_mark = st->prompt_cache && (c->system_len > 0 || block.len > 0),
+	    .system2 = block.len ? block.data : NULL,
+	    .system2_len = block.len,
 	    .messages = m,
 	    .n_messages = kept * 2 + 1,
 	    .thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
@@ -374,6 +388,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	};
 	int ret = wire_request_build(&r, body);
 	free(m);
+	buf_done(&block);
 	if (ret == -EFBIG)
 		snprintf(why, whylen,
 			 "the request would exceed the API's 32 MB limit; nothing was sent");
@@ -405,6 +420,11 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 			 c->settings.model);
 		turn_refuse(s, t, "structured_output_unsupported", why, n);
 		return -EINVAL;
+	}
+	summary_flush(s, c, n);
+	if (summary_before(s, c, k, n)) { /* the summary call first; its end pumps */
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+		return 0;
 	}
 	buf_init(&body, REQUEST_MAX);
 	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
@@ -453,8 +473,9 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 
 void context_pump(struct store *s, struct context *c, struct notes *n)
 {
-	if (!s->ops)
-		return; /* no transport (tests of the core alone): turns stay queued */
+	if (!s->ops || c->summ_call)
+		return; /* no transport (tests of the core alone): turns stay queued;
+			   or a summary call goes first */
 	while (!c->active && c->next_send < c->n_ex) {
 		struct turn *t = c->ex[c->next_send].reply;
 		if (t->state == TURN_PENDING)
@@ -470,7 +491,8 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "%s", why);
-	int any = 0;
+	int any = c->summ_call != NULL;
+	summary_cancel(s, c, why, n);
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
 		struct turn *t = c->ex[i].reply;
 		if (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
@@ -530,7 +552,8 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 			if (!t->text.len)
 				t->thinking_lead = t->thinking.len;
 			r = buf_append(&t->text, ev->text, ev->text_len);
-			notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
+			notes_add(n, t->ctx_id,
+				  t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_OUTPUT);
 		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
 			r = buf_append(&t->thinking, ev->text, ev->text_len);
 		}
