@@ -28,8 +28,10 @@ extern const char ctl_help[];
  * happened ("cancelled the call in flight", "nothing to cancel: no call is in
  * flight", "cleared the history", "sent the newest message again", "nothing
  * to do: the line is empty").
+ * `compact [FOCUS TEXT]` takes the rest of the line as its focus
+ * (context_compact).
  * Errors: -EINVAL for an unknown command (why: "unknown command 'WORD' (cancel,
- * clear, retry)", WORD quoted as log_quote does, or "(not UTF-8 text)") or a
+ * clear, retry, compact)", WORD quoted as log_quote does, or "(not UTF-8 text)") or a
  * retry with nothing to retry (why from context_retry: "nothing to retry: ...");
  * -ENOENT when there is no context id; another negative errno from
  * context_clear or context_retry (why then says it, or is left as it was). */

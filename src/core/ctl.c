@@ -13,7 +13,9 @@
 const char ctl_help[] =
     "cancel\tend the call in flight; queued messages are sent next\n"
     "clear\tstart an empty history (the transcript keeps everything)\n"
-    "retry\tsend the newest message again: after a failure, or to regenerate the reply\n";
+    "retry\tsend the newest message again: after a failure, or to regenerate the reply\n"
+    "compact\tfold every exchange but the newest 2 into the summary now (compact FOCUS TEXT: "
+    "say what to keep)\n";
 
 static bool is_blank(char ch)
 {
@@ -35,6 +37,13 @@ int ctl_run(struct store *s, uint64_t id, const char *line, size_t len, const ch
 	while (end > p && is_blank(end[-1]))
 		end--;
 	size_t n = (size_t)(end - p);
+	/* Words that take an argument: the rest of the line after a blank. */
+	const char *arg = p;
+	while (arg < end && !is_blank(*arg))
+		arg++;
+	size_t wn = (size_t)(arg - p);
+	while (arg < end && is_blank(*arg))
+		arg++;
 	if (n == 0) {
 		/* ignored, as a blank line of the ctl file */
 	} else if (word_is(p, n, "cancel")) {
@@ -49,11 +58,15 @@ int ctl_run(struct store *s, uint64_t id, const char *line, size_t len, const ch
 	} else if (word_is(p, n, "retry")) {
 		r = context_retry(s, id, why, whylen);
 		said = "sent the newest message again";
+	} else if (word_is(p, wn, "compact")) {
+		r = context_compact(s, id, arg, (size_t)(end - arg), why, whylen);
+		said = "summarizing: every exchange but the newest 2 is being folded into the "
+		       "summary";
 	} else {
 		char quoted[80] = "(not UTF-8 text)";
 		if (memchr(p, '\0', n) == NULL && utf8_valid(p, n)) /* why is always text */
 			log_quote(quoted, sizeof(quoted), p, n);
-		snprintf(why, whylen, "unknown command '%s' (cancel, clear, retry)", quoted);
+		snprintf(why, whylen, "unknown command '%s' (cancel, clear, retry, compact)", quoted);
 		return -EINVAL;
 	}
 	if (r >= 0 && done)

@@ -36,6 +36,7 @@ enum fs_kind {
 	K_USAGE,
 	K_CTL,
 	K_SCHEMA,
+	K_SUMMARY,
 	K_NFIXED,
 	K_ROOT = 100,
 	K_ROOT_STATUS,

@@ -31,6 +31,7 @@ const struct fs_file fs_files[K_NFIXED] = {
     [K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
     [K_CTL] = {"ctl", 0600 | S_IFREG, -1}, /* reads list the commands */
     [K_SCHEMA] = {"schema", 0644 | S_IFREG, VIEW_SCHEMA},
+    [K_SUMMARY] = {"summary", 0644 | S_IFREG, VIEW_SUMMARY},
 };
 
 /* Names change through the mount (the kernel then updates its cache itself)

@@ -79,10 +79,12 @@ static const struct tool {
 	 true, false, true, false, tool_history},
 	{"ctl", "Control a context", "Runs a command of the context's ctl file: cancel (the "
 	 "call in flight), clear (start an empty history), retry (the newest message again, "
-	 "after its turn failed or to regenerate a complete reply).",
+	 "after its turn failed or to regenerate a complete reply), compact (fold every "
+	 "exchange but the newest 2 into the summary; \"compact FOCUS TEXT\" says what to keep).",
 	 "{\"type\":\"object\",\"properties\":{"
 	 "\"context\":{\"type\":\"string\",\"description\":\"the context's name\"},"
-	 "\"command\":{\"type\":\"string\",\"enum\":[\"cancel\",\"clear\",\"retry\"]}},"
+	 "\"command\":{\"type\":\"string\",\"pattern\":"
+	 "\"^(cancel|clear|retry|compact)( .*)?$\"}},"
 	 "\"required\":[\"context\",\"command\"],\"additionalProperties\":false}",
 	 false, true, false, false, tool_ctl},
 	{"delete_context", "Delete a context", "Deletes a context and everything in it, "

@@ -19,7 +19,7 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema"}
+             "config", "status", "usage", "ctl", "schema", "summary"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 
 

@@ -439,7 +439,7 @@ def test_ctl_says_the_same_through_the_file_mcp_and_http(rpc, shim):
     for word in ("frobnicate", "retry"):
         in_file = refused_in_file(word)
         assert call({"context": "e", "command": word}) == (True, in_file)
-    assert refused_in_file("frobnicate") == "unknown command 'frobnicate' (cancel, clear, retry)"
+    assert refused_in_file("frobnicate") == "unknown command 'frobnicate' (cancel, clear, retry, compact)"
     r = shim.api.request("POST", "/v1/contexts/e/cancel")
     assert r.status == 409, r
     said = r.json()["error"]["message"]

@@ -17,7 +17,7 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema"}
+             "config", "status", "usage", "ctl", "schema", "summary"}
 
 # fs_impl.h
 DIR_MAX_FILES = 16

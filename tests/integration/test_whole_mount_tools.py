@@ -11,7 +11,7 @@ import pytest
 from mcpfs_testlib import output, read_file, reply_for, run, send, wait_status, write_file
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema"}
+             "config", "status", "usage", "ctl", "schema", "summary"}
 
 
 def ctl_commands(ctx):
