@@ -605,8 +605,9 @@ SUMMARY_MAX_CHARS = 1200  # the fake's summaries keep their newest part
 
 
 def summary_reply(body):
-    """The answer to a summary call, deterministic: "Summary of turns A-B.",
-    the earlier summary's text (from the system block that carries one), then
+    """The answer to a summary call, deterministic: "Summary of turns A-B."
+    (A: the earlier summary's first turn, if it names one), the earlier
+    summary's text (from the system block that carries one), then
     one line per folded exchange with the start of its user message; the
     newest SUMMARY_MAX_CHARS characters when longer.  None for another call."""
     m = SUMMARY_ASK.search(last_user_text(body))
@@ -618,6 +619,8 @@ def summary_reply(body):
     for blk in system if isinstance(system, list) else []:
         t = blk.get("text", "") if isinstance(blk, dict) else ""
         if SUMMARY_HEAD.match(t):
+            span = re.match(r"[^\n]*\(turns (\d+)-\d+\)", t)
+            a = span.group(1) if span else a  # the rolling summary's first turn
             earlier = SUMMARY_HEAD.sub("", t).strip()
             earlier = re.sub(r"^Summary of turns \d+-\d+\.\s*", "", earlier)
     lines = [earlier] if earlier else []
@@ -1592,6 +1595,7 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self._records = []
         self._queue = []
+        self._summary_queue = []
         self._default = make_behaviour("normal")
         self._counts = {}
         self._abort = threading.Event()
@@ -1681,6 +1685,7 @@ class FakeAnthropic:
             self._abort = threading.Event()
             self._records = []
             self._queue = []
+            self._summary_queue = []
             self._counts = {}
             self._default = make_behaviour("normal")
             self.prompt_cache = PromptCache()
@@ -1774,8 +1779,19 @@ class FakeAnthropic:
             else:
                 self._conns.discard(conn)
 
-    def _next_behaviour(self):
+    def summary_script(self, kind="normal", times=1, **params):
+        """Queues a behaviour for the next `times` summary calls of mcpfs
+        (SUMMARY_ASK); other calls do not take from this queue."""
+        b = make_behaviour(kind, **params)
         with self._lock:
+            self._summary_queue.extend(dict(b) for _ in range(times))
+
+    def _next_behaviour(self, body=None):
+        with self._lock:
+            if self._summary_queue and SUMMARY_ASK.search(last_user_text(body)):
+                b = self._summary_queue.pop(0)
+                self._counts[b["kind"]] = self._counts.get(b["kind"], 0) + 1
+                return b
             b = self._queue.pop(0) if self._queue else dict(self._default)
             self._counts[b["kind"]] = self._counts.get(b["kind"], 0) + 1
             return b
@@ -1920,7 +1936,7 @@ class FakeAnthropic:
                 rec.done = True
                 return
             rec.valid = True
-            beh = self._next_behaviour()
+            beh = self._next_behaviour(body)
             rec.behaviour = beh
             rec.kind = beh["kind"]
             _Exchange(self, h, rec, beh, body, abort).run()
