@@ -20,7 +20,10 @@ static const char default_text[] = "model = claude-sonnet-5-5\n"
 				   "thinking = off\n"
 				   "effort = default\n"
 				   "prompt_cache = on\n"
-				   "tools = none\n";
+				   "tools = none\n"
+				   "prune = summarize\n"
+				   "summary_model = default\n"
+				   "summary_prompt = default\n";
 
 /* Field by field, NaN equal to NaN. */
 static bool same(const struct settings *a, const struct settings *b)
@@ -49,14 +52,15 @@ static void test_table(void)
 	static const char *const order[] = {"model",	       "max_tokens",	  "temperature",
 					    "budget_tokens",   "max_input_bytes", "max_retries",
 					    "connect_timeout", "idle_timeout",	  "thinking",
-					    "effort",	       "prompt_cache",	  "tools"};
+					    "effort",	       "prompt_cache",	  "tools",
+					    "prune",	       "summary_model",	  "summary_prompt"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
 
-	CHECK_EQ_INT(n, 12);
+	CHECK_EQ_INT(n, 15);
 	settings_init(&d);
-	for (size_t i = 0; i < n && i < 12; i++) {
+	for (size_t i = 0; i < n && i < 15; i++) {
 		char v[256];
 		CHECK_EQ_STR(t[i].key, order[i]);
 		CHECK(t[i].help && t[i].help[0]);
@@ -479,7 +483,7 @@ static void test_json_out(void)
 			   "\"temperature\":null,\"budget_tokens\":100000,"
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
 			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\","
-			   "\"prompt_cache\":true,\"tools\":[]}");
+			   "\"prompt_cache\":true,\"tools\":[],\"prune\":\"summarize\",\"summary_model\":\"\",\"summary_prompt\":\"\"}");
 	free(text);
 	cJSON_Delete(o);
 
