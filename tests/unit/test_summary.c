@@ -198,6 +198,43 @@ static void test_written_summary(void)
 	env_done(&e);
 }
 
+/* A record type the loader does not know is skipped, not counted as bad: how
+ * a version without SUMMARY reads a journal of this one (journal.md §5 rule 8).
+ * The fixture has a type-200 record between known ones. */
+static void test_unknown_record_type_is_skipped(void)
+{
+	struct env e;
+	env_init(&e);
+	char p[256], cmd[600];
+	uint64_t id;
+	size_t counts[10] = {0};
+	struct journal_report rep;
+	snprintf(p, sizeof(p), "%s/journal/unknown-type.mcj", FIXTURES);
+	CHECK_EQ_INT(journal_scan(p, count_nine, counts, &rep), 0);
+	CHECK_EQ_INT(rep.records, 18);
+	CHECK_EQ_INT(rep.bad_records, 0);
+	CHECK_EQ_INT(counts[9], 1);
+	store_free(e.s);
+	e.s = NULL;
+	snprintf(p, sizeof(p), "%s/contexts/u", e.dir);
+	CHECK_EQ_INT(mkdir(p, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "cp '%s/journal/unknown-type.mcj' '%s/journal'", FIXTURES, p);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_EQ_INT(env_open_store(&e, NULL), 0);
+	CHECK_EQ_INT(store_lookup(e.s, "u", &id), 0);
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(starts(st, "idle\n"));
+	CHECK(has(st, "turn: 4\n"));
+	CHECK(!has(st, "journal_recovered"));
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- assistant (turn 4) ---\nOui, encore.\n"));
+	CHECK_EQ_STR(view(&e, id, VIEW_SUMMARY), "They spoke French.\n");
+	/* the summary covers turn 3: the history starts at turn 4 */
+	const char *h = view(&e, id, VIEW_HISTORY);
+	CHECK(has(h, "--- summary of turns 3-3 ---\nThey spoke French.\n"));
+	CHECK(!has(h, "(turn 3)") && has(h, "--- user (turn 4) ---"));
+	env_done(&e);
+}
+
 static void test_settings_keys(void)
 {
 	struct settings s;
@@ -234,6 +271,7 @@ int main(void)
 	    {"drop_makes_no_summary_call", test_drop_makes_no_summary_call},
 	    {"compact_and_restart", test_compact_and_restart},
 	    {"written_summary", test_written_summary},
+	    {"unknown_record_type_is_skipped", test_unknown_record_type_is_skipped},
 	    {"settings_keys", test_settings_keys},
 	};
 	return store_env_run(tests, sizeof(tests) / sizeof(tests[0]));
