@@ -79,7 +79,7 @@ static const struct setting_def table[K_COUNT] = {
 		 "(comma-separated), or none (also written as nothing)"},
     [K_PRUNE] = {"prune", SETTING_PRUNE, "summarize", 0, 0,
 		 "what a pruning cut does to the exchanges it cuts: summarize (fold them into "
-		 "`summary` by one extra call) or drop"},
+		 "the summary by one extra call) or drop"},
     [K_SUMMARY_MODEL] = {"summary_model", SETTING_STRING, "default", 0, SETTINGS_MODEL_MAX,
 			 "model of the summary calls; default: the context's model"},
     [K_SUMMARY_PROMPT] = {"summary_prompt", SETTING_TEXT, "default", 0, SETTINGS_PROMPT_MAX,
