@@ -11,6 +11,7 @@ import os
 import re
 import threading
 
+from http_support import shim, shim_factory  # noqa: F401  (fixtures)
 from mcpfs_testlib import (
     call_with_timeout, output, read_file, reply_for, run, send, status, wait_for, wait_status, write_file,
 )
@@ -331,3 +332,36 @@ def test_cancel_ends_a_summary_call(ctx, fake):
     assert "cancelled" in st["summary_error"] and "nothing changed" in st["summary_error"]
     assert read_file(ctx / "summary") == ""
     fake.release()
+
+
+def test_shim_history_and_mcp_compact(shim, fake):
+    """Over HTTP: GET …/history has the summary as history.json does; the MCP
+    tool `ctl` takes `compact FOCUS` through the same ctl_run."""
+    from test_mcp import Rpc
+    c = shim.path / "h"
+    c.mkdir()
+    write_file(c / "config", "budget_tokens = 2500\n")
+    converse(c, fake, 8)
+    r = shim.api.request("GET", "/v1/contexts/h/history")
+    assert r.status == 200
+    hist = r.json()
+    assert hist == json.loads(read_file(c / "history.json"))
+    assert hist["summary"]["text"].startswith("Summary of turns 1-")
+    a, b = hist["summary"]["turns"]
+    assert a == 1 and b >= 1
+    converse(c, fake, 3, start=9, chars=100)
+    rpc = Rpc(shim.port)
+    rpc.initialize()
+    n = len(fake.calls)
+    res = rpc.request("tools/call", {"name": "ctl", "arguments": {
+        "context": "h", "command": "compact the numbers"}})[-1]["result"]
+    assert not res.get("isError"), res
+    wait_status(c, "idle")
+    s = fake.calls[n]
+    assert is_summary_call(s) and s.last_user_text.endswith("\nFocus: the numbers")
+    hist = shim.api.request("GET", "/v1/contexts/h/history").json()
+    assert hist["summary"]["turns"] == [1, 9]
+    assert len(hist["messages"]) == 4
+    res = rpc.request("tools/call", {"name": "ctl", "arguments": {
+        "context": "h", "command": "compact"}})[-1]["result"]
+    assert res.get("isError") and "nothing to fold" in res["content"][0]["text"], res
