@@ -38,7 +38,7 @@ struct settings {
 	bool prompt_cache;	 /* send cache_control breakpoints; default on */
 	unsigned tools;		 /* SETTINGS_TOOL_* bits: server tools offered; default none */
 	int prune;		 /* SETTINGS_PRUNE_*: what a cut does; default summarize */
-	char summary_model[SETTINGS_MODEL_MAX + 1]; /* "" (`default`): the context's model */
+	char summary_model[SETTINGS_MODEL_MAX + 1];   /* "" (`default`): the context's model */
 	char summary_prompt[SETTINGS_PROMPT_MAX + 1]; /* "" (`default`): the built-in prompt */
 };
 

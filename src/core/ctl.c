@@ -66,7 +66,8 @@ int ctl_run(struct store *s, uint64_t id, const char *line, size_t len, const ch
 		char quoted[80] = "(not UTF-8 text)";
 		if (memchr(p, '\0', n) == NULL && utf8_valid(p, n)) /* why is always text */
 			log_quote(quoted, sizeof(quoted), p, n);
-		snprintf(why, whylen, "unknown command '%s' (cancel, clear, retry, compact)", quoted);
+		snprintf(why, whylen, "unknown command '%s' (cancel, clear, retry, compact)",
+			 quoted);
 		return -EINVAL;
 	}
 	if (r >= 0 && done)

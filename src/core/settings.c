@@ -683,8 +683,7 @@ int settings_check(const struct settings *s, char *why, size_t whylen)
 	 * code rather than parsed.  The text form round-trips exactly. */
 	for (size_t k = 0; k < K_COUNT; k++) {
 		if ((table[k].type == SETTING_STRING || table[k].type == SETTING_TEXT) &&
-		    !memchr((const char *)s + field_off[k], '\0',
-			    (size_t)table[k].max + 1))
+		    !memchr((const char *)s + field_off[k], '\0', (size_t)table[k].max + 1))
 			return fail(-EINVAL, why, whylen, "%s: not terminated", table[k].key);
 		settings_format(s, &table[k], v, sizeof v);
 		int r = set_text(&scratch, k, v, strlen(v), why, whylen);

@@ -136,8 +136,8 @@ void summary_flush(struct store *s, struct context *c, struct notes *n)
 static int summary_instruction(const struct context *c, size_t from, size_t cut, size_t upto,
 			       const char *focus, size_t flen, struct buf *out)
 {
-	const char *p = c->settings.summary_prompt[0] ? c->settings.summary_prompt
-						      : summary_prompt_default;
+	const char *p =
+	    c->settings.summary_prompt[0] ? c->settings.summary_prompt : summary_prompt_default;
 	int r = buf_printf(out,
 			   "%s\n\nFold into the new summary: the earlier summary (if any) and the "
 			   "first %zu exchanges above (turns %" PRIu64 " to %" PRIu64 ").",
@@ -217,7 +217,8 @@ static void summary_fail_note(struct context *c, const char *what, const char *w
 {
 	char when[32];
 	clock_format_utc(clock_wall_ms(), when);
-	int w = snprintf(c->summ_error, sizeof(c->summ_error), "at %s: %.300s; %s", when, why, what);
+	int w =
+	    snprintf(c->summ_error, sizeof(c->summ_error), "at %s: %.300s; %s", when, why, what);
 	(void)w;
 	context_changed(c);
 }
@@ -340,8 +341,8 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 		}
 		buf_done(&z);
 	} else {
-		summary_fail_note(c, c->summ_compact ? "nothing changed" : "the cut dropped instead",
-				  why);
+		summary_fail_note(
+		    c, c->summ_compact ? "nothing changed" : "the cut dropped instead", why);
 		c->summ_drop = !c->summ_compact;
 	}
 	context_changed(c);
@@ -461,7 +462,8 @@ int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen
 	for (size_t i = c ? c->next_send : 0; c && i < c->n_ex; i++)
 		busy |= c->ex[i].reply->state == TURN_QUEUED;
 	if (r == 0 && busy) {
-		snprintf(why, whylen, "compact: a call is in flight or queued; try when it is done");
+		snprintf(why, whylen,
+			 "compact: a call is in flight or queued; try when it is done");
 		r = -EINVAL;
 	} else if (r == 0 && (c->prune.n < 3 || c->prune.floor >= c->prune.n - 2)) {
 		snprintf(why, whylen,

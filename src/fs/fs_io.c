@@ -78,10 +78,10 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	}
 	if (!kind_rw(h->kind))
 		return h->writer ? -EACCES : 0;
-	buf_init(&h->data, h->kind == K_SYSTEM	 ? SETTINGS_SYSTEM_MAX
-			   : h->kind == K_SCHEMA ? SCHEMA_MAX
+	buf_init(&h->data, h->kind == K_SYSTEM	  ? SETTINGS_SYSTEM_MAX
+			   : h->kind == K_SCHEMA  ? SCHEMA_MAX
 			   : h->kind == K_SUMMARY ? SUMMARY_MAX
-						 : SETTINGS_TEXT_MAX);
+						  : SETTINGS_TEXT_MAX);
 	if (!h->writer)
 		return 0;
 	if (flags & O_TRUNC) {

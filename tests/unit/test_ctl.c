@@ -60,7 +60,8 @@ static void test_unknown_quoted(void)
 	longest[sizeof(longest) - 1] = '\0';
 	CHECK_EQ_INT(run(&e, id, longest, &done), -EINVAL);
 	/* cut to 79 bytes, "..." included */
-	CHECK_EQ_INT(strlen(e.why), strlen("unknown command '' (cancel, clear, retry, compact)") + 79);
+	CHECK_EQ_INT(strlen(e.why),
+		     strlen("unknown command '' (cancel, clear, retry, compact)") + 79);
 	CHECK(has(e.why, "xxx...' (cancel, clear, retry, compact)"));
 	env_done(&e);
 }

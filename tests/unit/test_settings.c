@@ -49,11 +49,10 @@ static const struct setting_def *def_of(const char *key)
 
 static void test_table(void)
 {
-	static const char *const order[] = {"model",	       "max_tokens",	  "temperature",
-					    "budget_tokens",   "max_input_bytes", "max_retries",
-					    "connect_timeout", "idle_timeout",	  "thinking",
-					    "effort",	       "prompt_cache",	  "tools",
-					    "prune",	       "summary_model",	  "summary_prompt"};
+	static const char *const order[] = {
+	    "model",	    "max_tokens",      "temperature",  "budget_tokens", "max_input_bytes",
+	    "max_retries",  "connect_timeout", "idle_timeout", "thinking",	"effort",
+	    "prompt_cache", "tools",	       "prune",	       "summary_model", "summary_prompt"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
@@ -483,7 +482,8 @@ static void test_json_out(void)
 			   "\"temperature\":null,\"budget_tokens\":100000,"
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
 			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\","
-			   "\"prompt_cache\":true,\"tools\":[],\"prune\":\"summarize\",\"summary_model\":\"\",\"summary_prompt\":\"\"}");
+			   "\"prompt_cache\":true,\"tools\":[],\"prune\":\"summarize\",\"summary_"
+			   "model\":\"\",\"summary_prompt\":\"\"}");
 	free(text);
 	cJSON_Delete(o);
 
