@@ -55,6 +55,11 @@ def test_a_cut_folds_into_a_summary_sent_as_a_second_system_block(ctx, fake):
     assert int(m.group(2)) == 1 and int(m.group(1)) >= 1, first.last_user_text
     assert first.body["model"] == fake.calls[0].body["model"]
     assert system_blocks(first)[0]["text"] == "You are terse.\n"
+    # it sends the prefix the call before it wrote to the cache, so it reads it
+    assert first.cache_read_input_tokens > 0, first.cache_read_input_tokens
+    prev = fake.calls[fake.calls.index(first) - 1]
+    assert json.dumps(first.body["system"]) == json.dumps(prev.body["system"])
+    assert first.body["messages"][0] == prev.body["messages"][0]
     # every call after the first summary carries it as system block 2, both
     # blocks with a breakpoint
     i = fake.calls.index(first)
