@@ -524,10 +524,13 @@ int summary_status(const struct context *c, struct buf *out)
 			       c->summ_first, c->summ_last, c->summary_len);
 	else if (c->summary_len)
 		r = buf_printf(out, "summary: written, %zu bytes\n", c->summary_len);
+	/* The floor may have moved under a call in flight (a reply lost by a
+	 * failed sync leaves the index): then name the last turn only. */
+	uint64_t from =
+	    c->prune.floor < c->prune.n ? c->ex[c->hist[c->prune.floor]].turn : c->summ_cut_turn;
 	if (r == 0 && c->summ_call)
-		r = buf_printf(out, "summary_call: folding turns %" PRIu64 "-%" PRIu64 "%s\n",
-			       c->ex[c->hist[c->prune.floor]].turn, c->summ_cut_turn,
-			       c->summ_compact ? " (compact)" : "");
+		r = buf_printf(out, "summary_call: folding turns %" PRIu64 "-%" PRIu64 "%s\n", from,
+			       c->summ_cut_turn, c->summ_compact ? " (compact)" : "");
 	if (r == 0 && c->summ_error[0])
 		r = buf_printf(out, "summary_error: %s\n", c->summ_error);
 	return r;
