@@ -6,9 +6,9 @@
  * network thread (claude_run: one curl multi handle for every call), the
  * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify
  * events through the mount), and with
- * --http libmicrohttpd's pool (shim_start) and the shim's heartbeat timer
- * (shim_timer_run).  The store's lock is the one lock they share.  Threads
- * start after fuse_daemonize(), since fork() keeps only the calling thread.
+ * --http libmicrohttpd's pool and the shim's accept thread (shim_start) and
+ * the shim's heartbeat timer (shim_timer_run).  The store's lock is the one lock they share.
+ * Threads start after fuse_daemonize(), since fork() keeps only the calling thread.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -28,6 +28,7 @@
 #include "mcpfs/log.h"
 #include "mcpfs/mcp.h"
 #include "mcpfs/options.h"
+#include "mcpfs/prices.h"
 #include "mcpfs/shim.h"
 #include "mcpfs/store.h"
 
@@ -122,6 +123,19 @@ static void setup_mode(struct daemon *d)
 		d->opt.foreground = true;
 }
 
+/* The price table: --prices=FILE, else the copy of data/prices.tsv built
+ * into the binary (the same file is installed as DATADIR/mcpfs/prices.tsv,
+ * for reading and for copying into a FILE of one's own). */
+extern const char prices_builtin[];
+extern const unsigned long prices_builtin_len;
+static int load_prices(const char *path, struct prices *p, char *why, size_t whylen)
+{
+	if (path)
+		return prices_load(path, p, why, whylen);
+	return prices_parse(prices_builtin, prices_builtin_len, "built-in (data/prices.tsv)", p,
+			    why, whylen);
+}
+
 static void setup(struct daemon *d, struct fuse_args *args)
 {
 	char why[1024];
@@ -142,8 +156,14 @@ static void setup(struct daemon *d, struct fuse_args *args)
 		die(why);
 	if (d->opt.api_key_file && !(d->key = read_key_file(d->opt.api_key_file, why, sizeof(why))))
 		die(why);
-	if (store_open(d->opt.state_dir, d->opt.defaults, &d->st, why, sizeof(why)) < 0)
+	struct prices prices;
+	if (load_prices(d->opt.prices, &prices, why, sizeof(why)) < 0)
 		die(why);
+	if (store_open(d->opt.state_dir, d->opt.defaults, &d->st, why, sizeof(why)) < 0) {
+		prices_done(&prices);
+		die(why);
+	}
+	store_set_prices(d->st, &prices);
 	const char *key = d->key ? d->key : getenv("ANTHROPIC_API_KEY");
 	const char *token = getenv("ANTHROPIC_AUTH_TOKEN");
 	const char *base = getenv("ANTHROPIC_BASE_URL");

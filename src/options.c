@@ -32,6 +32,7 @@ enum {
 	KEY_HELP,
 	KEY_TABLE,
 	KEY_MCP_STDIO,
+	KEY_PRICES,
 };
 
 struct cli_option {
@@ -65,6 +66,9 @@ static const struct cli_option cli_options[] = {
      KEY_API_KEY_FILE, NULL},
     {"--log-file", "log_file", "F", "log to F (appended) instead of syslog",
      "syslog when daemonized", KEY_LOG_FILE, NULL},
+    {"--prices", "prices", "FILE",
+     "price table for cost_usd and spend_limit_usd (format: DATADIR/mcpfs/prices.tsv)",
+     "the table shipped with mcpfs", KEY_PRICES, NULL},
     {"--no-mount", NULL, NULL, "run only the HTTP shim (foreground)", "", KEY_NO_MOUNT, NULL},
     {"--mcp-stdio", NULL, NULL,
      "speak MCP on stdin/stdout, forwarding to a running shim (doc/mcp.md)", "", KEY_MCP_STDIO,
@@ -196,6 +200,8 @@ static int take_value(struct parse_state *ps, int key, const char *arg)
 		return set_string(&o->api_key_file, v);
 	case KEY_LOG_FILE:
 		return set_string(&o->log_file, v);
+	case KEY_PRICES:
+		return set_string(&o->prices, v);
 	case KEY_HTTP_TOKEN:
 		return set_string(&o->http_token_file, v);
 	case KEY_TABLE:
@@ -521,6 +527,7 @@ void options_done(struct options *o)
 	free(o->state_dir);
 	free(o->api_key_file);
 	free(o->log_file);
+	free(o->prices);
 	free(o->http);
 	free(o->http_token_file);
 }

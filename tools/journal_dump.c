@@ -34,7 +34,9 @@ static const char *type_name(uint16_t type, char *buf, size_t n)
 	    [JOURNAL_CREATE] = "CREATE",       [JOURNAL_SETTINGS] = "SETTINGS",
 	    [JOURNAL_USER] = "USER",	       [JOURNAL_REPLY_PART] = "REPLY_PART",
 	    [JOURNAL_REPLY_END] = "REPLY_END", [JOURNAL_CLEAR] = "CLEAR",
-	    [JOURNAL_RETRY] = "RETRY",	       [JOURNAL_SUMMARY] = "SUMMARY",
+	    [JOURNAL_RETRY] = "RETRY",	       [JOURNAL_BLOCK] = "BLOCK",
+	    [JOURNAL_SUMMARY] = "SUMMARY",     [JOURNAL_UNDO] = "UNDO",
+	    [JOURNAL_FORKED_FROM] = "FORKED_FROM", [JOURNAL_META] = "META",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

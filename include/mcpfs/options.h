@@ -15,6 +15,7 @@ struct options {
 	char *state_dir;
 	char *api_key_file;
 	char *log_file; /* --log-file: lines appended there, or NULL */
+	char *prices;	/* --prices: the price table's path, or NULL (the built-in one) */
 	char *http;	/* ADDR:PORT, or NULL when the shim is off */
 	char *http_token_file;
 	bool foreground;

@@ -40,6 +40,8 @@ struct settings {
 	int prune;		 /* SETTINGS_PRUNE_*: what a cut does; default summarize */
 	char summary_model[SETTINGS_MODEL_MAX + 1];   /* "" (`default`): the context's model */
 	char summary_prompt[SETTINGS_PROMPT_MAX + 1]; /* "" (`default`): the built-in prompt */
+	double spend_limit_usd;	 /* USD, 0..1e9; NaN: none (the default).  In the root
+				    .config: the limit of all contexts together */
 };
 
 /* prune: a cut folds the exchanges cut into the summary, or drops them. */
@@ -80,7 +82,8 @@ enum setting_type {
 	SETTING_EFFORT,
 	SETTING_TOOLS, /* a comma-separated list of server tool names, "" none */
 	SETTING_PRUNE, /* summarize | drop */
-	SETTING_TEXT   /* one line of UTF-8 text (max bytes); "" or "default": the default */
+	SETTING_TEXT,  /* one line of UTF-8 text (max bytes); "" or "default": the default */
+	SETTING_USD    /* an amount in USD, or none ("" too; JSON null): NaN */
 };
 
 struct setting_def {

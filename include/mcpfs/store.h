@@ -107,7 +107,9 @@ void store_set_transport(struct store *s, const struct transport_ops *ops, void 
 #define STORE_CHANGED_CREATED 8u
 #define STORE_CHANGED_DELETED 16u
 #define STORE_CHANGED_RENAMED 32u
-#define STORE_CHANGED_HISTORY 64u /* a message or reply was committed, or a clear */
+#define STORE_CHANGED_HISTORY 64u   /* a message or reply was committed, or a clear */
+#define STORE_CHANGED_THINKING 128u /* a turn's thinking grew (`thinking`) */
+#define STORE_CHANGED_META 256u	    /* user metadata (meta.h) */
 
 typedef void store_observer_fn(void *data, uint64_t ctx_id, unsigned changes);
 
@@ -164,6 +166,35 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
  * `last_refused`, with the time. */
 void store_refuse(struct store *s, const char *why);
 
+/* --- cost and spending limits (spend.c, CONTRACT §10) ----------------------- */
+
+struct prices;
+/* Replaces the price table cost_usd is computed with; takes *p (left empty). */
+void store_set_prices(struct store *s, struct prices *p);
+
+/* `.usage`: a comment line naming the price table, a comment line naming the
+ * columns, then one tab-separated line per context (`context NAME - ...`, in
+ * name order), per model (`model - MODEL ...`) and the total (`total - - ...`):
+ * calls, input, output, cache creation and cache read tokens, cost_usd (6
+ * decimals, or `unknown` when a model without a price was used).  The JSON
+ * form (GET /v1/usage): {"prices":{"source","as_of"}, "contexts":[{"name",...}],
+ * "models":[{"model",...}], "total":{...}}, cost_usd null when unknown.  Loads
+ * every context not loaded yet.  0, -ENOMEM, -EFBIG. */
+int store_render_usage(struct store *s, struct buf *out);
+/* The size of `.usage` for stat: its rendering's when every context is loaded
+ * (no journal is read for a stat: `ls -l` of a root over 100,000 contexts must
+ * not load them), else 0 — reads (direct I/O) return all of it regardless,
+ * and once it was read every context is loaded.  0, -errno. */
+int store_usage_size(struct store *s, uint64_t *size);
+int store_render_usage_json(struct store *s, struct buf *out);
+
+/* Whether a new message may start: -EDQUOT with why ("spend limit 0.50 USD
+ * reached (context)", or "(all contexts)" for the root's limit) once the
+ * context's cost, or that of all contexts together, reached its
+ * spend_limit_usd; 0 otherwise.  Costs of models without a price count 0.
+ * -ENOENT. */
+int context_spend_check(struct store *s, uint64_t id, char *why, size_t whylen);
+
 /* --- one context ------------------------------------------------------------- */
 
 enum turn_state {
@@ -182,6 +213,7 @@ struct context_info {
 	uint64_t turn;		 /* newest turn number, 0 when none */
 	size_t queued;		 /* turns waiting behind the one in flight */
 	uint64_t output_size;	 /* bytes of the newest turn's text */
+	uint64_t thinking_size;	 /* bytes of its thinking */
 	int64_t created_ms;	 /* wall clock */
 	int64_t modified_ms;	 /* wall clock of the last change */
 	int64_t max_input_bytes; /* the message size limit in force */
@@ -320,7 +352,9 @@ void context_abandon(struct store *s, struct turn *draft, const char *why);
  * turn's error (`last_error`).  -ENOENT. */
 int context_refuse(struct store *s, uint64_t id, const char *why);
 
-/* Stage + submit in one (the HTTP shim).  *turn_no receives the turn number. */
+/* Stage + submit in one (the HTTP shim).  *turn_no receives the turn number.
+ * -EDQUOT with why when a spending limit is reached (context_spend_check),
+ * shown in `status` as `last_refused`. */
 int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
 		 char *why, size_t whylen);
 
@@ -338,6 +372,29 @@ int context_cancel(struct store *s, uint64_t id);
 int context_retry(struct store *s, uint64_t id, char *why, size_t whylen);
 int context_clear(struct store *s, uint64_t id);
 
+/* fork (fork.c): creates context `name` with context id's settings, system
+ * prompt, schema and user metadata, and the exchanges of its history (since the last clear,
+ * complete, not undone) whose turn is at most upto (CONTEXT_FORK_ALL: every
+ * one); the new context keeps their turn numbers and usage starts at zero, and
+ * its transcript starts with "forked from 'SOURCE' at turn N".  A call in
+ * flight on the source is not waited for: only complete exchanges are copied.
+ * The new context appears whole or not at all (made in the state directory's
+ * trash/, fsynced, renamed into place); durable on return.
+ * 0; -EEXIST (the name is taken), -EINVAL or -ENAMETOOLONG (an invalid name),
+ * -EINVAL (upto past the newest turn that has ended), -ENOENT (no context id),
+ * another -errno (the disk); why says each. */
+#define CONTEXT_FORK_ALL UINT64_MAX
+int context_fork(struct store *s, uint64_t id, const char *name, uint64_t upto, char *why,
+		 size_t whylen);
+
+/* undo (fork.c): takes the newest exchange of the history out of it (an UNDO
+ * record, durable on return; the transcript marks it, nothing is deleted); the
+ * next call goes without it, and `output` refers to the reply that is now the
+ * history's newest (none when it is empty), as after a clear.  A message being
+ * written stays what `output` waits for.  0; -EINVAL + why when the history
+ * has no complete exchange, or a call is in flight or queued; -ENOENT. */
+int context_undo(struct store *s, uint64_t id, char *why, size_t whylen);
+
 /* --- output: reading a turn ------------------------------------------------- */
 
 /* A reference to the newest turn (*ret NULL when the context has none yet).
@@ -351,6 +408,12 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 
 /* Bytes of text so far. */
 uint64_t turn_size(struct store *s, struct turn *t);
+
+/* The same two for the turn's thinking (`thinking`: the text of its thinking
+ * blocks, a blank line between two, "[redacted]" for redacted thinking): bytes,
+ * 0 at the end of the reply (complete or failed), -EAGAIN while more may come. */
+ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size);
+uint64_t turn_thinking_size(struct store *s, struct turn *t);
 
 /* Turn number and context id: fixed for the turn's life, no lock needed. */
 uint64_t turn_number(const struct turn *t);

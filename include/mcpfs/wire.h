@@ -17,6 +17,8 @@
 #include "mcpfs/api_error.h"
 #include "mcpfs/buf.h"
 
+struct cJSON;
+
 #define WIRE_ANTHROPIC_VERSION "2023-06-01"
 
 struct wire_message {
@@ -24,6 +26,10 @@ struct wire_message {
 	const char *text; /* UTF-8, not NUL-terminated necessarily */
 	size_t len;
 	bool cache_mark; /* put a cache_control breakpoint on this message's block */
+	/* NULL, or the content as an array of blocks (an assistant message with
+	 * thinking, tool or citation blocks): sent instead of text; cache_mark
+	 * then marks its last text block.  Borrowed. */
+	const struct cJSON *blocks;
 };
 
 struct wire_request {
@@ -100,6 +106,12 @@ struct wire_event {
 				  signature; the block's initial text at BLOCK_START;
 				  text_len long (a \u0000 is a NUL byte inside it) */
 	size_t text_len;
+	char *raw; /* heap, NUL-terminated, or NULL: a WIRE_BLOCK_OTHER event's
+		      JSON as printed by cJSON (the content_block of a
+		      BLOCK_START, the delta of a BLOCK_DELTA: tool_use,
+		      redacted_thinking, input_json_delta, citations_delta,
+		      a type this version does not know) */
+	size_t raw_len;
 	char message_id[128];	 /* MESSAGE_START */
 	char model[128];	 /* MESSAGE_START */
 	char stop_reason[64];	 /* MESSAGE_DELTA, "" when null */

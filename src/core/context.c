@@ -47,7 +47,7 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 	return r;
 }
 
-static cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
+cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
 	cJSON *o = cJSON_CreateObject(), *set = cJSON_CreateObject();
 	if (!o || !set || settings_to_json(st, set) < 0) {
@@ -174,7 +174,7 @@ int context_mark(struct context *c, enum mark_kind kind, const char *text, size_
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	if (e->in_history || i < c->hist_start || !turn_in_history(e->reply))
+	if (e->in_history || e->undone || i < c->hist_start || !turn_in_history(e->reply))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -200,6 +200,7 @@ struct loader {
 				  record where the format allows none (§5) */
 	bool settings_seen;    /* a CREATE or SETTINGS record was read */
 	bool nul_hidden;       /* this payload's \u0000 are marks (json_nul.h) */
+	bool undo_last;	       /* an UNDO came after the newest exchange began */
 	struct buf hidden;     /* the payload with its \u0000 as marks */
 };
 
@@ -251,7 +252,7 @@ static char *memdup_z(const char *s, size_t n)
 
 static void load_settings(struct loader *L, const cJSON *o)
 {
-	struct settings st = L->s->defaults;
+	struct settings st = store_context_defaults(L->s);
 	char why[256];
 	L->settings_seen = true;
 	const cJSON *set = cJSON_GetObjectItemCaseSensitive(o, "settings");
@@ -309,6 +310,7 @@ static void load_user(struct loader *L, const cJSON *o)
 	}
 	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
 		return;
+	L->undo_last = false;
 	e = &c->ex[c->n_ex - 1];
 	e->reply->state = TURN_QUEUED; /* no end seen yet */
 	int64_t ms = jint(o, "ms");
@@ -372,6 +374,15 @@ static void load_part(struct loader *L, const cJSON *o)
 	t->thinking_saved = t->thinking.len;
 }
 
+/* A BLOCK record: one complete block of the attempt, after the parts that
+ * hold the text and thinking before it (misplaced otherwise). */
+static void load_block(struct loader *L, const cJSON *o, size_t len)
+{
+	struct turn *t = load_attempt(L, o);
+	if (t && blocks_load(t, o, len) == -EINVAL)
+		L->bad_payloads++;
+}
+
 static void load_usage(struct wire_usage *u, const cJSON *o)
 {
 	static const struct {
@@ -417,6 +428,10 @@ static void load_end(struct loader *L, const cJSON *o)
 	}
 	s = jstr(L, o, "request_id", NULL);
 	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
+	/* Journals from before the key: the model in force when it was loaded. */
+	s = jstr(L, o, "model", NULL);
+	snprintf(t->model, sizeof(t->model), "%s",
+		 s && settings_model_valid(s, strlen(s)) ? s : L->c->settings.model);
 	t->raw_sent = jint(o, "raw_sent");
 	t->http_status = jint(o, "http_status") == 200 ? 200 : 0;
 	int64_t retries = jint(o, "retries");
@@ -498,6 +513,21 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		break;
 	case JOURNAL_RETRY:
 		load_attempt(L, o);
+		L->undo_last = false;
+		break;
+	case JOURNAL_UNDO: /* fork.c */
+		if (context_load_undo(L->c, o, &L->undo_last) < 0)
+			L->bad_payloads++;
+		break;
+	case JOURNAL_FORKED_FROM:
+		if (context_load_origin(L->c, o) < 0)
+			L->bad_payloads++;
+		break;
+	case JOURNAL_BLOCK:
+		load_block(L, o, len);
+		break;
+	case JOURNAL_META:
+		meta_load_record(L->c->slot, o);
 		break;
 	case JOURNAL_SUMMARY:
 		load_summary(L, o);
@@ -564,7 +594,7 @@ static struct context *context_alloc(struct store *s, struct store_slot *slot)
 		return NULL;
 	c->id = slot->id;
 	c->slot = slot;
-	c->settings = s->defaults;
+	c->settings = store_context_defaults(s);
 	c->system = strdup("");
 	c->next_turn = 1;
 	c->created_ms = c->modified_ms = clock_wall_ms();
@@ -588,6 +618,7 @@ int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
 	store_journal_make_room(s);
 	c->journal = j;
 	slot->ctx = c;
+	slot->meta_known = true; /* a new context has none */
 	context_journal_opened(s, c);
 	return 0;
 }
@@ -614,8 +645,10 @@ int context_load(struct store *s, struct store_slot *slot)
 	int r = context_journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
+	meta_load_begin(slot);
 	if (r == 0)
 		r = journal_scan(path, on_record, &L, &c->report);
+	meta_load_end(s, slot);
 	buf_done(&L.hidden);
 	c->report.bad_records += L.bad_payloads;
 	if (r == -ENOENT) {
@@ -646,8 +679,10 @@ int context_load(struct store *s, struct store_slot *slot)
 	summary_after_load(c);
 	c->next_send = c->n_ex;
 	/* After a clear `output` has no turn until the next message, as it had
-	 * before the restart. */
-	if (c->n_ex > c->hist_start)
+	 * before the restart; after an undo, the history's newest reply. */
+	if (L.undo_last)
+		context_undo_newest(c);
+	else if (c->n_ex > c->hist_start)
 		c->newest = turn_ref(NULL, c->ex[c->n_ex - 1].reply);
 	return 0;
 }
@@ -673,6 +708,7 @@ void context_free(struct store *s, struct context *c)
 	turn_unref(NULL, c->newest);
 	free(c->ex);
 	free(c->hist);
+	context_ledger_done(c);
 	prune_index_done(&c->prune);
 	context_views_done(c);
 	context_journal_forget(s, c);
@@ -820,7 +856,7 @@ static int context_settings(struct store *s, uint64_t id, struct settings *st, b
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	if (c)
-		*st = defaults ? s->defaults : c->settings;
+		*st = defaults ? store_context_defaults(s) : c->settings;
 	pthread_mutex_unlock(&s->lock);
 	return c ? 0 : -ENOENT;
 }

@@ -13,21 +13,27 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* Appends the USER record; the caller syncs it (context_sync). */
-static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms)
+cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
 	if (!o || !copy) {
 		cJSON_Delete(o);
 		free(copy);
-		return -ENOMEM;
+		return NULL;
 	}
 	cJSON_AddNumberToObject(o, "turn", (double)turn);
 	cJSON_AddStringToObject(o, "text", copy);
 	cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
-	return context_write(c, JOURNAL_USER, o, false);
+	return o;
+}
+
+/* Appends the USER record; the caller syncs it (context_sync). */
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms)
+{
+	cJSON *o = user_payload(turn, text, len, ms);
+	return o ? context_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -258,7 +264,13 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 		 char *why, size_t whylen)
 {
 	struct turn *draft = NULL;
-	int r = context_stage(s, id, &draft, text, len, why, whylen);
+	int r = context_spend_check(s, id, why, whylen);
+	if (r == -EDQUOT) {
+		context_refuse(s, id, why);
+		return r;
+	}
+	if (r == 0)
+		r = context_stage(s, id, &draft, text, len, why, whylen);
 	if (r == 0 && !draft) {
 		snprintf(why, whylen, "the message is empty; nothing was sent");
 		return -EINVAL;
@@ -339,6 +351,11 @@ static int retry_check(const struct exchange *e, char *why, size_t whylen)
 	if (e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
 		snprintf(why, whylen, "nothing to retry: the newest turn is %s",
 			 e->reply->state == TURN_PENDING ? "still being written" : "in flight");
+		return -EINVAL;
+	}
+	if (e->undone) {
+		snprintf(why, whylen, "nothing to retry: turn %llu was undone",
+			 (unsigned long long)e->turn);
 		return -EINVAL;
 	}
 	return 0;
@@ -587,6 +604,36 @@ uint64_t turn_size(struct store *s, struct turn *t)
 	return n;
 }
 
+ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
+{
+	pthread_mutex_lock(&s->lock);
+	ssize_t r;
+	if (off < t->thinking.len) {
+		size_t n = t->thinking.len - off < size ? t->thinking.len - (size_t)off : size;
+		memcpy(buf, t->thinking.data + off, n);
+		/* A retry keeps what a reader was shown (store_call_retry). */
+		if (t->thinking_read < off + n)
+			t->thinking_read = off + n;
+		r = (ssize_t)n;
+	} else if (t->state == TURN_DONE || t->state == TURN_FAILED) {
+		/* The end, whatever the outcome (`output` and `status` tell a
+		 * failure), so that cp -r and tar copy a failed turn's thinking. */
+		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
+	} else {
+		r = -EAGAIN;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+uint64_t turn_thinking_size(struct store *s, struct turn *t)
+{
+	pthread_mutex_lock(&s->lock);
+	uint64_t n = t->thinking.len;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
 {
 	pthread_mutex_lock(&s->lock);
@@ -607,6 +654,7 @@ int context_info(struct store *s, uint64_t id, struct context_info *out)
 		out->state = t ? t->state : TURN_DONE;
 		out->turn = t ? t->number : 0;
 		out->output_size = t ? t->text.len : 0;
+		out->thinking_size = t ? t->thinking.len : 0;
 		for (size_t i = c->next_send; i < c->n_ex; i++) {
 			enum turn_state st = c->ex[i].reply->state;
 			if (st == TURN_QUEUED || st == TURN_PENDING)

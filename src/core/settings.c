@@ -39,6 +39,7 @@ enum {
 	K_PRUNE,
 	K_SUMMARY_MODEL,
 	K_SUMMARY_PROMPT,
+	K_SPEND_LIMIT,
 	K_COUNT
 };
 
@@ -85,6 +86,9 @@ static const struct setting_def table[K_COUNT] = {
     [K_SUMMARY_PROMPT] = {"summary_prompt", SETTING_TEXT, "default", 0, SETTINGS_PROMPT_MAX,
 			  "instruction of the summary calls, one line; default: the "
 			  "documented prompt"},
+    [K_SPEND_LIMIT] = {"spend_limit_usd", SETTING_USD, "none", 0, 1e9,
+		       "writing input fails (EDQUOT) once the context's cost_usd reaches it; "
+		       "in .config: the limit of all contexts together; none: no limit"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
@@ -104,6 +108,7 @@ static const size_t field_off[K_COUNT] = {
     [K_PRUNE] = OFF(prune),
     [K_SUMMARY_MODEL] = OFF(summary_model),
     [K_SUMMARY_PROMPT] = OFF(summary_prompt),
+    [K_SPEND_LIMIT] = OFF(spend_limit_usd),
 };
 #undef OFF
 
@@ -179,6 +184,19 @@ static void format_double(double v, char *out, size_t outlen)
 		if (strtod(out, NULL) == v)
 			return;
 	}
+}
+
+/* An amount in USD as a plain decimal (0.000001, not 1e-06), to the nano-dollar. */
+static void format_usd(double v, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%.9f", v);
+	if (n < 0 || (size_t)n >= outlen || !strchr(out, '.'))
+		return;
+	char *e = out + n - 1;
+	while (*e == '0')
+		*e-- = '\0';
+	if (*e == '.')
+		*e = '\0';
 }
 
 static bool is_space(char c)
@@ -477,6 +495,16 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			return out_of_range(k, shown, why, whylen);
 		/* Bounds are far below 2^53, so anything in range converts exactly. */
 		return put_int(s, k, (double)i, shown, why, whylen);
+	case SETTING_USD:
+		if (len == 0 || word_is(v, len, "none"))
+			return put_double(s, k, (double)NAN, shown, why, whylen);
+		r = text_double(v, len, &x);
+		if (r == -EINVAL)
+			return fail(-EINVAL, why, whylen,
+				    "%s: '%s' is not an amount in USD or none", key, shown);
+		if (r < 0)
+			return out_of_range(k, shown, why, whylen);
+		return put_double(s, k, x, shown, why, whylen);
 	case SETTING_DOUBLE:
 		if (len == 0 || word_is(v, len, "default"))
 			return put_double(s, k, (double)NAN, shown, why, whylen);
@@ -644,6 +672,13 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 		format_tools(t, out, outlen);
 		break;
 	}
+	case SETTING_USD:
+		get(s, (size_t)k, &x, sizeof x);
+		if (isnan(x))
+			snprintf(out, outlen, "none");
+		else
+			format_usd(x, out, outlen);
+		break;
 	case SETTING_DOUBLE:
 		get(s, (size_t)k, &x, sizeof x);
 		if (isnan(x))
@@ -745,6 +780,7 @@ static cJSON *json_value(const struct settings *s, size_t k)
 	case SETTING_INT:
 		get(s, k, &i, sizeof i);
 		return cJSON_CreateNumber((double)i);
+	case SETTING_USD:
 	case SETTING_DOUBLE:
 		get(s, k, &x, sizeof x);
 		return isnan(x) ? cJSON_CreateNull() : cJSON_CreateNumber(x);
@@ -843,6 +879,7 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 			return fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
 				    shown);
 		return put_int(s, k, x, shown, why, whylen);
+	case SETTING_USD:
 	case SETTING_DOUBLE:
 		if (cJSON_IsNull(it))
 			return put_double(s, k, (double)NAN, "null", why, whylen);

@@ -5,9 +5,11 @@
  *                            STATE itself (deleting the file unlocks nothing)
  *   STATE/config             root defaults, `key = value` lines
  *   STATE/contexts/NAME/journal
+ *   STATE/contexts/NAME/meta    its user metadata for listings (meta.c), if any
  *   STATE/trash/             where deleted contexts go before removal
  * Renaming and deleting a context are renames of its directory, so each is atomic.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -127,6 +129,7 @@ static void empty_trash(struct store *s)
 static void slot_free(struct store *s, struct store_slot *slot)
 {
 	context_free(s, slot->ctx);
+	cJSON_Delete(slot->meta);
 	free(slot->name);
 	free(slot);
 }
@@ -294,6 +297,7 @@ void store_free(struct store *s)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
 			turn_unref(NULL, n->value);
 	store_models_done(s);
+	prices_done(&s->prices);
 	map_done(&s->by_name);
 	map_done(&s->by_id);
 	map_done(&s->calls);
@@ -392,7 +396,7 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	 * and whoever wants the context waits. */
 	slot->creating = true;
 	uint64_t sid = slot->id;
-	struct settings st = s->defaults;
+	struct settings st = store_context_defaults(s);
 	char path[JOURNAL_PATH_MAX];
 	r = slot_journal_path(s, slot, path, sizeof(path));
 	pthread_mutex_unlock(&s->lock);
@@ -422,6 +426,26 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	notes_add(&notes, slot->id, STORE_CHANGED_CREATED);
 	store_unlock_notify(s, &notes);
 	return 0;
+}
+
+struct store_slot *store_slot_reserve(struct store *s, const char *name)
+{
+	struct store_slot *slot = store_add(s, name);
+	if (slot)
+		slot->creating = true;
+	return slot;
+}
+
+void store_slot_settle(struct store *s, uint64_t slot_id, int r)
+{
+	struct store_slot *slot = map_get_id(&s->by_id, slot_id);
+	slot->creating = false;
+	pthread_cond_broadcast(&s->synced);
+	if (r < 0) {
+		map_del(&s->by_name, slot->name, strlen(slot->name));
+		map_del_id(&s->by_id, slot->id);
+		slot_free(s, slot);
+	}
 }
 
 /* A message still being written has no call to cancel, yet readers of `output`

@@ -12,12 +12,15 @@
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
 #include "mcpfs/journal.h"
+#include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/store.h"
+#include "block_impl.h"
 
 #define CHECKPOINT_MS 100   /* longest a received, unread delta waits for disk */
 #define PART_MAX (1u << 20) /* text bytes per REPLY_PART record */
 #define WHY_MAX 512
+#define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
 
 struct turn {
 	int refs;	  /* the exchange's, readers', the call's */
@@ -42,7 +45,8 @@ struct turn {
 	int64_t saved_ms;    /* monotonic time of the last checkpoint */
 	char stop_reason[64];
 	struct wire_usage usage;
-	struct api_error error; /* when FAILED */
+	char model[SETTINGS_MODEL_MAX + 1]; /* the model its call asked for ("" none) */
+	struct api_error error;		    /* when FAILED */
 	int http_status;
 	char request_id[128];
 	uint64_t call_id;    /* non-zero while a call is in flight */
@@ -54,6 +58,13 @@ struct turn {
 				holds a reference) before its call is built */
 	bool summary_call;   /* a summary call (summary.c), not an exchange's reply */
 	struct context *ctx; /* NULL once the context is deleted */
+
+	/* Every block but plain text (block_impl.h), and pause_turn: */
+	struct turn_blocks blocks;
+	size_t call_thinking;		/* thinking.len when the current call began */
+	uint64_t thinking_read;		/* bytes of thinking a reader was given */
+	unsigned continued;		/* calls that continued a pause_turn */
+	struct wire_usage paused_usage; /* the usage of the calls before them */
 };
 
 struct exchange {
@@ -67,11 +78,20 @@ struct exchange {
 	size_t n_earlier;
 	bool clear_before; /* a clear happened just before this exchange */
 	bool in_history;   /* pushed into the prune index */
+	bool undone;	   /* taken out of the history by `undo` (fork.c): never
+			      pushed into it again */
 };
 
 struct usage_totals {
 	int64_t input, output, cache_creation, cache_read;
 	uint64_t calls;
+};
+
+/* A context's usage per model its calls asked for (spend.c): what cost_usd
+ * and spend_limit_usd are computed from, with the prices in force. */
+struct ledger_row {
+	char model[SETTINGS_MODEL_MAX + 1];
+	struct usage_totals t;
 };
 
 /* What every context known to the store costs, loaded or not (100,000
@@ -85,16 +105,22 @@ struct store_slot {
 	char word[12];	     /* status word read without loading, "" unknown */
 	bool creating;	     /* store_create() makes its journal, the lock
 				released: store_get() and deletes wait */
+	struct cJSON *meta;  /* user metadata (meta.c), an object; NULL for none */
+	bool meta_known;     /* meta is read (from the journal or STATE/.../meta) */
 };
 
-/* Something the transcript shows between exchanges: a clear, or a new system
- * prompt.  Marks are kept in the order they happened. */
-enum mark_kind { MARK_CLEAR, MARK_SYSTEM };
+/* Something the transcript shows between exchanges: a clear, a new system
+ * prompt, where a fork came from, an undo.  Marks are kept in the order they
+ * happened. */
+enum mark_kind { MARK_CLEAR, MARK_SYSTEM, MARK_FORK, MARK_UNDO };
 struct mark {
 	size_t at; /* shown before exchange `at` (c->n_ex when it came) */
 	enum mark_kind kind;
-	char *text; /* MARK_SYSTEM: the new prompt (heap), else NULL */
+	char *text; /* MARK_SYSTEM: the new prompt (heap); MARK_FORK: the
+		       context it was forked from; else NULL */
 	size_t len;
+	uint64_t turn; /* MARK_FORK: the turn it was forked at; MARK_UNDO: the
+			  turn undone */
 };
 
 /* A rendering kept until the context changes: `history` and `history.json` are
@@ -143,6 +169,9 @@ struct context {
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
 	struct wire_usage last_usage;
+	char last_model[SETTINGS_MODEL_MAX + 1]; /* the model of last_usage's call */
+	struct ledger_row *ledger;		 /* heap, n_ledger rows (spend.c) */
+	size_t n_ledger;
 	char note[WHY_MAX];    /* a journal problem not tied to a turn (it
 				  cannot be opened, a reply cannot be saved),
 				  "" for none */
@@ -226,6 +255,7 @@ struct store {
 	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
 	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
+	struct prices prices; /* what cost_usd is computed with (store_set_prices) */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -248,8 +278,27 @@ void store_models_unwait(struct store *s, struct turn *t);
 /* `status` lines about the context's model: model_check, lifecycle, ignored. */
 int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
+/* spend.c: costs and spending limits (CONTRACT §10, Cost). */
+/* Counts a call's usage under its model (t->model, else the context's). */
+void context_ledger_add(struct context *c, const struct turn *t);
+void context_ledger_done(struct context *c);
+/* The context's settings for a new context or a replaced config: the root
+ * defaults, without the root's spend_limit_usd (which is the limit of all
+ * contexts together, not each one's). */
+struct settings store_context_defaults(const struct store *s);
+/* `usage`'s cost lines, and the cost members of a JSON usage object. */
+int context_render_cost(const struct store *s, const struct context *c, struct buf *out);
+void context_cost_json(const struct store *s, const struct context *c, struct cJSON *usage);
+
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
+/* Takes name for a context whose directory is made with the lock released
+ * (fork.c): a slot marked creating, which store_get() and deletes wait for.
+ * Under the lock; NULL when out of memory.  store_slot_settle() ends it (under
+ * the lock): r == 0 keeps the slot (its journal loads at first use), else the
+ * slot is dropped. */
+struct store_slot *store_slot_reserve(struct store *s, const char *name);
+void store_slot_settle(struct store *s, uint64_t slot_id, int r);
 
 /* context.c */
 /* Reads the slot's journal (creating it when the directory has none) into a
@@ -278,6 +327,23 @@ void context_history_push(struct context *c, size_t ex_index);
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
+/* The payload of a SETTINGS record (and of CREATE, with "v" and "created_ms"
+ * added): st, the system prompt, the schema (NULL or "": none).  NULL when out
+ * of memory. */
+struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
+
+/* message.c: the payload of a USER record.  NULL when out of memory. */
+struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms);
+
+/* fork.c: the records a loader hands over (UNDO, FORKED_FROM): -EINVAL for a
+ * payload that names no turn of the context (a bad record).  *undo_last is
+ * set when the undo leaves `output` on the history's newest reply (no message
+ * was being written). */
+int context_load_undo(struct context *c, const struct cJSON *o, bool *undo_last);
+int context_load_origin(struct context *c, const struct cJSON *o);
+/* `output` after an undo: the reply of the history's newest exchange, or none;
+ * a message being written stays what `output` waits for. */
+void context_undo_newest(struct context *c);
 
 /* context.c: STATE/contexts/NAME/journal for the context's current name. */
 int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n);
@@ -336,6 +402,17 @@ void summary_after_load(struct context *c);
 int summary_render_history(const struct context *c, struct buf *out);
 int summary_json(const struct context *c, struct cJSON *o);
 int summary_status(const struct context *c, struct buf *out);
+/* meta.c: loading a journal sets the slot's metadata from its META records
+ * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */
+void meta_load_begin(struct store_slot *slot);
+void meta_load_record(struct store_slot *slot, const struct cJSON *o);
+void meta_load_end(struct store *s, struct store_slot *slot);
+/* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
+ * of memory. */
+struct cJSON *meta_copy(const struct store_slot *slot);
+/* The slot's metadata as the payload of a META record and the text of the
+ * meta file (heap); NULL for none or when out of memory (fork.c). */
+char *meta_payload(const struct store_slot *slot);
 
 /* view.c: frees the cached renderings. */
 void context_views_done(struct context *c);
@@ -343,6 +420,8 @@ void context_views_done(struct context *c);
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
 int turn_end_record(struct context *c, struct turn *t, bool sync);
+/* The payload of attempt t's REPLY_END (t has ended).  NULL when out of memory. */
+struct cJSON *turn_end_payload(const struct turn *t);
 void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);

@@ -44,6 +44,7 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
 	buf_init(&t->part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
 	api_error_clear(&t->error);
 	t->raw_sent = -1;
+	blocks_init(&t->blocks);
 	return t;
 }
 
@@ -71,6 +72,7 @@ void turn_unref(struct store *s, struct turn *t)
 	buf_done(&t->text);
 	buf_done(&t->thinking);
 	buf_done(&t->part);
+	blocks_done(&t->blocks);
 	free(t);
 }
 
@@ -137,6 +139,12 @@ void turn_checkpoint(struct turn *t, bool sync)
 		t->text_saved += tn;
 		t->thinking_saved += hn;
 	}
+	/* Every block after the text and thinking it follows (block_impl.h). */
+	if (t->text_saved == t->text.len && t->thinking_saved == t->thinking.len) {
+		int r = blocks_save(c, t);
+		if (r < 0)
+			turn_save_failed(c, r);
+	}
 	t->saved_ms = clock_mono_ms();
 	if (sync)
 		journal_sync(c->journal);
@@ -158,21 +166,33 @@ static cJSON *usage_json(const struct wire_usage *u)
 	return o;
 }
 
-int turn_end_record(struct context *c, struct turn *t, bool sync)
+static void usage_add(struct wire_usage *to, const struct wire_usage *from)
 {
-	turn_checkpoint(t, false);
-	buf_done(&t->part); /* the reply's last part is saved */
+	to->input_tokens += from->input_tokens;
+	to->output_tokens += from->output_tokens;
+	to->cache_creation_input_tokens += from->cache_creation_input_tokens;
+	to->cache_read_input_tokens += from->cache_read_input_tokens;
+	to->present |= from->present;
+}
+
+cJSON *turn_end_payload(const struct turn *t)
+{
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
-		return -ENOMEM;
+		return NULL;
 	cJSON_AddNumberToObject(o, "turn", (double)t->number);
 	cJSON_AddNumberToObject(o, "attempt", t->attempt);
 	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
 	if (t->stop_reason[0])
 		cJSON_AddStringToObject(o, "stop_reason", t->stop_reason);
-	cJSON_AddItemToObject(o, "usage", usage_json(&t->usage));
+	struct wire_usage u = t->paused_usage; /* the calls a pause_turn continued too */
+	usage_add(&u, &t->usage);
+	cJSON_AddItemToObject(o, "usage", usage_json(&u));
 	if (t->request_id[0])
 		cJSON_AddStringToObject(o, "request_id", t->request_id);
+	/* What its usage is priced as (the settings may change meanwhile). */
+	if (t->model[0])
+		cJSON_AddStringToObject(o, "model", t->model);
 	if (t->state == TURN_FAILED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "error");
 		cJSON_AddStringToObject(e, "type", t->error.type);
@@ -195,6 +215,16 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	 * the same place after a restart (and the cached prefix stays valid). */
 	if (t->first_turn)
 		cJSON_AddNumberToObject(o, "first_turn", (double)t->first_turn);
+	return o;
+}
+
+int turn_end_record(struct context *c, struct turn *t, bool sync)
+{
+	turn_checkpoint(t, false);
+	buf_done(&t->part); /* the reply's last part is saved */
+	cJSON *o = turn_end_payload(t);
+	if (!o)
+		return -ENOMEM;
 	int r = context_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
 		turn_save_failed(c, r);
@@ -219,6 +249,7 @@ void context_account(struct context *c, struct turn *t)
 		return;
 	c->totals.calls++;
 	c->last_usage = *u;
+	context_ledger_add(c, t);
 	context_changed(c);
 	if (!u->present)
 		return;
@@ -257,7 +288,8 @@ int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
 
 int64_t exchange_raw(const struct exchange *e)
 {
-	return prune_estimate(e->user_len) + prune_estimate(e->reply->text.len);
+	return prune_estimate(e->user_len) +
+	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply));
 }
 
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
@@ -334,10 +366,18 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 		return -EFBIG;
 	}
 	size_t kept = c->prune.n - (size_t)first;
-	c->ex[k].reply->first_turn = kept ? c->ex[c->hist[first]].turn : 0;
-	struct wire_message *m = calloc(kept * 2 + 1, sizeof(*m));
-	if (!m)
+	struct turn *t = c->ex[k].reply;
+	t->first_turn = kept ? c->ex[c->hist[first]].turn : 0;
+	/* Replies go back with the blocks the API wants of them (block.c), and
+	 * a paused reply is sent back to be continued. */
+	size_t nm = kept * 2 + 1 + (t->continued ? 1 : 0);
+	struct wire_message *m = calloc(nm, sizeof(*m));
+	cJSON **blocks = calloc(kept + 1, sizeof(*blocks));
+	if (!m || !blocks) {
+		free(m);
+		free(blocks);
 		return -ENOMEM;
+	}
 	*raw = fixed;
 	for (size_t i = 0; i < kept; i++) {
 		const struct exchange *h = &c->ex[c->hist[(size_t)first + i]];
@@ -345,15 +385,24 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 		m[2 * i + 1] =
 		    (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
 					  h->reply->text.len, false};
+		m[2 * i + 1].blocks = blocks[i] = blocks_json(h->reply, BLOCKS_HISTORY);
 		*raw += exchange_raw(h);
 	}
 	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
+	if (t->continued) {
+		m[nm - 1] = (struct wire_message){true, "", 0, false};
+		m[nm - 1].blocks = blocks[kept] = blocks_json(t, BLOCKS_RESUME);
+		*raw += prune_estimate(t->text.len + t->thinking.len + blocks_bytes(t));
+	}
 	struct buf block; /* the summary, a second system block */
 	buf_init(&block, REQUEST_MAX);
 	if (summary_block(c, &block) < 0) {
 		buf_done(&block);
+		for (size_t i = 0; i <= kept; i++)
+			cJSON_Delete(blocks[i]);
+		free(blocks);
 		free(m);
 		snprintf(why, whylen, "cannot build the request: %s", strerror(ENOMEM));
 		return -ENOMEM;
@@ -376,7 +425,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .system2 = block.len ? block.data : NULL,
 	    .system2_len = block.len,
 	    .messages = m,
-	    .n_messages = kept * 2 + 1,
+	    .n_messages = nm,
 	    .thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
 	    .thinking_adaptive = shape.thinking == SHAPE_THINKING_ADAPTIVE,
 	    .effort = shape.effort,
@@ -386,7 +435,10 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .schema = c->schema,
 	    .schema_len = c->schema_len,
 	};
-	int ret = wire_request_build(&r, body);
+	int ret = t->continued && !blocks[kept] ? -ENODATA : wire_request_build(&r, body);
+	for (size_t i = 0; i <= kept; i++)
+		cJSON_Delete(blocks[i]);
+	free(blocks);
 	free(m);
 	buf_done(&block);
 	if (ret == -EFBIG)
@@ -435,12 +487,14 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	}
 	struct call_spec spec = {
 	    .call_id = ++s->next_call,
-	    .max_retries = (int)c->settings.max_retries,
+	    /* A continuation is not retried: its reply's text has been shown. */
+	    .max_retries = t->continued ? 0 : (int)c->settings.max_retries,
 	    .connect_timeout_ms = (int)c->settings.connect_timeout * 1000,
 	    .idle_timeout_ms = (int)c->settings.idle_timeout * 1000,
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
+	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);
@@ -531,6 +585,24 @@ static void usage_assign(struct wire_usage *to, const struct wire_usage *from)
 	to->present |= from->present;
 }
 
+/* The text or thinking an event brings (a delta, or a block's start). */
+static inline int turn_text(struct turn *t, const struct wire_event *ev, struct notes *n)
+{
+	int r = 0;
+	if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
+		t->state = TURN_STREAMING;
+		if (!t->text.len)
+			t->thinking_lead = t->thinking.len;
+		r = buf_append(&t->text, ev->text, ev->text_len);
+		/* a summary call's text is no reply: status says it is summarizing */
+		notes_add(n, t->ctx_id, t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_OUTPUT);
+	} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
+		r = buf_append(&t->thinking, ev->text, ev->text_len);
+		notes_add(n, t->ctx_id, t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_THINKING);
+	}
+	return r;
+}
+
 static int turn_event(struct store *s, struct turn *t, const struct wire_event *ev, struct notes *n)
 {
 	int r = 0;
@@ -540,32 +612,44 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		usage_assign(&t->usage, &ev->usage);
 		notes_add(n, t->ctx_id, STORE_CHANGED_STATE);
 		break;
+	case WIRE_MESSAGE_STOP:
+		blocks_finish(t);
+		break;
 	case WIRE_MESSAGE_DELTA:
 		if (ev->stop_reason[0])
 			snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", ev->stop_reason);
 		usage_assign(&t->usage, &ev->usage);
 		break;
-	case WIRE_BLOCK_START: /* a block may start with text (the SDKs keep it) */
 	case WIRE_BLOCK_DELTA:
-		if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
-			t->state = TURN_STREAMING;
-			if (!t->text.len)
-				t->thinking_lead = t->thinking.len;
-			r = buf_append(&t->text, ev->text, ev->text_len);
-			notes_add(n, t->ctx_id,
-				  t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_OUTPUT);
-		} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
-			r = buf_append(&t->thinking, ev->text, ev->text_len);
-		}
+		if (ev->block == WIRE_BLOCK_TEXT || ev->block == WIRE_BLOCK_THINKING)
+			r = turn_text(t, ev, n);
+		else
+			r = blocks_event(t, ev);
 		break;
+	case WIRE_BLOCK_START: /* a block may start with text (the SDKs keep it) */
+	case WIRE_BLOCK_STOP: {
+		size_t had = t->thinking.len;
+		r = blocks_event(t, ev); /* first: where the block begins */
+		if (r == 0 && ev->type == WIRE_BLOCK_START)
+			r = turn_text(t, ev, n);
+		if (t->thinking.len != had) /* "[redacted]", or the separator */
+			notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
+		break;
+	}
 	default:
 		break;
 	}
 	if (r < 0) {
 		struct api_error e;
 		api_error_clear(&e);
-		api_error_set(&e, "reply_too_large", "the reply passed %u bytes and was cut",
-			      STORE_REPLY_MAX);
+		if (r == -E2BIG) /* block.c */
+			api_error_set(&e, "reply_too_large",
+				      "a block of the reply passed its limit (%u bytes of a tool's "
+				      "input, %u of blocks in all) and was cut",
+				      BLOCK_INPUT_MAX, BLOCKS_MAX);
+		else
+			api_error_set(&e, "reply_too_large",
+				      "the reply passed %u bytes and was cut", STORE_REPLY_MAX);
 		turn_end(s, t, TURN_FAILED, &e, n);
 		return -ECANCELED;
 	}
@@ -600,13 +684,42 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 		t->retries = attempt;
 		t->http_status = 0; /* the next attempt's answer decides */
 		t->state = TURN_WAITING;
-		buf_reset(&t->thinking);
-		t->thinking_saved = 0;
+		/* The failed try's thinking goes, unless a reader of `thinking`
+		 * was shown it: then it stays, as thinking without a block. */
+		if (t->thinking_read <= t->call_thinking && t->thinking_saved <= t->call_thinking)
+			buf_resize(&t->thinking, t->call_thinking);
+		blocks_drop_call(&t->blocks);
 		memset(&t->usage, 0, sizeof(t->usage));
 		t->error = *err; /* shown in status while waiting; cleared on success */
 		notes_add(&n, t->ctx_id, STORE_CHANGED_STATE);
 	}
 	store_unlock_notify(s, &n);
+}
+
+/* A reply that paused (stop_reason pause_turn: a server tool runs long) is
+ * continued by another call that sends it back as it is, at most PAUSE_MAX
+ * times; the new call's blocks join the same reply and `output` goes on.
+ * true when the continuation started (or failed the turn: it has ended). */
+static bool turn_continue(struct store *s, struct turn *t, struct notes *n)
+{
+	struct context *c = t->ctx;
+	size_t k = c ? c->n_ex : 0;
+	while (k-- > 0 && c->ex[k].reply != t)
+		;
+	if (!c || k >= c->n_ex || strcmp(t->stop_reason, "pause_turn") || t->continued >= PAUSE_MAX)
+		return false;
+	context_account(c, t);
+	usage_add(&t->paused_usage, &t->usage);
+	memset(&t->usage, 0, sizeof(t->usage));
+	t->continued++;
+	t->stop_reason[0] = '\0';
+	t->retries = 0;
+	turn_checkpoint(t, false);
+	t->blocks.call_first = t->blocks.n;
+	t->blocks.text_index = -1;
+	t->call_thinking = t->thinking.len;
+	turn_start(s, c, k, n);
+	return true;
 }
 
 void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
@@ -625,6 +738,11 @@ void store_call_end(struct store *s, uint64_t call_id, int err, const struct api
 		else
 			api_error_set(&why, err == -ETIMEDOUT ? "timeout_error" : "cancelled", "%s",
 				      strerror(-err));
+		if (err == 0 && turn_continue(s, t, &n)) {
+			turn_unref(NULL, t); /* the ended call's reference */
+			store_unlock_notify(s, &n);
+			return;
+		}
 		turn_end(s, t, err == 0 ? TURN_DONE : TURN_FAILED, &why, &n);
 		struct context *c = t->ctx;
 		turn_unref(NULL, t); /* the call's reference */

@@ -103,6 +103,24 @@ static int print_json(cJSON *o, struct buf *out)
 	return r;
 }
 
+/* A reply in history.json: its text, or the blocks the next call sends of it
+ * (block.c: citations, server tool blocks). */
+static int add_reply(cJSON *arr, const struct turn *t)
+{
+	cJSON *blocks = blocks_json(t, BLOCKS_HISTORY);
+	if (!blocks)
+		return add_message(arr, "assistant", text_of(&t->text), t->text.len);
+	cJSON *m = cJSON_CreateObject();
+	if (!m || !cJSON_AddStringToObject(m, "role", "assistant")) {
+		cJSON_Delete(m);
+		cJSON_Delete(blocks);
+		return -ENOMEM;
+	}
+	cJSON_AddItemToObject(m, "content", blocks);
+	cJSON_AddItemToArray(arr, m);
+	return 0;
+}
+
 static int render_history_json(const struct context *c, struct buf *out)
 {
 	size_t first = history_first(c);
@@ -115,8 +133,7 @@ static int render_history_json(const struct context *c, struct buf *out)
 		const struct exchange *e = &c->ex[c->hist[i]];
 		r = add_message(arr, "user", e->user, e->user_len);
 		if (r == 0)
-			r = add_message(arr, "assistant", text_of(&e->reply->text),
-					e->reply->text.len);
+			r = add_reply(arr, e->reply);
 	}
 	cJSON_AddNumberToObject(o, "pruned_messages", (double)(first * 2));
 	if (r == 0)
@@ -144,6 +161,12 @@ static int render_mark(const struct mark *m, struct buf *out)
 {
 	if (m->kind == MARK_CLEAR)
 		return buf_puts(out, "--- cleared: the history starts again here ---\n\n");
+	if (m->kind == MARK_FORK)
+		return buf_printf(out, "--- forked from '%s' at turn %llu ---\n\n", m->text,
+				  (unsigned long long)m->turn);
+	if (m->kind == MARK_UNDO)
+		return buf_printf(out, "--- turn %llu undone: taken out of the history ---\n\n",
+				  (unsigned long long)m->turn);
 	if (!m->len)
 		return buf_puts(out, "--- system prompt removed ---\n\n");
 	return put_block(out, "system prompt set", m->text, m->len);
@@ -208,6 +231,8 @@ static int render_attempt(const struct turn *t, struct buf *out)
 			 (unsigned long long)t->number);
 		r = put_block(out, h, thinking + lead, t->thinking.len - lead);
 	}
+	if (r == 0)
+		r = blocks_render(t, out);
 	if (r == 0)
 		r = render_outcome(t, out);
 	return r < 0 ? r : 1;
@@ -284,6 +309,12 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 		cJSON_AddStringToObject(a, "stop_reason", t->stop_reason);
 	if (t->thinking.len)
 		add_text(a, "thinking", text_of(&t->thinking), t->thinking.len);
+	cJSON *blocks = blocks_json(t, BLOCKS_ALL);
+	if (!blocks)
+		return -ENOMEM;
+	cJSON_AddItemToObject(a, "blocks", blocks);
+	if (t->continued)
+		cJSON_AddNumberToObject(a, "continued", t->continued);
 	if (t->state == TURN_FAILED) {
 		cJSON *err = cJSON_AddObjectToObject(a, "error");
 		cJSON_AddStringToObject(err, "type", t->error.type);
@@ -295,6 +326,11 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 static int render_transcript_json(const struct context *c, struct buf *out)
 {
 	cJSON *o = cJSON_CreateObject();
+	if (c->n_marks && c->marks[0].kind == MARK_FORK) {
+		cJSON *f = cJSON_AddObjectToObject(o, "forked_from");
+		cJSON_AddStringToObject(f, "context", c->marks[0].text);
+		cJSON_AddNumberToObject(f, "turn", (double)c->marks[0].turn);
+	}
 	cJSON *arr = cJSON_AddArrayToObject(o, "messages");
 	int r = arr ? 0 : -ENOMEM;
 	for (size_t i = 0; r == 0 && i < c->n_ex; i++) {
@@ -307,6 +343,8 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 		cJSON_AddNumberToObject(u, "time_ms", (double)e->user_ms);
 		if (e->clear_before)
 			cJSON_AddTrueToObject(u, "after_clear");
+		if (e->undone)
+			cJSON_AddTrueToObject(u, "undone");
 		for (size_t k = 0; r == 0 && k < e->n_earlier; k++)
 			r = add_attempt(arr, e->earlier[k], true);
 		if (r == 0 && t->state != TURN_PENDING)
@@ -371,6 +409,13 @@ static int status_turn(const struct turn *t, struct buf *out)
 				     "without text)");
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
+	if (r == 0 && t->continued)
+		r = buf_printf(out, "continued: %u (stop_reason pause_turn)\n", t->continued);
+	if (r == 0 && t->state == TURN_DONE && !strcmp(t->stop_reason, "pause_turn"))
+		r = buf_printf(out,
+			       "paused: the reply still paused after %u continuations (the "
+			       "most mcpfs makes); it ends here\n",
+			       t->continued);
 	if (r == 0 && t->state == TURN_FAILED) {
 		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
 		if (r == 0 && t->error.http_status > 0)
@@ -428,11 +473,11 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 	return r;
 }
 
-static int render_usage(const struct context *c, struct buf *out)
+static int render_usage(const struct store *s, const struct context *c, struct buf *out)
 {
 	const struct wire_usage *u = &c->last_usage;
 	const struct usage_totals *t = &c->totals;
-	return buf_printf(
+	int r = buf_printf(
 	    out,
 	    "last_input_tokens: %lld\nlast_output_tokens: %lld\n"
 	    "last_cache_creation_input_tokens: %lld\nlast_cache_read_input_tokens: %lld\n"
@@ -443,9 +488,10 @@ static int render_usage(const struct context *c, struct buf *out)
 	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
 	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
 	    (long long)t->cache_read, (unsigned long long)t->calls);
+	return r < 0 ? r : context_render_cost(s, c, out);
 }
 
-static int render_info_json(const struct context *c, struct buf *out)
+static int render_info_json(const struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
 	cJSON *o = cJSON_CreateObject();
@@ -461,6 +507,9 @@ static int render_info_json(const struct context *c, struct buf *out)
 	cJSON *cfg = cJSON_AddObjectToObject(o, "config");
 	if (cfg)
 		settings_to_json(&c->settings, cfg);
+	cJSON *meta = meta_copy(c->slot); /* user.* attributes of the directory */
+	if (!cJSON_AddItemToObject(o, "meta", meta))
+		cJSON_Delete(meta);
 	cJSON *u = cJSON_AddObjectToObject(o, "usage");
 	if (u) {
 		cJSON_AddNumberToObject(u, "input_tokens", (double)c->totals.input);
@@ -469,6 +518,7 @@ static int render_info_json(const struct context *c, struct buf *out)
 					(double)c->totals.cache_creation);
 		cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)c->totals.cache_read);
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
+		context_cost_json(s, c, u);
 	}
 	const struct turn *t = c->newest;
 	if (t && t->state == TURN_FAILED) {
@@ -658,10 +708,10 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		r = render_status(s, c, out);
 		break;
 	case VIEW_USAGE:
-		r = render_usage(c, out);
+		r = render_usage(s, c, out);
 		break;
 	case VIEW_INFO_JSON:
-		r = render_info_json(c, out);
+		r = render_info_json(s, c, out);
 		break;
 	case VIEW_SUMMARY:
 		r = c->summary_len ? buf_append(out, c->summary, c->summary_len) : 0;

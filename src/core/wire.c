@@ -189,6 +189,19 @@ static int take_text(const cJSON *obj, const char *key, struct wire_event *ev, b
 	return 0;
 }
 
+/* Prints a block or delta that is neither text nor thinking into ev->raw for
+ * the caller (turn.c keeps every block of a reply).  Its strings are still
+ * marked (json_nul.h) when the event had a \u0000: they are printed back as
+ * \u0000 by wire_event_decode_json(). */
+static int take_raw(const cJSON *obj, struct wire_event *ev)
+{
+	ev->raw = cJSON_PrintUnformatted(obj);
+	if (!ev->raw)
+		return -ENOMEM;
+	ev->raw_len = strlen(ev->raw);
+	return 0;
+}
+
 static int decode_message_start(const cJSON *root, struct wire_event *ev)
 {
 	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
@@ -219,7 +232,7 @@ static int decode_block_start(const cJSON *root, struct wire_event *ev)
 		return take_text(cb, "thinking", ev, false);
 	}
 	ev->block = WIRE_BLOCK_OTHER;
-	return 0;
+	return take_raw(cb, ev);
 }
 
 static int decode_block_delta(const cJSON *root, struct wire_event *ev)
@@ -244,10 +257,10 @@ static int decode_block_delta(const cJSON *root, struct wire_event *ev)
 			return take_text(delta, deltas[i].field, ev, true);
 		}
 	}
-	/* input_json_delta, citations_delta and any later kind: the caller keeps
-	 * only text and thinking, so their payload is not copied. */
+	/* input_json_delta, citations_delta and any later kind: the caller
+	 * reads what it knows of them from the printed delta. */
 	ev->block = WIRE_BLOCK_OTHER;
-	return 0;
+	return take_raw(delta, ev);
 }
 
 static int decode_block_stop(const cJSON *root, struct wire_event *ev)
@@ -382,6 +395,18 @@ int wire_event_decode_json(const char *name, size_t name_len, const char *data, 
 		if (!utf8_valid(ev->text, ev->text_len))
 			r = -EINVAL;
 	}
+	if (r == 0 && ev->raw && hide) {
+		struct buf shown;
+		buf_init(&shown, SIZE_MAX / 2);
+		r = json_nul_print(ev->raw, ev->raw_len, &shown);
+		free(ev->raw);
+		ev->raw = r == 0 ? buf_steal(&shown, &ev->raw_len) : NULL;
+		buf_done(&shown);
+		if (r == 0 && !ev->raw)
+			r = -ENOMEM;
+	}
+	if (r == 0 && ev->raw && !utf8_valid(ev->raw, ev->raw_len))
+		r = -EINVAL;
 out:
 	cJSON_Delete(root);
 	if (r < 0)
@@ -396,6 +421,9 @@ void wire_event_done(struct wire_event *ev)
 	free(ev->text);
 	ev->text = NULL;
 	ev->text_len = 0;
+	free(ev->raw);
+	ev->raw = NULL;
+	ev->raw_len = 0;
 }
 
 /* ---- HTTP error bodies -------------------------------------------------- */

@@ -150,6 +150,25 @@ static cJSON *json_system2(const struct wire_request *r)
 	return arr;
 }
 
+/* A copy of a message's blocks, the breakpoint on its last text block. */
+static cJSON *json_blocks(const cJSON *blocks, bool cache_mark)
+{
+	cJSON *arr = cJSON_Duplicate(blocks, true), *mark = NULL, *it, *cc;
+	cJSON *scan = cache_mark ? arr : NULL;
+	cJSON_ArrayForEach(it, scan)
+	{
+		const cJSON *ty = cJSON_GetObjectItemCaseSensitive(it, "type");
+		if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "text"))
+			mark = it;
+	}
+	if (mark && (!(cc = cJSON_AddObjectToObject(mark, "cache_control")) ||
+		     !cJSON_AddStringToObject(cc, "type", "ephemeral"))) {
+		cJSON_Delete(arr);
+		return NULL;
+	}
+	return arr;
+}
+
 static cJSON *json_messages(const struct wire_request *r)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -165,7 +184,9 @@ static cJSON *json_messages(const struct wire_request *r)
 			goto fail;
 		}
 		if (!cJSON_AddStringToObject(obj, "role", m->assistant ? "assistant" : "user") ||
-		    !json_add(obj, "content", json_content(m->text, m->len, m->cache_mark)))
+		    !json_add(obj, "content",
+			      m->blocks ? json_blocks(m->blocks, m->cache_mark)
+					: json_content(m->text, m->len, m->cache_mark)))
 			goto fail;
 	}
 	return arr;

@@ -6,7 +6,8 @@
  * `config` or `.config`, an invalid `model` line (or one that no ending can
  * make valid), a complete invalid UTF-8 sequence (or a NUL) in `input` or
  * `system`, a message over max_input_bytes or whose estimate alone exceeds
- * budget_tokens (EFBIG), and a full state disk: the record that the close will
+ * budget_tokens (EFBIG), a reached spend_limit_usd (EDQUOT, at the first write
+ * of a message), and a full state disk: the record that the close will
  * write is given room on disk as the bytes arrive (store_reserve).  What needs
  * the whole content (a rule between two keys of config, a UTF-8 sequence cut
  * off at the very end) waits for the flush.  A refused text stays refused:
@@ -199,7 +200,11 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
 	size_t at = h->append ? old : (size_t)off;
 	size_t end = at + size > old ? at + size : old;
 	int r = 0;
-	if (h->kind == K_INPUT)
+	/* A spending limit stops a new message at its first write; one already
+	 * being written is not cut off (spend.c). */
+	if (h->kind == K_INPUT && !h->written)
+		r = context_spend_check(fs->st, h->ctx, why, sizeof(why));
+	if (r == 0 && h->kind == K_INPUT)
 		r = context_input_check(fs->st, h->ctx, end, why, sizeof(why));
 	if (r == 0)
 		r = buf_write_at(&h->data, at, buf, size);

@@ -73,14 +73,15 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 		st->st_mode = S_IFREG;
 		return fs_files[i + 1].name;
 	}
-	if (i < 3) {
-		static const char *const root_files[] = {".status", ".config", ".models"};
-		static const fuse_ino_t root_inos[] = {INO_STATUS, INO_CONFIG, INO_MODELS};
+	if (i < 4) {
+		static const char *const root_files[] = {".status", ".config", ".models", ".usage"};
+		static const fuse_ino_t root_inos[] = {INO_STATUS, INO_CONFIG, INO_MODELS,
+						       INO_USAGE};
 		st->st_ino = root_inos[i];
 		st->st_mode = S_IFREG;
 		return root_files[i];
 	}
-	i -= 3;
+	i -= 4;
 	if (i >= d->n)
 		return NULL;
 	st->st_ino = fs_ino(d->e[i].id, K_DIR);
@@ -159,7 +160,8 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else if (kind != K_ROOT)
 		r = -ENOTDIR;
 	else if (store_lookup(fs->st, name, &id) < 0)
-		r = !strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models")
+		r = !strcmp(name, ".status") || !strcmp(name, ".config") ||
+			    !strcmp(name, ".models") || !strcmp(name, ".usage")
 			? -ENOTDIR
 			: -ENOENT;
 	else {
@@ -180,7 +182,8 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = fs_scratch_unlink(fs, parent, name);
 	else if (kind == K_DIR)
 		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT; /* lets rm -r reach rmdir */
-	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models"))
+	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models") ||
+		 !strcmp(name, ".usage"))
 		r = -EACCES;
 	else
 		r = store_lookup(fs->st, name, &id) == 0 ? -EISDIR : -ENOENT;

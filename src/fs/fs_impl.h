@@ -14,12 +14,13 @@
 #include "mcpfs/map.h"
 #include "mcpfs/store.h"
 
-/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`; a context with id N is
- * N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids
- * are never reused while mounted, so inode numbers never go stale. */
+/* Inode numbers: 1 the root, 2 `.status`, 3 `.config`, 4 `.models`, 5 `.usage`; a context with id N
+ * is N << 8, its files (N << 8) | kind; scratch files have the top bit set.  Ids are never reused
+ * while mounted, so inode numbers never go stale. */
 #define INO_STATUS 2
 #define INO_CONFIG 3
 #define INO_MODELS 4
+#define INO_USAGE 5
 #define INO_SCRATCH (1ULL << 62)
 
 enum fs_kind {
@@ -36,6 +37,8 @@ enum fs_kind {
 	K_USAGE,
 	K_CTL,
 	K_SCHEMA,
+	K_THINKING,	   /* streamed like output (fs_park.c) */
+	K_TRANSCRIPT_JSON, /* rendered like transcript */
 	K_SUMMARY,
 	K_NFIXED,
 	K_ROOT = 100,
@@ -43,6 +46,7 @@ enum fs_kind {
 	K_ROOT_CONFIG,
 	K_SCRATCH,
 	K_ROOT_MODELS,
+	K_ROOT_USAGE,
 };
 
 struct fs_file {
@@ -102,7 +106,8 @@ struct fs_handle {
 	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
 	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
-	char ctl_line[256]; /* ctl: a command line not yet ended */
+	char ctl_line[320]; /* ctl: a command line not yet ended ("fork NEW TURN"
+			     with a 255-byte NEW fits) */
 	size_t ctl_len;
 	struct fs_handle *prev, *next; /* fs->handles; under fs->handles_lock */
 };
@@ -239,7 +244,8 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
  * in the context's status. */
 void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
-/* fs_park.c */
+/* fs_park.c: reads of output and thinking (h->kind says which) */
+uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h);
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
 		   bool nonblock);
 void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);

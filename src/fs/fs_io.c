@@ -47,6 +47,8 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_defaults(fs->st, out);
 	if (h->kind == K_ROOT_MODELS)
 		return store_render_models(fs->st, out, true);
+	if (h->kind == K_ROOT_USAGE)
+		return store_render_usage(fs->st, out);
 	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
 }
 
@@ -71,6 +73,8 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 		if (h->writer) /* only the notifier, to raise IN_CLOSE_WRITE */
 			return fuse_req_ctx(req)->pid == fs->notifier_tid ? 0 : -EACCES;
 		return context_output(fs->st, h->ctx, &h->turn);
+	case K_THINKING: /* the newest turn's, like output */
+		return h->writer ? -EACCES : context_output(fs->st, h->ctx, &h->turn);
 	case K_CTL:
 		return 0;
 	default:
@@ -243,10 +247,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 {
 	switch (h->kind) {
 	case K_OUTPUT:
+	case K_THINKING:
 		if (!h->turn || h->writer)
 			fuse_reply_buf(req, NULL, 0); /* no turn yet: empty */
-		else if (off == 0 && turn_size(fs->st, h->turn) == 0 &&
-			 caller_is_following_tail(req))
+		else if (off == 0 && fs_stream_size(fs, h) == 0 && caller_is_following_tail(req))
 			fuse_reply_buf(req, NULL, 0);
 		else
 			fs_serve_read(fs, req, h, off, size, flags & O_NONBLOCK);
@@ -412,7 +416,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		r = fs_scratch_write(fs, h->scratch, (size_t)off, buf, size);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		r = fs_write_text(fs, h, buf, size, off);
-	} else if (h->kind != K_OUTPUT) {
+	} else if (h->kind != K_OUTPUT && h->kind != K_THINKING) {
 		r = -EBADF;
 	}
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
@@ -559,7 +563,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 			context_submit(fs->st, h->draft); /* the last reference: send */
 	} else if (kind_rw(h->kind) && h->dirty && !h->rejected) {
 		apply_rw(fs, h);
-	} else if (h->kind == K_OUTPUT) {
+	} else if (h->kind == K_OUTPUT || h->kind == K_THINKING) {
 		/* The last read may have been answered by the thread that delivered
 		 * its bytes (fs_on_change), which wrote read_end under park_lock; the
 		 * kernel releases the file only after that answer, and the lock makes
@@ -628,7 +632,7 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	struct fs *fs = fs_of(req);
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
-	if (h->kind == K_OUTPUT && h->turn && !h->writer) {
+	if ((h->kind == K_OUTPUT || h->kind == K_THINKING) && h->turn && !h->writer) {
 		fs_poll_output(fs, req, h, ph);
 	} else {
 		if (ph)

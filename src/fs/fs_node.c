@@ -31,6 +31,8 @@ const struct fs_file fs_files[K_NFIXED] = {
     [K_USAGE] = {"usage", 0444 | S_IFREG, VIEW_USAGE},
     [K_CTL] = {"ctl", 0600 | S_IFREG, -1}, /* reads list the commands */
     [K_SCHEMA] = {"schema", 0644 | S_IFREG, VIEW_SCHEMA},
+    [K_THINKING] = {"thinking", 0444 | S_IFREG, -1},
+    [K_TRANSCRIPT_JSON] = {"transcript.json", 0444 | S_IFREG, VIEW_TRANSCRIPT_JSON},
     [K_SUMMARY] = {"summary", 0644 | S_IFREG, VIEW_SUMMARY},
 };
 
@@ -53,6 +55,8 @@ uint64_t fs_ino(uint64_t ctx, int kind)
 		return INO_CONFIG;
 	if (kind == K_ROOT_MODELS)
 		return INO_MODELS;
+	if (kind == K_ROOT_USAGE)
+		return INO_USAGE;
 	return ctx << 8 | (uint64_t)kind;
 }
 
@@ -67,6 +71,8 @@ int fs_kind_of(fuse_ino_t ino, uint64_t *ctx)
 		return K_ROOT_CONFIG;
 	if (ino == INO_MODELS)
 		return K_ROOT_MODELS;
+	if (ino == INO_USAGE)
+		return K_ROOT_USAGE;
 	if (ino & INO_SCRATCH)
 		return K_SCRATCH;
 	*ctx = ino >> 8;
@@ -93,6 +99,8 @@ static int64_t file_size(struct fs *fs, uint64_t ctx, int kind, const struct con
 {
 	if (kind == K_OUTPUT)
 		return (int64_t)ci->output_size;
+	if (kind == K_THINKING)
+		return (int64_t)ci->thinking_size;
 	if (kind == K_CTL)
 		return (int64_t)strlen(ctl_help);
 	if (fs_files[kind].view < 0)
@@ -119,10 +127,12 @@ static int root_stat(struct fs *fs, int kind, struct stat *st)
 	/* `.models` fetches a list older than a day here already (waiting
 	 * MODELS_WAIT_MS at most), so that its size is that of what a read gives:
 	 * rsync and tar trust the size. */
+	uint64_t usage_size = 0;
 	int r = kind == K_ROOT_STATUS	? store_render_status(fs->st, &b)
 		: kind == K_ROOT_MODELS ? store_render_models(fs->st, &b, true)
+		: kind == K_ROOT_USAGE	? store_usage_size(fs->st, &usage_size)
 					: store_render_defaults(fs->st, &b);
-	st->st_size = r < 0 ? 0 : (off_t)b.len;
+	st->st_size = r < 0 ? 0 : kind == K_ROOT_USAGE ? (off_t)usage_size : (off_t)b.len;
 	buf_done(&b);
 	return 0;
 }
@@ -201,6 +211,8 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_entry(req, fs, INO_CONFIG);
 		else if (!strcmp(name, ".models"))
 			reply_entry(req, fs, INO_MODELS);
+		else if (!strcmp(name, ".usage"))
+			reply_entry(req, fs, INO_USAGE);
 		else if (store_lookup(fs->st, name, &id) == 0)
 			reply_entry(req, fs, fs_ino(id, K_DIR));
 		else if (sc_ino)

@@ -3,8 +3,11 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 
 #include "fs_impl.h"
+#include "mcpfs/log.h"
+#include "mcpfs/meta.h"
 
 static void fs_op_init(void *data, struct fuse_conn_info *conn)
 {
@@ -35,27 +38,97 @@ static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct 
 	fuse_reply_err(req, 0);
 }
 
+/* Extended attributes: a context's directory holds its metadata as user.*
+ * attributes (meta.h, CONTRACT §10); every other name there, and every name
+ * on the root and on files, is ENOTSUP, as on a file system without xattrs
+ * (the kernel asks for security.capability before writes: no log line). */
+static bool meta_name(fuse_ino_t ino, const char *name, uint64_t *ctx)
+{
+	return fs_kind_of(ino, ctx) == K_DIR && *ctx &&
+	       !strncmp(name, META_PREFIX, META_PREFIX_LEN);
+}
+
 static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			   size_t size, int flags)
 {
-	fuse_reply_err(req, ENOTSUP);
+	struct fs *fs = fuse_req_userdata(req);
+	uint64_t ctx;
+	if (!meta_name(ino, name, &ctx)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	char why[256] = "";
+	const char *key = name + META_PREFIX_LEN;
+	int mflags =
+	    (flags & XATTR_CREATE ? META_CREATE : 0) | (flags & XATTR_REPLACE ? META_REPLACE : 0);
+	int r =
+	    context_meta_set(fs->st, ctx, key, strlen(key), value, size, mflags, why, sizeof(why));
+	if (r < 0 && r != -ENOENT)
+		log_debug("setxattr '%s': %s", name, why);
+	/* A limit broken shows in `status` (last_refused), as a refused write does. */
+	if (r == -ENOSPC || r == -E2BIG || r == -EINVAL || r == -ERANGE)
+		context_refuse(fs->st, ctx, why);
+	fuse_reply_err(req, -r);
+}
+
+/* A size-0 probe is answered with the size; a smaller buffer gets ERANGE. */
+static void reply_xattr(fuse_req_t req, struct buf *b, size_t size, int r)
+{
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (size == 0)
+		fuse_reply_xattr(req, b->len);
+	else if (size < b->len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, b->data, b->len);
+	buf_done(b);
 }
 
 static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	struct fs *fs = fuse_req_userdata(req);
+	uint64_t ctx;
+	if (!meta_name(ino, name, &ctx)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	struct buf b;
+	buf_init(&b, META_VALUE_MAX);
+	const char *key = name + META_PREFIX_LEN;
+	reply_xattr(req, &b, size, context_meta_get(fs->st, ctx, key, strlen(key), &b));
 }
 
 /* Listing too: tools that copy attributes (cp -a, vim's backups) take ENOTSUP
- * as "this file system has none", exactly as on a file system without xattrs. */
+ * as "this file system has none", exactly as on a file system without xattrs;
+ * a context's directory lists its user.* names. */
 static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	fuse_reply_err(req, ENOTSUP);
+	struct fs *fs = fuse_req_userdata(req);
+	uint64_t ctx;
+	if (fs_kind_of(ino, &ctx) != K_DIR || !ctx) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	struct buf b;
+	buf_init(&b, (size_t)META_KEYS_MAX * (META_NAME_MAX + 1));
+	reply_xattr(req, &b, size, context_meta_names(fs->st, ctx, &b));
 }
 
 static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	fuse_reply_err(req, ENOTSUP);
+	struct fs *fs = fuse_req_userdata(req);
+	uint64_t ctx;
+	if (!meta_name(ino, name, &ctx)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	char why[256] = "";
+	const char *key = name + META_PREFIX_LEN;
+	int r = context_meta_remove(fs->st, ctx, key, strlen(key), why, sizeof(why));
+	if (r < 0 && r != -ENOENT)
+		log_debug("removexattr '%s': %s", name, why);
+	fuse_reply_err(req, -r);
 }
 
 /* The kernel clamps a copy to the source's current size, which would cut a

@@ -1,4 +1,5 @@
-/* fs_park.c — reads of `output` that wait for the reply, and poll waiters.
+/* fs_park.c — reads of `output` (and `thinking`) that wait for the reply, and
+ * poll waiters.
  *
  * A read that finds no new bytes of an unfinished reply is parked: its request
  * is kept in a per-context list and the handler returns without replying (the
@@ -57,13 +58,26 @@ static void on_interrupt(fuse_req_t req, void *data)
 	/* Emptied lists keep their (NULL) head; fs_on_change drops them. */
 }
 
+/* `output` reads the turn's text, `thinking` its thinking. */
+uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h)
+{
+	return h->kind == K_THINKING ? turn_thinking_size(fs->st, h->turn)
+				     : turn_size(fs->st, h->turn);
+}
+
+static ssize_t stream_read(struct fs *fs, struct fs_handle *h, uint64_t off, void *buf, size_t size)
+{
+	return h->kind == K_THINKING ? turn_read_thinking(fs->st, h->turn, off, buf, size)
+				     : turn_read(fs->st, h->turn, off, buf, size);
+}
+
 void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
 		   bool nonblock)
 {
 	/* Only what is there now can be returned (output is direct_io, so a short
 	 * read is no end of file): a buffer of the reader's whole size (1 MiB for
 	 * cat) for a 4 KiB delta costs page faults on every read. */
-	uint64_t have = turn_size(fs->st, h->turn);
+	uint64_t have = fs_stream_size(fs, h);
 	size_t want = have > (uint64_t)off && have - (uint64_t)off < size
 			  ? (size_t)(have - (uint64_t)off)
 			  : size;
@@ -80,7 +94,7 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 	if (!nonblock)
 		fuse_req_interrupt_func(req, on_interrupt, fs);
 	pthread_mutex_lock(&fs->park_lock);
-	ssize_t n = turn_read(fs->st, h->turn, (uint64_t)off, buf, bufsize);
+	ssize_t n = stream_read(fs, h, (uint64_t)off, buf, bufsize);
 	if (n == -EAGAIN && !nonblock && !fuse_req_interrupted(req)) {
 		struct parked *p = calloc(1, sizeof(*p));
 		if (p) {
@@ -110,7 +124,7 @@ void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off
 static bool output_ready(struct fs *fs, struct fs_handle *h)
 {
 	char c;
-	ssize_t n = turn_read(fs->st, h->turn, h->read_end, &c, 1);
+	ssize_t n = stream_read(fs, h, h->read_end, &c, 1);
 	return n != -EAGAIN;
 }
 
@@ -139,9 +153,10 @@ void fs_on_change(void *data, uint64_t ctx, unsigned what)
 	if (what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY |
 		    STORE_CHANGED_SETTINGS))
 		fs_notifier_add(fs, ctx, NOTIFIER_TRANSCRIPT);
-	if (!(what & STORE_CHANGED_OUTPUT))
+	if (!(what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_THINKING)))
 		return;
-	fs_notifier_add(fs, ctx, NOTIFIER_OUTPUT);
+	if (what & STORE_CHANGED_OUTPUT)
+		fs_notifier_add(fs, ctx, NOTIFIER_OUTPUT);
 	pthread_mutex_lock(&fs->park_lock);
 	struct parked *list = map_del_id(&fs->parked, ctx);
 	pthread_mutex_unlock(&fs->park_lock);

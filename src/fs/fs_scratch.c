@@ -70,7 +70,8 @@ static bool temporary_name_ok(struct fs *fs, int kind, const char *name, int fla
 	if (kind == K_DIR)
 		return fs_fixed_kind(name) < 0;
 	return kind == K_ROOT && strcmp(name, ".status") && strcmp(name, ".config") &&
-	       strcmp(name, ".models") && store_lookup(fs->st, name, &id) < 0;
+	       strcmp(name, ".models") && strcmp(name, ".usage") &&
+	       store_lookup(fs->st, name, &id) < 0;
 }
 
 /* ".input.swp", ".input.swa" ... ".input.swp" for any file NAME of the

@@ -21,6 +21,7 @@
 #include "mcpfs/ctl.h"
 #include "mcpfs/log.h"
 #include "mcpfs/sse.h"
+#include "mcpfs/meta.h"
 #include "mcp_impl.h"
 
 #define STATUS_MAX (64u << 10) /* bytes of a rendered status */
@@ -51,7 +52,8 @@ static const struct tool {
 	tool_fn *run;
 } tools[] = {
 	{"list_contexts", "List contexts", "Lists every context (a durable Claude conversation) "
-	 "with the first word of its status.",
+	 "with the first word of its status and its metadata (the user.* attributes of its "
+	 "directory).",
 	 "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
 	 true, false, true, false, tool_list},
 	{"create_context", "Create a context", "Creates a context, optionally with a system "
@@ -80,11 +82,16 @@ static const struct tool {
 	{"ctl", "Control a context", "Runs a command of the context's ctl file: cancel (the "
 	 "call in flight), clear (start an empty history), retry (the newest message again, "
 	 "after its turn failed or to regenerate a complete reply), compact (fold every "
-	 "exchange but the newest 2 into the summary; \"compact FOCUS TEXT\" says what to keep).",
+	 "exchange but the newest 2 into the summary; \"compact FOCUS TEXT\" says what to keep), "
+	 "fork (a new context `name` with this one's settings and history, up to `turn` if "
+	 "given), undo (take the newest complete exchange out of the history).",
 	 "{\"type\":\"object\",\"properties\":{"
 	 "\"context\":{\"type\":\"string\",\"description\":\"the context's name\"},"
 	 "\"command\":{\"type\":\"string\",\"pattern\":"
-	 "\"^(cancel|clear|retry|compact)( .*)?$\"}},"
+	 "\"^(cancel|clear|retry|compact|fork|undo)( .*)?$\"},"
+	 "\"name\":{\"type\":\"string\",\"description\":\"fork: the new context's name\"},"
+	 "\"turn\":{\"type\":\"integer\",\"minimum\":0,\"description\":"
+	 "\"fork: copy the history up to this turn (default: every complete exchange)\"}},"
 	 "\"required\":[\"context\",\"command\"],\"additionalProperties\":false}",
 	 false, true, false, false, tool_ctl},
 	{"delete_context", "Delete a context", "Deletes a context and everything in it, "
@@ -245,9 +252,12 @@ static int tool_list(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 	for (size_t i = 0; list && i < n; i++) {
 		char word[32];
 		status_word(rq->sh->st, e[i].id, word, sizeof(word));
-		cJSON *item = cJSON_CreateObject();
-		if (!cJSON_AddStringToObject(item, "name", e[i].name) ||
+		cJSON *item = cJSON_CreateObject(), *meta = NULL;
+		/* user metadata, from the store's light part: no journal read */
+		if (context_meta_json(rq->sh->st, e[i].id, &meta) == -ENOMEM ||
+		    !cJSON_AddStringToObject(item, "name", e[i].name) ||
 		    !cJSON_AddStringToObject(item, "status", word) ||
+		    !cJSON_AddItemToObject(item, "meta", meta ? meta : cJSON_CreateObject()) ||
 		    !cJSON_AddItemToArray(list, item)) {
 			cJSON_Delete(item);
 			list = NULL;
@@ -313,19 +323,53 @@ static int tool_history(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum
 	return view_result(rq, id, VIEW_HISTORY, ret);
 }
 
+static int refuse(cJSON **ret, const char *msg)
+{
+	return fail(ret, "%s", msg) < 0 ? -ENOMEM : 1;
+}
+
+/* The ctl line of a command and fork's `name` and `turn` ("fork NAME TURN"):
+ * *out is line, or cmd itself when it is no fork (compact's focus text rides
+ * in it).  0, 1 with the tool's error result in *ret, -ENOMEM. */
+static int ctl_line(const cJSON *args, const char *cmd, const char *fork_name, char *line, size_t n,
+		    const char **out, cJSON **ret)
+{
+	const cJSON *turn = cJSON_GetObjectItemCaseSensitive(args, "turn");
+	bool fork = !strcmp(cmd, "fork");
+	if ((fork_name || turn) && !fork)
+		return refuse(ret, "'name' and 'turn' go with the command fork only");
+	if (fork && !fork_name)
+		return refuse(ret, "fork needs 'name': the new context's name");
+	if (turn && !(cJSON_IsNumber(turn) && turn->valuedouble >= 0 &&
+		      turn->valuedouble <= 9007199254740992.0 &&
+		      turn->valuedouble == (double)(uint64_t)turn->valuedouble))
+		return refuse(ret, "'turn' must be a whole number from 0");
+	*out = fork ? line : cmd;
+	if (fork && turn)
+		snprintf(line, n, "fork %s %llu", fork_name, (unsigned long long)turn->valuedouble);
+	else if (fork)
+		snprintf(line, n, "fork %s", fork_name);
+	return 0;
+}
+
 static int tool_ctl(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MHD_Result *mhd)
 {
-	static const char *const known[] = {"context", "command", NULL};
+	static const char *const known[] = {"context", "command", "name", "turn", NULL};
 	int bad = 0;
 	uint64_t id;
 	const char *name = arg(args, "context", true, ret, &bad);
 	const char *cmd = arg(args, "command", true, ret, &bad);
+	const char *fork_name = arg(args, "name", false, ret, &bad);
 	int r = bad ? 0 : context_of(rq, args, name, known, &id, ret);
 	if (bad || r != 0)
 		return bad < 0 ? bad : r < 0 ? r : 0;
-	char why[512] = "";
-	const char *done = NULL;
-	r = ctl_run(rq->sh->st, id, cmd, strlen(cmd), &done, why, sizeof(why));
+	char why[512] = "", line[STORE_NAME_MAX * 2 + 64];
+	const char *done = NULL, *run;
+	if (fork_name && strlen(fork_name) > STORE_NAME_MAX)
+		return fail(ret, "the name is longer than %d bytes", STORE_NAME_MAX);
+	if ((r = ctl_line(args, cmd, fork_name, line, sizeof(line), &run, ret)) != 0)
+		return r < 0 ? r : 0;
+	r = ctl_run(rq->sh->st, id, run, strlen(run), &done, why, sizeof(why));
 	if (r < 0)
 		return fail(ret, "%s", why[0] ? why : strerror(-r));
 	*ret = result_new(done, false, NULL);
@@ -508,7 +552,11 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 	f->st = st;
 	f->modern = rq->modern;
 	snprintf(f->session, sizeof(f->session), "%s", rq->session);
-	r = context_stage(st, id, &draft, text, strlen(text), why, sizeof(why));
+	r = context_spend_check(st, id, why, sizeof(why));
+	if (r == -EDQUOT)
+		context_refuse(st, id, why);
+	if (r == 0)
+		r = context_stage(st, id, &draft, text, strlen(text), why, sizeof(why));
 	if (r < 0 || !draft) {
 		on_flight_closed(f, NULL, true, true);
 		return fail(ret, "%s", r < 0 ? why : "the message is empty; nothing was sent");

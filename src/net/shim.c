@@ -36,9 +36,12 @@
 #include "mcp_impl.h"
 #include "shim_impl.h"
 
-#define SHIM_THREADS 4		     /* libmicrohttpd's pool: a slow fsync stalls one */
-#define SHIM_IDLE_TIMEOUT_S 60	     /* a connection silent this long is closed */
-#define SHIM_CONN_MEMORY (64u << 10) /* bytes per connection: headers and buffers */
+#define SHIM_THREADS 4	       /* libmicrohttpd's pool: a slow fsync stalls one */
+#define SHIM_IDLE_TIMEOUT_S 60 /* a connection silent this long is closed */
+/* Bytes per connection (headers, buffers): a pool over 32 KiB is mmap'ed and
+ * unmapped per connection by libmicrohttpd 0.9.75, which halved the request
+ * rate with one connection per request (shim_accept.c). */
+#define SHIM_CONN_MEMORY (32u << 10)
 #define SHIM_DISCARD_MAX (64u << 20) /* bytes of refused body read before hanging up */
 
 /* --- the address ------------------------------------------------------------- */
@@ -392,14 +395,16 @@ const char *shim_address(const struct shim *sh)
 int shim_start(struct shim *sh, char *why, size_t whylen)
 {
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET |
+			 MHD_USE_ITC;
 	if (sh->family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	/* clang-format off */
 	sh->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, sh,
-		MHD_OPTION_LISTEN_SOCKET, sh->listen_fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)SHIM_THREADS,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)SHIM_MAX_CONNECTIONS,
+		/* Split between the threads: each one's share is above what
+		 * shim_accept.c ever hands over to all of them (see there). */
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(SHIM_MAX_CONNECTIONS + 64) * SHIM_THREADS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SHIM_IDLE_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SHIM_CONN_MEMORY,
 		/* Not 1: that closes the connection without an answer on a space in
@@ -416,7 +421,15 @@ int shim_start(struct shim *sh, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot start the HTTP server on %s", sh->address);
 		return -EIO;
 	}
-	sh->listen_fd = -1; /* libmicrohttpd's now: MHD_stop_daemon closes it */
+	/* Connections come through shim_accept.c, which checks their request
+	 * line and header block before libmicrohttpd reads them. */
+	int r = shim_accept_start(sh);
+	if (r < 0) {
+		MHD_stop_daemon(sh->mhd);
+		sh->mhd = NULL;
+		snprintf(why, whylen, "cannot start the HTTP server on %s", sh->address);
+		return r;
+	}
 	return 0;
 }
 
@@ -425,6 +438,7 @@ void shim_stop(struct shim *sh)
 	if (!sh)
 		return;
 	/* libmicrohttpd must not be stopped with suspended connections. */
+	shim_accept_stop(sh);
 	shim_stream_stop_all(sh);
 	if (sh->mhd)
 		MHD_stop_daemon(sh->mhd);
@@ -435,6 +449,7 @@ void shim_free(struct shim *sh)
 {
 	if (!sh)
 		return;
+	shim_accept_free(sh);
 	if (sh->listen_fd >= 0)
 		close(sh->listen_fd);
 	if (sh->token) {

@@ -90,6 +90,7 @@ void shim_conn_on_notify(void *cls, struct MHD_Connection *c, void **socket_cont
 	struct shim *sh = cls;
 	struct shim_conn *k = *socket_context;
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		shim_accept_closed(sh);
 		if (!k)
 			return;
 		pthread_mutex_lock(&sh->lock);

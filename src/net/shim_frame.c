@@ -25,7 +25,18 @@
  * string starts, shows a NUL in it.  Chunked request bodies are refused
  * altogether (shim.c): their chunk lines are parsed below any callback, with
  * bare LFs accepted, and every client sends a body of known length anyway.
+ *
+ * Some bytes libmicrohttpd answers itself, before any callback, and not
+ * cleanly (a malformed Content-Length: a 400 whose header block it writes
+ * twice; a request line without a method: no answer at all).  So the request
+ * line and header block are first checked as they wait in the socket
+ * (shim_frame_peek_check, from shim_accept.c), against RFC 9112's grammar
+ * without its tolerances: METHOD SP target SP HTTP/d.d, every line ending in
+ * CRLF, each header a token, a colon and a value without control characters
+ * but HTAB, no folded line, a Content-Length of digits only.  The checks after
+ * libmicrohttpd's parse stay as they are: they see what it made of the bytes.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,4 +186,104 @@ const char *shim_frame_json_shape(const char *s, size_t n)
 			return "the JSON has too many values";
 	}
 	return NULL;
+}
+
+/* --- the bytes before libmicrohttpd reads them -------------------------------------- */
+
+static const char *peek_request_line(const char *p, const char *e)
+{
+	static const char version[] = " HTTP/";
+	const size_t vlen = sizeof(version) - 1;
+	const char *m = p;
+	while (m < e && is_tchar((unsigned char)*m))
+		m++;
+	if (m == p || m == e || *m != ' ')
+		return "a malformed request line (it is METHOD SP target SP HTTP/1.1)";
+	const char *t = m + 1, *q = t;
+	while (q < e && (unsigned char)*q > 0x20 && *q != 0x7f)
+		q++;
+	if (q == t)
+		return "a NUL or an extra space in the request line";
+	if (q < e && *q != ' ')
+		return "a space or a control character in the request target";
+	if ((size_t)(e - q) == vlen + 3 && !memcmp(q, version, vlen) && q[vlen] >= '0' &&
+	    q[vlen] <= '9' && q[vlen + 1] == '.' && q[vlen + 2] >= '0' && q[vlen + 2] <= '9')
+		return NULL;
+	if (q < e && memchr(q + 1, ' ', (size_t)(e - q - 1)))
+		return "a space or a control character in the request target";
+	return "a malformed HTTP version in the request line (expected: HTTP/1.1)";
+}
+
+/* The value after a Content-Length's colon, up to its line's CRLF: what
+ * libmicrohttpd would take as a length (spaces before it skipped, nothing
+ * after the digits, not even a space). */
+static const char *peek_length(const char *v, const char *e, unsigned *status)
+{
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	const char *d = v;
+	while (d < e && *d >= '0' && *d <= '9')
+		d++;
+	if (d == v || d != e)
+		return "a Content-Length that is not a number of bytes (digits only, nothing "
+		       "after them)";
+	if (d - v > SHIM_LENGTH_DIGITS) {
+		*status = MHD_HTTP_CONTENT_TOO_LARGE;
+		return "a Content-Length over the shim's ceiling";
+	}
+	return NULL;
+}
+
+static const char *peek_header_line(const char *p, const char *e, unsigned *status)
+{
+	static const char length[] = "content-length";
+	if (*p == ' ' || *p == '\t')
+		return "a folded header line (obs-fold)";
+	const char *n = p;
+	while (n < e && is_tchar((unsigned char)*n))
+		n++;
+	if (n == p || n == e || *n != ':')
+		return "a header name with a space or another character not allowed in a name, "
+		       "or no colon";
+	for (const char *q = n + 1; q < e; q++)
+		if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+			return "a control character in a header value";
+	if ((size_t)(n - p) != sizeof(length) - 1)
+		return NULL;
+	for (size_t i = 0; i < sizeof(length) - 1; i++)
+		if ((p[i] | 0x20) != length[i]) /* ASCII only, as libmicrohttpd compares */
+			return NULL;
+	return peek_length(n + 1, e, status);
+}
+
+const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned *status)
+{
+	const char *p = s, *end = s + n;
+	bool request_line = true;
+	unsigned lines = 0;
+	*len = 0;
+	for (;;) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		if (!lf)
+			return NULL; /* the line is not all in yet */
+		if (lf == p || lf[-1] != '\r')
+			return "a bare LF in the request line or header block (lines end in CRLF)";
+		const char *e = lf - 1, *why = NULL;
+		if (e == p && !request_line) {
+			*len = (size_t)(lf + 1 - s);
+			return NULL;
+		}
+		/* Empty lines before the request line are skipped, as libmicrohttpd does. */
+		if (e != p)
+			why =
+			    request_line ? peek_request_line(p, e) : peek_header_line(p, e, status);
+		if (why)
+			return why;
+		if (!request_line && ++lines > SHIM_HEADER_LINES) {
+			*status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+			return "more than 100 header lines";
+		}
+		request_line = request_line && e == p;
+		p = lf + 1;
+	}
 }

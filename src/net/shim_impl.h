@@ -12,6 +12,8 @@
  *                  budgets of bodies and renderings in flight
  *   shim_view.c    renderings (history, transcript) as shared immutable
  *                  snapshots, one copy however many clients read them
+ *   shim_meta.c    metadata: the meta.KEY=VALUE filter of the listing, and
+ *                  the "meta" member of POST and PATCH bodies
  *
  * Threads: libmicrohttpd's pool calls the handlers and readers (one connection
  * stays on one thread, so a struct shim_request or shim_stream is owned by it);
@@ -27,6 +29,7 @@
 #include <stdint.h>
 
 #include "mcpfs/buf.h"
+#include "mcpfs/meta.h"
 #include "mcpfs/shim.h"
 #include "mcpfs/store.h"
 
@@ -62,23 +65,32 @@
 #define SHIM_BODY_TIMEOUT_MS 60000
 #define SHIM_EVICT_AGE_MS 500
 #define SHIM_RETRY_AFTER_S 2
+/* shim_accept.c: a request line and header block of more than
+ * SHIM_HEADER_MAX bytes or SHIM_HEADER_LINES header lines get 431 (what
+ * passes fits libmicrohttpd's SHIM_CONN_MEMORY); a Content-Length of more
+ * than SHIM_LENGTH_DIGITS digits is over any ceiling (413). */
+#define SHIM_HEADER_MAX (16u << 10)
+#define SHIM_HEADER_LINES 100
+#define SHIM_LENGTH_DIGITS 15
 
 struct cJSON;
 struct mcp;
 struct shim_stream;
 struct shim_conn;
 struct shim_view;
+struct shim_accept;
 
 /* Everything above `lock` is set by shim_new/shim_start and read-only while
  * requests are served. */
 struct shim {
 	struct store *st;
-	struct MHD_Daemon *mhd;	    /* NULL until shim_start */
-	int listen_fd;		    /* bound by shim_new; -1 once libmicrohttpd owns it */
-	int family;		    /* AF_INET or AF_INET6 */
-	unsigned port;		    /* listening port */
-	char address[64];	    /* "127.0.0.1:61900", "[::1]:8080" */
-	char hosts[SHIM_HOSTS][72]; /* Host values accepted (compared ignoring case) */
+	struct MHD_Daemon *mhd;	      /* NULL until shim_start */
+	int listen_fd;		      /* bound by shim_new; accepted on by shim_accept.c */
+	struct shim_accept *acceptor; /* its thread: shim_start to shim_free */
+	int family;		      /* AF_INET or AF_INET6 */
+	unsigned port;		      /* listening port */
+	char address[64];	      /* "127.0.0.1:61900", "[::1]:8080" */
+	char hosts[SHIM_HOSTS][72];   /* Host values accepted (compared ignoring case) */
 	size_t n_hosts;
 	char origins[SHIM_ORIGINS][80];
 	char *token; /* NUL-terminated, or NULL: no token needed; wiped on free */
@@ -123,6 +135,21 @@ struct shim_request {
 typedef enum MHD_Result shim_handler_fn(struct shim *sh, struct shim_request *rq,
 					struct MHD_Connection *c);
 
+/* --- shim_accept.c --- */
+
+/* Starts the thread that accepts on listen_fd, holds each connection until
+ * its request line and header block are in and pass shim_frame_peek_check,
+ * and then hands it to sh->mhd (started with MHD_USE_NO_LISTEN_SOCKET).
+ * 0 or -errno. */
+int shim_accept_start(struct shim *sh);
+/* Stops that thread (before MHD_stop_daemon); closes the connections it held.
+ * shim_accept_free, after MHD_stop_daemon (whose workers call
+ * shim_accept_closed until then), frees what is left. */
+void shim_accept_stop(struct shim *sh);
+void shim_accept_free(struct shim *sh);
+/* A connection it handed over closed (libmicrohttpd's CLOSED notification). */
+void shim_accept_closed(struct shim *sh);
+
 /* --- shim_frame.c --- */
 
 /* libmicrohttpd's URI log callback: the request line was just parsed.  Returns
@@ -134,6 +161,14 @@ void *shim_frame_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
  * connection closed).  Call in the access handler's first call. */
 const char *shim_frame_check(const struct shim_request *rq, struct MHD_Connection *c,
 			     const char *method, const char *url, const char *version);
+
+/* The first n bytes s of a connection, as they wait in its socket: NULL when
+ * nothing in them is wrong, with *len the length of the request line and
+ * header block (its empty line included) when they are all in s, else 0;
+ * else why the request is refused, *status set to 413 for a Content-Length of
+ * more than SHIM_LENGTH_DIGITS digits, 431 past SHIM_HEADER_LINES header
+ * lines, and left as it is (400) otherwise. */
+const char *shim_frame_peek_check(const char *s, size_t n, size_t *len, unsigned *status);
 
 /* A request body's JSON shape before parsing: raw control characters in
  * strings, nesting over SHIM_JSON_DEPTH_MAX, over SHIM_JSON_TOKENS_MAX values.
@@ -236,8 +271,10 @@ enum MHD_Result shim_reply_bad_framing(struct MHD_Connection *c, const char *why
 enum MHD_Result shim_reply_unauthorized(struct MHD_Connection *c, bool had_credentials);
 /* 503 with Retry-After: SHIM_RETRY_AFTER_S, for a limit that frees itself. */
 enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why);
-/* Adds the headers every response carries. */
+/* Adds the headers every response carries, Connection: close among them. */
 void shim_reply_headers(struct MHD_Response *r);
+/* The error type of a status ("invalid_request_error" for 400). */
+const char *shim_reply_type(unsigned status);
 unsigned shim_status_of(int err);
 
 /* --- shim_stream.c --- */
@@ -246,6 +283,9 @@ unsigned shim_status_of(int err);
  * text/plain of the reply, or SSE delta/done/error events when sse. */
 enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
 				  bool sse);
+/* The same for the turn's thinking (GET .../thinking): text/plain, streamed
+ * while it grows, ending with the reply. */
+enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct turn *t);
 
 /* A stream in another format than the shim's own events (the MCP endpoint's
  * JSON-RPC messages over SSE).  delta: bytes of reply text (whole UTF-8
@@ -270,5 +310,24 @@ void shim_stream_on_change(void *sh, uint64_t ctx, unsigned what);
 
 /* Shutdown: no stream suspends from now on; suspended ones are resumed and end. */
 void shim_stream_stop_all(struct shim *sh);
+
+/* shim_meta.c: GET /v1/contexts?meta.KEY=VALUE (several: all must hold;
+ * meta.KEY alone: the key is present), and a body's "meta" member. */
+struct shim_filter {
+	char *keys[META_KEYS_MAX]; /* decoded parameter names, heap */
+	char *values[META_KEYS_MAX];
+	struct meta_filter c[META_KEYS_MAX];
+	size_t n;
+};
+/* 0, or -EINVAL with why (a bad encoding, key or value, too many). */
+int shim_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen);
+void shim_filter_done(struct shim_filter *f);
+bool shim_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
+/* The body's "meta" checked (-EINVAL + why for any mistake of the client),
+ * then applied (context_meta_patch's errnos). */
+int shim_meta_check(struct shim *sh, uint64_t id, const struct cJSON *body, char *why,
+		    size_t whylen);
+int shim_meta_apply(struct shim *sh, uint64_t id, const struct cJSON *body, char *why,
+		    size_t whylen);
 
 #endif

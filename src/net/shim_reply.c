@@ -47,8 +47,10 @@ static const struct {
     {MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed_error"},
     {MHD_HTTP_CONFLICT, "conflict_error"},
     {MHD_HTTP_CONTENT_TOO_LARGE, "request_too_large"},
+    {MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "request_too_large"},
     {MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type_error"},
     {MHD_HTTP_INSUFFICIENT_STORAGE, "storage_error"},
+    {MHD_HTTP_PAYMENT_REQUIRED, "spend_limit_error"}, /* spend_limit_usd reached */
     {MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded_error"},
 };
 
@@ -60,7 +62,7 @@ unsigned shim_status_of(int err)
 	return MHD_HTTP_INTERNAL_SERVER_ERROR;
 }
 
-static const char *type_of(unsigned status)
+const char *shim_reply_type(unsigned status)
 {
 	for (size_t i = 0; i < sizeof(type_table) / sizeof(type_table[0]); i++)
 		if (type_table[i].status == status)
@@ -73,6 +75,9 @@ void shim_reply_headers(struct MHD_Response *r)
 	/* Replies are live state: never cached, never sniffed into HTML. */
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	/* One request per connection: libmicrohttpd would parse a second one
+	 * itself, unchecked by shim_accept.c (SECURITY.md 7a). */
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
 /* Queues r (consumed; NULL: out of memory, the connection is closed). */
@@ -139,7 +144,7 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, unsigned status, 
 	log_debug("http: %u %s", status, msg);
 	cJSON *o = cJSON_CreateObject();
 	cJSON *e = o ? cJSON_AddObjectToObject(o, "error") : NULL;
-	if (!e || !cJSON_AddStringToObject(e, "type", type_of(status)) ||
+	if (!e || !cJSON_AddStringToObject(e, "type", shim_reply_type(status)) ||
 	    !cJSON_AddStringToObject(e, "message", msg)) {
 		cJSON_Delete(o);
 		return MHD_NO;
@@ -147,9 +152,6 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *c, unsigned status, 
 	struct MHD_Response *r = json_response(o);
 	if (r && header)
 		MHD_add_response_header(r, header, value);
-	/* A busy server frees the connection too. */
-	if (r && status == MHD_HTTP_SERVICE_UNAVAILABLE)
-		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	return queue(c, status, r, "application/json");
 }
 

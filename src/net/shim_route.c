@@ -22,15 +22,17 @@
 #include "shim_impl.h"
 
 #define ALLOW_MAX 64
+#define SHIM_USAGE_MAX (64u << 20) /* bytes of GET /v1/usage's rendering */
 
 /* clang-format off */
 enum resource { R_HEALTH, R_CONTEXTS, R_CONTEXT, R_MESSAGES, R_OUTPUT, R_HISTORY, R_TRANSCRIPT,
-		R_CANCEL, R_MCP };
+		R_CANCEL, R_THINKING, R_CTL, R_MCP, R_USAGE };
 
 /* The path after /v1/contexts/NAME/, per resource below a context. */
 static const char *const sub_path[] = {
 	[R_MESSAGES] = "messages", [R_OUTPUT] = "output", [R_HISTORY] = "history",
-	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel",
+	[R_TRANSCRIPT] = "transcript", [R_CANCEL] = "cancel", [R_THINKING] = "thinking",
+	[R_CTL] = "ctl",
 };
 
 struct shim_route {
@@ -41,7 +43,8 @@ struct shim_route {
 
 static shim_handler_fn shim_get_health, shim_get_contexts, shim_post_contexts, shim_get_context,
 	shim_patch_context, shim_delete_context, shim_post_messages, shim_get_output,
-	shim_get_history, shim_get_transcript, shim_post_cancel;
+	shim_get_history, shim_get_transcript, shim_post_cancel, shim_get_thinking,
+	shim_get_usage, shim_post_ctl;
 
 static const struct shim_route routes[] = {
 	{R_HEALTH, "GET", shim_get_health},
@@ -55,8 +58,11 @@ static const struct shim_route routes[] = {
 	{R_HISTORY, "GET", shim_get_history},
 	{R_TRANSCRIPT, "GET", shim_get_transcript},
 	{R_CANCEL, "POST", shim_post_cancel},
+	{R_THINKING, "GET", shim_get_thinking},
+	{R_CTL, "POST", shim_post_ctl},
 	{R_MCP, "POST", mcp_post},	/* src/net/mcp.c; no GET stream: 405 */
 	{R_MCP, "DELETE", mcp_delete},
+	{R_USAGE, "GET", shim_get_usage},
 };
 /* clang-format on */
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -68,8 +74,8 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
 	*seg_len = 0;
-	if (!strcmp(url, "/mcp")) {
-		*res = R_MCP;
+	if (!strcmp(url, "/mcp") || !strcmp(url, "/v1/usage")) {
+		*res = !strcmp(url, "/mcp") ? R_MCP : R_USAGE;
 		return 0;
 	}
 	if (!strcmp(url, "/v1/health") || !strcmp(url, "/v1/contexts")) {
@@ -83,7 +89,7 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	size_t n = slash ? (size_t)(slash - s) : strlen(s);
 	if (n == 0)
 		return -ENOENT;
-	for (int r = R_CONTEXT; r <= R_CANCEL; r++) {
+	for (int r = R_CONTEXT; r <= R_CTL; r++) {
 		if (r == R_CONTEXT ? sub != NULL : !sub || strcmp(sub, sub_path[r]) != 0)
 			continue;
 		*res = r;
@@ -363,11 +369,19 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 {
 	struct store_entry *e;
 	size_t n;
+	struct shim_filter f;
+	char why[256];
+	if (shim_filter_parse(c, &f, why, sizeof(why)) < 0)
+		return shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	int r = store_list(sh->st, &e, &n);
-	if (r < 0)
+	if (r < 0) {
+		shim_filter_done(&f);
 		return shim_reply_errno(c, r, "cannot list the contexts");
+	}
 	cJSON *o = cJSON_CreateObject(), *list = o ? cJSON_AddArrayToObject(o, "contexts") : NULL;
 	for (size_t i = 0; list && i < n; i++) {
+		if (!shim_filter_match(sh, &f, e[i].id))
+			continue;
 		char word[32];
 		status_word(sh, e[i].id, word, sizeof(word));
 		cJSON *item = cJSON_CreateObject();
@@ -379,6 +393,7 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 		}
 	}
 	store_list_free(e, n);
+	shim_filter_done(&f);
 	if (!list) {
 		cJSON_Delete(o);
 		o = NULL;
@@ -403,7 +418,8 @@ static int create_unnamed(struct shim *sh, char *name, size_t len, uint64_t *id)
 static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"name", "system", "model", "config", "schema", NULL};
+	static const char *const keys[] = {"name",   "system", "model", "config",
+					   "schema", "meta",   NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, true, keys, &ret);
 	if (!o)
@@ -428,7 +444,10 @@ static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *
 	}
 	/* The settings go in after the create; if they are refused, the context
 	 * goes again, so a 400 leaves nothing behind. */
-	if (r == 0 && o->child && (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0)
+	if (r == 0 && o->child &&
+	    ((r = shim_meta_check(sh, id, o, why, sizeof(why))) < 0 ||
+	     (r = context_patch(sh->st, id, o, why, sizeof(why))) < 0 ||
+	     (r = shim_meta_apply(sh, id, o, why, sizeof(why))) < 0))
 		store_delete(sh->st, name);
 	cJSON_Delete(o);
 	if (r < 0)
@@ -457,13 +476,18 @@ static enum MHD_Result shim_get_context(struct shim *sh, struct shim_request *rq
 static enum MHD_Result shim_patch_context(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"system", "model", "config", "schema", NULL};
+	static const char *const keys[] = {"system", "model", "config", "schema", "meta", NULL};
 	enum MHD_Result ret;
 	cJSON *o = body_object(rq, c, false, keys, &ret);
 	if (!o)
 		return ret;
 	char why[512] = "";
-	int r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	/* meta is checked first and saved last: a refused patch changes nothing. */
+	int r = shim_meta_check(sh, rq->id, o, why, sizeof(why));
+	if (r == 0)
+		r = context_patch(sh->st, rq->id, o, why, sizeof(why));
+	if (r == 0)
+		r = shim_meta_apply(sh, rq->id, o, why, sizeof(why));
 	cJSON_Delete(o);
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
@@ -483,10 +507,17 @@ static enum MHD_Result shim_delete_context(struct shim *sh, struct shim_request 
  * this message's turn: a message written through the mount a moment later
  * becomes the newest turn, and context_output would return that one. */
 static int send_message(struct shim *sh, uint64_t id, const char *text, struct turn **turn,
-			uint64_t *turn_no, char *why, size_t whylen)
+			uint64_t *turn_no, bool *over_limit, char *why, size_t whylen)
 {
 	struct turn *draft = NULL;
-	int r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
+	int r = context_spend_check(sh->st, id, why, whylen);
+	if (r == -EDQUOT) {
+		*over_limit = true;
+		context_refuse(sh->st, id, why);
+		return -EDQUOT;
+	}
+	if (r == 0)
+		r = context_stage(sh->st, id, &draft, text, strlen(text), why, whylen);
 	if (r == 0 && !draft) {
 		snprintf(why, whylen, "the message is empty; nothing was sent");
 		return -EINVAL;
@@ -515,12 +546,13 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	struct turn *t = NULL;
 	char why[512] = "";
 	uint64_t turn_no = 0;
+	bool over_limit = false;
 	int r = -EINVAL;
 	if (!cJSON_IsString(content))
 		snprintf(why, sizeof(why), "content must be a string");
 	else
-		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no, why,
-				 sizeof(why));
+		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no,
+				 &over_limit, why, sizeof(why));
 	cJSON_Delete(o);
 	if (r < 0 && r != -ENOENT && r != -EINVAL) {
 		/* Refused like a write of `input`: logged as the mount logs it, and
@@ -529,6 +561,9 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		log_quote(quoted, sizeof(quoted), rq->name, strlen(rq->name));
 		log_warn("http: context '%s': refused a message: %s", quoted, why);
 	}
+	/* A spending limit is not a full disk (the table's EDQUOT): 402. */
+	if (over_limit)
+		return shim_reply_error(c, MHD_HTTP_PAYMENT_REQUIRED, "%s", why);
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
 	if (sse)
@@ -541,6 +576,20 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	return shim_reply_json(c, MHD_HTTP_ACCEPTED, res);
 }
 
+/* GET /v1/usage: `.usage` as JSON (spend.c). */
+static enum MHD_Result shim_get_usage(struct shim *sh, struct shim_request *rq,
+				      struct MHD_Connection *c)
+{
+	struct buf b;
+	buf_init(&b, SHIM_USAGE_MAX);
+	int r = store_render_usage_json(sh->st, &b);
+	cJSON *o = r == 0 ? cJSON_ParseWithLength(b.data, b.len) : NULL;
+	buf_done(&b);
+	if (r < 0)
+		return shim_reply_errno(c, r, "cannot render the usage");
+	return shim_reply_json(c, MHD_HTTP_OK, o);
+}
+
 static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 				       struct MHD_Connection *c)
 {
@@ -551,6 +600,18 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
 	return shim_stream_reply(sh, c, t, wants_sse(c));
+}
+
+static enum MHD_Result shim_get_thinking(struct shim *sh, struct shim_request *rq,
+					 struct MHD_Connection *c)
+{
+	struct turn *t = NULL;
+	if (!shim_conn_stream_room(sh))
+		return shim_reply_busy(c, "too many streams are open");
+	int r = context_output(sh->st, rq->id, &t);
+	if (r < 0)
+		return shim_reply_errno(c, r, "no such context");
+	return shim_stream_thinking(sh, c, t);
 }
 
 static enum MHD_Result shim_get_history(struct shim *sh, struct shim_request *rq,
@@ -577,6 +638,33 @@ static enum MHD_Result shim_post_cancel(struct shim *sh, struct shim_request *rq
 		return shim_reply_error(c, MHD_HTTP_CONFLICT, "%s", done);
 	cJSON *res = cJSON_CreateObject();
 	if (res && !cJSON_AddTrueToObject(res, "cancelled")) {
+		cJSON_Delete(res);
+		res = NULL;
+	}
+	return shim_reply_json(c, MHD_HTTP_OK, res);
+}
+
+/* A line of the ctl file, {"command":"fork notes-2 3"}: every command, with its
+ * words and errors, as `echo … > NAME/ctl` runs it (ctl.h). */
+static enum MHD_Result shim_post_ctl(struct shim *sh, struct shim_request *rq,
+				     struct MHD_Connection *c)
+{
+	static const char *const keys[] = {"command", NULL};
+	enum MHD_Result ret;
+	cJSON *o = body_object(rq, c, false, keys, &ret);
+	if (!o)
+		return ret;
+	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(o, "command");
+	const char *done = NULL;
+	char why[512] = "command must be a string: a line of the ctl file";
+	int r = cJSON_IsString(cmd) ? ctl_run(sh->st, rq->id, cmd->valuestring,
+					      strlen(cmd->valuestring), &done, why, sizeof(why))
+				    : -EINVAL;
+	cJSON_Delete(o);
+	if (r < 0)
+		return shim_reply_errno(c, r, r == -ENOENT ? "no such context" : why);
+	cJSON *res = cJSON_CreateObject();
+	if (res && !cJSON_AddStringToObject(res, "done", done)) {
 		cJSON_Delete(res);
 		res = NULL;
 	}

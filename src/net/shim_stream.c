@@ -52,6 +52,7 @@ struct shim_stream {
 	struct turn *turn; /* a reference; NULL: a context without any turn */
 	uint64_t ctx;
 	bool sse;
+	bool thinking; /* streams the turn's thinking (GET .../thinking), not its text */
 	const struct shim_stream_fmt *fmt; /* NULL: the shim's own delta/done/error events */
 	void *fmt_arg;
 	uint64_t off;	/* bytes of the turn's text already sent */
@@ -80,7 +81,9 @@ static ssize_t text_next(struct shim_stream *s, char *dst, size_t max)
 	if (!s->turn)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	pthread_mutex_lock(&s->sh->lock);
-	ssize_t n = s->gone ? -ECONNRESET : turn_read(s->sh->st, s->turn, s->off, dst, max);
+	ssize_t n = s->gone	  ? -ECONNRESET
+		    : s->thinking ? turn_read_thinking(s->sh->st, s->turn, s->off, dst, max)
+				  : turn_read(s->sh->st, s->turn, s->off, dst, max);
 	if (n == -EAGAIN) {
 		ssize_t p = park_locked(s);
 		pthread_mutex_unlock(&s->sh->lock);
@@ -266,7 +269,8 @@ static struct shim_stream *stream_new(struct shim *sh, struct MHD_Connection *c,
 }
 
 static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
-				    bool sse, const struct shim_stream_fmt *fmt, void *arg)
+				    bool sse, const struct shim_stream_fmt *fmt, void *arg,
+				    bool thinking)
 {
 	struct shim_stream *s = stream_new(sh, c, t, sse);
 	if (!s) {
@@ -274,6 +278,7 @@ static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, s
 			fmt->closed(arg, NULL, false, true);
 		return MHD_NO;
 	}
+	s->thinking = thinking;
 	s->fmt = fmt;
 	s->fmt_arg = arg;
 	if (fmt)
@@ -316,7 +321,7 @@ static void wake_locked(struct shim_stream *s)
 void shim_stream_on_change(void *data, uint64_t ctx, unsigned what)
 {
 	struct shim *sh = data;
-	if (!(what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_DELETED)))
+	if (!(what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_THINKING | STORE_CHANGED_DELETED)))
 		return;
 	/* A list, not a map by context: a change costs one pass over the live
 	 * streams, a few hundred at most, under a lock held for microseconds. */
@@ -380,11 +385,16 @@ void shim_stream_stop_all(struct shim *sh)
 enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
 				  bool sse)
 {
-	return stream_reply(sh, c, t, sse, NULL, NULL);
+	return stream_reply(sh, c, t, sse, NULL, NULL, false);
+}
+
+enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct turn *t)
+{
+	return stream_reply(sh, c, t, false, NULL, NULL, true);
 }
 
 enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
 				      const struct shim_stream_fmt *fmt, void *arg)
 {
-	return stream_reply(sh, c, t, true, fmt, arg);
+	return stream_reply(sh, c, t, true, fmt, arg, false);
 }

@@ -215,6 +215,7 @@ OPTIONS = {
     "output_tokens", "usage_in_delta", "model", "request_id", "inject_after", "inject",
     "stamp", "cache", "cache_min_tokens", "cache_ttl", "input_tokens_scale",
     "trickle_after_stop", "trickle_bytes", "trickle_ms", "trickle_total", "trickle_seconds",
+    "blocks", "blocks_after",
 }
 
 ERROR_TYPES = {
@@ -272,7 +273,57 @@ BODY_FIELDS = {
 BLOCK_TYPES = {
     "text", "image", "document", "tool_use", "tool_result", "thinking",
     "redacted_thinking", "server_tool_use", "web_search_tool_result", "search_result",
+    "web_fetch_tool_result",
 }
+
+
+def fake_signature(thinking):
+    """The signature the fake gives a thinking block's text (emit_block); a
+    thinking block sent back with a signature of this form must carry the very
+    text it was given for, as the real API checks its signatures."""
+    import hashlib
+    return "fakesig-" + hashlib.sha256(thinking.encode()).hexdigest()[:32]
+
+
+def check_blocks(msgs, i, c):
+    """The rules the real API has for the blocks of message i (content c, a
+    list): a thinking block's signature, redacted thinking's data, a tool use
+    answered by a tool_result in the next message, a server tool use by its
+    result in the same message (unless it is the last message, sent back to be
+    continued).  Returns None or the error message."""
+    last = i == len(msgs) - 1
+    for j, blk in enumerate(c):
+        t = blk.get("type")
+        if t == "thinking":
+            sig = blk.get("signature")
+            if not isinstance(blk.get("thinking"), str):
+                return "messages.%d.content.%d.thinking: Field required" % (i, j)
+            if sig == "" or (isinstance(sig, str) and sig.startswith("fakesig-")
+                             and sig != fake_signature(blk["thinking"])):
+                return "messages.%d.content.%d: Invalid `signature` in `thinking` block" % (i, j)
+        if t == "redacted_thinking" and not isinstance(blk.get("data"), str):
+            return "messages.%d.content.%d.data: Field required" % (i, j)
+        if t in ("tool_use", "server_tool_use"):
+            if not isinstance(blk.get("id"), str) or not isinstance(blk.get("name"), str) \
+                    or not isinstance(blk.get("input"), dict):
+                return "messages.%d.content.%d: id, name and input are required" % (i, j)
+        if t == "tool_use" and not last:
+            nxt = msgs[i + 1].get("content") if i + 1 < len(msgs) else None
+            ids = [b.get("tool_use_id") for b in nxt if isinstance(b, dict)
+                   and b.get("type") == "tool_result"] if isinstance(nxt, list) else []
+            if blk["id"] not in ids:
+                return ("messages.%d: `tool_use` ids were found without `tool_result` blocks "
+                        "immediately after: %s" % (i, blk["id"]))
+        if t == "server_tool_use" and not last:
+            if not any(isinstance(b, dict) and b.get("tool_use_id") == blk["id"]
+                       for b in c[j + 1:]):
+                return "messages.%d.content.%d: server tool use %s has no result" % (
+                    i, j, blk["id"])
+        if t and t.endswith("_tool_result") and t != "tool_result":
+            if not any(isinstance(b, dict) and b.get("type") == "server_tool_use"
+                       and b.get("id") == blk.get("tool_use_id") for b in c[:j]):
+                return "messages.%d.content.%d: %s without its server tool use" % (i, j, t)
+    return None
 
 
 EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
@@ -876,10 +927,16 @@ def validate_body(body):
                         return "messages.%d.content.%d: text content blocks must be non-empty" % (i, j)
                 if blk["type"] == "thinking" and not isinstance(blk.get("signature"), str):
                     return "messages.%d.content.%d.signature: Field required" % (i, j)
+            bad = check_blocks(msgs, i, c)
+            if bad:
+                return bad
         else:
             return "messages.%d.content: Input should be a string or a list of blocks" % i
         if last and role == "assistant":
-            text = content_text(c)
+            # The rule is about where the content ends: a last block that is
+            # not text (a server tool use sent back to be continued) ends none.
+            tail = c[-1] if isinstance(c, list) else None
+            text = content_text(c if tail is None or tail.get("type") == "text" else [])
             if text != text.rstrip():
                 return "messages: final assistant content cannot end with trailing whitespace"
     if cache_blocks > 4:
@@ -1361,6 +1418,9 @@ class _Exchange:
                           "signature": b.get("signature") or "RmFrZVNpZ25hdHVyZUZvclRlc3Rz"}})
             self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
             idx = 1
+        for spec in b.get("blocks") or ():
+            self.emit_block(idx, spec)
+            idx += 1
         idx, cite = self.server_tool_blocks(idx)
         self.text_index = idx
         block = {"type": "text", "text": ""}
@@ -1395,6 +1455,9 @@ class _Exchange:
             rec.text_sent += "".join(sent)
         self.checkpoint(n, n)
         self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
+        for spec in b.get("blocks_after") or ():
+            idx += 1
+            self.emit_block(idx, spec)
         usage = {"output_tokens": otok}
         if b.get("usage_in_delta", True):
             usage = {"input_tokens": itok, "cache_creation_input_tokens": self.cache_creation,
@@ -1412,6 +1475,56 @@ class _Exchange:
         if b.get("trickle_after_stop"):
             self.trickle()
         self.end_body()
+
+    def emit_block(self, idx, spec):
+        """One block of the options "blocks" (before the reply's text) or
+        "blocks_after", in the API's streaming form: thinking (thinking_delta,
+        then signature_delta: fake_signature unless "signature" is given),
+        redacted_thinking (whole at its start), tool_use and server_tool_use
+        (input in input_json_delta pieces), text (citations_delta before its
+        text_delta), anything else whole at its start (a "_delta" key of the
+        spec is sent as one delta of that form, a type the client may not know;
+        "_hold" holds a tool use after its first piece, as hold_after does)."""
+        spec = dict(spec)
+        t = spec["type"]
+        extra = spec.pop("_delta", None)
+        hold = spec.pop("_hold", False)  # held after its first delta (fake.release())
+
+        def delta(d):
+            self.event("content_block_delta", {"type": "content_block_delta", "index": idx,
+                                               "delta": d})
+        if t == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+        elif t in ("tool_use", "server_tool_use"):
+            start = dict(spec, input={})
+        elif t == "text":
+            start = {"type": "text", "text": ""}
+        else:
+            start = spec
+        self.event("content_block_start", {"type": "content_block_start", "index": idx,
+                                           "content_block": start})
+        if t == "thinking":
+            th = spec["thinking"]
+            half = max(1, len(th) // 2)
+            for part in (th[:half], th[half:]):
+                if part:
+                    delta({"type": "thinking_delta", "thinking": part})
+            delta({"type": "signature_delta",
+                   "signature": spec.get("signature", fake_signature(th))})
+        elif t in ("tool_use", "server_tool_use"):
+            js = json.dumps(spec.get("input", {}))
+            third = max(1, len(js) // 3)
+            for k in range(0, len(js), third):
+                delta({"type": "input_json_delta", "partial_json": js[k:k + third]})
+                if hold and k == 0:
+                    self.hold()
+        elif t == "text":
+            for c in spec.get("citations", ()):
+                delta({"type": "citations_delta", "citation": c})
+            delta({"type": "text_delta", "text": spec["text"]})
+        if extra is not None:
+            delta(extra)
+        self.event("content_block_stop", {"type": "content_block_stop", "index": idx})
 
     def server_tool_blocks(self, idx):
         """With server tools in the request, before the reply's text block: a

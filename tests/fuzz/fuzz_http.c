@@ -28,7 +28,8 @@
 #include "mcpfs/utf8.h"
 #include "shim_impl.h"
 
-static const char *const subs[] = {"messages", "output", "history", "transcript", "cancel"};
+static const char *const subs[] = {"messages", "output",   "history", "transcript",
+				   "cancel",   "thinking", "ctl"};
 
 static bool ref_routed(const char *url)
 {

@@ -144,6 +144,16 @@ def seeds_wire():
         "json-delta": ("content_block_delta",
                        '{"type":"content_block_delta","index":1,'
                        '"delta":{"type":"input_json_delta","partial_json":"{\\"a\\":"}}'),
+        "redacted": ("content_block_start",
+                     '{"type":"content_block_start","index":0,"content_block":'
+                     '{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix"}}'),
+        "citations-delta": ("content_block_delta",
+                            '{"type":"content_block_delta","index":2,"delta":{"type":'
+                            '"citations_delta","citation":{"type":"web_search_result_location",'
+                            '"cited_text":"x","title":"T","url":"https://u.example/"}}}'),
+        "unknown-block-nul": ("content_block_start",
+                              '{"type":"content_block_start","index":3,"content_block":'
+                              '{"type":"mystery","note":"a\\u0000b"}}'),
         "usage-null": ("message_delta",
                        '{"type":"message_delta","delta":{"stop_reason":"max_tokens",'
                        '"stop_sequence":null},"usage":{"output_tokens":4096,'
@@ -231,7 +241,7 @@ def seeds_wire():
 
 def seeds_journal():
     for name in ("good", "bad-middle", "garbage-tail", "interrupted", "oversize-length",
-                 "torn-tail", "misplaced", "empty"):
+                 "torn-tail", "misplaced", "empty", "blocks", "forked-undone"):
         write("journal", name, fixture("journal", name + ".mcj"))
     lines = b"\n".join([
         b'\x01{"v":1,"created_ms":1700000000000,"settings":{},"system":""}',
@@ -327,7 +337,8 @@ def seeds_http():
         "health": "/v1/health", "contexts": "/v1/contexts", "context": "/v1/contexts/demo",
         "messages": "/v1/contexts/demo/messages", "output": "/v1/contexts/d%C3%A9mo/output",
         "history": "/v1/contexts/a%2Fb/history", "transcript": "/v1/contexts/x/transcript",
-        "cancel": "/v1/contexts/x/cancel", "unknown-sub": "/v1/contexts/x/nope",
+        "cancel": "/v1/contexts/x/cancel", "ctl": "/v1/contexts/x/ctl",
+        "unknown-sub": "/v1/contexts/x/nope",
         "empty-name": "/v1/contexts//output", "trailing-slash": "/v1/contexts/x/",
         "dotdot": "/v1/contexts/%2e%2e/output", "prefix-only": "/v1/contexts/",
         "other": "/v2/health", "query": "/v1/health?x=1", "deep": "/v1/contexts/x/output/y",

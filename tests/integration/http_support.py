@@ -350,6 +350,9 @@ class SseClient:
         body, headers = _encode_body(body, headers)
         self.conn = http.client.HTTPConnection(host, port, timeout=60)
         self.conn.request(method, path, body=body, headers=headers)
+        # The shim answers Connection: close, so http.client hands the socket
+        # to the response (conn.sock becomes None): close() needs it.
+        self.sock = self.conn.sock
         self.resp = self.conn.getresponse()
         self._lock = threading.Lock()
         self._data = b""
@@ -403,7 +406,7 @@ class SseClient:
 
     def close(self):
         try:
-            self.conn.sock and self.conn.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.conn.close()

@@ -19,7 +19,8 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "summary"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "summary"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 
 

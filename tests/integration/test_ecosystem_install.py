@@ -52,6 +52,8 @@ def test_every_file_in_its_place(installed):
     for f in executables:
         assert os.access(p / f, os.X_OK), "%s is not executable" % f
     assert (p / "share/doc/mcpfs/README.md").read_bytes() == (REPO / "README.md").read_bytes()
+    # the price table built into mcpfs, installed for reading and copying (--prices)
+    assert (p / "share/mcpfs/prices.tsv").read_bytes() == (REPO / "data/prices.tsv").read_bytes()
     r = run([p / "bin/mcpfs", "--version"])
     assert r.rc == 0 and r.out.strip() == "mcpfs " + meson_project_version(), r
     r = run([p / "bin/mcpfs-journal-dump"])

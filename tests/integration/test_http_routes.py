@@ -279,7 +279,7 @@ def test_bad_names_in_paths(client, shim, seg):
                            {"content": "x"} if method == "POST" else None)
         assert r.status == 400, (seg, sub, r)
         assert r.error()[0] == "invalid_request_error"
-    assert sorted(os.listdir(shim.path)) == [".config", ".models", ".status", "b"]
+    assert sorted(os.listdir(shim.path)) == [".config", ".models", ".status", ".usage", "b"]
 
 
 def test_encoded_slash_is_never_a_separator(client, shim):

@@ -147,7 +147,7 @@ def test_legacy_handshake_and_tools(rpc, shim):
     assert by["send_message"]["inputSchema"]["required"] == ["context", "text"]
     # a word of ctl_run, and for compact its focus text after a space
     assert by["ctl"]["inputSchema"]["properties"]["command"]["pattern"] == \
-        "^(cancel|clear|retry|compact)( .*)?$"
+        "^(cancel|clear|retry|compact|fork|undo)( .*)?$"
     assert "resultType" not in rpc.request("ping")[0]["result"]
 
     r = rpc.request("tools/call", {"name": "create_context",
@@ -156,7 +156,7 @@ def test_legacy_handshake_and_tools(rpc, shim):
     assert read_text(shim.path / "rev" / "system") == "Be brief."
     r = rpc.request("tools/call", {"name": "list_contexts", "arguments": {}})
     assert r[0]["result"]["structuredContent"] == {
-        "contexts": [{"name": "rev", "status": "idle"}]}
+        "contexts": [{"name": "rev", "status": "idle", "meta": {}}]}
     # without a progress token: the result alone, still on an SSE stream
     msgs = rpc.request("tools/call", {"name": "send_message",
                                       "arguments": {"context": "rev", "text": "hello"}})
@@ -440,7 +440,8 @@ def test_ctl_says_the_same_through_the_file_mcp_and_http(rpc, shim):
     for word in ("frobnicate", "retry"):
         in_file = refused_in_file(word)
         assert call({"context": "e", "command": word}) == (True, in_file)
-    assert refused_in_file("frobnicate") == "unknown command 'frobnicate' (cancel, clear, retry, compact)"
+    assert refused_in_file("frobnicate") == \
+        "unknown command 'frobnicate' (cancel, clear, retry, compact, fork, undo)"
     r = shim.api.request("POST", "/v1/contexts/e/cancel")
     assert r.status == 409, r
     said = r.json()["error"]["message"]

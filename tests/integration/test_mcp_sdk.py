@@ -121,6 +121,11 @@ def test_sdk_client(transport, sdk_dir, shim, fake, mcpfs_bin):
         node.say()
         hist = text_of(node.step("history")["result"])
         assert hist == read_text(ctx / "history") and "hello sdk" in hist
+        f = node.step("forked")["result"]
+        assert f["isError"] is False and text_of(f) == "created the fork"
+        assert read_text(shim.path / "sdk-fork" / "transcript").startswith(
+            "--- forked from 'sdk' at turn 1 ---")
+        assert read_text(shim.path / "sdk-fork" / "history") == read_text(ctx / "history")
         node.step("closed")
         assert node.proc.wait(20) == 0
     finally:

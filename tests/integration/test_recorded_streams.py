@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 
 from mcpfs_testlib import (
-    REPO, parse_kv, read_file, read_partial, reply_for, send, status, wait_for, write_file,
+    REPO, content_text, parse_kv, read_file, read_partial, reply_for, send, status, wait_for,
+    write_file,
 )
 
 CORPUS = REPO / "tests" / "fixtures" / "recorded"
@@ -129,7 +130,8 @@ def replay(mount, fake, name, mode):
     assert usage_calls(c) == 1, where  # with or without usage in the stream
     # the history: the next call sends the exchange only when it belongs there
     hist = json.loads(read_file(c / "history.json"))["messages"]
-    shown = [m["content"] for m in hist]
+    # (a reply with citations is its blocks there, as the next call sends it)
+    shown = [content_text(m["content"]) for m in hist]
     if exp["in_history"]:
         assert shown == [message, exp["text"]], where
         assert st.get("turn_history") is None, where

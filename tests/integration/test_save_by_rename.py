@@ -17,7 +17,8 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "summary"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "summary"}
 
 # fs_impl.h
 DIR_MAX_FILES = 16
@@ -270,7 +271,7 @@ def test_sed_i_and_os_replace_edit_root_config(mount, fake):
             os.rename(t.name, root / new)
         assert ei.value.errno in (errno.EACCES, errno.EISDIR), (new, ei.value)
     os.unlink(t.name)
-    assert sorted(os.listdir(root)) == [".config", ".models", ".status", "c"]
+    assert sorted(os.listdir(root)) == [".config", ".models", ".status", ".usage", "c"]
     r = run(["touch", str(root / "notes")])  # a plain create stays refused
     assert r.rc != 0 and "Permission denied" in r.err, r
     send(c, "hello\n")

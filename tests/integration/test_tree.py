@@ -14,7 +14,8 @@ from mcpfs_testlib import (
 )
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "summary"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "summary"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 READ_WRITE = ["input", "system", "model", "config", "schema", "summary"]
 
@@ -25,7 +26,7 @@ def contexts(mount):
 
 def test_fresh_mount_has_root_files_and_no_contexts(mount):
     assert contexts(mount) == []
-    for name in (".status", ".config", ".models"):
+    for name in (".status", ".config", ".models", ".usage"):
         st = os.stat(mount.path / name)
         assert stat.S_ISREG(st.st_mode), name
         assert st.st_mode & stat.S_IRUSR
@@ -222,8 +223,13 @@ def test_metadata_calls_are_noops(ctx, fake):
 
 
 def test_xattrs_are_not_supported(mount, ctx):
-    """CONTRACT §4: ENOTSUP for every extended-attribute call, on every node."""
-    for path in (ctx / "input", ctx / "output", ctx, mount.path / ".status", mount.path):
+    """CONTRACT §4: ENOTSUP for every extended-attribute call on every node but a
+    context's directory, which takes user.* ones (§10, test_meta.py) and no others."""
+    for name in ("security.test", "trusted.test"):
+        with pytest.raises(OSError) as ei:
+            os.getxattr(ctx, name)
+        assert ei.value.errno == errno.ENOTSUP, (name, ei.value)
+    for path in (ctx / "input", ctx / "output", mount.path / ".status", mount.path):
         for call in (lambda: os.getxattr(path, "user.test"),
                      lambda: os.setxattr(path, "user.test", b"x"),
                      lambda: os.removexattr(path, "user.test"),
@@ -303,7 +309,7 @@ def test_mount_is_private_unless_allow_other(mount_factory, fake, allow_other):
         assert r.rc != 0 and "Permission denied" in r.err, r
         assert as_nobody("ls", str(mt.path)).rc != 0
         assert as_nobody("mkdir", str(mt.path / "theirs")).rc != 0
-        assert sorted(os.listdir(mt.path)) == [".config", ".models", ".status", "c"]
+        assert sorted(os.listdir(mt.path)) == [".config", ".models", ".status", ".usage", "c"]
 
 
 def open_files_limit(pid):

@@ -11,7 +11,8 @@ import pytest
 from mcpfs_testlib import output, read_file, reply_for, run, send, wait_status, write_file
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
-             "config", "status", "usage", "ctl", "schema", "summary"}
+             "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
+             "summary"}
 
 
 def ctl_commands(ctx):
@@ -44,11 +45,12 @@ def test_ctl_lists_its_commands_and_each_is_accepted(ctx, fake):
         fake.script("status", status=400, error_message="bad thing")
         send(ctx, "fails %d\n" % i)
         wait_status(ctx, "error")
-        write_file(ctx / "ctl", cmd + "\n")  # raises if refused
+        # fork takes the new context's name (CONTRACT §10)
+        write_file(ctx / "ctl", cmd + (" copy%d" % i if cmd == "fork" else "") + "\n")
         if cmd == "retry":
             assert output(ctx) == reply_for("fails %d" % i)
-        # cancel and compact leave the failed turn as it is
-        wait_status(ctx, "error" if cmd in ("cancel", "compact") else "idle")
+        # cancel, compact and fork leave the failed turn as it is
+        wait_status(ctx, "error" if cmd in ("cancel", "compact", "fork") else "idle")
     # reading it changed nothing, and it still reads the same
     assert read_file(ctx / "ctl") == text
 
@@ -78,7 +80,8 @@ def expected_tree(mount):
     """Every file of the mount and its content, read directly."""
     want = {".status": read_file(mount.path / ".status", binary=True),
             ".config": read_file(mount.path / ".config", binary=True),
-            ".models": read_file(mount.path / ".models", binary=True)}
+            ".models": read_file(mount.path / ".models", binary=True),
+            ".usage": read_file(mount.path / ".usage", binary=True)}
     for c in ("alpha", "beta"):
         for f in CTX_FILES:
             want["%s/%s" % (c, f)] = read_file(mount.path / c / f, binary=True)

@@ -81,6 +81,9 @@ await nextLine();
 
 r = await client.callTool({ name: "get_history", arguments: { context: "sdk" } });
 out({ step: "history", result: r });
+// fork (CONTRACT §10): the tool's `name` and `turn` arguments
+r = await client.callTool({ name: "ctl", arguments: { context: "sdk", command: "fork", name: "sdk-fork", turn: 1 } });
+out({ step: "forked", result: r });
 await client.close();
 out({ step: "closed" });
 process.exit(0);

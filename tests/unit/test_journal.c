@@ -696,6 +696,7 @@ static const struct {
     {"garbage-tail.mcj", {13, 0, 0, 2100, 26}, "1344523556345"},
     {"oversize-length.mcj", {13, 1, 16, 2116, 0}, "1344523556345"},
     {"empty.mcj", {0, 0, 0, 0, 0}, ""},
+    {"blocks.mcj", {16, 0, 0, 2286, 50}, "1344888885834888"},
 };
 
 static void test_fixtures(void)

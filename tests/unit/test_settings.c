@@ -23,14 +23,17 @@ static const char default_text[] = "model = claude-sonnet-5-5\n"
 				   "tools = none\n"
 				   "prune = summarize\n"
 				   "summary_model = default\n"
-				   "summary_prompt = default\n";
+				   "summary_prompt = default\n"
+				   "spend_limit_usd = none\n";
 
 /* Field by field, NaN equal to NaN. */
 static bool same(const struct settings *a, const struct settings *b)
 {
 	bool t =
 	    (isnan(a->temperature) && isnan(b->temperature)) || a->temperature == b->temperature;
-	return t && strcmp(a->model, b->model) == 0 && a->max_tokens == b->max_tokens &&
+	bool l = (isnan(a->spend_limit_usd) && isnan(b->spend_limit_usd)) ||
+		 a->spend_limit_usd == b->spend_limit_usd;
+	return t && l && strcmp(a->model, b->model) == 0 && a->max_tokens == b->max_tokens &&
 	       a->budget_tokens == b->budget_tokens && a->max_input_bytes == b->max_input_bytes &&
 	       a->max_retries == b->max_retries && a->connect_timeout == b->connect_timeout &&
 	       a->idle_timeout == b->idle_timeout && a->thinking == b->thinking &&
@@ -52,14 +55,15 @@ static void test_table(void)
 	static const char *const order[] = {
 	    "model",	    "max_tokens",      "temperature",  "budget_tokens", "max_input_bytes",
 	    "max_retries",  "connect_timeout", "idle_timeout", "thinking",	"effort",
-	    "prompt_cache", "tools",	       "prune",	       "summary_model", "summary_prompt"};
+	    "prompt_cache", "tools",	       "prune",	       "summary_model", "summary_prompt",
+	    "spend_limit_usd"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
 
-	CHECK_EQ_INT(n, 15);
+	CHECK_EQ_INT(n, 16);
 	settings_init(&d);
-	for (size_t i = 0; i < n && i < 15; i++) {
+	for (size_t i = 0; i < n && i < 16; i++) {
 		char v[256];
 		CHECK_EQ_STR(t[i].key, order[i]);
 		CHECK(t[i].help && t[i].help[0]);
@@ -483,7 +487,7 @@ static void test_json_out(void)
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
 			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\","
 			   "\"prompt_cache\":true,\"tools\":[],\"prune\":\"summarize\",\"summary_"
-			   "model\":\"\",\"summary_prompt\":\"\"}");
+			   "model\":\"\",\"summary_prompt\":\"\",\"spend_limit_usd\":null}");
 	free(text);
 	cJSON_Delete(o);
 

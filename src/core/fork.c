@@ -1,0 +1,471 @@
+/* fork.c — a context's history taken further elsewhere or taken back: `fork`
+ * copies a context into a new one, `undo` takes the newest exchange out of the
+ * history (store.h: context_fork, context_undo).  Their records, FORKED_FROM
+ * and UNDO, are written and read here (doc/design/journal.md).
+ *
+ * A fork is written as a journal of ordinary records (CREATE, FORKED_FROM,
+ * SETTINGS, then USER, REPLY_PART, BLOCK and REPLY_END for each exchange
+ * copied, each encoded by the module that owns the record), in a
+ * directory of the state directory's trash/ that is renamed into contexts/ once
+ * it is durable: the fork appears whole or not at all (trash/ is emptied at
+ * start-up), and the store's lock is not held over its fsyncs.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/utf8.h"
+#include "block_impl.h"
+#include "store_impl.h"
+
+/* A whole number from 0 to 2^53 of key, else -1 (as the loader reads numbers). */
+static int64_t json_count(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
+		return -1;
+	return (int64_t)d;
+}
+
+static bool turn_ended(const struct turn *t)
+{
+	return t->state == TURN_DONE || t->state == TURN_FAILED;
+}
+
+/* Adds a mark of kind about turn (text copied, may be NULL).  0, -ENOMEM. */
+static int mark_turn(struct context *c, enum mark_kind kind, const char *text, uint64_t turn)
+{
+	size_t n = c->n_marks;
+	int r = context_mark(c, kind, text, text ? strlen(text) : 0);
+	if (r == 0 && c->n_marks > n)
+		c->marks[c->n_marks - 1].turn = turn;
+	return r;
+}
+
+/* --- undo ------------------------------------------------------------------------ */
+
+void context_undo_newest(struct context *c)
+{
+	if (c->newest && c->newest->state == TURN_PENDING)
+		return;
+	turn_unref(NULL, c->newest);
+	c->newest = c->prune.n ? turn_ref(NULL, c->ex[c->hist[c->prune.n - 1]].reply) : NULL;
+}
+
+int context_load_undo(struct context *c, const cJSON *o, bool *undo_last)
+{
+	int64_t turn = json_count(o, "turn");
+	struct exchange *e = NULL;
+	for (size_t i = c->n_ex; turn > 0 && i-- > 0 && !e;)
+		if (c->ex[i].turn == (uint64_t)turn)
+			e = &c->ex[i];
+	if (!e)
+		return -EINVAL;
+	e->undone = true;
+	/* A message that was being written (its USER record came first, its
+	 * end comes later, if ever) kept `output` when the undo was made. */
+	*undo_last = turn_ended(c->ex[c->n_ex - 1].reply);
+	mark_turn(c, MARK_UNDO, NULL, (uint64_t)turn); /* out of memory: unmarked */
+	return 0;
+}
+
+/* A call in flight, or a message queued behind one. */
+static bool calls_busy(const struct context *c)
+{
+	if (c->active)
+		return true;
+	for (size_t i = c->next_send; i < c->n_ex; i++) {
+		enum turn_state st = c->ex[i].reply->state;
+		if (st == TURN_QUEUED || st == TURN_WAITING || st == TURN_STREAMING)
+			return true;
+	}
+	return false;
+}
+
+static int undo_check(const struct context *c, char *why, size_t whylen)
+{
+	if (calls_busy(c)) {
+		snprintf(why, whylen,
+			 "cannot undo while a call is in flight: wait for its reply, or "
+			 "cancel it first");
+		return -EINVAL;
+	}
+	if (!c->prune.n) {
+		snprintf(why, whylen, "nothing to undo: the history has no complete exchange");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int undo_record(struct context *c, uint64_t turn)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddNumberToObject(o, "turn", (double)turn) ||
+	    !cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms())) {
+		cJSON_Delete(o);
+		return -ENOMEM;
+	}
+	return context_write(c, JOURNAL_UNDO, o, false);
+}
+
+/* Shown at once (a message submitted while the record is synced goes without
+ * the exchange), and put back if the sync fails. */
+int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	if (r == 0)
+		r = undo_check(c, why, whylen);
+	size_t i = r == 0 ? c->hist[c->prune.n - 1] : 0, marks = c ? c->n_marks : 0;
+	uint64_t turn = r == 0 ? c->ex[i].turn : 0;
+	if (r == 0)
+		r = undo_record(c, turn);
+	struct turn *was = NULL;
+	if (r == 0) {
+		prune_index_pop(&c->prune);
+		c->ex[i].in_history = false;
+		c->ex[i].undone = true;
+		mark_turn(c, MARK_UNDO, NULL, turn);
+		was = c->newest ? turn_ref(NULL, c->newest) : NULL;
+		context_undo_newest(c);
+		context_changed(c);
+		r = context_sync(s, &c, &n);
+		if (r < 0 && c) {
+			c->ex[i].undone = false;
+			context_history_push(c, i);
+			while (c->n_marks > marks)
+				free(c->marks[--c->n_marks].text);
+			turn_unref(NULL, c->newest);
+			c->newest = was;
+			was = NULL;
+			context_changed(c);
+		}
+		if (r < 0 && r != -ENOENT)
+			snprintf(why, whylen, "cannot save the undo: %s", strerror(-r));
+	}
+	turn_unref(NULL, was);
+	if (r == 0) {
+		c->refused[0] = '\0';
+		notes_add(&n, id,
+			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+/* --- fork --------------------------------------------------------------------------- */
+
+int context_load_origin(struct context *c, const cJSON *o)
+{
+	const cJSON *from = cJSON_GetObjectItemCaseSensitive(o, "context");
+	int64_t turn = json_count(o, "turn");
+	if (!cJSON_IsString(from) || turn < 0 ||
+	    store_name_check(from->valuestring, strlen(from->valuestring)) < 0)
+		return -EINVAL;
+	mark_turn(c, MARK_FORK, from->valuestring, (uint64_t)turn);
+	return 0;
+}
+
+/* One exchange to copy: the user's text (a copy) and the reply, which has
+ * ended and so no longer changes (a reference: read without the lock). */
+struct fork_ex {
+	uint64_t turn;
+	char *user;
+	size_t user_len;
+	int64_t user_ms;
+	struct turn *reply;
+};
+
+/* What a fork copies, taken under the lock and written without it. */
+struct fork_plan {
+	struct settings settings;
+	char *system; /* "" for none */
+	char *schema; /* NULL for none */
+	char *from;   /* the source's name */
+	char *meta;   /* its user metadata: a META payload, NULL for none */
+	uint64_t at;  /* the turn it is forked at (the marker's) */
+	struct fork_ex *ex;
+	size_t n;
+};
+
+static void fork_plan_done(struct store *s, struct fork_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->ex[i].user);
+		turn_unref(s, p->ex[i].reply);
+	}
+	free(p->ex);
+	free(p->system);
+	free(p->schema);
+	free(p->from);
+	free(p->meta);
+}
+
+/* The newest turn that has ended: the highest TURN a fork may name. */
+static uint64_t newest_ended(const struct context *c)
+{
+	for (size_t i = c->n_ex; i-- > 0;)
+		if (turn_ended(c->ex[i].reply))
+			return c->ex[i].turn;
+	return 0;
+}
+
+static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_plan *p, char *why,
+			  size_t whylen)
+{
+	uint64_t last = newest_ended(c);
+	if (upto != CONTEXT_FORK_ALL && upto > last) {
+		snprintf(why, whylen,
+			 "turn %llu is out of range: the newest turn that has ended is %llu",
+			 (unsigned long long)upto, (unsigned long long)last);
+		return -EINVAL;
+	}
+	p->settings = c->settings;
+	p->system = strndup(c->system, c->system_len);
+	p->schema = c->schema ? strdup(c->schema) : NULL;
+	p->from = strdup(c->slot->name);
+	p->meta = meta_payload(c->slot); /* tags describe the conversation: kept */
+	p->ex = calloc(c->prune.n ? c->prune.n : 1, sizeof(*p->ex));
+	if (!p->system || (c->schema && !p->schema) || !p->from || !p->ex)
+		goto nomem;
+	/* The history: complete exchanges since the last clear, not undone, in
+	 * order (pruned ones too: the fork prunes for itself).  Hook (issue 14,
+	 * summaries): a summary standing in for pruned turns is copied here with
+	 * the turn range it covers, once contexts have one. */
+	for (size_t k = 0; k < c->prune.n; k++) {
+		const struct exchange *e = &c->ex[c->hist[k]];
+		if (e->turn > upto)
+			break;
+		struct fork_ex *x = &p->ex[p->n];
+		if (!(x->user = strndup(e->user, e->user_len)))
+			goto nomem;
+		x->turn = e->turn;
+		x->user_len = e->user_len;
+		x->user_ms = e->user_ms;
+		x->reply = turn_ref(NULL, e->reply);
+		p->n++;
+		p->at = e->turn;
+	}
+	if (upto != CONTEXT_FORK_ALL)
+		p->at = upto;
+	return 0;
+nomem:
+	snprintf(why, whylen, "cannot create the fork: %s", strerror(ENOMEM));
+	return -ENOMEM;
+}
+
+static int append_json(struct journal *j, uint16_t type, cJSON *o)
+{
+	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (!text)
+		return -ENOMEM;
+	int r = journal_append(j, type, text, strlen(text), false);
+	free(text);
+	return r;
+}
+
+/* The reply's parts as turn_checkpoint() writes them: the thinking before the
+ * text in parts without text, then the text (cut between characters) with the
+ * rest of the thinking. */
+static int append_parts(struct journal *j, struct buf *part, uint64_t turn, const struct turn *t)
+{
+	const char *text = t->text.data ? t->text.data : "";
+	const char *thinking = t->thinking.data ? t->thinking.data : "";
+	size_t lead = t->text.len ? t->thinking_lead : t->thinking.len, ts = 0, hs = 0;
+	int r = 0;
+	while (r == 0 && (ts < t->text.len || hs < t->thinking.len)) {
+		size_t tn = hs < lead ? 0 : t->text.len - ts;
+		size_t hn = (hs < lead ? lead : t->thinking.len) - hs;
+		tn = tn > PART_MAX ? utf8_complete_prefix(text + ts, PART_MAX) : tn;
+		hn = hn > PART_MAX ? utf8_complete_prefix(thinking + hs, PART_MAX) : hn;
+		r = reply_part_print(part, turn, 1, text + ts, tn, thinking + hs, hn);
+		if (r == 0)
+			r = journal_append(j, JOURNAL_REPLY_PART, part->data, part->len, false);
+		ts += tn;
+		hs += hn;
+	}
+	return r;
+}
+
+/* The reply's blocks other than plain text (block_impl.h), after all its
+ * parts: every offset is then within what the parts hold. */
+static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
+{
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < t->blocks.n; i++) {
+		struct buf rec;
+		buf_init(&rec, JOURNAL_MAX_RECORD);
+		r = block_payload(&t->blocks.v[i], turn, 1, &rec);
+		if (r == 0)
+			r = journal_append(j, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
+					   false);
+		buf_done(&rec);
+	}
+	return r;
+}
+
+/* The reply's end as attempt 1 of the fork, without the source's usage: the
+ * fork made no call (its usage starts at zero). */
+static cJSON *end_payload(const struct turn *t)
+{
+	cJSON *o = turn_end_payload(t);
+	static const char *const drop[] = {"usage",    "http_status", "retries",
+					   "raw_sent", "first_turn",  NULL};
+	for (int i = 0; o && drop[i]; i++)
+		cJSON_DeleteItemFromObjectCaseSensitive(o, drop[i]);
+	if (o && !cJSON_ReplaceItemInObjectCaseSensitive(o, "attempt", cJSON_CreateNumber(1))) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+static cJSON *origin_payload(const struct fork_plan *p, int64_t now)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddStringToObject(o, "context", p->from) ||
+	    !cJSON_AddNumberToObject(o, "turn", (double)p->at) ||
+	    !cJSON_AddNumberToObject(o, "ms", (double)now)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The fork's journal at path, durable on return.  CREATE carries no system
+ * prompt, so that the transcript shows where the fork came from first, then
+ * the prompt it starts with (SETTINGS). */
+static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
+{
+	struct journal *j = NULL;
+	cJSON *o = settings_record(&p->settings, "", NULL);
+	if (o && (!cJSON_AddNumberToObject(o, "v", 1) ||
+		  !cJSON_AddNumberToObject(o, "created_ms", (double)now))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	int r = text ? journal_create(path, JOURNAL_CREATE, text, strlen(text), &j) : -ENOMEM;
+	free(text);
+	if (r == 0)
+		r = append_json(j, JOURNAL_FORKED_FROM, origin_payload(p, now));
+	if (r == 0 && (p->system[0] || p->schema))
+		r = append_json(j, JOURNAL_SETTINGS,
+				settings_record(&p->settings, p->system, p->schema));
+	if (r == 0 && p->meta)
+		r = journal_append(j, JOURNAL_META, p->meta, strlen(p->meta), false);
+	struct buf part;
+	buf_init(&part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
+	for (size_t i = 0; r == 0 && i < p->n; i++) {
+		const struct fork_ex *x = &p->ex[i];
+		r = append_json(j, JOURNAL_USER,
+				user_payload(x->turn, x->user, x->user_len, x->user_ms));
+		if (r == 0)
+			r = append_parts(j, &part, x->turn, x->reply);
+		if (r == 0)
+			r = append_blocks(j, x->turn, x->reply);
+		if (r == 0)
+			r = append_json(j, JOURNAL_REPLY_END, end_payload(x->reply));
+	}
+	buf_done(&part);
+	if (r == 0)
+		r = journal_sync(j);
+	journal_free(j);
+	return r;
+}
+
+/* The meta file beside the fork's journal (meta.c: what filtered listings read
+ * without loading the journal).  Best effort: the journal is the record, and
+ * loading the context writes the file again. */
+static void meta_file(struct store *s, const char *dir, const char *text)
+{
+	char path[JOURNAL_PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s/meta", s->dir, dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	size_t len = strlen(text);
+	if (fd >= 0 && (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0))
+		unlink(path);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Writes the fork in trash/, then renames its directory to contexts/NAME. */
+static int fork_make(struct store *s, const char *name, uint64_t slot_id, const struct fork_plan *p)
+{
+	int64_t now = clock_wall_ms();
+	char tmp[64], path[JOURNAL_PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "trash/fork-%llu-%lld", (unsigned long long)slot_id,
+		 (long long)now);
+	if (snprintf(path, sizeof(path), "%s/%s/journal", s->dir, tmp) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (mkdirat(s->dir_fd, tmp, 0700) < 0)
+		return -errno;
+	int r = fork_write(path, p, now);
+	if (r == 0 && p->meta)
+		meta_file(s, tmp, p->meta);
+	if (r == 0 && renameat2(s->dir_fd, tmp, s->contexts_fd, name, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	if (r == 0 && fsync(s->contexts_fd) < 0) {
+		r = -errno;
+		renameat(s->contexts_fd, name, s->dir_fd, tmp); /* not there after all */
+	}
+	if (r < 0) {
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s/meta", s->dir, tmp);
+		unlink(path);
+		unlinkat(s->dir_fd, tmp, AT_REMOVEDIR);
+	}
+	return r;
+}
+
+int context_fork(struct store *s, uint64_t id, const char *name, uint64_t upto, char *why,
+		 size_t whylen)
+{
+	const char *rule = NULL;
+	size_t len = strlen(name);
+	int r = store_name_check_why(name, len, &rule);
+	if (r < 0) {
+		snprintf(why, whylen, "invalid name for the fork: %s", rule ? rule : "refused");
+		return r;
+	}
+	struct fork_plan p = {0};
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	r = c ? 0 : -ENOENT;
+	if (r == 0 && map_get(&s->by_name, name, len)) {
+		snprintf(why, whylen, "a context named '%.255s' exists", name);
+		r = -EEXIST;
+	}
+	if (r == 0)
+		r = fork_plan_make(c, upto, &p, why, whylen);
+	struct store_slot *slot = r == 0 ? store_slot_reserve(s, name) : NULL;
+	if (r == 0 && !slot) {
+		snprintf(why, whylen, "cannot create the fork: %s", strerror(ENOMEM));
+		r = -ENOMEM;
+	}
+	uint64_t sid = slot ? slot->id : 0;
+	pthread_mutex_unlock(&s->lock);
+	if (r == 0 && (r = fork_make(s, name, sid, &p)) < 0)
+		snprintf(why, whylen, "cannot create the fork: %s", strerror(-r));
+	fork_plan_done(s, &p);
+	if (!slot)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	store_slot_settle(s, sid, r);
+	if (r == 0)
+		notes_add(&n, sid, STORE_CHANGED_CREATED);
+	store_unlock_notify(s, &n);
+	return r;
+}
