@@ -40,8 +40,8 @@ struct settings {
 	int prune;		 /* SETTINGS_PRUNE_*: what a cut does; default summarize */
 	char summary_model[SETTINGS_MODEL_MAX + 1];   /* "" (`default`): the context's model */
 	char summary_prompt[SETTINGS_PROMPT_MAX + 1]; /* "" (`default`): the built-in prompt */
-	double spend_limit_usd;	 /* USD, 0..1e9; NaN: none (the default).  In the root
-				    .config: the limit of all contexts together */
+	double spend_limit_usd; /* USD, 0..1e9; NaN: none (the default).  In the root
+				   .config: the limit of all contexts together */
 };
 
 /* prune: a cut folds the exchanges cut into the summary, or drops them. */

@@ -595,10 +595,12 @@ static inline int turn_text(struct turn *t, const struct wire_event *ev, struct 
 			t->thinking_lead = t->thinking.len;
 		r = buf_append(&t->text, ev->text, ev->text_len);
 		/* a summary call's text is no reply: status says it is summarizing */
-		notes_add(n, t->ctx_id, t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_OUTPUT);
+		notes_add(n, t->ctx_id,
+			  t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_OUTPUT);
 	} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
 		r = buf_append(&t->thinking, ev->text, ev->text_len);
-		notes_add(n, t->ctx_id, t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_THINKING);
+		notes_add(n, t->ctx_id,
+			  t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_THINKING);
 	}
 	return r;
 }

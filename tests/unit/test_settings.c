@@ -53,10 +53,10 @@ static const struct setting_def *def_of(const char *key)
 static void test_table(void)
 {
 	static const char *const order[] = {
-	    "model",	    "max_tokens",      "temperature",  "budget_tokens", "max_input_bytes",
-	    "max_retries",  "connect_timeout", "idle_timeout", "thinking",	"effort",
-	    "prompt_cache", "tools",	       "prune",	       "summary_model", "summary_prompt",
-	    "spend_limit_usd"};
+	    "model",	       "max_tokens",	"temperature",	   "budget_tokens",
+	    "max_input_bytes", "max_retries",	"connect_timeout", "idle_timeout",
+	    "thinking",	       "effort",	"prompt_cache",	   "tools",
+	    "prune",	       "summary_model", "summary_prompt",  "spend_limit_usd"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
