@@ -466,6 +466,10 @@ static void load_summary(struct loader *L, const cJSON *o)
 	struct turn *t = cJSON_IsObject(u) ? turn_new(L->c, 0, 1) : NULL;
 	if (t) {
 		load_usage(&t->usage, u);
+		/* the summary call's model (summary_model): its cost is that model's */
+		const char *m = jstr(L, o, "model", NULL);
+		if (m && settings_model_valid(m, strlen(m)))
+			snprintf(t->model, sizeof(t->model), "%s", m);
 		context_account(L->c, t);
 		turn_unref(NULL, t);
 	}

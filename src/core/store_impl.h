@@ -183,14 +183,16 @@ struct context {
 	/* summary.c: the rolling summary and its call */
 	char *summary; /* heap, NUL-terminated; NULL for none */
 	size_t summary_len;
-	uint64_t summ_first, summ_last; /* turns it covers; 0 0: none named */
-	struct turn *summ_call;		/* the summary call in flight (ref held) */
-	size_t summ_cut;		/* the floor its success moves to */
-	uint64_t summ_cut_turn;		/* the turn of the last exchange it folds */
-	bool summ_compact;		/* asked for by ctl compact */
-	bool summ_drop;			/* a summary call failed: the next cut drops */
-	bool summ_unsaved;		/* its SUMMARY record waits for the journal */
-	char summ_error[WHY_MAX];	/* the last failed summary call, "" none */
+	uint64_t summ_first, summ_last;		 /* turns it covers; 0 0: none named */
+	struct turn *summ_call;			 /* the summary call in flight (ref held) */
+	size_t summ_cut;			 /* the floor its success moves to */
+	uint64_t summ_cut_turn;			 /* the turn of the last exchange it folds */
+	bool summ_compact;			 /* asked for by ctl compact */
+	bool summ_drop;				 /* a summary call failed: the next cut drops */
+	bool summ_unsaved;			 /* its SUMMARY record waits for the journal */
+	struct wire_usage summ_usage;		 /* ... with the usage of the call that made it */
+	char summ_model[SETTINGS_MODEL_MAX + 1]; /* ... and its model */
+	char summ_error[WHY_MAX];		 /* the last failed summary call, "" none */
 };
 
 /* Every change of what a context shows (a message, a reply's end, settings, the

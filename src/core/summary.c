@@ -99,28 +99,41 @@ void summary_after_load(struct context *c)
 		c->prune.floor++;
 }
 
-/* Appends the SUMMARY record of the summary as it is now. */
-static int summary_record(struct context *c, const char *by, const struct wire_usage *u)
+/* The SUMMARY payload of the summary as it is now; with the usage of the
+ * summary call that made it (u NULL or without usage: none) and its model, so
+ * that a reload counts its tokens and cost as they were.  NULL: out of memory. */
+static cJSON *summary_payload(const struct context *c, const char *by, const struct wire_usage *u,
+			      const char *model)
 {
 	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return -ENOMEM;
-	const char *z = c->summary_len ? c->summary : "";
-	cJSON_AddStringToObject(o, "text", z);
-	cJSON_AddNumberToObject(o, "first_turn", (double)c->summ_first);
-	cJSON_AddNumberToObject(o, "last_turn", (double)c->summ_last);
-	cJSON_AddStringToObject(o, "by", by);
-	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
-	if (u && u->present) {
+	bool ok = o && cJSON_AddStringToObject(o, "text", c->summary_len ? c->summary : "") &&
+		  cJSON_AddNumberToObject(o, "first_turn", (double)c->summ_first) &&
+		  cJSON_AddNumberToObject(o, "last_turn", (double)c->summ_last) &&
+		  cJSON_AddStringToObject(o, "by", by) &&
+		  cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
+	if (ok && u && u->present) {
 		cJSON *uo = cJSON_AddObjectToObject(o, "usage");
-		cJSON_AddNumberToObject(uo, "input_tokens", (double)u->input_tokens);
-		cJSON_AddNumberToObject(uo, "output_tokens", (double)u->output_tokens);
-		cJSON_AddNumberToObject(uo, "cache_creation_input_tokens",
-					(double)u->cache_creation_input_tokens);
-		cJSON_AddNumberToObject(uo, "cache_read_input_tokens",
-					(double)u->cache_read_input_tokens);
+		ok = uo && cJSON_AddNumberToObject(uo, "input_tokens", (double)u->input_tokens) &&
+		     cJSON_AddNumberToObject(uo, "output_tokens", (double)u->output_tokens) &&
+		     cJSON_AddNumberToObject(uo, "cache_creation_input_tokens",
+					     (double)u->cache_creation_input_tokens) &&
+		     cJSON_AddNumberToObject(uo, "cache_read_input_tokens",
+					     (double)u->cache_read_input_tokens) &&
+		     (!model || !model[0] || cJSON_AddStringToObject(o, "model", model));
 	}
-	return context_write(c, JOURNAL_SUMMARY, o, false);
+	if (!ok) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Appends the SUMMARY record of the summary as it is now. */
+static int summary_record(struct context *c, const char *by, const struct wire_usage *u,
+			  const char *model)
+{
+	cJSON *o = summary_payload(c, by, u, model);
+	return o ? context_write(c, JOURNAL_SUMMARY, o, false) : -ENOMEM;
 }
 
 void summary_flush(struct store *s, struct context *c, struct notes *n)
@@ -128,7 +141,7 @@ void summary_flush(struct store *s, struct context *c, struct notes *n)
 	if (!c->summ_unsaved || !c->journal || journal_busy(c->journal))
 		return;
 	c->summ_unsaved = false;
-	if (summary_record(c, "call", NULL) == 0)
+	if (summary_record(c, "call", &c->summ_usage, c->summ_model) == 0)
 		context_sync_later(s, c, n);
 }
 
@@ -241,6 +254,8 @@ int summary_start(struct store *s, struct context *c, size_t cut, const char *fo
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s",
 		 c->settings.summary_model[0] ? c->settings.summary_model : c->settings.model);
+	if (t) /* its usage and cost count under the model it asked for */
+		snprintf(t->model, sizeof(t->model), "%s", spec.model);
 	spec.body = r == 0 ? buf_steal(&body, &spec.body_len) : NULL;
 	buf_done(&body);
 	if (r == 0 && (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0))
@@ -332,10 +347,12 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 			c->prune.floor = cut;
 			c->summ_error[0] = '\0';
 			c->summ_unsaved = true;
+			c->summ_usage = t->usage; /* for a deferred record (summary_flush) */
+			snprintf(c->summ_model, sizeof(c->summ_model), "%s", t->model);
 			if (c->journal && !journal_busy(c->journal)) {
 				c->summ_unsaved = false;
 				if (summary_record(c, c->summ_compact ? "compact" : "call",
-						   &t->usage) == 0)
+						   &t->usage, t->model) == 0)
 					context_sync_later(s, c, n);
 			}
 		}
@@ -418,7 +435,7 @@ int context_set_summary(struct store *s, uint64_t id, const char *text, size_t l
 	}
 	if (r == 0) {
 		c->summ_unsaved = false;
-		r = summary_record(c, "write", NULL);
+		r = summary_record(c, "write", NULL, NULL);
 		if (r == 0)
 			r = context_sync(s, &c, &n);
 		if (r < 0 && c) { /* put back what was there */

@@ -370,3 +370,39 @@ def test_shim_history_and_mcp_compact(shim, fake):
     res = rpc.request("tools/call", {"name": "ctl", "arguments": {
         "context": "h", "command": "compact"}})[-1]["result"]
     assert res.get("isError") and "nothing to fold" in res["content"][0]["text"], res
+
+
+def test_summary_calls_count_in_usage_and_cost(mount, fake):
+    """A summary call's tokens count in `usage` and its cost under the model it
+    asked for (summary_model), live and after a remount (its SUMMARY record
+    keeps usage and model); `.usage` has a row for that model."""
+    from decimal import ROUND_HALF_UP, Decimal
+    from test_cost import table_rows, tokens, usage, usage_table
+    c = mount.ctx("c")
+    write_file(c / "config", "budget_tokens = 2500\nsummary_model = claude-opus-4-1\n")
+    converse(c, fake, 8)
+    calls = fake.calls
+    summaries = [x for x in calls if is_summary_call(x)]
+    assert summaries and all(x.body["model"] == "claude-opus-4-1" for x in summaries)
+    main = [x for x in calls if not is_summary_call(x)]
+    assert all(x.body["model"] == "claude-sonnet-5-5" for x in main)
+
+    def toks(group):
+        return [sum(x.input_tokens for x in group), sum(x.output_tokens for x in group),
+                sum(x.cache_creation_input_tokens for x in group),
+                sum(x.cache_read_input_tokens for x in group)]
+
+    prices = table_rows()
+    usd = sum(Decimal(t) * p for group, model in ((main, "claude-sonnet-5-5"),
+                                                  (summaries, "claude-opus-4-1"))
+              for t, p in zip(toks(group), prices[model])) / Decimal(10**6)
+    want = str(usd.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP))
+    for when in ("live", "after a remount"):
+        u = usage(c)
+        assert int(u["calls"]) == len(calls), (when, u)
+        assert tokens(u, "total_") == toks(calls), (when, u)
+        assert u["total_cost_usd"] == want, (when, u, want)
+        rows = {r[2]: r for r in usage_table(mount) if r[0] == "model"}
+        assert rows["claude-opus-4-1"][3] == str(len(summaries)), (when, rows)
+        assert rows["claude-sonnet-5-5"][3] == str(len(main)), (when, rows)
+        mount.remount()
