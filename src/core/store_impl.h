@@ -401,6 +401,10 @@ int summary_block(const struct context *c, struct buf *out);
 void summary_forget(struct context *c);
 int summary_adopt(struct context *c, const char *text, size_t len, uint64_t first, uint64_t last);
 void summary_after_load(struct context *c);
+/* fork.c: the SUMMARY payload a fork up to turn upto starts with (heap, *out
+ * NULL when the context has no summary or it covers turns past upto).  0, or
+ * -ENOMEM. */
+int summary_fork_payload(const struct context *c, uint64_t upto, char **out);
 int summary_render_history(const struct context *c, struct buf *out);
 int summary_json(const struct context *c, struct cJSON *o);
 int summary_status(const struct context *c, struct buf *out);

@@ -136,6 +136,19 @@ static int summary_record(struct context *c, const char *by, const struct wire_u
 	return o ? context_write(c, JOURNAL_SUMMARY, o, false) : -ENOMEM;
 }
 
+int summary_fork_payload(const struct context *c, uint64_t upto, char **out)
+{
+	*out = NULL;
+	/* A summary of turns past the fork's would tell it what it has not
+	 * seen: the fork then sends those turns whole (and prunes for itself). */
+	if (!c->summary_len || c->summ_last > upto)
+		return 0;
+	cJSON *o = summary_payload(c, "fork", NULL, NULL);
+	*out = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	return *out ? 0 : -ENOMEM;
+}
+
 void summary_flush(struct store *s, struct context *c, struct notes *n)
 {
 	if (!c->summ_unsaved || !c->journal || journal_busy(c->journal))
