@@ -43,6 +43,8 @@ static const char *type_name(uint16_t type, char *buf, size_t n)
 	    [JOURNAL_UNDO] = "UNDO",
 	    [JOURNAL_FORKED_FROM] = "FORKED_FROM",
 	    [JOURNAL_META] = "META",
+	    [JOURNAL_ATTACH] = "ATTACH",
+	    [JOURNAL_DETACH] = "DETACH",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

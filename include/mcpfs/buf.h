@@ -32,6 +32,11 @@ void buf_reset(struct buf *b);
 /* Makes room for want bytes in all (plus the terminator) without changing the
  * content, for a caller that writes into data itself.  0, -EFBIG, -ENOMEM. */
 int buf_reserve(struct buf *b, size_t want);
+/* The same without rounding up: room for exactly want bytes when there is less
+ * (a large body of known size: an allocation of the same size each time is
+ * reused by malloc, where a doubled one past its mmap threshold is mapped and
+ * faulted in anew).  0, -EFBIG, -ENOMEM. */
+int buf_reserve_exact(struct buf *b, size_t want);
 
 /* Appends n bytes.  0, -EFBIG past the cap, -ENOMEM. */
 int buf_append(struct buf *b, const void *p, size_t n);

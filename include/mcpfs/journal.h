@@ -39,7 +39,9 @@ enum journal_record_type {
 	JOURNAL_UNDO = 10,	/* a turn was taken out of the history (ctl undo) */
 	/* a fork's origin: the context and turn it copied (ctl fork) */
 	JOURNAL_FORKED_FROM = 11,
-	JOURNAL_META = 12, /* the context's user metadata, whole; the last one wins */
+	JOURNAL_META = 12,   /* the context's user metadata, whole; the last one wins */
+	JOURNAL_ATTACH = 16, /* a file of attach/ was saved as a blob (store_attach.h) */
+	JOURNAL_DETACH = 17, /* a file of attach/ was removed */
 };
 
 /* What a scan found.  Offsets are byte offsets in the file. */

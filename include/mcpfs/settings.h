@@ -42,6 +42,7 @@ struct settings {
 	char summary_prompt[SETTINGS_PROMPT_MAX + 1]; /* "" (`default`): the built-in prompt */
 	double spend_limit_usd; /* USD, 0..1e9; NaN: none (the default).  In the root
 				   .config: the limit of all contexts together */
+	bool response_cache;	/* answer a request seen before from the cache; default off */
 };
 
 /* prune: a cut folds the exchanges cut into the summary, or drops them. */

@@ -165,6 +165,10 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 /* Records a refused write or close of `.config`: `.status` shows it as
  * `last_refused`, with the time. */
 void store_refuse(struct store *s, const char *why);
+/* Checks a `.config` text as store_set_defaults() would read it (its keys and
+ * `response_cache_bytes`), applying nothing: for the write-time checks.
+ * 0, -EINVAL/-EFBIG + why. */
+int store_defaults_check(const char *text, size_t len, char *why, size_t whylen);
 
 /* --- cost and spending limits (spend.c, CONTRACT §10) ----------------------- */
 
@@ -424,6 +428,7 @@ struct turn_outcome {
 	char stop_reason[64];
 	struct wire_usage usage;
 	struct api_error error; /* when FAILED */
+	bool cache_hit;		/* answered from the response cache, no call */
 };
 void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
 

@@ -21,11 +21,21 @@ struct cJSON;
 
 #define WIRE_ANTHROPIC_VERSION "2023-06-01"
 
+/* A content block given as JSON text, put into the body as it is (an
+ * attachment's block, whose base64 is encoded once and kept: store_attach.c). */
+struct wire_raw {
+	const char *json;
+	size_t len;
+};
+
 struct wire_message {
 	bool assistant;	  /* role: false user, true assistant */
 	const char *text; /* UTF-8, not NUL-terminated necessarily */
 	size_t len;
-	bool cache_mark; /* put a cache_control breakpoint on this message's block */
+	bool cache_mark;	    /* put a cache_control breakpoint on this message's block */
+	const struct wire_raw *pre; /* blocks before the text (content is then an
+				       array), n_pre of them; none with blocks */
+	size_t n_pre;
 	/* NULL, or the content as an array of blocks (an assistant message with
 	 * thinking, tool or citation blocks): sent instead of text; cache_mark
 	 * then marks its last text block.  Borrowed. */
@@ -61,7 +71,8 @@ struct wire_request {
 };
 
 /* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a
- * string, a schema that is not a JSON object, a tool type without a version),
+ * string, a schema that is not a JSON object, a tool type without a version,
+ * a message with both blocks and pre),
  * -EFBIG (out's cap), -ENOMEM. */
 int wire_request_build(const struct wire_request *r, struct buf *out);
 

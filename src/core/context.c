@@ -302,6 +302,7 @@ static void load_user(struct loader *L, const cJSON *o)
 			e->user = copy;
 			e->user_len = len;
 		}
+		attach_load_user(c, e, o);
 		return;
 	}
 	if (c->n_ex && c->ex[c->n_ex - 1].turn > (uint64_t)turn) {
@@ -312,6 +313,7 @@ static void load_user(struct loader *L, const cJSON *o)
 		return;
 	L->undo_last = false;
 	e = &c->ex[c->n_ex - 1];
+	attach_load_user(c, e, o);
 	e->reply->state = TURN_QUEUED; /* no end seen yet */
 	int64_t ms = jint(o, "ms");
 	if (ms > 0)
@@ -434,8 +436,12 @@ static void load_end(struct loader *L, const cJSON *o)
 		 s && settings_model_valid(s, strlen(s)) ? s : L->c->settings.model);
 	t->raw_sent = jint(o, "raw_sent");
 	t->http_status = jint(o, "http_status") == 200 ? 200 : 0;
+	t->cache_hit = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cache_hit"));
 	int64_t retries = jint(o, "retries");
 	t->retries = retries > 0 && retries <= UINT32_MAX ? (unsigned)retries : 0;
+	int64_t rb = jint(o, "request_bytes"), ru = jint(o, "request_us");
+	t->req_bytes = rb > 0 ? (uint64_t)rb : 0;
+	t->req_us = ru > 0 ? ru : 0;
 	int64_t first = jint(o, "first_turn");
 	if (first > 0)
 		L->c->floor_turn = (uint64_t)first;
@@ -535,6 +541,10 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		break;
 	case JOURNAL_SUMMARY:
 		load_summary(L, o);
+		break;
+	case JOURNAL_ATTACH:
+	case JOURNAL_DETACH:
+		attach_load_record(L->c, type, o);
 		break;
 	}
 	cJSON_Delete(o);
@@ -675,6 +685,10 @@ int context_load(struct store *s, struct store_slot *slot)
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));
 		log_debug("context '%s': %s", c->slot->name, c->note);
 	}
+	/* Blobs are checked and swept only against a journal read whole: one that
+	 * could not be read refers to nothing, and nothing of it may go. */
+	if (r == 0)
+		attach_loaded(s, c);
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		context_history_push(c, i);
 	while (c->floor_turn && c->prune.floor < c->prune.n &&
@@ -698,6 +712,9 @@ void context_free(struct store *s, struct context *c)
 	for (size_t i = 0; i < c->n_ex; i++) {
 		struct exchange *e = &c->ex[i];
 		free(e->user);
+		for (size_t k = 0; k < e->n_att; k++)
+			attachment_free(&e->att[k]);
+		free(e->att);
 		e->reply->ctx = NULL;
 		turn_unref(NULL, e->reply);
 		for (size_t k = 0; k < e->n_earlier; k++)
@@ -707,6 +724,7 @@ void context_free(struct store *s, struct context *c)
 	for (size_t i = 0; i < c->n_marks; i++)
 		free(c->marks[i].text);
 	free(c->marks);
+	attach_files_free(c);
 	if (c->newest)
 		c->newest->ctx = NULL;
 	turn_unref(NULL, c->newest);

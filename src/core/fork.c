@@ -5,7 +5,8 @@
  *
  * A fork is written as a journal of ordinary records (CREATE, FORKED_FROM,
  * SETTINGS, META, then USER, REPLY_PART, BLOCK and REPLY_END for each exchange
- * copied, then SUMMARY, each encoded by the module that owns the record), in a
+ * copied, then SUMMARY, each encoded by the module that owns the record),
+ * beside hard links to the blobs of the attachments its USER records name, in a
  * directory of the state directory's trash/ that is renamed into contexts/ once
  * it is durable: the fork appears whole or not at all (trash/ is emptied at
  * start-up), and the store's lock is not held over its fsyncs.
@@ -19,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mcpfs/blob.h"
 #include "mcpfs/clock.h"
 #include "mcpfs/utf8.h"
 #include "block_impl.h"
@@ -183,6 +185,7 @@ struct fork_ex {
 	size_t user_len;
 	int64_t user_ms;
 	struct turn *reply;
+	cJSON *attach; /* the USER record's "attach" list, NULL for none */
 };
 
 /* What a fork copies, taken under the lock and written without it. */
@@ -203,6 +206,7 @@ static void fork_plan_done(struct store *s, struct fork_plan *p)
 	for (size_t i = 0; i < p->n; i++) {
 		free(p->ex[i].user);
 		turn_unref(s, p->ex[i].reply);
+		cJSON_Delete(p->ex[i].attach);
 	}
 	free(p->ex);
 	free(p->system);
@@ -258,6 +262,11 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 		x->user_ms = e->user_ms;
 		x->reply = turn_ref(NULL, e->reply);
 		p->n++;
+		cJSON *u = e->n_att ? user_payload(0, "", 0, 0, e->att, e->n_att) : NULL;
+		x->attach = u ? cJSON_DetachItemFromObjectCaseSensitive(u, "attach") : NULL;
+		cJSON_Delete(u);
+		if (e->n_att && !x->attach)
+			goto nomem;
 		p->at = e->turn;
 	}
 	if (upto != CONTEXT_FORK_ALL)
@@ -324,8 +333,10 @@ static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
 static cJSON *end_payload(const struct turn *t)
 {
 	cJSON *o = turn_end_payload(t);
-	static const char *const drop[] = {"usage",    "http_status", "retries",
-					   "raw_sent", "first_turn",  NULL};
+	/* The fork's usage starts at zero: a hit of the response cache is no
+	 * hit of the fork's either. */
+	static const char *const drop[] = {"usage",	 "http_status", "retries", "raw_sent",
+					   "first_turn", "cache_hit",	NULL};
 	for (int i = 0; o && drop[i]; i++)
 		cJSON_DeleteItemFromObjectCaseSensitive(o, drop[i]);
 	if (o && !cJSON_ReplaceItemInObjectCaseSensitive(o, "attempt", cJSON_CreateNumber(1))) {
@@ -341,6 +352,19 @@ static cJSON *origin_payload(const struct fork_plan *p, int64_t now)
 	if (!o || !cJSON_AddStringToObject(o, "context", p->from) ||
 	    !cJSON_AddNumberToObject(o, "turn", (double)p->at) ||
 	    !cJSON_AddNumberToObject(o, "ms", (double)now)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The USER record of x, with the attachments it took. */
+static cJSON *fork_user(const struct fork_ex *x)
+{
+	cJSON *o = user_payload(x->turn, x->user, x->user_len, x->user_ms, NULL, 0);
+	cJSON *a = o && x->attach ? cJSON_Duplicate(x->attach, true) : NULL;
+	if (o && x->attach && (!a || !cJSON_AddItemToObject(o, "attach", a))) {
+		cJSON_Delete(a);
 		cJSON_Delete(o);
 		return NULL;
 	}
@@ -374,8 +398,7 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	buf_init(&part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
 	for (size_t i = 0; r == 0 && i < p->n; i++) {
 		const struct fork_ex *x = &p->ex[i];
-		r = append_json(j, JOURNAL_USER,
-				user_payload(x->turn, x->user, x->user_len, x->user_ms));
+		r = append_json(j, JOURNAL_USER, fork_user(x));
 		if (r == 0)
 			r = append_parts(j, &part, x->turn, x->reply);
 		if (r == 0)
@@ -407,6 +430,46 @@ static void meta_file(struct store *s, const char *dir, const char *text)
 		close(fd);
 }
 
+static bool keep_none(void *data, const char *hex)
+{
+	(void)data;
+	(void)hex;
+	return false;
+}
+
+/* Links the blobs of the exchanges' attachments from the source's directory
+ * into the fork's (dir, under the state directory), durably.  A blob the
+ * source no longer has is left out: the fork loads it as lost, as the source
+ * does.  0, -errno. */
+static int fork_blobs(struct store *s, const char *dir, const struct fork_plan *p)
+{
+	bool any = false;
+	for (size_t i = 0; i < p->n && !any; i++)
+		any = p->ex[i].attach != NULL;
+	if (!any)
+		return 0;
+	int from = openat(s->contexts_fd, p->from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int to = openat(s->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = from < 0 || to < 0 ? -errno : 0;
+	for (size_t i = 0; r == 0 && i < p->n; i++) {
+		const cJSON *a;
+		cJSON_ArrayForEach(a, p->ex[i].attach)
+		{
+			const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "hash");
+			if (r == 0 && cJSON_IsString(h) &&
+			    (r = blob_link(from, to, h->valuestring)) == -ENOENT)
+				r = 0;
+		}
+	}
+	if (r == 0 && fsync(to) < 0)
+		r = -errno;
+	if (from >= 0)
+		close(from);
+	if (to >= 0)
+		close(to);
+	return r;
+}
+
 /* Writes the fork in trash/, then renames its directory to contexts/NAME. */
 static int fork_make(struct store *s, const char *name, uint64_t slot_id, const struct fork_plan *p)
 {
@@ -418,7 +481,9 @@ static int fork_make(struct store *s, const char *name, uint64_t slot_id, const 
 		return -ENAMETOOLONG;
 	if (mkdirat(s->dir_fd, tmp, 0700) < 0)
 		return -errno;
-	int r = fork_write(path, p, now);
+	int r = fork_blobs(s, tmp, p);
+	if (r == 0)
+		r = fork_write(path, p, now);
 	if (r == 0 && p->meta)
 		meta_file(s, tmp, p->meta);
 	if (r == 0 && renameat2(s->dir_fd, tmp, s->contexts_fd, name, RENAME_NOREPLACE) < 0)
@@ -431,6 +496,11 @@ static int fork_make(struct store *s, const char *name, uint64_t slot_id, const 
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/%s/meta", s->dir, tmp);
 		unlink(path);
+		int fd = openat(s->dir_fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			blob_sweep(fd, keep_none, NULL);
+			close(fd);
+		}
 		unlinkat(s->dir_fd, tmp, AT_REMOVEDIR);
 	}
 	return r;

@@ -13,7 +13,9 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms)
+/* A USER record's payload; att: the files the message took from attach/. */
+cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
+		    const struct attachment *att, size_t n_att)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
@@ -26,13 +28,18 @@ cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms)
 	cJSON_AddStringToObject(o, "text", copy);
 	cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
+	if (attach_user_json(att, n_att, o) < 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 
 /* Appends the USER record; the caller syncs it (context_sync). */
-static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms)
+static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
+		       const struct attachment *att, size_t n_att)
 {
-	cJSON *o = user_payload(turn, text, len, ms);
+	cJSON *o = user_payload(turn, text, len, ms, att, n_att);
 	return o ? context_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
@@ -113,7 +120,7 @@ static int restage(struct store *s, struct context **cp, struct turn *t, const c
 	char *copy = strndup(text, len);
 	if (!copy)
 		return -ENOMEM;
-	int r = user_record(c, t->number, text, len, clock_wall_ms());
+	int r = user_record(c, t->number, text, len, clock_wall_ms(), e->att, e->n_att);
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	if (r == 0 && t->state != TURN_PENDING)
@@ -139,16 +146,30 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	 * would otherwise make the transcript's time change across a restart. */
 	int64_t ms = clock_wall_ms();
 	uint64_t turn = (*cp)->next_turn;
-	int r = user_record(*cp, turn, text, len, ms);
+	/* The files of attach/ go with the message (CONTRACT §9). */
+	struct attachment *att;
+	size_t n_att;
+	int r = attach_take(*cp, &att, &n_att);
+	if (r == 0)
+		r = user_record(*cp, turn, text, len, ms, att, n_att);
 	if (r == 0)
 		r = context_sync(s, cp, n);
-	if (r < 0)
-		return r;
 	struct context *c = *cp;
 	struct turn *t;
-	r = context_exchange_push(c, turn, text, len, &t);
-	if (r < 0)
+	if (r == 0)
+		r = context_exchange_push(c, turn, text, len, &t);
+	if (r < 0) {
+		if (c)
+			attach_untake(c, att, n_att);
+		else {
+			for (size_t i = 0; i < n_att; i++)
+				attachment_free(&att[i]);
+			free(att);
+		}
 		return r;
+	}
+	c->ex[c->n_ex - 1].att = att;
+	c->ex[c->n_ex - 1].n_att = n_att;
 	c->ex[c->n_ex - 1].user_ms = ms;
 	turn_unref(NULL, c->newest);
 	c->newest = turn_ref(NULL, t);
@@ -443,6 +464,7 @@ int context_clear(struct store *s, uint64_t id)
 		}
 		c->refused[0] = '\0';
 		c->note[0] = '\0';
+		attach_gc(s, c); /* no turn sends the attachments before the clear again */
 		notes_add(&n, id,
 			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
 	}
@@ -641,6 +663,7 @@ void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
 	snprintf(out->stop_reason, sizeof(out->stop_reason), "%s", t->stop_reason);
 	out->usage = t->usage;
 	out->error = t->error;
+	out->cache_hit = t->cache_hit;
 	pthread_mutex_unlock(&s->lock);
 }
 

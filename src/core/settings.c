@@ -40,6 +40,7 @@ enum {
 	K_SUMMARY_MODEL,
 	K_SUMMARY_PROMPT,
 	K_SPEND_LIMIT,
+	K_RESPONSE_CACHE,
 	K_COUNT
 };
 
@@ -89,6 +90,9 @@ static const struct setting_def table[K_COUNT] = {
     [K_SPEND_LIMIT] = {"spend_limit_usd", SETTING_USD, "none", 0, 1e9,
 		       "writing input fails (EDQUOT) once the context's cost_usd reaches it; "
 		       "in .config: the limit of all contexts together; none: no limit"},
+    [K_RESPONSE_CACHE] = {"response_cache", SETTING_BOOL, "off", 0, 1,
+			  "answer a request sent before (the same body) from the response "
+			  "cache, without a call (on/off)"},
 };
 
 #define OFF(field) offsetof(struct settings, field)
@@ -109,6 +113,7 @@ static const size_t field_off[K_COUNT] = {
     [K_SUMMARY_MODEL] = OFF(summary_model),
     [K_SUMMARY_PROMPT] = OFF(summary_prompt),
     [K_SPEND_LIMIT] = OFF(spend_limit_usd),
+    [K_RESPONSE_CACHE] = OFF(response_cache),
 };
 #undef OFF
 

@@ -120,8 +120,8 @@ static int64_t last_cost(const struct store *s, const struct context *c, bool *u
 	const struct wire_usage *u = &c->last_usage;
 	struct usage_totals one = {u->input_tokens, u->output_tokens,
 				   u->cache_creation_input_tokens, u->cache_read_input_tokens, 1};
-	if (!c->totals.calls)
-		return 0;
+	if (!c->totals.calls || c->last_hit)
+		return 0; /* a response cache hit is no call: it costs nothing */
 	return totals_cost(s, c->last_model, &one, unknown);
 }
 

@@ -7,6 +7,7 @@
  *   STATE/contexts/NAME/journal
  *   STATE/contexts/NAME/meta    its user metadata for listings (meta.c), if any
  *   STATE/trash/             where deleted contexts go before removal
+ *   STATE/cache/KEY          the response cache's entries (rcache.h)
  * Renaming and deleting a context are renames of its directory, so each is atomic.
  */
 #include <cjson/cJSON.h>
@@ -180,16 +181,19 @@ static int store_scan(struct store *s)
 static int load_defaults(struct store *s, const char *cli, char *why, size_t whylen)
 {
 	settings_init(&s->defaults);
+	s->rcache_bytes = RCACHE_BYTES_DEFAULT;
 	int fd = openat(s->dir_fd, "config", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		char text[SETTINGS_TEXT_MAX];
 		ssize_t n = read(fd, text, sizeof(text));
 		close(fd);
 		char w[256];
-		if (n > 0 && settings_parse(&s->defaults, text, (size_t)n, w, sizeof(w)) < 0)
+		if (n > 0 && store_defaults_parse(&s->defaults, &s->rcache_bytes, text, (size_t)n,
+						  w, sizeof(w)) < 0)
 			log_debug("ignoring saved defaults in '%s/config': %s", s->dir, w);
 	}
-	if (cli && settings_parse(&s->defaults, cli, strlen(cli), why, whylen) < 0)
+	if (cli &&
+	    store_defaults_parse(&s->defaults, &s->rcache_bytes, cli, strlen(cli), why, whylen) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -268,8 +272,10 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
 	if (r == 0)
 		r = load_defaults(s, defaults_text, why, whylen);
-	if (r == 0)
+	if (r == 0) {
 		store_models_load(s);
+		store_rcache_open(s);
+	}
 	if (r == 0) {
 		empty_trash(s);
 		r = store_scan(s);
@@ -297,6 +303,7 @@ void store_free(struct store *s)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
 			turn_unref(NULL, n->value);
 	store_models_done(s);
+	rcache_free(s->rcache);
 	prices_done(&s->prices);
 	map_done(&s->by_name);
 	map_done(&s->by_id);
@@ -603,16 +610,20 @@ int store_render_defaults(struct store *s, struct buf *out)
 {
 	pthread_mutex_lock(&s->lock);
 	int r = settings_render(&s->defaults, out);
+	if (r == 0)
+		r = store_rcache_render(s, s->rcache_bytes, out);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
 
 /* Writes STATE/config durably: temp file, fsync, rename, fsync the directory. */
-static int save_defaults(struct store *s, const struct settings *d)
+static int save_defaults(struct store *s, const struct settings *d, int64_t bytes)
 {
 	struct buf b;
 	buf_init(&b, SETTINGS_TEXT_MAX);
 	int r = settings_render(d, &b);
+	if (r == 0)
+		r = store_rcache_render(s, bytes, &b);
 	int fd =
 	    r < 0 ? -1
 		  : openat(s->dir_fd, "config.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -636,25 +647,30 @@ static int save_defaults(struct store *s, const struct settings *d)
 int store_set_defaults(struct store *s, const char *text, size_t len, char *why, size_t whylen)
 {
 	struct settings d;
+	int64_t bytes;
 	pthread_mutex_lock(&s->defaults_lock);
 	pthread_mutex_lock(&s->lock);
 	d = s->defaults;
+	bytes = s->rcache_bytes;
 	pthread_mutex_unlock(&s->lock);
 	char old[SETTINGS_MODEL_MAX + 1];
 	memcpy(old, d.model, sizeof(old));
-	int r = settings_parse(&d, text, len, why, whylen);
+	int r = store_defaults_parse(&d, &bytes, text, len, why, whylen);
 	if (r == 0)
 		r = settings_check(&d, why, whylen);
 	if (r == 0)
 		r = store_model_check(s, old, d.model, why, whylen);
 	if (r == 0) {
-		r = save_defaults(s, &d);
+		r = save_defaults(s, &d, bytes);
 		if (r < 0)
 			snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&s->lock);
 		s->defaults = d;
+		s->rcache_bytes = bytes;
+		if (s->rcache)
+			rcache_set_max(s->rcache, bytes);
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&s->defaults_lock);
@@ -693,6 +709,8 @@ int store_render_status(struct store *s, struct buf *out)
 		clock_format_utc(s->refused_ms, when);
 		r = buf_printf(out, "last_refused: %s (at %s)\n", s->refused, when);
 	}
+	if (r == 0)
+		r = store_rcache_status(s, out);
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -14,6 +14,7 @@
 #include "mcpfs/journal.h"
 #include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
+#include "mcpfs/rcache.h"
 #include "mcpfs/store.h"
 #include "block_impl.h"
 
@@ -52,6 +53,8 @@ struct turn {
 	uint64_t call_id;    /* non-zero while a call is in flight */
 	unsigned retries;    /* retries made in this attempt */
 	int64_t raw_sent;    /* prune estimate of the request sent */
+	uint64_t req_bytes;  /* its body's bytes, and the microseconds it took to */
+	int64_t req_us;	     /* build (`status`: turn_request), 0 before a call */
 	uint64_t first_turn; /* turn of the first exchange sent, 0 for none */
 	int64_t started_ms;  /* wall clock */
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
@@ -65,10 +68,43 @@ struct turn {
 	uint64_t thinking_read;		/* bytes of thinking a reader was given */
 	unsigned continued;		/* calls that continued a pause_turn */
 	struct wire_usage paused_usage; /* the usage of the calls before them */
+
+	/* The response cache (store_rcache.c): */
+	bool cache_keyed; /* cache_key is its request's */
+	bool cache_hit;	  /* answered from the cache, no call */
+	uint8_t cache_key[RCACHE_KEY_LEN];
+};
+
+/* An attachment of a message, or a file of attach/ (CONTRACT §9). */
+struct attachment {
+	char *name; /* heap */
+	int type;   /* enum attach_type */
+	uint64_t size;
+	char hash[33]; /* XXH3-128 of the content: its blob's name */
+	int64_t raw;   /* token estimate (attach_estimate) */
+	char *block;   /* the request's content block, JSON, built at its first
+			  call and kept (store_attach.c); NULL until then */
+	size_t block_len;
+	int lost; /* 0, or -ENOENT/-EBADMSG: its blob is missing or damaged */
+};
+
+/* A file of attach/: written in memory, then kept as a blob with an ATTACH
+ * record; taken by the next message. */
+struct attach_file {
+	struct attachment a; /* a.hash once committed */
+	uint32_t seq;	     /* its inode's part: never reused in the context */
+	int writers;	     /* opens for writing */
+	bool dirty;	     /* data holds bytes no blob has yet */
+	bool committed;	     /* a blob and an ATTACH record hold it */
+	struct buf data;     /* the content while it is open for writing */
+	size_t text_valid;   /* text: bytes of data known to be UTF-8 */
+	int64_t mtime_ms;
 };
 
 struct exchange {
 	uint64_t turn;
+	struct attachment *att; /* the files sent with the message, in name order */
+	size_t n_att;
 	char *user; /* heap, NUL-terminated */
 	size_t user_len;
 	int64_t user_ms;       /* wall clock */
@@ -85,6 +121,7 @@ struct exchange {
 struct usage_totals {
 	int64_t input, output, cache_creation, cache_read;
 	uint64_t calls;
+	uint64_t cache_hits; /* turns the response cache answered */
 };
 
 /* A context's usage per model its calls asked for (spend.c): what cost_usd
@@ -172,6 +209,7 @@ struct context {
 	char last_model[SETTINGS_MODEL_MAX + 1]; /* the model of last_usage's call */
 	struct ledger_row *ledger;		 /* heap, n_ledger rows (spend.c) */
 	size_t n_ledger;
+	bool last_hit;	       /* the last turn ended was a response cache hit */
 	char note[WHY_MAX];    /* a journal problem not tied to a turn (it
 				  cannot be opened, a reply cannot be saved),
 				  "" for none */
@@ -193,6 +231,9 @@ struct context {
 	struct wire_usage summ_usage;		 /* ... with the usage of the call that made it */
 	char summ_model[SETTINGS_MODEL_MAX + 1]; /* ... and its model */
 	char summ_error[WHY_MAX];		 /* the last failed summary call, "" none */
+	struct attach_file *files;		 /* attach/, in name order */
+	size_t n_files, cap_files;
+	uint32_t attach_seq; /* the last attach_file.seq given */
 };
 
 /* Every change of what a context shows (a message, a reply's end, settings, the
@@ -257,7 +298,10 @@ struct store {
 	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
 	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
-	struct prices prices; /* what cost_usd is computed with (store_set_prices) */
+	struct prices prices;  /* what cost_usd is computed with (store_set_prices) */
+	struct rcache *rcache; /* the response cache, NULL when unavailable */
+	int rcache_err;	       /* then why: -errno */
+	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -291,6 +335,24 @@ struct settings store_context_defaults(const struct store *s);
 /* `usage`'s cost lines, and the cost members of a JSON usage object. */
 int context_render_cost(const struct store *s, const struct context *c, struct buf *out);
 void context_cost_json(const struct store *s, const struct context *c, struct cJSON *usage);
+/* store_rcache.c: the response cache. */
+/* Opens STATE/cache into s->rcache (NULL, with rcache_err, when it cannot). */
+void store_rcache_open(struct store *s);
+/* Applies a `.config` text: response_cache_bytes into *bytes, every other key
+ * into d (settings_parse).  All or nothing.  0, -EINVAL/-EFBIG + why. */
+int store_defaults_parse(struct settings *d, int64_t *bytes, const char *text, size_t len,
+			 char *why, size_t whylen);
+/* `response_cache_bytes = N` for `.config` and STATE/config. */
+int store_rcache_render(struct store *s, int64_t bytes, struct buf *out);
+/* `.status`'s response_cache lines. */
+int store_rcache_status(struct store *s, struct buf *out);
+/* Before t's call: keys t by its request body; with the context's
+ * response_cache on, a first attempt whose request was answered before with
+ * end_turn is answered now from the cache and ended (true: no call to make). */
+bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+		       size_t len, struct notes *n);
+/* t ended done: its reply is kept in the cache when it ended with end_turn. */
+void turn_cache_keep(struct store *s, struct turn *t);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
@@ -334,8 +396,10 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
  * of memory. */
 struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
 
-/* message.c: the payload of a USER record.  NULL when out of memory. */
-struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms);
+/* message.c: the payload of a USER record, with the "attach" list of att (n_att
+ * of them; none when 0).  NULL when out of memory. */
+struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
+			   const struct attachment *att, size_t n_att);
 
 /* fork.c: the records a loader hands over (UNDO, FORKED_FROM): -EINVAL for a
  * payload that names no turn of the context (a bad record).  *undo_last is
@@ -384,6 +448,38 @@ void context_drop_ends(struct context *c);
 /* message.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
 void reserve_give_back(struct store *s, uint64_t *held);
+
+/* store_attach.c: the attach/ side of a context (store_attach.h is the API). */
+/* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
+void attach_load_record(struct context *c, uint16_t type, const struct cJSON *o);
+void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *o);
+/* After a load: blobs checked (lost ones marked) and unreferenced ones swept. */
+void attach_loaded(struct store *s, struct context *c);
+/* Removes the blobs no turn of the history nor attach/ refers to (a clear). */
+void attach_gc(struct store *s, struct context *c);
+/* The "attach" list of a USER record (nothing when n is 0).  0, -ENOMEM. */
+int attach_user_json(const struct attachment *att, size_t n, struct cJSON *o);
+/* Moves the committed, closed files of attach/ out (a message is being staged)
+ * into *att (heap, n entries, in name order; NULL and 0 for none); a message
+ * that could not be saved gives them back (attach_untake).  0, -ENOMEM. */
+int attach_take(struct context *c, struct attachment **att, size_t *n);
+void attach_untake(struct context *c, struct attachment *att, size_t n);
+/* Raw token estimate of e's attachments. */
+int64_t attach_raw(const struct exchange *e);
+/* The request block of a, built now if need be (a blob read, base64): 0, or
+ * -errno with why (a lost blob gives a text block saying so, and 0). */
+int attach_block(struct store *s, struct context *c, struct attachment *a);
+/* -ENOTSUP with why when caps say the model takes no image or PDF input and
+ * one of e's attachments is one. */
+int attach_caps_check(const struct exchange *e, const struct model_caps *caps, const char *model,
+		      char *why, size_t whylen);
+/* `[attached: report.pdf, PDF, 1.2 MiB]` lines; JSON "attachments". */
+int attach_render_lines(const struct exchange *e, struct buf *out);
+int attach_render_json(const struct exchange *e, struct cJSON *msg);
+/* `status` lines about attach/ and lost blobs. */
+int attach_status(const struct context *c, struct buf *out);
+void attachment_free(struct attachment *a);
+void attach_files_free(struct context *c);
 
 /* summary.c (see there).  summary_before: before exchange k's call is built;
  * 1 when a summary call started and the turn waits for it.  summary_call_end:

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
@@ -185,6 +186,8 @@ cJSON *turn_end_payload(const struct turn *t)
 	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
 	if (t->stop_reason[0])
 		cJSON_AddStringToObject(o, "stop_reason", t->stop_reason);
+	if (t->cache_hit)
+		cJSON_AddTrueToObject(o, "cache_hit");
 	struct wire_usage u = t->paused_usage; /* the calls a pause_turn continued too */
 	usage_add(&u, &t->usage);
 	cJSON_AddItemToObject(o, "usage", usage_json(&u));
@@ -208,6 +211,10 @@ cJSON *turn_end_payload(const struct turn *t)
 		cJSON_AddNumberToObject(o, "http_status", 200);
 	if (t->retries)
 		cJSON_AddNumberToObject(o, "retries", t->retries);
+	if (t->req_bytes) { /* `status` shows them after a restart too */
+		cJSON_AddNumberToObject(o, "request_bytes", (double)t->req_bytes);
+		cJSON_AddNumberToObject(o, "request_us", (double)t->req_us);
+	}
 	/* Lets a loader tell a reply whose parts were all read from one that lost a
 	 * part to a corrupt record. */
 	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
@@ -245,10 +252,18 @@ static void total_add(int64_t *total, int64_t n)
 void context_account(struct context *c, struct turn *t)
 {
 	const struct wire_usage *u = &t->usage;
+	if (t->cache_hit) { /* no call, no tokens (CONTRACT §10) */
+		c->totals.cache_hits++;
+		memset(&c->last_usage, 0, sizeof(c->last_usage));
+		c->last_hit = true;
+		context_changed(c);
+		return;
+	}
 	if (!u->present && t->http_status != 200)
 		return;
 	c->totals.calls++;
 	c->last_usage = *u;
+	c->last_hit = false;
 	context_ledger_add(c, t);
 	context_changed(c);
 	if (!u->present)
@@ -289,7 +304,7 @@ int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
 int64_t exchange_raw(const struct exchange *e)
 {
 	return prune_estimate(e->user_len) +
-	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply));
+	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply)) + attach_raw(e);
 }
 
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
@@ -328,6 +343,8 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 	if (c->active == t)
 		c->active = NULL;
 	context_changed(c); /* the transcript shows the end, saved or not */
+	if (st == TURN_DONE)
+		turn_cache_keep(s, t);
 	context_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
@@ -347,6 +364,44 @@ static void turn_refuse(struct store *s, struct turn *t, const char *type, const
 	turn_end(s, t, TURN_FAILED, &e, n);
 }
 
+/* The attachments' blocks of the exchanges sent (the history from first, then
+ * exchange k), in order: *pre (heap, NULL for none) points into the
+ * attachments' kept blocks.  -ENOTSUP when the model takes no image or PDF
+ * input (CONTRACT §9), -errno; why says why. */
+static int turn_attachments(struct context *c, size_t k, size_t first,
+			    const struct model_caps *caps, struct wire_raw **pre, char *why,
+			    size_t whylen)
+{
+	size_t n = c->ex[k].n_att;
+	for (size_t i = first; i < c->prune.n; i++)
+		n += c->ex[c->hist[i]].n_att;
+	*pre = NULL;
+	if (!n)
+		return 0;
+	struct wire_raw *v = calloc(n, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	size_t j = 0;
+	int r = 0;
+	for (size_t i = first; r == 0 && i <= c->prune.n; i++) {
+		struct exchange *e = i < c->prune.n ? &c->ex[c->hist[i]] : &c->ex[k];
+		r = attach_caps_check(e, caps, c->settings.model, why, whylen);
+		for (size_t a = 0; r == 0 && a < e->n_att; a++) {
+			r = attach_block(c->store, c, &e->att[a]);
+			if (r < 0)
+				snprintf(why, whylen, "cannot read attachment %s: %s",
+					 e->att[a].name, strerror(-r));
+			else
+				v[j++] = (struct wire_raw){e->att[a].block, e->att[a].block_len};
+		}
+	}
+	if (r < 0)
+		free(v);
+	else
+		*pre = v;
+	return r;
+}
+
 /* Builds the request for exchange k: system, the history that fits, the message;
  * thinking and effort shaped from the model's capabilities (caps NULL: none known). */
 static int turn_request(struct context *c, size_t k, const struct model_caps *caps,
@@ -354,7 +409,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
-	int64_t fixed = prune_estimate(e->user_len) +
+	int64_t fixed = prune_estimate(e->user_len) + attach_raw(e) +
 			(c->system_len ? prune_estimate(c->system_len) : 0) + summary_raw(c);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
 	context_changed(c); /* the floor may have moved: `history` shows it */
@@ -373,22 +428,32 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	size_t nm = kept * 2 + 1 + (t->continued ? 1 : 0);
 	struct wire_message *m = calloc(nm, sizeof(*m));
 	cJSON **blocks = calloc(kept + 1, sizeof(*blocks));
-	if (!m || !blocks) {
+	struct wire_raw *pre = NULL;
+	int ret =
+	    m && blocks ? turn_attachments(c, k, (size_t)first, caps, &pre, why, whylen) : -ENOMEM;
+	if (ret < 0) {
 		free(m);
 		free(blocks);
-		return -ENOMEM;
+		return ret;
 	}
+	size_t np = 0;
 	*raw = fixed;
 	for (size_t i = 0; i < kept; i++) {
 		const struct exchange *h = &c->ex[c->hist[(size_t)first + i]];
-		m[2 * i] = (struct wire_message){false, h->user, h->user_len, false};
-		m[2 * i + 1] =
-		    (struct wire_message){true, h->reply->text.data ? h->reply->text.data : "",
-					  h->reply->text.len, false};
+		const char *reply = h->reply->text.data ? h->reply->text.data : "";
+		m[2 * i] = (struct wire_message){
+		    .text = h->user, .len = h->user_len, .pre = pre + np, .n_pre = h->n_att};
+		np += h->n_att;
+		m[2 * i + 1] = (struct wire_message){
+		    .assistant = true, .text = reply, .len = h->reply->text.len};
 		m[2 * i + 1].blocks = blocks[i] = blocks_json(h->reply, BLOCKS_HISTORY);
 		*raw += exchange_raw(h);
 	}
-	m[2 * kept] = (struct wire_message){false, e->user, e->user_len, st->prompt_cache};
+	m[2 * kept] = (struct wire_message){.text = e->user,
+					    .len = e->user_len,
+					    .cache_mark = st->prompt_cache,
+					    .pre = pre + np,
+					    .n_pre = e->n_att};
 	if (kept && st->prompt_cache)
 		m[2 * kept - 1].cache_mark = true;
 	if (t->continued) {
@@ -404,6 +469,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 			cJSON_Delete(blocks[i]);
 		free(blocks);
 		free(m);
+		free(pre);
 		snprintf(why, whylen, "cannot build the request: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
@@ -435,12 +501,13 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .schema = c->schema,
 	    .schema_len = c->schema_len,
 	};
-	int ret = t->continued && !blocks[kept] ? -ENODATA : wire_request_build(&r, body);
+	ret = t->continued && !blocks[kept] ? -ENODATA : wire_request_build(&r, body);
 	for (size_t i = 0; i <= kept; i++)
 		cJSON_Delete(blocks[i]);
 	free(blocks);
 	free(m);
 	buf_done(&block);
+	free(pre);
 	if (ret == -EFBIG)
 		snprintf(why, whylen,
 			 "the request would exceed the API's 32 MB limit; nothing was sent");
@@ -449,7 +516,8 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	return ret;
 }
 
-/* Starts the call for exchange k.  0, or -errno with the turn failed. */
+/* Starts the call for exchange k.  0, 1 when the response cache answered it
+ * (it has ended, no call), or -errno with the turn failed. */
 static int turn_start(struct store *s, struct context *c, size_t k, struct notes *n)
 {
 	struct turn *t = c->ex[k].reply;
@@ -479,11 +547,26 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		return 0;
 	}
 	buf_init(&body, REQUEST_MAX);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t->req_bytes = body.len;
+	t->req_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
 	if (r < 0) {
 		buf_done(&body);
-		turn_refuse(s, t, r == -EFBIG ? "budget_exceeded" : "request_error", why, n);
+		turn_refuse(s, t,
+			    r == -EFBIG	    ? "budget_exceeded"
+			    : r == -ENOTSUP ? "unsupported_input"
+					    : "request_error",
+			    why, n);
 		return r;
+	}
+	/* What the reply is priced as, and what REPLY_END names, hit or call. */
+	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
+	if (turn_cache_answer(s, c, t, body.data ? body.data : "", body.len, n)) {
+		buf_done(&body);
+		return 1;
 	}
 	struct call_spec spec = {
 	    .call_id = ++s->next_call,
@@ -494,7 +577,6 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	};
 	snprintf(spec.context, sizeof(spec.context), "%s", c->slot->name);
 	snprintf(spec.model, sizeof(spec.model), "%s", c->settings.model);
-	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);
@@ -534,6 +616,7 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 		struct turn *t = c->ex[c->next_send].reply;
 		if (t->state == TURN_PENDING)
 			return; /* its writer has not closed yet: later turns wait */
+		/* A turn the response cache answered has ended: on to the next. */
 		if (t->state == TURN_QUEUED && turn_start(s, c, c->next_send, n) == 0)
 			return;
 		c->next_send++;

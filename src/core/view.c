@@ -36,6 +36,21 @@ static int put_block(struct buf *out, const char *head, const char *text, size_t
 	return r;
 }
 
+/* A user message's block: its attachments' lines, then its text. */
+static int put_user(struct buf *out, const char *head, const struct exchange *e)
+{
+	if (!e->n_att)
+		return put_block(out, head, e->user, e->user_len);
+	int r = buf_printf(out, "--- %s ---\n", head);
+	if (r == 0)
+		r = attach_render_lines(e, out);
+	if (r == 0)
+		r = buf_append(out, e->user, e->user_len);
+	if (r == 0)
+		r = buf_puts(out, e->user_len && e->user[e->user_len - 1] == '\n' ? "\n" : "\n\n");
+	return r;
+}
+
 static int render_history(const struct context *c, struct buf *out)
 {
 	size_t first = history_first(c);
@@ -56,7 +71,7 @@ static int render_history(const struct context *c, struct buf *out)
 		const struct exchange *e = &c->ex[c->hist[i]];
 		char head[64];
 		snprintf(head, sizeof(head), "user (turn %llu)", (unsigned long long)e->turn);
-		r = put_block(out, head, e->user, e->user_len);
+		r = put_user(out, head, e);
 		snprintf(head, sizeof(head), "assistant (turn %llu)", (unsigned long long)e->turn);
 		if (r == 0)
 			r = put_block(out, head, text_of(&e->reply->text), e->reply->text.len);
@@ -132,6 +147,9 @@ static int render_history_json(const struct context *c, struct buf *out)
 	for (size_t i = first; r == 0 && i < c->prune.n; i++) {
 		const struct exchange *e = &c->ex[c->hist[i]];
 		r = add_message(arr, "user", e->user, e->user_len);
+		if (r == 0)
+			r = attach_render_json(
+			    e, cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1));
 		if (r == 0)
 			r = add_reply(arr, e->reply);
 	}
@@ -258,7 +276,7 @@ static int render_exchange(const struct context *c, size_t i, size_t *m, struct 
 	char head[96], when[32];
 	clock_format_utc(e->user_ms, when);
 	snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
-	int r = put_block(out, head, e->user, e->user_len);
+	int r = put_user(out, head, e);
 	for (size_t k = 0; r >= 0 && k <= e->n_earlier; k++) {
 		const struct turn *t = k < e->n_earlier ? e->earlier[k] : e->reply;
 		if (k > 0 && (r = render_marks_before(c, m, t->marks_before, out)) < 0)
@@ -341,6 +359,8 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 		cJSON *u = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
 		cJSON_AddNumberToObject(u, "turn", (double)e->turn);
 		cJSON_AddNumberToObject(u, "time_ms", (double)e->user_ms);
+		if ((r = attach_render_json(e, u)) < 0)
+			break;
 		if (e->clear_before)
 			cJSON_AddTrueToObject(u, "after_clear");
 		if (e->undone)
@@ -407,6 +427,8 @@ static int status_turn(const struct turn *t, struct buf *out)
 				   ? "the reply was refused (stop_reason: refusal)"
 				   : "the reply has no text (the API takes no assistant turn "
 				     "without text)");
+	if (r == 0 && t->cache_hit)
+		r = buf_puts(out, "turn_source: cache_hit\n");
 	if (r == 0 && t->request_id[0])
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
 	if (r == 0 && t->continued)
@@ -416,6 +438,10 @@ static int status_turn(const struct turn *t, struct buf *out)
 			       "paused: the reply still paused after %u continuations (the "
 			       "most mcpfs makes); it ends here\n",
 			       t->continued);
+	if (r == 0 && t->req_bytes)
+		r = buf_printf(out, "turn_request: %llu bytes, built in %lld.%03lld ms\n",
+			       (unsigned long long)t->req_bytes, (long long)(t->req_us / 1000),
+			       (long long)(t->req_us % 1000));
 	if (r == 0 && t->state == TURN_FAILED) {
 		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
 		if (r == 0 && t->error.http_status > 0)
@@ -470,7 +496,15 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 		r = summary_status(c, out);
 	if (r == 0)
 		r = store_models_status(s, c, out);
+	if (r == 0)
+		r = attach_status(c, out);
 	return r;
+}
+
+/* What the last turn that ended was answered by (CONTRACT §10). */
+static const char *last_call(const struct context *c)
+{
+	return c->last_hit ? "cache_hit" : c->totals.calls ? "api" : "none";
 }
 
 static int render_usage(const struct store *s, const struct context *c, struct buf *out)
@@ -488,6 +522,9 @@ static int render_usage(const struct store *s, const struct context *c, struct b
 	    (long long)u->cache_creation_input_tokens, (long long)u->cache_read_input_tokens,
 	    (long long)t->input, (long long)t->output, (long long)t->cache_creation,
 	    (long long)t->cache_read, (unsigned long long)t->calls);
+	if (r == 0)
+		r = buf_printf(out, "cache_hits: %llu\nlast_call: %s\n",
+			       (unsigned long long)t->cache_hits, last_call(c));
 	return r < 0 ? r : context_render_cost(s, c, out);
 }
 
@@ -518,6 +555,8 @@ static int render_info_json(const struct store *s, const struct context *c, stru
 					(double)c->totals.cache_creation);
 		cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)c->totals.cache_read);
 		cJSON_AddNumberToObject(u, "calls", (double)c->totals.calls);
+		cJSON_AddNumberToObject(u, "cache_hits", (double)c->totals.cache_hits);
+		cJSON_AddStringToObject(u, "last_call", last_call(c));
 		context_cost_json(s, c, u);
 	}
 	const struct turn *t = c->newest;

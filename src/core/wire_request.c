@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -41,7 +43,8 @@ static int wire_request_check(const struct wire_request *r)
 	if (r->system2 && !text_ok(r->system2, r->system2_len))
 		return -EINVAL;
 	for (size_t i = 0; i < r->n_messages; i++)
-		if (!text_ok(r->messages[i].text, r->messages[i].len))
+		if (!text_ok(r->messages[i].text, r->messages[i].len) ||
+		    (r->messages[i].blocks && r->messages[i].n_pre))
 			return -EINVAL;
 	for (size_t i = 0; i < r->n_tools; i++) {
 		const char *u = r->tool_types[i] ? strrchr(r->tool_types[i], '_') : NULL;
@@ -98,15 +101,25 @@ static bool json_add_int(cJSON *obj, const char *key, int64_t v)
 /* The content of a message or the system prompt.  A plain string is shorter and
  * means the same single text block, so the block form is used only when it has
  * to carry a cache_control breakpoint. */
-static cJSON *json_content(const char *s, size_t n, bool cache_mark)
+/* Raw blocks stand in the tree as this one control byte, which cJSON never
+ * prints itself (it escapes control characters in strings): wire_request_build
+ * puts each block's JSON in its place, in order, after printing. */
+#define RAW_MARK '\x01'
+
+static cJSON *json_content(const char *s, size_t n, bool cache_mark, size_t n_pre)
 {
-	if (!cache_mark)
+	if (!cache_mark && !n_pre)
 		return json_string(s, n);
 
 	cJSON *arr = cJSON_CreateArray();
 	cJSON *block = cJSON_CreateObject();
 	cJSON *cc;
 
+	for (size_t i = 0; arr && i < n_pre; i++)
+		if (!cJSON_AddItemToArray(arr, cJSON_CreateRaw("\x01"))) {
+			cJSON_Delete(arr);
+			arr = NULL;
+		}
 	if (!arr || !block || !cJSON_AddItemToArray(arr, block)) {
 		cJSON_Delete(arr);
 		cJSON_Delete(block);
@@ -114,8 +127,8 @@ static cJSON *json_content(const char *s, size_t n, bool cache_mark)
 	}
 	if (!cJSON_AddStringToObject(block, "type", "text") ||
 	    !json_add(block, "text", json_string(s, n)) ||
-	    !(cc = cJSON_AddObjectToObject(block, "cache_control")) ||
-	    !cJSON_AddStringToObject(cc, "type", "ephemeral")) {
+	    (cache_mark && (!(cc = cJSON_AddObjectToObject(block, "cache_control")) ||
+			    !cJSON_AddStringToObject(cc, "type", "ephemeral")))) {
 		cJSON_Delete(arr);
 		return NULL;
 	}
@@ -132,7 +145,7 @@ static cJSON *json_system2(const struct wire_request *r)
 	for (int i = 0; arr && i < 2; i++) {
 		if (!n[i])
 			continue;
-		cJSON *one = r->system_cache_mark ? json_content(t[i], n[i], true) : NULL;
+		cJSON *one = r->system_cache_mark ? json_content(t[i], n[i], true, 0) : NULL;
 		cJSON *block = one ? cJSON_DetachItemFromArray(one, 0) : cJSON_CreateObject();
 		cJSON_Delete(one);
 		if (block && !r->system_cache_mark &&
@@ -186,7 +199,7 @@ static cJSON *json_messages(const struct wire_request *r)
 		if (!cJSON_AddStringToObject(obj, "role", m->assistant ? "assistant" : "user") ||
 		    !json_add(obj, "content",
 			      m->blocks ? json_blocks(m->blocks, m->cache_mark)
-					: json_content(m->text, m->len, m->cache_mark)))
+					: json_content(m->text, m->len, m->cache_mark, m->n_pre)))
 			goto fail;
 	}
 	return arr;
@@ -258,7 +271,7 @@ static cJSON *wire_request_json(const struct wire_request *r)
 		ok = json_add(root, "system", json_system2(r));
 	else if (ok && r->system && r->system_len)
 		ok = json_add(root, "system",
-			      json_content(r->system, r->system_len, r->system_cache_mark));
+			      json_content(r->system, r->system_len, r->system_cache_mark, 0));
 	if (ok)
 		ok = json_add(root, "messages", json_messages(r));
 	if (ok && (r->thinking_adaptive || r->thinking_budget > 0))
@@ -276,6 +289,44 @@ static cJSON *wire_request_json(const struct wire_request *r)
 	return root;
 }
 
+/* The printed body with each RAW_MARK replaced by its raw block. */
+static int splice_raw(const struct wire_request *r, const char *s, size_t n, struct buf *out)
+{
+	size_t total = n, m = 0, k = 0;
+	for (size_t i = 0; i < r->n_messages; i++)
+		for (size_t j = 0; j < r->messages[i].n_pre; j++)
+			total += r->messages[i].pre[j].len;
+	bool large = total - n >= (1u << 20);
+	int rc =
+	    large ? buf_reserve_exact(out, out->len + total) : buf_reserve(out, out->len + total);
+	if (rc == 0 && large) {
+		/* Megabytes of attachments land in fresh memory: its pages are
+		 * populated in one call, not by a fault every 4 KiB (buf.c). */
+		uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+		uintptr_t from = ((uintptr_t)out->data + out->len + pg - 1) & ~(pg - 1);
+		uintptr_t to = ((uintptr_t)out->data + out->len + total) & ~(pg - 1);
+		if (to > from)
+			madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+	}
+	const char *p = s, *end = s + n, *q;
+	while (rc == 0 && (q = memchr(p, RAW_MARK, (size_t)(end - p)))) {
+		while (m < r->n_messages && k >= r->messages[m].n_pre) {
+			m++;
+			k = 0;
+		}
+		if (m == r->n_messages)
+			return -EINVAL;
+		rc = json_nul_print(p, (size_t)(q - p), out);
+		if (rc == 0)
+			rc = buf_append(out, r->messages[m].pre[k].json, r->messages[m].pre[k].len);
+		k++;
+		p = q + 1;
+	}
+	if (rc == 0)
+		rc = json_nul_print(p, (size_t)(end - p), out);
+	return rc;
+}
+
 int wire_request_build(const struct wire_request *r, struct buf *out)
 {
 	int rc = wire_request_check(r);
@@ -289,7 +340,7 @@ int wire_request_build(const struct wire_request *r, struct buf *out)
 	cJSON_Delete(root);
 	if (!s)
 		return -ENOMEM;
-	rc = json_nul_print(s, strlen(s), out);
+	rc = splice_raw(r, s, strlen(s), out);
 	cJSON_free(s);
 	return rc;
 }

@@ -133,7 +133,9 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 		/* One line: once it is complete, it is the whole id. */
 		return end ? settings_model_text(h->data.data, end, &id, &idlen, why, whylen)
 			   : model_prefix_check(&h->data, why, whylen);
-	default: /* config, .config: each line alone; cross-key rules at close */
+	case K_ROOT_CONFIG: /* its keys and response_cache_bytes */
+		return end ? store_defaults_check(h->data.data, end, why, whylen) : 0;
+	default: /* config: each line alone; cross-key rules at close */
 		settings_init(&scratch);
 		return end ? settings_parse(&scratch, h->data.data, end, why, whylen) : 0;
 	}

@@ -14,11 +14,14 @@
 
 #include "fs_impl.h"
 #include "mcpfs/log.h"
+#include "mcpfs/store_attach.h"
 
 /* A listing, taken at opendir so that offsets stay stable while it is read. */
 struct fs_dirlist {
 	struct store_entry *e;
 	size_t n;
+	struct attach_stat *att; /* attach/: its files */
+	size_t n_att;
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -35,6 +38,8 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int r = d ? 0 : -ENOMEM;
 	if (r == 0 && kind == K_ROOT)
 		r = store_list(fs->st, &d->e, &d->n);
+	else if (r == 0 && kind == K_ATTACH)
+		r = context_attach_list(fs->st, ctx, &d->att, &d->n_att);
 	else if (r == 0 && kind != K_DIR)
 		r = -ENOTDIR;
 	if (r < 0) {
@@ -51,6 +56,7 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_dirlist *d = (struct fs_dirlist *)(uintptr_t)fi->fh;
 	store_list_free(d->e, d->n);
+	free(d->att);
 	free(d);
 	fuse_reply_err(req, 0);
 }
@@ -62,15 +68,24 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR;
 	if (i < 2) {
-		st->st_ino = i == 0 ? fs_ino(ctx, kind == K_ROOT ? K_ROOT : K_DIR) : FUSE_ROOT_ID;
+		st->st_ino = i == 0		? fs_ino(ctx, kind)
+			     : kind == K_ATTACH ? fs_ino(ctx, K_DIR)
+						: FUSE_ROOT_ID;
 		return i == 0 ? "." : "..";
 	}
 	i -= 2;
+	if (kind == K_ATTACH) {
+		if (i >= d->n_att)
+			return NULL;
+		st->st_ino = fs_attach_ino(ctx, d->att[i].seq);
+		st->st_mode = S_IFREG;
+		return d->att[i].name;
+	}
 	if (kind == K_DIR) {
 		if (i + 1 >= K_NFIXED)
 			return NULL;
 		st->st_ino = fs_ino(ctx, (int)i + 1);
-		st->st_mode = S_IFREG;
+		st->st_mode = fs_files[i + 1].mode & S_IFMT;
 		return fs_files[i + 1].name;
 	}
 	if (i < 4) {
@@ -154,7 +169,13 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	uint64_t ctx, id;
 	int kind = fs_kind_of(parent, &ctx);
 	int r;
-	if (kind == K_DIR)
+	if (kind == K_DIR && !strcmp(name, "attach"))
+		r = 0; /* accepted, changes nothing: `rm -r NAME` reaches NAME's rmdir */
+	else if (kind == K_ATTACH)
+		r = context_attach_stat(fs->st, ctx, name, 0, &(struct attach_stat){0}) == 0
+			? -ENOTDIR
+			: -ENOENT;
+	else if (kind == K_DIR)
 		r = fs_fixed_kind(name) >= 0 || fs_scratch_find(fs, parent, name) ? -ENOTDIR
 										  : -ENOENT;
 	else if (kind != K_ROOT)
@@ -180,6 +201,10 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int r;
 	if (fs_scratch_find(fs, parent, name))
 		r = fs_scratch_unlink(fs, parent, name);
+	else if (kind == K_ATTACH)
+		r = fs_attach_unlink(fs, ctx, name);
+	else if (kind == K_DIR && !strcmp(name, "attach"))
+		r = -EISDIR;
 	else if (kind == K_DIR)
 		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT; /* lets rm -r reach rmdir */
 	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models") ||
@@ -302,8 +327,13 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 {
 	struct fs *fs = fs_of(req);
 	struct scratch *sc;
+	uint64_t actx;
 	if (strlen(name) > STORE_NAME_MAX) {
 		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (fs_kind_of(parent, &actx) == K_ATTACH) {
+		fs_attach_create(req, fs, actx, name, fi);
 		return;
 	}
 	if (!fs_scratch_name_ok(fs, parent, name, fi->flags)) {

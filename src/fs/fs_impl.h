@@ -22,6 +22,10 @@
 #define INO_MODELS 4
 #define INO_USAGE 5
 #define INO_SCRATCH (1ULL << 62)
+/* A file of a context's attach/: this bit, the context id << 20 and the file's
+ * seq (store_attach.h) in the low 20 bits. */
+#define INO_ATTACH (1ULL << 61)
+#define INO_ATTACH_SEQ_BITS 20
 
 enum fs_kind {
 	K_DIR = 0,
@@ -39,6 +43,7 @@ enum fs_kind {
 	K_SCHEMA,
 	K_THINKING,	   /* streamed like output (fs_park.c) */
 	K_TRANSCRIPT_JSON, /* rendered like transcript */
+	K_ATTACH,	   /* the attach/ directory (CONTRACT §9; fs_attach.c) */
 	K_SUMMARY,
 	K_NFIXED,
 	K_ROOT = 100,
@@ -47,6 +52,7 @@ enum fs_kind {
 	K_SCRATCH,
 	K_ROOT_MODELS,
 	K_ROOT_USAGE,
+	K_ATTACH_FILE = 110, /* a file of attach/ */
 };
 
 struct fs_file {
@@ -106,6 +112,7 @@ struct fs_handle {
 	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
 	uint64_t version;   /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
+	uint32_t att_seq;   /* attach/ file: its seq (store_attach.h) */
 	char ctl_line[320]; /* ctl: a command line not yet ended ("fork NEW TURN"
 			     with a 255-byte NEW fits) */
 	size_t ctl_len;
@@ -270,6 +277,20 @@ void fs_scratch_drop_dir(struct fs *fs, fuse_ino_t parent);
 int fs_scratch_stat(struct fs *fs, uint64_t ino, struct stat *st);
 void fs_scratch_release(struct fs *fs, struct scratch *sc);
 void fs_scratch_free_all(struct fs *fs);
+
+/* fs_attach.c: the attach/ directory and its files. */
+uint64_t fs_attach_ino(uint64_t ctx, uint32_t seq);
+int fs_attach_stat(struct fs *fs, fuse_ino_t ino, struct stat *st);
+void fs_attach_lookup(fuse_req_t req, struct fs *fs, uint64_t ctx, const char *name);
+void fs_attach_create(fuse_req_t req, struct fs *fs, uint64_t ctx, const char *name,
+		      struct fuse_file_info *fi);
+int fs_attach_unlink(struct fs *fs, uint64_t ctx, const char *name);
+int fs_attach_open(struct fs *fs, struct fs_handle *h, fuse_ino_t ino, int flags);
+void fs_attach_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size_t size, off_t off);
+int fs_attach_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+int fs_attach_flush(struct fs *fs, struct fs_handle *h);
+void fs_attach_release(struct fs *fs, struct fs_handle *h);
+int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size, struct fs_handle *h);
 
 /* fs.c */
 /* Queues bits (NOTIFIER_*) for ctx: the notifier acts on them at its next pass

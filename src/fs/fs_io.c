@@ -59,7 +59,10 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	switch (h->kind) {
 	case K_ROOT:
 	case K_DIR:
+	case K_ATTACH:
 		return -EISDIR;
+	case K_ATTACH_FILE:
+		return fs_attach_open(fs, h, fs_attach_ino(h->ctx, h->att_seq), flags);
 	case K_SCRATCH:
 		if (h->writer && (flags & O_TRUNC))
 			fs_scratch_resize(fs, h->scratch, 0);
@@ -119,6 +122,8 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (!h->scratch)
 			r = -ENOENT;
 	}
+	if (h->kind == K_ATTACH_FILE)
+		h->att_seq = (uint32_t)(ino & ((1u << INO_ATTACH_SEQ_BITS) - 1));
 	if (r == 0)
 		r = handle_init(fs, req, h, fi->flags);
 	if (r < 0) {
@@ -265,6 +270,9 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 		pthread_mutex_lock(&fs->scratch_lock);
 		reply_slice(req, h->scratch->data.data, h->scratch->data.len, off, size);
 		pthread_mutex_unlock(&fs->scratch_lock);
+		return;
+	case K_ATTACH_FILE:
+		fs_attach_read(fs, req, h, size, off);
 		return;
 	default:
 		break;
@@ -414,6 +422,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 			fs_refuse(fs, h, false, why);
 	} else if (h->kind == K_SCRATCH) {
 		r = fs_scratch_write(fs, h->scratch, (size_t)off, buf, size);
+	} else if (h->kind == K_ATTACH_FILE) {
+		r = fs_attach_write(fs, h, buf, size, off);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		r = fs_write_text(fs, h, buf, size, off);
 	} else if (h->kind != K_OUTPUT && h->kind != K_THINKING) {
@@ -519,6 +529,8 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_INPUT) {
 		r = input_flush(fs, h);
+	} else if (h->kind == K_ATTACH_FILE) {
+		r = fs_attach_flush(fs, h);
 	} else if (h->kind == K_CTL && h->ctl_len) {
 		h->ctl_line[h->ctl_len] = '\0';
 		h->ctl_len = 0;
@@ -573,6 +585,8 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 		turn_unref(fs->st, h->turn);
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
+	} else if (h->kind == K_ATTACH_FILE) {
+		fs_attach_release(fs, h);
 	}
 	store_unreserve(fs->st, &h->held); /* a text never applied */
 	buf_done(&h->data);
@@ -648,6 +662,8 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if (h->kind == K_SCRATCH) {
 		r = fs_scratch_resize(fs, h->scratch, (size_t)size);
+	} else if (h->kind == K_ATTACH_FILE) {
+		r = fs_attach_truncate(fs, h->ctx, h->att_seq, size, h);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
 		h->dirty = true;
 		r = buf_resize(&h->data, (size_t)size);
@@ -674,6 +690,9 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 			fs_scratch_release(fs, sc);
 		return r;
 	}
+	if (kind == K_ATTACH_FILE)
+		return fs_attach_truncate(
+		    fs, ctx, (uint32_t)(ino & ((1u << INO_ATTACH_SEQ_BITS) - 1)), size, NULL);
 	if (size != 0)
 		return 0;
 	if (kind == K_SYSTEM)

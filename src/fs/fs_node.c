@@ -33,6 +33,7 @@ const struct fs_file fs_files[K_NFIXED] = {
     [K_SCHEMA] = {"schema", 0644 | S_IFREG, VIEW_SCHEMA},
     [K_THINKING] = {"thinking", 0444 | S_IFREG, -1},
     [K_TRANSCRIPT_JSON] = {"transcript.json", 0444 | S_IFREG, VIEW_TRANSCRIPT_JSON},
+    [K_ATTACH] = {"attach", 0755 | S_IFDIR, -1},
     [K_SUMMARY] = {"summary", 0644 | S_IFREG, VIEW_SUMMARY},
 };
 
@@ -75,6 +76,10 @@ int fs_kind_of(fuse_ino_t ino, uint64_t *ctx)
 		return K_ROOT_USAGE;
 	if (ino & INO_SCRATCH)
 		return K_SCRATCH;
+	if (ino & INO_ATTACH) {
+		*ctx = (ino & ~INO_ATTACH) >> INO_ATTACH_SEQ_BITS;
+		return K_ATTACH_FILE;
+	}
 	*ctx = ino >> 8;
 	int kind = (int)(ino & 0xff);
 	return kind < K_NFIXED && *ctx ? kind : -1;
@@ -149,11 +154,13 @@ int fs_stat(struct fs *fs, fuse_ino_t ino, struct stat *st)
 	int r = 0;
 	if (kind < 0)
 		return -ENOENT;
-	if (kind >= K_ROOT && kind != K_SCRATCH)
+	if (kind == K_ATTACH_FILE)
+		r = fs_attach_stat(fs, ino, st);
+	else if (kind >= K_ROOT && kind != K_SCRATCH)
 		r = root_stat(fs, kind, st);
 	else if (kind == K_SCRATCH) {
 		r = fs_scratch_stat(fs, ino, st);
-	} else if (kind == K_DIR) {
+	} else if (kind == K_DIR || kind == K_ATTACH) {
 		char name[STORE_NAME_MAX + 1];
 		r = store_name(fs->st, ctx, name, sizeof(name));
 		st->st_mode = S_IFDIR | 0755;
@@ -223,6 +230,10 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	if (sc_ino) {
 		reply_entry(req, fs, sc_ino);
+		return;
+	}
+	if (pkind == K_ATTACH) {
+		fs_attach_lookup(req, fs, ctx, name);
 		return;
 	}
 	int k = pkind == K_DIR ? fs_fixed_kind(name) : -1;

@@ -45,6 +45,9 @@
  * SHIM_BODIES_MAX: of request bodies held at once, all clients together;
  * SHIM_VIEWS_MAX: of renderings being sent at once (and so of one rendering);
  * SHIM_JSON_*: nesting and values (commas, colons, brackets) of a body. */
+/* Attachments of POST …/messages (CONTRACT §9) travel in its body, so the
+ * ceiling bounds them too: about 6 MiB of files in base64 per request
+ * (doc/http-api.md); larger ones go through the mount's attach/. */
 #define SHIM_BODY_CEILING ((8u << 20) + SHIM_JSON_SLACK)
 #define SHIM_BODIES_MAX (24u << 20)
 #define SHIM_VIEWS_MAX (96u << 20)
@@ -276,6 +279,15 @@ void shim_reply_headers(struct MHD_Response *r);
 /* The error type of a status ("invalid_request_error" for 400). */
 const char *shim_reply_type(unsigned status);
 unsigned shim_status_of(int err);
+
+/* --- shim_attach.c --- */
+
+/* Puts the "attachments" of a message body (arr, NULL for none) into the
+ * context's attach/; on failure nothing of them stays, *status is the HTTP
+ * status and why the reason.  *added counts those put (for _undo). */
+int shim_attachments_add(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t *added,
+			 unsigned *status, char *why, size_t whylen);
+void shim_attachments_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t n);
 
 /* --- shim_stream.c --- */
 

@@ -199,6 +199,10 @@ enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct
 	return MHD_YES;
 }
 
+/* What a message's body may carry besides its text: attachments, up to the
+ * shim's ceiling (SHIM_BODY_CEILING bounds every body). */
+#define SHIM_ATTACH_BODY SHIM_BODY_CEILING
+
 size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq)
 {
 	/* A JSON string may take more bytes than its text (escapes): allow twice
@@ -208,8 +212,8 @@ size_t shim_route_body_max(struct shim *sh, const struct shim_request *rq)
 	switch (rq->route->res) {
 	case R_MESSAGES:
 		if (context_info(sh->st, rq->id, &ci) == 0)
-			return 2 * (size_t)ci.max_input_bytes + SHIM_JSON_SLACK;
-		return 2 * (size_t)(1u << 20) + SHIM_JSON_SLACK;
+			return 2 * (size_t)ci.max_input_bytes + SHIM_JSON_SLACK + SHIM_ATTACH_BODY;
+		return 2 * (size_t)(1u << 20) + SHIM_JSON_SLACK + SHIM_ATTACH_BODY;
 	case R_MCP:
 		return MCP_BODY_MAX;
 	case R_CONTEXTS:
@@ -534,7 +538,7 @@ static int send_message(struct shim *sh, uint64_t id, const char *text, struct t
 static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *rq,
 					  struct MHD_Connection *c)
 {
-	static const char *const keys[] = {"content", NULL};
+	static const char *const keys[] = {"content", "attachments", NULL};
 	enum MHD_Result ret;
 	if (wants_sse(c) && !shim_conn_stream_room(sh))
 		return shim_reply_busy(c, "too many streams are open; nothing was sent");
@@ -548,11 +552,18 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	uint64_t turn_no = 0;
 	bool over_limit = false;
 	int r = -EINVAL;
+	const cJSON *att = cJSON_GetObjectItemCaseSensitive(o, "attachments");
+	size_t added = 0;
+	unsigned st = 0;
 	if (!cJSON_IsString(content))
 		snprintf(why, sizeof(why), "content must be a string");
-	else
+	else if ((r = shim_attachments_add(sh, rq->id, att, &added, &st, why, sizeof(why))) == 0)
 		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no,
 				 &over_limit, why, sizeof(why));
+	else
+		added = 0; /* refused: nothing was kept */
+	if (r < 0 && added)
+		shim_attachments_undo(sh, rq->id, att, added);
 	cJSON_Delete(o);
 	if (r < 0 && r != -ENOENT && r != -EINVAL) {
 		/* Refused like a write of `input`: logged as the mount logs it, and
@@ -564,6 +575,8 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	/* A spending limit is not a full disk (the table's EDQUOT): 402. */
 	if (over_limit)
 		return shim_reply_error(c, MHD_HTTP_PAYMENT_REQUIRED, "%s", why);
+	if (r < 0 && st)
+		return shim_reply_error(c, st, "%s", why);
 	if (r < 0)
 		return shim_reply_errno(c, r, why);
 	if (sse)

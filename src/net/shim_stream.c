@@ -151,7 +151,8 @@ static int put_end(struct shim_stream *s, ssize_t n)
 	if (ok && n == 0) {
 		ok = (oc.stop_reason[0] ? cJSON_AddStringToObject(o, "stop_reason", oc.stop_reason)
 					: cJSON_AddNullToObject(o, "stop_reason")) &&
-		     add_usage(o, &oc.usage);
+		     add_usage(o, &oc.usage) &&
+		     (!oc.cache_hit || cJSON_AddTrueToObject(o, "cache_hit"));
 	} else if (ok) {
 		ok = cJSON_AddStringToObject(o, "type",
 					     oc.error.type[0] ? oc.error.type : "api_error") &&

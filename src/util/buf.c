@@ -38,6 +38,20 @@ void buf_reset(struct buf *b)
 		b->data[0] = '\0';
 }
 
+int buf_reserve_exact(struct buf *b, size_t want)
+{
+	if (want > b->max)
+		return -EFBIG;
+	if (want <= b->cap && b->data)
+		return 0;
+	char *p = realloc(b->data, want + 1);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = want;
+	return 0;
+}
+
 int buf_reserve(struct buf *b, size_t want)
 {
 	if (want > b->max)

@@ -691,12 +691,41 @@ def default_reply(body):
     return "reply to: " + last_user_text(body).strip()
 
 
+def media_tokens(blk):
+    """Input tokens of an image or document block as the API counts them,
+    roughly: an image width*height/750 (PNG and GIF sizes read, 1000 for
+    others), a PDF 2300 a page, a text document its text; 0 for other blocks."""
+    import base64
+    import binascii
+    src = blk.get("source") if isinstance(blk, dict) else None
+    if blk.get("type") not in ("image", "document") or not isinstance(src, dict):
+        return 0
+    if src.get("type") == "text":
+        return len(str(src.get("data", "")).encode("utf-8")) // 4
+    try:
+        raw = base64.b64decode(src.get("data") or "", validate=True)
+    except (binascii.Error, ValueError):
+        return 0
+    if blk["type"] == "document":
+        return 2300 * max(1, raw.count(b"/Type /Page") - raw.count(b"/Type /Pages"))
+    if raw.startswith(b"\x89PNG") and len(raw) >= 24:
+        w, h = struct.unpack(">II", raw[16:24])
+    elif raw.startswith(b"GIF8") and len(raw) >= 10:
+        w, h = struct.unpack("<HH", raw[6:10])
+    else:
+        return 1000
+    return min(1600, max(1, w * h // 750))
+
+
 def estimate_input_tokens(body):
-    parts = [system_text((body or {}).get("system"))]
+    parts, media = [system_text((body or {}).get("system"))], 0
     for m in (body or {}).get("messages") or []:
         if isinstance(m, dict):
             parts.append(content_text(m.get("content")))
-    return len("".join(parts).encode("utf-8")) // 4 + 5
+            c = m.get("content")
+            media += sum(media_tokens(b) for b in (c if isinstance(c, list) else [])
+                         if isinstance(b, dict))
+    return len("".join(parts).encode("utf-8")) // 4 + 5 + media
 
 
 CACHE_LOOKBACK = 20  # blocks before a breakpoint searched for an earlier prefix
@@ -713,11 +742,18 @@ def prompt_blocks(body):
             return
         for blk in content if isinstance(content, list) else []:
             if isinstance(blk, dict):
-                texts.append(json.dumps(blk.get("input"), sort_keys=True)
-                             if blk.get("type") == "tool_use" else
-                             blk.get("text") or blk.get("thinking") or
-                             json.dumps({k: v for k, v in blk.items() if k != "cache_control"},
-                                        sort_keys=True))
+                mt = media_tokens(blk)
+                if mt:  # hashed by content, counted as the API counts it
+                    import hashlib
+                    key = "\x00media:" + hashlib.sha256(json.dumps(
+                        blk.get("source"), sort_keys=True).encode()).hexdigest()
+                    texts.append(key + " " * max(0, 4 * mt - len(key)))
+                else:
+                    texts.append(json.dumps(blk.get("input"), sort_keys=True)
+                                 if blk.get("type") == "tool_use" else
+                                 blk.get("text") or blk.get("thinking") or
+                                 json.dumps({k: v for k, v in blk.items()
+                                             if k != "cache_control"}, sort_keys=True))
                 if "cache_control" in blk:
                     marks.append(len(texts) - 1)
     body = body or {}
@@ -824,6 +860,63 @@ def sse_text(events):
         if obj.get("type") == "content_block_delta" and obj["delta"].get("type") == "text_delta":
             out.append(obj["delta"]["text"])
     return "".join(out)
+
+
+# An image's or PDF's first bytes, as the API checks them against media_type.
+IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff",
+               "image/gif": b"GIF8", "image/webp": b"RIFF"}
+
+
+def validate_source(blk):
+    """The source of an image or document block as the API checks it: base64
+    data that decodes, a media type it takes, and content of that type.
+    Returns None or the error's path and message."""
+    import base64
+    import binascii
+    src = blk.get("source")
+    if not isinstance(src, dict):
+        return "source: Field required"
+    kind, media, data = src.get("type"), src.get("media_type"), src.get("data")
+    if blk["type"] == "document" and kind == "text":
+        if media != "text/plain" or not isinstance(data, str):
+            return "source: a text source needs media_type text/plain and string data"
+        return None
+    if kind != "base64":
+        return "source.type: Input should be 'base64' or 'text'"
+    if not isinstance(data, str) or not data:
+        return "source.data: Field required"
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return "source.data: invalid base64 data"
+    if blk["type"] == "image":
+        if media not in IMAGE_MAGIC:
+            return ("source.media_type: Input should be 'image/jpeg', 'image/png', "
+                    "'image/gif' or 'image/webp'")
+        if not raw.startswith(IMAGE_MAGIC[media]) or \
+                (media == "image/webp" and raw[8:12] != b"WEBP"):
+            return "source: Image does not match the provided media type %s" % media
+        if len(raw) > 5 * 1024 * 1024:
+            return "source: image exceeds 5 MB maximum"
+        return None
+    if media != "application/pdf":
+        return "source.media_type: Input should be 'application/pdf'"
+    if not raw.startswith(b"%PDF-"):
+        return "source: The PDF specified was not valid"
+    return None
+
+
+def validate_sources(body):
+    """Every image and document block's source (validate_source), checked after
+    the model's capabilities as the API does.  None or the message."""
+    for i, m in enumerate((body or {}).get("messages") or []):
+        c = m.get("content") if isinstance(m, dict) else None
+        for j, blk in enumerate(c if isinstance(c, list) else []):
+            if isinstance(blk, dict) and blk.get("type") in ("image", "document"):
+                bad = validate_source(blk)
+                if bad:
+                    return "messages.%d.content.%d.%s" % (i, j, bad)
+    return None
 
 
 def validate_body(body):
@@ -1966,7 +2059,7 @@ class FakeAnthropic:
         info = self.model(mid) if isinstance(mid, str) else None
         if isinstance(mid, str) and (info is None or info["lifecycle"] == "retired"):
             return (404, "not_found_error", "model: %s" % mid), body
-        err = validate_for_model(body, info)
+        err = validate_for_model(body, info) or validate_sources(body)
         if err:
             return (400, "invalid_request_error", err), body
         return None, body

@@ -20,7 +20,7 @@ from mcpfs_testlib import (
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
              "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
-             "summary"}
+             "attach", "summary"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 
 
@@ -444,7 +444,7 @@ def test_random_bytes_into_every_writable_file(mount, fake, record_property):
     read_file(mount.path / ".config")
     for name, c in ctxs.items():
         assert set(os.listdir(c)) == CTX_FILES
-        for f in CTX_FILES - {"output", "ctl"}:
+        for f in CTX_FILES - {"output", "ctl", "attach"}:
             read_file(c / f)
         read_partial(c / "output")
         write_file(c / "model", "claude-sonnet-4-5\n")
@@ -475,7 +475,7 @@ def open_close(path, flags, write=None, read=False):
 
 
 def snapshot(mount, c):
-    snap = {f: read_file(c / f) for f in CTX_FILES - {"output", "ctl", "input", "status"}}
+    snap = {f: read_file(c / f) for f in CTX_FILES - {"output", "ctl", "input", "status", "attach"}}
     snap["output"] = read_partial(c / "output")[0]
     snap["status"] = status(c).state
     snap[".config"] = read_file(mount.path / ".config")

@@ -31,6 +31,7 @@ def console_blocks(section):
     out = []
     for block in re.findall(r"```console\n(.*?)```", m.group(1), re.S):
         for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            chunk = re.sub(r"\\\n\s*", "", chunk)  # a command continued with `\`
             cmd, _, expected = chunk.partition("\n")
             out.append((cmd, expected))
     return out

@@ -16,12 +16,13 @@ from mcpfs_testlib import (
 
 # Every key `status` may print after its first line, in README's table order.
 KEYS = ["turn", "queued", "model", "turn_state", "turn_attempt", "turn_output_bytes",
-        "turn_retries", "stop_reason", "turn_history", "request_id", "continued", "paused",
+        "turn_retries", "stop_reason", "turn_history", "turn_source", "request_id", "continued", "paused",
+        "turn_request",
         "last_error", "http_status", "error_request_id",
         "call_turn", "call_retries", "retrying", "last_refused", "journal_error",
         "journal_recovered", "journal", "journal_fsync", "summary", "summary_call",
         "summary_error", "model_check", "lifecycle",
-        "ignored"]
+        "ignored", "attach", "attachments_lost"]
 WORDS = ("idle", "queued", "waiting", "streaming", "summarizing", "error")
 
 

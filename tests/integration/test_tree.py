@@ -15,7 +15,7 @@ from mcpfs_testlib import (
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
              "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
-             "summary"}
+             "attach", "summary"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
 READ_WRITE = ["input", "system", "model", "config", "schema", "summary"]
 
@@ -41,7 +41,7 @@ def test_mkdir_creates_context_with_its_files(mount):
     assert set(os.listdir(c)) == CTX_FILES
     for name in CTX_FILES:
         st = os.stat(c / name)
-        assert stat.S_ISREG(st.st_mode), name
+        assert (stat.S_ISDIR if name == "attach" else stat.S_ISREG)(st.st_mode), name
         assert st.st_uid == os.getuid(), name
 
 

@@ -24,7 +24,8 @@ static const char default_text[] = "model = claude-sonnet-5-5\n"
 				   "prune = summarize\n"
 				   "summary_model = default\n"
 				   "summary_prompt = default\n"
-				   "spend_limit_usd = none\n";
+				   "spend_limit_usd = none\n"
+				   "response_cache = off\n";
 
 /* Field by field, NaN equal to NaN. */
 static bool same(const struct settings *a, const struct settings *b)
@@ -52,18 +53,19 @@ static const struct setting_def *def_of(const char *key)
 
 static void test_table(void)
 {
-	static const char *const order[] = {
-	    "model",	       "max_tokens",	"temperature",	   "budget_tokens",
-	    "max_input_bytes", "max_retries",	"connect_timeout", "idle_timeout",
-	    "thinking",	       "effort",	"prompt_cache",	   "tools",
-	    "prune",	       "summary_model", "summary_prompt",  "spend_limit_usd"};
+	static const char *const order[] = {"model",	       "max_tokens",	  "temperature",
+					    "budget_tokens",   "max_input_bytes", "max_retries",
+					    "connect_timeout", "idle_timeout",	  "thinking",
+					    "effort",	       "prompt_cache",	  "tools",
+					    "prune",	       "summary_model",	  "summary_prompt",
+					    "spend_limit_usd", "response_cache"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
 
-	CHECK_EQ_INT(n, 16);
+	CHECK_EQ_INT(n, 17);
 	settings_init(&d);
-	for (size_t i = 0; i < n && i < 16; i++) {
+	for (size_t i = 0; i < n && i < 17; i++) {
 		char v[256];
 		CHECK_EQ_STR(t[i].key, order[i]);
 		CHECK(t[i].help && t[i].help[0]);
@@ -487,7 +489,8 @@ static void test_json_out(void)
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
 			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\","
 			   "\"prompt_cache\":true,\"tools\":[],\"prune\":\"summarize\",\"summary_"
-			   "model\":\"\",\"summary_prompt\":\"\",\"spend_limit_usd\":null}");
+			   "model\":\"\",\"summary_prompt\":\"\",\"spend_limit_usd\":null,"
+			   "\"response_cache\":false}");
 	free(text);
 	cJSON_Delete(o);
 
