@@ -31,12 +31,19 @@ struct dump {
 static const char *type_name(uint16_t type, char *buf, size_t n)
 {
 	static const char *const names[] = {
-	    [JOURNAL_CREATE] = "CREATE",       [JOURNAL_SETTINGS] = "SETTINGS",
-	    [JOURNAL_USER] = "USER",	       [JOURNAL_REPLY_PART] = "REPLY_PART",
-	    [JOURNAL_REPLY_END] = "REPLY_END", [JOURNAL_CLEAR] = "CLEAR",
-	    [JOURNAL_RETRY] = "RETRY",	       [JOURNAL_BLOCK] = "BLOCK",
-	    [JOURNAL_UNDO] = "UNDO",	       [JOURNAL_FORKED_FROM] = "FORKED_FROM",
-	    [JOURNAL_META] = "META",	       [JOURNAL_ATTACH] = "ATTACH",
+	    [JOURNAL_CREATE] = "CREATE",
+	    [JOURNAL_SETTINGS] = "SETTINGS",
+	    [JOURNAL_USER] = "USER",
+	    [JOURNAL_REPLY_PART] = "REPLY_PART",
+	    [JOURNAL_REPLY_END] = "REPLY_END",
+	    [JOURNAL_CLEAR] = "CLEAR",
+	    [JOURNAL_RETRY] = "RETRY",
+	    [JOURNAL_BLOCK] = "BLOCK",
+	    [JOURNAL_SUMMARY] = "SUMMARY",
+	    [JOURNAL_UNDO] = "UNDO",
+	    [JOURNAL_FORKED_FROM] = "FORKED_FROM",
+	    [JOURNAL_META] = "META",
+	    [JOURNAL_ATTACH] = "ATTACH",
 	    [JOURNAL_DETACH] = "DETACH",
 	};
 

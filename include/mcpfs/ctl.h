@@ -33,15 +33,17 @@ extern const char ctl_help[];
  * flight", "cleared the history", "sent the newest message again", "created
  * the fork", "took the newest exchange out of the history", "nothing to do:
  * the line is empty").
+ * `compact [FOCUS TEXT]` takes the rest of the line as its focus
+ * (context_compact).
  * Errors: -EINVAL for an unknown command (why: "unknown command 'WORD' (cancel,
- * clear, retry, fork, undo)" -- the words of ctl_help --, WORD quoted as
- * log_quote does, or "(not UTF-8 text)"), a fork line that is not "fork NEW
+ * clear, retry, compact, fork, undo)" -- the words of ctl_help --, WORD quoted
+ * as log_quote does, or "(not UTF-8 text)"), a fork line that is not "fork NEW
  * [TURN]" (why: "usage: ..." or "fork: TURN must be a turn number, not ..."),
  * a retry with nothing to retry (why from context_retry: "nothing to retry:
  * ..."); -ENAMETOOLONG for a fork's NEW over 255 bytes; -ENOENT when there is
  * no context id; another negative errno from context_clear, context_retry,
- * context_fork (-EEXIST...) or context_undo (why then says it, or is left as
- * it was). */
+ * context_compact, context_fork (-EEXIST...) or context_undo (why then says
+ * it, or is left as it was). */
 int ctl_run(struct store *s, uint64_t id, const char *line, size_t len, const char **done,
 	    char *why, size_t whylen);
 

@@ -35,6 +35,7 @@ enum journal_record_type {
 	JOURNAL_CLEAR = 6,	/* the conversation was cleared */
 	JOURNAL_RETRY = 7,	/* a new attempt of a turn was asked for (ctl retry) */
 	JOURNAL_BLOCK = 8,	/* one complete block of a reply other than plain text */
+	JOURNAL_SUMMARY = 9,	/* the rolling summary (text, turns covered); the last wins */
 	JOURNAL_UNDO = 10,	/* a turn was taken out of the history (ctl undo) */
 	/* a fork's origin: the context and turn it copied (ctl fork) */
 	JOURNAL_FORKED_FROM = 11,

@@ -21,6 +21,7 @@
 #define SETTINGS_SYSTEM_MAX (1u << 20)		   /* bytes of a system prompt */
 #define SETTINGS_TEXT_MAX (64u << 10)		   /* bytes of a config file */
 #define SETTINGS_DEFAULT_MODEL "claude-sonnet-5-5" /* the one default model */
+#define SETTINGS_PROMPT_MAX 2048		   /* bytes of summary_prompt (one line) */
 
 struct settings {
 	char model[SETTINGS_MODEL_MAX + 1];
@@ -36,10 +37,17 @@ struct settings {
 	int effort;		 /* enum settings_effort */
 	bool prompt_cache;	 /* send cache_control breakpoints; default on */
 	unsigned tools;		 /* SETTINGS_TOOL_* bits: server tools offered; default none */
-	double spend_limit_usd;	 /* USD, 0..1e9; NaN: none (the default).  In the root
-				    .config: the limit of all contexts together */
-	bool response_cache;	 /* answer a request seen before from the cache; default off */
+	int prune;		 /* SETTINGS_PRUNE_*: what a cut does; default summarize */
+	char summary_model[SETTINGS_MODEL_MAX + 1];   /* "" (`default`): the context's model */
+	char summary_prompt[SETTINGS_PROMPT_MAX + 1]; /* "" (`default`): the built-in prompt */
+	double spend_limit_usd; /* USD, 0..1e9; NaN: none (the default).  In the root
+				   .config: the limit of all contexts together */
+	bool response_cache;	/* answer a request seen before from the cache; default off */
 };
+
+/* prune: a cut folds the exchanges cut into the summary, or drops them. */
+#define SETTINGS_PRUNE_SUMMARIZE 0
+#define SETTINGS_PRUNE_DROP 1
 
 /* Anthropic's server tools (`tools = web_search, web_fetch`). */
 #define SETTINGS_TOOL_WEB_SEARCH 1u
@@ -74,6 +82,8 @@ enum setting_type {
 	SETTING_THINKING,
 	SETTING_EFFORT,
 	SETTING_TOOLS, /* a comma-separated list of server tool names, "" none */
+	SETTING_PRUNE, /* summarize | drop */
+	SETTING_TEXT,  /* one line of UTF-8 text (max bytes); "" or "default": the default */
 	SETTING_USD    /* an amount in USD, or none ("" too; JSON null): NaN */
 };
 

@@ -239,6 +239,7 @@ enum view_kind {
 	VIEW_STATUS,
 	VIEW_USAGE,
 	VIEW_INFO_JSON, /* the shim's GET /v1/contexts/{name} */
+	VIEW_SUMMARY,	/* `summary`: the rolling summary's text, "" none */
 };
 
 /* The first line of a context's `status`, without loading it (a listing of
@@ -274,6 +275,22 @@ int context_set_config(struct store *s, uint64_t id, const char *text, size_t le
  * + why, nothing changed. */
 int context_set_schema(struct store *s, uint64_t id, const char *text, size_t len, char *why,
 		       size_t whylen);
+
+/* The rolling summary (CONTRACT §10).  Replaces it (empty or white space:
+ * removes it), keeping the turns it covers (none named: the exchanges already
+ * left out); a summary call in flight is cancelled.  Durable on return.
+ * -EFBIG (over SUMMARY_MAX), -EILSEQ + why, nothing changed. */
+#define SUMMARY_MAX (256u << 10)
+int context_set_summary(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+			size_t whylen);
+/* ctl compact [FOCUS]: starts a summary call folding every exchange of the
+ * history but the newest 2 (focus, when not empty, is added to its
+ * instruction).  Returns at once; `status` says `summarizing` meanwhile.
+ * -EINVAL + why when a call is in flight or queued, or there is nothing to
+ * fold, or the focus is over SETTINGS_PROMPT_MAX bytes or not UTF-8; -EIO when
+ * the call cannot be made. */
+int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen, char *why,
+		    size_t whylen);
 
 /* Applies a JSON patch {"system"?, "model"?, "config"?: {key: value},
  * "schema"?: object | its text | null} (HTTP shim); config keys named change,

@@ -63,6 +63,11 @@ struct wire_request {
 	 * output_config.format {"type":"json_schema","schema":…}; NULL: none. */
 	const char *schema;
 	size_t schema_len;
+	/* A second system block after the system prompt (the summary), with a
+	 * breakpoint of its own when system_cache_mark; NULL: none.  With it the
+	 * system is sent as a list of text blocks. */
+	const char *system2;
+	size_t system2_len;
 };
 
 /* Appends the JSON body to out.  0, -EINVAL (no messages, invalid UTF-8 in a

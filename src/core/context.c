@@ -457,6 +457,30 @@ static void load_end(struct loader *L, const cJSON *o)
 	context_account(L->c, t);
 }
 
+/* SUMMARY: the last one wins ("" removes it); a summary call's usage counts. */
+static void load_summary(struct loader *L, const cJSON *o)
+{
+	size_t len = 0;
+	const char *text = jstr(L, o, "text", &len);
+	int64_t first = jint(o, "first_turn"), last = jint(o, "last_turn");
+	if (!text || first < 0 || last < first || len > SUMMARY_MAX) {
+		L->bad_payloads++;
+		return;
+	}
+	summary_adopt(L->c, text, len, (uint64_t)first, (uint64_t)last);
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "usage");
+	struct turn *t = cJSON_IsObject(u) ? turn_new(L->c, 0, 1) : NULL;
+	if (t) {
+		load_usage(&t->usage, u);
+		/* the summary call's model (summary_model): its cost is that model's */
+		const char *m = jstr(L, o, "model", NULL);
+		if (m && settings_model_valid(m, strlen(m)))
+			snprintf(t->model, sizeof(t->model), "%s", m);
+		context_account(L->c, t);
+		turn_unref(NULL, t);
+	}
+}
+
 static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
 {
 	struct loader *L = data;
@@ -495,6 +519,7 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		L->c->hist_start = L->c->n_ex;
 		L->c->pending_clear = true;
 		context_mark(L->c, MARK_CLEAR, NULL, 0);
+		summary_forget(L->c);
 		break;
 	case JOURNAL_RETRY:
 		load_attempt(L, o);
@@ -513,6 +538,9 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		break;
 	case JOURNAL_META:
 		meta_load_record(L->c->slot, o);
+		break;
+	case JOURNAL_SUMMARY:
+		load_summary(L, o);
 		break;
 	case JOURNAL_ATTACH:
 	case JOURNAL_DETACH:
@@ -666,6 +694,7 @@ int context_load(struct store *s, struct store_slot *slot)
 	while (c->floor_turn && c->prune.floor < c->prune.n &&
 	       c->ex[c->hist[c->prune.floor]].turn < c->floor_turn)
 		c->prune.floor++;
+	summary_after_load(c);
 	c->next_send = c->n_ex;
 	/* After a clear `output` has no turn until the next message, as it had
 	 * before the restart; after an undo, the history's newest reply. */
@@ -708,6 +737,11 @@ void context_free(struct store *s, struct context *c)
 	journal_free(c->journal);
 	free(c->system);
 	free(c->schema);
+	if (c->summ_call) { /* its call's reference stays with the call */
+		c->summ_call->ctx = NULL;
+		turn_unref(NULL, c->summ_call);
+	}
+	free(c->summary);
 	free(c);
 }
 

@@ -14,6 +14,8 @@ const char ctl_help[] =
     "cancel\tend the call in flight; queued messages are sent next\n"
     "clear\tstart an empty history (the transcript keeps everything)\n"
     "retry\tsend the newest message again: after a failure, or to regenerate the reply\n"
+    "compact\tfold every exchange but the newest 2 into the summary now (compact FOCUS TEXT: "
+    "say what to keep)\n"
     "fork\tfork NEW [TURN]: a new context NEW with these settings and the history up to TURN\n"
     "undo\ttake the newest complete exchange out of the history (the transcript keeps it)\n";
 
@@ -104,6 +106,10 @@ int ctl_run(struct store *s, uint64_t id, const char *line, size_t len, const ch
 	size_t n = (size_t)(end - p), first = 0;
 	while (first < n && !is_blank(p[first]))
 		first++;
+	/* compact's argument: the rest of the line after the word's blanks. */
+	const char *arg = p + first;
+	while (arg < end && is_blank(*arg))
+		arg++;
 	if (n == 0) {
 		/* ignored, as a blank line of the ctl file */
 	} else if (word_is(p, n, "cancel")) {
@@ -118,6 +124,10 @@ int ctl_run(struct store *s, uint64_t id, const char *line, size_t len, const ch
 	} else if (word_is(p, n, "retry")) {
 		r = context_retry(s, id, why, whylen);
 		said = "sent the newest message again";
+	} else if (word_is(p, first, "compact")) {
+		r = context_compact(s, id, arg, (size_t)(end - arg), why, whylen);
+		said = "summarizing: every exchange but the newest 2 is being folded into the "
+		       "summary";
 	} else if (word_is(p, first, "fork")) {
 		r = ctl_fork(s, id, p + first, end, why, whylen);
 		said = "created the fork";

@@ -4,9 +4,9 @@
  * and UNDO, are written and read here (doc/design/journal.md).
  *
  * A fork is written as a journal of ordinary records (CREATE, FORKED_FROM,
- * SETTINGS, then USER, REPLY_PART, BLOCK and REPLY_END for each exchange
- * copied, each encoded by the module that owns the record), beside hard links
- * to the blobs of the attachments its USER records name, in a
+ * SETTINGS, META, then USER, REPLY_PART, BLOCK and REPLY_END for each exchange
+ * copied, then SUMMARY, each encoded by the module that owns the record),
+ * beside hard links to the blobs of the attachments its USER records name, in a
  * directory of the state directory's trash/ that is renamed into contexts/ once
  * it is durable: the fork appears whole or not at all (trash/ is emptied at
  * start-up), and the store's lock is not held over its fsyncs.
@@ -191,11 +191,12 @@ struct fork_ex {
 /* What a fork copies, taken under the lock and written without it. */
 struct fork_plan {
 	struct settings settings;
-	char *system; /* "" for none */
-	char *schema; /* NULL for none */
-	char *from;   /* the source's name */
-	char *meta;   /* its user metadata: a META payload, NULL for none */
-	uint64_t at;  /* the turn it is forked at (the marker's) */
+	char *system;  /* "" for none */
+	char *schema;  /* NULL for none */
+	char *from;    /* the source's name */
+	char *meta;    /* its user metadata: a META payload, NULL for none */
+	char *summary; /* its summary and the turns it covers: a SUMMARY payload, NULL none */
+	uint64_t at;   /* the turn it is forked at (the marker's) */
 	struct fork_ex *ex;
 	size_t n;
 };
@@ -212,6 +213,7 @@ static void fork_plan_done(struct store *s, struct fork_plan *p)
 	free(p->schema);
 	free(p->from);
 	free(p->meta);
+	free(p->summary);
 }
 
 /* The newest turn that has ended: the highest TURN a fork may name. */
@@ -241,10 +243,13 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 	p->ex = calloc(c->prune.n ? c->prune.n : 1, sizeof(*p->ex));
 	if (!p->system || (c->schema && !p->schema) || !p->from || !p->ex)
 		goto nomem;
+	/* The summary standing in for pruned turns, with the turns it covers
+	 * (summary.c: none when it covers turns past the fork's). */
+	if (summary_fork_payload(c, upto, &p->summary) < 0)
+		goto nomem;
 	/* The history: complete exchanges since the last clear, not undone, in
-	 * order (pruned ones too: the fork prunes for itself).  Hook (issue 14,
-	 * summaries): a summary standing in for pruned turns is copied here with
-	 * the turn range it covers, once contexts have one. */
+	 * order (pruned ones too: the fork prunes for itself, and leaves out what
+	 * its summary covers). */
 	for (size_t k = 0; k < c->prune.n; k++) {
 		const struct exchange *e = &c->ex[c->hist[k]];
 		if (e->turn > upto)
@@ -402,6 +407,8 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 			r = append_json(j, JOURNAL_REPLY_END, end_payload(x->reply));
 	}
 	buf_done(&part);
+	if (r == 0 && p->summary) /* after the exchanges, as a summary call writes it */
+		r = journal_append(j, JOURNAL_SUMMARY, p->summary, strlen(p->summary), false);
 	if (r == 0)
 		r = journal_sync(j);
 	journal_free(j);

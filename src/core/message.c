@@ -319,6 +319,10 @@ int context_cancel(struct store *s, uint64_t id)
 		turn_end(s, c->active, TURN_FAILED, &e, &n);
 		context_pump(s, c, &n);
 		r = 1;
+	} else if (c && c->summ_call) { /* the cut then drops, as on a failure */
+		summary_cancel(s, c, "cancelled by the user", &n);
+		context_pump(s, c, &n);
+		r = 1;
 	}
 	store_unlock_notify(s, &n);
 	return r;
@@ -448,6 +452,7 @@ int context_clear(struct store *s, uint64_t id)
 		c->hist_start = c->n_ex;
 		c->next_send = c->n_ex > c->next_send ? c->next_send : c->n_ex;
 		prune_index_reset(&c->prune);
+		summary_forget(c);
 		context_changed(c);
 		for (size_t i = 0; i < c->n_ex; i++)
 			c->ex[i].in_history = false;
@@ -678,7 +683,7 @@ int context_info(struct store *s, uint64_t id, struct context_info *out)
 			if (st == TURN_QUEUED || st == TURN_PENDING)
 				out->queued++;
 		}
-		out->idle = !c->active && out->queued == 0;
+		out->idle = !c->active && !c->summ_call && out->queued == 0;
 		out->created_ms = c->created_ms;
 		out->modified_ms = c->modified_ms;
 		out->max_input_bytes = c->settings.max_input_bytes;

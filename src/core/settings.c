@@ -36,6 +36,9 @@ enum {
 	K_EFFORT,
 	K_PROMPT_CACHE,
 	K_TOOLS,
+	K_PRUNE,
+	K_SUMMARY_MODEL,
+	K_SUMMARY_PROMPT,
 	K_SPEND_LIMIT,
 	K_RESPONSE_CACHE,
 	K_COUNT
@@ -76,6 +79,14 @@ static const struct setting_def table[K_COUNT] = {
     [K_TOOLS] = {"tools", SETTING_TOOLS, "none", 0, 0,
 		 "Anthropic's server tools offered to the model: web_search, web_fetch "
 		 "(comma-separated), or none (also written as nothing)"},
+    [K_PRUNE] = {"prune", SETTING_PRUNE, "summarize", 0, 0,
+		 "what a pruning cut does to the exchanges it cuts: summarize (fold them into "
+		 "the summary by one extra call) or drop"},
+    [K_SUMMARY_MODEL] = {"summary_model", SETTING_STRING, "default", 0, SETTINGS_MODEL_MAX,
+			 "model of the summary calls; default: the context's model"},
+    [K_SUMMARY_PROMPT] = {"summary_prompt", SETTING_TEXT, "default", 0, SETTINGS_PROMPT_MAX,
+			  "instruction of the summary calls, one line; default: the "
+			  "documented prompt"},
     [K_SPEND_LIMIT] = {"spend_limit_usd", SETTING_USD, "none", 0, 1e9,
 		       "writing input fails (EDQUOT) once the context's cost_usd reaches it; "
 		       "in .config: the limit of all contexts together; none: no limit"},
@@ -98,6 +109,9 @@ static const size_t field_off[K_COUNT] = {
     [K_EFFORT] = OFF(effort),
     [K_PROMPT_CACHE] = OFF(prompt_cache),
     [K_TOOLS] = OFF(tools),
+    [K_PRUNE] = OFF(prune),
+    [K_SUMMARY_MODEL] = OFF(summary_model),
+    [K_SUMMARY_PROMPT] = OFF(summary_prompt),
     [K_SPEND_LIMIT] = OFF(spend_limit_usd),
     [K_RESPONSE_CACHE] = OFF(response_cache),
 };
@@ -360,8 +374,10 @@ static int put_double(struct settings *s, size_t k, double x, const char *shown,
 static int set_string(struct settings *s, size_t k, const char *v, size_t len, const char *shown,
 		      char *why, size_t whylen)
 {
-	/* The one string key is the model id. */
-	if (!settings_model_valid(v, len))
+	/* A model id; summary_model (min 0) also takes "default" or nothing. */
+	if (table[k].min == 0 && (len == 0 || word_is(v, len, "default")))
+		len = 0;
+	else if (!settings_model_valid(v, len))
 		return fail(-EINVAL, why, whylen,
 			    "%s: '%s' is not a model id (1-%d bytes of A-Z a-z 0-9 . _ : @ / -)",
 			    table[k].key, shown, SETTINGS_MODEL_MAX);
@@ -405,6 +421,28 @@ static int set_tools(struct settings *s, size_t k, const char *v, size_t len, ch
 	return 0;
 }
 
+/* One line of text (summary_prompt): UTF-8, no control characters, at most
+ * max bytes; "" or "default" store "" (the default). */
+static int set_line(struct settings *s, size_t k, const char *v, size_t len, char *why,
+		    size_t whylen)
+{
+	if (word_is(v, len, "default"))
+		len = 0;
+	if (len > (size_t)table[k].max)
+		return fail(-EINVAL, why, whylen, "%s: %zu bytes, over the limit of %.0f",
+			    table[k].key, len, table[k].max);
+	if (!utf8_valid(v, len))
+		return fail(-EINVAL, why, whylen, "%s: not valid UTF-8 text", table[k].key);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7F)
+			return fail(-EINVAL, why, whylen, "%s: a control character (one line only)",
+				    table[k].key);
+	char *dst = (char *)s + field_off[k];
+	memcpy(dst, v, len);
+	dst[len] = '\0';
+	return 0;
+}
+
 /* Sets key k from its text form (already trimmed). */
 static int set_text(struct settings *s, size_t k, const char *v, size_t len, char *why,
 		    size_t whylen)
@@ -444,6 +482,16 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			    "%s: '%s' is not low, medium, high, xhigh, max or default", key, shown);
 	case SETTING_TOOLS:
 		return set_tools(s, k, v, len, why, whylen);
+	case SETTING_PRUNE:
+		if (!word_is(v, len, "summarize") && !word_is(v, len, "drop"))
+			return fail(-EINVAL, why, whylen, "%s: '%s' is not summarize or drop", key,
+				    shown);
+		i = word_is(v, len, "drop") ? SETTINGS_PRUNE_DROP : SETTINGS_PRUNE_SUMMARIZE;
+		int pv = (int)i;
+		put(s, k, &pv, sizeof pv);
+		return 0;
+	case SETTING_TEXT:
+		return set_line(s, k, v, len, why, whylen);
 	case SETTING_INT:
 		r = text_int(v, len, &i);
 		if (r == -EINVAL)
@@ -594,8 +642,17 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 		return;
 	switch (table[k].type) {
 	case SETTING_STRING:
-		snprintf(out, outlen, "%s", (const char *)s + field_off[k]);
+	case SETTING_TEXT: {
+		const char *v = (const char *)s + field_off[k];
+		snprintf(out, outlen, "%s", *v || table[k].min > 0 ? v : "default");
 		break;
+	}
+	case SETTING_PRUNE: {
+		int pv;
+		get(s, (size_t)k, &pv, sizeof pv);
+		snprintf(out, outlen, "%s", pv == SETTINGS_PRUNE_DROP ? "drop" : "summarize");
+		break;
+	}
 	case SETTING_INT:
 		get(s, (size_t)k, &i, sizeof i);
 		snprintf(out, outlen, "%" PRId64, i);
@@ -644,7 +701,7 @@ void settings_format(const struct settings *s, const struct setting_def *d, char
 int settings_render(const struct settings *s, struct buf *out)
 {
 	size_t old = out->len;
-	char v[SETTINGS_MODEL_MAX + 32];
+	char v[SETTINGS_PROMPT_MAX + 32];
 
 	for (size_t k = 0; k < K_COUNT; k++) {
 		settings_format(s, &table[k], v, sizeof v);
@@ -660,13 +717,13 @@ int settings_render(const struct settings *s, struct buf *out)
 int settings_check(const struct settings *s, char *why, size_t whylen)
 {
 	struct settings scratch = *s;
-	char v[SETTINGS_MODEL_MAX + 32];
+	char v[SETTINGS_PROMPT_MAX + 32];
 
 	/* Each key against its own bounds too: a struct may have been filled in by
 	 * code rather than parsed.  The text form round-trips exactly. */
 	for (size_t k = 0; k < K_COUNT; k++) {
-		if (table[k].type == SETTING_STRING &&
-		    !memchr((const char *)s + field_off[k], '\0', SETTINGS_MODEL_MAX + 1))
+		if ((table[k].type == SETTING_STRING || table[k].type == SETTING_TEXT) &&
+		    !memchr((const char *)s + field_off[k], '\0', (size_t)table[k].max + 1))
 			return fail(-EINVAL, why, whylen, "%s: not terminated", table[k].key);
 		settings_format(s, &table[k], v, sizeof v);
 		int r = set_text(&scratch, k, v, strlen(v), why, whylen);
@@ -740,11 +797,14 @@ static cJSON *json_value(const struct settings *s, size_t k)
 		if (i > 0)
 			return cJSON_CreateNumber((double)i);
 		return cJSON_CreateString(i ? "on" : "off");
-	case SETTING_EFFORT: {
+	case SETTING_EFFORT:
+	case SETTING_PRUNE: {
 		char w[16];
 		settings_format(s, &table[k], w, sizeof w);
 		return cJSON_CreateString(w);
 	}
+	case SETTING_TEXT:
+		return cJSON_CreateString((const char *)s + field_off[k]);
 	case SETTING_TOOLS: {
 		unsigned t;
 		cJSON *arr = cJSON_CreateArray();
@@ -849,6 +909,8 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 				    shown);
 		return put_int(s, k, x, shown, why, whylen);
 	case SETTING_EFFORT:
+	case SETTING_PRUNE:
+	case SETTING_TEXT:
 		if (!cJSON_IsString(it))
 			return fail(-EINVAL, why, whylen, "%s: expected a string", key);
 		return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);

@@ -59,6 +59,7 @@ struct turn {
 	int64_t started_ms;  /* wall clock */
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
 				holds a reference) before its call is built */
+	bool summary_call;   /* a summary call (summary.c), not an exchange's reply */
 	struct context *ctx; /* NULL once the context is deleted */
 
 	/* Every block but plain text (block_impl.h), and pause_turn: */
@@ -217,7 +218,20 @@ struct context {
 	struct journal_report report;
 	uint64_t version; /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
-	struct attach_file *files; /* attach/, in name order */
+	/* summary.c: the rolling summary and its call */
+	char *summary; /* heap, NUL-terminated; NULL for none */
+	size_t summary_len;
+	uint64_t summ_first, summ_last;		 /* turns it covers; 0 0: none named */
+	struct turn *summ_call;			 /* the summary call in flight (ref held) */
+	size_t summ_cut;			 /* the floor its success moves to */
+	uint64_t summ_cut_turn;			 /* the turn of the last exchange it folds */
+	bool summ_compact;			 /* asked for by ctl compact */
+	bool summ_drop;				 /* a summary call failed: the next cut drops */
+	bool summ_unsaved;			 /* its SUMMARY record waits for the journal */
+	struct wire_usage summ_usage;		 /* ... with the usage of the call that made it */
+	char summ_model[SETTINGS_MODEL_MAX + 1]; /* ... and its model */
+	char summ_error[WHY_MAX];		 /* the last failed summary call, "" none */
+	struct attach_file *files;		 /* attach/, in name order */
 	size_t n_files, cap_files;
 	uint32_t attach_seq; /* the last attach_file.seq given */
 };
@@ -467,6 +481,29 @@ int attach_status(const struct context *c, struct buf *out);
 void attachment_free(struct attachment *a);
 void attach_files_free(struct context *c);
 
+/* summary.c (see there).  summary_before: before exchange k's call is built;
+ * 1 when a summary call started and the turn waits for it.  summary_call_end:
+ * turn_end() of a summary call.  summary_raw: the raw estimate of the summary
+ * block (0 for none); summary_block appends its text as sent. */
+extern const char summary_prompt_default[];
+int summary_before(struct store *s, struct context *c, size_t k, struct notes *n);
+int summary_start(struct store *s, struct context *c, size_t cut, const char *focus, size_t flen,
+		  bool compact, struct notes *n);
+void summary_call_end(struct store *s, struct turn *t, struct notes *n);
+void summary_cancel(struct store *s, struct context *c, const char *why, struct notes *n);
+void summary_flush(struct store *s, struct context *c, struct notes *n);
+int64_t summary_raw(const struct context *c);
+int summary_block(const struct context *c, struct buf *out);
+void summary_forget(struct context *c);
+int summary_adopt(struct context *c, const char *text, size_t len, uint64_t first, uint64_t last);
+void summary_after_load(struct context *c);
+/* fork.c: the SUMMARY payload a fork up to turn upto starts with (heap, *out
+ * NULL when the context has no summary or it covers turns past upto).  0, or
+ * -ENOMEM. */
+int summary_fork_payload(const struct context *c, uint64_t upto, char **out);
+int summary_render_history(const struct context *c, struct buf *out);
+int summary_json(const struct context *c, struct cJSON *o);
+int summary_status(const struct context *c, struct buf *out);
 /* meta.c: loading a journal sets the slot's metadata from its META records
  * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */
 void meta_load_begin(struct store_slot *slot);

@@ -108,7 +108,7 @@ static const char *buf_at(const struct buf *b, size_t off)
 void turn_checkpoint(struct turn *t, bool sync)
 {
 	struct context *c = t->ctx;
-	if (!c || !c->journal || journal_busy(c->journal))
+	if (!c || !c->journal || journal_busy(c->journal) || t->summary_call)
 		return; /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
@@ -325,6 +325,10 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 		}
 		t->call_id = 0;
 	}
+	if (t->summary_call) {
+		summary_call_end(s, t, n);
+		return;
+	}
 	struct context *c = t->ctx;
 	notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY);
 	if (!c)
@@ -406,7 +410,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
 	int64_t fixed = prune_estimate(e->user_len) + attach_raw(e) +
-			(c->system_len ? prune_estimate(c->system_len) : 0);
+			(c->system_len ? prune_estimate(c->system_len) : 0) + summary_raw(c);
 	int64_t first = prune_decide(&c->prune, fixed, st->budget_tokens);
 	context_changed(c); /* the floor may have moved: `history` shows it */
 	if (first < 0) {
@@ -457,6 +461,18 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 		m[nm - 1].blocks = blocks[kept] = blocks_json(t, BLOCKS_RESUME);
 		*raw += prune_estimate(t->text.len + t->thinking.len + blocks_bytes(t));
 	}
+	struct buf block; /* the summary, a second system block */
+	buf_init(&block, REQUEST_MAX);
+	if (summary_block(c, &block) < 0) {
+		buf_done(&block);
+		for (size_t i = 0; i <= kept; i++)
+			cJSON_Delete(blocks[i]);
+		free(blocks);
+		free(m);
+		free(pre);
+		snprintf(why, whylen, "cannot build the request: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	struct model_shape shape;
 	model_shape(st, caps, &shape);
 	const char *tools[2];
@@ -471,7 +487,9 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	    .temperature = st->temperature,
 	    .system = c->system,
 	    .system_len = c->system_len,
-	    .system_cache_mark = st->prompt_cache && c->system_len > 0,
+	    .system_cache_mark = st->prompt_cache && (c->system_len > 0 || block.len > 0),
+	    .system2 = block.len ? block.data : NULL,
+	    .system2_len = block.len,
 	    .messages = m,
 	    .n_messages = nm,
 	    .thinking_budget = shape.thinking == SHAPE_THINKING_BUDGET ? shape.budget : 0,
@@ -488,6 +506,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 		cJSON_Delete(blocks[i]);
 	free(blocks);
 	free(m);
+	buf_done(&block);
 	free(pre);
 	if (ret == -EFBIG)
 		snprintf(why, whylen,
@@ -521,6 +540,11 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 			 c->settings.model);
 		turn_refuse(s, t, "structured_output_unsupported", why, n);
 		return -EINVAL;
+	}
+	summary_flush(s, c, n);
+	if (summary_before(s, c, k, n)) { /* the summary call first; its end pumps */
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+		return 0;
 	}
 	buf_init(&body, REQUEST_MAX);
 	struct timespec t0, t1;
@@ -585,8 +609,9 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 
 void context_pump(struct store *s, struct context *c, struct notes *n)
 {
-	if (!s->ops)
-		return; /* no transport (tests of the core alone): turns stay queued */
+	if (!s->ops || c->summ_call)
+		return; /* no transport (tests of the core alone): turns stay queued;
+			   or a summary call goes first */
 	while (!c->active && c->next_send < c->n_ex) {
 		struct turn *t = c->ex[c->next_send].reply;
 		if (t->state == TURN_PENDING)
@@ -603,7 +628,8 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "%s", why);
-	int any = 0;
+	int any = c->summ_call != NULL;
+	summary_cancel(s, c, why, n);
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
 		struct turn *t = c->ex[i].reply;
 		if (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
@@ -651,10 +677,13 @@ static inline int turn_text(struct turn *t, const struct wire_event *ev, struct 
 		if (!t->text.len)
 			t->thinking_lead = t->thinking.len;
 		r = buf_append(&t->text, ev->text, ev->text_len);
-		notes_add(n, t->ctx_id, STORE_CHANGED_OUTPUT);
+		/* a summary call's text is no reply: status says it is summarizing */
+		notes_add(n, t->ctx_id,
+			  t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_OUTPUT);
 	} else if (ev->block == WIRE_BLOCK_THINKING && ev->text_len) {
 		r = buf_append(&t->thinking, ev->text, ev->text_len);
-		notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
+		notes_add(n, t->ctx_id,
+			  t->summary_call ? STORE_CHANGED_STATE : STORE_CHANGED_THINKING);
 	}
 	return r;
 }

@@ -16,7 +16,7 @@
 /* The part of the history that the next call sends (with an empty message). */
 static size_t history_first(const struct context *c)
 {
-	int64_t fixed = c->system_len ? prune_estimate(c->system_len) : 0;
+	int64_t fixed = (c->system_len ? prune_estimate(c->system_len) : 0) + summary_raw(c);
 	int64_t first = prune_peek(&c->prune, fixed, c->settings.budget_tokens);
 	return first < 0 ? c->prune.n : (size_t)first;
 }
@@ -57,6 +57,8 @@ static int render_history(const struct context *c, struct buf *out)
 	int r = 0;
 	if (c->system_len)
 		r = put_block(out, "system", c->system, c->system_len);
+	if (r == 0)
+		r = summary_render_history(c, out);
 	if (r == 0 && first > 0) {
 		const struct exchange *a = &c->ex[c->hist[0]], *b = &c->ex[c->hist[first - 1]];
 		r = buf_printf(out,
@@ -152,6 +154,8 @@ static int render_history_json(const struct context *c, struct buf *out)
 			r = add_reply(arr, e->reply);
 	}
 	cJSON_AddNumberToObject(o, "pruned_messages", (double)(first * 2));
+	if (r == 0)
+		r = summary_json(c, o);
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
 }
 
@@ -381,6 +385,8 @@ static const char *status_word(const struct context *c, size_t *queued)
 		if (t != c->active && (t->state == TURN_QUEUED || t->state == TURN_PENDING))
 			(*queued)++;
 	}
+	if (c->summ_call)
+		return "summarizing";
 	if (c->active)
 		return c->active->state == TURN_STREAMING ? "streaming" : "waiting";
 	if (*queued)
@@ -486,6 +492,8 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 		r = buf_puts(out, "journal: read-only (it could not be opened for writing)\n");
 	if (r == 0 && c->sync_failed_ms)
 		r = render_sync_failure(c, out);
+	if (r == 0)
+		r = summary_status(c, out);
 	if (r == 0)
 		r = store_models_status(s, c, out);
 	if (r == 0)
@@ -743,6 +751,9 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		break;
 	case VIEW_INFO_JSON:
 		r = render_info_json(s, c, out);
+		break;
+	case VIEW_SUMMARY:
+		r = c->summary_len ? buf_append(out, c->summary, c->summary_len) : 0;
 		break;
 	default:
 		break;

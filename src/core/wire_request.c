@@ -40,6 +40,8 @@ static int wire_request_check(const struct wire_request *r)
 		return -EINVAL;
 	if (r->system && !text_ok(r->system, r->system_len))
 		return -EINVAL;
+	if (r->system2 && !text_ok(r->system2, r->system2_len))
+		return -EINVAL;
 	for (size_t i = 0; i < r->n_messages; i++)
 		if (!text_ok(r->messages[i].text, r->messages[i].len) ||
 		    (r->messages[i].blocks && r->messages[i].n_pre))
@@ -129,6 +131,34 @@ static cJSON *json_content(const char *s, size_t n, bool cache_mark, size_t n_pr
 			    !cJSON_AddStringToObject(cc, "type", "ephemeral")))) {
 		cJSON_Delete(arr);
 		return NULL;
+	}
+	return arr;
+}
+
+/* The system prompt (when there is one) and the second block, as a list of
+ * text blocks, each with its breakpoint when system_cache_mark. */
+static cJSON *json_system2(const struct wire_request *r)
+{
+	cJSON *arr = cJSON_CreateArray();
+	const char *t[2] = {r->system, r->system2};
+	size_t n[2] = {r->system ? r->system_len : 0, r->system2_len};
+	for (int i = 0; arr && i < 2; i++) {
+		if (!n[i])
+			continue;
+		cJSON *one = r->system_cache_mark ? json_content(t[i], n[i], true, 0) : NULL;
+		cJSON *block = one ? cJSON_DetachItemFromArray(one, 0) : cJSON_CreateObject();
+		cJSON_Delete(one);
+		if (block && !r->system_cache_mark &&
+		    (!cJSON_AddStringToObject(block, "type", "text") ||
+		     !json_add(block, "text", json_string(t[i], n[i])))) {
+			cJSON_Delete(block);
+			block = NULL;
+		}
+		if (!block || !cJSON_AddItemToArray(arr, block)) {
+			cJSON_Delete(block);
+			cJSON_Delete(arr);
+			return NULL;
+		}
 	}
 	return arr;
 }
@@ -237,7 +267,9 @@ static cJSON *wire_request_json(const struct wire_request *r)
 
 	if (ok && !isnan(r->temperature))
 		ok = cJSON_AddNumberToObject(root, "temperature", r->temperature) != NULL;
-	if (ok && r->system && r->system_len)
+	if (ok && r->system2 && r->system2_len)
+		ok = json_add(root, "system", json_system2(r));
+	else if (ok && r->system && r->system_len)
 		ok = json_add(root, "system",
 			      json_content(r->system, r->system_len, r->system_cache_mark, 0));
 	if (ok)

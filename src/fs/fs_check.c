@@ -124,6 +124,11 @@ static int rw_check(struct fs_handle *h, size_t from, char *why, size_t whylen)
 			return -EILSEQ;
 		}
 		return schema_prefix_check(h->data.data, h->data.len, why, whylen);
+	case K_SUMMARY:
+		r = text_check(h, from);
+		if (r < 0)
+			snprintf(why, whylen, "summary is not valid UTF-8 text");
+		return r < 0 ? -EILSEQ : 0;
 	case K_MODEL:
 		/* One line: once it is complete, it is the whole id. */
 		return end ? settings_model_text(h->data.data, end, &id, &idlen, why, whylen)
@@ -144,7 +149,7 @@ static int rw_reserve(struct fs *fs, struct fs_handle *h, bool appended, const c
 {
 	uint64_t need = 2048; /* .config: its rendering, a line per key */
 	int r = 0;
-	if (h->kind == K_SYSTEM || h->kind == K_SCHEMA) {
+	if (h->kind == K_SYSTEM || h->kind == K_SCHEMA || h->kind == K_SUMMARY) {
 		h->cost = appended ? h->cost + store_text_cost(buf, size)
 				   : store_text_cost(h->data.data, h->data.len);
 		if (!h->base_cost)

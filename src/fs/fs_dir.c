@@ -219,7 +219,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static bool editable(int kind)
 {
 	return kind == K_INPUT || kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG ||
-	       kind == K_SCHEMA;
+	       kind == K_SCHEMA || kind == K_SUMMARY;
 }
 
 /* Emacs's backup names of NAME: "NAME~" and, numbered, "NAME.~N~". */

@@ -44,6 +44,7 @@ enum fs_kind {
 	K_THINKING,	   /* streamed like output (fs_park.c) */
 	K_TRANSCRIPT_JSON, /* rendered like transcript */
 	K_ATTACH,	   /* the attach/ directory (CONTRACT §9; fs_attach.c) */
+	K_SUMMARY,
 	K_NFIXED,
 	K_ROOT = 100,
 	K_ROOT_STATUS,

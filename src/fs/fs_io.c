@@ -36,7 +36,7 @@ static struct fs *fs_of(fuse_req_t req)
 static bool kind_rw(int kind)
 {
 	return kind == K_SYSTEM || kind == K_MODEL || kind == K_CONFIG || kind == K_ROOT_CONFIG ||
-	       kind == K_SCHEMA;
+	       kind == K_SCHEMA || kind == K_SUMMARY;
 }
 
 static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
@@ -85,9 +85,10 @@ static int handle_init(struct fs *fs, fuse_req_t req, struct fs_handle *h, int f
 	}
 	if (!kind_rw(h->kind))
 		return h->writer ? -EACCES : 0;
-	buf_init(&h->data, h->kind == K_SYSTEM	 ? SETTINGS_SYSTEM_MAX
-			   : h->kind == K_SCHEMA ? SCHEMA_MAX
-						 : SETTINGS_TEXT_MAX);
+	buf_init(&h->data, h->kind == K_SYSTEM	  ? SETTINGS_SYSTEM_MAX
+			   : h->kind == K_SCHEMA  ? SCHEMA_MAX
+			   : h->kind == K_SUMMARY ? SUMMARY_MAX
+						  : SETTINGS_TEXT_MAX);
 	if (!h->writer)
 		return 0;
 	if (flags & O_TRUNC) {
@@ -466,6 +467,9 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	case K_SCHEMA:
 		r = context_set_schema(fs->st, h->ctx, text, len, why, sizeof(why));
 		break;
+	case K_SUMMARY:
+		r = context_set_summary(fs->st, h->ctx, text, len, why, sizeof(why));
+		break;
 	default:
 		r = store_set_defaults(fs->st, text, len, why, sizeof(why));
 		break;
@@ -697,5 +701,7 @@ int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 		return context_set_config(fs->st, ctx, "", 0, why, sizeof(why));
 	if (kind == K_SCHEMA)
 		return context_set_schema(fs->st, ctx, "", 0, why, sizeof(why));
+	if (kind == K_SUMMARY)
+		return context_set_summary(fs->st, ctx, "", 0, why, sizeof(why));
 	return 0;
 }

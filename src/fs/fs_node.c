@@ -34,6 +34,7 @@ const struct fs_file fs_files[K_NFIXED] = {
     [K_THINKING] = {"thinking", 0444 | S_IFREG, -1},
     [K_TRANSCRIPT_JSON] = {"transcript.json", 0444 | S_IFREG, VIEW_TRANSCRIPT_JSON},
     [K_ATTACH] = {"attach", 0755 | S_IFDIR, -1},
+    [K_SUMMARY] = {"summary", 0644 | S_IFREG, VIEW_SUMMARY},
 };
 
 /* Names change through the mount (the kernel then updates its cache itself)

@@ -81,13 +81,14 @@ static const struct tool {
 	 true, false, true, false, tool_history},
 	{"ctl", "Control a context", "Runs a command of the context's ctl file: cancel (the "
 	 "call in flight), clear (start an empty history), retry (the newest message again, "
-	 "after its turn failed or to regenerate a complete reply), fork (a new context "
-	 "`name` with this one's settings and history, up to `turn` if given), undo (take "
-	 "the newest complete exchange out of the history).",
+	 "after its turn failed or to regenerate a complete reply), compact (fold every "
+	 "exchange but the newest 2 into the summary; \"compact FOCUS TEXT\" says what to keep), "
+	 "fork (a new context `name` with this one's settings and history, up to `turn` if "
+	 "given), undo (take the newest complete exchange out of the history).",
 	 "{\"type\":\"object\",\"properties\":{"
 	 "\"context\":{\"type\":\"string\",\"description\":\"the context's name\"},"
-	 "\"command\":{\"type\":\"string\",\"enum\":[\"cancel\",\"clear\",\"retry\","
-	 "\"fork\",\"undo\"]},"
+	 "\"command\":{\"type\":\"string\",\"pattern\":"
+	 "\"^(cancel|clear|retry|compact|fork|undo)( .*)?$\"},"
 	 "\"name\":{\"type\":\"string\",\"description\":\"fork: the new context's name\"},"
 	 "\"turn\":{\"type\":\"integer\",\"minimum\":0,\"description\":"
 	 "\"fork: copy the history up to this turn (default: every complete exchange)\"}},"
@@ -327,10 +328,11 @@ static int refuse(cJSON **ret, const char *msg)
 	return fail(ret, "%s", msg) < 0 ? -ENOMEM : 1;
 }
 
-/* The ctl line of a command and fork's `name` and `turn` ("fork NAME TURN").
- * 0, 1 with the tool's error result in *ret, -ENOMEM. */
+/* The ctl line of a command and fork's `name` and `turn` ("fork NAME TURN"):
+ * *out is line, or cmd itself when it is no fork (compact's focus text rides
+ * in it).  0, 1 with the tool's error result in *ret, -ENOMEM. */
 static int ctl_line(const cJSON *args, const char *cmd, const char *fork_name, char *line, size_t n,
-		    cJSON **ret)
+		    const char **out, cJSON **ret)
 {
 	const cJSON *turn = cJSON_GetObjectItemCaseSensitive(args, "turn");
 	bool fork = !strcmp(cmd, "fork");
@@ -342,12 +344,11 @@ static int ctl_line(const cJSON *args, const char *cmd, const char *fork_name, c
 		      turn->valuedouble <= 9007199254740992.0 &&
 		      turn->valuedouble == (double)(uint64_t)turn->valuedouble))
 		return refuse(ret, "'turn' must be a whole number from 0");
+	*out = fork ? line : cmd;
 	if (fork && turn)
 		snprintf(line, n, "fork %s %llu", fork_name, (unsigned long long)turn->valuedouble);
 	else if (fork)
 		snprintf(line, n, "fork %s", fork_name);
-	else
-		snprintf(line, n, "%s", cmd);
 	return 0;
 }
 
@@ -363,12 +364,12 @@ static int tool_ctl(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MHD
 	if (bad || r != 0)
 		return bad < 0 ? bad : r < 0 ? r : 0;
 	char why[512] = "", line[STORE_NAME_MAX * 2 + 64];
-	const char *done = NULL;
-	if (strlen(cmd) > STORE_NAME_MAX || (fork_name && strlen(fork_name) > STORE_NAME_MAX))
-		return fail(ret, "the command or the name is longer than %d bytes", STORE_NAME_MAX);
-	if ((r = ctl_line(args, cmd, fork_name, line, sizeof(line), ret)) != 0)
+	const char *done = NULL, *run;
+	if (fork_name && strlen(fork_name) > STORE_NAME_MAX)
+		return fail(ret, "the name is longer than %d bytes", STORE_NAME_MAX);
+	if ((r = ctl_line(args, cmd, fork_name, line, sizeof(line), &run, ret)) != 0)
 		return r < 0 ? r : 0;
-	r = ctl_run(rq->sh->st, id, line, strlen(line), &done, why, sizeof(why));
+	r = ctl_run(rq->sh->st, id, run, strlen(run), &done, why, sizeof(why));
 	if (r < 0)
 		return fail(ret, "%s", why[0] ? why : strerror(-r));
 	*ret = result_new(done, false, NULL);

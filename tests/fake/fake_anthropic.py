@@ -13,7 +13,9 @@ content-type, body fields, roles alternating from "user") and every request is
 recorded so tests can assert what was sent.
 
 The default reply to a call is "reply to: " + the last user message's text with
-surrounding white space stripped, streamed in 4 deltas.  Usage: input_tokens =
+surrounding white space stripped, streamed in 4 deltas.  A summary call of mcpfs
+(recognised by the line its instruction ends with, SUMMARY_ASK) is answered
+with a deterministic summary instead (summary_reply()).  Usage: input_tokens =
 len(UTF-8 bytes of every text in messages + system) // 4 + 5, output_tokens =
 len(reply bytes) // 4 + 1.
 
@@ -645,7 +647,47 @@ def last_user_text(body):
     return ""
 
 
+# mcpfs's summary call (doc/design/pruning.md): its last user message ends
+# with this line, naming how many exchanges above it folds and their turns.
+SUMMARY_ASK = re.compile(r"Fold into the new summary: the earlier summary \(if any\) and the "
+                         r"first (\d+) exchanges above \(turns (\d+) to (\d+)\)\.")
+SUMMARY_HEAD = re.compile(r"^Summary of the earlier part of this conversation[^\n]*\n\n")
+SUMMARY_MAX_CHARS = 1200  # the fake's summaries keep their newest part
+
+
+def summary_reply(body):
+    """The answer to a summary call, deterministic: "Summary of turns A-B."
+    (A: the earlier summary's first turn, if it names one), the earlier
+    summary's text (from the system block that carries one), then
+    one line per folded exchange with the start of its user message; the
+    newest SUMMARY_MAX_CHARS characters when longer.  None for another call."""
+    m = SUMMARY_ASK.search(last_user_text(body))
+    if not m:
+        return None
+    n, a, b = int(m.group(1)), m.group(2), m.group(3)
+    earlier = ""
+    system = (body or {}).get("system")
+    for blk in system if isinstance(system, list) else []:
+        t = blk.get("text", "") if isinstance(blk, dict) else ""
+        if SUMMARY_HEAD.match(t):
+            span = re.match(r"[^\n]*\(turns (\d+)-\d+\)", t)
+            a = span.group(1) if span else a  # the rolling summary's first turn
+            earlier = SUMMARY_HEAD.sub("", t).strip()
+            earlier = re.sub(r"^Summary of turns \d+-\d+\.\s*", "", earlier)
+    lines = [earlier] if earlier else []
+    msgs = (body or {}).get("messages") or []
+    for i in range(min(n, len(msgs) // 2)):
+        lines.append("- " + content_text(msgs[2 * i].get("content")).strip()[:60])
+    text = "\n".join(lines)
+    if len(text) > SUMMARY_MAX_CHARS:
+        text = text[-SUMMARY_MAX_CHARS:]
+    return "Summary of turns %s-%s.\n%s" % (a, b, text)
+
+
 def default_reply(body):
+    summary = summary_reply(body)
+    if summary is not None:
+        return summary
     return "reply to: " + last_user_text(body).strip()
 
 
@@ -1762,6 +1804,7 @@ class FakeAnthropic:
         self._lock = threading.Lock()
         self._records = []
         self._queue = []
+        self._summary_queue = []
         self._default = make_behaviour("normal")
         self._counts = {}
         self._abort = threading.Event()
@@ -1851,6 +1894,7 @@ class FakeAnthropic:
             self._abort = threading.Event()
             self._records = []
             self._queue = []
+            self._summary_queue = []
             self._counts = {}
             self._default = make_behaviour("normal")
             self.prompt_cache = PromptCache()
@@ -1944,8 +1988,19 @@ class FakeAnthropic:
             else:
                 self._conns.discard(conn)
 
-    def _next_behaviour(self):
+    def summary_script(self, kind="normal", times=1, **params):
+        """Queues a behaviour for the next `times` summary calls of mcpfs
+        (SUMMARY_ASK); other calls do not take from this queue."""
+        b = make_behaviour(kind, **params)
         with self._lock:
+            self._summary_queue.extend(dict(b) for _ in range(times))
+
+    def _next_behaviour(self, body=None):
+        with self._lock:
+            if self._summary_queue and SUMMARY_ASK.search(last_user_text(body)):
+                b = self._summary_queue.pop(0)
+                self._counts[b["kind"]] = self._counts.get(b["kind"], 0) + 1
+                return b
             b = self._queue.pop(0) if self._queue else dict(self._default)
             self._counts[b["kind"]] = self._counts.get(b["kind"], 0) + 1
             return b
@@ -2090,7 +2145,7 @@ class FakeAnthropic:
                 rec.done = True
                 return
             rec.valid = True
-            beh = self._next_behaviour()
+            beh = self._next_behaviour(body)
             rec.behaviour = beh
             rec.kind = beh["kind"]
             _Exchange(self, h, rec, beh, body, abort).run()

@@ -262,7 +262,7 @@ def long_message(i, chars=2400):
 
 
 def test_pruning_sends_only_what_fits(ctx, fake):
-    write_file(ctx / "config", "budget_tokens = 2000\n")
+    write_file(ctx / "config", "budget_tokens = 2000\nprune = drop\n")
     n = 6
     for i in range(1, n + 1):
         msg = long_message(i)
@@ -297,7 +297,8 @@ def test_pruning_is_calibrated_by_the_tokens_the_api_counts(mount, fake):
     sent = {}
     for name, scale in (("light", 1.0), ("dense", 3.0)):
         c = mount.ctx(name)
-        write_file(c / "config", "budget_tokens = %d\nprompt_cache = off\n" % budget)
+        write_file(c / "config", "budget_tokens = %d\nprompt_cache = off\nprune = drop\n"
+                   % budget)
         fake.set_default("normal", input_tokens_scale=scale)
         first = len(fake.calls)
         for i in range(1, n + 1):

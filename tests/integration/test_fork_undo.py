@@ -363,3 +363,54 @@ def test_fork_keeps_the_metadata(shim, fake):
     shim.mount.remount()
     assert names() == ["a", "b"]
     assert os.getxattr(b, "user.project") == b"acme"
+
+
+def test_fork_copies_the_summary(mount, fake):
+    """A fork starts with the source's summary and the turns it covers: its
+    `summary` file and its next call's second system block are the source's,
+    and the turns the summary covers are not sent again.  A fork at a turn
+    before the summary's end starts without it (the summary would tell it
+    what it has not seen) and sends those turns whole."""
+    from test_summary import converse, is_summary_call, system_blocks
+    a = mount.ctx("a")
+    write_file(a / "system", "You are terse.\n")
+    write_file(a / "config", "budget_tokens = 2500\n")
+    converse(a, fake, 10)
+    summary = read_file(a / "summary")
+    m = re.match(r"Summary of turns 1-(\d+)", summary)
+    assert m, summary
+    covered = int(m.group(1))
+    last = [c for c in fake.calls if not is_summary_call(c)][-1]
+    block = system_blocks(last)[1]["text"]
+    assert block.startswith("Summary of the earlier part") and block.endswith(summary), block
+    assert ctl(a, "fork b").rc == 0
+    b = mount.path / "b"
+    assert read_file(b / "summary") == summary
+    hj = json.loads(read_file(b / "history.json"))
+    assert hj["summary"] == json.loads(read_file(a / "history.json"))["summary"]
+    assert status(b)["summary"] == status(a)["summary"]
+    assert re.search(r"\d+  SUMMARY ", dump(mount, "b"))  # after the exchanges copied
+    # a budget that cuts nothing: the call goes without a summary call first
+    write_file(b / "config", "budget_tokens = 100000\n")
+    n = len(fake.calls)
+    send(b, "after the fork\n")
+    assert output(b) == reply_for("after the fork")
+    assert len(fake.calls) == n + 1
+    call = fake.calls[-1]
+    assert [x["text"] for x in system_blocks(call)] == ["You are terse.\n", block]
+    sent = " ".join(call.user_texts)
+    assert all("message %d: " % i not in sent for i in range(1, covered + 1)), sent
+    assert "message %d: " % (covered + 1) in sent
+    # survives a remount
+    mount.remount()
+    assert read_file(b / "summary") == summary
+    # forked before the summary's end: no summary, every turn sent
+    assert ctl(a, "fork early %d" % (covered - 1)).rc == 0
+    e = mount.path / "early"
+    assert read_file(e / "summary") == ""
+    write_file(e / "config", "budget_tokens = 100000\n")
+    send(e, "early fork\n")
+    assert output(e) == reply_for("early fork")
+    call = fake.calls[-1]
+    assert [x["text"] for x in system_blocks(call)] == ["You are terse.\n"]
+    assert call.user_texts[0].startswith("message 1: ")

@@ -145,8 +145,9 @@ def test_legacy_handshake_and_tools(rpc, shim):
     assert by["delete_context"]["annotations"]["destructiveHint"] is True
     assert by["send_message"]["annotations"]["readOnlyHint"] is False
     assert by["send_message"]["inputSchema"]["required"] == ["context", "text"]
-    assert by["ctl"]["inputSchema"]["properties"]["command"]["enum"] == \
-        ["cancel", "clear", "retry", "fork", "undo"]
+    # a word of ctl_run, and for compact its focus text after a space
+    assert by["ctl"]["inputSchema"]["properties"]["command"]["pattern"] == \
+        "^(cancel|clear|retry|compact|fork|undo)( .*)?$"
     assert "resultType" not in rpc.request("ping")[0]["result"]
 
     r = rpc.request("tools/call", {"name": "create_context",
@@ -440,7 +441,7 @@ def test_ctl_says_the_same_through_the_file_mcp_and_http(rpc, shim):
         in_file = refused_in_file(word)
         assert call({"context": "e", "command": word}) == (True, in_file)
     assert refused_in_file("frobnicate") == \
-        "unknown command 'frobnicate' (cancel, clear, retry, fork, undo)"
+        "unknown command 'frobnicate' (cancel, clear, retry, compact, fork, undo)"
     r = shim.api.request("POST", "/v1/contexts/e/cancel")
     assert r.status == 409, r
     said = r.json()["error"]["message"]

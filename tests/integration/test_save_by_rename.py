@@ -18,7 +18,7 @@ from mcpfs_testlib import (
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
              "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
-             "attach"}
+             "attach", "summary"}
 
 # fs_impl.h
 DIR_MAX_FILES = 16

@@ -15,9 +15,9 @@ from mcpfs_testlib import (
 
 CTX_FILES = {"input", "output", "history", "history.json", "transcript", "system", "model",
              "config", "status", "usage", "ctl", "schema", "thinking", "transcript.json",
-             "attach"}
+             "attach", "summary"}
 READ_ONLY = ["output", "history", "history.json", "transcript", "status", "usage"]
-READ_WRITE = ["input", "system", "model", "config", "schema"]
+READ_WRITE = ["input", "system", "model", "config", "schema", "summary"]
 
 
 def contexts(mount):

@@ -31,11 +31,13 @@ static void test_words(void)
 	/* The length is what counts, not a NUL: "cancelled" is not "cancel". */
 	CHECK_EQ_INT(ctl_run(e.s, id, "cancelled", 6, &done, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(run(&e, id, "cancelled", &done), -EINVAL);
-	CHECK_EQ_STR(e.why, "unknown command 'cancelled' (cancel, clear, retry, fork, undo)");
+	CHECK_EQ_STR(e.why,
+		     "unknown command 'cancelled' (cancel, clear, retry, compact, fork, undo)");
 	/* Words are not case-folded, and inner blanks are part of the word. */
 	CHECK_EQ_INT(run(&e, id, "CANCEL", &done), -EINVAL);
 	CHECK_EQ_INT(run(&e, id, "can cel", &done), -EINVAL);
-	CHECK_EQ_STR(e.why, "unknown command 'can cel' (cancel, clear, retry, fork, undo)");
+	CHECK_EQ_STR(e.why,
+		     "unknown command 'can cel' (cancel, clear, retry, compact, fork, undo)");
 	CHECK(done == NULL);
 	env_done(&e);
 }
@@ -50,21 +52,24 @@ static void test_unknown_quoted(void)
 	const char *done;
 
 	CHECK_EQ_INT(run(&e, id, "say \"hi\"\x01", &done), -EINVAL);
-	CHECK_EQ_STR(e.why, "unknown command 'say \"hi\"\\x01' (cancel, clear, retry, fork, undo)");
+	CHECK_EQ_STR(
+	    e.why, "unknown command 'say \"hi\"\\x01' (cancel, clear, retry, compact, fork, undo)");
 	CHECK_EQ_INT(run(&e, id, "caf\xc3", &done), -EINVAL);
-	CHECK_EQ_STR(e.why,
-		     "unknown command '(not UTF-8 text)' (cancel, clear, retry, fork, undo)");
+	CHECK_EQ_STR(
+	    e.why,
+	    "unknown command '(not UTF-8 text)' (cancel, clear, retry, compact, fork, undo)");
 	CHECK_EQ_INT(ctl_run(e.s, id, "a\0b", 3, &done, e.why, sizeof(e.why)), -EINVAL);
-	CHECK_EQ_STR(e.why,
-		     "unknown command '(not UTF-8 text)' (cancel, clear, retry, fork, undo)");
+	CHECK_EQ_STR(
+	    e.why,
+	    "unknown command '(not UTF-8 text)' (cancel, clear, retry, compact, fork, undo)");
 	char longest[200];
 	memset(longest, 'x', sizeof(longest) - 1);
 	longest[sizeof(longest) - 1] = '\0';
 	CHECK_EQ_INT(run(&e, id, longest, &done), -EINVAL);
 	/* cut to 79 bytes, "..." included */
 	CHECK_EQ_INT(strlen(e.why),
-		     strlen("unknown command '' (cancel, clear, retry, fork, undo)") + 79);
-	CHECK(has(e.why, "xxx...' (cancel, clear, retry, fork, undo)"));
+		     strlen("unknown command '' (cancel, clear, retry, compact, fork, undo)") + 79);
+	CHECK(has(e.why, "xxx...' (cancel, clear, retry, compact, fork, undo)"));
 	env_done(&e);
 }
 

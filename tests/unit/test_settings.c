@@ -21,6 +21,9 @@ static const char default_text[] = "model = claude-sonnet-5-5\n"
 				   "effort = default\n"
 				   "prompt_cache = on\n"
 				   "tools = none\n"
+				   "prune = summarize\n"
+				   "summary_model = default\n"
+				   "summary_prompt = default\n"
 				   "spend_limit_usd = none\n"
 				   "response_cache = off\n";
 
@@ -54,14 +57,15 @@ static void test_table(void)
 					    "budget_tokens",   "max_input_bytes", "max_retries",
 					    "connect_timeout", "idle_timeout",	  "thinking",
 					    "effort",	       "prompt_cache",	  "tools",
+					    "prune",	       "summary_model",	  "summary_prompt",
 					    "spend_limit_usd", "response_cache"};
 	size_t n;
 	const struct setting_def *t = settings_table(&n);
 	struct settings s, d;
 
-	CHECK_EQ_INT(n, 14);
+	CHECK_EQ_INT(n, 17);
 	settings_init(&d);
-	for (size_t i = 0; i < n && i < 14; i++) {
+	for (size_t i = 0; i < n && i < 17; i++) {
 		char v[256];
 		CHECK_EQ_STR(t[i].key, order[i]);
 		CHECK(t[i].help && t[i].help[0]);
@@ -484,7 +488,8 @@ static void test_json_out(void)
 			   "\"temperature\":null,\"budget_tokens\":100000,"
 			   "\"max_input_bytes\":1048576,\"max_retries\":2,\"connect_timeout\":10,"
 			   "\"idle_timeout\":90,\"thinking\":\"off\",\"effort\":\"default\","
-			   "\"prompt_cache\":true,\"tools\":[],\"spend_limit_usd\":null,"
+			   "\"prompt_cache\":true,\"tools\":[],\"prune\":\"summarize\",\"summary_"
+			   "model\":\"\",\"summary_prompt\":\"\",\"spend_limit_usd\":null,"
 			   "\"response_cache\":false}");
 	free(text);
 	cJSON_Delete(o);

@@ -242,7 +242,9 @@ static void test_prune(void)
 	big_a[300] = '\0';
 	memset(huge, 'h', 700);
 	huge[700] = '\0';
-	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 200", 19, e.why, sizeof(e.why)),
+	/* Dropping (tests/unit/test_summary.c has summarizing). */
+	CHECK_EQ_INT(context_set_config(e.s, id, "budget_tokens = 200\nprune = drop", 32, e.why,
+					sizeof(e.why)),
 		     0);
 
 	/* ~104 estimated tokens each way: the exchange cannot go with another message. */
