@@ -21,6 +21,10 @@ struct cJSON;
 
 #define WIRE_ANTHROPIC_VERSION "2023-06-01"
 
+/* The largest request body the Messages API takes: 32 MB, read as 10^6-byte
+ * megabytes so that no body the API could refuse is ever sent. */
+#define WIRE_REQUEST_MAX 32000000u
+
 /* A content block given as JSON text, put into the body as it is (an
  * attachment's block, whose base64 is encoded once and kept: store_attach.c). */
 struct wire_raw {

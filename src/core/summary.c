@@ -26,7 +26,7 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-#define REQUEST_MAX (32u << 20)
+#define REQUEST_MAX WIRE_REQUEST_MAX
 
 const char summary_prompt_default[] =
     "Write a summary that will replace the earlier part of this conversation named below. "
@@ -216,7 +216,8 @@ static int summary_request(struct context *c, size_t cut, const char *focus, siz
 	}
 	m[2 * kept] = (struct wire_message){false, instr.data, instr.len, st->prompt_cache};
 	m[2 * kept - 1].cache_mark = st->prompt_cache;
-	/* Half the budget at most, so that the summary leaves room for turns. */
+	/* An eighth of the budget (at least 1,024 tokens), and never more than the
+	 * context's own max_tokens, so that the summary leaves room for turns. */
 	int64_t max = st->budget_tokens / 8 > 1024 ? st->budget_tokens / 8 : 1024;
 	struct wire_request w = {
 	    .model = st->summary_model[0] ? st->summary_model : st->model,

@@ -19,7 +19,7 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-#define REQUEST_MAX (32u << 20) /* the API refuses bodies over 32 MB */
+#define REQUEST_MAX WIRE_REQUEST_MAX
 
 static const char *const state_names[] = {"pending",   "queued", "waiting",
 					  "streaming", "done",	 "failed"};
