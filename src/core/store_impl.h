@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mcpfs/blob.h"
 #include "mcpfs/reply_part.h"
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
@@ -248,6 +249,7 @@ struct store {
 	char *dir;		       /* state directory */
 	int dir_fd;		       /* STATE, flock'd: open for the store's whole life */
 	int contexts_fd;	       /* STATE/contexts */
+	struct blobs blobs;	       /* STATE/blobs: attachments, once each (blob.h) */
 	int lock_fd;		       /* flock'd STATE/lock */
 	struct map by_name;	       /* name -> struct store_slot */
 	struct map by_id;	       /* id -> struct store_slot (owner) */
