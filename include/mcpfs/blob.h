@@ -79,7 +79,6 @@ void blob_remove(struct blobs *b, int dirfd, const char *hex);
 
 /* Removes every `.tmp` file and every blob for which keep(data, hex) is false
  * from a context's directory, as blob_remove.  Returns the number removed. */
-int blob_sweep(struct blobs *b, int dirfd, bool (*keep)(void *data, const char *hex),
-	       void *data);
+int blob_sweep(struct blobs *b, int dirfd, bool (*keep)(void *data, const char *hex), void *data);
 
 #endif

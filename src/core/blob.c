@@ -307,8 +307,7 @@ void blob_remove(struct blobs *b, int dirfd, const char *hex)
 	pthread_mutex_unlock(&b->lock);
 }
 
-int blob_sweep(struct blobs *b, int dirfd, bool (*keep)(void *data, const char *hex),
-	       void *data)
+int blob_sweep(struct blobs *b, int dirfd, bool (*keep)(void *data, const char *hex), void *data)
 {
 	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;

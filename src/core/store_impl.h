@@ -441,9 +441,11 @@ void reserve_give_back(struct store *s, uint64_t *held);
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
 void attach_load_record(struct context *c, uint16_t type, const struct cJSON *o);
 void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *o);
-/* After a load: blobs checked (lost ones marked) and unreferenced ones swept. */
+/* After a load: blobs checked (lost ones marked), unreferenced ones swept, and
+ * referenced ones of an earlier version's own copy shared (blob_share). */
 void attach_loaded(struct store *s, struct context *c);
-/* Removes the blobs no turn of the history nor attach/ refers to (a clear). */
+/* Removes the context's links to blobs no turn of the history nor attach/
+ * refers to (a clear), and a shared copy with its last link. */
 void attach_gc(struct store *s, struct context *c);
 /* The "attach" list of a USER record (nothing when n is 0).  0, -ENOMEM. */
 int attach_user_json(const struct attachment *att, size_t n, struct cJSON *o);
