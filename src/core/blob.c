@@ -110,13 +110,14 @@ static long read_at(int fd, void *buf, size_t n, uint64_t off)
 	return (long)got;
 }
 
-/* Whether the shared copy of hex holds exactly these n bytes. */
-static bool shared_holds(struct blobs *b, const char *hex, const char *data, size_t n)
+/* The inode of the shared copy of hex when it holds exactly these n bytes,
+ * else 0. */
+static ino_t shared_holds(struct blobs *b, const char *hex, const char *data, size_t n)
 {
 	int fd = openat(b->fd, hex, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0)
-		return false;
+		return 0;
 	bool same = fstat(fd, &st) == 0 && (uint64_t)st.st_size == n;
 	char *chunk = same ? malloc(CHUNK) : NULL;
 	same = same && chunk;
@@ -126,7 +127,14 @@ static bool shared_holds(struct blobs *b, const char *hex, const char *data, siz
 	}
 	free(chunk);
 	close(fd);
-	return same;
+	return same ? st.st_ino : 0;
+}
+
+/* Whether the shared copy of hex is still the inode ino.  Under b->lock. */
+static bool shared_is(struct blobs *b, const char *hex, ino_t ino)
+{
+	struct stat st;
+	return fstatat(b->fd, hex, &st, 0) == 0 && st.st_ino == ino;
 }
 
 /* Whether the content of the file name in dirfd hashes to hex. */
@@ -202,11 +210,15 @@ static int write_temp(struct blobs *b, const char *tmp, const void *data, size_t
 
 int blob_put(struct blobs *b, int dirfd, const char *hex, const void *data, size_t n)
 {
+	/* Compared with no lock held; linked if it is still that inode. */
+	ino_t seen = shared_holds(b, hex, data, n);
 	int r = -ENOENT;
-	pthread_mutex_lock(&b->lock);
-	if (shared_holds(b, hex, data, n))
-		r = link_in(b, dirfd, hex);
-	pthread_mutex_unlock(&b->lock);
+	if (seen) {
+		pthread_mutex_lock(&b->lock);
+		if (shared_is(b, hex, seen))
+			r = link_in(b, dirfd, hex);
+		pthread_mutex_unlock(&b->lock);
+	}
 	if (r != -ENOENT)
 		return r;
 	/* A new copy, written with no lock held; one per thread at a time. */
@@ -214,7 +226,7 @@ int blob_put(struct blobs *b, int dirfd, const char *hex, const void *data, size
 	snprintf(tmp, sizeof(tmp), "%.32s.%d.tmp", hex, (int)gettid());
 	r = write_temp(b, tmp, data, n);
 	pthread_mutex_lock(&b->lock);
-	if (r == 0 && shared_holds(b, hex, data, n)) { /* put by another meanwhile */
+	if (r == 0 && shared_holds(b, hex, data, n)) { /* put by another meanwhile (rare) */
 		r = link_in(b, dirfd, hex);
 	} else if (r == 0) {
 		/* Over a damaged copy, if any: the contexts holding it keep it. */

@@ -591,3 +591,18 @@ def test_damaged_shared_copy_not_spread(m, fake, ctx):
     (ctx / "ctl").write_text("clear\n")
     wait_for(lambda: blobs(m, "c") == [], what="c's link collected")
     assert shared(m) == [h] and os.stat(m.state / "blobs" / h).st_nlink == 2
+
+
+def test_same_file_attached_at_once_in_many_contexts(m, fake, tmp_path):
+    """cp of one file into attach/ of six contexts at once: however the puts
+    interleave, one inode holds it (STATE/blobs and a link in each)."""
+    data = pdf(pad=2_000_000)
+    src = tmp_path / "big.pdf"
+    src.write_bytes(data)
+    names = ["c%d" % i for i in range(6)]
+    ctxs = [m.ctx(n) for n in names]
+    procs = [m.spawn(["cp", str(src), str(c / "attach") + "/"]) for c in ctxs]
+    assert [p.wait(20) for p in procs] == [0] * len(procs)
+    [h] = shared(m)
+    assert inodes(m) == {os.stat(m.state / "blobs" / h).st_ino: len(names) + 1}
+    sends_document(fake, ctxs[3], data, "big")
