@@ -498,7 +498,7 @@ static int fork_make(struct store *s, const char *name, uint64_t slot_id, const 
 		unlink(path);
 		int fd = openat(s->dir_fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd >= 0) {
-			blob_sweep(fd, keep_none, NULL);
+			blob_sweep(&s->blobs, fd, keep_none, NULL);
 			close(fd);
 		}
 		unlinkat(s->dir_fd, tmp, AT_REMOVEDIR);

@@ -6,6 +6,8 @@
  *   STATE/config             root defaults, `key = value` lines
  *   STATE/contexts/NAME/journal
  *   STATE/contexts/NAME/meta    its user metadata for listings (meta.c), if any
+ *   STATE/contexts/NAME/blob-HASH  a hard link to STATE/blobs/HASH (blob.h)
+ *   STATE/blobs/HASH         an attachment's content, once per state directory
  *   STATE/trash/             where deleted contexts go before removal
  *   STATE/cache/KEY          the response cache's entries (rcache.h)
  * Renaming and deleting a context are renames of its directory, so each is atomic.
@@ -93,11 +95,20 @@ static int open_subdir(int dirfd, const char *name)
 	return fd < 0 ? -errno : fd;
 }
 
-/* Removes a context directory that was moved to trash/ (one level deep). */
-static void remove_tree(int parent_fd, const char *name)
+static bool keep_no_blob(void *data, const char *hex)
+{
+	(void)data;
+	(void)hex;
+	return false;
+}
+
+/* Removes a context directory that was moved to trash/ (one level deep), and
+ * the shared copies of its blobs that no other context holds. */
+static void remove_tree(struct blobs *b, int parent_fd, const char *name)
 {
 	int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
+		blob_sweep(b, fd, keep_no_blob, NULL);
 		DIR *d = fdopendir(fd);
 		struct dirent *de;
 		while (d && (de = readdir(d)))
@@ -120,7 +131,7 @@ static void empty_trash(struct store *s)
 	struct dirent *de;
 	while (d && (de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			remove_tree(fd, de->d_name);
+			remove_tree(&s->blobs, fd, de->d_name);
 	if (d)
 		closedir(d);
 	else
@@ -237,6 +248,10 @@ static int store_open_dirs(struct store *s, char *why, size_t whylen)
 		return r;
 	}
 	close(r);
+	if ((r = blobs_open(&s->blobs, s->dir_fd)) < 0) {
+		snprintf(why, whylen, "cannot create '%s/blobs': %s", s->dir, strerror(-r));
+		return r;
+	}
 	return 0;
 }
 
@@ -267,6 +282,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	map_init(&s->by_id);
 	map_init(&s->calls);
 	s->dir_fd = s->contexts_fd = s->lock_fd = s->reserve_fd = -1;
+	blobs_init(&s->blobs);
 	s->started_ms = clock_wall_ms();
 	s->dir = strdup(state_dir);
 	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
@@ -278,6 +294,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	}
 	if (r == 0) {
 		empty_trash(s);
+		blobs_sweep(&s->blobs); /* what no context holds, after the trash */
 		r = store_scan(s);
 		if (r < 0)
 			snprintf(why, whylen, "cannot list '%s/contexts': %s", s->dir,
@@ -310,6 +327,7 @@ void store_free(struct store *s)
 	map_done(&s->calls);
 	if (s->contexts_fd >= 0)
 		close(s->contexts_fd);
+	blobs_done(&s->blobs);
 	if (s->dir_fd >= 0)
 		close(s->dir_fd);
 	if (s->lock_fd >= 0)
@@ -424,7 +442,7 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 		map_del(&s->by_name, name, len);
 		map_del_id(&s->by_id, slot->id);
 		slot_free(s, slot);
-		remove_tree(s->contexts_fd, name);
+		remove_tree(&s->blobs, s->contexts_fd, name);
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
@@ -501,7 +519,7 @@ int store_delete(struct store *s, const char *name)
 		context_drop_ends(c);
 	}
 	slot_free(s, slot);
-	remove_tree(s->dir_fd, trash);
+	remove_tree(&s->blobs, s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
 	fsync(s->contexts_fd); /* the rename into trash/, without the lock */

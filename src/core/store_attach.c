@@ -231,7 +231,7 @@ void attach_gc(struct store *s, struct context *c)
 	int fd = context_dirfd(s, c);
 	if (fd < 0)
 		return;
-	blob_sweep(fd, referenced, c);
+	blob_sweep(&s->blobs, fd, referenced, c);
 	close(fd);
 	/* What a clear left out of the history is never sent again. */
 	for (size_t i = 0; i < c->hist_start; i++)
@@ -239,6 +239,23 @@ void attach_gc(struct store *s, struct context *c)
 			free(c->ex[i].att[k].block);
 			c->ex[i].att[k].block = NULL;
 		}
+}
+
+/* What a load keeps: the blobs referred to, each shared (STATE/blobs) if it
+ * was stored by an earlier version, one copy per context. */
+struct loaded_keep {
+	struct store *s;
+	struct context *c;
+	int fd;
+};
+
+static bool keep_shared(void *data, const char *hex)
+{
+	struct loaded_keep *k = data;
+	if (!referenced(k->c, hex))
+		return false;
+	blob_share(&k->s->blobs, k->fd, hex); /* else it stays this context's own copy */
+	return true;
 }
 
 void attach_loaded(struct store *s, struct context *c)
@@ -264,7 +281,8 @@ void attach_loaded(struct store *s, struct context *c)
 		}
 		i++;
 	}
-	blob_sweep(fd, referenced, c);
+	struct loaded_keep k = {s, c, fd};
+	blob_sweep(&s->blobs, fd, keep_shared, &k);
 	close(fd);
 }
 

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mcpfs/blob.h"
 #include "mcpfs/reply_part.h"
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
@@ -262,6 +263,7 @@ struct store {
 	char *dir;		       /* state directory */
 	int dir_fd;		       /* STATE, flock'd: open for the store's whole life */
 	int contexts_fd;	       /* STATE/contexts */
+	struct blobs blobs;	       /* STATE/blobs: attachments, once each (blob.h) */
 	int lock_fd;		       /* flock'd STATE/lock */
 	struct map by_name;	       /* name -> struct store_slot */
 	struct map by_id;	       /* id -> struct store_slot (owner) */
@@ -453,9 +455,11 @@ void reserve_give_back(struct store *s, uint64_t *held);
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
 void attach_load_record(struct context *c, uint16_t type, const struct cJSON *o);
 void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *o);
-/* After a load: blobs checked (lost ones marked) and unreferenced ones swept. */
+/* After a load: blobs checked (lost ones marked), unreferenced ones swept, and
+ * referenced ones of an earlier version's own copy shared (blob_share). */
 void attach_loaded(struct store *s, struct context *c);
-/* Removes the blobs no turn of the history nor attach/ refers to (a clear). */
+/* Removes the context's links to blobs no turn of the history nor attach/
+ * refers to (a clear), and a shared copy with its last link. */
 void attach_gc(struct store *s, struct context *c);
 /* The "attach" list of a USER record (nothing when n is 0).  0, -ENOMEM. */
 int attach_user_json(const struct attachment *att, size_t n, struct cJSON *o);

@@ -396,3 +396,213 @@ def test_fork_keeps_attachments(m, fake, ctx):
     os.rmdir(ctx)
     m.remount()
     check()
+
+
+# --- stored once per state directory -------------------------------------------------
+
+def shared(mount):
+    """STATE/blobs: each content once, by its hash."""
+    return sorted(os.listdir(mount.state / "blobs"))
+
+
+def all_blob_files(mount):
+    """Every file under the state directory that holds a blob's bytes, as
+    `find STATE -name 'blob-*'` plus STATE/blobs/*."""
+    p = run(["find", str(mount.state), "-type", "f", "(", "-name", "blob-*", "-o", "-path",
+             "*/blobs/*", ")"])
+    assert p.rc == 0
+    return sorted(p.out.split())
+
+
+def inodes(mount):
+    """The distinct inodes holding blob bytes, each with its link count."""
+    seen = {}
+    for f in all_blob_files(mount):
+        st = os.stat(f)
+        seen[st.st_ino] = st.st_nlink
+    return seen
+
+
+def sends_document(fake, ctx, data, text="again"):
+    """The next request of ctx carries data as a document block."""
+    send(ctx, text)
+    assert output(ctx) == "reply to: " + text
+    docs = [base64.b64decode(b["source"]["data"])
+            for msg in fake.calls[-1].messages if isinstance(msg["content"], list)
+            for b in msg["content"] if b["type"] == "document"]
+    assert data in docs
+    assert "attachments_lost" not in read_text(ctx / "status")
+
+
+def test_same_file_in_two_contexts_stored_once(m, fake, ctx, tmp_path):
+    """The same file cp'd into attach/ of two contexts is one inode (STATE/blobs
+    and a hard link in each context); rm, clear and rmdir of one leave the
+    other's requests whole; the last reference gone, STATE/blobs is empty."""
+    data = pdf(pad=300_000)
+    src = tmp_path / "report.pdf"
+    src.write_bytes(data)
+    d = m.ctx("d")
+    for c in (ctx, d):
+        assert run(["cp", str(src), str(c / "attach") + "/"]).rc == 0
+    h = shared(m)
+    assert len(h) == 1
+    assert inodes(m) == {os.stat(m.state / "blobs" / h[0]).st_ino: 3}
+    assert blobs(m, "c") == blobs(m, "d") == ["blob-" + h[0]]
+    # rm of a waiting file in one context: the other still sends it.
+    assert run(["rm", str(ctx / "attach" / "report.pdf")]).rc == 0
+    assert list(inodes(m).values()) == [2]
+    sends_document(fake, d, data, "look")
+    assert run(["cp", str(src), str(ctx / "attach") + "/"]).rc == 0
+    sends_document(fake, ctx, data, "look")
+    assert list(inodes(m).values()) == [3]
+    m.remount()
+    ctx, d = m.path / "c", m.path / "d"
+    sends_document(fake, d, data)
+    assert list(inodes(m).values()) == [3]
+    # clear of one context: its link goes, the other's request is whole.
+    (ctx / "ctl").write_text("clear\n")
+    wait_for(lambda: blobs(m, "c") == [], what="c's link dropped after clear")
+    assert list(inodes(m).values()) == [2]
+    sends_document(fake, d, data, "after clear")
+    # rmdir of one context.
+    e = m.ctx("e")
+    assert run(["cp", str(src), str(e / "attach") + "/"]).rc == 0
+    sends_document(fake, e, data, "in e")
+    assert list(inodes(m).values()) == [3]
+    assert run(["rmdir", str(d)]).rc == 0
+    assert list(inodes(m).values()) == [2]
+    sends_document(fake, e, data, "after rmdir")
+    # The last reference gone: nothing left anywhere.
+    (e / "ctl").write_text("clear\n")
+    wait_for(lambda: shared(m) == [], what="the shared copy deleted with its last link")
+    assert all_blob_files(m) == []
+
+
+def test_crash_leftovers_swept(m, fake, ctx):
+    """kill -9, then what a crash between the steps of a put, a clear or an
+    rmdir leaves: a torn temp file, a shared copy no context links, a
+    context's half-made link, a link no record names, a context half
+    deleted.  The next start sweeps them; both contexts still send."""
+    data = pdf()
+    d = m.ctx("d")
+    for c in (ctx, d):
+        put(c / "attach" / "r.pdf", data)
+        send(c, "one")
+        output(c)
+    put(ctx / "attach" / "w.png", png())
+    m.kill9()
+    st, b = m.state, m.state / "blobs"
+    [hp] = [x for x in shared(m) if os.stat(b / x).st_size == len(data)]
+    (b / (hp + ".4242.tmp")).write_bytes(data[:100])                 # a torn write
+    orphan, linked, gone = "a" * 32, "b" * 32, "c" * 32
+    (b / orphan).write_bytes(b"written, never linked")                # crash before the link
+    (b / linked).write_bytes(b"linked, no ATTACH record")
+    os.link(b / linked, st / "contexts" / "d" / ("blob-" + linked))
+    os.link(b / hp, st / "contexts" / "c" / ("blob-" + hp + ".tmp"))  # half a link_in
+    (b / gone).write_bytes(b"its context was being deleted")
+    os.makedirs(st / "trash" / "99-1")
+    os.link(b / gone, st / "trash" / "99-1" / ("blob-" + gone))
+    os.link(b / hp, st / "trash" / "99-1" / ("blob-" + hp))
+    m.start()
+    ctx, d = m.path / "c", m.path / "d"
+    read_text(ctx / "status")  # loads c and d
+    read_text(d / "status")
+    assert sorted(os.listdir(ctx / "attach")) == ["w.png"]
+    assert len(shared(m)) == 2 and hp in shared(m)                    # r.pdf and w.png
+    for x in (orphan, linked, gone):
+        assert not (b / x).exists()
+    assert not (b / (hp + ".4242.tmp")).exists()
+    assert blobs(m, "c") == sorted(["blob-" + x for x in shared(m)])
+    assert blobs(m, "d") == ["blob-" + hp]
+    assert os.listdir(st / "trash") == []
+    assert os.stat(b / hp).st_nlink == 3
+    sends_document(fake, ctx, data)
+    sends_document(fake, d, data)
+
+
+def test_old_state_dir_shared_at_load(m, fake, ctx):
+    """A state directory of an earlier version (a copy per context, no
+    STATE/blobs) keeps working, and its copies become one at load."""
+    data = pdf(pages=3)
+    d = m.ctx("d")
+    for c in (ctx, d):
+        put(c / "attach" / "r.pdf", data)
+        send(c, "one")
+        output(c)
+    put(ctx / "attach" / "w.png", png())
+    m.stop()
+    import shutil
+    shutil.rmtree(m.state / "blobs")
+    for name in ("c", "d"):
+        for f in blobs(m, name):
+            p = m.state / "contexts" / name / f
+            content = p.read_bytes()
+            p.unlink()
+            p.write_bytes(content)                # its own inode, as before
+    assert all(n == 1 for n in inodes(m).values()) and len(inodes(m)) == 3
+    m.start()
+    ctx, d = m.path / "c", m.path / "d"
+    assert "attachments_lost" not in read_text(ctx / "status")
+    assert "attachments_lost" not in read_text(d / "status")
+    assert len(shared(m)) == 2
+    assert sorted(inodes(m).values()) == [2, 3]   # w.png in c; r.pdf in c and d
+    for name in ("c", "d"):
+        for f in blobs(m, name):
+            assert os.stat(m.state / "contexts" / name / f).st_ino == \
+                os.stat(m.state / "blobs" / f[5:]).st_ino
+    sends_document(fake, ctx, data)
+    sends_document(fake, d, data)
+
+
+def test_damaged_shared_copy_not_spread(m, fake, ctx):
+    """A shared copy damaged on disk is reported as lost for the context that
+    holds it (attachments_lost, a note in its place) and is not linked into
+    another context that attaches the same content: that one gets a good new
+    copy, which the first context takes at its next load (the hash checked)."""
+    data = pdf()
+    put(ctx / "attach" / "r.pdf", data)
+    send(ctx, "one")
+    output(ctx)
+    m.stop()
+    [h] = shared(m)
+    damaged = bytearray((m.state / "blobs" / h).read_bytes())
+    damaged[-3] ^= 0xff
+    with open(m.state / "blobs" / h, "r+b") as f:   # in place: every link sees it
+        f.write(bytes(damaged))
+    m.start()
+    ctx = m.path / "c"
+    send(ctx, "two")
+    output(ctx)
+    first = fake.calls[-1].messages[0]["content"]
+    assert first[0]["type"] == "text" and "r.pdf" in first[0]["text"] and \
+        "is damaged" in first[0]["text"]
+    assert "attachments_lost: 1" in read_text(ctx / "status")
+    d = m.ctx("d")
+    put(d / "attach" / "r.pdf", data)
+    sends_document(fake, d, data, "fresh")
+    good = os.stat(m.state / "blobs" / h)
+    assert good.st_ino == os.stat(m.state / "contexts" / "d" / ("blob-" + h)).st_ino
+    assert good.st_ino != os.stat(m.state / "contexts" / "c" / ("blob-" + h)).st_ino
+    assert good.st_nlink == 2
+    m.remount()
+    ctx = m.path / "c"
+    sends_document(fake, ctx, data, "healed")
+    assert os.stat(m.state / "blobs" / h).st_nlink == 3
+    (ctx / "ctl").write_text("clear\n")
+    wait_for(lambda: blobs(m, "c") == [], what="c's link collected")
+    assert shared(m) == [h] and os.stat(m.state / "blobs" / h).st_nlink == 2
+
+
+def test_same_file_attached_at_once_in_many_contexts(m, fake, tmp_path):
+    """cp of one file into attach/ of six contexts at once: however the puts
+    interleave, one inode holds it (STATE/blobs and a link in each)."""
+    data = pdf(pad=2_000_000)
+    src = tmp_path / "big.pdf"
+    src.write_bytes(data)
+    names = ["c%d" % i for i in range(6)]
+    ctxs = [m.ctx(n) for n in names]
+    procs = [m.spawn(["cp", str(src), str(c / "attach") + "/"]) for c in ctxs]
+    assert [p.wait(20) for p in procs] == [0] * len(procs)
+    [h] = shared(m)
+    assert inodes(m) == {os.stat(m.state / "blobs" / h).st_ino: len(names) + 1}
+    sends_document(fake, ctxs[3], data, "big")
