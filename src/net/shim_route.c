@@ -100,7 +100,7 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	return -ENOENT;
 }
 
-static int hex_value(char c)
+int shim_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -126,8 +126,8 @@ int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char
 	for (size_t i = 0; i < len; i++) {
 		int ch = (unsigned char)seg[i];
 		if (ch == '%') {
-			int hi = i + 2 < len ? hex_value(seg[i + 1]) : -1;
-			int lo = hi >= 0 ? hex_value(seg[i + 2]) : -1;
+			int hi = i + 2 < len ? shim_hex_value(seg[i + 1]) : -1;
+			int lo = hi >= 0 ? shim_hex_value(seg[i + 2]) : -1;
 			if (lo < 0) {
 				snprintf(why, whylen, "bad percent-encoding in the context name");
 				return -EINVAL;
