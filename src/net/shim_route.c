@@ -603,8 +603,10 @@ static enum MHD_Result shim_get_usage(struct shim *sh, struct shim_request *rq,
 	return shim_reply_json(c, MHD_HTTP_OK, o);
 }
 
-static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
-				       struct MHD_Connection *c)
+/* The reply of the context's current turn as a stream: its text (output), or
+ * its thinking. */
+static enum MHD_Result get_stream(struct shim *sh, struct shim_request *rq,
+				  struct MHD_Connection *c, bool thinking)
 {
 	struct turn *t = NULL;
 	if (!shim_conn_stream_room(sh))
@@ -612,19 +614,20 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 	int r = context_output(sh->st, rq->id, &t);
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
-	return shim_stream_reply(sh, c, t, wants_sse(c));
+	return thinking ? shim_stream_thinking(sh, c, t)
+			: shim_stream_reply(sh, c, t, wants_sse(c));
+}
+
+static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
+				       struct MHD_Connection *c)
+{
+	return get_stream(sh, rq, c, false);
 }
 
 static enum MHD_Result shim_get_thinking(struct shim *sh, struct shim_request *rq,
 					 struct MHD_Connection *c)
 {
-	struct turn *t = NULL;
-	if (!shim_conn_stream_room(sh))
-		return shim_reply_busy(c, "too many streams are open");
-	int r = context_output(sh->st, rq->id, &t);
-	if (r < 0)
-		return shim_reply_errno(c, r, "no such context");
-	return shim_stream_thinking(sh, c, t);
+	return get_stream(sh, rq, c, true);
 }
 
 static enum MHD_Result shim_get_history(struct shim *sh, struct shim_request *rq,
