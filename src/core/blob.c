@@ -42,16 +42,23 @@ void blobs_done(struct blobs *b)
 	pthread_mutex_destroy(&b->lock);
 }
 
+/* A listing of the directory dirfd (its own open file, so dirfd stays as it
+ * is), or NULL. */
+static DIR *dir_open(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d && fd >= 0)
+		close(fd);
+	return d;
+}
+
 int blobs_sweep(struct blobs *b)
 {
-	int fd = openat(b->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_open(b->fd);
 	int removed = 0;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return 0;
-	}
 	struct dirent *de;
 	pthread_mutex_lock(&b->lock);
 	while ((de = readdir(d))) {
@@ -321,14 +328,10 @@ void blob_remove(struct blobs *b, int dirfd, const char *hex)
 
 int blob_sweep(struct blobs *b, int dirfd, bool (*keep)(void *data, const char *hex), void *data)
 {
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_open(dirfd);
 	int removed = 0;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return 0;
-	}
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;

@@ -4,7 +4,6 @@
  * is an exact product before its one rounding.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,20 +11,9 @@
 #include <unistd.h>
 
 #include "mcpfs/prices.h"
+#include "mcpfs/why.h"
 
 #define QUOTE_MAX 40
-
-static int __attribute__((format(printf, 4, 5)))
-fail(int err, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
-}
 
 static bool is_blank(char c)
 {
@@ -111,32 +99,32 @@ static int parse_row(struct prices *t, const char *p, const char *end, char *why
 	next_field(&p, end, &f, &flen);
 	if (!settings_model_valid(f, flen)) {
 		shown(f, flen, q, sizeof(q));
-		return fail(-EINVAL, why, whylen, "'%s' is not a model id", q);
+		return why_fail(-EINVAL, why, whylen, "'%s' is not a model id", q);
 	}
 	memcpy(row.model, f, flen);
 	for (size_t i = 0; i < 4; i++) {
 		int64_t nano;
 		if (!next_field(&p, end, &f, &flen))
-			return fail(-EINVAL, why, whylen,
-				    "%s has %zu of its 5 fields (model, input, output, "
-				    "cache_write, cache_read)",
-				    row.model, i + 1);
+			return why_fail(-EINVAL, why, whylen,
+					"%s has %zu of its 5 fields (model, input, output, "
+					"cache_write, cache_read)",
+					row.model, i + 1);
 		if (prices_parse_usd(f, flen, PRICES_AMOUNT_MAX, &nano) < 0) {
 			shown(f, flen, q, sizeof(q));
-			return fail(-EINVAL, why, whylen,
-				    "'%s' is not an amount in USD per million tokens (0 to %d, "
-				    "at most 6 decimals)",
-				    q, PRICES_AMOUNT_MAX);
+			return why_fail(-EINVAL, why, whylen,
+					"'%s' is not an amount in USD per million tokens (0 to %d, "
+					"at most 6 decimals)",
+					q, PRICES_AMOUNT_MAX);
 		}
 		*amounts[i] = nano / 1000;
 	}
 	if (next_field(&p, end, &f, &flen))
-		return fail(-EINVAL, why, whylen, "%s has more than 5 fields", row.model);
+		return why_fail(-EINVAL, why, whylen, "%s has more than 5 fields", row.model);
 	for (size_t i = 0; i < t->n; i++)
 		if (!strcmp(t->v[i].model, row.model))
-			return fail(-EINVAL, why, whylen, "%s is listed twice", row.model);
+			return why_fail(-EINVAL, why, whylen, "%s is listed twice", row.model);
 	if (t->n == PRICES_ROWS_MAX)
-		return fail(-EFBIG, why, whylen, "more than %d models", PRICES_ROWS_MAX);
+		return why_fail(-EFBIG, why, whylen, "more than %d models", PRICES_ROWS_MAX);
 	struct price *v = realloc(t->v, (t->n + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -156,22 +144,22 @@ static int parse_line(struct prices *t, const char *p, const char *end, char *wh
 		return 0;
 	if (flen == 5 && !memcmp(f, "as_of", 5)) {
 		if (t->as_of[0])
-			return fail(-EINVAL, why, whylen, "a second as_of line");
+			return why_fail(-EINVAL, why, whylen, "a second as_of line");
 		flen = 0;
 		f = s;
 		if (!next_field(&s, end, &f, &flen) || !date_valid(f, flen)) {
 			shown(f, flen, q, sizeof(q));
-			return fail(-EINVAL, why, whylen, "as_of wants a date YYYY-MM-DD, not '%s'",
-				    q);
+			return why_fail(-EINVAL, why, whylen,
+					"as_of wants a date YYYY-MM-DD, not '%s'", q);
 		}
 		memcpy(t->as_of, f, flen);
 		t->as_of[flen] = '\0';
 		return next_field(&s, end, &f, &flen)
-			   ? fail(-EINVAL, why, whylen, "as_of takes one date")
+			   ? why_fail(-EINVAL, why, whylen, "as_of takes one date")
 			   : 0;
 	}
 	if (!t->as_of[0])
-		return fail(-EINVAL, why, whylen, "a row before the as_of date line");
+		return why_fail(-EINVAL, why, whylen, "a row before the as_of date line");
 	return parse_row(t, p, end, why, whylen);
 }
 
@@ -182,10 +170,10 @@ int prices_parse(const char *text, size_t len, const char *source, struct prices
 	char sub[256];
 	size_t pos = 0, line = 0;
 	if (len > PRICES_FILE_MAX)
-		return fail(-EFBIG, why, whylen, "%zu bytes, over the limit of %u", len,
-			    PRICES_FILE_MAX);
+		return why_fail(-EFBIG, why, whylen, "%zu bytes, over the limit of %u", len,
+				PRICES_FILE_MAX);
 	if (memchr(text, '\0', len))
-		return fail(-EINVAL, why, whylen, "a NUL byte: not a text file");
+		return why_fail(-EINVAL, why, whylen, "a NUL byte: not a text file");
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t end = nl ? (size_t)(nl - text) : len;
@@ -193,13 +181,13 @@ int prices_parse(const char *text, size_t len, const char *source, struct prices
 		int r = parse_line(&t, text + pos, text + end, sub, sizeof(sub));
 		if (r < 0) {
 			prices_done(&t);
-			return fail(r, why, whylen, "line %zu: %s", line, sub);
+			return why_fail(r, why, whylen, "line %zu: %s", line, sub);
 		}
 		pos = end + 1;
 	}
 	if (!t.as_of[0]) {
 		prices_done(&t);
-		return fail(-EINVAL, why, whylen, "no as_of date line");
+		return why_fail(-EINVAL, why, whylen, "no as_of date line");
 	}
 	snprintf(t.source, sizeof(t.source), "%s", source ? source : "");
 	*out = t;
@@ -211,8 +199,8 @@ int prices_load(const char *path, struct prices *out, char *why, size_t whylen)
 	char sub[300];
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(-errno, why, whylen, "cannot read prices file '%s': %s", path,
-			    strerror(errno));
+		return why_fail(-errno, why, whylen, "cannot read prices file '%s': %s", path,
+				strerror(errno));
 	char *text = malloc(PRICES_FILE_MAX + 1);
 	size_t len = 0;
 	ssize_t n = 0;
@@ -223,13 +211,13 @@ int prices_load(const char *path, struct prices *out, char *why, size_t whylen)
 	close(fd);
 	if (err) {
 		free(text);
-		return fail(-err, why, whylen, "cannot read prices file '%s': %s", path,
-			    strerror(err));
+		return why_fail(-err, why, whylen, "cannot read prices file '%s': %s", path,
+				strerror(err));
 	}
 	int r = prices_parse(text, len, path, out, sub, sizeof(sub));
 	free(text);
 	if (r < 0)
-		return fail(r, why, whylen, "prices file '%s': %s", path, sub);
+		return why_fail(r, why, whylen, "prices file '%s': %s", path, sub);
 	return 0;
 }
 

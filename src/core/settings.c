@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 
 #include "mcpfs/settings.h"
 #include "mcpfs/utf8.h"
+#include "mcpfs/why.h"
 
 /* Indices into the table; the table order is the rendering order. */
 enum {
@@ -133,18 +133,6 @@ static void put(struct settings *s, size_t k, const void *v, size_t size)
 static void get(const struct settings *s, size_t k, void *v, size_t size)
 {
 	memcpy(v, (const char *)s + field_off[k], size);
-}
-
-static int __attribute__((format(printf, 4, 5)))
-fail(int err, char *why, size_t whylen, const char *fmt, ...)
-{
-	if (why && whylen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return err;
 }
 
 /* Copies a user value for an error message: control bytes, and every byte
@@ -338,8 +326,8 @@ static int out_of_range(size_t k, const char *shown, char *why, size_t whylen)
 
 	format_double(table[k].min, lo, sizeof lo);
 	format_double(table[k].max, hi, sizeof hi);
-	return fail(-EINVAL, why, whylen, "%s: '%s' is out of range %s-%s", table[k].key, shown, lo,
-		    hi);
+	return why_fail(-EINVAL, why, whylen, "%s: '%s' is out of range %s-%s", table[k].key, shown,
+			lo, hi);
 }
 
 /* The checks after a value is a number of the right kind; shown is the value as
@@ -353,8 +341,8 @@ static int put_int(struct settings *s, size_t k, double x, const char *shown, ch
 		return out_of_range(k, shown, why, whylen);
 	int64_t i = (int64_t)x;
 	if (k == K_THINKING && i > 0 && i < THINKING_MIN)
-		return fail(-EINVAL, why, whylen, "%s: '%s' must be off, on, or at least %d",
-			    table[k].key, shown, THINKING_MIN);
+		return why_fail(-EINVAL, why, whylen, "%s: '%s' must be off, on, or at least %d",
+				table[k].key, shown, THINKING_MIN);
 	put(s, k, &i, sizeof i);
 	return 0;
 }
@@ -378,9 +366,10 @@ static int set_string(struct settings *s, size_t k, const char *v, size_t len, c
 	if (table[k].min == 0 && (len == 0 || word_is(v, len, "default")))
 		len = 0;
 	else if (!settings_model_valid(v, len))
-		return fail(-EINVAL, why, whylen,
-			    "%s: '%s' is not a model id (1-%d bytes of A-Z a-z 0-9 . _ : @ / -)",
-			    table[k].key, shown, SETTINGS_MODEL_MAX);
+		return why_fail(
+		    -EINVAL, why, whylen,
+		    "%s: '%s' is not a model id (1-%d bytes of A-Z a-z 0-9 . _ : @ / -)",
+		    table[k].key, shown, SETTINGS_MODEL_MAX);
 	char *dst = (char *)s + field_off[k];
 	memcpy(dst, v, len);
 	dst[len] = '\0';
@@ -407,15 +396,16 @@ static int set_tools(struct settings *s, size_t k, const char *v, size_t len, ch
 		unsigned bit = tool_bit(w, wlen);
 		if (!bit) {
 			quote(w, wlen, shown, sizeof shown);
-			return fail(-EINVAL, why, whylen,
-				    "%s: '%s' is not a server tool mcpfs knows (web_search, "
-				    "web_fetch)",
-				    table[k].key, shown);
+			return why_fail(-EINVAL, why, whylen,
+					"%s: '%s' is not a server tool mcpfs knows (web_search, "
+					"web_fetch)",
+					table[k].key, shown);
 		}
 		bits |= bit;
 		pos = end + 1;
 		if (comma && pos == len)
-			return fail(-EINVAL, why, whylen, "%s: a ',' ends the list", table[k].key);
+			return why_fail(-EINVAL, why, whylen, "%s: a ',' ends the list",
+					table[k].key);
 	}
 	put(s, k, &bits, sizeof bits);
 	return 0;
@@ -429,14 +419,14 @@ static int set_line(struct settings *s, size_t k, const char *v, size_t len, cha
 	if (word_is(v, len, "default"))
 		len = 0;
 	if (len > (size_t)table[k].max)
-		return fail(-EINVAL, why, whylen, "%s: %zu bytes, over the limit of %.0f",
-			    table[k].key, len, table[k].max);
+		return why_fail(-EINVAL, why, whylen, "%s: %zu bytes, over the limit of %.0f",
+				table[k].key, len, table[k].max);
 	if (!utf8_valid(v, len))
-		return fail(-EINVAL, why, whylen, "%s: not valid UTF-8 text", table[k].key);
+		return why_fail(-EINVAL, why, whylen, "%s: not valid UTF-8 text", table[k].key);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7F)
-			return fail(-EINVAL, why, whylen, "%s: a control character (one line only)",
-				    table[k].key);
+			return why_fail(-EINVAL, why, whylen,
+					"%s: a control character (one line only)", table[k].key);
 	char *dst = (char *)s + field_off[k];
 	memcpy(dst, v, len);
 	dst[len] = '\0';
@@ -466,8 +456,9 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 		}
 		r = text_int(v, len, &i);
 		if (r == -EINVAL)
-			return fail(r, why, whylen, "%s: '%s' is not off, on or a number of tokens",
-				    key, shown);
+			return why_fail(r, why, whylen,
+					"%s: '%s' is not off, on or a number of tokens", key,
+					shown);
 		if (r < 0)
 			return out_of_range(k, shown, why, whylen);
 		return put_int(s, k, (double)i, shown, why, whylen);
@@ -478,14 +469,15 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 				put(s, k, &ev, sizeof ev);
 				return 0;
 			}
-		return fail(-EINVAL, why, whylen,
-			    "%s: '%s' is not low, medium, high, xhigh, max or default", key, shown);
+		return why_fail(-EINVAL, why, whylen,
+				"%s: '%s' is not low, medium, high, xhigh, max or default", key,
+				shown);
 	case SETTING_TOOLS:
 		return set_tools(s, k, v, len, why, whylen);
 	case SETTING_PRUNE:
 		if (!word_is(v, len, "summarize") && !word_is(v, len, "drop"))
-			return fail(-EINVAL, why, whylen, "%s: '%s' is not summarize or drop", key,
-				    shown);
+			return why_fail(-EINVAL, why, whylen, "%s: '%s' is not summarize or drop",
+					key, shown);
 		i = word_is(v, len, "drop") ? SETTINGS_PRUNE_DROP : SETTINGS_PRUNE_SUMMARIZE;
 		int pv = (int)i;
 		put(s, k, &pv, sizeof pv);
@@ -495,7 +487,8 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 	case SETTING_INT:
 		r = text_int(v, len, &i);
 		if (r == -EINVAL)
-			return fail(r, why, whylen, "%s: '%s' is not a whole number", key, shown);
+			return why_fail(r, why, whylen, "%s: '%s' is not a whole number", key,
+					shown);
 		if (r < 0)
 			return out_of_range(k, shown, why, whylen);
 		/* Bounds are far below 2^53, so anything in range converts exactly. */
@@ -505,8 +498,8 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			return put_double(s, k, (double)NAN, shown, why, whylen);
 		r = text_double(v, len, &x);
 		if (r == -EINVAL)
-			return fail(-EINVAL, why, whylen,
-				    "%s: '%s' is not an amount in USD or none", key, shown);
+			return why_fail(-EINVAL, why, whylen,
+					"%s: '%s' is not an amount in USD or none", key, shown);
 		if (r < 0)
 			return out_of_range(k, shown, why, whylen);
 		return put_double(s, k, x, shown, why, whylen);
@@ -515,7 +508,7 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			return put_double(s, k, (double)NAN, shown, why, whylen);
 		r = text_double(v, len, &x);
 		if (r == -EINVAL)
-			return fail(r, why, whylen, "%s: '%s' is not a number", key, shown);
+			return why_fail(r, why, whylen, "%s: '%s' is not a number", key, shown);
 		if (r < 0)
 			return out_of_range(k, shown, why, whylen);
 		return put_double(s, k, x, shown, why, whylen);
@@ -527,9 +520,9 @@ static int set_text(struct settings *s, size_t k, const char *v, size_t len, cha
 			 word_is(v, len, "no") || word_is(v, len, "0"))
 			b = false;
 		else
-			return fail(-EINVAL, why, whylen,
-				    "%s: '%s' is not on/off (or true/false, yes/no, 1/0)", key,
-				    shown);
+			return why_fail(-EINVAL, why, whylen,
+					"%s: '%s' is not on/off (or true/false, yes/no, 1/0)", key,
+					shown);
 		put(s, k, &b, sizeof b);
 		return 0;
 	}
@@ -561,7 +554,7 @@ static int set_key(struct settings *s, const char *key, size_t klen, const char 
 
 	if (k < 0) {
 		quote(key, klen, shown, sizeof shown);
-		return fail(-EINVAL, why, whylen, "unknown key '%s'", shown);
+		return why_fail(-EINVAL, why, whylen, "unknown key '%s'", shown);
 	}
 	return set_text(s, (size_t)k, value, vlen, why, whylen);
 }
@@ -587,18 +580,18 @@ static int parse_line(struct settings *s, const char *p, size_t len, size_t line
 	const char *eq = memchr(p, '=', len);
 	if (!eq) {
 		quote(p, len, shown, sizeof shown);
-		return fail(-EINVAL, why, whylen, "line %zu: expected 'key = value', got '%s'",
-			    line, shown);
+		return why_fail(-EINVAL, why, whylen, "line %zu: expected 'key = value', got '%s'",
+				line, shown);
 	}
 	const char *key = p, *value = eq + 1;
 	size_t klen = (size_t)(eq - p), vlen = len - klen - 1;
 	trim(&key, &klen);
 	trim(&value, &vlen);
 	if (klen == 0)
-		return fail(-EINVAL, why, whylen, "line %zu: no key before '='", line);
+		return why_fail(-EINVAL, why, whylen, "line %zu: no key before '='", line);
 	int r = set_key(s, key, klen, value, vlen, sub, sizeof sub);
 	if (r < 0)
-		return fail(r, why, whylen, "line %zu: %s", line, sub);
+		return why_fail(r, why, whylen, "line %zu: %s", line, sub);
 	return 0;
 }
 
@@ -608,8 +601,8 @@ int settings_parse(struct settings *s, const char *text, size_t len, char *why, 
 	size_t pos = 0, line = 0;
 
 	if (len > SETTINGS_TEXT_MAX)
-		return fail(-EFBIG, why, whylen, "config is %zu bytes, over the limit of %u", len,
-			    SETTINGS_TEXT_MAX);
+		return why_fail(-EFBIG, why, whylen, "config is %zu bytes, over the limit of %u",
+				len, SETTINGS_TEXT_MAX);
 	/* Editors on other systems may save a byte order mark. */
 	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
 		pos = 3;
@@ -724,22 +717,22 @@ int settings_check(const struct settings *s, char *why, size_t whylen)
 	for (size_t k = 0; k < K_COUNT; k++) {
 		if ((table[k].type == SETTING_STRING || table[k].type == SETTING_TEXT) &&
 		    !memchr((const char *)s + field_off[k], '\0', (size_t)table[k].max + 1))
-			return fail(-EINVAL, why, whylen, "%s: not terminated", table[k].key);
+			return why_fail(-EINVAL, why, whylen, "%s: not terminated", table[k].key);
 		settings_format(s, &table[k], v, sizeof v);
 		int r = set_text(&scratch, k, v, strlen(v), why, whylen);
 		if (r < 0)
 			return r;
 	}
 	if (s->thinking > 0 && s->thinking >= s->max_tokens)
-		return fail(-EINVAL, why, whylen,
-			    "thinking (%" PRId64 ") must be less than "
-			    "max_tokens (%" PRId64 ")",
-			    s->thinking, s->max_tokens);
+		return why_fail(-EINVAL, why, whylen,
+				"thinking (%" PRId64 ") must be less than "
+				"max_tokens (%" PRId64 ")",
+				s->thinking, s->max_tokens);
 	/* The API rejects any other temperature with a thinking budget.  (With
 	 * `on` the form depends on the model: the API's answer speaks then.) */
 	if (s->thinking > 0 && !isnan(s->temperature) && s->temperature != 1)
-		return fail(-EINVAL, why, whylen,
-			    "temperature must be default or 1 with a thinking budget");
+		return why_fail(-EINVAL, why, whylen,
+				"temperature must be default or 1 with a thinking budget");
 	return 0;
 }
 
@@ -767,10 +760,10 @@ int settings_model_text(const char *text, size_t len, const char **id, size_t *i
 	if (settings_model_valid(text, len))
 		return 0;
 	quote(text, len, shown, sizeof shown);
-	return fail(-EINVAL, why, whylen,
-		    "invalid model id '%s' (1-%d bytes of A-Z a-z 0-9 . _ : "
-		    "@ / -)",
-		    shown, SETTINGS_MODEL_MAX);
+	return why_fail(-EINVAL, why, whylen,
+			"invalid model id '%s' (1-%d bytes of A-Z a-z 0-9 . _ : "
+			"@ / -)",
+			shown, SETTINGS_MODEL_MAX);
 }
 
 static cJSON *json_value(const struct settings *s, size_t k)
@@ -843,19 +836,19 @@ static int set_tools_json(struct settings *s, size_t k, const cJSON *it, char *w
 	if (cJSON_IsString(it))
 		return set_tools(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
 	if (!cJSON_IsArray(it))
-		return fail(-EINVAL, why, whylen, "%s: expected an array of tool names",
-			    table[k].key);
+		return why_fail(-EINVAL, why, whylen, "%s: expected an array of tool names",
+				table[k].key);
 	cJSON_ArrayForEach(e, it)
 	{
 		struct settings one;
 		if (!cJSON_IsString(e))
-			return fail(-EINVAL, why, whylen, "%s: expected an array of tool names",
-				    table[k].key);
+			return why_fail(-EINVAL, why, whylen, "%s: expected an array of tool names",
+					table[k].key);
 		if (!*e->valuestring ||
 		    set_tools(&one, k, e->valuestring, strlen(e->valuestring), why, whylen) < 0)
 			return *e->valuestring ? -EINVAL
-					       : fail(-EINVAL, why, whylen,
-						      "%s: an empty tool name", table[k].key);
+					       : why_fail(-EINVAL, why, whylen,
+							  "%s: an empty tool name", table[k].key);
 		bits |= one.tools;
 	}
 	put(s, k, &bits, sizeof bits);
@@ -874,26 +867,26 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 	switch (table[k].type) {
 	case SETTING_STRING:
 		if (!cJSON_IsString(it))
-			return fail(-EINVAL, why, whylen, "%s: expected a string", key);
+			return why_fail(-EINVAL, why, whylen, "%s: expected a string", key);
 		return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
 	case SETTING_INT:
 		if (!cJSON_IsNumber(it))
-			return fail(-EINVAL, why, whylen, "%s: expected a whole number", key);
+			return why_fail(-EINVAL, why, whylen, "%s: expected a whole number", key);
 		/* 1e300 is out of range rather than "not whole": check that first. */
 		if (x >= table[k].min && x <= table[k].max && !is_whole(x))
-			return fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
-				    shown);
+			return why_fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
+					shown);
 		return put_int(s, k, x, shown, why, whylen);
 	case SETTING_USD:
 	case SETTING_DOUBLE:
 		if (cJSON_IsNull(it))
 			return put_double(s, k, (double)NAN, "null", why, whylen);
 		if (!cJSON_IsNumber(it))
-			return fail(-EINVAL, why, whylen, "%s: expected a number or null", key);
+			return why_fail(-EINVAL, why, whylen, "%s: expected a number or null", key);
 		return put_double(s, k, x, shown, why, whylen);
 	case SETTING_BOOL:
 		if (!cJSON_IsBool(it))
-			return fail(-EINVAL, why, whylen, "%s: expected true or false", key);
+			return why_fail(-EINVAL, why, whylen, "%s: expected true or false", key);
 		bool b = cJSON_IsTrue(it);
 		put(s, k, &b, sizeof b);
 		return 0;
@@ -902,17 +895,17 @@ static int set_json(struct settings *s, size_t k, const cJSON *it, char *why, si
 			return set_text(s, k, it->valuestring, strlen(it->valuestring), why,
 					whylen);
 		if (!cJSON_IsNumber(it))
-			return fail(-EINVAL, why, whylen,
-				    "%s: expected \"off\", \"on\" or a number", key);
+			return why_fail(-EINVAL, why, whylen,
+					"%s: expected \"off\", \"on\" or a number", key);
 		if (x >= table[k].min && x <= table[k].max && !is_whole(x))
-			return fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
-				    shown);
+			return why_fail(-EINVAL, why, whylen, "%s: '%s' is not a whole number", key,
+					shown);
 		return put_int(s, k, x, shown, why, whylen);
 	case SETTING_EFFORT:
 	case SETTING_PRUNE:
 	case SETTING_TEXT:
 		if (!cJSON_IsString(it))
-			return fail(-EINVAL, why, whylen, "%s: expected a string", key);
+			return why_fail(-EINVAL, why, whylen, "%s: expected a string", key);
 		return set_text(s, k, it->valuestring, strlen(it->valuestring), why, whylen);
 	case SETTING_TOOLS:
 		return set_tools_json(s, k, it, why, whylen);
@@ -926,13 +919,13 @@ int settings_from_json(struct settings *s, const struct cJSON *obj, char *why, s
 	char shown[QUOTE_BUF];
 
 	if (!cJSON_IsObject(obj))
-		return fail(-EINVAL, why, whylen, "settings must be a JSON object");
+		return why_fail(-EINVAL, why, whylen, "settings must be a JSON object");
 	for (const cJSON *it = obj->child; it; it = it->next) {
 		const char *name = it->string ? it->string : "";
 		int k = find_key(name, strlen(name));
 		if (k < 0) {
 			quote(name, strlen(name), shown, sizeof shown);
-			return fail(-EINVAL, why, whylen, "unknown key '%s'", shown);
+			return why_fail(-EINVAL, why, whylen, "unknown key '%s'", shown);
 		}
 		int r = set_json(&tmp, (size_t)k, it, why, whylen);
 		if (r < 0)

@@ -47,7 +47,7 @@ static struct attach_file *file_by_name(struct context *c, const char *name)
 	return NULL;
 }
 
-static void file_drop(struct context *c, struct attach_file *f)
+void attach_file_drop(struct context *c, struct attach_file *f)
 {
 	size_t i = (size_t)(f - c->files);
 	file_free(f);
@@ -55,8 +55,7 @@ static void file_drop(struct context *c, struct attach_file *f)
 	c->n_files--;
 }
 
-/* A new, empty file in name order; NULL on -ENOMEM. */
-static struct attach_file *file_new(struct context *c, const char *name)
+struct attach_file *attach_file_new(struct context *c, const char *name)
 {
 	if (c->n_files == c->cap_files) {
 		size_t cap = c->cap_files ? c->cap_files * 2 : 4;
@@ -83,8 +82,7 @@ static struct attach_file *file_new(struct context *c, const char *name)
 	return f;
 }
 
-/* The context's directory, where its blobs are.  -errno. */
-static int context_dirfd(struct store *s, struct context *c)
+int attach_dirfd(struct store *s, struct context *c)
 {
 	int fd = openat(s->contexts_fd, c->slot->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fd < 0 ? -errno : fd;
@@ -163,14 +161,14 @@ void attach_load_record(struct context *c, uint16_t type, const cJSON *o)
 	struct attach_file *f = file_by_name(c, name->valuestring);
 	if (type == JOURNAL_DETACH) {
 		if (f)
-			file_drop(c, f);
+			attach_file_drop(c, f);
 		return;
 	}
 	struct attachment a;
 	if (!attachment_from_json(o, &a))
 		return;
 	if (!f && c->n_files < ATTACH_FILES_MAX)
-		f = file_new(c, a.name);
+		f = attach_file_new(c, a.name);
 	if (!f) {
 		attachment_free(&a);
 		return;
@@ -196,7 +194,7 @@ void attach_load_user(struct context *c, struct exchange *e, const cJSON *o)
 			/* The message took it from attach/. */
 			struct attach_file *f = file_by_name(c, v[k].name);
 			if (f && !strcmp(f->a.hash, v[k].hash))
-				file_drop(c, f);
+				attach_file_drop(c, f);
 			k++;
 		}
 	}
@@ -228,7 +226,7 @@ static bool referenced(void *data, const char *hex)
 
 void attach_gc(struct store *s, struct context *c)
 {
-	int fd = context_dirfd(s, c);
+	int fd = attach_dirfd(s, c);
 	if (fd < 0)
 		return;
 	blob_sweep(&s->blobs, fd, referenced, c);
@@ -260,7 +258,7 @@ static bool keep_shared(void *data, const char *hex)
 
 void attach_loaded(struct store *s, struct context *c)
 {
-	int fd = context_dirfd(s, c);
+	int fd = attach_dirfd(s, c);
 	if (fd < 0)
 		return;
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
@@ -276,7 +274,7 @@ void attach_loaded(struct store *s, struct context *c)
 				 "attach/%s was lost: its stored copy is missing or damaged",
 				 f->a.name);
 			c->refused_ms = clock_wall_ms();
-			file_drop(c, f);
+			attach_file_drop(c, f);
 			continue;
 		}
 		i++;
@@ -306,7 +304,7 @@ int attach_take(struct context *c, struct attachment **att, size_t *n)
 		if (f->committed && !f->writers && !f->dirty) {
 			v[k++] = f->a;
 			memset(&f->a, 0, sizeof(f->a));
-			file_drop(c, f);
+			attach_file_drop(c, f);
 		} else {
 			i++;
 		}
@@ -321,7 +319,7 @@ void attach_untake(struct context *c, struct attachment *att, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct attach_file *f = file_by_name(c, att[i].name);
 		if (!f && c->n_files < ATTACH_FILES_MAX)
-			f = file_new(c, att[i].name);
+			f = attach_file_new(c, att[i].name);
 		if (f && !f->committed && !f->dirty && !f->writers) {
 			attachment_free(&f->a);
 			f->a = att[i];
@@ -435,7 +433,7 @@ int attach_block(struct store *s, struct context *c, struct attachment *a)
 		return 0;
 	if (a->lost)
 		return lost_block(a);
-	int fd = context_dirfd(s, c);
+	int fd = attach_dirfd(s, c);
 	if (fd < 0)
 		return fd;
 	struct buf b;

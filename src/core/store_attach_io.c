@@ -57,21 +57,6 @@ int context_attach_stat(struct store *s, uint64_t id, const char *name, uint32_t
 	return f ? 0 : -ENOENT;
 }
 
-static int dirfd_of(struct store *s, struct context *c)
-{
-	int fd = openat(s->contexts_fd, c->slot->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
-static void drop(struct context *c, struct attach_file *f)
-{
-	size_t i = (size_t)(f - c->files);
-	attachment_free(&f->a);
-	buf_done(&f->data);
-	memmove(&c->files[i], &c->files[i + 1], (c->n_files - i - 1) * sizeof(*f));
-	c->n_files--;
-}
-
 static struct attach_file *create(struct context *c, const char *name, char *why, size_t whylen,
 				  int *err)
 {
@@ -88,32 +73,9 @@ static struct attach_file *create(struct context *c, const char *name, char *why
 		*err = -ENOSPC;
 		return NULL;
 	}
-	if (c->n_files == c->cap_files) {
-		size_t cap = c->cap_files ? c->cap_files * 2 : 4;
-		struct attach_file *v = realloc(c->files, cap * sizeof(*v));
-		if (!v) {
-			*err = -ENOMEM;
-			return NULL;
-		}
-		c->files = v;
-		c->cap_files = cap;
-	}
-	char *copy = strdup(name);
-	if (!copy) {
+	struct attach_file *f = attach_file_new(c, name);
+	if (!f)
 		*err = -ENOMEM;
-		return NULL;
-	}
-	size_t i = 0;
-	while (i < c->n_files && strcmp(c->files[i].a.name, name) < 0)
-		i++;
-	memmove(&c->files[i + 1], &c->files[i], (c->n_files - i) * sizeof(*c->files));
-	c->n_files++;
-	struct attach_file *f = &c->files[i];
-	memset(f, 0, sizeof(*f));
-	f->a.name = copy;
-	f->seq = ++c->attach_seq;
-	f->mtime_ms = clock_wall_ms();
-	buf_init(&f->data, ATTACH_FILE_MAX);
 	return f;
 }
 
@@ -122,7 +84,7 @@ static int load_content(struct store *s, struct context *c, struct attach_file *
 {
 	if (!f->committed || f->data.len || !f->a.size)
 		return 0;
-	int fd = dirfd_of(s, c);
+	int fd = attach_dirfd(s, c);
 	if (fd < 0)
 		return fd;
 	int r = blob_get(fd, f->a.hash, f->a.size, &f->data);
@@ -217,7 +179,7 @@ static void refuse(struct context *c, struct attach_file *f, const char *why)
 		else
 			cJSON_Delete(o);
 	}
-	drop(c, f);
+	attach_file_drop(c, f);
 	snprintf(c->refused, sizeof(c->refused), "%s", why);
 	c->refused_ms = clock_wall_ms();
 }
@@ -290,7 +252,7 @@ long context_attach_read(struct store *s, uint64_t id, uint32_t seq, uint64_t of
 			memcpy(buf, f->data.data + off, n);
 			r = (long)n;
 		} else if (f->committed) {
-			int fd = dirfd_of(s, c);
+			int fd = attach_dirfd(s, c);
 			r = fd < 0 ? fd : blob_pread(fd, f->a.hash, buf, n, off);
 			if (fd >= 0)
 				close(fd);
@@ -322,7 +284,7 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 	attach_hash(f->data.data, f->data.len, a.hash);
 	a.raw = attach_estimate(a.type, f->data.data, f->data.len);
 	void *copy = malloc(f->data.len);
-	int fd = dirfd_of(s, c);
+	int fd = attach_dirfd(s, c);
 	if (!copy || fd < 0) {
 		free(copy);
 		if (fd >= 0)
@@ -434,7 +396,7 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name)
 		f = find(c, name, 0);
 	}
 	if (r == 0 && f) {
-		drop(c, f);
+		attach_file_drop(c, f);
 		attach_gc(s, c);
 	}
 	store_unlock_notify(s, &n);

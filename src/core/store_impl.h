@@ -484,6 +484,12 @@ int attach_render_json(const struct exchange *e, struct cJSON *msg);
 int attach_status(const struct context *c, struct buf *out);
 void attachment_free(struct attachment *a);
 void attach_files_free(struct context *c);
+/* A new, empty file of attach/ in name order (no check of name nor of the
+ * count); NULL on -ENOMEM.  attach_file_drop frees f and takes it out. */
+struct attach_file *attach_file_new(struct context *c, const char *name);
+void attach_file_drop(struct context *c, struct attach_file *f);
+/* The context's directory, where its blobs are: an fd, or -errno. */
+int attach_dirfd(struct store *s, struct context *c);
 
 /* summary.c (see there).  summary_before: before exchange k's call is built;
  * 1 when a summary call started and the turn waits for it.  summary_call_end:

@@ -79,12 +79,7 @@ static struct fs_handle *handle_new(struct fs *fs, int kind, uint64_t ctx)
 	h->kind = kind;
 	h->ctx = ctx;
 	buf_init(&h->data, 0);
-	pthread_mutex_lock(&fs->handles_lock);
-	h->next = fs->handles;
-	if (h->next)
-		h->next->prev = h;
-	fs->handles = h;
-	pthread_mutex_unlock(&fs->handles_lock);
+	fs_handles_link(fs, h);
 	return h;
 }
 

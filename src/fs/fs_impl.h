@@ -187,6 +187,17 @@ static inline pthread_cond_t *fs_handle_cond(struct fs *fs, const void *h)
 	return &fs->handle_conds[((uintptr_t)h >> 4) % FS_HANDLE_LOCKS];
 }
 
+/* Puts a new handle at the head of fs->handles (takes fs->handles_lock). */
+static inline void fs_handles_link(struct fs *fs, struct fs_handle *h)
+{
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles;
+	if (h->next)
+		h->next->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
+}
+
 /* What the notifier is to do for a context (fs_notifier_add; fs.c says how).
  * NOTIFIER_OUTPUT: the reply grew or ended: IN_MODIFY on output, and
  * IN_CLOSE_WRITE once when its turn has ended.  NOTIFIER_TRANSCRIPT: the

@@ -137,12 +137,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)h;
-	pthread_mutex_lock(&fs->handles_lock);
-	h->next = fs->handles;
-	if (h->next)
-		h->next->prev = h;
-	fs->handles = h;
-	pthread_mutex_unlock(&fs->handles_lock);
+	fs_handles_link(fs, h);
 	fi->direct_io = 1; /* every read reaches us: output can block, renders are fresh */
 	fi->keep_cache = 0;
 	fi->nonseekable = 0; /* tail -f seeks */

@@ -41,11 +41,15 @@ static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct 
 /* Extended attributes: a context's directory holds its metadata as user.*
  * attributes (meta.h, CONTRACT §10); every other name there, and every name
  * on the root and on files, is ENOTSUP, as on a file system without xattrs
- * (the kernel asks for security.capability before writes: no log line). */
-static bool meta_name(fuse_ino_t ino, const char *name, uint64_t *ctx)
+ * (the kernel asks for security.capability before writes: no log line).
+ * meta_key: the metadata key of name on ino (its context in *ctx), or NULL
+ * once ENOTSUP is replied. */
+static const char *meta_key(fuse_req_t req, fuse_ino_t ino, const char *name, uint64_t *ctx)
 {
-	return fs_kind_of(ino, ctx) == K_DIR && *ctx &&
-	       !strncmp(name, META_PREFIX, META_PREFIX_LEN);
+	if (fs_kind_of(ino, ctx) == K_DIR && *ctx && !strncmp(name, META_PREFIX, META_PREFIX_LEN))
+		return name + META_PREFIX_LEN;
+	fuse_reply_err(req, ENOTSUP);
+	return NULL;
 }
 
 static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -53,12 +57,10 @@ static void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, con
 {
 	struct fs *fs = fuse_req_userdata(req);
 	uint64_t ctx;
-	if (!meta_name(ino, name, &ctx)) {
-		fuse_reply_err(req, ENOTSUP);
+	const char *key = meta_key(req, ino, name, &ctx);
+	if (!key)
 		return;
-	}
 	char why[256] = "";
-	const char *key = name + META_PREFIX_LEN;
 	int mflags =
 	    (flags & XATTR_CREATE ? META_CREATE : 0) | (flags & XATTR_REPLACE ? META_REPLACE : 0);
 	int r =
@@ -89,13 +91,11 @@ static void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 {
 	struct fs *fs = fuse_req_userdata(req);
 	uint64_t ctx;
-	if (!meta_name(ino, name, &ctx)) {
-		fuse_reply_err(req, ENOTSUP);
+	const char *key = meta_key(req, ino, name, &ctx);
+	if (!key)
 		return;
-	}
 	struct buf b;
 	buf_init(&b, META_VALUE_MAX);
-	const char *key = name + META_PREFIX_LEN;
 	reply_xattr(req, &b, size, context_meta_get(fs->st, ctx, key, strlen(key), &b));
 }
 
@@ -119,12 +119,10 @@ static void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	uint64_t ctx;
-	if (!meta_name(ino, name, &ctx)) {
-		fuse_reply_err(req, ENOTSUP);
+	const char *key = meta_key(req, ino, name, &ctx);
+	if (!key)
 		return;
-	}
 	char why[256] = "";
-	const char *key = name + META_PREFIX_LEN;
 	int r = context_meta_remove(fs->st, ctx, key, strlen(key), why, sizeof(why));
 	if (r < 0 && r != -ENOENT)
 		log_debug("removexattr '%s': %s", name, why);

@@ -258,6 +258,8 @@ int shim_body_parse(const char *s, size_t n, bool optional, const char *const *k
  * refuses.  0, -EINVAL, -ENAMETOOLONG, with why. */
 int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char *why,
 		     size_t whylen);
+/* The value of a hex digit (either case), -1 for any other byte. */
+int shim_hex_value(char c);
 
 /* --- shim_reply.c --- */
 

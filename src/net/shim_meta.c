@@ -17,17 +17,6 @@
 
 #define META_PARAM "meta."
 
-static int hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A decoded copy of a query name or value (heap), NULL when malformed. */
 static char *query_decode(const char *in)
 {
@@ -38,8 +27,8 @@ static char *query_decode(const char *in)
 		if (ch == '+') {
 			ch = ' ';
 		} else if (ch == '%') {
-			int hi = i + 2 < n ? hex(in[i + 1]) : -1;
-			int lo = hi >= 0 ? hex(in[i + 2]) : -1;
+			int hi = i + 2 < n ? shim_hex_value(in[i + 1]) : -1;
+			int lo = hi >= 0 ? shim_hex_value(in[i + 2]) : -1;
 			if (lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				return NULL;

@@ -100,7 +100,7 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	return -ENOENT;
 }
 
-static int hex_value(char c)
+int shim_hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -126,8 +126,8 @@ int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char
 	for (size_t i = 0; i < len; i++) {
 		int ch = (unsigned char)seg[i];
 		if (ch == '%') {
-			int hi = i + 2 < len ? hex_value(seg[i + 1]) : -1;
-			int lo = hi >= 0 ? hex_value(seg[i + 2]) : -1;
+			int hi = i + 2 < len ? shim_hex_value(seg[i + 1]) : -1;
+			int lo = hi >= 0 ? shim_hex_value(seg[i + 2]) : -1;
 			if (lo < 0) {
 				snprintf(why, whylen, "bad percent-encoding in the context name");
 				return -EINVAL;
@@ -603,8 +603,10 @@ static enum MHD_Result shim_get_usage(struct shim *sh, struct shim_request *rq,
 	return shim_reply_json(c, MHD_HTTP_OK, o);
 }
 
-static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
-				       struct MHD_Connection *c)
+/* The reply of the context's current turn as a stream: its text (output), or
+ * its thinking. */
+static enum MHD_Result get_stream(struct shim *sh, struct shim_request *rq,
+				  struct MHD_Connection *c, bool thinking)
 {
 	struct turn *t = NULL;
 	if (!shim_conn_stream_room(sh))
@@ -612,19 +614,20 @@ static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
 	int r = context_output(sh->st, rq->id, &t);
 	if (r < 0)
 		return shim_reply_errno(c, r, "no such context");
-	return shim_stream_reply(sh, c, t, wants_sse(c));
+	return thinking ? shim_stream_thinking(sh, c, t)
+			: shim_stream_reply(sh, c, t, wants_sse(c));
+}
+
+static enum MHD_Result shim_get_output(struct shim *sh, struct shim_request *rq,
+				       struct MHD_Connection *c)
+{
+	return get_stream(sh, rq, c, false);
 }
 
 static enum MHD_Result shim_get_thinking(struct shim *sh, struct shim_request *rq,
 					 struct MHD_Connection *c)
 {
-	struct turn *t = NULL;
-	if (!shim_conn_stream_room(sh))
-		return shim_reply_busy(c, "too many streams are open");
-	int r = context_output(sh->st, rq->id, &t);
-	if (r < 0)
-		return shim_reply_errno(c, r, "no such context");
-	return shim_stream_thinking(sh, c, t);
+	return get_stream(sh, rq, c, true);
 }
 
 static enum MHD_Result shim_get_history(struct shim *sh, struct shim_request *rq,

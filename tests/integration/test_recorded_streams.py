@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 
 from mcpfs_testlib import (
-    REPO, content_text, parse_kv, read_file, read_partial, reply_for, send, status, wait_for,
-    write_file,
+    REPO, content_text, parse_kv, parse_sse, read_file, read_partial, reply_for, send, status,
+    wait_for, write_file,
 )
 
 CORPUS = REPO / "tests" / "fixtures" / "recorded"
@@ -44,29 +44,10 @@ CALL_FAILED = r"call \d+ failed"
 
 
 def sse_events(data):
-    """The events of a stream by the WHATWG rules the SDKs follow, the last
-    complete event kept even without its blank line (the stream ended cleanly)."""
-    lines = re.split(rb"\r\n|\r|\n", data)
-    if lines[-1] == b"":
-        lines.pop()
-    lines.append(b"")
-    events, name, datas = [], "", []
-    for raw in lines:
-        if raw == b"":
-            if datas:
-                events.append((name or "message", "\n".join(datas)))
-            name, datas = "", []
-            continue
-        if raw.startswith(b":"):
-            continue
-        field, sep, value = raw.partition(b":")
-        if sep and value.startswith(b" "):
-            value = value[1:]
-        if field == b"event":
-            name = value.decode()
-        elif field == b"data":
-            datas.append(value.decode())
-    return events
+    """The events of a stream by the WHATWG rules the SDKs follow (the fake's
+    parse_sse), the last complete event kept even without its blank line (the
+    stream ended cleanly): a blank line added ends it."""
+    return parse_sse(data + b"\n\n")
 
 
 def expectation(data):
