@@ -140,8 +140,11 @@ int context_render_cost(const struct store *s, const struct context *c, struct b
 	int64_t l = last_cost(s, c, &lu), t = context_spent(s, c, &tu);
 	usd_text(l, lu, last, sizeof(last));
 	usd_text(t, tu, total, sizeof(total));
-	return buf_printf(out, "last_cost_usd: %s\ntotal_cost_usd: %s\nprices_as_of: %s\n", last,
-			  total, s->prices.as_of[0] ? s->prices.as_of : "none");
+	/* cost_usd is the context's total, under the name `.usage` and the shim
+	 * give it; total_cost_usd stays for scripts that read it already. */
+	return buf_printf(out,
+			  "cost_usd: %s\nlast_cost_usd: %s\ntotal_cost_usd: %s\nprices_as_of: %s\n",
+			  total, last, total, s->prices.as_of[0] ? s->prices.as_of : "none");
 }
 
 /* A cost as a JSON number of USD (6 decimals), null when unknown. */

@@ -87,6 +87,7 @@ def test_usage_cost_with_cache_reads_and_writes(mount):
     assert last[3] > 0, "the second call read the cache: %r" % u
     assert u["last_cost_usd"] == cost(last, SONNET_5_5)
     assert u["total_cost_usd"] == cost(total, SONNET_5_5)
+    assert u["cost_usd"] == u["total_cost_usd"], "cost_usd is the total: %r" % u
     assert first["total_cost_usd"] == cost(tokens(first, "total_"), SONNET_5_5)
     # token counts stay what they were
     assert int(u["calls"]) == 2
