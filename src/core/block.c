@@ -295,34 +295,29 @@ int blocks_save(struct context *c, struct turn *t)
 	return 0;
 }
 
-static int64_t num(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
-		return -1;
-	return (int64_t)d;
-}
-
 int blocks_load(struct turn *t, const cJSON *o, size_t payload_len)
 {
-	int64_t ta = num(o, "text_at"), te = num(o, "text_end"), ha = num(o, "thinking_at"),
-		he = num(o, "thinking_end");
-	const cJSON *blk = cJSON_GetObjectItemCaseSensitive(o, "block");
-	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(blk, "type");
+	struct record_block rb;
+	record_block_fields(o, &rb);
+	return blocks_load_record(t, &rb, payload_len);
+}
+
+int blocks_load_record(struct turn *t, const struct record_block *r, size_t payload_len)
+{
+	int64_t ta = r->text_at, te = r->text_end, ha = r->thinking_at, he = r->thinking_end;
 	struct turn_blocks *b = &t->blocks;
 	const struct tblock *prev = b->n ? &b->v[b->n - 1] : NULL;
 	/* Its text and thinking were saved before it, and blocks come in order. */
 	if (ta < 0 || te < ta || ha < 0 || he < ha || (uint64_t)te > t->text.len ||
-	    (uint64_t)he > t->thinking.len || !cJSON_IsString(ty) ||
+	    (uint64_t)he > t->thinking.len || !r->block_type ||
 	    (prev && ((uint64_t)ta < prev->text_end || (uint64_t)ha < prev->thinking_end)))
 		return -EINVAL;
-	const char *type = ty->valuestring;
+	const char *type = r->block_type;
 	enum tblock_kind kind = !strcmp(type, "thinking")	     ? TB_THINKING
 				: !strcmp(type, "redacted_thinking") ? TB_REDACTED
 				: !strcmp(type, "text")		     ? TB_TEXT
 								     : TB_OTHER;
-	cJSON *json = cJSON_Duplicate(blk, true);
+	cJSON *json = cJSON_Duplicate(r->block, true);
 	struct tblock *k = json ? blocks_push(t, kind, -1, json) : NULL;
 	if (!k) {
 		cJSON_Delete(json);

@@ -153,12 +153,9 @@ static bool attachment_from_json(const cJSON *o, struct attachment *a)
 	return true;
 }
 
-void attach_load_record(struct context *c, uint16_t type, const cJSON *o)
+void attach_load_record(struct context *c, uint16_t type, const char *name, const cJSON *o)
 {
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-	if (!cJSON_IsString(name))
-		return;
-	struct attach_file *f = file_by_name(c, name->valuestring);
+	struct attach_file *f = file_by_name(c, name);
 	if (type == JOURNAL_DETACH) {
 		if (f)
 			attach_file_drop(c, f);
@@ -178,9 +175,8 @@ void attach_load_record(struct context *c, uint16_t type, const cJSON *o)
 	f->committed = true;
 }
 
-void attach_load_user(struct context *c, struct exchange *e, const cJSON *o)
+void attach_load_user(struct context *c, struct exchange *e, const cJSON *arr)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "attach");
 	if (!cJSON_IsArray(arr))
 		return;
 	size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;

@@ -173,11 +173,9 @@ static void refuse(struct context *c, struct attach_file *f, const char *why)
 {
 	if (f->committed) {
 		struct attachment a = {.name = f->a.name};
-		cJSON *o = cJSON_CreateObject();
-		if (o && cJSON_AddStringToObject(o, "name", a.name))
+		cJSON *o = record_detach_json(a.name, -1);
+		if (o)
 			context_write(c, JOURNAL_DETACH, o, true);
-		else
-			cJSON_Delete(o);
 	}
 	attach_file_drop(c, f);
 	snprintf(c->refused, sizeof(c->refused), "%s", why);
@@ -385,10 +383,8 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name)
 	int r = f ? 0 : -ENOENT;
 	if (f && f->committed) {
 		r = context_sync_idle(s, &c);
-		cJSON *o = r == 0 ? cJSON_CreateObject() : NULL;
+		cJSON *o = r == 0 ? record_detach_json(name, clock_wall_ms()) : NULL;
 		if (o) {
-			cJSON_AddStringToObject(o, "name", name);
-			cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
 			r = context_write(c, JOURNAL_DETACH, o, false);
 			if (r == 0)
 				r = context_sync(s, &c, &n);

@@ -42,7 +42,7 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
 	t->state = TURN_PENDING;
 	buf_init(&t->text, STORE_REPLY_MAX);
 	buf_init(&t->thinking, STORE_REPLY_MAX);
-	buf_init(&t->part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
+	buf_init(&t->part, RECORD_PART_SIZE(PART_MAX, PART_MAX));
 	api_error_clear(&t->error);
 	t->raw_sent = -1;
 	blocks_init(&t->blocks);
@@ -128,7 +128,7 @@ void turn_checkpoint(struct turn *t, bool sync)
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which the
 		 * record's escaping keeps intact either way. */
-		int r = reply_part_print(&t->part, t->number, t->attempt,
+		int r = record_part_print(&t->part, t->number, t->attempt,
 					 buf_at(&t->text, t->text_saved), tn,
 					 buf_at(&t->thinking, t->thinking_saved), hn);
 		if (r == 0)
@@ -149,22 +149,6 @@ void turn_checkpoint(struct turn *t, bool sync)
 	t->saved_ms = clock_mono_ms();
 	if (sync)
 		journal_sync(c->journal);
-}
-
-static cJSON *usage_json(const struct wire_usage *u)
-{
-	cJSON *o = cJSON_CreateObject();
-	if (u->present & WIRE_USAGE_INPUT)
-		cJSON_AddNumberToObject(o, "input_tokens", (double)u->input_tokens);
-	if (u->present & WIRE_USAGE_OUTPUT)
-		cJSON_AddNumberToObject(o, "output_tokens", (double)u->output_tokens);
-	if (u->present & WIRE_USAGE_CACHE_CREATION)
-		cJSON_AddNumberToObject(o, "cache_creation_input_tokens",
-					(double)u->cache_creation_input_tokens);
-	if (u->present & WIRE_USAGE_CACHE_READ)
-		cJSON_AddNumberToObject(o, "cache_read_input_tokens",
-					(double)u->cache_read_input_tokens);
-	return o;
 }
 
 static void usage_add(struct wire_usage *to, const struct wire_usage *from)
@@ -190,7 +174,7 @@ cJSON *turn_end_payload(const struct turn *t)
 		cJSON_AddTrueToObject(o, "cache_hit");
 	struct wire_usage u = t->paused_usage; /* the calls a pause_turn continued too */
 	usage_add(&u, &t->usage);
-	cJSON_AddItemToObject(o, "usage", usage_json(&u));
+	cJSON_AddItemToObject(o, "usage", record_usage_json(&u));
 	if (t->request_id[0])
 		cJSON_AddStringToObject(o, "request_id", t->request_id);
 	/* What its usage is priced as (the settings may change meanwhile). */
