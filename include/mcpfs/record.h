@@ -69,6 +69,7 @@ struct record_end { /* REPLY_END */
 	int64_t turn, attempt;
 	bool done;	   /* "state" is "done" (anything else: failed) */
 	bool cache_hit;	   /* "cache_hit" is true */
+	bool has_usage;	   /* "usage" is an object */
 	bool has_error;	   /* "error" is an object */
 	const char *stop_reason, *request_id, *model;
 	const char *error_type, *error_message, *error_request_id;
@@ -126,6 +127,8 @@ struct record_meta { /* META: meta.c keeps the string values within its limits *
 struct record_attach { /* ATTACH, DETACH: one without a string name is ignored,
 			  not bad; store_attach.c judges the rest */
 	const char *name;
+	const char *type, *hash; /* ATTACH's; NULL: absent */
+	int64_t size, tokens, ms;
 	const struct cJSON *payload; /* the whole payload object */
 };
 
@@ -184,6 +187,33 @@ struct cJSON *record_forked_from_json(const char *context, uint64_t turn, int64_
 struct cJSON *record_detach_json(const char *name, int64_t ms); /* ms < 0: none */
 /* The "usage" object of REPLY_END: the counts u has (its present bits). */
 struct cJSON *record_usage_json(const struct wire_usage *u);
+
+/* CREATE and SETTINGS: "settings" (a copy of r->settings, {} for NULL),
+ * "system" (r->system, "" for NULL), "schema" when r->schema is not empty, then
+ * "v" and "created_ms" when r->v >= 0 (CREATE). */
+struct cJSON *record_settings_json(const struct record_settings *r);
+
+/* REPLY_END: turn, attempt, state; stop_reason, request_id and model when not
+ * empty; cache_hit when true; usage when has_usage; error (all four keys) when
+ * has_error; raw_sent, http_status, text_bytes when >= 0; retries, first_turn
+ * when > 0; request_bytes and request_us when request_bytes > 0. */
+struct cJSON *record_end_json(const struct record_end *r);
+
+/* SUMMARY: text ("" for NULL), first_turn, last_turn, by, ms; with has_usage
+ * also "usage" (the four counts) and "model" when not empty. */
+struct cJSON *record_summary_json(const struct record_summary *r);
+
+/* ATTACH (name, type, size, hash, tokens, ms), and without ms (r->ms < 0) an
+ * item of a USER record's "attach" list. */
+struct cJSON *record_attach_json(const struct record_attach *r);
+
+/* META: {"meta":{…}}, a copy of meta ({} for NULL), printed; malloc'ed, NULL
+ * when out of memory. */
+char *record_meta_print(const struct cJSON *meta);
+
+/* BLOCK, printed into out (replacing its content) with the block's NUL marks as
+ * \u0000 (json_nul.h).  0, -ENOMEM, or buf_append's error. */
+int record_block_print(const struct record_block *r, struct buf *out);
 
 /* REPLY_PART, printed directly: building a cJSON object and printing it cost
  * ~13 % of the daemon's CPU on a 64 MiB reply (escaping, and the printer's

@@ -252,26 +252,14 @@ int blocks_event(struct turn *t, const struct wire_event *ev)
 
 int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struct buf *rec)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON *copy = cJSON_Duplicate(k->json, true);
-	if (!o || !copy) {
-		cJSON_Delete(o);
-		cJSON_Delete(copy);
-		return -ENOMEM;
-	}
-	cJSON_AddNumberToObject(o, "turn", (double)turn);
-	cJSON_AddNumberToObject(o, "attempt", attempt);
-	cJSON_AddNumberToObject(o, "text_at", (double)k->text_at);
-	cJSON_AddNumberToObject(o, "text_end", (double)k->text_end);
-	cJSON_AddNumberToObject(o, "thinking_at", (double)k->thinking_at);
-	cJSON_AddNumberToObject(o, "thinking_end", (double)k->thinking_end);
-	cJSON_AddItemToObject(o, "block", copy);
-	/* Printed with its NUL marks as \u0000 (json_nul.h). */
-	char *text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	int r = text ? json_nul_print(text, strlen(text), rec) : -ENOMEM;
-	free(text);
-	return r;
+	struct record_block r = {.turn = (int64_t)turn,
+				 .attempt = attempt,
+				 .text_at = (int64_t)k->text_at,
+				 .text_end = (int64_t)k->text_end,
+				 .thinking_at = (int64_t)k->thinking_at,
+				 .thinking_end = (int64_t)k->thinking_end,
+				 .block = k->json};
+	return k->json ? record_block_print(&r, rec) : -ENOMEM;
 }
 
 int blocks_save(struct context *c, struct turn *t)

@@ -49,18 +49,11 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 
 cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
-	cJSON *o = cJSON_CreateObject(), *set = cJSON_CreateObject();
-	if (!o || !set || settings_to_json(st, set) < 0) {
-		cJSON_Delete(o);
-		cJSON_Delete(set);
-		return NULL;
-	}
-	cJSON_AddItemToObject(o, "settings", set);
-	cJSON_AddStringToObject(o, "system", system);
-	if (schema && *schema && !cJSON_AddStringToObject(o, "schema", schema)) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON *set = cJSON_CreateObject();
+	struct record_settings r = {.settings = set, .system = system, .schema = schema,
+				    .v = RECORD_ABSENT};
+	cJSON *o = set && settings_to_json(st, set) == 0 ? record_settings_json(&r) : NULL;
+	cJSON_Delete(set);
 	return o;
 }
 

@@ -310,18 +310,14 @@ static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
  * fork made no call (its usage starts at zero). */
 static cJSON *end_payload(const struct turn *t)
 {
-	cJSON *o = turn_end_payload(t);
+	struct record_end e;
+	turn_end_fields(t, &e);
 	/* The fork's usage starts at zero: a hit of the response cache is no
 	 * hit of the fork's either. */
-	static const char *const drop[] = {"usage",	 "http_status", "retries", "raw_sent",
-					   "first_turn", "cache_hit",	NULL};
-	for (int i = 0; o && drop[i]; i++)
-		cJSON_DeleteItemFromObjectCaseSensitive(o, drop[i]);
-	if (o && !cJSON_ReplaceItemInObjectCaseSensitive(o, "attempt", cJSON_CreateNumber(1))) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	e.attempt = 1;
+	e.has_usage = e.cache_hit = false;
+	e.http_status = e.retries = e.raw_sent = e.first_turn = RECORD_ABSENT;
+	return record_end_json(&e);
 }
 
 static cJSON *origin_payload(const struct fork_plan *p, int64_t now)

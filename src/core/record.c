@@ -133,7 +133,9 @@ static int end_read(struct record *r, const cJSON *o)
 	const char *st = jstr(r, o, "state", NULL);
 	e->done = st && !strcmp(st, "done");
 	e->stop_reason = jstr(r, o, "stop_reason", NULL);
-	usage_read(&e->usage, cJSON_GetObjectItemCaseSensitive(o, "usage"));
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "usage");
+	e->has_usage = cJSON_IsObject(u);
+	usage_read(&e->usage, u);
 	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
 	e->has_error = cJSON_IsObject(err);
 	e->error_http_status = RECORD_ABSENT;
@@ -232,7 +234,15 @@ static int attach_read(struct record *r, const cJSON *o, const char **why)
 		*why = "no string name: ignored";
 		return RECORD_IGNORED;
 	}
-	r->u.attach.name = name->valuestring;
+	struct record_attach *a = &r->u.attach;
+	a->name = name->valuestring;
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+	const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "hash");
+	a->type = cJSON_IsString(type) ? type->valuestring : NULL;
+	a->hash = cJSON_IsString(hash) ? hash->valuestring : NULL;
+	a->size = jint(o, "size");
+	a->tokens = jint(o, "tokens");
+	a->ms = jint(o, "ms");
 	return RECORD_OK;
 }
 
@@ -399,4 +409,142 @@ cJSON *record_usage_json(const struct wire_usage *u)
 		ok = cJSON_AddNumberToObject(o, "cache_read_input_tokens",
 					     (double)u->cache_read_input_tokens);
 	return built(o, ok);
+}
+
+cJSON *record_settings_json(const struct record_settings *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *set = r->settings ? cJSON_Duplicate(r->settings, true) : cJSON_CreateObject();
+	if (!o || !set || !cJSON_AddItemToObject(o, "settings", set)) {
+		cJSON_Delete(o);
+		cJSON_Delete(set);
+		return NULL;
+	}
+	bool ok = cJSON_AddStringToObject(o, "system", r->system ? r->system : "");
+	if (ok && r->schema && *r->schema)
+		ok = cJSON_AddStringToObject(o, "schema", r->schema);
+	if (ok && r->v >= 0)
+		ok = cJSON_AddNumberToObject(o, "v", (double)r->v) &&
+		     cJSON_AddNumberToObject(o, "created_ms", (double)r->created_ms);
+	return built(o, ok);
+}
+
+static bool add_str(cJSON *o, const char *key, const char *s)
+{
+	return !s || !*s || cJSON_AddStringToObject(o, key, s);
+}
+
+static bool add_error(cJSON *o, const struct record_end *r)
+{
+	cJSON *e = cJSON_AddObjectToObject(o, "error");
+	return e && cJSON_AddStringToObject(e, "type", r->error_type ? r->error_type : "") &&
+	       cJSON_AddStringToObject(e, "message", r->error_message ? r->error_message : "") &&
+	       cJSON_AddStringToObject(e, "request_id",
+				       r->error_request_id ? r->error_request_id : "") &&
+	       cJSON_AddNumberToObject(e, "http_status", (double)r->error_http_status);
+}
+
+cJSON *record_end_json(const struct record_end *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	bool ok = o && cJSON_AddNumberToObject(o, "turn", (double)r->turn) &&
+		  cJSON_AddNumberToObject(o, "attempt", (double)r->attempt) &&
+		  cJSON_AddStringToObject(o, "state", r->done ? "done" : "failed") &&
+		  add_str(o, "stop_reason", r->stop_reason) &&
+		  (!r->cache_hit || cJSON_AddTrueToObject(o, "cache_hit"));
+	cJSON *u = ok && r->has_usage ? record_usage_json(&r->usage) : NULL;
+	if (ok && r->has_usage && (!u || !cJSON_AddItemToObject(o, "usage", u))) {
+		cJSON_Delete(u);
+		ok = false;
+	}
+	ok = ok && add_str(o, "request_id", r->request_id) && add_str(o, "model", r->model) &&
+	     (!r->has_error || add_error(o, r)) &&
+	     (r->raw_sent < 0 || cJSON_AddNumberToObject(o, "raw_sent", (double)r->raw_sent)) &&
+	     (r->http_status < 0 ||
+	      cJSON_AddNumberToObject(o, "http_status", (double)r->http_status)) &&
+	     (r->retries <= 0 || cJSON_AddNumberToObject(o, "retries", (double)r->retries));
+	if (ok && r->request_bytes > 0)
+		ok = cJSON_AddNumberToObject(o, "request_bytes", (double)r->request_bytes) &&
+		     cJSON_AddNumberToObject(o, "request_us", (double)r->request_us);
+	ok = ok &&
+	     (r->text_bytes < 0 || cJSON_AddNumberToObject(o, "text_bytes", (double)r->text_bytes)) &&
+	     (r->first_turn <= 0 || cJSON_AddNumberToObject(o, "first_turn", (double)r->first_turn));
+	return built(o, ok);
+}
+
+cJSON *record_summary_json(const struct record_summary *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	bool ok = o && cJSON_AddStringToObject(o, "text", r->text ? r->text : "") &&
+		  cJSON_AddNumberToObject(o, "first_turn", (double)r->first_turn) &&
+		  cJSON_AddNumberToObject(o, "last_turn", (double)r->last_turn) &&
+		  cJSON_AddStringToObject(o, "by", r->by ? r->by : "") &&
+		  cJSON_AddNumberToObject(o, "ms", (double)r->ms);
+	if (ok && r->has_usage) {
+		const struct wire_usage *u = &r->usage;
+		cJSON *uo = cJSON_AddObjectToObject(o, "usage");
+		ok = uo && cJSON_AddNumberToObject(uo, "input_tokens", (double)u->input_tokens) &&
+		     cJSON_AddNumberToObject(uo, "output_tokens", (double)u->output_tokens) &&
+		     cJSON_AddNumberToObject(uo, "cache_creation_input_tokens",
+					     (double)u->cache_creation_input_tokens) &&
+		     cJSON_AddNumberToObject(uo, "cache_read_input_tokens",
+					     (double)u->cache_read_input_tokens) &&
+		     add_str(o, "model", r->model);
+	}
+	return built(o, ok);
+}
+
+cJSON *record_attach_json(const struct record_attach *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	return built(o, o && cJSON_AddStringToObject(o, "name", r->name) &&
+			    cJSON_AddStringToObject(o, "type", r->type ? r->type : "") &&
+			    cJSON_AddNumberToObject(o, "size", (double)r->size) &&
+			    cJSON_AddStringToObject(o, "hash", r->hash ? r->hash : "") &&
+			    cJSON_AddNumberToObject(o, "tokens", (double)r->tokens) &&
+			    (r->ms < 0 || cJSON_AddNumberToObject(o, "ms", (double)r->ms)));
+}
+
+char *record_meta_print(const cJSON *meta)
+{
+	cJSON *rec = cJSON_CreateObject();
+	cJSON *copy = meta ? cJSON_Duplicate(meta, true) : cJSON_CreateObject();
+	char *text = NULL;
+	if (rec && copy && cJSON_AddItemToObject(rec, "meta", copy)) {
+		copy = NULL;
+		text = cJSON_PrintUnformatted(rec);
+	}
+	cJSON_Delete(copy);
+	cJSON_Delete(rec);
+	return text;
+}
+
+int record_block_print(const struct record_block *r, struct buf *out)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *copy = r->block ? cJSON_Duplicate(r->block, true) : cJSON_CreateObject();
+	if (!o || !copy) {
+		cJSON_Delete(o);
+		cJSON_Delete(copy);
+		return -ENOMEM;
+	}
+	bool ok = cJSON_AddNumberToObject(o, "turn", (double)r->turn) &&
+		  cJSON_AddNumberToObject(o, "attempt", (double)r->attempt) &&
+		  cJSON_AddNumberToObject(o, "text_at", (double)r->text_at) &&
+		  cJSON_AddNumberToObject(o, "text_end", (double)r->text_end) &&
+		  cJSON_AddNumberToObject(o, "thinking_at", (double)r->thinking_at) &&
+		  cJSON_AddNumberToObject(o, "thinking_end", (double)r->thinking_end) &&
+		  cJSON_AddItemToObject(o, "block", copy);
+	if (!ok) { /* copy is o's only once added, the last step */
+		cJSON_Delete(copy);
+		cJSON_Delete(o);
+		return -ENOMEM;
+	}
+	/* Printed with its NUL marks as \u0000 (json_nul.h). */
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	buf_reset(out);
+	int ret = text ? json_nul_print(text, strlen(text), out) : -ENOMEM;
+	free(text);
+	return ret;
 }

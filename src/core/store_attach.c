@@ -100,15 +100,13 @@ static uint64_t files_total(const struct context *c)
 
 static cJSON *attachment_json(const struct attachment *a)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (o && cJSON_AddStringToObject(o, "name", a->name) &&
-	    cJSON_AddStringToObject(o, "type", attach_type_name(a->type)) &&
-	    cJSON_AddNumberToObject(o, "size", (double)a->size) &&
-	    cJSON_AddStringToObject(o, "hash", a->hash) &&
-	    cJSON_AddNumberToObject(o, "tokens", (double)a->raw))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
+	struct record_attach r = {.name = a->name,
+				  .type = attach_type_name(a->type),
+				  .size = (int64_t)a->size,
+				  .hash = a->hash,
+				  .tokens = a->raw,
+				  .ms = RECORD_ABSENT};
+	return record_attach_json(&r);
 }
 
 int attach_user_json(const struct attachment *att, size_t n, cJSON *o)

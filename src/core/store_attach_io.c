@@ -315,14 +315,14 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 	if (!f)
 		return 0;
 	a.name = f->a.name;
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "name", a.name);
-	cJSON_AddStringToObject(o, "type", attach_type_name(a.type));
-	cJSON_AddNumberToObject(o, "size", (double)a.size);
-	cJSON_AddStringToObject(o, "hash", a.hash);
-	cJSON_AddNumberToObject(o, "tokens", (double)a.raw);
-	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
-	r = context_write(c, JOURNAL_ATTACH, o, false);
+	struct record_attach rec = {.name = a.name,
+				    .type = attach_type_name(a.type),
+				    .size = (int64_t)a.size,
+				    .hash = a.hash,
+				    .tokens = a.raw,
+				    .ms = clock_wall_ms()};
+	cJSON *o = record_attach_json(&rec);
+	r = o ? context_write(c, JOURNAL_ATTACH, o, false) : -ENOMEM;
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	if (r < 0) {

@@ -536,6 +536,8 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
 int turn_end_record(struct context *c, struct turn *t, bool sync);
 /* The payload of attempt t's REPLY_END (t has ended).  NULL when out of memory. */
 struct cJSON *turn_end_payload(const struct turn *t);
+/* The REPLY_END of t as a record (record.h), for a writer that changes some. */
+void turn_end_fields(const struct turn *t, struct record_end *e);
 void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);

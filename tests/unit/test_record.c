@@ -76,6 +76,129 @@ static void test_encoded_bytes(void)
 	CHECK_EQ_INT(record_print(NULL, &t, NULL), -ENOMEM);
 }
 
+/* The struct encoders: the bytes the writers print, and back. */
+static void test_struct_encoders(void)
+{
+	char *t;
+	struct record r;
+	cJSON *set = cJSON_Parse("{\"model\":\"m\",\"max_tokens\":5}");
+	struct record_settings s = {.settings = set, .system = "be brief", .schema = "",
+				    .v = RECORD_ABSENT};
+	CHECK_EQ_INT(record_print(record_settings_json(&s), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"settings\":{\"model\":\"m\",\"max_tokens\":5},\"system\":\"be brief\"}");
+	free(t);
+	s.schema = "{\"type\":\"object\"}";
+	s.v = 1;
+	s.created_ms = 42;
+	CHECK_EQ_INT(record_print(record_settings_json(&s), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"settings\":{\"model\":\"m\",\"max_tokens\":5},\"system\":\"be brief\","
+			"\"schema\":\"{\\\"type\\\":\\\"object\\\"}\",\"v\":1,\"created_ms\":42}");
+	CHECK_EQ_INT(dec(&r, JOURNAL_CREATE, t, NULL), RECORD_OK);
+	CHECK_EQ_STR(r.u.settings.system, "be brief");
+	CHECK_EQ_STR(r.u.settings.schema, "{\"type\":\"object\"}");
+	CHECK_EQ_INT(r.u.settings.created_ms, 42);
+	CHECK(cJSON_Compare(r.u.settings.settings, set, true));
+	record_release(&r);
+	free(t);
+	cJSON_Delete(set);
+
+	struct record_end e = {
+	    .turn = 3, .attempt = 2, .done = false, .has_usage = true,
+	    .usage = {.input_tokens = 1, .output_tokens = 2, .present = WIRE_USAGE_INPUT | WIRE_USAGE_OUTPUT},
+	    .stop_reason = "", .request_id = "req", .model = "m", .has_error = true,
+	    .error_type = "overloaded", .error_message = "busy", .error_request_id = "",
+	    .error_http_status = 529, .raw_sent = 10, .http_status = RECORD_ABSENT, .retries = 2,
+	    .request_bytes = 300, .request_us = 7, .text_bytes = 0, .first_turn = 0};
+	CHECK_EQ_INT(record_print(record_end_json(&e), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"turn\":3,\"attempt\":2,\"state\":\"failed\",\"usage\":{\"input_tokens\":1,"
+			"\"output_tokens\":2},\"request_id\":\"req\",\"model\":\"m\",\"error\":{\"type\":"
+			"\"overloaded\",\"message\":\"busy\",\"request_id\":\"\",\"http_status\":529},"
+			"\"raw_sent\":10,\"retries\":2,\"request_bytes\":300,\"request_us\":7,"
+			"\"text_bytes\":0}");
+	CHECK_EQ_INT(dec(&r, JOURNAL_REPLY_END, t, NULL), RECORD_OK);
+	CHECK(!r.u.end.done && r.u.end.has_error && r.u.end.has_usage);
+	CHECK_EQ_INT(r.u.end.usage.output_tokens, 2);
+	CHECK_EQ_INT(r.u.end.error_http_status, 529);
+	CHECK_EQ_INT(r.u.end.http_status, RECORD_ABSENT);
+	CHECK_EQ_INT(r.u.end.first_turn, RECORD_ABSENT);
+	record_release(&r);
+	free(t);
+	e = (struct record_end){.turn = 1, .attempt = 1, .done = true, .cache_hit = true,
+				.stop_reason = "end_turn", .raw_sent = RECORD_ABSENT,
+				.http_status = 200, .text_bytes = 5, .first_turn = 1};
+	CHECK_EQ_INT(record_print(record_end_json(&e), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"turn\":1,\"attempt\":1,\"state\":\"done\",\"stop_reason\":\"end_turn\","
+			"\"cache_hit\":true,\"http_status\":200,\"text_bytes\":5,\"first_turn\":1}");
+	free(t);
+
+	struct record_summary su = {.text = "so far", .first_turn = 1, .last_turn = 2, .by = "call",
+				    .ms = 9, .has_usage = true, .usage = {.output_tokens = 4},
+				    .model = "m"};
+	CHECK_EQ_INT(record_print(record_summary_json(&su), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"text\":\"so far\",\"first_turn\":1,\"last_turn\":2,\"by\":\"call\","
+			"\"ms\":9,\"usage\":{\"input_tokens\":0,\"output_tokens\":4,"
+			"\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0},"
+			"\"model\":\"m\"}");
+	CHECK_EQ_INT(dec(&r, JOURNAL_SUMMARY, t, NULL), RECORD_OK);
+	CHECK_EQ_STR(r.u.summary.text, "so far");
+	CHECK_EQ_INT(r.u.summary.last_turn, 2);
+	CHECK_EQ_INT(r.u.summary.usage.output_tokens, 4);
+	record_release(&r);
+	free(t);
+	su = (struct record_summary){.text = NULL, .by = "fork", .ms = 3, .model = "ignored"};
+	CHECK_EQ_INT(record_print(record_summary_json(&su), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"text\":\"\",\"first_turn\":0,\"last_turn\":0,\"by\":\"fork\",\"ms\":3}");
+	free(t);
+
+	struct record_attach at = {.name = "a.png", .type = "PNG", .size = 10,
+				   .hash = "0123456789abcdef0123456789abcdef", .tokens = 7,
+				   .ms = 5};
+	CHECK_EQ_INT(record_print(record_attach_json(&at), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"name\":\"a.png\",\"type\":\"PNG\",\"size\":10,"
+			"\"hash\":\"0123456789abcdef0123456789abcdef\",\"tokens\":7,\"ms\":5}");
+	CHECK_EQ_INT(dec(&r, JOURNAL_ATTACH, t, NULL), RECORD_OK);
+	CHECK_EQ_STR(r.u.attach.name, "a.png");
+	CHECK_EQ_STR(r.u.attach.type, "PNG");
+	CHECK_EQ_STR(r.u.attach.hash, "0123456789abcdef0123456789abcdef");
+	CHECK_EQ_INT(r.u.attach.size, 10);
+	CHECK_EQ_INT(r.u.attach.tokens, 7);
+	CHECK_EQ_INT(r.u.attach.ms, 5);
+	record_release(&r);
+	free(t);
+	at.ms = RECORD_ABSENT; /* an item of a USER's "attach" list */
+	CHECK_EQ_INT(record_print(record_attach_json(&at), &t, NULL), 0);
+	CHECK(strstr(t, "\"ms\"") == NULL && strstr(t, "\"tokens\":7}") != NULL);
+	free(t);
+
+	cJSON *meta = cJSON_Parse("{\"k\":\"v\"}");
+	t = record_meta_print(meta);
+	CHECK_EQ_STR(t, "{\"meta\":{\"k\":\"v\"}}");
+	free(t);
+	t = record_meta_print(NULL);
+	CHECK_EQ_STR(t, "{\"meta\":{}}");
+	free(t);
+	cJSON_Delete(meta);
+
+	/* a block's NUL marks print as \u0000 and decode as NULs again */
+	cJSON *blk = cJSON_Parse("{\"type\":\"tool_use\",\"input\":{\"q\":\"a\xff" "b\"}}");
+	struct record_block bl = {.turn = 2, .attempt = 1, .text_at = 0, .text_end = 3,
+				  .thinking_at = 1, .thinking_end = 1, .block = blk};
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	CHECK_EQ_INT(record_block_print(&bl, &b), 0);
+	CHECK_EQ_STR(b.data, "{\"turn\":2,\"attempt\":1,\"text_at\":0,\"text_end\":3,"
+			     "\"thinking_at\":1,\"thinking_end\":1,\"block\":{\"type\":\"tool_use\","
+			     "\"input\":{\"q\":\"a\\u0000b\"}}}");
+	memset(&r, 0, sizeof(r));
+	CHECK_EQ_INT(record_decode(&r, JOURNAL_BLOCK, b.data, b.len, NULL), RECORD_OK);
+	CHECK_EQ_INT(r.u.block.text_end, 3);
+	CHECK_EQ_STR(r.u.block.block_type, "tool_use");
+	CHECK(cJSON_Compare(r.u.block.block, blk, true)); /* the marks, as in memory */
+	record_release(&r);
+	buf_done(&b);
+	cJSON_Delete(blk);
+}
+
 /* Each type: encoded (by its encoder, or as the writer prints it), decoded. */
 static void test_round_trip(void)
 {
@@ -364,6 +487,7 @@ int main(void)
 	test_names();
 	test_encoded_bytes();
 	test_round_trip();
+	test_struct_encoders();
 	test_rejections();
 	test_unknown();
 	test_fixtures();
