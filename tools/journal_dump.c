@@ -26,9 +26,9 @@
 enum { EXIT_CLEAN = 0, EXIT_DAMAGED = 1, EXIT_TROUBLE = 2 };
 
 struct dump {
-	bool verbose;  /* whole payloads */
-	bool verify;   /* summary lines only */
-	uint64_t next; /* where the next record should start: a gap is corrupt bytes */
+	bool verbose;	  /* whole payloads */
+	bool verify;	  /* summary lines only */
+	uint64_t next;	  /* where the next record should start: a gap is corrupt bytes */
 	uint64_t invalid; /* framed soundly, but a payload the loader skips */
 };
 

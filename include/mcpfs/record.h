@@ -42,7 +42,7 @@ const char *record_type_name(uint16_t type);
  * NUL-terminated; their length counts the NULs inside.  NULL: absent or not a
  * string. */
 
-struct record_settings { /* CREATE, SETTINGS */
+struct record_settings {	      /* CREATE, SETTINGS */
 	const struct cJSON *settings; /* the settings object (settings_from_json), or NULL */
 	const char *system;
 	size_t system_len;
@@ -67,10 +67,10 @@ struct record_part { /* REPLY_PART */
 
 struct record_end { /* REPLY_END */
 	int64_t turn, attempt;
-	bool done;	   /* "state" is "done" (anything else: failed) */
-	bool cache_hit;	   /* "cache_hit" is true */
-	bool has_usage;	   /* "usage" is an object */
-	bool has_error;	   /* "error" is an object */
+	bool done;	/* "state" is "done" (anything else: failed) */
+	bool cache_hit; /* "cache_hit" is true */
+	bool has_usage; /* "usage" is an object */
+	bool has_error; /* "error" is an object */
 	const char *stop_reason, *request_id, *model;
 	const char *error_type, *error_message, *error_request_id;
 	int64_t error_http_status;
@@ -120,7 +120,7 @@ struct record_forked_from { /* FORKED_FROM: rejected when context is no valid
 	int64_t ms;
 };
 
-struct record_meta { /* META: meta.c keeps the string values within its limits */
+struct record_meta {		     /* META: meta.c keeps the string values within its limits */
 	const struct cJSON *payload; /* the whole payload object */
 };
 
@@ -230,7 +230,7 @@ int record_block_print(const struct record_block *r, struct buf *out);
 /* Prints the record for text[0..tn) and thinking[0..hn) (thinking omitted when
  * hn is 0) into out, replacing its content.  0, or -EFBIG past out's cap
  * (RECORD_PART_SIZE gives enough), -ENOMEM; out is emptied on failure. */
-int record_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text,
-		      size_t tn, const char *thinking, size_t hn);
+int record_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text, size_t tn,
+		      const char *thinking, size_t hn);
 
 #endif

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "mcpfs/clock.h"
-#include "mcpfs/json_nul.h"
 #include "mcpfs/schema.h"
 #include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
@@ -50,8 +49,8 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
 	cJSON *set = cJSON_CreateObject();
-	struct record_settings r = {.settings = set, .system = system, .schema = schema,
-				    .v = RECORD_ABSENT};
+	struct record_settings r = {
+	    .settings = set, .system = system, .schema = schema, .v = RECORD_ABSENT};
 	cJSON *o = set && settings_to_json(st, set) == 0 ? record_settings_json(&r) : NULL;
 	cJSON_Delete(set);
 	return o;
@@ -340,7 +339,8 @@ static void load_end(struct loader *L, const struct record_end *r)
 	if (!t)
 		return;
 	t->state = r->done ? TURN_DONE : TURN_FAILED;
-	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", r->stop_reason ? r->stop_reason : "");
+	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s",
+		 r->stop_reason ? r->stop_reason : "");
 	t->usage = r->usage;
 	if (r->has_error) {
 		const char *s = r->error_type;

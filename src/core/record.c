@@ -178,7 +178,7 @@ static int summary_read(struct record *r, const cJSON *o, const char **why)
 	s->text = jstr(r, o, "text", &s->text_len);
 	int64_t first = jint(o, "first_turn"), last = jint(o, "last_turn");
 	if (!s->text || first < 0 || last < first || s->text_len > SUMMARY_MAX) {
-		*why = !s->text		      ? "SUMMARY without a text"
+		*why = !s->text			   ? "SUMMARY without a text"
 		       : first < 0 || last < first ? "SUMMARY without first_turn <= last_turn"
 						   : "SUMMARY text over 256 KiB";
 		return -EINVAL;
@@ -466,9 +466,11 @@ cJSON *record_end_json(const struct record_end *r)
 	if (ok && r->request_bytes > 0)
 		ok = cJSON_AddNumberToObject(o, "request_bytes", (double)r->request_bytes) &&
 		     cJSON_AddNumberToObject(o, "request_us", (double)r->request_us);
-	ok = ok &&
-	     (r->text_bytes < 0 || cJSON_AddNumberToObject(o, "text_bytes", (double)r->text_bytes)) &&
-	     (r->first_turn <= 0 || cJSON_AddNumberToObject(o, "first_turn", (double)r->first_turn));
+	ok =
+	    ok &&
+	    (r->text_bytes < 0 ||
+	     cJSON_AddNumberToObject(o, "text_bytes", (double)r->text_bytes)) &&
+	    (r->first_turn <= 0 || cJSON_AddNumberToObject(o, "first_turn", (double)r->first_turn));
 	return built(o, ok);
 }
 

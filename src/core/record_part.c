@@ -91,7 +91,7 @@ static char *put_u64(char *p, uint64_t v)
 }
 
 int record_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text, size_t tn,
-		     const char *thinking, size_t hn)
+		      const char *thinking, size_t hn)
 {
 	static const char think_key[] = ",\"thinking\":";
 	const unsigned char *tx = (const unsigned char *)text,

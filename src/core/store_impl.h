@@ -454,8 +454,7 @@ void reserve_give_back(struct store *s, uint64_t *held);
 
 /* store_attach.c: the attach/ side of a context (store_attach.h is the API). */
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
-void attach_load_record(struct context *c, uint16_t type, const char *name,
-			const struct cJSON *o);
+void attach_load_record(struct context *c, uint16_t type, const char *name, const struct cJSON *o);
 void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *arr);
 /* After a load: blobs checked (lost ones marked), unreferenced ones swept, and
  * referenced ones of an earlier version's own copy shared (blob_share). */

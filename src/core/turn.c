@@ -129,8 +129,8 @@ void turn_checkpoint(struct turn *t, bool sync)
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which the
 		 * record's escaping keeps intact either way. */
 		int r = record_part_print(&t->part, t->number, t->attempt,
-					 buf_at(&t->text, t->text_saved), tn,
-					 buf_at(&t->thinking, t->thinking_saved), hn);
+					  buf_at(&t->text, t->text_saved), tn,
+					  buf_at(&t->thinking, t->thinking_saved), hn);
 		if (r == 0)
 			r = context_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
 		if (r < 0) {

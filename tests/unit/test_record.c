@@ -68,7 +68,8 @@ static void test_encoded_bytes(void)
 	CHECK_EQ_INT(record_print(record_detach_json("a.txt", -1), &t, NULL), 0);
 	CHECK_EQ_STR(t, "{\"name\":\"a.txt\"}");
 	free(t);
-	struct wire_usage u = {.input_tokens = 10, .cache_read_input_tokens = 3,
+	struct wire_usage u = {.input_tokens = 10,
+			       .cache_read_input_tokens = 3,
 			       .present = WIRE_USAGE_INPUT | WIRE_USAGE_CACHE_READ};
 	CHECK_EQ_INT(record_print(record_usage_json(&u), &t, NULL), 0);
 	CHECK_EQ_STR(t, "{\"input_tokens\":10,\"cache_read_input_tokens\":3}");
@@ -82,10 +83,11 @@ static void test_struct_encoders(void)
 	char *t;
 	struct record r;
 	cJSON *set = cJSON_Parse("{\"model\":\"m\",\"max_tokens\":5}");
-	struct record_settings s = {.settings = set, .system = "be brief", .schema = "",
-				    .v = RECORD_ABSENT};
+	struct record_settings s = {
+	    .settings = set, .system = "be brief", .schema = "", .v = RECORD_ABSENT};
 	CHECK_EQ_INT(record_print(record_settings_json(&s), &t, NULL), 0);
-	CHECK_EQ_STR(t, "{\"settings\":{\"model\":\"m\",\"max_tokens\":5},\"system\":\"be brief\"}");
+	CHECK_EQ_STR(t,
+		     "{\"settings\":{\"model\":\"m\",\"max_tokens\":5},\"system\":\"be brief\"}");
 	free(t);
 	s.schema = "{\"type\":\"object\"}";
 	s.v = 1;
@@ -102,19 +104,35 @@ static void test_struct_encoders(void)
 	free(t);
 	cJSON_Delete(set);
 
-	struct record_end e = {
-	    .turn = 3, .attempt = 2, .done = false, .has_usage = true,
-	    .usage = {.input_tokens = 1, .output_tokens = 2, .present = WIRE_USAGE_INPUT | WIRE_USAGE_OUTPUT},
-	    .stop_reason = "", .request_id = "req", .model = "m", .has_error = true,
-	    .error_type = "overloaded", .error_message = "busy", .error_request_id = "",
-	    .error_http_status = 529, .raw_sent = 10, .http_status = RECORD_ABSENT, .retries = 2,
-	    .request_bytes = 300, .request_us = 7, .text_bytes = 0, .first_turn = 0};
+	struct record_end e = {.turn = 3,
+			       .attempt = 2,
+			       .done = false,
+			       .has_usage = true,
+			       .usage = {.input_tokens = 1,
+					 .output_tokens = 2,
+					 .present = WIRE_USAGE_INPUT | WIRE_USAGE_OUTPUT},
+			       .stop_reason = "",
+			       .request_id = "req",
+			       .model = "m",
+			       .has_error = true,
+			       .error_type = "overloaded",
+			       .error_message = "busy",
+			       .error_request_id = "",
+			       .error_http_status = 529,
+			       .raw_sent = 10,
+			       .http_status = RECORD_ABSENT,
+			       .retries = 2,
+			       .request_bytes = 300,
+			       .request_us = 7,
+			       .text_bytes = 0,
+			       .first_turn = 0};
 	CHECK_EQ_INT(record_print(record_end_json(&e), &t, NULL), 0);
-	CHECK_EQ_STR(t, "{\"turn\":3,\"attempt\":2,\"state\":\"failed\",\"usage\":{\"input_tokens\":1,"
-			"\"output_tokens\":2},\"request_id\":\"req\",\"model\":\"m\",\"error\":{\"type\":"
-			"\"overloaded\",\"message\":\"busy\",\"request_id\":\"\",\"http_status\":529},"
-			"\"raw_sent\":10,\"retries\":2,\"request_bytes\":300,\"request_us\":7,"
-			"\"text_bytes\":0}");
+	CHECK_EQ_STR(
+	    t, "{\"turn\":3,\"attempt\":2,\"state\":\"failed\",\"usage\":{\"input_tokens\":1,"
+	       "\"output_tokens\":2},\"request_id\":\"req\",\"model\":\"m\",\"error\":{\"type\":"
+	       "\"overloaded\",\"message\":\"busy\",\"request_id\":\"\",\"http_status\":529},"
+	       "\"raw_sent\":10,\"retries\":2,\"request_bytes\":300,\"request_us\":7,"
+	       "\"text_bytes\":0}");
 	CHECK_EQ_INT(dec(&r, JOURNAL_REPLY_END, t, NULL), RECORD_OK);
 	CHECK(!r.u.end.done && r.u.end.has_error && r.u.end.has_usage);
 	CHECK_EQ_INT(r.u.end.usage.output_tokens, 2);
@@ -123,16 +141,28 @@ static void test_struct_encoders(void)
 	CHECK_EQ_INT(r.u.end.first_turn, RECORD_ABSENT);
 	record_release(&r);
 	free(t);
-	e = (struct record_end){.turn = 1, .attempt = 1, .done = true, .cache_hit = true,
-				.stop_reason = "end_turn", .raw_sent = RECORD_ABSENT,
-				.http_status = 200, .text_bytes = 5, .first_turn = 1};
+	e = (struct record_end){.turn = 1,
+				.attempt = 1,
+				.done = true,
+				.cache_hit = true,
+				.stop_reason = "end_turn",
+				.raw_sent = RECORD_ABSENT,
+				.http_status = 200,
+				.text_bytes = 5,
+				.first_turn = 1};
 	CHECK_EQ_INT(record_print(record_end_json(&e), &t, NULL), 0);
-	CHECK_EQ_STR(t, "{\"turn\":1,\"attempt\":1,\"state\":\"done\",\"stop_reason\":\"end_turn\","
-			"\"cache_hit\":true,\"http_status\":200,\"text_bytes\":5,\"first_turn\":1}");
+	CHECK_EQ_STR(t,
+		     "{\"turn\":1,\"attempt\":1,\"state\":\"done\",\"stop_reason\":\"end_turn\","
+		     "\"cache_hit\":true,\"http_status\":200,\"text_bytes\":5,\"first_turn\":1}");
 	free(t);
 
-	struct record_summary su = {.text = "so far", .first_turn = 1, .last_turn = 2, .by = "call",
-				    .ms = 9, .has_usage = true, .usage = {.output_tokens = 4},
+	struct record_summary su = {.text = "so far",
+				    .first_turn = 1,
+				    .last_turn = 2,
+				    .by = "call",
+				    .ms = 9,
+				    .has_usage = true,
+				    .usage = {.output_tokens = 4},
 				    .model = "m"};
 	CHECK_EQ_INT(record_print(record_summary_json(&su), &t, NULL), 0);
 	CHECK_EQ_STR(t, "{\"text\":\"so far\",\"first_turn\":1,\"last_turn\":2,\"by\":\"call\","
@@ -147,11 +177,15 @@ static void test_struct_encoders(void)
 	free(t);
 	su = (struct record_summary){.text = NULL, .by = "fork", .ms = 3, .model = "ignored"};
 	CHECK_EQ_INT(record_print(record_summary_json(&su), &t, NULL), 0);
-	CHECK_EQ_STR(t, "{\"text\":\"\",\"first_turn\":0,\"last_turn\":0,\"by\":\"fork\",\"ms\":3}");
+	CHECK_EQ_STR(t,
+		     "{\"text\":\"\",\"first_turn\":0,\"last_turn\":0,\"by\":\"fork\",\"ms\":3}");
 	free(t);
 
-	struct record_attach at = {.name = "a.png", .type = "PNG", .size = 10,
-				   .hash = "0123456789abcdef0123456789abcdef", .tokens = 7,
+	struct record_attach at = {.name = "a.png",
+				   .type = "PNG",
+				   .size = 10,
+				   .hash = "0123456789abcdef0123456789abcdef",
+				   .tokens = 7,
 				   .ms = 5};
 	CHECK_EQ_INT(record_print(record_attach_json(&at), &t, NULL), 0);
 	CHECK_EQ_STR(t, "{\"name\":\"a.png\",\"type\":\"PNG\",\"size\":10,"
@@ -180,15 +214,22 @@ static void test_struct_encoders(void)
 	cJSON_Delete(meta);
 
 	/* a block's NUL marks print as \u0000 and decode as NULs again */
-	cJSON *blk = cJSON_Parse("{\"type\":\"tool_use\",\"input\":{\"q\":\"a\xff" "b\"}}");
-	struct record_block bl = {.turn = 2, .attempt = 1, .text_at = 0, .text_end = 3,
-				  .thinking_at = 1, .thinking_end = 1, .block = blk};
+	cJSON *blk = cJSON_Parse("{\"type\":\"tool_use\",\"input\":{\"q\":\"a\xff"
+				 "b\"}}");
+	struct record_block bl = {.turn = 2,
+				  .attempt = 1,
+				  .text_at = 0,
+				  .text_end = 3,
+				  .thinking_at = 1,
+				  .thinking_end = 1,
+				  .block = blk};
 	struct buf b;
 	buf_init(&b, 1 << 20);
 	CHECK_EQ_INT(record_block_print(&bl, &b), 0);
-	CHECK_EQ_STR(b.data, "{\"turn\":2,\"attempt\":1,\"text_at\":0,\"text_end\":3,"
-			     "\"thinking_at\":1,\"thinking_end\":1,\"block\":{\"type\":\"tool_use\","
-			     "\"input\":{\"q\":\"a\\u0000b\"}}}");
+	CHECK_EQ_STR(b.data,
+		     "{\"turn\":2,\"attempt\":1,\"text_at\":0,\"text_end\":3,"
+		     "\"thinking_at\":1,\"thinking_end\":1,\"block\":{\"type\":\"tool_use\","
+		     "\"input\":{\"q\":\"a\\u0000b\"}}}");
 	memset(&r, 0, sizeof(r));
 	CHECK_EQ_INT(record_decode(&r, JOURNAL_BLOCK, b.data, b.len, NULL), RECORD_OK);
 	CHECK_EQ_INT(r.u.block.text_end, 3);
@@ -203,10 +244,10 @@ static void test_struct_encoders(void)
 static void test_round_trip(void)
 {
 	struct record r;
-	CHECK_EQ_INT(dec(&r, JOURNAL_CREATE,
-			 "{\"settings\":{\"model\":\"m\"},\"system\":\"\",\"v\":1,\"created_ms\":5}",
-			 NULL),
-		     RECORD_OK);
+	CHECK_EQ_INT(
+	    dec(&r, JOURNAL_CREATE,
+		"{\"settings\":{\"model\":\"m\"},\"system\":\"\",\"v\":1,\"created_ms\":5}", NULL),
+	    RECORD_OK);
 	CHECK(cJSON_IsObject(r.u.settings.settings));
 	CHECK_EQ_STR(r.u.settings.system, "");
 	CHECK(r.u.settings.schema == NULL);
@@ -253,15 +294,16 @@ static void test_round_trip(void)
 	record_release(&r);
 	buf_done(&b);
 
-	CHECK_EQ_INT(dec(&r, JOURNAL_REPLY_END,
-			 "{\"turn\":2,\"attempt\":1,\"state\":\"failed\",\"stop_reason\":\"end_turn\","
-			 "\"usage\":{\"input_tokens\":5,\"output_tokens\":-1},\"request_id\":\"r\","
-			 "\"model\":\"m\",\"error\":{\"type\":\"api\",\"message\":\"no\","
-			 "\"request_id\":\"q\",\"http_status\":529},\"raw_sent\":100,"
-			 "\"http_status\":200,\"retries\":2,\"request_bytes\":30,\"request_us\":4,"
-			 "\"text_bytes\":0,\"first_turn\":1,\"cache_hit\":true}",
-			 NULL),
-		     RECORD_OK);
+	CHECK_EQ_INT(
+	    dec(&r, JOURNAL_REPLY_END,
+		"{\"turn\":2,\"attempt\":1,\"state\":\"failed\",\"stop_reason\":\"end_turn\","
+		"\"usage\":{\"input_tokens\":5,\"output_tokens\":-1},\"request_id\":\"r\","
+		"\"model\":\"m\",\"error\":{\"type\":\"api\",\"message\":\"no\","
+		"\"request_id\":\"q\",\"http_status\":529},\"raw_sent\":100,"
+		"\"http_status\":200,\"retries\":2,\"request_bytes\":30,\"request_us\":4,"
+		"\"text_bytes\":0,\"first_turn\":1,\"cache_hit\":true}",
+		NULL),
+	    RECORD_OK);
 	const struct record_end *e = &r.u.end;
 	CHECK(!e->done && e->has_error && e->cache_hit);
 	CHECK_EQ_INT(e->turn, 2);
@@ -358,8 +400,8 @@ static void test_rejections(void)
 		const char *payload;
 		int want;
 	} cases[] = {
-	    {JOURNAL_CREATE, "\xff{}", -EINVAL},		 /* not UTF-8 */
-	    {JOURNAL_SETTINGS, "[1]", -EINVAL},		 /* no object */
+	    {JOURNAL_CREATE, "\xff{}", -EINVAL},	   /* not UTF-8 */
+	    {JOURNAL_SETTINGS, "[1]", -EINVAL},		   /* no object */
 	    {JOURNAL_SETTINGS, "{\"settings\":", -EINVAL}, /* no JSON */
 	    {JOURNAL_USER, "", -EINVAL},
 	    {JOURNAL_USER, "{\"text\":\"x\"}", -EINVAL},
@@ -428,8 +470,9 @@ static void test_unknown(void)
 {
 	struct record r;
 	const char *why = NULL;
-	CHECK_EQ_INT(dec(&r, JOURNAL_USER, "{\"turn\":1,\"later\":{\"x\":[1]},\"text\":\"t\"}", &why),
-		     RECORD_OK);
+	CHECK_EQ_INT(
+	    dec(&r, JOURNAL_USER, "{\"turn\":1,\"later\":{\"x\":[1]},\"text\":\"t\"}", &why),
+	    RECORD_OK);
 	CHECK_EQ_STR(r.u.user.text, "t");
 	record_release(&r);
 	CHECK_EQ_INT(dec(&r, 200, "{\"anything\":1}", &why), RECORD_UNKNOWN);
@@ -464,9 +507,9 @@ static int on_fixture(void *data, uint16_t type, const void *payload, size_t len
 
 static void test_fixtures(void)
 {
-	static const char *const names[] = {"good", "blocks", "forked-undone", "interrupted",
-					    "misplaced", "unknown-type", "bad-middle",
-					    "torn-tail"};
+	static const char *const names[] = {"good",	   "blocks",	"forked-undone",
+					    "interrupted", "misplaced", "unknown-type",
+					    "bad-middle",  "torn-tail"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		char path[512];
 		snprintf(path, sizeof(path), "%s/journal/%s.mcj", FIXTURES, names[i]);
