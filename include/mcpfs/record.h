@@ -1,10 +1,11 @@
 /* record.h — the journal's record types and their payloads, in one place.
  *
- * journal.h frames records; this module owns what is inside them: the list of
- * record types (their numbers are the format: never reuse one), each type's
- * decoded form, its decoder and the validation the loader applies before it
- * looks at the context (doc/design/journal.md §4 is the normative table, §5 the
- * loader rules), and the encoders of the payloads written in the hot path.
+ * journal.h frames records; this module owns what is inside them: the record
+ * types (record_type.h: their numbers are the format, never reuse one), each
+ * type's struct, its encoder (what the writers call), its decoder and the
+ * validation the loader applies before it looks at the context
+ * (doc/design/journal.md §4 is the normative table, §5 the loader rules).
+ * record.c holds all of it but REPLY_PART's printer, record_part.c.
  *
  * Decoding: record_decode() checks that the payload is UTF-8 and one JSON
  * object (a \u0000 in a string is a NUL inside it, json_nul.h), then reads the
@@ -14,9 +15,10 @@
  * only the context's state can judge (a misplaced part, a block past its text)
  * stays with the loader.
  *
- * Adding a record type: a number below, a struct and a case in record.c's
- * decoder (and its encoder when it has one), a line in tests/unit/test_record.c;
- * the loader's apply step and the writer are behaviour, not format.
+ * Adding a record type: a number in record_type.h, its name in
+ * record_type_name(), a struct here, a case in record.c's decoder and an
+ * encoder, lines in tests/unit/test_record.c; the loader's apply step and the
+ * writer that calls the encoder are behaviour, not format.
  *
  * Pure functions over caller-owned memory (cJSON and libc); thread-safe.
  */
@@ -173,12 +175,13 @@ void record_release(struct record *r);
 /* --- encoders ------------------------------------------------------------------- */
 
 /* A payload printed by cJSON (without formatting), the way every record but
- * REPLY_PART and BLOCK is written: takes o (deleted in every case).  0, -ENOMEM;
+ * REPLY_PART, BLOCK and META is written: takes o (deleted in every case).  0, -ENOMEM;
  * *out is malloc'ed, NUL-terminated. */
 int record_print(struct cJSON *o, char **out, size_t *len);
 
 /* Payloads of the small records, built as the writers always built them (same
- * keys in the same order).  NULL when out of memory. */
+ * keys in the same order; a NUL in a USER's text ends it there, as it always
+ * did).  NULL when out of memory. */
 struct cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms);
 struct cJSON *record_retry_json(uint64_t turn, unsigned attempt, int64_t ms);
 struct cJSON *record_clear_json(uint64_t turn);
