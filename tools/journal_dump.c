@@ -4,6 +4,8 @@
  *
  * Prints every record of each journal (offset, type, payload bytes, payload) and
  * where corrupt or torn bytes are, then one summary line from the scan's report.
+ * Each payload is checked with the loader's decoder (record.h): one the loader
+ * would skip as a bad record is reported after it, and counted.
  * Exit status: 0 every file clean, 1 something damaged, 2 a usage or I/O error.
  * It only reads: repairing is what the daemon does when it opens a journal.
  */
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "mcpfs/journal.h"
+#include "mcpfs/record.h"
 #include "mcpfs/utf8.h"
 
 #define SHOW_MAX 120 /* payload bytes shown without -v: one terminal line, roughly */
@@ -23,32 +26,17 @@
 enum { EXIT_CLEAN = 0, EXIT_DAMAGED = 1, EXIT_TROUBLE = 2 };
 
 struct dump {
-	bool verbose;  /* whole payloads */
-	bool verify;   /* summary lines only */
-	uint64_t next; /* where the next record should start: a gap is corrupt bytes */
+	bool verbose;	  /* whole payloads */
+	bool verify;	  /* summary lines only */
+	uint64_t next;	  /* where the next record should start: a gap is corrupt bytes */
+	uint64_t invalid; /* framed soundly, but a payload the loader skips */
 };
 
 static const char *type_name(uint16_t type, char *buf, size_t n)
 {
-	static const char *const names[] = {
-	    [JOURNAL_CREATE] = "CREATE",
-	    [JOURNAL_SETTINGS] = "SETTINGS",
-	    [JOURNAL_USER] = "USER",
-	    [JOURNAL_REPLY_PART] = "REPLY_PART",
-	    [JOURNAL_REPLY_END] = "REPLY_END",
-	    [JOURNAL_CLEAR] = "CLEAR",
-	    [JOURNAL_RETRY] = "RETRY",
-	    [JOURNAL_BLOCK] = "BLOCK",
-	    [JOURNAL_SUMMARY] = "SUMMARY",
-	    [JOURNAL_UNDO] = "UNDO",
-	    [JOURNAL_FORKED_FROM] = "FORKED_FROM",
-	    [JOURNAL_META] = "META",
-	    [JOURNAL_ATTACH] = "ATTACH",
-	    [JOURNAL_DETACH] = "DETACH",
-	};
-
-	if (type < sizeof(names) / sizeof(names[0]) && names[type])
-		return names[type];
+	const char *name = record_type_name(type);
+	if (name)
+		return name;
 	snprintf(buf, n, "type-%u", (unsigned)type);
 	return buf;
 }
@@ -78,7 +66,15 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 {
 	struct dump *d = data;
 	char buf[16];
+	struct record rec = {0};
+	const char *why = NULL;
+	int r = record_decode(&rec, type, payload, len, &why);
 
+	record_release(&rec);
+	if (r == -ENOMEM)
+		return r;
+	if (r == -EINVAL)
+		d->invalid++;
 	if (d->verify)
 		return 0;
 	if (offset > d->next)
@@ -86,6 +82,10 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		       offset - d->next);
 	printf("%10" PRIu64 "  %-10s %9zu  ", offset, type_name(type, buf, sizeof(buf)), len);
 	print_payload(payload, len, d->verbose);
+	if (r == -EINVAL || r == RECORD_IGNORED)
+		printf("%10" PRIu64 "  %-10s %9s  %s by the loader: %s\n", offset,
+		       r == -EINVAL ? "(invalid)" : "(ignored)", "",
+		       r == -EINVAL ? "a bad record, skipped" : "ignored", why);
 	d->next = offset + journal_frame_size(len);
 	return 0;
 }
@@ -96,6 +96,7 @@ static int dump_file(const char *path, struct dump *d, bool heading)
 	int r;
 
 	d->next = 0;
+	d->invalid = 0;
 	if (heading && !d->verify)
 		printf("==> %s <==\n", path);
 	r = journal_scan(path, on_record, d, &rep);
@@ -109,23 +110,28 @@ static int dump_file(const char *path, struct dump *d, bool heading)
 		printf("%10" PRIu64 "  %-10s %9" PRIu64 "  bytes cut off or unreadable\n",
 		       rep.good_end, "(torn)", rep.torn_bytes);
 	printf("%s: records %" PRIu64 ", bad records %" PRIu64 " (%" PRIu64
-	       " bytes skipped), torn bytes %" PRIu64 ", good end %" PRIu64 "\n",
+	       " bytes skipped), torn bytes %" PRIu64 ", good end %" PRIu64,
 	       path, rep.records, rep.bad_records, rep.skipped_bytes, rep.torn_bytes, rep.good_end);
-	return rep.bad_records || rep.torn_bytes ? EXIT_DAMAGED : EXIT_CLEAN;
+	if (d->invalid) /* shown only then: a clean journal's line stays as it was */
+		printf(", invalid payloads %" PRIu64, d->invalid);
+	putchar('\n');
+	return rep.bad_records || rep.torn_bytes || d->invalid ? EXIT_DAMAGED : EXIT_CLEAN;
 }
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: mcpfs-journal-dump [-v] [--verify] FILE...\n"
-		"Prints the records of mcpfs context journals and checks their framing.\n"
+		"Prints the records of mcpfs context journals and checks their framing\n"
+		"and each payload as the daemon's loader reads it.\n"
 		"\n"
 		"  -v, --verbose  print whole payloads (default: the first %d bytes)\n"
 		"      --verify   print only one summary line per file\n"
 		"  -h, --help     this text\n"
 		"      --version  the mcpfs version\n"
 		"\n"
-		"Exit status: 0 all clean, 1 a bad record or torn tail was found,\n"
+		"Exit status: 0 all clean, 1 a bad record, a payload the loader skips\n"
+		"or a torn tail was found,\n"
 		"2 a usage or read error.\n",
 		SHOW_MAX);
 }

@@ -2,9 +2,9 @@
  *
  * A journal is a sequence of records, each framed with its length and an XXH3-64
  * checksum (doc/design/journal.md is the normative format).  This module knows
- * framing only: payloads are opaque bytes (context.c writes JSON).  Appends go to
- * the end with one write(2); journal_append(..., sync=true) also fsyncs, which is
- * how a commit becomes durable.
+ * framing only: payloads are opaque bytes (record.h owns their types and JSON).
+ * Appends go to the end with one write(2); journal_append(..., sync=true) also
+ * fsyncs, which is how a commit becomes durable.
  *
  * Reading is tolerant: journal_scan() walks every record, skips a corrupt record
  * in the middle (resynchronising on the next valid frame) and reports a torn or
@@ -23,26 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JOURNAL_MAX_RECORD (64u << 20) /* payload bytes; larger appends get -EFBIG */
+#include "mcpfs/record_type.h" /* the record types; record.h owns their payloads */
 
-enum journal_record_type {
-	JOURNAL_CREATE = 1,	/* first record: creation time and initial settings */
-	JOURNAL_SETTINGS = 2,	/* full settings snapshot; the last one wins */
-	JOURNAL_USER = 3,	/* a user message of a turn (a later one for the same
-				   turn replaces it) */
-	JOURNAL_REPLY_PART = 4, /* checkpoint: reply text received so far (appended) */
-	JOURNAL_REPLY_END = 5,	/* a reply attempt's end: outcome, usage, content */
-	JOURNAL_CLEAR = 6,	/* the conversation was cleared */
-	JOURNAL_RETRY = 7,	/* a new attempt of a turn was asked for (ctl retry) */
-	JOURNAL_BLOCK = 8,	/* one complete block of a reply other than plain text */
-	JOURNAL_SUMMARY = 9,	/* the rolling summary (text, turns covered); the last wins */
-	JOURNAL_UNDO = 10,	/* a turn was taken out of the history (ctl undo) */
-	/* a fork's origin: the context and turn it copied (ctl fork) */
-	JOURNAL_FORKED_FROM = 11,
-	JOURNAL_META = 12,   /* the context's user metadata, whole; the last one wins */
-	JOURNAL_ATTACH = 16, /* a file of attach/ was saved as a blob (store_attach.h) */
-	JOURNAL_DETACH = 17, /* a file of attach/ was removed */
-};
+#define JOURNAL_MAX_RECORD (64u << 20) /* payload bytes; larger appends get -EFBIG */
 
 /* What a scan found.  Offsets are byte offsets in the file. */
 struct journal_report {

@@ -252,26 +252,14 @@ int blocks_event(struct turn *t, const struct wire_event *ev)
 
 int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struct buf *rec)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON *copy = cJSON_Duplicate(k->json, true);
-	if (!o || !copy) {
-		cJSON_Delete(o);
-		cJSON_Delete(copy);
-		return -ENOMEM;
-	}
-	cJSON_AddNumberToObject(o, "turn", (double)turn);
-	cJSON_AddNumberToObject(o, "attempt", attempt);
-	cJSON_AddNumberToObject(o, "text_at", (double)k->text_at);
-	cJSON_AddNumberToObject(o, "text_end", (double)k->text_end);
-	cJSON_AddNumberToObject(o, "thinking_at", (double)k->thinking_at);
-	cJSON_AddNumberToObject(o, "thinking_end", (double)k->thinking_end);
-	cJSON_AddItemToObject(o, "block", copy);
-	/* Printed with its NUL marks as \u0000 (json_nul.h). */
-	char *text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	int r = text ? json_nul_print(text, strlen(text), rec) : -ENOMEM;
-	free(text);
-	return r;
+	struct record_block r = {.turn = (int64_t)turn,
+				 .attempt = attempt,
+				 .text_at = (int64_t)k->text_at,
+				 .text_end = (int64_t)k->text_end,
+				 .thinking_at = (int64_t)k->thinking_at,
+				 .thinking_end = (int64_t)k->thinking_end,
+				 .block = k->json};
+	return k->json ? record_block_print(&r, rec) : -ENOMEM;
 }
 
 int blocks_save(struct context *c, struct turn *t)
@@ -295,34 +283,29 @@ int blocks_save(struct context *c, struct turn *t)
 	return 0;
 }
 
-static int64_t num(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
-		return -1;
-	return (int64_t)d;
-}
-
 int blocks_load(struct turn *t, const cJSON *o, size_t payload_len)
 {
-	int64_t ta = num(o, "text_at"), te = num(o, "text_end"), ha = num(o, "thinking_at"),
-		he = num(o, "thinking_end");
-	const cJSON *blk = cJSON_GetObjectItemCaseSensitive(o, "block");
-	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(blk, "type");
+	struct record_block rb;
+	record_block_fields(o, &rb);
+	return blocks_load_record(t, &rb, payload_len);
+}
+
+int blocks_load_record(struct turn *t, const struct record_block *r, size_t payload_len)
+{
+	int64_t ta = r->text_at, te = r->text_end, ha = r->thinking_at, he = r->thinking_end;
 	struct turn_blocks *b = &t->blocks;
 	const struct tblock *prev = b->n ? &b->v[b->n - 1] : NULL;
 	/* Its text and thinking were saved before it, and blocks come in order. */
 	if (ta < 0 || te < ta || ha < 0 || he < ha || (uint64_t)te > t->text.len ||
-	    (uint64_t)he > t->thinking.len || !cJSON_IsString(ty) ||
+	    (uint64_t)he > t->thinking.len || !r->block_type ||
 	    (prev && ((uint64_t)ta < prev->text_end || (uint64_t)ha < prev->thinking_end)))
 		return -EINVAL;
-	const char *type = ty->valuestring;
+	const char *type = r->block_type;
 	enum tblock_kind kind = !strcmp(type, "thinking")	     ? TB_THINKING
 				: !strcmp(type, "redacted_thinking") ? TB_REDACTED
 				: !strcmp(type, "text")		     ? TB_TEXT
 								     : TB_OTHER;
-	cJSON *json = cJSON_Duplicate(blk, true);
+	cJSON *json = cJSON_Duplicate(r->block, true);
 	struct tblock *k = json ? blocks_push(t, kind, -1, json) : NULL;
 	if (!k) {
 		cJSON_Delete(json);

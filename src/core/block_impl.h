@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "mcpfs/buf.h"
+#include "mcpfs/record.h"
 #include "mcpfs/wire.h"
 
 struct cJSON;
@@ -90,6 +91,8 @@ int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struc
 /* A BLOCK record read back (payload o): 0, or -EINVAL when it is not one
  * (misplaced: not in order, or past the text and thinking read so far). */
 int blocks_load(struct turn *t, const struct cJSON *o, size_t payload_len);
+/* The same from a decoded BLOCK record (record.h). */
+int blocks_load_record(struct turn *t, const struct record_block *r, size_t payload_len);
 
 /* The reply's content as a JSON array of Messages-API blocks; NULL for none
  * (BLOCKS_HISTORY: when the text alone says it all) or -ENOMEM. */

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "mcpfs/clock.h"
-#include "mcpfs/json_nul.h"
 #include "mcpfs/schema.h"
 #include "mcpfs/log.h"
 #include "mcpfs/utf8.h"
@@ -49,18 +48,11 @@ int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 
 cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
-	cJSON *o = cJSON_CreateObject(), *set = cJSON_CreateObject();
-	if (!o || !set || settings_to_json(st, set) < 0) {
-		cJSON_Delete(o);
-		cJSON_Delete(set);
-		return NULL;
-	}
-	cJSON_AddItemToObject(o, "settings", set);
-	cJSON_AddStringToObject(o, "system", system);
-	if (schema && *schema && !cJSON_AddStringToObject(o, "schema", schema)) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON *set = cJSON_CreateObject();
+	struct record_settings r = {
+	    .settings = set, .system = system, .schema = schema, .v = RECORD_ABSENT};
+	cJSON *o = set && settings_to_json(st, set) == 0 ? record_settings_json(&r) : NULL;
+	cJSON_Delete(set);
 	return o;
 }
 
@@ -199,7 +191,6 @@ struct loader {
 	uint64_t bad_payloads; /* framed soundly, but not a payload we can read, or a
 				  record where the format allows none (§5) */
 	bool settings_seen;    /* a CREATE or SETTINGS record was read */
-	bool nul_hidden;       /* this payload's \u0000 are marks (json_nul.h) */
 	bool undo_last;	       /* an UNDO came after the newest exchange began */
 	struct buf hidden;     /* the payload with its \u0000 as marks */
 };
@@ -212,34 +203,6 @@ static struct exchange *find_exchange(struct context *c, uint64_t turn)
 	return NULL;
 }
 
-/* A string member, len bytes long: a \u0000 of the payload is a NUL inside it
- * (the caller that takes no length sees the string end there).  Read each
- * member once: its marks are turned back into NULs in place. */
-static const char *jstr(const struct loader *L, const cJSON *o, const char *key, size_t *len)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	if (!cJSON_IsString(v))
-		return NULL;
-	size_t n = strlen(v->valuestring);
-	if (L->nul_hidden)
-		json_nul_show(v->valuestring, n);
-	if (len)
-		*len = n;
-	return v->valuestring;
-}
-
-/* A whole number from 0 to 2^53 (exact in a double, as the API's counts are
- * read), else -1: a value out of range converted to int64_t is undefined, and
- * sums of them overflow. */
-static int64_t jint(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
-		return -1;
-	return (int64_t)d;
-}
-
 static char *memdup_z(const char *s, size_t n)
 {
 	char *p = malloc(n + 1);
@@ -250,17 +213,15 @@ static char *memdup_z(const char *s, size_t n)
 	return p;
 }
 
-static void load_settings(struct loader *L, const cJSON *o)
+static void load_settings(struct loader *L, const struct record_settings *r)
 {
 	struct settings st = store_context_defaults(L->s);
 	char why[256];
 	L->settings_seen = true;
-	const cJSON *set = cJSON_GetObjectItemCaseSensitive(o, "settings");
-	if (cJSON_IsObject(set) && settings_from_json(&st, set, why, sizeof(why)) == 0)
+	if (r->settings && settings_from_json(&st, r->settings, why, sizeof(why)) == 0)
 		L->c->settings = st;
-	size_t len;
-	const char *sys = jstr(L, o, "system", &len);
-	char *copy = sys ? memdup_z(sys, len) : NULL;
+	size_t len = r->system_len;
+	char *copy = r->system ? memdup_z(r->system, len) : NULL;
 	if (copy && (len != L->c->system_len || memcmp(copy, L->c->system, len)))
 		context_mark(L->c, MARK_SYSTEM, copy, len);
 	if (copy) {
@@ -269,65 +230,54 @@ static void load_settings(struct loader *L, const cJSON *o)
 		L->c->system_len = len;
 	}
 	/* Every record carries the schema of its time: none when absent. */
-	const char *sch = jstr(L, o, "schema", &len);
-	char *scopy = sch && len ? memdup_z(sch, len) : NULL;
-	if (scopy || !sch) {
+	char *scopy = r->schema && r->schema_len ? memdup_z(r->schema, r->schema_len) : NULL;
+	if (scopy || !r->schema) {
 		free(L->c->schema);
 		L->c->schema = scopy;
-		L->c->schema_len = scopy ? len : 0;
+		L->c->schema_len = scopy ? r->schema_len : 0;
 	}
-	int64_t ms = jint(o, "created_ms");
-	if (ms > 0)
-		L->c->created_ms = ms;
+	if (r->created_ms > 0)
+		L->c->created_ms = r->created_ms;
 }
 
 /* §5 rule 2: USER N creates turn N, or replaces its text if turn N exists.
  * Turns increase: a USER for a missing turn below the newest is misplaced. */
-static void load_user(struct loader *L, const cJSON *o)
+static void load_user(struct loader *L, const struct record_user *r)
 {
 	struct context *c = L->c;
-	int64_t turn = jint(o, "turn");
-	size_t len;
-	const char *text = jstr(L, o, "text", &len);
-	if (turn <= 0 || !text) {
-		L->bad_payloads++;
-		return;
-	}
-	struct exchange *e = find_exchange(c, (uint64_t)turn);
+	struct exchange *e = find_exchange(c, r->turn);
 	if (e) {
 		/* Re-staged: the writer's descriptor was flushed again. */
-		char *copy = memdup_z(text, len);
+		char *copy = memdup_z(r->text, r->text_len);
 		if (copy) {
 			free(e->user);
 			e->user = copy;
-			e->user_len = len;
+			e->user_len = r->text_len;
 		}
-		attach_load_user(c, e, o);
+		attach_load_user(c, e, r->attach);
 		return;
 	}
-	if (c->n_ex && c->ex[c->n_ex - 1].turn > (uint64_t)turn) {
+	if (c->n_ex && c->ex[c->n_ex - 1].turn > r->turn) {
 		L->bad_payloads++;
 		return;
 	}
-	if (context_exchange_push(c, (uint64_t)turn, text, len, NULL) < 0)
+	if (context_exchange_push(c, r->turn, r->text, r->text_len, NULL) < 0)
 		return;
 	L->undo_last = false;
 	e = &c->ex[c->n_ex - 1];
-	attach_load_user(c, e, o);
+	attach_load_user(c, e, r->attach);
 	e->reply->state = TURN_QUEUED; /* no end seen yet */
-	int64_t ms = jint(o, "ms");
-	if (ms > 0)
-		e->user_ms = ms;
+	if (r->ms > 0)
+		e->user_ms = r->ms;
 }
 
 /* The attempt a record talks about: a new turn object when it is a higher one
  * (§5 rule 3); NULL for a record of a lower attempt (ignored), of a turn
  * without a USER record (dropped), or of an attempt that has ended (misplaced:
  * its REPLY_END came after every byte of it, so nothing may follow). */
-static struct turn *load_attempt(struct loader *L, const cJSON *o)
+static struct turn *load_attempt(struct loader *L, int64_t turn, int64_t attempt)
 {
 	struct context *c = L->c;
-	int64_t turn = jint(o, "turn"), attempt = jint(o, "attempt");
 	struct exchange *e = turn > 0 ? find_exchange(c, (uint64_t)turn) : NULL;
 	if (!e)
 		return NULL;
@@ -357,123 +307,83 @@ static struct turn *load_attempt(struct loader *L, const cJSON *o)
 	return e->reply;
 }
 
-static void load_part(struct loader *L, const cJSON *o)
+static void load_part(struct loader *L, const struct record_part *r)
 {
-	struct turn *t = load_attempt(L, o);
-	size_t len;
-	const char *s;
+	struct turn *t = load_attempt(L, r->turn, r->attempt);
 	if (!t)
 		return;
 	/* The writer puts the thinking that came before the first text in parts
 	 * of its own (turn_checkpoint), so where it ends is known again here. */
-	if ((s = jstr(L, o, "text", &len)) && len && !t->text.len)
+	if (r->text && r->text_len && !t->text.len)
 		t->thinking_lead = t->thinking.len;
-	if (s)
-		buf_append(&t->text, s, len);
-	if ((s = jstr(L, o, "thinking", &len)))
-		buf_append(&t->thinking, s, len);
+	if (r->text)
+		buf_append(&t->text, r->text, r->text_len);
+	if (r->thinking)
+		buf_append(&t->thinking, r->thinking, r->thinking_len);
 	t->text_saved = t->text.len;
 	t->thinking_saved = t->thinking.len;
 }
 
 /* A BLOCK record: one complete block of the attempt, after the parts that
  * hold the text and thinking before it (misplaced otherwise). */
-static void load_block(struct loader *L, const cJSON *o, size_t len)
+static void load_block(struct loader *L, const struct record_block *r, size_t len)
 {
-	struct turn *t = load_attempt(L, o);
-	if (t && blocks_load(t, o, len) == -EINVAL)
+	struct turn *t = load_attempt(L, r->turn, r->attempt);
+	if (t && blocks_load_record(t, r, len) == -EINVAL)
 		L->bad_payloads++;
 }
 
-static void load_usage(struct wire_usage *u, const cJSON *o)
+static void load_end(struct loader *L, const struct record_end *r)
 {
-	static const struct {
-		const char *key;
-		size_t off;
-		unsigned bit;
-	} f[] = {
-	    {"input_tokens", offsetof(struct wire_usage, input_tokens), WIRE_USAGE_INPUT},
-	    {"output_tokens", offsetof(struct wire_usage, output_tokens), WIRE_USAGE_OUTPUT},
-	    {"cache_creation_input_tokens",
-	     offsetof(struct wire_usage, cache_creation_input_tokens), WIRE_USAGE_CACHE_CREATION},
-	    {"cache_read_input_tokens", offsetof(struct wire_usage, cache_read_input_tokens),
-	     WIRE_USAGE_CACHE_READ},
-	};
-	for (size_t i = 0; o && i < sizeof(f) / sizeof(f[0]); i++) {
-		int64_t v = jint(o, f[i].key);
-		if (v >= 0) {
-			*(int64_t *)((char *)u + f[i].off) = v;
-			u->present |= f[i].bit;
-		}
-	}
-}
-
-static void load_end(struct loader *L, const cJSON *o)
-{
-	struct turn *t = load_attempt(L, o);
+	struct turn *t = load_attempt(L, r->turn, r->attempt);
 	if (!t)
 		return;
-	const char *st = jstr(L, o, "state", NULL);
-	t->state = st && !strcmp(st, "done") ? TURN_DONE : TURN_FAILED;
-	const char *s = jstr(L, o, "stop_reason", NULL);
-	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s", s ? s : "");
-	load_usage(&t->usage, cJSON_GetObjectItemCaseSensitive(o, "usage"));
-	const cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
-	if (cJSON_IsObject(err)) {
-		s = jstr(L, err, "type", NULL);
+	t->state = r->done ? TURN_DONE : TURN_FAILED;
+	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s",
+		 r->stop_reason ? r->stop_reason : "");
+	t->usage = r->usage;
+	if (r->has_error) {
+		const char *s = r->error_type;
 		snprintf(t->error.type, sizeof(t->error.type), "%s", s ? s : "error");
-		s = jstr(L, err, "message", NULL);
+		s = r->error_message;
 		snprintf(t->error.message, sizeof(t->error.message), "%s", s ? s : "");
-		s = jstr(L, err, "request_id", NULL);
+		s = r->error_request_id;
 		snprintf(t->error.request_id, sizeof(t->error.request_id), "%s", s ? s : "");
-		t->error.http_status = (int)jint(err, "http_status");
+		t->error.http_status = (int)r->error_http_status;
 	}
-	s = jstr(L, o, "request_id", NULL);
-	snprintf(t->request_id, sizeof(t->request_id), "%s", s ? s : "");
+	snprintf(t->request_id, sizeof(t->request_id), "%s", r->request_id ? r->request_id : "");
 	/* Journals from before the key: the model in force when it was loaded. */
-	s = jstr(L, o, "model", NULL);
+	const char *m = r->model;
 	snprintf(t->model, sizeof(t->model), "%s",
-		 s && settings_model_valid(s, strlen(s)) ? s : L->c->settings.model);
-	t->raw_sent = jint(o, "raw_sent");
-	t->http_status = jint(o, "http_status") == 200 ? 200 : 0;
-	t->cache_hit = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "cache_hit"));
-	int64_t retries = jint(o, "retries");
-	t->retries = retries > 0 && retries <= UINT32_MAX ? (unsigned)retries : 0;
-	int64_t rb = jint(o, "request_bytes"), ru = jint(o, "request_us");
-	t->req_bytes = rb > 0 ? (uint64_t)rb : 0;
-	t->req_us = ru > 0 ? ru : 0;
-	int64_t first = jint(o, "first_turn");
-	if (first > 0)
-		L->c->floor_turn = (uint64_t)first;
-	int64_t want = jint(o, "text_bytes");
-	if (want >= 0 && (uint64_t)want != t->text.len) {
+		 m && settings_model_valid(m, strlen(m)) ? m : L->c->settings.model);
+	t->raw_sent = r->raw_sent;
+	t->http_status = r->http_status == 200 ? 200 : 0;
+	t->cache_hit = r->cache_hit;
+	t->retries = r->retries > 0 && r->retries <= UINT32_MAX ? (unsigned)r->retries : 0;
+	t->req_bytes = r->request_bytes > 0 ? (uint64_t)r->request_bytes : 0;
+	t->req_us = r->request_us > 0 ? r->request_us : 0;
+	if (r->first_turn > 0)
+		L->c->floor_turn = (uint64_t)r->first_turn;
+	if (r->text_bytes >= 0 && (uint64_t)r->text_bytes != t->text.len) {
 		t->state = TURN_FAILED;
 		api_error_clear(&t->error);
 		api_error_set(&t->error, "damaged",
 			      "a corrupt journal record lost part of this reply "
 			      "(%zu of %lld bytes kept)",
-			      t->text.len, (long long)want);
+			      t->text.len, (long long)r->text_bytes);
 	}
 	context_account(L->c, t);
 }
 
 /* SUMMARY: the last one wins ("" removes it); a summary call's usage counts. */
-static void load_summary(struct loader *L, const cJSON *o)
+static void load_summary(struct loader *L, const struct record_summary *r)
 {
-	size_t len = 0;
-	const char *text = jstr(L, o, "text", &len);
-	int64_t first = jint(o, "first_turn"), last = jint(o, "last_turn");
-	if (!text || first < 0 || last < first || len > SUMMARY_MAX) {
-		L->bad_payloads++;
-		return;
-	}
-	summary_adopt(L->c, text, len, (uint64_t)first, (uint64_t)last);
-	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "usage");
-	struct turn *t = cJSON_IsObject(u) ? turn_new(L->c, 0, 1) : NULL;
+	summary_adopt(L->c, r->text, r->text_len, r->first_turn, r->last_turn);
+	struct turn *t = r->has_usage ? turn_new(L->c, 0, 1) : NULL;
 	if (t) {
-		load_usage(&t->usage, u);
+		t->usage = r->usage;
 		/* the summary call's model (summary_model): its cost is that model's */
-		const char *m = jstr(L, o, "model", NULL);
+		const char *m = r->model;
 		if (m && settings_model_valid(m, strlen(m)))
 			snprintf(t->model, sizeof(t->model), "%s", m);
 		context_account(L->c, t);
@@ -481,39 +391,22 @@ static void load_summary(struct loader *L, const cJSON *o)
 	}
 }
 
-static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
+/* Applies one decoded record (§5). */
+static void load_apply(struct loader *L, const struct record *r, size_t len)
 {
-	struct loader *L = data;
-	/* Every payload is UTF-8 (§4): a string of bytes that are not would be
-	 * served as they are (over HTTP too). */
-	if (!utf8_valid(payload, len)) {
-		L->bad_payloads++;
-		return 0;
-	}
-	L->nul_hidden = json_nul_escaped(payload, len);
-	buf_reset(&L->hidden);
-	if (L->nul_hidden && json_nul_hide(payload, len, &L->hidden) < 0)
-		return -ENOMEM;
-	cJSON *o = L->nul_hidden ? cJSON_ParseWithLength(L->hidden.data, L->hidden.len)
-				 : cJSON_ParseWithLength(payload, len);
-	if (!cJSON_IsObject(o)) {
-		L->bad_payloads++;
-		cJSON_Delete(o);
-		return 0;
-	}
-	switch (type) {
+	switch (r->type) {
 	case JOURNAL_CREATE:
 	case JOURNAL_SETTINGS:
-		load_settings(L, o);
+		load_settings(L, &r->u.settings);
 		break;
 	case JOURNAL_USER:
-		load_user(L, o);
+		load_user(L, &r->u.user);
 		break;
 	case JOURNAL_REPLY_PART:
-		load_part(L, o);
+		load_part(L, &r->u.part);
 		break;
 	case JOURNAL_REPLY_END:
-		load_end(L, o);
+		load_end(L, &r->u.end);
 		break;
 	case JOURNAL_CLEAR:
 		L->c->hist_start = L->c->n_ex;
@@ -522,33 +415,43 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 		summary_forget(L->c);
 		break;
 	case JOURNAL_RETRY:
-		load_attempt(L, o);
+		load_attempt(L, r->u.retry.turn, r->u.retry.attempt);
 		L->undo_last = false;
 		break;
 	case JOURNAL_UNDO: /* fork.c */
-		if (context_load_undo(L->c, o, &L->undo_last) < 0)
+		if (context_load_undo(L->c, r->u.undo.turn, &L->undo_last) < 0)
 			L->bad_payloads++;
 		break;
 	case JOURNAL_FORKED_FROM:
-		if (context_load_origin(L->c, o) < 0)
-			L->bad_payloads++;
+		context_load_origin(L->c, r->u.forked_from.context, r->u.forked_from.turn);
 		break;
 	case JOURNAL_BLOCK:
-		load_block(L, o, len);
+		load_block(L, &r->u.block, len);
 		break;
 	case JOURNAL_META:
-		meta_load_record(L->c->slot, o);
+		meta_load_record(L->c->slot, r->u.meta.payload);
 		break;
 	case JOURNAL_SUMMARY:
-		load_summary(L, o);
+		load_summary(L, &r->u.summary);
 		break;
 	case JOURNAL_ATTACH:
 	case JOURNAL_DETACH:
-		attach_load_record(L->c, type, o);
+		attach_load_record(L->c, r->type, r->u.attach.name, r->u.attach.payload);
 		break;
 	}
-	cJSON_Delete(o);
-	return 0;
+}
+
+static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
+{
+	struct loader *L = data;
+	struct record rec = {0};
+	int r = record_decode(&rec, type, payload, len, NULL);
+	if (r == RECORD_OK)
+		load_apply(L, &rec, len);
+	else if (r == -EINVAL)
+		L->bad_payloads++;
+	record_release(&rec);
+	return r == -ENOMEM ? r : 0;
 }
 
 /* A reply that was in flight (or queued) when the daemon stopped comes back

@@ -26,16 +26,6 @@
 #include "block_impl.h"
 #include "store_impl.h"
 
-/* A whole number from 0 to 2^53 of key, else -1 (as the loader reads numbers). */
-static int64_t json_count(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-	double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-	if (!(d >= 0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
-		return -1;
-	return (int64_t)d;
-}
-
 static bool turn_ended(const struct turn *t)
 {
 	return t->state == TURN_DONE || t->state == TURN_FAILED;
@@ -61,12 +51,11 @@ void context_undo_newest(struct context *c)
 	c->newest = c->prune.n ? turn_ref(NULL, c->ex[c->hist[c->prune.n - 1]].reply) : NULL;
 }
 
-int context_load_undo(struct context *c, const cJSON *o, bool *undo_last)
+int context_load_undo(struct context *c, uint64_t turn, bool *undo_last)
 {
-	int64_t turn = json_count(o, "turn");
 	struct exchange *e = NULL;
 	for (size_t i = c->n_ex; turn > 0 && i-- > 0 && !e;)
-		if (c->ex[i].turn == (uint64_t)turn)
+		if (c->ex[i].turn == turn)
 			e = &c->ex[i];
 	if (!e)
 		return -EINVAL;
@@ -74,7 +63,7 @@ int context_load_undo(struct context *c, const cJSON *o, bool *undo_last)
 	/* A message that was being written (its USER record came first, its
 	 * end comes later, if ever) kept `output` when the undo was made. */
 	*undo_last = turn_ended(c->ex[c->n_ex - 1].reply);
-	mark_turn(c, MARK_UNDO, NULL, (uint64_t)turn); /* out of memory: unmarked */
+	mark_turn(c, MARK_UNDO, NULL, turn); /* out of memory: unmarked */
 	return 0;
 }
 
@@ -108,13 +97,8 @@ static int undo_check(const struct context *c, char *why, size_t whylen)
 
 static int undo_record(struct context *c, uint64_t turn)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (!o || !cJSON_AddNumberToObject(o, "turn", (double)turn) ||
-	    !cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms())) {
-		cJSON_Delete(o);
-		return -ENOMEM;
-	}
-	return context_write(c, JOURNAL_UNDO, o, false);
+	cJSON *o = record_undo_json(turn, clock_wall_ms());
+	return o ? context_write(c, JOURNAL_UNDO, o, false) : -ENOMEM;
 }
 
 /* Shown at once (a message submitted while the record is synced goes without
@@ -166,15 +150,9 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 
 /* --- fork --------------------------------------------------------------------------- */
 
-int context_load_origin(struct context *c, const cJSON *o)
+void context_load_origin(struct context *c, const char *from, uint64_t turn)
 {
-	const cJSON *from = cJSON_GetObjectItemCaseSensitive(o, "context");
-	int64_t turn = json_count(o, "turn");
-	if (!cJSON_IsString(from) || turn < 0 ||
-	    store_name_check(from->valuestring, strlen(from->valuestring)) < 0)
-		return -EINVAL;
-	mark_turn(c, MARK_FORK, from->valuestring, (uint64_t)turn);
-	return 0;
+	mark_turn(c, MARK_FORK, from, turn); /* out of memory: unmarked */
 }
 
 /* One exchange to copy: the user's text (a copy) and the reply, which has
@@ -302,7 +280,7 @@ static int append_parts(struct journal *j, struct buf *part, uint64_t turn, cons
 		size_t hn = (hs < lead ? lead : t->thinking.len) - hs;
 		tn = tn > PART_MAX ? utf8_complete_prefix(text + ts, PART_MAX) : tn;
 		hn = hn > PART_MAX ? utf8_complete_prefix(thinking + hs, PART_MAX) : hn;
-		r = reply_part_print(part, turn, 1, text + ts, tn, thinking + hs, hn);
+		r = record_part_print(part, turn, 1, text + ts, tn, thinking + hs, hn);
 		if (r == 0)
 			r = journal_append(j, JOURNAL_REPLY_PART, part->data, part->len, false);
 		ts += tn;
@@ -332,30 +310,19 @@ static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
  * fork made no call (its usage starts at zero). */
 static cJSON *end_payload(const struct turn *t)
 {
-	cJSON *o = turn_end_payload(t);
+	struct record_end e;
+	turn_end_fields(t, &e);
 	/* The fork's usage starts at zero: a hit of the response cache is no
 	 * hit of the fork's either. */
-	static const char *const drop[] = {"usage",	 "http_status", "retries", "raw_sent",
-					   "first_turn", "cache_hit",	NULL};
-	for (int i = 0; o && drop[i]; i++)
-		cJSON_DeleteItemFromObjectCaseSensitive(o, drop[i]);
-	if (o && !cJSON_ReplaceItemInObjectCaseSensitive(o, "attempt", cJSON_CreateNumber(1))) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	e.attempt = 1;
+	e.has_usage = e.cache_hit = false;
+	e.http_status = e.retries = e.raw_sent = e.first_turn = RECORD_ABSENT;
+	return record_end_json(&e);
 }
 
 static cJSON *origin_payload(const struct fork_plan *p, int64_t now)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (!o || !cJSON_AddStringToObject(o, "context", p->from) ||
-	    !cJSON_AddNumberToObject(o, "turn", (double)p->at) ||
-	    !cJSON_AddNumberToObject(o, "ms", (double)now)) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return record_forked_from_json(p->from, p->at, now);
 }
 
 /* The USER record of x, with the attachments it took. */
@@ -395,7 +362,7 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	if (r == 0 && p->meta)
 		r = journal_append(j, JOURNAL_META, p->meta, strlen(p->meta), false);
 	struct buf part;
-	buf_init(&part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
+	buf_init(&part, RECORD_PART_SIZE(PART_MAX, PART_MAX));
 	for (size_t i = 0; r == 0 && i < p->n; i++) {
 		const struct fork_ex *x = &p->ex[i];
 		r = append_json(j, JOURNAL_USER, fork_user(x));

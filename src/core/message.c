@@ -17,17 +17,9 @@
 cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 		    const struct attachment *att, size_t n_att)
 {
-	cJSON *o = cJSON_CreateObject();
-	char *copy = strndup(text, len);
-	if (!o || !copy) {
-		cJSON_Delete(o);
-		free(copy);
+	cJSON *o = record_user_json(turn, text, len, ms);
+	if (!o)
 		return NULL;
-	}
-	cJSON_AddNumberToObject(o, "turn", (double)turn);
-	cJSON_AddStringToObject(o, "text", copy);
-	cJSON_AddNumberToObject(o, "ms", (double)ms);
-	free(copy);
 	if (attach_user_json(att, n_att, o) < 0) {
 		cJSON_Delete(o);
 		return NULL;
@@ -353,13 +345,8 @@ int turn_cancel(struct store *s, struct turn *t)
  * Appended here; the caller syncs it (context_sync, the lock released). */
 static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return -ENOMEM;
-	cJSON_AddNumberToObject(o, "turn", (double)turn);
-	cJSON_AddNumberToObject(o, "attempt", attempt);
-	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
-	return context_write(c, JOURNAL_RETRY, o, false);
+	cJSON *o = record_retry_json(turn, attempt, clock_wall_ms());
+	return o ? context_write(c, JOURNAL_RETRY, o, false) : -ENOMEM;
 }
 
 /* Checks that exchange e (the newest, or NULL) can be sent again. */
@@ -439,9 +426,7 @@ int context_clear(struct store *s, uint64_t id)
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
 	if (r == 0) {
 		context_stop_all(s, c, "cancelled by clear", &n);
-		cJSON *o = cJSON_CreateObject();
-		if (o)
-			cJSON_AddNumberToObject(o, "turn", (double)c->next_turn);
+		cJSON *o = record_clear_json(c->next_turn);
 		r = o ? context_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
 	}
 	/* Applied once durable, with the ends of the turns it stopped. */

@@ -143,16 +143,7 @@ static int meta_apply(cJSON **o, const struct meta_op *op, char *why, size_t why
 /* The payload of a META record and of the file: {"meta":{...}}.  Heap. */
 static char *meta_print(const cJSON *meta)
 {
-	cJSON *rec = cJSON_CreateObject();
-	cJSON *copy = meta ? cJSON_Duplicate(meta, true) : cJSON_CreateObject();
-	char *text = NULL;
-	if (rec && copy && cJSON_AddItemToObject(rec, "meta", copy)) {
-		copy = NULL;
-		text = cJSON_PrintUnformatted(rec);
-	}
-	cJSON_Delete(copy);
-	cJSON_Delete(rec);
-	return text;
+	return record_meta_print(meta);
 }
 
 static int meta_path(struct store *s, const struct store_slot *slot, const char *file, char *out,

@@ -100,15 +100,13 @@ static uint64_t files_total(const struct context *c)
 
 static cJSON *attachment_json(const struct attachment *a)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (o && cJSON_AddStringToObject(o, "name", a->name) &&
-	    cJSON_AddStringToObject(o, "type", attach_type_name(a->type)) &&
-	    cJSON_AddNumberToObject(o, "size", (double)a->size) &&
-	    cJSON_AddStringToObject(o, "hash", a->hash) &&
-	    cJSON_AddNumberToObject(o, "tokens", (double)a->raw))
-		return o;
-	cJSON_Delete(o);
-	return NULL;
+	struct record_attach r = {.name = a->name,
+				  .type = attach_type_name(a->type),
+				  .size = (int64_t)a->size,
+				  .hash = a->hash,
+				  .tokens = a->raw,
+				  .ms = RECORD_ABSENT};
+	return record_attach_json(&r);
 }
 
 int attach_user_json(const struct attachment *att, size_t n, cJSON *o)
@@ -153,12 +151,9 @@ static bool attachment_from_json(const cJSON *o, struct attachment *a)
 	return true;
 }
 
-void attach_load_record(struct context *c, uint16_t type, const cJSON *o)
+void attach_load_record(struct context *c, uint16_t type, const char *name, const cJSON *o)
 {
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-	if (!cJSON_IsString(name))
-		return;
-	struct attach_file *f = file_by_name(c, name->valuestring);
+	struct attach_file *f = file_by_name(c, name);
 	if (type == JOURNAL_DETACH) {
 		if (f)
 			attach_file_drop(c, f);
@@ -178,9 +173,8 @@ void attach_load_record(struct context *c, uint16_t type, const cJSON *o)
 	f->committed = true;
 }
 
-void attach_load_user(struct context *c, struct exchange *e, const cJSON *o)
+void attach_load_user(struct context *c, struct exchange *e, const cJSON *arr)
 {
-	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "attach");
 	if (!cJSON_IsArray(arr))
 		return;
 	size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;

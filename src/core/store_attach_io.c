@@ -173,11 +173,9 @@ static void refuse(struct context *c, struct attach_file *f, const char *why)
 {
 	if (f->committed) {
 		struct attachment a = {.name = f->a.name};
-		cJSON *o = cJSON_CreateObject();
-		if (o && cJSON_AddStringToObject(o, "name", a.name))
+		cJSON *o = record_detach_json(a.name, -1);
+		if (o)
 			context_write(c, JOURNAL_DETACH, o, true);
-		else
-			cJSON_Delete(o);
 	}
 	attach_file_drop(c, f);
 	snprintf(c->refused, sizeof(c->refused), "%s", why);
@@ -317,14 +315,14 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 	if (!f)
 		return 0;
 	a.name = f->a.name;
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "name", a.name);
-	cJSON_AddStringToObject(o, "type", attach_type_name(a.type));
-	cJSON_AddNumberToObject(o, "size", (double)a.size);
-	cJSON_AddStringToObject(o, "hash", a.hash);
-	cJSON_AddNumberToObject(o, "tokens", (double)a.raw);
-	cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
-	r = context_write(c, JOURNAL_ATTACH, o, false);
+	struct record_attach rec = {.name = a.name,
+				    .type = attach_type_name(a.type),
+				    .size = (int64_t)a.size,
+				    .hash = a.hash,
+				    .tokens = a.raw,
+				    .ms = clock_wall_ms()};
+	cJSON *o = record_attach_json(&rec);
+	r = o ? context_write(c, JOURNAL_ATTACH, o, false) : -ENOMEM;
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	if (r < 0) {
@@ -385,10 +383,8 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name)
 	int r = f ? 0 : -ENOENT;
 	if (f && f->committed) {
 		r = context_sync_idle(s, &c);
-		cJSON *o = r == 0 ? cJSON_CreateObject() : NULL;
+		cJSON *o = r == 0 ? record_detach_json(name, clock_wall_ms()) : NULL;
 		if (o) {
-			cJSON_AddStringToObject(o, "name", name);
-			cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
 			r = context_write(c, JOURNAL_DETACH, o, false);
 			if (r == 0)
 				r = context_sync(s, &c, &n);

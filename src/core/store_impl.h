@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "mcpfs/blob.h"
-#include "mcpfs/reply_part.h"
+#include "mcpfs/record.h"
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
 #include "mcpfs/journal.h"
@@ -403,12 +403,13 @@ struct cJSON *settings_record(const struct settings *st, const char *system, con
 struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 			   const struct attachment *att, size_t n_att);
 
-/* fork.c: the records a loader hands over (UNDO, FORKED_FROM): -EINVAL for a
- * payload that names no turn of the context (a bad record).  *undo_last is
+/* fork.c: the records a loader hands over (UNDO, FORKED_FROM, decoded by
+ * record.h): -EINVAL for an UNDO that names no turn of the context (a bad
+ * record).  *undo_last is
  * set when the undo leaves `output` on the history's newest reply (no message
  * was being written). */
-int context_load_undo(struct context *c, const struct cJSON *o, bool *undo_last);
-int context_load_origin(struct context *c, const struct cJSON *o);
+int context_load_undo(struct context *c, uint64_t turn, bool *undo_last);
+void context_load_origin(struct context *c, const char *from, uint64_t turn);
 /* `output` after an undo: the reply of the history's newest exchange, or none;
  * a message being written stays what `output` waits for. */
 void context_undo_newest(struct context *c);
@@ -453,8 +454,8 @@ void reserve_give_back(struct store *s, uint64_t *held);
 
 /* store_attach.c: the attach/ side of a context (store_attach.h is the API). */
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
-void attach_load_record(struct context *c, uint16_t type, const struct cJSON *o);
-void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *o);
+void attach_load_record(struct context *c, uint16_t type, const char *name, const struct cJSON *o);
+void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *arr);
 /* After a load: blobs checked (lost ones marked), unreferenced ones swept, and
  * referenced ones of an earlier version's own copy shared (blob_share). */
 void attach_loaded(struct store *s, struct context *c);
@@ -534,6 +535,8 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
 int turn_end_record(struct context *c, struct turn *t, bool sync);
 /* The payload of attempt t's REPLY_END (t has ended).  NULL when out of memory. */
 struct cJSON *turn_end_payload(const struct turn *t);
+/* The REPLY_END of t as a record (record.h), for a writer that changes some. */
+void turn_end_fields(const struct turn *t, struct record_end *e);
 void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);

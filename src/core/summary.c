@@ -105,27 +105,17 @@ void summary_after_load(struct context *c)
 static cJSON *summary_payload(const struct context *c, const char *by, const struct wire_usage *u,
 			      const char *model)
 {
-	cJSON *o = cJSON_CreateObject();
-	bool ok = o && cJSON_AddStringToObject(o, "text", c->summary_len ? c->summary : "") &&
-		  cJSON_AddNumberToObject(o, "first_turn", (double)c->summ_first) &&
-		  cJSON_AddNumberToObject(o, "last_turn", (double)c->summ_last) &&
-		  cJSON_AddStringToObject(o, "by", by) &&
-		  cJSON_AddNumberToObject(o, "ms", (double)clock_wall_ms());
-	if (ok && u && u->present) {
-		cJSON *uo = cJSON_AddObjectToObject(o, "usage");
-		ok = uo && cJSON_AddNumberToObject(uo, "input_tokens", (double)u->input_tokens) &&
-		     cJSON_AddNumberToObject(uo, "output_tokens", (double)u->output_tokens) &&
-		     cJSON_AddNumberToObject(uo, "cache_creation_input_tokens",
-					     (double)u->cache_creation_input_tokens) &&
-		     cJSON_AddNumberToObject(uo, "cache_read_input_tokens",
-					     (double)u->cache_read_input_tokens) &&
-		     (!model || !model[0] || cJSON_AddStringToObject(o, "model", model));
-	}
-	if (!ok) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	struct record_summary r = {
+	    .text = c->summary_len ? c->summary : "",
+	    .first_turn = c->summ_first,
+	    .last_turn = c->summ_last,
+	    .by = by,
+	    .ms = clock_wall_ms(),
+	    .has_usage = u && u->present,
+	    .usage = u ? *u : (struct wire_usage){0},
+	    .model = model,
+	};
+	return record_summary_json(&r);
 }
 
 /* Appends the SUMMARY record of the summary as it is now. */

@@ -42,7 +42,7 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
 	t->state = TURN_PENDING;
 	buf_init(&t->text, STORE_REPLY_MAX);
 	buf_init(&t->thinking, STORE_REPLY_MAX);
-	buf_init(&t->part, REPLY_PART_SIZE(PART_MAX, PART_MAX));
+	buf_init(&t->part, RECORD_PART_SIZE(PART_MAX, PART_MAX));
 	api_error_clear(&t->error);
 	t->raw_sent = -1;
 	blocks_init(&t->blocks);
@@ -128,9 +128,9 @@ void turn_checkpoint(struct turn *t, bool sync)
 		/* Text is split only between characters: wire.c delivers whole UTF-8
 		 * deltas, and PART_MAX cuts are made on the saved offsets, which the
 		 * record's escaping keeps intact either way. */
-		int r = reply_part_print(&t->part, t->number, t->attempt,
-					 buf_at(&t->text, t->text_saved), tn,
-					 buf_at(&t->thinking, t->thinking_saved), hn);
+		int r = record_part_print(&t->part, t->number, t->attempt,
+					  buf_at(&t->text, t->text_saved), tn,
+					  buf_at(&t->thinking, t->thinking_saved), hn);
 		if (r == 0)
 			r = context_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
 		if (r < 0) {
@@ -151,22 +151,6 @@ void turn_checkpoint(struct turn *t, bool sync)
 		journal_sync(c->journal);
 }
 
-static cJSON *usage_json(const struct wire_usage *u)
-{
-	cJSON *o = cJSON_CreateObject();
-	if (u->present & WIRE_USAGE_INPUT)
-		cJSON_AddNumberToObject(o, "input_tokens", (double)u->input_tokens);
-	if (u->present & WIRE_USAGE_OUTPUT)
-		cJSON_AddNumberToObject(o, "output_tokens", (double)u->output_tokens);
-	if (u->present & WIRE_USAGE_CACHE_CREATION)
-		cJSON_AddNumberToObject(o, "cache_creation_input_tokens",
-					(double)u->cache_creation_input_tokens);
-	if (u->present & WIRE_USAGE_CACHE_READ)
-		cJSON_AddNumberToObject(o, "cache_read_input_tokens",
-					(double)u->cache_read_input_tokens);
-	return o;
-}
-
 static void usage_add(struct wire_usage *to, const struct wire_usage *from)
 {
 	to->input_tokens += from->input_tokens;
@@ -176,53 +160,47 @@ static void usage_add(struct wire_usage *to, const struct wire_usage *from)
 	to->present |= from->present;
 }
 
+void turn_end_fields(const struct turn *t, struct record_end *e)
+{
+	*e = (struct record_end){
+	    .turn = (int64_t)t->number,
+	    .attempt = t->attempt,
+	    .done = t->state == TURN_DONE,
+	    .cache_hit = t->cache_hit,
+	    .has_usage = true,
+	    .usage = t->paused_usage, /* the calls a pause_turn continued too */
+	    .stop_reason = t->stop_reason,
+	    .request_id = t->request_id,
+	    /* What its usage is priced as (the settings may change meanwhile). */
+	    .model = t->model,
+	    .has_error = t->state == TURN_FAILED,
+	    .error_type = t->error.type,
+	    .error_message = t->error.message,
+	    .error_request_id = t->error.request_id,
+	    .error_http_status = t->error.http_status,
+	    .raw_sent = t->raw_sent >= 0 ? t->raw_sent : RECORD_ABSENT,
+	    /* A stream counts as a call with or without usage; the retries its
+	     * call made stay in status after a restart. */
+	    .http_status = t->http_status == 200 ? 200 : RECORD_ABSENT,
+	    .retries = t->retries,
+	    /* `status` shows them after a restart too */
+	    .request_bytes = (int64_t)t->req_bytes,
+	    .request_us = t->req_us,
+	    /* Lets a loader tell a reply whose parts were all read from one that
+	     * lost a part to a corrupt record. */
+	    .text_bytes = (int64_t)t->text.len,
+	    /* Where the last call's history started, so that pruning resumes from
+	     * the same place after a restart (and the cached prefix stays valid). */
+	    .first_turn = (int64_t)t->first_turn,
+	};
+	usage_add(&e->usage, &t->usage);
+}
+
 cJSON *turn_end_payload(const struct turn *t)
 {
-	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return NULL;
-	cJSON_AddNumberToObject(o, "turn", (double)t->number);
-	cJSON_AddNumberToObject(o, "attempt", t->attempt);
-	cJSON_AddStringToObject(o, "state", t->state == TURN_DONE ? "done" : "failed");
-	if (t->stop_reason[0])
-		cJSON_AddStringToObject(o, "stop_reason", t->stop_reason);
-	if (t->cache_hit)
-		cJSON_AddTrueToObject(o, "cache_hit");
-	struct wire_usage u = t->paused_usage; /* the calls a pause_turn continued too */
-	usage_add(&u, &t->usage);
-	cJSON_AddItemToObject(o, "usage", usage_json(&u));
-	if (t->request_id[0])
-		cJSON_AddStringToObject(o, "request_id", t->request_id);
-	/* What its usage is priced as (the settings may change meanwhile). */
-	if (t->model[0])
-		cJSON_AddStringToObject(o, "model", t->model);
-	if (t->state == TURN_FAILED) {
-		cJSON *e = cJSON_AddObjectToObject(o, "error");
-		cJSON_AddStringToObject(e, "type", t->error.type);
-		cJSON_AddStringToObject(e, "message", t->error.message);
-		cJSON_AddStringToObject(e, "request_id", t->error.request_id);
-		cJSON_AddNumberToObject(e, "http_status", t->error.http_status);
-	}
-	if (t->raw_sent >= 0)
-		cJSON_AddNumberToObject(o, "raw_sent", (double)t->raw_sent);
-	/* A stream counts as a call with or without usage; the retries its call
-	 * made stay in status after a restart. */
-	if (t->http_status == 200)
-		cJSON_AddNumberToObject(o, "http_status", 200);
-	if (t->retries)
-		cJSON_AddNumberToObject(o, "retries", t->retries);
-	if (t->req_bytes) { /* `status` shows them after a restart too */
-		cJSON_AddNumberToObject(o, "request_bytes", (double)t->req_bytes);
-		cJSON_AddNumberToObject(o, "request_us", (double)t->req_us);
-	}
-	/* Lets a loader tell a reply whose parts were all read from one that lost a
-	 * part to a corrupt record. */
-	cJSON_AddNumberToObject(o, "text_bytes", (double)t->text.len);
-	/* Where the last call's history started, so that pruning resumes from
-	 * the same place after a restart (and the cached prefix stays valid). */
-	if (t->first_turn)
-		cJSON_AddNumberToObject(o, "first_turn", (double)t->first_turn);
-	return o;
+	struct record_end e;
+	turn_end_fields(t, &e);
+	return record_end_json(&e);
 }
 
 int turn_end_record(struct context *c, struct turn *t, bool sync)

@@ -8,7 +8,8 @@
  * report adds up (records, bad records and skipped bytes, good_end at the end of
  * the last record, torn bytes after it); a scan started at a delivered record
  * finds the same records from there; a callback's error stops the scan; the file
- * scan reports exactly what the memory scan does.
+ * scan reports exactly what the memory scan does.  Each delivered payload also
+ * goes through the loader's decoder (record.h), as its type and as every type.
  *
  * As a recipe: a 4-byte header (damage mode, position, value), then records
  * "TYPE PAYLOAD" separated by LF, framed into an image (NUL bytes in payloads
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "mcpfs/journal.h"
+#include "mcpfs/record.h"
 #include "fuzz.h"
 
 #define MAX_RECORDS 32
@@ -50,6 +52,36 @@ struct seen {
 	bool check_pointer; /* payload must point into base (memory scans) */
 };
 
+/* The loader's decoder (record.h) on a delivered payload: as its own type and,
+ * for a small one, as every type, its answer is one of those it names, and a
+ * decoded string lies within what the payload can hold. */
+static void decode_checked(uint16_t type, const void *payload, size_t len)
+{
+	struct record r = {0};
+	const char *why = NULL;
+	int ret = record_decode(&r, type, payload, len, &why);
+	FUZZ_CHECK(ret == RECORD_OK || ret == RECORD_IGNORED || ret == RECORD_UNKNOWN ||
+		   ret == -EINVAL || ret == -ENOMEM);
+	FUZZ_CHECK(ret == RECORD_OK || ret == -ENOMEM || why != NULL);
+	FUZZ_CHECK((ret == RECORD_UNKNOWN) == (ret >= 0 && record_type_name(type) == NULL));
+	if (ret == RECORD_OK && type == JOURNAL_USER)
+		FUZZ_CHECK(r.u.user.turn > 0 && r.u.user.text && r.u.user.text_len <= len);
+	if (ret == RECORD_OK && type == JOURNAL_REPLY_PART)
+		FUZZ_CHECK(r.u.part.text_len <= len && r.u.part.thinking_len <= len);
+	if (ret == RECORD_OK && type == JOURNAL_SUMMARY)
+		FUZZ_CHECK(r.u.summary.first_turn <= r.u.summary.last_turn &&
+			   r.u.summary.text_len <= len);
+	record_release(&r);
+}
+
+static void decode_all(uint16_t type, const void *payload, size_t len)
+{
+	decode_checked(type, payload, len);
+	for (uint16_t t = 1; len <= 4096 && t <= JOURNAL_DETACH + 1; t++)
+		if (t != type)
+			decode_checked(t, payload, len);
+}
+
 static int on_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
 {
 	struct seen *s = data;
@@ -66,6 +98,7 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 	FUZZ_CHECK(journal_frame(type, payload, len, frame) == fs);
 	FUZZ_CHECK(memcmp(frame, s->base + off, fs) == 0);
 	free(frame);
+	decode_all(type, payload, len);
 	if (s->n == s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 16;
 		s->v = realloc(s->v, s->cap * sizeof(*s->v));

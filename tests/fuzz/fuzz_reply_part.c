@@ -1,5 +1,5 @@
 /* fuzz_reply_part.c — REPLY_PART payloads printed without cJSON
- * (src/core/reply_part.c).
+ * (src/core/record_part.c).
  *
  * Input: turn (8 bytes), attempt (4), split (2), then bytes: text is the first
  * split bytes of the rest (at most all of it), thinking what follows.  Checked:
@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "mcpfs/reply_part.h"
+#include "mcpfs/record.h"
 #include "fuzz.h"
 #include "../unit/reply_part_cjson.h"
 

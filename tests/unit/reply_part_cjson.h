@@ -1,6 +1,6 @@
 /* reply_part_cjson.h — what cJSON prints for a REPLY_PART object: the
- * reference that tests/unit/test_reply_part.c and the reply_part fuzz target
- * compare reply_part_print() with, and a length-returning call of it. */
+ * reference that tests/unit/test_record_part.c and the reply_part fuzz target
+ * compare record_part_print() with, and a length-returning call of it. */
 #ifndef MCPFS_TEST_REPLY_PART_CJSON_H
 #define MCPFS_TEST_REPLY_PART_CJSON_H
 
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mcpfs/reply_part.h"
+#include "mcpfs/record.h"
 
 /* cJSON_PrintUnformatted of the object, from NUL-free text and thinking
  * (thinking left out when hn is 0); NULL when out of memory.  free() it. */
@@ -29,11 +29,11 @@ static inline char *reply_part_by_cjson(uint64_t turn, unsigned attempt, const c
 	return s;
 }
 
-/* reply_part_print into b: the record's length, or its error. */
+/* record_part_print into b: the record's length, or its error. */
 static inline long reply_part_len(struct buf *b, uint64_t turn, unsigned attempt, const char *tx,
 				  size_t tn, const char *th, size_t hn)
 {
-	int r = reply_part_print(b, turn, attempt, tx, tn, th, hn);
+	int r = record_part_print(b, turn, attempt, tx, tn, th, hn);
 	return r < 0 ? r : (long)b->len;
 }
 

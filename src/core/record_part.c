@@ -1,4 +1,4 @@
-/* reply_part.c — REPLY_PART payloads without cJSON's printer (see reply_part.h).
+/* record_part.c — REPLY_PART payloads without cJSON's printer (see record.h).
  *
  * cJSON escapes '"', '\\' and every byte below 0x20 (the usual two-character
  * forms where JSON has one, \u00xx in lower-case hex otherwise) and copies
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mcpfs/reply_part.h"
+#include "mcpfs/record.h"
 
 /* For each byte: 0 copied as is, else the letter after '\\' ('u' for \u00xx). */
 static const char escape_of[256] = {
@@ -90,8 +90,8 @@ static char *put_u64(char *p, uint64_t v)
 	return p;
 }
 
-int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text, size_t tn,
-		     const char *thinking, size_t hn)
+int record_part_print(struct buf *out, uint64_t turn, unsigned attempt, const char *text, size_t tn,
+		      const char *thinking, size_t hn)
 {
 	static const char think_key[] = ",\"thinking\":";
 	const unsigned char *tx = (const unsigned char *)text,
@@ -106,7 +106,7 @@ int reply_part_print(struct buf *out, uint64_t turn, unsigned attempt, const cha
 	/* Room for the worst case: one pass over the text, and pages of the buffer
 	 * beyond what is written are never touched. */
 	buf_reset(out);
-	int r = buf_reserve(out, REPLY_PART_SIZE(tn, hn));
+	int r = buf_reserve(out, RECORD_PART_SIZE(tn, hn));
 	if (r < 0)
 		return r;
 	char *p = out->data;

@@ -1,4 +1,4 @@
-/* test_reply_part.c — REPLY_PART payloads printed by reply_part.c are exactly
+/* test_record_part.c — REPLY_PART payloads printed by record_part.c are exactly
  * what cJSON_PrintUnformatted prints for the same object, and parse back to the
  * same text. */
 #include <cjson/cJSON.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "mcpfs/reply_part.h"
+#include "mcpfs/record.h"
 #include "reply_part_cjson.h"
 
 /* Both printers agree byte for byte, and the record parses back. */
@@ -66,8 +66,8 @@ static void test_edges(void)
 		     strlen("{\"turn\":1,\"attempt\":1,\"text\":\"\"}"));
 	/* A buffer capped below the worst case refuses, and is left empty. */
 	struct buf small;
-	buf_init(&small, REPLY_PART_SIZE(4, 0) - 1);
-	CHECK_EQ_INT(reply_part_print(&small, 1, 1, "abcd", 4, "", 0), -EFBIG);
+	buf_init(&small, RECORD_PART_SIZE(4, 0) - 1);
+	CHECK_EQ_INT(record_part_print(&small, 1, 1, "abcd", 4, "", 0), -EFBIG);
 	CHECK_EQ_INT(small.len, 0);
 	buf_done(&small);
 	buf_done(&b);
