@@ -382,7 +382,7 @@ int main(int argc, char **argv)
 	 * on the mount, which returns once the connection is gone. */
 	if (d.fs) {
 		fs_unmount(d.fs);
-		fs_stop_notifier(d.fs);
+		fs_notifier_stop(d.fs);
 		pthread_join(notifier, NULL);
 	}
 	fs_free(d.fs);

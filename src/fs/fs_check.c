@@ -31,7 +31,7 @@
 static const char *file_name(const struct fs_handle *h)
 {
 	return h->kind == K_ROOT_CONFIG ? ".config"
-	       : h->kind < K_NFIXED	? fs_files[h->kind].name
+	       : h->kind < K_NFIXED	? fs_nodes[h->kind].name
 					: "file";
 }
 

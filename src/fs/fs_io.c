@@ -49,7 +49,7 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_models(fs->st, out, true);
 	if (h->kind == K_ROOT_USAGE)
 		return store_render_usage(fs->st, out);
-	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
+	return context_render(fs->st, h->ctx, (enum view_kind)fs_nodes[h->kind].view, out);
 }
 
 /* Sets up a handle for its kind; 0 or -errno. */
@@ -112,7 +112,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * then finds the handle whole. */
 	pthread_mutex_t *lock = fs_handle_lock(fs, h);
 	pthread_mutex_lock(lock);
-	h->kind = fs_kind_of(ino, &h->ctx);
+	h->kind = fs_node_kind(ino, &h->ctx);
 	h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
 	h->append = (fi->flags & O_APPEND) != 0;
 	buf_init(&h->data, VIEW_MAX);
@@ -676,7 +676,7 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
 {
 	uint64_t ctx;
-	int kind = fs_kind_of(ino, &ctx);
+	int kind = fs_node_kind(ino, &ctx);
 	char why[256];
 	if (kind == K_SCRATCH) {
 		struct scratch *sc = fs_scratch_hold_ino(fs, ino);
