@@ -9,6 +9,14 @@
  * while the store is called: the store calls on_start() with its own lock held
  * (from any thread, ours included, when a call's end starts the next turn), so
  * the order is store lock, then c->lock.
+ *
+ * A circle that stays (HACKING.md, Circles): claude.c and claude_call.c use
+ * each other.  The loop makes, ticks and frees its calls (claude_call_*), and a
+ * call that ends counts itself out of the loop's in-flight count
+ * (claude_ended, before the store hears of the end, so the count agrees with
+ * the store) and draws its back-off jitter from the loop's generator
+ * (claude_random).  A loop and its items: both halves own struct claude's
+ * fields together, and cutting the two calls back would only hide them.
  */
 #include <errno.h>
 #include <inttypes.h>

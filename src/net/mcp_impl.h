@@ -2,6 +2,7 @@
  *
  *   mcp.c        POST and DELETE /mcp: JSON-RPC framing, the two protocol
  *                versions, headers against the body, sessions, the methods
+ *   mcp_rpc.c    JSON-RPC messages: a response, an error, the server's info
  *   mcp_tools.c  the tools, and send_message's stream
  *   mcp_resources.c  the resources
  *   mcp_bridge.c the stdio bridge (a client of the endpoint; shares nothing)
@@ -66,11 +67,16 @@ void mcp_free(struct mcp *m); /* NULL-safe; no stream may be live */
 /* The route handlers (shim_route.c's table). */
 shim_handler_fn mcp_post, mcp_delete;
 
-/* --- mcp.c, for mcp_tools.c --- */
+/* --- mcp_rpc.c: JSON-RPC messages (a leaf) --- */
 
 /* A result as its JSON-RPC response (result consumed): resultType and
  * serverInfo added for 2026-07-28.  NULL on ENOMEM. */
-struct cJSON *mcp_response(const struct cJSON *id, bool modern, struct cJSON *result);
+struct cJSON *mcp_rpc_response(const struct cJSON *id, bool modern, struct cJSON *result);
+/* An error response; data (consumed) may be NULL.  NULL on ENOMEM. */
+struct cJSON *mcp_rpc_error(const struct cJSON *id, int code, const char *msg,
+			    struct cJSON *data);
+/* {"name": "mcpfs", "version": MCPFS_VERSION}, or NULL on ENOMEM. */
+struct cJSON *mcp_rpc_server_info(void);
 
 /* --- mcp_resources.c --- */
 

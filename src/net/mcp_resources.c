@@ -149,7 +149,7 @@ int mcp_resource_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *wh
 		if (!strcmp(slash + 1, views[i].file))
 			v = &views[i];
 	if (!v ||
-	    shim_name_decode(seg, (size_t)(slash - seg), name, sizeof(name), problem,
+	    shim_parse_name(seg, (size_t)(slash - seg), name, sizeof(name), problem,
 			     sizeof(problem)) < 0 ||
 	    store_lookup(rq->sh->st, name, &id) < 0)
 		return -ENOENT;

@@ -474,7 +474,7 @@ static int on_flight_end(void *arg, struct buf *out, struct turn *t, bool comple
 	 * cancellation): the stream just ends. */
 	if (cancelled && !complete)
 		return 0;
-	return put_message(out, mcp_response(f->id, f->modern, flight_result(f, t, complete)));
+	return put_message(out, mcp_rpc_response(f->id, f->modern, flight_result(f, t, complete)));
 }
 
 static void on_flight_closed(void *arg, struct turn *t, bool finished, bool stopping)

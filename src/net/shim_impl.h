@@ -3,7 +3,8 @@
  *   shim.c         life cycle, the socket, libmicrohttpd's access handler: the
  *                  checks every request passes and the request body
  *   shim_auth.c    Host, Origin and bearer-token checks; the token file
- *   shim_route.c   the route table, path and name decoding, JSON handlers
+ *   shim_route.c   the route table, path matching, JSON handlers
+ *   shim_parse.c   a name segment and a JSON body parsed strictly (a leaf)
  *   shim_reply.c   responses: JSON, errors, the one errno-to-status table
  *   shim_stream.c  streamed replies: suspend, resume, heartbeat, shutdown
  *   shim_frame.c   the request's own bytes: what libmicrohttpd tolerates and
@@ -245,21 +246,25 @@ enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct 
  * none; else *seg points into url).  0, or -ENOENT for a path of no resource. */
 int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len);
 
+/* --- shim_parse.c --- */
+
 /* A request body as a JSON object (*ret, the caller's to delete) whose keys are
  * all in keys (NULL-terminated); an empty body is {} when optional.  Refuses
  * invalid UTF-8, "\u0000" anywhere, anything but one object, text after it, an
  * unknown key, a key given twice at any depth and an inner object of more than
  * 256 keys: -EINVAL with why.  -ENOMEM.  Needs no connection. */
-int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
+int shim_parse_body(const char *s, size_t n, bool optional, const char *const *keys,
 		    struct cJSON **ret, char *why, size_t whylen);
 
 /* Decodes one percent-encoded path segment into out (a context name): refuses
  * bad escapes, a decoded '/' or NUL, "." and "..", and what store_name_check
  * refuses.  0, -EINVAL, -ENAMETOOLONG, with why. */
-int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char *why,
+int shim_parse_name(const char *seg, size_t len, char *out, size_t outlen, char *why,
 		     size_t whylen);
+/* The message of a context name store_name_check refuses, into why. */
+void shim_parse_name_problem(char *why, size_t whylen);
 /* The value of a hex digit (either case), -1 for any other byte. */
-int shim_hex_value(char c);
+int shim_parse_hex(char c);
 
 /* --- shim_reply.c --- */
 

@@ -27,8 +27,8 @@ static char *query_decode(const char *in)
 		if (ch == '+') {
 			ch = ' ';
 		} else if (ch == '%') {
-			int hi = i + 2 < n ? shim_hex_value(in[i + 1]) : -1;
-			int lo = hi >= 0 ? shim_hex_value(in[i + 2]) : -1;
+			int hi = i + 2 < n ? shim_parse_hex(in[i + 1]) : -1;
+			int lo = hi >= 0 ? shim_parse_hex(in[i + 2]) : -1;
 			if (lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				return NULL;
