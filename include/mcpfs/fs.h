@@ -28,7 +28,7 @@ struct fuse_args;
  * is already mounted (mcpfs)..." when an mcpfs is mounted there, -ENOTCONN
  * with the fusermount3 -uz advice when a dead FUSE mount (a crashed daemon)
  * is in the way, -ENOTEMPTY, -ENOTDIR, -ENOENT.  Reads /proc/self/mountinfo. */
-int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
+int fs_mountpoint_check(const char *mountpoint, char *why, size_t whylen);
 
 /* Creates the session and mounts at mountpoint (which must be an empty
  * directory).  args are the FUSE arguments (-o options not ours); consumed.

@@ -51,7 +51,7 @@ static void mounted_type(const char *path, char *type, size_t len)
 		fclose(f);
 }
 
-int fs_check_mountpoint(const char *path, char *why, size_t whylen)
+int fs_mountpoint_check(const char *path, char *why, size_t whylen)
 {
 	struct stat st;
 	if (stat(path, &st) < 0) {
@@ -95,7 +95,7 @@ int fs_check_mountpoint(const char *path, char *why, size_t whylen)
 int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, struct fs **ret,
 	   char *why, size_t whylen)
 {
-	int r = fs_check_mountpoint(mountpoint, why, whylen);
+	int r = fs_mountpoint_check(mountpoint, why, whylen);
 	if (r < 0)
 		return r;
 	struct fs *fs = calloc(1, sizeof(*fs));
@@ -141,7 +141,7 @@ int fs_new(struct store *st, struct fuse_args *args, const char *mountpoint, str
 		fs->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
 		fs->have_dev = true;
 	}
-	if (store_observe(st, fs_on_change, fs) < 0 || fuse_set_signal_handlers(fs->se) != 0) {
+	if (store_observe(st, fs_park_on_change, fs) < 0 || fuse_set_signal_handlers(fs->se) != 0) {
 		snprintf(why, whylen, "cannot set up the mount on '%s'", mountpoint);
 		fs_free(fs);
 		return -EIO;
@@ -185,7 +185,7 @@ void fs_free(struct fs *fs)
 	fs_park_drain(fs); /* nothing left after fs_unmount's */
 	if (fs->se)
 		fuse_session_destroy(fs->se);
-	fs_handles_free(fs);
+	fs_io_free_all(fs);
 	map_done(&fs->parked);
 	map_done(&fs->touch);
 	map_done(&fs->closed);

@@ -309,7 +309,7 @@ static bool backup_of(const char *name, const char *newname)
 }
 
 /* A temporary file renamed onto input, a setting or `.config`: a write of its
- * content (fs_content_apply), then it is gone.  A content refused (invalid, not
+ * content (fs_io_apply), then it is gone.  A content refused (invalid, not
  * UTF-8, too large) is EINVAL, and both files stay as they were. */
 static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, const char *name,
 			    const char *newname, unsigned int flags)
@@ -323,7 +323,7 @@ static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, cons
 	buf_init(&b, SCRATCH_MAX_BYTES);
 	int r = fs_scratch_copy(fs, parent, name, &b);
 	if (r == 0)
-		r = fs_content_apply(fs, ctx, kind, b.data ? b.data : "", b.len);
+		r = fs_io_apply(fs, ctx, kind, b.data ? b.data : "", b.len);
 	buf_done(&b);
 	if (r == -EILSEQ || r == -EFBIG)
 		r = -EINVAL;

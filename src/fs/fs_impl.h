@@ -247,30 +247,30 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		struct fuse_pollhandle *ph);
-int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
-int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
+int fs_io_truncate(struct fs *fs, struct fs_handle *h, off_t size);
+int fs_io_truncate_path(struct fs *fs, fuse_ino_t ino, off_t size);
 /* Frees the handles whose release never came; the session is destroyed. */
-void fs_handles_free(struct fs *fs);
+void fs_io_free_all(struct fs *fs);
 /* The whole new content of input or a setting, given at once (a temporary file
  * renamed onto it): checked and applied as a writer's text is at close; input
  * gets one message.  0 or the -errno that close would give. */
-int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
+int fs_io_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
 
 /* fs_check.c */
 /* A write to input, system, model, config or .config: applies it to h->data
  * and refuses it (-errno, reported) when it makes the text invalid already
  * (CONTRACT §3.3); a refused text refuses every later write and close. */
-int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+int fs_check_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
 /* Reports a refused write or close: a warning in the log and `last_refused`
  * in the context's status. */
-void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
+void fs_check_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
 /* fs_park.c: reads of output and thinking (h->kind says which) */
-uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h);
-void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
+uint64_t fs_park_size(struct fs *fs, struct fs_handle *h);
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
 		   bool nonblock);
-void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);
-void fs_on_change(void *fs, uint64_t ctx, unsigned what);
+void fs_park_poll(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);
+void fs_park_on_change(void *fs, uint64_t ctx, unsigned what);
 /* Answers every parked read with EIO and drops every poll waiter; after the
  * session loop has returned. */
 void fs_park_drain(struct fs *fs);

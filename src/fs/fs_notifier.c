@@ -68,7 +68,7 @@ static void notify_output(struct fs *fs, uint64_t ctx, unsigned bits)
 	}
 	/* Relative to the working directory, the mount's root (notifier_enter).
 	 * Any size for the transcript: a truncate of a rendering changes nothing
-	 * (fs_path_truncate), and 0 spares a rendering to learn its size. */
+	 * (fs_io_truncate_path), and 0 spares a rendering to learn its size. */
 	snprintf(path, sizeof(path), "%s/transcript", name);
 	if ((bits & NOTIFIER_TRANSCRIPT) && truncate(path, 0) < 0)
 		return;

@@ -228,7 +228,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 	} else if (!strcmp(method, "tools/list")) {
 		result = keyed("tools", mcp_tools_list());
 	} else if (!strcmp(method, "resources/templates/list")) {
-		result = keyed("resourceTemplates", mcp_templates_list());
+		result = keyed("resourceTemplates", mcp_resources_templates());
 	} else if (!strcmp(method, "resources/list")) {
 		rq->cursor = string_at(params, "cursor");
 		int r = mcp_resources_list(rq, &result);
@@ -239,7 +239,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 		if (!uri)
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id, RPC_INVALID_PARAMS,
 					   "params.uri must be a string");
-		int r = mcp_resource_read(rq, uri, &result, why, sizeof(why));
+		int r = mcp_resources_read(rq, uri, &result, why, sizeof(why));
 		if (r == -ENOENT)
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id,
 					   rq->modern ? RPC_INVALID_PARAMS : MCP_RESOURCE_NOT_FOUND,
@@ -253,7 +253,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 		if (!name)
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id, RPC_INVALID_PARAMS,
 					   "params.name must be a string");
-		int r = mcp_tool_call(rq, name, args, &result, &mhd);
+		int r = mcp_tools_call(rq, name, args, &result, &mhd);
 		if (r == 1)
 			return mhd;
 		if (r == -EINVAL) {
@@ -405,7 +405,7 @@ static enum MHD_Result run_legacy(struct mcp_req *rq, const char *method, const 
 	snprintf(rq->session, sizeof(rq->session), "%s", sid);
 	if (!rq->id) {
 		if (!strcmp(method, "notifications/cancelled"))
-			mcp_flight_cancel(rq->sh->mcp, rq->session,
+			mcp_tools_flight_cancel(rq->sh->mcp, rq->session,
 					  cJSON_GetObjectItemCaseSensitive(params, "requestId"));
 		return shim_reply_empty(c, MHD_HTTP_ACCEPTED);
 	}

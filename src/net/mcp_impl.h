@@ -80,20 +80,20 @@ struct cJSON *mcp_rpc_server_info(void);
 
 /* --- mcp_resources.c --- */
 
-struct cJSON *mcp_templates_list(void);
+struct cJSON *mcp_resources_templates(void);
 /* resources/list from rq->cursor.  0, -ENOMEM. */
 int mcp_resources_list(struct mcp_req *rq, struct cJSON **ret);
 
 /* resources/read: 0 with *ret the result; -ENOENT: no such resource (why). */
-int mcp_resource_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, char *why,
+int mcp_resources_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, char *why,
 		      size_t whylen);
 
 /* Appends the view kind (an enum view_kind, or -1: the newest reply as far
  * as it has arrived) of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
-int mcp_render(struct store *st, uint64_t id, int kind, struct buf *out);
+int mcp_resources_render(struct store *st, uint64_t id, int kind, struct buf *out);
 
 /* Appends the text turn t has now (the call may still be streaming). */
-int mcp_turn_text(struct store *st, struct turn *t, struct buf *out);
+int mcp_resources_turn_text(struct store *st, struct turn *t, struct buf *out);
 
 /* --- mcp_tools.c --- */
 
@@ -102,10 +102,10 @@ struct cJSON *mcp_tools_list(void);
 /* tools/call: 0 with *ret the result (isError inside for a tool's failure);
  * 1 when a stream was queued instead (*mhd is what queueing returned);
  * -EINVAL: no such tool; -ENOMEM. */
-int mcp_tool_call(struct mcp_req *rq, const char *name, const struct cJSON *args,
+int mcp_tools_call(struct mcp_req *rq, const char *name, const struct cJSON *args,
 		  struct cJSON **ret, enum MHD_Result *mhd);
 
 /* notifications/cancelled in a session: cancels that request's call. */
-void mcp_flight_cancel(struct mcp *m, const char *session, const struct cJSON *request_id);
+void mcp_tools_flight_cancel(struct mcp *m, const char *session, const struct cJSON *request_id);
 
 #endif

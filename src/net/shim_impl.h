@@ -244,7 +244,7 @@ enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct 
 /* The resource a raw (undecoded) path names, as an index into the route table's
  * resources, and its still-encoded name segment (*seg NULL when the path names
  * none; else *seg points into url).  0, or -ENOENT for a path of no resource. */
-int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len);
+int shim_route_parse_path(const char *url, int *res, const char **seg, size_t *seg_len);
 
 /* --- shim_parse.c --- */
 
@@ -285,16 +285,16 @@ enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why);
 void shim_reply_headers(struct MHD_Response *r);
 /* The error type of a status ("invalid_request_error" for 400). */
 const char *shim_reply_type(unsigned status);
-unsigned shim_status_of(int err);
+unsigned shim_reply_status(int err);
 
 /* --- shim_attach.c --- */
 
 /* Puts the "attachments" of a message body (arr, NULL for none) into the
  * context's attach/; on failure nothing of them stays, *status is the HTTP
  * status and why the reason.  *added counts those put (for _undo). */
-int shim_attachments_add(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t *added,
+int shim_attach_add(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t *added,
 			 unsigned *status, char *why, size_t whylen);
-void shim_attachments_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t n);
+void shim_attach_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t n);
 
 /* --- shim_stream.c --- */
 
@@ -339,9 +339,9 @@ struct shim_filter {
 	size_t n;
 };
 /* 0, or -EINVAL with why (a bad encoding, key or value, too many). */
-int shim_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen);
-void shim_filter_done(struct shim_filter *f);
-bool shim_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
+int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen);
+void shim_meta_filter_done(struct shim_filter *f);
+bool shim_meta_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
 /* The body's "meta" checked (-EINVAL + why for any mistake of the client),
  * then applied (context_meta_patch's errnos). */
 int shim_meta_check(struct shim *sh, uint64_t id, const struct cJSON *body, char *why,

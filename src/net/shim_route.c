@@ -67,7 +67,7 @@ static const struct shim_route routes[] = {
 
 /* --- paths and names ------------------------------------------------------- */
 
-int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len)
+int shim_route_parse_path(const char *url, int *res, const char **seg, size_t *seg_len)
 {
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
@@ -117,7 +117,7 @@ enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct
 	size_t seg_len;
 	char why[256];
 	*refused = true;
-	if (shim_path_parse(url, &res, &seg, &seg_len) < 0)
+	if (shim_route_parse_path(url, &res, &seg, &seg_len) < 0)
 		return shim_reply_error(c, MHD_HTTP_NOT_FOUND,
 					"no such resource (see doc/http-api.md)");
 	for (size_t i = 0; i < N_ROUTES && !rq->route; i++)
@@ -224,16 +224,16 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 	size_t n;
 	struct shim_filter f;
 	char why[256];
-	if (shim_filter_parse(c, &f, why, sizeof(why)) < 0)
+	if (shim_meta_filter_parse(c, &f, why, sizeof(why)) < 0)
 		return shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	int r = store_list(sh->st, &e, &n);
 	if (r < 0) {
-		shim_filter_done(&f);
+		shim_meta_filter_done(&f);
 		return shim_reply_errno(c, r, "cannot list the contexts");
 	}
 	cJSON *o = cJSON_CreateObject(), *list = o ? cJSON_AddArrayToObject(o, "contexts") : NULL;
 	for (size_t i = 0; list && i < n; i++) {
-		if (!shim_filter_match(sh, &f, e[i].id))
+		if (!shim_meta_filter_match(sh, &f, e[i].id))
 			continue;
 		char word[32];
 		status_word(sh, e[i].id, word, sizeof(word));
@@ -246,7 +246,7 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 		}
 	}
 	store_list_free(e, n);
-	shim_filter_done(&f);
+	shim_meta_filter_done(&f);
 	if (!list) {
 		cJSON_Delete(o);
 		o = NULL;
@@ -406,13 +406,13 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	unsigned st = 0;
 	if (!cJSON_IsString(content))
 		snprintf(why, sizeof(why), "content must be a string");
-	else if ((r = shim_attachments_add(sh, rq->id, att, &added, &st, why, sizeof(why))) == 0)
+	else if ((r = shim_attach_add(sh, rq->id, att, &added, &st, why, sizeof(why))) == 0)
 		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no,
 				 &over_limit, why, sizeof(why));
 	else
 		added = 0; /* refused: nothing was kept */
 	if (r < 0 && added)
-		shim_attachments_undo(sh, rq->id, att, added);
+		shim_attach_undo(sh, rq->id, att, added);
 	cJSON_Delete(o);
 	if (r < 0 && r != -ENOENT && r != -EINVAL) {
 		/* Refused like a write of `input`: logged as the mount logs it, and

@@ -1,5 +1,5 @@
 /* fuzz_http.c — the HTTP shim's request handling that runs before any context
- * is touched: the path of a request (shim_path_parse, then shim_parse_name of
+ * is touched: the path of a request (shim_route_parse_path, then shim_parse_name of
  * its name segment) and its JSON body (shim_parse_body), src/net/shim_route.c and shim_parse.c.
  *
  * Input: one selector byte, then the rest.  Selector even: the rest is a path.
@@ -58,7 +58,7 @@ static void check_path(const uint8_t *data, size_t size)
 	int res = -1;
 	const char *seg;
 	size_t seg_len;
-	int r = shim_path_parse(url, &res, &seg, &seg_len);
+	int r = shim_route_parse_path(url, &res, &seg, &seg_len);
 	FUZZ_CHECK(r == 0 || r == -ENOENT);
 	FUZZ_CHECK((r == 0) == ref_routed(url));
 	if (r == 0 && seg) {
