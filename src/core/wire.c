@@ -254,7 +254,8 @@ static int decode_error(const cJSON *root, struct wire_event *ev)
 	if (msg)
 		api_error_copy(ev->error.message, sizeof(ev->error.message), msg, strlen(msg));
 	if (rid)
-		api_error_copy(ev->error.request_id, sizeof(ev->error.request_id), rid, strlen(rid));
+		api_error_copy(ev->error.request_id, sizeof(ev->error.request_id), rid,
+			       strlen(rid));
 	ev->error.retryable = wire_error_type_retryable(ev->error.type);
 	return 0;
 }

@@ -126,8 +126,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	struct fs *fs = fs_of(req);
 	int r = 0;
 	if (to_set & FUSE_SET_ATTR_SIZE)
-		r = fi ? fs_io_truncate(fs, (struct fs_handle *)(uintptr_t)fi->fh,
-					    attr->st_size)
+		r = fi ? fs_io_truncate(fs, (struct fs_handle *)(uintptr_t)fi->fh, attr->st_size)
 		       : fs_io_truncate_path(fs, ino, attr->st_size);
 	if (r < 0) {
 		fuse_reply_err(req, -r);

@@ -268,7 +268,7 @@ void fs_check_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const ch
 /* fs_park.c: reads of output and thinking (h->kind says which) */
 uint64_t fs_park_size(struct fs *fs, struct fs_handle *h);
 void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
-		   bool nonblock);
+		  bool nonblock);
 void fs_park_poll(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);
 void fs_park_on_change(void *fs, uint64_t ctx, unsigned what);
 /* Answers every parked read with EIO and drops every poll waiter; after the

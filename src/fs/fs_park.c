@@ -72,7 +72,7 @@ static ssize_t stream_read(struct fs *fs, struct fs_handle *h, uint64_t off, voi
 }
 
 void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
-		   bool nonblock)
+		  bool nonblock)
 {
 	/* Only what is there now can be returned (output is direct_io, so a short
 	 * read is no end of file): a buffer of the reader's whole size (1 MiB for

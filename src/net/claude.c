@@ -410,7 +410,7 @@ static void claude_commands(struct claude *c, struct claude_cmd *cmd)
 			claude_call_new(c, &cmd->spec);
 		else if (cmd->kind == CMD_MODELS)
 			claude_models_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL,
-					 cmd->spec.connect_timeout_ms);
+					  cmd->spec.connect_timeout_ms);
 		else
 			claude_cancel(c, cmd->spec.call_id);
 		free(cmd);

@@ -287,7 +287,8 @@ static enum MHD_Result run_initialize(struct shim *sh, struct MHD_Connection *c,
 	 * the client disconnects if it cannot speak it (2025-11-25 lifecycle). */
 	cJSON *o = cJSON_CreateObject();
 	if (!cJSON_AddStringToObject(o, "protocolVersion", MCP_VERSION_LEGACY) ||
-	    !put(o, "capabilities", capabilities()) || !put(o, "serverInfo", mcp_rpc_server_info()) ||
+	    !put(o, "capabilities", capabilities()) ||
+	    !put(o, "serverInfo", mcp_rpc_server_info()) ||
 	    !cJSON_AddStringToObject(o, "instructions", instructions)) {
 		cJSON_Delete(o);
 		return MHD_NO;
@@ -405,8 +406,9 @@ static enum MHD_Result run_legacy(struct mcp_req *rq, const char *method, const 
 	snprintf(rq->session, sizeof(rq->session), "%s", sid);
 	if (!rq->id) {
 		if (!strcmp(method, "notifications/cancelled"))
-			mcp_tools_flight_cancel(rq->sh->mcp, rq->session,
-					  cJSON_GetObjectItemCaseSensitive(params, "requestId"));
+			mcp_tools_flight_cancel(
+			    rq->sh->mcp, rq->session,
+			    cJSON_GetObjectItemCaseSensitive(params, "requestId"));
 		return shim_reply_empty(c, MHD_HTTP_ACCEPTED);
 	}
 	if (!strcmp(method, "initialize"))

@@ -73,8 +73,7 @@ shim_handler_fn mcp_post, mcp_delete;
  * serverInfo added for 2026-07-28.  NULL on ENOMEM. */
 struct cJSON *mcp_rpc_response(const struct cJSON *id, bool modern, struct cJSON *result);
 /* An error response; data (consumed) may be NULL.  NULL on ENOMEM. */
-struct cJSON *mcp_rpc_error(const struct cJSON *id, int code, const char *msg,
-			    struct cJSON *data);
+struct cJSON *mcp_rpc_error(const struct cJSON *id, int code, const char *msg, struct cJSON *data);
 /* {"name": "mcpfs", "version": MCPFS_VERSION}, or NULL on ENOMEM. */
 struct cJSON *mcp_rpc_server_info(void);
 
@@ -86,7 +85,7 @@ int mcp_resources_list(struct mcp_req *rq, struct cJSON **ret);
 
 /* resources/read: 0 with *ret the result; -ENOENT: no such resource (why). */
 int mcp_resources_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, char *why,
-		      size_t whylen);
+		       size_t whylen);
 
 /* Appends the view kind (an enum view_kind, or -1: the newest reply as far
  * as it has arrived) of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
@@ -103,7 +102,7 @@ struct cJSON *mcp_tools_list(void);
  * 1 when a stream was queued instead (*mhd is what queueing returned);
  * -EINVAL: no such tool; -ENOMEM. */
 int mcp_tools_call(struct mcp_req *rq, const char *name, const struct cJSON *args,
-		  struct cJSON **ret, enum MHD_Result *mhd);
+		   struct cJSON **ret, enum MHD_Result *mhd);
 
 /* notifications/cancelled in a session: cancels that request's call. */
 void mcp_tools_flight_cancel(struct mcp *m, const char *session, const struct cJSON *request_id);

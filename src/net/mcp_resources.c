@@ -150,7 +150,7 @@ int mcp_resources_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *w
 			v = &views[i];
 	if (!v ||
 	    shim_parse_name(seg, (size_t)(slash - seg), name, sizeof(name), problem,
-			     sizeof(problem)) < 0 ||
+			    sizeof(problem)) < 0 ||
 	    store_lookup(rq->sh->st, name, &id) < 0)
 		return -ENOENT;
 	struct buf b;

@@ -576,7 +576,7 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 /* --- dispatch --------------------------------------------------------------------- */
 
 int mcp_tools_call(struct mcp_req *rq, const char *name, const cJSON *args, cJSON **ret,
-		  enum MHD_Result *mhd)
+		   enum MHD_Result *mhd)
 {
 	*ret = NULL;
 	if (args && !cJSON_IsObject(args))

@@ -60,8 +60,8 @@ static int add_one(struct shim *sh, uint64_t id, const cJSON *it, size_t i, unsi
 	return r;
 }
 
-int shim_attach_add(struct shim *sh, uint64_t id, const cJSON *arr, size_t *added,
-			 unsigned *status, char *why, size_t whylen)
+int shim_attach_add(struct shim *sh, uint64_t id, const cJSON *arr, size_t *added, unsigned *status,
+		    char *why, size_t whylen)
 {
 	*added = 0;
 	if (!arr)

@@ -260,7 +260,7 @@ int shim_parse_body(const char *s, size_t n, bool optional, const char *const *k
  * bad escapes, a decoded '/' or NUL, "." and "..", and what store_name_check
  * refuses.  0, -EINVAL, -ENAMETOOLONG, with why. */
 int shim_parse_name(const char *seg, size_t len, char *out, size_t outlen, char *why,
-		     size_t whylen);
+		    size_t whylen);
 /* The message of a context name store_name_check refuses, into why. */
 void shim_parse_name_problem(char *why, size_t whylen);
 /* The value of a hex digit (either case), -1 for any other byte. */
@@ -293,7 +293,7 @@ unsigned shim_reply_status(int err);
  * context's attach/; on failure nothing of them stays, *status is the HTTP
  * status and why the reason.  *added counts those put (for _undo). */
 int shim_attach_add(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t *added,
-			 unsigned *status, char *why, size_t whylen);
+		    unsigned *status, char *why, size_t whylen);
 void shim_attach_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t n);
 
 /* --- shim_stream.c --- */
@@ -339,7 +339,8 @@ struct shim_filter {
 	size_t n;
 };
 /* 0, or -EINVAL with why (a bad encoding, key or value, too many). */
-int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen);
+int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why,
+			   size_t whylen);
 void shim_meta_filter_done(struct shim_filter *f);
 bool shim_meta_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
 /* The body's "meta" checked (-EINVAL + why for any mistake of the client),

@@ -94,7 +94,8 @@ static enum MHD_Result on_arg(void *cls, enum MHD_ValueKind kind, const char *ke
 	return MHD_NO;
 }
 
-int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen)
+int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why,
+			   size_t whylen)
 {
 	memset(f, 0, sizeof(*f));
 	struct query q = {f, 0, why, whylen};

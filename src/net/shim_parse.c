@@ -37,8 +37,7 @@ void shim_parse_name_problem(char *why, size_t whylen)
 		 STORE_NAME_MAX);
 }
 
-int shim_parse_name(const char *seg, size_t len, char *out, size_t outlen, char *why,
-		     size_t whylen)
+int shim_parse_name(const char *seg, size_t len, char *out, size_t outlen, char *why, size_t whylen)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {

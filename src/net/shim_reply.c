@@ -177,7 +177,8 @@ static enum MHD_Result reply_error_header(struct MHD_Connection *c, unsigned sta
 
 enum MHD_Result shim_reply_errno(struct MHD_Connection *c, int err, const char *why)
 {
-	return shim_reply_error(c, shim_reply_status(err), "%s", why && *why ? why : strerror(-err));
+	return shim_reply_error(c, shim_reply_status(err), "%s",
+				why && *why ? why : strerror(-err));
 }
 
 enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *allow)

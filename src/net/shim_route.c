@@ -129,8 +129,7 @@ enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct
 		return shim_reply_not_allowed(c, allow);
 	}
 	if (seg) {
-		int r =
-		    shim_parse_name(seg, seg_len, rq->name, sizeof(rq->name), why, sizeof(why));
+		int r = shim_parse_name(seg, seg_len, rq->name, sizeof(rq->name), why, sizeof(why));
 		if (r < 0)
 			return shim_reply_errno(c, r, why);
 		if (store_lookup(sh->st, rq->name, &rq->id) < 0)
