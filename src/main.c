@@ -7,7 +7,7 @@
  * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify
  * events through the mount), and with
  * --http libmicrohttpd's pool and the shim's accept thread (shim_start) and
- * the shim's heartbeat timer (shim_timer_run).  The store's lock is the one lock they share.
+ * the shim's heartbeat timer (shim_stream_timer_run).  The store's lock is the one lock they share.
  * Threads start after fuse_daemonize(), since fork() keeps only the calling thread.
  */
 #include <curl/curl.h>
@@ -152,7 +152,7 @@ static void setup(struct daemon *d, struct fuse_args *args)
 	}
 	/* Before the state directory: mounting twice on one mount point says
 	 * "already mounted", not that the state directory is in use. */
-	if (!d->opt.no_mount && fs_check_mountpoint(d->opt.mountpoint, why, sizeof(why)) < 0)
+	if (!d->opt.no_mount && fs_mountpoint_check(d->opt.mountpoint, why, sizeof(why)) < 0)
 		die(why);
 	if (d->opt.api_key_file && !(d->key = read_key_file(d->opt.api_key_file, why, sizeof(why))))
 		die(why);
@@ -221,7 +221,7 @@ static int shim_threads_start(struct daemon *d)
 		log_error("%s", why);
 		return -1;
 	}
-	if (pthread_create(&d->shim_timer, NULL, shim_timer_run, d->shim) != 0) {
+	if (pthread_create(&d->shim_timer, NULL, shim_stream_timer_run, d->shim) != 0) {
 		log_error("cannot start threads");
 		return -1;
 	}
@@ -382,7 +382,7 @@ int main(int argc, char **argv)
 	 * on the mount, which returns once the connection is gone. */
 	if (d.fs) {
 		fs_unmount(d.fs);
-		fs_stop_notifier(d.fs);
+		fs_notifier_stop(d.fs);
 		pthread_join(notifier, NULL);
 	}
 	fs_free(d.fs);

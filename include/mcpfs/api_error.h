@@ -8,6 +8,7 @@
 #define MCPFS_API_ERROR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct api_error {
@@ -23,6 +24,11 @@ struct api_error {
 
 /* Empties e (retry_after_ms = -1). */
 void api_error_clear(struct api_error *e);
+
+/* Copies the n bytes of s (not NUL-terminated) into one of e's string fields
+ * dst of size bytes: at most size - 1 bytes, never ending inside a UTF-8
+ * character, so a truncated message is still text.  NUL-terminates dst. */
+void api_error_copy(char *dst, size_t size, const char *s, size_t n);
 
 /* Sets type and a printf-formatted message; other fields unchanged. */
 void api_error_set(struct api_error *e, const char *type, const char *fmt, ...)

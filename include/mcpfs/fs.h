@@ -7,7 +7,7 @@
  * does not raise for a daemon's own changes (IN_MODIFY on `output` and
  * `transcript`, IN_CLOSE_WRITE on `output` when a reply ends) are made by a
  * notifier thread, through the mount itself.  No entry is invalidated: the
- * kernel keeps a name it looked up for at most 1 s (fs_node.c, ENTRY_TIMEOUT),
+ * kernel keeps a name it looked up for at most 1 s (fs_dir.c, ENTRY_TIMEOUT),
  * so a context deleted or renamed through the HTTP shim or MCP may keep its old
  * entry that long; what is then asked of it answers ENOENT.
  *
@@ -28,7 +28,7 @@ struct fuse_args;
  * is already mounted (mcpfs)..." when an mcpfs is mounted there, -ENOTCONN
  * with the fusermount3 -uz advice when a dead FUSE mount (a crashed daemon)
  * is in the way, -ENOTEMPTY, -ENOTDIR, -ENOENT.  Reads /proc/self/mountinfo. */
-int fs_check_mountpoint(const char *mountpoint, char *why, size_t whylen);
+int fs_mountpoint_check(const char *mountpoint, char *why, size_t whylen);
 
 /* Creates the session and mounts at mountpoint (which must be an empty
  * directory).  args are the FUSE arguments (-o options not ours); consumed.
@@ -42,9 +42,9 @@ int fs_daemonize(struct fs *fs, bool foreground);
 /* Serves requests until unmounted or signalled (SIGINT, SIGTERM, SIGHUP). */
 int fs_run(struct fs *fs, unsigned max_threads);
 
-/* The notifier thread's body; returns after fs_stop_notifier(). */
+/* The notifier thread's body; returns after fs_notifier_stop(). */
 void *fs_notifier_run(void *fs);
-void fs_stop_notifier(struct fs *fs);
+void fs_notifier_stop(struct fs *fs);
 
 /* Unmounts (idempotent). */
 void fs_unmount(struct fs *fs);

@@ -7,7 +7,7 @@
  * response that streams a reply (text/plain or Server-Sent Events) holds a
  * reference to its turn; when no bytes are there yet its connection is
  * suspended, and resumed by the store's observer when the turn changes, so a
- * thousand idle streams cost no thread.  A timer thread (shim_timer_run,
+ * thousand idle streams cost no thread.  A timer thread (shim_stream_timer_run,
  * started by main.c) resumes idle SSE streams every SHIM_HEARTBEAT_MS so they
  * send a keep-alive comment: that is how a client that went away is noticed
  * (libmicrohttpd sees a disconnect only on a write) and its turn released.
@@ -25,7 +25,7 @@
  *
  * Life cycle: shim_new (before daemonizing: binds, so "address in use" is a
  * start-up error on the terminal; starts no thread), shim_start (after
- * daemonizing: starts libmicrohttpd), shim_timer_run in a thread, shim_stop,
+ * daemonizing: starts libmicrohttpd), shim_stream_timer_run in a thread, shim_stop,
  * shim_free.  Locking: one mutex inside the shim guards the set of streams; it
  * is taken before the store's lock, never after.
  */
@@ -64,7 +64,7 @@ int shim_start(struct shim *sh, char *why, size_t whylen);
 
 /* The timer thread's body: resumes idle SSE streams for their heartbeat.
  * Returns after shim_stop(). */
-void *shim_timer_run(void *sh);
+void *shim_stream_timer_run(void *sh);
 
 /* Ends every stream (its client sees an incomplete response), stops
  * libmicrohttpd and tells the timer thread to return.  Idempotent. */

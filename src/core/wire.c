@@ -1,6 +1,5 @@
 /* wire.c — the Messages API's JSON coming back: stream events and error bodies
- * (see wire.h; requests are built by wire_request.c), and the small api_error
- * helpers (see api_error.h).
+ * (see wire.h; requests are built by wire_request.c; api_error_* is api_error.c).
  *
  * Every cJSON tree is built or parsed, copied out and deleted inside one call.
  */
@@ -8,7 +7,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,43 +16,6 @@
 #include "mcpfs/json_nul.h"
 #include "mcpfs/utf8.h"
 #include "mcpfs/wire.h"
-
-/* ---- api_error ---------------------------------------------------------- */
-
-void api_error_clear(struct api_error *e)
-{
-	memset(e, 0, sizeof(*e));
-	e->retry_after_ms = -1;
-}
-
-/* Copies at most size - 1 bytes of s and never ends inside a UTF-8 character,
- * so a truncated message is still text. */
-static void copy_human(char *dst, size_t size, const char *s, size_t n)
-{
-	if (n > size - 1)
-		n = utf8_complete_prefix(s, size - 1);
-	memcpy(dst, s, n);
-	dst[n] = '\0';
-}
-
-void api_error_set(struct api_error *e, const char *type, const char *fmt, ...)
-{
-	va_list ap;
-
-	copy_human(e->type, sizeof(e->type), type, strlen(type));
-	va_start(ap, fmt);
-	int n = vsnprintf(e->message, sizeof(e->message), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		e->message[0] = '\0';
-	else if ((size_t)n >= sizeof(e->message))
-		e->message[utf8_complete_prefix(e->message, strlen(e->message))] = '\0';
-}
-
-bool api_error_status_retryable(int http_status)
-{
-	return http_status == 408 || http_status == 409 || http_status == 429 || http_status >= 500;
-}
 
 bool wire_error_type_retryable(const char *type)
 {
@@ -289,11 +250,12 @@ static int decode_error(const cJSON *root, struct wire_event *ev)
 
 	if (!type)
 		return -EINVAL;
-	copy_human(ev->error.type, sizeof(ev->error.type), type, strlen(type));
+	api_error_copy(ev->error.type, sizeof(ev->error.type), type, strlen(type));
 	if (msg)
-		copy_human(ev->error.message, sizeof(ev->error.message), msg, strlen(msg));
+		api_error_copy(ev->error.message, sizeof(ev->error.message), msg, strlen(msg));
 	if (rid)
-		copy_human(ev->error.request_id, sizeof(ev->error.request_id), rid, strlen(rid));
+		api_error_copy(ev->error.request_id, sizeof(ev->error.request_id), rid,
+			       strlen(rid));
 	ev->error.retryable = wire_error_type_retryable(ev->error.type);
 	return 0;
 }
@@ -438,11 +400,11 @@ static bool wire_error_json(const char *body, size_t len, struct api_error *e)
 	const char *rid = type ? json_str(root, "request_id") : NULL;
 
 	if (type) {
-		copy_human(e->type, sizeof(e->type), type, strlen(type));
+		api_error_copy(e->type, sizeof(e->type), type, strlen(type));
 		msg = msg ? msg : "";
-		copy_human(e->message, sizeof(e->message), msg, strlen(msg));
+		api_error_copy(e->message, sizeof(e->message), msg, strlen(msg));
 		if (rid && !e->request_id[0])
-			copy_human(e->request_id, sizeof(e->request_id), rid, strlen(rid));
+			api_error_copy(e->request_id, sizeof(e->request_id), rid, strlen(rid));
 	}
 	cJSON_Delete(root);
 	return type != NULL;
@@ -498,7 +460,7 @@ void wire_error_decode(int status, const char *body, size_t len, struct api_erro
 	e->retryable = api_error_status_retryable(status);
 	if (body && len && wire_error_json(body, len, e))
 		return;
-	copy_human(e->type, sizeof(e->type), "http_error", strlen("http_error"));
+	api_error_copy(e->type, sizeof(e->type), "http_error", strlen("http_error"));
 	if (!body || !len)
 		snprintf(e->message, sizeof(e->message), "HTTP %d with an empty body", status);
 	else

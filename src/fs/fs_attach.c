@@ -1,7 +1,7 @@
 /* fs_attach.c — a context's attach/ directory (CONTRACT §9): its files are
  * the store's (store_attach.h); here they get inodes, attributes and the
  * usual calls.  A write the store refuses (type, size, count) fails with its
- * errno and the reason goes to the log and to `status` (fs_refuse); the file
+ * errno and the reason goes to the log and to `status` (fs_check_refuse); the file
  * is then gone. */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,7 +97,7 @@ void fs_attach_create(fuse_req_t req, struct fs *fs, uint64_t ctx, const char *n
 	if (!h) {
 		if (r < 0 && r != -ENOENT) {
 			struct fs_handle tmp = {.kind = K_ATTACH_FILE, .ctx = ctx};
-			fs_refuse(fs, &tmp, false, why);
+			fs_check_refuse(fs, &tmp, false, why);
 		}
 		if (r == 0 && writer)
 			context_attach_release(fs->st, ctx, seq);
@@ -136,7 +136,7 @@ int fs_attach_open(struct fs *fs, struct fs_handle *h, fuse_ino_t ino, int flags
 		r = context_attach_open(fs->st, h->ctx, a.name, false, true, (flags & O_TRUNC) != 0,
 					&h->att_seq, why, sizeof(why));
 	if (r < 0 && why[0])
-		fs_refuse(fs, h, false, why);
+		fs_check_refuse(fs, h, false, why);
 	h->att_seq = a.seq;
 	return r;
 }
@@ -167,7 +167,7 @@ int fs_attach_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t 
 				     sizeof(why));
 	if (r < 0 && r != -ENOENT) {
 		h->rejected = -r;
-		fs_refuse(fs, h, false, why);
+		fs_check_refuse(fs, h, false, why);
 	}
 	return r;
 }
@@ -184,7 +184,7 @@ int fs_attach_flush(struct fs *fs, struct fs_handle *h)
 		return 0; /* removed meanwhile */
 	if (r < 0) {
 		h->rejected = -r;
-		fs_refuse(fs, h, true, why);
+		fs_check_refuse(fs, h, true, why);
 	}
 	return r;
 }
@@ -205,7 +205,7 @@ int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size, st
 		struct fs_handle tmp = {.kind = K_ATTACH_FILE, .ctx = ctx};
 		if (h)
 			h->rejected = -r;
-		fs_refuse(fs, h ? h : &tmp, false, why);
+		fs_check_refuse(fs, h ? h : &tmp, false, why);
 	}
 	return r;
 }

@@ -31,11 +31,11 @@
 static const char *file_name(const struct fs_handle *h)
 {
 	return h->kind == K_ROOT_CONFIG ? ".config"
-	       : h->kind < K_NFIXED	? fs_files[h->kind].name
+	       : h->kind < K_NFIXED	? fs_nodes[h->kind].name
 					: "file";
 }
 
-void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why)
+void fs_check_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why)
 {
 	char name[STORE_NAME_MAX + 1], quoted[STORE_NAME_MAX * 4 + 8];
 	const char *what = h->renamed ? "rename onto" : at_close ? "close of" : "write of";
@@ -189,7 +189,7 @@ static int input_check(struct fs *fs, struct fs_handle *h, size_t from, bool app
 	return r;
 }
 
-int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off)
+int fs_check_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off)
 {
 	char why[512] = "";
 	if (h->rejected)
@@ -228,7 +228,7 @@ int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t si
 	if (r < 0) {
 		h->rejected = -r;
 		store_unreserve(fs->st, &h->held);
-		fs_refuse(fs, h, false, why);
+		fs_check_refuse(fs, h, false, why);
 	}
 	return r;
 }

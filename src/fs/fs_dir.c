@@ -1,4 +1,4 @@
-/* fs_dir.c — directory operations: listing, mkdir/rmdir (create and delete a
+/* fs_dir.c — directory operations: lookup, listing, mkdir/rmdir (create and delete a
  * context), unlink, rename, and file creation (refused but for editors' scratch
  * files).
  *
@@ -6,6 +6,10 @@
  * long: ENAMETOOLONG); any other new file is EACCES unless it is an editor's
  * scratch file or a tool's temporary file (fs_scratch.c); unlink of a fixed
  * file is accepted and changes nothing, so that `rm -r` reaches rmdir.
+ *
+ * A lookup of a name longer than STORE_NAME_MAX is ENAMETOOLONG, of any other
+ * unknown name ENOENT (an editor's scratch file or a tool's temporary file is
+ * known: fs_scratch.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,16 +28,82 @@ struct fs_dirlist {
 	size_t n_att;
 };
 
+/* Names change through the mount (the kernel then updates its cache itself)
+ * or through the shim, which invalidates nothing: an entry is kept 1 s. */
+#define ENTRY_TIMEOUT 1.0
+
 static struct fs *fs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+static void reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	int r = fs_attr_stat(fs, ino, &e.attr);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	e.ino = ino;
+	e.generation = 1;
+	/* A scratch file's name is never cached: renamed onto `config`, its entry
+	 * would stand for `config` in the kernel until it timed out. */
+	e.entry_timeout = ino & INO_SCRATCH ? 0 : ENTRY_TIMEOUT;
+	e.attr_timeout = 0; /* sizes change as replies stream: always ask */
+	fuse_reply_entry(req, &e);
+}
+
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	uint64_t ctx;
+	int pkind = fs_node_kind(parent, &ctx);
+	if (strlen(name) > STORE_NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	/* At the root a context goes first: one made (over HTTP) with the name
+	 * of a temporary file hides it. */
+	uint64_t id, sc_ino = fs_scratch_ino(fs, parent, name);
+	if (pkind == K_ROOT) {
+		if (!strcmp(name, ".status"))
+			reply_entry(req, fs, INO_STATUS);
+		else if (!strcmp(name, ".config"))
+			reply_entry(req, fs, INO_CONFIG);
+		else if (!strcmp(name, ".models"))
+			reply_entry(req, fs, INO_MODELS);
+		else if (!strcmp(name, ".usage"))
+			reply_entry(req, fs, INO_USAGE);
+		else if (store_lookup(fs->st, name, &id) == 0)
+			reply_entry(req, fs, fs_node_ino(id, K_DIR));
+		else if (sc_ino)
+			reply_entry(req, fs, sc_ino);
+		else
+			fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (sc_ino) {
+		reply_entry(req, fs, sc_ino);
+		return;
+	}
+	if (pkind == K_ATTACH) {
+		fs_attach_lookup(req, fs, ctx, name);
+		return;
+	}
+	int k = pkind == K_DIR ? fs_node_fixed(name) : -1;
+	if (k < 0)
+		fuse_reply_err(req, pkind == K_DIR ? ENOENT : ENOTDIR);
+	else
+		reply_entry(req, fs, fs_node_ino(ctx, k));
 }
 
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx;
-	int kind = fs_kind_of(ino, &ctx);
+	int kind = fs_node_kind(ino, &ctx);
 	struct fs_dirlist *d = calloc(1, sizeof(*d));
 	int r = d ? 0 : -ENOMEM;
 	if (r == 0 && kind == K_ROOT)
@@ -68,8 +138,8 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFDIR;
 	if (i < 2) {
-		st->st_ino = i == 0		? fs_ino(ctx, kind)
-			     : kind == K_ATTACH ? fs_ino(ctx, K_DIR)
+		st->st_ino = i == 0		? fs_node_ino(ctx, kind)
+			     : kind == K_ATTACH ? fs_node_ino(ctx, K_DIR)
 						: FUSE_ROOT_ID;
 		return i == 0 ? "." : "..";
 	}
@@ -84,9 +154,9 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 	if (kind == K_DIR) {
 		if (i + 1 >= K_NFIXED)
 			return NULL;
-		st->st_ino = fs_ino(ctx, (int)i + 1);
-		st->st_mode = fs_files[i + 1].mode & S_IFMT;
-		return fs_files[i + 1].name;
+		st->st_ino = fs_node_ino(ctx, (int)i + 1);
+		st->st_mode = fs_nodes[i + 1].mode & S_IFMT;
+		return fs_nodes[i + 1].name;
 	}
 	if (i < 4) {
 		static const char *const root_files[] = {".status", ".config", ".models", ".usage"};
@@ -99,7 +169,7 @@ static const char *dir_entry(struct fs_dirlist *d, int kind, uint64_t ctx, size_
 	i -= 4;
 	if (i >= d->n)
 		return NULL;
-	st->st_ino = fs_ino(d->e[i].id, K_DIR);
+	st->st_ino = fs_node_ino(d->e[i].id, K_DIR);
 	return d->e[i].name;
 }
 
@@ -108,7 +178,7 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs_dirlist *d = (struct fs_dirlist *)(uintptr_t)fi->fh;
 	uint64_t ctx;
-	int kind = fs_kind_of(ino, &ctx);
+	int kind = fs_node_kind(ino, &ctx);
 	char *buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -141,7 +211,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, id;
-	if (fs_kind_of(parent, &ctx) != K_ROOT) {
+	if (fs_node_kind(parent, &ctx) != K_ROOT) {
 		mkdir_refused(name, -EACCES, "contexts do not nest");
 		fuse_reply_err(req, EACCES);
 		return;
@@ -156,10 +226,10 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 	}
 	struct fuse_entry_param e;
 	memset(&e, 0, sizeof(e));
-	e.ino = fs_ino(id, K_DIR);
+	e.ino = fs_node_ino(id, K_DIR);
 	e.generation = 1;
 	e.entry_timeout = 1.0;
-	fs_stat(fs, e.ino, &e.attr);
+	fs_attr_stat(fs, e.ino, &e.attr);
 	fuse_reply_entry(req, &e);
 }
 
@@ -167,7 +237,7 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, id;
-	int kind = fs_kind_of(parent, &ctx);
+	int kind = fs_node_kind(parent, &ctx);
 	int r;
 	if (kind == K_DIR && !strcmp(name, "attach"))
 		r = 0; /* accepted, changes nothing: `rm -r NAME` reaches NAME's rmdir */
@@ -176,7 +246,7 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 			? -ENOTDIR
 			: -ENOENT;
 	else if (kind == K_DIR)
-		r = fs_fixed_kind(name) >= 0 || fs_scratch_find(fs, parent, name) ? -ENOTDIR
+		r = fs_node_fixed(name) >= 0 || fs_scratch_find(fs, parent, name) ? -ENOTDIR
 										  : -ENOENT;
 	else if (kind != K_ROOT)
 		r = -ENOTDIR;
@@ -188,7 +258,7 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else {
 		r = store_delete(fs->st, name);
 		if (r == 0)
-			fs_scratch_drop_dir(fs, fs_ino(id, K_DIR));
+			fs_scratch_drop_dir(fs, fs_node_ino(id, K_DIR));
 	}
 	fuse_reply_err(req, -r);
 }
@@ -197,7 +267,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, id;
-	int kind = fs_kind_of(parent, &ctx);
+	int kind = fs_node_kind(parent, &ctx);
 	int r;
 	if (fs_scratch_find(fs, parent, name))
 		r = fs_scratch_unlink(fs, parent, name);
@@ -206,7 +276,7 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else if (kind == K_DIR && !strcmp(name, "attach"))
 		r = -EISDIR;
 	else if (kind == K_DIR)
-		r = fs_fixed_kind(name) >= 0 ? 0 : -ENOENT; /* lets rm -r reach rmdir */
+		r = fs_node_fixed(name) >= 0 ? 0 : -ENOENT; /* lets rm -r reach rmdir */
 	else if (!strcmp(name, ".status") || !strcmp(name, ".config") || !strcmp(name, ".models") ||
 		 !strcmp(name, ".usage"))
 		r = -EACCES;
@@ -239,12 +309,12 @@ static bool backup_of(const char *name, const char *newname)
 }
 
 /* A temporary file renamed onto input, a setting or `.config`: a write of its
- * content (fs_content_apply), then it is gone.  A content refused (invalid, not
+ * content (fs_io_apply), then it is gone.  A content refused (invalid, not
  * UTF-8, too large) is EINVAL, and both files stay as they were. */
 static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, const char *name,
 			    const char *newname, unsigned int flags)
 {
-	int kind = ctx ? fs_fixed_kind(newname) : !strcmp(newname, ".config") ? K_ROOT_CONFIG : -1;
+	int kind = ctx ? fs_node_fixed(newname) : !strcmp(newname, ".config") ? K_ROOT_CONFIG : -1;
 	if (!editable(kind) && kind != K_ROOT_CONFIG)
 		return -EACCES;
 	if (flags & RENAME_NOREPLACE)
@@ -253,7 +323,7 @@ static int rename_temporary(struct fs *fs, fuse_ino_t parent, uint64_t ctx, cons
 	buf_init(&b, SCRATCH_MAX_BYTES);
 	int r = fs_scratch_copy(fs, parent, name, &b);
 	if (r == 0)
-		r = fs_content_apply(fs, ctx, kind, b.data ? b.data : "", b.len);
+		r = fs_io_apply(fs, ctx, kind, b.data ? b.data : "", b.len);
 	buf_done(&b);
 	if (r == -EILSEQ || r == -EFBIG)
 		r = -EINVAL;
@@ -273,7 +343,7 @@ static int rename_to_backup(struct fs *fs, fuse_req_t req, fuse_ino_t parent, ui
 	struct buf b;
 	struct scratch *sc;
 	buf_init(&b, SCRATCH_MAX_BYTES);
-	int r = context_render(fs->st, ctx, (enum view_kind)fs_files[fs_fixed_kind(name)].view, &b);
+	int r = context_render(fs->st, ctx, (enum view_kind)fs_nodes[fs_node_fixed(name)].view, &b);
 	if (r == 0)
 		r = fs_scratch_create(fs, parent, newname, fuse_req_ctx(req)->pid, &sc);
 	if (r == 0) {
@@ -297,7 +367,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 {
 	struct fs *fs = fs_of(req);
 	uint64_t ctx, nctx;
-	int kind = fs_kind_of(parent, &ctx), nkind = fs_kind_of(newparent, &nctx);
+	int kind = fs_node_kind(parent, &ctx), nkind = fs_node_kind(newparent, &nctx);
 	uint64_t id;
 	int r;
 	if (flags & ~RENAME_NOREPLACE)
@@ -311,7 +381,7 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
 		r = -EXDEV;
 	else if (kind == K_DIR && fs_scratch_find(fs, parent, name))
 		r = rename_temporary(fs, parent, ctx, name, newname, flags);
-	else if (kind == K_DIR && editable(fs_fixed_kind(name)) && backup_of(name, newname))
+	else if (kind == K_DIR && editable(fs_node_fixed(name)) && backup_of(name, newname))
 		r = rename_to_backup(fs, req, parent, ctx, name, newname);
 	else
 		r = -EACCES;
@@ -332,7 +402,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	if (fs_kind_of(parent, &actx) == K_ATTACH) {
+	if (fs_node_kind(parent, &actx) == K_ATTACH) {
 		fs_attach_create(req, fs, actx, name, fi);
 		return;
 	}
@@ -360,7 +430,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	e.ino = sc->ino;
 	e.generation = 1;
 	e.entry_timeout = 0; /* see reply_entry() */
-	fs_stat(fs, e.ino, &e.attr);
+	fs_attr_stat(fs, e.ino, &e.attr);
 	fuse_reply_create(req, &e, fi);
 	pthread_mutex_unlock(lock);
 }

@@ -55,12 +55,13 @@ enum fs_kind {
 	K_ATTACH_FILE = 110, /* a file of attach/ */
 };
 
-struct fs_file {
+/* A fixed file of a context directory, one row of the node table (fs_node.c). */
+struct fs_node {
 	const char *name;
 	mode_t mode;
 	int view; /* enum view_kind rendered on read, -1 for none */
 };
-extern const struct fs_file fs_files[K_NFIXED];
+extern const struct fs_node fs_nodes[K_NFIXED];
 
 #define FS_HANDLE_LOCKS 64 /* stripes of fs->handle_locks */
 /* Scratch and temporary files (fs_scratch.c); past a count, ENOSPC at create;
@@ -198,23 +199,25 @@ static inline void fs_handles_link(struct fs *fs, struct fs_handle *h)
 	pthread_mutex_unlock(&fs->handles_lock);
 }
 
-/* What the notifier is to do for a context (fs_notifier_add; fs.c says how).
+/* What the notifier is to do for a context (fs_notifier_add; fs_notifier.c says how).
  * NOTIFIER_OUTPUT: the reply grew or ended: IN_MODIFY on output, and
  * IN_CLOSE_WRITE once when its turn has ended.  NOTIFIER_TRANSCRIPT: the
  * transcript grew: IN_MODIFY on it. */
 #define NOTIFIER_OUTPUT 1u
 #define NOTIFIER_TRANSCRIPT 2u
 
-/* fs_node.c */
-uint64_t fs_ino(uint64_t ctx, int kind);
-int fs_kind_of(fuse_ino_t ino, uint64_t *ctx);
-int fs_stat(struct fs *fs, fuse_ino_t ino, struct stat *st);
-int fs_fixed_kind(const char *name);
+/* fs_node.c: the node table (a leaf) */
+uint64_t fs_node_ino(uint64_t ctx, int kind);
+int fs_node_kind(fuse_ino_t ino, uint64_t *ctx);
+int fs_node_fixed(const char *name);
+
+/* fs_attr.c: the stat of any inode; -ENOENT for none */
+int fs_attr_stat(struct fs *fs, fuse_ino_t ino, struct stat *st);
 
 /* fs_ops.c */
 extern const struct fuse_lowlevel_ops fs_ops;
 
-/* fs_node.c (lookup, getattr, setattr) and fs_dir.c (the others) */
+/* fs_attr.c (getattr, setattr) and fs_dir.c (lookup and the others) */
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -244,30 +247,30 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		struct fuse_pollhandle *ph);
-int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size);
-int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size);
+int fs_io_truncate(struct fs *fs, struct fs_handle *h, off_t size);
+int fs_io_truncate_path(struct fs *fs, fuse_ino_t ino, off_t size);
 /* Frees the handles whose release never came; the session is destroyed. */
-void fs_handles_free(struct fs *fs);
+void fs_io_free_all(struct fs *fs);
 /* The whole new content of input or a setting, given at once (a temporary file
  * renamed onto it): checked and applied as a writer's text is at close; input
  * gets one message.  0 or the -errno that close would give. */
-int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
+int fs_io_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len);
 
 /* fs_check.c */
 /* A write to input, system, model, config or .config: applies it to h->data
  * and refuses it (-errno, reported) when it makes the text invalid already
  * (CONTRACT §3.3); a refused text refuses every later write and close. */
-int fs_write_text(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
+int fs_check_write(struct fs *fs, struct fs_handle *h, const char *buf, size_t size, off_t off);
 /* Reports a refused write or close: a warning in the log and `last_refused`
  * in the context's status. */
-void fs_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
+void fs_check_refuse(struct fs *fs, struct fs_handle *h, bool at_close, const char *why);
 
 /* fs_park.c: reads of output and thinking (h->kind says which) */
-uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h);
-void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
-		   bool nonblock);
-void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);
-void fs_on_change(void *fs, uint64_t ctx, unsigned what);
+uint64_t fs_park_size(struct fs *fs, struct fs_handle *h);
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
+		  bool nonblock);
+void fs_park_poll(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph);
+void fs_park_on_change(void *fs, uint64_t ctx, unsigned what);
 /* Answers every parked read with EIO and drops every poll waiter; after the
  * session loop has returned. */
 void fs_park_drain(struct fs *fs);
@@ -303,7 +306,7 @@ int fs_attach_flush(struct fs *fs, struct fs_handle *h);
 void fs_attach_release(struct fs *fs, struct fs_handle *h);
 int fs_attach_truncate(struct fs *fs, uint64_t ctx, uint32_t seq, off_t size, struct fs_handle *h);
 
-/* fs.c */
+/* fs_notifier.c */
 /* Queues bits (NOTIFIER_*) for ctx: the notifier acts on them at its next pass
  * (at most every NOTIFY_MS per context).  Takes notifier_lock only. */
 void fs_notifier_add(struct fs *fs, uint64_t ctx, unsigned bits);

@@ -49,7 +49,7 @@ static int render(struct fs *fs, struct fs_handle *h, struct buf *out)
 		return store_render_models(fs->st, out, true);
 	if (h->kind == K_ROOT_USAGE)
 		return store_render_usage(fs->st, out);
-	return context_render(fs->st, h->ctx, (enum view_kind)fs_files[h->kind].view, out);
+	return context_render(fs->st, h->ctx, (enum view_kind)fs_nodes[h->kind].view, out);
 }
 
 /* Sets up a handle for its kind; 0 or -errno. */
@@ -112,7 +112,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * then finds the handle whole. */
 	pthread_mutex_t *lock = fs_handle_lock(fs, h);
 	pthread_mutex_lock(lock);
-	h->kind = fs_kind_of(ino, &h->ctx);
+	h->kind = fs_node_kind(ino, &h->ctx);
 	h->writer = (fi->flags & O_ACCMODE) != O_RDONLY;
 	h->append = (fi->flags & O_APPEND) != 0;
 	buf_init(&h->data, VIEW_MAX);
@@ -250,10 +250,10 @@ static void handle_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, size
 	case K_THINKING:
 		if (!h->turn || h->writer)
 			fuse_reply_buf(req, NULL, 0); /* no turn yet: empty */
-		else if (off == 0 && fs_stream_size(fs, h) == 0 && caller_is_following_tail(req))
+		else if (off == 0 && fs_park_size(fs, h) == 0 && caller_is_following_tail(req))
 			fuse_reply_buf(req, NULL, 0);
 		else
-			fs_serve_read(fs, req, h, off, size, flags & O_NONBLOCK);
+			fs_park_read(fs, req, h, off, size, flags & O_NONBLOCK);
 		return;
 	case K_INPUT:
 		fuse_reply_buf(req, NULL, 0); /* input reads empty, so editors start blank */
@@ -397,7 +397,7 @@ static int model_write_check(struct fs *fs, struct fs_handle *h)
 		 * stays refused: its close applies nothing. */
 		pthread_mutex_lock(fs_handle_lock(fs, h));
 		h->rejected = -r;
-		fs_refuse(fs, h, false, why);
+		fs_check_refuse(fs, h, false, why);
 		pthread_mutex_unlock(fs_handle_lock(fs, h));
 	}
 	return r;
@@ -414,13 +414,13 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		char why[512] = "";
 		r = ctl_write(fs, h, buf, size, why, sizeof(why));
 		if (r < 0 && r != -ENOENT)
-			fs_refuse(fs, h, false, why);
+			fs_check_refuse(fs, h, false, why);
 	} else if (h->kind == K_SCRATCH) {
 		r = fs_scratch_write(fs, h->scratch, (size_t)off, buf, size);
 	} else if (h->kind == K_ATTACH_FILE) {
 		r = fs_attach_write(fs, h, buf, size, off);
 	} else if (h->kind == K_INPUT || kind_rw(h->kind)) {
-		r = fs_write_text(fs, h, buf, size, off);
+		r = fs_check_write(fs, h, buf, size, off);
 	} else if (h->kind != K_OUTPUT && h->kind != K_THINKING) {
 		r = -EBADF;
 	}
@@ -472,7 +472,7 @@ static int apply_rw(struct fs *fs, struct fs_handle *h)
 	commit_end(fs, h);
 	free(text);
 	if (r < 0)
-		fs_refuse(fs, h, true, why);
+		fs_check_refuse(fs, h, true, why);
 	return r;
 }
 
@@ -509,7 +509,7 @@ static int input_flush(struct fs *fs, struct fs_handle *h)
 	if (r < 0 && r != -ECANCELED) {
 		h->rejected = -r;
 		if (r != -ENOENT)
-			fs_refuse(fs, h, true, why);
+			fs_check_refuse(fs, h, true, why);
 	}
 	return r == -ECANCELED ? 0 : r;
 }
@@ -532,7 +532,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		char why[512] = "";
 		r = ctl_commit(fs, h, why, sizeof(why));
 		if (r < 0 && r != -ENOENT)
-			fs_refuse(fs, h, true, why);
+			fs_check_refuse(fs, h, true, why);
 	} else if (kind_rw(h->kind) && h->rejected) {
 		r = -h->rejected; /* reported at its write */
 	} else if (kind_rw(h->kind) && h->dirty && h->written) {
@@ -572,7 +572,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 		apply_rw(fs, h);
 	} else if (h->kind == K_OUTPUT || h->kind == K_THINKING) {
 		/* The last read may have been answered by the thread that delivered
-		 * its bytes (fs_on_change), which wrote read_end under park_lock; the
+		 * its bytes (fs_park_on_change), which wrote read_end under park_lock; the
 		 * kernel releases the file only after that answer, and the lock makes
 		 * the order hold in memory as well. */
 		pthread_mutex_lock(&fs->park_lock);
@@ -589,7 +589,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 	pthread_mutex_unlock(lock);
 }
 
-int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len)
+int fs_io_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, size_t len)
 {
 	/* The open (O_TRUNC), write and close of a writer that is never shared:
 	 * the same checks as a write's, refusals reported the same way. */
@@ -597,7 +597,7 @@ int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, si
 	buf_init(&h.data, VIEW_MAX);
 	int r = handle_init(fs, NULL, &h, O_WRONLY | O_TRUNC);
 	if (r == 0 && len)
-		r = fs_write_text(fs, &h, data, len, 0);
+		r = fs_check_write(fs, &h, data, len, 0);
 	h.dirty = h.written = true;
 	/* input_flush and apply_rw release the handle's lock around the commit. */
 	pthread_mutex_lock(fs_handle_lock(fs, &h));
@@ -615,7 +615,7 @@ int fs_content_apply(struct fs *fs, uint64_t ctx, int kind, const char *data, si
 	return r;
 }
 
-void fs_handles_free(struct fs *fs)
+void fs_io_free_all(struct fs *fs)
 {
 	for (struct fs_handle *h = fs->handles, *next; h; h = next) {
 		next = h->next;
@@ -642,7 +642,7 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	struct fs_handle *h = (struct fs_handle *)(uintptr_t)fi->fh;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
 	if ((h->kind == K_OUTPUT || h->kind == K_THINKING) && h->turn && !h->writer) {
-		fs_poll_output(fs, req, h, ph);
+		fs_park_poll(fs, req, h, ph);
 	} else {
 		if (ph)
 			fuse_pollhandle_destroy(ph);
@@ -651,7 +651,7 @@ void fs_op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	pthread_mutex_unlock(fs_handle_lock(fs, h));
 }
 
-int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
+int fs_io_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 {
 	int r = 0;
 	pthread_mutex_lock(fs_handle_lock(fs, h));
@@ -673,10 +673,10 @@ int fs_handle_truncate(struct fs *fs, struct fs_handle *h, off_t size)
 
 /* truncate(2) by name: emptying system or config resets it; the rest accept
  * it and change nothing (the notifier's truncate of output raises IN_MODIFY). */
-int fs_path_truncate(struct fs *fs, fuse_ino_t ino, off_t size)
+int fs_io_truncate_path(struct fs *fs, fuse_ino_t ino, off_t size)
 {
 	uint64_t ctx;
-	int kind = fs_kind_of(ino, &ctx);
+	int kind = fs_node_kind(ino, &ctx);
 	char why[256];
 	if (kind == K_SCRATCH) {
 		struct scratch *sc = fs_scratch_hold_ino(fs, ino);

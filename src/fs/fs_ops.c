@@ -46,7 +46,7 @@ static void fs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct 
  * once ENOTSUP is replied. */
 static const char *meta_key(fuse_req_t req, fuse_ino_t ino, const char *name, uint64_t *ctx)
 {
-	if (fs_kind_of(ino, ctx) == K_DIR && *ctx && !strncmp(name, META_PREFIX, META_PREFIX_LEN))
+	if (fs_node_kind(ino, ctx) == K_DIR && *ctx && !strncmp(name, META_PREFIX, META_PREFIX_LEN))
 		return name + META_PREFIX_LEN;
 	fuse_reply_err(req, ENOTSUP);
 	return NULL;
@@ -106,7 +106,7 @@ static void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct fs *fs = fuse_req_userdata(req);
 	uint64_t ctx;
-	if (fs_kind_of(ino, &ctx) != K_DIR || !ctx) {
+	if (fs_node_kind(ino, &ctx) != K_DIR || !ctx) {
 		fuse_reply_err(req, ENOTSUP);
 		return;
 	}

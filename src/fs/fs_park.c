@@ -55,11 +55,11 @@ static void on_interrupt(fuse_req_t req, void *data)
 		fuse_reply_err(req, EINTR);
 		free(found);
 	}
-	/* Emptied lists keep their (NULL) head; fs_on_change drops them. */
+	/* Emptied lists keep their (NULL) head; fs_park_on_change drops them. */
 }
 
 /* `output` reads the turn's text, `thinking` its thinking. */
-uint64_t fs_stream_size(struct fs *fs, struct fs_handle *h)
+uint64_t fs_park_size(struct fs *fs, struct fs_handle *h)
 {
 	return h->kind == K_THINKING ? turn_thinking_size(fs->st, h->turn)
 				     : turn_size(fs->st, h->turn);
@@ -71,13 +71,13 @@ static ssize_t stream_read(struct fs *fs, struct fs_handle *h, uint64_t off, voi
 				     : turn_read(fs->st, h->turn, off, buf, size);
 }
 
-void fs_serve_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
-		   bool nonblock)
+void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
+		  bool nonblock)
 {
 	/* Only what is there now can be returned (output is direct_io, so a short
 	 * read is no end of file): a buffer of the reader's whole size (1 MiB for
 	 * cat) for a 4 KiB delta costs page faults on every read. */
-	uint64_t have = fs_stream_size(fs, h);
+	uint64_t have = fs_park_size(fs, h);
 	size_t want = have > (uint64_t)off && have - (uint64_t)off < size
 			  ? (size_t)(have - (uint64_t)off)
 			  : size;
@@ -131,7 +131,7 @@ static bool output_ready(struct fs *fs, struct fs_handle *h)
 /* A poll waiter owns its poll handle and refers to no file handle, so a file
  * closed meanwhile leaves nothing dangling; the next change wakes it (the kernel
  * ignores a wake-up for a file it no longer polls). */
-void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph)
+void fs_park_poll(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fuse_pollhandle *ph)
 {
 	pthread_mutex_lock(&fs->park_lock);
 	bool ready = output_ready(fs, h);
@@ -147,7 +147,7 @@ void fs_poll_output(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct f
 }
 
 /* The store's observer: serve again what waits on this context. */
-void fs_on_change(void *data, uint64_t ctx, unsigned what)
+void fs_park_on_change(void *data, uint64_t ctx, unsigned what)
 {
 	struct fs *fs = data;
 	if (what & (STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE | STORE_CHANGED_HISTORY |
@@ -164,7 +164,7 @@ void fs_on_change(void *data, uint64_t ctx, unsigned what)
 		struct parked *p = list;
 		list = p->next;
 		if (p->req) {
-			fs_serve_read(fs, p->req, p->h, p->off, p->size, false);
+			fs_park_read(fs, p->req, p->h, p->off, p->size, false);
 		} else {
 			fuse_lowlevel_notify_poll(p->ph);
 			fuse_pollhandle_destroy(p->ph);

@@ -49,7 +49,7 @@ static bool backup_name_ok(int kind, const char *name, size_t len)
 		return false;
 	memcpy(base, name, len - 1);
 	base[len - 1] = '\0';
-	return fs_fixed_kind(base) > 0;
+	return fs_node_fixed(base) > 0;
 }
 
 /* vim's probe names: 4913, 5036, 5159... */
@@ -68,7 +68,7 @@ static bool temporary_name_ok(struct fs *fs, int kind, const char *name, int fla
 	if (!(flags & O_EXCL) || vim_probe_name(name))
 		return false;
 	if (kind == K_DIR)
-		return fs_fixed_kind(name) < 0;
+		return fs_node_fixed(name) < 0;
 	return kind == K_ROOT && strcmp(name, ".status") && strcmp(name, ".config") &&
 	       strcmp(name, ".models") && strcmp(name, ".usage") &&
 	       store_lookup(fs->st, name, &id) < 0;
@@ -80,7 +80,7 @@ static bool temporary_name_ok(struct fs *fs, int kind, const char *name, int fla
 bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int flags)
 {
 	uint64_t ctx;
-	int kind = fs_kind_of(parent, &ctx);
+	int kind = fs_node_kind(parent, &ctx);
 	size_t len = strlen(name);
 	if (backup_name_ok(kind, name, len) || temporary_name_ok(fs, kind, name, flags))
 		return true;
@@ -98,7 +98,7 @@ bool fs_scratch_name_ok(struct fs *fs, fuse_ino_t parent, const char *name, int 
 	char base[256];
 	snprintf(base, sizeof(base), "%.*s", (int)(dot - name - 1), name + 1);
 	if (kind == K_DIR)
-		return fs_fixed_kind(base) > 0;
+		return fs_node_fixed(base) > 0;
 	if (kind == K_ROOT)
 		return !strcmp(base, ".config") || !strcmp(base, "config") ||
 		       !strcmp(base, ".status") || !strcmp(base, "status");

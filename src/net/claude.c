@@ -9,6 +9,14 @@
  * while the store is called: the store calls on_start() with its own lock held
  * (from any thread, ours included, when a call's end starts the next turn), so
  * the order is store lock, then c->lock.
+ *
+ * A circle that stays (HACKING.md, Circles): claude.c and claude_call.c use
+ * each other.  The loop makes, ticks and frees its calls (claude_call_*), and a
+ * call that ends counts itself out of the loop's in-flight count
+ * (claude_ended, before the store hears of the end, so the count agrees with
+ * the store) and draws its back-off jitter from the loop's generator
+ * (claude_random).  A loop and its items: both halves own struct claude's
+ * fields together, and cutting the two calls back would only hide them.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -401,8 +409,8 @@ static void claude_commands(struct claude *c, struct claude_cmd *cmd)
 		if (cmd->kind == CMD_START)
 			claude_call_new(c, &cmd->spec);
 		else if (cmd->kind == CMD_MODELS)
-			claude_fetch_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL,
-					 cmd->spec.connect_timeout_ms);
+			claude_models_new(c, cmd->spec.model[0] ? cmd->spec.model : NULL,
+					  cmd->spec.connect_timeout_ms);
 		else
 			claude_cancel(c, cmd->spec.call_id);
 		free(cmd);
@@ -422,7 +430,7 @@ static bool claude_reap(struct claude *c)
 		any = true;
 		/* m does not survive curl_multi_remove_handle: copy it first. */
 		CURLcode rc = m->data.result;
-		if (claude_fetch_done(c, m->easy_handle, rc))
+		if (claude_models_done(c, m->easy_handle, rc))
 			continue;
 		void *priv = NULL;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
@@ -451,7 +459,7 @@ static void claude_abort_all(struct claude *c)
 {
 	while (c->calls)
 		claude_call_abort(c->calls, "interrupted", "mcpfs stopped during the call");
-	claude_fetch_abort_all(c);
+	claude_models_abort_all(c);
 }
 
 /* Runs curl's timer if it is due. */
@@ -531,7 +539,7 @@ void claude_free(struct claude *c)
 	}
 	while (c->calls)
 		claude_call_free(c->calls);
-	claude_fetch_abort_all(c);
+	claude_models_abort_all(c);
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
 	if (c->epfd >= 0)

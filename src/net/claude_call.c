@@ -7,6 +7,9 @@
  * The one exception to "the end is reported from the loop" is message_stop: the
  * call is reported complete from inside the body callback, so that readers see
  * the end at once, and the transfer drains briefly for connection reuse.
+ *
+ * It calls back into claude.c (claude_ended, claude_random): a loop and its
+ * items, the one circle of src/net (claude.c says why it stays).
  */
 #include <errno.h>
 #include <inttypes.h>

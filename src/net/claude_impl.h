@@ -112,16 +112,16 @@ void claude_call_abort(struct claude_call *call, const char *type, const char *m
 /* Unlinks from c->calls and frees, removing the transfer.  Not from a callback. */
 void claude_call_free(struct claude_call *call);
 
-/* claude_models.c: the Models API.  claude_fetch_new starts GET
+/* claude_models.c: the Models API.  claude_models_new starts GET
  * /v1/models/{model} (model NULL: every page of GET /v1/models), connecting
  * within connect_timeout_ms (<= 0: curl's default), and answers the
  * store once, with store_models_answer() or store_models_list(), whatever
- * happens.  claude_fetch_done handles a finished transfer when it is one of
- * these (true) — following the next page or answering.  claude_fetch_abort_all
+ * happens.  claude_models_done handles a finished transfer when it is one of
+ * these (true) — following the next page or answering.  claude_models_abort_all
  * answers every fetch still open as failed (the thread is stopping). */
 #define CLAUDE_FETCH_TIMEOUT_MS 10000 /* a whole GET, connection included */
-void claude_fetch_new(struct claude *c, const char *model, int connect_timeout_ms);
-bool claude_fetch_done(struct claude *c, CURL *easy, CURLcode rc);
-void claude_fetch_abort_all(struct claude *c);
+void claude_models_new(struct claude *c, const char *model, int connect_timeout_ms);
+bool claude_models_done(struct claude *c, CURL *easy, CURLcode rc);
+void claude_models_abort_all(struct claude *c);
 
 #endif

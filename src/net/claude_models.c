@@ -138,7 +138,7 @@ static void fetch_start(struct claude_fetch *f, const char *cursor)
 		fetch_fail(f, "cannot start the request");
 }
 
-void claude_fetch_new(struct claude *c, const char *model, int connect_timeout_ms)
+void claude_models_new(struct claude *c, const char *model, int connect_timeout_ms)
 {
 	struct claude_fetch *f = calloc(1, sizeof(*f));
 
@@ -203,7 +203,7 @@ static void fetch_page(struct claude_fetch *f)
 	fetch_free(f);
 }
 
-bool claude_fetch_done(struct claude *c, CURL *easy, CURLcode rc)
+bool claude_models_done(struct claude *c, CURL *easy, CURLcode rc)
 {
 	struct claude_fetch *f = c->fetches;
 	long status = 0;
@@ -243,7 +243,7 @@ bool claude_fetch_done(struct claude *c, CURL *easy, CURLcode rc)
 	return true;
 }
 
-void claude_fetch_abort_all(struct claude *c)
+void claude_models_abort_all(struct claude *c)
 {
 	while (c->fetches)
 		fetch_fail(c->fetches, "mcpfs stopped");

@@ -55,18 +55,7 @@ void mcp_free(struct mcp *m)
 	free(m);
 }
 
-/* --- messages --------------------------------------------------------------------- */
-
-static cJSON *server_info(void)
-{
-	cJSON *o = cJSON_CreateObject();
-	if (o && (!cJSON_AddStringToObject(o, "name", "mcpfs") ||
-		  !cJSON_AddStringToObject(o, "version", MCPFS_VERSION))) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	return o;
-}
+/* --- messages (built by mcp_rpc.c) -------------------------------------------- */
 
 /* Adds item (consumed, may be NULL) to o. */
 static bool put(cJSON *o, const char *key, cJSON *item)
@@ -75,51 +64,6 @@ static bool put(cJSON *o, const char *key, cJSON *item)
 		return true;
 	cJSON_Delete(item);
 	return false;
-}
-
-static cJSON *message_new(const cJSON *id)
-{
-	cJSON *o = cJSON_CreateObject();
-	cJSON *i = id ? cJSON_Duplicate(id, true) : cJSON_CreateNull();
-	if (!o || !i || !cJSON_AddStringToObject(o, "jsonrpc", "2.0") ||
-	    !cJSON_AddItemToObject(o, "id", i)) {
-		cJSON_Delete(o);
-		cJSON_Delete(i);
-		return NULL;
-	}
-	return o;
-}
-
-cJSON *mcp_response(const cJSON *id, bool modern, cJSON *result)
-{
-	cJSON *o = result ? message_new(id) : NULL;
-	bool ok = o != NULL;
-	if (ok && modern) {
-		cJSON *meta = cJSON_GetObjectItemCaseSensitive(result, "_meta");
-		if (!meta)
-			meta = cJSON_AddObjectToObject(result, "_meta");
-		ok = cJSON_AddStringToObject(result, "resultType", "complete") && meta &&
-		     put(meta, "io.modelcontextprotocol/serverInfo", server_info());
-	}
-	if (ok && cJSON_AddItemToObject(o, "result", result))
-		return o;
-	cJSON_Delete(o);
-	cJSON_Delete(result);
-	return NULL;
-}
-
-/* An error response; data (consumed) may be NULL. */
-static cJSON *error_message(const cJSON *id, int code, const char *msg, cJSON *data)
-{
-	cJSON *o = message_new(id), *e = o ? cJSON_AddObjectToObject(o, "error") : NULL;
-	if (!e || !cJSON_AddNumberToObject(e, "code", code) ||
-	    !cJSON_AddStringToObject(e, "message", msg) ||
-	    (data && !cJSON_AddItemToObject(e, "data", data))) {
-		cJSON_Delete(o);
-		cJSON_Delete(data);
-		return NULL;
-	}
-	return o;
 }
 
 /* Queues msg (consumed) as application/json, with a session header if given. */
@@ -148,7 +92,7 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
 				   int code, const char *msg)
 {
 	log_debug("mcp: %u %d %s", status, code, msg);
-	return reply(c, status, error_message(id, code, msg, NULL), NULL);
+	return reply(c, status, mcp_rpc_error(id, code, msg, NULL), NULL);
 }
 
 static cJSON *supported_versions(void)
@@ -170,7 +114,7 @@ static enum MHD_Result reply_unsupported(struct MHD_Connection *c, const cJSON *
 	}
 	return reply(
 	    c, MHD_HTTP_BAD_REQUEST,
-	    error_message(id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version", data), NULL);
+	    mcp_rpc_error(id, MCP_UNSUPPORTED_VERSION, "Unsupported protocol version", data), NULL);
 }
 
 static const char *header(struct MHD_Connection *c, const char *name)
@@ -284,7 +228,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 	} else if (!strcmp(method, "tools/list")) {
 		result = keyed("tools", mcp_tools_list());
 	} else if (!strcmp(method, "resources/templates/list")) {
-		result = keyed("resourceTemplates", mcp_templates_list());
+		result = keyed("resourceTemplates", mcp_resources_templates());
 	} else if (!strcmp(method, "resources/list")) {
 		rq->cursor = string_at(params, "cursor");
 		int r = mcp_resources_list(rq, &result);
@@ -295,7 +239,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 		if (!uri)
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id, RPC_INVALID_PARAMS,
 					   "params.uri must be a string");
-		int r = mcp_resource_read(rq, uri, &result, why, sizeof(why));
+		int r = mcp_resources_read(rq, uri, &result, why, sizeof(why));
 		if (r == -ENOENT)
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id,
 					   rq->modern ? RPC_INVALID_PARAMS : MCP_RESOURCE_NOT_FOUND,
@@ -309,7 +253,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 		if (!name)
 			return reply_error(rq->c, MHD_HTTP_OK, rq->id, RPC_INVALID_PARAMS,
 					   "params.name must be a string");
-		int r = mcp_tool_call(rq, name, args, &result, &mhd);
+		int r = mcp_tools_call(rq, name, args, &result, &mhd);
 		if (r == 1)
 			return mhd;
 		if (r == -EINVAL) {
@@ -324,7 +268,7 @@ static enum MHD_Result run_method(struct mcp_req *rq, const char *method, const 
 		return reply_error(rq->c, rq->modern ? MHD_HTTP_NOT_FOUND : MHD_HTTP_OK, rq->id,
 				   RPC_METHOD_NOT_FOUND, why);
 	}
-	return reply(rq->c, status, mcp_response(rq->id, rq->modern, result), NULL);
+	return reply(rq->c, status, mcp_rpc_response(rq->id, rq->modern, result), NULL);
 }
 
 static enum MHD_Result run_initialize(struct shim *sh, struct MHD_Connection *c, const cJSON *id,
@@ -343,13 +287,14 @@ static enum MHD_Result run_initialize(struct shim *sh, struct MHD_Connection *c,
 	 * the client disconnects if it cannot speak it (2025-11-25 lifecycle). */
 	cJSON *o = cJSON_CreateObject();
 	if (!cJSON_AddStringToObject(o, "protocolVersion", MCP_VERSION_LEGACY) ||
-	    !put(o, "capabilities", capabilities()) || !put(o, "serverInfo", server_info()) ||
+	    !put(o, "capabilities", capabilities()) ||
+	    !put(o, "serverInfo", mcp_rpc_server_info()) ||
 	    !cJSON_AddStringToObject(o, "instructions", instructions)) {
 		cJSON_Delete(o);
 		return MHD_NO;
 	}
 	log_debug("mcp: session %.8s… started", session);
-	return reply(c, MHD_HTTP_OK, mcp_response(id, false, o), session);
+	return reply(c, MHD_HTTP_OK, mcp_rpc_response(id, false, o), session);
 }
 
 /* --- the two eras ------------------------------------------------------------------ */
@@ -461,8 +406,9 @@ static enum MHD_Result run_legacy(struct mcp_req *rq, const char *method, const 
 	snprintf(rq->session, sizeof(rq->session), "%s", sid);
 	if (!rq->id) {
 		if (!strcmp(method, "notifications/cancelled"))
-			mcp_flight_cancel(rq->sh->mcp, rq->session,
-					  cJSON_GetObjectItemCaseSensitive(params, "requestId"));
+			mcp_tools_flight_cancel(
+			    rq->sh->mcp, rq->session,
+			    cJSON_GetObjectItemCaseSensitive(params, "requestId"));
 		return shim_reply_empty(c, MHD_HTTP_ACCEPTED);
 	}
 	if (!strcmp(method, "initialize"))
@@ -516,7 +462,7 @@ enum MHD_Result mcp_post(struct shim *sh, struct shim_request *hrq, struct MHD_C
 		return reply_error(c, MHD_HTTP_BAD_REQUEST, NULL, RPC_PARSE_ERROR,
 				   "Parse error: the body is not JSON");
 	cJSON_Delete(msg);
-	int r = shim_body_parse(body, n, false, keys, &msg, why, sizeof(why));
+	int r = shim_parse_body(body, n, false, keys, &msg, why, sizeof(why));
 	if (r == -ENOMEM)
 		return MHD_NO;
 	if (r < 0)

@@ -2,6 +2,7 @@
  *
  *   mcp.c        POST and DELETE /mcp: JSON-RPC framing, the two protocol
  *                versions, headers against the body, sessions, the methods
+ *   mcp_rpc.c    JSON-RPC messages: a response, an error, the server's info
  *   mcp_tools.c  the tools, and send_message's stream
  *   mcp_resources.c  the resources
  *   mcp_bridge.c the stdio bridge (a client of the endpoint; shares nothing)
@@ -66,28 +67,32 @@ void mcp_free(struct mcp *m); /* NULL-safe; no stream may be live */
 /* The route handlers (shim_route.c's table). */
 shim_handler_fn mcp_post, mcp_delete;
 
-/* --- mcp.c, for mcp_tools.c --- */
+/* --- mcp_rpc.c: JSON-RPC messages (a leaf) --- */
 
 /* A result as its JSON-RPC response (result consumed): resultType and
  * serverInfo added for 2026-07-28.  NULL on ENOMEM. */
-struct cJSON *mcp_response(const struct cJSON *id, bool modern, struct cJSON *result);
+struct cJSON *mcp_rpc_response(const struct cJSON *id, bool modern, struct cJSON *result);
+/* An error response; data (consumed) may be NULL.  NULL on ENOMEM. */
+struct cJSON *mcp_rpc_error(const struct cJSON *id, int code, const char *msg, struct cJSON *data);
+/* {"name": "mcpfs", "version": MCPFS_VERSION}, or NULL on ENOMEM. */
+struct cJSON *mcp_rpc_server_info(void);
 
 /* --- mcp_resources.c --- */
 
-struct cJSON *mcp_templates_list(void);
+struct cJSON *mcp_resources_templates(void);
 /* resources/list from rq->cursor.  0, -ENOMEM. */
 int mcp_resources_list(struct mcp_req *rq, struct cJSON **ret);
 
 /* resources/read: 0 with *ret the result; -ENOENT: no such resource (why). */
-int mcp_resource_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, char *why,
-		      size_t whylen);
+int mcp_resources_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, char *why,
+		       size_t whylen);
 
 /* Appends the view kind (an enum view_kind, or -1: the newest reply as far
  * as it has arrived) of a context to out.  0, -ENOENT, -EFBIG, -ENOMEM. */
-int mcp_render(struct store *st, uint64_t id, int kind, struct buf *out);
+int mcp_resources_render(struct store *st, uint64_t id, int kind, struct buf *out);
 
 /* Appends the text turn t has now (the call may still be streaming). */
-int mcp_turn_text(struct store *st, struct turn *t, struct buf *out);
+int mcp_resources_turn_text(struct store *st, struct turn *t, struct buf *out);
 
 /* --- mcp_tools.c --- */
 
@@ -96,10 +101,10 @@ struct cJSON *mcp_tools_list(void);
 /* tools/call: 0 with *ret the result (isError inside for a tool's failure);
  * 1 when a stream was queued instead (*mhd is what queueing returned);
  * -EINVAL: no such tool; -ENOMEM. */
-int mcp_tool_call(struct mcp_req *rq, const char *name, const struct cJSON *args,
-		  struct cJSON **ret, enum MHD_Result *mhd);
+int mcp_tools_call(struct mcp_req *rq, const char *name, const struct cJSON *args,
+		   struct cJSON **ret, enum MHD_Result *mhd);
 
 /* notifications/cancelled in a session: cancels that request's call. */
-void mcp_flight_cancel(struct mcp *m, const char *session, const struct cJSON *request_id);
+void mcp_tools_flight_cancel(struct mcp *m, const char *session, const struct cJSON *request_id);
 
 #endif

@@ -41,7 +41,7 @@ static cJSON *resource_item(const char *key, const char *uri, const char *name,
 	return o;
 }
 
-cJSON *mcp_templates_list(void)
+cJSON *mcp_resources_templates(void)
 {
 	cJSON *list = cJSON_CreateArray();
 	for (size_t i = 0; list && i < N_VIEWS; i++) {
@@ -109,7 +109,7 @@ int mcp_resources_list(struct mcp_req *rq, cJSON **ret)
 
 /* --- reading -------------------------------------------------------------------- */
 
-int mcp_turn_text(struct store *st, struct turn *t, struct buf *out)
+int mcp_resources_turn_text(struct store *st, struct turn *t, struct buf *out)
 {
 	char chunk[16384];
 	for (uint64_t off = 0; t;) {
@@ -124,19 +124,19 @@ int mcp_turn_text(struct store *st, struct turn *t, struct buf *out)
 	return 0;
 }
 
-int mcp_render(struct store *st, uint64_t id, int kind, struct buf *out)
+int mcp_resources_render(struct store *st, uint64_t id, int kind, struct buf *out)
 {
 	if (kind >= 0)
 		return context_render(st, id, (enum view_kind)kind, out);
 	struct turn *t = NULL;
 	int r = context_output(st, id, &t);
 	if (r == 0)
-		r = mcp_turn_text(st, t, out);
+		r = mcp_resources_turn_text(st, t, out);
 	turn_unref(st, t);
 	return r;
 }
 
-int mcp_resource_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *why, size_t whylen)
+int mcp_resources_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *why, size_t whylen)
 {
 	const char *seg = uri + strlen(URI_PREFIX), *slash = strrchr(uri, '/');
 	char name[STORE_NAME_MAX + 1], problem[256];
@@ -149,13 +149,13 @@ int mcp_resource_read(struct mcp_req *rq, const char *uri, cJSON **ret, char *wh
 		if (!strcmp(slash + 1, views[i].file))
 			v = &views[i];
 	if (!v ||
-	    shim_name_decode(seg, (size_t)(slash - seg), name, sizeof(name), problem,
-			     sizeof(problem)) < 0 ||
+	    shim_parse_name(seg, (size_t)(slash - seg), name, sizeof(name), problem,
+			    sizeof(problem)) < 0 ||
 	    store_lookup(rq->sh->st, name, &id) < 0)
 		return -ENOENT;
 	struct buf b;
 	buf_init(&b, SHIM_VIEWS_MAX);
-	int r = mcp_render(rq->sh->st, id, v->kind, &b);
+	int r = mcp_resources_render(rq->sh->st, id, v->kind, &b);
 	if (r == 0 && buf_append(&b, "", 1) < 0) /* NUL-terminated for cJSON */
 		r = -ENOMEM;
 	cJSON *o = cJSON_CreateObject(), *contents = cJSON_AddArrayToObject(o, "contents");

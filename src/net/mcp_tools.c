@@ -219,7 +219,7 @@ static int view_result(struct mcp_req *rq, uint64_t id, int kind, cJSON **ret)
 {
 	struct buf b;
 	buf_init(&b, SHIM_VIEWS_MAX);
-	int r = mcp_render(rq->sh->st, id, kind, &b);
+	int r = mcp_resources_render(rq->sh->st, id, kind, &b);
 	if (r == 0)
 		r = buf_append(&b, "", 1);
 	if (r == 0)
@@ -451,7 +451,7 @@ static cJSON *flight_result(struct mcp_flight *f, struct turn *t, bool complete)
 	struct buf b;
 	buf_init(&b, STORE_REPLY_MAX + 1);
 	cJSON *s = cJSON_CreateObject(), *o = NULL;
-	if (mcp_turn_text(f->st, t, &b) == 0 && buf_append(&b, "", 1) == 0 &&
+	if (mcp_resources_turn_text(f->st, t, &b) == 0 && buf_append(&b, "", 1) == 0 &&
 	    cJSON_AddStringToObject(s, "text", b.data) &&
 	    cJSON_AddNumberToObject(s, "turn", (double)turn_number(t)) &&
 	    (oc.stop_reason[0] ? cJSON_AddStringToObject(s, "stop_reason", oc.stop_reason)
@@ -474,7 +474,7 @@ static int on_flight_end(void *arg, struct buf *out, struct turn *t, bool comple
 	 * cancellation): the stream just ends. */
 	if (cancelled && !complete)
 		return 0;
-	return put_message(out, mcp_response(f->id, f->modern, flight_result(f, t, complete)));
+	return put_message(out, mcp_rpc_response(f->id, f->modern, flight_result(f, t, complete)));
 }
 
 static void on_flight_closed(void *arg, struct turn *t, bool finished, bool stopping)
@@ -502,7 +502,7 @@ static void on_flight_closed(void *arg, struct turn *t, bool finished, bool stop
 static const struct shim_stream_fmt flight_fmt = {
     .delta = on_flight_delta, .end = on_flight_end, .closed = on_flight_closed};
 
-void mcp_flight_cancel(struct mcp *m, const char *session, const cJSON *request_id)
+void mcp_tools_flight_cancel(struct mcp *m, const char *session, const cJSON *request_id)
 {
 	char *id = request_id ? cJSON_PrintUnformatted(request_id) : NULL;
 	struct turn *t = NULL;
@@ -575,8 +575,8 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 
 /* --- dispatch --------------------------------------------------------------------- */
 
-int mcp_tool_call(struct mcp_req *rq, const char *name, const cJSON *args, cJSON **ret,
-		  enum MHD_Result *mhd)
+int mcp_tools_call(struct mcp_req *rq, const char *name, const cJSON *args, cJSON **ret,
+		   enum MHD_Result *mhd)
 {
 	*ret = NULL;
 	if (args && !cJSON_IsObject(args))

@@ -14,7 +14,7 @@
 #include "mcpfs/store_attach.h"
 #include "shim_impl.h"
 
-void shim_attachments_undo(struct shim *sh, uint64_t id, const cJSON *arr, size_t n)
+void shim_attach_undo(struct shim *sh, uint64_t id, const cJSON *arr, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		const cJSON *name =
@@ -56,12 +56,12 @@ static int add_one(struct shim *sh, uint64_t id, const cJSON *it, size_t i, unsi
 	if (r == -EFBIG || (r == -ENOSPC && !strstr(why, "cannot save")))
 		*status = MHD_HTTP_CONTENT_TOO_LARGE;
 	else if (r < 0 && r != -EINVAL && r != -ENAMETOOLONG)
-		*status = shim_status_of(r);
+		*status = shim_reply_status(r);
 	return r;
 }
 
-int shim_attachments_add(struct shim *sh, uint64_t id, const cJSON *arr, size_t *added,
-			 unsigned *status, char *why, size_t whylen)
+int shim_attach_add(struct shim *sh, uint64_t id, const cJSON *arr, size_t *added, unsigned *status,
+		    char *why, size_t whylen)
 {
 	*added = 0;
 	if (!arr)
@@ -81,7 +81,7 @@ int shim_attachments_add(struct shim *sh, uint64_t id, const cJSON *arr, size_t 
 	for (size_t i = 0; i < n; i++) {
 		int r = add_one(sh, id, cJSON_GetArrayItem(arr, (int)i), i, status, why, whylen);
 		if (r < 0) {
-			shim_attachments_undo(sh, id, arr, i);
+			shim_attach_undo(sh, id, arr, i);
 			return r;
 		}
 		*added = i + 1;

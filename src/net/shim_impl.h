@@ -3,7 +3,8 @@
  *   shim.c         life cycle, the socket, libmicrohttpd's access handler: the
  *                  checks every request passes and the request body
  *   shim_auth.c    Host, Origin and bearer-token checks; the token file
- *   shim_route.c   the route table, path and name decoding, JSON handlers
+ *   shim_route.c   the route table, path matching, JSON handlers
+ *   shim_parse.c   a name segment and a JSON body parsed strictly (a leaf)
  *   shim_reply.c   responses: JSON, errors, the one errno-to-status table
  *   shim_stream.c  streamed replies: suspend, resume, heartbeat, shutdown
  *   shim_frame.c   the request's own bytes: what libmicrohttpd tolerates and
@@ -243,23 +244,27 @@ enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct 
 /* The resource a raw (undecoded) path names, as an index into the route table's
  * resources, and its still-encoded name segment (*seg NULL when the path names
  * none; else *seg points into url).  0, or -ENOENT for a path of no resource. */
-int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len);
+int shim_route_parse_path(const char *url, int *res, const char **seg, size_t *seg_len);
+
+/* --- shim_parse.c --- */
 
 /* A request body as a JSON object (*ret, the caller's to delete) whose keys are
  * all in keys (NULL-terminated); an empty body is {} when optional.  Refuses
  * invalid UTF-8, "\u0000" anywhere, anything but one object, text after it, an
  * unknown key, a key given twice at any depth and an inner object of more than
  * 256 keys: -EINVAL with why.  -ENOMEM.  Needs no connection. */
-int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys,
+int shim_parse_body(const char *s, size_t n, bool optional, const char *const *keys,
 		    struct cJSON **ret, char *why, size_t whylen);
 
 /* Decodes one percent-encoded path segment into out (a context name): refuses
  * bad escapes, a decoded '/' or NUL, "." and "..", and what store_name_check
  * refuses.  0, -EINVAL, -ENAMETOOLONG, with why. */
-int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char *why,
-		     size_t whylen);
+int shim_parse_name(const char *seg, size_t len, char *out, size_t outlen, char *why,
+		    size_t whylen);
+/* The message of a context name store_name_check refuses, into why. */
+void shim_parse_name_problem(char *why, size_t whylen);
 /* The value of a hex digit (either case), -1 for any other byte. */
-int shim_hex_value(char c);
+int shim_parse_hex(char c);
 
 /* --- shim_reply.c --- */
 
@@ -280,16 +285,16 @@ enum MHD_Result shim_reply_busy(struct MHD_Connection *c, const char *why);
 void shim_reply_headers(struct MHD_Response *r);
 /* The error type of a status ("invalid_request_error" for 400). */
 const char *shim_reply_type(unsigned status);
-unsigned shim_status_of(int err);
+unsigned shim_reply_status(int err);
 
 /* --- shim_attach.c --- */
 
 /* Puts the "attachments" of a message body (arr, NULL for none) into the
  * context's attach/; on failure nothing of them stays, *status is the HTTP
  * status and why the reason.  *added counts those put (for _undo). */
-int shim_attachments_add(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t *added,
-			 unsigned *status, char *why, size_t whylen);
-void shim_attachments_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t n);
+int shim_attach_add(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t *added,
+		    unsigned *status, char *why, size_t whylen);
+void shim_attach_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, size_t n);
 
 /* --- shim_stream.c --- */
 
@@ -334,9 +339,10 @@ struct shim_filter {
 	size_t n;
 };
 /* 0, or -EINVAL with why (a bad encoding, key or value, too many). */
-int shim_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen);
-void shim_filter_done(struct shim_filter *f);
-bool shim_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
+int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why,
+			   size_t whylen);
+void shim_meta_filter_done(struct shim_filter *f);
+bool shim_meta_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id);
 /* The body's "meta" checked (-EINVAL + why for any mistake of the client),
  * then applied (context_meta_patch's errnos). */
 int shim_meta_check(struct shim *sh, uint64_t id, const struct cJSON *body, char *why,

@@ -27,8 +27,8 @@ static char *query_decode(const char *in)
 		if (ch == '+') {
 			ch = ' ';
 		} else if (ch == '%') {
-			int hi = i + 2 < n ? shim_hex_value(in[i + 1]) : -1;
-			int lo = hi >= 0 ? shim_hex_value(in[i + 2]) : -1;
+			int hi = i + 2 < n ? shim_parse_hex(in[i + 1]) : -1;
+			int lo = hi >= 0 ? shim_parse_hex(in[i + 2]) : -1;
 			if (lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				return NULL;
@@ -94,17 +94,18 @@ static enum MHD_Result on_arg(void *cls, enum MHD_ValueKind kind, const char *ke
 	return MHD_NO;
 }
 
-int shim_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why, size_t whylen)
+int shim_meta_filter_parse(struct MHD_Connection *c, struct shim_filter *f, char *why,
+			   size_t whylen)
 {
 	memset(f, 0, sizeof(*f));
 	struct query q = {f, 0, why, whylen};
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, on_arg, &q);
 	if (q.err < 0)
-		shim_filter_done(f);
+		shim_meta_filter_done(f);
 	return q.err < 0 ? -EINVAL : 0;
 }
 
-void shim_filter_done(struct shim_filter *f)
+void shim_meta_filter_done(struct shim_filter *f)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		free(f->keys[i]);
@@ -113,7 +114,7 @@ void shim_filter_done(struct shim_filter *f)
 	f->n = 0;
 }
 
-bool shim_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id)
+bool shim_meta_filter_match(struct shim *sh, const struct shim_filter *f, uint64_t id)
 {
 	return f->n == 0 || context_meta_match(sh->st, id, f->c, f->n) == 1;
 }

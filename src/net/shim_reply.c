@@ -54,7 +54,7 @@ static const struct {
     {MHD_HTTP_SERVICE_UNAVAILABLE, "overloaded_error"},
 };
 
-unsigned shim_status_of(int err)
+unsigned shim_reply_status(int err)
 {
 	for (size_t i = 0; i < sizeof(errno_table) / sizeof(errno_table[0]); i++)
 		if (errno_table[i].err == -err)
@@ -177,7 +177,8 @@ static enum MHD_Result reply_error_header(struct MHD_Connection *c, unsigned sta
 
 enum MHD_Result shim_reply_errno(struct MHD_Connection *c, int err, const char *why)
 {
-	return shim_reply_error(c, shim_status_of(err), "%s", why && *why ? why : strerror(-err));
+	return shim_reply_error(c, shim_reply_status(err), "%s",
+				why && *why ? why : strerror(-err));
 }
 
 enum MHD_Result shim_reply_not_allowed(struct MHD_Connection *c, const char *allow)

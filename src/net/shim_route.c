@@ -3,9 +3,7 @@
  * One table lists every (resource, method) pair; a path that names no
  * resource is 404, a resource without the method is 405 with the Allow header
  * built from the same table.  Paths are matched before any decoding, then the
- * one name segment is percent-decoded strictly here (libmicrohttpd's own
- * unescaping is turned off in shim.c, or "%2F" would become a '/' and a path
- * separator): a decoded '/', NUL, "." or ".." is refused, never followed.
+ * one name segment is percent-decoded strictly (shim_parse_name, shim_parse.c).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -69,7 +67,7 @@ static const struct shim_route routes[] = {
 
 /* --- paths and names ------------------------------------------------------- */
 
-int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len)
+int shim_route_parse_path(const char *url, int *res, const char **seg, size_t *seg_len)
 {
 	static const char prefix[] = "/v1/contexts/";
 	*seg = NULL;
@@ -100,62 +98,6 @@ int shim_path_parse(const char *url, int *res, const char **seg, size_t *seg_len
 	return -ENOENT;
 }
 
-int shim_hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static void name_problem(char *why, size_t whylen)
-{
-	snprintf(why, whylen,
-		 "invalid context name: names are 1-%d bytes of UTF-8 without '/' "
-		 "or control characters, not starting with '.'",
-		 STORE_NAME_MAX);
-}
-
-int shim_name_decode(const char *seg, size_t len, char *out, size_t outlen, char *why,
-		     size_t whylen)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		int ch = (unsigned char)seg[i];
-		if (ch == '%') {
-			int hi = i + 2 < len ? shim_hex_value(seg[i + 1]) : -1;
-			int lo = hi >= 0 ? shim_hex_value(seg[i + 2]) : -1;
-			if (lo < 0) {
-				snprintf(why, whylen, "bad percent-encoding in the context name");
-				return -EINVAL;
-			}
-			ch = hi * 16 + lo;
-			i += 2;
-		}
-		if (o + 1 >= outlen) {
-			snprintf(why, whylen, "context name is over %zu bytes", outlen - 1);
-			return -ENAMETOOLONG;
-		}
-		out[o++] = (char)ch;
-	}
-	out[o] = '\0';
-	if (memchr(out, '/', o) || memchr(out, '\0', o)) {
-		snprintf(why, whylen, "a context name cannot contain '/' or NUL");
-		return -EINVAL;
-	}
-	if (!strcmp(out, ".") || !strcmp(out, "..")) {
-		snprintf(why, whylen, "'%s' is not a context name", out);
-		return -EINVAL;
-	}
-	int r = store_name_check(out, o);
-	if (r < 0)
-		name_problem(why, whylen);
-	return r;
-}
-
 static void allow_list(int res, char *out, size_t outlen)
 {
 	out[0] = '\0';
@@ -175,7 +117,7 @@ enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct
 	size_t seg_len;
 	char why[256];
 	*refused = true;
-	if (shim_path_parse(url, &res, &seg, &seg_len) < 0)
+	if (shim_route_parse_path(url, &res, &seg, &seg_len) < 0)
 		return shim_reply_error(c, MHD_HTTP_NOT_FOUND,
 					"no such resource (see doc/http-api.md)");
 	for (size_t i = 0; i < N_ROUTES && !rq->route; i++)
@@ -187,8 +129,7 @@ enum MHD_Result shim_route_find(struct shim *sh, struct shim_request *rq, struct
 		return shim_reply_not_allowed(c, allow);
 	}
 	if (seg) {
-		int r =
-		    shim_name_decode(seg, seg_len, rq->name, sizeof(rq->name), why, sizeof(why));
+		int r = shim_parse_name(seg, seg_len, rq->name, sizeof(rq->name), why, sizeof(why));
 		if (r < 0)
 			return shim_reply_errno(c, r, why);
 		if (store_lookup(sh->st, rq->name, &rq->id) < 0)
@@ -229,99 +170,6 @@ enum MHD_Result shim_route_run(struct shim *sh, struct shim_request *rq, struct 
 	return rq->route->run(sh, rq, c);
 }
 
-/* --- request bodies ------------------------------------------------------------------ */
-
-/* cJSON ends strings at NUL, so "\u0000" would silently cut a message short:
- * find it in the raw text (outside strings a backslash is a syntax error). */
-static bool json_has_nul(const char *s, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i++)
-		if (s[i] == '\\') {
-			if (s[i + 1] == 'u' && i + 5 < n && !strncmp(s + i + 2, "0000", 4))
-				return true;
-			i++;
-		}
-	return false;
-}
-
-/* The index of key in keys, or -1. */
-static int key_index(const char *key, const char *const *keys)
-{
-	for (int i = 0; keys[i]; i++)
-		if (!strcmp(key, keys[i]))
-			return i;
-	return -1;
-}
-
-/* A key given twice means different things to different parsers (cJSON's
- * lookups take the first, most others the last): refused at every depth.  An
- * object below the top may have at most SHIM_JSON_KEYS_MAX members, which
- * bounds the pairwise comparison. */
-#define SHIM_JSON_KEYS_MAX 256
-static const char *json_key_problem(const cJSON *o, char *why, size_t whylen)
-{
-	int n = 0;
-	for (const cJSON *a = o ? o->child : NULL; a; a = a->next, n++) {
-		if (cJSON_IsObject(o) && n == SHIM_JSON_KEYS_MAX) {
-			snprintf(why, whylen, "an object has more than %d keys",
-				 SHIM_JSON_KEYS_MAX);
-			return why;
-		}
-		for (const cJSON *b = cJSON_IsObject(o) ? o->child : NULL; b && b != a; b = b->next)
-			if (!strcmp(a->string, b->string)) {
-				snprintf(why, whylen, "duplicate key '%.64s'", a->string);
-				return why;
-			}
-		if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && json_key_problem(a, why, whylen))
-			return why;
-	}
-	return NULL;
-}
-
-int shim_body_parse(const char *s, size_t n, bool optional, const char *const *keys, cJSON **ret,
-		    char *why, size_t whylen)
-{
-	const char *problem = NULL, *end = NULL;
-	cJSON *o = NULL;
-	*ret = NULL;
-	if (n == 0 && optional) {
-		*ret = cJSON_CreateObject();
-		return *ret ? 0 : -ENOMEM;
-	}
-	if (!utf8_valid(s, n))
-		problem = "the body is not valid UTF-8";
-	else if (json_has_nul(s, n))
-		problem = "NUL characters (\\u0000) are not allowed";
-	else if (!(o = cJSON_ParseWithLengthOpts(s, n, &end, false)) || !cJSON_IsObject(o))
-		problem = "the body must be a JSON object";
-	while (!problem && end < s + n && strchr(" \t\r\n", *end))
-		end++;
-	if (!problem && end != s + n)
-		problem = "the body has text after its JSON object";
-	unsigned seen = 0;
-	for (cJSON *k = o && !problem ? o->child : NULL; k && !problem; k = k->next) {
-		int i = key_index(k->string, keys);
-		if (i < 0 || seen & (1u << i)) {
-			snprintf(why, whylen, "%s key '%.64s'", i < 0 ? "unknown" : "duplicate",
-				 k->string);
-			cJSON_Delete(o);
-			return -EINVAL;
-		}
-		seen |= 1u << i;
-		if ((cJSON_IsObject(k) || cJSON_IsArray(k)) && json_key_problem(k, why, whylen)) {
-			cJSON_Delete(o);
-			return -EINVAL;
-		}
-	}
-	if (problem) {
-		cJSON_Delete(o);
-		snprintf(why, whylen, "%s", problem);
-		return -EINVAL;
-	}
-	*ret = o;
-	return 0;
-}
-
 /* The body as a JSON object with only the given keys; an empty body is {} when
  * optional.  NULL when refused, with the 400 queued in *ret. */
 static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, bool optional,
@@ -330,7 +178,7 @@ static cJSON *body_object(struct shim_request *rq, struct MHD_Connection *c, boo
 	char why[128];
 	cJSON *o = NULL;
 	*ret = MHD_NO; /* out of memory, unless a reply is queued below */
-	int r = shim_body_parse(rq->body.data ? rq->body.data : "", rq->body.len, optional, keys,
+	int r = shim_parse_body(rq->body.data ? rq->body.data : "", rq->body.len, optional, keys,
 				&o, why, sizeof(why));
 	if (r == -ENOMEM)
 		*ret = MHD_NO;
@@ -375,16 +223,16 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 	size_t n;
 	struct shim_filter f;
 	char why[256];
-	if (shim_filter_parse(c, &f, why, sizeof(why)) < 0)
+	if (shim_meta_filter_parse(c, &f, why, sizeof(why)) < 0)
 		return shim_reply_error(c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	int r = store_list(sh->st, &e, &n);
 	if (r < 0) {
-		shim_filter_done(&f);
+		shim_meta_filter_done(&f);
 		return shim_reply_errno(c, r, "cannot list the contexts");
 	}
 	cJSON *o = cJSON_CreateObject(), *list = o ? cJSON_AddArrayToObject(o, "contexts") : NULL;
 	for (size_t i = 0; list && i < n; i++) {
-		if (!shim_filter_match(sh, &f, e[i].id))
+		if (!shim_meta_filter_match(sh, &f, e[i].id))
 			continue;
 		char word[32];
 		status_word(sh, e[i].id, word, sizeof(word));
@@ -397,7 +245,7 @@ static enum MHD_Result shim_get_contexts(struct shim *sh, struct shim_request *r
 		}
 	}
 	store_list_free(e, n);
-	shim_filter_done(&f);
+	shim_meta_filter_done(&f);
 	if (!list) {
 		cJSON_Delete(o);
 		o = NULL;
@@ -442,7 +290,7 @@ static enum MHD_Result shim_post_contexts(struct shim *sh, struct shim_request *
 		if (r == -EEXIST)
 			snprintf(why, sizeof(why), "a context named '%s' exists", name);
 		else if (r == -EINVAL || r == -ENAMETOOLONG)
-			name_problem(why, sizeof(why));
+			shim_parse_name_problem(why, sizeof(why));
 	} else {
 		r = create_unnamed(sh, name, sizeof(name), &id);
 	}
@@ -557,13 +405,13 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 	unsigned st = 0;
 	if (!cJSON_IsString(content))
 		snprintf(why, sizeof(why), "content must be a string");
-	else if ((r = shim_attachments_add(sh, rq->id, att, &added, &st, why, sizeof(why))) == 0)
+	else if ((r = shim_attach_add(sh, rq->id, att, &added, &st, why, sizeof(why))) == 0)
 		r = send_message(sh, rq->id, content->valuestring, sse ? &t : NULL, &turn_no,
 				 &over_limit, why, sizeof(why));
 	else
 		added = 0; /* refused: nothing was kept */
 	if (r < 0 && added)
-		shim_attachments_undo(sh, rq->id, att, added);
+		shim_attach_undo(sh, rq->id, att, added);
 	cJSON_Delete(o);
 	if (r < 0 && r != -ENOENT && r != -EINVAL) {
 		/* Refused like a write of `input`: logged as the mount logs it, and

@@ -346,7 +346,7 @@ static bool client_gone(struct shim_stream *s)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-void *shim_timer_run(void *arg)
+void *shim_stream_timer_run(void *arg)
 {
 	struct shim *sh = arg;
 	pthread_mutex_lock(&sh->lock);

@@ -1,6 +1,6 @@
 /* fuzz_http.c — the HTTP shim's request handling that runs before any context
- * is touched: the path of a request (shim_path_parse, then shim_name_decode of
- * its name segment) and its JSON body (shim_body_parse), src/net/shim_route.c.
+ * is touched: the path of a request (shim_route_parse_path, then shim_parse_name of
+ * its name segment) and its JSON body (shim_parse_body), src/net/shim_route.c and shim_parse.c.
  *
  * Input: one selector byte, then the rest.  Selector even: the rest is a path.
  * Checked: a path is routed exactly when it is /v1/health, /v1/contexts, /mcp, or
@@ -58,7 +58,7 @@ static void check_path(const uint8_t *data, size_t size)
 	int res = -1;
 	const char *seg;
 	size_t seg_len;
-	int r = shim_path_parse(url, &res, &seg, &seg_len);
+	int r = shim_route_parse_path(url, &res, &seg, &seg_len);
 	FUZZ_CHECK(r == 0 || r == -ENOENT);
 	FUZZ_CHECK((r == 0) == ref_routed(url));
 	if (r == 0 && seg) {
@@ -66,7 +66,7 @@ static void check_path(const uint8_t *data, size_t size)
 		FUZZ_CHECK(seg[seg_len] == '\0' || seg[seg_len] == '/');
 		FUZZ_CHECK(!memchr(seg, '/', seg_len));
 		why[0] = '\0';
-		int d = shim_name_decode(seg, seg_len, name, sizeof(name), why, sizeof(why));
+		int d = shim_parse_name(seg, seg_len, name, sizeof(name), why, sizeof(why));
 		FUZZ_CHECK(d == 0 || d == -EINVAL || d == -ENAMETOOLONG);
 		if (d == 0)
 			FUZZ_CHECK(store_name_check(name, strlen(name)) == 0 && !strchr(name, '/'));
@@ -148,7 +148,7 @@ static void check_body(unsigned sel, const uint8_t *data, size_t size)
 	check_shape(body, data, size);
 	why[0] = '\0';
 	cJSON *o = (cJSON *)1;
-	int r = shim_body_parse(body, size, optional, keys, &o, why, sizeof(why));
+	int r = shim_parse_body(body, size, optional, keys, &o, why, sizeof(why));
 	FUZZ_CHECK(r == 0 || r == -EINVAL);
 	if (r < 0) {
 		FUZZ_CHECK(o == NULL && why[0] != '\0');

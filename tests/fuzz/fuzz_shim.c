@@ -1,5 +1,5 @@
 /* fuzz_shim.c — the HTTP shim's decoding of a context name from a URL path
- * segment (shim_name_decode, src/net/shim_route.c), the one piece of request
+ * segment (shim_parse_name, src/net/shim_parse.c), the one piece of request
  * handling that does not need libmicrohttpd.
  *
  * Input: one byte for the size of the output buffer, then the raw segment.
@@ -55,7 +55,7 @@ static void check_decode(const uint8_t *seg, size_t len, size_t outlen)
 	FUZZ_ALLOC(out);
 	FUZZ_ALLOC(why);
 	why[0] = '\0';
-	r = shim_name_decode((const char *)seg, len, out, outlen, why, 128);
+	r = shim_parse_name((const char *)seg, len, out, outlen, why, 128);
 	FUZZ_CHECK(r == 0 || r == -EINVAL || r == -ENAMETOOLONG);
 	if (n < 0) {
 		/* A bad escape may be found only after the name is already too long. */
@@ -84,7 +84,7 @@ static void check_decode(const uint8_t *seg, size_t len, size_t outlen)
 		FUZZ_ALLOC(back);
 		for (size_t i = 0; i < k; i++)
 			snprintf(enc + 3 * i, 4, "%%%02X", (unsigned char)out[i]);
-		FUZZ_CHECK(shim_name_decode(enc, 3 * k, back, outlen, why, 128) == 0);
+		FUZZ_CHECK(shim_parse_name(enc, 3 * k, back, outlen, why, 128) == 0);
 		FUZZ_CHECK(strcmp(back, out) == 0);
 		free(enc);
 		free(back);

@@ -1,5 +1,5 @@
 """`stat transcript` gives the length of what a read returns (its size is
-counted without copying the rendering, src/fs/fs_node.c), through every kind of
+counted without copying the rendering, src/fs/fs_attr.c), through every kind of
 block the transcript shows and while a reply streams."""
 
 import os
