@@ -86,6 +86,8 @@
 
 #include "mcpfs/journal.h"
 
+struct blobs;
+
 #define STORAGE_MAX_RECORD JOURNAL_MAX_RECORD /* payload bytes (64 MiB) */
 #define STORAGE_MAX_HOLDER 64		      /* bytes of a lease holder's name, NUL included */
 #define STORAGE_MAX_SIDE (1u << 20)	      /* bytes of a context's side file (meta_set) */
@@ -312,6 +314,9 @@ int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *
 int storage_dir_fd(struct storage *s);
 const char *storage_dir_path(struct storage *s);
 int storage_dir_context_fd(struct storage *s, uint64_t id);
+/* STATE/blobs (blob.h), opened and swept by storage_dir_new(); a context's
+ * directory's blobs are swept by remove. */
+struct blobs *storage_dir_blobs(struct storage *s);
 /* Journals open now and their bound (tests; `.status`). */
 size_t storage_dir_open_journals(struct storage *s);
 void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
