@@ -27,8 +27,7 @@
 #include "mcpfs/store.h"
 #include "storage_dir_impl.h"
 
-int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, char *out,
-	      size_t n)
+int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, char *out, size_t n)
 {
 	int k = c->name ? snprintf(out, n, "%s/contexts/%s/%s", d->dir, c->name, file)
 			: snprintf(out, n, "%s/trash/new-%llu/%s", d->dir,
@@ -102,8 +101,8 @@ static void remove_tree(struct sdir *d, int parent_fd, const char *name)
 	unlinkat(parent_fd, name, AT_REMOVEDIR);
 }
 
-static int dir_create(struct storage *s, const char *name, int64_t created_ms,
-		      const void *payload, size_t len, uint64_t *id)
+static int dir_create(struct storage *s, const char *name, int64_t created_ms, const void *payload,
+		      size_t len, uint64_t *id)
 {
 	struct sdir *d = sdir_of(s);
 	(void)created_ms; /* the CREATE payload holds it */
@@ -380,7 +379,7 @@ static int dir_reserve(struct storage *s, uint64_t bytes)
 		r = -posix_fallocate(d->reserve_fd, 0, (off_t)bytes);
 	if (r < 0 || bytes < now) /* a failed allocation may leave some: dropped */
 		r = ftruncate(d->reserve_fd, (off_t)(r < 0 ? now : bytes)) < 0 && r == 0 ? -errno
-											   : r;
+											 : r;
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }
@@ -608,8 +607,7 @@ static int dir_scan(struct sdir *d)
 	return 0;
 }
 
-int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *why,
-		    size_t whylen)
+int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *why, size_t whylen)
 {
 	struct sdir *d = calloc(1, sizeof(*d));
 	if (!d)

@@ -19,13 +19,13 @@
  * without it reads (journal.h: journal_sync_run). */
 struct sdir_ctx {
 	uint64_t id;
-	char *name;		       /* heap; NULL: hidden, in trash/new-ID */
-	struct journal *j;	       /* NULL until opened (open, append, create) */
-	struct sdir_ctx *prev, *next;  /* open journals, least recently used first */
-	bool in_lru;		       /* its descriptor is open and counted */
-	bool syncing;		       /* a sync runs without sdir->lock */
-	bool removed;		       /* removed meanwhile: that sync frees it */
-	uint64_t records;	       /* valid records in its journal, once opened */
+	char *name;		      /* heap; NULL: hidden, in trash/new-ID */
+	struct journal *j;	      /* NULL until opened (open, append, create) */
+	struct sdir_ctx *prev, *next; /* open journals, least recently used first */
+	bool in_lru;		      /* its descriptor is open and counted */
+	bool syncing;		      /* a sync runs without sdir->lock */
+	bool removed;		      /* removed meanwhile: that sync frees it */
+	uint64_t records;	      /* valid records in its journal, once opened */
 };
 
 struct sdir {
@@ -61,8 +61,8 @@ void sdir_ctx_drop(struct sdir *d, struct sdir_ctx *c);
 int sdir_append(struct storage *s, uint64_t id, uint16_t type, const void *payload, size_t len,
 		unsigned flags, uint64_t *seq);
 int sdir_sync(struct storage *s, uint64_t id);
-int sdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max,
-	      storage_record_fn *fn, void *data, uint64_t *last);
+int sdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max, storage_record_fn *fn,
+	      void *data, uint64_t *last);
 int sdir_open(struct storage *s, uint64_t id, struct storage_report *rep);
 int sdir_failed(struct storage *s, uint64_t id);
 int sdir_tail(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn *fn, void *data);

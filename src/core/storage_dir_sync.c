@@ -273,15 +273,16 @@ static int read_path(struct sdir *d, uint64_t id, char *path, size_t n)
 	return r;
 }
 
-int sdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max,
-	      storage_record_fn *fn, void *data, uint64_t *last)
+int sdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max, storage_record_fn *fn,
+	      void *data, uint64_t *last)
 {
 	char path[SDIR_PATH_MAX];
 	struct sdir_read rd = {fn, data, 0, after, after, max, 0, true};
 	int r = read_path(sdir_of(s), id, path, sizeof(path));
 	struct journal_report rep;
-	if (r == 0)
-		r = journal_scan(path, on_read, &rd, &rep);
+	if (r < 0)
+		return r;
+	r = journal_scan(path, on_read, &rd, &rep);
 	if (r == READ_ENOUGH)
 		r = 0;
 	if (last)
@@ -295,7 +296,12 @@ int sdir_tail(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn 
 	struct sdir_read rd = {fn, data, 0, 0, 0, 0, 0, false};
 	int r = read_path(sdir_of(s), id, path, sizeof(path));
 	struct journal_report rep;
-	if (r == 0)
-		r = journal_scan_tail(path, bytes, on_read, &rd, &rep);
+	if (r < 0)
+		return r;
+	/* Wider until the newest record is whole in it (the whole file at last). */
+	for (int i = 0; r == 0 && !rd.delivered && i < 8; i++, bytes *= 16)
+		r = journal_scan_tail(path, bytes ? bytes : 1, on_read, &rd, &rep);
+	if (r == 0 && !rd.delivered)
+		r = journal_scan(path, on_read, &rd, &rep);
 	return r == -ENOENT ? -ENODATA : r;
 }

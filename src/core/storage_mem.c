@@ -97,8 +97,8 @@ static void ctx_free(struct mctx *c)
 	free(c);
 }
 
-static int mem_create(struct storage *s, const char *name, int64_t created_ms,
-		      const void *payload, size_t len, uint64_t *id)
+static int mem_create(struct storage *s, const char *name, int64_t created_ms, const void *payload,
+		      size_t len, uint64_t *id)
 {
 	struct smem *m = smem_of(s);
 	if (len > STORAGE_MAX_RECORD)
@@ -231,8 +231,8 @@ static int mem_list(struct storage *s, storage_context_fn *fn, void *data)
 }
 
 /* Records from index `from`, at most max (0: all). */
-static int deliver(struct mctx *c, size_t from, uint32_t max, bool numbered,
-		   storage_record_fn *fn, void *data, uint64_t *last)
+static int deliver(struct mctx *c, size_t from, uint32_t max, bool numbered, storage_record_fn *fn,
+		   void *data, uint64_t *last)
 {
 	int r = 0;
 	for (size_t i = from; r == 0 && i < c->n && (!max || i - from < max); i++) {
@@ -411,8 +411,7 @@ int storage_mem_new(struct storage **ret)
 	return 0;
 }
 
-void storage_mem_fail(struct storage *s, const char *op, int err, unsigned count,
-		      int recover_err)
+void storage_mem_fail(struct storage *s, const char *op, int err, unsigned count, int recover_err)
 {
 	if (!s || s->ops != &mem_ops)
 		return;
