@@ -90,7 +90,7 @@ struct blobs;
 
 #define STORAGE_MAX_RECORD JOURNAL_MAX_RECORD /* payload bytes (64 MiB) */
 #define STORAGE_MAX_HOLDER 64		      /* bytes of a lease holder's name, NUL included */
-#define STORAGE_MAX_SIDE (1u << 20)	      /* bytes of a context's side file (meta_set) */
+#define STORAGE_MAX_SIDE (2u << 20)	      /* bytes of a context's side file (meta_set) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */
