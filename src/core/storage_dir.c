@@ -161,10 +161,12 @@ static int dir_rename(struct storage *s, uint64_t id, const char *to)
 	}
 	pthread_mutex_unlock(&d->lock);
 	free(copy);
-	/* Durable before it returns, without the lock. */
-	if (r == 0 && fsync(d->contexts_fd) < 0) {
+	/* Durable before it returns, without the lock.  A hidden context that
+	 * cannot be made to appear durably does not appear; a rename whose
+	 * directory sync fails stays done (it is in the directory already). */
+	if (r == 0 && fsync(d->contexts_fd) < 0 && was_hidden) {
 		r = -errno;
-		if (was_hidden) { /* not there after all */
+		{ /* not there after all */
 			pthread_mutex_lock(&d->lock);
 			renameat(d->contexts_fd, to, d->dir_fd, rel);
 			free(c->name);

@@ -84,8 +84,7 @@ struct attach_file *attach_file_new(struct context *c, const char *name)
 
 int attach_dirfd(struct store *s, struct context *c)
 {
-	int fd = openat(s->contexts_fd, c->slot->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	return storage_dir_context_fd(s->st, c->slot->sid);
 }
 
 static uint64_t files_total(const struct context *c)
@@ -229,7 +228,7 @@ void attach_gc(struct store *s, struct context *c)
 	int fd = attach_dirfd(s, c);
 	if (fd < 0)
 		return;
-	blob_sweep(&s->blobs, fd, referenced, c);
+	blob_sweep(s->blobs, fd, referenced, c);
 	close(fd);
 	/* What a clear left out of the history is never sent again. */
 	for (size_t i = 0; i < c->hist_start; i++)
@@ -252,7 +251,7 @@ static bool keep_shared(void *data, const char *hex)
 	struct loaded_keep *k = data;
 	if (!referenced(k->c, hex))
 		return false;
-	blob_share(&k->s->blobs, k->fd, hex); /* else it stays this context's own copy */
+	blob_share(k->s->blobs, k->fd, hex); /* else it stays this context's own copy */
 	return true;
 }
 
@@ -280,7 +279,7 @@ void attach_loaded(struct store *s, struct context *c)
 		i++;
 	}
 	struct loaded_keep k = {s, c, fd};
-	blob_sweep(&s->blobs, fd, keep_shared, &k);
+	blob_sweep(s->blobs, fd, keep_shared, &k);
 	close(fd);
 }
 
