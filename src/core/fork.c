@@ -14,14 +14,10 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "mcpfs/blob.h"
 #include "mcpfs/clock.h"
 #include "mcpfs/utf8.h"
 #include "block_impl.h"
@@ -431,36 +427,17 @@ static int fork_write(const struct fork_out *j, const struct fork_plan *p, int64
 	return r;
 }
 
-/* Links the blobs of the exchanges' attachments from the source's directory
- * into the fork's (blob.h; the engine's directories, storage.h), durably.  A blob the
- * source no longer has is left out: the fork loads it as lost, as the source
- * does.  0, -errno. */
+/* The blobs of the exchanges' attachments, linked into the fork
+ * (attach_fork_links: blob.h's business, not the fork's). */
 static int fork_blobs(struct store *s, uint64_t sid, const struct fork_plan *p)
 {
-	bool any = false;
-	for (size_t i = 0; i < p->n && !any; i++)
-		any = p->ex[i].attach != NULL;
-	if (!any)
-		return 0;
-	int from = storage_dir_context_fd(s->st, p->from_sid);
-	int to = storage_dir_context_fd(s->st, sid);
-	int r = from < 0 ? from : to < 0 ? to : 0;
-	for (size_t i = 0; r == 0 && i < p->n; i++) {
-		const cJSON *a;
-		cJSON_ArrayForEach(a, p->ex[i].attach)
-		{
-			const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "hash");
-			if (r == 0 && cJSON_IsString(h) &&
-			    (r = blob_link(from, to, h->valuestring)) == -ENOENT)
-				r = 0;
-		}
-	}
-	if (r == 0 && fsync(to) < 0)
-		r = -errno;
-	if (from >= 0)
-		close(from);
-	if (to >= 0)
-		close(to);
+	const cJSON **lists = p->n ? calloc(p->n, sizeof(*lists)) : NULL;
+	if (p->n && !lists)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n; i++)
+		lists[i] = p->ex[i].attach;
+	int r = attach_fork_links(s, p->from_sid, sid, lists, p->n);
+	free(lists);
 	return r;
 }
 

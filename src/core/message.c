@@ -2,11 +2,9 @@
  * commands, and reading a turn's text (see store.h).  Under the store lock. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"

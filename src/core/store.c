@@ -5,16 +5,10 @@
  * takes any.  Slots have the store's own ids; slot->sid is the engine's.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"

@@ -87,6 +87,36 @@ int attach_dirfd(struct store *s, struct context *c)
 	return storage_dir_context_fd(s->st, c->slot->sid);
 }
 
+int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
+		      const cJSON *const *lists, size_t n)
+{
+	bool any = false;
+	for (size_t i = 0; i < n && !any; i++)
+		any = lists[i] != NULL;
+	if (!any)
+		return 0;
+	int from = storage_dir_context_fd(s->st, from_sid);
+	int to = storage_dir_context_fd(s->st, to_sid);
+	int r = from < 0 ? from : to < 0 ? to : 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		const cJSON *a;
+		cJSON_ArrayForEach(a, lists[i])
+		{
+			const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "hash");
+			if (r == 0 && cJSON_IsString(h) &&
+			    (r = blob_link(from, to, h->valuestring)) == -ENOENT)
+				r = 0;
+		}
+	}
+	if (r == 0 && fsync(to) < 0)
+		r = -errno;
+	if (from >= 0)
+		close(from);
+	if (to >= 0)
+		close(to);
+	return r;
+}
+
 static uint64_t files_total(const struct context *c)
 {
 	uint64_t t = 0;

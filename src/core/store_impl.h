@@ -475,6 +475,12 @@ void attach_files_free(struct context *c);
  * count); NULL on -ENOMEM.  attach_file_drop frees f and takes it out. */
 struct attach_file *attach_file_new(struct context *c, const char *name);
 void attach_file_drop(struct context *c, struct attach_file *f);
+/* fork.c: links the blobs the "attach" lists name (n lists, NULL ones
+ * skipped) from the directory of storage context from_sid into to_sid's,
+ * durably.  A blob the source no longer has is left out: the fork loads it as
+ * lost, as the source does.  0, -errno. */
+int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
+		      const struct cJSON *const *lists, size_t n);
 /* The context's directory, where its blobs are: an fd (storage_dir_context_fd),
  * or -errno (-ENOTSUP: the engine keeps no blobs). */
 int attach_dirfd(struct store *s, struct context *c);
