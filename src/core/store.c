@@ -107,7 +107,7 @@ static int load_defaults(struct store *s, const char *cli, char *why, size_t why
 		char w[256];
 		if (n > 0 &&
 		    store_defaults_parse(&s->defaults, &s->rcache_bytes, text, n, w, sizeof(w)) < 0)
-			log_debug("ignoring the saved root config: %s", w);
+			log_debug("ignoring saved defaults in '%s/config': %s", store_state_dir(s), w);
 		free(text);
 	}
 	if (cli &&

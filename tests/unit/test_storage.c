@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "mcpfs/storage.h"
+#include "store_env.h"
 
 struct got {
 	uint64_t seq[16];
@@ -318,12 +319,50 @@ static void dir_only(const char *dir)
 	storage_free(s);
 }
 
-static void rm_rf(const char *dir)
+/* --- the store on the in-memory engine, its faults through the seam --------------- */
+
+static void store_faults(void)
 {
-	char cmd[4400];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", dir);
+	struct env e;
+	env_init(&e); /* the in-memory engine */
+	uint64_t id = make(&e, "c");
+	say(&e, id, "one");
+	reply(&e, last_call(&e), "first", 1, 1);
+
+	/* A commit the engine refuses: the writer hears it, nothing is sent. */
+	size_t calls = e.fake.n;
+	storage_mem_fail(e.mem, "append", -ENOSPC, 1, 0);
+	struct turn *draft = NULL;
+	CHECK_EQ_INT(context_stage(e.s, id, &draft, "two", 3, e.why, sizeof(e.why)), -ENOSPC);
+	context_submit(e.s, draft);
+	CHECK_EQ_INT(e.fake.n, calls);
+
+	/* A failed sync of a reply's end: the reply fails, status says so, and
+	 * the engine's recovery is reported; the end is written again. */
+	say(&e, id, "three");
+	storage_mem_fail(e.mem, "sync", -EIO, 1, 0);
+	reply(&e, last_call(&e), "lost", 1, 1);
+	const char *st = view(&e, id, VIEW_STATUS);
+	CHECK(has(st, "journal_fsync: failed at"));
+	CHECK(has(st, "recovered: what it had not saved was truncated"));
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "the reply could not be saved"));
+
+	/* A failed sync whose recovery fails too: not recovered yet, until an
+	 * append works again. */
+	say(&e, id, "four");
+	storage_mem_fail(e.mem, "sync", -EIO, 1, -EROFS);
+	reply(&e, last_call(&e), "lost again", 1, 1);
+	CHECK(has(view(&e, id, VIEW_STATUS), "not recovered yet"));
+	storage_mem_fail(e.mem, NULL, 0, 0, 0);
+	say(&e, id, "five");
+	CHECK(has(view(&e, id, VIEW_STATUS), "recovered: what it had not saved"));
+
+	/* A restart on the same engine: what was committed loads. */
+	env_reopen(&e);
+	CHECK_EQ_INT(store_lookup(e.s, "c", &id), 0);
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "first"));
+	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "five"));
+	env_done(&e);
 }
 
 int main(void)
@@ -348,6 +387,7 @@ int main(void)
 	rm_rf(dir);
 
 	mem_faults();
+	store_faults();
 
 	char dir2[] = "/tmp/mcpfs-storage-XXXXXX";
 	if (mkdtemp(dir2)) {
