@@ -191,7 +191,7 @@ struct fork_plan {
 	char *system;  /* "" for none */
 	char *schema;  /* NULL for none */
 	char *from;    /* the source's name */
-	uint64_t from_sid; /* ... and its storage id */
+	uint64_t src;  /* ... its storage id */
 	char *meta;    /* its user metadata: a META payload, NULL for none */
 	char *summary; /* its summary and the turns it covers: a SUMMARY payload, NULL none */
 	uint64_t at;   /* the turn it is forked at (the marker's) */
@@ -237,7 +237,7 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 	p->system = strndup(c->system, c->system_len);
 	p->schema = c->schema ? strdup(c->schema) : NULL;
 	p->from = strdup(c->slot->name);
-	p->from_sid = c->slot->sid;
+	p->src = c->slot->sid;
 	p->meta = meta_payload(c->slot); /* tags describe the conversation: kept */
 	p->ex = calloc(c->prune.n ? c->prune.n : 1, sizeof(*p->ex));
 	if (!p->system || (c->schema && !p->schema) || !p->from || !p->ex)
@@ -301,7 +301,8 @@ static int append_json(const struct fork_out *j, uint16_t type, cJSON *o)
 /* The reply's parts as turn_checkpoint() writes them: the thinking before the
  * text in parts without text, then the text (cut between characters) with the
  * rest of the thinking. */
-static int append_parts(const struct fork_out *j, struct buf *part, uint64_t turn, const struct turn *t)
+static int append_parts(const struct fork_out *j, struct buf *part, uint64_t turn,
+			const struct turn *t)
 {
 	const char *text = t->text.data ? t->text.data : "";
 	const char *thinking = t->thinking.data ? t->thinking.data : "";
@@ -436,14 +437,13 @@ static int fork_blobs(struct store *s, uint64_t sid, const struct fork_plan *p)
 		return -ENOMEM;
 	for (size_t i = 0; i < p->n; i++)
 		lists[i] = p->ex[i].attach;
-	int r = attach_fork_links(s, p->from_sid, sid, lists, p->n);
+	int r = attach_fork_links(s, p->src, sid, lists, p->n);
 	free(lists);
 	return r;
 }
 
 /* Writes the fork as a hidden context, then names it.  *sid: its id. */
-static int fork_make(struct store *s, const char *name, const struct fork_plan *p,
-		     uint64_t *sid)
+static int fork_make(struct store *s, const char *name, const struct fork_plan *p, uint64_t *sid)
 {
 	int64_t now = clock_wall_ms();
 	struct fork_out j = {s->st, 0};

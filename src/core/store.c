@@ -107,7 +107,8 @@ static int load_defaults(struct store *s, const char *cli, char *why, size_t why
 		char w[256];
 		if (n > 0 &&
 		    store_defaults_parse(&s->defaults, &s->rcache_bytes, text, n, w, sizeof(w)) < 0)
-			log_debug("ignoring saved defaults in '%s/config': %s", store_state_dir(s), w);
+			log_debug("ignoring saved defaults in '%s/config': %s", store_state_dir(s),
+				  w);
 		free(text);
 	}
 	if (cli &&
@@ -535,10 +536,11 @@ int store_render_status(struct store *s, struct buf *out)
 	pthread_mutex_lock(&s->lock);
 	char since[32];
 	clock_format_utc(s->started_ms, since);
-	int r = buf_printf(out,
-			   "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
-			   "started: %s\n",
-			   MCPFS_VERSION, store_state_dir(s), s->by_id.count, s->calls.count, since);
+	int r =
+	    buf_printf(out,
+		       "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
+		       "started: %s\n",
+		       MCPFS_VERSION, store_state_dir(s), s->by_id.count, s->calls.count, since);
 	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
 		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
 	if (r == 0 && s->refused[0]) {

@@ -175,18 +175,18 @@ struct view_cache {
 /* A loaded context: allocated by context_load(), freed when the context is
  * deleted or the store is freed. */
 struct context {
-	uint64_t id;			     /* == slot->id */
-	struct store_slot *slot;	     /* the owner; slot->name is the context's name */
-	struct store *store;		     /* the store it belongs to */
-	bool sync_queued;		     /* in the commit thread's queue */
-	bool syncing; /* context_sync runs storage_sync with the lock released:
-			 nothing is appended meanwhile (the engine says -EBUSY) */
-	int64_t sync_failed_ms; /* wall clock of the last failed journal sync, 0 none */
-	int sync_failed_err;	/* its -errno */
-	int sync_recover_err;	/* 0 once the journal was recovered, else -errno */
-	int broken;		/* 0, or the -errno that kept the journal from opening
-				   for writing */
-	bool open;		/* storage_open worked: records can be appended */
+	uint64_t id;		 /* == slot->id */
+	struct store_slot *slot; /* the owner; slot->name is the context's name */
+	struct store *store;	 /* the store it belongs to */
+	bool sync_queued;	 /* in the commit thread's queue */
+	bool syncing;		 /* context_sync runs storage_sync with the lock released:
+				    nothing is appended meanwhile (the engine says -EBUSY) */
+	int64_t sync_failed_ms;	 /* wall clock of the last failed journal sync, 0 none */
+	int sync_failed_err;	 /* its -errno */
+	int sync_recover_err;	 /* 0 once the journal was recovered, else -errno */
+	int broken;		 /* 0, or the -errno that kept the journal from opening
+				    for writing */
+	bool open;		 /* storage_open worked: records can be appended */
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
@@ -290,12 +290,12 @@ struct store {
 	size_t commit_n, commit_cap;
 	int committers; /* commit threads running (0: sync under the lock) */
 	bool commit_stop;
-	char refused[WHY_MAX];		     /* the last refused write of .config, "" for none */
-	int64_t refused_ms;		     /* wall clock of that refusal */
-	uint64_t reserved;		     /* bytes storage_reserve holds: every writer's */
-	struct models models;		     /* the Models API's answers (store_models.c) */
-	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
-	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
+	char refused[WHY_MAX];	    /* the last refused write of .config, "" for none */
+	int64_t refused_ms;	    /* wall clock of that refusal */
+	uint64_t reserved;	    /* bytes storage_reserve holds: every writer's */
+	struct models models;	    /* the Models API's answers (store_models.c) */
+	pthread_cond_t models_cond; /* broadcast at each answer; with lock */
+	struct turn **mwait;	    /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
 	struct prices prices;  /* what cost_usd is computed with (store_set_prices) */
 	struct rcache *rcache; /* the response cache, NULL when unavailable */

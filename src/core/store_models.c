@@ -74,8 +74,8 @@ static void models_store_save(struct store *s)
 	buf_init(&b, MODELS_FILE_MAX);
 	r = dfd < 0 ? dfd : models_save(&s->models, &b);
 	if (r == 0) {
-		fd = openat(dfd, MODELS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			    0600);
+		fd =
+		    openat(dfd, MODELS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		r = fd < 0 ? -errno : 0;
 	}
 	for (size_t off = 0; r == 0 && off < b.len;) {
@@ -92,8 +92,7 @@ static void models_store_save(struct store *s)
 	if (r < 0) {
 		if (dfd >= 0)
 			unlinkat(dfd, MODELS_FILE ".tmp", 0);
-		log_debug("cannot save '%s/%s': %s", store_state_dir(s), MODELS_FILE,
-			  strerror(-r));
+		log_debug("cannot save '%s/%s': %s", store_state_dir(s), MODELS_FILE, strerror(-r));
 	}
 	buf_done(&b);
 }

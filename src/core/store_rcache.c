@@ -126,8 +126,7 @@ void store_rcache_open(struct store *s)
 	if (r < 0) {
 		s->rcache = NULL;
 		s->rcache_err = r;
-		log_debug("no response cache in '%s/cache': %s", store_state_dir(s),
-			  strerror(-r));
+		log_debug("no response cache in '%s/cache': %s", store_state_dir(s), strerror(-r));
 	}
 }
 
