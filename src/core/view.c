@@ -615,7 +615,7 @@ static const char *context_peek_word(struct storage *st, uint64_t sid)
 {
 	struct peek p = {0};
 	int r = storage_tail(st, sid, PEEK_TAIL, on_peek, &p);
-	if (r == 0 && !p.seen)
+	if ((r == 0 && !p.seen) || r == -ENOTSUP) /* no tail: the whole of it */
 		r = storage_load(st, sid, 0, 0, on_peek, &p, NULL);
 	if (r == -ENODATA)
 		return "idle"; /* loading creates it */
