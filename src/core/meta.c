@@ -3,9 +3,10 @@
  * The set lives in the context's slot (struct store_slot: meta, meta_known),
  * the light part of the store that exists whether or not the journal is
  * loaded.  Its record is the journal's META record (doc/design/journal.md);
- * STATE/contexts/NAME/meta holds the same payload so that a listing learns it
- * without reading the journal.  That file is written after the record is
- * durable, by rename of meta.tmp (never half written); when it is missing the
+ * the context's side file (storage.h: storage_meta_get/set; the state dir
+ * keeps it as STATE/contexts/NAME/meta) holds the same payload so that a
+ * listing learns it without reading the journal.  That file is written after
+ * the record is durable, never half written; when it is missing the
  * context has no metadata, and when it cannot be read or parsed the journal is
  * loaded instead.  Loading a journal makes the file agree with it again (a
  * crash between the record and the file leaves the file one change behind

@@ -509,7 +509,8 @@ int summary_render_history(const struct context *c, struct buf *out);
 int summary_json(const struct context *c, struct cJSON *o);
 int summary_status(const struct context *c, struct buf *out);
 /* meta.c: loading a journal sets the slot's metadata from its META records
- * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */
+ * (the last wins) and rewrites the context's side file (storage_meta_set)
+ * when it differs. */
 void meta_load_begin(struct store_slot *slot);
 void meta_load_record(struct store_slot *slot, const struct cJSON *o);
 void meta_load_end(struct store *s, struct store_slot *slot);
