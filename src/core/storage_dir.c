@@ -1,6 +1,7 @@
 /* storage_dir.c — the state-dir engine (storage.h): the directory, its lock,
- * contexts' names and directories, the root config, the side files, the space
- * reserve.  The journals themselves are storage_dir_sync.c's.
+ * contexts' names and directories (create, rename, remove, list, trash).  The
+ * journals themselves are storage_dir_sync.c's; the config, the side files and
+ * the reserve storage_dir_files.c's.
  *
  * Layout (doc/design/journal.md §1):
  *   STATE/lock                    flock'd, with STATE itself: one daemon
@@ -35,8 +36,7 @@ int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, 
 	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
 }
 
-/* The directory of c relative to STATE. */
-static int rel_dir(const struct sdir_ctx *c, char *out, size_t n)
+int sdir_rel_dir(const struct sdir_ctx *c, char *out, size_t n)
 {
 	int k = c->name ? snprintf(out, n, "contexts/%s", c->name)
 			: snprintf(out, n, "trash/new-%llu", (unsigned long long)c->id);
@@ -111,7 +111,7 @@ static int dir_create(struct storage *s, const char *name, int64_t created_ms, c
 	pthread_mutex_lock(&d->lock);
 	struct sdir_ctx *c = ctx_add(d, name);
 	char rel[SDIR_PATH_MAX], path[SDIR_PATH_MAX];
-	int r = !c ? -ENOMEM : rel_dir(c, rel, sizeof(rel));
+	int r = !c ? -ENOMEM : sdir_rel_dir(c, rel, sizeof(rel));
 	if (r == 0)
 		r = sdir_path(d, c, "journal", path, sizeof(path));
 	if (r == 0 && mkdirat(d->dir_fd, rel, 0700) < 0)
@@ -150,7 +150,7 @@ static int dir_rename(struct storage *s, uint64_t id, const char *to)
 	pthread_mutex_lock(&d->lock);
 	struct sdir_ctx *c = map_get_id(&d->by_id, id);
 	char *copy = c ? strdup(to) : NULL;
-	int r = !c ? -ENOENT : !copy ? -ENOMEM : rel_dir(c, rel, sizeof(rel));
+	int r = !c ? -ENOENT : !copy ? -ENOMEM : sdir_rel_dir(c, rel, sizeof(rel));
 	if (r == 0 && renameat2(d->dir_fd, rel, d->contexts_fd, to, RENAME_NOREPLACE) < 0)
 		r = -errno;
 	bool was_hidden = c && !c->name;
@@ -183,7 +183,7 @@ static int dir_remove(struct storage *s, uint64_t id)
 	char rel[SDIR_PATH_MAX], trash[64];
 	pthread_mutex_lock(&d->lock);
 	struct sdir_ctx *c = map_get_id(&d->by_id, id);
-	int r = c ? rel_dir(c, rel, sizeof(rel)) : -ENOENT;
+	int r = c ? sdir_rel_dir(c, rel, sizeof(rel)) : -ENOENT;
 	bool named = c && c->name;
 	snprintf(trash, sizeof(trash), "trash/%llu-%lld", (unsigned long long)id,
 		 (long long)clock_wall_ms());
@@ -232,160 +232,6 @@ static int dir_list(struct storage *s, storage_context_fn *fn, void *data)
 	return r;
 }
 
-/* --- small files: the root config, the side files ------------------------------ */
-
-/* Reads dirfd/name whole (at most max bytes, -EFBIG beyond) into *out, NUL
- * added.  -ENOENT, -errno. */
-static int read_small(int dirfd, const char *name, size_t max, void **out, size_t *len)
-{
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	char *b = malloc(max + 2);
-	size_t n = 0;
-	ssize_t got = 0;
-	while (b && n <= max && (got = read(fd, b + n, max + 1 - n)) > 0)
-		n += (size_t)got;
-	int r = !b ? -ENOMEM : got < 0 ? -errno : n > max ? -EFBIG : 0;
-	close(fd);
-	if (r < 0) {
-		free(b);
-		return r;
-	}
-	b[n] = '\0';
-	*out = b;
-	*len = n;
-	return 0;
-}
-
-/* Replaces dirfd/name through name.tmp; with sync, fsynced (file, then the
- * directory) so that it is durable on return. */
-static int write_small(int dirfd, const char *name, const void *data, size_t len, bool sync)
-{
-	char tmp[SDIR_PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	int r = 0;
-	for (size_t done = 0; r == 0 && done < len;) {
-		ssize_t w = write(fd, (const char *)data + done, len - done);
-		if (w < 0)
-			r = -errno;
-		else
-			done += (size_t)w;
-	}
-	if (r == 0 && sync && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(dirfd, tmp, 0); /* no stale temp file (ENOSPC) */
-	if (r == 0 && sync)
-		fsync(dirfd);
-	return r;
-}
-
-static int dir_defaults_get(struct storage *s, void **out, size_t *len)
-{
-	return read_small(sdir_of(s)->dir_fd, "config", SETTINGS_TEXT_MAX, out, len);
-}
-
-static int dir_defaults_set(struct storage *s, const void *text, size_t len)
-{
-	struct sdir *d = sdir_of(s);
-	pthread_mutex_lock(&d->defaults_lock);
-	int r = write_small(d->dir_fd, "config", text, len, true);
-	pthread_mutex_unlock(&d->defaults_lock);
-	return r;
-}
-
-/* A side file's name relative to STATE, under the lock. */
-static int side_name(struct sdir *d, uint64_t id, char *out, size_t n)
-{
-	struct sdir_ctx *c = map_get_id(&d->by_id, id);
-	char rel[SDIR_PATH_MAX];
-	int r = c ? rel_dir(c, rel, sizeof(rel)) : -ENOENT;
-	if (r == 0 && snprintf(out, n, "%s/meta", rel) >= (int)n)
-		r = -ENAMETOOLONG;
-	return r;
-}
-
-static int dir_meta_get(struct storage *s, uint64_t id, void **out, size_t *len)
-{
-	struct sdir *d = sdir_of(s);
-	char name[SDIR_PATH_MAX];
-	pthread_mutex_lock(&d->lock);
-	int r = side_name(d, id, name, sizeof(name));
-	if (r == 0) {
-		r = read_small(d->dir_fd, name, STORAGE_MAX_SIDE, out, len);
-		r = r == -ENOENT ? -ENODATA : r;
-	}
-	pthread_mutex_unlock(&d->lock);
-	return r;
-}
-
-/* Not fsynced: the records are the truth, and a load rewrites the file. */
-static int dir_meta_set(struct storage *s, uint64_t id, const void *data, size_t len)
-{
-	struct sdir *d = sdir_of(s);
-	char name[SDIR_PATH_MAX];
-	if (len > STORAGE_MAX_SIDE)
-		return -EFBIG;
-	pthread_mutex_lock(&d->lock);
-	int r = side_name(d, id, name, sizeof(name));
-	if (r == 0 && !len)
-		r = unlinkat(d->dir_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	else if (r == 0)
-		r = write_small(d->dir_fd, name, data, len, false);
-	pthread_mutex_unlock(&d->lock);
-	return r;
-}
-
-/* --- the space reserve ------------------------------------------------------------ */
-
-/* The file that holds the space: unlinked from the start, so nothing is left
- * behind by a crash.  -errno when none can be made. */
-static int reserve_open(struct sdir *d)
-{
-	if (d->reserve_fd >= 0)
-		return 0;
-	int fd = openat(d->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-		fd = openat(d->dir_fd, "reserve.tmp", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			unlinkat(d->dir_fd, "reserve.tmp", 0);
-	}
-	if (fd < 0)
-		return -errno;
-	d->reserve_fd = fd;
-	return 0;
-}
-
-/* Grows with posix_fallocate (-ENOSPC, -EDQUOT), shrinks with ftruncate; a
- * file that cannot be made promises nothing and holds nothing (0). */
-static int dir_reserve(struct storage *s, uint64_t bytes)
-{
-	struct sdir *d = sdir_of(s);
-	pthread_mutex_lock(&d->lock);
-	int r = reserve_open(d);
-	if (r < 0) {
-		pthread_mutex_unlock(&d->lock);
-		return 0;
-	}
-	struct stat st;
-	uint64_t now = fstat(d->reserve_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
-	if (bytes > now)
-		r = -posix_fallocate(d->reserve_fd, 0, (off_t)bytes);
-	if (r < 0 || bytes < now) /* a failed allocation may leave some: dropped */
-		r = ftruncate(d->reserve_fd, (off_t)(r < 0 ? now : bytes)) < 0 && r == 0 ? -errno
-											 : r;
-	pthread_mutex_unlock(&d->lock);
-	return r;
-}
-
 /* --- the engine --------------------------------------------------------------------- */
 
 static void dir_free(struct storage *s)
@@ -416,14 +262,14 @@ static const struct storage_ops dir_ops = {
     .sync = sdir_sync,
     .list = dir_list,
     .load = sdir_load,
-    .defaults_get = dir_defaults_get,
-    .defaults_set = dir_defaults_set,
+    .defaults_get = sdir_defaults_get,
+    .defaults_set = sdir_defaults_set,
     .open = sdir_open,
     .failed = sdir_failed,
     .tail = sdir_tail,
-    .meta_get = dir_meta_get,
-    .meta_set = dir_meta_set,
-    .reserve = dir_reserve,
+    .meta_get = sdir_meta_get,
+    .meta_set = sdir_meta_set,
+    .reserve = sdir_reserve,
     .free = dir_free,
 };
 
@@ -458,7 +304,7 @@ int storage_dir_context_fd(struct storage *s, uint64_t id)
 	char rel[SDIR_PATH_MAX];
 	pthread_mutex_lock(&d->lock);
 	struct sdir_ctx *c = map_get_id(&d->by_id, id);
-	int r = c ? rel_dir(c, rel, sizeof(rel)) : -ENOENT;
+	int r = c ? sdir_rel_dir(c, rel, sizeof(rel)) : -ENOENT;
 	if (r == 0 && (r = openat(d->dir_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		r = -errno;
 	pthread_mutex_unlock(&d->lock);

@@ -1,6 +1,7 @@
 /* storage_dir_impl.h — what storage_dir.c (the state directory, contexts'
- * names, defaults, side files) and storage_dir_sync.c (journals: appends,
- * syncs, loads, descriptors) share.  Private to those two files. */
+ * names), storage_dir_files.c (the config, side files, the reserve) and
+ * storage_dir_sync.c (journals: appends, syncs, loads, descriptors) share.
+ * Private to those three files. */
 #ifndef MCPFS_CORE_STORAGE_DIR_IMPL_H
 #define MCPFS_CORE_STORAGE_DIR_IMPL_H
 
@@ -53,6 +54,14 @@ static inline struct sdir *sdir_of(struct storage *s)
  * context (file "" gives the directory).  0, -ENAMETOOLONG. */
 int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, char *out,
 	      size_t n);
+/* The directory of c relative to STATE.  0, -ENAMETOOLONG. */
+int sdir_rel_dir(const struct sdir_ctx *c, char *out, size_t n);
+/* storage_dir_files.c's ops. */
+int sdir_defaults_get(struct storage *s, void **out, size_t *len);
+int sdir_defaults_set(struct storage *s, const void *text, size_t len);
+int sdir_meta_get(struct storage *s, uint64_t id, void **out, size_t *len);
+int sdir_meta_set(struct storage *s, uint64_t id, const void *data, size_t len);
+int sdir_reserve(struct storage *s, uint64_t bytes);
 /* Under the lock: the open journals' accounting (storage_dir_sync.c). */
 void sdir_lru_forget(struct sdir *d, struct sdir_ctx *c);
 /* Frees c's journal and memory (not busy) or marks it for its sync to free. */
