@@ -59,6 +59,12 @@ struct turn;
  * "cannot create state directory '/x': Permission denied".  0, -errno. */
 int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
 	       size_t whylen);
+/* The same on any storage engine (storage.h; store_open makes the state
+ * directory's, storage_dir_new): st stays the caller's, to free after
+ * store_free().  0, -errno with why. */
+struct storage;
+int store_open_on(struct storage *st, const char *defaults_text, struct store **ret, char *why,
+		  size_t whylen);
 
 /* Frees everything.  The transport and the commit threads must be stopped
  * first.  NULL-safe. */

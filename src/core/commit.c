@@ -2,21 +2,22 @@
  * undoes, and how many journals are open (see store_impl.h and
  * doc/design/threads.md).
  *
- * A commit appends its record under the store lock and fsyncs with the lock
- * released: the journal is busy meanwhile (journal_sync_begin), nothing else is
- * appended to it, and every other context goes on.  Messages, settings and
+ * A commit appends its record under the store lock (storage_append) and
+ * syncs with the lock released (storage_sync, storage.h): the context is
+ * `syncing` meanwhile, nothing else is appended to it, and every other context
+ * goes on.  Messages, settings and
  * clears are synced by the thread that commits them (the writer's close() waits
  * for its own fsync only); replies' ends by a commit thread (store_commit_run),
  * and a reader sees the end of a reply only once it is durable.
  *
- * A failed sync loses every record after the last good one: the journal is
- * recovered (reopened, truncated there, rescanned, synced), the turns' saved
+ * A failed sync loses every record after the last good one: the engine
+ * recovers (the state dir: reopened, truncated there, rescanned, synced;
+ * storage_failed says whether it worked), the turns' saved
  * offsets go back so that their text is written again, a reply whose end was
  * lost fails (its reader gets EIO) with its end written again, and `status`
  * says when it happened.
  *
- * Descriptors: at most s->journal_fd_max journals are open; the least recently
- * used idle one is parked (closed) to open another, and reopened when used.
+ * Descriptors and paths are the engine's (storage_dir_sync.c parks journals).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,96 +33,14 @@ static struct context *loaded(struct store *s, uint64_t id)
 	return slot ? slot->ctx : NULL;
 }
 
-/* --- open journals ---------------------------------------------------------- */
-
-static void lru_unlink(struct store *s, struct context *c)
-{
-	if (c->lru_prev)
-		c->lru_prev->lru_next = c->lru_next;
-	else
-		s->lru_head = c->lru_next;
-	if (c->lru_next)
-		c->lru_next->lru_prev = c->lru_prev;
-	else
-		s->lru_tail = c->lru_prev;
-	c->lru_prev = c->lru_next = NULL;
-}
-
-static void lru_push(struct store *s, struct context *c)
-{
-	c->lru_prev = s->lru_tail;
-	c->lru_next = NULL;
-	if (s->lru_tail)
-		s->lru_tail->lru_next = c;
-	else
-		s->lru_head = c;
-	s->lru_tail = c;
-}
-
-void context_journal_forget(struct store *s, struct context *c)
-{
-	if (!c->in_lru)
-		return;
-	lru_unlink(s, c);
-	c->in_lru = false;
-	s->open_journals--;
-}
-
-void context_journal_opened(struct store *s, struct context *c)
-{
-	if (c->in_lru || !c->journal || journal_parked(c->journal))
-		return;
-	lru_push(s, c);
-	c->in_lru = true;
-	s->open_journals++;
-}
-
-void store_journal_make_room(struct store *s)
-{
-	struct context *c = s->lru_head;
-	while (c && s->open_journals >= s->journal_fd_max) {
-		struct context *next = c->lru_next;
-		if (journal_park(c->journal) == 0)
-			context_journal_forget(s, c);
-		c = next;
-	}
-}
-
-/* A journal whose sync failed and could not be recovered then is recovered
- * here, by the next commit. */
-static int journal_recover_now(struct store *s, struct context *c)
-{
-	char path[JOURNAL_PATH_MAX];
-	int r = context_journal_path(s, c, path, sizeof(path));
-	if (r == 0)
-		r = journal_recover(c->journal, path);
-	if (r == 0 && c->sync_failed_ms)
-		c->sync_recover_err = 0;
-	return r;
-}
-
+/* Records can be appended: the context opened, no sync running.  A failed
+ * sync the engine could not recover then is recovered by its next append. */
 int context_journal_ready(struct store *s, struct context *c)
 {
-	char path[JOURNAL_PATH_MAX];
-	if (!c->journal)
+	(void)s;
+	if (!c->open)
 		return c->broken ? c->broken : -EIO;
-	if (journal_busy(c->journal))
-		return -EBUSY;
-	if (journal_parked(c->journal)) {
-		int r = context_journal_path(s, c, path, sizeof(path));
-		store_journal_make_room(s);
-		if (r == 0)
-			r = journal_unpark(c->journal, path);
-		context_journal_opened(s, c);
-		if (r < 0)
-			return r;
-	} else if (c->in_lru && s->lru_tail != c) {
-		lru_unlink(s, c);
-		lru_push(s, c);
-	}
-	if (journal_failed(c->journal))
-		return journal_recover_now(s, c);
-	return 0;
+	return c->syncing ? -EBUSY : 0;
 }
 
 /* --- after a sync --------------------------------------------------------------- */
@@ -199,7 +118,7 @@ static void context_after_sync(struct store *s, struct context *c, int r, struct
 	if (r < 0) {
 		c->sync_failed_ms = clock_wall_ms();
 		c->sync_failed_err = r;
-		c->sync_recover_err = c->journal ? journal_failed(c->journal) : -EIO;
+		c->sync_recover_err = c->open ? storage_failed(s->st, c->slot->sid) : -EIO;
 		context_changed(c);
 	}
 	/* Ends deferred while the sync ran, or lost by it, are appended now.
@@ -216,7 +135,7 @@ static void context_after_sync(struct store *s, struct context *c, int r, struct
 int context_sync_idle(struct store *s, struct context **cp)
 {
 	uint64_t id = (*cp)->id;
-	while ((*cp)->journal && journal_busy((*cp)->journal)) {
+	while ((*cp)->syncing) {
 		pthread_cond_wait(&s->synced, &s->lock);
 		if (!(*cp = loaded(s, id)))
 			return -ENOENT;
@@ -227,36 +146,26 @@ int context_sync_idle(struct store *s, struct context **cp)
 int context_sync(struct store *s, struct context **cp, struct notes *n)
 {
 	uint64_t id = (*cp)->id;
-	for (;;) {
-		int r = context_sync_idle(s, cp);
-		struct context *c = *cp;
-		if (r == 0)
-			r = context_journal_ready(s, c);
-		struct journal_sync t;
-		if (r == 0)
-			r = journal_sync_begin(c->journal, &t);
-		if (r == 0)
-			context_after_sync(s, c, 0, n);
-		if (r <= 0)
-			return r;
-		char path[JOURNAL_PATH_MAX];
-		bool named = context_journal_path(s, c, path, sizeof(path)) == 0;
-		struct journal *j = c->journal;
-		pthread_mutex_unlock(&s->lock);
-		journal_sync_run(&t, named ? path : NULL);
-		pthread_mutex_lock(&s->lock);
-		r = journal_sync_end(j, &t);
-		pthread_cond_broadcast(&s->synced);
-		if (r == -ESTALE) {
-			*cp = NULL;
-			return -ENOENT;
-		}
-		*cp = loaded(s, id); /* alive: freeing it would have freed j */
-		if (!*cp)
-			return -ENOENT;
-		context_after_sync(s, *cp, r, n);
+	int r = context_sync_idle(s, cp);
+	struct context *c = *cp;
+	if (r == 0)
+		r = context_journal_ready(s, c);
+	if (r < 0)
 		return r;
-	}
+	/* The lock is released for the engine's flush: the context is `syncing`
+	 * meanwhile, and nothing is appended to it (deferred, context_save_end). */
+	uint64_t sid = c->slot->sid;
+	c->syncing = true;
+	pthread_mutex_unlock(&s->lock);
+	r = storage_sync(s->st, sid);
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->synced);
+	*cp = loaded(s, id);
+	if (!*cp)
+		return -ENOENT;
+	(*cp)->syncing = false;
+	context_after_sync(s, *cp, r, n);
+	return r;
 }
 
 /* Without commit threads (the core's unit tests), under the lock as before. */
@@ -266,7 +175,7 @@ static void context_sync_locked(struct store *s, struct context *c, struct notes
 	if (r == -EBUSY)
 		return; /* the sync running began after the append: it covers it */
 	if (r == 0)
-		r = journal_sync(c->journal);
+		r = storage_sync(s->st, c->slot->sid);
 	context_after_sync(s, c, r, n);
 }
 
@@ -295,7 +204,7 @@ void context_sync_later(struct store *s, struct context *c, struct notes *n)
 
 void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n)
 {
-	if (c->journal && journal_busy(c->journal)) {
+	if (c->syncing) {
 		t->end_deferred = true; /* appended when that sync ends */
 		return;
 	}
@@ -336,7 +245,7 @@ void store_commit_run(struct store *s)
 		if (!c)
 			continue;
 		c->sync_queued = false;
-		if (c->journal && journal_busy(c->journal))
+		if (c->syncing)
 			continue; /* that sync began after the append: it covers it */
 		context_sync(s, &c, &n);
 		store_unlock_notify(s, &n);

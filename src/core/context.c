@@ -7,12 +7,10 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/schema.h"
@@ -22,9 +20,13 @@
 
 int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync)
 {
-	int r = context_journal_ready(c->store, c);
+	struct store *s = c->store;
+	int r = context_journal_ready(s, c);
 	if (r == 0)
-		r = journal_append(c->journal, type, payload, len, sync);
+		r = storage_append(s->st, c->slot->sid, type, payload, len,
+				   sync ? STORAGE_COMMIT : 0, NULL);
+	if (r == 0 && c->sync_failed_ms && c->sync_recover_err)
+		c->sync_recover_err = 0; /* the engine recovered before appending */
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
 	context_changed(c); /* a record is a change, whether or not it was saved */
@@ -33,7 +35,7 @@ int context_append(struct context *c, uint16_t type, const char *payload, size_t
 
 int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
 {
-	if (!c->journal) {
+	if (!c->open) {
 		cJSON_Delete(payload);
 		return -EIO;
 	}
@@ -470,25 +472,11 @@ static void mark_interrupted(struct context *c)
 			      t->text.len);
 		turn_end_record(c, t, false);
 	}
-	if (c->journal)
-		journal_sync(c->journal);
+	if (c->open)
+		storage_sync(c->store->st, c->slot->sid);
 }
 
-int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n)
-{
-	if (snprintf(out, n, "%s/contexts/%s/journal", s->dir, slot->name) >= (int)n)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
-int context_journal_path(struct store *s, struct context *c, char *out, size_t n)
-{
-	return slot_journal_path(s, c->slot, out, n);
-}
-
-/* The file and its CREATE record are made durable by one fsync. */
-int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
-			struct journal **ret)
+char *context_create_payload(const struct settings *st, int64_t created_ms)
 {
 	cJSON *rec = settings_record(st, "", NULL);
 	if (rec) {
@@ -497,11 +485,7 @@ int context_create_file(const char *path, const struct settings *st, int64_t cre
 	}
 	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
 	cJSON_Delete(rec);
-	if (!text)
-		return -ENOMEM;
-	int r = journal_create(path, JOURNAL_CREATE, text, strlen(text), ret);
-	free(text);
-	return r;
+	return text;
 }
 
 static struct context *context_alloc(struct store *s, struct store_slot *slot)
@@ -524,25 +508,23 @@ static struct context *context_alloc(struct store *s, struct store_slot *slot)
 	return c;
 }
 
-int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
-		  const struct settings *st, int64_t created_ms)
+int context_adopt(struct store *s, struct store_slot *slot, const struct settings *st,
+		  int64_t created_ms)
 {
 	struct context *c = context_alloc(s, slot);
 	if (!c)
 		return -ENOMEM;
 	c->settings = *st;
 	c->created_ms = c->modified_ms = created_ms;
-	store_journal_make_room(s);
-	c->journal = j;
+	c->open = true;
 	slot->ctx = c;
 	slot->meta_known = true; /* a new context has none */
-	context_journal_opened(s, c);
 	return 0;
 }
 
 static void context_note_recovery(struct context *c)
 {
-	const struct journal_report *r = &c->report;
+	const struct storage_report *r = &c->report;
 	if (!r->bad_records && !r->torn_bytes)
 		return;
 	log_debug("context '%s': journal recovered: %llu corrupt record(s) skipped, "
@@ -551,28 +533,46 @@ static void context_note_recovery(struct context *c)
 		  (unsigned long long)r->torn_bytes);
 }
 
+/* The engine delivers records in order; the loader's per-type functions take
+ * them from here. */
+static int on_stored(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
+{
+	return on_record(data, type, payload, len, seq);
+}
+
+/* A context that holds no record (a crash between its name and its first
+ * record) gets its CREATE now, as if it had just been made. */
+static int context_first_record(struct store *s, struct context *c)
+{
+	char *text = context_create_payload(&c->settings, c->created_ms);
+	if (!text)
+		return -ENOMEM;
+	int r = storage_append(s->st, c->slot->sid, JOURNAL_CREATE, text, strlen(text),
+			       STORAGE_COMMIT, NULL);
+	free(text);
+	return r;
+}
+
 int context_load(struct store *s, struct store_slot *slot)
 {
-	char path[4200];
 	struct context *c = context_alloc(s, slot);
 	if (!c)
 		return -ENOMEM;
 	slot->ctx = c;
-	store_journal_make_room(s);
-	int r = context_journal_path(s, c, path, sizeof(path));
 	struct loader L = {s, c};
 	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
 	meta_load_begin(slot);
-	if (r == 0)
-		r = journal_scan(path, on_record, &L, &c->report);
+	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, NULL);
 	meta_load_end(s, slot);
 	buf_done(&L.hidden);
-	c->report.bad_records += L.bad_payloads;
-	if (r == -ENOENT) {
-		r = context_create_file(path, &c->settings, c->created_ms, &c->journal);
+	if (r == -ENODATA) {
+		r = context_first_record(s, c);
 	} else if (r == 0) {
-		struct journal_report rep;
-		r = journal_open(path, JOURNAL_REPAIR, &rep, &c->journal);
+		/* What the engine found (corrupt records, a torn tail it cut),
+		 * and the payloads the loader could not use. */
+		r = storage_open(s->st, slot->sid, &c->report);
+		c->report.bad_records += L.bad_payloads;
+		c->open = r == 0;
 		/* No CREATE (a crash right after the file was made): the root
 		 * defaults it loads with are saved now, or they would follow every
 		 * later change of .config until the context's own next change. */
@@ -581,7 +581,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		context_note_recovery(c);
 		mark_interrupted(c);
 	}
-	context_journal_opened(s, c);
+	c->open = r == 0;
 	context_mark_synced(c);
 	if (r < 0) {
 		c->broken = r;
@@ -636,8 +636,6 @@ void context_free(struct store *s, struct context *c)
 	context_ledger_done(c);
 	prune_index_done(&c->prune);
 	context_views_done(c);
-	context_journal_forget(s, c);
-	journal_free(c->journal);
 	free(c->system);
 	free(c->schema);
 	if (c->summ_call) { /* its call's reference stays with the call */

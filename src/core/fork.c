@@ -6,21 +6,18 @@
  * A fork is written as a journal of ordinary records (CREATE, FORKED_FROM,
  * SETTINGS, META, then USER, REPLY_PART, BLOCK and REPLY_END for each exchange
  * copied, then SUMMARY, each encoded by the module that owns the record),
- * beside hard links to the blobs of the attachments its USER records name, in a
- * directory of the state directory's trash/ that is renamed into contexts/ once
- * it is durable: the fork appears whole or not at all (trash/ is emptied at
- * start-up), and the store's lock is not held over its fsyncs.
+ * beside hard links to the blobs of the attachments its USER records name, as
+ * a hidden context of the storage engine (storage_create without a name: the
+ * state dir keeps it in trash/) that is named once it is durable: the fork
+ * appears whole or not at all (a hidden context is gone after a restart), and
+ * the store's lock is not held over its syncs.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "mcpfs/blob.h"
 #include "mcpfs/clock.h"
 #include "mcpfs/utf8.h"
 #include "block_impl.h"
@@ -172,6 +169,7 @@ struct fork_plan {
 	char *system;  /* "" for none */
 	char *schema;  /* NULL for none */
 	char *from;    /* the source's name */
+	uint64_t src;  /* ... its storage id */
 	char *meta;    /* its user metadata: a META payload, NULL for none */
 	char *summary; /* its summary and the turns it covers: a SUMMARY payload, NULL none */
 	uint64_t at;   /* the turn it is forked at (the marker's) */
@@ -217,6 +215,7 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 	p->system = strndup(c->system, c->system_len);
 	p->schema = c->schema ? strdup(c->schema) : NULL;
 	p->from = strdup(c->slot->name);
+	p->src = c->slot->sid;
 	p->meta = meta_payload(c->slot); /* tags describe the conversation: kept */
 	p->ex = calloc(c->prune.n ? c->prune.n : 1, sizeof(*p->ex));
 	if (!p->system || (c->schema && !p->schema) || !p->from || !p->ex)
@@ -255,13 +254,24 @@ nomem:
 	return -ENOMEM;
 }
 
-static int append_json(struct journal *j, uint16_t type, cJSON *o)
+/* The fork being written: a hidden context of the engine. */
+struct fork_out {
+	struct storage *st;
+	uint64_t sid;
+};
+
+static int fork_append(const struct fork_out *j, uint16_t type, const void *data, size_t len)
+{
+	return storage_append(j->st, j->sid, type, data, len, 0, NULL);
+}
+
+static int append_json(const struct fork_out *j, uint16_t type, cJSON *o)
 {
 	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
 	if (!text)
 		return -ENOMEM;
-	int r = journal_append(j, type, text, strlen(text), false);
+	int r = fork_append(j, type, text, strlen(text));
 	free(text);
 	return r;
 }
@@ -269,7 +279,8 @@ static int append_json(struct journal *j, uint16_t type, cJSON *o)
 /* The reply's parts as turn_checkpoint() writes them: the thinking before the
  * text in parts without text, then the text (cut between characters) with the
  * rest of the thinking. */
-static int append_parts(struct journal *j, struct buf *part, uint64_t turn, const struct turn *t)
+static int append_parts(const struct fork_out *j, struct buf *part, uint64_t turn,
+			const struct turn *t)
 {
 	const char *text = t->text.data ? t->text.data : "";
 	const char *thinking = t->thinking.data ? t->thinking.data : "";
@@ -282,7 +293,7 @@ static int append_parts(struct journal *j, struct buf *part, uint64_t turn, cons
 		hn = hn > PART_MAX ? utf8_complete_prefix(thinking + hs, PART_MAX) : hn;
 		r = record_part_print(part, turn, 1, text + ts, tn, thinking + hs, hn);
 		if (r == 0)
-			r = journal_append(j, JOURNAL_REPLY_PART, part->data, part->len, false);
+			r = fork_append(j, JOURNAL_REPLY_PART, part->data, part->len);
 		ts += tn;
 		hs += hn;
 	}
@@ -291,7 +302,7 @@ static int append_parts(struct journal *j, struct buf *part, uint64_t turn, cons
 
 /* The reply's blocks other than plain text (block_impl.h), after all its
  * parts: every offset is then within what the parts hold. */
-static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
+static int append_blocks(const struct fork_out *j, uint64_t turn, const struct turn *t)
 {
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < t->blocks.n; i++) {
@@ -299,8 +310,7 @@ static int append_blocks(struct journal *j, uint64_t turn, const struct turn *t)
 		buf_init(&rec, JOURNAL_MAX_RECORD);
 		r = block_payload(&t->blocks.v[i], turn, 1, &rec);
 		if (r == 0)
-			r = journal_append(j, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
-					   false);
+			r = fork_append(j, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len);
 		buf_done(&rec);
 	}
 	return r;
@@ -338,12 +348,11 @@ static cJSON *fork_user(const struct fork_ex *x)
 	return o;
 }
 
-/* The fork's journal at path, durable on return.  CREATE carries no system
- * prompt, so that the transcript shows where the fork came from first, then
- * the prompt it starts with (SETTINGS). */
-static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
+/* The fork's CREATE: the hidden context j->sid is made with it.  CREATE
+ * carries no system prompt, so that the transcript shows where the fork came
+ * from first, then the prompt it starts with (SETTINGS). */
+static int fork_create(struct fork_out *j, const struct fork_plan *p, int64_t now)
 {
-	struct journal *j = NULL;
 	cJSON *o = settings_record(&p->settings, "", NULL);
 	if (o && (!cJSON_AddNumberToObject(o, "v", 1) ||
 		  !cJSON_AddNumberToObject(o, "created_ms", (double)now))) {
@@ -352,15 +361,20 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	}
 	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
-	int r = text ? journal_create(path, JOURNAL_CREATE, text, strlen(text), &j) : -ENOMEM;
+	int r = text ? storage_create(j->st, NULL, now, text, strlen(text), &j->sid) : -ENOMEM;
 	free(text);
-	if (r == 0)
-		r = append_json(j, JOURNAL_FORKED_FROM, origin_payload(p, now));
+	return r;
+}
+
+/* The rest of the fork's records, durable on return. */
+static int fork_write(const struct fork_out *j, const struct fork_plan *p, int64_t now)
+{
+	int r = append_json(j, JOURNAL_FORKED_FROM, origin_payload(p, now));
 	if (r == 0 && (p->system[0] || p->schema))
 		r = append_json(j, JOURNAL_SETTINGS,
 				settings_record(&p->settings, p->system, p->schema));
 	if (r == 0 && p->meta)
-		r = journal_append(j, JOURNAL_META, p->meta, strlen(p->meta), false);
+		r = fork_append(j, JOURNAL_META, p->meta, strlen(p->meta));
 	struct buf part;
 	buf_init(&part, RECORD_PART_SIZE(PART_MAX, PART_MAX));
 	for (size_t i = 0; r == 0 && i < p->n; i++) {
@@ -375,101 +389,46 @@ static int fork_write(const char *path, const struct fork_plan *p, int64_t now)
 	}
 	buf_done(&part);
 	if (r == 0 && p->summary) /* after the exchanges, as a summary call writes it */
-		r = journal_append(j, JOURNAL_SUMMARY, p->summary, strlen(p->summary), false);
+		r = fork_append(j, JOURNAL_SUMMARY, p->summary, strlen(p->summary));
 	if (r == 0)
-		r = journal_sync(j);
-	journal_free(j);
+		r = storage_sync(j->st, j->sid);
 	return r;
 }
 
-/* The meta file beside the fork's journal (meta.c: what filtered listings read
- * without loading the journal).  Best effort: the journal is the record, and
- * loading the context writes the file again. */
-static void meta_file(struct store *s, const char *dir, const char *text)
+/* The blobs of the exchanges' attachments, linked into the fork
+ * (attach_fork_links: blob.h's business, not the fork's). */
+static int fork_blobs(struct store *s, uint64_t sid, const struct fork_plan *p)
 {
-	char path[JOURNAL_PATH_MAX];
-	snprintf(path, sizeof(path), "%s/%s/meta", s->dir, dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	size_t len = strlen(text);
-	if (fd >= 0 && (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0))
-		unlink(path);
-	if (fd >= 0)
-		close(fd);
-}
-
-static bool keep_none(void *data, const char *hex)
-{
-	(void)data;
-	(void)hex;
-	return false;
-}
-
-/* Links the blobs of the exchanges' attachments from the source's directory
- * into the fork's (dir, under the state directory), durably.  A blob the
- * source no longer has is left out: the fork loads it as lost, as the source
- * does.  0, -errno. */
-static int fork_blobs(struct store *s, const char *dir, const struct fork_plan *p)
-{
-	bool any = false;
-	for (size_t i = 0; i < p->n && !any; i++)
-		any = p->ex[i].attach != NULL;
-	if (!any)
-		return 0;
-	int from = openat(s->contexts_fd, p->from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int to = openat(s->dir_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int r = from < 0 || to < 0 ? -errno : 0;
-	for (size_t i = 0; r == 0 && i < p->n; i++) {
-		const cJSON *a;
-		cJSON_ArrayForEach(a, p->ex[i].attach)
-		{
-			const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "hash");
-			if (r == 0 && cJSON_IsString(h) &&
-			    (r = blob_link(from, to, h->valuestring)) == -ENOENT)
-				r = 0;
-		}
-	}
-	if (r == 0 && fsync(to) < 0)
-		r = -errno;
-	if (from >= 0)
-		close(from);
-	if (to >= 0)
-		close(to);
+	const cJSON **lists = p->n ? calloc(p->n, sizeof(*lists)) : NULL;
+	if (p->n && !lists)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n; i++)
+		lists[i] = p->ex[i].attach;
+	int r = attach_fork_links(s, p->src, sid, lists, p->n);
+	free(lists);
 	return r;
 }
 
-/* Writes the fork in trash/, then renames its directory to contexts/NAME. */
-static int fork_make(struct store *s, const char *name, uint64_t slot_id, const struct fork_plan *p)
+/* Writes the fork as a hidden context, then names it.  *sid: its id. */
+static int fork_make(struct store *s, const char *name, const struct fork_plan *p, uint64_t *sid)
 {
 	int64_t now = clock_wall_ms();
-	char tmp[64], path[JOURNAL_PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "trash/fork-%llu-%lld", (unsigned long long)slot_id,
-		 (long long)now);
-	if (snprintf(path, sizeof(path), "%s/%s/journal", s->dir, tmp) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	if (mkdirat(s->dir_fd, tmp, 0700) < 0)
-		return -errno;
-	int r = fork_blobs(s, tmp, p);
+	struct fork_out j = {s->st, 0};
+	int r = fork_create(&j, p, now);
+	if (r < 0)
+		return r;
+	r = fork_blobs(s, j.sid, p);
 	if (r == 0)
-		r = fork_write(path, p, now);
+		r = fork_write(&j, p, now);
+	/* The side file listings read without loading it (meta.c).  Best
+	 * effort: the records are the truth, and loading writes it again. */
 	if (r == 0 && p->meta)
-		meta_file(s, tmp, p->meta);
-	if (r == 0 && renameat2(s->dir_fd, tmp, s->contexts_fd, name, RENAME_NOREPLACE) < 0)
-		r = -errno;
-	if (r == 0 && fsync(s->contexts_fd) < 0) {
-		r = -errno;
-		renameat(s->contexts_fd, name, s->dir_fd, tmp); /* not there after all */
-	}
-	if (r < 0) {
-		unlink(path);
-		snprintf(path, sizeof(path), "%s/%s/meta", s->dir, tmp);
-		unlink(path);
-		int fd = openat(s->dir_fd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			blob_sweep(&s->blobs, fd, keep_none, NULL);
-			close(fd);
-		}
-		unlinkat(s->dir_fd, tmp, AT_REMOVEDIR);
-	}
+		storage_meta_set(s->st, j.sid, p->meta, strlen(p->meta));
+	if (r == 0)
+		r = storage_rename(s->st, j.sid, name);
+	if (r < 0)
+		storage_remove(s->st, j.sid); /* its blob links go with it */
+	*sid = j.sid;
 	return r;
 }
 
@@ -501,13 +460,14 @@ int context_fork(struct store *s, uint64_t id, const char *name, uint64_t upto, 
 	}
 	uint64_t sid = slot ? slot->id : 0;
 	pthread_mutex_unlock(&s->lock);
-	if (r == 0 && (r = fork_make(s, name, sid, &p)) < 0)
+	uint64_t storage_id = 0;
+	if (r == 0 && (r = fork_make(s, name, &p, &storage_id)) < 0)
 		snprintf(why, whylen, "cannot create the fork: %s", strerror(-r));
 	fork_plan_done(s, &p);
 	if (!slot)
 		return r;
 	pthread_mutex_lock(&s->lock);
-	store_slot_settle(s, sid, r);
+	store_slot_settle(s, sid, storage_id, r);
 	if (r == 0)
 		notes_add(&n, sid, STORE_CHANGED_CREATED);
 	store_unlock_notify(s, &n);

@@ -2,11 +2,9 @@
  * commands, and reading a turn's text (see store.h).  Under the store lock. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
@@ -492,31 +490,14 @@ int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes)
 	return c ? 0 : -ENOENT;
 }
 
-/* The file that holds the space: unlinked from the start, so nothing is left
- * behind by a crash.  -errno when none can be made. */
-static int reserve_open(struct store *s)
-{
-	if (s->reserve_fd >= 0)
-		return 0;
-	int fd = openat(s->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-		fd = openat(s->dir_fd, "reserve.tmp", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			unlinkat(s->dir_fd, "reserve.tmp", 0);
-	}
-	if (fd < 0)
-		return -errno;
-	s->reserve_fd = fd;
-	return 0;
-}
-
-/* Shrinks the file to what is still held; under the lock. */
+/* Shrinks what the engine holds to what is still held; under the lock. */
 static void reserve_set(struct store *s, uint64_t total)
 {
 	s->reserved = total;
-	if (s->reserve_fd >= 0 && ftruncate(s->reserve_fd, (off_t)total) < 0)
-		log_debug("reserve: cannot truncate to %llu bytes: %s", (unsigned long long)total,
-			  strerror(errno));
+	int r = storage_reserve(s->st, total);
+	if (r < 0)
+		log_debug("reserve: cannot shrink to %llu bytes: %s", (unsigned long long)total,
+			  strerror(-r));
 }
 
 void reserve_give_back(struct store *s, uint64_t *held)
@@ -532,20 +513,16 @@ int store_reserve(struct store *s, uint64_t *held, uint64_t bytes)
 	if (want <= *held)
 		return 0;
 	pthread_mutex_lock(&s->lock);
-	int r = reserve_open(s);
-	if (r < 0) {
-		/* No file, no promise: the close finds a full disk as it always did. */
-		log_debug("reserve: cannot make the file: %s", strerror(-r));
-		pthread_mutex_unlock(&s->lock);
-		return 0;
-	}
 	uint64_t total = s->reserved - *held + want;
-	r = -posix_fallocate(s->reserve_fd, 0, (off_t)total);
+	/* The engine holds the space (the state dir: an unlinked file it
+	 * fallocates); one that cannot promises nothing, and the close finds a
+	 * full disk as it always did. */
+	int r = storage_reserve(s->st, total);
 	if (r == 0) {
 		s->reserved = total;
 		*held = want;
 	} else if (r == -ENOSPC || r == -EDQUOT) {
-		reserve_set(s, s->reserved); /* drops what a failed allocation left */
+		/* the engine dropped what a failed allocation left */
 	} else {
 		log_debug("reserve: %s", strerror(-r));
 		r = 0; /* a file system without the call: no promise, as above */
@@ -584,8 +561,7 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 		 * a sync runs on the journal, once it is over: readers are told). */
 		if (t->text_saved < off + n)
 			turn_checkpoint(t, false);
-		if (t->text_saved < off + n && t->ctx && t->ctx->journal &&
-		    journal_busy(t->ctx->journal)) {
+		if (t->text_saved < off + n && t->ctx && t->ctx->open && t->ctx->syncing) {
 			r = -EAGAIN;
 		} else {
 			memcpy(buf, t->text.data + off, n);

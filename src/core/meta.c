@@ -3,9 +3,10 @@
  * The set lives in the context's slot (struct store_slot: meta, meta_known),
  * the light part of the store that exists whether or not the journal is
  * loaded.  Its record is the journal's META record (doc/design/journal.md);
- * STATE/contexts/NAME/meta holds the same payload so that a listing learns it
- * without reading the journal.  That file is written after the record is
- * durable, by rename of meta.tmp (never half written); when it is missing the
+ * the context's side file (storage.h: storage_meta_get/set; the state dir
+ * keeps it as STATE/contexts/NAME/meta) holds the same payload so that a
+ * listing learns it without reading the journal.  That file is written after
+ * the record is durable, never half written; when it is missing the
  * context has no metadata, and when it cannot be read or parsed the journal is
  * loaded instead.  Loading a journal makes the file agree with it again (a
  * crash between the record and the file leaves the file one change behind
@@ -13,11 +14,9 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "mcpfs/meta.h"
 #include "mcpfs/utf8.h"
@@ -146,72 +145,39 @@ static char *meta_print(const cJSON *meta)
 	return record_meta_print(meta);
 }
 
-static int meta_path(struct store *s, const struct store_slot *slot, const char *file, char *out,
-		     size_t n)
-{
-	return snprintf(out, n, "%s/%s", slot->name, file) >= (int)n ? -ENAMETOOLONG : 0;
-}
-
-/* Reads the file into *text (heap, NUL-terminated); NULL when there is none. */
+/* Reads the side file (storage.h: meta_get) into *text (heap,
+ * NUL-terminated); NULL when there is none, or the engine keeps none. */
 static int meta_file_read(struct store *s, const struct store_slot *slot, char **text)
 {
-	char path[STORE_NAME_MAX + 16];
+	void *out = NULL;
+	size_t len = 0;
 	*text = NULL;
-	int r = meta_path(s, slot, META_FILE, path, sizeof(path));
-	int fd = r < 0 ? -1 : openat(s->contexts_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return r < 0 ? r : errno == ENOENT ? 0 : -errno;
-	struct buf b;
-	buf_init(&b, META_FILE_MAX);
-	char chunk[8192];
-	ssize_t got;
-	while ((got = read(fd, chunk, sizeof(chunk))) > 0)
-		if ((r = buf_append(&b, chunk, (size_t)got)) < 0)
-			break;
-	if (got < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && (r = buf_append(&b, "", 1)) == 0)
-		*text = b.data; /* owned by the caller now */
-	else
-		buf_done(&b);
+	int r = storage_meta_get(s->st, slot->sid, &out, &len);
+	if (r == -ENODATA || r == -ENOTSUP)
+		return 0;
+	if (r == 0 && len > META_FILE_MAX) {
+		free(out);
+		return -EFBIG;
+	}
+	if (r == 0)
+		*text = out; /* owned by the caller now */
 	return r;
 }
 
-/* Replaces the file with the slot's set (removes it for none).  Not fsynced:
- * the journal is the record, and a load rewrites the file from it. */
+/* Replaces the side file with the slot's set (removes it for none).  Not
+ * durable by itself: the journal is the record, and a load rewrites it. */
 static int meta_file_write(struct store *s, const struct store_slot *slot)
 {
-	char tmp[STORE_NAME_MAX + 16], path[STORE_NAME_MAX + 16];
-	int r = meta_path(s, slot, META_TMP, tmp, sizeof(tmp));
-	if (r == 0)
-		r = meta_path(s, slot, META_FILE, path, sizeof(path));
-	if (r == 0 && !slot->meta)
-		return unlinkat(s->contexts_fd, path, 0) < 0 && errno != ENOENT ? -errno : 0;
-	char *text = r == 0 ? meta_print(slot->meta) : NULL;
-	if (r == 0 && !text)
-		r = -ENOMEM;
-	int fd = r < 0
-		     ? -1
-		     : openat(s->contexts_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (r == 0 && fd < 0)
-		r = -errno;
-	size_t len = text ? strlen(text) : 0, done = 0;
-	while (fd >= 0 && r == 0 && done < len) {
-		ssize_t w = write(fd, text + done, len - done);
-		if (w < 0)
-			r = -errno;
-		else
-			done += (size_t)w;
+	if (!slot->meta) {
+		int r = storage_meta_set(s->st, slot->sid, NULL, 0);
+		return r == -ENOTSUP ? 0 : r;
 	}
-	if (fd >= 0)
-		close(fd);
-	if (r == 0 && renameat(s->contexts_fd, tmp, s->contexts_fd, path) < 0)
-		r = -errno;
-	if (r < 0 && fd >= 0)
-		unlinkat(s->contexts_fd, tmp, 0);
+	char *text = meta_print(slot->meta);
+	if (!text)
+		return -ENOMEM;
+	int r = storage_meta_set(s->st, slot->sid, text, strlen(text));
 	free(text);
-	return r;
+	return r == -ENOTSUP ? 0 : r;
 }
 
 /* The set from a payload {"meta":{...}}: string values within the limits

@@ -1,28 +1,14 @@
-/* store.c — the set of contexts and the state directory (see store.h).
- *
- * Layout of the state directory (doc/design/journal.md):
- *   STATE/lock               flock'd while a daemon uses the directory, and so is
- *                            STATE itself (deleting the file unlocks nothing)
- *   STATE/config             root defaults, `key = value` lines
- *   STATE/contexts/NAME/journal
- *   STATE/contexts/NAME/meta    its user metadata for listings (meta.c), if any
- *   STATE/contexts/NAME/blob-HASH  a hard link to STATE/blobs/HASH (blob.h)
- *   STATE/blobs/HASH         an attachment's content, once per state directory
- *   STATE/trash/             where deleted contexts go before removal
- *   STATE/cache/KEY          the response cache's entries (rcache.h)
- * Renaming and deleting a context are renames of its directory, so each is atomic.
+/* store.c — the set of contexts by name and id, the lock, the observers (see
+ * store.h).  What is durable goes through the storage engine the store was
+ * opened on (storage.h): store_open() makes the state directory's
+ * (storage_dir.c, where the directory's layout is described), store_open_on()
+ * takes any.  Slots have the store's own ids; slot->sid is the engine's.
  */
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "mcpfs/clock.h"
 #include "mcpfs/log.h"
@@ -68,76 +54,6 @@ void store_unlock_notify(struct store *s, struct notes *n)
 	n->n = 0;
 }
 
-/* mkdir -p with mode 0700 for the directories we create. */
-static int mkdir_parents(const char *path)
-{
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
-static int open_subdir(int dirfd, const char *name)
-{
-	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
-static bool keep_no_blob(void *data, const char *hex)
-{
-	(void)data;
-	(void)hex;
-	return false;
-}
-
-/* Removes a context directory that was moved to trash/ (one level deep), and
- * the shared copies of its blobs that no other context holds. */
-static void remove_tree(struct blobs *b, int parent_fd, const char *name)
-{
-	int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		blob_sweep(b, fd, keep_no_blob, NULL);
-		DIR *d = fdopendir(fd);
-		struct dirent *de;
-		while (d && (de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-				unlinkat(fd, de->d_name, 0);
-		if (d)
-			closedir(d);
-		else
-			close(fd);
-	}
-	unlinkat(parent_fd, name, AT_REMOVEDIR);
-}
-
-static void empty_trash(struct store *s)
-{
-	int fd = openat(s->dir_fd, "trash", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	DIR *d = fdopendir(fd);
-	struct dirent *de;
-	while (d && (de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			remove_tree(&s->blobs, fd, de->d_name);
-	if (d)
-		closedir(d);
-	else
-		close(fd);
-}
-
 static void slot_free(struct store *s, struct store_slot *slot)
 {
 	context_free(s, slot->ctx);
@@ -147,12 +63,13 @@ static void slot_free(struct store *s, struct store_slot *slot)
 }
 
 /* Adds a slot for a context found on disk or just created: not loaded. */
-static struct store_slot *store_add(struct store *s, const char *name)
+static struct store_slot *store_add(struct store *s, const char *name, uint64_t sid)
 {
 	struct store_slot *slot = calloc(1, sizeof(*slot));
 	if (!slot)
 		return NULL;
 	slot->id = ++s->next_id;
+	slot->sid = sid;
 	slot->name = strdup(name);
 	if (!slot->name || map_put(&s->by_name, name, strlen(name), slot) < 0) {
 		slot_free(s, slot);
@@ -166,42 +83,33 @@ static struct store_slot *store_add(struct store *s, const char *name)
 	return slot;
 }
 
-static int store_scan(struct store *s)
+const char *store_state_dir(struct store *s)
 {
-	int fd = dup(s->contexts_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
-	}
-	lseek(fd, 0, SEEK_SET);
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (store_name_check(de->d_name, strlen(de->d_name)) < 0)
-			continue; /* ".", "..", and anything that is not ours */
-		if (!store_add(s, de->d_name)) {
-			closedir(d);
-			return -ENOMEM;
-		}
-	}
-	closedir(d);
-	return 0;
+	const char *dir = storage_dir_path(s->st);
+	return dir ? dir : "(in memory)";
+}
+
+static int on_listed(void *data, const struct storage_context *sc)
+{
+	struct store *s = data;
+	if (store_name_check(sc->name, strlen(sc->name)) < 0)
+		return 0; /* not ours */
+	return store_add(s, sc->name, sc->id) ? 0 : -ENOMEM;
 }
 
 static int load_defaults(struct store *s, const char *cli, char *why, size_t whylen)
 {
 	settings_init(&s->defaults);
 	s->rcache_bytes = RCACHE_BYTES_DEFAULT;
-	int fd = openat(s->dir_fd, "config", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		char text[SETTINGS_TEXT_MAX];
-		ssize_t n = read(fd, text, sizeof(text));
-		close(fd);
+	void *text = NULL;
+	size_t n = 0;
+	if (storage_defaults_get(s->st, &text, &n) == 0) {
 		char w[256];
-		if (n > 0 && store_defaults_parse(&s->defaults, &s->rcache_bytes, text, (size_t)n,
-						  w, sizeof(w)) < 0)
-			log_debug("ignoring saved defaults in '%s/config': %s", s->dir, w);
+		if (n > 0 &&
+		    store_defaults_parse(&s->defaults, &s->rcache_bytes, text, n, w, sizeof(w)) < 0)
+			log_debug("ignoring saved defaults in '%s/config': %s", store_state_dir(s),
+				  w);
+		free(text);
 	}
 	if (cli &&
 	    store_defaults_parse(&s->defaults, &s->rcache_bytes, cli, strlen(cli), why, whylen) < 0)
@@ -209,65 +117,8 @@ static int load_defaults(struct store *s, const char *cli, char *why, size_t why
 	return 0;
 }
 
-static int store_open_dirs(struct store *s, char *why, size_t whylen)
-{
-	int r = mkdir_parents(s->dir);
-	if (r < 0) {
-		snprintf(why, whylen, "cannot create state directory '%s': %s", s->dir,
-			 strerror(-r));
-		return r;
-	}
-	/* Absolute from here on: a daemon changes its directory to /. */
-	char *abs = realpath(s->dir, NULL);
-	if (abs) {
-		free(s->dir);
-		s->dir = abs;
-	}
-	s->dir_fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dir_fd < 0) {
-		r = -errno;
-		snprintf(why, whylen, "cannot open state directory '%s': %s", s->dir, strerror(-r));
-		return r;
-	}
-	/* The directory itself is what is locked: STATE/lock can be deleted while a
-	 * daemon holds it, and a second daemon would then lock a new file of the
-	 * same name.  The file is still locked too, for a daemon of an earlier
-	 * version, which locks only the file. */
-	s->lock_fd = openat(s->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->lock_fd < 0 || flock(s->dir_fd, LOCK_EX | LOCK_NB) < 0 ||
-	    flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(why, whylen, "state directory '%s' is %s", s->dir,
-			 r == -EBUSY ? "in use by another mcpfs" : strerror(-r));
-		return r;
-	}
-	s->contexts_fd = open_subdir(s->dir_fd, "contexts");
-	if (s->contexts_fd < 0 || (r = open_subdir(s->dir_fd, "trash")) < 0) {
-		r = s->contexts_fd < 0 ? s->contexts_fd : r;
-		snprintf(why, whylen, "cannot create '%s/contexts': %s", s->dir, strerror(-r));
-		return r;
-	}
-	close(r);
-	if ((r = blobs_open(&s->blobs, s->dir_fd)) < 0) {
-		snprintf(why, whylen, "cannot create '%s/blobs': %s", s->dir, strerror(-r));
-		return r;
-	}
-	return 0;
-}
-
-/* Open journals: a quarter of the descriptors this process may open, so that
- * connections, FUSE and the rest keep three quarters (1,024 -> 256). */
-static size_t journal_fd_bound(void)
-{
-	struct rlimit rl;
-	rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 4 : STORE_JOURNALS_OPEN_MAX;
-	if (n > STORE_JOURNALS_OPEN_MAX)
-		n = STORE_JOURNALS_OPEN_MAX;
-	return n < STORE_JOURNALS_OPEN_MIN ? STORE_JOURNALS_OPEN_MIN : (size_t)n;
-}
-
-int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
-	       size_t whylen)
+int store_open_on(struct storage *st, const char *defaults_text, struct store **ret, char *why,
+		  size_t whylen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -276,36 +127,42 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	pthread_mutex_init(&s->defaults_lock, NULL);
 	pthread_cond_init(&s->synced, NULL);
 	pthread_cond_init(&s->commit_wake, NULL);
-	s->journal_fd_max = journal_fd_bound();
 	store_models_init(s);
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
-	s->dir_fd = s->contexts_fd = s->lock_fd = s->reserve_fd = -1;
-	blobs_init(&s->blobs);
+	s->st = st;
+	s->blobs = storage_dir_blobs(st);
 	s->started_ms = clock_wall_ms();
-	s->dir = strdup(state_dir);
-	int r = s->dir ? store_open_dirs(s, why, whylen) : -ENOMEM;
-	if (r == 0)
-		r = load_defaults(s, defaults_text, why, whylen);
+	int r = load_defaults(s, defaults_text, why, whylen);
 	if (r == 0) {
 		store_models_load(s);
 		store_rcache_open(s);
 	}
 	if (r == 0) {
-		empty_trash(s);
-		blobs_sweep(&s->blobs); /* what no context holds, after the trash */
-		r = store_scan(s);
+		r = storage_list(st, on_listed, s);
 		if (r < 0)
-			snprintf(why, whylen, "cannot list '%s/contexts': %s", s->dir,
-				 strerror(-r));
+			snprintf(why, whylen, "cannot list the contexts: %s", strerror(-r));
 	}
 	if (r < 0) {
+		s->st = NULL; /* the caller's still */
 		store_free(s);
 		return r;
 	}
 	*ret = s;
 	return 0;
+}
+
+int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,
+	       size_t whylen)
+{
+	struct storage *st = NULL;
+	int r = storage_dir_new(state_dir, 0, &st, why, whylen);
+	if (r == 0 && (r = store_open_on(st, defaults_text, ret, why, whylen)) < 0)
+		storage_free(st);
+	if (r == 0)
+		(*ret)->own_st = true;
+	return r;
 }
 
 void store_free(struct store *s)
@@ -325,21 +182,13 @@ void store_free(struct store *s)
 	map_done(&s->by_name);
 	map_done(&s->by_id);
 	map_done(&s->calls);
-	if (s->contexts_fd >= 0)
-		close(s->contexts_fd);
-	blobs_done(&s->blobs);
-	if (s->dir_fd >= 0)
-		close(s->dir_fd);
-	if (s->lock_fd >= 0)
-		close(s->lock_fd);
-	if (s->reserve_fd >= 0)
-		close(s->reserve_fd);
+	if (s->own_st)
+		storage_free(s->st);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->defaults_lock);
 	pthread_cond_destroy(&s->synced);
 	pthread_cond_destroy(&s->commit_wake);
 	free(s->commit_q);
-	free(s->dir);
 	free(s);
 }
 
@@ -405,44 +254,33 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 		pthread_mutex_unlock(&s->lock);
 		return -EEXIST;
 	}
-	if (mkdirat(s->contexts_fd, name, 0700) < 0) {
-		r = -errno;
-		pthread_mutex_unlock(&s->lock);
-		return r;
-	}
-	struct store_slot *slot = store_add(s, name);
+	struct store_slot *slot = store_add(s, name, 0);
 	if (!slot) {
-		unlinkat(s->contexts_fd, name, AT_REMOVEDIR);
 		pthread_mutex_unlock(&s->lock);
 		return -ENOMEM;
 	}
-	/* The journal with its CREATE record, then the directory entry, are made
-	 * durable without the lock (three fsyncs); meanwhile the name is taken
-	 * and whoever wants the context waits. */
+	/* The context with its CREATE record is made durable without the lock
+	 * (storage_create commits); meanwhile the name is taken and whoever
+	 * wants the context waits. */
 	slot->creating = true;
-	uint64_t sid = slot->id;
+	uint64_t id0 = slot->id, sid = 0;
 	struct settings st = store_context_defaults(s);
-	char path[JOURNAL_PATH_MAX];
-	r = slot_journal_path(s, slot, path, sizeof(path));
 	pthread_mutex_unlock(&s->lock);
 	int64_t created = clock_wall_ms();
-	struct journal *j = NULL;
-	if (r == 0)
-		r = context_create_file(path, &st, created, &j); /* ENOSPC when full */
-	if (r == 0)
-		r = fsync(s->contexts_fd) < 0 ? -errno : 0;
+	char *text = context_create_payload(&st, created);
+	r = text ? storage_create(s->st, name, created, text, strlen(text), &sid) : -ENOMEM;
+	free(text); /* ENOSPC when full */
 	pthread_mutex_lock(&s->lock);
-	slot = map_get_id(&s->by_id, sid); /* neither deleted nor renamed meanwhile */
+	slot = map_get_id(&s->by_id, id0); /* neither deleted nor renamed meanwhile */
 	slot->creating = false;
+	slot->sid = sid;
 	pthread_cond_broadcast(&s->synced);
-	if (r == 0 && context_adopt(s, slot, j, &st, created) < 0)
-		journal_free(j); /* out of memory: it loads at first use */
+	if (r == 0)
+		context_adopt(s, slot, &st, created); /* out of memory: it loads at first use */
 	if (r < 0) {
-		journal_free(j);
 		map_del(&s->by_name, name, len);
 		map_del_id(&s->by_id, slot->id);
 		slot_free(s, slot);
-		remove_tree(&s->blobs, s->contexts_fd, name);
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
@@ -455,16 +293,17 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 
 struct store_slot *store_slot_reserve(struct store *s, const char *name)
 {
-	struct store_slot *slot = store_add(s, name);
+	struct store_slot *slot = store_add(s, name, 0);
 	if (slot)
 		slot->creating = true;
 	return slot;
 }
 
-void store_slot_settle(struct store *s, uint64_t slot_id, int r)
+void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r)
 {
 	struct store_slot *slot = map_get_id(&s->by_id, slot_id);
 	slot->creating = false;
+	slot->sid = sid;
 	pthread_cond_broadcast(&s->synced);
 	if (r < 0) {
 		map_del(&s->by_name, slot->name, strlen(slot->name));
@@ -496,33 +335,27 @@ int store_delete(struct store *s, const char *name)
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
 	}
-	char trash[64];
-	snprintf(trash, sizeof(trash), "trash/%llu-%lld", (unsigned long long)slot->id,
-		 (long long)clock_wall_ms());
-	if (renameat(s->contexts_fd, name, s->dir_fd, trash) < 0) {
-		int r = -errno;
+	/* Gone from the engine (its records, its directory and blob links), so
+	 * nothing more is written to it. */
+	int r = storage_remove(s->st, slot->sid);
+	if (r < 0) {
 		pthread_mutex_unlock(&s->lock);
 		return r;
 	}
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, slot->id);
 	uint64_t id = slot->id;
-	/* End every live turn, so no reader waits; the journal is already in
-	 * trash/, so nothing more is written to it. */
+	/* End every live turn, so no reader waits. */
 	struct context *c = slot->ctx;
 	if (c) {
-		context_journal_forget(s, c);
-		journal_free(c->journal);
-		c->journal = NULL;
+		c->open = false;
 		context_stop_all(s, c, "cancelled: the context was deleted", &notes);
 		store_end_drafts(s, c, &notes);
 		context_drop_ends(c);
 	}
 	slot_free(s, slot);
-	remove_tree(&s->blobs, s->dir_fd, trash);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
-	fsync(s->contexts_fd); /* the rename into trash/, without the lock */
 	return 0;
 }
 
@@ -542,8 +375,8 @@ int store_rename(struct store *s, const char *from, const char *to)
 		r = 0;
 	else if (map_get(&s->by_name, to, strlen(to)))
 		r = -EEXIST;
-	else if (renameat2(s->contexts_fd, from, s->contexts_fd, to, RENAME_NOREPLACE) < 0)
-		r = -errno;
+	else
+		r = storage_rename(s->st, c->sid, to);
 	if (r < 0 || !strcmp(from, to)) {
 		pthread_mutex_unlock(&s->lock);
 		return r;
@@ -562,7 +395,6 @@ int store_rename(struct store *s, const char *from, const char *to)
 	c->name = copy;
 	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
 	store_unlock_notify(s, &notes);
-	fsync(s->contexts_fd); /* durable before rename() returns, without the lock */
 	return 0;
 }
 
@@ -634,7 +466,7 @@ int store_render_defaults(struct store *s, struct buf *out)
 	return r;
 }
 
-/* Writes STATE/config durably: temp file, fsync, rename, fsync the directory. */
+/* Saves the root config through the engine (durable on return). */
 static int save_defaults(struct store *s, const struct settings *d, int64_t bytes)
 {
 	struct buf b;
@@ -642,21 +474,8 @@ static int save_defaults(struct store *s, const struct settings *d, int64_t byte
 	int r = settings_render(d, &b);
 	if (r == 0)
 		r = store_rcache_render(s, bytes, &b);
-	int fd =
-	    r < 0 ? -1
-		  : openat(s->dir_fd, "config.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (r == 0 && fd < 0)
-		r = -errno;
-	if (r == 0 && (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) < 0))
-		r = errno ? -errno : -EIO;
-	if (fd >= 0)
-		close(fd);
-	if (r == 0 && renameat(s->dir_fd, "config.tmp", s->dir_fd, "config") < 0)
-		r = -errno;
-	if (r < 0 && fd >= 0)
-		unlinkat(s->dir_fd, "config.tmp", 0); /* no stale temp file (ENOSPC) */
 	if (r == 0)
-		fsync(s->dir_fd);
+		r = storage_defaults_set(s->st, b.data ? b.data : "", b.len);
 	buf_done(&b);
 	return r;
 }
@@ -681,7 +500,8 @@ int store_set_defaults(struct store *s, const char *text, size_t len, char *why,
 	if (r == 0) {
 		r = save_defaults(s, &d, bytes);
 		if (r < 0)
-			snprintf(why, whylen, "cannot save '%s/config': %s", s->dir, strerror(-r));
+			snprintf(why, whylen, "cannot save '%s/config': %s", store_state_dir(s),
+				 strerror(-r));
 	}
 	if (r == 0) {
 		pthread_mutex_lock(&s->lock);
@@ -716,10 +536,11 @@ int store_render_status(struct store *s, struct buf *out)
 	pthread_mutex_lock(&s->lock);
 	char since[32];
 	clock_format_utc(s->started_ms, since);
-	int r = buf_printf(out,
-			   "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
-			   "started: %s\n",
-			   MCPFS_VERSION, s->dir, s->by_id.count, s->calls.count, since);
+	int r =
+	    buf_printf(out,
+		       "version: %s\nstate_dir: %s\ncontexts: %zu\ncalls_in_flight: %zu\n"
+		       "started: %s\n",
+		       MCPFS_VERSION, store_state_dir(s), s->by_id.count, s->calls.count, since);
 	for (int i = 0; r == 0 && i < INFO_KEYS && s->info_key[i][0]; i++)
 		r = buf_printf(out, "%s: %s\n", s->info_key[i], s->info_val[i]);
 	if (r == 0 && s->refused[0]) {

@@ -84,8 +84,37 @@ struct attach_file *attach_file_new(struct context *c, const char *name)
 
 int attach_dirfd(struct store *s, struct context *c)
 {
-	int fd = openat(s->contexts_fd, c->slot->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	return storage_dir_context_fd(s->st, c->slot->sid);
+}
+
+int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
+		      const cJSON *const *lists, size_t n)
+{
+	bool any = false;
+	for (size_t i = 0; i < n && !any; i++)
+		any = lists[i] != NULL;
+	if (!any)
+		return 0;
+	int from = storage_dir_context_fd(s->st, from_sid);
+	int to = storage_dir_context_fd(s->st, to_sid);
+	int r = from < 0 ? from : to < 0 ? to : 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		const cJSON *a;
+		cJSON_ArrayForEach(a, lists[i])
+		{
+			const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "hash");
+			if (r == 0 && cJSON_IsString(h) &&
+			    (r = blob_link(from, to, h->valuestring)) == -ENOENT)
+				r = 0;
+		}
+	}
+	if (r == 0 && fsync(to) < 0)
+		r = -errno;
+	if (from >= 0)
+		close(from);
+	if (to >= 0)
+		close(to);
+	return r;
 }
 
 static uint64_t files_total(const struct context *c)
@@ -223,7 +252,7 @@ void attach_gc(struct store *s, struct context *c)
 	int fd = attach_dirfd(s, c);
 	if (fd < 0)
 		return;
-	blob_sweep(&s->blobs, fd, referenced, c);
+	blob_sweep(s->blobs, fd, referenced, c);
 	close(fd);
 	/* What a clear left out of the history is never sent again. */
 	for (size_t i = 0; i < c->hist_start; i++)
@@ -246,7 +275,7 @@ static bool keep_shared(void *data, const char *hex)
 	struct loaded_keep *k = data;
 	if (!referenced(k->c, hex))
 		return false;
-	blob_share(&k->s->blobs, k->fd, hex); /* else it stays this context's own copy */
+	blob_share(k->s->blobs, k->fd, hex); /* else it stays this context's own copy */
 	return true;
 }
 
@@ -274,7 +303,7 @@ void attach_loaded(struct store *s, struct context *c)
 		i++;
 	}
 	struct loaded_keep k = {s, c, fd};
-	blob_sweep(&s->blobs, fd, keep_shared, &k);
+	blob_sweep(s->blobs, fd, keep_shared, &k);
 	close(fd);
 }
 

@@ -294,7 +294,7 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 	memcpy(copy, f->data.data, f->data.len);
 	f->dirty = false; /* a write meanwhile makes it dirty again */
 	pthread_mutex_unlock(&s->lock);
-	r = blob_put(&s->blobs, fd, a.hash, copy, a.size);
+	r = blob_put(s->blobs, fd, a.hash, copy, a.size);
 	free(copy);
 	close(fd);
 	pthread_mutex_lock(&s->lock);

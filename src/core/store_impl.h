@@ -13,6 +13,7 @@
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
 #include "mcpfs/journal.h"
+#include "mcpfs/storage.h"
 #include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/rcache.h"
@@ -138,6 +139,7 @@ struct ledger_row {
  * by_id map; by_name points to the same slot. */
 struct store_slot {
 	uint64_t id;
+	uint64_t sid;	     /* the storage engine's id of the context (storage.h) */
 	char *name;	     /* heap; the current name (renames change it) */
 	struct context *ctx; /* NULL until first use loads the journal */
 	char word[12];	     /* status word read without loading, "" unknown */
@@ -173,18 +175,18 @@ struct view_cache {
 /* A loaded context: allocated by context_load(), freed when the context is
  * deleted or the store is freed. */
 struct context {
-	uint64_t id;			     /* == slot->id */
-	struct store_slot *slot;	     /* the owner; slot->name is the context's name */
-	struct store *store;		     /* the store it belongs to */
-	struct context *lru_prev, *lru_next; /* open journals, commit.c */
-	bool in_lru;			     /* its journal's descriptor is open and counted */
-	bool sync_queued;		     /* in the commit thread's queue */
-	int64_t sync_failed_ms; /* wall clock of the last failed journal sync, 0 none */
-	int sync_failed_err;	/* its -errno */
-	int sync_recover_err;	/* 0 once the journal was recovered, else -errno */
-	int broken;		/* 0, or the -errno that kept the journal from opening
-				   for writing */
-	struct journal *journal;
+	uint64_t id;		 /* == slot->id */
+	struct store_slot *slot; /* the owner; slot->name is the context's name */
+	struct store *store;	 /* the store it belongs to */
+	bool sync_queued;	 /* in the commit thread's queue */
+	bool syncing;		 /* context_sync runs storage_sync with the lock released:
+				    nothing is appended meanwhile (the engine says -EBUSY) */
+	int64_t sync_failed_ms;	 /* wall clock of the last failed journal sync, 0 none */
+	int sync_failed_err;	 /* its -errno */
+	int sync_recover_err;	 /* 0 once the journal was recovered, else -errno */
+	int broken;		 /* 0, or the -errno that kept the journal from opening
+				    for writing */
+	bool open;		 /* storage_open worked: records can be appended */
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
@@ -216,7 +218,7 @@ struct context {
 				  "" for none */
 	char refused[WHY_MAX]; /* the last refused write or close, "" for none */
 	int64_t refused_ms;    /* wall clock of that refusal */
-	struct journal_report report;
+	struct storage_report report;
 	uint64_t version; /* bumped by context_changed() on every change */
 	struct view_cache views[VIEW_CACHED];
 	/* summary.c: the rolling summary and its call */
@@ -260,11 +262,10 @@ struct notes {
 struct store {
 	pthread_mutex_t lock;
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
-	char *dir;		       /* state directory */
-	int dir_fd;		       /* STATE, flock'd: open for the store's whole life */
-	int contexts_fd;	       /* STATE/contexts */
-	struct blobs blobs;	       /* STATE/blobs: attachments, once each (blob.h) */
-	int lock_fd;		       /* flock'd STATE/lock */
+	struct storage *st;	       /* where contexts are kept (storage.h) */
+	bool own_st;		       /* store_open made it: store_free frees it */
+	struct blobs *blobs;	       /* STATE/blobs: attachments, once each (blob.h);
+					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */
 	struct map by_id;	       /* id -> struct store_slot (owner) */
 	struct map calls;	       /* call id -> struct turn */
@@ -289,16 +290,12 @@ struct store {
 	size_t commit_n, commit_cap;
 	int committers; /* commit threads running (0: sync under the lock) */
 	bool commit_stop;
-	struct context *lru_head, *lru_tail; /* open journals, least recently used first */
-	size_t open_journals;		     /* descriptors of journals open now */
-	size_t journal_fd_max;		     /* their bound (store_open: from RLIMIT_NOFILE) */
-	char refused[WHY_MAX];		     /* the last refused write of .config, "" for none */
-	int64_t refused_ms;		     /* wall clock of that refusal */
-	int reserve_fd;			     /* unlinked file holding reserved space, -1 none yet */
-	uint64_t reserved;		     /* bytes held in it: the sum of every writer's */
-	struct models models;		     /* the Models API's answers (store_models.c) */
-	pthread_cond_t models_cond;	     /* broadcast at each answer; with lock */
-	struct turn **mwait;		     /* turns waiting for an answer (a reference each) */
+	char refused[WHY_MAX];	    /* the last refused write of .config, "" for none */
+	int64_t refused_ms;	    /* wall clock of that refusal */
+	uint64_t reserved;	    /* bytes storage_reserve holds: every writer's */
+	struct models models;	    /* the Models API's answers (store_models.c) */
+	pthread_cond_t models_cond; /* broadcast at each answer; with lock */
+	struct turn **mwait;	    /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
 	struct prices prices;  /* what cost_usd is computed with (store_set_prices) */
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
@@ -361,24 +358,26 @@ struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need 
 /* Takes name for a context whose directory is made with the lock released
  * (fork.c): a slot marked creating, which store_get() and deletes wait for.
  * Under the lock; NULL when out of memory.  store_slot_settle() ends it (under
- * the lock): r == 0 keeps the slot (its journal loads at first use), else the
- * slot is dropped. */
+ * the lock): r == 0 keeps the slot (its journal loads at first use) with the
+ * engine's id sid, else the slot is dropped. */
 struct store_slot *store_slot_reserve(struct store *s, const char *name);
-void store_slot_settle(struct store *s, uint64_t slot_id, int r);
+void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r);
+/* What `.status` and messages call the state directory ("(in memory)" for an
+ * engine without one). */
+const char *store_state_dir(struct store *s);
 
 /* context.c */
 /* Reads the slot's journal (creating it when the directory has none) into a
  * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
  * opened still loads, with ctx->broken set. */
 int context_load(struct store *s, struct store_slot *slot);
-/* Creates a context's journal file at path with its CREATE record (st,
- * created_ms), durable with its name on return; no lock needed.  0, -errno. */
-int context_create_file(const char *path, const struct settings *st, int64_t created_ms,
-			struct journal **ret);
-/* Makes slot->ctx a new, empty context on the journal just created (owned from
- * now on).  0, -ENOMEM (the journal stays the caller's). */
-int context_adopt(struct store *s, struct store_slot *slot, struct journal *j,
-		  const struct settings *st, int64_t created_ms);
+/* The payload of a new context's CREATE record (st, created_ms): heap, NULL
+ * when out of memory. */
+char *context_create_payload(const struct settings *st, int64_t created_ms);
+/* Makes slot->ctx a new, empty context whose CREATE storage_create just
+ * committed.  0, -ENOMEM (it loads at first use). */
+int context_adopt(struct store *s, struct store_slot *slot, const struct settings *st,
+		  int64_t created_ms);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
@@ -414,21 +413,9 @@ void context_load_origin(struct context *c, const char *from, uint64_t turn);
  * a message being written stays what `output` waits for. */
 void context_undo_newest(struct context *c);
 
-/* context.c: STATE/contexts/NAME/journal for the context's current name. */
-int slot_journal_path(struct store *s, const struct store_slot *slot, char *out, size_t n);
-int context_journal_path(struct store *s, struct context *c, char *out, size_t n);
-#define JOURNAL_PATH_MAX 4200
-
-/* commit.c: a context's journal, its durability and its descriptor. */
-/* The journal's descriptor is open (reopened if it was parked) and the journal
- * is not failed (a failed one is recovered first).  0, -errno. */
+/* commit.c: a context's durability (the engine's storage_sync). */
+/* Records can be appended now: 0, -EBUSY (a sync runs), or why not. */
 int context_journal_ready(struct store *s, struct context *c);
-/* Room for one more open journal: parks the least recently used idle one when
- * the bound is reached; context_journal_opened() counts a journal just opened. */
-void store_journal_make_room(struct store *s);
-void context_journal_opened(struct store *s, struct context *c);
-/* Forgets c's journal in the count (before it is freed). */
-void context_journal_forget(struct store *s, struct context *c);
 /* Waits (lock released) until no sync runs on c's journal; *cp is looked up
  * again afterwards.  0, -ENOENT (deleted meanwhile). */
 int context_sync_idle(struct store *s, struct context **cp);
@@ -489,7 +476,14 @@ void attach_files_free(struct context *c);
  * count); NULL on -ENOMEM.  attach_file_drop frees f and takes it out. */
 struct attach_file *attach_file_new(struct context *c, const char *name);
 void attach_file_drop(struct context *c, struct attach_file *f);
-/* The context's directory, where its blobs are: an fd, or -errno. */
+/* fork.c: links the blobs the "attach" lists name (n lists, NULL ones
+ * skipped) from the directory of storage context from_sid into to_sid's,
+ * durably.  A blob the source no longer has is left out: the fork loads it as
+ * lost, as the source does.  0, -errno. */
+int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
+		      const struct cJSON *const *lists, size_t n);
+/* The context's directory, where its blobs are: an fd (storage_dir_context_fd),
+ * or -errno (-ENOTSUP: the engine keeps no blobs). */
 int attach_dirfd(struct store *s, struct context *c);
 
 /* summary.c (see there).  summary_before: before exchange k's call is built;
@@ -516,7 +510,8 @@ int summary_render_history(const struct context *c, struct buf *out);
 int summary_json(const struct context *c, struct cJSON *o);
 int summary_status(const struct context *c, struct buf *out);
 /* meta.c: loading a journal sets the slot's metadata from its META records
- * (the last wins) and rewrites STATE/contexts/NAME/meta when it differs. */
+ * (the last wins) and rewrites the context's side file (storage_meta_set)
+ * when it differs. */
 void meta_load_begin(struct store_slot *slot);
 void meta_load_record(struct store_slot *slot, const struct cJSON *o);
 void meta_load_end(struct store *s, struct store_slot *slot);

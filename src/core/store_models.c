@@ -45,7 +45,8 @@ void store_models_done(struct store *s)
 /* A cache that cannot be read is a cache that is empty: it only costs a fetch. */
 void store_models_load(struct store *s)
 {
-	int fd = openat(s->dir_fd, MODELS_FILE, O_RDONLY | O_CLOEXEC);
+	int dfd = storage_dir_fd(s->st); /* none: no cache (storage.h) */
+	int fd = dfd < 0 ? -1 : openat(dfd, MODELS_FILE, O_RDONLY | O_CLOEXEC);
 	struct buf b;
 
 	if (fd < 0)
@@ -69,11 +70,12 @@ static void models_store_save(struct store *s)
 	struct buf b;
 	int fd = -1, r;
 
+	int dfd = storage_dir_fd(s->st);
 	buf_init(&b, MODELS_FILE_MAX);
-	r = models_save(&s->models, &b);
+	r = dfd < 0 ? dfd : models_save(&s->models, &b);
 	if (r == 0) {
-		fd = openat(s->dir_fd, MODELS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			    0600);
+		fd =
+		    openat(dfd, MODELS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		r = fd < 0 ? -errno : 0;
 	}
 	for (size_t off = 0; r == 0 && off < b.len;) {
@@ -85,11 +87,12 @@ static void models_store_save(struct store *s)
 	}
 	if (fd >= 0)
 		close(fd);
-	if (r == 0 && renameat(s->dir_fd, MODELS_FILE ".tmp", s->dir_fd, MODELS_FILE) < 0)
+	if (r == 0 && renameat(dfd, MODELS_FILE ".tmp", dfd, MODELS_FILE) < 0)
 		r = -errno;
 	if (r < 0) {
-		unlinkat(s->dir_fd, MODELS_FILE ".tmp", 0);
-		log_debug("cannot save '%s/%s': %s", s->dir, MODELS_FILE, strerror(-r));
+		if (dfd >= 0)
+			unlinkat(dfd, MODELS_FILE ".tmp", 0);
+		log_debug("cannot save '%s/%s': %s", store_state_dir(s), MODELS_FILE, strerror(-r));
 	}
 	buf_done(&b);
 }

@@ -121,11 +121,12 @@ int store_rcache_render(struct store *s, int64_t bytes, struct buf *out)
 
 void store_rcache_open(struct store *s)
 {
-	int r = rcache_open(s->dir_fd, "cache", s->rcache_bytes, &s->rcache);
+	int dfd = storage_dir_fd(s->st); /* an engine without a directory: no cache */
+	int r = dfd < 0 ? dfd : rcache_open(dfd, "cache", s->rcache_bytes, &s->rcache);
 	if (r < 0) {
 		s->rcache = NULL;
 		s->rcache_err = r;
-		log_debug("no response cache in '%s/cache': %s", s->dir, strerror(-r));
+		log_debug("no response cache in '%s/cache': %s", store_state_dir(s), strerror(-r));
 	}
 }
 

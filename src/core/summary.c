@@ -141,7 +141,7 @@ int summary_fork_payload(const struct context *c, uint64_t upto, char **out)
 
 void summary_flush(struct store *s, struct context *c, struct notes *n)
 {
-	if (!c->summ_unsaved || !c->journal || journal_busy(c->journal))
+	if (!c->summ_unsaved || !c->open || c->syncing)
 		return;
 	c->summ_unsaved = false;
 	if (summary_record(c, "call", &c->summ_usage, c->summ_model) == 0)
@@ -353,7 +353,7 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 			c->summ_unsaved = true;
 			c->summ_usage = t->usage; /* for a deferred record (summary_flush) */
 			snprintf(c->summ_model, sizeof(c->summ_model), "%s", t->model);
-			if (c->journal && !journal_busy(c->journal)) {
+			if (c->open && !c->syncing) {
 				c->summ_unsaved = false;
 				if (summary_record(c, c->summ_compact ? "compact" : "call",
 						   &t->usage, t->model) == 0)

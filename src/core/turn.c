@@ -108,7 +108,7 @@ static const char *buf_at(const struct buf *b, size_t off)
 void turn_checkpoint(struct turn *t, bool sync)
 {
 	struct context *c = t->ctx;
-	if (!c || !c->journal || journal_busy(c->journal) || t->summary_call)
+	if (!c || !c->open || c->syncing || t->summary_call)
 		return; /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
@@ -148,7 +148,7 @@ void turn_checkpoint(struct turn *t, bool sync)
 	}
 	t->saved_ms = clock_mono_ms();
 	if (sync)
-		journal_sync(c->journal);
+		storage_sync(c->store->st, c->slot->sid);
 }
 
 static void usage_add(struct wire_usage *to, const struct wire_usage *from)

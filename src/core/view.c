@@ -583,10 +583,10 @@ struct peek {
 	bool seen;    /* a record about turns was read */
 };
 
-static int on_peek(void *data, uint16_t type, const void *payload, size_t len, uint64_t off)
+static int on_peek(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
 {
 	struct peek *p = data;
-	(void)off;
+	(void)seq;
 	if (type != JOURNAL_USER && type != JOURNAL_REPLY_PART && type != JOURNAL_REPLY_END &&
 	    type != JOURNAL_CLEAR)
 		return 0;
@@ -611,28 +611,24 @@ static int on_peek(void *data, uint16_t type, const void *payload, size_t len, u
 /* A context that is not loaded has nothing in flight: it is idle, unless its
  * newest reply failed or has no end (it loads as interrupted).  The end of the
  * journal says which; the whole of it only when that end holds no turn. */
-static const char *context_peek_word(const char *path)
+static const char *context_peek_word(struct storage *st, uint64_t sid)
 {
 	struct peek p = {0};
-	struct journal_report rep;
-	int r = journal_scan_tail(path, PEEK_TAIL, on_peek, &p, &rep);
-	if (r == 0 && !p.seen)
-		r = journal_scan(path, on_peek, &p, &rep);
-	if (r == -ENOENT)
+	int r = storage_tail(st, sid, PEEK_TAIL, on_peek, &p);
+	if ((r == 0 && !p.seen) || r == -ENOTSUP) /* no tail: the whole of it */
+		r = storage_load(st, sid, 0, 0, on_peek, &p, NULL);
+	if (r == -ENODATA)
 		return "idle"; /* loading creates it */
 	return r < 0 || (p.turn && !p.done) ? "error" : "idle";
 }
 
 int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
 {
-	char path[JOURNAL_PATH_MAX];
 	size_t queued;
 	pthread_mutex_lock(&s->lock);
 	struct store_slot *slot = map_get_id(&s->by_id, id);
-	int r = !slot						      ? -ENOENT
-		: slot->ctx || slot->word[0]			      ? 0
-		: slot_journal_path(s, slot, path, sizeof(path)) == 0 ? 1
-								      : -ENAMETOOLONG;
+	int r = !slot ? -ENOENT : slot->ctx || slot->word[0] ? 0 : 1;
+	uint64_t sid = slot ? slot->sid : 0;
 	if (r == 0)
 		snprintf(out, outlen, "%s",
 			 slot->ctx ? status_word(slot->ctx, &queued) : slot->word);
@@ -640,7 +636,7 @@ int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
 	if (r != 1)
 		return r;
 	/* Read without the lock; the word holds until the context is loaded. */
-	const char *w = context_peek_word(path);
+	const char *w = context_peek_word(s->st, sid);
 	pthread_mutex_lock(&s->lock);
 	slot = map_get_id(&s->by_id, id);
 	if (slot && !slot->ctx)

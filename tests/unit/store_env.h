@@ -6,8 +6,11 @@
  * test plays the network thread by calling store_call_response/event/retry/end
  * itself, with events decoded by wire_event_decode from the data lines the API
  * sends.  An observer records every notification and calls back into the store
- * (which deadlocks if an observer were ever called with the lock held).  Every
- * test gets a fresh state directory under /tmp, removed afterwards.
+ * (which deadlocks if an observer were ever called with the lock held).  A
+ * test's store is on the in-memory storage engine (env_init: storage_mem_new,
+ * which env_reopen keeps, as a restart keeps a disk), or, for a test of what is
+ * on disk, on a fresh state directory under /tmp, removed afterwards
+ * (env_init_disk).
  */
 #ifndef MCPFS_TEST_STORE_ENV_H
 #define MCPFS_TEST_STORE_ENV_H
@@ -28,6 +31,7 @@
 
 #include "check.h"
 #include "mcpfs/journal.h"
+#include "mcpfs/storage.h"
 #include "mcpfs/store.h"
 #include "mcpfs/wire.h"
 
@@ -143,6 +147,7 @@ static inline size_t obs_count(const struct obs *o, size_t since, uint64_t id, u
 
 struct env {
 	char dir[64];
+	struct storage *mem; /* the in-memory engine, NULL: the state dir `dir` */
 	struct store *s;
 	struct fake fake;
 	struct obs obs;
@@ -165,7 +170,8 @@ static inline void rm_rf(const char *dir)
 
 static inline int env_open_store(struct env *e, const char *defaults)
 {
-	int r = store_open(e->dir, defaults, &e->s, e->why, sizeof(e->why));
+	int r = e->mem ? store_open_on(e->mem, defaults, &e->s, e->why, sizeof(e->why))
+		       : store_open(e->dir, defaults, &e->s, e->why, sizeof(e->why));
 
 	if (r < 0) {
 		e->s = NULL;
@@ -177,18 +183,34 @@ static inline int env_open_store(struct env *e, const char *defaults)
 	return 0;
 }
 
-static inline void env_init(struct env *e)
+static inline void env_setup(struct env *e, bool disk)
 {
 	memset(e, 0, sizeof(*e));
 	fake_done(&e->fake);
 	snprintf(e->dir, sizeof(e->dir), "/tmp/mcpfs-test-store-XXXXXX");
-	if (!mkdtemp(e->dir)) {
+	if (disk && !mkdtemp(e->dir)) {
 		perror("mkdtemp");
+		exit(1);
+	}
+	if (!disk && storage_mem_new(&e->mem) < 0) {
+		perror("storage_mem_new");
 		exit(1);
 	}
 	for (int i = 0; i < VIEWS; i++)
 		buf_init(&e->views[i], 64u << 20);
 	CHECK_EQ_INT(env_open_store(e, NULL), 0);
+}
+
+/* On the in-memory engine (the seam's proof: the store needs no file). */
+static inline void env_init(struct env *e)
+{
+	env_setup(e, false);
+}
+
+/* On a state directory, for tests of what is on disk. */
+static inline void env_init_disk(struct env *e)
+{
+	env_setup(e, true);
 }
 
 /* A clean restart: free the store and open the same directory again. */
@@ -205,7 +227,10 @@ static inline void env_done(struct env *e)
 	fake_done(&e->fake);
 	for (int i = 0; i < VIEWS; i++)
 		buf_done(&e->views[i]);
-	rm_rf(e->dir);
+	if (e->mem)
+		storage_free(e->mem);
+	else
+		rm_rf(e->dir);
 }
 
 static inline bool has(const char *s, const char *sub)

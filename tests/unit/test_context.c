@@ -91,7 +91,7 @@ static void test_reopen_same(void)
 static void test_crash_mid_reply(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "k");
 	struct turn *t = NULL;
 	char buf[TEXT_MAX];
@@ -110,7 +110,7 @@ static void test_crash_mid_reply(void)
 	say(&e, id, "queued"); /* committed, never sent */
 
 	struct env c;
-	env_init(&c);
+	env_init_disk(&c);
 	store_free(c.s);
 	c.s = NULL;
 	char cmd[256];
@@ -155,7 +155,7 @@ static void test_crash_mid_reply(void)
 	nanosleep(&ts, NULL);
 	struct wire_event ping = {.type = WIRE_PING, .index = -1};
 	CHECK_EQ_INT(store_call_event(e.s, call, &ping), 0);
-	env_init(&c);
+	env_init_disk(&c);
 	store_free(c.s);
 	c.s = NULL;
 	snprintf(cmd, sizeof(cmd), "cp -a '%s/.' '%s/'", e.dir, c.dir);
@@ -182,7 +182,7 @@ static void test_crash_mid_reply(void)
 static void test_torn_tail(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "torn");
 	char p[256];
 
@@ -228,7 +228,7 @@ static void test_torn_tail(void)
 static void test_misplaced_records(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	char p[256], cmd[600];
 	uint64_t id;
 

@@ -56,7 +56,7 @@ static int count_records(void *data, uint16_t type, const void *payload, size_t 
 static void test_fork_copies(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t a = make(&e, "a");
 	CHECK(config_set(&e, a, "max_tokens = 1234\n"));
 	CHECK_EQ_INT(context_set_system(e.s, a, "be brief", 8, e.why, sizeof(e.why)), 0);
@@ -166,7 +166,7 @@ static void test_fork_errors(void)
 static void test_undo(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t a = make(&e, "a");
 	CHECK_EQ_INT(ctl(&e, a, "undo"), -EINVAL);
 	CHECK_EQ_STR(e.why, "nothing to undo: the history has no complete exchange");
@@ -248,7 +248,7 @@ static void test_undo_past_failure(void)
 static void test_fixture(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	char p[256], cmd[600];
 	store_free(e.s);
 	e.s = NULL;

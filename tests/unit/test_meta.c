@@ -139,7 +139,7 @@ static void test_limits(void)
 static void test_durable(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "c");
 	int r;
 	CHECK_EQ_INT(set(&e, id, "project", "acme", 0), 0);
@@ -174,7 +174,7 @@ static void test_durable(void)
 static void test_match_reads_no_journal(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t a = make(&e, "a"), b = make(&e, "b");
 	make(&e, "plain");
 	CHECK_EQ_INT(set(&e, a, "project", "acme", 0), 0);
@@ -208,7 +208,7 @@ static void test_match_reads_no_journal(void)
 static void test_bad_file_loads_journal(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "c");
 	CHECK_EQ_INT(set(&e, id, "project", "acme", 0), 0);
 	env_reopen(&e);
@@ -223,7 +223,7 @@ static void test_bad_file_loads_journal(void)
 static void test_rename_delete(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "a");
 	int r;
 	CHECK_EQ_INT(set(&e, id, "project", "acme", 0), 0);
@@ -288,7 +288,7 @@ static void test_patch(void)
 static void test_record_limits(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "c");
 	env_reopen(&e);
 	CHECK_EQ_INT(store_lookup(e.s, "c", &id), 0);

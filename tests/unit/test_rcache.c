@@ -64,7 +64,7 @@ static void test_key(void)
 static void test_entries(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	int fd = open_dir(e.dir);
 	struct rcache *rc = NULL;
 	CHECK_EQ_INT(rcache_open(fd, "rc", 1 << 20, &rc), 0);
@@ -98,7 +98,7 @@ static void test_entries(void)
 static void test_lru(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	int fd = open_dir(e.dir);
 	struct rcache *rc = NULL;
 	int64_t one = RCACHE_OVERHEAD + 10;
@@ -129,7 +129,7 @@ static void test_lru(void)
 static void test_torn(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	int fd = open_dir(e.dir);
 	struct rcache *rc = NULL;
 	char path[256], tmp[300];
@@ -191,7 +191,7 @@ static uint64_t cached_ctx(struct env *e, const char *name)
 static void test_store_hit(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t a = cached_ctx(&e, "a");
 	say(&e, a, "question");
 	CHECK_EQ_INT(e.fake.n, 1);
@@ -246,7 +246,7 @@ static void test_store_hit(void)
 static void test_store_kept_only_end_turn(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t a = cached_ctx(&e, "a");
 	say(&e, a, "q");
 	uint64_t call = last_call(&e);
@@ -290,7 +290,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(store_defaults_check(t, strlen(t), why, sizeof(why)), -EINVAL);
 
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	struct buf b;
 	buf_init(&b, 1 << 16);
 	CHECK_EQ_INT(store_render_defaults(e.s, &b), 0);
@@ -318,7 +318,7 @@ static void test_defaults(void)
 static void test_store_unavailable(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	store_free(e.s);
 	e.s = NULL;
 	char path[128];

@@ -48,7 +48,7 @@ static void test_open_layout(void)
 static void test_open_busy(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	struct store *s2 = NULL;
 
 	e.why[0] = '\0';
@@ -143,7 +143,7 @@ static void test_create_lookup_list(void)
 	static const char *const names[] = {"b", "a", "ä", "c", "B"};
 	static const char *const sorted[] = {"B", "a", "b", "c", "ä"};
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t ids[5];
 
 	for (int i = 0; i < 5; i++) {
@@ -200,7 +200,7 @@ static void test_create_lookup_list(void)
 static void test_rename(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t a = make(&e, "a"), b = make(&e, "b"), id = 0;
 	char p[256];
 
@@ -244,7 +244,7 @@ static void test_rename(void)
 static void test_lazy_listing(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t b = make(&e, "b");
 	make(&e, "a");
 	make(&e, "c");

@@ -55,7 +55,7 @@ static uint64_t three_turns(struct env *e)
 static void test_cut_summarizes_first(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = three_turns(&e);
 	char q[301];
 	big(q, 'q', 4);
@@ -204,7 +204,7 @@ static void test_written_summary(void)
 static void test_unknown_record_type_is_skipped(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	char p[256], cmd[600];
 	uint64_t id;
 	size_t counts[10] = {0};

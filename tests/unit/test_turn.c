@@ -9,7 +9,7 @@
 static void test_turn(void)
 {
 	struct env e;
-	env_init(&e);
+	env_init_disk(&e);
 	uint64_t id = make(&e, "t");
 	struct turn *draft = NULL, *out = NULL;
 	char buf[TEXT_MAX], p[256];
