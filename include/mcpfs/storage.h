@@ -1,11 +1,14 @@
-/* storage.h — the storage seam: everything durable the core needs, behind one
- * narrow interface (issue 12 point 3; doc/design/shared-store.md).
+/* storage.h — the storage seam: everything durable the core keeps about
+ * contexts, behind one narrow interface (issue 12 point 3;
+ * doc/design/journal.md §6, doc/design/shared-store.md).
  *
- * STATUS: a proposal.  Today the core still writes journals directly
- * (src/core/context.c, commit.c); issue 12 cuts the core over to this interface
- * with the state-dir journals as its first engine.  The PostgreSQL engine
- * (src/pg/, include/mcpfs/pg.h) implements it already and is tested against a
- * real server (tests/integration/test_pg_store.py).
+ * Engines: the state-dir journals (storage_dir_new(), src/core/storage_dir*.c:
+ * STATE/contexts/NAME/journal framed by journal.h, the only user of journal.h
+ * besides mcpfs-journal-dump), an in-memory engine for the unit tests
+ * (storage_mem_new(), src/core/storage_mem.c, with a fault hook), and the
+ * PostgreSQL engine (src/pg/, include/mcpfs/pg.h).  The core (store.c and
+ * every context and turn file) reaches its records only through this header:
+ * it never builds a path, holds a descriptor or calls journal_*.
  *
  * What it stores is what a journal holds: per context, an ordered list of
  * records, each a type (enum journal_record_type, journal.h) and opaque payload
@@ -13,17 +16,23 @@
  * payload; the replay rules of journal.md §5 stay the core's.  A record gets a
  * sequence number from the engine: 1 for the context's first record (its
  * CREATE), then +1 per record, no gaps, in the order the engine accepted them
- * (with several daemons, the database's order is the order).
+ * (with several daemons, the database's order is the order).  The state-dir
+ * engine numbers the valid records of a journal in file order as it reads them
+ * (a corrupt record skipped in the middle has none).
  *
- * Contexts are named by a 64-bit id the engine assigns (never reused) and by a
- * name (unique among live contexts; names are checked by the core,
- * store_name_check(), before they get here).
+ * Contexts are named by a 64-bit id the engine assigns (never reused while the
+ * engine lives; the state-dir engine numbers the directory it lists from 1 at
+ * each start) and by a name (unique among live contexts; names are checked by
+ * the core, store_name_check(), before they get here).  A context created
+ * without a name is hidden: never listed, named later by rename (a fork is
+ * built whole that way, then appears at once), and gone after a restart if it
+ * never got one.
  *
  * Errors are negative errno values.  Every call may also fail with -EIO when the
  * engine cannot reach its medium (disk error, database unreachable); a shared
  * engine then reconnects by itself with back-off and a later call may work.
- * -ENOMEM for memory.  A `why` buffer, where there is one, gets one line for a
- * human, with any password masked.
+ * -ENOMEM for memory, -ENOSPC/-EDQUOT for a full medium.  A `why` buffer, where
+ * there is one, gets one line for a human, with any password masked.
  *
  * Durability: a call that commits (create, rename, delete, an append with
  * STORAGE_COMMIT, storage_sync, defaults_set) returns 0 only once what it wrote
@@ -31,19 +40,41 @@
  * database: a transaction committed with synchronous_commit on).  An append
  * without STORAGE_COMMIT (reply checkpoints: REPLY_PART, BLOCK) is visible at
  * once to every reader, including other daemons, and becomes durable with the
- * next commit of the same context: commits are ordered after it.
+ * next commit of the same context: commits are ordered after it.  A failed
+ * sync (or committing append) loses every record of that context appended
+ * since its last good sync: the engine recovers (state dir: reopen, truncate to
+ * the synced end, rescan, sync again); storage_failed() says whether that
+ * worked, and the next append retries a recovery that did not.
  *
  * Threads: every function may be called from any thread; an engine serialises
- * calls internally.  Calls block on the medium (a disk, a network round trip), so
- * the caller must not hold a lock that a FUSE worker waits for while calling them
- * (the core calls them with the store lock released, as journal_sync_run runs
- * today).  Callbacks run on the calling thread, inside the engine's lock: they
- * must not call back into the same storage.
+ * calls internally, but never holds its own lock across a blocking flush of one
+ * context, so a slow sync of one context does not stall the others.  While a
+ * sync of a context runs, appends to that context fail with -EBUSY (the core
+ * defers them: a sync covers only what was appended before it began).  Calls
+ * block on the medium (a disk, a network round trip), so a caller should not
+ * hold a lock that FUSE workers wait for across storage_sync (the core releases
+ * the store lock for it, commit.c); appends are short (one write(2)) and are
+ * made under the store lock.  Callbacks run on the calling thread, inside the
+ * engine's lock: they must not call back into the same storage.
  *
  * Bounds: a payload is at most STORAGE_MAX_RECORD bytes (-EFBIG, nothing
  * written); a load or change scan delivers at most `max` items per call (the
  * caller continues from the position it returns); an engine holds at most one
- * record's payload in memory per call.
+ * record's payload in memory per call (the in-memory engine holds them all, by
+ * design); a context's side file (meta_*) at most STORAGE_MAX_SIDE bytes.  The
+ * state-dir engine keeps at most fd_max journals open (a quarter of
+ * RLIMIT_NOFILE, storage_dir_new()), parking (closing) the least recently used
+ * idle one and reopening it when used; the in-memory engine, none.
+ *
+ * Not behind this seam, on purpose: attachment blobs (blob.h: content-addressed
+ * files, linked per context; large bytes that are read back by name, not
+ * records), the response cache (rcache.h) and the Models API cache
+ * (store_models.c): each is a cache or a content store with its own narrow
+ * module and its own failure rule (a lost cache entry costs a call; a lost blob
+ * is reported as lost), keyed by content rather than ordered like records.  The
+ * state-dir engine hands them their directories (storage_dir_fd(),
+ * storage_dir_context_fd()); the context and turn logic only passes the store's
+ * blob handle.  A shared engine will need a blob table of its own (issue 16).
  */
 #ifndef MCPFS_STORAGE_H
 #define MCPFS_STORAGE_H
@@ -57,6 +88,7 @@
 
 #define STORAGE_MAX_RECORD JOURNAL_MAX_RECORD /* payload bytes (64 MiB) */
 #define STORAGE_MAX_HOLDER 64		      /* bytes of a lease holder's name, NUL included */
+#define STORAGE_MAX_SIDE (1u << 20)	      /* bytes of a context's side file (meta_set) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */
@@ -79,6 +111,14 @@ typedef int storage_context_fn(void *data, const struct storage_context *c);
 typedef int storage_record_fn(void *data, uint64_t seq, uint16_t type, const void *payload,
 			      size_t len);
 
+/* What opening a context for appends found (storage_open). */
+struct storage_report {
+	uint64_t records;	/* valid records */
+	uint64_t bad_records;	/* corrupt records skipped in the middle */
+	uint64_t skipped_bytes; /* bytes of those */
+	uint64_t torn_bytes;	/* an unfinished tail, truncated */
+};
+
 /* A change feed hint (shared engines): context `id` has records up to `seq`
  * (0: its name or existence changed).  A hint is never the data: the receiver
  * catches up with storage_load(id, after = the last seq it applied) or
@@ -99,32 +139,77 @@ struct storage;
 
 struct storage_ops {
 	/* Creates context `name` holding one first record (its CREATE payload) as
-	 * seq 1, committed.  *id gets its id.  -EEXIST (a live context has that
-	 * name), -EFBIG. */
+	 * seq 1, committed (name, record and all: a crash leaves all or none).
+	 * *id gets its id.  name NULL: a hidden context (see above), named by
+	 * rename.  -EEXIST (a live context has that name), -EFBIG. */
 	int (*create)(struct storage *s, const char *name, int64_t created_ms, const void *payload,
 		      size_t len, uint64_t *id);
-	/* Renames context id, committed.  -ENOENT, -EEXIST (to is taken). */
+	/* Renames context id, committed (a hidden one appears under `to`).
+	 * -ENOENT, -EEXIST (to is taken). */
 	int (*rename)(struct storage *s, uint64_t id, const char *to);
 	/* Deletes context id and its records, committed; its name is free at once
-	 * and its id is never reused.  -ENOENT. */
+	 * and its id is never reused.  A sync of it running meanwhile ends with
+	 * whatever it ends with; later calls get -ENOENT.  -ENOENT. */
 	int (*remove)(struct storage *s, uint64_t id);
 	/* Appends one record; *seq (may be NULL) gets its sequence number.  With
-	 * STORAGE_COMMIT durable on return.  -ENOENT, -EFBIG. */
+	 * STORAGE_COMMIT durable on return.  A context that holds no record yet
+	 * (storage_load said -ENODATA) gets this one as its first.  -ENOENT,
+	 * -EFBIG, -EBUSY (a sync of id runs: nothing written), -ENOSPC, -EIO, or
+	 * the -errno of a failed sync whose recovery fails again.  A failed append
+	 * leaves no part of the record. */
 	int (*append)(struct storage *s, uint64_t id, uint16_t type, const void *payload,
 		      size_t len, unsigned flags, uint64_t *seq);
-	/* Makes every record appended to id so far durable.  -ENOENT. */
+	/* Makes every record appended to id so far durable.  0; -EBUSY (another
+	 * sync of id runs: wait and call again); -ENOENT; or the flush's -errno,
+	 * after which every record appended since the last good sync is gone
+	 * (storage_failed(): recovered or not). */
 	int (*sync)(struct storage *s, uint64_t id);
-	/* Every live context, by id, without reading records.  0 or fn's value. */
+	/* Every live, named context, by id, without reading records.  0 or fn's
+	 * value.  last_seq may be 0 (unknown) for an engine that would have to
+	 * read the records (the state dir). */
 	int (*list)(struct storage *s, storage_context_fn *fn, void *data);
 	/* Delivers context id's records with seq > after, in order, at most max
 	 * (0: all); *last (may be NULL) gets the last seq delivered (after when
-	 * none).  -ENOENT, fn's value. */
+	 * none).  Reads only: a torn tail is skipped, not repaired (storage_open
+	 * does).  -ENOENT, -ENODATA (the context exists but holds no record: a
+	 * crash between its name and its first record), fn's value. */
 	int (*load)(struct storage *s, uint64_t id, uint64_t after, uint32_t max,
 		    storage_record_fn *fn, void *data, uint64_t *last);
-	/* The root defaults (the root config: a settings JSON object), or -ENOENT
-	 * when none was ever saved.  *out is malloc'd, *len its size. */
+	/* The root defaults (the root config: the core's text of it, opaque
+	 * here), or -ENOENT when none was ever saved.  *out is malloc'd, *len its
+	 * size. */
 	int (*defaults_get)(struct storage *s, void **out, size_t *len);
 	int (*defaults_set)(struct storage *s, const void *json, size_t len); /* committed */
+
+	/* Optional (NULL: the storage_* call below says what it means). */
+
+	/* Prepares id for appends after a load: the state-dir engine truncates a
+	 * torn tail and syncs, opens its journal (counted in fd_max) and fills rep
+	 * (may be NULL) with what the file holds.  0, -ENOENT, -ENODATA, -errno
+	 * (appends will fail).  NULL op: 0, rep zeroed. */
+	int (*open)(struct storage *s, uint64_t id, struct storage_report *rep);
+	/* 0, or the -errno of a failed sync whose recovery failed too (appends
+	 * try again).  NULL op: 0. */
+	int (*failed)(struct storage *s, uint64_t id);
+	/* Delivers the newest records of id that the engine reads cheaply: those
+	 * whole within about the last `bytes` bytes of what it stores (at least
+	 * the newest record when it is smaller), in order, seq 0 when unknown.
+	 * A look at a context's end without loading it.  Same returns as load. */
+	int (*tail)(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn *fn,
+		    void *data);
+	/* A context's side file: a small blob a listing reads without loading the
+	 * records (the core keeps user metadata there; the records stay the
+	 * truth and a load rewrites it).  Not committed by itself.  get: *out
+	 * malloc'd (NUL added, not counted in *len), -ENODATA for none, -ENOENT.
+	 * set: len 0 removes it; -EFBIG over STORAGE_MAX_SIDE, -ENOENT.  NULL
+	 * ops: -ENOTSUP (the core reads the records instead). */
+	int (*meta_get)(struct storage *s, uint64_t id, void **out, size_t *len);
+	int (*meta_set)(struct storage *s, uint64_t id, const void *data, size_t len);
+	/* Holds `bytes` of the medium back for records to come, replacing what
+	 * was held (0 gives it all back), so that a full medium is found before
+	 * a writer is told yes rather than at its commit.  0, -ENOSPC, -EDQUOT,
+	 * -errno.  NULL op: 0 (no promise, nothing held). */
+	int (*reserve)(struct storage *s, uint64_t bytes);
 
 	/* Shared engines only (NULL in an engine for one daemon). */
 
@@ -178,6 +263,12 @@ struct storage {
 #define storage_load(s, ...) STORAGE_CALL(s, load, __VA_ARGS__)
 #define storage_defaults_get(s, ...) STORAGE_CALL(s, defaults_get, __VA_ARGS__)
 #define storage_defaults_set(s, ...) STORAGE_CALL(s, defaults_set, __VA_ARGS__)
+#define STORAGE_CALL0(s, op, ...) ((s)->ops->op ? (s)->ops->op((s), __VA_ARGS__) : 0)
+#define storage_failed(s, ...) STORAGE_CALL0(s, failed, __VA_ARGS__)
+#define storage_reserve(s, ...) STORAGE_CALL0(s, reserve, __VA_ARGS__)
+#define storage_tail(s, ...) STORAGE_CALL(s, tail, __VA_ARGS__)
+#define storage_meta_get(s, ...) STORAGE_CALL(s, meta_get, __VA_ARGS__)
+#define storage_meta_set(s, ...) STORAGE_CALL(s, meta_set, __VA_ARGS__)
 #define storage_feed_drain(s, ...) STORAGE_CALL(s, feed_drain, __VA_ARGS__)
 #define storage_changes(s, ...) STORAGE_CALL(s, changes, __VA_ARGS__)
 #define storage_lease_acquire(s, ...) STORAGE_CALL(s, lease_acquire, __VA_ARGS__)
@@ -190,11 +281,48 @@ static inline int storage_feed_fd(struct storage *s)
 	return s->ops->feed_fd ? s->ops->feed_fd(s) : -ENOTSUP;
 }
 
+static inline int storage_open(struct storage *s, uint64_t id, struct storage_report *rep)
+{
+	if (s->ops->open)
+		return s->ops->open(s, id, rep);
+	if (rep)
+		*rep = (struct storage_report){0};
+	return 0;
+}
+
 /* Closes and frees; NULL-safe. */
 static inline void storage_free(struct storage *s)
 {
 	if (s)
 		s->ops->free(s);
 }
+
+/* --- the engines of this tree -------------------------------------------- */
+
+/* The state-dir journals (storage_dir*.c): creates dir and its subdirectories
+ * (0700) if need be, takes the flock that makes it this daemon's, empties
+ * trash/ (hidden contexts and deletes a crash left) and lists contexts/.
+ * fd_max 0: a quarter of RLIMIT_NOFILE (at least 16).  0, or -errno with why
+ * ("state directory '...' is in use by another mcpfs", ...). */
+int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *why, size_t whylen);
+/* The directory itself (for the caches kept beside the records: rcache.h,
+ * the Models API cache) and its absolute path; a context's directory (for
+ * blob.h's links), a new descriptor the caller closes.  -ENOENT, -errno.
+ * Only for an engine made by storage_dir_new(). */
+int storage_dir_fd(struct storage *s);
+const char *storage_dir_path(struct storage *s);
+int storage_dir_context_fd(struct storage *s, uint64_t id);
+/* Journals open now and their bound (tests; `.status`). */
+size_t storage_dir_open_journals(struct storage *s);
+void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
+
+/* The in-memory engine: the same semantics without files (nothing survives
+ * storage_free).  For the core's unit tests. */
+int storage_mem_new(struct storage **ret);
+/* Fault hook: the next `count` calls of op ("append", "sync", "create",
+ * "rename", "remove", "defaults_set", "open", "reserve"; NULL: any) fail with
+ * err (negative errno); a failed sync also drops what it would have made
+ * durable and leaves storage_failed() == recover_err until the next append. */
+void storage_mem_fail(struct storage *s, const char *op, int err, unsigned count, int recover_err);
 
 #endif
