@@ -89,7 +89,7 @@ static int load_at(struct storage *s, uint64_t id, uint64_t seq, struct copy_rec
 	int err = storage_load(s, id, seq - 1, 1, take_one, r, NULL);
 	if (err == 0 && r->found && r->seq != seq)
 		r->found = false;
-	return err;
+	return err == -ENODATA ? 0 : err; /* no record at all: none at seq */
 }
 
 static bool same(const struct copy_rec *a, const struct copy_rec *b)
@@ -101,7 +101,6 @@ static bool same(const struct copy_rec *a, const struct copy_rec *b)
 struct copy_run {
 	struct storage *to;
 	uint64_t to_id;
-	uint64_t last_seq; /* the source's newest record */
 	uint64_t appended;
 	uint64_t since_commit;
 };
@@ -109,7 +108,7 @@ struct copy_run {
 static int append_one(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
 {
 	struct copy_run *c = data;
-	bool commit = seq >= c->last_seq || c->since_commit + 1 >= STORAGE_COPY_COMMIT_EVERY;
+	bool commit = c->since_commit + 1 >= STORAGE_COPY_COMMIT_EVERY;
 	uint64_t got = 0;
 	int err =
 	    storage_append(c->to, c->to_id, type, payload, len, commit ? STORAGE_COMMIT : 0, &got);
@@ -122,16 +121,17 @@ static int append_one(void *data, uint64_t seq, uint16_t type, const void *paylo
 	return 0;
 }
 
-/* Appends the source's records after `after` to the target, in batches. */
+/* Appends the source's records after `after` to the target, in batches,
+ * until a batch brings none; the last ones committed by a sync. */
 static int copy_records(struct storage *from, const struct copy_item *src, struct copy_run *c,
 			uint64_t after)
 {
 	int err = 0;
-	while (err == 0 && after < src->last_seq) {
+	for (;;) {
 		uint64_t last = after;
 		err = storage_load(from, src->id, after, STORAGE_COPY_BATCH, append_one, c, &last);
-		if (err == 0 && last == after)
-			break; /* the source has fewer records than it listed */
+		if (err < 0 || last == after)
+			break;
 		after = last;
 	}
 	if (err == 0 && c->since_commit)
@@ -139,30 +139,48 @@ static int copy_records(struct storage *from, const struct copy_item *src, struc
 	return err;
 }
 
+static int count_one(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
+{
+	return 0;
+}
+
+/* A context's newest seq: the listing's, or read when the engine listed 0
+ * (unknown, as the state dir does). */
+static int last_seq_of(struct storage *s, const struct copy_item *it, uint64_t *last)
+{
+	*last = it->last_seq;
+	if (*last)
+		return 0;
+	int err = storage_load(s, it->id, 0, 0, count_one, NULL, last);
+	return err == -ENODATA ? 0 : err;
+}
+
 /* Where to resume a context that `to` has under the same name: its last seq,
- * or 0 when it is another context (why says which). */
+ * or a skip (why says which) when it is another context or has changed. */
 static int resume_point(struct storage *from, struct storage *to, const struct copy_item *src,
 			const struct copy_item *dst, const struct copy_rec *create,
 			uint64_t *after, const char **skip)
 {
-	struct copy_rec theirs, ours;
+	struct copy_rec theirs, ours = {0};
+	uint64_t last = 0;
 	int err = load_at(to, dst->id, 1, &theirs);
 	*after = 0;
 	if (err == 0 && !same(create, &theirs))
 		*skip = "the name is taken in the store by another context";
-	else if (err == 0 && dst->last_seq > src->last_seq)
-		*skip = "the store's copy has records this state dir has not (changed since the "
-			"import)";
 	free(theirs.payload);
 	if (err < 0 || *skip)
 		return err;
-	err = load_at(to, dst->id, dst->last_seq, &theirs);
+	/* the record at the store's newest seq: this state dir's of that seq? */
+	err = last_seq_of(to, dst, &last);
 	if (err == 0)
-		err = load_at(from, src->id, dst->last_seq, &ours);
+		err = load_at(to, dst->id, last, &theirs);
+	if (err == 0)
+		err = load_at(from, src->id, last, &ours);
 	if (err == 0 && !same(&ours, &theirs))
-		*skip = "the store's copy differs from this state dir (changed since the import)";
+		*skip = "the store's copy differs from this state dir (changed there since the "
+			"import)";
 	else if (err == 0)
-		*after = dst->last_seq;
+		*after = last;
 	free(theirs.payload);
 	free(ours.payload);
 	return err;
@@ -173,7 +191,7 @@ static int copy_context(struct storage *from, struct storage *to, const struct c
 			const char **skip, uint64_t *records)
 {
 	struct copy_rec create;
-	struct copy_run c = {to, 0, src->last_seq, 0, 0};
+	struct copy_run c = {to, 0, 0, 0};
 	uint64_t after = 0;
 	int err = load_at(from, src->id, 1, &create);
 	const struct copy_item *dst = err == 0 ? find(there, src->name) : NULL;
@@ -194,15 +212,13 @@ static int copy_context(struct storage *from, struct storage *to, const struct c
 	}
 	if (err < 0)
 		return err;
-	if (dst) {
+	if (dst)
 		c.to_id = dst->id;
-		*what = after >= src->last_seq ? STORAGE_COPY_PRESENT : STORAGE_COPY_RESUMED;
-	} else {
+	else
 		after = 1;
-		*what = STORAGE_COPY_COPIED;
-	}
 	err = copy_records(from, src, &c, after);
 	*records = c.appended;
+	*what = !dst ? STORAGE_COPY_COPIED : c.appended ? STORAGE_COPY_RESUMED : STORAGE_COPY_PRESENT;
 	return err;
 }
 

@@ -64,6 +64,18 @@ def test_storage_seam_side_ops(pg, case):
     run_case(case, pg.url, name="test_pg_side")
 
 
+def test_copy_between_two_databases_in_batches(pg):
+    """storage_copy (the engine-neutral part of --import) from one database into
+    another: more records than a load batch and a commit's worth, copied whole
+    and in order; a second copy finds everything there."""
+    pg.psql("CREATE DATABASE copy_target")
+    r = subprocess.run([driver("test_pg_side"), "copy", pg.url,
+                        pg.url.replace("/mcpfs?", "/copy_target?")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.rstrip().endswith(" 0 failed") and r.stderr == "", r.stdout + r.stderr
+
+
 def test_notify_wakes_the_other_connection_which_catches_up_by_seq(pg):
     run_case("feed", pg.url)
 

@@ -3,7 +3,9 @@
  *
  * Run by tests/integration/test_pg_store.py with the URL of its server:
  *     test_pg_side CASE URL
- * CASE is hidden, tail, meta or sweep.  Exits 0 when every check passed and
+ * CASE is hidden, tail, meta or sweep; and
+ *     test_pg_side copy URL URL2
+ * copies between two databases (storage_copy.c).  Exits 0 when every check passed and
  * prints "N passed, M failed".
  */
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include "../unit/check.h"
 #include "mcpfs/clock.h"
 #include "mcpfs/pg.h"
+#include "mcpfs/storage_copy.h"
 
 static const char CREATE[] = "{\"v\":1,\"created_ms\":1,\"settings\":{},\"system\":\"\"}";
 
@@ -207,10 +210,69 @@ static void case_sweep(const char *url)
 	storage_free(s);
 }
 
+struct sum {
+	uint64_t n, bytes, bad;
+};
+
+static int on_sum(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
+{
+	struct sum *m = data;
+	char want[32];
+	int n = snprintf(want, sizeof(want), "{\"r\":%llu}", (unsigned long long)seq);
+	m->bad += seq != m->n + 1 || (seq > 1 && ((size_t)n != len || memcmp(want, payload, len)));
+	m->n++;
+	m->bytes += len;
+	return 0;
+}
+
+/* More records than a batch and than a commit's worth (STORAGE_COPY_BATCH,
+ * STORAGE_COPY_COMMIT_EVERY) copied whole, in order; a second copy finds it
+ * there (a cut-short one resuming: test_pg_import.py). */
+static void case_copy(const char *url, const char *url2)
+{
+	struct storage *from = open_store(url), *to = open_store(url2);
+	struct storage_copy_report rep;
+	char why[256] = "";
+	uint64_t id, other;
+	const uint64_t n = 2 * STORAGE_COPY_COMMIT_EVERY + STORAGE_COPY_BATCH / 2;
+
+	CHECK_EQ_INT(storage_create(from, "long", 5, CREATE, strlen(CREATE), &id), 0);
+	CHECK_EQ_INT(storage_create(from, "short", 6, CREATE, strlen(CREATE), &other), 0);
+	for (uint64_t i = 2; i <= n; i++) {
+		char p[32];
+		int len = snprintf(p, sizeof(p), "{\"r\":%llu}", (unsigned long long)i);
+		CHECK_EQ_INT(storage_append(from, id, JOURNAL_REPLY_PART, p, (size_t)len,
+					    i == n ? STORAGE_COMMIT : 0, NULL),
+			     0);
+	}
+	CHECK_EQ_INT(storage_copy(from, to, NULL, NULL, &rep, why, sizeof(why)), 0);
+	CHECK_EQ_INT(rep.copied, 2);
+	CHECK_EQ_INT(rep.records, n - 1);
+	struct seen w = {0};
+	CHECK_EQ_INT(storage_list(to, on_context, &w), 0);
+	CHECK_EQ_INT(w.n, 2);
+	int at = strcmp(w.name[0], "long") == 0 ? 0 : 1;
+	struct sum m = {0};
+	CHECK_EQ_INT(storage_load(to, w.id[at], 0, 0, on_sum, &m, NULL), 0);
+	CHECK_EQ_INT(m.n, n);
+	CHECK_EQ_INT(m.bad, 0);
+
+	CHECK_EQ_INT(storage_copy(from, to, NULL, NULL, &rep, why, sizeof(why)), 0);
+	CHECK_EQ_INT(rep.present, 2);
+	CHECK_EQ_INT(rep.records, 0);
+	storage_free(from);
+	storage_free(to);
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && strcmp(argv[1], "copy") == 0) {
+		case_copy(argv[2], argv[3]);
+		return check_report();
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: test_pg_side hidden|tail|meta|sweep URL\n");
+		fprintf(stderr, "usage: test_pg_side hidden|tail|meta|sweep URL\n"
+				"       test_pg_side copy URL URL2\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
