@@ -310,14 +310,18 @@ int options_default_store(struct options *o)
 int options_check_store(const struct options *o, char *why, size_t whylen)
 {
 	if (o->import_dir && !o->store) {
-		snprintf(why, whylen, "--import=%s needs --store=URL (or $MCPFS_STORE): the database "
-			 "to copy into", o->import_dir);
+		snprintf(why, whylen,
+			 "--import=%s needs --store=URL (or $MCPFS_STORE): the database "
+			 "to copy into",
+			 o->import_dir);
 		return -EINVAL;
 	}
 	if (o->import_dir && (o->mountpoint || o->no_mount || o->http)) {
-		snprintf(why, whylen, "--import copies and exits: it takes no mount point, "
-			 "--no-mount or --http%s%s%s", o->mountpoint ? " (got '" : "",
-			 o->mountpoint ? o->mountpoint : "", o->mountpoint ? "')" : "");
+		snprintf(why, whylen,
+			 "--import copies and exits: it takes no mount point, "
+			 "--no-mount or --http%s%s%s",
+			 o->mountpoint ? " (got '" : "", o->mountpoint ? o->mountpoint : "",
+			 o->mountpoint ? "')" : "");
 		return -EINVAL;
 	}
 	return 0;
@@ -369,9 +373,10 @@ void options_print_help(FILE *out, const char *prog)
 	}
 	fprintf(out, "  %-28s any other -o option goes to FUSE (allow_other, ...)\n",
 		"-o OPT[,OPT]");
-	fprintf(out, "\nenvironment: ANTHROPIC_API_KEY (sent as x-api-key), ANTHROPIC_AUTH_TOKEN "
-		     "(bearer),\n  ANTHROPIC_BASE_URL (default https://api.anthropic.com), "
-		     "MCPFS_STATE_DIR, MCPFS_STORE\n\nkeys of .config and of each context's config:\n");
+	fprintf(out,
+		"\nenvironment: ANTHROPIC_API_KEY (sent as x-api-key), ANTHROPIC_AUTH_TOKEN "
+		"(bearer),\n  ANTHROPIC_BASE_URL (default https://api.anthropic.com), "
+		"MCPFS_STATE_DIR, MCPFS_STORE\n\nkeys of .config and of each context's config:\n");
 	size_t n;
 	const struct setting_def *d = settings_table(&n);
 	for (size_t i = 0; i < n; i++)

@@ -158,8 +158,8 @@ static int last_seq_of(struct storage *s, const struct copy_item *it, uint64_t *
 /* Where to resume a context that `to` has under the same name: its last seq,
  * or a skip (why says which) when it is another context or has changed. */
 static int resume_point(struct storage *from, struct storage *to, const struct copy_item *src,
-			const struct copy_item *dst, const struct copy_rec *create,
-			uint64_t *after, const char **skip)
+			const struct copy_item *dst, const struct copy_rec *create, uint64_t *after,
+			const char **skip)
 {
 	struct copy_rec theirs, ours = {0};
 	uint64_t last = 0;
@@ -218,7 +218,9 @@ static int copy_context(struct storage *from, struct storage *to, const struct c
 		after = 1;
 	err = copy_records(from, src, &c, after);
 	*records = c.appended;
-	*what = !dst ? STORAGE_COPY_COPIED : c.appended ? STORAGE_COPY_RESUMED : STORAGE_COPY_PRESENT;
+	*what = !dst	     ? STORAGE_COPY_COPIED
+		: c.appended ? STORAGE_COPY_RESUMED
+			     : STORAGE_COPY_PRESENT;
 	return err;
 }
 

@@ -52,8 +52,7 @@ struct jdir_walk {
 
 #define JDIR_ENOUGH (-ECANCELED) /* stops a scan once max records were delivered */
 
-static int jdir_record(void *data, uint16_t type, const void *payload, size_t len,
-		       uint64_t offset)
+static int jdir_record(void *data, uint16_t type, const void *payload, size_t len, uint64_t offset)
 {
 	struct jdir_walk *w = data;
 	if (++w->seq <= w->after)
@@ -71,7 +70,8 @@ static int jdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t ma
 	char path[4200];
 	struct jdir_walk w = {fn, data, 0, after, max, after};
 	struct journal_report rep;
-	int err = id >= 1 && id <= j->n ? jdir_path(j, &j->ctx[id - 1], path, sizeof(path)) : -ENOENT;
+	int err =
+	    id >= 1 && id <= j->n ? jdir_path(j, &j->ctx[id - 1], path, sizeof(path)) : -ENOENT;
 
 	if (err == 0)
 		err = journal_scan(path, jdir_record, &w, &rep);

@@ -17,12 +17,14 @@
  * since the running sum grows going back. */
 int pg_tail(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn *fn, void *data)
 {
-	static const char sql[] =
-	    "SELECT r.seq, r.type, r.payload FROM mcpfs.records r JOIN ("
-	    " SELECT seq, row_number() OVER w AS n,"
-	    "  sum(octet_length(payload) + " STR(PG_TAIL_FRAME) ") OVER w AS back"
-	    " FROM mcpfs.records WHERE context_id = $1 WINDOW w AS (ORDER BY seq DESC)) t"
-	    " USING (seq) WHERE r.context_id = $1 AND (t.n = 1 OR t.back <= $2) ORDER BY r.seq";
+	static const char sql[] = "SELECT r.seq, r.type, r.payload FROM mcpfs.records r JOIN ("
+				  " SELECT seq, row_number() OVER w AS n,"
+				  "  sum(octet_length(payload) + " STR(
+				      PG_TAIL_FRAME) ") OVER w AS back"
+						     " FROM mcpfs.records WHERE context_id = $1 "
+						     "WINDOW w AS (ORDER BY seq DESC)) t"
+						     " USING (seq) WHERE r.context_id = $1 AND "
+						     "(t.n = 1 OR t.back <= $2) ORDER BY r.seq";
 	struct pg_store *p = pg_of(s);
 	struct rec_walk w = {fn, data, 0, 0};
 	char ids[24], b[24];
@@ -45,8 +47,9 @@ int pg_meta_get(struct storage *s, uint64_t id, void **out, size_t *len)
 	PGresult *r;
 
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
-	int err = LOCKED(p, pg_exec(p, "SELECT meta FROM mcpfs.contexts WHERE id = $1 AND NOT deleted",
-				    1, v, NULL, NULL, 1, &r));
+	int err =
+	    LOCKED(p, pg_exec(p, "SELECT meta FROM mcpfs.contexts WHERE id = $1 AND NOT deleted", 1,
+			      v, NULL, NULL, 1, &r));
 	if (err < 0)
 		return err;
 	if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {

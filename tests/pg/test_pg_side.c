@@ -43,7 +43,8 @@ static int on_context(void *data, const struct storage_context *c)
 	struct seen *w = data;
 	if (w->n < 32) {
 		w->id[w->n] = c->id;
-		snprintf(w->name[w->n++], sizeof(w->name[0]), "%s", c->name ? c->name : "(deleted)");
+		snprintf(w->name[w->n++], sizeof(w->name[0]), "%s",
+			 c->name ? c->name : "(deleted)");
 	}
 	return 0;
 }
@@ -134,9 +135,8 @@ static void case_tail(const char *url)
 	CHECK_EQ_INT(storage_create(s, "t", 1000, CREATE, strlen(CREATE), &id), 0);
 	for (int i = 0; i < 5; i++)
 		CHECK_EQ_INT(storage_append(s, id, JOURNAL_REPLY_PART, big, 100, 0, NULL), 0);
-	CHECK_EQ_INT(storage_append(s, id, JOURNAL_REPLY_END, big, sizeof(big), STORAGE_COMMIT,
-				    NULL),
-		     0);
+	CHECK_EQ_INT(
+	    storage_append(s, id, JOURNAL_REPLY_END, big, sizeof(big), STORAGE_COMMIT, NULL), 0);
 	/* 1 byte: the newest alone, though it is larger */
 	CHECK_EQ_INT(storage_tail(s, id, 1, on_record, &r), 0);
 	CHECK_EQ_INT(r.n, 1);
