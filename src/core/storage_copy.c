@@ -77,7 +77,8 @@ static int take_one(void *data, uint64_t seq, uint16_t type, const void *payload
 	r->payload = malloc(len ? len : 1);
 	if (!r->payload)
 		return -ENOMEM;
-	memcpy(r->payload, payload, len);
+	if (len)
+		memcpy(r->payload, payload, len);
 	*r = (struct copy_rec){seq, type, r->payload, len, true};
 	return 0;
 }
@@ -236,7 +237,8 @@ int storage_copy(struct storage *from, struct storage *to, storage_copy_note_fn 
 		snprintf(why, whylen, "listing the contexts: %s", strerror(-err));
 		goto out;
 	}
-	qsort(there.items, there.n, sizeof(*there.items), by_name);
+	if (there.n)
+		qsort(there.items, there.n, sizeof(*there.items), by_name);
 	for (size_t i = 0; i < src.n && err == 0; i++) {
 		enum storage_copy_outcome what = STORAGE_COPY_SKIPPED;
 		const char *skip = NULL;

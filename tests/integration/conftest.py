@@ -8,7 +8,9 @@ Fixtures
   mcpfs_bin     path of the daemon: $MCPFS_BIN, else <repo>/build/mcpfs
   workdir       a fresh directory under $MCPFS_TEST_TMPDIR or /var/tmp (never /tmp)
   mount_factory make(args=(), env=None, name="mnt", start=True, base_url=None,
-                allow_errors=(regex, ...)) -> Mount (see mcpfs_testlib.Mount); every
+                allow_errors=(regex, ...), state_dir=False) -> Mount (see
+                mcpfs_testlib.Mount; state_dir: in the state dir even in the
+                PostgreSQL mode); every
                 Mount is unmounted and its daemon stopped at teardown, and the
                 test fails on unexpected daemon error lines, a crash, or a hang
   mount         mount_factory() with the args of @pytest.mark.mcpfs_args(...) and
@@ -131,9 +133,10 @@ def mount_factory(request, mcpfs_bin, fake, workdir, pg_session):
     databases = []
     m = _markers(request)
 
-    def make(args=(), env=None, name="mnt", start=True, base_url=None, allow_errors=()):
+    def make(args=(), env=None, name="mnt", start=True, base_url=None, allow_errors=(),
+             state_dir=False):
         store = None
-        if pg_session is not None:
+        if pg_session is not None and not state_dir:
             db, store = pg_session.new_database()
             databases.append(db)
         mt = Mount(mcpfs_bin, base_url or fake.base_url, workdir, name=name, args=args, env=env,

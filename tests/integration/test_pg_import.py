@@ -55,8 +55,10 @@ def pg():
 
 
 @pytest.fixture
-def state(mount, fake):
-    """A state dir with three contexts: two exchanges, one, none; then unmounted."""
+def state(mount_factory, fake):
+    """A state dir with three contexts: two exchanges, one, none; then unmounted
+    (in the state dir also in the PostgreSQL mode of the tests: it is the source)."""
+    mount = mount_factory(state_dir=True)
     for name, messages in (("alpha", ["one", "two"]), ("beta b", ["three"]), ("ünï", [])):
         c = mount.ctx(name)
         for m in messages:
