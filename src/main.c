@@ -100,6 +100,7 @@ static void *commit_thread(void *st)
 struct daemon {
 	struct options opt;
 	struct store *st;
+	struct storage *engine; /* --store's, under st (freed after it); NULL: the state dir */
 	struct claude *net;
 	struct fs *fs;	   /* NULL with --no-mount */
 	struct shim *shim; /* NULL without --http */
@@ -153,9 +154,10 @@ static int open_store(struct daemon *d, char *why, size_t whylen)
 	if (r < 0)
 		return r;
 	pg_mask_url(d->opt.store, d->where, sizeof(d->where));
-	/* The storage seam (issue 12 point 3) takes the engine here: the store's
-	 * constructor that takes a struct storage, with the state dir for what
-	 * stays local.  Until it is merged, --store stops after the check. */
+	/* The storage seam (issue 12 point 3) takes the engine here, once merged:
+	 *	d->engine = engine;
+	 *	return store_open_on(engine, d->opt.defaults, &d->st, why, whylen);
+	 * Until then --store stops after the check. */
 	storage_free(engine);
 	snprintf(why, whylen,
 		 "--store needs the storage seam, which this build does not have yet "
@@ -463,6 +465,7 @@ int main(int argc, char **argv)
 	claude_free(d.net);
 	shim_free(d.shim);
 	store_free(d.st);
+	storage_free(d.engine);
 	fuse_opt_free_args(&args);
 	free(d.key);
 	options_done(&d.opt);

@@ -54,8 +54,8 @@
  * block on the medium (a disk, a network round trip), so a caller should not
  * hold a lock that FUSE workers wait for across storage_sync (the core releases
  * the store lock for it, commit.c); appends are short (one write(2)) and are
- * made under the store lock.  Callbacks run on the calling thread, inside the
- * engine's lock: they must not call back into the same storage.
+ * made under the store lock.  Callbacks run on the calling thread, possibly
+ * inside the engine's lock: they must not call back into the same storage.
  *
  * Bounds: a payload is at most STORAGE_MAX_RECORD bytes (-EFBIG, nothing
  * written); a load or change scan delivers at most `max` items per call (the
@@ -86,9 +86,11 @@
 
 #include "mcpfs/journal.h"
 
+struct blobs;
+
 #define STORAGE_MAX_RECORD JOURNAL_MAX_RECORD /* payload bytes (64 MiB) */
 #define STORAGE_MAX_HOLDER 64		      /* bytes of a lease holder's name, NUL included */
-#define STORAGE_MAX_SIDE (1u << 20)	      /* bytes of a context's side file (meta_set) */
+#define STORAGE_MAX_SIDE (2u << 20)	      /* bytes of a context's side file (meta_set) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */
@@ -312,6 +314,9 @@ int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *
 int storage_dir_fd(struct storage *s);
 const char *storage_dir_path(struct storage *s);
 int storage_dir_context_fd(struct storage *s, uint64_t id);
+/* STATE/blobs (blob.h), opened and swept by storage_dir_new(); a context's
+ * directory's blobs are swept by remove. */
+struct blobs *storage_dir_blobs(struct storage *s);
 /* Journals open now and their bound (tests; `.status`). */
 size_t storage_dir_open_journals(struct storage *s);
 void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
@@ -321,8 +326,10 @@ void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
 int storage_mem_new(struct storage **ret);
 /* Fault hook: the next `count` calls of op ("append", "sync", "create",
  * "rename", "remove", "defaults_set", "open", "reserve"; NULL: any) fail with
- * err (negative errno); a failed sync also drops what it would have made
- * durable and leaves storage_failed() == recover_err until the next append. */
+ * err (negative errno); a sync fails only when it has something to flush, and
+ * then drops it (what a failed fdatasync loses) and leaves storage_failed() ==
+ * recover_err: while the hook's recover_err is non-zero appends fail with it
+ * (the recovery fails again); storage_mem_fail(s, NULL, 0, 0, 0) heals. */
 void storage_mem_fail(struct storage *s, const char *op, int err, unsigned count, int recover_err);
 
 #endif
