@@ -33,6 +33,8 @@ enum {
 	KEY_TABLE,
 	KEY_MCP_STDIO,
 	KEY_PRICES,
+	KEY_STORE,
+	KEY_IMPORT,
 };
 
 struct cli_option {
@@ -66,6 +68,13 @@ static const struct cli_option cli_options[] = {
      KEY_API_KEY_FILE, NULL},
     {"--log-file", "log_file", "F", "log to F (appended) instead of syslog",
      "syslog when daemonized", KEY_LOG_FILE, NULL},
+    {"--store", "store", "URL",
+     "keep contexts in PostgreSQL, a libpq URI (doc/design/shared-store.md), instead of the "
+     "state dir",
+     "$MCPFS_STORE, else the state dir", KEY_STORE, NULL},
+    {"--import", NULL, "DIR",
+     "copy the contexts of state dir DIR into the --store database, then exit", "", KEY_IMPORT,
+     NULL},
     {"--prices", "prices", "FILE",
      "price table for cost_usd and spend_limit_usd (format: DATADIR/mcpfs/prices.tsv)",
      "the table shipped with mcpfs", KEY_PRICES, NULL},
@@ -202,6 +211,10 @@ static int take_value(struct parse_state *ps, int key, const char *arg)
 		return set_string(&o->log_file, v);
 	case KEY_PRICES:
 		return set_string(&o->prices, v);
+	case KEY_STORE:
+		return set_string(&o->store, v);
+	case KEY_IMPORT:
+		return set_string(&o->import_dir, v);
 	case KEY_HTTP_TOKEN:
 		return set_string(&o->http_token_file, v);
 	case KEY_TABLE:
@@ -286,6 +299,34 @@ int options_default_state_dir(struct options *o, char *why, size_t whylen)
 	return set_string(&o->state_dir, path);
 }
 
+int options_default_store(struct options *o)
+{
+	const char *env = getenv("MCPFS_STORE");
+	if (o->store || !env || !*env)
+		return 0;
+	return set_string(&o->store, env);
+}
+
+int options_check_store(const struct options *o, char *why, size_t whylen)
+{
+	if (o->import_dir && !o->store) {
+		snprintf(why, whylen,
+			 "--import=%s needs --store=URL (or $MCPFS_STORE): the database "
+			 "to copy into",
+			 o->import_dir);
+		return -EINVAL;
+	}
+	if (o->import_dir && (o->mountpoint || o->no_mount || o->http)) {
+		snprintf(why, whylen,
+			 "--import copies and exits: it takes no mount point, "
+			 "--no-mount or --http%s%s%s",
+			 o->mountpoint ? " (got '" : "", o->mountpoint ? o->mountpoint : "",
+			 o->mountpoint ? "')" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int options_check_http(const char *addr, char *why, size_t whylen)
 {
 	const char *colon = strrchr(addr, ':');
@@ -332,9 +373,10 @@ void options_print_help(FILE *out, const char *prog)
 	}
 	fprintf(out, "  %-28s any other -o option goes to FUSE (allow_other, ...)\n",
 		"-o OPT[,OPT]");
-	fprintf(out, "\nenvironment: ANTHROPIC_API_KEY (sent as x-api-key), ANTHROPIC_AUTH_TOKEN "
-		     "(bearer),\n  ANTHROPIC_BASE_URL (default https://api.anthropic.com), "
-		     "MCPFS_STATE_DIR\n\nkeys of .config and of each context's config:\n");
+	fprintf(out,
+		"\nenvironment: ANTHROPIC_API_KEY (sent as x-api-key), ANTHROPIC_AUTH_TOKEN "
+		"(bearer),\n  ANTHROPIC_BASE_URL (default https://api.anthropic.com), "
+		"MCPFS_STATE_DIR, MCPFS_STORE\n\nkeys of .config and of each context's config:\n");
 	size_t n;
 	const struct setting_def *d = settings_table(&n);
 	for (size_t i = 0; i < n; i++)
@@ -528,6 +570,8 @@ void options_done(struct options *o)
 	free(o->api_key_file);
 	free(o->log_file);
 	free(o->prices);
+	free(o->store);
+	free(o->import_dir);
 	free(o->http);
 	free(o->http_token_file);
 }

@@ -18,6 +18,8 @@ struct options {
 	char *prices;	/* --prices: the price table's path, or NULL (the built-in one) */
 	char *http;	/* ADDR:PORT, or NULL when the shim is off */
 	char *http_token_file;
+	char *store;	  /* --store: a libpq URI or conninfo (passwords inside!), or NULL */
+	char *import_dir; /* --import: a state dir to copy into the store, or NULL */
 	bool foreground;
 	bool debug;
 	bool no_mount;
@@ -38,6 +40,14 @@ int options_parse(struct fuse_args *args, struct options *o, char *why, size_t w
 /* Fills the state directory default from the environment when none was given:
  * $MCPFS_STATE_DIR, else $XDG_STATE_HOME/mcpfs, else ~/.local/state/mcpfs. */
 int options_default_state_dir(struct options *o, char *why, size_t whylen);
+
+/* Fills the store from $MCPFS_STORE when --store was not given (an empty
+ * value is none).  0, -ENOMEM. */
+int options_default_store(struct options *o);
+
+/* --import's company: it needs a store and runs alone (no mount point,
+ * --no-mount or --http).  0, or -EINVAL with why. */
+int options_check_store(const struct options *o, char *why, size_t whylen);
 
 /* Checks an ADDR:PORT of --http.  0, or -EINVAL with why:
  * "port 619009 is out of range 1-65535". */

@@ -30,6 +30,10 @@
 #define PG_BACKOFF_MAX_MS 5000
 #define PG_FEED_QUEUE 1024	   /* hints kept between drains; beyond: resync */
 #define PG_LEASE_MAX_TTL_MS 600000 /* longest lease (-EINVAL beyond) */
+/* A hidden context (storage.h: a fork being built) older than this at a
+ * daemon's start-up was left by a daemon that died building it: deleted. */
+#define PG_HIDDEN_MAX_AGE_MS 3600000
+#define PG_TAIL_FRAME 24 /* bytes counted per record in tail(), as a journal frames it */
 
 /* Connects to url (a libpq URI or key=value string), creates or migrates the
  * schema, starts the listener and returns the engine in *ret.  On failure, why

@@ -41,6 +41,27 @@ struct pg_store {
 	struct pg_feed feed;
 };
 
+#define LOCKED(p, expr)                                                                            \
+	({                                                                                         \
+		pthread_mutex_lock(&(p)->lock);                                                    \
+		int locked_rc_ = (expr);                                                           \
+		pthread_mutex_unlock(&(p)->lock);                                                  \
+		locked_rc_;                                                                        \
+	})
+
+static inline struct pg_store *pg_of(struct storage *s)
+{
+	return (struct pg_store *)s;
+}
+
+/* A walk of record rows (seq int8, type int2, payload bytea; binary results). */
+struct rec_walk {
+	storage_record_fn *fn;
+	void *data;
+	uint64_t last;
+	uint64_t rows;
+};
+
 /* pg_conn.c */
 PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n);
 void pg_message(const struct pg_store *p, const char *msg, char *out, size_t n);
@@ -53,6 +74,16 @@ int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char 
 
 /* pg_store.c */
 int pg_migrate(struct pg_store *p, char *why, size_t n);
+uint64_t pg_u64(PGresult *r, int row, int col);
+int pg_on_record_row(void *data, PGresult *r); /* data: a struct rec_walk */
+/* A statement on one live context whose rows say it exists: -ENOENT when none. */
+int pg_on_context(struct storage *s, const char *sql, uint64_t id, const char *arg);
+
+/* pg_side.c: storage.h's tail and side file; the sweep of hidden contexts */
+int pg_tail(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn *fn, void *data);
+int pg_meta_get(struct storage *s, uint64_t id, void **out, size_t *len);
+int pg_meta_set(struct storage *s, uint64_t id, const void *data, size_t len);
+void pg_sweep_hidden(struct pg_store *p);
 
 /* pg_feed.c */
 int pg_feed_start(struct pg_store *p);

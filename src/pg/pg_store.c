@@ -12,16 +12,10 @@
 #include "mcpfs/clock.h"
 #include "pg_impl.h"
 
-#define LOCKED(p, expr)                                                                            \
-	({                                                                                         \
-		pthread_mutex_lock(&(p)->lock);                                                    \
-		int locked_rc_ = (expr);                                                           \
-		pthread_mutex_unlock(&(p)->lock);                                                  \
-		locked_rc_;                                                                        \
-	})
-
-/* Version 1.  Deleted contexts stay as rows without a name (tombstones), so
- * that a daemon catching up by change position sees the deletion. */
+/* Version 1.  Deleted contexts stay as rows without a name (tombstones:
+ * deleted), so that a daemon catching up by change position sees the deletion;
+ * a hidden context (storage.h: created without a name, for a fork being built)
+ * is a row without a name that is not deleted.  meta is the side file. */
 static const char *const migrations[PG_SCHEMA_VERSION] = {
     "CREATE SEQUENCE mcpfs.changes;"
     "CREATE TABLE mcpfs.contexts ("
@@ -29,7 +23,9 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
     " name text UNIQUE,"
     " created_ms bigint NOT NULL,"
     " last_seq bigint NOT NULL DEFAULT 0,"
-    " change bigint NOT NULL);"
+    " change bigint NOT NULL,"
+    " deleted boolean NOT NULL DEFAULT false,"
+    " meta bytea);"
     "CREATE INDEX contexts_change ON mcpfs.contexts (change);"
     "CREATE TABLE mcpfs.records ("
     " context_id bigint NOT NULL REFERENCES mcpfs.contexts (id),"
@@ -45,12 +41,7 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
     "CREATE TABLE mcpfs.defaults (id int PRIMARY KEY CHECK (id = 1), payload bytea NOT NULL);",
 };
 
-static struct pg_store *pg_of(struct storage *s)
-{
-	return (struct pg_store *)s;
-}
-
-static uint64_t pg_u64(PGresult *r, int row, int col)
+uint64_t pg_u64(PGresult *r, int row, int col)
 {
 	return strtoull(PQgetvalue(r, row, col), NULL, 10);
 }
@@ -117,13 +108,13 @@ static int pg_create(struct storage *s, const char *name, int64_t created_ms, co
 	int err = LOCKED(p, pg_exec(p, sql, 4, v, lens, fmts, 0, &r));
 	if (err < 0)
 		return err;
-	*id = pg_u64(r, 0, 0);
+	*id = pg_u64(r, 0, 0); /* name NULL: a hidden context (storage.h) */
 	PQclear(r);
 	return 0;
 }
 
 /* A statement on one live context whose rows say it exists: -ENOENT when none. */
-static int pg_on_context(struct storage *s, const char *sql, uint64_t id, const char *arg)
+int pg_on_context(struct storage *s, const char *sql, uint64_t id, const char *arg)
 {
 	struct pg_store *p = pg_of(s);
 	char ids[24];
@@ -144,7 +135,7 @@ static int pg_rename(struct storage *s, uint64_t id, const char *to)
 	return pg_on_context(
 	    s,
 	    "UPDATE mcpfs.contexts SET name = $2, change = nextval('mcpfs.changes')"
-	    " WHERE id = $1 AND name IS NOT NULL"
+	    " WHERE id = $1 AND NOT deleted"
 	    " RETURNING pg_notify('" PG_CHANNEL "', id || ' 0')",
 	    id, to);
 }
@@ -153,8 +144,8 @@ static int pg_remove(struct storage *s, uint64_t id)
 {
 	return pg_on_context(
 	    s,
-	    "WITH c AS (UPDATE mcpfs.contexts SET name = NULL,"
-	    " change = nextval('mcpfs.changes') WHERE id = $1 AND name IS NOT NULL"
+	    "WITH c AS (UPDATE mcpfs.contexts SET name = NULL, deleted = true, meta = NULL,"
+	    " change = nextval('mcpfs.changes') WHERE id = $1 AND NOT deleted"
 	    " RETURNING id),"
 	    " d AS (DELETE FROM mcpfs.records WHERE context_id IN (SELECT id FROM c)),"
 	    " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c))"
@@ -169,7 +160,7 @@ static int pg_append_locked(struct pg_store *p, const char *const *v, const int 
 {
 	static const char sql[] =
 	    "WITH c AS (UPDATE mcpfs.contexts SET last_seq = last_seq + 1,"
-	    " change = nextval('mcpfs.changes') WHERE id = $1::bigint AND name IS NOT NULL"
+	    " change = nextval('mcpfs.changes') WHERE id = $1::bigint AND NOT deleted"
 	    " RETURNING id, last_seq),"
 	    " r AS (INSERT INTO mcpfs.records SELECT id, last_seq, $2::smallint, $3::bytea FROM c"
 	    " RETURNING seq)"
@@ -228,7 +219,7 @@ static int pg_sync(struct storage *s, uint64_t id)
 	struct pg_store *p = pg_of(s);
 	int err = pg_on_context(s,
 				"UPDATE mcpfs.contexts SET change = change WHERE id = $1"
-				" AND name IS NOT NULL RETURNING id",
+				" AND NOT deleted RETURNING id",
 				id, NULL);
 	if (err == 0) {
 		pthread_mutex_lock(&p->lock);
@@ -282,7 +273,8 @@ static int pg_changes(struct storage *s, uint64_t after, uint32_t max, storage_c
 	snprintf(m, sizeof(m), "%" PRIu32, max);
 	int err = LOCKED(p, pg_single_rows(p,
 					   "SELECT id, name, created_ms, last_seq, change"
-					   " FROM mcpfs.contexts WHERE change > $1 ORDER BY change"
+					   " FROM mcpfs.contexts WHERE change > $1"
+					   " AND (name IS NOT NULL OR deleted) ORDER BY change"
 					   " LIMIT $2",
 					   2, v, 0, on_context_row, &w));
 	if (next)
@@ -290,15 +282,8 @@ static int pg_changes(struct storage *s, uint64_t after, uint32_t max, storage_c
 	return err;
 }
 
-struct rec_walk {
-	storage_record_fn *fn;
-	void *data;
-	uint64_t last;
-	uint64_t rows;
-};
-
 /* Binary results: seq int8 and type int2 in network byte order. */
-static int on_record_row(void *data, PGresult *r)
+int pg_on_record_row(void *data, PGresult *r)
 {
 	struct rec_walk *w = data;
 	uint64_t seq;
@@ -329,11 +314,10 @@ static int pg_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max,
 	    LOCKED(p, pg_single_rows(p,
 				     "SELECT seq, type, payload FROM mcpfs.records"
 				     " WHERE context_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-				     3, v, 1, on_record_row, &w));
+				     3, v, 1, pg_on_record_row, &w));
 	if (err == 0 && w.rows == 0)
 		err = pg_on_context(
-		    s, "SELECT id FROM mcpfs.contexts WHERE id = $1 AND name IS NOT NULL", id,
-		    NULL);
+		    s, "SELECT id FROM mcpfs.contexts WHERE id = $1 AND NOT deleted", id, NULL);
 	if (last)
 		*last = w.last;
 	return err;
@@ -402,6 +386,9 @@ static const struct storage_ops pg_ops = {
     .load = pg_load,
     .defaults_get = pg_defaults_get,
     .defaults_set = pg_defaults_set,
+    .tail = pg_tail,
+    .meta_get = pg_meta_get,
+    .meta_set = pg_meta_set,
     .feed_fd = pg_feed_fd,
     .feed_drain = pg_feed_drain,
     .changes = pg_changes,
@@ -483,6 +470,7 @@ int pg_store_new(const char *url, char *why, size_t n, struct storage **ret)
 		snprintf(why, n, "store: %s", mwhy);
 		goto fail;
 	}
+	pg_sweep_hidden(p);
 	err = pg_feed_start(p);
 	if (err < 0) {
 		snprintf(why, n, "store: starting the listener: %s", strerror(-err));

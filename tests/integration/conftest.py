@@ -8,7 +8,9 @@ Fixtures
   mcpfs_bin     path of the daemon: $MCPFS_BIN, else <repo>/build/mcpfs
   workdir       a fresh directory under $MCPFS_TEST_TMPDIR or /var/tmp (never /tmp)
   mount_factory make(args=(), env=None, name="mnt", start=True, base_url=None,
-                allow_errors=(regex, ...)) -> Mount (see mcpfs_testlib.Mount); every
+                allow_errors=(regex, ...), state_dir=False) -> Mount (see
+                mcpfs_testlib.Mount; state_dir: in the state dir even in the
+                PostgreSQL mode); every
                 Mount is unmounted and its daemon stopped at teardown, and the
                 test fails on unexpected daemon error lines, a crash, or a hang
   mount         mount_factory() with the args of @pytest.mark.mcpfs_args(...) and
@@ -25,6 +27,12 @@ Markers
                          killed, which unblocks every file operation, and the
                          test fails
   fake_invalid_ok        the daemon may send requests the fake rejects
+  state_dir_only(why)    looks into the state dir's files: skipped in the
+                         PostgreSQL mode
+
+The PostgreSQL mode (MCPFS_TEST_STORE=pg, pg_support.py): one PostgreSQL server
+for the session, and every Mount of mount_factory started with --store=URL of
+a new database of its own, dropped at teardown.
 """
 
 import os
@@ -36,6 +44,8 @@ import pytest
 
 from mcpfs_testlib import REPO, FakeAnthropic, Mount, test_tmp_base
 from mcpfs_testlib import tool_env as _tool_env
+from pg_support import PgServer, require_pg
+from pg_support import store_mode
 
 
 def pytest_configure(config):
@@ -46,8 +56,29 @@ def pytest_configure(config):
         "mcpfs_env(**env): environment changes for the mount fixture (None unsets)",
         "mcpfs_timeout(seconds): watchdog for the test's daemon (default 120)",
         "fake_invalid_ok: the daemon may send requests the fake rejects",
+        "state_dir_only(why): looks into the state dir's files; skipped with "
+        "MCPFS_TEST_STORE=pg",
     ):
         config.addinivalue_line("markers", line)
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("state_dir_only")
+    if marker is not None and store_mode() == "pg":
+        pytest.skip("state dir only (MCPFS_TEST_STORE=pg): %s"
+                    % (marker.args[0] if marker.args else "looks into its files"))
+
+
+@pytest.fixture(scope="session")
+def pg_session():
+    """With MCPFS_TEST_STORE=pg, the session's PostgreSQL server; else None."""
+    if store_mode() != "pg":
+        yield None
+        return
+    require_pg()
+    server = PgServer().start()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")
@@ -97,14 +128,20 @@ def _markers(request):
 
 
 @pytest.fixture
-def mount_factory(request, mcpfs_bin, fake, workdir):
+def mount_factory(request, mcpfs_bin, fake, workdir, pg_session):
     mounts = []
+    databases = []
     m = _markers(request)
 
-    def make(args=(), env=None, name="mnt", start=True, base_url=None, allow_errors=()):
+    def make(args=(), env=None, name="mnt", start=True, base_url=None, allow_errors=(),
+             state_dir=False):
+        store = None
+        if pg_session is not None and not state_dir:
+            db, store = pg_session.new_database()
+            databases.append(db)
         mt = Mount(mcpfs_bin, base_url or fake.base_url, workdir, name=name, args=args, env=env,
                    allowed_errors=list(m["allowed"]) + list(allow_errors),
-                   allow_all_errors=m["allow_all"], watchdog=m["watchdog"])
+                   allow_all_errors=m["allow_all"], watchdog=m["watchdog"], store=store)
         mounts.append(mt)
         if start:
             mt.start()
@@ -114,6 +151,8 @@ def mount_factory(request, mcpfs_bin, fake, workdir):
     problems = []
     for mt in mounts:
         mt.cleanup()
+    for db in databases:
+        pg_session.drop_database(db)
     for mt in mounts:
         for p in mt.problems():
             problems.append("%s: %s" % (mt.path, p))

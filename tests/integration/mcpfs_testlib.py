@@ -605,7 +605,8 @@ def daemon_env(home, base_url, overrides=None):
     """Environment for the daemon: the fake's URL, a fake key (never a real one:
     inherited ANTHROPIC_* variables are dropped), a private HOME and state home."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ANTHROPIC_") and k not in ("MCPFS_STATE_DIR", "XDG_STATE_HOME")}
+           if not k.startswith("ANTHROPIC_")
+           and k not in ("MCPFS_STATE_DIR", "MCPFS_STORE", "XDG_STATE_HOME")}
     env.update({"HOME": str(home), "XDG_STATE_HOME": str(Path(home) / ".local" / "state"),
                 "LANG": "C.UTF-8", "ANTHROPIC_BASE_URL": base_url,
                 "ANTHROPIC_API_KEY": DEFAULT_KEY})
@@ -661,10 +662,12 @@ class Mount:
     .kill9() (SIGKILL, then fusermount3 -u -z), .remount(args=None, env=None),
     .ctx(name) (mkdir, returns the Path), .spawn(argv, **kw) (a Popen killed at
     teardown), .allow_error(regex), .cleanup() and .problems() for the fixture.
+    store: a --store URL (the PostgreSQL mode, pg_support.py), or None: the
+    contexts are in .state.
     """
 
     def __init__(self, binary, base_url, root, name="mnt", args=(), env=None,
-                 allowed_errors=(), allow_all_errors=False, watchdog=120.0):
+                 allowed_errors=(), allow_all_errors=False, watchdog=120.0, store=None):
         self.bin = str(binary)
         self.base_url = base_url
         self.root = Path(os.path.realpath(root))
@@ -673,6 +676,7 @@ class Mount:
         self.home = self.root / "home"
         self.log_path = self.root / (name + ".log")
         self.args = list(args)
+        self.store = store
         self.env_overrides = dict(env or {})
         self.proc = None
         self.runs = 0
@@ -690,7 +694,9 @@ class Mount:
     # --- life cycle --------------------------------------------------------------------
 
     def argv(self):
-        return [self.bin, "-f", "--state-dir=%s" % self.state] + self.args + [str(self.path)]
+        store = ["--store=%s" % self.store] if self.store else []
+        return [self.bin, "-f", "--state-dir=%s" % self.state] + store + self.args + \
+            [str(self.path)]
 
     def env(self):
         return daemon_env(self.home, self.base_url, self.env_overrides)

@@ -15,6 +15,13 @@ directory.  Use it as a context manager or through the test's fixture.
 require_pg() skips a test when PostgreSQL is not installed, except under CI
 (MCPFS_CI=1, set by .ci/run), where a missing server is a failure: CI installs
 packaging/test-deps.txt, so a skip there would hide a broken setup.
+
+The PostgreSQL mode of the mount tests: with MCPFS_TEST_STORE=pg, conftest's
+mount fixtures start every daemon with --store=URL of a database of its own
+(new_database(), dropped at teardown) on one server for the whole session, so
+the same test files run against the shared store (CONTRACT §12; .ci/run runs
+the core's files that way).  Tests marked @pytest.mark.state_dir_only (they
+look into the state dir's journals) are skipped in that mode.
 """
 
 import os
@@ -29,6 +36,16 @@ import pytest
 from mcpfs_testlib import test_tmp_base
 
 PG_BIN = Path(os.environ.get("MCPFS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def store_mode():
+    """The store the mount tests run against: "pg", or None for the state dir."""
+    mode = os.environ.get("MCPFS_TEST_STORE", "")
+    if mode not in ("", "dir", "pg"):
+        raise RuntimeError("MCPFS_TEST_STORE=%r: use pg (or dir, the default)" % mode)
+    return "pg" if mode == "pg" else None
+
+
 
 
 def pg_available():
@@ -130,11 +147,22 @@ class PgServer:
                         "-t", "60", "restart")
         self.running = True
 
-    def psql(self, sql):
+    def psql(self, sql, db="mcpfs"):
         r = subprocess.run([str(PG_BIN / "psql"), "-h", str(self.sock), "-U", "mcpfs", "-d",
-                            "mcpfs", "-XAtqc", sql], capture_output=True, text=True, timeout=60)
+                            db, "-XAtqc", sql], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout
+
+    def new_database(self):
+        """A new empty database; returns (its name, the URL to it)."""
+        self._databases = getattr(self, "_databases", 0) + 1
+        name = "mcpfs_t%d" % self._databases
+        self.psql("CREATE DATABASE %s" % name)
+        return name, self.url.replace("/mcpfs?", "/%s?" % name)
+
+    def drop_database(self, name):
+        """Drops it, ending any session still on it (a daemon killed mid-call)."""
+        self.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
 
     def close(self):
         if self.dir is None:

@@ -136,6 +136,7 @@ def journal_files(state, marker):
     return out
 
 
+@pytest.mark.state_dir_only("tears a journal file")
 @pytest.mark.allow_errors()
 def test_torn_journal_tail_is_survived(mount, fake):
     c = mount.ctx("c")
@@ -160,6 +161,7 @@ def test_torn_journal_tail_is_survived(mount, fake):
     assert fake.calls[-1].n_messages == 3
 
 
+@pytest.mark.state_dir_only("damages a journal file")
 @pytest.mark.allow_errors()
 def test_corrupt_last_record_keeps_the_rest(mount, fake):
     c, d = mount.ctx("c"), mount.ctx("d")
@@ -200,6 +202,7 @@ def daemon_rchar(mount):
         return int(next(ln for ln in f if ln.startswith("rchar:")).split()[1])
 
 
+@pytest.mark.state_dir_only("copies journal files")
 @pytest.mark.mcpfs_timeout(240)
 def test_contexts_load_lazily(mount, fake):
     """Listing (and stat of every context) reads no journal: 3,000 contexts of
@@ -257,6 +260,7 @@ def traced_mount(mount_factory, trace, calls):
     return mt, plain
 
 
+@pytest.mark.state_dir_only("traces the journal's fsyncs")
 def test_every_commit_is_fsynced_before_it_is_acknowledged(mount_factory, fake, workdir):
     """CONTRACT §6: the journal is fsynced at each commit — a message before the
     writer's close() returns, a reply before its reader sees end-of-file, a
@@ -294,6 +298,7 @@ def test_every_commit_is_fsynced_before_it_is_acknowledged(mount_factory, fake, 
     assert mt.stop() == 0
 
 
+@pytest.mark.state_dir_only("traces the journal's writeback")
 def test_a_long_reply_is_written_back_while_it_streams(mount_factory, fake, workdir):
     """A reply's checkpoints are appended without fsync; every MiB the daemon
     starts their writeback (sync_file_range), so that the commit at the reply's

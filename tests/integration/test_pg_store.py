@@ -18,9 +18,9 @@ from mcpfs_testlib import REPO
 from pg_support import PgServer, require_pg
 
 
-def driver():
+def driver(name="test_pg_store"):
     b = os.environ.get("MCPFS_BIN") or str(REPO / "build" / "mcpfs")
-    path = Path(b).resolve().parent / "tests" / "test_pg_store"
+    path = Path(b).resolve().parent / "tests" / name
     if not path.is_file():
         msg = "%s was not built (meson found no libpq: apt-get install libpq-dev)" % path
         if os.environ.get("MCPFS_CI"):
@@ -36,10 +36,11 @@ def pg():
         yield server
 
 
-def run_case(case, url, timeout=120):
-    r = subprocess.run([driver(), case, url], capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, "test_pg_store %s: exit %d\n%s%s" % (case, r.returncode, r.stdout,
-                                                                  r.stderr)
+def run_case(case, url, timeout=120, name="test_pg_store"):
+    r = subprocess.run([driver(name), case, url], capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, "%s %s: exit %d\n%s%s" % (name, case, r.returncode, r.stdout,
+                                                       r.stderr)
     assert r.stdout.rstrip().endswith(" 0 failed"), r.stdout
     # the engine never writes to stderr (a daemon's log): libpq's notices neither
     assert r.stderr == "", r.stderr
@@ -53,6 +54,26 @@ def test_create_rename_delete_list_append_load(pg):
     # a second start-up finds it and migrates nothing
     run_case("lease", pg.url)
     assert pg.psql("SELECT count(*) FROM mcpfs.schema_version").split() == ["1"]
+
+
+@pytest.mark.parametrize("case", ["hidden", "tail", "meta", "sweep"])
+def test_storage_seam_side_ops(pg, case):
+    """storage.h beyond records: hidden contexts (a fork built whole, then
+    named), tail, the side file, and the sweep of hidden contexts a dead daemon
+    left (tests/pg/test_pg_side.c)."""
+    run_case(case, pg.url, name="test_pg_side")
+
+
+def test_copy_between_two_databases_in_batches(pg):
+    """storage_copy (the engine-neutral part of --import) from one database into
+    another: more records than a load batch and a commit's worth, copied whole
+    and in order; a second copy finds everything there."""
+    pg.psql("CREATE DATABASE copy_target")
+    r = subprocess.run([driver("test_pg_side"), "copy", pg.url,
+                        pg.url.replace("/mcpfs?", "/copy_target?")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.rstrip().endswith(" 0 failed") and r.stderr == "", r.stdout + r.stderr
 
 
 def test_notify_wakes_the_other_connection_which_catches_up_by_seq(pg):
