@@ -154,16 +154,8 @@ static int open_store(struct daemon *d, char *why, size_t whylen)
 	if (r < 0)
 		return r;
 	pg_mask_url(d->opt.store, d->where, sizeof(d->where));
-	/* The storage seam (issue 12 point 3) takes the engine here, once merged:
-	 *	d->engine = engine;
-	 *	return store_open_on(engine, d->opt.defaults, &d->st, why, whylen);
-	 * Until then --store stops after the check. */
-	storage_free(engine);
-	snprintf(why, whylen,
-		 "--store needs the storage seam, which this build does not have yet "
-		 "(%.600s answered)",
-		 d->where);
-	return -ENOTSUP;
+	d->engine = engine;
+	return store_open_on(engine, d->opt.defaults, &d->st, why, whylen);
 }
 
 static void setup(struct daemon *d, struct fuse_args *args)

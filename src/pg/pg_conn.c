@@ -1,8 +1,12 @@
 /* pg_conn.c — the PostgreSQL engine's command connection: connecting with
  * mcpfs's defaults, reconnecting with back-off, running a statement and mapping
- * its failure to an errno, and masking passwords in every line it produces.
- * Callers hold p->lock (pg_impl.h). */
+ * its failure to an errno, and masking passwords in every line it produces;
+ * and two helpers every statement file uses (a statement on one live context,
+ * a record row).  Callers hold p->lock (pg_impl.h), except around
+ * pg_on_context(), which takes it. */
+#include <endian.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,4 +268,38 @@ int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char 
 		PQclear(r);
 	}
 	return err ? err : fn_err;
+}
+
+/* A statement on one live context whose rows say it exists: -ENOENT when none. */
+int pg_on_context(struct storage *s, const char *sql, uint64_t id, const char *arg)
+{
+	struct pg_store *p = pg_of(s);
+	char ids[24];
+	const char *v[] = {ids, arg};
+	PGresult *r;
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	int err = LOCKED(p, pg_exec(p, sql, arg ? 2 : 1, v, NULL, NULL, 0, &r));
+	if (err < 0)
+		return err;
+	err = PQntuples(r) ? 0 : -ENOENT;
+	PQclear(r);
+	return err;
+}
+
+/* Binary results: seq int8 and type int2 in network byte order. */
+int pg_on_record_row(void *data, PGresult *r)
+{
+	struct rec_walk *w = data;
+	uint64_t seq;
+	uint16_t type;
+
+	if (PQgetlength(r, 0, 0) != 8 || PQgetlength(r, 0, 1) != 2)
+		return -EPROTO;
+	memcpy(&seq, PQgetvalue(r, 0, 0), 8);
+	memcpy(&type, PQgetvalue(r, 0, 1), 2);
+	w->last = be64toh(seq);
+	w->rows++;
+	return w->fn(w->data, w->last, be16toh(type), PQgetvalue(r, 0, 2),
+		     (size_t)PQgetlength(r, 0, 2));
 }

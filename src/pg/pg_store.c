@@ -113,23 +113,6 @@ static int pg_create(struct storage *s, const char *name, int64_t created_ms, co
 	return 0;
 }
 
-/* A statement on one live context whose rows say it exists: -ENOENT when none. */
-int pg_on_context(struct storage *s, const char *sql, uint64_t id, const char *arg)
-{
-	struct pg_store *p = pg_of(s);
-	char ids[24];
-	const char *v[] = {ids, arg};
-	PGresult *r;
-
-	snprintf(ids, sizeof(ids), "%" PRIu64, id);
-	int err = LOCKED(p, pg_exec(p, sql, arg ? 2 : 1, v, NULL, NULL, 0, &r));
-	if (err < 0)
-		return err;
-	err = PQntuples(r) ? 0 : -ENOENT;
-	PQclear(r);
-	return err;
-}
-
 static int pg_rename(struct storage *s, uint64_t id, const char *to)
 {
 	return pg_on_context(
@@ -280,23 +263,6 @@ static int pg_changes(struct storage *s, uint64_t after, uint32_t max, storage_c
 	if (next)
 		*next = w.last_change;
 	return err;
-}
-
-/* Binary results: seq int8 and type int2 in network byte order. */
-int pg_on_record_row(void *data, PGresult *r)
-{
-	struct rec_walk *w = data;
-	uint64_t seq;
-	uint16_t type;
-
-	if (PQgetlength(r, 0, 0) != 8 || PQgetlength(r, 0, 1) != 2)
-		return -EPROTO;
-	memcpy(&seq, PQgetvalue(r, 0, 0), 8);
-	memcpy(&type, PQgetvalue(r, 0, 1), 2);
-	w->last = be64toh(seq);
-	w->rows++;
-	return w->fn(w->data, w->last, be16toh(type), PQgetvalue(r, 0, 2),
-		     (size_t)PQgetlength(r, 0, 2));
 }
 
 static int pg_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max,

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from mcpfs_testlib import daemon_env, is_mounted, run
+from mcpfs_testlib import daemon_env, is_mounted, output, read_file, reply_for, run, send
 from pg_support import PgServer, require_pg
 
 SECRET = "s3cret-pw"
@@ -114,14 +114,26 @@ def test_help_names_store_and_import(mcpfs_bin):
     assert "MCPFS_STORE" in r.out
 
 
-def test_store_that_answers_stops_until_the_seam_is_merged(mcpfs_bin, workdir):
-    """A reachable database passes the check (the schema is made), and start-up
-    then stops with one line: the core cannot keep contexts there until the
-    storage seam (issue 12) is merged.  The wiring replaces this test with the
-    PostgreSQL mode of the core's tests (MCPFS_TEST_STORE=pg)."""
+def test_store_keeps_the_contexts_in_the_database(mount_factory, fake, workdir):
+    """--store: a context made and talked to on the mount is rows of the
+    database (no state dir made), comes back after a remount, and a second
+    daemon on the same URL lists it and reads its history."""
     require_pg()
     with PgServer() as pg:
-        line = one_line(start(mcpfs_bin, workdir, ["--store=" + pg.url]))
-        assert line == ("mcpfs: --store needs the storage seam, which this build does not "
-                        "have yet (%s answered)" % pg.url), line
-        assert pg.psql("SELECT version FROM mcpfs.schema_version").split() == ["1"]
+        a = mount_factory(args=["--store=" + pg.url], state_dir=True)
+        c = a.ctx("shared")
+        send(c, "hello\n")
+        assert output(c) == reply_for("hello")
+        rows = pg.psql("SELECT c.name, count(*) FROM mcpfs.contexts c JOIN mcpfs.records r"
+                       " ON r.context_id = c.id GROUP BY c.name").split()
+        assert rows and rows[0].startswith("shared|"), rows
+        assert not a.state.exists()
+        history = read_file(c / "history")
+        assert history.count(reply_for("hello")) == 1
+        a.remount()
+        assert read_file(c / "history") == history
+        b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
+        assert [n for n in os.listdir(b.path) if not n.startswith(".")] == ["shared"]
+        assert read_file(b.path / "shared" / "history") == read_file(c / "history")
+        a.stop()
+        b.stop()
