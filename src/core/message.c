@@ -1,5 +1,10 @@
-/* message.c — user messages in and replies out: staging, sending, the ctl
- * commands, and reading a turn's text (see store.h).  Under the store lock. */
+/* message.c — user messages in: staging a message being written, submitting
+ * it (a USER record synced, a turn queued), the ctl verbs that act on a
+ * context's messages (cancel, retry, clear), and the space held back for
+ * messages being written (see store.h).
+ *
+ * Under the store lock (each entry point takes it).  What a message starts is
+ * turn_call.c's (context_pump); reading a reply is turn.c's (turn_read). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -304,26 +309,6 @@ int context_cancel(struct store *s, uint64_t id)
 	return r;
 }
 
-int turn_cancel(struct store *s, struct turn *t)
-{
-	struct notes n = {0};
-	pthread_mutex_lock(&s->lock);
-	struct context *c = t->ctx;
-	int r = 0;
-	if (c &&
-	    (t->state == TURN_QUEUED || t->state == TURN_WAITING || t->state == TURN_STREAMING)) {
-		/* This one turn only, queued or in flight; the others go on. */
-		struct api_error e;
-		api_error_clear(&e);
-		api_error_set(&e, "cancelled", "cancelled by the client");
-		turn_end(s, t, TURN_FAILED, &e, &n);
-		context_pump(s, c, &n);
-		r = 1;
-	}
-	store_unlock_notify(s, &n);
-	return r;
-}
-
 /* The RETRY record makes the new attempt durable before the write to ctl
  * returns: a restart then shows it (interrupted), not the attempt it replaced.
  * Appended here; the caller syncs it (context_sync, the lock released). */
@@ -523,84 +508,5 @@ void store_unreserve(struct store *s, uint64_t *held)
 		return;
 	pthread_mutex_lock(&s->lock);
 	reserve_give_back(s, held);
-	pthread_mutex_unlock(&s->lock);
-}
-
-/* --- reading ------------------------------------------------------------------- */
-
-ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
-{
-	pthread_mutex_lock(&s->lock);
-	ssize_t r;
-	if (off < t->text.len) {
-		size_t n = t->text.len - off < size ? t->text.len - (size_t)off : size;
-		/* What a reader has seen must survive a crash: save it first (while
-		 * a sync runs on the journal, once it is over: readers are told). */
-		if (t->text_saved < off + n)
-			turn_checkpoint(t, false);
-		if (t->text_saved < off + n && t->ctx && t->ctx->open && t->ctx->syncing) {
-			r = -EAGAIN;
-		} else {
-			memcpy(buf, t->text.data + off, n);
-			r = (ssize_t)n;
-		}
-	} else if (t->state == TURN_DONE) {
-		/* The end of a reply is reported once it is durable. */
-		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
-	} else if (t->state == TURN_FAILED) {
-		r = -EIO;
-	} else {
-		r = -EAGAIN;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-uint64_t turn_size(struct store *s, struct turn *t)
-{
-	pthread_mutex_lock(&s->lock);
-	uint64_t n = t->text.len;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
-{
-	pthread_mutex_lock(&s->lock);
-	ssize_t r;
-	if (off < t->thinking.len) {
-		size_t n = t->thinking.len - off < size ? t->thinking.len - (size_t)off : size;
-		memcpy(buf, t->thinking.data + off, n);
-		/* A retry keeps what a reader was shown (store_call_retry). */
-		if (t->thinking_read < off + n)
-			t->thinking_read = off + n;
-		r = (ssize_t)n;
-	} else if (t->state == TURN_DONE || t->state == TURN_FAILED) {
-		/* The end, whatever the outcome (`output` and `status` tell a
-		 * failure), so that cp -r and tar copy a failed turn's thinking. */
-		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
-	} else {
-		r = -EAGAIN;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-uint64_t turn_thinking_size(struct store *s, struct turn *t)
-{
-	pthread_mutex_lock(&s->lock);
-	uint64_t n = t->thinking.len;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
-{
-	pthread_mutex_lock(&s->lock);
-	out->state = t->state;
-	snprintf(out->stop_reason, sizeof(out->stop_reason), "%s", t->stop_reason);
-	out->usage = t->usage;
-	out->error = t->error;
-	out->cache_hit = t->cache_hit;
 	pthread_mutex_unlock(&s->lock);
 }

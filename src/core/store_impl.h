@@ -541,14 +541,18 @@ int turn_end_record(struct context *c, struct turn *t, bool sync);
 struct cJSON *turn_end_payload(const struct turn *t);
 /* The REPLY_END of t as a record (record.h), for a writer that changes some. */
 void turn_end_fields(const struct turn *t, struct record_end *e);
+void turn_checkpoint(struct turn *t, bool sync);
+/* true when the reply may go into the history: complete, with text, and not a
+ * refusal (the API wants a refused exchange left out). */
+bool turn_in_history(const struct turn *t);
+
+/* turn_call.c: a turn's call.  context_pump starts the next queued turn's call
+ * when none is in flight; turn_end ends t (its call cancelled, the history,
+ * the accounts, the cache and its end record updated). */
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
 	      struct notes *n);
-void turn_checkpoint(struct turn *t, bool sync);
 void context_pump(struct store *s, struct context *c, struct notes *n);
-/* true when the reply may go into the history: complete, with text, and not a
- * refusal (the API wants a refused exchange left out). */
-bool turn_in_history(const struct turn *t);
 
 #endif
