@@ -350,11 +350,12 @@ int store_rcache_render(struct store *s, int64_t bytes, struct buf *out);
 int store_rcache_status(struct store *s, struct buf *out);
 /* Before t's call: keys t by its request body; with the context's
  * response_cache on, a first attempt whose request was answered before with
- * end_turn is answered now from the cache and ended (true: no call to make). */
-bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+ * end_turn is answered now from the cache (true: no call to make; the caller
+ * ends t, done). */
+bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
 		       size_t len, struct notes *n);
 /* t ended done: its reply is kept in the cache when it ended with end_turn. */
-void turn_cache_keep(struct store *s, struct turn *t);
+void store_rcache_keep(struct store *s, struct turn *t);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */

@@ -63,7 +63,7 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 		c->active = NULL;
 	context_changed(c); /* the transcript shows the end, saved or not */
 	if (st == TURN_DONE)
-		turn_cache_keep(s, t);
+		store_rcache_keep(s, t);
 	context_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
@@ -283,8 +283,9 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	}
 	/* What the reply is priced as, and what REPLY_END names, hit or call. */
 	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
-	if (turn_cache_answer(s, c, t, body.data ? body.data : "", body.len, n)) {
+	if (store_rcache_answer(s, c, t, body.data ? body.data : "", body.len, n)) {
 		buf_done(&body);
+		turn_end(s, t, TURN_DONE, NULL, n);
 		return 1;
 	}
 	struct call_spec spec = {
