@@ -131,6 +131,8 @@ int store_open_on(struct storage *st, const char *defaults_text, struct store **
 	map_init(&s->by_name);
 	map_init(&s->by_id);
 	map_init(&s->calls);
+	s->hooks.load = context_load;
+	s->hooks.pump = context_pump;
 	s->st = st;
 	s->blobs = storage_dir_blobs(st);
 	s->started_ms = clock_wall_ms();
@@ -237,9 +239,18 @@ static struct store_slot *slot_wait(struct store *s, struct store_slot *slot, ui
 struct context *store_get(struct store *s, uint64_t id)
 {
 	struct store_slot *slot = slot_wait(s, map_get_id(&s->by_id, id), id);
-	if (!slot || (!slot->ctx && context_load(s, slot) < 0))
+	if (!slot || (!slot->ctx && s->hooks.load(s, slot) < 0))
 		return NULL;
 	return slot->ctx;
+}
+
+int store_load(struct store *s, struct store_slot *slot)
+{
+	uint64_t id = slot->id;
+	slot = slot_wait(s, slot, id);
+	if (!slot)
+		return -ENOENT;
+	return slot->ctx ? 0 : s->hooks.load(s, slot);
 }
 
 int store_create(struct store *s, const char *name, uint64_t *id)
