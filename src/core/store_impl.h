@@ -326,6 +326,15 @@ void store_unlock_notify(struct store *s, struct notes *n);
  * for a slot store_create() is making).  With the lock.  0, -ENOENT (the slot
  * went), -ENOMEM. */
 int store_load(struct store *s, struct store_slot *slot);
+/* A new slot, not loaded, in both maps (store_open.c's listing and creates,
+ * store_slot_reserve); NULL when out of memory. */
+struct store_slot *store_slot_add(struct store *s, const char *name, uint64_t sid);
+/* Frees a slot out of both maps; its context is freed first by the caller
+ * (context_free), or it has none. */
+void store_slot_free(struct store_slot *slot);
+/* While slot (of id) is being created, waits (releasing the lock); the slot
+ * then, or NULL when its creation failed or it was deleted. */
+struct store_slot *store_slot_wait(struct store *s, struct store_slot *slot, uint64_t id);
 
 /* store_models.c */
 void store_models_init(struct store *s);
