@@ -271,7 +271,7 @@ int blocks_save(struct context *c, struct turn *t)
 		buf_init(&rec, JOURNAL_MAX_RECORD);
 		int r = block_payload(k, t->number, t->attempt, &rec);
 		if (r == 0)
-			r = context_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
+			r = context_journal_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
 					   false);
 		k->bytes = rec.len;
 		buf_done(&rec);

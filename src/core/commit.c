@@ -33,16 +33,6 @@ static struct context *loaded(struct store *s, uint64_t id)
 	return slot ? slot->ctx : NULL;
 }
 
-/* Records can be appended: the context opened, no sync running.  A failed
- * sync the engine could not recover then is recovered by its next append. */
-int context_journal_ready(struct store *s, struct context *c)
-{
-	(void)s;
-	if (!c->open)
-		return c->broken ? c->broken : -EIO;
-	return c->syncing ? -EBUSY : 0;
-}
-
 /* --- after a sync --------------------------------------------------------------- */
 
 /* A reply that was complete in memory lost its end: it fails, and leaves the

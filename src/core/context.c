@@ -18,36 +18,6 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync)
-{
-	struct store *s = c->store;
-	int r = context_journal_ready(s, c);
-	if (r == 0)
-		r = storage_append(s->st, c->slot->sid, type, payload, len,
-				   sync ? STORAGE_COMMIT : 0, NULL);
-	if (r == 0 && c->sync_failed_ms && c->sync_recover_err)
-		c->sync_recover_err = 0; /* the engine recovered before appending */
-	if (r == 0)
-		c->modified_ms = clock_wall_ms();
-	context_changed(c); /* a record is a change, whether or not it was saved */
-	return r;
-}
-
-int context_write(struct context *c, uint16_t type, cJSON *payload, bool sync)
-{
-	if (!c->open) {
-		cJSON_Delete(payload);
-		return -EIO;
-	}
-	char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
-	cJSON_Delete(payload);
-	if (!text)
-		return -ENOMEM;
-	int r = context_append(c, type, text, strlen(text), sync);
-	free(text);
-	return r;
-}
-
 cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
 {
 	cJSON *set = cJSON_CreateObject();
@@ -74,7 +44,7 @@ static int settings_append(struct context *c, const struct settings *st, const c
 		(*copy)[system_len] = '\0';
 	}
 	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema);
-	int r = rec ? context_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
+	int r = rec ? context_journal_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
 		free(*copy);
 		*copy = NULL;
@@ -891,4 +861,81 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 		r = context_commit(s, id, &st, &ct, why, whylen);
 	cJSON_free(sch);
 	return r;
+}
+
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
+{
+	struct turn **v = realloc(e->earlier, (e->n_earlier + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	e->earlier = v;
+	e->reply->ctx = NULL; /* ended: nothing more is saved of it */
+	v[e->n_earlier++] = e->reply;
+	e->reply = t;
+	t->marks_before = c->n_marks;
+	context_changed(c);
+	return 0;
+}
+
+int64_t exchange_raw(const struct exchange *e)
+{
+	return prune_estimate(e->user_len) +
+	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply)) + attach_raw(e);
+}
+
+/* A USER record's payload; att: the files the message took from attach/. */
+cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
+		    const struct attachment *att, size_t n_att)
+{
+	cJSON *o = record_user_json(turn, text, len, ms);
+	if (!o)
+		return NULL;
+	if (attach_user_json(att, n_att, o) < 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
+int context_output(struct store *s, uint64_t id, struct turn **ret)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	*ret = c && c->newest ? turn_ref(NULL, c->newest) : NULL;
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+int context_info(struct store *s, uint64_t id, struct context_info *out)
+{
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	if (c) {
+		struct turn *t = c->newest;
+		memset(out, 0, sizeof(*out));
+		out->state = t ? t->state : TURN_DONE;
+		out->turn = t ? t->number : 0;
+		out->output_size = t ? t->text.len : 0;
+		out->thinking_size = t ? t->thinking.len : 0;
+		for (size_t i = c->next_send; i < c->n_ex; i++) {
+			enum turn_state st = c->ex[i].reply->state;
+			if (st == TURN_QUEUED || st == TURN_PENDING)
+				out->queued++;
+		}
+		out->idle = !c->active && !c->summ_call && out->queued == 0;
+		out->created_ms = c->created_ms;
+		out->modified_ms = c->modified_ms;
+		out->max_input_bytes = c->settings.max_input_bytes;
+		snprintf(out->model, sizeof(out->model), "%s", c->settings.model);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return c ? 0 : -ENOENT;
+}
+
+void context_views_done(struct context *c)
+{
+	for (int i = 0; i < VIEW_CACHED; i++) {
+		free(c->views[i].data);
+		c->views[i].data = NULL;
+	}
 }

@@ -11,26 +11,12 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* A USER record's payload; att: the files the message took from attach/. */
-cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
-		    const struct attachment *att, size_t n_att)
-{
-	cJSON *o = record_user_json(turn, text, len, ms);
-	if (!o)
-		return NULL;
-	if (attach_user_json(att, n_att, o) < 0) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
-}
-
 /* Appends the USER record; the caller syncs it (context_sync). */
 static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
 		       const struct attachment *att, size_t n_att)
 {
 	cJSON *o = user_payload(turn, text, len, ms, att, n_att);
-	return o ? context_write(c, JOURNAL_USER, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -344,7 +330,7 @@ int turn_cancel(struct store *s, struct turn *t)
 static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
 {
 	cJSON *o = record_retry_json(turn, attempt, clock_wall_ms());
-	return o ? context_write(c, JOURNAL_RETRY, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_RETRY, o, false) : -ENOMEM;
 }
 
 /* Checks that exchange e (the newest, or NULL) can be sent again. */
@@ -425,7 +411,7 @@ int context_clear(struct store *s, uint64_t id)
 	if (r == 0) {
 		context_stop_all(s, c, "cancelled by clear", &n);
 		cJSON *o = record_clear_json(c->next_turn);
-		r = o ? context_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
+		r = o ? context_journal_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
 	}
 	/* Applied once durable, with the ends of the turns it stopped. */
 	if (r == 0)
@@ -542,15 +528,6 @@ void store_unreserve(struct store *s, uint64_t *held)
 
 /* --- reading ------------------------------------------------------------------- */
 
-int context_output(struct store *s, uint64_t id, struct turn **ret)
-{
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	*ret = c && c->newest ? turn_ref(NULL, c->newest) : NULL;
-	pthread_mutex_unlock(&s->lock);
-	return c ? 0 : -ENOENT;
-}
-
 ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
 {
 	pthread_mutex_lock(&s->lock);
@@ -626,30 +603,4 @@ void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
 	out->error = t->error;
 	out->cache_hit = t->cache_hit;
 	pthread_mutex_unlock(&s->lock);
-}
-
-int context_info(struct store *s, uint64_t id, struct context_info *out)
-{
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	if (c) {
-		struct turn *t = c->newest;
-		memset(out, 0, sizeof(*out));
-		out->state = t ? t->state : TURN_DONE;
-		out->turn = t ? t->number : 0;
-		out->output_size = t ? t->text.len : 0;
-		out->thinking_size = t ? t->thinking.len : 0;
-		for (size_t i = c->next_send; i < c->n_ex; i++) {
-			enum turn_state st = c->ex[i].reply->state;
-			if (st == TURN_QUEUED || st == TURN_PENDING)
-				out->queued++;
-		}
-		out->idle = !c->active && !c->summ_call && out->queued == 0;
-		out->created_ms = c->created_ms;
-		out->modified_ms = c->modified_ms;
-		out->max_input_bytes = c->settings.max_input_bytes;
-		snprintf(out->model, sizeof(out->model), "%s", c->settings.model);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return c ? 0 : -ENOENT;
 }

@@ -291,7 +291,7 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 		snprintf(why, whylen, "out of memory");
 		r = -ENOMEM;
 	}
-	if (r == 0 && (r = context_append(c, JOURNAL_META, text, strlen(text), false)) < 0)
+	if (r == 0 && (r = context_journal_append(c, JOURNAL_META, text, strlen(text), false)) < 0)
 		snprintf(why, whylen, "cannot save metadata: %s", strerror(-r));
 	free(text);
 	cJSON *old = NULL;

@@ -352,6 +352,9 @@ void store_models_unwait(struct store *s, struct turn *t);
 int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
 /* spend.c: costs and spending limits (CONTRACT §10, Cost). */
+/* Usage totals, the ledger and the pruning calibration learn from t's ended
+ * call (a cache hit counts as one, without tokens). */
+void context_account(struct context *c, struct turn *t);
 /* Counts a call's usage under its model (t->model, else the context's). */
 void context_ledger_add(struct context *c, const struct turn *t);
 void context_ledger_done(struct context *c);
@@ -409,10 +412,6 @@ int context_adopt(struct store *s, struct store_slot *slot, const struct setting
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
-/* Appends a record to the context's journal: payload printed (and deleted), or
- * payload bytes as they are. */
-int context_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
-int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync);
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);
@@ -424,11 +423,26 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
  * added): st, the system prompt, the schema (NULL or "": none).  NULL when out
  * of memory. */
 struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
-
-/* message.c: the payload of a USER record, with the "attach" list of att (n_att
- * of them; none when 0).  NULL when out of memory. */
+/* The payload of a USER record, with the "attach" list of att (n_att of them;
+ * none when 0).  NULL when out of memory. */
 struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 			   const struct attachment *att, size_t n_att);
+/* Raw token estimate of exchange e (message, reply, attachments). */
+int64_t exchange_raw(const struct exchange *e);
+/* Puts a new attempt in place of exchange e's reply, keeping the old one among
+ * e->earlier.  0, -ENOMEM. */
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
+/* Frees the cached renderings (view.c makes them). */
+void context_views_done(struct context *c);
+
+/* context_journal.c: appending to one context's journal (storage_append). */
+/* Records can be appended now: 0, -EBUSY (a sync runs), or why not. */
+int context_journal_ready(struct store *s, struct context *c);
+/* Appends a record to the context's journal: payload printed (and deleted), or
+ * payload bytes as they are; with sync, the engine commits it at once. */
+int context_journal_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
+int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
+			   bool sync);
 
 /* fork.c: the records a loader hands over (UNDO, FORKED_FROM, decoded by
  * record.h): -EINVAL for an UNDO that names no turn of the context (a bad
@@ -442,8 +456,6 @@ void context_load_origin(struct context *c, const char *from, uint64_t turn);
 void context_undo_newest(struct context *c);
 
 /* commit.c: a context's durability (the engine's storage_sync). */
-/* Records can be appended now: 0, -EBUSY (a sync runs), or why not. */
-int context_journal_ready(struct store *s, struct context *c);
 /* Waits (lock released) until no sync runs on c's journal; *cp is looked up
  * again afterwards.  0, -ENOENT (deleted meanwhile). */
 int context_sync_idle(struct store *s, struct context **cp);
@@ -550,9 +562,6 @@ struct cJSON *meta_copy(const struct store_slot *slot);
  * meta file (heap); NULL for none or when out of memory (fork.c). */
 char *meta_payload(const struct store_slot *slot);
 
-/* view.c: frees the cached renderings. */
-void context_views_done(struct context *c);
-
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
 int turn_end_record(struct context *c, struct turn *t, bool sync);
@@ -560,17 +569,12 @@ int turn_end_record(struct context *c, struct turn *t, bool sync);
 struct cJSON *turn_end_payload(const struct turn *t);
 /* The REPLY_END of t as a record (record.h), for a writer that changes some. */
 void turn_end_fields(const struct turn *t, struct record_end *e);
-void context_account(struct context *c, struct turn *t);
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
 	      struct notes *n);
 void turn_checkpoint(struct turn *t, bool sync);
 void context_pump(struct store *s, struct context *c, struct notes *n);
-int64_t exchange_raw(const struct exchange *e);
-/* Puts a new attempt in place of exchange e's reply, keeping the old one among
- * e->earlier.  0, -ENOMEM. */
-int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
 /* true when the reply may go into the history: complete, with text, and not a
  * refusal (the API wants a refused exchange left out). */
 bool turn_in_history(const struct turn *t);

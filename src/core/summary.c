@@ -123,7 +123,7 @@ static int summary_record(struct context *c, const char *by, const struct wire_u
 			  const char *model)
 {
 	cJSON *o = summary_payload(c, by, u, model);
-	return o ? context_write(c, JOURNAL_SUMMARY, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_SUMMARY, o, false) : -ENOMEM;
 }
 
 int summary_fork_payload(const struct context *c, uint64_t upto, char **out)

@@ -132,7 +132,7 @@ void turn_checkpoint(struct turn *t, bool sync)
 					  buf_at(&t->text, t->text_saved), tn,
 					  buf_at(&t->thinking, t->thinking_saved), hn);
 		if (r == 0)
-			r = context_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
+			r = context_journal_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
 		if (r < 0) {
 			turn_save_failed(c, r);
 			break;
@@ -149,15 +149,6 @@ void turn_checkpoint(struct turn *t, bool sync)
 	t->saved_ms = clock_mono_ms();
 	if (sync)
 		storage_sync(c->store->st, c->slot->sid);
-}
-
-static void usage_add(struct wire_usage *to, const struct wire_usage *from)
-{
-	to->input_tokens += from->input_tokens;
-	to->output_tokens += from->output_tokens;
-	to->cache_creation_input_tokens += from->cache_creation_input_tokens;
-	to->cache_read_input_tokens += from->cache_read_input_tokens;
-	to->present |= from->present;
 }
 
 void turn_end_fields(const struct turn *t, struct record_end *e)
@@ -193,7 +184,7 @@ void turn_end_fields(const struct turn *t, struct record_end *e)
 	     * the same place after a restart (and the cached prefix stays valid). */
 	    .first_turn = (int64_t)t->first_turn,
 	};
-	usage_add(&e->usage, &t->usage);
+	wire_usage_add(&e->usage, &t->usage);
 }
 
 cJSON *turn_end_payload(const struct turn *t)
@@ -210,50 +201,10 @@ int turn_end_record(struct context *c, struct turn *t, bool sync)
 	cJSON *o = turn_end_payload(t);
 	if (!o)
 		return -ENOMEM;
-	int r = context_write(c, JOURNAL_REPLY_END, o, sync);
+	int r = context_journal_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
 		turn_save_failed(c, r);
 	return r;
-}
-
-/* Adds a count (each is 0 to 2^53, as wire.c and the loader read them) to a
- * total that stops at INT64_MAX: a journal can hold any number of records. */
-static void total_add(int64_t *total, int64_t n)
-{
-	if (n > 0)
-		*total = *total > INT64_MAX - n ? INT64_MAX : *total + n;
-}
-
-/* Usage totals and the pruning calibration learn from every ended call.  A call
- * counts when it reported usage or its answer was a stream (HTTP 200): a stream
- * without a usage is still a call the API answered (CONTRACT §8). */
-void context_account(struct context *c, struct turn *t)
-{
-	const struct wire_usage *u = &t->usage;
-	if (t->cache_hit) { /* no call, no tokens (CONTRACT §10) */
-		c->totals.cache_hits++;
-		memset(&c->last_usage, 0, sizeof(c->last_usage));
-		c->last_hit = true;
-		context_changed(c);
-		return;
-	}
-	if (!u->present && t->http_status != 200)
-		return;
-	c->totals.calls++;
-	c->last_usage = *u;
-	c->last_hit = false;
-	context_ledger_add(c, t);
-	context_changed(c);
-	if (!u->present)
-		return;
-	total_add(&c->totals.input, u->input_tokens);
-	total_add(&c->totals.output, u->output_tokens);
-	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
-	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
-	int64_t sent =
-	    u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
-	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
-		prune_calibrate(&c->prune, t->raw_sent, sent);
 }
 
 bool turn_in_history(const struct turn *t)
@@ -263,26 +214,6 @@ bool turn_in_history(const struct turn *t)
 	 * refusal, which the API wants left out of later calls. */
 	return t->state == TURN_DONE && strcmp(t->stop_reason, "refusal") != 0 &&
 	       !utf8_blank(t->text.data ? t->text.data : "", t->text.len);
-}
-
-int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
-{
-	struct turn **v = realloc(e->earlier, (e->n_earlier + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	e->earlier = v;
-	e->reply->ctx = NULL; /* ended: nothing more is saved of it */
-	v[e->n_earlier++] = e->reply;
-	e->reply = t;
-	t->marks_before = c->n_marks;
-	context_changed(c);
-	return 0;
-}
-
-int64_t exchange_raw(const struct exchange *e)
-{
-	return prune_estimate(e->user_len) +
-	       prune_estimate(e->reply->text.len + blocks_bytes(e->reply)) + attach_raw(e);
 }
 
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
@@ -772,7 +703,7 @@ static bool turn_continue(struct store *s, struct turn *t, struct notes *n)
 	if (!c || k >= c->n_ex || strcmp(t->stop_reason, "pause_turn") || t->continued >= PAUSE_MAX)
 		return false;
 	context_account(c, t);
-	usage_add(&t->paused_usage, &t->usage);
+	wire_usage_add(&t->paused_usage, &t->usage);
 	memset(&t->usage, 0, sizeof(t->usage));
 	t->continued++;
 	t->stop_reason[0] = '\0';
