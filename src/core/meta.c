@@ -217,7 +217,7 @@ static int meta_known(struct store *s, struct store_slot *slot)
 		slot->meta_known = true;
 	}
 	cJSON_Delete(o);
-	if (!slot->meta_known && !slot->ctx && context_load(s, slot) < 0)
+	if (!slot->meta_known && !slot->ctx && store_load(s, slot) < 0)
 		return -ENOMEM;
 	return slot->meta_known ? 0 : -EIO;
 }

@@ -259,6 +259,20 @@ struct notes {
 	int n;
 };
 
+/* Calls from the bottom of the core up to its top, set by store_open_on()
+ * (store.c today; store_open.c after the cut): store_get() loads a context it
+ * has not loaded yet, and an answer of the Models API (store_models.c) resumes
+ * the turns that waited for it.  A lower file calls them; it never names the
+ * functions behind them.  Why: store_get() is how every file finds a context
+ * by id, and loading one needs every record owner (blocks, fork, meta,
+ * summary, turns), all above the store; what a Models answer resumes is the
+ * call machinery above store_models.c.  The observer pattern the store uses
+ * outward (store_observe), turned inward once (HACKING.md "Circles"). */
+struct store_hooks {
+	int (*load)(struct store *s, struct store_slot *slot);		   /* context_load */
+	void (*pump)(struct store *s, struct context *c, struct notes *n); /* context_pump */
+};
+
 struct store {
 	pthread_mutex_t lock;
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
@@ -301,12 +315,26 @@ struct store {
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
 	int rcache_err;	       /* then why: -errno */
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
+	struct store_hooks hooks; /* set by store_open_on(), called from below */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
 /* Unlocks the store and calls the observers for each note, and for the held
  * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);
+/* Loads slot->ctx through s->hooks.load unless it is loaded (waiting first
+ * for a slot store_create() is making).  With the lock.  0, -ENOENT (the slot
+ * went), -ENOMEM. */
+int store_load(struct store *s, struct store_slot *slot);
+/* A new slot, not loaded, in both maps (store_open.c's listing and creates,
+ * store_slot_reserve); NULL when out of memory. */
+struct store_slot *store_slot_add(struct store *s, const char *name, uint64_t sid);
+/* Frees a slot out of both maps; its context is freed first by the caller
+ * (context_free), or it has none. */
+void store_slot_free(struct store_slot *slot);
+/* While slot (of id) is being created, waits (releasing the lock); the slot
+ * then, or NULL when its creation failed or it was deleted. */
+struct store_slot *store_slot_wait(struct store *s, struct store_slot *slot, uint64_t id);
 
 /* store_models.c */
 void store_models_init(struct store *s);
