@@ -285,6 +285,20 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 	return 0;
 }
 
+/* Ends the context's summary call, if any, as cancelled (why); the cut it was
+ * to fold then drops, as on a failure (summary_call_end). */
+static void summary_call_cancel(struct store *s, struct context *c, const char *why,
+				struct notes *n)
+{
+	struct turn *t = summary_cancel(c);
+	if (!t)
+		return;
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "cancelled", "%s", why);
+	turn_end(s, t, TURN_FAILED, &e, n);
+}
+
 int context_cancel(struct store *s, uint64_t id)
 {
 	struct notes n = {0};
@@ -301,7 +315,7 @@ int context_cancel(struct store *s, uint64_t id)
 		context_pump(s, c, &n);
 		r = 1;
 	} else if (c && c->summ_call) { /* the cut then drops, as on a failure */
-		summary_cancel(s, c, "cancelled by the user", &n);
+		summary_call_cancel(s, c, "cancelled by the user", &n);
 		context_pump(s, c, &n);
 		r = 1;
 	}
@@ -421,6 +435,73 @@ int context_clear(struct store *s, uint64_t id)
 		attach_gc(s, c); /* no turn sends the attachments before the clear again */
 		notes_add(&n, id,
 			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+/* --- the summary verbs (summary.c keeps the summary) --------------------------- */
+
+int context_set_summary(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+			size_t whylen)
+{
+	int r = summary_check(text, len, why, whylen);
+	if (r < 0)
+		return r;
+	if (utf8_blank(text, len))
+		len = 0;
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	r = c ? context_sync_idle(s, &c) : -ENOENT;
+	if (r == 0)
+		summary_call_cancel(s, c, "cancelled: `summary` was written", &n);
+	if (r == 0)
+		r = summary_write(s, &c, text, len, why, whylen, &n);
+	if (r == 0) {
+		notes_add(&n, id, STORE_CHANGED_HISTORY | STORE_CHANGED_STATE);
+		context_pump(s, c, &n);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen, char *why,
+		    size_t whylen)
+{
+	if (flen > SETTINGS_PROMPT_MAX) {
+		snprintf(why, whylen, "compact: the focus text is %zu bytes, over the limit of %u",
+			 flen, SETTINGS_PROMPT_MAX);
+		return -EINVAL;
+	}
+	if (!utf8_valid(focus, flen) || memchr(focus, '\0', flen)) {
+		snprintf(why, whylen, "compact: the focus text is not UTF-8 text");
+		return -EINVAL;
+	}
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? 0 : -ENOENT;
+	bool busy = c && (c->active || c->summ_call);
+	for (size_t i = c ? c->next_send : 0; c && i < c->n_ex; i++)
+		busy |= c->ex[i].reply->state == TURN_QUEUED;
+	if (r == 0 && busy) {
+		snprintf(why, whylen,
+			 "compact: a call is in flight or queued; try when it is done");
+		r = -EINVAL;
+	} else if (r == 0 && (c->prune.n < 3 || c->prune.floor >= c->prune.n - 2)) {
+		snprintf(why, whylen,
+			 "compact: nothing to fold: %zu exchange(s) in the history, and the newest "
+			 "2 stay",
+			 c->prune.n - c->prune.floor);
+		r = -EINVAL;
+	} else if (r == 0) {
+		r = summary_start(s, c, c->prune.n - 2, focus, flen, true, &n);
+		if (r < 0)
+			snprintf(why, whylen, "compact: the summary call could not be made: %s",
+				 strerror(-r));
+		if (r < 0 && r != -ENOMEM)
+			r = -EIO;
 	}
 	store_unlock_notify(s, &n);
 	return r;

@@ -536,7 +536,17 @@ int summary_before(struct store *s, struct context *c, size_t k, struct notes *n
 int summary_start(struct store *s, struct context *c, size_t cut, const char *focus, size_t flen,
 		  bool compact, struct notes *n);
 void summary_call_end(struct store *s, struct turn *t, struct notes *n);
-void summary_cancel(struct store *s, struct context *c, const char *why, struct notes *n);
+/* The summary call to end when the context's calls are cancelled (the caller
+ * ends it, failed with "cancelled"), NULL for none. */
+struct turn *summary_cancel(struct context *c);
+/* A summary's text for `summary`: -EFBIG (over SUMMARY_MAX), -EILSEQ, with why. */
+int summary_check(const char *text, size_t len, char *why, size_t whylen);
+/* Replaces c's summary by text (len 0: none) and saves it, a SUMMARY record
+ * synced (*cp looked up again, NULL when deleted meanwhile).  No sync nor
+ * summary call runs.  0, or -errno (why set when it could not be saved); on a
+ * failure the old summary stays. */
+int summary_write(struct store *s, struct context **cp, const char *text, size_t len, char *why,
+		  size_t whylen, struct notes *n);
 void summary_flush(struct store *s, struct context *c, struct notes *n);
 int64_t summary_raw(const struct context *c);
 int summary_block(const struct context *c, struct buf *out);

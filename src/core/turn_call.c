@@ -348,8 +348,10 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "%s", why);
-	int any = c->summ_call != NULL;
-	summary_cancel(s, c, why, n);
+	struct turn *summ = summary_cancel(c);
+	int any = summ != NULL;
+	if (summ)
+		turn_end(s, summ, TURN_FAILED, &e, n);
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
 		struct turn *t = c->ex[i].reply;
 		if (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
