@@ -1,6 +1,9 @@
-/* commit.c — when a context's journal becomes durable, what a failed sync
- * undoes, and how many journals are open (see store_impl.h and
- * doc/design/threads.md).
+/* commit.c — durability: a context's journal synced with the store lock
+ * released, the replies' ends that wait for a sync (appended, deferred or lost
+ * by one), what a failed sync undoes, and the commit threads (see store_impl.h
+ * and doc/design/threads.md).  Appending is context_journal.c's; this file
+ * calls only below it: the store (notes), the context's journal, and a turn's
+ * end record (turn.c).
  *
  * A commit appends its record under the store lock (storage_append) and
  * syncs with the lock released (storage_sync, storage.h): the context is

@@ -26,7 +26,8 @@ int context_journal_ready(struct store *s, struct context *c)
 	return c->syncing ? -EBUSY : 0;
 }
 
-int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync)
+int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
+			   bool sync)
 {
 	struct store *s = c->store;
 	int r = context_journal_ready(s, c);

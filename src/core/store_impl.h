@@ -1,6 +1,8 @@
-/* store_impl.h — the store's private structures, shared by store.c, context.c,
- * turn.c and view.c.  Everything here is under store->lock unless a field says
- * otherwise. */
+/* store_impl.h — the store's private structures, shared by the core files
+ * that implement store.h (store*.c, context*.c, turn.c, turn_call.c,
+ * message.c, summary.c, commit.c, block.c, fork.c, meta.c, spend.c and
+ * view.c).  Everything here is under store->lock unless a field says
+ * otherwise; each file's declarations are under its name. */
 #ifndef MCPFS_CORE_STORE_IMPL_H
 #define MCPFS_CORE_STORE_IMPL_H
 
@@ -381,7 +383,7 @@ int store_rcache_status(struct store *s, struct buf *out);
  * end_turn is answered now from the cache (true: no call to make; the caller
  * ends t, done). */
 bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
-		       size_t len, struct notes *n);
+			 size_t len, struct notes *n);
 /* t ended done: its reply is kept in the cache when it ended with end_turn. */
 void store_rcache_keep(struct store *s, struct turn *t);
 

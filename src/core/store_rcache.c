@@ -274,7 +274,7 @@ static void request_key(const char *body, size_t len, uint8_t key[RCACHE_KEY_LEN
 }
 
 bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
-		       size_t len, struct notes *n)
+			 size_t len, struct notes *n)
 {
 	if (!c->settings.response_cache || !s->rcache || t->continued)
 		return false;

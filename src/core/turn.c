@@ -131,7 +131,8 @@ void turn_checkpoint(struct turn *t, bool sync)
 					  buf_at(&t->text, t->text_saved), tn,
 					  buf_at(&t->thinking, t->thinking_saved), hn);
 		if (r == 0)
-			r = context_journal_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len, false);
+			r = context_journal_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len,
+						   false);
 		if (r < 0) {
 			turn_save_failed(c, r);
 			break;
