@@ -397,7 +397,7 @@ void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r);
  * engine without one). */
 const char *store_state_dir(struct store *s);
 
-/* context.c */
+/* context_load.c: a context's life (made from its records, adopted, freed). */
 /* Reads the slot's journal (creating it when the directory has none) into a
  * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
  * opened still loads, with ctx->broken set. */
@@ -412,6 +412,8 @@ int context_adopt(struct store *s, struct store_slot *slot, const struct setting
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
+
+/* context.c: one loaded context's settings and history. */
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);
