@@ -260,7 +260,7 @@ struct notes {
 };
 
 /* Calls from the bottom of the core up to its top, set by store_open_on()
- * (store.c today; store_open.c after the cut): store_get() loads a context it
+ * (store_open.c): store_get() (store.c) loads a context it
  * has not loaded yet, and an answer of the Models API (store_models.c) resumes
  * the turns that waited for it.  A lower file calls them; it never names the
  * functions behind them.  Why: store_get() is how every file finds a context
@@ -315,7 +315,8 @@ struct store {
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
 	int rcache_err;	       /* then why: -errno */
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
-	struct store_hooks hooks; /* set by store_open_on(), called from below */
+	/* Set by store_open_on(), called from below (struct store_hooks). */
+	struct store_hooks hooks;
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
