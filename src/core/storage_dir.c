@@ -134,10 +134,12 @@ static int dir_rename(struct storage *s, uint64_t id, const char *to)
 	}
 	pthread_mutex_unlock(&d->lock);
 	free(copy);
-	/* Durable before it returns, without the lock.  A hidden context that
-	 * cannot be made to appear durably does not appear; a rename whose
-	 * directory sync fails stays done (it is in the directory already). */
-	if (r == 0 && fsync(d->contexts_fd) < 0 && was_hidden) {
+	/* A hidden context's appearing is durable before it returns, without the
+	 * lock: one that cannot be made to appear durably does not appear.  A
+	 * named one's rename is made durable by dir_names_sync, which the caller
+	 * calls once it released its own lock (a rename whose directory sync
+	 * fails stays done: it is in the directory already). */
+	if (r == 0 && was_hidden && fsync(d->contexts_fd) < 0) {
 		r = -errno;
 		{ /* not there after all */
 			pthread_mutex_lock(&d->lock);
@@ -168,9 +170,14 @@ static int dir_remove(struct storage *s, uint64_t id)
 		remove_tree(d, d->dir_fd, named ? trash : rel);
 	}
 	pthread_mutex_unlock(&d->lock);
-	if (r == 0 && named)
-		fsync(d->contexts_fd); /* the rename into trash/, without the lock */
-	return r;
+	return r; /* the rename into trash/ is made durable by dir_names_sync */
+}
+
+/* The renames in STATE/contexts made durable, without the engine's lock (the
+ * descriptor lives as long as the engine). */
+static int dir_names_sync(struct storage *s)
+{
+	return fsync(sdir_of(s)->contexts_fd) < 0 ? -errno : 0;
 }
 
 struct list_item {
@@ -243,6 +250,7 @@ static const struct storage_ops dir_ops = {
     .meta_get = sdir_meta_get,
     .meta_set = sdir_meta_set,
     .reserve = sdir_reserve,
+    .names_sync = dir_names_sync,
     .free = dir_free,
 };
 
