@@ -201,12 +201,14 @@ int store_rename(struct store *s, const char *from, const char *to)
 		free(copy);
 		map_put(&s->by_name, from, strlen(from), c);
 		pthread_mutex_unlock(&s->lock);
+		storage_names_sync(s->st);
 		return -ENOMEM;
 	}
 	free(c->name);
 	c->name = copy;
 	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
 	store_unlock_notify(s, &notes);
+	storage_names_sync(s->st); /* durable before it returns, without the lock */
 	return 0;
 }
 

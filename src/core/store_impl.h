@@ -262,7 +262,7 @@ struct notes {
 };
 
 /* Calls from the bottom of the core up to its top, set by store_open_on()
- * (store.c today; store_open.c after the cut): store_get() loads a context it
+ * (store_open.c): store_get() (store.c) loads a context it
  * has not loaded yet, and an answer of the Models API (store_models.c) resumes
  * the turns that waited for it.  A lower file calls them; it never names the
  * functions behind them.  Why: store_get() is how every file finds a context
@@ -317,7 +317,8 @@ struct store {
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
 	int rcache_err;	       /* then why: -errno */
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
-	struct store_hooks hooks; /* set by store_open_on(), called from below */
+	/* Set by store_open_on(), called from below (struct store_hooks). */
+	struct store_hooks hooks;
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -400,7 +401,7 @@ void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r);
  * engine without one). */
 const char *store_state_dir(struct store *s);
 
-/* context.c */
+/* context_load.c: a context's life (made from its records, adopted, freed). */
 /* Reads the slot's journal (creating it when the directory has none) into a
  * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
  * opened still loads, with ctx->broken set. */
@@ -415,6 +416,8 @@ int context_adopt(struct store *s, struct store_slot *slot, const struct setting
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
+
+/* context.c: one loaded context's settings and history. */
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);

@@ -220,6 +220,7 @@ int store_delete(struct store *s, const char *name)
 	slot_drop(s, slot);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
 	store_unlock_notify(s, &notes);
+	storage_names_sync(s->st); /* durable before it returns, without the lock */
 	return 0;
 }
 
