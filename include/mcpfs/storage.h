@@ -44,7 +44,9 @@
  * sync (or committing append) loses every record of that context appended
  * since its last good sync: the engine recovers (state dir: reopen, truncate to
  * the synced end, rescan, sync again); storage_failed() says whether that
- * worked, and the next append retries a recovery that did not.
+ * worked, and the next append retries a recovery that did not.  A rename or
+ * remove may leave its name change's flush to storage_names_sync() (see
+ * names_sync), which the caller calls after releasing its own lock.
  *
  * Threads: every function may be called from any thread; an engine serialises
  * calls internally, but never holds its own lock across a blocking flush of one
@@ -212,6 +214,16 @@ struct storage_ops {
 	 * a writer is told yes rather than at its commit.  0, -ENOSPC, -EDQUOT,
 	 * -errno.  NULL op: 0 (no promise, nothing held). */
 	int (*reserve)(struct storage *s, uint64_t bytes);
+	/* Makes the name changes of the renames and removes before it durable.
+	 * An engine with this op returns from a rename of a named context, or a
+	 * remove, once the change is made but maybe before it is durable (the
+	 * state dir: the fsync of STATE/contexts is left to this call), so that a
+	 * caller holding a lock of its own (the store's) flushes after releasing
+	 * it; the caller calls this before it returns the change as done.  A
+	 * hidden context's rename stays durable on return.  0, or -errno (the
+	 * change stays made).  NULL op: 0 (renames and removes are durable on
+	 * return). */
+	int (*names_sync)(struct storage *s);
 
 	/* Shared engines only (NULL in an engine for one daemon). */
 
@@ -276,6 +288,11 @@ struct storage {
 #define storage_lease_acquire(s, ...) STORAGE_CALL(s, lease_acquire, __VA_ARGS__)
 #define storage_lease_renew(s, ...) STORAGE_CALL(s, lease_renew, __VA_ARGS__)
 #define storage_lease_release(s, ...) STORAGE_CALL(s, lease_release, __VA_ARGS__)
+
+static inline int storage_names_sync(struct storage *s)
+{
+	return s->ops->names_sync ? s->ops->names_sync(s) : 0;
+}
 
 /* The feed's descriptor, or -ENOTSUP for an engine without a feed. */
 static inline int storage_feed_fd(struct storage *s)

@@ -112,6 +112,8 @@ struct wire_usage {
 #define WIRE_USAGE_OUTPUT 2u
 #define WIRE_USAGE_CACHE_CREATION 4u
 #define WIRE_USAGE_CACHE_READ 8u
+/* Adds from's figures to to's (and its present bits): a reply's calls summed. */
+void wire_usage_add(struct wire_usage *to, const struct wire_usage *from);
 
 struct wire_event {
 	enum wire_event_type type;

@@ -1,5 +1,7 @@
 /* block.c — every block of a reply: kept as it streams, saved in BLOCK
- * records, read back, rendered and sent back to the API (see block_impl.h).
+ * records (appended through context_journal.c), read back, rendered and sent
+ * back to the API (see block_impl.h).  Below turn.c: it calls no turn nor
+ * context function but the journal's append.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -271,8 +273,8 @@ int blocks_save(struct context *c, struct turn *t)
 		buf_init(&rec, JOURNAL_MAX_RECORD);
 		int r = block_payload(k, t->number, t->attempt, &rec);
 		if (r == 0)
-			r = context_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len,
-					   false);
+			r = context_journal_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "",
+						   rec.len, false);
 		k->bytes = rec.len;
 		buf_done(&rec);
 		if (r < 0)

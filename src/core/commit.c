@@ -1,6 +1,9 @@
-/* commit.c — when a context's journal becomes durable, what a failed sync
- * undoes, and how many journals are open (see store_impl.h and
- * doc/design/threads.md).
+/* commit.c — durability: a context's journal synced with the store lock
+ * released, the replies' ends that wait for a sync (appended, deferred or lost
+ * by one), what a failed sync undoes, and the commit threads (see store_impl.h
+ * and doc/design/threads.md).  Appending is context_journal.c's; this file
+ * calls only below it: the store (notes), the context's journal, and a turn's
+ * end record (turn.c).
  *
  * A commit appends its record under the store lock (storage_append) and
  * syncs with the lock released (storage_sync, storage.h): the context is
@@ -31,16 +34,6 @@ static struct context *loaded(struct store *s, uint64_t id)
 {
 	struct store_slot *slot = map_get_id(&s->by_id, id);
 	return slot ? slot->ctx : NULL;
-}
-
-/* Records can be appended: the context opened, no sync running.  A failed
- * sync the engine could not recover then is recovered by its next append. */
-int context_journal_ready(struct store *s, struct context *c)
-{
-	(void)s;
-	if (!c->open)
-		return c->broken ? c->broken : -EIO;
-	return c->syncing ? -EBUSY : 0;
 }
 
 /* --- after a sync --------------------------------------------------------------- */

@@ -95,7 +95,7 @@ static int undo_check(const struct context *c, char *why, size_t whylen)
 static int undo_record(struct context *c, uint64_t turn)
 {
 	cJSON *o = record_undo_json(turn, clock_wall_ms());
-	return o ? context_write(c, JOURNAL_UNDO, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_UNDO, o, false) : -ENOMEM;
 }
 
 /* Shown at once (a message submitted while the record is synced goes without

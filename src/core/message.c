@@ -1,5 +1,10 @@
-/* message.c — user messages in and replies out: staging, sending, the ctl
- * commands, and reading a turn's text (see store.h).  Under the store lock. */
+/* message.c — user messages in: staging a message being written, submitting
+ * it (a USER record synced, a turn queued), the ctl verbs that act on a
+ * context's messages (cancel, retry, clear), and the space held back for
+ * messages being written (see store.h).
+ *
+ * Under the store lock (each entry point takes it).  What a message starts is
+ * turn_call.c's (context_pump); reading a reply is turn.c's (turn_read). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,26 +16,12 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* A USER record's payload; att: the files the message took from attach/. */
-cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
-		    const struct attachment *att, size_t n_att)
-{
-	cJSON *o = record_user_json(turn, text, len, ms);
-	if (!o)
-		return NULL;
-	if (attach_user_json(att, n_att, o) < 0) {
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
-}
-
 /* Appends the USER record; the caller syncs it (context_sync). */
 static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
 		       const struct attachment *att, size_t n_att)
 {
 	cJSON *o = user_payload(turn, text, len, ms, att, n_att);
-	return o ? context_write(c, JOURNAL_USER, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
 static size_t exchange_index(const struct context *c, const struct turn *t)
@@ -294,6 +285,20 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 	return 0;
 }
 
+/* Ends the context's summary call, if any, as cancelled (why); the cut it was
+ * to fold then drops, as on a failure (summary_call_end). */
+static void summary_call_cancel(struct store *s, struct context *c, const char *why,
+				struct notes *n)
+{
+	struct turn *t = summary_cancel(c);
+	if (!t)
+		return;
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "cancelled", "%s", why);
+	turn_end(s, t, TURN_FAILED, &e, n);
+}
+
 int context_cancel(struct store *s, uint64_t id)
 {
 	struct notes n = {0};
@@ -310,27 +315,7 @@ int context_cancel(struct store *s, uint64_t id)
 		context_pump(s, c, &n);
 		r = 1;
 	} else if (c && c->summ_call) { /* the cut then drops, as on a failure */
-		summary_cancel(s, c, "cancelled by the user", &n);
-		context_pump(s, c, &n);
-		r = 1;
-	}
-	store_unlock_notify(s, &n);
-	return r;
-}
-
-int turn_cancel(struct store *s, struct turn *t)
-{
-	struct notes n = {0};
-	pthread_mutex_lock(&s->lock);
-	struct context *c = t->ctx;
-	int r = 0;
-	if (c &&
-	    (t->state == TURN_QUEUED || t->state == TURN_WAITING || t->state == TURN_STREAMING)) {
-		/* This one turn only, queued or in flight; the others go on. */
-		struct api_error e;
-		api_error_clear(&e);
-		api_error_set(&e, "cancelled", "cancelled by the client");
-		turn_end(s, t, TURN_FAILED, &e, &n);
+		summary_call_cancel(s, c, "cancelled by the user", &n);
 		context_pump(s, c, &n);
 		r = 1;
 	}
@@ -344,7 +329,7 @@ int turn_cancel(struct store *s, struct turn *t)
 static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
 {
 	cJSON *o = record_retry_json(turn, attempt, clock_wall_ms());
-	return o ? context_write(c, JOURNAL_RETRY, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_RETRY, o, false) : -ENOMEM;
 }
 
 /* Checks that exchange e (the newest, or NULL) can be sent again. */
@@ -425,7 +410,7 @@ int context_clear(struct store *s, uint64_t id)
 	if (r == 0) {
 		context_stop_all(s, c, "cancelled by clear", &n);
 		cJSON *o = record_clear_json(c->next_turn);
-		r = o ? context_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
+		r = o ? context_journal_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
 	}
 	/* Applied once durable, with the ends of the turns it stopped. */
 	if (r == 0)
@@ -450,6 +435,73 @@ int context_clear(struct store *s, uint64_t id)
 		attach_gc(s, c); /* no turn sends the attachments before the clear again */
 		notes_add(&n, id,
 			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+/* --- the summary verbs (summary.c keeps the summary) --------------------------- */
+
+int context_set_summary(struct store *s, uint64_t id, const char *text, size_t len, char *why,
+			size_t whylen)
+{
+	int r = summary_check(text, len, why, whylen);
+	if (r < 0)
+		return r;
+	if (utf8_blank(text, len))
+		len = 0;
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	r = c ? context_sync_idle(s, &c) : -ENOENT;
+	if (r == 0)
+		summary_call_cancel(s, c, "cancelled: `summary` was written", &n);
+	if (r == 0)
+		r = summary_write(s, &c, text, len, why, whylen, &n);
+	if (r == 0) {
+		notes_add(&n, id, STORE_CHANGED_HISTORY | STORE_CHANGED_STATE);
+		context_pump(s, c, &n);
+	}
+	store_unlock_notify(s, &n);
+	return r;
+}
+
+int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen, char *why,
+		    size_t whylen)
+{
+	if (flen > SETTINGS_PROMPT_MAX) {
+		snprintf(why, whylen, "compact: the focus text is %zu bytes, over the limit of %u",
+			 flen, SETTINGS_PROMPT_MAX);
+		return -EINVAL;
+	}
+	if (!utf8_valid(focus, flen) || memchr(focus, '\0', flen)) {
+		snprintf(why, whylen, "compact: the focus text is not UTF-8 text");
+		return -EINVAL;
+	}
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct context *c = store_get(s, id);
+	int r = c ? 0 : -ENOENT;
+	bool busy = c && (c->active || c->summ_call);
+	for (size_t i = c ? c->next_send : 0; c && i < c->n_ex; i++)
+		busy |= c->ex[i].reply->state == TURN_QUEUED;
+	if (r == 0 && busy) {
+		snprintf(why, whylen,
+			 "compact: a call is in flight or queued; try when it is done");
+		r = -EINVAL;
+	} else if (r == 0 && (c->prune.n < 3 || c->prune.floor >= c->prune.n - 2)) {
+		snprintf(why, whylen,
+			 "compact: nothing to fold: %zu exchange(s) in the history, and the newest "
+			 "2 stay",
+			 c->prune.n - c->prune.floor);
+		r = -EINVAL;
+	} else if (r == 0) {
+		r = summary_start(s, c, c->prune.n - 2, focus, flen, true, &n);
+		if (r < 0)
+			snprintf(why, whylen, "compact: the summary call could not be made: %s",
+				 strerror(-r));
+		if (r < 0 && r != -ENOMEM)
+			r = -EIO;
 	}
 	store_unlock_notify(s, &n);
 	return r;
@@ -538,118 +590,4 @@ void store_unreserve(struct store *s, uint64_t *held)
 	pthread_mutex_lock(&s->lock);
 	reserve_give_back(s, held);
 	pthread_mutex_unlock(&s->lock);
-}
-
-/* --- reading ------------------------------------------------------------------- */
-
-int context_output(struct store *s, uint64_t id, struct turn **ret)
-{
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	*ret = c && c->newest ? turn_ref(NULL, c->newest) : NULL;
-	pthread_mutex_unlock(&s->lock);
-	return c ? 0 : -ENOENT;
-}
-
-ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
-{
-	pthread_mutex_lock(&s->lock);
-	ssize_t r;
-	if (off < t->text.len) {
-		size_t n = t->text.len - off < size ? t->text.len - (size_t)off : size;
-		/* What a reader has seen must survive a crash: save it first (while
-		 * a sync runs on the journal, once it is over: readers are told). */
-		if (t->text_saved < off + n)
-			turn_checkpoint(t, false);
-		if (t->text_saved < off + n && t->ctx && t->ctx->open && t->ctx->syncing) {
-			r = -EAGAIN;
-		} else {
-			memcpy(buf, t->text.data + off, n);
-			r = (ssize_t)n;
-		}
-	} else if (t->state == TURN_DONE) {
-		/* The end of a reply is reported once it is durable. */
-		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
-	} else if (t->state == TURN_FAILED) {
-		r = -EIO;
-	} else {
-		r = -EAGAIN;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-uint64_t turn_size(struct store *s, struct turn *t)
-{
-	pthread_mutex_lock(&s->lock);
-	uint64_t n = t->text.len;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
-{
-	pthread_mutex_lock(&s->lock);
-	ssize_t r;
-	if (off < t->thinking.len) {
-		size_t n = t->thinking.len - off < size ? t->thinking.len - (size_t)off : size;
-		memcpy(buf, t->thinking.data + off, n);
-		/* A retry keeps what a reader was shown (store_call_retry). */
-		if (t->thinking_read < off + n)
-			t->thinking_read = off + n;
-		r = (ssize_t)n;
-	} else if (t->state == TURN_DONE || t->state == TURN_FAILED) {
-		/* The end, whatever the outcome (`output` and `status` tell a
-		 * failure), so that cp -r and tar copy a failed turn's thinking. */
-		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
-	} else {
-		r = -EAGAIN;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-uint64_t turn_thinking_size(struct store *s, struct turn *t)
-{
-	pthread_mutex_lock(&s->lock);
-	uint64_t n = t->thinking.len;
-	pthread_mutex_unlock(&s->lock);
-	return n;
-}
-
-void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
-{
-	pthread_mutex_lock(&s->lock);
-	out->state = t->state;
-	snprintf(out->stop_reason, sizeof(out->stop_reason), "%s", t->stop_reason);
-	out->usage = t->usage;
-	out->error = t->error;
-	out->cache_hit = t->cache_hit;
-	pthread_mutex_unlock(&s->lock);
-}
-
-int context_info(struct store *s, uint64_t id, struct context_info *out)
-{
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	if (c) {
-		struct turn *t = c->newest;
-		memset(out, 0, sizeof(*out));
-		out->state = t ? t->state : TURN_DONE;
-		out->turn = t ? t->number : 0;
-		out->output_size = t ? t->text.len : 0;
-		out->thinking_size = t ? t->thinking.len : 0;
-		for (size_t i = c->next_send; i < c->n_ex; i++) {
-			enum turn_state st = c->ex[i].reply->state;
-			if (st == TURN_QUEUED || st == TURN_PENDING)
-				out->queued++;
-		}
-		out->idle = !c->active && !c->summ_call && out->queued == 0;
-		out->created_ms = c->created_ms;
-		out->modified_ms = c->modified_ms;
-		out->max_input_bytes = c->settings.max_input_bytes;
-		snprintf(out->model, sizeof(out->model), "%s", c->settings.model);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return c ? 0 : -ENOENT;
 }

@@ -217,7 +217,7 @@ static int meta_known(struct store *s, struct store_slot *slot)
 		slot->meta_known = true;
 	}
 	cJSON_Delete(o);
-	if (!slot->meta_known && !slot->ctx && context_load(s, slot) < 0)
+	if (!slot->meta_known && !slot->ctx && store_load(s, slot) < 0)
 		return -ENOMEM;
 	return slot->meta_known ? 0 : -EIO;
 }
@@ -291,7 +291,7 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 		snprintf(why, whylen, "out of memory");
 		r = -ENOMEM;
 	}
-	if (r == 0 && (r = context_append(c, JOURNAL_META, text, strlen(text), false)) < 0)
+	if (r == 0 && (r = context_journal_append(c, JOURNAL_META, text, strlen(text), false)) < 0)
 		snprintf(why, whylen, "cannot save metadata: %s", strerror(-r));
 	free(text);
 	cJSON *old = NULL;

@@ -32,6 +32,8 @@
 #define LEDGER_MODELS_MAX 256
 #define LEDGER_OTHER "(other)"
 
+/* Adds a count (each is 0 to 2^53, as wire.c and the loader read them) to a
+ * total that stops at INT64_MAX: a journal can hold any number of records. */
 static void total_add(int64_t *total, int64_t n)
 {
 	if (n > 0)
@@ -429,4 +431,36 @@ void store_set_prices(struct store *s, struct prices *p)
 	s->prices = *p;
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Usage totals and the pruning calibration learn from every ended call.  A call
+ * counts when it reported usage or its answer was a stream (HTTP 200): a stream
+ * without a usage is still a call the API answered (CONTRACT §8). */
+void context_account(struct context *c, struct turn *t)
+{
+	const struct wire_usage *u = &t->usage;
+	if (t->cache_hit) { /* no call, no tokens (CONTRACT §10) */
+		c->totals.cache_hits++;
+		memset(&c->last_usage, 0, sizeof(c->last_usage));
+		c->last_hit = true;
+		context_changed(c);
+		return;
+	}
+	if (!u->present && t->http_status != 200)
+		return;
+	c->totals.calls++;
+	c->last_usage = *u;
+	c->last_hit = false;
+	context_ledger_add(c, t);
+	context_changed(c);
+	if (!u->present)
+		return;
+	total_add(&c->totals.input, u->input_tokens);
+	total_add(&c->totals.output, u->output_tokens);
+	total_add(&c->totals.cache_creation, u->cache_creation_input_tokens);
+	total_add(&c->totals.cache_read, u->cache_read_input_tokens);
+	int64_t sent =
+	    u->input_tokens + u->cache_creation_input_tokens + u->cache_read_input_tokens;
+	if (t->raw_sent > 0 && (u->present & WIRE_USAGE_INPUT))
+		prune_calibrate(&c->prune, t->raw_sent, sent);
 }

@@ -1,7 +1,9 @@
 /* storage_dir.c — the state-dir engine (storage.h): the directory, its lock,
  * contexts' names and directories (create, rename, remove, list, trash).  The
- * journals themselves are storage_dir_sync.c's; the config, the side files and
- * the reserve storage_dir_files.c's.
+ * journals themselves (and where a context's are: sdir_path) are
+ * storage_dir_sync.c's; the config, the side files and the reserve
+ * storage_dir_files.c's.  The top of the three: its ops table points into
+ * the other two, which never call it.
  *
  * Layout (doc/design/journal.md §1):
  *   STATE/lock                    flock'd, with STATE itself: one daemon
@@ -28,21 +30,6 @@
 #include "mcpfs/store.h"
 #include "storage_dir_impl.h"
 
-int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, char *out, size_t n)
-{
-	int k = c->name ? snprintf(out, n, "%s/contexts/%s/%s", d->dir, c->name, file)
-			: snprintf(out, n, "%s/trash/new-%llu/%s", d->dir,
-				   (unsigned long long)c->id, file);
-	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
-}
-
-int sdir_rel_dir(const struct sdir_ctx *c, char *out, size_t n)
-{
-	int k = c->name ? snprintf(out, n, "contexts/%s", c->name)
-			: snprintf(out, n, "trash/new-%llu", (unsigned long long)c->id);
-	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
-}
-
 /* --- contexts ------------------------------------------------------------------ */
 
 static struct sdir_ctx *ctx_add(struct sdir *d, const char *name)
@@ -58,20 +45,6 @@ static struct sdir_ctx *ctx_add(struct sdir *d, const char *name)
 		return NULL;
 	}
 	return c;
-}
-
-void sdir_ctx_drop(struct sdir *d, struct sdir_ctx *c)
-{
-	if (c->syncing) { /* the sync frees it, and its journal */
-		c->removed = true;
-		sdir_lru_forget(d, c);
-		journal_free(c->j);
-		return;
-	}
-	sdir_lru_forget(d, c);
-	journal_free(c->j);
-	free(c->name);
-	free(c);
 }
 
 static bool keep_no_blob(void *data, const char *hex)
@@ -161,10 +134,12 @@ static int dir_rename(struct storage *s, uint64_t id, const char *to)
 	}
 	pthread_mutex_unlock(&d->lock);
 	free(copy);
-	/* Durable before it returns, without the lock.  A hidden context that
-	 * cannot be made to appear durably does not appear; a rename whose
-	 * directory sync fails stays done (it is in the directory already). */
-	if (r == 0 && fsync(d->contexts_fd) < 0 && was_hidden) {
+	/* A hidden context's appearing is durable before it returns, without the
+	 * lock: one that cannot be made to appear durably does not appear.  A
+	 * named one's rename is made durable by dir_names_sync, which the caller
+	 * calls once it released its own lock (a rename whose directory sync
+	 * fails stays done: it is in the directory already). */
+	if (r == 0 && was_hidden && fsync(d->contexts_fd) < 0) {
 		r = -errno;
 		{ /* not there after all */
 			pthread_mutex_lock(&d->lock);
@@ -195,9 +170,14 @@ static int dir_remove(struct storage *s, uint64_t id)
 		remove_tree(d, d->dir_fd, named ? trash : rel);
 	}
 	pthread_mutex_unlock(&d->lock);
-	if (r == 0 && named)
-		fsync(d->contexts_fd); /* the rename into trash/, without the lock */
-	return r;
+	return r; /* the rename into trash/ is made durable by dir_names_sync */
+}
+
+/* The renames in STATE/contexts made durable, without the engine's lock (the
+ * descriptor lives as long as the engine). */
+static int dir_names_sync(struct storage *s)
+{
+	return fsync(sdir_of(s)->contexts_fd) < 0 ? -errno : 0;
 }
 
 struct list_item {
@@ -270,6 +250,7 @@ static const struct storage_ops dir_ops = {
     .meta_get = sdir_meta_get,
     .meta_set = sdir_meta_set,
     .reserve = sdir_reserve,
+    .names_sync = dir_names_sync,
     .free = dir_free,
 };
 

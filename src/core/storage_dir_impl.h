@@ -1,7 +1,8 @@
 /* storage_dir_impl.h — what storage_dir.c (the state directory, contexts'
  * names), storage_dir_files.c (the config, side files, the reserve) and
- * storage_dir_sync.c (journals: appends, syncs, loads, descriptors) share.
- * Private to those three files. */
+ * storage_dir_sync.c (journals: appends, syncs, loads, descriptors; where a
+ * context's are) share.  Private to those three files, which use each other
+ * downward in that order: storage_dir.c on top, storage_dir_sync.c below. */
 #ifndef MCPFS_CORE_STORAGE_DIR_IMPL_H
 #define MCPFS_CORE_STORAGE_DIR_IMPL_H
 
@@ -50,7 +51,7 @@ static inline struct sdir *sdir_of(struct storage *s)
 	return (struct sdir *)s;
 }
 
-/* STATE/contexts/NAME/journal, or STATE/trash/new-ID/journal for a hidden
+/* storage_dir_sync.c: STATE/contexts/NAME/journal, or STATE/trash/new-ID/journal for a hidden
  * context (file "" gives the directory).  0, -ENAMETOOLONG. */
 int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, char *out,
 	      size_t n);

@@ -11,12 +11,49 @@
  * Descriptors: at most fd_max journals are open; the least recently used idle
  * one is parked (closed) to open another, and reopened (at its path, which a
  * rename may have changed) when used.
+ *
+ * The bottom of the engine's three files: it also names where a context's
+ * directory and journal are (sdir_path, sdir_rel_dir) and drops a context
+ * (sdir_ctx_drop), for storage_dir_files.c and storage_dir.c above it; it
+ * calls neither.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "storage_dir_impl.h"
+
+/* --- where a context's journal is, and its end ------------------------------------ */
+
+int sdir_path(const struct sdir *d, const struct sdir_ctx *c, const char *file, char *out, size_t n)
+{
+	int k = c->name ? snprintf(out, n, "%s/contexts/%s/%s", d->dir, c->name, file)
+			: snprintf(out, n, "%s/trash/new-%llu/%s", d->dir,
+				   (unsigned long long)c->id, file);
+	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+int sdir_rel_dir(const struct sdir_ctx *c, char *out, size_t n)
+{
+	int k = c->name ? snprintf(out, n, "contexts/%s", c->name)
+			: snprintf(out, n, "trash/new-%llu", (unsigned long long)c->id);
+	return k < 0 || (size_t)k >= n ? -ENAMETOOLONG : 0;
+}
+
+void sdir_ctx_drop(struct sdir *d, struct sdir_ctx *c)
+{
+	if (c->syncing) { /* the sync frees it, and its journal */
+		c->removed = true;
+		sdir_lru_forget(d, c);
+		journal_free(c->j);
+		return;
+	}
+	sdir_lru_forget(d, c);
+	journal_free(c->j);
+	free(c->name);
+	free(c);
+}
 
 static void lru_unlink(struct sdir *d, struct sdir_ctx *c)
 {

@@ -175,7 +175,7 @@ static void refuse(struct context *c, struct attach_file *f, const char *why)
 		struct attachment a = {.name = f->a.name};
 		cJSON *o = record_detach_json(a.name, -1);
 		if (o)
-			context_write(c, JOURNAL_DETACH, o, true);
+			context_journal_write(c, JOURNAL_DETACH, o, true);
 	}
 	attach_file_drop(c, f);
 	snprintf(c->refused, sizeof(c->refused), "%s", why);
@@ -322,7 +322,7 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 				    .tokens = a.raw,
 				    .ms = clock_wall_ms()};
 	cJSON *o = record_attach_json(&rec);
-	r = o ? context_write(c, JOURNAL_ATTACH, o, false) : -ENOMEM;
+	r = o ? context_journal_write(c, JOURNAL_ATTACH, o, false) : -ENOMEM;
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	if (r < 0) {
@@ -385,7 +385,7 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name)
 		r = context_sync_idle(s, &c);
 		cJSON *o = r == 0 ? record_detach_json(name, clock_wall_ms()) : NULL;
 		if (o) {
-			r = context_write(c, JOURNAL_DETACH, o, false);
+			r = context_journal_write(c, JOURNAL_DETACH, o, false);
 			if (r == 0)
 				r = context_sync(s, &c, &n);
 		}

@@ -1,6 +1,8 @@
-/* store_impl.h — the store's private structures, shared by store.c, context.c,
- * turn.c and view.c.  Everything here is under store->lock unless a field says
- * otherwise. */
+/* store_impl.h — the store's private structures, shared by the core files
+ * that implement store.h (store*.c, context*.c, turn.c, turn_call.c,
+ * message.c, summary.c, commit.c, block.c, fork.c, meta.c, spend.c and
+ * view.c).  Everything here is under store->lock unless a field says
+ * otherwise; each file's declarations are under its name. */
 #ifndef MCPFS_CORE_STORE_IMPL_H
 #define MCPFS_CORE_STORE_IMPL_H
 
@@ -259,6 +261,20 @@ struct notes {
 	int n;
 };
 
+/* Calls from the bottom of the core up to its top, set by store_open_on()
+ * (store_open.c): store_get() (store.c) loads a context it
+ * has not loaded yet, and an answer of the Models API (store_models.c) resumes
+ * the turns that waited for it.  A lower file calls them; it never names the
+ * functions behind them.  Why: store_get() is how every file finds a context
+ * by id, and loading one needs every record owner (blocks, fork, meta,
+ * summary, turns), all above the store; what a Models answer resumes is the
+ * call machinery above store_models.c.  The observer pattern the store uses
+ * outward (store_observe), turned inward once (HACKING.md "Circles"). */
+struct store_hooks {
+	int (*load)(struct store *s, struct store_slot *slot);		   /* context_load */
+	void (*pump)(struct store *s, struct context *c, struct notes *n); /* context_pump */
+};
+
 struct store {
 	pthread_mutex_t lock;
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
@@ -301,12 +317,27 @@ struct store {
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
 	int rcache_err;	       /* then why: -errno */
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
+	/* Set by store_open_on(), called from below (struct store_hooks). */
+	struct store_hooks hooks;
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
 /* Unlocks the store and calls the observers for each note, and for the held
  * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);
+/* Loads slot->ctx through s->hooks.load unless it is loaded (waiting first
+ * for a slot store_create() is making).  With the lock.  0, -ENOENT (the slot
+ * went), -ENOMEM. */
+int store_load(struct store *s, struct store_slot *slot);
+/* A new slot, not loaded, in both maps (store_open.c's listing and creates,
+ * store_slot_reserve); NULL when out of memory. */
+struct store_slot *store_slot_add(struct store *s, const char *name, uint64_t sid);
+/* Frees a slot out of both maps; its context is freed first by the caller
+ * (context_free), or it has none. */
+void store_slot_free(struct store_slot *slot);
+/* While slot (of id) is being created, waits (releasing the lock); the slot
+ * then, or NULL when its creation failed or it was deleted. */
+struct store_slot *store_slot_wait(struct store *s, struct store_slot *slot, uint64_t id);
 
 /* store_models.c */
 void store_models_init(struct store *s);
@@ -324,6 +355,9 @@ void store_models_unwait(struct store *s, struct turn *t);
 int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
 /* spend.c: costs and spending limits (CONTRACT §10, Cost). */
+/* Usage totals, the ledger and the pruning calibration learn from t's ended
+ * call (a cache hit counts as one, without tokens). */
+void context_account(struct context *c, struct turn *t);
 /* Counts a call's usage under its model (t->model, else the context's). */
 void context_ledger_add(struct context *c, const struct turn *t);
 void context_ledger_done(struct context *c);
@@ -347,11 +381,12 @@ int store_rcache_render(struct store *s, int64_t bytes, struct buf *out);
 int store_rcache_status(struct store *s, struct buf *out);
 /* Before t's call: keys t by its request body; with the context's
  * response_cache on, a first attempt whose request was answered before with
- * end_turn is answered now from the cache and ended (true: no call to make). */
-bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
-		       size_t len, struct notes *n);
+ * end_turn is answered now from the cache (true: no call to make; the caller
+ * ends t, done). */
+bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+			 size_t len, struct notes *n);
 /* t ended done: its reply is kept in the cache when it ended with end_turn. */
-void turn_cache_keep(struct store *s, struct turn *t);
+void store_rcache_keep(struct store *s, struct turn *t);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
@@ -366,7 +401,7 @@ void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r);
  * engine without one). */
 const char *store_state_dir(struct store *s);
 
-/* context.c */
+/* context_load.c: a context's life (made from its records, adopted, freed). */
 /* Reads the slot's journal (creating it when the directory has none) into a
  * new slot->ctx.  0, -ENOMEM (slot->ctx stays NULL); a journal that cannot be
  * opened still loads, with ctx->broken set. */
@@ -381,10 +416,8 @@ int context_adopt(struct store *s, struct store_slot *slot, const struct setting
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
-/* Appends a record to the context's journal: payload printed (and deleted), or
- * payload bytes as they are. */
-int context_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
-int context_append(struct context *c, uint16_t type, const char *payload, size_t len, bool sync);
+
+/* context.c: one loaded context's settings and history. */
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
 			  struct turn **ret);
 void context_history_push(struct context *c, size_t ex_index);
@@ -396,11 +429,26 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
  * added): st, the system prompt, the schema (NULL or "": none).  NULL when out
  * of memory. */
 struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
-
-/* message.c: the payload of a USER record, with the "attach" list of att (n_att
- * of them; none when 0).  NULL when out of memory. */
+/* The payload of a USER record, with the "attach" list of att (n_att of them;
+ * none when 0).  NULL when out of memory. */
 struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 			   const struct attachment *att, size_t n_att);
+/* Raw token estimate of exchange e (message, reply, attachments). */
+int64_t exchange_raw(const struct exchange *e);
+/* Puts a new attempt in place of exchange e's reply, keeping the old one among
+ * e->earlier.  0, -ENOMEM. */
+int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
+/* Frees the cached renderings (view.c makes them). */
+void context_views_done(struct context *c);
+
+/* context_journal.c: appending to one context's journal (storage_append). */
+/* Records can be appended now: 0, -EBUSY (a sync runs), or why not. */
+int context_journal_ready(struct store *s, struct context *c);
+/* Appends a record to the context's journal: payload printed (and deleted), or
+ * payload bytes as they are; with sync, the engine commits it at once. */
+int context_journal_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
+int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
+			   bool sync);
 
 /* fork.c: the records a loader hands over (UNDO, FORKED_FROM, decoded by
  * record.h): -EINVAL for an UNDO that names no turn of the context (a bad
@@ -414,8 +462,6 @@ void context_load_origin(struct context *c, const char *from, uint64_t turn);
 void context_undo_newest(struct context *c);
 
 /* commit.c: a context's durability (the engine's storage_sync). */
-/* Records can be appended now: 0, -EBUSY (a sync runs), or why not. */
-int context_journal_ready(struct store *s, struct context *c);
 /* Waits (lock released) until no sync runs on c's journal; *cp is looked up
  * again afterwards.  0, -ENOENT (deleted meanwhile). */
 int context_sync_idle(struct store *s, struct context **cp);
@@ -495,7 +541,17 @@ int summary_before(struct store *s, struct context *c, size_t k, struct notes *n
 int summary_start(struct store *s, struct context *c, size_t cut, const char *focus, size_t flen,
 		  bool compact, struct notes *n);
 void summary_call_end(struct store *s, struct turn *t, struct notes *n);
-void summary_cancel(struct store *s, struct context *c, const char *why, struct notes *n);
+/* The summary call to end when the context's calls are cancelled (the caller
+ * ends it, failed with "cancelled"), NULL for none. */
+struct turn *summary_cancel(struct context *c);
+/* A summary's text for `summary`: -EFBIG (over SUMMARY_MAX), -EILSEQ, with why. */
+int summary_check(const char *text, size_t len, char *why, size_t whylen);
+/* Replaces c's summary by text (len 0: none) and saves it, a SUMMARY record
+ * synced (*cp looked up again, NULL when deleted meanwhile).  No sync nor
+ * summary call runs.  0, or -errno (why set when it could not be saved); on a
+ * failure the old summary stays. */
+int summary_write(struct store *s, struct context **cp, const char *text, size_t len, char *why,
+		  size_t whylen, struct notes *n);
 void summary_flush(struct store *s, struct context *c, struct notes *n);
 int64_t summary_raw(const struct context *c);
 int summary_block(const struct context *c, struct buf *out);
@@ -522,9 +578,6 @@ struct cJSON *meta_copy(const struct store_slot *slot);
  * meta file (heap); NULL for none or when out of memory (fork.c). */
 char *meta_payload(const struct store_slot *slot);
 
-/* view.c: frees the cached renderings. */
-void context_views_done(struct context *c);
-
 /* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
 struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
 int turn_end_record(struct context *c, struct turn *t, bool sync);
@@ -532,19 +585,18 @@ int turn_end_record(struct context *c, struct turn *t, bool sync);
 struct cJSON *turn_end_payload(const struct turn *t);
 /* The REPLY_END of t as a record (record.h), for a writer that changes some. */
 void turn_end_fields(const struct turn *t, struct record_end *e);
-void context_account(struct context *c, struct turn *t);
+void turn_checkpoint(struct turn *t, bool sync);
+/* true when the reply may go into the history: complete, with text, and not a
+ * refusal (the API wants a refused exchange left out). */
+bool turn_in_history(const struct turn *t);
+
+/* turn_call.c: a turn's call.  context_pump starts the next queued turn's call
+ * when none is in flight; turn_end ends t (its call cancelled, the history,
+ * the accounts, the cache and its end record updated). */
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
 void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
 	      struct notes *n);
-void turn_checkpoint(struct turn *t, bool sync);
 void context_pump(struct store *s, struct context *c, struct notes *n);
-int64_t exchange_raw(const struct exchange *e);
-/* Puts a new attempt in place of exchange e's reply, keeping the old one among
- * e->earlier.  0, -ENOMEM. */
-int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
-/* true when the reply may go into the history: complete, with text, and not a
- * refusal (the API wants a refused exchange left out). */
-bool turn_in_history(const struct turn *t);
 
 #endif

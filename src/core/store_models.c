@@ -5,7 +5,9 @@
  *
  * Under the store lock.  The transport fetches (transport_ops.models) and
  * answers on its own thread; nothing here touches the network.  A warm cache
- * (an answer younger than MODELS_TTL_MS) costs a turn no request at all.
+ * (an answer younger than MODELS_TTL_MS) costs a turn no request at all.  A
+ * turn that waited is resumed through the store's pump hook (struct
+ * store_hooks): its call is turn_call.c's, above this file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -223,7 +225,7 @@ static void models_resume(struct store *s, struct notes *n)
 		if (c && t->state == TURN_WAITING && c->active == t) {
 			t->state = TURN_QUEUED;
 			c->active = NULL;
-			context_pump(s, c, n);
+			s->hooks.pump(s, c, n); /* context_pump (turn_call.c) */
 		}
 		turn_unref(NULL, t);
 	}

@@ -1,7 +1,8 @@
 /* store_rcache.c — the store's side of the response cache (rcache.h holds
  * the entries on disk): its bound, `.config`'s response_cache_bytes, which is
  * the daemon's and no context's, its `.status` line, and a turn answered from
- * it or kept in it (CONTRACT §10).
+ * it or kept in it (CONTRACT §10).  A turn answered from the cache is filled
+ * here and ended by its caller (turn_call.c): the cache ends no turn.
  *
  * response_cache_bytes is not in the settings table: a context has no bound of
  * its own.  The `.config` text is split here: its response_cache_bytes lines
@@ -272,8 +273,8 @@ static void request_key(const char *body, size_t len, uint8_t key[RCACHE_KEY_LEN
 	rcache_key(parts, lens, 3, key);
 }
 
-bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
-		       size_t len, struct notes *n)
+bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+			 size_t len, struct notes *n)
 {
 	if (!c->settings.response_cache || !s->rcache || t->continued)
 		return false;
@@ -300,11 +301,10 @@ bool turn_cache_answer(struct store *s, struct context *c, struct turn *t, const
 	log_debug("context %" PRIu64 ", turn %" PRIu64 ": answered from the response cache", c->id,
 		  t->number);
 	notes_add(n, c->id, STORE_CHANGED_THINKING);
-	turn_end(s, t, TURN_DONE, NULL, n);
 	return true;
 }
 
-void turn_cache_keep(struct store *s, struct turn *t)
+void store_rcache_keep(struct store *s, struct turn *t)
 {
 	if (!t->cache_keyed || t->cache_hit || t->continued || !s->rcache ||
 	    strcmp(t->stop_reason, "end_turn"))

@@ -11,8 +11,11 @@
  * starts the same call for everything but the newest 2 exchanges.
  *
  * The summary call is a struct turn with summary_call set: the transport's
- * reports reach it through store->calls like any call; turn_end() hands its
- * end to summary_call_end().
+ * reports reach it through store->calls like any call; turn_end() (turn_call.c)
+ * hands its end to summary_call_end().  This file decides when a summary call
+ * is made and keeps what it returns; it ends no turn and starts no other call:
+ * cancelling one (summary_cancel names it) and sending what waited are the
+ * callers' (turn_call.c, and message.c for the `summary` and `compact` verbs).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -123,7 +126,7 @@ static int summary_record(struct context *c, const char *by, const struct wire_u
 			  const char *model)
 {
 	cJSON *o = summary_payload(c, by, u, model);
-	return o ? context_write(c, JOURNAL_SUMMARY, o, false) : -ENOMEM;
+	return o ? context_journal_write(c, JOURNAL_SUMMARY, o, false) : -ENOMEM;
 }
 
 int summary_fork_payload(const struct context *c, uint64_t upto, char **out)
@@ -371,19 +374,14 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 	turn_unref(NULL, t); /* the context's reference */
 }
 
-void summary_cancel(struct store *s, struct context *c, const char *why, struct notes *n)
+struct turn *summary_cancel(struct context *c)
 {
-	if (!c->summ_call)
-		return;
-	struct api_error e;
-	api_error_clear(&e);
-	api_error_set(&e, "cancelled", "%s", why);
-	turn_end(s, c->summ_call, TURN_FAILED, &e, n);
+	return c->summ_call;
 }
 
-/* --- the store's API ---------------------------------------------------------- */
+/* --- a summary written ---------------------------------------------------------- */
 
-static int summary_check(const char *text, size_t len, char *why, size_t whylen)
+int summary_check(const char *text, size_t len, char *why, size_t whylen)
 {
 	if (len > SUMMARY_MAX) {
 		snprintf(why, whylen, "summary is %zu bytes, over the limit of %u", len,
@@ -397,110 +395,47 @@ static int summary_check(const char *text, size_t len, char *why, size_t whylen)
 	return 0;
 }
 
-int context_set_summary(struct store *s, uint64_t id, const char *text, size_t len, char *why,
-			size_t whylen)
+int summary_write(struct store *s, struct context **cp, const char *text, size_t len, char *why,
+		  size_t whylen, struct notes *n)
 {
-	int r = summary_check(text, len, why, whylen);
-	if (r < 0)
-		return r;
-	if (utf8_blank(text, len))
-		len = 0;
-	struct notes n = {0};
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	r = c ? context_sync_idle(s, &c) : -ENOENT;
-	if (r == 0)
-		summary_cancel(s, c, "cancelled: `summary` was written", &n);
+	struct context *c = *cp;
 	/* The range it keeps: the summary's, else the exchanges already left out. */
 	uint64_t first = 0, last = 0;
-	if (r == 0 && c->summ_last) {
+	if (c->summ_last) {
 		first = c->summ_first;
 		last = c->summ_last;
-	} else if (r == 0 && c->prune.floor > 0) {
+	} else if (c->prune.floor > 0) {
 		first = c->ex[c->hist[0]].turn;
 		last = c->ex[c->hist[c->prune.floor - 1]].turn;
 	}
-	char *old = NULL;
-	size_t old_len = 0;
-	uint64_t of = 0, ol = 0;
-	if (r == 0) {
-		old = c->summary;
-		old_len = c->summary_len;
-		of = c->summ_first;
-		ol = c->summ_last;
-		c->summary = NULL;
-		c->summary_len = 0;
-		r = summary_put(c, text, len, first, last);
-		if (r < 0) {
-			c->summary = old;
-			c->summary_len = old_len;
-			old = NULL;
-		}
+	char *old = c->summary;
+	size_t old_len = c->summary_len;
+	uint64_t of = c->summ_first, ol = c->summ_last;
+	c->summary = NULL;
+	c->summary_len = 0;
+	int r = summary_put(c, text, len, first, last);
+	if (r < 0) {
+		c->summary = old;
+		c->summary_len = old_len;
+		return r;
 	}
-	if (r == 0) {
-		c->summ_unsaved = false;
-		r = summary_record(c, "write", NULL, NULL);
-		if (r == 0)
-			r = context_sync(s, &c, &n);
-		if (r < 0 && c) { /* put back what was there */
-			free(c->summary);
-			c->summary = old;
-			c->summary_len = old_len;
-			c->summ_first = of;
-			c->summ_last = ol;
-			old = NULL;
-			context_changed(c);
-		}
-		if (r < 0 && r != -ENOENT)
-			snprintf(why, whylen, "cannot save the summary: %s", strerror(-r));
+	c->summ_unsaved = false;
+	r = summary_record(c, "write", NULL, NULL);
+	if (r == 0)
+		r = context_sync(s, &c, n);
+	if (r < 0 && c) { /* put back what was there */
+		free(c->summary);
+		c->summary = old;
+		c->summary_len = old_len;
+		c->summ_first = of;
+		c->summ_last = ol;
+		old = NULL;
+		context_changed(c);
 	}
+	if (r < 0 && r != -ENOENT)
+		snprintf(why, whylen, "cannot save the summary: %s", strerror(-r));
 	free(old);
-	if (r == 0) {
-		notes_add(&n, id, STORE_CHANGED_HISTORY | STORE_CHANGED_STATE);
-		context_pump(s, c, &n);
-	}
-	store_unlock_notify(s, &n);
-	return r;
-}
-
-int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen, char *why,
-		    size_t whylen)
-{
-	if (flen > SETTINGS_PROMPT_MAX) {
-		snprintf(why, whylen, "compact: the focus text is %zu bytes, over the limit of %u",
-			 flen, SETTINGS_PROMPT_MAX);
-		return -EINVAL;
-	}
-	if (!utf8_valid(focus, flen) || memchr(focus, '\0', flen)) {
-		snprintf(why, whylen, "compact: the focus text is not UTF-8 text");
-		return -EINVAL;
-	}
-	struct notes n = {0};
-	pthread_mutex_lock(&s->lock);
-	struct context *c = store_get(s, id);
-	int r = c ? 0 : -ENOENT;
-	bool busy = c && (c->active || c->summ_call);
-	for (size_t i = c ? c->next_send : 0; c && i < c->n_ex; i++)
-		busy |= c->ex[i].reply->state == TURN_QUEUED;
-	if (r == 0 && busy) {
-		snprintf(why, whylen,
-			 "compact: a call is in flight or queued; try when it is done");
-		r = -EINVAL;
-	} else if (r == 0 && (c->prune.n < 3 || c->prune.floor >= c->prune.n - 2)) {
-		snprintf(why, whylen,
-			 "compact: nothing to fold: %zu exchange(s) in the history, and the newest "
-			 "2 stay",
-			 c->prune.n - c->prune.floor);
-		r = -EINVAL;
-	} else if (r == 0) {
-		r = summary_start(s, c, c->prune.n - 2, focus, flen, true, &n);
-		if (r < 0)
-			snprintf(why, whylen, "compact: the summary call could not be made: %s",
-				 strerror(-r));
-		if (r < 0 && r != -ENOMEM)
-			r = -EIO;
-	}
-	store_unlock_notify(s, &n);
+	*cp = c;
 	return r;
 }
 

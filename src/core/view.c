@@ -646,14 +646,6 @@ int context_status_word(struct store *s, uint64_t id, char *out, size_t outlen)
 	return slot ? 0 : -ENOENT;
 }
 
-void context_views_done(struct context *c)
-{
-	for (int i = 0; i < VIEW_CACHED; i++) {
-		free(c->views[i].data);
-		c->views[i].data = NULL;
-	}
-}
-
 /* Appends the cached rendering when the context has not changed since it was
  * made; otherwise renders and keeps a copy.  A copy that cannot be made only
  * costs the next call a rendering. */

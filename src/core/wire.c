@@ -466,3 +466,12 @@ void wire_error_decode(int status, const char *body, size_t len, struct api_erro
 	else
 		wire_error_quote(status, body, len, e->message, sizeof(e->message));
 }
+
+void wire_usage_add(struct wire_usage *to, const struct wire_usage *from)
+{
+	to->input_tokens += from->input_tokens;
+	to->output_tokens += from->output_tokens;
+	to->cache_creation_input_tokens += from->cache_creation_input_tokens;
+	to->cache_read_input_tokens += from->cache_read_input_tokens;
+	to->present |= from->present;
+}
