@@ -13,7 +13,7 @@
  * Functions that commit (a message, a settings change, a clear) fsync the
  * journal before returning, with the lock released during the fsync: only the
  * same context's commits wait for it.  A reply's end is fsynced by a commit
- * thread before turn_read() reports the end.  Observers
+ * thread before reply_read() reports the end.  Observers
  * are called after a change with the lock released, from whichever thread made
  * the change (a FUSE worker, the network thread, an HTTP thread); they must not
  * block and may call back into the store.
@@ -47,7 +47,7 @@
 #define STORE_JOURNALS_OPEN_MAX 4096
 
 struct store;
-struct turn;
+struct reply;
 
 /* --- life cycle ------------------------------------------------------------ */
 
@@ -207,18 +207,18 @@ int context_spend_check(struct store *s, uint64_t id, char *why, size_t whylen);
 
 /* --- one context ------------------------------------------------------------- */
 
-enum turn_state {
-	TURN_PENDING,	/* message being written (validated at flush, not yet sent) */
-	TURN_QUEUED,	/* committed, waiting for the turn before it */
-	TURN_WAITING,	/* request sent, no reply byte yet (includes retry back-off) */
-	TURN_STREAMING, /* reply bytes arriving */
-	TURN_DONE,	/* reply complete */
-	TURN_FAILED,	/* error, cancel, or interrupted by a crash */
+enum reply_state {
+	REPLY_PENDING,	 /* message being written (validated at flush, not yet sent) */
+	REPLY_QUEUED,	 /* committed, waiting for the turn before it */
+	REPLY_WAITING,	 /* request sent, no reply byte yet (includes retry back-off) */
+	REPLY_STREAMING, /* reply bytes arriving */
+	REPLY_DONE,	 /* reply complete */
+	REPLY_FAILED,	 /* error, cancel, or interrupted by a crash */
 };
-const char *turn_state_name(enum turn_state st);
+const char *reply_state_name(enum reply_state st);
 
 struct context_info {
-	enum turn_state state;	 /* of the newest turn; TURN_DONE when there is none */
+	enum reply_state state;	 /* of the newest turn; REPLY_DONE when there is none */
 	bool idle;		 /* nothing pending, queued or in flight */
 	uint64_t turn;		 /* newest turn number, 0 when none */
 	size_t queued;		 /* turns waiting behind the one in flight */
@@ -313,12 +313,12 @@ int context_patch(struct store *s, uint64_t id, const struct cJSON *patch, char 
  * -ENOSPC or -EIO (the journal could not be written), -ENOENT; on failure why
  * says why and `status` shows it as `last_refused`.  -EFBIG also for a message
  * whose estimate alone exceeds budget_tokens. */
-int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text, size_t len,
+int context_stage(struct store *s, uint64_t id, struct reply **draft, const char *text, size_t len,
 		  char *why, size_t whylen);
 /* The same for a writer that holds space (store_reserve): what *held holds is
  * handed to the message's record, and *held is 0 on return, whatever the
  * outcome. */
-int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64_t *held,
+int context_stage_held(struct store *s, uint64_t id, struct reply **draft, uint64_t *held,
 		       const char *text, size_t len, char *why, size_t whylen);
 
 /* The limits that a message's length alone decides, for a writer to check as
@@ -350,11 +350,11 @@ void store_unreserve(struct store *s, uint64_t *held);
 
 /* Queues a staged message for sending (the last reference to the writer's file
  * was released).  Consumes the draft reference.  NULL-safe. */
-void context_submit(struct store *s, struct turn *draft);
+void context_submit(struct store *s, struct reply *draft);
 
 /* Gives up a staged message (a later validation failed): the turn fails with
  * why, nothing is sent.  Consumes the reference.  NULL-safe. */
-void context_abandon(struct store *s, struct turn *draft, const char *why);
+void context_abandon(struct store *s, struct reply *draft, const char *why);
 
 /* Records a refused write or close of one of the context's files (the reason
  * the writer got an errno for): `status` shows it as `last_refused`, with the
@@ -409,43 +409,43 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen);
 
 /* A reference to the newest turn (*ret NULL when the context has none yet).
  * 0, -ENOENT. */
-int context_output(struct store *s, uint64_t id, struct turn **ret);
+int context_output(struct store *s, uint64_t id, struct reply **ret);
 
 /* Copies reply text at off.  Returns bytes (> 0), 0 at the end of a complete
  * reply, -EAGAIN when nothing is there yet and more may come, -EIO when the turn
  * failed and off is at the end of its partial text.  Never blocks. */
-ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size);
+ssize_t reply_read(struct store *s, struct reply *t, uint64_t off, void *buf, size_t size);
 
 /* Bytes of text so far. */
-uint64_t turn_size(struct store *s, struct turn *t);
+uint64_t reply_size(struct store *s, struct reply *t);
 
 /* The same two for the turn's thinking (`thinking`: the text of its thinking
  * blocks, a blank line between two, "[redacted]" for redacted thinking): bytes,
  * 0 at the end of the reply (complete or failed), -EAGAIN while more may come. */
-ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size);
-uint64_t turn_thinking_size(struct store *s, struct turn *t);
+ssize_t reply_read_thinking(struct store *s, struct reply *t, uint64_t off, void *buf, size_t size);
+uint64_t reply_thinking_size(struct store *s, struct reply *t);
 
 /* Turn number and context id: fixed for the turn's life, no lock needed. */
-uint64_t turn_number(const struct turn *t);
-uint64_t turn_context(const struct turn *t);
+uint64_t reply_turn(const struct reply *t);
+uint64_t reply_context(const struct reply *t);
 
-struct turn_outcome {
-	enum turn_state state;
+struct reply_outcome {
+	enum reply_state state;
 	char stop_reason[64];
 	struct wire_usage usage;
 	struct api_error error; /* when FAILED */
 	bool cache_hit;		/* answered from the response cache, no call */
 };
-void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out);
+void reply_outcome(struct store *s, struct reply *t, struct reply_outcome *out);
 
 /* Cancels this one turn when it is queued or in flight (the MCP endpoint: a
  * client cancelled its own send_message); other turns are not touched and the
  * next queued one is sent.  1 when it was cancelled, 0 when it had already
  * ended (or was still being written). */
-int turn_cancel(struct store *s, struct turn *t);
+int reply_cancel(struct store *s, struct reply *t);
 
-struct turn *turn_ref(struct store *s, struct turn *t);
-void turn_unref(struct store *s, struct turn *t); /* NULL-safe */
+struct reply *reply_ref(struct store *s, struct reply *t);
+void reply_unref(struct store *s, struct reply *t); /* NULL-safe */
 
 /* --- the transport's side ---------------------------------------------------- */
 

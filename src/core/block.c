@@ -1,6 +1,6 @@
 /* block.c — every block of a reply: kept as it streams, saved in BLOCK
  * records (appended through context_journal.c), read back, rendered and sent
- * back to the API (see block_impl.h).  Below turn.c: it calls no turn nor
+ * back to the API (see block_impl.h).  Below reply.c: it calls no turn nor
  * context function but the journal's append.
  */
 #include <cjson/cJSON.h>
@@ -14,7 +14,7 @@
 
 #define THINKING_SEP "\n\n" /* between two thinking blocks in `thinking` */
 
-void blocks_init(struct turn_blocks *b)
+void blocks_init(struct reply_blocks *b)
 {
 	memset(b, 0, sizeof(*b));
 	b->text_index = -1;
@@ -26,7 +26,7 @@ static void tblock_free(struct tblock *k)
 	buf_done(&k->partial);
 }
 
-void blocks_done(struct turn_blocks *b)
+void blocks_done(struct reply_blocks *b)
 {
 	for (size_t i = 0; i < b->n; i++)
 		tblock_free(&b->v[i]);
@@ -34,16 +34,16 @@ void blocks_done(struct turn_blocks *b)
 	blocks_init(b);
 }
 
-void blocks_drop_call(struct turn_blocks *b)
+void blocks_drop_call(struct reply_blocks *b)
 {
 	while (b->n > b->call_first && b->n > b->saved)
 		tblock_free(&b->v[--b->n]);
 	b->text_index = -1;
 }
 
-static struct tblock *blocks_push(struct turn *t, enum tblock_kind kind, int index, cJSON *json)
+static struct tblock *blocks_push(struct reply *t, enum tblock_kind kind, int index, cJSON *json)
 {
-	struct turn_blocks *b = &t->blocks;
+	struct reply_blocks *b = &t->blocks;
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 4;
 		struct tblock *v = realloc(b->v, cap * sizeof(*v));
@@ -62,9 +62,9 @@ static struct tblock *blocks_push(struct turn *t, enum tblock_kind kind, int ind
 }
 
 /* The open block of the current call with the API's index i, or NULL. */
-static struct tblock *blocks_find(struct turn *t, int i)
+static struct tblock *blocks_find(struct reply *t, int i)
 {
-	struct turn_blocks *b = &t->blocks;
+	struct reply_blocks *b = &t->blocks;
 	for (size_t j = b->n; j-- > b->call_first;)
 		if (b->v[j].index == i && b->v[j].open)
 			return &b->v[j];
@@ -72,7 +72,7 @@ static struct tblock *blocks_find(struct turn *t, int i)
 }
 
 /* A new thinking block starts the thinking stream's next paragraph. */
-static int thinking_begin(struct turn *t)
+static int thinking_begin(struct reply *t)
 {
 	return t->thinking.len ? buf_puts(&t->thinking, THINKING_SEP) : 0;
 }
@@ -98,7 +98,7 @@ static cJSON *parse_raw(const struct wire_event *ev)
 	return parse_marked(ev->raw, ev->raw_len);
 }
 
-static int block_start(struct turn *t, const struct wire_event *ev)
+static int block_start(struct reply *t, const struct wire_event *ev)
 {
 	if (ev->block == WIRE_BLOCK_TEXT) {
 		t->blocks.text_index = ev->index;
@@ -128,7 +128,7 @@ static int block_start(struct turn *t, const struct wire_event *ev)
 }
 
 /* A signature_delta: the signature of the open thinking block. */
-static int block_signature(struct turn *t, const struct wire_event *ev)
+static int block_signature(struct reply *t, const struct wire_event *ev)
 {
 	struct tblock *k = blocks_find(t, ev->index);
 	if (!k || k->kind != TB_THINKING)
@@ -152,7 +152,7 @@ static int block_signature(struct turn *t, const struct wire_event *ev)
 
 /* A citations_delta adds a citation to the open text block, which gets an
  * entry of its own from its first one. */
-static int block_citation(struct turn *t, int index, const cJSON *citation)
+static int block_citation(struct reply *t, int index, const cJSON *citation)
 {
 	struct tblock *k = blocks_find(t, index);
 	if (!k && t->blocks.text_index == index) {
@@ -172,7 +172,7 @@ static int block_citation(struct turn *t, int index, const cJSON *citation)
 	return copy && cJSON_AddItemToArray(arr, copy) ? 0 : (cJSON_Delete(copy), -ENOMEM);
 }
 
-static int block_delta(struct turn *t, const struct wire_event *ev)
+static int block_delta(struct reply *t, const struct wire_event *ev)
 {
 	if (ev->block == WIRE_BLOCK_SIGNATURE)
 		return block_signature(t, ev);
@@ -200,7 +200,7 @@ static int block_delta(struct turn *t, const struct wire_event *ev)
 }
 
 /* The end of a block: a tool's input is the JSON its pieces make. */
-static int block_stop(struct turn *t, const struct wire_event *ev)
+static int block_stop(struct reply *t, const struct wire_event *ev)
 {
 	struct tblock *k = blocks_find(t, ev->index);
 	if (t->blocks.text_index == ev->index)
@@ -223,7 +223,7 @@ static int block_stop(struct turn *t, const struct wire_event *ev)
 	return 0;
 }
 
-void blocks_finish(struct turn *t)
+void blocks_finish(struct reply *t)
 {
 	for (size_t i = t->blocks.call_first; i < t->blocks.n; i++)
 		if (t->blocks.v[i].open) {
@@ -233,7 +233,7 @@ void blocks_finish(struct turn *t)
 		}
 }
 
-int blocks_event(struct turn *t, const struct wire_event *ev)
+int blocks_event(struct reply *t, const struct wire_event *ev)
 {
 	t->blocks.received += ev->raw_len + (ev->block == WIRE_BLOCK_SIGNATURE ? ev->text_len : 0);
 	if (t->blocks.received > BLOCKS_MAX)
@@ -264,9 +264,9 @@ int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struc
 	return k->json ? record_block_print(&r, rec) : -ENOMEM;
 }
 
-int blocks_save(struct context *c, struct turn *t)
+int blocks_save(struct context *c, struct reply *t)
 {
-	struct turn_blocks *b = &t->blocks;
+	struct reply_blocks *b = &t->blocks;
 	while (b->saved < b->n && !b->v[b->saved].open) {
 		struct tblock *k = &b->v[b->saved];
 		struct buf rec;
@@ -285,17 +285,17 @@ int blocks_save(struct context *c, struct turn *t)
 	return 0;
 }
 
-int blocks_load(struct turn *t, const cJSON *o, size_t payload_len)
+int blocks_load(struct reply *t, const cJSON *o, size_t payload_len)
 {
 	struct record_block rb;
 	record_block_fields(o, &rb);
 	return blocks_load_record(t, &rb, payload_len);
 }
 
-int blocks_load_record(struct turn *t, const struct record_block *r, size_t payload_len)
+int blocks_load_record(struct reply *t, const struct record_block *r, size_t payload_len)
 {
 	int64_t ta = r->text_at, te = r->text_end, ha = r->thinking_at, he = r->thinking_end;
-	struct turn_blocks *b = &t->blocks;
+	struct reply_blocks *b = &t->blocks;
 	const struct tblock *prev = b->n ? &b->v[b->n - 1] : NULL;
 	/* Its text and thinking were saved before it, and blocks come in order. */
 	if (ta < 0 || te < ta || ha < 0 || he < ha || (uint64_t)te > t->text.len ||
@@ -384,7 +384,7 @@ static const char *str_of(const cJSON *o, const char *key)
 
 /* Whether a later block of t answers the server tool use at i (its result
  * names it): the API refuses a server tool use without its result. */
-static bool tool_answered(const struct turn *t, size_t i)
+static bool tool_answered(const struct reply *t, size_t i)
 {
 	const char *id = str_of(t->blocks.v[i].json, "id");
 	for (size_t j = i + 1; id && j < t->blocks.n; j++) {
@@ -399,7 +399,7 @@ static bool tool_answered(const struct turn *t, size_t i)
  * reply keeps its server tool use with the results (and then the thinking
  * before it, which the API wants back with a tool use), and its citations;
  * a client tool use (it would need a tool_result) and unknown types stay out. */
-static bool block_kept(const struct turn *t, size_t i, enum blocks_mode mode, bool tools)
+static bool block_kept(const struct reply *t, size_t i, enum blocks_mode mode, bool tools)
 {
 	const struct tblock *k = &t->blocks.v[i];
 	const char *type = str_of(k->json, "type");
@@ -429,7 +429,7 @@ static bool block_kept(const struct turn *t, size_t i, enum blocks_mode mode, bo
 }
 
 /* Appends block k (with its text or thinking) to arr. */
-static bool add_block(cJSON *arr, const struct turn *t, const struct tblock *k)
+static bool add_block(cJSON *arr, const struct reply *t, const struct tblock *k)
 {
 	cJSON *o = cJSON_CreateObject();
 	const char *type = str_of(k->json, "type");
@@ -455,7 +455,7 @@ static bool add_block(cJSON *arr, const struct turn *t, const struct tblock *k)
 }
 
 /* The text (and thinking, in BLOCKS_ALL) between two blocks. */
-static bool add_gap(cJSON *arr, const struct turn *t, enum blocks_mode mode, size_t *tx,
+static bool add_gap(cJSON *arr, const struct reply *t, enum blocks_mode mode, size_t *tx,
 		    size_t text_to, size_t *th, size_t thinking_to)
 {
 	bool ok = true;
@@ -486,9 +486,9 @@ static void trim_last(cJSON *arr)
 		cJSON_DeleteItemFromArray(arr, cJSON_GetArraySize(arr) - 1);
 }
 
-cJSON *blocks_json(const struct turn *t, enum blocks_mode mode)
+cJSON *blocks_json(const struct reply *t, enum blocks_mode mode)
 {
-	const struct turn_blocks *b = &t->blocks;
+	const struct reply_blocks *b = &t->blocks;
 	bool tools = false, special = mode != BLOCKS_HISTORY;
 	for (size_t i = 0; i < b->n; i++)
 		if (!strcmp(str_of(b->v[i].json, "type") ?: "", "server_tool_use") &&
@@ -522,7 +522,7 @@ cJSON *blocks_json(const struct turn *t, enum blocks_mode mode)
 	return arr;
 }
 
-size_t blocks_bytes(const struct turn *t)
+size_t blocks_bytes(const struct reply *t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < t->blocks.n; i++)
@@ -599,7 +599,7 @@ static int render_one(struct buf *out, const struct tblock *k)
 	return buf_printf(out, "[block: %s]\n", type);
 }
 
-int blocks_render(const struct turn *t, struct buf *out)
+int blocks_render(const struct reply *t, struct buf *out)
 {
 	bool any = false;
 	for (size_t i = 0; i < t->blocks.n; i++)

@@ -12,7 +12,7 @@
  * is the text between the entries.  Each complete entry is saved in one BLOCK
  * record (doc/design/journal.md) once the text and thinking before it are.
  *
- * Under the store lock, like struct turn.
+ * Under the store lock, like struct reply.
  */
 #ifndef MCPFS_CORE_BLOCK_IMPL_H
 #define MCPFS_CORE_BLOCK_IMPL_H
@@ -26,7 +26,7 @@
 #include "mcpfs/wire.h"
 
 struct cJSON;
-struct turn;
+struct reply;
 struct context;
 
 #define BLOCK_INPUT_MAX (16u << 20) /* bytes of one tool block's input JSON */
@@ -46,7 +46,7 @@ struct tblock {
 	size_t bytes;	    /* of its JSON once printed (the pruning estimate) */
 };
 
-struct turn_blocks {
+struct reply_blocks {
 	struct tblock *v;
 	size_t n, cap;
 	size_t saved;	   /* v[0..saved) are in BLOCK records */
@@ -64,25 +64,25 @@ enum blocks_mode {
 	BLOCKS_RESUME,	/* the paused reply sent back to be continued (pause_turn) */
 };
 
-void blocks_init(struct turn_blocks *b);
-void blocks_done(struct turn_blocks *b);
+void blocks_init(struct reply_blocks *b);
+void blocks_done(struct reply_blocks *b);
 /* A retried call's blocks are dropped (those of earlier calls stay). */
-void blocks_drop_call(struct turn_blocks *b);
+void blocks_drop_call(struct reply_blocks *b);
 
 /* A block event of the stream (BLOCK_START, BLOCK_STOP, and deltas that are
  * neither text nor thinking).  0, -ENOMEM, -E2BIG (a tool's input over
  * BLOCK_INPUT_MAX, or the reply's block events over BLOCKS_MAX), -EFBIG (the
  * thinking over STORE_REPLY_MAX). */
-int blocks_event(struct turn *t, const struct wire_event *ev);
+int blocks_event(struct reply *t, const struct wire_event *ev);
 
 /* The message ended (message_stop): a block it left open (cut off by
  * max_tokens) ends with it, its input what its pieces make ({} when they make
  * no JSON), as the SDKs keep it. */
-void blocks_finish(struct turn *t);
+void blocks_finish(struct reply *t);
 
 /* Appends a BLOCK record for each complete block not saved yet, in order, up
  * to the first one still open.  0 or the append's -errno. */
-int blocks_save(struct context *c, struct turn *t);
+int blocks_save(struct context *c, struct reply *t);
 
 /* The payload of block k's BLOCK record as a part of attempt `attempt` of
  * turn `turn`, appended to rec.  0, -ENOMEM, -EFBIG (rec's cap). */
@@ -90,19 +90,19 @@ int block_payload(const struct tblock *k, uint64_t turn, unsigned attempt, struc
 
 /* A BLOCK record read back (payload o): 0, or -EINVAL when it is not one
  * (misplaced: not in order, or past the text and thinking read so far). */
-int blocks_load(struct turn *t, const struct cJSON *o, size_t payload_len);
+int blocks_load(struct reply *t, const struct cJSON *o, size_t payload_len);
 /* The same from a decoded BLOCK record (record.h). */
-int blocks_load_record(struct turn *t, const struct record_block *r, size_t payload_len);
+int blocks_load_record(struct reply *t, const struct record_block *r, size_t payload_len);
 
 /* The reply's content as a JSON array of Messages-API blocks; NULL for none
  * (BLOCKS_HISTORY: when the text alone says it all) or -ENOMEM. */
-struct cJSON *blocks_json(const struct turn *t, enum blocks_mode mode);
+struct cJSON *blocks_json(const struct reply *t, enum blocks_mode mode);
 
 /* Bytes the history's form of the reply adds to its text (pruning). */
-size_t blocks_bytes(const struct turn *t);
+size_t blocks_bytes(const struct reply *t);
 
 /* Appends the transcript's lines for the blocks (tool use, results,
  * citations, redacted thinking, unknown types): none when there are none. */
-int blocks_render(const struct turn *t, struct buf *out);
+int blocks_render(const struct reply *t, struct buf *out);
 
 #endif

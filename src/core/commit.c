@@ -3,7 +3,7 @@
  * by one), what a failed sync undoes, and the commit threads (see store_impl.h
  * and doc/design/threads.md).  Appending is context_journal.c's; this file
  * calls only below it: the store (notes), the context's journal, and a turn's
- * end record (turn.c).
+ * end record (reply.c).
  *
  * A commit appends its record under the store lock (storage_append) and
  * syncs with the lock released (storage_sync, storage.h): the context is
@@ -40,11 +40,11 @@ static struct context *loaded(struct store *s, uint64_t id)
 
 /* A reply that was complete in memory lost its end: it fails, and leaves the
  * history if it is its newest exchange (the usual case: it just ended). */
-static void turn_lose_end(struct context *c, size_t i, int err)
+static void reply_lose_end(struct context *c, size_t i, int err)
 {
-	struct turn *t = c->ex[i].reply;
-	if (t->state == TURN_DONE) {
-		t->state = TURN_FAILED;
+	struct reply *t = c->ex[i].reply;
+	if (t->state == REPLY_DONE) {
+		t->state = REPLY_FAILED;
 		api_error_clear(&t->error);
 		api_error_set(&t->error, "journal_error",
 			      "the reply could not be saved (fsync: %s); "
@@ -68,13 +68,13 @@ static bool context_flush_ends(struct store *s, struct context *c)
 	bool any = false;
 	int ready = 1;
 	for (size_t i = 0; i < c->n_ex; i++) {
-		struct turn *t = c->ex[i].reply;
+		struct reply *t = c->ex[i].reply;
 		if (!t->end_deferred)
 			continue;
 		if (ready == 1)
 			ready = context_journal_ready(s, c);
 		t->end_deferred = false;
-		if (ready == 0 && turn_end_record(c, t, false) == 0) {
+		if (ready == 0 && reply_end_record(c, t, false) == 0) {
 			t->end_unsynced = true;
 			any = true;
 		}
@@ -92,7 +92,7 @@ static void context_after_sync(struct store *s, struct context *c, int r, struct
 	/* Readers wait for an end to be durable, or for text to be saved. */
 	bool wake = r < 0 || (c->active && c->active->text_saved < c->active->text.len);
 	for (size_t i = 0; i < c->n_ex; i++) {
-		struct turn *t = c->ex[i].reply;
+		struct reply *t = c->ex[i].reply;
 		wake |= t->end_unsynced || t->end_deferred;
 		if (r == 0) {
 			t->text_synced = t->text_saved;
@@ -105,7 +105,7 @@ static void context_after_sync(struct store *s, struct context *c, int r, struct
 		if (t->end_unsynced) {
 			t->end_unsynced = false;
 			t->end_deferred = true;
-			turn_lose_end(c, i, r);
+			reply_lose_end(c, i, r);
 		}
 	}
 	if (r < 0) {
@@ -195,14 +195,14 @@ void context_sync_later(struct store *s, struct context *c, struct notes *n)
 	pthread_cond_signal(&s->commit_wake);
 }
 
-void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n)
+void context_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n)
 {
 	if (c->syncing) {
 		t->end_deferred = true; /* appended when that sync ends */
 		return;
 	}
-	if (context_journal_ready(s, c) < 0 || turn_end_record(c, t, false) < 0)
-		return; /* turn_end_record said so in status */
+	if (context_journal_ready(s, c) < 0 || reply_end_record(c, t, false) < 0)
+		return; /* reply_end_record said so in status */
 	t->end_unsynced = true;
 	context_sync_later(s, c, n);
 }
@@ -216,7 +216,7 @@ void context_drop_ends(struct context *c)
 void context_mark_synced(struct context *c)
 {
 	for (size_t i = 0; i < c->n_ex; i++) {
-		struct turn *t = c->ex[i].reply;
+		struct reply *t = c->ex[i].reply;
 		t->text_synced = t->text_saved;
 		t->thinking_synced = t->thinking_saved;
 	}

@@ -85,7 +85,7 @@ int context_save_settings(struct context *c, const struct settings *st, const ch
 }
 
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
-			  struct turn **ret)
+			  struct reply **ret)
 {
 	if (c->n_ex == c->cap_ex) {
 		size_t cap = c->cap_ex ? c->cap_ex * 2 : 8;
@@ -98,10 +98,10 @@ int context_exchange_push(struct context *c, uint64_t turn, const char *text, si
 	struct exchange *e = &c->ex[c->n_ex];
 	memset(e, 0, sizeof(*e));
 	e->user = malloc(len + 1);
-	e->reply = turn_new(c, turn, 1);
+	e->reply = reply_new(c, turn, 1);
 	if (!e->user || !e->reply) {
 		free(e->user);
-		turn_unref(NULL, e->reply);
+		reply_unref(NULL, e->reply);
 		return -ENOMEM;
 	}
 	memcpy(e->user, text, len);
@@ -146,7 +146,7 @@ int context_mark(struct context *c, enum mark_kind kind, const char *text, size_
 void context_history_push(struct context *c, size_t i)
 {
 	struct exchange *e = &c->ex[i];
-	if (e->in_history || e->undone || i < c->hist_start || !turn_in_history(e->reply))
+	if (e->in_history || e->undone || i < c->hist_start || !reply_in_history(e->reply))
 		return;
 	if (c->prune.n == c->hist_cap) {
 		size_t cap = c->hist_cap ? c->hist_cap * 2 : 16;
@@ -410,9 +410,9 @@ int context_patch(struct store *s, uint64_t id, const cJSON *patch, char *why, s
 	return r;
 }
 
-int exchange_replace(struct context *c, struct exchange *e, struct turn *t)
+int exchange_replace(struct context *c, struct exchange *e, struct reply *t)
 {
-	struct turn **v = realloc(e->earlier, (e->n_earlier + 1) * sizeof(*v));
+	struct reply **v = realloc(e->earlier, (e->n_earlier + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	e->earlier = v;
@@ -444,11 +444,11 @@ cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 	return o;
 }
 
-int context_output(struct store *s, uint64_t id, struct turn **ret)
+int context_output(struct store *s, uint64_t id, struct reply **ret)
 {
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	*ret = c && c->newest ? turn_ref(NULL, c->newest) : NULL;
+	*ret = c && c->newest ? reply_ref(NULL, c->newest) : NULL;
 	pthread_mutex_unlock(&s->lock);
 	return c ? 0 : -ENOENT;
 }
@@ -458,15 +458,15 @@ int context_info(struct store *s, uint64_t id, struct context_info *out)
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	if (c) {
-		struct turn *t = c->newest;
+		struct reply *t = c->newest;
 		memset(out, 0, sizeof(*out));
-		out->state = t ? t->state : TURN_DONE;
+		out->state = t ? t->state : REPLY_DONE;
 		out->turn = t ? t->number : 0;
 		out->output_size = t ? t->text.len : 0;
 		out->thinking_size = t ? t->thinking.len : 0;
 		for (size_t i = c->next_send; i < c->n_ex; i++) {
-			enum turn_state st = c->ex[i].reply->state;
-			if (st == TURN_QUEUED || st == TURN_PENDING)
+			enum reply_state st = c->ex[i].reply->state;
+			if (st == REPLY_QUEUED || st == REPLY_PENDING)
 				out->queued++;
 		}
 		out->idle = !c->active && !c->summ_call && out->queued == 0;

@@ -102,7 +102,7 @@ static void load_user(struct loader *L, const struct record_user *r)
 	L->undo_last = false;
 	e = &c->ex[c->n_ex - 1];
 	attach_load_user(c, e, r->attach);
-	e->reply->state = TURN_QUEUED; /* no end seen yet */
+	e->reply->state = REPLY_QUEUED; /* no end seen yet */
 	if (r->ms > 0)
 		e->user_ms = r->ms;
 }
@@ -111,7 +111,7 @@ static void load_user(struct loader *L, const struct record_user *r)
  * (§5 rule 3); NULL for a record of a lower attempt (ignored), of a turn
  * without a USER record (dropped), or of an attempt that has ended (misplaced:
  * its REPLY_END came after every byte of it, so nothing may follow). */
-static struct turn *load_attempt(struct loader *L, int64_t turn, int64_t attempt)
+static struct reply *load_attempt(struct loader *L, int64_t turn, int64_t attempt)
 {
 	struct context *c = L->c;
 	struct exchange *e = turn > 0 ? find_exchange(c, (uint64_t)turn) : NULL;
@@ -124,19 +124,19 @@ static struct turn *load_attempt(struct loader *L, int64_t turn, int64_t attempt
 		return NULL;
 	}
 	if (attempt > 0 && (unsigned)attempt != e->reply->attempt) {
-		struct turn *t = turn_new(c, e->turn, (unsigned)attempt);
-		if (t && e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
-			e->reply->state = TURN_FAILED; /* its end was lost */
+		struct reply *t = reply_new(c, e->turn, (unsigned)attempt);
+		if (t && e->reply->state != REPLY_DONE && e->reply->state != REPLY_FAILED) {
+			e->reply->state = REPLY_FAILED; /* its end was lost */
 			api_error_set(&e->reply->error, "interrupted",
 				      "the reply was not complete");
 		}
 		if (!t || exchange_replace(c, e, t) < 0) {
-			turn_unref(NULL, t);
+			reply_unref(NULL, t);
 			return NULL;
 		}
-		t->state = TURN_QUEUED;
+		t->state = REPLY_QUEUED;
 	}
-	if (e->reply->state == TURN_DONE || e->reply->state == TURN_FAILED) {
+	if (e->reply->state == REPLY_DONE || e->reply->state == REPLY_FAILED) {
 		L->bad_payloads++;
 		return NULL;
 	}
@@ -145,11 +145,11 @@ static struct turn *load_attempt(struct loader *L, int64_t turn, int64_t attempt
 
 static void load_part(struct loader *L, const struct record_part *r)
 {
-	struct turn *t = load_attempt(L, r->turn, r->attempt);
+	struct reply *t = load_attempt(L, r->turn, r->attempt);
 	if (!t)
 		return;
 	/* The writer puts the thinking that came before the first text in parts
-	 * of its own (turn_checkpoint), so where it ends is known again here. */
+	 * of its own (reply_checkpoint), so where it ends is known again here. */
 	if (r->text && r->text_len && !t->text.len)
 		t->thinking_lead = t->thinking.len;
 	if (r->text)
@@ -164,17 +164,17 @@ static void load_part(struct loader *L, const struct record_part *r)
  * hold the text and thinking before it (misplaced otherwise). */
 static void load_block(struct loader *L, const struct record_block *r, size_t len)
 {
-	struct turn *t = load_attempt(L, r->turn, r->attempt);
+	struct reply *t = load_attempt(L, r->turn, r->attempt);
 	if (t && blocks_load_record(t, r, len) == -EINVAL)
 		L->bad_payloads++;
 }
 
 static void load_end(struct loader *L, const struct record_end *r)
 {
-	struct turn *t = load_attempt(L, r->turn, r->attempt);
+	struct reply *t = load_attempt(L, r->turn, r->attempt);
 	if (!t)
 		return;
-	t->state = r->done ? TURN_DONE : TURN_FAILED;
+	t->state = r->done ? REPLY_DONE : REPLY_FAILED;
 	snprintf(t->stop_reason, sizeof(t->stop_reason), "%s",
 		 r->stop_reason ? r->stop_reason : "");
 	t->usage = r->usage;
@@ -201,7 +201,7 @@ static void load_end(struct loader *L, const struct record_end *r)
 	if (r->first_turn > 0)
 		L->c->floor_turn = (uint64_t)r->first_turn;
 	if (r->text_bytes >= 0 && (uint64_t)r->text_bytes != t->text.len) {
-		t->state = TURN_FAILED;
+		t->state = REPLY_FAILED;
 		api_error_clear(&t->error);
 		api_error_set(&t->error, "damaged",
 			      "a corrupt journal record lost part of this reply "
@@ -215,7 +215,7 @@ static void load_end(struct loader *L, const struct record_end *r)
 static void load_summary(struct loader *L, const struct record_summary *r)
 {
 	summary_adopt(L->c, r->text, r->text_len, r->first_turn, r->last_turn);
-	struct turn *t = r->has_usage ? turn_new(L->c, 0, 1) : NULL;
+	struct reply *t = r->has_usage ? reply_new(L->c, 0, 1) : NULL;
 	if (t) {
 		t->usage = r->usage;
 		/* the summary call's model (summary_model): its cost is that model's */
@@ -223,7 +223,7 @@ static void load_summary(struct loader *L, const struct record_summary *r)
 		if (m && settings_model_valid(m, strlen(m)))
 			snprintf(t->model, sizeof(t->model), "%s", m);
 		context_account(L->c, t);
-		turn_unref(NULL, t);
+		reply_unref(NULL, t);
 	}
 }
 
@@ -295,16 +295,16 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 static void mark_interrupted(struct context *c)
 {
 	for (size_t i = 0; i < c->n_ex; i++) {
-		struct turn *t = c->ex[i].reply;
-		if (t->state == TURN_DONE || t->state == TURN_FAILED)
+		struct reply *t = c->ex[i].reply;
+		if (t->state == REPLY_DONE || t->state == REPLY_FAILED)
 			continue;
-		t->state = TURN_FAILED;
+		t->state = REPLY_FAILED;
 		api_error_clear(&t->error);
 		api_error_set(&t->error, "interrupted",
 			      "the daemon stopped before the reply was complete (%zu bytes kept); "
 			      "write 'retry' to ctl to send it again",
 			      t->text.len);
-		turn_end_record(c, t, false);
+		reply_end_record(c, t, false);
 	}
 	if (c->open)
 		storage_sync(c->store->st, c->slot->sid);
@@ -438,7 +438,7 @@ int context_load(struct store *s, struct store_slot *slot)
 	if (L.undo_last)
 		context_undo_newest(c);
 	else if (c->n_ex > c->hist_start)
-		c->newest = turn_ref(NULL, c->ex[c->n_ex - 1].reply);
+		c->newest = reply_ref(NULL, c->ex[c->n_ex - 1].reply);
 	return 0;
 }
 
@@ -453,9 +453,9 @@ void context_free(struct store *s, struct context *c)
 			attachment_free(&e->att[k]);
 		free(e->att);
 		e->reply->ctx = NULL;
-		turn_unref(NULL, e->reply);
+		reply_unref(NULL, e->reply);
 		for (size_t k = 0; k < e->n_earlier; k++)
-			turn_unref(NULL, e->earlier[k]); /* ctx already NULL */
+			reply_unref(NULL, e->earlier[k]); /* ctx already NULL */
 		free(e->earlier);
 	}
 	for (size_t i = 0; i < c->n_marks; i++)
@@ -464,7 +464,7 @@ void context_free(struct store *s, struct context *c)
 	attach_files_free(c);
 	if (c->newest)
 		c->newest->ctx = NULL;
-	turn_unref(NULL, c->newest);
+	reply_unref(NULL, c->newest);
 	free(c->ex);
 	free(c->hist);
 	context_ledger_done(c);
@@ -474,7 +474,7 @@ void context_free(struct store *s, struct context *c)
 	free(c->schema);
 	if (c->summ_call) { /* its call's reference stays with the call */
 		c->summ_call->ctx = NULL;
-		turn_unref(NULL, c->summ_call);
+		reply_unref(NULL, c->summ_call);
 	}
 	free(c->summary);
 	free(c);

@@ -23,9 +23,9 @@
 #include "block_impl.h"
 #include "store_impl.h"
 
-static bool turn_ended(const struct turn *t)
+static bool reply_ended(const struct reply *t)
 {
-	return t->state == TURN_DONE || t->state == TURN_FAILED;
+	return t->state == REPLY_DONE || t->state == REPLY_FAILED;
 }
 
 /* Adds a mark of kind about turn (text copied, may be NULL).  0, -ENOMEM. */
@@ -42,10 +42,10 @@ static int mark_turn(struct context *c, enum mark_kind kind, const char *text, u
 
 void context_undo_newest(struct context *c)
 {
-	if (c->newest && c->newest->state == TURN_PENDING)
+	if (c->newest && c->newest->state == REPLY_PENDING)
 		return;
-	turn_unref(NULL, c->newest);
-	c->newest = c->prune.n ? turn_ref(NULL, c->ex[c->hist[c->prune.n - 1]].reply) : NULL;
+	reply_unref(NULL, c->newest);
+	c->newest = c->prune.n ? reply_ref(NULL, c->ex[c->hist[c->prune.n - 1]].reply) : NULL;
 }
 
 int context_load_undo(struct context *c, uint64_t turn, bool *undo_last)
@@ -59,7 +59,7 @@ int context_load_undo(struct context *c, uint64_t turn, bool *undo_last)
 	e->undone = true;
 	/* A message that was being written (its USER record came first, its
 	 * end comes later, if ever) kept `output` when the undo was made. */
-	*undo_last = turn_ended(c->ex[c->n_ex - 1].reply);
+	*undo_last = reply_ended(c->ex[c->n_ex - 1].reply);
 	mark_turn(c, MARK_UNDO, NULL, turn); /* out of memory: unmarked */
 	return 0;
 }
@@ -70,8 +70,8 @@ static bool calls_busy(const struct context *c)
 	if (c->active)
 		return true;
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
-		enum turn_state st = c->ex[i].reply->state;
-		if (st == TURN_QUEUED || st == TURN_WAITING || st == TURN_STREAMING)
+		enum reply_state st = c->ex[i].reply->state;
+		if (st == REPLY_QUEUED || st == REPLY_WAITING || st == REPLY_STREAMING)
 			return true;
 	}
 	return false;
@@ -112,13 +112,13 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 	uint64_t turn = r == 0 ? c->ex[i].turn : 0;
 	if (r == 0)
 		r = undo_record(c, turn);
-	struct turn *was = NULL;
+	struct reply *was = NULL;
 	if (r == 0) {
 		prune_index_pop(&c->prune);
 		c->ex[i].in_history = false;
 		c->ex[i].undone = true;
 		mark_turn(c, MARK_UNDO, NULL, turn);
-		was = c->newest ? turn_ref(NULL, c->newest) : NULL;
+		was = c->newest ? reply_ref(NULL, c->newest) : NULL;
 		context_undo_newest(c);
 		context_changed(c);
 		r = context_sync(s, &c, &n);
@@ -127,7 +127,7 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 			context_history_push(c, i);
 			while (c->n_marks > marks)
 				free(c->marks[--c->n_marks].text);
-			turn_unref(NULL, c->newest);
+			reply_unref(NULL, c->newest);
 			c->newest = was;
 			was = NULL;
 			context_changed(c);
@@ -135,7 +135,7 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 		if (r < 0 && r != -ENOENT)
 			snprintf(why, whylen, "cannot save the undo: %s", strerror(-r));
 	}
-	turn_unref(NULL, was);
+	reply_unref(NULL, was);
 	if (r == 0) {
 		c->refused[0] = '\0';
 		notes_add(&n, id,
@@ -159,7 +159,7 @@ struct fork_ex {
 	char *user;
 	size_t user_len;
 	int64_t user_ms;
-	struct turn *reply;
+	struct reply *reply;
 	cJSON *attach; /* the USER record's "attach" list, NULL for none */
 };
 
@@ -181,7 +181,7 @@ static void fork_plan_done(struct store *s, struct fork_plan *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		free(p->ex[i].user);
-		turn_unref(s, p->ex[i].reply);
+		reply_unref(s, p->ex[i].reply);
 		cJSON_Delete(p->ex[i].attach);
 	}
 	free(p->ex);
@@ -196,7 +196,7 @@ static void fork_plan_done(struct store *s, struct fork_plan *p)
 static uint64_t newest_ended(const struct context *c)
 {
 	for (size_t i = c->n_ex; i-- > 0;)
-		if (turn_ended(c->ex[i].reply))
+		if (reply_ended(c->ex[i].reply))
 			return c->ex[i].turn;
 	return 0;
 }
@@ -237,7 +237,7 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 		x->turn = e->turn;
 		x->user_len = e->user_len;
 		x->user_ms = e->user_ms;
-		x->reply = turn_ref(NULL, e->reply);
+		x->reply = reply_ref(NULL, e->reply);
 		p->n++;
 		cJSON *u = e->n_att ? user_payload(0, "", 0, 0, e->att, e->n_att) : NULL;
 		x->attach = u ? cJSON_DetachItemFromObjectCaseSensitive(u, "attach") : NULL;
@@ -276,11 +276,11 @@ static int append_json(const struct fork_out *j, uint16_t type, cJSON *o)
 	return r;
 }
 
-/* The reply's parts as turn_checkpoint() writes them: the thinking before the
+/* The reply's parts as reply_checkpoint() writes them: the thinking before the
  * text in parts without text, then the text (cut between characters) with the
  * rest of the thinking. */
 static int append_parts(const struct fork_out *j, struct buf *part, uint64_t turn,
-			const struct turn *t)
+			const struct reply *t)
 {
 	const char *text = t->text.data ? t->text.data : "";
 	const char *thinking = t->thinking.data ? t->thinking.data : "";
@@ -302,7 +302,7 @@ static int append_parts(const struct fork_out *j, struct buf *part, uint64_t tur
 
 /* The reply's blocks other than plain text (block_impl.h), after all its
  * parts: every offset is then within what the parts hold. */
-static int append_blocks(const struct fork_out *j, uint64_t turn, const struct turn *t)
+static int append_blocks(const struct fork_out *j, uint64_t turn, const struct reply *t)
 {
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < t->blocks.n; i++) {
@@ -318,10 +318,10 @@ static int append_blocks(const struct fork_out *j, uint64_t turn, const struct t
 
 /* The reply's end as attempt 1 of the fork, without the source's usage: the
  * fork made no call (its usage starts at zero). */
-static cJSON *end_payload(const struct turn *t)
+static cJSON *end_payload(const struct reply *t)
 {
 	struct record_end e;
-	turn_end_fields(t, &e);
+	reply_end_fields(t, &e);
 	/* The fork's usage starts at zero: a hit of the response cache is no
 	 * hit of the fork's either. */
 	e.attempt = 1;

@@ -4,7 +4,7 @@
  * messages being written (see store.h).
  *
  * Under the store lock (each entry point takes it).  What a message starts is
- * turn_call.c's (context_pump); reading a reply is turn.c's (turn_read). */
+ * reply_call.c's (context_pump); reading a reply is reply.c's (reply_read). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ static int user_record(struct context *c, uint64_t turn, const char *text, size_
 	return o ? context_journal_write(c, JOURNAL_USER, o, false) : -ENOMEM;
 }
 
-static size_t exchange_index(const struct context *c, const struct turn *t)
+static size_t exchange_index(const struct context *c, const struct reply *t)
 {
 	for (size_t i = c->n_ex; i-- > 0;)
 		if (c->ex[i].reply == t)
@@ -88,7 +88,7 @@ static int message_check(const struct context *c, const char *text, size_t len, 
 /* Replaces the text of a staged message (a second flush of the same writer),
  * once the new text is durable.  *cp is looked up again (the lock is released
  * during the fsync). */
-static int restage(struct store *s, struct context **cp, struct turn *t, const char *text,
+static int restage(struct store *s, struct context **cp, struct reply *t, const char *text,
 		   size_t len, struct notes *n)
 {
 	struct context *c = *cp;
@@ -104,7 +104,7 @@ static int restage(struct store *s, struct context **cp, struct turn *t, const c
 	int r = user_record(c, t->number, text, len, clock_wall_ms(), e->att, e->n_att);
 	if (r == 0)
 		r = context_sync(s, cp, n);
-	if (r == 0 && t->state != TURN_PENDING)
+	if (r == 0 && t->state != REPLY_PENDING)
 		r = -ECANCELED; /* cleared or cancelled meanwhile */
 	if (r == 0 && (i = exchange_index(*cp, t)) == (*cp)->n_ex)
 		r = -ENOENT;
@@ -121,7 +121,7 @@ static int restage(struct store *s, struct context **cp, struct turn *t, const c
 
 /* The message becomes a turn once its record is durable. */
 static int stage_new(struct store *s, struct context **cp, const char *text, size_t len,
-		     struct turn **draft, struct notes *n)
+		     struct reply **draft, struct notes *n)
 {
 	/* One timestamp for the record and the exchange: the fsync between them
 	 * would otherwise make the transcript's time change across a restart. */
@@ -136,7 +136,7 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	struct context *c = *cp;
-	struct turn *t;
+	struct reply *t;
 	if (r == 0)
 		r = context_exchange_push(c, turn, text, len, &t);
 	if (r < 0) {
@@ -152,23 +152,23 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	c->ex[c->n_ex - 1].att = att;
 	c->ex[c->n_ex - 1].n_att = n_att;
 	c->ex[c->n_ex - 1].user_ms = ms;
-	turn_unref(NULL, c->newest);
-	c->newest = turn_ref(NULL, t);
-	*draft = turn_ref(NULL, t);
+	reply_unref(NULL, c->newest);
+	c->newest = reply_ref(NULL, t);
+	*draft = reply_ref(NULL, t);
 	c->refused[0] = '\0';
 	c->note[0] = '\0'; /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
 	return 0;
 }
 
-static void abandon_locked(struct store *s, struct turn *t, const char *why, struct notes *n)
+static void abandon_locked(struct store *s, struct reply *t, const char *why, struct notes *n)
 {
-	if (t->state != TURN_PENDING)
+	if (t->state != REPLY_PENDING)
 		return;
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "rejected", "%s", why);
-	turn_end(s, t, TURN_FAILED, &e, n);
+	reply_end(s, t, REPLY_FAILED, &e, n);
 	if (t->ctx)
 		context_pump(s, t->ctx, n);
 }
@@ -179,7 +179,7 @@ static void refused_locked(struct context *c, const char *why)
 	c->refused_ms = clock_wall_ms();
 }
 
-int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64_t *held,
+int context_stage_held(struct store *s, uint64_t id, struct reply **draft, uint64_t *held,
 		       const char *text, size_t len, char *why, size_t whylen)
 {
 	struct notes n = {0};
@@ -194,13 +194,13 @@ int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64
 	if (r == 0)
 		r = message_check(c, text, len, why, whylen);
 	bool blank = utf8_blank(text, len);
-	if (r == 0 && *draft && (*draft)->state != TURN_PENDING)
+	if (r == 0 && *draft && (*draft)->state != REPLY_PENDING)
 		r = -ECANCELED; /* cleared or cancelled meanwhile */
 	else if (r == 0 && *draft && !blank)
 		r = restage(s, &c, *draft, text, len, &n);
 	else if (r == 0 && *draft) {
 		abandon_locked(s, *draft, "the message became empty; nothing was sent", &n);
-		turn_unref(NULL, *draft);
+		reply_unref(NULL, *draft);
 		*draft = NULL;
 	} else if (r == 0 && !blank)
 		r = stage_new(s, &c, text, len, draft, &n);
@@ -214,29 +214,29 @@ int context_stage_held(struct store *s, uint64_t id, struct turn **draft, uint64
 	return r;
 }
 
-int context_stage(struct store *s, uint64_t id, struct turn **draft, const char *text, size_t len,
+int context_stage(struct store *s, uint64_t id, struct reply **draft, const char *text, size_t len,
 		  char *why, size_t whylen)
 {
 	return context_stage_held(s, id, draft, NULL, text, len, why, whylen);
 }
 
-void context_submit(struct store *s, struct turn *draft)
+void context_submit(struct store *s, struct reply *draft)
 {
 	if (!draft)
 		return;
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
-	if (draft->state == TURN_PENDING && draft->ctx) {
-		draft->state = TURN_QUEUED;
+	if (draft->state == REPLY_PENDING && draft->ctx) {
+		draft->state = REPLY_QUEUED;
 		context_changed(draft->ctx); /* the transcript shows it now */
 		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
 		context_pump(s, draft->ctx, &n);
 	}
-	turn_unref(NULL, draft);
+	reply_unref(NULL, draft);
 	store_unlock_notify(s, &n);
 }
 
-void context_abandon(struct store *s, struct turn *draft, const char *why)
+void context_abandon(struct store *s, struct reply *draft, const char *why)
 {
 	if (!draft)
 		return;
@@ -245,7 +245,7 @@ void context_abandon(struct store *s, struct turn *draft, const char *why)
 	abandon_locked(s, draft, why, &n);
 	if (draft->ctx)
 		refused_locked(draft->ctx, why);
-	turn_unref(NULL, draft);
+	reply_unref(NULL, draft);
 	store_unlock_notify(s, &n);
 }
 
@@ -265,7 +265,7 @@ int context_refuse(struct store *s, uint64_t id, const char *why)
 int context_send(struct store *s, uint64_t id, const char *text, size_t len, uint64_t *turn_no,
 		 char *why, size_t whylen)
 {
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	int r = context_spend_check(s, id, why, whylen);
 	if (r == -EDQUOT) {
 		context_refuse(s, id, why);
@@ -290,13 +290,13 @@ int context_send(struct store *s, uint64_t id, const char *text, size_t len, uin
 static void summary_call_cancel(struct store *s, struct context *c, const char *why,
 				struct notes *n)
 {
-	struct turn *t = summary_cancel(c);
+	struct reply *t = summary_cancel(c);
 	if (!t)
 		return;
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "%s", why);
-	turn_end(s, t, TURN_FAILED, &e, n);
+	reply_end(s, t, REPLY_FAILED, &e, n);
 }
 
 int context_cancel(struct store *s, uint64_t id)
@@ -311,7 +311,7 @@ int context_cancel(struct store *s, uint64_t id)
 		struct api_error e;
 		api_error_clear(&e);
 		api_error_set(&e, "cancelled", "cancelled by the user");
-		turn_end(s, c->active, TURN_FAILED, &e, &n);
+		reply_end(s, c->active, REPLY_FAILED, &e, &n);
 		context_pump(s, c, &n);
 		r = 1;
 	} else if (c && c->summ_call) { /* the cut then drops, as on a failure */
@@ -339,9 +339,9 @@ static int retry_check(const struct exchange *e, char *why, size_t whylen)
 		snprintf(why, whylen, "nothing to retry: no message was sent yet");
 		return -EINVAL;
 	}
-	if (e->reply->state != TURN_DONE && e->reply->state != TURN_FAILED) {
+	if (e->reply->state != REPLY_DONE && e->reply->state != REPLY_FAILED) {
 		snprintf(why, whylen, "nothing to retry: the newest turn is %s",
-			 e->reply->state == TURN_PENDING ? "still being written" : "in flight");
+			 e->reply->state == REPLY_PENDING ? "still being written" : "in flight");
 		return -EINVAL;
 	}
 	if (e->undone) {
@@ -372,13 +372,13 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 	if (r < 0 && r != -ENOENT && r != -EINVAL)
 		snprintf(why, whylen, "cannot save the retry: %s", strerror(-r));
 	e = r == 0 ? &c->ex[c->n_ex - 1] : NULL;
-	struct turn *t = r == 0 ? turn_new(c, number, attempt) : NULL;
+	struct reply *t = r == 0 ? reply_new(c, number, attempt) : NULL;
 	if (r == 0 && !t)
 		r = -ENOMEM;
 	if (t)
 		r = exchange_replace(c, e, t);
 	if (t && r < 0) {
-		turn_unref(NULL, t);
+		reply_unref(NULL, t);
 		t = NULL;
 	}
 	if (t) {
@@ -388,9 +388,9 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 			prune_index_pop(&c->prune);
 			e->in_history = false;
 		}
-		t->state = TURN_QUEUED;
-		turn_unref(NULL, c->newest);
-		c->newest = turn_ref(NULL, t);
+		t->state = REPLY_QUEUED;
+		reply_unref(NULL, c->newest);
+		c->newest = reply_ref(NULL, t);
 		if (c->next_send > c->n_ex - 1)
 			c->next_send = c->n_ex - 1;
 		notes_add(&n, id,
@@ -426,8 +426,8 @@ int context_clear(struct store *s, uint64_t id)
 			c->ex[i].in_history = false;
 		c->pending_clear = true;
 		/* A message being written stays what `output` waits for. */
-		if (c->newest && c->newest->state != TURN_PENDING) {
-			turn_unref(NULL, c->newest);
+		if (c->newest && c->newest->state != REPLY_PENDING) {
+			reply_unref(NULL, c->newest);
 			c->newest = NULL;
 		}
 		c->refused[0] = '\0';
@@ -484,7 +484,7 @@ int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen
 	int r = c ? 0 : -ENOENT;
 	bool busy = c && (c->active || c->summ_call);
 	for (size_t i = c ? c->next_send : 0; c && i < c->n_ex; i++)
-		busy |= c->ex[i].reply->state == TURN_QUEUED;
+		busy |= c->ex[i].reply->state == REPLY_QUEUED;
 	if (r == 0 && busy) {
 		snprintf(why, whylen,
 			 "compact: a call is in flight or queued; try when it is done");

@@ -66,7 +66,7 @@ static struct ledger_row *ledger_row(struct context *c, const char *model)
 	return v;
 }
 
-void context_ledger_add(struct context *c, const struct turn *t)
+void context_ledger_add(struct context *c, const struct reply *t)
 {
 	const char *model = t->model[0] ? t->model : c->settings.model;
 	const struct wire_usage *u = &t->usage;
@@ -436,7 +436,7 @@ void store_set_prices(struct store *s, struct prices *p)
 /* Usage totals and the pruning calibration learn from every ended call.  A call
  * counts when it reported usage or its answer was a stream (HTTP 200): a stream
  * without a usage is still a call the API answered (CONTRACT §8). */
-void context_account(struct context *c, struct turn *t)
+void context_account(struct context *c, struct reply *t)
 {
 	const struct wire_usage *u = &t->usage;
 	if (t->cache_hit) { /* no call, no tokens (CONTRACT §10) */

@@ -235,7 +235,7 @@ static bool referenced(void *data, const char *hex)
 	const struct context *c = data;
 	for (size_t i = 0; i < c->n_ex; i++) {
 		/* A message still being written across a clear is sent after it. */
-		if (i < c->hist_start && c->ex[i].reply->state != TURN_PENDING)
+		if (i < c->hist_start && c->ex[i].reply->state != REPLY_PENDING)
 			continue;
 		for (size_t k = 0; k < c->ex[i].n_att; k++)
 			if (!strcmp(c->ex[i].att[k].hash, hex))

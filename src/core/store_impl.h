@@ -1,5 +1,5 @@
 /* store_impl.h — the store's private structures, shared by the core files
- * that implement store.h (store*.c, context*.c, turn.c, turn_call.c,
+ * that implement store.h (store*.c, context*.c, reply.c, reply_call.c,
  * message.c, summary.c, commit.c, block.c, fork.c, meta.c, spend.c and
  * view.c).  Everything here is under store->lock unless a field says
  * otherwise; each file's declarations are under its name. */
@@ -27,12 +27,12 @@
 #define WHY_MAX 512
 #define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
 
-struct turn {
+struct reply {
 	int refs;	  /* the exchange's, readers', the call's */
 	uint64_t ctx_id;  /* immutable */
 	uint64_t number;  /* immutable: the exchange's turn number */
 	unsigned attempt; /* reply attempt of this object (1, 2 after retry) */
-	enum turn_state state;
+	enum reply_state state;
 	struct buf text;      /* reply text: what `output` shows */
 	struct buf thinking;  /* thinking text, kept for the transcript */
 	size_t text_saved;    /* bytes of text already in REPLY_PART records */
@@ -67,7 +67,7 @@ struct turn {
 	struct context *ctx; /* NULL once the context is deleted */
 
 	/* Every block but plain text (block_impl.h), and pause_turn: */
-	struct turn_blocks blocks;
+	struct reply_blocks blocks;
 	size_t call_thinking;		/* thinking.len when the current call began */
 	uint64_t thinking_read;		/* bytes of thinking a reader was given */
 	unsigned continued;		/* calls that continued a pause_turn */
@@ -111,9 +111,9 @@ struct exchange {
 	size_t n_att;
 	char *user; /* heap, NUL-terminated */
 	size_t user_len;
-	int64_t user_ms;       /* wall clock */
-	struct turn *reply;    /* current attempt (ref held); never NULL */
-	struct turn **earlier; /* attempts it replaced, oldest first (refs held):
+	int64_t user_ms;	/* wall clock */
+	struct reply *reply;	/* current attempt (ref held); never NULL */
+	struct reply **earlier; /* attempts it replaced, oldest first (refs held):
 				  the transcript keeps them */
 	size_t n_earlier;
 	bool clear_before; /* a clear happened just before this exchange */
@@ -205,8 +205,8 @@ struct context {
 	uint64_t floor_turn;	  /* loading: first_turn of the last call */
 	size_t *hist;		  /* prune index position -> exchange index */
 	size_t hist_cap;
-	struct turn *active; /* the turn with a call in flight */
-	struct turn *newest; /* what `output` opens (ref held) */
+	struct reply *active; /* the turn with a call in flight */
+	struct reply *newest; /* what `output` opens (ref held) */
 	uint64_t next_turn;
 	int64_t created_ms, modified_ms;
 	struct usage_totals totals;
@@ -227,7 +227,7 @@ struct context {
 	char *summary; /* heap, NUL-terminated; NULL for none */
 	size_t summary_len;
 	uint64_t summ_first, summ_last;		 /* turns it covers; 0 0: none named */
-	struct turn *summ_call;			 /* the summary call in flight (ref held) */
+	struct reply *summ_call;		 /* the summary call in flight (ref held) */
 	size_t summ_cut;			 /* the floor its success moves to */
 	uint64_t summ_cut_turn;			 /* the turn of the last exchange it folds */
 	bool summ_compact;			 /* asked for by ctl compact */
@@ -284,7 +284,7 @@ struct store {
 					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */
 	struct map by_id;	       /* id -> struct store_slot (owner) */
-	struct map calls;	       /* call id -> struct turn */
+	struct map calls;	       /* call id -> struct reply */
 	uint64_t next_id;
 	uint64_t next_call;
 	struct settings defaults; /* root .config */
@@ -311,7 +311,7 @@ struct store {
 	uint64_t reserved;	    /* bytes storage_reserve holds: every writer's */
 	struct models models;	    /* the Models API's answers (store_models.c) */
 	pthread_cond_t models_cond; /* broadcast at each answer; with lock */
-	struct turn **mwait;	    /* turns waiting for an answer (a reference each) */
+	struct reply **mwait;	    /* turns waiting for an answer (a reference each) */
 	size_t n_mwait, cap_mwait;
 	struct prices prices;  /* what cost_usd is computed with (store_set_prices) */
 	struct rcache *rcache; /* the response cache, NULL when unavailable */
@@ -347,19 +347,19 @@ void store_models_done(struct store *s);
  * the lock is released), 1 when the turn now waits for the Models API (its
  * state WAITING, c->active set, resumed by an answer), -EINVAL with why when
  * the model is retired. */
-int store_models_ready(struct store *s, struct context *c, struct turn *t,
+int store_models_ready(struct store *s, struct context *c, struct reply *t,
 		       const struct model_caps **caps, char *why, size_t whylen);
-/* A waiting turn ends (turn_end): it leaves the wait list. */
-void store_models_unwait(struct store *s, struct turn *t);
+/* A waiting turn ends (reply_end): it leaves the wait list. */
+void store_models_unwait(struct store *s, struct reply *t);
 /* `status` lines about the context's model: model_check, lifecycle, ignored. */
 int store_models_status(struct store *s, const struct context *c, struct buf *out);
 
 /* spend.c: costs and spending limits (CONTRACT §10, Cost). */
 /* Usage totals, the ledger and the pruning calibration learn from t's ended
  * call (a cache hit counts as one, without tokens). */
-void context_account(struct context *c, struct turn *t);
+void context_account(struct context *c, struct reply *t);
 /* Counts a call's usage under its model (t->model, else the context's). */
-void context_ledger_add(struct context *c, const struct turn *t);
+void context_ledger_add(struct context *c, const struct reply *t);
 void context_ledger_done(struct context *c);
 /* The context's settings for a new context or a replaced config: the root
  * defaults, without the root's spend_limit_usd (which is the limit of all
@@ -383,10 +383,10 @@ int store_rcache_status(struct store *s, struct buf *out);
  * response_cache on, a first attempt whose request was answered before with
  * end_turn is answered now from the cache (true: no call to make; the caller
  * ends t, done). */
-bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+bool store_rcache_answer(struct store *s, struct context *c, struct reply *t, const char *body,
 			 size_t len, struct notes *n);
 /* t ended done: its reply is kept in the cache when it ended with end_turn. */
-void store_rcache_keep(struct store *s, struct turn *t);
+void store_rcache_keep(struct store *s, struct reply *t);
 
 /* store.c */
 struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need be), or NULL */
@@ -419,7 +419,7 @@ void context_free(struct store *s, struct context *c);
 
 /* context.c: one loaded context's settings and history. */
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
-			  struct turn **ret);
+			  struct reply **ret);
 void context_history_push(struct context *c, size_t ex_index);
 /* Records a clear or a new system prompt (text copied) for the transcript. */
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
@@ -437,7 +437,7 @@ struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t 
 int64_t exchange_raw(const struct exchange *e);
 /* Puts a new attempt in place of exchange e's reply, keeping the old one among
  * e->earlier.  0, -ENOMEM. */
-int exchange_replace(struct context *c, struct exchange *e, struct turn *t);
+int exchange_replace(struct context *c, struct exchange *e, struct reply *t);
 /* Frees the cached renderings (view.c makes them). */
 void context_views_done(struct context *c);
 
@@ -475,7 +475,7 @@ int context_sync(struct store *s, struct context **cp, struct notes *n);
 void context_sync_later(struct store *s, struct context *c, struct notes *n);
 /* Saves t's end: appends REPLY_END (deferred while a sync runs) and has it
  * synced. */
-void context_save_end(struct store *s, struct context *c, struct turn *t, struct notes *n);
+void context_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n);
 /* After a load: everything read is durable. */
 void context_mark_synced(struct context *c);
 /* The context is deleted: no end will be synced, and none is waited for (a
@@ -534,16 +534,16 @@ int attach_dirfd(struct store *s, struct context *c);
 
 /* summary.c (see there).  summary_before: before exchange k's call is built;
  * 1 when a summary call started and the turn waits for it.  summary_call_end:
- * turn_end() of a summary call.  summary_raw: the raw estimate of the summary
+ * reply_end() of a summary call.  summary_raw: the raw estimate of the summary
  * block (0 for none); summary_block appends its text as sent. */
 extern const char summary_prompt_default[];
 int summary_before(struct store *s, struct context *c, size_t k, struct notes *n);
 int summary_start(struct store *s, struct context *c, size_t cut, const char *focus, size_t flen,
 		  bool compact, struct notes *n);
-void summary_call_end(struct store *s, struct turn *t, struct notes *n);
+void summary_call_end(struct store *s, struct reply *t, struct notes *n);
 /* The summary call to end when the context's calls are cancelled (the caller
  * ends it, failed with "cancelled"), NULL for none. */
-struct turn *summary_cancel(struct context *c);
+struct reply *summary_cancel(struct context *c);
 /* A summary's text for `summary`: -EFBIG (over SUMMARY_MAX), -EILSEQ, with why. */
 int summary_check(const char *text, size_t len, char *why, size_t whylen);
 /* Replaces c's summary by text (len 0: none) and saves it, a SUMMARY record
@@ -578,25 +578,25 @@ struct cJSON *meta_copy(const struct store_slot *slot);
  * meta file (heap); NULL for none or when out of memory (fork.c). */
 char *meta_payload(const struct store_slot *slot);
 
-/* turn.c.  turn_ref()/turn_unref() with a NULL store mean "the lock is held". */
-struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt);
-int turn_end_record(struct context *c, struct turn *t, bool sync);
+/* reply.c.  reply_ref()/reply_unref() with a NULL store mean "the lock is held". */
+struct reply *reply_new(struct context *c, uint64_t number, unsigned attempt);
+int reply_end_record(struct context *c, struct reply *t, bool sync);
 /* The payload of attempt t's REPLY_END (t has ended).  NULL when out of memory. */
-struct cJSON *turn_end_payload(const struct turn *t);
+struct cJSON *reply_end_payload(const struct reply *t);
 /* The REPLY_END of t as a record (record.h), for a writer that changes some. */
-void turn_end_fields(const struct turn *t, struct record_end *e);
-void turn_checkpoint(struct turn *t, bool sync);
+void reply_end_fields(const struct reply *t, struct record_end *e);
+void reply_checkpoint(struct reply *t, bool sync);
 /* true when the reply may go into the history: complete, with text, and not a
  * refusal (the API wants a refused exchange left out). */
-bool turn_in_history(const struct turn *t);
+bool reply_in_history(const struct reply *t);
 
-/* turn_call.c: a turn's call.  context_pump starts the next queued turn's call
- * when none is in flight; turn_end ends t (its call cancelled, the history,
+/* reply_call.c: a turn's call.  context_pump starts the next queued turn's call
+ * when none is in flight; reply_end ends t (its call cancelled, the history,
  * the accounts, the cache and its end record updated). */
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
-void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
-	      struct notes *n);
+void reply_end(struct store *s, struct reply *t, enum reply_state st, const struct api_error *e,
+	       struct notes *n);
 void context_pump(struct store *s, struct context *c, struct notes *n);
 
 #endif

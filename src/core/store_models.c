@@ -7,7 +7,7 @@
  * answers on its own thread; nothing here touches the network.  A warm cache
  * (an answer younger than MODELS_TTL_MS) costs a turn no request at all.  A
  * turn that waited is resumed through the store's pump hook (struct
- * store_hooks): its call is turn_call.c's, above this file.
+ * store_hooks): its call is reply_call.c's, above this file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,7 +38,7 @@ void store_models_init(struct store *s)
 void store_models_done(struct store *s)
 {
 	for (size_t i = 0; i < s->n_mwait; i++)
-		turn_unref(NULL, s->mwait[i]);
+		reply_unref(NULL, s->mwait[i]);
 	free(s->mwait);
 	models_done(&s->models);
 	pthread_cond_destroy(&s->models_cond);
@@ -144,11 +144,11 @@ static enum models_state list_need(struct store *s, int64_t now, int64_t connect
 	return st;
 }
 
-static int mwait_push(struct store *s, struct turn *t)
+static int mwait_push(struct store *s, struct reply *t)
 {
 	if (s->n_mwait == s->cap_mwait) {
 		size_t cap = s->cap_mwait ? s->cap_mwait * 2 : 8;
-		struct turn **n = realloc(s->mwait, cap * sizeof(*n));
+		struct reply **n = realloc(s->mwait, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		s->mwait = n;
@@ -160,7 +160,7 @@ static int mwait_push(struct store *s, struct turn *t)
 	return 0;
 }
 
-int store_models_ready(struct store *s, struct context *c, struct turn *t,
+int store_models_ready(struct store *s, struct context *c, struct reply *t,
 		       const struct model_caps **caps, char *why, size_t whylen)
 {
 	const char *model = c->settings.model;
@@ -191,12 +191,12 @@ int store_models_ready(struct store *s, struct context *c, struct turn *t,
 wait:
 	if (mwait_push(s, t) < 0)
 		return 0; /* no memory to wait: send with what is known */
-	t->state = TURN_WAITING;
+	t->state = REPLY_WAITING;
 	c->active = t;
 	return 1;
 }
 
-void store_models_unwait(struct store *s, struct turn *t)
+void store_models_unwait(struct store *s, struct reply *t)
 {
 	for (size_t i = 0; i < s->n_mwait; i++)
 		if (s->mwait[i] == t) {
@@ -212,22 +212,22 @@ void store_models_unwait(struct store *s, struct turn *t)
 static void models_resume(struct store *s, struct notes *n)
 {
 	size_t k = s->n_mwait;
-	struct turn **all = k ? malloc(k * sizeof(*all)) : NULL;
+	struct reply **all = k ? malloc(k * sizeof(*all)) : NULL;
 
 	if (!all)
 		return;
 	memcpy(all, s->mwait, k * sizeof(*all));
 	s->n_mwait = 0;
 	for (size_t i = 0; i < k; i++) {
-		struct turn *t = all[i];
+		struct reply *t = all[i];
 		struct context *c = t->ctx;
 		t->models_wait = false;
-		if (c && t->state == TURN_WAITING && c->active == t) {
-			t->state = TURN_QUEUED;
+		if (c && t->state == REPLY_WAITING && c->active == t) {
+			t->state = REPLY_QUEUED;
 			c->active = NULL;
-			s->hooks.pump(s, c, n); /* context_pump (turn_call.c) */
+			s->hooks.pump(s, c, n); /* context_pump (reply_call.c) */
 		}
-		turn_unref(NULL, t);
+		reply_unref(NULL, t);
 	}
 	free(all);
 	pthread_cond_broadcast(&s->models_cond);

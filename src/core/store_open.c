@@ -110,7 +110,7 @@ void store_free(struct store *s)
 	/* Calls the transport never ended (it was stopped first) hold a reference. */
 	for (size_t i = 0; i < s->calls.nslots; i++)
 		for (struct map_node *n = s->calls.slots[i]; n; n = n->next)
-			turn_unref(NULL, n->value);
+			reply_unref(NULL, n->value);
 	store_models_done(s);
 	rcache_free(s->rcache);
 	prices_done(&s->prices);
@@ -184,8 +184,8 @@ static void store_end_drafts(struct store *s, struct context *c, struct notes *n
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "cancelled: the context was deleted");
 	for (size_t i = 0; i < c->n_ex; i++)
-		if (c->ex[i].reply->state == TURN_PENDING)
-			turn_end(s, c->ex[i].reply, TURN_FAILED, &e, n);
+		if (c->ex[i].reply->state == REPLY_PENDING)
+			reply_end(s, c->ex[i].reply, REPLY_FAILED, &e, n);
 }
 
 int store_delete(struct store *s, const char *name)

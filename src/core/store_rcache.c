@@ -2,7 +2,7 @@
  * the entries on disk): its bound, `.config`'s response_cache_bytes, which is
  * the daemon's and no context's, its `.status` line, and a turn answered from
  * it or kept in it (CONTRACT §10).  A turn answered from the cache is filled
- * here and ended by its caller (turn_call.c): the cache ends no turn.
+ * here and ended by its caller (reply_call.c): the cache ends no turn.
  *
  * response_cache_bytes is not in the settings table: a context has no bound of
  * its own.  The `.config` text is split here: its response_cache_bytes lines
@@ -168,7 +168,7 @@ static const char *buf_or_empty(const struct buf *b)
 }
 
 /* The blocks as a JSON array (NUL marks printed as \u0000), into out. */
-static int blocks_print(const struct turn *t, struct buf *out)
+static int blocks_print(const struct reply *t, struct buf *out)
 {
 	cJSON *arr = cJSON_CreateArray();
 	bool ok = arr != NULL;
@@ -194,7 +194,7 @@ static int blocks_print(const struct turn *t, struct buf *out)
 	return r;
 }
 
-static int reply_value(const struct turn *t, struct buf *v)
+static int reply_value(const struct reply *t, struct buf *v)
 {
 	struct buf blocks;
 	buf_init(&blocks, BLOCKS_MAX);
@@ -216,7 +216,7 @@ static int reply_value(const struct turn *t, struct buf *v)
 	return r;
 }
 
-static int blocks_restore(struct turn *t, const char *p, size_t n)
+static int blocks_restore(struct reply *t, const char *p, size_t n)
 {
 	struct buf hidden;
 	buf_init(&hidden, BLOCKS_MAX);
@@ -247,7 +247,7 @@ static int blocks_restore(struct turn *t, const char *p, size_t n)
 
 /* Fills a fresh turn from an entry's value.  0, -EINVAL (a value this
  * version cannot read), -ENOMEM. */
-static int reply_restore(struct turn *t, const char *v, size_t n)
+static int reply_restore(struct reply *t, const char *v, size_t n)
 {
 	if (n < 32)
 		return -EINVAL;
@@ -273,7 +273,7 @@ static void request_key(const char *body, size_t len, uint8_t key[RCACHE_KEY_LEN
 	rcache_key(parts, lens, 3, key);
 }
 
-bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, const char *body,
+bool store_rcache_answer(struct store *s, struct context *c, struct reply *t, const char *body,
 			 size_t len, struct notes *n)
 {
 	if (!c->settings.response_cache || !s->rcache || t->continued)
@@ -304,7 +304,7 @@ bool store_rcache_answer(struct store *s, struct context *c, struct turn *t, con
 	return true;
 }
 
-void store_rcache_keep(struct store *s, struct turn *t)
+void store_rcache_keep(struct store *s, struct reply *t)
 {
 	if (!t->cache_keyed || t->cache_hit || t->continued || !s->rcache ||
 	    strcmp(t->stop_reason, "end_turn"))

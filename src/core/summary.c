@@ -10,12 +10,12 @@
  * releases the held call; a failure drops that cut instead.  `ctl compact`
  * starts the same call for everything but the newest 2 exchanges.
  *
- * The summary call is a struct turn with summary_call set: the transport's
- * reports reach it through store->calls like any call; turn_end() (turn_call.c)
+ * The summary call is a struct reply with summary_call set: the transport's
+ * reports reach it through store->calls like any call; reply_end() (reply_call.c)
  * hands its end to summary_call_end().  This file decides when a summary call
  * is made and keeps what it returns; it ends no turn and starts no other call:
  * cancelling one (summary_cancel names it) and sending what waited are the
- * callers' (turn_call.c, and message.c for the `summary` and `compact` verbs).
+ * callers' (reply_call.c, and message.c for the `summary` and `compact` verbs).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -248,7 +248,7 @@ int summary_start(struct store *s, struct context *c, size_t cut, const char *fo
 {
 	if (!s->ops || c->summ_call || cut <= c->prune.floor || cut > c->prune.n)
 		return -EINVAL;
-	struct turn *t = turn_new(c, 0, 1);
+	struct reply *t = reply_new(c, 0, 1);
 	struct buf body;
 	buf_init(&body, REQUEST_MAX);
 	int r = t ? summary_request(c, cut, focus, flen, &body, &t->raw_sent) : -ENOMEM;
@@ -271,9 +271,9 @@ int summary_start(struct store *s, struct context *c, size_t cut, const char *fo
 		t->summary_call = true;
 		t->call_id = spec.call_id;
 		t->refs++; /* the call's */
-		t->state = TURN_WAITING;
+		t->state = REPLY_WAITING;
 		t->started_ms = clock_wall_ms();
-		c->summ_call = t; /* holds turn_new's reference */
+		c->summ_call = t; /* holds reply_new's reference */
 		c->summ_cut = cut;
 		c->summ_cut_turn = c->ex[c->hist[cut - 1]].turn;
 		c->summ_compact = compact;
@@ -286,7 +286,7 @@ int summary_start(struct store *s, struct context *c, size_t cut, const char *fo
 	}
 	if (r < 0) {
 		free(spec.body);
-		turn_unref(NULL, t);
+		reply_unref(NULL, t);
 		summary_fail_note(c, compact ? "nothing changed" : "the cut dropped instead",
 				  "the summary call could not be made");
 		return r;
@@ -311,7 +311,7 @@ int summary_before(struct store *s, struct context *c, size_t k, struct notes *n
 }
 
 /* The text of a successful summary call, trimmed; NULL when it has none. */
-static const char *summary_text(const struct turn *t, size_t *len)
+static const char *summary_text(const struct reply *t, size_t *len)
 {
 	const char *p = t->text.data ? t->text.data : "";
 	size_t n = t->text.len;
@@ -325,7 +325,7 @@ static const char *summary_text(const struct turn *t, size_t *len)
 	return n ? p : NULL;
 }
 
-void summary_call_end(struct store *s, struct turn *t, struct notes *n)
+void summary_call_end(struct store *s, struct reply *t, struct notes *n)
 {
 	struct context *c = t->ctx;
 	if (!c || c->summ_call != t)
@@ -333,11 +333,11 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 	c->summ_call = NULL;
 	context_account(c, t);
 	size_t cut = c->summ_cut, len = 0;
-	const char *text = t->state == TURN_DONE ? summary_text(t, &len) : NULL;
+	const char *text = t->state == REPLY_DONE ? summary_text(t, &len) : NULL;
 	char why[WHY_MAX + 64];
 	bool same = cut > c->prune.floor && cut <= c->prune.n &&
 		    c->ex[c->hist[cut - 1]].turn == c->summ_cut_turn;
-	if (t->state != TURN_DONE)
+	if (t->state != REPLY_DONE)
 		snprintf(why, sizeof(why), "the summary call failed: %.60s: %.300s", t->error.type,
 			 t->error.message);
 	else if (!text || len > SUMMARY_MAX)
@@ -345,7 +345,7 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 			 text ? "more than the summary's limit" : "no text");
 	else if (!same)
 		snprintf(why, sizeof(why), "the history changed during the summary call");
-	if (t->state == TURN_DONE && text && len <= SUMMARY_MAX && same) {
+	if (t->state == REPLY_DONE && text && len <= SUMMARY_MAX && same) {
 		uint64_t first = c->summ_last ? c->summ_first : c->ex[c->hist[c->prune.floor]].turn;
 		struct buf z;
 		buf_init(&z, SUMMARY_MAX + 1);
@@ -371,10 +371,10 @@ void summary_call_end(struct store *s, struct turn *t, struct notes *n)
 	}
 	context_changed(c);
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_HISTORY);
-	turn_unref(NULL, t); /* the context's reference */
+	reply_unref(NULL, t); /* the context's reference */
 }
 
-struct turn *summary_cancel(struct context *c)
+struct reply *summary_cancel(struct context *c)
 {
 	return c->summ_call;
 }

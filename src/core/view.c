@@ -120,7 +120,7 @@ static int print_json(cJSON *o, struct buf *out)
 
 /* A reply in history.json: its text, or the blocks the next call sends of it
  * (block.c: citations, server tool blocks). */
-static int add_reply(cJSON *arr, const struct turn *t)
+static int add_reply(cJSON *arr, const struct reply *t)
 {
 	cJSON *blocks = blocks_json(t, BLOCKS_HISTORY);
 	if (!blocks)
@@ -191,11 +191,11 @@ static int render_mark(const struct mark *m, struct buf *out)
 }
 
 /* What is appended once attempt t has ended. */
-static int render_outcome(const struct turn *t, struct buf *out)
+static int render_outcome(const struct reply *t, struct buf *out)
 {
 	unsigned long long n = (unsigned long long)t->number;
 	const char *text = text_of(&t->text);
-	if (t->state == TURN_FAILED)
+	if (t->state == REPLY_FAILED)
 		return buf_printf(out, "--- turn %llu, failed: %s: %s ---\n\n", n, t->error.type,
 				  t->error.message);
 	int r = 0;
@@ -214,9 +214,9 @@ static int render_outcome(const struct turn *t, struct buf *out)
 
 /* Renders attempt t: 1 when it has ended (the rendering goes on after it), 0
  * when it stops here, -errno. */
-static int render_attempt(const struct turn *t, struct buf *out)
+static int render_attempt(const struct reply *t, struct buf *out)
 {
-	bool ended = t->state == TURN_DONE || t->state == TURN_FAILED;
+	bool ended = t->state == REPLY_DONE || t->state == REPLY_FAILED;
 	/* Of a streaming reply only what is in the journal, so that a restart
 	 * shows it again.  Before its first text an attempt may still be retried,
 	 * which drops its thinking: nothing of it is final yet. */
@@ -225,7 +225,7 @@ static int render_attempt(const struct turn *t, struct buf *out)
 		return 0;
 	size_t lead = t->text.len ? t->thinking_lead : t->thinking.len;
 	const char *thinking = text_of(&t->thinking);
-	bool head = shown || t->state == TURN_DONE;
+	bool head = shown || t->state == REPLY_DONE;
 	char h[96];
 	int r = 0;
 	if (lead) {
@@ -271,19 +271,19 @@ static int render_marks_before(const struct context *c, size_t *m, size_t before
 static int render_exchange(const struct context *c, size_t i, size_t *m, struct buf *out)
 {
 	const struct exchange *e = &c->ex[i];
-	if (e->reply->state == TURN_PENDING && !e->n_earlier)
+	if (e->reply->state == REPLY_PENDING && !e->n_earlier)
 		return 0; /* its writer may still change it */
 	char head[96], when[32];
 	clock_format_utc(e->user_ms, when);
 	snprintf(head, sizeof(head), "user (turn %llu, %s)", (unsigned long long)e->turn, when);
 	int r = put_user(out, head, e);
 	for (size_t k = 0; r >= 0 && k <= e->n_earlier; k++) {
-		const struct turn *t = k < e->n_earlier ? e->earlier[k] : e->reply;
+		const struct reply *t = k < e->n_earlier ? e->earlier[k] : e->reply;
 		if (k > 0 && (r = render_marks_before(c, m, t->marks_before, out)) < 0)
 			break;
 		/* A regeneration is told where its attempt begins: all before it
 		 * was shown when it was asked for. */
-		if (k > 0 && e->earlier[k - 1]->state == TURN_DONE &&
+		if (k > 0 && e->earlier[k - 1]->state == REPLY_DONE &&
 		    (r = buf_printf(out,
 				    "--- turn %llu, regenerated: the reply above is replaced by "
 				    "attempt %u ---\n\n",
@@ -312,7 +312,7 @@ static int render_transcript(const struct context *c, struct buf *out)
 }
 
 /* One reply attempt in transcript.json; replaced: a later attempt took its place. */
-static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
+static int add_attempt(cJSON *arr, const struct reply *t, bool replaced)
 {
 	int r = add_message(arr, "assistant", text_of(&t->text), t->text.len);
 	if (r < 0)
@@ -320,7 +320,7 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 	cJSON *a = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
 	cJSON_AddNumberToObject(a, "turn", (double)t->number);
 	cJSON_AddNumberToObject(a, "attempt", t->attempt);
-	cJSON_AddStringToObject(a, "state", turn_state_name(t->state));
+	cJSON_AddStringToObject(a, "state", reply_state_name(t->state));
 	if (replaced)
 		cJSON_AddTrueToObject(a, "replaced");
 	if (t->stop_reason[0])
@@ -333,7 +333,7 @@ static int add_attempt(cJSON *arr, const struct turn *t, bool replaced)
 	cJSON_AddItemToObject(a, "blocks", blocks);
 	if (t->continued)
 		cJSON_AddNumberToObject(a, "continued", t->continued);
-	if (t->state == TURN_FAILED) {
+	if (t->state == REPLY_FAILED) {
 		cJSON *err = cJSON_AddObjectToObject(a, "error");
 		cJSON_AddStringToObject(err, "type", t->error.type);
 		cJSON_AddStringToObject(err, "message", t->error.message);
@@ -353,7 +353,7 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 	int r = arr ? 0 : -ENOMEM;
 	for (size_t i = 0; r == 0 && i < c->n_ex; i++) {
 		const struct exchange *e = &c->ex[i];
-		const struct turn *t = e->reply;
+		const struct reply *t = e->reply;
 		if ((r = add_message(arr, "user", e->user, e->user_len)) < 0)
 			break;
 		cJSON *u = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
@@ -367,7 +367,7 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 			cJSON_AddTrueToObject(u, "undone");
 		for (size_t k = 0; r == 0 && k < e->n_earlier; k++)
 			r = add_attempt(arr, e->earlier[k], true);
-		if (r == 0 && t->state != TURN_PENDING)
+		if (r == 0 && t->state != REPLY_PENDING)
 			r = add_attempt(arr, t, false);
 	}
 	return r < 0 ? (cJSON_Delete(o), r) : print_json(o, out);
@@ -381,17 +381,17 @@ static const char *status_word(const struct context *c, size_t *queued)
 {
 	*queued = 0;
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
-		const struct turn *t = c->ex[i].reply;
-		if (t != c->active && (t->state == TURN_QUEUED || t->state == TURN_PENDING))
+		const struct reply *t = c->ex[i].reply;
+		if (t != c->active && (t->state == REPLY_QUEUED || t->state == REPLY_PENDING))
 			(*queued)++;
 	}
 	if (c->summ_call)
 		return "summarizing";
 	if (c->active)
-		return c->active->state == TURN_STREAMING ? "streaming" : "waiting";
+		return c->active->state == REPLY_STREAMING ? "streaming" : "waiting";
 	if (*queued)
 		return "queued";
-	if (c->broken || (c->newest && c->newest->state == TURN_FAILED))
+	if (c->broken || (c->newest && c->newest->state == REPLY_FAILED))
 		return "error";
 	return "idle";
 }
@@ -413,15 +413,15 @@ static int render_sync_failure(const struct context *c, struct buf *out)
 }
 
 /* The newest turn's keys: what `output` opens.  Each is named for the turn. */
-static int status_turn(const struct turn *t, struct buf *out)
+static int status_turn(const struct reply *t, struct buf *out)
 {
 	int r = buf_printf(out, "turn_state: %s\nturn_attempt: %u\nturn_output_bytes: %zu\n",
-			   turn_state_name(t->state), t->attempt, t->text.len);
+			   reply_state_name(t->state), t->attempt, t->text.len);
 	if (r == 0 && t->retries)
 		r = buf_printf(out, "turn_retries: %u\n", t->retries);
 	if (r == 0 && t->stop_reason[0])
 		r = buf_printf(out, "stop_reason: %s\n", t->stop_reason);
-	if (r == 0 && t->state == TURN_DONE && !turn_in_history(t))
+	if (r == 0 && t->state == REPLY_DONE && !reply_in_history(t))
 		r = buf_printf(out, "turn_history: left out: %s\n",
 			       !strcmp(t->stop_reason, "refusal")
 				   ? "the reply was refused (stop_reason: refusal)"
@@ -433,7 +433,7 @@ static int status_turn(const struct turn *t, struct buf *out)
 		r = buf_printf(out, "request_id: %s\n", t->request_id);
 	if (r == 0 && t->continued)
 		r = buf_printf(out, "continued: %u (stop_reason pause_turn)\n", t->continued);
-	if (r == 0 && t->state == TURN_DONE && !strcmp(t->stop_reason, "pause_turn"))
+	if (r == 0 && t->state == REPLY_DONE && !strcmp(t->stop_reason, "pause_turn"))
 		r = buf_printf(out,
 			       "paused: the reply still paused after %u continuations (the "
 			       "most mcpfs makes); it ends here\n",
@@ -442,7 +442,7 @@ static int status_turn(const struct turn *t, struct buf *out)
 		r = buf_printf(out, "turn_request: %llu bytes, built in %lld.%03lld ms\n",
 			       (unsigned long long)t->req_bytes, (long long)(t->req_us / 1000),
 			       (long long)(t->req_us % 1000));
-	if (r == 0 && t->state == TURN_FAILED) {
+	if (r == 0 && t->state == REPLY_FAILED) {
 		r = buf_printf(out, "last_error: %s: %s\n", t->error.type, t->error.message);
 		if (r == 0 && t->error.http_status > 0)
 			r = buf_printf(out, "http_status: %d\n", t->error.http_status);
@@ -455,11 +455,11 @@ static int status_turn(const struct turn *t, struct buf *out)
 /* The call in flight, which may be an older turn's than the newest. */
 static int status_call(const struct context *c, struct buf *out)
 {
-	const struct turn *a = c->active;
+	const struct reply *a = c->active;
 	int r = buf_printf(out, "call_turn: %llu\ncall_retries: %u of %lld\n",
 			   (unsigned long long)a->number, a->retries,
 			   (long long)c->settings.max_retries);
-	if (r == 0 && a->retries && a->state == TURN_WAITING)
+	if (r == 0 && a->retries && a->state == REPLY_WAITING)
 		r = buf_printf(out, "retrying: after %s: %s\n", a->error.type, a->error.message);
 	return r;
 }
@@ -467,7 +467,7 @@ static int status_call(const struct context *c, struct buf *out)
 static int render_status(struct store *s, const struct context *c, struct buf *out)
 {
 	size_t queued;
-	const struct turn *t = c->newest;
+	const struct reply *t = c->newest;
 	const char *word = status_word(c, &queued);
 	int r = buf_printf(out, "%s\nturn: %llu\nqueued: %zu\nmodel: %s\n", word,
 			   t ? (unsigned long long)t->number : 0ULL, queued, c->settings.model);
@@ -559,8 +559,8 @@ static int render_info_json(const struct store *s, const struct context *c, stru
 		cJSON_AddStringToObject(u, "last_call", last_call(c));
 		context_cost_json(s, c, u);
 	}
-	const struct turn *t = c->newest;
-	if (t && t->state == TURN_FAILED) {
+	const struct reply *t = c->newest;
+	if (t && t->state == REPLY_FAILED) {
 		cJSON *e = cJSON_AddObjectToObject(o, "last_error");
 		cJSON_AddStringToObject(e, "type", t->error.type);
 		cJSON_AddStringToObject(e, "message", t->error.message);
@@ -713,7 +713,7 @@ int context_render_version(struct store *s, uint64_t id, enum view_kind kind, st
 		/* What a reader is shown of a streaming reply must survive a crash
 		 * (a restart shows the same bytes, then the interruption). */
 		if (c->active && c->active->text_saved < c->active->text.len)
-			turn_checkpoint(c->active, false);
+			reply_checkpoint(c->active, false);
 		r = transcript_fits(c, c->system_len, out) ?: render_transcript(c, out);
 		break;
 	case VIEW_TRANSCRIPT_JSON:

@@ -151,7 +151,7 @@ static int take_text(const cJSON *obj, const char *key, struct wire_event *ev, b
 }
 
 /* Prints a block or delta that is neither text nor thinking into ev->raw for
- * the caller (turn.c keeps every block of a reply).  Its strings are still
+ * the caller (reply.c keeps every block of a reply).  Its strings are still
  * marked (json_nul.h) when the event had a \u0000: they are printed back as
  * \u0000 by wire_event_decode_json(). */
 static int take_raw(const cJSON *obj, struct wire_event *ev)

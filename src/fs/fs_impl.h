@@ -89,29 +89,29 @@ struct scratch {
  * never change; the other fields are under fs_handle_lock(h) unless they say
  * otherwise. */
 struct fs_handle {
-	int kind;	    /* enum fs_kind */
-	uint64_t ctx;	    /* context id, 0 at the root */
-	bool writer;	    /* opened for writing */
-	bool dirty;	    /* written (or truncated) since the last flush */
-	bool append;	    /* O_APPEND: writes go to the end of data */
-	bool written;	    /* a write came since the last flush */
-	int rejected;	    /* input, rw files: errno of the refusal of the text, 0 */
-	bool committing;    /* a flush or release is in a store commit, which
-			       runs without the handle's lock (fs_io.c) */
-	bool renamed;	    /* the content of a temporary file renamed onto it */
-	size_t valid;	    /* input, system: bytes of data known to be valid UTF-8 */
-	uint64_t cost;	    /* input, system: bytes the text takes in a journal record
-			       (store_text_cost) */
-	uint64_t base_cost; /* system, model, config: the rest of a settings record
-			       (context_settings_cost), 0 until the first write */
-	uint64_t held;	    /* disk room held for the record the close writes
-			       (store_reserve) */
-	struct buf data;    /* input: the message; rw files: their new text;
-			       read-only files: the rendered snapshot */
-	struct turn *turn;  /* output: the turn this open is bound to */
-	struct turn *draft; /* input: the staged message */
-	uint64_t read_end;  /* output: end of the last read, for poll; under park_lock */
-	uint64_t version;   /* transcript: the context's version of the snapshot */
+	int kind;	     /* enum fs_kind */
+	uint64_t ctx;	     /* context id, 0 at the root */
+	bool writer;	     /* opened for writing */
+	bool dirty;	     /* written (or truncated) since the last flush */
+	bool append;	     /* O_APPEND: writes go to the end of data */
+	bool written;	     /* a write came since the last flush */
+	int rejected;	     /* input, rw files: errno of the refusal of the text, 0 */
+	bool committing;     /* a flush or release is in a store commit, which
+				runs without the handle's lock (fs_io.c) */
+	bool renamed;	     /* the content of a temporary file renamed onto it */
+	size_t valid;	     /* input, system: bytes of data known to be valid UTF-8 */
+	uint64_t cost;	     /* input, system: bytes the text takes in a journal record
+				(store_text_cost) */
+	uint64_t base_cost;  /* system, model, config: the rest of a settings record
+				(context_settings_cost), 0 until the first write */
+	uint64_t held;	     /* disk room held for the record the close writes
+				(store_reserve) */
+	struct buf data;     /* input: the message; rw files: their new text;
+				read-only files: the rendered snapshot */
+	struct reply *turn;  /* output: the turn this open is bound to */
+	struct reply *draft; /* input: the staged message */
+	uint64_t read_end;   /* output: end of the last read, for poll; under park_lock */
+	uint64_t version;    /* transcript: the context's version of the snapshot */
 	struct scratch *scratch;
 	uint32_t att_seq;   /* attach/ file: its seq (store_attach.h) */
 	char ctl_line[320]; /* ctl: a command line not yet ended ("fork NEW TURN"

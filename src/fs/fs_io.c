@@ -129,7 +129,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0) {
 		if (h->scratch)
 			fs_scratch_release(fs, h->scratch);
-		turn_unref(fs->st, h->turn);
+		reply_unref(fs->st, h->turn);
 		buf_done(&h->data);
 		free(h);
 		pthread_mutex_unlock(lock);
@@ -491,7 +491,7 @@ static int input_flush(struct fs *fs, struct fs_handle *h)
 		return -ENOMEM;
 	h->dirty = false;
 	char why[512];
-	struct turn *draft = h->draft;
+	struct reply *draft = h->draft;
 	/* The room held so far goes with this text to its record (given back by
 	 * context_stage_held under the store lock); a write meanwhile holds anew. */
 	uint64_t held = h->held;
@@ -577,7 +577,7 @@ static void handle_release(struct fs *fs, struct fs_handle *h)
 		 * the order hold in memory as well. */
 		pthread_mutex_lock(&fs->park_lock);
 		pthread_mutex_unlock(&fs->park_lock);
-		turn_unref(fs->st, h->turn);
+		reply_unref(fs->st, h->turn);
 	} else if (h->kind == K_SCRATCH) {
 		fs_scratch_release(fs, h->scratch);
 	} else if (h->kind == K_ATTACH_FILE) {
@@ -619,8 +619,8 @@ void fs_io_free_all(struct fs *fs)
 {
 	for (struct fs_handle *h = fs->handles, *next; h; h = next) {
 		next = h->next;
-		turn_unref(fs->st, h->turn);
-		turn_unref(fs->st, h->draft); /* never sent: loads as interrupted */
+		reply_unref(fs->st, h->turn);
+		reply_unref(fs->st, h->draft); /* never sent: loads as interrupted */
 		if (h->scratch)
 			fs_scratch_release(fs, h->scratch); /* frees one renamed away */
 		buf_done(&h->data);

@@ -12,7 +12,7 @@
  * the request in the lists by pointer and answers EINTR.  A request taken off
  * the lists to be served again is answered by whoever took it; the serving path
  * re-checks fuse_req_interrupted() under park_lock before parking again.
- * Lock order: park_lock, then the store's lock (turn_read takes it).
+ * Lock order: park_lock, then the store's lock (reply_read takes it).
  */
 #include <errno.h>
 #include <poll.h>
@@ -61,14 +61,14 @@ static void on_interrupt(fuse_req_t req, void *data)
 /* `output` reads the turn's text, `thinking` its thinking. */
 uint64_t fs_park_size(struct fs *fs, struct fs_handle *h)
 {
-	return h->kind == K_THINKING ? turn_thinking_size(fs->st, h->turn)
-				     : turn_size(fs->st, h->turn);
+	return h->kind == K_THINKING ? reply_thinking_size(fs->st, h->turn)
+				     : reply_size(fs->st, h->turn);
 }
 
 static ssize_t stream_read(struct fs *fs, struct fs_handle *h, uint64_t off, void *buf, size_t size)
 {
-	return h->kind == K_THINKING ? turn_read_thinking(fs->st, h->turn, off, buf, size)
-				     : turn_read(fs->st, h->turn, off, buf, size);
+	return h->kind == K_THINKING ? reply_read_thinking(fs->st, h->turn, off, buf, size)
+				     : reply_read(fs->st, h->turn, off, buf, size);
 }
 
 void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off, size_t size,
@@ -99,7 +99,7 @@ void fs_park_read(struct fs *fs, fuse_req_t req, struct fs_handle *h, off_t off,
 		struct parked *p = calloc(1, sizeof(*p));
 		if (p) {
 			*p = (struct parked){NULL, req, h, off, size, NULL};
-			park_push(fs, turn_context(h->turn), p);
+			park_push(fs, reply_context(h->turn), p);
 			pthread_mutex_unlock(&fs->park_lock);
 			if (buf != probe)
 				free(buf);
@@ -138,7 +138,7 @@ void fs_park_poll(struct fs *fs, fuse_req_t req, struct fs_handle *h, struct fus
 	struct parked *p = !ready && ph ? calloc(1, sizeof(*p)) : NULL;
 	if (p) {
 		p->ph = ph;
-		park_push(fs, turn_context(h->turn), p);
+		park_push(fs, reply_context(h->turn), p);
 	} else if (ph) {
 		fuse_pollhandle_destroy(ph);
 	}

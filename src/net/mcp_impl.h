@@ -92,7 +92,7 @@ int mcp_resources_read(struct mcp_req *rq, const char *uri, struct cJSON **ret, 
 int mcp_resources_render(struct store *st, uint64_t id, int kind, struct buf *out);
 
 /* Appends the text turn t has now (the call may still be streaming). */
-int mcp_resources_turn_text(struct store *st, struct turn *t, struct buf *out);
+int mcp_resources_turn_text(struct store *st, struct reply *t, struct buf *out);
 
 /* --- mcp_tools.c --- */
 

@@ -109,11 +109,11 @@ int mcp_resources_list(struct mcp_req *rq, cJSON **ret)
 
 /* --- reading -------------------------------------------------------------------- */
 
-int mcp_resources_turn_text(struct store *st, struct turn *t, struct buf *out)
+int mcp_resources_turn_text(struct store *st, struct reply *t, struct buf *out)
 {
 	char chunk[16384];
 	for (uint64_t off = 0; t;) {
-		ssize_t n = turn_read(st, t, off, chunk, sizeof(chunk));
+		ssize_t n = reply_read(st, t, off, chunk, sizeof(chunk));
 		if (n <= 0)
 			return 0;
 		int r = buf_append(out, chunk, (size_t)n);
@@ -128,11 +128,11 @@ int mcp_resources_render(struct store *st, uint64_t id, int kind, struct buf *ou
 {
 	if (kind >= 0)
 		return context_render(st, id, (enum view_kind)kind, out);
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	int r = context_output(st, id, &t);
 	if (r == 0)
 		r = mcp_resources_turn_text(st, t, out);
-	turn_unref(st, t);
+	reply_unref(st, t);
 	return r;
 }
 

@@ -34,7 +34,7 @@ struct mcp_flight {
 	cJSON *token;  /* the progress token (a copy), or NULL */
 	bool modern;
 	char session[MCP_SESSION_ID_LEN + 1];
-	struct turn *t;			/* the stream's reference, valid while linked */
+	struct reply *t;		/* the stream's reference, valid while linked */
 	uint64_t sent;			/* bytes of text reported: the progress value */
 	bool cancelled;			/* by notifications/cancelled; under m->lock */
 	struct mcp_flight *prev, *next; /* m->flights; under m->lock */
@@ -422,7 +422,7 @@ static int on_flight_delta(void *arg, struct buf *out, const char *text, size_t 
 	return put_message(out, msg);
 }
 
-static cJSON *usage_json(const struct turn_outcome *oc)
+static cJSON *usage_json(const struct reply_outcome *oc)
 {
 	cJSON *u = cJSON_CreateObject();
 	if (!cJSON_AddNumberToObject(u, "input_tokens", (double)oc->usage.input_tokens) ||
@@ -437,10 +437,10 @@ static cJSON *usage_json(const struct turn_outcome *oc)
 	return u;
 }
 
-static cJSON *flight_result(struct mcp_flight *f, struct turn *t, bool complete)
+static cJSON *flight_result(struct mcp_flight *f, struct reply *t, bool complete)
 {
-	struct turn_outcome oc;
-	turn_outcome(f->st, t, &oc);
+	struct reply_outcome oc;
+	reply_outcome(f->st, t, &oc);
 	if (!complete) {
 		/* The words `status` shows as last_error. */
 		char msg[1200];
@@ -453,7 +453,7 @@ static cJSON *flight_result(struct mcp_flight *f, struct turn *t, bool complete)
 	cJSON *s = cJSON_CreateObject(), *o = NULL;
 	if (mcp_resources_turn_text(f->st, t, &b) == 0 && buf_append(&b, "", 1) == 0 &&
 	    cJSON_AddStringToObject(s, "text", b.data) &&
-	    cJSON_AddNumberToObject(s, "turn", (double)turn_number(t)) &&
+	    cJSON_AddNumberToObject(s, "turn", (double)reply_turn(t)) &&
 	    (oc.stop_reason[0] ? cJSON_AddStringToObject(s, "stop_reason", oc.stop_reason)
 			       : cJSON_AddNullToObject(s, "stop_reason")) &&
 	    put(s, "usage", usage_json(&oc)))
@@ -464,7 +464,7 @@ static cJSON *flight_result(struct mcp_flight *f, struct turn *t, bool complete)
 	return o;
 }
 
-static int on_flight_end(void *arg, struct buf *out, struct turn *t, bool complete)
+static int on_flight_end(void *arg, struct buf *out, struct reply *t, bool complete)
 {
 	struct mcp_flight *f = arg;
 	pthread_mutex_lock(&f->m->lock);
@@ -477,7 +477,7 @@ static int on_flight_end(void *arg, struct buf *out, struct turn *t, bool comple
 	return put_message(out, mcp_rpc_response(f->id, f->modern, flight_result(f, t, complete)));
 }
 
-static void on_flight_closed(void *arg, struct turn *t, bool finished, bool stopping)
+static void on_flight_closed(void *arg, struct reply *t, bool finished, bool stopping)
 {
 	struct mcp_flight *f = arg;
 	struct mcp *m = f->m;
@@ -490,9 +490,9 @@ static void on_flight_closed(void *arg, struct turn *t, bool finished, bool stop
 		f->next->prev = f->prev;
 	pthread_mutex_unlock(&m->lock);
 	/* Nobody can receive the result any more: the turn stops costing tokens. */
-	if (t && !finished && !stopping && turn_cancel(f->st, t) == 1)
+	if (t && !finished && !stopping && reply_cancel(f->st, t) == 1)
 		log_debug("mcp: request %s closed early: turn %llu cancelled", f->id_text,
-			  (unsigned long long)turn_number(t));
+			  (unsigned long long)reply_turn(t));
 	cJSON_Delete(f->id);
 	cJSON_Delete(f->token);
 	free(f->id_text);
@@ -505,21 +505,21 @@ static const struct shim_stream_fmt flight_fmt = {
 void mcp_tools_flight_cancel(struct mcp *m, const char *session, const cJSON *request_id)
 {
 	char *id = request_id ? cJSON_PrintUnformatted(request_id) : NULL;
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	struct store *st = NULL;
 	pthread_mutex_lock(&m->lock);
 	for (struct mcp_flight *f = m->flights; id && f && !t; f = f->next)
 		if (!strcmp(f->session, session) && !strcmp(f->id_text, id)) {
 			f->cancelled = true;
 			st = f->st;
-			t = turn_ref(st, f->t);
+			t = reply_ref(st, f->t);
 		}
 	pthread_mutex_unlock(&m->lock);
 	if (t) {
-		int r = turn_cancel(st, t);
+		int r = reply_cancel(st, t);
 		log_debug("mcp: request %s cancelled by the client%s", id,
 			  r == 1 ? "" : " (its turn had ended)");
-		turn_unref(st, t);
+		reply_unref(st, t);
 	}
 	free(id);
 }
@@ -547,7 +547,7 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 		return -ENOMEM;
 	}
 	char why[512] = "";
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	f->m = rq->sh->mcp;
 	f->st = st;
 	f->modern = rq->modern;
@@ -561,7 +561,7 @@ static int tool_send(struct mcp_req *rq, const cJSON *args, cJSON **ret, enum MH
 		on_flight_closed(f, NULL, true, true);
 		return fail(ret, "%s", r < 0 ? why : "the message is empty; nothing was sent");
 	}
-	f->t = turn_ref(st, draft);
+	f->t = reply_ref(st, draft);
 	pthread_mutex_lock(&f->m->lock);
 	f->next = f->m->flights;
 	if (f->next)

@@ -300,11 +300,11 @@ void shim_attach_undo(struct shim *sh, uint64_t id, const struct cJSON *arr, siz
 
 /* Answers with a stream of turn t (reference taken; NULL: an empty stream):
  * text/plain of the reply, or SSE delta/done/error events when sse. */
-enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct reply *t,
 				  bool sse);
 /* The same for the turn's thinking (GET .../thinking): text/plain, streamed
  * while it grows, ending with the reply. */
-enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct turn *t);
+enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct reply *t);
 
 /* A stream in another format than the shim's own events (the MCP endpoint's
  * JSON-RPC messages over SSE).  delta: bytes of reply text (whole UTF-8
@@ -315,13 +315,13 @@ enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, 
  * All three run on the connection's thread without shim->lock. */
 struct shim_stream_fmt {
 	int (*delta)(void *arg, struct buf *out, const char *text, size_t n);
-	int (*end)(void *arg, struct buf *out, struct turn *t, bool complete);
-	void (*closed)(void *arg, struct turn *t, bool finished, bool stopping);
+	int (*end)(void *arg, struct buf *out, struct reply *t, bool complete);
+	void (*closed)(void *arg, struct reply *t, bool finished, bool stopping);
 };
 
 /* shim_stream_reply as SSE in fmt's format; fmt->closed(arg) is called exactly
  * once, whatever happens. */
-enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct reply *t,
 				      const struct shim_stream_fmt *fmt, void *arg);
 
 /* The store observer: resumes the streams of a context that changed. */

@@ -358,10 +358,10 @@ static enum MHD_Result shim_delete_context(struct shim *sh, struct shim_request 
 /* context_send, done in its two steps so that the stream follows exactly
  * this message's turn: a message written through the mount a moment later
  * becomes the newest turn, and context_output would return that one. */
-static int send_message(struct shim *sh, uint64_t id, const char *text, struct turn **turn,
+static int send_message(struct shim *sh, uint64_t id, const char *text, struct reply **turn,
 			uint64_t *turn_no, bool *over_limit, char *why, size_t whylen)
 {
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	int r = context_spend_check(sh->st, id, why, whylen);
 	if (r == -EDQUOT) {
 		*over_limit = true;
@@ -376,9 +376,9 @@ static int send_message(struct shim *sh, uint64_t id, const char *text, struct t
 	}
 	if (r < 0)
 		return r;
-	*turn_no = turn_number(draft);
+	*turn_no = reply_turn(draft);
 	if (turn)
-		*turn = turn_ref(sh->st, draft);
+		*turn = reply_ref(sh->st, draft);
 	context_submit(sh->st, draft);
 	return 0;
 }
@@ -395,7 +395,7 @@ static enum MHD_Result shim_post_messages(struct shim *sh, struct shim_request *
 		return ret;
 	const cJSON *content = cJSON_GetObjectItemCaseSensitive(o, "content");
 	bool sse = wants_sse(c);
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	char why[512] = "";
 	uint64_t turn_no = 0;
 	bool over_limit = false;
@@ -456,7 +456,7 @@ static enum MHD_Result shim_get_usage(struct shim *sh, struct shim_request *rq,
 static enum MHD_Result get_stream(struct shim *sh, struct shim_request *rq,
 				  struct MHD_Connection *c, bool thinking)
 {
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	if (!shim_conn_stream_room(sh))
 		return shim_reply_busy(c, "too many streams are open");
 	int r = context_output(sh->st, rq->id, &t);

@@ -7,7 +7,7 @@
  * it when the turn changes.  The read and the decision to suspend happen under
  * shim->lock, and the observer takes the same lock, so a change can never slip
  * in between and leave a stream asleep.  Lock order: shim->lock, then the
- * store's lock (turn_read), then libmicrohttpd's own (suspend/resume; it calls
+ * store's lock (reply_read), then libmicrohttpd's own (suspend/resume; it calls
  * none of our callbacks while holding it).
  *
  * A suspended connection never times out and its client's disconnect goes
@@ -49,7 +49,7 @@ enum { FILLED = 1 }; /* internal: bytes are waiting in stream->out */
 struct shim_stream {
 	struct shim *sh;
 	struct MHD_Connection *conn;
-	struct turn *turn; /* a reference; NULL: a context without any turn */
+	struct reply *turn; /* a reference; NULL: a context without any turn */
 	uint64_t ctx;
 	bool sse;
 	bool thinking; /* streams the turn's thinking (GET .../thinking), not its text */
@@ -82,8 +82,8 @@ static ssize_t text_next(struct shim_stream *s, char *dst, size_t max)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	pthread_mutex_lock(&s->sh->lock);
 	ssize_t n = s->gone	  ? -ECONNRESET
-		    : s->thinking ? turn_read_thinking(s->sh->st, s->turn, s->off, dst, max)
-				  : turn_read(s->sh->st, s->turn, s->off, dst, max);
+		    : s->thinking ? reply_read_thinking(s->sh->st, s->turn, s->off, dst, max)
+				  : reply_read(s->sh->st, s->turn, s->off, dst, max);
 	if (n == -EAGAIN) {
 		ssize_t p = park_locked(s);
 		pthread_mutex_unlock(&s->sh->lock);
@@ -144,8 +144,8 @@ static int put_end(struct shim_stream *s, ssize_t n)
 		s->ended = true;
 		return s->fmt->end(s->fmt_arg, &s->out, s->turn, n == 0);
 	}
-	struct turn_outcome oc;
-	turn_outcome(s->sh->st, s->turn, &oc);
+	struct reply_outcome oc;
+	reply_outcome(s->sh->st, s->turn, &oc);
 	cJSON *o = cJSON_CreateObject();
 	bool ok = o != NULL;
 	if (ok && n == 0) {
@@ -180,7 +180,7 @@ static ssize_t sse_next(struct shim_stream *s)
 		pthread_mutex_unlock(&s->sh->lock);
 		return MHD_CONTENT_READER_END_WITH_ERROR;
 	}
-	ssize_t n = turn_read(s->sh->st, s->turn, s->off, s->text, SSE_TEXT_MAX);
+	ssize_t n = reply_read(s->sh->st, s->turn, s->off, s->text, SSE_TEXT_MAX);
 	if (n == -EAGAIN && !heartbeat_due(s)) {
 		ssize_t p = park_locked(s);
 		pthread_mutex_unlock(&s->sh->lock);
@@ -240,15 +240,15 @@ static void on_stream_free(void *cls)
 		s->fmt->closed(s->fmt_arg, s->turn, s->ended, stopping);
 	log_debug("http: stream of context %llu turn %llu closed after %llu bytes%s",
 		  (unsigned long long)s->ctx,
-		  (unsigned long long)(s->turn ? turn_number(s->turn) : 0),
+		  (unsigned long long)(s->turn ? reply_turn(s->turn) : 0),
 		  (unsigned long long)s->off, s->ended || !s->sse ? "" : " (unfinished)");
-	turn_unref(sh->st, s->turn);
+	reply_unref(sh->st, s->turn);
 	buf_done(&s->out);
 	free(s->text);
 	free(s);
 }
 
-static struct shim_stream *stream_new(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+static struct shim_stream *stream_new(struct shim *sh, struct MHD_Connection *c, struct reply *t,
 				      bool sse)
 {
 	struct shim_stream *s = calloc(1, sizeof(*s));
@@ -256,20 +256,20 @@ static struct shim_stream *stream_new(struct shim *sh, struct MHD_Connection *c,
 		s->text = malloc(SSE_TEXT_MAX + 1);
 	if (!s || (sse && !s->text)) {
 		free(s);
-		turn_unref(sh->st, t);
+		reply_unref(sh->st, t);
 		return NULL;
 	}
 	s->sh = sh;
 	s->conn = c;
 	s->turn = t;
-	s->ctx = t ? turn_context(t) : 0;
+	s->ctx = t ? reply_context(t) : 0;
 	s->sse = sse;
 	buf_init(&s->out, SSE_EVENT_MAX);
 	s->last_write_ms = clock_mono_ms();
 	return s;
 }
 
-static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, struct reply *t,
 				    bool sse, const struct shim_stream_fmt *fmt, void *arg,
 				    bool thinking)
 {
@@ -289,7 +289,7 @@ static enum MHD_Result stream_reply(struct shim *sh, struct MHD_Connection *c, s
 	if (!r) {
 		if (fmt)
 			fmt->closed(arg, s->turn, false, true);
-		turn_unref(sh->st, s->turn);
+		reply_unref(sh->st, s->turn);
 		free(s->text);
 		free(s);
 		return MHD_NO;
@@ -383,18 +383,18 @@ void shim_stream_stop_all(struct shim *sh)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+enum MHD_Result shim_stream_reply(struct shim *sh, struct MHD_Connection *c, struct reply *t,
 				  bool sse)
 {
 	return stream_reply(sh, c, t, sse, NULL, NULL, false);
 }
 
-enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct turn *t)
+enum MHD_Result shim_stream_thinking(struct shim *sh, struct MHD_Connection *c, struct reply *t)
 {
 	return stream_reply(sh, c, t, false, NULL, NULL, true);
 }
 
-enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct turn *t,
+enum MHD_Result shim_stream_reply_fmt(struct shim *sh, struct MHD_Connection *c, struct reply *t,
 				      const struct shim_stream_fmt *fmt, void *arg)
 {
 	return stream_reply(sh, c, t, true, fmt, arg, false);

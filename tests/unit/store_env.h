@@ -1,5 +1,5 @@
 /* store_env.h — the world the core store's unit tests (test_store.c, test_context.c,
- * test_turn.c, test_message.c, test_view.c, test_store_models.c) run in.
+ * test_reply.c, test_message.c, test_view.c, test_store_models.c) run in.
  *
  * A fake transport records every call the store starts (its JSON body parsed
  * with cJSON, so tests assert what would have been sent) and every cancel; the
@@ -273,11 +273,11 @@ static inline uint64_t make(struct env *e, const char *name)
 /* Stage and submit; the draft's turn number, 0 when nothing was staged. */
 static inline uint64_t say(struct env *e, uint64_t id, const char *text)
 {
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	int r = context_stage(e->s, id, &draft, text, strlen(text), e->why, sizeof(e->why));
 
 	CHECK_EQ_INT(r, 0);
-	uint64_t n = draft ? turn_number(draft) : 0;
+	uint64_t n = draft ? reply_turn(draft) : 0;
 	context_submit(e->s, draft);
 	return n;
 }
@@ -386,12 +386,12 @@ static inline void api_err(struct api_error *err, const char *type, const char *
 
 /* Reads a turn from offset 0 in small pieces, as a reader would; returns the
  * result that stopped it (0, -EAGAIN, -EIO) with the text in out. */
-static inline ssize_t read_all(struct env *e, struct turn *t, char *out, size_t cap)
+static inline ssize_t read_all(struct env *e, struct reply *t, char *out, size_t cap)
 {
 	size_t off = 0;
 	ssize_t r;
 
-	while ((r = turn_read(e->s, t, off, out + off, cap - 1 - off < 5 ? cap - 1 - off : 5)) > 0)
+	while ((r = reply_read(e->s, t, off, out + off, cap - 1 - off < 5 ? cap - 1 - off : 5)) > 0)
 		off += (size_t)r;
 	out[off] = '\0';
 	return r;

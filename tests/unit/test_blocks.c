@@ -2,7 +2,7 @@
  * it streams, saved in BLOCK records and read back, sent back to the API in
  * later requests, dropped with a retried call, pause_turn continued; the
  * loader's rules for misplaced and torn BLOCK records (tests/fixtures/journal/
- * blocks.mcj); turn_read_thinking.
+ * blocks.mcj); reply_read_thinking.
  *
  * Like test_store.c, a fake transport records the requests the store starts
  * (parsed with cJSON) and the test plays the network thread with events
@@ -109,7 +109,7 @@ static bool has(const char *s, const char *sub)
 
 static void say(struct env *e, uint64_t id, const char *text)
 {
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	CHECK_EQ_INT(context_stage(e->s, id, &draft, text, strlen(text), e->why, sizeof(e->why)),
 		     0);
 	context_submit(e->s, draft);
@@ -256,10 +256,10 @@ static void test_retry_and_thinking_reads(void)
 	char buf[64];
 	CHECK_EQ_INT(store_create(e.s, "r", &id), 0);
 	say(&e, id, "go");
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
-	CHECK_EQ_INT(turn_read_thinking(e.s, t, 0, buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ_INT(reply_read_thinking(e.s, t, 0, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(
 	    event(&e, START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"), 0);
 	CHECK_EQ_INT(
@@ -268,7 +268,7 @@ static void test_retry_and_thinking_reads(void)
 	api_error_clear(&err);
 	api_error_set(&err, "overloaded_error", "busy");
 	store_call_retry(e.s, e.call[0], 1, &err, 0);
-	CHECK_EQ_INT(turn_thinking_size(e.s, t), 0);
+	CHECK_EQ_INT(reply_thinking_size(e.s, t), 0);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
 	CHECK_EQ_INT(
 	    event(&e, START "0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"), 0);
@@ -276,19 +276,19 @@ static void test_retry_and_thinking_reads(void)
 	    event(&e, DELTA "0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"b\"}}"), 0);
 	CHECK_EQ_INT(
 	    event(&e, DELTA "0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"s\"}}"), 0);
-	CHECK_EQ_INT(turn_read_thinking(e.s, t, 0, buf, sizeof(buf)), 1);
+	CHECK_EQ_INT(reply_read_thinking(e.s, t, 0, buf, sizeof(buf)), 1);
 	CHECK(buf[0] == 'b');
-	CHECK_EQ_INT(turn_read_thinking(e.s, t, 1, buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ_INT(reply_read_thinking(e.s, t, 1, buf, sizeof(buf)), -EAGAIN);
 	/* Once a reader was shown it, a retry keeps it. */
 	store_call_retry(e.s, e.call[0], 2, &err, 0);
-	CHECK_EQ_INT(turn_thinking_size(e.s, t), 1);
+	CHECK_EQ_INT(reply_thinking_size(e.s, t), 1);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
 	CHECK_EQ_INT(event(&e, START "0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"), 0);
 	CHECK_EQ_INT(event(&e, DELTA "0,\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}"), 0);
 	CHECK_EQ_INT(event(&e, STOP(0)), 0);
 	end_msg(&e, "end_turn");
-	CHECK_EQ_INT(turn_read_thinking(e.s, t, 1, buf, sizeof(buf)), 0);
-	turn_unref(e.s, t);
+	CHECK_EQ_INT(reply_read_thinking(e.s, t, 1, buf, sizeof(buf)), 0);
+	reply_unref(e.s, t);
 	/* The first try's block is gone: the thinking kept has no block. */
 	check_blocks(&e, id,
 		     "[{\"type\":\"thinking\",\"thinking\":\"b\"},{\"type\":\"text\","

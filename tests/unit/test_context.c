@@ -93,7 +93,7 @@ static void test_crash_mid_reply(void)
 	struct env e;
 	env_init_disk(&e);
 	uint64_t id = make(&e, "k");
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	char buf[TEXT_MAX];
 
 	say(&e, id, "m1");
@@ -162,7 +162,7 @@ static void test_crash_mid_reply(void)
 	CHECK_EQ_INT(system(cmd), 0);
 	CHECK_EQ_INT(env_open_store(&c, NULL), 0);
 	CHECK_EQ_INT(store_lookup(c.s, "k", &cid), 0);
-	struct turn *ct = NULL;
+	struct reply *ct = NULL;
 	(void)context_info(c.s, cid, &info);
 	j = cJSON_Parse(view(&c, cid, VIEW_TRANSCRIPT_JSON));
 	msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
@@ -172,10 +172,10 @@ static void test_crash_mid_reply(void)
 	cJSON_Delete(j);
 	CHECK_EQ_INT(context_output(c.s, cid, &ct), 0);
 	CHECK_EQ_INT(read_all(&c, ct, buf, sizeof(buf)), -EIO); /* turn 3: no text */
-	turn_unref(c.s, ct);
+	reply_unref(c.s, ct);
 	env_done(&c);
 
-	turn_unref(e.s, t);
+	reply_unref(e.s, t);
 	env_done(&e);
 }
 
@@ -260,16 +260,16 @@ static void test_misplaced_records(void)
 	CHECK(has(u, "total_input_tokens: 51\n"));
 	CHECK(has(u, "total_output_tokens: 13\n"));
 	/* Turn 5's reply keeps its NUL and what follows it. */
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	char out[64];
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK(t != NULL);
 	if (t) {
-		CHECK_EQ_INT(turn_number(t), 5);
+		CHECK_EQ_INT(reply_turn(t), 5);
 		CHECK_EQ_INT(read_all(&e, t, out, sizeof(out)), 0);
-		CHECK_EQ_INT(turn_size(e.s, t), 6);
+		CHECK_EQ_INT(reply_size(e.s, t), 6);
 		CHECK(memcmp(out, "5\0five", 6) == 0);
-		turn_unref(e.s, t);
+		reply_unref(e.s, t);
 	}
 	env_done(&e);
 }

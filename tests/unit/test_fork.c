@@ -31,12 +31,12 @@ static uint64_t lookup(struct env *e, const char *name)
 static char *output_text(struct env *e, uint64_t id)
 {
 	static char out[1024];
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	out[0] = '\0';
 	CHECK_EQ_INT(context_output(e->s, id, &t), 0);
 	if (t) {
 		read_all(e, t, out, sizeof(out));
-		turn_unref(e->s, t);
+		reply_unref(e->s, t);
 	}
 	return out;
 }

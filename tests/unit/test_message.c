@@ -11,7 +11,7 @@ static void test_reader_binding(void)
 	struct env e;
 	env_init(&e);
 	uint64_t id = make(&e, "r");
-	struct turn *r1 = NULL, *r2 = NULL;
+	struct reply *r1 = NULL, *r2 = NULL;
 	char buf[TEXT_MAX];
 
 	say(&e, id, "one");
@@ -21,7 +21,7 @@ static void test_reader_binding(void)
 	CHECK_EQ_INT(delta(&e, c1, "text", "first "), 0);
 	say(&e, id, "two"); /* queued behind turn 1 */
 	CHECK_EQ_INT(context_output(e.s, id, &r2), 0);
-	CHECK(r2 != NULL && turn_number(r2) == 2);
+	CHECK(r2 != NULL && reply_turn(r2) == 2);
 	CHECK_EQ_INT(delta(&e, c1, "text", "reply"), 0);
 	CHECK_EQ_INT(read_all(&e, r1, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_STR(buf, "first reply");
@@ -35,12 +35,12 @@ static void test_reader_binding(void)
 	CHECK_EQ_STR(buf, "first reply");
 	CHECK_EQ_INT(read_all(&e, r2, buf, sizeof(buf)), 0);
 	CHECK_EQ_STR(buf, "second");
-	turn_unref(e.s, r1);
+	reply_unref(e.s, r1);
 	/* A reader may outlive its context. */
 	CHECK_EQ_INT(store_delete(e.s, "r"), 0);
 	CHECK_EQ_INT(read_all(&e, r2, buf, sizeof(buf)), 0);
 	CHECK_EQ_STR(buf, "second");
-	turn_unref(e.s, r2);
+	reply_unref(e.s, r2);
 	env_done(&e);
 }
 
@@ -49,7 +49,7 @@ static void test_stage_refused(void)
 	struct env e;
 	env_init(&e);
 	uint64_t id = make(&e, "s");
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	struct context_info info;
 
 	const char *blanks[] = {"", " ", "\n", " \t\r\n  \n"};
@@ -103,15 +103,15 @@ static void test_stage_refused(void)
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, " ", 1, e.why, sizeof(e.why)), 0);
 	CHECK(draft == NULL);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "y", 1, e.why, sizeof(e.why)), 0);
-	struct turn *out = NULL;
+	struct reply *out = NULL;
 	CHECK_EQ_INT(context_output(e.s, id, &out), 0);
 	context_abandon(e.s, draft, "the writer failed");
 	char buf[64];
-	CHECK_EQ_INT(turn_read(e.s, out, 0, buf, sizeof(buf)), -EIO);
+	CHECK_EQ_INT(reply_read(e.s, out, 0, buf, sizeof(buf)), -EIO);
 	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
 	CHECK(has(st, "the writer failed"));
-	turn_unref(e.s, out);
+	reply_unref(e.s, out);
 	CHECK_EQ_INT(e.fake.n, 1);
 	/* The next message is sent normally, without the abandoned ones. */
 	CHECK_EQ_INT(context_send(e.s, id, "z", 1, &n, e.why, sizeof(e.why)), 0);
@@ -247,7 +247,7 @@ static void test_cancel(void)
 	env_init(&e);
 	uint64_t id = make(&e, "c");
 	char buf[TEXT_MAX];
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 
 	CHECK_EQ_INT(context_cancel(e.s, id), 0);
 	CHECK_EQ_INT(context_cancel(e.s, 9999), -ENOENT);
@@ -269,7 +269,7 @@ static void test_cancel(void)
 	reply(&e, last_call(&e), "ok", 0, 1);
 	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), 0);
 	CHECK_EQ_STR(buf, "ok");
-	turn_unref(e.s, t);
+	reply_unref(e.s, t);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "idle\n"));
 	CHECK_EQ_INT(context_cancel(e.s, id), 0);
 
@@ -279,13 +279,13 @@ static void test_cancel(void)
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK_EQ_INT(context_cancel(e.s, id), 1);
 	store_call_end(e.s, call, -ECANCELED, NULL);
-	struct turn_outcome oc;
-	turn_outcome(e.s, t, &oc);
-	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	struct reply_outcome oc;
+	reply_outcome(e.s, t, &oc);
+	CHECK_EQ_INT(oc.state, REPLY_FAILED);
 	CHECK_EQ_STR(oc.error.type, "cancelled");
 	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EIO);
 	CHECK_EQ_STR(buf, "");
-	turn_unref(e.s, t);
+	reply_unref(e.s, t);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
 	CHECK(has(st, "cancelled"));
@@ -299,13 +299,13 @@ static void test_cancel(void)
 	env_done(&e);
 }
 
-/* turn_cancel: one turn, queued or in flight; the others go on. */
+/* reply_cancel: one turn, queued or in flight; the others go on. */
 static void test_turn_cancel(void)
 {
 	struct env e;
 	env_init(&e);
 	uint64_t id = make(&e, "tc");
-	struct turn *t2 = NULL, *t3 = NULL;
+	struct reply *t2 = NULL, *t3 = NULL;
 
 	say(&e, id, "m1");
 	uint64_t call1 = last_call(&e);
@@ -313,8 +313,8 @@ static void test_turn_cancel(void)
 	CHECK_EQ_INT(context_output(e.s, id, &t2), 0);
 	say(&e, id, "m3");
 	CHECK_EQ_INT(context_output(e.s, id, &t3), 0);
-	CHECK_EQ_INT(turn_number(t3), 3);
-	CHECK_EQ_INT(turn_cancel(e.s, t3), 1); /* queued: never sent */
+	CHECK_EQ_INT(reply_turn(t3), 3);
+	CHECK_EQ_INT(reply_cancel(e.s, t3), 1); /* queued: never sent */
 	CHECK_EQ_INT(e.fake.n, 1);
 	CHECK_EQ_INT(e.fake.n_cancelled, 0);
 	reply(&e, call1, "r1", 0, 1);
@@ -322,18 +322,18 @@ static void test_turn_cancel(void)
 	const char *s2[] = {"m1", "r1", "m2"};
 	CHECK(sent(&e, 1, s2, 3));
 	uint64_t call2 = last_call(&e);
-	CHECK_EQ_INT(turn_cancel(e.s, t2), 1); /* in flight */
+	CHECK_EQ_INT(reply_cancel(e.s, t2), 1); /* in flight */
 	CHECK(fake_was_cancelled(&e.fake, call2));
 	store_call_end(e.s, call2, -ECANCELED, NULL);
-	struct turn_outcome oc;
-	turn_outcome(e.s, t2, &oc);
-	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	struct reply_outcome oc;
+	reply_outcome(e.s, t2, &oc);
+	CHECK_EQ_INT(oc.state, REPLY_FAILED);
 	CHECK_EQ_STR(oc.error.type, "cancelled");
-	CHECK_EQ_INT(turn_cancel(e.s, t2), 0); /* ended already */
-	CHECK_EQ_INT(turn_cancel(e.s, t3), 0);
+	CHECK_EQ_INT(reply_cancel(e.s, t2), 0); /* ended already */
+	CHECK_EQ_INT(reply_cancel(e.s, t3), 0);
 	CHECK_EQ_INT(e.fake.n, 2);
-	turn_unref(e.s, t2);
-	turn_unref(e.s, t3);
+	reply_unref(e.s, t2);
+	reply_unref(e.s, t3);
 	env_done(&e);
 }
 
@@ -352,7 +352,7 @@ static void test_clear(void)
 	CHECK_EQ_INT(context_clear(e.s, id), 0);
 	CHECK(fake_was_cancelled(&e.fake, call));
 	CHECK_EQ_INT(context_clear(e.s, 9999), -ENOENT);
-	struct turn *out = NULL;
+	struct reply *out = NULL;
 	CHECK_EQ_INT(context_output(e.s, id, &out), 0);
 	CHECK(out == NULL);
 
@@ -423,7 +423,7 @@ static void test_reserve(void)
 	CHECK_EQ_INT(tmp, 0);
 	store_unreserve(e.s, &b);
 	CHECK_EQ_INT(b, 0);
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	CHECK_EQ_INT(context_stage_held(e.s, id, &draft, &a, "hello", 5, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(a, 0);
 	CHECK(draft != NULL);
@@ -440,7 +440,7 @@ int main(void)
 	    {"queue", test_queue},
 	    {"regenerate", test_regenerate},
 	    {"cancel", test_cancel},
-	    {"turn_cancel", test_turn_cancel},
+	    {"reply_cancel", test_turn_cancel},
 	    {"clear", test_clear},
 	    {"reserve", test_reserve},
 	};

@@ -201,16 +201,16 @@ static void test_store_hit(void)
 	uint64_t b = cached_ctx(&e, "b");
 	say(&e, b, "question");
 	CHECK_EQ_INT(e.fake.n, 1); /* no call */
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	CHECK_EQ_INT(context_output(e.s, b, &t), 0);
 	char text[64];
 	CHECK_EQ_INT(read_all(&e, t, text, sizeof(text)), 0); /* to the end */
 	CHECK(!memcmp(text, "the answer", 10));
-	struct turn_outcome oc;
-	turn_outcome(e.s, t, &oc);
-	CHECK(oc.cache_hit && oc.state == TURN_DONE);
+	struct reply_outcome oc;
+	reply_outcome(e.s, t, &oc);
+	CHECK(oc.cache_hit && oc.state == REPLY_DONE);
 	CHECK_EQ_STR(oc.stop_reason, "end_turn");
-	turn_unref(e.s, t);
+	reply_unref(e.s, t);
 	const char *u = view(&e, b, VIEW_USAGE);
 	CHECK(has(u, "cache_hits: 1\nlast_call: cache_hit\n"));
 	CHECK(has(u, "calls: 0\n") && has(u, "total_input_tokens: 0\n"));

@@ -332,7 +332,7 @@ static void store_faults(void)
 	/* A commit the engine refuses: the writer hears it, nothing is sent. */
 	size_t calls = e.fake.n;
 	storage_mem_fail(e.mem, "append", -ENOSPC, 1, 0);
-	struct turn *draft = NULL;
+	struct reply *draft = NULL;
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "two", 3, e.why, sizeof(e.why)), -ENOSPC);
 	context_submit(e.s, draft);
 	CHECK_EQ_INT(e.fake.n, calls);

@@ -177,7 +177,7 @@ static void test_create_lookup_list(void)
 	CHECK_EQ_INT(context_info(e.s, ids[0], &info), 0);
 	CHECK(info.idle);
 	CHECK_EQ_INT(info.turn, 0);
-	CHECK_EQ_INT(info.state, TURN_DONE);
+	CHECK_EQ_INT(info.state, REPLY_DONE);
 	CHECK_EQ_STR(info.model, SETTINGS_DEFAULT_MODEL);
 	CHECK_EQ_INT(info.max_input_bytes, 1048576);
 	CHECK_EQ_INT(context_info(e.s, 9999, &info), -ENOENT);
@@ -417,7 +417,7 @@ static void test_delete_live(void)
 	struct env e;
 	env_init(&e);
 	uint64_t id = make(&e, "live");
-	struct turn *t = NULL, *draft = NULL, *pending = NULL;
+	struct reply *t = NULL, *draft = NULL, *pending = NULL;
 	char buf[TEXT_MAX], p[256];
 
 	say(&e, id, "q");
@@ -432,7 +432,7 @@ static void test_delete_live(void)
 	CHECK_EQ_STR(buf, "abc");
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
 	store_call_end(e.s, call, -ECANCELED, NULL);
-	turn_unref(e.s, t);
+	reply_unref(e.s, t);
 	snprintf(p, sizeof(p), "%s/contexts/live", e.dir);
 	CHECK(!is_dir(p));
 	snprintf(p, sizeof(p), "%s/trash", e.dir);
@@ -444,11 +444,11 @@ static void test_delete_live(void)
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "half", 4, e.why, sizeof(e.why)), 0);
 	CHECK_EQ_INT(context_output(e.s, id, &pending), 0);
 	CHECK_EQ_INT(store_delete(e.s, "draft"), 0);
-	CHECK(turn_read(e.s, pending, 0, buf, sizeof(buf)) != -EAGAIN);
+	CHECK(reply_read(e.s, pending, 0, buf, sizeof(buf)) != -EAGAIN);
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "half more", 9, e.why, sizeof(e.why)), -ENOENT);
 	context_submit(e.s, draft);
 	CHECK_EQ_INT(e.fake.n, 1);
-	turn_unref(e.s, pending);
+	reply_unref(e.s, pending);
 	CHECK_EQ_INT(store_create(e.s, "draft", NULL), 0); /* the name is free again */
 	env_done(&e);
 }

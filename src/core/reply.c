@@ -1,6 +1,6 @@
-/* turn.c — a reply attempt, the object (see store.h and store_impl.h): made,
- * referenced and freed (turn_new/_ref/_unref), its text and thinking read by
- * `output` and the fs (turn_read & co.), what streamed in checkpointed to the
+/* reply.c — a reply attempt, the object (see store.h and store_impl.h): made,
+ * referenced and freed (reply_new/_ref/_unref), its text and thinking read by
+ * `output` and the fs (reply_read & co.), what streamed in checkpointed to the
  * context's journal (REPLY_PART, blocks), and its REPLY_END record.
  *
  * Under the store lock (the reading functions take it).  A turn is refcounted:
@@ -8,7 +8,7 @@
  * it, so this file sits below all of them and calls only the context's journal
  * (context_journal.c), the blocks (block.c) and the records (record.h).  The
  * life of its call — queue, request, the transport's events, its end — is
- * turn_call.c's.
+ * reply_call.c's.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -23,14 +23,14 @@
 static const char *const state_names[] = {"pending",   "queued", "waiting",
 					  "streaming", "done",	 "failed"};
 
-const char *turn_state_name(enum turn_state st)
+const char *reply_state_name(enum reply_state st)
 {
 	return state_names[st];
 }
 
-struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
+struct reply *reply_new(struct context *c, uint64_t number, unsigned attempt)
 {
-	struct turn *t = calloc(1, sizeof(*t));
+	struct reply *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	t->refs = 1;
@@ -38,7 +38,7 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
 	t->ctx_id = c->id;
 	t->number = number;
 	t->attempt = attempt;
-	t->state = TURN_PENDING;
+	t->state = REPLY_PENDING;
 	buf_init(&t->text, STORE_REPLY_MAX);
 	buf_init(&t->thinking, STORE_REPLY_MAX);
 	buf_init(&t->part, RECORD_PART_SIZE(PART_MAX, PART_MAX));
@@ -48,7 +48,7 @@ struct turn *turn_new(struct context *c, uint64_t number, unsigned attempt)
 	return t;
 }
 
-struct turn *turn_ref(struct store *s, struct turn *t)
+struct reply *reply_ref(struct store *s, struct reply *t)
 {
 	if (s)
 		pthread_mutex_lock(&s->lock);
@@ -58,7 +58,7 @@ struct turn *turn_ref(struct store *s, struct turn *t)
 	return t;
 }
 
-void turn_unref(struct store *s, struct turn *t)
+void reply_unref(struct store *s, struct reply *t)
 {
 	if (!t)
 		return;
@@ -76,19 +76,19 @@ void turn_unref(struct store *s, struct turn *t)
 	free(t);
 }
 
-uint64_t turn_number(const struct turn *t)
+uint64_t reply_turn(const struct reply *t)
 {
 	return t->number;
 }
 
-uint64_t turn_context(const struct turn *t)
+uint64_t reply_context(const struct reply *t)
 {
 	return t->ctx_id;
 }
 
 /* A reply that cannot be saved (a full disk) is still shown, but status must
  * say that it will not survive a restart. */
-static void turn_save_failed(struct context *c, int err)
+static void reply_save_failed(struct context *c, int err)
 {
 	if (!c->note[0])
 		snprintf(c->note, sizeof(c->note),
@@ -104,14 +104,14 @@ static const char *buf_at(const struct buf *b, size_t off)
 }
 
 /* Appends a REPLY_PART with the text and thinking not yet saved. */
-void turn_checkpoint(struct turn *t, bool sync)
+void reply_checkpoint(struct reply *t, bool sync)
 {
 	struct context *c = t->ctx;
 	if (!c || !c->open || c->syncing || t->summary_call)
 		return; /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
-	if (!t->text.len && t->state != TURN_DONE && t->state != TURN_FAILED)
+	if (!t->text.len && t->state != REPLY_DONE && t->state != REPLY_FAILED)
 		return;
 	while (t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) {
 		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
@@ -134,7 +134,7 @@ void turn_checkpoint(struct turn *t, bool sync)
 			r = context_journal_append(c, JOURNAL_REPLY_PART, t->part.data, t->part.len,
 						   false);
 		if (r < 0) {
-			turn_save_failed(c, r);
+			reply_save_failed(c, r);
 			break;
 		}
 		t->text_saved += tn;
@@ -144,19 +144,19 @@ void turn_checkpoint(struct turn *t, bool sync)
 	if (t->text_saved == t->text.len && t->thinking_saved == t->thinking.len) {
 		int r = blocks_save(c, t);
 		if (r < 0)
-			turn_save_failed(c, r);
+			reply_save_failed(c, r);
 	}
 	t->saved_ms = clock_mono_ms();
 	if (sync)
 		storage_sync(c->store->st, c->slot->sid);
 }
 
-void turn_end_fields(const struct turn *t, struct record_end *e)
+void reply_end_fields(const struct reply *t, struct record_end *e)
 {
 	*e = (struct record_end){
 	    .turn = (int64_t)t->number,
 	    .attempt = t->attempt,
-	    .done = t->state == TURN_DONE,
+	    .done = t->state == REPLY_DONE,
 	    .cache_hit = t->cache_hit,
 	    .has_usage = true,
 	    .usage = t->paused_usage, /* the calls a pause_turn continued too */
@@ -164,7 +164,7 @@ void turn_end_fields(const struct turn *t, struct record_end *e)
 	    .request_id = t->request_id,
 	    /* What its usage is priced as (the settings may change meanwhile). */
 	    .model = t->model,
-	    .has_error = t->state == TURN_FAILED,
+	    .has_error = t->state == REPLY_FAILED,
 	    .error_type = t->error.type,
 	    .error_message = t->error.message,
 	    .error_request_id = t->error.request_id,
@@ -187,38 +187,38 @@ void turn_end_fields(const struct turn *t, struct record_end *e)
 	wire_usage_add(&e->usage, &t->usage);
 }
 
-cJSON *turn_end_payload(const struct turn *t)
+cJSON *reply_end_payload(const struct reply *t)
 {
 	struct record_end e;
-	turn_end_fields(t, &e);
+	reply_end_fields(t, &e);
 	return record_end_json(&e);
 }
 
-int turn_end_record(struct context *c, struct turn *t, bool sync)
+int reply_end_record(struct context *c, struct reply *t, bool sync)
 {
-	turn_checkpoint(t, false);
+	reply_checkpoint(t, false);
 	buf_done(&t->part); /* the reply's last part is saved */
-	cJSON *o = turn_end_payload(t);
+	cJSON *o = reply_end_payload(t);
 	if (!o)
 		return -ENOMEM;
 	int r = context_journal_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
-		turn_save_failed(c, r);
+		reply_save_failed(c, r);
 	return r;
 }
 
-bool turn_in_history(const struct turn *t)
+bool reply_in_history(const struct reply *t)
 {
 	/* The API refuses an assistant turn without text, so an empty reply (a
 	 * reply of thinking only) keeps its exchange out of the history; so does a
 	 * refusal, which the API wants left out of later calls. */
-	return t->state == TURN_DONE && strcmp(t->stop_reason, "refusal") != 0 &&
+	return t->state == REPLY_DONE && strcmp(t->stop_reason, "refusal") != 0 &&
 	       !utf8_blank(t->text.data ? t->text.data : "", t->text.len);
 }
 
 /* --- reading ------------------------------------------------------------------- */
 
-ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
+ssize_t reply_read(struct store *s, struct reply *t, uint64_t off, void *buf, size_t size)
 {
 	pthread_mutex_lock(&s->lock);
 	ssize_t r;
@@ -227,17 +227,17 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 		/* What a reader has seen must survive a crash: save it first (while
 		 * a sync runs on the journal, once it is over: readers are told). */
 		if (t->text_saved < off + n)
-			turn_checkpoint(t, false);
+			reply_checkpoint(t, false);
 		if (t->text_saved < off + n && t->ctx && t->ctx->open && t->ctx->syncing) {
 			r = -EAGAIN;
 		} else {
 			memcpy(buf, t->text.data + off, n);
 			r = (ssize_t)n;
 		}
-	} else if (t->state == TURN_DONE) {
+	} else if (t->state == REPLY_DONE) {
 		/* The end of a reply is reported once it is durable. */
 		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
-	} else if (t->state == TURN_FAILED) {
+	} else if (t->state == REPLY_FAILED) {
 		r = -EIO;
 	} else {
 		r = -EAGAIN;
@@ -246,7 +246,7 @@ ssize_t turn_read(struct store *s, struct turn *t, uint64_t off, void *buf, size
 	return r;
 }
 
-uint64_t turn_size(struct store *s, struct turn *t)
+uint64_t reply_size(struct store *s, struct reply *t)
 {
 	pthread_mutex_lock(&s->lock);
 	uint64_t n = t->text.len;
@@ -254,7 +254,7 @@ uint64_t turn_size(struct store *s, struct turn *t)
 	return n;
 }
 
-ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *buf, size_t size)
+ssize_t reply_read_thinking(struct store *s, struct reply *t, uint64_t off, void *buf, size_t size)
 {
 	pthread_mutex_lock(&s->lock);
 	ssize_t r;
@@ -265,7 +265,7 @@ ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *
 		if (t->thinking_read < off + n)
 			t->thinking_read = off + n;
 		r = (ssize_t)n;
-	} else if (t->state == TURN_DONE || t->state == TURN_FAILED) {
+	} else if (t->state == REPLY_DONE || t->state == REPLY_FAILED) {
 		/* The end, whatever the outcome (`output` and `status` tell a
 		 * failure), so that cp -r and tar copy a failed turn's thinking. */
 		r = t->end_unsynced || t->end_deferred ? -EAGAIN : 0;
@@ -276,7 +276,7 @@ ssize_t turn_read_thinking(struct store *s, struct turn *t, uint64_t off, void *
 	return r;
 }
 
-uint64_t turn_thinking_size(struct store *s, struct turn *t)
+uint64_t reply_thinking_size(struct store *s, struct reply *t)
 {
 	pthread_mutex_lock(&s->lock);
 	uint64_t n = t->thinking.len;
@@ -284,7 +284,7 @@ uint64_t turn_thinking_size(struct store *s, struct turn *t)
 	return n;
 }
 
-void turn_outcome(struct store *s, struct turn *t, struct turn_outcome *out)
+void reply_outcome(struct store *s, struct reply *t, struct reply_outcome *out)
 {
 	pthread_mutex_lock(&s->lock);
 	out->state = t->state;

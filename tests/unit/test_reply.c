@@ -1,4 +1,4 @@
-/* test_turn.c — turn.c: a turn's call, its events and its end, retries after failures, and the
+/* test_reply.c — reply.c: a turn's call, its events and its end, retries after failures, and the
  * pruned history a call sends; driven without FUSE or curl through the fake transport and observer
  * of store_env.h (one fresh state directory under /tmp per test, removed after).
  */
@@ -11,7 +11,7 @@ static void test_turn(void)
 	struct env e;
 	env_init_disk(&e);
 	uint64_t id = make(&e, "t");
-	struct turn *draft = NULL, *out = NULL;
+	struct reply *draft = NULL, *out = NULL;
 	char buf[TEXT_MAX], p[256];
 	struct context_info info;
 
@@ -21,13 +21,13 @@ static void test_turn(void)
 
 	CHECK_EQ_INT(context_stage(e.s, id, &draft, "hello", 5, e.why, sizeof(e.why)), 0);
 	CHECK(draft != NULL);
-	CHECK_EQ_INT(turn_number(draft), 1);
-	CHECK_EQ_INT(turn_context(draft), id);
+	CHECK_EQ_INT(reply_turn(draft), 1);
+	CHECK_EQ_INT(reply_context(draft), id);
 	CHECK_EQ_INT(context_output(e.s, id, &out), 0);
-	CHECK(out != NULL && turn_number(out) == 1); /* bound as soon as staged */
-	CHECK_EQ_INT(turn_read(e.s, out, 0, buf, sizeof(buf)), -EAGAIN);
+	CHECK(out != NULL && reply_turn(out) == 1); /* bound as soon as staged */
+	CHECK_EQ_INT(reply_read(e.s, out, 0, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(context_info(e.s, id, &info), 0);
-	CHECK_EQ_INT(info.state, TURN_PENDING);
+	CHECK_EQ_INT(info.state, REPLY_PENDING);
 	CHECK(!info.idle);
 	CHECK_EQ_INT(e.fake.n, 0); /* not sent before the submit */
 
@@ -68,30 +68,30 @@ static void test_turn(void)
 	store_call_response(e.s, call, 200, "req_0001");
 	start_msg(&e, call, 12);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "streaming\n"));
-	CHECK_EQ_INT(turn_read(e.s, out, 0, buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ_INT(reply_read(e.s, out, 0, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(delta(&e, call, "thinking", "Let me think."), 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "Hel"), 0);
-	CHECK_EQ_INT(turn_read(e.s, out, 0, buf, 2), 2);
+	CHECK_EQ_INT(reply_read(e.s, out, 0, buf, 2), 2);
 	CHECK(!memcmp(buf, "He", 2));
-	CHECK_EQ_INT(turn_read(e.s, out, 2, buf, sizeof(buf)), 1);
-	CHECK_EQ_INT(turn_read(e.s, out, 3, buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ_INT(reply_read(e.s, out, 2, buf, sizeof(buf)), 1);
+	CHECK_EQ_INT(reply_read(e.s, out, 3, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(delta(&e, call, "text", "lo!"), 0);
-	CHECK_EQ_INT(turn_size(e.s, out), 6);
-	CHECK_EQ_INT(turn_read(e.s, out, 3, buf, sizeof(buf)), 3);
+	CHECK_EQ_INT(reply_size(e.s, out), 6);
+	CHECK_EQ_INT(reply_read(e.s, out, 3, buf, sizeof(buf)), 3);
 	CHECK(!memcmp(buf, "lo!", 3));
-	CHECK_EQ_INT(turn_read(e.s, out, 6, buf, sizeof(buf)), -EAGAIN);
-	CHECK_EQ_INT(turn_read(e.s, out, 60, buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ_INT(reply_read(e.s, out, 6, buf, sizeof(buf)), -EAGAIN);
+	CHECK_EQ_INT(reply_read(e.s, out, 60, buf, sizeof(buf)), -EAGAIN);
 	struct wire_event ping = {.type = WIRE_PING, .index = -1};
 	CHECK_EQ_INT(store_call_event(e.s, call, &ping), 0);
 	finish_msg(&e, call, 5);
-	CHECK_EQ_INT(turn_read(e.s, out, 6, buf, sizeof(buf)), 0);
+	CHECK_EQ_INT(reply_read(e.s, out, 6, buf, sizeof(buf)), 0);
 	CHECK_EQ_INT(read_all(&e, out, buf, sizeof(buf)), 0);
 	CHECK_EQ_STR(buf, "Hello!"); /* thinking is not output */
 	CHECK_EQ_INT(store_calls_in_flight(e.s), 0);
 
-	struct turn_outcome oc;
-	turn_outcome(e.s, out, &oc);
-	CHECK_EQ_INT(oc.state, TURN_DONE);
+	struct reply_outcome oc;
+	reply_outcome(e.s, out, &oc);
+	CHECK_EQ_INT(oc.state, REPLY_DONE);
 	CHECK_EQ_STR(oc.stop_reason, "end_turn");
 	CHECK_EQ_INT(oc.usage.input_tokens, 12);
 	CHECK_EQ_INT(oc.usage.output_tokens, 5);
@@ -116,10 +116,10 @@ static void test_turn(void)
 	/* Events for a call that is over are refused; its end is ignored. */
 	CHECK_EQ_INT(delta(&e, call, "text", "late"), -ECANCELED);
 	store_call_end(e.s, call, -EIO, NULL);
-	turn_outcome(e.s, out, &oc);
-	CHECK_EQ_INT(oc.state, TURN_DONE);
-	CHECK_EQ_INT(turn_size(e.s, out), 6);
-	turn_unref(e.s, out);
+	reply_outcome(e.s, out, &oc);
+	CHECK_EQ_INT(oc.state, REPLY_DONE);
+	CHECK_EQ_INT(reply_size(e.s, out), 6);
+	reply_unref(e.s, out);
 	env_done(&e);
 }
 
@@ -130,7 +130,7 @@ static void test_failure_retry(void)
 	uint64_t id = make(&e, "f");
 	char buf[TEXT_MAX];
 	struct api_error err;
-	struct turn *t1 = NULL, *t2 = NULL;
+	struct reply *t1 = NULL, *t2 = NULL;
 
 	/* Retry with nothing sent, or after a success: -EINVAL with why. */
 	e.why[0] = '\0';
@@ -157,16 +157,16 @@ static void test_failure_retry(void)
 	store_call_end(e.s, call, -EIO, &err);
 	CHECK_EQ_INT(read_all(&e, t1, buf, sizeof(buf)), -EIO);
 	CHECK_EQ_STR(buf, "partial text");
-	CHECK_EQ_INT(turn_read(e.s, t1, 3, buf, 4), 4);
+	CHECK_EQ_INT(reply_read(e.s, t1, 3, buf, 4), 4);
 	CHECK(!memcmp(buf, "tial", 4));
 	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
 	CHECK(has(st, "last_error: api_error: Internal server error\n"));
 	CHECK(has(st, "request_id: req_b\n"));
 	CHECK(!has(st, "retrying"));
-	struct turn_outcome oc;
-	turn_outcome(e.s, t1, &oc);
-	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	struct reply_outcome oc;
+	reply_outcome(e.s, t1, &oc);
+	CHECK_EQ_INT(oc.state, REPLY_FAILED);
 	CHECK_EQ_STR(oc.error.type, "api_error");
 	CHECK_EQ_STR(oc.error.request_id, "req_b");
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT),
@@ -179,7 +179,7 @@ static void test_failure_retry(void)
 	const char *m[] = {"question"};
 	CHECK(sent(&e, 1, m, 1));
 	CHECK_EQ_INT(context_output(e.s, id, &t2), 0);
-	CHECK(t2 != t1 && turn_number(t2) == 1);
+	CHECK(t2 != t1 && reply_turn(t2) == 1);
 	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "waiting\n"));
 	CHECK(has(st, "attempt: 2\n"));
@@ -207,8 +207,8 @@ static void test_failure_retry(void)
 	const char *m3[] = {"question", "answer", "third"};
 	CHECK(sent(&e, e.fake.n - 1, m3, 3));
 	reply(&e, last_call(&e), "r3", 0, 1);
-	turn_unref(e.s, t1);
-	turn_unref(e.s, t2);
+	reply_unref(e.s, t1);
+	reply_unref(e.s, t2);
 
 	/* The same after a reload: the failed turn can be retried. */
 	say(&e, id, "fourth");
@@ -278,7 +278,7 @@ static void test_prune(void)
 	 * with the system prompt over it, its turn fails without a call; the
 	 * next one is sent. */
 	size_t before = e.fake.n;
-	struct turn *t = NULL;
+	struct reply *t = NULL;
 	CHECK_EQ_INT(context_input_check(e.s, id, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
 	CHECK(has(e.why, "budget_tokens"));
 	CHECK_EQ_INT(context_stage(e.s, id, &t, huge, strlen(huge), e.why, sizeof(e.why)), -EFBIG);
@@ -291,14 +291,14 @@ static void test_prune(void)
 	say(&e, id, big_q);
 	CHECK_EQ_INT(e.fake.n, before);
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
-	struct turn_outcome oc;
-	turn_outcome(e.s, t, &oc);
-	CHECK_EQ_INT(oc.state, TURN_FAILED);
+	struct reply_outcome oc;
+	reply_outcome(e.s, t, &oc);
+	CHECK_EQ_INT(oc.state, REPLY_FAILED);
 	CHECK_EQ_STR(oc.error.type, "budget_exceeded");
 	CHECK(has(oc.error.message, "budget_tokens"));
 	char buf[16];
-	CHECK_EQ_INT(turn_read(e.s, t, 0, buf, sizeof(buf)), -EIO);
-	turn_unref(e.s, t);
+	CHECK_EQ_INT(reply_read(e.s, t, 0, buf, sizeof(buf)), -EIO);
+	reply_unref(e.s, t);
 	st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "error\n"));
 	CHECK(has(st, "turn_state: failed\n"));

@@ -1,7 +1,7 @@
-/* turn_call.c — a reply attempt's call: the order a context's turns are sent
+/* reply_call.c — a reply attempt's call: the order a context's turns are sent
  * in (context_pump), building and starting a call, the transport's events
  * (store_call_*), retries, pause_turn continuations, cancelling, and a turn's
- * end (see store.h and store_impl.h; the object itself is turn.c's).
+ * end (see store.h and store_impl.h; the object itself is reply.c's).
  *
  * Under the store lock.  A turn moves PENDING -> QUEUED -> WAITING -> STREAMING
  * -> DONE or FAILED; a context has at most one turn with a call in flight
@@ -26,10 +26,10 @@
 
 #define REQUEST_MAX WIRE_REQUEST_MAX
 
-void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct api_error *e,
-	      struct notes *n)
+void reply_end(struct store *s, struct reply *t, enum reply_state st, const struct api_error *e,
+	       struct notes *n)
 {
-	if (t->state == TURN_DONE || t->state == TURN_FAILED)
+	if (t->state == REPLY_DONE || t->state == REPLY_FAILED)
 		return;
 	t->state = st;
 	if (e)
@@ -57,12 +57,12 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 		log_quote(q, sizeof(q), t->text.data ? t->text.data : "", t->text.len);
 		log_quote(name, sizeof(name), c->slot->name, strlen(c->slot->name));
 		log_debug("context '%s', turn %" PRIu64 ": reply '%s' (%zu bytes, %s)", name,
-			  t->number, q, t->text.len, st == TURN_DONE ? "done" : "failed");
+			  t->number, q, t->text.len, st == REPLY_DONE ? "done" : "failed");
 	}
 	if (c->active == t)
 		c->active = NULL;
 	context_changed(c); /* the transcript shows the end, saved or not */
-	if (st == TURN_DONE)
+	if (st == REPLY_DONE)
 		store_rcache_keep(s, t);
 	context_save_end(s, c, t, n);
 	context_account(c, t);
@@ -74,22 +74,22 @@ void turn_end(struct store *s, struct turn *t, enum turn_state st, const struct 
 }
 
 /* Fails a queued turn before any call: the budget or the request size. */
-static void turn_refuse(struct store *s, struct turn *t, const char *type, const char *msg,
-			struct notes *n)
+static void reply_refuse(struct store *s, struct reply *t, const char *type, const char *msg,
+			 struct notes *n)
 {
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, type, "%s", msg);
-	turn_end(s, t, TURN_FAILED, &e, n);
+	reply_end(s, t, REPLY_FAILED, &e, n);
 }
 
 /* The attachments' blocks of the exchanges sent (the history from first, then
  * exchange k), in order: *pre (heap, NULL for none) points into the
  * attachments' kept blocks.  -ENOTSUP when the model takes no image or PDF
  * input (CONTRACT §9), -errno; why says why. */
-static int turn_attachments(struct context *c, size_t k, size_t first,
-			    const struct model_caps *caps, struct wire_raw **pre, char *why,
-			    size_t whylen)
+static int reply_attachments(struct context *c, size_t k, size_t first,
+			     const struct model_caps *caps, struct wire_raw **pre, char *why,
+			     size_t whylen)
 {
 	size_t n = c->ex[k].n_att;
 	for (size_t i = first; i < c->prune.n; i++)
@@ -123,8 +123,8 @@ static int turn_attachments(struct context *c, size_t k, size_t first,
 
 /* Builds the request for exchange k: system, the history that fits, the message;
  * thinking and effort shaped from the model's capabilities (caps NULL: none known). */
-static int turn_request(struct context *c, size_t k, const struct model_caps *caps,
-			struct buf *body, int64_t *raw, char *why, size_t whylen)
+static int reply_request(struct context *c, size_t k, const struct model_caps *caps,
+			 struct buf *body, int64_t *raw, char *why, size_t whylen)
 {
 	const struct exchange *e = &c->ex[k];
 	const struct settings *st = &c->settings;
@@ -140,7 +140,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 		return -EFBIG;
 	}
 	size_t kept = c->prune.n - (size_t)first;
-	struct turn *t = c->ex[k].reply;
+	struct reply *t = c->ex[k].reply;
 	t->first_turn = kept ? c->ex[c->hist[first]].turn : 0;
 	/* Replies go back with the blocks the API wants of them (block.c), and
 	 * a paused reply is sent back to be continued. */
@@ -149,7 +149,7 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 	cJSON **blocks = calloc(kept + 1, sizeof(*blocks));
 	struct wire_raw *pre = NULL;
 	int ret =
-	    m && blocks ? turn_attachments(c, k, (size_t)first, caps, &pre, why, whylen) : -ENOMEM;
+	    m && blocks ? reply_attachments(c, k, (size_t)first, caps, &pre, why, whylen) : -ENOMEM;
 	if (ret < 0) {
 		free(m);
 		free(blocks);
@@ -237,9 +237,9 @@ static int turn_request(struct context *c, size_t k, const struct model_caps *ca
 
 /* Starts the call for exchange k.  0, 1 when the response cache answered it
  * (it has ended, no call), or -errno with the turn failed. */
-static int turn_start(struct store *s, struct context *c, size_t k, struct notes *n)
+static int reply_start(struct store *s, struct context *c, size_t k, struct notes *n)
 {
-	struct turn *t = c->ex[k].reply;
+	struct reply *t = c->ex[k].reply;
 	const struct model_caps *caps;
 	struct buf body;
 	char why[WHY_MAX];
@@ -249,7 +249,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 		return 0;
 	}
 	if (r < 0) {
-		turn_refuse(s, t, "model_retired", why, n);
+		reply_refuse(s, t, "model_retired", why, n);
 		return r;
 	}
 	if (c->schema && caps && !caps->structured_outputs) {
@@ -257,7 +257,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 			 "model '%s' does not take structured output, and `schema` is set: "
 			 "empty `schema` or choose a model that takes it; nothing was sent",
 			 c->settings.model);
-		turn_refuse(s, t, "structured_output_unsupported", why, n);
+		reply_refuse(s, t, "structured_output_unsupported", why, n);
 		return -EINVAL;
 	}
 	summary_flush(s, c, n);
@@ -268,24 +268,24 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	buf_init(&body, REQUEST_MAX);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = turn_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
+	r = reply_request(c, k, caps, &body, &t->raw_sent, why, sizeof(why));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	t->req_bytes = body.len;
 	t->req_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
 	if (r < 0) {
 		buf_done(&body);
-		turn_refuse(s, t,
-			    r == -EFBIG	    ? "budget_exceeded"
-			    : r == -ENOTSUP ? "unsupported_input"
-					    : "request_error",
-			    why, n);
+		reply_refuse(s, t,
+			     r == -EFBIG     ? "budget_exceeded"
+			     : r == -ENOTSUP ? "unsupported_input"
+					     : "request_error",
+			     why, n);
 		return r;
 	}
 	/* What the reply is priced as, and what REPLY_END names, hit or call. */
 	snprintf(t->model, sizeof(t->model), "%s", c->settings.model);
 	if (store_rcache_answer(s, c, t, body.data ? body.data : "", body.len, n)) {
 		buf_done(&body);
-		turn_end(s, t, TURN_DONE, NULL, n);
+		reply_end(s, t, REPLY_DONE, NULL, n);
 		return 1;
 	}
 	struct call_spec spec = {
@@ -300,12 +300,12 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	spec.body = buf_steal(&body, &spec.body_len);
 	if (!spec.body || map_put_id(&s->calls, spec.call_id, t) < 0) {
 		free(spec.body);
-		turn_refuse(s, t, "request_error", "out of memory", n);
+		reply_refuse(s, t, "request_error", "out of memory", n);
 		return -ENOMEM;
 	}
 	t->call_id = spec.call_id;
 	t->refs++; /* the call's */
-	t->state = TURN_WAITING;
+	t->state = REPLY_WAITING;
 	t->started_ms = clock_wall_ms();
 	c->active = t;
 	if (log_level >= LOG_DEBUG) {
@@ -320,7 +320,7 @@ static int turn_start(struct store *s, struct context *c, size_t k, struct notes
 	r = s->ops->start(s->ops_impl, &spec);
 	if (r < 0) {
 		free(spec.body);
-		turn_refuse(s, t, "request_error", "the network thread refused the call", n);
+		reply_refuse(s, t, "request_error", "the network thread refused the call", n);
 		return r;
 	}
 	notes_add(n, c->id, STORE_CHANGED_STATE);
@@ -333,11 +333,11 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 		return; /* no transport (tests of the core alone): turns stay queued;
 			   or a summary call goes first */
 	while (!c->active && c->next_send < c->n_ex) {
-		struct turn *t = c->ex[c->next_send].reply;
-		if (t->state == TURN_PENDING)
+		struct reply *t = c->ex[c->next_send].reply;
+		if (t->state == REPLY_PENDING)
 			return; /* its writer has not closed yet: later turns wait */
 		/* A turn the response cache answered has ended: on to the next. */
-		if (t->state == TURN_QUEUED && turn_start(s, c, c->next_send, n) == 0)
+		if (t->state == REPLY_QUEUED && reply_start(s, c, c->next_send, n) == 0)
 			return;
 		c->next_send++;
 	}
@@ -348,15 +348,15 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "cancelled", "%s", why);
-	struct turn *summ = summary_cancel(c);
+	struct reply *summ = summary_cancel(c);
 	int any = summ != NULL;
 	if (summ)
-		turn_end(s, summ, TURN_FAILED, &e, n);
+		reply_end(s, summ, REPLY_FAILED, &e, n);
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
-		struct turn *t = c->ex[i].reply;
-		if (t->state == TURN_QUEUED || t->state == TURN_WAITING ||
-		    t->state == TURN_STREAMING) {
-			turn_end(s, t, TURN_FAILED, &e, n);
+		struct reply *t = c->ex[i].reply;
+		if (t->state == REPLY_QUEUED || t->state == REPLY_WAITING ||
+		    t->state == REPLY_STREAMING) {
+			reply_end(s, t, REPLY_FAILED, &e, n);
 			any = 1;
 		}
 	}
@@ -368,7 +368,7 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 void store_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
 {
 	pthread_mutex_lock(&s->lock);
-	struct turn *t = map_get_id(&s->calls, call_id);
+	struct reply *t = map_get_id(&s->calls, call_id);
 	if (t) {
 		t->http_status = http_status;
 		snprintf(t->request_id, sizeof(t->request_id), "%s", request_id ? request_id : "");
@@ -391,11 +391,11 @@ static void usage_assign(struct wire_usage *to, const struct wire_usage *from)
 }
 
 /* The text or thinking an event brings (a delta, or a block's start). */
-static inline int turn_text(struct turn *t, const struct wire_event *ev, struct notes *n)
+static inline int reply_text(struct reply *t, const struct wire_event *ev, struct notes *n)
 {
 	int r = 0;
 	if (ev->block == WIRE_BLOCK_TEXT && ev->text_len) {
-		t->state = TURN_STREAMING;
+		t->state = REPLY_STREAMING;
 		if (!t->text.len)
 			t->thinking_lead = t->thinking.len;
 		r = buf_append(&t->text, ev->text, ev->text_len);
@@ -410,12 +410,13 @@ static inline int turn_text(struct turn *t, const struct wire_event *ev, struct 
 	return r;
 }
 
-static int turn_event(struct store *s, struct turn *t, const struct wire_event *ev, struct notes *n)
+static int reply_event(struct store *s, struct reply *t, const struct wire_event *ev,
+		       struct notes *n)
 {
 	int r = 0;
 	switch (ev->type) {
 	case WIRE_MESSAGE_START:
-		t->state = TURN_STREAMING;
+		t->state = REPLY_STREAMING;
 		usage_assign(&t->usage, &ev->usage);
 		notes_add(n, t->ctx_id, STORE_CHANGED_STATE);
 		break;
@@ -429,7 +430,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		break;
 	case WIRE_BLOCK_DELTA:
 		if (ev->block == WIRE_BLOCK_TEXT || ev->block == WIRE_BLOCK_THINKING)
-			r = turn_text(t, ev, n);
+			r = reply_text(t, ev, n);
 		else
 			r = blocks_event(t, ev);
 		break;
@@ -438,7 +439,7 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		size_t had = t->thinking.len;
 		r = blocks_event(t, ev); /* first: where the block begins */
 		if (r == 0 && ev->type == WIRE_BLOCK_START)
-			r = turn_text(t, ev, n);
+			r = reply_text(t, ev, n);
 		if (t->thinking.len != had) /* "[redacted]", or the separator */
 			notes_add(n, t->ctx_id, STORE_CHANGED_THINKING);
 		break;
@@ -457,19 +458,19 @@ static int turn_event(struct store *s, struct turn *t, const struct wire_event *
 		else
 			api_error_set(&e, "reply_too_large",
 				      "the reply passed %u bytes and was cut", STORE_REPLY_MAX);
-		turn_end(s, t, TURN_FAILED, &e, n);
+		reply_end(s, t, REPLY_FAILED, &e, n);
 		return -ECANCELED;
 	}
 	if (clock_mono_ms() - t->saved_ms >= CHECKPOINT_MS)
-		turn_checkpoint(t, false);
+		reply_checkpoint(t, false);
 	return 0;
 }
 
 int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
 {
 	pthread_mutex_lock(&s->lock);
-	struct turn *t = map_get_id(&s->calls, call_id);
-	int r = t ? turn_event(s, t, ev, &s->held) : -ECANCELED;
+	struct reply *t = map_get_id(&s->calls, call_id);
+	int r = t ? reply_event(s, t, ev, &s->held) : -ECANCELED;
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }
@@ -486,11 +487,11 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
-	struct turn *t = map_get_id(&s->calls, call_id);
+	struct reply *t = map_get_id(&s->calls, call_id);
 	if (t) {
 		t->retries = attempt;
 		t->http_status = 0; /* the next attempt's answer decides */
-		t->state = TURN_WAITING;
+		t->state = REPLY_WAITING;
 		/* The failed try's thinking goes, unless a reader of `thinking`
 		 * was shown it: then it stays, as thinking without a block. */
 		if (t->thinking_read <= t->call_thinking && t->thinking_saved <= t->call_thinking)
@@ -507,7 +508,7 @@ void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
  * continued by another call that sends it back as it is, at most PAUSE_MAX
  * times; the new call's blocks join the same reply and `output` goes on.
  * true when the continuation started (or failed the turn: it has ended). */
-static bool turn_continue(struct store *s, struct turn *t, struct notes *n)
+static bool reply_continue(struct store *s, struct reply *t, struct notes *n)
 {
 	struct context *c = t->ctx;
 	size_t k = c ? c->n_ex : 0;
@@ -521,11 +522,11 @@ static bool turn_continue(struct store *s, struct turn *t, struct notes *n)
 	t->continued++;
 	t->stop_reason[0] = '\0';
 	t->retries = 0;
-	turn_checkpoint(t, false);
+	reply_checkpoint(t, false);
 	t->blocks.call_first = t->blocks.n;
 	t->blocks.text_index = -1;
 	t->call_thinking = t->thinking.len;
-	turn_start(s, c, k, n);
+	reply_start(s, c, k, n);
 	return true;
 }
 
@@ -533,7 +534,7 @@ void store_call_end(struct store *s, uint64_t call_id, int err, const struct api
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
-	struct turn *t = map_del_id(&s->calls, call_id);
+	struct reply *t = map_del_id(&s->calls, call_id);
 	if (t) {
 		t->call_id = 0;
 		struct api_error why;
@@ -545,33 +546,33 @@ void store_call_end(struct store *s, uint64_t call_id, int err, const struct api
 		else
 			api_error_set(&why, err == -ETIMEDOUT ? "timeout_error" : "cancelled", "%s",
 				      strerror(-err));
-		if (err == 0 && turn_continue(s, t, &n)) {
-			turn_unref(NULL, t); /* the ended call's reference */
+		if (err == 0 && reply_continue(s, t, &n)) {
+			reply_unref(NULL, t); /* the ended call's reference */
 			store_unlock_notify(s, &n);
 			return;
 		}
-		turn_end(s, t, err == 0 ? TURN_DONE : TURN_FAILED, &why, &n);
+		reply_end(s, t, err == 0 ? REPLY_DONE : REPLY_FAILED, &why, &n);
 		struct context *c = t->ctx;
-		turn_unref(NULL, t); /* the call's reference */
+		reply_unref(NULL, t); /* the call's reference */
 		if (c)
 			context_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);
 }
 
-int turn_cancel(struct store *s, struct turn *t)
+int reply_cancel(struct store *s, struct reply *t)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = t->ctx;
 	int r = 0;
-	if (c &&
-	    (t->state == TURN_QUEUED || t->state == TURN_WAITING || t->state == TURN_STREAMING)) {
+	if (c && (t->state == REPLY_QUEUED || t->state == REPLY_WAITING ||
+		  t->state == REPLY_STREAMING)) {
 		/* This one turn only, queued or in flight; the others go on. */
 		struct api_error e;
 		api_error_clear(&e);
 		api_error_set(&e, "cancelled", "cancelled by the client");
-		turn_end(s, t, TURN_FAILED, &e, &n);
+		reply_end(s, t, REPLY_FAILED, &e, &n);
 		context_pump(s, c, &n);
 		r = 1;
 	}
