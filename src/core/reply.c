@@ -3,7 +3,7 @@
  * `output` and the fs (reply_read & co.), what streamed in checkpointed to the
  * context's journal (REPLY_PART, blocks), and its REPLY_END record.
  *
- * Under the store lock (the reading functions take it).  A turn is refcounted:
+ * Under the store lock (the reading functions take it).  A reply is refcounted:
  * its exchange, readers, its call, the models wait list and fork plans hold
  * it, so this file sits below all of them and calls only the context's journal
  * (context_journal.c), the blocks (block.c) and the records (record.h).  The

@@ -27,6 +27,9 @@
 #define WHY_MAX 512
 #define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
 
+/* One reply attempt of a turn (an exchange's reply, or a retry of it, or a
+ * summary call): what `output` shows.  It was `struct turn`; a turn is the
+ * exchange (a message and its reply attempts), numbered for the user. */
 struct reply {
 	int refs;	  /* the exchange's, readers', the call's */
 	uint64_t ctx_id;  /* immutable */
