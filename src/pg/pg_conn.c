@@ -103,9 +103,11 @@ PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 			      "keepalives_idle",
 			      "keepalives_interval",
 			      "keepalives_count",
+			      "tcp_user_timeout",
 			      "dbname",
 			      NULL};
-	const char *vals[] = {PG_CONNECT_TIMEOUT, app, "5", "2", "3", p->url, NULL};
+	const char *vals[] = {PG_CONNECT_TIMEOUT, app, "5", "2", "3", PG_TCP_USER_TIMEOUT_MS,
+			      p->url, NULL};
 	char set[160], line[PG_ERR_MAX / 2];
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
@@ -136,6 +138,19 @@ PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 	return c;
 }
 
+/* Copies the connection's state where pg_store_status() reads it; p->lock held. */
+void pg_publish(struct pg_store *p)
+{
+	pthread_mutex_lock(&p->status_lock);
+	p->away = !p->conn;
+	if (p->conn)
+		snprintf(p->status_line, sizeof(p->status_line), "ok");
+	else
+		snprintf(p->status_line, sizeof(p->status_line), "unreachable: %s",
+			 p->err[0] ? p->err : p->masked);
+	pthread_mutex_unlock(&p->status_lock);
+}
+
 static void pg_down(struct pg_store *p, const char *msg)
 {
 	char line[PG_ERR_MAX / 2 - 8];
@@ -148,6 +163,7 @@ static void pg_down(struct pg_store *p, const char *msg)
 		snprintf(p->err, sizeof(p->err), "%s: %s", p->masked, line);
 	p->backoff_ms = p->backoff_ms ? p->backoff_ms : PG_BACKOFF_MIN_MS;
 	p->retry_at = clock_mono_ms() + p->backoff_ms;
+	pg_publish(p);
 }
 
 /* 0 with p->conn usable, or -EIO: down, and either still backing off or the
@@ -169,10 +185,12 @@ int pg_ready(struct pg_store *p)
 		if (p->backoff_ms > PG_BACKOFF_MAX_MS)
 			p->backoff_ms = PG_BACKOFF_MAX_MS;
 		p->retry_at = clock_mono_ms() + p->backoff_ms;
+		pg_publish(p);
 		return -EIO;
 	}
 	p->err[0] = '\0';
 	p->backoff_ms = 0;
+	pg_publish(p);
 	/* what was appended without a synchronous commit before the drop is of
 	 * unknown durability: the next sync commits again to be sure */
 	p->unsynced = true;
