@@ -124,6 +124,7 @@ void store_free(struct store *s)
 	pthread_cond_destroy(&s->synced);
 	pthread_cond_destroy(&s->commit_wake);
 	free(s->commit_q);
+	free(s->away_q);
 	free(s);
 }
 
