@@ -129,3 +129,37 @@ def test_restart_mid_stream_loses_nothing(mount_factory, fake, mode):
         assert output(ctx) == WHOLE
         check_back(pg, mount_factory, a, ctx, "r")
         a.stop()
+
+
+def test_unsaved_reply_past_8_mib_fails_the_turn_honestly(mount_factory, fake):
+    """While the database is away a call keeps at most 8 MiB of unsaved reply
+    (STORE_UNSAVED_MAX): a longer one is cut there and fails with
+    store_unreachable; what it streamed is written once the server is back."""
+    require_pg()
+    with PgServer() as pg:
+        a = mount_factory(args=["--store=" + pg.url], state_dir=True,
+                          allow_errors=[r"store|unreachable|Input/output"])
+        ctx = a.ctx("big")
+        fake.script("normal", huge=12 << 20, hold_after=[1])
+        send(ctx, "long\n")
+        fake.wait_held(0)
+        pg.stop("fast")
+        fake.release()
+        wait_for(lambda: "store_unreachable" in read_file(ctx / "status"), 60,
+                 what="the turn failed: store_unreachable")
+        st = read_file(ctx / "status")
+        assert st.splitlines()[0] == "error", st
+        assert "8388608 bytes of the reply" in st, st
+        r = subprocess.run(["cat", str(ctx / "output")], capture_output=True, timeout=60)
+        assert r.returncode != 0 and b"Input/output error" in r.stderr, r.stderr
+        kept = len(r.stdout)
+        print("reply kept in memory when the turn failed: %d bytes" % kept)
+        assert (8 << 20) < kept <= (8 << 20) + 64 * 1024  # one delta past the bound
+        pg.start()
+        wait_for(lambda: records(pg, "big", REPLY_END) == 1, 30,
+                 what="the failed reply's end in the database")
+        saved = int(pg.psql("SELECT sum(length(payload)) FROM mcpfs.records r JOIN"
+                            " mcpfs.contexts c ON c.id = r.context_id WHERE c.name = 'big'"
+                            " AND r.type = %d" % REPLY_PART).strip())
+        assert saved >= kept, (saved, kept)
+        a.stop()
