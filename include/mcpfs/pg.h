@@ -30,6 +30,11 @@
  * (libpq's tcp_user_timeout; TCP only): a statement on a cut network fails
  * within it rather than after the kernel's minutes of retransmissions. */
 #define PG_TCP_USER_TIMEOUT_MS "5000"
+/* Longest the server may stay silent while a statement runs (sending it
+ * included) before the engine drops the connection and fails the call with
+ * -EIO: the bound of any wait of a caller on the database (a frozen server,
+ * a cut network).  A reconnect waits at most PG_CONNECT_TIMEOUT. */
+#define PG_REPLY_TIMEOUT_MS 5000
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 #define PG_FEED_QUEUE 1024	   /* hints kept between drains; beyond: resync */

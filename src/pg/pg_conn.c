@@ -7,6 +7,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,7 @@ int pg_ready(struct pg_store *p)
 	}
 	p->err[0] = '\0';
 	p->backoff_ms = 0;
+	PQsetnonblocking(p->conn, 1); /* pg_await bounds every wait */
 	pg_publish(p);
 	/* what was appended without a synchronous commit before the drop is of
 	 * unknown durability: the next sync commits again to be sure */
@@ -218,6 +220,66 @@ static int pg_fail(struct pg_store *p, PGresult *r)
 	return -EIO;
 }
 
+/* Waits, on the non-blocking command connection, until what was sent is
+ * flushed and a result can be read without blocking; the server may stay
+ * silent at most PG_REPLY_TIMEOUT_MS at a time (a frozen or cut-off server:
+ * the connection is dropped, -EIO, and every call fails at once until the
+ * back-off allows a reconnect).  0 or -EIO. */
+static int pg_await(struct pg_store *p)
+{
+	for (;;) {
+		int f = PQflush(p->conn);
+		if (f < 0)
+			break;
+		if (f == 0 && !PQisBusy(p->conn))
+			return 0;
+		struct pollfd pfd = {PQsocket(p->conn), (short)(POLLIN | (f ? POLLOUT : 0)), 0};
+		int n = poll(&pfd, 1, PG_REPLY_TIMEOUT_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			snprintf(p->err, sizeof(p->err), "%s: no answer from the server in %d ms",
+				 p->masked, PG_REPLY_TIMEOUT_MS);
+			pg_down(p, "no answer");
+			return -EIO;
+		}
+		if (n < 0 || ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(p->conn)))
+			break;
+	}
+	pg_down(p, PQerrorMessage(p->conn));
+	return -EIO;
+}
+
+/* The next result of the statement sent (NULL at its end); *err -EIO when the
+ * wait failed (the connection is dropped). */
+static PGresult *pg_next(struct pg_store *p, int *err)
+{
+	*err = pg_await(p);
+	return *err ? NULL : PQgetResult(p->conn);
+}
+
+/* Every result of the statement sent, as PQexec keeps them: the first error,
+ * else the last.  NULL with -EIO when the connection failed meanwhile. */
+static PGresult *pg_collect(struct pg_store *p, int *err)
+{
+	PGresult *keep = NULL, *r;
+
+	while ((r = pg_next(p, err))) {
+		ExecStatusType st = PQresultStatus(keep);
+		if (keep && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(keep);
+		keep = r;
+	}
+	if (*err) {
+		PQclear(keep);
+		return NULL;
+	}
+	return keep;
+}
+
 /* Runs one statement (text parameters unless formats says binary).  0 with
  * *ret the result (PQclear it), or a negative errno (nothing to clear). */
 int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const *values,
@@ -228,8 +290,14 @@ int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const 
 	*ret = NULL;
 	if (err < 0)
 		return err;
-	PGresult *r =
-	    PQexecParams(p->conn, sql, nparams, NULL, values, lengths, formats, result_binary);
+	if (!PQsendQueryParams(p->conn, sql, nparams, NULL, values, lengths, formats,
+			       result_binary)) {
+		pg_down(p, PQerrorMessage(p->conn));
+		return -EIO;
+	}
+	PGresult *r = pg_collect(p, &err);
+	if (err < 0)
+		return err;
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		*ret = r;
@@ -247,7 +315,13 @@ int pg_simple(struct pg_store *p, const char *sql)
 
 	if (err < 0)
 		return err;
-	PGresult *r = PQexec(p->conn, sql);
+	if (!PQsendQuery(p->conn, sql)) {
+		pg_down(p, PQerrorMessage(p->conn));
+		return -EIO;
+	}
+	PGresult *r = pg_collect(p, &err);
+	if (err < 0)
+		return err;
 	ExecStatusType st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 		err = pg_fail(p, r);
@@ -271,7 +345,8 @@ int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char 
 		pg_down(p, PQerrorMessage(p->conn));
 		return -EIO;
 	}
-	while ((r = PQgetResult(p->conn))) {
+	int wait_err;
+	while ((r = pg_next(p, &wait_err))) {
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_SINGLE_TUPLE) {
 			if (!fn_err)
@@ -285,6 +360,8 @@ int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char 
 		}
 		PQclear(r);
 	}
+	if (wait_err)
+		return wait_err; /* the connection is dropped */
 	return err ? err : fn_err;
 }
 

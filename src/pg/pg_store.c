@@ -453,6 +453,7 @@ int pg_store_new(const char *url, char *why, size_t n, struct storage **ret)
 		err = -EIO;
 		goto fail;
 	}
+	PQsetnonblocking(p->conn, 1); /* pg_conn.c: pg_await bounds every wait */
 	pg_publish(p);
 	char mwhy[PG_ERR_MAX];
 	err = pg_migrate(p, mwhy, sizeof(mwhy));

@@ -7,6 +7,7 @@ reconnects by itself, writes the reply's records (parts, then its end), and the
 next message works.  Nothing committed is lost, nothing is written twice."""
 
 import os
+import signal
 import subprocess
 import time
 
@@ -162,4 +163,58 @@ def test_unsaved_reply_past_8_mib_fails_the_turn_honestly(mount_factory, fake):
                             " mcpfs.contexts c ON c.id = r.context_id WHERE c.name = 'big'"
                             " AND r.type = %d" % REPLY_PART).strip())
         assert saved >= kept, (saved, kept)
+        a.stop()
+
+
+def server_pids(pg):
+    """The server's processes: the postmaster and its children."""
+    top = int((pg.data / "postmaster.pid").read_text().split()[0])
+    pids = [top]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open("/proc/%s/stat" % d).read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == top:
+                pids.append(int(d))
+    return pids
+
+
+def test_frozen_server_bounds_the_wait_then_goes_on(mount_factory, fake):
+    """A server that answers nothing (SIGSTOP: a frozen host, a cut network):
+    a write waits at most PG_REPLY_TIMEOUT_MS (5 s) and fails with EIO, the
+    next ones at once; reads keep working; status says why; after SIGCONT the
+    daemon reconnects and the next message works."""
+    require_pg()
+    with PgServer() as pg:
+        a = mount_factory(args=["--store=" + pg.url], state_dir=True,
+                          allow_errors=[r"store|unreachable|Input/output"])
+        ctx = a.ctx("frozen")
+        send(ctx, "before\n")
+        assert output(ctx) == reply_for("before")
+        pids = server_pids(pg)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            r, took = timed_bash("mkdir %s/during" % a.path)
+            print("mkdir on a frozen server: %.3f s, %s" % (took, r.stderr.strip()))
+            assert r.returncode != 0 and "Input/output error" in r.stderr, r
+            line = store_line(ctx / "status")
+            assert line.startswith("unreachable: ") and "no answer" in line, line
+            r, took = timed_bash("echo hi > %s/input" % ctx)
+            print("echo > input right after: %.3f s, %s" % (took, r.stderr.strip()))
+            assert r.returncode != 0 and "Input/output error" in r.stderr, r
+            assert reply_for("before") in read_file(ctx / "history")
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+        def sent():
+            r = subprocess.run(["bash", "-c", "echo after > %s/input" % ctx],
+                               capture_output=True, timeout=60)
+            return r.returncode == 0
+        wait_for(sent, 30, interval=0.5, what="a message accepted once the server runs")
+        assert output(ctx) == reply_for("after")
+        assert store_line(ctx / "status") == "ok"
         a.stop()
