@@ -90,6 +90,10 @@ uint64_t reply_context(const struct reply *t)
  * say that it will not survive a restart. */
 static void reply_save_failed(struct context *c, int err)
 {
+	if (!c->note[0] && err == -EIO && store_shared(c->store))
+		snprintf(c->note, sizeof(c->note),
+			 "cannot save the reply yet: the store is unreachable; it is "
+			 "saved when the store is back");
 	if (!c->note[0])
 		snprintf(c->note, sizeof(c->note),
 			 "cannot save the reply: %s; it will not "

@@ -22,7 +22,7 @@
 #include "mcpfs/store.h"
 #include "block_impl.h"
 
-#define CHECKPOINT_MS 100   /* longest a received, unread delta waits for disk */
+#define CHECKPOINT_MS 100 /* longest a received, unread delta waits for disk */
 /* A shared store away (storage_status: unreachable): bytes of one reply's text
  * and thinking a call may stream that are not yet in REPLY_PART records; past
  * it the turn fails (store_unreachable) and stops growing.  The unsaved parts
@@ -315,7 +315,7 @@ struct store {
 	pthread_cond_t commit_wake; /* the commit threads' queue has work, or stop */
 	uint64_t *commit_q;	    /* ids of contexts with an unsynced reply end */
 	size_t commit_n, commit_cap;
-	int committers; /* commit threads running (0: sync under the lock) */
+	int committers;	  /* commit threads running (0: sync under the lock) */
 	uint64_t *away_q; /* ids of contexts with a reply end that waits for a
 			     shared store to come back (context_save_away) */
 	size_t away_n, away_cap;

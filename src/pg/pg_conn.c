@@ -99,16 +99,12 @@ static void on_notice(void *data, const PGresult *r)
  * failure, with one line in why. */
 PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 {
-	const char *keys[] = {"connect_timeout",
-			      "application_name",
-			      "keepalives_idle",
-			      "keepalives_interval",
-			      "keepalives_count",
-			      "tcp_user_timeout",
-			      "dbname",
-			      NULL};
-	const char *vals[] = {PG_CONNECT_TIMEOUT, app, "5", "2", "3", PG_TCP_USER_TIMEOUT_MS,
-			      p->url, NULL};
+	const char *keys[] = {
+	    "connect_timeout",	"application_name", "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout", "dbname",	       NULL,
+	};
+	const char *vals[] = {PG_CONNECT_TIMEOUT,     app,    "5", "2", "3",
+			      PG_TCP_USER_TIMEOUT_MS, p->url, NULL};
 	char set[160], line[PG_ERR_MAX / 2];
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
@@ -243,7 +239,8 @@ static int pg_await(struct pg_store *p)
 			pg_down(p, "no answer");
 			return -EIO;
 		}
-		if (n < 0 || ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(p->conn)))
+		if (n < 0 ||
+		    ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(p->conn)))
 			break;
 	}
 	pg_down(p, PQerrorMessage(p->conn));
