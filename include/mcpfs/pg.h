@@ -26,6 +26,15 @@
 #define PG_SCHEMA_VERSION 1    /* the schema this mcpfs writes (doc/design/shared-store.md) */
 #define PG_CONNECT_TIMEOUT "5" /* seconds, unless the URL says otherwise */
 #define PG_STATEMENT_TIMEOUT_MS 15000 /* no statement waits longer (locks included) */
+/* Data unacknowledged by a dead peer for this long drops the connection
+ * (libpq's tcp_user_timeout; TCP only): a statement on a cut network fails
+ * within it rather than after the kernel's minutes of retransmissions. */
+#define PG_TCP_USER_TIMEOUT_MS "5000"
+/* Longest the server may stay silent while a statement runs (sending it
+ * included) before the engine drops the connection and fails the call with
+ * -EIO: the bound of any wait of a caller on the database (a frozen server,
+ * a cut network).  A reconnect waits at most PG_CONNECT_TIMEOUT. */
+#define PG_REPLY_TIMEOUT_MS 5000
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 #define PG_FEED_QUEUE 1024	   /* hints kept between drains; beyond: resync */
@@ -43,7 +52,9 @@
  * -EPROTO (the database's schema is newer than this mcpfs), -ENOMEM. */
 int pg_store_new(const char *url, char *why, size_t n, struct storage **ret);
 
-/* One line for `status`: "ok" or "unreachable: <why>" (password masked). */
+/* One line for `status`: "ok" or "unreachable: <why>" (password masked), as
+ * the last call found it; never waits for a statement in progress (the
+ * storage op `status`). */
 void pg_store_status(struct storage *s, char *out, size_t n);
 
 /* url with its password (URI user info, password= parameters) replaced by

@@ -224,6 +224,11 @@ struct storage_ops {
 	 * change stays made).  NULL op: 0 (renames and removes are durable on
 	 * return). */
 	int (*names_sync)(struct storage *s);
+	/* One line for `status` about the medium: "ok", or "unreachable: WHY"
+	 * (password masked) while calls fail with -EIO.  Never waits for the
+	 * medium (nor for a call in progress).  NULL op: no line (an engine
+	 * whose medium is the local disk). */
+	void (*status)(struct storage *s, char *out, size_t n);
 
 	/* Shared engines only (NULL in an engine for one daemon). */
 
@@ -292,6 +297,15 @@ struct storage {
 static inline int storage_names_sync(struct storage *s)
 {
 	return s->ops->names_sync ? s->ops->names_sync(s) : 0;
+}
+
+/* 0 with out filled by the engine's status line, or -ENOTSUP (no line). */
+static inline int storage_status(struct storage *s, char *out, size_t n)
+{
+	if (!s->ops->status)
+		return -ENOTSUP;
+	s->ops->status(s, out, n);
+	return 0;
 }
 
 /* The feed's descriptor, or -ENOTSUP for an engine without a feed. */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mcpfs/clock.h"
 #include "store_impl.h"
@@ -195,13 +196,94 @@ void context_sync_later(struct store *s, struct context *c, struct notes *n)
 	pthread_cond_signal(&s->commit_wake);
 }
 
+/* --- a shared store away -------------------------------------------------------- */
+
+/* Puts c in the away list: a commit thread writes its replies' parts and ends
+ * once appends work again.  Without commit threads (the unit tests) they stay
+ * as reply_save_failed left them. */
+static void context_save_away(struct store *s, struct context *c)
+{
+	if (c->save_away || !s->committers)
+		return;
+	if (s->away_n == s->away_cap) {
+		size_t cap = s->away_cap ? s->away_cap * 2 : 16;
+		uint64_t *q = realloc(s->away_q, cap * sizeof(*q));
+		if (!q)
+			return; /* status says it will not survive a restart */
+		s->away_q = q;
+		s->away_cap = cap;
+	}
+	s->away_q[s->away_n++] = c->id;
+	c->save_away = true;
+	pthread_cond_signal(&s->commit_wake);
+}
+
+/* Writes c's waiting ends (each after its unsaved parts), in turn order.
+ * true when none waits any more. */
+static bool context_retry_away(struct store *s, struct context *c, struct notes *n)
+{
+	if (c->syncing)
+		return false;
+	for (size_t i = 0; i < c->n_ex; i++) {
+		struct reply *t = c->ex[i].reply;
+		if (!t->end_away)
+			continue;
+		c->away_retrying = true; /* context_journal_append lets these pass */
+		int r = context_journal_ready(s, c);
+		if (r == 0)
+			r = reply_end_record(c, t, false);
+		c->away_retrying = false;
+		if (r < 0)
+			return false;
+		t->end_away = false;
+		t->end_unsynced = true;
+		c->note[0] = '\0'; /* saved after all */
+		context_sync_later(s, c, n);
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+	}
+	return true;
+}
+
+/* A commit thread's round over the away list, once the engine takes calls
+ * again: probed first without the store lock (storage_reserve reconnects a
+ * shared engine when its back-off allows, and fails at once otherwise). */
+static void store_retry_away(struct store *s, struct notes *n)
+{
+	pthread_mutex_unlock(&s->lock);
+	int r = storage_reserve(s->st, 0); /* a shared engine holds nothing */
+	pthread_mutex_lock(&s->lock);
+	if (r < 0)
+		return;
+	size_t keep = 0;
+	for (size_t i = 0; i < s->away_n; i++) {
+		struct context *c = loaded(s, s->away_q[i]);
+		if (!c)
+			continue;
+		if (context_retry_away(s, c, n))
+			c->save_away = false;
+		else
+			s->away_q[keep++] = c->id;
+	}
+	s->away_n = keep;
+}
+
 void context_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n)
 {
 	if (c->syncing) {
 		t->end_deferred = true; /* appended when that sync ends */
 		return;
 	}
-	if (context_journal_ready(s, c) < 0 || reply_end_record(c, t, false) < 0)
+	int r = context_journal_ready(s, c);
+	if (r == 0 && c->save_away)
+		r = -EIO; /* after the ends that wait already */
+	if (r == 0)
+		r = reply_end_record(c, t, false);
+	if (r == -EIO && store_shared(s) && c->open) {
+		t->end_away = true; /* written when the store is back */
+		context_save_away(s, c);
+		return;
+	}
+	if (r < 0)
 		return; /* reply_end_record said so in status */
 	t->end_unsynced = true;
 	context_sync_later(s, c, n);
@@ -230,8 +312,22 @@ void store_commit_run(struct store *s)
 	pthread_mutex_lock(&s->lock);
 	s->committers++;
 	for (;;) {
-		while (!s->commit_n && !s->commit_stop)
-			pthread_cond_wait(&s->commit_wake, &s->lock);
+		while (!s->commit_n && !s->commit_stop) {
+			if (!s->away_n) {
+				pthread_cond_wait(&s->commit_wake, &s->lock);
+				continue;
+			}
+			struct timespec at;
+			clock_gettime(CLOCK_REALTIME, &at);
+			at.tv_nsec += AWAY_RETRY_MS * 1000000L;
+			at.tv_sec += at.tv_nsec / 1000000000L;
+			at.tv_nsec %= 1000000000L;
+			if (pthread_cond_timedwait(&s->commit_wake, &s->lock, &at) != ETIMEDOUT)
+				continue;
+			store_retry_away(s, &n);
+			store_unlock_notify(s, &n);
+			pthread_mutex_lock(&s->lock);
+		}
 		if (!s->commit_n)
 			break;
 		struct context *c = loaded(s, s->commit_q[--s->commit_n]);

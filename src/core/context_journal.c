@@ -26,11 +26,20 @@ int context_journal_ready(struct store *s, struct context *c)
 	return c->syncing ? -EBUSY : 0;
 }
 
+bool store_shared(struct store *s)
+{
+	return storage_status(s->st, NULL, 0) == 0;
+}
+
 int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
 			   bool sync)
 {
 	struct store *s = c->store;
 	int r = context_journal_ready(s, c);
+	/* While ends wait for a shared store to come back (commit.c's away
+	 * list), nothing goes ahead of them: the records keep their order. */
+	if (r == 0 && c->save_away && !c->away_retrying)
+		r = -EIO;
 	if (r == 0)
 		r = storage_append(s->st, c->slot->sid, type, payload, len,
 				   sync ? STORAGE_COMMIT : 0, NULL);

@@ -575,6 +575,8 @@ int store_reserve(struct store *s, uint64_t *held, uint64_t bytes)
 		*held = want;
 	} else if (r == -ENOSPC || r == -EDQUOT) {
 		/* the engine dropped what a failed allocation left */
+	} else if (r == -EIO && storage_status(s->st, NULL, 0) == 0) {
+		/* a shared engine whose database is away: refused at once */
 	} else {
 		log_debug("reserve: %s", strerror(-r));
 		r = 0; /* a file system without the call: no promise, as above */

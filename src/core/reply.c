@@ -90,6 +90,10 @@ uint64_t reply_context(const struct reply *t)
  * say that it will not survive a restart. */
 static void reply_save_failed(struct context *c, int err)
 {
+	if (!c->note[0] && err == -EIO && store_shared(c->store))
+		snprintf(c->note, sizeof(c->note),
+			 "cannot save the reply yet: the store is unreachable; it is "
+			 "saved when the store is back");
 	if (!c->note[0])
 		snprintf(c->note, sizeof(c->note),
 			 "cannot save the reply: %s; it will not "
@@ -104,15 +108,16 @@ static const char *buf_at(const struct buf *b, size_t off)
 }
 
 /* Appends a REPLY_PART with the text and thinking not yet saved. */
-void reply_checkpoint(struct reply *t, bool sync)
+int reply_checkpoint(struct reply *t, bool sync)
 {
 	struct context *c = t->ctx;
+	int err = 0;
 	if (!c || !c->open || c->syncing || t->summary_call)
-		return; /* while a sync runs: at the next event, or when it ends */
+		return 0; /* while a sync runs: at the next event, or when it ends */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
 	if (!t->text.len && t->state != REPLY_DONE && t->state != REPLY_FAILED)
-		return;
+		return 0;
 	while (t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) {
 		size_t tn = t->text.len - t->text_saved, hn = t->thinking.len - t->thinking_saved;
 		/* The thinking that came before the text goes in parts without text,
@@ -135,6 +140,7 @@ void reply_checkpoint(struct reply *t, bool sync)
 						   false);
 		if (r < 0) {
 			reply_save_failed(c, r);
+			err = r;
 			break;
 		}
 		t->text_saved += tn;
@@ -145,10 +151,18 @@ void reply_checkpoint(struct reply *t, bool sync)
 		int r = blocks_save(c, t);
 		if (r < 0)
 			reply_save_failed(c, r);
+		if (r < 0 && !err)
+			err = r;
 	}
 	t->saved_ms = clock_mono_ms();
 	if (sync)
 		storage_sync(c->store->st, c->slot->sid);
+	/* A shared store away: what streams is kept, up to a bound. */
+	if (err == -EIO && store_shared(c->store) &&
+	    (t->text.len - t->text_saved) + (t->thinking.len - t->thinking_saved) >
+		STORE_UNSAVED_MAX)
+		return -ENOBUFS;
+	return err;
 }
 
 void reply_end_fields(const struct reply *t, struct record_end *e)
@@ -196,12 +210,16 @@ cJSON *reply_end_payload(const struct reply *t)
 
 int reply_end_record(struct context *c, struct reply *t, bool sync)
 {
-	reply_checkpoint(t, false);
+	int r = reply_checkpoint(t, false);
+	/* On a shared store, an end never goes ahead of parts it could not write
+	 * (they are written with it once the store is back, commit.c). */
+	if (r < 0 && store_shared(c->store))
+		return r == -ENOBUFS ? -EIO : r;
 	buf_done(&t->part); /* the reply's last part is saved */
 	cJSON *o = reply_end_payload(t);
 	if (!o)
 		return -ENOMEM;
-	int r = context_journal_write(c, JOURNAL_REPLY_END, o, sync);
+	r = context_journal_write(c, JOURNAL_REPLY_END, o, sync);
 	if (r < 0)
 		reply_save_failed(c, r);
 	return r;

@@ -461,8 +461,20 @@ static int reply_event(struct store *s, struct reply *t, const struct wire_event
 		reply_end(s, t, REPLY_FAILED, &e, n);
 		return -ECANCELED;
 	}
-	if (clock_mono_ms() - t->saved_ms >= CHECKPOINT_MS)
-		reply_checkpoint(t, false);
+	/* past STORE_UNSAVED_MAX at once, not at the next tick: the bound holds */
+	if ((clock_mono_ms() - t->saved_ms >= CHECKPOINT_MS ||
+	     t->text.len - t->text_saved > STORE_UNSAVED_MAX) &&
+	    reply_checkpoint(t, false) == -ENOBUFS) {
+		struct api_error e;
+		api_error_clear(&e);
+		api_error_set(&e, "store_unreachable",
+			      "the store is unreachable and %u bytes of the reply wait to be "
+			      "saved: the reply was cut there (its text is saved when the store "
+			      "is back)",
+			      STORE_UNSAVED_MAX);
+		reply_end(s, t, REPLY_FAILED, &e, n);
+		return -ECANCELED;
+	}
 	return 0;
 }
 

@@ -22,7 +22,14 @@
 #include "mcpfs/store.h"
 #include "block_impl.h"
 
-#define CHECKPOINT_MS 100   /* longest a received, unread delta waits for disk */
+#define CHECKPOINT_MS 100 /* longest a received, unread delta waits for disk */
+/* A shared store away (storage_status: unreachable): bytes of one reply's text
+ * and thinking a call may stream that are not yet in REPLY_PART records; past
+ * it the turn fails (store_unreachable) and stops growing.  The unsaved parts
+ * and the end are written once appends work again (commit.c: the away list,
+ * tried every AWAY_RETRY_MS by a commit thread). */
+#define STORE_UNSAVED_MAX (8u << 20)
+#define AWAY_RETRY_MS 500
 #define PART_MAX (1u << 20) /* text bytes per REPLY_PART record */
 #define WHY_MAX 512
 #define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
@@ -47,6 +54,8 @@ struct reply {
 	bool end_unsynced;   /* its REPLY_END is appended, not yet durable */
 	bool end_deferred;   /* ended; its REPLY_END waits to be appended (the
 				journal was busy, or a failed sync lost it) */
+	bool end_away;	     /* ended while a shared store was away: its parts
+				and REPLY_END wait in the store's away list */
 	size_t marks_before; /* a retry's: context->n_marks when it was asked for
 				(the transcript shows those marks before it) */
 	struct buf part;     /* the last REPLY_PART printed; freed at the end */
@@ -184,6 +193,8 @@ struct context {
 	struct store_slot *slot; /* the owner; slot->name is the context's name */
 	struct store *store;	 /* the store it belongs to */
 	bool sync_queued;	 /* in the commit thread's queue */
+	bool save_away;		 /* in the store's away list (commit.c) */
+	bool away_retrying;	 /* commit.c writes that list's records now */
 	bool syncing;		 /* context_sync runs storage_sync with the lock released:
 				    nothing is appended meanwhile (the engine says -EBUSY) */
 	int64_t sync_failed_ms;	 /* wall clock of the last failed journal sync, 0 none */
@@ -307,7 +318,10 @@ struct store {
 	pthread_cond_t commit_wake; /* the commit threads' queue has work, or stop */
 	uint64_t *commit_q;	    /* ids of contexts with an unsynced reply end */
 	size_t commit_n, commit_cap;
-	int committers; /* commit threads running (0: sync under the lock) */
+	int committers;	  /* commit threads running (0: sync under the lock) */
+	uint64_t *away_q; /* ids of contexts with a reply end that waits for a
+			     shared store to come back (context_save_away) */
+	size_t away_n, away_cap;
 	bool commit_stop;
 	char refused[WHY_MAX];	    /* the last refused write of .config, "" for none */
 	int64_t refused_ms;	    /* wall clock of that refusal */
@@ -484,6 +498,7 @@ void context_mark_synced(struct context *c);
 /* The context is deleted: no end will be synced, and none is waited for (a
  * complete reply's reader sees its end). */
 void context_drop_ends(struct context *c);
+
 /* message.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
 void reserve_give_back(struct store *s, uint64_t *held);
@@ -588,7 +603,15 @@ int reply_end_record(struct context *c, struct reply *t, bool sync);
 struct cJSON *reply_end_payload(const struct reply *t);
 /* The REPLY_END of t as a record (record.h), for a writer that changes some. */
 void reply_end_fields(const struct reply *t, struct record_end *e);
-void reply_checkpoint(struct reply *t, bool sync);
+/* Appends a REPLY_PART with what is not saved yet (and the blocks after it).
+ * 0 (also when it cannot now: no journal, a sync runs); the append's -errno
+ * when it failed (text_saved shows what is written; the next checkpoint
+ * tries again); -ENOBUFS when a shared store is away and more than
+ * STORE_UNSAVED_MAX bytes wait (the caller fails the turn). */
+int reply_checkpoint(struct reply *t, bool sync);
+/* context_journal.c: whether the engine is a shared one (it has a status
+ * line, storage_status). */
+bool store_shared(struct store *s);
 /* true when the reply may go into the history: complete, with text, and not a
  * refusal (the API wants a refused exchange left out). */
 bool reply_in_history(const struct reply *t);

@@ -124,6 +124,7 @@ void store_free(struct store *s)
 	pthread_cond_destroy(&s->synced);
 	pthread_cond_destroy(&s->commit_wake);
 	free(s->commit_q);
+	free(s->away_q);
 	free(s);
 }
 
@@ -300,6 +301,9 @@ int store_render_status(struct store *s, struct buf *out)
 		clock_format_utc(s->refused_ms, when);
 		r = buf_printf(out, "last_refused: %s (at %s)\n", s->refused, when);
 	}
+	char store_line[600];
+	if (r == 0 && storage_status(s->st, store_line, sizeof(store_line)) == 0)
+		r = buf_printf(out, "store: %s\n", store_line); /* a shared engine only */
 	if (r == 0)
 		r = store_rcache_status(s, out);
 	pthread_mutex_unlock(&s->lock);

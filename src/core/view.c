@@ -482,6 +482,9 @@ static int render_status(struct store *s, const struct context *c, struct buf *o
 	}
 	if (r == 0 && c->note[0])
 		r = buf_printf(out, "journal_error: %s\n", c->note);
+	char store_line[600];
+	if (r == 0 && storage_status(s->st, store_line, sizeof(store_line)) == 0)
+		r = buf_printf(out, "store: %s\n", store_line); /* a shared engine only */
 	if (r == 0 && (c->report.bad_records || c->report.torn_bytes))
 		r = buf_printf(out,
 			       "journal_recovered: %llu corrupt record(s) skipped, %llu torn "

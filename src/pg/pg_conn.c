@@ -7,6 +7,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,14 +99,12 @@ static void on_notice(void *data, const PGresult *r)
  * failure, with one line in why. */
 PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 {
-	const char *keys[] = {"connect_timeout",
-			      "application_name",
-			      "keepalives_idle",
-			      "keepalives_interval",
-			      "keepalives_count",
-			      "dbname",
-			      NULL};
-	const char *vals[] = {PG_CONNECT_TIMEOUT, app, "5", "2", "3", p->url, NULL};
+	const char *keys[] = {
+	    "connect_timeout",	"application_name", "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout", "dbname",	       NULL,
+	};
+	const char *vals[] = {PG_CONNECT_TIMEOUT,     app,    "5", "2", "3",
+			      PG_TCP_USER_TIMEOUT_MS, p->url, NULL};
 	char set[160], line[PG_ERR_MAX / 2];
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
@@ -136,6 +135,19 @@ PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n)
 	return c;
 }
 
+/* Copies the connection's state where pg_store_status() reads it; p->lock held. */
+void pg_publish(struct pg_store *p)
+{
+	pthread_mutex_lock(&p->status_lock);
+	p->away = !p->conn;
+	if (p->conn)
+		snprintf(p->status_line, sizeof(p->status_line), "ok");
+	else
+		snprintf(p->status_line, sizeof(p->status_line), "unreachable: %s",
+			 p->err[0] ? p->err : p->masked);
+	pthread_mutex_unlock(&p->status_lock);
+}
+
 static void pg_down(struct pg_store *p, const char *msg)
 {
 	char line[PG_ERR_MAX / 2 - 8];
@@ -148,6 +160,7 @@ static void pg_down(struct pg_store *p, const char *msg)
 		snprintf(p->err, sizeof(p->err), "%s: %s", p->masked, line);
 	p->backoff_ms = p->backoff_ms ? p->backoff_ms : PG_BACKOFF_MIN_MS;
 	p->retry_at = clock_mono_ms() + p->backoff_ms;
+	pg_publish(p);
 }
 
 /* 0 with p->conn usable, or -EIO: down, and either still backing off or the
@@ -169,10 +182,13 @@ int pg_ready(struct pg_store *p)
 		if (p->backoff_ms > PG_BACKOFF_MAX_MS)
 			p->backoff_ms = PG_BACKOFF_MAX_MS;
 		p->retry_at = clock_mono_ms() + p->backoff_ms;
+		pg_publish(p);
 		return -EIO;
 	}
 	p->err[0] = '\0';
 	p->backoff_ms = 0;
+	PQsetnonblocking(p->conn, 1); /* pg_await bounds every wait */
+	pg_publish(p);
 	/* what was appended without a synchronous commit before the drop is of
 	 * unknown durability: the next sync commits again to be sure */
 	p->unsynced = true;
@@ -200,6 +216,67 @@ static int pg_fail(struct pg_store *p, PGresult *r)
 	return -EIO;
 }
 
+/* Waits, on the non-blocking command connection, until what was sent is
+ * flushed and a result can be read without blocking; the server may stay
+ * silent at most PG_REPLY_TIMEOUT_MS at a time (a frozen or cut-off server:
+ * the connection is dropped, -EIO, and every call fails at once until the
+ * back-off allows a reconnect).  0 or -EIO. */
+static int pg_await(struct pg_store *p)
+{
+	for (;;) {
+		int f = PQflush(p->conn);
+		if (f < 0)
+			break;
+		if (f == 0 && !PQisBusy(p->conn))
+			return 0;
+		struct pollfd pfd = {PQsocket(p->conn), (short)(POLLIN | (f ? POLLOUT : 0)), 0};
+		int n = poll(&pfd, 1, PG_REPLY_TIMEOUT_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0) {
+			snprintf(p->err, sizeof(p->err), "%s: no answer from the server in %d ms",
+				 p->masked, PG_REPLY_TIMEOUT_MS);
+			pg_down(p, "no answer");
+			return -EIO;
+		}
+		if (n < 0 ||
+		    ((pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(p->conn)))
+			break;
+	}
+	pg_down(p, PQerrorMessage(p->conn));
+	return -EIO;
+}
+
+/* The next result of the statement sent (NULL at its end); *err -EIO when the
+ * wait failed (the connection is dropped). */
+static PGresult *pg_next(struct pg_store *p, int *err)
+{
+	*err = pg_await(p);
+	return *err ? NULL : PQgetResult(p->conn);
+}
+
+/* Every result of the statement sent, as PQexec keeps them: the first error,
+ * else the last.  NULL with -EIO when the connection failed meanwhile. */
+static PGresult *pg_collect(struct pg_store *p, int *err)
+{
+	PGresult *keep = NULL, *r;
+
+	while ((r = pg_next(p, err))) {
+		ExecStatusType st = PQresultStatus(keep);
+		if (keep && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(keep);
+		keep = r;
+	}
+	if (*err) {
+		PQclear(keep);
+		return NULL;
+	}
+	return keep;
+}
+
 /* Runs one statement (text parameters unless formats says binary).  0 with
  * *ret the result (PQclear it), or a negative errno (nothing to clear). */
 int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const *values,
@@ -210,8 +287,14 @@ int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const 
 	*ret = NULL;
 	if (err < 0)
 		return err;
-	PGresult *r =
-	    PQexecParams(p->conn, sql, nparams, NULL, values, lengths, formats, result_binary);
+	if (!PQsendQueryParams(p->conn, sql, nparams, NULL, values, lengths, formats,
+			       result_binary)) {
+		pg_down(p, PQerrorMessage(p->conn));
+		return -EIO;
+	}
+	PGresult *r = pg_collect(p, &err);
+	if (err < 0)
+		return err;
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		*ret = r;
@@ -229,7 +312,13 @@ int pg_simple(struct pg_store *p, const char *sql)
 
 	if (err < 0)
 		return err;
-	PGresult *r = PQexec(p->conn, sql);
+	if (!PQsendQuery(p->conn, sql)) {
+		pg_down(p, PQerrorMessage(p->conn));
+		return -EIO;
+	}
+	PGresult *r = pg_collect(p, &err);
+	if (err < 0)
+		return err;
 	ExecStatusType st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 		err = pg_fail(p, r);
@@ -253,7 +342,8 @@ int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char 
 		pg_down(p, PQerrorMessage(p->conn));
 		return -EIO;
 	}
-	while ((r = PQgetResult(p->conn))) {
+	int wait_err;
+	while ((r = pg_next(p, &wait_err))) {
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_SINGLE_TUPLE) {
 			if (!fn_err)
@@ -267,6 +357,8 @@ int pg_single_rows(struct pg_store *p, const char *sql, int nparams, const char 
 		}
 		PQclear(r);
 	}
+	if (wait_err)
+		return wait_err; /* the connection is dropped */
 	return err ? err : fn_err;
 }
 

@@ -38,6 +38,11 @@ struct pg_store {
 	int backoff_ms;	      /* next back-off; 0 after a success */
 	bool unsynced;	      /* an append without STORAGE_COMMIT since the last commit */
 	char err[PG_ERR_MAX]; /* the last connection failure, "" when up */
+	/* What pg_store_status() shows, kept apart so that status never waits
+	 * for a statement in progress (pg_publish() sets it under p->lock). */
+	pthread_mutex_t status_lock;
+	bool away; /* p->conn is NULL: calls fail with -EIO until a reconnect */
+	char status_line[PG_ERR_MAX + 16];
 	struct pg_feed feed;
 };
 
@@ -66,6 +71,7 @@ struct rec_walk {
 PGconn *pg_connect(struct pg_store *p, const char *app, char *why, size_t n);
 void pg_message(const struct pg_store *p, const char *msg, char *out, size_t n);
 int pg_ready(struct pg_store *p);
+void pg_publish(struct pg_store *p);
 int pg_exec(struct pg_store *p, const char *sql, int nparams, const char *const *values,
 	    const int *lengths, const int *formats, int result_binary, PGresult **ret);
 int pg_simple(struct pg_store *p, const char *sql);

@@ -329,6 +329,25 @@ static int pg_defaults_set(struct storage *s, const void *json, size_t len)
 	return err;
 }
 
+/* A shared store holds no room back; while the database is away a writer is
+ * told at once (-EIO) rather than at its commit.  Waits for no statement: a
+ * reconnect is tried only when the back-off allows it. */
+static int pg_reserve(struct storage *s, uint64_t bytes)
+{
+	struct pg_store *p = pg_of(s);
+
+	(void)bytes;
+	pthread_mutex_lock(&p->status_lock);
+	bool away = p->away;
+	pthread_mutex_unlock(&p->status_lock);
+	return away ? LOCKED(p, pg_ready(p)) : 0;
+}
+
+static void pg_status_op(struct storage *s, char *out, size_t n)
+{
+	pg_store_status(s, out, n);
+}
+
 static void pg_free(struct storage *s)
 {
 	struct pg_store *p = pg_of(s);
@@ -337,6 +356,7 @@ static void pg_free(struct storage *s)
 	if (p->conn)
 		PQfinish(p->conn);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->status_lock);
 	free(p->url);
 	free(p->password);
 	free(p);
@@ -355,6 +375,8 @@ static const struct storage_ops pg_ops = {
     .tail = pg_tail,
     .meta_get = pg_meta_get,
     .meta_set = pg_meta_set,
+    .reserve = pg_reserve,
+    .status = pg_status_op,
     .feed_fd = pg_feed_fd,
     .feed_drain = pg_feed_drain,
     .changes = pg_changes,
@@ -416,6 +438,7 @@ int pg_store_new(const char *url, char *why, size_t n, struct storage **ret)
 	p->base.ops = &pg_ops;
 	p->feed.event_fd = p->feed.stop_fd = -1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->status_lock, NULL);
 	pthread_mutex_init(&p->feed.lock, NULL);
 	pg_mask_url(url, p->masked, sizeof(p->masked));
 	err = pg_password_of(url, &p->password, perr, sizeof(perr));
@@ -430,6 +453,8 @@ int pg_store_new(const char *url, char *why, size_t n, struct storage **ret)
 		err = -EIO;
 		goto fail;
 	}
+	PQsetnonblocking(p->conn, 1); /* pg_conn.c: pg_await bounds every wait */
+	pg_publish(p);
 	char mwhy[PG_ERR_MAX];
 	err = pg_migrate(p, mwhy, sizeof(mwhy));
 	if (err < 0) {
@@ -453,10 +478,7 @@ void pg_store_status(struct storage *s, char *out, size_t n)
 {
 	struct pg_store *p = pg_of(s);
 
-	pthread_mutex_lock(&p->lock);
-	if (p->conn && PQstatus(p->conn) == CONNECTION_OK)
-		snprintf(out, n, "ok");
-	else
-		snprintf(out, n, "unreachable: %s", p->err[0] ? p->err : p->masked);
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_lock(&p->status_lock);
+	snprintf(out, n, "%s", p->status_line);
+	pthread_mutex_unlock(&p->status_lock);
 }

@@ -20,7 +20,7 @@ KEYS = ["turn", "queued", "model", "turn_state", "turn_attempt", "turn_output_by
         "turn_request",
         "last_error", "http_status", "error_request_id",
         "call_turn", "call_retries", "retrying", "last_refused", "journal_error",
-        "journal_recovered", "journal", "journal_fsync", "summary", "summary_call",
+        "store", "journal_recovered", "journal", "journal_fsync", "summary", "summary_call",
         "summary_error", "model_check", "lifecycle",
         "ignored", "attach", "attachments_lost"]
 WORDS = ("idle", "queued", "waiting", "streaming", "summarizing", "error")
