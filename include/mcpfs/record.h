@@ -191,6 +191,8 @@ struct cJSON *record_detach_json(const char *name, int64_t ms); /* ms < 0: none 
 /* The "usage" object of REPLY_END: the counts u has (its present bits). */
 struct cJSON *record_usage_json(const struct wire_usage *u);
 
+#define RECORD_CREATE_V 1 /* CREATE's "v": the journal format's version */
+
 /* CREATE and SETTINGS: "settings" (a copy of r->settings, {} for NULL),
  * "system" (r->system, "" for NULL), "schema" when r->schema is not empty, then
  * "v" and "created_ms" when r->v >= 0 (CREATE). */

@@ -26,11 +26,15 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
+cJSON *settings_record(const struct settings *st, const char *system, const char *schema,
+		       int64_t created_ms)
 {
 	cJSON *set = cJSON_CreateObject();
-	struct record_settings r = {
-	    .settings = set, .system = system, .schema = schema, .v = RECORD_ABSENT};
+	struct record_settings r = {.settings = set,
+				    .system = system,
+				    .schema = schema,
+				    .v = created_ms >= 0 ? RECORD_CREATE_V : RECORD_ABSENT,
+				    .created_ms = created_ms};
 	cJSON *o = set && settings_to_json(st, set) == 0 ? record_settings_json(&r) : NULL;
 	cJSON_Delete(set);
 	return o;
@@ -51,7 +55,8 @@ static int settings_append(struct context *c, const struct settings *st, const c
 		memcpy(*copy, system, system_len);
 		(*copy)[system_len] = '\0';
 	}
-	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema);
+	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema,
+				    RECORD_ABSENT);
 	int r = rec ? context_journal_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
 		free(*copy);

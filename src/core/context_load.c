@@ -312,13 +312,8 @@ static void mark_interrupted(struct context *c)
 
 char *context_create_payload(const struct settings *st, int64_t created_ms)
 {
-	cJSON *rec = settings_record(st, "", NULL);
-	if (rec) {
-		cJSON_AddNumberToObject(rec, "v", 1);
-		cJSON_AddNumberToObject(rec, "created_ms", (double)created_ms);
-	}
-	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
-	cJSON_Delete(rec);
+	char *text = NULL;
+	record_print(settings_record(st, "", NULL, created_ms), &text, NULL);
 	return text;
 }
 

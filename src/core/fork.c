@@ -353,14 +353,8 @@ static cJSON *fork_user(const struct fork_ex *x)
  * from first, then the prompt it starts with (SETTINGS). */
 static int fork_create(struct fork_out *j, const struct fork_plan *p, int64_t now)
 {
-	cJSON *o = settings_record(&p->settings, "", NULL);
-	if (o && (!cJSON_AddNumberToObject(o, "v", 1) ||
-		  !cJSON_AddNumberToObject(o, "created_ms", (double)now))) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-	cJSON_Delete(o);
+	char *text = NULL;
+	record_print(settings_record(&p->settings, "", NULL, now), &text, NULL);
 	int r = text ? storage_create(j->st, NULL, now, text, strlen(text), &j->sid) : -ENOMEM;
 	free(text);
 	return r;
@@ -372,7 +366,7 @@ static int fork_write(const struct fork_out *j, const struct fork_plan *p, int64
 	int r = append_json(j, JOURNAL_FORKED_FROM, origin_payload(p, now));
 	if (r == 0 && (p->system[0] || p->schema))
 		r = append_json(j, JOURNAL_SETTINGS,
-				settings_record(&p->settings, p->system, p->schema));
+				settings_record(&p->settings, p->system, p->schema, RECORD_ABSENT));
 	if (r == 0 && p->meta)
 		r = fork_append(j, JOURNAL_META, p->meta, strlen(p->meta));
 	struct buf part;

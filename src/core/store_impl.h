@@ -428,10 +428,11 @@ void context_history_push(struct context *c, size_t ex_index);
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
-/* The payload of a SETTINGS record (and of CREATE, with "v" and "created_ms"
- * added): st, the system prompt, the schema (NULL or "": none).  NULL when out
- * of memory. */
-struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
+/* The payload of a SETTINGS record, or with created_ms >= 0 of a CREATE ("v"
+ * and "created_ms", record_settings_json): st, the system prompt, the schema
+ * (NULL or "": none).  NULL when out of memory. */
+struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema,
+			      int64_t created_ms);
 /* The payload of a USER record, with the "attach" list of att (n_att of them;
  * none when 0).  NULL when out of memory. */
 struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
