@@ -122,17 +122,32 @@ struct record_forked_from { /* FORKED_FROM: rejected when context is no valid
 	int64_t ms;
 };
 
-struct record_meta {		     /* META: meta.c keeps the string values within its limits */
-	const struct cJSON *payload; /* the whole payload object */
+struct record_meta {	  /* META: meta.c keeps the string values within its limits */
+	const struct cJSON *meta; /* the "meta" object, NULL when absent or no object */
 };
 
 struct record_attach { /* ATTACH, DETACH: one without a string name is ignored,
-			  not bad; store_attach.c judges the rest */
+			  not bad; the rest is judged by record_attachment_fields */
 	const char *name;
 	const char *type, *hash; /* ATTACH's; NULL: absent */
 	int64_t size, tokens, ms;
 	const struct cJSON *payload; /* the whole payload object */
 };
+
+/* One attachment as an ATTACH record and each item of a USER's "attach" list
+ * carry it, validated against attach.h's rules and limits. */
+struct record_attachment {
+	const char *name; /* a valid attach/ name (attach_name_check) */
+	int type;	  /* enum attach_type, never ATTACH_UNDECIDED */
+	uint64_t size;	  /* at most ATTACH_FILE_MAX */
+	const char *hash; /* 32 lowercase hex digits (attach_hash_valid) */
+	int64_t tokens;	  /* a number from 0 below 10^12 (its whole part), else RECORD_ABSENT */
+};
+
+/* The attachment the object o holds (an ATTACH payload or an item of USER's
+ * "attach"); the strings point into o.  0, or -EINVAL when its name, type,
+ * size or hash is missing or not valid: it is no attachment, and is left out. */
+int record_attachment_fields(const struct cJSON *o, struct record_attachment *a);
 
 struct record {
 	uint16_t type;
@@ -182,7 +197,10 @@ int record_print(struct cJSON *o, char **out, size_t *len);
 /* Payloads of the small records, built as the writers always built them (same
  * keys in the same order; a NUL in a USER's text ends it there, as it always
  * did).  NULL when out of memory. */
-struct cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms);
+/* USER: turn, text, ms, then "attach" (a copy of the array attach, see
+ * record_attach_list_json) when attach is not NULL. */
+struct cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms,
+			       const struct cJSON *attach);
 struct cJSON *record_retry_json(uint64_t turn, unsigned attempt, int64_t ms);
 struct cJSON *record_clear_json(uint64_t turn);
 struct cJSON *record_undo_json(uint64_t turn, int64_t ms);
@@ -211,6 +229,9 @@ struct cJSON *record_summary_json(const struct record_summary *r);
 /* ATTACH (name, type, size, hash, tokens, ms), and without ms (r->ms < 0) an
  * item of a USER record's "attach" list. */
 struct cJSON *record_attach_json(const struct record_attach *r);
+/* A USER record's "attach" list: the n items att (their ms left out), in that
+ * order.  NULL when out of memory. */
+struct cJSON *record_attach_list_json(const struct record_attach *att, size_t n);
 
 /* META: {"meta":{…}}, a copy of meta ({} for NULL), printed; malloc'ed, NULL
  * when out of memory. */

@@ -439,13 +439,9 @@ int64_t exchange_raw(const struct exchange *e)
 cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 		    const struct attachment *att, size_t n_att)
 {
-	cJSON *o = record_user_json(turn, text, len, ms);
-	if (!o)
-		return NULL;
-	if (attach_user_json(att, n_att, o) < 0) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON *list = n_att ? attach_list_json(att, n_att) : NULL;
+	cJSON *o = !n_att || list ? record_user_json(turn, text, len, ms, list) : NULL;
+	cJSON_Delete(list);
 	return o;
 }
 

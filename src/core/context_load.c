@@ -265,7 +265,7 @@ static void load_apply(struct loader *L, const struct record *r, size_t len)
 		load_block(L, &r->u.block, len);
 		break;
 	case JOURNAL_META:
-		meta_load_record(L->c->slot, r->u.meta.payload);
+		meta_load_record(L->c->slot, r->u.meta.meta);
 		break;
 	case JOURNAL_SUMMARY:
 		load_summary(L, &r->u.summary);

@@ -239,9 +239,7 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 		x->user_ms = e->user_ms;
 		x->reply = reply_ref(NULL, e->reply);
 		p->n++;
-		cJSON *u = e->n_att ? user_payload(0, "", 0, 0, e->att, e->n_att) : NULL;
-		x->attach = u ? cJSON_DetachItemFromObjectCaseSensitive(u, "attach") : NULL;
-		cJSON_Delete(u);
+		x->attach = e->n_att ? attach_list_json(e->att, e->n_att) : NULL;
 		if (e->n_att && !x->attach)
 			goto nomem;
 		p->at = e->turn;
@@ -338,14 +336,7 @@ static cJSON *origin_payload(const struct fork_plan *p, int64_t now)
 /* The USER record of x, with the attachments it took. */
 static cJSON *fork_user(const struct fork_ex *x)
 {
-	cJSON *o = user_payload(x->turn, x->user, x->user_len, x->user_ms, NULL, 0);
-	cJSON *a = o && x->attach ? cJSON_Duplicate(x->attach, true) : NULL;
-	if (o && x->attach && (!a || !cJSON_AddItemToObject(o, "attach", a))) {
-		cJSON_Delete(a);
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return record_user_json(x->turn, x->user, x->user_len, x->user_ms, x->attach);
 }
 
 /* The fork's CREATE: the hidden context j->sid is made with it.  CREATE

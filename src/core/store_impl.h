@@ -499,8 +499,9 @@ void attach_loaded(struct store *s, struct context *c);
 /* Removes the context's links to blobs no turn of the history nor attach/
  * refers to (a clear), and a shared copy with its last link. */
 void attach_gc(struct store *s, struct context *c);
-/* The "attach" list of a USER record (nothing when n is 0).  0, -ENOMEM. */
-int attach_user_json(const struct attachment *att, size_t n, struct cJSON *o);
+/* The "attach" list of a USER record for the n attachments att
+ * (record_attach_list_json).  NULL when out of memory. */
+struct cJSON *attach_list_json(const struct attachment *att, size_t n);
 /* Moves the committed, closed files of attach/ out (a message is being staged)
  * into *att (heap, n entries, in name order; NULL and 0 for none); a message
  * that could not be saved gives them back (attach_untake).  0, -ENOMEM. */
@@ -573,7 +574,7 @@ int summary_status(const struct context *c, struct buf *out);
  * (the last wins) and rewrites the context's side file (storage_meta_set)
  * when it differs. */
 void meta_load_begin(struct store_slot *slot);
-void meta_load_record(struct store_slot *slot, const struct cJSON *o);
+void meta_load_record(struct store_slot *slot, const struct cJSON *meta);
 void meta_load_end(struct store *s, struct store_slot *slot);
 /* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
  * of memory. */
