@@ -86,13 +86,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mcpfs/journal.h"
+#include "mcpfs/record_type.h"
 
 struct blobs;
 
-#define STORAGE_MAX_RECORD JOURNAL_MAX_RECORD /* payload bytes (64 MiB) */
-#define STORAGE_MAX_HOLDER 64		      /* bytes of a lease holder's name, NUL included */
-#define STORAGE_MAX_SIDE (2u << 20)	      /* bytes of a context's side file (meta_set) */
+/* payload bytes (64 MiB); storage_dir.c asserts it is journal.h's JOURNAL_MAX_RECORD */
+#define STORAGE_MAX_RECORD (64u << 20)
+#define STORAGE_MAX_HOLDER 64	       /* bytes of a lease holder's name, NUL included */
+#define STORAGE_MAX_SIDE (2u << 20)    /* bytes of a context's side file (meta_set) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */

@@ -389,7 +389,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		return -ENOMEM;
 	slot->ctx = c;
 	struct loader L = {s, c};
-	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
+	buf_init(&L.hidden, STORAGE_MAX_RECORD);
 	meta_load_begin(slot);
 	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, NULL);
 	meta_load_end(s, slot);

@@ -305,7 +305,7 @@ static int append_blocks(const struct fork_out *j, uint64_t turn, const struct r
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < t->blocks.n; i++) {
 		struct buf rec;
-		buf_init(&rec, JOURNAL_MAX_RECORD);
+		buf_init(&rec, STORAGE_MAX_RECORD);
 		r = block_payload(&t->blocks.v[i], turn, 1, &rec);
 		if (r == 0)
 			r = fork_append(j, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len);

@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "mcpfs/journal.h"
 #include "mcpfs/record.h"
 #include "mcpfs/storage_copy.h"
 #include "mcpfs/store.h"

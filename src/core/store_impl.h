@@ -14,7 +14,7 @@
 #include "mcpfs/record.h"
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
-#include "mcpfs/journal.h"
+#include "mcpfs/record_type.h"
 #include "mcpfs/storage.h"
 #include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
@@ -283,6 +283,7 @@ struct store {
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	struct storage *st;	       /* where contexts are kept (storage.h) */
 	bool own_st;		       /* store_open made it: store_free frees it */
+	char *where;		       /* where the state is, for messages (heap; NULL: in memory) */
 	struct blobs *blobs;	       /* STATE/blobs: attachments, once each (blob.h);
 					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */
@@ -400,8 +401,8 @@ struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need 
  * engine's id sid, else the slot is dropped. */
 struct store_slot *store_slot_reserve(struct store *s, const char *name);
 void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r);
-/* What `.status` and messages call the state directory ("(in memory)" for an
- * engine without one). */
+/* What `.status` and messages call the state directory: store_open_on's
+ * where ("(in memory)" without one). */
 const char *store_state_dir(struct store *s);
 
 /* context_load.c: a context's life (made from its records, adopted, freed). */

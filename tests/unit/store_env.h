@@ -170,7 +170,7 @@ static inline void rm_rf(const char *dir)
 
 static inline int env_open_store(struct env *e, const char *defaults)
 {
-	int r = e->mem ? store_open_on(e->mem, defaults, &e->s, e->why, sizeof(e->why))
+	int r = e->mem ? store_open_on(e->mem, NULL, defaults, &e->s, e->why, sizeof(e->why))
 		       : store_open(e->dir, defaults, &e->s, e->why, sizeof(e->why));
 
 	if (r < 0) {
