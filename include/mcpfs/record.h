@@ -3,8 +3,10 @@
  * journal.h frames records; this module owns what is inside them: the record
  * types (record_type.h: their numbers are the format, never reuse one), each
  * type's struct, its encoder (what the writers call), its decoder and the
- * validation the loader applies before it looks at the context
- * (doc/design/journal.md §4 is the normative table, §5 the loader rules).
+ * validation the loader applies before it looks at the context, an
+ * attachment's too (record_attachment_fields) (doc/design/journal.md §4 is the
+ * normative table, §5 the loader rules).  Limits that are a module's own stay
+ * there: META's (meta.c keeps a set within them).
  * record.c holds all of it but REPLY_PART's printer, record_part.c.
  *
  * Decoding: record_decode() checks that the payload is UTF-8 and one JSON

@@ -1,5 +1,7 @@
-/* store_env.h — the world the core store's unit tests (test_store.c, test_context.c,
- * test_reply.c, test_message.c, test_view.c, test_store_models.c) run in.
+/* store_env.h — the world the core store's unit tests run in: test_store.c,
+ * test_context.c, test_reply.c, test_message.c, test_view.c, test_store_models.c,
+ * test_ctl.c, test_fork.c, test_meta.c, test_rcache.c, test_summary.c and
+ * test_storage.c.
  *
  * A fake transport records every call the store starts (its JSON body parsed
  * with cJSON, so tests assert what would have been sent) and every cancel; the
