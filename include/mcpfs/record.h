@@ -124,7 +124,7 @@ struct record_forked_from { /* FORKED_FROM: rejected when context is no valid
 	int64_t ms;
 };
 
-struct record_meta {	  /* META: meta.c keeps the string values within its limits */
+struct record_meta {		  /* META: meta.c keeps the string values within its limits */
 	const struct cJSON *meta; /* the "meta" object, NULL when absent or no object */
 };
 

@@ -94,8 +94,8 @@ struct blobs;
 
 /* payload bytes (64 MiB); storage_dir.c asserts it is journal.h's JOURNAL_MAX_RECORD */
 #define STORAGE_MAX_RECORD (64u << 20)
-#define STORAGE_MAX_HOLDER 64	       /* bytes of a lease holder's name, NUL included */
-#define STORAGE_MAX_SIDE (2u << 20)    /* bytes of a context's side file (meta_set) */
+#define STORAGE_MAX_HOLDER 64	    /* bytes of a lease holder's name, NUL included */
+#define STORAGE_MAX_SIDE (2u << 20) /* bytes of a context's side file (meta_set) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */

@@ -56,7 +56,7 @@ static int settings_append(struct context *c, const struct settings *st, const c
 		(*copy)[system_len] = '\0';
 	}
 	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema,
-				    RECORD_ABSENT);
+				     RECORD_ABSENT);
 	int r = rec ? context_journal_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
 		free(*copy);

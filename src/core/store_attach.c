@@ -154,9 +154,9 @@ static bool attachment_from_json(const cJSON *o, struct attachment *a)
 	a->type = f.type;
 	a->size = f.size;
 	snprintf(a->hash, sizeof(a->hash), "%s", f.hash);
-	a->raw = f.tokens >= 0 ? f.tokens
-			       : (a->type == ATTACH_TEXT ? prune_estimate(a->size)
-							 : ATTACH_IMAGE_TOKENS_MAX);
+	a->raw = f.tokens >= 0
+		     ? f.tokens
+		     : (a->type == ATTACH_TEXT ? prune_estimate(a->size) : ATTACH_IMAGE_TOKENS_MAX);
 	return true;
 }
 

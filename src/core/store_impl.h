@@ -283,7 +283,7 @@ struct store {
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	struct storage *st;	       /* where contexts are kept (storage.h) */
 	bool own_st;		       /* store_open made it: store_free frees it */
-	char *where;		       /* where the state is, for messages (heap; NULL: in memory) */
+	char *where;		       /* the state, named in messages (NULL: in memory) */
 	struct blobs *blobs;	       /* STATE/blobs: attachments, once each (blob.h);
 					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */

@@ -48,7 +48,8 @@ static void test_names(void)
 static void test_encoded_bytes(void)
 {
 	char *t;
-	CHECK_EQ_INT(record_print(record_user_json(3, "hi\nyou", 6, 1700000000123, NULL), &t, NULL), 0);
+	CHECK_EQ_INT(record_print(record_user_json(3, "hi\nyou", 6, 1700000000123, NULL), &t, NULL),
+		     0);
 	CHECK_EQ_STR(t, "{\"turn\":3,\"text\":\"hi\\nyou\",\"ms\":1700000000123}");
 	free(t);
 	CHECK_EQ_INT(record_print(record_retry_json(2, 5, 9), &t, NULL), 0);
@@ -265,7 +266,8 @@ static void test_round_trip(void)
 	CHECK_EQ_INT(r.u.settings.created_ms, RECORD_ABSENT);
 	record_release(&r);
 
-	CHECK_EQ_INT(dec_json(&r, JOURNAL_USER, record_user_json(3, "a\tb", 3, 77, NULL)), RECORD_OK);
+	CHECK_EQ_INT(dec_json(&r, JOURNAL_USER, record_user_json(3, "a\tb", 3, 77, NULL)),
+		     RECORD_OK);
 	CHECK_EQ_INT(r.u.user.turn, 3);
 	CHECK_EQ_STR(r.u.user.text, "a\tb");
 	CHECK_EQ_INT(r.u.user.ms, 77);
