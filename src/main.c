@@ -155,7 +155,7 @@ static int open_store(struct daemon *d, char *why, size_t whylen)
 		return r;
 	pg_mask_url(d->opt.store, d->where, sizeof(d->where));
 	d->engine = engine;
-	return store_open_on(engine, d->opt.defaults, &d->st, why, whylen);
+	return store_open_on(engine, d->where, d->opt.defaults, &d->st, why, whylen);
 }
 
 static void setup(struct daemon *d, struct fuse_args *args)

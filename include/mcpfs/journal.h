@@ -11,7 +11,11 @@
  * corrupt tail; journal_open() with JOURNAL_REPAIR truncates that tail so new
  * records follow the last good one.  A bad record never makes the rest unreadable.
  *
- * Not thread-safe: the owner (the store, under its lock) serialises calls, with
+ * Users: the state-dir engine (storage_dir*.c, the owner), storage_jdir.c (an
+ * import's source, read only), record.c (JOURNAL_MAX_RECORD) and
+ * mcpfs-journal-dump; the rest of the core goes through storage.h.
+ *
+ * Not thread-safe: the owner (called under the store's lock) serialises calls, with
  * one exception: journal_sync_run(), which runs without that lock between
  * journal_sync_begin() and journal_sync_end() so that a slow fsync of one journal
  * does not hold the owner's lock (doc/design/threads.md).

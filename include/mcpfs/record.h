@@ -3,8 +3,10 @@
  * journal.h frames records; this module owns what is inside them: the record
  * types (record_type.h: their numbers are the format, never reuse one), each
  * type's struct, its encoder (what the writers call), its decoder and the
- * validation the loader applies before it looks at the context
- * (doc/design/journal.md §4 is the normative table, §5 the loader rules).
+ * validation the loader applies before it looks at the context, an
+ * attachment's too (record_attachment_fields) (doc/design/journal.md §4 is the
+ * normative table, §5 the loader rules).  Limits that are a module's own stay
+ * there: META's (meta.c keeps a set within them).
  * record.c holds all of it but REPLY_PART's printer, record_part.c.
  *
  * Decoding: record_decode() checks that the payload is UTF-8 and one JSON
@@ -122,17 +124,32 @@ struct record_forked_from { /* FORKED_FROM: rejected when context is no valid
 	int64_t ms;
 };
 
-struct record_meta {		     /* META: meta.c keeps the string values within its limits */
-	const struct cJSON *payload; /* the whole payload object */
+struct record_meta {		  /* META: meta.c keeps the string values within its limits */
+	const struct cJSON *meta; /* the "meta" object, NULL when absent or no object */
 };
 
 struct record_attach { /* ATTACH, DETACH: one without a string name is ignored,
-			  not bad; store_attach.c judges the rest */
+			  not bad; the rest is judged by record_attachment_fields */
 	const char *name;
 	const char *type, *hash; /* ATTACH's; NULL: absent */
 	int64_t size, tokens, ms;
 	const struct cJSON *payload; /* the whole payload object */
 };
+
+/* One attachment as an ATTACH record and each item of a USER's "attach" list
+ * carry it, validated against attach.h's rules and limits. */
+struct record_attachment {
+	const char *name; /* a valid attach/ name (attach_name_check) */
+	int type;	  /* enum attach_type, never ATTACH_UNDECIDED */
+	uint64_t size;	  /* at most ATTACH_FILE_MAX */
+	const char *hash; /* 32 lowercase hex digits (attach_hash_valid) */
+	int64_t tokens;	  /* a number from 0 below 10^12 (its whole part), else RECORD_ABSENT */
+};
+
+/* The attachment the object o holds (an ATTACH payload or an item of USER's
+ * "attach"); the strings point into o.  0, or -EINVAL when its name, type,
+ * size or hash is missing or not valid: it is no attachment, and is left out. */
+int record_attachment_fields(const struct cJSON *o, struct record_attachment *a);
 
 struct record {
 	uint16_t type;
@@ -182,7 +199,10 @@ int record_print(struct cJSON *o, char **out, size_t *len);
 /* Payloads of the small records, built as the writers always built them (same
  * keys in the same order; a NUL in a USER's text ends it there, as it always
  * did).  NULL when out of memory. */
-struct cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms);
+/* USER: turn, text, ms, then "attach" (a copy of the array attach, see
+ * record_attach_list_json) when attach is not NULL. */
+struct cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms,
+			       const struct cJSON *attach);
 struct cJSON *record_retry_json(uint64_t turn, unsigned attempt, int64_t ms);
 struct cJSON *record_clear_json(uint64_t turn);
 struct cJSON *record_undo_json(uint64_t turn, int64_t ms);
@@ -190,6 +210,8 @@ struct cJSON *record_forked_from_json(const char *context, uint64_t turn, int64_
 struct cJSON *record_detach_json(const char *name, int64_t ms); /* ms < 0: none */
 /* The "usage" object of REPLY_END: the counts u has (its present bits). */
 struct cJSON *record_usage_json(const struct wire_usage *u);
+
+#define RECORD_CREATE_V 1 /* CREATE's "v": the journal format's version */
 
 /* CREATE and SETTINGS: "settings" (a copy of r->settings, {} for NULL),
  * "system" (r->system, "" for NULL), "schema" when r->schema is not empty, then
@@ -209,6 +231,9 @@ struct cJSON *record_summary_json(const struct record_summary *r);
 /* ATTACH (name, type, size, hash, tokens, ms), and without ms (r->ms < 0) an
  * item of a USER record's "attach" list. */
 struct cJSON *record_attach_json(const struct record_attach *r);
+/* A USER record's "attach" list: the n items att (their ms left out), in that
+ * order.  NULL when out of memory. */
+struct cJSON *record_attach_list_json(const struct record_attach *att, size_t n);
 
 /* META: {"meta":{…}}, a copy of meta ({} for NULL), printed; malloc'ed, NULL
  * when out of memory. */

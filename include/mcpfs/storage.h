@@ -3,17 +3,19 @@
  * doc/design/journal.md §6, doc/design/shared-store.md).
  *
  * Engines: the state-dir journals (storage_dir_new(), src/core/storage_dir*.c:
- * STATE/contexts/NAME/journal framed by journal.h, the only user of journal.h
- * besides mcpfs-journal-dump), an in-memory engine for the unit tests
+ * STATE/contexts/NAME/journal framed by journal.h; journal.h's other users are
+ * storage_jdir.c, an old state directory read as an import's source,
+ * record.c for its size limit, and mcpfs-journal-dump), an in-memory engine for the unit tests
  * (storage_mem_new(), src/core/storage_mem.c, with a fault hook), and the
  * PostgreSQL engine (src/pg/, include/mcpfs/pg.h).  The core (store.c and
  * every context and turn file) reaches its records only through this header:
  * it never builds a path, holds a descriptor or calls journal_*.
  *
  * What it stores is what a journal holds: per context, an ordered list of
- * records, each a type (enum journal_record_type, journal.h) and opaque payload
- * bytes (the JSON of doc/design/journal.md §4).  An engine never parses a
- * payload; the replay rules of journal.md §5 stay the core's.  A record gets a
+ * records, each a type (enum journal_record_type, record_type.h) and opaque
+ * payload bytes (the JSON of doc/design/journal.md §4).  An engine never parses
+ * a payload itself (storage_jdir.c reads its CREATE's created_ms through
+ * record_decode(), record.h); the replay rules of journal.md §5 stay the core's.  A record gets a
  * sequence number from the engine: 1 for the context's first record (its
  * CREATE), then +1 per record, no gaps, in the order the engine accepted them
  * (with several daemons, the database's order is the order).  The state-dir
@@ -86,13 +88,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mcpfs/journal.h"
+#include "mcpfs/record_type.h"
 
 struct blobs;
 
-#define STORAGE_MAX_RECORD JOURNAL_MAX_RECORD /* payload bytes (64 MiB) */
-#define STORAGE_MAX_HOLDER 64		      /* bytes of a lease holder's name, NUL included */
-#define STORAGE_MAX_SIDE (2u << 20)	      /* bytes of a context's side file (meta_set) */
+/* payload bytes (64 MiB); storage_dir.c asserts it is journal.h's JOURNAL_MAX_RECORD */
+#define STORAGE_MAX_RECORD (64u << 20)
+#define STORAGE_MAX_HOLDER 64	    /* bytes of a lease holder's name, NUL included */
+#define STORAGE_MAX_SIDE (2u << 20) /* bytes of a context's side file (meta_set) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */
@@ -335,7 +338,8 @@ static inline void storage_free(struct storage *s)
 /* The state-dir journals (storage_dir*.c): creates dir and its subdirectories
  * (0700) if need be, takes the flock that makes it this daemon's, empties
  * trash/ (hidden contexts and deletes a crash left) and lists contexts/.
- * fd_max 0: a quarter of RLIMIT_NOFILE (at least 16).  0, or -errno with why
+ * fd_max 0: a quarter of RLIMIT_NOFILE, from STORE_JOURNALS_OPEN_MIN (8) to
+ * STORE_JOURNALS_OPEN_MAX (4096, store.h).  0, or -errno with why
  * ("state directory '...' is in use by another mcpfs", ...). */
 int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *why, size_t whylen);
 /* The directory itself (for the caches kept beside the records: rcache.h,

@@ -61,10 +61,12 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 	       size_t whylen);
 /* The same on any storage engine (storage.h; store_open makes the state
  * directory's, storage_dir_new): st stays the caller's, to free after
- * store_free().  0, -errno with why. */
+ * store_free().  where names the state in `.status` and messages (the state
+ * directory, or --store's URL without its password; copied; NULL: "(in
+ * memory)").  0, -errno with why. */
 struct storage;
-int store_open_on(struct storage *st, const char *defaults_text, struct store **ret, char *why,
-		  size_t whylen);
+int store_open_on(struct storage *st, const char *where, const char *defaults_text,
+		  struct store **ret, char *why, size_t whylen);
 
 /* Frees everything.  The transport and the commit threads must be stopped
  * first.  NULL-safe. */

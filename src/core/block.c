@@ -270,7 +270,7 @@ int blocks_save(struct context *c, struct reply *t)
 	while (b->saved < b->n && !b->v[b->saved].open) {
 		struct tblock *k = &b->v[b->saved];
 		struct buf rec;
-		buf_init(&rec, JOURNAL_MAX_RECORD);
+		buf_init(&rec, STORAGE_MAX_RECORD);
 		int r = block_payload(k, t->number, t->attempt, &rec);
 		if (r == 0)
 			r = context_journal_append(c, JOURNAL_BLOCK, rec.data ? rec.data : "",

@@ -26,11 +26,15 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-cJSON *settings_record(const struct settings *st, const char *system, const char *schema)
+cJSON *settings_record(const struct settings *st, const char *system, const char *schema,
+		       int64_t created_ms)
 {
 	cJSON *set = cJSON_CreateObject();
-	struct record_settings r = {
-	    .settings = set, .system = system, .schema = schema, .v = RECORD_ABSENT};
+	struct record_settings r = {.settings = set,
+				    .system = system,
+				    .schema = schema,
+				    .v = created_ms >= 0 ? RECORD_CREATE_V : RECORD_ABSENT,
+				    .created_ms = created_ms};
 	cJSON *o = set && settings_to_json(st, set) == 0 ? record_settings_json(&r) : NULL;
 	cJSON_Delete(set);
 	return o;
@@ -51,7 +55,8 @@ static int settings_append(struct context *c, const struct settings *st, const c
 		memcpy(*copy, system, system_len);
 		(*copy)[system_len] = '\0';
 	}
-	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema);
+	cJSON *rec = settings_record(st, *copy ? *copy : c->system, schema ? schema : c->schema,
+				     RECORD_ABSENT);
 	int r = rec ? context_journal_write(c, JOURNAL_SETTINGS, rec, sync) : -ENOMEM;
 	if (r < 0) {
 		free(*copy);
@@ -434,13 +439,9 @@ int64_t exchange_raw(const struct exchange *e)
 cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
 		    const struct attachment *att, size_t n_att)
 {
-	cJSON *o = record_user_json(turn, text, len, ms);
-	if (!o)
-		return NULL;
-	if (attach_user_json(att, n_att, o) < 0) {
-		cJSON_Delete(o);
-		return NULL;
-	}
+	cJSON *list = n_att ? attach_list_json(att, n_att) : NULL;
+	cJSON *o = !n_att || list ? record_user_json(turn, text, len, ms, list) : NULL;
+	cJSON_Delete(list);
 	return o;
 }
 

@@ -265,7 +265,7 @@ static void load_apply(struct loader *L, const struct record *r, size_t len)
 		load_block(L, &r->u.block, len);
 		break;
 	case JOURNAL_META:
-		meta_load_record(L->c->slot, r->u.meta.payload);
+		meta_load_record(L->c->slot, r->u.meta.meta);
 		break;
 	case JOURNAL_SUMMARY:
 		load_summary(L, &r->u.summary);
@@ -312,13 +312,8 @@ static void mark_interrupted(struct context *c)
 
 char *context_create_payload(const struct settings *st, int64_t created_ms)
 {
-	cJSON *rec = settings_record(st, "", NULL);
-	if (rec) {
-		cJSON_AddNumberToObject(rec, "v", 1);
-		cJSON_AddNumberToObject(rec, "created_ms", (double)created_ms);
-	}
-	char *text = rec ? cJSON_PrintUnformatted(rec) : NULL;
-	cJSON_Delete(rec);
+	char *text = NULL;
+	record_print(settings_record(st, "", NULL, created_ms), &text, NULL);
 	return text;
 }
 
@@ -394,7 +389,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		return -ENOMEM;
 	slot->ctx = c;
 	struct loader L = {s, c};
-	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
+	buf_init(&L.hidden, STORAGE_MAX_RECORD);
 	meta_load_begin(slot);
 	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, NULL);
 	meta_load_end(s, slot);

@@ -239,9 +239,7 @@ static int fork_plan_make(const struct context *c, uint64_t upto, struct fork_pl
 		x->user_ms = e->user_ms;
 		x->reply = reply_ref(NULL, e->reply);
 		p->n++;
-		cJSON *u = e->n_att ? user_payload(0, "", 0, 0, e->att, e->n_att) : NULL;
-		x->attach = u ? cJSON_DetachItemFromObjectCaseSensitive(u, "attach") : NULL;
-		cJSON_Delete(u);
+		x->attach = e->n_att ? attach_list_json(e->att, e->n_att) : NULL;
 		if (e->n_att && !x->attach)
 			goto nomem;
 		p->at = e->turn;
@@ -307,7 +305,7 @@ static int append_blocks(const struct fork_out *j, uint64_t turn, const struct r
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < t->blocks.n; i++) {
 		struct buf rec;
-		buf_init(&rec, JOURNAL_MAX_RECORD);
+		buf_init(&rec, STORAGE_MAX_RECORD);
 		r = block_payload(&t->blocks.v[i], turn, 1, &rec);
 		if (r == 0)
 			r = fork_append(j, JOURNAL_BLOCK, rec.data ? rec.data : "", rec.len);
@@ -338,14 +336,7 @@ static cJSON *origin_payload(const struct fork_plan *p, int64_t now)
 /* The USER record of x, with the attachments it took. */
 static cJSON *fork_user(const struct fork_ex *x)
 {
-	cJSON *o = user_payload(x->turn, x->user, x->user_len, x->user_ms, NULL, 0);
-	cJSON *a = o && x->attach ? cJSON_Duplicate(x->attach, true) : NULL;
-	if (o && x->attach && (!a || !cJSON_AddItemToObject(o, "attach", a))) {
-		cJSON_Delete(a);
-		cJSON_Delete(o);
-		return NULL;
-	}
-	return o;
+	return record_user_json(x->turn, x->user, x->user_len, x->user_ms, x->attach);
 }
 
 /* The fork's CREATE: the hidden context j->sid is made with it.  CREATE
@@ -353,14 +344,8 @@ static cJSON *fork_user(const struct fork_ex *x)
  * from first, then the prompt it starts with (SETTINGS). */
 static int fork_create(struct fork_out *j, const struct fork_plan *p, int64_t now)
 {
-	cJSON *o = settings_record(&p->settings, "", NULL);
-	if (o && (!cJSON_AddNumberToObject(o, "v", 1) ||
-		  !cJSON_AddNumberToObject(o, "created_ms", (double)now))) {
-		cJSON_Delete(o);
-		o = NULL;
-	}
-	char *text = o ? cJSON_PrintUnformatted(o) : NULL;
-	cJSON_Delete(o);
+	char *text = NULL;
+	record_print(settings_record(&p->settings, "", NULL, now), &text, NULL);
 	int r = text ? storage_create(j->st, NULL, now, text, strlen(text), &j->sid) : -ENOMEM;
 	free(text);
 	return r;
@@ -372,7 +357,7 @@ static int fork_write(const struct fork_out *j, const struct fork_plan *p, int64
 	int r = append_json(j, JOURNAL_FORKED_FROM, origin_payload(p, now));
 	if (r == 0 && (p->system[0] || p->schema))
 		r = append_json(j, JOURNAL_SETTINGS,
-				settings_record(&p->settings, p->system, p->schema));
+				settings_record(&p->settings, p->system, p->schema, RECORD_ABSENT));
 	if (r == 0 && p->meta)
 		r = fork_append(j, JOURNAL_META, p->meta, strlen(p->meta));
 	struct buf part;

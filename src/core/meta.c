@@ -180,11 +180,11 @@ static int meta_file_write(struct store *s, const struct store_slot *slot)
 	return r == -ENOTSUP ? 0 : r;
 }
 
-/* The set from a payload {"meta":{...}}: string values within the limits
- * only (a hand-made or damaged record cannot install more).  NULL for none. */
-static cJSON *meta_from_payload(const cJSON *o)
+/* The set from a META record's "meta" object m (record_decode), or the side
+ * file's: string values within the limits only (a hand-made or damaged record
+ * cannot install more).  NULL for none. */
+static cJSON *meta_within_limits(const cJSON *m)
 {
-	const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "meta");
 	cJSON *out = NULL;
 	char why[128];
 	for (const cJSON *k = cJSON_IsObject(m) ? m->child : NULL; k; k = k->next) {
@@ -210,13 +210,15 @@ static int meta_known(struct store *s, struct store_slot *slot)
 	char *text = NULL;
 	int r = meta_file_read(s, slot, &text);
 	bool none = !text;
-	cJSON *o = text ? cJSON_Parse(text) : NULL;
+	/* The file holds a META payload. */
+	struct record rec = {0};
+	bool ok = text && record_decode(&rec, JOURNAL_META, text, strlen(text), NULL) == RECORD_OK;
 	free(text);
-	if (r == 0 && (none || cJSON_IsObject(o))) {
-		slot->meta = none ? NULL : meta_from_payload(o);
+	if (r == 0 && (none || ok)) {
+		slot->meta = none ? NULL : meta_within_limits(rec.u.meta.meta);
 		slot->meta_known = true;
 	}
-	cJSON_Delete(o);
+	record_release(&rec);
 	if (!slot->meta_known && !slot->ctx && store_load(s, slot) < 0)
 		return -ENOMEM;
 	return slot->meta_known ? 0 : -EIO;
@@ -229,10 +231,10 @@ void meta_load_begin(struct store_slot *slot)
 	slot->meta_known = false;
 }
 
-void meta_load_record(struct store_slot *slot, const cJSON *o)
+void meta_load_record(struct store_slot *slot, const cJSON *meta)
 {
 	cJSON_Delete(slot->meta);
-	slot->meta = meta_from_payload(o);
+	slot->meta = meta_within_limits(meta);
 }
 
 void meta_load_end(struct store *s, struct store_slot *slot)

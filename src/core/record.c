@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcpfs/attach.h"
 #include "mcpfs/journal.h"
 #include "mcpfs/json_nul.h"
 #include "mcpfs/record.h"
@@ -246,6 +247,33 @@ static int attach_read(struct record *r, const cJSON *o, const char **why)
 	return RECORD_OK;
 }
 
+int record_attachment_fields(const cJSON *o, struct record_attachment *a)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+	const cJSON *size = cJSON_GetObjectItemCaseSensitive(o, "size");
+	const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "hash");
+	const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(o, "tokens");
+	const char *why;
+	memset(a, 0, sizeof(*a));
+	a->tokens = RECORD_ABSENT;
+	if (!cJSON_IsString(name) ||
+	    attach_name_check(name->valuestring, strlen(name->valuestring), &why) < 0 ||
+	    !cJSON_IsString(type) || !cJSON_IsNumber(size) || !(size->valuedouble >= 0) ||
+	    size->valuedouble > ATTACH_FILE_MAX || !cJSON_IsString(hash) ||
+	    !attach_hash_valid(hash->valuestring))
+		return -EINVAL;
+	a->type = attach_type_from_name(type->valuestring);
+	if (a->type == ATTACH_UNDECIDED)
+		return -EINVAL;
+	a->name = name->valuestring;
+	a->size = (uint64_t)size->valuedouble;
+	a->hash = hash->valuestring;
+	if (cJSON_IsNumber(tokens) && tokens->valuedouble >= 0 && tokens->valuedouble < 1e12)
+		a->tokens = (int64_t)tokens->valuedouble;
+	return 0;
+}
+
 /* The type's keys from the payload object o. */
 static int decode_object(struct record *r, const cJSON *o, const char **why)
 {
@@ -276,9 +304,11 @@ static int decode_object(struct record *r, const cJSON *o, const char **why)
 		return undo_read(r, o, why);
 	case JOURNAL_FORKED_FROM:
 		return origin_read(r, o, why);
-	case JOURNAL_META:
-		r->u.meta.payload = o;
+	case JOURNAL_META: {
+		const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "meta");
+		r->u.meta.meta = cJSON_IsObject(m) ? m : NULL;
 		return RECORD_OK;
+	}
 	case JOURNAL_ATTACH:
 	case JOURNAL_DETACH:
 		return attach_read(r, o, why);
@@ -347,7 +377,8 @@ static cJSON *built(cJSON *o, bool ok)
 	return NULL;
 }
 
-cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms)
+cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms,
+			const cJSON *attach)
 {
 	cJSON *o = cJSON_CreateObject();
 	char *copy = strndup(text, len);
@@ -355,6 +386,11 @@ cJSON *record_user_json(uint64_t turn, const char *text, size_t len, int64_t ms)
 		  cJSON_AddStringToObject(o, "text", copy) &&
 		  cJSON_AddNumberToObject(o, "ms", (double)ms);
 	free(copy);
+	cJSON *a = ok && attach ? cJSON_Duplicate(attach, true) : NULL;
+	if (ok && attach && (!a || !cJSON_AddItemToObject(o, "attach", a))) {
+		cJSON_Delete(a);
+		ok = false;
+	}
 	return built(o, ok);
 }
 
@@ -505,6 +541,22 @@ cJSON *record_attach_json(const struct record_attach *r)
 			    cJSON_AddStringToObject(o, "hash", r->hash ? r->hash : "") &&
 			    cJSON_AddNumberToObject(o, "tokens", (double)r->tokens) &&
 			    (r->ms < 0 || cJSON_AddNumberToObject(o, "ms", (double)r->ms)));
+}
+
+cJSON *record_attach_list_json(const struct record_attach *att, size_t n)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < n; i++) {
+		struct record_attach item = att[i];
+		item.ms = RECORD_ABSENT;
+		cJSON *a = record_attach_json(&item);
+		if (!a || !cJSON_AddItemToArray(arr, a)) {
+			cJSON_Delete(a);
+			cJSON_Delete(arr);
+			return NULL;
+		}
+	}
+	return arr;
 }
 
 char *record_meta_print(const cJSON *meta)

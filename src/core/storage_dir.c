@@ -30,6 +30,9 @@
 #include "mcpfs/store.h"
 #include "storage_dir_impl.h"
 
+/* The seam's limit is the journal's: a record the core may append fits a frame. */
+_Static_assert(STORAGE_MAX_RECORD == JOURNAL_MAX_RECORD, "storage.h and journal.h disagree");
+
 /* --- contexts ------------------------------------------------------------------ */
 
 static struct sdir_ctx *ctx_add(struct sdir *d, const char *name)

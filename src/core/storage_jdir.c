@@ -5,7 +5,6 @@
  * valid records' positions in a journal, as the loader counts them.  A context's
  * created_ms is its CREATE record's "created_ms" (journal.md §4); its last seq
  * comes from one scan at open. */
-#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +14,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "mcpfs/journal.h"
+#include "mcpfs/record.h"
 #include "mcpfs/storage_copy.h"
 #include "mcpfs/store.h"
 
@@ -112,15 +113,18 @@ static const struct storage_ops jdir_ops = {
     .free = jdir_free,
 };
 
-/* created_ms from the CREATE record (the first), and the count of records. */
+/* created_ms from the CREATE record (the first, decoded by record.c: an
+ * engine does not read payloads itself), and the count of records. */
 static int jdir_created(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
 {
 	struct jdir_ctx *c = data;
-	cJSON *o = seq == 1 && type == JOURNAL_CREATE ? cJSON_ParseWithLength(payload, len) : NULL;
-	const cJSON *ms = cJSON_GetObjectItemCaseSensitive(o, "created_ms");
-	if (cJSON_IsNumber(ms))
-		c->created_ms = (int64_t)ms->valuedouble;
-	cJSON_Delete(o);
+	if (seq != 1 || type != JOURNAL_CREATE)
+		return 0;
+	struct record r = {0};
+	if (record_decode(&r, type, payload, len, NULL) == RECORD_OK &&
+	    r.u.settings.created_ms >= 0)
+		c->created_ms = r.u.settings.created_ms;
+	record_release(&r);
 	return 0;
 }
 

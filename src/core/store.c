@@ -87,8 +87,7 @@ struct store_slot *store_slot_add(struct store *s, const char *name, uint64_t si
 
 const char *store_state_dir(struct store *s)
 {
-	const char *dir = storage_dir_path(s->st);
-	return dir ? dir : "(in memory)";
+	return s->where ? s->where : "(in memory)";
 }
 
 void store_set_transport(struct store *s, const struct transport_ops *ops, void *impl)

@@ -127,55 +127,35 @@ static uint64_t files_total(const struct context *c)
 
 /* --- the journal ---------------------------------------------------------------- */
 
-static cJSON *attachment_json(const struct attachment *a)
+cJSON *attach_list_json(const struct attachment *att, size_t n)
 {
-	struct record_attach r = {.name = a->name,
-				  .type = attach_type_name(a->type),
-				  .size = (int64_t)a->size,
-				  .hash = a->hash,
-				  .tokens = a->raw,
-				  .ms = RECORD_ABSENT};
-	return record_attach_json(&r);
+	struct record_attach *r = calloc(n ? n : 1, sizeof(*r));
+	if (!r)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		r[i] = (struct record_attach){.name = att[i].name,
+					      .type = attach_type_name(att[i].type),
+					      .size = (int64_t)att[i].size,
+					      .hash = att[i].hash,
+					      .tokens = att[i].raw};
+	cJSON *o = record_attach_list_json(r, n);
+	free(r);
+	return o;
 }
 
-int attach_user_json(const struct attachment *att, size_t n, cJSON *o)
-{
-	if (!n)
-		return 0;
-	cJSON *arr = cJSON_AddArrayToObject(o, "attach");
-	for (size_t i = 0; arr && i < n; i++) {
-		cJSON *a = attachment_json(&att[i]);
-		if (!a || !cJSON_AddItemToArray(arr, a)) {
-			cJSON_Delete(a);
-			return -ENOMEM;
-		}
-	}
-	return arr ? 0 : -ENOMEM;
-}
-
-/* An attachment from its record; false when the record is not one. */
+/* An attachment from its record (record_attachment_fields); false when the
+ * record is not one.  Without a token count it gets the estimate. */
 static bool attachment_from_json(const cJSON *o, struct attachment *a)
 {
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-	const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
-	const cJSON *size = cJSON_GetObjectItemCaseSensitive(o, "size");
-	const cJSON *hash = cJSON_GetObjectItemCaseSensitive(o, "hash");
-	const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(o, "tokens");
-	const char *why;
+	struct record_attachment f;
 	memset(a, 0, sizeof(*a));
-	if (!cJSON_IsString(name) ||
-	    attach_name_check(name->valuestring, strlen(name->valuestring), &why) < 0 ||
-	    !cJSON_IsString(type) || !cJSON_IsNumber(size) || size->valuedouble < 0 ||
-	    size->valuedouble > ATTACH_FILE_MAX || !cJSON_IsString(hash) ||
-	    !attach_hash_valid(hash->valuestring))
+	if (record_attachment_fields(o, &f) < 0 || !(a->name = strdup(f.name)))
 		return false;
-	a->type = attach_type_from_name(type->valuestring);
-	if (a->type == ATTACH_UNDECIDED || !(a->name = strdup(name->valuestring)))
-		return false;
-	a->size = (uint64_t)size->valuedouble;
-	snprintf(a->hash, sizeof(a->hash), "%s", hash->valuestring);
-	a->raw = cJSON_IsNumber(tokens) && tokens->valuedouble >= 0 && tokens->valuedouble < 1e12
-		     ? (int64_t)tokens->valuedouble
+	a->type = f.type;
+	a->size = f.size;
+	snprintf(a->hash, sizeof(a->hash), "%s", f.hash);
+	a->raw = f.tokens >= 0
+		     ? f.tokens
 		     : (a->type == ATTACH_TEXT ? prune_estimate(a->size) : ATTACH_IMAGE_TOKENS_MAX);
 	return true;
 }

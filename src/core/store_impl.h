@@ -14,7 +14,7 @@
 #include "mcpfs/record.h"
 #include "mcpfs/map.h"
 #include "mcpfs/models.h"
-#include "mcpfs/journal.h"
+#include "mcpfs/record_type.h"
 #include "mcpfs/storage.h"
 #include "mcpfs/prices.h"
 #include "mcpfs/prune.h"
@@ -294,6 +294,7 @@ struct store {
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	struct storage *st;	       /* where contexts are kept (storage.h) */
 	bool own_st;		       /* store_open made it: store_free frees it */
+	char *where;		       /* the state, named in messages (NULL: in memory) */
 	struct blobs *blobs;	       /* STATE/blobs: attachments, once each (blob.h);
 					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */
@@ -414,8 +415,8 @@ struct context *store_get(struct store *s, uint64_t id); /* loaded (now if need 
  * engine's id sid, else the slot is dropped. */
 struct store_slot *store_slot_reserve(struct store *s, const char *name);
 void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r);
-/* What `.status` and messages call the state directory ("(in memory)" for an
- * engine without one). */
+/* What `.status` and messages call the state directory: store_open_on's
+ * where ("(in memory)" without one). */
 const char *store_state_dir(struct store *s);
 
 /* context_load.c: a context's life (made from its records, adopted, freed). */
@@ -442,10 +443,11 @@ void context_history_push(struct context *c, size_t ex_index);
 int context_mark(struct context *c, enum mark_kind kind, const char *text, size_t len);
 int context_save_settings(struct context *c, const struct settings *st, const char *system,
 			  size_t system_len);
-/* The payload of a SETTINGS record (and of CREATE, with "v" and "created_ms"
- * added): st, the system prompt, the schema (NULL or "": none).  NULL when out
- * of memory. */
-struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema);
+/* The payload of a SETTINGS record, or with created_ms >= 0 of a CREATE ("v"
+ * and "created_ms", record_settings_json): st, the system prompt, the schema
+ * (NULL or "": none).  NULL when out of memory. */
+struct cJSON *settings_record(const struct settings *st, const char *system, const char *schema,
+			      int64_t created_ms);
 /* The payload of a USER record, with the "attach" list of att (n_att of them;
  * none when 0).  NULL when out of memory. */
 struct cJSON *user_payload(uint64_t turn, const char *text, size_t len, int64_t ms,
@@ -513,8 +515,9 @@ void attach_loaded(struct store *s, struct context *c);
 /* Removes the context's links to blobs no turn of the history nor attach/
  * refers to (a clear), and a shared copy with its last link. */
 void attach_gc(struct store *s, struct context *c);
-/* The "attach" list of a USER record (nothing when n is 0).  0, -ENOMEM. */
-int attach_user_json(const struct attachment *att, size_t n, struct cJSON *o);
+/* The "attach" list of a USER record for the n attachments att
+ * (record_attach_list_json).  NULL when out of memory. */
+struct cJSON *attach_list_json(const struct attachment *att, size_t n);
 /* Moves the committed, closed files of attach/ out (a message is being staged)
  * into *att (heap, n entries, in name order; NULL and 0 for none); a message
  * that could not be saved gives them back (attach_untake).  0, -ENOMEM. */
@@ -587,7 +590,7 @@ int summary_status(const struct context *c, struct buf *out);
  * (the last wins) and rewrites the context's side file (storage_meta_set)
  * when it differs. */
 void meta_load_begin(struct store_slot *slot);
-void meta_load_record(struct store_slot *slot, const struct cJSON *o);
+void meta_load_record(struct store_slot *slot, const struct cJSON *meta);
 void meta_load_end(struct store *s, struct store_slot *slot);
 /* A copy of the slot's metadata as a JSON object ({} for none), NULL when out
  * of memory. */

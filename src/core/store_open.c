@@ -50,12 +50,16 @@ static int load_defaults(struct store *s, const char *cli, char *why, size_t why
 	return 0;
 }
 
-int store_open_on(struct storage *st, const char *defaults_text, struct store **ret, char *why,
-		  size_t whylen)
+int store_open_on(struct storage *st, const char *where, const char *defaults_text,
+		  struct store **ret, char *why, size_t whylen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	if (where && !(s->where = strdup(where))) {
+		free(s);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->defaults_lock, NULL);
 	pthread_cond_init(&s->synced, NULL);
@@ -93,7 +97,7 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 {
 	struct storage *st = NULL;
 	int r = storage_dir_new(state_dir, 0, &st, why, whylen);
-	if (r == 0 && (r = store_open_on(st, defaults_text, ret, why, whylen)) < 0)
+	if (r == 0 && (r = store_open_on(st, state_dir, defaults_text, ret, why, whylen)) < 0)
 		storage_free(st);
 	if (r == 0)
 		(*ret)->own_st = true;
@@ -125,6 +129,7 @@ void store_free(struct store *s)
 	pthread_cond_destroy(&s->commit_wake);
 	free(s->commit_q);
 	free(s->away_q);
+	free(s->where);
 	free(s);
 }
 

@@ -598,16 +598,24 @@ static int on_peek(void *data, uint64_t seq, uint16_t type, const void *payload,
 		p->turn = 0;
 		return 0;
 	}
-	cJSON *o = cJSON_ParseWithLength(payload, len);
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "turn");
-	int64_t turn = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : -1;
-	if (turn > 0 && turn >= p->turn) {
-		const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
-		p->turn = turn;
-		p->done = type == JOURNAL_REPLY_END && cJSON_IsString(st) &&
-			  !strcmp(st->valuestring, "done");
+	struct record r = {0};
+	int64_t turn = -1; /* a bad record names none */
+	bool done = false;
+	if (record_decode(&r, type, payload, len, NULL) == RECORD_OK) {
+		if (type == JOURNAL_USER)
+			turn = (int64_t)r.u.user.turn;
+		else if (type == JOURNAL_REPLY_PART)
+			turn = r.u.part.turn;
+		else {
+			turn = r.u.end.turn;
+			done = r.u.end.done;
+		}
 	}
-	cJSON_Delete(o);
+	record_release(&r);
+	if (turn > 0 && turn >= p->turn) {
+		p->turn = turn;
+		p->done = done;
+	}
 	return 0;
 }
 

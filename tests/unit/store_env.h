@@ -1,5 +1,7 @@
-/* store_env.h — the world the core store's unit tests (test_store.c, test_context.c,
- * test_reply.c, test_message.c, test_view.c, test_store_models.c) run in.
+/* store_env.h — the world the core store's unit tests run in: test_store.c,
+ * test_context.c, test_reply.c, test_message.c, test_view.c, test_store_models.c,
+ * test_ctl.c, test_fork.c, test_meta.c, test_rcache.c, test_summary.c and
+ * test_storage.c.
  *
  * A fake transport records every call the store starts (its JSON body parsed
  * with cJSON, so tests assert what would have been sent) and every cancel; the
@@ -170,7 +172,7 @@ static inline void rm_rf(const char *dir)
 
 static inline int env_open_store(struct env *e, const char *defaults)
 {
-	int r = e->mem ? store_open_on(e->mem, defaults, &e->s, e->why, sizeof(e->why))
+	int r = e->mem ? store_open_on(e->mem, NULL, defaults, &e->s, e->why, sizeof(e->why))
 		       : store_open(e->dir, defaults, &e->s, e->why, sizeof(e->why));
 
 	if (r < 0) {

@@ -1,7 +1,7 @@
 /* test_context.c — context.c: one context's settings, and loading its journal again (a clean
  * reopen, a crash mid-reply, a torn tail, misplaced records); driven without FUSE or curl through
- * the fake transport and observer of store_env.h (one fresh state directory under /tmp per test,
- * removed after).
+ * the fake transport and observer of store_env.h (a fresh store per test: on the in-memory engine,
+ * or on a fresh state directory under /tmp, removed after, for what needs a journal on disk).
  */
 #include "store_env.h"
 

@@ -1,6 +1,6 @@
 /* test_ctl.c — ctl.c: the ctl commands' words, parsed and dispatched for the
  * ctl file, the MCP tool and POST .../cancel alike; driven through the fake
- * transport of store_env.h (a fresh state directory under /tmp per test).
+ * transport of store_env.h (a fresh store on the in-memory engine per test).
  */
 #include "mcpfs/ctl.h"
 #include "store_env.h"

@@ -1,7 +1,7 @@
 /* test_message.c — message.c: staging and submitting a message, reading a turn, the queue, and the
  * ctl commands (cancel, retry, clear), and the room reserved for writers; driven without FUSE or
- * curl through the fake transport and observer of store_env.h (one fresh state directory under /tmp
- * per test, removed after).
+ * curl through the fake transport and observer of store_env.h (a fresh store on the in-memory
+ * engine per test).
  */
 #include "store_env.h"
 

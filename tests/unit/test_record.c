@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "mcpfs/attach.h"
 #include "mcpfs/journal.h"
 #include "mcpfs/record.h"
 
@@ -47,7 +48,8 @@ static void test_names(void)
 static void test_encoded_bytes(void)
 {
 	char *t;
-	CHECK_EQ_INT(record_print(record_user_json(3, "hi\nyou", 6, 1700000000123), &t, NULL), 0);
+	CHECK_EQ_INT(record_print(record_user_json(3, "hi\nyou", 6, 1700000000123, NULL), &t, NULL),
+		     0);
 	CHECK_EQ_STR(t, "{\"turn\":3,\"text\":\"hi\\nyou\",\"ms\":1700000000123}");
 	free(t);
 	CHECK_EQ_INT(record_print(record_retry_json(2, 5, 9), &t, NULL), 0);
@@ -264,7 +266,8 @@ static void test_round_trip(void)
 	CHECK_EQ_INT(r.u.settings.created_ms, RECORD_ABSENT);
 	record_release(&r);
 
-	CHECK_EQ_INT(dec_json(&r, JOURNAL_USER, record_user_json(3, "a\tb", 3, 77)), RECORD_OK);
+	CHECK_EQ_INT(dec_json(&r, JOURNAL_USER, record_user_json(3, "a\tb", 3, 77, NULL)),
+		     RECORD_OK);
 	CHECK_EQ_INT(r.u.user.turn, 3);
 	CHECK_EQ_STR(r.u.user.text, "a\tb");
 	CHECK_EQ_INT(r.u.user.ms, 77);
@@ -380,7 +383,14 @@ static void test_round_trip(void)
 	CHECK_EQ_INT(r.u.forked_from.turn, 0);
 	record_release(&r);
 	CHECK_EQ_INT(dec(&r, JOURNAL_META, "{\"meta\":{\"k\":\"v\"}}", NULL), RECORD_OK);
-	CHECK(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r.u.meta.payload, "meta")));
+	CHECK(cJSON_IsObject(r.u.meta.meta));
+	CHECK_EQ_STR(cJSON_GetObjectItemCaseSensitive(r.u.meta.meta, "k")->valuestring, "v");
+	record_release(&r);
+	CHECK_EQ_INT(dec(&r, JOURNAL_META, "{\"meta\":[\"k\"]}", NULL), RECORD_OK);
+	CHECK(r.u.meta.meta == NULL); /* no object: no set */
+	record_release(&r);
+	CHECK_EQ_INT(dec(&r, JOURNAL_META, "{}", NULL), RECORD_OK);
+	CHECK(r.u.meta.meta == NULL);
 	record_release(&r);
 	CHECK_EQ_INT(dec(&r, JOURNAL_ATTACH,
 			 "{\"name\":\"a.pdf\",\"type\":\"PDF\",\"size\":3,\"hash\":\"h\"}", NULL),
@@ -390,6 +400,80 @@ static void test_round_trip(void)
 	CHECK_EQ_INT(dec_json(&r, JOURNAL_DETACH, record_detach_json("a.pdf", 1)), RECORD_OK);
 	CHECK_EQ_STR(r.u.attach.name, "a.pdf");
 	record_release(&r);
+}
+
+#define HASH "0123456789abcdef0123456789abcdef"
+
+/* USER's "attach" list, and the attachment an ATTACH or a list item holds:
+ * the exact bytes the writers print, and the validation of what is read. */
+static void test_attachments(void)
+{
+	char *t;
+	struct record_attach att[2] = {
+	    {.name = "a.png", .type = "PNG", .size = 10, .hash = HASH, .tokens = 7, .ms = 5},
+	    {.name = "b.txt", .type = "text", .size = 3, .hash = HASH, .tokens = 1}};
+	cJSON *list = record_attach_list_json(att, 2);
+	CHECK(cJSON_IsArray(list));
+	CHECK_EQ_INT(record_print(record_user_json(2, "see", 3, 9, list), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"turn\":2,\"text\":\"see\",\"ms\":9,\"attach\":["
+			"{\"name\":\"a.png\",\"type\":\"PNG\",\"size\":10,\"hash\":\"" HASH
+			"\",\"tokens\":7},"
+			"{\"name\":\"b.txt\",\"type\":\"text\",\"size\":3,\"hash\":\"" HASH
+			"\",\"tokens\":1}]}");
+	struct record r;
+	CHECK_EQ_INT(dec(&r, JOURNAL_USER, t, NULL), RECORD_OK);
+	CHECK(cJSON_Compare(r.u.user.attach, list, true));
+	struct record_attachment f;
+	CHECK_EQ_INT(record_attachment_fields(cJSON_GetArrayItem(r.u.user.attach, 1), &f), 0);
+	CHECK_EQ_STR(f.name, "b.txt");
+	CHECK_EQ_INT(f.type, ATTACH_TEXT);
+	CHECK_EQ_INT(f.size, 3);
+	CHECK_EQ_STR(f.hash, HASH);
+	CHECK_EQ_INT(f.tokens, 1);
+	record_release(&r);
+	free(t);
+	cJSON_Delete(list);
+	list = record_attach_list_json(NULL, 0); /* an empty list is still a list */
+	CHECK_EQ_INT(record_print(record_user_json(1, "x", 1, 2, list), &t, NULL), 0);
+	CHECK_EQ_STR(t, "{\"turn\":1,\"text\":\"x\",\"ms\":2,\"attach\":[]}");
+	free(t);
+	cJSON_Delete(list);
+
+	/* an ATTACH payload; tokens are optional */
+	CHECK_EQ_INT(dec(&r, JOURNAL_ATTACH,
+			 "{\"name\":\"a.pdf\",\"type\":\"PDF\",\"size\":3,\"hash\":\"" HASH
+			 "\",\"ms\":4}",
+			 NULL),
+		     RECORD_OK);
+	CHECK_EQ_INT(record_attachment_fields(r.json, &f), 0);
+	CHECK_EQ_INT(f.type, ATTACH_PDF);
+	CHECK_EQ_INT(f.tokens, RECORD_ABSENT);
+	record_release(&r);
+
+	/* what is no attachment */
+	static const char *const bad[] = {
+	    "{\"type\":\"PDF\",\"size\":3,\"hash\":\"" HASH "\"}",
+	    "{\"name\":\"../x\",\"type\":\"PDF\",\"size\":3,\"hash\":\"" HASH "\"}",
+	    "{\"name\":\"a\",\"type\":\"zip\",\"size\":3,\"hash\":\"" HASH "\"}",
+	    "{\"name\":\"a\",\"type\":\"PDF\",\"size\":-1,\"hash\":\"" HASH "\"}",
+	    "{\"name\":\"a\",\"type\":\"PDF\",\"size\":25165825,\"hash\":\"" HASH "\"}",
+	    "{\"name\":\"a\",\"type\":\"PDF\",\"size\":\"3\",\"hash\":\"" HASH "\"}",
+	    "{\"name\":\"a\",\"type\":\"PDF\",\"size\":3,\"hash\":\"h\"}",
+	    "{\"name\":\"a\",\"type\":\"PDF\",\"size\":3}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cJSON *o = cJSON_Parse(bad[i]);
+		CHECK(o != NULL);
+		CHECK_EQ_INT(record_attachment_fields(o, &f), -EINVAL);
+		cJSON_Delete(o);
+	}
+	/* the limit itself, and tokens out of range read as absent */
+	cJSON *o = cJSON_Parse("{\"name\":\"a\",\"type\":\"PNG\",\"size\":25165824,"
+			       "\"hash\":\"" HASH "\",\"tokens\":1e12}");
+	CHECK_EQ_INT(record_attachment_fields(o, &f), 0);
+	CHECK_EQ_INT(f.size, ATTACH_FILE_MAX);
+	CHECK_EQ_INT(f.tokens, RECORD_ABSENT);
+	cJSON_Delete(o);
 }
 
 /* Every rejection (-EINVAL: a bad record), with its reason. */
@@ -531,6 +615,7 @@ int main(void)
 	test_encoded_bytes();
 	test_round_trip();
 	test_struct_encoders();
+	test_attachments();
 	test_rejections();
 	test_unknown();
 	test_fixtures();

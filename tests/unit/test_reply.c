@@ -1,6 +1,7 @@
 /* test_reply.c — reply.c: a turn's call, its events and its end, retries after failures, and the
  * pruned history a call sends; driven without FUSE or curl through the fake transport and observer
- * of store_env.h (one fresh state directory under /tmp per test, removed after).
+ * of store_env.h (a fresh store per test: on the in-memory engine, or on a fresh state directory
+ * under /tmp, removed after, for what needs a journal on disk).
  */
 #include "store_env.h"
 

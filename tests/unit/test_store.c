@@ -1,7 +1,7 @@
 /* test_store.c — store.c: opening the state directory, the set of contexts (names, create, lookup,
  * list, rename, delete), the root defaults and the observers; driven without FUSE or curl through
- * the fake transport and observer of store_env.h (one fresh state directory under /tmp per test,
- * removed after).
+ * the fake transport and observer of store_env.h (a fresh store per test: on the in-memory engine,
+ * or on a fresh state directory under /tmp, removed after, for what needs a journal on disk).
  */
 #include "store_env.h"
 
@@ -453,6 +453,38 @@ static void test_delete_live(void)
 	env_done(&e);
 }
 
+/* `.status` names where the state is: the state directory, or the where
+ * store_open_on was given (main.c: --store's URL, its password masked), and
+ * "(in memory)" without one; not the engine's business. */
+static void test_status_names_where(void)
+{
+	struct env e;
+	struct buf b;
+	buf_init(&b, 1u << 20);
+	env_init(&e);
+	CHECK_EQ_INT(store_render_status(e.s, &b), 0);
+	CHECK(has(b.data, "state_dir: (in memory)\n"));
+	env_done(&e);
+
+	env_init_disk(&e);
+	char want[sizeof(e.dir) + 16];
+	snprintf(want, sizeof(want), "state_dir: %s\n", e.dir);
+	CHECK_EQ_INT(store_render_status(e.s, &b), 0);
+	CHECK(has(b.data, want));
+	env_done(&e);
+
+	struct storage *mem;
+	struct store *s;
+	char why[256];
+	CHECK_EQ_INT(storage_mem_new(&mem), 0);
+	CHECK_EQ_INT(store_open_on(mem, "postgres://u@db/x", NULL, &s, why, sizeof(why)), 0);
+	CHECK_EQ_INT(store_render_status(s, &b), 0);
+	CHECK(has(b.data, "state_dir: postgres://u@db/x\n"));
+	store_free(s);
+	storage_free(mem);
+	buf_done(&b);
+}
+
 int main(void)
 {
 	static const struct store_env_test tests[] = {
@@ -466,6 +498,7 @@ int main(void)
 	    {"defaults", test_defaults},
 	    {"observers", test_observers},
 	    {"delete_live", test_delete_live},
+	    {"status_names_where", test_status_names_where},
 	};
 	return store_env_run(tests, sizeof(tests) / sizeof(tests[0]));
 }

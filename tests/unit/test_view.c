@@ -1,6 +1,6 @@
 /* test_view.c — view.c: the status word and the renderings (their cache);
  * driven without FUSE or curl through the fake transport and observer of
- * store_env.h (one fresh state directory under /tmp per test, removed after).
+ * store_env.h (a fresh store on the in-memory engine per test).
  */
 #include "store_env.h"
 
