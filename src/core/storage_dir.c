@@ -10,7 +10,7 @@
  *   STATE/config                  the root defaults (defaults_set: temp, fsync, rename)
  *   STATE/contexts/NAME/journal   a context's records (journal.h)
  *   STATE/contexts/NAME/meta      its side file (meta_set; not fsynced)
- *   STATE/contexts/NAME/blob-HASH its attachments' links (blob.h, not ours)
+ *   STATE/contexts/NAME/blob-HASH its attachments' links (blob.h: storage_dir_blob.c)
  *   STATE/trash/                  hidden contexts (new-ID) and deletes; emptied at start
  *   STATE/blobs/                  blob.h's
  */
@@ -251,6 +251,11 @@ static const struct storage_ops dir_ops = {
     .meta_set = sdir_meta_set,
     .reserve = sdir_reserve,
     .names_sync = dir_names_sync,
+    .blob_put = sdir_blob_put,
+    .blob_read = sdir_blob_read,
+    .blob_stat = sdir_blob_stat,
+    .blob_link = sdir_blob_link,
+    .blob_sweep = sdir_blob_sweep,
     .free = dir_free,
 };
 
@@ -269,12 +274,6 @@ const char *storage_dir_path(struct storage *s)
 {
 	struct sdir *d = sdir_checked(s);
 	return d ? d->dir : NULL;
-}
-
-struct blobs *storage_dir_blobs(struct storage *s)
-{
-	struct sdir *d = sdir_checked(s);
-	return d ? &d->blobs : NULL;
 }
 
 int storage_dir_context_fd(struct storage *s, uint64_t id)

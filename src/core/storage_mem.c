@@ -6,6 +6,7 @@
  * failed fdatasync does on disk. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,12 @@ struct mrec {
 	char *data;
 };
 
+struct mblob {
+	char hex[33];
+	char *data;
+	size_t len;
+};
+
 struct mctx {
 	uint64_t id;
 	char *name; /* NULL: hidden */
@@ -28,6 +35,8 @@ struct mctx {
 	int failed;    /* a failed sync's recovery error, until an append */
 	char *side;    /* the side file, NULL none */
 	size_t side_len;
+	struct mblob *blobs; /* its attachment blobs: a copy each (no sharing to see) */
+	size_t n_blobs;
 };
 
 struct smem {
@@ -94,6 +103,9 @@ static void ctx_free(struct mctx *c)
 	free(c->v);
 	free(c->name);
 	free(c->side);
+	for (size_t i = 0; i < c->n_blobs; i++)
+		free(c->blobs[i].data);
+	free(c->blobs);
 	free(c);
 }
 
@@ -366,6 +378,116 @@ static int mem_reserve(struct storage *s, uint64_t bytes)
 	return r;
 }
 
+/* --- attachment blobs ------------------------------------------------------------ */
+
+static struct mblob *blob_of(struct mctx *c, const char *hex)
+{
+	for (size_t i = 0; c && i < c->n_blobs; i++)
+		if (!strcmp(c->blobs[i].hex, hex))
+			return &c->blobs[i];
+	return NULL;
+}
+
+/* Under the lock: c holds a copy of these bytes as hex (replacing another). */
+static int blob_add(struct mctx *c, const char *hex, const void *data, size_t n)
+{
+	struct mblob *b = blob_of(c, hex);
+	if (b && b->len == n && !memcmp(b->data, data, n))
+		return 0;
+	char *copy = malloc(n ? n : 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, data, n);
+	if (!b) {
+		struct mblob *v = realloc(c->blobs, (c->n_blobs + 1) * sizeof(*v));
+		if (!v) {
+			free(copy);
+			return -ENOMEM;
+		}
+		c->blobs = v;
+		b = &v[c->n_blobs++];
+		snprintf(b->hex, sizeof(b->hex), "%s", hex);
+		b->data = NULL;
+	}
+	free(b->data);
+	b->data = copy;
+	b->len = n;
+	return 0;
+}
+
+static int mem_blob_put(struct storage *s, uint64_t id, const char *hex, const void *data,
+			size_t n)
+{
+	struct smem *m = smem_of(s);
+	if (n > STORAGE_MAX_BLOB)
+		return -EFBIG;
+	int r = 0;
+	pthread_mutex_lock(&m->lock);
+	struct mctx *c = map_get_id(&m->by_id, id);
+	if (!fault(m, "blob_put", &r))
+		r = c ? blob_add(c, hex, data, n) : -ENOENT;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static long mem_blob_read(struct storage *s, uint64_t id, const char *hex, void *buf, size_t n,
+			  uint64_t off)
+{
+	struct smem *m = smem_of(s);
+	pthread_mutex_lock(&m->lock);
+	struct mblob *b = blob_of(map_get_id(&m->by_id, id), hex);
+	long r = b ? 0 : -ENOENT;
+	if (b && off < b->len) {
+		if (n > b->len - off)
+			n = (size_t)(b->len - off);
+		memcpy(buf, b->data + off, n);
+		r = (long)n;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static int mem_blob_stat(struct storage *s, uint64_t id, const char *hex, uint64_t size)
+{
+	struct smem *m = smem_of(s);
+	pthread_mutex_lock(&m->lock);
+	struct mblob *b = blob_of(map_get_id(&m->by_id, id), hex);
+	int r = !b ? -ENOENT : b->len == size ? 0 : -EBADMSG;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static int mem_blob_link(struct storage *s, uint64_t from, uint64_t to, const char *hex)
+{
+	struct smem *m = smem_of(s);
+	pthread_mutex_lock(&m->lock);
+	struct mblob *b = blob_of(map_get_id(&m->by_id, from), hex);
+	struct mctx *t = map_get_id(&m->by_id, to);
+	int r = !b || !t ? -ENOENT : blob_add(t, hex, b->data, b->len);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static int mem_blob_sweep(struct storage *s, uint64_t id, bool (*keep)(void *data, const char *hex),
+			  void *data)
+{
+	struct smem *m = smem_of(s);
+	pthread_mutex_lock(&m->lock);
+	struct mctx *c = map_get_id(&m->by_id, id);
+	int removed = c ? 0 : -ENOENT;
+	for (size_t i = 0; c && i < c->n_blobs;) {
+		if (keep(data, c->blobs[i].hex)) {
+			i++;
+			continue;
+		}
+		free(c->blobs[i].data);
+		c->blobs[i] = c->blobs[--c->n_blobs];
+		removed++;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return removed;
+}
+
 static void mem_free(struct storage *s)
 {
 	struct smem *m = smem_of(s);
@@ -396,6 +518,11 @@ static const struct storage_ops mem_ops = {
     .meta_get = mem_meta_get,
     .meta_set = mem_meta_set,
     .reserve = mem_reserve,
+    .blob_put = mem_blob_put,
+    .blob_read = mem_blob_read,
+    .blob_stat = mem_blob_stat,
+    .blob_link = mem_blob_link,
+    .blob_sweep = mem_blob_sweep,
     .free = mem_free,
 };
 

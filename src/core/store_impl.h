@@ -280,8 +280,6 @@ struct store {
 	pthread_mutex_t defaults_lock; /* saving .config (taken before lock) */
 	struct storage *st;	       /* where contexts are kept (storage.h) */
 	bool own_st;		       /* store_open made it: store_free frees it */
-	struct blobs *blobs;	       /* STATE/blobs: attachments, once each (blob.h);
-					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */
 	struct map by_id;	       /* id -> struct store_slot (owner) */
 	struct map calls;	       /* call id -> struct reply */
@@ -489,8 +487,8 @@ void reserve_give_back(struct store *s, uint64_t *held);
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
 void attach_load_record(struct context *c, uint16_t type, const char *name, const struct cJSON *o);
 void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *arr);
-/* After a load: blobs checked (lost ones marked), unreferenced ones swept, and
- * referenced ones of an earlier version's own copy shared (blob_share). */
+/* After a load: blobs checked (lost ones marked), unreferenced ones swept (the
+ * state-dir engine shares an earlier version's own copy on the way). */
 void attach_loaded(struct store *s, struct context *c);
 /* Removes the context's links to blobs no turn of the history nor attach/
  * refers to (a clear), and a shared copy with its last link. */
@@ -523,14 +521,16 @@ void attach_files_free(struct context *c);
 struct attach_file *attach_file_new(struct context *c, const char *name);
 void attach_file_drop(struct context *c, struct attach_file *f);
 /* fork.c: links the blobs the "attach" lists name (n lists, NULL ones
- * skipped) from the directory of storage context from_sid into to_sid's,
+ * skipped) from storage context from_sid into to_sid (storage_blob_link),
  * durably.  A blob the source no longer has is left out: the fork loads it as
  * lost, as the source does.  0, -errno. */
 int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
 		      const struct cJSON *const *lists, size_t n);
-/* The context's directory, where its blobs are: an fd (storage_dir_context_fd),
- * or -errno (-ENOTSUP: the engine keeps no blobs). */
-int attach_dirfd(struct store *s, struct context *c);
+/* Reads c's blob hash of size bytes into out (appended) and checks its size
+ * and hash: 0, -ENOENT (missing), -EBADMSG (damaged), -errno (-ENOTSUP: the
+ * engine keeps no blobs). */
+int attach_blob_get(struct store *s, struct context *c, const char *hash, uint64_t size,
+		    struct buf *out);
 
 /* summary.c (see there).  summary_before: before exchange k's call is built;
  * 1 when a summary call started and the turn waits for it.  summary_call_end:

@@ -67,7 +67,6 @@ int store_open_on(struct storage *st, const char *defaults_text, struct store **
 	s->hooks.load = context_load;
 	s->hooks.pump = context_pump;
 	s->st = st;
-	s->blobs = storage_dir_blobs(st);
 	s->started_ms = clock_wall_ms();
 	int r = load_defaults(s, defaults_text, why, whylen);
 	if (r == 0) {
