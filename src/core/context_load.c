@@ -351,6 +351,7 @@ int context_adopt(struct store *s, struct store_slot *slot, const struct setting
 	c->settings = *st;
 	c->created_ms = c->modified_ms = created_ms;
 	c->open = true;
+	c->seq = 1; /* its CREATE */
 	slot->ctx = c;
 	slot->meta_known = true; /* a new context has none */
 	return 0;
@@ -382,7 +383,7 @@ static int context_first_record(struct store *s, struct context *c)
 	if (!text)
 		return -ENOMEM;
 	int r = storage_append(s->st, c->slot->sid, JOURNAL_CREATE, text, strlen(text),
-			       STORAGE_COMMIT, NULL);
+			       STORAGE_COMMIT, &c->seq);
 	free(text);
 	return r;
 }
@@ -396,7 +397,7 @@ int context_load(struct store *s, struct store_slot *slot)
 	struct loader L = {s, c};
 	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
 	meta_load_begin(slot);
-	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, NULL);
+	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, &c->seq);
 	meta_load_end(s, slot);
 	buf_done(&L.hidden);
 	if (r == -ENODATA) {

@@ -189,6 +189,9 @@ struct context {
 	int broken;		 /* 0, or the -errno that kept the journal from opening
 				    for writing */
 	bool open;		 /* storage_open worked: records can be appended */
+	uint64_t seq;		 /* the last record seq applied (storage.h): set by the
+				    load, by every local append, by a catch-up
+				    (store_feed.c) */
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
