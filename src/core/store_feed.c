@@ -13,7 +13,9 @@
  * hint, storage_changes() from the feed position tells contexts created,
  * renamed, deleted (gone here as a local delete goes) and appended to (caught
  * up when loaded).  It takes only the store lock, never across an engine call,
- * and announces changes through the observers as a local change does.
+ * and announces changes through the observers as a local change does.  It
+ * also saves, every CHECKPOINT_MS, the text of the replies streaming here that
+ * no event saved (feed_checkpoints): what other daemons stream from.
  *
  * A context is found by its engine id (slot->sid) by walking the slots: one
  * walk per hint.
@@ -293,6 +295,23 @@ static void feed_scan(struct store *s)
 	}
 }
 
+/* Other daemons see a reply through its checkpoints: text received and not
+ * saved for CHECKPOINT_MS is saved now, even when no more comes for a while
+ * (the API paused) and no reader here asked for it. */
+static void feed_checkpoints(struct store *s)
+{
+	int64_t now = clock_mono_ms();
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->calls.nslots; i++)
+		for (struct map_node *m = s->calls.slots[i]; m; m = m->next) {
+			struct reply *t = m->value;
+			if ((t->text_saved < t->text.len || t->thinking_saved < t->thinking.len) &&
+			    now - t->saved_ms >= CHECKPOINT_MS)
+				reply_checkpoint(t, false);
+		}
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *feed_main(void *arg)
 {
 	struct store *s = arg;
@@ -301,9 +320,11 @@ static void *feed_main(void *arg)
 	for (;;) {
 		struct pollfd pf[2] = {{s->feed_stop[0], POLLIN, 0}, {fd, POLLIN, 0}};
 		int64_t wait = scanned + FEED_POLL_MS - clock_mono_ms();
+		wait = wait > CHECKPOINT_MS ? CHECKPOINT_MS : wait;
 		int k = poll(pf, 2, wait < 0 ? 0 : (int)wait);
 		if (k > 0 && pf[0].revents)
 			break;
+		feed_checkpoints(s);
 		struct storage_hint h[FEED_HINTS];
 		bool resync = false, scan = clock_mono_ms() - scanned >= FEED_POLL_MS;
 		int got = storage_feed_drain(s->st, h, FEED_HINTS, &resync);
