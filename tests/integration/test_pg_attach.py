@@ -93,3 +93,26 @@ def test_attached_on_a_sent_from_b(mount_factory, fake, pg, tmp_path):
     assert count(pg, "blobs") == 0 and count(pg, "context_blobs") == 0
     a.stop()
     b.stop()
+
+
+def test_attached_on_a_seen_live_on_b(mount_factory, fake, pg):
+    """Both daemons up: a file attached on A appears in attach/ of B through
+    the feed; B sends it; A's attach/ empties and its transcript gets the turn."""
+    a = mount_factory(args=["--store=" + pg.url], state_dir=True)
+    b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
+    c = a.ctx("live")
+    cb = b.path / "live"
+    wait_for(lambda: cb.is_dir(), what="the context on B")
+    (c / "attach" / "a.png").write_bytes(png())
+    wait_for(lambda: os.listdir(cb / "attach") == ["a.png"], what="a.png in B's attach/")
+    assert (cb / "attach" / "a.png").read_bytes() == png()
+    send(cb, "look")
+    assert output(cb) == reply_for("look")
+    blocks = fake.calls[-1].messages[-1]["content"]
+    assert base64.b64decode(blocks[0]["source"]["data"], validate=True) == png()
+    wait_for(lambda: os.listdir(c / "attach") == [], what="A's attach/ emptied")
+    wait_for(lambda: "[attached: a.png, PNG, 164 B]" in read_text(c / "transcript"),
+             what="the turn in A's transcript")
+    assert output(c) == reply_for("look")
+    a.stop()
+    b.stop()
