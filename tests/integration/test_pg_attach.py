@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from attach_files import pdf, png
-from mcpfs_testlib import REPO, output, read_text, reply_for, run, send, wait_for
+from mcpfs_testlib import REPO, daemon_env, output, read_text, reply_for, run, send, wait_for
 from pg_support import PgServer, require_pg
 
 
@@ -116,3 +116,34 @@ def test_attached_on_a_seen_live_on_b(mount_factory, fake, pg):
     assert output(c) == reply_for("look")
     a.stop()
     b.stop()
+
+
+def test_import_copies_the_attachments(mount_factory, fake, pg):
+    """--import copies a context's blobs with its records: the turn's
+    attachment is sent again from the database, the file waiting in attach/
+    is there with its bytes; run again, nothing is written twice."""
+    src = mount_factory(name="src", state_dir=True)
+    c = src.ctx("pics")
+    (c / "attach" / "a.png").write_bytes(png())
+    send(c, "look")
+    assert output(c) == reply_for("look")
+    (c / "attach" / "r.pdf").write_bytes(pdf())
+    src.stop()
+    for _ in range(2):
+        r = run([src.bin, "--store=" + pg.url, "--import=%s" % src.state], timeout=120,
+                env=daemon_env(src.home, "http://127.0.0.1:9"))
+        assert r.rc == 0, r
+        assert count(pg, "blobs") == 2 and count(pg, "context_blobs") == 2
+    d = mount_factory(name="db", args=["--store=" + pg.url], state_dir=True)
+    cd = d.path / "pics"
+    assert os.listdir(cd / "attach") == ["r.pdf"]
+    assert (cd / "attach" / "r.pdf").read_bytes() == pdf()
+    send(cd, "again")
+    assert output(cd) == reply_for("again")
+    first = fake.calls[-1].messages[0]["content"]
+    assert base64.b64decode(first[0]["source"]["data"], validate=True) == png()
+    last = fake.calls[-1].messages[-1]["content"]
+    assert [x["type"] for x in last] == ["document", "text"]
+    assert base64.b64decode(last[0]["source"]["data"], validate=True) == pdf()
+    assert "attachments_lost" not in read_text(cd / "status")
+    d.stop()
