@@ -121,8 +121,8 @@ static long jdir_blob_read(struct storage *s, uint64_t id, const char *hex, void
 }
 
 /* Read-only: calls keep for each blob the context holds, drops nothing. */
-static int jdir_blob_sweep(struct storage *s, uint64_t id, bool (*keep)(void *data, const char *hex),
-			   void *data)
+static int jdir_blob_sweep(struct storage *s, uint64_t id,
+			   bool (*keep)(void *data, const char *hex), void *data)
 {
 	int fd = jdir_dir(jdir_of(s), id);
 	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;

@@ -415,8 +415,7 @@ static int blob_add(struct mctx *c, const char *hex, const void *data, size_t n)
 	return 0;
 }
 
-static int mem_blob_put(struct storage *s, uint64_t id, const char *hex, const void *data,
-			size_t n)
+static int mem_blob_put(struct storage *s, uint64_t id, const char *hex, const void *data, size_t n)
 {
 	struct smem *m = smem_of(s);
 	if (n > STORAGE_MAX_BLOB)

@@ -45,11 +45,12 @@ static int put_new(struct pg_store *p, const char *ids, const char *hex, const c
 	PGresult *r = NULL;
 	int err = pg_simple(p, "BEGIN");
 	if (err == 0)
-		err = pg_exec(p,
-			      "INSERT INTO mcpfs.blobs (hash, size, data) VALUES ($1, $2::bigint, $3)"
-			      " ON CONFLICT (hash) DO UPDATE SET size = EXCLUDED.size,"
-			      " data = EXCLUDED.data",
-			      3, v, lens, fmts, 0, &r);
+		err =
+		    pg_exec(p,
+			    "INSERT INTO mcpfs.blobs (hash, size, data) VALUES ($1, $2::bigint, $3)"
+			    " ON CONFLICT (hash) DO UPDATE SET size = EXCLUDED.size,"
+			    " data = EXCLUDED.data",
+			    3, v, lens, fmts, 0, &r);
 	PQclear(r);
 	r = NULL;
 	if (err == 0)
@@ -205,8 +206,8 @@ int pg_blob_sweep(struct storage *s, uint64_t id, bool (*keep)(void *data, const
 
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	pthread_mutex_lock(&p->lock);
-	int err = pg_single_rows(p, "SELECT hash FROM mcpfs.context_blobs WHERE context_id = $1",
-				 1, v, 0, on_hash_row, &w);
+	int err = pg_single_rows(p, "SELECT hash FROM mcpfs.context_blobs WHERE context_id = $1", 1,
+				 v, 0, on_hash_row, &w);
 	if (err == 0 && w.n) {
 		w.drop[w.len++] = '}';
 		w.drop[w.len] = '\0';
