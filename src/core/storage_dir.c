@@ -281,14 +281,7 @@ int storage_dir_context_fd(struct storage *s, uint64_t id)
 	struct sdir *d = sdir_checked(s);
 	if (!d)
 		return -ENOTSUP;
-	char rel[SDIR_PATH_MAX];
-	pthread_mutex_lock(&d->lock);
-	struct sdir_ctx *c = map_get_id(&d->by_id, id);
-	int r = c ? sdir_rel_dir(c, rel, sizeof(rel)) : -ENOENT;
-	if (r == 0 && (r = openat(d->dir_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		r = -errno;
-	pthread_mutex_unlock(&d->lock);
-	return r;
+	return sdir_context_fd(d, id);
 }
 
 size_t storage_dir_open_journals(struct storage *s)

@@ -76,7 +76,9 @@ int sdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max, stor
 int sdir_open(struct storage *s, uint64_t id, struct storage_report *rep);
 int sdir_failed(struct storage *s, uint64_t id);
 int sdir_tail(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn *fn, void *data);
-/* storage_dir_blob.c's ops (blob.h's files). */
+/* storage_dir_blob.c: a context's directory, opened (the caller closes it):
+ * -ENOENT, -errno; and the blob ops (blob.h's files). */
+int sdir_context_fd(struct sdir *d, uint64_t id);
 int sdir_blob_put(struct storage *s, uint64_t id, const char *hex, const void *data, size_t n);
 long sdir_blob_read(struct storage *s, uint64_t id, const char *hex, void *buf, size_t n,
 		    uint64_t off);

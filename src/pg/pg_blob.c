@@ -128,7 +128,9 @@ int pg_blob_stat(struct storage *s, uint64_t id, const char *hex, uint64_t size)
 	int err = LOCKED(p, pg_exec(p, sql, 2, v, NULL, NULL, 0, &r));
 	if (err < 0)
 		return err;
-	err = !PQntuples(r) ? -ENOENT : pg_u64(r, 0, 0) == size ? 0 : -EBADMSG;
+	err = !PQntuples(r)					? -ENOENT
+	      : strtoull(PQgetvalue(r, 0, 0), NULL, 10) == size ? 0
+								: -EBADMSG;
 	PQclear(r);
 	return err;
 }
