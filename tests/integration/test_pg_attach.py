@@ -114,6 +114,8 @@ def test_attached_on_a_seen_live_on_b(mount_factory, fake, pg):
     wait_for(lambda: "[attached: a.png, PNG, 164 B]" in read_text(c / "transcript"),
              what="the turn in A's transcript")
     assert output(c) == reply_for("look")
+    # the response cache is off on a shared store, and .status says why
+    assert "response_cache: off (not kept with --store" in read_text(b.path / ".status")
     a.stop()
     b.stop()
 
