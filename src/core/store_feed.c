@@ -20,6 +20,7 @@
  * A context is found by its engine id (slot->sid) by walking the slots: one
  * walk per hint.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -269,6 +270,13 @@ static bool change_apply(struct store *s, const struct change *ch, uint64_t gen,
 			done = !strcmp(slot->name, ch->name);
 		}
 		*catch = slot->ctx && ch->last_seq > slot->ctx->seq;
+		if (!slot->ctx) { /* what a listing shows without loading: read again */
+			slot->word[0] = '\0';
+			cJSON_Delete(slot->meta);
+			slot->meta = NULL;
+			slot->meta_known = false;
+			notes_add(&n, slot->id, STORE_CHANGED_STATE | STORE_CHANGED_META);
+		}
 	}
 	store_unlock_notify(s, &n);
 	return done;
