@@ -377,6 +377,10 @@ void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
 /* The in-memory engine: the same semantics without files (nothing survives
  * storage_free).  For the core's unit tests. */
 int storage_mem_new(struct storage **ret);
+/* The same with a feed (feed_fd, feed_drain, changes: hints on every create,
+ * rename, remove and append): stores opened on it (store_open_on) are daemons
+ * sharing one database, for the unit tests of the live catch-up.  No leases. */
+int storage_mem_new_shared(struct storage **ret);
 /* Fault hook: the next `count` calls of op ("append", "sync", "create",
  * "rename", "remove", "defaults_set", "open", "reserve", "blob_put"; NULL: any) fail with
  * err (negative errno); a sync fails only when it has something to flush, and

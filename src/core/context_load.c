@@ -119,6 +119,10 @@ static struct reply *load_attempt(struct loader *L, int64_t turn, int64_t attemp
 		return NULL;
 	if (attempt > 0 && (uint64_t)attempt < e->reply->attempt)
 		return NULL;
+	/* Live (store_feed.c): another daemon's record of an attempt whose call
+	 * runs here is not applied over it (a takeover is the lease's to say). */
+	if (e->reply->call_id || e->reply->models_wait || e->reply == c->active)
+		return NULL;
 	if (attempt > UINT32_MAX) {
 		L->bad_payloads++;
 		return NULL;

@@ -20,6 +20,7 @@
  * A context is found by its engine id (slot->sid) by walking the slots: one
  * walk per hint.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +36,7 @@
 #define FEED_POLL_MS 1000    /* storage_changes at least this often */
 #define FEED_HINTS 64	     /* hints drained per call */
 #define FEED_CHANGES_MAX 512 /* contexts per storage_changes call */
+#define FEED_RETRY_MS 50     /* a scan that left changes waiting reads again */
 
 /* One record loaded without the lock. */
 struct fetched {
@@ -237,13 +239,19 @@ static int on_change(void *data, const struct storage_context *sc)
 
 /* Applies one change under the lock.  true: done; false: its name is still
  * another context's here (renamed or deleted elsewhere too, a later change
- * says so): scanned again from here next time. */
-static bool change_apply(struct store *s, const struct change *ch, bool *catch)
+ * says so), or a local create, rename or delete came after the list was read
+ * (names_gen is no longer gen: the list may undo it): scanned again from here
+ * next time. */
+static bool change_apply(struct store *s, const struct change *ch, uint64_t gen, bool *catch)
 {
 	struct notes n = {0};
 	bool done = true;
 	*catch = false;
 	pthread_mutex_lock(&s->lock);
+	if (s->names_gen != gen) { /* a local change since the list was read */
+		pthread_mutex_unlock(&s->lock);
+		return false;
+	}
 	struct store_slot *slot = slot_by_sid(s, ch->id);
 	if (!ch->name) {
 		if (slot)
@@ -262,25 +270,36 @@ static bool change_apply(struct store *s, const struct change *ch, bool *catch)
 			done = !strcmp(slot->name, ch->name);
 		}
 		*catch = slot->ctx && ch->last_seq > slot->ctx->seq;
+		if (!slot->ctx) { /* what a listing shows without loading: read again */
+			slot->word[0] = '\0';
+			cJSON_Delete(slot->meta);
+			slot->meta = NULL;
+			slot->meta_known = false;
+			notes_add(&n, slot->id, STORE_CHANGED_STATE | STORE_CHANGED_META);
+		}
 	}
 	store_unlock_notify(s, &n);
 	return done;
 }
 
-/* storage_changes from the feed position, applied; then the catch-ups. */
-static void feed_scan(struct store *s)
+/* storage_changes from the feed position, applied, with the catch-ups they
+ * call for.  false: some wait (change_apply), to be read again soon. */
+static bool feed_scan(struct store *s)
 {
 	uint64_t from = s->feed_pos;
 	for (;;) {
 		struct scan l = {NULL, 0, 0};
 		uint64_t next = from;
+		pthread_mutex_lock(&s->lock);
+		uint64_t gen = s->names_gen;
+		pthread_mutex_unlock(&s->lock);
 		int r = storage_changes(s->st, from, FEED_CHANGES_MAX, on_change, &l, &next);
 		if (r < 0)
 			log_debug("feed: reading the changes: %s", strerror(-r));
 		bool all = r == 0;
 		for (size_t i = 0; i < l.n; i++) {
-			bool catch;
-			if (!change_apply(s, &l.v[i], &catch))
+			bool catch = false;
+			if (!all || !change_apply(s, &l.v[i], gen, &catch))
 				all = false;
 			if (catch)
 				feed_catch_up(s, l.v[i].id, 0);
@@ -290,7 +309,7 @@ static void feed_scan(struct store *s)
 		if (all && next > s->feed_pos)
 			s->feed_pos = next;
 		if (!all || l.n < FEED_CHANGES_MAX)
-			break;
+			return all;
 		from = next;
 	}
 }
@@ -335,8 +354,9 @@ static void *feed_main(void *arg)
 				feed_catch_up(s, h[i].id, h[i].seq);
 		}
 		if (scan || resync) {
-			feed_scan(s);
-			scanned = clock_mono_ms();
+			bool all = feed_scan(s);
+			/* what waited is read again in FEED_RETRY_MS */
+			scanned = clock_mono_ms() - (all ? 0 : FEED_POLL_MS - FEED_RETRY_MS);
 		}
 	}
 	return NULL;

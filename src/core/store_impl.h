@@ -333,6 +333,9 @@ struct store {
 	bool feed_running;
 	int feed_stop[2];  /* a pipe: store_feed_stop() writes, the thread polls */
 	uint64_t feed_pos; /* the storage_changes() position it has seen */
+	uint64_t names_gen; /* bumped (under lock) by every local create, rename,
+			       delete: a feed scan that saw it change meanwhile
+			       read a stale list, and reads again */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);

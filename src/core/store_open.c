@@ -163,6 +163,7 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	slot = map_get_id(&s->by_id, id0); /* neither deleted nor renamed meanwhile */
 	slot->creating = false;
 	slot->sid = sid;
+	s->names_gen++; /* store_feed.c */
 	pthread_cond_broadcast(&s->synced);
 	if (r == 0)
 		context_adopt(s, slot, &st, created); /* out of memory: it loads at first use */
@@ -212,6 +213,7 @@ int store_delete(struct store *s, const char *name)
 	}
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, slot->id);
+	s->names_gen++; /* store_feed.c */
 	uint64_t id = slot->id;
 	/* End every live turn, so no reader waits. */
 	struct context *c = slot->ctx;
