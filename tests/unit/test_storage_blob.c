@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mcpfs/storage_copy.h"
 #include "storage_blob_suite.h"
 
 static int count_files(const char *dir)
@@ -50,8 +51,42 @@ static void on_disk(const char *state)
 	storage_free(s);
 }
 
+/* storage_copy (--import) copies a context's blobs after its records, and a
+ * second copy writes nothing new. */
+static void copied(void)
+{
+	struct storage *from = NULL, *to = NULL;
+	struct storage_copy_report rep;
+	char why[256], hex[33], buf[32];
+	uint64_t id;
+	const char *data = "an attachment to import";
+	CHECK_EQ_INT(storage_mem_new(&from), 0);
+	CHECK_EQ_INT(storage_mem_new(&to), 0);
+	if (!from || !to)
+		return;
+	CHECK_EQ_INT(storage_create(from, "imp", 1, SUITE_CREATE, strlen(SUITE_CREATE), &id), 0);
+	attach_hash(data, strlen(data), hex);
+	CHECK_EQ_INT(storage_blob_put(from, id, hex, data, strlen(data)), 0);
+	for (int round = 0; round < 2; round++) {
+		CHECK_EQ_INT(storage_copy(from, to, NULL, NULL, &rep, why, sizeof(why)), 0);
+		CHECK_EQ_INT(rep.copied + rep.present, 1);
+		CHECK_EQ_INT(storage_blob_stat(to, 1, hex, strlen(data)), 0);
+		memset(buf, 0, sizeof(buf));
+		CHECK_EQ_INT(storage_blob_read(to, 1, hex, buf, sizeof(buf), 0),
+			     (long)strlen(data));
+		CHECK_EQ_STR(buf, data);
+	}
+	/* a failing put fails the copy, naming the context */
+	storage_mem_fail(to, "blob_put", -EIO, 1, 0);
+	CHECK_EQ_INT(storage_copy(from, to, NULL, NULL, &rep, why, sizeof(why)), -EIO);
+	CHECK(strstr(why, "imp") != NULL);
+	storage_free(from);
+	storage_free(to);
+}
+
 int main(void)
 {
+	copied();
 	struct storage *s = NULL;
 	CHECK_EQ_INT(storage_mem_new(&s), 0);
 	if (s) {
