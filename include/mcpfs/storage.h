@@ -70,15 +70,16 @@
  * RLIMIT_NOFILE, storage_dir_new()), parking (closing) the least recently used
  * idle one and reopening it when used; the in-memory engine, none.
  *
- * Not behind this seam, on purpose: attachment blobs (blob.h: content-addressed
- * files, linked per context; large bytes that are read back by name, not
- * records), the response cache (rcache.h) and the Models API cache
- * (store_models.c): each is a cache or a content store with its own narrow
- * module and its own failure rule (a lost cache entry costs a call; a lost blob
- * is reported as lost), keyed by content rather than ordered like records.  The
- * state-dir engine hands them their directories (storage_dir_fd(),
- * storage_dir_context_fd()); the context and turn logic only passes the store's
- * blob handle.  A shared engine will need a blob table of its own (issue 16).
+ * Attachment blobs are behind it too (the blob_* ops below, issue 16): the
+ * bytes of an attachment, content-addressed by HASH (32 hex digits of
+ * XXH3-128, attach_hash), stored once per engine and held per context, so a
+ * daemon on a shared engine reads the attachments another daemon committed.
+ * Not behind this seam, on purpose: the response cache (rcache.h) and the
+ * Models API cache (store_models.c): each a cache with its own narrow module
+ * and its own failure rule (a lost cache entry costs a call), kept in the
+ * state directory the state-dir engine hands them (storage_dir_fd()); with
+ * another engine the Models API cache lives in memory only and the response
+ * cache is off (doc/design/shared-store.md §6).
  */
 #ifndef MCPFS_STORAGE_H
 #define MCPFS_STORAGE_H
@@ -90,12 +91,11 @@
 
 #include "mcpfs/record_type.h"
 
-struct blobs;
-
 /* payload bytes (64 MiB); storage_dir.c asserts it is journal.h's JOURNAL_MAX_RECORD */
 #define STORAGE_MAX_RECORD (64u << 20)
-#define STORAGE_MAX_HOLDER 64	    /* bytes of a lease holder's name, NUL included */
-#define STORAGE_MAX_SIDE (2u << 20) /* bytes of a context's side file (meta_set) */
+#define STORAGE_MAX_HOLDER 64	     /* bytes of a lease holder's name, NUL included */
+#define STORAGE_MAX_SIDE (2u << 20)  /* bytes of a context's side file (meta_set) */
+#define STORAGE_MAX_BLOB (32u << 20) /* bytes of an attachment blob (blob_put) */
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */
@@ -264,6 +264,39 @@ struct storage_ops {
 	/* Releases it (0 also when it was taken over meanwhile). */
 	int (*lease_release)(struct storage *s, uint64_t id, uint64_t token);
 
+	/* Attachment blobs (optional: NULL in an engine that keeps none; the
+	 * storage_blob_* calls then return -ENOTSUP).  A context holds a blob
+	 * from blob_put (or blob_link) until blob_sweep drops it or the context
+	 * is removed; the engine keeps one copy of a content however many
+	 * contexts hold it, and drops it when none does.  Bytes are at most
+	 * STORAGE_MAX_BLOB; the core checks its own limits (attach.h) first. */
+
+	/* Makes the blob hex (the caller hashed data) one of context id's,
+	 * durably (committed as create is); idempotent: a blob id holds already,
+	 * or one another context holds with these bytes, is not written again
+	 * (a damaged stored copy is replaced).  Blocks on the medium for up to
+	 * n bytes: call it without a lock of the caller's.  0, -ENOENT (no such
+	 * context), -EFBIG, -ENOSPC, -EIO. */
+	int (*blob_put)(struct storage *s, uint64_t id, const char *hex, const void *data,
+			size_t n);
+	/* Copies up to n bytes at off of context id's blob hex into buf; the
+	 * bytes copied (0 at or past its end), -ENOENT (id holds no such blob),
+	 * -EIO. */
+	long (*blob_read)(struct storage *s, uint64_t id, const char *hex, void *buf, size_t n,
+			  uint64_t off);
+	/* 0 when id holds blob hex of `size` bytes; -ENOENT (none), -EBADMSG
+	 * (it holds one of another size: damaged), -EIO. */
+	int (*blob_stat)(struct storage *s, uint64_t id, const char *hex, uint64_t size);
+	/* Context to holds from's blob hex too (a fork), durably.  0 (also when
+	 * to held it already), -ENOENT (from holds none). */
+	int (*blob_link)(struct storage *s, uint64_t from, uint64_t to, const char *hex);
+	/* Drops every blob of context id for which keep(data, hex) is false (a
+	 * stored copy goes when no context holds it any more), and what a crash
+	 * left half made.  keep runs on the calling thread, maybe under the
+	 * engine's lock (see Threads).  The number dropped, or -errno. */
+	int (*blob_sweep)(struct storage *s, uint64_t id, bool (*keep)(void *data, const char *hex),
+			  void *data);
+
 	/* Closes the engine and frees s.  NULL-safe through storage_free(). */
 	void (*free)(struct storage *s);
 };
@@ -296,6 +329,11 @@ struct storage {
 #define storage_lease_acquire(s, ...) STORAGE_CALL(s, lease_acquire, __VA_ARGS__)
 #define storage_lease_renew(s, ...) STORAGE_CALL(s, lease_renew, __VA_ARGS__)
 #define storage_lease_release(s, ...) STORAGE_CALL(s, lease_release, __VA_ARGS__)
+#define storage_blob_put(s, ...) STORAGE_CALL(s, blob_put, __VA_ARGS__)
+#define storage_blob_read(s, ...) STORAGE_CALL(s, blob_read, __VA_ARGS__)
+#define storage_blob_stat(s, ...) STORAGE_CALL(s, blob_stat, __VA_ARGS__)
+#define storage_blob_link(s, ...) STORAGE_CALL(s, blob_link, __VA_ARGS__)
+#define storage_blob_sweep(s, ...) STORAGE_CALL(s, blob_sweep, __VA_ARGS__)
 
 static inline int storage_names_sync(struct storage *s)
 {
@@ -343,15 +381,13 @@ static inline void storage_free(struct storage *s)
  * ("state directory '...' is in use by another mcpfs", ...). */
 int storage_dir_new(const char *dir, size_t fd_max, struct storage **ret, char *why, size_t whylen);
 /* The directory itself (for the caches kept beside the records: rcache.h,
- * the Models API cache) and its absolute path; a context's directory (for
- * blob.h's links), a new descriptor the caller closes.  -ENOENT, -errno.
- * Only for an engine made by storage_dir_new(). */
+ * the Models API cache) and its absolute path; a context's directory, a new
+ * descriptor the caller closes (tests).  -ENOENT, -errno.  Only for an engine
+ * made by storage_dir_new().  Its blobs are blob.h's files (STATE/blobs, and
+ * links in a context's directory), behind the blob_* ops. */
 int storage_dir_fd(struct storage *s);
 const char *storage_dir_path(struct storage *s);
 int storage_dir_context_fd(struct storage *s, uint64_t id);
-/* STATE/blobs (blob.h), opened and swept by storage_dir_new(); a context's
- * directory's blobs are swept by remove. */
-struct blobs *storage_dir_blobs(struct storage *s);
 /* Journals open now and their bound (tests; `.status`). */
 size_t storage_dir_open_journals(struct storage *s);
 void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
@@ -359,8 +395,12 @@ void storage_dir_set_fd_max(struct storage *s, size_t fd_max);
 /* The in-memory engine: the same semantics without files (nothing survives
  * storage_free).  For the core's unit tests. */
 int storage_mem_new(struct storage **ret);
+/* The same with a feed (feed_fd, feed_drain, changes: hints on every create,
+ * rename, remove and append): stores opened on it (store_open_on) are daemons
+ * sharing one database, for the unit tests of the live catch-up.  No leases. */
+int storage_mem_new_shared(struct storage **ret);
 /* Fault hook: the next `count` calls of op ("append", "sync", "create",
- * "rename", "remove", "defaults_set", "open", "reserve"; NULL: any) fail with
+ * "rename", "remove", "defaults_set", "open", "reserve", "blob_put"; NULL: any) fail with
  * err (negative errno); a sync fails only when it has something to flush, and
  * then drops it (what a failed fdatasync loses) and leaves storage_failed() ==
  * recover_err: while the hook's recover_err is non-zero appends fail with it

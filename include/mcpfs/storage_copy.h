@@ -20,8 +20,14 @@
  * STORAGE_COPY_COMMIT_EVERY records and at each context's last one, so what is
  * in `to` is always a prefix of the context (storage.h's ordering rule).
  *
+ * Then the context's attachment blobs (storage.h's blob_* ops, when both
+ * engines have them): every blob it holds in `from` is put into `to`, which
+ * does not write again a content it holds (so a resumed or repeated import
+ * finishes them too).
+ *
  * Memory: one record's payload at a time, plus two for the comparisons (each at
- * most STORAGE_MAX_RECORD), plus the listing of `from` (names and ids).
+ * most STORAGE_MAX_RECORD), plus the listing of `from` (names and ids), plus
+ * one blob at a time (at most STORAGE_MAX_BLOB) and the list of its hashes.
  * Nothing here logs: each context's outcome goes to `note` as one line.
  */
 #ifndef MCPFS_STORAGE_COPY_H

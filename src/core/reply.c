@@ -112,8 +112,9 @@ int reply_checkpoint(struct reply *t, bool sync)
 {
 	struct context *c = t->ctx;
 	int err = 0;
-	if (!c || !c->open || c->syncing || t->summary_call)
-		return 0; /* while a sync runs: at the next event, or when it ends */
+	if (!c || !c->open || c->syncing || t->summary_call || t->remote)
+		return 0; /* while a sync runs: at the next event, or when it ends;
+			     a remote turn's parts are another daemon's */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
 	if (!t->text.len && t->state != REPLY_DONE && t->state != REPLY_FAILED)

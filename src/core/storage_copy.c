@@ -187,6 +187,82 @@ static int resume_point(struct storage *from, struct storage *to, const struct c
 	return err;
 }
 
+/* The hashes of a context's blobs, from a sweep that keeps them all. */
+struct blob_list {
+	char (*hex)[33];
+	size_t n, cap;
+	int err;
+};
+
+static bool list_blob(void *data, const char *hex)
+{
+	struct blob_list *l = data;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char(*v)[33] = realloc(l->hex, cap * sizeof(*v));
+		if (!v) {
+			l->err = -ENOMEM;
+			return true;
+		}
+		l->hex = v;
+		l->cap = cap;
+	}
+	snprintf(l->hex[l->n++], 33, "%s", hex);
+	return true;
+}
+
+/* Reads the whole blob hex of context id into *out (malloc'd, *n bytes). */
+static int read_blob(struct storage *s, uint64_t id, const char *hex, char **out, size_t *n)
+{
+	size_t cap = 1 << 20, len = 0;
+	char *b = malloc(cap);
+	long got = b ? 1 : -ENOMEM;
+	while (got > 0) {
+		if (len == cap) {
+			char *nb = cap < STORAGE_MAX_BLOB ? realloc(b, cap * 2) : NULL;
+			if (!nb) {
+				got = cap < STORAGE_MAX_BLOB ? -ENOMEM : -EFBIG;
+				break;
+			}
+			b = nb;
+			cap *= 2;
+		}
+		got = storage_blob_read(s, id, hex, b + len, cap - len, len);
+		if (got > 0)
+			len += (size_t)got;
+	}
+	if (got < 0) {
+		free(b);
+		return (int)got;
+	}
+	*out = b;
+	*n = len;
+	return 0;
+}
+
+/* Every blob the context holds in `from`, put into `to` (idempotent there: a
+ * content it holds is not written again), so that an import run again also
+ * finishes what a stopped one left.  An engine on either side without blobs:
+ * nothing to do. */
+static int copy_blobs(struct storage *from, uint64_t from_id, struct storage *to, uint64_t to_id)
+{
+	struct blob_list l = {0};
+	if (!to->ops->blob_put)
+		return 0;
+	int err = storage_blob_sweep(from, from_id, list_blob, &l);
+	err = err == -ENOTSUP ? 0 : err < 0 ? err : l.err;
+	for (size_t i = 0; err == 0 && i < l.n; i++) {
+		char *data = NULL;
+		size_t n = 0;
+		err = read_blob(from, from_id, l.hex[i], &data, &n);
+		if (err == 0)
+			err = storage_blob_put(to, to_id, l.hex[i], data, n);
+		free(data);
+	}
+	free(l.hex);
+	return err;
+}
+
 static int copy_context(struct storage *from, struct storage *to, const struct copy_list *there,
 			const struct copy_item *src, enum storage_copy_outcome *what,
 			const char **skip, uint64_t *records)
@@ -218,6 +294,8 @@ static int copy_context(struct storage *from, struct storage *to, const struct c
 	else
 		after = 1;
 	err = copy_records(from, src, &c, after);
+	if (err == 0)
+		err = copy_blobs(from, src->id, to, c.to_id);
 	*records = c.appended;
 	*what = !dst	     ? STORAGE_COPY_COPIED
 		: c.appended ? STORAGE_COPY_RESUMED

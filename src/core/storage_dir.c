@@ -10,7 +10,7 @@
  *   STATE/config                  the root defaults (defaults_set: temp, fsync, rename)
  *   STATE/contexts/NAME/journal   a context's records (journal.h)
  *   STATE/contexts/NAME/meta      its side file (meta_set; not fsynced)
- *   STATE/contexts/NAME/blob-HASH its attachments' links (blob.h, not ours)
+ *   STATE/contexts/NAME/blob-HASH its attachments' links (blob.h: storage_dir_blob.c)
  *   STATE/trash/                  hidden contexts (new-ID) and deletes; emptied at start
  *   STATE/blobs/                  blob.h's
  */
@@ -254,6 +254,11 @@ static const struct storage_ops dir_ops = {
     .meta_set = sdir_meta_set,
     .reserve = sdir_reserve,
     .names_sync = dir_names_sync,
+    .blob_put = sdir_blob_put,
+    .blob_read = sdir_blob_read,
+    .blob_stat = sdir_blob_stat,
+    .blob_link = sdir_blob_link,
+    .blob_sweep = sdir_blob_sweep,
     .free = dir_free,
 };
 
@@ -274,25 +279,12 @@ const char *storage_dir_path(struct storage *s)
 	return d ? d->dir : NULL;
 }
 
-struct blobs *storage_dir_blobs(struct storage *s)
-{
-	struct sdir *d = sdir_checked(s);
-	return d ? &d->blobs : NULL;
-}
-
 int storage_dir_context_fd(struct storage *s, uint64_t id)
 {
 	struct sdir *d = sdir_checked(s);
 	if (!d)
 		return -ENOTSUP;
-	char rel[SDIR_PATH_MAX];
-	pthread_mutex_lock(&d->lock);
-	struct sdir_ctx *c = map_get_id(&d->by_id, id);
-	int r = c ? sdir_rel_dir(c, rel, sizeof(rel)) : -ENOENT;
-	if (r == 0 && (r = openat(d->dir_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		r = -errno;
-	pthread_mutex_unlock(&d->lock);
-	return r;
+	return sdir_context_fd(d, id);
 }
 
 size_t storage_dir_open_journals(struct storage *s)

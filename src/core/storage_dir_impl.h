@@ -76,6 +76,16 @@ int sdir_load(struct storage *s, uint64_t id, uint64_t after, uint32_t max, stor
 int sdir_open(struct storage *s, uint64_t id, struct storage_report *rep);
 int sdir_failed(struct storage *s, uint64_t id);
 int sdir_tail(struct storage *s, uint64_t id, uint64_t bytes, storage_record_fn *fn, void *data);
+/* storage_dir_blob.c: a context's directory, opened (the caller closes it):
+ * -ENOENT, -errno; and the blob ops (blob.h's files). */
+int sdir_context_fd(struct sdir *d, uint64_t id);
+int sdir_blob_put(struct storage *s, uint64_t id, const char *hex, const void *data, size_t n);
+long sdir_blob_read(struct storage *s, uint64_t id, const char *hex, void *buf, size_t n,
+		    uint64_t off);
+int sdir_blob_stat(struct storage *s, uint64_t id, const char *hex, uint64_t size);
+int sdir_blob_link(struct storage *s, uint64_t from, uint64_t to, const char *hex);
+int sdir_blob_sweep(struct storage *s, uint64_t id, bool (*keep)(void *data, const char *hex),
+		    void *data);
 /* Counts a journal just opened in the bound, parking others first. */
 void sdir_make_room(struct sdir *d);
 void sdir_opened(struct sdir *d, struct sdir_ctx *c);

@@ -4,7 +4,8 @@
  * Ids are the positions in the listing made at open (1, 2, ...); seqs are the
  * valid records' positions in a journal, as the loader counts them.  A context's
  * created_ms is its CREATE record's "created_ms" (journal.md §4); its last seq
- * comes from one scan at open. */
+ * comes from one scan at open.  Its attachments' blobs are read (blob_read)
+ * and listed (blob_sweep, which drops nothing here) for the copy. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "mcpfs/attach.h"
+#include "mcpfs/blob.h"
 #include "mcpfs/journal.h"
 #include "mcpfs/record.h"
 #include "mcpfs/storage_copy.h"
@@ -95,6 +98,49 @@ static int jdir_list(struct storage *s, storage_context_fn *fn, void *data)
 	return err;
 }
 
+/* A context's directory, opened (the caller closes it): -ENOENT, -errno. */
+static int jdir_dir(struct jdir *j, uint64_t id)
+{
+	char path[4200];
+	if (id < 1 || id > j->n)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/contexts/%s", j->dir, j->ctx[id - 1].name);
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The attachments' blobs (blob.h's blob-HASH files), read only. */
+static long jdir_blob_read(struct storage *s, uint64_t id, const char *hex, void *buf, size_t n,
+			   uint64_t off)
+{
+	int fd = jdir_dir(jdir_of(s), id);
+	if (fd < 0)
+		return fd;
+	long r = blob_pread(fd, hex, buf, n, off);
+	close(fd);
+	return r;
+}
+
+/* Read-only: calls keep for each blob the context holds, drops nothing. */
+static int jdir_blob_sweep(struct storage *s, uint64_t id,
+			   bool (*keep)(void *data, const char *hex), void *data)
+{
+	int fd = jdir_dir(jdir_of(s), id);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return fd < 0 ? fd : -errno;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, "blob-", 5) && strlen(de->d_name) == 37 &&
+		    attach_hash_valid(de->d_name + 5))
+			keep(data, de->d_name + 5);
+	closedir(d);
+	return 0;
+}
+
 static void jdir_free(struct storage *s)
 {
 	struct jdir *j = jdir_of(s);
@@ -110,6 +156,8 @@ static void jdir_free(struct storage *s)
 static const struct storage_ops jdir_ops = {
     .list = jdir_list,
     .load = jdir_load,
+    .blob_read = jdir_blob_read,
+    .blob_sweep = jdir_blob_sweep,
     .free = jdir_free,
 };
 

@@ -162,6 +162,7 @@ void store_slot_settle(struct store *s, uint64_t slot_id, uint64_t sid, int r)
 	struct store_slot *slot = map_get_id(&s->by_id, slot_id);
 	slot->creating = false;
 	slot->sid = sid;
+	s->names_gen++; /* store_feed.c */
 	pthread_cond_broadcast(&s->synced);
 	if (r < 0) {
 		map_del(&s->by_name, slot->name, strlen(slot->name));
@@ -205,6 +206,7 @@ int store_rename(struct store *s, const char *from, const char *to)
 	}
 	free(c->name);
 	c->name = copy;
+	s->names_gen++; /* store_feed.c */
 	notes_add(&notes, c->id, STORE_CHANGED_RENAMED);
 	store_unlock_notify(s, &notes);
 	storage_names_sync(s->st); /* durable before it returns, without the lock */

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "mcpfs/attach.h"
-#include "mcpfs/blob.h"
 #include "mcpfs/clock.h"
 #include "mcpfs/store_attach.h"
 #include "store_impl.h"
@@ -82,9 +81,30 @@ struct attach_file *attach_file_new(struct context *c, const char *name)
 	return f;
 }
 
-int attach_dirfd(struct store *s, struct context *c)
+int attach_blob_get(struct store *s, struct context *c, const char *hash, uint64_t size,
+		    struct buf *out)
 {
-	return storage_dir_context_fd(s->st, c->slot->sid);
+	uint64_t sid = c->slot->sid;
+	int r = storage_blob_stat(s->st, sid, hash, size);
+	if (r < 0)
+		return r;
+	size_t start = out->len;
+	if ((r = buf_reserve(out, start + size)) < 0)
+		return r;
+	long got = storage_blob_read(s->st, sid, hash, out->data + start, size, 0);
+	if (got < 0)
+		return (int)got;
+	if ((uint64_t)got != size)
+		return -EBADMSG;
+	out->len = start + size;
+	out->data[out->len] = '\0'; /* the buffer keeps a byte for it (buf.h) */
+	char h[33];
+	attach_hash(out->data + start, size, h);
+	if (strcmp(h, hash)) {
+		out->len = start;
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
@@ -95,25 +115,18 @@ int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
 		any = lists[i] != NULL;
 	if (!any)
 		return 0;
-	int from = storage_dir_context_fd(s->st, from_sid);
-	int to = storage_dir_context_fd(s->st, to_sid);
-	int r = from < 0 ? from : to < 0 ? to : 0;
+	int r = 0;
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		const cJSON *a;
 		cJSON_ArrayForEach(a, lists[i])
 		{
 			const cJSON *h = cJSON_GetObjectItemCaseSensitive(a, "hash");
-			if (r == 0 && cJSON_IsString(h) &&
-			    (r = blob_link(from, to, h->valuestring)) == -ENOENT)
+			if (r == 0 && cJSON_IsString(h) && attach_hash_valid(h->valuestring) &&
+			    (r = storage_blob_link(s->st, from_sid, to_sid, h->valuestring)) ==
+				-ENOENT)
 				r = 0;
 		}
 	}
-	if (r == 0 && fsync(to) < 0)
-		r = -errno;
-	if (from >= 0)
-		close(from);
-	if (to >= 0)
-		close(to);
 	return r;
 }
 
@@ -229,11 +242,7 @@ static bool referenced(void *data, const char *hex)
 
 void attach_gc(struct store *s, struct context *c)
 {
-	int fd = attach_dirfd(s, c);
-	if (fd < 0)
-		return;
-	blob_sweep(s->blobs, fd, referenced, c);
-	close(fd);
+	storage_blob_sweep(s->st, c->slot->sid, referenced, c);
 	/* What a clear left out of the history is never sent again. */
 	for (size_t i = 0; i < c->hist_start; i++)
 		for (size_t k = 0; k < c->ex[i].n_att; k++) {
@@ -242,36 +251,19 @@ void attach_gc(struct store *s, struct context *c)
 		}
 }
 
-/* What a load keeps: the blobs referred to, each shared (STATE/blobs) if it
- * was stored by an earlier version, one copy per context. */
-struct loaded_keep {
-	struct store *s;
-	struct context *c;
-	int fd;
-};
-
-static bool keep_shared(void *data, const char *hex)
-{
-	struct loaded_keep *k = data;
-	if (!referenced(k->c, hex))
-		return false;
-	blob_share(k->s->blobs, k->fd, hex); /* else it stays this context's own copy */
-	return true;
-}
-
 void attach_loaded(struct store *s, struct context *c)
 {
-	int fd = attach_dirfd(s, c);
-	if (fd < 0)
+	uint64_t sid = c->slot->sid;
+	if (!s->st->ops->blob_stat)
 		return;
 	for (size_t i = c->hist_start; i < c->n_ex; i++)
 		for (size_t k = 0; k < c->ex[i].n_att; k++) {
 			struct attachment *a = &c->ex[i].att[k];
-			a->lost = blob_stat(fd, a->hash, a->size);
+			a->lost = storage_blob_stat(s->st, sid, a->hash, a->size);
 		}
 	for (size_t i = 0; i < c->n_files;) {
 		struct attach_file *f = &c->files[i];
-		if (f->committed && blob_stat(fd, f->a.hash, f->a.size) < 0) {
+		if (f->committed && storage_blob_stat(s->st, sid, f->a.hash, f->a.size) < 0) {
 			/* A pending file whose blob is gone is no file. */
 			snprintf(c->refused, sizeof(c->refused),
 				 "attach/%s was lost: its stored copy is missing or damaged",
@@ -282,9 +274,7 @@ void attach_loaded(struct store *s, struct context *c)
 		}
 		i++;
 	}
-	struct loaded_keep k = {s, c, fd};
-	blob_sweep(s->blobs, fd, keep_shared, &k);
-	close(fd);
+	storage_blob_sweep(s->st, sid, referenced, c);
 }
 
 /* --- taking the files ---------------------------------------------------------------- */
@@ -436,13 +426,9 @@ int attach_block(struct store *s, struct context *c, struct attachment *a)
 		return 0;
 	if (a->lost)
 		return lost_block(a);
-	int fd = attach_dirfd(s, c);
-	if (fd < 0)
-		return fd;
 	struct buf b;
 	buf_init(&b, ATTACH_FILE_MAX);
-	int r = blob_get(fd, a->hash, a->size, &b);
-	close(fd);
+	int r = attach_blob_get(s, c, a->hash, a->size, &b);
 	if (r == -ENOENT || r == -EBADMSG) {
 		a->lost = r;
 		r = lost_block(a);

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "mcpfs/attach.h"
-#include "mcpfs/blob.h"
 #include "mcpfs/clock.h"
 #include "mcpfs/store_attach.h"
 #include "store_impl.h"
@@ -84,11 +83,7 @@ static int load_content(struct store *s, struct context *c, struct attach_file *
 {
 	if (!f->committed || f->data.len || !f->a.size)
 		return 0;
-	int fd = attach_dirfd(s, c);
-	if (fd < 0)
-		return fd;
-	int r = blob_get(fd, f->a.hash, f->a.size, &f->data);
-	close(fd);
+	int r = attach_blob_get(s, c, f->a.hash, f->a.size, &f->data);
 	f->text_valid = f->data.len;
 	return r;
 }
@@ -250,10 +245,7 @@ long context_attach_read(struct store *s, uint64_t id, uint32_t seq, uint64_t of
 			memcpy(buf, f->data.data + off, n);
 			r = (long)n;
 		} else if (f->committed) {
-			int fd = attach_dirfd(s, c);
-			r = fd < 0 ? fd : blob_pread(fd, f->a.hash, buf, n, off);
-			if (fd >= 0)
-				close(fd);
+			r = storage_blob_read(s->st, c->slot->sid, f->a.hash, buf, n, off);
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -282,21 +274,16 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 	attach_hash(f->data.data, f->data.len, a.hash);
 	a.raw = attach_estimate(a.type, f->data.data, f->data.len);
 	void *copy = malloc(f->data.len);
-	int fd = attach_dirfd(s, c);
-	if (!copy || fd < 0) {
-		free(copy);
-		if (fd >= 0)
-			close(fd);
-		snprintf(why, whylen, "attach/%s: cannot save it: %s", f->a.name,
-			 strerror(fd < 0 ? -fd : ENOMEM));
-		return fd < 0 ? fd : -ENOMEM;
+	if (!copy) {
+		snprintf(why, whylen, "attach/%s: cannot save it: %s", f->a.name, strerror(ENOMEM));
+		return -ENOMEM;
 	}
 	memcpy(copy, f->data.data, f->data.len);
 	f->dirty = false; /* a write meanwhile makes it dirty again */
+	uint64_t sid = c->slot->sid;
 	pthread_mutex_unlock(&s->lock);
-	r = blob_put(s->blobs, fd, a.hash, copy, a.size);
+	r = storage_blob_put(s->st, sid, a.hash, copy, a.size);
 	free(copy);
-	close(fd);
 	pthread_mutex_lock(&s->lock);
 	uint64_t id = c->id;
 	*cp = c = store_get(s, id);

@@ -33,6 +33,7 @@
 #define PART_MAX (1u << 20) /* text bytes per REPLY_PART record */
 #define WHY_MAX 512
 #define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
+#define OWN_MAX 16  /* local appends kept ahead of the applied position (context.own) */
 
 /* One reply attempt of a turn (an exchange's reply, or a retry of it, or a
  * summary call): what `output` shows.  It was `struct turn`; a turn is the
@@ -76,6 +77,9 @@ struct reply {
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
 				holds a reference) before its call is built */
 	bool summary_call;   /* a summary call (summary.c), not an exchange's reply */
+	bool remote;	     /* a turn another daemon calls (shared engines): no local
+				call; it grows by the feed's REPLY_PART records and
+				ends with its REPLY_END (store_feed.c) */
 	struct context *ctx; /* NULL once the context is deleted */
 
 	/* Every block but plain text (block_impl.h), and pause_turn: */
@@ -203,6 +207,12 @@ struct context {
 	int broken;		 /* 0, or the -errno that kept the journal from opening
 				    for writing */
 	bool open;		 /* storage_open worked: records can be appended */
+	uint64_t seq;		 /* the last record seq applied (storage.h): set by the
+				    load, by every local append, by a catch-up
+				    (store_feed.c) */
+	uint64_t own[OWN_MAX];	 /* seqs of local appends past seq + 1 (another daemon's
+				    records came between): the catch-up skips them */
+	unsigned n_own;
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
@@ -295,8 +305,6 @@ struct store {
 	struct storage *st;	       /* where contexts are kept (storage.h) */
 	bool own_st;		       /* store_open made it: store_free frees it */
 	char *where;		       /* the state, named in messages (NULL: in memory) */
-	struct blobs *blobs;	       /* STATE/blobs: attachments, once each (blob.h);
-					  NULL: the engine keeps none (attach/ refuses) */
 	struct map by_name;	       /* name -> struct store_slot */
 	struct map by_id;	       /* id -> struct store_slot (owner) */
 	struct map calls;	       /* call id -> struct reply */
@@ -337,6 +345,15 @@ struct store {
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
 	/* Set by store_open_on(), called from below (struct store_hooks). */
 	struct store_hooks hooks;
+	/* store_feed.c: the feed thread of a shared engine (not under lock:
+	   set before it starts, read after it stopped, but feed_pos: its own) */
+	pthread_t feed_thread;
+	bool feed_running;
+	int feed_stop[2];  /* a pipe: store_feed_stop() writes, the thread polls */
+	uint64_t feed_pos; /* the storage_changes() position it has seen */
+	uint64_t names_gen; /* bumped (under lock) by every local create, rename,
+			       delete: a feed scan that saw it change meanwhile
+			       read a stale list, and reads again */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -431,9 +448,28 @@ char *context_create_payload(const struct settings *st, int64_t created_ms);
  * committed.  0, -ENOMEM (it loads at first use). */
 int context_adopt(struct store *s, struct store_slot *slot, const struct settings *st,
 		  int64_t created_ms);
+/* Applies one record another daemon appended (seq c->seq + 1; store_feed.c)
+ * as the loader applies it, then does what a local change of its kind does
+ * after it (history, `output`'s turn, the queue), adding what changed to n.
+ * Under the lock.  0, -ENOMEM (the record is not applied). */
+int context_apply_live(struct store *s, struct context *c, uint16_t type, const void *payload,
+		       size_t len, struct notes *n);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
+
+/* store_feed.c: a shared engine's changes, applied live (pg-plan §2). */
+/* Brings *cp up to the records other daemons appended after c->seq: loads
+ * them with the lock released, then applies them in order under it
+ * (context_apply_live), adding the changes to n.  With the lock held on entry
+ * and on return; *cp is looked up again (NULL and -ENOENT when the context was
+ * deleted or unloaded meanwhile).  An engine without a feed: 0 at once.  0,
+ * -ENOMEM, or the engine's -errno (what was applied stays). */
+int store_feed_catch_up(struct store *s, struct context **cp, struct notes *n);
+/* The feed thread: started by store_open_on() when the engine has a feed
+ * (storage_feed_fd() >= 0), stopped by store_free() before anything is freed. */
+int store_feed_start(struct store *s);
+void store_feed_stop(struct store *s);
 
 /* context.c: one loaded context's settings and history. */
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,
@@ -468,6 +504,9 @@ int context_journal_ready(struct store *s, struct context *c);
 int context_journal_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
 int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
 			   bool sync);
+/* A local append got seq: the applied position moves to it when it is the
+ * next one, else it is kept in c->own for the catch-up to skip. */
+void context_journal_applied(struct context *c, uint64_t seq);
 
 /* fork.c: the records a loader hands over (UNDO, FORKED_FROM, decoded by
  * record.h): -EINVAL for an UNDO that names no turn of the context (a bad
@@ -509,8 +548,8 @@ void reserve_give_back(struct store *s, uint64_t *held);
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
 void attach_load_record(struct context *c, uint16_t type, const char *name, const struct cJSON *o);
 void attach_load_user(struct context *c, struct exchange *e, const struct cJSON *arr);
-/* After a load: blobs checked (lost ones marked), unreferenced ones swept, and
- * referenced ones of an earlier version's own copy shared (blob_share). */
+/* After a load: blobs checked (lost ones marked), unreferenced ones swept (the
+ * state-dir engine shares an earlier version's own copy on the way). */
 void attach_loaded(struct store *s, struct context *c);
 /* Removes the context's links to blobs no turn of the history nor attach/
  * refers to (a clear), and a shared copy with its last link. */
@@ -544,14 +583,16 @@ void attach_files_free(struct context *c);
 struct attach_file *attach_file_new(struct context *c, const char *name);
 void attach_file_drop(struct context *c, struct attach_file *f);
 /* fork.c: links the blobs the "attach" lists name (n lists, NULL ones
- * skipped) from the directory of storage context from_sid into to_sid's,
+ * skipped) from storage context from_sid into to_sid (storage_blob_link),
  * durably.  A blob the source no longer has is left out: the fork loads it as
  * lost, as the source does.  0, -errno. */
 int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,
 		      const struct cJSON *const *lists, size_t n);
-/* The context's directory, where its blobs are: an fd (storage_dir_context_fd),
- * or -errno (-ENOTSUP: the engine keeps no blobs). */
-int attach_dirfd(struct store *s, struct context *c);
+/* Reads c's blob hash of size bytes into out (appended) and checks its size
+ * and hash: 0, -ENOENT (missing), -EBADMSG (damaged), -errno (-ENOTSUP: the
+ * engine keeps no blobs). */
+int attach_blob_get(struct store *s, struct context *c, const char *hash, uint64_t size,
+		    struct buf *out);
 
 /* summary.c (see there).  summary_before: before exchange k's call is built;
  * 1 when a summary call started and the turn waits for it.  summary_call_end:

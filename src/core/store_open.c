@@ -25,6 +25,8 @@ static void slot_drop(struct store *s, struct store_slot *slot)
 static int on_listed(void *data, const struct storage_context *sc)
 {
 	struct store *s = data;
+	if (sc->change > s->feed_pos)
+		s->feed_pos = sc->change; /* the feed's changes start after it */
 	if (store_name_check(sc->name, strlen(sc->name)) < 0)
 		return 0; /* not ours */
 	return store_slot_add(s, sc->name, sc->id) ? 0 : -ENOMEM;
@@ -71,7 +73,6 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 	s->hooks.load = context_load;
 	s->hooks.pump = context_pump;
 	s->st = st;
-	s->blobs = storage_dir_blobs(st);
 	s->started_ms = clock_wall_ms();
 	int r = load_defaults(s, defaults_text, why, whylen);
 	if (r == 0) {
@@ -83,6 +84,8 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 		if (r < 0)
 			snprintf(why, whylen, "cannot list the contexts: %s", strerror(-r));
 	}
+	if (r == 0 && (r = store_feed_start(s)) < 0)
+		snprintf(why, whylen, "cannot start the change feed: %s", strerror(-r));
 	if (r < 0) {
 		s->st = NULL; /* the caller's still */
 		store_free(s);
@@ -108,6 +111,7 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	store_feed_stop(s); /* first: it walks the slots */
 	for (size_t i = 0; i < s->by_id.nslots; i++)
 		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)
 			slot_drop(s, n->value);
@@ -165,6 +169,7 @@ int store_create(struct store *s, const char *name, uint64_t *id)
 	slot = map_get_id(&s->by_id, id0); /* neither deleted nor renamed meanwhile */
 	slot->creating = false;
 	slot->sid = sid;
+	s->names_gen++; /* store_feed.c */
 	pthread_cond_broadcast(&s->synced);
 	if (r == 0)
 		context_adopt(s, slot, &st, created); /* out of memory: it loads at first use */
@@ -214,6 +219,7 @@ int store_delete(struct store *s, const char *name)
 	}
 	map_del(&s->by_name, name, strlen(name));
 	map_del_id(&s->by_id, slot->id);
+	s->names_gen++; /* store_feed.c */
 	uint64_t id = slot->id;
 	/* End every live turn, so no reader waits. */
 	struct context *c = slot->ctx;

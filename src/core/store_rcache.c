@@ -133,6 +133,9 @@ void store_rcache_open(struct store *s)
 
 int store_rcache_status(struct store *s, struct buf *out)
 {
+	if (!s->rcache && s->rcache_err == -ENOTSUP) /* a shared store (--store) */
+		return buf_printf(out, "response_cache: off (not kept with --store: each host "
+				       "would cache alone; calls are made every time)\n");
 	if (!s->rcache)
 		return buf_printf(out, "response_cache: unavailable (%s)\n",
 				  strerror(-s->rcache_err));

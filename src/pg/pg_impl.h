@@ -91,6 +91,16 @@ int pg_meta_get(struct storage *s, uint64_t id, void **out, size_t *len);
 int pg_meta_set(struct storage *s, uint64_t id, const void *data, size_t len);
 void pg_sweep_hidden(struct pg_store *p);
 
+/* pg_blob.c: storage.h's blob_* ops; the sweep of contents no context holds */
+int pg_blob_put(struct storage *s, uint64_t id, const char *hex, const void *data, size_t n);
+long pg_blob_read(struct storage *s, uint64_t id, const char *hex, void *buf, size_t n,
+		  uint64_t off);
+int pg_blob_stat(struct storage *s, uint64_t id, const char *hex, uint64_t size);
+int pg_blob_link(struct storage *s, uint64_t from, uint64_t to, const char *hex);
+int pg_blob_sweep(struct storage *s, uint64_t id, bool (*keep)(void *data, const char *hex),
+		  void *data);
+void pg_blob_orphans_locked(struct pg_store *p);
+
 /* pg_feed.c */
 int pg_feed_start(struct pg_store *p);
 void pg_feed_stop(struct pg_store *p);

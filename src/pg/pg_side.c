@@ -103,7 +103,8 @@ void pg_sweep_hidden(struct pg_store *p)
 	    " AND created_ms < extract(epoch FROM clock_timestamp()) * 1000 - $1::bigint"
 	    " RETURNING id),"
 	    " d AS (DELETE FROM mcpfs.records WHERE context_id IN (SELECT id FROM c)),"
-	    " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c))"
+	    " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c)),"
+	    " b AS (DELETE FROM mcpfs.context_blobs WHERE context_id IN (SELECT id FROM c))"
 	    " SELECT count(*) FROM c";
 	char age[24];
 	const char *v[] = {age};

@@ -38,7 +38,15 @@ static const char *const migrations[PG_SCHEMA_VERSION] = {
     " holder text NOT NULL,"
     " token bigint NOT NULL,"
     " expires timestamptz NOT NULL);"
-    "CREATE TABLE mcpfs.defaults (id int PRIMARY KEY CHECK (id = 1), payload bytea NOT NULL);",
+    "CREATE TABLE mcpfs.defaults (id int PRIMARY KEY CHECK (id = 1), payload bytea NOT NULL);"
+    /* attachment blobs (pg_blob.c) */
+    "CREATE TABLE mcpfs.blobs (hash text PRIMARY KEY, size bigint NOT NULL, data bytea NOT NULL);"
+    "ALTER TABLE mcpfs.blobs ALTER COLUMN data SET STORAGE EXTERNAL;"
+    "CREATE TABLE mcpfs.context_blobs ("
+    " context_id bigint NOT NULL REFERENCES mcpfs.contexts (id),"
+    " hash text NOT NULL REFERENCES mcpfs.blobs (hash),"
+    " PRIMARY KEY (context_id, hash));"
+    "CREATE INDEX context_blobs_hash ON mcpfs.context_blobs (hash);",
 };
 
 uint64_t pg_u64(PGresult *r, int row, int col)
@@ -125,15 +133,19 @@ static int pg_rename(struct storage *s, uint64_t id, const char *to)
 
 static int pg_remove(struct storage *s, uint64_t id)
 {
-	return pg_on_context(
+	int err = pg_on_context(
 	    s,
 	    "WITH c AS (UPDATE mcpfs.contexts SET name = NULL, deleted = true, meta = NULL,"
 	    " change = nextval('mcpfs.changes') WHERE id = $1 AND NOT deleted"
 	    " RETURNING id),"
 	    " d AS (DELETE FROM mcpfs.records WHERE context_id IN (SELECT id FROM c)),"
-	    " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c))"
+	    " l AS (DELETE FROM mcpfs.leases WHERE context_id IN (SELECT id FROM c)),"
+	    " b AS (DELETE FROM mcpfs.context_blobs WHERE context_id IN (SELECT id FROM c))"
 	    " SELECT pg_notify('" PG_CHANNEL "', id || ' 0') FROM c",
 	    id, NULL);
+	if (err == 0) /* its blobs no other context holds */
+		LOCKED(pg_of(s), (pg_blob_orphans_locked(pg_of(s)), 0));
+	return err;
 }
 
 /* The sequence number comes from the context's row, whose lock orders every
@@ -383,6 +395,11 @@ static const struct storage_ops pg_ops = {
     .lease_acquire = pg_lease_acquire,
     .lease_renew = pg_lease_renew,
     .lease_release = pg_lease_release,
+    .blob_put = pg_blob_put,
+    .blob_read = pg_blob_read,
+    .blob_stat = pg_blob_stat,
+    .blob_link = pg_blob_link,
+    .blob_sweep = pg_blob_sweep,
     .free = pg_free,
 };
 
@@ -462,6 +479,7 @@ int pg_store_new(const char *url, char *why, size_t n, struct storage **ret)
 		goto fail;
 	}
 	pg_sweep_hidden(p);
+	LOCKED(p, (pg_blob_orphans_locked(p), 0)); /* what a crash or a hidden context left */
 	err = pg_feed_start(p);
 	if (err < 0) {
 		snprintf(why, n, "store: starting the listener: %s", strerror(-err));

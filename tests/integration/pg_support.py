@@ -31,8 +31,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from mcpfs_testlib import test_tmp_base
 
 PG_BIN = Path(os.environ.get("MCPFS_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -53,6 +51,7 @@ def pg_available():
 
 
 def require_pg():
+    import pytest  # here: bench/run uses this file without pytest
     if pg_available():
         return
     msg = "PostgreSQL 15 is not installed (%s; Debian: apt-get install postgresql-15)" % PG_BIN

@@ -7,6 +7,7 @@ with their turn, survives a remount, and collects blobs no turn refers to."""
 import base64
 import errno
 import os
+import re
 import subprocess
 
 import pytest
@@ -49,13 +50,22 @@ def last_user_blocks(fake):
 
 
 def blobs(mount, name="c"):
+    """The blobs context name holds: its blob-HASH links in the state dir, or
+    with MCPFS_TEST_STORE=pg its rows of mcpfs.context_blobs."""
+    if mount.store:
+        db = re.search(r"/(\w+)\?", mount.store).group(1)
+        rows = mount.pg.psql("SELECT 'blob-' || b.hash FROM mcpfs.context_blobs b"
+                             " JOIN mcpfs.contexts c ON c.id = b.context_id"
+                             " WHERE c.name = '%s' ORDER BY 1" % name, db=db)
+        return rows.split()
     return sorted(p for p in os.listdir(mount.state / "contexts" / name) if p.startswith("blob-"))
 
 
 @pytest.fixture
-def m(mount):
+def m(mount, pg_session):
     for a in ALLOW:
         mount.allow_error(a)
+    mount.pg = pg_session
     return mount
 
 
@@ -192,7 +202,10 @@ def test_gc_after_rm_clear_rmdir(m, fake, ctx):
     put(ctx / "attach" / "b.pdf", pdf())
     assert len(blobs(m)) == 1
     os.rmdir(ctx)
-    assert not (m.state / "contexts" / "c").exists()
+    if m.store:
+        assert blobs(m) == []
+    else:
+        assert not (m.state / "contexts" / "c").exists()
 
 
 def test_model_without_image_input_fails_before_any_call(m, fake, ctx):
@@ -206,6 +219,7 @@ def test_model_without_image_input_fails_before_any_call(m, fake, ctx):
     assert len(fake.calls) == calls
 
 
+@pytest.mark.state_dir_only("damages blob files")
 def test_lost_blob_sends_a_note(m, fake, ctx):
     """A blob missing, or damaged (same size, other bytes), is reported and a
     note goes in its place; an orphan blob or a crash's .tmp is swept at load."""
@@ -374,7 +388,7 @@ def test_fork_keeps_attachments(m, fake, ctx):
     d = m.path / "d"
     src, dst = m.state / "contexts" / "c", m.state / "contexts" / "d"
     assert len(blobs(m, "c")) == 3 and len(blobs(m, "d")) == 2
-    for b in blobs(m, "d"):
+    for b in blobs(m, "d") if not m.store else []:
         assert os.stat(dst / b).st_ino == os.stat(src / b).st_ino
     assert os.listdir(d / "attach") == []
     assert "[attached: a.png, PNG," in read_text(d / "history")
@@ -434,6 +448,7 @@ def sends_document(fake, ctx, data, text="again"):
     assert "attachments_lost" not in read_text(ctx / "status")
 
 
+@pytest.mark.state_dir_only("looks into STATE/blobs")
 def test_same_file_in_two_contexts_stored_once(m, fake, ctx, tmp_path):
     """The same file cp'd into attach/ of two contexts is one inode (STATE/blobs
     and a hard link in each context); rm, clear and rmdir of one leave the
@@ -478,6 +493,7 @@ def test_same_file_in_two_contexts_stored_once(m, fake, ctx, tmp_path):
     assert all_blob_files(m) == []
 
 
+@pytest.mark.state_dir_only("leaves files in STATE/blobs")
 def test_crash_leftovers_swept(m, fake, ctx):
     """kill -9, then what a crash between the steps of a put, a clear or an
     rmdir leaves: a torn temp file, a shared copy no context links, a
@@ -520,6 +536,7 @@ def test_crash_leftovers_swept(m, fake, ctx):
     sends_document(fake, d, data)
 
 
+@pytest.mark.state_dir_only("rebuilds an old state dir")
 def test_old_state_dir_shared_at_load(m, fake, ctx):
     """A state directory of an earlier version (a copy per context, no
     STATE/blobs) keeps working, and its copies become one at load."""
@@ -554,6 +571,7 @@ def test_old_state_dir_shared_at_load(m, fake, ctx):
     sends_document(fake, d, data)
 
 
+@pytest.mark.state_dir_only("damages STATE/blobs")
 def test_damaged_shared_copy_not_spread(m, fake, ctx):
     """A shared copy damaged on disk is reported as lost for the context that
     holds it (attachments_lost, a note in its place) and is not linked into
@@ -593,6 +611,7 @@ def test_damaged_shared_copy_not_spread(m, fake, ctx):
     assert shared(m) == [h] and os.stat(m.state / "blobs" / h).st_nlink == 2
 
 
+@pytest.mark.state_dir_only("counts STATE/blobs inodes")
 def test_same_file_attached_at_once_in_many_contexts(m, fake, tmp_path):
     """cp of one file into attach/ of six contexts at once: however the puts
     interleave, one inode holds it (STATE/blobs and a link in each)."""

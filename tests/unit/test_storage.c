@@ -309,7 +309,7 @@ static void dir_only(const char *dir)
 	CHECK(cfd >= 0);
 	if (cfd >= 0)
 		close(cfd);
-	CHECK(storage_dir_blobs(s) != NULL);
+	CHECK(s->ops->blob_put != NULL);
 	CHECK(storage_dir_fd(s) >= 0);
 	CHECK(storage_dir_path(s) && storage_dir_path(s)[0] == '/');
 
