@@ -490,7 +490,8 @@ static int mem_changes(struct storage *s, uint64_t after, uint32_t max, storage_
 	while (r == 0 && (!max || n < max) && next_change(m, after, &c, &g)) {
 		struct storage_context sc = {0};
 		if (c)
-			sc = (struct storage_context){c->id, c->name, c->created_ms, c->n, c->change};
+			sc = (struct storage_context){c->id, c->name, c->created_ms, c->n,
+						      c->change};
 		else
 			sc = (struct storage_context){g->id, NULL, 0, 0, g->change};
 		after = sc.change;
