@@ -349,8 +349,8 @@ struct store {
 	   set before it starts, read after it stopped, but feed_pos: its own) */
 	pthread_t feed_thread;
 	bool feed_running;
-	int feed_stop[2];  /* a pipe: store_feed_stop() writes, the thread polls */
-	uint64_t feed_pos; /* the storage_changes() position it has seen */
+	int feed_stop[2];   /* a pipe: store_feed_stop() writes, the thread polls */
+	uint64_t feed_pos;  /* the storage_changes() position it has seen */
 	uint64_t names_gen; /* bumped (under lock) by every local create, rename,
 			       delete: a feed scan that saw it change meanwhile
 			       read a stale list, and reads again */

@@ -380,15 +380,20 @@ static int render_transcript_json(const struct context *c, struct buf *out)
 static const char *status_word(const struct context *c, size_t *queued)
 {
 	*queued = 0;
+	const struct reply *remote = NULL; /* a turn another daemon calls (store_feed.c) */
 	for (size_t i = c->next_send; i < c->n_ex; i++) {
 		const struct reply *t = c->ex[i].reply;
-		if (t != c->active && (t->state == REPLY_QUEUED || t->state == REPLY_PENDING))
+		if (t->remote && t->state != REPLY_DONE && t->state != REPLY_FAILED)
+			remote = remote ? remote : t;
+		else if (t != c->active && (t->state == REPLY_QUEUED || t->state == REPLY_PENDING))
 			(*queued)++;
 	}
 	if (c->summ_call)
 		return "summarizing";
 	if (c->active)
 		return c->active->state == REPLY_STREAMING ? "streaming" : "waiting";
+	if (remote)
+		return remote->state == REPLY_STREAMING ? "streaming" : "waiting";
 	if (*queued)
 		return "queued";
 	if (c->broken || (c->newest && c->newest->state == REPLY_FAILED))

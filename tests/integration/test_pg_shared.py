@@ -12,7 +12,7 @@ import pytest
 
 from http_support import NoMount
 from mcpfs_testlib import (
-    PipeReader, Reader, read_file, reply_for, send, wait_for, write_file,
+    PipeReader, Reader, read_file, reply_for, send, status, wait_for, write_file,
 )
 from pg_support import PgServer, require_pg
 
@@ -102,6 +102,7 @@ def test_a_reply_streamed_on_a_is_read_live_on_b(two, fake):
     eventually("B's cat to get the first bytes", lambda: cat.data == b"alpha\nbeta\n")
     tail.wait_text("alpha\nbeta\n", DEADLINE)
     assert call.held and not call.completed and not cat.done
+    assert status(cb).state == status(ca).state == "streaming"  # A's turn, streaming on B
     fake.release()
     cat.finish(DEADLINE)
     assert cat.error is None and cat.text == "alpha\nbeta\ngamma\ndelta\n"

@@ -158,6 +158,8 @@ static void test_reply_read_live(void)
 	EVENTUALLY(read_at(&t.b, out, 0, buf, sizeof(buf)) == 6);
 	CHECK(!strcmp(buf, "alpha "));
 	CHECK_EQ_INT(read_at(&t.b, out, 6, buf, sizeof(buf)), -EAGAIN); /* not ended */
+	CHECK_EQ_INT(context_status_word(t.b.s, idb, buf, sizeof(buf)), 0);
+	CHECK(!strcmp(buf, "streaming")); /* a's turn, as b shows it */
 	CHECK_EQ_INT(delta(&t.a, call, "text", "beta"), 0);
 	finish_msg(&t.a, call, 5);
 	EVENTUALLY(read_at(&t.b, out, 6, buf, sizeof(buf)) == 4);
