@@ -288,6 +288,19 @@ static int reply_start(struct store *s, struct context *c, size_t k, struct note
 		reply_end(s, t, REPLY_DONE, NULL, n);
 		return 1;
 	}
+	/* One call at a time across daemons (store_lease.c): another daemon's
+	 * call holds the lease, this turn stays queued and is tried again. */
+	r = store_lease_take(s, c, why, sizeof(why));
+	if (r != 0)
+		buf_done(&body);
+	if (r > 0) {
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+		return 0;
+	}
+	if (r < 0) {
+		reply_refuse(s, t, "store_error", why, n);
+		return r;
+	}
 	struct call_spec spec = {
 	    .call_id = ++s->next_call,
 	    /* A continuation is not retried: its reply's text has been shown. */
@@ -327,20 +340,40 @@ static int reply_start(struct store *s, struct context *c, size_t k, struct note
 	return 0;
 }
 
+/* A renew found the call lease taken over (store_lease.c): another daemon
+ * took the context's turn for lost and marked it interrupted; the call goes. */
+static void reply_lease_lost(struct store *s, struct context *c, struct notes *n)
+{
+	c->lease_lost = false;
+	c->lease_token = 0;
+	if (!c->active)
+		return;
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "lease_lost",
+		      "another daemon took over this context's call lease (this daemon did not "
+		      "renew it within %d s); the call was cancelled",
+		      LEASE_TTL_MS / 1000);
+	reply_end(s, c->active, REPLY_FAILED, &e, n);
+}
+
 void context_pump(struct store *s, struct context *c, struct notes *n)
 {
+	if (c->lease_lost)
+		reply_lease_lost(s, c, n);
 	if (!s->ops || c->summ_call)
 		return; /* no transport (tests of the core alone): turns stay queued;
 			   or a summary call goes first */
 	while (!c->active && c->next_send < c->n_ex) {
 		struct reply *t = c->ex[c->next_send].reply;
 		if (t->state == REPLY_PENDING)
-			return; /* its writer has not closed yet: later turns wait */
+			break; /* its writer has not closed yet: later turns wait */
 		/* A turn the response cache answered has ended: on to the next. */
 		if (t->state == REPLY_QUEUED && reply_start(s, c, c->next_send, n) == 0)
-			return;
+			break;
 		c->next_send++;
 	}
+	store_lease_idle(s, c); /* no call in flight: the lease goes back */
 }
 
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n)

@@ -239,6 +239,11 @@ struct context {
 	struct attach_file *files;		 /* attach/, in name order */
 	size_t n_files, cap_files;
 	uint32_t attach_seq; /* the last attach_file.seq given */
+	/* store_lease.c: the call lease (shared engines only) */
+	uint64_t lease_token;	  /* the lease held, 0 none */
+	int64_t lease_renewed_ms; /* monotonic time of its last renewal */
+	bool lease_wait;	  /* a turn waits: another daemon holds it */
+	bool lease_lost;	  /* a renew found it taken over: the call ends */
 };
 
 /* Every change of what a context shows (a message, a reply's end, settings, the
@@ -270,6 +275,20 @@ struct notes {
  * summary, turns), all above the store; what a Models answer resumes is the
  * call machinery above store_models.c.  The observer pattern the store uses
  * outward (store_observe), turned inward once (HACKING.md "Circles"). */
+#define LEASE_TTL_MS 10000  /* a call lease lives this long unless renewed */
+#define LEASE_RENEW_MS 3000 /* renewed this often while a call runs */
+
+/* store_lease.c's state (shared engines; `on` false otherwise). */
+struct store_lease {
+	bool on;			 /* the engine has leases and a feed */
+	char holder[STORAGE_MAX_HOLDER]; /* this daemon's name: host:pid:random */
+	pthread_t thread;		 /* the tick: renewals, waiting turns */
+	bool running, stop;
+	pthread_cond_t wake; /* CLOCK_MONOTONIC; with lock */
+	uint64_t *ids;	     /* contexts holding or waiting for their lease */
+	size_t n, cap;
+};
+
 struct store_hooks {
 	int (*load)(struct store *s, struct store_slot *slot);		   /* context_load */
 	void (*pump)(struct store *s, struct context *c, struct notes *n); /* context_pump */
@@ -319,9 +338,22 @@ struct store {
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
 	/* Set by store_open_on(), called from below (struct store_hooks). */
 	struct store_hooks hooks;
+	struct store_lease lease; /* store_lease.c */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
+
+/* store_lease.c (see there).  start: by store_open_on(), a no-op for an engine
+ * without leases; stop: by store_free(), leases given back.  take: before a
+ * call, under the lock: 0 (held, or no leases), 1 (another daemon holds it:
+ * the turn waits, tried again by the tick), -errno with why.  idle: the
+ * context has no call in flight: its lease is given back.  forget: the
+ * context goes (deleted, unloaded). */
+int store_lease_start(struct store *s);
+void store_lease_stop(struct store *s);
+int store_lease_take(struct store *s, struct context *c, char *why, size_t whylen);
+void store_lease_idle(struct store *s, struct context *c);
+void store_lease_forget(struct store *s, struct context *c);
 /* Unlocks the store and calls the observers for each note, and for the held
  * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);

@@ -79,6 +79,8 @@ int store_open_on(struct storage *st, const char *defaults_text, struct store **
 		if (r < 0)
 			snprintf(why, whylen, "cannot list the contexts: %s", strerror(-r));
 	}
+	if (r == 0 && (r = store_lease_start(s)) < 0)
+		snprintf(why, whylen, "cannot start the lease thread: %s", strerror(-r));
 	if (r < 0) {
 		s->st = NULL; /* the caller's still */
 		store_free(s);
@@ -104,6 +106,7 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	store_lease_stop(s);
 	for (size_t i = 0; i < s->by_id.nslots; i++)
 		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)
 			slot_drop(s, n->value);
