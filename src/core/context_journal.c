@@ -31,9 +31,12 @@ int context_journal_append(struct context *c, uint16_t type, const char *payload
 {
 	struct store *s = c->store;
 	int r = context_journal_ready(s, c);
+	uint64_t seq = 0;
 	if (r == 0)
 		r = storage_append(s->st, c->slot->sid, type, payload, len,
-				   sync ? STORAGE_COMMIT : 0, NULL);
+				   sync ? STORAGE_COMMIT : 0, &seq);
+	if (r == 0 && seq > c->seq)
+		c->seq = seq; /* the applied position (store_feed.c) */
 	if (r == 0 && c->sync_failed_ms && c->sync_recover_err)
 		c->sync_recover_err = 0; /* the engine recovered before appending */
 	if (r == 0)

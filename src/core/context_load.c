@@ -291,13 +291,22 @@ static int on_record(void *data, uint16_t type, const void *payload, size_t len,
 }
 
 /* A reply that was in flight (or queued) when the daemon stopped comes back
- * failed as "interrupted", keeping the text its checkpoints saved. */
+ * failed as "interrupted", keeping the text its checkpoints saved.  On a shared
+ * engine (one with a feed) it is another daemon's turn, in flight there: a
+ * remote turn that the feed's records make grow and end (pg-plan §3). */
 static void mark_interrupted(struct context *c)
 {
+	bool shared = storage_feed_fd(c->store->st) >= 0;
 	for (size_t i = 0; i < c->n_ex; i++) {
 		struct reply *t = c->ex[i].reply;
 		if (t->state == REPLY_DONE || t->state == REPLY_FAILED)
 			continue;
+		if (shared) {
+			t->remote = true;
+			if (t->text.len || t->thinking.len || t->blocks.n)
+				t->state = REPLY_STREAMING;
+			continue;
+		}
 		t->state = REPLY_FAILED;
 		api_error_clear(&t->error);
 		api_error_set(&t->error, "interrupted",
@@ -306,8 +315,114 @@ static void mark_interrupted(struct context *c)
 			      t->text.len);
 		reply_end_record(c, t, false);
 	}
-	if (c->open)
+	if (c->open && !shared)
 		storage_sync(c->store->st, c->slot->sid);
+}
+
+/* --- records from another daemon (store_feed.c) ------------------------------ */
+
+/* `output` opens the newest exchange's current attempt. */
+static void live_newest(struct context *c)
+{
+	if (!c->n_ex)
+		return;
+	struct reply *t = c->ex[c->n_ex - 1].reply;
+	if (c->newest == t)
+		return;
+	reply_unref(NULL, c->newest);
+	c->newest = reply_ref(NULL, t);
+}
+
+/* The history from hist_start again (after a clear, an undo, a summary). */
+static void live_history(struct context *c)
+{
+	prune_index_reset(&c->prune);
+	for (size_t i = 0; i < c->n_ex; i++)
+		c->ex[i].in_history = false;
+	for (size_t i = c->hist_start; i < c->n_ex; i++)
+		context_history_push(c, i);
+	while (c->floor_turn && c->prune.floor < c->prune.n &&
+	       c->ex[c->hist[c->prune.floor]].turn < c->floor_turn)
+		c->prune.floor++;
+	summary_after_load(c);
+}
+
+static unsigned live_after(struct store *s, struct context *c, const struct record *r,
+			   struct loader *L, struct notes *n)
+{
+	unsigned what = STORE_CHANGED_STATE;
+	switch (r->type) {
+	case JOURNAL_CREATE:
+	case JOURNAL_SETTINGS:
+		return what | STORE_CHANGED_SETTINGS;
+	case JOURNAL_USER:
+	case JOURNAL_RETRY:
+		live_newest(c);
+		return what | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY;
+	case JOURNAL_REPLY_PART:
+	case JOURNAL_BLOCK:
+		for (size_t i = c->n_ex; i-- > 0;) {
+			struct reply *t = c->ex[i].reply;
+			if (t->remote && (t->state == REPLY_QUEUED || t->state == REPLY_WAITING))
+				t->state = REPLY_STREAMING;
+		}
+		return what | STORE_CHANGED_OUTPUT | STORE_CHANGED_THINKING;
+	case JOURNAL_REPLY_END:
+		live_history(c);
+		s->hooks.pump(s, c, n); /* the turns it held back */
+		return what | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY;
+	case JOURNAL_CLEAR:
+		prune_index_reset(&c->prune);
+		for (size_t i = 0; i < c->n_ex; i++)
+			c->ex[i].in_history = false;
+		if (c->newest && c->newest->state != REPLY_PENDING) {
+			reply_unref(NULL, c->newest);
+			c->newest = NULL;
+		}
+		attach_gc(s, c);
+		return what | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY;
+	case JOURNAL_UNDO:
+		live_history(c);
+		if (L->undo_last)
+			context_undo_newest(c);
+		return what | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY;
+	case JOURNAL_SUMMARY:
+		live_history(c);
+		return what | STORE_CHANGED_HISTORY;
+	case JOURNAL_META:
+		return STORE_CHANGED_META;
+	default:
+		return what;
+	}
+}
+
+int context_apply_live(struct store *s, struct context *c, uint16_t type, const void *payload,
+		       size_t len, struct notes *n)
+{
+	struct loader L = {s, c};
+	struct record rec = {0};
+	int r = record_decode(&rec, type, payload, len, NULL);
+	if (r == -ENOMEM)
+		return r;
+	unsigned what = 0;
+	if (r == RECORD_OK) {
+		/* A turn or attempt this record begins is another daemon's. */
+		size_t had = c->n_ex;
+		struct reply *was = had ? c->ex[had - 1].reply : NULL;
+		load_apply(&L, &rec, len);
+		struct reply *now = c->n_ex ? c->ex[c->n_ex - 1].reply : NULL;
+		if (now && (c->n_ex != had || now != was) && now->state == REPLY_QUEUED)
+			now->remote = true;
+		what = live_after(s, c, &rec, &L, n);
+	} else {
+		c->report.bad_records++;
+	}
+	record_release(&rec);
+	c->modified_ms = clock_wall_ms();
+	context_changed(c);
+	if (what)
+		notes_add(n, c->id, what);
+	return 0;
 }
 
 char *context_create_payload(const struct settings *st, int64_t created_ms)
@@ -351,6 +466,7 @@ int context_adopt(struct store *s, struct store_slot *slot, const struct setting
 	c->settings = *st;
 	c->created_ms = c->modified_ms = created_ms;
 	c->open = true;
+	c->seq = 1; /* its CREATE */
 	slot->ctx = c;
 	slot->meta_known = true; /* a new context has none */
 	return 0;
@@ -382,7 +498,7 @@ static int context_first_record(struct store *s, struct context *c)
 	if (!text)
 		return -ENOMEM;
 	int r = storage_append(s->st, c->slot->sid, JOURNAL_CREATE, text, strlen(text),
-			       STORAGE_COMMIT, NULL);
+			       STORAGE_COMMIT, &c->seq);
 	free(text);
 	return r;
 }
@@ -396,7 +512,7 @@ int context_load(struct store *s, struct store_slot *slot)
 	struct loader L = {s, c};
 	buf_init(&L.hidden, JOURNAL_MAX_RECORD);
 	meta_load_begin(slot);
-	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, NULL);
+	int r = storage_load(s->st, slot->sid, 0, 0, on_stored, &L, &c->seq);
 	meta_load_end(s, slot);
 	buf_done(&L.hidden);
 	if (r == -ENODATA) {
@@ -433,6 +549,9 @@ int context_load(struct store *s, struct store_slot *slot)
 		c->prune.floor++;
 	summary_after_load(c);
 	c->next_send = c->n_ex;
+	for (size_t i = c->n_ex; i-- > 0;)
+		if (c->ex[i].reply->remote)
+			c->next_send = i; /* later turns wait for the remote ones */
 	/* After a clear `output` has no turn until the next message, as it had
 	 * before the restart; after an undo, the history's newest reply. */
 	if (L.undo_last)

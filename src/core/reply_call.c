@@ -368,6 +368,8 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 		struct reply *t = c->ex[c->next_send].reply;
 		if (t->state == REPLY_PENDING)
 			break; /* its writer has not closed yet: later turns wait */
+		if (t->remote && t->state != REPLY_DONE && t->state != REPLY_FAILED)
+			break; /* another daemon calls it (store_feed.c): later turns wait */
 		/* A turn the response cache answered has ended: on to the next. */
 		if (t->state == REPLY_QUEUED && reply_start(s, c, c->next_send, n) == 0)
 			break;

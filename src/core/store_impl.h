@@ -64,6 +64,9 @@ struct reply {
 	bool models_wait;    /* waiting for the Models API (in store->mwait, which
 				holds a reference) before its call is built */
 	bool summary_call;   /* a summary call (summary.c), not an exchange's reply */
+	bool remote;	     /* a turn another daemon calls (shared engines): no local
+				call; it grows by the feed's REPLY_PART records and
+				ends with its REPLY_END (store_feed.c) */
 	struct context *ctx; /* NULL once the context is deleted */
 
 	/* Every block but plain text (block_impl.h), and pause_turn: */
@@ -189,6 +192,9 @@ struct context {
 	int broken;		 /* 0, or the -errno that kept the journal from opening
 				    for writing */
 	bool open;		 /* storage_open worked: records can be appended */
+	uint64_t seq;		 /* the last record seq applied (storage.h): set by the
+				    load, by every local append, by a catch-up
+				    (store_feed.c) */
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
@@ -339,6 +345,12 @@ struct store {
 	/* Set by store_open_on(), called from below (struct store_hooks). */
 	struct store_hooks hooks;
 	struct store_lease lease; /* store_lease.c */
+	/* store_feed.c: the feed thread of a shared engine (not under lock:
+	   set before it starts, read after it stopped, but feed_pos: its own) */
+	pthread_t feed_thread;
+	bool feed_running;
+	int feed_stop[2];  /* a pipe: store_feed_stop() writes, the thread polls */
+	uint64_t feed_pos; /* the storage_changes() position it has seen */
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
@@ -445,9 +457,28 @@ char *context_create_payload(const struct settings *st, int64_t created_ms);
  * committed.  0, -ENOMEM (it loads at first use). */
 int context_adopt(struct store *s, struct store_slot *slot, const struct settings *st,
 		  int64_t created_ms);
+/* Applies one record another daemon appended (seq c->seq + 1; store_feed.c)
+ * as the loader applies it, then does what a local change of its kind does
+ * after it (history, `output`'s turn, the queue), adding what changed to n.
+ * Under the lock.  0, -ENOMEM (the record is not applied). */
+int context_apply_live(struct store *s, struct context *c, uint16_t type, const void *payload,
+		       size_t len, struct notes *n);
 /* Frees a context's memory and detaches its turns from it (readers keep theirs);
  * writes nothing: turns still live at a shutdown load as interrupted. */
 void context_free(struct store *s, struct context *c);
+
+/* store_feed.c: a shared engine's changes, applied live (pg-plan §2). */
+/* Brings *cp up to the records other daemons appended after c->seq: loads
+ * them with the lock released, then applies them in order under it
+ * (context_apply_live), adding the changes to n.  With the lock held on entry
+ * and on return; *cp is looked up again (NULL and -ENOENT when the context was
+ * deleted or unloaded meanwhile).  An engine without a feed: 0 at once.  0,
+ * -ENOMEM, or the engine's -errno (what was applied stays). */
+int store_feed_catch_up(struct store *s, struct context **cp, struct notes *n);
+/* The feed thread: started by store_open_on() when the engine has a feed
+ * (storage_feed_fd() >= 0), stopped by store_free() before anything is freed. */
+int store_feed_start(struct store *s);
+void store_feed_stop(struct store *s);
 
 /* context.c: one loaded context's settings and history. */
 int context_exchange_push(struct context *c, uint64_t turn, const char *text, size_t len,

@@ -25,6 +25,8 @@ static void slot_drop(struct store *s, struct store_slot *slot)
 static int on_listed(void *data, const struct storage_context *sc)
 {
 	struct store *s = data;
+	if (sc->change > s->feed_pos)
+		s->feed_pos = sc->change; /* the feed's changes start after it */
 	if (store_name_check(sc->name, strlen(sc->name)) < 0)
 		return 0; /* not ours */
 	return store_slot_add(s, sc->name, sc->id) ? 0 : -ENOMEM;
@@ -79,6 +81,8 @@ int store_open_on(struct storage *st, const char *defaults_text, struct store **
 		if (r < 0)
 			snprintf(why, whylen, "cannot list the contexts: %s", strerror(-r));
 	}
+	if (r == 0 && (r = store_feed_start(s)) < 0)
+		snprintf(why, whylen, "cannot start the change feed: %s", strerror(-r));
 	if (r == 0 && (r = store_lease_start(s)) < 0)
 		snprintf(why, whylen, "cannot start the lease thread: %s", strerror(-r));
 	if (r < 0) {
@@ -106,6 +110,7 @@ void store_free(struct store *s)
 {
 	if (!s)
 		return;
+	store_feed_stop(s); /* first: it walks the slots */
 	store_lease_stop(s);
 	for (size_t i = 0; i < s->by_id.nslots; i++)
 		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)

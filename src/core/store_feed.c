@@ -1,0 +1,320 @@
+/* store_feed.c — a shared engine's changes, applied live (issue 16;
+ * doc/design/shared-store.md §3): the catch-up of one loaded context and the
+ * feed thread.
+ *
+ * Catch-up: the records other daemons appended after the context's applied
+ * position (c->seq) are loaded with the store lock released, then applied in
+ * order under it by the loader's apply step (context_apply_live), each only if
+ * its seq is the next one (two catch-ups racing apply each record once).
+ *
+ * The feed thread (one per store, only on an engine with a feed): it polls the
+ * engine's feed descriptor (and a stop pipe) with a 1 s timeout; a hint of a
+ * loaded context catches it up; every second, and on a resync or an `id 0`
+ * hint, storage_changes() from the feed position tells contexts created,
+ * renamed, deleted (gone here as a local delete goes) and appended to (caught
+ * up when loaded).  It takes only the store lock, never across an engine call,
+ * and announces changes through the observers as a local change does.
+ *
+ * A context is found by its engine id (slot->sid) by walking the slots: one
+ * walk per hint.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mcpfs/clock.h"
+#include "mcpfs/log.h"
+#include "store_impl.h"
+
+#define FEED_BATCH 256	     /* records loaded per storage_load call */
+#define FEED_POLL_MS 1000    /* storage_changes at least this often */
+#define FEED_HINTS 64	     /* hints drained per call */
+#define FEED_CHANGES_MAX 512 /* contexts per storage_changes call */
+
+/* One record loaded without the lock. */
+struct fetched {
+	struct fetched *next;
+	uint64_t seq;
+	uint16_t type;
+	size_t len;
+	char data[];
+};
+
+struct fetch {
+	struct fetched *head, **tail;
+	size_t n;
+};
+
+static int on_fetched(void *data, uint64_t seq, uint16_t type, const void *payload, size_t len)
+{
+	struct fetch *f = data;
+	struct fetched *r = malloc(sizeof(*r) + len + 1);
+	if (!r)
+		return -ENOMEM;
+	r->next = NULL;
+	r->seq = seq;
+	r->type = type;
+	r->len = len;
+	memcpy(r->data, payload, len);
+	r->data[len] = '\0';
+	*f->tail = r;
+	f->tail = &r->next;
+	f->n++;
+	return 0;
+}
+
+static void fetch_free(struct fetch *f)
+{
+	while (f->head) {
+		struct fetched *r = f->head;
+		f->head = r->next;
+		free(r);
+	}
+	f->tail = &f->head;
+	f->n = 0;
+}
+
+/* The loaded context of store id, or NULL (deleted, or unloaded). */
+static struct context *loaded(struct store *s, uint64_t id)
+{
+	struct store_slot *slot = map_get_id(&s->by_id, id);
+	return slot ? slot->ctx : NULL;
+}
+
+int store_feed_catch_up(struct store *s, struct context **cp, struct notes *n)
+{
+	if (storage_feed_fd(s->st) < 0)
+		return 0; /* one daemon's engine: nobody else appends */
+	struct context *c = *cp;
+	uint64_t id = c->id, sid = c->slot->sid;
+	struct fetch f = {NULL, &f.head, 0};
+	int r = 0;
+	for (;;) {
+		uint64_t after = c->seq, last = after;
+		pthread_mutex_unlock(&s->lock);
+		r = storage_load(s->st, sid, after, FEED_BATCH, on_fetched, &f, &last);
+		pthread_mutex_lock(&s->lock);
+		*cp = c = loaded(s, id);
+		if (!c) {
+			fetch_free(&f);
+			return -ENOENT;
+		}
+		size_t got = f.n;
+		for (struct fetched *x = f.head; r == 0 && x; x = x->next)
+			if (x->seq == c->seq + 1) {
+				r = context_apply_live(s, c, x->type, x->data, x->len, n);
+				if (r == 0)
+					c->seq = x->seq;
+			}
+		fetch_free(&f);
+		if (r == -ENODATA)
+			r = 0;
+		if (r < 0 || got < FEED_BATCH || c->seq == after)
+			return r;
+	}
+}
+
+/* --- the feed thread ------------------------------------------------------------ */
+
+static struct store_slot *slot_by_sid(struct store *s, uint64_t sid)
+{
+	for (size_t i = 0; i < s->by_id.nslots; i++)
+		for (struct map_node *m = s->by_id.slots[i]; m; m = m->next) {
+			struct store_slot *slot = m->value;
+			if (slot->sid == sid && !slot->creating)
+				return slot;
+		}
+	return NULL;
+}
+
+/* Catches up the context of engine id sid if it is loaded here and behind seq
+ * (0: whatever it is behind). */
+static void feed_catch_up(struct store *s, uint64_t sid, uint64_t seq)
+{
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct store_slot *slot = slot_by_sid(s, sid);
+	struct context *c = slot ? slot->ctx : NULL;
+	if (c && (seq == 0 || seq > c->seq)) {
+		int r = store_feed_catch_up(s, &c, &n);
+		if (r < 0 && r != -ENOENT)
+			log_debug("feed: catching up context %llu: %s", (unsigned long long)sid,
+				  strerror(-r));
+	}
+	store_unlock_notify(s, &n);
+}
+
+/* A context deleted elsewhere goes here as a local delete goes: its turns end
+ * (no reader waits), its slot and memory are freed, observers are told. */
+static void feed_forget(struct store *s, struct store_slot *slot, struct notes *n)
+{
+	uint64_t id = slot->id;
+	map_del(&s->by_name, slot->name, strlen(slot->name));
+	map_del_id(&s->by_id, id);
+	struct context *c = slot->ctx;
+	if (c) {
+		c->open = false;
+		context_stop_all(s, c, "cancelled: the context was deleted", n);
+		struct api_error e;
+		api_error_clear(&e);
+		api_error_set(&e, "cancelled", "cancelled: the context was deleted");
+		for (size_t i = 0; i < c->n_ex; i++) {
+			struct reply *t = c->ex[i].reply;
+			if (t->state != REPLY_DONE && t->state != REPLY_FAILED)
+				reply_end(s, t, REPLY_FAILED, &e, n);
+		}
+		context_drop_ends(c);
+		context_free(s, c);
+	}
+	store_slot_free(slot);
+	notes_add(n, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);
+}
+
+/* Renamed elsewhere: the slot takes the new name unless a context here holds
+ * it (then that one was renamed or deleted elsewhere too, and a later change
+ * says so: this one waits for the next scan). */
+static void feed_rename(struct store *s, struct store_slot *slot, const char *to, struct notes *n)
+{
+	if (map_get(&s->by_name, to, strlen(to)))
+		return;
+	char *copy = strdup(to);
+	if (!copy || map_put(&s->by_name, to, strlen(to), slot) < 0) {
+		free(copy);
+		return;
+	}
+	map_del(&s->by_name, slot->name, strlen(slot->name));
+	free(slot->name);
+	slot->name = copy;
+	notes_add(n, slot->id, STORE_CHANGED_RENAMED);
+}
+
+struct scan {
+	struct store *s;
+	uint64_t *catch; /* engine ids of loaded contexts appended to */
+	size_t n_catch, cap_catch;
+	bool again; /* a rename waited: scan from the same position later */
+};
+
+static int on_change(void *data, const struct storage_context *sc)
+{
+	struct scan *sc_ = data;
+	struct store *s = sc_->s;
+	struct notes n = {0};
+	pthread_mutex_lock(&s->lock);
+	struct store_slot *slot = slot_by_sid(s, sc->id);
+	if (!sc->name) {
+		if (slot)
+			feed_forget(s, slot, &n);
+	} else if (!slot) {
+		if (store_name_check(sc->name, strlen(sc->name)) < 0)
+			; /* not ours (as at start-up) */
+		else if (!map_get(&s->by_name, sc->name, strlen(sc->name)) &&
+			 (slot = store_slot_add(s, sc->name, sc->id)))
+			notes_add(&n, slot->id, STORE_CHANGED_CREATED);
+		else
+			sc_->again = true; /* its name is still another's here */
+	} else {
+		if (strcmp(slot->name, sc->name)) {
+			feed_rename(s, slot, sc->name, &n);
+			sc_->again |= strcmp(slot->name, sc->name) != 0;
+		}
+		if (slot->ctx && sc->last_seq > slot->ctx->seq) {
+			if (sc_->n_catch == sc_->cap_catch) {
+				size_t cap = sc_->cap_catch ? sc_->cap_catch * 2 : 16;
+				uint64_t *v = realloc(sc_->catch, cap * sizeof(*v));
+				if (v) {
+					sc_->catch = v;
+					sc_->cap_catch = cap;
+				}
+			}
+			if (sc_->n_catch < sc_->cap_catch)
+				sc_->catch[sc_->n_catch++] = sc->id;
+		}
+	}
+	store_unlock_notify(s, &n);
+	return 0;
+}
+
+/* storage_changes from the feed position, applied; then the catch-ups. */
+static void feed_scan(struct store *s)
+{
+	struct scan sc = {s, NULL, 0, 0, false};
+	uint64_t next = s->feed_pos;
+	for (;;) {
+		uint64_t from = next;
+		int r = storage_changes(s->st, from, FEED_CHANGES_MAX, on_change, &sc, &next);
+		if (r < 0) {
+			log_debug("feed: reading the changes: %s", strerror(-r));
+			break;
+		}
+		if (!sc.again && next > s->feed_pos)
+			s->feed_pos = next;
+		if (next == from || sc.again)
+			break;
+	}
+	for (size_t i = 0; i < sc.n_catch; i++)
+		feed_catch_up(s, sc.catch[i], 0);
+	free(sc.catch);
+}
+
+static void *feed_main(void *arg)
+{
+	struct store *s = arg;
+	int fd = storage_feed_fd(s->st);
+	int64_t scanned = 0;
+	for (;;) {
+		struct pollfd pf[2] = {{s->feed_stop[0], POLLIN, 0}, {fd, POLLIN, 0}};
+		int64_t wait = scanned + FEED_POLL_MS - clock_mono_ms();
+		int k = poll(pf, 2, wait < 0 ? 0 : (int)wait);
+		if (k > 0 && pf[0].revents)
+			break;
+		struct storage_hint h[FEED_HINTS];
+		bool resync = false, scan = clock_mono_ms() - scanned >= FEED_POLL_MS;
+		int got = storage_feed_drain(s->st, h, FEED_HINTS, &resync);
+		for (int i = 0; i < got; i++) {
+			if (h[i].id == 0 || h[i].seq == 0)
+				scan = true; /* a name changed: created, renamed, deleted */
+			else
+				feed_catch_up(s, h[i].id, h[i].seq);
+		}
+		if (scan || resync) {
+			feed_scan(s);
+			scanned = clock_mono_ms();
+		}
+	}
+	return NULL;
+}
+
+int store_feed_start(struct store *s)
+{
+	s->feed_stop[0] = s->feed_stop[1] = -1;
+	if (storage_feed_fd(s->st) < 0)
+		return 0;
+	if (pipe2(s->feed_stop, O_CLOEXEC) < 0)
+		return -errno;
+	int r = pthread_create(&s->feed_thread, NULL, feed_main, s);
+	if (r != 0) {
+		close(s->feed_stop[0]);
+		close(s->feed_stop[1]);
+		s->feed_stop[0] = s->feed_stop[1] = -1;
+		return -r;
+	}
+	s->feed_running = true;
+	return 0;
+}
+
+void store_feed_stop(struct store *s)
+{
+	if (!s->feed_running)
+		return;
+	char b = 1;
+	ssize_t w = write(s->feed_stop[1], &b, 1);
+	(void)w;
+	pthread_join(s->feed_thread, NULL);
+	s->feed_running = false;
+	close(s->feed_stop[0]);
+	close(s->feed_stop[1]);
+}
