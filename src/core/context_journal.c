@@ -26,6 +26,17 @@ int context_journal_ready(struct store *s, struct context *c)
 	return c->syncing ? -EBUSY : 0;
 }
 
+void context_journal_applied(struct context *c, uint64_t seq)
+{
+	if (seq == c->seq + 1 || (seq > c->seq && c->n_own == OWN_MAX)) {
+		c->seq = seq; /* (full: what came between is not applied) */
+		c->n_own = 0;
+	} else if (seq > c->seq) {
+		c->own[c->n_own++] = seq; /* records of others before it: the
+					     catch-up applies them, then skips it */
+	}
+}
+
 int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
 			   bool sync)
 {
@@ -35,8 +46,8 @@ int context_journal_append(struct context *c, uint16_t type, const char *payload
 	if (r == 0)
 		r = storage_append(s->st, c->slot->sid, type, payload, len,
 				   sync ? STORAGE_COMMIT : 0, &seq);
-	if (r == 0 && seq > c->seq)
-		c->seq = seq; /* the applied position (store_feed.c) */
+	if (r == 0)
+		context_journal_applied(c, seq);
 	if (r == 0 && c->sync_failed_ms && c->sync_recover_err)
 		c->sync_recover_err = 0; /* the engine recovered before appending */
 	if (r == 0)

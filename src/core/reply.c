@@ -107,8 +107,9 @@ static const char *buf_at(const struct buf *b, size_t off)
 void reply_checkpoint(struct reply *t, bool sync)
 {
 	struct context *c = t->ctx;
-	if (!c || !c->open || c->syncing || t->summary_call)
-		return; /* while a sync runs: at the next event, or when it ends */
+	if (!c || !c->open || c->syncing || t->summary_call || t->remote)
+		return; /* while a sync runs: at the next event, or when it ends;
+			   a remote turn's parts are another daemon's */
 	/* Before any text an attempt may still be retried, which drops its
 	 * thinking; saving it now would bring it back on the next load. */
 	if (!t->text.len && t->state != REPLY_DONE && t->state != REPLY_FAILED)

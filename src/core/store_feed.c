@@ -84,6 +84,18 @@ static struct context *loaded(struct store *s, uint64_t id)
 	return slot ? slot->ctx : NULL;
 }
 
+/* seq is one of c's own appends: it is applied already, only passed. */
+static bool own_take(struct context *c, uint64_t seq)
+{
+	for (unsigned i = 0; i < c->n_own; i++)
+		if (c->own[i] == seq) {
+			c->own[i] = c->own[--c->n_own];
+			c->seq = seq;
+			return true;
+		}
+	return false;
+}
+
 int store_feed_catch_up(struct store *s, struct context **cp, struct notes *n)
 {
 	if (storage_feed_fd(s->st) < 0)
@@ -104,7 +116,7 @@ int store_feed_catch_up(struct store *s, struct context **cp, struct notes *n)
 		}
 		size_t got = f.n;
 		for (struct fetched *x = f.head; r == 0 && x; x = x->next)
-			if (x->seq == c->seq + 1) {
+			if (x->seq == c->seq + 1 && !own_take(c, x->seq)) {
 				r = context_apply_live(s, c, x->type, x->data, x->len, n);
 				if (r == 0)
 					c->seq = x->seq;
@@ -191,73 +203,94 @@ static void feed_rename(struct store *s, struct store_slot *slot, const char *to
 	notes_add(n, slot->id, STORE_CHANGED_RENAMED);
 }
 
+/* A change storage_changes() reported, copied: its callback runs inside the
+ * engine's lock, which must not be held when the store lock is taken. */
+struct change {
+	uint64_t id, last_seq;
+	char *name; /* heap; NULL: deleted */
+};
+
 struct scan {
-	struct store *s;
-	uint64_t *catch; /* engine ids of loaded contexts appended to */
-	size_t n_catch, cap_catch;
-	bool again; /* a rename waited: scan from the same position later */
+	struct change *v;
+	size_t n, cap;
 };
 
 static int on_change(void *data, const struct storage_context *sc)
 {
-	struct scan *sc_ = data;
-	struct store *s = sc_->s;
+	struct scan *l = data;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct change *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	char *name = sc->name ? strdup(sc->name) : NULL;
+	if (sc->name && !name)
+		return -ENOMEM;
+	l->v[l->n++] = (struct change){sc->id, sc->last_seq, name};
+	return 0;
+}
+
+/* Applies one change under the lock.  true: done; false: its name is still
+ * another context's here (renamed or deleted elsewhere too, a later change
+ * says so): scanned again from here next time. */
+static bool change_apply(struct store *s, const struct change *ch, bool *catch)
+{
 	struct notes n = {0};
+	bool done = true;
+	*catch = false;
 	pthread_mutex_lock(&s->lock);
-	struct store_slot *slot = slot_by_sid(s, sc->id);
-	if (!sc->name) {
+	struct store_slot *slot = slot_by_sid(s, ch->id);
+	if (!ch->name) {
 		if (slot)
 			feed_forget(s, slot, &n);
 	} else if (!slot) {
-		if (store_name_check(sc->name, strlen(sc->name)) < 0)
+		if (store_name_check(ch->name, strlen(ch->name)) < 0)
 			; /* not ours (as at start-up) */
-		else if (!map_get(&s->by_name, sc->name, strlen(sc->name)) &&
-			 (slot = store_slot_add(s, sc->name, sc->id)))
+		else if (!map_get(&s->by_name, ch->name, strlen(ch->name)) &&
+			 (slot = store_slot_add(s, ch->name, ch->id)))
 			notes_add(&n, slot->id, STORE_CHANGED_CREATED);
 		else
-			sc_->again = true; /* its name is still another's here */
+			done = false;
 	} else {
-		if (strcmp(slot->name, sc->name)) {
-			feed_rename(s, slot, sc->name, &n);
-			sc_->again |= strcmp(slot->name, sc->name) != 0;
+		if (strcmp(slot->name, ch->name)) {
+			feed_rename(s, slot, ch->name, &n);
+			done = !strcmp(slot->name, ch->name);
 		}
-		if (slot->ctx && sc->last_seq > slot->ctx->seq) {
-			if (sc_->n_catch == sc_->cap_catch) {
-				size_t cap = sc_->cap_catch ? sc_->cap_catch * 2 : 16;
-				uint64_t *v = realloc(sc_->catch, cap * sizeof(*v));
-				if (v) {
-					sc_->catch = v;
-					sc_->cap_catch = cap;
-				}
-			}
-			if (sc_->n_catch < sc_->cap_catch)
-				sc_->catch[sc_->n_catch++] = sc->id;
-		}
+		*catch = slot->ctx && ch->last_seq > slot->ctx->seq;
 	}
 	store_unlock_notify(s, &n);
-	return 0;
+	return done;
 }
 
 /* storage_changes from the feed position, applied; then the catch-ups. */
 static void feed_scan(struct store *s)
 {
-	struct scan sc = {s, NULL, 0, 0, false};
-	uint64_t next = s->feed_pos;
+	uint64_t from = s->feed_pos;
 	for (;;) {
-		uint64_t from = next;
-		int r = storage_changes(s->st, from, FEED_CHANGES_MAX, on_change, &sc, &next);
-		if (r < 0) {
+		struct scan l = {NULL, 0, 0};
+		uint64_t next = from;
+		int r = storage_changes(s->st, from, FEED_CHANGES_MAX, on_change, &l, &next);
+		if (r < 0)
 			log_debug("feed: reading the changes: %s", strerror(-r));
-			break;
+		bool all = r == 0;
+		for (size_t i = 0; i < l.n; i++) {
+			bool catch;
+			if (!change_apply(s, &l.v[i], &catch))
+				all = false;
+			if (catch)
+				feed_catch_up(s, l.v[i].id, 0);
+			free(l.v[i].name);
 		}
-		if (!sc.again && next > s->feed_pos)
+		free(l.v);
+		if (all && next > s->feed_pos)
 			s->feed_pos = next;
-		if (next == from || sc.again)
+		if (!all || l.n < FEED_CHANGES_MAX)
 			break;
+		from = next;
 	}
-	for (size_t i = 0; i < sc.n_catch; i++)
-		feed_catch_up(s, sc.catch[i], 0);
-	free(sc.catch);
 }
 
 static void *feed_main(void *arg)

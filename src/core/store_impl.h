@@ -26,6 +26,7 @@
 #define PART_MAX (1u << 20) /* text bytes per REPLY_PART record */
 #define WHY_MAX 512
 #define PAUSE_MAX 3 /* continuations of a reply that ends with pause_turn */
+#define OWN_MAX 16  /* local appends kept ahead of the applied position (context.own) */
 
 struct reply {
 	int refs;	  /* the exchange's, readers', the call's */
@@ -195,6 +196,9 @@ struct context {
 	uint64_t seq;		 /* the last record seq applied (storage.h): set by the
 				    load, by every local append, by a catch-up
 				    (store_feed.c) */
+	uint64_t own[OWN_MAX];	 /* seqs of local appends past seq + 1 (another daemon's
+				    records came between): the catch-up skips them */
+	unsigned n_own;
 	struct settings settings;
 	char *system; /* heap, NUL-terminated, "" for none */
 	size_t system_len;
@@ -512,6 +516,9 @@ int context_journal_ready(struct store *s, struct context *c);
 int context_journal_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
 int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
 			   bool sync);
+/* A local append got seq: the applied position moves to it when it is the
+ * next one, else it is kept in c->own for the catch-up to skip. */
+void context_journal_applied(struct context *c, uint64_t seq);
 
 /* fork.c: the records a loader hands over (UNDO, FORKED_FROM, decoded by
  * record.h): -EINVAL for an UNDO that names no turn of the context (a bad

@@ -1,0 +1,160 @@
+"""Two daemons, two mounts, one PostgreSQL (CONTRACT §12, issue 16;
+doc/design/shared-store.md §3): what one daemon does to a context the other
+shows without a remount — names (mkdir, mv, rmdir), settings (model, system,
+config), a reply streamed on A read live on B by `cat` and `tail -f`, the
+history after it — and a third daemon, `--no-mount` with the HTTP shim, serving
+the same contexts.  Each waits with a generous deadline: how fast the feed is
+(the 1 s goal) is bench/run's to measure, not a test's."""
+
+import os
+import signal
+
+import pytest
+
+from http_support import NoMount
+from mcpfs_testlib import (
+    PipeReader, Reader, read_file, reply_for, send, wait_for, write_file,
+)
+from pg_support import PgServer, require_pg
+
+DEADLINE = 5.0
+
+
+@pytest.fixture
+def pg():
+    require_pg()
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def two(pg, mount_factory):
+    """Mounts A and B on the same database."""
+    a = mount_factory(args=["--store=" + pg.url], state_dir=True)
+    b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
+    return a, b
+
+
+def names(m):
+    return sorted(n for n in os.listdir(m.path) if not n.startswith("."))
+
+
+def eventually(what, pred):
+    return wait_for(pred, DEADLINE, interval=0.05, what=what)
+
+
+def shows(path, text):
+    """path's content becomes text (read again until then)."""
+    def ok():
+        try:
+            return read_file(path) == text
+        except OSError:
+            return False
+    return eventually("%s to read %r" % (path, text), ok)
+
+
+def test_names_made_on_a_are_seen_on_b(two):
+    a, b = two
+    os.mkdir(a.path / "alpha")
+    eventually("alpha listed on B", lambda: names(b) == ["alpha"])
+    assert read_file(b.path / "alpha" / "output") == ""
+    os.rename(a.path / "alpha", a.path / "beta")
+    eventually("beta in place of alpha on B", lambda: names(b) == ["beta"])
+    # The kernel keeps a looked-up name 1 s (fs_dir.c's ENTRY_TIMEOUT).
+    eventually("alpha gone on B", lambda: not os.path.exists(b.path / "alpha"))
+    assert read_file(b.path / "beta" / "output") == ""
+    os.mkdir(b.path / "gamma")
+    eventually("gamma listed on A", lambda: names(a) == ["beta", "gamma"])
+    os.rmdir(a.path / "beta")
+    eventually("beta gone from B", lambda: names(b) == ["gamma"])
+    eventually("beta gone on B", lambda: not os.path.exists(b.path / "beta"))
+
+
+def test_settings_made_on_a_are_seen_on_b(two, fake):
+    a, b = two
+    ca = a.path / "s"
+    os.mkdir(ca)
+    eventually("s listed on B", lambda: names(b) == ["s"])
+    cb = b.path / "s"
+    model = read_file(cb / "model")  # loaded on B before A changes it
+    write_file(ca / "system", "You are terse.\n")
+    shows(cb / "system", "You are terse.\n")
+    write_file(ca / "model", "claude-opus-4-1\n")
+    shows(cb / "model", "claude-opus-4-1\n")
+    assert model != "claude-opus-4-1\n"
+    write_file(ca / "config", "temperature = 0.25\n")
+    eventually("temperature on B", lambda: "temperature = 0.25" in read_file(cb / "config"))
+
+
+def test_a_reply_streamed_on_a_is_read_live_on_b(two, fake):
+    """B's `cat output` and `tail -f output` get the reply's first bytes while
+    A's call is still held, then the whole reply; B's history is A's."""
+    a, b = two
+    ca = a.path / "live"
+    os.mkdir(ca)
+    eventually("live listed on B", lambda: names(b) == ["live"])
+    cb = b.path / "live"
+    read_file(cb / "history")  # B has it loaded: what follows is applied live
+    fake.script("hold", hold_after=[2], pieces=["alpha\n", "beta\n", "gamma\n", "delta\n"])
+    send(ca, "hello\n")
+    call = fake.wait_held(0)
+    on_a = Reader(ca / "output")  # a reader on A saves what it is shown
+    wait_for(lambda: on_a.data == b"alpha\nbeta\n", DEADLINE, what="A's first bytes")
+    cat = Reader(cb / "output")
+    tail = PipeReader(b.spawn(["tail", "-f", str(cb / "output")]).stdout)
+    eventually("B's cat to get the first bytes", lambda: cat.data == b"alpha\nbeta\n")
+    tail.wait_text("alpha\nbeta\n", DEADLINE)
+    assert call.held and not call.completed and not cat.done
+    fake.release()
+    cat.finish(DEADLINE)
+    assert cat.error is None and cat.text == "alpha\nbeta\ngamma\ndelta\n"
+    tail.wait_text("alpha\nbeta\ngamma\ndelta\n", DEADLINE)
+    assert on_a.finish().text == cat.text
+    history = read_file(ca / "history")
+    assert "alpha\nbeta\ngamma\ndelta" in history
+    shows(cb / "history", history)
+    assert read_file(cb / "output") == cat.text
+
+
+def test_a_turn_on_b_after_a_turn_on_a(two, fake):
+    """B answers its own message with A's exchange in the history it sends."""
+    a, b = two
+    ca = a.path / "both"
+    os.mkdir(ca)
+    send(ca, "first\n")
+    assert read_file(ca / "output") == reply_for("first")
+    cb = b.path / "both"
+    eventually("both listed on B", lambda: names(b) == ["both"])
+    shows(cb / "output", reply_for("first"))
+    send(cb, "second\n")
+    assert read_file(cb / "output") == reply_for("second")
+    assert fake.calls[-1].roles == ["user", "assistant", "user"]
+    shows(ca / "output", reply_for("second"))
+    assert read_file(ca / "history") == read_file(cb / "history")
+
+
+def test_the_shim_of_a_third_daemon_serves_the_same_context(two, pg, mcpfs_bin, fake,
+                                                             workdir):
+    a, b = two
+    ca = a.path / "web"
+    os.mkdir(ca)
+    send(ca, "over http\n")
+    assert read_file(ca / "output") == reply_for("over http")
+    nm = NoMount(mcpfs_bin, fake, workdir, args=["--store=" + pg.url])
+    try:
+        ctx = nm.api.request("GET", "/v1/contexts/web")
+        assert ctx.status == 200, ctx.body
+        assert ctx.json()["name"] == "web"
+        hist = nm.api.request("GET", "/v1/contexts/web/history")
+        assert hist.status == 200, hist.body
+        assert reply_for("over http") in hist.body.decode()
+        send(ca, "again\n")
+        assert read_file(ca / "output") == reply_for("again")
+
+        def has_again():
+            h = nm.api.request("GET", "/v1/contexts/web/history")
+            return h.status == 200 and reply_for("again") in h.body.decode()
+        eventually("the shim's history to show the second turn", has_again)
+    finally:
+        nm.proc.send_signal(signal.SIGTERM)
+        assert nm.stop() == 0, nm.log_text()
