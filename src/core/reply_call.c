@@ -346,8 +346,19 @@ static void reply_lease_lost(struct store *s, struct context *c, struct notes *n
 {
 	c->lease_lost = false;
 	c->lease_token = 0;
-	if (!c->active)
+	struct reply *t = c->active;
+	if (!t)
 		return;
+	if (t->state == REPLY_DONE || t->state == REPLY_FAILED) {
+		/* the other daemon's REPLY_END came first (the feed): the call goes */
+		if (t->call_id && map_del_id(&s->calls, t->call_id)) {
+			s->ops->cancel(s->ops_impl, t->call_id);
+			t->refs--;
+		}
+		t->call_id = 0;
+		c->active = NULL;
+		return;
+	}
 	struct api_error e;
 	api_error_clear(&e);
 	api_error_set(&e, "lease_lost",
@@ -357,10 +368,43 @@ static void reply_lease_lost(struct store *s, struct context *c, struct notes *n
 	reply_end(s, c->active, REPLY_FAILED, &e, n);
 }
 
+/* The takeover scan (store_lease.c) holds the lease of a context whose remote
+ * turn's daemon stopped: that turn ends interrupted, its REPLY_END appended
+ * here, as a restart marks a turn a crash left. */
+static void reply_takeover(struct store *s, struct context *c, struct notes *n)
+{
+	uint64_t turn = c->takeover_turn;
+	c->takeover_turn = 0;
+	for (size_t i = c->n_ex; i-- > 0;) {
+		struct reply *t = c->ex[i].reply;
+		if (c->ex[i].turn != turn)
+			continue;
+		if (!t->remote || t->attempt != c->takeover_attempt || t->state == REPLY_DONE ||
+		    t->state == REPLY_FAILED)
+			return;
+		struct api_error e;
+		api_error_clear(&e);
+		if (c->takeover_from[0])
+			api_error_set(&e, "interrupted",
+				      "the daemon that made the call (%s) stopped; the reply is not "
+				      "complete (%zu bytes received)",
+				      c->takeover_from, t->text.len);
+		else
+			api_error_set(&e, "interrupted",
+				      "the daemon that wrote the message stopped before its call "
+				      "ended; the reply is not complete (%zu bytes received)",
+				      t->text.len);
+		reply_end(s, t, REPLY_FAILED, &e, n);
+		return;
+	}
+}
+
 void context_pump(struct store *s, struct context *c, struct notes *n)
 {
 	if (c->lease_lost)
 		reply_lease_lost(s, c, n);
+	if (c->takeover_turn)
+		reply_takeover(s, c, n);
 	if (!s->ops || c->summ_call)
 		return; /* no transport (tests of the core alone): turns stay queued;
 			   or a summary call goes first */

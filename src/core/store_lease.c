@@ -29,7 +29,7 @@
 #include "mcpfs/log.h"
 #include "store_impl.h"
 
-#define LEASE_TICK_MS 1000 /* the tick: waiting turns tried again, renewals */
+#define LEASE_TICK_MS 250 /* the tick: waiting turns tried again, renewals */
 
 static bool lease_on(const struct store *s)
 {
@@ -186,6 +186,97 @@ static void lease_tick(struct store *s)
 	pthread_mutex_lock(&s->lock);
 }
 
+/* --- takeover: a remote turn whose daemon stopped (pg-plan §5) -------------- */
+
+/* The turn that holds c's queue back when it is another daemon's, in flight
+ * (or queued) there; NULL otherwise. */
+static struct reply *remote_blocking(const struct context *c)
+{
+	if (c->lease_token || c->takeover_turn || c->next_send >= c->n_ex)
+		return NULL;
+	struct reply *t = c->ex[c->next_send].reply;
+	if (!t->remote || t->state == REPLY_DONE || t->state == REPLY_FAILED)
+		return NULL;
+	return t;
+}
+
+struct probe {
+	uint64_t id, sid, turn;
+	unsigned attempt;
+	int r;
+	struct storage_lease l;
+};
+
+/* Every LEASE_SCAN_MS: for each loaded context held back by a remote turn,
+ * the lease is tried.  Held by its daemon (-EBUSY): it lives.  Taken over (it
+ * expired in that daemon's hands), or free for longer than the ttl with the
+ * turn still open (its daemon died before or between calls): the pump ends
+ * that turn interrupted, naming the daemon, and gives the lease back. */
+static void lease_scan(struct store *s)
+{
+	size_t n = 0, cap = 0;
+	struct probe *v = NULL;
+	for (size_t i = 0; i < s->by_id.nslots; i++)
+		for (struct map_node *m = s->by_id.slots[i]; m; m = m->next) {
+			struct store_slot *slot = m->value;
+			struct reply *t = slot->ctx ? remote_blocking(slot->ctx) : NULL;
+			if (!t)
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 8;
+				struct probe *nv = realloc(v, cap * sizeof(*v));
+				if (!nv)
+					break;
+				v = nv;
+			}
+			v[n++] = (struct probe){slot->id, slot->sid, t->number, t->attempt, 0, {0}};
+		}
+	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < n; i++)
+		v[i].r = storage_lease_acquire(s->st, v[i].sid, s->lease.holder, LEASE_TTL_MS,
+					       &v[i].l);
+	struct notes notes = {0};
+	pthread_mutex_lock(&s->lock);
+	int64_t now = clock_mono_ms();
+	for (size_t i = 0; i < n; i++) {
+		struct probe *p = &v[i];
+		struct store_slot *slot = map_get_id(&s->by_id, p->id);
+		struct context *c = slot ? slot->ctx : NULL;
+		struct reply *t = c ? remote_blocking(c) : NULL;
+		bool same = t && t->number == p->turn && t->attempt == p->attempt;
+		if (p->r == -EBUSY || p->r < 0) {
+			if (c && p->r == -EBUSY)
+				c->lease_free_ms = 0;
+			continue;
+		}
+		bool dead = p->l.took_over;
+		if (same && !dead) {
+			if (!c->lease_free_ms)
+				c->lease_free_ms = now;
+			dead = now - c->lease_free_ms >= LEASE_TTL_MS;
+		}
+		if (!same || !dead || lease_watch(s, c->id) < 0) {
+			storage_lease_release(s->st, p->sid, p->l.token);
+			continue;
+		}
+		c->lease_token = p->l.token;
+		c->lease_renewed_ms = now;
+		c->lease_free_ms = 0;
+		c->takeover_turn = p->turn;
+		c->takeover_attempt = p->attempt;
+		snprintf(c->takeover_from, sizeof(c->takeover_from), "%s",
+			 p->l.took_over ? p->l.prev_holder : "");
+		/* what the stopped daemon saved before it went, then its end */
+		if (s->hooks.catch_up(s, &c, &notes) == 0 && c)
+			s->hooks.pump(s, c, &notes);
+		store_unlock_notify(s, &notes);
+		pthread_mutex_lock(&s->lock);
+	}
+	free(v);
+	store_unlock_notify(s, &notes);
+	pthread_mutex_lock(&s->lock);
+}
+
 static void *lease_thread(void *arg)
 {
 	struct store *s = arg;
@@ -193,10 +284,18 @@ static void *lease_thread(void *arg)
 	while (!s->lease.stop) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += LEASE_TICK_MS / 1000;
+		ts.tv_nsec += LEASE_TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
 		pthread_cond_timedwait(&s->lease.wake, &s->lock, &ts);
 		if (!s->lease.stop)
 			lease_tick(s);
+		if (!s->lease.stop && clock_mono_ms() - s->lease.scanned_ms >= LEASE_SCAN_MS) {
+			lease_scan(s);
+			s->lease.scanned_ms = clock_mono_ms();
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;

@@ -68,6 +68,7 @@ int store_open_on(struct storage *st, const char *defaults_text, struct store **
 	map_init(&s->calls);
 	s->hooks.load = context_load;
 	s->hooks.pump = context_pump;
+	s->hooks.catch_up = store_feed_catch_up;
 	s->st = st;
 	s->blobs = storage_dir_blobs(st);
 	s->started_ms = clock_wall_ms();
