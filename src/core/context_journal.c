@@ -38,7 +38,7 @@ void context_journal_applied(struct context *c, uint64_t seq)
 }
 
 static int ctx_append(struct context *c, uint16_t type, const char *payload, size_t len,
-			  unsigned flags)
+		      unsigned flags)
 {
 	struct store *s = c->store;
 	int r = context_journal_ready(s, c);
@@ -82,8 +82,7 @@ int context_journal_write_at(struct context *c, uint16_t type, cJSON *payload)
 	 * daemon's own past it), committed: nothing releases the lock between
 	 * the record and the state the caller applies with it. */
 	int r = c->n_own ? -EAGAIN
-			 : ctx_append(c, type, text, strlen(text),
-					  STORAGE_IF_AT | STORAGE_COMMIT);
+			 : ctx_append(c, type, text, strlen(text), STORAGE_IF_AT | STORAGE_COMMIT);
 	free(text);
 	return r;
 }

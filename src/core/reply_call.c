@@ -385,10 +385,11 @@ static void reply_takeover(struct store *s, struct context *c, struct notes *n)
 		struct api_error e;
 		api_error_clear(&e);
 		if (c->takeover_from[0])
-			api_error_set(&e, "interrupted",
-				      "the daemon that made the call (%s) stopped; the reply is not "
-				      "complete (%zu bytes received)",
-				      c->takeover_from, t->text.len);
+			api_error_set(
+			    &e, "interrupted",
+			    "the daemon that made the call (%s) stopped; the reply is not "
+			    "complete (%zu bytes received)",
+			    c->takeover_from, t->text.len);
 		else
 			api_error_set(&e, "interrupted",
 				      "the daemon that wrote the message stopped before its call "

@@ -233,8 +233,8 @@ static void lease_scan(struct store *s)
 		}
 	pthread_mutex_unlock(&s->lock);
 	for (size_t i = 0; i < n; i++)
-		v[i].r = storage_lease_acquire(s->st, v[i].sid, s->lease.holder, LEASE_TTL_MS,
-					       &v[i].l);
+		v[i].r =
+		    storage_lease_acquire(s->st, v[i].sid, s->lease.holder, LEASE_TTL_MS, &v[i].l);
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	int64_t now = clock_mono_ms();

@@ -425,9 +425,9 @@ static void case_if_at(const char *url)
 	CHECK_EQ_INT((int)seq, 2);
 	seq = 1; /* b has not seen seq 2 */
 	CHECK_EQ_INT(storage_append(b, id, JOURNAL_USER, "x", 1, STORAGE_IF_AT, &seq), -EAGAIN);
-	CHECK_EQ_INT(storage_append(b, id, JOURNAL_USER, "x", 1, STORAGE_IF_AT | STORAGE_COMMIT,
-				    &seq),
-		     -EAGAIN);
+	CHECK_EQ_INT(
+	    storage_append(b, id, JOURNAL_USER, "x", 1, STORAGE_IF_AT | STORAGE_COMMIT, &seq),
+	    -EAGAIN);
 	CHECK_EQ_INT(storage_append(b, id, JOURNAL_USER, "x", 1, STORAGE_IF_AT, NULL), -EINVAL);
 	seq = 0;
 	CHECK_EQ_INT(storage_append(b, 999999, JOURNAL_USER, "x", 1, STORAGE_IF_AT, &seq), -ENOENT);

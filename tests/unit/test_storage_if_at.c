@@ -48,9 +48,8 @@ static void if_at(struct storage *s, const char *engine)
 	CHECK_EQ_INT(storage_append(s, id, JOURNAL_USER, "c", 1, STORAGE_IF_AT, &seq), -EAGAIN);
 	/* caught up: numbered again and appended, committed with the flag */
 	seq = 3;
-	CHECK_EQ_INT(storage_append(s, id, JOURNAL_USER, "c", 1, STORAGE_IF_AT | STORAGE_COMMIT,
-				    &seq),
-		     0);
+	CHECK_EQ_INT(
+	    storage_append(s, id, JOURNAL_USER, "c", 1, STORAGE_IF_AT | STORAGE_COMMIT, &seq), 0);
 	CHECK_EQ_INT((int)seq, 4);
 	CHECK_EQ_INT(records(s, id), 4);
 	/* the flag needs *seq; an unknown context stays -ENOENT */
