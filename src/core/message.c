@@ -177,6 +177,8 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	c->refused[0] = '\0';
 	c->note[0] = '\0'; /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
+	if (context_journal_shared(c))
+		context_pump(s, c, n); /* its lease, while it is written (store_lease.c) */
 	return 0;
 }
 

@@ -181,3 +181,27 @@ def test_sigstop_past_the_ttl_the_lease_is_taken_over_and_the_call_cancelled(two
     wait_for(lambda: read_file(ca / "output") == reply_for("again"), 20, what="A answered")
     wait_for(lambda: reply_for("again") in read_file(cb / "history"), 20,
              what="B shows A's reply")
+
+
+def test_a_message_written_longer_than_the_ttl_is_not_taken_for_lost(two, fake):
+    """A writer that keeps `input` open (a child closed its copy: the message is
+    saved, its turn waits for the last close) holds the lease meanwhile: B's
+    takeover scan sees it held and leaves the turn alone."""
+    a, b = two
+    ca, cb = shared_context(a, b)
+    fd = os.open(ca / "input", os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, b"slow writer\n")
+        os.close(os.dup(fd))  # a FLUSH: the message is saved, the turn pending
+        wait_for(lambda: status(cb).state in ("queued", "waiting", "streaming"), 10,
+                 what="B shows A's turn")
+        time.sleep(14)  # past the ttl (10 s) and a scan (2 s): no timing asserted
+        st = status(cb)
+        assert st.state != "error", st.text
+    finally:
+        os.close(fd)
+    wait_for(lambda: read_file(ca / "output") == reply_for("slow writer"), 20,
+             what="A's reply once its writer closed")
+    wait_for(lambda: reply_for("slow writer") in read_file(cb / "history"), 20,
+             what="B shows it")
+    assert len(message_calls(fake)) == 1
