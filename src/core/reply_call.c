@@ -409,13 +409,10 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 	if (!s->ops || c->summ_call)
 		return; /* no transport (tests of the core alone): turns stay queued;
 			   or a summary call goes first */
-	bool writing = false;
 	while (!c->active && c->next_send < c->n_ex) {
 		struct reply *t = c->ex[c->next_send].reply;
-		if (t->state == REPLY_PENDING) {
-			writing = true;
+		if (t->state == REPLY_PENDING)
 			break; /* its writer has not closed yet: later turns wait */
-		}
 		if (t->remote && t->state != REPLY_DONE && t->state != REPLY_FAILED)
 			break; /* another daemon calls it (store_feed.c): later turns wait */
 		/* A turn the response cache answered has ended: on to the next. */
@@ -423,12 +420,17 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 			break;
 		c->next_send++;
 	}
+	/* The first turn in line is this daemon's and open (being written, or
+	 * waiting for the Models API): the lease is held meanwhile, so that no
+	 * other daemon takes the turn for lost (store_lease.c; -EBUSY: the tick
+	 * tries again).  Else, with no call in flight, it goes back. */
+	struct reply *first = c->next_send < c->n_ex ? c->ex[c->next_send].reply : NULL;
 	char why[WHY_MAX];
-	if (writing) /* held while its writer writes: no other daemon takes the
-			turn for lost (store_lease.c); -EBUSY: the tick tries again */
+	if (!c->active && first && !first->remote && first->state != REPLY_DONE &&
+	    first->state != REPLY_FAILED)
 		store_lease_take(s, c, why, sizeof(why));
 	else
-		store_lease_idle(s, c); /* no call in flight: the lease goes back */
+		store_lease_idle(s, c);
 }
 
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n)
