@@ -55,7 +55,11 @@ def idle_with(ctx, n_replies, timeout=60):
         if status(ctx).state != "idle":
             return False
         return read_file(ctx / "history").count("reply to: ") == n_replies
-    wait_for(ok, timeout, interval=0.2, what="%s idle with %d replies" % (ctx, n_replies))
+    try:
+        wait_for(ok, timeout, interval=0.2, what="%s idle" % ctx)
+    except AssertionError:
+        raise AssertionError("%s never idle with %d replies: status %r, history %r" % (
+            ctx, n_replies, status(ctx).text, read_file(ctx / "history")))
 
 
 def test_messages_from_two_daemons_sent_once_each_in_one_order_one_call_at_a_time(two, fake):
