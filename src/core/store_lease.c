@@ -17,6 +17,7 @@
  * Calls from below go through s->hooks (no circle with reply_call.c).
  */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,7 +326,13 @@ int store_lease_start(struct store *s)
 	pthread_cond_init(&L->wake, &a);
 	pthread_condattr_destroy(&a);
 	L->on = true;
+	/* The thread takes no signal: a daemon that waits for its stop signals
+	 * with sigwait() may open the store before it blocks them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int r = pthread_create(&L->thread, NULL, lease_thread, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r != 0) {
 		pthread_cond_destroy(&L->wake);
 		L->on = false;
