@@ -99,6 +99,12 @@
 
 /* Flags of storage_append(). */
 #define STORAGE_COMMIT 1u /* durable on return (see Durability above) */
+/* Appends only when the context's newest record has the seq *seq holds on
+ * entry (0: it holds none); -EAGAIN otherwise, nothing written.  A record
+ * whose content depends on the context's state (a turn number) is appended
+ * so: another daemon's record that came first makes the caller catch up and
+ * number it again. */
+#define STORAGE_IF_AT 2u
 
 /* One context as a listing shows it, without loading its records. */
 struct storage_context {
@@ -159,11 +165,13 @@ struct storage_ops {
 	 * whatever it ends with; later calls get -ENOENT.  -ENOENT. */
 	int (*remove)(struct storage *s, uint64_t id);
 	/* Appends one record; *seq (may be NULL) gets its sequence number.  With
-	 * STORAGE_COMMIT durable on return.  A context that holds no record yet
-	 * (storage_load said -ENODATA) gets this one as its first.  -ENOENT,
-	 * -EFBIG, -EBUSY (a sync of id runs: nothing written), -ENOSPC, -EIO, or
-	 * the -errno of a failed sync whose recovery fails again.  A failed append
-	 * leaves no part of the record. */
+	 * STORAGE_COMMIT durable on return; with STORAGE_IF_AT only after the
+	 * record *seq names (seq NULL: -EINVAL; another newest record: -EAGAIN).
+	 * A context that holds no record yet (storage_load said -ENODATA) gets
+	 * this one as its first.  -ENOENT, -EFBIG, -EBUSY (a sync of id runs:
+	 * nothing written), -EAGAIN, -ENOSPC, -EIO, or the -errno of a failed
+	 * sync whose recovery fails again.  A failed append leaves no part of the
+	 * record. */
 	int (*append)(struct storage *s, uint64_t id, uint16_t type, const void *payload,
 		      size_t len, unsigned flags, uint64_t *seq);
 	/* Makes every record appended to id so far durable.  0; -EBUSY (another

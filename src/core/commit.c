@@ -137,6 +137,19 @@ int context_sync_idle(struct store *s, struct context **cp)
 	return 0;
 }
 
+/* The catch-up is store_feed.c's, called through the hook (it is above). */
+int context_renumber(struct store *s, struct context **cp, unsigned *tries, struct notes *n)
+{
+	if (++*tries > NUMBER_TRIES)
+		return -EIO; /* other daemons kept coming first */
+	int r = s->hooks.catch_up(s, cp, n);
+	if (r == 0 && !*cp)
+		r = -ENOENT;
+	if (r == 0)
+		r = context_sync_idle(s, cp);
+	return r;
+}
+
 int context_sync(struct store *s, struct context **cp, struct notes *n)
 {
 	uint64_t id = (*cp)->id;

@@ -42,8 +42,8 @@ void context_journal_applied(struct context *c, uint64_t seq)
 	}
 }
 
-int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
-			   bool sync)
+static int ctx_append(struct context *c, uint16_t type, const char *payload, size_t len,
+		      unsigned flags)
 {
 	struct store *s = c->store;
 	int r = context_journal_ready(s, c);
@@ -51,10 +51,9 @@ int context_journal_append(struct context *c, uint16_t type, const char *payload
 	 * list), nothing goes ahead of them: the records keep their order. */
 	if (r == 0 && c->save_away && !c->away_retrying)
 		r = -EIO;
-	uint64_t seq = 0;
+	uint64_t seq = c->seq; /* STORAGE_IF_AT: the newest record applied */
 	if (r == 0)
-		r = storage_append(s->st, c->slot->sid, type, payload, len,
-				   sync ? STORAGE_COMMIT : 0, &seq);
+		r = storage_append(s->st, c->slot->sid, type, payload, len, flags, &seq);
 	if (r == 0)
 		context_journal_applied(c, seq);
 	if (r == 0 && c->sync_failed_ms && c->sync_recover_err)
@@ -62,6 +61,38 @@ int context_journal_append(struct context *c, uint16_t type, const char *payload
 	if (r == 0)
 		c->modified_ms = clock_wall_ms();
 	context_changed(c); /* a record is a change, whether or not it was saved */
+	return r;
+}
+
+int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
+			   bool sync)
+{
+	return ctx_append(c, type, payload, len, sync ? STORAGE_COMMIT : 0);
+}
+
+bool context_journal_shared(const struct context *c)
+{
+	return storage_feed_fd(c->store->st) >= 0;
+}
+
+int context_journal_write_at(struct context *c, uint16_t type, cJSON *payload)
+{
+	if (!context_journal_shared(c))
+		return context_journal_write(c, type, payload, false);
+	if (!c->open) {
+		cJSON_Delete(payload);
+		return -EIO;
+	}
+	char *text = payload ? cJSON_PrintUnformatted(payload) : NULL;
+	cJSON_Delete(payload);
+	if (!text)
+		return -ENOMEM;
+	/* Only right after the newest record applied (c->seq, none of this
+	 * daemon's own past it), committed: nothing releases the lock between
+	 * the record and the state the caller applies with it. */
+	int r = c->n_own ? -EAGAIN
+			 : ctx_append(c, type, text, strlen(text), STORAGE_IF_AT | STORAGE_COMMIT);
+	free(text);
 	return r;
 }
 

@@ -564,6 +564,8 @@ void context_free(struct store *s, struct context *c)
 {
 	if (!c)
 		return;
+	if (s)
+		store_lease_forget(s, c);
 	for (size_t i = 0; i < c->n_ex; i++) {
 		struct exchange *e = &c->ex[i];
 		free(e->user);

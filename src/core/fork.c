@@ -95,7 +95,7 @@ static int undo_check(const struct context *c, char *why, size_t whylen)
 static int undo_record(struct context *c, uint64_t turn)
 {
 	cJSON *o = record_undo_json(turn, clock_wall_ms());
-	return o ? context_journal_write(c, JOURNAL_UNDO, o, false) : -ENOMEM;
+	return o ? context_journal_write_at(c, JOURNAL_UNDO, o) : -ENOMEM;
 }
 
 /* Shown at once (a message submitted while the record is synced goes without
@@ -106,12 +106,20 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
-	if (r == 0)
+	size_t i = 0, marks = 0;
+	uint64_t turn = 0;
+	unsigned tries = 0;
+	while (r == 0) { /* numbered again after another daemon's record */
 		r = undo_check(c, why, whylen);
-	size_t i = r == 0 ? c->hist[c->prune.n - 1] : 0, marks = c ? c->n_marks : 0;
-	uint64_t turn = r == 0 ? c->ex[i].turn : 0;
-	if (r == 0)
-		r = undo_record(c, turn);
+		i = r == 0 ? c->hist[c->prune.n - 1] : 0;
+		marks = c->n_marks;
+		turn = r == 0 ? c->ex[i].turn : 0;
+		if (r == 0)
+			r = undo_record(c, turn);
+		if (r != -EAGAIN)
+			break;
+		r = context_renumber(s, &c, &tries, &n);
+	}
 	struct reply *was = NULL;
 	if (r == 0) {
 		prune_index_pop(&c->prune);
@@ -121,7 +129,8 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 		was = c->newest ? reply_ref(NULL, c->newest) : NULL;
 		context_undo_newest(c);
 		context_changed(c);
-		r = context_sync(s, &c, &n);
+		/* a numbered record on a shared engine is committed already */
+		r = context_journal_shared(c) ? 0 : context_sync(s, &c, &n);
 		if (r < 0 && c) {
 			c->ex[i].undone = false;
 			context_history_push(c, i);

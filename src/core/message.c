@@ -16,12 +16,23 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* Appends the USER record; the caller syncs it (context_sync). */
+/* Appends the USER record; the caller syncs it (context_sync) unless it was
+ * numbered (at: context_journal_write_at, which commits it on a shared
+ * engine). */
 static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
-		       const struct attachment *att, size_t n_att)
+		       const struct attachment *att, size_t n_att, bool at)
 {
 	cJSON *o = user_payload(turn, text, len, ms, att, n_att);
-	return o ? context_journal_write(c, JOURNAL_USER, o, false) : -ENOMEM;
+	if (!o)
+		return -ENOMEM;
+	return at ? context_journal_write_at(c, JOURNAL_USER, o)
+		  : context_journal_write(c, JOURNAL_USER, o, false);
+}
+
+/* A numbered record's sync: none on a shared engine (committed already). */
+static int numbered_sync(struct store *s, struct context **cp, struct notes *n)
+{
+	return context_journal_shared(*cp) ? 0 : context_sync(s, cp, n);
 }
 
 static size_t exchange_index(const struct context *c, const struct reply *t)
@@ -101,7 +112,7 @@ static int restage(struct store *s, struct context **cp, struct reply *t, const 
 	char *copy = strndup(text, len);
 	if (!copy)
 		return -ENOMEM;
-	int r = user_record(c, t->number, text, len, clock_wall_ms(), e->att, e->n_att);
+	int r = user_record(c, t->number, text, len, clock_wall_ms(), e->att, e->n_att, false);
 	if (r == 0)
 		r = context_sync(s, cp, n);
 	if (r == 0 && t->state != REPLY_PENDING)
@@ -126,15 +137,23 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	/* One timestamp for the record and the exchange: the fsync between them
 	 * would otherwise make the transcript's time change across a restart. */
 	int64_t ms = clock_wall_ms();
-	uint64_t turn = (*cp)->next_turn;
+	uint64_t turn = 0;
 	/* The files of attach/ go with the message (CONTRACT §9). */
 	struct attachment *att;
 	size_t n_att;
+	unsigned tries = 0;
 	int r = attach_take(*cp, &att, &n_att);
+	/* Its turn number is the next after what is applied; another daemon's
+	 * message that came first is caught up with and the number taken again. */
+	while (r == 0) {
+		turn = (*cp)->next_turn;
+		r = user_record(*cp, turn, text, len, ms, att, n_att, true);
+		if (r != -EAGAIN)
+			break;
+		r = context_renumber(s, cp, &tries, n);
+	}
 	if (r == 0)
-		r = user_record(*cp, turn, text, len, ms, att, n_att);
-	if (r == 0)
-		r = context_sync(s, cp, n);
+		r = numbered_sync(s, cp, n);
 	struct context *c = *cp;
 	struct reply *t;
 	if (r == 0)
@@ -158,6 +177,8 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	c->refused[0] = '\0';
 	c->note[0] = '\0'; /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
+	if (context_journal_shared(c))
+		context_pump(s, c, n); /* its lease, while it is written (store_lease.c) */
 	return 0;
 }
 
@@ -329,7 +350,7 @@ int context_cancel(struct store *s, uint64_t id)
 static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
 {
 	cJSON *o = record_retry_json(turn, attempt, clock_wall_ms());
-	return o ? context_journal_write(c, JOURNAL_RETRY, o, false) : -ENOMEM;
+	return o ? context_journal_write_at(c, JOURNAL_RETRY, o) : -ENOMEM;
 }
 
 /* Checks that exchange e (the newest, or NULL) can be sent again. */
@@ -358,17 +379,24 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
-	struct exchange *e = r == 0 && c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
-	if (r == 0)
+	struct exchange *e = NULL;
+	uint64_t number = 0;
+	unsigned attempt = 0, tries = 0;
+	while (r == 0) {
+		e = c->n_ex > c->hist_start ? &c->ex[c->n_ex - 1] : NULL;
 		r = retry_check(e, why, whylen);
-	uint64_t number = e ? e->turn : 0;
-	unsigned attempt = e ? e->reply->attempt + 1 : 0;
-	if (r == 0)
-		r = retry_record(c, number, attempt);
+		number = e ? e->turn : 0;
+		attempt = e ? e->reply->attempt + 1 : 0;
+		if (r == 0)
+			r = retry_record(c, number, attempt);
+		if (r != -EAGAIN)
+			break;
+		r = context_renumber(s, &c, &tries, &n);
+	}
 	/* Applied once durable.  Every other commit of the context waits for the
 	 * sync, so the newest exchange is still the one checked. */
 	if (r == 0)
-		r = context_sync(s, &c, &n);
+		r = numbered_sync(s, &c, &n);
 	if (r < 0 && r != -ENOENT && r != -EINVAL)
 		snprintf(why, whylen, "cannot save the retry: %s", strerror(-r));
 	e = r == 0 ? &c->ex[c->n_ex - 1] : NULL;
@@ -407,14 +435,19 @@ int context_clear(struct store *s, uint64_t id)
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
 	int r = c ? context_sync_idle(s, &c) : -ENOENT;
-	if (r == 0) {
+	unsigned tries = 0;
+	while (r == 0) {
 		context_stop_all(s, c, "cancelled by clear", &n);
 		cJSON *o = record_clear_json(c->next_turn);
-		r = o ? context_journal_write(c, JOURNAL_CLEAR, o, false) : -ENOMEM;
+		r = o ? context_journal_write_at(c, JOURNAL_CLEAR, o) : -ENOMEM;
+		if (r != -EAGAIN)
+			break;
+		r = context_renumber(s, &c, &tries, &n);
 	}
-	/* Applied once durable, with the ends of the turns it stopped. */
+	/* Applied once durable, with the ends of the turns it stopped (on a
+	 * shared engine its commit made them durable). */
 	if (r == 0)
-		r = context_sync(s, &c, &n);
+		r = numbered_sync(s, &c, &n);
 	if (r == 0) {
 		context_mark(c, MARK_CLEAR, NULL, 0);
 		c->hist_start = c->n_ex;

@@ -288,6 +288,19 @@ static int reply_start(struct store *s, struct context *c, size_t k, struct note
 		reply_end(s, t, REPLY_DONE, NULL, n);
 		return 1;
 	}
+	/* One call at a time across daemons (store_lease.c): another daemon's
+	 * call holds the lease, this turn stays queued and is tried again. */
+	r = store_lease_take(s, c, why, sizeof(why));
+	if (r != 0)
+		buf_done(&body);
+	if (r > 0) {
+		notes_add(n, c->id, STORE_CHANGED_STATE);
+		return 0;
+	}
+	if (r < 0) {
+		reply_refuse(s, t, "store_error", why, n);
+		return r;
+	}
 	struct call_spec spec = {
 	    .call_id = ++s->next_call,
 	    /* A continuation is not retried: its reply's text has been shown. */
@@ -327,22 +340,97 @@ static int reply_start(struct store *s, struct context *c, size_t k, struct note
 	return 0;
 }
 
+/* A renew found the call lease taken over (store_lease.c): another daemon
+ * took the context's turn for lost and marked it interrupted; the call goes. */
+static void reply_lease_lost(struct store *s, struct context *c, struct notes *n)
+{
+	c->lease_lost = false;
+	c->lease_token = 0;
+	struct reply *t = c->active;
+	if (!t)
+		return;
+	if (t->state == REPLY_DONE || t->state == REPLY_FAILED) {
+		/* the other daemon's REPLY_END came first (the feed): the call goes */
+		if (t->call_id && map_del_id(&s->calls, t->call_id)) {
+			s->ops->cancel(s->ops_impl, t->call_id);
+			t->refs--;
+		}
+		t->call_id = 0;
+		c->active = NULL;
+		return;
+	}
+	struct api_error e;
+	api_error_clear(&e);
+	api_error_set(&e, "lease_lost",
+		      "another daemon took over this context's call lease (this daemon did not "
+		      "renew it within %d s); the call was cancelled",
+		      LEASE_TTL_MS / 1000);
+	reply_end(s, c->active, REPLY_FAILED, &e, n);
+}
+
+/* The takeover scan (store_lease.c) holds the lease of a context whose remote
+ * turn's daemon stopped: that turn ends interrupted, its REPLY_END appended
+ * here, as a restart marks a turn a crash left. */
+static void reply_takeover(struct store *s, struct context *c, struct notes *n)
+{
+	uint64_t turn = c->takeover_turn;
+	c->takeover_turn = 0;
+	for (size_t i = c->n_ex; i-- > 0;) {
+		struct reply *t = c->ex[i].reply;
+		if (c->ex[i].turn != turn)
+			continue;
+		if (!t->remote || t->attempt != c->takeover_attempt || t->state == REPLY_DONE ||
+		    t->state == REPLY_FAILED)
+			return;
+		struct api_error e;
+		api_error_clear(&e);
+		if (c->takeover_from[0])
+			api_error_set(
+			    &e, "interrupted",
+			    "the daemon that made the call (%s) stopped; the reply is not "
+			    "complete (%zu bytes received)",
+			    c->takeover_from, t->text.len);
+		else
+			api_error_set(&e, "interrupted",
+				      "the daemon that wrote the message stopped before its call "
+				      "ended; the reply is not complete (%zu bytes received)",
+				      t->text.len);
+		reply_end(s, t, REPLY_FAILED, &e, n);
+		return;
+	}
+}
+
 void context_pump(struct store *s, struct context *c, struct notes *n)
 {
+	if (c->lease_lost)
+		reply_lease_lost(s, c, n);
+	if (c->takeover_turn)
+		reply_takeover(s, c, n);
 	if (!s->ops || c->summ_call)
 		return; /* no transport (tests of the core alone): turns stay queued;
 			   or a summary call goes first */
 	while (!c->active && c->next_send < c->n_ex) {
 		struct reply *t = c->ex[c->next_send].reply;
 		if (t->state == REPLY_PENDING)
-			return; /* its writer has not closed yet: later turns wait */
+			break; /* its writer has not closed yet: later turns wait */
 		if (t->remote && t->state != REPLY_DONE && t->state != REPLY_FAILED)
-			return; /* another daemon calls it (store_feed.c): later turns wait */
+			break; /* another daemon calls it (store_feed.c): later turns wait */
 		/* A turn the response cache answered has ended: on to the next. */
 		if (t->state == REPLY_QUEUED && reply_start(s, c, c->next_send, n) == 0)
-			return;
+			break;
 		c->next_send++;
 	}
+	/* The first turn in line is this daemon's and open (being written, or
+	 * waiting for the Models API): the lease is held meanwhile, so that no
+	 * other daemon takes the turn for lost (store_lease.c; -EBUSY: the tick
+	 * tries again).  Else, with no call in flight, it goes back. */
+	struct reply *first = c->next_send < c->n_ex ? c->ex[c->next_send].reply : NULL;
+	char why[WHY_MAX];
+	if (!c->active && first && !first->remote && first->state != REPLY_DONE &&
+	    first->state != REPLY_FAILED)
+		store_lease_take(s, c, why, sizeof(why));
+	else
+		store_lease_idle(s, c);
 }
 
 int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n)

@@ -183,13 +183,17 @@ int sdir_append(struct storage *s, uint64_t id, uint16_t type, const void *paylo
 	struct sdir *d = sdir_of(s);
 	if (len > STORAGE_MAX_RECORD)
 		return -EFBIG;
+	if ((flags & STORAGE_IF_AT) && !seq)
+		return -EINVAL;
 	pthread_mutex_lock(&d->lock);
 	struct sdir_ctx *c = ctx_get(d, id);
 	int r = !c ? -ENOENT : c->syncing ? -EBUSY : 0;
 	if (r == 0 && !c->j) {
 		struct journal_report rep;
 		r = ctx_open(d, c, &rep);
-		if (r == -ENODATA) {
+		if (r == -ENODATA && (flags & STORAGE_IF_AT) && *seq != 0)
+			r = -EAGAIN;
+		else if (r == -ENODATA) {
 			r = ctx_first(d, c, type, payload, len);
 			if (r == 0 && seq)
 				*seq = 1;
@@ -199,6 +203,8 @@ int sdir_append(struct storage *s, uint64_t id, uint16_t type, const void *paylo
 	}
 	if (r == 0)
 		r = ctx_ready(d, c);
+	if (r == 0 && (flags & STORAGE_IF_AT) && *seq != c->records)
+		r = -EAGAIN;
 	if (r == 0)
 		r = journal_append(c->j, type, payload, len, flags & STORAGE_COMMIT);
 	if (r == 0 && seq)

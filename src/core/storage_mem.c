@@ -237,11 +237,15 @@ static int mem_append(struct storage *s, uint64_t id, uint16_t type, const void 
 	struct smem *m = smem_of(s);
 	if (len > STORAGE_MAX_RECORD)
 		return -EFBIG;
+	if ((flags & STORAGE_IF_AT) && !seq)
+		return -EINVAL;
 	int r = 0;
 	pthread_mutex_lock(&m->lock);
 	struct mctx *c = map_get_id(&m->by_id, id);
 	if (!c)
 		r = -ENOENT;
+	else if ((flags & STORAGE_IF_AT) && *seq != c->n)
+		r = -EAGAIN;
 	else if (fault(m, "append", &r))
 		;
 	else if (c->failed && m->fail_recover) /* the recovery fails again */

@@ -263,6 +263,17 @@ struct context {
 	struct attach_file *files;		 /* attach/, in name order */
 	size_t n_files, cap_files;
 	uint32_t attach_seq; /* the last attach_file.seq given */
+	/* store_lease.c: the call lease (shared engines only) */
+	uint64_t lease_token;	  /* the lease held, 0 none */
+	int64_t lease_renewed_ms; /* monotonic time of its last renewal */
+	bool lease_wait;	  /* a turn waits: another daemon holds it */
+	bool lease_lost;	  /* a renew found it taken over: the call ends */
+	int64_t lease_free_ms;	  /* takeover scan: monotonic time a remote turn in
+				     flight was first seen with its lease free, 0 */
+	uint64_t takeover_turn;	  /* a remote turn whose daemon stopped: the pump
+				     ends it interrupted (the lease held), 0 none */
+	unsigned takeover_attempt;
+	char takeover_from[STORAGE_MAX_HOLDER]; /* the holder that stopped, "" */
 };
 
 /* Every change of what a context shows (a message, a reply's end, settings, the
@@ -294,9 +305,27 @@ struct notes {
  * summary, turns), all above the store; what a Models answer resumes is the
  * call machinery above store_models.c.  The observer pattern the store uses
  * outward (store_observe), turned inward once (HACKING.md "Circles"). */
+#define LEASE_TTL_MS 10000  /* a call lease lives this long unless renewed */
+#define LEASE_RENEW_MS 3000 /* renewed this often while a call runs */
+#define LEASE_SCAN_MS 2000  /* remote turns in flight checked this often */
+
+/* store_lease.c's state (shared engines; `on` false otherwise). */
+struct store_lease {
+	bool on;			 /* the engine has leases and a feed */
+	char holder[STORAGE_MAX_HOLDER]; /* this daemon's name: host:pid:random */
+	pthread_t thread;		 /* the tick: renewals, waiting turns */
+	bool running, stop;
+	pthread_cond_t wake; /* CLOCK_MONOTONIC; with lock */
+	uint64_t *ids;	     /* contexts holding or waiting for their lease */
+	size_t n, cap;
+	int64_t scanned_ms; /* monotonic time of the last takeover scan */
+};
+
 struct store_hooks {
 	int (*load)(struct store *s, struct store_slot *slot);		   /* context_load */
 	void (*pump)(struct store *s, struct context *c, struct notes *n); /* context_pump */
+	int (*catch_up)(struct store *s, struct context **cp,
+			struct notes *n); /* store_feed_catch_up */
 };
 
 struct store {
@@ -345,6 +374,7 @@ struct store {
 	int64_t rcache_bytes;  /* its bound: `.config` response_cache_bytes */
 	/* Set by store_open_on(), called from below (struct store_hooks). */
 	struct store_hooks hooks;
+	struct store_lease lease; /* store_lease.c */
 	/* store_feed.c: the feed thread of a shared engine (not under lock:
 	   set before it starts, read after it stopped, but feed_pos: its own) */
 	pthread_t feed_thread;
@@ -357,6 +387,18 @@ struct store {
 };
 
 void notes_add(struct notes *n, uint64_t id, unsigned what);
+
+/* store_lease.c (see there).  start: by store_open_on(), a no-op for an engine
+ * without leases; stop: by store_free(), leases given back.  take: before a
+ * call, under the lock: 0 (held, or no leases), 1 (another daemon holds it:
+ * the turn waits, tried again by the tick), -errno with why.  idle: the
+ * context has no call in flight: its lease is given back.  forget: the
+ * context goes (deleted, unloaded). */
+int store_lease_start(struct store *s);
+void store_lease_stop(struct store *s);
+int store_lease_take(struct store *s, struct context *c, char *why, size_t whylen);
+void store_lease_idle(struct store *s, struct context *c);
+void store_lease_forget(struct store *s, struct context *c);
 /* Unlocks the store and calls the observers for each note, and for the held
  * ones. */
 void store_unlock_notify(struct store *s, struct notes *n);
@@ -502,6 +544,21 @@ int context_journal_ready(struct store *s, struct context *c);
 /* Appends a record to the context's journal: payload printed (and deleted), or
  * payload bytes as they are; with sync, the engine commits it at once. */
 int context_journal_write(struct context *c, uint16_t type, struct cJSON *payload, bool sync);
+/* The context's engine is shared: other daemons append to it (it has a feed). */
+bool context_journal_shared(const struct context *c);
+/* A record whose content depends on the context's state (USER, CLEAR, RETRY,
+ * UNDO: turn numbers; pg-plan §4).  On a shared engine it is appended only
+ * right after the newest record applied (STORAGE_IF_AT with c->seq) and
+ * committed (durable on return: the caller does not sync); -EAGAIN when
+ * another daemon's record came first: the caller catches up
+ * (context_renumber) and numbers it again.  Else context_journal_write
+ * without sync.  Takes payload. */
+int context_journal_write_at(struct context *c, uint16_t type, struct cJSON *payload);
+/* After -EAGAIN from context_journal_write_at: the context caught up
+ * (store_feed_catch_up; the lock released meanwhile, *cp looked up again) and
+ * no sync running.  0: number again; -EIO after NUMBER_TRIES; -ENOENT, -errno. */
+#define NUMBER_TRIES 8
+int context_renumber(struct store *s, struct context **cp, unsigned *tries, struct notes *n);
 int context_journal_append(struct context *c, uint16_t type, const char *payload, size_t len,
 			   bool sync);
 /* A local append got seq: the applied position moves to it when it is the

@@ -72,6 +72,7 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 	map_init(&s->calls);
 	s->hooks.load = context_load;
 	s->hooks.pump = context_pump;
+	s->hooks.catch_up = store_feed_catch_up;
 	s->st = st;
 	s->started_ms = clock_wall_ms();
 	int r = load_defaults(s, defaults_text, why, whylen);
@@ -86,6 +87,8 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 	}
 	if (r == 0 && (r = store_feed_start(s)) < 0)
 		snprintf(why, whylen, "cannot start the change feed: %s", strerror(-r));
+	if (r == 0 && (r = store_lease_start(s)) < 0)
+		snprintf(why, whylen, "cannot start the lease thread: %s", strerror(-r));
 	if (r < 0) {
 		s->st = NULL; /* the caller's still */
 		store_free(s);
@@ -112,6 +115,7 @@ void store_free(struct store *s)
 	if (!s)
 		return;
 	store_feed_stop(s); /* first: it walks the slots */
+	store_lease_stop(s);
 	for (size_t i = 0; i < s->by_id.nslots; i++)
 		for (struct map_node *n = s->by_id.slots[i]; n; n = n->next)
 			slot_drop(s, n->value);

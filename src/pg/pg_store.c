@@ -149,17 +149,22 @@ static int pg_remove(struct storage *s, uint64_t id)
 }
 
 /* The sequence number comes from the context's row, whose lock orders every
- * daemon's appends; the NOTIFY is sent when the transaction commits. */
+ * daemon's appends; the NOTIFY is sent when the transaction commits.  With
+ * STORAGE_IF_AT ($4 = the expected last seq) the row is updated only when its
+ * last_seq is that one; no row then is -EAGAIN for a context that exists. */
 static int pg_append_locked(struct pg_store *p, const char *const *v, const int *lens,
 			    const int *fmts, unsigned flags, uint64_t *seq)
 {
 	static const char sql[] =
 	    "WITH c AS (UPDATE mcpfs.contexts SET last_seq = last_seq + 1,"
 	    " change = nextval('mcpfs.changes') WHERE id = $1::bigint AND NOT deleted"
+	    " AND ($4::bigint IS NULL OR last_seq = $4::bigint)"
 	    " RETURNING id, last_seq),"
 	    " r AS (INSERT INTO mcpfs.records SELECT id, last_seq, $2::smallint, $3::bytea FROM c"
 	    " RETURNING seq)"
 	    " SELECT seq, pg_notify('" PG_CHANNEL "', $1 || ' ' || seq) FROM r";
+	static const char exists[] =
+	    "SELECT 1 FROM mcpfs.contexts WHERE id = $1::bigint AND NOT deleted";
 	bool commit = flags & STORAGE_COMMIT;
 	PGresult *r;
 	int err = 0;
@@ -169,17 +174,22 @@ static int pg_append_locked(struct pg_store *p, const char *const *v, const int 
 	if (!commit)
 		err = pg_simple(p, "BEGIN; SET LOCAL synchronous_commit = off");
 	if (err == 0)
-		err = pg_exec(p, sql, 3, v, lens, fmts, 0, &r);
+		err = pg_exec(p, sql, 4, v, lens, fmts, 0, &r);
+	if (err == 0 && PQntuples(r) == 0) {
+		PQclear(r);
+		err = -ENOENT;
+		if (flags & STORAGE_IF_AT) {
+			err = pg_exec(p, exists, 1, v, lens, fmts, 0, &r);
+			if (err == 0) {
+				err = PQntuples(r) ? -EAGAIN : -ENOENT;
+				PQclear(r);
+			}
+		}
+	}
 	if (err < 0) {
 		if (!commit && p->conn)
 			pg_simple(p, "ROLLBACK");
 		return err;
-	}
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		if (!commit)
-			pg_simple(p, "ROLLBACK");
-		return -ENOENT;
 	}
 	if (seq)
 		*seq = pg_u64(r, 0, 0);
@@ -197,14 +207,19 @@ static int pg_append(struct storage *s, uint64_t id, uint16_t type, const void *
 		     unsigned flags, uint64_t *seq)
 {
 	struct pg_store *p = pg_of(s);
-	char ids[24], types[8];
-	const char *v[] = {ids, types, payload};
-	const int lens[] = {0, 0, (int)len}, fmts[] = {0, 0, 1};
+	char ids[24], types[8], at[24];
+	bool if_at = flags & STORAGE_IF_AT;
+	const char *v[] = {ids, types, payload, if_at ? at : NULL};
+	const int lens[] = {0, 0, (int)len, 0}, fmts[] = {0, 0, 1, 0};
 
 	if (len > STORAGE_MAX_RECORD)
 		return -EFBIG;
+	if (if_at && !seq)
+		return -EINVAL;
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	snprintf(types, sizeof(types), "%u", type);
+	if (if_at)
+		snprintf(at, sizeof(at), "%" PRIu64, *seq);
 	return LOCKED(p, pg_append_locked(p, v, lens, fmts, flags, seq));
 }
 

@@ -92,6 +92,11 @@ def test_lease_takeover_after_expiry(pg):
     run_case("lease", pg.url)
 
 
+def test_append_if_at_the_expected_seq_else_eagain(pg):
+    out = run_case("if_at", pg.url)
+    print(out)
+
+
 @pytest.mark.parametrize("mode", ["immediate", "fast"])
 def test_server_restart_mid_append_loses_nothing_committed(pg, mode):
     """pg_ctl restart while appends go on: appends fail with EIO and status says
