@@ -408,6 +408,11 @@ int main(int argc, char **argv)
 	sigset_t stop_signals;
 	if (!d.fs)
 		block_stop_signals(&stop_signals);
+	if (store_start(d.st, why, sizeof(why)) < 0) {
+		log_error("%s", why);
+		fs_free(d.fs);
+		return 1;
+	}
 	pthread_t net, notifier = 0, commit[COMMIT_THREADS];
 	int commits = 0;
 	while (commits < COMMIT_THREADS &&

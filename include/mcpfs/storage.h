@@ -247,6 +247,11 @@ struct storage_ops {
 	 * same for the engine's life (reconnects included).  Never read it: call
 	 * feed_drain. */
 	int (*feed_fd)(struct storage *s);
+	/* Starts the engine's own threads (a shared engine's listener), once the
+	 * daemon runs in the background: fork(2) keeps only the calling thread, so
+	 * an engine starts none before this.  Hints that came before it wait.
+	 * Called once, by store_start(); 0 or -errno.  NULL: nothing to start. */
+	int (*start)(struct storage *s);
 	/* Empties the hint queue into hints[0..max), returns how many.  *resync
 	 * becomes true when hints may have been lost (the engine reconnected, or
 	 * the queue overflowed): the caller then catches up with storage_changes()
@@ -361,6 +366,12 @@ static inline int storage_status(struct storage *s, char *out, size_t n)
 static inline int storage_feed_fd(struct storage *s)
 {
 	return s->ops->feed_fd ? s->ops->feed_fd(s) : -ENOTSUP;
+}
+
+/* The engine's threads; 0 for an engine without any. */
+static inline int storage_start(struct storage *s)
+{
+	return s->ops->start ? s->ops->start(s) : 0;
 }
 
 static inline int storage_open(struct storage *s, uint64_t id, struct storage_report *rep)

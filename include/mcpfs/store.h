@@ -67,6 +67,13 @@ int store_open(const char *state_dir, const char *defaults_text, struct store **
 struct storage;
 int store_open_on(struct storage *st, const char *where, const char *defaults_text,
 		  struct store **ret, char *why, size_t whylen);
+/* Starts the threads of a shared store (the engine's listener, the feed thread
+ * that applies other daemons' changes, the lease thread); nothing on an engine
+ * without a feed.  Called once, after the daemon forked into the background
+ * (fork(2) keeps only the calling thread) and with the stop signals blocked as
+ * the caller wants them in every thread; store_free() stops them.  0, -errno
+ * with why. */
+int store_start(struct store *s, char *why, size_t whylen);
 
 /* Frees everything.  The transport and the commit threads must be stopped
  * first.  NULL-safe. */

@@ -85,10 +85,6 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 		if (r < 0)
 			snprintf(why, whylen, "cannot list the contexts: %s", strerror(-r));
 	}
-	if (r == 0 && (r = store_feed_start(s)) < 0)
-		snprintf(why, whylen, "cannot start the change feed: %s", strerror(-r));
-	if (r == 0 && (r = store_lease_start(s)) < 0)
-		snprintf(why, whylen, "cannot start the lease thread: %s", strerror(-r));
 	if (r < 0) {
 		s->st = NULL; /* the caller's still */
 		store_free(s);
@@ -96,6 +92,18 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 	}
 	*ret = s;
 	return 0;
+}
+
+int store_start(struct store *s, char *why, size_t whylen)
+{
+	int r = storage_start(s->st);
+	if (r < 0)
+		snprintf(why, whylen, "cannot start the store's listener: %s", strerror(-r));
+	if (r == 0 && (r = store_feed_start(s)) < 0)
+		snprintf(why, whylen, "cannot start the change feed: %s", strerror(-r));
+	if (r == 0 && (r = store_lease_start(s)) < 0)
+		snprintf(why, whylen, "cannot start the lease thread: %s", strerror(-r));
+	return r;
 }
 
 int store_open(const char *state_dir, const char *defaults_text, struct store **ret, char *why,

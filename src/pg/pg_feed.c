@@ -127,6 +127,18 @@ int pg_feed_start(struct pg_store *p)
 	/* connected before returning, so that a commit made after pg_store_new()
 	 * returns is notified to this daemon */
 	f->conn = feed_connect(p);
+	return 0;
+}
+
+/* The listener's thread, once the daemon is in the background (fork keeps only
+ * the calling thread): until then, notifications wait on its connection. */
+int pg_feed_run(struct storage *s)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	struct pg_feed *f = &p->feed;
+
+	if (f->started)
+		return 0;
 	int err = pthread_create(&f->thread, NULL, feed_main, p);
 	if (err)
 		return -err;

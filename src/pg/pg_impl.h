@@ -103,6 +103,7 @@ void pg_blob_orphans_locked(struct pg_store *p);
 
 /* pg_feed.c */
 int pg_feed_start(struct pg_store *p);
+int pg_feed_run(struct storage *s); /* the storage op `start` */
 void pg_feed_stop(struct pg_store *p);
 int pg_feed_fd(struct storage *s);
 int pg_feed_drain(struct storage *s, struct storage_hint *hints, int max, bool *resync);

@@ -405,6 +405,7 @@ static const struct storage_ops pg_ops = {
     .reserve = pg_reserve,
     .status = pg_status_op,
     .feed_fd = pg_feed_fd,
+    .start = pg_feed_run,
     .feed_drain = pg_feed_drain,
     .changes = pg_changes,
     .lease_acquire = pg_lease_acquire,

@@ -155,3 +155,55 @@ def test_the_shim_of_a_third_daemon_serves_the_same_context(two, pg, mcpfs_bin, 
         eventually("the shim's history to show the second turn", has_again)
     finally:
         assert nm.stop() == 0, nm.log_text()  # SIGTERM: exit 0
+
+
+def daemon_pids(mountpoint):
+    """Processes whose command line names mountpoint (the daemon, once in the
+    background)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if str(mountpoint).encode() in argv and any(a.endswith(b"mcpfs") for a in argv):
+            pids.append(int(entry))
+    return pids
+
+
+def test_a_daemon_in_the_background_follows_the_others_and_stops_cleanly(
+        pg, mount_factory, mcpfs_bin, fake, workdir):
+    """Without -f the daemon forks into the background, which keeps only the
+    calling thread: the listener, the feed and the lease threads start after
+    that (store_start), so the background daemon still sees B's changes and
+    B sees its own, and it stops cleanly at the unmount (its log says so)."""
+    from mcpfs_testlib import daemon_env, is_mounted, run
+    mnt = workdir / "bg"
+    mnt.mkdir()
+    log = workdir / "bg.log"
+    env = daemon_env(workdir / "home", fake.base_url)
+    r = run([str(mcpfs_bin), "--store=" + pg.url, "--log-file=" + str(log), str(mnt)],
+            env=env)
+    assert r.rc == 0, r.err
+    try:
+        wait_for(lambda: is_mounted(mnt), 10.0, what="the background mount")
+        b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
+        os.mkdir(b.path / "made-on-b")
+        eventually("B's context listed in the background daemon",
+                   lambda: sorted(n for n in os.listdir(mnt) if not n.startswith("."))
+                   == ["made-on-b"])
+        os.mkdir(mnt / "made-in-bg")
+        eventually("the background daemon's context listed on B",
+                   lambda: names(b) == ["made-in-bg", "made-on-b"])
+        send(b.path / "made-on-b", "hello\n")
+        shows(mnt / "made-on-b" / "output", reply_for("hello"))
+    finally:
+        pids = daemon_pids(mnt)
+        run(["fusermount3", "-u", str(mnt)])
+        wait_for(lambda: not any(os.path.exists("/proc/%d" % p) for p in pids), 15.0,
+                 what="the background daemon to exit")
+    text = log.read_text()
+    assert text.splitlines()[-1].endswith("unmounted"), text[-2000:]

@@ -175,6 +175,8 @@ static inline int env_open_store(struct env *e, const char *defaults)
 	int r = e->mem ? store_open_on(e->mem, NULL, defaults, &e->s, e->why, sizeof(e->why))
 		       : store_open(e->dir, defaults, &e->s, e->why, sizeof(e->why));
 
+	if (r == 0 && (r = store_start(e->s, e->why, sizeof(e->why))) < 0)
+		store_free(e->s);
 	if (r < 0) {
 		e->s = NULL;
 		return r;
