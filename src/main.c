@@ -4,7 +4,7 @@
  * Threads (the only place they are named): libfuse's session loop and its
  * workers (fs_run, at most FUSE_THREADS, never waiting on the model), the
  * network thread (claude_run: one curl multi handle for every call), the
- * commit threads (store_commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify
+ * commit threads (commit_run: fsync of replies' ends), the notifier (fs_notifier_run: inotify
  * events through the mount), and with
  * --http libmicrohttpd's pool and the shim's accept thread (shim_start) and
  * the shim's heartbeat timer (shim_stream_timer_run).  The store's lock is the one lock they share.
@@ -93,7 +93,7 @@ static void *net_thread(void *c)
 
 static void *commit_thread(void *st)
 {
-	store_commit_run(st);
+	commit_run(st);
 	return NULL;
 }
 
@@ -448,7 +448,7 @@ int main(int argc, char **argv)
 	pthread_join(net, NULL);
 	/* The ends of those calls are made durable, and their readers answered,
 	 * before the unmount. */
-	store_commit_stop(d.st);
+	commit_threads_stop(d.st);
 	for (int i = 0; i < commits; i++)
 		pthread_join(commit[i], NULL);
 	/* Then unmount, and only then stop the notifier: it may be inside a call

@@ -80,16 +80,16 @@ int store_start(struct store *s, char *why, size_t whylen);
 void store_free(struct store *s);
 
 /* A commit thread's body: syncs the journals of replies that ended (their
- * readers see the end once it is durable) until store_commit_stop(), then
+ * readers see the end once it is durable) until commit_threads_stop(), then
  * finishes the work queued and returns.  Without any, replies' ends are synced
  * under the store lock by whichever thread ends them. */
-void store_commit_run(struct store *s);
-void store_commit_stop(struct store *s);
+void commit_run(struct store *s);
+void commit_threads_stop(struct store *s);
 
 /* Calls the transport makes, and the one it takes back.  start() is called with
  * the store lock held and must only queue the call (never block, never call the
  * store); it takes ownership of spec->body.  cancel() likewise; the transport
- * then reports store_call_end(-ECANCELED) or nothing further. */
+ * then reports reply_call_end(-ECANCELED) or nothing further. */
 struct call_spec {
 	uint64_t call_id;
 	char *body; /* request JSON, heap; the transport frees it */
@@ -459,24 +459,24 @@ void reply_unref(struct store *s, struct reply *t); /* NULL-safe */
 /* --- the transport's side ---------------------------------------------------- */
 
 /* The network thread reports on a call.  Unknown call ids (a call cancelled
- * meanwhile) are ignored.  store_call_event() returns -ECANCELED when the call
+ * meanwhile) are ignored.  reply_call_event() returns -ECANCELED when the call
  * is no longer wanted (the transport should abort it). */
-void store_call_response(struct store *s, uint64_t call_id, int http_status,
+void reply_call_response(struct store *s, uint64_t call_id, int http_status,
 			 const char *request_id);
-int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev);
-/* Observers hear of what store_call_event() changed at the next
- * store_call_flush() (or at any notification before it): the transport flushes
+int reply_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev);
+/* Observers hear of what reply_call_event() changed at the next
+ * reply_call_flush() (or at any notification before it): the transport flushes
  * after each chunk of bytes it received, so that a reader of `output` is answered
  * once per chunk, not once per event of it. */
-void store_call_flush(struct store *s);
+void reply_call_flush(struct store *s);
 /* A new attempt begins after a failure (err describes it); partial state of the
  * failed attempt (never text: attempts are retried only before any text) is
  * dropped. */
-void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
+void reply_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 		      const struct api_error *err, int64_t delay_ms);
 /* The call is over: err 0 (message_stop seen), -EIO with e, -ETIMEDOUT,
  * -ECANCELED. */
-void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e);
+void reply_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e);
 
 /* The Models API's answers (transport_ops.models).  store_models_answer: status
  * 200 with the ModelInfo body, 404 (no such model), or 0 with why (the fetch

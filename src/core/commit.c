@@ -10,7 +10,7 @@
  * `syncing` meanwhile, nothing else is appended to it, and every other context
  * goes on.  Messages, settings and
  * clears are synced by the thread that commits them (the writer's close() waits
- * for its own fsync only); replies' ends by a commit thread (store_commit_run),
+ * for its own fsync only); replies' ends by a commit thread (commit_run),
  * and a reader sees the end of a reply only once it is durable.
  *
  * A failed sync loses every record after the last good one: the engine
@@ -119,14 +119,14 @@ static void context_after_sync(struct store *s, struct context *c, int r, struct
 	 * After a failure they are synced by a commit thread, or without one by
 	 * the next commit: never a loop of failing syncs here. */
 	if (context_flush_ends(s, c) && (r == 0 || s->committers))
-		context_sync_later(s, c, n);
+		commit_sync_later(s, c, n);
 	if (wake)
 		notes_add(n, c->id, STORE_CHANGED_OUTPUT | STORE_CHANGED_STATE);
 }
 
 /* --- syncing -------------------------------------------------------------------- */
 
-int context_sync_idle(struct store *s, struct context **cp)
+int commit_sync_idle(struct store *s, struct context **cp)
 {
 	uint64_t id = (*cp)->id;
 	while ((*cp)->syncing) {
@@ -146,21 +146,21 @@ int context_renumber(struct store *s, struct context **cp, unsigned *tries, stru
 	if (r == 0 && !*cp)
 		r = -ENOENT;
 	if (r == 0)
-		r = context_sync_idle(s, cp);
+		r = commit_sync_idle(s, cp);
 	return r;
 }
 
-int context_sync(struct store *s, struct context **cp, struct notes *n)
+int commit_sync(struct store *s, struct context **cp, struct notes *n)
 {
 	uint64_t id = (*cp)->id;
-	int r = context_sync_idle(s, cp);
+	int r = commit_sync_idle(s, cp);
 	struct context *c = *cp;
 	if (r == 0)
 		r = context_journal_ready(s, c);
 	if (r < 0)
 		return r;
 	/* The lock is released for the engine's flush: the context is `syncing`
-	 * meanwhile, and nothing is appended to it (deferred, context_save_end). */
+	 * meanwhile, and nothing is appended to it (deferred, commit_save_end). */
 	uint64_t sid = c->slot->sid;
 	c->syncing = true;
 	pthread_mutex_unlock(&s->lock);
@@ -186,7 +186,7 @@ static void context_sync_locked(struct store *s, struct context *c, struct notes
 	context_after_sync(s, c, r, n);
 }
 
-void context_sync_later(struct store *s, struct context *c, struct notes *n)
+void commit_sync_later(struct store *s, struct context *c, struct notes *n)
 {
 	if (!s->committers) {
 		context_sync_locked(s, c, n);
@@ -251,7 +251,7 @@ static bool context_retry_away(struct store *s, struct context *c, struct notes 
 		t->end_away = false;
 		t->end_unsynced = true;
 		c->note[0] = '\0'; /* saved after all */
-		context_sync_later(s, c, n);
+		commit_sync_later(s, c, n);
 		notes_add(n, c->id, STORE_CHANGED_STATE);
 	}
 	return true;
@@ -280,7 +280,7 @@ static void store_retry_away(struct store *s, struct notes *n)
 	s->away_n = keep;
 }
 
-void context_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n)
+void commit_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n)
 {
 	if (c->syncing) {
 		t->end_deferred = true; /* appended when that sync ends */
@@ -299,16 +299,16 @@ void context_save_end(struct store *s, struct context *c, struct reply *t, struc
 	if (r < 0)
 		return; /* reply_end_record said so in status */
 	t->end_unsynced = true;
-	context_sync_later(s, c, n);
+	commit_sync_later(s, c, n);
 }
 
-void context_drop_ends(struct context *c)
+void commit_drop_ends(struct context *c)
 {
 	for (size_t i = 0; i < c->n_ex; i++)
 		c->ex[i].reply->end_unsynced = c->ex[i].reply->end_deferred = false;
 }
 
-void context_mark_synced(struct context *c)
+void commit_mark_synced(struct context *c)
 {
 	for (size_t i = 0; i < c->n_ex; i++) {
 		struct reply *t = c->ex[i].reply;
@@ -319,7 +319,7 @@ void context_mark_synced(struct context *c)
 
 /* --- the commit threads --------------------------------------------------------- */
 
-void store_commit_run(struct store *s)
+void commit_run(struct store *s)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
@@ -349,7 +349,7 @@ void store_commit_run(struct store *s)
 		c->sync_queued = false;
 		if (c->syncing)
 			continue; /* that sync began after the append: it covers it */
-		context_sync(s, &c, &n);
+		commit_sync(s, &c, &n);
 		store_unlock_notify(s, &n);
 		pthread_mutex_lock(&s->lock);
 	}
@@ -357,7 +357,7 @@ void store_commit_run(struct store *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void store_commit_stop(struct store *s)
+void commit_threads_stop(struct store *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->commit_stop = true;

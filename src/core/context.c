@@ -215,7 +215,7 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	int r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	struct settings set, old;
 	char *copy = NULL, *old_system = NULL, *sch = NULL, *old_schema = NULL;
 	const char *sys = ct ? ct->sys : NULL;
@@ -251,7 +251,7 @@ static int context_commit(struct store *s, uint64_t id, const struct settings *s
 		sch = NULL;
 		context_changed(c);
 		applied = true;
-		r = context_sync(s, &c, &notes);
+		r = commit_sync(s, &c, &notes);
 	}
 	if (applied && r < 0 && c) {
 		if (old_system) {

@@ -531,7 +531,7 @@ int context_load(struct store *s, struct store_slot *slot)
 		mark_interrupted(c);
 	}
 	c->open = r == 0;
-	context_mark_synced(c);
+	commit_mark_synced(c);
 	if (r < 0) {
 		c->broken = r;
 		snprintf(c->note, sizeof(c->note), "cannot open journal: %s", strerror(-r));

@@ -105,7 +105,7 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	int r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	size_t i = 0, marks = 0;
 	uint64_t turn = 0;
 	unsigned tries = 0;
@@ -130,7 +130,7 @@ int context_undo(struct store *s, uint64_t id, char *why, size_t whylen)
 		context_undo_newest(c);
 		context_changed(c);
 		/* a numbered record on a shared engine is committed already */
-		r = context_journal_shared(c) ? 0 : context_sync(s, &c, &n);
+		r = context_journal_shared(c) ? 0 : commit_sync(s, &c, &n);
 		if (r < 0 && c) {
 			c->ex[i].undone = false;
 			context_history_push(c, i);

@@ -1,10 +1,9 @@
 /* message.c — user messages in: staging a message being written, submitting
  * it (a USER record synced, a turn queued), the ctl verbs that act on a
- * context's messages (cancel, retry, clear), and the space held back for
- * messages being written (see store.h).
+ * context's messages (cancel, retry, clear, summary, compact) (see store.h).
  *
  * Under the store lock (each entry point takes it).  What a message starts is
- * reply_call.c's (context_pump); reading a reply is reply.c's (reply_read). */
+ * reply_call.c's (reply_call_pump); reading a reply is reply.c's (reply_read). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,7 +15,7 @@
 #include "mcpfs/utf8.h"
 #include "store_impl.h"
 
-/* Appends the USER record; the caller syncs it (context_sync) unless it was
+/* Appends the USER record; the caller syncs it (commit_sync) unless it was
  * numbered (at: context_journal_write_at, which commits it on a shared
  * engine). */
 static int user_record(struct context *c, uint64_t turn, const char *text, size_t len, int64_t ms,
@@ -32,7 +31,7 @@ static int user_record(struct context *c, uint64_t turn, const char *text, size_
 /* A numbered record's sync: none on a shared engine (committed already). */
 static int numbered_sync(struct store *s, struct context **cp, struct notes *n)
 {
-	return context_journal_shared(*cp) ? 0 : context_sync(s, cp, n);
+	return context_journal_shared(*cp) ? 0 : commit_sync(s, cp, n);
 }
 
 static size_t exchange_index(const struct context *c, const struct reply *t)
@@ -114,7 +113,7 @@ static int restage(struct store *s, struct context **cp, struct reply *t, const 
 		return -ENOMEM;
 	int r = user_record(c, t->number, text, len, clock_wall_ms(), e->att, e->n_att, false);
 	if (r == 0)
-		r = context_sync(s, cp, n);
+		r = commit_sync(s, cp, n);
 	if (r == 0 && t->state != REPLY_PENDING)
 		r = -ECANCELED; /* cleared or cancelled meanwhile */
 	if (r == 0 && (i = exchange_index(*cp, t)) == (*cp)->n_ex)
@@ -178,7 +177,7 @@ static int stage_new(struct store *s, struct context **cp, const char *text, siz
 	c->note[0] = '\0'; /* the journal takes records again */
 	notes_add(n, c->id, STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT);
 	if (context_journal_shared(c))
-		context_pump(s, c, n); /* its lease, while it is written (store_lease.c) */
+		reply_call_pump(s, c, n); /* its lease, while it is written (store_lease.c) */
 	return 0;
 }
 
@@ -191,7 +190,7 @@ static void abandon_locked(struct store *s, struct reply *t, const char *why, st
 	api_error_set(&e, "rejected", "%s", why);
 	reply_end(s, t, REPLY_FAILED, &e, n);
 	if (t->ctx)
-		context_pump(s, t->ctx, n);
+		reply_call_pump(s, t->ctx, n);
 }
 
 static void refused_locked(struct context *c, const char *why)
@@ -206,12 +205,12 @@ int context_stage_held(struct store *s, uint64_t id, struct reply **draft, uint6
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	int r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	/* The space held for this message goes to its record now, once no sync
 	 * runs on the journal (the wait releases the lock), under the lock that
 	 * every journal write takes: nothing of mcpfs can take it between. */
 	if (held)
-		reserve_give_back(s, held);
+		store_reserve_give_back(s, held);
 	if (r == 0)
 		r = message_check(c, text, len, why, whylen);
 	bool blank = utf8_blank(text, len);
@@ -251,7 +250,7 @@ void context_submit(struct store *s, struct reply *draft)
 		draft->state = REPLY_QUEUED;
 		context_changed(draft->ctx); /* the transcript shows it now */
 		notes_add(&n, draft->ctx_id, STORE_CHANGED_STATE);
-		context_pump(s, draft->ctx, &n);
+		reply_call_pump(s, draft->ctx, &n);
 	}
 	reply_unref(NULL, draft);
 	store_unlock_notify(s, &n);
@@ -333,11 +332,11 @@ int context_cancel(struct store *s, uint64_t id)
 		api_error_clear(&e);
 		api_error_set(&e, "cancelled", "cancelled by the user");
 		reply_end(s, c->active, REPLY_FAILED, &e, &n);
-		context_pump(s, c, &n);
+		reply_call_pump(s, c, &n);
 		r = 1;
 	} else if (c && c->summ_call) { /* the cut then drops, as on a failure */
 		summary_call_cancel(s, c, "cancelled by the user", &n);
-		context_pump(s, c, &n);
+		reply_call_pump(s, c, &n);
 		r = 1;
 	}
 	store_unlock_notify(s, &n);
@@ -346,7 +345,7 @@ int context_cancel(struct store *s, uint64_t id)
 
 /* The RETRY record makes the new attempt durable before the write to ctl
  * returns: a restart then shows it (interrupted), not the attempt it replaced.
- * Appended here; the caller syncs it (context_sync, the lock released). */
+ * Appended here; the caller syncs it (commit_sync, the lock released). */
 static int retry_record(struct context *c, uint64_t turn, unsigned attempt)
 {
 	cJSON *o = record_retry_json(turn, attempt, clock_wall_ms());
@@ -378,7 +377,7 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	int r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	struct exchange *e = NULL;
 	uint64_t number = 0;
 	unsigned attempt = 0, tries = 0;
@@ -423,7 +422,7 @@ int context_retry(struct store *s, uint64_t id, char *why, size_t whylen)
 			c->next_send = c->n_ex - 1;
 		notes_add(&n, id,
 			  STORE_CHANGED_STATE | STORE_CHANGED_OUTPUT | STORE_CHANGED_HISTORY);
-		context_pump(s, c, &n);
+		reply_call_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);
 	return r;
@@ -434,10 +433,10 @@ int context_clear(struct store *s, uint64_t id)
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	int r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	unsigned tries = 0;
 	while (r == 0) {
-		context_stop_all(s, c, "cancelled by clear", &n);
+		reply_call_stop_all(s, c, "cancelled by clear", &n);
 		cJSON *o = record_clear_json(c->next_turn);
 		r = o ? context_journal_write_at(c, JOURNAL_CLEAR, o) : -ENOMEM;
 		if (r != -EAGAIN)
@@ -486,14 +485,14 @@ int context_set_summary(struct store *s, uint64_t id, const char *text, size_t l
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	r = c ? context_sync_idle(s, &c) : -ENOENT;
+	r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	if (r == 0)
 		summary_call_cancel(s, c, "cancelled: `summary` was written", &n);
 	if (r == 0)
 		r = summary_write(s, &c, text, len, why, whylen, &n);
 	if (r == 0) {
 		notes_add(&n, id, STORE_CHANGED_HISTORY | STORE_CHANGED_STATE);
-		context_pump(s, c, &n);
+		reply_call_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);
 	return r;
@@ -540,26 +539,9 @@ int context_compact(struct store *s, uint64_t id, const char *focus, size_t flen
 	return r;
 }
 
-/* --- space for messages being written ------------------------------------------ */
+/* --- the cost of a settings record ------------------------------------------- */
 
-#define RESERVE_PAGE 4096u	   /* the unit file systems allocate in */
-#define RESERVE_OVERHEAD 512u	   /* a record's frame and JSON around the text */
 #define SETTINGS_RECORD_KEYS 1024u /* a settings record's keys and values, at most */
-
-uint64_t store_text_cost(const char *text, size_t len)
-{
-	/* cJSON's escapes: two bytes for these, \u00XX for other controls. */
-	uint64_t n = len;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)text[i];
-		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
-		    ch == '\r' || ch == '\t')
-			n += 1;
-		else if (ch < 0x20)
-			n += 5;
-	}
-	return n;
-}
 
 int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes)
 {
@@ -573,56 +555,4 @@ int context_settings_cost(struct store *s, uint64_t id, uint64_t *bytes)
 			 SETTINGS_RECORD_KEYS;
 	pthread_mutex_unlock(&s->lock);
 	return c ? 0 : -ENOENT;
-}
-
-/* Shrinks what the engine holds to what is still held; under the lock. */
-static void reserve_set(struct store *s, uint64_t total)
-{
-	s->reserved = total;
-	int r = storage_reserve(s->st, total);
-	if (r < 0)
-		log_debug("reserve: cannot shrink to %llu bytes: %s", (unsigned long long)total,
-			  strerror(-r));
-}
-
-void reserve_give_back(struct store *s, uint64_t *held)
-{
-	if (*held)
-		reserve_set(s, s->reserved - *held);
-	*held = 0;
-}
-
-int store_reserve(struct store *s, uint64_t *held, uint64_t bytes)
-{
-	uint64_t want = (bytes + RESERVE_OVERHEAD + RESERVE_PAGE - 1) / RESERVE_PAGE * RESERVE_PAGE;
-	if (want <= *held)
-		return 0;
-	pthread_mutex_lock(&s->lock);
-	uint64_t total = s->reserved - *held + want;
-	/* The engine holds the space (the state dir: an unlinked file it
-	 * fallocates); one that cannot promises nothing, and the close finds a
-	 * full disk as it always did. */
-	int r = storage_reserve(s->st, total);
-	if (r == 0) {
-		s->reserved = total;
-		*held = want;
-	} else if (r == -ENOSPC || r == -EDQUOT) {
-		/* the engine dropped what a failed allocation left */
-	} else if (r == -EIO && storage_status(s->st, NULL, 0) == 0) {
-		/* a shared engine whose database is away: refused at once */
-	} else {
-		log_debug("reserve: %s", strerror(-r));
-		r = 0; /* a file system without the call: no promise, as above */
-	}
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-void store_unreserve(struct store *s, uint64_t *held)
-{
-	if (!*held)
-		return;
-	pthread_mutex_lock(&s->lock);
-	reserve_give_back(s, held);
-	pthread_mutex_unlock(&s->lock);
 }

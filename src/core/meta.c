@@ -269,7 +269,7 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	struct context *c = store_get(s, id);
-	int r = c ? context_sync_idle(s, &c) : -ENOENT;
+	int r = c ? commit_sync_idle(s, &c) : -ENOENT;
 	struct store_slot *slot = c ? c->slot : NULL;
 	cJSON *next = NULL;
 	if (r == 0 && slot->meta && !(next = cJSON_Duplicate(slot->meta, true)))
@@ -302,7 +302,7 @@ static int meta_update(struct store *s, uint64_t id, const struct meta_op *ops, 
 		slot->meta = next;
 		next = NULL;
 		cJSON *mine = slot->meta;
-		r = context_sync(s, &c, &notes);
+		r = commit_sync(s, &c, &notes);
 		slot = c ? c->slot : NULL;
 		if (r < 0 && slot && slot->meta == mine) {
 			slot->meta = old; /* the record is gone with the failed sync */

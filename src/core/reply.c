@@ -280,7 +280,7 @@ ssize_t reply_read_thinking(struct store *s, struct reply *t, uint64_t off, void
 	if (off < t->thinking.len) {
 		size_t n = t->thinking.len - off < size ? t->thinking.len - (size_t)off : size;
 		memcpy(buf, t->thinking.data + off, n);
-		/* A retry keeps what a reader was shown (store_call_retry). */
+		/* A retry keeps what a reader was shown (reply_call_retry). */
 		if (t->thinking_read < off + n)
 			t->thinking_read = off + n;
 		r = (ssize_t)n;

@@ -1,11 +1,11 @@
 /* reply_call.c — a reply attempt's call: the order a context's turns are sent
- * in (context_pump), building and starting a call, the transport's events
+ * in (reply_call_pump), building and starting a call, the transport's events
  * (store_call_*), retries, pause_turn continuations, cancelling, and a turn's
  * end (see store.h and store_impl.h; the object itself is reply.c's).
  *
  * Under the store lock.  A turn moves PENDING -> QUEUED -> WAITING -> STREAMING
  * -> DONE or FAILED; a context has at most one turn with a call in flight
- * (c->active) and sends the others in turn order (context_pump).  An ended turn
+ * (c->active) and sends the others in turn order (reply_call_pump).  An ended turn
  * goes into the history, is accounted (spend.c), kept in the response cache
  * (store_rcache.c) and its end saved (commit.c); a summary call's end is
  * summary.c's (summary_call_end).
@@ -64,7 +64,7 @@ void reply_end(struct store *s, struct reply *t, enum reply_state st, const stru
 	context_changed(c); /* the transcript shows the end, saved or not */
 	if (st == REPLY_DONE)
 		store_rcache_keep(s, t);
-	context_save_end(s, c, t, n);
+	commit_save_end(s, c, t, n);
 	context_account(c, t);
 	for (size_t i = c->n_ex; i-- > c->hist_start;)
 		if (c->ex[i].reply == t) {
@@ -400,7 +400,7 @@ static void reply_takeover(struct store *s, struct context *c, struct notes *n)
 	}
 }
 
-void context_pump(struct store *s, struct context *c, struct notes *n)
+void reply_call_pump(struct store *s, struct context *c, struct notes *n)
 {
 	if (c->lease_lost)
 		reply_lease_lost(s, c, n);
@@ -433,7 +433,7 @@ void context_pump(struct store *s, struct context *c, struct notes *n)
 		store_lease_idle(s, c);
 }
 
-int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n)
+int reply_call_stop_all(struct store *s, struct context *c, const char *why, struct notes *n)
 {
 	struct api_error e;
 	api_error_clear(&e);
@@ -455,7 +455,7 @@ int context_stop_all(struct store *s, struct context *c, const char *why, struct
 
 /* --- the transport's reports (network thread) ---------------------------------- */
 
-void store_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
+void reply_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
 {
 	pthread_mutex_lock(&s->lock);
 	struct reply *t = map_get_id(&s->calls, call_id);
@@ -568,7 +568,7 @@ static int reply_event(struct store *s, struct reply *t, const struct wire_event
 	return 0;
 }
 
-int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
+int reply_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
 {
 	pthread_mutex_lock(&s->lock);
 	struct reply *t = map_get_id(&s->calls, call_id);
@@ -577,14 +577,14 @@ int store_call_event(struct store *s, uint64_t call_id, const struct wire_event 
 	return r;
 }
 
-void store_call_flush(struct store *s)
+void reply_call_flush(struct store *s)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
 	store_unlock_notify(s, &n);
 }
 
-void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
+void reply_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 		      const struct api_error *err, int64_t delay_ms)
 {
 	struct notes n = {0};
@@ -632,7 +632,7 @@ static bool reply_continue(struct store *s, struct reply *t, struct notes *n)
 	return true;
 }
 
-void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
+void reply_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
 {
 	struct notes n = {0};
 	pthread_mutex_lock(&s->lock);
@@ -657,7 +657,7 @@ void store_call_end(struct store *s, uint64_t call_id, int err, const struct api
 		struct context *c = t->ctx;
 		reply_unref(NULL, t); /* the call's reference */
 		if (c)
-			context_pump(s, c, &n);
+			reply_call_pump(s, c, &n);
 	}
 	store_unlock_notify(s, &n);
 }
@@ -675,7 +675,7 @@ int reply_cancel(struct store *s, struct reply *t)
 		api_error_clear(&e);
 		api_error_set(&e, "cancelled", "cancelled by the client");
 		reply_end(s, t, REPLY_FAILED, &e, &n);
-		context_pump(s, c, &n);
+		reply_call_pump(s, c, &n);
 		r = 1;
 	}
 	store_unlock_notify(s, &n);

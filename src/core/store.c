@@ -1,6 +1,7 @@
 /* store.c — the set of contexts by name and id (slots, loaded or not), the
  * lock, the observers and the notes they are told after unlocking, the
- * transport, the info lines (see store.h).  The bottom of the core's object
+ * transport, the info lines, and the disk space reserved for messages being
+ * written (store_reserve, see store.h).  The bottom of the core's object
  * files: it calls only the leaves and the storage engine (storage.h), plus
  * s->hooks.load to load a context store_get() has not loaded (store_impl.h,
  * struct store_hooks).  Opening and freeing the store, creating and deleting
@@ -285,4 +286,76 @@ size_t store_calls_in_flight(struct store *s)
 	size_t n = s->calls.count;
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+/* --- space for messages being written ------------------------------------------ */
+
+#define RESERVE_PAGE 4096u    /* the unit file systems allocate in */
+#define RESERVE_OVERHEAD 512u /* a record's frame and JSON around the text */
+
+uint64_t store_text_cost(const char *text, size_t len)
+{
+	/* cJSON's escapes: two bytes for these, \u00XX for other controls. */
+	uint64_t n = len;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		    ch == '\r' || ch == '\t')
+			n += 1;
+		else if (ch < 0x20)
+			n += 5;
+	}
+	return n;
+}
+
+/* Shrinks what the engine holds to what is still held; under the lock. */
+static void reserve_set(struct store *s, uint64_t total)
+{
+	s->reserved = total;
+	int r = storage_reserve(s->st, total);
+	if (r < 0)
+		log_debug("reserve: cannot shrink to %llu bytes: %s", (unsigned long long)total,
+			  strerror(-r));
+}
+
+void store_reserve_give_back(struct store *s, uint64_t *held)
+{
+	if (*held)
+		reserve_set(s, s->reserved - *held);
+	*held = 0;
+}
+
+int store_reserve(struct store *s, uint64_t *held, uint64_t bytes)
+{
+	uint64_t want = (bytes + RESERVE_OVERHEAD + RESERVE_PAGE - 1) / RESERVE_PAGE * RESERVE_PAGE;
+	if (want <= *held)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	uint64_t total = s->reserved - *held + want;
+	/* The engine holds the space (the state dir: an unlinked file it
+	 * fallocates); one that cannot promises nothing, and the close finds a
+	 * full disk as it always did. */
+	int r = storage_reserve(s->st, total);
+	if (r == 0) {
+		s->reserved = total;
+		*held = want;
+	} else if (r == -ENOSPC || r == -EDQUOT) {
+		/* the engine dropped what a failed allocation left */
+	} else if (r == -EIO && storage_status(s->st, NULL, 0) == 0) {
+		/* a shared engine whose database is away: refused at once */
+	} else {
+		log_debug("reserve: %s", strerror(-r));
+		r = 0; /* a file system without the call: no promise, as above */
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void store_unreserve(struct store *s, uint64_t *held)
+{
+	if (!*held)
+		return;
+	pthread_mutex_lock(&s->lock);
+	store_reserve_give_back(s, held);
+	pthread_mutex_unlock(&s->lock);
 }

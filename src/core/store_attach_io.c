@@ -295,7 +295,7 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 		snprintf(why, whylen, "attach/%s: cannot save it: %s", f->a.name, strerror(-r));
 		return r;
 	}
-	if ((r = context_sync_idle(s, cp)) < 0)
+	if ((r = commit_sync_idle(s, cp)) < 0)
 		return r;
 	c = *cp;
 	f = find(c, NULL, seq);
@@ -311,7 +311,7 @@ static int commit(struct store *s, struct context **cp, uint32_t seq, char *why,
 	cJSON *o = record_attach_json(&rec);
 	r = o ? context_journal_write(c, JOURNAL_ATTACH, o, false) : -ENOMEM;
 	if (r == 0)
-		r = context_sync(s, cp, n);
+		r = commit_sync(s, cp, n);
 	if (r < 0) {
 		snprintf(why, whylen, "attach/%s: cannot save it: %s", a.name, strerror(-r));
 		return r;
@@ -369,12 +369,12 @@ int context_attach_remove(struct store *s, uint64_t id, const char *name)
 	struct attach_file *f = find(c, name, 0);
 	int r = f ? 0 : -ENOENT;
 	if (f && f->committed) {
-		r = context_sync_idle(s, &c);
+		r = commit_sync_idle(s, &c);
 		cJSON *o = r == 0 ? record_detach_json(name, clock_wall_ms()) : NULL;
 		if (o) {
 			r = context_journal_write(c, JOURNAL_DETACH, o, false);
 			if (r == 0)
-				r = context_sync(s, &c, &n);
+				r = commit_sync(s, &c, &n);
 		}
 		f = find(c, name, 0);
 	}

@@ -173,7 +173,7 @@ static void feed_forget(struct store *s, struct store_slot *slot, struct notes *
 	struct context *c = slot->ctx;
 	if (c) {
 		c->open = false;
-		context_stop_all(s, c, "cancelled: the context was deleted", n);
+		reply_call_stop_all(s, c, "cancelled: the context was deleted", n);
 		struct api_error e;
 		api_error_clear(&e);
 		api_error_set(&e, "cancelled", "cancelled: the context was deleted");
@@ -182,7 +182,7 @@ static void feed_forget(struct store *s, struct store_slot *slot, struct notes *
 			if (t->state != REPLY_DONE && t->state != REPLY_FAILED)
 				reply_end(s, t, REPLY_FAILED, &e, n);
 		}
-		context_drop_ends(c);
+		commit_drop_ends(c);
 		context_free(s, c);
 	}
 	store_slot_free(slot);

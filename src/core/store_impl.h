@@ -199,7 +199,7 @@ struct context {
 	bool sync_queued;	 /* in the commit thread's queue */
 	bool save_away;		 /* in the store's away list (commit.c) */
 	bool away_retrying;	 /* commit.c writes that list's records now */
-	bool syncing;		 /* context_sync runs storage_sync with the lock released:
+	bool syncing;		 /* commit_sync runs storage_sync with the lock released:
 				    nothing is appended meanwhile (the engine says -EBUSY) */
 	int64_t sync_failed_ms;	 /* wall clock of the last failed journal sync, 0 none */
 	int sync_failed_err;	 /* its -errno */
@@ -323,7 +323,7 @@ struct store_lease {
 
 struct store_hooks {
 	int (*load)(struct store *s, struct store_slot *slot);		   /* context_load */
-	void (*pump)(struct store *s, struct context *c, struct notes *n); /* context_pump */
+	void (*pump)(struct store *s, struct context *c, struct notes *n); /* reply_call_pump */
 	int (*catch_up)(struct store *s, struct context **cp,
 			struct notes *n); /* store_feed_catch_up */
 };
@@ -350,7 +350,7 @@ struct store {
 	char info_key[INFO_KEYS][16];
 	char info_val[INFO_KEYS][256];
 	int64_t started_ms;
-	struct notes held; /* store_call_event()'s, until store_call_flush() */
+	struct notes held; /* reply_call_event()'s, until reply_call_flush() */
 	/* commit.c: journal syncs run with the lock released */
 	pthread_cond_t synced;	    /* broadcast whenever a journal sync ends */
 	pthread_cond_t commit_wake; /* the commit threads' queue has work, or stop */
@@ -579,27 +579,27 @@ void context_undo_newest(struct context *c);
 /* commit.c: a context's durability (the engine's storage_sync). */
 /* Waits (lock released) until no sync runs on c's journal; *cp is looked up
  * again afterwards.  0, -ENOENT (deleted meanwhile). */
-int context_sync_idle(struct store *s, struct context **cp);
+int commit_sync_idle(struct store *s, struct context **cp);
 /* Makes what c's journal holds durable, the lock released during the fsync; *cp
  * is looked up again (NULL and -ENOENT when deleted meanwhile).  0, or the sync's
  * -errno: then every record since the last good sync is gone (the journal was
  * recovered, or stays failed until the next commit recovers it). */
-int context_sync(struct store *s, struct context **cp, struct notes *n);
+int commit_sync(struct store *s, struct context **cp, struct notes *n);
 /* A reply's end was appended: a commit thread syncs it (readers see EOF once it
  * is durable); without commit threads it is synced now, under the lock. */
-void context_sync_later(struct store *s, struct context *c, struct notes *n);
+void commit_sync_later(struct store *s, struct context *c, struct notes *n);
 /* Saves t's end: appends REPLY_END (deferred while a sync runs) and has it
  * synced. */
-void context_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n);
+void commit_save_end(struct store *s, struct context *c, struct reply *t, struct notes *n);
 /* After a load: everything read is durable. */
-void context_mark_synced(struct context *c);
+void commit_mark_synced(struct context *c);
 /* The context is deleted: no end will be synced, and none is waited for (a
  * complete reply's reader sees its end). */
-void context_drop_ends(struct context *c);
+void commit_drop_ends(struct context *c);
 
-/* message.c: gives the space *held holds back (to the journal record written
+/* store.c: gives the space *held holds back (to the journal record written
  * next, under the same lock); sets *held to 0.  Under the lock. */
-void reserve_give_back(struct store *s, uint64_t *held);
+void store_reserve_give_back(struct store *s, uint64_t *held);
 
 /* store_attach.c: the attach/ side of a context (store_attach.h is the API). */
 /* A loader's ATTACH, DETACH and the "attach" list of a USER record. */
@@ -717,13 +717,13 @@ bool store_shared(struct store *s);
  * refusal (the API wants a refused exchange left out). */
 bool reply_in_history(const struct reply *t);
 
-/* reply_call.c: a turn's call.  context_pump starts the next queued turn's call
+/* reply_call.c: a turn's call.  reply_call_pump starts the next queued turn's call
  * when none is in flight; reply_end ends t (its call cancelled, the history,
  * the accounts, the cache and its end record updated). */
 /* Cancels the call in flight and fails every queued turn with why; 1 if any. */
-int context_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
+int reply_call_stop_all(struct store *s, struct context *c, const char *why, struct notes *n);
 void reply_end(struct store *s, struct reply *t, enum reply_state st, const struct api_error *e,
 	       struct notes *n);
-void context_pump(struct store *s, struct context *c, struct notes *n);
+void reply_call_pump(struct store *s, struct context *c, struct notes *n);
 
 #endif

@@ -225,7 +225,7 @@ static void models_resume(struct store *s, struct notes *n)
 		if (c && t->state == REPLY_WAITING && c->active == t) {
 			t->state = REPLY_QUEUED;
 			c->active = NULL;
-			s->hooks.pump(s, c, n); /* context_pump (reply_call.c) */
+			s->hooks.pump(s, c, n); /* reply_call_pump (reply_call.c) */
 		}
 		reply_unref(NULL, t);
 	}

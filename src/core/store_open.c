@@ -71,7 +71,7 @@ int store_open_on(struct storage *st, const char *where, const char *defaults_te
 	map_init(&s->by_id);
 	map_init(&s->calls);
 	s->hooks.load = context_load;
-	s->hooks.pump = context_pump;
+	s->hooks.pump = reply_call_pump;
 	s->hooks.catch_up = store_feed_catch_up;
 	s->st = st;
 	s->started_ms = clock_wall_ms();
@@ -237,9 +237,9 @@ int store_delete(struct store *s, const char *name)
 	struct context *c = slot->ctx;
 	if (c) {
 		c->open = false;
-		context_stop_all(s, c, "cancelled: the context was deleted", &notes);
+		reply_call_stop_all(s, c, "cancelled: the context was deleted", &notes);
 		store_end_drafts(s, c, &notes);
-		context_drop_ends(c);
+		commit_drop_ends(c);
 	}
 	slot_drop(s, slot);
 	notes_add(&notes, id, STORE_CHANGED_DELETED | STORE_CHANGED_OUTPUT);

@@ -148,7 +148,7 @@ void summary_flush(struct store *s, struct context *c, struct notes *n)
 		return;
 	c->summ_unsaved = false;
 	if (summary_record(c, "call", &c->summ_usage, c->summ_model) == 0)
-		context_sync_later(s, c, n);
+		commit_sync_later(s, c, n);
 }
 
 /* The instruction that ends a summary call's messages. */
@@ -360,7 +360,7 @@ void summary_call_end(struct store *s, struct reply *t, struct notes *n)
 				c->summ_unsaved = false;
 				if (summary_record(c, c->summ_compact ? "compact" : "call",
 						   &t->usage, t->model) == 0)
-					context_sync_later(s, c, n);
+					commit_sync_later(s, c, n);
 			}
 		}
 		buf_done(&z);
@@ -422,7 +422,7 @@ int summary_write(struct store *s, struct context **cp, const char *text, size_t
 	c->summ_unsaved = false;
 	r = summary_record(c, "write", NULL, NULL);
 	if (r == 0)
-		r = context_sync(s, &c, n);
+		r = commit_sync(s, &c, n);
 	if (r < 0 && c) { /* put back what was there */
 		free(c->summary);
 		c->summary = old;

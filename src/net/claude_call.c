@@ -121,7 +121,7 @@ static void call_end(struct claude_call *call, int code)
 			 e->request_id);
 	/* Counted out first: once the store hears of the end, the count agrees. */
 	claude_ended(c);
-	store_call_end(c->st, call->id, code, e);
+	reply_call_end(c->st, call->id, code, e);
 }
 
 void claude_call_free(struct claude_call *call)
@@ -196,7 +196,7 @@ static int on_sse_event(void *data, const struct sse_event *ev)
 		if ((we.type == WIRE_BLOCK_START || we.type == WIRE_BLOCK_DELTA) &&
 		    we.block == WIRE_BLOCK_TEXT && we.text_len > 0)
 			call->text_delivered = true;
-		if (store_call_event(call->c->st, call->id, &we) == -ECANCELED) {
+		if (reply_call_event(call->c->st, call->id, &we) == -ECANCELED) {
 			call_fail(call, -ECANCELED, false, "cancelled",
 				  "the call is no longer wanted");
 			r = -ECANCELED;
@@ -228,7 +228,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *data)
 		return call->fail ? 0 : len;
 	}
 	int r = sse_feed(&call->sse, p, len, on_sse_event, call);
-	store_call_flush(call->c->st); /* readers see the chunk's events at once */
+	reply_call_flush(call->c->st); /* readers see the chunk's events at once */
 	if (r < 0 && !call->fail) {
 		if (r == -EFBIG) /* not worth retrying: the reply would not shrink */
 			call_fail(call, -EIO, false, "stream_error",
@@ -315,7 +315,7 @@ static int header_end(struct claude_call *call)
 		return -1;
 	}
 	call->sse_mode = true;
-	store_call_response(call->c->st, call->id, (int)status, call->request_id);
+	reply_call_response(call->c->st, call->id, (int)status, call->request_id);
 	return 0;
 }
 
@@ -424,7 +424,7 @@ void claude_call_new(struct claude *c, struct call_spec *spec)
 		api_error_set(&e, "connection_error", "out of memory");
 		free(spec->body);
 		claude_ended(c);
-		store_call_end(c->st, spec->call_id, -EIO, &e);
+		reply_call_end(c->st, spec->call_id, -EIO, &e);
 		return;
 	}
 	call->c = c;
@@ -556,7 +556,7 @@ static void call_conclude(struct claude_call *call, int code)
 	call->retry_at_ms = clock_mono_ms() + delay;
 	log_debug("call %" PRIu64 ": %s (HTTP %d); retry %d in %" PRId64 " ms", call->id, e->type,
 		  e->http_status, call->retries, delay);
-	store_call_retry(call->c->st, call->id, (unsigned)call->retries, e, delay);
+	reply_call_retry(call->c->st, call->id, (unsigned)call->retries, e, delay);
 }
 
 /* The stream ended cleanly (the whole body arrived): its last event may lack the
@@ -568,7 +568,7 @@ static void call_eof(struct claude_call *call, CURLcode rc)
 	if (call->ended || call->fail || !call->sse_mode || rc != CURLE_OK)
 		return;
 	int r = sse_finish(&call->sse, on_sse_event, call);
-	store_call_flush(call->c->st);
+	reply_call_flush(call->c->st);
 	if (r < 0 && !call->fail)
 		call_fail(call, -EIO, true, "stream_error", "cannot parse the stream: %s",
 			  strerror(-r));

@@ -36,7 +36,7 @@ struct claude_call {
 	int idle_timeout_ms; /* <= 0: none */
 	CURL *easy;
 	bool active;	      /* easy is in the multi handle */
-	bool ended;	      /* store_call_end was reported; easy may still drain */
+	bool ended;	      /* reply_call_end was reported; easy may still drain */
 	int64_t ended_ms;     /* monotonic: when it ended (the drain's start) */
 	size_t drained;	      /* bytes received since it ended */
 	bool text_delivered;  /* a text delta reached the store: no more retries */

@@ -5,7 +5,7 @@
  *
  * A fake transport records every call the store starts (its JSON body parsed
  * with cJSON, so tests assert what would have been sent) and every cancel; the
- * test plays the network thread by calling store_call_response/event/retry/end
+ * test plays the network thread by calling reply_call_response/event/retry/end
  * itself, with events decoded by wire_event_decode from the data lines the API
  * sends.  An observer records every notification and calls back into the store
  * (which deadlocks if an observer were ever called with the lock held).  A
@@ -300,8 +300,8 @@ static inline int event(struct env *e, uint64_t call, const char *data)
 	CHECK_EQ_INT(r, 0);
 	if (r < 0)
 		return r;
-	r = store_call_event(e->s, call, &ev);
-	store_call_flush(e->s); /* one event per chunk of bytes */
+	r = reply_call_event(e->s, call, &ev);
+	reply_call_flush(e->s); /* one event per chunk of bytes */
 	wire_event_done(&ev);
 	return r;
 }
@@ -360,7 +360,7 @@ static inline void finish_msg(struct env *e, uint64_t call, long long out_tokens
 		 out_tokens);
 	CHECK_EQ_INT(event(e, call, data), 0);
 	CHECK_EQ_INT(event(e, call, "{\"type\":\"message_stop\"}"), 0);
-	store_call_end(e->s, call, 0, NULL);
+	reply_call_end(e->s, call, 0, NULL);
 }
 
 /* A whole successful reply, its text in two deltas.  in_tokens 0: no input

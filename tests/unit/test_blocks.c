@@ -122,8 +122,8 @@ static int event(struct env *e, const char *data)
 	CHECK_EQ_INT(r, 0);
 	if (r < 0)
 		return r;
-	r = store_call_event(e->s, e->call[e->n - 1], &ev);
-	store_call_flush(e->s);
+	r = reply_call_event(e->s, e->call[e->n - 1], &ev);
+	reply_call_flush(e->s);
 	wire_event_done(&ev);
 	return r;
 }
@@ -145,7 +145,7 @@ static void end_msg(struct env *e, const char *stop_reason)
 		 stop_reason);
 	CHECK_EQ_INT(event(e, data), 0);
 	CHECK_EQ_INT(event(e, "{\"type\":\"message_stop\"}"), 0);
-	store_call_end(e->s, e->call[e->n - 1], 0, NULL);
+	reply_call_end(e->s, e->call[e->n - 1], 0, NULL);
 }
 
 /* thinking (signed), redacted thinking, a tool use in three pieces, an unknown
@@ -267,7 +267,7 @@ static void test_retry_and_thinking_reads(void)
 	struct api_error err;
 	api_error_clear(&err);
 	api_error_set(&err, "overloaded_error", "busy");
-	store_call_retry(e.s, e.call[0], 1, &err, 0);
+	reply_call_retry(e.s, e.call[0], 1, &err, 0);
 	CHECK_EQ_INT(reply_thinking_size(e.s, t), 0);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
 	CHECK_EQ_INT(
@@ -280,7 +280,7 @@ static void test_retry_and_thinking_reads(void)
 	CHECK(buf[0] == 'b');
 	CHECK_EQ_INT(reply_read_thinking(e.s, t, 1, buf, sizeof(buf)), -EAGAIN);
 	/* Once a reader was shown it, a retry keeps it. */
-	store_call_retry(e.s, e.call[0], 2, &err, 0);
+	reply_call_retry(e.s, e.call[0], 2, &err, 0);
 	CHECK_EQ_INT(reply_thinking_size(e.s, t), 1);
 	CHECK_EQ_INT(event(&e, MSG_START), 0);
 	CHECK_EQ_INT(event(&e, START "0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}"), 0);

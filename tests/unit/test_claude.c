@@ -79,9 +79,9 @@ static const char request_body[] = "{\"model\":\"m\",\"max_tokens\":16,\"stream\
 struct store {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int cancel_at; /* store_call_event says -ECANCELED at this text event */
+	int cancel_at; /* reply_call_event says -ECANCELED at this text event */
 	int responses, status, text_events, stops, retries, ends, end_code;
-	int held, flushes; /* events not yet flushed; store_call_flush calls with some */
+	int held, flushes; /* events not yet flushed; reply_call_flush calls with some */
 	char request_id[128];
 	char text[4096];
 	size_t text_len;
@@ -93,7 +93,7 @@ struct store {
 	int64_t end_ms;
 };
 
-void store_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
+void reply_call_response(struct store *s, uint64_t call_id, int http_status, const char *request_id)
 {
 	pthread_mutex_lock(&s->lock);
 	s->responses++;
@@ -102,7 +102,7 @@ void store_call_response(struct store *s, uint64_t call_id, int http_status, con
 	pthread_mutex_unlock(&s->lock);
 }
 
-int store_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
+int reply_call_event(struct store *s, uint64_t call_id, const struct wire_event *ev)
 {
 	int r = 0;
 	pthread_mutex_lock(&s->lock);
@@ -125,7 +125,7 @@ int store_call_event(struct store *s, uint64_t call_id, const struct wire_event 
 	return r;
 }
 
-void store_call_flush(struct store *s)
+void reply_call_flush(struct store *s)
 {
 	pthread_mutex_lock(&s->lock);
 	if (s->held)
@@ -135,7 +135,7 @@ void store_call_flush(struct store *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void store_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
+void reply_call_retry(struct store *s, uint64_t call_id, unsigned attempt,
 		      const struct api_error *err, int64_t delay_ms)
 {
 	pthread_mutex_lock(&s->lock);
@@ -161,7 +161,7 @@ void store_models_list(struct store *s, const char *const *pages, const size_t *
 	(void)s, (void)pages, (void)lens, (void)n, (void)why;
 }
 
-void store_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
+void reply_call_end(struct store *s, uint64_t call_id, int err, const struct api_error *e)
 {
 	pthread_mutex_lock(&s->lock);
 	s->held = 0; /* the end announces what was held */

@@ -31,7 +31,7 @@ static void test_reopen_same(void)
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "part"), 0);
 	api_err(&err, "overloaded_error", "Overloaded", "req_x", 529);
-	store_call_end(e.s, call, -EIO, &err);
+	reply_call_end(e.s, call, -EIO, &err);
 	say(&e, id, "m3");
 	call = last_call(&e);
 	start_msg(&e, call, 30);
@@ -154,7 +154,7 @@ static void test_crash_mid_reply(void)
 	struct timespec ts = {0, 150 * 1000 * 1000};
 	nanosleep(&ts, NULL);
 	struct wire_event ping = {.type = WIRE_PING, .index = -1};
-	CHECK_EQ_INT(store_call_event(e.s, call, &ping), 0);
+	CHECK_EQ_INT(reply_call_event(e.s, call, &ping), 0);
 	env_init_disk(&c);
 	store_free(c.s);
 	c.s = NULL;

@@ -88,7 +88,7 @@ static void test_dispatch(void)
 	CHECK_EQ_INT(run(&e, id, "cancel", &done), 1);
 	CHECK_EQ_STR(done, "cancelled the call in flight");
 	CHECK(fake_was_cancelled(&e.fake, call));
-	store_call_end(e.s, call, -ECANCELED, NULL);
+	reply_call_end(e.s, call, -ECANCELED, NULL);
 	CHECK_EQ_INT(run(&e, id, "retry", &done), 0);
 	CHECK_EQ_STR(done, "sent the newest message again");
 	CHECK_EQ_INT(e.fake.n, 2);

@@ -231,7 +231,7 @@ static void test_undo_past_failure(void)
 	say(&e, a, "three");
 	struct api_error err;
 	api_err(&err, "overloaded_error", "busy", "req_1", 529);
-	store_call_end(e.s, last_call(&e), -EIO, &err);
+	reply_call_end(e.s, last_call(&e), -EIO, &err);
 	CHECK_EQ_INT(ctl(&e, a, "undo"), 0);
 	CHECK(!has(view(&e, a, VIEW_HISTORY), "two") && has(view(&e, a, VIEW_HISTORY), "one"));
 	CHECK_EQ_STR(output_text(&e, a), "re: one");

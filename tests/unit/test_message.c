@@ -262,7 +262,7 @@ static void test_cancel(void)
 	CHECK_EQ_INT(e.fake.n, 2); /* turn 2 went at once */
 	CHECK_EQ_INT(store_calls_in_flight(e.s), 1);
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
-	store_call_end(e.s, call, -ECANCELED, NULL); /* the transport's late report */
+	reply_call_end(e.s, call, -ECANCELED, NULL); /* the transport's late report */
 	CHECK(has(view(&e, id, VIEW_TRANSCRIPT), "--- turn 1, failed: cancelled"));
 	const char *m2[] = {"two"}; /* the cancelled exchange is not history */
 	CHECK(sent(&e, 1, m2, 1));
@@ -278,7 +278,7 @@ static void test_cancel(void)
 	call = last_call(&e);
 	CHECK_EQ_INT(context_output(e.s, id, &t), 0);
 	CHECK_EQ_INT(context_cancel(e.s, id), 1);
-	store_call_end(e.s, call, -ECANCELED, NULL);
+	reply_call_end(e.s, call, -ECANCELED, NULL);
 	struct reply_outcome oc;
 	reply_outcome(e.s, t, &oc);
 	CHECK_EQ_INT(oc.state, REPLY_FAILED);
@@ -324,7 +324,7 @@ static void test_turn_cancel(void)
 	uint64_t call2 = last_call(&e);
 	CHECK_EQ_INT(reply_cancel(e.s, t2), 1); /* in flight */
 	CHECK(fake_was_cancelled(&e.fake, call2));
-	store_call_end(e.s, call2, -ECANCELED, NULL);
+	reply_call_end(e.s, call2, -ECANCELED, NULL);
 	struct reply_outcome oc;
 	reply_outcome(e.s, t2, &oc);
 	CHECK_EQ_INT(oc.state, REPLY_FAILED);

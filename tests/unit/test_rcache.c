@@ -258,13 +258,13 @@ static void test_store_kept_only_end_turn(void)
 		  "\"max_tokens\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":1}}"),
 	    0);
 	CHECK_EQ_INT(event(&e, call, "{\"type\":\"message_stop\"}"), 0);
-	store_call_end(e.s, call, 0, NULL);
+	reply_call_end(e.s, call, 0, NULL);
 	uint64_t b = cached_ctx(&e, "b");
 	say(&e, b, "q");
 	CHECK_EQ_INT(e.fake.n, 2);
 	struct api_error err;
 	api_err(&err, "overloaded_error", "busy", "req_1", 529);
-	store_call_end(e.s, last_call(&e), -EIO, &err);
+	reply_call_end(e.s, last_call(&e), -EIO, &err);
 	uint64_t c = cached_ctx(&e, "c");
 	say(&e, c, "q");
 	CHECK_EQ_INT(e.fake.n, 3);

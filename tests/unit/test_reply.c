@@ -66,7 +66,7 @@ static void test_turn(void)
 	CHECK(starts(view(&e, id, VIEW_STATUS), "waiting\n"));
 
 	uint64_t call = last_call(&e);
-	store_call_response(e.s, call, 200, "req_0001");
+	reply_call_response(e.s, call, 200, "req_0001");
 	start_msg(&e, call, 12);
 	CHECK(starts(view(&e, id, VIEW_STATUS), "streaming\n"));
 	CHECK_EQ_INT(reply_read(e.s, out, 0, buf, sizeof(buf)), -EAGAIN);
@@ -83,7 +83,7 @@ static void test_turn(void)
 	CHECK_EQ_INT(reply_read(e.s, out, 6, buf, sizeof(buf)), -EAGAIN);
 	CHECK_EQ_INT(reply_read(e.s, out, 60, buf, sizeof(buf)), -EAGAIN);
 	struct wire_event ping = {.type = WIRE_PING, .index = -1};
-	CHECK_EQ_INT(store_call_event(e.s, call, &ping), 0);
+	CHECK_EQ_INT(reply_call_event(e.s, call, &ping), 0);
 	finish_msg(&e, call, 5);
 	CHECK_EQ_INT(reply_read(e.s, out, 6, buf, sizeof(buf)), 0);
 	CHECK_EQ_INT(read_all(&e, out, buf, sizeof(buf)), 0);
@@ -116,7 +116,7 @@ static void test_turn(void)
 
 	/* Events for a call that is over are refused; its end is ignored. */
 	CHECK_EQ_INT(delta(&e, call, "text", "late"), -ECANCELED);
-	store_call_end(e.s, call, -EIO, NULL);
+	reply_call_end(e.s, call, -EIO, NULL);
 	reply_outcome(e.s, out, &oc);
 	CHECK_EQ_INT(oc.state, REPLY_DONE);
 	CHECK_EQ_INT(reply_size(e.s, out), 6);
@@ -143,19 +143,19 @@ static void test_failure_retry(void)
 	CHECK_EQ_INT(context_output(e.s, id, &t1), 0);
 	/* A retry of the transport's shows while it waits. */
 	api_err(&err, "overloaded_error", "Overloaded", "req_a", 529);
-	store_call_retry(e.s, call, 1, &err, 500);
+	reply_call_retry(e.s, call, 1, &err, 500);
 	const char *st = view(&e, id, VIEW_STATUS);
 	CHECK(starts(st, "waiting\n"));
 	CHECK(has(st, "turn_attempt: 1\n"));
 	CHECK(has(st, "call_turn: 1\ncall_retries: 1 of 2\n"));
 	CHECK(has(st, "retrying: after overloaded_error: Overloaded\n"));
 	CHECK(!has(st, "last_error"));
-	store_call_response(e.s, call, 200, "req_b");
+	reply_call_response(e.s, call, 200, "req_b");
 	start_msg(&e, call, 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "partial "), 0);
 	CHECK_EQ_INT(delta(&e, call, "text", "text"), 0);
 	api_err(&err, "api_error", "Internal server error", "req_b", 0);
-	store_call_end(e.s, call, -EIO, &err);
+	reply_call_end(e.s, call, -EIO, &err);
 	CHECK_EQ_INT(read_all(&e, t1, buf, sizeof(buf)), -EIO);
 	CHECK_EQ_STR(buf, "partial text");
 	CHECK_EQ_INT(reply_read(e.s, t1, 3, buf, 4), 4);
@@ -202,7 +202,7 @@ static void test_failure_retry(void)
 	/* A failed turn is left out of the next request; the next message goes. */
 	say(&e, id, "second");
 	call = last_call(&e);
-	store_call_end(e.s, call, -ETIMEDOUT, NULL);
+	reply_call_end(e.s, call, -ETIMEDOUT, NULL);
 	CHECK(has(view(&e, id, VIEW_STATUS), "last_error: timeout_error"));
 	say(&e, id, "third");
 	const char *m3[] = {"question", "answer", "third"};
@@ -214,7 +214,7 @@ static void test_failure_retry(void)
 	/* The same after a reload: the failed turn can be retried. */
 	say(&e, id, "fourth");
 	api_err(&err, "invalid_request_error", "bad", "req_c", 400);
-	store_call_end(e.s, last_call(&e), -EIO, &err);
+	reply_call_end(e.s, last_call(&e), -EIO, &err);
 	env_reopen(&e);
 	CHECK_EQ_INT(store_lookup(e.s, "f", &id), 0);
 	st = view(&e, id, VIEW_STATUS);

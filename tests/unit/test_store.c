@@ -377,14 +377,14 @@ static void test_observers(void)
 	const char *d = "{\"type\":\"content_block_delta\",\"index\":0,"
 			"\"delta\":{\"type\":\"text_delta\",\"text\":\"c\"}}";
 	CHECK_EQ_INT(wire_event_decode(NULL, 0, d, strlen(d), &ev), 0);
-	CHECK_EQ_INT(store_call_event(e.s, call, &ev), 0);
-	CHECK_EQ_INT(store_call_event(e.s, call, &ev), 0);
+	CHECK_EQ_INT(reply_call_event(e.s, call, &ev), 0);
+	CHECK_EQ_INT(reply_call_event(e.s, call, &ev), 0);
 	wire_event_done(&ev);
 	CHECK_EQ_INT(e.obs.n, mark);
-	store_call_flush(e.s);
+	reply_call_flush(e.s);
 	CHECK_EQ_INT(obs_count(&e.obs, mark, id, STORE_CHANGED_OUTPUT), 1);
 	CHECK_EQ_INT(e.obs.n, mark + 1);
-	store_call_flush(e.s);
+	reply_call_flush(e.s);
 	CHECK_EQ_INT(e.obs.n, mark + 1); /* nothing held: nothing announced */
 	mark = e.obs.n;
 	CHECK_EQ_INT(delta(&e, call, "thinking", "x"), 0);
@@ -431,7 +431,7 @@ static void test_delete_live(void)
 	CHECK_EQ_INT(read_all(&e, t, buf, sizeof(buf)), -EIO);
 	CHECK_EQ_STR(buf, "abc");
 	CHECK_EQ_INT(delta(&e, call, "text", "def"), -ECANCELED);
-	store_call_end(e.s, call, -ECANCELED, NULL);
+	reply_call_end(e.s, call, -ECANCELED, NULL);
 	reply_unref(e.s, t);
 	snprintf(p, sizeof(p), "%s/contexts/live", e.dir);
 	CHECK(!is_dir(p));

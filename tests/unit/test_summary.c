@@ -106,7 +106,7 @@ static void test_failure_drops_the_cut(void)
 	CHECK_EQ_INT(e.fake.n, 4);
 	struct api_error err;
 	api_err(&err, "overloaded_error", "Overloaded", "req_1", 529);
-	store_call_end(e.s, last_call(&e), -EIO, &err);
+	reply_call_end(e.s, last_call(&e), -EIO, &err);
 	/* the turn's call went on without a summary, the cut dropped */
 	CHECK_EQ_INT(e.fake.n, 5);
 	CHECK(body_field(&e, 4, "system") == NULL);

@@ -25,14 +25,14 @@ static void test_status_word_unloaded(void)
 	reply(&e, last_call(&e), "a", 0, 1);
 	id = make(&e, "failed");
 	say(&e, id, "q");
-	store_call_end(e.s, last_call(&e), -EIO, &err);
+	reply_call_end(e.s, last_call(&e), -EIO, &err);
 	id = make(&e, "cut");
 	say(&e, id, "q");
 	start_msg(&e, last_call(&e), 0);
 	CHECK_EQ_INT(delta(&e, last_call(&e), "text", "half"), 0);
 	id = make(&e, "cleared");
 	say(&e, id, "q");
-	store_call_end(e.s, last_call(&e), -EIO, &err);
+	reply_call_end(e.s, last_call(&e), -EIO, &err);
 	CHECK_EQ_INT(context_clear(e.s, id), 0);
 	make(&e, "empty");
 	/* turns whose records lie before the last 64 KiB of the journal */
@@ -42,7 +42,7 @@ static void test_status_word_unloaded(void)
 		id = make(&e, k ? "big-failed" : "big-done");
 		say(&e, id, "q");
 		if (k)
-			store_call_end(e.s, last_call(&e), -EIO, &err);
+			reply_call_end(e.s, last_call(&e), -EIO, &err);
 		else
 			reply(&e, last_call(&e), "a", 0, 1);
 		for (int i = 0; i < 2; i++) {
