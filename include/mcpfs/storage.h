@@ -276,6 +276,11 @@ struct storage_ops {
 	int (*lease_renew)(struct storage *s, uint64_t id, uint64_t token, uint32_t ttl_ms);
 	/* Releases it (0 also when it was taken over meanwhile). */
 	int (*lease_release)(struct storage *s, uint64_t id, uint64_t token);
+	/* Ends holder's lease of context id now, when holder still holds it, so
+	 * that the next acquire is a takeover: for a holder the caller knows is
+	 * dead (a process of its own host and pid namespace that no longer runs).
+	 * 0 (also when holder no longer holds it), -ENOENT. */
+	int (*lease_break)(struct storage *s, uint64_t id, const char *holder);
 
 	/* Attachment blobs (optional: NULL in an engine that keeps none; the
 	 * storage_blob_* calls then return -ENOTSUP).  A context holds a blob
@@ -342,6 +347,7 @@ struct storage {
 #define storage_lease_acquire(s, ...) STORAGE_CALL(s, lease_acquire, __VA_ARGS__)
 #define storage_lease_renew(s, ...) STORAGE_CALL(s, lease_renew, __VA_ARGS__)
 #define storage_lease_release(s, ...) STORAGE_CALL(s, lease_release, __VA_ARGS__)
+#define storage_lease_break(s, ...) STORAGE_CALL(s, lease_break, __VA_ARGS__)
 #define storage_blob_put(s, ...) STORAGE_CALL(s, blob_put, __VA_ARGS__)
 #define storage_blob_read(s, ...) STORAGE_CALL(s, blob_read, __VA_ARGS__)
 #define storage_blob_stat(s, ...) STORAGE_CALL(s, blob_stat, __VA_ARGS__)

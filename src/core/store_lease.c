@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,6 +188,47 @@ static void lease_tick(struct store *s)
 	pthread_mutex_lock(&s->lock);
 }
 
+/* --- who holds a lease --------------------------------------------------- */
+
+/* The inode of this process's pid namespace: two pids name the same process
+ * only within one. */
+static unsigned long pid_ns(void)
+{
+	struct stat st;
+	return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+/* host:pidns:pid:random, at most STORAGE_MAX_HOLDER - 1 bytes. */
+static void lease_holder(char *out, size_t len)
+{
+	char host[65] = "";
+	uint32_t rnd = 0;
+	if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
+		snprintf(host, sizeof(host), "localhost");
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t)clock_mono_ms() ^ ((uint32_t)getpid() << 16);
+	snprintf(out, len, "%.24s:%lu:%ld:%08" PRIx32, host, pid_ns(), (long)getpid(), rnd);
+}
+
+/* Whether holder is a daemon of this host and pid namespace whose process no
+ * longer runs (a daemon killed and started again): its lease is then broken
+ * at once rather than left to expire.  A pid used again by another process
+ * only makes this say "alive", and the lease expires as it would. */
+static bool holder_dead(const char *holder, const char *mine)
+{
+	const char *a = strchr(holder, ':'), *b = strchr(mine, ':');
+	if (!a || !b || a - holder != b - mine || memcmp(holder, mine, (size_t)(a - holder)))
+		return false;
+	char *end;
+	unsigned long ns = strtoul(a + 1, &end, 10);
+	if (*end != ':' || ns == 0 || ns != strtoul(b + 1, NULL, 10))
+		return false;
+	long pid = strtol(end + 1, &end, 10);
+	if (*end != ':' || pid <= 0 || pid == (long)getpid())
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
 /* --- takeover: a remote turn whose daemon stopped (pg-plan §5) -------------- */
 
 /* The turn that holds c's queue back when it is another daemon's, in flight
@@ -233,9 +275,14 @@ static void lease_scan(struct store *s)
 			v[n++] = (struct probe){slot->id, slot->sid, t->number, t->attempt, 0, {0}};
 		}
 	pthread_mutex_unlock(&s->lock);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		v[i].r =
 		    storage_lease_acquire(s->st, v[i].sid, s->lease.holder, LEASE_TTL_MS, &v[i].l);
+		if (v[i].r == -EBUSY && holder_dead(v[i].l.prev_holder, s->lease.holder) &&
+		    storage_lease_break(s->st, v[i].sid, v[i].l.prev_holder) == 0)
+			v[i].r = storage_lease_acquire(s->st, v[i].sid, s->lease.holder,
+						       LEASE_TTL_MS, &v[i].l);
+	}
 	struct notes notes = {0};
 	pthread_mutex_lock(&s->lock);
 	int64_t now = clock_mono_ms();
@@ -300,18 +347,6 @@ static void *lease_thread(void *arg)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
-}
-
-/* host:pid:random, at most STORAGE_MAX_HOLDER - 1 bytes. */
-static void lease_holder(char *out, size_t len)
-{
-	char host[65] = "";
-	uint32_t rnd = 0;
-	if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
-		snprintf(host, sizeof(host), "localhost");
-	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint32_t)clock_mono_ms() ^ ((uint32_t)getpid() << 16);
-	snprintf(out, len, "%.40s:%ld:%08" PRIx32, host, (long)getpid(), rnd);
 }
 
 int store_lease_start(struct store *s)

@@ -113,5 +113,6 @@ int pg_lease_acquire(struct storage *s, uint64_t id, const char *holder, uint32_
 		     struct storage_lease *l);
 int pg_lease_renew(struct storage *s, uint64_t id, uint64_t token, uint32_t ttl_ms);
 int pg_lease_release(struct storage *s, uint64_t id, uint64_t token);
+int pg_lease_break(struct storage *s, uint64_t id, const char *holder);
 
 #endif

@@ -145,3 +145,19 @@ int pg_lease_release(struct storage *s, uint64_t id, uint64_t token)
 			   2, v);
 	return err == -ESTALE ? 0 : err;
 }
+
+int pg_lease_break(struct storage *s, uint64_t id, const char *holder)
+{
+	char ids[24];
+	const char *v[] = {ids, holder};
+	int err;
+
+	if (!holder || !*holder || strlen(holder) >= STORAGE_MAX_HOLDER)
+		return -EINVAL;
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	err = lease_update((struct pg_store *)s,
+			   "UPDATE mcpfs.leases SET expires = '-infinity'"
+			   " WHERE context_id = $1 AND holder = $2 RETURNING token",
+			   2, v);
+	return err == -ESTALE ? 0 : err;
+}

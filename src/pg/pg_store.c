@@ -411,6 +411,7 @@ static const struct storage_ops pg_ops = {
     .lease_acquire = pg_lease_acquire,
     .lease_renew = pg_lease_renew,
     .lease_release = pg_lease_release,
+    .lease_break = pg_lease_break,
     .blob_put = pg_blob_put,
     .blob_read = pg_blob_read,
     .blob_stat = pg_blob_stat,

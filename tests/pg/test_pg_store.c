@@ -34,6 +34,11 @@ static struct storage *open_store(const char *url)
 		fprintf(stderr, "pg_store_new: %d: %s\n", err, why);
 		exit(2);
 	}
+	/* the listener, as the daemon starts it after forking (store_start) */
+	if ((err = storage_start(s)) < 0) {
+		fprintf(stderr, "storage_start: %d\n", err);
+		exit(2);
+	}
 	return s;
 }
 
