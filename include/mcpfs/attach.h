@@ -87,6 +87,14 @@ void attach_hash(const void *data, size_t n, char hex[33]);
 /* True for 32 lower-case hex digits. */
 bool attach_hash_valid(const char *hex);
 
+/* A blob's content read into out (its bytes at out->data + start, got of the
+ * size expected, or a negative errno from the read), kept when whole and
+ * matching hash: out->len moves past it and a NUL follows (buf.h keeps a
+ * byte for it).  0; got's error; -EBADMSG when short or damaged (out->len
+ * stays at start). */
+struct buf;
+int attach_blob_kept(struct buf *out, size_t start, uint64_t size, long got, const char *hash);
+
 /* Base64 (RFC 4648, with padding): the encoded length, and the encoding into
  * out (which has room for attach_b64_len(n) bytes; no NUL). */
 size_t attach_b64_len(size_t n);

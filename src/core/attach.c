@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include "mcpfs/attach.h"
+#include "mcpfs/buf.h"
 #include "mcpfs/prune.h"
 #include "mcpfs/utf8.h"
 
@@ -363,6 +364,21 @@ void attach_hash(const void *data, size_t n, char hex[33])
 	XXH128_hash_t h = XXH3_128bits(data, n);
 	snprintf(hex, 33, "%016llx%016llx", (unsigned long long)h.high64,
 		 (unsigned long long)h.low64);
+}
+
+int attach_blob_kept(struct buf *out, size_t start, uint64_t size, long got, const char *hash)
+{
+	if (got < 0)
+		return (int)got;
+	if ((uint64_t)got != size)
+		return -EBADMSG;
+	char h[33];
+	attach_hash(out->data + start, size, h);
+	if (strcmp(h, hash))
+		return -EBADMSG;
+	out->len = start + size;
+	out->data[out->len] = '\0';
+	return 0;
 }
 
 bool attach_hash_valid(const char *hex)

@@ -291,19 +291,7 @@ int blob_get(int dirfd, const char *hex, uint64_t size, struct buf *out)
 	if ((r = buf_reserve(out, start + size)) < 0)
 		return r;
 	long got = blob_pread(dirfd, hex, out->data + start, size, 0);
-	if (got < 0)
-		return (int)got;
-	if ((uint64_t)got != size)
-		return -EBADMSG;
-	out->len = start + size;
-	out->data[out->len] = '\0'; /* the buffer keeps a byte for it (buf.h) */
-	char h[33];
-	attach_hash(out->data + start, size, h);
-	if (strcmp(h, hex)) {
-		out->len = start;
-		return -EBADMSG;
-	}
-	return 0;
+	return attach_blob_kept(out, start, size, got, hex);
 }
 
 int blob_link(int from, int to, const char *hex)

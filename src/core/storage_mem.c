@@ -554,12 +554,15 @@ static int mem_blob_sweep(struct storage *s, uint64_t id, bool (*keep)(void *dat
 
 static int mem_feed_fd(struct storage *s)
 {
-	return smem_of(s)->event_fd;
+	struct smem *m = smem_of(s);
+	return m->event_fd >= 0 ? m->event_fd : -ENOTSUP;
 }
 
 static int mem_feed_drain(struct storage *s, struct storage_hint *hints, int max, bool *resync)
 {
 	struct smem *m = smem_of(s);
+	if (m->event_fd < 0)
+		return -ENOTSUP;
 	uint64_t v;
 	ssize_t rd = read(m->event_fd, &v, sizeof(v)); /* non-blocking */
 	(void)rd;
@@ -607,6 +610,8 @@ static int mem_changes(struct storage *s, uint64_t after, uint32_t max, storage_
 		       void *data, uint64_t *next)
 {
 	struct smem *m = smem_of(s);
+	if (m->event_fd < 0)
+		return -ENOTSUP;
 	int r = 0;
 	uint32_t n = 0;
 	struct mctx *c;
@@ -646,31 +651,10 @@ static void mem_free(struct storage *s)
 	free(m);
 }
 
+/* One table for both: the feed's ops answer only for an engine made by
+ * storage_mem_new_shared() (event_fd >= 0; storage_feed_fd() is then not
+ * negative, which is how the core tells a shared engine). */
 static const struct storage_ops mem_ops = {
-    .create = mem_create,
-    .rename = mem_rename,
-    .remove = mem_remove,
-    .append = mem_append,
-    .sync = mem_sync,
-    .list = mem_list,
-    .load = mem_load,
-    .defaults_get = mem_defaults_get,
-    .defaults_set = mem_defaults_set,
-    .open = mem_open,
-    .failed = mem_failed,
-    .tail = mem_tail,
-    .meta_get = mem_meta_get,
-    .meta_set = mem_meta_set,
-    .reserve = mem_reserve,
-    .blob_put = mem_blob_put,
-    .blob_read = mem_blob_read,
-    .blob_stat = mem_blob_stat,
-    .blob_link = mem_blob_link,
-    .blob_sweep = mem_blob_sweep,
-    .free = mem_free,
-};
-
-static const struct storage_ops mem_shared_ops = {
     .create = mem_create,
     .rename = mem_rename,
     .remove = mem_remove,
@@ -710,7 +694,6 @@ int storage_mem_new_shared(struct storage **ret)
 		*ret = NULL;
 		return r;
 	}
-	m->base.ops = &mem_shared_ops;
 	return 0;
 }
 
@@ -729,7 +712,7 @@ int storage_mem_new(struct storage **ret)
 
 void storage_mem_fail(struct storage *s, const char *op, int err, unsigned count, int recover_err)
 {
-	if (!s || (s->ops != &mem_ops && s->ops != &mem_shared_ops))
+	if (!s || s->ops != &mem_ops)
 		return;
 	struct smem *m = smem_of(s);
 	pthread_mutex_lock(&m->lock);

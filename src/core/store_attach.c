@@ -92,19 +92,7 @@ int attach_blob_get(struct store *s, struct context *c, const char *hash, uint64
 	if ((r = buf_reserve(out, start + size)) < 0)
 		return r;
 	long got = storage_blob_read(s->st, sid, hash, out->data + start, size, 0);
-	if (got < 0)
-		return (int)got;
-	if ((uint64_t)got != size)
-		return -EBADMSG;
-	out->len = start + size;
-	out->data[out->len] = '\0'; /* the buffer keeps a byte for it (buf.h) */
-	char h[33];
-	attach_hash(out->data + start, size, h);
-	if (strcmp(h, hash)) {
-		out->len = start;
-		return -EBADMSG;
-	}
-	return 0;
+	return attach_blob_kept(out, start, size, got, hash);
 }
 
 int attach_fork_links(struct store *s, uint64_t from_sid, uint64_t to_sid,

@@ -81,6 +81,22 @@ def pg_session():
     server.close()
 
 
+@pytest.fixture
+def pg():
+    """A PostgreSQL server of the test's own (the two-daemon tests)."""
+    require_pg()
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def two(pg, mount_factory):
+    """Mounts A and B on the same database."""
+    a = mount_factory(args=["--store=" + pg.url], state_dir=True)
+    b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
+    return a, b
+
+
 @pytest.fixture(scope="session")
 def mcpfs_bin():
     path = os.environ.get("MCPFS_BIN") or str(REPO / "build" / "mcpfs")

@@ -14,14 +14,6 @@ import pytest
 
 from attach_files import pdf, png
 from mcpfs_testlib import REPO, daemon_env, output, read_text, reply_for, run, send, wait_for
-from pg_support import PgServer, require_pg
-
-
-@pytest.fixture
-def pg():
-    require_pg()
-    with PgServer() as server:
-        yield server
 
 
 def count(pg, table):

@@ -12,7 +12,6 @@ import pytest
 import socket
 
 from mcpfs_testlib import daemon_env, run, send, wait_status
-from pg_support import PgServer, require_pg
 
 MAGIC = b"MCJ1"
 
@@ -45,13 +44,6 @@ def store_records(pg):
         assert int(seq) == len(recs) + 1, "a gap in %s's seqs" % name
         recs.append((int(rtype), bytes.fromhex(payload)))
     return out
-
-
-@pytest.fixture
-def pg():
-    require_pg()
-    with PgServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -19,24 +19,8 @@ import time
 import pytest
 
 from mcpfs_testlib import read_file, reply_for, run, send, status, wait_for
-from pg_support import PgServer, require_pg
 
 PER_WRITER = 10
-
-
-@pytest.fixture
-def pg():
-    require_pg()
-    with PgServer() as server:
-        yield server
-
-
-@pytest.fixture
-def two(pg, mount_factory):
-    """Mounts A and B on the same database."""
-    a = mount_factory(args=["--store=" + pg.url], state_dir=True)
-    b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
-    return a, b
 
 
 def shared_context(a, b, name="c"):

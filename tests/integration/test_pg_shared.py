@@ -14,24 +14,8 @@ from http_support import NoMount
 from mcpfs_testlib import (
     PipeReader, Reader, read_file, reply_for, send, status, wait_for, write_file,
 )
-from pg_support import PgServer, require_pg
 
 DEADLINE = 5.0
-
-
-@pytest.fixture
-def pg():
-    require_pg()
-    with PgServer() as server:
-        yield server
-
-
-@pytest.fixture
-def two(pg, mount_factory):
-    """Mounts A and B on the same database."""
-    a = mount_factory(args=["--store=" + pg.url], state_dir=True)
-    b = mount_factory(name="b", args=["--store=" + pg.url], state_dir=True)
-    return a, b
 
 
 def names(m):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from mcpfs_testlib import REPO
-from pg_support import PgServer, require_pg
 
 
 def driver(name="test_pg_store"):
@@ -27,13 +26,6 @@ def driver(name="test_pg_store"):
             pytest.fail(msg + ", and CI (MCPFS_CI) must have it: packaging/build-deps.txt")
         pytest.skip(msg)
     return str(path)
-
-
-@pytest.fixture
-def pg():
-    require_pg()
-    with PgServer() as server:
-        yield server
 
 
 def run_case(case, url, timeout=120, name="test_pg_store"):
