@@ -145,7 +145,8 @@ def test_bash_completion(installed, mcpfs_bin, workdir):
     # Every option of the table, and nothing else.
     got = complete(p, ["mcpfs", "-"], workdir)
     assert set(got) - {"-o", "--http"} == flags - {"--http"} and "-o" in got, got
-    assert complete(p, ["mcpfs", "--st"], workdir) == ["--state-dir="]
+    assert complete(p, ["mcpfs", "--st"], workdir) == ["--state-dir=", "--store="]
+    assert complete(p, ["mcpfs", "--sta"], workdir) == ["--state-dir="]
     assert complete(p, ["mcpfs", "--state-dir=st"], workdir) == ["--state-dir=state-a"]
     assert complete(p, ["mcpfs", "--api-key-file=ke"], workdir) == ["--api-key-file=key.txt"]
     assert complete(p, ["mcpfs", "-o", "mo"], workdir) == ["model="]
